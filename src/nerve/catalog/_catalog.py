@@ -1,0 +1,199 @@
+"""The compiled catalog: the one source of truth every stage reads."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import jsonschema_rs
+
+from nerve.catalog._load import GROUPS_DIR, load_event, load_group, yaml_files
+from nerve.catalog._model import EventSpec, PropertyGroup, Version
+from nerve.errors import CatalogError, Location
+
+__all__ = ["Catalog", "Violation"]
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """Why an event failed validation: where in the event, which rule, and which catalog line."""
+
+    path: str
+    rule: str
+    message: str
+    file: str | None = None
+    line: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "rule": self.rule, "message": self.message,
+                "file": self.file, "line": self.line}
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+#: where each call type keeps the data its catalog entry describes
+PAYLOAD_FIELD = {"track": "properties", "page": "properties", "screen": "properties",
+                 "identify": "traits", "group": "traits"}
+
+
+class Catalog:
+    """Every cataloged event, each version, compiled to JSON Schema validators.
+
+    >>> cat = Catalog.from_specs([EventSpec(name="signup", version=Version(1))])
+    >>> cat.get("signup").version
+    Version(major=1, minor=0, patch=0)
+    """
+
+    def __init__(self, specs: list[EventSpec], groups: Mapping[str, PropertyGroup] | None = None,
+                 root: Path | None = None) -> None:
+        by_name: dict[str, dict[Version, EventSpec]] = {}
+        for spec in specs:
+            by_name.setdefault(spec.name, {})[spec.version] = spec
+        self._versions = {name: dict(sorted(v.items())) for name, v in sorted(by_name.items())}
+        self.groups: Mapping[str, PropertyGroup] = MappingProxyType(dict(groups or {}))
+        self.root = root
+        self._validators: dict[tuple[str, Version], Any] = {}
+
+    @classmethod
+    def from_specs(cls, specs: list[EventSpec]) -> Catalog:
+        return cls(specs)
+
+    @classmethod
+    def load(cls, events_dir: Path | str) -> Catalog:
+        """Load ``events/*.yaml`` (and property groups in ``events/groups/``).
+
+        Raises CatalogError listing every problem with its file and line.
+        """
+        events_dir = Path(events_dir)
+        problems: list[tuple[Location, str]] = []
+        groups: dict[str, PropertyGroup] = {}
+        for path in yaml_files(events_dir / GROUPS_DIR):
+            group = load_group(path, problems)
+            if group is None:
+                continue
+            if group.name in groups:
+                problems.append((Location(path, 1), f"property group {group.name!r} is also "
+                                                    f"defined in {groups[group.name].file}"))
+            groups[group.name] = group
+        specs: list[EventSpec] = []
+        seen: dict[tuple[str, Version], Path] = {}
+        for path in yaml_files(events_dir):
+            spec = load_event(path, groups, problems)
+            if spec is None:
+                continue
+            key = (spec.name, spec.version)
+            if key in seen:
+                problems.append((Location(path, spec.lines.get("version", 1)),
+                                 f"{spec.name} version {spec.version} is also defined in "
+                                 f"{seen[key]}"))
+                continue
+            seen[key] = path
+            specs.append(spec)
+        if problems:
+            raise CatalogError(problems)
+        catalog = cls(specs, groups, root=events_dir)
+        catalog.compile_all()
+        return catalog
+
+    # lookups ------------------------------------------------------------------------------
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._versions
+
+    def __iter__(self) -> Iterator[EventSpec]:
+        """The latest version of every event, by name."""
+        for versions in self._versions.values():
+            yield next(reversed(versions.values()))
+
+    def __len__(self) -> int:
+        return len(self._versions)
+
+    def names(self) -> list[str]:
+        return list(self._versions)
+
+    def versions(self, name: str) -> list[EventSpec]:
+        """Every version of an event, oldest first."""
+        return list(self._versions.get(name, {}).values())
+
+    def get(self, name: str, version: Version | str | int | None = None) -> EventSpec | None:
+        """The given version of an event, or its latest; None when not cataloged.
+
+        A version given as a bare major (``2``) picks the latest ``2.x.y``.
+        """
+        versions = self._versions.get(name)
+        if not versions:
+            return None
+        if version is None:
+            return next(reversed(versions.values()))
+        if isinstance(version, Version):
+            return versions.get(version)
+        text = str(version)
+        wanted = Version.parse(text)
+        if "." in text or "-" in text:
+            return versions.get(wanted)
+        same_major = [v for v in versions if v.major == wanted.major]
+        return versions[same_major[-1]] if same_major else None
+
+    def for_call(self, type_: str, event: str | None) -> EventSpec | None:
+        """The entry describing a message: a track event by name; other calls by their type."""
+        if type_ == "track":
+            return self.get(event) if event else None
+        return self.get(type_) if type_ in PAYLOAD_FIELD else None
+
+    # validation ---------------------------------------------------------------------------
+
+    def compile_all(self) -> None:
+        """Compile every validator now (so a bad pattern fails at load, not at first event)."""
+        problems = []
+        for versions in self._versions.values():
+            for spec in versions.values():
+                try:
+                    self._validator(spec)
+                except ValueError as exc:
+                    problems.append((Location(spec.file or spec.name, 1),
+                                     f"{spec.name}: schema does not compile: {exc}"))
+        if problems:
+            raise CatalogError(problems)
+
+    def _validator(self, spec: EventSpec) -> Any:
+        key = (spec.name, spec.version)
+        validator = self._validators.get(key)
+        if validator is None:
+            validator = jsonschema_rs.Draft202012Validator(spec.json_schema(),
+                                                           validate_formats=True)
+            self._validators[key] = validator
+        return validator
+
+    def is_valid(self, spec: EventSpec, payload: Any) -> bool:
+        return bool(self._validator(spec).is_valid(payload))
+
+    def violations(self, spec: EventSpec, payload: Any) -> list[Violation]:
+        """Every way ``payload`` (properties or traits) breaks ``spec``; empty when valid."""
+        validator = self._validator(spec)
+        if validator.is_valid(payload):
+            return []
+        field_name = PAYLOAD_FIELD.get(spec.type, "properties")
+        result = []
+        for error in validator.iter_errors(payload):
+            path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}"
+                           for p in error.instance_path)
+            prop_name = next((p for p in error.instance_path if isinstance(p, str)), None)
+            prop = spec.property(prop_name) if prop_name else None
+            line = (prop.line if prop and prop.line else spec.lines.get("properties"))
+            file = str(prop.file if prop and prop.file else spec.file) if spec.file else None
+            rule = _snake(type(error.kind).__name__)
+            subject = f"{spec.name}.{prop_name}" if prop_name else spec.name
+            result.append(Violation(
+                path=f"$.{field_name}{path}",
+                rule=rule,
+                message=f"{subject}: {error.message}",
+                file=file,
+                line=line,
+            ))
+        return result

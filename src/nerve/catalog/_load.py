@@ -1,0 +1,247 @@
+"""Read events/*.yaml into EventSpecs, collecting every problem with its file and line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from nerve.catalog._model import (
+    EVENT_TYPES,
+    PII_CLASSES,
+    PROPERTY_TYPES,
+    STATUSES,
+    EventSpec,
+    PropertyGroup,
+    PropertySpec,
+    Version,
+    parse_retention,
+)
+from nerve.catalog._yaml import LineDict, load_yaml
+from nerve.errors import CatalogError, Location
+
+GROUPS_DIR = "groups"
+
+_EVENT_FIELDS = {
+    "name", "description", "owner", "purpose", "version", "status", "retention", "type",
+    "trigger", "properties", "include", "additional_properties",
+}
+_PROPERTY_FIELDS = {
+    "type", "required", "description", "pii", "handling", "enum", "minimum", "maximum",
+    "pattern", "format", "items", "properties",
+}
+_GROUP_FIELDS = {"name", "description", "properties"}
+
+Problems = list[tuple[Location, str]]
+
+
+def _line(mapping: Any, key: str) -> int | None:
+    if isinstance(mapping, LineDict):
+        return mapping.lines.get(key, mapping.line)
+    return None
+
+
+def _parse_property(
+    name: str, raw: Any, file: Path, line: int | None, where: str, problems: Problems
+) -> PropertySpec | None:
+    if not isinstance(raw, dict):
+        problems.append((Location(file, line), f"{where}: expected a mapping with a type"))
+        return None
+
+    def bad(key: str, text: str) -> None:
+        problems.append((Location(file, _line(raw, key) or line), f"{where}.{key}: {text}"))
+
+    for key in raw:
+        if key not in _PROPERTY_FIELDS:
+            bad(key, f"unknown field; expected one of {', '.join(sorted(_PROPERTY_FIELDS))}")
+    type_ = raw.get("type")
+    if type_ not in PROPERTY_TYPES:
+        bad("type", f"expected one of {', '.join(PROPERTY_TYPES)}, got {type_!r}")
+        return None
+    pii = raw.get("pii", "none")
+    if pii not in PII_CLASSES:
+        bad("pii", f"expected one of {', '.join(PII_CLASSES)}, got {pii!r}")
+    required = raw.get("required", False)
+    if not isinstance(required, bool):
+        bad("required", f"expected true or false, got {required!r}")
+    enum = raw.get("enum")
+    if enum is not None and (not isinstance(enum, list) or not enum):
+        bad("enum", "expected a non-empty list of values")
+        enum = None
+    bounds: dict[str, float | None] = {}
+    for key in ("minimum", "maximum"):
+        value = raw.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            bad(key, f"expected a number, got {value!r}")
+            value = None
+        bounds[key] = value
+    for key in ("pattern", "format", "description", "handling"):
+        if raw.get(key) is not None and not isinstance(raw[key], str):
+            bad(key, f"expected a string, got {raw[key]!r}")
+    items = None
+    if "items" in raw:
+        if type_ != "array":
+            bad("items", "only an array has items")
+        items = _parse_property(
+            "items", raw["items"], file, _line(raw, "items"), f"{where}.items", problems
+        )
+    nested: list[PropertySpec] = []
+    if "properties" in raw:
+        if type_ != "object":
+            bad("properties", "only an object has nested properties")
+        nested = _parse_properties(raw["properties"], file, _line(raw, "properties"), where,
+                                   problems)
+    return PropertySpec(
+        name=name,
+        type=type_,
+        required=required is True,
+        description=str(raw.get("description") or ""),
+        pii=pii if pii in PII_CLASSES else "none",
+        handling=raw.get("handling"),
+        enum=tuple(enum) if enum else None,
+        minimum=bounds["minimum"],
+        maximum=bounds["maximum"],
+        pattern=raw.get("pattern"),
+        format=raw.get("format"),
+        items=items,
+        properties=tuple(nested),
+        file=file,
+        line=line,
+    )
+
+
+def _parse_properties(
+    raw: Any, file: Path, line: int | None, where: str, problems: Problems
+) -> list[PropertySpec]:
+    if raw is None:
+        return []
+    if not isinstance(raw, dict):
+        problems.append((Location(file, line), f"{where}.properties: expected a mapping"))
+        return []
+    result = []
+    for name, spec in raw.items():
+        prop = _parse_property(name, spec, file, _line(raw, name), f"{where}.{name}", problems)
+        if prop is not None:
+            result.append(prop)
+    return result
+
+
+def load_group(path: Path, problems: Problems) -> PropertyGroup | None:
+    raw = _load_mapping(path, problems)
+    if raw is None:
+        return None
+    name = raw.get("name") or path.stem
+    for key in raw:
+        if key not in _GROUP_FIELDS:
+            problems.append((Location(path, _line(raw, key)), f"{name}.{key}: unknown field"))
+    props = _parse_properties(raw.get("properties"), path, _line(raw, "properties"), name,
+                              problems)
+    return PropertyGroup(
+        name=name,
+        description=str(raw.get("description") or ""),
+        properties=tuple(p.__class__(**{**_fields(p), "group": name}) for p in props),
+        file=path,
+        line=1,
+    )
+
+
+def _fields(prop: PropertySpec) -> dict[str, Any]:
+    return {name: getattr(prop, name) for name in prop.__dataclass_fields__}
+
+
+def _load_mapping(path: Path, problems: Problems) -> LineDict | None:
+    try:
+        raw = load_yaml(path)
+    except CatalogError as exc:
+        problems.extend(exc.problems)
+        return None
+    if not isinstance(raw, LineDict):
+        problems.append((Location(path, 1), "expected a mapping of fields (name, properties, ...)"))
+        return None
+    return raw
+
+
+def load_event(path: Path, groups: dict[str, PropertyGroup], problems: Problems) -> EventSpec | None:
+    raw = _load_mapping(path, problems)
+    if raw is None:
+        return None
+    before = len(problems)
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        problems.append((Location(path, _line(raw, "name")), "name: required, the event's name"))
+        name = path.stem
+
+    def bad(key: str, text: str) -> None:
+        problems.append((Location(path, _line(raw, key)), f"{name}.{key}: {text}"))
+
+    for key in raw:
+        if key not in _EVENT_FIELDS:
+            bad(key, f"unknown field; expected one of {', '.join(sorted(_EVENT_FIELDS))}")
+    try:
+        version = Version.parse(raw.get("version", 1))
+    except ValueError as exc:
+        bad("version", str(exc))
+        version = Version(1)
+    type_ = raw.get("type", "track")
+    if type_ not in EVENT_TYPES:
+        bad("type", f"expected one of {', '.join(EVENT_TYPES)}, got {type_!r}")
+    status = raw.get("status", "active")
+    if status not in STATUSES:
+        bad("status", f"expected one of {', '.join(STATUSES)}, got {status!r}")
+    retention = str(raw.get("retention", "forever"))
+    try:
+        retention_days = parse_retention(retention)
+    except ValueError as exc:
+        bad("retention", str(exc))
+        retention_days = None
+    for key in ("description", "owner", "purpose", "trigger"):
+        if raw.get(key) is not None and not isinstance(raw[key], str):
+            bad(key, f"expected a string, got {raw[key]!r}")
+    props = _parse_properties(raw.get("properties"), path, _line(raw, "properties"), name,
+                              problems)
+    include = raw.get("include") or []
+    if isinstance(include, str):
+        include = [include]
+    if not isinstance(include, list):
+        bad("include", "expected a list of property group names")
+        include = []
+    own = {p.name for p in props}
+    for group_name in include:
+        group = groups.get(group_name)
+        if group is None:
+            known = ", ".join(sorted(groups)) or "none defined in events/groups/"
+            bad("include", f"unknown property group {group_name!r} (known: {known})")
+            continue
+        for prop in group.properties:
+            if prop.name in own:
+                bad("include", f"property {prop.name!r} is defined both here and in group "
+                               f"{group_name!r} ({group.file})")
+                continue
+            own.add(prop.name)
+            props.append(prop)
+    additional = raw.get("additional_properties", False)
+    if not isinstance(additional, bool):
+        bad("additional_properties", f"expected true or false, got {additional!r}")
+    if len(problems) > before:
+        return None
+    return EventSpec(
+        name=name,
+        version=version,
+        type=type_,
+        description=str(raw.get("description") or ""),
+        owner=str(raw.get("owner") or ""),
+        purpose=str(raw.get("purpose") or ""),
+        status=status,
+        retention=retention,
+        retention_days=retention_days,
+        trigger=str(raw.get("trigger") or ""),
+        properties=tuple(props),
+        groups=tuple(include),
+        additional_properties=additional is True,
+        file=path,
+        lines=dict(raw.lines),
+        raw=dict(raw),
+    )
+
+
+def yaml_files(folder: Path) -> list[Path]:
+    return sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])

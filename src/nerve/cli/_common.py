@@ -1,0 +1,167 @@
+"""What every command shares: exit codes, the workspace option, output formats, errors."""
+
+from __future__ import annotations
+
+import csv
+import enum
+import functools
+import io
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from nerve.errors import NerveError, TransientError, UserError
+from nerve.workspace import Workspace
+
+__all__ = [
+    "ExitCode",
+    "Format",
+    "FormatOption",
+    "console",
+    "emit",
+    "err_console",
+    "handle_errors",
+    "load_workspace",
+]
+
+
+class ExitCode(enum.IntEnum):
+    """Exit codes of every nerve command (docs/cli.md)."""
+
+    OK = 0
+    #: the command ran and found problems: lint errors, failing checks, a breaking diff
+    FAILED = 1
+    #: wrong arguments or options (Typer's own usage errors use this too)
+    USAGE = 2
+    #: the command ran and found only warnings
+    WARN = 3
+    #: the input is wrong: workspace, catalog, query; the message says where
+    INVALID = 4
+    #: a server or lock is busy; trying again later may work
+    UNAVAILABLE = 5
+    #: a bug in nerve
+    INTERNAL = 70
+
+
+class Format(enum.StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+FormatOption = Annotated[
+    Format,
+    typer.Option("--format", "-f", help="table for people; json (only JSON on stdout) or csv "
+                                         "for programs.", case_sensitive=False),
+]
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def load_workspace(ctx: typer.Context) -> Workspace:
+    """The workspace named by the global --workspace option (or NERVE_WORKSPACE, or cwd)."""
+    root = (ctx.find_root().obj or {}).get("workspace")
+    return Workspace.load(root)
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn nerve's errors into a message on stderr and the matching exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except UserError as exc:
+            err_console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+            raise typer.Exit(ExitCode.INVALID) from exc
+        except TransientError as exc:
+            err_console.print(f"[yellow]unavailable:[/yellow] {exc}", highlight=False)
+            raise typer.Exit(ExitCode.UNAVAILABLE) from exc
+        except NerveError as exc:
+            err_console.print(f"[red]internal error:[/red] {exc}", highlight=False)
+            raise typer.Exit(ExitCode.INTERNAL) from exc
+
+    return wrapper
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError
+
+
+def to_json(value: Any) -> bytes:
+    return orjson.dumps(value, default=_jsonable,
+                        option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
+
+
+def _rows(data: Any) -> tuple[list[str], list[dict[str, Any]]]:
+    """Columns and rows of a pyarrow Table or a list of mappings."""
+    if hasattr(data, "to_pylist") and hasattr(data, "column_names"):
+        return list(data.column_names), data.to_pylist()
+    rows = [dict(r) for r in data]
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+    return columns, rows
+
+
+def emit(data: Sequence[Mapping[str, Any]] | Any, fmt: Format, *, title: str | None = None,
+         out: Any = None) -> None:
+    """Print tabular results: a Rich table, a JSON array of row objects, or CSV."""
+    columns, rows = _rows(data)
+    if fmt is Format.json:
+        sys.stdout.buffer.write(to_json(rows) + b"\n")
+        sys.stdout.flush()
+        return
+    if fmt is Format.csv:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _cell(v) for k, v in row.items()})
+        sys.stdout.write(buffer.getvalue())
+        return
+    table = Table(title=title, show_lines=False)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(_cell(row.get(c)) for c in columns))
+    (out or console).print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return orjson.dumps(value, default=_jsonable).decode()
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def emit_json(value: Any) -> None:
+    """Print any JSON value (for results that are not tables)."""
+    sys.stdout.buffer.write(to_json(value) + b"\n")
+    sys.stdout.flush()
+
+
+def not_empty(values: Iterable[str]) -> list[str]:
+    return [v for v in values if v]

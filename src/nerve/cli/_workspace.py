@@ -1,0 +1,28 @@
+"""``nerve init``: create a workspace."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from nerve.cli._common import console, handle_errors
+from nerve.workspace import init_workspace
+
+
+def register(app: typer.Typer) -> None:
+    app.command("init")(init)
+
+
+@handle_errors
+def init(
+    directory: Annotated[Path, typer.Argument(help="Folder to create the workspace in.")],
+    name: Annotated[str | None, typer.Option(help="Project name (default: the folder's)")] = None,
+) -> None:
+    """Create a workspace: nerve.toml with write keys, events/, metrics/, a git-ignored .nerve/."""
+    ws = init_workspace(directory, name)
+    console.print(f"Created workspace [bold]{ws.config.name}[/bold] in {ws.root}")
+    for source in ws.config.sources:
+        console.print(f"  source {source.name:<8} write key {source.write_key}")
+    console.print("Next: add events/*.yaml, then `nerve serve` in that folder.")

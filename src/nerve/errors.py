@@ -1,0 +1,123 @@
+"""Every error nerve raises on purpose.
+
+The tree::
+
+    NerveError                       root: catch this to catch everything nerve means to raise
+    ├── UserError                    the user's input is wrong; the message says where and what
+    │   ├── WorkspaceError           nerve.toml missing or invalid, wrong folder
+    │   ├── CatalogError             an events/*.yaml file is invalid (file, line, field)
+    │   ├── QueryError               a query, metric or option that cannot be answered
+    │   └── PayloadError             an HTTP request body the collector refuses (4xx)
+    │       └── AuthError            unknown or missing write key (401)
+    ├── TransientError               worth retrying later: overload, a lock held, a slow disk
+    │   └── BackpressureError        the log or loader is behind (503 + Retry-After)
+    └── InternalError                a bug in nerve: please report it
+
+User errors are terminal (retrying the same input fails the same way); transient errors
+are retryable. The SDK, the loader and the CLI decide from the class, never from the
+message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "AuthError",
+    "BackpressureError",
+    "CatalogError",
+    "InternalError",
+    "Location",
+    "NerveError",
+    "PayloadError",
+    "QueryError",
+    "TransientError",
+    "UserError",
+    "WorkspaceError",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where in a file a problem is: `events/add_to_cart.yaml:14`."""
+
+    file: Path | str
+    line: int | None = None
+    column: int | None = None
+
+    def __str__(self) -> str:
+        text = str(self.file)
+        if self.line is not None:
+            text += f":{self.line}"
+            if self.column is not None:
+                text += f":{self.column}"
+        return text
+
+
+class NerveError(Exception):
+    """Root of every error nerve raises on purpose."""
+
+    #: a short machine-readable code, used in HTTP error bodies and JSON output
+    code = "error"
+
+
+class UserError(NerveError):
+    """The input is wrong; fixing the input fixes the error."""
+
+    code = "invalid"
+
+
+class WorkspaceError(UserError):
+    code = "workspace"
+
+
+class CatalogError(UserError, ValueError):
+    """An invalid catalog file. ``problems`` lists every problem found, not just the first."""
+
+    code = "catalog"
+
+    def __init__(self, problems: list[tuple[Location, str]]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(f"{where}: {what}" for where, what in problems))
+
+
+class QueryError(UserError, ValueError):
+    code = "query"
+
+
+class PayloadError(UserError, ValueError):
+    """A request the collector refuses, with the HTTP status to answer."""
+
+    code = "bad_request"
+
+    def __init__(self, message: str, *, status: int = 400, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        if code is not None:
+            self.code = code
+
+
+class AuthError(PayloadError):
+    code = "unauthorized"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=401)
+
+
+class TransientError(NerveError):
+    """Retry later; ``retry_after`` is a hint in seconds."""
+
+    code = "unavailable"
+
+    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class BackpressureError(TransientError):
+    code = "overloaded"
+
+
+class InternalError(NerveError):
+    code = "internal"

@@ -1,0 +1,97 @@
+from pathlib import Path
+
+import pytest
+
+from nerve.catalog import Catalog, Version
+from nerve.errors import CatalogError
+
+ADD_TO_CART = """\
+name: add_to_cart
+description: A shopper adds a product to the cart.
+owner: growth
+purpose: analytics
+version: 2
+retention: 400d
+include: [product]
+properties:
+  quantity:
+    type: integer
+    required: true
+    minimum: 1
+    pii: none
+"""
+
+PRODUCT_GROUP = """\
+name: product
+description: The product acted on.
+properties:
+  product_id: {type: string, required: true, pii: none}
+  price: {type: number, minimum: 0, pii: none}
+"""
+
+
+def write(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+def test_loads_event_with_group_and_compiles_schema(tmp_path: Path) -> None:
+    events = write(tmp_path, {"add_to_cart.yaml": ADD_TO_CART, "groups/product.yaml": PRODUCT_GROUP})
+    catalog = Catalog.load(events)
+    spec = catalog.get("add_to_cart")
+    assert spec is not None
+    assert spec.version == Version(2)
+    assert spec.retention_days == 400
+    assert [p.name for p in spec.properties] == ["quantity", "product_id", "price"]
+    schema = spec.json_schema()
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert schema["required"] == ["quantity", "product_id"]
+    assert schema["additionalProperties"] is False
+
+
+def test_violations_name_path_rule_and_catalog_line(tmp_path: Path) -> None:
+    events = write(tmp_path, {"add_to_cart.yaml": ADD_TO_CART, "groups/product.yaml": PRODUCT_GROUP})
+    catalog = Catalog.load(events)
+    spec = catalog.get("add_to_cart")
+    assert spec is not None
+    assert catalog.violations(spec, {"quantity": 1, "product_id": "p1", "price": 3.5}) == []
+    found = catalog.violations(spec, {"quantity": 0, "product_id": "p1", "price": "12.5"})
+    by_path = {v.path: v for v in found}
+    assert set(by_path) == {"$.properties.quantity", "$.properties.price"}
+    assert by_path["$.properties.price"].rule == "type"
+    assert by_path["$.properties.price"].line == 5  # line in groups/product.yaml
+    assert by_path["$.properties.price"].file is not None
+    assert by_path["$.properties.price"].file.endswith("groups/product.yaml")
+    assert by_path["$.properties.quantity"].rule == "minimum"
+    assert by_path["$.properties.quantity"].line == 9
+
+
+def test_load_errors_name_file_line_and_field(tmp_path: Path) -> None:
+    bad = ADD_TO_CART.replace("type: integer", "type: int").replace("400d", "a while")
+    events = write(tmp_path, {"add_to_cart.yaml": bad, "groups/product.yaml": PRODUCT_GROUP})
+    with pytest.raises(CatalogError) as info:
+        Catalog.load(events)
+    text = str(info.value)
+    assert "add_to_cart.yaml:6: add_to_cart.retention:" in text
+    assert "add_to_cart.yaml:10: add_to_cart.quantity.type: expected one of" in text
+    assert len(info.value.problems) == 2
+
+
+def test_yaml_syntax_error_names_line(tmp_path: Path) -> None:
+    events = write(tmp_path, {"broken.yaml": "name: x\nproperties:\n  a: [unclosed\n"})
+    with pytest.raises(CatalogError, match=r"broken.yaml:4:1: invalid YAML"):
+        Catalog.load(events)
+
+
+def test_versions_live_side_by_side(tmp_path: Path) -> None:
+    v1 = ADD_TO_CART.replace("version: 2", "version: 1.0.0")
+    events = write(tmp_path, {"add_to_cart.yaml": ADD_TO_CART, "add_to_cart.v1.yaml": v1,
+                              "groups/product.yaml": PRODUCT_GROUP})
+    catalog = Catalog.load(events)
+    assert [str(s.version) for s in catalog.versions("add_to_cart")] == ["1.0.0", "2.0.0"]
+    assert catalog.get("add_to_cart", "1") is not None
+    assert catalog.get("add_to_cart", "3") is None
+    assert catalog.get("add_to_cart").version == Version(2)  # type: ignore[union-attr]
