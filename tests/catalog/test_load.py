@@ -39,7 +39,9 @@ def write(root: Path, files: dict[str, str]) -> Path:
 
 
 def test_loads_event_with_group_and_compiles_schema(tmp_path: Path) -> None:
-    events = write(tmp_path, {"add_to_cart.yaml": ADD_TO_CART, "groups/product.yaml": PRODUCT_GROUP})
+    events = write(
+        tmp_path, {"add_to_cart.yaml": ADD_TO_CART, "groups/product.yaml": PRODUCT_GROUP}
+    )
     catalog = Catalog.load(events)
     spec = catalog.get("add_to_cart")
     assert spec is not None
@@ -53,7 +55,9 @@ def test_loads_event_with_group_and_compiles_schema(tmp_path: Path) -> None:
 
 
 def test_violations_name_path_rule_and_catalog_line(tmp_path: Path) -> None:
-    events = write(tmp_path, {"add_to_cart.yaml": ADD_TO_CART, "groups/product.yaml": PRODUCT_GROUP})
+    events = write(
+        tmp_path, {"add_to_cart.yaml": ADD_TO_CART, "groups/product.yaml": PRODUCT_GROUP}
+    )
     catalog = Catalog.load(events)
     spec = catalog.get("add_to_cart")
     assert spec is not None
@@ -88,8 +92,14 @@ def test_yaml_syntax_error_names_line(tmp_path: Path) -> None:
 
 def test_versions_live_side_by_side(tmp_path: Path) -> None:
     v1 = ADD_TO_CART.replace("version: 2", "version: 1.0.0")
-    events = write(tmp_path, {"add_to_cart.yaml": ADD_TO_CART, "add_to_cart.v1.yaml": v1,
-                              "groups/product.yaml": PRODUCT_GROUP})
+    events = write(
+        tmp_path,
+        {
+            "add_to_cart.yaml": ADD_TO_CART,
+            "add_to_cart.v1.yaml": v1,
+            "groups/product.yaml": PRODUCT_GROUP,
+        },
+    )
     catalog = Catalog.load(events)
     assert [str(s.version) for s in catalog.versions("add_to_cart")] == ["1.0.0", "2.0.0"]
     assert catalog.get("add_to_cart", "1") is not None

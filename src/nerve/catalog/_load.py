@@ -160,7 +160,9 @@ def _load_mapping(path: Path, problems: Problems) -> LineDict | None:
     return raw
 
 
-def load_event(path: Path, groups: dict[str, PropertyGroup], problems: Problems) -> EventSpec | None:
+def load_event(
+    path: Path, groups: dict[str, PropertyGroup], problems: Problems
+) -> EventSpec | None:
     raw = _load_mapping(path, problems)
     if raw is None:
         return None

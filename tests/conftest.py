@@ -1,0 +1,195 @@
+"""Fixtures shared by the whole suite: workspaces, a real `nerve serve`, and engines.
+
+- ``make_workspace(events={...})``: a fresh workspace in tmp_path with the given catalog.
+- ``serve(workspace)``: starts the real ``nerve serve`` on a free loopback port as a
+  subprocess and waits for ``GET /health``; stopped (SIGTERM) at teardown.
+- ``engine``: the engine-agnostic suite's parameter; DuckDB always, PostgreSQL when
+  NERVE_TEST_POSTGRES_URL is set (.ci/run sets it), Spark in local mode when pyspark is
+  installed. ``engine.load(name, arrow_table)`` returns an Ibis table on that engine.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from nerve.workspace import Workspace, init_workspace
+
+# ----------------------------------------------------------------------------- workspaces
+
+
+@pytest.fixture
+def make_workspace(tmp_path: Path) -> Callable[..., Workspace]:
+    """Create a workspace; ``events`` maps file names under events/ to YAML text."""
+    counter = iter(range(1000))
+
+    def make(events: dict[str, str] | None = None, *, name: str = "test",
+             extra_toml: str = "") -> Workspace:
+        root = tmp_path / f"ws{next(counter)}"
+        init_workspace(root, name)
+        for rel, text in (events or {}).items():
+            path = root / "events" / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        if extra_toml:
+            with (root / "nerve.toml").open("a", encoding="utf-8") as f:
+                f.write("\n" + extra_toml)
+        return Workspace.load(root)
+
+    return make
+
+
+# ----------------------------------------------------------------------------- the server
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A running `nerve serve` subprocess."""
+
+    workspace: Workspace
+    port: int
+    args: list[str] = field(default_factory=list)
+    process: subprocess.Popen[bytes] | None = None
+    log: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> Server:
+        self.log = self.workspace.root / f"serve-{self.port}-{uuid.uuid4().hex[:6]}.log"
+        cmd = [sys.executable, "-m", "nerve", "--workspace", str(self.workspace.root), "serve",
+               "--host", "127.0.0.1", "--port", str(self.port), *self.args]
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"nerve serve exited {self.process.returncode}:\n"
+                                   f"{self.log.read_text(errors='replace')}")
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.kill()
+        raise RuntimeError(f"nerve serve did not become healthy:\n{self.log.read_text()}")
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """Graceful stop (SIGTERM); returns the exit code."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, nothing flushed or closed."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log else ""
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., Server]]:
+    """Start `nerve serve` for a workspace: ``server = serve(ws)``; stopped at teardown."""
+    started: list[Server] = []
+
+    def start(workspace: Workspace, *args: str, port: int | None = None) -> Server:
+        server = Server(workspace, port or free_port(), list(args)).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+# ----------------------------------------------------------------------------- engines
+
+
+@dataclass
+class Engine:
+    """One warehouse engine behind Ibis, for the engine-agnostic suite."""
+
+    name: str
+    con: Any  # an ibis backend
+
+    def load(self, table_name: str, data: Any) -> Any:
+        """Create (or replace) ``table_name`` from a pyarrow Table; return the Ibis table."""
+        if self.name == "spark":
+            # temp views: nothing written to a Spark warehouse folder
+            frame = self.con._session.createDataFrame(data.to_pandas())
+            frame.createOrReplaceTempView(table_name)
+        else:
+            self.con.create_table(table_name, data, overwrite=True)
+        return self.con.table(table_name)
+
+
+def _duckdb() -> Any:
+    import ibis
+
+    return ibis.duckdb.connect()
+
+
+def _postgres() -> Any:
+    url = os.environ.get("NERVE_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("PostgreSQL: set NERVE_TEST_POSTGRES_URL (.ci/run does)")
+    import ibis
+
+    return ibis.connect(url)
+
+
+def _spark() -> Any:
+    pyspark = pytest.importorskip("pyspark", reason="Spark: pip install -e '.[spark]'")
+    import ibis
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[1]")
+        .appName("nerve-tests")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.ui.enabled", "false")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.sql.warehouse.dir", tempfile.mkdtemp(prefix="nerve-spark-"))
+        .getOrCreate()
+    )
+    del pyspark
+    return ibis.pyspark.connect(session)
+
+
+_ENGINES = {"duckdb": _duckdb, "postgres": _postgres, "spark": _spark}
+
+
+@pytest.fixture(scope="session", params=list(_ENGINES))
+def engine(request: pytest.FixtureRequest) -> Engine:
+    return Engine(request.param, _ENGINES[request.param]())
