@@ -146,7 +146,7 @@ class Engine:
         """Create (or replace) ``table_name`` from a pyarrow Table; return the Ibis table."""
         if self.name == "spark":
             # temp views: nothing written to a Spark warehouse folder
-            frame = self.con._session.createDataFrame(data.to_pandas())
+            frame = self.con._session.createDataFrame(data)  # Spark 4 takes Arrow
             frame.createOrReplaceTempView(table_name)
         else:
             self.con.create_table(table_name, data, overwrite=True)
@@ -193,3 +193,46 @@ _ENGINES = {"duckdb": _duckdb, "postgres": _postgres, "spark": _spark}
 @pytest.fixture(scope="session", params=list(_ENGINES))
 def engine(request: pytest.FixtureRequest) -> Engine:
     return Engine(request.param, _ENGINES[request.param]())
+
+
+# ----------------------------------------------------------------------------- event rows
+
+_EVENT_DEFAULTS: dict[str, Any] = {
+    "type": "track", "event": None, "name": None, "user_id": None, "anonymous_id": None,
+    "group_id": None, "previous_id": None, "original_timestamp": None, "sent_at": None,
+    "properties": None, "traits": None, "context": None, "source": "web",
+    "historical": False, "schema_version": None,
+}
+
+
+@pytest.fixture
+def events_table() -> Callable[[list[dict[str, Any]]], Any]:
+    """Build an Arrow table shaped like the warehouse's ``events`` table from short rows.
+
+    Each row needs ``timestamp`` (a datetime, UTC) and usually ``event`` and ``user_id``;
+    ``properties``/``traits``/``context`` may be dicts (stored as JSON text);
+    ``message_id`` defaults to a fresh uuid and ``received_at``/``loaded_at`` to ``timestamp``.
+    """
+    import orjson
+    import pyarrow as pa
+
+    from nerve.envelope import ENVELOPE_SCHEMA
+
+    ts = pa.timestamp("us", tz="UTC")
+    schema = pa.schema([*(f for f in ENVELOPE_SCHEMA if f.name != "violations"),
+                        pa.field("loaded_at", ts)])
+
+    def build(rows: list[dict[str, Any]]) -> Any:
+        full = []
+        for row in rows:
+            item = {**_EVENT_DEFAULTS, **row}
+            item.setdefault("message_id", str(uuid.uuid4()))
+            item.setdefault("received_at", item["timestamp"])
+            item.setdefault("loaded_at", item["received_at"])
+            for key in ("properties", "traits", "context"):
+                if isinstance(item[key], dict):
+                    item[key] = orjson.dumps(item[key]).decode()
+            full.append({name: item[name] for name in schema.names})
+        return pa.Table.from_pylist(full, schema=schema)
+
+    return build
