@@ -14,7 +14,7 @@ import typer
 from nerve import __version__
 from nerve.cli._common import ExitCode
 
-__all__ = ["app", "main"]
+__all__ = ["ExitCode", "app", "main"]
 
 app = typer.Typer(
     name="nerve",

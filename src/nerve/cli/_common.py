@@ -85,13 +85,15 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except UserError as exc:
-            err_console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+            err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(ExitCode.INVALID) from exc
         except TransientError as exc:
-            err_console.print(f"[yellow]unavailable:[/yellow] {exc}", highlight=False)
+            err_console.print(f"[yellow]unavailable:[/yellow] {exc}", highlight=False,
+                              soft_wrap=True)
             raise typer.Exit(ExitCode.UNAVAILABLE) from exc
         except NerveError as exc:
-            err_console.print(f"[red]internal error:[/red] {exc}", highlight=False)
+            err_console.print(f"[red]internal error:[/red] {exc}", highlight=False,
+                              soft_wrap=True)
             raise typer.Exit(ExitCode.INTERNAL) from exc
 
     return wrapper

@@ -1,0 +1,58 @@
+"""The CLI conventions every command keeps: workspace option, formats, exit codes."""
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from nerve.cli import ExitCode, app
+
+runner = CliRunner()
+
+EVENT = """\
+name: signup
+description: A visitor creates an account.
+owner: growth
+purpose: analytics
+retention: 400d
+properties:
+  plan: {type: string, enum: [free, pro], pii: none}
+"""
+
+
+def test_init_then_list_as_json_and_csv(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    result = runner.invoke(app, ["init", str(ws)])
+    assert result.exit_code == ExitCode.OK, result.output
+    (ws / "events" / "signup.yaml").write_text(EVENT)
+    result = runner.invoke(app, ["--workspace", str(ws), "catalog", "list", "--format", "json"])
+    assert result.exit_code == ExitCode.OK
+    rows = json.loads(result.stdout)
+    assert rows == [{"event": "signup", "type": "track", "version": "1.0.0", "status": "active",
+                     "owner": "growth", "retention": "400d", "properties": 1}]
+    result = runner.invoke(app, ["-w", str(ws), "catalog", "list", "-f", "csv"])
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert rows[0]["event"] == "signup"
+
+
+def test_invalid_catalog_exit_code_and_location(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    runner.invoke(app, ["init", str(ws)])
+    (ws / "events" / "signup.yaml").write_text(EVENT.replace("type: string", "type: text"))
+    result = runner.invoke(app, ["-w", str(ws), "catalog", "list"])
+    assert result.exit_code == ExitCode.INVALID
+    assert "signup.yaml:7: signup.plan.type: expected one of" in result.stderr
+
+
+def test_missing_workspace_is_invalid_not_a_traceback(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["-w", str(tmp_path), "catalog", "list"])
+    assert result.exit_code == ExitCode.INVALID
+    assert "nerve init" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_usage_error_exit_code() -> None:
+    result = runner.invoke(app, ["catalog", "list", "--format", "xml"])
+    assert result.exit_code == ExitCode.USAGE
