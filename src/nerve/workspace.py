@@ -73,6 +73,32 @@ class Workspace:
     def log_dir(self) -> Path:
         return self.data_dir / "log"
 
+    def secret(self) -> bytes:
+        """The workspace's key for keyed hashes: ``$NERVE_SECRET``, else ``.nerve/secret.key``.
+
+        Created (random, mode 0600) on first use. Losing it makes new hashes differ from
+        old ones; leaking it lets anyone test guesses against the hashes.
+        """
+        env = os.environ.get("NERVE_SECRET")
+        if env:
+            return env.encode()
+        path = self.data_dir / "secret.key"
+        try:
+            return path.read_bytes().strip()
+        except FileNotFoundError:
+            pass
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_hex(32).encode()
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process made it first
+            return path.read_bytes().strip()
+        with os.fdopen(fd, "wb") as f:
+            f.write(key)
+            f.flush()
+            os.fsync(f.fileno())
+        return key
+
     def source_for_key(self, write_key: str) -> Source | None:
         for source in self.config.sources:
             if secrets.compare_digest(source.write_key, write_key):

@@ -1,0 +1,26 @@
+"""Pure pipeline steps between parsing and the log: enrichment and privacy.
+
+No I/O here: each step takes a message's parts and returns new ones, so the same code
+runs in every deployment and is cheap to test.
+"""
+
+from nerve.pipeline.enrich import enrich_context, parse_user_agent
+from nerve.pipeline.privacy import (
+    PrivacyPolicy,
+    consent_allows,
+    protect_context,
+    protect_payload,
+    pseudonymise,
+    truncate_ip,
+)
+
+__all__ = [
+    "PrivacyPolicy",
+    "consent_allows",
+    "enrich_context",
+    "parse_user_agent",
+    "protect_context",
+    "protect_payload",
+    "pseudonymise",
+    "truncate_ip",
+]

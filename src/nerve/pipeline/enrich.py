@@ -1,0 +1,98 @@
+"""Enrichment: what the collector can add that the SDK did not send.
+
+Browser SDKs send ``context.userAgent`` but no ``os`` or ``device``; server SDKs send
+neither, and the request's own User-Agent and IP are all there is. Parsing uses
+ua-parser (with its Rust accelerator when installed), cached because real traffic
+repeats a few thousand user agents over and over.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Any
+
+from ua_parser import parse
+
+__all__ = ["enrich_context", "parse_user_agent"]
+
+_BOT = re.compile(r"bot|crawl|spider|slurp|headless|lighthouse|pingdom|monitor", re.IGNORECASE)
+_MOBILE_OS = {"iOS", "Android", "iPadOS", "Windows Phone", "KaiOS"}
+
+
+@functools.lru_cache(maxsize=8192)
+def parse_user_agent(user_agent: str) -> dict[str, Any]:
+    """Browser, OS and device of a User-Agent string, and whether it is a bot.
+
+    >>> parse_user_agent("Mozilla/5.0 (compatible; Googlebot/2.1)")["bot"]
+    True
+    """
+    result = parse(user_agent)
+    browser = result.user_agent
+    os_ = result.os
+    device = result.device
+    bot = bool(_BOT.search(user_agent)) or (device is not None and device.family == "Spider")
+    os_name = os_.family if os_ else None
+    if bot:
+        device_type = "bot"
+    elif device is not None and ("iPad" in device.family or "Tablet" in device.family):
+        device_type = "tablet"
+    elif os_name in _MOBILE_OS:
+        device_type = "mobile"
+    else:
+        device_type = "desktop"
+    return {
+        "browser": {"name": browser.family, "version": _version(browser)} if browser else None,
+        "os": {"name": os_name, "version": _version(os_)} if os_ else None,
+        "device": {
+            "type": device_type,
+            "manufacturer": device.brand if device and device.brand != "Spider" else None,
+            "model": device.model if device and device.family not in ("Other", "Spider")
+            else None,
+        },
+        "bot": bot,
+    }
+
+
+def _version(part: Any) -> str | None:
+    numbers = [p for p in (part.major, part.minor, part.patch) if p]
+    return ".".join(numbers) or None
+
+
+def enrich_context(
+    context: dict[str, Any], *, client_ip: str | None = None, user_agent: str | None = None
+) -> dict[str, Any]:
+    """``context`` with ``ip``, ``os``, ``device``, ``browser`` and ``bot`` filled in.
+
+    What the SDK sent always wins; the request's User-Agent header is used only when the
+    message carries no ``context.userAgent`` (server-side SDKs send their own library's
+    agent, which says nothing about the end user).
+    """
+    result = dict(context)
+    if client_ip and not result.get("ip"):
+        result["ip"] = client_ip
+    agent = result.get("userAgent")
+    if not isinstance(agent, str) or not agent:
+        agent = user_agent if isinstance(user_agent, str) else None
+        if agent is None:
+            return result
+        from_header = True
+    else:
+        from_header = False
+    parsed = parse_user_agent(agent[:1024])
+    if parsed["bot"]:
+        result["bot"] = True
+    if from_header and not _is_browser(parsed):
+        return result  # an SDK or HTTP library talking, not a person's device
+    if not result.get("os") and parsed["os"]:
+        result["os"] = parsed["os"]
+    if not result.get("device"):
+        result["device"] = {k: v for k, v in parsed["device"].items() if v is not None}
+    if not result.get("browser") and parsed["browser"] and parsed["browser"]["name"] != "Other":
+        result["browser"] = parsed["browser"]
+    return result
+
+
+def _is_browser(parsed: dict[str, Any]) -> bool:
+    browser = parsed["browser"]
+    return bool(browser and browser["name"] not in ("Other", None)) or parsed["bot"]

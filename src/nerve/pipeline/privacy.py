@@ -1,0 +1,214 @@
+"""Privacy by catalog: what must not be kept is changed before anything is written.
+
+Each cataloged property has a PII class, and the workspace's ``[privacy]`` policy says
+what each class becomes:
+
+| class | default | how |
+| --- | --- | --- |
+| none | kept | |
+| pseudonymous | keyed hash | HMAC-SHA256 with the workspace secret, so equal inputs stay joinable |
+| personal | keyed hash | or ``drop`` / ``keep`` by policy, or the property's own ``handling`` |
+| sensitive | dropped | unless the property is listed in ``allow_sensitive`` |
+
+The hash is keyed because an unsalted hash of an email or an IPv4 address is reversed by
+enumeration in milliseconds. ``context.ip`` is truncated to its /24 (IPv4) or /48 (IPv6)
+network by default. Properties the catalog does not know (an unplanned event, or an extra
+property) have no class; those whose names look personal (``email``, ``phone``...) are
+hashed so that a quarantined event never holds them raw.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from nerve.catalog import EventSpec, PropertySpec
+from nerve.errors import WorkspaceError
+
+__all__ = [
+    "PrivacyPolicy",
+    "consent_allows",
+    "protect_context",
+    "protect_payload",
+    "pseudonymise",
+    "truncate_ip",
+]
+
+Treatment = Literal["hash", "drop", "keep", "truncate"]
+HASH_PREFIX = "h:"
+
+#: names of uncataloged properties that are hashed anyway
+PERSONAL_NAMES = re.compile(
+    r"(^|_)(e_?mail|phone|mobile|ssn|password|passwd|first_?name|last_?name|full_?name|"
+    r"address|street|postcode|zip_?code|birth_?date|dob|iban|card_?number|ip)($|_)",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PrivacyPolicy:
+    """The workspace's ``[privacy]`` section (docs/privacy.md)."""
+
+    secret: bytes
+    personal: Treatment = "hash"
+    #: ``event.property`` names whose sensitive values may be kept
+    allow_sensitive: frozenset[str] = frozenset()
+    ip: Treatment = "truncate"
+    user_id: Literal["keep", "hash"] = "keep"
+    #: drop events whose ``context.consent`` does not cover their purpose
+    enforce_consent: bool = True
+    #: hash uncataloged properties whose names look personal
+    guard_unknown: bool = True
+
+    @classmethod
+    def from_config(cls, section: dict[str, Any], secret: bytes) -> PrivacyPolicy:
+        def pick(key: str, allowed: tuple[str, ...], default: str) -> Any:
+            value = section.get(key, default)
+            if value not in allowed:
+                raise WorkspaceError(
+                    f"nerve.toml: [privacy] {key}: expected one of {', '.join(allowed)}, "
+                    f"got {value!r}"
+                )
+            return value
+
+        allow = section.get("allow_sensitive", [])
+        if not isinstance(allow, list) or not all(isinstance(a, str) for a in allow):
+            raise WorkspaceError("nerve.toml: [privacy] allow_sensitive: expected a list of "
+                                 "'event.property' names")
+        return cls(
+            secret=secret,
+            personal=pick("personal", ("hash", "drop", "keep"), "hash"),
+            allow_sensitive=frozenset(allow),
+            ip=pick("ip", ("truncate", "hash", "drop", "keep"), "truncate"),
+            user_id=pick("user_id", ("keep", "hash"), "keep"),
+            enforce_consent=bool(section.get("enforce_consent", True)),
+            guard_unknown=bool(section.get("guard_unknown", True)),
+        )
+
+
+def pseudonymise(value: Any, secret: bytes) -> str:
+    """A keyed, deterministic stand-in for ``value``: equal inputs give equal outputs.
+
+    >>> pseudonymise("a@b.c", b"k") == pseudonymise("a@b.c", b"k") != pseudonymise("a@b.c", b"j")
+    True
+    """
+    text = value if isinstance(value, str) else repr(value)
+    digest = hmac.new(secret, text.encode("utf-8", "surrogatepass"), hashlib.sha256)
+    return HASH_PREFIX + digest.hexdigest()[:32]
+
+
+def truncate_ip(value: str) -> str | None:
+    """The /24 network of an IPv4 address, the /48 of an IPv6 one; None if not an address.
+
+    >>> truncate_ip("203.0.113.77"), truncate_ip("2001:db8:85a3::8a2e:370:7334")
+    ('203.0.113.0', '2001:db8:85a3::')
+    """
+    try:
+        address = ipaddress.ip_address(value.strip())
+    except ValueError:
+        return None
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
+
+
+def _treatment(prop: PropertySpec, event: str, policy: PrivacyPolicy) -> Treatment:
+    if prop.pii == "none":
+        return "keep"
+    if prop.pii == "pseudonymous":
+        return "hash"
+    if prop.pii == "sensitive":
+        if f"{event}.{prop.name}" in policy.allow_sensitive:
+            return "keep"
+        return "drop"
+    handling = prop.handling
+    if handling in ("hash", "drop", "keep", "truncate"):
+        return handling  # type: ignore[return-value]
+    return policy.personal
+
+
+def _apply(value: Any, treatment: Treatment, policy: PrivacyPolicy) -> tuple[bool, Any]:
+    """(keep?, new value)."""
+    if treatment == "drop":
+        return False, None
+    if treatment == "keep" or value is None:
+        return True, value
+    if treatment == "truncate" and isinstance(value, str):
+        truncated = truncate_ip(value)
+        if truncated is not None:
+            return True, truncated
+    return True, pseudonymise(value, policy.secret)
+
+
+def protect_payload(
+    payload: dict[str, Any], spec: EventSpec | None, policy: PrivacyPolicy
+) -> tuple[dict[str, Any], int]:
+    """Properties (or traits) with the policy applied, and how many values were changed."""
+    props = {p.name: p for p in spec.properties} if spec is not None else {}
+    event = spec.name if spec is not None else ""
+    return _protect(payload, props, event, policy)
+
+
+def _protect(
+    payload: dict[str, Any], props: dict[str, PropertySpec], event: str, policy: PrivacyPolicy
+) -> tuple[dict[str, Any], int]:
+    result: dict[str, Any] = {}
+    changed = 0
+    for key, value in payload.items():
+        prop = props.get(key)
+        if prop is None:
+            if policy.guard_unknown and value is not None and PERSONAL_NAMES.search(key):
+                result[key] = pseudonymise(value, policy.secret)
+                changed += 1
+            else:
+                result[key] = value
+            continue
+        if prop.properties and isinstance(value, dict):
+            nested, n = _protect(value, {p.name: p for p in prop.properties}, event, policy)
+            result[key] = nested
+            changed += n
+            continue
+        keep, new = _apply(value, _treatment(prop, event, policy), policy)
+        if keep:
+            result[key] = new
+        changed += new is not value or not keep
+    return result, changed
+
+
+def protect_context(
+    context: dict[str, Any], identify: EventSpec | None, policy: PrivacyPolicy
+) -> dict[str, Any]:
+    """``context`` with its IP treated and its ``traits`` protected like identify's traits."""
+    result = dict(context)
+    ip = result.get("ip")
+    if isinstance(ip, str) and ip:
+        if policy.ip == "drop":
+            del result["ip"]
+        elif policy.ip == "hash":
+            result["ip"] = pseudonymise(ip, policy.secret)
+        elif policy.ip == "truncate":
+            result["ip"] = truncate_ip(ip) or pseudonymise(ip, policy.secret)
+    traits = result.get("traits")
+    if isinstance(traits, dict):
+        result["traits"], _ = protect_payload(traits, identify, policy)
+    return result
+
+
+def consent_allows(context: dict[str, Any], purpose: str) -> bool:
+    """Whether ``context.consent`` covers ``purpose``; True when no consent was sent.
+
+    Reads Segment's consent shape, ``{"categoryPreferences": {"Analytics": true}}``
+    (category names compared case-insensitively). A purpose with no matching category
+    counts as not consented once any preference is given.
+    """
+    consent = context.get("consent")
+    if not isinstance(consent, dict) or not purpose:
+        return True
+    prefs = consent.get("categoryPreferences")
+    if not isinstance(prefs, dict) or not prefs:
+        return True
+    wanted = purpose.strip().lower()
+    return any(str(k).strip().lower() == wanted and v is True for k, v in prefs.items())

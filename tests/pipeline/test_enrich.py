@@ -1,0 +1,43 @@
+from nerve.pipeline import enrich_context, parse_user_agent
+
+IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 "
+          "(KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1")
+CHROME_LINUX = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+                "Chrome/120.0.0.0 Safari/537.36")
+
+
+def test_parse_browser_os_device() -> None:
+    parsed = parse_user_agent(IPHONE)
+    assert parsed["os"] == {"name": "iOS", "version": "17.1"}
+    assert parsed["device"]["type"] == "mobile"
+    assert parsed["device"]["manufacturer"] == "Apple"
+    assert parsed["browser"]["name"] == "Mobile Safari"
+    assert parsed["bot"] is False
+    assert parse_user_agent(CHROME_LINUX)["device"]["type"] == "desktop"
+
+
+def test_bots_are_flagged() -> None:
+    for agent in ("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+                  "Mozilla/5.0 (X11; Linux x86_64) HeadlessChrome/120.0 Safari/537.36"):
+        assert parse_user_agent(agent)["bot"] is True
+        assert enrich_context({"userAgent": agent})["bot"] is True
+
+
+def test_enrich_fills_only_what_is_missing() -> None:
+    ctx = enrich_context({"userAgent": IPHONE}, client_ip="203.0.113.5")
+    assert ctx["ip"] == "203.0.113.5"
+    assert ctx["os"]["name"] == "iOS"
+    assert ctx["device"]["type"] == "mobile"
+    sent = {"userAgent": IPHONE, "ip": "1.2.3.4", "os": {"name": "iOS", "version": "18.0"}}
+    ctx = enrich_context(sent, client_ip="203.0.113.5")
+    assert ctx["ip"] == "1.2.3.4"
+    assert ctx["os"] == {"name": "iOS", "version": "18.0"}
+    assert "bot" not in ctx
+
+
+def test_sdk_library_agent_from_header_is_not_a_device() -> None:
+    ctx = enrich_context({}, user_agent="analytics-python/2.4.0")
+    assert "os" not in ctx
+    assert "device" not in ctx
+    ctx = enrich_context({}, user_agent=CHROME_LINUX)
+    assert ctx["os"]["name"] == "Linux"

@@ -1,0 +1,149 @@
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nerve.catalog import Catalog, EventSpec, PropertySpec, Version
+from nerve.errors import WorkspaceError
+from nerve.pipeline import (
+    PrivacyPolicy,
+    consent_allows,
+    protect_context,
+    protect_payload,
+    pseudonymise,
+    truncate_ip,
+)
+
+SECRET = b"s3cret-for-tests"
+POLICY = PrivacyPolicy(secret=SECRET)
+
+SIGNUP = EventSpec(
+    name="signup",
+    version=Version(1),
+    properties=(
+        PropertySpec("plan", "string"),
+        PropertySpec("email", "string", pii="personal"),
+        PropertySpec("phone", "string", pii="personal", handling="drop"),
+        PropertySpec("device_id", "string", pii="pseudonymous"),
+        PropertySpec("diagnosis", "string", pii="sensitive"),
+        PropertySpec("address", "object", pii="personal", properties=(
+            PropertySpec("city", "string"),
+            PropertySpec("street", "string", pii="personal"),
+        )),
+    ),
+)
+
+
+def test_each_pii_class_is_treated_by_policy() -> None:
+    raw = {"plan": "pro", "email": "ann@example.com", "phone": "+49 30 1234",
+           "device_id": "dev-1", "diagnosis": "flu",
+           "address": {"city": "Berlin", "street": "Unter den Linden 1"}}
+    out, changed = protect_payload(raw, SIGNUP, POLICY)
+    assert out["plan"] == "pro"
+    assert out["email"] == pseudonymise("ann@example.com", SECRET)
+    assert out["device_id"] == pseudonymise("dev-1", SECRET)
+    assert "phone" not in out  # the property's own handling: drop
+    assert "diagnosis" not in out  # sensitive: dropped by default
+    assert out["address"] == {"city": "Berlin",
+                              "street": pseudonymise("Unter den Linden 1", SECRET)}
+    assert changed == 5
+    assert raw["email"] == "ann@example.com"  # input untouched
+
+
+def test_policy_options() -> None:
+    keep = PrivacyPolicy(secret=SECRET, personal="keep", allow_sensitive=frozenset(
+        {"signup.diagnosis"}))
+    out, _ = protect_payload({"email": "a@b.c", "diagnosis": "flu"}, SIGNUP, keep)
+    assert out == {"email": "a@b.c", "diagnosis": "flu"}
+    drop = PrivacyPolicy(secret=SECRET, personal="drop")
+    out, _ = protect_payload({"email": "a@b.c", "plan": "x"}, SIGNUP, drop)
+    assert out == {"plan": "x"}
+
+
+def test_unknown_personal_looking_properties_are_hashed() -> None:
+    out, changed = protect_payload({"user_email": "a@b.c", "color": "red"}, None, POLICY)
+    assert out == {"user_email": pseudonymise("a@b.c", SECRET), "color": "red"}
+    assert changed == 1
+    lax = PrivacyPolicy(secret=SECRET, guard_unknown=False)
+    assert protect_payload({"user_email": "a@b.c"}, None, lax)[0] == {"user_email": "a@b.c"}
+
+
+def test_hash_is_keyed() -> None:
+    assert pseudonymise("a@b.c", b"one") != pseudonymise("a@b.c", b"two")
+    assert pseudonymise("a@b.c", b"one").startswith("h:")
+    # an unkeyed sha256 of the value must not appear
+    import hashlib
+
+    assert hashlib.sha256(b"a@b.c").hexdigest()[:32] not in pseudonymise("a@b.c", b"one")
+
+
+@pytest.mark.parametrize(("ip", "expected"), [
+    ("192.168.1.77", "192.168.1.0"),
+    ("8.8.8.8", "8.8.8.0"),
+    ("2001:db8:85a3:1:2:8a2e:370:7334", "2001:db8:85a3::"),
+    ("::1", "::"),
+    ("not-an-ip", None),
+])
+def test_truncate_ip(ip: str, expected: str | None) -> None:
+    assert truncate_ip(ip) == expected
+
+
+def test_context_ip_and_traits() -> None:
+    identify = EventSpec(name="identify", version=Version(1), type="identify",
+                         properties=(PropertySpec("email", "string", pii="personal"),))
+    ctx = {"ip": "203.0.113.9", "traits": {"email": "x@y.z", "plan": "pro"}, "locale": "de"}
+    out = protect_context(ctx, identify, POLICY)
+    assert out["ip"] == "203.0.113.0"
+    assert out["traits"] == {"email": pseudonymise("x@y.z", SECRET), "plan": "pro"}
+    assert out["locale"] == "de"
+    assert "ip" not in protect_context(ctx, identify, PrivacyPolicy(secret=SECRET, ip="drop"))
+
+
+def test_consent() -> None:
+    assert consent_allows({}, "analytics")
+    ctx = {"consent": {"categoryPreferences": {"Analytics": True, "Advertising": False}}}
+    assert consent_allows(ctx, "analytics")
+    assert not consent_allows(ctx, "advertising")
+    assert not consent_allows(ctx, "billing")  # preferences given, purpose not covered
+
+
+def test_policy_from_config_errors_name_the_key() -> None:
+    with pytest.raises(WorkspaceError, match=r"\[privacy\] personal"):
+        PrivacyPolicy.from_config({"personal": "encrypt"}, SECRET)
+    policy = PrivacyPolicy.from_config({"ip": "drop", "allow_sensitive": ["a.b"]}, SECRET)
+    assert policy.ip == "drop"
+    assert policy.allow_sensitive == frozenset({"a.b"})
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=10,
+)
+
+
+@given(email=json_values.filter(lambda v: v is not None), diagnosis=json_values,
+       extra=st.dictionaries(st.text(), json_values, max_size=4))
+def test_no_raw_personal_or_sensitive_value_survives(email: Any, diagnosis: Any,
+                                                     extra: dict[str, Any]) -> None:
+    payload = {**extra, "email": email, "diagnosis": diagnosis}
+    out, _ = protect_payload(payload, SIGNUP, POLICY)
+    assert "diagnosis" not in out
+    assert out["email"] == pseudonymise(email, SECRET)
+    assert out["email"] != email
+
+
+def test_workspace_secret_is_created_once_and_private(tmp_path: Path) -> None:
+    from nerve.workspace import init_workspace
+
+    ws = init_workspace(tmp_path / "w")
+    first = ws.secret()
+    assert len(first) == 64
+    assert ws.secret() == first
+    assert (ws.data_dir / "secret.key").stat().st_mode & 0o077 == 0
+
+
+def test_catalog_unused_import_guard() -> None:
+    assert Catalog.from_specs([SIGNUP]).get("signup") is SIGNUP
