@@ -1,0 +1,198 @@
+"""The statistics of experiments, as pure functions over per-variant summaries.
+
+Everything takes sufficient statistics (counts, means, variances, covariances), so the
+warehouse does the heavy aggregation and these functions stay exact and cheap.
+
+- Welch's t-test for the absolute difference; the delta method for relative lift and for
+  ratio metrics (Deng et al. 2018, "Applying the Delta Method in Metric Analytics").
+- CUPED (Deng, Xu, Kohavi, Walker 2013): a pre-exposure covariate removes the variance it
+  explains; theta is pooled across variants, so the adjustment is unbiased.
+- Confidence sequences (Howard, Ramdas, McAuliffe, Sekhon 2021; the asymptotic form of
+  Waudby-Smith et al. 2021): intervals valid at every look, so peeking is safe.
+- A Bayesian view with a flat prior on the relative lift: chance to beat control and
+  expected loss.
+- Sample-ratio mismatch (chi-square against configured weights) and multiple-testing
+  corrections (Holm, Benjamini-Hochberg).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+__all__ = [
+    "Effect",
+    "Summary",
+    "bayes",
+    "benjamini_hochberg",
+    "confidence_sequence",
+    "cuped_theta",
+    "holm",
+    "ratio_summary",
+    "sample_size",
+    "srm_p_value",
+    "welch",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """A variant's per-unit values: count, mean and (sample, ddof=1) variance."""
+
+    n: int
+    mean: float
+    var: float
+
+    @classmethod
+    def of(cls, values: np.ndarray | list[float]) -> Summary:
+        arr = np.asarray(values, dtype=float)
+        return cls(int(arr.size), float(arr.mean()) if arr.size else 0.0,
+                   float(arr.var(ddof=1)) if arr.size > 1 else 0.0)
+
+    @property
+    def std(self) -> float:
+        return math.sqrt(self.var)
+
+
+@dataclass(frozen=True, slots=True)
+class Effect:
+    """Treatment versus control."""
+
+    diff: float  # absolute: mean_t - mean_c
+    diff_low: float
+    diff_high: float
+    lift: float  # relative: mean_t / mean_c - 1 (nan when the control mean is 0)
+    lift_se: float
+    ci_low: float  # of the relative lift
+    ci_high: float
+    p_value: float  # two-sided, Welch
+
+
+def welch(control: Summary, treatment: Summary, alpha: float = 0.05) -> Effect:
+    """Welch's t-test on the difference of means, with a delta-method relative lift."""
+    vc = control.var / control.n if control.n else math.inf
+    vt = treatment.var / treatment.n if treatment.n else math.inf
+    diff = treatment.mean - control.mean
+    se = math.sqrt(vc + vt)
+    if se == 0 or not math.isfinite(se):
+        p = 1.0 if diff == 0 or not math.isfinite(se) else 0.0
+        half = 0.0 if math.isfinite(se) else math.inf
+    else:
+        df = (vc + vt) ** 2 / (
+            (vc**2 / (control.n - 1) if control.n > 1 else 0.0)
+            + (vt**2 / (treatment.n - 1) if treatment.n > 1 else 0.0)
+        ) if (control.n > 1 or treatment.n > 1) else 1.0
+        t = diff / se
+        p = float(2 * stats.t.sf(abs(t), df))
+        half = float(stats.t.ppf(1 - alpha / 2, df)) * se
+    lift, lift_se = _relative(control, treatment)
+    z = float(stats.norm.ppf(1 - alpha / 2))
+    return Effect(diff, diff - half, diff + half, lift, lift_se,
+                  lift - z * lift_se, lift + z * lift_se, p)
+
+
+def _relative(control: Summary, treatment: Summary) -> tuple[float, float]:
+    """Relative lift and its delta-method standard error (independent samples)."""
+    mc, mt = control.mean, treatment.mean
+    if mc == 0 or not control.n or not treatment.n:
+        return math.nan, math.nan
+    var = (treatment.var / treatment.n) / mc**2 + (mt**2) * (control.var / control.n) / mc**4
+    return mt / mc - 1, math.sqrt(var)
+
+
+def ratio_summary(num_mean: float, num_var: float, den_mean: float, den_var: float,
+                  cov: float, n: int) -> Summary:
+    """A ratio metric (sum of numerators / sum of denominators over units) as a Summary.
+
+    The returned ``var`` is n times the delta-method variance of the ratio, so that
+    ``var / n`` is the ratio's squared standard error, as ``welch`` expects.
+    """
+    if den_mean == 0:
+        return Summary(n, math.nan, math.nan)
+    r = num_mean / den_mean
+    var_r = (num_var - 2 * r * cov + r**2 * den_var) / (den_mean**2)
+    return Summary(n, r, max(var_r, 0.0))
+
+
+def cuped_theta(cov_xy: float, var_x: float) -> float:
+    """CUPED's theta: the regression slope of the metric on its pre-exposure covariate."""
+    return cov_xy / var_x if var_x > 0 else 0.0
+
+
+def confidence_sequence(estimate: float, se: float, n: int, alpha: float = 0.05,
+                        planned_n: int | None = None) -> tuple[float, float]:
+    """An asymptotic confidence sequence around ``estimate``: valid under continuous peeking.
+
+    ``se`` is the estimate's standard error with ``n`` units; the boundary is a normal
+    mixture tuned (rho) to be tightest at ``planned_n`` units (default: ``n``).
+    """
+    if n <= 0 or not math.isfinite(se):
+        return -math.inf, math.inf
+    sigma = se * math.sqrt(n)
+    target = planned_n or n
+    rho2 = (-2 * math.log(alpha) + math.log(-2 * math.log(alpha) + 1)) / target
+    half = sigma * math.sqrt(
+        2 * (n * rho2 + 1) / (n**2 * rho2) * math.log(math.sqrt(n * rho2 + 1) / alpha)
+    )
+    return estimate - half, estimate + half
+
+
+def bayes(lift: float, lift_se: float) -> tuple[float, float]:
+    """(chance that treatment beats control, expected relative loss if shipped).
+
+    Flat prior on the relative lift, normal likelihood: the posterior is N(lift, se^2).
+    """
+    if not (math.isfinite(lift) and math.isfinite(lift_se)) or lift_se <= 0:
+        return (math.nan, math.nan) if not math.isfinite(lift) else (float(lift > 0), 0.0)
+    z = lift / lift_se
+    chance = float(stats.norm.cdf(z))
+    loss = float(lift_se * stats.norm.pdf(z) - lift * stats.norm.cdf(-z))
+    return chance, loss
+
+
+def srm_p_value(counts: list[int], weights: list[float]) -> float:
+    """Chi-square goodness of fit of observed units per variant to the configured weights."""
+    total = sum(counts)
+    if total == 0 or len(counts) < 2:
+        return 1.0
+    w = np.asarray(weights, dtype=float)
+    expected = w / w.sum() * total
+    return float(stats.chisquare(np.asarray(counts, dtype=float), expected).pvalue)
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (family-wise error), in the input's order."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def benjamini_hochberg(p_values: list[float]) -> list[float]:
+    """Benjamini-Hochberg adjusted p-values (false discovery rate), in the input's order."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i], reverse=True)
+    adjusted = [0.0] * m
+    running = 1.0
+    for k, i in enumerate(order):
+        rank = m - k
+        running = min(running, p_values[i] * m / rank)
+        adjusted[i] = min(1.0, running)
+    return adjusted
+
+
+def sample_size(baseline_mean: float, baseline_std: float, mde: float, alpha: float = 0.05,
+                power: float = 0.8) -> int:
+    """Units per variant to detect a relative effect ``mde`` (0.05 = 5%) with a two-sided test."""
+    delta = abs(mde * baseline_mean)
+    if delta == 0:
+        return 0
+    z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
+    return math.ceil(2 * (z * baseline_std / delta) ** 2)

@@ -1,0 +1,133 @@
+"""Each statistic against an independent computation (scipy, statsmodels) or simulation."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import NormalIndPower
+
+from nerve.experiments.stats import (
+    Summary,
+    bayes,
+    benjamini_hochberg,
+    confidence_sequence,
+    cuped_theta,
+    holm,
+    ratio_summary,
+    sample_size,
+    srm_p_value,
+    welch,
+)
+
+RNG = np.random.default_rng(7)
+
+
+def test_welch_matches_scipy() -> None:
+    control = RNG.normal(10, 3, 400)
+    treatment = RNG.normal(10.6, 4, 350)
+    effect = welch(Summary.of(control), Summary.of(treatment))
+    reference = stats.ttest_ind(treatment, control, equal_var=False)
+    assert effect.p_value == pytest.approx(reference.pvalue, rel=1e-9)
+    low, high = reference.confidence_interval(0.95)
+    assert effect.diff_low == pytest.approx(low, rel=1e-9)
+    assert effect.diff_high == pytest.approx(high, rel=1e-9)
+    assert effect.lift == pytest.approx(treatment.mean() / control.mean() - 1)
+
+
+def test_relative_lift_standard_error_matches_simulation() -> None:
+    lifts, ses = [], []
+    for _ in range(2000):
+        c = RNG.exponential(5.0, 500)
+        t = RNG.exponential(5.5, 500)
+        effect = welch(Summary.of(c), Summary.of(t))
+        lifts.append(effect.lift)
+        ses.append(effect.lift_se)
+    assert np.mean(ses) == pytest.approx(np.std(lifts), rel=0.05)
+    assert np.mean(lifts) == pytest.approx(0.1, abs=0.01)
+
+
+def test_ratio_metric_delta_method_matches_simulation() -> None:
+    ratios, ses = [], []
+    for _ in range(2000):
+        sessions = RNG.poisson(3, 400) + 1
+        orders = RNG.binomial(sessions, 0.2)
+        cov = np.cov(orders, sessions, ddof=1)
+        summary = ratio_summary(orders.mean(), cov[0, 0], sessions.mean(), cov[1, 1],
+                                cov[0, 1], 400)
+        ratios.append(summary.mean)
+        ses.append(math.sqrt(summary.var / summary.n))
+        assert summary.mean == pytest.approx(orders.sum() / sessions.sum())
+    assert np.mean(ses) == pytest.approx(np.std(ratios), rel=0.06)
+
+
+def test_cuped_reduces_variance_by_squared_correlation() -> None:
+    # Deng et al. 2013: Var(Y_cuped) = Var(Y) * (1 - rho^2)
+    pre = RNG.normal(20, 5, 20000)
+    post = 0.8 * pre + RNG.normal(0, 3, 20000)
+    cov = np.cov(post, pre, ddof=1)
+    theta = cuped_theta(cov[0, 1], cov[1, 1])
+    adjusted = post - theta * (pre - pre.mean())
+    rho = np.corrcoef(post, pre)[0, 1]
+    assert adjusted.var(ddof=1) == pytest.approx(post.var(ddof=1) * (1 - rho**2), rel=1e-9)
+    assert adjusted.mean() == pytest.approx(post.mean())
+    assert cuped_theta(1.0, 0.0) == 0.0
+
+
+def test_confidence_sequence_is_safe_under_peeking() -> None:
+    """Peek after every 100 units: the fixed CI is fooled far more often than alpha."""
+    alpha, looks, runs = 0.05, 20, 400
+    fixed_errors = seq_errors = 0
+    for _ in range(runs):
+        data = RNG.normal(0, 1, looks * 100)
+        fixed_hit = seq_hit = False
+        for k in range(1, looks + 1):
+            x = data[: k * 100]
+            se = x.std(ddof=1) / math.sqrt(x.size)
+            z = stats.norm.ppf(1 - alpha / 2)
+            if abs(x.mean()) > z * se:
+                fixed_hit = True
+            low, high = confidence_sequence(x.mean(), se, x.size, alpha,
+                                            planned_n=looks * 100)
+            if not low <= 0 <= high:
+                seq_hit = True
+        fixed_errors += fixed_hit
+        seq_errors += seq_hit
+    assert fixed_errors / runs > 2 * alpha
+    assert seq_errors / runs <= alpha
+
+
+def test_confidence_sequence_is_wider_than_fixed_interval() -> None:
+    low, high = confidence_sequence(1.0, 0.1, 1000)
+    assert high - 1.0 > 1.96 * 0.1
+    assert low == pytest.approx(2.0 - high)
+
+
+def test_bayes_chance_to_win() -> None:
+    chance, loss = bayes(0.02, 0.01)
+    assert chance == pytest.approx(stats.norm.cdf(2.0))
+    assert 0 < loss < 0.001
+    draws = RNG.normal(0.02, 0.01, 400_000)
+    assert loss == pytest.approx(np.maximum(-draws, 0).mean(), rel=0.03)
+
+
+def test_srm() -> None:
+    assert srm_p_value([5000, 5000], [0.5, 0.5]) == pytest.approx(1.0)
+    assert srm_p_value([5200, 4800], [1, 1]) == pytest.approx(
+        stats.chisquare([5200, 4800]).pvalue)
+    assert srm_p_value([5200, 4800], [1, 1]) < 0.001
+    assert srm_p_value([2000, 8000], [0.2, 0.8]) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("method", ["holm", "fdr_bh"])
+def test_corrections_match_statsmodels(method: str) -> None:
+    p = [0.01, 0.04, 0.03, 0.005, 0.2, 0.04]
+    ours = holm(p) if method == "holm" else benjamini_hochberg(p)
+    assert ours == pytest.approx(list(multipletests(p, method=method)[1]))
+
+
+def test_sample_size_matches_statsmodels() -> None:
+    n = sample_size(baseline_mean=0.1, baseline_std=math.sqrt(0.09), mde=0.1)
+    expected = NormalIndPower().solve_power(effect_size=0.01 / 0.3, alpha=0.05, power=0.8)
+    assert n == math.ceil(expected)
