@@ -11,7 +11,7 @@ from typing import Any
 
 import jsonschema_rs
 
-from nerve.catalog._load import GROUPS_DIR, load_event, load_group, yaml_files
+from nerve.catalog._load import GROUPS_DIR, VERSIONS_DIR, load_event, load_group, yaml_files
 from nerve.catalog._model import EventSpec, PropertyGroup, Version
 from nerve.errors import CatalogError, Location
 
@@ -66,7 +66,8 @@ class Catalog:
 
     @classmethod
     def load(cls, events_dir: Path | str) -> Catalog:
-        """Load ``events/*.yaml`` (and property groups in ``events/groups/``).
+        """Load ``events/*.yaml``, older versions in ``events/versions/``, and property
+        groups in ``events/groups/``.
 
         Raises CatalogError listing every problem with its file and line.
         """
@@ -83,7 +84,7 @@ class Catalog:
             groups[group.name] = group
         specs: list[EventSpec] = []
         seen: dict[tuple[str, Version], Path] = {}
-        for path in yaml_files(events_dir):
+        for path in [*yaml_files(events_dir), *yaml_files(events_dir / VERSIONS_DIR)]:
             spec = load_event(path, groups, problems)
             if spec is None:
                 continue

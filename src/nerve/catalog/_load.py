@@ -20,6 +20,8 @@ from nerve.catalog._yaml import LineDict, load_yaml
 from nerve.errors import CatalogError, Location
 
 GROUPS_DIR = "groups"
+#: older versions of events that stay live: ``events/versions/<name>.v<N>.yaml``
+VERSIONS_DIR = "versions"
 
 _EVENT_FIELDS = {
     "name", "description", "owner", "purpose", "version", "status", "retention", "type",
@@ -106,6 +108,7 @@ def _parse_property(
         properties=tuple(nested),
         file=file,
         line=line,
+        lines=dict(raw.lines) if isinstance(raw, LineDict) else {},
     )
 
 

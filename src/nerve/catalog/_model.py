@@ -95,6 +95,8 @@ class PropertySpec:
     line: int | None = None
     #: the property group it came from, if any
     group: str | None = None
+    #: 1-based line of each field written in the YAML (which fields were declared at all)
+    lines: dict[str, int] = field(default_factory=dict, compare=False, hash=False)
 
     def json_schema(self) -> dict[str, Any]:
         """This property as a JSON Schema (Draft 2020-12) fragment."""

@@ -1,39 +1,103 @@
-"""``nerve catalog ...``: the tracking plan."""
+"""``nerve catalog ...``: the tracking plan, reviewed like code."""
 
 from __future__ import annotations
 
+import enum
+import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from nerve.catalog import Catalog
-from nerve.cli._common import ExitCode, Format, FormatOption, emit, handle_errors, load_workspace
+from nerve.catalog._codegen import generate
+from nerve.catalog._diff import check_bumps, diff_catalogs
+from nerve.catalog._git import catalog_at_ref
+from nerve.catalog._lint import LintConfig, findings_from_error, lint_catalog, to_junit
+from nerve.cli._common import (
+    ExitCode,
+    Format,
+    FormatOption,
+    console,
+    emit,
+    emit_json,
+    err_console,
+    handle_errors,
+    load_workspace,
+)
 from nerve.errors import CatalogError
 
-catalog_app = typer.Typer(help="The tracking plan: events as code in events/*.yaml.",
-                          no_args_is_help=True)
+__all__ = ["register"]
+
+catalog_app = typer.Typer(help="The tracking plan: events as code in events/*.yaml "
+                               "(docs/catalog.md).", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(catalog_app, name="catalog")
 
 
+class LintFormat(enum.StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+    junit = "junit"
+
+
+class DiffFormat(enum.StrEnum):
+    table = "table"
+    json = "json"
+
+
+class Lang(enum.StrEnum):
+    python = "python"
+    typescript = "typescript"
+
+
+def _catalog_files(events_dir: Path) -> list[str]:
+    return sorted(str(p) for p in events_dir.rglob("*.y*ml") if p.suffix in (".yaml", ".yml"))
+
+
 @catalog_app.command("lint")
 @handle_errors
-def lint(ctx: typer.Context, fmt: FormatOption = Format.table) -> None:
-    """Check every events/*.yaml file; exit 1 when any has an error (file and line given)."""
+def lint(
+    ctx: typer.Context,
+    fmt: Annotated[LintFormat, typer.Option(
+        "--format", "-f", case_sensitive=False,
+        help="table for people; json or csv (one row per finding); junit (XML) for CI.",
+    )] = LintFormat.table,
+) -> None:
+    """Check every events/*.yaml file against the lint rules (docs/catalog.md#lint).
+
+    Each finding names its rule, severity, file and line. Exit 1 on errors, 3 when only
+    warnings are found, 0 when clean. Configure in nerve.toml [catalog]: naming,
+    min_description, and [catalog.rules] to change a rule's severity or turn it off.
+    """
     ws = load_workspace(ctx)
+    config = LintConfig.from_toml(ws.config.raw)
     try:
         catalog = Catalog.load(ws.events_dir)
+        findings = lint_catalog(catalog, config)
+        count = len(catalog)
     except CatalogError as exc:
-        rows = [{"file": str(loc.file), "line": loc.line, "severity": "error", "message": msg}
-                for loc, msg in exc.problems]
-        emit(rows, fmt, title="catalog problems")
-        raise typer.Exit(ExitCode.FAILED) from exc
-    if fmt is Format.table:
-        typer.echo(f"{len(catalog)} events, no problems")
+        findings = findings_from_error(exc)
+        count = 0
+    if fmt is LintFormat.junit:
+        sys.stdout.write(to_junit(findings, _catalog_files(ws.events_dir)))
+    elif fmt is LintFormat.table:
+        if findings:
+            emit([{"severity": f.severity, "rule": f.rule,
+                   "where": f"{f.file}:{f.line}" if f.line else f.file,
+                   "message": f.message} for f in findings], Format.table,
+                 title="catalog lint")
+        errors = sum(f.severity == "error" for f in findings)
+        console.print(f"{count} events: {errors} errors, {len(findings) - errors} warnings")
     else:
-        emit([], fmt)
+        emit([f.as_dict() for f in findings], Format(fmt.value))
+    if any(f.severity == "error" for f in findings):
+        raise typer.Exit(ExitCode.FAILED)
+    if findings:
+        raise typer.Exit(ExitCode.WARN)
 
 
 @catalog_app.command("list")
@@ -42,10 +106,116 @@ def list_events(ctx: typer.Context, fmt: FormatOption = Format.table) -> None:
     """List cataloged events with their version, owner and retention."""
     ws = load_workspace(ctx)
     catalog = Catalog.load(ws.events_dir)
-    rows = [{"event": s.name, "type": s.type, "version": str(s.version), "status": s.status,
-             "owner": s.owner, "retention": s.retention, "properties": len(s.properties)}
+    rows = [{"event": s.name, "type": s.type, "version": str(s.version),
+             "versions": ", ".join(str(v.version) for v in catalog.versions(s.name)),
+             "status": s.status, "owner": s.owner, "retention": s.retention,
+             "properties": len(s.properties)}
             for s in catalog]
     emit(rows, fmt, title="events")
 
 
-_ = Annotated  # keep the import for the commands other modules add here
+@catalog_app.command("diff")
+@handle_errors
+def diff(
+    ctx: typer.Context,
+    base: Annotated[str, typer.Option(
+        "--base", help="Git ref to compare the working tree's catalog with.")] = "HEAD",
+    base_dir: Annotated[Path | None, typer.Option(
+        "--base-dir", help="Compare with this events folder instead of a git ref.",
+        exists=True, file_okay=False)] = None,
+    fmt: Annotated[DiffFormat, typer.Option(
+        "--format", "-f", case_sensitive=False,
+        help="table for people; json: one object per change, with its event's verdict.",
+    )] = DiffFormat.table,
+) -> None:
+    """Classify every catalog change since --base: breaking, additive or docs.
+
+    Breaking changes need a major version bump, additive ones a minor bump, docs a patch.
+    Exit 1 when an event's declared version bump is smaller than its changes need (the
+    message names the file and line of `version:`), 0 otherwise.
+    """
+    ws = load_workspace(ctx)
+    new = Catalog.load(ws.events_dir)
+    old = Catalog.load(base_dir) if base_dir is not None else catalog_at_ref(ws.events_dir,
+                                                                               base)
+    changes = diff_catalogs(old, new)
+    verdicts = check_bumps(old, new, changes)
+    by_event = {(v.event, v.old_version, v.new_version): v for v in verdicts}
+    rows = []
+    for change in changes:
+        verdict = by_event[(change.event, change.old_version, change.new_version)]
+        rows.append({**change.as_dict(), "required_bump": verdict.required,
+                     "declared_bump": verdict.declared, "ok": verdict.ok})
+    failed = [v for v in verdicts if not v.ok]
+    if fmt is DiffFormat.json:
+        emit_json(rows)
+    elif not changes:
+        console.print(f"no catalog changes since {base_dir or base}")
+    else:
+        emit([{"event": r["event"], "level": r["level"], "change": r["kind"],
+               "detail": r["message"],
+               "versions": f"{r['old_version'] or '-'} -> {r['new_version'] or '-'}"}
+              for r in rows], Format.table, title=f"catalog changes since {base_dir or base}")
+        for verdict in verdicts:
+            where = f" ({verdict.file}:{verdict.line})" if verdict.file else ""
+            mark = "[green]ok[/green]  " if verdict.ok else "[red]FAIL[/red]"
+            console.print(f"{mark} {verdict.message}{where}", highlight=False)
+    for verdict in failed:
+        if fmt is DiffFormat.json:
+            where = f"{verdict.file}:{verdict.line}: " if verdict.file else ""
+            err_console.print(f"{where}{verdict.message}", highlight=False, markup=False)
+    if failed:
+        raise typer.Exit(ExitCode.FAILED)
+
+
+@catalog_app.command("codegen")
+@handle_errors
+def codegen(
+    ctx: typer.Context,
+    lang: Annotated[Lang, typer.Option("--lang", help="python or typescript",
+                                       case_sensitive=False)],
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="File to write (default: stdout).", dir_okay=False)] = None,
+) -> None:
+    """Generate typed tracking functions, one per event, from the catalog.
+
+    python: functions with typed keyword arguments over nerve.sdk's Client.track (any
+    client with a compatible track method). typescript: interfaces and functions over
+    analytics.js' track. Both add context.event_version so the collector validates against
+    the version the code was written for.
+    """
+    ws = load_workspace(ctx)
+    catalog = Catalog.load(ws.events_dir)
+    code = generate(catalog, lang.value)
+    if out is None:
+        sys.stdout.write(code)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(code, encoding="utf-8")
+    err_console.print(f"wrote {len(catalog)} events to {out}", highlight=False)
+
+
+@catalog_app.command("docs")
+@handle_errors
+def docs(
+    ctx: typer.Context,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Folder for the site (default: .nerve/catalog-docs).",
+        file_okay=False)] = None,
+) -> None:
+    """Build a static HTML site of the catalog: search, a page per event, volumes.
+
+    Each page shows the event's metadata, properties (type, required, PII), versions and
+    changelog (git log when in git), an example payload, the metrics that use it, and,
+    when the warehouse is there and not locked, 7/28-day volume and quarantine rate.
+    """
+    # jinja2 and the warehouse load only for this command
+    from nerve.catalog._docs import build_site  # noqa: PLC0415
+
+    ws = load_workspace(ctx)
+    catalog = Catalog.load(ws.events_dir)
+    target = out or ws.data_dir / "catalog-docs"
+    report = build_site(catalog, target, workspace=ws)
+    err_console.print(f"wrote {report.pages} pages to {target} "
+                      f"({report.stats_note})", highlight=False)
+    console.print(str(target / "index.html"), highlight=False)

@@ -1,0 +1,380 @@
+"""Compare two catalogs and say what each change needs: a major, minor or patch bump.
+
+``diff_catalogs(old, new)`` is pure: it looks only at the two compiled catalogs. The rules
+follow what breaks a producer or a loader (SchemaVer's spirit, semver's names):
+
+- **breaking** (major): a property removed or renamed, a type changed or narrowed, a new
+  required property, optional -> required, an enum value removed, a constraint tightened
+  (minimum up, maximum down, a pattern or format added or changed), additional properties
+  forbidden, the event's call type changed, an event removed;
+- **additive** (minor): an optional property added, an event added, an enum widened, a
+  constraint loosened, a type widened (integer -> number, timestamp -> string), a PII class
+  or handling changed (it changes what lands in the warehouse, not who may send);
+- **docs** (patch): descriptions, owner, purpose, trigger, status, retention.
+
+Versions are paired by event: a version present on both sides is compared with itself (a
+published version must not change except in its docs); a new version is compared with the
+highest older version of the same event, and its bump is the difference of the two.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nerve.catalog._catalog import Catalog
+from nerve.catalog._model import EventSpec, PropertySpec, Version
+
+__all__ = ["LEVELS", "Change", "EventVerdict", "bump_level", "check_bumps", "diff_catalogs"]
+
+#: change levels, weakest first; each needs at least the bump of the same rank
+LEVELS = ("docs", "additive", "breaking")
+_BUMP_FOR = {"docs": "patch", "additive": "minor", "breaking": "major"}
+_BUMP_RANK = {"none": 0, "patch": 1, "minor": 2, "major": 3}
+
+#: type changes that accept every value the old type accepted
+_WIDENINGS = {("integer", "number"), ("timestamp", "string")}
+_DOC_FIELDS = ("description", "owner", "purpose", "trigger", "status", "retention")
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One difference between the old and the new catalog."""
+
+    event: str
+    #: what changed, e.g. ``property_removed``, ``enum_widened``, ``description_changed``
+    kind: str
+    #: ``breaking``, ``additive`` or ``docs``
+    level: str
+    message: str
+    #: the property path (``price``, ``address.city``, ``tags.items``), or None for the event
+    path: str | None = None
+    old_version: Version | None = None
+    new_version: Version | None = None
+    file: Path | None = None
+    line: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"event": self.event, "kind": self.kind, "level": self.level,
+                "path": self.path, "message": self.message,
+                "old_version": str(self.old_version) if self.old_version else None,
+                "new_version": str(self.new_version) if self.new_version else None,
+                "file": str(self.file) if self.file else None, "line": self.line}
+
+
+@dataclass(frozen=True, slots=True)
+class EventVerdict:
+    """Whether the version declared for one event's changes is enough."""
+
+    event: str
+    old_version: Version | None
+    new_version: Version | None
+    #: the bump the changes need: none, patch, minor or major
+    required: str
+    #: the bump declared: none, patch, minor, major, or ``lower`` when the version went down
+    declared: str
+    ok: bool
+    message: str
+    file: Path | None = None
+    line: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"event": self.event,
+                "old_version": str(self.old_version) if self.old_version else None,
+                "new_version": str(self.new_version) if self.new_version else None,
+                "required": self.required, "declared": self.declared, "ok": self.ok,
+                "message": self.message, "file": str(self.file) if self.file else None,
+                "line": self.line}
+
+
+def bump_level(old: Version, new: Version) -> str:
+    """The bump from ``old`` to ``new``: major, minor, patch, none, or lower.
+
+    >>> bump_level(Version(1, 2, 0), Version(2)), bump_level(Version(1), Version(1, 0, 1))
+    ('major', 'patch')
+    """
+    if new < old:
+        return "lower"
+    if new.major > old.major:
+        return "major"
+    if new.minor > old.minor:
+        return "minor"
+    if new.patch > old.patch:
+        return "patch"
+    return "none"
+
+
+# ---------------------------------------------------------------------------------- diff
+
+
+def _pairs(old: Catalog, new: Catalog, name: str) -> list[tuple[EventSpec | None,
+                                                                EventSpec | None]]:
+    """(old, new) spec pairs to compare for one event name."""
+    olds = {s.version: s for s in old.versions(name)}
+    news = {s.version: s for s in new.versions(name)}
+    pairs: list[tuple[EventSpec | None, EventSpec | None]] = []
+    for version, spec in news.items():
+        if version in olds:
+            pairs.append((olds[version], spec))
+            continue
+        below = [v for v in olds if v < version]
+        base = olds[below[-1]] if below else None
+        pairs.append((base, spec))
+    used = {id(a) for a, _ in pairs if a is not None}
+    newest_new = max(news) if news else None
+    for version, spec in olds.items():
+        if id(spec) in used:
+            continue
+        if newest_new is not None and version < newest_new:
+            continue  # an older version superseded and retired: no removal of the event
+        pairs.append((spec, None))
+    return pairs
+
+
+def diff_catalogs(old: Catalog, new: Catalog) -> list[Change]:
+    """Every change from ``old`` to ``new``, in event order, each with its level.
+
+    >>> a = Catalog.from_specs([EventSpec("signup", Version(1))])
+    >>> [c.kind for c in diff_catalogs(a, Catalog.from_specs([]))]
+    ['event_removed']
+    """
+    changes: list[Change] = []
+    for name in sorted({*old.names(), *new.names()}):
+        for before, after in _pairs(old, new, name):
+            changes.extend(diff_events(before, after))
+    return changes
+
+
+def diff_events(old: EventSpec | None, new: EventSpec | None) -> list[Change]:
+    """The changes between two versions of one event (either may be None)."""
+    if old is None and new is None:
+        return []
+    if old is None:
+        assert new is not None
+        return [Change(new.name, "event_added", "additive",
+                       f"{new.name}: new event (version {new.version})",
+                       new_version=new.version, file=new.file, line=new.lines.get("name"))]
+    if new is None:
+        status = "deprecated" if old.status == "deprecated" else "active"
+        return [Change(old.name, "event_removed", "breaking",
+                       f"{old.name} {old.version}: removed ({status} in the base)",
+                       old_version=old.version, file=old.file, line=old.lines.get("name"))]
+    out = _Collector(old, new)
+    for key in _DOC_FIELDS:
+        before, after = getattr(old, key), getattr(new, key)
+        if before != after:
+            out.add(f"{key}_changed", "docs", f"{key}: {before!r} -> {after!r}", None,
+                    new.lines.get(key))
+    if old.type != new.type:
+        out.add("call_type_changed", "breaking", f"type: {old.type} -> {new.type}", None,
+                new.lines.get("type"))
+    if old.additional_properties != new.additional_properties:
+        level = "additive" if new.additional_properties else "breaking"
+        out.add("additional_properties_changed", level,
+                f"additional_properties: {old.additional_properties} -> "
+                f"{new.additional_properties}", None, new.lines.get("additional_properties"))
+    _diff_property_lists(out, old.properties, new.properties, "", new.lines.get("properties"))
+    return out.changes
+
+
+class _Collector:
+    """Accumulates the changes of one event pair, stamping names, versions and files."""
+
+    def __init__(self, old: EventSpec, new: EventSpec) -> None:
+        self.old, self.new = old, new
+        self.changes: list[Change] = []
+
+    def add(self, kind: str, level: str, detail: str, path: str | None, line: int | None,
+            file: Path | None = None) -> None:
+        where = f"{self.new.name}.{path}" if path else self.new.name
+        self.changes.append(Change(
+            self.new.name, kind, level, f"{where}: {detail}", path,
+            self.old.version, self.new.version, file or self.new.file,
+            line or self.new.lines.get("version")))
+
+
+def _diff_property_lists(out: _Collector, old: tuple[PropertySpec, ...],
+                         new: tuple[PropertySpec, ...], prefix: str,
+                         parent_line: int | None) -> None:
+    before = {p.name: p for p in old}
+    after = {p.name: p for p in new}
+    removed = [before[n] for n in before if n not in after]
+    added = [after[n] for n in after if n not in before]
+    # a removal and an addition of the same type and description is a rename
+    renamed: dict[str, PropertySpec] = {}
+    for gone in removed:
+        for fresh in added:
+            taken = any(fresh is other for other in renamed.values())
+            if (not taken and fresh.description and fresh.type == gone.type
+                    and fresh.description == gone.description):
+                renamed[gone.name] = fresh
+                break
+    renamed_to = {id(p) for p in renamed.values()}
+    for gone in removed:
+        path = prefix + gone.name
+        if gone.name in renamed:
+            fresh = renamed[gone.name]
+            out.add("property_renamed", "breaking", f"renamed to {fresh.name!r}", path,
+                    fresh.line, fresh.file)
+        else:
+            out.add("property_removed", "breaking", "removed", path, parent_line)
+    for fresh in added:
+        if id(fresh) in renamed_to:
+            continue
+        path = prefix + fresh.name
+        if fresh.required:
+            out.add("required_property_added", "breaking", "new required property", path,
+                    fresh.line, fresh.file)
+        else:
+            out.add("property_added", "additive", f"new optional {fresh.type} property", path,
+                    fresh.line, fresh.file)
+    for name, prop in after.items():
+        if name in before:
+            _diff_property(out, before[name], prop, prefix + name)
+
+
+def _diff_property(out: _Collector, old: PropertySpec, new: PropertySpec, path: str) -> None:
+    def line(key: str) -> int | None:
+        return new.lines.get(key) or new.line
+
+    def add(kind: str, level: str, detail: str, key: str) -> None:
+        out.add(kind, level, detail, path, line(key), new.file)
+
+    if old.type != new.type:
+        widened = (old.type, new.type) in _WIDENINGS
+        add("type_widened" if widened else "type_changed", "additive" if widened else "breaking",
+            f"type {old.type} -> {new.type}", "type")
+    if old.required != new.required:
+        if new.required:
+            add("made_required", "breaking", "optional -> required", "required")
+        else:
+            add("made_optional", "additive", "required -> optional", "required")
+    _diff_enum(add, old.enum, new.enum)
+    _diff_bound(add, "minimum", old.minimum, new.minimum, tighter=lambda a, b: b > a)
+    _diff_bound(add, "maximum", old.maximum, new.maximum, tighter=lambda a, b: b < a)
+    for key in ("pattern", "format"):
+        before, after = getattr(old, key), getattr(new, key)
+        if before == after:
+            continue
+        if after is None:
+            add(f"{key}_removed", "additive", f"{key} {before!r} removed", key)
+        else:
+            add(f"{key}_changed" if before else f"{key}_added", "breaking",
+                f"{key} {before!r} -> {after!r}", key)
+    if old.pii != new.pii or old.handling != new.handling:
+        add("privacy_changed", "additive",
+            f"pii {old.pii}/{old.handling or '-'} -> {new.pii}/{new.handling or '-'}",
+            "pii" if old.pii != new.pii else "handling")
+    if old.description != new.description:
+        add("description_changed", "docs", "description changed", "description")
+    if old.group != new.group:
+        add("group_changed", "docs", f"group {old.group or '-'} -> {new.group or '-'}",
+            "description")
+    if old.items is not None and new.items is not None:
+        _diff_property(out, old.items, new.items, f"{path}.items")
+    elif old.items != new.items:
+        level = "additive" if new.items is None else "breaking"
+        add("items_changed", level, "array item schema " +
+            ("removed" if new.items is None else "added"), "items")
+    if old.properties or new.properties:
+        _diff_property_lists(out, old.properties, new.properties, f"{path}.",
+                             line("properties"))
+
+
+def _diff_enum(add: Any, old: tuple[Any, ...] | None, new: tuple[Any, ...] | None) -> None:
+    if old == new:
+        return
+    if new is None:
+        add("enum_removed", "additive", "enum removed: any value accepted", "enum")
+        return
+    if old is None:
+        add("enum_added", "breaking", f"values restricted to {list(new)}", "enum")
+        return
+    dropped = [v for v in old if v not in new]
+    gained = [v for v in new if v not in old]
+    if dropped:
+        add("enum_narrowed", "breaking", f"enum values removed: {dropped}", "enum")
+    if gained:
+        add("enum_widened", "additive", f"enum values added: {gained}", "enum")
+    if not dropped and not gained:
+        add("enum_reordered", "docs", "enum values reordered", "enum")
+
+
+def _diff_bound(add: Any, key: str, old: float | None, new: float | None, *,
+                tighter: Any) -> None:
+    if old == new:
+        return
+    if new is None:
+        add(f"{key}_loosened", "additive", f"{key} {old} removed", key)
+    elif old is None or tighter(old, new):
+        add(f"{key}_tightened", "breaking", f"{key} {old} -> {new}", key)
+    else:
+        add(f"{key}_loosened", "additive", f"{key} {old} -> {new}", key)
+
+
+# ---------------------------------------------------------------------------- the verdict
+
+
+def _strongest(changes: list[Change]) -> str | None:
+    levels = {c.level for c in changes}
+    for level in reversed(LEVELS):
+        if level in levels:
+            return level
+    return None
+
+
+def check_bumps(old: Catalog, new: Catalog, changes: list[Change]) -> list[EventVerdict]:
+    """For each changed event version, whether its declared bump covers its changes.
+
+    An event removed from the catalog passes only when the base had it ``deprecated``:
+    deprecate first (a patch), remove later, so consumers get a warning in between.
+    """
+    verdicts: list[EventVerdict] = []
+    groups: dict[tuple[str, Version | None, Version | None], list[Change]] = {}
+    for change in changes:
+        groups.setdefault((change.event, change.old_version, change.new_version),
+                          []).append(change)
+    for (name, before, after), items in groups.items():
+        first = items[0]
+        if after is None:
+            assert before is not None
+            spec = old.get(name, before)
+            ok = spec is not None and spec.status == "deprecated"
+            message = (f"{name} {before}: removed after deprecation" if ok else
+                       f"{name} {before}: removed while active; mark it "
+                       f"`status: deprecated` first, remove it in a later change")
+            verdicts.append(EventVerdict(name, before, None, "major", "removed", ok, message,
+                                         first.file, first.line))
+            continue
+        if before is None:
+            verdicts.append(EventVerdict(name, None, after, "none", "new", True,
+                                         f"{name} {after}: new", first.file, first.line))
+            continue
+        level = _strongest(items) or "docs"
+        required = _BUMP_FOR[level]
+        declared = bump_level(before, after)
+        spec = new.get(name, after)
+        file = spec.file if spec else first.file
+        line = spec.lines.get("version") if spec else first.line
+        ok = declared != "lower" and _BUMP_RANK[declared] >= _BUMP_RANK[required]
+        kinds = sorted({c.kind for c in items if c.level == level})
+        if ok:
+            message = f"{name} {before} -> {after}: {declared} bump covers {level} changes"
+        elif declared == "lower":
+            message = f"{name}: version went down from {before} to {after}"
+        else:
+            message = (f"{name}: {level} changes ({', '.join(kinds)}) need a {required} "
+                       f"bump, but the version is {before} -> {after} ({declared}); "
+                       f"set version: {_suggest(before, required)}")
+        verdicts.append(EventVerdict(name, before, after, required, declared, ok, message,
+                                     file, line))
+    return verdicts
+
+
+def _suggest(version: Version, bump: str) -> str:
+    if bump == "major":
+        return str(Version(version.major + 1))
+    if bump == "minor":
+        return str(Version(version.major, version.minor + 1))
+    return str(Version(version.major, version.minor, version.patch + 1))

@@ -1,0 +1,324 @@
+"""The catalog's lint rules: naming, metadata, privacy, enums, constraints, versions.
+
+``lint_catalog(catalog, config)`` is pure. Each rule yields ``Finding``s with a rule id,
+a severity, the file and line, and a message. ``nerve.toml`` tunes it::
+
+    [catalog]
+    naming = "snake_case"          # or "object_action" (the default), or a regex
+    min_description = 20           # characters
+    [catalog.rules]
+    property-description = "off"   # or "warning" / "error": any rule's severity
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree as ET
+
+from nerve.catalog._catalog import Catalog
+from nerve.catalog._load import VERSIONS_DIR
+from nerve.catalog._model import EventSpec, PropertySpec
+from nerve.errors import CatalogError, WorkspaceError
+
+__all__ = ["HANDLINGS", "RULES", "Finding", "LintConfig", "findings_from_error",
+           "lint_catalog", "to_junit"]
+
+#: what the privacy stage may do with a personal or sensitive value
+HANDLINGS = ("hash", "drop", "keep", "truncate")
+
+#: every rule id with its default severity and what it checks (docs/catalog.md lists them)
+RULES: dict[str, tuple[str, str]] = {
+    "load": ("error", "the file loads: valid YAML, known fields, valid types"),
+    "event-name": ("error", "event names follow the naming convention"),
+    "property-name": ("error", "property names are snake_case"),
+    "file-name": ("warning", "the file is named after the event it defines"),
+    "event-description": ("error", "every event has a description of a minimum length"),
+    "event-owner": ("error", "every event has an owner"),
+    "event-purpose": ("error", "every event says what it is collected for"),
+    "event-retention": ("error", "every event declares a retention"),
+    "event-trigger": ("warning", "track events say what makes the product send them"),
+    "property-description": ("warning", "every property has a description"),
+    "property-pii": ("error", "every property declares its PII class"),
+    "pii-handling": ("error", "personal and sensitive properties declare a handling"),
+    "handling-value": ("error", "handling is one of hash, drop, keep, truncate"),
+    "sensitive-kept": ("warning", "sensitive values kept in clear need a second look"),
+    "pii-retention": ("warning", "personal data is not kept forever"),
+    "unused-group": ("warning", "every property group is included by some event"),
+    "enum-duplicate": ("error", "no duplicate enum values"),
+    "enum-type": ("error", "enum values match the property type"),
+    "enum-single": ("warning", "an enum with one value is a constant"),
+    "constraint-type": ("error", "minimum/maximum on numbers, pattern on strings"),
+    "constraint-range": ("error", "minimum is not above maximum"),
+    "array-items": ("warning", "arrays declare their item type"),
+    "version-order": ("error", "versions in events/versions/ are older than the live file"),
+    "version-file-name": ("warning", "versions/ files are named <event>.v<version>.yaml"),
+}
+
+_NAMINGS = {
+    # object_action: at least two snake_case words (product_viewed, add_to_cart)
+    "object_action": r"[a-z][a-z0-9]*(_[a-z0-9]+)+",
+    "snake_case": r"[a-z][a-z0-9]*(_[a-z0-9]+)*",
+}
+_SNAKE = re.compile(_NAMINGS["snake_case"])
+_VERSION_FILE = re.compile(r"(?P<name>.+)\.v(?P<version>\d+(?:\.\d+){0,2})")
+_ENUM_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,),
+    "timestamp": (str,),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One lint finding: which rule, how bad, where, and what to do."""
+
+    rule: str
+    severity: str
+    message: str
+    file: str | None = None
+    line: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rule": self.rule, "severity": self.severity, "file": self.file,
+                "line": self.line, "message": self.message}
+
+
+@dataclass(frozen=True, slots=True)
+class LintConfig:
+    """The ``[catalog]`` section of nerve.toml."""
+
+    naming: str = "object_action"
+    min_description: int = 20
+    severities: Mapping[str, str] | None = None
+
+    @classmethod
+    def from_toml(cls, raw: Mapping[str, Any]) -> LintConfig:
+        """Read ``[catalog]`` (already parsed); errors name the field."""
+        section = raw.get("catalog") or {}
+        if not isinstance(section, dict):
+            raise WorkspaceError("nerve.toml: [catalog]: must be a table")
+        naming = str(section.get("naming", "object_action"))
+        try:
+            re.compile(_NAMINGS.get(naming, naming))
+        except re.error as exc:
+            raise WorkspaceError(f"nerve.toml: [catalog] naming: not a regex ({exc})") from exc
+        min_description = section.get("min_description", 20)
+        if not isinstance(min_description, int) or isinstance(min_description, bool):
+            raise WorkspaceError("nerve.toml: [catalog] min_description: expected a whole number")
+        rules = section.get("rules") or {}
+        for rule, severity in rules.items():
+            if rule not in RULES or severity not in ("error", "warning", "off"):
+                raise WorkspaceError(f"nerve.toml: [catalog.rules] {rule} = {severity!r}: "
+                                     "expected a known rule and error, warning or off")
+        return cls(naming=naming, min_description=min_description, severities=dict(rules))
+
+    @property
+    def name_regex(self) -> re.Pattern[str]:
+        return re.compile(_NAMINGS.get(self.naming, self.naming))
+
+
+def _loc(file: Path | str | None) -> str | None:
+    return str(file) if file is not None else None
+
+
+def findings_from_error(error: CatalogError) -> list[Finding]:
+    """Load errors as ``load`` findings, so CI reports them like any other rule."""
+    return [Finding("load", "error", text, _loc(where.file), where.line)
+            for where, text in error.problems]
+
+
+def lint_catalog(catalog: Catalog, config: LintConfig | None = None) -> list[Finding]:
+    """Every finding for a loaded catalog, sorted by file and line.
+
+    >>> from nerve.catalog import EventSpec, Version
+    >>> [f.rule for f in lint_catalog(Catalog.from_specs([EventSpec("Signup", Version(1))]))
+    ...  if f.rule == "event-name"]
+    ['event-name']
+    """
+    config = config or LintConfig()
+    severities = config.severities or {}
+    found: list[Finding] = []
+    for name in catalog.names():
+        versions = catalog.versions(name)
+        for spec in versions:
+            found.extend(_event_rules(spec, config))
+        found.extend(_version_rules(versions))
+    used = {g for spec in _all_specs(catalog) for g in spec.groups}
+    found.extend(Finding("unused-group", "warning",
+                         f"property group {group.name!r} is included by no event",
+                         _loc(group.file), group.line)
+                 for group in catalog.groups.values() if group.name not in used)
+    result = []
+    seen: set[tuple[str, str | None, int | None, str]] = set()
+    for finding in found:
+        severity = severities.get(finding.rule, finding.severity)
+        if severity == "off":
+            continue
+        key = (finding.rule, finding.file, finding.line, finding.message)
+        if key in seen:  # a group's property is reported once, not once per event
+            continue
+        seen.add(key)
+        result.append(replace(finding, severity=severity))
+    result.sort(key=lambda f: (f.file or "", f.line or 0, f.rule))
+    return result
+
+
+def _all_specs(catalog: Catalog) -> Iterator[EventSpec]:
+    for name in catalog.names():
+        yield from catalog.versions(name)
+
+
+def _event_rules(spec: EventSpec, config: LintConfig) -> Iterator[Finding]:
+    file = _loc(spec.file)
+
+    def at(rule: str, message: str, key: str = "name") -> Finding:
+        return Finding(rule, RULES[rule][0], f"{spec.name}: {message}", file,
+                       spec.lines.get(key) or spec.lines.get("name"))
+
+    if spec.type == "track" and not config.name_regex.fullmatch(spec.name):
+        yield at("event-name", f"name does not match the {config.naming} convention "
+                               f"({config.name_regex.pattern})")
+    if spec.file is not None and spec.file.parent.name != VERSIONS_DIR \
+            and spec.file.stem != spec.name:
+        yield at("file-name", f"defined in {spec.file.name}; name the file {spec.name}.yaml")
+    if not spec.description.strip():
+        yield at("event-description", "add a description: what happened, in the user's words")
+    elif len(spec.description.strip()) < config.min_description:
+        yield Finding("event-description", "warning",
+                      f"{spec.name}: description is shorter than {config.min_description} "
+                      "characters", file, spec.lines.get("description"))
+    if not spec.owner.strip():
+        yield at("event-owner", "add an owner: the team to ask about it")
+    if not spec.purpose.strip():
+        yield at("event-purpose", "add a purpose: what the data is collected for")
+    if "retention" not in spec.lines:
+        yield at("event-retention", "add a retention such as 400d, 2y or forever")
+    if spec.type == "track" and not spec.trigger.strip():
+        yield at("event-trigger", "add a trigger: what makes the product send it")
+    for prop in spec.properties:
+        yield from _property_rules(spec, prop, prop.name)
+
+
+def _property_rules(spec: EventSpec, prop: PropertySpec, path: str) -> Iterator[Finding]:
+    file = _loc(prop.file or spec.file)
+
+    def at(rule: str, message: str, key: str | None = None, severity: str | None = None
+           ) -> Finding:
+        line = prop.lines.get(key) if key else None
+        return Finding(rule, severity or RULES[rule][0], f"{spec.name}.{path}: {message}",
+                       file, line or prop.line)
+
+    leaf = path.rsplit(".", 1)[-1]
+    if leaf != "items" and not _SNAKE.fullmatch(prop.name):
+        yield at("property-name", "property names are snake_case")
+    if leaf != "items" and not prop.description.strip():
+        yield at("property-description", "add a description")
+    if leaf != "items" and "pii" not in prop.lines:
+        yield at("property-pii", "declare pii: none, pseudonymous, personal or sensitive")
+    if prop.handling is not None and prop.handling not in HANDLINGS:
+        yield at("handling-value", f"handling {prop.handling!r} is not one of "
+                                   f"{', '.join(HANDLINGS)}", "handling")
+    if prop.pii in ("personal", "sensitive") and prop.handling is None:
+        yield at("pii-handling", f"{prop.pii} data needs handling: {' | '.join(HANDLINGS)}",
+                 "pii")
+    if prop.pii == "sensitive" and prop.handling == "keep":
+        yield at("sensitive-kept", "sensitive value kept in clear; prefer hash or drop",
+                 "handling")
+    if prop.pii in ("personal", "sensitive") and prop.handling != "drop" \
+            and spec.retention_days is None:
+        yield at("pii-retention", f"{prop.pii} data kept forever; set the event's retention",
+                 "pii")
+    yield from _enum_rules(prop, at)
+    numeric = prop.type in ("integer", "number")
+    for key in ("minimum", "maximum"):
+        if getattr(prop, key) is not None and not numeric:
+            yield at("constraint-type", f"{key} applies to numbers, not {prop.type}", key)
+    if prop.pattern is not None and prop.type != "string":
+        yield at("constraint-type", f"pattern applies to strings, not {prop.type}", "pattern")
+    if prop.minimum is not None and prop.maximum is not None and prop.minimum > prop.maximum:
+        yield at("constraint-range", f"minimum {prop.minimum} is above maximum {prop.maximum}",
+                 "minimum")
+    if prop.type == "array" and prop.items is None:
+        yield at("array-items", "declare items: {type: ...}")
+    if prop.items is not None:
+        yield from _property_rules(spec, prop.items, f"{path}.items")
+    for child in prop.properties:
+        yield from _property_rules(spec, child, f"{path}.{child.name}")
+
+
+def _enum_rules(prop: PropertySpec, at: Any) -> Iterator[Finding]:
+    if prop.enum is None:
+        return
+    seen: list[Any] = []
+    for value in prop.enum:
+        if any(value == other and type(value) is type(other) for other in seen):
+            yield at("enum-duplicate", f"enum value {value!r} is listed twice", "enum")
+        seen.append(value)
+    allowed = _ENUM_TYPES.get(prop.type)
+    if allowed is not None:
+        wrong = [v for v in prop.enum if not isinstance(v, allowed)
+                 or (isinstance(v, bool) and prop.type != "boolean")]
+        if wrong:
+            yield at("enum-type", f"enum values {wrong} are not {prop.type}", "enum")
+    if len(prop.enum) == 1:
+        yield at("enum-single", "an enum with one value; is it a constant?", "enum")
+
+
+def _version_rules(versions: list[EventSpec]) -> Iterator[Finding]:
+    live = [s for s in versions if s.file is None or s.file.parent.name != VERSIONS_DIR]
+    latest_live = max((s.version for s in live), default=None)
+    for spec in versions:
+        if spec.file is None or spec.file.parent.name != VERSIONS_DIR:
+            continue
+        line = spec.lines.get("version")
+        if latest_live is not None and spec.version >= latest_live:
+            yield Finding("version-order", "error",
+                          f"{spec.name}: {spec.version} in {VERSIONS_DIR}/ is not older than "
+                          f"the live file's {latest_live}", str(spec.file), line)
+        match = _VERSION_FILE.fullmatch(spec.file.stem)
+        expected = f"{spec.name}.v{spec.version.major}"
+        if match is None or match["name"] != spec.name or \
+                _major(match["version"]) != spec.version.major:
+            yield Finding("version-file-name", "warning",
+                          f"{spec.name} {spec.version}: name the file {expected}.yaml",
+                          str(spec.file), line)
+
+
+def _major(text: str) -> int:
+    return int(text.split(".", maxsplit=1)[0])
+
+
+def to_junit(findings: list[Finding], files: list[str]) -> str:
+    """JUnit XML for CI: one test case per catalog file, failing when it has an error.
+
+    Warnings go to the case's ``system-out`` so they show without failing the build.
+    """
+    by_file: dict[str, list[Finding]] = {f: [] for f in files}
+    for finding in findings:
+        by_file.setdefault(finding.file or "nerve.toml", []).append(finding)
+    errors = sum(1 for items in by_file.values() if any(f.severity == "error" for f in items))
+    suite = ET.Element("testsuite", name="nerve catalog lint", tests=str(len(by_file)),
+                       failures=str(errors), errors="0", skipped="0")
+    for file, items in sorted(by_file.items()):
+        case = ET.SubElement(suite, "testcase", classname="nerve.catalog", name=file)
+        bad = [f for f in items if f.severity == "error"]
+        if bad:
+            failure = ET.SubElement(case, "failure", type="lint",
+                                    message=f"{len(bad)} error(s): {bad[0].message}")
+            failure.text = "\n".join(_line_text(f) for f in bad)
+        warnings = [f for f in items if f.severity != "error"]
+        if warnings:
+            out = ET.SubElement(case, "system-out")
+            out.text = "\n".join(_line_text(f) for f in warnings)
+    suites = ET.Element("testsuites")
+    suites.append(suite)
+    ET.indent(suites)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suites, "unicode") + "\n"
+
+
+def _line_text(finding: Finding) -> str:
+    where = f"{finding.file}:{finding.line}" if finding.line else str(finding.file)
+    return f"{where}: {finding.severity} [{finding.rule}] {finding.message}"
