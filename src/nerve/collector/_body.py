@@ -1,0 +1,133 @@
+"""Request bytes to Segment messages: decompress (capped), parse JSON, find the write key."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from nerve.collector._errors import RequestError
+from nerve.workspace import CollectorLimits
+
+__all__ = ["ParsedBody", "decompress", "parse_body", "write_key_from_header"]
+
+#: the one-call endpoints, long and short, mapped to the message type they carry
+CALL_TYPES = {
+    "track": "track", "t": "track",
+    "identify": "identify", "i": "identify",
+    "page": "page", "p": "page",
+    "screen": "screen", "s": "screen",
+    "group": "group", "g": "group",
+    "alias": "alias", "a": "alias",
+}
+#: endpoints that carry ``{"batch": [...]}``
+BATCH_PATHS = frozenset({"batch", "b", "import"})
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedBody:
+    """What a request body says, before mapping: its messages and request-level fields."""
+
+    messages: list[Any]
+    write_key: str | None
+    #: the batch-level ``sentAt`` (a message's own ``sentAt`` wins over it)
+    sent_at: Any
+    #: ``"historical_import": true`` at the top of a batch: a backfill
+    historical: bool
+
+
+def _too_large(limit: int) -> RequestError:
+    return RequestError(f"request body is larger than {limit} bytes (after decompression)",
+                        status=413, code="payload_too_large", details={"limit": limit})
+
+
+def decompress(body: bytes, content_encoding: str | None, limit: int) -> bytes:
+    """The body with gzip/deflate removed; never more than ``limit`` bytes (gzip bombs)."""
+    encoding = (content_encoding or "identity").strip().lower()
+    if encoding in ("", "identity"):
+        if len(body) > limit:
+            raise _too_large(limit)
+        return body
+    if encoding in ("gzip", "x-gzip"):
+        wbits = 16 + zlib.MAX_WBITS
+    elif encoding == "deflate":
+        wbits = zlib.MAX_WBITS
+    else:
+        raise RequestError(f"Content-Encoding {content_encoding!r} is not supported; "
+                           "send gzip, deflate or identity", status=415,
+                           code="unsupported_encoding", details={"encoding": content_encoding})
+    inflater = zlib.decompressobj(wbits)
+    try:
+        # max_length caps what one call may produce, so a bomb never reaches memory
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise RequestError(f"the body is not valid {encoding}: {exc}", code="invalid_encoding",
+                           details={"encoding": encoding}) from exc
+    if len(out) > limit:
+        raise _too_large(limit)
+    if not inflater.eof:
+        raise RequestError(f"the {encoding} body is truncated", code="invalid_encoding",
+                           details={"encoding": encoding})
+    return out
+
+
+def write_key_from_header(authorization: str | None) -> str | None:
+    """The write key of an HTTP Basic ``Authorization`` header (``key:`` base64), or None."""
+    if not authorization:
+        return None
+    scheme, _, value = authorization.strip().partition(" ")
+    if scheme.lower() != "basic" or not value:
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    key, _, _password = decoded.partition(":")
+    return key or None
+
+
+def parse_body(body: bytes, endpoint: str, limits: CollectorLimits) -> ParsedBody:
+    """Parse a decompressed body sent to ``/v1/<endpoint>`` into its messages.
+
+    JSON sent as text/plain (analytics.js) parses like any other: the content type is
+    not consulted.
+    """
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise RequestError(f"the body is not valid JSON: {exc}", code="invalid_json",
+                           details={"position": exc.pos}) from exc
+    if not isinstance(data, dict):
+        raise RequestError(f"the body must be a JSON object, got {_kind(data)}",
+                           code="invalid_json", details={"field": "$"})
+    write_key = data.get("writeKey")
+    if write_key is not None and not isinstance(write_key, str):
+        raise RequestError("writeKey: must be a string", code="invalid_field",
+                           details={"field": "writeKey"})
+    if endpoint in BATCH_PATHS:
+        messages = data.get("batch")
+        if not isinstance(messages, list):
+            raise RequestError(f"batch: required, a list of messages (got {_kind(messages)})",
+                               code="missing_field" if messages is None else "invalid_field",
+                               details={"field": "batch"})
+        if len(messages) > limits.max_batch_events:
+            raise RequestError(f"batch: {len(messages)} messages, more than the limit of "
+                               f"{limits.max_batch_events}", code="too_many_events",
+                               details={"field": "batch", "limit": limits.max_batch_events,
+                                        "count": len(messages)})
+        return ParsedBody(messages, write_key, data.get("sentAt"),
+                          data.get("historical_import") is True)
+    # a single call: the body is the message itself; its type comes from the path
+    data["type"] = CALL_TYPES[endpoint]
+    return ParsedBody([data], write_key, None, data.get("historical_import") is True)
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+            int: "a number", float: "a number"}.get(type(value), type(value).__name__)

@@ -1,0 +1,128 @@
+"""Request bodies: encodings, JSON, limits, write keys."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import zlib
+
+import orjson
+import pytest
+
+from nerve.collector import Collector, RequestError, decompress, write_key_from_header
+from nerve.errors import AuthError
+from nerve.workspace import Workspace
+
+MESSAGE = {"type": "track", "event": "order_completed", "userId": "u", "messageId": "m",
+           "properties": {"order_id": "o", "revenue": 1}}
+
+
+def basic(key: str) -> str:
+    return "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+
+
+def test_write_key_from_basic_header() -> None:
+    assert write_key_from_header(basic("WRITEKEY123")) == "WRITEKEY123"
+    assert write_key_from_header("basic " + base64.b64encode(b"k:secret").decode()) == "k"
+    assert write_key_from_header("Bearer abc") is None
+    assert write_key_from_header("Basic !!!") is None
+    assert write_key_from_header(None) is None
+
+
+def test_write_key_from_header_or_body_and_401_otherwise(collector: Collector) -> None:
+    body = orjson.dumps({"batch": [MESSAGE]})
+    assert collector.collect(body, endpoint="batch",
+                             authorization=basic("WRITEKEY123")).source.name == "server"
+    in_body = orjson.dumps({"batch": [MESSAGE], "writeKey": "BROWSERKEY"})
+    assert collector.collect(in_body, endpoint="b").source.name == "browser"
+    with pytest.raises(AuthError, match="missing write key") as info:
+        collector.collect(body, endpoint="batch")
+    assert info.value.status == 401
+    with pytest.raises(AuthError, match="unknown write key"):
+        collector.collect(body, endpoint="batch", authorization=basic("NOPE-NOPE"))
+    # a wrong header key is refused even when the body carries a good one
+    with pytest.raises(AuthError):
+        collector.collect(in_body, endpoint="b", authorization=basic("NOPE-NOPE"))
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_compressed_bodies(collector: Collector, encoding: str) -> None:
+    raw = orjson.dumps({"batch": [MESSAGE] * 3})
+    body = gzip.compress(raw) if encoding == "gzip" else zlib.compress(raw)
+    result = collector.collect(body, endpoint="batch", authorization=basic("WRITEKEY123"),
+                               content_encoding=encoding)
+    assert len(result.envelopes) == 3
+
+
+def test_gzip_bomb_is_refused_without_inflating_it() -> None:
+    bomb = gzip.compress(b" " * 50_000_000)
+    with pytest.raises(RequestError) as info:
+        decompress(bomb, "gzip", 500 * 1024)
+    assert info.value.status == 413
+    assert info.value.code == "payload_too_large"
+
+
+def test_bad_and_unknown_encodings() -> None:
+    with pytest.raises(RequestError) as info:
+        decompress(b"not gzip", "gzip", 1000)
+    assert info.value.status == 400
+    assert info.value.code == "invalid_encoding"
+    with pytest.raises(RequestError) as info:
+        decompress(gzip.compress(b"{}" * 100)[:-10], "gzip", 1000)
+    assert info.value.code == "invalid_encoding"
+    with pytest.raises(RequestError) as info:
+        decompress(b"{}", "br", 1000)
+    assert info.value.status == 415
+
+
+@pytest.mark.parametrize(("body", "code"), [
+    (b"{not json", "invalid_json"),
+    (b"[1, 2]", "invalid_json"),
+    (b"\xff\xfe{}", "invalid_json"),
+    (b'{"batch": {"type": "track"}}', "invalid_field"),
+    (b'{"sentAt": "2026-01-01T00:00:00Z"}', "missing_field"),
+])
+def test_malformed_bodies_are_400(collector: Collector, body: bytes, code: str) -> None:
+    with pytest.raises(RequestError) as info:
+        collector.collect(body, endpoint="batch", authorization=basic("WRITEKEY123"))
+    assert info.value.status == 400
+    assert info.value.code == code
+
+
+def limited(workspace: Workspace, **limits: int) -> Collector:
+    from nerve.catalog import Catalog
+
+    toml = workspace.root / "nerve.toml"
+    toml.write_text(toml.read_text() + "\n[collector]\n"
+                    + "".join(f"{k} = {v}\n" for k, v in limits.items()))
+    ws = Workspace.load(workspace.root)
+    return Collector(ws, Catalog.load(ws.events_dir))
+
+
+def test_limits_come_from_the_workspace(workspace: Workspace) -> None:
+    collector = limited(workspace, max_batch_events=3, max_event_bytes=300,
+                        max_request_bytes=2000)
+    auth = basic("WRITEKEY123")
+    assert len(collector.collect(orjson.dumps({"batch": [MESSAGE] * 3}), endpoint="batch",
+                                 authorization=auth).envelopes) == 3
+    with pytest.raises(RequestError) as info:
+        collector.collect(orjson.dumps({"batch": [MESSAGE] * 4}), endpoint="batch",
+                          authorization=auth)
+    assert info.value.code == "too_many_events"
+    assert info.value.status == 400
+    big = {**MESSAGE, "properties": {"order_id": "x" * 400, "revenue": 1}}
+    with pytest.raises(RequestError) as info:
+        collector.collect(orjson.dumps({"batch": [MESSAGE, big]}), endpoint="batch",
+                          authorization=auth)
+    assert info.value.status == 413
+    assert info.value.code == "event_too_large"
+    assert info.value.details == {"index": 1, "field": "$"}
+    with pytest.raises(RequestError) as info:
+        collector.collect(b" " * 2001, endpoint="batch", authorization=auth)
+    assert info.value.status == 413
+    assert info.value.code == "payload_too_large"
+    # the request limit applies after decompression too
+    with pytest.raises(RequestError) as info:
+        collector.collect(gzip.compress(b" " * 5000), endpoint="batch", authorization=auth,
+                          content_encoding="gzip")
+    assert info.value.status == 413

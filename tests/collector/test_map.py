@@ -1,0 +1,192 @@
+"""Segment messages to envelopes: fields, traits, page names, clock skew, refusals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from nerve.collector import Collector, RequestError, parse_timestamp
+from nerve.envelope import Envelope
+
+T0 = "2026-11-28T10:00:00.000Z"
+T0_US = parse_timestamp(T0)
+assert T0_US is not None
+
+
+def one(collector: Collector, message: dict[str, Any], *, endpoint: str = "batch",
+        received_at: int = 0, **top: Any) -> Envelope:
+    body = {"batch": [message], **top} if endpoint in ("batch", "b") else message
+    result = collector.collect(orjson.dumps(body), endpoint=endpoint,
+                               authorization=None if "writeKey" in top else _basic(),
+                               received_at=received_at or T0_US + 5_000_000)
+    [envelope] = result.envelopes
+    return envelope
+
+
+def _basic(key: str = "WRITEKEY123") -> str:
+    import base64
+
+    return "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+
+
+def track(**fields: Any) -> dict[str, Any]:
+    return {"type": "track", "event": "order_completed", "userId": "u1", "messageId": "m1",
+            "properties": {"order_id": "o1", "revenue": 5}, "timestamp": T0, **fields}
+
+
+def test_snake_case_fields_and_json_columns(collector: Collector) -> None:
+    env = one(collector, track(anonymousId="a1", context={"ip": "1.2.3.4",
+                                                          "library": {"name": "x"}},
+                               integrations={"All": False}, _metadata={"x": 1}))
+    assert env["message_id"] == "m1"
+    assert env["type"] == "track"
+    assert env["event"] == "order_completed"
+    assert env["user_id"] == "u1"
+    assert env["anonymous_id"] == "a1"
+    assert orjson.loads(env["properties"] or "") == {"order_id": "o1", "revenue": 5}
+    assert orjson.loads(env["context"] or "") == {"ip": "1.2.3.4", "library": {"name": "x"}}
+    assert env["source"] == "server"
+    assert env["historical"] is False
+    assert env["violations"] is None
+    assert env["schema_version"] == "2.0.0"
+
+
+def test_clock_skew_is_corrected_from_sent_at_and_raw_values_kept(
+        collector: Collector) -> None:
+    # the device clock is an hour behind: it stamped the event 2 s before sending it
+    message = track(timestamp="2026-11-28T09:00:00Z", sentAt="2026-11-28T09:00:02Z")
+    received = T0_US + 10_000_000
+    env = one(collector, message, received_at=received)
+    assert env["timestamp"] == received - 2_000_000
+    assert env["original_timestamp"] == parse_timestamp("2026-11-28T09:00:00Z")
+    assert env["sent_at"] == parse_timestamp("2026-11-28T09:00:02Z")
+    assert env["received_at"] == received
+
+
+def test_batch_level_sent_at_applies_and_a_message_sent_at_wins(collector: Collector) -> None:
+    received = T0_US + 60_000_000
+    env = one(collector, track(), received_at=received, sentAt="2026-11-28T10:00:03Z")
+    assert env["timestamp"] == received - 3_000_000
+    env = one(collector, track(sentAt="2026-11-28T10:00:01Z"), received_at=received,
+              sentAt="2026-11-28T10:00:03Z")
+    assert env["timestamp"] == received - 1_000_000
+
+
+def test_missing_timestamp_is_received_at_and_missing_sent_at_keeps_client_time(
+        collector: Collector) -> None:
+    message = track()
+    del message["timestamp"]
+    env = one(collector, message, received_at=T0_US + 7)
+    assert env["timestamp"] == T0_US + 7
+    assert env["original_timestamp"] is None
+    env = one(collector, track(), received_at=T0_US + 99_000_000)
+    assert env["timestamp"] == T0_US
+    assert env["sent_at"] is None
+
+
+def test_timestamp_forms() -> None:
+    assert parse_timestamp("2026-11-28T10:00:00+02:00") == parse_timestamp(
+        "2026-11-28T08:00:00Z")
+    assert parse_timestamp("2026-11-28T10:00:00") == parse_timestamp("2026-11-28T10:00:00Z")
+    assert parse_timestamp("2026-11-28T10:00:00.123456Z") == T0_US + 123_456
+    with pytest.raises(ValueError, match="ISO 8601"):
+        parse_timestamp(1764324000)
+
+
+def test_an_unparseable_timestamp_quarantines_instead_of_dropping(collector: Collector) -> None:
+    env = one(collector, track(timestamp="yesterday at noon"), received_at=T0_US)
+    assert env["timestamp"] == T0_US
+    assert env["original_timestamp"] is None
+    [violation] = orjson.loads(env["violations"] or "")
+    assert violation["rule"] == "invalid_timestamp"
+    assert violation["path"] == "$.timestamp"
+
+
+def test_identify_traits_merge_context_traits_with_the_calls_own_winning(
+        collector: Collector) -> None:
+    env = one(collector, {"type": "identify", "userId": "u1", "traits": {"plan": "pro"},
+                          "context": {"traits": {"plan": "free", "email": "a@b.c"}}})
+    assert orjson.loads(env["traits"] or "") == {"plan": "pro", "email": "a@b.c"}
+    assert env["properties"] is None
+
+
+def test_track_takes_traits_from_context(collector: Collector) -> None:
+    env = one(collector, track(context={"traits": {"age_group": "65+"}}))
+    assert orjson.loads(env["traits"] or "") == {"age_group": "65+"}
+    assert orjson.loads(env["context"] or "")["traits"] == {"age_group": "65+"}
+
+
+@pytest.mark.parametrize("kind", ["page", "screen"])
+def test_page_and_screen_name_and_category(collector: Collector, kind: str) -> None:
+    env = one(collector, {"type": kind, "anonymousId": "a", "name": "Pricing",
+                          "category": "Docs", "properties": {"path": "/pricing"}})
+    assert env["name"] == "Pricing"
+    assert env["event"] is None
+    assert orjson.loads(env["properties"] or "") == {"path": "/pricing", "category": "Docs"}
+
+
+def test_group_and_alias_ids(collector: Collector) -> None:
+    group = one(collector, {"type": "group", "userId": "u", "groupId": 42,
+                            "traits": {"name": "ACME"}})
+    assert group["group_id"] == "42"  # numeric ids are coerced to strings, as Segment does
+    alias = one(collector, {"type": "alias", "userId": "u2", "previousId": "anon-1"})
+    assert alias["previous_id"] == "anon-1"
+    assert alias["traits"] is None
+
+
+def test_single_call_endpoints_take_the_type_from_the_path(collector: Collector) -> None:
+    message = track()
+    del message["type"]
+    for endpoint in ("track", "t"):
+        env = one(collector, message, endpoint=endpoint)
+        assert env["type"] == "track"
+        assert env["event"] == "order_completed"
+    env = one(collector, {"userId": "u", "traits": {}}, endpoint="i")
+    assert env["type"] == "identify"
+
+
+def test_a_message_without_message_id_gets_a_stable_derived_one(collector: Collector) -> None:
+    message = track()
+    del message["messageId"]
+    first = one(collector, {**message, "sentAt": "2026-11-28T10:00:01Z"})
+    retry = one(collector, {**message, "sentAt": "2026-11-28T10:00:09Z"})
+    assert first["message_id"] == retry["message_id"]
+    assert first["message_id"].startswith("nerve-")
+    other = one(collector, {**message, "event": "something_else"})
+    assert other["message_id"] != first["message_id"]
+
+
+def test_historical_import_flag_and_import_sources(collector: Collector) -> None:
+    assert one(collector, track(), historical_import=True)["historical"] is True
+    assert one(collector, track())["historical"] is False
+    env = one(collector, track(), writeKey="IMPORTKEY99")
+    assert env["historical"] is True
+    assert env["source"] == "backfill"
+
+
+@pytest.mark.parametrize(("message", "field", "code"), [
+    ({"type": "track", "event": "x"}, "userId", "missing_field"),
+    ({"type": "track", "userId": None, "anonymousId": "", "event": "x"}, "userId",
+     "missing_field"),
+    ({"type": "track", "userId": "u"}, "event", "missing_field"),
+    ({"type": "track", "userId": "u", "event": 7}, "event", "invalid_field"),
+    ({"type": "group", "userId": "u"}, "groupId", "missing_field"),
+    ({"type": "alias", "userId": "u"}, "previousId", "missing_field"),
+    ({"userId": "u"}, "type", "missing_field"),
+    ({"type": "purchase", "userId": "u"}, "type", "invalid_field"),
+    ({"type": "track", "userId": {"id": 1}, "event": "x"}, "userId", "invalid_field"),
+    ({"type": "track", "userId": "u", "event": "x", "properties": [1]}, "properties",
+     "invalid_field"),
+])
+def test_spec_required_fields_refuse_the_request_naming_field_and_index(
+        collector: Collector, message: dict[str, Any], field: str, code: str) -> None:
+    body = {"batch": [track(), message]}
+    with pytest.raises(RequestError) as info:
+        collector.collect(orjson.dumps(body), endpoint="batch", authorization=_basic())
+    error = info.value
+    assert error.status == 400
+    assert error.code == code
+    assert error.details == {"index": 1, "field": field}
+    assert f"batch[1].{field}" in str(error)

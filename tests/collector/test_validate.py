@@ -1,0 +1,94 @@
+"""Validation against the catalog: fast path, quarantine, versions, unvalidated calls."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import orjson
+
+from nerve.collector import Collector
+
+AUTH = "Basic " + base64.b64encode(b"WRITEKEY123:").decode()
+
+
+def collect(collector: Collector, *messages: dict[str, Any]) -> list[dict[str, Any]]:
+    result = collector.collect(orjson.dumps({"batch": list(messages)}), endpoint="batch",
+                               authorization=AUTH)
+    return [dict(e) for e in result.envelopes]
+
+
+def order(properties: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    return {"type": "track", "event": "order_completed", "userId": "u",
+            "properties": properties, **fields}
+
+
+def violations(envelope: dict[str, Any]) -> list[dict[str, Any]]:
+    return orjson.loads(envelope["violations"]) if envelope["violations"] else []
+
+
+def test_valid_invalid_and_unknown_events_are_all_kept(collector: Collector) -> None:
+    good, bad, unknown = collect(
+        collector,
+        order({"order_id": "o1", "revenue": 10.5, "currency": "EUR"}),
+        order({"revenue": -1, "currency": "euro"}),
+        {"type": "track", "event": "Order Complete", "userId": "u"},
+    )
+    assert good["violations"] is None
+    assert good["schema_version"] == "2.0.0"
+    rules = {(v["path"], v["rule"]) for v in violations(bad)}
+    assert ("$.properties", "required") in rules  # order_id
+    assert ("$.properties.revenue", "minimum") in rules
+    assert ("$.properties.currency", "pattern") in rules
+    assert bad["schema_version"] == "2.0.0"
+    assert all(v["file"] and v["file"].endswith("order_completed.yaml") for v in violations(bad))
+    [unknown_violation] = violations(unknown)
+    assert unknown_violation["rule"] == "unknown_event"
+    assert unknown_violation["path"] == "$.event"
+    assert "Order Complete" in unknown_violation["message"]
+    assert unknown["schema_version"] is None
+
+
+def test_declared_version_is_used_else_the_latest(collector: Collector) -> None:
+    v1_payload = {"revenue": 3}  # valid for version 1, missing order_id for version 2
+    latest, major, exact, unknown = collect(
+        collector,
+        order(v1_payload),
+        order(v1_payload, context={"event_version": "1"}),
+        order(v1_payload, context={"event_version": "1.0.0"}),
+        order(v1_payload, context={"event_version": 7}),
+    )
+    assert latest["schema_version"] == "2.0.0"
+    assert violations(latest)
+    assert major["schema_version"] == "1.0.0"
+    assert major["violations"] is None
+    assert exact["schema_version"] == "1.0.0"
+    assert exact["violations"] is None
+    [problem] = violations(unknown)
+    assert problem["rule"] == "unknown_version"
+    assert "1.0.0, 2.0.0" in problem["message"]
+
+
+def test_calls_with_a_catalog_entry_are_validated_others_are_not(collector: Collector) -> None:
+    good, bad, page, alias = collect(
+        collector,
+        {"type": "identify", "userId": "u", "traits": {"plan": "pro"}},
+        {"type": "identify", "userId": "u", "traits": {"plan": "platinum"}},
+        {"type": "page", "userId": "u", "name": "Home", "properties": {"anything": 1}},
+        {"type": "alias", "userId": "u", "previousId": "a"},
+    )
+    assert good["violations"] is None
+    assert good["schema_version"] == "1.0.0"
+    assert [v["rule"] for v in violations(bad)] == ["enum"]
+    assert violations(bad)[0]["path"] == "$.traits.plan"
+    assert page["violations"] is None
+    assert page["schema_version"] is None
+    assert alias["violations"] is None
+    assert alias["schema_version"] is None
+
+
+def test_a_bad_timestamp_and_bad_properties_report_together(collector: Collector) -> None:
+    [envelope] = collect(collector, order({"revenue": "ten"}, timestamp="soon"))
+    rules = [v["rule"] for v in violations(envelope)]
+    assert rules[0] == "invalid_timestamp"
+    assert "type" in rules
