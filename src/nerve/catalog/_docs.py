@@ -1,0 +1,275 @@
+"""A static HTML site of the catalog: ``nerve catalog docs``.
+
+An index with client-side search, and one page per event: its metadata, properties,
+an example payload generated from its schema, the metrics that use it, every version with
+the changes from the one before, its git history, and (when the warehouse is there and
+free) its 7/28-day volume and quarantine rate. Pure Jinja2 templates, no JavaScript
+framework, so the site opens from the file system or any static host.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import orjson
+
+from nerve.catalog._catalog import PAYLOAD_FIELD, Catalog
+from nerve.catalog._diff import diff_events
+from nerve.catalog._git import file_history
+from nerve.catalog._model import EventSpec, PropertySpec
+from nerve.errors import NerveError
+from nerve.workspace import Workspace
+
+__all__ = ["EventStats", "MetricRef", "SiteReport", "build_site", "event_stats",
+           "example_payload", "example_properties", "metric_refs", "page_name"]
+
+
+@dataclass(frozen=True, slots=True)
+class SiteReport:
+    pages: int
+    #: whether volumes were included, and if not, why
+    stats_note: str
+
+
+@dataclass(frozen=True, slots=True)
+class EventStats:
+    n7: int
+    n28: int
+    q28: int
+
+    @property
+    def rate(self) -> str:
+        total = self.n28 + self.q28
+        return f"{100 * self.q28 / total:.1f}%" if total else "-"
+
+
+@dataclass(frozen=True, slots=True)
+class MetricRef:
+    metric: str
+    file: str
+    line: int
+
+
+# ------------------------------------------------------------------------ example payload
+
+_FORMAT_EXAMPLES = {"email": "user@example.com", "uri": "https://example.com/p/1",
+                    "uuid": "5f0c8f6e-1d7b-4f43-9b1e-2a9f6f3c0d11", "date": "2026-01-31",
+                    "ipv4": "203.0.113.7", "hostname": "example.com"}
+
+
+def _example(prop: PropertySpec) -> Any:
+    if prop.enum:
+        return prop.enum[0]
+    if prop.type == "string":
+        return _FORMAT_EXAMPLES.get(prop.format or "", f"example {prop.name}")
+    if prop.type in ("integer", "number"):
+        low = prop.minimum if prop.minimum is not None else 0
+        value: float = max(low, 1)
+        if prop.maximum is not None:
+            value = min(value, prop.maximum)
+        if prop.type == "integer":
+            return int(value)
+        return round(float(value) + 0.99, 2) if prop.maximum is None else float(value)
+    if prop.type == "boolean":
+        return True
+    if prop.type == "timestamp":
+        return "2026-01-31T12:00:00.000Z"
+    if prop.type == "array":
+        return [_example(prop.items)] if prop.items is not None else []
+    return {p.name: _example(p) for p in prop.properties}
+
+
+def example_properties(spec: EventSpec) -> dict[str, Any]:
+    """Example properties (or traits) for ``spec``, from its schema: every property set.
+
+    >>> from nerve.catalog import Version
+    >>> example_properties(EventSpec("x", Version(1), properties=(
+    ...     PropertySpec("n", "integer", minimum=3),)))
+    {'n': 3}
+    """
+    return {p.name: _example(p) for p in spec.properties}
+
+
+def example_payload(spec: EventSpec) -> dict[str, Any]:
+    """A whole Segment-spec call that the catalog accepts, with ``context.event_version``."""
+    field = PAYLOAD_FIELD.get(spec.type, "properties")
+    call: dict[str, Any] = {"type": spec.type}
+    if spec.type == "track":
+        call["event"] = spec.name
+    call["userId"] = "user-123"
+    call[field] = example_properties(spec)
+    call["context"] = {"event_version": str(spec.version)}
+    call["timestamp"] = "2026-01-31T12:00:00.000Z"
+    return call
+
+
+# ------------------------------------------------------------------------- metrics, stats
+
+_EVENT_REF = re.compile(r"\b\w*event\w*\s*:\s*(?:'([^']+)'|\"([^\"]+)\"|([\w.:-]+))")
+_NAME = re.compile(r"^\s*-?\s*name\s*:\s*['\"]?([^'\"#]+?)['\"]?\s*(#.*)?$")
+
+
+def metric_refs(metrics_dir: Path) -> dict[str, list[MetricRef]]:
+    """Which metrics refer to which event, by a text scan of ``metrics/*.yaml``.
+
+    A line ``event: NAME`` (or ``base_event:``, ``conversion_event:``, ...) refers to NAME;
+    the metric is the nearest ``name:`` above it, else the file's stem.
+    """
+    refs: dict[str, list[MetricRef]] = {}
+    if not metrics_dir.is_dir():
+        return refs
+    for path in sorted([*metrics_dir.rglob("*.yaml"), *metrics_dir.rglob("*.yml")]):
+        metric = path.stem
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError):
+            continue
+        for number, line in enumerate(lines, 1):
+            name = _NAME.match(line)
+            if name:
+                metric = name.group(1)
+                continue
+            for match in _EVENT_REF.finditer(line.split("#", 1)[0]):
+                event = next(g for g in match.groups() if g)
+                bucket = refs.setdefault(event.strip(), [])
+                if all(r.metric != metric for r in bucket):
+                    bucket.append(MetricRef(metric, path.name, number))
+    return refs
+
+
+_STATS_SQL = """
+SELECT 'events' AS tbl, event,
+       count(*) FILTER (WHERE "timestamp" >= current_timestamp - INTERVAL 7 DAY) AS n7,
+       count(*) FILTER (WHERE "timestamp" >= current_timestamp - INTERVAL 28 DAY) AS n28
+FROM events WHERE type = 'track' GROUP BY event
+UNION ALL
+SELECT 'quarantine' AS tbl, event, 0 AS n7,
+       count(*) FILTER (WHERE "timestamp" >= current_timestamp - INTERVAL 28 DAY) AS n28
+FROM quarantine WHERE type = 'track' GROUP BY event
+"""
+
+
+def event_stats(ws: Workspace) -> tuple[dict[str, EventStats], str]:
+    """Per-event volumes from the warehouse opened read-only, and a note for the reader.
+
+    Returns no figures (and says why) when there is no warehouse yet or another process
+    (``nerve serve``) holds it: the site is still built.
+    """
+    try:
+        from nerve.warehouse import Warehouse  # noqa: PLC0415 - DuckDB only when needed
+    except ImportError:  # pragma: no cover - the warehouse package ships with nerve
+        return {}, "no warehouse package"
+    try:
+        with Warehouse.for_workspace(ws, read_only=True) as wh:
+            rows = wh.query(_STATS_SQL).to_pylist()
+    except NerveError as exc:
+        return {}, f"volumes skipped: {str(exc).splitlines()[0]}"
+    counts: dict[str, dict[str, int]] = {}
+    for row in rows:
+        item = counts.setdefault(row["event"], {"n7": 0, "n28": 0, "q28": 0})
+        if row["tbl"] == "events":
+            item["n7"], item["n28"] = int(row["n7"]), int(row["n28"])
+        else:
+            item["q28"] = int(row["n28"])
+    return {k: EventStats(**v) for k, v in counts.items()}, "volumes from the warehouse"
+
+
+# ------------------------------------------------------------------------------- the site
+
+
+def page_name(spec: EventSpec) -> str:
+    """The page file of an event: ``events/add_to_cart.html``."""
+    return "events/" + re.sub(r"[^\w.-]+", "_", spec.name) + ".html"
+
+
+def _constraints(prop: PropertySpec) -> str:
+    parts = []
+    if prop.enum is not None:
+        parts.append("one of " + ", ".join(str(v) for v in prop.enum))
+    if prop.minimum is not None:
+        parts.append(f"≥ {prop.minimum:g}")
+    if prop.maximum is not None:
+        parts.append(f"≤ {prop.maximum:g}")
+    if prop.pattern:
+        parts.append(f"matches {prop.pattern}")
+    if prop.format:
+        parts.append(f"format {prop.format}")
+    if prop.items is not None:
+        parts.append(f"items: {prop.items.type}")
+    return "; ".join(parts)
+
+
+def _flatten(props: tuple[PropertySpec, ...], prefix: str = "") -> list[dict[str, Any]]:
+    rows = []
+    for prop in props:
+        rows.append({"name": prefix + prop.name, "type": prop.type, "required": prop.required,
+                     "pii": prop.pii, "handling": prop.handling, "group": prop.group,
+                     "description": prop.description, "constraints": _constraints(prop)})
+        rows.extend(_flatten(prop.properties, f"{prefix}{prop.name}."))
+    return rows
+
+
+def _rel(path: Path | None, root: Path | None) -> str:
+    if path is None:
+        return "-"
+    if root is not None and path.is_relative_to(root):
+        return path.relative_to(root).as_posix()
+    return str(path)
+
+
+def build_site(catalog: Catalog, out_dir: Path, *, workspace: Workspace | None = None,
+               project: str | None = None) -> SiteReport:
+    """Write the site into ``out_dir`` (index.html, events/*.html); return what was done."""
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("nerve.catalog", "templates"),
+        autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
+        lstrip_blocks=True)
+    project = project or (workspace.config.name if workspace else "nerve")
+    root = workspace.root if workspace else None
+    stats: dict[str, EventStats] = {}
+    note = "no workspace: volumes skipped"
+    refs: dict[str, list[MetricRef]] = {}
+    if workspace is not None:
+        stats, note = event_stats(workspace)
+        refs = metric_refs(workspace.metrics_dir)
+    (out_dir / "events").mkdir(parents=True, exist_ok=True)
+    index_rows = []
+    for spec in catalog:
+        page = page_name(spec)
+        props = _flatten(spec.properties)
+        search = " ".join([spec.name, spec.description, spec.owner, spec.purpose,
+                           spec.trigger, *(p["name"] for p in props)]).lower()
+        index_rows.append({"name": spec.name, "type": spec.type, "page": page,
+                           "description": spec.description, "owner": spec.owner,
+                           "version": str(spec.version), "status": spec.status,
+                           "search": search, "stats": stats.get(spec.name)})
+        versions = []
+        previous: EventSpec | None = None
+        for version in catalog.versions(spec.name):
+            changes = diff_events(previous, version) if previous is not None else []
+            versions.append({"version": str(version.version), "file": _rel(version.file, root),
+                             "changes": [{"level": c.level, "message": c.message}
+                                         for c in changes]})
+            previous = version
+        history = file_history(spec.file) if spec.file is not None else []
+        html = env.get_template("event.html.j2").render(
+            project=project, root="../", stats=stats.get(spec.name),
+            e={"name": spec.name, "type": spec.type, "version": str(spec.version),
+               "status": spec.status, "description": spec.description,
+               "trigger": spec.trigger, "owner": spec.owner, "purpose": spec.purpose,
+               "retention": spec.retention, "groups": list(spec.groups),
+               "file": _rel(spec.file, root), "properties": props},
+            example=orjson.dumps(example_payload(spec), option=orjson.OPT_INDENT_2).decode(),
+            metrics=[{"metric": r.metric, "file": r.file, "line": r.line}
+                     for r in refs.get(spec.name, [])],
+            versions=list(reversed(versions)), history=history)
+        (out_dir / page).write_text(html, encoding="utf-8")
+    index = env.get_template("index.html.j2").render(
+        project=project, root="", events=index_rows, has_stats=bool(stats),
+        stats_note=note)
+    (out_dir / "index.html").write_text(index, encoding="utf-8")
+    return SiteReport(pages=len(index_rows) + 1, stats_note=note)

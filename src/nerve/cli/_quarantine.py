@@ -1,0 +1,154 @@
+"""``nerve quarantine list|show|replay``: events the catalog refused, and their second chance."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+import typer
+
+from nerve.catalog import Catalog
+from nerve.cli._common import (
+    ExitCode,
+    Format,
+    FormatOption,
+    console,
+    emit,
+    emit_json,
+    err_console,
+    handle_errors,
+    load_workspace,
+)
+from nerve.cli._sql import _running_server, run_sql
+from nerve.errors import TransientError, UserError
+from nerve.quarantine import replay as run_replay
+from nerve.warehouse import Warehouse
+
+__all__ = ["register"]
+
+quarantine_app = typer.Typer(
+    help="Events that failed validation or are not in the catalog, kept with every "
+         "violation; replay them after fixing the catalog (docs/catalog.md#quarantine).",
+    no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(quarantine_app, name="quarantine")
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _violations(value: Any) -> list[dict[str, Any]]:
+    if isinstance(value, str):
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return []
+    return [v for v in value or [] if isinstance(v, dict)]
+
+
+@quarantine_app.command("list")
+@handle_errors
+def list_quarantine(
+    ctx: typer.Context,
+    event: Annotated[str | None, typer.Option("--event", "-e",
+                                              help="Only this event.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.", min=1)] = 100,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """List quarantined events, newest first, with their first violation.
+
+    Works while `nerve serve` runs (the query goes through it).
+    """
+    ws = load_workspace(ctx)
+    where = f"WHERE event = {_literal(event)} " if event is not None else ""
+    body = run_sql(ws, "SELECT message_id, type, event, source, received_at, violations "
+                       f"FROM quarantine {where}ORDER BY received_at DESC LIMIT {int(limit)}")
+    rows = []
+    for row in body["rows"]:
+        found = _violations(row.get("violations"))
+        rows.append({"message_id": row["message_id"], "type": row["type"],
+                     "event": row["event"], "source": row["source"],
+                     "received_at": row["received_at"], "violations": len(found),
+                     "first": found[0].get("message") if found else None})
+    emit(rows, fmt, title="quarantine")
+
+
+@quarantine_app.command("show")
+@handle_errors
+def show(
+    ctx: typer.Context,
+    message_id: Annotated[str, typer.Argument(help="The quarantined event's message_id.")],
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Show one quarantined event: its payload, and one row per violation (path, rule,
+    message, catalog file and line)."""
+    ws = load_workspace(ctx)
+    body = run_sql(ws, f"SELECT * FROM quarantine WHERE message_id = {_literal(message_id)} "
+                       "ORDER BY quarantined_at LIMIT 1")
+    if not body["rows"]:
+        raise UserError(f"no quarantined event with message_id {message_id!r} "
+                        "(`nerve quarantine list` shows them)")
+    row = body["rows"][0]
+    found = _violations(row.get("violations"))
+    if fmt is Format.json:
+        emit_json({**row, "violations": found})
+        return
+    if fmt is Format.csv:
+        emit(found, fmt)
+        return
+    console.print(f"[bold]{row.get('event') or row.get('type')}[/bold] {message_id} from "
+                  f"{row.get('source')} at {row.get('received_at')}", highlight=False)
+    for key in ("properties", "traits", "context"):
+        if row.get(key):
+            console.print(f"{key}: {orjson.dumps(row[key]).decode()}", highlight=False,
+                          markup=False)
+    emit(found, fmt, title="violations")
+
+
+@quarantine_app.command("replay")
+@handle_errors
+def replay(
+    ctx: typer.Context,
+    event: Annotated[str | None, typer.Option("--event", "-e",
+                                              help="Only this event.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run",
+                                          help="Judge only; change nothing.")] = False,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Re-validate quarantined events against the current catalog and load those that pass.
+
+    Loaded events move from the quarantine to `events` in one transaction; a message_id
+    already in `events` is never loaded twice. Needs the warehouse to itself: stop
+    `nerve serve` first. Exit 0 when everything judged now passes, 3 when some still fail.
+    """
+    ws = load_workspace(ctx)
+    server = _running_server(ws)
+    if server is not None:
+        raise TransientError(
+            f"`nerve serve` (pid {server.get('pid', '?')}, {server.get('url')}) holds the "
+            "warehouse; stop it (Ctrl-C or SIGTERM), run `nerve quarantine replay`, then "
+            "start it again")
+    catalog = Catalog.load(ws.events_dir)
+    with Warehouse.for_workspace(ws) as warehouse:
+        report = run_replay(warehouse, catalog, event=event, dry_run=dry_run)
+    summary = {"judged": report.judged, "loaded": report.loaded,
+               "duplicates": report.duplicates, "still_failing": report.still_failing,
+               "dry_run": dry_run}
+    if fmt is Format.table:
+        verb = "would load" if dry_run else "loaded"
+        console.print(f"judged {report.judged}: {verb} {report.loaded}, already loaded "
+                      f"{report.duplicates}, still failing {report.still_failing}")
+        failing = [d for d in report.decisions if not d.ok][:20]
+        if failing:
+            emit([{"message_id": d.message_id,
+                   "violation": d.violations[0].get("message") if d.violations else ""}
+                  for d in failing], Format.table, title="still failing (first 20)")
+    else:
+        emit([summary], fmt)
+    if report.still_failing:
+        err_console.print(f"{report.still_failing} events still fail; "
+                          "`nerve quarantine list` shows why", highlight=False)
+        raise typer.Exit(ExitCode.WARN)

@@ -1,0 +1,154 @@
+"""Replay: judge quarantined events against the current catalog, load those that pass.
+
+``judge_rows`` is pure (rows in, decisions out) and judges exactly as the collector does
+(``nerve.collector.Validator``: the version the event declares in
+``context.event_version``, else the latest). ``replay`` runs it over the warehouse's
+``quarantine`` table and, in one transaction, inserts the events that now pass into
+``events`` (skipping any ``message_id`` already there, so replaying twice never
+duplicates) and deletes them from the quarantine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from nerve.catalog import PAYLOAD_FIELD, Catalog
+from nerve.collector import Validator
+from nerve.warehouse import EVENT_COLUMNS, Warehouse
+
+__all__ = ["Decision", "ReplayReport", "judge_rows", "replay"]
+
+#: violation paths the catalog judges; others (a bad ``$.timestamp``) stay as they were
+_CATALOG_PATHS = ("$.properties", "$.traits", "$.event", "$.context.event_version")
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The verdict on one quarantined event under the current catalog."""
+
+    message_id: str
+    ok: bool
+    #: the catalog version that now accepts it (None when it still fails)
+    schema_version: str | None
+    #: what still fails, each as {path, rule, message, file, line}
+    violations: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayReport:
+    """What a replay did: how many were judged, loaded, already loaded, still failing."""
+
+    judged: int
+    loaded: int
+    duplicates: int
+    still_failing: int
+    decisions: list[Decision]
+
+
+def _json(text: Any) -> Any:
+    if text is None or text == "":
+        return None
+    if isinstance(text, str | bytes):
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return None
+    return text
+
+
+def judge_rows(catalog: Catalog, rows: Iterable[Mapping[str, Any]]) -> list[Decision]:
+    """Judge quarantine rows (``message_id``, ``type``, ``event``, ``properties``,
+    ``traits``, ``context``, ``violations``; JSON as text) against ``catalog``."""
+    validator = Validator(catalog)
+    decisions = []
+    for row in rows:
+        type_ = str(row.get("type") or "track")
+        context = _json(row.get("context")) or {}
+        declared = context.get("event_version") if isinstance(context, dict) else None
+        field = PAYLOAD_FIELD.get(type_, "properties")
+        payload = _json(row.get(field))
+        if payload is None:
+            payload = {}
+        version, violations_json = validator.judge(
+            type_, row.get("event"), payload, None if declared is None else str(declared))
+        problems = list(_json(violations_json) or [])
+        # problems the collector found outside the catalog (a malformed timestamp) remain
+        earlier = _json(row.get("violations")) or []
+        problems += [v for v in earlier if isinstance(v, dict)
+                     and not str(v.get("path", "")).startswith(_CATALOG_PATHS)]
+        decisions.append(Decision(str(row["message_id"]), not problems,
+                                  version if not problems else None, problems))
+    return decisions
+
+
+def _select(event: str | None) -> tuple[str, list[Any]]:
+    sql = ("SELECT message_id, type, event, properties, traits, context, violations "
+           "FROM quarantine")
+    if event is None:
+        return sql, []
+    return sql + " WHERE event = ?", [event]
+
+
+def replay(warehouse: Warehouse, catalog: Catalog, *, event: str | None = None,
+           dry_run: bool = False) -> ReplayReport:
+    """Re-judge the quarantine (or one event's part of it) and load what now passes.
+
+    The insert into ``events`` and the delete from ``quarantine`` commit together, so a
+    crash leaves either both or neither. A ``message_id`` already in ``events`` is not
+    inserted again (it is still removed from the quarantine, as a duplicate).
+    """
+    cursor = warehouse.cursor()
+    try:
+        sql, params = _select(event)
+        result = cursor.execute(sql, params)
+        names = [d[0] for d in result.description or []]
+        rows = [dict(zip(names, r, strict=True)) for r in result.fetchall()]
+        decisions = judge_rows(catalog, rows)
+        passing: dict[str, str | None] = {}
+        for decision in decisions:
+            if decision.ok:
+                passing.setdefault(decision.message_id, decision.schema_version)
+        failing = sum(1 for d in decisions if not d.ok)
+        if dry_run or not passing:
+            return ReplayReport(len(decisions), len(passing) if dry_run else 0, 0, failing,
+                                decisions)
+        ok = pa.table({"message_id": list(passing),
+                       "schema_version": pa.array(list(passing.values()), pa.string())})
+        cursor.register("nerve_replay_ok", ok)
+        select = ", ".join("r.schema_version" if c == "schema_version" else f'q."{c}"'
+                           for c in EVENT_COLUMNS)
+        columns = ", ".join(f'"{c}"' for c in EVENT_COLUMNS)
+        cursor.execute("BEGIN TRANSACTION")
+        try:
+            before = _count(cursor, "SELECT count(*) FROM events")
+            cursor.execute(
+                f"INSERT INTO events ({columns}, loaded_at) "
+                f"SELECT {select}, current_timestamp FROM ("
+                "  SELECT * FROM quarantine"
+                "  WHERE message_id IN (SELECT message_id FROM nerve_replay_ok)"
+                "  QUALIFY row_number() OVER (PARTITION BY message_id"
+                "                             ORDER BY quarantined_at) = 1"
+                ") q JOIN nerve_replay_ok r USING (message_id) "
+                "WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.message_id = q.message_id)")
+            loaded = _count(cursor, "SELECT count(*) FROM events") - before
+            cursor.execute("DELETE FROM quarantine WHERE message_id IN "
+                           "(SELECT message_id FROM nerve_replay_ok)")
+            cursor.execute("COMMIT")
+        except BaseException:
+            cursor.execute("ROLLBACK")
+            raise
+        finally:
+            cursor.unregister("nerve_replay_ok")
+        return ReplayReport(len(decisions), loaded, len(passing) - loaded, failing, decisions)
+    finally:
+        cursor.close()
+
+
+def _count(cursor: Any, sql: str) -> int:
+    row = cursor.execute(sql).fetchone()
+    return int(row[0]) if row else 0

@@ -1,0 +1,110 @@
+"""Typed per-event views: ``evt_add_to_cart`` with each property as a typed column.
+
+The ``events`` table keeps properties as JSON, which every event shares; analysts want
+``SELECT price FROM evt_add_to_cart``. ``refresh_typed_views(con, catalog)`` creates one
+view per cataloged track event (latest version) with the envelope columns and one column
+per property, extracted from the JSON and cast with ``TRY_CAST`` (a value of the wrong
+type reads as NULL instead of failing the whole query). Views of events that left the
+catalog are dropped. Call it at start-up and whenever the catalog changes; it is cheap
+and idempotent (views hold no data).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from nerve.catalog import Catalog, EventSpec, PropertySpec
+
+__all__ = ["VIEW_PREFIX", "refresh_typed_views", "typed_view_sql", "view_name"]
+
+VIEW_PREFIX = "evt_"
+
+#: envelope columns every typed view starts with
+_ENVELOPE = ("message_id", "event", "user_id", "anonymous_id", "timestamp",
+             "original_timestamp", "sent_at", "received_at", "source", "historical",
+             "schema_version", "context")
+
+_SQL_TYPES = {"string": "VARCHAR", "integer": "BIGINT", "number": "DOUBLE",
+              "boolean": "BOOLEAN", "timestamp": "TIMESTAMPTZ"}
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def view_name(event: str) -> str:
+    """``evt_`` + the event name made a plain identifier: ``Order Completed`` ->
+    ``evt_order_completed``."""
+    return VIEW_PREFIX + re.sub(r"\W+", "_", event).strip("_").lower()
+
+
+def _json_path(name: str) -> str:
+    # a quoted JSON path key, so names with dots or spaces address one property
+    return _literal('$."' + name.replace('"', '\\"') + '"')
+
+
+def _column(prop: PropertySpec) -> str:
+    path = _json_path(prop.name)
+    if prop.type in ("array", "object"):
+        return f"json_extract(properties, {path})"
+    text = f"json_extract_string(properties, {path})"
+    return f"TRY_CAST({text} AS {_SQL_TYPES[prop.type]})"
+
+
+def typed_view_sql(spec: EventSpec) -> str:
+    """The ``CREATE OR REPLACE VIEW`` statement of one track event."""
+    columns = [_quote(c) for c in _ENVELOPE]
+    taken = set(_ENVELOPE)
+    for prop in spec.properties:
+        # a property named like an envelope column (``timestamp``) gets a prefix
+        alias = prop.name if prop.name not in taken else f"prop_{prop.name}"
+        taken.add(alias)
+        columns.append(f"{_column(prop)} AS {_quote(alias)}")
+    body = ",\n  ".join(columns)
+    return (f"CREATE OR REPLACE VIEW {_quote(view_name(spec.name))} AS\n"
+            f"SELECT\n  {body}\nFROM events\n"
+            f"WHERE type = 'track' AND event = {_literal(spec.name)}")
+
+
+def refresh_typed_views(con: Any, catalog: Catalog) -> list[str]:
+    """Create or replace ``evt_<name>`` for every track event; drop views of removed ones.
+
+    ``con`` is a DuckDB connection (or cursor) on the warehouse holding ``events``.
+    Returns the names of the views that now exist, sorted. Two events whose names map to
+    the same view name (``Add To Cart`` and ``add_to_cart``) keep the first, by name.
+
+    >>> import duckdb
+    >>> from nerve.catalog import Version
+    >>> con = duckdb.connect()
+    >>> _ = con.execute("CREATE TABLE events (message_id VARCHAR, type VARCHAR, "
+    ...     "event VARCHAR, user_id VARCHAR, anonymous_id VARCHAR, timestamp TIMESTAMPTZ, "
+    ...     "original_timestamp TIMESTAMPTZ, sent_at TIMESTAMPTZ, received_at TIMESTAMPTZ, "
+    ...     "source VARCHAR, historical BOOLEAN, schema_version VARCHAR, context JSON, "
+    ...     "properties JSON)")
+    >>> refresh_typed_views(con, Catalog.from_specs([EventSpec("signup", Version(1))]))
+    ['evt_signup']
+    """
+    wanted: dict[str, EventSpec] = {}
+    for spec in catalog:
+        if spec.type == "track":
+            wanted.setdefault(view_name(spec.name), spec)
+    existing = {row[0] for row in con.execute(
+        "SELECT view_name FROM duckdb_views() WHERE NOT internal "
+        "AND schema_name = current_schema() AND starts_with(view_name, ?)",
+        [VIEW_PREFIX]).fetchall()}
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for name in sorted(existing - set(wanted)):
+            con.execute(f"DROP VIEW IF EXISTS {_quote(name)}")
+        for spec in wanted.values():
+            con.execute(typed_view_sql(spec))
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return sorted(wanted)
