@@ -1,0 +1,426 @@
+"""The Client: queue calls, send them in batches from a background thread, never raise."""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from nerve.errors import NerveError
+from nerve.sdk._errors import (
+    ClosedError,
+    ConfigError,
+    DeliveryError,
+    InvalidMessageError,
+    QueueFullError,
+)
+from nerve.sdk._message import MAX_BATCH_BYTES, build_message, encode_message
+from nerve.sdk._queue import EventQueue, MemoryQueue
+from nerve.sdk._retry import RetryPolicy
+from nerve.sdk._spool import SpoolQueue
+from nerve.sdk._transport import Transport
+
+__all__ = ["DEFAULT_HOST", "Client", "ClientStats", "ErrorCallback"]
+
+log = logging.getLogger("nerve.sdk")
+
+DEFAULT_HOST = "http://127.0.0.1:8700"
+#: on_error(exc, batch): batch is the list of message dicts the error concerns
+ErrorCallback = Callable[[Exception, list[dict[str, Any]]], object]
+Timestamp = datetime | date | str | None
+# what a batch's events may weigh, leaving room for the body's own keys
+_MAX_PAYLOAD = MAX_BATCH_BYTES - 256
+
+
+@dataclass(frozen=True, slots=True)
+class ClientStats:
+    """Counters since the client started (a snapshot)."""
+
+    queued: int  # waiting now (in memory or in the spool)
+    accepted: int  # calls queued
+    delivered: int  # events the server acknowledged
+    rejected: int  # events in batches the server refused for good (4xx, 501, 505)
+    undelivered: int  # events in batches that ran out of retries
+    dropped_queue_full: int
+    dropped_invalid: int
+    requests: int  # HTTP requests made, retries included
+    recovered: int  # events found in the spool from an earlier process
+
+
+class Client:
+    """A Segment-spec client for nerve (or Segment, or RudderStack).
+
+    >>> client = Client("WRITE_KEY", "http://127.0.0.1:8700")      # doctest: +SKIP
+    >>> client.track("Order Completed", {"revenue": 9.99}, user_id="u1")  # doctest: +SKIP
+    >>> client.shutdown()                                        # doctest: +SKIP
+
+    Calls queue the event and return its message id at once (None when the call was
+    refused); a background thread sends batches of ``max_batch_size`` events, or what is
+    waiting every ``flush_interval`` seconds. Nothing raises into the caller: refused
+    calls, full queues and failed batches go to ``on_error(exc, batch)`` (or the
+    ``nerve.sdk`` logger when there is none). Every option is described in docs/sdk.md.
+    """
+
+    def __init__(
+        self,
+        write_key: str,
+        host: str = DEFAULT_HOST,
+        *,
+        max_batch_size: int = 100,
+        flush_interval: float = 0.5,
+        max_queue_size: int = 10_000,
+        gzip: bool = True,
+        timeout: float = 10.0,
+        max_retries: int = 10,
+        backoff_base: float = 0.5,
+        backoff_max: float = 10.0,
+        on_error: ErrorCallback | None = None,
+        spool_dir: Path | str | None = None,
+        historical: bool = False,
+        sync_mode: bool = False,
+        context: Mapping[str, Any] | None = None,
+    ) -> None:
+        _check_options(write_key, host, max_batch_size, flush_interval, max_queue_size,
+                       timeout, max_retries, backoff_base, backoff_max, context)
+        self.write_key = write_key
+        self.host = host.rstrip("/")
+        self.max_batch_size = max_batch_size
+        self.flush_interval = flush_interval
+        self.max_queue_size = max_queue_size
+        self.sync_mode = sync_mode
+        self.on_error = on_error
+        self.context = dict(context or {})
+        self.policy = RetryPolicy(max_retries, backoff_base, backoff_max)
+        self._transport = Transport(write_key, self.host, timeout=timeout, gzip=gzip,
+                                    historical=historical, policy=self.policy)
+        self._queue: EventQueue
+        self._durable = spool_dir is not None
+        if spool_dir is not None:
+            identity = hashlib.sha256(f"{write_key}\n{historical}".encode()).hexdigest()[:16]
+            try:
+                spool = SpoolQueue(spool_dir, identity=identity)
+            except OSError as exc:
+                raise ConfigError(f"spool_dir {spool_dir}: {exc}") from exc
+            self._queue, self._recovered = spool, spool.recovered
+            if spool.torn:
+                log.warning("nerve.sdk: spool %s: skipped %d torn line(s) left by a crash",
+                            spool_dir, spool.torn)
+        else:
+            self._queue, self._recovered = MemoryQueue(), 0
+        self._lock = threading.Condition()
+        self._send_lock = threading.RLock()  # on_error may call shutdown() mid-send
+        self._wake = threading.Event()  # set by shutdown(timeout) to cut retry waits short
+        self._deadline: float | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._closed = False
+        self._paused_until = 0.0  # after a batch ran out of retries, let the server breathe
+        self._full = False
+        self._counts = dict.fromkeys(
+            ("accepted", "delivered", "rejected", "undelivered", "dropped_queue_full",
+             "dropped_invalid", "requests"), 0)
+        atexit.register(self.shutdown)
+        if len(self._queue) and not sync_mode:
+            with self._lock:
+                self._start_worker()
+
+    # ------------------------------------------------------------------ the Segment calls
+
+    def track(self, event: str, properties: Mapping[str, Any] | None = None, *,
+              user_id: str | None = None, anonymous_id: str | None = None,
+              context: Mapping[str, Any] | None = None, timestamp: Timestamp = None,
+              message_id: str | None = None,
+              integrations: Mapping[str, Any] | None = None) -> str | None:
+        """Record that a user did something; returns the message id, None if refused."""
+        return self._enqueue("track", {"event": event, "properties": properties},
+                             ("event",), user_id, anonymous_id, context, timestamp,
+                             message_id, integrations)
+
+    def identify(self, user_id: str | None = None, traits: Mapping[str, Any] | None = None,
+                 *, anonymous_id: str | None = None, context: Mapping[str, Any] | None = None,
+                 timestamp: Timestamp = None, message_id: str | None = None,
+                 integrations: Mapping[str, Any] | None = None) -> str | None:
+        """Tie a user to their traits (age group, country, plan, ...)."""
+        return self._enqueue("identify", {"traits": traits}, (), user_id, anonymous_id,
+                             context, timestamp, message_id, integrations)
+
+    def page(self, name: str | None = None, properties: Mapping[str, Any] | None = None, *,
+             category: str | None = None, user_id: str | None = None,
+             anonymous_id: str | None = None, context: Mapping[str, Any] | None = None,
+             timestamp: Timestamp = None, message_id: str | None = None,
+             integrations: Mapping[str, Any] | None = None) -> str | None:
+        """Record a web page view."""
+        return self._enqueue("page", {"name": name, "category": category, "properties": properties},
+                             (), user_id, anonymous_id, context, timestamp, message_id,
+                             integrations)
+
+    def screen(self, name: str | None = None, properties: Mapping[str, Any] | None = None, *,
+               category: str | None = None, user_id: str | None = None,
+               anonymous_id: str | None = None, context: Mapping[str, Any] | None = None,
+               timestamp: Timestamp = None, message_id: str | None = None,
+               integrations: Mapping[str, Any] | None = None) -> str | None:
+        """Record a mobile app screen view."""
+        return self._enqueue("screen",
+                             {"name": name, "category": category, "properties": properties},
+                             (), user_id, anonymous_id, context, timestamp, message_id,
+                             integrations)
+
+    def group(self, group_id: str, traits: Mapping[str, Any] | None = None, *,
+              user_id: str | None = None, anonymous_id: str | None = None,
+              context: Mapping[str, Any] | None = None, timestamp: Timestamp = None,
+              message_id: str | None = None,
+              integrations: Mapping[str, Any] | None = None) -> str | None:
+        """Tie a user to a group (a company, a team) and the group's traits."""
+        return self._enqueue("group", {"groupId": group_id, "traits": traits}, ("groupId",),
+                             user_id, anonymous_id, context, timestamp, message_id,
+                             integrations)
+
+    def alias(self, previous_id: str, user_id: str, *, context: Mapping[str, Any] | None = None,
+              timestamp: Timestamp = None, message_id: str | None = None,
+              integrations: Mapping[str, Any] | None = None) -> str | None:
+        """Merge an earlier identity (``previous_id``) into ``user_id``."""
+        if not user_id:
+            self._refuse(InvalidMessageError("alias: user_id is required"),
+                         {"type": "alias", "previousId": previous_id})
+            return None
+        return self._enqueue("alias", {"previousId": previous_id}, ("previousId",), user_id,
+                             None, context, timestamp, message_id, integrations)
+
+    # Experiments (a later issue) add get_variant(key, user_id) here: it will assign with
+    # the shared hashing in nerve's experiments package and enqueue an "Experiment Viewed"
+    # track call through _enqueue, once per unit.
+
+    # ------------------------------------------------------------------ flush and shutdown
+
+    def flush(self) -> bool:
+        """Send everything queued now; block until sent or out of retries.
+
+        Returns True when the queue is empty afterwards. Never raises.
+        """
+        if threading.current_thread() is self._thread:
+            return False  # called from on_error on the sending thread: would deadlock
+        return self._drain(full_only=False)
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Flush, stop the background thread and release the spool; also run at exit.
+
+        With ``timeout`` (seconds), retry waits that would end past it are skipped. Events
+        still undelivered stay in the spool when there is one; without one they are
+        reported through ``on_error`` and dropped. Returns True when nothing was left.
+        Further calls on the client are refused.
+        """
+        with self._lock:
+            if self._closed:
+                return len(self._queue) == 0
+            self._closed = True
+            self._stopping = True
+            self._lock.notify_all()
+        atexit.unregister(self.shutdown)
+        if timeout is not None:
+            self._deadline = time.monotonic() + timeout
+            self._wake.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+        self._paused_until = 0.0
+        emptied = self._drain(full_only=False)
+        with self._lock:
+            left = len(self._queue)
+            if left and not self._durable:
+                lines, token = self._queue.peek(left, 1 << 62)
+                self._queue.commit(token)
+                self._counts["undelivered"] += len(lines)
+                self._report(DeliveryError(f"shutdown: {left} events undelivered, dropped",
+                                           status=None, attempts=0), _decode(lines))
+            self._queue.close()
+        self._transport.close()
+        return emptied
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown()
+
+    def stats(self) -> ClientStats:
+        """A snapshot of the client's counters."""
+        with self._lock:
+            return ClientStats(queued=len(self._queue), recovered=self._recovered,
+                               **self._counts)
+
+    # ------------------------------------------------------------------ queueing
+
+    def _enqueue(self, kind: str, fields: dict[str, Any], required: tuple[str, ...],
+                 user_id: Any, anonymous_id: Any, context: Mapping[str, Any] | None,
+                 timestamp: Timestamp, message_id: Any,
+                 integrations: Mapping[str, Any] | None) -> str | None:
+        try:
+            message = build_message(
+                kind, user_id=user_id, anonymous_id=anonymous_id, context=context,
+                default_context=self.context, timestamp=timestamp, message_id=message_id,
+                integrations=integrations, required=required, **fields)
+            data = encode_message(message)
+        except InvalidMessageError as exc:
+            self._refuse(exc, {"type": kind, **fields, "userId": user_id,
+                               "anonymousId": anonymous_id})
+            return None
+        except Exception as exc:  # a bug of ours must not reach the caller
+            log.exception("nerve.sdk: could not build a %s message", kind)
+            self._refuse(exc, {"type": kind})
+            return None
+        refusal: NerveError | OSError | None = None
+        with self._lock:
+            if self._closed:
+                self._counts["dropped_invalid"] += 1
+                refusal = ClosedError(f"{kind}: the client is shut down; event dropped")
+            elif len(self._queue) >= self.max_queue_size:
+                self._counts["dropped_queue_full"] += 1
+                refusal = QueueFullError(
+                    f"{kind}: queue full ({self.max_queue_size} events waiting); "
+                    "the newest event was dropped", retry_after=self.flush_interval)
+                if not self._full:
+                    self._full = True
+                    log.warning("nerve.sdk: %s", refusal)
+            else:
+                try:
+                    self._queue.put(data)
+                except OSError as exc:  # the spool's disk is full or gone
+                    self._counts["dropped_invalid"] += 1
+                    refusal = exc
+                else:
+                    self._full = False
+                    self._counts["accepted"] += 1
+                    if len(self._queue) >= self.max_batch_size:
+                        self._lock.notify_all()
+                    if not self.sync_mode:
+                        self._start_worker()
+        if refusal is not None:
+            self._report(refusal, [message], quiet=isinstance(refusal, QueueFullError))
+            return None
+        if self.sync_mode:
+            self._drain(full_only=False)
+        return str(message["messageId"])
+
+    def _refuse(self, exc: Exception, partial: dict[str, Any]) -> None:
+        with self._lock:
+            self._counts["dropped_invalid"] += 1
+        self._report(exc, [{k: v for k, v in partial.items() if v is not None}])
+
+    def _start_worker(self) -> None:
+        # also restarts it in a child process after fork(), where threads do not survive
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="nerve-sdk", daemon=True)
+            self._thread.start()
+
+    # ------------------------------------------------------------------ sending
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                deadline = time.monotonic() + self.flush_interval
+                while not self._stopping and len(self._queue) < self.max_batch_size:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._lock.wait(remaining)
+                if self._stopping:
+                    return
+            if time.monotonic() < self._paused_until:
+                continue
+            # full batches go as soon as they fill; a partial one when the interval ends
+            self._drain(full_only=time.monotonic() < deadline)
+
+    def _drain(self, *, full_only: bool) -> bool:
+        """Send batches until the queue is empty (or only a partial batch is left)."""
+        try:
+            with self._send_lock:
+                while True:
+                    with self._lock:
+                        waiting = len(self._queue)
+                        if waiting == 0 or (full_only and waiting < self.max_batch_size):
+                            return waiting == 0
+                        self._queue.sync()
+                        lines, token = self._queue.peek(self.max_batch_size, _MAX_PAYLOAD)
+                    outcome = self._transport.send(lines, sleep=self._sleep)
+                    with self._lock:
+                        self._counts["requests"] += outcome.attempts
+                        if outcome.done or not self._durable:
+                            self._queue.commit(token)
+                        key = ("delivered" if outcome.error is None else
+                               "rejected" if outcome.done else "undelivered")
+                        self._counts[key] += len(lines)
+                    if outcome.error is not None:
+                        self._report(outcome.error, _decode(lines))
+                    if not outcome.done:
+                        self._paused_until = time.monotonic() + self.policy.backoff_max
+                        return False
+        except Exception:  # never let the sending thread die, nor flush() raise
+            log.exception("nerve.sdk: unexpected error while sending")
+            return False
+
+    def _sleep(self, seconds: float) -> bool:
+        """Wait between retries; False when shutdown's deadline would pass first."""
+        end = time.monotonic() + seconds
+        if not self._wake.wait(seconds):
+            return True
+        if self._deadline is not None and end > self._deadline:
+            return False
+        time.sleep(max(0.0, end - time.monotonic()))
+        return True
+
+    def _report(self, exc: Exception, batch: list[dict[str, Any]], *,
+                quiet: bool = False) -> None:
+        if self.on_error is None:
+            if not quiet:
+                log.error("nerve.sdk: %s", exc)
+            return
+        try:
+            self.on_error(exc, batch)
+        except Exception:  # the host's callback must not break the SDK
+            log.exception("nerve.sdk: on_error callback raised")
+
+
+def _decode(lines: list[bytes]) -> list[dict[str, Any]]:
+    out = []
+    for line in lines:
+        try:
+            out.append(orjson.loads(line))
+        except orjson.JSONDecodeError:
+            out.append({"raw": line.decode("utf-8", "replace")})
+    return out
+
+
+def _check_options(write_key: object, host: object, max_batch_size: int,
+                   flush_interval: float, max_queue_size: int, timeout: float,
+                   max_retries: int, backoff_base: float, backoff_max: float,
+                   context: object) -> None:
+    problems = []
+    if not isinstance(write_key, str) or not write_key:
+        problems.append("write_key: required, a non-empty string")
+    if not isinstance(host, str) or not host.startswith(("http://", "https://")):
+        problems.append(f"host: expected an http:// or https:// URL, got {host!r}")
+    if not 1 <= max_batch_size <= 2500:
+        problems.append(f"max_batch_size: between 1 and 2500, got {max_batch_size}")
+    if not flush_interval > 0:
+        problems.append(f"flush_interval: seconds > 0, got {flush_interval}")
+    if max_queue_size < 1:
+        problems.append(f"max_queue_size: at least 1, got {max_queue_size}")
+    if not timeout > 0:
+        problems.append(f"timeout: seconds > 0, got {timeout}")
+    if max_retries < 0:
+        problems.append(f"max_retries: 0 or more, got {max_retries}")
+    if not 0 <= backoff_base <= backoff_max:
+        problems.append(f"backoff_base/backoff_max: need 0 <= base <= max, got "
+                        f"{backoff_base}/{backoff_max}")
+    if context is not None and not isinstance(context, Mapping):
+        problems.append(f"context: expected a dict, got {type(context).__name__}")
+    if problems:
+        raise ConfigError("Client(...): " + "; ".join(problems))
