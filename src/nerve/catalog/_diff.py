@@ -119,7 +119,8 @@ def _pairs(old: Catalog, new: Catalog, name: str) -> list[tuple[EventSpec | None
             pairs.append((olds[version], spec))
             continue
         below = [v for v in olds if v < version]
-        base = olds[below[-1]] if below else None
+        # a version lower than every old one is compared with the newest (and fails)
+        base = olds[below[-1]] if below else (olds[max(olds)] if olds else None)
         pairs.append((base, spec))
     used = {id(a) for a, _ in pairs if a is not None}
     newest_new = max(news) if news else None
@@ -363,6 +364,11 @@ def check_bumps(old: Catalog, new: Catalog, changes: list[Change]) -> list[Event
             message = f"{name} {before} -> {after}: {declared} bump covers {level} changes"
         elif declared == "lower":
             message = f"{name}: version went down from {before} to {after}"
+        elif declared == "none" and level != "docs":
+            message = (f"{name} {before} was changed in place ({', '.join(kinds)}); a "
+                       f"published version is immutable: set version: "
+                       f"{_suggest(before, required)} (keep the old one in "
+                       f"events/versions/ if clients still send it)")
         else:
             message = (f"{name}: {level} changes ({', '.join(kinds)}) need a {required} "
                        f"bump, but the version is {before} -> {after} ({declared}); "

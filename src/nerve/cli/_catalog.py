@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -54,8 +55,17 @@ class Lang(enum.StrEnum):
     typescript = "typescript"
 
 
-def _catalog_files(events_dir: Path) -> list[str]:
-    return sorted(str(p) for p in events_dir.rglob("*.y*ml") if p.suffix in (".yaml", ".yml"))
+def _catalog_files(events_dir: Path, root: Path) -> list[str]:
+    return sorted(_rel(p, root) for p in events_dir.rglob("*.y*ml")
+                  if p.suffix in (".yaml", ".yml"))
+
+
+def _rel(path: Path | str | None, root: Path) -> str:
+    """A path relative to the workspace (what CI annotations and people want)."""
+    if path is None:
+        return ""
+    path = Path(path)
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
 
 
 @catalog_app.command("lint")
@@ -82,8 +92,9 @@ def lint(
     except CatalogError as exc:
         findings = findings_from_error(exc)
         count = 0
+    findings = [replace(f, file=_rel(f.file, ws.root) or None) for f in findings]
     if fmt is LintFormat.junit:
-        sys.stdout.write(to_junit(findings, _catalog_files(ws.events_dir)))
+        sys.stdout.write(to_junit(findings, _catalog_files(ws.events_dir, ws.root)))
     elif fmt is LintFormat.table:
         if findings:
             emit([{"severity": f.severity, "rule": f.rule,
@@ -144,7 +155,8 @@ def diff(
     rows = []
     for change in changes:
         verdict = by_event[(change.event, change.old_version, change.new_version)]
-        rows.append({**change.as_dict(), "required_bump": verdict.required,
+        rows.append({**change.as_dict(), "file": _rel(change.file, ws.root) or None,
+                     "required_bump": verdict.required,
                      "declared_bump": verdict.declared, "ok": verdict.ok})
     failed = [v for v in verdicts if not v.ok]
     if fmt is DiffFormat.json:
@@ -152,18 +164,18 @@ def diff(
     elif not changes:
         console.print(f"no catalog changes since {base_dir or base}")
     else:
-        emit([{"event": r["event"], "level": r["level"], "change": r["kind"],
-               "detail": r["message"],
+        emit([{"level": r["level"], "change": r["kind"], "detail": r["message"],
                "versions": f"{r['old_version'] or '-'} -> {r['new_version'] or '-'}"}
               for r in rows], Format.table, title=f"catalog changes since {base_dir or base}")
         for verdict in verdicts:
-            where = f" ({verdict.file}:{verdict.line})" if verdict.file else ""
+            where = f" ({_rel(verdict.file, ws.root)}:{verdict.line})" if verdict.file else ""
             mark = "[green]ok[/green]  " if verdict.ok else "[red]FAIL[/red]"
-            console.print(f"{mark} {verdict.message}{where}", highlight=False)
+            console.print(f"{mark} {verdict.message}{where}", highlight=False, soft_wrap=True)
     for verdict in failed:
         if fmt is DiffFormat.json:
-            where = f"{verdict.file}:{verdict.line}: " if verdict.file else ""
-            err_console.print(f"{where}{verdict.message}", highlight=False, markup=False)
+            where = f"{_rel(verdict.file, ws.root)}:{verdict.line}: " if verdict.file else ""
+            err_console.print(f"{where}{verdict.message}", highlight=False, markup=False,
+                              soft_wrap=True)
     if failed:
         raise typer.Exit(ExitCode.FAILED)
 

@@ -1,0 +1,225 @@
+"""`nerve catalog diff|lint|list` through the real CLI, on real git repositories."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import pytest
+from typer.testing import CliRunner
+
+from nerve.cli import app
+from nerve.workspace import Workspace
+
+FIXTURE = Path(__file__).parent / "fixtures" / "shop" / "events"
+GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+
+
+def run(ws: Workspace, *args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, ["--workspace", str(ws.root), *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def git(root: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=root, check=True, capture_output=True,
+                   env={**os.environ, **GIT_ENV})
+
+
+@pytest.fixture
+def shop(make_workspace: Callable[..., Workspace]) -> Workspace:
+    ws = make_workspace()
+    shutil.copytree(FIXTURE, ws.events_dir, dirs_exist_ok=True)
+    return ws
+
+
+@pytest.fixture
+def repo(shop: Workspace) -> Workspace:
+    git(shop.root, "init", "-q", "-b", "main")
+    git(shop.root, "add", "-A")
+    git(shop.root, "commit", "-qm", "catalog")
+    return shop
+
+
+def edit(ws: Workspace, rel: str, old: str, new: str) -> None:
+    path = ws.events_dir / rel
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+# ------------------------------------------------------------------------------------ diff
+
+
+def test_diff_clean_tree_has_no_changes(repo: Workspace) -> None:
+    code, out, _ = run(repo, "catalog", "diff", "--format", "json")
+    assert code == 0
+    assert json.loads(out) == []
+
+
+def test_diff_fails_on_breaking_change_without_major_bump_naming_file_and_line(
+        repo: Workspace) -> None:
+    edit(repo, "products_searched.yaml", "price_desc, ", "")
+    edit(repo, "products_searched.yaml", "version: 1\n", "version: 1.1.0\n")
+    code, out, err = run(repo, "catalog", "diff", "--format", "json")
+    assert code == 1
+    rows = json.loads(out)
+    assert [(r["event"], r["kind"], r["level"], r["ok"]) for r in rows] == [
+        ("products_searched", "enum_narrowed", "breaking", False)]
+    assert rows[0]["required_bump"] == "major"
+    assert rows[0]["declared_bump"] == "minor"
+    assert rows[0]["file"].endswith("products_searched.yaml")
+    assert "products_searched.yaml:6" in err  # the `version:` line
+    assert "set version: 2.0.0" in err
+
+
+def test_diff_passes_once_the_version_is_bumped(repo: Workspace) -> None:
+    edit(repo, "products_searched.yaml", "price_desc, ", "")
+    edit(repo, "products_searched.yaml", "version: 1\n", "version: 2\n")
+    code, out, _ = run(repo, "catalog", "diff")
+    assert code == 0, out
+    assert "enum_narrowed" in out
+
+
+def test_diff_against_an_older_ref(repo: Workspace) -> None:
+    edit(repo, "add_to_cart.yaml", "version: 2.1.0", "version: 2.2.0")
+    edit(repo, "add_to_cart.yaml", "properties:\n",
+         "properties:\n  gift:\n    type: boolean\n    description: Gift wrap.\n"
+         "    pii: none\n")
+    git(repo.root, "commit", "-qam", "gift")
+    code, out, _ = run(repo, "catalog", "diff", "--format", "json")
+    assert (code, json.loads(out)) == (0, [])
+    code, out, _ = run(repo, "catalog", "diff", "--base", "HEAD~1", "--format", "json")
+    assert code == 0
+    assert [(r["kind"], r["path"]) for r in json.loads(out)] == [("property_added", "gift")]
+
+
+def test_diff_moving_a_version_aside_is_not_a_change(repo: Workspace) -> None:
+    old = (repo.events_dir / "order_completed.yaml").read_text()
+    (repo.events_dir / "versions" / "order_completed.v1.yaml").write_text(old)
+    edit(repo, "order_completed.yaml", "version: 1.2.0", "version: 2.0.0")
+    edit(repo, "order_completed.yaml", "    required: true\n    minimum: 0\n",
+         "    minimum: 0\n")  # revenue becomes optional: additive, but 2.0.0 is fine
+    code, out, _ = run(repo, "catalog", "diff", "--format", "json")
+    assert code == 0
+    rows = json.loads(out)
+    assert [(r["kind"], r["old_version"], r["new_version"]) for r in rows] == [
+        ("made_optional", "1.2.0", "2.0.0")]
+
+
+def test_diff_outside_git_is_a_clear_error(shop: Workspace) -> None:
+    code, _, err = run(shop, "catalog", "diff")
+    assert code == 4
+    assert "not inside a git repository" in err
+
+
+def test_diff_with_a_base_folder(shop: Workspace, tmp_path: Path) -> None:
+    base = tmp_path / "base"
+    shutil.copytree(shop.events_dir, base)
+    (shop.events_dir / "identify.yaml").unlink()
+    code, out, _ = run(shop, "catalog", "diff", "--base-dir", str(base), "--format", "json")
+    assert code == 1
+    assert [(r["event"], r["kind"]) for r in json.loads(out)] == [
+        ("identify", "event_removed")]
+
+
+# ------------------------------------------------------------------------------------ lint
+
+
+def test_lint_clean_fixture(shop: Workspace) -> None:
+    code, out, _ = run(shop, "catalog", "lint", "--format", "json")
+    assert (code, json.loads(out)) == (0, [])
+
+
+BAD = """\
+name: AddedToCart
+description: short
+owner: growth
+version: 1
+properties:
+  Price:
+    type: string
+    enum: [a, a, 3]
+    minimum: 2
+    pii: none
+  email:
+    type: string
+    description: Contact.
+    pii: personal
+  tags:
+    type: array
+    description: Free tags.
+"""
+
+
+def test_lint_reports_rules_with_file_line_and_severity(
+        make_workspace: Callable[..., Workspace]) -> None:
+    ws = make_workspace({"AddedToCart.yaml": BAD, "groups/unused.yaml":
+                         "name: unused\nproperties:\n  x: {type: string, pii: none}\n"})
+    code, out, _ = run(ws, "catalog", "lint", "--format", "json")
+    assert code == 1
+    found = {(f["rule"], f["line"]) for f in json.loads(out)
+             if f["file"].endswith("AddedToCart.yaml")}
+    assert {("event-name", 1), ("event-description", 2), ("event-purpose", 1),
+            ("event-retention", 1), ("event-trigger", 1), ("property-name", 6),
+            ("property-description", 6), ("enum-duplicate", 8), ("enum-type", 8),
+            ("constraint-type", 9), ("pii-handling", 14), ("property-pii", 15),
+            ("array-items", 15)} <= found
+    rules = {f["rule"]: f for f in json.loads(out)}
+    assert rules["unused-group"]["severity"] == "warning"
+    assert rules["event-name"]["severity"] == "error"
+    assert rules["event-description"]["severity"] == "warning"  # present but short
+
+
+def test_lint_warnings_only_exit_3_and_config_tunes_rules(
+        make_workspace: Callable[..., Workspace]) -> None:
+    text = (FIXTURE / "order_completed.yaml").read_text().replace(
+        "    description: Whether express shipping was chosen.\n", "")
+    ws = make_workspace({"order_completed.yaml": text})
+    code, out, _ = run(ws, "catalog", "lint", "--format", "json")
+    assert code == 3
+    assert [f["rule"] for f in json.loads(out)] == ["property-description"]
+    ws = make_workspace({"order_completed.yaml": text}, extra_toml=(
+        '[catalog]\nnaming = "^[a-z]+$"\n[catalog.rules]\nproperty-description = "off"\n'))
+    code, out, _ = run(ws, "catalog", "lint", "--format", "json")
+    assert code == 1
+    assert [f["rule"] for f in json.loads(out)] == ["event-name"]
+
+
+def test_lint_reports_load_errors_as_findings(
+        make_workspace: Callable[..., Workspace]) -> None:
+    ws = make_workspace({"x.yaml": "name: x_y\nproperties:\n  a: {type: int}\n"})
+    code, out, _ = run(ws, "catalog", "lint", "--format", "json")
+    assert code == 1
+    [finding] = json.loads(out)
+    assert (finding["rule"], finding["line"]) == ("load", 3)
+    assert "x_y.a.type" in finding["message"]
+
+
+def test_lint_junit_for_ci(make_workspace: Callable[..., Workspace]) -> None:
+    ws = make_workspace({"AddedToCart.yaml": BAD,
+                         "order_completed.yaml": (FIXTURE / "order_completed.yaml").read_text()})
+    code, out, _ = run(ws, "catalog", "lint", "--format", "junit")
+    assert code == 1
+    suite = ET.fromstring(out).find("testsuite")
+    assert suite is not None
+    cases = {c.get("name", "").rsplit("/", 1)[-1]: c for c in suite.iter("testcase")}
+    assert set(cases) == {"AddedToCart.yaml", "order_completed.yaml"}
+    failure = cases["AddedToCart.yaml"].find("failure")
+    assert failure is not None
+    assert "[event-name]" in (failure.text or "")
+    assert cases["order_completed.yaml"].find("failure") is None
+    assert suite.get("failures") == "1"
+
+
+def test_list_shows_every_version(shop: Workspace) -> None:
+    code, out, _ = run(shop, "catalog", "list", "--format", "json")
+    assert code == 0
+    rows = {r["event"]: r for r in json.loads(out)}
+    assert rows["add_to_cart"]["versions"] == "1.0.0, 2.1.0"
+    assert rows["add_to_cart"]["version"] == "2.1.0"
