@@ -1,0 +1,236 @@
+"""Segment files on disk: naming, listing, reading, cutting torn tails, acknowledgements.
+
+Layout::
+
+    log_dir/
+      <writer_id>/                 one folder per writer (one per HTTP worker process)
+        .lock                      held (flock) by the live writer
+        <ns:020d>-<hex>.seg        segments, in write order by name; only the newest is
+                                   ever appended to
+        ACK                        {segment: offset} loaded so far (written by the loader
+                                   after each commit; advisory, for backlog_bytes)
+        <segment>.corrupt          a segment whose tail did not verify, set aside
+        <segment>.cut-<offset>     bytes cut from a corrupt tail, kept for inspection
+
+Segment names are unique forever (a nanosecond clock, never reused even after the loader
+deleted every older segment), because the warehouse remembers offsets by name.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+
+from nerve.log._frame import Frame, FrameKind, Tail, decode_batch, decode_schema, iter_frames
+
+__all__ = [
+    "Segment",
+    "SegmentRead",
+    "acknowledge",
+    "backlog_bytes",
+    "list_segments",
+    "new_segment_name",
+    "read_segment",
+    "recover_segment",
+    "set_aside",
+    "writer_ids",
+]
+
+log = logging.getLogger("nerve.log")
+
+SUFFIX = ".seg"
+ACK_FILE = "ACK"
+LOCK_FILE = ".lock"
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    writer: str
+    name: str
+    path: Path
+    #: a later segment of the same writer exists, so nothing will be appended to this one
+    sealed: bool
+
+
+@dataclass(slots=True)
+class SegmentRead:
+    """Verified batches of a segment from some offset on."""
+
+    schema: pa.Schema | None
+    #: (end offset of the frame, batch), in order
+    batches: list[tuple[int, pa.RecordBatch]] = field(default_factory=list)
+    #: offset just past the last verified frame (where loading may resume)
+    end: int = 0
+    tail: Tail = Tail.CLEAN
+    size: int = 0
+
+
+def writer_ids(log_dir: Path) -> list[str]:
+    """The writers that have a folder under ``log_dir``, sorted."""
+    try:
+        entries = list(os.scandir(log_dir))
+    except FileNotFoundError:
+        return []
+    return sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
+
+
+def list_segments(log_dir: Path, writer: str) -> list[Segment]:
+    """The segments of one writer, oldest first; all but the newest are sealed."""
+    folder = log_dir / writer
+    try:
+        names = sorted(e.name for e in os.scandir(folder) if e.name.endswith(SUFFIX))
+    except FileNotFoundError:
+        return []
+    last = len(names) - 1
+    return [Segment(writer, n, folder / n, sealed=i < last) for i, n in enumerate(names)]
+
+
+def new_segment_name(folder: Path) -> str:
+    """A name that sorts after every existing segment and was never used before."""
+    latest = 0
+    for entry in os.scandir(folder):
+        if entry.name.endswith(SUFFIX):
+            latest = max(latest, int(entry.name.split("-", 1)[0]))
+    stamp = max(time.time_ns(), latest + 1)
+    return f"{stamp:020d}-{secrets.token_hex(4)}{SUFFIX}"
+
+
+def read_segment(path: Path, offset: int = 0) -> SegmentRead:
+    """Read the verified frames of a segment from ``offset`` (0: from the start).
+
+    The schema comes from the segment's first frame. Reading stops at the first frame
+    that is incomplete or does not verify; ``tail`` says which.
+    """
+    with path.open("rb") as f:
+        data = f.read()
+    result = SegmentRead(schema=None, size=len(data))
+    frames = iter_frames(data)
+    first = next(frames)
+    if isinstance(first, Tail):
+        result.tail = first
+        return result
+    if first.kind is not FrameKind.SCHEMA:
+        result.tail = Tail.CORRUPT
+        return result
+    schema = decode_schema(first.payload)
+    result.schema = schema
+    start = max(offset, first.end)
+    result.end = start
+    if start > len(data):
+        # the warehouse remembers more than the file holds: the unsynced tail of a
+        # segment was lost in an OS crash after the loader had read it
+        return result
+    for item in iter_frames(memoryview(data)[start:], base=start):
+        if isinstance(item, Tail):
+            result.tail = item
+            break
+        if item.kind is not FrameKind.BATCH:
+            result.tail = Tail.CORRUPT
+            break
+        result.batches.append((item.end, decode_batch(item.payload, schema)))
+        result.end = item.end
+    return result
+
+
+def valid_length(path: Path) -> tuple[int, Tail]:
+    """Length of the verified prefix of a segment, and how the rest looks."""
+    with path.open("rb") as f:
+        data = f.read()
+    end = 0
+    for item in iter_frames(data):
+        if isinstance(item, Tail):
+            return end, item
+        assert isinstance(item, Frame)
+        end = item.end
+    return end, Tail.CLEAN  # pragma: no cover - iter_frames always ends with a Tail
+
+
+def recover_segment(path: Path) -> None:
+    """Cut a torn or corrupt tail off a segment no one writes to (after a crash).
+
+    Corrupt bytes are copied aside first (``<segment>.cut-<offset>``) so nothing is
+    destroyed; a torn tail (a write cut short) is simply dropped: it was never synced,
+    so never acknowledged.
+    """
+    end, tail = valid_length(path)
+    if tail is Tail.CLEAN:
+        return
+    size = path.stat().st_size
+    if tail is Tail.CORRUPT:
+        with path.open("rb") as f:
+            f.seek(end)
+            (path.parent / f"{path.name}.cut-{end}").write_bytes(f.read())
+    log.warning("%s: %s tail of %d bytes at offset %d cut", path, tail.value, size - end, end)
+    if end == 0:
+        path.unlink()
+    else:
+        with path.open("r+b") as f:
+            f.truncate(end)
+            os.fsync(f.fileno())
+    _fsync_dir(path.parent)
+
+
+def set_aside(path: Path, reason: str) -> None:
+    """Rename a segment that cannot be read to the end to ``<segment>.corrupt``."""
+    log.warning("%s: %s; set aside as %s.corrupt", path, reason, path.name)
+    path.rename(path.with_name(path.name + ".corrupt"))
+    _fsync_dir(path.parent)
+
+
+def acknowledge(log_dir: Path, writer: str, offsets: dict[str, int]) -> None:
+    """Record how far each segment of ``writer`` is loaded (for ``backlog_bytes``).
+
+    Advisory: the warehouse holds the real offsets; this file only feeds backpressure,
+    so it is replaced atomically but not fsynced.
+    """
+    folder = log_dir / writer
+    tmp = folder / f".{ACK_FILE}.{os.getpid()}.tmp"
+    tmp.write_bytes(orjson.dumps(offsets))
+    os.replace(tmp, folder / ACK_FILE)
+
+
+def _read_ack(folder: Path) -> dict[str, int]:
+    try:
+        value = orjson.loads((folder / ACK_FILE).read_bytes())
+    except (FileNotFoundError, orjson.JSONDecodeError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def backlog_bytes(log_dir: Path) -> int:
+    """Bytes written to the log that the loader has not acknowledged yet.
+
+    Cheap enough to call per request (a directory listing and one small file per
+    writer): the collector answers 503 when it passes a bound.
+    """
+    total = 0
+    for writer in writer_ids(log_dir):
+        folder = log_dir / writer
+        acked = _read_ack(folder)
+        try:
+            entries = list(os.scandir(folder))
+        except FileNotFoundError:
+            continue
+        for entry in entries:
+            if entry.name.endswith(SUFFIX):
+                try:
+                    size = entry.stat().st_size
+                except FileNotFoundError:  # deleted by the loader meanwhile
+                    continue
+                total += max(0, size - int(acked.get(entry.name, 0)))
+    return total
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,23 @@
+"""The warehouse: a DuckDB file by default, read through Ibis.
+
+Tables (docs/storage.md): ``events`` (valid events), ``quarantine`` (invalid or
+unplanned events with their violations), ``loads`` (a ledger of loader commits) and
+``log_offsets`` (how far each log segment is loaded).
+"""
+
+from __future__ import annotations
+
+from nerve.warehouse._readonly import check_read_only
+from nerve.warehouse._result import result_json
+from nerve.warehouse._schema import EVENT_COLUMNS, JSON_COLUMNS, QUARANTINE_COLUMNS, TABLES
+from nerve.warehouse._warehouse import Warehouse
+
+__all__ = [
+    "EVENT_COLUMNS",
+    "JSON_COLUMNS",
+    "QUARANTINE_COLUMNS",
+    "TABLES",
+    "Warehouse",
+    "check_read_only",
+    "result_json",
+]

@@ -1,0 +1,81 @@
+"""Query results as JSON: the body of the server's admin SQL route and `nerve sql` output."""
+
+from __future__ import annotations
+
+import base64
+import math
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import orjson
+import pyarrow as pa
+
+__all__ = ["JSON_TYPE_KEY", "mark_json_columns", "result_json"]
+
+#: field metadata key marking a column that holds JSON text (DuckDB's JSON type)
+JSON_TYPE_KEY = b"nerve.type"
+
+
+def mark_json_columns(table: pa.Table, json_columns: set[str]) -> pa.Table:
+    """Tag the named columns as JSON text, so ``result_json`` returns them as objects."""
+    if not json_columns:
+        return table
+    fields = [
+        f.with_metadata({**(f.metadata or {}), JSON_TYPE_KEY: b"JSON"})
+        if f.name in json_columns else f
+        for f in table.schema
+    ]
+    return table.cast(pa.schema(fields, metadata=table.schema.metadata))
+
+
+def _value(value: Any) -> Any:
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None  # JSON has no NaN or Infinity
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, dict):
+        return {str(k): _value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_value(v) for v in value]
+    return str(value)
+
+
+def result_json(table: pa.Table) -> dict[str, Any]:
+    """``{"columns": [...], "rows": [{column: value}, ...]}`` with JSON-safe values.
+
+    Timestamps become ISO 8601 text, decimals floats, NaN null; columns tagged as JSON
+    (``mark_json_columns``, done by ``Warehouse.query``) are parsed into objects.
+
+    >>> result_json(pa.table({"n": [1, 2]}))
+    {'columns': ['n'], 'rows': [{'n': 1}, {'n': 2}]}
+    """
+    columns = list(table.column_names)
+    json_columns = {
+        f.name for f in table.schema if (f.metadata or {}).get(JSON_TYPE_KEY) == b"JSON"
+    }
+    rows = []
+    for row in table.to_pylist():
+        out = {}
+        for name in columns:
+            value = row[name]
+            if name in json_columns and isinstance(value, str):
+                try:
+                    out[name] = orjson.loads(value)
+                    continue
+                except orjson.JSONDecodeError:
+                    pass
+            out[name] = _value(value)
+        rows.append(out)
+    return {"columns": columns, "rows": rows}

@@ -1,0 +1,198 @@
+"""Warehouse: the one DuckDB database instance of a process, read through Ibis.
+
+DuckDB lets one process open a database file (read-write) at a time, and a connection is
+not meant to be shared by threads: each thread takes its own cursor of the one instance.
+The loader writes through ``cursor()``; readers use ``ibis()`` (a backend per thread) or
+``query()`` (a fresh cursor per call).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import duckdb
+import ibis
+import pyarrow as pa
+
+from nerve.errors import QueryError, TransientError, WorkspaceError
+from nerve.warehouse._readonly import check_read_only
+from nerve.warehouse._result import mark_json_columns
+from nerve.warehouse._schema import ensure_schema
+from nerve.workspace import Workspace
+
+__all__ = ["Warehouse"]
+
+_PREFIX = "duckdb://"
+_LOCK_PID = re.compile(r"PID (\d+)")
+
+
+class Warehouse:
+    """The workspace's warehouse: tables ``events``, ``quarantine``, ``loads``.
+
+    >>> wh = Warehouse.open("duckdb://:memory:")
+    >>> wh.query("SELECT count(*) AS n FROM events").to_pylist()
+    [{'n': 0}]
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, url: str, *,
+                 path: Path | None, read_only: bool) -> None:
+        self._con = con
+        self.url = url
+        self.path = path
+        self.read_only = read_only
+        self._local = threading.local()
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
+        self._cursors_lock = threading.Lock()
+        self._closed = False
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def open(cls, url: str, *, read_only: bool = False) -> Warehouse:
+        """Open (creating if needed) ``duckdb:///abs/path.duckdb`` or ``duckdb://:memory:``.
+
+        ``read_only`` opens an existing file without taking the write lock away from
+        anyone else's reads (``nerve sql`` when no server runs). A file another process
+        holds raises ``TransientError``.
+        """
+        if not url.startswith(_PREFIX):
+            raise WorkspaceError(
+                f"[warehouse] url {url!r}: the loader writes DuckDB "
+                "(duckdb:///path/file.duckdb or duckdb://:memory:)"
+            )
+        target = url[len(_PREFIX):]
+        path: Path | None = None
+        if target in ("", ":memory:"):
+            database = ":memory:"
+            read_only = False  # nothing to protect, and DuckDB refuses read-only memory
+        else:
+            path = Path(target)
+            if not path.is_absolute():
+                raise WorkspaceError(
+                    f"[warehouse] url {url!r}: a relative path needs a workspace "
+                    "(Warehouse.for_workspace resolves it)"
+                )
+            if read_only and not path.exists():
+                raise WorkspaceError(
+                    f"{path}: no warehouse yet; it is created when `nerve serve` first loads "
+                    "events"
+                )
+            path.parent.mkdir(parents=True, exist_ok=True)
+            database = str(path)
+        try:
+            con = duckdb.connect(database, read_only=read_only)
+        except duckdb.IOException as exc:
+            raise _lock_error(path, exc) from exc
+        try:
+            con.execute("SET GLOBAL TimeZone = 'UTC'")
+            if not read_only:
+                ensure_schema(con)
+        except BaseException:
+            con.close()
+            raise
+        return cls(con, url, path=path, read_only=read_only)
+
+    @staticmethod
+    def file_of(url: str) -> Path | None:
+        """The database file a ``duckdb://`` URL names (None for memory or other URLs)."""
+        if not url.startswith(_PREFIX) or url[len(_PREFIX):] in ("", ":memory:"):
+            return None
+        return Path(url[len(_PREFIX):])
+
+    @classmethod
+    def for_workspace(cls, ws: Workspace, *, read_only: bool = False) -> Warehouse:
+        """The warehouse configured in the workspace's nerve.toml (``[warehouse] url``)."""
+        return cls.open(ws.warehouse_url, read_only=read_only)
+
+    # ------------------------------------------------------------------ access
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A new cursor on the one database instance, for one thread; closed by ``close``."""
+        self._check_open()
+        cursor = self._con.cursor()
+        cursor.execute("SET TimeZone = 'UTC'")
+        with self._cursors_lock:
+            self._cursors.append(cursor)
+        return cursor
+
+    def ibis(self) -> Any:
+        """This thread's Ibis backend over the warehouse (every analysis reads through it)."""
+        backend = getattr(self._local, "backend", None)
+        if backend is None:
+            backend = ibis.duckdb.from_connection(self.cursor())
+            self._local.backend = backend
+        return backend
+
+    def table(self, name: str) -> Any:
+        """An Ibis table of the warehouse: ``wh.table("events")``."""
+        return self.ibis().table(name)
+
+    def query(self, sql: str) -> pa.Table:
+        """Run one read-only query and return its rows; anything else raises ``QueryError``.
+
+        JSON columns come back as text tagged for ``result_json`` to parse.
+        """
+        check_read_only(sql)
+        self._check_open()
+        cursor = self._con.cursor()
+        try:
+            cursor.execute("SET TimeZone = 'UTC'")
+            cursor.execute("BEGIN TRANSACTION")
+            try:
+                result = cursor.execute(sql)
+                description = result.description or []
+                table = result.to_arrow_table()
+            except duckdb.Error as exc:
+                raise QueryError(_first_line(exc)) from exc
+            finally:
+                cursor.execute("ROLLBACK")  # a write that slipped past the check never sticks
+        finally:
+            cursor.close()
+        json_columns = {str(d[0]) for d in description if str(d[1]).upper() == "JSON"}
+        return mark_json_columns(table, json_columns)
+
+    def close(self) -> None:
+        """Close every cursor and the database (the file's lock is released)."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._cursors_lock:
+            cursors, self._cursors = self._cursors, []
+        for cursor in cursors:
+            cursor.close()
+        self._con.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError(f"warehouse {self.url} is closed")
+
+    def __enter__(self) -> Warehouse:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Warehouse({self.url!r}{', read_only' if self.read_only else ''})"
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _lock_error(path: Path | None, exc: duckdb.IOException) -> Exception:
+    message = str(exc)
+    if "lock" not in message.lower():
+        return WorkspaceError(f"{path}: cannot open the warehouse: {_first_line(exc)}")
+    pid = _LOCK_PID.search(message)
+    holder = f"process {pid.group(1)}" if pid else "another process"
+    return TransientError(
+        f"{path}: the warehouse is locked by {holder}; if that is `nerve serve`, "
+        "`nerve sql` goes through it while .nerve/server.json names it, "
+        "otherwise stop that process and retry"
+    )

@@ -1,0 +1,235 @@
+"""Loader: exactly once into events, quarantine routing, offsets committed with rows."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from nerve.loader import Loader, LoadStats
+from nerve.log import LogWriter, backlog_bytes, list_segments
+from nerve.warehouse import Warehouse
+
+MakeBatch = Callable[..., pa.RecordBatch]
+
+VIOLATION = '[{"path": "$.properties.price", "rule": "type", "message": "expected number", ' \
+            '"file": "events/x.yaml", "line": 3}]'
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path) -> Iterator[Warehouse]:
+    wh = Warehouse.open(f"duckdb://{tmp_path / 'wh.duckdb'}")
+    yield wh
+    wh.close()
+
+
+def count(wh: Warehouse, sql: str) -> int:
+    return int(wh.query(sql).column(0)[0].as_py())
+
+
+def test_loads_valid_events_and_acknowledges_them(tmp_path: Path, warehouse: Warehouse,
+                                                 make_batch: MakeBatch) -> None:
+    log_dir = tmp_path / "log"
+    with LogWriter(log_dir, "w0") as writer:
+        writer.append(make_batch(5))
+        writer.append(make_batch(5, start=5))
+        writer.sync()
+        assert backlog_bytes(log_dir) > 0
+        stats = Loader(log_dir, warehouse).load_once()
+        assert stats == LoadStats(batches=2, rows_in=10, loaded=10)
+        assert backlog_bytes(log_dir) == 0
+    rows = warehouse.query("SELECT user_id, properties.i::INT AS i, loaded_at FROM events "
+                           "ORDER BY i").to_pylist()
+    assert [r["user_id"] for r in rows] == [f"u{i}" for i in range(10)]
+    assert all(r["loaded_at"] is not None for r in rows)
+    ledger = warehouse.query("SELECT * FROM loads").to_pylist()
+    assert [(r["rows_in"], r["loaded"], r["duplicates"], r["quarantined"]) for r in ledger] \
+        == [(10, 10, 0, 0)]
+
+
+def test_properties_are_json_in_the_warehouse(tmp_path: Path, warehouse: Warehouse,
+                                              make_batch: MakeBatch) -> None:
+    with LogWriter(tmp_path / "log") as writer:
+        writer.append(make_batch(1, properties='{"price": 12.5, "tags": ["a"]}'))
+        writer.sync()
+    Loader(tmp_path / "log", warehouse).load_once()
+    types = {r["column_name"]: r["data_type"] for r in warehouse.query(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_name = 'events'").to_pylist()}
+    assert types["properties"] == types["traits"] == types["context"] == "JSON"
+    assert types["timestamp"] == types["loaded_at"] == "TIMESTAMP WITH TIME ZONE"
+    assert "violations" not in types
+    price = warehouse.query("SELECT properties->>'$.price' AS p, properties->'$.tags'->>0 AS t "
+                            "FROM events").to_pylist()
+    assert price == [{"p": "12.5", "t": "a"}]
+    assert warehouse.table("events").count().execute() == 1
+
+
+def test_replaying_the_log_loads_each_message_once(tmp_path: Path, warehouse: Warehouse,
+                                                   make_batch: MakeBatch) -> None:
+    """Clients resend whole batches; copies within a batch and across batches collapse."""
+    first = make_batch(6)
+    ids = first.column("message_id").to_pylist()
+    # a batch with an internal duplicate of its own, then the whole first batch resent
+    again = pa.RecordBatch.from_pylist([*first.to_pylist()[:2], first.to_pylist()[0]],
+                                       schema=first.schema)
+    with LogWriter(tmp_path / "log") as writer:
+        writer.append(first)
+        writer.append(again)
+        writer.append(first)
+        writer.sync()
+    loader = Loader(tmp_path / "log", warehouse)
+    stats = loader.load_once()
+    assert (stats.rows_in, stats.loaded, stats.duplicates) == (15, 6, 9)
+    # the same bytes loaded again from scratch (the offsets forgotten): still once
+    with LogWriter(tmp_path / "log2") as writer:
+        writer.append(first)
+        writer.sync()
+    assert Loader(tmp_path / "log2", warehouse).load_once().duplicates == 6
+    assert warehouse.query("SELECT message_id FROM events ORDER BY user_id") \
+        .column(0).to_pylist() == sorted(ids, key=ids.index)
+    assert count(warehouse, "SELECT sum(duplicates) FROM loads") == 15
+
+
+def test_invalid_events_go_to_quarantine_with_their_violations(
+    tmp_path: Path, warehouse: Warehouse, make_batch: MakeBatch
+) -> None:
+    with LogWriter(tmp_path / "log") as writer:
+        writer.append(make_batch(3))
+        bad = make_batch(2, start=10, violations=VIOLATION)
+        writer.append(bad)
+        writer.append(bad)  # resent: quarantined once
+        writer.sync()
+    stats = Loader(tmp_path / "log", warehouse).load_once()
+    assert (stats.loaded, stats.quarantined, stats.duplicates) == (3, 2, 2)
+    rows = warehouse.query("SELECT user_id, violations, quarantined_at FROM quarantine "
+                           "ORDER BY user_id").to_pylist()
+    assert [r["user_id"] for r in rows] == ["u10", "u11"]
+    assert all(r["quarantined_at"] is not None for r in rows)
+    assert warehouse.query("SELECT violations->0->>'rule' AS rule FROM quarantine") \
+        .column(0).to_pylist() == ["type", "type"]
+    assert count(warehouse, "SELECT count(*) FROM events WHERE user_id LIKE 'u1_'") == 0
+
+
+def test_offsets_commit_with_the_rows(tmp_path: Path, warehouse: Warehouse,
+                                      make_batch: MakeBatch) -> None:
+    log_dir = tmp_path / "log"
+    writer = LogWriter(log_dir)
+    writer.append(make_batch(4))
+    writer.sync()
+    loader = Loader(log_dir, warehouse)
+    loader.load_once()
+    (segment,) = list_segments(log_dir, "w0")
+    offsets = warehouse.query('SELECT writer, segment, "offset" FROM log_offsets').to_pylist()
+    assert offsets == [{"writer": "w0", "segment": segment.name,
+                        "offset": segment.path.stat().st_size}]
+    ledger = warehouse.query('SELECT segment, "offset", loaded FROM loads').to_pylist()
+    assert ledger == [{"segment": segment.name, "offset": segment.path.stat().st_size,
+                       "loaded": 4}]
+    # a failed transaction leaves neither rows nor offset behind
+    writer.append(make_batch(2, start=10))
+    writer.sync()
+    warehouse.cursor().execute("DROP TABLE loads")  # the ledger insert will fail mid-transaction
+    with pytest.raises(Exception, match="loads"):
+        loader.load_once()
+    assert count(warehouse, "SELECT count(*) FROM events") == 4
+    assert warehouse.query('SELECT "offset" FROM log_offsets').column(0).to_pylist() == [
+        offsets[0]["offset"]]
+    writer.close()
+
+
+def test_sealed_segments_are_deleted_once_loaded(tmp_path: Path, warehouse: Warehouse,
+                                                 make_batch: MakeBatch) -> None:
+    log_dir = tmp_path / "log"
+    with LogWriter(log_dir, "w0", segment_bytes=6_000) as writer:
+        for i in range(20):
+            writer.append(make_batch(5, start=5 * i))
+        writer.sync()
+        before = len(list_segments(log_dir, "w0"))
+        stats = Loader(log_dir, warehouse).load_once()
+    assert before > 2
+    assert stats.segments_done == before - 1
+    assert len(list_segments(log_dir, "w0")) == 1  # the open one stays
+    assert count(warehouse, "SELECT count(*) FROM events") == 100
+    # forgotten offsets of deleted segments: only the open segment remains
+    assert count(warehouse, "SELECT count(*) FROM log_offsets") == 1
+
+
+def test_several_writers_are_drained(tmp_path: Path, warehouse: Warehouse,
+                                     make_batch: MakeBatch) -> None:
+    log_dir = tmp_path / "log"
+    with LogWriter(log_dir, "w0") as w0, LogWriter(log_dir, "w1") as w1:
+        w0.append(make_batch(3))
+        w1.append(make_batch(4, start=100))
+        w0.sync()
+        w1.sync()
+        assert Loader(log_dir, warehouse).load_once().loaded == 7
+    assert warehouse.query("SELECT DISTINCT writer FROM loads ORDER BY 1").column(0) \
+        .to_pylist() == ["w0", "w1"]
+
+
+def test_a_sealed_segment_with_a_corrupt_frame_is_loaded_up_to_it_and_set_aside(
+    tmp_path: Path, warehouse: Warehouse, make_batch: MakeBatch
+) -> None:
+    log_dir = tmp_path / "log"
+    with LogWriter(log_dir, "w0") as writer:
+        writer.append(make_batch(2))
+        writer.append(make_batch(2, start=10))
+        writer.sync()
+    path = list_segments(log_dir, "w0")[0].path
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with LogWriter(log_dir, "w1") as other:  # w0 never comes back; seal it by hand
+        del other
+    (log_dir / "w0" / "99999999999999999999-00000000.seg").write_bytes(b"")
+    Loader(log_dir, warehouse).load_once()
+    assert count(warehouse, "SELECT count(*) FROM events") == 2
+    assert path.with_name(path.name + ".corrupt").exists()
+
+
+def test_a_dedup_window_limits_how_far_back_copies_are_found(
+    tmp_path: Path, warehouse: Warehouse, make_batch: MakeBatch
+) -> None:
+    old = make_batch(2)
+    resent = pa.RecordBatch.from_pylist(
+        [{**r, "received_at": r["received_at"] + timedelta(days=30)} for r in old.to_pylist()],
+        schema=old.schema,
+    )
+    with LogWriter(tmp_path / "log") as writer:
+        writer.append(old)
+        writer.sync()
+        Loader(tmp_path / "log", warehouse).load_once()
+        writer.append(resent)
+        writer.sync()
+        stats = Loader(tmp_path / "log", warehouse, dedup_window=timedelta(days=7)).load_once()
+    assert stats.loaded == 2  # outside the window: not recognised
+    with LogWriter(tmp_path / "log3") as writer:
+        writer.append(resent)
+        writer.sync()
+    assert Loader(tmp_path / "log3", warehouse, dedup_window=None).load_once().loaded == 0
+
+
+def test_background_thread_loads_and_stop_drains(tmp_path: Path, warehouse: Warehouse,
+                                                 make_batch: MakeBatch) -> None:
+    log_dir = tmp_path / "log"
+    loader = Loader(log_dir, warehouse)
+    with LogWriter(log_dir) as writer:
+        loader.start(interval=0.05)
+        writer.append(make_batch(3))
+        writer.sync()
+        deadline = time.monotonic() + 20
+        while loader.totals.loaded < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert loader.totals.loaded == 3
+        writer.append(make_batch(2, start=3))
+        writer.sync()
+        loader.stop()  # the final drain picks up the last batch
+    assert count(warehouse, "SELECT count(*) FROM events") == 5
+    assert loader.last_error is None
+    assert threading.active_count() >= 1

@@ -1,0 +1,160 @@
+"""Warehouse: tables, Ibis reads, read-only queries, JSON results, the file lock."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from nerve.errors import QueryError, TransientError, WorkspaceError
+from nerve.warehouse import EVENT_COLUMNS, Warehouse, check_read_only, result_json
+from nerve.workspace import init_workspace
+
+
+def test_open_creates_the_tables(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "wh.duckdb"
+    with Warehouse.open(f"duckdb://{path}") as wh:
+        tables = wh.query("SELECT table_name FROM information_schema.tables ORDER BY 1")
+        assert {"events", "quarantine", "loads", "log_offsets"} <= set(
+            tables.column(0).to_pylist())
+        assert tuple(wh.table("events").columns) == (*EVENT_COLUMNS, "loaded_at")
+        assert "violations" in wh.table("quarantine").columns
+        assert "quarantined_at" in wh.table("quarantine").columns
+    assert path.exists()
+
+
+def test_in_memory_and_workspace_urls(tmp_path: Path) -> None:
+    with Warehouse.open("duckdb://:memory:") as wh:
+        assert wh.path is None
+        assert wh.table("events").count().execute() == 0
+    ws = init_workspace(tmp_path / "ws")
+    with Warehouse.for_workspace(ws) as wh:
+        assert wh.path == ws.root / ".nerve" / "warehouse.duckdb"
+
+
+@pytest.mark.parametrize("url", ["postgres://x/y", "duckdb://relative/file.duckdb"])
+def test_unsupported_urls_are_refused_clearly(url: str) -> None:
+    with pytest.raises(WorkspaceError, match="warehouse"):
+        Warehouse.open(url)
+
+
+def test_read_only_open_of_a_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(WorkspaceError, match="no warehouse yet"):
+        Warehouse.open(f"duckdb://{tmp_path / 'none.duckdb'}", read_only=True)
+
+
+def test_new_envelope_columns_are_added_to_old_tables(tmp_path: Path) -> None:
+    url = f"duckdb://{tmp_path / 'wh.duckdb'}"
+    with Warehouse.open(url) as wh:
+        wh.cursor().execute("ALTER TABLE events DROP COLUMN schema_version")
+    with Warehouse.open(url) as wh:
+        assert "schema_version" in wh.table("events").columns
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT 1",
+    "select event, count(*) from events group by 1;",
+    "WITH x AS (SELECT 1 AS a) SELECT a FROM x",
+    "FROM events",
+    "SELECT 1 UNION ALL SELECT 2",
+    "DESCRIBE events",
+    "SUMMARIZE events",
+    "SELECT properties->>'$.price' FROM events",
+])
+def test_read_queries_pass_the_check(sql: str) -> None:
+    check_read_only(sql)
+
+
+@pytest.mark.parametrize(("sql", "why"), [
+    ("INSERT INTO events SELECT * FROM events", "got INSERT"),
+    ("DROP TABLE events", "got DROP"),
+    ("ATTACH '/tmp/other.duckdb' AS o", "got ATTACH"),
+    ("DELETE FROM events", "got DELETE"),
+    ("UPDATE events SET event = 'x'", "got UPDATE"),
+    ("CREATE TABLE x AS SELECT 1", "got CREATE"),
+    ("COPY events TO '/tmp/x.csv'", "got COPY"),
+    ("SELECT 1; DROP TABLE events", "2 statements"),
+    ("SET threads = 1", "got SET"),
+    ("PRAGMA database_list", "got PRAGMA"),
+    ("INSTALL httpfs", "got INSTALL"),
+    ("LOAD httpfs", "got COMMAND"),
+    ("CHECKPOINT", "got"),
+    ("SELECT * FROM read_csv('/etc/passwd')", "read_csv"),
+    ("SELECT * FROM '/etc/passwd'", "looks like a file"),
+    ("SELECT * FROM 'data.parquet'", "looks like a file"),
+    ("SELECT * FROM glob('/*')", "glob"),
+    ("SELECT read_text('/etc/hostname')", "read_text"),
+    ("WITH x AS (INSERT INTO loads DEFAULT VALUES RETURNING *) SELECT * FROM x", "INSERT"),
+    ("", "empty"),
+])
+def test_anything_else_is_refused_with_a_clear_message(sql: str, why: str) -> None:
+    with pytest.raises(QueryError, match=r"refused|empty") as info:
+        check_read_only(sql)
+    assert why in str(info.value)
+
+
+def test_query_refuses_and_reports_engine_errors(tmp_path: Path) -> None:
+    with Warehouse.open(f"duckdb://{tmp_path / 'wh.duckdb'}") as wh:
+        with pytest.raises(QueryError, match="got DROP"):
+            wh.query("DROP TABLE events")
+        with pytest.raises(QueryError, match="nope"):
+            wh.query("SELECT * FROM nope")
+        assert wh.table("events").count().execute() == 0
+
+
+def test_result_json_is_json_safe_and_parses_json_columns(tmp_path: Path) -> None:
+    with Warehouse.open(f"duckdb://{tmp_path / 'wh.duckdb'}") as wh:
+        table = wh.query("""
+            SELECT TIMESTAMPTZ '2026-01-02 03:04:05+00' AS at, 1.5::DECIMAL(4,2) AS d,
+                   '{"a": [1, 2]}'::JSON AS j, 'text' AS s, NULL AS n, 'nan'::DOUBLE AS f,
+                   DATE '2026-01-02' AS day
+        """)
+    body = result_json(table)
+    assert body == {
+        "columns": ["at", "d", "j", "s", "n", "f", "day"],
+        "rows": [{"at": "2026-01-02T03:04:05+00:00", "d": 1.5, "j": {"a": [1, 2]}, "s": "text",
+                  "n": None, "f": None, "day": "2026-01-02"}],
+    }
+    plain = pa.table({"x": [Decimal("2.5")], "t": [datetime(2026, 1, 1, tzinfo=UTC)]})
+    assert result_json(plain)["rows"] == [{"x": 2.5, "t": "2026-01-01T00:00:00+00:00"}]
+
+
+def test_threads_read_through_their_own_ibis_backends(tmp_path: Path) -> None:
+    with Warehouse.open(f"duckdb://{tmp_path / 'wh.duckdb'}") as wh:
+        results: list[int] = []
+        backends: list[object] = []
+
+        def read() -> None:
+            backends.append(wh.ibis())
+            results.append(int(wh.table("events").count().execute()))
+            results.append(int(wh.query("SELECT 41 + 1").column(0)[0].as_py()))
+
+        threads = [threading.Thread(target=read) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(results) == [0, 0, 0, 0, 42, 42, 42, 42]
+        assert len({id(b) for b in backends}) == 4
+
+
+def test_a_file_held_by_another_process_is_a_transient_error(tmp_path: Path) -> None:
+    path = tmp_path / "wh.duckdb"
+    Warehouse.open(f"duckdb://{path}").close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); "
+         "print('held', flush=True); sys.stdin.read()", str(path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == b"held\n"
+        with pytest.raises(TransientError, match=f"locked by process {holder.pid}"):
+            Warehouse.open(f"duckdb://{path}", read_only=True)
+    finally:
+        holder.communicate(b"")
