@@ -1,0 +1,51 @@
+"""``nerve serve``: the collector and the read APIs over HTTP."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from nerve.cli._common import console, handle_errors, load_workspace
+from nerve.server import NerveState, serve
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve_command)
+
+
+@handle_errors
+def serve_command(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address to listen on. Keep 127.0.0.1 unless a "
+                                           "proxy or firewall fronts nerve.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port (0 picks a free one).", min=0,
+                                      max=65535)] = 8700,
+) -> None:
+    """Collect events (Segment HTTP API) and serve the read APIs until Ctrl-C.
+
+    Loads the workspace and catalog, opens the warehouse, starts the loader thread.
+
+    Events: POST /v1/batch (or /v1/track, /v1/t, ...) with a source's write key.
+
+    A 200 means the events are durable in the event log.
+
+    Health: GET /health. SQL: POST /v1/admin/sql with the token in .nerve/server.json.
+
+    SIGTERM or Ctrl-C: finish in-flight requests, load the rest of the log, exit 0.
+
+    Docs: docs/collector.md and docs/http-api.md.
+    """
+    workspace = load_workspace(ctx)
+
+    def ready(state: NerveState) -> None:
+        sources = ", ".join(s.name for s in workspace.config.sources) or "none"
+        console.print(f"nerve serving [bold]{state.url}[/bold]  workspace {workspace.root}  "
+                      f"catalog {len(state.catalog)} events  sources {sources}",
+                      highlight=False)
+        console.print("Send events to POST /v1/batch; Ctrl-C stops (nothing accepted is lost).",
+                      highlight=False)
+
+    serve(workspace, host, port, on_ready=ready)

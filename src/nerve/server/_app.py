@@ -1,0 +1,63 @@
+"""The ASGI app: collector routes, /health, the pluggable read APIs, CORS, one error shape."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from nerve import __version__
+from nerve.errors import NerveError
+from nerve.server import api
+from nerve.server._errors import (
+    http_exception_handler,
+    nerve_error_handler,
+    unexpected_error_handler,
+)
+from nerve.server._ingest import ingest_routes
+from nerve.server._state import NerveState
+
+__all__ = ["create_app"]
+
+#: what browsers may send cross-origin (analytics.js sets Authorization and X-Retry-Count)
+CORS_HEADERS = ["Authorization", "Content-Type", "Content-Encoding", "X-Retry-Count"]
+
+
+async def health(request: Request) -> Response:
+    state: NerveState = request.app.state.nerve
+    status = b"overloaded" if state.overloaded else b"ok"
+    return Response(b'{"status":"' + status + b'","version":"' + __version__.encode() + b'"}',
+                    media_type="application/json")
+
+
+def create_app(
+    state: NerveState,
+    lifespan: Callable[[Starlette], AbstractAsyncContextManager[Any]] | None = None,
+) -> Starlette:
+    """The nerve HTTP app over ``state``; ``lifespan`` opens and closes what it needs."""
+    routes: list[BaseRoute] = [Route("/health", health, methods=["GET"]), *ingest_routes(),
+                               *api.routes()]
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(CORSMiddleware, allow_origins=["*"],
+                               allow_methods=["GET", "POST", "OPTIONS"],
+                               allow_headers=CORS_HEADERS, max_age=86400)],
+        exception_handlers={
+            NerveError: nerve_error_handler,
+            HTTPException: http_exception_handler,
+            Exception: unexpected_error_handler,
+        },
+        lifespan=lifespan,
+    )
+    app.state.nerve = state
+    return app
+
+

@@ -1,0 +1,61 @@
+"""One JSON error shape for every HTTP error: ``{"code", "message", "details"}``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from nerve.errors import AuthError, NerveError, PayloadError, TransientError, UserError
+
+__all__ = ["error_response", "http_exception_handler", "nerve_error_handler",
+           "unexpected_error_handler"]
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request",
+               401: "unauthorized", 413: "payload_too_large"}
+
+
+def error_response(status: int, code: str, message: str, details: Any = None,
+                   headers: Mapping[str, str] | None = None) -> Response:
+    """The one error body every nerve endpoint answers with."""
+    body = orjson.dumps({"code": code, "message": message, "details": details})
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+def nerve_error_response(exc: NerveError) -> Response:
+    """A nerve error as HTTP: 4xx for the caller's mistakes, 503 for retry-later."""
+    details = getattr(exc, "details", None)
+    if isinstance(exc, AuthError):
+        return error_response(401, exc.code, str(exc), details,
+                              headers={"WWW-Authenticate": 'Basic realm="nerve"'})
+    if isinstance(exc, PayloadError):
+        return error_response(exc.status, exc.code, str(exc), details)
+    if isinstance(exc, UserError):
+        return error_response(400, exc.code, str(exc), details)
+    if isinstance(exc, TransientError):
+        # never a 500 to mean "try again": 503 with Retry-After is what SDKs retry on
+        retry = max(1, round(exc.retry_after))
+        return error_response(503, exc.code, str(exc), details,
+                              headers={"Retry-After": str(retry)})
+    return error_response(500, exc.code, str(exc), details)
+
+
+async def nerve_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, NerveError)
+    return nerve_error_response(exc)
+
+
+async def http_exception_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    message = exc.detail if exc.status_code != 404 else f"{request.url.path}: no such endpoint"
+    return error_response(exc.status_code, code, str(message), None, headers=exc.headers)
+
+
+async def unexpected_error_handler(request: Request, exc: Exception) -> Response:
+    return error_response(500, "internal", f"a bug in nerve: {type(exc).__name__}: {exc}",
+                          None)

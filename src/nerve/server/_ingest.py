@@ -1,0 +1,65 @@
+"""The Segment HTTP Tracking API routes: read the body, collect, append, sync, answer 200."""
+
+from __future__ import annotations
+
+import anyio.to_thread
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from nerve.collector import ENDPOINTS, RequestError
+from nerve.envelope import to_record_batch
+from nerve.errors import BackpressureError, NerveError, TransientError
+from nerve.server._errors import nerve_error_response
+from nerve.server._state import NerveState
+
+__all__ = ["ingest_routes"]
+
+#: exactly 200 with a small JSON body: several SDKs treat 202/204 as failures and retry
+_OK = b'{"success":true}'
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refusing more than ``limit`` bytes before reading them all."""
+    length = request.headers.get("content-length")
+    too_large = RequestError(f"request body is larger than {limit} bytes", status=413,
+                             code="payload_too_large", details={"limit": limit})
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def ingest(request: Request) -> Response:
+    """POST /v1/{batch,b,import,track,t,...}: 200 only once the events are durable."""
+    state: NerveState = request.app.state.nerve
+    endpoint = request.url.path.rsplit("/", 1)[-1]
+    try:
+        if state.overloaded:
+            raise BackpressureError("the event log is behind the warehouse; retry shortly",
+                                    retry_after=2)
+        body = await _read_body(request, state.collector.limits.max_request_bytes)
+        headers = request.headers
+        collected = state.collector.collect(
+            body, endpoint=endpoint, authorization=headers.get("authorization"),
+            content_encoding=headers.get("content-encoding"))
+        if collected.envelopes:
+            state.log.append(to_record_batch(collected.envelopes))
+            # fsync off the event loop; concurrent requests share one group commit
+            await anyio.to_thread.run_sync(state.log.sync)
+    except NerveError as exc:
+        return nerve_error_response(exc)
+    except OSError as exc:  # a full or failing disk: retryable, and nothing was acknowledged
+        return nerve_error_response(TransientError(
+            f"the event log could not be written: {exc}", retry_after=5))
+    return Response(_OK, media_type="application/json")
+
+
+def ingest_routes() -> list[Route]:
+    return [Route(f"/v1/{endpoint}", ingest, methods=["POST"]) for endpoint in ENDPOINTS]

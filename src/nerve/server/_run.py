@@ -1,0 +1,182 @@
+"""``nerve serve``: open the workspace's stages, serve HTTP, shut down without losing data.
+
+Start: load the catalog, open the warehouse and the event log, start the loader thread,
+bind the socket, write ``.nerve/server.json`` (url, pid, admin token; mode 0600).
+Stop (SIGTERM or Ctrl-C): stop accepting, finish in-flight requests, close the log,
+drain it into the warehouse one last time, remove server.json, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import socket
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+import orjson
+import uvicorn
+from starlette.applications import Starlette
+
+from nerve.catalog import Catalog
+from nerve.errors import InternalError, TransientError, UserError
+from nerve.loader import Loader
+from nerve.log import LogWriter, backlog_bytes
+from nerve.server._app import create_app
+from nerve.server._state import NerveState
+from nerve.warehouse import Warehouse
+from nerve.workspace import Workspace
+
+__all__ = ["SERVER_FILE", "read_server_file", "serve"]
+
+SERVER_FILE = "server.json"
+#: unloaded log bytes above which ingest answers 503 (``[collector] max_backlog_bytes``)
+DEFAULT_MAX_BACKLOG = 1 << 30
+_BACKLOG_CHECK_SECONDS = 0.5
+#: one process writes one series of log segments; the loader drains them all
+WRITER_ID = "collector"
+
+logger = logging.getLogger("nerve.server")
+
+
+def read_server_file(workspace: Workspace) -> dict[str, Any] | None:
+    """The running server's ``{"url", "pid", "admin_token"}``, or None when none runs."""
+    path = workspace.data_dir / SERVER_FILE
+    try:
+        info = orjson.loads(path.read_bytes())
+    except (FileNotFoundError, orjson.JSONDecodeError):
+        return None
+    if not isinstance(info, dict) or not _alive(info.get("pid")):
+        return None
+    return info
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _write_server_file(path: Path, info: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    # created 0600 from the start: the admin token never sits in a world-readable file
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(orjson.dumps(info, option=orjson.OPT_INDENT_2))
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise UserError(f"cannot listen on {host}:{port}: {exc.strerror}; "
+                        "choose another --port") from exc
+    sock.listen(2048)  # connections made during start-up wait here, they are not refused
+    return sock
+
+
+def _max_backlog(workspace: Workspace) -> int:
+    value = workspace.config.raw.get("collector", {}).get("max_backlog_bytes",
+                                                           DEFAULT_MAX_BACKLOG)
+    return int(value)
+
+
+async def _watch_backlog(state: NerveState, limit: int) -> None:
+    """Flag overload while the unloaded log exceeds ``limit``: ingest answers 503."""
+    while True:
+        try:
+            size = await anyio.to_thread.run_sync(backlog_bytes, state.workspace.log_dir)
+        except OSError:  # a segment vanished mid-scan: the loader just finished it
+            size = 0
+        state.overloaded = size > limit
+        await asyncio.sleep(_BACKLOG_CHECK_SECONDS)
+
+
+def _lifespan(state: NerveState, server_file: Path, max_backlog: int,
+              on_ready: Callable[[NerveState], None] | None) -> Callable[[Starlette],
+                                                                      Any]:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        assert state.loader is not None
+        state.loader.start()
+        watcher = asyncio.create_task(_watch_backlog(state, max_backlog))
+        _write_server_file(server_file, {"url": state.url, "pid": os.getpid(),
+                                         "admin_token": state.admin_token})
+        if on_ready is not None:
+            on_ready(state)
+        try:
+            yield
+        finally:
+            # uvicorn has stopped accepting and finished in-flight requests by now
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            await anyio.to_thread.run_sync(_drain, state)
+            server_file.unlink(missing_ok=True)
+
+    return lifespan
+
+
+def _drain(state: NerveState) -> None:
+    """Close the log, then load whatever it still holds before exiting."""
+    state.log.close()
+    if state.loader is not None:
+        state.loader.stop()  # joins the thread, then one final drain
+    close = getattr(state.warehouse, "close", None)
+    if callable(close):
+        close()
+
+
+def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8700, *,
+          on_ready: Callable[[NerveState], None] | None = None) -> None:
+    """Run the collector and read APIs for ``workspace`` until SIGTERM or Ctrl-C."""
+    running = read_server_file(workspace)
+    if running is not None:
+        raise TransientError(f"nerve serve is already running for {workspace.root} "
+                             f"(pid {running['pid']}, {running['url']})", retry_after=5)
+    catalog = Catalog.load(workspace.events_dir)
+    sock = _bind(host, port)
+    bound_port = sock.getsockname()[1]
+    url_host = f"[{host}]" if ":" in host else host
+    warehouse = Warehouse.for_workspace(workspace)
+    log = LogWriter(workspace.log_dir, WRITER_ID)
+    state = NerveState(workspace=workspace, catalog=catalog, warehouse=warehouse, log=log,
+                       admin_token=secrets.token_urlsafe(32),
+                       loader=Loader(workspace.log_dir, warehouse),
+                       url=f"http://{url_host}:{bound_port}")
+    server_file = workspace.data_dir / SERVER_FILE
+    app = create_app(state, _lifespan(state, server_file, _max_backlog(workspace), on_ready))
+    config = uvicorn.Config(app, lifespan="on", access_log=False, log_level="warning",
+                            timeout_graceful_shutdown=30, server_header=False)
+    server = uvicorn.Server(config)
+    # uvicorn re-raises the stop signal after a graceful shutdown; with these no-op
+    # handlers in place that re-raise is harmless, and a clean stop exits 0
+    previous = {sig: signal.signal(sig, lambda *_: None)
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.run(sockets=[sock])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        sock.close()
+    if not server.started:
+        raise InternalError(f"nerve serve failed to start on {state.url}; see the log above")

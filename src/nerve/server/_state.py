@@ -1,0 +1,66 @@
+"""What every request handler shares, reached as ``request.app.state.nerve``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+from nerve.catalog import Catalog
+from nerve.collector import Collector
+from nerve.workspace import Workspace
+
+__all__ = ["EventLog", "Loader", "NerveState", "Warehouse"]
+
+
+class EventLog(Protocol):
+    """The durable event log, as the server uses it (``nerve.log.LogWriter``)."""
+
+    def append(self, batch: pa.RecordBatch) -> Any:
+        """Buffer a batch; it is durable only after the next ``sync()`` returns."""
+
+    def sync(self) -> Any:
+        """Group commit: when this returns, every batch appended before it is durable."""
+
+    def close(self) -> Any: ...
+
+
+class Warehouse(Protocol):
+    """The read side of the warehouse (``nerve.warehouse.Warehouse``)."""
+
+    def query(self, sql: str) -> pa.Table: ...
+
+
+class Loader(Protocol):
+    """Drains the log into the warehouse on a thread (``nerve.loader.Loader``)."""
+
+    def start(self) -> Any: ...
+
+    def stop(self) -> Any: ...
+
+    def load_once(self) -> Any: ...
+
+
+@dataclass
+class NerveState:
+    """The server's shared state: the workspace and the stages it serves.
+
+    Read APIs (``nerve.server.api``) use ``workspace``, ``catalog``, ``warehouse`` and
+    ``admin_token``; ``collector`` and ``log`` are the ingest path's.
+    """
+
+    workspace: Workspace
+    catalog: Catalog
+    warehouse: Warehouse
+    log: EventLog
+    admin_token: str
+    collector: Collector = field(init=False)
+    loader: Loader | None = None
+    #: the URL the server answers on, once bound
+    url: str = ""
+    #: set while the log's unloaded backlog is over its bound: ingest answers 503
+    overloaded: bool = False
+
+    def __post_init__(self) -> None:
+        self.collector = Collector(self.workspace, self.catalog)

@@ -1,0 +1,69 @@
+"""Helpers for read-API handlers: admin auth, JSON in and out, work off the event loop."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import anyio.to_thread
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from nerve.errors import AuthError, PayloadError
+from nerve.server._state import NerveState
+
+__all__ = ["in_thread", "json_response", "nerve_state", "read_json", "require_admin"]
+
+T = TypeVar("T")
+
+
+def nerve_state(request: Request) -> NerveState:
+    """The server's shared state."""
+    state: NerveState = request.app.state.nerve
+    return state
+
+
+def require_admin(request: Request) -> NerveState:
+    """Refuse (401) unless the request carries ``Authorization: Bearer <admin_token>``."""
+    state = nerve_state(request)
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not secrets.compare_digest(
+            token.strip().encode(), state.admin_token.encode()):
+        raise AuthError("this endpoint needs `Authorization: Bearer <admin_token>`; the "
+                        "token is in .nerve/server.json of the workspace")
+    return state
+
+
+async def read_json(request: Request) -> dict[str, Any]:
+    """The request body as a JSON object; PayloadError (400) otherwise."""
+    try:
+        data = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
+        raise PayloadError(f"the body is not valid JSON: {exc}", code="invalid_json") from exc
+    if not isinstance(data, dict):
+        raise PayloadError("the body must be a JSON object", code="invalid_json")
+    return data
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, set | frozenset):
+        return sorted(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def json_response(data: Any, status: int = 200) -> Response:
+    """``data`` as JSON (datetimes as ISO 8601, decimals as numbers)."""
+    body = orjson.dumps(data, default=_default, option=orjson.OPT_NON_STR_KEYS)
+    return Response(body, status_code=status, media_type="application/json")
+
+
+async def in_thread(func: Callable[..., T], *args: Any) -> T:
+    """Run blocking work (a warehouse query) on a worker thread."""
+    return await anyio.to_thread.run_sync(func, *args)

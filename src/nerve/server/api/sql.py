@@ -1,0 +1,32 @@
+"""POST /v1/admin/sql: a read-only SQL query on the warehouse the server holds.
+
+The CLI's ``nerve sql`` goes through here while ``nerve serve`` holds the DuckDB file.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from nerve.errors import PayloadError
+from nerve.server.api._common import in_thread, json_response, read_json, require_admin
+from nerve.warehouse import result_json
+
+__all__ = ["routes"]
+
+
+async def sql(request: Request) -> Response:
+    """``{"sql": "SELECT ..."}`` -> ``{"columns": [...], "rows": [{...}]}``."""
+    state = require_admin(request)
+    body = await read_json(request)
+    query = body.get("sql")
+    if not isinstance(query, str) or not query.strip():
+        raise PayloadError('sql: required, e.g. {"sql": "SELECT count(*) FROM events"}',
+                           code="missing_field")
+    table = await in_thread(state.warehouse.query, query)
+    return json_response(result_json(table))
+
+
+def routes() -> list[BaseRoute]:
+    return [Route("/v1/admin/sql", sql, methods=["POST"])]

@@ -1,0 +1,75 @@
+"""A crash (SIGKILL) while clients send and the loader loads loses no acknowledged event,
+and duplicates none, once the server restarts and clients resend what was not acknowledged."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import orjson
+from serverkit import basic, order, rows, write_key
+
+from nerve.workspace import Workspace
+
+SENDERS = 3
+BATCH = 100
+
+
+def sender(url: str, auth: dict[str, str], name: str, stop: threading.Event,
+           acked: list[str], failed: list[bytes]) -> None:
+    """Send batches until told to stop or the server dies; sort them by the answer."""
+    with httpx.Client(base_url=url, headers=auth, timeout=10) as http:
+        n = 0
+        while not stop.is_set():
+            ids = [f"{name}-{n}-{i}" for i in range(BATCH)]
+            body = orjson.dumps({"batch": [order(i, f"{name}-{n}") for i in range(BATCH)]})
+            n += 1
+            try:
+                status = http.post("/v1/batch", content=body).status_code
+            except httpx.HTTPError:
+                status = 0
+            if status == 200:
+                acked.extend(ids)
+            else:  # refused or cut off: the client keeps it and resends later
+                failed.append(body)
+                if status == 0:
+                    return
+
+
+def test_sigkill_mid_load_then_restart_keeps_every_acked_event_exactly_once(
+        shop: Workspace, serve: Callable[..., Any]) -> None:
+    auth = basic(write_key(shop))
+    server = serve(shop)
+    stop = threading.Event()
+    acked: list[str] = []
+    failed: list[bytes] = []
+    threads = [threading.Thread(target=sender, args=(server.url, auth, f"c{k}", stop, acked,
+                                                     failed)) for k in range(SENDERS)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 20
+    while len(acked) < 3000 and time.monotonic() < deadline:  # the loader is busy by now
+        time.sleep(0.05)
+    server.kill()  # SIGKILL: no flush, no drain, no goodbye
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert len(acked) >= 3000, server.output()
+
+    restarted = serve(shop)
+    with httpx.Client(base_url=restarted.url, headers=auth) as http:
+        for body in failed:  # what the clients never saw acknowledged, sent again
+            assert http.post("/v1/batch", content=body).status_code == 200
+    assert restarted.stop() == 0
+
+    loaded = rows(shop, "SELECT message_id FROM events")
+    ids = [r["message_id"] for r in loaded]
+    assert len(ids) == len(set(ids)), "a message_id was loaded twice"
+    missing = set(acked) - set(ids)
+    assert not missing, f"{len(missing)} acknowledged events lost, e.g. {sorted(missing)[:3]}"
+    resent = {m["messageId"] for body in failed for m in orjson.loads(body)["batch"]}
+    assert resent <= set(ids)
+    assert set(ids) == set(acked) | resent  # and nothing that nobody sent

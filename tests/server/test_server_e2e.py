@@ -1,0 +1,143 @@
+"""End to end: the real `nerve serve`, real Segment SDKs, rows read back from the warehouse."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import segment.analytics as segment
+from serverkit import basic, order, rows, write_key
+
+from nerve.workspace import Workspace
+
+NODE_DIR = Path(__file__).parents[1] / "node"
+
+
+def send_with_python_sdk(url: str, key: str, prefix: str, count: int) -> list[Any]:
+    """Send with segment-analytics-python as an app would; return the delivery errors."""
+    errors: list[Any] = []
+    client = segment.Client(key, host=url, sync_mode=False, gzip=True, upload_size=50,
+                            on_error=lambda error, batch: errors.append(error), max_retries=3)
+    for i in range(count):
+        client.track(user_id=f"py-user-{i % 7}", event="order_completed",
+                     properties={"order_id": f"o-{i}", "revenue": i + 0.25, "currency": "USD"},
+                     context={"app": {"version": "2.4.0"}}, message_id=f"{prefix}-track-{i}")
+    client.track(user_id="py-user-x", event="order_completed",
+                 properties={"revenue": "free"}, message_id=f"{prefix}-invalid")
+    client.track(anonymous_id="anon-py", event="Unplanned Thing",
+                 message_id=f"{prefix}-unknown")
+    client.identify(user_id="py-user-1", traits={"plan": "pro"},
+                    message_id=f"{prefix}-identify")
+    client.page(user_id="py-user-1", category="Docs", name="Pricing",
+                properties={"path": "/pricing"}, message_id=f"{prefix}-page")
+    client.screen(anonymous_id="anon-py", name="Home", message_id=f"{prefix}-screen")
+    client.group(user_id="py-user-1", group_id="acme", traits={"name": "ACME"},
+                 message_id=f"{prefix}-group")
+    client.alias(previous_id="anon-py", user_id="py-user-1", message_id=f"{prefix}-alias")
+    client.flush()
+    client.shutdown()
+    return errors
+
+
+def check_landed(ws: Workspace, prefix: str, count: int) -> None:
+    """What a client sent is in the warehouse, each message once, in the right table."""
+    events = rows(ws, f"SELECT message_id, type, event, name, user_id, anonymous_id, "
+                      f"group_id, previous_id, properties, traits, source, schema_version "
+                      f"FROM events WHERE message_id LIKE '{prefix}-%' ORDER BY message_id")
+    by_id = {r["message_id"]: r for r in events}
+    assert len(by_id) == len(events) == count + 5  # tracks + the five other calls
+    first = by_id[f"{prefix}-track-0"]
+    assert first["type"] == "track"
+    assert first["event"] == "order_completed"
+    assert first["schema_version"] == "1.0.0"
+    assert first["source"] == "server"
+    assert first["properties"]["order_id"] == "o-0"
+    assert by_id[f"{prefix}-identify"]["traits"] == {"plan": "pro"}
+    page = by_id[f"{prefix}-page"]
+    assert page["name"] == "Pricing"
+    assert page["properties"]["category"] == "Docs"
+    assert by_id[f"{prefix}-screen"]["name"] == "Home"
+    assert by_id[f"{prefix}-screen"]["anonymous_id"].startswith("anon-")
+    assert by_id[f"{prefix}-group"]["group_id"] == "acme"
+    assert by_id[f"{prefix}-alias"]["previous_id"].startswith("anon-")
+    quarantined = rows(ws, f"SELECT message_id, event, violations FROM quarantine "
+                           f"WHERE message_id LIKE '{prefix}-%' ORDER BY message_id")
+    assert [q["message_id"] for q in quarantined] == [f"{prefix}-invalid", f"{prefix}-unknown"]
+    invalid, unknown = quarantined
+    assert {v["rule"] for v in invalid["violations"]} == {"required", "type"}
+    assert unknown["event"] == "Unplanned Thing"
+    assert [v["rule"] for v in unknown["violations"]] == ["unknown_event"]
+
+
+def test_python_sdk_events_land_once_and_invalid_ones_in_quarantine(
+        shop: Workspace, serve: Callable[..., Any]) -> None:
+    server = serve(shop)
+    errors = send_with_python_sdk(server.url, write_key(shop), "py", 120)
+    assert errors == []
+    assert server.stop() == 0
+    assert not (shop.data_dir / "server.json").exists()
+    check_landed(shop, "py", 120)
+
+
+@pytest.mark.node
+def test_node_sdk_events_land_once_and_invalid_ones_in_quarantine(
+        shop: Workspace, serve: Callable[..., Any]) -> None:
+    node = shutil.which("node")
+    if node is None or not (NODE_DIR / "node_modules" / "@segment" / "analytics-node").is_dir():
+        pytest.skip("needs Node.js and `npm install` in tests/node (.ci/run does it)")
+    server = serve(shop)
+    result = subprocess.run(
+        [node, str(NODE_DIR / "send_segment_node.mjs"), server.url, write_key(shop), "nd",
+         "40"], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert orjson.loads(result.stdout) == {"sent": 47}
+    assert server.stop() == 0
+    check_landed(shop, "nd", 40)
+
+
+def test_a_resent_batch_lands_once(shop: Workspace, serve: Callable[..., Any]) -> None:
+    server = serve(shop)
+    batch = orjson.dumps({"batch": [order(i, "dup") for i in range(30)]})
+    with httpx.Client(base_url=server.url, headers=basic(write_key(shop))) as http:
+        for retry in range(3):  # what a client does when it never saw the first 200
+            response = http.post("/v1/batch", content=batch,
+                                 headers={"X-Retry-Count": str(retry)})
+            assert response.status_code == 200
+    assert server.stop() == 0
+    [count] = rows(shop, "SELECT count(*) AS n, count(DISTINCT message_id) AS d FROM events")
+    assert count == {"n": 30, "d": 30}
+
+
+def test_admin_sql_reads_the_warehouse_while_serving(shop: Workspace,
+                                                     serve: Callable[..., Any]) -> None:
+    server = serve(shop)
+    info = orjson.loads((shop.data_dir / "server.json").read_bytes())
+    assert set(info) == {"url", "pid", "admin_token"}
+    assert info["url"] == server.url
+    assert info["pid"] == server.process.pid
+    assert (shop.data_dir / "server.json").stat().st_mode & 0o777 == 0o600
+    with httpx.Client(base_url=server.url) as http:
+        sent = http.post("/v1/batch", content=orjson.dumps({"batch": [order(1, "sql")]}),
+                         headers=basic(write_key(shop)))
+        assert sent.status_code == 200
+        admin = {"Authorization": f"Bearer {info['admin_token']}"}
+        query = {"sql": "SELECT message_id, properties FROM events WHERE message_id = 'sql-1'"}
+        for _ in range(100):  # the loader thread drains the log every fraction of a second
+            answer = http.post("/v1/admin/sql", json=query, headers=admin)
+            assert answer.status_code == 200, answer.text
+            if answer.json()["rows"]:
+                break
+            time.sleep(0.1)
+        assert answer.json() == {"columns": ["message_id", "properties"],
+                                 "rows": [{"message_id": "sql-1",
+                                           "properties": {"order_id": "o1", "revenue": 1,
+                                                          "currency": "EUR"}}]}
+        wrong = http.post("/v1/admin/sql", json=query, headers={"Authorization": "Bearer x"})
+        assert wrong.status_code == 401

@@ -1,0 +1,197 @@
+"""The HTTP contract in-process: one error shape, exact success, CORS, limits, auth.
+
+These run the real ASGI app (through httpx's ASGI transport) over a real event log and DuckDB
+warehouse in a temporary workspace; the end-to-end tests in test_server_e2e.py run the
+real `nerve serve` process.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import httpx
+import orjson
+import pytest
+from serverkit import basic, order, write_key
+
+from nerve.catalog import Catalog
+from nerve.log import LogWriter
+from nerve.server import NerveState, create_app
+from nerve.warehouse import Warehouse
+from nerve.workspace import Workspace
+
+TOKEN = "admin-token-for-tests"
+
+
+@pytest.fixture
+def state(shop: Workspace) -> Iterator[NerveState]:
+    warehouse = Warehouse.for_workspace(shop)
+    log = LogWriter(shop.log_dir, "test")
+    yield NerveState(workspace=shop, catalog=Catalog.load(shop.events_dir),
+                     warehouse=warehouse, log=log, admin_token=TOKEN)
+    log.close()
+    warehouse.close()
+
+
+class Client:
+    """A synchronous client that calls the ASGI app directly (no socket)."""
+
+    def __init__(self, app: Any) -> None:
+        self.transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+
+    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        async def send() -> httpx.Response:
+            async with httpx.AsyncClient(transport=self.transport,
+                                         base_url="http://nerve.test") as client:
+                return await client.request(method, url, **kwargs)
+
+        return anyio.run(send)
+
+    def get(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("GET", url, **kwargs)
+
+    def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("POST", url, **kwargs)
+
+    def options(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("OPTIONS", url, **kwargs)
+
+
+@pytest.fixture
+def client(state: NerveState) -> Client:
+    return Client(create_app(state))
+
+
+def assert_error_shape(response: Any, status: int, code: str) -> dict[str, Any]:
+    """Every error nerve answers is exactly {"code", "message", "details"}, as JSON."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert set(body) == {"code", "message", "details"}
+    assert body["code"] == code
+    assert isinstance(body["message"], str)
+    assert body["message"]
+    return dict(body)
+
+
+def test_success_is_exactly_200_with_a_small_json_body(client: Client,
+                                                       shop: Workspace) -> None:
+    response = client.post("/v1/batch", content=orjson.dumps({"batch": [order(1)]}),
+                           headers=basic(write_key(shop)))
+    assert response.status_code == 200
+    assert response.json() == {"success": True}
+    assert response.headers["content-type"] == "application/json"
+
+
+def test_the_error_shape_for_every_kind_of_error(client: Client, shop: Workspace,
+                                                 state: NerveState) -> None:
+    auth = basic(write_key(shop))
+    batch = orjson.dumps({"batch": [order(1)]})
+    assert_error_shape(client.post("/v1/batch", content=b"{nope", headers=auth), 400,
+                       "invalid_json")
+    assert_error_shape(client.post("/v1/batch", content=batch), 401, "unauthorized")
+    assert_error_shape(client.post("/v1/batch", content=batch, headers=basic("not-a-key")),
+                       401, "unauthorized")
+    body = assert_error_shape(
+        client.post("/v1/batch", content=orjson.dumps({"batch": [order(1), {"type": "track",
+                                                                               "userId": "u"}]}),
+                    headers=auth), 400, "missing_field")
+    assert body["details"] == {"index": 1, "field": "event"}
+    assert_error_shape(client.get("/v1/nothing-here"), 404, "not_found")
+    assert_error_shape(client.get("/v1/batch"), 405, "method_not_allowed")
+    assert_error_shape(client.post("/v1/batch", content=b"x",
+                                   headers={**auth, "Content-Encoding": "br"}),
+                       415, "unsupported_encoding")
+    limit = state.collector.limits.max_request_bytes
+    assert_error_shape(client.post("/v1/batch", content=b" " * (limit + 1), headers=auth),
+                       413, "payload_too_large")
+    assert_error_shape(client.post("/v1/admin/sql", json={"sql": "SELECT 1"}), 401,
+                       "unauthorized")
+    admin = {"Authorization": f"Bearer {TOKEN}"}
+    assert_error_shape(client.post("/v1/admin/sql", json={"sql": "DROP TABLE events"},
+                                   headers=admin), 400, "query")
+    assert_error_shape(client.post("/v1/admin/sql", json={}, headers=admin), 400,
+                       "missing_field")
+
+
+def test_every_endpoint_accepts_its_call(client: Client, shop: Workspace) -> None:
+    auth = basic(write_key(shop))
+    calls = {
+        "track": order(1), "identify": {"userId": "u", "traits": {"plan": "pro"}},
+        "page": {"userId": "u", "name": "Home"}, "screen": {"anonymousId": "a", "name": "Home"},
+        "group": {"userId": "u", "groupId": "g"}, "alias": {"userId": "u", "previousId": "a"},
+    }
+    for name, message in calls.items():
+        for path in (name, name[0]):
+            response = client.post(f"/v1/{path}", content=orjson.dumps(message), headers=auth)
+            assert response.status_code == 200, (path, response.text)
+    for path in ("batch", "b", "import"):
+        response = client.post(f"/v1/{path}", content=orjson.dumps({"batch": [order(2)]}),
+                               headers=auth)
+        assert response.status_code == 200, path
+
+
+def test_browser_style_text_plain_gzip_and_write_key_in_body(client: Client,
+                                                             shop: Workspace) -> None:
+    body = orjson.dumps({"batch": [order(3)], "writeKey": write_key(shop, "web")})
+    response = client.post("/v1/b", content=body, headers={"Content-Type": "text/plain"})
+    assert response.status_code == 200
+    response = client.post("/v1/b", content=gzip.compress(body),
+                           headers={"Content-Type": "text/plain", "Content-Encoding": "gzip"})
+    assert response.status_code == 200
+
+
+def test_cors_preflight_allows_the_headers_sdks_send(client: Client) -> None:
+    response = client.options("/v1/batch", headers={
+        "Origin": "https://shop.example",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type,x-retry-count",
+    })
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == "*"
+    allowed = response.headers["access-control-allow-headers"].lower()
+    for header in ("authorization", "content-type", "x-retry-count"):
+        assert header in allowed
+    simple = client.post("/v1/batch", content=b"{}", headers={"Origin": "https://shop.example"})
+    assert simple.headers["access-control-allow-origin"] == "*"
+
+
+def test_health(client: Client) -> None:
+    response = client.get("/health")
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok"
+
+
+def test_overload_answers_503_with_retry_after_never_500(client: Client, shop: Workspace,
+                                                        state: NerveState) -> None:
+    state.overloaded = True
+    response = client.post("/v1/batch", content=orjson.dumps({"batch": [order(1)]}),
+                           headers=basic(write_key(shop)))
+    assert_error_shape(response, 503, "overloaded")
+    assert int(response.headers["retry-after"]) >= 1
+
+
+class FullDisk:
+    """Stands in for a log on a full disk (a real full disk is the fault tests' job)."""
+
+    def append(self, batch: Any) -> None:
+        pass
+
+    def sync(self) -> None:
+        raise OSError(28, "No space left on device")
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_failing_log_answers_503_and_acknowledges_nothing(client: Client, shop: Workspace,
+                                                           state: NerveState) -> None:
+    state.log = FullDisk()
+    response = client.post("/v1/batch", content=orjson.dumps({"batch": [order(1)]}),
+                           headers=basic(write_key(shop)))
+    body = assert_error_shape(response, 503, "unavailable")
+    assert "No space left" in body["message"]
+    assert int(response.headers["retry-after"]) >= 1
