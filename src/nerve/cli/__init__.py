@@ -28,6 +28,7 @@ app = typer.Typer(
 COMMAND_MODULES = [
     "_workspace",
     "_catalog",
+    "_serve",
     "_sql",
 ]
 
