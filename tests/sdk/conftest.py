@@ -31,6 +31,7 @@ class Reply:
 @dataclass
 class Request:
     at: float  # time.monotonic() on arrival
+    wall: float  # time.time() on arrival
     path: str
     headers: dict[str, str]
     raw: bytes  # the body as sent (gzip or not)
@@ -60,7 +61,7 @@ class ScriptedServer:
                 data = gzip.decompress(raw) if self.headers.get("Content-Encoding") == "gzip" \
                     else raw
                 with outer.lock:
-                    outer.requests.append(Request(time.monotonic(), self.path,
+                    outer.requests.append(Request(time.monotonic(), time.time(), self.path,
                                                   dict(self.headers), raw, orjson.loads(data)))
                     reply = outer.script.pop(0) if outer.script else Reply()
                 if reply.drop:

@@ -417,9 +417,9 @@ def _check_options(write_key: object, host: object, max_batch_size: int,
         problems.append(f"timeout: seconds > 0, got {timeout}")
     if max_retries < 0:
         problems.append(f"max_retries: 0 or more, got {max_retries}")
-    if not 0 <= backoff_base <= backoff_max:
-        problems.append(f"backoff_base/backoff_max: need 0 <= base <= max, got "
-                        f"{backoff_base}/{backoff_max}")
+    if backoff_base < 0 or backoff_max < 0:
+        problems.append(f"backoff_base, backoff_max: seconds >= 0, got "
+                        f"{backoff_base}, {backoff_max}")
     if context is not None and not isinstance(context, Mapping):
         problems.append(f"context: expected a dict, got {type(context).__name__}")
     if problems:

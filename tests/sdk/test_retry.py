@@ -1,0 +1,159 @@
+"""Retries against a real scripted HTTP server: which statuses, how many times, how long.
+
+Delays are asserted only as lower bounds (Retry-After honoured), never as upper bounds.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import Any
+
+import pytest
+
+from nerve.sdk import Client, DeliveryError, RejectedError
+
+Scripted = Callable[..., Any]
+KEY = "test-write-key"
+FAST = {"backoff_base": 0.01, "backoff_max": 0.05, "flush_interval": 60}
+
+
+def client_for(url: str, errors: list[tuple[Exception, list[dict[str, Any]]]],
+               **options: Any) -> Client:
+    return Client(KEY, url, on_error=lambda exc, batch: errors.append((exc, batch)),
+                  **{**FAST, **options})
+
+
+def test_503_with_retry_after_seconds_then_200(scripted: Scripted) -> None:
+    server = scripted([(503, {"Retry-After": "1"})])
+    errors: list[Any] = []
+    client = client_for(server.url, errors)
+    message_id = client.track("e", user_id="u")
+    assert client.flush()
+    first, second = server.requests
+    assert second.at - first.at >= 1.0  # Retry-After is a floor under the jittered backoff
+    assert [e["messageId"] for e in second.batch] == [message_id]  # the same batch again
+    assert "X-Retry-Count" not in first.headers
+    assert second.headers["X-Retry-Count"] == "1"
+    assert second.body["sentAt"] > first.body["sentAt"]  # sentAt is set per attempt
+    assert errors == []
+    assert client.stats().delivered == 1
+    client.shutdown()
+
+
+def test_retry_after_as_an_http_date(scripted: Scripted) -> None:
+    until = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)
+    server = scripted([(429, {"Retry-After": format_datetime(until, usegmt=True)})])
+    errors: list[Any] = []
+    with client_for(server.url, errors) as client:
+        client.track("e", user_id="u")
+    _first, second = server.requests
+    assert second.wall >= until.timestamp() - 0.02  # not before the date the server named
+    assert errors == []
+
+
+def test_429_and_5xx_without_retry_after_back_off_and_succeed(scripted: Scripted) -> None:
+    server = scripted([429, 500, 502, 504])
+    errors: list[Any] = []
+    with client_for(server.url, errors) as client:
+        client.track("e", user_id="u")
+    assert len(server.requests) == 5
+    assert [r.headers.get("X-Retry-Count") for r in server.requests] == [
+        None, "1", "2", "3", "4"]
+    assert errors == []
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 413, 422, 501, 505])
+def test_terminal_statuses_are_not_retried_and_reported(scripted: Scripted,
+                                                        status: int) -> None:
+    server = scripted([status])
+    errors: list[Any] = []
+    client = client_for(server.url, errors)
+    message_id = client.track("refused", user_id="u")
+    assert client.flush()  # settled: nothing left to send
+    assert len(server.requests) == 1
+    ((exc, batch),) = errors
+    assert isinstance(exc, RejectedError)
+    assert exc.status == status
+    assert "scripted" in str(exc)  # the server's JSON error message is passed on
+    assert [m["messageId"] for m in batch] == [message_id]
+    # the client carries on with the next batch
+    client.track("next", user_id="u")
+    assert client.flush()
+    assert [r.batch[0]["event"] for r in server.requests] == ["refused", "next"]
+    assert client.stats().rejected == 1
+    client.shutdown()
+
+
+def test_400_once_then_the_following_batches_go_through(scripted: Scripted) -> None:
+    server = scripted([400])
+    errors: list[Any] = []
+    with client_for(server.url, errors, max_batch_size=2) as client:
+        for i in range(6):
+            client.track("e", {"i": i}, user_id="u")
+    assert len(server.requests) == 3  # the refused batch was not sent twice
+    assert len(errors) == 1
+    assert [e["properties"]["i"] for e in errors[0][1]] == [0, 1]
+
+
+def test_network_errors_are_retried(scripted: Scripted) -> None:
+    server = scripted(["drop", "drop"])
+    errors: list[Any] = []
+    with client_for(server.url, errors) as client:
+        client.track("e", user_id="u")
+    assert len(server.requests) == 3
+    assert errors == []
+
+
+def test_retries_run_out_and_are_reported(scripted: Scripted) -> None:
+    server = scripted([500] * 10)
+    errors: list[Any] = []
+    client = client_for(server.url, errors, max_retries=2)
+    client.track("e", user_id="u")
+    assert not client.flush()
+    assert len(server.requests) == 3  # the first attempt and two retries
+    ((exc, batch),) = errors
+    assert isinstance(exc, DeliveryError)
+    assert (exc.status, exc.attempts) == (500, 3)
+    assert batch[0]["event"] == "e"
+    assert client.stats().undelivered == 1
+    assert client.stats().queued == 0  # without a spool, the batch is dropped
+    client.shutdown()
+
+
+def test_an_unreachable_server_is_a_delivery_error() -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    errors: list[Any] = []
+    client = client_for(f"http://127.0.0.1:{port}", errors, max_retries=1)
+    client.track("e", user_id="u")
+    assert not client.flush()
+    ((exc, _),) = errors
+    assert isinstance(exc, DeliveryError)
+    assert (exc.status, exc.attempts) == (None, 2)
+    assert "ConnectError" in str(exc)
+    client.shutdown()
+
+
+def test_413_on_a_batch_splits_it(scripted: Scripted) -> None:
+    server = scripted([413])
+    errors: list[Any] = []
+    with client_for(server.url, errors) as client:
+        for i in range(4):
+            client.track("e", {"i": i}, user_id="u")
+    assert [len(r.batch) for r in server.requests] == [4, 2, 2]
+    assert [e["properties"]["i"] for r in server.requests[1:] for e in r.batch] == [0, 1, 2, 3]
+    assert errors == []
+
+
+def test_shutdown_with_a_timeout_gives_up_a_long_retry_after(scripted: Scripted) -> None:
+    server = scripted([(503, {"Retry-After": "120"})] * 5)
+    errors: list[Any] = []
+    client = client_for(server.url, errors)
+    client.track("e", user_id="u")
+    assert not client.shutdown(timeout=0.3)
+    assert len(server.requests) == 1  # it did not wait the 120 s for a second attempt
+    assert any(isinstance(exc, DeliveryError) for exc, _ in errors)
