@@ -1,0 +1,225 @@
+"""The SDK against the real `nerve serve`: rows read back from the warehouse."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from nerve.sdk import Client, RejectedError
+from nerve.workspace import Workspace
+
+PRODUCT_VIEWED = """\
+name: product_viewed
+description: A shopper looks at a product page.
+owner: shop
+purpose: analytics
+version: 1
+retention: 400d
+properties:
+  i: {type: integer, required: true, pii: none}
+  sku: {type: string, pii: none}
+"""
+
+IDENTIFY = """\
+name: identify
+type: identify
+description: Who the shopper is.
+owner: growth
+purpose: analytics
+version: 1
+retention: 400d
+properties:
+  age_group: {type: string, pii: none}
+  country: {type: string, pii: none}
+"""
+
+FAST = {"backoff_base": 0.05, "backoff_max": 0.2, "flush_interval": 60}
+
+
+@pytest.fixture
+def shop(make_workspace: Callable[..., Workspace]) -> Workspace:
+    return make_workspace({"product_viewed.yaml": PRODUCT_VIEWED, "identify.yaml": IDENTIFY})
+
+
+def key(ws: Workspace, source: str = "server") -> str:
+    return next(s.write_key for s in ws.config.sources if s.name == source)
+
+
+def sql(ws: Workspace, query: str) -> list[dict[str, Any]]:
+    """Rows through the running server's admin SQL API (token from .nerve/server.json)."""
+    info = orjson.loads((ws.data_dir / "server.json").read_bytes())
+    answer = httpx.post(info["url"] + "/v1/admin/sql", json={"sql": query}, timeout=30,
+                        headers={"Authorization": f"Bearer {info['admin_token']}"})
+    assert answer.status_code == 200, answer.text
+    return list(answer.json()["rows"])
+
+
+def wait_rows(ws: Workspace, query: str, count: int) -> list[dict[str, Any]]:
+    """Poll until the loader has put ``count`` rows in reach of ``query`` (it lags a bit)."""
+    found: list[dict[str, Any]] = []
+    for _ in range(300):
+        found = sql(ws, query)
+        if len(found) >= count:
+            return found
+        time.sleep(0.1)
+    return found
+
+
+ALL_ROWS = ("SELECT message_id, type, event, name, user_id, anonymous_id, group_id, "
+            "previous_id, properties, traits, context, historical FROM events "
+            "UNION ALL SELECT message_id, type, event, name, user_id, anonymous_id, group_id, "
+            "previous_id, properties, traits, context, historical FROM quarantine")
+
+
+def test_batches_land_in_the_warehouse(shop: Workspace, serve: Callable[..., Any]) -> None:
+    server = serve(shop)
+    client = Client(key(shop), server.url, max_batch_size=100, **FAST)
+    ids = [client.track("product_viewed", {"i": i, "sku": f"SNK-{i % 9}"}, user_id=f"u{i % 13}")
+           for i in range(250)]
+    assert client.flush()
+    assert client.stats().requests == 3  # ceil(250 / 100), none retried
+    client.shutdown()
+    rows = wait_rows(shop, "SELECT message_id, properties, context FROM events "
+                           "WHERE event = 'product_viewed'", 250)
+    assert sorted(r["message_id"] for r in rows) == sorted(ids)
+    by_id = {r["message_id"]: r for r in rows}
+    assert by_id[ids[7]]["properties"] == {"i": 7, "sku": "SNK-7"}
+    assert by_id[ids[7]]["context"]["library"]["name"] == "nerve-python"
+
+
+def test_every_call_type_lands_with_its_fields(shop: Workspace,
+                                               serve: Callable[..., Any]) -> None:
+    server = serve(shop)
+    with Client(key(shop), server.url, gzip=False, **FAST) as client:
+        ids = [
+            client.identify("u1", {"age_group": "65+", "country": "DE"}),
+            client.page("Pricing", {"path": "/pricing"}, category="Docs", user_id="u1"),
+            client.screen("Home", anonymous_id="anon-1"),
+            client.group("acme", {"name": "ACME"}, user_id="u1"),
+            client.alias("anon-1", "u1"),
+            client.track("Unplanned Thing", anonymous_id="anon-1"),
+        ]
+    rows = {r["message_id"]: r for r in wait_rows(shop, ALL_ROWS, 6)}
+    assert set(rows) == set(ids)
+    identify, page, screen, group, alias, unplanned = (rows[i] for i in ids)
+    assert identify["traits"] == {"age_group": "65+", "country": "DE"}
+    assert (page["type"], page["name"], page["user_id"]) == ("page", "Pricing", "u1")
+    assert (screen["type"], screen["anonymous_id"]) == ("screen", "anon-1")
+    assert group["group_id"] == "acme"
+    assert (alias["previous_id"], alias["user_id"]) == ("anon-1", "u1")
+    assert unplanned["event"] == "Unplanned Thing"  # quarantined, not lost
+
+
+def test_historical_clients_import_backfills(shop: Workspace,
+                                            serve: Callable[..., Any]) -> None:
+    server = serve(shop)
+    with Client(key(shop), server.url, historical=True, **FAST) as client:
+        old = client.track("product_viewed", {"i": 1}, user_id="u1",
+                           timestamp="2026-01-05T10:00:00+00:00")
+    with Client(key(shop), server.url, **FAST) as client:
+        live = client.track("product_viewed", {"i": 2}, user_id="u1")
+    rows = {r["message_id"]: r for r in wait_rows(shop, ALL_ROWS, 2)}
+    assert rows[old]["historical"] is True
+    assert rows[live]["historical"] is False
+
+
+def test_shutdown_flushes(shop: Workspace, serve: Callable[..., Any]) -> None:
+    server = serve(shop)
+    client = Client(key(shop), server.url, max_batch_size=1000, **FAST)
+    for i in range(30):
+        client.track("product_viewed", {"i": i}, user_id="u")
+    assert client.stats().requests == 0  # nothing sent yet: the batch is not full
+    assert client.shutdown()
+    assert len(wait_rows(shop, "SELECT message_id FROM events", 30)) == 30
+
+
+def test_an_unknown_write_key_is_refused_once(shop: Workspace,
+                                             serve: Callable[..., Any]) -> None:
+    server = serve(shop)
+    errors: list[Any] = []
+    client = Client("not-a-key-of-this-workspace", server.url, on_error=lambda e, b:
+                    errors.append(e), **FAST)
+    client.track("product_viewed", {"i": 1}, user_id="u")
+    assert client.flush()
+    assert client.stats().requests == 1
+    ((error,),) = [errors]
+    assert isinstance(error, RejectedError)
+    assert error.status == 401
+    client.shutdown()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_events_wait_for_a_server_that_starts_late(shop: Workspace,
+                                                   serve: Callable[..., Any]) -> None:
+    port = _free_port()
+    client = Client(key(shop), f"http://127.0.0.1:{port}", max_retries=200, **FAST)
+    message_id = client.track("product_viewed", {"i": 1}, user_id="u")
+    starter = threading.Timer(0.5, lambda: serve(shop, port=port))
+    starter.start()
+    assert client.flush()  # retried through connection errors until the server was up
+    starter.join()
+    client.shutdown()
+    assert client.stats().requests > 1
+    assert [r["message_id"] for r in wait_rows(shop, "SELECT message_id FROM events", 1)] == [
+        message_id]
+
+
+def test_spool_survives_a_killed_process_and_delivers_exactly_once(
+        shop: Workspace, serve: Callable[..., Any], tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    port = _free_port()  # the server is down while the child queues
+    code = textwrap.dedent(f"""
+        import time
+        from nerve.sdk import Client
+        client = Client({key(shop)!r}, "http://127.0.0.1:{port}", spool_dir={str(spool)!r},
+                        max_retries=0, flush_interval=0.05, backoff_max=0.05,
+                        on_error=lambda e, b: None)
+        for i in range(120):
+            print(client.track("product_viewed", {{"i": i}}, user_id="u1"), flush=True)
+        print("queued", flush=True)
+        time.sleep(600)
+    """)
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    ids = []
+    for line in child.stdout:
+        if line.strip() == "queued":
+            break
+        ids.append(line.strip())
+    child.kill()  # SIGKILL, mid-life: nothing flushed, nothing closed
+    child.wait()
+    child.stdout.close()
+    assert len(ids) == 120
+
+    server = serve(shop, port=port)
+    heir = Client(key(shop), server.url, spool_dir=spool, **FAST)
+    assert heir.stats().recovered == 120
+    assert heir.shutdown()
+    again = Client(key(shop), server.url, spool_dir=spool, **FAST)
+    assert again.stats().recovered == 0
+    again.shutdown()
+    assert server.stop() == 0  # drains the log into the warehouse
+    from nerve.warehouse import Warehouse, result_json
+
+    warehouse = Warehouse.for_workspace(shop, read_only=True)
+    try:
+        rows = result_json(warehouse.query("SELECT message_id FROM events"))["rows"]
+    finally:
+        warehouse.close()
+    assert sorted(r["message_id"] for r in rows) == sorted(ids)  # each exactly once
