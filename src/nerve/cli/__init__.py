@@ -30,6 +30,9 @@ COMMAND_MODULES = [
     "_catalog",
     "_serve",
     "_sql",
+    "_quarantine",
+    "_demo",
+    "_check",
 ]
 
 

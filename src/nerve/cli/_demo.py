@@ -1,0 +1,140 @@
+"""``nerve demo``: a shop's month of traffic through the real system, in one command."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from nerve.cli._common import Format, FormatOption, console, emit_json, err_console, handle_errors
+from nerve.demo import DEFAULT_DAYS, DEFAULT_USERS, simulate
+from nerve.demo._run import (
+    DemoServer,
+    make_config,
+    prepare_workspace,
+    send_simulation,
+    wait_until_loaded,
+    write_ground_truth,
+)
+from nerve.demo._summary import Section, SummaryContext, build_summary
+from nerve.workspace import Workspace
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)
+
+
+@handle_errors
+def demo(
+    directory: Annotated[Path, typer.Option("--dir", help="Folder for the demo workspace; "
+                                                          "created, or reset if an earlier "
+                                                          "demo made it.", file_okay=False)]
+    = Path("nerve-demo"),
+    days: Annotated[int, typer.Option(help="Days of history to simulate, ending now.",
+                                      min=1, max=400)] = DEFAULT_DAYS,
+    users: Annotated[int, typer.Option(help="Shoppers to simulate (about 50 messages each "
+                                            "over 28 days).", min=1, max=1_000_000)]
+    = DEFAULT_USERS,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same "
+                                           "events.")] = 0,
+    serve: Annotated[bool, typer.Option("--serve/--no-serve",
+                                        help="Keep serving after the summary until Ctrl-C "
+                                             "(--no-serve: stop and exit).")] = True,
+    port: Annotated[int, typer.Option(help="Port of the demo server (0: a free one).",
+                                      min=0, max=65535)] = 0,
+    incidents: Annotated[bool, typer.Option("--incidents/--no-incidents",
+                                            help="Inject the production incidents.")] = True,
+    faults: Annotated[bool, typer.Option("--faults/--no-faults",
+                                         help="Inject instrumentation faults (wrong types, "
+                                              "duplicates, late events, ...).")] = True,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Simulate a shoe shop's traffic through a real nerve server, then summarise it.
+
+    Creates a workspace with the shop's catalog, starts `nerve serve`, sends DAYS of
+    simulated history (iOS, Android and web shoppers; a running experiment; injected
+    incidents and instrumentation faults) through the Python SDK as a historical import,
+    then a few minutes of live traffic, waits until everything is loaded, and prints a
+    summary. The truth about what was injected is in DIR/ground_truth.json.
+
+    Example: nerve demo --days 7 --users 1000 --no-serve
+    """
+    # with --format json, stdout holds only the JSON summary: progress goes to stderr
+    out = err_console if fmt is Format.json else console
+    ws = prepare_workspace(directory)
+    config = make_config(days, users, seed, incidents=incidents, faults=faults)
+    sim = simulate(config)
+    out.print(f"Demo workspace [bold]{ws.root}[/bold]: starting nerve serve", highlight=False)
+    server = DemoServer(ws, port)
+    try:
+        report = _send(sim, ws, server.url, out)
+        truth = sim.ground_truth
+        write_ground_truth(ws, truth)
+        expected = truth["expected"]["accepted"] + truth["expected"]["quarantined"]
+        sql = server.sql
+        with _progress(out) as bar:
+            task = bar.add_task("loading into the warehouse", total=expected)
+            wait_until_loaded(sql, expected, lambda n: bar.update(task, completed=n))
+        ctx = SummaryContext(ws, truth, server.url, sql, run={
+            "send_seconds": round(report.seconds, 2), "messages": report.messages,
+            "undelivered": report.undelivered, "errors": report.errors})
+        sections = build_summary(ctx)
+        if fmt is Format.json:
+            emit_json({"workspace": str(ws.root), "url": server.url,
+                       "sections": [s.as_dict() for s in sections]})
+        else:
+            _print(sections, out)
+        if serve:
+            out.print(f"\nServing [bold]{server.url}[/bold]; Ctrl-C stops.", highlight=False)
+            try:
+                server.wait()
+            except KeyboardInterrupt:
+                out.print("stopping (loading what is left)...")
+    finally:
+        server.stop()
+
+
+def _progress(out: Console) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=out)
+
+
+def _send(sim: Any, ws: Workspace, url: str, out: Console) -> Any:
+    days = sim.config.days
+    with Progress(TextColumn("{task.description}"), BarColumn(),
+                  TextColumn("day {task.completed:.1f}/{task.total:.0f}"),
+                  TextColumn("{task.fields[messages]:,} messages"), TimeElapsedColumn(),
+                  console=out) as bar:
+        task = bar.add_task(f"sending {days} days of the shop through the SDK", total=days,
+                            messages=0)
+        return send_simulation(
+            sim, ws, url, lambda done, n: bar.update(task, completed=done, messages=n))
+
+
+def _print(sections: list[Section], out: Console) -> None:
+    for section in sections:
+        table = Table(title=section.title, title_justify="left", title_style="bold")
+        columns: list[str] = []
+        for row in section.rows:
+            columns.extend(k for k in row if k not in columns)
+        for column in columns:
+            table.add_column(column)
+        for row in section.rows:
+            table.add_row(*("" if row.get(c) is None else
+                            f"{row[c]:,}" if isinstance(row[c], int) else str(row[c])
+                            for c in columns))
+        out.print()
+        if section.rows:
+            out.print(table)
+        else:
+            out.print(f"[bold]{section.title}[/bold]")
+        if section.note:
+            out.print(f"  {section.note}", style="dim", highlight=False)
+    sys.stdout.flush()
