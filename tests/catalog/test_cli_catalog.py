@@ -223,3 +223,15 @@ def test_list_shows_every_version(shop: Workspace) -> None:
     rows = {r["event"]: r for r in json.loads(out)}
     assert rows["add_to_cart"]["versions"] == "1.0.0, 2.1.0"
     assert rows["add_to_cart"]["version"] == "2.1.0"
+
+
+DEMO = Path(__file__).parents[2] / "src" / "nerve" / "demo" / "shop" / "events"
+
+
+@pytest.mark.skipif(not any(DEMO.glob("*.yaml")), reason="the demo catalog is not there")
+def test_lint_demo_catalog(make_workspace: Callable[..., Workspace]) -> None:
+    ws = make_workspace(extra_toml='[catalog]\nnaming = "snake_case"\n')
+    shutil.copytree(DEMO, ws.events_dir, dirs_exist_ok=True)
+    code, out, _ = run(ws, "catalog", "lint", "--format", "json")
+    assert [f for f in json.loads(out) if f["severity"] == "error"] == []
+    assert code in (0, 3)

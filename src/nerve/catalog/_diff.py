@@ -308,7 +308,9 @@ def _diff_bound(add: Any, key: str, old: float | None, new: float | None, *,
         return
     if new is None:
         add(f"{key}_loosened", "additive", f"{key} {old} removed", key)
-    elif old is None or tighter(old, new):
+    elif old is None:
+        add(f"{key}_tightened", "breaking", f"{key} {new} added", key)
+    elif tighter(old, new):
         add(f"{key}_tightened", "breaking", f"{key} {old} -> {new}", key)
     else:
         add(f"{key}_loosened", "additive", f"{key} {old} -> {new}", key)

@@ -179,8 +179,9 @@ def _event_rules(spec: EventSpec, config: LintConfig) -> Iterator[Finding]:
                        spec.lines.get(key) or spec.lines.get("name"))
 
     if spec.type == "track" and not config.name_regex.fullmatch(spec.name):
-        yield at("event-name", f"name does not match the {config.naming} convention "
-                               f"({config.name_regex.pattern})")
+        convention = config.naming if config.naming in _NAMINGS else "configured"
+        yield at("event-name", f"name does not follow the {convention} naming convention "
+                               "(nerve.toml [catalog] naming)")
     if spec.file is not None and spec.file.parent.name != VERSIONS_DIR \
             and spec.file.stem != spec.name:
         yield at("file-name", f"defined in {spec.file.name}; name the file {spec.name}.yaml")

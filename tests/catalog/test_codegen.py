@@ -1,0 +1,196 @@
+"""Generated tracking code type-checks (mypy --strict, tsc --strict), catches typos, and
+sends what the catalog accepts with context.event_version."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nerve.catalog import Catalog
+from nerve.catalog._codegen import generate_python, generate_typescript, python_name
+
+FIXTURE = Path(__file__).parent / "fixtures" / "shop" / "events"
+DEMO = Path(__file__).parents[2] / "src" / "nerve" / "demo" / "shop" / "events"
+SRC = Path(__file__).parents[2] / "src"
+TS_DIR = Path(__file__).parent / "ts"
+
+
+def _catalogs() -> list[Any]:
+    params = [pytest.param(FIXTURE, id="fixture")]
+    if any(DEMO.glob("*.yaml")):
+        params.append(pytest.param(DEMO, id="demo"))
+    return params
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def track(self, event: str, properties: dict[str, Any], *, user_id: str | None = None,
+              anonymous_id: str | None = None, context: dict[str, Any] | None = None) -> None:
+        self.calls.append({"event": event, "properties": properties, "user_id": user_id,
+                           "context": context})
+
+
+def _import(path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_python_functions_send_valid_events_with_their_version(tmp_path: Path) -> None:
+    catalog = Catalog.load(FIXTURE)
+    path = tmp_path / "tracking.py"
+    path.write_text(generate_python(catalog))
+    tracking = _import(path)
+    client = Recorder()
+    tracking.add_to_cart(client, quantity=2, product_id="p-1", currency="EUR", user_id="u1")
+    tracking.order_completed(client, order_id="o-0000abcd", revenue=10.5, express=True,
+                             context={"app": {"version": "1.2"}})
+    first, second = client.calls
+    assert first["properties"] == {"quantity": 2, "product_id": "p-1", "currency": "EUR"}
+    assert first["context"] == {"event_version": "2.1.0"}
+    assert first["user_id"] == "u1"
+    assert second["context"] == {"app": {"version": "1.2"}, "event_version": "1.2.0"}
+    for call in client.calls:
+        spec = catalog.get(call["event"], call["context"]["event_version"])
+        assert spec is not None
+        assert catalog.violations(spec, call["properties"]) == []
+    assert "products_searched" in tracking.__all__
+    assert not hasattr(tracking, "identify")  # only track events get functions
+
+
+GOOD = """\
+from datetime import datetime, timezone
+from tracking import add_to_cart, order_completed, products_searched, TrackClient
+{sdk_import}
+
+def send(client: TrackClient) -> None:
+    add_to_cart(client, quantity=1, product_id="p-1", currency="USD")
+    order_completed(client, order_id="o-1", revenue=3.0, placed_at=datetime.now(timezone.utc),
+                    shipping={{"country": "FR"}})
+    products_searched(client, query="red shoes", filters=["size:42"], sort="newest")
+{sdk_use}
+"""
+
+BAD = """\
+from tracking import add_to_cart, products_searched, TrackClient
+
+
+def send(client: TrackClient) -> None:
+    add_to_cart(client, quantiy=1, product_id="p-1")
+    products_searched(client, query="shoes", sort="cheapest")
+    add_to_cart(client, quantity="2", product_id="p-1")
+"""
+
+
+@pytest.mark.timeout(180)
+def test_generated_python_passes_mypy_strict_and_typos_fail(tmp_path: Path) -> None:
+    (tmp_path / "tracking.py").write_text(generate_python(Catalog.load(FIXTURE)))
+    sdk = importlib.util.find_spec("nerve.sdk") is not None
+    (tmp_path / "good.py").write_text(GOOD.format(
+        sdk_import="from nerve.sdk import Client" if sdk else "",
+        sdk_use=("\n\ndef with_sdk(client: Client) -> None:\n    send(client)\n"
+                 if sdk else "")))
+    (tmp_path / "bad.py").write_text(BAD)
+    env = {**os.environ, "MYPYPATH": str(SRC)}
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--follow-imports",
+         "silent", "tracking.py", "good.py", "bad.py"],
+        cwd=tmp_path, capture_output=True, text=True, env=env, check=False)
+    out = result.stdout
+    assert result.returncode == 1, out
+    errors = [line for line in out.splitlines() if ": error:" in line]
+    assert errors, out
+    assert all(line.startswith("bad.py:") for line in errors), out
+    assert any("bad.py:5:" in e and 'Unexpected keyword argument "quantiy"' in e
+               for e in errors), out
+    assert any("bad.py:6:" in e and "cheapest" in e for e in errors), out
+    assert any("bad.py:7:" in e and '"str"' in e for e in errors), out
+
+
+@pytest.mark.parametrize("events", _catalogs())
+def test_python_codegen_of_whole_catalogs_compiles(events: Path, tmp_path: Path) -> None:
+    catalog = Catalog.load(events)
+    source = generate_python(catalog)
+    compile(source, "tracking.py", "exec")
+    tracking = _import(_write(tmp_path / "tracking.py", source))
+    for spec in catalog:
+        if spec.type == "track" and spec.status != "deprecated":
+            assert callable(getattr(tracking, python_name(spec.name)))
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+TS_GOOD = """\
+import { addToCart, productsSearched, orderCompleted, AnalyticsLike } from "./tracking";
+
+const calls: unknown[] = [];
+const analytics: AnalyticsLike = { track: (...args: unknown[]) => calls.push(args) };
+addToCart(analytics, { quantity: 1, product_id: "p-1", currency: "GBP" });
+productsSearched(analytics, { query: "shoes", filters: ["size:42"] }, { context: { ip: "0" } });
+orderCompleted(analytics, { order_id: "o-1", revenue: 2, placed_at: new Date(),
+                            shipping: { country: "FR" } });
+console.log(JSON.stringify(calls));
+"""
+
+TS_BAD = """\
+import { addToCart, productsSearched, AnalyticsLike } from "./tracking";
+
+declare const analytics: AnalyticsLike;
+addToCart(analytics, { quantiy: 1, product_id: "p-1" });
+productsSearched(analytics, { query: "shoes", sort: "cheapest" });
+addToCart(analytics, { quantity: "2", product_id: "p-1" });
+"""
+
+
+def _tsc() -> Path:
+    if shutil.which("npm") is None:
+        pytest.skip("npm is not installed: TypeScript codegen needs tsc from npm")
+    tsc = TS_DIR / "node_modules" / ".bin" / "tsc"
+    if not tsc.exists():
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
+                       cwd=TS_DIR, check=True, capture_output=True, timeout=300)
+    return tsc
+
+
+@pytest.mark.node
+@pytest.mark.timeout(300)
+def test_generated_typescript_passes_tsc_strict_and_typos_fail(tmp_path: Path) -> None:
+    tsc = _tsc()
+    (tmp_path / "tracking.ts").write_text(generate_typescript(Catalog.load(FIXTURE)))
+    (tmp_path / "good.ts").write_text(TS_GOOD)
+    (tmp_path / "bad.ts").write_text(TS_BAD)
+    # console comes from the dom lib: no @types/node needed
+    options = ["--strict", "--target", "es2020", "--module", "commonjs", "--lib", "es2020,dom"]
+    good = subprocess.run([str(tsc), *options, "--outDir", "out", "good.ts"],
+                          cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert good.returncode == 0, good.stdout + good.stderr
+    bad = subprocess.run([str(tsc), *options, "--noEmit", "bad.ts"], cwd=tmp_path,
+                         capture_output=True, text=True, check=False)
+    assert bad.returncode != 0
+    errors = [line for line in bad.stdout.splitlines() if "error TS" in line]
+    assert any(line.startswith("bad.ts(4,") and "quantiy" in line for line in errors), errors
+    assert any(line.startswith("bad.ts(5,") and "cheapest" in line for line in errors), errors
+    assert any(line.startswith("bad.ts(6,") and "string" in line for line in errors), errors
+    if shutil.which("node"):
+        run = subprocess.run(["node", "out/good.js"], cwd=tmp_path, capture_output=True,
+                             text=True, check=True)
+        calls = json.loads(run.stdout)
+        assert calls[0][0] == "add_to_cart"
+        assert calls[0][2] == {"context": {"event_version": "2.1.0"}}
+        assert calls[1][2] == {"context": {"ip": "0", "event_version": "1.0.0"}}

@@ -1,0 +1,132 @@
+"""`nerve catalog docs`: the static site, its example payloads, volumes and metric links."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from typer.testing import CliRunner
+
+from nerve.catalog import Catalog
+from nerve.catalog._docs import build_site, example_payload, metric_refs
+from nerve.cli import app
+from nerve.envelope import ENVELOPE_SCHEMA
+from nerve.warehouse import Warehouse
+from nerve.workspace import Workspace
+
+FIXTURE = Path(__file__).parent / "fixtures" / "shop" / "events"
+DEMO = Path(__file__).parents[2] / "src" / "nerve" / "demo" / "shop" / "events"
+
+
+class _Text(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.text: list[str] = []
+        self.links: list[str] = []
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.links += [v or "" for k, v in attrs if k == "href"]
+
+
+def _parse(path: Path) -> _Text:
+    parser = _Text()
+    parser.feed(path.read_text())
+    return parser
+
+
+@pytest.fixture
+def shop(make_workspace: Callable[..., Workspace]) -> Workspace:
+    ws = make_workspace()
+    shutil.copytree(FIXTURE, ws.events_dir, dirs_exist_ok=True)
+    (ws.metrics_dir / "shop.yaml").write_text(
+        "metrics:\n  - name: add_to_cart_rate\n    numerator: {event: add_to_cart}\n"
+        "    denominator:\n      event: \"products_searched\"\n"
+        "  - name: orders\n    measure:\n      event: order_completed  # count\n")
+    return ws
+
+
+@pytest.mark.parametrize("events", [FIXTURE, *([DEMO] if any(DEMO.glob("*.yaml")) else [])],
+                         ids=lambda p: p.parts[-3])
+def test_example_payloads_pass_the_catalog(events: Path) -> None:
+    catalog = Catalog.load(events)
+    for spec in catalog:
+        payload = example_payload(spec)
+        field = "traits" if spec.type in ("identify", "group") else "properties"
+        if any(p.pattern for p in spec.properties):
+            continue  # examples do not invent strings for patterns
+        assert catalog.violations(spec, payload[field]) == [], spec.name
+        assert payload["context"]["event_version"] == str(spec.version)
+
+
+def test_metric_refs_scan(shop: Workspace) -> None:
+    refs = metric_refs(shop.metrics_dir)
+    assert {k: [r.metric for r in v] for k, v in refs.items()} == {
+        "add_to_cart": ["add_to_cart_rate"], "products_searched": ["add_to_cart_rate"],
+        "order_completed": ["orders"]}
+
+
+def _load_rows(ws: Workspace) -> None:
+    now = datetime.now(UTC)
+    base = dict.fromkeys(ENVELOPE_SCHEMA.names)
+
+    def row(i: int, days: float, event: str) -> dict[str, object]:
+        ts = now - timedelta(days=days)
+        return {**base, "message_id": f"m{i}", "type": "track", "event": event,
+                "user_id": "u", "timestamp": ts, "received_at": ts, "source": "web",
+                "historical": False, "properties": "{}"}
+
+    events = [row(i, d, "add_to_cart") for i, d in enumerate([1, 2, 3, 10, 20, 40])]
+    quarantined = [row(100, 1, "add_to_cart"), row(101, 50, "add_to_cart")]
+    ts = pa.timestamp("us", "UTC")
+    with Warehouse.for_workspace(ws) as wh:
+        cur = wh.cursor()
+        cur.register("e", pa.Table.from_pylist(
+            [{**r, "loaded_at": r["received_at"]} for r in events],
+            schema=pa.schema([*ENVELOPE_SCHEMA, pa.field("loaded_at", ts)])))
+        cur.execute("INSERT INTO events BY NAME SELECT * EXCLUDE (violations) FROM e")
+        cur.register("q", pa.Table.from_pylist(
+            [{**r, "quarantined_at": r["received_at"], "violations": "[]"}
+             for r in quarantined],
+            schema=pa.schema([*ENVELOPE_SCHEMA, pa.field("quarantined_at", ts)])))
+        cur.execute("INSERT INTO quarantine BY NAME SELECT * FROM q")
+
+
+def test_site_pages_with_volumes(shop: Workspace, tmp_path: Path) -> None:
+    _load_rows(shop)
+    out = tmp_path / "site"
+    report = build_site(Catalog.load(shop.events_dir), out, workspace=shop)
+    assert report.pages == 5
+    assert report.stats_note == "volumes from the warehouse"
+    index = _parse(out / "index.html")
+    assert "events/add_to_cart.html" in index.links
+    assert 'id="search"' in (out / "index.html").read_text()
+    page = _parse(out / "events" / "add_to_cart.html")
+    text = " ".join(" ".join(page.text).split())
+    for expected in ("add_to_cart", "growth", "400d", "quantity", "pseudonymous",
+                     "add_to_cart_rate", "2.1.0", "1.0.0", "type number -> integer",
+                     "maximum 99 added",
+                     '"event_version": "2.1.0"'):
+        assert expected in text, expected
+    # 7 days: 3 events; 28 days: 5 events and 1 quarantined = 16.7%
+    assert "3 events, last 7 days" in text
+    assert "5 events, last 28 days" in text
+    assert "16.7% quarantined" in text
+
+
+def test_cli_docs_without_a_warehouse(shop: Workspace) -> None:
+    result = CliRunner().invoke(app, ["--workspace", str(shop.root), "catalog", "docs"])
+    assert result.exit_code == 0, result.stderr
+    assert "volumes skipped: " in " ".join(result.stderr.split())
+    site = shop.data_dir / "catalog-docs"
+    assert sorted(p.name for p in (site / "events").iterdir()) == [
+        "add_to_cart.html", "identify.html", "order_completed.html",
+        "products_searched.html"]
+    assert "Volume" not in (site / "events" / "add_to_cart.html").read_text()

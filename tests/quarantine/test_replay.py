@@ -1,0 +1,169 @@
+"""Quarantine replay on a real DuckDB warehouse, and the list/show/replay commands."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pytest
+from typer.testing import CliRunner
+
+from nerve.catalog import Catalog
+from nerve.cli import app
+from nerve.envelope import ENVELOPE_SCHEMA
+from nerve.quarantine import judge_rows, replay
+from nerve.warehouse import Warehouse
+from nerve.workspace import Workspace
+
+CART_V1 = """\
+name: add_to_cart
+description: A shopper adds a product to the cart.
+owner: growth
+purpose: analytics
+version: 1
+retention: 400d
+properties:
+  quantity: {type: integer, required: true, minimum: 1, pii: none}
+"""
+# v2 accepts a coupon; v1 events that sent one were quarantined
+CART_V2 = CART_V1.replace("version: 1", "version: 2") + \
+    "  coupon: {type: string, pii: none}\n"
+
+NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
+
+
+def _row(message_id: str, properties: dict[str, Any], *, event: str = "add_to_cart",
+         version: str | None = None, violations: list[dict[str, Any]] | None = None
+         ) -> dict[str, Any]:
+    context = {"event_version": version} if version else {}
+    return {"message_id": message_id, "type": "track", "event": event, "name": None,
+            "user_id": "u1", "anonymous_id": None, "group_id": None, "previous_id": None,
+            "timestamp": NOW, "original_timestamp": NOW, "sent_at": NOW, "received_at": NOW,
+            "properties": orjson.dumps(properties).decode(), "traits": None,
+            "context": orjson.dumps(context).decode(), "source": "web", "historical": False,
+            "schema_version": None,
+            "violations": orjson.dumps(violations or [{"path": "$.properties", "rule": "x",
+                                                       "message": "was invalid"}]).decode(),
+            "quarantined_at": NOW}
+
+
+def _quarantine(wh: Warehouse, rows: list[dict[str, Any]]) -> None:
+    schema = pa.schema([*ENVELOPE_SCHEMA, pa.field("quarantined_at", pa.timestamp("us", "UTC"))])
+    cursor = wh.cursor()
+    cursor.register("incoming", pa.Table.from_pylist(rows, schema=schema))
+    cursor.execute("INSERT INTO quarantine BY NAME SELECT * FROM incoming")
+    cursor.unregister("incoming")
+
+
+def _ids(wh: Warehouse, table: str) -> list[str]:
+    return sorted(r["message_id"] for r in
+                  wh.query(f"SELECT message_id FROM {table}").to_pylist())
+
+
+@pytest.fixture
+def ws(make_workspace: Callable[..., Workspace]) -> Workspace:
+    return make_workspace({"add_to_cart.yaml": CART_V2,
+                           "versions/add_to_cart.v1.yaml": CART_V1})
+
+
+def _seed(ws: Workspace) -> None:
+    with Warehouse.for_workspace(ws) as wh:
+        _quarantine(wh, [
+            _row("m1", {"quantity": 2, "coupon": "X"}),              # passes v2 (latest)
+            _row("m2", {"quantity": 0}),                             # still fails: minimum
+            _row("m3", {"quantity": 1}, event="unplanned_event"),    # not in the catalog
+            _row("m4", {"quantity": 1, "coupon": "Y"}, version="1"),  # declares v1: fails
+            _row("m5", {"quantity": 3}, version="1.0.0"),            # passes v1
+            _row("m5", {"quantity": 3}, version="1.0.0"),            # a retried duplicate
+        ])
+
+
+def test_judge_rows_uses_the_declared_version_like_the_collector(ws: Workspace) -> None:
+    catalog = Catalog.load(ws.events_dir)
+    rows = [_row("a", {"quantity": 1, "coupon": "c"}, version="1"),
+            _row("b", {"quantity": 1, "coupon": "c"}),
+            _row("c", {"quantity": 1}, violations=[{"path": "$.timestamp", "rule": "format",
+                                                    "message": "bad timestamp"}])]
+    decisions = {d.message_id: d for d in judge_rows(catalog, rows)}
+    assert not decisions["a"].ok
+    assert decisions["a"].violations[0]["rule"] == "additional_properties"
+    assert (decisions["b"].ok, decisions["b"].schema_version) == (True, "2.0.0")
+    # a problem outside the catalog's reach is kept, so the event stays quarantined
+    assert not decisions["c"].ok
+    assert decisions["c"].violations == [{"path": "$.timestamp", "rule": "format",
+                                          "message": "bad timestamp"}]
+
+
+def test_replay_moves_passing_events_once_in_one_transaction(ws: Workspace) -> None:
+    _seed(ws)
+    catalog = Catalog.load(ws.events_dir)
+    with Warehouse.for_workspace(ws) as wh:
+        report = replay(wh, catalog)
+        assert (report.judged, report.loaded, report.duplicates, report.still_failing) == (
+            6, 2, 0, 3)
+        assert _ids(wh, "events") == ["m1", "m5"]
+        assert _ids(wh, "quarantine") == ["m2", "m3", "m4"]
+        versions = {r["message_id"]: r["schema_version"] for r in wh.query(
+            "SELECT message_id, schema_version FROM events").to_pylist()}
+        assert versions == {"m1": "2.0.0", "m5": "1.0.0"}
+        # idempotent: a second replay changes nothing
+        again = replay(wh, catalog)
+        assert (again.loaded, again.still_failing) == (0, 3)
+        assert _ids(wh, "events") == ["m1", "m5"]
+        # an event already loaded (the loader got it on a retry) is not duplicated
+        _quarantine(wh, [_row("m1", {"quantity": 2})])
+        third = replay(wh, catalog)
+        assert (third.loaded, third.duplicates) == (0, 1)
+        assert _ids(wh, "events") == ["m1", "m5"]
+        assert _ids(wh, "quarantine") == ["m2", "m3", "m4"]
+
+
+def test_replay_dry_run_and_event_filter(ws: Workspace) -> None:
+    _seed(ws)
+    catalog = Catalog.load(ws.events_dir)
+    with Warehouse.for_workspace(ws) as wh:
+        dry = replay(wh, catalog, dry_run=True)
+        assert dry.loaded == 2
+        assert _ids(wh, "events") == []
+        only = replay(wh, catalog, event="unplanned_event")
+        assert (only.judged, only.loaded) == (1, 0)
+
+
+def run(ws: Workspace, *args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, ["--workspace", str(ws.root), *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_cli_list_show_replay(ws: Workspace) -> None:
+    _seed(ws)
+    code, out, _ = run(ws, "quarantine", "list", "--event", "add_to_cart", "--format", "json")
+    assert code == 0
+    rows = json.loads(out)
+    assert sorted(r["message_id"] for r in rows) == ["m1", "m2", "m4", "m5", "m5"]
+    assert rows[0]["violations"] == 1
+    code, out, _ = run(ws, "quarantine", "show", "m2", "--format", "json")
+    assert code == 0
+    shown = json.loads(out)
+    assert shown["violations"][0]["message"] == "was invalid"
+    code, _, err = run(ws, "quarantine", "show", "nope")
+    assert code == 4
+    assert "no quarantined event" in err
+    code, out, _ = run(ws, "quarantine", "replay", "--format", "json")
+    assert code == 3  # some still fail
+    assert json.loads(out)[0]["loaded"] == 2
+
+
+def test_replay_refuses_while_the_server_holds_the_warehouse(ws: Workspace) -> None:
+    _seed(ws)
+    (ws.data_dir / "server.json").write_text(json.dumps(
+        {"url": "http://127.0.0.1:9", "pid": os.getpid(), "admin_token": "t"}))
+    code, _, err = run(ws, "quarantine", "replay")
+    assert code == 5
+    assert "stop it" in err
+    with Warehouse.for_workspace(ws, read_only=True) as wh:
+        assert _ids(wh, "events") == []
