@@ -6,6 +6,7 @@ Delays are asserted only as lower bounds (Retry-After honoured), never as upper 
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -157,3 +158,22 @@ def test_shutdown_with_a_timeout_gives_up_a_long_retry_after(scripted: Scripted)
     assert not client.shutdown(timeout=0.3)
     assert len(server.requests) == 1  # it did not wait the 120 s for a second attempt
     assert any(isinstance(exc, DeliveryError) for exc, _ in errors)
+
+
+def test_after_retries_run_out_the_worker_pauses(scripted: Scripted) -> None:
+    server = scripted([503] * 100)
+    errors: list[Any] = []
+    client = client_for(server.url, errors, max_batch_size=1, max_retries=0,
+                        backoff_max=60, flush_interval=0.01)
+    for i in range(3):
+        client.track("e", {"i": i}, user_id="u")
+    for _ in range(200):
+        if server.requests:
+            break
+        threading.Event().wait(0.01)
+    threading.Event().wait(0.2)  # the worker would try the next batch here if it did not pause
+    assert len(server.requests) == 1
+    assert not client.shutdown()  # shutdown tries again at once, then gives up
+    assert len(server.requests) == 2
+    assert [type(exc) for exc, _ in errors] == [DeliveryError] * 3  # 1 batch + 2 at shutdown
+    assert sum(len(batch) for _, batch in errors) == 3

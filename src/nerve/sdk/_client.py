@@ -326,17 +326,19 @@ class Client:
         while True:
             with self._lock:
                 deadline = time.monotonic() + self.flush_interval
-                while not self._stopping and len(self._queue) < self.max_batch_size:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
+                while not self._stopping:
+                    now = time.monotonic()
+                    if now < self._paused_until:  # a batch just ran out of retries
+                        self._lock.wait(self._paused_until - now)
+                    elif len(self._queue) >= self.max_batch_size or now >= deadline:
                         break
-                    self._lock.wait(remaining)
+                    else:
+                        self._lock.wait(deadline - now)
                 if self._stopping:
                     return
-            if time.monotonic() < self._paused_until:
-                continue
-            # full batches go as soon as they fill; a partial one when the interval ends
-            self._drain(full_only=time.monotonic() < deadline)
+                # full batches go as soon as they fill; a partial one when the interval ends
+                full_only = time.monotonic() < deadline
+            self._drain(full_only=full_only)
 
     def _drain(self, *, full_only: bool) -> bool:
         """Send batches until the queue is empty (or only a partial batch is left)."""
@@ -347,8 +349,9 @@ class Client:
                         waiting = len(self._queue)
                         if waiting == 0 or (full_only and waiting < self.max_batch_size):
                             return waiting == 0
-                        self._queue.sync()
+                        make_durable = self._queue.durable_point()
                         lines, token = self._queue.peek(self.max_batch_size, _MAX_PAYLOAD)
+                    make_durable()  # fsync outside the lock: track() never waits on a disk
                     outcome = self._transport.send(lines, sleep=self._sleep)
                     with self._lock:
                         self._counts["requests"] += outcome.attempts

@@ -8,6 +8,7 @@ is settled, so a batch in flight still counts against the bound. ``SpoolQueue``
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Protocol
 
 __all__ = ["EventQueue", "MemoryQueue"]
@@ -27,8 +28,11 @@ class EventQueue(Protocol):
     def commit(self, token: object) -> None:
         """Remove a peeked batch: it was delivered, or refused for good."""
 
-    def sync(self) -> None:
-        """Make what was put durable (a no-op in memory)."""
+    def durable_point(self) -> Callable[[], None]:
+        """Called under the lock; returns what makes every message put so far durable.
+
+        The returned function runs outside the lock (it may fsync).
+        """
 
     def close(self) -> None:
         """Release files and locks."""
@@ -63,8 +67,12 @@ class MemoryQueue:
         for _ in range(token):
             self._items.popleft()
 
-    def sync(self) -> None:
-        return None
+    def durable_point(self) -> Callable[[], None]:
+        return _nothing
 
     def close(self) -> None:
         return None
+
+
+def _nothing() -> None:
+    return None

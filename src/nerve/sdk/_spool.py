@@ -22,6 +22,7 @@ import contextlib
 import os
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,11 +137,26 @@ class SpoolQueue:
         if seg.pending == 0 and (not seg.writable or seg.end >= ROTATE_BYTES):
             self._remove(seg)
 
-    def sync(self) -> None:
+    def durable_point(self) -> Callable[[], None]:
+        # dup the descriptors: the segment may be closed by the time the fsync runs
+        fds = []
         for seg in self._segments:
             if seg.dirty:
-                os.fsync(seg.fd)
+                fds.append(os.dup(seg.fd))
                 seg.dirty = False
+
+        def fsync() -> None:
+            for fd in fds:
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+
+        return fsync
+
+    def sync(self) -> None:
+        """fsync every segment written to since the last sync."""
+        self.durable_point()()
 
     def close(self) -> None:
         """fsync, delete fully settled segments, and release the locks."""

@@ -84,7 +84,7 @@ class Transport:
                 response = self._post(messages, retry)
             except _TERMINAL_TRANSPORT as exc:
                 return Outcome(RejectedError(f"POST {self.url}: {exc}", status=0), attempts)
-            except httpx.TransportError as exc:
+            except httpx.HTTPError as exc:  # connect, read, timeout, protocol: all retried
                 status, reason = None, f"{type(exc).__name__}: {exc}"
             else:
                 status = response.status_code
