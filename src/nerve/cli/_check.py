@@ -1,0 +1,174 @@
+"""``nerve check``: run the data-quality checks; exit code by the worst result.
+
+While ``nerve serve`` holds the DuckDB file (``.nerve/server.json``), the checks run in
+the server (``POST /v1/admin/checks/run``); otherwise the warehouse is opened read-only.
+"""
+
+from __future__ import annotations
+
+import enum
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.table import Table
+
+from nerve.catalog import Catalog
+from nerve.cli._common import ExitCode, console, emit, emit_json, err_console, handle_errors, \
+    load_workspace
+from nerve.errors import InternalError, TransientError, UserError, WorkspaceError
+from nerve.quality import CHECKS, CheckResult, Status, inputs_for, junit_xml, load_config, \
+    run_checks, worst
+from nerve.workspace import Workspace
+
+__all__ = ["exit_code", "register"]
+
+
+class CheckFormat(enum.StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+    junit = "junit"
+
+
+_EXIT = {Status.passed: ExitCode.OK, Status.warn: ExitCode.WARN, Status.fail: ExitCode.FAILED,
+         Status.error: ExitCode.INTERNAL}
+_STYLE = {Status.passed: "green", Status.warn: "yellow", Status.fail: "red",
+          Status.error: "magenta"}
+
+
+def exit_code(results: Sequence[CheckResult]) -> ExitCode:
+    """OK when all pass, WARN for warnings only, FAILED on any failure, INTERNAL on errors."""
+    return _EXIT[worst([r.status for r in results])]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("check")(check)
+
+
+@handle_errors
+def check(
+    ctx: typer.Context,
+    select: Annotated[list[str] | None, typer.Option(
+        "--select", "-s", help="Only these checks and/or events (repeat, or comma-separate): "
+                               f"{', '.join(CHECKS)}, or an event name.")] = None,
+    fmt: Annotated[CheckFormat, typer.Option(
+        "--format", "-f", case_sensitive=False,
+        help="table for people; json (an array of results) or csv for programs; junit "
+             "(XML) for CI.")] = CheckFormat.table,
+    now: Annotated[datetime | None, typer.Option(
+        help="Judge as of this time (UTC if no zone), e.g. to re-check yesterday. "
+             "Default: now.")] = None,
+    show_passed: Annotated[bool, typer.Option(
+        "--all/--problems", help="Table: show passing results too (default: problems only, "
+                                 "plus a count).")] = False,
+) -> None:
+    """Check the warehouse's data: schema violations, drift, duplicates, freshness, lateness,
+    clock skew, volume anomalies, missing data and sequences (docs/quality.md).
+
+    Exit codes: 0 all pass, 3 warnings only, 1 a check failed, 70 a check could not run,
+    4 the workspace, catalog or checks.yaml is invalid.
+
+    Example: nerve check --select volume,freshness --format json
+    """
+    ws = load_workspace(ctx)
+    wanted = [part.strip() for item in (select or []) for part in item.split(",")
+              if part.strip()]
+    if now is not None and now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    results = collect(ws, wanted, now)
+    if fmt is CheckFormat.json:
+        emit_json([r.as_dict() for r in results])
+    elif fmt is CheckFormat.junit:
+        sys.stdout.write(junit_xml(results) + "\n")
+    elif fmt is CheckFormat.csv:
+        from nerve.cli._common import Format
+
+        emit([_flat(r) for r in results], Format.csv)
+    else:
+        _print_table(results, show_passed)
+    raise typer.Exit(exit_code(results))
+
+
+def _flat(r: CheckResult) -> dict[str, Any]:
+    data = r.as_dict()
+    return {"status": data["status"], "check": r.check, "event": r.event,
+            "dimensions": ",".join(f"{k}={v}" for k, v in sorted(r.dimensions.items())),
+            "observed": data["observed"], "expected_min": data["expected"].get("min"),
+            "expected_max": data["expected"].get("max"), "unit": r.unit,
+            "since": data["since"], "message": r.message}
+
+
+def _print_table(results: list[CheckResult], show_passed: bool) -> None:
+    shown = results if show_passed else [r for r in results if r.status is not Status.passed]
+    shown = sorted(shown, key=lambda r: -r.status.rank)
+    if shown:
+        table = Table(show_lines=True)
+        for column in ("status", "check", "event", "message"):
+            table.add_column(column, overflow="fold")
+        for r in shown:
+            style = _STYLE[r.status]
+            where = (r.event or "") + "".join(f"\n{k}={v}" for k, v in r.dimensions.items())
+            table.add_row(f"[{style}]{r.status}[/{style}]", r.check, where, r.message)
+        console.print(table)
+    counts = {s: sum(r.status is s for r in results) for s in Status}
+    console.print(", ".join(f"{n} {s}" for s, n in counts.items() if n) or "no checks ran",
+                  highlight=False)
+
+
+def collect(ws: Workspace, select: list[str], now: datetime | None) -> list[CheckResult]:
+    """Results from the running server when there is one, else from the warehouse file."""
+    config = load_config(ws.root, ws.config.raw)  # report a bad checks.yaml before anything
+    from nerve.server import read_server_file
+
+    server = read_server_file(ws)
+    if server is not None:
+        try:
+            return _via_server(server, select, now)
+        except httpx.ConnectError:
+            pass  # the server died since it wrote server.json: open the file ourselves
+    catalog = Catalog.load(ws.events_dir)
+    url = ws.warehouse_url
+    if url.startswith("duckdb://"):
+        from nerve.warehouse import Warehouse
+
+        path = Warehouse.file_of(url)
+        if path is not None and not path.exists():
+            raise WorkspaceError(f"{path}: no warehouse yet; it is created when `nerve serve` "
+                                 "first loads events")
+        with Warehouse.for_workspace(ws, read_only=True) as warehouse:
+            return run_checks(inputs_for(warehouse.ibis()), catalog, config, now=now,
+                              select=select)
+    import ibis
+
+    return run_checks(inputs_for(ibis.connect(url)), catalog, config, now=now, select=select)
+
+
+def _via_server(server: dict[str, Any], select: list[str], now: datetime | None
+                ) -> list[CheckResult]:
+    url = str(server["url"]).rstrip("/") + "/v1/admin/checks/run"
+    headers = {"Authorization": f"Bearer {server.get('admin_token', '')}"}
+    body = {"select": select, "now": now.isoformat() if now else None}
+    err_console.print(f"running the checks in the server at {server['url']}", style="dim")
+    try:
+        response = httpx.post(url, json=body, headers=headers, timeout=600)
+    except httpx.ConnectError:
+        raise
+    except httpx.HTTPError as exc:
+        raise TransientError(f"{url}: the server did not answer ({exc})") from exc
+    try:
+        data = response.json()
+    except ValueError:
+        data = {}
+    if response.status_code == 200 and isinstance(data, dict) and "results" in data:
+        return [CheckResult.from_dict(item) for item in data["results"]]
+    message = (data.get("message") if isinstance(data, dict) else None) or \
+        response.text[:500] or f"HTTP {response.status_code}"
+    if response.status_code in (429, 503):
+        raise TransientError(f"{url}: {message}")
+    if 400 <= response.status_code < 500:
+        raise UserError(f"{url}: {message}")
+    raise InternalError(f"{url}: HTTP {response.status_code}: {message}")

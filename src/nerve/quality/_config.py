@@ -1,0 +1,287 @@
+"""checks.yaml: every check works with no configuration; this file tunes them.
+
+The format (docs/quality.md)::
+
+    defaults:                 # override the built-in defaults for every event
+      volume: {sensitivity: 4, training: 28d}
+    dimensions:               # key dimensions: name -> JSON path (first non-null wins)
+      platform: [context.os.name, context.device.type]
+    events:                   # per-event overrides, and settings only an event can have
+      purchase_complete:
+        natural_key: [properties.order_id]
+        volume: {direction: down}
+        expected_values: {properties.provider: [stripe, paypal]}
+        disabled: [lateness]
+    sequences:
+      - {event: purchase_complete, preceded_by: checkout_start, within: 1h, min_share: 0.95}
+    webhook: {url: "https://hooks.slack.com/...", on: [fail]}
+    schedule: {every: 5m}
+
+``nerve.toml`` may hold ``[checks] webhook = "..."`` and ``every = "5m"`` instead.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nerve.errors import UserError
+
+__all__ = [
+    "CHECKS",
+    "DEFAULTS",
+    "ChecksConfig",
+    "Sequence",
+    "load_config",
+    "parse_duration",
+]
+
+CONFIG_FILE = "checks.yaml"
+
+#: every check nerve runs, in the order it reports them
+CHECKS = (
+    "schema",
+    "drift",
+    "duplicates",
+    "natural_key_duplicates",
+    "freshness",
+    "loader_lag",
+    "lateness",
+    "clock_skew",
+    "volume",
+    "missing_events",
+    "null_rate",
+    "disappeared_values",
+    "sequence",
+)
+
+#: built-in defaults; shares are fractions (0.01 = 1%), durations strings like ``24h``
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "schema": {"window": "24h", "warn": 0.01, "fail": 0.05, "min_events": 20},
+    "drift": {"window": "24h", "status": "warn"},
+    "duplicates": {"window": "24h", "warn": 0.01, "fail": 0.10},
+    "natural_key_duplicates": {"window": "24h", "warn": 0.001, "fail": 0.01, "min_events": 20},
+    "freshness": {"warn_after": "auto", "fail_after": "auto", "min_warn_after": "1h"},
+    "loader_lag": {"window": "1h", "warn_after": "5m", "fail_after": "30m"},
+    "lateness": {"window": "24h", "threshold": "1h", "warn": 0.01, "fail": 0.05,
+                 "min_events": 20},
+    "clock_skew": {"window": "24h", "threshold": "10m", "warn": 0.01, "fail": 1.01,
+                   "min_events": 20},
+    "volume": {"training": "28d", "evaluate": "24h", "sensitivity": 4.0, "direction": "both",
+               "min_volume": 20, "min_change": 0.3, "min_duration": "2h", "min_history": "7d",
+               "dimensions": ["platform", "app_version", "country"], "top_values": 10,
+               "mix_dimensions": ["app_version"]},
+    "missing_events": {"window": "7d", "status": "warn"},
+    "null_rate": {"window": "24h", "warn": 0.01, "fail": 0.05, "min_events": 20},
+    "disappeared_values": {"window": "24h", "baseline": "7d", "min_share": 0.02,
+                           "min_expected": 20},
+    "sequence": {"within": "1h", "min_share": 0.95, "window": "7d", "min_users": 20},
+}
+
+#: default key dimensions (Segment context fields)
+DEFAULT_DIMENSIONS: dict[str, tuple[str, ...]] = {
+    "platform": ("context.os.name", "context.device.type"),
+    "app_version": ("context.app.version",),
+    "country": ("context.location.country", "context.traits.country"),
+}
+
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)\s*")
+_UNIT_SECONDS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(value: object, where: str = "duration") -> float:
+    """Seconds in ``30s``, ``5m``, ``1h``, ``7d``, ``2w`` (a bare number is seconds).
+
+    >>> parse_duration("90m"), parse_duration("1.5h"), parse_duration(30)
+    (5400.0, 5400.0, 30.0)
+    """
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    match = _DURATION.fullmatch(str(value))
+    if not match:
+        raise UserError(f"{where}: expected a duration like 30s, 5m, 1h, 7d, got {value!r}")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+@dataclass(frozen=True, slots=True)
+class Sequence:
+    """"``event`` is preceded by ``preceded_by`` within ``within`` for >= ``min_share`` of users"."""
+
+    event: str
+    preceded_by: str
+    within: float
+    min_share: float
+    name: str = ""
+    window: float = 7 * 86400
+    min_users: int = 20
+
+
+@dataclass(frozen=True, slots=True)
+class ChecksConfig:
+    """The merged configuration: built-in defaults < ``defaults:`` < ``events.NAME:``."""
+
+    defaults: dict[str, dict[str, Any]] = field(default_factory=lambda: copy.deepcopy(DEFAULTS))
+    events: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dimensions: dict[str, tuple[str, ...]] = field(
+        default_factory=lambda: dict(DEFAULT_DIMENSIONS))
+    sequences: tuple[Sequence, ...] = ()
+    webhook_url: str | None = None
+    webhook_on: tuple[str, ...] = ("fail",)
+    every: float = 300.0
+    file: Path | None = None
+
+    def get(self, check: str, key: str, event: str | None = None) -> Any:
+        """A setting for ``check``, with the event's override when it has one."""
+        if event is not None:
+            override = self.events.get(event, {}).get(check)
+            if isinstance(override, dict) and key in override:
+                return override[key]
+        return self.defaults[check][key]
+
+    def seconds(self, check: str, key: str, event: str | None = None) -> float:
+        return parse_duration(self.get(check, key, event), f"{check}.{key}")
+
+    def enabled(self, check: str, event: str | None = None) -> bool:
+        if self.defaults.get(check, {}).get("enabled", True) is False:
+            return False
+        if event is not None:
+            spec = self.events.get(event, {})
+            if check in spec.get("disabled", ()):
+                return False
+        return True
+
+    def natural_key(self, event: str) -> tuple[str, ...] | None:
+        key = self.events.get(event, {}).get("natural_key")
+        return tuple(key) if key else None
+
+    def expected_values(self, event: str) -> dict[str, tuple[Any, ...]]:
+        raw = self.events.get(event, {}).get("expected_values") or {}
+        return {path: tuple(values) for path, values in raw.items()}
+
+
+def load_config(root: Path | str, toml: dict[str, Any] | None = None) -> ChecksConfig:
+    """Read ``checks.yaml`` in the workspace ``root`` (if any) and ``[checks]`` of nerve.toml.
+
+    Raises UserError naming the file and the field for anything it does not understand.
+    """
+    path = Path(root) / CONFIG_FILE
+    raw: Any = {}
+    if path.is_file():
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.MarkedYAMLError as exc:
+            line = exc.problem_mark.line + 1 if exc.problem_mark else "?"
+            raise UserError(f"{path}:{line}: invalid YAML: {exc.problem}") from exc
+        except yaml.YAMLError as exc:
+            raise UserError(f"{path}: invalid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: expected a mapping at the top level")
+    section = dict((toml or {}).get("checks", {}) or {})
+    return _parse(raw, section, path)
+
+
+_TOP = {"defaults", "dimensions", "events", "sequences", "webhook", "schedule"}
+_EVENT_ONLY = {"natural_key", "expected_values", "disabled"}
+
+
+def _parse(raw: dict[str, Any], toml: dict[str, Any], path: Path) -> ChecksConfig:
+    def fail(where: str, problem: str) -> UserError:
+        return UserError(f"{path}: {where}: {problem}")
+
+    for key in raw:
+        if key not in _TOP:
+            raise fail(key, f"unknown section; expected one of {', '.join(sorted(_TOP))}")
+    defaults = copy.deepcopy(DEFAULTS)
+    for check, settings in (raw.get("defaults") or {}).items():
+        _check_settings(check, settings, f"defaults.{check}", fail)
+        defaults[check].update(settings)
+    events: dict[str, dict[str, Any]] = {}
+    for event, spec in (raw.get("events") or {}).items():
+        if not isinstance(spec, dict):
+            raise fail(f"events.{event}", "expected a mapping of check settings")
+        for key, value in spec.items():
+            where = f"events.{event}.{key}"
+            if key in _EVENT_ONLY:
+                if key == "disabled" and (not isinstance(value, list)
+                                          or any(v not in CHECKS for v in value)):
+                    raise fail(where, f"expected a list of check names ({', '.join(CHECKS)})")
+                if key == "natural_key" and (not isinstance(value, list) or not value):
+                    raise fail(where, "expected a list of fields, e.g. [properties.order_id]")
+                if key == "expected_values" and not isinstance(value, dict):
+                    raise fail(where, "expected a mapping of property path -> list of values")
+                continue
+            _check_settings(key, value, where, fail)
+        events[str(event)] = spec
+    dimensions = dict(DEFAULT_DIMENSIONS)
+    for name, paths in (raw.get("dimensions") or {}).items():
+        paths = [paths] if isinstance(paths, str) else paths
+        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+            raise fail(f"dimensions.{name}", "expected a JSON path or a list of them")
+        dimensions[str(name)] = tuple(paths)
+    sequences = []
+    for i, item in enumerate(raw.get("sequences") or []):
+        where = f"sequences[{i}]"
+        if not isinstance(item, dict) or not {"event", "preceded_by"} <= set(item):
+            raise fail(where, "expected a mapping with event and preceded_by")
+        unknown = set(item) - {"event", "preceded_by", "within", "min_share", "name",
+                               "window", "min_users"}
+        if unknown:
+            raise fail(where, f"unknown field(s) {', '.join(sorted(unknown))}")
+        base = DEFAULTS["sequence"]
+        sequences.append(Sequence(
+            event=str(item["event"]),
+            preceded_by=str(item["preceded_by"]),
+            within=parse_duration(item.get("within", base["within"]), f"{where}.within"),
+            min_share=_share(item.get("min_share", base["min_share"]), f"{where}.min_share",
+                             fail),
+            name=str(item.get("name") or f"{item['event']} after {item['preceded_by']}"),
+            window=parse_duration(item.get("window", base["window"]), f"{where}.window"),
+            min_users=int(item.get("min_users", base["min_users"])),
+        ))
+    webhook = raw.get("webhook") or {}
+    if isinstance(webhook, str):
+        webhook = {"url": webhook}
+    url = webhook.get("url") or toml.get("webhook")
+    on = webhook.get("on") or toml.get("webhook_on") or ["fail"]
+    if isinstance(on, str):
+        on = [on]
+    if any(s not in ("warn", "fail", "error") for s in on):
+        raise fail("webhook.on", "expected a list of statuses among warn, fail, error")
+    schedule = raw.get("schedule") or {}
+    every = parse_duration(schedule.get("every") or toml.get("every") or "5m", "schedule.every")
+    return ChecksConfig(defaults=defaults, events=events, dimensions=dimensions,
+                        sequences=tuple(sequences), webhook_url=str(url) if url else None,
+                        webhook_on=tuple(on), every=every, file=path)
+
+
+def _check_settings(check: str, settings: Any, where: str, fail: Any) -> None:
+    if check not in DEFAULTS:
+        raise fail(where, f"unknown check; expected one of {', '.join(CHECKS)}")
+    if not isinstance(settings, dict):
+        raise fail(where, "expected a mapping of settings")
+    for key, value in settings.items():
+        if key == "enabled":
+            continue
+        if key not in DEFAULTS[check]:
+            raise fail(f"{where}.{key}", "unknown setting; expected one of "
+                                         f"{', '.join(sorted(DEFAULTS[check]))}, enabled")
+        default = DEFAULTS[check][key]
+        if isinstance(default, float | int) and not isinstance(default, bool):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise fail(f"{where}.{key}", f"expected a number, got {value!r}")
+        elif isinstance(default, str) and key != "direction" and key != "status":
+            if value != "auto":
+                parse_duration(value, f"{where}.{key}")
+        elif key == "direction" and value not in ("both", "up", "down"):
+            raise fail(f"{where}.{key}", f"expected both, up or down, got {value!r}")
+
+
+def _share(value: Any, where: str, fail: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise fail(where, f"expected a share between 0 and 1, got {value!r}")
+    return float(value)

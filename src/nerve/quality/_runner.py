@@ -1,0 +1,111 @@
+"""Run the checks: a few shared scans, then each check over their small results."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+import pandas as pd
+
+from nerve.catalog import Catalog
+from nerve.errors import UserError
+from nerve.quality import _scan
+from nerve.quality._basic import (
+    check_clock_skew,
+    check_drift,
+    check_duplicates,
+    check_freshness,
+    check_lateness,
+    check_loader_lag,
+    check_natural_key_duplicates,
+    check_schema,
+)
+from nerve.quality._config import CHECKS, ChecksConfig
+from nerve.quality._context import Context
+from nerve.quality._engine import Inputs
+from nerve.quality._missing import (
+    check_disappeared_values,
+    check_missing_events,
+    check_null_rate,
+)
+from nerve.quality._result import CheckResult, Status
+from nerve.quality._sequence import check_sequence
+from nerve.quality._volume import check_volume
+
+__all__ = ["run_checks"]
+
+log = logging.getLogger("nerve.quality")
+
+
+def run_checks(
+    inputs: Inputs,
+    catalog: Catalog | None = None,
+    config: ChecksConfig | None = None,
+    *,
+    now: datetime | None = None,
+    select: Sequence[str] = (),
+) -> list[CheckResult]:
+    """Run every enabled check (or the selected ones) and return their results.
+
+    ``select`` holds check names (``volume``, ``freshness``...) and/or event names; with
+    none, everything runs. ``now`` is the reference time (default: the wall clock).
+    A check that fails to run yields one result with status ``error``; the others still run.
+    """
+    cfg = config or ChecksConfig()
+    checks = [s for s in select if s in CHECKS]
+    events = [s for s in select if s not in CHECKS]
+    unknown = [e for e in events if catalog is not None and e not in catalog]
+    if unknown and catalog is not None and not checks:
+        # a typo in --select should not silently check nothing
+        raise UserError(f"--select: {', '.join(unknown)}: neither a check ({', '.join(CHECKS)})"
+                        " nor a cataloged event")
+    wanted = set(checks or CHECKS)
+    moment = (now or datetime.now(UTC)).timestamp()
+    ctx = Context(inputs=inputs, cfg=cfg, now=moment, catalog=catalog)
+    dims = [d for d in cfg.get("volume", "dimensions") if d in cfg.dimensions]
+
+    def profile() -> pd.DataFrame:
+        return ctx.scan("profile", lambda: _scan.hourly_profile(inputs, cfg, moment, dims))
+
+    def recent() -> pd.DataFrame:
+        return ctx.scan("recent", lambda: _scan.recent_live(inputs, cfg, moment,
+                                                            catalog.names() if catalog else []))
+
+    plan: list[tuple[str, Callable[[], list[CheckResult]]]] = [
+        ("schema", lambda: check_schema(ctx)),
+        ("drift", lambda: check_drift(ctx)),
+        ("duplicates", lambda: check_duplicates(ctx)),
+        ("natural_key_duplicates", lambda: check_natural_key_duplicates(ctx)),
+        ("freshness", lambda: check_freshness(ctx, profile())),
+        ("loader_lag", lambda: check_loader_lag(ctx, recent())),
+        ("lateness", lambda: check_lateness(ctx, recent())),
+        ("clock_skew", lambda: check_clock_skew(ctx, recent())),
+        ("volume", lambda: check_volume(ctx, profile(), dims)),
+        ("missing_events", lambda: check_missing_events(ctx, profile())),
+        ("null_rate", lambda: check_null_rate(ctx)),
+        ("disappeared_values", lambda: check_disappeared_values(ctx)),
+    ]
+    plan.extend(("sequence", lambda s=seq: [check_sequence(ctx, s)])  # type: ignore[misc]
+                for seq in cfg.sequences)
+    results: list[CheckResult] = []
+    for name, run in plan:
+        if name not in wanted or cfg.defaults.get(name, {}).get("enabled", True) is False:
+            continue
+        started = time.perf_counter()
+        try:
+            found = run()
+        except UserError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one broken check must not hide the others
+            log.exception("check %s failed", name)
+            found = [CheckResult(check=name, status=Status.error,
+                                 message=f"The {name} check could not run: "
+                                         f"{type(exc).__name__}: {exc}")]
+        log.debug("check %s: %d results in %.2f s", name, len(found),
+                  time.perf_counter() - started)
+        results.extend(found)
+    if events:
+        results = [r for r in results if r.event in events]
+    return results

@@ -1,0 +1,198 @@
+"""The few aggregate scans every check reads from, so 10M events cost a few passes at most.
+
+Each function builds one Ibis query, runs it, and returns a small pandas frame; the
+checks then work on those frames in memory. Times are float seconds since the epoch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+import pandas as pd
+
+from nerve.quality._config import ChecksConfig
+from nerve.quality._engine import Inputs, epoch_seconds, event_key, field_value, user_key
+
+__all__ = ["hourly_profile", "quarantine_summary", "recent_live", "loads_summary"]
+
+
+def _cases(events: list[str], key: ir.StringValue, per_event: dict[str, float],
+           default: float) -> Any:
+    """A per-event constant: ``CASE event WHEN 'a' THEN 1 ... ELSE default END``."""
+    branches = [(key == name, value) for name, value in per_event.items() if name in events]
+    if not branches:
+        return ibis.literal(default)
+    return ibis.cases(*branches, else_=default)
+
+
+def dimension_expr(table: ir.Table, paths: tuple[str, ...], backend: str) -> ir.StringValue:
+    values = [field_value(table, path, backend) for path in paths]
+    return values[0] if len(values) == 1 else ibis.coalesce(*values)  # type: ignore[return-value]
+
+
+def hourly_profile(inputs: Inputs, cfg: ChecksConfig, now: float, dims: list[str]
+                   ) -> pd.DataFrame:
+    """Event counts per hour (of the event's time), event, source, import flag and dimensions.
+
+    One scan of the training window; volume, freshness and missing-data checks read it.
+    ``last_live`` is the latest ``received_at`` of live (non-historical) rows.
+    """
+    e = inputs.events
+    backend = inputs.backend
+    ts = epoch_seconds(e.timestamp, backend)
+    start = now - cfg.seconds("volume", "training")
+    columns: dict[str, Any] = {
+        "event": event_key(e),
+        "source": e.source,
+        "historical": e.historical,
+        "hour": (ts // 3600).cast("int64"),
+    }
+    for name in dims:
+        columns[name] = dimension_expr(e, cfg.dimensions[name], backend)
+    received = epoch_seconds(e.received_at, backend)
+    query = (
+        e.filter(ts >= start, ts < now + 3600)
+        .select(**columns, received=received)
+        .group_by(list(columns))
+        .agg(n=ibis._.count(), last_live=ibis._.received.max(where=~ibis._.historical))
+    )
+    return query.to_pandas()
+
+
+def recent_live(inputs: Inputs, cfg: ChecksConfig, now: float, events: list[str]
+                ) -> pd.DataFrame:
+    """Per event and source over the lateness window (by ``received_at``), live rows only.
+
+    Lateness (``received_at - timestamp``) quantiles and the share beyond each event's
+    threshold; clock skew (``original_timestamp - timestamp``, the client clock's error);
+    loader lag (``loaded_at - received_at``) over the last loader_lag window.
+    """
+    e = inputs.events
+    backend = inputs.backend
+    window = max(cfg.seconds("lateness", "window"), cfg.seconds("clock_skew", "window"),
+                 cfg.seconds("loader_lag", "window"))
+    received = epoch_seconds(e.received_at, backend)
+    key = event_key(e)
+    late_t = _cases(events, key, _overrides(cfg, "lateness", "threshold", events),
+                    cfg.seconds("lateness", "threshold"))
+    skew_t = _cases(events, key, _overrides(cfg, "clock_skew", "threshold", events),
+                    cfg.seconds("clock_skew", "threshold"))
+    base = e.filter(~e.historical, received >= now - window).select(
+        event=key,
+        source=e.source,
+        received=received,
+        lateness=received - epoch_seconds(e.timestamp, backend),
+        skew=epoch_seconds(e.original_timestamp, backend) - epoch_seconds(e.timestamp, backend),
+        lag=epoch_seconds(e.loaded_at, backend) - received,
+        late_t=late_t,
+        skew_t=skew_t,
+    )
+    lag_start = now - cfg.seconds("loader_lag", "window")
+    late = base.lateness > base.late_t
+    skewed = base.skew.abs() > base.skew_t
+    query = base.group_by(["event", "source"]).agg(
+        n=ibis._.count(),
+        late=late.sum(),
+        first_late=base.received.min(where=late),
+        p50=base.lateness.quantile(0.5),
+        p95=base.lateness.quantile(0.95),
+        p99=base.lateness.quantile(0.99),
+        with_skew=base.skew.count(),
+        skewed=skewed.sum(),
+        first_skewed=base.received.min(where=skewed),
+        max_skew=base.skew.abs().max(),
+        lag_n=base.lag.count(where=base.received >= lag_start),
+        lag_p95=base.lag.quantile(0.95, where=base.received >= lag_start),
+    )
+    return query.to_pandas()
+
+
+def _overrides(cfg: ChecksConfig, check: str, key: str, events: list[str]) -> dict[str, float]:
+    result = {}
+    for name in events:
+        override = cfg.events.get(name, {}).get(check)
+        if isinstance(override, dict) and key in override:
+            result[name] = cfg.seconds(check, key, name)
+    return result
+
+
+def received_counts(table: ir.Table, backend: str, since: float) -> pd.DataFrame:
+    """Rows per event and source received since ``since`` (any table with envelope columns)."""
+    received = epoch_seconds(table.received_at, backend)
+    return (
+        table.filter(received >= since)
+        .group_by(event=event_key(table), source=table.source)
+        .agg(n=ibis._.count())
+        .to_pandas()
+    )
+
+
+def quarantine_summary(inputs: Inputs, now: float, window: float, limit: int = 5000
+                       ) -> pd.DataFrame:
+    """Quarantined rows per event, source and distinct violation list, received in window."""
+    q = inputs.quarantine
+    if q is None:
+        return pd.DataFrame(columns=["event", "source", "violations", "n", "first"])
+    backend = inputs.backend
+    received = epoch_seconds(q.received_at, backend)
+    query = (
+        q.filter(received >= now - window)
+        .group_by(event=event_key(q), source=q.source, violations=q.violations)
+        .agg(n=ibis._.count(), first=received.min())
+        .order_by(ibis.desc("n"))
+        .limit(limit)
+    )
+    return query.to_pandas()
+
+
+def loads_summary(inputs: Inputs, now: float, window: float) -> pd.DataFrame:
+    """Totals of the loader's ledger over the window."""
+    loads = inputs.loads
+    if loads is None:
+        return pd.DataFrame()
+    at = epoch_seconds(loads.at, inputs.backend)
+    query = loads.filter(at >= now - window).aggregate(
+        loads=ibis._.count(),
+        rows_in=loads.rows_in.sum(),
+        duplicates=loads.duplicates.sum(),
+        first_dup=at.min(where=loads.duplicates > 0),
+        last=at.max(),
+    )
+    return query.to_pandas()
+
+
+def natural_key_duplicates(inputs: Inputs, now: float, window: float,
+                           keyed: dict[str, tuple[str, ...]], events: list[str]
+                           ) -> pd.DataFrame:
+    """Rows beyond the first per natural key, per event, received in the window.
+
+    The default key is (user, event, timestamp, properties): the same action recorded
+    twice under different message ids. ``keyed`` gives events their own key fields.
+    """
+    e = inputs.events
+    backend = inputs.backend
+    received = epoch_seconds(e.received_at, backend)
+    recent = e.filter(received >= now - window).mutate(_event=event_key(e), _user=user_key(e))
+    frames = []
+    plain = recent.filter(~recent._event.isin(list(keyed))) if keyed else recent
+    frames.append(_dupes(plain, ["_event", "_user", "timestamp", "properties"], {}))
+    for name, fields in keyed.items():
+        if name not in events:
+            continue
+        subset = recent.filter(recent._event == name)
+        cols = {f"k{i}": field_value(subset, path, backend) for i, path in enumerate(fields)}
+        frames.append(_dupes(subset, ["_event"], cols))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _dupes(table: ir.Table, keys: list[str], extra: dict[str, Any]) -> pd.DataFrame:
+    if extra:
+        # a row without its key (no order_id) cannot be a duplicate by that key
+        table = table.mutate(**extra).filter(*[ibis._[name].notnull() for name in extra])
+    grouped = table.group_by([*keys, *extra]).agg(n=ibis._.count())
+    per_event = grouped.group_by(event=grouped._event).agg(
+        rows=grouped.n.sum(), extra=(grouped.n - 1).sum()
+    )
+    return per_event.to_pandas()

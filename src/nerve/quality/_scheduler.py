@@ -1,0 +1,128 @@
+"""Checks inside ``nerve serve``: run on a schedule, record history, alert a webhook.
+
+The server calls ``start_scheduler(state)`` once it serves (and ``stop()`` on shutdown);
+``state`` is the server's ``NerveState`` (workspace, catalog, warehouse).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from nerve.catalog import Catalog
+from nerve.quality._alerts import send_alert
+from nerve.quality._config import ChecksConfig, load_config
+from nerve.quality._engine import Inputs
+from nerve.quality._history import record_results
+from nerve.quality._result import CheckResult, Status
+from nerve.quality._runner import run_checks
+
+__all__ = ["Scheduler", "inputs_for", "run_and_record", "start_scheduler"]
+
+log = logging.getLogger("nerve.quality")
+
+
+def inputs_for(con: Any) -> Inputs:
+    """The check inputs from an Ibis backend holding nerve's warehouse tables."""
+    names = set(con.list_tables())
+    return Inputs(
+        events=con.table("events"),
+        quarantine=con.table("quarantine") if "quarantine" in names else None,
+        loads=con.table("loads") if "loads" in names else None,
+    )
+
+
+def _backend(warehouse: Any) -> Any:
+    """The Ibis backend of a ``nerve.warehouse.Warehouse`` (or an Ibis backend itself)."""
+    ibis_of = getattr(warehouse, "ibis", None)
+    return ibis_of() if callable(ibis_of) else warehouse
+
+
+def run_and_record(warehouse: Any, workspace: Any, catalog: Catalog | None, *,
+                   select: Sequence[str] = (), now: datetime | None = None,
+                   record: bool = True) -> tuple[list[CheckResult], ChecksConfig]:
+    """Run the checks on the server's warehouse and append the results to history."""
+    config = load_config(workspace.root, workspace.config.raw)
+    con = _backend(warehouse)
+    results = run_checks(inputs_for(con), catalog, config, now=now, select=select)
+    if record:
+        record_results(con, results)
+    return results, config
+
+
+class Scheduler:
+    """A daemon thread that runs every check each ``every`` seconds (from checks.yaml)."""
+
+    def __init__(self, state: Any, every: float | None = None) -> None:
+        self.state = state
+        self.every = every
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        #: the status last alerted per result name, so a problem alerts once, not every run
+        self._alerted: dict[str, Status] = {}
+        self.runs = 0
+        self.last: list[CheckResult] = []
+
+    def start(self) -> Scheduler:
+        self._thread = threading.Thread(target=self._loop, name="nerve-checks", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run_once(self) -> list[CheckResult]:
+        """One scheduled run: check, record, alert on what is newly wrong."""
+        state = self.state
+        results, config = run_and_record(state.warehouse, state.workspace, state.catalog)
+        self.runs += 1
+        self.last = results
+        if config.webhook_url:
+            fresh = []
+            for r in results:
+                if str(r.status) in config.webhook_on:
+                    if self._alerted.get(r.name) is not r.status:
+                        fresh.append(r)
+                    self._alerted[r.name] = r.status
+                else:
+                    self._alerted.pop(r.name, None)
+            if fresh:
+                send_alert(config.webhook_url, fresh, project=state.workspace.config.name)
+        return results
+
+    def _interval(self) -> float:
+        if self.every is not None:
+            return self.every
+        try:
+            return load_config(self.state.workspace.root, self.state.workspace.config.raw).every
+        except Exception:  # noqa: BLE001 - a broken checks.yaml is reported by the run
+            return 300.0
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval()):
+            try:
+                self.run_once()
+            except Exception:  # noqa: BLE001 - the server must outlive a failing run
+                log.exception("scheduled checks failed")
+
+
+def start_scheduler(state: Any, every: float | None = None) -> Scheduler | None:
+    """Start the check scheduler for a running server; None when ``every`` is 0 (disabled).
+
+    The first run happens one interval after start, so a restart does not re-alert at once.
+    """
+    interval = every
+    if interval is None:
+        interval = load_config(state.workspace.root, state.workspace.config.raw).every
+    if interval <= 0:
+        return None
+    scheduler = Scheduler(state, every)
+    state_scheduler = getattr(state, "__dict__", None)
+    if state_scheduler is not None:
+        state_scheduler["checks_scheduler"] = scheduler  # for the API's status endpoint
+    return scheduler.start()

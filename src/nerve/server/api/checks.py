@@ -1,0 +1,67 @@
+"""Data-quality checks over HTTP (docs/quality.md).
+
+- ``POST /v1/admin/checks/run`` ``{"select": [...], "now": "ISO time"}``: run the checks
+  now on the warehouse the server holds, record them in ``check_results``, and answer
+  ``{"results": [...], "status": "pass|warn|fail|error"}``. ``nerve check`` goes through
+  here while the server runs.
+- ``GET /v1/admin/checks/latest``: the latest recorded run, same shape.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from nerve.errors import PayloadError
+from nerve.quality import latest_results, run_and_record, worst
+from nerve.server.api._common import in_thread, json_response, read_json, require_admin
+
+__all__ = ["routes"]
+
+
+def _body(results: list[Any]) -> dict[str, Any]:
+    return {"status": str(worst([r.status for r in results])),
+            "results": [r.as_dict() for r in results]}
+
+
+async def run(request: Request) -> Response:
+    """Run the checks now (``select`` and ``now`` optional)."""
+    state = require_admin(request)
+    body = await read_json(request) if await request.body() else {}
+    select = body.get("select") or []
+    if not isinstance(select, list) or not all(isinstance(s, str) for s in select):
+        raise PayloadError('select: expected a list of check or event names, e.g. ["volume"]',
+                           code="invalid_field")
+    now = None
+    if body.get("now") is not None:
+        try:
+            now = datetime.fromisoformat(str(body["now"]))
+        except ValueError as exc:
+            raise PayloadError(f"now: expected an ISO 8601 time, got {body['now']!r}",
+                               code="invalid_field") from exc
+
+    def work() -> list[Any]:
+        results, _ = run_and_record(state.warehouse, state.workspace, state.catalog,
+                                    select=select, now=now)
+        return results
+
+    return json_response(_body(await in_thread(work)))
+
+
+async def latest(request: Request) -> Response:
+    """The results of the latest recorded run."""
+    state = require_admin(request)
+    ibis_of = getattr(state.warehouse, "ibis", None)
+    if not callable(ibis_of):
+        return json_response(_body([]))
+    results = await in_thread(lambda: latest_results(ibis_of()))
+    return json_response(_body(results))
+
+
+def routes() -> list[BaseRoute]:
+    return [Route("/v1/admin/checks/run", run, methods=["POST"]),
+            Route("/v1/admin/checks/latest", latest, methods=["GET"])]

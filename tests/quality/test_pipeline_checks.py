@@ -1,0 +1,159 @@
+"""Schema, drift, duplicates, freshness, loader lag, lateness and clock skew on hand-made
+tables, on every engine."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from nerve.quality import ChecksConfig, Status, run_checks
+from tests.quality.conftest import NOW, ago, catalog, spec
+
+
+def by(results: list[Any], check: str, **dims: str) -> list[Any]:
+    return [r for r in results if r.check == check
+            and all(r.dimensions.get(k) == v for k, v in dims.items())]
+
+
+def test_schema_violation_rate_per_event_and_source(inputs: Any) -> None:
+    events = [{"event": "add_to_cart", "timestamp": ago(minutes=i), "source": "web"}
+              for i in range(90)]
+    events += [{"event": "add_to_cart", "timestamp": ago(minutes=i), "source": "ios"}
+               for i in range(100)]
+    bad = [{"path": "$.properties.price", "rule": "type", "message": "not a number"}]
+    quarantine = [{"event": "add_to_cart", "timestamp": ago(hours=3, minutes=i),
+                   "source": "web", "violations": bad} for i in range(10)]
+    results = run_checks(inputs(events, quarantine), now=NOW, select=["schema"])
+    web, = by(results, "schema", source="web")
+    assert web.status is Status.fail
+    assert web.observed == pytest.approx(0.10)
+    assert web.expected == {"min": 0.0, "max": 0.01}
+    assert "10% of add_to_cart events from source web failed the catalog schema" in web.message
+    assert "$.properties.price type (10)" in web.message
+    assert web.since is not None and web.since <= ago(hours=3)
+    ios, = by(results, "schema", source="ios")
+    assert ios.status is Status.passed and ios.observed == 0
+
+
+def test_drift_names_unknown_events_and_properties(inputs: Any) -> None:
+    events = [{"event": "add_to_cart", "timestamp": ago(minutes=1)}]
+    quarantine = [{"event": "add_to_kart", "timestamp": ago(minutes=5), "violations": [
+        {"path": "$.event", "rule": "unknown_event", "message": "not in the catalog"}]}] * 3
+    quarantine += [{"event": "add_to_cart", "timestamp": ago(minutes=5), "violations": [
+        {"path": "$.properties", "rule": "additional_properties",
+         "message": "Additional properties are not allowed ('coupon' was unexpected)"}]}]
+    results = run_checks(inputs(events, [dict(q) for q in quarantine]), now=NOW,
+                         select=["drift", "schema"])
+    unknown = [r for r in by(results, "drift") if r.event == "add_to_kart"]
+    assert len(unknown) == 1 and unknown[0].status is Status.warn
+    assert unknown[0].observed == 3
+    assert "'add_to_kart' is not in the catalog" in unknown[0].message
+    props = [r for r in by(results, "drift") if r.event == "add_to_cart"]
+    assert "coupon (1)" in props[0].message
+    # an unknown event is drift, not a schema violation of some event
+    assert not [r for r in by(results, "schema") if r.event == "add_to_kart"]
+
+
+def test_drift_passes_when_everything_is_known(inputs: Any) -> None:
+    events = [{"event": "add_to_cart", "timestamp": ago(minutes=1)}]
+    results = run_checks(inputs(events, []), catalog(spec("add_to_cart")), now=NOW,
+                         select=["drift"])
+    assert [r.status for r in results] == [Status.passed]
+
+
+def test_loader_duplicates_share(inputs: Any) -> None:
+    events = [{"event": "a", "timestamp": ago(minutes=1)}]
+    loads = [{"at": ago(hours=1), "rows_in": 1000, "duplicates": 50},
+             {"at": ago(hours=2), "rows_in": 1000, "duplicates": 0},
+             {"at": ago(days=3), "rows_in": 1000, "duplicates": 900}]  # outside the window
+    result, = run_checks(inputs(events, loads=loads), now=NOW, select=["duplicates"])
+    assert result.status is Status.warn
+    assert result.observed == pytest.approx(0.025)
+    assert "dropped 50 of 2,000 incoming rows (2.5%)" in result.message
+    clean, = run_checks(inputs(events, loads=loads[1:2]), now=NOW, select=["duplicates"])
+    assert clean.status is Status.passed
+
+
+def test_natural_key_duplicates(inputs: Any) -> None:
+    t = ago(minutes=30)
+    events = [{"event": "search", "user_id": f"u{i}", "timestamp": ago(minutes=i),
+               "properties": {"q": "shoes"}} for i in range(40)]
+    events += [{"event": "search", "user_id": "u1", "timestamp": t,
+                "properties": {"q": "boots"}}] * 2  # same action, two message ids
+    events += [{"event": "purchase_complete", "user_id": f"u{i}", "timestamp": ago(minutes=i),
+                "properties": {"order_id": f"o{i % 25}"}} for i in range(30)]
+    cfg = ChecksConfig(events={"purchase_complete": {"natural_key": ["properties.order_id"]}})
+    results = run_checks(inputs([dict(e) for e in events]), None, cfg, now=NOW,
+                         select=["natural_key_duplicates"])
+    search = next(r for r in results if r.event == "search")
+    assert search.status is Status.fail  # 1 of 42 = 2.4% > 1%
+    assert search.details == {"rows": 42, "duplicates": 1}
+    purchase = next(r for r in results if r.event == "purchase_complete")
+    assert purchase.details == {"rows": 30, "duplicates": 5}
+    assert "properties.order_id" in purchase.message
+
+
+def test_freshness_live_only(inputs: Any) -> None:
+    # web sent every 10 min for two days, then stopped 12 h ago; imports are not judged
+    events = [{"event": "page_view", "timestamp": ago(hours=12, minutes=10 * i),
+               "source": "web"} for i in range(288)]
+    events += [{"event": "page_view", "timestamp": ago(days=5), "received_at": ago(days=5),
+                "source": "import", "historical": True}]
+    events += [{"event": "page_view", "timestamp": ago(minutes=10 * i), "source": "ios"}
+               for i in range(6)]
+    results = run_checks(inputs(events), now=NOW, select=["freshness"])
+    web, = by(results, "freshness", source="web")
+    assert web.status is Status.fail
+    assert web.observed == pytest.approx(12 * 3600)
+    assert "No page_view event has arrived from source web for 12 h" in web.message
+    assert web.since == ago(hours=12)
+    ios, = by(results, "freshness", source="ios")
+    assert ios.status is Status.passed
+    assert not by(results, "freshness", source="import")
+
+
+def test_loader_lag(inputs: Any) -> None:
+    events = [{"event": "a", "timestamp": ago(minutes=i), "loaded_at": ago(minutes=i - 10)}
+              for i in range(20, 50)]
+    result, = run_checks(inputs(events), now=NOW, select=["loader_lag"])
+    assert result.status is Status.warn
+    assert result.observed == pytest.approx(600)
+    assert "within 10 min of arrival" in result.message
+
+
+def test_lateness_and_skew_look_at_live_traffic_only(inputs: Any) -> None:
+    events = []
+    for i in range(100):
+        happened = ago(hours=5, minutes=i)
+        late = i < 10
+        events.append({
+            "event": "add_to_cart", "timestamp": happened,
+            "received_at": happened + timedelta(hours=3 if late else 0, seconds=2),
+            # five devices whose clocks ran 2 h fast
+            "original_timestamp": happened + timedelta(hours=2 if i >= 95 else 0),
+            "sent_at": happened + timedelta(hours=2 if i >= 95 else 0, seconds=1),
+        })
+    # a backfill is not late, however old
+    events += [{"event": "add_to_cart", "timestamp": ago(days=20), "received_at": ago(hours=1),
+                "historical": True}] * 50
+    results = run_checks(inputs([dict(e) for e in events]), now=NOW,
+                         select=["lateness", "clock_skew"])
+    late, = by(results, "lateness")
+    assert late.status is Status.fail
+    assert late.observed == pytest.approx(0.10)
+    assert late.details["late"] == 10 and late.details["events"] == 100
+    assert "arrived more than 1 h after they happened" in late.message
+    skew, = by(results, "clock_skew")
+    assert skew.status is Status.warn
+    assert skew.observed == pytest.approx(0.05)
+    assert "clock was off by more than 10 min" in skew.message
+
+
+def test_broken_input_is_an_error_result_not_a_crash(inputs: Any, engine: Any) -> None:
+    table = inputs([{"event": "a", "timestamp": ago(minutes=1)}])
+    broken = type(table)(events=table.events.drop("received_at"))
+    results = run_checks(broken, now=NOW, select=["lateness", "schema"])
+    assert {r.status for r in results} == {Status.error}
+    assert all("could not run" in r.message for r in results)
