@@ -17,6 +17,7 @@ __all__ = ["API_MODULES", "routes"]
 #: modules under nerve.server.api that add routes; each has routes()
 API_MODULES = [
     "sql",
+    "checks",
 ]
 
 
