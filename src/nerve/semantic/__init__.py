@@ -1,0 +1,65 @@
+"""The semantic layer: metrics as code (``metrics/*.yaml``), compiled through Ibis.
+
+One definition of each business metric, checked against the catalog, answered on every
+engine Ibis reaches (DuckDB, PostgreSQL, Spark), with the SQL and the lineage of every
+number. Format and API: docs/metrics.md.
+
+>>> from nerve.semantic import SemanticLayer, MetricQuery
+>>> layer = SemanticLayer.load(workspace)                                 # doctest: +SKIP
+>>> layer.query(MetricQuery(("revenue",), by=("platform",), grain="week", since="8w"),
+...             table=warehouse_events).table                             # doctest: +SKIP
+"""
+
+from nerve.semantic._compile import CompiledQuery
+from nerve.semantic._layer import SemanticLayer
+from nerve.semantic._load import MetricsError
+from nerve.semantic._model import (
+    AGGREGATIONS,
+    FORMATS,
+    GRAINS,
+    METRIC_TYPES,
+    ConversionSpec,
+    Dimension,
+    Measure,
+    Metric,
+    MetricInput,
+    Segment,
+)
+from nerve.semantic._query import Lineage, MetricQuery, MetricResult
+from nerve.semantic._readiness import HealthSource, Readiness, readiness
+from nerve.semantic._time import parse_duration
+
+__all__ = [
+    "AGGREGATIONS",
+    "FORMATS",
+    "GRAINS",
+    "METRIC_TYPES",
+    "CompiledQuery",
+    "ConversionSpec",
+    "Dimension",
+    "HealthSource",
+    "Lineage",
+    "Measure",
+    "Metric",
+    "MetricInput",
+    "MetricQuery",
+    "MetricResult",
+    "MetricsError",
+    "Readiness",
+    "SemanticLayer",
+    "Segment",
+    "parse_duration",
+    "query",
+    "readiness",
+]
+
+
+def query(metrics: str | list[str] | tuple[str, ...], *, layer: SemanticLayer,
+          table: object, now: object = None, **options: object) -> MetricResult:
+    """Compute metrics: ``query(["revenue"], by="platform", grain="week", since="8w",
+    layer=layer, table=events)``; options are MetricQuery's fields."""
+    from datetime import datetime  # noqa: PLC0415
+
+    built = MetricQuery.build(metrics, **options)
+    return layer.query(built, table,  # type: ignore[arg-type]
+                       now=now if isinstance(now, datetime) else None)

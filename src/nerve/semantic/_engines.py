@@ -1,0 +1,135 @@
+"""The one place that knows how engines differ: JSON fields and local time.
+
+Everything else in the semantic layer is plain Ibis. Ibis' own JSON unwrapping is not
+portable (on Spark it runs Python UDFs that fail on strings), so JSON text is read with
+each engine's builtin function, declared here as Ibis builtin UDFs:
+
+=========  ===========================================  ================================
+engine     a field of a JSON text column, as text       UTC instant -> local wall clock
+=========  ===========================================  ================================
+DuckDB     ``json_extract_string(doc, '$.a.b')``        ``timezone(zone, ts)``
+Postgres   ``json_extract_path_text(doc::json, 'a', 'b')``  ``timezone(zone, ts)``
+Spark      ``get_json_object(doc, '$.a.b')``            ``from_utc_timestamp(ts, zone)``
+=========  ===========================================  ================================
+
+The text is then cast to the catalog type. Spark's conversion assumes the session time
+zone is UTC (``spark.sql.session.timeZone``), which nerve's Spark setup configures.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import ibis
+import ibis.expr.datatypes as dt
+import ibis.expr.types as ir
+
+from nerve.errors import QueryError
+
+__all__ = ["DIALECTS", "backend_dialect", "json_field", "local_time", "safe_divide"]
+
+#: the Ibis/sqlglot dialect names nerve supports
+DIALECTS = ("duckdb", "postgres", "pyspark")
+_ALIASES = {"spark": "pyspark", "postgresql": "postgres", "databricks": "pyspark"}
+_KEY = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$-]*$")
+
+#: catalog property types -> the Ibis type a JSON value is cast to
+IBIS_TYPES: dict[str, dt.DataType] = {
+    "string": dt.string,
+    "integer": dt.int64,
+    "number": dt.float64,
+    "boolean": dt.boolean,
+    "timestamp": dt.Timestamp(timezone="UTC"),
+}
+
+
+@ibis.udf.scalar.builtin(name="json_extract_string")
+def _duckdb_json(doc: str, path: str) -> str:  # type: ignore[empty-body]
+    """DuckDB: a JSON field as text."""
+
+
+@ibis.udf.scalar.builtin(name="json_extract_path")
+def _pg_json_object(doc: dt.JSON, key: str) -> dt.JSON:  # type: ignore[empty-body]
+    """PostgreSQL: one level down a JSON document."""
+
+
+@ibis.udf.scalar.builtin(name="json_extract_path_text")
+def _pg_json_text(doc: dt.JSON, key: str) -> str:  # type: ignore[empty-body]
+    """PostgreSQL: a JSON field as text."""
+
+
+@ibis.udf.scalar.builtin(name="get_json_object")
+def _spark_json(doc: str, path: str) -> str:  # type: ignore[empty-body]
+    """Spark: a JSON field as text."""
+
+
+@ibis.udf.scalar.builtin(name="timezone")
+def _sql_timezone(zone: str, ts: dt.Timestamp(timezone="UTC")) -> dt.Timestamp():  # type: ignore[empty-body, valid-type]
+    """DuckDB and PostgreSQL: an instant as wall-clock time in a zone."""
+
+
+@ibis.udf.scalar.builtin(name="from_utc_timestamp")
+def _spark_local(ts: dt.Timestamp(timezone="UTC"), zone: str) -> dt.Timestamp():  # type: ignore[empty-body, valid-type]
+    """Spark: an instant as wall-clock time in a zone (session time zone UTC)."""
+
+
+def backend_dialect(table: ir.Table) -> str:
+    """The dialect of the engine a table lives on (``duckdb``, ``postgres``, ``pyspark``)."""
+    try:
+        backend = table._find_backend()
+    except Exception:  # noqa: BLE001 - an unbound table has no backend: compile as DuckDB
+        return "duckdb"
+    return normalize_dialect(str(backend.name))
+
+
+def normalize_dialect(name: str) -> str:
+    dialect = _ALIASES.get(name.lower(), name.lower())
+    if dialect not in DIALECTS:
+        raise QueryError(f"the semantic layer does not support the {name!r} engine yet "
+                         f"(supported: duckdb, postgres, spark)")
+    return dialect
+
+
+def json_field(column: ir.StringValue, path: tuple[str, ...], type_: str,
+               dialect: str) -> ir.Value:
+    """The value at ``path`` inside a JSON text column, cast to a catalog type."""
+    for key in path:
+        if not _KEY.match(key):
+            raise QueryError(f"unsupported JSON key {key!r} in {'.'.join(path)}")
+    text: ir.Value
+    if column.type().is_json() and dialect != "postgres":
+        column = column.cast(dt.string)
+    if dialect == "postgres":
+        doc: Any = column.cast(dt.JSON)
+        for key in path[:-1]:
+            doc = _pg_json_object(doc, key)
+        text = _pg_json_text(doc, path[-1])
+    elif dialect == "pyspark":
+        text = _spark_json(column, "$." + ".".join(path))
+    else:
+        text = _duckdb_json(column, "$." + ".".join(path))
+    target = IBIS_TYPES.get(type_)
+    if target is None:
+        raise QueryError(f"{'.'.join(path)} is {type_}; only string, integer, number, boolean "
+                         "and timestamp values can be used in metrics")
+    if target.is_string():
+        return text
+    if target.is_timestamp():
+        return text.cast(dt.Timestamp(timezone="UTC"))
+    return text.cast(target)
+
+
+def local_time(ts: ir.TimestampValue, tz: str, dialect: str) -> ir.TimestampValue:
+    """A UTC instant as naive wall-clock time in ``tz``."""
+    # always through the engine's zone function: a plain cast would use the session zone
+    if dialect == "pyspark":
+        result = _spark_local(ts, tz)
+    else:
+        result = _sql_timezone(tz, ts)
+    return result  # type: ignore[no-any-return]
+
+
+def safe_divide(numerator: ir.NumericValue, denominator: ir.NumericValue) -> ir.FloatingValue:
+    """``numerator / denominator``, null (not an error, not infinity) when dividing by zero."""
+    return numerator.cast(dt.float64) / denominator.cast(dt.float64).nullif(0.0)  # type: ignore[no-any-return]

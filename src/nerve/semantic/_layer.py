@@ -1,0 +1,217 @@
+"""The SemanticLayer: a workspace's metrics, dimensions and segments, checked and queryable."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+import pyarrow as pa
+
+from nerve.catalog import Catalog
+from nerve.errors import Location, QueryError
+from nerve.semantic._check import check_definitions, parse_segments
+from nerve.semantic._compile import CompiledQuery, compile_query
+from nerve.semantic._engines import backend_dialect, normalize_dialect
+from nerve.semantic._load import Definitions, MetricsError, load_definitions
+from nerve.semantic._model import Dimension, Metric, Segment
+from nerve.semantic._query import MetricQuery, MetricResult
+from nerve.semantic._readiness import HealthSource, Readiness, readiness
+from nerve.semantic._resolve import Resolver
+from nerve.semantic._time import resolve_range, zone
+
+__all__ = ["SemanticLayer"]
+
+_ENVELOPE_COLUMNS = ("message_id", "type", "event", "user_id", "anonymous_id", "timestamp",
+                     "properties", "traits", "context")
+
+
+class SemanticLayer:
+    """Metrics as code, checked against the catalog, compiled through Ibis.
+
+    >>> layer = SemanticLayer.load(workspace)                        # doctest: +SKIP
+    >>> result = layer.query(MetricQuery(("revenue",), grain="week", since="8w"),
+    ...                      table=events)                           # doctest: +SKIP
+    >>> result.table, result.sql, result.lineage["revenue"]          # doctest: +SKIP
+    """
+
+    def __init__(self, definitions: Definitions, catalog: Catalog, *,
+                 timezone: str = "UTC", strict: bool = True) -> None:
+        """Check ``definitions`` against ``catalog``; raise MetricsError on any problem,
+        or with ``strict=False`` keep them in ``problems`` (for lint and readiness)."""
+        problems: list[tuple[Location, str]] = []
+        zone(timezone)
+        parsed = parse_segments(definitions, problems)
+        self.catalog = catalog
+        self.timezone = timezone
+        self.metrics: Mapping[str, Metric] = MappingProxyType(dict(definitions.metrics))
+        self.dimensions: Mapping[str, Dimension] = MappingProxyType(dict(definitions.dimensions))
+        self.segments: Mapping[str, Segment] = MappingProxyType(dict(definitions.segments))
+        self.files = tuple(definitions.files)
+        self.resolver = Resolver(catalog, self.dimensions, self.segments, parsed)
+        check_definitions(definitions, catalog, self.resolver, problems)
+        self.problems: tuple[tuple[Location, str], ...] = tuple(problems)
+        if problems and strict:
+            raise MetricsError(problems)
+
+    @classmethod
+    def from_folder(cls, metrics_dir: Path | str, catalog: Catalog, *,
+                    timezone: str = "UTC", strict: bool = True) -> SemanticLayer:
+        """Load ``metrics_dir/*.yaml``; raises MetricsError listing every problem."""
+        problems: list[tuple[Location, str]] = []
+        definitions = load_definitions(Path(metrics_dir), problems)
+        if problems and strict:
+            raise MetricsError(problems)
+        layer = cls(definitions, catalog, timezone=timezone, strict=strict)
+        layer.problems = (*problems, *layer.problems)
+        return layer
+
+    @classmethod
+    def load(cls, workspace: Any, catalog: Catalog | None = None, *,
+             strict: bool = True) -> SemanticLayer:
+        """The layer of a ``nerve.workspace.Workspace`` (its catalog loaded unless given)."""
+        catalog = catalog if catalog is not None else Catalog.load(workspace.events_dir)
+        return cls.from_folder(workspace.metrics_dir, catalog,
+                               timezone=workspace.config.timezone, strict=strict)
+
+    def readiness(self, health: HealthSource | None = None) -> list[Readiness]:
+        """For each metric: what it needs, whether the catalog has it, and data health."""
+        return readiness(self.metrics, self.resolver, self.catalog, health)
+
+    # ------------------------------------------------------------------ lookups
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.metrics
+
+    def get(self, name: str) -> Metric:
+        """A metric by name or synonym; raises QueryError naming the closest ones."""
+        metric = self.metrics.get(name)
+        if metric is not None:
+            return metric
+        lowered = name.lower().replace(" ", "_")
+        for metric in self.metrics.values():
+            if lowered in (s.lower().replace(" ", "_") for s in metric.synonyms):
+                return metric
+        close = [m for m in self.metrics if lowered[:3] in m][:5]
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise QueryError(f"unknown metric {name!r}{hint}")
+
+    def events_of(self, name: str) -> list[str]:
+        """Every cataloged event a metric reads (through its inputs too)."""
+        found: list[str] = []
+        metric = self.get(name)
+        for measure in (metric.measure, metric.numerator, metric.denominator):
+            if measure is not None and not isinstance(measure, str):
+                found.extend(e for e in measure.events if e != "*")
+        if metric.conversion is not None:
+            found.extend(metric.conversion.base.events)
+            found.extend(metric.conversion.conversion.events)
+        for other in metric.referenced_metrics():
+            found.extend(self.events_of(other))
+        if metric.expr and metric.type == "derived":
+            from nerve.semantic._expr import parse_arithmetic, refs  # noqa: PLC0415
+
+            aliases = {i.alias for i in metric.inputs}
+            for ref in refs(parse_arithmetic(metric.expr)):
+                if ref.text not in aliases and ref.text in self.metrics:
+                    found.extend(self.events_of(ref.text))
+        return list(dict.fromkeys(found))
+
+    # ------------------------------------------------------------------ queries
+
+    def _canonical(self, query: MetricQuery) -> MetricQuery:
+        names = tuple(self.get(m).name for m in query.metrics)
+        if names == query.metrics:
+            return query
+        return MetricQuery(names, query.by, query.grain, query.where, query.segments,
+                           query.since, query.until, query.order_by, query.limit)
+
+    def compile(self, query: MetricQuery, table: ir.Table, *, dialect: str | None = None,
+                now: datetime | None = None,
+                data_bounds: tuple[datetime, datetime] | None = None) -> CompiledQuery:
+        """The Ibis expression for ``query`` over ``table`` (the warehouse's events).
+
+        Without ``since`` (or ``until``), the range comes from ``data_bounds`` (first and
+        last event, UTC), which is read from ``table`` when not given.
+        """
+        query = self._canonical(query)
+        _check_table(table)
+        dialect = normalize_dialect(dialect) if dialect else backend_dialect(table)
+        now = now or datetime.now(UTC)
+        tz = zone(self.timezone)
+        if data_bounds is None and (query.since is None or query.until is None):
+            data_bounds = _data_bounds(table)
+        trange = resolve_range(query.since, query.until, grain=query.grain, tz=tz, now=now,
+                               data_bounds=data_bounds)
+        return compile_query(query, metrics=dict(self.metrics), resolver=self.resolver,
+                             table=table, dialect=dialect, tz=self.timezone, trange=trange)
+
+    def to_sql(self, query: MetricQuery, table: ir.Table, *, dialect: str | None = None,
+               now: datetime | None = None,
+               data_bounds: tuple[datetime, datetime] | None = None) -> str:
+        """The SQL ``query`` compiles to on an engine (default: the table's own)."""
+        dialect = normalize_dialect(dialect) if dialect else backend_dialect(table)
+        compiled = self.compile(query, table, dialect=dialect, now=now, data_bounds=data_bounds)
+        return str(ibis.to_sql(compiled.expr, dialect=dialect))
+
+    def query(self, query: MetricQuery, table: ir.Table, *,
+              now: datetime | None = None) -> MetricResult:
+        """Run ``query`` on the engine holding ``table``; rows, SQL and lineage."""
+        dialect = backend_dialect(table)
+        compiled = self.compile(query, table, dialect=dialect, now=now)
+        sql = str(ibis.to_sql(compiled.expr, dialect=dialect))
+        try:
+            raw = compiled.expr.to_pyarrow()
+        except QueryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - an engine's own error, reported with the SQL
+            raise QueryError(f"the engine refused the compiled query: "
+                             f"{str(exc).splitlines()[0][:300]}") from exc
+        return MetricResult(
+            query=self._canonical(query), table=_present(raw, compiled), sql=sql,
+            dialect=dialect, lineage=compiled.lineage, time_column=compiled.time_column,
+            start=compiled.range.start, end=compiled.range.end, timezone=self.timezone,
+        )
+
+
+def _check_table(table: ir.Table) -> None:
+    missing = [c for c in _ENVELOPE_COLUMNS if c not in table.columns]
+    if missing:
+        raise QueryError(f"the events table lacks column(s) {', '.join(missing)}; "
+                         "expected the warehouse's events table")
+
+
+def _data_bounds(table: ir.Table) -> tuple[datetime, datetime] | None:
+    row = table.aggregate(lo=table.timestamp.min(), hi=table.timestamp.max()).to_pyarrow()
+    lo, hi = row.column("lo")[0].as_py(), row.column("hi")[0].as_py()
+    if lo is None or hi is None:
+        return None
+    return _aware(lo), _aware(hi)
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _present(raw: pa.Table, compiled: CompiledQuery) -> pa.Table:
+    """Result columns named for people; day, week and month periods as dates."""
+    columns, names = [], []
+    for name in raw.column_names:
+        column = raw.column(name)
+        if name == "_period":
+            column = column.cast(pa.timestamp("us"))
+            if compiled.grain in ("day", "week", "month"):
+                column = column.cast(pa.date32())
+        elif name.startswith("_m") and pa.types.is_decimal(column.type):
+            column = column.cast(pa.float64())
+        columns.append(column)
+        names.append(compiled.names.get(name, name))
+    return pa.table(columns, names=names)
+
+
+def bound_text(value: str | date | datetime | None) -> str | None:
+    return value.isoformat() if isinstance(value, date) else value

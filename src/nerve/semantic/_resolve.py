@@ -1,0 +1,171 @@
+"""What a name in a metric file means: a property, a context field, a trait, a column.
+
+The rules (docs/metrics.md#references), tried in order:
+
+1. ``user`` -- the person: ``coalesce(user_id, anonymous_id)``.
+2. ``user.<trait>`` -- a trait from identify, as of the event's time (typed by the
+   catalog's ``identify`` entry).
+3. ``context.<path>`` -- a field of the event's context (device, os, app, location...).
+4. ``properties.<name>`` -- a property of the event, typed by the catalog.
+5. a built-in column: ``event``, ``source``, ``user_id``, ``anonymous_id``, ``type``.
+6. a named dimension from a ``dimensions:`` section.
+7. a named segment (in filters only).
+8. otherwise a property of the event(s) being measured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from nerve.catalog import Catalog, PropertySpec
+from nerve.semantic._expr import Node, Ref
+from nerve.semantic._model import ANY_EVENT, Dimension, Segment
+
+__all__ = ["BUILTIN_COLUMNS", "Resolved", "Resolver", "Unresolved"]
+
+#: envelope columns usable by name, and their types
+BUILTIN_COLUMNS = {"event": "string", "source": "string", "user_id": "string",
+                   "anonymous_id": "string", "type": "string", "name": "string"}
+#: the catalog entry whose properties are identify traits
+IDENTIFY = "identify"
+
+Kind = Literal["user", "trait", "context", "property", "column", "segment"]
+
+
+class Unresolved(ValueError):
+    """A name that means nothing here; the message says why and what would."""
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """A resolved name: where its value lives and its catalog type."""
+
+    kind: Kind
+    #: JSON path (trait, context, property) or the column name
+    path: tuple[str, ...]
+    type: str
+    #: the name as written
+    text: str
+    #: for a segment, its parsed condition
+    condition: Node | None = None
+
+    @property
+    def lineage(self) -> str:
+        """``properties.revenue``, ``user.age``, ``context.os.name``, ``event``."""
+        if self.kind == "property":
+            return "properties." + ".".join(self.path)
+        if self.kind == "trait":
+            return "user." + ".".join(self.path)
+        if self.kind == "context":
+            return "context." + ".".join(self.path)
+        return ".".join(self.path) if self.path else self.kind
+
+
+def _nested(props: tuple[PropertySpec, ...], path: tuple[str, ...]) -> PropertySpec | None:
+    current: PropertySpec | None = None
+    for key in path:
+        current = next((p for p in props if p.name == key), None)
+        if current is None:
+            return None
+        props = current.properties
+    return current
+
+
+class Resolver:
+    """Resolves names against the catalog, named dimensions and segments."""
+
+    def __init__(self, catalog: Catalog, dimensions: Mapping[str, Dimension],
+                 segments: Mapping[str, Segment], parsed_segments: Mapping[str, Node]) -> None:
+        self.catalog = catalog
+        self.dimensions = dimensions
+        self.segments = segments
+        self.parsed_segments = parsed_segments
+
+    def property_type(self, events: tuple[str, ...], path: tuple[str, ...], text: str) -> str:
+        """The catalog type of a property on every one of ``events``."""
+        label = ".".join(path)
+        if events == (ANY_EVENT,):
+            found = {spec.name: _nested(spec.properties, path) for spec in self.catalog
+                     if spec.type == "track"}
+            types = {p.type for p in found.values() if p is not None}
+            if len(types) == 1:
+                return types.pop()
+            if not types:
+                raise Unresolved(f"{text!r}: no cataloged event has a property {label!r}")
+            raise Unresolved(f"{text!r}: property {label!r} has different types across events "
+                             f"({', '.join(sorted(types))})")
+        types = set()
+        for event in events:
+            spec = self.catalog.get(event)
+            if spec is None:
+                raise Unresolved(f"{text!r}: event {event!r} is not in the catalog")
+            prop = _nested(spec.properties, path)
+            if prop is None:
+                known = ", ".join(p.name for p in spec.properties) or "none"
+                raise Unresolved(f"{text!r}: {event} has no property {label!r} "
+                                 f"(its properties: {known})")
+            types.add(prop.type)
+        if len(types) > 1 and not types <= {"integer", "number"}:
+            raise Unresolved(f"{text!r}: property {label!r} has different types across "
+                             f"{', '.join(events)} ({', '.join(sorted(types))})")
+        return "number" if len(types) > 1 else types.pop()
+
+    def trait_type(self, path: tuple[str, ...], text: str) -> str:
+        spec = self.catalog.get(IDENTIFY)
+        if spec is None:
+            raise Unresolved(f"{text!r}: traits need an 'identify' entry in the catalog "
+                             "(events/identify.yaml with type: identify)")
+        prop = _nested(spec.properties, path)
+        if prop is None:
+            known = ", ".join(p.name for p in spec.properties) or "none"
+            raise Unresolved(f"{text!r}: identify has no trait {'.'.join(path)!r} "
+                             f"(its traits: {known})")
+        return prop.type
+
+    def resolve(self, ref: Ref, events: tuple[str, ...], *, allow_segments: bool = False,
+                declared_type: str | None = None, _seen: tuple[str, ...] = ()) -> Resolved:
+        """What ``ref`` means for a measure over ``events``; raises Unresolved."""
+        path, text = ref.path, ref.text
+        head, rest = path[0], path[1:]
+        if head == "user" and not rest:
+            return Resolved("user", (), "string", text)
+        if head == "user":
+            return Resolved("trait", rest, declared_type or self.trait_type(rest, text), text)
+        if head == "context" and rest:
+            return Resolved("context", rest, declared_type or "string", text)
+        if head == "properties" and rest:
+            return Resolved("property", rest,
+                            declared_type or self.property_type(events, rest, text), text)
+        if not rest and head in BUILTIN_COLUMNS:
+            return Resolved("column", (head,), BUILTIN_COLUMNS[head], text)
+        if not rest and head in self.dimensions:
+            if head in _seen:
+                raise Unresolved(f"{text!r}: dimension {head!r} refers to itself")
+            dim = self.dimensions[head]
+            inner = self.resolve(Ref(tuple(dim.expr.split("."))), events,
+                                 declared_type=dim.type, _seen=(*_seen, head))
+            return Resolved(inner.kind, inner.path, inner.type, text)
+        if not rest and head in self.parsed_segments:
+            if not allow_segments:
+                raise Unresolved(f"{text!r} is a segment; use it in a filter, not as a value")
+            return Resolved("segment", (head,), "boolean", text, self.parsed_segments[head])
+        return Resolved("property", path, self.property_type(events, path, text), text)
+
+    def type_of(self, events: tuple[str, ...]) -> _TypeOf:
+        return _TypeOf(self, events)
+
+
+class _TypeOf:
+    """A ``Ref -> type`` callable for expression type checks (unknown names: None)."""
+
+    def __init__(self, resolver: Resolver, events: tuple[str, ...]) -> None:
+        self.resolver = resolver
+        self.events = events
+
+    def __call__(self, ref: Ref) -> str | None:
+        try:
+            return self.resolver.resolve(ref, self.events, allow_segments=True).type
+        except Unresolved:
+            return None

@@ -1,0 +1,191 @@
+"""Every metric type against hand-computed numbers, on DuckDB, PostgreSQL and Spark.
+
+One small shop history (three users, four weeks, one of them empty) is loaded once per
+engine; each test runs a query on it and compares with numbers worked out by hand in
+the comments. Queries bundle several metrics so Spark runs few of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pytest
+
+from nerve.semantic import MetricQuery, SemanticLayer
+from tests.semantic.conftest import identify, track, ts
+
+NOW = datetime(2026, 4, 1, 12, tzinfo=UTC)
+IOS = {"os": {"name": "iOS"}}
+ANDROID = {"os": {"name": "Android"}}
+
+HISTORY = [
+    # u1 is 30 until 2026-03-10, then 66; u2 is 70 until 2026-03-10, then 30 (a fix)
+    identify(ts(2026, 3, 1), "u1", age=30, country="DE", age_group="25-34"),
+    identify(ts(2026, 3, 1), "u2", age=70, country="FR", age_group="65+"),
+    identify(ts(2026, 3, 10), "u1", age=66, age_group="65+"),
+    identify(ts(2026, 3, 10), "u2", age=30, age_group="25-34"),
+    # week of 2026-03-02
+    track("session_start", ts(2026, 3, 2, 10), "u1", session_id="s1", context=IOS),
+    track("product_view", ts(2026, 3, 2, 10, 1), "u1", price=50.0, category="shoes",
+          context=IOS),
+    track("add_to_cart", ts(2026, 3, 2, 10, 2), "u1", price=50.0, quantity=1, context=IOS),
+    track("checkout_start", ts(2026, 3, 2, 10, 3), "u1", context=IOS),
+    track("purchase_complete", ts(2026, 3, 2, 10, 30), "u1", revenue=50.0, currency="EUR",
+          context=IOS),
+    track("session_start", ts(2026, 3, 3, 9), "u2", session_id="s2", context=ANDROID),
+    track("product_view", ts(2026, 3, 3, 9, 5), "u2", price=20.0, context=ANDROID),
+    track("checkout_start", ts(2026, 3, 3, 9, 10), "u2", context=ANDROID),
+    # more than an hour after checkout: not a conversion within 1h
+    track("purchase_complete", ts(2026, 3, 3, 11), "u2", revenue=20.0, currency="USD",
+          context=ANDROID),
+    track("product_view", ts(2026, 3, 4, 12), "u3", price=10.0),
+    # week of 2026-03-09
+    track("session_start", ts(2026, 3, 11, 8), "u1", session_id="s3", context=IOS),
+    track("purchase_complete", ts(2026, 3, 11, 8, 30), "u1", revenue=100.0, currency="EUR",
+          context=IOS),
+    track("purchase_complete", ts(2026, 3, 12, 10), "u2", revenue=30.0, currency="EUR",
+          context=ANDROID),
+    # week of 2026-03-16: nothing. Week of 2026-03-23: one anonymous visit
+    {"event": "session_start", "timestamp": ts(2026, 3, 24, 7), "anonymous_id": "a3",
+     "properties": {"session_id": "s4"}},
+]
+
+WEEKS = [date(2026, 3, 2), date(2026, 3, 9), date(2026, 3, 16), date(2026, 3, 23)]
+
+
+@pytest.fixture(scope="module")
+def loaded(engine: Any) -> dict[str, Any]:
+    """The shop history on each engine, loaded once (Spark is slow to start)."""
+    return {}
+
+
+@pytest.fixture
+def events(engine: Any, loaded: dict[str, Any],
+           events_table: Callable[[list[dict[str, Any]]], Any]) -> Any:
+    key = engine.name
+    if key not in loaded:
+        loaded[key] = engine.load("semantic_events", events_table(HISTORY))
+    return loaded[key]
+
+
+def run(layer: SemanticLayer, table: Any, metrics: list[str], **options: Any) -> list[dict]:
+    query = MetricQuery.build(metrics, **options)
+    return layer.query(query, table, now=NOW).rows()
+
+
+def close(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return abs(a - b) < 1e-9
+
+
+def test_weekly_metrics_of_every_type(make_layer: Callable[..., SemanticLayer],
+                                      events: Any) -> None:
+    layer = make_layer()
+    rows = run(layer, events,
+               ["orders", "revenue", "aov", "revenue_wow", "active_users", "events",
+                "cart_rate", "checkout_conversion", "checkout_conversions", "sessions",
+                "eur_revenue"],
+               grain="week", since="2026-03-02", until="2026-03-29")
+    assert [r["week"] for r in rows] == WEEKS  # the empty week is there
+    column = {k: [r[k] for r in rows] for k in rows[0]}
+    assert column["orders"] == [2, 2, 0, 0]
+    assert column["revenue"] == [70, 130, 0, 0]
+    assert column["eur_revenue"] == [50, 130, 0, 0]
+    # 70/2, 130/2, then 0/0: null, not an error
+    assert column["aov"] == [35, 65, None, None]
+    # week 1 against an empty week before it: null; (130-70)/70; (0-130)/130; 0/0
+    assert [close(a, b) for a, b in zip(column["revenue_wow"],
+                                        [None, 60 / 70, -1.0, None], strict=True)] == [True] * 4
+    assert column["active_users"] == [3, 2, 0, 1]
+    assert column["events"] == [10, 3, 0, 1]
+    # add_to_cart users {u1} over product_view users {u1, u2, u3}
+    assert close(column["cart_rate"][0], 1 / 3)
+    assert column["cart_rate"][1:] == [None, None, None]
+    # checkout users {u1, u2}; only u1 bought within the hour
+    assert column["checkout_conversion"] == [0.5, None, None, None]
+    assert column["checkout_conversions"] == [1, 0, 0, 0]
+    assert column["sessions"] == [2, 1, 0, 1]
+
+
+def test_breakdown_fills_every_period_for_every_value(
+        make_layer: Callable[..., SemanticLayer], events: Any) -> None:
+    layer = make_layer()
+    rows = run(layer, events, ["revenue", "orders"], by="platform", grain="week",
+               since="2026-03-02", until="2026-03-22")
+    got = {(r["week"], r["platform"]): (r["revenue"], r["orders"]) for r in rows}
+    assert got == {
+        (WEEKS[0], "Android"): (20, 1), (WEEKS[0], "iOS"): (50, 1),
+        (WEEKS[1], "Android"): (30, 1), (WEEKS[1], "iOS"): (100, 1),
+        (WEEKS[2], "Android"): (0, 0), (WEEKS[2], "iOS"): (0, 0),
+    }
+    assert list(rows[0]) == ["week", "platform", "revenue", "orders"]
+
+
+def test_traits_are_taken_as_of_the_event(make_layer: Callable[..., SemanticLayer],
+                                          events: Any) -> None:
+    layer = make_layer()
+    # seniors (age >= 65 at the time): u2 bought in week 1 (age 70); u1 in week 2 (66)
+    rows = run(layer, events, ["revenue", "orders"], grain="week", segments="seniors",
+               since="2026-03-02", until="2026-03-15")
+    assert [(r["revenue"], r["orders"]) for r in rows] == [(20, 1), (100, 1)]
+    # by a trait dimension, and a where on another trait that never changed (country)
+    rows = run(layer, events, ["revenue"], by="age_group", where="user.country = 'DE'",
+               since="2026-03-01", until="2026-03-31")
+    assert {r["age_group"]: r["revenue"] for r in rows} == {"25-34": 50, "65+": 100}
+
+
+def test_cumulative_windows(make_layer: Callable[..., SemanticLayer], events: Any) -> None:
+    layer = make_layer()
+    rows = run(layer, events, ["wau", "revenue_mtd", "revenue_all_time"], grain="day",
+               since="2026-03-09", until="2026-03-12")
+    got = {r["day"]: (r["wau"], r["revenue_mtd"], r["revenue_all_time"]) for r in rows}
+    assert got == {
+        # trailing 7 days ending 03-09: 03-03..03-09 holds u2 (03-03) and u3 (03-04)
+        date(2026, 3, 9): (2, 70, 70),
+        # 03-04..03-10: u3 only
+        date(2026, 3, 10): (1, 70, 70),
+        # 03-05..03-11: u1
+        date(2026, 3, 11): (1, 170, 170),
+        # 03-06..03-12: u1, u2
+        date(2026, 3, 12): (2, 200, 200),
+    }
+
+
+def test_totals_without_a_grain(make_layer: Callable[..., SemanticLayer],
+                                events: Any) -> None:
+    layer = make_layer()
+    rows = run(layer, events, ["orders", "avg_order", "max_order", "median_order",
+                               "revenue_per_user"],
+               since="2026-03-01", until="2026-03-31")
+    assert len(rows) == 1
+    row = rows[0]
+    assert "day" not in row and "week" not in row
+    assert row["orders"] == 4
+    assert close(row["avg_order"], 50.0)
+    assert row["max_order"] == 100
+    assert close(row["median_order"], 40.0)  # (30 + 50) / 2
+    assert close(row["revenue_per_user"], 200 / 4)  # u1, u2, u3 and a3
+
+
+def test_days_follow_the_workspace_time_zone_across_dst(
+        make_layer: Callable[..., SemanticLayer], engine: Any,
+        events_table: Callable[[list[dict[str, Any]]], Any]) -> None:
+    # Europe/Berlin switches to summer time on 2026-03-29 at 02:00 (UTC+1 -> UTC+2)
+    table = engine.load("semantic_dst", events_table([
+        track("purchase_complete", ts(2026, 3, 28, 22, 30), "u1", revenue=1.0),  # 28th 23:30
+        track("purchase_complete", ts(2026, 3, 28, 23, 30), "u1", revenue=2.0),  # 29th 00:30
+        track("purchase_complete", ts(2026, 3, 29, 21, 30), "u1", revenue=4.0),  # 29th 23:30
+        track("purchase_complete", ts(2026, 3, 29, 22, 30), "u1", revenue=8.0),  # 30th 00:30
+    ]))
+    berlin = make_layer("Europe/Berlin")
+    rows = run(berlin, table, ["revenue"], grain="day", since="2026-03-27",
+               until="2026-03-30")
+    assert [(r["day"], r["revenue"]) for r in rows] == [
+        (date(2026, 3, 27), 0), (date(2026, 3, 28), 1), (date(2026, 3, 29), 6),
+        (date(2026, 3, 30), 8)]
+    utc = make_layer("UTC")
+    rows = run(utc, table, ["revenue"], grain="day", since="2026-03-28", until="2026-03-29")
+    assert [r["revenue"] for r in rows] == [3, 12]
