@@ -158,11 +158,20 @@ addToCart(analytics, { quantity: "2", product_id: "p-1" });
 """
 
 
+TS_BROWSER = """\
+import { AnalyticsBrowser } from "@segment/analytics-next";
+import { addToCart } from "./tracking";
+
+const analytics = AnalyticsBrowser.load({ writeKey: "KEY" });
+addToCart(analytics, { quantity: 1, product_id: "p-1", currency: "EUR" });
+"""
+
+
 def _tsc() -> Path:
     if shutil.which("npm") is None:
         pytest.skip("npm is not installed: TypeScript codegen needs tsc from npm")
     tsc = TS_DIR / "node_modules" / ".bin" / "tsc"
-    if not tsc.exists():
+    if not tsc.exists() or not (TS_DIR / "node_modules" / "@segment").exists():
         subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
                        cwd=TS_DIR, check=True, capture_output=True, timeout=300)
     return tsc
@@ -187,6 +196,13 @@ def test_generated_typescript_passes_tsc_strict_and_typos_fail(tmp_path: Path) -
     assert any(line.startswith("bad.ts(4,") and "quantiy" in line for line in errors), errors
     assert any(line.startswith("bad.ts(5,") and "cheapest" in line for line in errors), errors
     assert any(line.startswith("bad.ts(6,") and "string" in line for line in errors), errors
+    # the real analytics.js (analytics-next) client fits the generated functions
+    (tmp_path / "browser.ts").write_text(TS_BROWSER)
+    (tmp_path / "node_modules").symlink_to(TS_DIR / "node_modules")
+    browser = subprocess.run([str(tsc), *options, "--moduleResolution", "node", "--noEmit",
+                              "--skipLibCheck", "browser.ts"], cwd=tmp_path,
+                             capture_output=True, text=True, check=False)
+    assert browser.returncode == 0, browser.stdout + browser.stderr
     if shutil.which("node"):
         run = subprocess.run(["node", "out/good.js"], cwd=tmp_path, capture_output=True,
                              text=True, check=True)
