@@ -46,8 +46,8 @@ __all__ = [
     "MetricResult",
     "MetricsError",
     "Readiness",
-    "SemanticLayer",
     "Segment",
+    "SemanticLayer",
     "parse_duration",
     "query",
     "readiness",
@@ -61,5 +61,5 @@ def query(metrics: str | list[str] | tuple[str, ...], *, layer: SemanticLayer,
     from datetime import datetime  # noqa: PLC0415
 
     built = MetricQuery.build(metrics, **options)
-    return layer.query(built, table,  # type: ignore[arg-type]
+    return layer.query(built, table,
                        now=now if isinstance(now, datetime) else None)

@@ -12,7 +12,7 @@ from nerve.errors import Location
 from nerve.semantic._expr import Node, Ref, parse_arithmetic, parse_filter, refs, type_problems
 from nerve.semantic._load import Definitions
 from nerve.semantic._model import ANY_EVENT, Measure, Metric
-from nerve.semantic._resolve import BUILTIN_COLUMNS, Resolver, Unresolved
+from nerve.semantic._resolve import BUILTIN_COLUMNS, ResolveError, Resolver
 from nerve.semantic._time import parse_duration
 
 __all__ = ["check_definitions", "parse_ref", "parse_segments"]
@@ -47,7 +47,7 @@ def _check_filter(text: str | None, events: tuple[str, ...], resolver: Resolver,
     for ref in refs(node):
         try:
             resolver.resolve(ref, events, allow_segments=True)
-        except Unresolved as exc:
+        except ResolveError as exc:
             problems.append((where, f"{subject}: {exc}"))
             return
     problems.extend((where, f"{subject}: {text}: {p}")
@@ -73,7 +73,7 @@ def _check_measure(measure: Measure, catalog: Catalog, resolver: Resolver, subje
     if measure.of:
         try:
             target = resolver.resolve(parse_ref(measure.of), measure.events)
-        except (Unresolved, ValueError) as exc:
+        except (ResolveError, ValueError) as exc:
             problems.append((where, f"{subject}.of: {exc}"))
             return
         if measure.agg in ("sum", "avg", "percentile") and target.type not in _NUMERIC:
@@ -139,7 +139,7 @@ def _check_metric(metric: Metric, metrics: Mapping[str, Metric], catalog: Catalo
                 continue
             try:
                 resolver.resolve(parse_ref(conv.entity), measure.events)
-            except (Unresolved, ValueError) as exc:
+            except (ResolveError, ValueError) as exc:
                 problems.append((at("entity"), f"{metric.name}.entity: {exc}"))
     if metric.type == "derived":
         assert metric.expr is not None
@@ -209,11 +209,11 @@ def check_definitions(defs: Definitions, catalog: Catalog, resolver: Resolver,
             ref = parse_ref(dim.expr)
             if ref.path[0] not in ("user", "context", "properties") and \
                     ref.text not in BUILTIN_COLUMNS and ref.text not in defs.dimensions:
-                raise Unresolved(f"{dim.expr!r}: a dimension is user.TRAIT, context.PATH, "
+                raise ResolveError(f"{dim.expr!r}: a dimension is user.TRAIT, context.PATH, "
                                  "properties.NAME, a built-in column or another dimension")
             if ref.path[0] != "properties":
                 resolver.resolve(ref, (ANY_EVENT,), declared_type=dim.type)
-        except (Unresolved, ValueError) as exc:
+        except (ResolveError, ValueError) as exc:
             problems.append((where, f"dimensions.{dim.name}: {exc}"))
     for seg in defs.segments.values():
         where = Location(seg.file or "metrics", seg.line)

@@ -49,7 +49,7 @@ from nerve.semantic._expr import (
 )
 from nerve.semantic._model import ADDITIVE, ANY_EVENT, ConversionSpec, Measure, Metric
 from nerve.semantic._query import Lineage, MetricQuery
-from nerve.semantic._resolve import Resolved, Resolver, Unresolved
+from nerve.semantic._resolve import Resolved, ResolveError, Resolver
 from nerve.semantic._time import (
     Duration,
     TimeRange,
@@ -154,7 +154,8 @@ class _Compiler:
             known = ", ".join(sorted(self.metrics)) or "none defined in metrics/"
             raise QueryError(f"unknown metric {name!r} (metrics: {known})")
         if metric.filter:
-            filters = (*filters, (metric.filter, f"{metric.name} filter ({metric.where('filter')})"))
+            origin = f"{metric.name} filter ({metric.where('filter')})"
+            filters = (*filters, (metric.filter, origin))
         if metric.type == "simple":
             assert metric.measure is not None
             return self._measure_value(metric.measure, _Key(metric.measure, filters, offsets),
@@ -169,7 +170,7 @@ class _Compiler:
         if metric.type == "ratio":
             num = self._side(metric.numerator, offsets, filters, trace)
             den = self._side(metric.denominator, offsets, filters, trace)
-            return lambda f: safe_divide(num(f), den(f))  # type: ignore[arg-type]
+            return lambda f: safe_divide(num(f), den(f))
         if metric.type == "conversion":
             conv = metric.conversion
             assert conv is not None
@@ -178,7 +179,7 @@ class _Compiler:
                 conv.base, _Key(conv.base, filters, offsets, converted=conv), trace)
             if conv.calculation == "conversions":
                 return converted
-            return lambda f: safe_divide(converted(f), base(f))  # type: ignore[arg-type]
+            return lambda f: safe_divide(converted(f), base(f))
         assert metric.expr is not None
         node = parse_arithmetic(metric.expr)
         aliases = {i.alias: i for i in metric.inputs}
@@ -214,7 +215,7 @@ class _Compiler:
                  context: str) -> Resolved:
         try:
             return self.resolver.resolve(ref, events, allow_segments=segments)
-        except Unresolved as exc:
+        except ResolveError as exc:
             raise QueryError(f"{context}: {exc}") from None
 
     def _filters_of(self, key: _Key) -> list[tuple[Node, str, str]]:
@@ -494,8 +495,10 @@ class _Compiler:
                                         "_lo": [b[1] for b in bounds],
                                         "_hi": [b[2] for b in bounds]})
         joined = rows.join(spine, [rows._local >= spine._lo, rows._local < spine._hi])
-        joined = joined.select(_period=joined._p, *dims,
-                               **({"_v": joined._v} if "_v" in rows.columns else {}))
+        keep = {"_period": joined._p, **{d: joined[d] for d in dims}}
+        if "_v" in rows.columns:
+            keep["_v"] = joined._v
+        joined = joined.select(**keep)
         return joined.group_by(["_period", *dims]).aggregate(
             _v=self._aggregations(key.measure, joined))
 
@@ -586,7 +589,7 @@ class _Compiler:
             for ref in refs_read:
                 try:
                     item = self.resolver.resolve(ref, events)
-                except Unresolved:
+                except ResolveError:
                     continue
                 fields.add(item.lineage if item.kind in ("trait", "user", "column")
                            else f"{label}.{item.lineage}")
@@ -620,16 +623,16 @@ def _arith(node: Node, values: dict[str, Value], frame: ir.Table) -> ir.Value:
     if isinstance(node, Lit):
         return ibis.literal(node.value)
     if isinstance(node, Neg):
-        return -_arith(node.item, values, frame)  # type: ignore[operator]
+        return -_arith(node.item, values, frame)
     assert isinstance(node, Arith)
     left, right = _arith(node.left, values, frame), _arith(node.right, values, frame)
     if node.op == "/":
-        return safe_divide(left, right)  # type: ignore[arg-type]
+        return safe_divide(left, right)
     if node.op == "+":
-        return left + right  # type: ignore[operator]
+        return left + right
     if node.op == "-":
-        return left - right  # type: ignore[operator]
-    return left * right  # type: ignore[operator]
+        return left - right
+    return left * right
 
 
 def compile_query(query: MetricQuery, *, metrics: dict[str, Metric], resolver: Resolver,

@@ -44,33 +44,33 @@ IBIS_TYPES: dict[str, dt.DataType] = {
 }
 
 
-@ibis.udf.scalar.builtin(name="json_extract_string")
+@ibis.udf.scalar.builtin(name="json_extract_string")  # type: ignore[untyped-decorator]
 def _duckdb_json(doc: str, path: str) -> str:  # type: ignore[empty-body]
     """DuckDB: a JSON field as text."""
 
 
-@ibis.udf.scalar.builtin(name="json_extract_path")
-def _pg_json_object(doc: dt.JSON, key: str) -> dt.JSON:  # type: ignore[empty-body]
+@ibis.udf.scalar.builtin(name="json_extract_path")  # type: ignore[untyped-decorator]
+def _pg_json_object(doc: dt.JSON, key: str) -> dt.JSON:
     """PostgreSQL: one level down a JSON document."""
 
 
-@ibis.udf.scalar.builtin(name="json_extract_path_text")
+@ibis.udf.scalar.builtin(name="json_extract_path_text")  # type: ignore[untyped-decorator]
 def _pg_json_text(doc: dt.JSON, key: str) -> str:  # type: ignore[empty-body]
     """PostgreSQL: a JSON field as text."""
 
 
-@ibis.udf.scalar.builtin(name="get_json_object")
+@ibis.udf.scalar.builtin(name="get_json_object")  # type: ignore[untyped-decorator]
 def _spark_json(doc: str, path: str) -> str:  # type: ignore[empty-body]
     """Spark: a JSON field as text."""
 
 
-@ibis.udf.scalar.builtin(name="timezone")
-def _sql_timezone(zone: str, ts: dt.Timestamp(timezone="UTC")) -> dt.Timestamp():  # type: ignore[empty-body, valid-type]
+@ibis.udf.scalar.builtin(name="timezone")  # type: ignore[untyped-decorator]
+def _sql_timezone(zone: str, ts: dt.Timestamp(timezone="UTC")) -> dt.Timestamp():  # type: ignore[valid-type]
     """DuckDB and PostgreSQL: an instant as wall-clock time in a zone."""
 
 
-@ibis.udf.scalar.builtin(name="from_utc_timestamp")
-def _spark_local(ts: dt.Timestamp(timezone="UTC"), zone: str) -> dt.Timestamp():  # type: ignore[empty-body, valid-type]
+@ibis.udf.scalar.builtin(name="from_utc_timestamp")  # type: ignore[untyped-decorator]
+def _spark_local(ts: dt.Timestamp(timezone="UTC"), zone: str) -> dt.Timestamp():  # type: ignore[valid-type]
     """Spark: an instant as wall-clock time in a zone (session time zone UTC)."""
 
 
@@ -124,12 +124,10 @@ def local_time(ts: ir.TimestampValue, tz: str, dialect: str) -> ir.TimestampValu
     """A UTC instant as naive wall-clock time in ``tz``."""
     # always through the engine's zone function: a plain cast would use the session zone
     if dialect == "pyspark":
-        result = _spark_local(ts, tz)
-    else:
-        result = _sql_timezone(tz, ts)
-    return result  # type: ignore[no-any-return]
+        return _spark_local(ts, tz)
+    return _sql_timezone(tz, ts)
 
 
 def safe_divide(numerator: ir.NumericValue, denominator: ir.NumericValue) -> ir.FloatingValue:
     """``numerator / denominator``, null (not an error, not infinity) when dividing by zero."""
-    return numerator.cast(dt.float64) / denominator.cast(dt.float64).nullif(0.0)  # type: ignore[no-any-return]
+    return numerator.cast(dt.float64) / denominator.cast(dt.float64).nullif(0.0)

@@ -128,7 +128,7 @@ def _ref(node: exp.Expression, text: str) -> Ref:
     if isinstance(node, exp.Column):
         parts = tuple(p.name for p in node.parts)
     elif isinstance(node, exp.Dot):
-        parts = tuple(p.name for p in node.flatten())
+        parts = tuple(p.name for p in node.flatten())  # type: ignore[no-untyped-call]
     else:  # pragma: no cover - callers check the kind
         raise ValueError(f"{text!r}: expected a name, got {node.sql()}")
     if not all(parts):

@@ -168,7 +168,7 @@ class SemanticLayer:
             raw = compiled.expr.to_pyarrow()
         except QueryError:
             raise
-        except Exception as exc:  # noqa: BLE001 - an engine's own error, reported with the SQL
+        except Exception as exc:
             raise QueryError(f"the engine refused the compiled query: "
                              f"{str(exc).splitlines()[0][:300]}") from exc
         return MetricResult(

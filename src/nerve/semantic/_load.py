@@ -340,7 +340,7 @@ def load_definitions(metrics_dir: Path, problems: Problems) -> Definitions:
                 item = build(name, body, entries)
                 if item is not None:
                     origin[(section, name)] = path
-                    target[name] = item  # type: ignore[index]
+                    target[name] = item  # type: ignore[assignment]
     return found
 
 

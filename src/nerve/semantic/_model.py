@@ -144,10 +144,7 @@ class Metric:
 
     def referenced_metrics(self) -> tuple[str, ...]:
         """Names of the other metrics this one is built from."""
-        names: list[str] = []
-        for side in (self.numerator, self.denominator):
-            if isinstance(side, str):
-                names.append(side)
+        names = [side for side in (self.numerator, self.denominator) if isinstance(side, str)]
         names.extend(i.metric for i in self.inputs)
         return tuple(dict.fromkeys(names))
 

@@ -8,6 +8,7 @@ is ``unknown``.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -16,7 +17,7 @@ from nerve.catalog import Catalog
 from nerve.semantic._check import parse_ref
 from nerve.semantic._expr import parse_arithmetic, parse_filter, refs
 from nerve.semantic._model import ANY_EVENT, Measure, Metric
-from nerve.semantic._resolve import Resolver, Unresolved
+from nerve.semantic._resolve import ResolveError, Resolver
 
 __all__ = ["Health", "HealthSource", "Readiness", "Requirement", "readiness"]
 
@@ -98,7 +99,7 @@ def _measure_needs(measure: Measure, extra: list[str], resolver: Resolver,
     for ref in names:
         try:
             item = resolver.resolve(ref, events, allow_segments=True)
-        except Unresolved as exc:
+        except ResolveError as exc:
             needs.append(Requirement("|".join(events), ref.text, False, str(exc)))
             continue
         if item.kind == "segment":
@@ -123,10 +124,8 @@ def _needs(metric: Metric, metrics: Mapping[str, Metric], resolver: Resolver,
         needs.extend(_measure_needs(measure, extra, resolver, catalog))
     others = list(metric.referenced_metrics())
     if metric.type == "derived" and metric.expr:
-        try:
+        with contextlib.suppress(ValueError):
             others += [r.text for r in refs(parse_arithmetic(metric.expr))]
-        except ValueError:
-            pass
     for name in dict.fromkeys(others):
         other = metrics.get(name)
         if other is not None:

@@ -23,7 +23,7 @@ from nerve.catalog import Catalog, PropertySpec
 from nerve.semantic._expr import Node, Ref
 from nerve.semantic._model import ANY_EVENT, Dimension, Segment
 
-__all__ = ["BUILTIN_COLUMNS", "Resolved", "Resolver", "Unresolved"]
+__all__ = ["BUILTIN_COLUMNS", "ResolveError", "Resolved", "Resolver"]
 
 #: envelope columns usable by name, and their types
 BUILTIN_COLUMNS = {"event": "string", "source": "string", "user_id": "string",
@@ -34,7 +34,7 @@ IDENTIFY = "identify"
 Kind = Literal["user", "trait", "context", "property", "column", "segment"]
 
 
-class Unresolved(ValueError):
+class ResolveError(ValueError):
     """A name that means nothing here; the message says why and what would."""
 
 
@@ -93,40 +93,40 @@ class Resolver:
             if len(types) == 1:
                 return types.pop()
             if not types:
-                raise Unresolved(f"{text!r}: no cataloged event has a property {label!r}")
-            raise Unresolved(f"{text!r}: property {label!r} has different types across events "
+                raise ResolveError(f"{text!r}: no cataloged event has a property {label!r}")
+            raise ResolveError(f"{text!r}: property {label!r} has different types across events "
                              f"({', '.join(sorted(types))})")
         types = set()
         for event in events:
             spec = self.catalog.get(event)
             if spec is None:
-                raise Unresolved(f"{text!r}: event {event!r} is not in the catalog")
+                raise ResolveError(f"{text!r}: event {event!r} is not in the catalog")
             prop = _nested(spec.properties, path)
             if prop is None:
                 known = ", ".join(p.name for p in spec.properties) or "none"
-                raise Unresolved(f"{text!r}: {event} has no property {label!r} "
+                raise ResolveError(f"{text!r}: {event} has no property {label!r} "
                                  f"(its properties: {known})")
             types.add(prop.type)
         if len(types) > 1 and not types <= {"integer", "number"}:
-            raise Unresolved(f"{text!r}: property {label!r} has different types across "
+            raise ResolveError(f"{text!r}: property {label!r} has different types across "
                              f"{', '.join(events)} ({', '.join(sorted(types))})")
         return "number" if len(types) > 1 else types.pop()
 
     def trait_type(self, path: tuple[str, ...], text: str) -> str:
         spec = self.catalog.get(IDENTIFY)
         if spec is None:
-            raise Unresolved(f"{text!r}: traits need an 'identify' entry in the catalog "
+            raise ResolveError(f"{text!r}: traits need an 'identify' entry in the catalog "
                              "(events/identify.yaml with type: identify)")
         prop = _nested(spec.properties, path)
         if prop is None:
             known = ", ".join(p.name for p in spec.properties) or "none"
-            raise Unresolved(f"{text!r}: identify has no trait {'.'.join(path)!r} "
+            raise ResolveError(f"{text!r}: identify has no trait {'.'.join(path)!r} "
                              f"(its traits: {known})")
         return prop.type
 
     def resolve(self, ref: Ref, events: tuple[str, ...], *, allow_segments: bool = False,
                 declared_type: str | None = None, _seen: tuple[str, ...] = ()) -> Resolved:
-        """What ``ref`` means for a measure over ``events``; raises Unresolved."""
+        """What ``ref`` means for a measure over ``events``; raises ResolveError."""
         path, text = ref.path, ref.text
         head, rest = path[0], path[1:]
         if head == "user" and not rest:
@@ -142,14 +142,14 @@ class Resolver:
             return Resolved("column", (head,), BUILTIN_COLUMNS[head], text)
         if not rest and head in self.dimensions:
             if head in _seen:
-                raise Unresolved(f"{text!r}: dimension {head!r} refers to itself")
+                raise ResolveError(f"{text!r}: dimension {head!r} refers to itself")
             dim = self.dimensions[head]
             inner = self.resolve(Ref(tuple(dim.expr.split("."))), events,
                                  declared_type=dim.type, _seen=(*_seen, head))
             return Resolved(inner.kind, inner.path, inner.type, text)
         if not rest and head in self.parsed_segments:
             if not allow_segments:
-                raise Unresolved(f"{text!r} is a segment; use it in a filter, not as a value")
+                raise ResolveError(f"{text!r} is a segment; use it in a filter, not as a value")
             return Resolved("segment", (head,), "boolean", text, self.parsed_segments[head])
         return Resolved("property", path, self.property_type(events, path, text), text)
 
@@ -167,5 +167,5 @@ class _TypeOf:
     def __call__(self, ref: Ref) -> str | None:
         try:
             return self.resolver.resolve(ref, self.events, allow_segments=True).type
-        except Unresolved:
+        except ResolveError:
             return None
