@@ -106,7 +106,9 @@ def _via_server(server: dict[str, Any], query: str) -> dict[str, Any]:
     url = str(server["url"]).rstrip("/") + "/v1/admin/sql"
     headers = {"Authorization": f"Bearer {server.get('admin_token', '')}"}
     try:
-        response = httpx.post(url, json={"query": query}, headers=headers, timeout=300)
+        # "query" is the documented field; "sql" too, for servers that name it so
+        response = httpx.post(url, json={"query": query, "sql": query}, headers=headers,
+                              timeout=300)
     except httpx.ConnectError:
         raise
     except httpx.HTTPError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
@@ -10,11 +11,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from nerve.envelope import ENVELOPE_SCHEMA
-from nerve.warehouse import EVENT_COLUMNS, QUARANTINE_COLUMNS
+from nerve.warehouse import EVENT_COLUMNS, JSON_COLUMNS, QUARANTINE_COLUMNS
 
-__all__ = ["LoadStats", "commit_load", "dedup_within", "read_offsets"]
+__all__ = ["LoadStats", "as_json", "commit_load", "conform", "dedup_within", "read_offsets"]
 
-_BATCH_VIEW = "_nerve_load_batch"
+_JSON = pa.json_(pa.string())
 
 
 @dataclass(slots=True)
@@ -67,19 +68,45 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _insert(table: str, columns: tuple[str, ...], stamp: str, valid: bool,
+def as_json(table: pa.Table) -> pa.Table:
+    """Tag the JSON text columns with Arrow's JSON type, so DuckDB takes them as JSON as
+    they are. The collector wrote them with a JSON serializer and the log's checksums
+    guard them since, so the loader does not parse them again."""
+    for name in JSON_COLUMNS & set(table.column_names):
+        index = table.column_names.index(name)
+        storage = table.column(index).combine_chunks()
+        table = table.set_column(index, pa.field(name, _JSON, nullable=True),
+                                 pa.ExtensionArray.from_storage(_JSON, storage))
+    return table
+
+
+def _insert(table: str, view: str, columns: tuple[str, ...], stamp: str,
             window_start: datetime | None) -> str:
     names = ", ".join(quote(c) for c in columns)
     values = ", ".join("b." + quote(c) for c in columns)
     window = "" if window_start is None else "AND t.received_at >= $window_start"
     return (
         f"INSERT INTO {table} ({names}, {stamp}) "
-        f"SELECT {values}, now() "
-        f"FROM {_BATCH_VIEW} AS b "
-        f"WHERE b.violations IS {'NULL' if valid else 'NOT NULL'} "
-        f"AND NOT EXISTS (SELECT 1 FROM {table} AS t "
+        f"SELECT {values}, now() FROM {view} AS b "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {table} AS t "
         f"WHERE t.message_id = b.message_id {window})"
     )
+
+
+def _load_part(cursor: Any, part: pa.Table, table: str, columns: tuple[str, ...], stamp: str,
+               window_start: datetime | None) -> int:
+    """Insert the rows of ``part`` whose message_id is not in ``table`` yet; how many."""
+    if part.num_rows == 0:
+        return 0
+    view = f"_nerve_load_{table}"
+    params = {} if window_start is None else {"window_start": window_start}
+    cursor.register(view, as_json(part.select(list(columns))))
+    try:
+        row = cursor.execute(_insert(table, view, columns, stamp, window_start),
+                             params).fetchone()
+    finally:
+        cursor.unregister(view)
+    return int(row[0]) if row else 0
 
 
 def commit_load(cursor: Any, batches: list[pa.RecordBatch], *, writer: str, segment: str,
@@ -93,30 +120,25 @@ def commit_load(cursor: Any, batches: list[pa.RecordBatch], *, writer: str, segm
     The segment's offset and a ``loads`` ledger row commit with the rows, so a crash
     leaves either all of it or none.
     """
-    raw = conform(pa.Table.from_batches(batches, schema=batches[0].schema)
-                  if batches else ENVELOPE_SCHEMA.empty_table())
+    raw = conform(pa.Table.from_batches(batches) if batches else ENVELOPE_SCHEMA.empty_table())
     table = dedup_within(raw)
     received = pc.min_max(raw.column("received_at")) if raw.num_rows else None
     lo = received["min"].as_py() if received else None
     hi = received["max"].as_py() if received else None
     window_start = None if dedup_window is None or lo is None else lo - dedup_window
-    params = {} if window_start is None else {"window_start": window_start}
+    invalid = pc.is_valid(table.column("violations"))
+    valid_rows = table.filter(pc.invert(invalid))
+    invalid_rows = table.filter(invalid) if valid_rows.num_rows < table.num_rows else None
     cursor.execute("BEGIN TRANSACTION")
     try:
-        cursor.register(_BATCH_VIEW, table)
-        try:
-            loaded = cursor.execute(
-                _insert("events", EVENT_COLUMNS, "loaded_at", True, window_start), params
-            ).fetchone()[0]
-            quarantined = cursor.execute(
-                _insert("quarantine", QUARANTINE_COLUMNS, "quarantined_at", False,
-                        window_start), params
-            ).fetchone()[0]
-        finally:
-            cursor.unregister(_BATCH_VIEW)
-        stats = LoadStats(batches=len(batches), rows_in=raw.num_rows, loaded=int(loaded),
-                          quarantined=int(quarantined),
-                          duplicates=raw.num_rows - int(loaded) - int(quarantined))
+        loaded = _load_part(cursor, valid_rows, "events", EVENT_COLUMNS, "loaded_at",
+                            window_start)
+        quarantined = 0 if invalid_rows is None else _load_part(
+            cursor, invalid_rows, "quarantine", QUARANTINE_COLUMNS, "quarantined_at",
+            window_start)
+        stats = LoadStats(batches=len(batches), rows_in=raw.num_rows, loaded=loaded,
+                          quarantined=quarantined,
+                          duplicates=raw.num_rows - loaded - quarantined)
         cursor.execute(
             'INSERT INTO log_offsets (writer, segment, "offset", updated_at) '
             "VALUES (?, ?, ?, now()) ON CONFLICT (writer, segment) "
@@ -124,14 +146,15 @@ def commit_load(cursor: Any, batches: list[pa.RecordBatch], *, writer: str, segm
             [writer, segment, end_offset],
         )
         cursor.execute(
-            'INSERT INTO loads ("at", writer, segment, start_offset, "offset", rows_in, loaded, '
-            "duplicates, quarantined, min_received_at, max_received_at) "
+            'INSERT INTO loads ("at", writer, segment, start_offset, "offset", rows_in, '
+            "loaded, duplicates, quarantined, min_received_at, max_received_at) "
             "VALUES (now(), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [writer, segment, start_offset, end_offset, stats.rows_in, stats.loaded,
              stats.duplicates, stats.quarantined, lo, hi],
         )
         cursor.execute("COMMIT")
     except BaseException:
-        cursor.execute("ROLLBACK")
+        with contextlib.suppress(Exception):  # a failed COMMIT has already rolled back
+            cursor.execute("ROLLBACK")
         raise
     return stats

@@ -1,0 +1,151 @@
+"""Benchmark the storage path: log append+sync, loading into DuckDB, and dedup cost.
+
+    python benchmarks/load.py                  # default: 300k events, ~1 minute
+    python benchmarks/load.py --rows 1000000 --existing 5000000
+
+Prints rows/s for
+1. log append + fsync, as HTTP workers do it: several threads, each appending a
+   100-event batch and syncing before it would answer (group commit coalesces fsyncs);
+2. loading the log into a DuckDB file through Arrow (Loader.load_once), with dedup;
+3. the cost of deduplicating one 100k-row load against an ``events`` table that already
+   holds ``--existing`` rows over 30 days: a received_at window (the default, 7 days)
+   versus an anti-join against the whole table.
+Goal (issue 2): >= 200k rows/s loading through Arrow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+
+from nerve.envelope import Envelope, to_record_batch
+from nerve.loader import Loader
+from nerve.loader._commit import commit_load
+from nerve.log import LogWriter
+from nerve.warehouse import Warehouse
+
+T0 = 1_790_000_000_000_000
+PLATFORMS = ["ios", "android", "web"]
+
+
+def envelope(i: int) -> Envelope:
+    """A realistic track event (about 600 bytes of JSON across its fields)."""
+    ts = T0 + i * 1000
+    props = {"product_id": f"sku-{i % 5000}", "price": 19.99 + i % 50, "currency": "EUR",
+             "category": "sneakers", "position": i % 20, "query": "running shoes"}
+    context = {"library": {"name": "analytics-python", "version": "2.3.3"},
+               "device": {"type": PLATFORMS[i % 3], "model": "Pixel 8"},
+               "os": {"name": PLATFORMS[i % 3], "version": "14"},
+               "app": {"version": "5.2.0", "build": "520"}, "locale": "de-DE",
+               "ip": "203.0.113.7", "userAgent": "Mozilla/5.0 (Linux; Android 14)"}
+    return {
+        "message_id": str(uuid.uuid4()), "type": "track", "event": "product_viewed",
+        "name": None, "user_id": f"user-{i % 20000}", "anonymous_id": str(uuid.uuid4()),
+        "group_id": None, "previous_id": None, "timestamp": ts, "original_timestamp": ts,
+        "sent_at": ts + 50, "received_at": ts + 80,
+        "properties": orjson.dumps(props).decode(), "traits": None,
+        "context": orjson.dumps(context).decode(), "source": "web", "historical": False,
+        "schema_version": "1.0.0", "violations": None,
+    }
+
+
+def make_batches(rows: int, size: int) -> list[pa.RecordBatch]:
+    return [to_record_batch([envelope(i) for i in range(start, min(rows, start + size))])
+            for start in range(0, rows, size)]
+
+
+def bench_append(log_dir: Path, batches: list[pa.RecordBatch], threads: int) -> None:
+    writer = LogWriter(log_dir, "w0")
+    chunks = [batches[t::threads] for t in range(threads)]
+
+    def work(mine: list[pa.RecordBatch]) -> None:
+        for batch in mine:
+            writer.append(batch)
+            writer.sync()  # what a worker does before answering 200
+
+    workers = [threading.Thread(target=work, args=(c,)) for c in chunks]
+    start = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    elapsed = time.perf_counter() - start
+    writer.close()
+    rows = sum(b.num_rows for b in batches)
+    print(f"log append+sync   {rows:>9,} rows  {elapsed:6.2f} s  {rows / elapsed:>10,.0f} rows/s"
+          f"  ({len(batches)} syncs by {threads} threads -> {writer.fsyncs} fsyncs)")
+
+
+def bench_load(log_dir: Path, db: Path) -> None:
+    with Warehouse.open(f"duckdb://{db}") as warehouse:
+        loader = Loader(log_dir, warehouse)
+        start = time.perf_counter()
+        stats = loader.load_once()
+        elapsed = time.perf_counter() - start
+    print(f"load into DuckDB  {stats.rows_in:>9,} rows  {elapsed:6.2f} s  "
+          f"{stats.rows_in / elapsed:>10,.0f} rows/s  (loaded {stats.loaded:,}, "
+          f"duplicates {stats.duplicates:,}; goal >= 200,000 rows/s)")
+
+
+def bench_dedup(db: Path, existing: int, load_rows: int) -> None:
+    """One load of ``load_rows`` new events into a table of ``existing`` rows."""
+    with Warehouse.open(f"duckdb://{db}") as warehouse:
+        cur = warehouse.cursor()
+        # existing rows spread over 30 days before the new batch, in received order
+        cur.execute(f"""
+            INSERT INTO events (message_id, type, event, timestamp, received_at, source,
+                                historical, properties, context, loaded_at)
+            SELECT uuid()::VARCHAR, 'track', 'product_viewed', ts, ts, 'web', false,
+                   '{{"price": 1}}', '{{}}', ts
+            FROM (SELECT make_timestamp({T0}) - INTERVAL 30 DAY
+                         + to_microseconds((i * (30 * 86400 * 1e6 / {existing}))::BIGINT)
+                         AS ts FROM range({existing}) t(i))
+        """)
+        cur.execute("CHECKPOINT")
+        offset = 10_000_000
+        for label, window in (("7-day window", timedelta(days=7)), ("whole table", None)):
+            best = float("inf")
+            for _ in range(2):
+                offset += load_rows  # new message_ids each time: every row is checked
+                batches = [to_record_batch([envelope(offset + i) for i in range(10_000)])
+                           for _ in range(load_rows // 10_000)]
+                start = time.perf_counter()
+                commit_load(cur, batches, writer="bench", segment=f"s{offset}",
+                            start_offset=0, end_offset=1, dedup_window=window)
+                best = min(best, time.perf_counter() - start)
+            print(f"dedup vs {existing:>10,} rows, {label:<13} {load_rows:>7,} rows  "
+                  f"{best * 1000:8.1f} ms  {load_rows / best:>10,.0f} rows/s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=300_000)
+    parser.add_argument("--batch", type=int, default=100, help="events per append")
+    parser.add_argument("--threads", type=int, default=4, help="appending threads")
+    parser.add_argument("--existing", type=int, default=2_000_000,
+                        help="rows already in events for the dedup comparison")
+    parser.add_argument("--dir", type=Path, default=None, help="scratch folder (default: tmp)")
+    args = parser.parse_args()
+    scratch = Path(tempfile.mkdtemp(prefix="nerve-bench-", dir=args.dir))
+    try:
+        print(f"generating {args.rows:,} events in batches of {args.batch} ...")
+        batches = make_batches(args.rows, args.batch)
+        bench_append(scratch / "log", batches, args.threads)
+        bench_load(scratch / "log", scratch / "load.duckdb")
+        bench_dedup(scratch / "dedup.duckdb", args.existing, 100_000)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
