@@ -14,6 +14,7 @@ import pytest
 from nerve.catalog import Catalog, EventSpec, PropertySpec, Version
 from nerve.envelope import ENVELOPE_SCHEMA
 from nerve.quality import Inputs
+from tests.conftest import _ENGINES, Engine
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 TS = pa.timestamp("us", tz="UTC")
@@ -29,6 +30,13 @@ _DEFAULTS: dict[str, Any] = {
     "properties": None, "traits": None, "context": None, "source": "web",
     "historical": False, "schema_version": None,
 }
+
+
+@pytest.fixture(scope="session", params=["duckdb", "postgres"])
+def engine(request: pytest.FixtureRequest) -> Engine:
+    """DuckDB and PostgreSQL. The checks are plain Ibis and ran on Spark too while they
+    were written, but a Spark session costs a minute of this 2-core machine."""
+    return Engine(request.param, _ENGINES[request.param]())
 
 
 @pytest.fixture
@@ -71,10 +79,6 @@ def loads_table(rows: list[dict[str, Any]]) -> pa.Table:
 def inputs(engine: Any, events_table: Any, quarantine_table: Any
            ) -> Callable[..., Inputs]:
     """Load hand-made rows on the engine: ``inputs(events=[...], quarantine=[...], loads=[...])``."""
-    if engine.name == "spark":
-        # the checks are plain Ibis and run on Spark too, but a Spark session costs a
-        # minute of this 2-core machine; the quality suite proves DuckDB and PostgreSQL
-        pytest.skip("quality suite: DuckDB and PostgreSQL")
     counter = iter(range(10_000))
 
     def make(events: list[dict[str, Any]], quarantine: list[dict[str, Any]] | None = None,

@@ -63,6 +63,16 @@ def json_text(column: Any, path: str, backend: str) -> ir.StringValue:
     return value.str  # type: ignore[no-any-return]
 
 
+def json_missing(column: Any, path: str, backend: str) -> ir.BooleanValue:
+    """True where ``path`` is absent from a JSON text column or holds JSON null."""
+    if backend == "duckdb":
+        return _duck_json_text(column, "$." + path).isnull()  # type: ignore[no-any-return]
+    value = column.cast("json")
+    for key in (k for k in path.split(".") if k):
+        value = value[key]
+    return value.isnull() | (value.cast("string") == "null")  # type: ignore[no-any-return]
+
+
 def field_value(table: ir.Table, path: str, backend: str) -> ir.StringValue:
     """A top-level column (``user_id``) or a JSON path into properties/traits/context."""
     head, _, rest = path.partition(".")

@@ -11,7 +11,7 @@ import pandas as pd
 
 from nerve.catalog import PAYLOAD_FIELD, EventSpec
 from nerve.quality._context import Context, grade, moment
-from nerve.quality._engine import epoch_seconds, event_key, field_value, json_text
+from nerve.quality._engine import epoch_seconds, event_key, field_value, json_missing
 from nerve.quality._result import CheckResult, Status, fmt_count, fmt_duration, fmt_pct, fmt_time
 
 __all__ = ["check_disappeared_values", "check_missing_events", "check_null_rate"]
@@ -73,7 +73,7 @@ def _null_counts(table: ir.Table, backend: str, since: float,
     aggs: dict[str, Any] = {"n": ibis._.count()}
     pairs = sorted({pair for plist in props.values() for pair in plist})
     for i, (column, name) in enumerate(pairs):
-        aggs[f"p{i}"] = json_text(recent[column], name, backend).isnull().sum()
+        aggs[f"p{i}"] = json_missing(recent[column], name, backend).sum()
     frame = recent.group_by(event=event_key(recent)).agg(**aggs).to_pandas()
     frame.attrs["pairs"] = pairs
     return frame

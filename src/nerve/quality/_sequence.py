@@ -33,8 +33,8 @@ def check_sequence(ctx: Context, seq: Sequence) -> CheckResult:
     rows = rows.mutate(last_before=ibis.ifelse(rows.is_before, rows.ts, None).max().over(window))
     targets = rows.filter(rows.is_target).mutate(
         ok=rows.last_before.notnull() & (rows.ts - rows.last_before <= seq.within))
-    per_user = targets.group_by("user").agg(ok=targets.ok.min(), n=targets.count())
-    totals = per_user.aggregate(users=per_user.count(), good=per_user.ok.cast("int64").sum(),
+    per_user = targets.group_by("user").agg(ok=targets.ok.all(), n=targets.count())
+    totals = per_user.aggregate(users=per_user.count(), good=ibis.ifelse(per_user.ok, 1, 0).sum(),
                                 events=per_user.n.sum()).to_pandas().iloc[0]
     users = int(totals["users"])
     good = int(totals["good"] or 0)

@@ -200,6 +200,15 @@ def _mix(ctx: Context, event: str, profile: pd.DataFrame, dim: str, within: str 
         return []
     keys = [within, dim] if within else [dim]
     recent = recent.dropna(subset=keys)
+    # the event's share before the evaluated hours, per platform: the mix to expect
+    before = profile[profile["hour"] <= last - evaluate_h]
+    if within:
+        before = before.dropna(subset=[within])
+        past_all = before.groupby(within)["n"].sum()
+        past_mine = before[before["event"] == event].groupby(within)["n"].sum()
+    else:
+        past_all = pd.Series({None: before["n"].sum()})
+        past_mine = pd.Series({None: before[before["event"] == event]["n"].sum()})
     everything = recent.groupby(keys)["n"].sum()
     mine = recent[recent["event"] == event].groupby(keys)["n"].sum().reindex(
         everything.index, fill_value=0)
@@ -215,11 +224,19 @@ def _mix(ctx: Context, event: str, profile: pd.DataFrame, dim: str, within: str 
         ours = mine.loc[totals.index]
         for key, total in totals.items():
             n = float(ours.loc[key])
-            other_total = float(totals.sum() - total)
-            other_n = float(ours.sum() - n)
-            if other_total <= 0 or other_n <= 0:
+            past_total = float(past_all.get(group, 0))
+            if past_total >= 10 * min_volume:
+                share = float(past_mine.get(group, 0)) / past_total
+                versus = f"{fmt_pct(share)} before"
+            else:  # no history: compare with the other values now
+                other_total = float(totals.sum() - total)
+                other_n = float(ours.sum() - n)
+                if other_total <= 0 or other_n <= 0:
+                    continue
+                share = other_n / other_total
+                versus = f"{fmt_pct(share)} on the other {dim} values"
+            if share <= 0 or share >= 1:
                 continue
-            share = other_n / other_total
             exp = total * share
             if exp < min_volume:
                 continue
@@ -240,10 +257,10 @@ def _mix(ctx: Context, event: str, profile: pd.DataFrame, dim: str, within: str 
             status = Status.fail if abs(change) >= 2 * min_change else Status.warn
             results.append(ctx.result(
                 "volume", status,
-                f"{event} is {fmt_pct(n / total)} of all events on {where} but "
-                f"{fmt_pct(share)} on the other {dim} values"
-                + (f" of {within}={group}" if within else "")
-                + f" over the last {evaluate_h} h ({fmt_count(n)} events, "
+                f"{event} is {fmt_pct(n / total)} of all events on {where} over the last "
+                f"{evaluate_h} h against {versus}"
+                + (f" on {within}={group}" if within else "")
+                + f" ({fmt_count(n)} events, "
                 f"{fmt_count(round(exp))} expected; {_signed(change)}), "
                 f"since {fmt_time(since) if since else '?'}.",
                 event=event, dimensions=dims, observed=n / total,

@@ -1,0 +1,165 @@
+"""Volume anomalies, missing data and sequences on hand-made tables, on every engine."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from nerve.quality import ChecksConfig, Sequence, Status, run_checks
+from tests.quality.conftest import NOW, ago, catalog, prop, spec
+
+#: a small, quick volume setup: 7 days of training, 3 days of history suffice
+VOLUME = {"training": "7d", "min_history": "3d", "evaluate": "12h", "min_volume": 5,
+          "dimensions": ["platform", "app_version"]}
+
+
+def _config(**volume: Any) -> ChecksConfig:
+    cfg = ChecksConfig()
+    cfg.defaults["volume"].update({**VOLUME, **volume})
+    return cfg
+
+
+def _hourly(event: str, platform: str, hours: int, per_hour: Any, version: str = "1.0"
+            ) -> list[dict[str, Any]]:
+    rows = []
+    for h in range(1, hours + 1):
+        start = NOW.replace(minute=0) - timedelta(hours=h)
+        for i in range(per_hour(start)):
+            rows.append({"event": event, "timestamp": start + timedelta(seconds=10 * i + 1),
+                         "context": {"os": {"name": platform}, "app": {"version": version}}})
+    return rows
+
+
+def _seasonal(start: Any) -> int:
+    # a day/night rhythm: 8/h at night, up to 20/h in the afternoon
+    return 8 + int(12 * max(0, 1 - abs(start.hour - 15) / 9))
+
+
+def test_volume_drop_on_one_platform_is_found_with_its_start(inputs: Any) -> None:
+    def android(start: Any) -> int:
+        normal = _seasonal(start)
+        return normal // 5 if start >= ago(hours=6) else normal  # -80% for the last 6 h
+
+    rows = _hourly("add_to_cart", "iOS", 7 * 24, _seasonal)
+    rows += _hourly("add_to_cart", "Android", 7 * 24, android)
+    results = run_checks(inputs(rows), now=NOW, config=_config(), select=["volume"])
+    problems = [r for r in results if r.status is not Status.passed]
+    assert len(problems) >= 1
+    android_drop = [r for r in problems if r.dimensions == {"platform": "Android"}]
+    assert len(android_drop) == 1, [r.message for r in problems]
+    found = android_drop[0]
+    assert found.status is Status.fail
+    assert found.details["direction"] == "down" and found.details["ongoing"]
+    assert found.since == NOW.replace(minute=0) - timedelta(hours=6)
+    assert found.observed < found.expected["min"]
+    assert "add_to_cart on platform=Android dropped to" in found.message
+    assert "still ongoing" in found.message
+    assert not [r for r in problems if r.dimensions.get("platform") == "iOS"]
+
+
+def test_volume_direction_and_clean_series(inputs: Any) -> None:
+    def spike(start: Any) -> int:
+        return _seasonal(start) * 4 if start >= ago(hours=4) else _seasonal(start)
+
+    rows = _hourly("payment_failed", "iOS", 7 * 24, spike)
+    table = inputs(rows)
+    both = run_checks(table, now=NOW, config=_config(), select=["volume"])
+    spikes = [r for r in both if r.status is not Status.passed and not r.dimensions]
+    assert len(spikes) == 1 and spikes[0].details["direction"] == "up"
+    assert "spiked" in spikes[0].message
+    down_only = run_checks(table, now=NOW, config=_config(direction="down"), select=["volume"])
+    assert all(r.status is Status.passed for r in down_only)
+    clean = run_checks(inputs(_hourly("search", "iOS", 7 * 24, _seasonal)), now=NOW,
+                       config=_config(), select=["volume"])
+    assert [r.status for r in clean] == [Status.passed]
+    assert "within its seasonal range" in clean[0].message
+
+
+def test_app_version_mix_catches_a_broken_release(inputs: Any) -> None:
+    # three days on 4.1 alone, then half the users moved to 4.2, where carts broke
+    rows = [r for r in _hourly("session_start", "Android", 84, lambda _s: 20, "4.1")
+            + _hourly("add_to_cart", "Android", 84, lambda _s: 20, "4.1")
+            if r["timestamp"] < ago(hours=12)]
+    for version, carts in (("4.1", 20), ("4.2", 4)):
+        rows += _hourly("session_start", "Android", 12, lambda _s: 20, version)
+        rows += _hourly("add_to_cart", "Android", 12, lambda _s, c=carts: c, version)
+    results = run_checks(inputs(rows), now=NOW, config=_config(), select=["volume"])
+    broken = [r for r in results if r.dimensions.get("app_version") == "4.2"
+              and r.event == "add_to_cart"]
+    assert len(broken) == 1, [r.message for r in results]
+    assert broken[0].status is Status.fail
+    assert broken[0].dimensions == {"app_version": "4.2", "platform": "Android"}
+    assert "add_to_cart is 17% of all events on app_version=4.2, platform=Android over the " \
+           "last 12 h against 50% before" in broken[0].message
+    assert not [r for r in results if r.dimensions.get("app_version") == "4.1"
+                and r.status is not Status.passed]
+
+
+def test_missing_events_and_required_nulls(inputs: Any) -> None:
+    cat = catalog(
+        spec("add_to_cart", prop("price", "number", required=True), prop("sku")),
+        spec("refund"),
+        spec("old_event", status="deprecated"),
+    )
+    events = [{"event": "add_to_cart", "timestamp": ago(minutes=i),
+               "properties": {"price": 10, "sku": "a"} if i >= 10 else {"sku": "a"}}
+              for i in range(100)]
+    quarantine = [{"event": "add_to_cart", "timestamp": ago(minutes=i),
+                   "properties": {"sku": "b"}, "violations": [
+                       {"path": "$.properties", "rule": "required", "message": "price"}]}
+                  for i in range(5)]
+    results = run_checks(inputs(events, quarantine), cat, now=NOW,
+                         select=["missing_events", "null_rate"])
+    missing = {r.event: r for r in results if r.check == "missing_events"}
+    assert missing["add_to_cart"].status is Status.passed
+    assert missing["refund"].status is Status.warn
+    assert "refund is in the catalog, but no refund event arrived" in missing["refund"].message
+    assert "old_event" not in missing  # deprecated events may go quiet
+    nulls, = [r for r in results if r.check == "null_rate"]
+    assert nulls.status is Status.fail
+    assert nulls.observed == pytest.approx(15 / 105)
+    assert nulls.dimensions == {"property": "properties.price"}
+    assert "add_to_cart.price is required but missing or null in 15 of 105" in nulls.message
+
+
+def test_disappeared_values(inputs: Any) -> None:
+    cat = catalog(spec("payment_failed", prop("provider", enum=("stripe", "paypal", "adyen"))))
+    events = []
+    for i in range(200):
+        when = ago(days=2, minutes=30 * i)  # the week before: both providers
+        events.append({"event": "payment_failed", "timestamp": when,
+                       "properties": {"provider": "stripe" if i % 2 else "paypal"}})
+    events += [{"event": "payment_failed", "timestamp": ago(minutes=5 * i),
+                "properties": {"provider": "stripe"}} for i in range(60)]
+    results = run_checks(inputs(events), cat, now=NOW, select=["disappeared_values"])
+    gone, = [r for r in results if r.status is not Status.passed]
+    assert gone.dimensions == {"property": "properties.provider", "value": "paypal"}
+    assert "provider = 'paypal' has disappeared" in gone.message
+    assert "50% of them" in gone.message
+
+
+def test_sequence_expectation(inputs: Any) -> None:
+    events = []
+    for u in range(40):
+        start = ago(hours=3, minutes=u)
+        if u < 30:  # 30 users checked out first; 10 bought without a checkout
+            events.append({"event": "checkout_start", "user_id": f"u{u}", "timestamp": start})
+        gap = timedelta(minutes=20) if u != 0 else timedelta(hours=2)  # u0: too slow
+        events.append({"event": "purchase_complete", "user_id": f"u{u}",
+                       "timestamp": start + gap})
+    seq = Sequence(event="purchase_complete", preceded_by="checkout_start", within=3600,
+                   min_share=0.95, name="checkout first")
+    cfg = ChecksConfig(sequences=(seq,))
+    result, = run_checks(inputs(events), None, cfg, now=NOW, select=["sequence"])
+    assert result.status is Status.fail
+    assert result.observed == pytest.approx(29 / 40)
+    assert result.details == {"users": 40, "users_ok": 29}
+    assert "72% of 40 users had every purchase_complete preceded by checkout_start " \
+           "within 1 h" in result.message
+    good = ChecksConfig(sequences=(Sequence(event="purchase_complete",
+                                            preceded_by="checkout_start", within=3 * 3600,
+                                            min_share=0.7),))
+    result, = run_checks(inputs(events), None, good, now=NOW, select=["sequence"])
+    assert result.status is Status.passed
