@@ -33,6 +33,7 @@ COMMAND_MODULES = [
     "_quarantine",
     "_demo",
     "_check",
+    "_metrics",
 ]
 
 

@@ -26,7 +26,7 @@ from nerve.semantic._model import (
     Segment,
 )
 from nerve.semantic._query import Lineage, MetricQuery, MetricResult
-from nerve.semantic._readiness import HealthSource, Readiness, readiness
+from nerve.semantic._readiness import ChecksHealth, Health, HealthSource, Readiness, readiness
 from nerve.semantic._time import parse_duration
 
 __all__ = [
@@ -34,9 +34,11 @@ __all__ = [
     "FORMATS",
     "GRAINS",
     "METRIC_TYPES",
+    "ChecksHealth",
     "CompiledQuery",
     "ConversionSpec",
     "Dimension",
+    "Health",
     "HealthSource",
     "Lineage",
     "Measure",

@@ -61,7 +61,7 @@ from nerve.semantic._time import (
     to_utc,
 )
 
-__all__ = ["CompiledQuery", "compile_query"]
+__all__ = ["CompiledQuery", "compile_query", "formula"]
 
 _TRUNCATE = {"hour": "h", "day": "D", "week": "W", "month": "M"}
 _EPOCH = datetime(1970, 1, 1)  # noqa: DTZ001 - local wall clock: "all time" starts here
@@ -572,7 +572,7 @@ class _Compiler:
     def _lineage(self, name: str, trace: _Trace) -> Lineage:
         metric = self.metrics[name]
         return Lineage(
-            metric=name, type=metric.type, formula=_formula(metric),
+            metric=name, type=metric.type, formula=formula(metric),
             events=tuple(sorted(trace.events)) or ("*",),
             fields=tuple(sorted(self._fields(name))), filters=tuple(trace.filters),
             segments=tuple(self.query.segments), inputs=tuple(dict.fromkeys(trace.inputs)),
@@ -597,7 +597,8 @@ class _Compiler:
         return fields
 
 
-def _formula(metric: Metric) -> str:
+def formula(metric: Metric) -> str:
+    """How a metric is computed, in words."""
     if metric.type in ("simple", "cumulative") and metric.measure is not None:
         text = metric.measure.describe()
         if metric.type == "cumulative":

@@ -15,7 +15,7 @@ import pyarrow as pa
 from nerve.catalog import Catalog
 from nerve.errors import Location, QueryError
 from nerve.semantic._check import check_definitions, parse_segments
-from nerve.semantic._compile import CompiledQuery, compile_query
+from nerve.semantic._compile import CompiledQuery, compile_query, formula
 from nerve.semantic._engines import backend_dialect, normalize_dialect
 from nerve.semantic._load import Definitions, MetricsError, load_definitions
 from nerve.semantic._model import Dimension, Metric, Segment
@@ -120,6 +120,30 @@ class SemanticLayer:
                 if ref.text not in aliases and ref.text in self.metrics:
                     found.extend(self.events_of(ref.text))
         return list(dict.fromkeys(found))
+
+    def describe(self, name: str) -> dict[str, Any]:
+        """A metric as a JSON-ready dict: metadata, definition, formula, events it reads."""
+        metric = self.get(name)
+        info: dict[str, Any] = {
+            "name": metric.name, "label": metric.title, "type": metric.type,
+            "description": metric.description, "owner": metric.owner,
+            "synonyms": list(metric.synonyms), "format": metric.format,
+            "currency": metric.currency, "up_is_good": metric.up_is_good,
+            "formula": formula(metric), "filter": metric.filter,
+            "events": self.events_of(metric.name),
+            "metrics": list(metric.referenced_metrics()),
+            "defined_at": metric.where("type") if metric.file else None,
+        }
+        if metric.window or metric.grain_to_date:
+            info["window"] = metric.window
+            info["grain_to_date"] = metric.grain_to_date
+        if metric.conversion is not None:
+            info["window"] = metric.conversion.window
+            info["entity"] = metric.conversion.entity
+        if metric.inputs:
+            info["inputs"] = [{"metric": i.metric, "alias": i.alias, "offset": i.offset}
+                              for i in metric.inputs]
+        return info
 
     # ------------------------------------------------------------------ queries
 

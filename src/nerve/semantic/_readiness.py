@@ -9,9 +9,9 @@ is ``unknown``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from nerve.catalog import Catalog
 from nerve.semantic._check import parse_ref
@@ -19,7 +19,7 @@ from nerve.semantic._expr import parse_arithmetic, parse_filter, refs
 from nerve.semantic._model import ANY_EVENT, Measure, Metric
 from nerve.semantic._resolve import ResolveError, Resolver
 
-__all__ = ["Health", "HealthSource", "Readiness", "Requirement", "readiness"]
+__all__ = ["ChecksHealth", "Health", "HealthSource", "Readiness", "Requirement", "readiness"]
 
 #: health statuses, best first
 HEALTH = ("ok", "warn", "fail", "unknown")
@@ -39,6 +39,36 @@ class HealthSource(Protocol):
 
     def event_health(self, event: str) -> Health | None:
         """The event's data health, or None when nothing is known."""
+
+
+class ChecksHealth:
+    """A HealthSource over quality-check results (``nerve.quality.CheckResult``s, or
+    anything with ``event``, ``status`` and ``message``).
+
+    An event's health is the worst status of its checks; checks about no single event
+    (pipeline freshness, say) count for every event. ``error`` (a check that could not
+    run) says nothing: ``unknown``.
+    """
+
+    _RANK: ClassVar[dict[str, int]] = {"ok": 0, "unknown": 1, "warn": 2, "fail": 3}
+    _STATUS: ClassVar[dict[str, str]] = {"pass": "ok", "warn": "warn", "fail": "fail",
+                                         "error": "unknown"}
+
+    def __init__(self, results: Iterable[Any]) -> None:
+        self._by_event: dict[str | None, list[Any]] = {}
+        for result in results:
+            self._by_event.setdefault(getattr(result, "event", None), []).append(result)
+
+    def event_health(self, event: str) -> Health | None:
+        results = [*self._by_event.get(event, []), *self._by_event.get(None, [])]
+        if not results:
+            return None
+        worst = Health("ok", f"{len(results)} checks passed")
+        for result in results:
+            status = self._STATUS.get(str(getattr(result, "status", "error")), "unknown")
+            if self._RANK[status] > self._RANK[worst.status]:
+                worst = Health(status, str(getattr(result, "message", "")))
+        return worst
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ __all__ = ["API_MODULES", "routes"]
 API_MODULES = [
     "sql",
     "checks",
+    "metrics",
 ]
 
 

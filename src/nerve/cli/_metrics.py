@@ -1,0 +1,266 @@
+"""``nerve metrics ...``: the semantic layer (metrics/*.yaml) on the command line.
+
+``query`` goes through the running ``nerve serve`` when it holds the warehouse (its
+``.nerve/server.json``), else opens the warehouse file read-only.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import httpx
+import typer
+
+from nerve.cli._common import (
+    ExitCode,
+    Format,
+    FormatOption,
+    emit,
+    emit_json,
+    err_console,
+    handle_errors,
+    load_workspace,
+)
+from nerve.errors import InternalError, QueryError, TransientError, UserError
+from nerve.semantic import ChecksHealth, HealthSource, MetricQuery, MetricsError, SemanticLayer
+from nerve.workspace import Workspace
+
+__all__ = ["register", "run_query"]
+
+metrics_app = typer.Typer(
+    help="Metrics as code: list, check and query the metrics in metrics/*.yaml.",
+    no_args_is_help=True,
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(metrics_app, name="metrics")
+
+
+def _layer(ws: Workspace, *, strict: bool = True) -> SemanticLayer:
+    return SemanticLayer.load(ws, strict=strict)
+
+
+@metrics_app.command("list")
+@handle_errors
+def list_metrics(ctx: typer.Context, fmt: FormatOption = Format.table) -> None:
+    """List every metric with its type, format, owner and description."""
+    layer = _layer(load_workspace(ctx))
+    rows = [{"metric": m.name, "type": m.type, "label": m.title, "format": m.format,
+             "owner": m.owner, "description": m.description,
+             "synonyms": ", ".join(m.synonyms)} for m in layer.metrics.values()]
+    emit(sorted(rows, key=lambda r: r["metric"]), fmt, title="metrics")
+
+
+@metrics_app.command("show")
+@handle_errors
+def show(ctx: typer.Context,
+         name: Annotated[str, typer.Argument(help="A metric name or synonym.")],
+         fmt: FormatOption = Format.table) -> None:
+    """Show one metric: its definition, formula, events and where it is defined."""
+    info = _layer(load_workspace(ctx)).describe(name)
+    if fmt is Format.json:
+        emit_json(info)
+        return
+    rows = [{"field": k, "value": ", ".join(map(str, v)) if isinstance(v, list) else v}
+            for k, v in info.items() if v not in (None, [], "")]
+    emit(rows, fmt, title=info["name"])
+
+
+@metrics_app.command("lint")
+@handle_errors
+def lint(ctx: typer.Context, fmt: FormatOption = Format.table) -> None:
+    """Check metrics/*.yaml against the catalog; exit 1 on any problem (file and line given)."""
+    ws = load_workspace(ctx)
+    try:
+        layer = _layer(ws, strict=False)
+        problems = list(layer.problems)
+        count = len(layer.metrics)
+    except MetricsError as exc:  # pragma: no cover - strict=False collects instead
+        problems, count = list(exc.problems), 0
+    if problems:
+        rows = [{"file": _relative(ws, str(loc.file)), "line": loc.line, "severity": "error",
+                 "message": msg} for loc, msg in problems]
+        emit(rows, fmt, title="metric problems")
+        raise typer.Exit(ExitCode.FAILED)
+    if fmt is Format.table:
+        typer.echo(f"{count} metrics, no problems")
+    else:
+        emit([], fmt)
+
+
+def _relative(ws: Workspace, path: str) -> str:
+    root = str(ws.root) + "/"
+    return path[len(root):] if path.startswith(root) else path
+
+
+def _health(ws: Workspace) -> HealthSource | None:
+    """Data health from the latest quality-check run recorded in the warehouse, if any."""
+    try:
+        from nerve.quality import latest_results  # noqa: PLC0415 - optional stage
+        from nerve.warehouse import Warehouse  # noqa: PLC0415
+    except ImportError:
+        return None
+    path = Warehouse.file_of(ws.warehouse_url)
+    if path is not None and not path.exists():
+        return None
+    try:
+        with Warehouse.for_workspace(ws, read_only=True) as warehouse:
+            results = latest_results(warehouse.ibis())
+    except TransientError:
+        return None  # the server holds the file; health stays unknown
+    return ChecksHealth(results) if results else None
+
+
+@metrics_app.command("readiness")
+@handle_errors
+def readiness(ctx: typer.Context, fmt: FormatOption = Format.table) -> None:
+    """For each metric: the events and fields it needs, whether the catalog has them,
+    and their data health from the latest quality checks (nerve check).
+
+    Exits 1 when a metric needs something the catalog lacks.
+    """
+    ws = load_workspace(ctx)
+    layer = _layer(ws, strict=False)
+    found = layer.readiness(_health(ws))
+    if fmt is Format.json:
+        emit_json([r.as_dict() for r in found])
+        return
+    rows = []
+    for item in found:
+        info = item.as_dict()
+        missing = [f"{r['event']}{'.' + r['field'] if r['field'] else ''}: {r['problem']}"
+                   for r in info["requirements"] if not r["in_catalog"]]
+        rows.append({
+            "metric": item.metric, "status": item.status, "events": ", ".join(info["events"]),
+            "fields": ", ".join(sorted({r["field"] for r in info["requirements"]
+                                        if r["field"] and r["in_catalog"]})),
+            "missing": "; ".join(missing),
+            "health": ", ".join(f"{e}={h.status}" for e, h in sorted(item.health.items())),
+        })
+    emit(rows, fmt, title="metric readiness")
+    if any(r.status == "missing" for r in found):
+        raise typer.Exit(ExitCode.FAILED)
+
+
+# ----------------------------------------------------------------------------- query
+
+
+def run_query(ws: Workspace, query: MetricQuery) -> dict[str, Any]:
+    """``MetricResult.as_dict()`` of ``query``: from the running server when there is
+    one, else from the warehouse file opened read-only."""
+    from nerve.cli._sql import _running_server  # noqa: PLC0415 - shared server discovery
+
+    server = _running_server(ws)
+    if server is not None:
+        try:
+            return _via_server(server, query)
+        except httpx.ConnectError:
+            pass  # the server died since it wrote server.json: open the file ourselves
+    from nerve.warehouse import Warehouse  # noqa: PLC0415 - DuckDB only when needed
+
+    layer = _layer(ws)
+    path = Warehouse.file_of(ws.warehouse_url)
+    if path is not None and not path.exists():
+        Warehouse.for_workspace(ws).close()  # a fresh workspace: create the empty tables
+    with Warehouse.for_workspace(ws, read_only=True) as warehouse:
+        return layer.query(query, warehouse.table("events")).as_dict()
+
+
+def _via_server(server: dict[str, Any], query: MetricQuery) -> dict[str, Any]:
+    url = str(server["url"]).rstrip("/") + "/v1/metrics/query"
+    headers = {"Authorization": f"Bearer {server.get('admin_token', '')}"}
+    try:
+        response = httpx.post(url, json=query.as_dict(), headers=headers, timeout=600)
+    except httpx.ConnectError:
+        raise
+    except httpx.HTTPError as exc:
+        raise TransientError(f"{url}: the server did not answer ({exc})") from exc
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if response.status_code == 200 and isinstance(body, dict) and "rows" in body:
+        return body
+    message = body.get("message") if isinstance(body, dict) else None
+    message = message or response.text[:500] or f"HTTP {response.status_code}"
+    if response.status_code in (401, 403):
+        raise UserError(f"{url}: the server refused the admin token ({message})")
+    if response.status_code in (429, 503):
+        raise TransientError(f"{url}: {message}")
+    if 400 <= response.status_code < 500:
+        raise QueryError(message)
+    raise InternalError(f"{url}: HTTP {response.status_code}: {message}")
+
+
+def _formatted(value: Any, fmt: str, currency: str | None) -> Any:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return value
+    if fmt == "percent":
+        return f"{value * 100:.1f}%"
+    if fmt == "currency":
+        return f"{value:,.2f}" + (f" {currency}" if currency else "")
+    return f"{value:,}" if isinstance(value, int) else f"{value:,.4g}"
+
+
+@metrics_app.command("query")
+@handle_errors
+def query(
+    ctx: typer.Context,
+    metrics: Annotated[list[str], typer.Argument(help="Metric names (or synonyms).")],
+    by: Annotated[list[str] | None, typer.Option(
+        "--by", "-b", help="Break down by a dimension (repeat for several): platform, "
+                           "user.age_group, context.os.name, a property of the event.")] = None,
+    grain: Annotated[str | None, typer.Option(
+        "--grain", "-g", help="hour, day, week or month (in the workspace time zone). "
+                              "Default: one total.")] = None,
+    where: Annotated[str | None, typer.Option(
+        "--where", help="A filter: \"platform = 'ios' and user.age >= 65\"; segment names "
+                        "work as conditions.")] = None,
+    segment: Annotated[list[str] | None, typer.Option(
+        "--segment", "-s", help="A named segment that must hold (repeatable).")] = None,
+    since: Annotated[str | None, typer.Option(
+        "--since", help="Start: a date (2026-03-01), today, yesterday, or a duration back "
+                        "from now (8w, 30d, 24h: that many periods with a grain).")] = None,
+    until: Annotated[str | None, typer.Option(
+        "--until", help="End: a date (included) or datetime; default now.")] = None,
+    order_by: Annotated[list[str] | None, typer.Option(
+        "--order-by", help="Sort by a result column; -name for descending.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="At most N rows.")] = None,
+    full: Annotated[bool, typer.Option(
+        "--full", help="With --format json: one object with rows, sql and lineage.")] = False,
+    sql: Annotated[bool, typer.Option(
+        "--sql", help="Also print the compiled SQL and each metric's lineage (stderr).")] = False,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Compute metrics by time and dimensions.
+
+    Example: nerve metrics query revenue checkout_conversion --by platform --grain week
+    --since 8w --format json
+    """
+    ws = load_workspace(ctx)
+    request = MetricQuery.build(metrics, by=by, grain=grain, where=where, segments=segment,
+                                since=since, until=until, order_by=order_by, limit=limit)
+    result = run_query(ws, request)
+    if sql:
+        err_console.print(result["sql"], markup=False, highlight=False)
+        for item in result["lineage"].values():
+            err_console.print(f"-- {item['metric']}: {item['formula']}; events "
+                              f"{', '.join(item['events'])}; filters: "
+                              f"{'; '.join(item['filters']) or 'none'}",
+                              markup=False, highlight=False)
+    if fmt is Format.json and full:
+        emit_json(result)
+        return
+    rows = result["rows"]
+    if fmt is Format.table and rows:
+        layer = _layer(ws)
+        formats = {name: (layer.get(name).format, layer.get(name).currency)
+                   for name in result["query"]["metrics"]}
+        rows = [{k: _formatted(v, *formats[k]) if k in formats else v for k, v in r.items()}
+                for r in rows]
+        title = (f"{', '.join(result['query']['metrics'])} from {result['start']} to "
+                 f"{result['end']} ({result['timezone']})")
+        emit(rows, fmt, title=title)
+        return
+    emit(rows, fmt)

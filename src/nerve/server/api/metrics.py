@@ -1,0 +1,102 @@
+"""The semantic layer over HTTP (admin token required, like every read API).
+
+- ``GET  /v1/metrics``                 every metric, described
+- ``GET  /v1/metrics/readiness``       what each metric needs and whether it has it
+- ``GET  /v1/metrics/{name}``          one metric (name or synonym)
+- ``POST /v1/metrics/query``           ``MetricQuery`` fields as JSON -> ``MetricResult``:
+  ``{"rows": [...], "sql": ..., "lineage": {...}, ...}``
+
+The metrics are read from the workspace's ``metrics/`` on every request, so an edited
+file is live without a restart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from nerve.errors import PayloadError
+from nerve.semantic import MetricQuery, SemanticLayer
+from nerve.server.api._common import in_thread, json_response, read_json, require_admin
+
+__all__ = ["routes"]
+
+_LIST_FIELDS = ("metrics", "by", "segments", "order_by")
+_TEXT_FIELDS = ("grain", "where", "since", "until")
+
+
+def _layer(state: Any) -> SemanticLayer:
+    return SemanticLayer.load(state.workspace, state.catalog)
+
+
+def parse_query(body: dict[str, Any]) -> MetricQuery:
+    """A MetricQuery from a JSON body; PayloadError (400) naming the bad field."""
+    unknown = set(body) - {*_LIST_FIELDS, *_TEXT_FIELDS, "limit"}
+    if unknown:
+        raise PayloadError(f"unknown field(s) {', '.join(sorted(unknown))}; expected "
+                           f"{', '.join((*_LIST_FIELDS, *_TEXT_FIELDS, 'limit'))}",
+                           code="invalid_field")
+    fields: dict[str, Any] = {}
+    for name in _LIST_FIELDS:
+        value = body.get(name)
+        if value is None:
+            continue
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise PayloadError(f"{name}: expected a list of strings", code="invalid_field")
+        fields[name] = tuple(value)
+    for name in _TEXT_FIELDS:
+        value = body.get(name)
+        if value is not None and not isinstance(value, str):
+            raise PayloadError(f"{name}: expected a string", code="invalid_field")
+        fields[name] = value
+    limit = body.get("limit")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+        raise PayloadError("limit: expected a whole number", code="invalid_field")
+    if not fields.get("metrics"):
+        raise PayloadError('metrics: required, e.g. {"metrics": ["revenue"], "grain": "week"}',
+                           code="missing_field")
+    return MetricQuery(limit=limit, **fields)
+
+
+async def list_metrics(request: Request) -> Response:
+    state = require_admin(request)
+    layer = await in_thread(_layer, state)
+    return json_response([layer.describe(name) for name in sorted(layer.metrics)])
+
+
+async def show_metric(request: Request) -> Response:
+    state = require_admin(request)
+    layer = await in_thread(_layer, state)
+    return json_response(layer.describe(request.path_params["name"]))
+
+
+async def readiness(request: Request) -> Response:
+    state = require_admin(request)
+    layer = await in_thread(_layer, state)
+    return json_response([r.as_dict() for r in layer.readiness()])
+
+
+async def query(request: Request) -> Response:
+    state = require_admin(request)
+    request_query = parse_query(await read_json(request))
+
+    def run() -> dict[str, Any]:
+        layer = _layer(state)
+        warehouse: Any = state.warehouse  # nerve.warehouse.Warehouse: Ibis tables
+        return layer.query(request_query, warehouse.table("events")).as_dict()
+
+    return json_response(await in_thread(run))
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/v1/metrics", list_metrics, methods=["GET"]),
+        Route("/v1/metrics/readiness", readiness, methods=["GET"]),
+        Route("/v1/metrics/query", query, methods=["POST"]),
+        Route("/v1/metrics/{name}", show_metric, methods=["GET"]),
+    ]
