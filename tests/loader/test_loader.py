@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -233,3 +234,29 @@ def test_background_thread_loads_and_stop_drains(tmp_path: Path, warehouse: Ware
     assert count(warehouse, "SELECT count(*) FROM events") == 5
     assert loader.last_error is None
     assert threading.active_count() >= 1
+
+
+def test_rows_the_warehouse_refuses_are_set_aside_not_blocking(
+    tmp_path: Path, warehouse: Warehouse, make_batch: MakeBatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A collector bug (a null message_id) must not stall the log behind it."""
+    good = make_batch(3)
+    rows = make_batch(2, start=10).to_pylist()
+    rows[1]["message_id"] = None
+    poison = pa.RecordBatch.from_pylist(rows, schema=good.schema)
+    log_dir = tmp_path / "log"
+    with LogWriter(log_dir) as writer:
+        writer.append(good)
+        writer.append(poison)
+        writer.append(make_batch(2, start=20))
+        writer.sync()
+        with caplog.at_level(logging.ERROR, logger="nerve.loader"):
+            stats = Loader(log_dir, warehouse).load_once()
+    assert (stats.loaded, stats.rejected, stats.rows_in) == (5, 2, 7)
+    assert "refused 2 rows" in caplog.text
+    (kept,) = (log_dir / "w0").glob("*.rejected-*.arrow")
+    assert pa.ipc.open_file(kept).read_all().to_pylist() == rows
+    assert count(warehouse, "SELECT count(*) FROM events") == 5
+    assert count(warehouse, "SELECT sum(rejected) FROM loads") == 2
+    assert backlog_bytes(log_dir) == 0

@@ -20,13 +20,18 @@ _JSON = pa.json_(pa.string())
 
 @dataclass(slots=True)
 class LoadStats:
-    """What one or more loads did. ``rows_in = loaded + duplicates + quarantined``."""
+    """What one or more loads did.
+
+    ``rows_in = loaded + duplicates + quarantined + rejected``.
+    """
 
     batches: int = 0
     rows_in: int = 0
     loaded: int = 0
     duplicates: int = 0
     quarantined: int = 0
+    #: rows the warehouse refused, set aside next to the log (see Loader)
+    rejected: int = 0
     #: log segments fully loaded and deleted
     segments_done: int = 0
 
@@ -111,14 +116,15 @@ def _load_part(cursor: Any, part: pa.Table, table: str, columns: tuple[str, ...]
 
 def commit_load(cursor: Any, batches: list[pa.RecordBatch], *, writer: str, segment: str,
                 start_offset: int, end_offset: int,
-                dedup_window: timedelta | None) -> LoadStats:
+                dedup_window: timedelta | None, rejected: int = 0) -> LoadStats:
     """Load batches read from ``segment`` up to ``end_offset``, in one transaction.
 
     Valid rows go to ``events`` and invalid ones to ``quarantine``, each skipping a
     ``message_id`` already in the batch or in the table (received within
     ``dedup_window`` before the batch's earliest event; ``None``: the whole table).
     The segment's offset and a ``loads`` ledger row commit with the rows, so a crash
-    leaves either all of it or none.
+    leaves either all of it or none. ``rejected`` counts rows of the range that were set
+    aside instead (recorded in the ledger only).
     """
     raw = conform(pa.Table.from_batches(batches) if batches else ENVELOPE_SCHEMA.empty_table())
     table = dedup_within(raw)
@@ -136,8 +142,8 @@ def commit_load(cursor: Any, batches: list[pa.RecordBatch], *, writer: str, segm
         quarantined = 0 if invalid_rows is None else _load_part(
             cursor, invalid_rows, "quarantine", QUARANTINE_COLUMNS, "quarantined_at",
             window_start)
-        stats = LoadStats(batches=len(batches), rows_in=raw.num_rows, loaded=loaded,
-                          quarantined=quarantined,
+        stats = LoadStats(batches=len(batches), rows_in=raw.num_rows + rejected,
+                          loaded=loaded, quarantined=quarantined, rejected=rejected,
                           duplicates=raw.num_rows - loaded - quarantined)
         cursor.execute(
             'INSERT INTO log_offsets (writer, segment, "offset", updated_at) '
@@ -147,10 +153,10 @@ def commit_load(cursor: Any, batches: list[pa.RecordBatch], *, writer: str, segm
         )
         cursor.execute(
             'INSERT INTO loads ("at", writer, segment, start_offset, "offset", rows_in, '
-            "loaded, duplicates, quarantined, min_received_at, max_received_at) "
-            "VALUES (now(), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "loaded, duplicates, quarantined, rejected, min_received_at, max_received_at) "
+            "VALUES (now(), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [writer, segment, start_offset, end_offset, stats.rows_in, stats.loaded,
-             stats.duplicates, stats.quarantined, lo, hi],
+             stats.duplicates, stats.quarantined, stats.rejected, lo, hi],
         )
         cursor.execute("COMMIT")
     except BaseException:

@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from nerve.loader._commit import LoadStats, commit_load, read_offsets
 from nerve.log import Segment, Tail, acknowledge, list_segments, read_segment, set_aside, writer_ids
+from nerve.warehouse import DATA_ERRORS
 
 if TYPE_CHECKING:
     from nerve.warehouse import Warehouse
@@ -80,17 +81,16 @@ class Loader:
         except FileNotFoundError:  # the writer removed an empty torn segment meanwhile
             return None
         position = start
-        chunk: list[pa.RecordBatch] = []
+        frames: list[tuple[int, pa.RecordBatch]] = []
         rows = 0
         for end, batch in read.batches:
-            chunk.append(batch)
+            frames.append((end, batch))
             rows += batch.num_rows
             if rows >= self.max_rows:
-                stats.add(self._commit(segment, chunk, position, end))
-                position, chunk, rows = end, [], 0
-        if chunk:
-            stats.add(self._commit(segment, chunk, position, read.end))
-            position = read.end
+                position = self._commit_frames(segment, frames, position, stats)
+                frames, rows = [], 0
+        if frames:
+            position = self._commit_frames(segment, frames, position, stats)
         if segment.sealed:
             # nothing more will be appended: finish the segment
             if read.tail is Tail.CLEAN:
@@ -101,13 +101,46 @@ class Loader:
                           "in a sealed segment (loaded up to there)")
         return max(position, read.end)
 
+    def _commit_frames(self, segment: Segment, frames: list[tuple[int, pa.RecordBatch]],
+                       start: int, stats: LoadStats) -> int:
+        """Commit frames read from ``start``; the offset reached.
+
+        When the warehouse refuses the rows themselves (a value a column cannot take: a
+        bug upstream), retrying cannot help and would stall the whole log behind them.
+        The frames are then loaded one by one, and a frame that still fails is set aside
+        as an Arrow file next to the log, counted as ``rejected`` in the ledger.
+        """
+        end = frames[-1][0]
+        try:
+            stats.add(self._commit(segment, [b for _, b in frames], start, end))
+        except DATA_ERRORS as exc:
+            if len(frames) == 1:
+                stats.add(self._reject(segment, frames[0][1], start, end, exc))
+                return end
+            position = start
+            for frame in frames:
+                position = self._commit_frames(segment, [frame], position, stats)
+        return end
+
     def _commit(self, segment: Segment, batches: list[pa.RecordBatch], start: int,
-                end: int) -> LoadStats:
+                end: int, rejected: int = 0) -> LoadStats:
         stats = commit_load(self._cursor, batches, writer=segment.writer,
                             segment=segment.name, start_offset=start, end_offset=end,
-                            dedup_window=self.dedup_window)
+                            dedup_window=self.dedup_window, rejected=rejected)
         log.debug("loaded %s/%s [%d, %d): %s", segment.writer, segment.name, start, end, stats)
         return stats
+
+    def _reject(self, segment: Segment, batch: pa.RecordBatch, start: int, end: int,
+                exc: BaseException) -> LoadStats:
+        """Keep a batch the warehouse refuses in ``<segment>.rejected-<offset>.arrow``."""
+        path = segment.path.with_name(f"{segment.name}.rejected-{start}.arrow")
+        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, batch.schema) as out:
+            out.write_batch(batch)
+        with path.open("rb+") as f:
+            os.fsync(f.fileno())
+        log.error("%s [%d, %d): the warehouse refused %d rows (%s); kept in %s",
+                  segment.path, start, end, batch.num_rows, str(exc).splitlines()[0], path)
+        return self._commit(segment, [], start, end, rejected=batch.num_rows)
 
     def _retire(self, segment: Segment) -> None:
         """Delete a fully loaded segment, then forget its offset."""

@@ -10,9 +10,10 @@ from __future__ import annotations
 from nerve.warehouse._readonly import check_read_only
 from nerve.warehouse._result import result_json
 from nerve.warehouse._schema import EVENT_COLUMNS, JSON_COLUMNS, QUARANTINE_COLUMNS, TABLES
-from nerve.warehouse._warehouse import Warehouse
+from nerve.warehouse._warehouse import DATA_ERRORS, Warehouse
 
 __all__ = [
+    "DATA_ERRORS",
     "EVENT_COLUMNS",
     "JSON_COLUMNS",
     "QUARANTINE_COLUMNS",

@@ -79,6 +79,8 @@ TABLES: dict[str, list[tuple[str, str]]] = {
         ("loaded", "BIGINT NOT NULL"),
         ("duplicates", "BIGINT NOT NULL"),
         ("quarantined", "BIGINT NOT NULL"),
+        # rows the warehouse refused (a bug upstream); kept in <segment>.rejected-*.arrow
+        ("rejected", "BIGINT NOT NULL DEFAULT 0"),
         ("min_received_at", "TIMESTAMPTZ"),
         ("max_received_at", "TIMESTAMPTZ"),
     ],
@@ -111,5 +113,5 @@ def ensure_schema(con: Any) -> None:
                 # added columns are nullable: old rows have no value for them
                 con.execute(
                     f"ALTER TABLE {table} ADD COLUMN {quote(name)} "
-                    f"{sql_type.removesuffix(' NOT NULL')}"
+                    f"{sql_type.replace(' NOT NULL', '')}"
                 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
+import weakref
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -24,7 +25,17 @@ from nerve.warehouse._result import mark_json_columns
 from nerve.warehouse._schema import ensure_schema
 from nerve.workspace import Workspace
 
-__all__ = ["Warehouse"]
+__all__ = ["DATA_ERRORS", "Warehouse"]
+
+#: errors caused by the rows themselves (a value the table refuses): retrying the same rows
+#: fails the same way, unlike a lock, a full disk or a missing table
+DATA_ERRORS: tuple[type[BaseException], ...] = (
+    duckdb.DataError,
+    duckdb.IntegrityError,
+    duckdb.InvalidInputException,
+    pa.ArrowInvalid,
+    pa.ArrowTypeError,
+)
 
 _PREFIX = "duckdb://"
 _LOCK_PID = re.compile(r"PID (\d+)")
@@ -45,7 +56,8 @@ class Warehouse:
         self.path = path
         self.read_only = read_only
         self._local = threading.local()
-        self._cursors: list[duckdb.DuckDBPyConnection] = []
+        # weak: a cursor a caller closed and dropped is not kept alive here
+        self._cursors: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
         self._cursors_lock = threading.Lock()
         self._closed = False
 
@@ -116,7 +128,7 @@ class Warehouse:
         cursor = self._con.cursor()
         cursor.execute("SET TimeZone = 'UTC'")
         with self._cursors_lock:
-            self._cursors.append(cursor)
+            self._cursors.add(cursor)
         return cursor
 
     def ibis(self) -> Any:
@@ -161,7 +173,7 @@ class Warehouse:
             return
         self._closed = True
         with self._cursors_lock:
-            cursors, self._cursors = self._cursors, []
+            cursors, self._cursors = list(self._cursors), weakref.WeakSet()
         for cursor in cursors:
             cursor.close()
         self._con.close()
