@@ -210,3 +210,24 @@ def test_generated_typescript_passes_tsc_strict_and_typos_fail(tmp_path: Path) -
         assert calls[0][0] == "add_to_cart"
         assert calls[0][2] == {"context": {"event_version": "2.1.0"}}
         assert calls[1][2] == {"context": {"ip": "0", "event_version": "1.0.0"}}
+
+
+def test_python_names_never_clash(tmp_path: Path) -> None:
+    from nerve.catalog import EventSpec, PropertySpec, Version
+
+    props = (PropertySpec("userId", "string"), PropertySpec("user_id", "string"),
+             PropertySpec("context", "object"), PropertySpec("class", "integer"),
+             PropertySpec("Order Total", "number", required=True))
+    catalog = Catalog.from_specs([EventSpec("Add To Cart", Version(1), properties=props),
+                                  EventSpec("add_to_cart", Version(1))])
+    tracking = _import(_write(tmp_path / "clash.py", generate_python(catalog)))
+    client = Recorder()
+    tracking.add_to_cart(client, order_total=3.5, user_id_=" a", user_id_2="b",
+                         context_={"x": 1}, class_=2, user_id="u9")
+    tracking.add_to_cart_2(client)
+    first, second = client.calls
+    assert first["event"] == "Add To Cart"
+    assert first["properties"] == {"Order Total": 3.5, "userId": " a", "user_id": "b",
+                                   "context": {"x": 1}, "class": 2}
+    assert first["user_id"] == "u9"
+    assert second["event"] == "add_to_cart"

@@ -13,7 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from nerve.catalog import Catalog
-from nerve.catalog._docs import build_site, example_payload, metric_refs
+from nerve.catalog._docs import build_site, metric_refs
+from nerve.catalog._example import example_payload
 from nerve.cli import app
 from nerve.envelope import ENVELOPE_SCHEMA
 from nerve.warehouse import Warehouse
@@ -60,8 +61,6 @@ def test_example_payloads_pass_the_catalog(events: Path) -> None:
     for spec in catalog:
         payload = example_payload(spec)
         field = "traits" if spec.type in ("identify", "group") else "properties"
-        if any(p.pattern for p in spec.properties):
-            continue  # examples do not invent strings for patterns
         assert catalog.violations(spec, payload[field]) == [], spec.name
         assert payload["context"]["event_version"] == str(spec.version)
 
@@ -130,3 +129,32 @@ def test_cli_docs_without_a_warehouse(shop: Workspace) -> None:
         "add_to_cart.html", "identify.html", "order_completed.html",
         "products_searched.html"]
     assert "Volume" not in (site / "events" / "add_to_cart.html").read_text()
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    pytest.skip("headless Chromium is not installed (apt-get install chromium)")
+    raise AssertionError  # unreachable
+
+
+@pytest.mark.timeout(120)
+def test_search_runs_in_headless_chromium(shop: Workspace, tmp_path: Path) -> None:
+    import subprocess
+
+    browser = _chromium()
+    out = tmp_path / "site"
+    build_site(Catalog.load(shop.events_dir), out, workspace=shop)
+    url = (out / "index.html").as_uri() + "?q=order%20checkout"
+    result = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", url],
+        capture_output=True, text=True, timeout=90, check=True)
+    dom = result.stdout
+    rows = [line for line in dom.splitlines() if "<tr data-search=" in line]
+    assert len(rows) == 4
+    shown = [r for r in rows if " hidden" not in r]
+    assert len(shown) == 1  # both words must match: only order_completed (owner checkout)
+    assert "order_completed" in (out / "index.html").read_text()
+    assert 'data-search="order_completed' in shown[0]

@@ -129,21 +129,42 @@ def generate_python(catalog: Catalog, project: str = "nerve") -> str:
     True
     """
     specs = _track_specs(catalog)
-    functions = [_py_function(spec) for spec in specs]
-    names = ["TrackClient", *(python_name(s.name) for s in specs)]
+    taken = {"TrackClient", "Any", "Literal", "Protocol", "datetime", "annotations",
+             "_value", "_context"}
+    names = ["TrackClient"]
+    functions = []
+    for spec in specs:
+        # two events can map to one name (``Add To Cart``, ``add_to_cart``): number them
+        name = _unique(python_name(spec.name), taken)
+        names.append(name)
+        functions.append(_py_function(spec, name))
     body = "".join(functions)
     typing_names = "Any, Literal, Protocol" if "Literal[" in body else "Any, Protocol"
     return _PY_HEADER.format(project=project, all_names=names,
                              typing_names=typing_names) + body
 
 
-def _arg_name(prop: PropertySpec) -> str:
-    name = python_name(prop.name)
-    return name + "_" if name in _RESERVED_ARGS else name
+def _unique(name: str, taken: set[str]) -> str:
+    candidate, number = name, 2
+    while candidate in taken:
+        candidate = f"{name.rstrip('_')}_{number}"
+        number += 1
+    taken.add(candidate)
+    return candidate
 
 
-def _py_function(spec: EventSpec) -> str:
+def _py_function(spec: EventSpec, function_name: str) -> str:
     props = sorted(spec.properties, key=lambda p: not p.required)  # required first
+    # keyword names: snake_case, never a reserved argument, never twice (userId, user_id)
+    taken = set(_RESERVED_ARGS)
+    arg_names = {}
+    for prop in props:
+        name = python_name(prop.name)
+        arg_names[id(prop)] = _unique(name + "_" if name in _RESERVED_ARGS else name, taken)
+
+    def _arg_name(prop: PropertySpec) -> str:
+        return arg_names[id(prop)]
+
     args = ["    client: TrackClient,", "    *,"]
     for prop in props:
         default = "" if prop.required else " | None = None"
@@ -173,7 +194,7 @@ def _py_function(spec: EventSpec) -> str:
     body += [f"    client.track({json.dumps(spec.name)}, properties, user_id=user_id,",
              "                 anonymous_id=anonymous_id,",
              f"                 context=_context(context, {json.dumps(str(spec.version))}))"]
-    lines = ["", "", f"def {python_name(spec.name)}(", *args, ") -> None:", *doc, *body]
+    lines = ["", "", f"def {function_name}(", *args, ") -> None:", *doc, *body]
     return "\n".join(lines) + "\n"
 
 

@@ -17,15 +17,16 @@ from typing import Any
 import jinja2
 import orjson
 
-from nerve.catalog._catalog import PAYLOAD_FIELD, Catalog
+from nerve.catalog._catalog import Catalog
 from nerve.catalog._diff import diff_events
+from nerve.catalog._example import example_payload
 from nerve.catalog._git import file_history
 from nerve.catalog._model import EventSpec, PropertySpec
 from nerve.errors import NerveError
 from nerve.workspace import Workspace
 
 __all__ = ["EventStats", "MetricRef", "SiteReport", "build_site", "event_stats",
-           "example_payload", "example_properties", "metric_refs", "page_name"]
+           "metric_refs", "page_name"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,59 +53,6 @@ class MetricRef:
     metric: str
     file: str
     line: int
-
-
-# ------------------------------------------------------------------------ example payload
-
-_FORMAT_EXAMPLES = {"email": "user@example.com", "uri": "https://example.com/p/1",
-                    "uuid": "5f0c8f6e-1d7b-4f43-9b1e-2a9f6f3c0d11", "date": "2026-01-31",
-                    "ipv4": "203.0.113.7", "hostname": "example.com"}
-
-
-def _example(prop: PropertySpec) -> Any:
-    if prop.enum:
-        return prop.enum[0]
-    if prop.type == "string":
-        return _FORMAT_EXAMPLES.get(prop.format or "", f"example {prop.name}")
-    if prop.type in ("integer", "number"):
-        low = prop.minimum if prop.minimum is not None else 0
-        value: float = max(low, 1)
-        if prop.maximum is not None:
-            value = min(value, prop.maximum)
-        if prop.type == "integer":
-            return int(value)
-        return round(float(value) + 0.99, 2) if prop.maximum is None else float(value)
-    if prop.type == "boolean":
-        return True
-    if prop.type == "timestamp":
-        return "2026-01-31T12:00:00.000Z"
-    if prop.type == "array":
-        return [_example(prop.items)] if prop.items is not None else []
-    return {p.name: _example(p) for p in prop.properties}
-
-
-def example_properties(spec: EventSpec) -> dict[str, Any]:
-    """Example properties (or traits) for ``spec``, from its schema: every property set.
-
-    >>> from nerve.catalog import Version
-    >>> example_properties(EventSpec("x", Version(1), properties=(
-    ...     PropertySpec("n", "integer", minimum=3),)))
-    {'n': 3}
-    """
-    return {p.name: _example(p) for p in spec.properties}
-
-
-def example_payload(spec: EventSpec) -> dict[str, Any]:
-    """A whole Segment-spec call that the catalog accepts, with ``context.event_version``."""
-    field = PAYLOAD_FIELD.get(spec.type, "properties")
-    call: dict[str, Any] = {"type": spec.type}
-    if spec.type == "track":
-        call["event"] = spec.name
-    call["userId"] = "user-123"
-    call[field] = example_properties(spec)
-    call["context"] = {"event_version": str(spec.version)}
-    call["timestamp"] = "2026-01-31T12:00:00.000Z"
-    return call
 
 
 # ------------------------------------------------------------------------- metrics, stats
