@@ -235,3 +235,26 @@ def test_lint_demo_catalog(make_workspace: Callable[..., Workspace]) -> None:
     code, out, _ = run(ws, "catalog", "lint", "--format", "json")
     assert [f for f in json.loads(out) if f["severity"] == "error"] == []
     assert code in (0, 3)
+
+
+def test_lint_version_rules(make_workspace: Callable[..., Workspace]) -> None:
+    live = (FIXTURE / "products_searched.yaml").read_text()
+    newer = live.replace("version: 1\n", "version: 3\n")
+    ws = make_workspace({"products_searched.yaml": live,
+                         "versions/searched_old.yaml": newer})
+    code, out, _ = run(ws, "catalog", "lint", "--format", "json")
+    assert code == 1
+    found = {(f["rule"], f["severity"], f["file"]) for f in json.loads(out)}
+    assert found == {
+        ("version-order", "error", "events/versions/searched_old.yaml"),
+        ("version-file-name", "warning", "events/versions/searched_old.yaml")}
+
+
+def test_diff_reports_an_invalid_base_with_the_ref(repo: Workspace) -> None:
+    edit(repo, "identify.yaml", "type: identify", "type: nope")
+    git(repo.root, "commit", "-qam", "broken")
+    edit(repo, "identify.yaml", "type: nope", "type: identify")
+    code, _, err = run(repo, "catalog", "diff")
+    assert code == 4
+    assert "HEAD:" in err
+    assert "identify.yaml:2" in err

@@ -5,6 +5,8 @@
 """
 
 from nerve.catalog._catalog import PAYLOAD_FIELD, Catalog, Violation
+from nerve.catalog._diff import Change, EventVerdict, check_bumps, diff_catalogs
+from nerve.catalog._lint import RULES, Finding, LintConfig, lint_catalog
 from nerve.catalog._model import (
     EVENT_TYPES,
     PII_CLASSES,
@@ -21,11 +23,19 @@ __all__ = [
     "PAYLOAD_FIELD",
     "PII_CLASSES",
     "PROPERTY_TYPES",
+    "RULES",
     "Catalog",
+    "Change",
     "EventSpec",
+    "EventVerdict",
+    "Finding",
+    "LintConfig",
     "PropertyGroup",
     "PropertySpec",
     "Version",
     "Violation",
+    "check_bumps",
+    "diff_catalogs",
+    "lint_catalog",
     "parse_retention",
 ]
