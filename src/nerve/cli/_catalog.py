@@ -113,15 +113,26 @@ def lint(
 
 @catalog_app.command("list")
 @handle_errors
-def list_events(ctx: typer.Context, fmt: FormatOption = Format.table) -> None:
+def list_events(
+    ctx: typer.Context,
+    all_versions: Annotated[bool, typer.Option(
+        "--all-versions", help="One row per live version (events/versions/ too), with its file.",
+    )] = False,
+    fmt: FormatOption = Format.table,
+) -> None:
     """List cataloged events with their version, owner and retention."""
     ws = load_workspace(ctx)
     catalog = Catalog.load(ws.events_dir)
-    rows = [{"event": s.name, "type": s.type, "version": str(s.version),
-             "versions": ", ".join(str(v.version) for v in catalog.versions(s.name)),
-             "status": s.status, "owner": s.owner, "retention": s.retention,
-             "properties": len(s.properties)}
-            for s in catalog]
+    specs = [v for s in catalog for v in catalog.versions(s.name)] if all_versions \
+        else list(catalog)
+    rows = []
+    for spec in specs:
+        row = {"event": spec.name, "type": spec.type, "version": str(spec.version),
+               "status": spec.status, "owner": spec.owner, "retention": spec.retention,
+               "properties": len(spec.properties)}
+        if all_versions:
+            row["file"] = _rel(spec.file, ws.root)
+        rows.append(row)
     emit(rows, fmt, title="events")
 
 
