@@ -14,7 +14,7 @@ The format (docs/quality.md)::
         disabled: [lateness]
     sequences:
       - {event: purchase_complete, preceded_by: checkout_start, within: 1h, min_share: 0.95}
-    webhook: {url: "https://hooks.slack.com/...", on: [fail]}
+    webhook: {url: "https://hooks.slack.com/...", alert_on: [fail]}
     schedule: {every: 5m}
 
 ``nerve.toml`` may hold ``[checks] webhook = "..."`` and ``every = "5m"`` instead.
@@ -223,37 +223,25 @@ def _parse(raw: dict[str, Any], toml: dict[str, Any], path: Path) -> ChecksConfi
         if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
             raise fail(f"dimensions.{name}", "expected a JSON path or a list of them")
         dimensions[str(name)] = tuple(paths)
-    sequences = []
-    for i, item in enumerate(raw.get("sequences") or []):
-        where = f"sequences[{i}]"
-        if not isinstance(item, dict) or not {"event", "preceded_by"} <= set(item):
-            raise fail(where, "expected a mapping with event and preceded_by")
-        unknown = set(item) - {"event", "preceded_by", "within", "min_share", "name",
-                               "window", "min_users"}
-        if unknown:
-            raise fail(where, f"unknown field(s) {', '.join(sorted(unknown))}")
-        base = DEFAULTS["sequence"]
-        sequences.append(Sequence(
-            event=str(item["event"]),
-            preceded_by=str(item["preceded_by"]),
-            within=parse_duration(item.get("within", base["within"]), f"{where}.within"),
-            min_share=_share(item.get("min_share", base["min_share"]), f"{where}.min_share",
-                             fail),
-            name=str(item.get("name") or f"{item['event']} after {item['preceded_by']}"),
-            window=parse_duration(item.get("window", base["window"]), f"{where}.window"),
-            min_users=int(item.get("min_users", base["min_users"])),
-        ))
+    try:
+        sequences = _sequences(raw.get("sequences") or [], fail)
+        every = parse_duration((raw.get("schedule") or {}).get("every") or toml.get("every")
+                               or "5m", "schedule.every")
+    except UserError as exc:
+        if str(path) in str(exc):
+            raise
+        raise UserError(f"{path}: {exc}") from exc
     webhook = raw.get("webhook") or {}
     if isinstance(webhook, str):
         webhook = {"url": webhook}
     url = webhook.get("url") or toml.get("webhook")
-    on = webhook.get("on") or toml.get("webhook_on") or ["fail"]
+    # YAML 1.1 reads a bare `on:` key as true; accept it, document alert_on
+    on = (webhook.get("alert_on") or webhook.get("on") or webhook.get(True)
+          or toml.get("alert_on") or ["fail"])
     if isinstance(on, str):
         on = [on]
     if any(s not in ("warn", "fail", "error") for s in on):
-        raise fail("webhook.on", "expected a list of statuses among warn, fail, error")
-    schedule = raw.get("schedule") or {}
-    every = parse_duration(schedule.get("every") or toml.get("every") or "5m", "schedule.every")
+        raise fail("webhook.alert_on", "expected a list of statuses among warn, fail, error")
     return ChecksConfig(defaults=defaults, events=events, dimensions=dimensions,
                         sequences=tuple(sequences), webhook_url=str(url) if url else None,
                         webhook_on=tuple(on), every=every, file=path)
@@ -274,14 +262,43 @@ def _check_settings(check: str, settings: Any, where: str, fail: Any) -> None:
         if isinstance(default, float | int) and not isinstance(default, bool):
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise fail(f"{where}.{key}", f"expected a number, got {value!r}")
-        elif isinstance(default, str) and key != "direction" and key != "status":
+        elif isinstance(default, str) and key not in ("direction", "status"):
             if value != "auto":
-                parse_duration(value, f"{where}.{key}")
+                try:
+                    parse_duration(value, f"{where}.{key}")
+                except UserError as exc:
+                    raise fail(f"{where}.{key}", str(exc).split(": ", 1)[-1]) from exc
         elif key == "direction" and value not in ("both", "up", "down"):
             raise fail(f"{where}.{key}", f"expected both, up or down, got {value!r}")
+        elif key == "status" and value not in ("warn", "fail"):
+            raise fail(f"{where}.{key}", f"expected warn or fail, got {value!r}")
 
 
 def _share(value: Any, where: str, fail: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
         raise fail(where, f"expected a share between 0 and 1, got {value!r}")
     return float(value)
+
+
+def _sequences(items: list[Any], fail: Any) -> list[Sequence]:
+    sequences = []
+    for i, item in enumerate(items):
+        where = f"sequences[{i}]"
+        if not isinstance(item, dict) or not {"event", "preceded_by"} <= set(item):
+            raise fail(where, "expected a mapping with event and preceded_by")
+        unknown = set(item) - {"event", "preceded_by", "within", "min_share", "name",
+                               "window", "min_users"}
+        if unknown:
+            raise fail(where, f"unknown field(s) {', '.join(sorted(unknown))}")
+        base = DEFAULTS["sequence"]
+        sequences.append(Sequence(
+            event=str(item["event"]),
+            preceded_by=str(item["preceded_by"]),
+            within=parse_duration(item.get("within", base["within"]), f"{where}.within"),
+            min_share=_share(item.get("min_share", base["min_share"]), f"{where}.min_share",
+                             fail),
+            name=str(item.get("name") or f"{item['event']} after {item['preceded_by']}"),
+            window=parse_duration(item.get("window", base["window"]), f"{where}.window"),
+            min_users=int(item.get("min_users", base["min_users"])),
+        ))
+    return sequences

@@ -13,8 +13,19 @@ from typing import Any
 
 import ibis
 import ibis.expr.types as ir
+from ibis.common.exceptions import IbisError, TableNotFound
 
-__all__ = ["Inputs", "backend_name", "epoch_seconds", "json_text", "user_key"]
+__all__ = [
+    "Inputs",
+    "backend_name",
+    "epoch_seconds",
+    "event_key",
+    "field_value",
+    "has_table",
+    "json_missing",
+    "json_text",
+    "user_key",
+]
 
 
 @ibis.udf.scalar.builtin(name="json_extract_string")
@@ -38,6 +49,15 @@ class Inputs:
     @property
     def backend(self) -> str:
         return backend_name(self.events)
+
+
+def has_table(con: Any, name: str) -> bool:
+    """Whether the Ibis backend ``con`` has table ``name`` (without listing every table)."""
+    try:
+        con.table(name)
+    except (TableNotFound, IbisError):
+        return False
+    return True
 
 
 def backend_name(table: ir.Table) -> str:

@@ -10,6 +10,7 @@ import ibis
 import orjson
 import pyarrow as pa
 
+from nerve.quality._engine import has_table
 from nerve.quality._result import CheckResult
 
 __all__ = ["HISTORY_TABLE", "latest_results", "record_results"]
@@ -62,7 +63,7 @@ def record_results(con: Any, results: list[CheckResult], *, at: datetime | None 
     run_id = run_id or uuid.uuid4().hex
     at = at or datetime.now(UTC)
     table = _rows(results, run_id, at)
-    if HISTORY_TABLE not in con.list_tables():
+    if not has_table(con, HISTORY_TABLE):
         con.create_table(HISTORY_TABLE, schema=ibis.schema(SCHEMA))
     if table.num_rows:
         con.insert(HISTORY_TABLE, table)
@@ -71,7 +72,7 @@ def record_results(con: Any, results: list[CheckResult], *, at: datetime | None 
 
 def latest_results(con: Any) -> list[CheckResult]:
     """The results of the latest recorded run (empty when none)."""
-    if HISTORY_TABLE not in con.list_tables():
+    if not has_table(con, HISTORY_TABLE):
         return []
     t = con.table(HISTORY_TABLE)
     last = t.filter(t.at == t.at.max()).order_by("check", "name").to_pyarrow().to_pylist()

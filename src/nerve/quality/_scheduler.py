@@ -15,7 +15,7 @@ from typing import Any
 from nerve.catalog import Catalog
 from nerve.quality._alerts import send_alert
 from nerve.quality._config import ChecksConfig, load_config
-from nerve.quality._engine import Inputs
+from nerve.quality._engine import Inputs, has_table
 from nerve.quality._history import record_results
 from nerve.quality._result import CheckResult, Status
 from nerve.quality._runner import run_checks
@@ -27,11 +27,10 @@ log = logging.getLogger("nerve.quality")
 
 def inputs_for(con: Any) -> Inputs:
     """The check inputs from an Ibis backend holding nerve's warehouse tables."""
-    names = set(con.list_tables())
     return Inputs(
         events=con.table("events"),
-        quarantine=con.table("quarantine") if "quarantine" in names else None,
-        loads=con.table("loads") if "loads" in names else None,
+        quarantine=con.table("quarantine") if has_table(con, "quarantine") else None,
+        loads=con.table("loads") if has_table(con, "loads") else None,
     )
 
 

@@ -1,0 +1,131 @@
+"""Result shape, history table, JUnit output and the Slack-compatible webhook (a real HTTP
+receiver on loopback)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
+from xml.etree import ElementTree as ET
+
+import pytest
+
+from nerve.quality import (
+    CheckResult,
+    Status,
+    alert_text,
+    junit_xml,
+    latest_results,
+    record_results,
+    send_alert,
+    worst,
+)
+from nerve.quality._result import fmt_duration, fmt_pct
+
+SINCE = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+RESULTS = [
+    CheckResult("volume", Status.fail, "add_to_cart on platform=Android dropped",
+                event="add_to_cart", dimensions={"platform": "Android"}, observed=12.0,
+                expected={"min": 40.0, "max": 90.0}, unit="events/h", since=SINCE,
+                details={"hours": 6}),
+    CheckResult("schema", Status.warn, "2% failed", event="search",
+                dimensions={"source": "web"}, observed=0.02,
+                expected={"min": 0.0, "max": 0.01}, unit="share"),
+    CheckResult("drift", Status.passed, "all known"),
+]
+
+
+def test_json_shape_round_trips() -> None:
+    data = RESULTS[0].as_dict()
+    assert {"check", "status", "event", "dimensions", "observed", "expected", "message",
+            "since"} <= set(data)
+    assert data["status"] == "fail" and data["since"] == "2026-11-20T09:00:00+00:00"
+    assert data["name"] == "volume:add_to_cart:platform=Android"
+    assert CheckResult.from_dict(data) == RESULTS[0]
+    assert worst([r.status for r in RESULTS]) is Status.fail
+    assert worst([]) is Status.passed
+
+
+def test_formatters() -> None:
+    assert fmt_pct(0.1) == "10%" and fmt_pct(0.025) == "2.5%" and fmt_pct(0.01) == "1%"
+    assert fmt_pct(0.0004) == "0.04%"
+    assert fmt_duration(45) == "45 s" and fmt_duration(600) == "10 min"
+    assert fmt_duration(3600) == "1 h" and fmt_duration(5400) == "1.5 h"
+    assert fmt_duration(3 * 86400) == "3 days"
+
+
+def test_history_on_every_engine(engine: Any) -> None:
+    con = engine.con
+    con.drop_table("check_results", force=True)
+    record_results(con, RESULTS, at=datetime(2026, 11, 20, 10, tzinfo=UTC))
+    second = [RESULTS[0]]
+    record_results(con, second, at=datetime(2026, 11, 20, 11, tzinfo=UTC))
+    assert con.table("check_results").count().execute() == 4
+    latest = latest_results(con)
+    assert latest == second
+    con.drop_table("check_results")
+
+
+def test_junit() -> None:
+    root = ET.fromstring(junit_xml(RESULTS))  # noqa: S314 - our own output
+    suite = root.find("testsuite")
+    assert suite is not None and suite.get("tests") == "3" and suite.get("failures") == "2"
+    cases = suite.findall("testcase")
+    assert cases[0].get("name") == "volume:add_to_cart:platform=Android"
+    failure = cases[0].find("failure")
+    assert failure is not None and failure.get("type") == "fail"
+    assert cases[2].find("failure") is None
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    received: list[dict[str, Any]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append({"type": self.headers["Content-Type"], "body": json.loads(body)})
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: Any) -> None:  # keep pytest output clean
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A real HTTP server on a free loopback port that records the POSTs it gets."""
+    received: list[dict[str, Any]] = []
+    handler = type("Handler", (_Receiver,), {"received": received})
+    server = HTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/hook", received
+    server.shutdown()
+    server.server_close()
+
+
+def test_webhook_posts_a_slack_payload(receiver: tuple[str, list[dict[str, Any]]]) -> None:
+    url, received = receiver
+    assert send_alert(url, RESULTS[:2], project="shop")
+    assert len(received) == 1
+    assert received[0]["type"] == "application/json"
+    text = received[0]["body"]["text"]
+    assert set(received[0]["body"]) == {"text"}
+    assert text.startswith("*shop: data quality* (1 fail, 1 warn)")
+    assert "add_to_cart on platform=Android dropped" in text
+    assert text.index("[volume]") < text.index("[schema]")  # worst first
+
+
+def test_webhook_failure_is_reported_not_raised() -> None:
+    from tests.conftest import free_port
+
+    assert send_alert(f"http://127.0.0.1:{free_port()}/hook", RESULTS) is False
+
+
+def test_alert_text_is_bounded() -> None:
+    many = [RESULTS[1]] * 30
+    text = alert_text(many, limit=5)
+    assert text.count("[schema]") == 5 and "and 25 more" in text
