@@ -84,7 +84,7 @@ def demo(
             wait_until_loaded(sql, expected, lambda n: bar.update(task, completed=n))
         ctx = SummaryContext(ws, truth, server.url, sql, run={
             "send_seconds": round(report.seconds, 2), "messages": report.messages,
-            "undelivered": report.undelivered, "errors": report.errors})
+            "undelivered": report.undelivered, "errors": report.errors, "serving": serve})
         sections = build_summary(ctx)
         if fmt is Format.json:
             emit_json({"workspace": str(ws.root), "url": server.url,

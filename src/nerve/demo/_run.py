@@ -8,6 +8,7 @@ and sends on the other.
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import signal
 import subprocess
@@ -22,10 +23,12 @@ from typing import Any
 import httpx
 import orjson
 
+from nerve.demo import SHOP_DIR
 from nerve.demo._scenario import DAY_MS, SimConfig
 from nerve.demo._send import Sender
 from nerve.demo._simulate import Simulation
 from nerve.errors import TransientError, WorkspaceError
+from nerve.server import read_server_file
 from nerve.workspace import CONFIG_FILE, Workspace, init_workspace
 
 __all__ = ["TRUTH_FILE", "DemoServer", "SendReport", "make_config", "prepare_workspace",
@@ -34,12 +37,6 @@ __all__ = ["TRUTH_FILE", "DemoServer", "SendReport", "make_config", "prepare_wor
 TRUTH_FILE = "ground_truth.json"
 _BUNDLED = ("events", "metrics", "experiments")
 _MARKER = "[demo]"
-
-
-def _bundle() -> Path:
-    from nerve.demo import SHOP_DIR
-
-    return SHOP_DIR
 
 
 def prepare_workspace(directory: Path) -> Workspace:
@@ -55,8 +52,6 @@ def prepare_workspace(directory: Path) -> Workspace:
             raise WorkspaceError(f"{root}: a nerve workspace that `nerve demo` did not create; "
                                  "not touching it. Choose another --dir.")
         ws = Workspace.load(root)
-        from nerve.server import read_server_file
-
         info = read_server_file(ws)
         if info is not None:
             raise WorkspaceError(f"{root}: a nerve server (pid {info['pid']}) still serves "
@@ -72,7 +67,7 @@ def prepare_workspace(directory: Path) -> Workspace:
         with config.open("a", encoding="utf-8") as f:
             f.write(_extra_toml())
     for name in _BUNDLED:
-        source, target = _bundle() / name, root / name
+        source, target = SHOP_DIR / name, root / name
         if source.is_dir():
             shutil.rmtree(target, ignore_errors=True)
             shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
@@ -80,8 +75,6 @@ def prepare_workspace(directory: Path) -> Workspace:
 
 
 def _extra_toml() -> str:
-    import secrets
-
     keys = "".join(f'\n[[sources]]\nname = "{name}"\nwrite_key = "{secrets.token_urlsafe(18)}"\n'
                    for name in ("ios", "android"))
     return (f"\n# The shop's apps send with their own keys (web and server are above).{keys}"
@@ -99,12 +92,11 @@ class DemoServer:
         cmd = [sys.executable, "-m", "nerve", "--workspace", str(workspace.root), "serve",
                "--host", "127.0.0.1", "--port", str(port)]
         with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+            # our own interpreter and arguments, no shell
+            self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
         self.url = self._wait_ready()
 
     def _wait_ready(self, timeout: float = 60.0) -> str:
-        from nerve.server import read_server_file
-
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -124,8 +116,6 @@ class DemoServer:
 
     def sql(self, query: str) -> list[dict[str, Any]]:
         """Rows of a read-only query, through the server's admin API (it holds the file)."""
-        from nerve.server import read_server_file
-
         info = read_server_file(self.workspace)
         if info is None:
             raise TransientError(f"the demo server is gone; see {self.log_path}")

@@ -30,8 +30,9 @@ HOUR_MS = 60 * MINUTE_MS
 DAY_MS = 24 * HOUR_MS
 
 DEFAULT_DAYS = 28
-#: about 320k messages over 28 days: sent, validated and loaded in well under 2 minutes here
-DEFAULT_USERS = 5000
+#: about 300k messages over 28 days: simulated, sent, validated and loaded in about a
+#: minute on a busy 2-core machine (measured: docs/demo.md)
+DEFAULT_USERS = 6000
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +121,7 @@ class Experiment:
     weights: tuple[float, ...] = (0.5, 0.5)
     min_age: int = 65
     #: true relative lift of P(payment submitted | checkout started) in ``simple``
-    true_lift: float = 0.25
+    true_lift: float = 0.3
     exposure_event: str = "experiment_viewed"
 
     def as_dict(self, start_ms: int) -> dict[str, Any]:
@@ -185,7 +186,7 @@ def build_timeline(config: SimConfig) -> Timeline:
     """Place releases, the experiment and the incidents inside the simulated span.
 
     With the default 28 days: the Android 4.2.0 release (and its add_to_cart bug) 5 days
-    before the end, fixed by 4.2.1 a day later; adyen's outage from 15:00 to 18:00 UTC two
+    before the end, fixed by 4.2.1 a day later; adyen's outage from 17:00 to 21:00 UTC two
     days before the end; the experiment started 21 days before the end. Shorter spans
     scale these down; an incident that does not fit before the live minutes is left out.
     """
@@ -198,10 +199,11 @@ def build_timeline(config: SimConfig) -> Timeline:
     hotfix = release + bug_hours * HOUR_MS
     ios_release = max(start, release - 3 * DAY_MS)
     spike_day = _floor(end - min(2 * DAY_MS, int(span * 0.3)), DAY_MS)
-    spike_start = spike_day + 15 * HOUR_MS
-    if spike_start + 3 * HOUR_MS > live_start:
-        spike_start = _floor(live_start - 4 * HOUR_MS, HOUR_MS)
-    spike_end = spike_start + 3 * HOUR_MS
+    # the European evening and the American afternoon: the busiest hours for payments
+    spike_start = spike_day + 17 * HOUR_MS
+    if spike_start + 4 * HOUR_MS > live_start:
+        spike_start = _floor(live_start - 5 * HOUR_MS, HOUR_MS)
+    spike_end = spike_start + 4 * HOUR_MS
     experiment_start = max(start, _floor(end - min(21 * DAY_MS, int(span * 0.75)), DAY_MS))
     incidents: list[Incident] = []
     if config.incidents:
@@ -230,7 +232,7 @@ def build_timeline(config: SimConfig) -> Timeline:
                 effect=round(PAYMENT_OUTAGE_FAIL_RATE / PAYMENT_FAIL_RATE - 1, 2),
                 description=(f"The payment provider adyen times out: its failure rate goes "
                              f"from {PAYMENT_FAIL_RATE:.0%} to {PAYMENT_OUTAGE_FAIL_RATE:.0%} "
-                             "of submitted payments for three hours (error codes "
+                             "of submitted payments for four hours (error codes "
                              "provider_timeout and provider_unavailable); some shoppers "
                              "retry with another method, the rest are lost sales."),
                 details={"failure_rate": {"baseline": PAYMENT_FAIL_RATE,

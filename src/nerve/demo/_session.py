@@ -346,7 +346,7 @@ class Session:
             saved = self.t
             self.t += rng.randint(1 * DAY_MS, 12 * DAY_MS)
             amount = value if rng.random() < 0.7 else round(value * rng.uniform(0.2, 0.8), 2)
-            self._emit({"type": "track", "event": "refund",
+            self._emit({"type": "track", "event": "order_refunded",
                         "properties": {"order_id": pay["order_id"], "currency": "USD",
                                        "amount": amount, "reason": rng.choice(_REFUND_REASONS)},
                         "context": {"library": {"name": "analytics-python",

@@ -63,8 +63,9 @@ def overview_section(ctx: SummaryContext) -> Section:
     duplicates = ctx.sql("SELECT coalesce(sum(duplicates), 0) AS n FROM loads")[0]["n"]
     seconds = run.get("send_seconds") or 0.0
     rows = [
-        {"what": "simulated", "value": f"{sim['days']} days, {sim['active_users']:,} active "
-                                        f"users, {sim['sessions']:,} sessions (seed {sim['seed']})"},
+        {"what": "simulated",
+         "value": f"{sim['days']} days, {sim['active_users']:,} active users, "
+                  f"{sim['sessions']:,} sessions (seed {sim['seed']})"},
         {"what": "sent", "value": f"{expected['messages_sent']:,} messages "
                                   f"({expected['history_sent']:,} historical import, "
                                   f"{expected['live_sent']:,} live)"
@@ -73,8 +74,9 @@ def overview_section(ctx: SummaryContext) -> Section:
         {"what": "accepted", "value": f"{events:,} events (expected {expected['accepted']:,})"},
         {"what": "quarantined", "value": f"{quarantined:,} (expected "
                                          f"{expected['quarantined']:,})"},
-        {"what": "duplicates dropped", "value": f"{int(duplicates):,} (retried messages sent "
-                                                f"twice: {ctx.truth['faults']['duplicate_message_id']:,})"},
+        {"what": "duplicates dropped",
+         "value": f"{int(duplicates):,} (retried messages sent twice: "
+                  f"{ctx.truth['faults']['duplicate_message_id']:,})"},
     ]
     if run.get("undelivered"):
         rows.append({"what": "NOT delivered", "value": f"{run['undelivered']:,} "
@@ -113,7 +115,8 @@ def incidents_section(ctx: SummaryContext) -> Section | None:
         return None
     rows = [{"incident": i["key"], "event": i["event"],
              "segment": f"{i['dimension']} = {i['value']}",
-             "window": f"{i['start'][:16]} .. {i['end'][:16]} UTC",
+             "window": f"{i['start'][5:16].replace('T', ' ')} .. "
+                       f"{i['end'][5:16].replace('T', ' ')} UTC",
              "effect": f"{i['effect']:+.0%}"} for i in incidents]
     return Section("incidents", "Injected incidents (ground_truth.json)", rows,
                    "can you find them? nerve sql, and the checks and anomaly detectors")
@@ -141,8 +144,8 @@ def explore_section(ctx: SummaryContext) -> Section:
     rows = [
         {"what": "workspace", "value": str(root)},
         {"what": "ground truth", "value": str(root / "ground_truth.json")},
-        {"what": "server", "value": ctx.url or "stopped (run: nerve --workspace "
-                                               f"{root} serve)"},
+        {"what": "server", "value": ctx.url if ctx.url and ctx.run.get("serving", True)
+         else f"stops now (--no-serve); start it again: nerve --workspace {root} serve"},
         {"what": "query", "value": f"nerve --workspace {root} sql \"SELECT event, count(*) "
                                    "FROM events GROUP BY 1 ORDER BY 2 DESC\""},
         {"what": "catalog", "value": f"nerve --workspace {root} catalog list"},
