@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -158,3 +159,45 @@ def test_search_runs_in_headless_chromium(shop: Workspace, tmp_path: Path) -> No
     assert len(shown) == 1  # both words must match: only order_completed (owner checkout)
     assert "order_completed" in (out / "index.html").read_text()
     assert 'data-search="order_completed' in shown[0]
+
+
+@pytest.mark.timeout(120)
+def test_docs_volumes_while_the_server_holds_the_warehouse(
+        shop: Workspace, serve: Callable[..., Any]) -> None:
+    import time
+
+    import httpx
+
+    from nerve.cli._sql import run_sql
+
+    server = serve(shop)
+    key = shop.config.sources[0].write_key
+    batch = [{"type": "track", "event": "add_to_cart", "userId": "u1",
+              "messageId": f"m{i}",
+              "properties": {"quantity": 1, "product_id": "p1"}} for i in range(3)]
+    batch.append({"type": "track", "event": "add_to_cart", "userId": "u1", "messageId": "bad",
+                  "properties": {"quantity": "many", "product_id": "p1"}})
+    response = httpx.post(f"{server.url}/v1/batch", json={"batch": batch}, auth=(key, ""),
+                          timeout=10)
+    assert response.status_code == 200
+    deadline = time.monotonic() + 60
+    query = ("SELECT (SELECT count(*) FROM events) AS e, "
+             "(SELECT count(*) FROM quarantine) AS q")
+    while time.monotonic() < deadline:
+        counts = run_sql(shop, query)["rows"][0]
+        if (counts["e"], counts["q"]) == (3, 1):
+            break
+        time.sleep(0.2)
+    result = CliRunner().invoke(app, ["--workspace", str(shop.root), "catalog", "docs"])
+    assert result.exit_code == 0, result.stderr
+    assert "volumes from the warehouse" in result.stderr
+    page = (shop.data_dir / "catalog-docs" / "events" / "add_to_cart.html").read_text()
+    text = " ".join(" ".join(_parse_text(page)).split())
+    assert "3 events, last 7 days" in text
+    assert "25.0% quarantined" in text
+
+
+def _parse_text(html: str) -> list[str]:
+    parser = _Text()
+    parser.feed(html)
+    return parser.text

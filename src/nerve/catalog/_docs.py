@@ -10,6 +10,7 @@ framework, so the site opens from the file system or any static host.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,8 @@ from nerve.catalog._model import EventSpec, PropertySpec
 from nerve.errors import NerveError
 from nerve.workspace import Workspace
 
-__all__ = ["EventStats", "MetricRef", "SiteReport", "build_site", "event_stats",
-           "metric_refs", "page_name"]
+__all__ = ["STATS_SQL", "EventStats", "MetricRef", "QueryRows", "SiteReport", "build_site",
+           "event_stats", "metric_refs", "page_name"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +90,7 @@ def metric_refs(metrics_dir: Path) -> dict[str, list[MetricRef]]:
     return refs
 
 
-_STATS_SQL = """
+STATS_SQL = """
 SELECT 'events' AS tbl, event,
        count(*) FILTER (WHERE "timestamp" >= current_timestamp - INTERVAL 7 DAY) AS n7,
        count(*) FILTER (WHERE "timestamp" >= current_timestamp - INTERVAL 28 DAY) AS n28
@@ -101,19 +102,28 @@ FROM quarantine WHERE type = 'track' GROUP BY event
 """
 
 
-def event_stats(ws: Workspace) -> tuple[dict[str, EventStats], str]:
-    """Per-event volumes from the warehouse opened read-only, and a note for the reader.
+#: a query function: SQL in, rows (dicts) out; ``nerve sql``'s path through a running server
+QueryRows = Callable[[str], list[dict[str, Any]]]
 
-    Returns no figures (and says why) when there is no warehouse yet or another process
-    (``nerve serve``) holds it: the site is still built.
+
+def event_stats(ws: Workspace, query: QueryRows | None = None
+                ) -> tuple[dict[str, EventStats], str]:
+    """Per-event volumes from the warehouse, and a note for the reader.
+
+    ``query`` runs the SQL (the CLI passes one that goes through a running ``nerve serve``);
+    without it the warehouse file is opened read-only. Returns no figures (and says why)
+    when there is no warehouse yet or it is locked: the site is still built.
     """
-    try:
+    if query is None:
         from nerve.warehouse import Warehouse  # noqa: PLC0415 - DuckDB only when needed
-    except ImportError:  # pragma: no cover - the warehouse package ships with nerve
-        return {}, "no warehouse package"
+
+        def query(sql: str) -> list[dict[str, Any]]:
+            with Warehouse.for_workspace(ws, read_only=True) as wh:
+                rows: list[dict[str, Any]] = wh.query(sql).to_pylist()
+                return rows
+
     try:
-        with Warehouse.for_workspace(ws, read_only=True) as wh:
-            rows = wh.query(_STATS_SQL).to_pylist()
+        rows = query(STATS_SQL)
     except NerveError as exc:
         return {}, f"volumes skipped: {str(exc).splitlines()[0]}"
     counts: dict[str, dict[str, int]] = {}
@@ -170,7 +180,7 @@ def _rel(path: Path | None, root: Path | None) -> str:
 
 
 def build_site(catalog: Catalog, out_dir: Path, *, workspace: Workspace | None = None,
-               project: str | None = None) -> SiteReport:
+               project: str | None = None, query: QueryRows | None = None) -> SiteReport:
     """Write the site into ``out_dir`` (index.html, events/*.html); return what was done."""
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("nerve.catalog", "templates"),
@@ -182,7 +192,7 @@ def build_site(catalog: Catalog, out_dir: Path, *, workspace: Workspace | None =
     note = "no workspace: volumes skipped"
     refs: dict[str, list[MetricRef]] = {}
     if workspace is not None:
-        stats, note = event_stats(workspace)
+        stats, note = event_stats(workspace, query)
         refs = metric_refs(workspace.metrics_dir)
     (out_dir / "events").mkdir(parents=True, exist_ok=True)
     index_rows = []

@@ -6,7 +6,7 @@ import enum
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -26,6 +26,7 @@ from nerve.cli._common import (
     handle_errors,
     load_workspace,
 )
+from nerve.cli._sql import run_sql
 from nerve.errors import CatalogError
 
 __all__ = ["register"]
@@ -238,7 +239,13 @@ def docs(
     ws = load_workspace(ctx)
     catalog = Catalog.load(ws.events_dir)
     target = out or ws.data_dir / "catalog-docs"
-    report = build_site(catalog, target, workspace=ws)
+
+    def query(sql: str) -> list[dict[str, Any]]:
+        # through `nerve serve` when it holds the warehouse, else the file read-only
+        rows: list[dict[str, Any]] = run_sql(ws, sql)["rows"]
+        return rows
+
+    report = build_site(catalog, target, workspace=ws, query=query)
     err_console.print(f"wrote {report.pages} pages to {target} "
                       f"({report.stats_note})", highlight=False)
     console.print(str(target / "index.html"), highlight=False)
