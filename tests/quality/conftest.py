@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import orjson
@@ -104,3 +107,30 @@ def catalog(*specs: EventSpec) -> Catalog:
 def prop(name: str, type_: str = "string", *, required: bool = False,
          enum: tuple[Any, ...] | None = None) -> PropertySpec:
     return PropertySpec(name=name, type=type_, required=required, enum=enum)  # type: ignore[arg-type]
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    received: list[dict[str, Any]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append({"type": self.headers["Content-Type"], "body": json.loads(body)})
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: Any) -> None:  # keep pytest output clean
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A real HTTP server on a free loopback port that records the POSTs it gets."""
+    received: list[dict[str, Any]] = []
+    handler = type("Handler", (_Receiver,), {"received": received})
+    server = HTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/hook", received
+    server.shutdown()
+    server.server_close()

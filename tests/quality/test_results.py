@@ -3,11 +3,7 @@ receiver on loopback)."""
 
 from __future__ import annotations
 
-import json
-import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 from xml.etree import ElementTree as ET
 
@@ -78,33 +74,6 @@ def test_junit() -> None:
     failure = cases[0].find("failure")
     assert failure is not None and failure.get("type") == "fail"
     assert cases[2].find("failure") is None
-
-
-class _Receiver(BaseHTTPRequestHandler):
-    received: list[dict[str, Any]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.received.append({"type": self.headers["Content-Type"], "body": json.loads(body)})
-        self.send_response(200)
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *args: Any) -> None:  # keep pytest output clean
-        pass
-
-
-@pytest.fixture
-def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """A real HTTP server on a free loopback port that records the POSTs it gets."""
-    received: list[dict[str, Any]] = []
-    handler = type("Handler", (_Receiver,), {"received": received})
-    server = HTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/hook", received
-    server.shutdown()
-    server.server_close()
 
 
 def test_webhook_posts_a_slack_payload(receiver: tuple[str, list[dict[str, Any]]]) -> None:

@@ -1,0 +1,171 @@
+"""``nerve check`` on a real warehouse file, through a real ``nerve serve``, and the
+server's scheduler with its webhook (a real HTTP receiver on loopback)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+from xml.etree import ElementTree as ET
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from nerve.catalog import Catalog
+from nerve.cli import ExitCode, app
+from nerve.quality import Scheduler, latest_results
+from nerve.warehouse import Warehouse
+from nerve.workspace import Workspace
+
+runner = CliRunner()
+
+SIGNUP = """\
+name: signup
+description: A visitor creates an account.
+owner: growth
+purpose: analytics
+retention: 400d
+properties:
+  plan: {type: string, required: true, pii: none}
+"""
+REFUND = SIGNUP.replace("signup", "refund").replace("A visitor creates an account",
+                                                    "Money goes back")
+
+
+def _fill(ws: Workspace, events_table: Any, quarantine_table: Any, *, bad: int) -> None:
+    """Live signups over the last hours, ``bad`` of them quarantined; no refunds."""
+    now = datetime.now(UTC)
+    rows = [{"event": "signup", "timestamp": now - timedelta(minutes=3 * i),
+             "user_id": f"u{i}", "properties": {"plan": "free"}} for i in range(60)]
+    quarantined = [{"event": "signup", "timestamp": now - timedelta(minutes=7 * i),
+                    "properties": {"plan": 3}, "violations": [
+                        {"path": "$.properties.plan", "rule": "type", "message": "not a string"}]}
+                   for i in range(bad)]
+    with Warehouse.for_workspace(ws) as wh:
+        cur = wh.cursor()
+        good = events_table(rows)
+        cur.register("good_rows", good)
+        cur.execute("INSERT INTO events SELECT * FROM good_rows")
+        if quarantined:
+            q = quarantine_table(quarantined)
+            cur.register("bad_rows", q)
+            cur.execute("INSERT INTO quarantine SELECT * FROM bad_rows")
+
+
+@pytest.fixture
+def workspace(make_workspace: Callable[..., Workspace], events_table: Any,
+              quarantine_table: Any) -> Callable[..., Workspace]:
+    def make(bad: int = 0, checks_yaml: str = "", refund: bool = True) -> Workspace:
+        events = {"signup.yaml": SIGNUP}
+        if refund:
+            events["refund.yaml"] = REFUND
+        ws = make_workspace(events)
+        if checks_yaml:
+            (ws.root / "checks.yaml").write_text(checks_yaml)
+        _fill(ws, events_table, quarantine_table, bad=bad)
+        return ws
+    return make
+
+
+def check(ws: Workspace, *args: str) -> Any:
+    return runner.invoke(app, ["--workspace", str(ws.root), "check", *args])
+
+
+def test_exit_codes_and_json(workspace: Callable[..., Workspace]) -> None:
+    ws = workspace(bad=10, refund=True)
+    result = check(ws, "--format", "json")
+    assert result.exit_code == ExitCode.FAILED, result.output
+    rows = json.loads(result.stdout)
+    assert isinstance(rows, list) and rows
+    for row in rows:
+        assert {"check", "status", "event", "dimensions", "observed", "expected", "message",
+                "since"} <= set(row)
+        assert row["status"] in ("pass", "warn", "fail", "error")
+    schema = [r for r in rows if r["check"] == "schema"]
+    assert schema[0]["status"] == "fail" and schema[0]["event"] == "signup"
+    assert "failed the catalog schema" in schema[0]["message"]
+    # warnings only: refund is cataloged but never arrived
+    warn = check(ws, "--select", "missing_events", "--format", "json")
+    assert warn.exit_code == ExitCode.WARN
+    assert [r["event"] for r in json.loads(warn.stdout) if r["status"] == "warn"] == ["refund"]
+    ok = check(ws, "--select", "freshness,drift")
+    assert ok.exit_code == ExitCode.OK, ok.output
+    assert "pass" in ok.stdout
+
+
+def test_junit_and_table(workspace: Callable[..., Workspace]) -> None:
+    ws = workspace(bad=10)
+    result = check(ws, "--format", "junit", "--select", "schema")
+    assert result.exit_code == ExitCode.FAILED
+    root = ET.fromstring(result.stdout)  # noqa: S314 - our own output
+    assert root.tag == "testsuites" and int(root.get("failures", "0")) >= 1
+    table = check(ws, "--select", "schema")
+    assert "signup" in table.stdout and table.stdout.rstrip().endswith("1 fail")
+
+
+def test_bad_input_exits_invalid(workspace: Callable[..., Workspace]) -> None:
+    ws = workspace(checks_yaml="defaults:\n  volume: {sensitivty: 3}\n")
+    result = check(ws)
+    assert result.exit_code == ExitCode.INVALID
+    assert "checks.yaml" in result.output and "sensitivty" in result.output
+    (ws.root / "checks.yaml").unlink()
+    typo = check(ws, "--select", "freshnes")
+    assert typo.exit_code == ExitCode.INVALID
+    assert "freshnes" in typo.output
+
+
+def test_check_goes_through_a_running_server(workspace: Callable[..., Workspace],
+                                            serve: Callable[..., Any]) -> None:
+    ws = workspace(bad=10)
+    server = serve(ws)
+    result = check(ws, "--format", "json", "--select", "schema")
+    assert result.exit_code == ExitCode.FAILED, result.output
+    rows = json.loads(result.stdout)
+    assert rows[0]["check"] == "schema" and rows[0]["status"] == "fail"
+    # the server kept the run in its history
+    info = json.loads((ws.data_dir / "server.json").read_text())
+    headers = {"Authorization": f"Bearer {info['admin_token']}"}
+    latest = httpx.get(server.url + "/v1/admin/checks/latest", headers=headers, timeout=30)
+    assert latest.status_code == 200
+    assert latest.json()["status"] == "fail"
+    assert latest.json()["results"][0]["message"] == rows[0]["message"]
+    refused = httpx.post(server.url + "/v1/admin/checks/run", json={}, timeout=30)
+    assert refused.status_code == 401
+
+
+def test_scheduler_records_and_alerts_once(workspace: Callable[..., Workspace],
+                                           receiver: tuple[str, list[dict[str, Any]]]) -> None:
+    url, received = receiver
+    ws = workspace(bad=10, checks_yaml=f"webhook: {{url: '{url}', alert_on: [fail]}}\n")
+    ws = Workspace.load(ws.root)
+    with Warehouse.for_workspace(ws) as wh:
+        state = SimpleNamespace(workspace=ws, catalog=Catalog.load(ws.events_dir),
+                                warehouse=wh)
+        scheduler = Scheduler(state, every=0.1).start()
+        deadline = time.monotonic() + 60
+        while scheduler.runs < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        scheduler.stop()
+        assert scheduler.runs >= 2
+        history = wh.ibis().table("check_results").count().execute()
+        assert history >= 2 * len(scheduler.last)
+        assert latest_results(wh.ibis())
+    # the failing schema check alerted once, not at every run
+    assert len(received) == 1
+    text = received[0]["body"]["text"]
+    assert "signup events from source web failed the catalog schema" in text
+
+
+def test_workspace_without_warehouse(make_workspace: Callable[..., Workspace]) -> None:
+    ws = make_workspace({"signup.yaml": SIGNUP})
+    result = check(ws)
+    assert result.exit_code == ExitCode.INVALID
+    assert "no warehouse yet" in result.output
+
+
+_ = Path
