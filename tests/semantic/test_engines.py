@@ -12,9 +12,9 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
+from tests.semantic.conftest import identify, track, ts
 
 from nerve.semantic import MetricQuery, SemanticLayer
-from tests.semantic.conftest import identify, track, ts
 
 NOW = datetime(2026, 4, 1, 12, tzinfo=UTC)
 IOS = {"os": {"name": "iOS"}}

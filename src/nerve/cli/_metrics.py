@@ -22,7 +22,14 @@ from nerve.cli._common import (
     load_workspace,
 )
 from nerve.errors import InternalError, QueryError, TransientError, UserError
-from nerve.semantic import ChecksHealth, HealthSource, MetricQuery, MetricsError, SemanticLayer
+from nerve.semantic import (
+    ChecksHealth,
+    HealthSource,
+    MetricQuery,
+    MetricsError,
+    Readiness,
+    SemanticLayer,
+)
 from nerve.workspace import Workspace
 
 __all__ = ["register", "run_query"]
@@ -109,6 +116,8 @@ def _health(ws: Workspace) -> HealthSource | None:
             results = latest_results(warehouse.ibis())
     except TransientError:
         return None  # the server holds the file; health stays unknown
+    except Exception:  # noqa: BLE001 - health is optional: a broken history reads as unknown
+        return None
     return ChecksHealth(results) if results else None
 
 
@@ -125,7 +134,13 @@ def readiness(ctx: typer.Context, fmt: FormatOption = Format.table) -> None:
     found = layer.readiness(_health(ws))
     if fmt is Format.json:
         emit_json([r.as_dict() for r in found])
-        return
+    else:
+        _emit_readiness(found, fmt)
+    if any(r.status == "missing" for r in found):
+        raise typer.Exit(ExitCode.FAILED)
+
+
+def _emit_readiness(found: list[Readiness], fmt: Format) -> None:
     rows = []
     for item in found:
         info = item.as_dict()
@@ -139,8 +154,6 @@ def readiness(ctx: typer.Context, fmt: FormatOption = Format.table) -> None:
             "health": ", ".join(f"{e}={h.status}" for e, h in sorted(item.health.items())),
         })
     emit(rows, fmt, title="metric readiness")
-    if any(r.status == "missing" for r in found):
-        raise typer.Exit(ExitCode.FAILED)
 
 
 # ----------------------------------------------------------------------------- query

@@ -153,7 +153,7 @@ def _literal(node: exp.Expression, text: str) -> Lit:
             return Lit(str(node.this))
         raw = str(node.this)
         return Lit(float(raw) if any(c in raw for c in ".eE") else int(raw))
-    raise ValueError(f"{text!r}: expected a literal value, got {node.sql()}")
+    raise ValueError(f"{text!r}: unsupported {node.sql()}: expected a name or a literal value")
 
 
 def _operand(node: exp.Expression, text: str) -> Node:

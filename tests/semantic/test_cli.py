@@ -1,0 +1,182 @@
+"""`nerve metrics ...` on a real workspace and warehouse, directly and through `nerve serve`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from tests.semantic.conftest import EVENTS, METRICS
+from tests.semantic.test_engines import HISTORY
+from typer.testing import CliRunner
+
+from nerve.cli import ExitCode, app
+from nerve.envelope import to_record_batch
+from nerve.loader import Loader
+from nerve.log import LogWriter
+from nerve.warehouse import Warehouse
+from nerve.workspace import Workspace
+
+runner = CliRunner()
+
+
+def _micros(moment: Any) -> int:
+    return int(moment.timestamp() * 1_000_000)
+
+
+def _envelope(i: int, row: dict[str, Any]) -> dict[str, Any]:
+    def text(key: str) -> str | None:
+        value = row.get(key)
+        return orjson.dumps(value).decode() if value is not None else None
+
+    return {
+        "message_id": f"m{i}", "type": row.get("type", "track"), "event": row.get("event"),
+        "name": None, "user_id": row.get("user_id"), "anonymous_id": row.get("anonymous_id"),
+        "group_id": None, "previous_id": None, "timestamp": _micros(row["timestamp"]),
+        "original_timestamp": None, "sent_at": None,
+        "received_at": _micros(row["timestamp"]), "properties": text("properties"),
+        "traits": text("traits"), "context": text("context"), "source": "web",
+        "historical": True, "schema_version": "1.0.0", "violations": None,
+    }
+
+
+@pytest.fixture
+def shop(make_workspace: Callable[..., Workspace]) -> Workspace:
+    """A workspace with the test shop's catalog, metrics and history in its warehouse."""
+    ws = make_workspace(EVENTS)
+    (ws.metrics_dir / "shop.yaml").write_text(METRICS, encoding="utf-8")
+    with LogWriter(ws.log_dir) as writer:
+        writer.append(to_record_batch([_envelope(i, r) for i, r in enumerate(HISTORY)]))
+        writer.sync()
+    with Warehouse.for_workspace(ws) as warehouse:
+        Loader(ws.log_dir, warehouse).load_once()
+    return ws
+
+
+def nerve(ws: Workspace, *args: str) -> Any:
+    return runner.invoke(app, ["--workspace", str(ws.root), "metrics", *args])
+
+
+WEEKLY = ["query", "revenue", "aov", "checkout_conversion", "--grain", "week",
+          "--since", "2026-03-02", "--until", "2026-03-15", "--format", "json"]
+EXPECTED = [
+    {"week": "2026-03-02", "revenue": 70.0, "aov": 35.0, "checkout_conversion": 0.5},
+    {"week": "2026-03-09", "revenue": 130.0, "aov": 65.0, "checkout_conversion": None},
+]
+
+
+def test_query_json_is_an_array_of_rows(shop: Workspace) -> None:
+    result = nerve(shop, *WEEKLY)
+    assert result.exit_code == ExitCode.OK, result.output
+    assert json.loads(result.stdout) == EXPECTED
+
+
+def test_query_by_a_dimension_with_a_segment_as_csv(shop: Workspace) -> None:
+    result = nerve(shop, "query", "orders", "--by", "platform", "--segment", "seniors",
+                   "--since", "2026-03-01", "--until", "2026-03-31", "--format", "csv")
+    assert result.exit_code == ExitCode.OK, result.output
+    assert result.stdout.splitlines() == ["platform,orders", "Android,1", "iOS,1"]
+
+
+def test_query_full_json_has_sql_and_lineage(shop: Workspace) -> None:
+    result = nerve(shop, "query", "eur_revenue", "--where", "user.country = 'DE'",
+                   "--since", "2026-03-01", "--until", "2026-03-31", "--format", "json",
+                   "--full")
+    assert result.exit_code == ExitCode.OK, result.output
+    body = json.loads(result.stdout)
+    assert body["rows"] == [{"eur_revenue": 150.0}]
+    assert "->> '$.revenue'" in body["sql"]  # DuckDB's json_extract_string
+    lineage = body["lineage"]["eur_revenue"]
+    assert lineage["events"] == ["purchase_complete"]
+    assert "purchase_complete.properties.revenue" in lineage["fields"]
+    assert any("currency = 'EUR'" in f for f in lineage["filters"])
+    assert any("user.country = 'DE'" in f for f in lineage["filters"])
+
+
+def test_query_table_formats_values(shop: Workspace) -> None:
+    result = nerve(shop, "query", "revenue", "checkout_conversion", "--since", "2026-03-01",
+                   "--until", "2026-03-07")
+    assert result.exit_code == ExitCode.OK, result.output
+    assert "70.00 EUR" in result.stdout
+    assert "50.0%" in result.stdout
+
+
+def test_query_errors_exit_invalid(shop: Workspace) -> None:
+    result = nerve(shop, "query", "profit", "--format", "json")
+    assert result.exit_code == ExitCode.INVALID
+    assert "unknown metric 'profit'" in result.stderr
+    assert result.stdout == ""
+
+
+def test_list_show_and_lint(shop: Workspace) -> None:
+    listed = json.loads(nerve(shop, "list", "--format", "json").stdout)
+    assert {"metric": "aov", "type": "ratio", "label": "aov", "format": "currency",
+            "owner": "", "description": "", "synonyms": ""} in listed
+    shown = nerve(shop, "show", "actives", "--format", "json")
+    assert shown.exit_code == ExitCode.OK, shown.output
+    info = json.loads(shown.stdout)
+    assert (info["name"], info["events"]) == ("active_users", [])
+    assert info["formula"] == "count_distinct(user) of any event"
+    lint = nerve(shop, "lint")
+    assert lint.exit_code == ExitCode.OK, lint.output
+    assert "18 metrics, no problems" in lint.stdout
+
+
+def test_lint_fails_with_file_and_line(shop: Workspace) -> None:
+    (shop.metrics_dir / "broken.yaml").write_text(
+        "metrics:\n  refunds:\n    measure: {agg: count, event: refund}\n", encoding="utf-8")
+    result = nerve(shop, "lint", "--format", "json")
+    assert result.exit_code == ExitCode.FAILED
+    rows = json.loads(result.stdout)
+    assert rows == [{"file": "metrics/broken.yaml", "line": 3, "severity": "error",
+                     "message": "refunds.measure.event: 'refund' is not in the catalog"}]
+
+
+def test_readiness(shop: Workspace) -> None:
+    result = nerve(shop, "readiness", "--format", "json")
+    assert result.exit_code == ExitCode.OK, result.output
+    found = {r["metric"]: r for r in json.loads(result.stdout)}
+    assert found["aov"]["status"] == "ready"
+    assert found["aov"]["events"] == ["purchase_complete"]
+    (shop.metrics_dir / "gap.yaml").write_text(
+        "metrics:\n  refunds:\n    measure: {agg: count, event: refund}\n", encoding="utf-8")
+    result = nerve(shop, "readiness", "--format", "json")
+    assert result.exit_code == ExitCode.FAILED
+    found = {r["metric"]: r for r in json.loads(result.stdout)}
+    assert found["refunds"]["status"] == "missing"
+
+
+def test_through_the_server(shop: Workspace, serve: Callable[..., Any]) -> None:
+    server = serve(shop)
+    # the server holds the DuckDB file: the CLI answers only by going through it
+    result = nerve(shop, *WEEKLY)
+    assert result.exit_code == ExitCode.OK, result.output
+    assert json.loads(result.stdout) == EXPECTED
+    token = json.loads((shop.data_dir / "server.json").read_text())["admin_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    body = {"metrics": ["orders"], "by": ["age_group"], "since": "2026-03-01",
+            "until": "2026-03-31"}
+    answer = httpx.post(server.url + "/v1/metrics/query", json=body, headers=auth)
+    assert answer.status_code == 200, answer.text
+    payload = answer.json()
+    assert payload["rows"] == [{"age_group": "25-34", "orders": 2},
+                               {"age_group": "65+", "orders": 2}]
+    assert payload["lineage"]["orders"]["fields"] == ["user.age_group"]
+    assert httpx.post(server.url + "/v1/metrics/query", json=body).status_code == 401
+    bad = httpx.post(server.url + "/v1/metrics/query", json={"metrics": ["profit"]},
+                     headers=auth)
+    assert bad.status_code == 400
+    assert bad.json()["code"] == "query"
+    assert "unknown metric 'profit'" in bad.json()["message"]
+    wrong = httpx.post(server.url + "/v1/metrics/query", json={"metric": "orders"},
+                       headers=auth)
+    assert (wrong.status_code, wrong.json()["code"]) == (400, "invalid_field")
+    listed = httpx.get(server.url + "/v1/metrics", headers=auth).json()
+    assert "revenue_wow" in [m["name"] for m in listed]
+    one = httpx.get(server.url + "/v1/metrics/aov", headers=auth).json()
+    assert one["formula"] == "(revenue) / (orders)"
+    ready = httpx.get(server.url + "/v1/metrics/readiness", headers=auth).json()
+    assert {r["status"] for r in ready} == {"ready"}

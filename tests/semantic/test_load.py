@@ -1,0 +1,113 @@
+"""Loading metrics/*.yaml: every problem is reported with its file and line."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from nerve.errors import CatalogError, QueryError
+from nerve.semantic import Metric, MetricsError, SemanticLayer
+
+
+def problems(make_layer: Callable[..., SemanticLayer], text: str) -> list[str]:
+    with pytest.raises(MetricsError) as info:
+        make_layer(extra=text)
+    return [f"{Path(str(loc.file)).name}:{loc.line}: {msg}" for loc, msg in info.value.problems]
+
+
+def test_the_test_metrics_load(make_layer: Callable[..., SemanticLayer]) -> None:
+    layer = make_layer()
+    aov = layer.get("aov")
+    assert isinstance(aov, Metric)
+    assert (aov.type, aov.numerator, aov.denominator, aov.format) == \
+        ("ratio", "revenue", "orders", "currency")
+    assert layer.get("actives").name == "active_users"  # by synonym
+    assert layer.events_of("revenue_wow") == ["purchase_complete"]
+    assert set(layer.segments) == {"seniors", "germans"}
+    assert layer.dimensions["age"].type == "integer"
+    assert isinstance(layer.get("wau").window, str)
+
+
+def test_metrics_errors_are_catalog_errors_with_a_code() -> None:
+    error = MetricsError([])
+    assert isinstance(error, CatalogError)
+    assert error.code == "metrics"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("metrics:\n  x:\n    measure: {agg: count, event: purchase}\n",
+     "extra.yaml:3: x.measure.event: 'purchase' is not in the catalog"),
+    ("metrics:\n  x:\n    measure: {agg: sum, event: purchase_complete, of: amount}\n",
+     "extra.yaml:3: x.measure.of: 'amount': purchase_complete has no property 'amount'"),
+    ("metrics:\n  x:\n    measure: {agg: sum, event: purchase_complete, of: currency}\n",
+     "extra.yaml:3: x.measure.of: sum needs a number, but currency is string"),
+    ("metrics:\n  x:\n    measure:\n      agg: count\n      event: purchase_complete\n"
+     "      filter: revenue = 'big'\n",
+     "extra.yaml:4: x.measure.filter: revenue = 'big': revenue is number, compared (=) "
+     "with string 'big'"),
+    ("metrics:\n  x:\n    kind: simple\n    measure: {agg: count, event: orders}\n",
+     "extra.yaml:3: x.kind: unknown field"),
+    ("metrics:\n  x:\n    type: ratio\n    numerator: orders\n    denominator: nope\n",
+     "extra.yaml:5: x.denominator: unknown metric 'nope'"),
+    ("metrics:\n  x:\n    type: derived\n    expr: orders / nothing\n",
+     "extra.yaml:4: x.expr: 'nothing' is neither an input alias nor a metric"),
+    ("metrics:\n  x:\n    type: cumulative\n    measure: {agg: count, event: purchase_complete}"
+     "\n    window: 7 days\n",
+     "extra.yaml:5: x.window: expected a duration like 24h, 30d, 8w, 3m or 1y"),
+    ("metrics:\n  x:\n    type: funnel\n", "extra.yaml:3: x.type: expected one of simple"),
+    ("metrics:\n  x:\n    measure: {agg: percentile, event: purchase_complete, of: revenue}\n",
+     "extra.yaml:3: x.measure.percentile: required for agg percentile"),
+    ("segments:\n  big_spenders: revenue > 100\n",
+     "extra.yaml:2: segments.big_spenders: 'revenue': a segment may use user.TRAIT"),
+    ("metrics:\n  x:\n    measure: {agg: count, event: purchase_complete}\n    filter: "
+     "user.shoe_size > 40\n",
+     "extra.yaml:4: x.filter (on measure): 'user.shoe_size': identify has no trait"),
+    ("dimensions:\n  event: context.os.name\n",
+     "extra.yaml:2: dimensions.event: 'event' is a built-in name"),
+    ("metrics:\n  a:\n    type: ratio\n    numerator: b\n    denominator: orders\n"
+     "  b:\n    type: ratio\n    numerator: a\n    denominator: orders\n",
+     "extra.yaml:3: a: metrics refer to each other in a cycle: a -> b -> a"),
+    ("metrics:\n  Revenue2:\n    measure: {agg: count, event: purchase_complete}\n",
+     "extra.yaml:2: metrics.Revenue2: names are lowercase letters"),
+    ("metrics:\n  orders:\n    measure: {agg: count, event: purchase_complete}\n",
+     "shop.yaml:9: metrics.orders: already defined in"),
+    ("metrics: [1, 2]\n", "extra.yaml:1: metrics: expected a mapping keyed by name"),
+    ("metrics:\n  x: {measure: {agg: count, event: purchase_complete}\n",
+     "extra.yaml:3:"),
+])
+def test_problems_name_file_line_and_field(make_layer: Callable[..., SemanticLayer],
+                                           text: str, expected: str) -> None:
+    found = problems(make_layer, text)
+    assert any(p.startswith(expected) for p in found), found
+
+
+def test_every_problem_is_reported_not_just_the_first(
+        make_layer: Callable[..., SemanticLayer]) -> None:
+    found = problems(make_layer, "metrics:\n  a:\n    measure: {agg: count, event: nope1}\n"
+                                 "  b:\n    measure: {agg: count, event: nope2}\n")
+    assert len(found) == 2
+
+
+def test_query_errors_say_what_is_wrong(make_layer: Callable[..., SemanticLayer],
+                                        events_table: Callable[..., object]) -> None:
+    import ibis
+
+    from nerve.semantic import MetricQuery
+
+    layer = make_layer()
+    table = ibis.memtable(events_table([]))  # type: ignore[arg-type]
+    cases = {
+        MetricQuery(("revenu",)): "unknown metric 'revenu'",
+        MetricQuery(("revenue",), by=("colour",)): "purchase_complete has no property 'colour'",
+        MetricQuery(("revenue",), grain="fortnight"): "unknown grain 'fortnight'",
+        MetricQuery(("revenue",), where="revenue >"): "cannot parse",
+        MetricQuery(("revenue",), segments=("juniors",)): "unknown segment 'juniors'",
+        MetricQuery(("revenue",), since="last tuesday"): "cannot read the time",
+        MetricQuery(("revenue",), order_by=("-profit",)): "order_by 'profit'",
+        MetricQuery(("revenue",), where="currency > 3"): "currency is string",
+    }
+    for query, message in cases.items():
+        with pytest.raises(QueryError, match=message.replace("(", r"\(")):
+            layer.compile(query, table, data_bounds=None, dialect="duckdb")
