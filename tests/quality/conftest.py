@@ -13,11 +13,11 @@ from typing import Any
 import orjson
 import pyarrow as pa
 import pytest
+from tests.conftest import _ENGINES, Engine
 
 from nerve.catalog import Catalog, EventSpec, PropertySpec, Version
 from nerve.envelope import ENVELOPE_SCHEMA
 from nerve.quality import Inputs
-from tests.conftest import _ENGINES, Engine
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 TS = pa.timestamp("us", tz="UTC")
@@ -81,7 +81,7 @@ def loads_table(rows: list[dict[str, Any]]) -> pa.Table:
 @pytest.fixture
 def inputs(engine: Any, events_table: Any, quarantine_table: Any
            ) -> Callable[..., Inputs]:
-    """Load hand-made rows on the engine: ``inputs(events=[...], quarantine=[...], loads=[...])``."""
+    """Load hand-made rows on the engine: ``inputs(events, quarantine=..., loads=...)``."""
     counter = iter(range(10_000))
 
     def make(events: list[dict[str, Any]], quarantine: list[dict[str, Any]] | None = None,
@@ -110,7 +110,7 @@ def prop(name: str, type_: str = "string", *, required: bool = False,
 
 
 class _Receiver(BaseHTTPRequestHandler):
-    received: list[dict[str, Any]] = []
+    received: list[dict[str, Any]]
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))

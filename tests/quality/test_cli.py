@@ -81,13 +81,15 @@ def test_exit_codes_and_json(workspace: Callable[..., Workspace]) -> None:
     result = check(ws, "--format", "json")
     assert result.exit_code == ExitCode.FAILED, result.output
     rows = json.loads(result.stdout)
-    assert isinstance(rows, list) and rows
+    assert isinstance(rows, list)
+    assert rows
     for row in rows:
         assert {"check", "status", "event", "dimensions", "observed", "expected", "message",
                 "since"} <= set(row)
         assert row["status"] in ("pass", "warn", "fail", "error")
     schema = [r for r in rows if r["check"] == "schema"]
-    assert schema[0]["status"] == "fail" and schema[0]["event"] == "signup"
+    assert schema[0]["status"] == "fail"
+    assert schema[0]["event"] == "signup"
     assert "failed the catalog schema" in schema[0]["message"]
     # warnings only: refund is cataloged but never arrived
     warn = check(ws, "--select", "missing_events", "--format", "json")
@@ -102,17 +104,20 @@ def test_junit_and_table(workspace: Callable[..., Workspace]) -> None:
     ws = workspace(bad=10)
     result = check(ws, "--format", "junit", "--select", "schema")
     assert result.exit_code == ExitCode.FAILED
-    root = ET.fromstring(result.stdout)  # noqa: S314 - our own output
-    assert root.tag == "testsuites" and int(root.get("failures", "0")) >= 1
+    root = ET.fromstring(result.stdout)
+    assert root.tag == "testsuites"
+    assert int(root.get("failures", "0")) >= 1
     table = check(ws, "--select", "schema")
-    assert "signup" in table.stdout and table.stdout.rstrip().endswith("1 fail")
+    assert "signup" in table.stdout
+    assert table.stdout.rstrip().endswith("1 fail")
 
 
 def test_bad_input_exits_invalid(workspace: Callable[..., Workspace]) -> None:
     ws = workspace(checks_yaml="defaults:\n  volume: {sensitivty: 3}\n")
     result = check(ws)
     assert result.exit_code == ExitCode.INVALID
-    assert "checks.yaml" in result.output and "sensitivty" in result.output
+    assert "checks.yaml" in result.output
+    assert "sensitivty" in result.output
     (ws.root / "checks.yaml").unlink()
     typo = check(ws, "--select", "freshnes")
     assert typo.exit_code == ExitCode.INVALID
@@ -126,7 +131,8 @@ def test_check_goes_through_a_running_server(workspace: Callable[..., Workspace]
     result = check(ws, "--format", "json", "--select", "schema")
     assert result.exit_code == ExitCode.FAILED, result.output
     rows = json.loads(result.stdout)
-    assert rows[0]["check"] == "schema" and rows[0]["status"] == "fail"
+    assert rows[0]["check"] == "schema"
+    assert rows[0]["status"] == "fail"
     # the server kept the run in its history
     info = json.loads((ws.data_dir / "server.json").read_text())
     headers = {"Authorization": f"Bearer {info['admin_token']}"}

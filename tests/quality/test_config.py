@@ -19,7 +19,8 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_no_file_means_the_defaults(tmp_path: Path) -> None:
     cfg = load_config(tmp_path)
     assert cfg.get("volume", "sensitivity") == DEFAULTS["volume"]["sensitivity"]
-    assert cfg.webhook_url is None and cfg.every == 300
+    assert cfg.webhook_url is None
+    assert cfg.every == 300
     assert cfg.sequences == ()
 
 

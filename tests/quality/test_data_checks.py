@@ -6,9 +6,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from tests.quality.conftest import NOW, ago, catalog, prop, spec
 
 from nerve.quality import ChecksConfig, Sequence, Status, run_checks
-from tests.quality.conftest import NOW, ago, catalog, prop, spec
 
 #: a small, quick volume setup: 7 days of training, 3 days of history suffice
 VOLUME = {"training": "7d", "min_history": "3d", "evaluate": "12h", "min_volume": 5,
@@ -23,13 +23,11 @@ def _config(**volume: Any) -> ChecksConfig:
 
 def _hourly(event: str, platform: str, hours: int, per_hour: Any, version: str = "1.0"
             ) -> list[dict[str, Any]]:
-    rows = []
-    for h in range(1, hours + 1):
-        start = NOW.replace(minute=0) - timedelta(hours=h)
-        for i in range(per_hour(start)):
-            rows.append({"event": event, "timestamp": start + timedelta(seconds=10 * i + 1),
-                         "context": {"os": {"name": platform}, "app": {"version": version}}})
-    return rows
+    context = {"os": {"name": platform}, "app": {"version": version}}
+    starts = [NOW.replace(minute=0) - timedelta(hours=h) for h in range(1, hours + 1)]
+    return [{"event": event, "timestamp": start + timedelta(seconds=10 * i + 1),
+             "context": context}
+            for start in starts for i in range(per_hour(start))]
 
 
 def _seasonal(start: Any) -> int:
@@ -51,7 +49,8 @@ def test_volume_drop_on_one_platform_is_found_with_its_start(inputs: Any) -> Non
     assert len(android_drop) == 1, [r.message for r in problems]
     found = android_drop[0]
     assert found.status is Status.fail
-    assert found.details["direction"] == "down" and found.details["ongoing"]
+    assert found.details["direction"] == "down"
+    assert found.details["ongoing"]
     assert found.since == NOW.replace(minute=0) - timedelta(hours=6)
     assert found.observed < found.expected["min"]
     assert "add_to_cart on platform=Android dropped to" in found.message
@@ -67,7 +66,8 @@ def test_volume_direction_and_clean_series(inputs: Any) -> None:
     table = inputs(rows)
     both = run_checks(table, now=NOW, config=_config(), select=["volume"])
     spikes = [r for r in both if r.status is not Status.passed and not r.dimensions]
-    assert len(spikes) == 1 and spikes[0].details["direction"] == "up"
+    assert len(spikes) == 1
+    assert spikes[0].details["direction"] == "up"
     assert "spiked" in spikes[0].message
     down_only = run_checks(table, now=NOW, config=_config(direction="down"), select=["volume"])
     assert all(r.status is Status.passed for r in down_only)

@@ -7,9 +7,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from tests.quality.conftest import NOW, ago, catalog, spec
 
 from nerve.quality import ChecksConfig, Status, run_checks
-from tests.quality.conftest import NOW, ago, catalog, spec
 
 
 def by(results: list[Any], check: str, **dims: str) -> list[Any]:
@@ -32,9 +32,11 @@ def test_schema_violation_rate_per_event_and_source(inputs: Any) -> None:
     assert web.expected == {"min": 0.0, "max": 0.01}
     assert "10% of add_to_cart events from source web failed the catalog schema" in web.message
     assert "$.properties.price type (10)" in web.message
-    assert web.since is not None and web.since <= ago(hours=3)
+    assert web.since is not None
+    assert web.since <= ago(hours=3)
     ios, = by(results, "schema", source="ios")
-    assert ios.status is Status.passed and ios.observed == 0
+    assert ios.status is Status.passed
+    assert ios.observed == 0
 
 
 def test_drift_names_unknown_events_and_properties(inputs: Any) -> None:
@@ -47,7 +49,8 @@ def test_drift_names_unknown_events_and_properties(inputs: Any) -> None:
     results = run_checks(inputs(events, [dict(q) for q in quarantine]), now=NOW,
                          select=["drift", "schema"])
     unknown = [r for r in by(results, "drift") if r.event == "add_to_kart"]
-    assert len(unknown) == 1 and unknown[0].status is Status.warn
+    assert len(unknown) == 1
+    assert unknown[0].status is Status.warn
     assert unknown[0].observed == 3
     assert "'add_to_kart' is not in the catalog" in unknown[0].message
     props = [r for r in by(results, "drift") if r.event == "add_to_cart"]
@@ -143,7 +146,8 @@ def test_lateness_and_skew_look_at_live_traffic_only(inputs: Any) -> None:
     late, = by(results, "lateness")
     assert late.status is Status.fail
     assert late.observed == pytest.approx(0.10)
-    assert late.details["late"] == 10 and late.details["events"] == 100
+    assert late.details["late"] == 10
+    assert late.details["events"] == 100
     assert "arrived more than 1 h after they happened" in late.message
     skew, = by(results, "clock_skew")
     assert skew.status is Status.warn

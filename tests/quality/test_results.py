@@ -7,8 +7,6 @@ from datetime import UTC, datetime
 from typing import Any
 from xml.etree import ElementTree as ET
 
-import pytest
-
 from nerve.quality import (
     CheckResult,
     Status,
@@ -38,7 +36,8 @@ def test_json_shape_round_trips() -> None:
     data = RESULTS[0].as_dict()
     assert {"check", "status", "event", "dimensions", "observed", "expected", "message",
             "since"} <= set(data)
-    assert data["status"] == "fail" and data["since"] == "2026-11-20T09:00:00+00:00"
+    assert data["status"] == "fail"
+    assert data["since"] == "2026-11-20T09:00:00+00:00"
     assert data["name"] == "volume:add_to_cart:platform=Android"
     assert CheckResult.from_dict(data) == RESULTS[0]
     assert worst([r.status for r in RESULTS]) is Status.fail
@@ -46,10 +45,14 @@ def test_json_shape_round_trips() -> None:
 
 
 def test_formatters() -> None:
-    assert fmt_pct(0.1) == "10%" and fmt_pct(0.025) == "2.5%" and fmt_pct(0.01) == "1%"
+    assert fmt_pct(0.1) == "10%"
+    assert fmt_pct(0.025) == "2.5%"
+    assert fmt_pct(0.01) == "1%"
     assert fmt_pct(0.0004) == "0.04%"
-    assert fmt_duration(45) == "45 s" and fmt_duration(600) == "10 min"
-    assert fmt_duration(3600) == "1 h" and fmt_duration(5400) == "1.5 h"
+    assert fmt_duration(45) == "45 s"
+    assert fmt_duration(600) == "10 min"
+    assert fmt_duration(3600) == "1 h"
+    assert fmt_duration(5400) == "1.5 h"
     assert fmt_duration(3 * 86400) == "3 days"
 
 
@@ -66,13 +69,16 @@ def test_history_on_every_engine(engine: Any) -> None:
 
 
 def test_junit() -> None:
-    root = ET.fromstring(junit_xml(RESULTS))  # noqa: S314 - our own output
+    root = ET.fromstring(junit_xml(RESULTS))
     suite = root.find("testsuite")
-    assert suite is not None and suite.get("tests") == "3" and suite.get("failures") == "2"
+    assert suite is not None
+    assert suite.get("tests") == "3"
+    assert suite.get("failures") == "2"
     cases = suite.findall("testcase")
     assert cases[0].get("name") == "volume:add_to_cart:platform=Android"
     failure = cases[0].find("failure")
-    assert failure is not None and failure.get("type") == "fail"
+    assert failure is not None
+    assert failure.get("type") == "fail"
     assert cases[2].find("failure") is None
 
 
@@ -97,4 +103,5 @@ def test_webhook_failure_is_reported_not_raised() -> None:
 def test_alert_text_is_bounded() -> None:
     many = [RESULTS[1]] * 30
     text = alert_text(many, limit=5)
-    assert text.count("[schema]") == 5 and "and 25 more" in text
+    assert text.count("[schema]") == 5
+    assert "and 25 more" in text

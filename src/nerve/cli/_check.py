@@ -13,15 +13,34 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import httpx
+import ibis
 import typer
 from rich.table import Table
 
 from nerve.catalog import Catalog
-from nerve.cli._common import ExitCode, console, emit, emit_json, err_console, handle_errors, \
-    load_workspace
+from nerve.cli._common import (
+    ExitCode,
+    Format,
+    console,
+    emit,
+    emit_json,
+    err_console,
+    handle_errors,
+    load_workspace,
+)
 from nerve.errors import InternalError, TransientError, UserError, WorkspaceError
-from nerve.quality import CHECKS, CheckResult, Status, inputs_for, junit_xml, load_config, \
-    run_checks, worst
+from nerve.quality import (
+    CHECKS,
+    CheckResult,
+    Status,
+    inputs_for,
+    junit_xml,
+    load_config,
+    run_checks,
+    worst,
+)
+from nerve.server import read_server_file
+from nerve.warehouse import Warehouse
 from nerve.workspace import Workspace
 
 __all__ = ["exit_code", "register"]
@@ -85,8 +104,6 @@ def check(
     elif fmt is CheckFormat.junit:
         sys.stdout.write(junit_xml(results) + "\n")
     elif fmt is CheckFormat.csv:
-        from nerve.cli._common import Format
-
         emit([_flat(r) for r in results], Format.csv)
     else:
         _print_table(results, show_passed)
@@ -122,8 +139,6 @@ def _print_table(results: list[CheckResult], show_passed: bool) -> None:
 def collect(ws: Workspace, select: list[str], now: datetime | None) -> list[CheckResult]:
     """Results from the running server when there is one, else from the warehouse file."""
     config = load_config(ws.root, ws.config.raw)  # report a bad checks.yaml before anything
-    from nerve.server import read_server_file
-
     server = read_server_file(ws)
     if server is not None:
         try:
@@ -133,8 +148,6 @@ def collect(ws: Workspace, select: list[str], now: datetime | None) -> list[Chec
     catalog = Catalog.load(ws.events_dir)
     url = ws.warehouse_url
     if url.startswith("duckdb://"):
-        from nerve.warehouse import Warehouse
-
         path = Warehouse.file_of(url)
         if path is not None and not path.exists():
             raise WorkspaceError(f"{path}: no warehouse yet; it is created when `nerve serve` "
@@ -142,8 +155,6 @@ def collect(ws: Workspace, select: list[str], now: datetime | None) -> list[Chec
         with Warehouse.for_workspace(ws, read_only=True) as warehouse:
             return run_checks(inputs_for(warehouse.ibis()), catalog, config, now=now,
                               select=select)
-    import ibis
-
     return run_checks(inputs_for(ibis.connect(url)), catalog, config, now=now, select=select)
 
 

@@ -6,12 +6,12 @@
 Every check works with no configuration (docs/quality.md); ``checks.yaml`` tunes them.
 """
 
+from nerve.quality._alerts import alert_text, send_alert
 from nerve.quality._config import CHECKS, DEFAULTS, ChecksConfig, Sequence, load_config
 from nerve.quality._engine import Inputs
-from nerve.quality._result import CheckResult, Status, worst
-from nerve.quality._alerts import alert_text, send_alert
 from nerve.quality._history import HISTORY_TABLE, latest_results, record_results
 from nerve.quality._junit import junit_xml
+from nerve.quality._result import CheckResult, Status, worst
 from nerve.quality._runner import run_checks
 from nerve.quality._scheduler import Scheduler, inputs_for, run_and_record, start_scheduler
 
@@ -19,21 +19,21 @@ __all__ = [
     "CHECKS",
     "DEFAULTS",
     "HISTORY_TABLE",
+    "CheckResult",
+    "ChecksConfig",
+    "Inputs",
     "Scheduler",
+    "Sequence",
+    "Status",
     "alert_text",
     "inputs_for",
     "junit_xml",
     "latest_results",
+    "load_config",
     "record_results",
     "run_and_record",
+    "run_checks",
     "send_alert",
     "start_scheduler",
-    "CheckResult",
-    "ChecksConfig",
-    "Inputs",
-    "Sequence",
-    "Status",
-    "load_config",
-    "run_checks",
     "worst",
 ]

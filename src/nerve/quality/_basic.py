@@ -113,7 +113,7 @@ def check_drift(ctx: Context) -> list[CheckResult]:
     status = Status(ctx.cfg.get("drift", "status"))
     frame = _quarantine(ctx)
     frame = frame[frame["first"] >= ctx.now - window]
-    unknown: dict[tuple[str, str], list[float]] = {}
+    unknown: dict[tuple[str, str], list[Any]] = {}
     props: dict[tuple[str, str], Counter[str]] = {}
     for row in frame.itertuples():
         if row.unknown:

@@ -110,7 +110,7 @@ def parse_duration(value: object, where: str = "duration") -> float:
 
 @dataclass(frozen=True, slots=True)
 class Sequence:
-    """"``event`` is preceded by ``preceded_by`` within ``within`` for >= ``min_share`` of users"."""
+    """``event`` is preceded by ``preceded_by`` within ``within`` s for >= ``min_share`` users."""
 
     event: str
     preceded_by: str
@@ -218,8 +218,8 @@ def _parse(raw: dict[str, Any], toml: dict[str, Any], path: Path) -> ChecksConfi
             _check_settings(key, value, where, fail)
         events[str(event)] = spec
     dimensions = dict(DEFAULT_DIMENSIONS)
-    for name, paths in (raw.get("dimensions") or {}).items():
-        paths = [paths] if isinstance(paths, str) else paths
+    for name, given in (raw.get("dimensions") or {}).items():
+        paths = [given] if isinstance(given, str) else given
         if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
             raise fail(f"dimensions.{name}", "expected a JSON path or a list of them")
         dimensions[str(name)] = tuple(paths)

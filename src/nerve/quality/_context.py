@@ -30,7 +30,7 @@ class Context:
         """Run ``build()`` once per run and keep its frame for the other checks."""
         if name not in self.cache:
             self.cache[name] = build()
-        return self.cache[name]  # type: ignore[no-any-return]
+        return self.cache[name]
 
     def cataloged(self) -> list[str]:
         return self.catalog.names() if self.catalog is not None else []

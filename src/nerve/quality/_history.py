@@ -76,9 +76,8 @@ def latest_results(con: Any) -> list[CheckResult]:
         return []
     t = con.table(HISTORY_TABLE)
     last = t.filter(t.at == t.at.max()).order_by("check", "name").to_pyarrow().to_pylist()
-    out = []
-    for row in last:
-        out.append(CheckResult.from_dict({
+    return [
+        CheckResult.from_dict({
             "check": row["check"], "status": row["status"], "message": row["message"],
             "event": row["event"], "dimensions": orjson.loads(row["dimensions"] or "{}"),
             "observed": row["observed"],
@@ -86,5 +85,6 @@ def latest_results(con: Any) -> list[CheckResult]:
             "unit": row["unit"] or "",
             "since": row["since"].isoformat() if row["since"] else None,
             "details": orjson.loads(row["details"] or "{}"),
-        }))
-    return out
+        })
+        for row in last
+    ]

@@ -15,7 +15,7 @@ import pandas as pd
 from nerve.quality._config import ChecksConfig
 from nerve.quality._engine import Inputs, epoch_seconds, event_key, field_value, user_key
 
-__all__ = ["hourly_profile", "quarantine_summary", "recent_live", "loads_summary"]
+__all__ = ["hourly_profile", "loads_summary", "quarantine_summary", "recent_live"]
 
 
 def _cases(events: list[str], key: ir.StringValue, per_event: dict[str, float],
@@ -29,7 +29,7 @@ def _cases(events: list[str], key: ir.StringValue, per_event: dict[str, float],
 
 def dimension_expr(table: ir.Table, paths: tuple[str, ...], backend: str) -> ir.StringValue:
     values = [field_value(table, path, backend) for path in paths]
-    return values[0] if len(values) == 1 else ibis.coalesce(*values)  # type: ignore[return-value]
+    return values[0] if len(values) == 1 else ibis.coalesce(*values)
 
 
 def hourly_profile(inputs: Inputs, cfg: ChecksConfig, now: float, dims: list[str]

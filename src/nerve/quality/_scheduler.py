@@ -106,7 +106,7 @@ class Scheduler:
         while not self._stop.wait(self._interval()):
             try:
                 self.run_once()
-            except Exception:  # noqa: BLE001 - the server must outlive a failing run
+            except Exception:
                 log.exception("scheduled checks failed")
 
 

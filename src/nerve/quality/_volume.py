@@ -21,6 +21,7 @@ its share in the other values of the same platform over the evaluated hours inst
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -43,8 +44,8 @@ def check_volume(ctx: Context, profile: pd.DataFrame, dims: list[str]) -> list[C
     results: list[CheckResult] = []
     mix = [d for d in cfg.get("volume", "mix_dimensions") if d in dims]
     seasonal = [d for d in dims if d not in mix]
-    for event, frame in profile.groupby("event", sort=True):
-        event = str(event)
+    for name, frame in profile.groupby("event", sort=True):
+        event = str(name)
         if not ctx.cfg.enabled("volume", event):
             continue
         found: list[CheckResult] = []
@@ -75,7 +76,7 @@ def check_volume(ctx: Context, profile: pd.DataFrame, dims: list[str]) -> list[C
 def _series(frame: pd.DataFrame, dims: list[str], top: int
             ) -> list[tuple[dict[str, str], pd.Series]]:
     """The overall series and the top dimension values' series of one event: hour -> n."""
-    out = [({}, frame.groupby("hour")["n"].sum())]
+    out: list[tuple[dict[str, str], pd.Series]] = [({}, frame.groupby("hour")["n"].sum())]
     for dim in dims:
         totals = frame.groupby(dim)["n"].sum().sort_values(ascending=False)
         for value in totals.index[:top]:
@@ -160,13 +161,19 @@ def _judge(ctx: Context, event: str, dims: dict[str, str], counts: pd.Series, la
         f"{fmt_count(round(exp, 1))}/h (range {fmt_count(round(lo, 1))}-{fmt_count(round(hi, 1))}"
         f"/h for this hour of day and day of week; {_signed(obs / exp - 1 if exp else 1)}) "
         f"for {duration} h since {fmt_time(since) if since else '?'}"
-        + (", still ongoing." if ongoing else f", until {fmt_time(moment((hours[end] + 1) * 3600))}.")  # type: ignore[arg-type]
+        + (", still ongoing." if ongoing else f", until {fmt_time(_end(hours[end]))}.")
     )
     return ctx.result("volume", status, message, event=event, dimensions=dims, observed=obs,
                       expected={"min": lo, "max": hi}, unit="events/h", since=since,
                       details={"expected": exp, "hours": duration, "direction":
                                "down" if sign < 0 else "up", "ongoing": ongoing,
                                "max_abs_z": float(np.abs(z[part]).max())})
+
+
+def _end(hour: int) -> datetime:
+    moment_ = moment(float(hour + 1) * 3600)
+    assert moment_ is not None
+    return moment_
 
 
 def _signed(change: float) -> str:
