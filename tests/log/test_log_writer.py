@@ -218,3 +218,13 @@ def test_what_survives_a_crash_is_an_exact_prefix_covering_every_sync(
             batches_back += 1
         assert got == [r for b in appended[:batches_back] for r in b]
         assert batches_back >= synced_batches
+
+
+def test_backlog_can_reuse_a_recent_figure(tmp_path: Path, make_batch: MakeBatch) -> None:
+    with LogWriter(tmp_path, "w0") as writer:
+        writer.append(make_batch(10))
+        writer.sync()
+        first = backlog_bytes(tmp_path, max_age=3600)
+        writer.append(make_batch(10))
+        assert backlog_bytes(tmp_path, max_age=3600) == first  # cached
+        assert backlog_bytes(tmp_path) > first  # fresh

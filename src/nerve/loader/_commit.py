@@ -105,7 +105,8 @@ def _load_part(cursor: Any, part: pa.Table, table: str, columns: tuple[str, ...]
         return 0
     view = f"_nerve_load_{table}"
     params = {} if window_start is None else {"window_start": window_start}
-    cursor.register(view, as_json(part.select(list(columns))))
+    # one contiguous chunk: DuckDB scans a table of 1,000 small batches ~3x slower
+    cursor.register(view, as_json(part.select(list(columns)).combine_chunks()))
     try:
         row = cursor.execute(_insert(table, view, columns, stamp, window_start),
                              params).fetchone()
@@ -132,9 +133,12 @@ def commit_load(cursor: Any, batches: list[pa.RecordBatch], *, writer: str, segm
     lo = received["min"].as_py() if received else None
     hi = received["max"].as_py() if received else None
     window_start = None if dedup_window is None or lo is None else lo - dedup_window
-    invalid = pc.is_valid(table.column("violations"))
-    valid_rows = table.filter(pc.invert(invalid))
-    invalid_rows = table.filter(invalid) if valid_rows.num_rows < table.num_rows else None
+    violations = table.column("violations")
+    if violations.null_count == table.num_rows:  # the usual case: nothing to quarantine
+        valid_rows, invalid_rows = table, None
+    else:
+        invalid = pc.is_valid(violations)
+        valid_rows, invalid_rows = table.filter(pc.invert(invalid)), table.filter(invalid)
     cursor.execute("BEGIN TRANSACTION")
     try:
         loaded = _load_part(cursor, valid_rows, "events", EVENT_COLUMNS, "loaded_at",

@@ -204,12 +204,28 @@ def _read_ack(folder: Path) -> dict[str, int]:
     return value if isinstance(value, dict) else {}
 
 
-def backlog_bytes(log_dir: Path) -> int:
+_backlog_cache: dict[Path, tuple[float, int]] = {}
+
+
+def backlog_bytes(log_dir: Path, max_age: float = 0.0) -> int:
     """Bytes written to the log that the loader has not acknowledged yet.
 
     Cheap enough to call per request (a directory listing and one small file per
-    writer): the collector answers 503 when it passes a bound.
+    writer, ~50 us): the collector answers 503 when it passes a bound. ``max_age``
+    (seconds) reuses a figure computed that recently, for callers on a hot path.
     """
+    if max_age > 0:
+        cached = _backlog_cache.get(log_dir)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < max_age:
+            return cached[1]
+        value = _backlog(log_dir)
+        _backlog_cache[log_dir] = (now, value)
+        return value
+    return _backlog(log_dir)
+
+
+def _backlog(log_dir: Path) -> int:
     total = 0
     for writer in writer_ids(log_dir):
         folder = log_dir / writer
