@@ -20,6 +20,7 @@ from serverkit import basic, order, write_key
 from nerve.catalog import Catalog
 from nerve.log import LogWriter
 from nerve.server import NerveState, create_app
+from nerve.server._commit import GroupCommit
 from nerve.warehouse import Warehouse
 from nerve.workspace import Workspace
 
@@ -190,6 +191,7 @@ class FullDisk:
 def test_a_failing_log_answers_503_and_acknowledges_nothing(client: Client, shop: Workspace,
                                                            state: NerveState) -> None:
     state.log = FullDisk()
+    state.commit = GroupCommit(state.log)
     response = client.post("/v1/batch", content=orjson.dumps({"batch": [order(1)]}),
                            headers=basic(write_key(shop)))
     body = assert_error_shape(response, 503, "unavailable")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from nerve.cli._common import console, handle_errors, load_workspace
-from nerve.server import NerveState, serve
+
+if TYPE_CHECKING:
+    from nerve.server import NerveState
 
 __all__ = ["register"]
 
@@ -38,6 +40,9 @@ def serve_command(
 
     Docs: docs/collector.md and docs/http-api.md.
     """
+    # the server pulls in uvicorn, Starlette and the warehouse: only `serve` pays for them
+    from nerve.server import serve  # noqa: PLC0415
+
     workspace = load_workspace(ctx)
 
     def ready(state: NerveState) -> None:

@@ -1,7 +1,10 @@
 """Segment messages to envelopes: snake_case fields, JSON columns, clock-skew correction.
 
 This is the hot path (every event passes through it once), so it is one flat loop over
-plain dicts, with per-request caches for what batches repeat (timestamp strings).
+plain dicts that emits one tuple per event in ``ENVELOPE_FIELDS`` order (columns are cut
+from those tuples in C), with per-request caches for what batches repeat (timestamp
+strings, catalog rules). The common case takes no function call it can avoid; the rare
+shapes (numeric ids, missing fields, bad timestamps) fall back to small helpers.
 """
 
 from __future__ import annotations
@@ -13,10 +16,12 @@ from typing import Any
 import orjson
 
 from nerve.collector._errors import message_error
-from nerve.collector._validate import Validator
-from nerve.envelope import Envelope
+from nerve.collector._validate import Rule, Validator
 
-__all__ = ["map_messages", "parse_timestamp"]
+__all__ = ["Row", "map_messages", "parse_timestamp"]
+
+#: one envelope as a tuple, in ``nerve.envelope.ENVELOPE_FIELDS`` order
+Row = tuple[Any, ...]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
@@ -71,6 +76,21 @@ def _derived_message_id(message: dict[str, Any]) -> str:
     return f"nerve-{digest[:32]}"
 
 
+def _timestamp(value: Any, field: str, cache: dict[Any, int | None],
+               problems: list[dict[str, Any]]) -> int | None:
+    """A client timestamp in microseconds (cached per request); a problem if unparseable."""
+    try:
+        parsed = parse_timestamp(value)
+    except (ValueError, OverflowError) as exc:
+        problems.append({"path": f"$.{field}", "rule": "invalid_timestamp",
+                         "message": f"{field}: {value!r} is not an ISO 8601 time ({exc})",
+                         "file": None, "line": None})
+        return None
+    if value.__class__ is str:
+        cache[value] = parsed
+    return parsed
+
+
 def map_messages(
     messages: list[Any],
     *,
@@ -81,55 +101,45 @@ def map_messages(
     validator: Validator,
     max_event_bytes: int,
     batch: bool = True,
-) -> list[Envelope]:
+) -> list[Row]:
     """Map and validate a request's messages; raise RequestError naming the first bad one.
 
+    Returns one ``Row`` per message, fields in ``ENVELOPE_FIELDS`` order.
     ``received_at`` is the collector's clock in microseconds. Structural problems (no user
     id, no event name, a wrong type for an id) refuse the request: the client must fix
     them. Catalog problems (unknown event, invalid properties, a bad timestamp) do not:
     the envelope carries its ``violations`` and goes to the quarantine.
     """
-    out: list[Envelope] = []
-    times: dict[Any, int | None] = {}  # batches repeat timestamp strings; parse each once
+    rows: list[Row] = []
+    times: dict[Any, int | None] = {None: None}  # batches repeat timestamp strings
+    rules: dict[tuple[str, Any, str | None], Rule] = {}
     dumps = orjson.dumps
-    judge = validator.judge
-
-    def when(value: Any, field: str, problems: list[dict[str, Any]]) -> int | None:
-        try:
-            return times[value]
-        except KeyError:
-            pass
-        except TypeError:  # an unhashable value: not a timestamp anyway
-            value = repr(value)
-        try:
-            parsed = parse_timestamp(value)
-        except (ValueError, OverflowError) as exc:
-            problems.append({"path": f"$.{field}", "rule": "invalid_timestamp",
-                             "message": f"{field}: {value!r} is not an ISO 8601 time ({exc})",
-                             "file": None, "line": None})
-            return None
-        times[value] = parsed
-        return parsed
+    no_problems: list[dict[str, Any]] = []
 
     for index, message in enumerate(messages):
         at = index if batch else None
-        if not isinstance(message, dict):
+        if message.__class__ is not dict:
             raise message_error(at, "$", "each message must be a JSON object",
                                 code="invalid_field")
-        type_ = message.get("type")
+        get = message.get
+        type_ = get("type")
         if type_ not in _TYPES:
             problem = ("required" if type_ is None else f"{type_!r} is not one of "
                        "track, identify, page, screen, group, alias")
             raise message_error(at, "type", problem,
                                 code="missing_field" if type_ is None else "invalid_field")
-        user_id = _id(message, "userId", at)
-        anonymous_id = _id(message, "anonymousId", at)
+        user_id = get("userId")
+        if user_id.__class__ is not str or not user_id:
+            user_id = _id(message, "userId", at)
+        anonymous_id = get("anonymousId")
+        if anonymous_id.__class__ is not str or not anonymous_id:
+            anonymous_id = _id(message, "anonymousId", at)
         if user_id is None and anonymous_id is None:
             raise message_error(at, "userId", "userId or anonymousId is required")
         event = name = group_id = previous_id = None
         if type_ == "track":
-            event = message.get("event")
-            if not isinstance(event, str) or not event:
+            event = get("event")
+            if event.__class__ is not str or not event:
                 raise message_error(at, "event", "required for track, a non-empty string",
                                     code="missing_field" if event is None else "invalid_field")
         elif type_ == "group":
@@ -140,43 +150,56 @@ def map_messages(
             previous_id = _id(message, "previousId", at)
             if previous_id is None:
                 raise message_error(at, "previousId", "required for alias")
-        message_id = message.get("messageId")
-        if not isinstance(message_id, str) or not message_id:
+        message_id = get("messageId")
+        if message_id.__class__ is not str or not message_id:
             if isinstance(message_id, int) and not isinstance(message_id, bool):
                 message_id = str(message_id)
             else:
                 message_id = _derived_message_id(message)
 
-        context = _object(message, "context", at) or {}
+        context = get("context")
+        if context.__class__ is not dict:
+            context = _object(message, "context", at) or {}
+        context_traits = context.get("traits")
         properties = traits = None
-        payload: dict[str, Any] | None = None
         if type_ in _PROPERTY_CALLS:
-            properties = _object(message, "properties", at) or {}
+            properties = get("properties")
+            if properties.__class__ is not dict:
+                properties = _object(message, "properties", at) or {}
             if type_ != "track":
-                raw_name = message.get("name")
-                name = raw_name if isinstance(raw_name, str) and raw_name else None
-                category = message.get("category")
+                raw_name = get("name")
+                name = raw_name if raw_name.__class__ is str and raw_name else None
+                category = get("category")
                 if category is not None and "category" not in properties:
                     properties = {**properties, "category": category}
             payload = properties
-            context_traits = context.get("traits")
-            if isinstance(context_traits, dict):
+            if context_traits.__class__ is dict:
                 traits = context_traits
         elif type_ in _TRAIT_CALLS:
-            traits = _object(message, "traits", at) or {}
-            context_traits = context.get("traits")
-            if isinstance(context_traits, dict) and context_traits:
+            traits = get("traits")
+            if traits.__class__ is not dict:
+                traits = _object(message, "traits", at) or {}
+            if context_traits.__class__ is dict and context_traits:
                 traits = {**context_traits, **traits}  # the call's own traits win
             payload = traits
         else:
-            context_traits = context.get("traits")
-            if isinstance(context_traits, dict):
+            payload = None
+            if context_traits.__class__ is dict:
                 traits = context_traits
 
-        problems: list[dict[str, Any]] = []
-        original = when(message.get("timestamp"), "timestamp", problems)
-        sent_raw = message.get("sentAt", batch_sent_at)
-        sent_at = when(sent_raw, "sentAt", problems)
+        problems = no_problems
+        raw = get("timestamp")
+        try:
+            original = times[raw]
+        except (KeyError, TypeError):
+            problems = []
+            original = _timestamp(raw, "timestamp", times, problems)
+        raw = get("sentAt", batch_sent_at)
+        try:
+            sent_at = times[raw]
+        except (KeyError, TypeError):
+            problems = problems or []
+            sent_at = _timestamp(raw, "sentAt", times, problems)
         if original is None:
             timestamp = received_at
         elif sent_at is None:
@@ -185,12 +208,19 @@ def map_messages(
             # the client's clock may be wrong, but its differences are right
             timestamp = received_at - (sent_at - original)
 
-        declared = context.get("event_version")
-        version = None if declared is None else str(declared)
-        if payload is not None:
-            schema_version, violations = judge(type_, event, payload, version)
+        if payload is None:
+            schema_version = violations = None
         else:
-            schema_version, violations = None, None
+            declared = context.get("event_version")
+            version = None if declared is None else str(declared)
+            key = (type_, event, version)
+            rule = rules.get(key)
+            if rule is None:
+                rule = rules[key] = validator.rule(type_, event, version)
+            if rule.check is None or rule.check(payload):
+                schema_version, violations = rule.verdict
+            else:
+                schema_version, violations = validator.explain(rule, payload)
         if problems:
             listed = orjson.loads(violations) if violations else []
             violations = dumps(problems + listed).decode()
@@ -204,26 +234,8 @@ def map_messages(
             raise message_error(at, "$", f"the message is {size} bytes of JSON, more than "
                                 f"the limit of {max_event_bytes}", code="event_too_large",
                                 status=413)
-        out.append({
-            "message_id": message_id,
-            "type": type_,
-            "event": event,
-            "name": name,
-            "user_id": user_id,
-            "anonymous_id": anonymous_id,
-            "group_id": group_id,
-            "previous_id": previous_id,
-            "timestamp": timestamp,
-            "original_timestamp": original,
-            "sent_at": sent_at,
-            "received_at": received_at,
-            "properties": properties_json,
-            "traits": traits_json,
-            "context": context_json,
-            "source": source,
-            "historical": historical,
-            "schema_version": schema_version,
-            "violations": violations,
-        })
-    return out
-
+        rows.append((message_id, type_, event, name, user_id, anonymous_id, group_id,
+                     previous_id, timestamp, original, sent_at, received_at, properties_json,
+                     traits_json, context_json, source, historical, schema_version,
+                     violations))
+    return rows

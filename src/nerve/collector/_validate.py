@@ -3,26 +3,47 @@ the latest, with the compiled validator's fast path first."""
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import orjson
 
 from nerve.catalog import PAYLOAD_FIELD, Catalog, EventSpec
 
-__all__ = ["Validator"]
+__all__ = ["Rule", "Validator"]
 
 #: (schema_version, violations as JSON text or None)
 Verdict = tuple[str | None, str | None]
 
-_UNVALIDATED: Verdict = (None, None)
+
+class Rule(NamedTuple):
+    """How to judge messages of one (type, event, declared version).
+
+    ``check`` is the compiled validator's yes/no (None: nothing to validate against, and
+    ``verdict`` is the answer for every such message).
+    """
+
+    check: Callable[[Any], bool] | None
+    spec: EventSpec | None
+    verdict: Verdict
 
 
 def _violation(path: str, rule: str, message: str) -> dict[str, Any]:
     return {"path": path, "rule": rule, "message": message, "file": None, "line": None}
 
 
+def _refuse(path: str, rule: str, message: str) -> Rule:
+    return Rule(None, None, (None, _dumps([_violation(path, rule, message)])))
+
+
+_UNVALIDATED = Rule(None, None, (None, None))
+#: unknown event names are client-controlled: bound the cache of rules
+_MAX_RULES = 100_000
+
+
 class Validator:
-    """Judges messages against a catalog; spec lookups are cached per (type, event, version).
+    """Judges messages against a catalog; rules are cached per (type, event, version).
 
     >>> from nerve.catalog import EventSpec, Version
     >>> v = Validator(Catalog.from_specs([EventSpec(name="signup", version=Version(1))]))
@@ -34,25 +55,25 @@ class Validator:
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
-        self._specs: dict[tuple[str, str | None, str | None], EventSpec | Verdict] = {}
+        self.rules: dict[tuple[str, str | None, str | None], Rule] = {}
 
-    def _lookup(self, type_: str, event: str | None, version: str | None) -> EventSpec | Verdict:
-        """The spec to validate against, or the verdict when there is none to use."""
+    def rule(self, type_: str, event: str | None, version: str | None) -> Rule:
+        """The (cached) rule for messages of this type, event and declared version."""
         key = (type_, event, version)
-        found = self._specs.get(key)
+        found = self.rules.get(key)
         if found is None:
             found = self._resolve(type_, event, version)
-            if len(self._specs) < 100_000:  # unknown event names are client-controlled
-                self._specs[key] = found
+            if len(self.rules) < _MAX_RULES:
+                self.rules[key] = found
         return found
 
-    def _resolve(self, type_: str, event: str | None, version: str | None) -> EventSpec | Verdict:
+    def _resolve(self, type_: str, event: str | None, version: str | None) -> Rule:
         if type_ == "track":
             name = event or ""
             if name not in self.catalog:
-                return (None, _dumps([_violation(
-                    "$.event", "unknown_event",
-                    f"{name!r} is not in the catalog: add it to events/, or fix the name")]))
+                return _refuse("$.event", "unknown_event",
+                               f"{name!r} is not in the catalog: add it to events/, or fix "
+                               "the name")
         elif type_ in PAYLOAD_FIELD and type_ in self.catalog:
             name = type_
         else:
@@ -63,15 +84,21 @@ class Validator:
             try:
                 spec = self.catalog.get(name, version)
             except ValueError as exc:
-                return (None, _dumps([_violation("$.context.event_version", "invalid_version",
-                                                 f"{name}: {exc}")]))
+                return _refuse("$.context.event_version", "invalid_version", f"{name}: {exc}")
             if spec is None:
                 known = ", ".join(str(s.version) for s in self.catalog.versions(name))
-                return (None, _dumps([_violation(
-                    "$.context.event_version", "unknown_version",
-                    f"{name}: version {version} is not in the catalog (known: {known})")]))
+                return _refuse("$.context.event_version", "unknown_version",
+                               f"{name}: version {version} is not in the catalog "
+                               f"(known: {known})")
         assert spec is not None  # name is in the catalog
-        return spec
+        return Rule(functools.partial(self.catalog.is_valid, spec), spec,
+                    (str(spec.version), None))
+
+    def explain(self, rule: Rule, payload: Any) -> Verdict:
+        """The verdict for a payload that failed ``rule.check``: every violation, as JSON."""
+        assert rule.spec is not None
+        problems = [v.as_dict() for v in self.catalog.violations(rule.spec, payload)]
+        return (rule.verdict[0], _dumps(problems) if problems else None)
 
     def judge(self, type_: str, event: str | None, payload: Any,
               version: str | None) -> Verdict:
@@ -80,14 +107,10 @@ class Validator:
         ``schema_version`` is the catalog version that judged it (None when none did);
         ``violations_json`` is None when the message is valid.
         """
-        found = self._lookup(type_, event, version)
-        if not isinstance(found, EventSpec):
-            return found
-        version_text = str(found.version)
-        if self.catalog.is_valid(found, payload):
-            return (version_text, None)
-        problems = [v.as_dict() for v in self.catalog.violations(found, payload)]
-        return (version_text, _dumps(problems))
+        rule = self.rule(type_, event, version)
+        if rule.check is None or rule.check(payload):
+            return rule.verdict
+        return self.explain(rule, payload)
 
 
 def _dumps(value: Any) -> str:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from nerve.collector import ENDPOINTS, RequestError
-from nerve.envelope import to_record_batch
 from nerve.errors import BackpressureError, NerveError, TransientError
 from nerve.server._errors import nerve_error_response
 from nerve.server._state import NerveState
@@ -49,10 +47,10 @@ async def ingest(request: Request) -> Response:
         collected = state.collector.collect(
             body, endpoint=endpoint, authorization=headers.get("authorization"),
             content_encoding=headers.get("content-encoding"))
-        if collected.envelopes:
-            state.log.append(to_record_batch(collected.envelopes))
+        if collected.rows:
+            state.log.append(collected.record_batch())
             # fsync off the event loop; concurrent requests share one group commit
-            await anyio.to_thread.run_sync(state.log.sync)
+            await state.commit.sync()
     except NerveError as exc:
         return nerve_error_response(exc)
     except OSError as exc:  # a full or failing disk: retryable, and nothing was acknowledged

@@ -9,6 +9,7 @@ import pyarrow as pa
 
 from nerve.catalog import Catalog
 from nerve.collector import Collector
+from nerve.server._commit import GroupCommit
 from nerve.workspace import Workspace
 
 __all__ = ["EventLog", "Loader", "NerveState", "Warehouse"]
@@ -35,7 +36,8 @@ class Warehouse(Protocol):
 class Loader(Protocol):
     """Drains the log into the warehouse on a thread (``nerve.loader.Loader``)."""
 
-    def start(self) -> Any: ...
+    def start(self, interval: float = ...) -> Any:
+        """Load in a background thread every ``interval`` seconds."""
 
     def stop(self) -> Any: ...
 
@@ -56,6 +58,8 @@ class NerveState:
     log: EventLog
     admin_token: str
     collector: Collector = field(init=False)
+    #: coalesces the ingest requests' fsyncs (group commit)
+    commit: GroupCommit = field(init=False)
     loader: Loader | None = None
     #: the URL the server answers on, once bound
     url: str = ""
@@ -64,3 +68,4 @@ class NerveState:
 
     def __post_init__(self) -> None:
         self.collector = Collector(self.workspace, self.catalog)
+        self.commit = GroupCommit(self.log)
