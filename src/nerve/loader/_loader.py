@@ -50,6 +50,7 @@ class Loader:
         #: the last error the background thread met (it keeps retrying), or None
         self.last_error: BaseException | None = None
         self._cursor: Any = None
+        self._acked: dict[str, dict[str, int]] = {}
         self._lock = threading.Lock()  # one load at a time
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -70,7 +71,9 @@ class Loader:
                     end = self._load_segment(segment, start, stats)
                     if end is not None:
                         acked[segment.name] = end
-                acknowledge(self.log_dir, writer, acked)
+                if self._acked.get(writer) != acked:  # a small file write, only on change
+                    acknowledge(self.log_dir, writer, acked)
+                    self._acked[writer] = acked
             self.totals.add(stats)
             return stats
 

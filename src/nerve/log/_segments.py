@@ -28,7 +28,16 @@ from pathlib import Path
 import orjson
 import pyarrow as pa
 
-from nerve.log._frame import Frame, FrameKind, Tail, decode_batch, decode_schema, iter_frames
+from nerve.log._frame import (
+    HEADER,
+    MAX_PAYLOAD,
+    Frame,
+    FrameKind,
+    Tail,
+    decode_batch,
+    decode_schema,
+    iter_frames,
+)
 
 __all__ = [
     "Segment",
@@ -105,29 +114,34 @@ def new_segment_name(folder: Path) -> str:
 def read_segment(path: Path, offset: int = 0) -> SegmentRead:
     """Read the verified frames of a segment from ``offset`` (0: from the start).
 
-    The schema comes from the segment's first frame. Reading stops at the first frame
-    that is incomplete or does not verify; ``tail`` says which.
+    The schema comes from the segment's first frame; only the bytes from ``offset`` on
+    are read after it, so polling a growing segment costs what was added since.
+    Reading stops at the first frame that is incomplete or does not verify; ``tail``
+    says which.
     """
     with path.open("rb") as f:
-        data = f.read()
-    result = SegmentRead(schema=None, size=len(data))
-    frames = iter_frames(data)
-    first = next(frames)
-    if isinstance(first, Tail):
-        result.tail = first
-        return result
-    if first.kind is not FrameKind.SCHEMA:
-        result.tail = Tail.CORRUPT
-        return result
-    schema = decode_schema(first.payload)
-    result.schema = schema
-    start = max(offset, first.end)
-    result.end = start
-    if start > len(data):
-        # the warehouse remembers more than the file holds: the unsynced tail of a
-        # segment was lost in an OS crash after the loader had read it
-        return result
-    for item in iter_frames(memoryview(data)[start:], base=start):
+        size = os.fstat(f.fileno()).st_size
+        result = SegmentRead(schema=None, size=size)
+        head = f.read(HEADER.size)
+        if len(head) < HEADER.size:
+            result.tail = Tail.INCOMPLETE if size < HEADER.size else Tail.CORRUPT
+            return result
+        _, _, length, _ = HEADER.unpack(head)
+        first = next(iter_frames(head + f.read(min(length, MAX_PAYLOAD))))
+        if isinstance(first, Tail) or first.kind is not FrameKind.SCHEMA:
+            result.tail = first if isinstance(first, Tail) else Tail.CORRUPT
+            return result
+        schema = decode_schema(first.payload)
+        result.schema = schema
+        start = max(offset, first.end)
+        result.end = start
+        if start >= size:
+            # nothing new; or the warehouse remembers more than the file holds (the
+            # unsynced tail of a segment lost in an OS crash after the loader read it)
+            return result
+        f.seek(start)
+        data = f.read(size - start)
+    for item in iter_frames(data, base=start):
         if isinstance(item, Tail):
             result.tail = item
             break
