@@ -1,0 +1,34 @@
+"""Analytics over the warehouse's events: funnels, retention and trends.
+
+Every function takes an Ibis ``events`` table (any engine: DuckDB, PostgreSQL, Spark) and
+a plain spec; the engine filters and sorts, numpy does the per-entity matching.
+
+>>> from nerve.analytics import FunnelSpec, Step, funnel
+>>> spec = FunnelSpec((Step("add_to_cart"), Step("purchase_complete")), by="platform")
+>>> funnel(warehouse.table("events"), spec).rows  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from nerve.analytics._funnel import FunnelResult, funnel
+from nerve.analytics._spec import (
+    Exclusion,
+    Filter,
+    FunnelSpec,
+    Step,
+    parse_duration,
+    parse_filter,
+    parse_step,
+)
+
+__all__ = [
+    "Exclusion",
+    "Filter",
+    "FunnelResult",
+    "FunnelSpec",
+    "Step",
+    "funnel",
+    "parse_duration",
+    "parse_filter",
+    "parse_step",
+]

@@ -1,0 +1,123 @@
+"""Fields of an event row as Ibis expressions: the seam to the semantic layer.
+
+A field name is a property (``platform``, ``properties.platform``), a path into the
+``context`` or ``traits`` JSON (``context.os.name``), or an envelope column (``source``,
+``user_id``). Values come back as text; filters cast to numbers where they compare
+numbers. This module is the only place that reads JSON, so that it can be swapped for the
+semantic layer's dimension resolution (as-of identify traits) without touching the rest.
+
+JSON text is read with each engine's builtin function because Ibis' own JSON unwrapping
+is not portable (on Spark it runs Python UDFs):
+
+=========  ================================================
+DuckDB     ``json_extract_string(doc, '$.a.b')``
+Postgres   ``json_extract_path_text(doc::json, 'a', 'b')``
+Spark      ``get_json_object(doc, '$.a.b')``
+=========  ================================================
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import ibis
+import ibis.expr.datatypes as dt
+import ibis.expr.types as ir
+
+from nerve.analytics._spec import Filter
+from nerve.errors import QueryError
+
+__all__ = ["dialect_of", "entity", "field_text", "filter_expr", "filters_expr"]
+
+_JSON_COLUMNS = ("properties", "context", "traits")
+_KEY = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$-]*$")
+
+
+@ibis.udf.scalar.builtin(name="json_extract_string")
+def _duckdb_json(doc: str, path: str) -> str:  # type: ignore[empty-body]
+    """DuckDB: a JSON field as text."""
+
+
+@ibis.udf.scalar.builtin(name="json_extract_path")
+def _pg_json_object(doc: dt.JSON, key: str) -> dt.JSON:  # type: ignore[empty-body]
+    """PostgreSQL: one level down a JSON document."""
+
+
+@ibis.udf.scalar.builtin(name="json_extract_path_text")
+def _pg_json_text(doc: dt.JSON, key: str) -> str:  # type: ignore[empty-body]
+    """PostgreSQL: a JSON field as text."""
+
+
+@ibis.udf.scalar.builtin(name="get_json_object")
+def _spark_json(doc: str, path: str) -> str:  # type: ignore[empty-body]
+    """Spark: a JSON field as text."""
+
+
+def dialect_of(table: ir.Table) -> str:
+    """``duckdb``, ``postgres`` or ``pyspark``: the engine a table lives on."""
+    try:
+        name = str(table._find_backend().name).lower()
+    except Exception:  # noqa: BLE001 - an unbound table compiles as DuckDB
+        return "duckdb"
+    return {"postgresql": "postgres", "spark": "pyspark"}.get(name, name)
+
+
+def entity(table: ir.Table) -> ir.StringValue:
+    """Who did it: the user id, else the anonymous id."""
+    return table.user_id.coalesce(table.anonymous_id)  # type: ignore[no-any-return]
+
+
+def _json_text(column: ir.Value, path: tuple[str, ...], dialect: str) -> ir.StringValue:
+    for key in path:
+        if not _KEY.match(key):
+            raise QueryError(f"field path {'.'.join(path)!r}: unsupported key {key!r}")
+    if dialect == "postgres":
+        doc: Any = column.cast(dt.JSON)
+        for key in path[:-1]:
+            doc = _pg_json_object(doc, key)
+        return _pg_json_text(doc, path[-1])  # type: ignore[no-any-return]
+    if column.type().is_json():
+        column = column.cast(dt.string)
+    if dialect == "pyspark":
+        return _spark_json(column, "$." + ".".join(path))  # type: ignore[no-any-return]
+    return _duckdb_json(column, "$." + ".".join(path))  # type: ignore[no-any-return]
+
+
+def field_text(table: ir.Table, name: str) -> ir.StringValue:
+    """The value of field ``name`` on each row, as text (null when absent)."""
+    if not name or name.startswith(".") or name.endswith("."):
+        raise QueryError(f"field {name!r}: expected a property name or a path such as "
+                         "context.os.name")
+    head, _, rest = name.partition(".")
+    if head in _JSON_COLUMNS and rest:
+        return _json_text(table[head], tuple(rest.split(".")), dialect_of(table))
+    if "." not in name and name in table.columns and name not in _JSON_COLUMNS:
+        return table[name].cast(dt.string)  # type: ignore[no-any-return]
+    return _json_text(table.properties, tuple(name.split(".")), dialect_of(table))
+
+
+def filter_expr(table: ir.Table, flt: Filter) -> ir.BooleanValue:
+    """One filter as a boolean expression (false, not null, when the field is absent)."""
+    text = field_text(table, flt.field)
+    value = flt.value
+    expr: ir.BooleanValue
+    if isinstance(value, bool):
+        target = "true" if value else "false"
+        expr = text == target if flt.op == "=" else text != target
+    elif isinstance(value, int | float):
+        number = text.cast(dt.float64)
+        ops = {"=": number.__eq__, "!=": number.__ne__, ">": number.__gt__,
+               ">=": number.__ge__, "<": number.__lt__, "<=": number.__le__}
+        expr = ops[flt.op](float(value))
+    else:
+        expr = text == str(value) if flt.op == "=" else text != str(value)
+    return expr.fill_null(False)  # type: ignore[no-any-return]
+
+
+def filters_expr(table: ir.Table, event: str, filters: tuple[Filter, ...]) -> ir.BooleanValue:
+    """Rows of the track event ``event`` that pass every filter."""
+    expr: ir.BooleanValue = table.event == event
+    for flt in filters:
+        expr = expr & filter_expr(table, flt)
+    return expr

@@ -1,0 +1,214 @@
+"""Funnels: ``funnel(events, spec)`` -> per step and breakdown value, who got how far.
+
+The work is split in three pure-ish stages: ``_rows`` (one Ibis query, run by the engine),
+``_match`` (numpy over the sorted rows) and ``report`` here (per entity, then per group).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import ibis.expr.types as ir
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from nerve.analytics._match import MAX_OPTIONAL, Chains, Plan, match
+from nerve.analytics._rows import FetchedRows, fetch_rows, to_micros
+from nerve.analytics._spec import MAX_STEPS, FunnelSpec
+from nerve.errors import QueryError
+
+__all__ = ["FunnelResult", "funnel", "plan_of", "report"]
+
+I64 = npt.NDArray[np.int64]
+_MICRO = 1_000_000
+_US = timedelta(microseconds=1)
+STATUSES = ("reached", "converted", "dropped")
+
+
+def plan_of(spec: FunnelSpec) -> Plan:
+    """The matcher's view of a spec (durations in microseconds)."""
+    optional = tuple(s.optional for s in spec.steps)
+    if sum(optional) > MAX_OPTIONAL:
+        raise QueryError(f"steps: at most {MAX_OPTIONAL} optional steps")
+    n = len(spec.steps)
+    return Plan(
+        n=n,
+        window=spec.window // _US,
+        order=spec.order,
+        within=tuple(None if s.within is None else s.within // _US for s in spec.steps),
+        optional=optional,
+        exclusions=tuple((x.after, n - 1 if x.before is None else x.before)
+                         for x in spec.exclusions),
+        start_before=None if spec.until is None else to_micros(spec.until),
+    )
+
+
+@dataclass(frozen=True)
+class FunnelResult:
+    """A computed funnel: ``rows`` for people and programs, ``users()`` for lists."""
+
+    spec: FunnelSpec
+    rows: list[dict[str, Any]]
+    entities: pa.Array  # one per entity that did the first step
+    reached: I64  # bit k: the entity reached step k
+    group: list[Any]  # the entity's breakdown value (None without a breakdown)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def users(self, step: int, status: str = "reached", *, by: Any = None,
+              limit: int | None = None) -> list[str]:
+        """Entity ids at ``step`` (1-based) that ``reached`` it, ``converted`` (also
+        reached the next step) or ``dropped`` (reached it, not the next one).
+
+        ``by`` keeps one breakdown value. Sorted by id.
+        """
+        n = len(self.spec.steps)
+        if not 1 <= step <= n:
+            raise QueryError(f"step: 1..{n}, got {step}")
+        if status not in STATUSES:
+            raise QueryError(f"status: one of {', '.join(STATUSES)}, got {status!r}")
+        k = step - 1
+        here = (self.reached >> k) & 1 == 1
+        if status != "reached" and k + 1 < n:
+            nxt = (self.reached >> (k + 1)) & 1 == 1
+            here &= nxt if status == "converted" else ~nxt
+        elif status == "dropped":
+            here &= False
+        if by is not None and self.spec.by:
+            here &= np.array([g == by for g in self.group], dtype=bool)
+        ids = sorted(str(x) for x in self.entities.filter(pa.array(here)).to_pylist())
+        return ids[:limit] if limit is not None else ids
+
+
+def funnel(events: ir.Table, spec: FunnelSpec) -> FunnelResult:
+    """Compute a funnel over an Ibis ``events`` table (any engine).
+
+    >>> from nerve.analytics import FunnelSpec, Step
+    >>> spec = FunnelSpec((Step("add_to_cart"), Step("purchase_complete")))
+    >>> funnel(warehouse.table("events"), spec).rows  # doctest: +SKIP
+    """
+    spec = spec.validate()
+    plan = plan_of(spec)
+    fetched = fetch_rows(events, spec)
+    return report(spec, fetched, match(fetched.rows, plan))
+
+
+def _entity_chains(fetched: FetchedRows, chains: Chains) -> tuple[I64, I64, I64]:
+    """Per entity (that reached step 0): (first row of the entity, reached, chain)."""
+    rows = fetched.rows
+    seg_first = chains.seg_first
+    ent_of_row = np.cumsum(fetched.entity_start, dtype=np.int64) - 1
+    seg_ent = ent_of_row[seg_first] if len(seg_first) else np.zeros(0, dtype=np.int64)
+    n_ent = int(fetched.entity_start.sum())
+    reached = np.zeros(n_ent, dtype=np.int64)
+    np.bitwise_or.at(reached, seg_ent, chains.reached)
+    if len(seg_first) == n_ent:  # one segment per entity: nothing to choose
+        chain = chains.chain
+    else:
+        # several held values per entity: keep the chain that goes deepest, then the
+        # one that completes first
+        depth = np.full(len(seg_first), -1, dtype=np.int64)
+        for k in range(chains.chain.shape[1]):
+            depth = np.where(chains.chain[:, k] >= 0, k, depth)
+        last_row = chains.chain[np.arange(len(depth)), np.maximum(depth, 0)]
+        done = np.where(last_row >= 0, rows.ts[np.maximum(last_row, 0)], np.iinfo(np.int64).max)
+        order = np.lexsort((done, -depth, seg_ent))
+        firsts = np.ones(len(order), dtype=bool)
+        firsts[1:] = seg_ent[order][1:] != seg_ent[order][:-1]
+        chosen = order[firsts]
+        chain = np.full((n_ent, chains.chain.shape[1]), -1, dtype=np.int64)
+        chain[seg_ent[chosen]] = chains.chain[chosen]
+    ent_first = np.flatnonzero(fetched.entity_start).astype(np.int64)
+    keep = (reached & 1) == 1
+    return ent_first[keep], reached[keep], chain[keep]
+
+
+def _group_values(spec: FunnelSpec, fetched: FetchedRows, reached: I64,
+                  chain: I64) -> list[Any]:
+    if not spec.by or fetched.by is None:
+        return [None] * len(reached)
+    n = len(spec.steps)
+    if spec.attribution == "first_touch":
+        at = chain[:, 0]
+    elif spec.attribution == "last_touch":
+        at = np.full(len(reached), -1, dtype=np.int64)
+        for k in range(n):
+            at = np.where(chain[:, k] >= 0, chain[:, k], at)
+    else:
+        at = chain[:, spec.attribution_step or 0]
+    values = fetched.by.take(pa.array(np.maximum(at, 0))).to_pylist() if len(at) else []
+    return [v if a >= 0 else None for v, a in zip(values, at, strict=True)]
+
+
+def _time_stats(seconds: npt.NDArray[np.float64], spec: FunnelSpec) -> dict[str, Any]:
+    if len(seconds) == 0:
+        return {"median_seconds": None,
+                **{f"p{round(p * 100)}_seconds": None for p in spec.percentiles},
+                "histogram": []}
+    hi = float(seconds.max())
+    edges = np.linspace(0.0, hi if hi > 0 else 1.0, spec.bins + 1)
+    counts, _ = np.histogram(seconds, bins=edges)
+    return {
+        "median_seconds": float(np.median(seconds)),
+        **{f"p{round(p * 100)}_seconds": float(np.quantile(seconds, p))
+           for p in spec.percentiles},
+        "histogram": [{"from_seconds": float(a), "to_seconds": float(b), "users": int(c)}
+                      for a, b, c in zip(edges[:-1], edges[1:], counts, strict=True)],
+    }
+
+
+def report(spec: FunnelSpec, fetched: FetchedRows, chains: Chains) -> FunnelResult:
+    """Per step and breakdown value: users, conversion, drop-off, time to convert."""
+    n = len(spec.steps)
+    assert n <= MAX_STEPS
+    ent_first, reached, chain = _entity_chains(fetched, chains)
+    groups = _group_values(spec, fetched, reached, chain)
+    ts = fetched.rows.ts
+    keys: dict[Any, list[int]] = {}
+    for i, g in enumerate(groups):
+        keys.setdefault(g, []).append(i)
+    ordered = sorted(keys.items(), key=lambda kv: (-len(kv[1]), str(kv[0])))
+    if not ordered and not spec.by:
+        ordered = [(None, [])]
+    out: list[dict[str, Any]] = []
+    for value, members in ordered:
+        idx = np.asarray(members, dtype=np.int64)
+        r = reached[idx]
+        ch = chain[idx] if len(idx) else np.zeros((0, n), dtype=np.int64)
+        hit = [(r >> k) & 1 == 1 for k in range(n)]
+        first = int(hit[0].sum())
+        prev_users = first
+        for k, step in enumerate(spec.steps):
+            users = int(hit[k].sum())
+            converted = int((hit[k] & hit[k + 1]).sum()) if k + 1 < n else users
+            row: dict[str, Any] = {"step": k + 1, "event": step.event, "label": step.name}
+            if spec.by:
+                row[spec.by] = value
+            row |= {
+                "users": users,
+                "converted": converted if k + 1 < n else None,
+                "dropped": users - converted if k + 1 < n else None,
+                "conversion": users / first if first else None,
+                "step_conversion": users / prev_users if prev_users else None,
+                "drop_off": (users - converted) / users if users and k + 1 < n else None,
+            }
+            prev_users = users if not step.optional else prev_users
+            row |= _time_stats(_step_seconds(ch, ts, k, spec), spec)
+            out.append(row)
+    entities = fetched.entities.take(pa.array(ent_first)) if len(ent_first) else pa.array(
+        [], type=pa.string())
+    return FunnelResult(spec, out, entities, reached, groups)
+
+
+def _step_seconds(chain: I64, ts: I64, k: int, spec: FunnelSpec) -> npt.NDArray[np.float64]:
+    """Seconds from the previous step done to step k, along each entity's chain."""
+    if k == 0 or spec.order == "any" or len(chain) == 0:
+        return np.zeros(0, dtype=np.float64)
+    here = chain[:, k]
+    prev = np.full(len(chain), -1, dtype=np.int64)
+    for j in range(k):
+        prev = np.where(chain[:, j] >= 0, chain[:, j], prev)
+    ok = (here >= 0) & (prev >= 0)
+    return (ts[here[ok]] - ts[prev[ok]]).astype(np.float64) / _MICRO

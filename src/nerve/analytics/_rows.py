@@ -1,0 +1,152 @@
+"""From the warehouse's events to the matcher's sorted rows: one Ibis query per funnel.
+
+The engine (DuckDB, PostgreSQL, Spark) does the heavy part: it filters the period and the
+steps' events, computes each row's step bitmask, held values and breakdown value, and
+sorts by entity. The matcher then walks the sorted columns in numpy.
+
+Tie-breaking is fixed here: rows are ordered by (entity, [held values], timestamp, the
+lowest step the row matches (rows matching no step last), message_id). So events that
+share a timestamp count in funnel order, and the order is the same on every engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import reduce
+
+import ibis
+import ibis.expr.types as ir
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from nerve.analytics._fields import entity, field_text, filters_expr
+from nerve.analytics._match import Rows
+from nerve.analytics._spec import FunnelSpec
+
+__all__ = ["FetchedRows", "fetch_rows", "funnel_query", "to_micros"]
+
+#: strict order: the events that count as "another event in between"
+STREAM_TYPES = ("track", "page", "screen")
+
+
+def to_micros(value: datetime) -> int:
+    """Microseconds since the epoch (naive datetimes are UTC)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return (value - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def funnel_query(events: ir.Table, spec: FunnelSpec) -> ir.Table:
+    """The Ibis query whose rows the matcher walks (columns: entity, h0.., ts, mask,
+    excl, tie, message_id, by)."""
+    t = events
+    strict = spec.order == "strict"
+    types = STREAM_TYPES if strict else ("track",)
+    cond = t.type.isin(types) & entity(t).notnull()
+    if spec.since is not None:
+        cond &= t.timestamp >= _utc(spec.since)
+    if spec.until is not None:
+        cond &= t.timestamp < _utc(spec.until) + spec.window
+    t = t.filter(cond)
+    step_hits = [filters_expr(t, s.event, s.where) for s in spec.steps]
+    excl_hits = [filters_expr(t, x.event, x.where) for x in spec.exclusions]
+    zero = ibis.literal(0, type="int64")
+
+    def bits(hits: list[ir.BooleanValue]) -> ir.IntegerValue:
+        terms = [h.ifelse(ibis.literal(1 << i, type="int64"), zero) for i, h in enumerate(hits)]
+        return reduce(lambda a, b: a + b, terms, zero)  # type: ignore[no-any-return]
+
+    n = len(spec.steps)
+    tie = ibis.cases(*((h, ibis.literal(i, type="int64")) for i, h in enumerate(step_hits)),
+                     else_=ibis.literal(n, type="int64"))
+    columns: dict[str, ir.Value] = {"entity": entity(t)}
+    for i, name in enumerate(spec.hold):
+        columns[f"h{i}"] = field_text(t, name)
+    columns |= {"ts": t.timestamp, "mask": bits(step_hits), "excl": bits(excl_hits),
+                "tie": tie, "message_id": t.message_id}
+    if spec.by:
+        columns["by"] = field_text(t, spec.by)
+    rows = t.select(**columns)
+    if not strict:
+        rows = rows.filter((rows.mask != 0) | (rows.excl != 0))
+        for i in range(len(spec.hold)):
+            rows = rows.filter(rows[f"h{i}"].notnull())
+    keys = ["entity"]
+    if not strict:
+        keys += [f"h{i}" for i in range(len(spec.hold))]
+    return rows.order_by([*keys, "ts", "tie", "message_id"])
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedRows:
+    """The matcher's rows plus what the report needs: entity of each segment, values."""
+
+    rows: Rows
+    entity_start: npt.NDArray[np.bool_]  # true on each entity's first row
+    entities: pa.Array  # entity id per row
+    by: pa.Array | None  # breakdown value per row (text)
+
+
+
+def _changed(*columns: pa.ChunkedArray | pa.Array) -> npt.NDArray[np.bool_]:
+    """True where a row differs from the previous one in any column (always at row 0)."""
+    length = len(columns[0])
+    out = np.zeros(length, dtype=bool)
+    if length == 0:
+        return out
+    out[0] = True
+    for column in columns:
+        col = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        cur, prev = col.slice(1), col.slice(0, length - 1)
+        diff = pc.fill_null(pc.not_equal(cur, prev), True)
+        # null next to null is the same value
+        both_null = pc.and_(pc.is_null(cur), pc.is_null(prev))
+        diff = pc.and_(diff, pc.invert(both_null))
+        out[1:] |= diff.to_numpy(zero_copy_only=False)
+    return out
+
+
+def fetch_rows(events: ir.Table, spec: FunnelSpec) -> FetchedRows:
+    """Run the funnel's query and shape the result as numpy columns for the matcher."""
+    table = funnel_query(events, spec).to_pyarrow()
+    return shape_rows(table, spec)
+
+
+def shape_rows(table: pa.Table, spec: FunnelSpec) -> FetchedRows:
+    """Arrow rows sorted by ``funnel_query`` as the matcher's ``Rows``."""
+    ts_col = table.column("ts")
+    ts = pc.cast(pc.cast(ts_col, pa.timestamp("us", tz="UTC")), pa.int64())
+    ts_np = ts.to_numpy().astype(np.int64, copy=False)
+    mask = table.column("mask").to_numpy().astype(np.int64, copy=False)
+    excl = table.column("excl").to_numpy().astype(np.int64, copy=False)
+    entity_col = table.column("entity")
+    entity_start = _changed(entity_col)
+    holds = [table.column(f"h{i}") for i in range(len(spec.hold))]
+    same_hold_prev = None
+    if spec.order == "strict":
+        seg_start = entity_start
+        if holds:
+            same_hold_prev = ~_changed(*holds)
+            for h in holds:  # a missing held value never matches
+                same_hold_prev &= ~pc.is_null(h).to_numpy(zero_copy_only=False)
+            same_hold_prev[1:] &= ~pc.is_null(holds[0]).to_numpy(zero_copy_only=False)[:-1]
+    else:
+        seg_start = _changed(entity_col, *holds) if holds else entity_start
+    if spec.order == "strict" and holds:
+        # a step whose own held value is missing cannot be part of a held chain
+        missing = np.zeros(len(mask), dtype=bool)
+        for h in holds:
+            missing |= pc.is_null(h).to_numpy(zero_copy_only=False)
+        mask = np.where(missing, 0, mask)
+    rows = Rows(seg_start=seg_start, ts=ts_np, mask=mask, excl=excl,
+                same_hold_prev=same_hold_prev)
+    entities = entity_col.combine_chunks()
+    by = table.column("by").combine_chunks() if spec.by else None
+    return FetchedRows(rows, entity_start, entities, by)
