@@ -173,3 +173,28 @@ def test_a_wrong_admin_token_is_reported(make_workspace: Callable[..., Workspace
     result = sql(ws, "SELECT 1")
     assert result.exit_code == ExitCode.INVALID
     assert "admin token" in result.stderr
+
+
+SIGNUP = """\
+name: signup
+description: A visitor creates an account.
+owner: growth
+purpose: analytics
+retention: 400d
+properties:
+  plan: {type: string, enum: [free, pro], pii: none}
+  seats: {type: integer, pii: none}
+"""
+
+
+def test_typed_views_read_properties_as_columns(make_workspace: Callable[..., Workspace],
+                                                make_batch: Callable[..., Any]) -> None:
+    from nerve.catalog import Catalog
+
+    ws = make_workspace({"signup.yaml": SIGNUP})
+    load_some(ws, make_batch)
+    with Warehouse.for_workspace(ws) as wh:
+        assert wh.refresh_views(Catalog.load(ws.events_dir)) == ["evt_signup"]
+    rows = json.loads(sql(ws, "SELECT user_id, plan, seats FROM evt_signup ORDER BY seats",
+                          "-f", "json").stdout)
+    assert rows == [{"user_id": f"u{i}", "plan": "pro", "seats": i} for i in range(3)]

@@ -158,3 +158,20 @@ def test_a_file_held_by_another_process_is_a_transient_error(tmp_path: Path) -> 
             Warehouse.open(f"duckdb://{path}", read_only=True)
     finally:
         holder.communicate(b"")
+
+
+def test_public_names_are_pinned() -> None:
+    import nerve.loader
+    import nerve.log
+    import nerve.warehouse
+
+    assert sorted(nerve.log.__all__) == [
+        "LogWriter", "Segment", "SegmentRead", "Tail", "acknowledge", "backlog_bytes",
+        "list_segments", "read_segment", "set_aside", "writer_ids"]
+    assert sorted(nerve.loader.__all__) == ["DEFAULT_DEDUP_WINDOW", "LoadStats", "Loader"]
+    assert sorted(nerve.warehouse.__all__) == [
+        "DATA_ERRORS", "EVENT_COLUMNS", "JSON_COLUMNS", "QUARANTINE_COLUMNS", "TABLES",
+        "Warehouse", "check_read_only", "result_json"]
+    for module in (nerve.log, nerve.loader, nerve.warehouse):
+        for name in module.__all__:
+            assert hasattr(module, name), f"{module.__name__}.{name}"

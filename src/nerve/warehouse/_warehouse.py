@@ -13,7 +13,7 @@ import threading
 import weakref
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import ibis
@@ -23,7 +23,11 @@ from nerve.errors import QueryError, TransientError, WorkspaceError
 from nerve.warehouse._readonly import check_read_only
 from nerve.warehouse._result import mark_json_columns
 from nerve.warehouse._schema import ensure_schema
+from nerve.warehouse._typed_views import refresh_typed_views
 from nerve.workspace import Workspace
+
+if TYPE_CHECKING:
+    from nerve.catalog import Catalog
 
 __all__ = ["DATA_ERRORS", "Warehouse"]
 
@@ -142,6 +146,16 @@ class Warehouse:
     def table(self, name: str) -> Any:
         """An Ibis table of the warehouse: ``wh.table("events")``."""
         return self.ibis().table(name)
+
+    def refresh_views(self, catalog: Catalog) -> list[str]:
+        """Create or replace the typed per-event views (``evt_<event>``, one column per
+        cataloged property) and drop those of events that left the catalog. Call it at
+        start-up and after the catalog changes; returns the view names."""
+        cursor = self.cursor()
+        try:
+            return refresh_typed_views(cursor, catalog)
+        finally:
+            cursor.close()
 
     def query(self, sql: str) -> pa.Table:
         """Run one read-only query and return its rows; anything else raises ``QueryError``.
