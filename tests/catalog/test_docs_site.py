@@ -121,10 +121,25 @@ def test_site_pages_with_volumes(shop: Workspace, tmp_path: Path) -> None:
     assert "16.7% quarantined" in text
 
 
-def test_cli_docs_without_a_warehouse(shop: Workspace) -> None:
-    result = CliRunner().invoke(app, ["--workspace", str(shop.root), "catalog", "docs"])
+def test_cli_docs_when_another_process_locks_the_warehouse(shop: Workspace) -> None:
+    import subprocess
+    import sys
+
+    path = shop.data_dir / "warehouse.duckdb"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); "
+         "print('ready', flush=True); time.sleep(60)", str(path)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "ready"
+        result = CliRunner().invoke(app, ["--workspace", str(shop.root), "catalog", "docs"])
+    finally:
+        holder.kill()
+        holder.wait()
     assert result.exit_code == 0, result.stderr
-    assert "volumes skipped: " in " ".join(result.stderr.split())
+    assert "volumes skipped: " in result.stderr
+    assert "locked" in result.stderr
     site = shop.data_dir / "catalog-docs"
     assert sorted(p.name for p in (site / "events").iterdir()) == [
         "add_to_cart.html", "identify.html", "order_completed.html",

@@ -107,12 +107,12 @@ QueryRows = Callable[[str], list[dict[str, Any]]]
 
 
 def event_stats(ws: Workspace, query: QueryRows | None = None
-                ) -> tuple[dict[str, EventStats], str]:
+                ) -> tuple[dict[str, EventStats] | None, str]:
     """Per-event volumes from the warehouse, and a note for the reader.
 
     ``query`` runs the SQL (the CLI passes one that goes through a running ``nerve serve``);
     without it the warehouse file is opened read-only. Returns no figures (and says why)
-    when there is no warehouse yet or it is locked: the site is still built.
+    when there is no warehouse yet or it is locked (None): the site is still built.
     """
     if query is None:
         from nerve.warehouse import Warehouse  # noqa: PLC0415 - DuckDB only when needed
@@ -125,7 +125,7 @@ def event_stats(ws: Workspace, query: QueryRows | None = None
     try:
         rows = query(STATS_SQL)
     except NerveError as exc:
-        return {}, f"volumes skipped: {str(exc).splitlines()[0]}"
+        return None, f"volumes skipped: {str(exc).splitlines()[0]}"
     counts: dict[str, dict[str, int]] = {}
     for row in rows:
         item = counts.setdefault(row["event"], {"n7": 0, "n28": 0, "q28": 0})
@@ -171,6 +171,13 @@ def _flatten(props: tuple[PropertySpec, ...], prefix: str = "") -> list[dict[str
     return rows
 
 
+def _stats(stats: dict[str, EventStats] | None, name: str) -> EventStats | None:
+    """An event's figures; zeros when the warehouse answered but has none of it."""
+    if stats is None:
+        return None
+    return stats.get(name, EventStats(0, 0, 0))
+
+
 def _rel(path: Path | None, root: Path | None) -> str:
     if path is None:
         return "-"
@@ -188,7 +195,7 @@ def build_site(catalog: Catalog, out_dir: Path, *, workspace: Workspace | None =
         lstrip_blocks=True)
     project = project or (workspace.config.name if workspace else "nerve")
     root = workspace.root if workspace else None
-    stats: dict[str, EventStats] = {}
+    stats: dict[str, EventStats] | None = None
     note = "no workspace: volumes skipped"
     refs: dict[str, list[MetricRef]] = {}
     if workspace is not None:
@@ -204,7 +211,7 @@ def build_site(catalog: Catalog, out_dir: Path, *, workspace: Workspace | None =
         index_rows.append({"name": spec.name, "type": spec.type, "page": page,
                            "description": spec.description, "owner": spec.owner,
                            "version": str(spec.version), "status": spec.status,
-                           "search": search, "stats": stats.get(spec.name)})
+                           "search": search, "stats": _stats(stats, spec.name)})
         versions = []
         previous: EventSpec | None = None
         for version in catalog.versions(spec.name):
@@ -215,7 +222,7 @@ def build_site(catalog: Catalog, out_dir: Path, *, workspace: Workspace | None =
             previous = version
         history = file_history(spec.file) if spec.file is not None else []
         html = env.get_template("event.html.j2").render(
-            project=project, root="../", stats=stats.get(spec.name),
+            project=project, root="../", stats=_stats(stats, spec.name),
             e={"name": spec.name, "type": spec.type, "version": str(spec.version),
                "status": spec.status, "description": spec.description,
                "trigger": spec.trigger, "owner": spec.owner, "purpose": spec.purpose,
@@ -227,7 +234,7 @@ def build_site(catalog: Catalog, out_dir: Path, *, workspace: Workspace | None =
             versions=list(reversed(versions)), history=history)
         (out_dir / page).write_text(html, encoding="utf-8")
     index = env.get_template("index.html.j2").render(
-        project=project, root="", events=index_rows, has_stats=bool(stats),
+        project=project, root="", events=index_rows, has_stats=stats is not None,
         stats_note=note)
     (out_dir / "index.html").write_text(index, encoding="utf-8")
     return SiteReport(pages=len(index_rows) + 1, stats_note=note)

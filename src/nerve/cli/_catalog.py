@@ -246,6 +246,6 @@ def docs(
         return rows
 
     report = build_site(catalog, target, workspace=ws, query=query)
-    err_console.print(f"wrote {report.pages} pages to {target} "
-                      f"({report.stats_note})", highlight=False)
+    err_console.print(f"wrote {report.pages} pages to {target} ({report.stats_note})",
+                      highlight=False, soft_wrap=True)
     console.print(str(target / "index.html"), highlight=False)
