@@ -84,10 +84,18 @@ def backend_dialect(table: ir.Table) -> str:
 
 
 def normalize_dialect(name: str) -> str:
+    """``duckdb``, ``postgres`` or ``pyspark`` (``spark`` and ``postgresql`` accepted)."""
     dialect = _ALIASES.get(name.lower(), name.lower())
     if dialect not in DIALECTS:
         raise QueryError(f"the semantic layer does not support the {name!r} engine yet "
                          f"(supported: duckdb, postgres, spark)")
+    if dialect == "pyspark":
+        # the Spark compiler reads options that exist once its backend is imported
+        try:
+            ibis.pyspark  # noqa: B018 - loading the backend registers its options
+        except ImportError as exc:
+            raise QueryError("Spark SQL needs pyspark: pip install 'nerve-telemetry[spark]'") \
+                from exc
     return dialect
 
 
@@ -130,4 +138,4 @@ def local_time(ts: ir.TimestampValue, tz: str, dialect: str) -> ir.TimestampValu
 
 def safe_divide(numerator: ir.NumericValue, denominator: ir.NumericValue) -> ir.FloatingValue:
     """``numerator / denominator``, null (not an error, not infinity) when dividing by zero."""
-    return numerator.cast(dt.float64) / denominator.cast(dt.float64).nullif(0.0)
+    return numerator.cast(dt.float64) / denominator.cast(dt.float64).nullif(0)
