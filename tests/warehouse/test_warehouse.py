@@ -175,3 +175,9 @@ def test_public_names_are_pinned() -> None:
     for module in (nerve.log, nerve.loader, nerve.warehouse):
         for name in module.__all__:
             assert hasattr(module, name), f"{module.__name__}.{name}"
+
+
+def test_repeated_column_names_stay_apart() -> None:
+    with Warehouse.open("duckdb://:memory:") as wh:
+        body = result_json(wh.query("SELECT '[1]' AS a, 2 AS a, '{}'::JSON AS a"))
+    assert body == {"columns": ["a", "a_2", "a_3"], "rows": [{"a": "[1]", "a_2": 2, "a_3": {}}]}

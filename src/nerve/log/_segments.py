@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ __all__ = [
 log = logging.getLogger("nerve.log")
 
 SUFFIX = ".seg"
+_SEGMENT_NAME = re.compile(r"^\d{20}-[0-9a-f]{8}\.seg$")
 ACK_FILE = "ACK"
 LOCK_FILE = ".lock"
 
@@ -94,7 +96,7 @@ def list_segments(log_dir: Path, writer: str) -> list[Segment]:
     """The segments of one writer, oldest first; all but the newest are sealed."""
     folder = log_dir / writer
     try:
-        names = sorted(e.name for e in os.scandir(folder) if e.name.endswith(SUFFIX))
+        names = sorted(e.name for e in os.scandir(folder) if _SEGMENT_NAME.match(e.name))
     except FileNotFoundError:
         return []
     last = len(names) - 1
@@ -105,8 +107,8 @@ def new_segment_name(folder: Path) -> str:
     """A name that sorts after every existing segment and was never used before."""
     latest = 0
     for entry in os.scandir(folder):
-        if entry.name.endswith(SUFFIX):
-            latest = max(latest, int(entry.name.split("-", 1)[0]))
+        if _SEGMENT_NAME.match(entry.name):
+            latest = max(latest, int(entry.name[:20]))
     stamp = max(time.time_ns(), latest + 1)
     return f"{stamp:020d}-{secrets.token_hex(4)}{SUFFIX}"
 
@@ -249,7 +251,7 @@ def _backlog(log_dir: Path) -> int:
         except FileNotFoundError:
             continue
         for entry in entries:
-            if entry.name.endswith(SUFFIX):
+            if _SEGMENT_NAME.match(entry.name):
                 try:
                     size = entry.stat().st_size
                 except FileNotFoundError:  # deleted by the loader meanwhile

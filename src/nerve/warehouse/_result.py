@@ -18,14 +18,15 @@ __all__ = ["JSON_TYPE_KEY", "mark_json_columns", "result_json"]
 JSON_TYPE_KEY = b"nerve.type"
 
 
-def mark_json_columns(table: pa.Table, json_columns: set[str]) -> pa.Table:
-    """Tag the named columns as JSON text, so ``result_json`` returns them as objects."""
+def mark_json_columns(table: pa.Table, json_columns: set[int]) -> pa.Table:
+    """Tag the columns at these positions as JSON text, so ``result_json`` returns them
+    as objects."""
     if not json_columns:
         return table
     fields = [
         f.with_metadata({**(f.metadata or {}), JSON_TYPE_KEY: b"JSON"})
-        if f.name in json_columns else f
-        for f in table.schema
+        if i in json_columns else f
+        for i, f in enumerate(table.schema)
     ]
     return table.cast(pa.schema(fields, metadata=table.schema.metadata))
 
@@ -52,6 +53,20 @@ def _value(value: Any) -> Any:
     return str(value)
 
 
+def _unique(names: list[str]) -> list[str]:
+    """Row objects need distinct keys: a repeated column name gets ``_2``, ``_3``..."""
+    seen: set[str] = set()
+    out = []
+    for name in names:
+        candidate, n = name, 1
+        while candidate in seen:
+            n += 1
+            candidate = f"{name}_{n}"
+        seen.add(candidate)
+        out.append(candidate)
+    return out
+
+
 def result_json(table: pa.Table) -> dict[str, Any]:
     """``{"columns": [...], "rows": [{column: value}, ...]}`` with JSON-safe values.
 
@@ -61,10 +76,12 @@ def result_json(table: pa.Table) -> dict[str, Any]:
     >>> result_json(pa.table({"n": [1, 2]}))
     {'columns': ['n'], 'rows': [{'n': 1}, {'n': 2}]}
     """
-    columns = list(table.column_names)
+    columns = _unique(list(table.column_names))
     json_columns = {
-        f.name for f in table.schema if (f.metadata or {}).get(JSON_TYPE_KEY) == b"JSON"
+        name for name, f in zip(columns, table.schema, strict=True)
+        if (f.metadata or {}).get(JSON_TYPE_KEY) == b"JSON"
     }
+    table = table.rename_columns(columns)
     rows = []
     for row in table.to_pylist():
         out = {}

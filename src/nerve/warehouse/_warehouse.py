@@ -178,7 +178,7 @@ class Warehouse:
                 cursor.execute("ROLLBACK")  # a write that slipped past the check never sticks
         finally:
             cursor.close()
-        json_columns = {str(d[0]) for d in description if str(d[1]).upper() == "JSON"}
+        json_columns = {i for i, d in enumerate(description) if str(d[1]).upper() == "JSON"}
         return mark_json_columns(table, json_columns)
 
     def close(self) -> None:
