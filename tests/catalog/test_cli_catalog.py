@@ -262,3 +262,15 @@ def test_diff_reports_an_invalid_base_with_the_ref(repo: Workspace) -> None:
     assert code == 4
     assert "HEAD:" in err
     assert "identify.yaml:2" in err
+
+
+def test_lint_format_and_pattern_rules(make_workspace: Callable[..., Workspace]) -> None:
+    text = (FIXTURE / "order_completed.yaml").read_text()
+    text = text.replace('pattern: "^o-[0-9a-f]{8}$"', 'pattern: "o-[0-9a-f]{8}"')
+    text = text.replace("    description: The coupon code used, if any.\n",
+                        "    description: The coupon code used, if any.\n    format: zipcode\n")
+    ws = make_workspace({"order_completed.yaml": text})
+    code, out, _ = run(ws, "catalog", "lint", "--format", "json")
+    assert code == 1
+    found = {(f["rule"], f["severity"], f["line"]) for f in json.loads(out)}
+    assert found == {("pattern-anchored", "warning", 12), ("format-known", "error", 24)}

@@ -24,7 +24,7 @@ from nerve.catalog._load import VERSIONS_DIR
 from nerve.catalog._model import EventSpec, PropertySpec
 from nerve.errors import CatalogError, WorkspaceError
 
-__all__ = ["HANDLINGS", "RULES", "Finding", "LintConfig", "findings_from_error",
+__all__ = ["FORMATS", "HANDLINGS", "RULES", "Finding", "LintConfig", "findings_from_error",
            "lint_catalog", "to_junit"]
 
 #: what the privacy stage may do with a personal or sensitive value
@@ -54,6 +54,9 @@ RULES: dict[str, tuple[str, str]] = {
     "constraint-type": ("error", "minimum/maximum on numbers, pattern on strings"),
     "constraint-range": ("error", "minimum is not above maximum"),
     "array-items": ("warning", "arrays declare their item type"),
+    "format-known": ("error", "format is one the validator checks (email, uri, date, ...)"),
+    "pattern-anchored": ("warning", "patterns are anchored with ^ and $ (else they match "
+                                    "anywhere in the value)"),
     "version-order": ("error", "versions in events/versions/ are older than the live file"),
     "version-file-name": ("warning", "versions/ files are named <event>.v<version>.yaml"),
 }
@@ -64,6 +67,11 @@ _NAMINGS = {
     "snake_case": r"[a-z][a-z0-9]*(_[a-z0-9]+)*",
 }
 _SNAKE = re.compile(_NAMINGS["snake_case"])
+#: JSON Schema 2020-12 formats that jsonschema-rs validates; others would pass anything
+FORMATS = ("date", "date-time", "duration", "email", "hostname", "idn-email",
+           "idn-hostname", "ipv4", "ipv6", "iri", "iri-reference", "json-pointer",
+           "regex", "relative-json-pointer", "time", "uri", "uri-reference", "uri-template",
+           "uuid")
 _VERSION_FILE = re.compile(r"(?P<name>.+)\.v(?P<version>\d+(?:\.\d+){0,2})")
 _ENUM_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,),
@@ -239,6 +247,13 @@ def _property_rules(spec: EventSpec, prop: PropertySpec, path: str) -> Iterator[
             yield at("constraint-type", f"{key} applies to numbers, not {prop.type}", key)
     if prop.pattern is not None and prop.type != "string":
         yield at("constraint-type", f"pattern applies to strings, not {prop.type}", "pattern")
+    if prop.format is not None and prop.format not in FORMATS:
+        yield at("format-known", f"format {prop.format!r} is not checked by the validator; "
+                                 f"use one of {', '.join(FORMATS)} or a pattern", "format")
+    if prop.pattern is not None and not (prop.pattern.startswith("^")
+                                         and prop.pattern.endswith("$")):
+        yield at("pattern-anchored", f"pattern {prop.pattern!r} matches anywhere in the "
+                                     "value; anchor it: ^...$", "pattern")
     if prop.minimum is not None and prop.maximum is not None and prop.minimum > prop.maximum:
         yield at("constraint-range", f"minimum {prop.minimum} is above maximum {prop.maximum}",
                  "minimum")

@@ -132,7 +132,8 @@ def replay(
             "warehouse; stop it (Ctrl-C or SIGTERM), run `nerve quarantine replay`, then "
             "start it again")
     catalog = Catalog.load(ws.events_dir)
-    with Warehouse.for_workspace(ws) as warehouse:
+    with Warehouse.for_workspace(ws) as warehouse, \
+            err_console.status("judging quarantined events against the catalog..."):
         report = run_replay(warehouse, catalog, event=event, dry_run=dry_run)
     summary = {"judged": report.judged, "loaded": report.loaded,
                "duplicates": report.duplicates, "still_failing": report.still_failing,
