@@ -1,4 +1,4 @@
-"""Analytics over the warehouse's events: funnels, retention and trends.
+"""Analytics over the warehouse's events: funnels, retention and trends (docs/analytics.md).
 
 Every function takes an Ibis ``events`` table (any engine: DuckDB, PostgreSQL, Spark) and
 a plain spec; the engine filters and sorts, numpy does the per-entity matching.
@@ -11,6 +11,7 @@ a plain spec; the engine filters and sorts, numpy does the per-entity matching.
 from __future__ import annotations
 
 from nerve.analytics._funnel import FunnelResult, funnel
+from nerve.analytics._retention import RETENTION_MODES, RetentionSpec, retention
 from nerve.analytics._spec import (
     Exclusion,
     Filter,
@@ -20,15 +21,23 @@ from nerve.analytics._spec import (
     parse_filter,
     parse_step,
 )
+from nerve.analytics._trends import MEASURES, TrendSpec, metric_trend, trend
 
 __all__ = [
+    "MEASURES",
+    "RETENTION_MODES",
     "Exclusion",
     "Filter",
     "FunnelResult",
     "FunnelSpec",
+    "RetentionSpec",
     "Step",
+    "TrendSpec",
     "funnel",
+    "metric_trend",
     "parse_duration",
     "parse_filter",
     "parse_step",
+    "retention",
+    "trend",
 ]

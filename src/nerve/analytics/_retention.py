@@ -1,0 +1,129 @@
+"""Retention: first-event cohorts by day or week, and who came back in later periods.
+
+An entity's cohort is the day (or ISO week, starting Monday) of its first ever
+``start_event`` (any track event when unset). It returned in period p when it did
+``return_event`` (any track event when unset) in the p-th day/week after its cohort's
+start; "on_or_after" counts it in every period up to its last return (it came back in p
+or later), the classic "unbounded" retention. Period 0 is the cohort's own period, so
+with the same start and return event it holds the whole cohort.
+
+The engine does the work with two aggregations and a join; only one row per cohort and
+period comes back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+
+from nerve.analytics._fields import entity, filters_expr
+from nerve.analytics._spec import Filter
+from nerve.errors import QueryError
+
+__all__ = ["RETENTION_MODES", "RetentionSpec", "retention"]
+
+RETENTION_MODES = ("on", "on_or_after")
+_GRAIN_SECONDS = {"day": 86400, "week": 7 * 86400}
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionSpec:
+    """What to compute; ``since``/``until`` bound the cohorts' start days."""
+
+    start_event: str | None = None
+    return_event: str | None = None
+    start_where: tuple[Filter, ...] = ()
+    return_where: tuple[Filter, ...] = ()
+    grain: str = "day"
+    periods: int = 7
+    mode: str = "on"
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def validate(self) -> RetentionSpec:
+        if self.grain not in _GRAIN_SECONDS:
+            raise QueryError(f"grain: {self.grain!r} is not day or week")
+        if self.mode not in RETENTION_MODES:
+            raise QueryError(f"mode: {self.mode!r} is not one of {', '.join(RETENTION_MODES)}")
+        if not 1 <= self.periods <= 366:
+            raise QueryError(f"periods: 1 to 366, got {self.periods}")
+        return self
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _events(t: ir.Table, event: str | None, where: tuple[Filter, ...]) -> ir.Table:
+    cond = (t.type == "track") & entity(t).notnull()
+    if event is not None:
+        cond &= filters_expr(t, event, where)
+    return t.filter(cond)
+
+
+def retention(events: ir.Table, spec: RetentionSpec) -> list[dict[str, Any]]:
+    """Rows ``{cohort, cohort_size, period, users, retention}``, one per cohort and period
+    0..periods, ordered by cohort and period."""
+    spec = spec.validate()
+    unit = "D" if spec.grain == "day" else "W"
+    step = _GRAIN_SECONDS[spec.grain]
+    starts = _events(events, spec.start_event, spec.start_where)
+    first = starts.group_by(who=entity(starts)).aggregate(first_ts=starts.timestamp.min())
+    first = first.mutate(cohort=first.first_ts.truncate(unit))
+    if spec.since is not None:
+        first = first.filter(first.first_ts >= _utc(spec.since))
+    if spec.until is not None:
+        first = first.filter(first.first_ts < _utc(spec.until))
+    sizes = first.group_by("cohort").aggregate(cohort_size=first.who.count())
+    back = _events(events, spec.return_event, spec.return_where)
+    back = back.select(who=entity(back), ts=back.timestamp)
+    joined = back.join(first, back.who == first.who)
+    joined = joined.filter(joined.ts >= joined.first_ts)
+    joined = joined.mutate(period=((joined.ts.truncate(unit).epoch_seconds()
+                                    - joined.cohort.epoch_seconds()) / step).floor())
+    joined = joined.filter(joined.period <= spec.periods)
+    if spec.mode == "on":
+        counts = joined.group_by(["cohort", "period"]).aggregate(
+            users=joined.who.nunique())
+    else:
+        last = joined.group_by(["cohort", joined.who]).aggregate(period=joined.period.max())
+        counts = last.group_by(["cohort", "period"]).aggregate(users=last.who.count())
+    size_rows = sizes.to_pyarrow().to_pylist()
+    count_rows = counts.to_pyarrow().to_pylist()
+    by_cohort: dict[Any, dict[int, int]] = {}
+    for row in count_rows:
+        by_cohort.setdefault(_key(row["cohort"]), {})[int(row["period"])] = int(row["users"])
+    out: list[dict[str, Any]] = []
+    for row in sorted(size_rows, key=lambda r: _key(r["cohort"])):
+        cohort, size = _key(row["cohort"]), int(row["cohort_size"])
+        got = by_cohort.get(cohort, {})
+        running = 0
+        users_at = {}
+        if spec.mode == "on_or_after":  # came back in p or later
+            for p in range(spec.periods, -1, -1):
+                running += got.get(p, 0)
+                users_at[p] = running
+        else:
+            users_at = got
+        for p in range(spec.periods + 1):
+            users = users_at.get(p, 0)
+            out.append({"cohort": cohort, "cohort_size": size, "period": p,
+                        "users": users, "retention": users / size if size else None})
+    return out
+
+
+def _key(value: Any) -> Any:
+    """Cohort timestamps as UTC datetimes (engines differ in time zone tagging)."""
+    if isinstance(value, datetime):
+        value = _utc(value) if value.tzinfo else value.replace(tzinfo=UTC)
+        return value
+    return value
+
+
+def period_start(cohort: datetime, grain: str, period: int) -> datetime:
+    """The start of the ``period``-th day or week after ``cohort``."""
+    return cohort + timedelta(seconds=_GRAIN_SECONDS[grain] * period)

@@ -1,0 +1,131 @@
+"""Funnels, retention and trends against hand-computed answers, on DuckDB, PostgreSQL
+and Spark (the ``engine`` fixture). One small table serves several assertions per test,
+so Spark runs few queries."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from nerve.analytics import (
+    Exclusion,
+    Filter,
+    FunnelSpec,
+    RetentionSpec,
+    Step,
+    TrendSpec,
+    funnel,
+    retention,
+    trend,
+)
+from tests.analytics.conftest import at, ev
+
+# A shop day. Minutes after T0.
+#  u1: view, view, cart(ios), buy                  -> converts, 2 min cart->buy
+#  u2: view, cart(android) ... buy after 2 days    -> out of a 1-day window
+#  u3: view, remove_from_cart, cart(ios), buy      -> strict breaks; exclusion applies
+#  u4: cart, view (wrong order)                     -> reaches view only
+#  u5: view + cart at the same instant, buy         -> ties count in funnel order
+SHOP = [
+    ev("u1", "view", 0, product="p1"), ev("u1", "view", 1, product="p2"),
+    ev("u1", "cart", 3, product="p2", platform="ios"), ev("u1", "buy", 5, product="p2"),
+    ev("u2", "view", 0, product="p1"), ev("u2", "cart", 10, platform="android",
+                                          product="p1"),
+    ev("u2", "buy", 2 * 1440 + 10, product="p1"),
+    ev("u3", "view", 2, product="p3"), ev("u3", "remove_from_cart", 3),
+    ev("u3", "cart", 4, platform="ios", product="p3"), ev("u3", "buy", 7, product="p3"),
+    ev("u4", "cart", 1, platform="web", product="p4"), ev("u4", "view", 2, product="p4"),
+    ev("u5", "view", 30, product="p5", mid="zz1"),
+    ev("u5", "cart", 30, platform="web", product="p5", mid="aa1"),
+    ev("u5", "buy", 31, product="p6"),
+]
+STEPS = (Step("view"), Step("cart"), Step("buy"))
+
+
+@pytest.fixture
+def shop(engine: Any, events_table: Any) -> Any:
+    return engine.load("events", events_table(SHOP))
+
+
+def _users(result: Any) -> list[int]:
+    return [r["users"] for r in result.rows]
+
+
+def test_funnel_modes(shop: Any, engine: Any) -> None:
+    seq = funnel(shop, FunnelSpec(STEPS, window=timedelta(days=1)))
+    assert _users(seq) == [5, 4, 3]
+    assert seq.users(3) == ["u1", "u3", "u5"]
+    assert seq.users(2, "dropped") == ["u2"]
+    assert [r["conversion"] for r in seq.rows] == [1.0, 0.8, 0.6]
+    # cart -> buy: u1 2 min, u3 3 min, u5 1 min
+    assert seq.rows[2]["median_seconds"] == 120.0
+    strict = funnel(shop, FunnelSpec(STEPS, window=timedelta(days=1), order="strict"))
+    # u3 has remove_from_cart between view and cart; u1's second view is next to cart
+    assert strict.users(3) == ["u1", "u5"]
+    anyorder = funnel(shop, FunnelSpec((Step("cart"), Step("view")),
+                                       window=timedelta(minutes=5), order="any"))
+    assert _users(anyorder) == [5, 4]  # u2's view and cart are 10 min apart
+    excluded = funnel(shop, FunnelSpec(STEPS, window=timedelta(days=1),
+                                       exclusions=(Exclusion("remove_from_cart"),)))
+    assert excluded.users(3) == ["u1", "u5"]
+    long = funnel(shop, FunnelSpec(STEPS, window=timedelta(days=3)))
+    assert long.users(3) == ["u1", "u2", "u3", "u5"]
+
+
+def test_funnel_options(shop: Any) -> None:
+    held = funnel(shop, FunnelSpec(STEPS, window=timedelta(days=1), hold=("product",)))
+    assert held.users(3) == ["u1", "u3"]  # u5 bought another product
+    per_step = funnel(shop, FunnelSpec(
+        (Step("view"), Step("cart"), Step("buy", within=timedelta(minutes=2))),
+        window=timedelta(days=1)))
+    assert per_step.users(3) == ["u1", "u5"]  # u3 took 3 minutes
+    optional = funnel(shop, FunnelSpec(
+        (Step("view"), Step("remove_from_cart", optional=True), Step("buy")),
+        window=timedelta(days=1)))
+    assert _users(optional) == [5, 1, 3]
+    filtered = funnel(shop, FunnelSpec(
+        (Step("view"), Step("cart", (Filter("platform", "=", "ios"),))),
+        window=timedelta(days=1)))
+    assert filtered.users(2) == ["u1", "u3"]
+    by = funnel(shop, FunnelSpec(STEPS, window=timedelta(days=1), by="platform",
+                                 attribution="step", attribution_step=1))
+    rows = {(r["platform"], r["step"]): r["users"] for r in by.rows}
+    assert rows == {("ios", 1): 2, ("ios", 2): 2, ("ios", 3): 2,
+                    ("android", 1): 1, ("android", 2): 1, ("android", 3): 0,
+                    ("web", 1): 1, ("web", 2): 1, ("web", 3): 1,
+                    (None, 1): 1, (None, 2): 0, (None, 3): 0}
+
+
+def _day(d: int, h: int = 10) -> datetime:
+    return datetime(2026, 11, 2 + d, h, tzinfo=UTC)  # 2026-11-02 is a Monday
+
+
+def _row(user: str, event: str, when: datetime) -> dict[str, Any]:
+    return {"user_id": user, "event": event, "timestamp": when}
+
+
+def test_retention_and_trend(engine: Any, events_table: Any) -> None:
+    rows = [
+        _row("a", "signup", _day(0)), _row("a", "open", _day(1)), _row("a", "open", _day(3)),
+        _row("b", "signup", _day(0, 23)), _row("b", "open", _day(2)),
+        _row("c", "signup", _day(1)), _row("c", "open", _day(1, 12)),
+    ]
+    table = engine.load("events", events_table(rows))
+    on = retention(table, RetentionSpec("signup", "open", periods=3))
+    got = {(r["cohort"].date().isoformat(), r["period"]): r["users"] for r in on}
+    assert got == {("2026-11-02", 0): 0, ("2026-11-02", 1): 1, ("2026-11-02", 2): 1,
+                   ("2026-11-02", 3): 1, ("2026-11-03", 0): 1, ("2026-11-03", 1): 0,
+                   ("2026-11-03", 2): 0, ("2026-11-03", 3): 0}
+    assert on[0]["cohort_size"] == 2
+    after = retention(table, RetentionSpec("signup", "open", periods=3, mode="on_or_after"))
+    assert [r["users"] for r in after[:4]] == [2, 2, 2, 1]  # a is back on day 3, b on 2
+    weekly = retention(table, RetentionSpec("signup", None, grain="week", periods=1))
+    assert [(r["period"], r["users"], r["cohort_size"]) for r in weekly] == [(0, 3, 3),
+                                                                              (1, 0, 3)]
+    series = trend(table, TrendSpec(_day(2, 0), _day(4, 0), event="open", measure="users"))
+    assert [(r["period"].day, r["value"], r["previous"]) for r in series] == [
+        (4, 1.0, 0.0), (5, 1.0, 2.0)]  # b on the 4th, a on the 5th; a and c on the 3rd
+    assert series[0]["change"] is None
+    assert series[1]["change"] == -0.5
