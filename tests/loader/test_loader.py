@@ -8,10 +8,12 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
 
+from nerve.errors import WorkspaceError
 from nerve.loader import Loader, LoadStats
 from nerve.log import LogWriter, backlog_bytes, list_segments
 from nerve.warehouse import Warehouse
@@ -260,3 +262,15 @@ def test_rows_the_warehouse_refuses_are_set_aside_not_blocking(
     assert count(warehouse, "SELECT count(*) FROM events") == 5
     assert count(warehouse, "SELECT sum(rejected) FROM loads") == 2
     assert backlog_bytes(log_dir) == 0
+
+
+def test_the_dedup_window_comes_from_nerve_toml(make_workspace: Callable[..., Any],
+                                                warehouse: Warehouse) -> None:
+    ws = make_workspace(extra_toml='[loader]\ndedup_window = "24h"\n')
+    assert Loader.for_workspace(ws, warehouse).dedup_window == timedelta(hours=24)
+    ws = make_workspace(extra_toml='[loader]\ndedup_window = "all"\n')
+    assert Loader.for_workspace(ws, warehouse).dedup_window is None
+    assert Loader.for_workspace(make_workspace(), warehouse).dedup_window == timedelta(days=7)
+    ws = make_workspace(extra_toml='[loader]\ndedup_window = "soon"\n')
+    with pytest.raises(WorkspaceError, match=r"\[loader\] dedup_window: expected a duration"):
+        Loader.for_workspace(ws, warehouse)

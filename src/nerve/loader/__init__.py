@@ -7,6 +7,6 @@ each commit carries the log offset it reached (docs/storage.md).
 from __future__ import annotations
 
 from nerve.loader._commit import LoadStats
-from nerve.loader._loader import DEFAULT_DEDUP_WINDOW, Loader
+from nerve.loader._loader import DEFAULT_DEDUP_WINDOW, Loader, parse_window
 
-__all__ = ["DEFAULT_DEDUP_WINDOW", "LoadStats", "Loader"]
+__all__ = ["DEFAULT_DEDUP_WINDOW", "LoadStats", "Loader", "parse_window"]

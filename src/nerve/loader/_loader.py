@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -11,14 +12,16 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from nerve.errors import WorkspaceError
 from nerve.loader._commit import LoadStats, commit_load, read_offsets
 from nerve.log import Segment, Tail, acknowledge, list_segments, read_segment, set_aside, writer_ids
 from nerve.warehouse import DATA_ERRORS
 
 if TYPE_CHECKING:
     from nerve.warehouse import Warehouse
+    from nerve.workspace import Workspace
 
-__all__ = ["DEFAULT_DEDUP_WINDOW", "Loader"]
+__all__ = ["DEFAULT_DEDUP_WINDOW", "Loader", "parse_window"]
 
 log = logging.getLogger("nerve.loader")
 
@@ -54,6 +57,17 @@ class Loader:
         self._lock = threading.Lock()  # one load at a time
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @classmethod
+    def for_workspace(cls, ws: Workspace, warehouse: Warehouse) -> Loader:
+        """A loader for the workspace's log, with ``[loader] dedup_window`` from nerve.toml
+        (``"24h"``, ``"7d"`` (the default), or ``"all"`` for the whole table)."""
+        section = ws.config.raw.get("loader", {})
+        window: timedelta | None = DEFAULT_DEDUP_WINDOW
+        if isinstance(section, dict) and "dedup_window" in section:
+            window = parse_window(section["dedup_window"],
+                                  f"{ws.root / 'nerve.toml'}: [loader] dedup_window")
+        return cls(ws.log_dir, warehouse, dedup_window=window)
 
     # ------------------------------------------------------------------ one pass
 
@@ -182,6 +196,25 @@ class Loader:
             self._thread.join()
             self._thread = None
         self.load_once()
+
+
+_WINDOW = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_window(value: object, where: str = "dedup_window") -> timedelta | None:
+    """``"24h"``, ``"7d"``, ``"2w"`` as a timedelta; ``"all"`` as None (the whole table).
+
+    >>> parse_window("24h"), parse_window("all")
+    (datetime.timedelta(days=1), None)
+    """
+    if isinstance(value, str) and value.strip().lower() == "all":
+        return None
+    match = _WINDOW.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise WorkspaceError(f"{where}: expected a duration like 24h, 7d or 2w, or all; "
+                             f"got {value!r}")
+    return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
 
 
 def _fsync_dir(folder: Path) -> None:
