@@ -4,10 +4,14 @@ warehouse checked against the simulator's ground truth."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import httpx
+import pytest
 
 from nerve.catalog import Catalog
 from nerve.cli._common import ExitCode
@@ -104,3 +108,31 @@ def test_bundled_catalog_lints_clean(tmp_path: Path) -> None:
     result = nerve("--workspace", str(workspace), "catalog", "lint", "--format", "json")
     assert result.returncode == ExitCode.OK, result.stdout + result.stderr
     assert json.loads(result.stdout) == []
+
+
+def test_demo_serves_until_interrupted(tmp_path: Path) -> None:
+    root = tmp_path / "demo"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nerve", "demo", "--dir", str(root), "--days", "1",
+         "--users", "20"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert process.stdout is not None
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if "Ctrl-C stops" in line:
+                break
+        else:
+            raise AssertionError("".join(lines))
+        info = json.loads((root / ".nerve" / "server.json").read_text())
+        assert httpx.get(info["url"] + "/health", timeout=5).status_code == 200
+        process.send_signal(signal.SIGINT)
+        assert process.wait(60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    # the server stopped with it, cleanly
+    assert not (root / ".nerve" / "server.json").exists()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(info["url"] + "/health", timeout=5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -73,6 +74,8 @@ def demo(
     sim = simulate(config)
     out.print(f"Demo workspace [bold]{ws.root}[/bold]: starting nerve serve", highlight=False)
     server = DemoServer(ws, port)
+    # SIGTERM (a service manager, `kill`) stops the demo like Ctrl-C: the server stops too
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         report = _send(sim, ws, server.url, out)
         truth = sim.ground_truth
@@ -99,6 +102,10 @@ def demo(
                 out.print("stopping (loading what is left)...")
     finally:
         server.stop()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _progress(out: Console) -> Progress:

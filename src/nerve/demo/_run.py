@@ -94,7 +94,11 @@ class DemoServer:
         with self.log_path.open("wb") as log:
             # our own interpreter and arguments, no shell
             self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
-        self.url = self._wait_ready()
+        try:
+            self.url = self._wait_ready()
+        except BaseException:  # Ctrl-C while it starts: leave no server behind
+            self.stop()
+            raise
 
     def _wait_ready(self, timeout: float = 60.0) -> str:
         deadline = time.monotonic() + timeout
@@ -166,8 +170,10 @@ def send_simulation(sim: Simulation, workspace: Workspace, url: str,
             if progress is not None and count % 2000 == 0:
                 progress(min(message.at - start_ms, sim.timeline.end_ms - start_ms) / DAY_MS,
                          count)
-    finally:
-        sender.close()
+    except BaseException:
+        sender.close(timeout=2.0)  # Ctrl-C: don't wait on retries to a stopping server
+        raise
+    sender.close()
     if progress is not None:
         progress(sim.config.days, sender.sent)
     return SendReport(sender.sent, time.monotonic() - started, sender.undelivered(),

@@ -30,9 +30,9 @@ HOUR_MS = 60 * MINUTE_MS
 DAY_MS = 24 * HOUR_MS
 
 DEFAULT_DAYS = 28
-#: about 300k messages over 28 days: simulated, sent, validated and loaded in about a
-#: minute on a busy 2-core machine (measured: docs/demo.md)
-DEFAULT_USERS = 6000
+#: about 250k messages over 28 days: simulated, sent, validated and loaded in well under
+#: two minutes on a busy 2-core machine (measured: docs/demo.md)
+DEFAULT_USERS = 5000
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,7 @@ _HIGH_WATER = 40_000
 class Sender:
     """Routes each ``SimMessage`` to the right SDK client and counts what was refused."""
 
-    def __init__(self, workspace: Workspace, url: str, *, batch_size: int = 500) -> None:
+    def __init__(self, workspace: Workspace, url: str, *, batch_size: int = 1000) -> None:
         keys = {s.name: s.write_key for s in workspace.config.sources}
         missing = [name for name in (_IMPORT, *LIVE_SOURCES) if name not in keys]
         if missing:
@@ -46,8 +46,10 @@ class Sender:
         self.errors = Counter[str]()
         self.sent = 0
         self._keys = keys
+        # no gzip: on loopback it costs CPU at both ends and saves no time (measured: -30%
+        # client CPU without it); the SDK still cuts batches at the collector's byte limit
         common: dict[str, Any] = {"flush_interval": 0.2, "max_queue_size": 2 * _HIGH_WATER,
-                                  "on_error": self._on_error}
+                                  "gzip": False, "on_error": self._on_error}
         self.history = Client(keys[_IMPORT], url, max_batch_size=batch_size, historical=True,
                               **common)
         self.live = {name: Client(keys[name], url, max_batch_size=100, **common)
@@ -100,10 +102,11 @@ class Sender:
         if response.status_code != 200:
             self.errors[f"HTTP {response.status_code}"] += 1
 
-    def close(self) -> None:
-        """Flush every client and stop their threads."""
+    def close(self, timeout: float | None = None) -> None:
+        """Flush every client and stop their threads (``timeout``: give up waiting after
+        that many seconds, as on Ctrl-C while the server is stopping too)."""
         for client in (self.history, *self.live.values()):
-            client.shutdown()
+            client.shutdown(timeout)
         self._http.close()
 
     def undelivered(self) -> int:
