@@ -11,6 +11,13 @@ a plain spec; the engine filters and sorts, numpy does the per-entity matching.
 from __future__ import annotations
 
 from nerve.analytics._funnel import FunnelResult, funnel
+from nerve.analytics._requests import (
+    funnel_request,
+    funnel_spec,
+    parse_time,
+    retention_request,
+    trend_request,
+)
 from nerve.analytics._retention import RETENTION_MODES, RetentionSpec, retention
 from nerve.analytics._spec import (
     Exclusion,
@@ -34,10 +41,15 @@ __all__ = [
     "Step",
     "TrendSpec",
     "funnel",
+    "funnel_request",
+    "funnel_spec",
     "metric_trend",
     "parse_duration",
     "parse_filter",
     "parse_step",
+    "parse_time",
     "retention",
+    "retention_request",
     "trend",
+    "trend_request",
 ]

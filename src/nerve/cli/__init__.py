@@ -34,6 +34,7 @@ COMMAND_MODULES = [
     "_demo",
     "_check",
     "_metrics",
+    "_funnel",
 ]
 
 

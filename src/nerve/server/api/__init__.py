@@ -19,6 +19,7 @@ API_MODULES = [
     "sql",
     "checks",
     "metrics",
+    "funnels",
 ]
 
 

@@ -1,0 +1,206 @@
+"""JSON requests for funnels, retention and trends: one parser for the CLI and HTTP.
+
+The CLI builds the same JSON body it would POST to ``nerve serve``, so a command gives the
+same answer whether the server runs or not. Step numbers in requests are 1-based, as
+people count them; the Python dataclasses are 0-based.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import ibis.expr.types as ir
+
+from nerve.analytics._funnel import funnel
+from nerve.analytics._retention import RetentionSpec, retention
+from nerve.analytics._spec import (
+    Exclusion,
+    Filter,
+    FunnelSpec,
+    Step,
+    parse_duration,
+    parse_filter,
+    parse_step,
+)
+from nerve.analytics._trends import TrendSpec, metric_trend, trend
+from nerve.errors import QueryError
+
+__all__ = [
+    "funnel_request",
+    "funnel_spec",
+    "parse_time",
+    "retention_request",
+    "trend_request",
+]
+
+_RELATIVE = re.compile(r"^\d+(\.\d+)?\s*[smhdw]$", re.IGNORECASE)
+_USER_LIMIT = 10_000
+
+
+def parse_time(value: Any, *, what: str, now: datetime | None = None) -> datetime | None:
+    """``None``, ``"now"``, a duration back from now (``"7d"``), or an ISO date/datetime."""
+    if value is None or value == "":
+        return None
+    now = now or datetime.now(UTC)
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if not isinstance(value, str):
+        raise QueryError(f"{what}: expected a date, a datetime or a duration such as 7d")
+    text = value.strip()
+    if text == "now":
+        return now
+    if _RELATIVE.match(text):
+        return now - parse_duration(text, what=what)
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise QueryError(f"{what}: {value!r} is not a date (2026-11-02), a datetime "
+                         "(2026-11-02T10:00) or a duration back from now (7d)") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _filters(value: Any, what: str) -> tuple[Filter, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise QueryError(f"{what}: expected a list of filters such as [\"platform=ios\"]")
+    out = []
+    for i, item in enumerate(value):
+        if isinstance(item, str):
+            out.append(parse_filter(item))
+        elif isinstance(item, dict) and {"field", "op", "value"} <= item.keys():
+            out.append(Filter(str(item["field"]), str(item["op"]), item["value"]))
+        else:
+            raise QueryError(f"{what}[{i}]: a filter is \"field=value\" or "
+                             "{\"field\": ..., \"op\": ..., \"value\": ...}")
+    return tuple(out)
+
+
+def _step(item: Any, i: int) -> Step:
+    if isinstance(item, str):
+        return parse_step(item)
+    if not isinstance(item, dict) or not isinstance(item.get("event"), str):
+        raise QueryError(f"steps[{i}]: a step is an event name or {{\"event\": ...}}")
+    within = item.get("within")
+    return Step(
+        item["event"], _filters(item.get("where"), f"steps[{i}].where"),
+        optional=bool(item.get("optional", False)),
+        within=None if within is None else parse_duration(within, what=f"steps[{i}].within"),
+        label=item.get("label"),
+    )
+
+
+def _index(value: Any, what: str, n: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= n:
+        raise QueryError(f"{what}: a step number 1..{n}, got {value!r}")
+    return value - 1
+
+
+def funnel_spec(body: dict[str, Any], *, now: datetime | None = None) -> FunnelSpec:
+    """A FunnelSpec from a request body (see docs/analytics.md for every field)."""
+    raw_steps = body.get("steps")
+    if not isinstance(raw_steps, list):
+        raise QueryError("steps: required, a list such as [\"add_to_cart\", "
+                         "\"purchase_complete\"]")
+    steps = [_step(item, i) for i, item in enumerate(raw_steps)]
+    n = len(steps)
+    for key in ("optional", "step_windows"):
+        if body.get(key) is not None and not isinstance(body[key], list | dict):
+            raise QueryError(f"{key}: expected a list")
+    for number in body.get("optional") or []:
+        k = _index(number, "optional", n)
+        steps[k] = Step(steps[k].event, steps[k].where, True, steps[k].within, steps[k].label)
+    windows = body.get("step_windows") or {}
+    for number, duration in (windows.items() if isinstance(windows, dict) else []):
+        k = _index(int(number), "step_windows", n)
+        steps[k] = Step(steps[k].event, steps[k].where, steps[k].optional,
+                        parse_duration(duration, what=f"step_windows[{number}]"), steps[k].label)
+    exclusions = []
+    for i, item in enumerate(body.get("exclusions") or []):
+        if isinstance(item, str):
+            item = {"event": item}
+        if not isinstance(item, dict) or not isinstance(item.get("event"), str):
+            raise QueryError(f"exclusions[{i}]: an event name or {{\"event\": ..., "
+                             "\"after\": 1, \"before\": 3}")
+        exclusions.append(Exclusion(
+            item["event"], _filters(item.get("where"), f"exclusions[{i}].where"),
+            after=_index(item.get("after", 1), f"exclusions[{i}].after", n),
+            before=None if item.get("before") is None
+            else _index(item["before"], f"exclusions[{i}].before", n)))
+    attribution = str(body.get("attribution") or "first_touch")
+    attribution_step = None
+    if attribution.startswith("step"):
+        _, _, number = attribution.partition(":")
+        raw = body.get("attribution_step", int(number) if number.isdigit() else None)
+        attribution, attribution_step = "step", _index(raw, "attribution_step", n)
+    hold = body.get("hold") or []
+    if isinstance(hold, str):
+        hold = [hold]
+    return FunnelSpec(
+        tuple(steps),
+        window=parse_duration(body.get("window", "1d"), what="window"),
+        order=body.get("order", "sequential"),
+        exclusions=tuple(exclusions),
+        by=body.get("by") or None,
+        attribution=attribution,
+        attribution_step=attribution_step,
+        hold=tuple(str(h) for h in hold),
+        since=parse_time(body.get("since"), what="since", now=now),
+        until=parse_time(body.get("until"), what="until", now=now),
+    ).validate()
+
+
+def funnel_request(events: ir.Table, body: dict[str, Any]) -> dict[str, Any]:
+    """``{"rows": [...]}``, plus ``"users"`` when the body asks for a list with
+    ``{"users": {"step": 2, "status": "dropped", "by": "ios"}}``."""
+    spec = funnel_spec(body)
+    result = funnel(events, spec)
+    out: dict[str, Any] = {"rows": result.rows}
+    wanted = body.get("users")
+    if wanted is not None:
+        if not isinstance(wanted, dict):
+            raise QueryError("users: expected {\"step\": 2, \"status\": \"dropped\"}")
+        out["users"] = result.users(
+            _index(wanted.get("step"), "users.step", len(spec.steps)) + 1,
+            str(wanted.get("status", "reached")), by=wanted.get("by"),
+            limit=int(wanted.get("limit", _USER_LIMIT)))
+    return out
+
+
+def retention_request(events: ir.Table, body: dict[str, Any]) -> dict[str, Any]:
+    """``{"rows": [...]}`` for a retention body (start_event, return_event, grain, ...)."""
+    spec = RetentionSpec(
+        start_event=body.get("start_event"), return_event=body.get("return_event"),
+        start_where=_filters(body.get("start_where"), "start_where"),
+        return_where=_filters(body.get("return_where"), "return_where"),
+        grain=str(body.get("grain", "day")), periods=int(body.get("periods", 7)),
+        mode=str(body.get("mode", "on")),
+        since=parse_time(body.get("since"), what="since"),
+        until=parse_time(body.get("until"), what="until"))
+    return {"rows": retention(events, spec)}
+
+
+def trend_request(events: ir.Table, body: dict[str, Any],
+                  layer: Callable[[], Any] | None = None) -> dict[str, Any]:
+    """``{"rows": [...]}`` for an event's count/users or a metric (``"metric"``, which
+    needs ``layer``: a callable returning the workspace's SemanticLayer)."""
+    now = datetime.now(UTC)
+    since = parse_time(body.get("since", "7d"), what="since", now=now)
+    until = parse_time(body.get("until", "now"), what="until", now=now)
+    assert since is not None and until is not None
+    grain = str(body.get("grain", "day"))
+    compare = bool(body.get("compare", True))
+    metric = body.get("metric")
+    if metric:
+        if layer is None:
+            raise QueryError("metric: no semantic layer here (metrics/*.yaml)")
+        return {"rows": metric_trend(layer(), events, str(metric), since=since, until=until,
+                                     grain=grain, compare=compare, where=body.get("where"))}
+    spec = TrendSpec(since=since, until=until, event=body.get("event"),
+                     where=_filters(body.get("filters"), "filters"),
+                     measure=str(body.get("measure", "count")), grain=grain,
+                     compare=compare)
+    return {"rows": trend(events, spec)}

@@ -1,0 +1,227 @@
+"""``nerve funnel``, ``nerve retention`` and ``nerve trend``: thin shells over
+``nerve.analytics``.
+
+Each command builds the JSON body of the HTTP API. While ``nerve serve`` holds the DuckDB
+file (``.nerve/server.json``) the body goes to the server; otherwise the warehouse file is
+opened read-only here and the same function answers it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import httpx
+import typer
+
+from nerve.cli._common import Format, FormatOption, emit, handle_errors, load_workspace
+from nerve.errors import InternalError, QueryError, TransientError, UserError
+from nerve.workspace import Workspace
+
+__all__ = ["register", "run_analysis"]
+
+_TABLE_HIDDEN = ("histogram", "label")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("funnel")(funnel)
+    app.command("retention")(retention)
+    app.command("trend")(trend)
+
+
+def run_analysis(ws: Workspace, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Answer a funnel/retention/trend body: through the running server, else locally."""
+    from nerve.cli._sql import _running_server  # noqa: PLC0415 - shared server discovery
+
+    server = _running_server(ws)
+    if server is not None:
+        try:
+            return _via_server(server, kind, body)
+        except httpx.ConnectError:
+            pass  # the server died since it wrote server.json: open the file ourselves
+    from nerve import analytics  # noqa: PLC0415 - Ibis and DuckDB only when needed
+    from nerve.warehouse import Warehouse  # noqa: PLC0415
+
+    path = Warehouse.file_of(ws.warehouse_url)
+    if path is not None and not path.exists():
+        Warehouse.for_workspace(ws).close()  # a fresh workspace: create the empty tables
+    with Warehouse.for_workspace(ws, read_only=True) as warehouse:
+        events = warehouse.table("events")
+        if kind == "funnels":
+            return analytics.funnel_request(events, body)
+        if kind == "retention":
+            return analytics.retention_request(events, body)
+
+        def layer() -> Any:
+            from nerve.semantic import SemanticLayer  # noqa: PLC0415
+
+            return SemanticLayer.load(ws)
+
+        return analytics.trend_request(events, body, layer)
+
+
+def _via_server(server: dict[str, Any], kind: str, body: dict[str, Any]) -> dict[str, Any]:
+    url = str(server["url"]).rstrip("/") + f"/v1/{kind}"
+    headers = {"Authorization": f"Bearer {server.get('admin_token', '')}"}
+    try:
+        response = httpx.post(url, json=body, headers=headers, timeout=600)
+    except httpx.ConnectError:
+        raise
+    except httpx.HTTPError as exc:
+        raise TransientError(f"{url}: the server did not answer ({exc})") from exc
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = {}
+    if response.status_code == 200 and isinstance(answer, dict) and "rows" in answer:
+        return answer
+    message = answer.get("message") if isinstance(answer, dict) else None
+    message = message or response.text[:500] or f"HTTP {response.status_code}"
+    if response.status_code in (401, 403):
+        raise UserError(f"{url}: the server refused the admin token ({message})")
+    if response.status_code in (429, 503):
+        raise TransientError(f"{url}: {message}")
+    if 400 <= response.status_code < 500:
+        raise QueryError(message)
+    raise InternalError(f"{url}: HTTP {response.status_code}: {message}")
+
+
+def _pairs(values: list[str], what: str, parse: Callable[[str, str], Any]) -> dict[str, Any]:
+    out = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise QueryError(f"{what}: {item!r} is not N=VALUE")
+        out[key.strip()] = parse(key.strip(), value.strip())
+    return out
+
+
+def _exclusion(text: str) -> dict[str, Any]:
+    event, _, between = text.partition("@")
+    item: dict[str, Any] = {"event": event.strip()}
+    if between:
+        lo, sep, hi = between.partition("-")
+        if not sep or not lo.strip().isdigit() or not hi.strip().isdigit():
+            raise QueryError(f"--exclude {text!r}: write EVENT or EVENT@A-B (step numbers)")
+        item |= {"after": int(lo), "before": int(hi)}
+    return item
+
+
+@handle_errors
+def funnel(
+    ctx: typer.Context,
+    steps: Annotated[list[str], typer.Argument(
+        help="2 to 20 steps in order: EVENT or EVENT:FIELD=VALUE,FIELD>=N (filters).",
+        show_default=False)],
+    window: Annotated[str, typer.Option(help="Conversion window from the first step: "
+                                             "30m, 1d, 2w.")] = "1d",
+    order: Annotated[str, typer.Option(help="sequential (others events may come between "
+                                            "steps), strict (none may) or any.")] =
+    "sequential",
+    by: Annotated[str | None, typer.Option(help="Break down by a property or a path "
+                                                "(platform, context.os.name).")] = None,
+    attribution: Annotated[str, typer.Option(
+        help="Which breakdown value an entity gets: first_touch, last_touch or step:N.")] =
+    "first_touch",
+    hold: Annotated[list[str] | None, typer.Option(
+        help="A property that must be the same on every step (product_id). Repeatable.")] =
+    None,
+    exclude: Annotated[list[str] | None, typer.Option(
+        help="EVENT or EVENT@A-B: drop a chain with EVENT between steps A and B "
+             "(default: first and last). Repeatable.")] = None,
+    optional: Annotated[list[int] | None, typer.Option(
+        help="Step number that may be skipped. Repeatable.")] = None,
+    step_window: Annotated[list[str] | None, typer.Option(
+        help="N=DURATION: at most this long from the previous step to step N. "
+             "Repeatable.")] = None,
+    since: Annotated[str | None, typer.Option(help="First step from: a date, a datetime "
+                                                   "or a duration back (30d).")] = None,
+    until: Annotated[str | None, typer.Option(help="First step before: same forms.")] = None,
+    users: Annotated[str | None, typer.Option(
+        help="List entities instead: N (reached step N), N:converted or N:dropped.")] = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """How many entities (user id, else anonymous id) go through steps in order.
+
+    One row per step (and breakdown value): users who reached the step, conversion from
+    the first step and from the previous one, drop-off, and time to convert. Equal
+    timestamps count in funnel order; docs/analytics.md defines every option.
+
+    Example: nerve funnel add_to_cart purchase_complete --window 1d --by platform -f json
+    """
+    ws = load_workspace(ctx)
+    body: dict[str, Any] = {
+        "steps": steps, "window": window, "order": order, "by": by,
+        "attribution": attribution, "hold": hold or [],
+        "exclusions": [_exclusion(x) for x in exclude or []],
+        "optional": optional or [],
+        "step_windows": _pairs(step_window or [], "--step-window", lambda _k, v: v),
+        "since": since, "until": until,
+    }
+    if users:
+        number, _, status = users.partition(":")
+        if not number.strip().isdigit():
+            raise QueryError(f"--users {users!r}: write N, N:converted or N:dropped")
+        body["users"] = {"step": int(number), "status": status or "reached"}
+    answer = run_analysis(ws, "funnels", body)
+    if users:
+        emit([{"user": u} for u in answer.get("users", [])], fmt)
+        return
+    rows = answer["rows"]
+    if fmt is Format.table:
+        rows = [{k: v for k, v in r.items() if k not in _TABLE_HIDDEN} for r in rows]
+    emit(rows, fmt, title=" → ".join(steps))
+
+
+@handle_errors
+def retention(
+    ctx: typer.Context,
+    start: Annotated[str | None, typer.Option(
+        "--start", help="The event that puts an entity in a cohort (its first one). "
+                        "Default: any event.")] = None,
+    returning: Annotated[str | None, typer.Option(
+        "--return", help="The event that counts as coming back. Default: any event.")] = None,
+    grain: Annotated[str, typer.Option(help="Cohorts and periods by day or week.")] = "day",
+    periods: Annotated[int, typer.Option(help="How many periods after the cohort's.")] = 7,
+    mode: Annotated[str, typer.Option(help="on: came back in that period; on_or_after: "
+                                           "in that period or later.")] = "on",
+    since: Annotated[str | None, typer.Option(help="Cohorts from (date or 30d).")] = None,
+    until: Annotated[str | None, typer.Option(help="Cohorts before.")] = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Retention by first-event cohort: one row per cohort and period.
+
+    Example: nerve retention --start signup --return purchase_complete --grain week
+    """
+    ws = load_workspace(ctx)
+    body = {"start_event": start, "return_event": returning, "grain": grain,
+            "periods": periods, "mode": mode, "since": since, "until": until}
+    emit(run_analysis(ws, "retention", body)["rows"], fmt, title="retention")
+
+
+@handle_errors
+def trend(
+    ctx: typer.Context,
+    event: Annotated[str | None, typer.Argument(
+        help="The event to count (default: every event).", show_default=False)] = None,
+    metric: Annotated[str | None, typer.Option(
+        help="A semantic-layer metric (metrics/*.yaml) instead of an event.")] = None,
+    measure: Annotated[str, typer.Option(help="count (events) or users (unique).")] =
+    "count",
+    where: Annotated[list[str] | None, typer.Option(
+        help="Filter FIELD=VALUE on the event. Repeatable.")] = None,
+    grain: Annotated[str, typer.Option(help="hour, day or week.")] = "day",
+    since: Annotated[str, typer.Option(help="From: a date or a duration back (7d).")] = "7d",
+    until: Annotated[str, typer.Option(help="Until (excluded): a date or now.")] = "now",
+    compare: Annotated[bool, typer.Option(help="Compare with the previous period.")] = True,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """An event's count or unique users (or a metric) per period, next to the period
+    before.
+
+    Example: nerve trend add_to_cart --measure users --since 14d --format json
+    """
+    ws = load_workspace(ctx)
+    body = {"event": event, "metric": metric, "measure": measure, "filters": where or [],
+            "grain": grain, "since": since, "until": until, "compare": compare}
+    emit(run_analysis(ws, "trends", body)["rows"], fmt, title=metric or event or "events")

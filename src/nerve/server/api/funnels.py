@@ -1,0 +1,62 @@
+"""Funnels, retention and trends over HTTP (admin token required, like every read API).
+
+- ``POST /v1/funnels``    a funnel body (docs/analytics.md) -> ``{"rows": [...]}``, with
+  ``"users"`` too when the body asks for the list at a step
+- ``POST /v1/retention``  ``{"start_event", "return_event", "grain", "periods", "mode"...}``
+- ``POST /v1/trends``     ``{"event" | "metric", "measure", "grain", "since", "until"...}``
+
+The CLI's ``nerve funnel``, ``nerve retention`` and ``nerve trend`` post the same bodies
+here while ``nerve serve`` holds the warehouse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from nerve.analytics import funnel_request, retention_request, trend_request
+from nerve.server.api._common import in_thread, json_response, read_json, require_admin
+
+__all__ = ["routes"]
+
+
+def _events(state: Any) -> Any:
+    # the warehouse's Ibis backend is per thread: call this on the worker thread
+    return state.warehouse.table("events")
+
+
+def _handler(run: Callable[[Any, dict[str, Any], Any], dict[str, Any]]) -> Any:
+    async def handle(request: Request) -> Response:
+        state = require_admin(request)
+        body = await read_json(request)
+
+        def work() -> dict[str, Any]:
+            return run(_events(state), body, state)
+
+        return json_response(await in_thread(work))
+
+    return handle
+
+
+def _layer(state: Any) -> Callable[[], Any]:
+    def load() -> Any:
+        from nerve.semantic import SemanticLayer  # noqa: PLC0415 - only for metric trends
+
+        return SemanticLayer.load(state.workspace, state.catalog)
+
+    return load
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/v1/funnels", _handler(lambda ev, body, _s: funnel_request(ev, body)),
+              methods=["POST"]),
+        Route("/v1/retention", _handler(lambda ev, body, _s: retention_request(ev, body)),
+              methods=["POST"]),
+        Route("/v1/trends", _handler(lambda ev, body, s: trend_request(ev, body, _layer(s))),
+              methods=["POST"]),
+    ]
