@@ -159,6 +159,10 @@ def test_planned_events_validate_except_injected_faults() -> None:
 def test_clean_simulation_has_no_faults_and_no_incidents() -> None:
     messages, truth = run(incidents=False, faults=False)
     assert truth["incidents"] == []
+    assert truth["releases"] == []
+    versions = {m.message["context"]["app"]["version"] for m in messages
+                if m.source in ("ios", "android")}
+    assert versions == {"4.1.1", "4.1.2"}  # no release: no version vanishes overnight
     assert set(truth["faults"].values()) == {0}
     assert truth["expected"]["quarantined"] == 0
     cat = catalog()

@@ -177,6 +177,14 @@ class Timeline:
     def incident(self, key: str) -> Incident | None:
         return next((i for i in self.incidents if i.key == key), None)
 
+    def releases(self) -> list[dict[str, str]]:
+        """The app releases inside the span (none in a clean simulation)."""
+        found = [("ios", IOS_NEW, self.ios_release_ms),
+                 ("android", ANDROID_BAD, self.android_release_ms),
+                 ("android", ANDROID_FIX, self.android_hotfix_ms)]
+        return [{"platform": p, "version": v, "build": b, "at": iso(at)}
+                for p, (v, b), at in found if self.start_ms < at < self.end_ms]
+
 
 def _floor(ms: int, unit: int) -> int:
     return ms - ms % unit
@@ -242,6 +250,10 @@ def build_timeline(config: SimConfig) -> Timeline:
             ),
         ]
         incidents = [i for i in candidates if start <= i.start_ms and i.end_ms <= live_start]
+    else:
+        # a clean month has no releases either: a version that vanishes overnight is a
+        # change worth an alert, and a clean simulation must raise none
+        ios_release = release = hotfix = end + DAY_MS
     return Timeline(start_ms=start, end_ms=end, live_start_ms=live_start,
                     ios_release_ms=ios_release, android_release_ms=release,
                     android_hotfix_ms=hotfix, experiment_start_ms=experiment_start,

@@ -162,11 +162,7 @@ class Tally:
                 "age_group": "traits.age_group of the latest identify",
                 "payment_provider": "properties.payment_provider",
             },
-            "releases": [
-                {"platform": "ios", "version": "4.2.0", "at": iso(t.ios_release_ms)},
-                {"platform": "android", "version": "4.2.0", "at": iso(t.android_release_ms)},
-                {"platform": "android", "version": "4.2.1", "at": iso(t.android_hotfix_ms)},
-            ],
+            "releases": t.releases(),
             "incidents": [i.as_dict() for i in t.incidents],
             "experiment": {**EXPERIMENT.as_dict(t.experiment_start_ms), "observed": arms},
             "faults": fault_counts,
