@@ -40,6 +40,7 @@ RULES: dict[str, tuple[str, str]] = {
     "event-owner": ("error", "every event has an owner"),
     "event-purpose": ("error", "every event says what it is collected for"),
     "event-retention": ("error", "every event declares a retention"),
+    "event-version": ("warning", "every event declares its version (the diff checks bumps)"),
     "event-trigger": ("warning", "track events say what makes the product send them"),
     "property-description": ("warning", "every property has a description"),
     "property-pii": ("error", "every property declares its PII class"),
@@ -205,6 +206,8 @@ def _event_rules(spec: EventSpec, config: LintConfig) -> Iterator[Finding]:
         yield at("event-purpose", "add a purpose: what the data is collected for")
     if "retention" not in spec.lines:
         yield at("event-retention", "add a retention such as 400d, 2y or forever")
+    if "version" not in spec.lines:
+        yield at("event-version", "add version: 1.0.0; `nerve catalog diff` checks its bumps")
     if spec.type == "track" and not spec.trigger.strip():
         yield at("event-trigger", "add a trigger: what makes the product send it")
     for prop in spec.properties:
