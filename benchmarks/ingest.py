@@ -8,8 +8,8 @@ log. It then runs the same load against a bare ASGI endpoint that only parses th
 (the ceiling of this HTTP stack on this machine), and finally checks that every
 acknowledged event reached the warehouse.
 
-    python benchmarks/ingest.py                       # 10 s per run, 8 connections
-    python benchmarks/ingest.py --seconds 20 --connections 16 --profile serve.svg
+    python benchmarks/ingest.py                       # 10 s per run, 8 connections, 2 workers
+    python benchmarks/ingest.py --workers 1 --seconds 20 --profile serve.svg
 
 The load generator runs in its own processes and shares the CPU with the server, as it
 would on one machine; on a shared 2-core box run it a few times and read the best and
@@ -316,8 +316,9 @@ def wait_healthy(port: int, proc: subprocess.Popen[bytes], path: str = "/health"
     raise SystemExit("server did not start")
 
 
-def start_nerve(root: Path, port: int) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "nerve", "--workspace", str(root), "serve", "--port", str(port)]
+def start_nerve(root: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "nerve", "--workspace", str(root), "serve", "--port", str(port),
+           "--workers", str(workers)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wait_healthy(port, proc)
     return proc
@@ -381,6 +382,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each run")
     parser.add_argument("--connections", type=int, default=8, help="concurrent connections")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="nerve serve --workers (processes accepting events)")
     parser.add_argument("--no-ceiling", action="store_true", help="skip the bare-parse run")
     parser.add_argument("--profile", metavar="FILE", help="py-spy profile of nerve serve: "
                         "a flame graph (.svg), speedscope (.json) or collapsed stacks (.txt)")
@@ -391,19 +394,20 @@ def main() -> None:
     size = sum(map(len, templates)) / len(templates)
     print(f"nerve ingest benchmark: {BATCH}-event batches (~{size / 1024:.0f} KB, "
           f"{size / BATCH:.0f} B/event), {args.connections} connections, "
+          f"nerve serve --workers {args.workers}, "
           f"{args.seconds:.0f} s per run, {os.cpu_count()} CPUs")
 
     root = Path(tempfile.mkdtemp(prefix="nerve-bench-"))
     try:
         key = make_workspace(root / "ws")
         port = free_port()
-        proc = start_nerve(root / "ws", port)
+        proc = start_nerve(root / "ws", port, args.workers)
         spy = profiler(proc.pid, args.seconds, args.profile) if args.profile else None
         result = run_load(port, key, args.seconds, args.connections, templates)
         stopped_at = time.perf_counter()
         code = stop(proc)
         drain = time.perf_counter() - stopped_at
-        report("nerve serve (validated, durable)", result)
+        report(f"nerve serve --workers {args.workers}", result)
         if not args.no_ceiling:
             port = free_port()
             bare = start_bare(port)

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 from serverkit import basic, order, rows, write_key
 
 from nerve.workspace import Workspace
@@ -39,10 +40,11 @@ def sender(url: str, auth: dict[str, str], name: str, stop: threading.Event,
                     return
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_sigkill_mid_load_then_restart_keeps_every_acked_event_exactly_once(
-        shop: Workspace, serve: Callable[..., Any]) -> None:
+        shop: Workspace, serve: Callable[..., Any], workers: int) -> None:
     auth = basic(write_key(shop))
-    server = serve(shop)
+    server = serve(shop, "--workers", str(workers))
     stop = threading.Event()
     acked: list[str] = []
     failed: list[bytes] = []
@@ -53,13 +55,13 @@ def test_sigkill_mid_load_then_restart_keeps_every_acked_event_exactly_once(
     deadline = time.monotonic() + 20
     while len(acked) < 3000 and time.monotonic() < deadline:  # the loader is busy by now
         time.sleep(0.05)
-    server.kill()  # SIGKILL: no flush, no drain, no goodbye
+    server.kill()  # SIGKILL: no flush, no drain, no goodbye (workers die with it)
     stop.set()
     for thread in threads:
         thread.join()
     assert len(acked) >= 3000, server.output()
 
-    restarted = serve(shop)
+    restarted = serve(shop, "--workers", str(workers))  # the port and log folders are free
     with httpx.Client(base_url=restarted.url, headers=auth) as http:
         for body in failed:  # what the clients never saw acknowledged, sent again
             assert http.post("/v1/batch", content=body).status_code == 200

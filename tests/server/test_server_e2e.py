@@ -141,3 +141,27 @@ def test_admin_sql_reads_the_warehouse_while_serving(shop: Workspace,
                                                           "currency": "EUR"}}]}
         wrong = http.post("/v1/admin/sql", json=query, headers={"Authorization": "Bearer x"})
         assert wrong.status_code == 401
+
+
+def test_worker_processes_share_the_port_and_forward_read_apis(
+        shop: Workspace, serve: Callable[..., Any]) -> None:
+    server = serve(shop, "--workers", "3")
+    info = orjson.loads((shop.data_dir / "server.json").read_bytes())
+    admin = {"Authorization": f"Bearer {info['admin_token']}"}
+    auth = basic(write_key(shop))
+    for n in range(20):  # a fresh connection each time: the kernel spreads them over processes
+        body = orjson.dumps({"batch": [order(i, f"wk{n}") for i in range(10)]})
+        assert httpx.post(server.url + "/v1/batch", content=body, headers=auth).status_code == 200
+        # read APIs answer the same whichever process accepted the connection
+        answer = httpx.post(server.url + "/v1/admin/sql", json={"sql": "SELECT 1 AS one"},
+                            headers=admin)
+        assert answer.json() == {"columns": ["one"], "rows": [{"one": 1}]}
+        missing = httpx.get(server.url + "/v1/nothing")
+        assert missing.status_code == 404
+        assert missing.json()["code"] == "not_found"
+    assert server.stop() == 0
+    [count] = rows(shop, "SELECT count(*) AS n, count(DISTINCT message_id) AS d FROM events")
+    assert count == {"n": 200, "d": 200}
+    leftovers = subprocess.run(["pgrep", "-f", f"_worker_main .* {shop.root} "],
+                               capture_output=True, text=True, check=False)
+    assert leftovers.stdout == "", "a worker process outlived nerve serve"

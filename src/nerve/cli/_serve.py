@@ -25,6 +25,9 @@ def serve_command(
                                            "proxy or firewall fronts nerve.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port (0 picks a free one).", min=0,
                                       max=65535)] = 8700,
+    workers: Annotated[int, typer.Option(help="Processes accepting events on the port (one "
+                                              "per core parses JSON fastest).", min=1,
+                                         max=64)] = 1,
 ) -> None:
     """Collect events (Segment HTTP API) and serve the read APIs until Ctrl-C.
 
@@ -53,4 +56,4 @@ def serve_command(
         console.print("Send events to POST /v1/batch; Ctrl-C stops (nothing accepted is lost).",
                       highlight=False)
 
-    serve(workspace, host, port, on_ready=ready)
+    serve(workspace, host, port, workers=workers, on_ready=ready)

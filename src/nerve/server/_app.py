@@ -41,10 +41,15 @@ async def health(request: Request) -> Response:
 def create_app(
     state: NerveState,
     lifespan: Callable[[Starlette], AbstractAsyncContextManager[Any]] | None = None,
+    *,
+    read_routes: list[BaseRoute] | None = None,
 ) -> Starlette:
-    """The nerve HTTP app over ``state``; ``lifespan`` opens and closes what it needs."""
+    """The nerve HTTP app over ``state``; ``lifespan`` opens and closes what it needs.
+
+    ``read_routes`` default to every module of ``nerve.server.api``.
+    """
     routes: list[BaseRoute] = [Route("/health", health, methods=["GET"]), *ingest_routes(),
-                               *api.routes()]
+                               *(api.routes() if read_routes is None else read_routes)]
     app = Starlette(
         routes=routes,
         middleware=[Middleware(CORSMiddleware, allow_origins=["*"],

@@ -15,6 +15,7 @@ import os
 import secrets
 import signal
 import socket
+import subprocess
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from nerve.loader import Loader
 from nerve.log import LogWriter, backlog_bytes
 from nerve.server._app import create_app
 from nerve.server._state import NerveState
+from nerve.server._workers import spawn_workers, stop_workers
 from nerve.warehouse import Warehouse
 from nerve.workspace import Workspace
 
@@ -114,8 +116,9 @@ async def _watch_backlog(state: NerveState, limit: int) -> None:
 
 
 def _lifespan(state: NerveState, server_file: Path, max_backlog: int,
-              on_ready: Callable[[NerveState], None] | None) -> Callable[[Starlette],
-                                                                      Any]:
+              on_ready: Callable[[NerveState], None] | None,
+              start_workers: Callable[[], list[subprocess.Popen[bytes]]],
+              workers: list[subprocess.Popen[bytes]]) -> Callable[[Starlette], Any]:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         assert state.loader is not None
@@ -123,15 +126,24 @@ def _lifespan(state: NerveState, server_file: Path, max_backlog: int,
         watcher = asyncio.create_task(_watch_backlog(state, max_backlog))
         _write_server_file(server_file, {"url": state.url, "pid": os.getpid(),
                                          "admin_token": state.admin_token})
+        # workers answer /health as soon as they run: server.json must exist by then.
+        # What they forward waits in this process's listen queue until it accepts.
+        try:
+            workers.extend(await anyio.to_thread.run_sync(start_workers))
+        except BaseException:
+            server_file.unlink(missing_ok=True)
+            raise
         if on_ready is not None:
             on_ready(state)
         try:
             yield
         finally:
-            # uvicorn has stopped accepting and finished in-flight requests by now
+            # uvicorn has stopped accepting and finished in-flight requests by now;
+            # the workers finish theirs and sync their logs before the final drain
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+            await anyio.to_thread.run_sync(stop_workers, workers)
             await anyio.to_thread.run_sync(_drain, state)
             server_file.unlink(missing_ok=True)
 
@@ -149,8 +161,11 @@ def _drain(state: NerveState) -> None:
 
 
 def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8700, *,
-          on_ready: Callable[[NerveState], None] | None = None) -> None:
-    """Run the collector and read APIs for ``workspace`` until SIGTERM or Ctrl-C."""
+          workers: int = 1, on_ready: Callable[[NerveState], None] | None = None) -> None:
+    """Run the collector and read APIs for ``workspace`` until SIGTERM or Ctrl-C.
+
+    ``workers`` > 1 adds ingest worker processes on the same port (``_workers.py``).
+    """
     running = read_server_file(workspace)
     if running is not None:
         raise TransientError(f"nerve serve is already running for {workspace.root} "
@@ -166,7 +181,17 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8700, *,
                        loader=Loader(workspace.log_dir, warehouse),
                        url=f"http://{url_host}:{bound_port}")
     server_file = workspace.data_dir / SERVER_FILE
-    app = create_app(state, _lifespan(state, server_file, _max_backlog(workspace), on_ready))
+    sockets = [sock]
+    children: list[subprocess.Popen[bytes]] = []
+
+    def start_workers() -> list[subprocess.Popen[bytes]]:
+        return spawn_workers(workspace, sock, workers - 1,
+                             f"http://127.0.0.1:{sockets[1].getsockname()[1]}", WRITER_ID)
+
+    if workers > 1:
+        sockets.append(_bind("127.0.0.1", 0))  # where workers forward the read APIs
+    app = create_app(state, _lifespan(state, server_file, _max_backlog(workspace), on_ready,
+                                      start_workers if workers > 1 else list, children))
     config = uvicorn.Config(app, lifespan="on", access_log=False, log_level="warning",
                             timeout_graceful_shutdown=30, server_header=False)
     server = uvicorn.Server(config)
@@ -175,10 +200,12 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8700, *,
     previous = {sig: signal.signal(sig, lambda *_: None)
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        server.run(sockets=[sock])
+        server.run(sockets=sockets)
     finally:
+        stop_workers(children, timeout=5)  # only still running if start-up failed
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        sock.close()
+        for each in sockets:
+            each.close()
     if not server.started:
         raise InternalError(f"nerve serve failed to start on {state.url}; see the log above")

@@ -1,0 +1,153 @@
+"""Extra ingest worker processes: ``nerve serve --workers N``.
+
+One Python process parses JSON on one core. With ``--workers N`` the main process (which
+owns the warehouse, the loader and the read APIs) starts N-1 worker processes that accept
+on the same listening socket. A worker runs the same collector over its own log writer
+(``collector-<i>``, a folder of its own: the log is per writer by design) and answers
+ingest itself; anything else (read APIs) it forwards to the main process over a private
+loopback port, so every URL works whichever process accepted the connection.
+
+Workers die with the main process (Linux ``PR_SET_PDEATHSIG``), so a crash of the main
+process never leaves a worker holding the port or its log folder. On a clean stop the
+main process stops them first (each finishes its in-flight requests and syncs its log),
+then drains every writer's log into the warehouse.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from nerve.catalog import Catalog
+from nerve.errors import InternalError, TransientError
+from nerve.log import LogWriter
+from nerve.server._app import create_app
+from nerve.server._errors import nerve_error_response
+from nerve.server._state import NerveState
+from nerve.workspace import Workspace
+
+__all__ = ["spawn_workers", "stop_workers", "worker_main"]
+
+_READY = b"nerve-worker-ready\n"
+_HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length",
+                         "content-encoding", "host", "upgrade", "te", "trailer"})
+_PR_SET_PDEATHSIG = 1
+
+
+def spawn_workers(workspace: Workspace, sock: socket.socket, count: int, upstream: str,
+                  writer_id: str, timeout: float = 120.0) -> list[subprocess.Popen[bytes]]:
+    """Start ``count`` worker processes on ``sock``; return once each is ready."""
+    workers: list[subprocess.Popen[bytes]] = []
+    try:
+        for index in range(1, count + 1):
+            cmd = [sys.executable, "-m", "nerve.server._worker_main", str(sock.fileno()),
+                   str(index), str(workspace.root), upstream, f"{writer_id}-{index}",
+                   str(os.getpid())]
+            workers.append(subprocess.Popen(  # noqa: S603 - our interpreter, our module
+                cmd, pass_fds=[sock.fileno()], stdout=subprocess.PIPE))
+        for worker in workers:
+            assert worker.stdout is not None
+            ready, _, _ = select.select([worker.stdout], [], [], timeout)
+            line = worker.stdout.readline() if ready else b""
+            if line != _READY:
+                raise InternalError(f"nerve serve: worker process {worker.pid} did not start "
+                                    f"(exit {worker.poll()}); see its output above")
+    except BaseException:
+        stop_workers(workers, timeout=5)
+        raise
+    return workers
+
+
+def stop_workers(workers: list[subprocess.Popen[bytes]], timeout: float = 40.0) -> None:
+    """Graceful stop (SIGTERM: finish in-flight requests, sync the log); then SIGKILL."""
+    for worker in workers:
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+    for worker in workers:
+        try:
+            worker.wait(timeout)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+        if worker.stdout is not None:
+            worker.stdout.close()
+
+
+class _Upstream:
+    """The read side lives in the main process: workers never query a warehouse."""
+
+    def query(self, sql: str) -> Any:
+        raise InternalError("a worker process has no warehouse; read APIs are forwarded")
+
+
+async def _forward(request: Request) -> Response:
+    """Answer a non-ingest request by asking the main process."""
+    client: httpx.AsyncClient = request.app.state.upstream
+    headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP]
+    try:
+        answer = await client.request(request.method, request.url.path,
+                                      params=request.url.query, headers=headers,
+                                      content=await request.body())
+    except httpx.HTTPError as exc:
+        return nerve_error_response(TransientError(
+            f"the main nerve process did not answer: {exc}", retry_after=2))
+    kept = {k: v for k, v in answer.headers.items() if k.lower() not in _HOP_BY_HOP}
+    return Response(answer.content, status_code=answer.status_code, headers=kept)
+
+
+def _die_with_parent(parent: int) -> None:
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _worker_lifespan(state: NerveState, upstream: str) -> Callable[[Starlette], Any]:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with httpx.AsyncClient(base_url=upstream, timeout=300) as client:
+            app.state.upstream = client
+            sys.stdout.buffer.write(_READY)
+            sys.stdout.flush()
+            try:
+                yield
+            finally:
+                state.log.close()  # every acknowledged batch was synced; this seals it
+
+    return lifespan
+
+
+def worker_main(argv: list[str]) -> None:
+    """Entry point of a worker process (started by ``spawn_workers``)."""
+    fd, _index, root, upstream, writer_id, parent = argv
+    _die_with_parent(int(parent))
+    workspace = Workspace.load(root)
+    state = NerveState(workspace=workspace, catalog=Catalog.load(workspace.events_dir),
+                       warehouse=_Upstream(), log=LogWriter(workspace.log_dir, writer_id),
+                       admin_token="", url=upstream)
+    app = create_app(state, _worker_lifespan(state, upstream),
+                     read_routes=[Route("/{path:path}", _forward,
+                                        methods=["GET", "POST", "PUT", "PATCH", "DELETE"])])
+    sock = socket.socket(fileno=int(fd))
+    config = uvicorn.Config(app, lifespan="on", access_log=False, log_level="warning",
+                            timeout_graceful_shutdown=30, server_header=False)
+    server = uvicorn.Server(config)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # see _run.serve: exit 0 on a clean stop
+        signal.signal(sig, lambda *_: None)
+    server.run(sockets=[sock])

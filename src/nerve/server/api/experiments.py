@@ -1,0 +1,106 @@
+"""Experiments over HTTP.
+
+- ``GET  /v1/experiments``          definitions for SDKs (write key or admin token)
+- ``POST /v1/experiments/analyze``  ``{"key": ...}`` -> the readout (admin token)
+- ``POST /v1/experiments/plan``     ``{"key": ..., "baseline_days": 14}`` (admin token)
+
+Definitions are read from ``experiments/`` on every request, so an edit is live.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from nerve.errors import AuthError, PayloadError
+from nerve.experiments import get_experiment, load_experiments
+from nerve.semantic import SemanticLayer
+from nerve.server.api._common import (
+    in_thread,
+    json_response,
+    nerve_state,
+    read_json,
+    require_admin,
+)
+
+__all__ = ["routes"]
+
+
+def _write_key(request: Request) -> str | None:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "basic":
+        try:
+            return base64.b64decode(value.strip()).decode().split(":", 1)[0]
+        except (ValueError, UnicodeDecodeError):
+            return None
+    return None
+
+
+async def definitions(request: Request) -> Response:
+    state = nerve_state(request)
+    key = _write_key(request)
+    if key is None or state.workspace.source_for_key(key) is None:
+        require_admin(request)
+    found = await in_thread(load_experiments, state.workspace.root / "experiments")
+    return json_response([e.as_dict() for e in found.values()])
+
+
+def _key(body: dict[str, Any]) -> str:
+    key = body.get("key")
+    if not isinstance(key, str):
+        raise PayloadError('key: required, the experiment key ({"key": "..."})',
+                           code="missing_field")
+    return key
+
+
+async def analyze(request: Request) -> Response:
+    state = require_admin(request)
+    key = _key(await read_json(request))
+
+    def run() -> dict[str, Any]:
+        from nerve.experiments._run import analyze_experiment, readout_dict  # noqa: PLC0415
+
+        exp = get_experiment(load_experiments(state.workspace.root / "experiments"), key)
+        layer = SemanticLayer.load(state.workspace, state.catalog)
+        warehouse: Any = state.warehouse
+        readout = analyze_experiment(exp, layer, warehouse.table("events"),
+                                     now=datetime.now(UTC))
+        return readout_dict(exp, readout)
+
+    return json_response(await in_thread(run))
+
+
+async def plan(request: Request) -> Response:
+    state = require_admin(request)
+    body = await read_json(request)
+    key = _key(body)
+    days = body.get("baseline_days", 14)
+    if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+        raise PayloadError("baseline_days: expected a whole number of days", code="invalid_field")
+
+    def run() -> dict[str, Any]:
+        from nerve.experiments._plan import plan_experiment  # noqa: PLC0415
+
+        exp = get_experiment(load_experiments(state.workspace.root / "experiments"), key)
+        layer = SemanticLayer.load(state.workspace, state.catalog)
+        warehouse: Any = state.warehouse
+        return plan_experiment(exp, layer, warehouse.table("events"), baseline_days=days,
+                               now=datetime.now(UTC))
+
+    return json_response(await in_thread(run))
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/v1/experiments", definitions, methods=["GET"]),
+        Route("/v1/experiments/analyze", analyze, methods=["POST"]),
+        Route("/v1/experiments/plan", plan, methods=["POST"]),
+    ]
+
+
+_ = AuthError  # documented: definitions answer 401 without a write key or admin token
