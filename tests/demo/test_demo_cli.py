@@ -57,7 +57,7 @@ def check_warehouse(root: Path) -> dict[str, Any]:
 def test_demo_no_serve_loads_exactly_what_was_simulated(tmp_path: Path) -> None:
     root = tmp_path / "demo"
     result = nerve("demo", "--dir", str(root), "--days", "2", "--users", "50",
-                   "--no-serve", "--format", "json")
+                   "--no-serve", "--format", "json", "--end", "2026-11-28T08:00")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     keys = [s["key"] for s in summary["sections"]]
@@ -67,6 +67,7 @@ def test_demo_no_serve_loads_exactly_what_was_simulated(tmp_path: Path) -> None:
     assert summary["sections"][0]["note"] is None  # warehouse == expected
     truth = check_warehouse(root)
     assert truth["expected"]["accepted"] > 80
+    assert truth["simulation"]["end"] == "2026-11-28T08:00:00.000Z"
     assert truth["simulation"]["days"] == 2
     assert truth["simulation"]["users"] == 50
     assert (root / "nerve.toml").read_text().count("[[sources]]") == 5

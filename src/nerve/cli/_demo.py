@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -55,6 +56,11 @@ def demo(
     faults: Annotated[bool, typer.Option("--faults/--no-faults",
                                          help="Inject instrumentation faults (wrong types, "
                                               "duplicates, late events, ...).")] = True,
+    end: Annotated[datetime | None, typer.Option(
+        help="Where simulated time ends (UTC), e.g. 2026-11-28T08:00:00. Default: now. "
+             "With --end and --seed fixed, every run sends the same events; an end in the "
+             "past makes the live minutes arrive late.",
+        formats=["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d"])] = None,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Simulate a shoe shop's traffic through a real nerve server, then summarise it.
@@ -70,7 +76,8 @@ def demo(
     # with --format json, stdout holds only the JSON summary: progress goes to stderr
     out = err_console if fmt is Format.json else console
     ws = prepare_workspace(directory)
-    config = make_config(days, users, seed, incidents=incidents, faults=faults)
+    config = make_config(days, users, seed, incidents=incidents, faults=faults,
+                         end=None if end is None else end.replace(tzinfo=UTC))
     sim = simulate(config)
     out.print(f"Demo workspace [bold]{ws.root}[/bold]: starting nerve serve", highlight=False)
     server = DemoServer(ws, port)
