@@ -243,3 +243,28 @@ def test_shortcuts_without_a_write_key_report_instead_of_raising(
     monkeypatch.setattr(nerve.sdk, "default_client", None)
     assert nerve.sdk.track("e", user_id="u") is None
     assert isinstance(errors[0][0], ConfigError)
+
+
+def test_flush_returns_while_other_threads_keep_tracking(scripted: Scripted) -> None:
+    server = scripted()
+    # a small bound: the chatter's excess is dropped, so shutdown has little to send
+    client = Client(KEY, server.url, max_batch_size=10, flush_interval=60, max_queue_size=200,
+                    on_error=lambda exc, batch: None)
+    stop = threading.Event()
+
+    def chatter() -> None:
+        while not stop.wait(0.001):
+            client.track("background", user_id="u")
+
+    for i in range(25):
+        client.track("before", {"i": i}, user_id="u")
+    thread = threading.Thread(target=chatter)
+    thread.start()
+    try:
+        assert client.flush()  # what was queued at the call is out, whatever came after
+        before = [e["properties"]["i"] for e in server.events() if e["event"] == "before"]
+        assert before == list(range(25))
+    finally:
+        stop.set()
+        thread.join()
+    assert client.shutdown()

@@ -144,7 +144,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(properties=st.dictionaries(st.text(max_size=20), json_values, max_size=10))
 def test_any_properties_round_trip_through_the_wire(properties: dict[str, Any]) -> None:
     message = build_message("track", event="e", properties=properties, user_id="u")

@@ -24,6 +24,7 @@ Options, retry and spool semantics: docs/sdk.md.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
@@ -87,11 +88,11 @@ def _default() -> Client | None:
                 default_client = Client(write_key or "", host, on_error=on_error,
                                         sync_mode=sync_mode, spool_dir=spool_dir)
             except ConfigError as exc:  # e.g. write_key never set: report, never raise
+                logging.getLogger("nerve.sdk").error(
+                    "nerve.sdk: %s (set nerve.sdk.write_key and nerve.sdk.host)", exc)
                 if on_error is not None:
-                    on_error(exc, [])
-                else:
-                    logging.getLogger("nerve.sdk").error(
-                        "nerve.sdk: %s (set nerve.sdk.write_key and nerve.sdk.host)", exc)
+                    with contextlib.suppress(Exception):
+                        on_error(exc, [])
                 return None
         return default_client
 

@@ -124,6 +124,7 @@ class Client:
         self._stopping = False
         self._closed = False
         self._paused_until = 0.0  # after a batch ran out of retries, let the server breathe
+        self._settled = 0  # events taken off the queue: delivered, refused, or given up
         self._full = False
         self._counts = dict.fromkeys(
             ("accepted", "delivered", "rejected", "undelivered", "dropped_queue_full",
@@ -202,13 +203,14 @@ class Client:
     # ------------------------------------------------------------------ flush and shutdown
 
     def flush(self) -> bool:
-        """Send everything queued now; block until sent or out of retries.
+        """Send everything queued now; block until sent or a batch runs out of retries.
 
-        Returns True when the queue is empty afterwards. Never raises.
+        Returns True when nothing of what was queued at the call is left waiting (events
+        that other threads queue meanwhile may still wait). Never raises.
         """
         if threading.current_thread() is self._thread:
             return False  # called from on_error on the sending thread: would deadlock
-        return self._drain(full_only=False)
+        return self._drain(full_only=False, bounded=True)
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """Flush, stop the background thread and release the spool; also run at exit.
@@ -340,13 +342,22 @@ class Client:
                 full_only = time.monotonic() < deadline
             self._drain(full_only=full_only)
 
-    def _drain(self, *, full_only: bool) -> bool:
-        """Send batches until the queue is empty (or only a partial batch is left)."""
+    def _drain(self, *, full_only: bool, bounded: bool = False) -> bool:
+        """Send batches until the queue is empty (or only a partial batch is left).
+
+        ``bounded``: stop once the events waiting at the call are settled, so that
+        flush() returns even while other threads keep tracking. True when nothing of
+        what was waiting is left.
+        """
         try:
             with self._send_lock:
+                with self._lock:
+                    target = self._settled + len(self._queue) if bounded else None
                 while True:
                     with self._lock:
                         waiting = len(self._queue)
+                        if target is not None and self._settled >= target:
+                            return True
                         if waiting == 0 or (full_only and waiting < self.max_batch_size):
                             return waiting == 0
                         make_durable = self._queue.durable_point()
@@ -357,6 +368,7 @@ class Client:
                         self._counts["requests"] += outcome.attempts
                         if outcome.done or not self._durable:
                             self._queue.commit(token)
+                            self._settled += len(lines)
                         key = ("delivered" if outcome.error is None else
                                "rejected" if outcome.done else "undelivered")
                         self._counts[key] += len(lines)
