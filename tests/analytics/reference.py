@@ -95,10 +95,14 @@ def _streams(events: list[dict[str, Any]], spec: FunnelSpec
             if any(v is None for v in hold):
                 continue
             key = hold
+        by = None if not spec.by or (v := _field(ev, spec.by)) is None else str(v)
         row = {"ev": ev, "ts": _micros(ts), "steps": steps, "excl": excl, "hold": hold,
-               "tie": min(steps) if steps else n, "mid": ev["message_id"]}
+               "tie": min(steps) if steps else n, "mid": ev["message_id"],
+               "key": (sum(1 << k for k in steps), sum(1 << e for e in excl),
+                       tuple((v is None, v or "") for v in hold), (by is None, by or ""))}
         out.setdefault(who, {}).setdefault(key, []).append(row)
-    return {who: [sorted(rows, key=lambda r: (r["ts"], r["tie"], r["mid"]))
+    # nerve's order; ties left after "key" are interchangeable, message_id settles them
+    return {who: [sorted(rows, key=lambda r: (r["ts"], r["tie"], r["key"], r["mid"]))
                   for _, rows in sorted(segs.items(), key=lambda kv: str(kv[0]))]
             for who, segs in out.items()}
 
@@ -153,7 +157,7 @@ def reference(events: list[dict[str, Any]], spec: FunnelSpec) -> dict[str, dict[
         best: tuple[Any, ...] | None = None
         for seg in segs:
             if spec.order == "any":
-                for k, chain in _any(seg, spec).items():
+                for k in _any(seg, spec):
                     reached.add(k)
                 continue
             optional = [k for k in range(n) if spec.steps[k].optional]

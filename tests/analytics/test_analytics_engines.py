@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from tests.analytics.conftest import ev
 
 from nerve.analytics import (
     Exclusion,
@@ -20,7 +21,6 @@ from nerve.analytics import (
     retention,
     trend,
 )
-from tests.analytics.conftest import at, ev
 
 # A shop day. Minutes after T0.
 #  u1: view, view, cart(ios), buy                  -> converts, 2 min cart->buy

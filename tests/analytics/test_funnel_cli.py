@@ -9,12 +9,12 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.analytics.conftest import ev
 from typer.testing import CliRunner
 
 from nerve.cli import app
 from nerve.warehouse import Warehouse
 from nerve.workspace import Workspace
-from tests.analytics.conftest import ev
 
 ROWS = [
     ev("u1", "add_to_cart", 0, platform="ios"), ev("u1", "purchase_complete", 5),
@@ -36,8 +36,7 @@ def workspace(make_workspace: Callable[..., Workspace], events_table: Any) -> Wo
 
 
 def _run(ws: Workspace, *args: str) -> Any:
-    result = CliRunner().invoke(app, ["--workspace", str(ws.root), *args])
-    return result
+    return CliRunner().invoke(app, ["--workspace", str(ws.root), *args])
 
 
 def _funnel_json(ws: Workspace) -> list[dict[str, Any]]:

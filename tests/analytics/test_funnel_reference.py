@@ -14,10 +14,10 @@ import ibis
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from nerve.analytics import Exclusion, Filter, FunnelSpec, Step, funnel
 from tests.analytics.conftest import at, ev
 from tests.analytics.reference import reference, step_counts
+
+from nerve.analytics import Exclusion, Filter, FunnelSpec, Step, funnel
 
 USERS = ["u0", "u1", "u2", "a3"]
 EVENTS = ["a", "b", "c", "x"]
@@ -86,7 +86,7 @@ def con() -> Any:
     return ibis.duckdb.connect()
 
 
-@settings(max_examples=300, deadline=None,
+@settings(max_examples=200, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture,
                                  HealthCheck.too_slow])
 @given(rows=event_rows(), spec=specs())

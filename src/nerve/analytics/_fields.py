@@ -34,22 +34,22 @@ _JSON_COLUMNS = ("properties", "context", "traits")
 _KEY = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$-]*$")
 
 
-@ibis.udf.scalar.builtin(name="json_extract_string")
+@ibis.udf.scalar.builtin(name="json_extract_string")  # type: ignore[untyped-decorator]
 def _duckdb_json(doc: str, path: str) -> str:  # type: ignore[empty-body]
     """DuckDB: a JSON field as text."""
 
 
-@ibis.udf.scalar.builtin(name="json_extract_path")
-def _pg_json_object(doc: dt.JSON, key: str) -> dt.JSON:  # type: ignore[empty-body]
+@ibis.udf.scalar.builtin(name="json_extract_path")  # type: ignore[untyped-decorator]
+def _pg_json_object(doc: dt.JSON, key: str) -> dt.JSON:
     """PostgreSQL: one level down a JSON document."""
 
 
-@ibis.udf.scalar.builtin(name="json_extract_path_text")
+@ibis.udf.scalar.builtin(name="json_extract_path_text")  # type: ignore[untyped-decorator]
 def _pg_json_text(doc: dt.JSON, key: str) -> str:  # type: ignore[empty-body]
     """PostgreSQL: a JSON field as text."""
 
 
-@ibis.udf.scalar.builtin(name="get_json_object")
+@ibis.udf.scalar.builtin(name="get_json_object")  # type: ignore[untyped-decorator]
 def _spark_json(doc: str, path: str) -> str:  # type: ignore[empty-body]
     """Spark: a JSON field as text."""
 
@@ -65,7 +65,7 @@ def dialect_of(table: ir.Table) -> str:
 
 def entity(table: ir.Table) -> ir.StringValue:
     """Who did it: the user id, else the anonymous id."""
-    return table.user_id.coalesce(table.anonymous_id)  # type: ignore[no-any-return]
+    return table.user_id.coalesce(table.anonymous_id)
 
 
 def _json_text(column: ir.Value, path: tuple[str, ...], dialect: str) -> ir.StringValue:
@@ -76,12 +76,12 @@ def _json_text(column: ir.Value, path: tuple[str, ...], dialect: str) -> ir.Stri
         doc: Any = column.cast(dt.JSON)
         for key in path[:-1]:
             doc = _pg_json_object(doc, key)
-        return _pg_json_text(doc, path[-1])  # type: ignore[no-any-return]
+        return _pg_json_text(doc, path[-1])
     if column.type().is_json():
         column = column.cast(dt.string)
     if dialect == "pyspark":
-        return _spark_json(column, "$." + ".".join(path))  # type: ignore[no-any-return]
-    return _duckdb_json(column, "$." + ".".join(path))  # type: ignore[no-any-return]
+        return _spark_json(column, "$." + ".".join(path))
+    return _duckdb_json(column, "$." + ".".join(path))
 
 
 def field_text(table: ir.Table, name: str) -> ir.StringValue:
@@ -93,7 +93,7 @@ def field_text(table: ir.Table, name: str) -> ir.StringValue:
     if head in _JSON_COLUMNS and rest:
         return _json_text(table[head], tuple(rest.split(".")), dialect_of(table))
     if "." not in name and name in table.columns and name not in _JSON_COLUMNS:
-        return table[name].cast(dt.string)  # type: ignore[no-any-return]
+        return table[name].cast(dt.string)
     return _json_text(table.properties, tuple(name.split(".")), dialect_of(table))
 
 
@@ -112,7 +112,7 @@ def filter_expr(table: ir.Table, flt: Filter) -> ir.BooleanValue:
         expr = ops[flt.op](float(value))
     else:
         expr = text == str(value) if flt.op == "=" else text != str(value)
-    return expr.fill_null(False)  # type: ignore[no-any-return]
+    return expr.fill_null(False)
 
 
 def filters_expr(table: ir.Table, event: str, filters: tuple[Filter, ...]) -> ir.BooleanValue:

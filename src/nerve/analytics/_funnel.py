@@ -102,11 +102,11 @@ def _entity_chains(fetched: FetchedRows, chains: Chains) -> tuple[I64, I64, I64]
     ent_of_row = np.cumsum(fetched.entity_start, dtype=np.int64) - 1
     seg_ent = ent_of_row[seg_first] if len(seg_first) else np.zeros(0, dtype=np.int64)
     n_ent = int(fetched.entity_start.sum())
-    reached = np.zeros(n_ent, dtype=np.int64)
-    np.bitwise_or.at(reached, seg_ent, chains.reached)
     if len(seg_first) == n_ent:  # one segment per entity: nothing to choose
-        chain = chains.chain
+        reached, chain = chains.reached, chains.chain
     else:
+        reached = np.zeros(n_ent, dtype=np.int64)
+        np.bitwise_or.at(reached, seg_ent, chains.reached)
         # several held values per entity: keep the chain that goes deepest, then the
         # one that completes first
         depth = np.full(len(seg_first), -1, dtype=np.int64)

@@ -119,9 +119,8 @@ def funnel_spec(body: dict[str, Any], *, now: datetime | None = None) -> FunnelS
         steps[k] = Step(steps[k].event, steps[k].where, steps[k].optional,
                         parse_duration(duration, what=f"step_windows[{number}]"), steps[k].label)
     exclusions = []
-    for i, item in enumerate(body.get("exclusions") or []):
-        if isinstance(item, str):
-            item = {"event": item}
+    for i, raw in enumerate(body.get("exclusions") or []):
+        item = {"event": raw} if isinstance(raw, str) else raw
         if not isinstance(item, dict) or not isinstance(item.get("event"), str):
             raise QueryError(f"exclusions[{i}]: an event name or {{\"event\": ..., "
                              "\"after\": 1, \"before\": 3}")
@@ -190,7 +189,8 @@ def trend_request(events: ir.Table, body: dict[str, Any],
     now = datetime.now(UTC)
     since = parse_time(body.get("since", "7d"), what="since", now=now)
     until = parse_time(body.get("until", "now"), what="until", now=now)
-    assert since is not None and until is not None
+    assert since is not None
+    assert until is not None
     grain = str(body.get("grain", "day"))
     compare = bool(body.get("compare", True))
     metric = body.get("metric")

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import ibis
 import ibis.expr.types as ir
 
 from nerve.analytics._fields import entity, filters_expr
@@ -119,8 +118,7 @@ def retention(events: ir.Table, spec: RetentionSpec) -> list[dict[str, Any]]:
 def _key(value: Any) -> Any:
     """Cohort timestamps as UTC datetimes (engines differ in time zone tagging)."""
     if isinstance(value, datetime):
-        value = _utc(value) if value.tzinfo else value.replace(tzinfo=UTC)
-        return value
+        return _utc(value) if value.tzinfo else value.replace(tzinfo=UTC)
     return value
 
 

@@ -4,9 +4,11 @@ The engine (DuckDB, PostgreSQL, Spark) does the heavy part: it filters the perio
 steps' events, computes each row's step bitmask, held values and breakdown value, and
 sorts by entity. The matcher then walks the sorted columns in numpy.
 
-Tie-breaking is fixed here: rows are ordered by (entity, [held values], timestamp, the
-lowest step the row matches (rows matching no step last), message_id). So events that
-share a timestamp count in funnel order, and the order is the same on every engine.
+Tie-breaking is fixed here: rows are ordered by entity, held values, timestamp, then the
+lowest step the row matches (rows matching no step last), then the step and exclusion
+bitmasks, held values (strict order) and breakdown value. So events that share a
+timestamp count in funnel order, and rows still tied are interchangeable for every
+number and list a funnel reports: the result is the same on every engine.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def _utc(value: datetime) -> datetime:
 
 def funnel_query(events: ir.Table, spec: FunnelSpec) -> ir.Table:
     """The Ibis query whose rows the matcher walks (columns: entity, h0.., ts, mask,
-    excl, tie, message_id, by)."""
+    excl, tie, by)."""
     t = events
     strict = spec.order == "strict"
     types = STREAM_TYPES if strict else ("track",)
@@ -61,7 +63,7 @@ def funnel_query(events: ir.Table, spec: FunnelSpec) -> ir.Table:
 
     def bits(hits: list[ir.BooleanValue]) -> ir.IntegerValue:
         terms = [h.ifelse(ibis.literal(1 << i, type="int64"), zero) for i, h in enumerate(hits)]
-        return reduce(lambda a, b: a + b, terms, zero)  # type: ignore[no-any-return]
+        return reduce(lambda a, b: a + b, terms, zero)
 
     n = len(spec.steps)
     tie = ibis.cases(*((h, ibis.literal(i, type="int64")) for i, h in enumerate(step_hits)),
@@ -70,18 +72,22 @@ def funnel_query(events: ir.Table, spec: FunnelSpec) -> ir.Table:
     for i, name in enumerate(spec.hold):
         columns[f"h{i}"] = field_text(t, name)
     columns |= {"ts": t.timestamp, "mask": bits(step_hits), "excl": bits(excl_hits),
-                "tie": tie, "message_id": t.message_id}
+                "tie": tie}
     if spec.by:
         columns["by"] = field_text(t, spec.by)
     rows = t.select(**columns)
     if not strict:
+        # the steps' events only: lets the engine skip the rest at the scan
+        names = sorted({s.event for s in spec.steps} | {x.event for x in spec.exclusions})
+        rows = t.filter(t.event.isin(names)).select(**columns)
         rows = rows.filter((rows.mask != 0) | (rows.excl != 0))
         for i in range(len(spec.hold)):
             rows = rows.filter(rows[f"h{i}"].notnull())
-    keys = ["entity"]
-    if not strict:
-        keys += [f"h{i}" for i in range(len(spec.hold))]
-    return rows.order_by([*keys, "ts", "tie", "message_id"])
+    holds = [f"h{i}" for i in range(len(spec.hold))]
+    keys = ["entity", *([] if strict else holds), "ts", "tie", "mask", "excl",
+            *(holds if strict else []), *(["by"] if spec.by else [])]
+    # rows still tied after these keys are interchangeable for every output
+    return rows.order_by([ibis.asc(k, nulls_first=False) for k in keys])
 
 
 @dataclass(frozen=True, slots=True)

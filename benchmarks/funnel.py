@@ -1,0 +1,175 @@
+"""Funnel benchmark: nerve on DuckDB against ClickHouse's ``windowFunnel`` (chdb).
+
+Generates N events for M users in DuckDB with SQL (default 10M events, 1M users, 28 days,
+the warehouse's ``events`` columns), then times a 5-step, 7-day sequential funnel:
+
+- nerve: ``nerve.analytics.funnel`` over the DuckDB table through Ibis;
+- chdb: ``windowFunnel(7 days)`` over the same rows, loaded into a chdb MergeTree table
+  (loading is not timed, as the DuckDB table is already there).
+
+Each side runs in its own process, so its peak memory (max RSS) is its own. The per-step
+counts must be identical: nerve's sequential funnel uses the same greedy as windowFunnel
+(latest start per step, events with equal timestamps taken in step order); here every
+event matches at most one step, the case where the two are defined to agree (with a row
+matching two steps windowFunnel lets one event fill both, nerve does not).
+
+    pip install -e '.[bench]'
+    python benchmarks/funnel.py                         # 10M events, 1M users
+    python benchmarks/funnel.py --events 2000000 --users 200000 --repeat 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import resource
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import ibis
+
+from nerve.analytics import FunnelSpec, Step, funnel
+
+STEPS = ["session_start", "search", "product_view", "add_to_cart", "purchase_complete"]
+WINDOW = timedelta(days=7)
+
+
+def generate(path: Path, events: int, users: int) -> None:
+    """The events table: ~10 events per user over 28 days, 7 event names."""
+    con = duckdb.connect(str(path))
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(f"""
+        CREATE OR REPLACE TABLE events AS
+        WITH r AS (SELECT i, hash(i) AS h, hash(i + 1000000007) AS h2
+                   FROM range({events}) t(i))
+        SELECT
+          'm' || i::VARCHAR AS message_id,
+          'track' AS type,
+          CASE WHEN h2 % 1000 < 200 THEN 'session_start'
+               WHEN h2 % 1000 < 350 THEN 'search'
+               WHEN h2 % 1000 < 650 THEN 'product_view'
+               WHEN h2 % 1000 < 750 THEN 'add_to_cart'
+               WHEN h2 % 1000 < 800 THEN 'checkout_start'
+               WHEN h2 % 1000 < 830 THEN 'purchase_complete'
+               ELSE 'app_error' END AS event,
+          NULL::VARCHAR AS name,
+          'u' || (h % {users})::VARCHAR AS user_id,
+          NULL::VARCHAR AS anonymous_id,
+          TIMESTAMPTZ '2026-11-01 00:00:00+00'
+            + to_microseconds(((h2 >> 20) % (28::BIGINT * 86400 * 1000000))::BIGINT)
+            AS timestamp,
+          '{{"platform":"' || (['ios', 'android', 'web'])[1 + (h % 3)::INT] || '"}}'
+            AS properties
+        FROM r
+    """)
+    con.execute("CHECKPOINT")
+    con.close()
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_nerve(path: str, repeat: int, out: Any) -> None:
+    con = ibis.duckdb.connect(path, read_only=True)
+    events = con.table("events")
+    spec = FunnelSpec(tuple(Step(s) for s in STEPS), window=WINDOW)
+    times, counts = [], []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = funnel(events, spec)
+        times.append(time.perf_counter() - start)
+        counts = [r["users"] for r in result.rows]
+    out.send({"times": times, "counts": counts, "peak_mb": _peak_mb()})
+
+
+def run_chdb(path: str, repeat: int, out: Any) -> None:
+    from chdb import session  # noqa: PLC0415 - the bench extra, only in this child
+
+    parquet = Path(path).with_suffix(".parquet")
+    duckdb.connect(path, read_only=True).execute(
+        f"COPY (SELECT user_id, event, timestamp FROM events) TO '{parquet}' (FORMAT parquet)")
+    with tempfile.TemporaryDirectory(prefix="nerve-chdb-") as tmp:
+        sess = session.Session(tmp)
+        sess.query("CREATE DATABASE IF NOT EXISTS b")
+        sess.query("CREATE TABLE b.events (user_id String, event LowCardinality(String), "
+                   "timestamp DateTime64(6, 'UTC')) ENGINE = MergeTree ORDER BY tuple()")
+        sess.query(f"INSERT INTO b.events SELECT user_id, event, timestamp "
+                   f"FROM file('{parquet}', Parquet)")
+        conds = ", ".join(f"event = '{s}'" for s in STEPS)
+        names = ", ".join(f"'{s}'" for s in STEPS)
+        window_us = int(WINDOW.total_seconds() * 1_000_000)
+        sql = f"""
+            SELECT level, count() AS n FROM (
+              SELECT user_id, windowFunnel({window_us})(
+                       toUInt64(toUnixTimestamp64Micro(timestamp)), {conds}) AS level
+              FROM b.events WHERE event IN ({names}) GROUP BY user_id)
+            GROUP BY level ORDER BY level"""
+        times, levels = [], {}
+        for _ in range(repeat):
+            start = time.perf_counter()
+            text = str(sess.query(sql, "JSONCompact"))
+            times.append(time.perf_counter() - start)
+            levels = {int(a): int(b) for a, b in json.loads(text)["data"]}
+        sess.close()
+    parquet.unlink()
+    # windowFunnel gives each user's deepest level; a step's users reached it or deeper
+    counts = [sum(n for level, n in levels.items() if level >= k + 1)
+              for k in range(len(STEPS))]
+    out.send({"times": times, "counts": counts, "peak_mb": _peak_mb()})
+
+
+def _in_child(target: Any, *args: Any) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=target, args=(*args, child))
+    proc.start()
+    result = parent.recv()
+    proc.join()
+    return result  # type: ignore[no-any-return]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--users", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per engine; best counts")
+    parser.add_argument("--data", type=Path, help="reuse/keep the generated DuckDB file here")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="nerve-funnel-bench-") as tmp:
+        path = args.data or Path(tmp) / "events.duckdb"
+        if not path.exists():
+            start = time.perf_counter()
+            generate(path, args.events, args.users)
+            print(f"generated {args.events:,} events for {args.users:,} users "
+                  f"in {time.perf_counter() - start:.1f} s")
+        nerve = _in_child(run_nerve, str(path), args.repeat)
+        ch = _in_child(run_chdb, str(path), args.repeat)
+
+    print(f"funnel: {' -> '.join(STEPS)}, window {WINDOW.days} days")
+    print(f"{'step':<20}{'nerve':>12}{'chdb':>12}")
+    for name, a, b in zip(STEPS, nerve["counts"], ch["counts"], strict=True):
+        print(f"{name:<20}{a:>12,}{b:>12,}")
+    same = nerve["counts"] == ch["counts"]
+    best_n, best_c = min(nerve["times"]), min(ch["times"])
+    print(f"nerve (DuckDB): best {best_n:.3f} s of {len(nerve['times'])} "
+          f"({', '.join(f'{t:.2f}' for t in nerve['times'])}), "
+          f"peak memory {nerve['peak_mb']:.0f} MB")
+    print(f"chdb windowFunnel: best {best_c:.3f} s of {len(ch['times'])} "
+          f"({', '.join(f'{t:.2f}' for t in ch['times'])}), "
+          f"peak memory {ch['peak_mb']:.0f} MB")
+    print(f"ratio nerve/chdb: {best_n / best_c:.2f} "
+          f"({'no slower than' if best_n <= best_c else 'slower than'} chdb)")
+    print(f"per-step counts identical: {same}")
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
