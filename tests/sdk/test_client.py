@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import math
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -268,3 +270,16 @@ def test_flush_returns_while_other_threads_keep_tracking(scripted: Scripted) -> 
         stop.set()
         thread.join()
     assert client.shutdown()
+
+
+def test_events_queued_at_exit_are_sent(scripted: Scripted) -> None:
+    server = scripted()
+    code = (
+        "from nerve.sdk import Client\n"
+        f"client = Client({KEY!r}, {server.url!r}, flush_interval=60)\n"
+        "for i in range(7):\n"
+        "    client.track('e', {'i': i}, user_id='u')\n"
+        "# no flush(), no shutdown(): the atexit hook sends them\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    assert [e["properties"]["i"] for e in server.events()] == list(range(7))

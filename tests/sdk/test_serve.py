@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import httpx
 import orjson
 import pytest
 
-from nerve.sdk import Client, RejectedError
+from nerve.sdk import Client, DeliveryError, RejectedError
 from nerve.workspace import Workspace
 
 PRODUCT_VIEWED = """\
@@ -157,6 +158,71 @@ def test_an_unknown_write_key_is_refused_once(shop: Workspace,
     assert isinstance(error, RejectedError)
     assert error.status == 401
     client.shutdown()
+
+
+def with_collector_limit(ws: Workspace, name: str, value: int) -> Workspace:
+    """The workspace with ``[collector] name = value`` in its nerve.toml."""
+    path = ws.root / "nerve.toml"
+    text = path.read_text()
+    line = f"{name} = {value}"
+    if re.search(rf"^{name} *=", text, flags=re.MULTILINE):
+        text = re.sub(rf"^{name} *=.*$", line, text, flags=re.MULTILINE)
+    else:
+        text = text.replace("[collector]\n", f"[collector]\n{line}\n")
+    path.write_text(text)
+    return Workspace.load(ws.root)
+
+
+def test_a_real_400_is_not_retried(shop: Workspace, serve: Callable[..., Any]) -> None:
+    ws = with_collector_limit(shop, "max_batch_events", 5)
+    server = serve(ws)
+    errors: list[Any] = []
+    client = Client(key(ws), server.url, max_batch_size=8, on_error=lambda e, b:
+                    errors.append((e, b)), **FAST)
+    for i in range(8):
+        client.track("product_viewed", {"i": i}, user_id="u")
+    assert client.flush()
+    ((error, batch),) = errors
+    assert isinstance(error, RejectedError)
+    assert error.status == 400
+    assert "too_many_events" in str(error)
+    assert len(batch) == 8
+    assert client.stats().requests == 1
+    client.shutdown()
+
+
+def test_a_real_503_with_retry_after_is_retried_no_sooner(
+        shop: Workspace, serve: Callable[..., Any]) -> None:
+    # a backlog limit below zero: the server always says it is behind (503, Retry-After: 2)
+    ws = with_collector_limit(shop, "max_backlog_bytes", -1)
+    server = serve(ws)
+    errors: list[Any] = []
+    client = Client(key(ws), server.url, max_retries=1, on_error=lambda e, b:
+                    errors.append(e), **FAST)
+    client.track("product_viewed", {"i": 1}, user_id="u")
+    started = time.monotonic()
+    assert not client.flush()
+    assert time.monotonic() - started >= 2.0  # waited out the server's Retry-After
+    ((error,),) = [errors]
+    assert isinstance(error, DeliveryError)
+    assert (error.status, error.attempts) == (503, 2)
+    client.shutdown()
+
+
+def test_a_real_413_splits_the_batch_until_it_fits(shop: Workspace,
+                                                   serve: Callable[..., Any]) -> None:
+    ws = with_collector_limit(shop, "max_request_bytes", 4000)
+    server = serve(ws)
+    errors: list[Any] = []
+    with Client(key(ws), server.url, gzip=False, max_batch_size=16, on_error=lambda e, b:
+                errors.append(e), **FAST) as client:
+        ids = [client.track("product_viewed", {"i": i, "sku": "S" * 300}, user_id="u")
+               for i in range(16)]
+        client.flush()
+        assert client.stats().requests > 1
+    assert errors == []
+    rows = wait_rows(ws, "SELECT message_id FROM events", 16)
+    assert sorted(r["message_id"] for r in rows) == sorted(ids)
 
 
 def _free_port() -> int:
