@@ -77,18 +77,20 @@ class Loader:
             if self._cursor is None:
                 self._cursor = self.warehouse.cursor()
             stats = LoadStats()
-            offsets = read_offsets(self._cursor)
-            for writer in writer_ids(self.log_dir):
-                acked: dict[str, int] = {}
-                for segment in list_segments(self.log_dir, writer):
-                    start = offsets.get((writer, segment.name), 0)
-                    end = self._load_segment(segment, start, stats)
-                    if end is not None:
-                        acked[segment.name] = end
-                if self._acked.get(writer) != acked:  # a small file write, only on change
-                    acknowledge(self.log_dir, writer, acked)
-                    self._acked[writer] = acked
-            self.totals.add(stats)
+            try:
+                offsets = read_offsets(self._cursor)
+                for writer in writer_ids(self.log_dir):
+                    acked: dict[str, int] = {}
+                    for segment in list_segments(self.log_dir, writer):
+                        start = offsets.get((writer, segment.name), 0)
+                        end = self._load_segment(segment, start, stats)
+                        if end is not None:
+                            acked[segment.name] = end
+                    if self._acked.get(writer) != acked:  # a file write: only on change
+                        acknowledge(self.log_dir, writer, acked)
+                        self._acked[writer] = acked
+            finally:
+                self.totals.add(stats)  # what committed counts, even if a later step failed
             return stats
 
     def _load_segment(self, segment: Segment, start: int, stats: LoadStats) -> int | None:
