@@ -176,6 +176,7 @@ def test_historical_import_flag_and_import_sources(collector: Collector) -> None
     ({"type": "alias", "userId": "u"}, "previousId", "missing_field"),
     ({"userId": "u"}, "type", "missing_field"),
     ({"type": "purchase", "userId": "u"}, "type", "invalid_field"),
+    ({"type": ["track"], "userId": "u"}, "type", "invalid_field"),  # found by hypothesis
     ({"type": "track", "userId": {"id": 1}, "event": "x"}, "userId", "invalid_field"),
     ({"type": "track", "userId": "u", "event": "x", "properties": [1]}, "properties",
      "invalid_field"),

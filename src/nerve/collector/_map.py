@@ -123,7 +123,7 @@ def map_messages(
                                 code="invalid_field")
         get = message.get
         type_ = get("type")
-        if type_ not in _TYPES:
+        if type_.__class__ is not str or type_ not in _TYPES:
             problem = ("required" if type_ is None else f"{type_!r} is not one of "
                        "track, identify, page, screen, group, alias")
             raise message_error(at, "type", problem,
