@@ -283,3 +283,17 @@ def test_events_queued_at_exit_are_sent(scripted: Scripted) -> None:
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
     assert [e["properties"]["i"] for e in server.events()] == list(range(7))
+
+
+def test_exit_does_not_wait_the_whole_retry_budget(scripted: Scripted) -> None:
+    server = scripted([(503, {"Retry-After": "120"})] * 5)
+    code = (
+        "from nerve.sdk import Client\n"
+        f"client = Client({KEY!r}, {server.url!r}, flush_interval=60, exit_timeout=0.2,\n"
+        "                on_error=lambda exc, batch: print(type(exc).__name__))\n"
+        "client.track('e', user_id='u')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, timeout=60,
+                         capture_output=True, text=True)
+    assert len(server.requests) == 1  # it did not wait 120 s for a second attempt
+    assert "DeliveryError" in out.stdout

@@ -88,6 +88,7 @@ class Client:
         historical: bool = False,
         sync_mode: bool = False,
         context: Mapping[str, Any] | None = None,
+        exit_timeout: float | None = 30.0,
     ) -> None:
         _check_options(write_key, host, max_batch_size, flush_interval, max_queue_size,
                        timeout, max_retries, backoff_base, backoff_max, context)
@@ -100,8 +101,7 @@ class Client:
         self.on_error = on_error
         self.context = dict(context or {})
         self.policy = RetryPolicy(max_retries, backoff_base, backoff_max)
-        self._transport = Transport(write_key, self.host, timeout=timeout, gzip=gzip,
-                                    historical=historical, policy=self.policy)
+        self.exit_timeout = exit_timeout
         self._queue: EventQueue
         self._durable = spool_dir is not None
         if spool_dir is not None:
@@ -116,6 +116,8 @@ class Client:
                             spool_dir, spool.torn)
         else:
             self._queue, self._recovered = MemoryQueue(), 0
+        self._transport = Transport(write_key, self.host, timeout=timeout, gzip=gzip,
+                                    historical=historical, policy=self.policy)
         self._lock = threading.Condition()
         self._send_lock = threading.RLock()  # on_error may call shutdown() mid-send
         self._wake = threading.Event()  # set by shutdown(timeout) to cut retry waits short
@@ -129,7 +131,7 @@ class Client:
         self._counts = dict.fromkeys(
             ("accepted", "delivered", "rejected", "undelivered", "dropped_queue_full",
              "dropped_invalid", "requests"), 0)
-        atexit.register(self.shutdown)
+        atexit.register(self._at_exit)
         if len(self._queue) and not sync_mode:
             with self._lock:
                 self._start_worker()
@@ -213,9 +215,10 @@ class Client:
         return self._drain(full_only=False, bounded=True)
 
     def shutdown(self, timeout: float | None = None) -> bool:
-        """Flush, stop the background thread and release the spool; also run at exit.
+        """Flush, stop the background thread and release the spool.
 
-        With ``timeout`` (seconds), retry waits that would end past it are skipped. Events
+        Also runs at interpreter exit, with ``timeout=exit_timeout``. With ``timeout``
+        (seconds), retry waits that would end past it are skipped. Events
         still undelivered stay in the spool when there is one; without one they are
         reported through ``on_error`` and dropped. Returns True when nothing was left.
         Further calls on the client are refused.
@@ -226,7 +229,7 @@ class Client:
             self._closed = True
             self._stopping = True
             self._lock.notify_all()
-        atexit.unregister(self.shutdown)
+        atexit.unregister(self._at_exit)
         if timeout is not None:
             self._deadline = time.monotonic() + timeout
             self._wake.set()
@@ -245,6 +248,11 @@ class Client:
             self._queue.close()
         self._transport.close()
         return emptied
+
+    def _at_exit(self) -> None:
+        # bounded, so that a program ending while the server is down does not hang for
+        # the whole retry budget; with a spool, what is left stays on disk
+        self.shutdown(self.exit_timeout)
 
     def __enter__(self) -> Client:
         return self
