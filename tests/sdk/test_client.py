@@ -9,6 +9,7 @@ import sys
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -297,3 +298,32 @@ def test_exit_does_not_wait_the_whole_retry_budget(scripted: Scripted) -> None:
                          capture_output=True, text=True)
     assert len(server.requests) == 1  # it did not wait 120 s for a second attempt
     assert "DeliveryError" in out.stdout
+
+
+def test_the_wire_matches_segments_own_python_sdk(scripted: Scripted) -> None:
+    """The same six calls as a captured segment-analytics-python request, key for key."""
+    captured = orjson.loads((Path(__file__).parent / "segment_python_batch.json").read_bytes())
+    theirs = captured["body"]
+    server = scripted()
+    with Client(KEY, server.url) as client:
+        client.identify("user-1", {"email": "a@b.c", "plan": "pro"})
+        client.track("Order Completed", {"revenue": 9.99, "currency": "USD"}, user_id="user-1",
+                     context={"ip": "1.2.3.4"}, timestamp="2024-01-02T03:04:05+00:00")
+        client.page("Install", {"url": "https://x/docs"}, category="Docs", user_id="user-1")
+        client.screen("Home", {"k": 1}, category="App", user_id="user-1")
+        client.group("group-9", {"name": "ACME"}, user_id="user-1")
+        client.alias("user-1", "prev-anon-1")
+        client.track("Anon Event", {}, anonymous_id="anon-7")
+    (request,) = server.requests
+    ours = request.body
+    assert set(theirs) - set(ours) == {"writeKey"}  # we authenticate by the header only
+    assert set(ours) <= set(theirs)
+    for mine, segment in zip(ours["batch"], theirs["batch"], strict=True):
+        # Segment's SDK also sends an empty "integrations" and null ids; we omit them
+        present = {k for k, v in segment.items() if v is not None and k != "integrations"}
+        assert set(mine) == present, segment["type"]
+        for key in present - {"messageId", "timestamp", "context"}:
+            assert mine[key] == segment[key], (segment["type"], key)
+        assert set(mine["context"]) == set(segment["context"])
+        assert mine["context"]["library"]["name"] == "nerve-python"
+    assert ours["batch"][1]["timestamp"].startswith("2024-01-02T03:04:05")
