@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +13,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nerve.sdk import Client, DeliveryError, QueueFullError, _spool
 from nerve.sdk._spool import SpoolQueue
@@ -167,3 +170,61 @@ def test_the_bound_applies_to_the_spool(tmp_path: Path) -> None:
     assert [type(e) for e in errors] == [QueueFullError, QueueFullError]
     assert client.stats().queued == 3
     client.shutdown()
+
+
+def crash(queue: SpoolQueue) -> None:
+    """Drop a queue as a killed process would: descriptors closed, nothing tidied up."""
+    for seg in list(queue._segments):
+        _spool._close(seg)
+    queue._segments.clear()
+
+
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("put"), st.integers(1, 30)),
+        st.tuples(st.just("send"), st.integers(1, 40)),
+        st.tuples(st.just("crash"), st.booleans()),  # with or without a torn line
+        st.tuples(st.just("close"), st.just(0)),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(ops=operations)
+def test_the_spool_always_holds_exactly_the_unsettled_messages(
+        ops: list[tuple[str, Any]]) -> None:
+    rotate = _spool.ROTATE_BYTES
+    _spool.ROTATE_BYTES = 300  # a new segment every few messages
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            queue = SpoolQueue(folder, identity="k")
+            pending: list[int] = []  # the model: unsettled message numbers, oldest first
+            counter = 0
+            for op, arg in ops:
+                if op == "put":
+                    for _ in range(arg):
+                        queue.put(orjson.dumps({"n": counter}))
+                        pending.append(counter)
+                        counter += 1
+                elif op == "send":
+                    lines, token = queue.peek(arg, 1 << 20)
+                    assert [orjson.loads(x)["n"] for x in lines] == pending[:len(lines)]
+                    assert lines or not pending
+                    queue.commit(token)
+                    del pending[:len(lines)]
+                else:
+                    if op == "crash":
+                        writable = [s for s in queue._segments if s.writable]
+                        crash(queue)
+                        if arg and writable:
+                            with writable[0].path.open("ab") as f:
+                                f.write(b'{"n": 99999, "torn')
+                    else:
+                        queue.close()
+                    queue = SpoolQueue(folder, identity="k")
+                    assert queue.recovered == len(pending)
+                assert len(queue) == len(pending)
+            queue.close()
+    finally:
+        _spool.ROTATE_BYTES = rotate
