@@ -113,15 +113,25 @@ def test_weekly_metrics_of_every_type(make_layer: Callable[..., SemanticLayer],
 def test_breakdown_fills_every_period_for_every_value(
         make_layer: Callable[..., SemanticLayer], events: Any) -> None:
     layer = make_layer()
-    rows = run(layer, events, ["revenue", "orders"], by="platform", grain="week",
+    rows = run(layer, events, ["revenue", "orders", "events"], by="platform", grain="week",
                since="2026-03-02", until="2026-03-22")
-    got = {(r["week"], r["platform"]): (r["revenue"], r["orders"]) for r in rows}
+    got = {(r["week"], r["platform"]): (r["revenue"], r["orders"], r["events"]) for r in rows}
+    # u3's events have no context: their platform is null, a breakdown value like others
     assert got == {
-        (WEEKS[0], "Android"): (20, 1), (WEEKS[0], "iOS"): (50, 1),
-        (WEEKS[1], "Android"): (30, 1), (WEEKS[1], "iOS"): (100, 1),
-        (WEEKS[2], "Android"): (0, 0), (WEEKS[2], "iOS"): (0, 0),
+        (WEEKS[0], "Android"): (20, 1, 4), (WEEKS[0], "iOS"): (50, 1, 5),
+        (WEEKS[0], None): (0, 0, 1),
+        (WEEKS[1], "Android"): (30, 1, 1), (WEEKS[1], "iOS"): (100, 1, 2),
+        (WEEKS[1], None): (0, 0, 0),
+        (WEEKS[2], "Android"): (0, 0, 0), (WEEKS[2], "iOS"): (0, 0, 0),
+        (WEEKS[2], None): (0, 0, 0),
     }
-    assert list(rows[0]) == ["week", "platform", "revenue", "orders"]
+    assert list(rows[0]) == ["week", "platform", "revenue", "orders", "events"]
+    # one metric alone: each (week, platform) once, though each platform has many weeks
+    rows = run(layer, events, ["orders"], by="platform", grain="week", since="2026-03-02",
+               until="2026-03-15")
+    assert [(r["week"], r["platform"], r["orders"]) for r in rows] == [
+        (WEEKS[0], "Android", 1), (WEEKS[0], "iOS", 1),
+        (WEEKS[1], "Android", 1), (WEEKS[1], "iOS", 1)]
 
 
 def test_traits_are_taken_as_of_the_event(make_layer: Callable[..., SemanticLayer],
@@ -187,6 +197,10 @@ def test_days_follow_the_workspace_time_zone_across_dst(
     assert [(r["day"], r["revenue"]) for r in rows] == [
         (date(2026, 3, 27), 0), (date(2026, 3, 28), 1), (date(2026, 3, 29), 6),
         (date(2026, 3, 30), 8)]
+    # the night of the switch by the hour: 02:00-03:00 does not exist in Berlin
+    rows = run(berlin, table, ["orders"], grain="hour", since="2026-03-29T00:00",
+               until="2026-03-29T04:00")
+    assert [(r["hour"].hour, r["orders"]) for r in rows] == [(0, 1), (1, 0), (3, 0)]
     utc = make_layer("UTC")
     rows = run(utc, table, ["revenue"], grain="day", since="2026-03-28", until="2026-03-29")
     assert [r["revenue"] for r in rows] == [3, 12]

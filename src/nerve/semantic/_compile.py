@@ -82,6 +82,18 @@ class _Key:
     converted: ConversionSpec | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A component's resolved names: what it reads and how it filters."""
+
+    key: _Key
+    dims: tuple[Resolved, ...]
+    target: Resolved | None
+    filters: list[tuple[Node, str, str]]
+    needed: tuple[Resolved, ...]
+    entity: Resolved | None
+
+
 @dataclass
 class _Trace:
     """What a metric read, for its lineage."""
@@ -129,7 +141,8 @@ class _Compiler:
         self.by = [parse_ref(b) for b in query.by]
         self.components: dict[_Key, str] = {}
         self.traces: dict[_Key, _Trace] = {}
-        starts = periods(trange.start, trange.end, self.grain) if self.grain else [trange.start]
+        starts = (periods(trange.start, trange.end, self.grain, trange.tz) if self.grain
+                  else [trange.start])
         self.periods = starts
 
     # ---------------------------------------------------------------- query-level filters
@@ -354,39 +367,75 @@ class _Compiler:
             raise QueryError(f"{origin}: {'; '.join(problems)}")
         return walk(node)
 
-    def _rows(self, key: _Key, lo: datetime, hi: datetime) -> ir.Table:
-        """The component's event rows: ``_local``, the dimensions ``_d*``, ``_v``."""
+    def _plan(self, key: _Key) -> _Plan:
+        """What one component reads: its dimensions, value, filters and traits."""
         measure = key.measure
         events = measure.events
         context = f"metric measure {measure.describe()}"
-        dims = [self._resolve(b, events, context=f"--by {b.text} on {context}") for b in self.by]
+        dims = tuple(self._resolve(b, events, context=f"--by {b.text} on {context}")
+                     for b in self.by)
         target = (self._resolve(parse_ref(measure.of), events, context=context)
                   if measure.of else None)
         filters = self._filters_of(key)
         needed = [*dims, *([target] if target else [])]
         for node, _, origin in filters:
             needed.extend(self._expand(node, events, origin))
-        entity: Resolved | None = None
+        entity = None
         if key.converted is not None:
             entity = self._resolve(parse_ref(key.converted.entity), events, context=context)
             needed.append(entity)
+        return _Plan(key, dims, target, filters, tuple(needed), entity)
+
+    def _rows(self, plans: list[_Plan], lo: datetime, hi: datetime) -> ir.Table:
+        """Rows of one or more components of the same shape, read in one scan.
+
+        Columns: ``_local``, the dimensions ``_d*``, and per component ``j`` its value
+        ``_v{j}`` and, when several share the scan, ``_f{j}``: whether the row is one of
+        its events and passes its filters. A single component filters rows instead.
+        """
+        if any(p.key.measure.any_event for p in plans):
+            events: tuple[str, ...] = (ANY_EVENT,)
+        else:
+            events = tuple(dict.fromkeys(e for p in plans for e in p.key.measure.events))
+        needed = [item for p in plans for item in p.needed]
         t, value = self._prepare(events, to_utc(lo, self.range.tz), to_utc(hi, self.range.tz),
                                  needed)
-        for node, _, origin in filters:
-            t = t.filter(self._condition(node, events, value, origin))
+        def member(own: tuple[str, ...]) -> ir.BooleanValue:
+            if own in (events, (ANY_EVENT,)):
+                return ibis.literal(True)
+            inside = t.event.isin(list(own))
+            return (t.type == "track") & inside if events == (ANY_EVENT,) else inside
+
+        conditions = []
+        if len(plans) == 1:
+            for node, _, origin in plans[0].filters:
+                t = t.filter(self._condition(node, plans[0].key.measure.events, value, origin))
+        else:
+            for plan in plans:
+                own = plan.key.measure.events
+                condition = member(own)
+                for node, _, origin in plan.filters:
+                    condition = condition & self._condition(node, own, value, origin)
+                conditions.append(condition)
         columns: dict[str, ir.Value] = {
             "_local": local_time(t.timestamp, self.tz, self.dialect),
-            **{f"_d{i}": value(d) for i, d in enumerate(dims)},
+            **{f"_d{i}": value(d) for i, d in enumerate(plans[0].dims)},
         }
-        if target is not None:
-            columns["_v"] = value(target)
-        if key.converted is None:
+        for j, plan in enumerate(plans):
+            if plan.target is not None:
+                columns[f"_v{j}"] = value(plan.target)
+            if len(plans) > 1:
+                # a NULL condition (a filter on a missing field) does not count
+                columns[f"_f{j}"] = conditions[j].fill_null(False)
+        converted = plans[0].key.converted
+        if converted is None:
             return t.select(**columns)
-        assert entity is not None
-        columns.update(_ts=t.timestamp, _mid=t.message_id, _ent=value(entity))
+        assert len(plans) == 1
+        assert plans[0].entity is not None
+        columns.update(_ts=t.timestamp, _mid=t.message_id, _ent=value(plans[0].entity))
         base = t.select(**columns)
-        conv = self._conversion_rows(key.converted, lo, hi)
-        window = ibis.interval(seconds=int(parse_duration(key.converted.window).seconds()))
+        conv = self._conversion_rows(converted, lo, hi)
+        window = ibis.interval(seconds=int(parse_duration(converted.window).seconds()))
         hit = base.semi_join(conv, [
             base._ent == conv._cent,
             conv._cts >= base._ts,
@@ -454,53 +503,76 @@ class _Compiler:
         data = pa.table({k: pa.array(v, pa.timestamp("us")) for k, v in columns.items()})
         return ibis.memtable(data)
 
-    def _aggregations(self, measure: Measure, rows: ir.Table) -> ir.Scalar:
+    def _aggregation(self, measure: Measure, rows: ir.Table, j: int,
+                     shared: bool) -> ir.Scalar:
+        where = rows[f"_f{j}"] if shared else None
         if measure.agg == "count":
-            return rows.count()
-        v = rows._v
+            return rows.count(where=where)
+        v = rows[f"_v{j}"]
         if measure.agg == "count_distinct":
-            return v.nunique()
+            return v.nunique(where=where)
         if measure.agg == "sum":
-            return v.sum()
+            return v.sum(where=where)
         if measure.agg == "avg":
-            return v.mean()
+            return v.mean(where=where)
         if measure.agg == "min":
-            return v.min()
+            return v.min(where=where)
         if measure.agg == "max":
-            return v.max()
+            return v.max(where=where)
         assert measure.percentile is not None
-        return v.quantile(measure.percentile)
+        return v.quantile(measure.percentile, where=where)
 
-    def component_table(self, key: _Key) -> ir.Table:
-        """``(_period, _d*, _v)``: the component's value for every period it has rows in."""
-        bounds = self._bounds(key)
+    def component_table(self, keys: list[_Key]) -> ir.Table:
+        """``(_period, _d*, _c*)``: the value of components of one shape for every period
+        they have rows in (one scan, one aggregation for all of them)."""
+        bounds = self._bounds(keys[0])
         lo = min(b[1] for b in bounds)
         hi = max(b[2] for b in bounds)
-        rows = self._rows(key, lo, hi)
+        plans = [self._plan(key) for key in keys]
+        rows = self._rows(plans, lo, hi)
         dims = [f"_d{i}" for i in range(len(self.by))]
-        if key.measure.agg == "count_distinct" and self._day_bounds(bounds):
+        shared = len(keys) > 1
+        if not shared and keys[0].measure.agg == "count_distinct" and self._day_bounds(bounds):
             # one row per value and day is enough to count distinct values per period
-            rows = rows.select("_v", *dims, _local=rows._local.truncate("D")).distinct()
+            rows = rows.select("_v0", *dims, _local=rows._local.truncate("D")).distinct()
+        outputs = [self.components[key] for key in keys]
         if self._aligned(bounds):
             assert self.grain is not None
             rows = rows.mutate(_src=rows._local.truncate(_TRUNCATE[self.grain]))
-            grouped = rows.group_by(["_src", *dims]).aggregate(
-                _v=self._aggregations(key.measure, rows))
+            grouped = rows.group_by(["_src", *dims]).aggregate(**{
+                out: self._aggregation(k.measure, rows, j, shared)
+                for j, (k, out) in enumerate(zip(keys, outputs, strict=True))})
             spine = self._spine("periods", {"_p": [b[0] for b in bounds],
                                             "_s": [b[1] for b in bounds]})
             joined = grouped.join(spine, grouped._src == spine._s)
             return joined.select(_period=joined._p, **{d: joined[d] for d in dims},
-                                 _v=joined._v)
+                                 **{out: joined[out] for out in outputs})
         spine = self._spine("windows", {"_p": [b[0] for b in bounds],
                                         "_lo": [b[1] for b in bounds],
                                         "_hi": [b[2] for b in bounds]})
         joined = rows.join(spine, [rows._local >= spine._lo, rows._local < spine._hi])
         keep = {"_period": joined._p, **{d: joined[d] for d in dims}}
-        if "_v" in rows.columns:
-            keep["_v"] = joined._v
+        keep.update({c: joined[c] for c in rows.columns if c[:2] in ("_v", "_f")})
         joined = joined.select(**keep)
-        return joined.group_by(["_period", *dims]).aggregate(
-            _v=self._aggregations(key.measure, joined))
+        return joined.group_by(["_period", *dims]).aggregate(**{
+            out: self._aggregation(k.measure, joined, j, shared)
+            for j, (k, out) in enumerate(zip(keys, outputs, strict=True))})
+
+    def _groups(self) -> list[list[_Key]]:
+        """Components that can share one scan: same time shape, same dimensions.
+
+        A conversion's converted rows are always alone (they need a semi-join).
+        """
+        groups: dict[object, list[_Key]] = {}
+        for key in self.components:
+            shape: object = (key.offsets, key.window, key.grain_to_date, key.all_time)
+            if key.converted is not None:
+                shape = ("converted", key)
+            else:
+                dims = tuple((d.kind, d.path, d.type) for d in self._plan(key).dims)
+                shape = (shape, dims)
+            groups.setdefault(shape, []).append(key)
+        return list(groups.values())
 
     def _day_bounds(self, bounds: list[tuple[datetime, datetime, datetime]]) -> bool:
         def on_day(moment: datetime) -> bool:
@@ -519,18 +591,21 @@ class _Compiler:
             values[name] = self.metric_value(name, (), (), trace)
             traces[name] = trace
         dims = [f"_d{i}" for i in range(len(self.by))]
-        tables = {column: self.component_table(key) for key, column in self.components.items()}
+        tables = [self.component_table(group) for group in self._groups()]
         frame = self._spine("frame", {"_period": self.periods})
         if dims:
-            combos = ibis.union(*[t.select(*dims) for t in tables.values()], distinct=True)
+            combos = ibis.union(*[t.select(*dims) for t in tables],
+                                distinct=True).distinct()  # one table: union is a no-op
             frame = frame.cross_join(combos)
-        for column, table in tables.items():
+        for table in tables:
+            values_ = [c for c in table.columns if c.startswith("_c")]
             renamed = table.select(_jp=table._period, **{f"_j{d}": table[d] for d in dims},
-                                   **{column: table._v})
+                                   **{c: table[c] for c in values_})
             predicates = [frame._period == renamed._jp]
             predicates += [frame[d].identical_to(renamed[f"_j{d}"]) for d in dims]
             joined = frame.left_join(renamed, predicates)
-            frame = joined.select(*[joined[c] for c in frame.columns], joined[column])
+            frame = joined.select(*[joined[c] for c in frame.columns],
+                                  *[joined[c] for c in values_])
         names: dict[str, str] = {}
         time_column = self.grain
         out: dict[str, ir.Value] = {}

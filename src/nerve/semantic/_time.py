@@ -126,12 +126,18 @@ def next_period(start: datetime, grain: str) -> datetime:
     raise QueryError(f"unknown grain {grain!r}; expected hour, day, week or month")
 
 
-def periods(start: datetime, end: datetime, grain: str) -> list[datetime]:
-    """Start of every period that overlaps ``[start, end)``."""
+def periods(start: datetime, end: datetime, grain: str,
+            tz: ZoneInfo | None = None) -> list[datetime]:
+    """Start of every period that overlaps ``[start, end)``.
+
+    With ``tz``, hours that do not exist on the local clock (the spring DST gap) are left
+    out: no event can fall in them.
+    """
     result = []
     current = floor_to(start, grain)
     while current < end:
-        result.append(current)
+        if tz is None or grain != "hour" or to_local(to_utc(current, tz), tz) == current:
+            result.append(current)
         current = next_period(current, grain)
     return result
 

@@ -20,15 +20,15 @@ FROM (
   LEFT OUTER JOIN (
     SELECT
       "t19"."_period" AS "_jp",
-      "t19"."_v" AS "_c0"
+      "t19"."_c0"
     FROM (
       SELECT
         "t5"."_p" AS "_period",
-        "t16"."_v"
+        "t16"."_c0"
       FROM (
         SELECT
           "t14"."_src",
-          COUNT(*) AS "_v"
+          COUNT(*) AS "_c0"
         FROM (
           SELECT
             "t11"."_local",
@@ -50,15 +50,15 @@ FROM (
   LEFT OUTER JOIN (
     SELECT
       "t24"."_period" AS "_jp",
-      "t24"."_v" AS "_c1"
+      "t24"."_c1"
     FROM (
       SELECT
         "t6"."_p" AS "_period",
-        "t22"."_v"
+        "t22"."_c1"
       FROM (
         SELECT
           "t18"."_src",
-          COUNT(*) AS "_v"
+          COUNT(*) AS "_c1"
         FROM (
           SELECT
             "t17"."_local",

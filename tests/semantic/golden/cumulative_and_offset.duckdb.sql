@@ -14,23 +14,23 @@ FROM (
   LEFT OUTER JOIN (
     SELECT
       "t24"."_period" AS "_jp",
-      "t24"."_v" AS "_c0"
+      "t24"."_c0"
     FROM (
       SELECT
         "t21"."_period",
-        COUNT(DISTINCT "t21"."_v") AS "_v"
+        COUNT(DISTINCT "t21"."_v0") AS "_c0"
       FROM (
         SELECT
           "t8"."_p" AS "_period",
-          "t16"."_v"
+          "t16"."_v0"
         FROM (
           SELECT DISTINCT
-            "t12"."_v",
+            "t12"."_v0",
             DATE_TRUNC('DAY', "t12"."_local") AS "_local"
           FROM (
             SELECT
               TIMEZONE('Europe/Berlin', "t9"."timestamp") AS "_local",
-              COALESCE("t9"."user_id", "t9"."anonymous_id") AS "_v"
+              COALESCE("t9"."user_id", "t9"."anonymous_id") AS "_v0"
             FROM (
               SELECT
                 *
@@ -53,24 +53,24 @@ FROM (
   LEFT OUTER JOIN (
     SELECT
       "t25"."_period" AS "_jp",
-      "t25"."_v" AS "_c1"
+      "t25"."_c1"
     FROM (
       SELECT
         "t6"."_p" AS "_period",
-        "t22"."_v"
+        "t22"."_c1"
       FROM (
         SELECT
           "t17"."_src",
-          SUM("t17"."_v") AS "_v"
+          SUM("t17"."_v0") AS "_c1"
         FROM (
           SELECT
             "t13"."_local",
-            "t13"."_v",
+            "t13"."_v0",
             DATE_TRUNC('DAY', "t13"."_local") AS "_src"
           FROM (
             SELECT
               TIMEZONE('Europe/Berlin', "t10"."timestamp") AS "_local",
-              CAST("t10"."properties" ->> '$.revenue' AS DOUBLE) AS "_v"
+              CAST("t10"."properties" ->> '$.revenue' AS DOUBLE) AS "_v0"
             FROM (
               SELECT
                 *
@@ -94,24 +94,24 @@ FROM (
   LEFT OUTER JOIN (
     SELECT
       "t26"."_period" AS "_jp",
-      "t26"."_v" AS "_c2"
+      "t26"."_c2"
     FROM (
       SELECT
         "t7"."_p" AS "_period",
-        "t23"."_v"
+        "t23"."_c2"
       FROM (
         SELECT
           "t18"."_src",
-          SUM("t18"."_v") AS "_v"
+          SUM("t18"."_v0") AS "_c2"
         FROM (
           SELECT
             "t14"."_local",
-            "t14"."_v",
+            "t14"."_v0",
             DATE_TRUNC('DAY', "t14"."_local") AS "_src"
           FROM (
             SELECT
               TIMEZONE('Europe/Berlin', "t11"."timestamp") AS "_local",
-              CAST("t11"."properties" ->> '$.revenue' AS DOUBLE) AS "_v"
+              CAST("t11"."properties" ->> '$.revenue' AS DOUBLE) AS "_v0"
             FROM (
               SELECT
                 *

@@ -8,11 +8,11 @@ FROM (
   LEFT OUTER JOIN (
     SELECT
       "t18"."_period" AS "_jp",
-      "t18"."_v" AS "_c0"
+      "t18"."_c0"
     FROM (
       SELECT
         "t17"."_period",
-        COUNT(*) AS "_v"
+        COUNT(*) AS "_c0"
       FROM (
         SELECT
           "t4"."_p" AS "_period"
