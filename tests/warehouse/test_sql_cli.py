@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -198,3 +199,19 @@ def test_typed_views_read_properties_as_columns(make_workspace: Callable[..., Wo
     rows = json.loads(sql(ws, "SELECT user_id, plan, seats FROM evt_signup ORDER BY seats",
                           "-f", "json").stdout)
     assert rows == [{"user_id": f"u{i}", "plan": "pro", "seats": i} for i in range(3)]
+
+
+def test_the_query_can_come_from_a_file_or_stdin(
+    make_workspace: Callable[..., Workspace], tmp_path: Path
+) -> None:
+    ws = make_workspace()
+    query = tmp_path / "q.sql"
+    query.write_text("-- how many?\nSELECT count(*) AS n FROM events;\n")
+    result = runner.invoke(app, ["-w", str(ws.root), "sql", "--file", str(query), "-f", "json"])
+    assert json.loads(result.stdout) == [{"n": 0}]
+    result = runner.invoke(app, ["-w", str(ws.root), "sql", "--file", "-", "-f", "json"],
+                           input="SELECT 7 AS n")
+    assert json.loads(result.stdout) == [{"n": 7}]
+    result = runner.invoke(app, ["-w", str(ws.root), "sql"])
+    assert result.exit_code == ExitCode.INVALID
+    assert "give a query" in result.stderr

@@ -8,7 +8,9 @@ file is opened read-only here.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
@@ -43,18 +45,31 @@ class _Rows:
 @handle_errors
 def sql(
     ctx: typer.Context,
-    query: Annotated[str, typer.Argument(help="One read-only query: SELECT, WITH, FROM-first, "
-                                              "DESCRIBE, SHOW or SUMMARIZE.")],
+    query: Annotated[str | None, typer.Argument(
+        help="One read-only query: SELECT, WITH, FROM-first, DESCRIBE, SHOW or SUMMARIZE.",
+        show_default=False)] = None,
+    file: Annotated[Path | None, typer.Option(
+        "--file", help="Read the query from this file ('-' for stdin) instead.",
+        dir_okay=False, allow_dash=True)] = None,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Run a read-only SQL query (DuckDB dialect) on the warehouse.
 
-    Tables: events, quarantine, loads, log_offsets (docs/storage.md). Statements that
-    change anything (INSERT, DROP, ATTACH, COPY, ...) and functions that read files are
-    refused. While `nerve serve` runs, the query goes through the server.
+    Tables: events, quarantine, loads, log_offsets, and a typed view evt_<event> per
+    cataloged event (docs/storage.md). Statements that change anything (INSERT, DROP,
+    ATTACH, COPY, ...) and functions that read files are refused. While `nerve serve`
+    runs, the query goes through the server.
 
     Example: nerve sql "SELECT event, count(*) AS n FROM events GROUP BY 1" --format json
     """
+    if (query is None) == (file is None):
+        raise QueryError("give a query, or --file FILE, but not both")
+    if file is not None:
+        try:
+            query = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise QueryError(f"{file}: cannot read the query ({exc.strerror})") from exc
+    assert query is not None
     ws = load_workspace(ctx)
     body = run_sql(ws, query)
     emit(_Rows(list(body["columns"]), list(body["rows"])), fmt)
