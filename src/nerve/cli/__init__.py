@@ -35,6 +35,7 @@ COMMAND_MODULES = [
     "_check",
     "_metrics",
     "_funnel",
+    "_experiment",
 ]
 
 

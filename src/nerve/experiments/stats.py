@@ -195,4 +195,4 @@ def sample_size(baseline_mean: float, baseline_std: float, mde: float, alpha: fl
     if delta == 0:
         return 0
     z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
-    return int(math.ceil(2 * (z * baseline_std / delta) ** 2))
+    return math.ceil(float(2 * (z * baseline_std / delta) ** 2))

@@ -20,6 +20,7 @@ API_MODULES = [
     "checks",
     "metrics",
     "funnels",
+    "experiments",
 ]
 
 

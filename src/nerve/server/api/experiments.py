@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from nerve.errors import AuthError, PayloadError
+from nerve.errors import PayloadError
 from nerve.experiments import get_experiment, load_experiments
 from nerve.semantic import SemanticLayer
 from nerve.server.api._common import (
@@ -102,5 +102,3 @@ def routes() -> list[BaseRoute]:
         Route("/v1/experiments/plan", plan, methods=["POST"]),
     ]
 
-
-_ = AuthError  # documented: definitions answer 401 without a write key or admin token

@@ -1,0 +1,135 @@
+"""``nerve experiment list|show|plan|analyze``: experiments as code (docs/experiments.md)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+
+from nerve.cli._common import Format, FormatOption, console, emit, emit_json, handle_errors
+from nerve.cli._common import load_workspace as _workspace
+from nerve.cli._remote import answer
+from nerve.experiments import get_experiment, load_experiments
+from nerve.workspace import Workspace
+
+__all__ = ["register", "run_analysis"]
+
+experiment_app = typer.Typer(help="Experiments as code in experiments/*.yaml: plan, assign, "
+                                  "analyse.", no_args_is_help=True)
+
+
+
+def _pct(value: float | None) -> str:
+    return "" if value is None else f"{value:+.1%}"
+
+
+def _table_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A readable row: the columns that decide, formatted for people."""
+    ci = (f"{_pct(row['ci_low'])} .. {_pct(row['ci_high'])}"
+          if row["ci_low"] is not None else "")
+    return {
+        "metric": row["metric"], "variant": row["variant"], "units": row["units"],
+        "mean": f"{row['mean']:.4g}" if row["mean"] is not None else "",
+        "lift": _pct(row["lift"]), "95% CI": ci,
+        "p": f"{row['p_value']:.2g}" if row["p_value"] is not None else "",
+        "win": f"{row['chance_to_win']:.1%}" if row["chance_to_win"] is not None else "",
+    }
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(experiment_app, name="experiment")
+
+
+def _experiments(ws: Workspace) -> dict[str, Any]:
+    return load_experiments(ws.root / "experiments")
+
+
+@experiment_app.command("list")
+@handle_errors
+def list_experiments(ctx: typer.Context, fmt: FormatOption = Format.table) -> None:
+    """Every experiment with its variants, metrics and dates."""
+    ws = _workspace(ctx)
+    rows = [{"key": e.key, "name": e.name, "owner": e.owner, "status": e.status,
+             "variants": ", ".join(f"{v.key} ({v.weight:g})" for v in e.variants),
+             "primary": e.primary, "start": e.start, "end": e.end}
+            for e in _experiments(ws).values()]
+    emit(rows, fmt, title="experiments")
+
+
+@experiment_app.command("show")
+@handle_errors
+def show(ctx: typer.Context, key: Annotated[str, typer.Argument(help="Experiment key.")],
+         fmt: FormatOption = Format.table) -> None:
+    """One experiment's definition, as SDKs receive it."""
+    exp = get_experiment(_experiments(_workspace(ctx)), key)
+    info = {**exp.as_dict(), "hypothesis": exp.hypothesis, "owner": exp.owner,
+            "primary": exp.primary, "secondary": list(exp.secondary),
+            "guardrails": list(exp.guardrails), "mde": exp.mde, "alpha": exp.alpha,
+            "power": exp.power, "correction": exp.correction}
+    if fmt is Format.json:
+        emit_json(info)
+    else:
+        emit([{"field": k, "value": v} for k, v in info.items()], fmt, title=exp.key)
+
+
+def run_analysis(ws: Workspace, key: str) -> dict[str, Any]:
+    """The readout of ``key``: through the running server, else from the warehouse file."""
+    def local(warehouse: Any) -> dict[str, Any]:
+        from nerve.experiments._run import analyze_experiment, readout_dict  # noqa: PLC0415
+        from nerve.semantic import SemanticLayer  # noqa: PLC0415
+
+        exp = get_experiment(_experiments(ws), key)
+        layer = SemanticLayer.load(ws)
+        readout = analyze_experiment(exp, layer, warehouse.table("events"),
+                                     now=datetime.now(UTC))
+        return readout_dict(exp, readout)
+
+    get_experiment(_experiments(ws), key)  # a bad file or key fails before any connection
+    return answer(ws, "/v1/experiments/analyze", {"key": key}, local)
+
+
+@experiment_app.command("analyze")
+@handle_errors
+def analyze(ctx: typer.Context, key: Annotated[str, typer.Argument(help="Experiment key.")],
+            fmt: FormatOption = Format.table) -> None:
+    """Analyse an experiment: lift, intervals, CUPED, always-valid intervals, chance to
+    win, sample-ratio mismatch, and a decision (ship, keep running, stop).
+
+    --format json prints one object per variant and metric (variant, metric, units, mean,
+    std, lift, ci_low, ci_high, p_value, seq_ci_low, seq_ci_high, cuped_lift,
+    cuped_ci_low, cuped_ci_high, chance_to_win, srm_p_value, ...).
+    """
+    from nerve.experiments._run import report_text  # noqa: PLC0415
+
+    readout = run_analysis(_workspace(ctx), key)
+    if fmt is not Format.table:
+        emit(readout["rows"], fmt)
+        return
+    emit([_table_row(r) for r in readout["rows"]], fmt, title=key)
+    console.print(report_text(readout), highlight=False, soft_wrap=True)
+
+
+@experiment_app.command("plan")
+@handle_errors
+def plan(ctx: typer.Context, key: Annotated[str, typer.Argument(help="Experiment key.")],
+         baseline_days: Annotated[int, typer.Option(help="Days of history to read the primary "
+                                                        "metric's level and traffic from.")] = 14,
+         fmt: FormatOption = Format.table) -> None:
+    """Units and days needed to detect the experiment's minimum detectable effect."""
+    ws = _workspace(ctx)
+    exp = get_experiment(_experiments(ws), key)
+
+    def local(warehouse: Any) -> dict[str, Any]:
+        from nerve.experiments._plan import plan_experiment  # noqa: PLC0415
+        from nerve.semantic import SemanticLayer  # noqa: PLC0415
+
+        return plan_experiment(exp, SemanticLayer.load(ws), warehouse.table("events"),
+                               baseline_days=baseline_days, now=datetime.now(UTC))
+
+    result = answer(ws, "/v1/experiments/plan", {"key": key, "baseline_days": baseline_days},
+                    local)
+    if fmt is Format.json:
+        emit_json(result)
+        return
+    emit([{"field": k, "value": v} for k, v in result.items()], fmt, title=f"plan for {key}")

@@ -1,0 +1,99 @@
+"""One way for every command to reach the data: through `nerve serve` when it runs.
+
+DuckDB lets one process hold a database file. While ``nerve serve`` runs it names itself
+in ``.nerve/server.json`` (url, pid, admin token) and commands send their request to its
+HTTP API; otherwise they open the warehouse file read-only themselves.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import httpx
+import orjson
+
+from nerve.errors import QueryError, TransientError, UserError
+from nerve.workspace import Workspace
+
+__all__ = ["answer", "post", "running_server"]
+
+SERVER_FILE = "server.json"
+T = TypeVar("T")
+
+
+def running_server(ws: Workspace) -> dict[str, Any] | None:
+    """The live server of ``ws`` (url, pid, admin_token), or None."""
+    path = ws.data_dir / SERVER_FILE
+    try:
+        info = orjson.loads(path.read_bytes())
+    except (FileNotFoundError, orjson.JSONDecodeError):
+        return None  # no server, or a half-written file
+    if not isinstance(info, dict) or not isinstance(info.get("url"), str):
+        return None
+    pid = info.get("pid")
+    if isinstance(pid, int) and not _alive(pid):
+        return None
+    return info
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True
+
+
+def post(server: dict[str, Any], path: str, body: dict[str, Any], *,
+         timeout: float = 600) -> dict[str, Any]:
+    """POST ``body`` to the server's ``path`` with its admin token; errors by status.
+
+    Raises httpx.ConnectError when nothing listens (the server died since it wrote
+    server.json), so the caller can fall back to the file.
+    """
+    url = str(server["url"]).rstrip("/") + path
+    headers = {"Authorization": f"Bearer {server.get('admin_token', '')}"}
+    try:
+        response = httpx.post(url, json=body, headers=headers, timeout=timeout)
+    except httpx.ConnectError:
+        raise
+    except httpx.HTTPError as exc:
+        raise TransientError(f"{url}: the server did not answer ({exc})") from exc
+    try:
+        answer_body = response.json()
+    except ValueError:
+        answer_body = None
+    if response.status_code == 200 and isinstance(answer_body, dict):
+        return answer_body
+    message = answer_body.get("message") if isinstance(answer_body, dict) else None
+    message = message or response.text[:500] or f"HTTP {response.status_code}"
+    if response.status_code in (401, 403):
+        raise UserError(f"{url}: the server refused the admin token ({message}); "
+                        "is .nerve/server.json from another server?")
+    if response.status_code in (429, 503):
+        raise TransientError(f"{url}: {message}")
+    if 400 <= response.status_code < 500:
+        raise QueryError(message)
+    raise TransientError(f"{url}: HTTP {response.status_code}: {message}")
+
+
+def answer(ws: Workspace, path: str, body: dict[str, Any],
+           local: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+    """The server's answer to ``body`` at ``path``, else ``local(warehouse)`` on the file."""
+    server = running_server(ws)
+    if server is not None:
+        try:
+            return post(server, path, body)
+        except httpx.ConnectError:
+            pass  # the server died since it wrote server.json: open the file ourselves
+    from nerve.warehouse import Warehouse  # noqa: PLC0415 - DuckDB only when needed
+
+    path_on_disk = Warehouse.file_of(ws.warehouse_url)
+    if path_on_disk is not None and not path_on_disk.exists():
+        Warehouse.for_workspace(ws).close()  # a fresh workspace: create the empty tables
+    with Warehouse.for_workspace(ws, read_only=True) as warehouse:
+        return local(warehouse)

@@ -1,0 +1,287 @@
+"""Reading an experiment: per-unit values in, one result per variant and metric out.
+
+Pure: takes numpy arrays of per-unit values, so every number here is testable against an
+independent computation. Each metric is a ratio of per-unit sums, ``num / den`` (``den`` is
+1 for a plain per-unit metric), analysed through its linearisation
+``u_i = num_i - R * den_i`` (the delta method), which CUPED then adjusts with the same
+metric measured before the unit's first exposure.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from nerve.experiments.stats import (
+    Summary,
+    bayes,
+    benjamini_hochberg,
+    confidence_sequence,
+    holm,
+    sample_size,
+    srm_p_value,
+    welch,
+)
+
+__all__ = ["ArmData", "MetricData", "Readout", "ResultRow", "analyze"]
+
+#: flag a sample-ratio mismatch or a CUPED covariate imbalance below this p-value
+HEALTH_ALPHA = 0.001
+
+
+@dataclass(frozen=True)
+class ArmData:
+    """Per-unit values of one metric in one variant: after exposure and before it."""
+
+    num: np.ndarray
+    den: np.ndarray
+    pre_num: np.ndarray
+    pre_den: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return int(self.num.size)
+
+
+@dataclass(frozen=True)
+class MetricData:
+    name: str
+    role: str  # primary | secondary | guardrail
+    up_is_good: bool
+    arms: dict[str, ArmData]
+    ratio: bool = False
+
+
+@dataclass
+class ResultRow:
+    """One variant and metric; the control's row carries its level, not a lift."""
+
+    experiment: str
+    variant: str
+    metric: str
+    role: str
+    units: int
+    mean: float | None
+    std: float | None
+    lift: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    p_value: float | None = None
+    p_value_adjusted: float | None = None
+    seq_ci_low: float | None = None
+    seq_ci_high: float | None = None
+    cuped_lift: float | None = None
+    cuped_ci_low: float | None = None
+    cuped_ci_high: float | None = None
+    cuped_imbalance_p: float | None = None
+    chance_to_win: float | None = None
+    expected_loss: float | None = None
+    srm_p_value: float | None = None
+    significant: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: _clean(v) for k, v in asdict(self).items()}
+
+
+@dataclass
+class Readout:
+    """The whole analysis: rows, health checks, and the decision."""
+
+    rows: list[ResultRow]
+    srm_p_value: float
+    units: dict[str, int]
+    excluded_multiple_variants: int
+    decision: str
+    reasons: list[str] = field(default_factory=list)
+    planned_units_per_variant: int | None = None
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, np.floating):
+        return _clean(float(value))
+    return value
+
+
+def _ratio_parts(arm: ArmData) -> tuple[float, np.ndarray, float]:
+    """(R, linearised per-unit deviations u, mean denominator)."""
+    den_mean = float(arm.den.mean()) if arm.n else 0.0
+    if arm.n == 0 or den_mean == 0:
+        return math.nan, np.zeros(arm.n), den_mean
+    r = float(arm.num.sum() / arm.den.sum())
+    return r, arm.num - r * arm.den, den_mean
+
+
+def _summary(arm: ArmData) -> tuple[Summary, np.ndarray]:
+    r, u, den_mean = _ratio_parts(arm)
+    if not math.isfinite(r):
+        return Summary(arm.n, math.nan, math.nan), u
+    var = float(u.var(ddof=1)) / den_mean**2 if arm.n > 1 else 0.0
+    return Summary(arm.n, r, var), u
+
+
+def _covariate(arm: ArmData, pooled_pre_ratio: float) -> np.ndarray:
+    if arm.pre_den.sum() == 0:
+        return arm.pre_num.astype(float)
+    return arm.pre_num - pooled_pre_ratio * arm.pre_den
+
+
+def _cuped(control: ArmData, treatment: ArmData, alpha: float) -> tuple[Any, float]:
+    """CUPED-adjusted effect (theta pooled over both arms) and the covariate imbalance p."""
+    pre_den = control.pre_den.sum() + treatment.pre_den.sum()
+    pooled = float((control.pre_num.sum() + treatment.pre_num.sum()) / pre_den) if pre_den else 0
+    adjusted = []
+    xs = []
+    us = []
+    for arm in (control, treatment):
+        summary, u = _summary(arm)
+        x = _covariate(arm, pooled)
+        adjusted.append(summary)
+        xs.append(x)
+        us.append(u)
+    x_all = np.concatenate(xs)
+    u_all = np.concatenate(us)
+    var_x = float(x_all.var(ddof=1)) if x_all.size > 1 else 0.0
+    theta = float(np.cov(u_all, x_all, ddof=1)[0, 1] / var_x) if var_x > 0 else 0.0
+    x_mean = float(x_all.mean()) if x_all.size else 0.0
+    summaries = []
+    for arm, summary, u, x in zip((control, treatment), adjusted, us, xs, strict=True):
+        den_mean = float(arm.den.mean()) if arm.n else 0.0
+        if not math.isfinite(summary.mean) or den_mean == 0:
+            summaries.append(summary)
+            continue
+        mean = summary.mean - theta * (float(x.mean()) - x_mean) / den_mean
+        resid = u - theta * (x - float(x.mean()))
+        var = float(resid.var(ddof=1)) / den_mean**2 if arm.n > 1 else 0.0
+        summaries.append(Summary(arm.n, mean, var))
+    imbalance = welch(Summary.of(xs[0]), Summary.of(xs[1])).p_value if var_x > 0 else 1.0
+    return welch(summaries[0], summaries[1], alpha), imbalance
+
+
+def analyze(key: str, control: str, variants: list[str], weights: list[float],
+            metrics: list[MetricData], *, alpha: float = 0.05, correction: str = "holm",
+            mde: float = 0.05, power: float = 0.8, excluded: int = 0,
+            days_running: float | None = None) -> Readout:
+    """Every statistic of the experiment, the health checks and a decision."""
+    units = {v: next((m.arms[v].n for m in metrics if v in m.arms), 0) for v in variants}
+    srm = srm_p_value([units[v] for v in variants], weights)
+    rows: list[ResultRow] = []
+    planned: int | None = None
+    for metric in metrics:
+        base = metric.arms.get(control)
+        if base is None:
+            continue
+        base_summary, _ = _summary(base)
+        rows.append(ResultRow(key, control, metric.name, metric.role, base.n,
+                              base_summary.mean, base_summary.std, srm_p_value=srm))
+        if metric.role == "primary" and math.isfinite(base_summary.mean):
+            planned = sample_size(base_summary.mean, base_summary.std, mde, alpha, power)
+        for variant in variants:
+            if variant == control or variant not in metric.arms:
+                continue
+            arm = metric.arms[variant]
+            summary, _ = _summary(arm)
+            effect = welch(base_summary, summary, alpha)
+            cuped, imbalance = _cuped(base, arm, alpha)
+            total = base.n + arm.n
+            seq = confidence_sequence(effect.lift, effect.lift_se, total, alpha,
+                                      planned_n=2 * planned if planned else None)
+            chance, loss = bayes(effect.lift, effect.lift_se)
+            if not metric.up_is_good and math.isfinite(chance):
+                chance = 1 - chance
+                _, loss = bayes(-effect.lift, effect.lift_se)
+            rows.append(ResultRow(
+                key, variant, metric.name, metric.role, arm.n, summary.mean, summary.std,
+                lift=effect.lift, ci_low=effect.ci_low, ci_high=effect.ci_high,
+                p_value=effect.p_value, seq_ci_low=seq[0], seq_ci_high=seq[1],
+                cuped_lift=cuped.lift, cuped_ci_low=cuped.ci_low, cuped_ci_high=cuped.ci_high,
+                cuped_imbalance_p=imbalance, chance_to_win=chance, expected_loss=loss,
+                srm_p_value=srm,
+            ))
+    _correct(rows, control, correction, alpha)
+    decision, reasons = _decide(rows, metrics, control, srm, units, planned, days_running,
+                                alpha)
+    return Readout(rows, srm, units, excluded, decision, reasons, planned)
+
+
+def _correct(rows: list[ResultRow], control: str, correction: str, alpha: float) -> None:
+    by_variant: dict[str, list[ResultRow]] = {}
+    for row in rows:
+        if row.variant != control and row.p_value is not None and math.isfinite(row.p_value):
+            by_variant.setdefault(row.variant, []).append(row)
+    for group in by_variant.values():
+        p = [r.p_value or 1.0 for r in group]
+        if correction == "holm":
+            adjusted = holm(p)
+        elif correction == "bh":
+            adjusted = benjamini_hochberg(p)
+        else:
+            adjusted = p
+        for row, value in zip(group, adjusted, strict=True):
+            row.p_value_adjusted = value
+            row.significant = value < alpha
+
+
+def _decide(rows: list[ResultRow], metrics: list[MetricData], control: str, srm: float,
+            units: dict[str, int], planned: int | None, days: float | None,
+            alpha: float) -> tuple[str, list[str]]:
+    reasons: list[str] = []
+    if srm < HEALTH_ALPHA:
+        counts = ", ".join(f"{v} {n}" for v, n in units.items())
+        return "investigate", [f"sample ratio mismatch (p = {srm:.2g}; units: {counts}): "
+                               "assignment or exposure logging is broken, so no result is "
+                               "trustworthy until it is fixed"]
+    good = {m.name: m.up_is_good for m in metrics}
+    primary = [r for r in rows if r.role == "primary" and r.variant != control]
+    reasons.extend(
+        f"{row.metric}: the pre-exposure covariate differs between variants "
+        f"(p = {row.cuped_imbalance_p:.2g}); prefer the unadjusted result"
+        for row in rows
+        if row.cuped_imbalance_p is not None and row.cuped_imbalance_p < HEALTH_ALPHA)
+    harmful = [r for r in rows if r.role == "guardrail" and r.variant != control
+               and r.significant and r.lift is not None
+               and (r.lift > 0) != good.get(r.metric, True)]
+    reasons.extend(f"guardrail {row.metric} got worse in {row.variant} "
+                   f"({row.lift or 0:+.1%}, adjusted p = {row.p_value_adjusted or 0:.2g})"
+                   for row in harmful)
+    for row in primary:
+        if row.seq_ci_low is None or row.seq_ci_high is None or row.lift is None:
+            continue
+        better = good.get(row.metric, True)
+        if row.seq_ci_low > 0 or row.seq_ci_high < 0:
+            improved = (row.seq_ci_low > 0) == better
+            verdict = "better" if improved else "worse"
+            reasons.insert(0, f"{row.variant} is {verdict} on {row.metric}: {row.lift:+.1%} "
+                              f"(always-valid {1 - alpha:.0%} interval {row.seq_ci_low:+.1%} "
+                              f"to {row.seq_ci_high:+.1%})")
+            if not improved:
+                return "stop", reasons
+            return ("investigate" if harmful else "ship"), reasons
+    reasons.extend(
+        f"{row.variant} on {row.metric}: {row.lift or 0:+.1%} looks significant in the "
+        f"fixed-horizon test (p = {row.p_value or 0:.2g}), but that test only holds at the "
+        "planned sample size; the always-valid interval still includes no change"
+        for row in primary
+        if row.p_value is not None and row.p_value < alpha and row.lift is not None)
+    if planned:
+        have = min(units.values()) if units else 0
+        if have >= planned:
+            reasons.insert(0, f"no effect of at least the minimum detectable size on the "
+                              f"primary metric after {have} units per variant "
+                              f"(planned {planned})")
+            return "stop", reasons
+        more = planned - have
+        if days and days > 0 and have > 0:
+            rate = have / days
+            reasons.insert(0, f"not yet conclusive: about {math.ceil(more / rate)} more days "
+                              f"for {planned} units per variant (now {have})")
+        else:
+            reasons.insert(0, f"not yet conclusive: {more} more units per variant needed "
+                              f"(planned {planned}, now {have})")
+    else:
+        reasons.insert(0, "not yet conclusive")
+    return "keep running", reasons

@@ -1,0 +1,272 @@
+"""Experiments as code: ``experiments/*.yaml`` loaded into ``Experiment`` objects."""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from nerve.catalog._yaml import LineDict, load_yaml
+from nerve.errors import CatalogError, Location, UserError
+
+__all__ = ["Experiment", "ExperimentError", "Variant", "load_experiments", "matches_targeting"]
+
+_KEY = re.compile(r"^[a-z][a-z0-9_]*$")
+_FIELDS = {
+    "key", "name", "hypothesis", "owner", "variants", "control", "targeting", "coverage",
+    "layer", "layer_range", "holdout", "primary", "secondary", "guardrails", "start", "end",
+    "mde", "alpha", "power", "correction", "exposure_event", "cuped_days", "status",
+}
+_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
+    "eq": operator.eq, "ne": operator.ne, "gt": operator.gt, "gte": operator.ge,
+    "lt": operator.lt, "lte": operator.le,
+    "in": lambda value, wanted: value in wanted,
+    "not_in": lambda value, wanted: value not in wanted,
+}
+_OPS = set(_COMPARE)
+
+
+class ExperimentError(CatalogError):
+    """An invalid experiments/*.yaml file (file, line, field)."""
+
+    code = "experiment"
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    key: str
+    weight: float
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Experiment:
+    """One experiment: who is in it, what it changes, and how it is judged."""
+
+    key: str
+    name: str
+    hypothesis: str
+    owner: str
+    variants: tuple[Variant, ...]
+    control: str
+    primary: str
+    secondary: tuple[str, ...] = ()
+    guardrails: tuple[str, ...] = ()
+    #: semantic-layer segment the experiment targets (documentation and readout)
+    segment: str | None = None
+    #: attribute conditions SDKs check before assigning: {"age": {"gte": 65}}
+    attributes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    coverage: float = 1.0
+    layer: str | None = None
+    layer_range: tuple[float, float] = (0.0, 1.0)
+    holdout: float = 0.0
+    start: datetime | None = None
+    end: datetime | None = None
+    #: the smallest relative effect worth detecting on the primary metric (0.05 = 5%)
+    mde: float = 0.05
+    alpha: float = 0.05
+    power: float = 0.8
+    correction: str = "holm"
+    #: events that log an exposure, with ``experiment_id`` and ``variant_id`` properties
+    exposure_events: tuple[str, ...] = ("experiment_viewed", "Experiment Viewed")
+    #: days before a unit's first exposure that CUPED reads as its covariate
+    cuped_days: int = 14
+    status: str = "running"
+    file: Path | None = None
+    lines: dict[str, int] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def variant_keys(self) -> list[str]:
+        return [v.key for v in self.variants]
+
+    @property
+    def weights(self) -> list[float]:
+        return [v.weight for v in self.variants]
+
+    @property
+    def metrics(self) -> list[tuple[str, str]]:
+        """(metric, role) for the primary, secondary and guardrail metrics."""
+        return [(self.primary, "primary"), *((m, "secondary") for m in self.secondary),
+                *((m, "guardrail") for m in self.guardrails)]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The definition SDKs need to assign units (GET /v1/experiments)."""
+        return {
+            "key": self.key, "name": self.name, "variants": self.variant_keys,
+            "weights": self.weights, "control": self.control, "coverage": self.coverage,
+            "layer": self.layer, "layer_range": list(self.layer_range),
+            "holdout": self.holdout, "attributes": self.attributes, "segment": self.segment,
+            "start": self.start.isoformat() if self.start else None,
+            "end": self.end.isoformat() if self.end else None, "status": self.status,
+        }
+
+
+def matches_targeting(attributes: dict[str, dict[str, Any]], given: dict[str, Any]) -> bool:
+    """Whether a unit's ``given`` attributes meet every condition (a missing one does not).
+
+    >>> matches_targeting({"age": {"gte": 65}}, {"age": 70}), matches_targeting(
+    ...     {"age": {"gte": 65}}, {"age": 40})
+    (True, False)
+    """
+    for name, conditions in attributes.items():
+        if name not in given or given[name] is None:
+            return False
+        value = given[name]
+        for op, wanted in conditions.items():
+            try:
+                ok = bool(_COMPARE[op](value, wanted))
+            except TypeError:
+                ok = False
+            if not ok:
+                return False
+    return True
+
+
+def _when(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    parsed = datetime.fromisoformat(str(value))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _parse(path: Path, raw: LineDict, problems: list[tuple[Location, str]]) -> Experiment | None:
+    before = len(problems)
+    key = raw.get("key") or path.stem
+
+    def bad(name: str, text: str) -> None:
+        problems.append((Location(path, raw.lines.get(name, raw.line)), f"{key}.{name}: {text}"))
+
+    for name in raw:
+        if name not in _FIELDS:
+            bad(name, f"unknown field; expected one of {', '.join(sorted(_FIELDS))}")
+    if not isinstance(key, str) or not _KEY.match(key):
+        bad("key", "expected a snake_case key")
+    variants: list[Variant] = []
+    raw_variants = raw.get("variants")
+    if not isinstance(raw_variants, list) or len(raw_variants) < 2:
+        bad("variants", "expected a list of at least two variants")
+        raw_variants = []
+    for item in raw_variants:
+        if isinstance(item, str):
+            variants.append(Variant(item, 1.0))
+        elif isinstance(item, dict) and isinstance(item.get("key"), str):
+            weight = item.get("weight", 1.0)
+            if isinstance(weight, bool) or not isinstance(weight, int | float) or weight <= 0:
+                bad("variants", f"variant {item['key']!r}: weight must be a positive number")
+                continue
+            variants.append(Variant(item["key"], float(weight), str(item.get("name", ""))))
+        else:
+            bad("variants", f"expected a variant key or {{key, weight}}, got {item!r}")
+    keys = [v.key for v in variants]
+    if len(set(keys)) != len(keys):
+        bad("variants", "variant keys must be unique")
+    control = raw.get("control", keys[0] if keys else "control")
+    if keys and control not in keys:
+        bad("control", f"{control!r} is not one of the variants ({', '.join(keys)})")
+    primary = raw.get("primary")
+    if not isinstance(primary, str):
+        bad("primary", "required: the metric that decides the experiment")
+        primary = ""
+    lists: dict[str, tuple[str, ...]] = {}
+    for name in ("secondary", "guardrails"):
+        value = raw.get(name) or []
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            bad(name, "expected a list of metric names")
+            value = []
+        lists[name] = tuple(value)
+    targeting = raw.get("targeting") or {}
+    if not isinstance(targeting, dict):
+        bad("targeting", "expected a mapping with segment and/or attributes")
+        targeting = {}
+    attributes = targeting.get("attributes") or {}
+    if not isinstance(attributes, dict) or not all(
+        isinstance(c, dict) and set(c) <= _OPS for c in attributes.values()
+    ):
+        bad("targeting", f"attributes: expected {{name: {{op: value}}}} with op one of "
+                         f"{', '.join(sorted(_OPS))}")
+        attributes = {}
+    numbers: dict[str, float] = {}
+    for name, default, low, high in (("coverage", 1.0, 0.0, 1.0), ("holdout", 0.0, 0.0, 0.5),
+                                     ("mde", 0.05, 1e-6, 10.0), ("alpha", 0.05, 1e-6, 0.5),
+                                     ("power", 0.8, 0.05, 0.9999)):
+        value = raw.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not (
+            low <= value <= high
+        ):
+            bad(name, f"expected a number from {low:g} to {high:g}, got {value!r}")
+            value = default
+        numbers[name] = float(value)
+    correction = raw.get("correction", "holm")
+    if correction not in ("holm", "bh", "none"):
+        bad("correction", f"expected holm, bh or none, got {correction!r}")
+    try:
+        start, end = _when(raw.get("start")), _when(raw.get("end"))
+    except ValueError as exc:
+        bad("start", f"expected an ISO date or datetime ({exc})")
+        start = end = None
+    exposure = raw.get("exposure_event")
+    exposure_events = ((exposure,) if isinstance(exposure, str)
+                       else ("experiment_viewed", "Experiment Viewed"))
+    layer_range = raw.get("layer_range", [0.0, 1.0])
+    if not (isinstance(layer_range, list) and len(layer_range) == 2
+            and 0 <= layer_range[0] < layer_range[1] <= 1):
+        bad("layer_range", "expected [low, high] within [0, 1]")
+        layer_range = [0.0, 1.0]
+    if len(problems) > before:
+        return None
+    return Experiment(
+        key=key, name=str(raw.get("name") or key), hypothesis=str(raw.get("hypothesis") or ""),
+        owner=str(raw.get("owner") or ""), variants=tuple(variants), control=control,
+        primary=primary, secondary=lists["secondary"], guardrails=lists["guardrails"],
+        segment=targeting.get("segment"), attributes=dict(attributes),
+        coverage=numbers["coverage"], layer=raw.get("layer"),
+        layer_range=(float(layer_range[0]), float(layer_range[1])),
+        holdout=numbers["holdout"], start=start, end=end, mde=numbers["mde"],
+        alpha=numbers["alpha"], power=numbers["power"], correction=correction,
+        exposure_events=exposure_events, cuped_days=int(raw.get("cuped_days", 14)),
+        status=str(raw.get("status", "running")), file=path, lines=dict(raw.lines),
+    )
+
+
+def load_experiments(folder: Path) -> dict[str, Experiment]:
+    """Every ``experiments/*.yaml``; raises ExperimentError listing every problem."""
+    problems: list[tuple[Location, str]] = []
+    found: dict[str, Experiment] = {}
+    for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
+        try:
+            raw = load_yaml(path)
+        except CatalogError as exc:
+            problems.extend(exc.problems)
+            continue
+        if not isinstance(raw, LineDict):
+            problems.append((Location(path, 1), "expected a mapping of fields (key, variants...)"))
+            continue
+        experiment = _parse(path, raw, problems)
+        if experiment is None:
+            continue
+        if experiment.key in found:
+            problems.append((Location(path, raw.lines.get("key", 1)),
+                             f"experiment {experiment.key!r} is also defined in "
+                             f"{found[experiment.key].file}"))
+            continue
+        found[experiment.key] = experiment
+    if problems:
+        raise ExperimentError(problems)
+    return found
+
+
+def get_experiment(experiments: dict[str, Experiment], key: str) -> Experiment:
+    if key not in experiments:
+        known = ", ".join(sorted(experiments)) or "none: add experiments/*.yaml"
+        raise UserError(f"no experiment {key!r} (known: {known})")
+    return experiments[key]

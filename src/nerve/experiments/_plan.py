@@ -1,0 +1,51 @@
+"""How many units and days an experiment needs, from the primary metric's recent history."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+import numpy as np
+
+from nerve.experiments._model import Experiment
+from nerve.experiments._units import _per_unit, decompose
+from nerve.experiments.stats import sample_size
+from nerve.semantic import SemanticLayer
+
+__all__ = ["plan_experiment"]
+
+
+def plan_experiment(exp: Experiment, layer: SemanticLayer, events: ir.Table, *,
+                    baseline_days: int, now: datetime) -> dict[str, Any]:
+    """Units per variant for the MDE, from the primary metric over the last days.
+
+    Every active unit of the baseline window stands in for an exposed one: an estimate,
+    as every power calculation is.
+    """
+    since = now - timedelta(days=baseline_days)
+    components, num, den = decompose(layer, exp.primary)
+    window = events.filter(events.timestamp >= ibis.literal(since),
+                           events.timestamp < ibis.literal(now))
+    values = _per_unit(layer, components, window, since, now)
+    units = sorted(set(values[num]) | (set(values[den]) if den else set()))
+    n = np.array([values[num].get(u, 0.0) for u in units])
+    d = np.array([values[den].get(u, 0.0) for u in units]) if den else np.ones(len(units))
+    if len(units) < 2 or d.sum() == 0:
+        return {"experiment": exp.key, "metric": exp.primary, "baseline_units": len(units),
+                "message": "not enough history of the primary metric to plan"}
+    ratio = float(n.sum() / d.sum())
+    std = float(np.std((n - ratio * d) / d.mean(), ddof=1))
+    per_variant = sample_size(ratio, std, exp.mde, exp.alpha, exp.power)
+    weights = np.asarray(exp.weights) / sum(exp.weights)
+    total = math.ceil(per_variant / float(weights.min()))
+    eligible_per_day = len(units) * exp.coverage / baseline_days
+    days = math.ceil(total / eligible_per_day) if eligible_per_day else None
+    return {"experiment": exp.key, "metric": exp.primary, "baseline": ratio,
+            "baseline_std": std, "mde": exp.mde, "alpha": exp.alpha, "power": exp.power,
+            "units_per_variant": per_variant, "units_total": total,
+            "eligible_units_per_day": eligible_per_day, "days": days,
+            "note": "every active unit of the baseline window counts as eligible; with "
+                    "targeting, fewer are"}

@@ -1,0 +1,81 @@
+"""Analyse an experiment end to end: definitions, warehouse, semantic layer, readout."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+import ibis.expr.types as ir
+
+from nerve.experiments._analysis import Readout, analyze
+from nerve.experiments._model import Experiment
+from nerve.experiments._units import collect
+from nerve.semantic import SemanticLayer
+
+__all__ = ["analyze_experiment", "readout_dict", "report_text"]
+
+
+def analyze_experiment(exp: Experiment, layer: SemanticLayer, events: ir.Table, *,
+                       now: datetime | None = None) -> Readout:
+    """Every statistic of ``exp`` over the warehouse's ``events``, with a decision."""
+    now = now or datetime.now(UTC)
+    for name, _ in exp.metrics:
+        layer.get(name)  # an unknown metric fails here, naming the closest ones
+    data, exposed = collect(exp, layer, events, now=now)
+    days = None
+    if exposed.first is not None:
+        first = exposed.first if exposed.first.tzinfo else exposed.first.replace(tzinfo=UTC)
+        days = max((now - first).total_seconds() / 86400, 1 / 24)
+    return analyze(exp.key, exp.control, exp.variant_keys, exp.weights, data,
+                   alpha=exp.alpha, correction=exp.correction, mde=exp.mde, power=exp.power,
+                   excluded=exposed.excluded, days_running=days)
+
+
+def readout_dict(exp: Experiment, readout: Readout) -> dict[str, Any]:
+    """The readout as JSON: experiment-level health and decision, and one row per
+    variant and metric (``rows``)."""
+    return {
+        "experiment": exp.key, "name": exp.name, "hypothesis": exp.hypothesis,
+        "decision": readout.decision, "reasons": readout.reasons,
+        "srm_p_value": readout.srm_p_value, "units": readout.units,
+        "excluded_multiple_variants": readout.excluded_multiple_variants,
+        "planned_units_per_variant": readout.planned_units_per_variant,
+        "rows": [row.as_dict() for row in readout.rows],
+    }
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:+.1%}"
+
+
+def report_text(readout: dict[str, Any]) -> str:
+    """A readout that reads like a decision: the effect, its uncertainty, the health
+    checks, and what to do next."""
+    lines = [f"{readout['name']} ({readout['experiment']})"]
+    if readout.get("hypothesis"):
+        lines.append(f"Hypothesis: {readout['hypothesis']}")
+    lines.append("")
+    decision = {"ship": "SHIP", "stop": "STOP", "keep running": "KEEP RUNNING",
+                "investigate": "INVESTIGATE"}.get(readout["decision"], readout["decision"])
+    lines.append(f"Decision: {decision}")
+    lines.extend(f"  - {reason}" for reason in readout["reasons"])
+    lines.append("")
+    units = ", ".join(f"{v}: {n}" for v, n in readout["units"].items())
+    srm = readout["srm_p_value"]
+    health = "ok" if srm >= 0.001 else "MISMATCH"
+    lines.append(f"Units {units} (sample ratio p = {srm:.3g}, {health}); "
+                 f"{readout['excluded_multiple_variants']} excluded for seeing two variants.")
+    for row in readout["rows"]:
+        if row["lift"] is None:
+            continue
+        lines.append(
+            f"{row['role']:>9} {row['metric']}: {row['variant']} {_pct(row['lift'])} "
+            f"(95% CI {_pct(row['ci_low'])} to {_pct(row['ci_high'])}, p = "
+            f"{row['p_value']:.3g}; always-valid {_pct(row['seq_ci_low'])} to "
+            f"{_pct(row['seq_ci_high'])}; CUPED {_pct(row['cuped_lift'])}; "
+            f"chance to win {row['chance_to_win']:.0%})"
+            if row["p_value"] is not None and row["chance_to_win"] is not None
+            else f"{row['role']:>9} {row['metric']}: {row['variant']} {_pct(row['lift'])}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,208 @@
+"""From the warehouse to per-unit arrays: who was exposed to what, and what they did.
+
+Exposures are ``experiment_viewed`` / ``Experiment Viewed`` events whose
+``experiment_id`` is the experiment's key, with the variant in ``variant_id`` (nerve,
+analytics.js plugins) or ``variation_id`` (the Segment spec). A unit is
+``coalesce(user_id, anonymous_id)``; it counts from its first exposure, and a unit seen in
+two variants is excluded (and counted).
+
+Metric values come from the semantic layer, so an experiment reads exactly the metric
+everyone else reads: each metric is split into per-unit additive components (a sum or a
+count per unit), queried ``by user`` over the events after each unit's first exposure
+(and, for CUPED, over the ``cuped_days`` before it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+import numpy as np
+import pyarrow as pa
+
+from nerve.errors import QueryError
+from nerve.experiments._analysis import ArmData, MetricData
+from nerve.experiments._model import Experiment
+from nerve.semantic import Measure, Metric, MetricQuery, SemanticLayer
+from nerve.semantic._engines import backend_dialect, json_field
+from nerve.semantic._load import Definitions
+
+__all__ = ["Exposures", "collect"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Exposures:
+    units: pa.Table  # unit, variant, first_ts
+    excluded: int  # units exposed to more than one variant
+    first: datetime | None
+    last: datetime | None
+
+
+def exposures(exp: Experiment, events: ir.Table, until: datetime) -> Exposures:
+    dialect = backend_dialect(events)
+    t = events.filter(events.type == "track", events.event.isin(list(exp.exposure_events)),
+                      events.timestamp < ibis.literal(until))
+    if exp.start is not None:
+        t = t.filter(t.timestamp >= ibis.literal(exp.start))
+    t = t.select(
+        unit=ibis.coalesce(t.user_id, t.anonymous_id),
+        variant=ibis.coalesce(json_field(t.properties, ("variant_id",), "string", dialect),
+                              json_field(t.properties, ("variation_id",), "string", dialect)),
+        experiment=json_field(t.properties, ("experiment_id",), "string", dialect),
+        ts=t.timestamp,
+    )
+    t = t.filter(t.experiment == exp.key, t.unit.notnull(), t.variant.notnull())
+    per_unit = t.group_by("unit").aggregate(
+        variant=t.variant.min(), variants=t.variant.nunique(), first_ts=t.ts.min())
+    table = per_unit.to_pyarrow()
+    multi = pa.compute.greater(table["variants"], 1)
+    excluded = int(pa.compute.sum(multi).as_py() or 0)
+    table = table.filter(pa.compute.invert(multi)).select(["unit", "variant", "first_ts"])
+    known = pa.compute.is_in(table["variant"], pa.array(exp.variant_keys))
+    table = table.filter(known)
+    first = pa.compute.min(table["first_ts"]).as_py() if table.num_rows else None
+    last = pa.compute.max(table["first_ts"]).as_py() if table.num_rows else None
+    return Exposures(table, excluded, first, last)
+
+
+# ------------------------------------------------------------------ metric decomposition
+
+_ADDITIVE = ("count", "sum")
+
+
+def _component(name: str, metric: Metric, measure: Measure) -> tuple[Metric, str]:
+    """A simple metric computing ``measure`` per unit, and how to read it per unit."""
+    if measure.agg in _ADDITIVE:
+        how = "value"
+    elif measure.agg == "count_distinct" and measure.of in (None, "user"):
+        how = "any"  # per unit: did it at least once
+    else:
+        raise QueryError(f"metric {metric.name!r} ({measure.describe()}): experiments read "
+                         "metrics made of counts and sums per unit; "
+                         f"{measure.agg} per unit is not additive")
+    return dataclasses.replace(metric, name=name, type="simple", measure=measure,
+                               numerator=None, denominator=None, conversion=None,
+                               expr=None, inputs=()), how
+
+
+def decompose(layer: SemanticLayer, name: str) -> tuple[dict[str, tuple[Metric, str]],
+                                                         str, str | None]:
+    """Per-unit components of a metric: ({component: (metric, how)}, numerator, denominator)."""
+    metric = layer.get(name)
+    parts: dict[str, tuple[Metric, str]] = {}
+
+    def side(label: str, value: str | Measure | None) -> str:
+        if isinstance(value, Measure):
+            parts[label] = _component(label, metric, value)
+            return label
+        if isinstance(value, str):
+            inner = layer.get(value)
+            if inner.type != "simple" or inner.measure is None:
+                raise QueryError(f"metric {name!r}: its {label} {value!r} is a {inner.type} "
+                                 "metric; experiments need counts and sums per unit")
+            filtered = dataclasses.replace(inner, filter=_and(inner.filter, metric.filter))
+            parts[label] = _component(label, filtered, inner.measure)
+            return label
+        raise QueryError(f"metric {name!r} has no {label}")
+
+    if metric.type == "simple" and metric.measure is not None:
+        if metric.measure.agg == "avg":
+            total = dataclasses.replace(metric.measure, agg="sum")
+            count = dataclasses.replace(metric.measure, agg="count", of=None)
+            return ({"_num": _component("_num", metric, total),
+                     "_den": _component("_den", metric, count)}, "_num", "_den")
+        return {"_num": _component("_num", metric, metric.measure)}, "_num", None
+    if metric.type == "ratio":
+        return parts, side("_num", metric.numerator), side("_den", metric.denominator)
+    if metric.type == "conversion" and metric.conversion is not None:
+        converted = dataclasses.replace(
+            metric, name="_num", conversion=dataclasses.replace(
+                metric.conversion, calculation="conversions"))
+        parts["_num"] = (converted, "value")
+        parts["_den"] = _component("_den", metric, metric.conversion.base)
+        return parts, "_num", "_den"
+    raise QueryError(f"metric {name!r} is {metric.type}: experiments read simple, ratio and "
+                     "conversion metrics")
+
+
+def _and(a: str | None, b: str | None) -> str | None:
+    if a and b:
+        return f"({a}) and ({b})"
+    return a or b
+
+
+# ------------------------------------------------------------------ per-unit values
+
+
+def _window_table(events: ir.Table, units: ir.Table, *, before: timedelta | None,
+                  until: datetime) -> ir.Table:
+    """Events of exposed units after their first exposure (or in ``before`` it),
+    plus every identify (for traits as of the event)."""
+    joined = events.left_join(units, events.unit_key == units.unit)
+    if before is None:
+        inside = (joined.timestamp >= joined.first_ts) & (joined.timestamp < ibis.literal(until))
+    else:
+        gap = ibis.interval(seconds=int(before.total_seconds()))
+        inside = (joined.timestamp < joined.first_ts) & (joined.timestamp >= joined.first_ts - gap)
+    kept = joined.filter((joined.type == "identify") | (joined.first_ts.notnull() & inside))
+    return kept.select(*[c for c in events.columns if c != "unit_key"])
+
+
+def _per_unit(layer: SemanticLayer, components: dict[str, tuple[Metric, str]],
+              table: ir.Table, since: datetime, until: datetime) -> dict[str, dict[str, float]]:
+    definitions = Definitions(
+        metrics={**layer.metrics, **{k: m for k, (m, _) in components.items()}},
+        dimensions=dict(layer.dimensions), segments=dict(layer.segments))
+    local = SemanticLayer(definitions, layer.catalog, timezone=layer.timezone, strict=False)
+    query = MetricQuery(tuple(components), by=("user",), since=since, until=until)
+    result = local.query(query, table).table
+    user_col = result.column_names[0] if "user" not in result.column_names else "user"
+    users = result.column(user_col).to_pylist()
+    values: dict[str, dict[str, float]] = {}
+    for name, (_, how) in components.items():
+        column = result.column(name).to_pylist()
+        values[name] = {
+            u: (1.0 if (v or 0) > 0 else 0.0) if how == "any" else float(v or 0)
+            for u, v in zip(users, column, strict=True) if u is not None
+        }
+    return values
+
+
+def collect(exp: Experiment, layer: SemanticLayer, events: ir.Table, *, now: datetime,
+            ) -> tuple[list[MetricData], Exposures]:
+    """Per-unit arrays for every metric of ``exp``, by variant."""
+    until = min(exp.end, now) if exp.end else now
+    exposed = exposures(exp, events, until)
+    units = ibis.memtable(exposed.units)
+    keyed = events.mutate(unit_key=ibis.coalesce(events.user_id, events.anonymous_id))
+    after = _window_table(keyed, units, before=None, until=until)
+    before = _window_table(keyed, units, before=timedelta(days=exp.cuped_days), until=until)
+    since = exposed.first or exp.start or now
+    order = exposed.units.column("unit").to_pylist()
+    variant_of = exposed.units.column("variant").to_pylist()
+    data = []
+    for name, role in exp.metrics:
+        metric = layer.get(name)
+        components, num, den = decompose(layer, name)
+        post = _per_unit(layer, components, after, since, until) if order else {}
+        pre = (_per_unit(layer, components, before,
+                         since - timedelta(days=exp.cuped_days), until) if order else {})
+        arms = {}
+        for variant in exp.variant_keys:
+            idx = [i for i, v in enumerate(variant_of) if v == variant]
+            ids = [order[i] for i in idx]
+            arms[variant] = ArmData(
+                num=_array(post.get(num, {}), ids),
+                den=_array(post.get(den, {}), ids) if den else np.ones(len(ids)),
+                pre_num=_array(pre.get(num, {}), ids),
+                pre_den=_array(pre.get(den, {}), ids) if den else np.ones(len(ids)),
+            )
+        data.append(MetricData(metric.name, role, metric.up_is_good, arms, ratio=den is not None))
+    return data, exposed
+
+
+def _array(values: dict[str, float], ids: list[Any]) -> np.ndarray:
+    return np.array([values.get(u, 0.0) for u in ids], dtype=float)

@@ -1,0 +1,119 @@
+"""The readout on per-unit data with known truth: effects, CUPED, health checks, decisions."""
+
+import numpy as np
+import pytest
+
+from nerve.experiments._analysis import ArmData, MetricData, analyze
+
+
+def arm(values: np.ndarray, pre: np.ndarray | None = None,
+        den: np.ndarray | None = None) -> ArmData:
+    ones = np.ones(values.size)
+    return ArmData(values.astype(float), ones if den is None else den.astype(float),
+                   (np.zeros(values.size) if pre is None else pre).astype(float), ones)
+
+
+def simple_metric(control: ArmData, treatment: ArmData, *, name: str = "orders",
+                  role: str = "primary", up_is_good: bool = True) -> MetricData:
+    return MetricData(name, role, up_is_good, {"control": control, "treatment": treatment})
+
+
+def test_clear_winner_ships_and_rows_have_every_field() -> None:
+    rng = np.random.default_rng(1)
+    c = arm(rng.normal(10, 2, 4000))
+    t = arm(rng.normal(11, 2, 4000))
+    readout = analyze("exp", "control", ["control", "treatment"], [1, 1],
+                      [simple_metric(c, t)], mde=0.05)
+    assert readout.decision == "ship"
+    row = readout.rows[1].as_dict()
+    for key in ("variant", "metric", "units", "mean", "std", "lift", "ci_low", "ci_high",
+                "p_value", "seq_ci_low", "seq_ci_high", "cuped_lift", "cuped_ci_low",
+                "cuped_ci_high", "chance_to_win", "srm_p_value"):
+        assert key in row
+    assert row["lift"] == pytest.approx(0.1, abs=0.01)
+    assert row["ci_low"] < 0.1 < row["ci_high"]
+    assert row["seq_ci_low"] < row["ci_low"]  # always-valid intervals are wider
+    assert row["chance_to_win"] > 0.999
+    assert readout.rows[0].lift is None  # the control's row carries its level only
+
+
+def test_harmful_primary_stops_and_down_is_good_flips_chance() -> None:
+    rng = np.random.default_rng(2)
+    c = arm(rng.normal(10, 2, 4000))
+    t = arm(rng.normal(9, 2, 4000))
+    assert analyze("e", "control", ["control", "treatment"], [1, 1],
+                   [simple_metric(c, t)]).decision == "stop"
+    fewer_errors = analyze("e", "control", ["control", "treatment"], [1, 1],
+                           [simple_metric(c, t, name="errors", up_is_good=False)])
+    assert fewer_errors.decision == "ship"
+    assert fewer_errors.rows[1].chance_to_win is not None
+    assert fewer_errors.rows[1].chance_to_win > 0.99
+
+
+def test_sample_ratio_mismatch_means_investigate() -> None:
+    rng = np.random.default_rng(3)
+    c = arm(rng.normal(10, 2, 5400))
+    t = arm(rng.normal(12, 2, 4600))
+    readout = analyze("e", "control", ["control", "treatment"], [1, 1], [simple_metric(c, t)])
+    assert readout.srm_p_value < 0.001
+    assert readout.decision == "investigate"
+    assert "sample ratio mismatch" in readout.reasons[0]
+
+
+def test_harmed_guardrail_blocks_shipping() -> None:
+    rng = np.random.default_rng(4)
+    primary = simple_metric(arm(rng.normal(10, 2, 4000)), arm(rng.normal(11, 2, 4000)))
+    guard = simple_metric(arm(rng.normal(1, 0.5, 4000)), arm(rng.normal(1.3, 0.5, 4000)),
+                          name="payment_failures", role="guardrail", up_is_good=False)
+    readout = analyze("e", "control", ["control", "treatment"], [1, 1], [primary, guard])
+    assert readout.decision == "investigate"
+    assert any("guardrail payment_failures got worse" in r for r in readout.reasons)
+
+
+def test_cuped_narrows_the_interval_without_moving_the_estimate() -> None:
+    rng = np.random.default_rng(5)
+    pre_c, pre_t = rng.normal(20, 5, 3000), rng.normal(20, 5, 3000)
+    c = arm(0.8 * pre_c + rng.normal(0, 2, 3000), pre_c)
+    t = arm(0.8 * pre_t + 0.5 + rng.normal(0, 2, 3000), pre_t)
+    row = analyze("e", "control", ["control", "treatment"], [1, 1],
+                  [simple_metric(c, t)]).rows[1]
+    assert row.cuped_ci_high - row.cuped_ci_low < 0.5 * (row.ci_high - row.ci_low)
+    true_lift = 0.5 / (0.8 * 20)
+    assert row.cuped_ci_low < true_lift < row.cuped_ci_high
+    assert row.cuped_imbalance_p > 0.001
+
+
+def test_ratio_metric_uses_sums_not_mean_of_ratios() -> None:
+    num_c, den_c = np.array([1, 0, 3, 1]), np.array([2, 1, 4, 1])
+    num_t, den_t = np.array([2, 2, 0, 1]), np.array([2, 3, 1, 2])
+    metric = MetricData("conversion", "primary", True,
+                        {"control": arm(num_c, den=den_c), "treatment": arm(num_t, den=den_t)},
+                        ratio=True)
+    rows = analyze("e", "control", ["control", "treatment"], [1, 1], [metric]).rows
+    assert rows[0].mean == pytest.approx(5 / 8)
+    assert rows[1].mean == pytest.approx(5 / 8)
+    assert rows[1].lift == pytest.approx(0.0)
+
+
+def test_not_yet_conclusive_says_how_long() -> None:
+    rng = np.random.default_rng(6)
+    c = arm(rng.normal(10, 5, 100))
+    t = arm(rng.normal(10.2, 5, 100))
+    readout = analyze("e", "control", ["control", "treatment"], [1, 1],
+                      [simple_metric(c, t)], mde=0.02, days_running=5)
+    assert readout.decision == "keep running"
+    assert "more days" in readout.reasons[0]
+    assert readout.planned_units_per_variant is not None
+    assert readout.planned_units_per_variant > 100
+
+
+def test_holm_across_metrics() -> None:
+    rng = np.random.default_rng(7)
+    metrics = [simple_metric(arm(rng.normal(10, 2, 500)), arm(rng.normal(10.3, 2, 500)),
+                             name=f"m{i}", role="primary" if i == 0 else "secondary")
+               for i in range(3)]
+    rows = [r for r in analyze("e", "control", ["control", "treatment"], [1, 1],
+                               metrics).rows if r.lift is not None]
+    ps = sorted((r.p_value or 0, r.p_value_adjusted or 0) for r in rows)
+    assert ps[0][1] == pytest.approx(min(1.0, 3 * ps[0][0]))
+    assert all(adj >= p for p, adj in ps)

@@ -1,0 +1,122 @@
+"""Exposures and per-unit metric values read from an events table, on every engine."""
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nerve.experiments import load_experiments
+from nerve.experiments._run import analyze_experiment, readout_dict
+from nerve.semantic import SemanticLayer
+
+T0 = datetime(2026, 11, 2, 12, tzinfo=UTC)
+
+EVENTS = {
+    "experiment_viewed.yaml": """
+name: experiment_viewed
+properties:
+  experiment_id: {type: string, required: true}
+  variant_id: {type: string}
+  variation_id: {type: string}
+""",
+    "checkout_start.yaml": "name: checkout_start\n",
+    "purchase_complete.yaml": """
+name: purchase_complete
+properties:
+  revenue: {type: number, required: true}
+""",
+}
+
+METRICS = """
+metrics:
+  orders:
+    measure: {agg: count, event: purchase_complete}
+  revenue:
+    measure: {agg: sum, event: purchase_complete, of: revenue}
+  buyers:
+    measure: {agg: count_distinct, event: purchase_complete}
+  checkout_conversion:
+    type: conversion
+    entity: user
+    base: {event: checkout_start}
+    conversion: {event: purchase_complete}
+    window: 1d
+"""
+
+EXPERIMENT = """
+key: exp1
+name: Test
+variants: [control, treatment]
+primary: checkout_conversion
+secondary: [orders, revenue, buyers]
+start: 2026-11-01
+cuped_days: 7
+"""
+
+
+def ev(minutes: float, event: str, user: str, **props: Any) -> dict[str, Any]:
+    return {"timestamp": T0 + timedelta(minutes=minutes), "event": event, "user_id": user,
+            "properties": props}
+
+
+def expose(minutes: float, user: str, variant: str, key: str = "variant_id") -> dict[str, Any]:
+    return ev(minutes, "experiment_viewed", user, experiment_id="exp1", **{key: variant})
+
+
+ROWS = [
+    # u1: control; one purchase before exposure (CUPED's covariate), two after
+    ev(-60, "purchase_complete", "u1", revenue=5.0),
+    expose(0, "u1", "control"),
+    expose(30, "u1", "control"),  # a second exposure, same variant: still one unit
+    ev(10, "checkout_start", "u1"),
+    ev(20, "purchase_complete", "u1", revenue=10.0),
+    ev(40, "purchase_complete", "u1", revenue=20.0),
+    # u2: control, starts a checkout and does not buy
+    expose(0, "u2", "control"),
+    ev(5, "checkout_start", "u2"),
+    # u3: treatment through the Segment spec's variation_id; buys after a checkout
+    expose(0, "u3", "treatment", key="variation_id"),
+    ev(1, "checkout_start", "u3"),
+    ev(2, "purchase_complete", "u3", revenue=7.5),
+    # u4: treatment, its purchase happened before exposure only: counts 0 after
+    ev(-30, "purchase_complete", "u4", revenue=99.0),
+    expose(0, "u4", "treatment"),
+    # u5: seen in both variants: excluded
+    expose(0, "u5", "control"),
+    expose(5, "u5", "treatment"),
+    ev(6, "purchase_complete", "u5", revenue=1000.0),
+    # another experiment's exposure is ignored
+    ev(0, "experiment_viewed", "u6", experiment_id="other", variant_id="control"),
+]
+
+
+@pytest.fixture
+def layer_and_exp(make_workspace: Any) -> tuple[SemanticLayer, Any]:
+    ws = make_workspace(EVENTS)
+    (ws.metrics_dir / "shop.yaml").write_text(METRICS)
+    folder = Path(ws.root) / "experiments"
+    folder.mkdir()
+    (folder / "exp1.yaml").write_text(EXPERIMENT)
+    return SemanticLayer.load(ws), load_experiments(folder)["exp1"]
+
+
+def test_units_and_values_after_first_exposure(engine: Any, events_table: Any,
+                                               layer_and_exp: Any) -> None:
+    layer, exp = layer_and_exp
+    events = engine.load("exp_events", events_table(ROWS))
+    readout = readout_dict(exp, analyze_experiment(exp, layer, events,
+                                                   now=T0 + timedelta(days=1)))
+    assert readout["units"] == {"control": 2, "treatment": 2}
+    assert readout["excluded_multiple_variants"] == 1
+    rows = {(r["metric"], r["variant"]): r for r in readout["rows"]}
+    assert rows[("orders", "control")]["mean"] == pytest.approx(1.0)  # (2 + 0) / 2
+    assert rows[("orders", "treatment")]["mean"] == pytest.approx(0.5)  # (1 + 0) / 2
+    assert rows[("revenue", "control")]["mean"] == pytest.approx(15.0)
+    assert rows[("revenue", "treatment")]["mean"] == pytest.approx(3.75)
+    assert rows[("buyers", "control")]["mean"] == pytest.approx(0.5)
+    # converted checkouts / checkouts: control 1/2, treatment 1/1
+    assert rows[("checkout_conversion", "control")]["mean"] == pytest.approx(0.5)
+    assert rows[("checkout_conversion", "treatment")]["mean"] == pytest.approx(1.0)
+    assert rows[("orders", "treatment")]["lift"] == pytest.approx(-0.5)
+    assert readout["srm_p_value"] == pytest.approx(1.0)
