@@ -12,8 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
+from typer.testing import CliRunner, Result
 
 from nerve.catalog import Catalog
+from nerve.cli import app
 from nerve.cli._common import ExitCode
 from nerve.cli._sql import run_sql
 from nerve.demo import SHOP_DIR
@@ -82,32 +84,37 @@ def test_demo_no_serve_loads_exactly_what_was_simulated(tmp_path: Path) -> None:
     assert truth["expected"]["quarantined"] == 0
 
 
+def cli(*args: str) -> Result:
+    """Run the real CLI in this process (cheaper than a new interpreter per call)."""
+    return CliRunner().invoke(app, list(args))
+
+
 def test_demo_refuses_a_folder_it_did_not_create(tmp_path: Path) -> None:
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("keep me")
-    result = nerve("demo", "--dir", str(mine), "--no-serve")
-    assert result.returncode == ExitCode.INVALID
-    assert "not empty" in result.stderr
+    result = cli("demo", "--dir", str(mine), "--no-serve")
+    assert result.exit_code == ExitCode.INVALID
+    assert "not empty" in result.output
     assert (mine / "notes.txt").read_text() == "keep me"
 
     workspace = tmp_path / "ws"
-    assert nerve("init", str(workspace)).returncode == 0
-    result = nerve("demo", "--dir", str(workspace), "--no-serve")
-    assert result.returncode == ExitCode.INVALID
-    assert "did not create" in result.stderr
+    assert cli("init", str(workspace)).exit_code == 0
+    result = cli("demo", "--dir", str(workspace), "--no-serve")
+    assert result.exit_code == ExitCode.INVALID
+    assert "did not create" in result.output
     assert not (workspace / "ground_truth.json").exists()
 
 
 def test_bundled_catalog_lints_clean(tmp_path: Path) -> None:
     workspace = tmp_path / "ws"
-    assert nerve("init", str(workspace)).returncode == 0
+    assert cli("init", str(workspace)).exit_code == 0
     for path in (SHOP_DIR / "events").rglob("*.yaml"):
         target = workspace / "events" / path.relative_to(SHOP_DIR / "events")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(path.read_text())
-    result = nerve("--workspace", str(workspace), "catalog", "lint", "--format", "json")
-    assert result.returncode == ExitCode.OK, result.stdout + result.stderr
+    result = cli("--workspace", str(workspace), "catalog", "lint", "--format", "json")
+    assert result.exit_code == ExitCode.OK, result.output
     assert json.loads(result.stdout) == []
 
 

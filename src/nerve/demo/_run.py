@@ -118,17 +118,28 @@ class DemoServer:
         raise TransientError(f"nerve serve did not answer within {timeout:.0f}s; "
                              f"see {self.log_path}")
 
-    def sql(self, query: str) -> list[dict[str, Any]]:
-        """Rows of a read-only query, through the server's admin API (it holds the file)."""
+    def api(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        """POST ``body`` (GET without one) to the server's API with the admin token."""
         info = read_server_file(self.workspace)
         if info is None:
             raise TransientError(f"the demo server is gone; see {self.log_path}")
-        response = httpx.post(f"{self.url}/v1/admin/sql", json={"sql": query}, timeout=120,
-                              headers={"Authorization": f"Bearer {info['admin_token']}"})
+        headers = {"Authorization": f"Bearer {info['admin_token']}"}
+        if body is None:
+            response = httpx.get(f"{self.url}{path}", headers=headers, timeout=300)
+        else:
+            response = httpx.post(f"{self.url}{path}", json=body, headers=headers, timeout=300)
         if response.status_code != 200:
-            raise TransientError(f"{self.url}/v1/admin/sql: HTTP {response.status_code}: "
-                                 f"{response.text[:500]}")
-        return list(response.json()["rows"])
+            try:
+                message = response.json().get("message")
+            except ValueError:
+                message = None
+            raise TransientError(f"{path}: HTTP {response.status_code}: "
+                                 f"{message or response.text[:300]}")
+        return response.json()
+
+    def sql(self, query: str) -> list[dict[str, Any]]:
+        """Rows of a read-only query, through the server's admin API (it holds the file)."""
+        return list(self.api("/v1/admin/sql", {"sql": query})["rows"])
 
     def wait(self) -> int:
         return self.process.wait()

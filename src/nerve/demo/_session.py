@@ -40,7 +40,7 @@ _REFUND_REASONS = ("damaged", "wrong_size", "not_as_described", "late_delivery",
                    "changed_mind")
 
 #: fault rates (per eligible message or session) when faults are on
-_WRONG_TYPE = 0.03
+_WRONG_TYPE = 0.08
 _UNKNOWN_PROPERTY = 0.08
 _MISSING_REQUIRED = 0.25
 _UNPLANNED = 0.015

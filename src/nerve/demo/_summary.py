@@ -35,6 +35,9 @@ class SummaryContext:
     url: str | None
     #: run a read-only SQL query on the warehouse; rows as dicts
     sql: Callable[[str], list[dict[str, Any]]]
+    #: call the server's HTTP API: ``api(path, body)`` POSTs (GET when body is None) with
+    #: the admin token and returns the JSON answer; None when no server runs
+    api: Callable[[str, dict[str, Any] | None], Any] | None = None
     #: figures of the run: seconds per phase, messages sent, delivery errors
     run: dict[str, Any] = field(default_factory=dict)
 
@@ -109,6 +112,82 @@ def events_section(ctx: SummaryContext) -> Section:
     return Section("events", "Events per name", rows)
 
 
+def metrics_section(ctx: SummaryContext) -> Section | None:
+    """The shop's key metrics per week, from the semantic layer (metrics/*.yaml)."""
+    if ctx.api is None or not (ctx.workspace.root / "metrics").is_dir():
+        return None
+    names = ["revenue", "orders", "average_order_value", "checkout_conversion",
+             "payment_failure_rate"]
+    answer = ctx.api("/v1/metrics/query", {"metrics": names, "grain": "week",
+                                           "since": f"{ctx.truth['simulation']['days']}d"})
+    time_column = answer.get("time_column") or "week"
+    rows = [{time_column: row.get(time_column),
+             **{name: _number(row.get(name)) for name in names}} for row in answer["rows"]]
+    return Section("metrics", "Key metrics per week (semantic layer)", rows,
+                   "nerve metrics query revenue checkout_conversion --by platform --grain day")
+
+
+def funnel_section(ctx: SummaryContext) -> Section | None:
+    """The purchase funnel over the whole simulated span."""
+    if ctx.api is None:
+        return None
+    steps = ["session_start", "product_view", "add_to_cart", "checkout_start",
+             "purchase_complete"]
+    answer = ctx.api("/v1/funnels", {"steps": steps, "window": "1h"})
+    rows = [{"step": r["step"], "event": r["event"], "users": r["users"],
+             "conversion": _number(r.get("conversion")),
+             "median time": None if r.get("median_seconds") is None
+             else f"{r['median_seconds']:.0f} s"} for r in answer["rows"]]
+    return Section("funnel", "Purchase funnel (users, 1 h window)", rows,
+                   "nerve funnel session_start product_view add_to_cart checkout_start "
+                   "purchase_complete --window 1h --by platform")
+
+
+def checks_section(ctx: SummaryContext) -> Section | None:
+    """The data-quality checks: what they found among the injected faults."""
+    if ctx.api is None:
+        return None
+    answer = ctx.api("/v1/admin/checks/run", {})
+    results = answer["results"]
+    order = {"fail": 0, "error": 1, "warn": 2}
+    found = sorted((r for r in results if r["status"] in order),
+                   key=lambda r: (order[r["status"]], r["check"], str(r.get("event"))))
+    counts = {s: sum(r["status"] == s for r in results)
+              for s in ("pass", "warn", "fail", "error")}
+    rows = [{"status": r["status"], "check": r["check"], "event": r.get("event"),
+             "message": r["message"]} for r in found[:12]]
+    note = (f"{len(results)} checks: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+            + (f" ({len(found) - 12} more: nerve check)" if len(found) > 12 else ""))
+    return Section("checks", f"Data-quality checks: {answer['status']}", rows, note)
+
+
+def experiment_analysis_section(ctx: SummaryContext) -> Section | None:
+    """The readout of the running experiment, when experiments/ defines it."""
+    key = ctx.truth["experiment"]["key"]
+    folder = ctx.workspace.root / "experiments"
+    if ctx.api is None or not any(folder.glob("*.yaml")):
+        return None
+    readout = ctx.api("/v1/experiments/analyze", {"key": key})
+    rows = [{k: _number(v) for k, v in row.items()
+             if k in ("variant", "metric", "units", "mean", "lift", "ci_low", "ci_high",
+                      "p_value", "chance_to_win")}
+            for row in readout.get("rows", readout.get("results", []))]
+    decision = readout.get("decision")
+    reasons = "; ".join(str(r) for r in readout.get("reasons") or [])
+    note = (f"decision: {decision}" + (f" ({reasons})" if reasons else "")
+            if decision else None)
+    return Section("experiment_analysis", f"Experiment {key}: analysis", rows,
+                   (note + f"; details: nerve experiment analyze {key}") if note
+                   else f"nerve experiment analyze {key}")
+
+
+def _number(value: Any) -> Any:
+    """Round floats for reading; leave everything else alone."""
+    if isinstance(value, float):
+        return round(value, 4) if abs(value) < 10 else round(value, 2)
+    return value
+
+
 def incidents_section(ctx: SummaryContext) -> Section | None:
     incidents = ctx.truth["incidents"]
     if not incidents:
@@ -159,8 +238,12 @@ SECTIONS: list[SectionFn] = [
     overview_section,
     violations_section,
     events_section,
+    metrics_section,
+    funnel_section,
+    checks_section,
     incidents_section,
     experiment_section,
+    experiment_analysis_section,
     faults_section,
     explore_section,
 ]
