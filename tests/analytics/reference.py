@@ -98,11 +98,11 @@ def _streams(events: list[dict[str, Any]], spec: FunnelSpec
         by = None if not spec.by or (v := _field(ev, spec.by)) is None else str(v)
         row = {"ev": ev, "ts": _micros(ts), "steps": steps, "excl": excl, "hold": hold,
                "tie": min(steps) if steps else n, "mid": ev["message_id"],
-               "key": (sum(1 << k for k in steps), sum(1 << e for e in excl),
+               "key": (-sum(1 << (n - 1 - k) for k in steps), sum(1 << e for e in excl),
                        tuple((v is None, v or "") for v in hold), (by is None, by or ""))}
         out.setdefault(who, {}).setdefault(key, []).append(row)
     # nerve's order; ties left after "key" are interchangeable, message_id settles them
-    return {who: [sorted(rows, key=lambda r: (r["ts"], r["tie"], r["key"], r["mid"]))
+    return {who: [sorted(rows, key=lambda r: (r["ts"], r["key"], r["mid"]))
                   for _, rows in sorted(segs.items(), key=lambda kv: str(kv[0]))]
             for who, segs in out.items()}
 

@@ -99,12 +99,13 @@ def _entity_chains(fetched: FetchedRows, chains: Chains) -> tuple[I64, I64, I64]
     """Per entity (that reached step 0): (first row of the entity, reached, chain)."""
     rows = fetched.rows
     seg_first = chains.seg_first
-    ent_of_row = np.cumsum(fetched.entity_start, dtype=np.int64) - 1
-    seg_ent = ent_of_row[seg_first] if len(seg_first) else np.zeros(0, dtype=np.int64)
-    n_ent = int(fetched.entity_start.sum())
+    ent_first = np.flatnonzero(fetched.entity_start).astype(np.int64)
+    n_ent = len(ent_first)
     if len(seg_first) == n_ent:  # one segment per entity: nothing to choose
         reached, chain = chains.reached, chains.chain
     else:
+        ent_of_row = np.cumsum(fetched.entity_start, dtype=np.int64) - 1
+        seg_ent = ent_of_row[seg_first]
         reached = np.zeros(n_ent, dtype=np.int64)
         np.bitwise_or.at(reached, seg_ent, chains.reached)
         # several held values per entity: keep the chain that goes deepest, then the
@@ -120,7 +121,6 @@ def _entity_chains(fetched: FetchedRows, chains: Chains) -> tuple[I64, I64, I64]
         chosen = order[firsts]
         chain = np.full((n_ent, chains.chain.shape[1]), -1, dtype=np.int64)
         chain[seg_ent[chosen]] = chains.chain[chosen]
-    ent_first = np.flatnonzero(fetched.entity_start).astype(np.int64)
     keep = (reached & 1) == 1
     return ent_first[keep], reached[keep], chain[keep]
 

@@ -13,6 +13,7 @@ number and list a funnel reports: the result is the same on every engine.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import reduce
@@ -46,8 +47,8 @@ def _utc(value: datetime) -> datetime:
 
 
 def funnel_query(events: ir.Table, spec: FunnelSpec) -> ir.Table:
-    """The Ibis query whose rows the matcher walks (columns: entity, h0.., ts, mask,
-    excl, tie, by)."""
+    """The Ibis query whose rows the matcher walks (columns: entity, h0.., ts, rmask,
+    excl, by)."""
     t = events
     strict = spec.order == "strict"
     types = STREAM_TYPES if strict else ("track",)
@@ -61,18 +62,19 @@ def funnel_query(events: ir.Table, spec: FunnelSpec) -> ir.Table:
     excl_hits = [filters_expr(t, x.event, x.where) for x in spec.exclusions]
     zero = ibis.literal(0, type="int64")
 
-    def bits(hits: list[ir.BooleanValue]) -> ir.IntegerValue:
-        terms = [h.ifelse(ibis.literal(1 << i, type="int64"), zero) for i, h in enumerate(hits)]
+    def bits(hits: list[ir.BooleanValue], bit: Callable[[int], int]) -> ir.IntegerValue:
+        terms = [h.ifelse(ibis.literal(bit(i), type="int64"), zero) for i, h in enumerate(hits)]
         return reduce(lambda a, b: a + b, terms, zero)
 
     n = len(spec.steps)
-    tie = ibis.cases(*((h, ibis.literal(i, type="int64")) for i, h in enumerate(step_hits)),
-                     else_=ibis.literal(n, type="int64"))
     columns: dict[str, ir.Value] = {"entity": entity(t)}
     for i, name in enumerate(spec.hold):
         columns[f"h{i}"] = field_text(t, name)
-    columns |= {"ts": t.timestamp, "mask": bits(step_hits), "excl": bits(excl_hits),
-                "tie": tie}
+    # step k is bit n-1-k, so that sorting rmask descending puts the row matching the
+    # lowest step first (one key for the tie rule), and rows matching no step last
+    columns |= {"ts": t.timestamp, "rmask": bits(step_hits, lambda i: 1 << (n - 1 - i))}
+    if spec.exclusions:
+        columns["excl"] = bits(excl_hits, lambda i: 1 << i)
     if spec.by:
         columns["by"] = field_text(t, spec.by)
     rows = t.select(**columns)
@@ -80,14 +82,18 @@ def funnel_query(events: ir.Table, spec: FunnelSpec) -> ir.Table:
         # the steps' events only: lets the engine skip the rest at the scan
         names = sorted({s.event for s in spec.steps} | {x.event for x in spec.exclusions})
         rows = t.filter(t.event.isin(names)).select(**columns)
-        rows = rows.filter((rows.mask != 0) | (rows.excl != 0))
+        if not spec.exclusions:
+            rows = rows.filter(rows.rmask != 0)
         for i in range(len(spec.hold)):
             rows = rows.filter(rows[f"h{i}"].notnull())
     holds = [f"h{i}" for i in range(len(spec.hold))]
-    keys = ["entity", *([] if strict else holds), "ts", "tie", "mask", "excl",
-            *(holds if strict else []), *(["by"] if spec.by else [])]
+    keys = [ibis.asc(k, nulls_first=False) for k in ["entity", *([] if strict else holds),
+                                                     "ts"]]
+    keys.append(ibis.desc("rmask"))
+    rest = [*(["excl"] if spec.exclusions else []), *(holds if strict else []),
+            *(["by"] if spec.by else [])]
     # rows still tied after these keys are interchangeable for every output
-    return rows.order_by([ibis.asc(k, nulls_first=False) for k in keys])
+    return rows.order_by([*keys, *(ibis.asc(k, nulls_first=False) for k in rest)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,10 +117,11 @@ def _changed(*columns: pa.ChunkedArray | pa.Array) -> npt.NDArray[np.bool_]:
     for column in columns:
         col = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
         cur, prev = col.slice(1), col.slice(0, length - 1)
-        diff = pc.fill_null(pc.not_equal(cur, prev), True)
-        # null next to null is the same value
-        both_null = pc.and_(pc.is_null(cur), pc.is_null(prev))
-        diff = pc.and_(diff, pc.invert(both_null))
+        diff = pc.not_equal(cur, prev)
+        if col.null_count:
+            # null next to a value differs; null next to null is the same value
+            diff = pc.if_else(pc.is_null(diff), pc.xor(pc.is_null(cur), pc.is_null(prev)),
+                              diff)
         out[1:] |= diff.to_numpy(zero_copy_only=False)
     return out
 
@@ -130,8 +137,13 @@ def shape_rows(table: pa.Table, spec: FunnelSpec) -> FetchedRows:
     ts_col = table.column("ts")
     ts = pc.cast(pc.cast(ts_col, pa.timestamp("us", tz="UTC")), pa.int64())
     ts_np = ts.to_numpy().astype(np.int64, copy=False)
-    mask = table.column("mask").to_numpy().astype(np.int64, copy=False)
-    excl = table.column("excl").to_numpy().astype(np.int64, copy=False)
+    rmask = table.column("rmask").to_numpy().astype(np.int64, copy=False)
+    n = len(spec.steps)
+    mask = np.zeros(len(rmask), dtype=np.int64)
+    for k in range(n):
+        mask |= ((rmask >> (n - 1 - k)) & 1) << k
+    excl = (table.column("excl").to_numpy().astype(np.int64, copy=False)
+            if spec.exclusions else np.zeros(len(rmask), dtype=np.int64))
     entity_col = table.column("entity")
     entity_start = _changed(entity_col)
     holds = [table.column(f"h{i}") for i in range(len(spec.hold))]

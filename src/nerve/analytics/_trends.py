@@ -14,7 +14,7 @@ from typing import Any
 
 import ibis.expr.types as ir
 
-from nerve.analytics._fields import entity, filters_expr
+from nerve.analytics._fields import entity, filter_expr, filters_expr
 from nerve.analytics._spec import Filter
 from nerve.errors import QueryError
 
@@ -79,6 +79,9 @@ def _series(events: ir.Table, spec: TrendSpec, since: datetime,
     cond = (t.type == "track") & (t.timestamp >= since) & (t.timestamp < until)
     if spec.event is not None:
         cond &= filters_expr(t, spec.event, spec.where)
+    else:
+        for flt in spec.where:
+            cond &= filter_expr(t, flt)
     t = t.filter(cond)
     t = t.mutate(bucket=t.timestamp.truncate(_UNITS[spec.grain]), who=entity(t))
     value = t.count() if spec.measure == "count" else t.who.nunique()
