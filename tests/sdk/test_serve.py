@@ -9,7 +9,8 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import orjson
 import pytest
 
 from nerve.sdk import Client, DeliveryError, RejectedError
-from nerve.workspace import Workspace
+from nerve.workspace import Workspace, init_workspace
 
 PRODUCT_VIEWED = """\
 name: product_viewed
@@ -48,9 +49,59 @@ properties:
 FAST = {"backoff_base": 0.05, "backoff_max": 0.2, "flush_interval": 60}
 
 
+CATALOG = {"product_viewed.yaml": PRODUCT_VIEWED, "identify.yaml": IDENTIFY}
+
+
 @pytest.fixture
 def shop(make_workspace: Callable[..., Workspace]) -> Workspace:
-    return make_workspace({"product_viewed.yaml": PRODUCT_VIEWED, "identify.yaml": IDENTIFY})
+    return make_workspace(CATALOG)
+
+
+@dataclass
+class Shared:
+    ws: Workspace
+    url: str
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
+    """One real `nerve serve` for the tests that only send with the default limits.
+
+    Each test reads back only its own message ids, so they share a warehouse safely.
+    """
+    root = tmp_path_factory.mktemp("sdk-serve") / "ws"
+    init_workspace(root, "sdk")
+    for name, text in CATALOG.items():
+        (root / "events" / name).write_text(text)
+    ws = Workspace.load(root)
+    url = f"http://127.0.0.1:{_free_port()}"
+    with (root / "serve.log").open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "nerve", "--workspace", str(root), "serve", "--host",
+             "127.0.0.1", "--port", url.rsplit(":", 1)[1]], stdout=out,
+            stderr=subprocess.STDOUT)
+    try:
+        for _ in range(600):
+            assert process.poll() is None, (root / "serve.log").read_text()
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        else:
+            pytest.fail("nerve serve did not become healthy:\n"
+                        + (root / "serve.log").read_text())
+        yield Shared(ws, url)
+    finally:
+        process.terminate()
+        process.wait(60)
+
+
+def mine(ids: list[str | None]) -> str:
+    """Every row (events and quarantine) with one of these message ids."""
+    listed = ", ".join(f"'{i}'" for i in ids if i)
+    return f"SELECT * FROM ({ALL_ROWS}) AS everything WHERE message_id IN ({listed})"
 
 
 def key(ws: Workspace, source: str = "server") -> str:
@@ -83,26 +134,26 @@ ALL_ROWS = ("SELECT message_id, type, event, name, user_id, anonymous_id, group_
             "previous_id, properties, traits, context, historical FROM quarantine")
 
 
-def test_batches_land_in_the_warehouse(shop: Workspace, serve: Callable[..., Any]) -> None:
-    server = serve(shop)
-    client = Client(key(shop), server.url, max_batch_size=100, **FAST)
+def test_batches_land_in_the_warehouse(shared: Shared) -> None:
+    client = Client(key(shared.ws), shared.url, max_batch_size=100, **FAST)
     ids = [client.track("product_viewed", {"i": i, "sku": f"SNK-{i % 9}"}, user_id=f"u{i % 13}")
            for i in range(250)]
     assert client.flush()
     assert client.stats().requests == 3  # ceil(250 / 100), none retried
     client.shutdown()
-    rows = wait_rows(shop, "SELECT message_id, properties, context FROM events "
-                           "WHERE event = 'product_viewed'", 250)
+    rows = wait_rows(shared.ws, mine(ids), 250)
     assert sorted(r["message_id"] for r in rows) == sorted(ids)
     by_id = {r["message_id"]: r for r in rows}
+    assert by_id[ids[7]]["event"] == "product_viewed"
     assert by_id[ids[7]]["properties"] == {"i": 7, "sku": "SNK-7"}
     assert by_id[ids[7]]["context"]["library"]["name"] == "nerve-python"
+    valid = sql(shared.ws, f"SELECT count(*) AS n FROM events WHERE message_id IN "
+                           f"({', '.join(repr(i) for i in ids)})")
+    assert valid == [{"n": 250}]  # validated against the catalog, none quarantined
 
 
-def test_every_call_type_lands_with_its_fields(shop: Workspace,
-                                               serve: Callable[..., Any]) -> None:
-    server = serve(shop)
-    with Client(key(shop), server.url, gzip=False, **FAST) as client:
+def test_every_call_type_lands_with_its_fields(shared: Shared) -> None:
+    with Client(key(shared.ws), shared.url, gzip=False, **FAST) as client:
         ids = [
             client.identify("u1", {"age_group": "65+", "country": "DE"}),
             client.page("Pricing", {"path": "/pricing"}, category="Docs", user_id="u1"),
@@ -111,7 +162,7 @@ def test_every_call_type_lands_with_its_fields(shop: Workspace,
             client.alias("anon-1", "u1"),
             client.track("Unplanned Thing", anonymous_id="anon-1"),
         ]
-    rows = {r["message_id"]: r for r in wait_rows(shop, ALL_ROWS, 6)}
+    rows = {r["message_id"]: r for r in wait_rows(shared.ws, mine(ids), 6)}
     assert set(rows) == set(ids)
     identify, page, screen, group, alias, unplanned = (rows[i] for i in ids)
     assert identify["traits"] == {"age_group": "65+", "country": "DE"}
@@ -122,34 +173,28 @@ def test_every_call_type_lands_with_its_fields(shop: Workspace,
     assert unplanned["event"] == "Unplanned Thing"  # quarantined, not lost
 
 
-def test_historical_clients_import_backfills(shop: Workspace,
-                                            serve: Callable[..., Any]) -> None:
-    server = serve(shop)
-    with Client(key(shop), server.url, historical=True, **FAST) as client:
+def test_historical_clients_import_backfills(shared: Shared) -> None:
+    with Client(key(shared.ws), shared.url, historical=True, **FAST) as client:
         old = client.track("product_viewed", {"i": 1}, user_id="u1",
                            timestamp="2026-01-05T10:00:00+00:00")
-    with Client(key(shop), server.url, **FAST) as client:
+    with Client(key(shared.ws), shared.url, **FAST) as client:
         live = client.track("product_viewed", {"i": 2}, user_id="u1")
-    rows = {r["message_id"]: r for r in wait_rows(shop, ALL_ROWS, 2)}
+    rows = {r["message_id"]: r for r in wait_rows(shared.ws, mine([old, live]), 2)}
     assert rows[old]["historical"] is True
     assert rows[live]["historical"] is False
 
 
-def test_shutdown_flushes(shop: Workspace, serve: Callable[..., Any]) -> None:
-    server = serve(shop)
-    client = Client(key(shop), server.url, max_batch_size=1000, **FAST)
-    for i in range(30):
-        client.track("product_viewed", {"i": i}, user_id="u")
+def test_shutdown_flushes(shared: Shared) -> None:
+    client = Client(key(shared.ws), shared.url, max_batch_size=1000, **FAST)
+    ids = [client.track("product_viewed", {"i": i}, user_id="u") for i in range(30)]
     assert client.stats().requests == 0  # nothing sent yet: the batch is not full
     assert client.shutdown()
-    assert len(wait_rows(shop, "SELECT message_id FROM events", 30)) == 30
+    assert len(wait_rows(shared.ws, mine(ids), 30)) == 30
 
 
-def test_an_unknown_write_key_is_refused_once(shop: Workspace,
-                                             serve: Callable[..., Any]) -> None:
-    server = serve(shop)
+def test_an_unknown_write_key_is_refused_once(shared: Shared) -> None:
     errors: list[Any] = []
-    client = Client("not-a-key-of-this-workspace", server.url, on_error=lambda e, b:
+    client = Client("not-a-key-of-this-workspace", shared.url, on_error=lambda e, b:
                     errors.append(e), **FAST)
     client.track("product_viewed", {"i": 1}, user_id="u")
     assert client.flush()
