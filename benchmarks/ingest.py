@@ -13,13 +13,15 @@ acknowledged event reached the warehouse.
 
 The load generator runs in its own processes and shares the CPU with the server, as it
 would on one machine; on a shared 2-core box run it a few times and read the best and
-the typical figure.
+the typical figure. "events/CPU-s" (events per second of CPU the server processes used,
+loader included) is the figure that other load on the machine disturbs least.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import http.client
 import multiprocessing as mp
 import os
@@ -372,10 +374,34 @@ def count_loaded(root: Path) -> tuple[int, int, int]:
     return events["n"], events["d"], quarantined["n"]
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by a process and its child processes."""
+    tick = os.sysconf("SC_CLK_TCK")
+    pids = [pid]
+    with contextlib.suppress(OSError):
+        pids += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    total = 0.0
+    for each in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def measured(proc: subprocess.Popen[bytes], load: Any) -> dict[str, Any]:
+    """Run ``load()`` and add the server's CPU seconds and events per CPU second."""
+    before = cpu_seconds(proc.pid)
+    result: dict[str, Any] = load()
+    result["cpu_s"] = cpu_seconds(proc.pid) - before
+    result["events_per_cpu_s"] = result["events"] / result["cpu_s"] if result["cpu_s"] else 0
+    return result
+
+
 def report(name: str, result: dict[str, Any]) -> None:
-    print(f"{name:<34} {result['events_per_s']:>10,.0f} events/s   "
-          f"p50 {result['p50_ms']:6.1f} ms   p99 {result['p99_ms']:6.1f} ms   "
-          f"({result['requests']:,} requests, {result['errors']} errors)")
+    print(f"{name:<28} {result['events_per_s']:>9,.0f} events/s  "
+          f"p50 {result['p50_ms']:6.1f} ms  p99 {result['p99_ms']:6.1f} ms  "
+          f"server CPU {result['cpu_s']:5.1f} s = {result['events_per_cpu_s']:>8,.0f} "
+          f"events/CPU-s  ({result['requests']:,} requests, {result['errors']} errors)")
 
 
 def main() -> None:
@@ -403,7 +429,8 @@ def main() -> None:
         port = free_port()
         proc = start_nerve(root / "ws", port, args.workers)
         spy = profiler(proc.pid, args.seconds, args.profile) if args.profile else None
-        result = run_load(port, key, args.seconds, args.connections, templates)
+        result = measured(proc, lambda: run_load(port, key, args.seconds, args.connections,
+                                                 templates))
         stopped_at = time.perf_counter()
         code = stop(proc)
         drain = time.perf_counter() - stopped_at
@@ -411,11 +438,14 @@ def main() -> None:
         if not args.no_ceiling:
             port = free_port()
             bare = start_bare(port)
-            ceiling = run_load(port, key, args.seconds, args.connections, templates)
+            ceiling = measured(bare, lambda: run_load(port, key, args.seconds,
+                                                      args.connections, templates))
             stop(bare)
             report("bare ASGI, JSON parse only", ceiling)
             print(f"nerve reaches {result['events_per_s'] / ceiling['events_per_s']:.0%} "
-                  "of the ceiling")
+                  "of the ceiling's events/s and "
+                  f"{result['events_per_cpu_s'] / ceiling['events_per_cpu_s']:.0%} of its "
+                  "events per CPU second")
         n, distinct, quarantined = count_loaded(root / "ws")
         acked = result["events"]
         print(f"warehouse after stop (exit {code}, drain {drain:.1f} s): {n:,} events + "
