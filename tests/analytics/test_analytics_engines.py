@@ -129,3 +129,37 @@ def test_retention_and_trend(engine: Any, events_table: Any) -> None:
         (4, 1.0, 0.0), (5, 1.0, 2.0)]  # b on the 4th, a on the 5th; a and c on the 3rd
     assert series[0]["change"] is None
     assert series[1]["change"] == -0.5
+
+
+PURCHASE = """
+name: purchase_complete
+properties:
+  revenue: {type: number, required: true}
+"""
+REVENUE = """
+metrics:
+  revenue:
+    measure: {agg: sum, event: purchase_complete, of: revenue}
+"""
+
+
+def test_metric_trend(tmp_path: Any, events_table: Any) -> None:
+    """A semantic-layer metric over time, with the previous period (DuckDB only: the
+    layer has its own engine-agnostic suite)."""
+    import ibis
+
+    from nerve.analytics import metric_trend
+    from nerve.catalog import Catalog
+    from nerve.semantic import SemanticLayer
+
+    (tmp_path / "events").mkdir()
+    (tmp_path / "events" / "purchase_complete.yaml").write_text(PURCHASE)
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "shop.yaml").write_text(REVENUE)
+    layer = SemanticLayer.from_folder(tmp_path / "metrics", Catalog.load(tmp_path / "events"))
+    rows = [{"user_id": "a", "event": "purchase_complete", "timestamp": _day(d),
+             "properties": {"revenue": value}} for d, value in [(0, 10), (1, 5), (2, 30)]]
+    table = ibis.duckdb.connect().create_table("events", events_table(rows))
+    series = metric_trend(layer, table, "revenue", since=_day(2, 0), until=_day(4, 0))
+    assert [(r["value"], r["previous"]) for r in series] == [(30.0, 10.0), (0.0, 5.0)]
+    assert series[0]["change"] == 2.0
