@@ -69,6 +69,9 @@ class Session:
         self.session_id = f"s_{self.rng.getrandbits(64):016x}"
         self.skew = 0
         self.late = False
+        #: the web session's referrer and landing query string (campaign parameters)
+        self.referrer = ""
+        self.search = ""
         if self.frng is not None and user.platform != "web":
             u = self.frng.random()
             if timeline.live_start_ms - 6 * HOUR_MS <= start_ms < timeline.live_start_ms - HOUR_MS:
@@ -146,6 +149,7 @@ class Session:
     # the journey ---------------------------------------------------------------------------
 
     def run(self, *, first: bool, identify: bool) -> list[SimMessage]:
+        """The session's messages: identify if asked, then the visit's journey."""
         rng, u = self.rng, self.user
         channel, _wt, utm_source, utm_medium = rng.choices(
             w.CHANNELS, [c[1] for c in w.CHANNELS])[0]
@@ -176,8 +180,7 @@ class Session:
             props = {"from_notification": True} if channel == "push" else {}
             self._emit({"type": "screen", "name": landing, "properties": props})
         cart = self._browse()
-        error_at = rng.random()
-        if error_at < (0.02 if u.platform == "android" else 0.012):
+        if rng.random() < (0.02 if u.platform == "android" else 0.012):
             self._app_error()
         if cart and rng.random() < min(0.9, 0.52 * u.intent ** 0.5):
             self._checkout(cart)
