@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -165,3 +166,19 @@ def test_worker_processes_share_the_port_and_forward_read_apis(
     leftovers = subprocess.run(["pgrep", "-f", f"_worker_main .* {shop.root} "],
                                capture_output=True, text=True, check=False)
     assert leftovers.stdout == "", "a worker process outlived nerve serve"
+
+
+def test_a_second_server_is_refused_with_a_clear_message(
+        shop: Workspace, make_workspace: Callable[..., Workspace],
+        serve: Callable[..., Any]) -> None:
+    server = serve(shop)
+    nerve = [sys.executable, "-m", "nerve", "serve", "--port", str(server.port)]
+    same = subprocess.run([*nerve[:3], "--workspace", str(shop.root), *nerve[3:]],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert same.returncode == 5  # ExitCode.UNAVAILABLE
+    assert "already running" in same.stderr
+    other = make_workspace()
+    taken = subprocess.run([*nerve[:3], "--workspace", str(other.root), *nerve[3:]],
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert taken.returncode == 4  # ExitCode.INVALID
+    assert f"cannot listen on 127.0.0.1:{server.port}" in taken.stderr
