@@ -28,7 +28,8 @@ CREATE TABLE events AS
 WITH base AS (
   SELECT i,
          'u' || (hash(i) % {users}) AS user_id,
-         TIMESTAMPTZ '2026-10-31 00:00:00+00' + to_microseconds((hash(i * 7) % (28 * 86400000000))::BIGINT) AS ts,
+         TIMESTAMPTZ '2026-10-31 00:00:00+00'
+           + to_microseconds((hash(i * 7) % (28 * 86400000000))::BIGINT) AS ts,
          hash(i * 13) % 100 AS r
   FROM range({events}) t(i)
 )
@@ -43,8 +44,8 @@ SELECT 'm' || i AS message_id, 'track' AS type,
                    'price', (hash(i) % 20000) / 100.0, 'currency', 'USD',
                    'is_first_session', r % 7 = 0, 'results_count', r % 5)::JSON AS properties,
        NULL::JSON AS traits,
-       json_object('device', json_object('type', ['ios', 'android', 'web'][(1 + hash(user_id) % 3)::BIGINT]))::JSON
-         AS context,
+       json_object('device', json_object(
+         'type', ['ios', 'android', 'web'][(1 + hash(user_id) % 3)::BIGINT]))::JSON AS context,
        'web' AS source, false AS historical, '1.0.0' AS schema_version
 FROM base
 UNION ALL

@@ -204,3 +204,15 @@ def test_days_follow_the_workspace_time_zone_across_dst(
     utc = make_layer("UTC")
     rows = run(utc, table, ["revenue"], grain="day", since="2026-03-28", until="2026-03-29")
     assert [r["revenue"] for r in rows] == [3, 12]
+
+
+def test_event_rows_resolve_dimensions_for_other_analyses(
+        make_layer: Callable[..., SemanticLayer], events: Any) -> None:
+    layer = make_layer("Europe/Berlin")
+    rows = layer.event_rows(events, "purchase_complete", dimensions=["platform", "user.age"],
+                            segments=["seniors"], since="2026-03-01", until="2026-03-31",
+                            now=NOW).order_by("timestamp").to_pyarrow().to_pylist()
+    assert [(r["user"], r["platform"], r["user_age"]) for r in rows] == [
+        ("u2", "Android", 70), ("u1", "iOS", 66)]
+    assert rows[0]["local_time"] == datetime(2026, 3, 3, 12)  # noqa: DTZ001 - Berlin wall clock
+    assert rows[0]["event"] == "purchase_complete"

@@ -191,3 +191,21 @@ def test_readiness_without_checks_and_with_catalog_gaps(
     assert "no property 'size'" in missing[0].problem
     assert found["orders"].status == "ready"
     assert found["orders"].health["purchase_complete"].status == "unknown"
+
+
+def test_the_one_call_query_function(make_layer: Callable[..., SemanticLayer],
+                                     events_table: Callable[..., object]) -> None:
+    import ibis
+    from tests.semantic.conftest import track, ts
+
+    table = ibis.duckdb.connect().create_table("events", events_table([  # type: ignore[arg-type]
+        track("purchase_complete", ts(2026, 3, 2, 10), "u1", revenue=5.0),
+        track("purchase_complete", ts(2026, 3, 4, 10), "u2", revenue=7.0),
+    ]))
+    result = nerve.semantic.query("revenue,orders", layer=make_layer(), table=table,
+                                  grain="week", since="2026-03-02", until="2026-03-08")
+    assert result.rows() == [{"week": date(2026, 3, 2), "revenue": 12.0, "orders": 2}]
+    assert result.time_column == "week"
+    assert result.dialect == "duckdb"
+    assert result.lineage["orders"].formula == "count(*) of purchase_complete"
+    assert result.as_dict()["rows"] == result.rows()

@@ -272,8 +272,8 @@ def query(
                    for name in result["query"]["metrics"]}
         rows = [{k: _formatted(v, *formats[k]) if k in formats else v for k, v in r.items()}
                 for r in rows]
-        title = (f"{', '.join(result['query']['metrics'])} from {result['start']} to "
-                 f"{result['end']} ({result['timezone']})")
+        title = (f"{', '.join(result['query']['metrics'])} from {result['start'][:16]} to "
+                 f"{result['end'][:16]} ({result['timezone']}, end excluded)")
         emit(rows, fmt, title=title)
         return
     emit(rows, fmt)

@@ -28,27 +28,20 @@ import pyarrow as pa
 
 from nerve.errors import QueryError
 from nerve.semantic._check import parse_ref
-from nerve.semantic._engines import json_field, local_time, safe_divide
+from nerve.semantic._engines import local_time, safe_divide
 from nerve.semantic._expr import (
-    And,
     Arith,
-    Cmp,
-    InList,
-    IsNull,
-    Like,
     Lit,
     Neg,
     Node,
-    Not,
-    Or,
     Ref,
     parse_arithmetic,
     parse_filter,
     refs,
-    type_problems,
 )
 from nerve.semantic._model import ADDITIVE, ANY_EVENT, ConversionSpec, Measure, Metric
 from nerve.semantic._query import Lineage, MetricQuery
+from nerve.semantic._reader import EventReader
 from nerve.semantic._resolve import Resolved, ResolveError, Resolver
 from nerve.semantic._time import (
     Duration,
@@ -65,7 +58,6 @@ __all__ = ["CompiledQuery", "compile_query", "formula"]
 
 _TRUNCATE = {"hour": "h", "day": "D", "week": "W", "month": "M"}
 _EPOCH = datetime(1970, 1, 1)  # noqa: DTZ001 - local wall clock: "all time" starts here
-_MEASURED_TYPES = ("track", "page", "screen")
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +131,7 @@ class _Compiler:
         self.range = trange
         self.grain = query.grain
         self.by = [parse_ref(b) for b in query.by]
+        self.reader = EventReader(resolver, table, dialect)
         self.components: dict[_Key, str] = {}
         self.traces: dict[_Key, _Trace] = {}
         starts = (periods(trange.start, trange.end, self.grain, trange.tz) if self.grain
@@ -224,13 +217,6 @@ class _Compiler:
 
     # ---------------------------------------------------------------- resolving names
 
-    def _resolve(self, ref: Ref, events: tuple[str, ...], *, segments: bool = False,
-                 context: str) -> Resolved:
-        try:
-            return self.resolver.resolve(ref, events, allow_segments=segments)
-        except ResolveError as exc:
-            raise QueryError(f"{context}: {exc}") from None
-
     def _filters_of(self, key: _Key) -> list[tuple[Node, str, str]]:
         found = []
         if key.measure.filter:
@@ -264,125 +250,22 @@ class _Compiler:
 
     # ---------------------------------------------------------------- event rows
 
-    def _prepare(self, events: tuple[str, ...], lo: datetime, hi: datetime,
-                 needed: list[Resolved]) -> tuple[ir.Table, Callable[[Resolved], ir.Value]]:
-        """Event rows in ``[lo, hi)`` (UTC) with the trait columns that ``needed`` uses."""
-        t = self.table
-        t = t.filter(t.timestamp >= ibis.literal(lo), t.timestamp < ibis.literal(hi))
-        if events == (ANY_EVENT,):
-            t = t.filter(t.type.isin(list(_MEASURED_TYPES)))
-        else:
-            t = t.filter(t.type == "track", t.event.isin(list(events)))
-        traits: dict[tuple[str, ...], str] = {}
-        for item in needed:
-            if item.kind == "trait" and item.path not in traits:
-                traits[item.path] = f"_t{len(traits)}"
-                t = self._join_trait(t, item, traits[item.path])
-
-        def value(item: Resolved) -> ir.Value:
-            if item.kind == "user":
-                return ibis.coalesce(t.user_id, t.anonymous_id)
-            if item.kind == "trait":
-                return t[traits[item.path]]
-            if item.kind == "context":
-                return json_field(t.context, item.path, item.type, self.dialect)
-            if item.kind == "property":
-                return json_field(t.properties, item.path, item.type, self.dialect)
-            if item.kind == "column":
-                return t[item.path[0]]
-            raise QueryError(f"{item.text!r} is a segment; use it in a filter")
-
-        return t, value
-
-    def _join_trait(self, t: ir.Table, item: Resolved, column: str) -> ir.Table:
-        """Add the trait's value as of each event: the latest identify at or before it."""
-        ident = self.table.filter(self.table.type == "identify")
-        ident = ident.select(
-            _e=ibis.coalesce(ident.user_id, ident.anonymous_id), _ts=ident.timestamp,
-            _mid=ident.message_id,
-            _v=json_field(ident.traits, item.path, item.type, self.dialect),
-        )
-        ident = ident.filter(ident._v.notnull())
-        # each identify holds until the next one that sets this trait: [_ts, _to)
-        ident = ident.mutate(_to=ident._ts.lead().over(
-            ibis.window(group_by=ident._e, order_by=[ident._ts, ident._mid])))
-        entity = ibis.coalesce(t.user_id, t.anonymous_id)
-        far = ibis.literal(datetime(2999, 12, 31, tzinfo=self.range.start_utc.tzinfo))
-        joined = t.left_join(ident, [
-            entity == ident._e,
-            t.timestamp >= ident._ts,
-            t.timestamp < ibis.coalesce(ident._to, far),
-        ])
-        return joined.select(*[joined[c] for c in t.columns], **{column: joined._v})
-
-    def _condition(self, node: Node, events: tuple[str, ...],
-                   value: Callable[[Resolved], ir.Value], origin: str) -> ir.BooleanValue:
-        def operand(item: Node) -> ir.Value:
-            if isinstance(item, Lit):
-                return ibis.literal(item.value)
-            assert isinstance(item, Ref)
-            resolved = self._resolve(item, events, segments=True, context=origin)
-            if resolved.kind == "segment":
-                assert resolved.condition is not None
-                return walk(resolved.condition)
-            return value(resolved)
-
-        def walk(item: Node) -> ir.BooleanValue:
-            if isinstance(item, And):
-                result = walk(item.items[0])
-                for sub in item.items[1:]:
-                    result = result & walk(sub)
-                return result
-            if isinstance(item, Or):
-                result = walk(item.items[0])
-                for sub in item.items[1:]:
-                    result = result | walk(sub)
-                return result
-            if isinstance(item, Not):
-                return ~walk(item.item)
-            if isinstance(item, Cmp):
-                left, right = operand(item.left), operand(item.right)
-                ops: dict[str, Callable[[ir.Value, ir.Value], ir.BooleanValue]] = {
-                    "=": lambda a, b: a == b, "!=": lambda a, b: a != b,
-                    "<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
-                    ">": lambda a, b: a > b, ">=": lambda a, b: a >= b,
-                }
-                return ops[item.op](left, right)
-            if isinstance(item, InList):
-                result = operand(item.expr).isin([v.value for v in item.values])
-                return ~result if item.negate else result
-            if isinstance(item, IsNull):
-                target = operand(item.expr)
-                return target.notnull() if item.negate else target.isnull()
-            if isinstance(item, Like):
-                result = operand(item.expr).like(item.pattern)
-                return ~result if item.negate else result
-            if isinstance(item, Ref):
-                result = operand(item)
-                return result if result.type().is_boolean() else result.notnull()
-            raise QueryError(f"{origin}: a literal alone is not a condition")
-
-        problems = type_problems(node, self.resolver.type_of(events))
-        if problems:
-            raise QueryError(f"{origin}: {'; '.join(problems)}")
-        return walk(node)
-
     def _plan(self, key: _Key) -> _Plan:
         """What one component reads: its dimensions, value, filters and traits."""
         measure = key.measure
         events = measure.events
         context = f"metric measure {measure.describe()}"
-        dims = tuple(self._resolve(b, events, context=f"--by {b.text} on {context}")
+        dims = tuple(self.reader.resolve(b, events, context=f"--by {b.text} on {context}")
                      for b in self.by)
-        target = (self._resolve(parse_ref(measure.of), events, context=context)
+        target = (self.reader.resolve(parse_ref(measure.of), events, context=context)
                   if measure.of else None)
         filters = self._filters_of(key)
         needed = [*dims, *([target] if target else [])]
         for node, _, origin in filters:
-            needed.extend(self._expand(node, events, origin))
+            needed.extend(self.reader.expand(node, events, origin))
         entity = None
         if key.converted is not None:
-            entity = self._resolve(parse_ref(key.converted.entity), events, context=context)
+            entity = self.reader.resolve(parse_ref(key.converted.entity), events, context=context)
             needed.append(entity)
         return _Plan(key, dims, target, filters, tuple(needed), entity)
 
@@ -398,7 +281,7 @@ class _Compiler:
         else:
             events = tuple(dict.fromkeys(e for p in plans for e in p.key.measure.events))
         needed = [item for p in plans for item in p.needed]
-        t, value = self._prepare(events, to_utc(lo, self.range.tz), to_utc(hi, self.range.tz),
+        t, value = self.reader.read(events, to_utc(lo, self.range.tz), to_utc(hi, self.range.tz),
                                  needed)
         def member(own: tuple[str, ...]) -> ir.BooleanValue:
             if own in (events, (ANY_EVENT,)):
@@ -408,14 +291,15 @@ class _Compiler:
 
         conditions = []
         if len(plans) == 1:
+            own = plans[0].key.measure.events
             for node, _, origin in plans[0].filters:
-                t = t.filter(self._condition(node, plans[0].key.measure.events, value, origin))
+                t = t.filter(self.reader.condition(node, own, value, origin))
         else:
             for plan in plans:
                 own = plan.key.measure.events
                 condition = member(own)
                 for node, _, origin in plan.filters:
-                    condition = condition & self._condition(node, own, value, origin)
+                    condition = condition & self.reader.condition(node, own, value, origin)
                 conditions.append(condition)
         columns: dict[str, ir.Value] = {
             "_local": local_time(t.timestamp, self.tz, self.dialect),
@@ -448,32 +332,18 @@ class _Compiler:
         measure = spec.conversion
         events = measure.events
         context = f"conversion {measure.describe()}"
-        entity = self._resolve(parse_ref(spec.entity), events, context=context)
+        entity = self.reader.resolve(parse_ref(spec.entity), events, context=context)
         filters = []
         if measure.filter:
             filters.append((parse_filter(measure.filter), measure.filter, "conversion filter"))
         needed = [entity]
         for node, _, origin in filters:
-            needed.extend(self._expand(node, events, origin))
+            needed.extend(self.reader.expand(node, events, origin))
         end = to_utc(hi, self.range.tz) + timedelta(seconds=parse_duration(spec.window).seconds())
-        t, value = self._prepare(events, to_utc(lo, self.range.tz), end, needed)
+        t, value = self.reader.read(events, to_utc(lo, self.range.tz), end, needed)
         for node, _, origin in filters:
-            t = t.filter(self._condition(node, events, value, origin))
+            t = t.filter(self.reader.condition(node, events, value, origin))
         return t.select(_cent=value(entity), _cts=t.timestamp, _cmid=t.message_id)
-
-    def _expand(self, node: Node, events: tuple[str, ...], origin: str) -> list[Resolved]:
-        """Every resolved name a filter reads, segments expanded."""
-        found = []
-        for ref in refs(node):
-            item = self._resolve(ref, events, segments=True, context=origin)
-            if item.kind == "segment":
-                assert item.condition is not None
-                found.extend(self._expand(item.condition, events, origin))
-            else:
-                found.append(item)
-        return found
-
-    # ---------------------------------------------------------------- aggregation
 
     def _bounds(self, key: _Key) -> list[tuple[datetime, datetime, datetime]]:
         """``(period, lo, hi)`` in local time: the rows each output period aggregates."""

@@ -14,15 +14,17 @@ import pyarrow as pa
 
 from nerve.catalog import Catalog
 from nerve.errors import Location, QueryError
-from nerve.semantic._check import check_definitions, parse_segments
+from nerve.semantic._check import check_definitions, parse_ref, parse_segments
 from nerve.semantic._compile import CompiledQuery, compile_query, formula
-from nerve.semantic._engines import backend_dialect, normalize_dialect
+from nerve.semantic._engines import backend_dialect, local_time, normalize_dialect
+from nerve.semantic._expr import parse_filter
 from nerve.semantic._load import Definitions, MetricsError, load_definitions
-from nerve.semantic._model import Dimension, Metric, Segment
+from nerve.semantic._model import ANY_EVENT, Dimension, Metric, Segment
 from nerve.semantic._query import MetricQuery, MetricResult
+from nerve.semantic._reader import EventReader
 from nerve.semantic._readiness import HealthSource, Readiness, readiness
 from nerve.semantic._resolve import Resolver
-from nerve.semantic._time import resolve_range, zone
+from nerve.semantic._time import parse_bound, resolve_range, to_utc, zone
 
 __all__ = ["SemanticLayer"]
 
@@ -200,6 +202,64 @@ class SemanticLayer:
             dialect=dialect, lineage=compiled.lineage, time_column=compiled.time_column,
             start=compiled.range.start, end=compiled.range.end, timezone=self.timezone,
         )
+
+
+    def event_rows(self, table: ir.Table, events: str | tuple[str, ...] | list[str], *,
+                   dimensions: tuple[str, ...] | list[str] = (), where: str | None = None,
+                   segments: tuple[str, ...] | list[str] = (),
+                   since: str | date | datetime | None = None,
+                   until: str | date | datetime | None = None,
+                   now: datetime | None = None) -> ir.Table:
+        """Events with their dimensions resolved, for analyses built on the layer.
+
+        Funnels, explain and experiments read events through this, so that names such
+        as ``platform``, ``user.age_group`` (as of each event) and segments mean what
+        they mean in metrics. Columns: ``message_id``, ``event``, ``user``,
+        ``timestamp`` (UTC), ``local_time`` (workspace zone), then one per dimension,
+        named as given with dots as underscores (``user.age_group`` ->
+        ``user_age_group``). ``events`` may be ``"*"`` (every track, page and screen).
+        """
+        _check_table(table)
+        wanted = (events,) if isinstance(events, str) else tuple(events)
+        for event in wanted:
+            if event != ANY_EVENT and event not in self.catalog:
+                raise QueryError(f"event {event!r} is not in the catalog")
+        dialect = backend_dialect(table)
+        reader = EventReader(self.resolver, table, dialect)
+        tz = zone(self.timezone)
+        now = now or datetime.now(UTC)
+        start = parse_bound(since, tz, now, grain=None, is_end=False) or _EARLIEST
+        end = parse_bound(until, tz, now, grain=None, is_end=True) or _LATEST
+        dims = {name.replace(".", "_"): reader.resolve(parse_ref(name), wanted,
+                                                      context=f"dimension {name}")
+                for name in dimensions}
+        texts = [(where, "where")] if where else []
+        for name in segments:
+            if name not in self.segments:
+                raise QueryError(f"unknown segment {name!r}")
+            texts.append((name, f"segment {name}"))
+        filters = []
+        for text, origin in texts:
+            try:
+                filters.append((parse_filter(text), origin))
+            except ValueError as exc:
+                raise QueryError(f"{origin}: {exc}") from None
+        needed = [*dims.values()]
+        for node, origin in filters:
+            needed.extend(reader.expand(node, wanted, origin))
+        t, value = reader.read(wanted, to_utc(start, tz), to_utc(end, tz), needed)
+        for node, origin in filters:
+            t = t.filter(reader.condition(node, wanted, value, origin))
+        return t.select(
+            message_id=t.message_id, event=ibis.coalesce(t.event, t.type),
+            user=ibis.coalesce(t.user_id, t.anonymous_id), timestamp=t.timestamp,
+            local_time=local_time(t.timestamp, self.timezone, dialect),
+            **{name: value(item) for name, item in dims.items()},
+        )
+
+
+_EARLIEST = datetime(1970, 1, 1)  # noqa: DTZ001 - local wall clock: no lower bound
+_LATEST = datetime(2999, 12, 31)  # noqa: DTZ001 - local wall clock: no upper bound
 
 
 def _check_table(table: ir.Table) -> None:
