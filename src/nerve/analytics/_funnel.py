@@ -166,15 +166,19 @@ def report(spec: FunnelSpec, fetched: FetchedRows, chains: Chains) -> FunnelResu
     ent_first, reached, chain = _entity_chains(fetched, chains)
     groups = _group_values(spec, fetched, reached, chain)
     ts = fetched.rows.ts
-    keys: dict[Any, list[int]] = {}
-    for i, g in enumerate(groups):
-        keys.setdefault(g, []).append(i)
-    ordered = sorted(keys.items(), key=lambda kv: (-len(kv[1]), str(kv[0])))
-    if not ordered and not spec.by:
-        ordered = [(None, [])]
+    ordered: list[tuple[Any, I64]]
+    if not spec.by:
+        ordered = [(None, np.arange(len(reached), dtype=np.int64))]
+    else:
+        encoded = pa.array(groups, type=pa.string()).dictionary_encode()
+        codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+        values = [*encoded.dictionary.to_pylist(), None]
+        members = [np.flatnonzero(codes == (i if v is not None else -1)).astype(np.int64)
+                   for i, v in enumerate(values)]
+        ordered = sorted(((v, m) for v, m in zip(values, members, strict=True) if len(m)),
+                         key=lambda vm: (-len(vm[1]), str(vm[0])))
     out: list[dict[str, Any]] = []
-    for value, members in ordered:
-        idx = np.asarray(members, dtype=np.int64)
+    for value, idx in ordered:
         r = reached[idx]
         ch = chain[idx] if len(idx) else np.zeros((0, n), dtype=np.int64)
         hit = [(r >> k) & 1 == 1 for k in range(n)]
