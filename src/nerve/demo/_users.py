@@ -12,7 +12,7 @@ from nerve.demo import _world as w
 from nerve.demo._scenario import DAY_MS, EXPERIMENT, iso
 from nerve.experiments import choose_variant
 
-__all__ = ["User", "draw_users"]
+__all__ = ["User", "draw_users", "timezone_of"]
 
 _TIMEZONES = {"US": "America/New_York", "GB": "Europe/London", "DE": "Europe/Berlin",
               "FR": "Europe/Paris", "CA": "America/Toronto", "BR": "America/Sao_Paulo",
