@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import math
+import os
 import subprocess
 import sys
 import threading
@@ -327,3 +328,19 @@ def test_the_wire_matches_segments_own_python_sdk(scripted: Scripted) -> None:
         assert set(mine["context"]) == set(segment["context"])
         assert mine["context"]["library"]["name"] == "nerve-python"
     assert ours["batch"][1]["timestamp"].startswith("2024-01-02T03:04:05")
+
+
+def test_a_forked_child_sends_its_own_events_only(scripted: Scripted) -> None:
+    server = scripted()
+    client = Client(KEY, server.url, flush_interval=60)
+    client.track("parent before fork", user_id="u")  # queued, and the worker is running
+    pid = os.fork()
+    if pid == 0:  # the child: like a gunicorn worker forked from a preloaded app
+        ok = client.track("child", user_id="u") is not None and client.flush()
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    client.track("parent after fork", user_id="u")
+    assert client.shutdown()
+    assert sorted(e["event"] for e in server.events()) == [
+        "child", "parent after fork", "parent before fork"]  # nothing sent twice

@@ -5,8 +5,10 @@ from __future__ import annotations
 import atexit
 import hashlib
 import logging
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -132,6 +134,8 @@ class Client:
             ("accepted", "delivered", "rejected", "undelivered", "dropped_queue_full",
              "dropped_invalid", "requests"), 0)
         atexit.register(self._at_exit)
+        method = weakref.WeakMethod(self._after_fork_in_child)
+        os.register_at_fork(after_in_child=lambda: _call_if_alive(method))
         if len(self._queue) and not sync_mode:
             with self._lock:
                 self._start_worker()
@@ -248,6 +252,21 @@ class Client:
             self._queue.close()
         self._transport.close()
         return emptied
+
+    def _after_fork_in_child(self) -> None:
+        # A forked child (gunicorn/uwsgi workers, multiprocessing) gets fresh locks, no
+        # sending thread, its own connections and an empty queue: what was queued before
+        # the fork is the parent's to send, and the spool's files and locks stay the
+        # parent's (the child keeps its events in memory).
+        self._lock = threading.Condition()
+        self._send_lock = threading.RLock()
+        self._wake = threading.Event()
+        self._thread = None
+        if self._durable:
+            log.warning("nerve.sdk: forked child: the spool stays with the parent process; "
+                        "this process queues in memory (create a Client after fork for one)")
+        self._queue, self._durable = MemoryQueue(), False
+        self._transport.reconnect()
 
     def _at_exit(self) -> None:
         # bounded, so that a program ending while the server is down does not hang for
@@ -409,6 +428,12 @@ class Client:
             self.on_error(exc, batch)
         except Exception:  # the host's callback must not break the SDK
             log.exception("nerve.sdk: on_error callback raised")
+
+
+def _call_if_alive(method: weakref.WeakMethod[Callable[[], None]]) -> None:
+    bound = method()
+    if bound is not None:
+        bound()
 
 
 def _decode(lines: list[bytes]) -> list[dict[str, Any]]:

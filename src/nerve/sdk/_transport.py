@@ -46,12 +46,20 @@ class Transport:
         self.historical = historical
         self.policy = policy
         self._rng = random.Random()
-        self._http = httpx.Client(
-            auth=httpx.BasicAuth(write_key, ""),
-            timeout=timeout,
-            headers={"User-Agent": f"nerve-python/{__version__}",
-                     "Content-Type": "application/json"},
-        )
+        self._auth = httpx.BasicAuth(write_key, "")
+        self._timeout = timeout
+        self._http = self._connect()
+
+    def _connect(self) -> httpx.Client:
+        return httpx.Client(auth=self._auth, timeout=self._timeout,
+                            headers={"User-Agent": f"nerve-python/{__version__}",
+                                     "Content-Type": "application/json"})
+
+    def reconnect(self) -> None:
+        """A new connection pool, for a child process after fork() (the parent's sockets
+        are the parent's); the old pool is dropped, not closed."""
+        self._http = self._connect()
+        self._rng = random.Random()
 
     def close(self) -> None:
         self._http.close()
