@@ -78,6 +78,7 @@ def _peak_mb() -> float:
 
 def run_nerve(path: str, repeat: int, out: Any) -> None:
     con = ibis.duckdb.connect(path, read_only=True)
+    con.raw_sql("SET enable_progress_bar = false")
     events = con.table("events")
     spec = FunnelSpec(tuple(Step(s) for s in STEPS), window=WINDOW)
     times, counts = [], []

@@ -46,6 +46,8 @@ def run_analysis(ws: Workspace, kind: str, body: dict[str, Any]) -> dict[str, An
     if path is not None and not path.exists():
         Warehouse.for_workspace(ws).close()  # a fresh workspace: create the empty tables
     with Warehouse.for_workspace(ws, read_only=True) as warehouse:
+        # DuckDB draws a progress bar on stdout for long queries: not in JSON output
+        warehouse.ibis().raw_sql("SET enable_progress_bar = false")
         events = warehouse.table("events")
         if kind == "funnels":
             return analytics.funnel_request(events, body)
