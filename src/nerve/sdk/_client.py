@@ -134,8 +134,7 @@ class Client:
             ("accepted", "delivered", "rejected", "undelivered", "dropped_queue_full",
              "dropped_invalid", "requests"), 0)
         atexit.register(self._at_exit)
-        method = weakref.WeakMethod(self._after_fork_in_child)
-        os.register_at_fork(after_in_child=lambda: _call_if_alive(method))
+        _LIVE.add(self)
         if len(self._queue) and not sync_mode:
             with self._lock:
                 self._start_worker()
@@ -430,10 +429,17 @@ class Client:
             log.exception("nerve.sdk: on_error callback raised")
 
 
-def _call_if_alive(method: weakref.WeakMethod[Callable[[], None]]) -> None:
-    bound = method()
-    if bound is not None:
-        bound()
+#: every client not yet garbage-collected, for the one fork hook below
+_LIVE: weakref.WeakSet[Client] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for client in list(_LIVE):
+        client._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _decode(lines: list[bytes]) -> list[dict[str, Any]]:
