@@ -1,7 +1,7 @@
 """Benchmark the storage path: log append+sync, loading into DuckDB, and dedup cost.
 
     python benchmarks/load.py                  # default: 300k events, ~1 minute
-    python benchmarks/load.py --rows 1000000 --existing 5000000
+    python benchmarks/load.py --rows 1000000 --existing 5000000 --index
 
 Prints rows/s for
 1. log append + fsync, as HTTP workers do it: several threads, each appending a
@@ -9,7 +9,7 @@ Prints rows/s for
 2. loading the log into a DuckDB file through Arrow (Loader.load_once), with dedup;
 3. the cost of deduplicating one 100k-row load against an ``events`` table that already
    holds ``--existing`` rows over 30 days: a received_at window (the default, 7 days)
-   versus an anti-join against the whole table.
+   versus the whole table (and, with --index, a primary-key index table of message_ids).
 Goal (issue 2): >= 200k rows/s loading through Arrow.
 """
 
@@ -108,7 +108,7 @@ def bench_load(log_dir: Path, db: Path) -> None:
           f"{stats.loaded:,}; goal >= 200,000 rows/s)")
 
 
-def bench_dedup(db: Path, existing: int, load_rows: int) -> None:
+def bench_dedup(db: Path, existing: int, load_rows: int, with_index: bool) -> None:
     """One load of ``load_rows`` new events into a table of ``existing`` rows."""
     with Warehouse.open(f"duckdb://{db}") as warehouse:
         cur = warehouse.cursor()
@@ -140,6 +140,8 @@ def bench_dedup(db: Path, existing: int, load_rows: int) -> None:
             print(f"dedup vs {existing:>10,} rows, {label:<14} {load_rows:>7,} rows  "
                   f"{best * 1000:8.1f} ms  {load_rows / best:>10,.0f} rows/s  "
                   f"(CPU {cpu * 1000:.0f} ms)")
+        if not with_index:
+            return
         # the third option: a persistent index of every message_id (an ART primary key)
         with Clock() as clock:
             cur.execute("CREATE TABLE seen (message_id VARCHAR PRIMARY KEY)")
@@ -173,6 +175,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4, help="appending threads")
     parser.add_argument("--existing", type=int, default=2_000_000,
                         help="rows already in events for the dedup comparison")
+    parser.add_argument("--index", action="store_true",
+                        help="also time an index table of message_ids (slow: minutes)")
     parser.add_argument("--dir", type=Path, default=None, help="scratch folder (default: tmp)")
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="nerve-bench-", dir=args.dir))
@@ -181,7 +185,7 @@ def main() -> None:
         batches = make_batches(args.rows, args.batch)
         bench_append(scratch / "log", batches, args.threads)
         bench_load(scratch / "log", scratch / "load.duckdb")
-        bench_dedup(scratch / "dedup.duckdb", args.existing, 100_000)
+        bench_dedup(scratch / "dedup.duckdb", args.existing, 100_000, args.index)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

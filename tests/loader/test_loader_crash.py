@@ -34,20 +34,30 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def run_child(log_dir: Path, url: str, kill_after: float | None) -> bool:
-    """Run the loader in a subprocess; SIGKILL it ``kill_after`` s after it is ready.
-    True when it finished on its own."""
+def segments_left(log_dir: Path) -> int:
+    return len(list_segments(log_dir, "w0")) + len(list_segments(log_dir, "w1"))
+
+
+def run_child(log_dir: Path, url: str, kill: bool, rng: random.Random) -> bool:
+    """Run the loader in a subprocess. With ``kill``, SIGKILL it once it has finished a
+    few segments (so surely mid-load), after a random extra moment. True when it
+    finished on its own."""
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(log_dir), url],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert child.stdout is not None
     line = child.stdout.readline()
     assert line == b"ready\n", child.stderr.read() if child.stderr else line
-    if kill_after is None:
-        _out, err = child.communicate(timeout=120)
+    if not kill:
+        _, err = child.communicate(timeout=120)
         assert child.returncode == 0, err.decode()
         return True
-    time.sleep(kill_after)
-    child.kill()  # SIGKILL: no cleanup, maybe mid-transaction or mid-delete
+    before = segments_left(log_dir)
+    deadline = time.monotonic() + 60
+    while segments_left(log_dir) > before - 2 and child.poll() is None:
+        assert time.monotonic() < deadline, "the loader made no progress"
+        time.sleep(0.002)
+    time.sleep(rng.uniform(0, 0.02))  # anywhere: mid-transaction, mid-delete, between
+    child.kill()  # SIGKILL: no cleanup
     child.communicate()
     return child.returncode == 0
 
@@ -69,16 +79,15 @@ def test_sigkill_mid_load_neither_loses_nor_duplicates(tmp_path: Path,
                 resent += batch.num_rows
         w0.sync()
         w1.sync()
-    segments = len(list_segments(log_dir, "w0")) + len(list_segments(log_dir, "w1"))
-    assert segments > 20
+    assert segments_left(log_dir) > 20
 
     rng = random.Random(7)
     kills = 0
-    for _ in range(6):
-        if run_child(log_dir, url, kill_after=rng.uniform(0.05, 0.4)):
+    for _ in range(5):
+        if segments_left(log_dir) <= 4 or run_child(log_dir, url, True, rng):
             break
         kills += 1
-    run_child(log_dir, url, kill_after=None)  # restart and finish
+    run_child(log_dir, url, False, rng)  # restart and finish
 
     assert kills >= 3
     with Warehouse.open(url) as warehouse:
