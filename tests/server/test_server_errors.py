@@ -7,6 +7,7 @@ real `nerve serve` process.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +21,7 @@ from serverkit import basic, order, write_key
 from nerve.catalog import Catalog
 from nerve.log import LogWriter
 from nerve.server import NerveState, create_app
+from nerve.server._backpressure import watch_backlog
 from nerve.server._commit import GroupCommit
 from nerve.warehouse import Warehouse
 from nerve.workspace import Workspace
@@ -197,3 +199,21 @@ def test_a_failing_log_answers_503_and_acknowledges_nothing(client: Client, shop
     body = assert_error_shape(response, 503, "unavailable")
     assert "No space left" in body["message"]
     assert int(response.headers["retry-after"]) >= 1
+
+
+def test_the_backlog_watch_flags_overload_when_the_log_is_behind(state: NerveState,
+                                                                 shop: Workspace) -> None:
+    collected = state.collector.collect(orjson.dumps({"batch": [order(i) for i in range(5)]}),
+                                        endpoint="batch",
+                                        authorization=basic(write_key(shop))["Authorization"])
+    state.log.append(collected.record_batch())
+    state.log.sync()  # durable, and nothing loads it: the backlog is this batch
+
+    async def watch(limit: int) -> bool:
+        task = asyncio.create_task(watch_backlog(state, limit))
+        await asyncio.sleep(0.3)
+        task.cancel()
+        return state.overloaded
+
+    assert anyio.run(watch, 10) is True
+    assert anyio.run(watch, 1 << 30) is False

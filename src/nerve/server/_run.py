@@ -28,8 +28,9 @@ from starlette.applications import Starlette
 from nerve.catalog import Catalog
 from nerve.errors import InternalError, TransientError, UserError
 from nerve.loader import Loader
-from nerve.log import LogWriter, backlog_bytes
+from nerve.log import LogWriter
 from nerve.server._app import create_app
+from nerve.server._backpressure import max_backlog, watch_backlog
 from nerve.server._state import NerveState
 from nerve.server._workers import spawn_workers, stop_workers
 from nerve.warehouse import Warehouse
@@ -38,9 +39,6 @@ from nerve.workspace import Workspace
 __all__ = ["SERVER_FILE", "read_server_file", "serve"]
 
 SERVER_FILE = "server.json"
-#: unloaded log bytes above which ingest answers 503 (``[collector] max_backlog_bytes``)
-DEFAULT_MAX_BACKLOG = 1 << 30
-_BACKLOG_CHECK_SECONDS = 0.5
 #: one process writes one series of log segments; the loader drains them all
 WRITER_ID = "collector"
 #: seconds between loader passes: bigger micro-batches cost the warehouse less per row
@@ -98,23 +96,6 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _max_backlog(workspace: Workspace) -> int:
-    value = workspace.config.raw.get("collector", {}).get("max_backlog_bytes",
-                                                           DEFAULT_MAX_BACKLOG)
-    return int(value)
-
-
-async def _watch_backlog(state: NerveState, limit: int) -> None:
-    """Flag overload while the unloaded log exceeds ``limit``: ingest answers 503."""
-    while True:
-        try:
-            size = await anyio.to_thread.run_sync(backlog_bytes, state.workspace.log_dir)
-        except OSError:  # a segment vanished mid-scan: the loader just finished it
-            size = 0
-        state.overloaded = size > limit
-        await asyncio.sleep(_BACKLOG_CHECK_SECONDS)
-
-
 def _lifespan(state: NerveState, server_file: Path, max_backlog: int,
               on_ready: Callable[[NerveState], None] | None,
               start_workers: Callable[[], list[subprocess.Popen[bytes]]],
@@ -123,7 +104,7 @@ def _lifespan(state: NerveState, server_file: Path, max_backlog: int,
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         assert state.loader is not None
         state.loader.start(LOADER_INTERVAL)
-        watcher = asyncio.create_task(_watch_backlog(state, max_backlog))
+        watcher = asyncio.create_task(watch_backlog(state, max_backlog))
         _write_server_file(server_file, {"url": state.url, "pid": os.getpid(),
                                          "admin_token": state.admin_token})
         # workers answer /health as soon as they run: server.json must exist by then.
@@ -190,7 +171,7 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8700, *,
 
     if workers > 1:
         sockets.append(_bind("127.0.0.1", 0))  # where workers forward the read APIs
-    app = create_app(state, _lifespan(state, server_file, _max_backlog(workspace), on_ready,
+    app = create_app(state, _lifespan(state, server_file, max_backlog(workspace), on_ready,
                                       start_workers if workers > 1 else list, children))
     config = uvicorn.Config(app, lifespan="on", access_log=False, log_level="warning",
                             timeout_graceful_shutdown=30, server_header=False)

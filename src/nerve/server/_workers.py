@@ -15,6 +15,7 @@ then drains every writer's log into the warehouse.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import os
@@ -37,6 +38,7 @@ from nerve.catalog import Catalog
 from nerve.errors import InternalError, TransientError
 from nerve.log import LogWriter
 from nerve.server._app import create_app
+from nerve.server._backpressure import max_backlog, watch_backlog
 from nerve.server._errors import nerve_error_response
 from nerve.server._state import NerveState
 from nerve.workspace import Workspace
@@ -121,6 +123,7 @@ def _die_with_parent(parent: int) -> None:
 def _worker_lifespan(state: NerveState, upstream: str) -> Callable[[Starlette], Any]:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        watcher = asyncio.create_task(watch_backlog(state, max_backlog(state.workspace)))
         async with httpx.AsyncClient(base_url=upstream, timeout=300) as client:
             app.state.upstream = client
             sys.stdout.buffer.write(_READY)
@@ -128,6 +131,9 @@ def _worker_lifespan(state: NerveState, upstream: str) -> Callable[[Starlette], 
             try:
                 yield
             finally:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
                 state.log.close()  # every acknowledged batch was synced; this seals it
 
     return lifespan
