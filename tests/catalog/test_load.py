@@ -105,3 +105,12 @@ def test_versions_live_side_by_side(tmp_path: Path) -> None:
     assert catalog.get("add_to_cart", "1") is not None
     assert catalog.get("add_to_cart", "3") is None
     assert catalog.get("add_to_cart").version == Version(2)  # type: ignore[union-attr]
+
+
+def test_segment_style_event_names_compile(tmp_path: Path) -> None:
+    events = write(tmp_path, {"viewed.yaml": "name: Experiment Viewed\nproperties:\n"
+                                             "  experiment_id: {type: string}\n"})
+    catalog = Catalog.load(events)
+    spec = catalog.get("Experiment Viewed")
+    assert spec is not None
+    assert catalog.violations(spec, {"experiment_id": 3})[0].rule == "type"

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
 
 __all__ = [
     "EVENT_TYPES",
@@ -174,7 +175,7 @@ class EventSpec:
         """The schema of this event's properties (traits for identify/group), Draft 2020-12."""
         schema: dict[str, Any] = {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
-            "$id": f"nerve:{self.name}/{self.version}",
+            "$id": f"nerve:{quote(self.name, safe='')}/{self.version}",
             "title": self.name,
             "type": "object",
             "properties": {p.name: p.json_schema() for p in self.properties},
