@@ -20,7 +20,8 @@ from nerve.workspace import Workspace
 
 __all__ = ["register", "run_analysis"]
 
-_TABLE_HIDDEN = ("histogram", "label")
+#: the table view keeps what fits a terminal; json and csv have every field
+_TABLE_HIDDEN = ("event", "histogram", "drop_off", "p50_seconds", "p90_seconds")
 
 
 def register(app: typer.Typer) -> None:
