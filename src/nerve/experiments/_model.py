@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import operator
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -12,6 +10,7 @@ from typing import Any
 
 from nerve.catalog._yaml import LineDict, load_yaml
 from nerve.errors import CatalogError, Location, UserError
+from nerve.experiments._targeting import OPERATORS, matches_targeting
 
 __all__ = ["Experiment", "ExperimentError", "Variant", "load_experiments", "matches_targeting"]
 
@@ -21,13 +20,7 @@ _FIELDS = {
     "layer", "layer_range", "holdout", "primary", "secondary", "guardrails", "start", "end",
     "mde", "alpha", "power", "correction", "exposure_event", "cuped_days", "status",
 }
-_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
-    "eq": operator.eq, "ne": operator.ne, "gt": operator.gt, "gte": operator.ge,
-    "lt": operator.lt, "lte": operator.le,
-    "in": lambda value, wanted: value in wanted,
-    "not_in": lambda value, wanted: value not in wanted,
-}
-_OPS = set(_COMPARE)
+_OPS = set(OPERATORS)
 
 
 class ExperimentError(CatalogError):
@@ -103,27 +96,6 @@ class Experiment:
             "start": self.start.isoformat() if self.start else None,
             "end": self.end.isoformat() if self.end else None, "status": self.status,
         }
-
-
-def matches_targeting(attributes: dict[str, dict[str, Any]], given: dict[str, Any]) -> bool:
-    """Whether a unit's ``given`` attributes meet every condition (a missing one does not).
-
-    >>> matches_targeting({"age": {"gte": 65}}, {"age": 70}), matches_targeting(
-    ...     {"age": {"gte": 65}}, {"age": 40})
-    (True, False)
-    """
-    for name, conditions in attributes.items():
-        if name not in given or given[name] is None:
-            return False
-        value = given[name]
-        for op, wanted in conditions.items():
-            try:
-                ok = bool(_COMPARE[op](value, wanted))
-            except TypeError:
-                ok = False
-            if not ok:
-                return False
-    return True
 
 
 def _when(value: Any) -> datetime | None:
