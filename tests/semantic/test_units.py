@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 import pytest
@@ -140,21 +139,17 @@ def test_metric_query_build_takes_loose_arguments() -> None:
     assert query.as_dict()["metrics"] == ["revenue", "orders"]
 
 
-@dataclass
-class _Result:
-    event: str | None
-    status: str
-    message: str
-
-
 def test_readiness_reports_needs_catalog_and_health(
         make_layer: Callable[..., SemanticLayer]) -> None:
     layer = make_layer()
-    health = ChecksHealth([
-        _Result("purchase_complete", "fail", "volume dropped 80%"),
-        _Result("checkout_start", "warn", "late events"),
-        _Result("add_to_cart", "pass", "ok"),
-        _Result("product_view", "pass", "ok"),
+    from nerve.quality import CheckResult, Status
+
+    health = ChecksHealth([  # what `nerve check` records
+        CheckResult("volume", Status.fail, "volume dropped 80%", event="purchase_complete"),
+        CheckResult("lateness", Status.warn, "late events", event="checkout_start"),
+        CheckResult("schema", Status.passed, "ok", event="add_to_cart"),
+        CheckResult("schema", Status.passed, "ok", event="product_view"),
+        CheckResult("freshness", Status.error, "could not run"),
     ])
     found = {r.metric: r for r in layer.readiness(health)}
     assert found["aov"].status == "unhealthy"

@@ -42,7 +42,7 @@ from nerve.semantic._expr import (
 from nerve.semantic._model import ADDITIVE, ANY_EVENT, ConversionSpec, Measure, Metric
 from nerve.semantic._query import Lineage, MetricQuery
 from nerve.semantic._reader import EventReader
-from nerve.semantic._resolve import Resolved, ResolveError, Resolver
+from nerve.semantic._resolve import Resolved, Resolver
 from nerve.semantic._time import (
     Duration,
     TimeRange,
@@ -239,6 +239,11 @@ class _Compiler:
         label = "|".join(events) if events != (ANY_EVENT,) else "any event"
         for _, text, origin in self._filters_of(key):
             trace.filters.append(f"{label}: {text} [{origin}]")
+        plan = self._plan(key)
+        short = label if events != (ANY_EVENT,) else "*"
+        for item in plan.needed:
+            trace.fields.add(item.lineage if item.kind in ("trait", "user", "column")
+                             else f"{short}.{item.lineage}")
         if key.converted is not None:
             conv = key.converted.conversion
             trace.events.update(conv.events)
@@ -519,27 +524,10 @@ class _Compiler:
         return Lineage(
             metric=name, type=metric.type, formula=formula(metric),
             events=tuple(sorted(trace.events)) or ("*",),
-            fields=tuple(sorted(self._fields(name))), filters=tuple(trace.filters),
+            fields=tuple(sorted(trace.fields)), filters=tuple(trace.filters),
             segments=tuple(self.query.segments), inputs=tuple(dict.fromkeys(trace.inputs)),
             defined_at=metric.where("type") if metric.file else "",
         )
-
-    def _fields(self, name: str) -> set[str]:
-        fields: set[str] = set()
-        for key, trace in self.traces.items():
-            del trace
-            events = key.measure.events
-            label = "|".join(events) if events != (ANY_EVENT,) else "*"
-            refs_read = [*(self.by), *([parse_ref(key.measure.of)] if key.measure.of else [])]
-            for ref in refs_read:
-                try:
-                    item = self.resolver.resolve(ref, events)
-                except ResolveError:
-                    continue
-                fields.add(item.lineage if item.kind in ("trait", "user", "column")
-                           else f"{label}.{item.lineage}")
-        del name
-        return fields
 
 
 def formula(metric: Metric) -> str:
