@@ -32,9 +32,9 @@ NOW = datetime(2026, 3, 25, 10, 30, tzinfo=UTC)  # a Wednesday; 11:30 in Berlin
 def test_exported_names() -> None:
     assert set(nerve.semantic.__all__) == {
         "AGGREGATIONS", "FORMATS", "GRAINS", "METRIC_TYPES", "ChecksHealth", "CompiledQuery",
-        "ConversionSpec", "Dimension", "Health", "HealthSource", "Lineage", "Measure",
-        "Metric", "MetricInput", "MetricQuery", "MetricResult", "MetricsError", "Readiness",
-        "SemanticLayer", "Segment", "parse_duration", "query", "readiness",
+        "ConversionSpec", "Definitions", "Dimension", "Health", "HealthSource", "Lineage",
+        "Measure", "Metric", "MetricInput", "MetricQuery", "MetricResult", "MetricsError",
+        "Readiness", "SemanticLayer", "Segment", "parse_duration", "query", "readiness",
     }
 
 
@@ -204,3 +204,18 @@ def test_the_one_call_query_function(make_layer: Callable[..., SemanticLayer],
     assert result.dialect == "duckdb"
     assert result.lineage["orders"].formula == "count(*) of purchase_complete"
     assert result.as_dict()["rows"] == result.rows()
+
+
+def test_with_metrics_adds_checked_metrics(make_layer: Callable[..., SemanticLayer]) -> None:
+    from nerve.semantic import Measure, Metric, MetricsError
+
+    layer = make_layer()
+    extra = Metric(name="big_orders", type="simple", measure=Measure(
+        agg="count", events=("purchase_complete",), filter="revenue >= 100"))
+    wider = layer.with_metrics([extra])
+    assert "big_orders" in wider
+    assert "big_orders" not in layer
+    bad = Metric(name="bad", type="simple", measure=Measure(agg="sum", events=("nope",),
+                                                            of="x"))
+    with pytest.raises(MetricsError, match="'nope' is not in the catalog"):
+        layer.with_metrics([bad])

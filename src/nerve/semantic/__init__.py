@@ -12,7 +12,7 @@ number. Format and API: docs/metrics.md.
 
 from nerve.semantic._compile import CompiledQuery
 from nerve.semantic._layer import SemanticLayer
-from nerve.semantic._load import MetricsError
+from nerve.semantic._load import Definitions, MetricsError
 from nerve.semantic._model import (
     AGGREGATIONS,
     FORMATS,
@@ -37,6 +37,7 @@ __all__ = [
     "ChecksHealth",
     "CompiledQuery",
     "ConversionSpec",
+    "Definitions",
     "Dimension",
     "Health",
     "HealthSource",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import MappingProxyType
@@ -79,6 +79,14 @@ class SemanticLayer:
         catalog = catalog if catalog is not None else Catalog.load(workspace.events_dir)
         return cls.from_folder(workspace.metrics_dir, catalog,
                                timezone=workspace.config.timezone, strict=strict)
+
+    def with_metrics(self, metrics: Iterable[Metric], *, strict: bool = True) -> SemanticLayer:
+        """This layer plus metrics built in code (ad-hoc ones for an experiment or an
+        anomaly scan), checked like the rest; same names replace the files' metrics."""
+        definitions = Definitions(metrics={**self.metrics, **{m.name: m for m in metrics}},
+                                  dimensions=dict(self.dimensions),
+                                  segments=dict(self.segments), files=list(self.files))
+        return SemanticLayer(definitions, self.catalog, timezone=self.timezone, strict=strict)
 
     def readiness(self, health: HealthSource | None = None) -> list[Readiness]:
         """For each metric: what it needs, whether the catalog has it, and data health."""
