@@ -1,0 +1,214 @@
+"""``nerve anomalies``, ``nerve explain`` and ``nerve forecast`` (docs/anomalies.md).
+
+Thin shells over ``nerve.anomaly``: through ``nerve serve`` when it runs (it holds the
+warehouse), else on the warehouse file opened read-only (``nerve.cli._remote.answer``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+
+from nerve.cli._common import (
+    ExitCode,
+    Format,
+    FormatOption,
+    console,
+    emit,
+    emit_json,
+    err_console,
+    handle_errors,
+    load_workspace,
+)
+from nerve.cli._remote import answer
+from nerve.errors import UserError
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("anomalies")(anomalies)
+    app.command("explain")(explain)
+    app.command("forecast")(forecast)
+
+
+def _now(text: str | None) -> str | None:
+    if text is None:
+        return None
+    try:
+        return datetime.fromisoformat(text).isoformat()
+    except ValueError as exc:
+        raise UserError(f"--now: expected an ISO 8601 time, got {text!r}") from exc
+
+
+@handle_errors
+def anomalies(
+    ctx: typer.Context,
+    target: Annotated[str | None, typer.Argument(
+        help="A metric or an event (its count); none: every event.", show_default=False)]
+    = None,
+    by: Annotated[list[str] | None, typer.Option(
+        help="Also judge each value of this dimension (platform, country, a property). "
+             "Repeatable. Default for events: platform, os, app_version, country.")] = None,
+    evaluate: Annotated[str, typer.Option(help="Judge the last ... (24h, 7d).")] = "24h",
+    backtest: Annotated[str | None, typer.Option(
+        help="Instead: walk back this far (14d) and show what would have alerted, "
+             "refitting before each day as a daily run would.")] = None,
+    training: Annotated[str, typer.Option(help="History the model learns from.")] = "28d",
+    grain: Annotated[str | None, typer.Option(
+        help="hour or day (default: hour for counts and sums, day for rates).")] = None,
+    sensitivity: Annotated[float, typer.Option(
+        help="Spreads away from expected before alerting (higher: fewer alerts).")] = 4.0,
+    direction: Annotated[str, typer.Option(help="both, up (spikes) or down (drops).")] =
+    "both",
+    min_volume: Annotated[float, typer.Option(
+        help="Ignore windows with fewer events than this (observed and expected).")] = 5.0,
+    min_change: Annotated[float, typer.Option(
+        help="Smallest relative change to report (0.3 = 30%).")] = 0.3,
+    points: Annotated[bool, typer.Option(
+        "--points", help="List every judged period with its band instead of the alerts.")]
+    = False,
+    now: Annotated[str | None, typer.Option(help="Judge as of this time (ISO 8601).")] =
+    None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Anomalies of a metric or event count, overall and per dimension value.
+
+    Each period gets an expected value and a band from a seasonal robust model (hour of
+    day and day of week; medians that ignore past incidents, then means on the clean
+    points); sums over 1, 4 and 24 periods are judged too, so slow drops and small
+    bursts show. Exit code 1 when something is anomalous.
+
+    Example: nerve anomalies add_to_cart --by platform --backtest 14d --format json
+    """
+    ws = load_workspace(ctx)
+    body: dict[str, Any] = {
+        "target": target, "by": by or [], "evaluate": evaluate, "backtest": backtest,
+        "training": training, "grain": grain, "sensitivity": sensitivity,
+        "direction": direction, "min_volume": min_volume, "min_change": min_change,
+        "points": points, "now": _now(now)}
+
+    def local(warehouse: Any) -> dict[str, Any]:
+        from nerve.anomaly._service import run_local  # noqa: PLC0415
+
+        data = dict(body)
+        moment = data.pop("now")
+        return run_local(warehouse, ws, data, datetime.fromisoformat(moment) if moment
+                         else None)
+
+    result = answer(ws, "/v1/anomalies", body, local)
+    rows = result.get("points", []) if points else result["anomalies"]
+    if fmt is Format.table:
+        about = result["about"]
+        err_console.print(f"{about['target'] or 'every event'} ({about['grain']}ly), "
+                          f"{about['evaluated']['start']} to {about['evaluated']['end']}: "
+                          f"{result['series_judged']} series judged, "
+                          f"{result['series_skipped']} skipped (too new or too small).")
+        if not rows:
+            console.print("No anomalies.")
+        else:
+            emit([{k: r.get(k) for k in ("target", "dimension", "value", "direction",
+                                          "start", "end", "observed", "expected", "change")}
+                  if not points else r for r in rows], fmt)
+    else:
+        emit(rows, fmt)
+    if result["anomalies"]:
+        raise typer.Exit(ExitCode.FAILED)
+
+
+@handle_errors
+def explain(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Argument(help="A metric or an event (its count).",
+                                          show_default=False)],
+    period: Annotated[str, typer.Option(
+        help="24h, 7d, yesterday, last_week or YYYY-MM-DD..YYYY-MM-DD.")] = "24h",
+    vs: Annotated[str, typer.Option(
+        help="previous (the period before) or expected (median of the same hours 1-4 "
+             "weeks before).")] = "previous",
+    by: Annotated[list[str] | None, typer.Option(
+        help="Only these breakdowns (default: platform, os, app_version, country, "
+             "age_group, channel, plan and the events' properties with few values). "
+             "Repeatable.")] = None,
+    now: Annotated[str | None, typer.Option(help="Explain as of this time (ISO 8601).")]
+    = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Why a metric or an event count changed: drivers, mix and rate, related anomalies.
+
+    The change is split among the values of each breakdown; drivers are ranked by the
+    share of the change they carry beyond their usual size. Ratios split into mix and
+    rate effects. The JSON has target, period, baseline, observed, change, drivers,
+    related, caveats and a one-paragraph summary.
+
+    Example: nerve explain revenue --period last_week --vs expected --format json
+    """
+    ws = load_workspace(ctx)
+    body = {"target": target, "period": period, "vs": vs, "by": by or None,
+            "now": _now(now)}
+
+    def local(warehouse: Any) -> dict[str, Any]:
+        from nerve.anomaly._service import explain_local  # noqa: PLC0415
+
+        data = dict(body)
+        moment = data.pop("now")
+        return explain_local(warehouse, ws, data, datetime.fromisoformat(str(moment))
+                             if moment else None)
+
+    result = answer(ws, "/v1/anomalies/explain", body, local)
+    if fmt is Format.json:
+        emit_json(result)
+        return
+    console.print(result["summary"])
+    if result["drivers"]:
+        emit([{k: d.get(k) for k in ("dimension", "value", "contribution", "share",
+                                     "observed", "expected", "mix", "rate")}
+              for d in result["drivers"]], fmt, title="Drivers")
+    if result["related"]:
+        emit(result["related"], fmt, title="Related")
+
+
+@handle_errors
+def forecast(
+    ctx: typer.Context,
+    metric: Annotated[str, typer.Argument(help="A metric or an event (its daily count).",
+                                          show_default=False)],
+    horizon: Annotated[str, typer.Option(help="How far ahead (14d).")] = "14d",
+    history: Annotated[str, typer.Option(help="History to fit on (90d).")] = "90d",
+    level: Annotated[float, typer.Option(help="Prediction interval probability.")] = 0.9,
+    now: Annotated[str | None, typer.Option(help="Forecast as of this time (ISO 8601).")]
+    = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """A daily forecast with prediction intervals (Holt-Winters / ETS with weekly
+    seasonality), and a backtest on the last days: MAE, MAPE and interval coverage.
+
+    JSON: an array of rows, kind "forecast" (the future) or "backtest" (held-out days,
+    with the actual value); the backtest's scores are printed on stderr.
+
+    Example: nerve forecast revenue --horizon 14d --format json
+    """
+    ws = load_workspace(ctx)
+    body = {"metric": metric, "horizon": horizon, "history": history, "level": level,
+            "now": _now(now)}
+
+    def local(warehouse: Any) -> dict[str, Any]:
+        from nerve.anomaly._service import forecast_local  # noqa: PLC0415
+
+        data = dict(body)
+        moment = data.pop("now")
+        return forecast_local(warehouse, ws, data, datetime.fromisoformat(str(moment))
+                              if moment else None)
+
+    result = answer(ws, "/v1/anomalies/forecast", body, local)
+    check = result["backtest"]
+    rows = [{"kind": "forecast", **r} for r in result["forecast"]]
+    rows += [{"kind": "backtest", **r} for r in check["points"]]
+    mape = f"{check['mape']:.1%}" if check["mape"] is not None else "n/a"
+    err_console.print(f"{result['model']}, {result['history_days']} days of history. "
+                      f"Backtest on the last {check['days']} days: MAE {check['mae']:,.4g}, "
+                      f"MAPE {mape}, {check['coverage']:.0%} inside the "
+                      f"{check['level']:.0%} interval.")
+    emit(rows, fmt)

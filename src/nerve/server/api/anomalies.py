@@ -1,0 +1,82 @@
+"""Anomalies, explanations and forecasts over HTTP (docs/anomalies.md).
+
+- ``POST /v1/anomalies``            ``Request`` fields (+ ``now``) -> ``{"about", "anomalies",
+  "series_judged", "series_skipped", "points"?}``; ``nerve anomalies`` goes through here;
+- ``POST /v1/anomalies/explain``    ``{"target", "period", "vs", "by", "now"}`` -> explanation;
+- ``POST /v1/anomalies/forecast``   ``{"metric", "horizon", "history", "level", "now"}``;
+- ``GET  /v1/anomalies/live``       the live monitor: open and recent alerts;
+- ``GET  /v1/anomalies/metrics``    Prometheus text (``nerve_anomaly_alerts_total``...).
+
+Every route needs the admin token. The live monitor starts with the first of these
+requests if the server did not start it (``nerve.anomaly.start_live``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from nerve.anomaly import prometheus_text, start_live
+from nerve.anomaly._service import explain_local, forecast_local, run_local
+from nerve.errors import PayloadError
+from nerve.server.api._common import in_thread, json_response, read_json, require_admin
+
+__all__ = ["routes"]
+
+
+def _now(body: dict[str, Any]) -> datetime | None:
+    value = body.pop("now", None)
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(str(value))
+    except ValueError as exc:
+        raise PayloadError(f"now: expected an ISO 8601 time, got {value!r}",
+                           code="invalid_field") from exc
+
+
+async def anomalies(request: Request) -> Response:
+    state = require_admin(request)
+    start_live(state)
+    body = await read_json(request)
+    now = _now(body)
+    return json_response(await in_thread(
+        lambda: run_local(state.warehouse, state.workspace, body, now, state.catalog)))
+
+
+async def explain(request: Request) -> Response:
+    state = require_admin(request)
+    body = await read_json(request)
+    now = _now(body)
+    return json_response(await in_thread(
+        lambda: explain_local(state.warehouse, state.workspace, body, now, state.catalog)))
+
+
+async def forecast(request: Request) -> Response:
+    state = require_admin(request)
+    body = await read_json(request)
+    now = _now(body)
+    return json_response(await in_thread(
+        lambda: forecast_local(state.warehouse, state.workspace, body, now, state.catalog)))
+
+
+async def live(request: Request) -> Response:
+    state = require_admin(request)
+    return json_response(start_live(state).snapshot())
+
+
+async def metrics(request: Request) -> Response:
+    state = require_admin(request)
+    return Response(prometheus_text(start_live(state)), media_type="text/plain; version=0.0.4")
+
+
+def routes() -> list[BaseRoute]:
+    return [Route("/v1/anomalies", anomalies, methods=["POST"]),
+            Route("/v1/anomalies/explain", explain, methods=["POST"]),
+            Route("/v1/anomalies/forecast", forecast, methods=["POST"]),
+            Route("/v1/anomalies/live", live, methods=["GET"]),
+            Route("/v1/anomalies/metrics", metrics, methods=["GET"])]

@@ -1,0 +1,77 @@
+"""Demo data for the anomaly suite: the pure simulator, mapped and validated by the real
+collector code, loaded into a real DuckDB warehouse (no server: the suite stays fast)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from nerve.catalog import Catalog
+from nerve.collector import Validator, map_messages
+from nerve.demo import SimConfig, simulate
+from nerve.demo._run import prepare_workspace
+from nerve.envelope import ENVELOPE_SCHEMA
+from nerve.loader._commit import commit_load
+from nerve.semantic import SemanticLayer
+from nerve.warehouse import Warehouse
+
+END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+class Demo:
+    """A loaded simulation: its warehouse, ground truth, catalog and semantic layer."""
+
+    def __init__(self, root: Path, warehouse: Warehouse, truth: dict[str, Any],
+                 catalog: Catalog, end: datetime) -> None:
+        self.root = root
+        self.warehouse = warehouse
+        self.truth = truth
+        self.catalog = catalog
+        self.end = end
+        self.layer = SemanticLayer.from_folder(root / "metrics", catalog)
+
+    @property
+    def events(self) -> Any:
+        return self.warehouse.ibis().table("events")
+
+
+def load_demo(folder: Path, *, days: int = 14, users: int = 3000, seed: int = 1,
+              incidents: bool = True, end: datetime = END) -> Demo:
+    """A demo workspace in ``folder``: simulate, validate with the collector's own mapping,
+    load with the loader's own commit (no server: the suite stays fast)."""
+    ws = prepare_workspace(folder)
+    catalog = Catalog.load(ws.events_dir)
+    validator = Validator(catalog)
+    sim = simulate(SimConfig(end=end, days=days, users=users, seed=seed, incidents=incidents,
+                             faults=False))
+    rows = []
+    for message in sim:
+        rows.extend(map_messages([message.message], source=message.source,
+                                 historical=not message.live,
+                                 received_at=message.at * 1000 + 500_000, batch_sent_at=None,
+                                 validator=validator, max_event_bytes=1 << 20))
+    columns = list(zip(*rows, strict=True))
+    batch = pa.RecordBatch.from_arrays(
+        [pa.array(c, type=f.type) for c, f in zip(columns, ENVELOPE_SCHEMA, strict=True)],
+        schema=ENVELOPE_SCHEMA)
+    warehouse = Warehouse.for_workspace(ws)
+    commit_load(warehouse.cursor(), [batch], writer="w0", segment="s0", start_offset=0,
+                end_offset=1, dedup_window=None)
+    return Demo(ws.root, warehouse, sim.ground_truth, catalog, end)
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
+    """Two weeks of the demo shop with its incidents (about 75k events)."""
+    return load_demo(tmp_path_factory.mktemp("demo") / "shop")
+
+
+@pytest.fixture(scope="session")
+def clean_demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
+    """The same weeks with no incidents and no faults: nothing may alert."""
+    return load_demo(tmp_path_factory.mktemp("clean") / "shop", incidents=False)
+
