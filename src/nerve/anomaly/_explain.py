@@ -323,7 +323,7 @@ def _related(table: ir.Table, t: _Target, span: Period, bases: list[Period],
     if frame.empty:
         return []
     frame["at"] = pd.to_datetime(frame["period"] * 3600, unit="s", utc=True)
-    out = []
+    out: list[dict[str, Any]] = []
     for event, sub in frame.groupby("target"):
         if events and event not in events:
             continue

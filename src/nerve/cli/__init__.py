@@ -36,6 +36,7 @@ COMMAND_MODULES = [
     "_metrics",
     "_funnel",
     "_experiment",
+    "_anomaly",
 ]
 
 

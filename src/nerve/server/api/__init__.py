@@ -21,6 +21,7 @@ API_MODULES = [
     "metrics",
     "funnels",
     "experiments",
+    "anomalies",
 ]
 
 
