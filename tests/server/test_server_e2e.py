@@ -175,10 +175,12 @@ def test_a_second_server_is_refused_with_a_clear_message(
     nerve = [sys.executable, "-m", "nerve", "serve", "--port", str(server.port)]
     same = subprocess.run([*nerve[:3], "--workspace", str(shop.root), *nerve[3:]],
                           capture_output=True, text=True, timeout=120, check=False)
-    assert same.returncode == 5  # ExitCode.UNAVAILABLE
-    assert "already running" in same.stderr
+    said = " ".join(same.stderr.split())  # Rich wraps long lines
+    assert same.returncode == 5, said  # ExitCode.UNAVAILABLE
+    assert "already running" in said
     other = make_workspace()
     taken = subprocess.run([*nerve[:3], "--workspace", str(other.root), *nerve[3:]],
                            capture_output=True, text=True, timeout=120, check=False)
-    assert taken.returncode == 4  # ExitCode.INVALID
-    assert f"cannot listen on 127.0.0.1:{server.port}" in taken.stderr
+    said = " ".join(taken.stderr.split())
+    assert taken.returncode == 4, said  # ExitCode.INVALID
+    assert f"cannot listen on 127.0.0.1:{server.port}" in said
