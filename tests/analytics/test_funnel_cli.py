@@ -67,6 +67,7 @@ def test_cli_without_server(workspace: Workspace) -> None:
     users = _run(workspace, "funnel", "add_to_cart", "purchase_complete",
                  "--users", "1:dropped", "--format", "json")
     assert json.loads(users.stdout) == [{"user": "u2"}, {"user": "u4"}]
+    assert "'add_to_cart' is not in the catalog" in users.stderr  # an empty catalog here
     bad = _run(workspace, "funnel", "add_to_cart", "--format", "json")
     assert bad.exit_code == 4
     assert "2 to 20 steps" in bad.stderr

@@ -14,8 +14,15 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-from nerve.cli._common import Format, FormatOption, emit, handle_errors, load_workspace
-from nerve.errors import InternalError, QueryError, TransientError, UserError
+from nerve.cli._common import (
+    Format,
+    FormatOption,
+    emit,
+    err_console,
+    handle_errors,
+    load_workspace,
+)
+from nerve.errors import CatalogError, InternalError, QueryError, TransientError, UserError
 from nerve.workspace import Workspace
 
 __all__ = ["register", "run_analysis"]
@@ -89,6 +96,25 @@ def _via_server(server: dict[str, Any], kind: str, body: dict[str, Any]) -> dict
     raise InternalError(f"{url}: HTTP {response.status_code}: {message}")
 
 
+def _warn_uncataloged(ws: Workspace, events: list[str]) -> None:
+    """Steps come from the catalog: say so (on stderr) when one is not in it."""
+    from difflib import get_close_matches  # noqa: PLC0415
+
+    from nerve.catalog import Catalog  # noqa: PLC0415
+
+    try:
+        catalog = Catalog.load(ws.events_dir)
+    except (CatalogError, OSError):
+        return  # `nerve catalog lint` reports a broken catalog; the funnel still runs
+    names = catalog.names()
+    for event in dict.fromkeys(events):
+        if event not in catalog:
+            close = get_close_matches(event, names, n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            err_console.print(f"[yellow]warning:[/yellow] {event!r} is not in the catalog "
+                              f"(events/){hint}; counting it anyway", highlight=False)
+
+
 def _pairs(values: list[str], what: str, parse: Callable[[str, str], Any]) -> dict[str, Any]:
     out = {}
     for item in values:
@@ -153,6 +179,8 @@ def funnel(
     Example: nerve funnel add_to_cart purchase_complete --window 1d --by platform -f json
     """
     ws = load_workspace(ctx)
+    _warn_uncataloged(ws, [step.partition(":")[0].strip() for step in steps]
+                      + [x.partition("@")[0].strip() for x in exclude or []])
     body: dict[str, Any] = {
         "steps": steps, "window": window, "order": order, "by": by,
         "attribution": attribution, "hold": hold or [],
