@@ -35,3 +35,9 @@ def make_batch() -> Callable[..., pa.RecordBatch]:
         return to_record_batch([envelope(start + i, **overrides) for i in range(n)])
 
     return make
+
+
+@pytest.fixture
+def make_envelope() -> Callable[..., Envelope]:
+    """``make_envelope(i, **overrides)``: one valid envelope."""
+    return envelope

@@ -127,24 +127,26 @@ def commit_load(cursor: Any, batches: list[pa.RecordBatch], *, writer: str, segm
     """Load batches read from ``segment`` up to ``end_offset``, in one transaction.
 
     Valid rows go to ``events`` and invalid ones to ``quarantine``, each skipping a
-    ``message_id`` already in the batch or in the table (received within
+    ``message_id`` already in that table or earlier in the batch (received within
     ``dedup_window`` before the batch's earliest event; ``None``: the whole table).
     The segment's offset and a ``loads`` ledger row commit with the rows, so a crash
     leaves either all of it or none. ``rejected`` counts rows of the range that were set
     aside instead (recorded in the ledger only).
     """
     raw = conform(pa.Table.from_batches(batches) if batches else ENVELOPE_SCHEMA.empty_table())
-    table = dedup_within(raw)
     received = pc.min_max(raw.column("received_at")) if raw.num_rows else None
     lo = received["min"].as_py() if received else None
     hi = received["max"].as_py() if received else None
     window_start = None if dedup_window is None or lo is None else lo - dedup_window
-    violations = table.column("violations")
-    if violations.null_count == table.num_rows:  # the usual case: nothing to quarantine
-        valid_rows, invalid_rows = table, None
+    # each table holds a message_id once: copies collapse per destination, so a copy
+    # that validates after the catalog changed still reaches events
+    violations = raw.column("violations")
+    if violations.null_count == raw.num_rows:  # the usual case: nothing to quarantine
+        valid_rows, invalid_rows = dedup_within(raw), None
     else:
         invalid = pc.is_valid(violations)
-        valid_rows, invalid_rows = table.filter(pc.invert(invalid)), table.filter(invalid)
+        valid_rows = dedup_within(raw.filter(pc.invert(invalid)))
+        invalid_rows = dedup_within(raw.filter(invalid))
     cursor.execute("BEGIN TRANSACTION")
     try:
         loaded = _load_part(cursor, valid_rows, "events", EVENT_COLUMNS, "loaded_at",
