@@ -75,7 +75,7 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> Server:
+    def start(self, timeout: float = 60.0) -> Server:
         self.log = self.workspace.root / f"serve-{self.port}-{uuid.uuid4().hex[:6]}.log"
         cmd = [sys.executable, "-m", "nerve", "--workspace", str(self.workspace.root), "serve",
                "--host", "127.0.0.1", "--port", str(self.port), *self.args]

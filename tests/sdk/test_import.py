@@ -31,8 +31,8 @@ def test_the_public_names_are_pinned() -> None:
     assert sorted(nerve.sdk.__all__) == sorted([
         "DEFAULT_HOST", "Client", "ClientStats", "ClosedError", "ConfigError",
         "DeliveryError", "ErrorCallback", "InvalidMessageError", "QueueFullError",
-        "RejectedError", "__version__", "alias", "default_client", "flush", "group",
-        "identify", "page", "screen", "shutdown", "track",
+        "RejectedError", "__version__", "alias", "default_client", "flush", "get_variant",
+        "group", "identify", "page", "screen", "shutdown", "track",
     ])
     for name in nerve.sdk.__all__:
         assert hasattr(nerve.sdk, name), name

@@ -18,7 +18,7 @@ or the module-level shortcuts on a default client, like Segment's ``analytics``:
     nerve.track("Product Viewed", {"sku": "SNK-42"}, user_id="u1")
 
 Importing this package loads httpx and orjson, never the server, DuckDB, Ibis or Arrow.
-Experiment assignment (``get_variant``) will be a Client method and a shortcut here.
+Experiments: ``client.get_variant(key, user_id, attributes=...)`` (docs/experiments.md).
 Options, retry and spool semantics: docs/sdk.md.
 """
 
@@ -58,6 +58,7 @@ __all__ = [
     "alias",
     "default_client",
     "flush",
+    "get_variant",
     "group",
     "identify",
     "page",
@@ -112,6 +113,7 @@ page = _shortcut(Client.page)
 screen = _shortcut(Client.screen)
 group = _shortcut(Client.group)
 alias = _shortcut(Client.alias)
+get_variant = _shortcut(Client.get_variant)
 
 
 def flush() -> bool:

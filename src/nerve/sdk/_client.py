@@ -25,6 +25,7 @@ from nerve.sdk._errors import (
     InvalidMessageError,
     QueueFullError,
 )
+from nerve.sdk._experiments import EXPOSURE_EVENT, Experiments
 from nerve.sdk._message import MAX_BATCH_BYTES, build_message, encode_message
 from nerve.sdk._queue import EventQueue, MemoryQueue
 from nerve.sdk._retry import RetryPolicy
@@ -120,6 +121,7 @@ class Client:
             self._queue, self._recovered = MemoryQueue(), 0
         self._transport = Transport(write_key, self.host, timeout=timeout, gzip=gzip,
                                     historical=historical, policy=self.policy)
+        self._experiments = Experiments(write_key, self.host, timeout=timeout)
         self._lock = threading.Condition()
         self._send_lock = threading.RLock()  # on_error may call shutdown() mid-send
         self._wake = threading.Event()  # set by shutdown(timeout) to cut retry waits short
@@ -201,9 +203,34 @@ class Client:
         return self._enqueue("alias", {"previousId": previous_id}, ("previousId",), user_id,
                              None, context, timestamp, message_id, integrations)
 
-    # Experiments (a later issue) add get_variant(key, user_id) here: it will assign with
-    # the shared hashing in nerve's experiments package and enqueue an "Experiment Viewed"
-    # track call through _enqueue, once per unit.
+    # ------------------------------------------------------------------ experiments
+
+    def get_variant(self, key: str, user_id: str | None = None, *,
+                    anonymous_id: str | None = None,
+                    attributes: Mapping[str, Any] | None = None) -> str | None:
+        """The variant of experiment ``key`` for this user, or None when not in it.
+
+        Definitions come from the server (``GET /v1/experiments``, cached a minute);
+        assignment is a local hash, the same in every SDK and process (docs/experiments.md).
+        The first call per experiment and user logs an ``experiment_viewed`` exposure.
+        ``attributes`` (``{"age": 70}``) are checked against the experiment's targeting.
+        Never raises; an unknown experiment or an unreachable server gives None.
+        """
+        unit = user_id or anonymous_id
+        if not unit:
+            self._refuse(InvalidMessageError("get_variant: user_id or anonymous_id is "
+                                             "required"), {"experiment": key})
+            return None
+
+        def expose(experiment: str, variant: str) -> None:
+            self.track(EXPOSURE_EVENT, {"experiment_id": experiment, "variant_id": variant},
+                       user_id=user_id, anonymous_id=anonymous_id)
+
+        try:
+            return self._experiments.decide(key, unit, attributes, expose)
+        except Exception as exc:  # noqa: BLE001 - never raise into the host application
+            self._refuse(exc, {"experiment": key})
+            return None
 
     # ------------------------------------------------------------------ flush and shutdown
 

@@ -17,12 +17,12 @@ __all__ = ["routes"]
 
 
 async def sql(request: Request) -> Response:
-    """``{"sql": "SELECT ..."}`` -> ``{"columns": [...], "rows": [{...}]}``."""
+    """``{"query": "SELECT ..."}`` (or ``"sql"``) -> ``{"columns": [...], "rows": [{...}]}``."""
     state = require_admin(request)
     body = await read_json(request)
-    query = body.get("sql")
+    query = body.get("query", body.get("sql"))
     if not isinstance(query, str) or not query.strip():
-        raise PayloadError('sql: required, e.g. {"sql": "SELECT count(*) FROM events"}',
+        raise PayloadError('query: required, e.g. {"query": "SELECT count(*) FROM events"}',
                            code="missing_field")
     table = await in_thread(state.warehouse.query, query)
     return json_response(result_json(table))
