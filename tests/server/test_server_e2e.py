@@ -154,7 +154,7 @@ def test_worker_processes_share_the_port_and_forward_read_apis(
         body = orjson.dumps({"batch": [order(i, f"wk{n}") for i in range(10)]})
         assert httpx.post(server.url + "/v1/batch", content=body, headers=auth).status_code == 200
         # read APIs answer the same whichever process accepted the connection
-        answer = httpx.post(server.url + "/v1/admin/sql", json={"sql": "SELECT 1 AS one"},
+        answer = httpx.post(server.url + "/v1/admin/sql", json={"query": "SELECT 1 AS one"},
                             headers=admin)
         assert answer.json() == {"columns": ["one"], "rows": [{"one": 1}]}
         missing = httpx.get(server.url + "/v1/nothing")
