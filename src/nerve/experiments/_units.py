@@ -28,7 +28,6 @@ from nerve.experiments._analysis import ArmData, MetricData
 from nerve.experiments._model import Experiment
 from nerve.semantic import Measure, Metric, MetricQuery, SemanticLayer
 from nerve.semantic._engines import backend_dialect, json_field
-from nerve.semantic._load import Definitions
 
 __all__ = ["Exposures", "collect"]
 
@@ -153,10 +152,7 @@ def _window_table(events: ir.Table, units: ir.Table, *, before: timedelta | None
 
 def _per_unit(layer: SemanticLayer, components: dict[str, tuple[Metric, str]],
               table: ir.Table, since: datetime, until: datetime) -> dict[str, dict[str, float]]:
-    definitions = Definitions(
-        metrics={**layer.metrics, **{k: m for k, (m, _) in components.items()}},
-        dimensions=dict(layer.dimensions), segments=dict(layer.segments))
-    local = SemanticLayer(definitions, layer.catalog, timezone=layer.timezone, strict=False)
+    local = layer.with_metrics([m for m, _ in components.values()], strict=False)
     query = MetricQuery(tuple(components), by=("user",), since=since, until=until)
     result = local.query(query, table).table
     user_col = result.column_names[0] if "user" not in result.column_names else "user"
