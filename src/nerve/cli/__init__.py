@@ -37,6 +37,7 @@ COMMAND_MODULES = [
     "_funnel",
     "_experiment",
     "_anomaly",
+    "_ask",
 ]
 
 

@@ -22,6 +22,7 @@ API_MODULES = [
     "funnels",
     "experiments",
     "anomalies",
+    "ask",
 ]
 
 

@@ -1,0 +1,425 @@
+"""Plan -> tools -> answer: the offline asker.
+
+``ask(question, ctx)`` plans the question over the vocabulary of ``ctx`` (metrics,
+dimensions and their values, segments, events, experiments), runs the plan through the
+tools, and writes a few sentences from the results only.
+"""
+
+from __future__ import annotations
+
+import shlex
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from nerve.agent._answer import Answer, Builder
+from nerve.agent._plan import MetricInfo, Plan, Vocabulary, plan_question
+from nerve.agent._time import Span
+from nerve.agent._tools import Context, run_tool
+from nerve.errors import QueryError
+
+__all__ = ["ask", "plan_for", "vocabulary"]
+
+_SKIP_VALUES = ("os_version", "app_version", "device_model")  # numbers, not words
+
+
+def vocabulary(ctx: Context) -> Vocabulary:
+    """What the planner may map a question onto, read from ``ctx``."""
+    values = ctx.dimension_values()
+    return Vocabulary(
+        metrics=tuple(MetricInfo(m.name, m.title, m.description, tuple(m.synonyms))
+                      for m in ctx.layer.metrics.values()),
+        dimensions={n: (d.description, () if n in _SKIP_VALUES else values.get(n, ()))
+                    for n, d in ctx.layer.dimensions.items()},
+        segments={n: s.description for n, s in ctx.layer.segments.items()},
+        events=tuple(ctx.catalog.names()),
+        experiments={k: e.name for k, e in ctx.experiments().items()})
+
+
+def plan_for(question: str, ctx: Context) -> Plan:
+    """The plan ``ask`` would run for ``question``."""
+    return plan_question(question, vocabulary(ctx), ctx.today())
+
+
+def ask(question: str, ctx: Context) -> Answer:
+    """Answer ``question`` from nerve's data, offline; every number from a tool.
+
+    >>> ask("revenue yesterday on ios", ctx).answer           # doctest: +SKIP
+    'Revenue was 1,234.50 USD on 2026-11-27 (platform = ios).'
+    """
+    plan = plan_for(question, ctx)
+    b = Builder(question, plan.as_dict())
+    handler = _HANDLERS.get(plan.intent, _unknown)
+    try:
+        handler(plan, ctx, b)
+    except QueryError as exc:
+        b.answered = False
+        b.say(f"nerve could not answer this: {b.quote(str(exc))}")
+    return b.finish()
+
+
+# ---------------------------------------------------------------- helpers
+
+def _metric_args(plan: Plan, span: Span | None, **extra: Any) -> dict[str, Any]:
+    args: dict[str, Any] = {"metrics": [plan.metric]}
+    if plan.where:
+        args["where"] = " and ".join(plan.where)
+    if plan.segments:
+        args["segments"] = list(plan.segments)
+    if span is not None and span.since is not None:
+        args["since"] = span.since.isoformat()
+    if span is not None and span.until is not None:
+        args["until"] = span.until.isoformat()
+    args.update({k: v for k, v in extra.items() if v is not None})
+    return args
+
+
+def _command(args: dict[str, Any]) -> str:
+    parts = ["nerve", "metrics", "query", *args["metrics"]]
+    for key in ("by", "segments"):
+        for value in args.get(key, []):
+            parts += [f"--{'segment' if key == 'segments' else key}", value]
+    for key in ("grain", "where", "since", "until", "limit"):
+        if args.get(key) is not None:
+            parts += [f"--{key}", str(args[key])]
+    for value in args.get("order_by", []):
+        parts += ["--order-by", value]
+    return shlex.join(parts)
+
+
+def _query(ctx: Context, b: Builder, args: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    result = run_tool(ctx, "query_metrics", args)
+    return result, b.ran("query_metrics", args, result["sql"], _command(args))
+
+
+def _range(result: dict[str, Any]) -> str:
+    start = datetime.fromisoformat(result["start"])
+    end = datetime.fromisoformat(result["end"])
+    last = (end - timedelta(microseconds=1)).date()
+    if last == start.date():
+        return f"on {start.date().isoformat()}"
+    return f"from {start.date().isoformat()} to {last.isoformat()}"
+
+
+def _filters(plan: Plan) -> str:
+    parts = [w.replace("'", "") for w in plan.where] + \
+        [s.replace("_", " ") for s in plan.segments]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def _fmt_of(ctx: Context, name: str) -> tuple[str, str | None]:
+    metric = ctx.layer.get(name)
+    return metric.format, metric.currency
+
+
+def _caveats(plan: Plan, ctx: Context, b: Builder, spans: list[Span | None]) -> None:
+    """Quality findings on the metric's events, and a partial today."""
+    events = ctx.layer.events_of(plan.metric) if plan.metric else []
+    health = run_tool(ctx, "data_health", {})
+    b.ran("data_health", {})
+    # a metric over every event ("*") hears only of failures, not of every warning
+    hit = [p for p in health["problems"] if p.get("event") in events
+           or (not events and p.get("event") and p["status"] in ("fail", "error"))]
+    if health["status"] == "unknown":
+        b.caveats.append("no data-quality checks are recorded yet (run `nerve check`)")
+    for problem in hit:
+        b.caveats.append(f"{problem['check']} check {problem['status']} on "
+                         f"{problem['event']}: {problem['message']}")
+    if hit:
+        names = sorted({f"{p['check']} ({p['event']}, {p['status']})" for p in hit})
+        b.say(f"Caveat: data-quality checks flag {b.quote(', '.join(names[:4]))}"
+              f"{' and more' if len(names) > 4 else ''}; see caveats.")
+    today = ctx.today()
+    if any(s is None or s.until is None or s.until >= today for s in spans):
+        b.caveats.append("the range includes today, which is not over: its numbers "
+                         "are partial")
+
+
+# ---------------------------------------------------------------- intents
+
+def _value(plan: Plan, ctx: Context, b: Builder) -> None:
+    assert plan.metric is not None
+    kind, currency = _fmt_of(ctx, plan.metric)
+    result, q = _query(ctx, b, _metric_args(plan, plan.span))
+    value = result["rows"][0][plan.metric] if result["rows"] else None
+    label = ctx.layer.get(plan.metric).title
+    text = b.num(label, value, q, "query_metrics", kind, currency)
+    where = "over all the data " if plan.span is None else ""
+    b.say(f"{label} {where}{_range(result)}{_filters(plan)}: {text}.")
+    _caveats(plan, ctx, b, [plan.span])
+
+
+def _comparison(plan: Plan, ctx: Context, b: Builder) -> None:
+    assert plan.metric is not None
+    today = ctx.today()
+    span = plan.span or Span(today - timedelta(days=plan.compare_days or 7),
+                             today - timedelta(days=1), "recent")
+    if span.since is None:
+        raise QueryError("a comparison needs a start date")
+    before = span.before(today)
+    kind, currency = _fmt_of(ctx, plan.metric)
+    label = ctx.layer.get(plan.metric).title
+    now_r, q1 = _query(ctx, b, _metric_args(plan, span))
+    was_r, q2 = _query(ctx, b, _metric_args(plan, before))
+    cur = now_r["rows"][0][plan.metric] if now_r["rows"] else None
+    old = was_r["rows"][0][plan.metric] if was_r["rows"] else None
+    cur_t = b.num(f"{label} {span.label}", cur, q1, "query_metrics", kind, currency)
+    old_t = b.num(f"{label} before", old, q2, "query_metrics", kind, currency)
+    sentence = f"{label} was {cur_t} {_range(now_r)}{_filters(plan)}"
+    if cur is not None and old:
+        change = (cur - old) / old
+        direction = "up" if change > 0 else "down" if change < 0 else "unchanged"
+        pct = b.num(f"{label} change", change, f"({q1}) / ({q2}) - 1", "derived",
+                    "abs_percent")
+        sentence += f", {direction} {pct} against {old_t} {_range(was_r)}."
+    else:
+        sentence += f", against {old_t} {_range(was_r)}."
+    b.say(sentence)
+    _caveats(plan, ctx, b, [span])
+
+
+def _trend(plan: Plan, ctx: Context, b: Builder) -> None:
+    assert plan.metric is not None
+    kind, currency = _fmt_of(ctx, plan.metric)
+    label = ctx.layer.get(plan.metric).title
+    result, q = _query(ctx, b, _metric_args(plan, plan.span, grain=plan.grain))
+    col = result["time_column"]
+    rows = result["rows"]
+    if len(rows) > 31 and plan.grain in ("hour", "day"):
+        plan.grain = "week"
+        result, q = _query(ctx, b, _metric_args(plan, plan.span, grain="week"))
+        col, rows = result["time_column"], result["rows"]
+    parts = [f"{str(r[col])[:10] if plan.grain != 'hour' else str(r[col])[:16]}: "
+             f"{b.num(f'{label} {r[col]}', r[plan.metric], q, 'query_metrics', kind, currency)}"
+             for r in rows]
+    b.say(f"{label} by {plan.grain} {_range(result)}{_filters(plan)}: {'; '.join(parts)}.")
+    values = [r[plan.metric] for r in rows if r[plan.metric] is not None]
+    if len(values) >= 2:
+        high = max(rows, key=lambda r: r[plan.metric] if r[plan.metric] is not None
+                   else float("-inf"))
+        b.say(f"The highest was on {str(high[col])[:10]}.")
+    _caveats(plan, ctx, b, [plan.span])
+
+
+def _breakdown(plan: Plan, ctx: Context, b: Builder) -> None:
+    assert plan.metric is not None
+    assert plan.by is not None
+    kind, currency = _fmt_of(ctx, plan.metric)
+    label = ctx.layer.get(plan.metric).title
+    order = plan.metric if plan.direction == "asc" else f"-{plan.metric}"
+    limit = plan.limit if plan.intent == "top" else None
+    result, q = _query(ctx, b, _metric_args(plan, plan.span, by=[plan.by],
+                                            order_by=[order], limit=limit))
+    rows = [r for r in result["rows"] if r[plan.metric] is not None] \
+        if plan.intent == "top" else result["rows"]
+    parts = [f"{r[plan.by] if r[plan.by] not in (None, '') else '(none)'} "
+             f"{b.num(f'{label} {plan.by}={r[plan.by]}', r[plan.metric], q, 'query_metrics', kind, currency)}"  # noqa: E501
+             for r in rows]
+    scope = f"{_range(result)}{_filters(plan)}"
+    if plan.intent == "top" and len(rows) >= 1 and plan.limit == 1:
+        which = "lowest" if plan.direction == "asc" else "highest"
+        b.say(f"{rows[0][plan.by]} had the {which} {label.lower()} {scope}: {parts[0]}.")
+    elif plan.intent == "top":
+        b.say(f"{'Bottom' if plan.direction == 'asc' else 'Top'} {plan.by} values by "
+              f"{label.lower()} {scope}: {'; '.join(parts)}.")
+    else:
+        b.say(f"{label} by {plan.by} {scope}: {'; '.join(parts) or 'no data'}.")
+    _caveats(plan, ctx, b, [plan.span])
+
+
+def _aware(day: date, ctx: Context) -> str:
+    from zoneinfo import ZoneInfo  # noqa: PLC0415
+
+    return datetime(day.year, day.month, day.day,
+                    tzinfo=ZoneInfo(ctx.layer.timezone)).isoformat()
+
+
+def _funnel(plan: Plan, ctx: Context, b: Builder) -> None:
+    if len(plan.steps) < 2:
+        _unknown(plan, ctx, b)
+        return
+    args: dict[str, Any] = {"steps": plan.steps, "window": "1d"}
+    if plan.span is not None and plan.span.since is not None:
+        args["since"] = _aware(plan.span.since, ctx)
+    if plan.span is not None and plan.span.until is not None:
+        args["until"] = _aware(plan.span.until + timedelta(days=1), ctx)
+    result = run_tool(ctx, "run_funnel", args)
+    q = b.ran("run_funnel", args, command="nerve funnel " + " ".join(plan.steps))
+    rows = result["rows"]
+    parts = []
+    for r in rows:
+        users = b.num(f"{r['event']} users", r["users"], q, "run_funnel")
+        conv = b.num(f"{r['event']} conversion", r["conversion"], q, "run_funnel", "percent")
+        parts.append(f"{r['event']} {users} ({conv})")
+    when = f" {plan.span.label}" if plan.span else ""
+    b.say(f"Funnel{when} (within a day, per user): {'; '.join(parts)}.")
+    if len(rows) >= 2:
+        worst = max(rows[:-1], key=lambda r: r.get("drop_off") or 0)
+        nxt = rows[rows.index(worst) + 1]["event"]
+        drop = b.num(f"drop-off after {worst['event']}", worst.get("drop_off"), q,
+                     "run_funnel", "percent")
+        b.say(f"The biggest drop is from {worst['event']} to {nxt} ({drop} drop off).")
+
+
+def _explain(plan: Plan, ctx: Context, b: Builder) -> None:
+    assert plan.metric is not None
+    today = ctx.today()
+    span = plan.span or Span(today - timedelta(days=plan.compare_days or 7),
+                             today - timedelta(days=1), "recent")
+    until = span.until or today
+    period = f"{span.since.isoformat() if span.since else today}..{until.isoformat()}"
+    args = {"target": plan.metric, "period": period, "vs": "previous"}
+    r = run_tool(ctx, "explain_change", args)
+    q = b.ran("explain_change", args,
+              command=f"nerve explain {plan.metric} --period {period} --vs previous")
+    kind, currency = _fmt_of(ctx, plan.metric)
+    label = ctx.layer.get(plan.metric).title
+    obs = b.num(f"{label} observed", r.get("observed"), q, "explain_change", kind, currency)
+    base = b.num(f"{label} baseline", r.get("baseline"), q, "explain_change", kind, currency)
+    change = r.get("change") or 0
+    moved = "rose" if change > 0 else "fell" if change < 0 else "held"
+    pct = ""
+    if r.get("change_pct") is not None:
+        pct = f" ({b.num(f'{label} change', r['change_pct'], q, 'explain_change', 'signed_percent')})"  # noqa: E501
+    b.say(f"{label} {moved} to {obs} from {period.replace('..', ' to ')}, against {base} "
+          f"the period before{pct}.")
+    drivers = r.get("drivers") or []
+    if drivers:
+        parts = []
+        for d in drivers[:3]:
+            share = b.num(f"share of change {d['dimension']}={d['value']}", d.get("share"),
+                          q, "explain_change", "percent")
+            contribution = b.num(f"contribution {d['dimension']}={d['value']}",
+                                 d.get("contribution"), q, "explain_change",
+                                 kind if kind != "percent" else "number", currency)
+            parts.append(f"{d['dimension']} = {d['value']} ({contribution}, {share} of the "
+                         "change)")
+        b.say(f"Main drivers: {'; '.join(parts)}.")
+    elif change:
+        b.say("No single dimension value stands out as the driver.")
+    for c in r.get("caveats") or []:
+        b.caveats.append(f"{c.get('check')} check {c.get('status')} on {c.get('event')}: "
+                         f"{c.get('message')}")
+    if r.get("caveats"):
+        events = sorted({str(c.get("event")) for c in r["caveats"]})
+        b.say(f"Caveat: data-quality checks flag {b.quote(', '.join(events))}; see caveats.")
+
+
+def _forecast(plan: Plan, ctx: Context, b: Builder) -> None:
+    assert plan.metric is not None
+    args = {"metric": plan.metric, "horizon": "7d"}
+    r = run_tool(ctx, "forecast_metric", args)
+    q = b.ran("forecast_metric", args, command=f"nerve forecast {plan.metric} --horizon 7d")
+    kind, currency = _fmt_of(ctx, plan.metric)
+    label = ctx.layer.get(plan.metric).title
+    rows = r.get("forecast") or []
+    parts = []
+    for row in rows:
+        value = b.num(f"{label} forecast {row['date']}", row["forecast"], q,
+                      "forecast_metric", kind, currency)
+        parts.append(f"{row['date']}: {value}")
+    level = b.num("interval level", r.get("level"), q, "forecast_metric", "percent")
+    b.say(f"Daily forecast of {label.lower()} for the next days (model "
+          f"{b.quote(r.get('model'))}): {'; '.join(parts)}.")
+    if rows:
+        lo = b.num("first day low", rows[0]["low"], q, "forecast_metric", kind, currency)
+        hi = b.num("first day high", rows[0]["high"], q, "forecast_metric", kind, currency)
+        b.say(f"The {level} interval for {rows[0]['date']} is {lo} to {hi}.")
+
+
+def _health(plan: Plan, ctx: Context, b: Builder) -> None:
+    args = {"event": plan.event} if plan.event else {}
+    r = run_tool(ctx, "data_health", args)
+    q = b.ran("data_health", args, command="nerve check --format json")
+    if r["status"] == "unknown":
+        b.answered = False
+        b.say("No data-quality checks are recorded yet; run `nerve check` first.")
+        return
+    n = b.num("checks", r["checks"], q, "data_health")
+    bad = b.num("problems", len(r["problems"]), q, "data_health")
+    about = f" for {plan.event}" if plan.event else ""
+    b.say(f"Data health{about}: {r['status'].upper()} — {bad} of {n} checks in the latest "
+          "run found problems.")
+    fails = [p for p in r["problems"] if p["status"] in ("fail", "error")]
+    warns = [p for p in r["problems"] if p["status"] == "warn"]
+    for title, group in (("Failing", fails), ("Warning", warns)):
+        if group:
+            names = sorted({f"{p['check']} on {p['event'] or 'all events'}" for p in group})
+            b.say(f"{title}: {b.quote(', '.join(names[:6]))}"
+                  f"{' and more' if len(names) > 6 else ''}.")
+    b.caveats.extend(f"{p['check']} {p['status']} on {p['event']}: {p['message']}"
+                     for p in r["problems"])
+
+
+def _experiment(plan: Plan, ctx: Context, b: Builder) -> None:
+    if plan.experiment is None:
+        _unknown(plan, ctx, b)
+        return
+    args = {"key": plan.experiment}
+    r = run_tool(ctx, "experiment_results", args)
+    q = b.ran("experiment_results", args,
+              command=f"nerve experiment analyze {plan.experiment}")
+    b.say(f"Experiment {plan.experiment} ({b.quote(r.get('name'))}): the decision is "
+          f"'{r['decision']}'.")
+    for row in r["rows"]:
+        if row["variant"] == r.get("rows", [{}])[0].get("variant") and row["lift"] is None:
+            continue  # the control's row: a level, no lift
+        if row["role"] not in ("primary", "guardrail") or row["lift"] is None:
+            continue
+        kind = "percent"
+        lift = b.num(f"{row['variant']} {row['metric']} lift", row["lift"], q,
+                     "experiment_results", "signed_percent")
+        lo = b.num("ci low", row.get("ci_low"), q, "experiment_results", "signed_percent")
+        hi = b.num("ci high", row.get("ci_high"), q, "experiment_results", "signed_percent")
+        p = b.num("p-value", row.get("p_value"), q, "experiment_results", "pvalue")
+        del kind
+        b.say(f"{row['role'].capitalize()} metric {row['metric']}, variant {row['variant']}: "
+              f"lift {lift} (interval {lo} to {hi}), p = {p}"
+              f"{', significant' if row.get('significant') else ', not significant'}.")
+    units = [f"{k} {b.num(f'units {k}', v, q, 'experiment_results')}"
+             for k, v in (r.get("units") or {}).items()]
+    if units:
+        b.say(f"Units: {', '.join(units)}.")
+
+
+def _catalog(plan: Plan, ctx: Context, b: Builder) -> None:
+    if plan.event is not None:
+        r = run_tool(ctx, "describe_event", {"name": plan.event})
+        b.ran("describe_event", {"name": plan.event},
+              command=f"nerve catalog show {plan.event}")
+        props = ", ".join(f"{p['name']} ({p['type']})" for p in r["properties"])
+        b.say(f"{plan.event} ({r['type']} event): {b.quote(r['description'])}")
+        if r.get("trigger"):
+            b.say(f"It fires when {b.quote(r['trigger'])}")
+        if props:
+            b.say(f"Properties: {b.quote(props)}.")
+        if r["metrics"]:
+            b.say(f"Metrics that read it: {', '.join(r['metrics'])}.")
+        return
+    if plan.metric is not None:
+        r = run_tool(ctx, "describe_metric", {"name": plan.metric})
+        b.ran("describe_metric", {"name": plan.metric},
+              command=f"nerve metrics show {plan.metric}")
+        b.say(f"{b.quote(r['label'])} ({r['name']}, a {r['type']} metric): "
+              f"{b.quote(r['description'])}")
+        b.say(f"Computed as {b.quote(r['formula'])}, from "
+              f"{', '.join(r['events']) or 'every event'}.")
+        if r.get("owner"):
+            b.say(f"Owner: {b.quote(r['owner'])}.")
+        return
+    _unknown(plan, ctx, b)
+
+
+def _unknown(plan: Plan, ctx: Context, b: Builder) -> None:
+    b.answered = False
+    problem = "; ".join(plan.problems) or "nerve could not map this question onto its data"
+    b.say(f"{b.quote(problem[0].upper() + problem[1:])}.")
+    if plan.suggestions:
+        b.say(f"The closest it has: {', '.join(plan.suggestions[:5])}.")
+    b.say("Nothing was computed, so no number is given.")
+    del ctx
+
+
+_HANDLERS = {"value": _value, "comparison": _comparison, "trend": _trend,
+             "breakdown": _breakdown, "top": _breakdown, "funnel": _funnel,
+             "explain": _explain, "forecast": _forecast, "health": _health,
+             "experiment": _experiment, "catalog": _catalog, "unknown": _unknown}

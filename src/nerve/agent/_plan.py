@@ -1,0 +1,442 @@
+"""Question -> Plan: the offline planner (no LLM), pure over a Vocabulary.
+
+The vocabulary is what nerve knows: metrics (names, labels, synonyms, descriptions),
+dimensions with the values seen in the data, segments, cataloged events, experiments.
+The planner finds, in order: a period-over-period phrase, a time range, the intent,
+filters (``on iOS``, ``users over 65``, ``in Germany``), a breakdown (``by platform``),
+a top N, and the metric. What it cannot place it reports in ``Plan.problems``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from nerve.agent._time import Span, find_comparison, find_span
+
+__all__ = ["INTENTS", "MetricInfo", "Plan", "Vocabulary", "plan_question"]
+
+INTENTS = ("value", "comparison", "trend", "breakdown", "top", "funnel", "explain",
+           "experiment", "forecast", "health", "catalog", "unknown")
+
+
+@dataclass(frozen=True, slots=True)
+class MetricInfo:
+    name: str
+    label: str
+    description: str = ""
+    synonyms: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Vocabulary:
+    """Everything the planner may map words onto."""
+
+    metrics: tuple[MetricInfo, ...]
+    #: dimension name -> (description, values seen in the data)
+    dimensions: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
+    #: segment name -> description
+    segments: dict[str, str] = field(default_factory=dict)
+    events: tuple[str, ...] = ()
+    experiments: dict[str, str] = field(default_factory=dict)  # key -> name
+
+
+@dataclass(slots=True)
+class Plan:
+    """What to compute for a question; ``as_dict`` is the JSON answer's ``plan``."""
+
+    question: str
+    intent: str = "value"
+    metric: str | None = None
+    span: Span | None = None
+    compare_days: int | None = None
+    grain: str | None = None
+    by: str | None = None
+    where: list[str] = field(default_factory=list)
+    segments: list[str] = field(default_factory=list)
+    filters_text: list[str] = field(default_factory=list)
+    limit: int | None = None
+    direction: str = "desc"
+    steps: list[str] = field(default_factory=list)
+    event: str | None = None
+    experiment: str | None = None
+    problems: list[str] = field(default_factory=list)
+    suggestions: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"question": self.question, "intent": self.intent, "metric": self.metric,
+                "time": self.span.as_dict() if self.span else None,
+                "compare_days": self.compare_days, "grain": self.grain, "by": self.by,
+                "where": " and ".join(self.where) or None, "segments": self.segments,
+                "filters": self.filters_text, "limit": self.limit,
+                "direction": self.direction, "steps": self.steps, "event": self.event,
+                "experiment": self.experiment, "problems": self.problems,
+                "suggestions": self.suggestions}
+
+
+# ---------------------------------------------------------------- words
+
+_COUNTRIES = {
+    "united states": "US", "usa": "US", "america": "US", "us": "US", "germany": "DE",
+    "france": "FR", "spain": "ES", "japan": "JP", "brazil": "BR", "india": "IN",
+    "canada": "CA", "australia": "AU", "united kingdom": "GB", "uk": "GB",
+    "britain": "GB", "england": "GB", "italy": "IT", "netherlands": "NL",
+    "austria": "AT", "switzerland": "CH", "mexico": "MX", "china": "CN",
+    "poland": "PL", "sweden": "SE", "ireland": "IE", "portugal": "PT",
+}
+_GRAINS = {"daily": "day", "each day": "day", "per day": "day", "by day": "day",
+           "day by day": "day", "every day": "day", "weekly": "week", "each week": "week",
+           "per week": "week", "by week": "week", "monthly": "month", "by month": "month",
+           "per month": "month", "hourly": "hour", "by hour": "hour", "per hour": "hour"}
+_STOP = frozenset({
+    "a", "an", "and", "are", "at", "by", "count", "day", "days", "did", "do", "does", "each",
+    "every", "for", "from", "give", "how", "in", "is", "last", "many", "me", "month",
+    "months", "much", "my", "number", "of", "on", "or", "our", "over", "past", "per",
+    "please", "show", "since", "tell", "than", "that", "the", "their", "there", "this", "to",
+    "today", "total", "under", "versus", "vs", "was", "we", "week", "weeks", "were", "what",
+    "what's", "whats", "when", "where", "which", "who", "with", "yesterday",
+})
+_NUM = r"(\d+(?:\.\d+)?)"
+
+
+def _norm(text: str) -> str:
+    text = text.lower().replace("_", " ").replace("-", " ").replace("'s", "")
+    return re.sub(r"[^a-z0-9+.%/ ]+", " ", text).strip()
+
+
+def _stem(word: str) -> str:
+    for suffix in ("ies", "es", "s"):
+        if word.endswith(suffix) and len(word) > len(suffix) + 2:
+            return word[: -len(suffix)] + ("y" if suffix == "ies" else "")
+    return word
+
+
+def _stems(text: str) -> str:
+    return " ".join(_stem(w) for w in _norm(text).split())
+
+
+def _has(text: str, phrase: str) -> re.Match[str] | None:
+    return re.search(rf"(?<![a-z0-9]){re.escape(phrase)}(?![a-z0-9])", text)
+
+
+def _any(text: str, *words: str) -> bool:
+    return any(_has(text, w) for w in words)
+
+
+# ---------------------------------------------------------------- planning
+
+def plan_question(question: str, vocab: Vocabulary, today: date) -> Plan:
+    """The plan for ``question`` (``today`` in the workspace's time zone).
+
+    >>> v = Vocabulary((MetricInfo("revenue", "Revenue", synonyms=("sales",)),))
+    >>> plan_question("sales yesterday", v, date(2026, 11, 28)).metric
+    'revenue'
+    """
+    plan = Plan(question=question.strip())
+    rest = question.strip().rstrip("?!. ")
+    plan.compare_days, rest = find_comparison(rest)
+    plan.span, rest = find_span(rest, today)
+    text = _norm(rest)
+    plan.intent = _intent(text, plan)
+    if plan.intent == "experiment":
+        _experiment(text, vocab, plan)
+        return plan
+    if plan.intent == "health":
+        plan.event = _event(text, vocab)
+        return plan
+    if plan.intent == "funnel":
+        plan.steps = _events_in_order(text, vocab)
+        if len(plan.steps) < 2:
+            plan.problems.append("a funnel needs at least two cataloged events, in order "
+                                 "(e.g. 'funnel from product_view to add_to_cart to "
+                                 "purchase_complete')")
+            plan.suggestions = list(vocab.events)
+        text = _filters(text, vocab, plan)
+        return plan
+    if plan.intent == "catalog":
+        plan.event = _event(text, vocab)
+        metric, _ = _metric(text, vocab)
+        plan.metric = None if plan.event else metric
+        if plan.event is None and plan.metric is None:
+            plan.problems.append("no cataloged event or metric is named in the question")
+            plan.suggestions = _closest(text, vocab)
+        return plan
+    text = _grain(text, plan)
+    text = _top(text, plan)
+    text = _breakdown(text, vocab, plan)
+    text = _filters(text, vocab, plan)
+    plan.metric, text = _metric(text, vocab)
+    if plan.metric is None:
+        event = _event(text, vocab)
+        words = [w for w in text.split() if w not in _STOP]
+        what = " ".join(words) or question
+        if event is not None:
+            plan.problems.append(f"the event {event} is cataloged, but no metric counts it")
+        else:
+            plan.problems.append(f"nerve has no metric or event for {what!r}")
+        plan.suggestions = _closest(text, vocab)
+        plan.intent = "unknown"
+        return plan
+    if plan.intent == "value" and plan.by:
+        plan.intent = "breakdown"
+    if plan.intent == "top" and not plan.by:
+        plan.problems.append("'top' needs a breakdown, e.g. 'top 3 countries by revenue'")
+        plan.intent = "value"
+    if plan.intent in ("comparison", "explain") and plan.compare_days is None \
+            and plan.span is None:
+        plan.compare_days = 7
+    if plan.intent == "trend" and plan.grain is None:
+        plan.grain = "day"
+    if plan.grain and plan.intent == "value":
+        plan.intent = "trend"
+    return plan
+
+
+def _intent(text: str, plan: Plan) -> str:
+    if _any(text, "experiment", "a/b", "ab test", "a b test", "variant", "variants") \
+            or re.search(r"\b(test|rollout) (result|readout)", text):
+        return "experiment"
+    if _any(text, "data health", "data quality", "quality", "trust the data", "healthy",
+            "checks", "broken", "data issues", "data problems", "tracking issues",
+            "instrumentation"):
+        return "health"
+    if _any(text, "what does", "what is tracked", "track", "tracks", "defined",
+            "definition", "define", "mean", "means", "how is", "describe", "meaning",
+            "properties of", "what is the event"):
+        return "catalog"
+    if _any(text, "funnel", "drop off", "drop-off", "dropoff") or (
+            _any(text, "from") and _any(text, "then", "to") and _any(text, "convert")):
+        return "funnel"
+    if _any(text, "why") or re.search(r"\bwhat (caused|drove|explains)\b", text):
+        return "explain"
+    if _any(text, "forecast", "predict", "projection", "project", "will", "expect",
+            "expected", "next week", "next month", "next 7 days", "next 14 days"):
+        return "forecast"
+    if re.search(r"\b(top|bottom|best|worst|highest|lowest|most|least|biggest|smallest)"
+                 r"\b", text):
+        return "top"
+    if plan.compare_days is not None or _any(
+            text, "compare", "compared", "change", "changed", "grow", "grew", "growth",
+            "up or down", "increase", "decrease", "drop", "dropped", "rise", "rose", "fall",
+            "fell"):
+        return "comparison"
+    if _any(text, "trend", "over time", "daily", "weekly", "monthly", "each day",
+            "per day", "day by day", "by day", "by week", "by month", "hourly",
+            "timeline", "time series"):
+        return "trend"
+    return "value"
+
+
+def _grain(text: str, plan: Plan) -> str:
+    for phrase in sorted(_GRAINS, key=len, reverse=True):
+        m = _has(text, phrase)
+        if m is not None:
+            plan.grain = _GRAINS[phrase]
+            return (text[: m.start()] + " " + text[m.end():]).strip()
+    return text
+
+
+def _top(text: str, plan: Plan) -> str:
+    m = re.search(r"\b(top|bottom|best|worst|highest|lowest|most|least|biggest|"
+                  r"smallest)(?: (\d+|one|two|three|four|five|ten))?\b", text)
+    if m is None:
+        return text
+    words = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "ten": 10}
+    n = m.group(2)
+    plan.limit = (int(n) if n.isdigit() else words[n]) if n else 1
+    if m.group(1) in ("bottom", "worst", "lowest", "least", "smallest"):
+        plan.direction = "asc"
+    if plan.intent == "top" and not n and _any(text, "which", "what"):
+        plan.limit = 1
+    return (text[: m.start()] + " " + text[m.end():]).strip()
+
+
+_DIM_WORDS = {"device": "platform", "devices": "platform", "platforms": "platform",
+              "countries": "country", "age": "age_group", "ages": "age_group",
+              "age groups": "age_group", "age group": "age_group", "plans": "plan",
+              "operating system": "os", "operating systems": "os", "app version":
+              "app_version", "app versions": "app_version", "language": "locale",
+              "locales": "locale", "os version": "os_version", "phone": "device_model",
+              "device model": "device_model", "model": "device_model"}
+
+
+def _dim_name(words: str, vocab: Vocabulary) -> str | None:
+    words = words.strip()
+    for candidate in (words, words.replace(" ", "_")):
+        if candidate in vocab.dimensions:
+            return candidate
+    if words in _DIM_WORDS and _DIM_WORDS[words] in vocab.dimensions:
+        return _DIM_WORDS[words]
+    if _stem(words) in vocab.dimensions:
+        return _stem(words)
+    return None
+
+
+def _breakdown(text: str, vocab: Vocabulary, plan: Plan) -> str:
+    m = re.search(r"\b(?:by|per|across|for each|split by|broken down by|each)"
+                  r" ([a-z_ ]+?)(?= by | for | in | on | over |$)", text)
+    if m is not None:
+        for size in (3, 2, 1):
+            words = " ".join(m.group(1).split()[:size])
+            dim = _dim_name(words, vocab)
+            if dim is not None:
+                plan.by = dim
+                end = m.start(1) + len(words)
+                return (text[: m.start()] + " " + text[end:]).strip()
+    if plan.intent == "top":  # "top 3 countries by revenue", "which country had most orders"
+        tokens = text.split()
+        for size in (2, 1):
+            for i in range(len(tokens) - size + 1):
+                dim = _dim_name(" ".join(tokens[i:i + size]), vocab)
+                if dim is not None:
+                    plan.by = dim
+                    return " ".join(tokens[:i] + tokens[i + size:])
+        m = re.search(r"\b(?:which|what) ([a-z_ ]+?)(?= had | has | have | brought |"
+                      r" made | generated | with | drove | is | was |$)", text)
+        if m is not None:
+            for size in (2, 1):
+                words = " ".join(m.group(1).split()[:size])
+                dim = _dim_name(words, vocab)
+                if dim is not None:
+                    plan.by = dim
+                    return (text[: m.start()] + " " + text[m.start(1) + len(words):]).strip()
+    return text
+
+
+def _filters(text: str, vocab: Vocabulary, plan: Plan) -> str:
+    # ages: "users over 65", "aged 65+", "under 25", "65 and older"
+    age = "age" if "age" in vocab.dimensions else None
+    # "users over 65" reads as the over-65s (65 and over); the answer shows the filter
+    for pattern, op in ((rf"\b(?:over|above|older than|more than) {_NUM}\b", ">="),
+                        (rf"\b(?:under|below|younger than) {_NUM}\b", "<"),
+                        (rf"\b{_NUM}\+", ">="),
+                        (rf"\b(?:aged )?{_NUM} (?:and|or) (?:older|over|above)\b", ">="),
+                        (rf"\b(?:aged )?{_NUM} (?:and|or) (?:younger|under|below)\b", "<=")):
+        m = re.search(pattern, text)
+        if (m is not None and age is not None and _any(
+                text, "user", "users", "shopper", "shoppers", "people", "customers",
+                "aged", "old", "older", "younger", "age", "buyers")) or (
+                m is not None and age is not None and op == ">="):
+            plan.where.append(f"{age} {op} {m.group(1)}")
+            plan.filters_text.append(m.group(0))
+            text = (text[: m.start()] + " " + text[m.end():]).strip()
+            break
+    # segments by name: "seniors", "plus members", "mobile"
+    for name, description in vocab.segments.items():
+        m = _has(_stems(text), _stems(name))
+        if m is not None and name not in plan.segments:
+            plan.segments.append(name)
+            plan.filters_text.append(name.replace("_", " "))
+            text = re.sub(rf"\b{re.escape(name.replace('_', ' '))}\b", " ", text)
+            del description
+    # dimension values: "on iOS", "in DE", "in Germany", "on the plus plan"
+    for phrase, code in sorted(_COUNTRIES.items(), key=lambda kv: -len(kv[0])):
+        m = re.search(rf"\b(?:in|from) (?:the )?{re.escape(phrase)}\b", text)
+        if m is not None and "country" in vocab.dimensions:
+            values = vocab.dimensions["country"][1]
+            value = code if code in values or not values else None
+            if value is not None:
+                plan.where.append(f"country = '{value}'")
+                plan.filters_text.append(m.group(0))
+                text = (text[: m.start()] + " " + text[m.end():]).strip()
+                break
+    taken = {w.split(" ")[0] for w in plan.where}
+    for dim, (_, values) in vocab.dimensions.items():
+        if dim in taken or dim == plan.by or dim in ("age", "os_version", "app_version"):
+            continue
+        for value in sorted(values, key=len, reverse=True):
+            v = value.lower()
+            if len(v) < 2 or (dim == "country" and len(v) == 2 and not re.search(
+                    rf"\b(?:in|from) {re.escape(v)}\b", text)):
+                continue  # bare two-letter codes ("in", "us") are too often words
+            m = re.search(rf"\b(?:on|in|from|for|with|using|via)?\s*(?:the )?"
+                          rf"{re.escape(v)}(?: (?:app|plan|users|shoppers|platform|"
+                          rf"members|customers))?(?![a-z0-9])", text)
+            if m is not None and re.search(rf"(?<![a-z0-9]){re.escape(v)}(?![a-z0-9])",
+                                           text):
+                literal = value.replace("'", "''")
+                plan.where.append(f"{dim} = '{literal}'")
+                plan.filters_text.append(m.group(0).strip())
+                text = (text[: m.start()] + " " + text[m.end():]).strip()
+                taken.add(dim)
+                break
+    return text
+
+
+def _phrases(vocab: Vocabulary) -> list[tuple[str, str]]:
+    found = [(_stems(phrase), m.name) for m in vocab.metrics
+             for phrase in (m.name, m.label, *m.synonyms) if phrase]
+    return sorted(found, key=lambda p: -len(p[0]))
+
+
+def _metric(text: str, vocab: Vocabulary) -> tuple[str | None, str]:
+    stemmed = _stems(text)
+    for phrase, name in _phrases(vocab):
+        m = _has(stemmed, phrase)
+        if m is not None:
+            return name, (stemmed[: m.start()] + " " + stemmed[m.end():]).strip()
+    # fuzzy: a misspelt word close to one metric word ("revnue")
+    words = [w for w in stemmed.split() if w not in _STOP and len(w) > 3]
+    single = {p: n for p, n in _phrases(vocab) if " " not in p}
+    for word in words:
+        close = difflib.get_close_matches(word, list(single), n=1, cutoff=0.85)
+        if close:
+            return single[close[0]], stemmed.replace(word, " ")
+    return None, text
+
+
+def _closest(text: str, vocab: Vocabulary, n: int = 3) -> list[str]:
+    """The metrics whose names, synonyms or descriptions share most words with ``text``."""
+    words = {w for w in _stems(text).split() if w not in _STOP and len(w) > 2}
+    scored = []
+    for m in vocab.metrics:
+        bag = set(_stems(" ".join((m.name, m.label, m.description, *m.synonyms))).split())
+        fuzzy = sum(1 for w in words if difflib.get_close_matches(w, bag, n=1, cutoff=0.8))
+        scored.append((-(len(words & bag) * 2 + fuzzy), m.name))
+    scored.sort()
+    best = [name for score, name in scored if score < 0][:n]
+    return best or [m.name for m in vocab.metrics[:n]]
+
+
+def _event_spans(text: str, vocab: Vocabulary) -> list[tuple[int, str]]:
+    found: list[tuple[int, str]] = []
+    taken: list[tuple[int, int]] = []
+    for event in sorted(vocab.events, key=len, reverse=True):
+        for form in {event.lower(), _norm(event)}:
+            for m in re.finditer(rf"(?<![a-z0-9_]){re.escape(form)}s?(?![a-z0-9_])", text):
+                if not any(a < m.end() and m.start() < b for a, b in taken):
+                    found.append((m.start(), event))
+                    taken.append((m.start(), m.end()))
+    return sorted(found)
+
+
+def _event(text: str, vocab: Vocabulary) -> str | None:
+    spans = _event_spans(text, vocab)
+    return spans[0][1] if spans else None
+
+
+def _events_in_order(text: str, vocab: Vocabulary) -> list[str]:
+    return [event for _, event in _event_spans(text, vocab)]
+
+
+def _experiment(text: str, vocab: Vocabulary, plan: Plan) -> None:
+    for key, name in vocab.experiments.items():
+        if _has(text, _norm(key)) or (name and _has(text, _norm(name))):
+            plan.experiment = key
+            return
+    if len(vocab.experiments) == 1:
+        plan.experiment = next(iter(vocab.experiments))
+        return
+    words = set(text.split()) - _STOP
+    best = [(len(words & set(_norm(f"{k} {n}").split())), k)
+            for k, n in vocab.experiments.items()]
+    best.sort(reverse=True)
+    if best and best[0][0] > 0:
+        plan.experiment = best[0][1]
+        return
+    plan.problems.append("which experiment? none is named in the question" if
+                         vocab.experiments else "no experiments are defined (experiments/)")
+    plan.suggestions = list(vocab.experiments)

@@ -1,0 +1,286 @@
+"""The read-only tools every asker uses: the offline planner, an LLM, the MCP server.
+
+Each tool takes JSON-ready arguments and answers a JSON-ready dict through nerve's own
+Python APIs (the semantic layer, funnels, explain, quality checks, experiments, the
+catalog). ``TOOLS`` names them with a description and a JSON Schema of their arguments,
+which is what an LLM's function calling and MCP both need.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from nerve.catalog import Catalog
+from nerve.errors import QueryError
+from nerve.semantic import MetricQuery, SemanticLayer
+from nerve.workspace import Workspace
+
+__all__ = ["TOOLS", "Context", "Tool", "run_tool"]
+
+_MAX_VALUES = 50  # more distinct values than this: not a filter vocabulary
+
+
+@dataclass
+class Context:
+    """What the tools read: the workspace, its layer and catalog, the events table."""
+
+    workspace: Workspace
+    layer: SemanticLayer
+    catalog: Catalog
+    #: the warehouse's Ibis backend (``events`` and ``check_results`` are read from it)
+    con: Any
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    _values: dict[str, tuple[str, ...]] | None = None
+
+    @classmethod
+    def open(cls, workspace: Workspace, warehouse: Any, *, now: datetime | None = None,
+             catalog: Catalog | None = None) -> Context:
+        """A context over a ``Warehouse`` (or an Ibis backend with an ``events`` table)."""
+        catalog = catalog if catalog is not None else Catalog.load(workspace.events_dir)
+        layer = SemanticLayer.load(workspace, catalog)
+        ibis_of = getattr(warehouse, "ibis", None)
+        con = ibis_of() if callable(ibis_of) else warehouse
+        return cls(workspace, layer, catalog, con, now or datetime.now(UTC))
+
+    @property
+    def events(self) -> Any:
+        return self.con.table("events")
+
+    def today(self) -> date:
+        from zoneinfo import ZoneInfo  # noqa: PLC0415
+
+        return self.now.astimezone(ZoneInfo(self.layer.timezone)).date()
+
+    def dimension_values(self) -> dict[str, tuple[str, ...]]:
+        """The values each string dimension takes in the data (few-valued ones only)."""
+        if self._values is None:
+            names = [n for n, d in self.layer.dimensions.items()
+                     if getattr(d, "type", "string") == "string"]
+            rows = self.layer.event_rows(self.events, "*", dimensions=names)
+            found: dict[str, tuple[str, ...]] = {}
+            for name in names:
+                col = rows[name.replace(".", "_")]
+                values = rows.select(v=col).filter(col.notnull()).distinct() \
+                    .limit(_MAX_VALUES + 1).to_pyarrow().column("v").to_pylist()
+                found[name] = tuple(sorted(str(v) for v in values if str(v).strip())) \
+                    if len(values) <= _MAX_VALUES else ()
+            self._values = found
+        return self._values
+
+    def experiments(self) -> dict[str, Any]:
+        folder = self.workspace.root / "experiments"
+        if not folder.is_dir():
+            return {}
+        from nerve.experiments import load_experiments  # noqa: PLC0415
+
+        return dict(load_experiments(folder))
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    run: Callable[[Context, dict[str, Any]], dict[str, Any]]
+
+
+def _str(args: dict[str, Any], key: str, *, required: bool = False) -> str | None:
+    value = args.get(key)
+    if value is None or value == "":
+        if required:
+            raise QueryError(f"{key}: required")
+        return None
+    if not isinstance(value, str):
+        raise QueryError(f"{key}: expected a string, got {value!r}")
+    return value
+
+
+def _list(args: dict[str, Any], key: str) -> list[str]:
+    value = args.get(key) or []
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise QueryError(f"{key}: expected a list of strings")
+    return value
+
+
+# ---------------------------------------------------------------- catalog and metrics
+
+def list_metrics(ctx: Context, _args: dict[str, Any]) -> dict[str, Any]:
+    return {"metrics": [{"name": m.name, "label": m.title, "description": m.description,
+                         "synonyms": list(m.synonyms), "format": m.format}
+                        for m in ctx.layer.metrics.values()],
+            "dimensions": {n: d.description for n, d in ctx.layer.dimensions.items()},
+            "segments": {n: s.description for n, s in ctx.layer.segments.items()}}
+
+
+def describe_metric(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    return ctx.layer.describe(_str(args, "name", required=True) or "")
+
+
+def list_events(ctx: Context, _args: dict[str, Any]) -> dict[str, Any]:
+    events = []
+    for name in ctx.catalog.names():
+        spec = ctx.catalog.get(name)
+        events.append({"name": name, "description": spec.description if spec else ""})
+    return {"events": events}
+
+
+def describe_event(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    name = _str(args, "name", required=True) or ""
+    spec = ctx.catalog.get(name)
+    if spec is None:
+        raise QueryError(f"event {name!r} is not in the catalog")
+    return {"name": spec.name, "version": str(spec.version), "type": spec.type,
+            "description": spec.description, "trigger": spec.trigger, "owner": spec.owner,
+            "status": spec.status,
+            "properties": [{"name": p.name, "type": str(p.type), "required": p.required,
+                            "description": p.description} for p in spec.properties],
+            "metrics": [m for m in ctx.layer.metrics if name in ctx.layer.events_of(m)]}
+
+
+def query_metrics(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    limit = args.get("limit")
+    query = MetricQuery(
+        tuple(_list(args, "metrics")), by=tuple(_list(args, "by")),
+        grain=_str(args, "grain"), where=_str(args, "where"),
+        segments=tuple(_list(args, "segments")), since=_str(args, "since"),
+        until=_str(args, "until"), order_by=tuple(_list(args, "order_by")),
+        limit=int(limit) if limit is not None else None)
+    if not query.metrics:
+        raise QueryError("metrics: required, e.g. [\"revenue\"]")
+    return ctx.layer.query(query, ctx.events, now=ctx.now).as_dict()
+
+
+def run_funnel(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    from nerve.analytics import funnel_request  # noqa: PLC0415
+
+    body = {k: v for k, v in args.items() if k in
+            ("steps", "by", "since", "until", "window", "order") and v is not None}
+    return {"body": body, **funnel_request(ctx.events, body)}
+
+
+# ---------------------------------------------------------------- health, experiments
+
+def data_health(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    """The latest recorded quality checks (``nerve check``); ``event`` narrows them."""
+    from nerve.quality import latest_results, worst  # noqa: PLC0415
+
+    results = latest_results(ctx.con)
+    event = _str(args, "event")
+    if event:
+        results = [r for r in results if r.event == event]
+    return {"status": str(worst([r.status for r in results])) if results else "unknown",
+            "checks": len(results),
+            "problems": [r.as_dict() for r in results if str(r.status) != "pass"]}
+
+
+def experiment_results(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    from nerve.experiments import get_experiment  # noqa: PLC0415
+    from nerve.experiments._run import analyze_experiment, readout_dict  # noqa: PLC0415
+
+    key = _str(args, "key", required=True) or ""
+    exp = get_experiment(ctx.experiments(), key)
+    readout = analyze_experiment(exp, ctx.layer, ctx.events, now=ctx.now)
+    return readout_dict(exp, readout)
+
+
+# ---------------------------------------------------------------- explain and forecast
+
+def explain_change(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    """Why a metric moved: ``nerve explain`` (nerve.anomaly) over the same warehouse."""
+    explain = _anomaly("explain")
+    from nerve.quality import latest_results  # noqa: PLC0415
+
+    caveats = [r.as_dict() for r in latest_results(ctx.con)]
+    result: dict[str, Any] = explain(
+        ctx.events, _str(args, "target", required=True), layer=ctx.layer,
+        period=_str(args, "period") or "7d", vs=_str(args, "vs") or "previous",
+        catalog_events=ctx.catalog.names(), caveats=caveats, now=ctx.now)
+    return result
+
+
+def forecast_metric(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    """A daily forecast with intervals (``nerve forecast``, nerve.anomaly)."""
+    forecast_local = _anomaly("forecast_local")
+    body = {"metric": _str(args, "metric", required=True),
+            "horizon": _str(args, "horizon") or "7d"}
+    result: dict[str, Any] = forecast_local(ctx.con, ctx.workspace, body, ctx.now,
+                                            ctx.catalog)
+    return result
+
+
+def _anomaly(name: str) -> Any:
+    """nerve.anomaly's function, imported only when a question needs it."""
+    try:
+        if name == "forecast_local":
+            from nerve.anomaly._service import forecast_local  # noqa: PLC0415
+
+            return forecast_local
+        from nerve.anomaly import explain  # noqa: PLC0415
+
+        return explain
+    except ImportError as exc:  # pragma: no cover - only in a partial install
+        raise QueryError(f"this install of nerve cannot {name.split('_', maxsplit=1)[0]} "
+                         f"(nerve.anomaly is missing: {exc})") from exc
+
+
+_NAME = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+
+TOOLS: dict[str, Tool] = {t.name: t for t in (
+    Tool("list_metrics", "Every metric of the semantic layer (name, label, description, "
+         "synonyms), and the dimensions and segments to break down or filter by.",
+         {"type": "object", "properties": {}}, list_metrics),
+    Tool("describe_metric", "One metric (by name or synonym): its formula, the events it "
+         "reads, owner and format.", _NAME, describe_metric),
+    Tool("list_events", "Every cataloged event with its description.",
+         {"type": "object", "properties": {}}, list_events),
+    Tool("describe_event", "One cataloged event: what it tracks, when it fires, its "
+         "properties and the metrics that read it.", _NAME, describe_event),
+    Tool("query_metrics", "Compute metrics from the warehouse. Returns rows, the SQL run "
+         "and lineage. since/until: YYYY-MM-DD (until included), 'yesterday', or a "
+         "duration like '7d'. where: a filter such as \"platform = 'ios' and age >= 65\".",
+         {"type": "object", "properties": {
+             "metrics": _STRINGS, "by": _STRINGS, "segments": _STRINGS,
+             "grain": {"type": "string", "enum": ["hour", "day", "week", "month"]},
+             "where": {"type": "string"}, "since": {"type": "string"},
+             "until": {"type": "string"}, "order_by": _STRINGS,
+             "limit": {"type": "integer"}}, "required": ["metrics"]}, query_metrics),
+    Tool("run_funnel", "A conversion funnel over cataloged events in order: how many "
+         "entities reached each step.",
+         {"type": "object", "properties": {
+             "steps": _STRINGS, "by": {"type": "string"}, "since": {"type": "string"},
+             "until": {"type": "string"}, "window": {"type": "string"}},
+          "required": ["steps"]}, run_funnel),
+    Tool("explain_change", "Why a metric or event count changed over a period against the "
+         "period before: the dimension values that drove the change, related events and "
+         "data-quality caveats. period: 'yesterday', 'last_week', '7d', or "
+         "'YYYY-MM-DD..YYYY-MM-DD'.",
+         {"type": "object", "properties": {
+             "target": {"type": "string"}, "period": {"type": "string"},
+             "vs": {"type": "string", "enum": ["previous", "expected"]}},
+          "required": ["target"]}, explain_change),
+    Tool("forecast_metric", "A daily forecast of a metric with intervals.",
+         {"type": "object", "properties": {"metric": {"type": "string"},
+                                           "horizon": {"type": "string"}},
+          "required": ["metric"]}, forecast_metric),
+    Tool("data_health", "The latest data-quality checks: overall status and every "
+         "problem found (optionally for one event).",
+         {"type": "object", "properties": {"event": {"type": "string"}}}, data_health),
+    Tool("experiment_results", "An experiment's readout: decision, and per variant and "
+         "metric the lift, interval and p-value.",
+         {"type": "object", "properties": {"key": {"type": "string"}},
+          "required": ["key"]}, experiment_results),
+)}
+
+
+def run_tool(ctx: Context, name: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run the tool ``name`` with ``args``; QueryError for an unknown tool or bad args."""
+    tool = TOOLS.get(name)
+    if tool is None:
+        raise QueryError(f"unknown tool {name!r}; tools: {', '.join(TOOLS)}")
+    return tool.run(ctx, dict(args or {}))

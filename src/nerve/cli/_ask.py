@@ -1,0 +1,91 @@
+"""``nerve ask`` and ``nerve mcp``: thin shells over ``nerve.agent`` and ``nerve.mcp``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from nerve.cli._common import Format, FormatOption, emit_json, handle_errors, load_workspace
+from nerve.errors import UserError
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ask")(ask)
+    app.command("mcp")(mcp)
+
+
+@handle_errors
+def ask(
+    ctx: typer.Context,
+    question: Annotated[str, typer.Argument(help="A question in plain English, quoted.",
+                                            show_default=False)],
+    llm: Annotated[bool, typer.Option(
+        "--llm/--no-llm", help="Let the configured LLM ([agent] llm_url) plan and phrase; "
+                               "--no-llm forces the offline planner.")] = True,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Answer a question from the metrics, funnels, checks and experiments, offline.
+
+    The answer gives the numbers with their period and filters, the drivers of a change
+    for why-questions, data-quality caveats, and the exact queries it ran. Every number
+    comes from a query; when nerve lacks the data it says so and names the closest
+    metrics. --format json: answer, plan, numbers (value and query), caveats, queries.
+
+    Example: nerve ask "why did sales drop last week?"
+    """
+    from nerve.agent import ask_local  # noqa: PLC0415
+    from nerve.cli._remote import answer  # noqa: PLC0415
+
+    ws = load_workspace(ctx)
+    body = {"question": question, "llm": llm}
+    result = answer(ws, "/v1/ask", body, lambda wh: ask_local(wh, ws, body))
+    if fmt is Format.json:
+        emit_json(result)
+        return
+    _print(result)
+    if not result.get("answered", True):
+        raise typer.Exit(1)
+
+
+def _print(result: dict[str, Any]) -> None:
+    from rich.console import Console  # noqa: PLC0415
+
+    out = Console(soft_wrap=False, highlight=False)
+    out.print(result["answer"], markup=False)
+    if result.get("caveats"):
+        out.print("\n[bold]Caveats[/bold]")
+        for caveat in result["caveats"]:
+            out.print(f"  - {caveat}", markup=False)
+    if result.get("queries"):
+        out.print("\n[bold]Queries[/bold] (nerve ask --format json for the SQL)")
+        for q in result["queries"]:
+            out.print(f"  $ {q.get('command') or q['tool']}", markup=False)
+
+
+@handle_errors
+def mcp(
+    ctx: typer.Context,
+    transport: Annotated[str, typer.Option(
+        help="stdio (an MCP client starts nerve) or http (streamable HTTP on "
+             "127.0.0.1:PORT/mcp).")] = "stdio",
+    port: Annotated[int, typer.Option(help="Port for --transport http.")] = 8765,
+    host: Annotated[str, typer.Option(help="Address for --transport http.")] = "127.0.0.1",
+) -> None:
+    """Serve nerve's read-only tools over the Model Context Protocol.
+
+    Tools: list_metrics, describe_metric, list_events, describe_event, query_metrics,
+    run_funnel, explain_change, data_health, experiment_results, ask. Register it in an
+    MCP client with the command `nerve --workspace DIR mcp` (docs/ask.md).
+
+    Example: nerve mcp --transport http --port 8765
+    """
+    from nerve.mcp import build_server  # noqa: PLC0415
+
+    ws = load_workspace(ctx)
+    if transport not in ("stdio", "http"):
+        raise UserError(f"--transport: expected stdio or http, got {transport!r}")
+    server = build_server(ws, host=host, port=port)
+    server.run("stdio" if transport == "stdio" else "streamable-http")

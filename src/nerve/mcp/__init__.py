@@ -1,0 +1,9 @@
+"""``nerve mcp``: the Model Context Protocol server (docs/ask.md#mcp).
+
+>>> from nerve.mcp import build_server                               # doctest: +SKIP
+>>> build_server(Workspace.load(".")).run("stdio")                   # doctest: +SKIP
+"""
+
+from nerve.mcp._server import build_server, call
+
+__all__ = ["build_server", "call"]
