@@ -104,7 +104,7 @@ def _entity_chains(fetched: FetchedRows, chains: Chains) -> tuple[I64, I64, I64]
     if len(seg_first) == n_ent:  # one segment per entity: nothing to choose
         reached, chain = chains.reached, chains.chain
     else:
-        ent_of_row = np.cumsum(fetched.entity_start, dtype=np.int64) - 1
+        ent_of_row = np.cumsum(fetched.entity_start, dtype=np.int32).astype(np.int64) - 1
         seg_ent = ent_of_row[seg_first]
         reached = np.zeros(n_ent, dtype=np.int64)
         np.bitwise_or.at(reached, seg_ent, chains.reached)

@@ -92,8 +92,34 @@ def _latest_before(sorted_rows: I64, targets: I64) -> I64:
 
 def _segments(rows: Rows) -> tuple[I64, I64]:
     """(segment id of each row, first row of each segment)."""
-    seg_id = np.cumsum(rows.seg_start, dtype=np.int64) - 1
+    # int32 first: numpy's cumsum of booleans into int64 is ~8x slower
+    seg_id = np.cumsum(rows.seg_start, dtype=np.int32).astype(np.int64) - 1
     return seg_id, np.flatnonzero(rows.seg_start).astype(np.int64)
+
+
+def _step_rows(mask: I64, n: int) -> list[I64]:
+    """For each step, the rows that match it (sorted).
+
+    One stable radix sort of the (small) mask groups the rows by mask value, keeping row
+    order inside each group; a step's rows are the groups whose mask has its bit, merged.
+    """
+    small = mask.astype(np.uint32 if n > 16 else np.uint16)
+    order = np.argsort(small, kind="stable")
+    grouped = small[order]
+    change = np.flatnonzero(grouped[1:] != grouped[:-1]) + 1
+    starts = np.concatenate(([0], change)) if len(grouped) else change
+    values = grouped[starts]
+    bounds = np.append(starts, len(order))
+    out = []
+    for k in range(n):
+        parts = [order[bounds[i]:bounds[i + 1]] for i, v in enumerate(values) if v >> k & 1]
+        if not parts:
+            out.append(np.zeros(0, dtype=np.int64))
+        elif len(parts) == 1:
+            out.append(parts[0].astype(np.int64))
+        else:  # rows matching several steps: merge the groups back into row order
+            out.append(np.sort(np.concatenate(parts)).astype(np.int64))
+    return out
 
 
 def match(rows: Rows, plan: Plan) -> Chains:
@@ -101,8 +127,7 @@ def match(rows: Rows, plan: Plan) -> Chains:
     seg_id, seg_first = _segments(rows)
     if plan.order == "any":
         return _match_any(rows, plan, seg_id, seg_first)
-    hits = [np.flatnonzero((rows.mask & (1 << k)) != 0).astype(np.int64)
-            for k in range(plan.n)]
+    hits = _step_rows(rows.mask, plan.n)
     optional = [k for k in range(plan.n) if plan.optional and plan.optional[k]]
     best: Chains | None = None
     for r in range(len(optional) + 1):
@@ -137,6 +162,7 @@ def _match_plain(rows: Rows, plan: Plan, kept: list[int], hits: list[I64], seg_i
             preds.append(np.full(len(here), -1, dtype=np.int64))
             continue
         prev_rows, prev_starts = done[pos - 1], starts[pos - 1]
+        t_here = ts[here]
         if plan.order == "strict":
             cand = here - 1
             at = np.searchsorted(prev_rows, cand)
@@ -165,9 +191,9 @@ def _match_plain(rows: Rows, plan: Plan, kept: list[int], hits: list[I64], seg_i
         cand_c = np.maximum(cand, 0)
         within = plan.within[k] if plan.within else None
         if within is not None:
-            ok &= ts[here] - ts[cand_c] <= within
+            ok &= t_here - ts[cand_c] <= within
         start = prev_starts[at_c] if len(prev_starts) else np.zeros(len(here), np.int64)
-        ok &= ts[here] - start <= plan.window
+        ok &= t_here - start <= plan.window
         done.append(here[ok])
         starts.append(start[ok])
         preds.append(cand[ok])
