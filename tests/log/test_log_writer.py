@@ -79,7 +79,7 @@ def test_a_restart_appends_to_a_new_segment(tmp_path: Path, make_batch: MakeBatc
 
 def test_one_writer_per_folder(tmp_path: Path) -> None:
     with LogWriter(tmp_path, "w0"), pytest.raises(TransientError, match="another process"):
-        LogWriter(tmp_path, "w0")
+        LogWriter(tmp_path, "w0", lock_timeout=0.1)
     LogWriter(tmp_path, "w0").close()  # released on close
 
 

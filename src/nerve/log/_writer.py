@@ -44,7 +44,7 @@ class LogWriter:
     """
 
     def __init__(self, log_dir: Path, writer_id: str = "w0", *,
-                 segment_bytes: int = 64 << 20) -> None:
+                 segment_bytes: int = 64 << 20, lock_timeout: float = 2.0) -> None:
         if not writer_id or "/" in writer_id or writer_id.startswith("."):
             raise ValueError(f"writer_id {writer_id!r}: a plain folder name is required")
         self.log_dir = Path(log_dir)
@@ -52,7 +52,8 @@ class LogWriter:
         self.segment_bytes = segment_bytes
         self.folder = self.log_dir / writer_id
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = _lock_folder(self.folder)
+        # a restarting server may briefly overlap the old one: wait a little for the lock
+        self._lock_fd = _lock_folder(self.folder, lock_timeout)
         try:
             for segment in list_segments(self.log_dir, writer_id):
                 recover_segment(segment.path)
