@@ -214,6 +214,7 @@ def explain(table: ir.Table, target: str, *, layer: SemanticLayer, period: str =
     if vs not in ("previous", "expected"):
         raise QueryError(f"--vs: expected previous or expected, got {vs!r}")
     now = now or datetime.now(UTC)
+    now = now if now.tzinfo else now.replace(tzinfo=UTC)
     t = _target(layer, target, catalog_events)
     span = parse_period(period, now, layer.timezone)
     length = span.end - span.start

@@ -89,7 +89,8 @@ class LiveMonitor:
         self.windows = windows
         self.baseline_minutes = baseline_minutes
         self.keep_minutes = keep_minutes
-        self.settings = settings or Settings(sensitivity=4.0, min_volume=10, min_change=0.3)
+        # 5 spreads: every series is judged over 3 windows every pass, all day long
+        self.settings = settings or Settings(sensitivity=5.0, min_volume=10, min_change=0.3)
         self.settle = settle
         self.counts: dict[Key, dict[int, float]] = defaultdict(dict)
         self.open: dict[Key, LiveAlert] = {}
@@ -182,7 +183,11 @@ class LiveMonitor:
     def _judge(self, key: Key, series: dict[int, float], last: int, s: Settings
                ) -> LiveAlert | None:
         longest = max(self.windows)
-        base_from, base_to = last - longest - self.baseline_minutes + 1, last - longest
+        base_to = last - longest
+        previous = self.open.get(key)
+        if previous is not None:  # while it lasts, an incident is no baseline for itself
+            base_to = min(base_to, int(previous.start.timestamp() // 60) - 1)
+        base_from = base_to - self.baseline_minutes + 1
         if not series or min(series) > base_from:
             return None  # not an hour of history yet
         base = np.array([series.get(m, 0.0) for m in range(base_from, base_to + 1)])
@@ -201,7 +206,6 @@ class LiveMonitor:
             up = z > s.sensitivity and change > s.min_change and s.direction != "down"
             if down or up:
                 start = last - window + 1
-                previous = self.open.get(key)
                 if previous is not None:
                     return previous
                 return LiveAlert(event=key[0], dimension=key[1], value=key[2],

@@ -154,11 +154,18 @@ def mean_fit(periods: I64, values: F64, train: Mask, *, grain_hours: int = 1) ->
     base = level[hod]
     num = np.bincount(dow[train], weights=v, minlength=7)
     den = np.bincount(dow[train], weights=base[train], minlength=7)
-    # shrunk towards 1 by two average days: with 1-4 of each weekday in training, an
+    # shrunk towards 1 by half an average day: with 1-4 of each weekday in training, an
     # unshrunk factor copies each day's noise and judges every day against itself
-    prior = 2.0 * den.sum() / max(1, int((den > 0).sum()))
+    prior = 0.5 * den.sum() / max(1, int((den > 0).sum()))
     factor = (num + prior) / (den + prior)
     expected = base * factor[dow]
+    # the level of the latest week: products grow (or shrink), and a month's average
+    # would expect last month's traffic from this week's users
+    if train.any():
+        latest = train & (periods > periods[train].max() - 7 * 24 // max(1, grain_hours))
+        seen_sum, expected_sum = float(values[latest].sum()), float(expected[latest].sum())
+        if expected_sum > 0:
+            expected = expected * (seen_sum + 10.0) / (expected_sum + 10.0)
     center = np.log1p(expected)
     y = np.log1p(np.maximum(values, 0))
     resid = y[train] - center[train]

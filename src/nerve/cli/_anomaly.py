@@ -6,7 +6,7 @@ warehouse), else on the warehouse file opened read-only (``nerve.cli._remote.ans
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
@@ -38,9 +38,10 @@ def _now(text: str | None) -> str | None:
     if text is None:
         return None
     try:
-        return datetime.fromisoformat(text).isoformat()
+        moment = datetime.fromisoformat(text)
     except ValueError as exc:
         raise UserError(f"--now: expected an ISO 8601 time, got {text!r}") from exc
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
 
 
 @handle_errors

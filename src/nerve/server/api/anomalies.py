@@ -13,7 +13,7 @@ requests if the server did not start it (``nerve.anomaly.start_live``).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -33,10 +33,11 @@ def _now(body: dict[str, Any]) -> datetime | None:
     if value is None:
         return None
     try:
-        return datetime.fromisoformat(str(value))
+        moment = datetime.fromisoformat(str(value))
     except ValueError as exc:
         raise PayloadError(f"now: expected an ISO 8601 time, got {value!r}",
                            code="invalid_field") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 async def anomalies(request: Request) -> Response:

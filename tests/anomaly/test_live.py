@@ -1,0 +1,118 @@
+"""The live monitor: per-minute counters fed the way the loader feeds them, judged as the
+minutes complete. Count-based: alerts are asserted by minutes of data, not wall time."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from nerve.anomaly import LiveMonitor, prometheus_text
+from nerve.envelope import ENVELOPE_SCHEMA
+from nerve.loader._commit import commit_load
+from nerve.warehouse import Warehouse
+
+T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+M0 = int(T0.timestamp() // 60)
+
+
+def minute_cells(minute: int, rng: np.random.Generator, android_rate: float) -> pd.DataFrame:
+    """One minute of add_to_cart and page counts by platform (what one poll returns)."""
+    rows = []
+    for platform, rate in (("ios", 25.0), ("android", android_rate)):
+        rows.append({"event": "add_to_cart", "minute": minute, "platform": platform,
+                     "n": rng.poisson(rate)})
+    rows.append({"event": "page", "minute": minute, "platform": "web", "n": rng.poisson(40)})
+    return pd.DataFrame(rows)
+
+
+def stream(drop_at: int | None, minutes: int = 120, seed: int = 0) -> tuple[LiveMonitor, dict[
+        int, list[str]]]:
+    """Feed ``minutes`` minutes; android add_to_cart falls 60% from minute ``drop_at``.
+
+    Returns the monitor and, per fed minute, the alerts raised after it completed.
+    """
+    monitor = LiveMonitor(settle=0)
+    rng = np.random.default_rng(seed)
+    raised: dict[int, list[str]] = {}
+    for k in range(minutes):
+        rate = 25.0 * (0.4 if drop_at is not None and k >= drop_at else 1.0)
+        monitor.observe(minute_cells(M0 + k, rng, rate))
+        # "now" is the start of the next minute: minute k is complete
+        fresh = monitor.check(T0 + timedelta(minutes=k + 1))
+        raised[k] = [f"{a.event}/{a.dimension}={a.value}/{a.direction}" for a in fresh]
+    return monitor, raised
+
+
+def test_a_drop_alerts_within_five_minutes_of_data() -> None:
+    monitor, raised = stream(drop_at=90)
+    first = min(k for k, alerts in raised.items() if alerts)
+    assert 90 <= first <= 94  # within 5 complete minutes of the drop
+    assert "add_to_cart/platform=android/down" in raised[first]
+    everything = [a for alerts in raised.values() for a in alerts]
+    # the overall add_to_cart count falls too (android is half of it); nothing else moves
+    assert set(everything) <= {"add_to_cart/platform=android/down", "add_to_cart/=/down"}
+    alert = next(a for a in monitor.history if a.value == "android")
+    assert alert.start >= T0 + timedelta(minutes=86)
+    assert alert.delay_minutes <= 5
+    # it stays open (one alert, not one per minute) while the drop lasts
+    assert sum(a == "add_to_cart/platform=android/down" for a in everything) == 1
+
+
+def test_a_steady_stream_alerts_on_nothing() -> None:
+    for seed in (1, 2, 3):
+        monitor, raised = stream(drop_at=None, seed=seed)
+        assert not any(raised.values())
+        assert monitor.snapshot()["alerts_total"] == 0
+
+
+def test_prometheus_text_counts_alerts() -> None:
+    monitor, _ = stream(drop_at=90)
+    text = prometheus_text(monitor)
+    assert "# TYPE nerve_anomaly_alerts_total counter" in text
+    assert ('nerve_anomaly_alerts_total{event="add_to_cart",dimension="platform",'
+            'value="android"} 1') in text
+    assert "nerve_anomaly_open_alerts 2" in text or "nerve_anomaly_open_alerts 1" in text
+    assert "nerve_anomaly_alerts_total{" not in prometheus_text(LiveMonitor())
+
+
+def _batch(rows: list[dict[str, object]]) -> pa.RecordBatch:
+    full = []
+    for i, row in enumerate(rows):
+        at = row["at"]
+        full.append({"message_id": f"m{row['tag']}-{i}", "type": "track",
+                     "event": row["event"], "name": None, "user_id": "u1",
+                     "anonymous_id": None, "group_id": None, "previous_id": None,
+                     "timestamp": at, "original_timestamp": at, "sent_at": at,
+                     "received_at": at, "properties": "{}", "traits": None,
+                     "context": '{"device": {"type": "%s"}}' % row["platform"],
+                     "source": "ios", "historical": False, "schema_version": "1",
+                     "violations": None})
+    return pa.RecordBatch.from_pylist(full, schema=ENVELOPE_SCHEMA)
+
+
+def test_poll_counts_only_rows_loaded_since_the_last_pass(tmp_path: Path) -> None:
+    """The loader side: each poll reads the rows committed since its watermark."""
+    warehouse = Warehouse.open(f"duckdb:///{tmp_path / 'w.duckdb'}")
+    monitor = LiveMonitor()
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    first = [{"tag": "a", "event": "add_to_cart", "platform": "ios",
+              "at": now - timedelta(minutes=3)} for _ in range(7)]
+    commit_load(warehouse.cursor(), [_batch(first)], writer="w", segment="s", start_offset=0,
+                end_offset=1, dedup_window=None)
+    events = warehouse.ibis().table("events")
+    assert monitor.poll(events, datetime.now(UTC) + timedelta(seconds=1)) == 7
+    assert monitor.poll(events, datetime.now(UTC) + timedelta(seconds=1)) == 0  # nothing new
+    second = [{"tag": "b", "event": "add_to_cart", "platform": "android",
+               "at": now - timedelta(minutes=2)} for _ in range(4)]
+    commit_load(warehouse.cursor(), [_batch(second)], writer="w", segment="s",
+                start_offset=1, end_offset=2, dedup_window=None)
+    assert monitor.poll(events, datetime.now(UTC) + timedelta(seconds=1)) == 4
+    minute = int((now - timedelta(minutes=3)).timestamp() // 60)
+    assert monitor.counts[("add_to_cart", "", "")][minute] == 7
+    assert monitor.counts[("add_to_cart", "platform", "android")][minute + 1] == 4
+    assert monitor.snapshot()["series"] == 3
+    warehouse.close()
