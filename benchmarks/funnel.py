@@ -44,6 +44,7 @@ def generate(path: Path, events: int, users: int) -> None:
     """The events table: ~10 events per user over 28 days, 7 event names."""
     con = duckdb.connect(str(path))
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")
     con.execute(f"""
         CREATE OR REPLACE TABLE events AS
         WITH r AS (SELECT i, hash(i) AS h, hash(i + 1000000007) AS h2
@@ -94,8 +95,11 @@ def run_chdb(path: str, repeat: int, out: Any) -> None:
     from chdb import session  # noqa: PLC0415 - the bench extra, only in this child
 
     parquet = Path(path).with_suffix(".parquet")
-    duckdb.connect(path, read_only=True).execute(
-        f"COPY (SELECT user_id, event, timestamp FROM events) TO '{parquet}' (FORMAT parquet)")
+    con = duckdb.connect(path, read_only=True)
+    con.execute("SET enable_progress_bar = false")
+    con.execute(f"COPY (SELECT user_id, event, timestamp FROM events) TO '{parquet}' "
+                "(FORMAT parquet)")
+    con.close()
     with tempfile.TemporaryDirectory(prefix="nerve-chdb-") as tmp:
         sess = session.Session(tmp)
         sess.query("CREATE DATABASE IF NOT EXISTS b")

@@ -72,8 +72,8 @@ class Chains:
 
     The representative chain is the one that first reaches the segment's deepest step,
     taken back through the latest predecessors (-1 where a step was not done or skipped).
-    Any order keeps only ``reached`` (bit k: did at least k+1 steps) and ``chain`` holds
-    the row that completed each count.
+    Any order: bit k of ``reached`` means "did at least k+1 of the steps", and ``chain``
+    holds, for the first window that did, its first event (k = 0) or its last one.
     """
 
     seg_first: I64  # first row of each segment
