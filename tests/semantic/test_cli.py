@@ -104,6 +104,15 @@ def test_query_table_formats_values(shop: Workspace) -> None:
     assert "50.0%" in result.stdout
 
 
+def test_a_synonym_keeps_the_asked_name(shop: Workspace) -> None:
+    result = nerve(shop, "query", "actives", "--since", "2026-03-01", "--until",
+                   "2026-03-31", "--format", "json", "--full")
+    assert result.exit_code == ExitCode.OK, result.output
+    body = json.loads(result.stdout)
+    assert body["rows"] == [{"actives": 4}]
+    assert body["lineage"]["actives"]["metric"] == "active_users"
+
+
 def test_query_errors_exit_invalid(shop: Workspace) -> None:
     result = nerve(shop, "query", "profit", "--format", "json")
     assert result.exit_code == ExitCode.INVALID

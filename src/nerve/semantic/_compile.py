@@ -417,6 +417,10 @@ class _Compiler:
             grouped = rows.group_by(["_src", *dims]).aggregate(**{
                 out: self._aggregation(k.measure, rows, j, shared)
                 for j, (k, out) in enumerate(zip(keys, outputs, strict=True))})
+            if all(period == lo for period, lo, _ in bounds):
+                # no offset: each row's own period is the output period
+                return grouped.select(_period=grouped._src, **{d: grouped[d] for d in dims},
+                                      **{out: grouped[out] for out in outputs})
             spine = self._spine("periods", {"_p": [b[0] for b in bounds],
                                             "_s": [b[1] for b in bounds]})
             joined = grouped.join(spine, grouped._src == spine._s)
@@ -522,7 +526,7 @@ class _Compiler:
     def _lineage(self, name: str, trace: _Trace) -> Lineage:
         metric = self.metrics[name]
         return Lineage(
-            metric=name, type=metric.type, formula=formula(metric),
+            metric=metric.name, type=metric.type, formula=formula(metric),
             events=tuple(sorted(trace.events)) or ("*",),
             fields=tuple(sorted(trace.fields)), filters=tuple(trace.filters),
             segments=tuple(self.query.segments), inputs=tuple(dict.fromkeys(trace.inputs)),

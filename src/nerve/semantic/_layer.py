@@ -157,12 +157,13 @@ class SemanticLayer:
 
     # ------------------------------------------------------------------ queries
 
-    def _canonical(self, query: MetricQuery) -> MetricQuery:
-        names = tuple(self.get(m).name for m in query.metrics)
-        if names == query.metrics:
-            return query
-        return MetricQuery(names, query.by, query.grain, query.where, query.segments,
-                           query.since, query.until, query.order_by, query.limit)
+    def _named(self, query: MetricQuery) -> dict[str, Metric]:
+        """Every metric by name, plus the query's synonyms (results keep the asked name)."""
+        metrics = dict(self.metrics)
+        for name in query.metrics:
+            if name not in metrics:
+                metrics[name] = self.get(name)
+        return metrics
 
     def compile(self, query: MetricQuery, table: ir.Table, *, dialect: str | None = None,
                 now: datetime | None = None,
@@ -172,7 +173,7 @@ class SemanticLayer:
         Without ``since`` (or ``until``), the range comes from ``data_bounds`` (first and
         last event, UTC), which is read from ``table`` when not given.
         """
-        query = self._canonical(query)
+        metrics = self._named(query)
         _check_table(table)
         dialect = normalize_dialect(dialect) if dialect else backend_dialect(table)
         now = now or datetime.now(UTC)
@@ -181,7 +182,7 @@ class SemanticLayer:
             data_bounds = _data_bounds(table)
         trange = resolve_range(query.since, query.until, grain=query.grain, tz=tz, now=now,
                                data_bounds=data_bounds)
-        return compile_query(query, metrics=dict(self.metrics), resolver=self.resolver,
+        return compile_query(query, metrics=metrics, resolver=self.resolver,
                              table=table, dialect=dialect, tz=self.timezone, trange=trange)
 
     def to_sql(self, query: MetricQuery, table: ir.Table, *, dialect: str | None = None,
@@ -206,7 +207,7 @@ class SemanticLayer:
             raise QueryError(f"the engine refused the compiled query: "
                              f"{str(exc).splitlines()[0][:300]}") from exc
         return MetricResult(
-            query=self._canonical(query), table=_present(raw, compiled), sql=sql,
+            query=query, table=_present(raw, compiled), sql=sql,
             dialect=dialect, lineage=compiled.lineage, time_column=compiled.time_column,
             start=compiled.range.start, end=compiled.range.end, timezone=self.timezone,
         )

@@ -1,137 +1,130 @@
 SELECT
-  "t33"."_period",
-  COALESCE("t33"."_c0", 0) AS "_m0",
+  "t29"."_period",
+  COALESCE("t29"."_c0", 0) AS "_m0",
   (
-    COALESCE("t33"."_c1", 0) - COALESCE("t33"."_c2", 0)
-  ) / NULLIF(COALESCE("t33"."_c2", 0), 0) AS "_m1"
+    COALESCE("t29"."_c1", 0) - COALESCE("t29"."_c2", 0)
+  ) / NULLIF(COALESCE("t29"."_c2", 0), 0) AS "_m1"
 FROM (
   SELECT
-    "t5"."_period",
-    "t28"."_c0",
-    "t31"."_c1",
-    "t32"."_c2"
-  FROM "spine_0" AS "t5"
+    "t4"."_period",
+    "t26"."_c0",
+    "t22"."_c1",
+    "t28"."_c2"
+  FROM "spine_0" AS "t4"
+  LEFT OUTER JOIN (
+    SELECT
+      "t23"."_period" AS "_jp",
+      "t23"."_c0"
+    FROM (
+      SELECT
+        "t19"."_period",
+        COUNT(DISTINCT "t19"."_v0") AS "_c0"
+      FROM (
+        SELECT
+          "t6"."_p" AS "_period",
+          "t15"."_v0"
+        FROM (
+          SELECT DISTINCT
+            "t10"."_v0",
+            DATE_TRUNC('DAY', "t10"."_local") AS "_local"
+          FROM (
+            SELECT
+              TIMEZONE('Europe/Berlin', "t8"."timestamp") AS "_local",
+              COALESCE("t8"."user_id", "t8"."anonymous_id") AS "_v0"
+            FROM (
+              SELECT
+                *
+              FROM "events" AS "t3"
+              WHERE
+                "t3"."timestamp" >= MAKE_TIMESTAMPTZ(2026, 2, 22, 23, 0, 0.0, 'UTC')
+                AND "t3"."timestamp" < MAKE_TIMESTAMPTZ(2026, 3, 7, 23, 0, 0.0, 'UTC')
+                AND "t3"."type" IN ('track', 'page', 'screen')
+            ) AS "t8"
+          ) AS "t10"
+        ) AS "t15"
+        INNER JOIN "spine_1" AS "t6"
+          ON "t15"."_local" >= "t6"."_lo" AND "t15"."_local" < "t6"."_hi"
+      ) AS "t19"
+      GROUP BY
+        1
+    ) AS "t23"
+  ) AS "t26"
+    ON "t4"."_period" = "t26"."_jp"
+  LEFT OUTER JOIN (
+    SELECT
+      "t17"."_src" AS "_jp",
+      "t17"."_c1"
+    FROM (
+      SELECT
+        "t14"."_src",
+        SUM("t14"."_v0") AS "_c1"
+      FROM (
+        SELECT
+          "t11"."_local",
+          "t11"."_v0",
+          DATE_TRUNC('DAY', "t11"."_local") AS "_src"
+        FROM (
+          SELECT
+            TIMEZONE('Europe/Berlin', "t7"."timestamp") AS "_local",
+            CAST("t7"."properties" ->> '$.revenue' AS DOUBLE) AS "_v0"
+          FROM (
+            SELECT
+              *
+            FROM "events" AS "t3"
+            WHERE
+              "t3"."timestamp" >= MAKE_TIMESTAMPTZ(2026, 2, 28, 23, 0, 0.0, 'UTC')
+              AND "t3"."timestamp" < MAKE_TIMESTAMPTZ(2026, 3, 7, 23, 0, 0.0, 'UTC')
+              AND "t3"."type" = 'track'
+              AND "t3"."event" IN ('purchase_complete')
+          ) AS "t7"
+        ) AS "t11"
+      ) AS "t14"
+      GROUP BY
+        1
+    ) AS "t17"
+  ) AS "t22"
+    ON "t4"."_period" = "t22"."_jp"
   LEFT OUTER JOIN (
     SELECT
       "t24"."_period" AS "_jp",
-      "t24"."_c0"
+      "t24"."_c2"
     FROM (
       SELECT
-        "t21"."_period",
-        COUNT(DISTINCT "t21"."_v0") AS "_c0"
+        "t5"."_p" AS "_period",
+        "t20"."_c2"
       FROM (
         SELECT
-          "t8"."_p" AS "_period",
-          "t16"."_v0"
+          "t16"."_src",
+          SUM("t16"."_v0") AS "_c2"
         FROM (
-          SELECT DISTINCT
+          SELECT
+            "t12"."_local",
             "t12"."_v0",
-            DATE_TRUNC('DAY', "t12"."_local") AS "_local"
+            DATE_TRUNC('DAY', "t12"."_local") AS "_src"
           FROM (
             SELECT
               TIMEZONE('Europe/Berlin', "t9"."timestamp") AS "_local",
-              COALESCE("t9"."user_id", "t9"."anonymous_id") AS "_v0"
+              CAST("t9"."properties" ->> '$.revenue' AS DOUBLE) AS "_v0"
             FROM (
               SELECT
                 *
-              FROM "events" AS "t4"
+              FROM "events" AS "t3"
               WHERE
-                "t4"."timestamp" >= MAKE_TIMESTAMPTZ(2026, 2, 22, 23, 0, 0.0, 'UTC')
-                AND "t4"."timestamp" < MAKE_TIMESTAMPTZ(2026, 3, 7, 23, 0, 0.0, 'UTC')
-                AND "t4"."type" IN ('track', 'page', 'screen')
+                "t3"."timestamp" >= MAKE_TIMESTAMPTZ(2026, 2, 21, 23, 0, 0.0, 'UTC')
+                AND "t3"."timestamp" < MAKE_TIMESTAMPTZ(2026, 2, 28, 23, 0, 0.0, 'UTC')
+                AND "t3"."type" = 'track'
+                AND "t3"."event" IN ('purchase_complete')
             ) AS "t9"
           ) AS "t12"
         ) AS "t16"
-        INNER JOIN "spine_1" AS "t8"
-          ON "t16"."_local" >= "t8"."_lo" AND "t16"."_local" < "t8"."_hi"
-      ) AS "t21"
-      GROUP BY
-        1
+        GROUP BY
+          1
+      ) AS "t20"
+      INNER JOIN "spine_2" AS "t5"
+        ON "t20"."_src" = "t5"."_s"
     ) AS "t24"
   ) AS "t28"
-    ON "t5"."_period" = "t28"."_jp"
-  LEFT OUTER JOIN (
-    SELECT
-      "t25"."_period" AS "_jp",
-      "t25"."_c1"
-    FROM (
-      SELECT
-        "t6"."_p" AS "_period",
-        "t22"."_c1"
-      FROM (
-        SELECT
-          "t17"."_src",
-          SUM("t17"."_v0") AS "_c1"
-        FROM (
-          SELECT
-            "t13"."_local",
-            "t13"."_v0",
-            DATE_TRUNC('DAY', "t13"."_local") AS "_src"
-          FROM (
-            SELECT
-              TIMEZONE('Europe/Berlin', "t10"."timestamp") AS "_local",
-              CAST("t10"."properties" ->> '$.revenue' AS DOUBLE) AS "_v0"
-            FROM (
-              SELECT
-                *
-              FROM "events" AS "t4"
-              WHERE
-                "t4"."timestamp" >= MAKE_TIMESTAMPTZ(2026, 2, 28, 23, 0, 0.0, 'UTC')
-                AND "t4"."timestamp" < MAKE_TIMESTAMPTZ(2026, 3, 7, 23, 0, 0.0, 'UTC')
-                AND "t4"."type" = 'track'
-                AND "t4"."event" IN ('purchase_complete')
-            ) AS "t10"
-          ) AS "t13"
-        ) AS "t17"
-        GROUP BY
-          1
-      ) AS "t22"
-      INNER JOIN "spine_2" AS "t6"
-        ON "t22"."_src" = "t6"."_s"
-    ) AS "t25"
-  ) AS "t31"
-    ON "t5"."_period" = "t31"."_jp"
-  LEFT OUTER JOIN (
-    SELECT
-      "t26"."_period" AS "_jp",
-      "t26"."_c2"
-    FROM (
-      SELECT
-        "t7"."_p" AS "_period",
-        "t23"."_c2"
-      FROM (
-        SELECT
-          "t18"."_src",
-          SUM("t18"."_v0") AS "_c2"
-        FROM (
-          SELECT
-            "t14"."_local",
-            "t14"."_v0",
-            DATE_TRUNC('DAY', "t14"."_local") AS "_src"
-          FROM (
-            SELECT
-              TIMEZONE('Europe/Berlin', "t11"."timestamp") AS "_local",
-              CAST("t11"."properties" ->> '$.revenue' AS DOUBLE) AS "_v0"
-            FROM (
-              SELECT
-                *
-              FROM "events" AS "t4"
-              WHERE
-                "t4"."timestamp" >= MAKE_TIMESTAMPTZ(2026, 2, 21, 23, 0, 0.0, 'UTC')
-                AND "t4"."timestamp" < MAKE_TIMESTAMPTZ(2026, 2, 28, 23, 0, 0.0, 'UTC')
-                AND "t4"."type" = 'track'
-                AND "t4"."event" IN ('purchase_complete')
-            ) AS "t11"
-          ) AS "t14"
-        ) AS "t18"
-        GROUP BY
-          1
-      ) AS "t23"
-      INNER JOIN "spine_3" AS "t7"
-        ON "t23"."_src" = "t7"."_s"
-    ) AS "t26"
-  ) AS "t32"
-    ON "t5"."_period" = "t32"."_jp"
-) AS "t33"
+    ON "t4"."_period" = "t28"."_jp"
+) AS "t29"
 ORDER BY
-  "t33"."_period" ASC
+  "t29"."_period" ASC

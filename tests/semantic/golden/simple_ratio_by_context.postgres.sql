@@ -1,78 +1,69 @@
-WITH "t10" AS (
+WITH "t6" AS (
   SELECT
-    "t4"."_p" AS "_period",
-    "t9"."_d0",
-    "t9"."_c0",
-    "t9"."_c1"
+    "t5"."_src",
+    "t5"."_d0",
+    SUM("t5"."_v0") FILTER(WHERE
+      "t5"."_f0") AS "_c0",
+    COUNT(*) FILTER(WHERE
+      "t5"."_f1") AS "_c1"
   FROM (
     SELECT
-      "t7"."_src",
-      "t7"."_d0",
-      SUM("t7"."_v0") FILTER(WHERE
-        "t7"."_f0") AS "_c0",
-      COUNT(*) FILTER(WHERE
-        "t7"."_f1") AS "_c1"
+      "t4"."_local",
+      "t4"."_d0",
+      "t4"."_v0",
+      "t4"."_f0",
+      "t4"."_f1",
+      DATE_TRUNC('WEEK', "t4"."_local") AS "_src"
     FROM (
       SELECT
-        "t6"."_local",
-        "t6"."_d0",
-        "t6"."_v0",
-        "t6"."_f0",
-        "t6"."_f1",
-        DATE_TRUNC('WEEK', "t6"."_local") AS "_src"
+        TIMEZONE('Europe/Berlin', "t3"."timestamp") AS "_local",
+        JSON_EXTRACT_PATH_TEXT(JSON_EXTRACT_PATH(CAST("t3"."context" AS JSON), 'os'), 'name') AS "_d0",
+        CAST(JSON_EXTRACT_PATH_TEXT(CAST("t3"."properties" AS JSON), 'revenue') AS DOUBLE PRECISION) AS "_v0",
+        COALESCE(TRUE, FALSE) AS "_f0",
+        COALESCE(TRUE, FALSE) AS "_f1"
       FROM (
         SELECT
-          TIMEZONE('Europe/Berlin', "t5"."timestamp") AS "_local",
-          JSON_EXTRACT_PATH_TEXT(JSON_EXTRACT_PATH(CAST("t5"."context" AS JSON), 'os'), 'name') AS "_d0",
-          CAST(JSON_EXTRACT_PATH_TEXT(CAST("t5"."properties" AS JSON), 'revenue') AS DOUBLE PRECISION) AS "_v0",
-          COALESCE(TRUE, FALSE) AS "_f0",
-          COALESCE(TRUE, FALSE) AS "_f1"
-        FROM (
-          SELECT
-            *
-          FROM "events" AS "t2"
-          WHERE
-            "t2"."timestamp" >= CAST('2026-03-01T23:00:00+00:00' AS TIMESTAMPTZ)
-            AND "t2"."timestamp" < CAST('2026-03-29T22:00:00+00:00' AS TIMESTAMPTZ)
-            AND "t2"."type" = 'track'
-            AND "t2"."event" IN ('purchase_complete')
-        ) AS "t5"
-      ) AS "t6"
-    ) AS "t7"
-    GROUP BY
-      1,
-      2
-  ) AS "t9"
-  INNER JOIN "spine_0" AS "t4"
-    ON "t9"."_src" = "t4"."_s"
+          *
+        FROM "events" AS "t1"
+        WHERE
+          "t1"."timestamp" >= CAST('2026-03-01T23:00:00+00:00' AS TIMESTAMPTZ)
+          AND "t1"."timestamp" < CAST('2026-03-29T22:00:00+00:00' AS TIMESTAMPTZ)
+          AND "t1"."type" = 'track'
+          AND "t1"."event" IN ('purchase_complete')
+      ) AS "t3"
+    ) AS "t4"
+  ) AS "t5"
+  GROUP BY
+    1,
+    2
 )
 SELECT
-  "t16"."_period",
-  "t16"."_d0",
-  COALESCE("t16"."_c0", 0) AS "_m0",
-  CAST(COALESCE("t16"."_c0", 0) AS DOUBLE PRECISION) / NULLIF(CAST(COALESCE("t16"."_c1", 0) AS DOUBLE PRECISION), 0) AS "_m1"
+  "t12"."_period",
+  "t12"."_d0",
+  COALESCE("t12"."_c0", 0) AS "_m0",
+  CAST(COALESCE("t12"."_c0", 0) AS DOUBLE PRECISION) / NULLIF(CAST(COALESCE("t12"."_c1", 0) AS DOUBLE PRECISION), 0) AS "_m1"
 FROM (
   SELECT
-    "t3"."_period",
-    "t14"."_d0",
-    "t15"."_c0",
-    "t15"."_c1"
-  FROM "spine_1" AS "t3"
+    "t2"."_period",
+    "t10"."_d0",
+    "t11"."_c0",
+    "t11"."_c1"
+  FROM "spine_0" AS "t2"
   CROSS JOIN (
     SELECT DISTINCT
-      "t11"."_d0"
-    FROM "t10" AS "t11"
-  ) AS "t14"
+      "t7"."_d0"
+    FROM "t6" AS "t7"
+  ) AS "t10"
   LEFT OUTER JOIN (
     SELECT
-      "t11"."_period" AS "_jp",
-      "t11"."_d0" AS "_j_d0",
-      "t11"."_c0",
-      "t11"."_c1"
-    FROM "t10" AS "t11"
-  ) AS "t15"
-    ON "t3"."_period" = "t15"."_jp" AND "t14"."_d0" IS NOT DISTINCT FROM "t15"."_j_d0"
-) AS "t16"
+      "t7"."_src" AS "_jp",
+      "t7"."_d0" AS "_j_d0",
+      "t7"."_c0",
+      "t7"."_c1"
+    FROM "t6" AS "t7"
+  ) AS "t11"
+    ON "t2"."_period" = "t11"."_jp" AND "t10"."_d0" IS NOT DISTINCT FROM "t11"."_j_d0"
+) AS "t12"
 ORDER BY
-  "t16"."_period" ASC,
-  "t16"."_d0" ASC
+  "t12"."_period" ASC,
+  "t12"."_d0" ASC
