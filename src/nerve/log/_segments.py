@@ -11,6 +11,8 @@ Layout::
                                    after each commit; advisory, for backlog_bytes)
         <segment>.corrupt          a segment whose tail did not verify, set aside
         <segment>.cut-<offset>     bytes cut from a corrupt tail, kept for inspection
+        <segment>.rejected-<offset>.arrow
+                                   a batch the warehouse refused (written by the loader)
 
 Segment names are unique forever (a nanosecond clock, never reused even after the loader
 deleted every older segment), because the warehouse remembers offsets by name.
