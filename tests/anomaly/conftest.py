@@ -75,3 +75,30 @@ def clean_demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
     """The same weeks with no incidents and no faults: nothing may alert."""
     return load_demo(tmp_path_factory.mktemp("clean") / "shop", incidents=False)
 
+
+
+def envelope_batch(rows: list[dict[str, Any]]) -> pa.RecordBatch:
+    """Envelope rows from short dicts: event, at (datetime), platform, user, props."""
+    import orjson  # noqa: PLC0415
+
+    full = []
+    for i, row in enumerate(rows):
+        at = row["at"]
+        full.append({"message_id": f"{row.get('tag', 'm')}-{i}", "type": "track",
+                     "event": row["event"], "name": None, "user_id": row.get("user", "u1"),
+                     "anonymous_id": None, "group_id": None, "previous_id": None,
+                     "timestamp": at, "original_timestamp": at, "sent_at": at,
+                     "received_at": at,
+                     "properties": orjson.dumps(row.get("props", {})).decode(),
+                     "traits": None,
+                     "context": orjson.dumps({"device": {"type": row["platform"]}}).decode(),
+                     "source": "ios", "historical": False, "schema_version": "1",
+                     "violations": None})
+    return pa.RecordBatch.from_pylist(full, schema=ENVELOPE_SCHEMA)
+
+
+def load_rows(warehouse: Warehouse, rows: list[dict[str, Any]], offset: int = 0) -> None:
+    """Commit rows the way the loader does (``loaded_at`` set by the commit)."""
+    tagged = [{"tag": f"load{offset}", **row} for row in rows]
+    commit_load(warehouse.cursor(), [envelope_batch(tagged)], writer="w", segment="s",
+                start_offset=offset, end_offset=offset + 1, dedup_window=None)
