@@ -150,6 +150,20 @@ def test_readiness(shop: Workspace) -> None:
     found = {r["metric"]: r for r in json.loads(result.stdout)}
     assert found["aov"]["status"] == "ready"
     assert found["aov"]["events"] == ["purchase_complete"]
+    assert found["aov"]["health"]["purchase_complete"]["status"] == "unknown"
+    # a quality-check run recorded in the warehouse feeds the health column
+    from nerve.quality import CheckResult, Status, record_results
+
+    with Warehouse.for_workspace(shop) as warehouse:
+        record_results(warehouse.ibis(), [
+            CheckResult("volume", Status.fail, "purchase_complete fell 90%",
+                        event="purchase_complete")])
+    found = {r["metric"]: r for r in json.loads(nerve(shop, "readiness", "--format",
+                                                      "json").stdout)}
+    assert found["aov"]["status"] == "unhealthy"
+    assert found["aov"]["health"]["purchase_complete"] == {
+        "status": "fail", "detail": "purchase_complete fell 90%"}
+    assert found["sessions"]["status"] == "ready"
     (shop.metrics_dir / "gap.yaml").write_text(
         "metrics:\n  refunds:\n    measure: {agg: count, event: refund}\n", encoding="utf-8")
     result = nerve(shop, "readiness", "--format", "json")
@@ -189,3 +203,7 @@ def test_through_the_server(shop: Workspace, serve: Callable[..., Any]) -> None:
     assert one["formula"] == "(revenue) / (orders)"
     ready = httpx.get(server.url + "/v1/metrics/readiness", headers=auth).json()
     assert {r["status"] for r in ready} == {"ready"}
+    # the CLI asks the server while it holds the warehouse
+    result = nerve(shop, "readiness", "--format", "json")
+    assert result.exit_code == ExitCode.OK, result.output
+    assert json.loads(result.stdout) == ready

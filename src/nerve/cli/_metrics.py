@@ -21,15 +21,18 @@ from nerve.cli._common import (
     handle_errors,
     load_workspace,
 )
+from nerve.cli._sql import _running_server
 from nerve.errors import InternalError, QueryError, TransientError, UserError
 from nerve.semantic import (
-    ChecksHealth,
+    Health,
     HealthSource,
     MetricQuery,
     MetricsError,
     Readiness,
     SemanticLayer,
+    health_from_checks,
 )
+from nerve.semantic._readiness import Requirement
 from nerve.workspace import Workspace
 
 __all__ = ["register", "run_query"]
@@ -103,22 +106,16 @@ def _relative(ws: Workspace, path: str) -> str:
 
 def _health(ws: Workspace) -> HealthSource | None:
     """Data health from the latest quality-check run recorded in the warehouse, if any."""
-    try:
-        from nerve.quality import latest_results  # noqa: PLC0415 - optional stage
-        from nerve.warehouse import Warehouse  # noqa: PLC0415
-    except ImportError:
-        return None
+    from nerve.warehouse import Warehouse  # noqa: PLC0415 - DuckDB only when needed
+
     path = Warehouse.file_of(ws.warehouse_url)
     if path is not None and not path.exists():
         return None
     try:
         with Warehouse.for_workspace(ws, read_only=True) as warehouse:
-            results = latest_results(warehouse.ibis())
+            return health_from_checks(warehouse.ibis())
     except TransientError:
-        return None  # the server holds the file; health stays unknown
-    except Exception:  # noqa: BLE001 - health is optional: a broken history reads as unknown
-        return None
-    return ChecksHealth(results) if results else None
+        return None  # the server holds the file: `readiness` asks the server instead
 
 
 @metrics_app.command("readiness")
@@ -131,13 +128,30 @@ def readiness(ctx: typer.Context, fmt: FormatOption = Format.table) -> None:
     """
     ws = load_workspace(ctx)
     layer = _layer(ws, strict=False)
-    found = layer.readiness(_health(ws))
+    server = _running_server(ws)
+    if server is not None:
+        try:
+            found = [_readiness_of(item) for item in _get(server, "/v1/metrics/readiness")]
+        except httpx.ConnectError:
+            server = None
+    if server is None:
+        found = layer.readiness(_health(ws))
     if fmt is Format.json:
         emit_json([r.as_dict() for r in found])
     else:
         _emit_readiness(found, fmt)
     if any(r.status == "missing" for r in found):
         raise typer.Exit(ExitCode.FAILED)
+
+
+def _readiness_of(item: dict[str, Any]) -> Readiness:
+    """A Readiness from its JSON form (the server's answer)."""
+    return Readiness(
+        metric=item["metric"], status=item["status"],
+        requirements=tuple(Requirement(r["event"], r["field"], r["in_catalog"], r["problem"])
+                           for r in item["requirements"]),
+        health={e: Health(h["status"], h["detail"]) for e, h in item["health"].items()},
+    )
 
 
 def _emit_readiness(found: list[Readiness], fmt: Format) -> None:
@@ -162,8 +176,6 @@ def _emit_readiness(found: list[Readiness], fmt: Format) -> None:
 def run_query(ws: Workspace, query: MetricQuery) -> dict[str, Any]:
     """``MetricResult.as_dict()`` of ``query``: from the running server when there is
     one, else from the warehouse file opened read-only."""
-    from nerve.cli._sql import _running_server  # noqa: PLC0415 - shared server discovery
-
     server = _running_server(ws)
     if server is not None:
         try:
@@ -181,10 +193,22 @@ def run_query(ws: Workspace, query: MetricQuery) -> dict[str, Any]:
 
 
 def _via_server(server: dict[str, Any], query: MetricQuery) -> dict[str, Any]:
-    url = str(server["url"]).rstrip("/") + "/v1/metrics/query"
+    body = _call(server, "POST", "/v1/metrics/query", query.as_dict())
+    if not isinstance(body, dict) or "rows" not in body:
+        raise InternalError(f"{server['url']}: unexpected answer to a metrics query")
+    return body
+
+
+def _get(server: dict[str, Any], path: str) -> Any:
+    return _call(server, "GET", path, None)
+
+
+def _call(server: dict[str, Any], method: str, path: str, payload: Any) -> Any:
+    """One admin API call to the running server; its errors as nerve errors."""
+    url = str(server["url"]).rstrip("/") + path
     headers = {"Authorization": f"Bearer {server.get('admin_token', '')}"}
     try:
-        response = httpx.post(url, json=query.as_dict(), headers=headers, timeout=600)
+        response = httpx.request(method, url, json=payload, headers=headers, timeout=600)
     except httpx.ConnectError:
         raise
     except httpx.HTTPError as exc:
@@ -193,7 +217,7 @@ def _via_server(server: dict[str, Any], query: MetricQuery) -> dict[str, Any]:
         body = response.json()
     except ValueError:
         body = {}
-    if response.status_code == 200 and isinstance(body, dict) and "rows" in body:
+    if response.status_code == 200:
         return body
     message = body.get("message") if isinstance(body, dict) else None
     message = message or response.text[:500] or f"HTTP {response.status_code}"

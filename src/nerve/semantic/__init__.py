@@ -26,7 +26,14 @@ from nerve.semantic._model import (
     Segment,
 )
 from nerve.semantic._query import Lineage, MetricQuery, MetricResult
-from nerve.semantic._readiness import ChecksHealth, Health, HealthSource, Readiness, readiness
+from nerve.semantic._readiness import (
+    ChecksHealth,
+    Health,
+    HealthSource,
+    Readiness,
+    health_from_checks,
+    readiness,
+)
 from nerve.semantic._time import parse_duration
 
 __all__ = [
@@ -51,6 +58,7 @@ __all__ = [
     "Readiness",
     "Segment",
     "SemanticLayer",
+    "health_from_checks",
     "parse_duration",
     "query",
     "readiness",

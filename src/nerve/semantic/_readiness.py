@@ -19,7 +19,15 @@ from nerve.semantic._expr import parse_arithmetic, parse_filter, refs
 from nerve.semantic._model import ANY_EVENT, Measure, Metric
 from nerve.semantic._resolve import ResolveError, Resolver
 
-__all__ = ["ChecksHealth", "Health", "HealthSource", "Readiness", "Requirement", "readiness"]
+__all__ = [
+    "ChecksHealth",
+    "Health",
+    "HealthSource",
+    "Readiness",
+    "Requirement",
+    "health_from_checks",
+    "readiness",
+]
 
 #: health statuses, best first
 HEALTH = ("ok", "warn", "fail", "unknown")
@@ -69,6 +77,23 @@ class ChecksHealth:
             if self._RANK[status] > self._RANK[worst.status]:
                 worst = Health(status, str(getattr(result, "message", "")))
         return worst
+
+
+def health_from_checks(con: Any) -> HealthSource | None:
+    """Data health from the latest quality-check run recorded in a warehouse (an Ibis
+    backend), or None when the quality stage is absent or no run was recorded.
+
+    Health is optional: a history that cannot be read counts as no health.
+    """
+    try:
+        from nerve.quality import latest_results  # noqa: PLC0415 - an optional stage
+    except ImportError:
+        return None
+    try:
+        results = latest_results(con)
+    except Exception:  # noqa: BLE001 - a missing or older history table: health unknown
+        return None
+    return ChecksHealth(results) if results else None
 
 
 @dataclass(frozen=True, slots=True)

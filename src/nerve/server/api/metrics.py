@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from nerve.errors import PayloadError
-from nerve.semantic import MetricQuery, SemanticLayer
+from nerve.semantic import MetricQuery, SemanticLayer, health_from_checks
 from nerve.server.api._common import in_thread, json_response, read_json, require_admin
 
 __all__ = ["routes"]
@@ -77,8 +77,14 @@ async def show_metric(request: Request) -> Response:
 
 async def readiness(request: Request) -> Response:
     state = require_admin(request)
-    layer = await in_thread(_layer, state)
-    return json_response([r.as_dict() for r in layer.readiness()])
+
+    def run() -> list[dict[str, Any]]:
+        layer = SemanticLayer.load(state.workspace, state.catalog, strict=False)
+        warehouse: Any = state.warehouse  # nerve.warehouse.Warehouse: an Ibis backend
+        health = health_from_checks(warehouse.ibis()) if hasattr(warehouse, "ibis") else None
+        return [r.as_dict() for r in layer.readiness(health)]
+
+    return json_response(await in_thread(run))
 
 
 async def query(request: Request) -> Response:
