@@ -34,6 +34,8 @@ class Answer:
     answered: bool = True
     #: who planned and phrased it: "offline" or "llm:<model>"
     source: str = "offline"
+    #: definition text quoted verbatim (descriptions, formulas): its digits are not data
+    quoted: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"question": self.question, "answer": self.answer, "plan": self.plan,
@@ -69,6 +71,13 @@ class Builder:
         self.quoted.append(text)
         return text
 
+    def label(self, value: object) -> str:
+        """A label from a result (a breakdown value such as ``25-34``): data, not a
+        number, shown as it came."""
+        text = "(none)" if value is None or value == "" else str(value)
+        self.quoted.append(text)
+        return text
+
     def ran(self, tool: str, args: dict[str, Any], sql: str | None = None,
             command: str | None = None) -> str:
         """Record a tool call; returns the text that identifies it as a number's query."""
@@ -88,4 +97,4 @@ class Builder:
             raise DishonestAnswerError(f"the answer holds number(s) {', '.join(bad)} that no "
                                   f"tool produced: {text!r}")
         return Answer(self.question, text, self.plan, list(self.numbers.items),
-                      self.caveats, self.queries, self.answered, source)
+                      self.caveats, self.queries, self.answered, source, list(self.quoted))

@@ -145,7 +145,18 @@ def _value(plan: Plan, ctx: Context, b: Builder) -> None:
     text = b.num(label, value, q, "query_metrics", kind, currency)
     where = "over all the data " if plan.span is None else ""
     b.say(f"{label} {where}{_range(result)}{_filters(plan)}: {text}.")
+    _before_data(plan.span, ctx, b)
     _caveats(plan, ctx, b, [plan.span])
+
+
+def _before_data(span: Span | None, ctx: Context, b: Builder) -> None:
+    first = ctx.first_event()
+    if span is not None and first is not None and span.since is not None \
+            and span.since < first:
+        b.say(f"Note: the data starts on {first.isoformat()}, so this range is not fully "
+              "covered.")
+        b.caveats.append(f"the data starts on {first.isoformat()}, after the start of the "
+                         "range")
 
 
 def _comparison(plan: Plan, ctx: Context, b: Builder) -> None:
@@ -164,7 +175,7 @@ def _comparison(plan: Plan, ctx: Context, b: Builder) -> None:
     old = was_r["rows"][0][plan.metric] if was_r["rows"] else None
     cur_t = b.num(f"{label} {span.label}", cur, q1, "query_metrics", kind, currency)
     old_t = b.num(f"{label} before", old, q2, "query_metrics", kind, currency)
-    sentence = f"{label} was {cur_t} {_range(now_r)}{_filters(plan)}"
+    sentence = f"{label} {_range(now_r)}{_filters(plan)}: {cur_t}"
     if cur is not None and old:
         change = (cur - old) / old
         direction = "up" if change > 0 else "down" if change < 0 else "unchanged"
@@ -174,6 +185,11 @@ def _comparison(plan: Plan, ctx: Context, b: Builder) -> None:
     else:
         sentence += f", against {old_t} {_range(was_r)}."
     b.say(sentence)
+    first = ctx.first_event()
+    if first is not None and before.since is not None and before.since < first:
+        b.caveats.append(f"the earlier period starts before the first event "
+                         f"({first.isoformat()}): the comparison is not like for like")
+        b.say("Caveat: the data starts inside the earlier period, so it is incomplete.")
     _caveats(plan, ctx, b, [span])
 
 
@@ -211,13 +227,13 @@ def _breakdown(plan: Plan, ctx: Context, b: Builder) -> None:
                                             order_by=[order], limit=limit))
     rows = [r for r in result["rows"] if r[plan.metric] is not None] \
         if plan.intent == "top" else result["rows"]
-    parts = [f"{r[plan.by] if r[plan.by] not in (None, '') else '(none)'} "
+    parts = [f"{b.label(r[plan.by])} "
              f"{b.num(f'{label} {plan.by}={r[plan.by]}', r[plan.metric], q, 'query_metrics', kind, currency)}"  # noqa: E501
              for r in rows]
     scope = f"{_range(result)}{_filters(plan)}"
     if plan.intent == "top" and len(rows) >= 1 and plan.limit == 1:
         which = "lowest" if plan.direction == "asc" else "highest"
-        b.say(f"{rows[0][plan.by]} had the {which} {label.lower()} {scope}: {parts[0]}.")
+        b.say(f"{b.label(rows[0][plan.by])} had the {which} {label.lower()} {scope}: {parts[0]}.")
     elif plan.intent == "top":
         b.say(f"{'Bottom' if plan.direction == 'asc' else 'Top'} {plan.by} values by "
               f"{label.lower()} {scope}: {'; '.join(parts)}.")
@@ -291,8 +307,8 @@ def _explain(plan: Plan, ctx: Context, b: Builder) -> None:
             contribution = b.num(f"contribution {d['dimension']}={d['value']}",
                                  d.get("contribution"), q, "explain_change",
                                  kind if kind != "percent" else "number", currency)
-            parts.append(f"{d['dimension']} = {d['value']} ({contribution}, {share} of the "
-                         "change)")
+            value = b.label(d["value"])
+            parts.append(f"{d['dimension']} = {value} ({contribution}, {share} of the change)")
         b.say(f"Main drivers: {'; '.join(parts)}.")
     elif change:
         b.say("No single dimension value stands out as the driver.")
@@ -372,10 +388,11 @@ def _experiment(plan: Plan, ctx: Context, b: Builder) -> None:
         hi = b.num("ci high", row.get("ci_high"), q, "experiment_results", "signed_percent")
         p = b.num("p-value", row.get("p_value"), q, "experiment_results", "pvalue")
         del kind
-        b.say(f"{row['role'].capitalize()} metric {row['metric']}, variant {row['variant']}: "
+        b.say(f"{row['role'].capitalize()} metric {row['metric']}, variant "
+              f"{b.label(row['variant'])}: "
               f"lift {lift} (interval {lo} to {hi}), p = {p}"
               f"{', significant' if row.get('significant') else ', not significant'}.")
-    units = [f"{k} {b.num(f'units {k}', v, q, 'experiment_results')}"
+    units = [f"{b.label(k)} {b.num(f'units {k}', v, q, 'experiment_results')}"
              for k, v in (r.get("units") or {}).items()]
     if units:
         b.say(f"Units: {', '.join(units)}.")
@@ -415,6 +432,8 @@ def _unknown(plan: Plan, ctx: Context, b: Builder) -> None:
     b.say(f"{b.quote(problem[0].upper() + problem[1:])}.")
     if plan.suggestions:
         b.say(f"The closest it has: {', '.join(plan.suggestions[:5])}.")
+    else:
+        b.say("See `nerve metrics list` and `nerve catalog list` for what it has.")
     b.say("Nothing was computed, so no number is given.")
     del ctx
 

@@ -100,6 +100,10 @@ _STOP = frozenset({
     "what's", "whats", "when", "where", "which", "who", "with", "yesterday",
 })
 _NUM = r"(\d+(?:\.\d+)?)"
+#: words for a quantity: left over after a metric is found, the question asks for another
+_QUANTITY = frozenset({"lifetime", "ltv", "clv", "churn", "retention", "ratio", "score",
+                       "nps", "cost", "cac", "margin", "profit", "install", "download",
+                       "satisfaction", "latency", "value", "rate", "share", "percentage"})
 
 
 def _norm(text: str) -> str:
@@ -179,6 +183,14 @@ def plan_question(question: str, vocab: Vocabulary, today: date) -> Plan:
             plan.problems.append(f"nerve has no metric or event for {what!r}")
         plan.suggestions = _closest(text, vocab)
         plan.intent = "unknown"
+        return plan
+    leftover = sorted(_QUANTITY & set(text.split()))
+    if leftover:  # "customer lifetime value": buyers was named, but not what is asked
+        plan.problems.append(f"the question asks for {' '.join(leftover)!r} of "
+                             f"{plan.metric}, which no metric defines")
+        plan.suggestions = [plan.metric, *(_closest(question, vocab))]
+        plan.suggestions = list(dict.fromkeys(plan.suggestions))
+        plan.metric, plan.intent = None, "unknown"
         return plan
     if plan.intent == "value" and plan.by:
         plan.intent = "breakdown"
@@ -348,7 +360,7 @@ def _filters(text: str, vocab: Vocabulary, plan: Plan) -> str:
         if dim in taken or dim == plan.by or dim in ("age", "os_version", "app_version"):
             continue
         for value in sorted(values, key=len, reverse=True):
-            v = value.lower()
+            v = _norm(value)  # as the question was normalised: "18-24" -> "18 24"
             if len(v) < 2 or (dim == "country" and len(v) == 2 and not re.search(
                     rf"\b(?:in|from) {re.escape(v)}\b", text)):
                 continue  # bare two-letter codes ("in", "us") are too often words
@@ -397,8 +409,7 @@ def _closest(text: str, vocab: Vocabulary, n: int = 3) -> list[str]:
         fuzzy = sum(1 for w in words if difflib.get_close_matches(w, bag, n=1, cutoff=0.8))
         scored.append((-(len(words & bag) * 2 + fuzzy), m.name))
     scored.sort()
-    best = [name for score, name in scored if score < 0][:n]
-    return best or [m.name for m in vocab.metrics[:n]]
+    return [name for score, name in scored if score < 0][:n]
 
 
 def _event_spans(text: str, vocab: Vocabulary) -> list[tuple[int, str]]:

@@ -70,6 +70,17 @@ class Context:
             self._values = found
         return self._values
 
+    def first_event(self) -> date | None:
+        """The local day of the first event (None for an empty warehouse)."""
+        from zoneinfo import ZoneInfo  # noqa: PLC0415
+
+        t = self.events
+        first = t.aggregate(lo=t.timestamp.min()).to_pyarrow().column("lo")[0].as_py()
+        if first is None:
+            return None
+        first = first if first.tzinfo else first.replace(tzinfo=UTC)
+        return first.astimezone(ZoneInfo(self.layer.timezone)).date()  # type: ignore[no-any-return]
+
     def experiments(self) -> dict[str, Any]:
         folder = self.workspace.root / "experiments"
         if not folder.is_dir():
