@@ -57,6 +57,19 @@ properties:
   currency: {type: string, pattern: "^[A-Z]{3}$", pii: none}
 """
 
+#: the name the captured SDK traffic uses (Segment's "Object Action" convention)
+SEGMENT_ORDER_COMPLETED = """\
+name: Order Completed
+description: A customer completes an order (Segment's e-commerce spec name).
+owner: commerce
+purpose: analytics
+version: 1
+retention: 400d
+properties:
+  revenue: {type: number, required: true, minimum: 0, pii: none}
+  currency: {type: string, pattern: "^[A-Z]{3}$", pii: none}
+"""
+
 IDENTIFY = """\
 name: identify
 type: identify
@@ -76,8 +89,10 @@ def workspace(tmp_path: Path) -> Workspace:
     (tmp_path / "nerve.toml").write_text(TOML)
     events = tmp_path / "events"
     (events / "versions").mkdir(parents=True)
-    # the captures' "Order Completed" is not cataloged here: it shows the unknown_event path
     (events / "order_completed.yaml").write_text(ORDER_COMPLETED_V2)
+    # the captures' other track events ("Anon Event", "Retry Me"...) are not cataloged:
+    # they show the unknown_event path
+    (events / "segment_order_completed.yaml").write_text(SEGMENT_ORDER_COMPLETED)
     (events / "versions" / "order_completed.v1.yaml").write_text(ORDER_COMPLETED)
     (events / "identify.yaml").write_text(IDENTIFY)
     return Workspace.load(tmp_path)

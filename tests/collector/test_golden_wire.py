@@ -77,6 +77,10 @@ def test_golden_files_show_the_quirks_handled() -> None:
     assert track["original_timestamp"] == 1704164645000000  # 2024-01-02T03:04:05Z
     assert track["sent_at"] - track["original_timestamp"] == (
         track["received_at"] - track["timestamp"])
+    # cataloged under its Segment-style name with a space: validated, not quarantined
+    assert track["schema_version"] == "1.0.0"
+    assert track["violations"] is None
+    assert orjson.loads(anon["violations"])[0]["rule"] == "unknown_event"
     assert page["name"] == "Install"
     assert orjson.loads(page["properties"])["category"] == "Docs"
     assert screen["name"] == "Home"
