@@ -1,0 +1,162 @@
+"""The offline planner and the honesty rule, as pure functions (no warehouse)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+import nerve.agent
+from nerve.agent import Plan, Span, Vocabulary, numerals, plan_question, unsupported
+from nerve.agent._answer import Builder, DishonestAnswerError
+from nerve.agent._plan import MetricInfo
+from nerve.agent._time import find_comparison, find_span
+
+TODAY = date(2026, 11, 28)  # a Saturday
+
+VOCAB = Vocabulary(
+    metrics=(
+        MetricInfo("revenue", "Revenue", "Amount paid for completed orders.",
+                   ("sales", "gmv")),
+        MetricInfo("orders", "Orders", "Completed, paid orders.", ("purchases",)),
+        MetricInfo("average_order_value", "Average order value", "Revenue per order.",
+                   ("aov",)),
+        MetricInfo("active_users", "Active users", "Distinct shoppers.", ("users",)),
+    ),
+    dimensions={"platform": ("ios, android or web", ("android", "ios", "web")),
+                "country": ("country", ("DE", "US", "GB")),
+                "age": ("age in years", ()),
+                "age_group": ("bracket", ("18-24", "65+"))},
+    segments={"seniors": "65 and over", "plus_members": "plus plan"},
+    events=("add_to_cart", "product_view", "purchase_complete"),
+    experiments={"simple_checkout": "Simple one-page checkout"},
+)
+
+
+def test_exported_names() -> None:
+    assert set(nerve.agent.__all__) == {
+        "INTENTS", "TOOLS", "Answer", "Context", "DishonestAnswerError", "LLMConfig",
+        "Number", "Plan", "Span", "Tool", "Vocabulary", "ask", "ask_local", "llm_answer",
+        "numerals", "plan_for", "plan_question", "run_tool", "tool_local", "unsupported",
+        "vocabulary"}
+
+
+@pytest.mark.parametrize(("text", "since", "until"), [
+    ("revenue yesterday", date(2026, 11, 27), date(2026, 11, 27)),
+    ("revenue today", TODAY, TODAY),
+    ("orders last week", date(2026, 11, 16), date(2026, 11, 22)),
+    ("orders this week", date(2026, 11, 23), TODAY),
+    ("sales in the past 7 days", date(2026, 11, 21), date(2026, 11, 27)),
+    ("sales over the last 2 weeks", date(2026, 11, 14), date(2026, 11, 27)),
+    ("sales since Nov 1", date(2026, 11, 1), None),
+    ("sales since 2026-10-15", date(2026, 10, 15), None),
+    ("revenue in October", date(2026, 10, 1), date(2026, 10, 31)),
+    ("revenue in December", date(2025, 12, 1), date(2025, 12, 31)),
+    ("revenue last month", date(2026, 10, 1), date(2026, 10, 31)),
+    ("revenue on 2026-11-20", date(2026, 11, 20), date(2026, 11, 20)),
+    ("revenue between Nov 2 and Nov 8", date(2026, 11, 2), date(2026, 11, 8)),
+    ("revenue from 3 November to 9 November", date(2026, 11, 3), date(2026, 11, 9)),
+])
+def test_time_phrases(text: str, since: date, until: date | None) -> None:
+    span, rest = find_span(text, TODAY)
+    assert span is not None
+    assert (span.since, span.until) == (since, until)
+    assert rest.split()[0] in ("revenue", "orders", "sales")
+
+
+def test_no_time_phrase_and_comparisons() -> None:
+    assert find_span("total revenue", TODAY) == (None, "total revenue")
+    assert find_comparison("revenue week over week")[0] == 7
+    assert find_comparison("orders day over day")[0] == 1
+    assert find_comparison("revenue month-over-month")[0] == 30
+    span = Span(date(2026, 11, 21), date(2026, 11, 27), "x")
+    before = span.before(TODAY)
+    assert (before.since, before.until) == (date(2026, 11, 14), date(2026, 11, 20))
+
+
+def plan(question: str) -> Plan:
+    return plan_question(question, VOCAB, TODAY)
+
+
+@pytest.mark.parametrize(("question", "intent", "metric"), [
+    ("What was revenue yesterday?", "value", "revenue"),
+    ("how much did we sell? sales last week", "value", "revenue"),
+    ("aov on ios", "value", "average_order_value"),
+    ("revnue yesterday", "value", "revenue"),
+    ("revenue by platform", "breakdown", "revenue"),
+    ("top 3 countries by orders", "top", "orders"),
+    ("which platform had the most orders?", "top", "orders"),
+    ("daily orders last week", "trend", "orders"),
+    ("revenue week over week", "comparison", "revenue"),
+    ("why did sales drop last week?", "explain", "revenue"),
+    ("forecast revenue for next week", "forecast", "revenue"),
+    ("funnel from product_view to add_to_cart to purchase_complete", "funnel", None),
+    ("how is the simple checkout experiment doing?", "experiment", None),
+    ("is the data healthy?", "health", None),
+    ("what does add_to_cart track?", "catalog", None),
+    ("how is aov defined?", "catalog", "average_order_value"),
+    ("what is our churn rate?", "unknown", None),
+    ("customer lifetime value", "unknown", None),
+])
+def test_intents_and_metrics(question: str, intent: str, metric: str | None) -> None:
+    p = plan(question)
+    assert (p.intent, p.metric) == (intent, metric), p.as_dict()
+
+
+def test_filters_from_dimension_values_segments_and_ages() -> None:
+    assert plan("sales on iOS yesterday").where == ["platform = 'ios'"]
+    assert plan("revenue in Germany").where == ["country = 'DE'"]
+    assert plan("orders from users over 65").where == ["age >= 65"]
+    assert plan("orders from shoppers under 30").where == ["age < 30"]
+    assert plan("orders by 18-24 year olds").where == ["age_group = '18-24'"]
+    assert plan("revenue from seniors").segments == ["seniors"]
+    assert plan("revenue from plus members on web").segments == ["plus_members"]
+    assert plan("revenue from plus members on web").where == ["platform = 'web'"]
+
+
+def test_breakdowns_top_and_grains() -> None:
+    p = plan("top 2 countries by revenue last week")
+    assert (p.by, p.limit, p.direction) == ("country", 2, "desc")
+    assert plan("revenue per platform").by == "platform"
+    assert plan("orders by device").by == "platform"
+    assert plan("bottom 1 platform by orders").direction == "asc"
+    assert plan("weekly orders").grain == "week"
+
+
+def test_funnel_steps_experiment_and_event() -> None:
+    p = plan("funnel add to cart -> purchase complete")
+    assert p.steps == ["add_to_cart", "purchase_complete"]
+    assert plan("funnel of add_to_cart").problems  # one step is not a funnel
+    assert plan("how did the checkout experiment go?").experiment == "simple_checkout"
+    assert plan("what does product_view track").event == "product_view"
+
+
+def test_unknown_offers_the_closest_metrics() -> None:
+    p = plan("how many sale refunds")
+    assert p.intent in ("value", "unknown")
+    p = plan("what is the checkout abandonment cost?")
+    assert p.intent == "unknown"
+    assert "nerve has no metric" in p.problems[0] or "no metric defines" in p.problems[0]
+
+
+def test_numerals_skip_dates_and_keep_formatting() -> None:
+    assert numerals("Revenue on 2026-11-27: 4,460.58 USD, up 12.5% (3 of 10)") == \
+        ["4,460.58", "12.5", "3", "10"]
+
+
+def test_unsupported_finds_invented_numbers() -> None:
+    b = Builder("revenue yesterday", {})
+    text = b.num("revenue", 4460.58, "SELECT 1", "query_metrics", "currency", "USD")
+    assert text == "4,460.58 USD"
+    assert unsupported(f"Revenue was {text}.", b.numbers.items) == []
+    assert unsupported(f"Revenue was {text}, about 4,500 USD.", b.numbers.items) == ["4,500"]
+    assert unsupported("Top 3 by revenue", [], also="top 3 countries") == []
+
+
+def test_builder_refuses_a_number_no_tool_produced() -> None:
+    b = Builder("orders yesterday", {})
+    b.say(f"Orders: {b.num('orders', 28, 'SELECT count(*)', 'query_metrics')}.")
+    assert b.finish().answer == "Orders: 28."
+    b.say("That is 12 more than usual.")
+    with pytest.raises(DishonestAnswerError, match="12"):
+        b.finish()
