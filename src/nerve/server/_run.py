@@ -156,6 +156,7 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8700, *,
     bound_port = sock.getsockname()[1]
     url_host = f"[{host}]" if ":" in host else host
     warehouse = Warehouse.for_workspace(workspace)
+    warehouse.refresh_views(catalog)  # evt_<event> views with typed columns (docs/catalog.md)
     log = LogWriter(workspace.log_dir, WRITER_ID)
     state = NerveState(workspace=workspace, catalog=catalog, warehouse=warehouse, log=log,
                        admin_token=secrets.token_urlsafe(32),
