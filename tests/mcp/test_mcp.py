@@ -1,0 +1,118 @@
+"""``nerve mcp`` with the official MCP SDK's own client: stdio (a subprocess, as Claude
+Desktop runs it) and streamable HTTP on a loopback port. Numbers are checked against
+SQL on the warehouse file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import duckdb
+import httpx
+from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.types import CallToolResult
+from tests.conftest import free_port
+
+from mcp import ClientSession, StdioServerParameters
+from nerve.agent import Context
+
+TOOLS = {"list_metrics", "describe_metric", "list_events", "describe_event",
+         "query_metrics", "run_funnel", "explain_change", "data_health",
+         "experiment_results", "ask"}
+
+
+def _json(result: CallToolResult) -> dict[str, Any]:
+    assert not result.isError, result.content
+    if result.structuredContent is not None:
+        return dict(result.structuredContent)
+    text = result.content[0].text  # type: ignore[union-attr]
+    return dict(json.loads(text))
+
+
+def _orders(root: Path, day: str) -> int:
+    con = duckdb.connect(str(root / ".nerve" / "warehouse.duckdb"), read_only=True)
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        row = con.execute("SELECT count(*) FROM events WHERE event = 'purchase_complete' "
+                          "AND CAST(timestamp AS DATE) = ?", [day]).fetchone()
+    finally:
+        con.close()
+    assert row is not None
+    return int(row[0])
+
+
+async def _exercise(session: ClientSession, root: Path, day: str) -> None:
+    await session.initialize()
+    listed = await session.list_tools()
+    assert {t.name for t in listed.tools} == TOOLS
+    assert all(t.annotations and t.annotations.readOnlyHint for t in listed.tools)
+    query = next(t for t in listed.tools if t.name == "query_metrics")
+    assert "metrics" in query.inputSchema["properties"]
+
+    result = _json(await session.call_tool(
+        "query_metrics", {"metrics": ["orders"], "since": day, "until": day}))
+    assert result["rows"][0]["orders"] == _orders(root, day)
+    assert "purchase_complete" in result["sql"]
+
+    event = _json(await session.call_tool("describe_event", {"name": "add_to_cart"}))
+    assert "add_to_cart_rate" in event["metrics"]
+
+    bad = await session.call_tool("query_metrics", {"metrics": ["churn"]})
+    assert bad.isError
+    assert "unknown metric 'churn'" in bad.content[0].text  # type: ignore[union-attr]
+
+
+def test_stdio_with_the_sdk_client(demo_root: Path, demo_ctx: Context) -> None:
+    day = (demo_ctx.today() - timedelta(days=1)).isoformat()
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "nerve", "--workspace", str(demo_root), "mcp"])
+
+    async def main() -> None:
+        async with stdio_client(params) as (read, write), \
+                ClientSession(read, write) as session:
+            await _exercise(session, demo_root, day)
+            health = _json(await session.call_tool("data_health", {}))
+            assert health["status"] in ("pass", "warn", "fail", "error")
+            answer = _json(await session.call_tool(
+                "ask", {"question": f"How many orders on {day}?"}))
+            assert answer["numbers"][0]["value"] == _orders(demo_root, day)
+
+    anyio.run(main)
+
+
+def test_streamable_http_with_the_sdk_client(demo_root: Path, demo_ctx: Context) -> None:
+    day = (demo_ctx.today() - timedelta(days=1)).isoformat()
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nerve", "--workspace", str(demo_root), "mcp", "--transport",
+         "http", "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}/mcp"
+    try:
+        for _ in range(200):
+            try:
+                httpx.get(url, timeout=1)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                time.sleep(0.1)
+
+        async def main() -> None:
+            async with streamable_http_client(url) as (read, write, _), \
+                    ClientSession(read, write) as session:
+                await _exercise(session, demo_root, day)
+                funnel = _json(await session.call_tool(
+                    "run_funnel", {"steps": ["checkout_start", "purchase_complete"]}))
+                assert [r["step"] for r in funnel["rows"]] == [1, 2]
+                assert funnel["rows"][1]["users"] <= funnel["rows"][0]["users"]
+
+        anyio.run(main)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
