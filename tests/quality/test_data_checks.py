@@ -137,7 +137,7 @@ def test_disappeared_values(inputs: Any) -> None:
     gone, = [r for r in results if r.status is not Status.passed]
     assert gone.dimensions == {"property": "properties.provider", "value": "paypal"}
     assert "provider = 'paypal' has disappeared" in gone.message
-    assert "50% of them" in gone.message
+    assert "of them in the 3 days before" in gone.message
 
 
 def test_sequence_expectation(inputs: Any) -> None:

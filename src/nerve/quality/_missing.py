@@ -72,8 +72,12 @@ def _null_counts(table: ir.Table, backend: str, since: float,
     recent = table.filter(received >= since, key.isin(list(props)))
     aggs: dict[str, Any] = {"n": ibis._.count()}
     pairs = sorted({pair for plist in props.values() for pair in plist})
+    rkey = event_key(recent)
     for i, (column, name) in enumerate(pairs):
-        aggs[f"p{i}"] = json_missing(recent[column], name, backend).sum()
+        # parse JSON only for the events that require this property
+        owners = [event for event, plist in props.items() if (column, name) in plist]
+        missing = json_missing(recent[column], name, backend)
+        aggs[f"p{i}"] = ibis.ifelse(rkey.isin(owners), missing, False).sum()
     frame = recent.group_by(event=event_key(recent)).agg(**aggs).to_pandas()
     frame.attrs["pairs"] = pairs
     return frame

@@ -46,12 +46,15 @@ def run_checks(
     *,
     now: datetime | None = None,
     select: Sequence[str] = (),
+    timings: dict[str, float] | None = None,
 ) -> list[CheckResult]:
     """Run every enabled check (or the selected ones) and return their results.
 
     ``select`` holds check names (``volume``, ``freshness``...) and/or event names; with
     none, everything runs. ``now`` is the reference time (default: the wall clock).
     A check that fails to run yields one result with status ``error``; the others still run.
+    ``timings``, when given, receives the seconds each check took (shared scans are
+    counted in the first check that needs them).
     """
     cfg = config or ChecksConfig()
     checks = [s for s in select if s in CHECKS]
@@ -67,7 +70,7 @@ def run_checks(
     dims = [d for d in cfg.get("volume", "dimensions") if d in cfg.dimensions]
 
     def profile() -> pd.DataFrame:
-        return ctx.scan("profile", lambda: _scan.hourly_profile(inputs, cfg, moment, dims))
+        return ctx.scan("profile", lambda: _scan.hourly_profile(inputs, cfg, moment))
 
     def recent() -> pd.DataFrame:
         return ctx.scan("recent", lambda: _scan.recent_live(inputs, cfg, moment,
@@ -103,8 +106,10 @@ def run_checks(
             found = [CheckResult(check=name, status=Status.error,
                                  message=f"The {name} check could not run: "
                                          f"{type(exc).__name__}: {exc}")]
-        log.debug("check %s: %d results in %.2f s", name, len(found),
-                  time.perf_counter() - started)
+        took = time.perf_counter() - started
+        if timings is not None:
+            timings[name] = timings.get(name, 0.0) + took
+        log.debug("check %s: %d results in %.2f s", name, len(found), took)
         results.extend(found)
     if events:
         results = [r for r in results if r.event in events]

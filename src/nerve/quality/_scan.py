@@ -32,31 +32,50 @@ def dimension_expr(table: ir.Table, paths: tuple[str, ...], backend: str) -> ir.
     return values[0] if len(values) == 1 else ibis.coalesce(*values)
 
 
-def hourly_profile(inputs: Inputs, cfg: ChecksConfig, now: float, dims: list[str]
-                   ) -> pd.DataFrame:
-    """Event counts per hour (of the event's time), event, source, import flag and dimensions.
+def hourly_profile(inputs: Inputs, cfg: ChecksConfig, now: float) -> pd.DataFrame:
+    """Event counts per hour (of the event's time), event, source and import flag.
 
-    One scan of the training window; volume, freshness and missing-data checks read it.
-    ``last_live`` is the latest ``received_at`` of live (non-historical) rows.
+    One scan of the training window without touching JSON; volume, freshness and
+    missing-data checks read it. ``last_live`` is the latest ``received_at`` of live
+    (non-historical) rows.
     """
     e = inputs.events
     backend = inputs.backend
     ts = epoch_seconds(e.timestamp, backend)
     start = now - cfg.seconds("volume", "training")
-    columns: dict[str, Any] = {
-        "event": event_key(e),
-        "source": e.source,
-        "historical": e.historical,
-        "hour": (ts // 3600).cast("int64"),
-    }
-    for name in dims:
-        columns[name] = dimension_expr(e, cfg.dimensions[name], backend)
-    received = epoch_seconds(e.received_at, backend)
     query = (
         e.filter(ts >= start, ts < now + 3600)
-        .select(**columns, received=received)
-        .group_by(list(columns))
+        .select(event=event_key(e), source=e.source, historical=e.historical,
+                hour=(ts // 3600).cast("int64"),
+                received=epoch_seconds(e.received_at, backend))
+        .group_by(["event", "source", "historical", "hour"])
         .agg(n=ibis._.count(), last_live=ibis._.received.max(where=~ibis._.historical))
+    )
+    return query.to_pandas()
+
+
+def dimension_counts(inputs: Inputs, cfg: ChecksConfig, now: float, dim: str,
+                     since: float | None = None, within: str | None = None) -> pd.DataFrame:
+    """Counts per event, hour and value of one key dimension (one JSON path per row).
+
+    With ``within`` (another dimension), per pair of values instead: the mix check's view
+    of app versions within each platform over the evaluated hours.
+    """
+    e = inputs.events
+    backend = inputs.backend
+    ts = epoch_seconds(e.timestamp, backend)
+    # JSON is the expensive part of a scan: dimensions look back less far than events
+    training = min(cfg.seconds("volume", "training"), cfg.seconds("volume", "dimension_training"))
+    start = since if since is not None else now - training
+    columns: dict[str, Any] = {"event": event_key(e), "hour": (ts // 3600).cast("int64"),
+                               "value": dimension_expr(e, cfg.dimensions[dim], backend)}
+    if within is not None:
+        columns["within"] = dimension_expr(e, cfg.dimensions[within], backend)
+    query = (
+        e.filter(ts >= start, ts < now + 3600)
+        .select(**columns)
+        .group_by(list(columns))
+        .agg(n=ibis._.count())
     )
     return query.to_pandas()
 

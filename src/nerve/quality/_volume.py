@@ -1,7 +1,7 @@
 """Volume anomalies: hourly counts per event and key dimension against a seasonal baseline.
 
-The model, per series (an event, or an event within one dimension value), on
-``log1p(count)`` of complete hours in the training window, excluding the hours being
+The model, for every series at once (an event, or an event within one dimension value),
+on ``log1p(count)`` of complete hours in the training window, excluding the hours being
 evaluated:
 
 - expected = median at the same hour of day + median offset of the same day of week;
@@ -14,21 +14,24 @@ evaluated:
 Medians and MAD ignore the past incidents in the training window. Series with too
 little history (``min_history``) or too little volume (``min_volume`` per hour
 expected) are not judged. For the ``mix_dimensions`` (app version), where new values
-appear at every release, the event's share of all events in a value is compared with
-its share in the other values of the same platform over the evaluated hours instead.
+appear at every release, the event's share of all events in a value (within its
+platform) over the evaluated hours is compared with the event's share of that platform
+before them.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from nerve.quality import _scan
 from nerve.quality._context import Context, moment
-from nerve.quality._result import CheckResult, Status, fmt_count, fmt_duration, fmt_pct, fmt_time
+from nerve.quality._result import CheckResult, Status, fmt_count, fmt_pct, fmt_time
 
 __all__ = ["check_volume"]
 
@@ -41,139 +44,174 @@ def check_volume(ctx: Context, profile: pd.DataFrame, dims: list[str]) -> list[C
         return []
     cfg = ctx.cfg
     last = int(ctx.now // 3600) - 1  # the last complete hour
-    results: list[CheckResult] = []
     mix = [d for d in cfg.get("volume", "mix_dimensions") if d in dims]
-    seasonal = [d for d in dims if d not in mix]
-    for name, frame in profile.groupby("event", sort=True):
-        event = str(name)
-        if not ctx.cfg.enabled("volume", event):
+    top = int(cfg.get("volume", "top_values"))
+    keys: list[tuple[str, dict[str, str]]] = []
+    columns: list[pd.Series] = []
+    for event, counts in profile.groupby(["event", "hour"])["n"].sum().groupby(level=0):
+        keys.append((str(event), {}))
+        columns.append(counts.droplevel(0))
+    per_dim: dict[str, pd.DataFrame] = {}
+    for dim in dims:
+        frame = ctx.scan(f"dim:{dim}", lambda d=dim: _scan.dimension_counts(
+            ctx.inputs, cfg, ctx.now, d)).dropna(subset=["value"])
+        per_dim[dim] = frame
+        if dim in mix:
             continue
-        found: list[CheckResult] = []
-        series = _series(frame, seasonal, cfg.get("volume", "top_values", event))
-        judged = 0
-        for dims_key, counts in series:
-            outcome = _judge(ctx, event, dims_key, counts, last)
-            if outcome is None:
-                continue
-            judged += 1
-            if outcome.status is not Status.passed:
-                found.append(outcome)
+        totals = frame.groupby(["event", "value"])["n"].sum()
+        for event, values in totals.groupby(level=0):
+            best = values.droplevel(0).sort_values(ascending=False).index[:top]
+            sub = frame[(frame["event"] == event) & frame["value"].isin(best)]
+            for value, counts in sub.groupby("value"):
+                keys.append((str(event), {dim: str(value)}))
+                columns.append(counts.groupby("hour")["n"].sum())
+    results: list[CheckResult] = []
+    by_event: dict[str, list[CheckResult]] = {}
+    judged: dict[str, int] = {}
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, (event, _) in enumerate(keys):
+        if not cfg.enabled("volume", event):
+            continue
+        settings = (bool(keys[i][1]), *(cfg.get("volume", k, event) for k in
+                         ("training", "evaluate", "min_history", "sensitivity", "direction",
+                          "min_change", "min_volume", "min_duration")))
+        groups.setdefault(settings, []).append(i)
+    for indices in groups.values():
+        event0 = keys[indices[0]][0]
+        for i, outcome in _judge_all(ctx, event0, [keys[i] for i in indices],
+                                     [columns[i] for i in indices], last):
+            event = keys[indices[i]][0]
+            judged[event] = judged.get(event, 0) + 1
+            if outcome is not None:
+                by_event.setdefault(event, []).append(outcome)
+    if mix:
+        within = "platform" if "platform" in dims else None
         for dim in mix:
-            found.extend(_mix(ctx, event, profile, dim, "platform" if "platform" in dims
-                              else None, last))
+            by_mix = _mix(ctx, dim, within, per_dim.get(within) if within else None, last)
+            for outcome in by_mix:
+                by_event.setdefault(str(outcome.event), []).append(outcome)
+    for event in sorted({k[0] for k in keys if cfg.enabled("volume", k[0])}):
+        found = by_event.get(event, [])
         if found:
             results.extend(found)
-        else:
-            results.append(ctx.result(
-                "volume", Status.passed,
-                f"{event} volume stayed within its seasonal range over the last "
-                f"{fmt_duration(cfg.seconds('volume', 'evaluate', event))} "
-                f"({judged} series: overall and by {', '.join(dims) or 'nothing'}).",
-                event=event, details={"series": judged}))
+            continue
+        hours = max(1, int(cfg.seconds("volume", "evaluate", event) // 3600))
+        results.append(ctx.result(
+            "volume", Status.passed,
+            f"{event} volume stayed within its seasonal range over the last {hours} h "
+            f"({judged.get(event, 0)} series: overall and by {', '.join(dims) or 'nothing'}).",
+            event=event, details={"series": judged.get(event, 0)}))
     return results
 
 
-def _series(frame: pd.DataFrame, dims: list[str], top: int
-            ) -> list[tuple[dict[str, str], pd.Series]]:
-    """The overall series and the top dimension values' series of one event: hour -> n."""
-    out: list[tuple[dict[str, str], pd.Series]] = [({}, frame.groupby("hour")["n"].sum())]
-    for dim in dims:
-        totals = frame.groupby(dim)["n"].sum().sort_values(ascending=False)
-        for value in totals.index[:top]:
-            sub = frame[frame[dim] == value]
-            out.append(({dim: str(value)}, sub.groupby("hour")["n"].sum()))
-    return out
-
-
-def _judge(ctx: Context, event: str, dims: dict[str, str], counts: pd.Series, last: int
-           ) -> CheckResult | None:
+def _judge_all(ctx: Context, event: str, keys: list[tuple[str, dict[str, str]]],
+               columns: list[pd.Series], last: int
+               ) -> list[tuple[int, CheckResult | None]]:
+    """Judge many series sharing one set of settings: (index, anomaly or None) per judged."""
     cfg = ctx.cfg
     training_h = int(cfg.seconds("volume", "training", event) // 3600)
+    if any(dims for _, dims in keys):
+        training_h = min(training_h,
+                         int(cfg.seconds("volume", "dimension_training", event) // 3600))
     evaluate_h = max(1, int(cfg.seconds("volume", "evaluate", event) // 3600))
     history_h = int(cfg.seconds("volume", "min_history", event) // 3600)
-    first_seen = int(counts.index.min())
-    if last - first_seen < history_h:
-        return None  # a new series: no baseline yet
-    start = max(first_seen, last - training_h + 1)
-    hours = np.arange(start, last + 1)
-    values = counts.reindex(hours, fill_value=0).to_numpy(dtype=float)
+    hours = np.arange(last - training_h + 1, last + 1)
+    matrix = pd.concat([c.rename(i) for i, c in enumerate(columns)], axis=1) \
+        .reindex(hours).fillna(0).to_numpy(dtype=float)
+    first = np.array([c.index.min() for c in columns])
+    keep = (last - first) >= history_h
+    if not keep.any():
+        return []
+    values = matrix[:, keep]
+    index = np.flatnonzero(keep)
     logs = np.log1p(values)
-    hod = hours % 24
-    dow = (hours // 24) % 7
+    # hours before a series existed are not zeros to learn from
+    logs[hours[:, None] < first[keep][None, :]] = np.nan
     train = hours <= last - evaluate_h
-    if train.sum() < 48:
-        return None
-    base = pd.Series(logs[train]).groupby(hod[train]).median()
-    level = base.reindex(hod).to_numpy()
-    offset = pd.Series(logs[train] - level[train]).groupby(dow[train]).median()
-    expected_log = level + offset.reindex(dow).fillna(0).to_numpy()
-    expected_log = np.nan_to_num(expected_log, nan=0.0)
-    resid = logs[train] - expected_log[train]
-    spread = _MAD * float(np.median(np.abs(resid - np.median(resid))))
+    hod, dow = hours % 24, (hours // 24) % 7
+    level = np.full_like(logs, np.nan)
+    offset = np.zeros_like(logs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices of new series
+        for h in range(24):
+            rows = hod == h
+            if (rows & train).any():
+                level[rows] = np.nanmedian(logs[rows & train], axis=0)
+        resid = logs - level
+        for d in range(7):
+            rows = dow == d
+            if (rows & train).any():
+                offset[rows] = np.nan_to_num(np.nanmedian(resid[rows & train], axis=0))
+        expected_log = np.nan_to_num(level + offset)
+        r = (logs - expected_log)[train]
+        center = np.nanmedian(r, axis=0)
+        spread = _MAD * np.nan_to_num(np.nanmedian(np.abs(r - center), axis=0))
+    observed = values
     expected = np.expm1(expected_log)
-    noise = 1.0 / np.sqrt(expected + 1.0)  # Poisson noise on the log scale
-    scale = np.maximum(spread, noise)
-    z = (logs - expected_log) / scale
+    scale = np.maximum(spread[None, :], 1.0 / np.sqrt(expected + 1.0))
+    z = (np.log1p(observed) - expected_log) / scale
     sensitivity = float(cfg.get("volume", "sensitivity", event))
     direction = cfg.get("volume", "direction", event)
     min_change = float(cfg.get("volume", "min_change", event))
     min_volume = float(cfg.get("volume", "min_volume", event))
-    change = (values + 1) / (expected + 1) - 1
-    up = (z > sensitivity) & (change > min_change) & (values >= min_volume)
-    down = (z < -sensitivity) & (change < -min_change) & (expected >= min_volume)
-    flags = np.zeros_like(values, dtype=int)
-    if direction in ("both", "up"):
-        flags[up] = 1
-    if direction in ("both", "down"):
-        flags[down] = -1
-    flags[train] = 0
-    evaluated = ~train
-    if expected[evaluated].mean() < min_volume and values[evaluated].mean() < min_volume:
-        return None  # too sparse to judge hour by hour
     min_run = max(1, int(cfg.seconds("volume", "min_duration", event) // 3600))
-    run = _latest_run(flags, min_run)
+    change = (observed + 1) / (expected + 1) - 1
+    flags = np.zeros(observed.shape, dtype=int)
+    if direction in ("both", "up"):
+        flags[(z > sensitivity) & (change > min_change) & (observed >= min_volume)] = 1
+    if direction in ("both", "down"):
+        flags[(z < -sensitivity) & (change < -min_change) & (expected >= min_volume)] = -1
+    flags[train] = 0
     low = np.expm1(expected_log - sensitivity * scale).clip(min=0)
     high = np.expm1(expected_log + sensitivity * scale)
-    where = "".join(f" on {k}={v}" for k, v in dims.items())
-    if run is None:
-        obs = float(values[evaluated].mean())
-        exp = float(expected[evaluated].mean())
-        return ctx.result(
-            "volume", Status.passed,
-            f"{event}{where}: {fmt_count(round(obs, 1))} events/h over the last "
-            f"{evaluate_h} h, within the expected {fmt_count(round(low[evaluated].mean(), 1))}"
-            f"-{fmt_count(round(high[evaluated].mean(), 1))}/h.",
-            event=event, dimensions=dims, observed=obs,
-            expected={"min": float(low[evaluated].mean()), "max": float(high[evaluated].mean())},
-            unit="events/h", details={"expected": exp})
-    begin, end, sign = run
-    part = slice(begin, end + 1)
-    obs = float(values[part].mean())
-    exp = float(expected[part].mean())
-    lo, hi = float(low[part].mean()), float(high[part].mean())
+    out: list[tuple[int, CheckResult | None]] = []
+    evaluated = ~train
+    for j, i in enumerate(index):
+        if (expected[evaluated, j].mean() < min_volume
+                and observed[evaluated, j].mean() < min_volume):
+            continue  # too sparse to judge hour by hour
+        run = _latest_run(flags[:, j], min_run)
+        if run is None:
+            out.append((int(i), None))
+            continue
+        begin, end, sign = run
+        part = slice(begin, end + 1)
+        obs, exp = float(observed[part, j].mean()), float(expected[part, j].mean())
+        lo, hi = float(low[part, j].mean()), float(high[part, j].mean())
+        out.append((int(i), _anomaly(ctx, keys[i], obs, exp, lo, hi, hours, begin, end, sign,
+                                     min_change, float(np.abs(z[part, j]).max()))))
+    return out
+
+
+def _anomaly(ctx: Context, key: tuple[str, dict[str, str]], obs: float, exp: float,
+             lo: float, hi: float, hours: np.ndarray[Any, Any], begin: int, end: int,
+             sign: int, min_change: float, max_z: float) -> CheckResult:
+    event, dims = key
     since = moment(float(hours[begin] * 3600))
     ongoing = end == len(hours) - 1
-    what = "dropped" if sign < 0 else "spiked"
-    duration = (end - begin + 1)
-    status = Status.fail if abs(obs / exp - 1 if exp else 1) >= 2 * min_change else Status.warn
+    duration = end - begin + 1
+    change = obs / exp - 1 if exp else 1.0
+    status = Status.fail if abs(change) >= 2 * min_change else Status.warn
+    where = "".join(f" on {k}={v}" for k, v in dims.items())
     message = (
-        f"{event}{where} {what} to {fmt_count(round(obs, 1))} events/h against an expected "
-        f"{fmt_count(round(exp, 1))}/h (range {fmt_count(round(lo, 1))}-{fmt_count(round(hi, 1))}"
-        f"/h for this hour of day and day of week; {_signed(obs / exp - 1 if exp else 1)}) "
-        f"for {duration} h since {fmt_time(since) if since else '?'}"
-        + (", still ongoing." if ongoing else f", until {fmt_time(_end(hours[end]))}.")
+        f"{event}{where} {'dropped' if sign < 0 else 'spiked'} to "
+        f"{fmt_count(round(obs, 1))} events/h against an expected {fmt_count(round(exp, 1))}/h "
+        f"(range {fmt_count(round(lo, 1))}-{fmt_count(round(hi, 1))}/h for this hour of day "
+        f"and day of week; {_signed(change)}) for {duration} h since "
+        f"{fmt_time(since) if since else '?'}"
+        + (", still ongoing." if ongoing else f", until {fmt_time(_end(int(hours[end])))}.")
     )
-    return ctx.result("volume", status, message, event=event, dimensions=dims, observed=obs,
-                      expected={"min": lo, "max": hi}, unit="events/h", since=since,
-                      details={"expected": exp, "hours": duration, "direction":
-                               "down" if sign < 0 else "up", "ongoing": ongoing,
-                               "max_abs_z": float(np.abs(z[part]).max())})
+    return ctx.result("volume", status, message, event=event, dimensions=dict(dims),
+                      observed=obs, expected={"min": lo, "max": hi}, unit="events/h",
+                      since=since, details={"expected": exp, "hours": duration,
+                                            "direction": "down" if sign < 0 else "up",
+                                            "ongoing": ongoing, "max_abs_z": max_z})
 
 
 def _end(hour: int) -> datetime:
-    moment_ = moment(float(hour + 1) * 3600)
-    assert moment_ is not None
-    return moment_
+    end = moment(float(hour + 1) * 3600)
+    assert end is not None
+    return end
 
 
 def _signed(change: float) -> str:
@@ -197,81 +235,72 @@ def _latest_run(flags: np.ndarray[Any, Any], min_run: int) -> tuple[int, int, in
     return best
 
 
-def _mix(ctx: Context, event: str, profile: pd.DataFrame, dim: str, within: str | None,
+def _mix(ctx: Context, dim: str, within: str | None, within_counts: pd.DataFrame | None,
          last: int) -> list[CheckResult]:
-    """The event's share of all events in each value of ``dim`` vs the other values."""
+    """Each event's share of all events in each value of ``dim`` vs its usual share."""
     cfg = ctx.cfg
-    evaluate_h = max(1, int(cfg.seconds("volume", "evaluate", event) // 3600))
-    recent = profile[(profile["hour"] > last - evaluate_h) & (profile["hour"] <= last)]
+    evaluate_h = max(1, int(cfg.seconds("volume", "evaluate") // 3600))
+    since = float((last - evaluate_h + 1) * 3600)
+    recent = ctx.scan(f"mix:{dim}:{within}", lambda: _scan.dimension_counts(
+        ctx.inputs, cfg, ctx.now, dim, since=since, within=within))
+    recent = recent[recent["hour"] <= last].dropna(subset=["value"])
+    if within is None:
+        recent = recent.assign(within="")
+    recent = recent.dropna(subset=["within"])
     if recent.empty:
         return []
-    keys = [within, dim] if within else [dim]
-    recent = recent.dropna(subset=keys)
-    # the event's share before the evaluated hours, per platform: the mix to expect
-    before = profile[profile["hour"] <= last - evaluate_h]
-    if within:
-        before = before.dropna(subset=[within])
-        past_all = before.groupby(within)["n"].sum()
-        past_mine = before[before["event"] == event].groupby(within)["n"].sum()
+    # the usual share of each event per platform, from the hours before
+    if within_counts is not None:
+        before = within_counts[within_counts["hour"] <= last - evaluate_h].dropna(
+            subset=["value"])
+        past_all = before.groupby("value")["n"].sum()
+        past_event = before.groupby(["value", "event"])["n"].sum()
     else:
-        past_all = pd.Series({None: before["n"].sum()})
-        past_mine = pd.Series({None: before[before["event"] == event]["n"].sum()})
-    everything = recent.groupby(keys)["n"].sum()
-    mine = recent[recent["event"] == event].groupby(keys)["n"].sum().reindex(
-        everything.index, fill_value=0)
-    sensitivity = float(cfg.get("volume", "sensitivity", event))
-    min_change = float(cfg.get("volume", "min_change", event))
-    min_volume = float(cfg.get("volume", "min_volume", event))
-    direction = cfg.get("volume", "direction", event)
+        past_all = pd.Series(dtype=float)
+        past_event = pd.Series(dtype=float)
+    totals = recent.groupby(["within", "value"])["n"].sum()
+    mine = recent.groupby(["event", "within", "value"])["n"].sum()
     results = []
-    groups = everything.groupby(level=0) if within else [(None, everything)]
-    for group, totals in groups:
-        if len(totals) < 2:
+    for (event, group, value), n in mine.items():
+        event = str(event)
+        if not cfg.enabled("volume", event):
             continue
-        ours = mine.loc[totals.index]
-        for key, total in totals.items():
-            n = float(ours.loc[key])
-            past_total = float(past_all.get(group, 0))
-            if past_total >= 10 * min_volume:
-                share = float(past_mine.get(group, 0)) / past_total
-                versus = f"{fmt_pct(share)} before"
-            else:  # no history: compare with the other values now
-                other_total = float(totals.sum() - total)
-                other_n = float(ours.sum() - n)
-                if other_total <= 0 or other_n <= 0:
-                    continue
-                share = other_n / other_total
-                versus = f"{fmt_pct(share)} on the other {dim} values"
-            if share <= 0 or share >= 1:
-                continue
-            exp = total * share
-            if exp < min_volume:
-                continue
-            # binomial spread, doubled: events of one user are not independent
-            z = (n - exp) / (2 * math.sqrt(exp * (1 - share)) + 1e-9)
-            change = n / exp - 1
-            bad_down = z < -sensitivity and change < -min_change and direction != "up"
-            bad_up = z > sensitivity and change > min_change and direction != "down"
-            if not (bad_down or bad_up):
-                continue
-            value = key[-1] if isinstance(key, tuple) else key
-            dims = {dim: str(value)}
-            if within is not None:
-                dims[within] = str(group)
-            first = recent[(recent[dim] == value)]["hour"].min()
-            since = moment(float(first) * 3600)
-            where = ", ".join(f"{k}={v}" for k, v in dims.items())
-            status = Status.fail if abs(change) >= 2 * min_change else Status.warn
-            results.append(ctx.result(
-                "volume", status,
-                f"{event} is {fmt_pct(n / total)} of all events on {where} over the last "
-                f"{evaluate_h} h against {versus}"
-                + (f" on {within}={group}" if within else "")
-                + f" ({fmt_count(n)} events, "
-                f"{fmt_count(round(exp))} expected; {_signed(change)}), "
-                f"since {fmt_time(since) if since else '?'}.",
-                event=event, dimensions=dims, observed=n / total,
-                expected={"min": share * (1 - min_change), "max": share * (1 + min_change)},
-                unit="share", since=since,
-                details={"events": n, "expected_events": exp, "method": "mix"}))
+        sensitivity = float(cfg.get("volume", "sensitivity", event))
+        min_change = float(cfg.get("volume", "min_change", event))
+        min_volume = float(cfg.get("volume", "min_volume", event))
+        direction = cfg.get("volume", "direction", event)
+        total = float(totals.loc[(group, value)])
+        past_total = float(past_all.get(group, 0))
+        if past_total < 10 * min_volume:
+            continue  # no history for this platform to compare with
+        share = float(past_event.get((group, event), 0)) / past_total
+        if share <= 0 or share >= 1:
+            continue
+        exp = total * share
+        if exp < min_volume:
+            continue
+        # binomial spread, doubled: events of one user are not independent
+        z = (float(n) - exp) / (2 * math.sqrt(exp * (1 - share)) + 1e-9)
+        change = float(n) / exp - 1
+        if not ((z < -sensitivity and change < -min_change and direction != "up")
+                or (z > sensitivity and change > min_change and direction != "down")):
+            continue
+        dims = {dim: str(value)}
+        if within is not None:
+            dims[within] = str(group)
+        first = recent[(recent["value"] == value) & (recent["within"] == group)]["hour"].min()
+        start = moment(float(first) * 3600)
+        where = ", ".join(f"{k}={v}" for k, v in dims.items())
+        status = Status.fail if abs(change) >= 2 * min_change else Status.warn
+        results.append(ctx.result(
+            "volume", status,
+            f"{event} is {fmt_pct(float(n) / total)} of all events on {where} over the last "
+            f"{evaluate_h} h against {fmt_pct(share)} before"
+            + (f" on {within}={group}" if within else "")
+            + f" ({fmt_count(float(n))} events, {fmt_count(round(exp))} expected; "
+            f"{_signed(change)}), since {fmt_time(start) if start else '?'}.",
+            event=event, dimensions=dims, observed=float(n) / total,
+            expected={"min": share * (1 - min_change), "max": share * (1 + min_change)},
+            unit="share", since=start,
+            details={"events": float(n), "expected_events": exp, "method": "mix"}))
     return results
