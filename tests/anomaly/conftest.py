@@ -79,7 +79,7 @@ def clean_demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
 
 def envelope_batch(rows: list[dict[str, Any]]) -> pa.RecordBatch:
     """Envelope rows from short dicts: event, at (datetime), platform, user, props."""
-    import orjson  # noqa: PLC0415
+    import orjson
 
     full = []
     for i, row in enumerate(rows):

@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.anomaly.conftest import load_rows
 
 from nerve.anomaly import explain, parse_period
 from nerve.catalog import Catalog, EventSpec, PropertySpec, Version
 from nerve.errors import QueryError
 from nerve.semantic import SemanticLayer
 from nerve.warehouse import Warehouse
-from tests.anomaly.conftest import load_rows
 
 NOW = datetime(2026, 11, 20, 0, 0, tzinfo=UTC)
 METRICS = """
@@ -31,12 +31,11 @@ metrics:
 
 
 def rows(day: datetime, counts: dict[tuple[str, str], int]) -> list[dict[str, Any]]:
-    out = []
+    out: list[dict[str, Any]] = []
     for (event, platform), n in counts.items():
-        for i in range(n):
-            out.append({"event": event, "platform": platform, "user": f"{platform}{i}",
-                        "at": day + timedelta(minutes=(i * 7) % 1440),
-                        "props": {"method": "card" if i % 2 else "wallet"}})
+        out.extend({"event": event, "platform": platform, "user": f"{platform}{i}",
+                    "at": day + timedelta(minutes=(i * 7) % 1440),
+                    "props": {"method": "card" if i % 2 else "wallet"}} for i in range(n))
     return out
 
 

@@ -88,7 +88,7 @@ def _batch(rows: list[dict[str, object]]) -> pa.RecordBatch:
                      "anonymous_id": None, "group_id": None, "previous_id": None,
                      "timestamp": at, "original_timestamp": at, "sent_at": at,
                      "received_at": at, "properties": "{}", "traits": None,
-                     "context": '{"device": {"type": "%s"}}' % row["platform"],
+                     "context": '{{"device": {{"type": "{}"}}}}'.format(row["platform"]),
                      "source": "ios", "historical": False, "schema_version": "1",
                      "violations": None})
     return pa.RecordBatch.from_pylist(full, schema=ENVELOPE_SCHEMA)

@@ -247,9 +247,11 @@ def explain(table: ir.Table, target: str, *, layer: SemanticLayer, period: str =
                 continue
             # the change a value carries beyond its usual size, discounted by how cleanly
             # its breakdown explains the change; a value new in the period (a new
-            # error code) is more often a symptom than a segment: half weight
-            new = row["expected"] == 0 and row["weight"] == 0
-            excess = abs(row["share"]) * (0.5 if new else 1.0 - float(row["weight"]))
+            # error code) is more often a symptom than a segment: half weight;
+            new = bool(row["expected"] == 0 and row["weight"] == 0)
+            # ...and so is a value that vanished (an app version replaced by a release)
+            gone = bool(row["observed"] == 0 and row["weight"] > 0) and t.kind != "ratio"
+            excess = abs(row["share"]) * (0.5 if new or gone else 1.0 - float(row["weight"]))
             item = {"dimension": dim, "value": str(value),
                     "contribution": _round(row["contribution"]),
                     "share": _round(row["share"]), "observed": _round(row["observed"]),

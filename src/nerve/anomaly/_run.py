@@ -7,7 +7,7 @@ an event (its count), a metric of the semantic layer, or nothing (every event).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -131,8 +131,25 @@ def find_anomalies(events: ir.Table, request: Request, *, layer: SemanticLayer |
         dims = {d: _paths(d) for d in by} if by else dict(KEY_DIMENSIONS)
         frame = event_counts(events, start=start, end=end, dims=dims,
                              events=[name] if kind == "event" else None, grain_hours=gh)
-    detection = detect(frame, window, request.settings(), counts=counts,
-                       top_values=request.top_values, keep_points=request.points)
+    settings = request.settings()
+    if "users" in frame.columns and settings.direction != "down":
+        # spikes are judged on distinct users: one shopper's spree of 30 searches is
+        # not a spike of the product; drops are judged on events
+        down = replace(settings, direction="down")
+        detection = detect(frame, window, down, counts=counts,
+                           top_values=request.top_values, keep_points=request.points) \
+            if settings.direction == "both" else Detection()
+        users = frame.assign(n=frame["users"])
+        spikes = detect(users, window, replace(settings, direction="up"), counts=counts,
+                        top_values=request.top_values)
+        detection.anomalies = sorted(detection.anomalies + spikes.anomalies,
+                                     key=lambda a: (a.start, -a.max_z))
+        detection.judged = max(detection.judged, spikes.judged)
+        detection.skipped = max(detection.skipped, spikes.skipped) \
+            if settings.direction == "both" else spikes.skipped
+    else:
+        detection = detect(frame, window, settings, counts=counts,
+                           top_values=request.top_values, keep_points=request.points)
     about = {"target": request.target, "kind": kind, "grain": grain,
              "evaluated": {"start": window.moment(last - window.evaluate + 1).isoformat(),
                            "end": end.isoformat()},

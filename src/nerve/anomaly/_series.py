@@ -47,6 +47,8 @@ def event_counts(table: ir.Table, *, start: datetime, end: datetime,
                  time_column: str = "timestamp") -> pd.DataFrame:
     """Counts per event and period in ``[start, end)``, overall and per dimension value.
 
+    ``users`` holds the distinct users (or anonymous ids) of each cell, summed over cells.
+
     ``dims`` maps a dimension name to JSON paths (first non-null wins); default: the key
     dimensions (platform, os, app version, country). One scan of the events table.
     """
@@ -63,29 +65,33 @@ def event_counts(table: ir.Table, *, start: datetime, end: datetime,
     filtered = table.filter(ts >= start.timestamp(), ts < end.timestamp())
     if events:
         filtered = filtered.filter(event_key(filtered).isin(list(events)))
-    grouped = filtered.select(**columns).group_by(list(columns)).agg(n=ibis._.count())
+    who = ibis.coalesce(filtered.user_id, filtered.anonymous_id)
+    grouped = filtered.select(**columns, _who=who).group_by(list(columns)).agg(
+        n=ibis._.count(), users=ibis._._who.nunique())
     return melt(grouped.to_pandas(), list(dims))
 
 
 def melt(cells: pd.DataFrame, dims: list[str]) -> pd.DataFrame:
     """Cells grouped by target, period and every dimension -> a series frame."""
+    sums = ["n", "users"] if "users" in cells.columns else ["n"]
     if cells.empty:
-        return pd.DataFrame(columns=COLUMNS)
+        return pd.DataFrame(columns=COLUMNS + sums[1:])
     parts = []
-    overall = cells.groupby(["target", "period"], as_index=False)["n"].sum()
+    overall = cells.groupby(["target", "period"], as_index=False)[sums].sum()
     overall["dimension"], overall["value"] = "", ""
     parts.append(overall)
     for dim in dims:
         sub = cells.dropna(subset=[dim])
         if sub.empty:
             continue
-        one = sub.groupby(["target", dim, "period"], as_index=False)["n"].sum()
+        one = sub.groupby(["target", dim, "period"], as_index=False)[sums].sum()
         one = one.rename(columns={dim: "value"})
         one["dimension"] = dim
         one["value"] = one["value"].astype(str)
         parts.append(one)
-    out = pd.concat(parts, ignore_index=True)[COLUMNS]
-    out["n"] = out["n"].astype(float)
+    out = pd.concat(parts, ignore_index=True)[COLUMNS + sums[1:]]
+    for column in sums:
+        out[column] = out[column].astype(float)
     return out
 
 
@@ -135,5 +141,9 @@ def metric_series(layer: SemanticLayer, table: ir.Table, metric: str, *,
         parts.append(part)
     if not parts:
         return pd.DataFrame(columns=COLUMNS)
-    return pd.concat(parts, ignore_index=True)[COLUMNS]
+    out = pd.concat(parts, ignore_index=True)[COLUMNS].sort_values("period", kind="stable")
+    # the layer fills empty periods with zeros from ``start``; before a series' first
+    # value those zeros are "no data yet", not a quiet time, and must not train the model
+    seen = out["n"].fillna(0).ne(0).groupby([out["dimension"], out["value"]]).cummax()
+    return out[seen.to_numpy()].reset_index(drop=True)
 
