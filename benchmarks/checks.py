@@ -23,7 +23,7 @@ import duckdb
 
 from nerve.catalog import Catalog
 from nerve.demo import SHOP_DIR
-from nerve.quality import ChecksConfig, Status, run_checks
+from nerve.quality import ChecksConfig, Status, inputs_for, run_checks
 from nerve.warehouse import Warehouse
 
 NOW = datetime(2026, 11, 28, 0, 0, tzinfo=UTC)
@@ -69,7 +69,8 @@ def generate(path: Path, n: int) -> None:
         || '","category":"' || ['sneakers','running','boots'][1 + ((h >> 48) % 3)::INT]
         || '"}}',
       NULL,
-      '{{"os":{{"name":"' || ['iOS','Android','Mac OS X'][1 + plat::INT]
+      '{{"device":{{"type":"' || ['ios','android','web'][1 + plat::INT]
+        || '"}},"os":{{"name":"' || ['iOS','Android','Mac OS X'][1 + plat::INT]
         || '"}},"app":{{"version":"' || ['4.1.0','4.2.0','4.3.0'][1 + ((h >> 16) % 3)::INT]
         || '"}},"location":{{"country":"'
         || ['US','DE','FR','GB','BR','IN','JP','CA','ES','IT'][1 + ((h >> 24) % 10)::INT]
@@ -126,8 +127,6 @@ def main() -> None:
               f"({path.stat().st_size / 1e6:.0f} MB)")
     catalog = Catalog.load(SHOP_DIR / "events")
     with Warehouse.open(f"duckdb://{path}", read_only=True) as wh:
-        from nerve.quality import inputs_for
-
         inputs = inputs_for(wh.ibis())
         rows = inputs.events.count().execute()
         timings: dict[str, float] = {}

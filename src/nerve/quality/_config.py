@@ -64,7 +64,7 @@ CHECKS = (
 DEFAULTS: dict[str, dict[str, Any]] = {
     "schema": {"window": "24h", "warn": 0.01, "fail": 0.05, "min_events": 20},
     "drift": {"window": "24h", "status": "warn"},
-    "duplicates": {"window": "24h", "warn": 0.01, "fail": 0.10},
+    "duplicates": {"window": "24h", "warn": 0.001, "fail": 0.05},
     "natural_key_duplicates": {"window": "24h", "warn": 0.001, "fail": 0.01, "min_events": 20},
     "freshness": {"warn_after": "auto", "fail_after": "auto", "min_warn_after": "1h"},
     "loader_lag": {"window": "1h", "warn_after": "5m", "fail_after": "30m"},
@@ -72,7 +72,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
                  "min_events": 20},
     "clock_skew": {"window": "24h", "threshold": "10m", "warn": 0.01, "fail": 1.01,
                    "min_events": 20},
-    "volume": {"training": "28d", "dimension_training": "7d", "evaluate": "24h", "sensitivity": 4.0, "direction": "both",
+    "volume": {"training": "28d", "dimension_training": "7d", "evaluate": "24h",
+               "sensitivity": 4.0, "direction": "both",
                "min_volume": 20, "min_change": 0.3, "min_duration": "2h", "min_history": "3d",
                "dimensions": ["platform", "app_version", "country"], "top_values": 10,
                "mix_dimensions": ["app_version"]},
@@ -85,7 +86,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 
 #: default key dimensions (Segment context fields)
 DEFAULT_DIMENSIONS: dict[str, tuple[str, ...]] = {
-    "platform": ("context.os.name", "context.device.type"),
+    "platform": ("context.device.type", "context.os.name"),
     "app_version": ("context.app.version",),
     "country": ("context.location.country", "context.traits.country"),
 }

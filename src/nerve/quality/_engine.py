@@ -24,6 +24,7 @@ __all__ = [
     "has_table",
     "json_missing",
     "json_text",
+    "json_texts",
     "user_key",
 ]
 
@@ -38,6 +39,12 @@ def _duck_json_text(doc, path: str) -> str:  # type: ignore[no-untyped-def]
 @ibis.udf.scalar.builtin(name="epoch_us")  # type: ignore[untyped-decorator]
 def _duck_epoch_us(ts) -> int:  # type: ignore[no-untyped-def]
     """DuckDB builtin."""
+    raise NotImplementedError
+
+
+@ibis.udf.scalar.builtin(name="json_extract_string")  # type: ignore[untyped-decorator]
+def _duck_json_texts(doc, paths: list[str]) -> list[str]:  # type: ignore[no-untyped-def]
+    """DuckDB builtin, list form: parses each document once for many paths."""
     raise NotImplementedError
 
 
@@ -84,6 +91,14 @@ def json_text(column: Any, path: str, backend: str) -> ir.StringValue:
     for key in keys:
         value = value[key]
     return value.str
+
+
+def json_texts(column: Any, paths: list[str], backend: str) -> ir.ArrayValue | None:
+    """The texts at several paths as one array, parsing each row once (DuckDB), else None."""
+    if backend != "duckdb":
+        return None
+    return _duck_json_texts(column, ibis.literal(["$." + p for p in paths],
+                                                 type="array<string>"))
 
 
 def json_missing(column: Any, path: str, backend: str) -> ir.BooleanValue:

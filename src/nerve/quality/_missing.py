@@ -11,7 +11,13 @@ import pandas as pd
 
 from nerve.catalog import PAYLOAD_FIELD, EventSpec
 from nerve.quality._context import Context, grade, moment
-from nerve.quality._engine import epoch_seconds, event_key, field_value, json_missing
+from nerve.quality._engine import (
+    epoch_seconds,
+    event_key,
+    field_value,
+    json_missing,
+    json_texts,
+)
 from nerve.quality._result import CheckResult, Status, fmt_count, fmt_duration, fmt_pct, fmt_time
 
 __all__ = ["check_disappeared_values", "check_missing_events", "check_null_rate"]
@@ -72,11 +78,19 @@ def _null_counts(table: ir.Table, backend: str, since: float,
     recent = table.filter(received >= since, key.isin(list(props)))
     aggs: dict[str, Any] = {"n": ibis._.count()}
     pairs = sorted({pair for plist in props.values() for pair in plist})
+    columns = sorted({column for column, _ in pairs})
+    # one parse per row for every path (DuckDB), else one JSON access per path
+    arrays = {c: json_texts(recent[c], [n for col, n in pairs if col == c], backend)
+              for c in columns}
+    recent = recent.mutate(**{f"_{c}": a for c, a in arrays.items() if a is not None})
     rkey = event_key(recent)
     for i, (column, name) in enumerate(pairs):
-        # parse JSON only for the events that require this property
         owners = [event for event, plist in props.items() if (column, name) in plist]
-        missing = json_missing(recent[column], name, backend)
+        if arrays[column] is not None:
+            position = [n for col, n in pairs if col == column].index(name)
+            missing = recent[f"_{column}"][position].isnull()
+        else:
+            missing = json_missing(recent[column], name, backend)
         aggs[f"p{i}"] = ibis.ifelse(rkey.isin(owners), missing, False).sum()
     frame = recent.group_by(event=event_key(recent)).agg(**aggs).to_pandas()
     frame.attrs["pairs"] = pairs
@@ -155,18 +169,21 @@ def check_disappeared_values(ctx: Context) -> list[CheckResult]:
     ts = epoch_seconds(e.timestamp, backend)
     key = event_key(e)
     start = ctx.now - window - baseline
-    frames = []
     by_path: dict[str, list[str]] = {}
     for event, plist in paths.items():
         for path in plist:
             by_path.setdefault(path, []).append(event)
-    for path, events in by_path.items():
+    fast = _value_counts_at_once(ctx, by_path, start)
+    frames = [fast] if fast is not None else []
+    for path, events in by_path.items() if fast is None else ():
         rows = e.filter(ts >= start, ts < ctx.now, key.isin(events))
         rows = rows.select(event=event_key(rows), value=field_value(rows, path, backend),
                            recent=epoch_seconds(rows.timestamp, backend) >= ctx.now - window)
         frame = rows.group_by(["event", "recent", "value"]).agg(n=ibis._.count()).to_pandas()
         frames.append(frame.assign(path=path))
     data = pd.concat(frames, ignore_index=True)
+    if data.empty:
+        return []
     results = []
     min_share = ctx.cfg.get("disappeared_values", "min_share")
     min_expected = ctx.cfg.get("disappeared_values", "min_expected")
@@ -203,3 +220,40 @@ def check_disappeared_values(ctx: Context) -> list[CheckResult]:
                 event=str(event), dimensions={"property": str(path), "value": str(value)},
                 observed=0.0, expected={"min": 1.0, "max": None}, unit="events", since=since))
     return results
+
+
+def _value_counts_at_once(ctx: Context, by_path: dict[str, list[str]], start: float
+                          ) -> pd.DataFrame | None:
+    """Counts per event, window half and value of every path, from one scan (DuckDB).
+
+    Rows are grouped by the whole list of values (few distinct combinations: each event
+    has only a handful of enum properties), then split per path here.
+    """
+    e = ctx.inputs.events
+    backend = ctx.inputs.backend
+    paths = sorted(by_path)
+    by_column: dict[str, list[str]] = {}
+    for path in paths:
+        column, _, rest = path.partition(".")
+        if not rest:
+            return None
+        by_column.setdefault(column, []).append(rest)
+    arrays = {c: json_texts(e[c], names, backend) for c, names in by_column.items()}
+    if any(a is None for a in arrays.values()):
+        return None
+    ts = epoch_seconds(e.timestamp, backend)
+    key = event_key(e)
+    events = sorted({ev for evs in by_path.values() for ev in evs})
+    rows = e.filter(ts >= start, ts < ctx.now, key.isin(events)).select(
+        event=key, recent=ts >= ctx.now - ctx.cfg.seconds("disappeared_values", "window"),
+        **{f"_{c}": a for c, a in arrays.items()})
+    grouped = rows.group_by(list(rows.columns)).agg(n=ibis._.count()).to_pandas()
+    out = []
+    for row in grouped.to_dict("records"):
+        for column, names in by_column.items():
+            values = row[f"_{column}"]
+            for name, value in zip(names, values, strict=True):
+                path = f"{column}.{name}"
+                if row["event"] in by_path[path]:
+                    out.append((row["event"], row["recent"], value, row["n"], path))
+    return pd.DataFrame(out, columns=["event", "recent", "value", "n", "path"])

@@ -261,8 +261,8 @@ def _mix(ctx: Context, dim: str, within: str | None, within_counts: pd.DataFrame
     totals = recent.groupby(["within", "value"])["n"].sum()
     mine = recent.groupby(["event", "within", "value"])["n"].sum()
     results = []
-    for (event, group, value), n in mine.items():
-        event = str(event)
+    for (name, group, value), n in mine.items():
+        event = str(name)
         if not cfg.enabled("volume", event):
             continue
         sensitivity = float(cfg.get("volume", "sensitivity", event))
