@@ -1,0 +1,91 @@
+"""The commands on a demo workspace's file, and the same answers through `nerve serve`
+(the CLI goes through the server while it holds the warehouse)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from nerve.workspace import Workspace
+from tests.anomaly.conftest import load_demo
+from tests.conftest import Server, free_port
+
+NOW = "2026-11-20T12:00"
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    demo = load_demo(tmp_path_factory.mktemp("cli") / "shop", days=14, users=600)
+    demo.warehouse.close()
+    return demo.root
+
+
+def nerve(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "nerve", "--workspace", str(root), *args],
+                          capture_output=True, text=True, timeout=240, check=False)
+
+
+def test_commands_on_the_warehouse_file(shop: Path) -> None:
+    result = nerve(shop, "anomalies", "add_to_cart", "--by", "platform", "--backtest", "7d",
+                   "--now", NOW, "--format", "json")
+    assert result.returncode in (0, 1), result.stderr
+    rows = json.loads(result.stdout)
+    assert isinstance(rows, list)
+    assert all(r["target"] == "add_to_cart" for r in rows)
+    assert result.returncode == (1 if rows else 0)
+
+    points = json.loads(nerve(shop, "anomalies", "add_to_cart", "--points", "--now", NOW,
+                              "-f", "json").stdout)
+    assert {p["value"] for p in points} >= {None, "android", "ios"}
+    assert all(p["low"] <= p["expected"] <= p["high"] for p in points)
+
+    explained = nerve(shop, "explain", "revenue", "--period", "7d", "--vs", "previous",
+                      "--now", NOW, "-f", "json")
+    assert explained.returncode == 0, explained.stderr
+    body = json.loads(explained.stdout)
+    assert set(body) >= {"target", "period", "baseline", "observed", "change", "drivers",
+                         "related", "caveats", "summary"}
+    assert all(set(d) >= {"dimension", "value", "contribution", "observed", "expected"}
+               for d in body["drivers"])
+
+    forecast = nerve(shop, "forecast", "orders", "--horizon", "7d", "--now", NOW,
+                     "-f", "json")
+    assert forecast.returncode == 0, forecast.stderr
+    rows = json.loads(forecast.stdout)
+    assert [r["kind"] for r in rows].count("forecast") == 7
+    assert "inside the 90% interval" in " ".join(forecast.stderr.split())
+
+    unknown = nerve(shop, "anomalies", "no_such_thing", "--now", NOW)
+    assert unknown.returncode != 0
+    assert "neither a cataloged event nor a metric" in unknown.stderr
+
+
+def test_the_server_answers_the_same_and_exposes_live_alerts(shop: Path) -> None:
+    direct = json.loads(nerve(shop, "explain", "add_to_cart", "--period", "24h", "--now",
+                              NOW, "-f", "json").stdout)
+    server = Server(Workspace.load(shop), free_port()).start()
+    try:
+        through = json.loads(nerve(shop, "explain", "add_to_cart", "--period", "24h",
+                                   "--now", NOW, "-f", "json").stdout)
+        assert through == direct
+        token = json.loads((shop / ".nerve" / "server.json").read_text())["admin_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        live = httpx.get(f"{server.url}/v1/anomalies/live", headers=headers, timeout=30)
+        assert live.status_code == 200
+        assert set(live.json()) >= {"open", "recent", "alerts_total"}
+        text = httpx.get(f"{server.url}/v1/anomalies/metrics", headers=headers, timeout=30)
+        assert "# TYPE nerve_anomaly_alerts_total counter" in text.text
+        refused = httpx.get(f"{server.url}/v1/anomalies/live", timeout=30)
+        assert refused.status_code == 401
+        bad = httpx.post(f"{server.url}/v1/anomalies", headers=headers, timeout=30,
+                         json={"target": "add_to_cart", "sensitivty": 3})
+        assert bad.status_code == 400
+        assert "sensitivty" in bad.json()["message"]
+    finally:
+        server.stop()
+
