@@ -10,10 +10,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from nerve.workspace import Workspace
 from tests.anomaly.conftest import load_demo
 from tests.conftest import Server, free_port
+
+from nerve.workspace import Workspace
 
 NOW = "2026-11-20T12:00"
 
