@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import duckdb
 import pytest
-from tests.agent.questions import CASES, Truth, grade, honest
+from tests.agent.questions import CASES, HELD_OUT, Truth, grade, honest
 
 from nerve.agent import Context, ask
 
@@ -20,12 +20,14 @@ def truth(demo_ctx: Context) -> Truth:
 
 def test_there_are_at_least_60_questions() -> None:
     assert len(CASES) >= 60
-    assert len({c.question for c in CASES}) == len(CASES)
+    every = [c.question for c in (*CASES, *HELD_OUT)]
+    assert len(set(every)) == len(every)
 
 
 def test_accuracy_and_honesty(demo_ctx: Context, truth: Truth) -> None:
     wrong, dishonest = [], []
-    for case in CASES:
+    cases = [*CASES, *HELD_OUT]
+    for case in cases:
         answer = ask(case.question, demo_ctx)
         problem = grade(case, answer, truth)
         if problem:
@@ -35,5 +37,5 @@ def test_accuracy_and_honesty(demo_ctx: Context, truth: Truth) -> None:
             dishonest.append(f"{case.question!r}: {extra} in {answer.answer!r}")
         assert all(n.query for n in answer.numbers), case.question
     assert not dishonest, "\n".join(dishonest)
-    accuracy = 1 - len(wrong) / len(CASES)
+    accuracy = 1 - len(wrong) / len(cases)
     assert accuracy >= 0.9, f"accuracy {accuracy:.0%}:\n" + "\n".join(wrong)

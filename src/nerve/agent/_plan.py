@@ -100,6 +100,13 @@ _STOP = frozenset({
     "what's", "whats", "when", "where", "which", "who", "with", "yesterday",
 })
 _NUM = r"(\d+(?:\.\d+)?)"
+#: everyday words (stemmed) -> metric phrases a workspace may define
+_EVERYDAY = {"money": ("revenue", "sales"), "earn": ("revenue", "sales"),
+             "earned": ("revenue", "sales"), "made": ("revenue", "sales"),
+             "make": ("revenue", "sales"), "bought": ("orders", "purchases"),
+             "buy": ("orders", "purchases"), "purchased": ("orders", "purchases"),
+             "spent": ("revenue", "sales"), "spend": ("revenue", "sales"),
+             "visited": ("sessions", "visits"), "visit": ("sessions", "visits")}
 #: words for a quantity: left over after a metric is found, the question asks for another
 _QUANTITY = frozenset({"lifetime", "ltv", "clv", "churn", "retention", "ratio", "score",
                        "nps", "cost", "cac", "margin", "profit", "install", "download",
@@ -346,7 +353,7 @@ def _filters(text: str, vocab: Vocabulary, plan: Plan) -> str:
             del description
     # dimension values: "on iOS", "in DE", "in Germany", "on the plus plan"
     for phrase, code in sorted(_COUNTRIES.items(), key=lambda kv: -len(kv[0])):
-        m = re.search(rf"\b(?:in|from) (?:the )?{re.escape(phrase)}\b", text)
+        m = re.search(rf"\b(?:in|from|for) (?:the )?{re.escape(phrase)}\b", text)
         if m is not None and "country" in vocab.dimensions:
             values = vocab.dimensions["country"][1]
             value = code if code in values or not values else None
@@ -390,6 +397,13 @@ def _metric(text: str, vocab: Vocabulary) -> tuple[str | None, str]:
         m = _has(stemmed, phrase)
         if m is not None:
             return name, (stemmed[: m.start()] + " " + stemmed[m.end():]).strip()
+    # everyday words for common metrics, tried against the workspace's own names
+    for word, phrases in _EVERYDAY.items():
+        if _has(stemmed, word):
+            for phrase in phrases:
+                for known, name in _phrases(vocab):
+                    if known == _stems(phrase):
+                        return name, stemmed.replace(word, " ")
     # fuzzy: a misspelt word close to one metric word ("revnue")
     words = [w for w in stemmed.split() if w not in _STOP and len(w) > 3]
     single = {p: n for p, n in _phrases(vocab) if " " not in p}
