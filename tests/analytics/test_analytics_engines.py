@@ -163,3 +163,50 @@ def test_metric_trend(tmp_path: Any, events_table: Any) -> None:
     series = metric_trend(layer, table, "revenue", since=_day(2, 0), until=_day(4, 0))
     assert [(r["value"], r["previous"]) for r in series] == [(30.0, 10.0), (0.0, 5.0)]
     assert series[0]["change"] == 2.0
+
+
+IDENTIFY = """
+name: identify
+type: identify
+properties:
+  age_group: {type: string}
+"""
+CART = """
+name: add_to_cart
+properties:
+  price: {type: number}
+"""
+
+
+def test_funnel_by_semantic_dimension(tmp_path: Any, events_table: Any) -> None:
+    """With the semantic layer, `by` is its dimension: a user trait as of each event."""
+    import ibis
+
+    from nerve.catalog import Catalog
+    from nerve.semantic import SemanticLayer
+
+    (tmp_path / "events").mkdir()
+    for name, text in [("identify", IDENTIFY), ("add_to_cart", CART),
+                       ("purchase_complete", PURCHASE)]:
+        (tmp_path / "events" / f"{name}.yaml").write_text(text)
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "shop.yaml").write_text(REVENUE)
+    layer = SemanticLayer.from_folder(tmp_path / "metrics", Catalog.load(tmp_path / "events"))
+    rows = [
+        {"type": "identify", "user_id": "u1", "timestamp": _day(0, 8),
+         "traits": {"age_group": "18-24"}},
+        {"user_id": "u1", "event": "add_to_cart", "timestamp": _day(0, 9)},
+        {"type": "identify", "user_id": "u1", "timestamp": _day(0, 10),
+         "traits": {"age_group": "65+"}},
+        {"user_id": "u1", "event": "purchase_complete", "timestamp": _day(0, 11),
+         "properties": {"revenue": 5}},
+        {"user_id": "u2", "event": "add_to_cart", "timestamp": _day(0, 9)},
+    ]
+    table = ibis.duckdb.connect().create_table("events", events_table(rows))
+    steps = (Step("add_to_cart"), Step("purchase_complete"))
+    first = funnel(table, FunnelSpec(steps, by="user.age_group"), layer=layer)
+    got = {(r["user.age_group"], r["step"]): r["users"] for r in first.rows}
+    assert got == {("18-24", 1): 1, ("18-24", 2): 1, (None, 1): 1, (None, 2): 0}
+    last = funnel(table, FunnelSpec(steps, by="user.age_group", attribution="last_touch"),
+                  layer=layer)
+    assert {r["user.age_group"] for r in last.rows} == {"65+", None}

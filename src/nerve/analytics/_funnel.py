@@ -82,8 +82,11 @@ class FunnelResult:
         return ids[:limit] if limit is not None else ids
 
 
-def funnel(events: ir.Table, spec: FunnelSpec) -> FunnelResult:
+def funnel(events: ir.Table, spec: FunnelSpec, *, layer: Any = None) -> FunnelResult:
     """Compute a funnel over an Ibis ``events`` table (any engine).
+
+    ``layer``: a ``nerve.semantic.SemanticLayer``; the breakdown ``by`` is then one of
+    its dimensions (``user.age_group`` as of each event), as in metrics.
 
     >>> from nerve.analytics import FunnelSpec, Step
     >>> spec = FunnelSpec((Step("add_to_cart"), Step("purchase_complete")))
@@ -91,7 +94,7 @@ def funnel(events: ir.Table, spec: FunnelSpec) -> FunnelResult:
     """
     spec = spec.validate()
     plan = plan_of(spec)
-    fetched = fetch_rows(events, spec)
+    fetched = fetch_rows(events, spec, layer)
     return report(spec, fetched, match(fetched.rows, plan))
 
 

@@ -152,11 +152,22 @@ def funnel_spec(body: dict[str, Any], *, now: datetime | None = None) -> FunnelS
     ).validate()
 
 
-def funnel_request(events: ir.Table, body: dict[str, Any]) -> dict[str, Any]:
+def funnel_request(events: ir.Table, body: dict[str, Any],
+                   layer: Callable[[], Any] | None = None) -> dict[str, Any]:
     """``{"rows": [...]}``, plus ``"users"`` when the body asks for a list with
-    ``{"users": {"step": 2, "status": "dropped", "by": "ios"}}``."""
+    ``{"users": {"step": 2, "status": "dropped", "by": "ios"}}``.
+
+    ``layer`` returns the workspace's SemanticLayer: when every step is a cataloged event,
+    the breakdown is the layer's dimension (``user.age_group`` as of each event);
+    otherwise a field read from the event (``platform``, ``context.os.name``).
+    """
     spec = funnel_spec(body)
-    result = funnel(events, spec)
+    semantic = None
+    if spec.by and layer is not None:
+        semantic = layer()
+        if semantic is not None and not all(s.event in semantic.catalog for s in spec.steps):
+            semantic = None
+    result = funnel(events, spec, layer=semantic)
     out: dict[str, Any] = {"rows": result.rows}
     wanted = body.get("users")
     if wanted is not None:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import reduce
+from typing import Any
 
 import ibis
 import ibis.expr.types as ir
@@ -46,9 +47,14 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def funnel_query(events: ir.Table, spec: FunnelSpec) -> ir.Table:
+def funnel_query(events: ir.Table, spec: FunnelSpec, layer: Any = None) -> ir.Table:
     """The Ibis query whose rows the matcher walks (columns: entity, h0.., ts, rmask,
-    excl, by)."""
+    excl, by).
+
+    With a semantic ``layer`` (``nerve.semantic.SemanticLayer``) the breakdown is the
+    layer's dimension (``user.age_group`` as of each event, named dimensions), joined on
+    ``message_id``; without one it is a field path read from the event itself.
+    """
     t = events
     strict = spec.order == "strict"
     types = STREAM_TYPES if strict else ("track",)
@@ -75,7 +81,10 @@ def funnel_query(events: ir.Table, spec: FunnelSpec) -> ir.Table:
     columns |= {"ts": t.timestamp, "rmask": bits(step_hits, lambda i: 1 << (n - 1 - i))}
     if spec.exclusions:
         columns["excl"] = bits(excl_hits, lambda i: 1 << i)
-    if spec.by:
+    dimension = _layer_dimension(events, spec, layer) if spec.by and layer else None
+    if dimension is not None:
+        columns["message_id"] = t.message_id
+    elif spec.by:
         columns["by"] = field_text(t, spec.by)
     rows = t.select(**columns)
     if not strict:
@@ -86,6 +95,9 @@ def funnel_query(events: ir.Table, spec: FunnelSpec) -> ir.Table:
             rows = rows.filter(rows.rmask != 0)
         for i in range(len(spec.hold)):
             rows = rows.filter(rows[f"h{i}"].notnull())
+    if dimension is not None:
+        joined = rows.left_join(dimension, rows.message_id == dimension.dim_message_id)
+        rows = joined.select(*[c for c in columns if c != "message_id"], by=joined.dim_value)
     holds = [f"h{i}" for i in range(len(spec.hold))]
     keys = [ibis.asc(k, nulls_first=False) for k in ["entity", *([] if strict else holds),
                                                      "ts"]]
@@ -94,6 +106,15 @@ def funnel_query(events: ir.Table, spec: FunnelSpec) -> ir.Table:
             *(["by"] if spec.by else [])]
     # rows still tied after these keys are interchangeable for every output
     return rows.order_by([*keys, *(ibis.asc(k, nulls_first=False) for k in rest)])
+
+
+def _layer_dimension(events: ir.Table, spec: FunnelSpec, layer: Any) -> ir.Table:
+    """(message_id, value) of the breakdown dimension for the steps' events."""
+    names = sorted({s.event for s in spec.steps})
+    dims = layer.event_rows(events, names, dimensions=(spec.by,))
+    column = str(spec.by).replace(".", "_")
+    return dims.select(dim_message_id=dims.message_id,
+                       dim_value=dims[column].cast("string"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,9 +147,9 @@ def _changed(*columns: pa.ChunkedArray | pa.Array) -> npt.NDArray[np.bool_]:
     return out
 
 
-def fetch_rows(events: ir.Table, spec: FunnelSpec) -> FetchedRows:
+def fetch_rows(events: ir.Table, spec: FunnelSpec, layer: Any = None) -> FetchedRows:
     """Run the funnel's query and shape the result as numpy columns for the matcher."""
-    table = funnel_query(events, spec).to_pyarrow()
+    table = funnel_query(events, spec, layer).to_pyarrow()
     return shape_rows(table, spec)
 
 

@@ -57,16 +57,16 @@ def run_analysis(ws: Workspace, kind: str, body: dict[str, Any]) -> dict[str, An
         # DuckDB draws a progress bar on stdout for long queries: not in JSON output
         warehouse.ibis().raw_sql("SET enable_progress_bar = false")
         events = warehouse.table("events")
-        if kind == "funnels":
-            return analytics.funnel_request(events, body)
-        if kind == "retention":
-            return analytics.retention_request(events, body)
 
         def layer() -> Any:
             from nerve.semantic import SemanticLayer  # noqa: PLC0415
 
             return SemanticLayer.load(ws)
 
+        if kind == "funnels":
+            return analytics.funnel_request(events, body, layer)
+        if kind == "retention":
+            return analytics.retention_request(events, body)
         return analytics.trend_request(events, body, layer)
 
 

@@ -44,7 +44,7 @@ def _handler(run: Callable[[Any, dict[str, Any], Any], dict[str, Any]]) -> Any:
 
 def _layer(state: Any) -> Callable[[], Any]:
     def load() -> Any:
-        from nerve.semantic import SemanticLayer  # noqa: PLC0415 - only for metric trends
+        from nerve.semantic import SemanticLayer  # noqa: PLC0415 - only when asked for
 
         return SemanticLayer.load(state.workspace, state.catalog)
 
@@ -53,7 +53,8 @@ def _layer(state: Any) -> Callable[[], Any]:
 
 def routes() -> list[BaseRoute]:
     return [
-        Route("/v1/funnels", _handler(lambda ev, body, _s: funnel_request(ev, body)),
+        Route("/v1/funnels",
+              _handler(lambda ev, body, s: funnel_request(ev, body, _layer(s))),
               methods=["POST"]),
         Route("/v1/retention", _handler(lambda ev, body, _s: retention_request(ev, body)),
               methods=["POST"]),
