@@ -252,6 +252,8 @@ def _value_counts_at_once(ctx: Context, by_path: dict[str, list[str]], start: fl
     for row in grouped.to_dict("records"):
         for column, names in by_column.items():
             values = row[f"_{column}"]
+            if values is None:  # no such JSON document (traits of a track call)
+                values = [None] * len(names)
             for name, value in zip(names, values, strict=True):
                 path = f"{column}.{name}"
                 if row["event"] in by_path[path]:

@@ -166,13 +166,20 @@ def _judge_all(ctx: Context, event: str, keys: list[tuple[str, dict[str, str]]],
     high = np.expm1(expected_log + sensitivity * scale)
     out: list[tuple[int, CheckResult | None]] = []
     evaluated = ~train
+    windows = _window_spread(logs, expected, train, evaluate_h)
     for j, i in enumerate(index):
-        if (expected[evaluated, j].mean() < min_volume
-                and observed[evaluated, j].mean() < min_volume):
-            continue  # too sparse to judge hour by hour
-        run = _latest_run(flags[:, j], min_run)
+        exp_total = float(expected[evaluated, j].sum())
+        obs_total = float(observed[evaluated, j].sum())
+        if max(exp_total, obs_total) < min_volume:
+            continue  # too few events in the whole window to judge
+        dense = max(expected[evaluated, j].mean(), observed[evaluated, j].mean()) >= min_volume
+        run = _latest_run(flags[:, j], min_run) if dense else None
         if run is None:
-            out.append((int(i), None))
+            # sparse series, or no long hourly run: judge the window's total instead
+            found = _window_anomaly(ctx, keys[i], obs_total, exp_total, windows[j], hours,
+                                    train, observed[:, j], expected[:, j], sensitivity,
+                                    direction, min_change)
+            out.append((int(i), found))
             continue
         begin, end, sign = run
         part = slice(begin, end + 1)
@@ -181,6 +188,62 @@ def _judge_all(ctx: Context, event: str, keys: list[tuple[str, dict[str, str]]],
         out.append((int(i), _anomaly(ctx, keys[i], obs, exp, lo, hi, hours, begin, end, sign,
                                      min_change, float(np.abs(z[part, j]).max()))))
     return out
+
+
+def _window_spread(logs: np.ndarray[Any, Any], expected: np.ndarray[Any, Any],
+                   train: np.ndarray[Any, Any], length: int) -> list[tuple[float, float]]:
+    """Per series: median and robust spread of log(observed/expected) over past windows
+    of the evaluated length (how far a normal day's total strays from the model)."""
+    observed = np.expm1(np.nan_to_num(logs, nan=0.0))
+    known = ~np.isnan(logs)
+    ends = np.flatnonzero(train)[::-1][::length]  # window ends, newest first
+    ratios = []
+    for end in ends:
+        begin = end - length + 1
+        if begin < 0:
+            break
+        part = slice(begin, end + 1)
+        ok = known[part].all(axis=0)
+        ratio = np.log1p(observed[part].sum(axis=0)) - np.log1p(expected[part].sum(axis=0))
+        ratios.append(np.where(ok, ratio, np.nan))
+    out = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        matrix = np.array(ratios) if ratios else np.full((1, logs.shape[1]), np.nan)
+        center = np.nanmedian(matrix, axis=0)
+        spread = _MAD * np.nanmedian(np.abs(matrix - center), axis=0)
+    for c, s in zip(center, spread, strict=True):
+        out.append((float(np.nan_to_num(c)), float(np.nan_to_num(s))))
+    return out
+
+
+def _window_anomaly(ctx: Context, key: tuple[str, dict[str, str]], obs: float, exp: float,
+                    window: tuple[float, float], hours: np.ndarray[Any, Any],
+                    train: np.ndarray[Any, Any], observed: np.ndarray[Any, Any],
+                    expected: np.ndarray[Any, Any], sensitivity: float, direction: str,
+                    min_change: float) -> CheckResult | None:
+    """The evaluated window's total against the model, for series too sparse per hour."""
+    center, spread = window
+    ratio = math.log1p(obs) - math.log1p(exp) - center
+    scale = max(spread, 1.0 / math.sqrt(exp + 1.0))
+    z = ratio / scale
+    change = (obs + 1) / (exp + 1) - 1
+    up = z > sensitivity and change > min_change and direction != "down"
+    down = z < -sensitivity and change < -min_change and direction != "up"
+    if not (up or down):
+        return None
+    sign = 1 if up else -1
+    evaluated = np.flatnonzero(~train)
+    # the start: the first evaluated hour already off in the same direction
+    moved = [k for k in evaluated
+             if sign * (observed[k] - expected[k]) > min_change * max(expected[k], 1.0)]
+    begin = moved[0] if moved else evaluated[0]
+    end = int(evaluated[-1])
+    hours_n = len(evaluated)
+    lo = math.expm1((math.log1p(exp) + center) - sensitivity * scale)
+    hi = math.expm1((math.log1p(exp) + center) + sensitivity * scale)
+    return _anomaly(ctx, key, obs / hours_n, exp / hours_n, max(lo, 0) / hours_n,
+                    hi / hours_n, hours, int(begin), end, sign, min_change, abs(z))
 
 
 def _anomaly(ctx: Context, key: tuple[str, dict[str, str]], obs: float, exp: float,
