@@ -8,6 +8,7 @@ import threading
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -182,3 +183,17 @@ def test_repeated_column_names_stay_apart() -> None:
     with Warehouse.open("duckdb://:memory:") as wh:
         body = result_json(wh.query("SELECT '[1]' AS a, 2 AS a, '{}'::JSON AS a"))
     assert body == {"columns": ["a", "a_2", "a_3"], "rows": [{"a": "[1]", "a_2": 2, "a_3": {}}]}
+
+
+def test_threads_come_from_nerve_toml(make_workspace: Any) -> None:
+    ws = make_workspace(extra_toml="")
+    text = (ws.root / "nerve.toml").read_text().replace(
+        "[warehouse]\n", "[warehouse]\nthreads = 1\n")
+    (ws.root / "nerve.toml").write_text(text)
+    from nerve.workspace import Workspace
+
+    with Warehouse.for_workspace(Workspace.load(ws.root)) as wh:
+        assert wh.query("SELECT current_setting('threads') AS t").to_pylist() == [{"t": 1}]
+    (ws.root / "nerve.toml").write_text(text.replace("threads = 1", "threads = 0"))
+    with pytest.raises(WorkspaceError, match=r"\[warehouse\] threads"):
+        Warehouse.for_workspace(Workspace.load(ws.root))

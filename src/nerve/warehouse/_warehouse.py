@@ -42,6 +42,7 @@ DATA_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 _PREFIX = "duckdb://"
+CHECKPOINT_THRESHOLD = "256MB"
 _LOCK_PID = re.compile(r"PID (\d+)")
 
 
@@ -68,12 +69,15 @@ class Warehouse:
     # ------------------------------------------------------------------ opening
 
     @classmethod
-    def open(cls, url: str, *, read_only: bool = False) -> Warehouse:
+    def open(cls, url: str, *, read_only: bool = False,
+             threads: int | None = None) -> Warehouse:
         """Open (creating if needed) ``duckdb:///abs/path.duckdb`` or ``duckdb://:memory:``.
 
         ``read_only`` opens an existing file without taking the write lock away from
         anyone else's reads (``nerve sql`` when no server runs). A file another process
-        holds raises ``TransientError``.
+        holds raises ``TransientError``. ``threads`` caps DuckDB's worker threads (its
+        default is one per core); on a small machine shared with the collector, 1 costs
+        the loader about 40% less CPU per row (docs/storage.md).
         """
         if not url.startswith(_PREFIX):
             raise WorkspaceError(
@@ -105,7 +109,14 @@ class Warehouse:
             raise _lock_error(path, exc) from exc
         try:
             con.execute("SET GLOBAL TimeZone = 'UTC'")
+            if threads is not None:
+                con.execute(f"SET GLOBAL threads = {int(threads)}")
             if not read_only:
+                # DuckDB checkpoints when its WAL passes 16 MB by default: with the
+                # loader's frequent small commits that is every few commits, and it
+                # doubled the CPU per loaded row (benchmarks/load.py); 256 MB keeps
+                # checkpoints rare, at the price of a longer WAL replay after a crash
+                con.execute(f"SET GLOBAL checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
                 ensure_schema(con)
         except BaseException:
             con.close()
@@ -121,8 +132,14 @@ class Warehouse:
 
     @classmethod
     def for_workspace(cls, ws: Workspace, *, read_only: bool = False) -> Warehouse:
-        """The warehouse configured in the workspace's nerve.toml (``[warehouse] url``)."""
-        return cls.open(ws.warehouse_url, read_only=read_only)
+        """The warehouse configured in the workspace's nerve.toml (``[warehouse] url``,
+        and ``threads`` if set)."""
+        section = ws.config.raw.get("warehouse", {})
+        threads = section.get("threads") if isinstance(section, dict) else None
+        if threads is not None and (not isinstance(threads, int) or threads < 1):
+            raise WorkspaceError(f"{ws.root / 'nerve.toml'}: [warehouse] threads: expected a "
+                                 f"whole number >= 1, got {threads!r}")
+        return cls.open(ws.warehouse_url, read_only=read_only, threads=threads)
 
     # ------------------------------------------------------------------ access
 
