@@ -21,8 +21,8 @@ from nerve.cli._common import (
     handle_errors,
     load_workspace,
 )
-from nerve.cli._sql import _running_server
-from nerve.errors import InternalError, QueryError, TransientError, UserError
+from nerve.cli._remote import answer, call, running_server
+from nerve.errors import InternalError, TransientError
 from nerve.semantic import (
     Health,
     HealthSource,
@@ -128,10 +128,10 @@ def readiness(ctx: typer.Context, fmt: FormatOption = Format.table) -> None:
     """
     ws = load_workspace(ctx)
     layer = _layer(ws, strict=False)
-    server = _running_server(ws)
+    server = running_server(ws)
     if server is not None:
         try:
-            found = [_readiness_of(item) for item in _get(server, "/v1/metrics/readiness")]
+            found = [_readiness_of(item) for item in call(server, "GET", "/v1/metrics/readiness")]
         except httpx.ConnectError:
             server = None
     if server is None:
@@ -176,58 +176,15 @@ def _emit_readiness(found: list[Readiness], fmt: Format) -> None:
 def run_query(ws: Workspace, query: MetricQuery) -> dict[str, Any]:
     """``MetricResult.as_dict()`` of ``query``: from the running server when there is
     one, else from the warehouse file opened read-only."""
-    server = _running_server(ws)
-    if server is not None:
-        try:
-            return _via_server(server, query)
-        except httpx.ConnectError:
-            pass  # the server died since it wrote server.json: open the file ourselves
-    from nerve.warehouse import Warehouse  # noqa: PLC0415 - DuckDB only when needed
+    layer = _layer(ws)  # a bad metrics file fails here, before any connection
 
-    layer = _layer(ws)
-    path = Warehouse.file_of(ws.warehouse_url)
-    if path is not None and not path.exists():
-        Warehouse.for_workspace(ws).close()  # a fresh workspace: create the empty tables
-    with Warehouse.for_workspace(ws, read_only=True) as warehouse:
+    def local(warehouse: Any) -> dict[str, Any]:
         return layer.query(query, warehouse.table("events")).as_dict()
 
-
-def _via_server(server: dict[str, Any], query: MetricQuery) -> dict[str, Any]:
-    body = _call(server, "POST", "/v1/metrics/query", query.as_dict())
-    if not isinstance(body, dict) or "rows" not in body:
-        raise InternalError(f"{server['url']}: unexpected answer to a metrics query")
+    body = answer(ws, "/v1/metrics/query", query.as_dict(), local)
+    if "rows" not in body:
+        raise InternalError("unexpected answer to a metrics query (no rows)")
     return body
-
-
-def _get(server: dict[str, Any], path: str) -> Any:
-    return _call(server, "GET", path, None)
-
-
-def _call(server: dict[str, Any], method: str, path: str, payload: Any) -> Any:
-    """One admin API call to the running server; its errors as nerve errors."""
-    url = str(server["url"]).rstrip("/") + path
-    headers = {"Authorization": f"Bearer {server.get('admin_token', '')}"}
-    try:
-        response = httpx.request(method, url, json=payload, headers=headers, timeout=600)
-    except httpx.ConnectError:
-        raise
-    except httpx.HTTPError as exc:
-        raise TransientError(f"{url}: the server did not answer ({exc})") from exc
-    try:
-        body = response.json()
-    except ValueError:
-        body = {}
-    if response.status_code == 200:
-        return body
-    message = body.get("message") if isinstance(body, dict) else None
-    message = message or response.text[:500] or f"HTTP {response.status_code}"
-    if response.status_code in (401, 403):
-        raise UserError(f"{url}: the server refused the admin token ({message})")
-    if response.status_code in (429, 503):
-        raise TransientError(f"{url}: {message}")
-    if 400 <= response.status_code < 500:
-        raise QueryError(message)
-    raise InternalError(f"{url}: HTTP {response.status_code}: {message}")
 
 
 def _formatted(value: Any, fmt: str, currency: str | None) -> Any:

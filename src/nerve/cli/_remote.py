@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import orjson
 
-from nerve.errors import QueryError, TransientError, UserError
+from nerve.errors import InternalError, QueryError, TransientError, UserError
 from nerve.workspace import Workspace
 
-__all__ = ["answer", "post", "running_server"]
+__all__ = ["answer", "call", "post", "running_server"]
 
 SERVER_FILE = "server.json"
-T = TypeVar("T")
 
 
 def running_server(ws: Workspace) -> dict[str, Any] | None:
@@ -48,9 +47,9 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def post(server: dict[str, Any], path: str, body: dict[str, Any], *,
-         timeout: float = 600) -> dict[str, Any]:
-    """POST ``body`` to the server's ``path`` with its admin token; errors by status.
+def call(server: dict[str, Any], method: str, path: str, body: Any = None, *,
+         timeout: float = 600) -> Any:
+    """One admin API call to the running server; its JSON answer, errors by status.
 
     Raises httpx.ConnectError when nothing listens (the server died since it wrote
     server.json), so the caller can fall back to the file.
@@ -58,7 +57,7 @@ def post(server: dict[str, Any], path: str, body: dict[str, Any], *,
     url = str(server["url"]).rstrip("/") + path
     headers = {"Authorization": f"Bearer {server.get('admin_token', '')}"}
     try:
-        response = httpx.post(url, json=body, headers=headers, timeout=timeout)
+        response = httpx.request(method, url, json=body, headers=headers, timeout=timeout)
     except httpx.ConnectError:
         raise
     except httpx.HTTPError as exc:
@@ -67,7 +66,7 @@ def post(server: dict[str, Any], path: str, body: dict[str, Any], *,
         answer_body = response.json()
     except ValueError:
         answer_body = None
-    if response.status_code == 200 and isinstance(answer_body, dict):
+    if response.status_code == 200 and answer_body is not None:
         return answer_body
     message = answer_body.get("message") if isinstance(answer_body, dict) else None
     message = message or response.text[:500] or f"HTTP {response.status_code}"
@@ -78,7 +77,16 @@ def post(server: dict[str, Any], path: str, body: dict[str, Any], *,
         raise TransientError(f"{url}: {message}")
     if 400 <= response.status_code < 500:
         raise QueryError(message)
-    raise TransientError(f"{url}: HTTP {response.status_code}: {message}")
+    raise InternalError(f"{url}: HTTP {response.status_code}: {message}")
+
+
+def post(server: dict[str, Any], path: str, body: dict[str, Any], *,
+         timeout: float = 600) -> dict[str, Any]:
+    """POST ``body`` and expect a JSON object back."""
+    found = call(server, "POST", path, body, timeout=timeout)
+    if not isinstance(found, dict):
+        raise InternalError(f"{server['url']}{path}: expected a JSON object")
+    return found
 
 
 def answer(ws: Workspace, path: str, body: dict[str, Any],
