@@ -95,6 +95,9 @@ def workspace(tmp_path: Path) -> Workspace:
     (events / "segment_order_completed.yaml").write_text(SEGMENT_ORDER_COMPLETED)
     (events / "versions" / "order_completed.v1.yaml").write_text(ORDER_COMPLETED)
     (events / "identify.yaml").write_text(IDENTIFY)
+    # a fixed key, so that the golden envelopes' keyed hashes are reproducible
+    (tmp_path / ".nerve").mkdir()
+    (tmp_path / ".nerve" / "secret.key").write_text("golden-test-secret\n")
     return Workspace.load(tmp_path)
 
 

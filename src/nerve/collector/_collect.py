@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 
 import pyarrow as pa
@@ -16,6 +16,7 @@ from nerve.collector._map import Row, map_messages
 from nerve.collector._validate import Validator
 from nerve.envelope import ENVELOPE_FIELDS, ENVELOPE_SCHEMA, Envelope
 from nerve.errors import AuthError
+from nerve.pipeline import Guard, PrivacyPolicy
 from nerve.workspace import Source, Workspace
 
 __all__ = ["ENDPOINTS", "Collected", "Collector"]
@@ -37,6 +38,8 @@ class Collected:
 
     source: Source
     rows: list[Row]
+    #: messages not stored, by (reason, event): ``("consent", "order_completed")``
+    dropped: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -72,10 +75,19 @@ class Collector:
     ... # doctest: +SKIP
     """
 
-    def __init__(self, workspace: Workspace, catalog: Catalog) -> None:
+    def __init__(self, workspace: Workspace, catalog: Catalog, *,
+                 privacy: bool = True) -> None:
         self.workspace = workspace
         self.limits = workspace.config.collector
         self.validator = Validator(catalog)
+        #: enrichment and the ``[privacy]`` policy (docs/privacy.md); None only in tests
+        #: and benchmarks that measure the bare collector
+        self.guard: Guard | None = None
+        if privacy:
+            policy = PrivacyPolicy.from_config(workspace.config.raw.get("privacy", {}),
+                                               workspace.secret())
+            self.guard = Guard(policy, catalog.get("identify") if "identify" in catalog
+                               else None)
 
     def authenticate(self, write_key: str | None) -> Source:
         """The source a write key belongs to; AuthError (401) when none does."""
@@ -89,8 +101,12 @@ class Collector:
 
     def collect(self, body: bytes, *, endpoint: str, authorization: str | None = None,
                 content_encoding: str | None = None,
-                received_at: int | None = None) -> Collected:
-        """Authenticate, parse, map and validate one request to ``/v1/<endpoint>``.
+                received_at: int | None = None, client_ip: str | None = None,
+                user_agent: str | None = None) -> Collected:
+        """Authenticate, parse, map, validate and protect one request to ``/v1/<endpoint>``.
+
+        ``client_ip`` and ``user_agent`` are the request's (connection or trusted proxy
+        header, and the User-Agent header): they enrich messages that lack their own.
 
         Raises RequestError/AuthError (a 4xx) for what the client must fix; catalog
         problems do not raise, they ride along in the envelopes' ``violations``.
@@ -107,6 +123,7 @@ class Collector:
         parsed = parse_body(raw, endpoint, self.limits)
         if source is None:
             source = self.authenticate(parsed.write_key)
+        dropped: dict[tuple[str, str], int] = {}
         rows = map_messages(
             parsed.messages,
             source=source.name,
@@ -116,5 +133,9 @@ class Collector:
             validator=self.validator,
             max_event_bytes=self.limits.max_event_bytes,
             batch=endpoint in BATCH_PATHS,
+            guard=self.guard,
+            client_ip=client_ip,
+            user_agent=user_agent,
+            dropped=dropped,
         )
-        return Collected(source, rows)
+        return Collected(source, rows, dropped)

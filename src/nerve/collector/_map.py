@@ -17,6 +17,7 @@ import orjson
 
 from nerve.collector._errors import message_error
 from nerve.collector._validate import Rule, Validator
+from nerve.pipeline import Guard, withhold_values
 
 __all__ = ["Row", "map_messages", "parse_timestamp"]
 
@@ -101,6 +102,10 @@ def map_messages(
     validator: Validator,
     max_event_bytes: int,
     batch: bool = True,
+    guard: Guard | None = None,
+    client_ip: str | None = None,
+    user_agent: str | None = None,
+    dropped: dict[tuple[str, str], int] | None = None,
 ) -> list[Row]:
     """Map and validate a request's messages; raise RequestError naming the first bad one.
 
@@ -109,6 +114,11 @@ def map_messages(
     id, no event name, a wrong type for an id) refuse the request: the client must fix
     them. Catalog problems (unknown event, invalid properties, a bad timestamp) do not:
     the envelope carries its ``violations`` and goes to the quarantine.
+
+    With a ``guard`` (docs/privacy.md), each message is enriched (``client_ip``,
+    ``user_agent``: the request's), validated raw, then protected: hashed or dropped
+    values never reach a row, not even quoted in a violation. Messages whose consent does
+    not cover their event's purpose get no row; ``dropped[("consent", event)]`` counts them.
     """
     rows: list[Row] = []
     times: dict[Any, int | None] = {None: None}  # batches repeat timestamp strings
@@ -221,6 +231,29 @@ def map_messages(
                 schema_version, violations = rule.verdict
             else:
                 schema_version, violations = validator.explain(rule, payload)
+        if guard is not None:
+            spec = None if payload is None or rule is None else rule.spec
+            if not guard.consents(context, spec):
+                if dropped is not None:
+                    what = ("consent", event or type_)
+                    dropped[what] = dropped.get(what, 0) + 1
+                continue
+            context = guard.context(context, client_ip, user_agent)
+            if payload is not None:
+                protected, changed = guard.payload(payload, spec)
+                if changed and violations:
+                    violations = dumps(withhold_values(
+                        orjson.loads(violations), payload, protected)).decode()
+                payload = protected
+                if type_ in _PROPERTY_CALLS:
+                    properties = payload
+                else:
+                    traits = payload
+            if type_ not in _TRAIT_CALLS:
+                context_traits = context.get("traits")
+                traits = context_traits if context_traits.__class__ is dict else None
+            user_id = guard.identifier(user_id)
+            previous_id = guard.identifier(previous_id)
         if problems:
             listed = orjson.loads(violations) if violations else []
             violations = dumps(problems + listed).decode()

@@ -5,6 +5,7 @@ runs in every deployment and is cheap to test.
 """
 
 from nerve.pipeline.enrich import enrich_context, parse_user_agent
+from nerve.pipeline.guard import Guard, withhold_values
 from nerve.pipeline.privacy import (
     PrivacyPolicy,
     consent_allows,
@@ -15,6 +16,7 @@ from nerve.pipeline.privacy import (
 )
 
 __all__ = [
+    "Guard",
     "PrivacyPolicy",
     "consent_allows",
     "enrich_context",
@@ -23,4 +25,5 @@ __all__ = [
     "protect_payload",
     "pseudonymise",
     "truncate_ip",
+    "withhold_values",
 ]

@@ -34,6 +34,22 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def client_ip(request: Request, proxy_header: str | None) -> str | None:
+    """The sender's address: the connection's, or what the trusted proxy says it saw.
+
+    With ``[collector] trusted_proxy_header = "X-Forwarded-For"`` the LAST address of the
+    header is used: it is the one the trusted proxy appended, while earlier entries are
+    whatever the client claimed.
+    """
+    if proxy_header:
+        forwarded = request.headers.get(proxy_header)
+        if forwarded:
+            last = forwarded.rsplit(",", 1)[-1].strip()
+            if last:
+                return last
+    return request.client.host if request.client else None
+
+
 async def ingest(request: Request) -> Response:
     """POST /v1/{batch,b,import,track,t,...}: 200 only once the events are durable."""
     state: NerveState = request.app.state.nerve
@@ -46,7 +62,9 @@ async def ingest(request: Request) -> Response:
         headers = request.headers
         collected = state.collector.collect(
             body, endpoint=endpoint, authorization=headers.get("authorization"),
-            content_encoding=headers.get("content-encoding"))
+            content_encoding=headers.get("content-encoding"),
+            client_ip=client_ip(request, state.proxy_header),
+            user_agent=headers.get("user-agent"))
         if collected.rows:
             state.log.append(collected.record_batch())
             # fsync off the event loop; concurrent requests share one group commit

@@ -65,7 +65,11 @@ class NerveState:
     url: str = ""
     #: set while the log's unloaded backlog is over its bound: ingest answers 503
     overloaded: bool = False
+    #: ``[collector] trusted_proxy_header``: where a fronting proxy puts the client's IP
+    proxy_header: str | None = None
 
     def __post_init__(self) -> None:
         self.collector = Collector(self.workspace, self.catalog)
+        header = self.workspace.config.raw.get("collector", {}).get("trusted_proxy_header")
+        self.proxy_header = str(header) if header else None
         self.commit = GroupCommit(self.log)

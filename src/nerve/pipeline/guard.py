@@ -1,0 +1,137 @@
+"""The collector's per-message pipeline step: enrich, check consent, protect.
+
+``Guard`` bundles the pure steps of ``enrich`` and ``privacy`` for the hot path: the
+policy and the catalog's identify spec are resolved once, per-spec property tables and
+the verdicts on uncataloged property names are cached, and a payload without anything to
+protect is returned as is (no dict is rebuilt).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nerve.catalog import EventSpec, PropertySpec
+from nerve.pipeline.enrich import enrich_context
+from nerve.pipeline.privacy import (
+    PERSONAL_NAMES,
+    PrivacyPolicy,
+    consent_allows,
+    protect_context,
+    protect_payload,
+    pseudonymise,
+)
+
+__all__ = ["Guard", "withhold_values"]
+
+_MAX_NAMES = 50_000  # uncataloged names are client-controlled: bound their cache
+
+
+class Guard:
+    """Enrichment and privacy for one workspace (``[privacy]`` policy, identify spec).
+
+    >>> guard = Guard(PrivacyPolicy(secret=b"k"))
+    >>> guard.payload({"email": "a@b.c"}, None)[0]["email"][:2]
+    'h:'
+    """
+
+    def __init__(self, policy: PrivacyPolicy, identify: EventSpec | None = None) -> None:
+        self.policy = policy
+        self.identify = identify
+        #: spec id -> whether any property of it has a PII class other than none
+        self._sensitive_specs: dict[int, bool] = {}
+        #: uncataloged property name -> whether it looks personal
+        self._names: dict[str, bool] = {}
+
+    def context(self, context: dict[str, Any], client_ip: str | None,
+                user_agent: str | None) -> dict[str, Any]:
+        """``context`` enriched (UA, IP, bot) then protected (IP policy, context.traits)."""
+        enriched = enrich_context(context, client_ip=client_ip, user_agent=user_agent)
+        return protect_context(enriched, self.identify, self.policy)
+
+    def consents(self, context: dict[str, Any], spec: EventSpec | None) -> bool:
+        """Whether the event may be stored under the sender's consent choices."""
+        if not self.policy.enforce_consent or spec is None or not spec.purpose:
+            return True
+        return consent_allows(context, spec.purpose)
+
+    def payload(self, payload: dict[str, Any], spec: EventSpec | None
+                ) -> tuple[dict[str, Any], int]:
+        """Properties or traits with the policy applied, and how many values changed."""
+        if not self._needs_work(payload, spec):
+            return payload, 0
+        return protect_payload(payload, spec, self.policy)
+
+    def identifier(self, value: str | None) -> str | None:
+        """``user_id`` (and an alias's ``previous_id``) as the policy keeps it."""
+        if value is None or self.policy.user_id == "keep":
+            return value
+        return pseudonymise(value, self.policy.secret)
+
+    def _needs_work(self, payload: dict[str, Any], spec: EventSpec | None) -> bool:
+        if spec is not None:
+            key = id(spec)
+            flagged = self._sensitive_specs.get(key)
+            if flagged is None:
+                flagged = self._sensitive_specs[key] = _has_pii(spec.properties)
+            if flagged:
+                return True
+            known = spec.property
+        if not self.policy.guard_unknown:
+            return False
+        names = self._names
+        for name in payload:
+            verdict = names.get(name)
+            if verdict is None:
+                verdict = bool(PERSONAL_NAMES.search(name))
+                if len(names) < _MAX_NAMES:
+                    names[name] = verdict
+            if verdict and (spec is None or known(name) is None):
+                return True
+        return False
+
+
+def _has_pii(props: tuple[PropertySpec, ...]) -> bool:
+    return any(p.pii != "none" or _has_pii(p.properties) for p in props)
+
+
+def withhold_values(violations: list[dict[str, Any]], raw: dict[str, Any],
+                    protected: dict[str, Any]) -> list[dict[str, Any]]:
+    """Violations whose messages no longer quote a value the policy hashed or dropped.
+
+    A validator's message may quote the offending value (``'ann@x' is not a 'uri'``); the
+    quarantine must not keep it raw, so such a message is replaced by one that names only
+    the path and rule.
+    """
+    secrets = [s for s in _changed_values(raw, protected) if s]
+    if not secrets:
+        return violations
+    result = []
+    for violation in violations:
+        message = str(violation.get("message", ""))
+        if any(s in message for s in secrets):
+            message = (f"{violation.get('path')}: breaks the {violation.get('rule')} rule "
+                       "(value withheld: personal data)")
+        result.append({**violation, "message": message})
+    return result
+
+
+def _changed_values(raw: Any, protected: Any) -> list[str]:
+    """The raw values (as text) that the policy replaced or removed."""
+    if isinstance(raw, dict):
+        out: list[str] = []
+        for key, value in raw.items():
+            new = protected.get(key) if isinstance(protected, dict) else None
+            if isinstance(value, dict) and isinstance(new, dict):
+                out.extend(_changed_values(value, new))
+            elif new is not value:
+                out.extend(_leaves(value))
+        return out
+    return []
+
+
+def _leaves(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _leaves(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _leaves(v)]
+    return [] if value is None else [str(value)]

@@ -1,0 +1,185 @@
+"""Enrichment, consent and privacy as wired into ``Collector.collect`` (docs/privacy.md)."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+
+from nerve.catalog import Catalog
+from nerve.collector import Collector
+from nerve.envelope import Envelope
+from nerve.pipeline import pseudonymise
+from nerve.workspace import Workspace
+
+SIGNUP = """\
+name: signup
+description: Someone signs up.
+owner: growth
+purpose: analytics
+version: 1
+retention: 400d
+properties:
+  plan: {type: string, enum: [free, pro], pii: none}
+  email: {type: string, pii: personal, format: uri}
+  device_id: {type: string, pii: pseudonymous}
+  diagnosis: {type: string, pii: sensitive}
+"""
+
+AD_CLICK = """\
+name: ad_click
+description: An ad was clicked.
+owner: growth
+purpose: advertising
+version: 1
+retention: 30d
+properties:
+  campaign: {type: string, pii: none}
+"""
+
+IDENTIFY = """\
+name: identify
+type: identify
+description: Who the user is.
+owner: growth
+purpose: analytics
+version: 1
+retention: 400d
+properties:
+  email: {type: string, pii: personal}
+  name: {type: string, pii: personal, handling: drop}
+"""
+
+SECRET = b"collector-privacy-secret"
+CHROME = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+          "Chrome/120.0.0.0 Safari/537.36")
+
+
+@pytest.fixture
+def make_collector(make_workspace: Callable[..., Workspace]) -> Callable[..., Collector]:
+    def make(extra_toml: str = "") -> Collector:
+        ws = make_workspace({"signup.yaml": SIGNUP, "ad_click.yaml": AD_CLICK,
+                             "identify.yaml": IDENTIFY}, extra_toml=extra_toml)
+        ws.data_dir.mkdir(exist_ok=True)
+        (ws.data_dir / "secret.key").write_bytes(SECRET)
+        return Collector(ws, Catalog.load(ws.events_dir))
+
+    return make
+
+
+def collect(collector: Collector, *messages: dict[str, Any], **kwargs: Any
+            ) -> tuple[list[Envelope], dict[tuple[str, str], int]]:
+    key = collector.workspace.config.sources[0].write_key
+    auth = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+    got = collector.collect(orjson.dumps({"batch": list(messages)}), endpoint="batch",
+                            authorization=auth, **kwargs)
+    return got.envelopes, got.dropped
+
+
+def signup(**properties: Any) -> dict[str, Any]:
+    return {"type": "track", "event": "signup", "userId": "u1", "messageId": "m1",
+            "properties": properties}
+
+
+def test_each_pii_class_is_protected_before_the_row_exists(
+        make_collector: Callable[..., Collector]) -> None:
+    (env,), _ = collect(make_collector(), signup(
+        plan="pro", email="https://ann.example", device_id="dev-42", diagnosis="flu"))
+    props = orjson.loads(env["properties"] or "")
+    assert props == {"plan": "pro", "email": pseudonymise("https://ann.example", SECRET),
+                     "device_id": pseudonymise("dev-42", SECRET)}
+    assert env["violations"] is None
+
+
+def test_a_violation_never_quotes_a_protected_value(
+        make_collector: Callable[..., Collector]) -> None:
+    # "ann@example.com" is not a URI: the event is quarantined, its message must not quote it
+    (env,), _ = collect(make_collector(), signup(email="ann@example.com", plan="gold"))
+    text = orjson.dumps(env).decode()
+    assert "ann@example.com" not in text
+    violations = orjson.loads(env["violations"] or "")
+    assert {v["path"] for v in violations} == {"$.properties.email", "$.properties.plan"}
+    # values that are not personal are still quoted, to help fix the sender
+    assert any("gold" in v["message"] for v in violations)
+
+
+def test_identify_traits_and_context_traits_are_protected(
+        make_collector: Callable[..., Collector]) -> None:
+    (env,), _ = collect(make_collector(), {
+        "type": "identify", "userId": "u1", "traits": {"email": "ann@x.io", "name": "Ann"},
+        "context": {"traits": {"email": "ann@x.io", "phone": "+49 301"}}})
+    text = orjson.dumps(env).decode()
+    for raw in ("ann@x.io", "Ann", "+49 301"):
+        assert raw not in text
+    traits = orjson.loads(env["traits"] or "")
+    assert traits == {"email": pseudonymise("ann@x.io", SECRET),
+                      "phone": pseudonymise("+49 301", SECRET)}
+
+
+def test_track_context_traits_are_protected_in_both_columns(
+        make_collector: Callable[..., Collector]) -> None:
+    message = signup(plan="free")
+    message["context"] = {"traits": {"email": "bob@x.io", "age_group": "65+"}}
+    (env,), _ = collect(make_collector(), message)
+    hashed = pseudonymise("bob@x.io", SECRET)
+    assert orjson.loads(env["traits"] or "") == {"email": hashed, "age_group": "65+"}
+    assert orjson.loads(env["context"] or "")["traits"]["email"] == hashed
+
+
+def test_enrichment_from_the_request_then_ip_truncated(
+        make_collector: Callable[..., Collector]) -> None:
+    (env,), _ = collect(make_collector(), signup(plan="pro"), client_ip="203.0.113.77",
+                        user_agent=CHROME)
+    context = orjson.loads(env["context"] or "")
+    assert context["ip"] == "203.0.113.0"
+    assert context["browser"]["name"] == "Chrome"
+    assert context["os"]["name"] == "Windows"
+    assert context["device"]["type"] == "desktop"
+    assert "bot" not in context
+
+
+def test_what_the_sdk_sent_wins_over_the_request(
+        make_collector: Callable[..., Collector]) -> None:
+    message = signup(plan="pro")
+    message["context"] = {"ip": "2001:db8:85a3::8a2e:370:7334",
+                          "os": {"name": "iOS", "version": "17"}}
+    (env,), _ = collect(make_collector(), message, client_ip="198.51.100.1", user_agent=CHROME)
+    context = orjson.loads(env["context"] or "")
+    assert context["ip"] == "2001:db8:85a3::"
+    assert context["os"] == {"name": "iOS", "version": "17"}
+
+
+def test_consent_that_does_not_cover_the_purpose_drops_and_counts(
+        make_collector: Callable[..., Collector]) -> None:
+    consent = {"consent": {"categoryPreferences": {"Analytics": True, "Advertising": False}}}
+    ads = {"type": "track", "event": "ad_click", "userId": "u1", "messageId": "a1",
+           "properties": {"campaign": "c"}, "context": consent}
+    kept = {**signup(plan="pro"), "context": consent}
+    envelopes, dropped = collect(make_collector(), ads, kept, {**ads, "messageId": "a2"})
+    assert [e["event"] for e in envelopes] == ["signup"]
+    assert dropped == {("consent", "ad_click"): 2}
+
+
+def test_consent_is_not_enforced_when_the_policy_says_so(
+        make_collector: Callable[..., Collector]) -> None:
+    collector = make_collector("[privacy]\nenforce_consent = false\n")
+    ads = {"type": "track", "event": "ad_click", "userId": "u1", "properties": {},
+           "context": {"consent": {"categoryPreferences": {"Advertising": False}}}}
+    envelopes, dropped = collect(collector, ads)
+    assert len(envelopes) == 1
+    assert dropped == {}
+
+
+def test_policy_hashes_user_id_and_drops_ip(make_collector: Callable[..., Collector]) -> None:
+    collector = make_collector('[privacy]\nuser_id = "hash"\nip = "drop"\n'
+                               'allow_sensitive = ["signup.diagnosis"]\n')
+    (env, alias), _ = collect(collector, signup(diagnosis="flu"),
+                              {"type": "alias", "userId": "u2", "previousId": "u1"},
+                              client_ip="192.0.2.5")
+    assert env["user_id"] == pseudonymise("u1", SECRET)
+    assert alias["previous_id"] == pseudonymise("u1", SECRET)
+    assert "ip" not in orjson.loads(env["context"] or "")
+    assert orjson.loads(env["properties"] or "") == {"diagnosis": "flu"}

@@ -1,0 +1,112 @@
+"""End to end: what the privacy policy hashes or drops is in no file nerve wrote.
+
+A real ``nerve serve`` receives events carrying an email, a sensitive value, a device id
+and IP addresses (in the message, and from the trusted proxy header). After a graceful
+stop, every file under the workspace (log segments, the DuckDB file, server output...) is
+searched byte for byte: no raw value may appear, while the keyed hashes and a control
+value that is not personal must (so the search itself is shown to see the data).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+from serverkit import basic, rows, write_key
+
+from nerve.pipeline import pseudonymise
+from nerve.workspace import Workspace
+
+SIGNUP = """\
+name: signup
+description: Someone signs up.
+owner: growth
+purpose: analytics
+version: 1
+retention: 400d
+properties:
+  marker: {type: string, pii: none}
+  email: {type: string, pii: personal}
+  device_id: {type: string, pii: pseudonymous}
+  diagnosis: {type: string, pii: sensitive}
+"""
+
+IDENTIFY = """\
+name: identify
+type: identify
+description: Who the user is.
+owner: growth
+purpose: analytics
+version: 1
+retention: 400d
+properties:
+  email: {type: string, pii: personal}
+  phone: {type: string, pii: personal, handling: drop}
+"""
+
+SECRET = b"e2e-privacy-secret-0123456789"
+EMAIL = "zelda.q.private@example.org"
+PHONE = "+49-30-55501234"
+DEVICE = "device-7f3e9a1c55"
+DIAGNOSIS = "rare-condition-xq17"
+MESSAGE_IP = "203.0.113.177"
+PROXY_IP = "198.51.100.213"
+QUARANTINED_EMAIL = "quarantined.person@example.net"
+CONTROL = "control-marker-not-personal-4711"
+
+
+def _files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file()]
+
+
+def test_no_raw_personal_value_is_in_any_file_nerve_wrote(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., object]) -> None:
+    ws = make_workspace({"signup.yaml": SIGNUP, "identify.yaml": IDENTIFY})
+    toml = ws.root / "nerve.toml"
+    toml.write_text(toml.read_text().replace(
+        "[collector]\n", '[collector]\ntrusted_proxy_header = "X-Forwarded-For"\n'))
+    ws.data_dir.mkdir(exist_ok=True)
+    (ws.data_dir / "secret.key").write_bytes(SECRET)
+    server = serve(ws)
+    batch = [
+        {"type": "track", "event": "signup", "userId": "u1", "messageId": "s1",
+         "properties": {"marker": CONTROL, "email": EMAIL, "device_id": DEVICE,
+                        "diagnosis": DIAGNOSIS},
+         "context": {"ip": MESSAGE_IP, "traits": {"email": EMAIL}}},
+        {"type": "identify", "userId": "u1", "messageId": "i1",
+         "traits": {"email": EMAIL, "phone": PHONE}},
+        # an uncataloged event goes to the quarantine: its personal-looking fields too
+        {"type": "track", "event": "not_in_catalog", "userId": "u2", "messageId": "q1",
+         "properties": {"email": QUARANTINED_EMAIL, "marker": CONTROL}},
+        # no IP in the message: the proxy's header gives it
+        {"type": "track", "event": "signup", "userId": "u3", "messageId": "s2",
+         "properties": {"marker": CONTROL}},
+    ]
+    answer = httpx.post(f"{server.url}/v1/batch", json={"batch": batch},  # type: ignore[attr-defined]
+                        headers={**basic(write_key(ws)),
+                                 "X-Forwarded-For": f"10.0.0.1, {PROXY_IP}"}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert server.stop() == 0  # type: ignore[attr-defined]
+
+    loaded = rows(ws, "SELECT message_id, properties, context FROM events ORDER BY message_id")
+    assert [r["message_id"] for r in loaded] == ["i1", "s1", "s2"]
+    by_id = {r["message_id"]: r for r in loaded}
+    assert by_id["s1"]["properties"]["email"] == pseudonymise(EMAIL, SECRET)
+    assert "diagnosis" not in by_id["s1"]["properties"]
+    assert by_id["s1"]["context"]["ip"] == "203.0.113.0"
+    assert by_id["s2"]["context"]["ip"] == "198.51.100.0"
+    quarantined = rows(ws, "SELECT message_id, properties FROM quarantine")
+    assert [(q["message_id"], q["properties"]["email"]) for q in quarantined] == [
+        ("q1", pseudonymise(QUARANTINED_EMAIL, SECRET))]
+
+    files = _files(ws.root)
+    assert any("log" in p.parts for p in files) or any(p.suffix == ".duckdb" for p in files)
+    contents = {p: p.read_bytes() for p in files}
+    for raw in (EMAIL, PHONE, DEVICE, DIAGNOSIS, MESSAGE_IP, PROXY_IP, QUARANTINED_EMAIL):
+        holders = [str(p.relative_to(ws.root)) for p, data in contents.items()
+                   if raw.encode() in data]
+        assert holders == [], f"{raw!r} was written raw to {holders}"
+    # the search sees the data: the control value and the hashes are on disk
+    for present in (CONTROL, pseudonymise(EMAIL, SECRET), pseudonymise(DEVICE, SECRET)):
+        assert any(present.encode() in data for data in contents.values()), present
