@@ -26,7 +26,7 @@ from nerve.analytics._spec import (
     parse_step,
 )
 from nerve.analytics._trends import TrendSpec, metric_trend, trend
-from nerve.errors import QueryError
+from nerve.errors import QueryError, UserError
 
 __all__ = [
     "funnel_request",
@@ -164,7 +164,10 @@ def funnel_request(events: ir.Table, body: dict[str, Any],
     spec = funnel_spec(body)
     semantic = None
     if spec.by and layer is not None:
-        semantic = layer()
+        try:
+            semantic = layer()
+        except UserError:
+            semantic = None  # broken metrics/*.yaml: `nerve metrics lint` says why
         if semantic is not None and not all(s.event in semantic.catalog for s in spec.steps):
             semantic = None
     result = funnel(events, spec, layer=semantic)
