@@ -296,8 +296,16 @@ def _explain(plan: Plan, ctx: Context, b: Builder) -> None:
     pct = ""
     if r.get("change_pct") is not None:
         pct = f" ({b.num(f'{label} change', r['change_pct'], q, 'explain_change', 'signed_percent')})"  # noqa: E501
-    b.say(f"{label} {moved} to {obs} from {period.replace('..', ' to ')}, against {base} "
+    when = f"on {until.isoformat()}" if span.since == until else \
+        f"from {period.replace('..', ' to ')}"
+    b.say(f"{label} {moved} to {obs} {when}, against {base} "
           f"the period before{pct}.")
+    first = ctx.first_event()
+    if first is not None and span.since is not None and \
+            span.since - (until - span.since + timedelta(days=1)) < first:
+        b.say(f"Caveat: the data starts on {first.isoformat()}, inside the period before, "
+              "so the baseline is incomplete.")
+        b.caveats.append("the period before starts before the first event")
     drivers = r.get("drivers") or []
     if drivers:
         parts = []

@@ -53,7 +53,7 @@ def ask(
 def _print(result: dict[str, Any]) -> None:
     from rich.console import Console  # noqa: PLC0415
 
-    out = Console(soft_wrap=False, highlight=False)
+    out = Console(soft_wrap=True, highlight=False)  # queries stay on one line
     out.print(result["answer"], markup=False)
     if result.get("caveats"):
         out.print("\n[bold]Caveats[/bold]")
