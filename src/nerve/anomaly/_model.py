@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
+from scipy import special
 
 from nerve.errors import UserError
 
@@ -255,11 +255,15 @@ def poisson_z(observed: F64, expected: F64) -> F64:
     [4.4, -7.4]
     """
     lam = np.maximum(expected, 1e-9)
-    upper = stats.poisson.sf(observed - 1, lam)
-    lower = stats.poisson.cdf(observed, lam)
-    up = observed > lam
+    k = np.maximum(observed, 0.0)
+    up = k > lam
+    # the Poisson tails as regularized incomplete gamma functions (exact for integer
+    # counts, smooth for the scaled ones of the quasi-Poisson test) and ~50x faster
+    # than scipy.stats' distribution objects, which matters over thousands of series
+    upper = special.gammainc(np.maximum(k, 1e-12), lam)  # P(X >= k)
+    lower = special.gammaincc(k + 1.0, lam)  # P(X <= k)
     p = np.where(up, upper, lower).clip(1e-300, 1.0)
-    z = stats.norm.isf(p)
+    z = -special.ndtri(p)
     out: F64 = np.where(up, np.maximum(z, 0), -np.maximum(z, 0))
     return out
 
