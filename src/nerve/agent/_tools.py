@@ -34,6 +34,7 @@ class Context:
     con: Any
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     _values: dict[str, tuple[str, ...]] | None = None
+    _health: list[Any] | None = None
 
     @classmethod
     def open(cls, workspace: Workspace, warehouse: Any, *, now: datetime | None = None,
@@ -59,16 +60,29 @@ class Context:
         if self._values is None:
             names = [n for n, d in self.layer.dimensions.items()
                      if getattr(d, "type", "string") == "string"]
-            rows = self.layer.event_rows(self.events, "*", dimensions=names)
-            found: dict[str, tuple[str, ...]] = {}
-            for name in names:
-                col = rows[name.replace(".", "_")]
-                values = rows.select(v=col).filter(col.notnull()).distinct() \
-                    .limit(_MAX_VALUES + 1).to_pyarrow().column("v").to_pylist()
-                found[name] = tuple(sorted(str(v) for v in values if str(v).strip())) \
-                    if len(values) <= _MAX_VALUES else ()
+            found: dict[str, tuple[str, ...]] = dict.fromkeys(names, ())
+            if names:
+                rows = self.layer.event_rows(self.events, "*", dimensions=names)
+                cols = {n: rows[n.replace(".", "_")] for n in names}
+                counts = rows.aggregate(**{n: c.nunique() for n, c in cols.items()}) \
+                    .to_pyarrow().to_pylist()[0]
+                few = [n for n in names if (counts[n] or 0) <= _MAX_VALUES]
+                if few:  # one pass for every few-valued dimension
+                    values = rows.aggregate(**{n: cols[n].collect(distinct=True)
+                                               for n in few}).to_pyarrow().to_pylist()[0]
+                    for n in few:
+                        found[n] = tuple(sorted(str(v) for v in values[n] or []
+                                                if v is not None and str(v).strip()))
             self._values = found
         return self._values
+
+    def health(self) -> list[Any]:
+        """The latest recorded quality results (read once per context)."""
+        if self._health is None:
+            from nerve.quality import latest_results  # noqa: PLC0415
+
+            self._health = list(latest_results(self.con))
+        return self._health
 
     def first_event(self) -> date | None:
         """The local day of the first event (None for an empty warehouse)."""
@@ -178,9 +192,9 @@ def run_funnel(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
 
 def data_health(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     """The latest recorded quality checks (``nerve check``); ``event`` narrows them."""
-    from nerve.quality import latest_results, worst  # noqa: PLC0415
+    from nerve.quality import worst  # noqa: PLC0415
 
-    results = latest_results(ctx.con)
+    results = ctx.health()
     event = _str(args, "event")
     if event:
         results = [r for r in results if r.event == event]
@@ -204,9 +218,7 @@ def experiment_results(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
 def explain_change(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     """Why a metric moved: ``nerve explain`` (nerve.anomaly) over the same warehouse."""
     explain = _anomaly("explain")
-    from nerve.quality import latest_results  # noqa: PLC0415
-
-    caveats = [r.as_dict() for r in latest_results(ctx.con)]
+    caveats = [r.as_dict() for r in ctx.health()]
     result: dict[str, Any] = explain(
         ctx.events, _str(args, "target", required=True), layer=ctx.layer,
         period=_str(args, "period") or "7d", vs=_str(args, "vs") or "previous",
