@@ -116,3 +116,21 @@ def test_poll_counts_only_rows_loaded_since_the_last_pass(tmp_path: Path) -> Non
     assert monitor.counts[("add_to_cart", "platform", "android")][minute + 1] == 4
     assert monitor.snapshot()["series"] == 3
     warehouse.close()
+
+
+def test_prometheus_client_collector_reads_the_monitor() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from nerve.anomaly import prometheus_collector
+
+    class State:
+        live_monitor: LiveMonitor | None = None
+
+    state = State()
+    registry = CollectorRegistry()
+    registry.register(prometheus_collector(state))
+    assert b"nerve_anomaly_open_alerts 0.0" in generate_latest(registry)
+    state.live_monitor, _ = stream(drop_at=90)
+    text = generate_latest(registry).decode()
+    assert ('nerve_anomaly_alerts_total{dimension="platform",event="add_to_cart",'
+            'value="android"} 1.0') in text

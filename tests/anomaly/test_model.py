@@ -134,3 +134,14 @@ def test_poisson_scores_match_scipy() -> None:
 def test_runs_join_short_gaps() -> None:
     assert runs(np.array([-1, -1, 0, 0, -1, 1]), 1, gap=2) == [(0, 4, -1), (5, 5, 1)]
     assert runs(np.array([1, 0, 0, 0, 1]), 1, gap=2) == [(0, 0, 1), (4, 4, 1)]
+
+
+def test_exported_names() -> None:
+    import nerve.anomaly
+
+    assert sorted(nerve.anomaly.__all__) == sorted([
+        "KEY_DIMENSIONS", "Anomaly", "Band", "Detection", "LiveAlert", "LiveMonitor",
+        "Period", "Request", "Settings", "Window", "backtest", "daily_values", "detect",
+        "event_counts", "explain", "find_anomalies", "forecast", "metric_series",
+        "parse_period", "poisson_z", "prometheus_collector", "prometheus_text",
+        "resolve_target", "robust_fit", "seasonal_fit", "start_live"])

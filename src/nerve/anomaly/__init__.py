@@ -12,7 +12,13 @@ check; the live monitor counts per minute from the loader side (``LiveMonitor``)
 from nerve.anomaly._detect import Anomaly, Detection, Window, detect
 from nerve.anomaly._explain import Period, explain, parse_period
 from nerve.anomaly._forecast import backtest, daily_values, forecast
-from nerve.anomaly._live import LiveAlert, LiveMonitor, prometheus_text, start_live
+from nerve.anomaly._live import (
+    LiveAlert,
+    LiveMonitor,
+    prometheus_collector,
+    prometheus_text,
+    start_live,
+)
 from nerve.anomaly._model import Band, Settings, poisson_z, robust_fit, seasonal_fit
 from nerve.anomaly._run import Request, find_anomalies, resolve_target
 from nerve.anomaly._series import KEY_DIMENSIONS, event_counts, metric_series
@@ -38,6 +44,7 @@ __all__ = [
     "metric_series",
     "parse_period",
     "poisson_z",
+    "prometheus_collector",
     "prometheus_text",
     "resolve_target",
     "robust_fit",

@@ -33,7 +33,8 @@ from nerve.anomaly._model import Settings, poisson_z
 from nerve.anomaly._series import KEY_DIMENSIONS
 from nerve.quality._engine import backend_name, epoch_seconds, event_key, field_value
 
-__all__ = ["LiveAlert", "LiveMonitor", "prometheus_text", "start_live"]
+__all__ = ["LiveAlert", "LiveMonitor", "prometheus_collector", "prometheus_text",
+           "start_live"]
 
 log = logging.getLogger("nerve.anomaly")
 
@@ -243,6 +244,35 @@ def prometheus_text(monitor: LiveMonitor | None) -> str:
               "# TYPE nerve_anomaly_live_series gauge",
               f"nerve_anomaly_live_series {len(monitor.counts) if monitor else 0}"]
     return "\n".join(lines) + "\n"
+
+
+def prometheus_collector(state: Any) -> Any:
+    """A ``prometheus_client`` collector for the server's ``/metrics``: register it with
+    ``REGISTRY.register(prometheus_collector(state))``; it reads ``state.live_monitor``
+    at each scrape (nothing when the monitor has not started)."""
+    from prometheus_client.core import (  # noqa: PLC0415 - only where /metrics is served
+        CounterMetricFamily,
+        GaugeMetricFamily,
+    )
+
+    class _Collector:
+        def collect(self) -> Any:
+            monitor = getattr(state, "live_monitor", None)
+            alerts = CounterMetricFamily("nerve_anomaly_alerts",
+                                         "Live anomaly alerts raised, per series.",
+                                         labels=["event", "dimension", "value"])
+            opened = GaugeMetricFamily("nerve_anomaly_open_alerts",
+                                       "Live anomaly alerts open now.")
+            if isinstance(monitor, LiveMonitor):
+                for (event, dim, value), n in sorted(monitor.alerts_total.items()):
+                    alerts.add_metric([event, dim, value], n)
+                opened.add_metric([], len(monitor.open))
+            else:
+                opened.add_metric([], 0)
+            yield alerts
+            yield opened
+
+    return _Collector()
 
 
 def _esc(text: str) -> str:
