@@ -109,6 +109,7 @@ class Warehouse:
             raise _lock_error(path, exc) from exc
         try:
             con.execute("SET GLOBAL TimeZone = 'UTC'")
+            con.execute("SET enable_progress_bar = false")
             if threads is not None:
                 con.execute(f"SET GLOBAL threads = {int(threads)}")
             if not read_only:
@@ -148,6 +149,9 @@ class Warehouse:
         self._check_open()
         cursor = self._con.cursor()
         cursor.execute("SET TimeZone = 'UTC'")
+        # DuckDB draws a progress bar on stdout for long queries, even when stdout is not
+        # a terminal: it would break every `--format json`
+        cursor.execute("SET enable_progress_bar = false")
         with self._cursors_lock:
             self._cursors.add(cursor)
         return cursor
