@@ -91,6 +91,7 @@ def test_exit_codes_and_json(workspace: Callable[..., Workspace]) -> None:
     assert schema[0]["status"] == "fail"
     assert schema[0]["event"] == "signup"
     assert "failed the catalog schema" in schema[0]["message"]
+    assert "most often $.properties.plan type (10)" in schema[0]["message"]
     # warnings only: refund is cataloged but never arrived
     warn = check(ws, "--select", "missing_events", "--format", "json")
     assert warn.exit_code == ExitCode.WARN

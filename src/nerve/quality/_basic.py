@@ -30,12 +30,16 @@ _UNEXPECTED = re.compile(r"'([^']+)' (?:was|were) unexpected|property '([^']+)'"
 
 
 def _violations(text: Any) -> list[dict[str, Any]]:
-    if not isinstance(text, str):
+    """The violation list of a quarantined row (JSON text, or already parsed by Ibis)."""
+    if isinstance(text, list):
+        value: Any = text
+    elif isinstance(text, str):
+        try:
+            value = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return [{"path": "$", "rule": "unreadable", "message": text[:200]}]
+    else:
         return []
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return [{"path": "$", "rule": "unreadable", "message": text[:200]}]
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 

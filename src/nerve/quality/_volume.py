@@ -69,8 +69,9 @@ def check_volume(ctx: Context, profile: pd.DataFrame, dims: list[str]) -> list[C
     by_event: dict[str, list[CheckResult]] = {}
     judged: dict[str, int] = {}
     groups: dict[tuple[Any, ...], list[int]] = {}
+    excluded = set(cfg.get("volume", "exclude"))
     for i, (event, _) in enumerate(keys):
-        if not cfg.enabled("volume", event):
+        if not cfg.enabled("volume", event) or event in excluded:
             continue
         settings = (bool(keys[i][1]), *(cfg.get("volume", k, event) for k in
                          ("training", "evaluate", "min_history", "sensitivity", "direction",
@@ -90,7 +91,7 @@ def check_volume(ctx: Context, profile: pd.DataFrame, dims: list[str]) -> list[C
             by_mix = _mix(ctx, dim, within, per_dim.get(within) if within else None, last)
             for outcome in by_mix:
                 by_event.setdefault(str(outcome.event), []).append(outcome)
-    for event in sorted({k[0] for k in keys if cfg.enabled("volume", k[0])}):
+    for event in sorted({k[0] for k in keys if cfg.enabled("volume", k[0])} - excluded):
         found = by_event.get(event, [])
         if found:
             results.extend(found)
@@ -326,7 +327,7 @@ def _mix(ctx: Context, dim: str, within: str | None, within_counts: pd.DataFrame
     results = []
     for (name, group, value), n in mine.items():
         event = str(name)
-        if not cfg.enabled("volume", event):
+        if not cfg.enabled("volume", event) or event in cfg.get("volume", "exclude"):
             continue
         sensitivity = float(cfg.get("volume", "sensitivity", event))
         min_change = float(cfg.get("volume", "min_change", event))
