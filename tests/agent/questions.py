@@ -331,6 +331,7 @@ CASES: list[Case] = [
     Case("How many app installs last week?", "unknown", answered=False),
     Case("NPS last month", "unknown", answered=False),
     Case("what was the customer lifetime value in October?", "unknown", answered=False),
+    Case("revenue in Narnia last week", "unknown", answered=False),
 ]
 
 #: paraphrases written after the planner, not tuned against it (reported apart)

@@ -160,3 +160,11 @@ def test_builder_refuses_a_number_no_tool_produced() -> None:
     b.say("That is 12 more than usual.")
     with pytest.raises(DishonestAnswerError, match="12"):
         b.finish()
+
+
+def test_a_filter_that_matches_nothing_is_not_dropped_silently() -> None:
+    p = plan("revenue in Narnia last week")
+    assert p.intent == "unknown"
+    assert p.ignored == ["in narnia"]
+    assert "platform (android, ios, web)" in p.suggestions
+    assert plan("revenue for users on ios").ignored == []

@@ -439,7 +439,7 @@ def _unknown(plan: Plan, ctx: Context, b: Builder) -> None:
     problem = "; ".join(plan.problems) or "nerve could not map this question onto its data"
     b.say(f"{b.quote(problem[0].upper() + problem[1:])}.")
     if plan.suggestions:
-        b.say(f"The closest it has: {', '.join(plan.suggestions[:5])}.")
+        b.say(f"The closest it has: {b.quote(', '.join(plan.suggestions[:5]))}.")
     else:
         b.say("See `nerve metrics list` and `nerve catalog list` for what it has.")
     b.say("Nothing was computed, so no number is given.")

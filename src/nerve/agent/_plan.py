@@ -61,6 +61,9 @@ class Plan:
     limit: int | None = None
     direction: str = "desc"
     steps: list[str] = field(default_factory=list)
+    #: phrases that look like filters but match nothing (said in the answer, not dropped
+    #: silently: "revenue in Narnia" is not the revenue of everywhere)
+    ignored: list[str] = field(default_factory=list)
     event: str | None = None
     experiment: str | None = None
     problems: list[str] = field(default_factory=list)
@@ -72,7 +75,8 @@ class Plan:
                 "compare_days": self.compare_days, "grain": self.grain, "by": self.by,
                 "where": " and ".join(self.where) or None, "segments": self.segments,
                 "filters": self.filters_text, "limit": self.limit,
-                "direction": self.direction, "steps": self.steps, "event": self.event,
+                "direction": self.direction, "steps": self.steps,
+                "ignored": self.ignored, "event": self.event,
                 "experiment": self.experiment, "problems": self.problems,
                 "suggestions": self.suggestions}
 
@@ -100,6 +104,13 @@ _STOP = frozenset({
     "what's", "whats", "when", "where", "which", "who", "with", "yesterday",
 })
 _NUM = r"(\d+(?:\.\d+)?)"
+#: words after "on", "for"... that are no filter ("for users", "in total")
+_VAGUE = frozenset({"user", "users", "shopper", "shoppers", "customer", "customers",
+                    "people", "everyone", "all", "total", "average", "general", "us",
+                    "app", "apps", "platform", "platforms", "store", "shop", "site",
+                    "website", "something", "anything", "period", "time", "range",
+                    "overall", "sum", "it", "them", "next", "coming", "upcoming",
+                    "example", "instance", "now", "comparison", "detail", "details"})
 #: everyday words (stemmed) -> metric phrases a workspace may define
 _EVERYDAY = {"money": ("revenue", "sales"), "earn": ("revenue", "sales"),
              "earned": ("revenue", "sales"), "made": ("revenue", "sales"),
@@ -198,6 +209,17 @@ def plan_question(question: str, vocab: Vocabulary, today: date) -> Plan:
         plan.suggestions = [plan.metric, *(_closest(question, vocab))]
         plan.suggestions = list(dict.fromkeys(plan.suggestions))
         plan.metric, plan.intent = None, "unknown"
+        return plan
+    plan.ignored = [m.group(0) for m in re.finditer(
+        r"\b(?:on|in|from|for|among|with) (?:the )?([a-z][a-z0-9]+)\b", text)
+        if m.group(1) not in _STOP and m.group(1) not in _VAGUE]
+    if plan.ignored:  # "revenue in Narnia": the revenue of everywhere would mislead
+        phrases = ", ".join(repr(p) for p in plan.ignored)
+        plan.problems.append(f"nothing in the data matches {phrases} (no dimension value "
+                             "or segment), so nerve cannot filter by it")
+        plan.suggestions = [f"{name} ({', '.join(values[:6])})"
+                            for name, (_, values) in vocab.dimensions.items() if values][:4]
+        plan.intent = "unknown"
         return plan
     if plan.intent == "value" and plan.by:
         plan.intent = "breakdown"
