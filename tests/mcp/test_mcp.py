@@ -116,3 +116,14 @@ def test_streamable_http_with_the_sdk_client(demo_root: Path, demo_ctx: Context)
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_exported_names_and_a_bad_transport(demo_root: Path) -> None:
+    import nerve.mcp
+
+    assert nerve.mcp.__all__ == ["build_server", "call"]
+    result = subprocess.run(
+        [sys.executable, "-m", "nerve", "--workspace", str(demo_root), "mcp", "--transport",
+         "ftp"], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 4
+    assert "--transport: expected stdio or http, got 'ftp'" in result.stderr

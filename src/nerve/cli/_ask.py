@@ -6,7 +6,14 @@ from typing import Annotated, Any
 
 import typer
 
-from nerve.cli._common import Format, FormatOption, emit_json, handle_errors, load_workspace
+from nerve.cli._common import (
+    Format,
+    FormatOption,
+    emit,
+    emit_json,
+    handle_errors,
+    load_workspace,
+)
 from nerve.errors import UserError
 
 __all__ = ["register"]
@@ -23,7 +30,7 @@ def ask(
     question: Annotated[str, typer.Argument(help="A question in plain English, quoted.",
                                             show_default=False)],
     llm: Annotated[bool, typer.Option(
-        "--llm/--no-llm", help="Let the configured LLM ([agent] llm_url) plan and phrase; "
+        "--llm/--no-llm", help="Let the configured LLM (\\[agent] llm_url) plan and phrase; "
                                "--no-llm forces the offline planner.")] = True,
     fmt: FormatOption = Format.table,
 ) -> None:
@@ -32,7 +39,8 @@ def ask(
     The answer gives the numbers with their period and filters, the drivers of a change
     for why-questions, data-quality caveats, and the exact queries it ran. Every number
     comes from a query; when nerve lacks the data it says so and names the closest
-    metrics. --format json: answer, plan, numbers (value and query), caveats, queries.
+    metrics. --format json: answer, plan, numbers (value and query), caveats, queries;
+    --format csv: the numbers, one row each (label, value, text, query, tool).
 
     Example: nerve ask "why did sales drop last week?"
     """
@@ -44,6 +52,9 @@ def ask(
     result = answer(ws, "/v1/ask", body, lambda wh: ask_local(wh, ws, body))
     if fmt is Format.json:
         emit_json(result)
+        return
+    if fmt is Format.csv:
+        emit(result["numbers"], fmt)
         return
     _print(result)
     if not result.get("answered", True):
