@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
-import httpx
 import typer
 
 from nerve.cli._common import (
@@ -22,7 +21,8 @@ from nerve.cli._common import (
     handle_errors,
     load_workspace,
 )
-from nerve.errors import CatalogError, InternalError, QueryError, TransientError, UserError
+from nerve.cli._remote import answer
+from nerve.errors import CatalogError, InternalError, QueryError
 from nerve.workspace import Workspace
 
 __all__ = ["register", "run_analysis"]
@@ -39,23 +39,9 @@ def register(app: typer.Typer) -> None:
 
 def run_analysis(ws: Workspace, kind: str, body: dict[str, Any]) -> dict[str, Any]:
     """Answer a funnel/retention/trend body: through the running server, else locally."""
-    from nerve.cli._sql import _running_server  # noqa: PLC0415 - shared server discovery
+    def local(warehouse: Any) -> dict[str, Any]:
+        from nerve import analytics  # noqa: PLC0415 - Ibis and DuckDB only when needed
 
-    server = _running_server(ws)
-    if server is not None:
-        try:
-            return _via_server(server, kind, body)
-        except httpx.ConnectError:
-            pass  # the server died since it wrote server.json: open the file ourselves
-    from nerve import analytics  # noqa: PLC0415 - Ibis and DuckDB only when needed
-    from nerve.warehouse import Warehouse  # noqa: PLC0415
-
-    path = Warehouse.file_of(ws.warehouse_url)
-    if path is not None and not path.exists():
-        Warehouse.for_workspace(ws).close()  # a fresh workspace: create the empty tables
-    with Warehouse.for_workspace(ws, read_only=True) as warehouse:
-        # DuckDB draws a progress bar on stdout for long queries: not in JSON output
-        warehouse.ibis().raw_sql("SET enable_progress_bar = false")
         events = warehouse.table("events")
 
         def layer() -> Any:
@@ -69,31 +55,10 @@ def run_analysis(ws: Workspace, kind: str, body: dict[str, Any]) -> dict[str, An
             return analytics.retention_request(events, body)
         return analytics.trend_request(events, body, layer)
 
-
-def _via_server(server: dict[str, Any], kind: str, body: dict[str, Any]) -> dict[str, Any]:
-    url = str(server["url"]).rstrip("/") + f"/v1/{kind}"
-    headers = {"Authorization": f"Bearer {server.get('admin_token', '')}"}
-    try:
-        response = httpx.post(url, json=body, headers=headers, timeout=600)
-    except httpx.ConnectError:
-        raise
-    except httpx.HTTPError as exc:
-        raise TransientError(f"{url}: the server did not answer ({exc})") from exc
-    try:
-        answer = response.json()
-    except ValueError:
-        answer = {}
-    if response.status_code == 200 and isinstance(answer, dict) and "rows" in answer:
-        return answer
-    message = answer.get("message") if isinstance(answer, dict) else None
-    message = message or response.text[:500] or f"HTTP {response.status_code}"
-    if response.status_code in (401, 403):
-        raise UserError(f"{url}: the server refused the admin token ({message})")
-    if response.status_code in (429, 503):
-        raise TransientError(f"{url}: {message}")
-    if 400 <= response.status_code < 500:
-        raise QueryError(message)
-    raise InternalError(f"{url}: HTTP {response.status_code}: {message}")
+    found = answer(ws, f"/v1/{kind}", body, local)
+    if "rows" not in found:
+        raise InternalError(f"unexpected answer to a {kind} request (no rows)")
+    return found
 
 
 def _warn_uncataloged(ws: Workspace, events: list[str]) -> None:

@@ -19,7 +19,8 @@ from nerve.cli._common import (
     handle_errors,
     load_workspace,
 )
-from nerve.cli._sql import _running_server, run_sql
+from nerve.cli._remote import running_server
+from nerve.cli._sql import run_sql
 from nerve.errors import TransientError, UserError
 from nerve.quarantine import replay as run_replay
 from nerve.warehouse import Warehouse
@@ -125,7 +126,7 @@ def replay(
     `nerve serve` first. Exit 0 when everything judged now passes, 3 when some still fail.
     """
     ws = load_workspace(ctx)
-    server = _running_server(ws)
+    server = running_server(ws)
     if server is not None:
         raise TransientError(
             f"`nerve serve` (pid {server.get('pid', '?')}, {server.get('url')}) holds the "
