@@ -353,7 +353,7 @@ def _forecast(plan: Plan, ctx: Context, b: Builder) -> None:
 def _health(plan: Plan, ctx: Context, b: Builder) -> None:
     args = {"event": plan.event} if plan.event else {}
     r = run_tool(ctx, "data_health", args)
-    q = b.ran("data_health", args, command="nerve check --format json")
+    q = b.ran("data_health", args)  # the latest recorded run of `nerve check`
     if r["status"] == "unknown":
         b.answered = False
         b.say("No data-quality checks are recorded yet; run `nerve check` first.")
