@@ -105,3 +105,16 @@ def test_alert_text_is_bounded() -> None:
     text = alert_text(many, limit=5)
     assert text.count("[schema]") == 5
     assert "and 25 more" in text
+
+
+def test_exported_names() -> None:
+    import nerve.quality
+
+    assert sorted(nerve.quality.__all__) == [
+        "CHECKS", "CheckResult", "ChecksConfig", "DEFAULTS", "HISTORY_TABLE", "Inputs",
+        "Scheduler", "Sequence", "Status", "alert_text", "inputs_for", "junit_xml",
+        "latest_results", "load_config", "record_results", "run_and_record", "run_checks",
+        "send_alert", "start_scheduler", "worst",
+    ]
+    for name in nerve.quality.__all__:
+        assert getattr(nerve.quality, name) is not None
