@@ -89,6 +89,14 @@ def test_a_ratio_splits_into_mix_and_rate(shop: tuple[Any, SemanticLayer]) -> No
     assert android["mix"] == pytest.approx(0.0)
     assert android["share"] == pytest.approx(1.0)
     assert "ios" not in by_value  # ios moved views, not the rate: no contribution
+    # the ratio's two events as a funnel (nerve.analytics): the add-to-cart step broke.
+    # The day before, 60 viewers added that day and 15 more the next, within the 1-day
+    # window (ios30..ios44 viewed on the 18th and added on the 19th)
+    steps = result["funnel"]["steps"]
+    assert [(s["event"], s["users"], s["expected_users"]) for s in steps] == [
+        ("product_view", 200, 200), ("add_to_cart", 50, 75)]
+    assert result["funnel"]["broken_step"]["event"] == "add_to_cart"
+    assert "step 2 (add_to_cart) broke" in result["summary"]
 
 
 def test_properties_with_few_values_are_breakdowns_by_default(

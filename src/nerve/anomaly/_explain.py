@@ -103,6 +103,9 @@ class _Target:
     denominator: str = ""
     events: tuple[str, ...] = ()
     up_is_good: bool = True
+    #: funnel steps implied by the metric, and their conversion window
+    steps: tuple[str, ...] = ()
+    window: str = "1d"
 
 
 def _target(layer: SemanticLayer, target: str, events: Sequence[str]) -> _Target:
@@ -127,8 +130,52 @@ def _target(layer: SemanticLayer, target: str, events: Sequence[str]) -> _Target
                                          filter=base.filter), "den", sides)
     extended = with_metrics(layer, sides) if sides else layer
     kind = "ratio" if den else "other"
+    steps: tuple[str, ...] = ()
+    window = "1d"
+    if metric.conversion is not None:
+        steps = (metric.conversion.base.events[0], metric.conversion.conversion.events[0])
+        window = metric.conversion.window
+    elif metric.type == "ratio":
+        ends = [_single_event(extended, s) for s in (metric.denominator, metric.numerator)]
+        if all(ends) and ends[0] != ends[1]:
+            steps = (str(ends[0]), str(ends[1]))
     return _Target(extended, metric.name, metric.title, kind, numerator=num,
-                   denominator=den, events=used, up_is_good=metric.up_is_good)
+                   denominator=den, events=used, up_is_good=metric.up_is_good,
+                   steps=steps, window=window)
+
+
+def _single_event(layer: SemanticLayer, side: Any) -> str | None:
+    measure = layer.get(side).measure if isinstance(side, str) else side
+    if isinstance(measure, Measure) and len(measure.events) == 1 and not measure.any_event:
+        return measure.events[0]
+    return None
+
+
+def _funnel(table: ir.Table, steps: Sequence[str], span: Period, base: Period,
+            window: str) -> dict[str, Any]:
+    """Per step, the conversion from the previous step in the period and in the baseline
+    (``nerve.analytics`` funnels); the broken step is the one whose conversion fell most."""
+    from nerve.analytics import FunnelSpec, Step, funnel, parse_duration  # noqa: PLC0415
+
+    def run(p: Period) -> list[dict[str, Any]]:
+        spec = FunnelSpec(tuple(Step(e) for e in steps), window=parse_duration(window),
+                          since=p.start, until=p.end)
+        return funnel(table, spec).rows
+
+    now_rows, then_rows = run(span), run(base)
+    out = []
+    for a, b in zip(now_rows, then_rows, strict=True):
+        out.append({"step": a["step"], "event": a["event"], "users": a["users"],
+                    "expected_users": b["users"],
+                    "step_conversion": _round(a["step_conversion"]),
+                    "expected_step_conversion": _round(b["step_conversion"])})
+    candidates = [r for r in out[1:] if r["step_conversion"] is not None
+                  and r["expected_step_conversion"] is not None]
+    broken = min(candidates, key=lambda r: r["step_conversion"] - r[
+        "expected_step_conversion"], default=None)
+    if broken is not None and broken["step_conversion"] >= broken["expected_step_conversion"]:
+        broken = None
+    return {"steps": out, "window": window, "broken_step": broken}
 
 
 def _side(metric: str, side: Any, tag: str, out: list[Metric]) -> str:
@@ -205,11 +252,14 @@ def _decompose(t: _Target, obs: pd.DataFrame, base: pd.DataFrame, total_change: 
 def explain(table: ir.Table, target: str, *, layer: SemanticLayer, period: str = "24h",
             vs: str = "previous", dimensions: Sequence[str] | None = None,
             catalog_events: Sequence[str] = (), caveats: Sequence[dict[str, Any]] = (),
-            now: datetime | None = None, top: int = 10) -> dict[str, Any]:
+            now: datetime | None = None, top: int = 10,
+            funnel: Sequence[str] = ()) -> dict[str, Any]:
     """The explanation of ``target``'s change over ``period`` against ``vs``.
 
     ``caveats`` are recorded quality results (``CheckResult.as_dict()``) to consider;
-    only those about the target's events and not passing are reported.
+    only those about the target's events and not passing are reported. ``funnel`` names
+    the steps to find the broken one in (default: a conversion metric's base and
+    conversion events, a ratio's denominator and numerator events).
     """
     if vs not in ("previous", "expected"):
         raise QueryError(f"--vs: expected previous or expected, got {vs!r}")
@@ -264,6 +314,7 @@ def explain(table: ir.Table, target: str, *, layer: SemanticLayer, period: str =
     drivers.sort(key=lambda d: (-(d["score"] or 0), -abs(d["contribution"] or 0)))
     drivers = drivers[:top]
     related = _related(table, t, span, bases, catalog_events)
+    steps = list(funnel or t.steps)
     notes = [c for c in caveats if c.get("event") in t.events
              and c.get("status") in ("warn", "fail", "error")]
     result = {
@@ -274,6 +325,7 @@ def explain(table: ir.Table, target: str, *, layer: SemanticLayer, period: str =
         "change": _round(change),
         "change_pct": _round(change / baseline) if baseline else None,
         "drivers": drivers, "related": related,
+        "funnel": _funnel(table, steps, span, bases[0], t.window) if len(steps) >= 2 else None,
         "caveats": [{"check": c.get("check"), "status": c.get("status"),
                      "event": c.get("event"), "message": c.get("message")} for c in notes],
     }
@@ -377,6 +429,11 @@ def _summary(r: dict[str, Any], t: _Target) -> str:
                   for x in r["drivers"][1:3]]
         if others:
             text += f" Next: {', '.join(others)}."
+    broken = (r.get("funnel") or {}).get("broken_step")
+    if broken:
+        text += (f" In the funnel, step {broken['step']} ({broken['event']}) broke: "
+                 f"{(broken['step_conversion'] or 0):.1%} of the previous step against "
+                 f"{(broken['expected_step_conversion'] or 0):.1%}.")
     moving = [f"{x['event']} {x['direction']} {x['change']:+.0%}" for x in r["related"]
               if not x["in_target"]][:3]
     if moving:

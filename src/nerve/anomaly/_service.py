@@ -57,7 +57,8 @@ def explain_local(warehouse: Any, workspace: Any, body: dict[str, Any], now: dat
                    period=str(body.get("period") or "24h"), vs=str(body.get("vs") or
                                                                  "previous"),
                    dimensions=[by] if isinstance(by, str) else by,
-                   catalog_events=catalog.names(), caveats=caveats, now=now)
+                   catalog_events=catalog.names(), caveats=caveats, now=now,
+                   funnel=tuple(body.get("funnel") or ()))
 
 
 def forecast_local(warehouse: Any, workspace: Any, body: dict[str, Any], now: datetime | None,

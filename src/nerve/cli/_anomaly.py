@@ -133,6 +133,9 @@ def explain(
         help="Only these breakdowns (default: platform, os, app_version, country, "
              "age_group, channel, plan and the events' properties with few values). "
              "Repeatable.")] = None,
+    funnel: Annotated[list[str] | None, typer.Option(
+        help="Funnel steps, in order, to find the broken step in (repeat; default: a "
+             "conversion metric's base and conversion events).")] = None,
     now: Annotated[str | None, typer.Option(help="Explain as of this time (ISO 8601).")]
     = None,
     fmt: FormatOption = Format.table,
@@ -148,7 +151,7 @@ def explain(
     """
     ws = load_workspace(ctx)
     body = {"target": target, "period": period, "vs": vs, "by": by or None,
-            "now": _now(now)}
+            "funnel": funnel or None, "now": _now(now)}
 
     def local(warehouse: Any) -> dict[str, Any]:
         from nerve.anomaly._service import explain_local  # noqa: PLC0415
@@ -169,6 +172,8 @@ def explain(
               for d in result["drivers"]], fmt, title="Drivers")
     if result["related"]:
         emit(result["related"], fmt, title="Related")
+    if result.get("funnel"):
+        emit(result["funnel"]["steps"], fmt, title="Funnel")
 
 
 @handle_errors
