@@ -5,6 +5,7 @@
 """
 
 from nerve.server._app import create_app
+from nerve.server._metrics import pipeline_health
 from nerve.server._run import SERVER_FILE, read_server_file, serve
 from nerve.server._state import EventLog, Loader, NerveState, Warehouse
 
@@ -15,6 +16,7 @@ __all__ = [
     "NerveState",
     "Warehouse",
     "create_app",
+    "pipeline_health",
     "read_server_file",
     "serve",
 ]

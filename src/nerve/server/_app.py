@@ -23,6 +23,7 @@ from nerve.server._errors import (
     unexpected_error_handler,
 )
 from nerve.server._ingest import ingest_routes
+from nerve.server._metrics import metrics_endpoint
 from nerve.server._state import NerveState
 
 __all__ = ["create_app"]
@@ -43,13 +44,17 @@ def create_app(
     lifespan: Callable[[Starlette], AbstractAsyncContextManager[Any]] | None = None,
     *,
     read_routes: list[BaseRoute] | None = None,
+    metrics: bool = True,
 ) -> Starlette:
     """The nerve HTTP app over ``state``; ``lifespan`` opens and closes what it needs.
 
-    ``read_routes`` default to every module of ``nerve.server.api``.
+    ``read_routes`` default to every module of ``nerve.server.api``. ``metrics``: answer
+    ``GET /metrics`` here (worker processes forward it to the main one instead).
     """
-    routes: list[BaseRoute] = [Route("/health", health, methods=["GET"]), *ingest_routes(),
-                               *(api.routes() if read_routes is None else read_routes)]
+    routes: list[BaseRoute] = [Route("/health", health, methods=["GET"]), *ingest_routes()]
+    if metrics:
+        routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
+    routes.extend(api.routes() if read_routes is None else read_routes)
     app = Starlette(
         routes=routes,
         middleware=[Middleware(CORSMiddleware, allow_origins=["*"],

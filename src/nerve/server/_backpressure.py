@@ -7,6 +7,7 @@ flags its state overloaded above the bound; SDKs retry a 503 with Retry-After.
 from __future__ import annotations
 
 import asyncio
+import time
 
 import anyio.to_thread
 
@@ -36,4 +37,9 @@ async def watch_backlog(state: NerveState, limit: int) -> None:
         except OSError:  # a segment vanished mid-scan: the loader just finished it
             size = 0
         state.overloaded = size > limit
+        state.backlog_bytes = size
+        if size == 0:
+            state.behind_since = None
+        elif state.behind_since is None:
+            state.behind_since = time.monotonic()
         await asyncio.sleep(_BACKLOG_CHECK_SECONDS)

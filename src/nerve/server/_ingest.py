@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import time
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -11,7 +14,9 @@ from nerve.errors import BackpressureError, NerveError, TransientError
 from nerve.server._errors import nerve_error_response
 from nerve.server._state import NerveState
 
-__all__ = ["ingest_routes"]
+__all__ = ["client_ip", "ingest_routes"]
+
+logger = logging.getLogger("nerve.server")
 
 #: exactly 200 with a small JSON body: several SDKs treat 202/204 as failures and retry
 _OK = b'{"success":true}'
@@ -53,6 +58,14 @@ def client_ip(request: Request, proxy_header: str | None) -> str | None:
 async def ingest(request: Request) -> Response:
     """POST /v1/{batch,b,import,track,t,...}: 200 only once the events are durable."""
     state: NerveState = request.app.state.nerve
+    started = time.perf_counter()
+    response = await _ingest(request, state)
+    if state.metrics is not None:
+        state.metrics.answered(response.status_code, time.perf_counter() - started)
+    return response
+
+
+async def _ingest(request: Request, state: NerveState) -> Response:
     endpoint = request.url.path.rsplit("/", 1)[-1]
     try:
         if state.overloaded:
@@ -72,8 +85,12 @@ async def ingest(request: Request) -> Response:
     except NerveError as exc:
         return nerve_error_response(exc)
     except OSError as exc:  # a full or failing disk: retryable, and nothing was acknowledged
+        logger.error("event log write failed; answering 503",
+                     extra={"error": str(exc), "errno": exc.errno})
         return nerve_error_response(TransientError(
             f"the event log could not be written: {exc}", retry_after=5))
+    if state.metrics is not None:
+        state.metrics.observe(collected.source.name, collected.rows, collected.dropped)
     return Response(_OK, media_type="application/json")
 
 

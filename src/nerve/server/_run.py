@@ -31,6 +31,8 @@ from nerve.loader import Loader
 from nerve.log import LogWriter
 from nerve.server._app import create_app
 from nerve.server._backpressure import max_backlog, watch_backlog
+from nerve.server._logging import setup_json_logging
+from nerve.server._metrics import prepare_metrics_dir
 from nerve.server._state import NerveState
 from nerve.server._workers import spawn_workers, stop_workers
 from nerve.warehouse import Warehouse
@@ -116,9 +118,12 @@ def _lifespan(state: NerveState, server_file: Path, max_backlog: int,
             raise
         if on_ready is not None:
             on_ready(state)
+        logger.info("serving", extra={"url": state.url, "workers": len(workers) + 1,
+                                      "workspace": str(state.workspace.root)})
         try:
             yield
         finally:
+            logger.info("stopping: in-flight requests are done; draining the log")
             # uvicorn has stopped accepting and finished in-flight requests by now;
             # the workers finish theirs and sync their logs before the final drain
             watcher.cancel()
@@ -127,6 +132,7 @@ def _lifespan(state: NerveState, server_file: Path, max_backlog: int,
             await anyio.to_thread.run_sync(stop_workers, workers)
             await anyio.to_thread.run_sync(_drain, state)
             server_file.unlink(missing_ok=True)
+            logger.info("stopped", extra={"loaded": getattr(state.loader, "totals", None)})
 
     return lifespan
 
@@ -152,6 +158,9 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8700, *,
         raise TransientError(f"nerve serve is already running for {workspace.root} "
                              f"(pid {running['pid']}, {running['url']})", retry_after=5)
     catalog = Catalog.load(workspace.events_dir)
+    setup_json_logging()
+    # before any metric exists in this process; worker processes inherit the setting
+    prepare_metrics_dir(workspace)
     sock = _bind(host, port)
     bound_port = sock.getsockname()[1]
     url_host = f"[{host}]" if ":" in host else host
@@ -174,7 +183,7 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8700, *,
         sockets.append(_bind("127.0.0.1", 0))  # where workers forward the read APIs
     app = create_app(state, _lifespan(state, server_file, max_backlog(workspace), on_ready,
                                       start_workers if workers > 1 else list, children))
-    config = uvicorn.Config(app, lifespan="on", access_log=False, log_level="warning",
+    config = uvicorn.Config(app, lifespan="on", access_log=False, log_config=None,
                             timeout_graceful_shutdown=30, server_header=False)
     server = uvicorn.Server(config)
     # uvicorn re-raises the stop signal after a graceful shutdown; with these no-op

@@ -10,6 +10,7 @@ import pyarrow as pa
 from nerve.catalog import Catalog
 from nerve.collector import Collector
 from nerve.server._commit import GroupCommit
+from nerve.server._metrics import Metrics
 from nerve.workspace import Workspace
 
 __all__ = ["EventLog", "Loader", "NerveState", "Warehouse"]
@@ -67,9 +68,16 @@ class NerveState:
     overloaded: bool = False
     #: ``[collector] trusted_proxy_header``: where a fronting proxy puts the client's IP
     proxy_header: str | None = None
+    #: this process's Prometheus counters (``_metrics.py``)
+    metrics: Metrics | None = None
+    #: unloaded log bytes at the last check, and since when (monotonic) it has been > 0
+    backlog_bytes: int = 0
+    behind_since: float | None = None
 
     def __post_init__(self) -> None:
         self.collector = Collector(self.workspace, self.catalog)
         header = self.workspace.config.raw.get("collector", {}).get("trusted_proxy_header")
         self.proxy_header = str(header) if header else None
+        if self.metrics is None:
+            self.metrics = Metrics(set(self.catalog.names()))
         self.commit = GroupCommit(self.log)

@@ -40,6 +40,7 @@ from nerve.log import LogWriter
 from nerve.server._app import create_app
 from nerve.server._backpressure import max_backlog, watch_backlog
 from nerve.server._errors import nerve_error_response
+from nerve.server._logging import setup_json_logging
 from nerve.server._state import NerveState
 from nerve.workspace import Workspace
 
@@ -143,15 +144,16 @@ def worker_main(argv: list[str]) -> None:
     """Entry point of a worker process (started by ``spawn_workers``)."""
     fd, _index, root, upstream, writer_id, parent = argv
     _die_with_parent(int(parent))
+    setup_json_logging()
     workspace = Workspace.load(root)
     state = NerveState(workspace=workspace, catalog=Catalog.load(workspace.events_dir),
                        warehouse=_Upstream(), log=LogWriter(workspace.log_dir, writer_id),
                        admin_token="", url=upstream)
-    app = create_app(state, _worker_lifespan(state, upstream),
+    app = create_app(state, _worker_lifespan(state, upstream), metrics=False,
                      read_routes=[Route("/{path:path}", _forward,
                                         methods=["GET", "POST", "PUT", "PATCH", "DELETE"])])
     sock = socket.socket(fileno=int(fd))
-    config = uvicorn.Config(app, lifespan="on", access_log=False, log_level="warning",
+    config = uvicorn.Config(app, lifespan="on", access_log=False, log_config=None,
                             timeout_graceful_shutdown=30, server_header=False)
     server = uvicorn.Server(config)
     for sig in (signal.SIGINT, signal.SIGTERM):  # see _run.serve: exit 0 on a clean stop

@@ -1,0 +1,197 @@
+"""Prometheus metrics: what the collector accepted, quarantined and dropped, and how fast.
+
+Several ingest processes (``--workers N``) share one port, so the counters use
+prometheus-client's **multiprocess mode**: each process writes its values to small
+memory-mapped files in ``.nerve/prometheus/`` and ``GET /metrics`` (always answered by the
+main process; workers forward it) adds them up. The directory is emptied when the server
+starts, so counters restart at zero like any process's. Gauges that describe the
+workspace rather than a process (log backlog, loader lag and totals) are computed by the
+main process at scrape time.
+
+The same counters are readable without HTTP, by the quality checks or a script, with
+``pipeline_health(workspace)`` (they survive the server's stop until its next start).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+if TYPE_CHECKING:
+    from nerve.server._state import NerveState
+    from nerve.workspace import Workspace
+
+__all__ = ["MULTIPROC_ENV", "Metrics", "metrics_dir", "metrics_endpoint",
+           "pipeline_health", "prepare_metrics_dir"]
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+#: label for events the catalog does not know: their names are client-controlled, and a
+#: label per name would let any client grow the metrics without bound
+UNCATALOGED = "(uncataloged)"
+_CALL_TYPES = frozenset({"identify", "page", "screen", "group", "alias"})
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def metrics_dir(workspace: Workspace) -> Path:
+    """Where the server's processes keep their metric values (``.nerve/prometheus``)."""
+    return workspace.data_dir / "prometheus"
+
+
+def prepare_metrics_dir(workspace: Workspace) -> Path:
+    """Empty the metrics folder and point prometheus-client at it (before importing it).
+
+    Child processes inherit the environment variable, so every worker joins in.
+    """
+    folder = metrics_dir(workspace)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ[MULTIPROC_ENV] = str(folder)
+    return folder
+
+
+class Metrics:
+    """The collector's counters and latency histogram for one process."""
+
+    def __init__(self, cataloged: set[str]) -> None:
+        import prometheus_client as prom  # noqa: PLC0415 - after prepare_metrics_dir
+        from prometheus_client import values  # noqa: PLC0415
+
+        # call types label the events that have no name (identify, page, alias...)
+        self.cataloged = frozenset(cataloged) | _CALL_TYPES
+        #: multiprocess mode is chosen when prometheus-client is first imported
+        self.multiprocess = values.ValueClass is not values.MutexValue
+        # in multiprocess mode values live in files; otherwise in this private registry
+        self.registry = None if self.multiprocess else prom.CollectorRegistry()
+        reg: Any = self.registry
+        self.accepted = prom.Counter(
+            "nerve_events_accepted", "Events durably accepted, valid, by source and event",
+            ["source", "event"], registry=reg)
+        self.quarantined = prom.Counter(
+            "nerve_events_quarantined", "Events accepted with violations (bound for the "
+            "quarantine), by source and event", ["source", "event"], registry=reg)
+        self.dropped = prom.Counter(
+            "nerve_events_dropped", "Events not stored, by reason (consent) and event",
+            ["source", "event", "reason"], registry=reg)
+        self.requests = prom.Counter(
+            "nerve_http_requests", "Ingest requests answered, by HTTP status",
+            ["status"], registry=reg)
+        self.latency = prom.Histogram(
+            "nerve_ingest_request_seconds", "Time to answer an ingest request (parse, "
+            "validate, protect, append, fsync)", buckets=_BUCKETS, registry=reg)
+
+    def label(self, event: str | None) -> str:
+        return event if event in self.cataloged else UNCATALOGED
+
+    def observe(self, source: str, rows: list[tuple[Any, ...]],
+                dropped: dict[tuple[str, str], int]) -> None:
+        """Count one acknowledged request's envelopes (call once they are durable)."""
+        counts: dict[tuple[str, bool], int] = {}
+        for row in rows:
+            key = (row[2] or row[1], row[-1] is None)  # (event or call type, valid?)
+            counts[key] = counts.get(key, 0) + 1
+        for (event, valid), n in counts.items():
+            counter = self.accepted if valid else self.quarantined
+            counter.labels(source, self.label(event)).inc(n)
+        for (reason, event), n in dropped.items():
+            self.dropped.labels(source, self.label(event), reason).inc(n)
+
+    def answered(self, status: int, seconds: float) -> None:
+        self.requests.labels(str(status)).inc()
+        self.latency.observe(seconds)
+
+
+def _registry(metrics: Metrics | None, folder: Path | None) -> Any:
+    from prometheus_client import CollectorRegistry  # noqa: PLC0415
+    from prometheus_client.multiprocess import MultiProcessCollector  # noqa: PLC0415
+
+    if metrics is not None and metrics.registry is not None:
+        return metrics.registry
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(folder))  # type: ignore[no-untyped-call]
+    return registry
+
+
+class _WorkspaceGauges:
+    """Scrape-time gauges: the log's unloaded bytes, the loader's lag and totals."""
+
+    def __init__(self, state: NerveState) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import (  # noqa: PLC0415
+            CounterMetricFamily,
+            GaugeMetricFamily,
+        )
+
+        state = self.state
+        yield GaugeMetricFamily("nerve_log_backlog_bytes",
+                                "Event log bytes not yet loaded into the warehouse",
+                                value=state.backlog_bytes)
+        behind = state.behind_since
+        yield GaugeMetricFamily("nerve_loader_lag_seconds",
+                                "How long the log has had unloaded data (0: caught up)",
+                                value=0.0 if behind is None else time.monotonic() - behind)
+        yield GaugeMetricFamily("nerve_overloaded", "1 while ingest answers 503 (backlog)",
+                                value=float(state.overloaded))
+        loader = state.loader
+        totals = getattr(loader, "totals", None)
+        if totals is not None:
+            family = CounterMetricFamily("nerve_loader_rows", "Rows the loader moved from "
+                                         "the log, by outcome", labels=["outcome"])
+            for outcome in ("loaded", "duplicates", "quarantined", "rejected"):
+                family.add_metric([outcome], float(getattr(totals, outcome)))
+            yield family
+        yield GaugeMetricFamily("nerve_loader_failing", "1 while the loader's last attempt "
+                                "failed (it retries with backoff)",
+                                value=float(getattr(loader, "last_error", None) is not None))
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    """GET /metrics: Prometheus text format, every process's counters added up."""
+    from prometheus_client import (  # noqa: PLC0415
+        CONTENT_TYPE_LATEST,
+        CollectorRegistry,
+        generate_latest,
+    )
+
+    state: NerveState = request.app.state.nerve
+    gauges = CollectorRegistry()
+    gauges.register(_WorkspaceGauges(state))
+    counters = generate_latest(_registry(state.metrics, metrics_dir(state.workspace)))
+    return Response(counters + generate_latest(gauges), media_type=CONTENT_TYPE_LATEST)
+
+
+def pipeline_health(workspace: Workspace) -> dict[str, Any]:
+    """The collector's counters since the server last started, without HTTP.
+
+    ``{"accepted": n, "quarantined": n, "dropped": {"consent": n}, "requests":
+    {"200": n, "503": n, ...}}``; all zero when no server has run. For the quality checks.
+    """
+    folder = metrics_dir(workspace)
+    result: dict[str, Any] = {"accepted": 0, "quarantined": 0, "dropped": {}, "requests": {}}
+    if not folder.is_dir() or not any(folder.glob("*.db")):
+        return result
+    registry = _registry(None, folder)
+    for family in registry.collect():
+        for sample in family.samples:
+            if not sample.name.endswith("_total"):
+                continue
+            value = int(sample.value)
+            if family.name == "nerve_events_accepted":
+                result["accepted"] += value
+            elif family.name == "nerve_events_quarantined":
+                result["quarantined"] += value
+            elif family.name == "nerve_events_dropped":
+                reason = sample.labels["reason"]
+                result["dropped"][reason] = result["dropped"].get(reason, 0) + value
+            elif family.name == "nerve_http_requests":
+                status = sample.labels["status"]
+                result["requests"][status] = result["requests"].get(status, 0) + value
+    return result

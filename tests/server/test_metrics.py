@@ -1,0 +1,72 @@
+"""Prometheus /metrics over several worker processes, pipeline_health, JSON logs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import orjson
+from prometheus_client.parser import text_string_to_metric_families
+from serverkit import EVENTS, basic, order, write_key
+
+from nerve.server import pipeline_health
+from nerve.workspace import Workspace
+
+CONSENT_NO = {"consent": {"categoryPreferences": {"Analytics": False}}}
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_metrics_add_up_every_worker_and_match_pipeline_health(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., Any]) -> None:
+    ws = make_workspace(EVENTS)
+    server = serve(ws, "--workers", "2")
+    headers = basic(write_key(ws))
+    sent = 0
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        # new connections spread over the processes sharing the port
+        for i in range(12):
+            batch = [order(i * 10 + j, prefix=f"r{i}") for j in range(5)]
+            batch.append({**order(i, prefix=f"bad{i}"), "properties": {"order_id": "x"}})
+            batch.append({**order(i, prefix=f"nc{i}"), "context": CONSENT_NO})
+            with httpx.Client(base_url=server.url, timeout=30) as fresh:
+                assert fresh.post("/v1/batch", json={"batch": batch},
+                                  headers=headers).status_code == 200
+            sent += 1
+        assert client.post("/v1/batch", json={"batch": []},
+                           headers={"Authorization": "Basic eA=="}).status_code == 401
+        text = client.get("/metrics").text
+    samples = _samples(text)
+    src = ("source", "server")
+    assert samples[("nerve_events_accepted_total",
+                    (("event", "order_completed"), src))] == 12 * 5
+    assert samples[("nerve_events_quarantined_total",
+                    (("event", "order_completed"), src))] == 12
+    assert samples[("nerve_events_dropped_total",
+                    (("event", "order_completed"), ("reason", "consent"), src))] == 12
+    assert samples[("nerve_http_requests_total", (("status", "200"),))] == sent
+    assert samples[("nerve_http_requests_total", (("status", "401"),))] == 1
+    assert samples[("nerve_ingest_request_seconds_count", ())] == sent + 1
+    assert ("nerve_log_backlog_bytes", ()) in samples
+    assert ("nerve_loader_lag_seconds", ()) in samples
+    assert server.stop() == 0
+
+    health = pipeline_health(ws)
+    assert health == {"accepted": 60, "quarantined": 12, "dropped": {"consent": 12},
+                      "requests": {"200": sent, "401": 1}}
+    # the server's own logs are JSON lines with a level and a message
+    logged = [orjson.loads(line) for line in server.log.read_text().splitlines()
+              if line.startswith("{")]
+    assert any(e["message"] == "serving" and e["workers"] == 2 for e in logged)
+    assert all({"ts", "level", "logger", "message"} <= e.keys() for e in logged)
+    assert any(e["message"] == "stopped" for e in logged)
+
+
+def test_pipeline_health_is_zero_before_any_server(
+        make_workspace: Callable[..., Workspace]) -> None:
+    assert pipeline_health(make_workspace(EVENTS)) == {
+        "accepted": 0, "quarantined": 0, "dropped": {}, "requests": {}}
