@@ -123,9 +123,11 @@ def _print_table(results: list[CheckResult], show_passed: bool) -> None:
     shown = results if show_passed else [r for r in results if r.status is not Status.passed]
     shown = sorted(shown, key=lambda r: -r.status.rank)
     if shown:
-        table = Table(show_lines=True)
-        for column in ("status", "check", "event", "message"):
-            table.add_column(column, overflow="fold")
+        table = Table(show_lines=True, expand=True)
+        table.add_column("status", no_wrap=True)
+        table.add_column("check", overflow="fold", ratio=1)
+        table.add_column("event", overflow="fold", ratio=1)
+        table.add_column("message", overflow="fold", ratio=4)
         for r in shown:
             style = _STYLE[r.status]
             where = (r.event or "") + "".join(f"\n{k}={v}" for k, v in r.dimensions.items())
