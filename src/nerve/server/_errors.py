@@ -16,7 +16,7 @@ __all__ = ["error_response", "http_exception_handler", "nerve_error_handler",
            "unexpected_error_handler"]
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request",
-               401: "unauthorized", 413: "payload_too_large"}
+               401: "unauthorized", 413: "payload_too_large", 429: "rate_limited"}
 
 
 def error_response(status: int, code: str, message: str, details: Any = None,
@@ -33,7 +33,9 @@ def nerve_error_response(exc: NerveError) -> Response:
         return error_response(401, exc.code, str(exc), details,
                               headers={"WWW-Authenticate": 'Basic realm="nerve"'})
     if isinstance(exc, PayloadError):
-        return error_response(exc.status, exc.code, str(exc), details)
+        retry_after = getattr(exc, "retry_after", None)  # 429: when the client may retry
+        headers = None if retry_after is None else {"Retry-After": str(round(retry_after))}
+        return error_response(exc.status, exc.code, str(exc), details, headers=headers)
     if isinstance(exc, UserError):
         return error_response(400, exc.code, str(exc), details)
     if isinstance(exc, TransientError):

@@ -78,6 +78,8 @@ async def _ingest(request: Request, state: NerveState) -> Response:
             content_encoding=headers.get("content-encoding"),
             client_ip=client_ip(request, state.proxy_header),
             user_agent=headers.get("user-agent"))
+        if state.limiter is not None:
+            state.limiter.check(collected.source.name, len(collected.rows))
         if collected.rows:
             state.log.append(collected.record_batch())
             # fsync off the event loop; concurrent requests share one group commit

@@ -45,6 +45,8 @@ SERVER_FILE = "server.json"
 WRITER_ID = "collector"
 #: seconds between loader passes: bigger micro-batches cost the warehouse less per row
 LOADER_INTERVAL = 1.0
+#: how many processes accept events, for the workers' share of rate limits
+PROCESSES_ENV = "NERVE_SERVE_PROCESSES"
 
 logger = logging.getLogger("nerve.server")
 
@@ -167,8 +169,9 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8700, *,
     warehouse = Warehouse.for_workspace(workspace)
     warehouse.refresh_views(catalog)  # evt_<event> views with typed columns (docs/catalog.md)
     log = LogWriter(workspace.log_dir, WRITER_ID)
+    os.environ[PROCESSES_ENV] = str(workers)  # worker processes inherit it
     state = NerveState(workspace=workspace, catalog=catalog, warehouse=warehouse, log=log,
-                       admin_token=secrets.token_urlsafe(32),
+                       admin_token=secrets.token_urlsafe(32), processes=workers,
                        loader=Loader(workspace.log_dir, warehouse),
                        url=f"http://{url_host}:{bound_port}")
     server_file = workspace.data_dir / SERVER_FILE

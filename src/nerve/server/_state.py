@@ -11,6 +11,7 @@ from nerve.catalog import Catalog
 from nerve.collector import Collector
 from nerve.server._commit import GroupCommit
 from nerve.server._metrics import Metrics
+from nerve.server._ratelimit import RateLimiter, rate_limiter_for
 from nerve.workspace import Workspace
 
 __all__ = ["EventLog", "Loader", "NerveState", "Warehouse"]
@@ -73,11 +74,17 @@ class NerveState:
     #: unloaded log bytes at the last check, and since when (monotonic) it has been > 0
     backlog_bytes: int = 0
     behind_since: float | None = None
+    #: how many processes accept events (``--workers``): each takes 1/N of a rate limit
+    processes: int = 1
+    #: ``[collector] rate_limit_per_second`` per source (None: no limit)
+    limiter: RateLimiter | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.collector = Collector(self.workspace, self.catalog)
         header = self.workspace.config.raw.get("collector", {}).get("trusted_proxy_header")
         self.proxy_header = str(header) if header else None
+        self.limiter = rate_limiter_for(self.workspace.config.raw.get("collector", {}),
+                                        self.processes)
         if self.metrics is None:
             self.metrics = Metrics(set(self.catalog.names()))
         self.commit = GroupCommit(self.log)

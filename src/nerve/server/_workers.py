@@ -148,7 +148,8 @@ def worker_main(argv: list[str]) -> None:
     workspace = Workspace.load(root)
     state = NerveState(workspace=workspace, catalog=Catalog.load(workspace.events_dir),
                        warehouse=_Upstream(), log=LogWriter(workspace.log_dir, writer_id),
-                       admin_token="", url=upstream)
+                       admin_token="", url=upstream,
+                       processes=int(os.environ.get("NERVE_SERVE_PROCESSES", "1")))
     app = create_app(state, _worker_lifespan(state, upstream), metrics=False,
                      read_routes=[Route("/{path:path}", _forward,
                                         methods=["GET", "POST", "PUT", "PATCH", "DELETE"])])
