@@ -112,7 +112,9 @@ def _fmt_of(ctx: Context, name: str) -> tuple[str, str | None]:
 
 
 def _caveats(plan: Plan, ctx: Context, b: Builder, spans: list[Span | None]) -> None:
-    """Quality findings on the metric's events, and a partial today."""
+    """Quality findings on the metric's events, a range before the data, a partial today."""
+    if plan.intent != "comparison":  # a comparison says it of its earlier period
+        _before_data(spans[0] if spans else None, ctx, b)
     events = ctx.layer.events_of(plan.metric) if plan.metric else []
     health = run_tool(ctx, "data_health", {})
     b.ran("data_health", {})
@@ -145,7 +147,6 @@ def _value(plan: Plan, ctx: Context, b: Builder) -> None:
     text = b.num(label, value, q, "query_metrics", kind, currency)
     where = "over all the data " if plan.span is None else ""
     b.say(f"{label} {where}{_range(result)}{_filters(plan)}: {text}.")
-    _before_data(plan.span, ctx, b)
     _caveats(plan, ctx, b, [plan.span])
 
 
@@ -208,6 +209,10 @@ def _trend(plan: Plan, ctx: Context, b: Builder) -> None:
              f"{b.num(f'{label} {r[col]}', r[plan.metric], q, 'query_metrics', kind, currency)}"
              for r in rows]
     b.say(f"{label} by {plan.grain} {_range(result)}{_filters(plan)}: {'; '.join(parts)}.")
+    first = ctx.first_event()
+    start = datetime.fromisoformat(result["start"]).date()
+    if plan.span is None and first is not None and start < first:
+        b.say(f"The first {plan.grain} is partial: the data starts on {first.isoformat()}.")
     values = [r[plan.metric] for r in rows if r[plan.metric] is not None]
     if len(values) >= 2:
         high = max(rows, key=lambda r: r[plan.metric] if r[plan.metric] is not None
