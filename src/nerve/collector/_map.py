@@ -30,6 +30,8 @@ _TYPES = frozenset({"track", "identify", "page", "screen", "group", "alias"})
 #: calls whose own ``traits`` are the payload (others may carry ``context.traits``)
 _TRAIT_CALLS = frozenset({"identify", "group"})
 _PROPERTY_CALLS = frozenset({"track", "page", "screen"})
+#: the deepest nesting orjson serialises; deeper messages are refused with 400
+MAX_DEPTH = 254
 _ID_FIELDS = (("userId", "user_id"), ("anonymousId", "anonymous_id"),
               ("groupId", "group_id"), ("previousId", "previous_id"))
 
@@ -126,149 +128,156 @@ def map_messages(
     dumps = orjson.dumps
     no_problems: list[dict[str, Any]] = []
 
-    for index, message in enumerate(messages):
-        at = index if batch else None
-        if message.__class__ is not dict:
-            raise message_error(at, "$", "each message must be a JSON object",
-                                code="invalid_field")
-        get = message.get
-        type_ = get("type")
-        if type_.__class__ is not str or type_ not in _TYPES:
-            problem = ("required" if type_ is None else f"{type_!r} is not one of "
-                       "track, identify, page, screen, group, alias")
-            raise message_error(at, "type", problem,
-                                code="missing_field" if type_ is None else "invalid_field")
-        user_id = get("userId")
-        if user_id.__class__ is not str or not user_id:
-            user_id = _id(message, "userId", at)
-        anonymous_id = get("anonymousId")
-        if anonymous_id.__class__ is not str or not anonymous_id:
-            anonymous_id = _id(message, "anonymousId", at)
-        if user_id is None and anonymous_id is None:
-            raise message_error(at, "userId", "userId or anonymousId is required")
-        event = name = group_id = previous_id = None
-        if type_ == "track":
-            event = get("event")
-            if event.__class__ is not str or not event:
-                raise message_error(at, "event", "required for track, a non-empty string",
-                                    code="missing_field" if event is None else "invalid_field")
-        elif type_ == "group":
-            group_id = _id(message, "groupId", at)
-            if group_id is None:
-                raise message_error(at, "groupId", "required for group")
-        elif type_ == "alias":
-            previous_id = _id(message, "previousId", at)
-            if previous_id is None:
-                raise message_error(at, "previousId", "required for alias")
-        message_id = get("messageId")
-        if message_id.__class__ is not str or not message_id:
-            if isinstance(message_id, int) and not isinstance(message_id, bool):
-                message_id = str(message_id)
-            else:
-                message_id = _derived_message_id(message)
-
-        context = get("context")
-        if context.__class__ is not dict:
-            context = _object(message, "context", at) or {}
-        context_traits = context.get("traits")
-        properties = traits = None
-        if type_ in _PROPERTY_CALLS:
-            properties = get("properties")
-            if properties.__class__ is not dict:
-                properties = _object(message, "properties", at) or {}
-            if type_ != "track":
-                raw_name = get("name")
-                name = raw_name if raw_name.__class__ is str and raw_name else None
-                category = get("category")
-                if category is not None and "category" not in properties:
-                    properties = {**properties, "category": category}
-            payload = properties
-            if context_traits.__class__ is dict:
-                traits = context_traits
-        elif type_ in _TRAIT_CALLS:
-            traits = get("traits")
-            if traits.__class__ is not dict:
-                traits = _object(message, "traits", at) or {}
-            if context_traits.__class__ is dict and context_traits:
-                traits = {**context_traits, **traits}  # the call's own traits win
-            payload = traits
-        else:
-            payload = None
-            if context_traits.__class__ is dict:
-                traits = context_traits
-
-        problems = no_problems
-        raw = get("timestamp")
-        try:
-            original = times[raw]
-        except (KeyError, TypeError):
-            problems = []
-            original = _timestamp(raw, "timestamp", times, problems)
-        raw = get("sentAt", batch_sent_at)
-        try:
-            sent_at = times[raw]
-        except (KeyError, TypeError):
-            problems = problems or []
-            sent_at = _timestamp(raw, "sentAt", times, problems)
-        if original is None:
-            timestamp = received_at
-        elif sent_at is None:
-            timestamp = original
-        else:
-            # the client's clock may be wrong, but its differences are right
-            timestamp = received_at - (sent_at - original)
-
-        if payload is None:
-            schema_version = violations = None
-        else:
-            declared = context.get("event_version")
-            version = None if declared is None else str(declared)
-            key = (type_, event, version)
-            rule = rules.get(key)
-            if rule is None:
-                rule = rules[key] = validator.rule(type_, event, version)
-            if rule.check is None or rule.check(payload):
-                schema_version, violations = rule.verdict
-            else:
-                schema_version, violations = validator.explain(rule, payload)
-        if guard is not None:
-            spec = None if payload is None or rule is None else rule.spec
-            if not guard.consents(context, spec):
-                if dropped is not None:
-                    what = ("consent", event or type_)
-                    dropped[what] = dropped.get(what, 0) + 1
-                continue
-            context = guard.context(context, client_ip, user_agent)
-            if payload is not None:
-                protected, changed = guard.payload(payload, spec)
-                if changed and violations:
-                    violations = dumps(withhold_values(
-                        orjson.loads(violations), payload, protected)).decode()
-                payload = protected
-                if type_ in _PROPERTY_CALLS:
-                    properties = payload
+    index = 0
+    # orjson writes at most 254 levels of nesting: deeper JSON parses but cannot be stored
+    try:
+        for index, message in enumerate(messages):
+            at = index if batch else None
+            if message.__class__ is not dict:
+                raise message_error(at, "$", "each message must be a JSON object",
+                                    code="invalid_field")
+            get = message.get
+            type_ = get("type")
+            if type_.__class__ is not str or type_ not in _TYPES:
+                problem = ("required" if type_ is None else f"{type_!r} is not one of "
+                           "track, identify, page, screen, group, alias")
+                raise message_error(at, "type", problem,
+                                    code="missing_field" if type_ is None else "invalid_field")
+            user_id = get("userId")
+            if user_id.__class__ is not str or not user_id:
+                user_id = _id(message, "userId", at)
+            anonymous_id = get("anonymousId")
+            if anonymous_id.__class__ is not str or not anonymous_id:
+                anonymous_id = _id(message, "anonymousId", at)
+            if user_id is None and anonymous_id is None:
+                raise message_error(at, "userId", "userId or anonymousId is required")
+            event = name = group_id = previous_id = None
+            if type_ == "track":
+                event = get("event")
+                if event.__class__ is not str or not event:
+                    raise message_error(at, "event", "required for track, a non-empty string",
+                                        code="missing_field" if event is None else "invalid_field")
+            elif type_ == "group":
+                group_id = _id(message, "groupId", at)
+                if group_id is None:
+                    raise message_error(at, "groupId", "required for group")
+            elif type_ == "alias":
+                previous_id = _id(message, "previousId", at)
+                if previous_id is None:
+                    raise message_error(at, "previousId", "required for alias")
+            message_id = get("messageId")
+            if message_id.__class__ is not str or not message_id:
+                if isinstance(message_id, int) and not isinstance(message_id, bool):
+                    message_id = str(message_id)
                 else:
-                    traits = payload
-            if type_ not in _TRAIT_CALLS:
-                context_traits = context.get("traits")
-                traits = context_traits if context_traits.__class__ is dict else None
-            user_id = guard.identifier(user_id)
-            previous_id = guard.identifier(previous_id)
-        if problems:
-            listed = orjson.loads(violations) if violations else []
-            violations = dumps(problems + listed).decode()
+                    message_id = _derived_message_id(message)
 
-        properties_json = None if properties is None else dumps(properties).decode()
-        traits_json = None if traits is None else dumps(traits).decode()
-        context_json = dumps(context).decode()
-        size = (len(context_json) + (len(properties_json) if properties_json else 0)
-                + (len(traits_json) if traits_json else 0))
-        if size > max_event_bytes:
-            raise message_error(at, "$", f"the message is {size} bytes of JSON, more than "
-                                f"the limit of {max_event_bytes}", code="event_too_large",
-                                status=413)
-        rows.append((message_id, type_, event, name, user_id, anonymous_id, group_id,
-                     previous_id, timestamp, original, sent_at, received_at, properties_json,
-                     traits_json, context_json, source, historical, schema_version,
-                     violations))
+            context = get("context")
+            if context.__class__ is not dict:
+                context = _object(message, "context", at) or {}
+            context_traits = context.get("traits")
+            properties = traits = None
+            if type_ in _PROPERTY_CALLS:
+                properties = get("properties")
+                if properties.__class__ is not dict:
+                    properties = _object(message, "properties", at) or {}
+                if type_ != "track":
+                    raw_name = get("name")
+                    name = raw_name if raw_name.__class__ is str and raw_name else None
+                    category = get("category")
+                    if category is not None and "category" not in properties:
+                        properties = {**properties, "category": category}
+                payload = properties
+                if context_traits.__class__ is dict:
+                    traits = context_traits
+            elif type_ in _TRAIT_CALLS:
+                traits = get("traits")
+                if traits.__class__ is not dict:
+                    traits = _object(message, "traits", at) or {}
+                if context_traits.__class__ is dict and context_traits:
+                    traits = {**context_traits, **traits}  # the call's own traits win
+                payload = traits
+            else:
+                payload = None
+                if context_traits.__class__ is dict:
+                    traits = context_traits
+
+            problems = no_problems
+            raw = get("timestamp")
+            try:
+                original = times[raw]
+            except (KeyError, TypeError):
+                problems = []
+                original = _timestamp(raw, "timestamp", times, problems)
+            raw = get("sentAt", batch_sent_at)
+            try:
+                sent_at = times[raw]
+            except (KeyError, TypeError):
+                problems = problems or []
+                sent_at = _timestamp(raw, "sentAt", times, problems)
+            if original is None:
+                timestamp = received_at
+            elif sent_at is None:
+                timestamp = original
+            else:
+                # the client's clock may be wrong, but its differences are right
+                timestamp = received_at - (sent_at - original)
+
+            if payload is None:
+                schema_version = violations = None
+            else:
+                declared = context.get("event_version")
+                version = None if declared is None else str(declared)
+                key = (type_, event, version)
+                rule = rules.get(key)
+                if rule is None:
+                    rule = rules[key] = validator.rule(type_, event, version)
+                if rule.check is None or rule.check(payload):
+                    schema_version, violations = rule.verdict
+                else:
+                    schema_version, violations = validator.explain(rule, payload)
+            if guard is not None:
+                spec = None if payload is None or rule is None else rule.spec
+                if not guard.consents(context, spec):
+                    if dropped is not None:
+                        what = ("consent", event or type_)
+                        dropped[what] = dropped.get(what, 0) + 1
+                    continue
+                context = guard.context(context, client_ip, user_agent)
+                if payload is not None:
+                    protected, changed = guard.payload(payload, spec)
+                    if changed and violations:
+                        violations = dumps(withhold_values(
+                            orjson.loads(violations), payload, protected)).decode()
+                    payload = protected
+                    if type_ in _PROPERTY_CALLS:
+                        properties = payload
+                    else:
+                        traits = payload
+                if type_ not in _TRAIT_CALLS:
+                    context_traits = context.get("traits")
+                    traits = context_traits if context_traits.__class__ is dict else None
+                user_id = guard.identifier(user_id)
+                previous_id = guard.identifier(previous_id)
+            if problems:
+                listed = orjson.loads(violations) if violations else []
+                violations = dumps(problems + listed).decode()
+
+            properties_json = None if properties is None else dumps(properties).decode()
+            traits_json = None if traits is None else dumps(traits).decode()
+            context_json = dumps(context).decode()
+            size = (len(context_json) + (len(properties_json) if properties_json else 0)
+                    + (len(traits_json) if traits_json else 0))
+            if size > max_event_bytes:
+                raise message_error(at, "$", f"the message is {size} bytes of JSON, more than "
+                                    f"the limit of {max_event_bytes}", code="event_too_large",
+                                    status=413)
+            rows.append((message_id, type_, event, name, user_id, anonymous_id, group_id,
+                         previous_id, timestamp, original, sent_at, received_at, properties_json,
+                         traits_json, context_json, source, historical, schema_version,
+                         violations))
+    except orjson.JSONEncodeError as exc:
+        raise message_error(index if batch else None, "$",
+                            f"cannot be stored: {exc} (JSON nested more than "
+                            f"{MAX_DEPTH} levels deep?)", code="too_deep") from exc
     return rows

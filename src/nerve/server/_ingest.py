@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -39,6 +40,22 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+#: media types a JSON body may be labelled with (analytics.js sends text/plain; some
+#: clients send none or octet-stream); anything else is surely not a Segment request
+_JSON_TYPES = frozenset({"application/json", "text/plain", "application/octet-stream", ""})
+
+
+def _check_content_type(value: str | None) -> None:
+    if value is None:
+        return
+    media = value.split(";", 1)[0].strip().lower()
+    if media in _JSON_TYPES or media.endswith("+json"):
+        return
+    raise RequestError(f"Content-Type {media!r} is not accepted: send JSON "
+                       "(application/json or text/plain)", status=415,
+                       code="unsupported_media_type", details={"content_type": media})
+
+
 def client_ip(request: Request, proxy_header: str | None) -> str | None:
     """The sender's address: the connection's, or what the trusted proxy says it saw.
 
@@ -71,8 +88,15 @@ async def _ingest(request: Request, state: NerveState) -> Response:
         if state.overloaded:
             raise BackpressureError("the event log is behind the warehouse; retry shortly",
                                     retry_after=2)
-        body = await _read_body(request, state.collector.limits.max_request_bytes)
         headers = request.headers
+        _check_content_type(headers.get("content-type"))
+        try:
+            async with asyncio.timeout(state.body_timeout):
+                body = await _read_body(request, state.collector.limits.max_request_bytes)
+        except TimeoutError:
+            raise RequestError(f"the request body took more than {state.body_timeout:g}s to "
+                               "arrive", status=408, code="body_timeout",
+                               details={"limit_seconds": state.body_timeout}) from None
         collected = state.collector.collect(
             body, endpoint=endpoint, authorization=headers.get("authorization"),
             content_encoding=headers.get("content-encoding"),

@@ -14,7 +14,19 @@ from nerve.server._metrics import Metrics
 from nerve.server._ratelimit import RateLimiter, rate_limiter_for
 from nerve.workspace import Workspace
 
-__all__ = ["EventLog", "Loader", "NerveState", "Warehouse"]
+__all__ = ["DEFAULT_BODY_TIMEOUT", "DEFAULT_MAX_CONNECTIONS", "EventLog", "Loader",
+           "NerveState", "Warehouse", "max_connections"]
+
+#: seconds a client may take to send its request body (slow-body attacks hold memory)
+DEFAULT_BODY_TIMEOUT = 30.0
+#: open connections per process; uvicorn answers 503 beyond (``[collector] max_connections``)
+DEFAULT_MAX_CONNECTIONS = 1000
+
+
+def max_connections(workspace: Workspace) -> int:
+    """``[collector] max_connections``: concurrent connections each process serves."""
+    return int(workspace.config.raw.get("collector", {}).get("max_connections",
+                                                              DEFAULT_MAX_CONNECTIONS))
 
 
 class EventLog(Protocol):
@@ -78,11 +90,15 @@ class NerveState:
     processes: int = 1
     #: ``[collector] rate_limit_per_second`` per source (None: no limit)
     limiter: RateLimiter | None = field(init=False, default=None)
+    #: ``[collector] body_timeout_seconds``: a request body slower than this gets 408
+    body_timeout: float = field(init=False, default=DEFAULT_BODY_TIMEOUT)
 
     def __post_init__(self) -> None:
         self.collector = Collector(self.workspace, self.catalog)
         header = self.workspace.config.raw.get("collector", {}).get("trusted_proxy_header")
         self.proxy_header = str(header) if header else None
+        section = self.workspace.config.raw.get("collector", {})
+        self.body_timeout = float(section.get("body_timeout_seconds", DEFAULT_BODY_TIMEOUT))
         self.limiter = rate_limiter_for(self.workspace.config.raw.get("collector", {}),
                                         self.processes)
         if self.metrics is None:

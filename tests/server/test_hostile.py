@@ -1,0 +1,91 @@
+"""Hostile input against a real ``nerve serve``: each gets a clear 4xx or is cut off, and
+the process lives (it answers /health and stores a good batch afterwards)."""
+
+from __future__ import annotations
+
+import gzip
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from serverkit import EVENTS, basic, order, rows, write_key
+
+from nerve.workspace import Workspace
+
+LIMITS = "[collector]\nbody_timeout_seconds = 1\nmax_connections = 40\n"
+
+
+def _nest(depth: int) -> bytes:
+    return (b'{"batch":[{"type":"track","event":"order_completed","userId":"u",'
+            b'"properties":{"order_id":"o","revenue":1,"deep":' + b'{"a":' * depth + b"1"
+            + b"}" * depth + b"}}]}")
+
+
+def _json(**body: Any) -> bytes:
+    import orjson
+
+    return orjson.dumps(body)
+
+
+def test_hostile_requests_get_clear_4xx_and_the_server_lives(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., Any]) -> None:
+    ws = make_workspace(EVENTS)
+    toml = ws.root / "nerve.toml"
+    toml.write_text(toml.read_text().replace("[collector]\n", LIMITS))
+    server = serve(ws)
+    auth = basic(write_key(ws))
+    bomb = gzip.compress(b"[" + b"0," * 20_000_000 + b"0]", compresslevel=9)
+    cases: list[tuple[str, bytes, dict[str, str], int, str]] = [
+        ("gzip bomb", bomb, {"Content-Encoding": "gzip"}, 413, "payload_too_large"),
+        ("deep nesting (stored)", _nest(300), {}, 400, "too_deep"),
+        ("deep nesting (parser)", _nest(5000), {}, 400, "invalid_json"),
+        ("NaN", b'{"batch":[{"type":"track","event":"e","userId":"u","properties":'
+                b'{"x":NaN}}]}', {}, 400, "invalid_json"),
+        ("Infinity", b'{"batch":[{"properties":{"x":1e999}}]}', {}, 400, "invalid_json"),
+        ("invalid UTF-8", b'{"batch":[{"type":"track","event":"\xff\xfe","userId":"u"}]}',
+         {}, 400, "invalid_json"),
+        ("lone surrogate", b'{"batch":[{"type":"track","event":"\\ud800","userId":"u"}]}',
+         {}, 400, "invalid_json"),
+        ("huge string", _json(batch=[order(1, properties={"s": "x" * 600_000})]), {}, 413,
+         "payload_too_large"),
+        ("huge array", _json(batch=[order(i) for i in range(3000)]), {}, 413,
+         "payload_too_large"),
+        ("many events", _json(batch=[{"type": "track"}] * 2600), {}, 400, "too_many_events"),
+        ("form post", b"a=1&b=2", {"Content-Type": "application/x-www-form-urlencoded"},
+         415, "unsupported_media_type"),
+        ("xml", b"<batch/>", {"Content-Type": "application/xml"}, 415,
+         "unsupported_media_type"),
+    ]
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        for name, body, headers, status, code in cases:
+            answer = client.post("/v1/batch", content=body, headers={**auth, **headers})
+            assert (answer.status_code, answer.json()["code"]) == (status, code), name
+        # a slow body is cut off after body_timeout_seconds with 408
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+            sock.sendall(b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                         b"application/json\r\nContent-Length: 1000\r\n"
+                         + auth["Authorization"].join([b"Authorization: ".decode(), "\r\n"])
+                         .encode() + b"\r\n" + b'{"batch": [')
+            reply = sock.recv(65536)
+        assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
+        assert b"body_timeout" in reply
+        # many idle connections: past max_connections the server sheds load with 503,
+        # and recovers once they go
+        idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(60)]
+        try:
+            for sock in idle:
+                sock.sendall(b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
+            time.sleep(0.5)  # let the server take them in
+            with httpx.Client(base_url=server.url, timeout=30) as fresh:
+                crowded = fresh.get("/health")
+            assert crowded.status_code in (200, 503)
+        finally:
+            for sock in idle:
+                sock.close()
+        assert client.get("/health").status_code == 200
+        good = client.post("/v1/batch", json={"batch": [order(1, "ok")]}, headers=auth)
+        assert good.status_code == 200
+    assert server.stop() == 0
+    assert [r["message_id"] for r in rows(ws, "SELECT message_id FROM events")] == ["ok-1"]
