@@ -20,7 +20,7 @@ def test_collector_exports() -> None:
 def test_server_exports() -> None:
     assert sorted(nerve.server.__all__) == sorted([
         "SERVER_FILE", "EventLog", "Loader", "NerveState", "Warehouse", "create_app",
-        "read_server_file", "serve",
+        "pipeline_health", "read_server_file", "serve",
     ])
     assert "sql" in nerve.server.api.API_MODULES
     for name in nerve.server.__all__:
