@@ -36,6 +36,8 @@ __all__ = ["TRUTH_FILE", "DemoServer", "SendReport", "make_config", "prepare_wor
 
 TRUTH_FILE = "ground_truth.json"
 _BUNDLED = ("events", "metrics", "experiments")
+#: single files of the shop copied next to nerve.toml
+_BUNDLED_FILES = ("checks.yaml",)
 _MARKER = "[demo]"
 
 
@@ -71,6 +73,8 @@ def prepare_workspace(directory: Path) -> Workspace:
         if source.is_dir():
             shutil.rmtree(target, ignore_errors=True)
             shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in _BUNDLED_FILES:
+        shutil.copyfile(SHOP_DIR / name, root / name)
     return Workspace.load(root)
 
 
