@@ -21,6 +21,7 @@ from nerve.workspace import Workspace
 __all__ = ["TOOLS", "Context", "Tool", "run_tool"]
 
 _MAX_VALUES = 50  # more distinct values than this: not a filter vocabulary
+_VALUES_CACHE: dict[tuple[str, str, int, str], dict[str, tuple[str, ...]]] = {}
 
 
 @dataclass
@@ -56,8 +57,22 @@ class Context:
         return self.now.astimezone(ZoneInfo(self.layer.timezone)).date()
 
     def dimension_values(self) -> dict[str, tuple[str, ...]]:
-        """The values each string dimension takes in the data (few-valued ones only)."""
+        """The values each string dimension takes in the data (few-valued ones only).
+
+        A scan of every event (seconds per few hundred thousand), so it is kept per
+        process until the next load (``max(loaded_at)`` changes): a server or MCP
+        process pays it once per load, not once per question.
+        """
         if self._values is None:
+            t = self.events
+            stamp = t.aggregate(n=t.count(), at=t.loaded_at.max()).to_pyarrow() \
+                .to_pylist()[0]
+            key = (str(self.workspace.root), repr(sorted(self.layer.dimensions)),
+                   stamp["n"], str(stamp["at"]))
+            cached = _VALUES_CACHE.get(key)
+            if cached is not None:
+                self._values = cached
+                return cached
             names = [n for n, d in self.layer.dimensions.items()
                      if getattr(d, "type", "string") == "string"]
             found: dict[str, tuple[str, ...]] = dict.fromkeys(names, ())
@@ -74,6 +89,8 @@ class Context:
                         found[n] = tuple(sorted(str(v) for v in values[n] or []
                                                 if v is not None and str(v).strip()))
             self._values = found
+            _VALUES_CACHE.clear()  # one workspace state per process is enough
+            _VALUES_CACHE[key] = found
         return self._values
 
     def health(self) -> list[Any]:
