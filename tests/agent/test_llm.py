@@ -224,3 +224,22 @@ def test_a_real_small_model_stays_honest(demo_ctx: Context, llama_server: str) -
         values = [float(n.value) for n in answer.numbers if n.value is not None]
         assert all(supported_by_values(x, values) for x in numerals(answer.answer)
                    if x not in numerals(QUESTION))
+
+
+def test_ask_local_uses_the_configured_llm_unless_told_not_to(
+        demo_ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nerve.agent import ask_local
+
+    replies: list[Reply] = [lambda _b: _text("nerve's data has no answer to that.")]
+    with Replay(replies) as server:
+        monkeypatch.setenv("NERVE_LLM_URL", server.url)
+        monkeypatch.setenv("NERVE_LLM_MODEL", "recorded")
+        body = {"question": "what is our churn rate?", "now": demo_ctx.now.isoformat()}
+        via_llm = ask_local(demo_ctx.con, demo_ctx.workspace, body, demo_ctx.catalog)
+        offline = ask_local(demo_ctx.con, demo_ctx.workspace, {**body, "llm": False},
+                            demo_ctx.catalog)
+    assert via_llm["source"] == "llm:recorded"
+    assert via_llm["answer"] == "nerve's data has no answer to that."
+    assert offline["source"] == "offline"
+    assert offline["answered"] is False
+    assert len(server.requests) == 1
