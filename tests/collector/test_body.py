@@ -126,3 +126,12 @@ def test_limits_come_from_the_workspace(workspace: Workspace) -> None:
         collector.collect(gzip.compress(b" " * 5000), endpoint="batch", authorization=auth,
                           content_encoding="gzip")
     assert info.value.status == 413
+
+
+@pytest.mark.parametrize(
+    "key", [b"k\\u00e9y-non-ascii", b"\\udb16\\ude80", b"WRITEKEY12\\u00b3"])
+def test_a_non_ascii_write_key_is_a_401_not_a_crash(collector: Collector, key: bytes) -> None:
+    # found by schemathesis: compare_digest raised TypeError (a 500) on non-ASCII text
+    body = b'{"batch":[],"writeKey":"' + key + b'"}'
+    with pytest.raises(AuthError, match="unknown write key"):
+        collector.collect(body, endpoint="b")

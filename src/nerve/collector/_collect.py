@@ -94,7 +94,8 @@ class Collector:
         if not write_key:
             raise AuthError("missing write key: send it as the HTTP Basic user "
                             "(`Authorization: Basic base64(key:)`) or as the body's writeKey")
-        source = self.workspace.source_for_key(write_key)
+        # keys are ASCII (nerve.toml); compare_digest refuses other text with a TypeError
+        source = self.workspace.source_for_key(write_key) if write_key.isascii() else None
         if source is None:
             raise AuthError("unknown write key: it matches no [[sources]] in nerve.toml")
         return source

@@ -24,6 +24,7 @@ from nerve.server._errors import (
 )
 from nerve.server._ingest import ingest_routes
 from nerve.server._metrics import metrics_endpoint
+from nerve.server._openapi import openapi_endpoint
 from nerve.server._state import NerveState
 
 __all__ = ["create_app"]
@@ -51,7 +52,9 @@ def create_app(
     ``read_routes`` default to every module of ``nerve.server.api``. ``metrics``: answer
     ``GET /metrics`` here (worker processes forward it to the main one instead).
     """
-    routes: list[BaseRoute] = [Route("/health", health, methods=["GET"]), *ingest_routes()]
+    routes: list[BaseRoute] = [Route("/health", health, methods=["GET"]),
+                               Route("/openapi.json", openapi_endpoint, methods=["GET"]),
+                               *ingest_routes()]
     if metrics:
         routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
     routes.extend(api.routes() if read_routes is None else read_routes)

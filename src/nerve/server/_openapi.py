@@ -1,0 +1,114 @@
+"""``GET /openapi.json``: the ingest API as OpenAPI 3.1, for clients and fuzzers.
+
+It describes what the collector answers, including every refusal with its one error shape
+(``{"code", "message", "details"}``), so that a schema-driven fuzzer (schemathesis, in
+tests/server/test_fuzz_openapi.py) can check that no input gets anything undocumented.
+The read APIs (``/v1/metrics``, ``/v1/admin/sql``...) are documented in docs/http-api.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from nerve import __version__
+from nerve.collector._body import BATCH_PATHS, CALL_TYPES
+
+__all__ = ["openapi_document", "openapi_endpoint"]
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+_REFUSALS = {
+    "400": "Malformed JSON, a message missing a required field, too many events, "
+           "JSON nested too deeply",
+    "401": "Missing or unknown write key",
+    "408": "The body took longer than body_timeout_seconds to arrive",
+    "413": "Body (after decompression) or one event over its size limit",
+    "415": "Not JSON, or an unknown Content-Encoding",
+    "429": "The source is over its rate limit; retry after Retry-After seconds",
+    "503": "The event log is behind, or could not be written; retry after Retry-After "
+           "seconds (never 500)",
+}
+
+_MESSAGE: dict[str, Any] = {
+    "type": "object",
+    "description": "A Segment message (docs/collector.md). Unknown fields are ignored; "
+                   "properties and traits are judged by the catalog, not refused.",
+    "properties": {
+        "type": {"enum": ["track", "identify", "page", "screen", "group", "alias"]},
+        "event": {"type": "string"},
+        "userId": {"type": ["string", "number", "null"]},
+        "anonymousId": {"type": ["string", "number", "null"]},
+        "messageId": {"type": "string"},
+        "timestamp": {"type": "string", "format": "date-time"},
+        "sentAt": {"type": "string", "format": "date-time"},
+        "properties": {"type": "object"},
+        "traits": {"type": "object"},
+        "context": {"type": "object"},
+        "name": {"type": "string"},
+        "groupId": {"type": "string"},
+        "previousId": {"type": "string"},
+    },
+}
+
+
+def _responses() -> dict[str, Any]:
+    ok = {"description": "Every event is durable in the event log",
+          "content": {"application/json": {"schema": {
+              "type": "object", "properties": {"success": {"const": True}},
+              "required": ["success"]}}}}
+    refusals = {status: {"description": text,
+                         "content": {"application/json": {"schema": _ERROR}}}
+                for status, text in _REFUSALS.items()}
+    return {"200": ok, **refusals}
+
+
+def _operation(summary: str, body: dict[str, Any]) -> dict[str, Any]:
+    return {"post": {
+        "summary": summary,
+        "security": [{"writeKey": []}],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+        "responses": _responses(),
+    }}
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the collector's endpoints."""
+    batch = {"type": "object", "required": ["batch"],
+             "properties": {"batch": {"type": "array", "items": _MESSAGE},
+                            "sentAt": {"type": "string", "format": "date-time"},
+                            "writeKey": {"type": "string"}}}
+    paths: dict[str, Any] = {}
+    for path in sorted(BATCH_PATHS):
+        paths[f"/v1/{path}"] = _operation("A batch of messages (Segment /v1/batch)", batch)
+    for path, call in sorted(CALL_TYPES.items()):
+        paths[f"/v1/{path}"] = _operation(f"One {call} message", _MESSAGE)
+    paths["/health"] = {"get": {"summary": "Liveness", "responses": {"200": {
+        "description": "ok, or overloaded while ingest answers 503",
+        "content": {"application/json": {"schema": {"type": "object", "properties": {
+            "status": {"enum": ["ok", "overloaded"]}, "version": {"type": "string"}}}}}}}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "nerve collector", "version": __version__,
+                 "description": "The Segment HTTP Tracking API as nerve serves it."},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"writeKey": {"type": "http", "scheme": "basic",
+                                             "description": "The write key as the user, "
+                                             "no password"}},
+            "schemas": {"Error": {
+                "type": "object", "required": ["code", "message", "details"],
+                "properties": {"code": {"type": "string"}, "message": {"type": "string"},
+                               "details": {}}}},
+        },
+    }
+
+
+_DOCUMENT = orjson.dumps(openapi_document())
+
+
+async def openapi_endpoint(request: Request) -> Response:
+    """GET /openapi.json."""
+    return Response(_DOCUMENT, media_type="application/json")
