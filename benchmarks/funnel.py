@@ -82,13 +82,16 @@ def run_nerve(path: str, repeat: int, out: Any) -> None:
     con.raw_sql("SET enable_progress_bar = false")
     events = con.table("events")
     spec = FunnelSpec(tuple(Step(s) for s in STEPS), window=WINDOW)
-    times, counts = [], []
+    times: list[float] = []
+    cpus: list[float] = []
+    counts: list[int] = []
     for _ in range(repeat):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         result = funnel(events, spec)
         times.append(time.perf_counter() - start)
+        cpus.append(time.process_time() - cpu)
         counts = [r["users"] for r in result.rows]
-    out.send({"times": times, "counts": counts, "peak_mb": _peak_mb()})
+    out.send({"times": times, "cpu": cpus, "counts": counts, "peak_mb": _peak_mb()})
 
 
 def run_chdb(path: str, repeat: int, out: Any) -> None:
@@ -116,18 +119,19 @@ def run_chdb(path: str, repeat: int, out: Any) -> None:
                        toUInt64(toUnixTimestamp64Micro(timestamp)), {conds}) AS level
               FROM b.events WHERE event IN ({names}) GROUP BY user_id)
             GROUP BY level ORDER BY level"""
-        times, levels = [], {}
+        times, cpus, levels = [], [], {}
         for _ in range(repeat):
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             text = str(sess.query(sql, "JSONCompact"))
             times.append(time.perf_counter() - start)
+            cpus.append(time.process_time() - cpu)
             levels = {int(a): int(b) for a, b in json.loads(text)["data"]}
         sess.close()
     parquet.unlink()
     # windowFunnel gives each user's deepest level; a step's users reached it or deeper
     counts = [sum(n for level, n in levels.items() if level >= k + 1)
               for k in range(len(STEPS))]
-    out.send({"times": times, "counts": counts, "peak_mb": _peak_mb()})
+    out.send({"times": times, "cpu": cpus, "counts": counts, "peak_mb": _peak_mb()})
 
 
 def _in_child(target: Any, *args: Any) -> dict[str, Any]:
@@ -172,6 +176,10 @@ def main() -> int:
           f"peak memory {ch['peak_mb']:.0f} MB")
     print(f"ratio nerve/chdb: {best_n / best_c:.2f} "
           f"({'no slower than' if best_n <= best_c else 'slower than'} chdb)")
+    # CPU seconds (all threads of each process): steadier than wall time on a busy machine
+    cpu_n, cpu_c = min(nerve["cpu"]), min(ch["cpu"])
+    print(f"CPU time, best run: nerve {cpu_n:.2f} s, chdb {cpu_c:.2f} s, "
+          f"ratio {cpu_n / cpu_c:.2f}")
     print(f"per-step counts identical: {same}")
     return 0 if same else 1
 
