@@ -101,6 +101,9 @@ def layer_and_exp(make_workspace: Any) -> tuple[SemanticLayer, Any]:
     return SemanticLayer.load(ws), load_experiments(folder)["exp1"]
 
 
+# Spark runs the same Ibis expressions in the semantic layer's own suite; here it would
+# cost minutes for no new code path
+@pytest.mark.parametrize("engine", ["duckdb", "postgres"], indirect=True)
 def test_units_and_values_after_first_exposure(engine: Any, events_table: Any,
                                                layer_and_exp: Any) -> None:
     layer, exp = layer_and_exp
