@@ -105,6 +105,8 @@ async def _ingest(request: Request, state: NerveState) -> Response:
         if state.limiter is not None:
             state.limiter.check(collected.source.name, len(collected.rows))
         if collected.rows:
+            if state.log_failed:
+                state.reopen_log()
             state.log.append(collected.record_batch())
             # fsync off the event loop; concurrent requests share one group commit
             await state.commit.sync()
@@ -113,6 +115,8 @@ async def _ingest(request: Request, state: NerveState) -> Response:
     except OSError as exc:  # a full or failing disk: retryable, and nothing was acknowledged
         logger.error("event log write failed; answering 503",
                      extra={"error": str(exc), "errno": exc.errno})
+        if not state.log_failed:
+            state.after_write_failure()
         return nerve_error_response(TransientError(
             f"the event log could not be written: {exc}", retry_after=5))
     if state.metrics is not None:

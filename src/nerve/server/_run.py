@@ -173,6 +173,7 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8700, *,
     state = NerveState(workspace=workspace, catalog=catalog, warehouse=warehouse, log=log,
                        admin_token=secrets.token_urlsafe(32), processes=workers,
                        loader=Loader(workspace.log_dir, warehouse),
+                       log_factory=lambda: LogWriter(workspace.log_dir, WRITER_ID),
                        url=f"http://{url_host}:{bound_port}")
     server_file = workspace.data_dir / SERVER_FILE
     sockets = [sock]

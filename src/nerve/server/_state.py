@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -90,8 +91,30 @@ class NerveState:
     processes: int = 1
     #: ``[collector] rate_limit_per_second`` per source (None: no limit)
     limiter: RateLimiter | None = field(init=False, default=None)
+    #: opens a fresh writer on the same log folder, to recover from a failed write
+    log_factory: Callable[[], EventLog] | None = None
+    #: set when the writer was closed after a failed write (a full disk): the next
+    #: request reopens it, which cuts any torn frame from the segment's tail first
+    log_failed: bool = False
     #: ``[collector] body_timeout_seconds``: a request body slower than this gets 408
     body_timeout: float = field(init=False, default=DEFAULT_BODY_TIMEOUT)
+
+    def reopen_log(self) -> None:
+        """A fresh writer after a failed one; raises OSError while the disk still fails."""
+        assert self.log_factory is not None
+        self.log = self.commit.log = self.log_factory()
+        self.log_failed = False
+
+    def after_write_failure(self) -> None:
+        """Close the writer after an append or sync failed, so nothing more is appended
+        after a possibly torn frame; ``reopen_log`` starts a clean segment."""
+        if self.log_factory is None:
+            return
+        try:
+            self.log.close()  # syncs what was appended whole before the failure
+        except (OSError, ValueError):
+            return  # still failing: keep this writer, the next failure tries again
+        self.log_failed = True
 
     def __post_init__(self) -> None:
         self.collector = Collector(self.workspace, self.catalog)

@@ -149,6 +149,7 @@ def worker_main(argv: list[str]) -> None:
     state = NerveState(workspace=workspace, catalog=Catalog.load(workspace.events_dir),
                        warehouse=_Upstream(), log=LogWriter(workspace.log_dir, writer_id),
                        admin_token="", url=upstream,
+                       log_factory=lambda: LogWriter(workspace.log_dir, writer_id),
                        processes=int(os.environ.get("NERVE_SERVE_PROCESSES", "1")))
     app = create_app(state, _worker_lifespan(state, upstream), metrics=False,
                      read_routes=[Route("/{path:path}", _forward,

@@ -1,0 +1,125 @@
+"""Faults under load: a full disk, and SIGTERM in the middle of a stream of requests.
+
+After each, every acknowledged event is in the warehouse exactly once. (SIGKILL under
+load: test_server_crash.py; a corrupted log tail: tests/log.)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from serverkit import EVENTS, basic, order, rows, write_key
+
+from nerve.workspace import Workspace
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Callable[[Path], Path]]:
+    """Mount a 2 MiB tmpfs on a folder (root only); unmounted at teardown."""
+    mounted: list[Path] = []
+
+    def mount(folder: Path) -> Path:
+        if os.geteuid() != 0 or shutil.which("mount") is None:
+            pytest.skip("mounting a small tmpfs needs root: cannot simulate a full disk")
+        folder.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)],
+                              capture_output=True, check=False)
+        if done.returncode != 0:
+            pytest.skip(f"mount -t tmpfs is not permitted here: {done.stderr.decode()[:200]}")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounted:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def _batch(n: int, size: int = 40) -> list[dict[str, Any]]:
+    return [order(n * 1000 + i, prefix=f"b{n}", context={"pad": "x" * 200})
+            for i in range(size)]
+
+
+def _loaded(ws: Workspace) -> list[str]:
+    return [r["message_id"] for r in rows(ws, "SELECT message_id FROM events")]
+
+
+def test_full_disk_answers_503_and_loses_or_doubles_nothing_acknowledged(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., Any],
+        small_disk: Callable[[Path], Path]) -> None:
+    ws = make_workspace(EVENTS)
+    log_dir = small_disk(ws.data_dir / "log")
+    filler = log_dir / "filler"
+    free = shutil.disk_usage(log_dir).free
+    filler.write_bytes(b"\0" * (free - 96 * 1024))  # leave room for a few batches only
+    server = serve(ws)
+    auth = basic(write_key(ws))
+    acked: set[str] = set()
+    refused: list[int] = []
+    statuses: set[int] = set()
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        for n in range(60):
+            answer = client.post("/v1/batch", json={"batch": _batch(n)}, headers=auth)
+            statuses.add(answer.status_code)
+            if answer.status_code == 200:
+                acked.update(m["messageId"] for m in _batch(n))
+            else:
+                assert answer.status_code == 503, answer.text
+                assert answer.headers["Retry-After"]
+                refused.append(n)
+        assert refused, "the disk never filled"
+        filler.unlink()  # space returns
+        # the SDK retries what was refused; everything goes through now
+        for n in refused:
+            answer = client.post("/v1/batch", json={"batch": _batch(n)}, headers=auth)
+            assert answer.status_code == 200, answer.text
+            acked.update(m["messageId"] for m in _batch(n))
+    assert 500 not in statuses
+    assert server.stop() == 0
+    loaded = _loaded(ws)
+    assert len(loaded) == len(set(loaded)), "an event was loaded twice"
+    assert set(loaded) == acked
+
+
+def test_sigterm_during_a_stream_drains_and_every_200_is_loaded(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., Any]) -> None:
+    ws = make_workspace(EVENTS)
+    server = serve(ws, "--workers", "2")
+    auth = basic(write_key(ws))
+    acked: set[str] = set()
+    lock = threading.Lock()
+    some_acked = threading.Event()
+
+    def stream(thread: int) -> None:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            for n in range(thread * 10_000, thread * 10_000 + 2000):
+                try:
+                    answer = client.post("/v1/batch", json={"batch": _batch(n, 20)},
+                                         headers=auth)
+                except httpx.HTTPError:
+                    return  # the server has stopped accepting
+                if answer.status_code == 200:
+                    with lock:
+                        acked.update(m["messageId"] for m in _batch(n, 20))
+                    some_acked.set()
+                else:
+                    assert answer.status_code == 503, answer.text
+
+    threads = [threading.Thread(target=stream, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    assert some_acked.wait(60)
+    assert server.stop() == 0  # SIGTERM while the streams run
+    for thread in threads:
+        thread.join(60)
+    assert acked
+    loaded = _loaded(ws)
+    assert len(loaded) == len(set(loaded))
+    assert acked <= set(loaded)
