@@ -123,3 +123,24 @@ def test_units_and_values_after_first_exposure(engine: Any, events_table: Any,
     assert rows[("checkout_conversion", "treatment")]["mean"] == pytest.approx(1.0)
     assert rows[("orders", "treatment")]["lift"] == pytest.approx(-0.5)
     assert readout["srm_p_value"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("engine", ["duckdb"], indirect=True)
+def test_breakdown_by_a_dimension_at_first_exposure(engine: Any, events_table: Any,
+                                                    layer_and_exp: Any) -> None:
+    layer, exp = layer_and_exp
+    rows = [{**row, "context": {"os": {"name": "iOS" if row["user_id"] in ("u1", "u3")
+                                       else "Android"}}} for row in ROWS]
+    events = engine.load("exp_events_by", events_table(rows))
+    readout = readout_dict(exp, analyze_experiment(exp, layer, events, by="context.os.name",
+                                                   now=T0 + timedelta(days=1)))
+    by = {(r["value"], r["metric"], r["variant"]): r for r in readout["breakdown"]}
+    assert {r["dimension"] for r in readout["breakdown"]} == {"context.os.name"}
+    assert by[("iOS", "orders", "control")]["units"] == 1  # u1
+    assert by[("iOS", "orders", "control")]["mean"] == pytest.approx(2.0)
+    assert by[("iOS", "orders", "treatment")]["mean"] == pytest.approx(1.0)  # u3
+    assert by[("Android", "orders", "control")]["mean"] == pytest.approx(0.0)  # u2
+    assert by[("Android", "revenue", "treatment")]["mean"] == pytest.approx(0.0)  # u4
+    # the overall rows are unchanged by the breakdown
+    assert {(r["metric"], r["variant"]): r["units"] for r in readout["rows"]}[
+        ("orders", "control")] == 2

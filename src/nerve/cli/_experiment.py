@@ -73,7 +73,7 @@ def show(ctx: typer.Context, key: Annotated[str, typer.Argument(help="Experiment
         emit([{"field": k, "value": v} for k, v in info.items()], fmt, title=exp.key)
 
 
-def run_analysis(ws: Workspace, key: str) -> dict[str, Any]:
+def run_analysis(ws: Workspace, key: str, by: str | None = None) -> dict[str, Any]:
     """The readout of ``key``: through the running server, else from the warehouse file."""
     def local(warehouse: Any) -> dict[str, Any]:
         from nerve.experiments._run import analyze_experiment, readout_dict  # noqa: PLC0415
@@ -82,31 +82,39 @@ def run_analysis(ws: Workspace, key: str) -> dict[str, Any]:
         exp = get_experiment(_experiments(ws), key)
         layer = SemanticLayer.load(ws)
         readout = analyze_experiment(exp, layer, warehouse.table("events"),
-                                     now=datetime.now(UTC))
+                                     now=datetime.now(UTC), by=by)
         return readout_dict(exp, readout)
 
     get_experiment(_experiments(ws), key)  # a bad file or key fails before any connection
-    return answer(ws, "/v1/experiments/analyze", {"key": key}, local)
+    return answer(ws, "/v1/experiments/analyze", {"key": key, "by": by}, local)
 
 
 @experiment_app.command("analyze")
 @handle_errors
 def analyze(ctx: typer.Context, key: Annotated[str, typer.Argument(help="Experiment key.")],
+            by: Annotated[str | None, typer.Option(
+                "--by", help="Also break the results down by a dimension (platform, "
+                             "user.age_group, ...) at each unit's first exposure.")] = None,
             fmt: FormatOption = Format.table) -> None:
     """Analyse an experiment: lift, intervals, CUPED, always-valid intervals, chance to
     win, sample-ratio mismatch, and a decision (ship, keep running, stop).
 
     --format json prints one object per variant and metric (variant, metric, units, mean,
     std, lift, ci_low, ci_high, p_value, seq_ci_low, seq_ci_high, cuped_lift,
-    cuped_ci_low, cuped_ci_high, chance_to_win, srm_p_value, ...).
+    cuped_ci_low, cuped_ci_high, chance_to_win, srm_p_value, ...); with --by, then the
+    same per value of the dimension (its "dimension" and "value" fields set).
     """
     from nerve.experiments._run import report_text  # noqa: PLC0415
 
-    readout = run_analysis(_workspace(ctx), key)
+    readout = run_analysis(_workspace(ctx), key, by)
+    rows = [*readout["rows"], *readout.get("breakdown", [])]
     if fmt is not Format.table:
-        emit(readout["rows"], fmt)
+        emit(rows, fmt)
         return
     emit([_table_row(r) for r in readout["rows"]], fmt, title=key)
+    if readout.get("breakdown"):
+        emit([{by or "value": r["value"], **_table_row(r)} for r in readout["breakdown"]], fmt,
+             title=f"{key} by {by}")
     console.print(report_text(readout), highlight=False, soft_wrap=True)
 
 

@@ -40,10 +40,17 @@ class ArmData:
     den: np.ndarray
     pre_num: np.ndarray
     pre_den: np.ndarray
+    #: the unit ids, in the arrays' order (for breakdowns)
+    ids: tuple[str, ...] = ()
 
     @property
     def n(self) -> int:
         return int(self.num.size)
+
+    def subset(self, keep: np.ndarray) -> ArmData:
+        """The units where ``keep`` (a boolean mask) is true."""
+        return ArmData(self.num[keep], self.den[keep], self.pre_num[keep], self.pre_den[keep],
+                       tuple(i for i, k in zip(self.ids, keep, strict=True) if k))
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,9 @@ class ResultRow:
     expected_loss: float | None = None
     srm_p_value: float | None = None
     significant: bool = False
+    #: set on breakdown rows: the dimension and the unit's value at first exposure
+    dimension: str | None = None
+    value: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {k: _clean(v) for k, v in asdict(self).items()}
@@ -97,6 +107,8 @@ class Readout:
     decision: str
     reasons: list[str] = field(default_factory=list)
     planned_units_per_variant: int | None = None
+    #: the same rows per value of a dimension (``analyze_experiment(by=...)``)
+    breakdown: list[ResultRow] = field(default_factory=list)
 
 
 def _clean(value: Any) -> Any:

@@ -7,18 +7,23 @@ from datetime import UTC, datetime
 from typing import Any
 
 import ibis.expr.types as ir
+import numpy as np
 
-from nerve.experiments._analysis import Readout, analyze
+from nerve.experiments._analysis import MetricData, Readout, analyze
 from nerve.experiments._model import Experiment
-from nerve.experiments._units import collect
+from nerve.experiments._units import collect, unit_dimension
 from nerve.semantic import SemanticLayer
 
 __all__ = ["analyze_experiment", "readout_dict", "report_text"]
 
 
 def analyze_experiment(exp: Experiment, layer: SemanticLayer, events: ir.Table, *,
-                       now: datetime | None = None) -> Readout:
-    """Every statistic of ``exp`` over the warehouse's ``events``, with a decision."""
+                       now: datetime | None = None, by: str | None = None) -> Readout:
+    """Every statistic of ``exp`` over the warehouse's ``events``, with a decision.
+
+    ``by`` (a dimension such as ``platform`` or ``user.age_group``) adds the same rows per
+    value of it at each unit's first exposure, in ``Readout.breakdown``.
+    """
     now = now or datetime.now(UTC)
     for name, _ in exp.metrics:
         layer.get(name)  # an unknown metric fails here, naming the closest ones
@@ -27,9 +32,30 @@ def analyze_experiment(exp: Experiment, layer: SemanticLayer, events: ir.Table, 
     if exposed.first is not None:
         first = exposed.first if exposed.first.tzinfo else exposed.first.replace(tzinfo=UTC)
         days = max((now - first).total_seconds() / 86400, 1 / 24)
-    return analyze(exp.key, exp.control, exp.variant_keys, exp.weights, data,
-                   alpha=exp.alpha, correction=exp.correction, mde=exp.mde, power=exp.power,
-                   excluded=exposed.excluded, days_running=days)
+
+    def read(metrics: list[MetricData]) -> Readout:
+        return analyze(exp.key, exp.control, exp.variant_keys, exp.weights, metrics,
+                       alpha=exp.alpha, correction=exp.correction, mde=exp.mde,
+                       power=exp.power, excluded=exposed.excluded, days_running=days)
+
+    readout = read(data)
+    if by is None:
+        return readout
+    until = min(exp.end, now) if exp.end else now
+    values = unit_dimension(exp, layer, events, by, until)
+    for value in sorted({v for v in values.values() if v is not None}):
+        part = []
+        for metric in data:
+            arms = {}
+            for variant, arm in metric.arms.items():
+                keep = np.array([values.get(u) == value for u in arm.ids], dtype=bool)
+                arms[variant] = arm.subset(keep) if arm.n else arm
+            part.append(MetricData(metric.name, metric.role, metric.up_is_good, arms,
+                                   metric.ratio))
+        for row in read(part).rows:
+            row.dimension, row.value = by, value
+            readout.breakdown.append(row)
+    return readout
 
 
 def readout_dict(exp: Experiment, readout: Readout) -> dict[str, Any]:
@@ -42,6 +68,7 @@ def readout_dict(exp: Experiment, readout: Readout) -> dict[str, Any]:
         "excluded_multiple_variants": readout.excluded_multiple_variants,
         "planned_units_per_variant": readout.planned_units_per_variant,
         "rows": [row.as_dict() for row in readout.rows],
+        "breakdown": [row.as_dict() for row in readout.breakdown],
     }
 
 
@@ -74,7 +101,7 @@ def report_text(readout: dict[str, Any]) -> str:
             f"(95% CI {_pct(row['ci_low'])} to {_pct(row['ci_high'])}, p = "
             f"{row['p_value']:.3g}; always-valid {_pct(row['seq_ci_low'])} to "
             f"{_pct(row['seq_ci_high'])}; CUPED {_pct(row['cuped_lift'])}; "
-            f"chance to win {row['chance_to_win']:.0%})"
+            f"chance to win {row['chance_to_win']:.1%})"
             if row["p_value"] is not None and row["chance_to_win"] is not None
             else f"{row['role']:>9} {row['metric']}: {row['variant']} {_pct(row['lift'])}"
         )

@@ -195,9 +195,30 @@ def collect(exp: Experiment, layer: SemanticLayer, events: ir.Table, *, now: dat
                 den=_array(post.get(den, {}), ids) if den else np.ones(len(ids)),
                 pre_num=_array(pre.get(num, {}), ids),
                 pre_den=_array(pre.get(den, {}), ids) if den else np.ones(len(ids)),
+                ids=tuple(ids),
             )
         data.append(MetricData(metric.name, role, metric.up_is_good, arms, ratio=den is not None))
     return data, exposed
+
+
+def unit_dimension(exp: Experiment, layer: SemanticLayer, events: ir.Table, by: str,
+                   until: datetime) -> dict[str, str | None]:
+    """Each exposed unit's value of dimension ``by`` at its first exposure."""
+    names = [e for e in exp.exposure_events if e in layer.catalog]
+    if not names:
+        raise QueryError(f"breakdowns need the exposure event ({', '.join(exp.exposure_events)})"
+                         " in the catalog, to resolve dimensions on it")
+    rows = layer.event_rows(events, names, dimensions=[by],
+                            where=f"properties.experiment_id = '{exp.key}'",
+                            since=exp.start, until=until)
+    column = by.replace(".", "_")
+    table = rows.select("user", "timestamp", column).order_by("timestamp").to_pyarrow()
+    found: dict[str, str | None] = {}
+    for user, value in zip(table.column("user").to_pylist(), table.column(column).to_pylist(),
+                           strict=True):
+        if user is not None and user not in found:
+            found[user] = None if value is None else str(value)
+    return found
 
 
 def _array(values: dict[str, float], ids: list[Any]) -> np.ndarray:

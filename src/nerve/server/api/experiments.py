@@ -1,7 +1,7 @@
 """Experiments over HTTP.
 
 - ``GET  /v1/experiments``          definitions for SDKs (write key or admin token)
-- ``POST /v1/experiments/analyze``  ``{"key": ...}`` -> the readout (admin token)
+- ``POST /v1/experiments/analyze``  ``{"key": ..., "by": null}`` -> the readout (admin token)
 - ``POST /v1/experiments/plan``     ``{"key": ..., "baseline_days": 14}`` (admin token)
 
 Definitions are read from ``experiments/`` on every request, so an edit is live.
@@ -60,7 +60,11 @@ def _key(body: dict[str, Any]) -> str:
 
 async def analyze(request: Request) -> Response:
     state = require_admin(request)
-    key = _key(await read_json(request))
+    body = await read_json(request)
+    key = _key(body)
+    by = body.get("by")
+    if by is not None and not isinstance(by, str):
+        raise PayloadError("by: expected a dimension name", code="invalid_field")
 
     def run() -> dict[str, Any]:
         from nerve.experiments._run import analyze_experiment, readout_dict  # noqa: PLC0415
@@ -69,7 +73,7 @@ async def analyze(request: Request) -> Response:
         layer = SemanticLayer.load(state.workspace, state.catalog)
         warehouse: Any = state.warehouse
         readout = analyze_experiment(exp, layer, warehouse.table("events"),
-                                     now=datetime.now(UTC))
+                                     now=datetime.now(UTC), by=by)
         return readout_dict(exp, readout)
 
     return json_response(await in_thread(run))
