@@ -147,3 +147,25 @@ def test_workspace_secret_is_created_once_and_private(tmp_path: Path) -> None:
 
 def test_catalog_unused_import_guard() -> None:
     assert Catalog.from_specs([SIGNUP]).get("signup") is SIGNUP
+
+
+@given(st.ip_addresses(v=4))
+def test_the_ipv4_fast_path_agrees_with_ipaddress(address: Any) -> None:
+    import ipaddress
+
+    expected = str(ipaddress.ip_network(f"{address}/24", strict=False).network_address)
+    assert truncate_ip(str(address)) == expected
+
+
+@pytest.mark.parametrize("text", ["1.2.3", "1.2.3.4.5", "01.2.3.4", "1.2.3.256", "1.2.3.x",
+                                  "\u0661.2.3.4", " 1.2.3.4", ""])
+def test_not_quite_ipv4_text_is_not_truncated_by_the_fast_path(text: str) -> None:
+    import ipaddress
+
+    try:
+        address = ipaddress.ip_address(text.strip())
+    except ValueError:
+        assert truncate_ip(text) is None
+    else:
+        assert truncate_ip(text) == str(ipaddress.ip_network(f"{address}/24",
+                                                            strict=False).network_address)

@@ -19,6 +19,7 @@ hashed so that a quarantined event never holds them raw.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -101,12 +102,21 @@ def pseudonymise(value: Any, secret: bytes) -> str:
     return HASH_PREFIX + digest.hexdigest()[:32]
 
 
+@functools.lru_cache(maxsize=65536)
 def truncate_ip(value: str) -> str | None:
     """The /24 network of an IPv4 address, the /48 of an IPv6 one; None if not an address.
+
+    Cached, and dotted-quad IPv4 takes a string fast path: ``ipaddress`` was a fifth of
+    the collector's CPU when every event carried an IP.
 
     >>> truncate_ip("203.0.113.77"), truncate_ip("2001:db8:85a3::8a2e:370:7334")
     ('203.0.113.0', '2001:db8:85a3::')
     """
+    parts = value.split(".")
+    if len(parts) == 4 and all(
+            p.isdigit() and p.isascii() and len(p) <= 3 and (p == "0" or p[0] != "0")
+            and int(p) <= 255 for p in parts):
+        return f"{parts[0]}.{parts[1]}.{parts[2]}.0"
     try:
         address = ipaddress.ip_address(value.strip())
     except ValueError:
