@@ -41,6 +41,8 @@ class Guard:
         self._sensitive_specs: dict[int, bool] = {}
         #: uncataloged property name -> whether it looks personal
         self._names: dict[str, bool] = {}
+        #: (spec id, property names...) -> whether the payload has anything to protect
+        self._shapes: dict[tuple[Any, ...], bool] = {}
 
     def context(self, context: dict[str, Any], client_ip: str | None,
                 user_agent: str | None) -> dict[str, Any]:
@@ -68,6 +70,16 @@ class Guard:
         return pseudonymise(value, self.policy.secret)
 
     def _needs_work(self, payload: dict[str, Any], spec: EventSpec | None) -> bool:
+        # the answer depends only on the spec and the property names, which repeat
+        shape = (id(spec), *payload)
+        verdict = self._shapes.get(shape)
+        if verdict is None:
+            verdict = self._judge_names(payload, spec)
+            if len(self._shapes) < _MAX_NAMES:
+                self._shapes[shape] = verdict
+        return verdict
+
+    def _judge_names(self, payload: dict[str, Any], spec: EventSpec | None) -> bool:
         if spec is not None:
             key = id(spec)
             flagged = self._sensitive_specs.get(key)
