@@ -39,9 +39,15 @@ def serve_command(
 
     Health: GET /health. SQL: POST /v1/admin/sql with the token in .nerve/server.json.
 
+    Prometheus metrics: GET /metrics. OpenAPI of the ingest API: GET /openapi.json.
+    Logs: one JSON object per line on stderr.
+
+    Privacy (the privacy section), rate limits and timeouts (the collector section)
+    come from nerve.toml.
+
     SIGTERM or Ctrl-C: finish in-flight requests, load the rest of the log, exit 0.
 
-    Docs: docs/collector.md and docs/http-api.md.
+    Docs: docs/collector.md, docs/operations.md, docs/privacy.md, docs/http-api.md.
     """
     # the server pulls in uvicorn, Starlette and the warehouse: only `serve` pays for them
     from nerve.server import serve  # noqa: PLC0415
