@@ -20,14 +20,13 @@ from functools import reduce
 from typing import Any
 
 import ibis
-import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from nerve.analytics._fields import dialect_of, entity, field_text, filters_expr
+from nerve.analytics._fields import entity, field_text, filters_expr
 from nerve.analytics._match import Rows
 from nerve.analytics._spec import FunnelSpec
 
@@ -35,20 +34,6 @@ __all__ = ["FetchedRows", "fetch_rows", "funnel_query", "to_micros"]
 
 #: strict order: the events that count as "another event in between"
 STREAM_TYPES = ("track", "page", "screen")
-
-
-@ibis.udf.scalar.builtin(name="hash")  # type: ignore[untyped-decorator]
-def _duckdb_hash(value: str) -> dt.uint64:
-    """DuckDB: a 64-bit hash of a value."""
-
-
-@ibis.udf.scalar.builtin(name="epoch_us")  # type: ignore[untyped-decorator]
-def _duckdb_epoch_us(value: dt.timestamp) -> dt.int64:
-    """DuckDB: microseconds since the epoch."""
-
-
-class _HashCollisionError(Exception):
-    """Two entities share a hash: the rows must be sorted by the entity text instead."""
 
 
 def to_micros(value: datetime) -> int:
@@ -62,16 +47,9 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def funnel_query(events: ir.Table, spec: FunnelSpec, layer: Any = None, *,
-                 hashed: bool = False) -> ir.Table:
+def funnel_query(events: ir.Table, spec: FunnelSpec, layer: Any = None) -> ir.Table:
     """The Ibis query whose rows the matcher walks (columns: entity, h0.., ts, rmask,
     excl, by).
-
-    ``hashed`` (DuckDB, no held properties): sort on ``ekey``, a 64-bit hash of the
-    entity, instead of its text, with ``ts`` as epoch microseconds and a narrow ``rmask``:
-    the sort compares fixed-width integers (about twice as fast here) and less goes
-    through Arrow. Rows of one entity stay together and in time order whatever the
-    hash; ``shape_rows`` checks that no two entities share one.
 
     With a semantic ``layer`` (``nerve.semantic.SemanticLayer``) the breakdown is the
     layer's dimension (``user.age_group`` as of each event, named dimensions), joined on
@@ -100,13 +78,7 @@ def funnel_query(events: ir.Table, spec: FunnelSpec, layer: Any = None, *,
         columns[f"h{i}"] = field_text(t, name)
     # step k is bit n-1-k, so that sorting rmask descending puts the row matching the
     # lowest step first (one key for the tie rule), and rows matching no step last
-    rmask = bits(step_hits, lambda i: 1 << (n - 1 - i))
-    if hashed:
-        columns["ekey"] = _duckdb_hash(entity(t))
-        columns |= {"ts": _duckdb_epoch_us(t.timestamp),
-                    "rmask": rmask.cast("uint8" if n <= 8 else "uint32")}
-    else:
-        columns |= {"ts": t.timestamp, "rmask": rmask}
+    columns |= {"ts": t.timestamp, "rmask": bits(step_hits, lambda i: 1 << (n - 1 - i))}
     if spec.exclusions:
         columns["excl"] = bits(excl_hits, lambda i: 1 << i)
     dimension = _layer_dimension(events, spec, layer) if spec.by and layer else None
@@ -127,8 +99,8 @@ def funnel_query(events: ir.Table, spec: FunnelSpec, layer: Any = None, *,
         joined = rows.left_join(dimension, rows.message_id == dimension.dim_message_id)
         rows = joined.select(*[c for c in columns if c != "message_id"], by=joined.dim_value)
     holds = [f"h{i}" for i in range(len(spec.hold))]
-    keys = [ibis.asc(k, nulls_first=False) for k in ["ekey" if hashed else "entity",
-                                                     *([] if strict else holds), "ts"]]
+    keys = [ibis.asc(k, nulls_first=False) for k in ["entity", *([] if strict else holds),
+                                                     "ts"]]
     keys.append(ibis.desc("rmask"))
     rest = [*(["excl"] if spec.exclusions else []), *(holds if strict else []),
             *(["by"] if spec.by else [])]
@@ -176,41 +148,16 @@ def _changed(*columns: pa.ChunkedArray | pa.Array) -> npt.NDArray[np.bool_]:
 
 
 def fetch_rows(events: ir.Table, spec: FunnelSpec, layer: Any = None) -> FetchedRows:
-    """Run the funnel's query and shape the result as numpy columns for the matcher.
-
-    On DuckDB (without held properties) the rows are sorted on a hash of the entity;
-    in the unlikely case that two entities of the funnel share a hash, the query runs
-    again sorted on the entity text, so the result is exact either way.
-    """
-    if dialect_of(events) == "duckdb" and not spec.hold:
-        try:
-            return shape_rows(funnel_query(events, spec, layer, hashed=True).to_pyarrow(),
-                              spec)
-        except _HashCollisionError:
-            pass
-    return shape_rows(funnel_query(events, spec, layer).to_pyarrow(), spec)
-
-
-def _entity_starts(table: pa.Table) -> npt.NDArray[np.bool_]:
-    """True on each entity's first row; raises ``_HashCollisionError`` when rows sorted by
-    ``ekey`` change entity inside one hash (two entities share it)."""
-    starts = _changed(table.column("entity"))
-    if "ekey" not in table.column_names:
-        return starts
-    key = table.column("ekey").to_numpy()
-    by_key = np.ones(len(key), dtype=bool)
-    np.not_equal(key[1:], key[:-1], out=by_key[1:])
-    if not np.array_equal(starts, by_key[:len(starts)]):
-        raise _HashCollisionError
-    return starts
+    """Run the funnel's query and shape the result as numpy columns for the matcher."""
+    table = funnel_query(events, spec, layer).to_pyarrow()
+    return shape_rows(table, spec)
 
 
 def shape_rows(table: pa.Table, spec: FunnelSpec) -> FetchedRows:
     """Arrow rows sorted by ``funnel_query`` as the matcher's ``Rows``."""
     ts_col = table.column("ts")
-    if not pa.types.is_integer(ts_col.type):  # else already epoch microseconds
-        ts_col = pc.cast(pc.cast(ts_col, pa.timestamp("us", tz="UTC")), pa.int64())
-    ts_np = ts_col.to_numpy().astype(np.int64, copy=False)
+    ts = pc.cast(pc.cast(ts_col, pa.timestamp("us", tz="UTC")), pa.int64())
+    ts_np = ts.to_numpy().astype(np.int64, copy=False)
     rmask = table.column("rmask").to_numpy()
     n = len(spec.steps)
     # reverse the bits (step k back to bit k) with a lookup table: one gather per row
@@ -222,7 +169,7 @@ def shape_rows(table: pa.Table, spec: FunnelSpec) -> FetchedRows:
     excl = (table.column("excl").to_numpy().astype(np.int64, copy=False)
             if spec.exclusions else np.zeros(len(rmask), dtype=np.int64))
     entity_col = table.column("entity")
-    entity_start = _entity_starts(table)
+    entity_start = _changed(entity_col)
     holds = [table.column(f"h{i}") for i in range(len(spec.hold))]
     same_hold_prev = None
     if spec.order == "strict":
