@@ -8,6 +8,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from nerve.catalog import Catalog
 from nerve.collector import Collector
@@ -183,3 +185,30 @@ def test_policy_hashes_user_id_and_drops_ip(make_collector: Callable[..., Collec
     assert alias["previous_id"] == pseudonymise("u1", SECRET)
     assert "ip" not in orjson.loads(env["context"] or "")
     assert orjson.loads(env["properties"] or "") == {"diagnosis": "flu"}
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(values=st.lists(st.text(min_size=1, max_size=20), min_size=4, max_size=4),
+       extra=st.sampled_from(["e_mail", "user_email", "phone", "first_name", "ip_address"]),
+       valid=st.booleans())
+def test_no_raw_protected_value_survives_in_any_column(
+        make_collector: Callable[..., Collector], values: list[str], extra: str,
+        valid: bool) -> None:
+    """Whatever the values (and whether the event is valid or quarantined), hashed and
+    dropped values appear nowhere in the envelope: not in a column, not in a violation."""
+    collector = _PROPERTY_COLLECTOR.get("c") or _PROPERTY_COLLECTOR.setdefault(
+        "c", make_collector())
+    email, device, diagnosis, other = (f"RAW{i}-{v}" for i, v in enumerate(values))
+    message = signup(email=email, device_id=device, diagnosis=diagnosis,
+                     plan="pro" if valid else "platinum", **{extra: other})
+    message["context"] = {"traits": {"email": email, extra: other}, "ip": "192.0.2.44"}
+    (env,), _ = collect(collector, message)
+    text = orjson.dumps(env).decode()
+    assert "RAW" not in text
+    assert "192.0.2.44" not in text
+    if not valid:  # quarantined: the violation names the bad plan, never a personal value
+        assert "platinum" in (env["violations"] or "")
+
+
+_PROPERTY_COLLECTOR: dict[str, Collector] = {}

@@ -110,21 +110,48 @@ def withhold_values(violations: list[dict[str, Any]], raw: dict[str, Any],
                     protected: dict[str, Any]) -> list[dict[str, Any]]:
     """Violations whose messages no longer quote a value the policy hashed or dropped.
 
-    A validator's message may quote the offending value (``'ann@x' is not a 'uri'``); the
-    quarantine must not keep it raw, so such a message is replaced by one that names only
-    the path and rule.
+    A validator's message may quote the offending value (``'ann@x' is not a 'uri'``),
+    escaped in its own way; the quarantine must not keep it raw. A violation is rewritten
+    to name only its path and rule when its path is under a protected property, or when
+    its message holds a protected value in any usual spelling (plain, JSON-escaped,
+    repr-escaped).
     """
-    secrets = [s for s in _changed_values(raw, protected) if s]
-    if not secrets:
+    changed = [k for k, v in raw.items()
+               if not isinstance(protected, dict) or protected.get(k, _GONE) is not v]
+    if not changed:
         return violations
+    spellings = {form for value in _changed_values(raw, protected) if value
+                 for form in _spellings(value)}
     result = []
     for violation in violations:
         message = str(violation.get("message", ""))
-        if any(s in message for s in secrets):
-            message = (f"{violation.get('path')}: breaks the {violation.get('rule')} rule "
+        path = str(violation.get("path", ""))
+        if (any(_under(path, key) for key in changed)
+                or any(form in message for form in spellings)):
+            message = (f"{path}: breaks the {violation.get('rule')} rule "
                        "(value withheld: personal data)")
         result.append({**violation, "message": message})
     return result
+
+
+_GONE = object()
+
+
+def _under(path: str, key: str) -> bool:
+    for root in ("$.properties.", "$.traits."):
+        if path.startswith(root + key):
+            rest = path[len(root) + len(key):]
+            if not rest or rest[0] in ".[":
+                return True
+    return False
+
+
+def _spellings(value: str) -> set[str]:
+    import orjson  # noqa: PLC0415 - only on the rare quarantined-with-PII path
+
+    json_form = orjson.dumps(value).decode()[1:-1]
+    ascii_form = json_form.encode("ascii", "backslashreplace").decode()
+    return {value, json_form, ascii_form, repr(value)[1:-1]}
 
 
 def _changed_values(raw: Any, protected: Any) -> list[str]:
