@@ -6,6 +6,7 @@ load: test_server_crash.py; a corrupted log tail: tests/log.)
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from serverkit import EVENTS, basic, order, rows, write_key
 
@@ -86,6 +88,10 @@ def test_full_disk_answers_503_and_loses_or_doubles_nothing_acknowledged(
     loaded = _loaded(ws)
     assert len(loaded) == len(set(loaded)), "an event was loaded twice"
     assert set(loaded) == acked
+    # the operator sees why, in the JSON log on stderr
+    logged = [orjson.loads(line) for line in server.log.read_text().splitlines()
+              if line.startswith("{")]
+    assert any(e["level"] == "error" and e.get("errno") == errno.ENOSPC for e in logged)
 
 
 def test_sigterm_during_a_stream_drains_and_every_200_is_loaded(
