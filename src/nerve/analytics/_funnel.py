@@ -204,8 +204,8 @@ def report(spec: FunnelSpec, fetched: FetchedRows, chains: Chains) -> FunnelResu
             prev_users = users if not step.optional else prev_users
             row |= _time_stats(_step_seconds(ch, ts, k, spec), spec)
             out.append(row)
-    entities = (fetched.entities.take(pa.array(ent_first)).combine_chunks()
-                if len(ent_first) else pa.array([], type=pa.string()))
+    entities = fetched.entities.take(pa.array(ent_first)) if len(ent_first) else pa.array(
+        [], type=pa.string())
     return FunnelResult(spec, out, entities, reached, groups)
 
 

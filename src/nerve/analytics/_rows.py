@@ -125,8 +125,8 @@ class FetchedRows:
 
     rows: Rows
     entity_start: npt.NDArray[np.bool_]  # true on each entity's first row
-    entities: pa.ChunkedArray  # entity id per row
-    by: pa.ChunkedArray | None  # breakdown value per row (text)
+    entities: pa.Array  # entity id per row
+    by: pa.Array | None  # breakdown value per row (text)
 
 
 
@@ -191,7 +191,6 @@ def shape_rows(table: pa.Table, spec: FunnelSpec) -> FetchedRows:
         mask = np.where(missing, 0, mask)
     rows = Rows(seg_start=seg_start, ts=ts_np, mask=mask, excl=excl,
                 same_hold_prev=same_hold_prev)
-    # kept as chunks: the report takes one row per entity, no need to copy them all
-    entities = entity_col
-    by = table.column("by") if spec.by else None
+    entities = entity_col.combine_chunks()
+    by = table.column("by").combine_chunks() if spec.by else None
     return FetchedRows(rows, entity_start, entities, by)
