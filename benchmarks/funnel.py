@@ -7,7 +7,8 @@ the warehouse's ``events`` columns), then times a 5-step, 7-day sequential funne
 - chdb: ``windowFunnel(7 days)`` over the same rows, loaded into a chdb MergeTree table
   (loading is not timed, as the DuckDB table is already there).
 
-Each side runs in its own process, so its peak memory (max RSS) is its own. The per-step
+Each side runs in its own process, so its peak memory (max RSS) and its CPU time (all
+threads, steadier than wall time on a busy machine) are its own. The per-step
 counts must be identical: nerve's sequential funnel uses the same greedy as windowFunnel
 (latest start per step, events with equal timestamps taken in step order); here every
 event matches at most one step, the case where the two are defined to agree (with a row
