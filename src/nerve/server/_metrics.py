@@ -161,9 +161,12 @@ async def metrics_endpoint(request: Request) -> Response:
         generate_latest,
     )
 
+    from nerve.anomaly import prometheus_collector  # noqa: PLC0415 - heavy, main process
+
     state: NerveState = request.app.state.nerve
     gauges = CollectorRegistry()
     gauges.register(_WorkspaceGauges(state))
+    gauges.register(prometheus_collector(state))  # live anomaly alerts (nerve.anomaly)
     counters = generate_latest(_registry(state.metrics, metrics_dir(state.workspace)))
     return Response(counters + generate_latest(gauges), media_type=CONTENT_TYPE_LATEST)
 

@@ -118,6 +118,13 @@ def _lifespan(state: NerveState, server_file: Path, max_backlog: int,
         except BaseException:
             server_file.unlink(missing_ok=True)
             raise
+        # the read side's background work: data-quality checks on their schedule, and the
+        # per-minute live anomaly monitor (both read the warehouse, never the request path)
+        from nerve.anomaly import start_live  # noqa: PLC0415 - the main process only
+        from nerve.quality import start_scheduler  # noqa: PLC0415
+
+        scheduler = start_scheduler(state)
+        start_live(state)
         if on_ready is not None:
             on_ready(state)
         logger.info("serving", extra={"url": state.url, "workers": len(workers) + 1,
@@ -131,6 +138,13 @@ def _lifespan(state: NerveState, server_file: Path, max_backlog: int,
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+            live = getattr(state, "live_runner", None)
+            for background in (scheduler, live):
+                try:  # nothing here may keep the log from its final drain
+                    if background is not None:
+                        await anyio.to_thread.run_sync(background.stop)
+                except Exception:
+                    logger.exception("stopping a background task failed")
             await anyio.to_thread.run_sync(stop_workers, workers)
             await anyio.to_thread.run_sync(_drain, state)
             server_file.unlink(missing_ok=True)
@@ -172,7 +186,7 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8700, *,
     os.environ[PROCESSES_ENV] = str(workers)  # worker processes inherit it
     state = NerveState(workspace=workspace, catalog=catalog, warehouse=warehouse, log=log,
                        admin_token=secrets.token_urlsafe(32), processes=workers,
-                       loader=Loader(workspace.log_dir, warehouse),
+                       loader=Loader.for_workspace(workspace, warehouse),
                        log_factory=lambda: LogWriter(workspace.log_dir, WRITER_ID),
                        url=f"http://{url_host}:{bound_port}")
     server_file = workspace.data_dir / SERVER_FILE
