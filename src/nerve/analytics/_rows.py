@@ -78,7 +78,8 @@ def funnel_query(events: ir.Table, spec: FunnelSpec, layer: Any = None) -> ir.Ta
         columns[f"h{i}"] = field_text(t, name)
     # step k is bit n-1-k, so that sorting rmask descending puts the row matching the
     # lowest step first (one key for the tie rule), and rows matching no step last
-    columns |= {"ts": t.timestamp, "rmask": bits(step_hits, lambda i: 1 << (n - 1 - i))}
+    columns |= {"ts": t.timestamp, "rmask": _step_mask(t, spec) if not any(
+        s.where for s in spec.steps) else bits(step_hits, lambda i: 1 << (n - 1 - i))}
     if spec.exclusions:
         columns["excl"] = bits(excl_hits, lambda i: 1 << i)
     dimension = _layer_dimension(events, spec, layer) if spec.by and layer else None
@@ -108,6 +109,17 @@ def funnel_query(events: ir.Table, spec: FunnelSpec, layer: Any = None) -> ir.Ta
             *(["by"] if spec.by else [])]
     # rows still tied after these keys are interchangeable for every output
     return rows.order_by([*keys, *(ibis.asc(k, nulls_first=False) for k in rest)])
+
+
+def _step_mask(t: ir.Table, spec: FunnelSpec) -> ir.IntegerValue:
+    """Steps without filters: the row's bitmask depends on its event name only, so one
+    ``CASE event WHEN ...`` gives it (cheaper for the engine than a sum of one CASE per
+    step: ~0.1 s of DuckDB CPU on the benchmark). Bit n-1-k for step k, as ``bits``."""
+    n = len(spec.steps)
+    by_event: dict[str, int] = {}
+    for k, step in enumerate(spec.steps):
+        by_event[step.event] = by_event.get(step.event, 0) | 1 << (n - 1 - k)
+    return t.event.cases(*by_event.items(), else_=0).cast("int64")
 
 
 def _layer_dimension(events: ir.Table, spec: FunnelSpec, layer: Any) -> ir.Table:
