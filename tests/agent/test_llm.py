@@ -1,10 +1,11 @@
 """The optional LLM, over real HTTP: an OpenAI-compatible server on loopback replays
-recorded chat-completion responses (the OpenAI wire format, tool calls included).
-The final message's numbers are filled from the tool result the agent sent back, as the
-model did when it was recorded; the invented-number exchange keeps its made-up figure.
+scripted chat-completion responses (the OpenAI wire format, tool calls included). They
+are written by hand in the shape a model answers, not captured from one: the final
+message's numbers are filled from the tool result the agent sent back; the
+invented-number exchange keeps its made-up figure.
 
-The slow test runs a real model (llama-cpp-python's server with gemma-3-270m) when both
-are installed."""
+The slow test (``pytest -m slow``) runs a real model, llama-cpp-python's server with
+gemma-3-270m, when both are installed."""
 
 from __future__ import annotations
 
