@@ -28,7 +28,8 @@ from nerve.cli._common import (
     handle_errors,
     load_workspace,
 )
-from nerve.errors import InternalError, TransientError, UserError, WorkspaceError
+from nerve.cli._remote import post, running_server
+from nerve.errors import InternalError, WorkspaceError
 from nerve.quality import (
     CHECKS,
     CheckResult,
@@ -39,7 +40,6 @@ from nerve.quality import (
     run_checks,
     worst,
 )
-from nerve.server import read_server_file
 from nerve.warehouse import Warehouse
 from nerve.workspace import Workspace
 
@@ -141,7 +141,7 @@ def _print_table(results: list[CheckResult], show_passed: bool) -> None:
 def collect(ws: Workspace, select: list[str], now: datetime | None) -> list[CheckResult]:
     """Results from the running server when there is one, else from the warehouse file."""
     config = load_config(ws.root, ws.config.raw)  # report a bad checks.yaml before anything
-    server = read_server_file(ws)
+    server = running_server(ws)
     if server is not None:
         try:
             return _via_server(server, select, now)
@@ -162,26 +162,9 @@ def collect(ws: Workspace, select: list[str], now: datetime | None) -> list[Chec
 
 def _via_server(server: dict[str, Any], select: list[str], now: datetime | None
                 ) -> list[CheckResult]:
-    url = str(server["url"]).rstrip("/") + "/v1/admin/checks/run"
-    headers = {"Authorization": f"Bearer {server.get('admin_token', '')}"}
-    body = {"select": select, "now": now.isoformat() if now else None}
     err_console.print(f"running the checks in the server at {server['url']}", style="dim")
-    try:
-        response = httpx.post(url, json=body, headers=headers, timeout=600)
-    except httpx.ConnectError:
-        raise
-    except httpx.HTTPError as exc:
-        raise TransientError(f"{url}: the server did not answer ({exc})") from exc
-    try:
-        data = response.json()
-    except ValueError:
-        data = {}
-    if response.status_code == 200 and isinstance(data, dict) and "results" in data:
-        return [CheckResult.from_dict(item) for item in data["results"]]
-    message = (data.get("message") if isinstance(data, dict) else None) or \
-        response.text[:500] or f"HTTP {response.status_code}"
-    if response.status_code in (429, 503):
-        raise TransientError(f"{url}: {message}")
-    if 400 <= response.status_code < 500:
-        raise UserError(f"{url}: {message}")
-    raise InternalError(f"{url}: HTTP {response.status_code}: {message}")
+    data = post(server, "/v1/admin/checks/run",
+                {"select": select, "now": now.isoformat() if now else None})
+    if "results" not in data:
+        raise InternalError(f"{server['url']}: unexpected answer to a checks run (no results)")
+    return [CheckResult.from_dict(item) for item in data["results"]]
