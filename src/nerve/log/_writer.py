@@ -88,7 +88,14 @@ class LogWriter:
             ):
                 self._roll(batch.schema)
             assert self._fd is not None
-            _write_all(self._fd, frame)
+            try:
+                _write_all(self._fd, frame)
+            except OSError:
+                # a short write (disk full, file size limit) leaves part of a frame: cut
+                # it, so the next append starts on a frame boundary and nothing after a
+                # torn frame is lost when the segment is read
+                os.ftruncate(self._fd, self._size)
+                raise
             self._size += len(frame)
             self._appended += 1
 
