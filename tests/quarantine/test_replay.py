@@ -99,6 +99,46 @@ def test_judge_rows_uses_the_declared_version_like_the_collector(ws: Workspace) 
                                           "message": "bad timestamp"}]
 
 
+SIGNUP = """\
+name: signup
+description: A visitor creates an account.
+owner: growth
+purpose: analytics
+version: 1
+retention: 400d
+properties:
+  email: {type: string, format: email, required: true, pii: pseudonymous}
+  age: {type: integer, pii: pseudonymous}
+  plan: {type: string, pii: none}
+"""
+
+
+def test_pseudonymised_values_keep_the_verdict_on_their_raw_value(
+        make_workspace: Callable[..., Workspace]) -> None:
+    # the collector hashed email and age after judging their raw values; the hash itself
+    # is neither an email nor an integer, and must not be judged as if it were the value
+    ws = make_workspace({"signup.yaml": SIGNUP})
+    catalog = Catalog.load(ws.events_dir)
+    mail, age = "h:" + "ab" * 16, "h:" + "cd" * 16
+    unknown = {"path": "$.properties.coupon", "rule": "additional_properties",
+               "message": "signup.coupon is not in the catalog"}
+    bad_raw = {"path": "$.properties.email", "rule": "format",
+               "message": 'signup.email: "not-an-email" is not a "email"'}
+    rows = [_row("fixed", {"email": mail, "age": age, "plan": "pro"}, event="signup",
+                 violations=[unknown]),
+            _row("raw-was-bad", {"email": mail, "plan": "pro"}, event="signup",
+                 violations=[bad_raw]),
+            _row("plain-is-judged", {"email": "not-an-email"}, event="signup",
+                 violations=[unknown])]
+    decisions = {d.message_id: d for d in judge_rows(catalog, rows)}
+    assert decisions["fixed"].ok, decisions["fixed"].violations
+    assert not decisions["raw-was-bad"].ok
+    [kept] = decisions["raw-was-bad"].violations
+    assert (kept["path"], kept["rule"]) == ("$.properties.email", "format")
+    assert "pseudonymised" in kept["message"]
+    assert [v["rule"] for v in decisions["plain-is-judged"].violations] == ["format"]
+
+
 def test_replay_moves_passing_events_once_in_one_transaction(ws: Workspace) -> None:
     _seed(ws)
     catalog = Catalog.load(ws.events_dir)

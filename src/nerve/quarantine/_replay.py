@@ -10,6 +10,7 @@ duplicates) and deletes them from the quarantine.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,9 @@ __all__ = ["Decision", "ReplayReport", "judge_rows", "replay"]
 
 #: violation paths the catalog judges; others (a bad ``$.timestamp``) stay as they were
 _CATALOG_PATHS = ("$.properties", "$.traits", "$.event", "$.context.event_version")
+#: a value the collector pseudonymised (``nerve.pipeline.privacy.pseudonymise``)
+_PSEUDONYM = re.compile(r"h:[0-9a-f]{32}")
+_STEP = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,14 +80,47 @@ def judge_rows(catalog: Catalog, rows: Iterable[Mapping[str, Any]]) -> list[Deci
             payload = {}
         version, violations_json = validator.judge(
             type_, row.get("event"), payload, None if declared is None else str(declared))
-        problems = list(_json(violations_json) or [])
+        earlier = [v for v in _json(row.get("violations")) or [] if isinstance(v, dict)]
+        problems = _unhash(list(_json(violations_json) or []), payload, field, earlier)
         # problems the collector found outside the catalog (a malformed timestamp) remain
-        earlier = _json(row.get("violations")) or []
-        problems += [v for v in earlier if isinstance(v, dict)
-                     and not str(v.get("path", "")).startswith(_CATALOG_PATHS)]
+        problems += [v for v in earlier
+                     if not str(v.get("path", "")).startswith(_CATALOG_PATHS)]
         decisions.append(Decision(str(row["message_id"]), not problems,
                                   version if not problems else None, problems))
     return decisions
+
+
+def _unhash(problems: list[dict[str, Any]], payload: Any, field: str,
+            earlier: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Judge pseudonymised values by what the collector said of their raw value.
+
+    The quarantine keeps a keyed hash where the raw value was personal, so ``h:3f...``
+    would fail an email format or an integer type it once met, and could pass a rule its
+    raw value broke. The collector judged the raw value before hashing it, so that verdict
+    stands for those paths, whatever the catalog says now.
+    """
+    def hashed(problem: dict[str, Any]) -> bool:
+        value = _at(payload, str(problem.get("path", "")).removeprefix(f"$.{field}"))
+        return isinstance(value, str) and _PSEUDONYM.fullmatch(value) is not None
+
+    kept = [p for p in problems if not hashed(p)]
+    kept += [{**p, "message": f"{p.get('message', '')} (judged at collection: the value "
+              "is pseudonymised now and cannot be judged again)"}
+             for p in earlier if hashed(p)]
+    return kept
+
+
+def _at(payload: Any, path: str) -> Any:
+    """The value at a violation path relative to the payload (``.a.b[2]``), or None."""
+    value = payload
+    for key, index in _STEP.findall(path):
+        if key and isinstance(value, dict):
+            value = value.get(key)
+        elif index and isinstance(value, list) and int(index) < len(value):
+            value = value[int(index)]
+        else:
+            return None
+    return value
 
 
 def _select(event: str | None) -> tuple[str, list[Any]]:
