@@ -7,10 +7,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from tests.anomaly.conftest import load_rows
 
 from nerve.anomaly import explain, parse_period
+from nerve.anomaly._explain_decompose import decompose
 from nerve.catalog import Catalog, EventSpec, PropertySpec, Version
 from nerve.errors import QueryError
 from nerve.semantic import SemanticLayer
@@ -119,3 +121,125 @@ def test_periods() -> None:
     assert berlin.start == datetime(2026, 11, 18, 23, tzinfo=UTC)
     with pytest.raises(QueryError, match="--period"):
         parse_period("fortnight", now)
+
+
+# mix and rate on a ratio, and version churn on a count: synthetic shops whose answers are
+# known by construction. Each shopper views once; the first ``carts`` of a segment also
+# add to cart in the same hour.
+CHURN_METRICS = """
+dimensions:
+  platform: {expr: context.device.type}
+  app_version: {expr: properties.app_version}
+metrics:
+  cart_per_view:
+    type: ratio
+    numerator: {agg: count, event: add_to_cart}
+    denominator: {agg: count, event: product_view}
+"""
+
+
+def segment(day: datetime, platform: str, version: str, users: int, carts: int
+            ) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for i in range(users):
+        at = day + timedelta(minutes=(i * 7) % 1440)
+        who = f"{platform}{i}"
+        props = {"app_version": version}
+        out.append({"event": "product_view", "platform": platform, "user": who, "at": at,
+                    "props": props})
+        if i < carts:
+            out.append({"event": "add_to_cart", "platform": platform, "user": who,
+                        "at": at, "props": props})
+    return out
+
+
+def churn_shop(tmp_path: Path, before: list[tuple[str, str, int, int]],
+               during: list[tuple[str, str, int, int]]) -> tuple[Any, SemanticLayer]:
+    specs = [EventSpec(name=n, version=Version(1), properties=(
+        PropertySpec(name="app_version", type="string"),))
+        for n in ("add_to_cart", "product_view")]
+    catalog = Catalog.from_specs(specs)
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "shop.yaml").write_text(CHURN_METRICS)
+    layer = SemanticLayer.from_folder(tmp_path / "metrics", catalog)
+    warehouse = Warehouse.open(f"duckdb:///{tmp_path / 'w.duckdb'}")
+    for offset, (day, parts) in enumerate(((NOW - timedelta(days=2), before),
+                                           (NOW - timedelta(days=1), during))):
+        load_rows(warehouse, [r for p in parts for r in segment(day, *p)], offset=offset)
+    return warehouse.ibis().table("events"), layer
+
+
+def test_a_pure_mix_shift_is_reported_as_mix(tmp_path: Path) -> None:
+    # android converts at 10%, ios at 30%, on both days; views move from ios to android
+    events, layer = churn_shop(
+        tmp_path, before=[("ios", "1", 300, 90), ("android", "1", 100, 10)],
+        during=[("ios", "1", 100, 30), ("android", "1", 300, 30)])
+    result = explain(events, "cart_per_view", layer=layer, period="yesterday", now=NOW,
+                     dimensions=["platform"])
+    assert result["observed"] == pytest.approx(0.15)
+    assert result["baseline"] == pytest.approx(0.25)
+    top = result["drivers"][0]
+    assert top["effect"] == "mix"
+    assert top["significant"]
+    # no rate moved; the mix terms add up to the whole change
+    by_value = {d["value"]: d for d in result["drivers"]}
+    assert all(d["rate"] == pytest.approx(0.0) for d in by_value.values())
+    assert sum(d["mix"] for d in by_value.values()) == pytest.approx(-0.10)
+    assert "a mix effect" in result["summary"]
+
+
+def test_a_rate_drop_in_one_segment_is_reported_as_rate(tmp_path: Path) -> None:
+    events, layer = churn_shop(
+        tmp_path, before=[("ios", "1", 200, 60), ("android", "1", 200, 60),
+                          ("web", "1", 200, 60)],
+        during=[("ios", "1", 200, 60), ("android", "1", 200, 10), ("web", "1", 200, 60)])
+    result = explain(events, "add_to_cart", layer=layer, period="yesterday", now=NOW,
+                     dimensions=["platform"], catalog_events=["add_to_cart",
+                                                              "product_view"])
+    top = result["drivers"][0]
+    assert (top["dimension"], top["value"], top["effect"]) == ("platform", "android", "rate")
+    assert top["significant"]
+    # the same shoppers (200 user-hours) added 10 instead of 60: all rate, no mix
+    assert top["rate"] == pytest.approx(-50)
+    assert top["mix"] == pytest.approx(0)
+    assert (top["rate_observed"], top["rate_expected"]) == (0.05, 0.3)
+    assert [d["value"] for d in result["drivers"]] == ["android"]
+
+
+def test_version_churn_is_mix_and_the_android_rate_drop_leads(tmp_path: Path) -> None:
+    # android users upgrade from 4.1.1 to 4.2.0 (the version ios already runs) and the
+    # new build breaks add to cart: 4.1.1 vanishes, 4.2.0 doubles, android's rate falls
+    events, layer = churn_shop(
+        tmp_path, before=[("ios", "4.2.0", 200, 60), ("android", "4.1.1", 200, 60)],
+        during=[("ios", "4.2.0", 200, 60), ("android", "4.2.0", 200, 20)])
+    result = explain(events, "add_to_cart", layer=layer, period="yesterday", now=NOW,
+                     dimensions=["app_version", "platform"],
+                     catalog_events=["add_to_cart", "product_view"])
+    assert result["change"] == -40
+    top = result["drivers"][0]
+    assert (top["dimension"], top["value"], top["effect"]) == ("platform", "android", "rate")
+    by_value = {(d["dimension"], d["value"]): d for d in result["drivers"]}
+    assert top["rate"] == pytest.approx(-40)
+    # the version that vanished lost its shoppers, not their appetite: no rate effect,
+    # and its loss is 4.2.0's gain (the breakdown's mix nets to zero)
+    gone = by_value.get(("app_version", "4.1.1"))
+    assert gone is None or gone["rate"] == pytest.approx(0)
+    # 4.2.0 gained 200 shoppers and 20 adds: it went up, so it is no driver of a drop
+    assert ("app_version", "4.2.0") not in by_value
+    assert "platform = android" in result["summary"]
+
+
+def test_arrivals_are_split_from_like_for_like_rate() -> None:
+    # 4.2.0 had 200 ios user-hours at 0.3; now 200 more android ones arrive at 0.1
+    cells = pd.DataFrame({"n1": [0.0, 80.0], "d1": [0.0, 400.0], "n0": [60.0, 60.0],
+                          "d0": [200.0, 200.0]}, index=["4.1.1", "4.2.0"])
+    parts = decompose(cells, additive=True)
+    new = parts.loc["4.2.0"]
+    assert new["rate"] == pytest.approx(-20)  # ios, like for like: 200 x (0.2 - 0.3)
+    assert new["arrivals"] == pytest.approx(-20)  # the newcomers against ios history
+    assert new["mix"] == pytest.approx(60)  # 200 more user-hours at 0.3
+    gone = parts.loc["4.1.1"]
+    assert (gone["rate"], gone["mix"]) == (0, -60)
+    assert parts["contribution"].sum() == pytest.approx(-40)
+    assert (parts["volume"] + parts["mix"] + parts["rate"] + parts["arrivals"]).tolist() \
+        == pytest.approx(parts["contribution"].tolist())

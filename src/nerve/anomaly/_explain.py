@@ -1,21 +1,22 @@
-"""``explain``: why did a metric or an event count change? Drivers, mix and rate, related
-anomalies, the broken funnel step and data-quality caveats.
+"""``explain``: why did a metric or an event count change? Drivers (mix, rate and volume
+effects per breakdown value), related anomalies, the broken funnel step and data-quality
+caveats.
 
-Method (docs/anomalies.md#explain): the target is computed through the semantic layer
-for the period and for its baseline (the previous period, or the robust seasonal
-expectation: the median of the same hours 1 to 4 weeks before). Each breakdown splits
-the change among its values. For an additive target (a count, a sum) the contribution
-of a value is its own change. For a ratio N/D, the change of ``sum_v w_v r_v`` (``w`` the
-value's share of D, ``r`` its rate) splits exactly into a *mix* effect
-``(w1 - w0) r0`` and a *rate* effect ``w1 (r1 - r0)`` per value. Drivers are ranked by
-their share of the change, discounted by how cleanly their breakdown explains it
-(``|net| / sum |contributions|``: a version switch moves every version a lot and
-explains little).
+Method (docs/anomalies.md#explain): the target is computed through the semantic layer for
+the period and for its baseline (the previous period, or the robust seasonal expectation:
+the median of the same hours 1 to 4 weeks before). Each breakdown splits the change among
+its values, and each value's change into volume, mix and rate effects against an exposure
+(active user-hours of the value for a count or a sum, the denominator for a ratio):
+``nerve.anomaly._explain_decompose``. A value is scored as a driver by the share of the
+change its rate or mix effect carries beyond its usual size, discounted by how cleanly its
+breakdown explains the change, by the breakdown's number of values and by the evidence
+(a Poisson test on counts). An app version that users upgrade away from loses exposure,
+not rate: it is a mix effect, and a platform whose users tap less is a rate effect.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -25,8 +26,9 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
-from nerve.anomaly._model import poisson_z
-from nerve.anomaly._series import count_metric, event_counts, with_metrics
+from nerve.anomaly._explain_context import funnel_steps, quality_caveats, related_events
+from nerve.anomaly._explain_decompose import decompose, score_drivers
+from nerve.anomaly._series import count_metric, with_metrics
 from nerve.errors import QueryError
 from nerve.semantic import Measure, Metric, MetricQuery, SemanticLayer
 
@@ -106,24 +108,37 @@ class _Target:
     #: funnel steps implied by the metric, and their conversion window
     steps: tuple[str, ...] = ()
     window: str = "1d"
+    #: a count of the amount's events when the amount is a sum (revenue): significance
+    #: is judged on counts, in units of the average amount
+    units: str = ""
+    #: a conversion rate: its numerator is the rate times the denominator, per period
+    conversion: bool = False
 
 
 def _target(layer: SemanticLayer, target: str, events: Sequence[str]) -> _Target:
     if target in events:
         metric = count_metric(target)
-        return _Target(with_metrics(layer, [metric]), metric.name, f"{target} events",
-                       "additive", events=(target,))
+        return _Target(with_metrics(layer, [metric, EXPOSURE]), metric.name,
+                       f"{target} events", "additive", events=(target,))
     metric = layer.get(target)
     used = tuple(layer.events_of(metric.name))
     if metric.type == "simple" and metric.measure and metric.measure.agg in (
             "count", "count_distinct", "sum"):
-        return _Target(layer, metric.name, metric.title, "additive", events=used,
-                       up_is_good=metric.up_is_good)
+        units = _units(metric.name, metric.measure)
+        return _Target(with_metrics(layer, [EXPOSURE, *units]), metric.name, metric.title,
+                       "additive", events=used, up_is_good=metric.up_is_good,
+                       units=units[0].name if units else "")
     sides: list[Metric] = []
-    num = den = ""
+    num = den = units_name = ""
     if metric.type == "ratio":
         num = _side(metric.name, metric.numerator, "num", sides)
         den = _side(metric.name, metric.denominator, "den", sides)
+        measure = layer.get(metric.numerator).measure if isinstance(
+            metric.numerator, str) else metric.numerator
+        if isinstance(measure, Measure):
+            extra = _units(metric.name, measure)
+            sides.extend(extra)
+            units_name = extra[0].name if extra else ""
     elif metric.conversion is not None:
         base = metric.conversion.base
         den = _side(metric.name, Measure(agg="count_distinct", events=base.events,
@@ -139,9 +154,22 @@ def _target(layer: SemanticLayer, target: str, events: Sequence[str]) -> _Target
         ends = [_single_event(extended, s) for s in (metric.denominator, metric.numerator)]
         if all(ends) and ends[0] != ends[1]:
             steps = (str(ends[0]), str(ends[1]))
-    return _Target(extended, metric.name, metric.title, kind, numerator=num,
+    return _Target(extended, metric.name, metric.title, kind, numerator=num or metric.name,
                    denominator=den, events=used, up_is_good=metric.up_is_good,
-                   steps=steps, window=window)
+                   steps=steps, window=window, units=units_name,
+                   conversion=metric.conversion is not None)
+
+
+#: the exposure of a count or a sum: distinct active users (any event), summed per hour
+EXPOSURE = Metric(name="explain__exposure", type="simple",
+                  measure=Measure(agg="count_distinct", events=("*",), of="user"))
+
+
+def _units(name: str, measure: Measure) -> list[Metric]:
+    if measure.agg != "sum":
+        return []
+    return [Metric(name=f"{name}__units", type="simple",
+                   measure=Measure(agg="count", events=measure.events, filter=measure.filter))]
 
 
 def _single_event(layer: SemanticLayer, side: Any) -> str | None:
@@ -151,39 +179,16 @@ def _single_event(layer: SemanticLayer, side: Any) -> str | None:
     return None
 
 
-def _funnel(table: ir.Table, steps: Sequence[str], span: Period, base: Period,
-            window: str) -> dict[str, Any]:
-    """Per step, the conversion from the previous step in the period and in the baseline
-    (``nerve.analytics`` funnels); the broken step is the one whose conversion fell most."""
-    from nerve.analytics import FunnelSpec, Step, funnel, parse_duration  # noqa: PLC0415
-
-    def run(p: Period) -> list[dict[str, Any]]:
-        spec = FunnelSpec(tuple(Step(e) for e in steps), window=parse_duration(window),
-                          since=p.start, until=p.end)
-        return funnel(table, spec).rows
-
-    now_rows, then_rows = run(span), run(base)
-    out = []
-    for a, b in zip(now_rows, then_rows, strict=True):
-        out.append({"step": a["step"], "event": a["event"], "users": a["users"],
-                    "expected_users": b["users"],
-                    "step_conversion": _round(a["step_conversion"]),
-                    "expected_step_conversion": _round(b["step_conversion"])})
-    candidates = [r for r in out[1:] if r["step_conversion"] is not None
-                  and r["expected_step_conversion"] is not None]
-    broken = min(candidates, key=lambda r: r["step_conversion"] - r[
-        "expected_step_conversion"], default=None)
-    if broken is not None and broken["step_conversion"] >= broken["expected_step_conversion"]:
-        broken = None
-    return {"steps": out, "window": window, "broken_step": broken}
-
-
 def _side(metric: str, side: Any, tag: str, out: list[Metric]) -> str:
     if isinstance(side, str):
         return side
     name = f"{metric}__{tag}"
     out.append(Metric(name=name, type="simple", measure=side))
     return name
+
+
+
+NONE = "(none)"  # the value of events without the breakdown's property (web has no app)
 
 
 def _hourly(t: _Target, table: ir.Table, names: Sequence[str], dim: str, start: datetime,
@@ -197,68 +202,75 @@ def _hourly(t: _Target, table: ir.Table, names: Sequence[str], dim: str, start: 
     frame["at"] = local.dt.tz_localize(ZoneInfo(t.layer.timezone), ambiguous="NaT",
                                        nonexistent="shift_forward").dt.tz_convert(UTC)
     if dim:
-        frame = frame[frame[dim].notna()]
-        frame[dim] = frame[dim].astype(str)
+        frame[dim] = frame[dim].astype("string").fillna(NONE)
     return frame
 
 
-def _sum(frame: pd.DataFrame, period: Period, keys: list[str], names: Sequence[str]
+def _sum(frame: pd.DataFrame, period: Period, dim: str, names: Sequence[str]
          ) -> pd.DataFrame:
     inside = frame[(frame["at"] >= period.start) & (frame["at"] < period.end)]
-    if not keys:
-        return inside[list(names)].astype(float).sum().to_frame().T
-    return inside.groupby(keys)[list(names)].sum().astype(float)
+    return inside.groupby(dim)[list(names)].sum().astype(float)
 
 
-def _baseline(frame: pd.DataFrame, period: Period, bases: list[Period], keys: list[str],
-              names: Sequence[str]) -> pd.DataFrame:
-    parts = [_sum(frame, b, keys, names) for b in bases]
+def _median(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """Per value and column, the median over baseline periods (absent = zero)."""
     if len(parts) == 1:
         return parts[0]
-    stacked = pd.concat(parts, keys=range(len(parts)))
-    level = list(range(1, stacked.index.nlevels))
-    return stacked.groupby(level=level).median() if keys else stacked.median().to_frame().T
+    index = parts[0].index
+    for p in parts[1:]:
+        index = index.union(p.index)
+    stacked = np.stack([p.reindex(index).fillna(0.0).to_numpy() for p in parts])
+    return pd.DataFrame(np.median(stacked, axis=0), index=index, columns=parts[0].columns)
 
 
-def _decompose(t: _Target, obs: pd.DataFrame, base: pd.DataFrame, total_change: float
-               ) -> pd.DataFrame:
-    """Per value: observed, expected, contribution (and mix/rate for ratios)."""
-    both = obs.join(base, how="outer", lsuffix="_1", rsuffix="_0").fillna(0.0)
-    out = pd.DataFrame(index=both.index)
-    if t.kind == "ratio":
-        num, den = t.numerator, t.denominator
-        n1, d1, n0, d0 = (both[f"{num}_1"], both[f"{den}_1"], both[f"{num}_0"],
-                          both[f"{den}_0"])
-        w1, w0 = d1 / max(d1.sum(), 1e-12), d0 / max(d0.sum(), 1e-12)
-        r1 = (n1 / d1.where(d1 > 0)).fillna(0.0)
-        r0 = (n0 / d0.where(d0 > 0)).fillna(0.0)
-        r0 = r0.where(d0 > 0, r1)  # a new value: no rate change, only mix
-        total0 = float(n0.sum() / d0.sum()) if d0.sum() else 0.0
-        # mix against the average rate: a value that grows at the average rate moves
-        # nothing; the mix terms still sum to the exact mix effect (sum w1 = sum w0 = 1)
-        out["mix"], out["rate"] = (w1 - w0) * (r0 - total0), w1 * (r1 - r0)
-        out["weight"] = w0
-        out["contribution"] = out["mix"] + out["rate"]
-        out["observed"], out["expected"] = r1, r0
+def _cells(t: _Target, table: ir.Table, dim: str, span: Period, bases: list[Period],
+           now: datetime) -> tuple[pd.DataFrame, float]:
+    """Per value of ``dim``: ``n1 d1 n0 d0`` (amount and exposure, period and baseline),
+    and the size of one counted unit of the amount."""
+    amount = t.numerator if t.kind == "ratio" else t.name
+    exposure = t.denominator if t.kind == "ratio" else EXPOSURE.name
+    names = [amount, exposure, *([t.units] if t.units else [])]
+    if t.conversion:
+        # a conversion rate is not a sum over hours: one query per period, and the
+        # numerator is the rate times its denominator (the converted users)
+        def period_sums(p: Period) -> pd.DataFrame:
+            query = MetricQuery((t.name, exposure), by=(dim,), since=p.start, until=p.end)
+            frame = t.layer.query(query, table, now=now).table.to_pandas()
+            frame[dim] = frame[dim].astype("string").fillna(NONE)
+            frame[amount] = frame[t.name].astype(float).fillna(0.0) * frame[exposure]
+            return frame.groupby(dim)[[amount, exposure]].sum().astype(float)
+
+        now_sums = period_sums(span)
+        base_sums = _median([period_sums(b) for b in bases])
     else:
-        name = t.name
-        out["observed"], out["expected"] = both[f"{name}_1"], both[f"{name}_0"]
-        out["contribution"] = out["observed"] - out["expected"]
-        out["weight"] = out["expected"] / max(float(out["expected"].sum()), 1e-12)
-    out["share"] = out["contribution"] / total_change if total_change else 0.0
-    return out
+        frame = _hourly(t, table, names, dim, min(b.start for b in bases), span.end, now)
+        now_sums = _sum(frame, span, dim, names)
+        base_sums = _median([_sum(frame, b, dim, names) for b in bases])
+    both = now_sums.join(base_sums, how="outer", lsuffix="_1", rsuffix="_0").fillna(0.0)
+    cells = pd.DataFrame({"n1": both[f"{amount}_1"], "d1": both[f"{exposure}_1"],
+                          "n0": both[f"{amount}_0"], "d0": both[f"{exposure}_0"]})
+    unit = 1.0
+    if t.units:
+        counted = float(both[f"{t.units}_1"].sum() + both[f"{t.units}_0"].sum())
+        total = float(cells["n1"].sum() + cells["n0"].sum())
+        unit = total / counted if counted > 0 and total > 0 else 1.0
+    return cells, unit
 
 
 def explain(table: ir.Table, target: str, *, layer: SemanticLayer, period: str = "24h",
             vs: str = "previous", dimensions: Sequence[str] | None = None,
             catalog_events: Sequence[str] = (), caveats: Sequence[dict[str, Any]] = (),
             now: datetime | None = None, top: int = 10,
-            funnel: Sequence[str] = ()) -> dict[str, Any]:
+            funnel: Sequence[str] = (),
+            run_checks: Callable[[Sequence[str], datetime], list[dict[str, Any]]] | None = None,
+            ) -> dict[str, Any]:
     """The explanation of ``target``'s change over ``period`` against ``vs``.
 
-    ``caveats`` are recorded quality results (``CheckResult.as_dict()``) to consider;
-    only those about the target's events and not passing are reported. ``funnel`` names
-    the steps to find the broken one in (default: a conversion metric's base and
+    ``caveats`` are recorded quality results (``CheckResult.as_dict()``); ``run_checks``,
+    when given, runs the quality checks on the target's events as of the period's end
+    instead (``(events, at) -> results``). Only findings that are not passing, about the
+    target's events, and not the volume change being explained are reported. ``funnel``
+    names the steps to find the broken one in (default: a conversion metric's base and
     conversion events, a ratio's denominator and numerator events).
     """
     if vs not in ("previous", "expected"):
@@ -268,55 +280,49 @@ def explain(table: ir.Table, target: str, *, layer: SemanticLayer, period: str =
     t = _target(layer, target, catalog_events)
     span = parse_period(period, now, layer.timezone)
     length = span.end - span.start
-    first = _first_event(table)
+    first, last = _event_range(table)
     bases = [span.shifted(k * _WEEK) for k in range(1, 5)] \
         if vs == "expected" and length <= _WEEK else []
     # only weeks the data covers: an empty week is no evidence that zero is expected
     bases = [b for b in bases if first is not None and b.start >= first] \
         or [span.shifted(length)]
-    earliest = min(b.start for b in bases)
-    names = [t.numerator, t.denominator] if t.kind == "ratio" else [t.name]
-    totals = _totals(t, table, span, bases, now)
-    observed, baseline = totals
+    observed, baseline = _totals(t, table, span, bases, now)
     change = observed - baseline
     dims = list(dimensions or _default_dims(layer, t, catalog_events))
-    drivers: list[dict[str, Any]] = []
+    scored: list[pd.DataFrame] = []
+    volume: dict[str, float] | None = None
     for dim in dims:
         try:
-            frame = _hourly(t, table, names, dim, earliest, span.end, now)
+            cells, unit = _cells(t, table, dim, span, bases, now)
         except QueryError:
             continue  # a property this metric's events lack: not a breakdown of it
-        if frame.empty or not 2 <= frame[dim].nunique() <= 50:
+        # the users of events without this property (every event but the payments for
+        # payment_provider) are no segment of the target: without any of its amount,
+        # (none) only dilutes the shares
+        empty = (cells.index == NONE) & (cells["n1"] == 0) & (cells["n0"] == 0)
+        cells = cells[~empty]
+        if not 2 <= len(cells) <= 50:
             continue  # one value explains nothing; fifty are not a breakdown
-        parts = _decompose(t, _sum(frame, span, [dim], names),
-                           _baseline(frame, span, bases, [dim], names), change)
-        gross = float(parts["contribution"].abs().sum())
-        purity = abs(float(parts["contribution"].sum())) / gross if gross else 0.0
-        for value, row in parts.iterrows():
-            if np.sign(row["contribution"]) != np.sign(change) or not change:
-                continue
-            # the change a value carries beyond its usual size, discounted by how cleanly
-            # its breakdown explains the change; a value new in the period (a new
-            # error code) is more often a symptom than a segment: half weight;
-            new = bool(row["expected"] == 0 and row["weight"] == 0)
-            # ...and so is a value that vanished (an app version replaced by a release)
-            gone = bool(row["observed"] == 0 and row["weight"] > 0) and t.kind != "ratio"
-            excess = abs(row["share"]) * (0.5 if new or gone else 1.0 - float(row["weight"]))
-            item = {"dimension": dim, "value": str(value),
-                    "contribution": _round(row["contribution"]),
-                    "share": _round(row["share"]), "observed": _round(row["observed"]),
-                    "expected": _round(row["expected"]),
-                    "baseline_weight": _round(row["weight"]), "purity": _round(purity),
-                    "score": _round(excess * purity), "new": bool(new)}
-            if t.kind == "ratio":
-                item["mix"], item["rate"] = _round(row["mix"]), _round(row["rate"])
-            drivers.append(item)
-    drivers.sort(key=lambda d: (-(d["score"] or 0), -abs(d["contribution"] or 0)))
-    drivers = drivers[:top]
-    related = _related(table, t, span, bases, catalog_events)
+        parts = decompose(cells, additive=t.kind == "additive", unit=unit,
+                          baselines=len(bases))
+        if volume is None and t.kind == "additive":
+            volume = {"effect": float(parts["volume"].sum()),
+                      "exposure": float(cells["d1"].sum()),
+                      "expected_exposure": float(cells["d0"].sum())}
+        parts = score_drivers(parts, change)
+        parts["dimension"], parts["values"] = dim, len(cells)
+        scored.append(parts)
+    drivers = _drivers(scored, t, change)[:top]
+    # the other events are looked at overall and for the leading drivers' values
+    # (a value new to the period, or gone from it, has no baseline to compare with)
+    leads: dict[str, dict[str, Any]] = {}
+    for d in drivers[:3]:
+        if (d["score"] or 0) > 0.5 * (drivers[0]["score"] or 0) and d["significant"] \
+                and not d["new"] and d["exposure"]:
+            leads.setdefault(d["dimension"], d)
+    related = related_events(table, t.layer, span, bases, catalog_events, t.events,
+                             list(leads.values()))
     steps = list(funnel or t.steps)
-    notes = [c for c in caveats if c.get("event") in t.events
-             and c.get("status") in ("warn", "fail", "error")]
     result = {
         "target": target, "kind": t.kind, "label": t.label,
         "period": span.as_dict(), "vs": vs,
@@ -324,21 +330,60 @@ def explain(table: ir.Table, target: str, *, layer: SemanticLayer, period: str =
         "baseline": _round(baseline), "observed": _round(observed),
         "change": _round(change),
         "change_pct": _round(change / baseline) if baseline else None,
+        "volume": None if volume is None else {k: _round(v) for k, v in volume.items()},
         "drivers": drivers, "related": related,
-        "funnel": _funnel(table, steps, span, bases[0], t.window) if len(steps) >= 2 else None,
-        "caveats": [{"check": c.get("check"), "status": c.get("status"),
-                     "event": c.get("event"), "message": c.get("message")} for c in notes],
+        "funnel": funnel_steps(table, steps, span, bases[0], t.window)
+        if len(steps) >= 2 else None,
+        "caveats": quality_caveats(t.events, span, last, caveats, run_checks),
     }
     result["summary"] = _summary(result, t)
     return result
 
 
-def _first_event(table: ir.Table) -> datetime | None:
-    value = table.aggregate(first=table.timestamp.min()).to_pyarrow().column(0)[0].as_py()
-    if value is None:
-        return None
-    moment: datetime = value if value.tzinfo else value.replace(tzinfo=UTC)
-    return moment
+def _drivers(scored: list[pd.DataFrame], t: _Target, change: float
+             ) -> list[dict[str, Any]]:
+    """The values of every breakdown, best score first; values that moved against the
+    change or carry nothing are left out."""
+    if not scored or not change:
+        return []
+    every = pd.concat(scored)
+    every = every[(every["score"] > 0) | (np.sign(every["contribution"]) == np.sign(change))]
+    every = every.assign(_abs=every["contribution"].abs()).sort_values(
+        ["score", "_abs"], ascending=[False, False])
+    out = []
+    for value, row in every.iterrows():
+        item: dict[str, Any] = {
+            "dimension": row["dimension"], "value": str(value),
+            "contribution": _round(row["contribution"]), "share": _round(row["share"]),
+            "observed": _round(row["observed"]), "expected": _round(row["expected"]),
+            "effect": row["effect"], "rate": _round(row["rate"]), "mix": _round(row["mix"]),
+            "arrivals": _round(row["arrivals"]),
+            "score": _round(row["score"]), "z": _round(row["z"]),
+            "significant": bool(row["significant"]), "purity": _round(row["purity"]),
+            "baseline_weight": _round(row["weight"]), "values": int(row["values"]),
+            "new": bool(row["expected_exposure"] == 0),
+            "exposure": _round(row["exposure"]),
+            "expected_exposure": _round(row["expected_exposure"]),
+        }
+        if t.kind == "additive":
+            item["volume"] = _round(row["volume"])
+            item["rate_observed"] = _round(row["rate_observed"])
+            item["rate_expected"] = _round(row["rate_expected"])
+        out.append(item)
+    return out
+
+
+def _event_range(table: ir.Table) -> tuple[datetime | None, datetime | None]:
+    row = table.aggregate(first=table.timestamp.min(), last=table.timestamp.max()
+                          ).to_pyarrow().to_pylist()[0]
+
+    def aware(value: Any) -> datetime | None:
+        if value is None:
+            return None
+        moment: datetime = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return moment
+
+    return aware(row["first"]), aware(row["last"])
 
 
 def _totals(t: _Target, table: ir.Table, span: Period, bases: list[Period], now: datetime
@@ -370,33 +415,6 @@ def _default_dims(layer: SemanticLayer, t: _Target, events: Sequence[str]) -> li
     return dims
 
 
-def _related(table: ir.Table, t: _Target, span: Period, bases: list[Period],
-             events: Sequence[str]) -> list[dict[str, Any]]:
-    """Other events whose count moved a lot over the same period."""
-    earliest = min(b.start for b in bases)
-    frame = event_counts(table, start=earliest, end=span.end, dims={}, grain_hours=1)
-    if frame.empty:
-        return []
-    frame["at"] = pd.to_datetime(frame["period"] * 3600, unit="s", utc=True)
-    out: list[dict[str, Any]] = []
-    for event, sub in frame.groupby("target"):
-        if events and event not in events:
-            continue
-        obs = float(sub[(sub["at"] >= span.start) & (sub["at"] < span.end)]["n"].sum())
-        exp = float(np.median([sub[(sub["at"] >= b.start) & (sub["at"] < b.end)]["n"].sum()
-                               for b in bases]))
-        # counts halved: events come in sessions, so they vary about twice a Poisson's
-        z = float(poisson_z(np.array([obs / 2]), np.array([exp / 2]))[0])
-        change = (obs + 1) / (exp + 1) - 1
-        if abs(z) >= 3 and abs(change) >= 0.3 and max(obs, exp) >= 5:
-            out.append({"event": str(event), "observed": obs, "expected": exp,
-                        "change": _round(change), "z": _round(z),
-                        "direction": "up" if change > 0 else "down",
-                        "in_target": str(event) in t.events})
-    out.sort(key=lambda r: -abs(float(r["z"] or 0)))
-    return out[:10]
-
-
 def _round(value: Any) -> float | None:
     if value is None or not np.isfinite(float(value)):
         return None
@@ -416,29 +434,59 @@ def _summary(r: dict[str, Any], t: _Target) -> str:
     moved = "rose" if (r["change"] or 0) > 0 else "fell" if (r["change"] or 0) < 0 else "held"
     text = (f"{t.label} {moved} to {_fmt(r['observed'], t.kind)} over {r['period']['label']} "
             f"against {_fmt(r['baseline'], t.kind)} for {against}{pct}.")
-    if r["drivers"]:
-        d = r["drivers"][0]
-        text += (f" The main driver is {d['dimension']} = {d['value']}: "
-                 f"{_fmt(d['observed'], t.kind)} against {_fmt(d['expected'], t.kind)}, "
-                 f"{(d['share'] or 0):.0%} of the change")
-        if t.kind == "ratio":
+    volume = r.get("volume")
+    if volume and r["change"] and volume["expected_exposure"]:
+        moved_users = volume["exposure"] / volume["expected_exposure"] - 1
+        text += (f" Active users moved {moved_users:+.0%} (active user-hours), a volume "
+                 f"effect of {_fmt(volume['effect'], t.kind)}.")
+    found = [d for d in r["drivers"] if (d["score"] or 0) > 0]
+    if found:
+        d = found[0]
+        weak = "" if d["significant"] else f" (weak evidence: z = {d['z']:.1f})"
+        text += (f" The main driver is {d['dimension']} = {d['value']}{weak}, a "
+                 f"{d['effect']} effect: {_fmt(d['observed'], t.kind)} against "
+                 f"{_fmt(d['expected'], t.kind)}, {(d['share'] or 0):.0%} of the change")
+        if t.kind == "additive" and d["effect"] == "rate":
+            text += (f" ({_rate(d['rate_observed'])} against {_rate(d['rate_expected'])} "
+                     "per active user-hour)")
+        elif t.kind == "additive":
+            text += (f" (active user-hours {_fmt(d['exposure'], 'additive')} against "
+                     f"{_fmt(d['expected_exposure'], 'additive')})")
+        else:
             text += (f" (rate effect {_fmt(d['rate'], t.kind)}, mix effect "
                      f"{_fmt(d['mix'], t.kind)})")
         text += "."
-        others = [f"{x['dimension']} = {x['value']} ({(x['share'] or 0):.0%})"
-                  for x in r["drivers"][1:3]]
+        others = [f"{x['dimension']} = {x['value']} ({x['effect']}, "
+                  f"{(x['share'] or 0):.0%})" for x in found[1:4]
+                  if x["significant"] and (x["score"] or 0) >= 0.25 * (d["score"] or 0)
+                  if x["dimension"] != d["dimension"]][:2]
         if others:
             text += f" Next: {', '.join(others)}."
+    elif r["change"]:
+        text += " No breakdown value explains the change beyond noise."
     broken = (r.get("funnel") or {}).get("broken_step")
     if broken:
         text += (f" In the funnel, step {broken['step']} ({broken['event']}) broke: "
                  f"{(broken['step_conversion'] or 0):.1%} of the previous step against "
                  f"{(broken['expected_step_conversion'] or 0):.1%}.")
-    moving = [f"{x['event']} {x['direction']} {x['change']:+.0%}" for x in r["related"]
-              if not x["in_target"]][:3]
+    named: set[str] = set()
+    moving = []
+    for x in r["related"]:
+        if not x["in_target"] and x["event"] not in named:
+            named.add(x["event"])
+            moving.append(f"{x['event']}{_where(x)} {x['direction']} {x['change']:+.0%}")
     if moving:
-        text += f" At the same time: {', '.join(moving)}."
+        text += f" At the same time: {', '.join(moving[:3])}."
     if r["caveats"]:
         text += (f" Caveat: {len(r['caveats'])} data-quality finding(s) on these events, "
                  f"e.g. {r['caveats'][0]['message']}")
     return text
+
+
+def _rate(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
+
+
+def _where(related: dict[str, Any]) -> str:
+    return f" ({related['dimension']} = {related['value']})" if related.get("dimension") \
+        else ""

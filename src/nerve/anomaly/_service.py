@@ -3,6 +3,7 @@ warehouse (the server's, or the file the CLI opened read-only)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -53,12 +54,23 @@ def explain_local(warehouse: Any, workspace: Any, body: dict[str, Any], now: dat
 
         caveats = [r.as_dict() for r in latest_results(con())]
     by = body.get("by") or None
+
+    def run_checks(events: Sequence[str], at: datetime) -> list[dict[str, Any]]:
+        # the quality checks on the target's events as of the period's end (not
+        # recorded: an explanation reads, it does not add to the check history)
+        from nerve.quality import run_and_record  # noqa: PLC0415
+
+        results, _ = run_and_record(warehouse, workspace, catalog, select=list(events),
+                                    now=at, record=False)
+        return [r.as_dict() for r in results]
+
     return explain(_events(warehouse), target, layer=layer,
                    period=str(body.get("period") or "24h"), vs=str(body.get("vs") or
                                                                  "previous"),
                    dimensions=[by] if isinstance(by, str) else by,
                    catalog_events=catalog.names(), caveats=caveats, now=now,
-                   funnel=tuple(body.get("funnel") or ()))
+                   funnel=tuple(body.get("funnel") or ()),
+                   run_checks=run_checks if callable(con) else None)
 
 
 def forecast_local(warehouse: Any, workspace: Any, body: dict[str, Any], now: datetime | None,

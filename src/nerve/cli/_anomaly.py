@@ -142,10 +142,12 @@ def explain(
 ) -> None:
     """Why a metric or an event count changed: drivers, mix and rate, related anomalies.
 
-    The change is split among the values of each breakdown; drivers are ranked by the
-    share of the change they carry beyond their usual size. Ratios split into mix and
-    rate effects. The JSON has target, period, baseline, observed, change, drivers,
-    related, caveats and a one-paragraph summary.
+    The change is split among the values of each breakdown into volume, mix (the value's
+    share of active users, or of a ratio's denominator) and rate (per active user-hour,
+    or the ratio itself) effects; drivers are ranked by the share of the change their
+    effect carries beyond their usual size, how cleanly their breakdown explains it and
+    the evidence. The JSON has target, period, baseline, observed, change, drivers,
+    related, caveats (from the quality checks) and a one-paragraph summary.
 
     Example: nerve explain revenue --period last_week --vs expected --format json
     """
@@ -167,11 +169,14 @@ def explain(
         return
     console.print(result["summary"])
     if result["drivers"]:
-        emit([{k: d.get(k) for k in ("dimension", "value", "contribution", "share",
-                                     "observed", "expected", "mix", "rate")}
+        emit([{k: d.get(k) for k in ("dimension", "value", "effect", "contribution",
+                                     "share", "observed", "expected", "mix", "rate", "z")}
               for d in result["drivers"]], fmt, title="Drivers")
     if result["related"]:
         emit(result["related"], fmt, title="Related")
+    if result["caveats"]:
+        emit([{k: c.get(k) for k in ("check", "status", "event", "impact", "message")}
+              for c in result["caveats"]], fmt, title="Caveats")
     if result.get("funnel"):
         emit(result["funnel"]["steps"], fmt, title="Funnel")
 

@@ -1,0 +1,162 @@
+"""What ``explain`` says around the drivers: the funnel step that broke, the other events
+that moved at the same time (overall and for the top driver's value), and the
+data-quality findings that could bias the numbers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import ibis.expr.types as ir
+import numpy as np
+import pandas as pd
+
+from nerve.anomaly._explain_decompose import DISPERSION, SIGNIFICANT_Z, poisson_z
+from nerve.anomaly._series import event_counts
+from nerve.semantic import SemanticLayer
+
+__all__ = ["CHECK_IMPACT", "funnel_steps", "quality_caveats", "related_events"]
+
+
+class _Span(Protocol):
+    """A period: ``[start, end)`` (``nerve.anomaly._explain.Period``)."""
+
+    @property
+    def start(self) -> datetime: ...
+
+    @property
+    def end(self) -> datetime: ...
+
+
+#: how each quality check's finding can bias an explanation
+CHECK_IMPACT = {
+    "schema": "quarantined events are not counted, so counts are low by that share",
+    "drift": "events or properties outside the catalog are not in these numbers",
+    "duplicates": "repeated messages may be counted twice",
+    "natural_key_duplicates": "events repeating a natural key are counted twice",
+    "freshness": "events may have stopped arriving: the period may be incomplete",
+    "loader_lag": "loading lags: the latest hours may be incomplete",
+    "lateness": "late events may still arrive: the latest hours may be undercounted",
+    "clock_skew": "device clocks are off: events may fall in the wrong hour",
+    "null_rate": "a property is missing: breakdowns by it put events under (none)",
+    "missing_events": "an event stopped arriving: its drop may be instrumentation, "
+                      "not behaviour",
+    "disappeared_values": "a property value stopped arriving: a driver on it may be "
+                          "instrumentation, not behaviour",
+    "sequence": "events arrive out of their expected order: funnels may be off",
+}
+
+
+def funnel_steps(table: ir.Table, steps: Sequence[str], span: _Span, base: _Span,
+                 window: str) -> dict[str, Any]:
+    """Per step, the conversion from the previous step in the period and in the baseline
+    (``nerve.analytics`` funnels); the broken step is the one whose conversion fell most."""
+    from nerve.analytics import FunnelSpec, Step, funnel, parse_duration  # noqa: PLC0415
+
+    def run(p: _Span) -> list[dict[str, Any]]:
+        spec = FunnelSpec(tuple(Step(e) for e in steps), window=parse_duration(window),
+                          since=p.start, until=p.end)
+        return funnel(table, spec).rows
+
+    now_rows, then_rows = run(span), run(base)
+    out = []
+    for a, b in zip(now_rows, then_rows, strict=True):
+        out.append({"step": a["step"], "event": a["event"], "users": a["users"],
+                    "expected_users": b["users"],
+                    "step_conversion": _round(a["step_conversion"]),
+                    "expected_step_conversion": _round(b["step_conversion"])})
+    candidates = [r for r in out[1:] if r["step_conversion"] is not None
+                  and r["expected_step_conversion"] is not None]
+    broken = min(candidates, key=lambda r: r["step_conversion"] - r[
+        "expected_step_conversion"], default=None)
+    if broken is not None and broken["step_conversion"] >= broken["expected_step_conversion"]:
+        broken = None
+    return {"steps": out, "window": window, "broken_step": broken}
+
+
+def _path(layer: SemanticLayer, dimension: str) -> str | None:
+    """The JSON path of a breakdown, when it is one (not a join on user traits)."""
+    spec = layer.dimensions.get(dimension)
+    expr = spec.expr if spec is not None else f"properties.{dimension}"
+    return expr if expr.startswith(("properties.", "context.", "traits.")) else None
+
+
+def related_events(table: ir.Table, layer: SemanticLayer, span: _Span,
+                   bases: Sequence[_Span], events: Sequence[str],
+                   target_events: Sequence[str], drivers: Sequence[dict[str, Any]]
+                   ) -> list[dict[str, Any]]:
+    """Events whose count moved a lot over the same period: overall, and for the leading
+    drivers' values when the event carries that breakdown (``payment_failed`` up for
+    ``payment_provider = adyen`` while purchases fall)."""
+    earliest = min(b.start for b in bases)
+    wanted = {d["dimension"]: str(d["value"]) for d in drivers}
+    paths = {dim: _path(layer, dim) for dim in wanted}
+    dims = {dim: (path,) for dim, path in paths.items() if path}
+    frame = event_counts(table, start=earliest, end=span.end, dims=dims, grain_hours=1)
+    if frame.empty:
+        return []
+    frame["at"] = pd.to_datetime(frame["period"] * 3600, unit="s", utc=True)
+    keep = frame["dimension"] == ""
+    for dim in dims:
+        keep |= (frame["dimension"] == dim) & (frame["value"] == wanted[dim])
+    frame = frame[keep]
+    out: list[dict[str, Any]] = []
+    for (event, dimension, value), sub in frame.groupby(["target", "dimension", "value"]):
+        if events and event not in events:
+            continue
+        obs = float(sub[(sub["at"] >= span.start) & (sub["at"] < span.end)]["n"].sum())
+        exp = float(np.median([sub[(sub["at"] >= b.start) & (sub["at"] < b.end)]["n"].sum()
+                               for b in bases]))
+        # a value never seen in the baseline is still only evidence of half an event
+        floor = 0.5 if dimension else 0.0
+        z = float(poisson_z(np.array([obs / DISPERSION]),
+                            np.array([max(exp, floor) / DISPERSION]))[0])
+        change = (obs + 1) / (exp + 1) - 1
+        if abs(z) >= SIGNIFICANT_Z and abs(change) >= 0.3 and max(obs, exp) >= 3:
+            out.append({"event": str(event), "dimension": str(dimension) or None,
+                        "value": str(value) or None, "observed": obs, "expected": exp,
+                        "change": _round(change), "z": _round(z),
+                        "direction": "up" if change > 0 else "down",
+                        "in_target": str(event) in target_events})
+    out.sort(key=lambda r: -abs(float(r["z"] or 0)))
+    return out[:10]
+
+
+def quality_caveats(events: Sequence[str], span: _Span, last_event: datetime | None,
+                    recorded: Sequence[dict[str, Any]],
+                    run_checks: Callable[[Sequence[str], datetime], list[dict[str, Any]]]
+                    | None) -> list[dict[str, Any]]:
+    """Findings that could bias the explanation: the quality checks on the target's events
+    (run as of the period's end when ``run_checks`` is given, else the recorded ones),
+    not passing, except volume (the change being explained is no data-quality problem);
+    and whether the data ends before the period does."""
+    out: list[dict[str, Any]] = []
+    if last_event is None or last_event < span.end - timedelta(hours=1):
+        ends = last_event.isoformat() if last_event else "nowhere (no events)"
+        out.append({"check": "coverage", "status": "warn", "event": None,
+                    "dimensions": {}, "since": None,
+                    "message": f"The data ends at {ends}, before the period ends "
+                               f"({span.end.isoformat()}).",
+                    "impact": "the last hours of the period are missing, not zero"})
+    results = list(recorded)
+    source = "recorded"
+    if run_checks is not None and events:
+        results, source = run_checks(list(events), span.end), "as of the period's end"
+    for r in results:
+        if r.get("event") not in events or r.get("check") == "volume" \
+                or r.get("status") not in ("warn", "fail", "error"):
+            continue
+        out.append({"check": r.get("check"), "status": r.get("status"),
+                    "event": r.get("event"), "dimensions": r.get("dimensions") or {},
+                    "since": r.get("since"), "message": r.get("message"),
+                    "impact": CHECK_IMPACT.get(str(r.get("check")),
+                                               "may bias these numbers"),
+                    "source": source})
+    return out
+
+
+def _round(value: Any) -> float | None:
+    if value is None or not np.isfinite(float(value)):
+        return None
+    return round(float(value), 6)

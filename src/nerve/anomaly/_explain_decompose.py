@@ -1,0 +1,199 @@
+"""The arithmetic of ``explain``: split a change among the values of one breakdown into
+volume, mix, rate and arrival effects, and score each value as a driver. Pure: frames in,
+frames out.
+
+Every breakdown value ``v`` has an amount ``n`` (the target's events or sum, or a ratio's
+numerator) and an exposure ``e`` (active user-hours of that value for an event count or
+a sum; the denominator for a ratio), in the period (``1``) and the baseline (``0``). With
+``D`` the total exposure, ``w = e / D`` a value's share of it and ``r = n / e`` its rate,
+and ``e0' = w0 D1`` the baseline exposure at today's volume:
+
+- **volume** (counts and sums): the value's part of the overall change of exposure,
+  ``(e0' - e0) r0``: more shoppers, more events, nothing to explain.
+- **mix**: its change of share at its *baseline* rate, ``(e1 - e0') r0``; for a ratio,
+  against the average rate, ``(w1 - w0)(r0 - mean r0)``, since a value growing at the
+  average rate moves no average. Users moving from app version 4.1.1 to 4.2.0 are a mix
+  effect of about zero: what 4.1.1 loses, 4.2.0 gains.
+- **rate**: the change of rate on the exposure the value had in both periods,
+  ``min(e0', e1)(r1 - r0)``: like for like.
+- **arrivals**: the rest, ``(e1 - min(e0', e1))(r1 - r0)``: exposure new to the value
+  whose rate differs from the value's baseline rate (Android users landing on an app
+  version that iOS users had before). It compares different people, so it is reported
+  but never scored: it is neither a like-for-like rate change nor a change of mix.
+
+A value new in the period has no baseline rate: the average stands in. volume + mix +
+rate + arrivals is exactly the value's change (its count change for a count, its part of
+the ratio's change for a ratio), and the values' parts add up to the target's change.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from scipy import special
+
+__all__ = ["DISPERSION", "SIGNIFICANT_Z", "cardinality_weight", "decompose", "poisson_z",
+           "score_drivers"]
+
+#: events come in sessions and amounts vary: counts vary about twice a Poisson's
+DISPERSION = 2.0
+#: |z| from which a driver counts as significant (and full weight in the score)
+SIGNIFICANT_Z = 3.0
+
+F64 = npt.NDArray[np.float64]
+
+
+def poisson_z(observed: F64, expected: F64) -> F64:
+    """The normal score of a Poisson tail: positive when ``observed`` is above ``expected``.
+
+    Regularised incomplete gamma functions give the tails for scaled (non-integer) counts.
+
+    >>> [round(float(v), 1) for v in poisson_z(np.array([5.0, 0.0]), np.array([0.25, 30.0]))]
+    [4.4, -7.4]
+    """
+    lam = np.maximum(np.asarray(expected, dtype=float), 1e-9)
+    k = np.maximum(np.asarray(observed, dtype=float), 0.0)
+    up = k > lam
+    upper = special.gammainc(np.maximum(k, 1e-12), lam)  # P(X >= k)
+    lower = special.gammaincc(k + 1.0, lam)  # P(X <= k)
+    p = np.where(up, upper, lower).clip(1e-300, 1.0)
+    z = np.maximum(-special.ndtri(p), 0.0)
+    out: F64 = np.where(up, z, -z)
+    return out
+
+
+def cardinality_weight(values: int) -> float:
+    """The discount of a breakdown with many values: with more values, one of them
+    carries a large share of a change by chance more often (1 for two values, 0.8 for
+    four, 0.67 for eight).
+
+    >>> cardinality_weight(2), round(cardinality_weight(8), 2)
+    (1.0, 0.67)
+    """
+    return 1.0 / (1.0 + math.log2(max(values, 2) / 2) / 4)
+
+
+def decompose(cells: pd.DataFrame, *, additive: bool, unit: float = 1.0,
+              baselines: int = 1) -> pd.DataFrame:
+    """Per value (the index of ``cells``, with columns ``n1 d1 n0 d0``): ``observed``,
+    ``expected``, ``contribution`` and its ``volume``, ``mix`` and ``rate`` parts, the
+    rates, the baseline ``weight`` and the significance ``z`` of the rate and mix effects.
+
+    ``unit`` is the size of one counted thing in the amount's unit (the average order for
+    a revenue sum; 1 for counts): significance is judged on counts. ``baselines`` is the
+    number of periods the baseline is the median of (its variance shrinks with them).
+    """
+    c = cells[["n1", "d1", "n0", "d0"]].astype(float).fillna(0.0)
+    n1, d1, n0, d0 = c["n1"], c["d1"], c["n0"], c["d0"]
+    big_d1, big_d0 = float(d1.sum()), float(d0.sum())
+    w1 = d1 / big_d1 if big_d1 > 0 else d1 * 0.0
+    w0 = d0 / big_d0 if big_d0 > 0 else d0 * 0.0
+    r1 = (n1 / d1.where(d1 > 0)).fillna(0.0)
+    r0 = (n0 / d0.where(d0 > 0)).fillna(0.0)
+    mean0 = float(n0.sum()) / big_d0 if big_d0 > 0 else 0.0
+    new = d0 <= 0
+    r0 = r0.where(~new, mean0)  # no baseline rate: the average stands in
+    out = pd.DataFrame(index=c.index)
+    if additive:
+        e1, e0, e0_now = d1, d0, w0 * big_d1
+        volume = (e0_now - e0) * r0
+        mix = (e1 - e0_now) * r0
+        out["observed"], out["expected"] = n1, n0
+        out["weight"] = n0 / max(float(n0.sum()), 1e-12)
+    else:
+        # a value's part of the ratio is w r (its amount over the total exposure)
+        e1, e0_now = w1, w0
+        volume = n0 * 0.0
+        mix = (w1 - w0) * (r0 - mean0)
+        out["observed"], out["expected"] = r1.where(d1 > 0), r0
+        out["weight"] = w0
+    overlap = np.minimum(e0_now, e1)
+    rate = overlap * (r1 - r0)
+    arrivals = (e1 - overlap) * (r1 - r0)
+    if additive:
+        total = n1 - n0
+    else:
+        part1 = n1 / big_d1 if big_d1 > 0 else n1 * 0.0
+        part0 = n0 / big_d0 if big_d0 > 0 else n0 * 0.0
+        total = part1 - part0 - (w1 - w0) * mean0  # the centring sums to zero
+    # rounding aside these agree; amounts without exposure (a numerator event whose
+    # value has no denominator event) land here too, as in N / D
+    arrivals = arrivals + (total - volume - mix - rate - arrivals)
+    out["volume"], out["mix"], out["rate"], out["arrivals"] = volume, mix, rate, arrivals
+    out["contribution"] = total
+    out["rate_observed"], out["rate_expected"] = r1.where(d1 > 0), r0.where(d0 > 0)
+    out["exposure"], out["expected_exposure"] = d1, d0
+    # significance, on counts: the rate effect compares the amount on the overlap with
+    # the baseline rate there; the mix effect the value's exposure with its baseline
+    # (for a count, its own: its users came or went; for a ratio, its share of today's).
+    # Both sides are estimates: the baseline side's variance scales with (d1 / d0) and
+    # shrinks with the number of baseline periods, hence the inflated dispersion.
+    overlap_d = overlap if additive else overlap * big_d1
+    ratio = (d1 / d0.where(d0 > 0)).fillna(0.0) / max(baselines, 1)
+    spread = DISPERSION * (1.0 + ratio) * max(unit, 1e-12)
+    # a rate seen on little exposure is uncertain: one counted unit at the average rate
+    # is added to every baseline (no sale in JP yesterday does not make one today a
+    # surprise)
+    prior = unit / mean0 if mean0 > 0 else 0.0
+    rate_z = ((n0 + unit) / (d0 + prior)).where(d0 + prior > 0, r0) if prior else r0
+    rate_z = rate_z.where(~new, r0)
+    out["z_rate"] = poisson_z((r1 * overlap_d / spread).to_numpy(),
+                              (rate_z * overlap_d / spread).to_numpy())
+    before = d0 if additive else w0 * big_d1
+    exposure_spread = DISPERSION * (1.0 + ratio)
+    out["z_mix"] = poisson_z((d1 / exposure_spread).to_numpy(),
+                             (before / exposure_spread).to_numpy())
+    return out
+
+
+def score_drivers(parts: pd.DataFrame, change: float) -> pd.DataFrame:
+    """Score each value of one breakdown as the driver of ``change``: for its rate effect
+    and its mix effect (the larger wins), ``excess x purity x cardinality x evidence``:
+
+    - *excess*: the share of the change the effect carries beyond the value's usual size
+      (the whole change on a value that is 90% of the target says little). A rate effect
+      is a share of the change left once overall volume is set aside; a mix effect (for a
+      count: the value's users coming or going, volume included) a share of the change,
+      and never more than its breakdown's net mix effect: versions replacing each other
+      move a lot and explain little;
+    - *purity*: ``|sum of the breakdown's effects| / sum of |effects|`` for that kind;
+    - *cardinality*: :func:`cardinality_weight`;
+    - *evidence*: 0 below |z| = 1, rising to 1 at |z| = 3.
+
+    Adds ``effect`` (rate or mix), ``share``, ``purity``, ``z``, ``significant`` and
+    ``score``; values whose effect goes against the change score 0.
+    """
+    out = parts.copy()
+    card = cardinality_weight(len(parts))
+    sign = float(np.sign(change))
+    best = pd.Series(0.0, index=parts.index)
+    out["effect"], out["z"], out["purity"] = "rate", parts["z_rate"], 0.0
+    volume = float(parts["volume"].sum())
+    for kind in ("rate", "mix"):
+        amount = parts[kind] + (parts["volume"] if kind == "mix" else 0.0)
+        net = float(amount.sum())
+        gross = float(amount.abs().sum())
+        purity = abs(net) / gross if gross > 0 else 0.0
+        if kind == "mix":
+            capped = amount.clip(-abs(net), abs(net))
+            share = capped / change if change else amount * 0.0
+        else:
+            rest = change - volume
+            share = amount / rest if rest and np.sign(rest) == sign else amount * 0.0
+        excess = (share.clip(upper=1.0) - parts["weight"]).clip(lower=0.0)
+        z = parts[f"z_{kind}"]
+        evidence = ((z.abs() - 1.0) / (SIGNIFICANT_Z - 1.0)).clip(0.0, 1.0)
+        along = np.sign(amount) == sign
+        score = (excess * purity * card * evidence).where(along & (sign != 0), 0.0)
+        better = score > best
+        best = best.where(~better, score)
+        out.loc[better, "effect"] = kind
+        out.loc[better, "z"] = z[better]
+        out.loc[better, "purity"] = purity
+    out["score"] = best
+    out["share"] = out["contribution"] / change if change else 0.0
+    out["significant"] = (out["z"].abs() >= SIGNIFICANT_Z) & (best > 0)
+    return out
