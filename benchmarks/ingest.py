@@ -20,6 +20,7 @@ loader included) is the figure that other load on the machine disturbs least.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import contextlib
 import http.client
@@ -32,7 +33,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -45,6 +45,8 @@ from nerve.workspace import Workspace, init_workspace
 
 BATCH = 100
 PLACEHOLDER = b"@@BATCH@@"
+#: seconds between the load generator's connects (see _connection)
+CONNECT_SPACING = 0.02
 
 CATALOG = {
     "groups/product.yaml": """\
@@ -199,79 +201,115 @@ def make_template(seed: int) -> bytes:
 # ------------------------------------------------------------------------------ load
 
 
-def _client(port: int, key: str, seconds: float, templates: list[bytes], worker: int,
-            out: Any) -> None:
-    """One keep-alive connection sending batches back to back; reports latencies and ids."""
-    auth = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    latencies: list[float] = []
-    acked: list[str] = []
-    errors = 0
+_HEAD = (b"POST /v1/batch HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+         b"Authorization: %s\r\nContent-Length: %d\r\n\r\n")
+
+
+async def _read_response(reader: asyncio.StreamReader) -> int:
+    """Read one HTTP/1.1 response (Content-Length framed); its status code."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    if length:
+        await reader.readexactly(length)
+    return status
+
+
+async def _connection(port: int, auth: bytes, templates: list[bytes], conn_id: int,
+                      run: str, deadline: float, interval: float | None,
+                      out: dict[str, Any]) -> None:
+    """One keep-alive connection: batches back to back, or one every ``interval`` s.
+
+    At a fixed rate, latency counts from when the batch was due, not from when it was
+    sent, so a stalled server cannot hide its queueing (no coordinated omission).
+    """
+    # connect one by one, as real clients do: a burst of connects is all accepted by
+    # whichever server process wakes first, and keep-alive would keep it unbalanced
+    await asyncio.sleep(conn_id * CONNECT_SPACING)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
     n = 0
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        prefix = f"w{worker}b{n}-{uuid.uuid4().hex[:8]}"
-        body = templates[n % len(templates)].replace(PLACEHOLDER, prefix.encode())
-        n += 1
-        start = time.perf_counter()
-        try:
-            conn.request("POST", "/v1/batch", body=body,
-                         headers={"Content-Type": "application/json", "Authorization": auth})
-            response = conn.getresponse()
-            response.read()
-        except (OSError, http.client.HTTPException):
-            errors += 1
-            conn.close()
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            continue
-        latencies.append(time.perf_counter() - start)
-        if response.status == 200:
-            acked.append(prefix)
+    due = time.perf_counter() + (interval or 0) * (conn_id % 16) / 16  # spread the starts
+    while True:
+        now = time.perf_counter()
+        if interval is not None:
+            if due >= deadline:
+                break
+            if due > now:
+                await asyncio.sleep(due - now)
+            start, due = due, due + interval
         else:
-            errors += 1
-    conn.close()
-    out.put((latencies, acked, errors))
+            if now >= deadline:
+                break
+            start = now
+        prefix = f"{run}c{conn_id}n{n}".encode()
+        body = templates[(conn_id + n) % len(templates)].replace(PLACEHOLDER, prefix)
+        n += 1
+        try:
+            writer.write(_HEAD % (auth, len(body)) + body)
+            status = await _read_response(reader)
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            out["errors"] += 1
+            writer.close()
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            continue
+        out["latencies"].append(time.perf_counter() - start)
+        if status == 200:
+            out["acked"] += 1
+        else:
+            out["errors"] += 1
+    writer.close()
 
 
 def _client_process(port: int, key: str, seconds: float, templates: list[bytes],
-                    first: int, count: int, out: Any) -> None:
-    threads = [threading.Thread(target=_client, args=(port, key, seconds, templates,
-                                                      first + k, out)) for k in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+                    connections: int, rate: float | None, out: Any) -> None:
+    """The load generator: every connection on one asyncio loop (uvloop) in one process."""
+    with contextlib.suppress(ImportError):
+        import uvloop  # noqa: PLC0415
+
+        uvloop.install()
+    auth = ("Basic " + base64.b64encode(f"{key}:".encode()).decode()).encode()
+    result: dict[str, Any] = {"latencies": [], "acked": 0, "errors": 0}
+    interval = connections * BATCH / rate if rate else None
+    run = uuid.uuid4().hex[:8]
+
+    async def main() -> float:
+        started = time.perf_counter()
+        deadline = started + seconds
+        await asyncio.gather(*(_connection(port, auth, templates, c, run, deadline, interval,
+                                           result) for c in range(connections)))
+        return time.perf_counter() - started
+
+    cpu = time.process_time()
+    elapsed = asyncio.run(main())
+    result["client_cpu_s"] = time.process_time() - cpu
+    result["seconds"] = elapsed
+    out.put(result)
 
 
 def run_load(port: int, key: str, seconds: float, connections: int,
-             templates: list[bytes], processes: int = 2) -> dict[str, Any]:
+             templates: list[bytes], rate: float | None = None) -> dict[str, Any]:
+    """Send 100-event batches for ``seconds`` (as fast as answered, or at ``rate`` events/s)."""
     ctx = mp.get_context("fork")
     out = ctx.Queue()
-    per = [connections // processes + (1 if i < connections % processes else 0)
-           for i in range(processes)]
-    procs, first = [], 0
-    for count in per:
-        proc = ctx.Process(target=_client_process, args=(port, key, seconds, templates,
-                                                         first, count, out))
-        first += count
-        proc.start()
-        procs.append(proc)
-    started = time.perf_counter()
-    results = [out.get(timeout=seconds + 120) for _ in range(connections)]
-    elapsed = time.perf_counter() - started
-    for proc in procs:
-        proc.join()
-    latencies = sorted(x for r in results for x in r[0])
-    acked = [p for r in results for p in r[1]]
-    errors = sum(r[2] for r in results)
-    events = len(acked) * BATCH
+    proc = ctx.Process(target=_client_process, args=(port, key, seconds, templates,
+                                                     connections, rate, out))
+    proc.start()
+    result = out.get(timeout=seconds + 120)
+    proc.join()
+    latencies = sorted(result["latencies"])
+    events = result["acked"] * BATCH
 
     def pct(q: float) -> float:
         return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000
 
-    return {"events_per_s": events / elapsed, "events": events, "requests": len(latencies),
-            "errors": errors, "p50_ms": pct(0.50) if latencies else 0.0,
-            "p99_ms": pct(0.99) if latencies else 0.0, "acked": acked, "seconds": elapsed}
+    return {"events_per_s": events / result["seconds"], "events": events,
+            "requests": len(latencies), "errors": result["errors"],
+            "p50_ms": pct(0.50) if latencies else 0.0, "p99_ms": pct(0.99) if latencies else 0.0,
+            "seconds": result["seconds"], "client_cpu_s": result["client_cpu_s"]}
 
 
 # ------------------------------------------------------------------------------ servers
@@ -291,7 +329,8 @@ def bare_app() -> Any:
             more = message.get("more_body", False)
         orjson.loads(b"".join(chunks))
         await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json")]})
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", b"16")]})
         await send({"type": "http.response.body", "body": b'{"success":true}'})
 
     return app
@@ -340,18 +379,30 @@ def profiler(pid: int, seconds: float, out: str) -> subprocess.Popen[bytes]:
     """py-spy sampling the server (all its threads) while the load runs."""
     fmt = "raw" if out.endswith(".txt") else "speedscope" if out.endswith(".json") else "flamegraph"
     return subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--duration",
-                             str(max(1, int(seconds) - 1)), "--threads", "--format", fmt,
+                             str(max(1, int(seconds) - 1)), "--threads", "--subprocesses",
+                             "--format", fmt,
                              *(["--gil"] if os.environ.get("NERVE_PROFILE_GIL") else []),
                              "--output", out], stdout=subprocess.DEVNULL)
 
 
-def stop(proc: subprocess.Popen[bytes]) -> int:
+def stop(proc: subprocess.Popen[bytes]) -> tuple[int, float]:
+    """SIGTERM, wait for the clean exit; (exit code, CPU seconds of its whole life).
+
+    The CPU figure comes from wait4's rusage: the process and the workers it reaped,
+    including the final drain of the log into the warehouse.
+    """
     proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(120)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        return proc.wait()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return proc.returncode, usage.ru_utime + usage.ru_stime
+        time.sleep(0.05)
+    proc.kill()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage.ru_utime + usage.ru_stime
 
 
 def make_workspace(root: Path) -> str:
@@ -378,8 +429,10 @@ def cpu_seconds(pid: int) -> float:
     """CPU time (user + system) used so far by a process and its child processes."""
     tick = os.sysconf("SC_CLK_TCK")
     pids = [pid]
-    with contextlib.suppress(OSError):
-        pids += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    # children of every thread: the workers may be started from any of them
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            pids += [int(c) for c in children.read_text().split()]
     total = 0.0
     for each in pids:
         with contextlib.suppress(OSError):
@@ -397,19 +450,52 @@ def measured(proc: subprocess.Popen[bytes], load: Any) -> dict[str, Any]:
     return result
 
 
+def load_average() -> str:
+    """``uptime``'s figures: the machine is shared, so every result carries them."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
+
+
 def report(name: str, result: dict[str, Any]) -> None:
-    print(f"{name:<28} {result['events_per_s']:>9,.0f} events/s  "
+    cpu = result["client_cpu_s"] / result["seconds"]
+    print(f"{name:<30} {result['events_per_s']:>9,.0f} events/s  "
           f"p50 {result['p50_ms']:6.1f} ms  p99 {result['p99_ms']:6.1f} ms  "
           f"server CPU {result['cpu_s']:5.1f} s = {result['events_per_cpu_s']:>8,.0f} "
-          f"events/CPU-s  ({result['requests']:,} requests, {result['errors']} errors)")
+          f"events/CPU-s  ({result['requests']:,} requests, {result['errors']} errors; "
+          f"load generator {cpu:.0%} of a core; {result['load']})")
+
+
+def run_nerve(root: Path, key: str, args: argparse.Namespace, templates: list[bytes],
+              rate: float | None, profile: str | None = None) -> dict[str, Any]:
+    """One run against a fresh ``nerve serve`` on the workspace; stops it (final drain)."""
+    port = free_port()
+    proc = start_nerve(root, port, args.workers)
+    spy = profiler(proc.pid, args.seconds, profile) if profile else None
+    before = cpu_seconds(proc.pid)
+    result = measured(proc, lambda: run_load(port, key, args.seconds, args.connections,
+                                             templates, rate))
+    result["load"] = load_average()
+    stopped_at = time.perf_counter()
+    result["exit"], total_cpu = stop(proc)
+    result["drain_s"] = time.perf_counter() - stopped_at
+    # the server's CPU from the start of the load to its exit: ingest, loader and drain
+    result["cpu_with_drain_s"] = total_cpu - before
+    if spy is not None:
+        spy.wait()
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each run")
-    parser.add_argument("--connections", type=int, default=8, help="concurrent connections")
+    parser.add_argument("--connections", type=int, default=32, help="concurrent connections")
     parser.add_argument("--workers", type=int, default=2,
                         help="nerve serve --workers (processes accepting events)")
+    parser.add_argument("--rate", type=float, metavar="EVENTS_PER_S",
+                        help="send at this fixed rate instead of as fast as answered")
+    parser.add_argument("--at-fraction", type=float, default=0.8, metavar="F",
+                        help="after the max-rate run, a fixed-rate run at F x the rate it "
+                        "reached, for its p99 (0: skip; default 0.8)")
     parser.add_argument("--no-ceiling", action="store_true", help="skip the bare-parse run")
     parser.add_argument("--profile", metavar="FILE", help="py-spy profile of nerve serve: "
                         "a flame graph (.svg), speedscope (.json) or collapsed stacks (.txt)")
@@ -421,25 +507,31 @@ def main() -> None:
     print(f"nerve ingest benchmark: {BATCH}-event batches (~{size / 1024:.0f} KB, "
           f"{size / BATCH:.0f} B/event), {args.connections} connections, "
           f"nerve serve --workers {args.workers}, "
-          f"{args.seconds:.0f} s per run, {os.cpu_count()} CPUs")
+          f"{args.seconds:.0f} s per run, {os.cpu_count()} CPUs, {load_average()}")
 
     root = Path(tempfile.mkdtemp(prefix="nerve-bench-"))
     try:
         key = make_workspace(root / "ws")
-        port = free_port()
-        proc = start_nerve(root / "ws", port, args.workers)
-        spy = profiler(proc.pid, args.seconds, args.profile) if args.profile else None
-        result = measured(proc, lambda: run_load(port, key, args.seconds, args.connections,
-                                                 templates))
-        stopped_at = time.perf_counter()
-        code = stop(proc)
-        drain = time.perf_counter() - stopped_at
-        report(f"nerve serve --workers {args.workers}", result)
+        runs = [("max" if args.rate is None else f"at {args.rate:,.0f}/s",
+                 run_nerve(root / "ws", key, args, templates, args.rate, args.profile))]
+        report(f"nerve serve --workers {args.workers}", runs[0][1])
+        if args.rate is None and args.at_fraction:
+            rate = runs[0][1]["events_per_s"] * args.at_fraction
+            runs.append((f"at {rate:,.0f}/s", run_nerve(root / "ws", key, args, templates,
+                                                         rate)))
+            report(f"  at {args.at_fraction:.0%} ({rate:,.0f}/s)", runs[1][1])
+        for label, result in runs:
+            print(f"  {label}: stop and final drain {result['drain_s']:.1f} s (exit "
+                  f"{result['exit']}); server CPU from the load's start to exit, drain "
+                  f"included: {result['cpu_with_drain_s']:.1f} s = "
+                  f"{result['events'] / result['cpu_with_drain_s']:,.0f} events/CPU-s")
+        result = runs[0][1]
         if not args.no_ceiling:
             port = free_port()
             bare = start_bare(port)
             ceiling = measured(bare, lambda: run_load(port, key, args.seconds,
                                                       args.connections, templates))
+            ceiling["load"] = load_average()
             stop(bare)
             report("bare ASGI, JSON parse only", ceiling)
             print(f"nerve reaches {result['events_per_s'] / ceiling['events_per_s']:.0%} "
@@ -447,14 +539,12 @@ def main() -> None:
                   f"{result['events_per_cpu_s'] / ceiling['events_per_cpu_s']:.0%} of its "
                   "events per CPU second")
         n, distinct, quarantined = count_loaded(root / "ws")
-        acked = result["events"]
-        print(f"warehouse after stop (exit {code}, drain {drain:.1f} s): {n:,} events + "
-              f"{quarantined:,} quarantined = {n + quarantined:,} rows; acknowledged {acked:,}; "
-              f"duplicates {n - distinct}")
+        acked = sum(r["events"] for _, r in runs)
+        print(f"warehouse after the runs: {n:,} events + {quarantined:,} quarantined = "
+              f"{n + quarantined:,} rows; acknowledged {acked:,}; duplicates {n - distinct}")
         if n + quarantined < acked or n != distinct:
             raise SystemExit("LOST OR DUPLICATED EVENTS")
-        if spy is not None:
-            spy.wait()
+        if args.profile:
             print(f"profile of nerve serve: {args.profile}")
     finally:
         if args.keep:

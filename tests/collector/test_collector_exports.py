@@ -11,7 +11,7 @@ def test_collector_exports() -> None:
     assert sorted(nerve.collector.__all__) == sorted([
         "ENDPOINTS", "Collected", "Collector", "ParsedBody", "RequestError", "Validator",
         "decompress", "map_messages", "parse_body", "parse_timestamp",
-        "write_key_from_header",
+        "rows_to_record_batch", "write_key_from_header",
     ])
     for name in nerve.collector.__all__:
         assert hasattr(nerve.collector, name)

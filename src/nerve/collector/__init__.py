@@ -8,7 +8,7 @@ body, calls it, appends the envelopes to the event log and answers once they are
 """
 
 from nerve.collector._body import ParsedBody, decompress, parse_body, write_key_from_header
-from nerve.collector._collect import ENDPOINTS, Collected, Collector
+from nerve.collector._collect import ENDPOINTS, Collected, Collector, rows_to_record_batch
 from nerve.collector._errors import RequestError
 from nerve.collector._map import map_messages, parse_timestamp
 from nerve.collector._validate import Validator
@@ -24,5 +24,6 @@ __all__ = [
     "map_messages",
     "parse_body",
     "parse_timestamp",
+    "rows_to_record_batch",
     "write_key_from_header",
 ]

@@ -3,7 +3,6 @@ the latest, with the compiled validator's fast path first."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -91,8 +90,11 @@ class Validator:
                                f"{name}: version {version} is not in the catalog "
                                f"(known: {known})")
         assert spec is not None  # name is in the catalog
-        return Rule(functools.partial(self.catalog.is_valid, spec), spec,
-                    (str(spec.version), None))
+        # the compiled validator's own bound method: ``catalog.is_valid(spec, payload)``
+        # looks the validator up by (name, Version) on every call, and hashing the
+        # Version dataclass cost more than the validation of a small payload
+        check = self.catalog._validator(spec).is_valid
+        return Rule(check, spec, (str(spec.version), None))
 
     def explain(self, rule: Rule, payload: Any) -> Verdict:
         """The verdict for a payload that failed ``rule.check``: every violation, as JSON."""

@@ -73,24 +73,39 @@ def enrich_context(
         result["ip"] = client_ip
     agent = result.get("userAgent")
     if not isinstance(agent, str) or not agent:
-        agent = user_agent if isinstance(user_agent, str) else None
-        if agent is None:
+        if not isinstance(user_agent, str):
             return result
-        from_header = True
+        agent, from_header = user_agent, True
     else:
         from_header = False
-    parsed = parse_user_agent(agent[:1024])
-    if parsed["bot"]:
-        result["bot"] = True
-    if from_header and not _is_browser(parsed):
-        return result  # an SDK or HTTP library talking, not a person's device
-    if not result.get("os") and parsed["os"]:
-        result["os"] = parsed["os"]
-    if not result.get("device"):
-        result["device"] = {k: v for k, v in parsed["device"].items() if v is not None}
-    if not result.get("browser") and parsed["browser"] and parsed["browser"]["name"] != "Other":
-        result["browser"] = parsed["browser"]
+    additions = _additions(agent[:1024], from_header, bool(result.get("os")),
+                           bool(result.get("device")), bool(result.get("browser")))
+    if additions:
+        result.update(additions)
     return result
+
+
+@functools.lru_cache(maxsize=16384)
+def _additions(agent: str, from_header: bool, has_os: bool, has_device: bool,
+               has_browser: bool) -> tuple[tuple[str, Any], ...]:
+    """What enrichment adds to a context, per agent and per which fields it already has.
+
+    Cached: traffic repeats a few agents and context shapes, and this was most of the
+    enrichment's cost. The values are shared between events, never mutated.
+    """
+    parsed = parse_user_agent(agent)
+    out: list[tuple[str, Any]] = []
+    if parsed["bot"]:
+        out.append(("bot", True))
+    if from_header and not _is_browser(parsed):
+        return tuple(out)  # an SDK or HTTP library talking, not a person's device
+    if not has_os and parsed["os"]:
+        out.append(("os", parsed["os"]))
+    if not has_device:
+        out.append(("device", {k: v for k, v in parsed["device"].items() if v is not None}))
+    if not has_browser and parsed["browser"] and parsed["browser"]["name"] != "Other":
+        out.append(("browser", parsed["browser"]))
+    return tuple(out)
 
 
 def _is_browser(parsed: dict[str, Any]) -> bool:

@@ -11,12 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from nerve.catalog import EventSpec, PropertySpec
-from nerve.pipeline.enrich import enrich_context
+from nerve.pipeline.enrich import enrich_context, parse_user_agent
 from nerve.pipeline.privacy import (
     PERSONAL_NAMES,
     PrivacyPolicy,
     consent_allows,
-    protect_context,
+    protect_ip,
     protect_payload,
     pseudonymise,
 )
@@ -37,6 +37,9 @@ class Guard:
     def __init__(self, policy: PrivacyPolicy, identify: EventSpec | None = None) -> None:
         self.policy = policy
         self.identify = identify
+        # ua-parser compiles its matchers on first use (~0.5 s): pay it now, not in the
+        # first request, whose client would see it as latency
+        parse_user_agent("Mozilla/5.0")
         #: spec id -> whether any property of it has a PII class other than none
         self._sensitive_specs: dict[int, bool] = {}
         #: uncataloged property name -> whether it looks personal
@@ -47,12 +50,25 @@ class Guard:
     def context(self, context: dict[str, Any], client_ip: str | None,
                 user_agent: str | None) -> dict[str, Any]:
         """``context`` enriched (UA, IP, bot) then protected (IP policy, context.traits)."""
-        enriched = enrich_context(context, client_ip=client_ip, user_agent=user_agent)
-        return protect_context(enriched, self.identify, self.policy)
+        # equal to protect_context(enrich_context(...)), with one dict copy instead of two
+        # and context.traits through the cached "anything to protect?" check
+        result = enrich_context(context, client_ip=client_ip, user_agent=user_agent)
+        ip = result.get("ip")
+        if isinstance(ip, str) and ip:
+            kept = protect_ip(ip, self.policy)
+            if kept is None:
+                del result["ip"]
+            else:
+                result["ip"] = kept
+        traits = result.get("traits")
+        if isinstance(traits, dict):
+            result["traits"] = self.payload(traits, self.identify)[0]
+        return result
 
     def consents(self, context: dict[str, Any], spec: EventSpec | None) -> bool:
         """Whether the event may be stored under the sender's consent choices."""
-        if not self.policy.enforce_consent or spec is None or not spec.purpose:
+        if (not self.policy.enforce_consent or spec is None or not spec.purpose
+                or "consent" not in context):
             return True
         return consent_allows(context, spec.purpose)
 

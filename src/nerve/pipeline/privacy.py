@@ -34,6 +34,7 @@ __all__ = [
     "PrivacyPolicy",
     "consent_allows",
     "protect_context",
+    "protect_ip",
     "protect_payload",
     "pseudonymise",
     "truncate_ip",
@@ -195,16 +196,31 @@ def protect_context(
     result = dict(context)
     ip = result.get("ip")
     if isinstance(ip, str) and ip:
-        if policy.ip == "drop":
+        kept = protect_ip(ip, policy)
+        if kept is None:
             del result["ip"]
-        elif policy.ip == "hash":
-            result["ip"] = pseudonymise(ip, policy.secret)
-        elif policy.ip == "truncate":
-            result["ip"] = truncate_ip(ip) or pseudonymise(ip, policy.secret)
+        else:
+            result["ip"] = kept
     traits = result.get("traits")
     if isinstance(traits, dict):
         result["traits"], _ = protect_payload(traits, identify, policy)
     return result
+
+
+def protect_ip(ip: str, policy: PrivacyPolicy) -> str | None:
+    """``context.ip`` as the policy keeps it (None: drop it).
+
+    >>> protect_ip("203.0.113.77", PrivacyPolicy(secret=b"k"))
+    '203.0.113.0'
+    """
+    treatment = policy.ip
+    if treatment == "keep":
+        return ip
+    if treatment == "drop":
+        return None
+    if treatment == "truncate":
+        return truncate_ip(ip) or pseudonymise(ip, policy.secret)
+    return pseudonymise(ip, policy.secret)
 
 
 def consent_allows(context: dict[str, Any], purpose: str) -> bool:

@@ -1,54 +1,113 @@
-"""Group commit at the event loop: many requests, one fsync, one thread hop.
+"""Group commit at the event loop: many requests, one Arrow batch, one fsync, one thread hop.
 
-Each request appends its batch to the log (cheap), then awaits ``GroupCommit.sync()``.
-Requests that arrive while an fsync runs share the next one: one round syncs every batch
-appended before it started. Only the round itself leaves the event loop (to a worker
-thread), so a busy server pays one thread hop per fsync, not one per request.
+Each request hands its envelope rows to ``GroupCommit.commit()`` and waits. Requests that
+arrive while a round runs join the next one: a round turns every request's rows into ONE
+record batch, appends it to the log and fsyncs, then answers them all. Only the round
+leaves the event loop (to a worker thread), so a busy server pays one thread hop, one
+Arrow build and one fsync per round, not per request.
+
+Building the batch per round rather than per request matters: each ``pa.array`` call has
+a fixed cost of several microseconds, which for 19 columns of a 100-event request was a
+third of the collector's CPU; the log and the loader also handle fewer, larger frames.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+import itertools
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
+
+from nerve.collector import rows_to_record_batch
 
 if TYPE_CHECKING:
     from nerve.server._state import EventLog
 
 __all__ = ["GroupCommit"]
 
+_Waiter = asyncio.Future[None]
+
 
 class GroupCommit:
-    """Coalesces ``log.sync()`` calls from concurrent requests on one event loop."""
+    """Coalesces appends and ``log.sync()`` calls from concurrent requests on one loop."""
 
     def __init__(self, log: EventLog) -> None:
         self.log = log
-        self._next: asyncio.Future[None] | None = None
+        #: requests waiting for the next round: their rows (may be empty) and future
+        self._pending: list[tuple[Sequence[tuple[Any, ...]], _Waiter]] = []
         self._task: asyncio.Task[None] | None = None
+        #: rounds run so far (each one fsync)
+        self.rounds = 0
 
-    async def sync(self) -> None:
-        """Return once everything appended before this call is durable; raise if not."""
-        if self._next is None:
-            self._next = asyncio.get_running_loop().create_future()
-        waiter = self._next
+    async def commit(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Append ``rows`` (envelope tuples) in the next round; return once durable.
+
+        Raises what the append or the fsync raised (OSError on a full disk): then nothing
+        of this request may be acknowledged.
+        """
+        waiter: _Waiter = asyncio.get_running_loop().create_future()
+        self._pending.append((rows, waiter))
         if self._task is None:
             self._task = asyncio.create_task(self._rounds())
         # shield: a client that disconnects must not cancel the round others wait on
         await asyncio.shield(waiter)
 
+    async def sync(self) -> None:
+        """Return once everything appended to the log before this call is durable."""
+        await self.commit(())
+
     async def _rounds(self) -> None:
         try:
-            while self._next is not None:
-                # everyone waiting now appended before this round's sync starts
-                waiter, self._next = self._next, None
+            while self._pending:
+                # everyone pending now joins this round; later arrivals wait for the next
+                pending, self._pending = self._pending, []
                 try:
-                    await anyio.to_thread.run_sync(self.log.sync)
+                    failed = await anyio.to_thread.run_sync(self._write, pending)
                 except BaseException as exc:  # handed to every waiter
-                    waiter.set_exception(exc)
+                    for _, waiter in pending:
+                        _settle(waiter, exc)
                     if not isinstance(exc, Exception):
                         raise
                 else:
-                    waiter.set_result(None)
+                    self.rounds += 1
+                    for index, (_, waiter) in enumerate(pending):
+                        _settle(waiter, failed.get(index))
         finally:
             self._task = None
+
+    def _write(self, pending: list[tuple[Sequence[tuple[Any, ...]], _Waiter]]
+               ) -> dict[int, BaseException]:
+        """Build, append and sync one round (in a worker thread); per-request failures.
+
+        A request whose rows Arrow refuses (a bug upstream: the collector only emits
+        typed values) must not fail the others of its round, so on such an error the
+        round is rebuilt request by request and only the culprit gets the error.
+        """
+        failed: dict[int, BaseException] = {}
+        parts = [rows for rows, _ in pending if rows]
+        if parts:
+            try:
+                batches = [rows_to_record_batch(list(itertools.chain.from_iterable(parts)))]
+            except Exception:  # noqa: BLE001 - isolate the request that caused it
+                batches = []
+                for index, (rows, _) in enumerate(pending):
+                    if rows:
+                        try:
+                            batches.append(rows_to_record_batch(rows))
+                        except Exception as exc:  # noqa: BLE001 - handed to its request
+                            failed[index] = exc
+            for batch in batches:
+                self.log.append(batch)
+        self.log.sync()
+        return failed
+
+
+def _settle(waiter: _Waiter, exc: BaseException | None) -> None:
+    if waiter.done():
+        return
+    if exc is None:
+        waiter.set_result(None)
+    else:
+        waiter.set_exception(exc)
