@@ -405,8 +405,13 @@ def stop(proc: subprocess.Popen[bytes]) -> tuple[int, float]:
     return proc.returncode, usage.ru_utime + usage.ru_stime
 
 
-def make_workspace(root: Path) -> str:
+def make_workspace(root: Path, warehouse_threads: int | None = None) -> str:
     ws = init_workspace(root, "bench")
+    if warehouse_threads:
+        # nerve.toml's [warehouse] threads (docs/storage.md): DuckDB's worker threads
+        toml = root / "nerve.toml"
+        toml.write_text(toml.read_text().replace(
+            "[warehouse]\n", f"[warehouse]\nthreads = {warehouse_threads}\n", 1))
     for rel, text in CATALOG.items():
         path = root / "events" / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -496,6 +501,10 @@ def main() -> None:
     parser.add_argument("--at-fraction", type=float, default=0.8, metavar="F",
                         help="after the max-rate run, a fixed-rate run at F x the rate it "
                         "reached, for its p99 (0: skip; default 0.8)")
+    parser.add_argument("--warehouse-threads", type=int, default=1, metavar="N",
+                        help="nerve.toml [warehouse] threads: DuckDB's worker threads (on 2 "
+                        "cores shared with ingest, 1 halves the loader's CPU per row; 0: "
+                        "DuckDB's default, one per core)")
     parser.add_argument("--no-ceiling", action="store_true", help="skip the bare-parse run")
     parser.add_argument("--profile", metavar="FILE", help="py-spy profile of nerve serve: "
                         "a flame graph (.svg), speedscope (.json) or collapsed stacks (.txt)")
@@ -507,11 +516,12 @@ def main() -> None:
     print(f"nerve ingest benchmark: {BATCH}-event batches (~{size / 1024:.0f} KB, "
           f"{size / BATCH:.0f} B/event), {args.connections} connections, "
           f"nerve serve --workers {args.workers}, "
-          f"{args.seconds:.0f} s per run, {os.cpu_count()} CPUs, {load_average()}")
+          f"{args.seconds:.0f} s per run, {os.cpu_count()} CPUs, warehouse threads "
+          f"{args.warehouse_threads or 'default'}, {load_average()}")
 
     root = Path(tempfile.mkdtemp(prefix="nerve-bench-"))
     try:
-        key = make_workspace(root / "ws")
+        key = make_workspace(root / "ws", args.warehouse_threads)
         runs = [("max" if args.rate is None else f"at {args.rate:,.0f}/s",
                  run_nerve(root / "ws", key, args, templates, args.rate, args.profile))]
         report(f"nerve serve --workers {args.workers}", runs[0][1])

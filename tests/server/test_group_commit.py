@@ -1,0 +1,130 @@
+"""Group commit: concurrent requests share one Arrow batch and one fsync; failures stay
+with the request (or the round) that caused them. Real LogWriter, real files."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pyarrow as pa
+import pytest
+
+from nerve.collector import rows_to_record_batch
+from nerve.envelope import ENVELOPE_FIELDS
+from nerve.log import LogWriter, list_segments, read_segment
+from nerve.server._commit import GroupCommit
+
+
+def row(message_id: str, **fields: Any) -> tuple[Any, ...]:
+    values: dict[str, Any] = dict.fromkeys(ENVELOPE_FIELDS)
+    values.update(message_id=message_id, type="track", event="e", user_id="u",
+                  timestamp=1_790_000_000_000_000, received_at=1_790_000_000_000_000,
+                  properties="{}", context="{}", source="server", historical=False)
+    values.update(fields)
+    return tuple(values[name] for name in ENVELOPE_FIELDS)
+
+
+def logged(log_dir: Path, writer: str = "w") -> list[pa.RecordBatch]:
+    batches = []
+    for segment in list_segments(log_dir, writer):
+        batches += [batch for _, batch in read_segment(segment.path, 0).batches]
+    return batches
+
+
+def test_concurrent_requests_share_rounds_and_every_row_is_durable(tmp_path: Path) -> None:
+    log = LogWriter(tmp_path / "log", "w")
+    commit = GroupCommit(log)
+
+    async def main() -> None:
+        await asyncio.gather(*(commit.commit([row(f"r{r}-{i}") for i in range(10)])
+                               for r in range(30)))
+
+    anyio.run(main)
+    assert log.fsyncs == commit.rounds  # one fsync per round
+    assert commit.rounds < 30  # requests that arrived during a round shared the next
+    batches = logged(tmp_path / "log")
+    assert len(batches) == commit.rounds  # one frame per round, not per request
+    ids = [m for b in batches for m in b.column("message_id").to_pylist()]
+    assert sorted(ids) == sorted(f"r{r}-{i}" for r in range(30) for i in range(10))
+    log.close()
+
+
+def test_a_request_arrow_refuses_fails_alone(tmp_path: Path) -> None:
+    log = LogWriter(tmp_path / "log", "w")
+    commit = GroupCommit(log)
+    outcomes: dict[str, BaseException | None] = {}
+
+    async def send(name: str, rows: list[tuple[Any, ...]]) -> None:
+        try:
+            await commit.commit(rows)
+            outcomes[name] = None
+        except Exception as exc:  # noqa: BLE001 - recorded for the assertions
+            outcomes[name] = exc
+
+    async def main() -> None:
+        # all three join one round: the first starts it, the others wait behind it
+        await asyncio.gather(send("good-1", [row("g1")]),
+                             send("bad", [row("b1", timestamp="not a time")]),
+                             send("good-2", [row("g2")]))
+
+    anyio.run(main)
+    assert outcomes["good-1"] is None
+    assert outcomes["good-2"] is None
+    assert isinstance(outcomes["bad"], pa.ArrowException | TypeError | ValueError)
+    ids = [m for b in logged(tmp_path / "log") for m in b.column("message_id").to_pylist()]
+    assert sorted(ids) == ["g1", "g2"]  # nothing of the refused request was written
+    log.close()
+
+
+class FailingSync:
+    """A log whose fsync fails (a real full disk is the fault tests' job)."""
+
+    def __init__(self) -> None:
+        self.appended: list[pa.RecordBatch] = []
+
+    def append(self, batch: pa.RecordBatch) -> None:
+        self.appended.append(batch)
+
+    def sync(self) -> None:
+        raise OSError(28, "No space left on device")
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_failed_fsync_fails_every_request_of_its_round() -> None:
+    log = FailingSync()
+    commit = GroupCommit(log)
+
+    async def main() -> list[BaseException | None]:
+        return list(await asyncio.gather(*(commit.commit([row(f"m{i}")]) for i in range(5)),
+                                         return_exceptions=True))
+
+    results = anyio.run(main)
+    assert all(isinstance(r, OSError) and r.errno == 28 for r in results)
+    assert commit.rounds == 0
+
+
+def test_the_round_batch_equals_the_per_request_batches(tmp_path: Path) -> None:
+    parts = [[row(f"a{i}", event=None, type="identify", traits='{"plan":"pro"}')
+              for i in range(3)], [row("b0", violations='[{"rule":"x"}]')]]
+    merged = rows_to_record_batch([r for part in parts for r in part])
+    separate = pa.Table.from_batches([rows_to_record_batch(p) for p in parts])
+    assert pa.Table.from_batches([merged]).equals(separate)
+
+
+@pytest.mark.parametrize("rows", [[], [row("only")]])
+def test_a_round_without_rows_still_syncs(tmp_path: Path, rows: list[tuple[Any, ...]]) -> None:
+    log = LogWriter(tmp_path / "log", "w")
+    commit = GroupCommit(log)
+
+    async def main() -> None:
+        await commit.commit(rows)
+        await commit.sync()  # a round with nothing to append still syncs
+
+    anyio.run(main)
+    ids = [m for b in logged(tmp_path / "log") for m in b.column("message_id").to_pylist()]
+    assert ids == [r[0] for r in rows]
+    log.close()
