@@ -65,7 +65,8 @@ maybe = st.one_of  # readability below
 ips = maybe(st.none(), st.just(""), st.ip_addresses().map(str), st.sampled_from(
     ["10.0.0.7", "010.0.0.7", "not an ip", " 192.0.2.1 ", "::1"]), st.integers())
 agents = maybe(st.none(), st.sampled_from(AGENTS), st.integers())
-fields = maybe(st.none(), st.just({}), st.just({"name": "iOS"}), st.just(""), st.just("x"))
+fields: st.SearchStrategy[Any] = maybe(st.none(), st.just({}), st.just({"name": "iOS"}),
+                                       st.just(""), st.just("x"))
 traits = maybe(st.none(), st.just("text"), st.dictionaries(
     st.sampled_from(["plan", "email", "diagnosis", "phone", "nickname"]),
     maybe(st.text(max_size=5), st.integers(), st.none()), max_size=4))
@@ -91,7 +92,7 @@ def contexts(draw: st.DrawFn) -> dict[str, Any]:
 def test_guard_context_equals_the_pure_steps(context: dict[str, Any], client_ip: str | None,
                                              header: Any, ip_policy: str, personal: str,
                                              guard_unknown: bool) -> None:
-    policy = PrivacyPolicy(secret=b"k", ip=ip_policy, personal=personal,  # type: ignore[arg-type]
+    policy = PrivacyPolicy(secret=b"k", ip=ip_policy, personal=personal,
                            guard_unknown=guard_unknown)
     header_agent = header if isinstance(header, str) else None
     expected = protect_context(reference_enrich(context, client_ip, header_agent), IDENTIFY,

@@ -103,7 +103,7 @@ class Broken:
 
 def test_an_unexpected_error_is_the_one_500_shape(state: NerveState, shop: Workspace) -> None:
     app = create_app(state)
-    state.collector = Broken(state.collector)  # type: ignore[assignment]
+    state.collector = Broken(state.collector)
     response = call(app, "POST", "/v1/batch", content=b"{}", headers=basic(write_key(shop)))
     assert response.status_code == 500
     body = response.json()
