@@ -1,23 +1,38 @@
-"""Detection and backtest: judge series frames with the seasonal robust model.
+"""Detection and backtest: judge series frames with the seasonal model.
 
-``detect`` looks at the last ``evaluate`` periods of every series; ``backtest`` walks a
+``detect`` looks at the last ``evaluate`` periods of every series; a backtest walks a
 longer window one day at a time, refitting before each day on the ``training`` periods
 before it (without the points it already found anomalous), exactly as a detector that
 ran every day would have.
+
+Counts (events, distinct users, and the two sides of a rate) go through the count model
+shared with the quality checks (``nerve.quality._seasonal``): negative-binomial tails
+of window sums, one Benjamini-Hochberg family per run (per day of a backtest) over all
+the series judged. Metric values (revenue, an average) have no exact tail: each series
+is judged on its own by ``nerve.anomaly._model`` at ``sensitivity + 1`` spreads.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import special
 
 from nerve.anomaly._model import F64, Settings, robust_fit, runs, scan
+from nerve.quality._seasonal import (
+    Judgement,
+    Rules,
+    judge_counts,
+    judge_rates,
+    normal_score,
+    reject,
+)
 
-__all__ = ["Anomaly", "Detection", "Window", "detect"]
+__all__ = ["Anomaly", "Detection", "Window", "detect", "detect_rates"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +119,16 @@ class Detection:
         return out
 
 
+def _keep(frame: pd.DataFrame, top_values: int, weight: str = "n") -> set[Any]:
+    """Per target and dimension, the ``top_values`` values with the most volume."""
+    totals = frame.groupby(["target", "dimension", "value"], sort=False)[weight].sum()
+    keep: set[Any] = set()
+    for (_target, dim), sub in totals.groupby(level=[0, 1], sort=False):
+        ordered = sub.sort_values(ascending=False)
+        keep.update(ordered.index[: (1 if dim == "" else top_values)])
+    return keep
+
+
 def detect(frame: pd.DataFrame, window: Window, settings: Settings, *, counts: bool = True,
            top_values: int = 10, keep_points: bool = False) -> Detection:
     """Judge every series of a series frame (see ``nerve.anomaly._series``).
@@ -111,16 +136,182 @@ def detect(frame: pd.DataFrame, window: Window, settings: Settings, *, counts: b
     Per target and dimension, only the ``top_values`` values with the most volume are
     judged. ``keep_points`` returns every evaluated point with its band and flag.
     """
-    found = Detection()
     if frame.empty:
-        return found
-    first = window.last - window.evaluate + 1
+        return Detection()
     frame = frame[frame["period"] <= window.last]
-    totals = frame.groupby(["target", "dimension", "value"], sort=False)["n"].sum()
-    keep = set()
-    for (_target, dim), sub in totals.groupby(level=[0, 1], sort=False):
-        ordered = sub.sort_values(ascending=False)
-        keep.update(ordered.index[: (1 if dim == "" else top_values)])
+    if counts:
+        return _detect_matrix(frame, None, window, settings, top_values, keep_points)
+    return _detect_values(frame, window, settings, top_values, keep_points)
+
+
+def detect_rates(numerator: pd.DataFrame, denominator: pd.DataFrame, target: str,
+                 window: Window, settings: Settings, *, top_values: int = 10,
+                 keep_points: bool = False) -> Detection:
+    """Judge the share ``numerator / denominator`` (two count series frames with the same
+    dimensions) per series: binomial / beta-binomial tails, one family per run."""
+    if denominator.empty:
+        return Detection()
+    den = denominator[denominator["period"] <= window.last].assign(target=target)
+    num = numerator[numerator["period"] <= window.last].assign(target=target)
+    return _detect_matrix(den, num, window, settings, top_values, keep_points)
+
+
+def _pivot(frame: pd.DataFrame, keys: list[Any], periods: np.ndarray[Any, Any]
+           ) -> np.ndarray[Any, Any]:
+    wide = frame.pivot_table(index="period", columns=["target", "dimension", "value"],
+                             values="n", aggfunc="sum")
+    out: np.ndarray[Any, Any] = wide.reindex(
+        index=periods, columns=pd.MultiIndex.from_tuples(keys)).to_numpy(dtype=float)
+    return out
+
+
+def _detect_matrix(frame: pd.DataFrame, numerator: pd.DataFrame | None, window: Window,
+                   settings: Settings, top_values: int, keep_points: bool) -> Detection:
+    """Counts (or, with a ``numerator``, the share of ``frame``'s counts it holds)."""
+    found = Detection()
+    first = window.last - window.evaluate + 1
+    keep = _keep(frame, top_values)
+    born = frame.groupby(["target", "dimension", "value"], sort=True)["period"].min()
+    keys = [k for k in born.index if k in keep]
+    young = [k for k in keys if first - int(born[k]) < window.min_history]
+    found.skipped += len(young)
+    keys = [k for k in keys if k not in set(young)]
+    if not keys:
+        return found
+    periods = np.arange(max(int(born[keys].min()), first - window.training), window.last + 1,
+                        dtype=np.int64)
+    dense = np.nan_to_num(_pivot(frame, keys, periods))
+    births = np.array([int(born[k]) for k in keys])
+    before = periods[:, None] < births[None, :]
+    values = np.where(before, np.nan, dense)
+    num = None
+    if numerator is not None:
+        num = np.where(before, np.nan, np.nan_to_num(_pivot(numerator, keys, periods)))
+    rules = Rules(sensitivity=settings.sensitivity, direction=settings.direction,
+                  min_volume=settings.min_volume, min_change=settings.min_change,
+                  windows=window.windows)
+    n, s = values.shape
+    marks = np.zeros((n, s), dtype=np.int64)
+    expected, low, high, z = (np.zeros((n, s)) for _ in range(4))
+    usable = np.ones((n, s), dtype=bool)
+    p_best = np.ones(s)
+    judged = np.zeros(s, dtype=bool)
+    start = first
+    while start <= window.last:
+        stop = min(start + window.step, window.last + 1)
+        here = (periods >= start) & (periods < stop)
+        train = usable & ((periods < start) & (periods >= start - window.training))[:, None]
+        # points already marked count as expected in this step's longer sums: a dead day
+        # must not make the next day's 24-hour sums look low too
+        values_now = np.where(marks != 0, expected, values) if num is None else values
+        if num is None:
+            judgement = judge_counts(values_now[: stop - periods[0]],
+                                     periods[: stop - periods[0]],
+                                     train[: stop - periods[0]], here[: stop - periods[0]],
+                                     rules, grain_hours=window.grain_hours)
+        else:
+            judgement = judge_rates(num[: stop - periods[0]], values[: stop - periods[0]],
+                                    periods[: stop - periods[0]], train[: stop - periods[0]],
+                                    here[: stop - periods[0]], rules)
+        rows = np.flatnonzero(here)
+        upto = slice(0, stop - periods[0])
+        enough = train[upto].sum(axis=0) >= max(2 * (24 // max(1, window.grain_hours)), 7)
+        volume = np.maximum(np.nansum(judgement.expected_points[rows], axis=0),
+                            np.nansum((num if num is not None else values)[rows], axis=0)
+                            ) >= (settings.min_volume if num is None else 1.0)
+        family = enough & volume
+        judged |= family
+        p = np.where(family, judgement.p, 1.0)
+        rejected, thresholds = reject(p[family], rules.q)
+        threshold = np.full(s, -1.0)
+        threshold[np.flatnonzero(family)[rejected]] = thresholds[rejected]
+        step_marks = judgement.marks(threshold, rules, np.nan_to_num(
+            (num if num is not None else values)[upto]))
+        reach = slice(max(0, first - int(periods[0])), stop - periods[0])
+        marks[reach] = np.where(marks[reach] != 0, marks[reach], step_marks[reach])
+        usable[rows] = marks[rows] == 0
+        e, lo, hi, zz = _band(judgement, rules, s, num is not None)
+        expected[rows], low[rows], high[rows], z[rows] = e[rows], lo[rows], hi[rows], zz[rows]
+        p_best = np.minimum(p_best, np.where(family, judgement.p, 1.0))
+        start = stop
+    found.judged += int(judged.sum())
+    found.skipped += int((~judged).sum())
+    shown = np.nan_to_num(num / np.where(values > 0, values, np.nan)) if num is not None \
+        else np.nan_to_num(values)
+    if num is not None:  # bands and expectations of a share, not of its numerator
+        expected, low, high = (np.nan_to_num(x / np.where(values > 0, values, np.nan))
+                               for x in (expected, low, high))
+    part = periods >= first
+    offset = int(np.flatnonzero(part)[0])
+    for j, key in enumerate(keys):
+        if not judged[j]:
+            continue
+        target, dim, value = (str(k) for k in key)
+        if keep_points:
+            for i in np.flatnonzero(part):
+                found.points.append({
+                    "target": target, "dimension": dim or None, "value": value or None,
+                    "time": window.moment(int(periods[i])).isoformat(),
+                    "observed": float(shown[i, j]), "expected": round(float(expected[i, j]), 4),
+                    "low": round(float(low[i, j]), 4), "high": round(float(high[i, j]), 4),
+                    "z": round(float(z[i, j]), 2),
+                    "alert": {1: "up", -1: "down"}.get(int(marks[i, j])),
+                })
+        for begin, end, sign in runs(marks[part, j], settings.min_duration, gap=2):
+            a, b = offset + begin, offset + end + 1
+            if num is not None:
+                total = float(np.nansum(values[a:b, j]))
+                observed = float(np.nansum(num[a:b, j])) / total if total else 0.0
+                exp = float(np.nansum(expected[a:b, j] * values[a:b, j])) / total \
+                    if total else 0.0
+            else:
+                observed, exp = float(shown[a:b, j].mean()), float(expected[a:b, j].mean())
+            found.anomalies.append(Anomaly(
+                target=target, dimension=dim, value=value,
+                direction="up" if sign > 0 else "down",
+                start=window.moment(int(periods[a])), end=window.moment(int(periods[b - 1]) + 1),
+                periods=b - a, observed=observed, expected=exp,
+                low=float(low[a:b, j].mean()), high=float(high[a:b, j].mean()),
+                max_z=max(float(np.abs(z[a:b, j]).max()), normal_score(float(p_best[j]))),
+                ongoing=b >= len(periods) - 2))  # within the gap runs bridge
+    found.anomalies.sort(key=lambda x: (x.start, -x.max_z))
+    return found
+
+
+def _band(judgement: Judgement, rules: Rules, series: int, share: bool
+          ) -> tuple[F64, F64, F64, F64]:
+    """Per point: expected, a band at the family level, and a signed score of the point
+    alone (from the 1-period tails), for the report and the backtest's points."""
+    e = judgement.expected_points
+    length = min(judgement.noise) if judgement.noise else 1
+    if not judgement.noise:
+        zero = np.zeros_like(e)
+        return e, e, e, zero
+    a, b = judgement.noise[length]
+    level = normal_score(rules.q / max(series, 1) / max(int(judgement.tests.max()), 1))
+    if judgement.tails and length == 1:
+        p_up, p_down, _, _ = judgement.tails[1]
+    else:
+        p_up = p_down = np.ones_like(e)
+    with np.errstate(all="ignore"):
+        up = np.clip(np.nan_to_num(-special.ndtri(np.clip(p_up, 1e-300, 1)), nan=0.0), 0, 50)
+        down = np.clip(np.nan_to_num(-special.ndtri(np.clip(p_down, 1e-300, 1)), nan=0.0),
+                       0, 50)
+    z = np.where(up >= down, up, -down)
+    if share:  # the expected numerator of a share: about Poisson, widened by rho
+        sd = np.sqrt(np.maximum(e, 0) * (1 + a[None, :] * np.maximum(e, 1)))
+    else:
+        sd = np.sqrt(np.maximum(a[None, :] * e + b[None, :] * e * e, 0))
+    return e, np.maximum(e - level * sd, 0), e + level * sd, z
+
+
+def _detect_values(frame: pd.DataFrame, window: Window, settings: Settings,
+                   top_values: int, keep_points: bool) -> Detection:
+    """Metric values: each series on its own, at one spread more than counts."""
+    settings = replace(settings, sensitivity=settings.sensitivity + 1)
+    found = Detection()
+    first = window.last - window.evaluate + 1
+    keep = _keep(frame, top_values)
     for key, sub in frame.groupby(["target", "dimension", "value"], sort=True):
         if key not in keep:
             continue
@@ -132,11 +323,9 @@ def detect(frame: pd.DataFrame, window: Window, settings: Settings, *, counts: b
             continue
         begin = max(born, first - window.training)
         periods = np.arange(begin, window.last + 1, dtype=np.int64)
-        values = series.reindex(periods, fill_value=0.0 if counts else np.nan).to_numpy(
-            dtype=float)
-        if not counts:
-            values = pd.Series(values).ffill().fillna(0.0).to_numpy()
-        judged = _walk(periods, values, first, window, settings, counts)
+        values = pd.Series(series.reindex(periods).to_numpy(dtype=float)).ffill().fillna(
+            0.0).to_numpy()
+        judged = _walk(periods, values, first, window, settings, False)
         if judged is None:
             found.skipped += 1
             continue
@@ -163,7 +352,7 @@ def detect(frame: pd.DataFrame, window: Window, settings: Settings, *, counts: b
                 periods=b - a, observed=float(values[a:b].mean()),
                 expected=float(expected[a:b].mean()), low=float(low[a:b].mean()),
                 high=float(high[a:b].mean()), max_z=float(np.abs(z[a:b]).max()),
-                ongoing=b >= len(periods) - 2))  # within the gap runs bridge
+                ongoing=b >= len(periods) - 2))
     found.anomalies.sort(key=lambda x: (x.start, -x.max_z))
     return found
 

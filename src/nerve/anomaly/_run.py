@@ -13,7 +13,7 @@ from typing import Any
 
 import ibis.expr.types as ir
 
-from nerve.anomaly._detect import Detection, Window, detect
+from nerve.anomaly._detect import Detection, Window, detect, detect_rates
 from nerve.anomaly._model import Settings
 from nerve.anomaly._series import (
     KEY_DIMENSIONS,
@@ -24,9 +24,9 @@ from nerve.anomaly._series import (
 )
 from nerve.errors import QueryError
 from nerve.quality._config import parse_duration
-from nerve.semantic import SemanticLayer
+from nerve.semantic import Measure, Metric, SemanticLayer
 
-__all__ = ["Request", "find_anomalies", "resolve_target"]
+__all__ = ["Request", "count_rates", "find_anomalies", "resolve_target"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +43,7 @@ class Request:
     training: str = "28d"
     backtest: str | None = None
     grain: str | None = None
-    sensitivity: float = 4.0
+    sensitivity: float = 3.0
     direction: str = "both"
     min_volume: float = 5.0
     min_change: float = 0.3
@@ -100,7 +100,9 @@ def find_anomalies(events: ir.Table, request: Request, *, layer: SemanticLayer |
     kind, name = ("all", "") if request.target is None else resolve_target(
         request.target, layer, catalog_events)
     metric = layer.get(name) if kind == "metric" and layer is not None else None
-    counts = metric is None or (metric.type == "simple" and metric.measure is not None \
+    rates = count_rates(layer) if layer is not None else {}
+    counts = metric is None or name in rates or (
+        metric.type == "simple" and metric.measure is not None
         and metric.measure.agg in ("count", "count_distinct", "sum"))
     grain = request.grain or ("hour" if counts else "day")
     if grain not in ("hour", "day"):
@@ -117,6 +119,11 @@ def find_anomalies(events: ir.Table, request: Request, *, layer: SemanticLayer |
                                    UTC)
     end = datetime.fromtimestamp((last + 1) * 3600 * gh, UTC)
     by = request.by
+    settings = request.settings()
+    if kind == "metric" and name in rates and layer is not None:
+        detection = _rates(events, {name: rates[name]}, layer, window, settings, request,
+                           start, end, gh, by)
+        return detection, _about(request, kind, grain, window, last, end, by)
     if kind == "metric" or (kind == "event" and not _scannable(by, layer)):
         if layer is None:
             raise QueryError("breakdowns by user traits and metrics need the semantic layer "
@@ -131,7 +138,6 @@ def find_anomalies(events: ir.Table, request: Request, *, layer: SemanticLayer |
         dims = {d: _paths(d) for d in by} if by else dict(KEY_DIMENSIONS)
         frame = event_counts(events, start=start, end=end, dims=dims,
                              events=[name] if kind == "event" else None, grain_hours=gh)
-    settings = request.settings()
     if "users" in frame.columns and settings.direction != "down":
         # spikes are judged on distinct users: one shopper's spree of 30 searches is
         # not a spike of the product; drops are judged on events
@@ -150,15 +156,88 @@ def find_anomalies(events: ir.Table, request: Request, *, layer: SemanticLayer |
     else:
         detection = detect(frame, window, settings, counts=counts,
                            top_values=request.top_values, keep_points=request.points)
-    about = {"target": request.target, "kind": kind, "grain": grain,
-             "evaluated": {"start": window.moment(last - window.evaluate + 1).isoformat(),
-                           "end": end.isoformat()},
-             "training": request.training, "backtest": request.backtest,
-             "by": list(by) or (list(KEY_DIMENSIONS) if kind != "metric" else []),
-             "settings": {"sensitivity": request.sensitivity, "direction": request.direction,
-                          "min_volume": request.min_volume, "min_change": request.min_change,
-                          "min_duration": request.min_duration}}
-    return detection, about
+    if kind == "all" and rates and layer is not None and gh == 1:
+        rated = _rates(events, rates, layer, window, settings, request, start, end, gh, ())
+        detection.anomalies = sorted(detection.anomalies + rated.anomalies,
+                                     key=lambda a: (a.start, -a.max_z))
+        detection.judged += rated.judged
+        detection.skipped += rated.skipped
+    return detection, _about(request, kind, grain, window, last, end, by)
+
+
+def _about(request: Request, kind: str, grain: str, window: Window, last: int,
+           end: datetime, by: Sequence[str]) -> dict[str, Any]:
+    return {"target": request.target, "kind": kind, "grain": grain,
+            "evaluated": {"start": window.moment(last - window.evaluate + 1).isoformat(),
+                          "end": end.isoformat()},
+            "training": request.training, "backtest": request.backtest,
+            "by": list(by) or (list(KEY_DIMENSIONS) if kind != "metric" else []),
+            "settings": {"sensitivity": request.sensitivity, "direction": request.direction,
+                         "min_volume": request.min_volume, "min_change": request.min_change,
+                         "min_duration": request.min_duration}}
+
+
+def count_rates(layer: SemanticLayer) -> dict[str, tuple[str, str]]:
+    """Ratio metrics whose two sides count one event each, without filters:
+    name -> (numerator event, denominator event). Judged as shares (binomial tails)."""
+
+    def counted(side: str | Measure | None) -> str | None:
+        if isinstance(side, str):
+            metric = layer.metrics.get(side)
+            if metric is None or metric.type != "simple" or metric.filter:
+                return None
+            side = metric.measure
+        if (not isinstance(side, Measure) or side.agg != "count" or side.filter
+                or side.any_event or len(side.events) != 1):
+            return None
+        return side.events[0]
+
+    found = {}
+    for name, metric in layer.metrics.items():
+        if not isinstance(metric, Metric) or metric.type != "ratio" or metric.filter:
+            continue
+        num, den = counted(metric.numerator), counted(metric.denominator)
+        if num and den and num != den:
+            found[name] = (num, den)
+    return found
+
+
+def _rate_dims(layer: SemanticLayer, events: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """The key dimensions, plus the enumerated properties every one of ``events`` has
+    (payment_provider of payment_failed and payment_submitted): few values, and the
+    ones a provider or a method breaks by."""
+    dims = dict(KEY_DIMENSIONS)
+    common: set[str] | None = None
+    for event in events:
+        spec = layer.catalog.get(event) if layer.catalog is not None else None
+        names = {p.name for p in spec.properties if p.enum} if spec is not None else set()
+        common = names if common is None else common & names
+    for prop in sorted(common or ()):
+        dims.setdefault(prop, (f"properties.{prop}",))
+    return dims
+
+
+def _rates(events: ir.Table, rates: dict[str, tuple[str, str]], layer: SemanticLayer,
+           window: Window, settings: Settings, request: Request, start: datetime,
+           end: datetime, gh: int, by: Sequence[str]) -> Detection:
+    """Every rate: one scan of their events, then one family over all their series."""
+    names = sorted({e for pair in rates.values() for e in pair})
+    own = {name: ({d: _paths(d) for d in by} if by else _rate_dims(layer, pair))
+           for name, pair in rates.items()}
+    dims = {d: paths for per in own.values() for d, paths in per.items()}
+    frame = event_counts(events, start=start, end=end, dims=dims, events=names,
+                         grain_hours=gh)
+    out = Detection()
+    for name, (num, den) in sorted(rates.items()):
+        mine = frame[frame["dimension"].isin(["", *own[name]])]
+        found = detect_rates(mine[mine["target"] == num], mine[mine["target"] == den],
+                             name, window, settings, top_values=request.top_values,
+                             keep_points=request.points)
+        out.anomalies.extend(found.anomalies)
+        out.points.extend(found.points)
+        out.judged += found.judged
+        out.skipped += found.skipped
+    return out
 
 
 def _scannable(by: Sequence[str], layer: SemanticLayer | None) -> bool:

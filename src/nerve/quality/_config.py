@@ -14,10 +14,17 @@ The format (docs/quality.md)::
         disabled: [lateness]
     sequences:
       - {event: purchase_complete, preceded_by: checkout_start, within: 1h, min_share: 0.95}
+    rates:                    # a count per another count, by dimension value
+      - {numerator: payment_failed, denominator: payment_submitted,
+         dimensions: [payment_provider]}
     webhook: {url: "https://hooks.slack.com/...", alert_on: [fail]}
     schedule: {every: 5m}
 
 ``nerve.toml`` may hold ``[checks] webhook = "..."`` and ``every = "5m"`` instead.
+
+With no ``rates:`` section, the rates come from the workspace's ratio metrics
+(``metrics/*.yaml``) whose two sides count events without a filter, like
+``payment_failure_rate = count(payment_failed) / count(payment_submitted)``.
 """
 
 from __future__ import annotations
@@ -36,8 +43,10 @@ __all__ = [
     "CHECKS",
     "DEFAULTS",
     "ChecksConfig",
+    "Rate",
     "Sequence",
     "load_config",
+    "metric_rates",
     "parse_duration",
 ]
 
@@ -54,6 +63,7 @@ CHECKS = (
     "lateness",
     "clock_skew",
     "volume",
+    "rate",
     "missing_events",
     "null_rate",
     "disappeared_values",
@@ -73,10 +83,12 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "clock_skew": {"window": "24h", "threshold": "10m", "warn": 0.01, "fail": 1.01,
                    "min_events": 20},
     "volume": {"training": "28d", "dimension_training": "8d", "evaluate": "24h",
-               "sensitivity": 4.0, "direction": "both",
-               "min_volume": 20, "min_change": 0.3, "min_duration": "2h", "min_history": "3d",
+               "sensitivity": 3.0, "direction": "both",
+               "min_volume": 10, "min_change": 0.3, "min_duration": "1h", "min_history": "3d",
                "dimensions": ["platform", "app_version", "country"], "top_values": 10,
                "mix_dimensions": ["app_version"], "exclude": ["identify", "group"]},
+    "rate": {"training": "8d", "evaluate": "24h", "sensitivity": 3.0, "direction": "both",
+             "min_volume": 10, "min_change": 0.5, "min_history": "3d", "top_values": 10},
     "missing_events": {"window": "7d", "status": "warn"},
     "null_rate": {"window": "24h", "warn": 0.01, "fail": 0.05, "min_events": 20},
     "disappeared_values": {"window": "24h", "baseline": "3d", "min_share": 0.02,
@@ -123,6 +135,17 @@ class Sequence:
 
 
 @dataclass(frozen=True, slots=True)
+class Rate:
+    """``numerator`` events per ``denominator`` event, overall and per value of each
+    dimension (None: the volume check's dimensions)."""
+
+    numerator: str
+    denominator: str
+    name: str = ""
+    dimensions: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ChecksConfig:
     """The merged configuration: built-in defaults < ``defaults:`` < ``events.NAME:``."""
 
@@ -131,6 +154,7 @@ class ChecksConfig:
     dimensions: dict[str, tuple[str, ...]] = field(
         default_factory=lambda: dict(DEFAULT_DIMENSIONS))
     sequences: tuple[Sequence, ...] = ()
+    rates: tuple[Rate, ...] = ()
     webhook_url: str | None = None
     webhook_on: tuple[str, ...] = ("fail",)
     every: float = 300.0
@@ -186,7 +210,7 @@ def load_config(root: Path | str, toml: dict[str, Any] | None = None) -> ChecksC
     return _parse(raw, section, path)
 
 
-_TOP = {"defaults", "dimensions", "events", "sequences", "webhook", "schedule"}
+_TOP = {"defaults", "dimensions", "events", "sequences", "rates", "webhook", "schedule"}
 _EVENT_ONLY = {"natural_key", "expected_values", "disabled"}
 
 
@@ -226,6 +250,8 @@ def _parse(raw: dict[str, Any], toml: dict[str, Any], path: Path) -> ChecksConfi
         dimensions[str(name)] = tuple(paths)
     try:
         sequences = _sequences(raw.get("sequences") or [], fail)
+        rates = (_rates(raw["rates"] or [], fail) if "rates" in raw
+                 else metric_rates(path.parent / "metrics"))
         every = parse_duration((raw.get("schedule") or {}).get("every") or toml.get("every")
                                or "5m", "schedule.every")
     except UserError as exc:
@@ -244,7 +270,8 @@ def _parse(raw: dict[str, Any], toml: dict[str, Any], path: Path) -> ChecksConfi
     if any(s not in ("warn", "fail", "error") for s in on):
         raise fail("webhook.alert_on", "expected a list of statuses among warn, fail, error")
     return ChecksConfig(defaults=defaults, events=events, dimensions=dimensions,
-                        sequences=tuple(sequences), webhook_url=str(url) if url else None,
+                        sequences=tuple(sequences), rates=tuple(rates),
+                        webhook_url=str(url) if url else None,
                         webhook_on=tuple(on), every=every, file=path)
 
 
@@ -303,3 +330,58 @@ def _sequences(items: list[Any], fail: Any) -> list[Sequence]:
             min_users=int(item.get("min_users", base["min_users"])),
         ))
     return sequences
+
+
+def _rates(items: Any, fail: Any) -> list[Rate]:
+    if not isinstance(items, list):
+        raise fail("rates", "expected a list of {numerator, denominator} mappings")
+    rates = []
+    for i, item in enumerate(items):
+        where = f"rates[{i}]"
+        if not isinstance(item, dict) or not {"numerator", "denominator"} <= set(item):
+            raise fail(where, "expected a mapping with numerator and denominator (event names)")
+        unknown = set(item) - {"numerator", "denominator", "name", "dimensions"}
+        if unknown:
+            raise fail(where, f"unknown field(s) {', '.join(sorted(unknown))}")
+        dims = item.get("dimensions")
+        if dims is not None and (not isinstance(dims, list)
+                                 or not all(isinstance(d, str) for d in dims)):
+            raise fail(f"{where}.dimensions", "expected a list of dimension names")
+        num, den = str(item["numerator"]), str(item["denominator"])
+        rates.append(Rate(numerator=num, denominator=den,
+                          name=str(item.get("name") or f"{num} per {den}"),
+                          dimensions=tuple(dims) if dims is not None else None))
+    return rates
+
+
+def metric_rates(metrics_dir: Path) -> list[Rate]:
+    """Rates implied by ratio metrics whose sides are plain event counts (zero config).
+
+    Read straight from the YAML (no semantic layer needed); anything else (filters,
+    distinct counts, sums) is left to ``rates:`` in checks.yaml.
+    """
+    metrics: dict[str, Any] = {}
+    for file in sorted(metrics_dir.glob("*.y*ml")) if metrics_dir.is_dir() else []:
+        try:
+            data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError:
+            continue  # the semantic layer reports broken metric files
+        if isinstance(data, dict) and isinstance(data.get("metrics"), dict):
+            metrics.update(data["metrics"])
+
+    def counted(side: Any) -> str | None:
+        if isinstance(side, str):
+            side = (metrics.get(side) or {}).get("measure")
+        if not isinstance(side, dict) or side.get("agg") != "count" or side.get("filter"):
+            return None
+        event = side.get("event")
+        return event if isinstance(event, str) and event != "*" else None
+
+    rates = []
+    for name, spec in metrics.items():
+        if not isinstance(spec, dict) or spec.get("type") != "ratio" or spec.get("filter"):
+            continue
+        num, den = counted(spec.get("numerator")), counted(spec.get("denominator"))
+        if num and den and num != den:
+            rates.append(Rate(numerator=num, denominator=den, name=str(name)))
+    return rates

@@ -30,6 +30,7 @@ from nerve.quality._missing import (
     check_missing_events,
     check_null_rate,
 )
+from nerve.quality._rates import check_rates
 from nerve.quality._result import CheckResult, Status
 from nerve.quality._sequence import check_sequence
 from nerve.quality._volume import check_volume
@@ -86,6 +87,7 @@ def run_checks(
         ("lateness", lambda: check_lateness(ctx, recent())),
         ("clock_skew", lambda: check_clock_skew(ctx, recent())),
         ("volume", lambda: check_volume(ctx, profile(), dims)),
+        ("rate", lambda: check_rates(ctx, profile(), dims)),
         ("missing_events", lambda: check_missing_events(ctx, profile())),
         ("null_rate", lambda: check_null_rate(ctx)),
         ("disappeared_values", lambda: check_disappeared_values(ctx)),
