@@ -84,7 +84,7 @@ async def ingest(request: Request) -> Response:
 
 
 async def _ingest(request: Request, state: NerveState) -> Response:
-    endpoint = request.url.path.rsplit("/", 1)[-1]
+    endpoint = request.scope["path"].rsplit("/", 1)[-1]  # request.url parses the Host too
     try:
         if state.overloaded:
             raise BackpressureError("the event log is behind the warehouse; retry shortly",
