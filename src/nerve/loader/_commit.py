@@ -121,6 +121,63 @@ def _load_part(cursor: Any, part: pa.Table, table: str, columns: tuple[str, ...]
     return int(data.num_rows)
 
 
+def _load_dedup(cursor: Any, raw: pa.Table, window_start: datetime | None) -> tuple[int, int]:
+    """Load ``raw`` skipping every copy of a message_id: (loaded, quarantined)."""
+    # each table holds a message_id once: copies collapse per destination, so a copy
+    # that validates after the catalog changed still reaches events
+    violations = raw.column("violations")
+    if violations.null_count == raw.num_rows:  # the usual case: nothing to quarantine
+        valid_rows, invalid_rows = dedup_within(raw), None
+    else:
+        invalid = pc.is_valid(violations)
+        valid_rows = dedup_within(raw.filter(pc.invert(invalid)))
+        invalid_rows = dedup_within(raw.filter(invalid))
+    loaded = _load_part(cursor, valid_rows, "events", EVENT_COLUMNS, "loaded_at",
+                        window_start)
+    quarantined = 0 if invalid_rows is None else _load_part(
+        cursor, invalid_rows, "quarantine", QUARANTINE_COLUMNS, "quarantined_at",
+        window_start)
+    return loaded, quarantined
+
+
+def _load_fresh(cursor: Any, raw: pa.Table, window_start: datetime | None
+                ) -> tuple[int, int] | None:
+    """The usual case in one pass: no message_id repeats, within the rows or in the
+    tables. Then both tables are filled straight from one registered Arrow table (DuckDB
+    splits valid from invalid while it scans), without the Arrow filters and copies of
+    ``_load_dedup``. Returns None, having written nothing, when any id repeats.
+    """
+    if raw.num_rows == 0:
+        return 0, 0
+    ids = raw.column("message_id")
+    if pc.count_distinct(ids).as_py() != raw.num_rows:
+        return None
+    view = "_nerve_load_all"
+    window = "" if window_start is None else "received_at >= $window_start AND "
+    params = {} if window_start is None else {"window_start": window_start}
+    invalid = raw.num_rows - raw.column("violations").null_count
+    cursor.register(view, as_json(raw.combine_chunks()))
+    try:
+        for table, has_rows, where in (("events", invalid < raw.num_rows, "IS NULL"),
+                                       ("quarantine", invalid > 0, "IS NOT NULL")):
+            if has_rows and cursor.execute(
+                    f"SELECT 1 FROM {table} WHERE {window}message_id IN "
+                    f"(SELECT message_id FROM {view} WHERE violations {where}) LIMIT 1",
+                    params).fetchone() is not None:
+                return None
+        for table, columns, stamp, has_rows, where in (
+                ("events", EVENT_COLUMNS, "loaded_at", invalid < raw.num_rows, "IS NULL"),
+                ("quarantine", QUARANTINE_COLUMNS, "quarantined_at", invalid > 0,
+                 "IS NOT NULL")):
+            if has_rows:
+                names = ", ".join(quote(c) for c in columns)
+                cursor.execute(f"INSERT INTO {table} ({names}, {stamp}) SELECT {names}, "
+                               f"now() FROM {view} WHERE violations {where}")
+    finally:
+        cursor.unregister(view)
+    return raw.num_rows - invalid, invalid
+
+
 def commit_load(cursor: Any, batches: list[pa.RecordBatch], *, writer: str, segment: str,
                 start_offset: int, end_offset: int,
                 dedup_window: timedelta | None, rejected: int = 0) -> LoadStats:
@@ -138,22 +195,13 @@ def commit_load(cursor: Any, batches: list[pa.RecordBatch], *, writer: str, segm
     lo = received["min"].as_py() if received else None
     hi = received["max"].as_py() if received else None
     window_start = None if dedup_window is None or lo is None else lo - dedup_window
-    # each table holds a message_id once: copies collapse per destination, so a copy
-    # that validates after the catalog changed still reaches events
-    violations = raw.column("violations")
-    if violations.null_count == raw.num_rows:  # the usual case: nothing to quarantine
-        valid_rows, invalid_rows = dedup_within(raw), None
-    else:
-        invalid = pc.is_valid(violations)
-        valid_rows = dedup_within(raw.filter(pc.invert(invalid)))
-        invalid_rows = dedup_within(raw.filter(invalid))
     cursor.execute("BEGIN TRANSACTION")
     try:
-        loaded = _load_part(cursor, valid_rows, "events", EVENT_COLUMNS, "loaded_at",
-                            window_start)
-        quarantined = 0 if invalid_rows is None else _load_part(
-            cursor, invalid_rows, "quarantine", QUARANTINE_COLUMNS, "quarantined_at",
-            window_start)
+        fresh = _load_fresh(cursor, raw, window_start)
+        if fresh is not None:
+            loaded, quarantined = fresh
+        else:
+            loaded, quarantined = _load_dedup(cursor, raw, window_start)
         stats = LoadStats(batches=len(batches), rows_in=raw.num_rows + rejected,
                           loaded=loaded, quarantined=quarantined, rejected=rejected,
                           duplicates=raw.num_rows - loaded - quarantined)
