@@ -111,6 +111,9 @@ class _Target:
     #: a count of the amount's events when the amount is a sum (revenue): significance
     #: is judged on counts, in units of the average amount
     units: str = ""
+    #: distinct users of the amount's events, per hour: significance is judged on them
+    #: (a shopper adding five items at once, or retrying a payment ten times, is one)
+    actors: str = ""
     #: a conversion rate: its numerator is the rate times the denominator, per period
     conversion: bool = False
 
@@ -118,27 +121,26 @@ class _Target:
 def _target(layer: SemanticLayer, target: str, events: Sequence[str]) -> _Target:
     if target in events:
         metric = count_metric(target)
-        return _Target(with_metrics(layer, [metric, EXPOSURE]), metric.name,
-                       f"{target} events", "additive", events=(target,))
+        extra, units, actors = _extras(metric.name, metric.measure)
+        return _Target(with_metrics(layer, [metric, EXPOSURE, *extra]), metric.name,
+                       f"{target} events", "additive", events=(target,), actors=actors)
     metric = layer.get(target)
     used = tuple(layer.events_of(metric.name))
     if metric.type == "simple" and metric.measure and metric.measure.agg in (
             "count", "count_distinct", "sum"):
-        units = _units(metric.name, metric.measure)
-        return _Target(with_metrics(layer, [EXPOSURE, *units]), metric.name, metric.title,
+        extra, units, actors = _extras(metric.name, metric.measure)
+        return _Target(with_metrics(layer, [EXPOSURE, *extra]), metric.name, metric.title,
                        "additive", events=used, up_is_good=metric.up_is_good,
-                       units=units[0].name if units else "")
+                       units=units, actors=actors)
     sides: list[Metric] = []
-    num = den = units_name = ""
+    num = den = units = actors = ""
     if metric.type == "ratio":
         num = _side(metric.name, metric.numerator, "num", sides)
         den = _side(metric.name, metric.denominator, "den", sides)
         measure = layer.get(metric.numerator).measure if isinstance(
             metric.numerator, str) else metric.numerator
-        if isinstance(measure, Measure):
-            extra = _units(metric.name, measure)
-            sides.extend(extra)
-            units_name = extra[0].name if extra else ""
+        extra, units, actors = _extras(metric.name, measure)
+        sides.extend(extra)
     elif metric.conversion is not None:
         base = metric.conversion.base
         den = _side(metric.name, Measure(agg="count_distinct", events=base.events,
@@ -156,7 +158,7 @@ def _target(layer: SemanticLayer, target: str, events: Sequence[str]) -> _Target
             steps = (str(ends[0]), str(ends[1]))
     return _Target(extended, metric.name, metric.title, kind, numerator=num or metric.name,
                    denominator=den, events=used, up_is_good=metric.up_is_good,
-                   steps=steps, window=window, units=units_name,
+                   steps=steps, window=window, units=units, actors=actors,
                    conversion=metric.conversion is not None)
 
 
@@ -165,11 +167,21 @@ EXPOSURE = Metric(name="explain__exposure", type="simple",
                   measure=Measure(agg="count_distinct", events=("*",), of="user"))
 
 
-def _units(name: str, measure: Measure) -> list[Metric]:
-    if measure.agg != "sum":
-        return []
-    return [Metric(name=f"{name}__units", type="simple",
-                   measure=Measure(agg="count", events=measure.events, filter=measure.filter))]
+def _extras(name: str, measure: Any) -> tuple[list[Metric], str, str]:
+    """For an amount that is a count or a sum: a count of its events when it is a sum
+    (its unit), and its distinct users per hour (how clustered its events are)."""
+    if not isinstance(measure, Measure) or measure.agg not in ("count", "sum") \
+            or measure.any_event:
+        return [], "", ""
+    extra = [Metric(name=f"{name}__actors", type="simple",
+                    measure=Measure(agg="count_distinct", events=measure.events,
+                                    filter=measure.filter, of="user"))]
+    units = ""
+    if measure.agg == "sum":
+        units = f"{name}__units"
+        extra.append(Metric(name=units, type="simple", measure=Measure(
+            agg="count", events=measure.events, filter=measure.filter)))
+    return extra, units, extra[0].name
 
 
 def _single_event(layer: SemanticLayer, side: Any) -> str | None:
@@ -188,6 +200,9 @@ def _side(metric: str, side: Any, tag: str, out: list[Metric]) -> str:
 
 
 
+#: the score a driver needs to be named in the summary: at least a tenth of the change
+#: beyond its size, cleanly and with evidence (docs/anomalies.md#explain)
+MIN_SCORE = 0.1
 NONE = "(none)"  # the value of events without the breakdown's property (web has no app)
 
 
@@ -226,10 +241,11 @@ def _median(parts: list[pd.DataFrame]) -> pd.DataFrame:
 def _cells(t: _Target, table: ir.Table, dim: str, span: Period, bases: list[Period],
            now: datetime) -> tuple[pd.DataFrame, float]:
     """Per value of ``dim``: ``n1 d1 n0 d0`` (amount and exposure, period and baseline),
-    and the size of one counted unit of the amount."""
+    ``a1 a0`` (the amount's acting user-hours) when known, and the size of one counted
+    unit of the amount."""
     amount = t.numerator if t.kind == "ratio" else t.name
     exposure = t.denominator if t.kind == "ratio" else EXPOSURE.name
-    names = [amount, exposure, *([t.units] if t.units else [])]
+    names = [amount, exposure, *(n for n in (t.units, t.actors) if n)]
     if t.conversion:
         # a conversion rate is not a sum over hours: one query per period, and the
         # numerator is the rate times its denominator (the converted users)
@@ -254,6 +270,8 @@ def _cells(t: _Target, table: ir.Table, dim: str, span: Period, bases: list[Peri
         counted = float(both[f"{t.units}_1"].sum() + both[f"{t.units}_0"].sum())
         total = float(cells["n1"].sum() + cells["n0"].sum())
         unit = total / counted if counted > 0 and total > 0 else 1.0
+    if t.actors and not t.conversion:
+        cells["a1"], cells["a0"] = both[f"{t.actors}_1"], both[f"{t.actors}_0"]
     return cells, unit
 
 
@@ -288,7 +306,9 @@ def explain(table: ir.Table, target: str, *, layer: SemanticLayer, period: str =
         or [span.shifted(length)]
     observed, baseline = _totals(t, table, span, bases, now)
     change = observed - baseline
-    dims = list(dimensions or _default_dims(layer, t, catalog_events))
+    # a percentile or a derived metric does not split among values: no breakdowns
+    dims = [] if t.kind == "other" else list(
+        dimensions or _default_dims(layer, t, catalog_events))
     scored: list[pd.DataFrame] = []
     volume: dict[str, float] | None = None
     for dim in dims:
@@ -313,12 +333,19 @@ def explain(table: ir.Table, target: str, *, layer: SemanticLayer, period: str =
         parts["dimension"], parts["values"] = dim, len(cells)
         scored.append(parts)
     drivers = _drivers(scored, t, change)[:top]
+    offsets = [d for d in _drivers(scored, t, change, "counter_")
+               if (d["score"] or 0) >= MIN_SCORE][:5]
     # the other events are looked at overall and for the leading drivers' values
-    # (a value new to the period, or gone from it, has no baseline to compare with)
+    # when they are significant, or the top one scores twice what the summary needs (a
+    # value new to the period, or gone from it, has no baseline to compare with)
     leads: dict[str, dict[str, Any]] = {}
-    for d in drivers[:3]:
-        if (d["score"] or 0) > 0.5 * (drivers[0]["score"] or 0) and d["significant"] \
+    for i, d in enumerate(drivers[:3]):
+        strong = d["significant"] or (i == 0 and (d["score"] or 0) >= 2 * MIN_SCORE)
+        if strong and (d["score"] or 0) >= max(MIN_SCORE, 0.5 * (drivers[0]["score"] or 0)) \
                 and not d["new"] and d["exposure"]:
+            leads.setdefault(d["dimension"], d)
+    for d in offsets[:1]:
+        if not d["new"] and d["exposure"]:
             leads.setdefault(d["dimension"], d)
     related = related_events(table, t.layer, span, bases, catalog_events, t.events,
                              list(leads.values()))
@@ -331,7 +358,7 @@ def explain(table: ir.Table, target: str, *, layer: SemanticLayer, period: str =
         "change": _round(change),
         "change_pct": _round(change / baseline) if baseline else None,
         "volume": None if volume is None else {k: _round(v) for k, v in volume.items()},
-        "drivers": drivers, "related": related,
+        "drivers": drivers, "offsets": offsets, "related": related,
         "funnel": funnel_steps(table, steps, span, bases[0], t.window)
         if len(steps) >= 2 else None,
         "caveats": quality_caveats(t.events, span, last, caveats, run_checks),
@@ -340,27 +367,31 @@ def explain(table: ir.Table, target: str, *, layer: SemanticLayer, period: str =
     return result
 
 
-def _drivers(scored: list[pd.DataFrame], t: _Target, change: float
+def _drivers(scored: list[pd.DataFrame], t: _Target, change: float, prefix: str = ""
              ) -> list[dict[str, Any]]:
-    """The values of every breakdown, best score first; values that moved against the
-    change or carry nothing are left out."""
+    """The values of every breakdown, best score first. Drivers (``prefix`` empty): the
+    values that moved with the change. Offsets (``counter_``): the values that moved
+    against it, scored for that direction, only those with a score."""
     if not scored or not change:
         return []
     every = pd.concat(scored)
-    every = every[(every["score"] > 0) | (np.sign(every["contribution"]) == np.sign(change))]
+    score = every[f"{prefix}score"]
+    along = np.sign(every["contribution"]) == np.sign(change)
+    every = every[(score > 0) | along] if not prefix else every[score > 0]
     every = every.assign(_abs=every["contribution"].abs()).sort_values(
-        ["score", "_abs"], ascending=[False, False])
+        [f"{prefix}score", "_abs"], ascending=[False, False])
     out = []
     for value, row in every.iterrows():
         item: dict[str, Any] = {
             "dimension": row["dimension"], "value": str(value),
             "contribution": _round(row["contribution"]), "share": _round(row["share"]),
             "observed": _round(row["observed"]), "expected": _round(row["expected"]),
-            "effect": row["effect"], "rate": _round(row["rate"]), "mix": _round(row["mix"]),
-            "arrivals": _round(row["arrivals"]),
-            "score": _round(row["score"]), "z": _round(row["z"]),
-            "significant": bool(row["significant"]), "purity": _round(row["purity"]),
-            "baseline_weight": _round(row["weight"]), "values": int(row["values"]),
+            "effect": row[f"{prefix}effect"], "rate": _round(row["rate"]),
+            "mix": _round(row["mix"]), "arrivals": _round(row["arrivals"]),
+            "score": _round(row[f"{prefix}score"]), "z": _round(row[f"{prefix}z"]),
+            "significant": bool(row[f"{prefix}significant"]),
+            "purity": _round(row[f"{prefix}purity"]),
+            "exposure_share": _round(row["weight"]), "values": int(row["values"]),
             "new": bool(row["expected_exposure"] == 0),
             "exposure": _round(row["exposure"]),
             "expected_exposure": _round(row["expected_exposure"]),
@@ -439,7 +470,7 @@ def _summary(r: dict[str, Any], t: _Target) -> str:
         moved_users = volume["exposure"] / volume["expected_exposure"] - 1
         text += (f" Active users moved {moved_users:+.0%} (active user-hours), a volume "
                  f"effect of {_fmt(volume['effect'], t.kind)}.")
-    found = [d for d in r["drivers"] if (d["score"] or 0) > 0]
+    found = [d for d in r["drivers"] if (d["score"] or 0) >= MIN_SCORE]
     if found:
         d = found[0]
         weak = "" if d["significant"] else f" (weak evidence: z = {d['z']:.1f})"
@@ -464,6 +495,11 @@ def _summary(r: dict[str, Any], t: _Target) -> str:
             text += f" Next: {', '.join(others)}."
     elif r["change"]:
         text += " No breakdown value explains the change beyond noise."
+    offsets = r.get("offsets") or []
+    counter = [_offset(x, t.kind) for x in offsets[:2]
+               if (x["score"] or 0) >= 0.5 * (offsets[0]["score"] or 0)]
+    if counter:
+        text += f" Against the change: {', '.join(counter)}."
     broken = (r.get("funnel") or {}).get("broken_step")
     if broken:
         text += (f" In the funnel, step {broken['step']} ({broken['event']}) broke: "
@@ -471,7 +507,8 @@ def _summary(r: dict[str, Any], t: _Target) -> str:
                  f"{(broken['expected_step_conversion'] or 0):.1%}.")
     named: set[str] = set()
     moving = []
-    for x in r["related"]:
+    # an event's move for the driver's value says more than its move overall
+    for x in sorted(r["related"], key=lambda x: not x.get("dimension")):
         if not x["in_target"] and x["event"] not in named:
             named.add(x["event"])
             moving.append(f"{x['event']}{_where(x)} {x['direction']} {x['change']:+.0%}")
@@ -481,6 +518,13 @@ def _summary(r: dict[str, Any], t: _Target) -> str:
         text += (f" Caveat: {len(r['caveats'])} data-quality finding(s) on these events, "
                  f"e.g. {r['caveats'][0]['message']}")
     return text
+
+
+def _offset(x: dict[str, Any], kind: str) -> str:
+    weak = "" if x["significant"] else f", weak evidence: z = {x['z']:.1f}"
+    return (f"{x['dimension']} = {x['value']} ({x['effect']} effect "
+            f"{_fmt(x[x['effect']], kind)}, {_fmt(x['observed'], kind)} against "
+            f"{_fmt(x['expected'], kind)}{weak})")
 
 
 def _rate(value: float | None) -> str:

@@ -108,10 +108,14 @@ def related_events(table: ir.Table, layer: SemanticLayer, span: _Span,
         obs = float(sub[(sub["at"] >= span.start) & (sub["at"] < span.end)]["n"].sum())
         exp = float(np.median([sub[(sub["at"] >= b.start) & (sub["at"] < b.end)]["n"].sum()
                                for b in bases]))
+        # events per user-hour: how much more than a Poisson count this one varies
+        users = float(sub["users"].sum()) if "users" in sub else 0.0
+        spread = max(1.0, float(sub["n"].sum()) / users) if users else DISPERSION
+        spread *= 1.0 + 1.0 / len(bases)  # the baseline is an estimate too
         # a value never seen in the baseline is still only evidence of half an event
         floor = 0.5 if dimension else 0.0
-        z = float(poisson_z(np.array([obs / DISPERSION]),
-                            np.array([max(exp, floor) / DISPERSION]))[0])
+        z = float(poisson_z(np.array([obs / spread]),
+                            np.array([max(exp, floor) / spread]))[0])
         change = (obs + 1) / (exp + 1) - 1
         if abs(z) >= SIGNIFICANT_Z and abs(change) >= 0.3 and max(obs, exp) >= 3:
             out.append({"event": str(event), "dimension": str(dimension) or None,
