@@ -1,20 +1,25 @@
-"""Ingest benchmark: validated, durable events/s through a real `nerve serve`.
+"""Ingest benchmark: validated, enriched, pseudonymised, durable events/s through a real
+`nerve serve`.
 
 Starts `nerve serve` on a loopback port over a temporary workspace with a realistic shop
 catalog, sends realistic 100-event batches (about 4% invalid or unplanned, which go to the
-quarantine) over several keep-alive connections for a bounded time, and prints events/s
-and p50/p99 request latency. A 200 means the batch was validated and fsynced to the event
-log. It then runs the same load against a bare ASGI endpoint that only parses the JSON
-(the ceiling of this HTTP stack on this machine), and finally checks that every
-acknowledged event reached the warehouse.
+quarantine) over keep-alive connections for a bounded time, and prints events/s and
+p50/p99 request latency. A 200 means the batch was validated, enriched, protected and
+fsynced to the event log. Then, on a fresh server, a fixed-rate run at 80% of the maximum
+(``--at-fraction``) for its p99; then the same load against a bare ASGI endpoint that only
+parses the JSON (the ceiling of this HTTP stack on this machine); finally it checks that
+every acknowledged event reached the warehouse exactly once.
 
-    python benchmarks/ingest.py                       # 10 s per run, 8 connections, 2 workers
-    python benchmarks/ingest.py --workers 1 --seconds 20 --profile serve.svg
+    python benchmarks/ingest.py                       # 10 s per run, 32 connections, 2 workers
+    python benchmarks/ingest.py --rate 40000          # a fixed rate instead of the maximum
+    python benchmarks/ingest.py --workers 1 --seconds 20 --profile serve.txt
 
-The load generator runs in its own processes and shares the CPU with the server, as it
-would on one machine; on a shared 2-core box run it a few times and read the best and
-the typical figure. "events/CPU-s" (events per second of CPU the server processes used,
-loader included) is the figure that other load on the machine disturbs least.
+The load generator (one asyncio process, raw HTTP/1.1) shares the CPU with the server, as
+it would on one machine; its share of a core is printed. Every figure line carries the
+load average: on a shared 2-core box run it a few times and read the best and the typical
+figure. "events/CPU-s" (events per CPU second of every server process, loader included)
+is the figure that other load on the machine disturbs least; "drain included" adds what
+the server spent after the load, loading what the loader had not caught up with.
 """
 
 from __future__ import annotations
@@ -375,14 +380,33 @@ def start_bare(port: int) -> subprocess.Popen[bytes]:
     return proc
 
 
-def profiler(pid: int, seconds: float, out: str) -> subprocess.Popen[bytes]:
-    """py-spy sampling the server (all its threads) while the load runs."""
+def server_pids(pid: int) -> list[int]:
+    """The server's process and its worker processes (children of any of its threads)."""
+    pids = [pid]
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            pids += [int(c) for c in children.read_text().split()]
+    return pids
+
+
+def profilers(pid: int, seconds: float, out: str) -> list[subprocess.Popen[bytes]]:
+    """py-spy on every server process (all threads) while the load runs.
+
+    One py-spy per process (``FILE`` for the main one, ``FILE`` with ``-worker<i>``
+    before its suffix for the others): ``--subprocesses`` misses workers started from
+    a thread.
+    """
     fmt = "raw" if out.endswith(".txt") else "speedscope" if out.endswith(".json") else "flamegraph"
-    return subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--duration",
-                             str(max(1, int(seconds) - 1)), "--threads", "--subprocesses",
-                             "--format", fmt,
-                             *(["--gil"] if os.environ.get("NERVE_PROFILE_GIL") else []),
-                             "--output", out], stdout=subprocess.DEVNULL)
+    path = Path(out)
+    spies = []
+    for i, each in enumerate(server_pids(pid)):
+        target = path if i == 0 else path.with_name(f"{path.stem}-worker{i}{path.suffix}")
+        spies.append(subprocess.Popen(
+            ["py-spy", "record", "--pid", str(each), "--duration",
+             str(max(1, int(seconds) - 1)), "--threads", "--format", fmt,
+             *(["--gil"] if os.environ.get("NERVE_PROFILE_GIL") else []),
+             "--output", str(target)], stdout=subprocess.DEVNULL))
+    return spies
 
 
 def stop(proc: subprocess.Popen[bytes]) -> tuple[int, float]:
@@ -433,13 +457,8 @@ def count_loaded(root: Path) -> tuple[int, int, int]:
 def cpu_seconds(pid: int) -> float:
     """CPU time (user + system) used so far by a process and its child processes."""
     tick = os.sysconf("SC_CLK_TCK")
-    pids = [pid]
-    # children of every thread: the workers may be started from any of them
-    for children in Path(f"/proc/{pid}/task").glob("*/children"):
-        with contextlib.suppress(OSError):
-            pids += [int(c) for c in children.read_text().split()]
     total = 0.0
-    for each in pids:
+    for each in server_pids(pid):
         with contextlib.suppress(OSError):
             fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / tick
@@ -475,7 +494,7 @@ def run_nerve(root: Path, key: str, args: argparse.Namespace, templates: list[by
     """One run against a fresh ``nerve serve`` on the workspace; stops it (final drain)."""
     port = free_port()
     proc = start_nerve(root, port, args.workers)
-    spy = profiler(proc.pid, args.seconds, profile) if profile else None
+    spies = profilers(proc.pid, args.seconds, profile) if profile else []
     before = cpu_seconds(proc.pid)
     result = measured(proc, lambda: run_load(port, key, args.seconds, args.connections,
                                              templates, rate))
@@ -485,7 +504,7 @@ def run_nerve(root: Path, key: str, args: argparse.Namespace, templates: list[by
     result["drain_s"] = time.perf_counter() - stopped_at
     # the server's CPU from the start of the load to its exit: ingest, loader and drain
     result["cpu_with_drain_s"] = total_cpu - before
-    if spy is not None:
+    for spy in spies:
         spy.wait()
     return result
 
@@ -506,8 +525,9 @@ def main() -> None:
                         "cores shared with ingest, 1 halves the loader's CPU per row; 0: "
                         "DuckDB's default, one per core)")
     parser.add_argument("--no-ceiling", action="store_true", help="skip the bare-parse run")
-    parser.add_argument("--profile", metavar="FILE", help="py-spy profile of nerve serve: "
-                        "a flame graph (.svg), speedscope (.json) or collapsed stacks (.txt)")
+    parser.add_argument("--profile", metavar="FILE", help="py-spy profile of nerve serve "
+                        "(one file per process): a flame graph (.svg), speedscope (.json) or "
+                        "collapsed stacks (.txt)")
     parser.add_argument("--keep", action="store_true", help="keep the workspace")
     args = parser.parse_args()
 
@@ -555,7 +575,7 @@ def main() -> None:
         if n + quarantined < acked or n != distinct:
             raise SystemExit("LOST OR DUPLICATED EVENTS")
         if args.profile:
-            print(f"profile of nerve serve: {args.profile}")
+            print(f"profile of nerve serve: {args.profile} (workers: *-worker<i>)")
     finally:
         if args.keep:
             print(f"workspace kept in {root / 'ws'}")
