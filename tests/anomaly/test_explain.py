@@ -243,3 +243,64 @@ def test_arrivals_are_split_from_like_for_like_rate() -> None:
     assert parts["contribution"].sum() == pytest.approx(-40)
     assert (parts["volume"] + parts["mix"] + parts["rate"] + parts["arrivals"]).tolist() \
         == pytest.approx(parts["contribution"].tolist())
+
+
+def test_caveats_keep_quality_findings_that_can_bias_the_numbers(
+        shop: tuple[Any, SemanticLayer]) -> None:
+    events, layer = shop
+    recorded = [
+        {"check": "schema", "status": "warn", "event": "add_to_cart",
+         "message": "2.4% of add_to_cart events failed the catalog schema"},
+        # the change being explained is no data-quality problem
+        {"check": "volume", "status": "fail", "event": "add_to_cart",
+         "message": "add_to_cart dropped"},
+        {"check": "duplicates", "status": "pass", "event": "add_to_cart", "message": "ok"},
+        {"check": "lateness", "status": "warn", "event": "product_view", "message": "late"},
+    ]
+    result = explain(events, "add_to_cart", layer=layer, period="yesterday", now=NOW,
+                     dimensions=["platform"], caveats=recorded,
+                     catalog_events=["add_to_cart", "product_view"])
+    # (the shop's last event is at 17:23: the period's last hours have none)
+    assert [(c["check"], c["source"]) for c in result["caveats"]] == [
+        ("coverage", "the events table"), ("schema", "recorded")]
+    assert "not counted" in result["caveats"][1]["impact"]
+    assert "Caveat: 2 data-quality finding" in result["summary"]
+    # checks run as of the period's end replace the recorded ones
+    seen: list[tuple[list[str], datetime]] = []
+
+    def run_checks(names: Any, at: datetime) -> list[dict[str, Any]]:
+        seen.append((list(names), at))
+        return [{"check": "duplicates", "status": "fail", "event": "add_to_cart",
+                 "message": "repeated message ids"}]
+
+    result = explain(events, "add_to_cart", layer=layer, period="yesterday", now=NOW,
+                     dimensions=["platform"], caveats=recorded, run_checks=run_checks,
+                     catalog_events=["add_to_cart", "product_view"])
+    assert seen == [(["add_to_cart"], NOW)]
+    assert [c["check"] for c in result["caveats"]] == ["coverage", "duplicates"]
+
+
+def test_a_period_the_data_does_not_cover_is_a_caveat(shop: tuple[Any, SemanticLayer]
+                                                       ) -> None:
+    events, layer = shop
+    later = NOW + timedelta(days=2)
+    result = explain(events, "add_to_cart", layer=layer, period="24h", now=later,
+                     dimensions=["platform"], catalog_events=["add_to_cart"])
+    assert result["caveats"][0]["check"] == "coverage"
+    assert "before the period ends" in result["caveats"][0]["message"]
+
+
+def test_a_segment_that_fell_while_the_total_rose_is_an_offset(tmp_path: Path) -> None:
+    # ios adds three times as much, android's rate falls by 5/6: the total rises,
+    # android offsets it
+    events, layer = churn_shop(
+        tmp_path, before=[("ios", "1", 200, 40), ("android", "1", 200, 60)],
+        during=[("ios", "1", 200, 120), ("android", "1", 200, 10)])
+    result = explain(events, "add_to_cart", layer=layer, period="yesterday", now=NOW,
+                     dimensions=["platform"], catalog_events=["add_to_cart",
+                                                              "product_view"])
+    assert result["change"] == 30
+    assert [(d["value"], d["effect"]) for d in result["drivers"]] == [("ios", "rate")]
+    assert [(d["value"], d["effect"]) for d in result["offsets"]] == [("android", "rate")]
+    assert result["offsets"][0]["rate"] == pytest.approx(-50)
+    assert "Against the change: platform = android (rate effect -50" in result["summary"]

@@ -142,7 +142,8 @@ def quality_caveats(events: Sequence[str], span: _Span, last_event: datetime | N
                     "dimensions": {}, "since": None,
                     "message": f"The data ends at {ends}, before the period ends "
                                f"({span.end.isoformat()}).",
-                    "impact": "the last hours of the period are missing, not zero"})
+                    "impact": "the last hours of the period are missing, not zero",
+                    "source": "the events table"})
     results = list(recorded)
     source = "recorded"
     if run_checks is not None and events:

@@ -189,7 +189,8 @@ def score_drivers(parts: pd.DataFrame, change: float) -> pd.DataFrame:
       count: the value's users coming or going, volume included) a share of the change,
       and never more than its breakdown's net mix effect: versions replacing each other
       move a lot and explain little;
-    - *purity*: ``|sum of the breakdown's effects| / sum of |effects|`` for that kind;
+    - *purity*: ``|sum of the breakdown's effects| / sum of |effects|`` for that kind
+      (1 for the rate effect of an offset: it opposes the net by definition);
     - *cardinality*: :func:`cardinality_weight`;
     - *evidence*: 0 below |z| = 1, rising to 1 at |z| = 3.
 
@@ -223,6 +224,10 @@ def _best(parts: pd.DataFrame, change: float, direction: float
         net = float(amount.sum())
         gross = float(amount.abs().sum())
         purity = abs(net) / gross if gross > 0 else 0.0
+        if direction != np.sign(change) and kind == "rate":
+            # an offset moves against the net by definition; its rate is like for like,
+            # while mix effects that cancel out within a breakdown are still churn
+            purity = 1.0
         if kind == "mix":
             along = amount.clip(-abs(net), abs(net)) * direction
             share = along / size if size else amount * 0.0
