@@ -40,6 +40,9 @@ class GroupCommit:
         self._task: asyncio.Task[None] | None = None
         #: rounds run so far (each one fsync)
         self.rounds = 0
+        # pyarrow imports pandas on its first conversion of Python objects (~0.3 s):
+        # pay it at start-up, not in the first round, whose clients would wait for it
+        rows_to_record_batch(())
 
     async def commit(self, rows: Sequence[tuple[Any, ...]]) -> None:
         """Append ``rows`` (envelope tuples) in the next round; return once durable.
