@@ -1,31 +1,50 @@
 """Funnels: ``funnel(events, spec)`` -> per step and breakdown value, who got how far.
 
-The work is split in three pure-ish stages: ``_rows`` (one Ibis query, run by the engine),
-``_match`` (numpy over the sorted rows) and ``report`` here (per entity, then per group).
+Two ways to the same per-entity result, then one ``report`` (per entity, then per group):
+
+- the SQL path, on every engine: ``_rows`` (one Ibis query, filtered and sorted by the
+  engine), then ``_match`` (numpy over the sorted rows);
+- the compiled path, on an embedded DuckDB: ``_fast`` (the same query unsorted, then
+  grouping and matching in numba, ``_kernels``), about 4x less work on large tables.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from functools import cached_property
+from typing import Any, Literal
 
 import ibis.expr.types as ir
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from nerve.analytics._fast import (
+    Matched,
+    fast_engine,
+    fetch_table,
+    match_table,
+    sort_table,
+)
 from nerve.analytics._match import MAX_OPTIONAL, Chains, Plan, match
-from nerve.analytics._rows import FetchedRows, fetch_rows, to_micros
+from nerve.analytics._rows import FetchedRows, fetch_rows, shape_rows, to_micros
 from nerve.analytics._spec import MAX_STEPS, FunnelSpec
 from nerve.errors import QueryError
 
-__all__ = ["FunnelResult", "funnel", "plan_of", "report"]
+__all__ = ["COMPILED_MIN_ROWS", "METHODS", "FunnelResult", "funnel", "plan_of", "report",
+           "sql_matched"]
 
 I64 = npt.NDArray[np.int64]
 _MICRO = 1_000_000
 _US = timedelta(microseconds=1)
 STATUSES = ("reached", "converted", "dropped")
+Method = Literal["auto", "compiled", "sql"]
+#: auto: compiled on an embedded DuckDB from COMPILED_MIN_ROWS step events, SQL elsewhere
+METHODS: tuple[str, ...] = ("auto", "compiled", "sql")
+#: below this many rows the SQL path's matcher (over rows sorted by Arrow) is as fast,
+#: and a fresh install never waits for numba to compile the kernels (~10 s, once)
+COMPILED_MIN_ROWS = 100_000
 
 
 def plan_of(spec: FunnelSpec) -> Plan:
@@ -52,10 +71,19 @@ class FunnelResult:
 
     spec: FunnelSpec
     rows: list[dict[str, Any]]
-    entities: pa.Array  # one per entity that did the first step
+    entity_rows: I64  # per entity that did the first step: one of its rows ...
+    entity_column: pa.Array  # ... in this column of entity ids (one per row)
     reached: I64  # bit k: the entity reached step k
     group: list[Any]  # the entity's breakdown value (None without a breakdown)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def entities(self) -> pa.Array:
+        """The id of each entity that did the first step (taken when first asked for:
+        most callers only want ``rows``)."""
+        if not len(self.entity_rows):
+            return pa.array([], type=pa.string())
+        return self.entity_column.take(pa.array(self.entity_rows))
 
     def users(self, step: int, status: str = "reached", *, by: Any = None,
               limit: int | None = None) -> list[str]:
@@ -82,11 +110,14 @@ class FunnelResult:
         return ids[:limit] if limit is not None else ids
 
 
-def funnel(events: ir.Table, spec: FunnelSpec, *, layer: Any = None) -> FunnelResult:
+def funnel(events: ir.Table, spec: FunnelSpec, *, layer: Any = None,
+           method: Method = "auto") -> FunnelResult:
     """Compute a funnel over an Ibis ``events`` table (any engine).
 
     ``layer``: a ``nerve.semantic.SemanticLayer``; the breakdown ``by`` is then one of
     its dimensions (``user.age_group`` as of each event), as in metrics.
+    ``method``: ``compiled`` (embedded DuckDB only) or ``sql``; ``auto`` picks compiled
+    on DuckDB from ``COMPILED_MIN_ROWS`` step events. All give the same result.
 
     >>> from nerve.analytics import FunnelSpec, Step
     >>> spec = FunnelSpec((Step("add_to_cart"), Step("purchase_complete")))
@@ -94,8 +125,42 @@ def funnel(events: ir.Table, spec: FunnelSpec, *, layer: Any = None) -> FunnelRe
     """
     spec = spec.validate()
     plan = plan_of(spec)
-    fetched = fetch_rows(events, spec, layer)
-    return report(spec, fetched, match(fetched.rows, plan))
+    if method not in METHODS:
+        raise QueryError(f"method: {method!r} is not one of {', '.join(METHODS)}")
+    fast = fast_engine(events)
+    if method == "compiled" and not fast:
+        raise QueryError("method 'compiled' needs a table on an embedded DuckDB; "
+                         "use 'sql' (or 'auto') on other engines")
+    if method == "sql" or not fast:
+        return report(spec, sql_matched(fetch_rows(events, spec, layer), plan), "sql")
+    table = fetch_table(events, spec, layer)
+    matched = None
+    if method == "compiled" or table.num_rows >= COMPILED_MIN_ROWS:
+        matched = match_table(table, spec, plan)
+    if matched is None:  # few rows, or rows the kernels cannot take (see match_table)
+        return report(spec, sql_matched(shape_rows(sort_table(table, spec), spec), plan),
+                      "sql")
+    return report(spec, matched, "compiled")
+
+
+def sql_matched(fetched: FetchedRows, plan: Plan) -> Matched:
+    """The SQL path's per-entity result from its sorted rows."""
+    ent_first, reached, chain = _entity_chains(fetched, match(fetched.rows, plan))
+    delta = (np.full(chain.shape, -1, dtype=np.int64) if plan.order == "any"
+             else _chain_delta(chain, fetched.rows.ts))
+    return Matched(ent_first, reached, chain, delta, fetched.entities, fetched.by)
+
+
+def _chain_delta(chain: I64, ts: I64) -> I64:
+    """Microseconds from the previous step done to each step of the chains (-1: none)."""
+    delta = np.full(chain.shape, -1, dtype=np.int64)
+    prev = np.full(len(chain), -1, dtype=np.int64)
+    for k in range(chain.shape[1]):
+        here = chain[:, k]
+        ok = (here >= 0) & (prev >= 0)
+        delta[ok, k] = ts[here[ok]] - ts[prev[ok]]
+        prev = np.where(here >= 0, here, prev)
+    return delta
 
 
 def _entity_chains(fetched: FetchedRows, chains: Chains) -> tuple[I64, I64, I64]:
@@ -128,9 +193,9 @@ def _entity_chains(fetched: FetchedRows, chains: Chains) -> tuple[I64, I64, I64]
     return ent_first[keep], reached[keep], chain[keep]
 
 
-def _group_values(spec: FunnelSpec, fetched: FetchedRows, reached: I64,
-                  chain: I64) -> list[Any]:
-    if not spec.by or fetched.by is None:
+def _group_values(spec: FunnelSpec, matched: Matched) -> list[Any]:
+    reached, chain = matched.reached, matched.chain
+    if not spec.by or matched.by is None:
         return [None] * len(reached)
     n = len(spec.steps)
     if spec.attribution == "first_touch":
@@ -141,7 +206,7 @@ def _group_values(spec: FunnelSpec, fetched: FetchedRows, reached: I64,
             at = np.where(chain[:, k] >= 0, chain[:, k], at)
     else:
         at = chain[:, spec.attribution_step or 0]
-    values = fetched.by.take(pa.array(np.maximum(at, 0))).to_pylist() if len(at) else []
+    values = matched.by.take(pa.array(np.maximum(at, 0))).to_pylist() if len(at) else []
     return [v if a >= 0 else None for v, a in zip(values, at, strict=True)]
 
 
@@ -162,13 +227,12 @@ def _time_stats(seconds: npt.NDArray[np.float64], spec: FunnelSpec) -> dict[str,
     }
 
 
-def report(spec: FunnelSpec, fetched: FetchedRows, chains: Chains) -> FunnelResult:
+def report(spec: FunnelSpec, matched: Matched, method: str = "sql") -> FunnelResult:
     """Per step and breakdown value: users, conversion, drop-off, time to convert."""
     n = len(spec.steps)
     assert n <= MAX_STEPS
-    ent_first, reached, chain = _entity_chains(fetched, chains)
-    groups = _group_values(spec, fetched, reached, chain)
-    ts = fetched.rows.ts
+    reached, delta = matched.reached, matched.delta
+    groups = _group_values(spec, matched)
     ordered: list[tuple[Any, I64]]
     if not spec.by:
         ordered = [(None, np.arange(len(reached), dtype=np.int64))]
@@ -183,7 +247,7 @@ def report(spec: FunnelSpec, fetched: FetchedRows, chains: Chains) -> FunnelResu
     out: list[dict[str, Any]] = []
     for value, idx in ordered:
         r = reached[idx]
-        ch = chain[idx] if len(idx) else np.zeros((0, n), dtype=np.int64)
+        dt = delta[idx] if len(idx) else np.zeros((0, n), dtype=np.int64)
         hit = [(r >> k) & 1 == 1 for k in range(n)]
         first = int(hit[0].sum())
         prev_users = first
@@ -202,20 +266,8 @@ def report(spec: FunnelSpec, fetched: FetchedRows, chains: Chains) -> FunnelResu
                 "drop_off": (users - converted) / users if users and k + 1 < n else None,
             }
             prev_users = users if not step.optional else prev_users
-            row |= _time_stats(_step_seconds(ch, ts, k, spec), spec)
+            column = dt[:, k]
+            row |= _time_stats(column[column >= 0].astype(np.float64) / _MICRO, spec)
             out.append(row)
-    entities = fetched.entities.take(pa.array(ent_first)) if len(ent_first) else pa.array(
-        [], type=pa.string())
-    return FunnelResult(spec, out, entities, reached, groups)
-
-
-def _step_seconds(chain: I64, ts: I64, k: int, spec: FunnelSpec) -> npt.NDArray[np.float64]:
-    """Seconds from the previous step done to step k, along each entity's chain."""
-    if k == 0 or spec.order == "any" or len(chain) == 0:
-        return np.zeros(0, dtype=np.float64)
-    here = chain[:, k]
-    prev = np.full(len(chain), -1, dtype=np.int64)
-    for j in range(k):
-        prev = np.where(chain[:, j] >= 0, chain[:, j], prev)
-    ok = (here >= 0) & (prev >= 0)
-    return (ts[here[ok]] - ts[prev[ok]]).astype(np.float64) / _MICRO
+    return FunnelResult(spec, out, matched.first_row, matched.entities, reached, groups,
+                        {"method": method})

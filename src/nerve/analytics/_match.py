@@ -170,7 +170,8 @@ def _match_plain(rows: Rows, plan: Plan, kept: list[int], hits: list[I64], seg_i
         if bits:
             if bits not in excl_rows:
                 excl_rows[bits] = np.flatnonzero((rows.excl & bits) != 0).astype(np.int64)
-            ok &= cand > _latest_before(excl_rows[bits], here)
+            # strictly between: the predecessor may itself be an excluded event
+            ok &= cand >= _latest_before(excl_rows[bits], here)
         cand_c = np.maximum(cand, 0)
         within = plan.within[k] if plan.within else None
         if within is not None:

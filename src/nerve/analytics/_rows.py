@@ -30,7 +30,8 @@ from nerve.analytics._fields import entity, field_text, filters_expr
 from nerve.analytics._match import Rows
 from nerve.analytics._spec import FunnelSpec
 
-__all__ = ["FetchedRows", "fetch_rows", "funnel_query", "to_micros"]
+__all__ = ["FetchedRows", "fetch_rows", "funnel_query", "funnel_rows", "shape_rows",
+           "sort_keys", "step_lut", "to_micros"]
 
 #: strict order: the events that count as "another event in between"
 STREAM_TYPES = ("track", "page", "screen")
@@ -48,8 +49,27 @@ def _utc(value: datetime) -> datetime:
 
 
 def funnel_query(events: ir.Table, spec: FunnelSpec, layer: Any = None) -> ir.Table:
-    """The Ibis query whose rows the matcher walks (columns: entity, h0.., ts, rmask,
-    excl, by).
+    """The Ibis query whose rows the matcher walks: ``funnel_rows`` sorted by entity,
+    held values, timestamp and the tie rule (see the module docstring)."""
+    rows = funnel_rows(events, spec, layer)
+    return rows.order_by([ibis.asc(k, nulls_first=False) if how == "ascending"
+                          else ibis.desc(k) for k, how in sort_keys(spec)])
+
+
+def sort_keys(spec: FunnelSpec) -> list[tuple[str, str]]:
+    """The rows' order as (column, "ascending" | "descending"), nulls last."""
+    strict = spec.order == "strict"
+    holds = [f"h{i}" for i in range(len(spec.hold))]
+    keys = [(k, "ascending") for k in ["entity", *([] if strict else holds), "ts"]]
+    keys.append(("rmask", "descending"))  # never null
+    rest = [*(["excl"] if spec.exclusions else []), *(holds if strict else []),
+            *(["by"] if spec.by else [])]
+    # rows still tied after these keys are interchangeable for every output
+    return [*keys, *((k, "ascending") for k in rest)]
+
+
+def funnel_rows(events: ir.Table, spec: FunnelSpec, layer: Any = None) -> ir.Table:
+    """The funnel's rows, unsorted (columns: entity, h0.., ts, rmask, excl, by).
 
     With a semantic ``layer`` (``nerve.semantic.SemanticLayer``) the breakdown is the
     layer's dimension (``user.age_group`` as of each event, named dimensions), joined on
@@ -101,14 +121,7 @@ def funnel_query(events: ir.Table, spec: FunnelSpec, layer: Any = None) -> ir.Ta
     if dimension is not None:
         joined = rows.left_join(dimension, rows.message_id == dimension.dim_message_id)
         rows = joined.select(*[c for c in columns if c != "message_id"], by=joined.dim_value)
-    holds = [f"h{i}" for i in range(len(spec.hold))]
-    keys = [ibis.asc(k, nulls_first=False) for k in ["entity", *([] if strict else holds),
-                                                     "ts"]]
-    keys.append(ibis.desc("rmask"))
-    rest = [*(["excl"] if spec.exclusions else []), *(holds if strict else []),
-            *(["by"] if spec.by else [])]
-    # rows still tied after these keys are interchangeable for every output
-    return rows.order_by([*keys, *(ibis.asc(k, nulls_first=False) for k in rest)])
+    return rows
 
 
 def _step_mask(t: ir.Table, spec: FunnelSpec) -> ir.IntegerValue:
@@ -161,6 +174,16 @@ def _changed(*columns: pa.ChunkedArray | pa.Array) -> npt.NDArray[np.bool_]:
     return out
 
 
+def step_lut(n: int) -> npt.NDArray[np.int64]:
+    """``rmask`` (step k at bit n-1-k, for the sort) -> mask (step k at bit k): reverse
+    the bits with a lookup table, one gather per row."""
+    values = np.arange(1 << n, dtype=np.int64)
+    lut = np.zeros(1 << n, dtype=np.int64)
+    for k in range(n):
+        lut |= ((values >> (n - 1 - k)) & 1) << k
+    return lut
+
+
 def fetch_rows(events: ir.Table, spec: FunnelSpec, layer: Any = None) -> FetchedRows:
     """Run the funnel's query and shape the result as numpy columns for the matcher."""
     table = funnel_query(events, spec, layer).to_pyarrow()
@@ -173,13 +196,7 @@ def shape_rows(table: pa.Table, spec: FunnelSpec) -> FetchedRows:
     ts = pc.cast(pc.cast(ts_col, pa.timestamp("us", tz="UTC")), pa.int64())
     ts_np = ts.to_numpy().astype(np.int64, copy=False)
     rmask = table.column("rmask").to_numpy()
-    n = len(spec.steps)
-    # reverse the bits (step k back to bit k) with a lookup table: one gather per row
-    values = np.arange(1 << n, dtype=np.int64)
-    lut = np.zeros(1 << n, dtype=np.int64)
-    for k in range(n):
-        lut |= ((values >> (n - 1 - k)) & 1) << k
-    mask = lut[rmask]
+    mask = step_lut(len(spec.steps))[rmask]
     excl = (table.column("excl").to_numpy().astype(np.int64, copy=False)
             if spec.exclusions else np.zeros(len(rmask), dtype=np.int64))
     entity_col = table.column("entity")

@@ -1,0 +1,341 @@
+"""The funnel fast path on an embedded DuckDB: no ORDER BY; nerve groups and matches.
+
+The SQL path has the engine sort every step event by entity and time; on 10M events that
+sort alone costs DuckDB more than ClickHouse's whole ``windowFunnel``. Here DuckDB only
+scans and filters (``funnel_rows``, the same query without its ORDER BY, with
+``preserve_insertion_order`` off so that both cores hand rows back in any order), and the
+compiled kernels (``_kernels``) group the rows per entity in O(rows) and match each
+entity's few rows. Every mode and option is covered; the results are those of the SQL
+path, row for row (the same tie rule, the same greedy, the same representative chain).
+
+A 64-bit hash groups the entity ids; each id is checked against its group's first id,
+and on a collision (never seen in practice, ~1e-8 for a million ids) the funnel is
+matched by the SQL path's code over the same fetched rows, sorted by Arrow instead.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Any
+
+import ibis.expr.types as ir
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from nerve.analytics._fields import dialect_of
+from nerve.analytics._match import Plan
+from nerve.analytics._rows import funnel_rows, sort_keys, step_lut
+from nerve.analytics._spec import FunnelSpec
+
+__all__ = ["Matched", "fast_engine", "fetch_table", "match_table", "sort_table"]
+
+I64 = npt.NDArray[np.int64]
+_MODES = {"sequential": 0, "strict": 1, "any": 2}
+_LATEST = int(np.iinfo(np.int64).max)
+
+
+@dataclass(frozen=True, slots=True)
+class Matched:
+    """Per entity that did the first step: one of its rows, the steps reached, and the
+    representative chain (rows, -1 where no step); plus the row columns the report
+    reads."""
+
+    first_row: I64
+    reached: I64
+    chain: I64  # (entities, steps)
+    delta: I64  # (entities, steps): microseconds from the previous step done, -1: none
+    entities: pa.Array  # entity id per row
+    by: pa.Array | None  # breakdown value per row
+
+
+def _threads(rows: int) -> int:
+    """Threads for the kernels: the cores this process may use, one below 50k rows."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 8)) if rows >= 50_000 else 1
+
+
+def _split(total: int, parts: int) -> tuple[list[int], list[int]]:
+    """(starts, ends) of ``parts`` even ranges of range(total)."""
+    bounds = [total * i // parts for i in range(parts + 1)]
+    return bounds[:-1], bounds[1:]
+
+
+def fast_engine(events: ir.Table) -> bool:
+    """True when ``events`` lives on an embedded DuckDB (the fast path applies)."""
+    if dialect_of(events) != "duckdb":
+        return False
+    try:
+        backend = events._find_backend()
+    except Exception:  # noqa: BLE001 - an unbound table: no connection to run on
+        return False
+    return hasattr(backend, "con") and hasattr(backend.con, "execute")
+
+
+def fetch_table(events: ir.Table, spec: FunnelSpec, layer: Any = None) -> pa.Table:
+    """The funnel's rows from DuckDB, unsorted, with ``preserve_insertion_order`` off for
+    the query (DuckDB then gathers results on every thread; the setting is restored)."""
+    backend = events._find_backend()
+    con = backend.con
+    before = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()
+    con.execute("SET preserve_insertion_order = false")
+    try:
+        rows = funnel_rows(events, spec, layer)
+        # a narrower step bitmask: less for DuckDB to hand over
+        rows = rows.mutate(rmask=rows.rmask.cast("int32"))
+        table: pa.Table = rows.to_pyarrow()
+    finally:
+        keep = "true" if before is None or before[0] in (True, "true") else "false"
+        con.execute(f"SET preserve_insertion_order = {keep}")
+    return table
+
+
+def _codes(column: pa.ChunkedArray) -> tuple[I64, int]:
+    """Integer codes in the values' text order (nulls last), and their count."""
+    encoded = column.combine_chunks().dictionary_encode()
+    dictionary = encoded.dictionary
+    rank = np.empty(len(dictionary) + 1, dtype=np.int64)
+    order = pc.sort_indices(dictionary).to_numpy()
+    rank[order] = np.arange(len(dictionary), dtype=np.int64)
+    rank[len(dictionary)] = len(dictionary)  # null
+    indices = encoded.indices.fill_null(len(dictionary)).to_numpy(zero_copy_only=False)
+    return rank[indices.astype(np.int64, copy=False)], len(dictionary) + 1
+
+
+def _combine(parts: list[tuple[I64, int]], length: int) -> I64:
+    """One int64 key ordered as the tuple of ``parts`` (code arrays and their radix)."""
+    if not parts:
+        return np.zeros(length, dtype=np.int64)
+    total = 1
+    for _, radix in parts:
+        total *= radix
+    if total < 1 << 62:  # mixed radix
+        key = parts[0][0].copy()
+        for codes, radix in parts[1:]:
+            key *= radix
+            key += codes
+        return key
+    # too many combinations for one integer: rank the distinct tuples
+    _, inverse = np.unique(np.stack([c for c, _ in parts], axis=1), axis=0,
+                           return_inverse=True)
+    return inverse.reshape(-1).astype(np.int64)
+
+
+def _text_buffers(column: pa.ChunkedArray) -> tuple[npt.NDArray[Any], npt.NDArray[np.uint8]]:
+    """(offsets, bytes) of a string column, as numpy views where Arrow allows."""
+    array = column.combine_chunks()
+    if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+        array = array.cast(pa.large_string())
+    _, offsets_buf, data_buf = array.buffers()
+    width = np.int32 if pa.types.is_string(array.type) else np.int64
+    offsets = np.frombuffer(offsets_buf, dtype=width)[array.offset:array.offset + len(array) + 1]
+    data = (np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None
+            else np.zeros(0, dtype=np.uint8))
+    return offsets, data
+
+
+def _plan_arrays(plan: Plan) -> tuple[I64, I64, I64]:
+    """The optional-step variants as (kept steps, -1 padded; exclusion bits per
+    position), and the per-step windows (-1: none)."""
+    n = plan.n
+    optional = [k for k in range(n) if plan.optional and plan.optional[k]]
+    variants = [[k for k in range(n) if k not in skipped]
+                for r in range(len(optional) + 1) for skipped in combinations(optional, r)]
+    kept = np.full((len(variants), n), -1, dtype=np.int64)
+    exbits = np.zeros((len(variants), n), dtype=np.int64)
+    for s, steps in enumerate(variants):
+        kept[s, :len(steps)] = steps
+        for pos in range(1, len(steps)):
+            j = steps[pos - 1]
+            for e, (after, before) in enumerate(plan.exclusions):
+                if after <= j < before:
+                    exbits[s, pos] |= 1 << e
+    within = np.array([-1 if not plan.within or plan.within[k] is None else plan.within[k]
+                       for k in range(n)], dtype=np.int64)
+    return kept, exbits, within
+
+
+def _compressed(values: I64, size: int, descending: bool = False) -> tuple[I64, I64]:
+    """Small non-negative ints (< ``size``) as dense ranks: (rank per value, the values
+    present in rank order). One bincount, no sort."""
+    present = np.flatnonzero(np.bincount(values, minlength=size))
+    if descending:
+        present = present[::-1]
+    rank = np.zeros(size, dtype=np.int64)
+    rank[present] = np.arange(len(present), dtype=np.int64)
+    return rank, present
+
+
+def _pack(parts: list[tuple[I64, int]], length: int) -> tuple[I64, int]:
+    """Code arrays (and their counts) packed in bit fields, first part highest: one
+    int64 ordered as the tuple, and its width in bits."""
+    key = np.zeros(length if parts else 0, dtype=np.int64)
+    width = 0
+    for codes, count in parts:
+        bits = max(1, (count - 1).bit_length())
+        key <<= bits
+        key |= codes
+        width += bits
+    return key, width
+
+
+def _positions(kept: I64, mask_of_rank: I64) -> tuple[I64, I64]:
+    """Per variant and step-bitmask rank: the positions (in the variant's kept steps)
+    of the steps the mask matches, highest first, and their count; so the matcher only
+    visits a row's own steps."""
+    variants, n = kept.shape
+    plist = np.zeros((variants, len(mask_of_rank), n), dtype=np.int64)
+    pcount = np.zeros((variants, len(mask_of_rank)), dtype=np.int64)
+    for s in range(variants):
+        for r, mask in enumerate(mask_of_rank.tolist()):
+            found = [pos for pos in range(n - 1, -1, -1)
+                     if kept[s, pos] >= 0 and (mask >> int(kept[s, pos])) & 1]
+            plist[s, r, :len(found)] = found
+            pcount[s, r] = len(found)
+    return plist, pcount
+
+
+@dataclass(frozen=True, slots=True)
+class _Columns:
+    """The fetched rows as the kernels read them (see ``_kernels.scatter_rows``)."""
+
+    ts: I64  # microseconds
+    t0: int  # the earliest ts: packed times are relative to it
+    rmask: npt.NDArray[Any]  # step k at bit n-1-k
+    rank: I64  # rmask -> rank of the row's step bitmask, highest mask first
+    mask_of_rank: I64  # rank -> step bitmask (step k at bit k)
+    rest: I64  # the rest of the tie rule, packed (empty: none)
+    rest_bits: int
+    tie_bits: int
+    excl: I64  # exclusion bitmask per row (empty: no exclusions)
+    lead: I64  # sequential and any order: held values per row (empty: none)
+    hold: I64  # strict order: held values per row (empty: none)
+
+
+def _columns(table: pa.Table, spec: FunnelSpec) -> _Columns | None:
+    """The kernels' columns, or None when times and the tie rule do not fit one int64."""
+    length, n = table.num_rows, len(spec.steps)
+    ts = pc.cast(pc.cast(table.column("ts"), pa.timestamp("us", tz="UTC")), pa.int64())
+    ts_np = np.ascontiguousarray(ts.to_numpy(), dtype=np.int64)
+    rmask = np.ascontiguousarray(table.column("rmask").to_numpy())
+    strict = spec.order == "strict"
+    holds = [_codes(table.column(f"h{i}")) for i in range(len(spec.hold))]
+    hold_key = _combine(holds, length)
+    if strict and holds:  # a step whose own held value is missing is no step
+        missing = np.zeros(length, dtype=bool)
+        for codes, radix in holds:
+            missing |= codes == radix - 1
+        rmask = np.where(missing, 0, rmask)
+    excl = (table.column("excl").to_numpy().astype(np.int64)
+            if spec.exclusions else np.zeros(0, dtype=np.int64))
+    # the tie rule after the time, as the SQL path's ORDER BY: lowest step first (the
+    # highest rmask), then exclusions, held values (strict order), breakdown value
+    rank, present = _compressed(rmask.astype(np.int64, copy=False), 1 << n, descending=True)
+    rest_parts: list[tuple[I64, int]] = []
+    if spec.exclusions:
+        excl_rank, excl_present = _compressed(excl, 1 << len(spec.exclusions))
+        rest_parts.append((excl_rank[excl], len(excl_present)))
+    if strict:
+        rest_parts += holds
+    if spec.by:
+        rest_parts.append(_codes(table.column("by")))
+    rest, rest_bits = _pack(rest_parts, length)
+    tie_bits = max(1, (len(present) - 1).bit_length()) + rest_bits
+    t0 = int(ts_np.min()) if length else 0
+    span = int(ts_np.max()) - t0 if length else 0
+    if span.bit_length() + tie_bits > 62:
+        return None
+    empty = np.zeros(0, dtype=np.int64)
+    return _Columns(ts_np, t0, rmask, rank, step_lut(n)[present], rest, rest_bits,
+                    tie_bits, excl, hold_key if holds and not strict else empty,
+                    hold_key if holds and strict else empty)
+
+
+def _partition(run: Callable[..., Any], table: pa.Table, cols: _Columns, threads: int,
+               hash_mask: int | None) -> tuple[I64, I64, I64, int, int]:
+    """The first pass of the counting sort: (partition starts, keys, vals, bits of the
+    first pass, bits in all). Rows land in 2**half partitions by the top bits of the
+    entity's hash, packed as ``_kernels.scatter_rows`` says; the hashes themselves are
+    dropped on return."""
+    from nerve.analytics import _kernels  # noqa: PLC0415 - numba loads on first use
+
+    length = table.num_rows
+    offsets, data = _text_buffers(table.column("entity"))
+    h1 = np.empty(length, dtype=np.uint64)
+    h2 = np.empty(length, dtype=np.uint64)
+    run(lambda _, lo, hi: _kernels.hash_strings(offsets, data, lo, hi, h1, h2), length)
+    if hash_mask is not None:
+        h1 &= np.uint64(hash_mask)
+    # buckets of ~8 rows in all, in two passes: cache-sized partitions here, then
+    # buckets in ``match_partitions``
+    bits = max(2, (length // 8).bit_length())
+    half = bits // 2
+    cursor = np.zeros((threads, 1 << half), dtype=np.int64)
+    run(lambda i, lo, hi: _kernels.count_buckets(h1, half, lo, hi, cursor[i]), length)
+    starts = _kernels.bucket_offsets(cursor)
+    keys = np.empty((length, 2 + (len(cols.lead) > 0)), dtype=np.int64)
+    vals = np.empty((length, 1 + (len(cols.excl) > 0) + (len(cols.hold) > 0)),
+                    dtype=np.int64)
+    run(lambda i, lo, hi: _kernels.scatter_rows(
+        h1, h2, cols.lead, cols.ts, cols.t0, cols.rmask, cols.rank, cols.rest,
+        cols.rest_bits, cols.tie_bits, cols.excl, cols.hold, half, lo, hi, cursor[i],
+        keys, vals), length)
+    return starts, keys, vals, half, bits
+
+
+def match_table(table: pa.Table, spec: FunnelSpec, plan: Plan, *,
+                hash_mask: int | None = None) -> Matched | None:
+    """Group and match the fetched rows (in any order) with the compiled kernels.
+
+    None when the kernels cannot take these rows exactly: two ids share a 64-bit hash
+    (never seen in practice), the times and the tie rule do not fit one int64 (a span
+    of centuries) or there are 2**31 rows or more. Then match ``sort_table(table)``
+    with the SQL path's matcher. ``hash_mask`` narrows the first hash, to test the
+    collision check.
+    """
+    from nerve.analytics import _kmatch  # noqa: PLC0415 - numba loads on first use
+
+    length, n = table.num_rows, plan.n
+    cols = _columns(table, spec) if length < 1 << 31 else None  # rows packed in 32 bits
+    if cols is None:
+        return None
+    kept, exbits, within = _plan_arrays(plan)
+    plist, pcount = _positions(kept, cols.mask_of_rank)
+    start_before = (_LATEST if plan.start_before is None
+                    else min(max(plan.start_before - cols.t0, -1), _LATEST))
+    threads = _threads(length)
+    with ThreadPoolExecutor(threads) as pool:
+        def run(fn: Callable[[int, int, int], Any], total: int) -> list[Any]:
+            """fn(part, lo, hi) over ``threads`` even parts of range(total)."""
+            return list(pool.map(fn, range(threads), *_split(total, threads)))
+
+        starts, keys, vals, half, bits = _partition(run, table, cols, threads, hash_mask)
+        parts = run(lambda _, p0, p1: _kmatch.match_partitions(
+            starts, p0, p1, keys, vals, half, bits - half, len(cols.lead) > 0,
+            len(cols.excl) > 0, len(cols.hold) > 0, cols.tie_bits, cols.rest_bits,
+            cols.mask_of_rank, _MODES[plan.order], kept, plist, pcount, exbits, within,
+            plan.window, start_before, len(plan.exclusions), n), 1 << half)
+    if not all(part[4] for part in parts):
+        return None
+    first, reached, chain, delta = (np.concatenate([part[i] for part in parts])
+                                    for i in range(4))
+    entities = table.column("entity").combine_chunks()
+    by = table.column("by").combine_chunks() if spec.by else None
+    return Matched(first, reached, chain, delta, entities, by)
+
+
+def sort_table(table: pa.Table, spec: FunnelSpec) -> pa.Table:
+    """The fetched rows in the SQL path's order (when ``match_table`` declines)."""
+    keys = sort_keys(spec)
+    if tuple(int(x) for x in pa.__version__.split(".")[:1]) >= (25,):
+        # (pyarrow 25 takes the null placement per key, and warns on the global one)
+        return table.sort_by([(k, how, "at_end") for k, how in keys])
+    return table.sort_by(keys, null_placement="at_end")
