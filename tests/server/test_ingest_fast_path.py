@@ -3,6 +3,7 @@ the routed endpoint does, CORS and error bodies included. Real app, real log, re
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from typing import Any
 
@@ -110,3 +111,28 @@ def test_an_unexpected_error_is_the_one_500_shape(state: NerveState, shop: Works
     assert set(body) == {"code", "message", "details"}
     assert body["code"] == "internal"
     assert "boom" in body["message"]
+
+
+def test_gc_is_tuned_once_the_app_has_started(state: NerveState) -> None:
+    app = create_app(state)
+    messages = [{"type": "lifespan.shutdown"}, {"type": "lifespan.startup"}]
+    sent: list[str] = []
+    before = gc.get_threshold()
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop()
+
+    async def send(message: Any) -> None:
+        sent.append(message["type"])
+        if message["type"] == "lifespan.startup.complete":
+            sent.append(f"threshold {gc.get_threshold()[0]}")
+
+    try:
+        anyio.run(app, {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}},
+                  receive, send)
+        assert sent == ["lifespan.startup.complete", "threshold 10000",
+                        "lifespan.shutdown.complete"]
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -13,7 +14,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nerve import __version__
 from nerve.errors import NerveError
@@ -61,7 +62,36 @@ class _NerveApp(Starlette):
             scope["app"] = self  # what Starlette sets: request.app.state.nerve
             await self._fast(scope, receive, send)
             return
+        if scope["type"] == "lifespan":
+            await super().__call__(scope, receive, _after_startup(send, tune_gc))
+            return
         await super().__call__(scope, receive, send)
+
+
+def _after_startup(send: Send, action: Callable[[], None]) -> Send:
+    """``send`` that runs ``action`` once the app has started (lifespan startup done)."""
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "lifespan.startup.complete":
+            action()
+        await send(message)
+
+    return wrapped
+
+
+def tune_gc() -> None:
+    """Garbage collection for a serving process, once it has started.
+
+    Ingest allocates a few thousand short-lived containers per request (the parsed JSON),
+    so the default thresholds run a young collection every few hundred events, and the
+    older generations keep rescanning everything the process loaded at start-up.
+    Freezing what exists after start-up (it lives as long as the process) and collecting
+    the young generation every 10,000 allocations instead of 700 cost ~10-20% less CPU
+    per event in-process (measured; docs/collector.md). Cycles are still collected.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 50, 100)
 
 
 def create_app(
