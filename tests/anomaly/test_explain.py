@@ -12,6 +12,7 @@ import pytest
 from tests.anomaly.conftest import load_rows
 
 from nerve.anomaly import explain, parse_period
+from nerve.anomaly._explain_context import CAVEAT_CHECKS
 from nerve.anomaly._explain_decompose import decompose
 from nerve.catalog import Catalog, EventSpec, PropertySpec, Version
 from nerve.errors import QueryError
@@ -276,7 +277,10 @@ def test_caveats_keep_quality_findings_that_can_bias_the_numbers(
     result = explain(events, "add_to_cart", layer=layer, period="yesterday", now=NOW,
                      dimensions=["platform"], caveats=recorded, run_checks=run_checks,
                      catalog_events=["add_to_cart", "product_view"])
-    assert seen == [(["add_to_cart"], NOW)]
+    # the target's events, and every check but those that judge the change itself
+    assert seen == [(["add_to_cart", *CAVEAT_CHECKS], NOW)]
+    assert "volume" not in CAVEAT_CHECKS
+    assert "schema" in CAVEAT_CHECKS
     assert [c["check"] for c in result["caveats"]] == ["coverage", "duplicates"]
 
 

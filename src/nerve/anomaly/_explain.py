@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from nerve.anomaly._explain_context import funnel_steps, quality_caveats, related_events
-from nerve.anomaly._explain_decompose import decompose, score_drivers
+from nerve.anomaly._explain_decompose import decompose, score_drivers, significant_z
 from nerve.anomaly._series import count_metric, with_metrics
 from nerve.errors import QueryError
 from nerve.semantic import Measure, Metric, MetricQuery, SemanticLayer
@@ -286,7 +286,8 @@ def explain(table: ir.Table, target: str, *, layer: SemanticLayer, period: str =
 
     ``caveats`` are recorded quality results (``CheckResult.as_dict()``); ``run_checks``,
     when given, runs the quality checks on the target's events as of the period's end
-    instead (``(events, at) -> results``). Only findings that are not passing, about the
+    instead (``(select, at) -> results``, ``select`` as ``nerve.quality.run_checks``
+    takes it: the events and the checks). Only findings that are not passing, about the
     target's events, and not the volume change being explained are reported. ``funnel``
     names the steps to find the broken one in (default: a conversion metric's base and
     conversion events, a ratio's denominator and numerator events).
@@ -332,8 +333,9 @@ def explain(table: ir.Table, target: str, *, layer: SemanticLayer, period: str =
         parts = score_drivers(parts, change)
         parts["dimension"], parts["values"] = dim, len(cells)
         scored.append(parts)
-    drivers = _drivers(scored, t, change)[:top]
-    offsets = [d for d in _drivers(scored, t, change, "counter_")
+    threshold = significant_z(sum(len(p) for p in scored))
+    drivers = _drivers(scored, t, change, threshold)[:top]
+    offsets = [d for d in _drivers(scored, t, change, threshold, "counter_")
                if (d["score"] or 0) >= MIN_SCORE][:5]
     # the other events are looked at overall and for the leading drivers' values
     # when they are significant, or the top one scores twice what the summary needs (a
@@ -358,6 +360,7 @@ def explain(table: ir.Table, target: str, *, layer: SemanticLayer, period: str =
         "change": _round(change),
         "change_pct": _round(change / baseline) if baseline else None,
         "volume": None if volume is None else {k: _round(v) for k, v in volume.items()},
+        "significant_z": _round(threshold),
         "drivers": drivers, "offsets": offsets, "related": related,
         "funnel": funnel_steps(table, steps, span, bases[0], t.window)
         if len(steps) >= 2 else None,
@@ -367,8 +370,8 @@ def explain(table: ir.Table, target: str, *, layer: SemanticLayer, period: str =
     return result
 
 
-def _drivers(scored: list[pd.DataFrame], t: _Target, change: float, prefix: str = ""
-             ) -> list[dict[str, Any]]:
+def _drivers(scored: list[pd.DataFrame], t: _Target, change: float, threshold: float,
+             prefix: str = "") -> list[dict[str, Any]]:
     """The values of every breakdown, best score first. Drivers (``prefix`` empty): the
     values that moved with the change. Offsets (``counter_``): the values that moved
     against it, scored for that direction, only those with a score."""
@@ -389,7 +392,8 @@ def _drivers(scored: list[pd.DataFrame], t: _Target, change: float, prefix: str 
             "effect": row[f"{prefix}effect"], "rate": _round(row["rate"]),
             "mix": _round(row["mix"]), "arrivals": _round(row["arrivals"]),
             "score": _round(row[f"{prefix}score"]), "z": _round(row[f"{prefix}z"]),
-            "significant": bool(row[f"{prefix}significant"]),
+            "significant": bool(abs(row[f"{prefix}z"]) >= threshold
+                                and row[f"{prefix}score"] > 0),
             "purity": _round(row[f"{prefix}purity"]),
             "exposure_share": _round(row["weight"]), "values": int(row["values"]),
             "new": bool(row["expected_exposure"] == 0),

@@ -14,9 +14,11 @@ import pandas as pd
 
 from nerve.anomaly._explain_decompose import DISPERSION, SIGNIFICANT_Z, poisson_z
 from nerve.anomaly._series import event_counts
+from nerve.quality import CHECKS
 from nerve.semantic import SemanticLayer
 
-__all__ = ["CHECK_IMPACT", "funnel_steps", "quality_caveats", "related_events"]
+__all__ = ["CAVEAT_CHECKS", "CHANGE_CHECKS", "CHECK_IMPACT", "funnel_steps",
+           "quality_caveats", "related_events"]
 
 
 class _Span(Protocol):
@@ -28,6 +30,12 @@ class _Span(Protocol):
     @property
     def end(self) -> datetime: ...
 
+
+#: the checks that judge the change itself (an anomaly in a count or a rate), not the
+#: data: the explanation is about them, they are no caveat
+CHANGE_CHECKS = ("volume", "rate")
+#: the checks run for caveats
+CAVEAT_CHECKS = tuple(c for c in CHECKS if c not in CHANGE_CHECKS)
 
 #: how each quality check's finding can bias an explanation
 CHECK_IMPACT = {
@@ -132,9 +140,10 @@ def quality_caveats(events: Sequence[str], span: _Span, last_event: datetime | N
                     run_checks: Callable[[Sequence[str], datetime], list[dict[str, Any]]]
                     | None) -> list[dict[str, Any]]:
     """Findings that could bias the explanation: the quality checks on the target's events
-    (run as of the period's end when ``run_checks`` is given, else the recorded ones),
-    not passing, except volume (the change being explained is no data-quality problem);
-    and whether the data ends before the period does."""
+    (run as of the period's end when ``run_checks`` is given: it gets the ``select`` of
+    ``nerve.quality.run_checks``, the events and :data:`CAVEAT_CHECKS`; else the recorded
+    ones), not passing, except volume and rate (the change being explained is no
+    data-quality problem); and whether the data ends before the period does."""
     out: list[dict[str, Any]] = []
     if last_event is None or last_event < span.end - timedelta(hours=1):
         ends = last_event.isoformat() if last_event else "nowhere (no events)"
@@ -147,9 +156,10 @@ def quality_caveats(events: Sequence[str], span: _Span, last_event: datetime | N
     results = list(recorded)
     source = "recorded"
     if run_checks is not None and events:
-        results, source = run_checks(list(events), span.end), "as of the period's end"
+        results = run_checks([*events, *CAVEAT_CHECKS], span.end)
+        source = "as of the period's end"
     for r in results:
-        if r.get("event") not in events or r.get("check") == "volume" \
+        if r.get("event") not in events or r.get("check") in CHANGE_CHECKS \
                 or r.get("status") not in ("warn", "fail", "error"):
             continue
         out.append({"check": r.get("check"), "status": r.get("status"),

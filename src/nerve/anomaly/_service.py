@@ -55,12 +55,12 @@ def explain_local(warehouse: Any, workspace: Any, body: dict[str, Any], now: dat
         caveats = [r.as_dict() for r in latest_results(con())]
     by = body.get("by") or None
 
-    def run_checks(events: Sequence[str], at: datetime) -> list[dict[str, Any]]:
+    def run_checks(select: Sequence[str], at: datetime) -> list[dict[str, Any]]:
         # the quality checks on the target's events as of the period's end (not
         # recorded: an explanation reads, it does not add to the check history)
         from nerve.quality import run_and_record  # noqa: PLC0415
 
-        results, _ = run_and_record(warehouse, workspace, catalog, select=list(events),
+        results, _ = run_and_record(warehouse, workspace, catalog, select=list(select),
                                     now=at, record=False)
         return [r.as_dict() for r in results]
 
