@@ -50,7 +50,7 @@ class Matched:
     reached: I64
     chain: I64  # (entities, steps)
     delta: I64  # (entities, steps): microseconds from the previous step done, -1: none
-    entities: pa.Array  # entity id per row
+    entities: pa.Array | pa.ChunkedArray  # entity id per row
     by: pa.Array | None  # breakdown value per row
 
 
@@ -129,9 +129,8 @@ def _combine(parts: list[tuple[I64, int]], length: int) -> I64:
     return inverse.reshape(-1).astype(np.int64)
 
 
-def _text_buffers(column: pa.ChunkedArray) -> tuple[npt.NDArray[Any], npt.NDArray[np.uint8]]:
-    """(offsets, bytes) of a string column, as numpy views where Arrow allows."""
-    array = column.combine_chunks()
+def _text_buffers(array: pa.Array) -> tuple[npt.NDArray[Any], npt.NDArray[np.uint8]]:
+    """(offsets, bytes) of a string array, as numpy views where Arrow allows."""
     if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
         array = array.cast(pa.large_string())
     _, offsets_buf, data_buf = array.buffers()
@@ -163,7 +162,8 @@ def _plan_arrays(plan: Plan) -> tuple[I64, I64, I64]:
     return kept, exbits, within
 
 
-def _compressed(values: I64, size: int, descending: bool = False) -> tuple[I64, I64]:
+def _compressed(values: npt.NDArray[Any], size: int,
+                descending: bool = False) -> tuple[I64, I64]:
     """Small non-negative ints (< ``size``) as dense ranks: (rank per value, the values
     present in rank order). One bincount, no sort."""
     present = np.flatnonzero(np.bincount(values, minlength=size))
@@ -238,7 +238,7 @@ def _columns(table: pa.Table, spec: FunnelSpec) -> _Columns | None:
             if spec.exclusions else np.zeros(0, dtype=np.int64))
     # the tie rule after the time, as the SQL path's ORDER BY: lowest step first (the
     # highest rmask), then exclusions, held values (strict order), breakdown value
-    rank, present = _compressed(rmask.astype(np.int64, copy=False), 1 << n, descending=True)
+    rank, present = _compressed(rmask, 1 << n, descending=True)
     rest_parts: list[tuple[I64, int]] = []
     if spec.exclusions:
         excl_rank, excl_present = _compressed(excl, 1 << len(spec.exclusions))
@@ -249,8 +249,9 @@ def _columns(table: pa.Table, spec: FunnelSpec) -> _Columns | None:
         rest_parts.append(_codes(table.column("by")))
     rest, rest_bits = _pack(rest_parts, length)
     tie_bits = max(1, (len(present) - 1).bit_length()) + rest_bits
-    t0 = int(ts_np.min()) if length else 0
-    span = int(ts_np.max()) - t0 if length else 0
+    low_high = pc.min_max(ts)  # one pass, on Arrow's threads
+    t0 = low_high["min"].as_py() if length else 0
+    span = low_high["max"].as_py() - t0 if length else 0
     if span.bit_length() + tie_bits > 62:
         return None
     empty = np.zeros(0, dtype=np.int64)
@@ -268,26 +269,35 @@ def _partition(run: Callable[..., Any], table: pa.Table, cols: _Columns, threads
     from nerve.analytics import _kernels  # noqa: PLC0415 - numba loads on first use
 
     length = table.num_rows
-    offsets, data = _text_buffers(table.column("entity"))
-    h1 = np.empty(length, dtype=np.uint64)
-    h2 = np.empty(length, dtype=np.uint64)
-    run(lambda _, lo, hi: _kernels.hash_strings(offsets, data, lo, hi, h1, h2), length)
-    if hash_mask is not None:
-        h1 &= np.uint64(hash_mask)
     # buckets of ~8 rows in all, in two passes: cache-sized partitions here, then
     # buckets in ``match_partitions``
     bits = max(2, (length // 8).bit_length())
     half = bits // 2
+    h1 = np.empty(length, dtype=np.uint64)
+    h2 = np.empty(length, dtype=np.uint64)
+    chunks = table.column("entity").chunks
+    bases = np.cumsum([0, *(len(c) for c in chunks)]).tolist()
+    # each thread takes whole chunks of ids (no copy of them), then scatters those rows
+    lo_chunk, hi_chunk = _split(len(chunks), threads)
+    ranges = [(bases[c0], bases[c1]) for c0, c1 in zip(lo_chunk, hi_chunk, strict=True)]
     cursor = np.zeros((threads, 1 << half), dtype=np.int64)
-    run(lambda i, lo, hi: _kernels.count_buckets(h1, half, lo, hi, cursor[i]), length)
+    narrow = np.uint64((1 << 64) - 1 if hash_mask is None else hash_mask)
+
+    def hash_chunks(i: int, c0: int, c1: int) -> None:
+        for c in range(c0, c1):
+            offsets, data = _text_buffers(chunks[c])
+            _kernels.hash_strings(offsets, data, len(chunks[c]), h1[bases[c]:],
+                                  h2[bases[c]:], narrow, half, cursor[i])
+
+    run(hash_chunks, len(chunks))
     starts = _kernels.bucket_offsets(cursor)
     keys = np.empty((length, 2 + (len(cols.lead) > 0)), dtype=np.int64)
     vals = np.empty((length, 1 + (len(cols.excl) > 0) + (len(cols.hold) > 0)),
                     dtype=np.int64)
-    run(lambda i, lo, hi: _kernels.scatter_rows(
+    run(lambda i, _lo, _hi: _kernels.scatter_rows(
         h1, h2, cols.lead, cols.ts, cols.t0, cols.rmask, cols.rank, cols.rest,
-        cols.rest_bits, cols.tie_bits, cols.excl, cols.hold, half, lo, hi, cursor[i],
-        keys, vals), length)
+        cols.rest_bits, cols.tie_bits, cols.excl, cols.hold, half, *ranges[i], cursor[i],
+        keys, vals), threads)
     return starts, keys, vals, half, bits
 
 
@@ -327,9 +337,8 @@ def match_table(table: pa.Table, spec: FunnelSpec, plan: Plan, *,
         return None
     first, reached, chain, delta = (np.concatenate([part[i] for part in parts])
                                     for i in range(4))
-    entities = table.column("entity").combine_chunks()
     by = table.column("by").combine_chunks() if spec.by else None
-    return Matched(first, reached, chain, delta, entities, by)
+    return Matched(first, reached, chain, delta, table.column("entity"), by)
 
 
 def sort_table(table: pa.Table, spec: FunnelSpec) -> pa.Table:

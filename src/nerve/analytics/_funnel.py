@@ -72,13 +72,13 @@ class FunnelResult:
     spec: FunnelSpec
     rows: list[dict[str, Any]]
     entity_rows: I64  # per entity that did the first step: one of its rows ...
-    entity_column: pa.Array  # ... in this column of entity ids (one per row)
+    entity_column: pa.Array | pa.ChunkedArray  # ... in this column of ids (one per row)
     reached: I64  # bit k: the entity reached step k
     group: list[Any]  # the entity's breakdown value (None without a breakdown)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @cached_property
-    def entities(self) -> pa.Array:
+    def entities(self) -> pa.Array | pa.ChunkedArray:
         """The id of each entity that did the first step (taken when first asked for:
         most callers only want ``rows``)."""
         if not len(self.entity_rows):

@@ -7,7 +7,7 @@ same over the columns DuckDB hands over unsorted:
 
 1. ``hash_strings``: two independent 64-bit hashes of each entity id (h1 groups; h2,
    carried along, tells two ids apart if their h1 ever collide).
-2. ``count_buckets``, ``bucket_offsets``, ``scatter_rows``: a counting sort (no
+2. ``hash_strings`` (counting), ``bucket_offsets``, ``scatter_rows``: a counting sort (no
    comparison) of the rows into cache-sized partitions by h1's top bits, each row
    packed in 24 bytes: h1, time-and-tie, row number and h2's top half.
 3. ``sort_buckets`` (from ``_kmatch.match_partitions``, per partition while it is in
@@ -30,8 +30,8 @@ from typing import Any, TypeVar, cast
 import numba
 import numpy as np
 
-__all__ = ["LATEST", "NONE", "bucket_offsets", "count_buckets", "hash_strings", "jit",
-           "scatter_rows", "sort_buckets"]
+__all__ = ["LATEST", "NONE", "bucket_offsets", "hash_strings", "jit", "scatter_rows",
+           "sort_buckets"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 NONE = np.iinfo(np.int64).min
@@ -47,11 +47,15 @@ def jit(inline: bool = False) -> Callable[[F], F]:
 
 
 @jit()
-def hash_strings(offsets: Any, data: Any, lo: int, hi: int, h1: Any, h2: Any) -> None:
-    """Two independent 64-bit hashes of strings lo..hi (Arrow offsets and bytes): FNV-1a
-    and a multiply-add, each with a splitmix64 finalizer (the top bits of ``h1`` pick the
-    bucket, so they must be well mixed)."""
-    for i in range(lo, hi):
+def hash_strings(offsets: Any, data: Any, rows: int, h1: Any, h2: Any, narrow: Any,
+                 bits: int, counts: Any) -> None:
+    """Two independent 64-bit hashes of ``rows`` strings (Arrow offsets and bytes):
+    FNV-1a and a multiply-add, each with a splitmix64 finalizer (the top bits of ``h1``
+    pick the partition, so they must be well mixed); ``h1`` is ANDed with ``narrow``
+    (all ones but in a test). Counts the rows per partition (the top ``bits`` of h1) on
+    the way: the counting sort's first pass."""
+    shift = np.uint64(64 - bits)
+    for i in range(rows):
         a = np.uint64(0xCBF29CE484222325)
         b = np.uint64(0x2545F4914F6CDD1D)
         for j in range(offsets[i], offsets[i + 1]):
@@ -59,8 +63,10 @@ def hash_strings(offsets: Any, data: Any, lo: int, hi: int, h1: Any, h2: Any) ->
             a = (a ^ c) * np.uint64(0x100000001B3)
             b = (b + c + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
         b ^= np.uint64(offsets[i + 1] - offsets[i])
-        h1[i] = _mix(a)
+        x = _mix(a) & narrow
+        h1[i] = x
         h2[i] = _mix(b ^ np.uint64(0xD6E8FEB86659FD93))
+        counts[np.int64(x >> shift)] += 1
 
 
 @jit(inline=True)
@@ -71,14 +77,6 @@ def _mix(h: Any) -> Any:
     h *= np.uint64(0x94D049BB133111EB)
     h ^= h >> np.uint64(31)
     return h
-
-
-@jit()
-def count_buckets(h: Any, bits: int, lo: int, hi: int, counts: Any) -> None:
-    """Rows lo..hi per bucket (the top ``bits`` of the hash)."""
-    shift = np.uint64(64 - bits)
-    for i in range(lo, hi):
-        counts[np.int64(h[i] >> shift)] += 1
 
 
 @jit()

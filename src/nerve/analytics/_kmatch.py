@@ -184,13 +184,14 @@ def _high_bit(x: int) -> int:
 
 
 @jit()
-def match_entities(starts: Any, b0: int, b1: int, first_entity: Any, keys: Any, vals: Any,
-                   has_lead: bool, has_excl: bool, has_hold: bool, tie_bits: int,
-                   rest_bits: int, mask_of_rank: Any, mode: int, kept: Any, plist: Any,
-                   pcount: Any, exbits: Any, within: Any, window: int, start_before: int,
-                   nexcl: int, first: Any, reached: Any, chain: Any, delta: Any) -> None:
-    """Entities of the sorted buckets b0..b1: a row of each, the steps reached, the
-    representative chain (rows; ``chain`` starts as -1) and its times from step to step
+def match_entities(starts: Any, b0: int, b1: int, keys: Any, vals: Any, has_lead: bool,
+                   has_excl: bool, has_hold: bool, tie_bits: int, rest_bits: int,
+                   mask_of_rank: Any, mode: int, kept: Any, plist: Any, pcount: Any,
+                   exbits: Any, within: Any, window: int, start_before: int, nexcl: int,
+                   first: Any, reached: Any, chain: Any, delta: Any, w: int) -> int:
+    """Entities of the sorted buckets b0..b1 that did the first step, written from
+    index ``w`` on (returns the next free index): a row of each, the steps reached,
+    the representative chain (rows, -1 where no step) and its times from step to step
     (``delta``, -1 where none). ``start_before`` is relative to the packed times'
     origin, as they are."""
     n = chain.shape[1]
@@ -209,8 +210,8 @@ def match_entities(starts: Any, b0: int, b1: int, first_entity: Any, keys: Any, 
     excl = np.zeros(cap if has_excl else 0, dtype=np.int64)
     hold = np.zeros(cap if has_hold else 0, dtype=np.int64)
     tie_low = (np.int64(1) << tie_bits) - 1
+    e = w
     for b in range(b0, b1):
-        e = first_entity[b]
         p, end = starts[b], starts[b + 1]
         while p < end:
             q = p + 1
@@ -225,18 +226,25 @@ def match_entities(starts: Any, b0: int, b1: int, first_entity: Any, keys: Any, 
                 rank = np.empty(cap, dtype=np.int64)
                 excl = np.zeros(cap if has_excl else 0, dtype=np.int64)
                 hold = np.zeros(cap if has_hold else 0, dtype=np.int64)
+            seen = 0
             for i in range(m):  # unpack the entity's rows, in time order
                 packed = keys[p + i, t]
                 ts[i] = packed >> tie_bits
                 rank[i] = (packed & tie_low) >> rest_bits
                 mask[i] = mask_of_rank[rank[i]]
+                seen |= mask[i]
                 if has_excl:
                     excl[i] = vals[p + i, e_col]
                 if has_hold:
                     hold[i] = vals[p + i, h_col]
             first[e] = vals[p, 0] >> 32
+            reached[e] = 0
+            for k in range(n):
+                chain[e, k] = -1
+                delta[e, k] = -1
             best_depth, best_done = -1, LATEST
-            lo = 0
+            # no row of the first step (or of any step, in any order): nothing to match
+            lo = m if (seen & 1 == 0 if mode != MODE_ANY else seen == 0) else 0
             while lo < m:  # segments: runs of one held value (sequential, any)
                 hi = lo + 1
                 if has_lead:
@@ -266,8 +274,9 @@ def match_entities(starts: Any, b0: int, b1: int, first_entity: Any, keys: Any, 
                         if prev >= 0:
                             delta[e, k] = ts[best_chain[k]] - ts[prev]
                         prev = best_chain[k]
-            e += 1
+            e += reached[e] & 1  # kept only if it did the first step
             p = q
+    return e
 
 
 @jit()
@@ -290,7 +299,6 @@ def match_partitions(starts1: Any, p0: int, p1: int, keys: Any, vals: Any, bits1
     cursor = np.empty(nb2, dtype=np.int64)
     lstarts = np.empty(nb2 + 1, dtype=np.int64)
     counts = np.empty(nb2, dtype=np.int64)
-    first_entity = np.empty(nb2 + 1, dtype=np.int64)
     big = 1
     for part in range(p0, p1):
         big = max(big, starts1[part + 1] - starts1[part])
@@ -325,35 +333,20 @@ def match_partitions(starts1: Any, p0: int, p1: int, keys: Any, vals: Any, bits1
                 vb[q, c] = vals[i, c]
         counts[:] = 0
         sort_buckets(lstarts, 0, nb2, kb, vb, counts)
-        first_entity[0] = 0
         for j in range(nb2):
             if counts[j] < 0:
                 return o_first[:0], o_reached[:0], o_chain[:0], o_delta[:0], False
-            first_entity[j + 1] = first_entity[j] + counts[j]
-        n_ent = first_entity[nb2]
-        first = np.empty(n_ent, dtype=np.int64)
-        reached = np.zeros(n_ent, dtype=np.int64)
-        chain = np.full((n_ent, n), -1, dtype=np.int64)
-        delta = np.full((n_ent, n), -1, dtype=np.int64)
-        match_entities(lstarts, 0, nb2, first_entity, kb, vb, has_lead, has_excl, has_hold,
-                       tie_bits, rest_bits, mask_of_rank, mode, kept, plist, pcount,
-                       exbits, within, window, start_before, nexcl, first, reached, chain,
-                       delta)
-        if done + n_ent > cap:  # grow the outputs
-            while done + n_ent > cap:
+        if done + (hi - lo) > cap:  # room for every entity of the partition
+            while done + (hi - lo) > cap:
                 cap *= 2
             o_first = _grow(o_first, cap)
             o_reached = _grow(o_reached, cap)
             o_chain = _grow2(o_chain, cap)
             o_delta = _grow2(o_delta, cap)
-        for e in range(n_ent):
-            if reached[e] & 1:
-                o_first[done] = first[e]
-                o_reached[done] = reached[e]
-                for k in range(n):
-                    o_chain[done, k] = chain[e, k]
-                    o_delta[done, k] = delta[e, k]
-                done += 1
+        done = match_entities(lstarts, 0, nb2, kb, vb, has_lead, has_excl, has_hold,
+                              tie_bits, rest_bits, mask_of_rank, mode, kept, plist, pcount,
+                              exbits, within, window, start_before, nexcl, o_first,
+                              o_reached, o_chain, o_delta, done)
     return o_first[:done], o_reached[:done], o_chain[:done], o_delta[:done], True
 
 
