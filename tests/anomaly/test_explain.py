@@ -277,6 +277,14 @@ def test_caveats_keep_quality_findings_that_can_bias_the_numbers(
     result = explain(events, "add_to_cart", layer=layer, period="yesterday", now=NOW,
                      dimensions=["platform"], caveats=recorded, run_checks=run_checks,
                      catalog_events=["add_to_cart", "product_view"])
+    # how the latest events arrive says nothing about a period long before them
+    late = [{"check": "lateness", "status": "warn", "event": "add_to_cart",
+             "message": "late"}]
+    kept = [[c["check"] for c in explain(
+        events, "add_to_cart", layer=layer, period=period, now=NOW, dimensions=["platform"],
+        caveats=late, catalog_events=["add_to_cart"])["caveats"]]
+        for period in ("yesterday", "2026-11-17..2026-11-17")]
+    assert kept == [["coverage", "lateness"], []]
     # the target's events, and every check but those that judge the change itself
     assert seen == [(["add_to_cart", *CAVEAT_CHECKS], NOW)]
     assert "volume" not in CAVEAT_CHECKS

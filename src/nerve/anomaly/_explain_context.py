@@ -17,7 +17,7 @@ from nerve.anomaly._series import event_counts
 from nerve.quality import CHECKS
 from nerve.semantic import SemanticLayer
 
-__all__ = ["CAVEAT_CHECKS", "CHANGE_CHECKS", "CHECK_IMPACT", "funnel_steps",
+__all__ = ["ARRIVAL_CHECKS", "CAVEAT_CHECKS", "CHANGE_CHECKS", "CHECK_IMPACT", "funnel_steps",
            "quality_caveats", "related_events"]
 
 
@@ -36,6 +36,9 @@ class _Span(Protocol):
 CHANGE_CHECKS = ("volume", "rate")
 #: the checks run for caveats
 CAVEAT_CHECKS = tuple(c for c in CHECKS if c not in CHANGE_CHECKS)
+#: checks about how recent events arrive (not what they hold): they speak of the last
+#: day of data, so they are caveats of a period that ends in it, not of last month
+ARRIVAL_CHECKS = ("freshness", "loader_lag", "lateness", "clock_skew")
 
 #: how each quality check's finding can bias an explanation
 CHECK_IMPACT = {
@@ -143,7 +146,9 @@ def quality_caveats(events: Sequence[str], span: _Span, last_event: datetime | N
     (run as of the period's end when ``run_checks`` is given: it gets the ``select`` of
     ``nerve.quality.run_checks``, the events and :data:`CAVEAT_CHECKS`; else the recorded
     ones), not passing, except volume and rate (the change being explained is no
-    data-quality problem); and whether the data ends before the period does."""
+    data-quality problem) and, for a period that ended over a day before the last event,
+    the arrival checks (:data:`ARRIVAL_CHECKS`); and whether the data ends before the
+    period does."""
     out: list[dict[str, Any]] = []
     if last_event is None or last_event < span.end - timedelta(hours=1):
         ends = last_event.isoformat() if last_event else "nowhere (no events)"
@@ -158,9 +163,11 @@ def quality_caveats(events: Sequence[str], span: _Span, last_event: datetime | N
     if run_checks is not None and events:
         results = run_checks([*events, *CAVEAT_CHECKS], span.end)
         source = "as of the period's end"
+    recent = last_event is None or span.end >= last_event - timedelta(days=1)
     for r in results:
         if r.get("event") not in events or r.get("check") in CHANGE_CHECKS \
-                or r.get("status") not in ("warn", "fail", "error"):
+                or r.get("status") not in ("warn", "fail", "error") \
+                or (r.get("check") in ARRIVAL_CHECKS and not recent):
             continue
         out.append({"check": r.get("check"), "status": r.get("status"),
                     "event": r.get("event"), "dimensions": r.get("dimensions") or {},
