@@ -201,8 +201,8 @@ def main() -> int:
     print(f"nerve (DuckDB, {nerve['method']}): best {best_n:.3f} s of {len(nerve['times'])} "
           f"after a warm-up ({', '.join(f'{t:.2f}' for t in nerve['times'])}), "
           f"peak memory {nerve['peak_mb']:.0f} MB")
-    print(f"  first call in a fresh process (kernels from numba's disk cache): "
-          f"{nerve['first']:.2f} s")
+    kernels = " (kernels from numba's disk cache)" if nerve["method"] == "compiled" else ""
+    print(f"  first call in a fresh process{kernels}: {nerve['first']:.2f} s")
     if cold is not None:
         print(f"  first call with an empty numba cache (compiling the kernels): "
               f"{cold['first']:.2f} s")

@@ -204,9 +204,13 @@ def test_funnel_by_semantic_dimension(tmp_path: Any, events_table: Any) -> None:
     ]
     table = ibis.duckdb.connect().create_table("events", events_table(rows))
     steps = (Step("add_to_cart"), Step("purchase_complete"))
-    first = funnel(table, FunnelSpec(steps, by="user.age_group"), layer=layer)
-    got = {(r["user.age_group"], r["step"]): r["users"] for r in first.rows}
-    assert got == {("18-24", 1): 1, ("18-24", 2): 1, (None, 1): 1, (None, 2): 0}
-    last = funnel(table, FunnelSpec(steps, by="user.age_group", attribution="last_touch"),
-                  layer=layer)
-    assert {r["user.age_group"] for r in last.rows} == {"65+", None}
+    for method in ("compiled", "sql"):  # DuckDB's two paths
+        first = funnel(table, FunnelSpec(steps, by="user.age_group"), layer=layer,
+                       method=method)
+        got = {(r["user.age_group"], r["step"]): r["users"] for r in first.rows}
+        assert got == {("18-24", 1): 1, ("18-24", 2): 1, (None, 1): 1, (None, 2): 0}
+        last = funnel(table, FunnelSpec(steps, by="user.age_group",
+                                        attribution="last_touch"), layer=layer,
+                      method=method)
+        assert {r["user.age_group"] for r in last.rows} == {"65+", None}
+        assert last.extra["method"] == method
