@@ -116,6 +116,8 @@ class _Target:
     actors: str = ""
     #: a conversion rate: its numerator is the rate times the denominator, per period
     conversion: bool = False
+    #: how values print: percent (rates) or number
+    style: str = "number"
 
 
 def _target(layer: SemanticLayer, target: str, events: Sequence[str]) -> _Target:
@@ -144,7 +146,7 @@ def _target(layer: SemanticLayer, target: str, events: Sequence[str]) -> _Target
     elif metric.conversion is not None:
         base = metric.conversion.base
         den = _side(metric.name, Measure(agg="count_distinct", events=base.events,
-                                         filter=base.filter), "den", sides)
+                                         filter=base.filter, of="user"), "den", sides)
     extended = with_metrics(layer, sides) if sides else layer
     kind = "ratio" if den else "other"
     steps: tuple[str, ...] = ()
@@ -159,7 +161,8 @@ def _target(layer: SemanticLayer, target: str, events: Sequence[str]) -> _Target
     return _Target(extended, metric.name, metric.title, kind, numerator=num or metric.name,
                    denominator=den, events=used, up_is_good=metric.up_is_good,
                    steps=steps, window=window, units=units, actors=actors,
-                   conversion=metric.conversion is not None)
+                   conversion=metric.conversion is not None,
+                   style="percent" if metric.format == "percent" else "number")
 
 
 #: the exposure of a count or a sum: distinct active users (any event), summed per hour
@@ -456,10 +459,10 @@ def _round(value: Any) -> float | None:
     return round(float(value), 6)
 
 
-def _fmt(value: float | None, kind: str) -> str:
+def _fmt(value: float | None, style: str) -> str:
     if value is None:
         return "n/a"
-    return f"{value:.2%}" if kind == "ratio" else f"{value:,.6g}"
+    return f"{value:.2%}" if style == "percent" else f"{value:,.6g}"
 
 
 def _summary(r: dict[str, Any], t: _Target) -> str:
@@ -467,29 +470,29 @@ def _summary(r: dict[str, Any], t: _Target) -> str:
     against = ("the previous period" if r["vs"] == "previous"
                else "its expected value (median of the same hours 1-4 weeks before)")
     moved = "rose" if (r["change"] or 0) > 0 else "fell" if (r["change"] or 0) < 0 else "held"
-    text = (f"{t.label} {moved} to {_fmt(r['observed'], t.kind)} over {r['period']['label']} "
-            f"against {_fmt(r['baseline'], t.kind)} for {against}{pct}.")
+    text = (f"{t.label} {moved} to {_fmt(r['observed'], t.style)} over {r['period']['label']} "
+            f"against {_fmt(r['baseline'], t.style)} for {against}{pct}.")
     volume = r.get("volume")
     if volume and r["change"] and volume["expected_exposure"]:
         moved_users = volume["exposure"] / volume["expected_exposure"] - 1
         text += (f" Active users moved {moved_users:+.0%} (active user-hours), a volume "
-                 f"effect of {_fmt(volume['effect'], t.kind)}.")
+                 f"effect of {_fmt(volume['effect'], t.style)}.")
     found = [d for d in r["drivers"] if (d["score"] or 0) >= MIN_SCORE]
     if found:
         d = found[0]
         weak = "" if d["significant"] else f" (weak evidence: z = {d['z']:.1f})"
         text += (f" The main driver is {d['dimension']} = {d['value']}{weak}, a "
-                 f"{d['effect']} effect: {_fmt(d['observed'], t.kind)} against "
-                 f"{_fmt(d['expected'], t.kind)}, {(d['share'] or 0):.0%} of the change")
+                 f"{d['effect']} effect: {_fmt(d['observed'], t.style)} against "
+                 f"{_fmt(d['expected'], t.style)}, {(d['share'] or 0):.0%} of the change")
         if t.kind == "additive" and d["effect"] == "rate":
             text += (f" ({_rate(d['rate_observed'])} against {_rate(d['rate_expected'])} "
                      "per active user-hour)")
         elif t.kind == "additive":
-            text += (f" (active user-hours {_fmt(d['exposure'], 'additive')} against "
-                     f"{_fmt(d['expected_exposure'], 'additive')})")
+            text += (f" (active user-hours {_fmt(d['exposure'], 'number')} against "
+                     f"{_fmt(d['expected_exposure'], 'number')})")
         else:
-            text += (f" (rate effect {_fmt(d['rate'], t.kind)}, mix effect "
-                     f"{_fmt(d['mix'], t.kind)})")
+            text += (f" (rate effect {_fmt(d['rate'], t.style)}, mix effect "
+                     f"{_fmt(d['mix'], t.style)})")
         text += "."
         others = [f"{x['dimension']} = {x['value']} ({x['effect']}, "
                   f"{(x['share'] or 0):.0%})" for x in found[1:4]
@@ -500,7 +503,7 @@ def _summary(r: dict[str, Any], t: _Target) -> str:
     elif r["change"]:
         text += " No breakdown value explains the change beyond noise."
     offsets = r.get("offsets") or []
-    counter = [_offset(x, t.kind) for x in offsets[:2]
+    counter = [_offset(x, t.style) for x in offsets[:2]
                if (x["score"] or 0) >= 0.5 * (offsets[0]["score"] or 0)]
     if counter:
         text += f" Against the change: {', '.join(counter)}."
@@ -524,11 +527,11 @@ def _summary(r: dict[str, Any], t: _Target) -> str:
     return text
 
 
-def _offset(x: dict[str, Any], kind: str) -> str:
+def _offset(x: dict[str, Any], style: str) -> str:
     weak = "" if x["significant"] else f", weak evidence: z = {x['z']:.1f}"
     return (f"{x['dimension']} = {x['value']} ({x['effect']} effect "
-            f"{_fmt(x[x['effect']], kind)}, {_fmt(x['observed'], kind)} against "
-            f"{_fmt(x['expected'], kind)}{weak})")
+            f"{_fmt(x[x['effect']], style)}, {_fmt(x['observed'], style)} against "
+            f"{_fmt(x['expected'], style)}{weak})")
 
 
 def _rate(value: float | None) -> str:
