@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -173,6 +173,12 @@ class Catalog:
 
     def is_valid(self, spec: EventSpec, payload: Any) -> bool:
         return bool(self._validator(spec).is_valid(payload))
+
+    def validity_check(self, spec: EventSpec) -> Callable[[Any], bool]:
+        """``spec``'s compiled ``is_valid``, for callers that judge many payloads against
+        one spec (the lookup by name and version costs more than a small payload)."""
+        check: Callable[[Any], bool] = self._validator(spec).is_valid
+        return check
 
     def violations(self, spec: EventSpec, payload: Any) -> list[Violation]:
         """Every way ``payload`` (properties or traits) breaks ``spec``; empty when valid."""

@@ -90,10 +90,9 @@ class Validator:
                                f"{name}: version {version} is not in the catalog "
                                f"(known: {known})")
         assert spec is not None  # name is in the catalog
-        # the compiled validator's own bound method: ``catalog.is_valid(spec, payload)``
-        # looks the validator up by (name, Version) on every call, and hashing the
-        # Version dataclass cost more than the validation of a small payload
-        check = self.catalog._validator(spec).is_valid
+        # ``catalog.is_valid(spec, payload)`` looks the validator up by (name, Version) on
+        # every call, and hashing the Version dataclass cost more than the validation
+        check = self.catalog.validity_check(spec)
         return Rule(check, spec, (str(spec.version), None))
 
     def explain(self, rule: Rule, payload: Any) -> Verdict:
