@@ -30,6 +30,12 @@ metrics:
     type: ratio
     numerator: {agg: count, event: add_to_cart}
     denominator: {agg: count, event: product_view}
+  view_to_cart:
+    type: conversion
+    format: percent
+    base: {event: product_view}
+    conversion: {event: add_to_cart}
+    window: 1d
 """
 
 
@@ -316,3 +322,19 @@ def test_a_segment_that_fell_while_the_total_rose_is_an_offset(tmp_path: Path) -
     assert [(d["value"], d["effect"]) for d in result["offsets"]] == [("android", "rate")]
     assert result["offsets"][0]["rate"] == pytest.approx(-50)
     assert "Against the change: platform = android (rate effect -50" in result["summary"]
+
+
+def test_a_conversion_metric_splits_by_its_base_users(shop: tuple[Any, SemanticLayer]
+                                                      ) -> None:
+    events, layer = shop
+    result = explain(events, "view_to_cart", layer=layer, period="yesterday", now=NOW,
+                     dimensions=["platform"])
+    assert result["kind"] == "ratio"
+    # 50 of 200 viewers converted yesterday (45 ios of 150, 5 android of 50), against
+    # 75 of 200 the day before (the 1-day window reaches into yesterday's adds: 15 ios)
+    assert result["observed"] == pytest.approx(0.25)
+    assert result["baseline"] == pytest.approx(0.375)
+    top = result["drivers"][0]
+    assert (top["dimension"], top["value"], top["effect"]) == ("platform", "android", "rate")
+    assert top["observed"] == pytest.approx(0.1)
+    assert "fell to 25.00%" in result["summary"]
