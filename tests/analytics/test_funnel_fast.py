@@ -124,3 +124,24 @@ def test_method_is_checked(events_table: Any) -> None:
     unbound = ibis.table(table.schema(), name="events")
     with pytest.raises(QueryError, match="embedded DuckDB"):
         funnel(unbound, spec, method="compiled")
+
+
+def test_empty_and_untimed_events() -> None:
+    """No rows at all, then an event without a timestamp (left out): both paths agree."""
+    con = ibis.duckdb.connect()
+    con.raw_sql("CREATE TABLE events (type VARCHAR, event VARCHAR, user_id VARCHAR, "
+                "anonymous_id VARCHAR, timestamp TIMESTAMPTZ, properties VARCHAR, "
+                "message_id VARCHAR)")
+    table = con.table("events")
+    spec = FunnelSpec((Step("a"), Step("b")))
+    for method in ("compiled", "sql"):
+        empty = funnel(table, spec, method=method)  # type: ignore[arg-type]
+        assert [r["users"] for r in empty.rows] == [0, 0]
+        assert empty.users(1) == []
+    con.raw_sql("INSERT INTO events VALUES ('track', 'a', 'u1', NULL, NULL, NULL, 'm1'), "
+                "('track', 'a', 'u2', NULL, '2026-01-01', NULL, 'm2'), "
+                "('track', 'b', 'u2', NULL, '2026-01-01 00:01', NULL, 'm3')")
+    for method in ("compiled", "sql"):
+        got = funnel(table, spec, method=method)  # type: ignore[arg-type]
+        assert [r["users"] for r in got.rows] == [1, 1]
+        assert got.users(1) == ["u2"]

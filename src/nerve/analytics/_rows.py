@@ -78,7 +78,8 @@ def funnel_rows(events: ir.Table, spec: FunnelSpec, layer: Any = None) -> ir.Tab
     t = events
     strict = spec.order == "strict"
     types = STREAM_TYPES if strict else ("track",)
-    cond = t.type.isin(types) & entity(t).notnull()
+    # (an event without a timestamp cannot be placed in a funnel: it is left out)
+    cond = t.type.isin(types) & entity(t).notnull() & t.timestamp.notnull()
     if spec.since is not None:
         cond &= t.timestamp >= _utc(spec.since)
     if spec.until is not None:
