@@ -4,13 +4,15 @@ The SQL path has the engine sort every step event by entity and time; on 10M eve
 sort alone costs DuckDB more than ClickHouse's whole ``windowFunnel``. Here DuckDB only
 scans and filters (``funnel_rows``, the same query without its ORDER BY, with
 ``preserve_insertion_order`` off so that both cores hand rows back in any order), and the
-compiled kernels (``_kernels``) group the rows per entity in O(rows) and match each
-entity's few rows. Every mode and option is covered; the results are those of the SQL
-path, row for row (the same tie rule, the same greedy, the same representative chain).
+compiled kernels (``_kernels``, ``_kmatch``) group the rows per entity in O(rows) and
+match each entity's few rows. Every mode and option is covered; the results are those
+of the SQL path, row for row (the same tie rule, the same greedy, the same
+representative chain).
 
-A 64-bit hash groups the entity ids; each id is checked against its group's first id,
-and on a collision (never seen in practice, ~1e-8 for a million ids) the funnel is
-matched by the SQL path's code over the same fetched rows, sorted by Arrow instead.
+A 64-bit hash of the id groups the rows; 32 bits of a second, independent hash travel
+with each row, so two ids sharing the first hash (~1e-8 for a million ids) are seen and
+the funnel is then matched by the SQL path's code over the same rows, sorted by Arrow
+(``sort_table``); two ids would be merged only if they shared all 96 bits (~1e-17).
 """
 
 from __future__ import annotations
