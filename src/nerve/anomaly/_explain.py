@@ -340,13 +340,12 @@ def explain(table: ir.Table, target: str, *, layer: SemanticLayer, period: str =
     drivers = _drivers(scored, t, change, threshold)[:top]
     offsets = [d for d in _drivers(scored, t, change, threshold, "counter_")
                if (d["score"] or 0) >= MIN_SCORE][:5]
-    # the other events are looked at overall and for the leading drivers' values
-    # when they are significant, or the top one scores twice what the summary needs (a
-    # value new to the period, or gone from it, has no baseline to compare with)
+    # the other events are looked at overall, and for the top driver's value when it is
+    # significant or scores twice what the summary needs, and the top offset's (a value
+    # new to the period, or gone from it, has no baseline to compare with)
     leads: dict[str, dict[str, Any]] = {}
-    for i, d in enumerate(drivers[:3]):
-        strong = d["significant"] or (i == 0 and (d["score"] or 0) >= 2 * MIN_SCORE)
-        if strong and (d["score"] or 0) >= max(MIN_SCORE, 0.5 * (drivers[0]["score"] or 0)) \
+    for d in drivers[:1]:
+        if (d["significant"] or (d["score"] or 0) >= 2 * MIN_SCORE) \
                 and not d["new"] and d["exposure"]:
             leads.setdefault(d["dimension"], d)
     for d in offsets[:1]:
