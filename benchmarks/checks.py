@@ -24,6 +24,7 @@ import duckdb
 from nerve.catalog import Catalog
 from nerve.demo import SHOP_DIR
 from nerve.quality import ChecksConfig, Status, inputs_for, run_checks
+from nerve.quality._config import metric_rates
 from nerve.warehouse import Warehouse
 
 NOW = datetime(2026, 11, 28, 0, 0, tzinfo=UTC)
@@ -132,7 +133,10 @@ def main() -> None:
         timings: dict[str, float] = {}
         load_before = os.getloadavg()[0]
         started, cpu_started = time.perf_counter(), time.process_time()
-        results = run_checks(inputs, catalog, ChecksConfig(), now=NOW, timings=timings)
+        # zero configuration, as in a workspace with the demo's metrics: the volume check,
+        # and the rates the ratio metrics imply (payment_failure_rate, refund_rate)
+        config = ChecksConfig(rates=tuple(metric_rates(SHOP_DIR / "metrics")))
+        results = run_checks(inputs, catalog, config, now=NOW, timings=timings)
         total = time.perf_counter() - started
         cpu = time.process_time() - cpu_started
     print(f"\n{rows:,} events, {len(catalog)} cataloged events, {os.cpu_count()} cores")
@@ -146,6 +150,9 @@ def main() -> None:
           f"{cpu / (os.cpu_count() or 1):.1f} s and {cpu:.1f} s; load average before the "
           f"run {load_before:.1f} on {os.cpu_count()} cores")
     print(f"{len(results)} results: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    for result in results:
+        if result.check in ("volume", "rate") and result.status is not Status.passed:
+            print("  ", result.message)
     if not args.keep and args.db is None:
         path.unlink(missing_ok=True)
         folder.rmdir()

@@ -187,6 +187,9 @@ def _detect_matrix(frame: pd.DataFrame, numerator: pd.DataFrame | None, window: 
     num = None
     if numerator is not None:
         num = np.where(before, np.nan, np.nan_to_num(_pivot(numerator, keys, periods)))
+    # a series by dimension value takes the weekday factor of its target overall
+    overall = {k[0]: j for j, k in enumerate(keys) if k[1] == ""}
+    parents = np.array([overall.get(k[0], -1) if k[1] != "" else -1 for k in keys])
     rules = Rules(sensitivity=settings.sensitivity, direction=settings.direction,
                   min_volume=settings.min_volume, min_change=settings.min_change,
                   windows=window.windows)
@@ -208,7 +211,7 @@ def _detect_matrix(frame: pd.DataFrame, numerator: pd.DataFrame | None, window: 
             judgement = judge_counts(values_now[: stop - periods[0]],
                                      periods[: stop - periods[0]],
                                      train[: stop - periods[0]], here[: stop - periods[0]],
-                                     rules, grain_hours=window.grain_hours)
+                                     rules, grain_hours=window.grain_hours, parents=parents)
         else:
             judgement = judge_rates(num[: stop - periods[0]], values[: stop - periods[0]],
                                     periods[: stop - periods[0]], train[: stop - periods[0]],

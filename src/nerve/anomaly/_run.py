@@ -7,11 +7,12 @@ an event (its count), a metric of the semantic layer, or nothing (every event).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import ibis.expr.types as ir
+import pandas as pd
 
 from nerve.anomaly._detect import Detection, Window, detect, detect_rates
 from nerve.anomaly._model import Settings
@@ -49,6 +50,8 @@ class Request:
     min_change: float = 0.3
     min_duration: int = 1
     min_history: str = "7d"
+    #: the training of the series by dimension value (they cost a JSON read per event)
+    dimension_training: str = "14d"
     top_values: int = 10
     points: bool = False
 
@@ -136,26 +139,21 @@ def find_anomalies(events: ir.Table, request: Request, *, layer: SemanticLayer |
         frame["target"] = request.target
     else:
         dims = {d: _paths(d) for d in by} if by else dict(KEY_DIMENSIONS)
-        frame = event_counts(events, start=start, end=end, dims=dims,
-                             events=[name] if kind == "event" else None, grain_hours=gh)
-    if "users" in frame.columns and settings.direction != "down":
-        # spikes are judged on distinct users: one shopper's spree of 30 searches is
-        # not a spike of the product; drops are judged on events
-        down = replace(settings, direction="down")
-        detection = detect(frame, window, down, counts=counts,
-                           top_values=request.top_values, keep_points=request.points) \
-            if settings.direction == "both" else Detection()
-        users = frame.assign(n=frame["users"])
-        spikes = detect(users, window, replace(settings, direction="up"), counts=counts,
-                        top_values=request.top_values)
-        detection.anomalies = sorted(detection.anomalies + spikes.anomalies,
-                                     key=lambda a: (a.start, -a.max_z))
-        detection.judged = max(detection.judged, spikes.judged)
-        detection.skipped = max(detection.skipped, spikes.skipped) \
-            if settings.direction == "both" else spikes.skipped
-    else:
-        detection = detect(frame, window, settings, counts=counts,
-                           top_values=request.top_values, keep_points=request.points)
+        # counts of events in both directions: the model's dispersion (sessions) and its
+        # calibration on the series' own training tails keep one shopper's spree from
+        # passing for a spike, without a costly distinct count of users per cell
+        only = [name] if kind == "event" else None
+        frame = event_counts(events, start=start, end=end, dims={}, events=only,
+                             grain_hours=gh, users=False)
+        # dimension values read JSON, most of a scan's cost: they train on a shorter
+        # window (two of each weekday by default) than the events overall
+        since = max(start, end - timedelta(hours=evaluate_h + _hours(
+            request.dimension_training, "dimension_training")))
+        by_dim = event_counts(events, start=since, end=end, dims=dims, events=only,
+                              grain_hours=gh, users=False)
+        frame = pd.concat([frame, by_dim[by_dim["dimension"] != ""]], ignore_index=True)
+    detection = detect(frame, window, settings, counts=counts,
+                       top_values=request.top_values, keep_points=request.points)
     if kind == "all" and rates and layer is not None and gh == 1:
         rated = _rates(events, rates, layer, window, settings, request, start, end, gh, ())
         detection.anomalies = sorted(detection.anomalies + rated.anomalies,
@@ -226,7 +224,7 @@ def _rates(events: ir.Table, rates: dict[str, tuple[str, str]], layer: SemanticL
            for name, pair in rates.items()}
     dims = {d: paths for per in own.values() for d, paths in per.items()}
     frame = event_counts(events, start=start, end=end, dims=dims, events=names,
-                         grain_hours=gh)
+                         grain_hours=gh, users=False)
     out = Detection()
     for name, (num, den) in sorted(rates.items()):
         mine = frame[frame["dimension"].isin(["", *own[name]])]

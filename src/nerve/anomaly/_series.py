@@ -44,10 +44,12 @@ def _seconds(grain_hours: int) -> int:
 def event_counts(table: ir.Table, *, start: datetime, end: datetime,
                  dims: Mapping[str, Sequence[str]] | None = None,
                  events: Sequence[str] | None = None, grain_hours: int = 1,
-                 time_column: str = "timestamp") -> pd.DataFrame:
+                 time_column: str = "timestamp", users: bool = True) -> pd.DataFrame:
     """Counts per event and period in ``[start, end)``, overall and per dimension value.
 
-    ``users`` holds the distinct users (or anonymous ids) of each cell, summed over cells.
+    ``users`` holds the distinct users (or anonymous ids) of each cell, summed over cells
+    (with ``users=False`` there is no such column: the distinct count is most of the
+    scan's cost after the JSON).
 
     ``dims`` maps a dimension name to JSON paths (first non-null wins); default: the key
     dimensions (platform, os, app version, country). One scan of the events table.
@@ -65,6 +67,9 @@ def event_counts(table: ir.Table, *, start: datetime, end: datetime,
     filtered = table.filter(ts >= start.timestamp(), ts < end.timestamp())
     if events:
         filtered = filtered.filter(event_key(filtered).isin(list(events)))
+    if not users:
+        grouped = filtered.select(**columns).group_by(list(columns)).agg(n=ibis._.count())
+        return melt(grouped.to_pandas(), list(dims))
     who = ibis.coalesce(filtered.user_id, filtered.anonymous_id)
     grouped = filtered.select(**columns, _who=who).group_by(list(columns)).agg(
         n=ibis._.count(), users=ibis._._who.nunique())

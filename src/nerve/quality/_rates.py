@@ -16,12 +16,14 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+import ibis
 import numpy as np
 import pandas as pd
 
 from nerve.quality import _scan
-from nerve.quality._config import Rate
+from nerve.quality._config import ChecksConfig, Rate
 from nerve.quality._context import Context, moment
+from nerve.quality._engine import epoch_seconds, event_key
 from nerve.quality._result import CheckResult, Status, fmt_count, fmt_pct, fmt_time
 from nerve.quality._seasonal import Judgement, Rules, judge_rates, normal_score
 from nerve.quality._volume import Finding, decide, matrix_of, run_of
@@ -95,9 +97,15 @@ def _judge_rate(ctx: Context, rate: Rate, profile: pd.DataFrame, dims: list[str]
     hourly = profile.groupby(["event", "hour"])["n"].sum()
     nums.append(hourly.get(rate.numerator, pd.Series(dtype=float)))
     dens.append(hourly.get(rate.denominator, pd.Series(dtype=float)))
+    scanned = [d for d in dims if f"dim:{d}" in ctx.cache]
+    own = [d for d in dims if d not in scanned]
+    both = ctx.scan(f"rate:{rate.numerator}:{rate.denominator}:{','.join(own)}",
+                    lambda: _rate_counts(ctx, cfg, rate, own)) if own else None
     for dim in dims:
-        frame = ctx.scan(f"dim:{dim}", lambda d=dim: _scan.dimension_counts(
-            ctx.inputs, cfg, ctx.now, d)).dropna(subset=["value"])
+        if both is not None and dim in own:
+            frame = both[both["dim"] == dim]
+        else:
+            frame = ctx.cache[f"dim:{dim}"].dropna(subset=["value"])
         den_all = frame[frame["event"] == rate.denominator]
         num_all = frame[frame["event"] == rate.numerator]
         best = den_all.groupby("value")["n"].sum().sort_values(ascending=False).index[:top]
@@ -123,6 +131,31 @@ def _judge_rate(ctx: Context, rate: Rate, profile: pd.DataFrame, dims: list[str]
                     _reporter(ctx, rate, keys[i], hours, num, series.values, judgement, j,
                               rules))
             for j, i in enumerate(series.columns)]
+
+
+def _rate_counts(ctx: Context, cfg: ChecksConfig, rate: Rate, dims: list[str]
+                 ) -> pd.DataFrame:
+    """Counts per event, hour and value of each of ``dims``, of the rate's two events
+    only (one scan, one JSON read per row of those events): event, hour, dim, value, n."""
+    e = ctx.inputs.events
+    backend = ctx.inputs.backend
+    ts = epoch_seconds(e.timestamp, backend)
+    start = ctx.now - cfg.seconds("rate", "training", rate.numerator)
+    key = event_key(e)
+    columns: dict[str, Any] = {"event": key, "hour": (ts // 3600).cast("int64")}
+    for i, dim in enumerate(dims):
+        columns[f"d{i}"] = _scan.dimension_expr(e, cfg.dimensions[dim], backend)
+    cells = (e.filter(ts >= start, ts < ctx.now + 3600,
+                      key.isin([rate.numerator, rate.denominator]))
+             .select(**columns).group_by(list(columns)).agg(n=ibis._.count()).to_pandas())
+    parts = []
+    for i, dim in enumerate(dims):
+        one = cells.dropna(subset=[f"d{i}"]).groupby(["event", "hour", f"d{i}"],
+                                                     as_index=False)["n"].sum()
+        parts.append(one.rename(columns={f"d{i}": "value"}).assign(dim=dim))
+    if not parts:
+        return pd.DataFrame(columns=["event", "hour", "value", "n", "dim"])
+    return pd.concat(parts, ignore_index=True)
 
 
 def _reporter(ctx: Context, rate: Rate, dims: dict[str, str], hours: np.ndarray[Any, Any],

@@ -18,8 +18,11 @@ twenty product views), ``alpha`` >= 0 for the model's own relative error, which
 dominates at large counts. Both are fitted per series and window length on the clean
 training windows (the mean Pearson statistic of the quieter and the busier half). The
 tail probability of an observed sum is that of a negative binomial with this mean and
-variance (``S / phi`` is NB2 with mean ``mu / phi`` and shape ``1 / alpha``; Poisson when
-``alpha`` is 0): exact at low counts, where a normal z-score is wrong.
+variance (shape ``r = 1 / ((phi - 1) / mu + alpha)``: sessions of logarithmic size at
+low counts, the model's relative error at high counts; Poisson when ``phi`` is 1 and
+``alpha`` 0): exact at low counts, where a normal z-score is wrong. The tails are then
+calibrated on the series' own training windows (an empirical null), for whatever the
+negative binomial still misses.
 
 **Family error.** A series' p-value is its smallest window p-value times the number of
 windows and directions it was judged on (Bonferroni within the series). Across the
@@ -30,6 +33,8 @@ any alarm is at most ``q`` (0.27% at ``sensitivity: 3``), whatever hour the data
 **Rates** (``payment_failed`` per ``payment_submitted``) are judged as a share of the
 denominator's count: binomial, or beta-binomial with the overdispersion ``rho`` of the
 training windows; the expected share is the pooled share of the clean training periods.
+A numerator that is no share of its denominator (refunds per order) is a count with
+mean ``denominator x rate`` and the negative-binomial tails above.
 
 >>> import numpy as np
 >>> matrix = np.full((24 * 14, 1), 5.0); matrix[-3:] = 40
@@ -58,6 +63,8 @@ Mask = npt.NDArray[np.bool_]
 _MAD = 1.4826
 #: robust spreads off the first fit that make a training period a past incident
 _OUTLIER = 4.0
+#: pseudo-days at the series' average level in each hour-of-day mean
+_PRIOR_DAYS = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +144,8 @@ def _slots(periods: I64, grain_hours: int) -> tuple[I64, I64]:
     return periods % 24, (periods // 24) % 7
 
 
-def fit_expected(values: F64, periods: I64, train: Mask, *, grain_hours: int = 1
-                 ) -> tuple[F64, F64, Mask]:
+def fit_expected(values: F64, periods: I64, train: Mask, *, grain_hours: int = 1,
+                 parents: I64 | None = None) -> tuple[F64, F64, Mask]:
     """Expected counts for every point of every series, the same without each training
     point's own day (out of sample, for the noise), and the clean training mask.
 
@@ -172,12 +179,20 @@ def fit_expected(values: F64, periods: I64, train: Mask, *, grain_hours: int = 1
     # too few clean points: an unstable series, keep its whole training
     few = clean.sum(axis=0) < max(24 // max(grain_hours, 1), 7)
     clean[:, few] = train[:, few]
-    expected, loo = _mean_fit(np.nan_to_num(values), periods, clean, hod, dow, grain_hours)
+    filled = np.nan_to_num(values)
+    expected, loo, factor = _mean_fit(filled, periods, clean, hod, dow, grain_hours, None)
+    if parents is not None and (parents >= 0).any():
+        # a series by dimension value takes its day-of-week factor from its event's
+        # overall series: weeks more of history than the JSON scan of dimensions reads
+        children = np.flatnonzero(parents >= 0)
+        given = factor.copy()
+        given[:, children] = factor[:, parents[children]]
+        expected, loo, _ = _mean_fit(filled, periods, clean, hod, dow, grain_hours, given)
     return expected, loo, clean
 
 
 def _mean_fit(values: F64, periods: I64, clean: Mask, hod: I64, dow: I64,
-              grain_hours: int) -> tuple[F64, F64]:
+              grain_hours: int, given: F64 | None) -> tuple[F64, F64, F64]:
     """(expected, expected without the point's own day): the second, for the clean
     training points only, is what the model would have said of that day before seeing
     it, so the noise is measured out of sample (in sample, a day-of-week factor learnt
@@ -192,11 +207,13 @@ def _mean_fit(values: F64, periods: I64, clean: Mask, hod: I64, dow: I64,
         rows = hod == h
         n = seen[rows].sum(axis=0)
         sums = v[rows].sum(axis=0)
-        base[rows] = np.where(n > 0, sums / np.maximum(n, 1), overall)
+        # shrunk towards the series' average period by two pseudo-days: a quiet hour
+        # that happened to see nothing for weeks expects little, not nothing
+        base[rows] = (sums + _PRIOR_DAYS * overall) / (n + _PRIOR_DAYS)
         # without the point itself (one point per hour of day and day)
-        base_loo[rows] = np.where(clean[rows] & (n[None, :] > 1),
-                                  (sums[None, :] - v[rows]) / np.maximum(n - 1, 1)[None, :],
-                                  base[rows])
+        base_loo[rows] = np.where(
+            clean[rows], (sums[None, :] - v[rows] + _PRIOR_DAYS * overall[None, :])
+            / (n[None, :] - 1 + _PRIOR_DAYS), base[rows])
     num = np.zeros((7, values.shape[1]))
     den = np.zeros((7, values.shape[1]))
     for d in range(7):
@@ -207,6 +224,10 @@ def _mean_fit(values: F64, periods: I64, clean: Mask, hod: I64, dow: I64,
     # unshrunk factor copies each day's noise and judges every day against itself
     prior = 0.5 * den.sum(axis=0) / np.maximum((den > 0).sum(axis=0), 1)
     factor = (num + prior) / np.maximum(den + prior, 1e-12)
+    own = np.ones(values.shape[1], dtype=bool) if given is None else ~np.any(
+        given != factor, axis=0)
+    if given is not None:
+        factor = given
     expected = base * factor[dow]
     day = periods * max(grain_hours, 1) // 24
     _, day_index = np.unique(day, return_inverse=True)
@@ -216,6 +237,8 @@ def _mean_fit(values: F64, periods: I64, clean: Mask, hod: I64, dow: I64,
     np.add.at(day_b, day_index, base * seen)
     factor_loo = (num[dow] - day_v[day_index] + prior) / np.maximum(
         den[dow] - day_b[day_index] + prior, 1e-12)
+    # a factor from the parent series does not depend on this series' own days
+    factor_loo = np.where(own[None, :], factor_loo, factor[dow])
     loo = np.where(clean, base_loo * factor_loo, expected)
     # the level of the latest training week: products grow (or shrink)
     has = clean.any(axis=1)
@@ -226,7 +249,7 @@ def _mean_fit(values: F64, periods: I64, clean: Mask, hod: I64, dow: I64,
         exp_sum = np.where(week, expected, 0).sum(axis=0)
         level = ((seen_sum + 10.0) / (exp_sum + 10.0))[None, :]
         expected, loo = expected * level, loo * level
-    return np.maximum(expected, 0.0), np.maximum(loo, 0.0)
+    return np.maximum(expected, 0.0), np.maximum(loo, 0.0), factor
 
 
 def _window_sums(matrix: F64, length: int) -> F64:
@@ -245,58 +268,65 @@ def _full(mask: Mask, length: int) -> Mask:
     return out
 
 
-def _dispersion(obs: F64, exp: F64, ok: Mask) -> tuple[F64, F64]:
-    """(phi, alpha) per series from training windows: E[(o - e)^2 / e] = phi + alpha e,
-    from the mean Pearson statistic of the quieter and the busier half of the windows."""
-    use = ok & (exp > 0.05)
-    q = np.where(use, (obs - exp) ** 2 / np.where(use, exp, 1.0), np.nan)
-    e = np.where(use, exp, np.nan)
+def _dispersion(obs: F64, exp: F64, ok: Mask, scale: F64 | None = None
+                ) -> tuple[F64, F64]:
+    """(phi, alpha) per series from training windows, by moments: ``phi`` = sum of
+    squared errors / sum of expectations over the quieter half of the windows (ratios
+    of sums: stable where most windows are empty), ``alpha`` = what the busier half has
+    beyond that, per squared expectation. ``exp`` is the out-of-sample expectation,
+    ``scale`` (default ``exp``) the in-sample one: a noisy small ``exp`` in the
+    denominator would inflate the statistic of sparse series."""
+    scale = exp if scale is None else scale
+    use = ok & (scale > 0)
+    err = np.where(use, (obs - exp) ** 2, 0.0)
+    e = np.where(use, scale, np.nan)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         mid = np.nanmedian(e, axis=0)
-        low = use & (e <= mid[None, :])
-        high = use & (e > mid[None, :])
-        q1, e1 = _nanmean(q, low), _nanmean(e, low)
-        q2, e2 = _nanmean(q, high), _nanmean(e, high)
-    spread = e2 - e1
-    alpha = np.where((spread > 0.25 * np.maximum(e1, 1e-9)) & np.isfinite(q2),
-                     (q2 - q1) / np.where(spread > 0, spread, 1.0), 0.0)
-    alpha = np.clip(np.nan_to_num(alpha), 0.0, None)
-    allq = _nanmean(q, use)
-    phi = np.where(np.isfinite(q1), q1 - alpha * np.nan_to_num(e1), allq)
+    low = use & (np.nan_to_num(e) <= mid[None, :])
+    high = use & ~low
+    low_e = np.where(low, scale, 0).sum(axis=0)
+    phi = np.where(low_e > 0, np.where(low, err, 0).sum(axis=0) / np.maximum(low_e, 1e-12),
+                   err.sum(axis=0) / np.maximum(np.where(use, scale, 0).sum(axis=0), 1e-12))
     phi = np.clip(np.nan_to_num(phi, nan=1.0), 1.0, None)
-    return phi, alpha
-
-
-def _nanmean(values: F64, mask: Mask) -> F64:
-    n = mask.sum(axis=0)
-    total = np.where(mask, np.nan_to_num(values), 0.0).sum(axis=0)
-    return np.where(n > 0, total / np.maximum(n, 1), np.nan)
+    extra = np.where(high, err - phi[None, :] * scale, 0).sum(axis=0)
+    alpha = np.clip(extra / np.maximum(np.where(high, scale ** 2, 0).sum(axis=0), 1e-12),
+                    0.0, None)
+    return phi, np.nan_to_num(alpha)
 
 
 def nb_tails(observed: F64, expected: F64, phi: F64, alpha: F64) -> tuple[F64, F64]:
-    """(P(S >= observed), P(S <= observed)) for a sum with mean ``expected`` and variance
-    ``phi * expected + alpha * expected**2``: ``S / phi`` negative binomial (NB2), or
-    Poisson where ``alpha`` is 0. Smooth in ``observed`` (incomplete beta and gamma).
+    """(P(S >= observed), P(S <= observed)) for a negative binomial sum with mean
+    ``expected`` and variance ``phi * expected + alpha * expected**2``: shape
+    ``r = 1 / ((phi - 1) / expected + alpha)``. At low counts this is the compound
+    Poisson of sessions (NB1: sessions of logarithmic size, heavy tails: 13 events in a
+    quiet hour may be one shopper), at high counts NB2 (the model's relative error);
+    Poisson when ``phi`` is 1 and ``alpha`` 0. Smooth in ``observed`` (incomplete beta
+    and gamma functions, vectorised over whole matrices).
 
     >>> up, down = nb_tails(np.array([5.0]), np.array([0.25]), np.array([1.0]),
     ...                     np.array([0.0]))
     >>> f"{up[0]:.1e}"
     '6.6e-06'
     """
-    m = np.maximum(expected / phi, 1e-12)
-    k = np.maximum(observed / phi, 0.0)
-    a = np.maximum(alpha, 0.0)
-    poisson = a < 1e-9
-    r = 1.0 / np.where(poisson, 1.0, a)
+    shape = np.broadcast_shapes(np.shape(observed), np.shape(expected), np.shape(phi),
+                                np.shape(alpha))
+    m = np.broadcast_to(np.maximum(expected, 1e-12), shape)
+    k = np.broadcast_to(np.nan_to_num(np.maximum(observed, 0.0)), shape)
+    inv_r = np.maximum(phi - 1.0, 0.0) / m + np.maximum(alpha, 0.0)
+    poisson = inv_r < 1e-9
+    r = 1.0 / np.where(poisson, 1.0, inv_r)
     p = r / (r + m)
+    up, down = np.ones(shape), np.ones(shape)
+    # each function only where it is needed: most cells of sparse series are zeros
+    nb, po, some = ~poisson, poisson, k > 0
     with np.errstate(all="ignore"):
-        nb_le = special.betainc(r, k + 1.0, p)
-        nb_ge = np.where(k > 0, special.betainc(np.maximum(k, 1e-12), r, 1.0 - p), 1.0)
-        po_le = special.gammaincc(k + 1.0, m)
-        po_ge = np.where(k > 0, special.gammainc(np.maximum(k, 1e-12), m), 1.0)
-    up = np.where(poisson, po_ge, nb_ge)
-    down = np.where(poisson, po_le, nb_le)
+        down[nb] = special.betainc(r[nb], k[nb] + 1.0, p[nb])
+        down[po] = special.gammaincc(k[po] + 1.0, m[po])
+        sel = nb & some
+        up[sel] = special.betainc(k[sel], r[sel], 1.0 - p[sel])
+        sel = po & some
+        up[sel] = special.gammainc(k[sel], m[sel])
     return np.clip(np.nan_to_num(up, nan=1.0), 0, 1), np.clip(np.nan_to_num(down, nan=1.0),
                                                               0, 1)
 
@@ -304,14 +334,23 @@ def nb_tails(observed: F64, expected: F64, phi: F64, alpha: F64) -> tuple[F64, F
 def _calibrated(p: F64, ref: Mask) -> F64:
     """Tail probabilities recalibrated on the series' own training windows (an empirical
     null): where sessions make the tails heavier than the negative binomial's (one
-    shopper's spree of 100 product views), the training windows' normal scores run
-    wide; they are scaled back so that their 97.5th percentile is a normal's 1.96."""
+    shopper's spree of 13 searches in a quiet hour), the training windows' normal scores
+    run wide; they are scaled back so that their 97.5th percentile is a normal's 1.96 and
+    their third largest what the third largest of that many normal scores would be."""
     with np.errstate(all="ignore"):
-        z = -special.ndtri(np.clip(p, 1e-300, 1.0))
+        z = np.clip(np.nan_to_num(-special.ndtri(np.clip(p, 1e-300, 1.0)), nan=0.0),
+                    -40, 40)
+    masked = np.where(ref, z, np.nan)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        high = np.nanquantile(np.where(ref, z, np.nan), 0.975, axis=0)
-    scale = np.clip(np.nan_to_num(high / 1.96, nan=1.0), 1.0, None)
+        high = np.nanquantile(masked, 0.975, axis=0)
+    count = ref.sum(axis=0)
+    third = -np.sort(-np.where(ref, z, -np.inf), axis=0)[min(2, z.shape[0] - 1)]
+    normal_third = -special.ndtri(3.0 / (count + 1.0))
+    scale = np.fmax(np.nan_to_num(high / 1.96, nan=1.0),
+                    np.where((count >= 30) & np.isfinite(third),
+                             third / np.maximum(normal_third, 1.0), 1.0))
+    scale = np.clip(np.nan_to_num(scale, nan=1.0), 1.0, None)
     out: F64 = np.where(z > 0, special.ndtr(-z / scale[None, :]), p)
     return out
 
@@ -340,11 +379,15 @@ def _empty(n: int, s: int, expected: F64) -> Judgement:
 
 
 def judge_counts(values: F64, periods: I64, train: Mask, evaluated: Mask, rules: Rules,
-                 *, grain_hours: int = 1) -> Judgement:
+                 *, grain_hours: int = 1, parents: I64 | None = None) -> Judgement:
     """Judge the ``evaluated`` periods of count series (periods x series) against a fit on
-    the ``train`` periods: every window of each length ending in an evaluated period."""
+    the ``train`` periods: every window of each length ending in an evaluated period.
+
+    ``parents[j]``, when not -1, is the column of series j's parent (its event overall):
+    j takes the parent's day-of-week factor, learnt on more history."""
     n, s = values.shape
-    expected, loo, clean = fit_expected(values, periods, train, grain_hours=grain_hours)
+    expected, loo, clean = fit_expected(values, periods, train, grain_hours=grain_hours,
+                                        parents=parents)
     known = ~np.isnan(values)
     found = _empty(n, s, expected)
     for length in sorted(set(rules.windows)):
@@ -352,9 +395,10 @@ def judge_counts(values: F64, periods: I64, train: Mask, evaluated: Mask, rules:
             continue
         obs, exp = _window_sums(values, length), _window_sums(expected, length)
         ref = _full(clean, length)
+        fitted = exp
         # training windows are judged against their out-of-sample expectation
         exp = np.where(ref, _window_sums(loo, length), exp)
-        phi, alpha = _dispersion(obs, exp, ref)
+        phi, alpha = _dispersion(obs, exp, ref, fitted)
         found.noise[length] = (phi, alpha)
         rows = evaluated[:, None] & _full(known, length)
         change = (obs + 1) / (exp + 1) - 1
@@ -376,37 +420,46 @@ def judge_counts(values: F64, periods: I64, train: Mask, evaluated: Mask, rules:
 
 def judge_rates(numerator: F64, denominator: F64, periods: I64, train: Mask,
                 evaluated: Mask, rules: Rules) -> Judgement:
-    """Judge the share ``numerator / denominator`` of series (periods x series): the
-    numerator's window sum is binomial (beta-binomial with the training windows'
-    overdispersion) in the denominator's, at the pooled share of clean training periods.
-    ``expected`` in the answer is the expected numerator; the change is the share's."""
+    """Judge the rate ``numerator / denominator`` of series (periods x series).
+
+    Where the numerator is a share of the denominator (never above it in training, and
+    below half of it: failed payments of submitted ones), its window sum is binomial in
+    the denominator's, beta-binomial with the training windows' overdispersion ``rho``.
+    Otherwise (refunds per order: other events, other hours) it is a count with mean
+    ``denominator x rate``, judged by the same negative-binomial tails as volumes. The
+    expected rate is the pooled one of the clean training periods. ``expected`` in the
+    answer is the expected numerator; the change is the rate's.
+    """
     n, s = numerator.shape
     train2 = np.broadcast_to(train if train.ndim == 2 else train[:, None], numerator.shape)
     known = ~np.isnan(denominator)
     num, den = np.nan_to_num(numerator), np.nan_to_num(denominator)
-    num = np.minimum(num, np.maximum(den, num))
     use = train2 & known
-    share = _pooled(num, den, use)
-    # pass 2: training hours far off the pooled share are past incidents
-    up, down = _binomial_tails(num, den, share[None, :], np.zeros(s)[None, :])
+    rate = _pooled(num, den, use)
+    share = ~np.any(use & (num > den), axis=0) & (rate < 0.5)
+    # pass 2: training hours far off the pooled rate are past incidents
+    up, down = _rate_tails(num, den, rate, share, np.zeros(s), np.ones(s), np.zeros(s))
     clean = use & (np.minimum(up, down) > 1e-5)
-    share = _pooled(num, den, clean)
-    expected_points = den * share[None, :]
+    few = clean.sum(axis=0) < 24
+    clean[:, few] = use[:, few]
+    rate = _pooled(num, den, clean)
+    expected_points = den * rate[None, :]
     found = _empty(n, s, expected_points)
     for length in sorted(set(rules.windows)):
         if length > n:
             continue
         x, m = _window_sums(num, length), _window_sums(den, length)
-        exp = m * share[None, :]
+        exp = m * rate[None, :]
         ok = _full(clean, length) & (m > 1)
-        pear = np.where(ok, (x - exp) ** 2 / np.maximum(exp * (1 - share[None, :]), 1e-12),
+        pear = np.where(ok, (x - exp) ** 2 / np.maximum(exp * (1 - rate[None, :]), 1e-12),
                         0.0)
         rho = np.clip(np.where(ok, pear - 1, 0).sum(axis=0)
                       / np.maximum(np.where(ok, m - 1, 0).sum(axis=0), 1e-9), 0.0, 0.5)
-        found.noise[length] = (rho, np.zeros(s))
+        phi, alpha = _dispersion(x, exp, ok)
+        found.noise[length] = (np.where(share, rho, phi), np.where(share, 0.0, alpha))
         rows = evaluated[:, None] & _full(known, length) & (m >= 1)
-        p_up, p_down = _binomial_tails(x, m, share[None, :], rho[None, :])
-        change = (x + share[None, :]) / (exp + share[None, :]) - 1
+        p_up, p_down = _rate_tails(x, m, rate, share, rho, phi, alpha)
+        change = (x + rate[None, :]) / (exp + rate[None, :]) - 1
         volume = m >= rules.min_volume
         up_ok = rows & volume & (change > rules.min_change)
         down_ok = rows & volume & (change < -rules.min_change)
@@ -418,6 +471,23 @@ def judge_rates(numerator: F64, denominator: F64, periods: I64, train: Mask,
         _best(found, p_down, -1, rows, length, x, exp)
     found.p = np.minimum(1.0, found.p * np.maximum(found.tests, 1))
     return found
+
+
+def _rate_tails(x: F64, m: F64, rate: F64, share: Mask, rho: F64, phi: F64, alpha: F64
+                ) -> tuple[F64, F64]:
+    """Tails of the numerator: beta-binomial for share columns, else negative binomial."""
+    up = np.ones_like(x)
+    down = np.ones_like(x)
+    cols = np.flatnonzero(share)
+    if cols.size:
+        u, d = _binomial_tails(x[:, cols], m[:, cols], rate[None, cols], rho[None, cols])
+        up[:, cols], down[:, cols] = u, d
+    other = np.flatnonzero(~share)
+    if other.size:
+        u, d = nb_tails(x[:, other], m[:, other] * rate[None, other], phi[None, other],
+                        alpha[None, other])
+        up[:, other], down[:, other] = u, d
+    return up, down
 
 
 def _tests(rows: Mask, length: int, rules: Rules) -> I64:

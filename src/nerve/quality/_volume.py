@@ -132,9 +132,9 @@ def check_volume(ctx: Context, profile: pd.DataFrame, dims: list[str]) -> list[C
     for i, (event, _) in enumerate(keys):
         if not cfg.enabled("volume", event) or event in excluded:
             continue
-        settings = (bool(keys[i][1]), *(cfg.get("volume", k, event) for k in
+        settings = tuple(cfg.get("volume", k, event) for k in
                          ("training", "evaluate", "min_history", "sensitivity", "direction",
-                          "min_change", "min_volume", "min_duration")))
+                          "min_change", "min_volume", "min_duration"))
         groups.setdefault(settings, []).append(i)
     findings: list[Finding] = []
     judged: dict[str, int] = {}
@@ -180,10 +180,8 @@ def _judge_group(ctx: Context, keys: list[Key], columns: list[pd.Series], last: 
     """Judge many series sharing one set of settings: (index, finding) per judged series."""
     cfg = ctx.cfg
     event = keys[0][0]
+    # series by dimension value start where their (shorter) scan does: NaN before
     training_h = int(cfg.seconds("volume", "training", event) // 3600)
-    if any(dims for _, dims in keys):
-        training_h = min(training_h,
-                         int(cfg.seconds("volume", "dimension_training", event) // 3600))
     evaluate_h = max(1, int(cfg.seconds("volume", "evaluate", event) // 3600))
     history_h = int(cfg.seconds("volume", "min_history", event) // 3600)
     series = matrix_of(columns, last, training_h, evaluate_h, history_h)
@@ -191,8 +189,12 @@ def _judge_group(ctx: Context, keys: list[Key], columns: list[pd.Series], last: 
         return []
     rules = _rules(ctx, "volume", event)
     min_run = max(1, int(cfg.seconds("volume", "min_duration", event) // 3600))
+    column = {i: j for j, i in enumerate(series.columns)}
+    overall = {keys[i][0]: column[i] for i in series.columns if not keys[i][1]}
+    parents = np.array([overall.get(keys[i][0], -1) if keys[i][1] else -1
+                        for i in series.columns])
     judgement = judge_counts(series.values, series.hours, series.train, series.evaluated,
-                             rules)
+                             rules, parents=parents)
     out = []
     for j, i in enumerate(series.columns):
         report = _reporter(ctx, keys[i], series, judgement, j, rules, min_run)

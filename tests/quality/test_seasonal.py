@@ -1,0 +1,240 @@
+"""The shared seasonal count model on synthetic series with known answers: low counts,
+seasonal peaks, many null series under family error control, rates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+
+from nerve.errors import UserError
+from nerve.quality import load_config
+from nerve.quality._config import Rate, metric_rates
+from nerve.quality._seasonal import (
+    Rules,
+    family_level,
+    judge_counts,
+    judge_rates,
+    nb_tails,
+    reject,
+)
+
+START = 490_000  # hours since the epoch (a Thursday)
+HOURS = np.arange(START, START + 28 * 24)
+TRAIN = HOURS[-24] > HOURS  # the last day is evaluated
+
+
+def curve(level: float) -> np.ndarray:
+    """A daily curve (x0.2 to x1.8) and quieter weekends (x0.6)."""
+    daily = 1 + 0.8 * np.sin((HOURS % 24) / 24 * 2 * np.pi)
+    weekend = np.where((HOURS // 24) % 7 >= 2, 1.0, 0.6)
+    return level * daily * weekend
+
+
+def sessions(rng: np.random.Generator, level: np.ndarray, size: float = 3.0) -> np.ndarray:
+    """Counts that come in sessions: Poisson sessions of geometric size (mean ``size``)."""
+    n = rng.poisson(level / size)
+    # a sum of n geometric sizes (each >= 1) is n plus a negative binomial
+    extra = rng.negative_binomial(np.maximum(n, 1), 1 / size)
+    return np.where(n > 0, n + extra, 0).astype(float)
+
+
+def judge(matrix: np.ndarray, rules: Rules | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(rejected, direction) per series after the family correction."""
+    rules = rules or Rules()
+    found = judge_counts(matrix, HOURS, TRAIN, ~TRAIN, rules)
+    rejected, _ = reject(found.p, rules.q)
+    return rejected, found.sign
+
+
+def test_a_low_count_spike_is_found() -> None:
+    rng = np.random.default_rng(1)
+    values = rng.poisson(np.full(len(HOURS), 0.2)).astype(float)
+    values[-6:-3] += [3, 3, 2]  # 8 failures in 3 hours where 0.6 are expected
+    rejected, sign = judge(values[:, None])
+    assert rejected.tolist() == [True]
+    assert sign.tolist() == [1]
+
+
+def test_a_low_count_wobble_is_not() -> None:
+    rng = np.random.default_rng(2)
+    values = rng.poisson(np.full(len(HOURS), 0.2)).astype(float)
+    values[-3] += 2  # 2 extra events in an hour: rare for one hour, not for a day of them
+    rejected, _ = judge(values[:, None])
+    assert rejected.tolist() == [False]
+
+
+def test_the_seasonal_peak_and_the_weekend_are_not_anomalies() -> None:
+    rng = np.random.default_rng(3)
+    matrix = np.column_stack([sessions(rng, curve(level)) for level in (5, 50, 400)])
+    rejected, _ = judge(matrix)
+    assert not rejected.any()
+    # the same without the model's seasonality would be flagged: the peak is 9x the night
+    flat = judge_counts(matrix, HOURS, TRAIN, ~TRAIN, Rules(windows=(1,)))
+    assert flat.expected_points[-24:, 2].max() > 5 * flat.expected_points[-24:, 2].min()
+
+
+def test_a_drop_of_a_seasonal_series_is_found_from_where_it_started() -> None:
+    rng = np.random.default_rng(4)
+    values = sessions(rng, curve(40))
+    values[-10:] = sessions(rng, curve(40)[-10:] * 0.4)
+    found = judge_counts(values[:, None], HOURS, TRAIN, ~TRAIN, Rules())
+    rejected, thresholds = reject(found.p, Rules().q)
+    assert rejected.tolist() == [True]
+    assert found.sign.tolist() == [-1]
+    marks = found.marks(thresholds, Rules(), values[:, None])[:, 0]
+    first = int(np.flatnonzero(marks == -1)[0])
+    assert len(HOURS) - 10 <= first <= len(HOURS) - 6
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_many_null_series_raise_no_alarm_at_the_family_level(seed: int) -> None:
+    """200 clean series (sessions, seasonal, 0.3 to 300 events/h) judged 5 times: with the
+    family at 3 sigma (0.27%) a single alarm would be a 1-in-70 event; without the
+    correction the smallest raw p-value is below the level in most runs."""
+    rng = np.random.default_rng(seed)
+    levels = np.geomspace(0.3, 300, 200)
+    alarms, raw_hits = 0, 0
+    for _ in range(5):
+        matrix = np.column_stack([sessions(rng, curve(level)) for level in levels])
+        found = judge_counts(matrix, HOURS, TRAIN, ~TRAIN, Rules())
+        rejected, _ = reject(found.p, Rules().q)
+        alarms += int(rejected.any())
+        raw = min(min(float(t[0].min()), float(t[1].min())) for t in found.tails.values())
+        raw_hits += raw < Rules().q
+    assert alarms == 0
+    assert raw_hits >= 3
+
+
+def test_day_to_day_swings_are_noise_measured_out_of_sample() -> None:
+    """Whole days 25% up or down at random (weather, a newsletter): in sample, a weekday
+    factor learnt from four days absorbs them and the noise looks small; out of sample
+    it does not, and no day alarms."""
+    rng = np.random.default_rng(7)
+    days = np.repeat(rng.lognormal(0, 0.25, 28), 24)
+    matrix = np.column_stack([rng.poisson(curve(level) * days).astype(float)
+                              for level in (20, 80, 300)])
+    rejected, _ = judge(matrix)
+    assert not rejected.any()
+
+
+def test_a_past_incident_in_training_does_not_hide_a_new_one() -> None:
+    rng = np.random.default_rng(8)
+    values = sessions(rng, curve(30))
+    values[5 * 24: 6 * 24] *= 8  # a wild day three weeks ago
+    clean = judge(values[:, None])[0]
+    values[-6:] = 0  # and a dead end now
+    found = judge(values[:, None])
+    assert clean.tolist() == [False]
+    assert found[0].tolist() == [True]
+    assert found[1].tolist() == [-1]
+
+
+def test_min_volume_is_about_expected_counts_and_direction_is_honoured() -> None:
+    rng = np.random.default_rng(9)
+    values = rng.poisson(curve(3)).astype(float)
+    values[-8:] = 0
+    assert judge(values[:, None], Rules(direction="down"))[0].tolist() == [True]
+    assert judge(values[:, None], Rules(direction="up"))[0].tolist() == [False]
+    # 24 h expect about 70 events: a minimum of 100 expected events judges nothing
+    assert judge(values[:, None], Rules(min_volume=100))[0].tolist() == [False]
+
+
+def test_negative_binomial_tails_match_scipy() -> None:
+    obs, mu = np.array([0.0, 3, 12, 40]), np.array([2.0, 3, 4, 20])
+    up, down = nb_tails(obs, mu, np.ones(4), np.zeros(4))
+    assert np.allclose(up, stats.poisson.sf(obs - 1, mu))
+    assert np.allclose(down, stats.poisson.cdf(obs, mu))
+    alpha = 0.3
+    up, down = nb_tails(obs, mu, np.ones(4), np.full(4, alpha))
+    r = 1 / alpha
+    p = r / (r + mu)
+    assert np.allclose(up, stats.nbinom.sf(obs - 1, r, p))
+    assert np.allclose(down, stats.nbinom.cdf(obs, r, p))
+
+
+def test_benjamini_hochberg_matches_statsmodels() -> None:
+    rng = np.random.default_rng(10)
+    p = np.concatenate([rng.uniform(size=200), rng.uniform(0, 1e-4, size=5)])
+    for q in (0.01, 0.05, family_level(3)):
+        ours, _ = reject(p, q)
+        theirs = multipletests(p, alpha=q, method="fdr_bh")[0]
+        assert ours.tolist() == theirs.tolist()
+    assert family_level(3) == pytest.approx(0.0027, abs=1e-4)
+
+
+def _rates(seed: int, outage: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """Three providers' payments (about 12, 8 and 30 an hour, seasonal) failing at 3%;
+    the first fails at ``outage`` for 4 hours from 10 hours ago."""
+    rng = np.random.default_rng(seed)
+    den = np.column_stack([rng.poisson(curve(level)).astype(float) for level in (12, 8, 30)])
+    share = np.full(den.shape, 0.03)
+    if outage is not None:
+        share[-10:-6, 0] = outage
+    return rng.binomial(den.astype(int), share).astype(float), den
+
+
+def test_a_rate_shift_is_found_on_the_right_series() -> None:
+    num, den = _rates(11, outage=0.45)
+    found = judge_rates(num, den, HOURS, TRAIN, ~TRAIN, Rules())
+    rejected, _ = reject(found.p, Rules().q)
+    assert rejected.tolist() == [True, False, False]
+    assert found.sign[0] == 1
+    assert found.start[0] <= len(HOURS) - 7  # its best window covers the outage
+    assert found.end[0] >= len(HOURS) - 10
+
+
+@pytest.mark.parametrize("seed", [12, 13, 14])
+def test_steady_rates_raise_nothing(seed: int) -> None:
+    num, den = _rates(seed, outage=None)
+    found = judge_rates(num, den, HOURS, TRAIN, ~TRAIN, Rules())
+    assert not reject(found.p, Rules().q)[0].any()
+
+
+def test_a_rate_that_is_no_share_is_judged_as_a_count() -> None:
+    """Refunds per order: a refund belongs to an order of days before, so an hour may
+    have more refunds than orders; still judged, with count tails."""
+    rng = np.random.default_rng(15)
+    den = rng.poisson(curve(2)).astype(float)
+    num = rng.poisson(np.full(len(HOURS), 1.5)).astype(float)
+    assert (num > den).any()
+    found = judge_rates(num[:, None], den[:, None], HOURS, TRAIN, ~TRAIN, Rules())
+    assert not reject(found.p, Rules().q)[0].any()
+    num[-5:] += 12
+    found = judge_rates(num[:, None], den[:, None], HOURS, TRAIN, ~TRAIN, Rules())
+    assert reject(found.p, Rules().q)[0].tolist() == [True]
+
+
+def test_rates_come_from_checks_yaml_or_from_ratio_metrics(tmp_path: Path) -> None:
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    (metrics / "m.yaml").write_text("""
+metrics:
+  failures: {measure: {agg: count, event: payment_failed}}
+  failure_rate:
+    type: ratio
+    numerator: failures
+    denominator: {agg: count, event: payment_submitted}
+  cart_rate:
+    type: ratio
+    numerator: {agg: count_distinct, event: add_to_cart}
+    denominator: {agg: count_distinct, event: product_view}
+  zero_results:
+    type: ratio
+    numerator: {agg: count, event: product_search, filter: results_count = 0}
+    denominator: {agg: count, event: product_search}
+""")
+    assert metric_rates(metrics) == [Rate("payment_failed", "payment_submitted",
+                                          "failure_rate")]
+    assert load_config(tmp_path).rates == (Rate("payment_failed", "payment_submitted",
+                                                 "failure_rate"),)
+    (tmp_path / "checks.yaml").write_text(
+        "rates:\n  - {numerator: app_error, denominator: session_start, dimensions: [platform]}\n")
+    assert load_config(tmp_path).rates == (Rate("app_error", "session_start",
+                                                "app_error per session_start", ("platform",)),)
+    (tmp_path / "checks.yaml").write_text("rates:\n  - {numerator: app_error}\n")
+    with pytest.raises(UserError, match=r"checks.yaml: rates\[0\]: .*denominator"):
+        load_config(tmp_path)
