@@ -5,9 +5,10 @@
 1. Batch: 28 days of shop traffic generated with SQL inside DuckDB (a daily curve and
    quieter weekends, 14 event names, platform / OS / app version / country in the context
    JSON), with a 60% drop of android add_to_cart over the last 6 hours. Then
-   ``find_anomalies`` judges every event overall and per key dimension (platform, os,
-   app_version, country) over the last 24 hours, trained on the 27 days before. Prints
-   the scan and model times, the series judged and what was found (goal: < 10 s).
+   ``find_anomalies`` judges every event overall (trained on the 27 days before) and per
+   key dimension (platform, os, app_version, country; trained on 14 days) over the last
+   24 hours. Prints the wall and CPU time, the series judged and what was found (goal:
+   < 10 s).
 2. Live: a minute-by-minute stream (40 android add_to_cart a minute) through
    ``LiveMonitor``; the rate falls 60% at a known minute. Prints how many complete
    minutes of data it took to alert (goal: within 5).
@@ -16,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -85,12 +87,17 @@ def batch(path: Path) -> None:
     with Warehouse.open(f"duckdb://{path}", read_only=True) as warehouse:
         events = warehouse.ibis().table("events")
         total = events.count().to_pyarrow().as_py()
-        started = time.perf_counter()
+        load = os.getloadavg()[0]
+        started, cpu_started = time.perf_counter(), time.process_time()
         detection, about = find_anomalies(events, Request(evaluate="24h"), now=NOW)
         took = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
     print(f"events: {total:,} over {DAYS} days")
     print(f"detection, every event x (overall, {', '.join(about['by'])}), last 24 h: "
           f"{took:.2f} s (goal < 10 s)")
+    # on a shared machine wall time depends on the neighbours: CPU time is the work done
+    print(f"CPU time {cpu:.1f} s (all threads; {os.cpu_count()} cores); load average "
+          f"before the run {load:.1f}")
     print(f"series judged: {detection.judged}, skipped: {detection.skipped}, "
           f"anomalies: {len(detection.anomalies)}")
     for anomaly in detection.anomalies[:10]:
