@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from nerve.anomaly import Settings, Window, detect, poisson_z, robust_fit, seasonal_fit
+from nerve.anomaly import Detection, Settings, Window, detect, poisson_z, robust_fit, seasonal_fit
+from nerve.anomaly._detect import detect_rates
 from nerve.anomaly._model import runs
 from nerve.errors import UserError
 
@@ -145,3 +146,56 @@ def test_exported_names() -> None:
         "event_counts", "explain", "find_anomalies", "forecast", "metric_series",
         "parse_period", "poisson_z", "prometheus_collector", "prometheus_text",
         "resolve_target", "robust_fit", "seasonal_fit", "start_live"])
+
+
+def test_a_rate_is_judged_as_a_share_per_value() -> None:
+    """Payments of three providers failing at 3%; one fails at 45% for the last 4 hours:
+    only that provider's rate alerts, from the hour it started."""
+    rng = np.random.default_rng(13)
+    rows = []
+    for provider, level in (("adyen", 12.0), ("stripe", 20.0), ("paypal", 8.0)):
+        submitted = rng.poisson(rate(HOURS, level))
+        share = np.where((provider == "adyen") & (HOURS[-4] <= HOURS), 0.45, 0.03)
+        failed = rng.binomial(submitted, share)
+        for h, s, f in zip(HOURS, submitted, failed, strict=True):
+            rows += [("payment_submitted", "provider", provider, int(h), float(s)),
+                     ("payment_failed", "provider", provider, int(h), float(f))]
+    frame = pd.DataFrame(rows, columns=["target", "dimension", "value", "period", "n"])
+    result = detect_rates(frame[frame["target"] == "payment_failed"],
+                          frame[frame["target"] == "payment_submitted"], "failure_rate",
+                          window(), Settings())
+    assert result.judged == 3
+    assert [(a.target, a.value, a.direction) for a in result.anomalies] == [
+        ("failure_rate", "adyen", "up")]
+    found = result.anomalies[0]
+    assert found.start.timestamp() // 3600 == HOURS[-4]
+    assert found.observed > 0.25
+    assert found.expected < 0.05
+
+
+def test_a_dimension_value_takes_its_event_weekday_factor() -> None:
+    """Three weeks of an event overall, its last week on android: the judged day is a
+    quiet weekday the android series has never seen. Its weekday factor comes from the
+    overall series (that has seen it three times), so the quiet day is no drop, and a
+    real 40% drop on it is found (unknown weekdays would make every day uncertain)."""
+    # up to the end of the last quiet (x0.6) day
+    end = int(np.flatnonzero((HOURS % 24 == 23) & ((HOURS // 24) % 7 == 0))[-1])
+    hours = HOURS[: end + 1]
+    assert set((hours[-24:] // 24) % 7) == {0}
+    rng = np.random.default_rng(14)
+    overall = rng.poisson(rate(hours, 60)).astype(float)
+    android = rng.poisson(rate(hours, 40)).astype(float)
+
+    def judged(android: np.ndarray) -> Detection:
+        rows = [("x", "", "", int(h), float(n)) for h, n in zip(hours, overall, strict=True)]
+        rows += [("x", "platform", "android", int(h), float(n))
+                 for h, n in zip(hours[-7 * 24:], android[-7 * 24:], strict=True)]
+        frame = pd.DataFrame(rows, columns=["target", "dimension", "value", "period", "n"])
+        return detect(frame, Window(last=int(hours[-1]), evaluate=24, training=21 * 24,
+                                    min_history=5 * 24), Settings())
+
+    assert judged(android).judged == 2
+    assert judged(android).anomalies == []
+    android[-24:] = rng.poisson(rate(hours[-24:], 40) * 0.6)
+    found = judged(android).anomalies
+    assert [(a.value, a.direction) for a in found] == [("android", "down")]

@@ -1,7 +1,10 @@
-"""The seasonal robust model: an expected value and a band for each point of a series.
+"""The seasonal robust model of metric values: an expected value and a band per point.
 
-Shared by the quality volume check (``nerve.quality``) and the anomaly detector. Pure
-numpy, no I/O. Per series, on ``log1p(value)`` for counts (the raw value otherwise):
+Counts (events, the two sides of a rate) go through the count model the quality checks
+share (``nerve.quality._seasonal``); this one judges the values of other metrics
+(revenue, averages) series by series, and ``poisson_z`` scores counts for the live
+monitor and explanations. Pure numpy, no I/O. Per series, on ``log1p(value)`` for
+counts (the raw value otherwise):
 
 - center = median at the same hour of day + median offset of the same day of week,
   over the training points;
