@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from tests.anomaly.conftest import Demo, load_demo
 
+from nerve.anomaly import Request, find_anomalies
 from nerve.catalog import Catalog
 from nerve.quality import Status, inputs_for, load_config, run_checks
 from nerve.warehouse import Warehouse
@@ -186,3 +187,9 @@ def test_a_clean_simulation_raises_nothing_whatever_hour_it_ends(
     results = _judge(demo, moment)
     assert {r.check for r in results} == {"volume", "rate"}
     assert [r.message for r in results if r.status is not Status.passed] == []
+    # and anomaly detection, the same model over every event, dimension and rate
+    detection, _ = find_anomalies(demo.events, Request(evaluate="24h", min_history="5d"),
+                                  layer=demo.layer, catalog_events=demo.catalog.names(),
+                                  now=moment)
+    assert detection.judged > 50
+    assert [a.message() for a in detection.anomalies] == []
