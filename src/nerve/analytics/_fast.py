@@ -50,7 +50,7 @@ class Matched:
 
     first_row: I64
     reached: I64
-    chain: I64  # (entities, steps)
+    chain: I64  # (entities, steps); (entities, 0) when no breakdown reads it
     delta: I64  # (entities, steps): microseconds from the previous step done, -1: none
     entities: pa.Array | pa.ChunkedArray  # entity id per row
     by: pa.Array | None  # breakdown value per row
@@ -167,8 +167,9 @@ def _plan_arrays(plan: Plan) -> tuple[I64, I64, I64]:
 def _compressed(values: npt.NDArray[Any], size: int,
                 descending: bool = False) -> tuple[I64, I64]:
     """Small non-negative ints (< ``size``) as dense ranks: (rank per value, the values
-    present in rank order). One bincount, no sort."""
-    present = np.flatnonzero(np.bincount(values, minlength=size))
+    present in rank order). Arrow's hash-based unique: a pass over the rows without
+    the conversion to 64 bits of ``np.bincount`` (half the time on the benchmark)."""
+    present = np.sort(pc.unique(pa.array(values)).to_numpy().astype(np.int64))
     if descending:
         present = present[::-1]
     rank = np.zeros(size, dtype=np.int64)
@@ -334,7 +335,8 @@ def match_table(table: pa.Table, spec: FunnelSpec, plan: Plan, *,
             starts, p0, p1, keys, vals, half, bits - half, len(cols.lead) > 0,
             len(cols.excl) > 0, len(cols.hold) > 0, cols.tie_bits, cols.rest_bits,
             cols.mask_of_rank, _MODES[plan.order], kept, plist, pcount, exbits, within,
-            plan.window, start_before, len(plan.exclusions), n), 1 << half)
+            plan.window, start_before, len(plan.exclusions), n, bool(spec.by)),
+            1 << half)
     if not all(part[4] for part in parts):
         return None
     first, reached, chain, delta = (np.concatenate([part[i] for part in parts])

@@ -216,12 +216,15 @@ def _time_stats(seconds: npt.NDArray[np.float64], spec: FunnelSpec) -> dict[str,
                 **{f"p{round(p * 100)}_seconds": None for p in spec.percentiles},
                 "histogram": []}
     hi = float(seconds.max())
-    edges = np.linspace(0.0, hi if hi > 0 else 1.0, spec.bins + 1)
-    counts, _ = np.histogram(seconds, bins=edges)
+    # equal-width bins given as a count and a range: numpy's linear-time path (with the
+    # edges as an array it binary-searches every value); the edges are the same
+    counts, edges = np.histogram(seconds, bins=spec.bins, range=(0.0, hi if hi > 0 else 1.0))
+    # the median and the percentiles in one selection pass
+    median, *quantiles = np.quantile(seconds, [0.5, *spec.percentiles]).tolist()
     return {
-        "median_seconds": float(np.median(seconds)),
-        **{f"p{round(p * 100)}_seconds": float(np.quantile(seconds, p))
-           for p in spec.percentiles},
+        "median_seconds": median,
+        **{f"p{round(p * 100)}_seconds": q
+           for p, q in zip(spec.percentiles, quantiles, strict=True)},
         "histogram": [{"from_seconds": float(a), "to_seconds": float(b), "users": int(c)}
                       for a, b, c in zip(edges[:-1], edges[1:], counts, strict=True)],
     }
@@ -233,21 +236,22 @@ def report(spec: FunnelSpec, matched: Matched, method: str = "sql") -> FunnelRes
     assert n <= MAX_STEPS
     reached, delta = matched.reached, matched.delta
     groups = _group_values(spec, matched)
-    ordered: list[tuple[Any, I64]]
+    ordered: list[tuple[Any, I64 | None]]
     if not spec.by:
-        ordered = [(None, np.arange(len(reached), dtype=np.int64))]
+        ordered = [(None, None)]  # every entity (no copy of its columns)
     else:
         encoded = pa.array(groups, type=pa.string()).dictionary_encode()
         codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
         values = [*encoded.dictionary.to_pylist(), None]
         members = [np.flatnonzero(codes == (i if v is not None else -1)).astype(np.int64)
                    for i, v in enumerate(values)]
-        ordered = sorted(((v, m) for v, m in zip(values, members, strict=True) if len(m)),
-                         key=lambda vm: (-len(vm[1]), str(vm[0])))
+        groups_of = sorted(((v, m) for v, m in zip(values, members, strict=True) if len(m)),
+                           key=lambda vm: (-len(vm[1]), str(vm[0])))
+        ordered = list(groups_of)
     out: list[dict[str, Any]] = []
     for value, idx in ordered:
-        r = reached[idx]
-        dt = delta[idx] if len(idx) else np.zeros((0, n), dtype=np.int64)
+        r = reached if idx is None else reached[idx]
+        dt = delta if idx is None else delta[idx]
         hit = [(r >> k) & 1 == 1 for k in range(n)]
         first = int(hit[0].sum())
         prev_users = first

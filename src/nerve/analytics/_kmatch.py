@@ -191,10 +191,12 @@ def match_entities(starts: Any, b0: int, b1: int, keys: Any, vals: Any, has_lead
                    first: Any, reached: Any, chain: Any, delta: Any, w: int) -> int:
     """Entities of the sorted buckets b0..b1 that did the first step, written from
     index ``w`` on (returns the next free index): a row of each, the steps reached,
-    the representative chain (rows, -1 where no step) and its times from step to step
+    the representative chain (rows, -1 where no step; only when ``chain`` has a column
+    per step: a breakdown reads it, nothing else does) and its times from step to step
     (``delta``, -1 where none). ``start_before`` is relative to the packed times'
     origin, as they are."""
-    n = chain.shape[1]
+    n = delta.shape[1]
+    with_chain = chain.shape[1] > 0
     t = keys.shape[1] - 1
     e_col = 1
     h_col = 2 if has_excl else 1
@@ -203,7 +205,12 @@ def match_entities(starts: Any, b0: int, b1: int, keys: Any, vals: Any, has_lead
     chains = np.empty((2, n, n), dtype=np.int64)
     sel = np.empty((2, n), dtype=np.int64)  # a segment's best chain, and a trial
     best_chain = np.empty(n, dtype=np.int64)
-    cap = 64
+    # local columns as long as the largest bucket (an entity's rows are in one bucket),
+    # allocated once: growing them inside the loop made numba count references to
+    # them on every entity (~30% of this kernel's time on the benchmark)
+    cap = 1
+    for b in range(b0, b1):
+        cap = max(cap, starts[b + 1] - starts[b])
     ts = np.empty(cap, dtype=np.int64)
     mask = np.empty(cap, dtype=np.int64)
     rank = np.empty(cap, dtype=np.int64)
@@ -218,14 +225,6 @@ def match_entities(starts: Any, b0: int, b1: int, keys: Any, vals: Any, has_lead
             while q < end and keys[q, 0] == keys[p, 0]:
                 q += 1
             m = q - p
-            if m > cap:  # a heavy entity: grow the local columns
-                while cap < m:
-                    cap *= 2
-                ts = np.empty(cap, dtype=np.int64)
-                mask = np.empty(cap, dtype=np.int64)
-                rank = np.empty(cap, dtype=np.int64)
-                excl = np.zeros(cap if has_excl else 0, dtype=np.int64)
-                hold = np.zeros(cap if has_hold else 0, dtype=np.int64)
             seen = 0
             for i in range(m):  # unpack the entity's rows, in time order
                 packed = keys[p + i, t]
@@ -240,8 +239,9 @@ def match_entities(starts: Any, b0: int, b1: int, keys: Any, vals: Any, has_lead
             first[e] = vals[p, 0] >> 32
             reached[e] = 0
             for k in range(n):
-                chain[e, k] = -1
                 delta[e, k] = -1
+                if with_chain:
+                    chain[e, k] = -1
             best_depth, best_done = -1, LATEST
             # no row of the first step (or of any step, in any order): nothing to match
             lo = m if (seen & 1 == 0 if mode != MODE_ANY else seen == 0) else 0
@@ -265,7 +265,9 @@ def match_entities(starts: Any, b0: int, b1: int, keys: Any, vals: Any, has_lead
                     best_depth, best_done = depth, done
                     for k in range(n):
                         best_chain[k] = sel[0, k]
-                        chain[e, k] = vals[p + sel[0, k], 0] >> 32 if sel[0, k] >= 0 else -1
+                        if with_chain:
+                            chain[e, k] = (vals[p + sel[0, k], 0] >> 32 if sel[0, k] >= 0
+                                           else -1)
                 lo = hi
             if mode != MODE_ANY and best_depth > 0:
                 prev = -1
@@ -284,13 +286,14 @@ def match_partitions(starts1: Any, p0: int, p1: int, keys: Any, vals: Any, bits1
                      bits2: int, has_lead: bool, has_excl: bool, has_hold: bool,
                      tie_bits: int, rest_bits: int, mask_of_rank: Any, mode: int, kept: Any,
                      plist: Any, pcount: Any, exbits: Any, within: Any, window: int,
-                     start_before: int, nexcl: int, n: int) -> Any:
+                     start_before: int, nexcl: int, n: int, with_chain: bool) -> Any:
     """Partitions p0..p1 of the first pass, one at a time while it is in the cache:
     split by the next ``bits2`` bits of h1 into buckets of a few rows (a second
     counting sort, into a local copy), sort each bucket, match each entity.
 
     Returns, for the entities that did the first step, (a row of each, steps reached,
-    chain, delta) as in ``match_entities``, and False if two ids collided (then the
+    chain (with a column per step if ``with_chain``, else none), delta) as in
+    ``match_entities``, and False if two ids collided (then the
     caller falls back to the SQL path's matcher).
     """
     nb2 = 1 << bits2
@@ -308,7 +311,7 @@ def match_partitions(starts1: Any, p0: int, p1: int, keys: Any, vals: Any, bits1
     cap = max(16, (starts1[p1] - starts1[p0]) // 4)
     o_first = np.empty(cap, dtype=np.int64)
     o_reached = np.empty(cap, dtype=np.int64)
-    o_chain = np.empty((cap, n), dtype=np.int64)
+    o_chain = np.empty((cap, n if with_chain else 0), dtype=np.int64)
     o_delta = np.empty((cap, n), dtype=np.int64)
     done = 0
     for part in range(p0, p1):
