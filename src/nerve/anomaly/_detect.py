@@ -310,7 +310,8 @@ def _band(judgement: Judgement, rules: Rules, series: int, share: bool
 
 def _detect_values(frame: pd.DataFrame, window: Window, settings: Settings,
                    top_values: int, keep_points: bool) -> Detection:
-    """Metric values: each series on its own, at one spread more than counts."""
+    """Metric values: each series on its own, at one spread more than counts' family
+    level (no exact tail, no family correction: 4 spreads at the default 3)."""
     settings = replace(settings, sensitivity=settings.sensitivity + 1)
     found = Detection()
     first = window.last - window.evaluate + 1

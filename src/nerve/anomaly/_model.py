@@ -59,7 +59,7 @@ class Settings:
     - ``min_duration``: points in a row before a run is reported.
     """
 
-    sensitivity: float = 4.0
+    sensitivity: float = 3.0
     direction: str = "both"
     min_volume: float = 20.0
     min_change: float = 0.3

@@ -28,7 +28,8 @@ negative binomial still misses.
 windows and directions it was judged on (Bonferroni within the series). Across the
 series of one run (hundreds: events x dimension values x rates), Benjamini-Hochberg at
 ``q = 2 * Phi(-sensitivity)``: with every series clean (a clean simulation) the chance of
-any alarm is at most ``q`` (0.27% at ``sensitivity: 3``), whatever hour the data ends.
+any alarm is at most ``q`` (0.27% at the default ``sensitivity: 3``), whatever hour the
+data ends; the within-series correction makes it much less in practice.
 
 **Rates** (``payment_failed`` per ``payment_submitted``) are judged as a share of the
 denominator's count: binomial, or beta-binomial with the overdispersion ``rho`` of the
@@ -72,7 +73,7 @@ class Rules:
     """When a window is judged and what counts as a change.
 
     - ``sensitivity``: the family error in normal sigmas (3: a clean run alarms with
-      probability <= 0.27%);
+      probability <= 0.27%; 2.5: 1.2%);
     - ``direction``: ``both``, ``up`` or ``down``;
     - ``min_volume``: a window is judged when it expects at least this many events (a
       drop), or when it expects or holds that many (a spike); for rates, the
