@@ -20,13 +20,14 @@ from functools import reduce
 from typing import Any
 
 import ibis
+import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from nerve.analytics._fields import entity, field_text, filters_expr
+from nerve.analytics._fields import dialect_of, entity, field_text, filters_expr
 from nerve.analytics._match import Rows
 from nerve.analytics._spec import FunnelSpec
 
@@ -125,14 +126,30 @@ def funnel_rows(events: ir.Table, spec: FunnelSpec, layer: Any = None) -> ir.Tab
     return rows
 
 
+@ibis.udf.scalar.builtin(name="list_position")  # type: ignore[untyped-decorator]
+def _list_position(values: dt.Array[dt.String], value: str) -> int:  # type: ignore[empty-body]
+    """DuckDB: the 1-based position of ``value`` in ``values`` (NULL when absent)."""
+
+
+@ibis.udf.scalar.builtin(name="list_extract")  # type: ignore[untyped-decorator]
+def _list_extract(values: dt.Array[dt.Int64], index: int) -> int:  # type: ignore[empty-body]
+    """DuckDB: the element at a 1-based ``index`` (NULL when out of range or NULL)."""
+
+
 def _step_mask(t: ir.Table, spec: FunnelSpec) -> ir.IntegerValue:
     """Steps without filters: the row's bitmask depends on its event name only, so one
     ``CASE event WHEN ...`` gives it (cheaper for the engine than a sum of one CASE per
-    step: ~0.1 s of DuckDB CPU on the benchmark). Bit n-1-k for step k, as ``bits``."""
+    step: ~0.1 s of DuckDB CPU on the benchmark). Bit n-1-k for step k, as ``bits``.
+    On DuckDB, a lookup of the name's position in a list of the names does the same
+    for ~0.05-0.1 s less CPU than the CASE (which compares every row with each name)."""
     n = len(spec.steps)
     by_event: dict[str, int] = {}
     for k, step in enumerate(spec.steps):
         by_event[step.event] = by_event.get(step.event, 0) | 1 << (n - 1 - k)
+    if dialect_of(t) == "duckdb":
+        names = ibis.literal(list(by_event), type="array<string>")
+        masks = ibis.literal(list(by_event.values()), type="array<int64>")
+        return _list_extract(masks, _list_position(names, t.event)).fill_null(0)
     return t.event.cases(*by_event.items(), else_=0).cast("int64")
 
 
