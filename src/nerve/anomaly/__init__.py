@@ -5,8 +5,9 @@
 ...                                   layer=layer, catalog_events=catalog.names())
 ...                                                                   # doctest: +SKIP
 
-The seasonal robust model (``nerve.anomaly.model``) is shared with the quality volume
-check; the live monitor counts per minute from the loader side (``LiveMonitor``).
+Event counts and rates are judged by the seasonal count model the quality volume and
+rate checks use (``nerve.quality._seasonal``); metric values by the robust model in
+``_model``. The live monitor counts per minute from the loader side (``LiveMonitor``).
 """
 
 from nerve.anomaly._detect import Anomaly, Detection, Window, detect

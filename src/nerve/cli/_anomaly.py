@@ -61,7 +61,8 @@ def anomalies(
     grain: Annotated[str | None, typer.Option(
         help="hour or day (default: hour for counts and sums, day for rates).")] = None,
     sensitivity: Annotated[float, typer.Option(
-        help="Spreads away from expected before alerting (higher: fewer alerts).")] = 4.0,
+        help="Family error in sigmas for counts and rates, spreads for metric values "
+             "(higher: fewer alerts).")] = 3.0,
     direction: Annotated[str, typer.Option(help="both, up (spikes) or down (drops).")] =
     "both",
     min_volume: Annotated[float, typer.Option(
