@@ -104,3 +104,21 @@ def test_explain_on_a_clean_day_finds_no_big_related_moves(clean_demo: Demo) -> 
                      vs="previous", now=clean_demo.end - timedelta(hours=1))
     assert result["related"] == []
     assert result["summary"]
+
+
+def test_a_release_retiring_an_app_version_is_no_drop_unless_asked_for(demo: Demo) -> None:
+    # the Android release moves every device from 4.1.1 to 4.2.0 at once: the scan of
+    # every event and key dimension must not call the old version's silence a drop...
+    release = next(r for r in demo.truth["releases"] if r["platform"] == "android")
+    now = moment(release["at"]) + timedelta(hours=12)
+    scan = Request(evaluate="12h", min_history="5d")
+    everything, _ = find_anomalies(demo.events, scan, layer=demo.layer,
+                                   catalog_events=demo.catalog.names(), now=now)
+    assert not [a for a in everything.anomalies
+                if a.dimension == "app_version" and a.direction == "down"]
+    # ...while asking for the breakdown by version shows it
+    asked, _ = find_anomalies(demo.events, Request("product_view", by=("app_version",),
+                                                   evaluate="12h", min_history="5d"),
+                              layer=demo.layer, catalog_events=demo.catalog.names(), now=now)
+    gone = {(a.value, a.direction) for a in asked.anomalies}
+    assert ("4.1.1", "down") in gone

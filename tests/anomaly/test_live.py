@@ -134,3 +134,17 @@ def test_prometheus_client_collector_reads_the_monitor() -> None:
     text = generate_latest(registry).decode()
     assert ('nerve_anomaly_alerts_total{dimension="platform",event="add_to_cart",'
             'value="android"} 1.0') in text
+
+
+def test_a_release_replacing_an_app_version_is_not_a_live_drop() -> None:
+    # a forced update: every event moves from 4.1.1 to 4.2.0 at minute 90, totals unchanged
+    monitor = LiveMonitor(settle=0)
+    rng = np.random.default_rng(4)
+    raised = []
+    for k in range(120):
+        version = "4.2.0" if k >= 90 else "4.1.1"
+        cells = pd.DataFrame([{"event": "add_to_cart", "minute": M0 + k, "app_version": version,
+                               "n": rng.poisson(30)}])
+        monitor.observe(cells)
+        raised += monitor.check(T0 + timedelta(minutes=k + 1))
+    assert not [a for a in raised if a.direction == "down"]

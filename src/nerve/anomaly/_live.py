@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from nerve.anomaly._model import Settings, poisson_z
-from nerve.anomaly._series import KEY_DIMENSIONS
+from nerve.anomaly._series import CHURNING, KEY_DIMENSIONS
 from nerve.quality._engine import backend_name, epoch_seconds, event_key, field_value
 
 __all__ = ["LiveAlert", "LiveMonitor", "prometheus_collector", "prometheus_text",
@@ -203,7 +203,8 @@ class LiveMonitor:
                 continue
             z = float(poisson_z(np.array([obs / phi]), np.array([exp / phi]))[0])
             change = (obs + 1) / (exp + 1) - 1
-            down = z < -s.sensitivity and change < -s.min_change and s.direction != "up"
+            down = (z < -s.sensitivity and change < -s.min_change and s.direction != "up"
+                    and key[1] not in CHURNING)
             up = z > s.sensitivity and change > s.min_change and s.direction != "down"
             if down or up:
                 start = last - window + 1

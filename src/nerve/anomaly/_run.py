@@ -17,6 +17,7 @@ import pandas as pd
 from nerve.anomaly._detect import Detection, Window, detect, detect_rates
 from nerve.anomaly._model import Settings
 from nerve.anomaly._series import (
+    CHURNING,
     KEY_DIMENSIONS,
     count_metric,
     event_counts,
@@ -154,6 +155,9 @@ def find_anomalies(events: ir.Table, request: Request, *, layer: SemanticLayer |
         frame = pd.concat([frame, by_dim[by_dim["dimension"] != ""]], ignore_index=True)
     detection = detect(frame, window, settings, counts=counts,
                        top_values=request.top_values, keep_points=request.points)
+    if not by:
+        detection.anomalies = [a for a in detection.anomalies
+                               if not (a.dimension in CHURNING and a.direction == "down")]
     if kind == "all" and rates and layer is not None and gh == 1:
         rated = _rates(events, rates, layer, window, settings, request, start, end, gh, ())
         detection.anomalies = sorted(detection.anomalies + rated.anomalies,

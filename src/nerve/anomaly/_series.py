@@ -23,7 +23,7 @@ from nerve.quality._engine import backend_name, epoch_seconds, event_key, field_
 from nerve.semantic import Measure, Metric, MetricQuery, SemanticLayer
 from nerve.semantic._load import Definitions
 
-__all__ = ["COLUMNS", "KEY_DIMENSIONS", "count_metric", "event_counts", "metric_series",
+__all__ = ["CHURNING", "COLUMNS", "KEY_DIMENSIONS", "count_metric", "event_counts", "metric_series",
            "with_metrics"]
 
 COLUMNS = ["target", "dimension", "value", "period", "n"]
@@ -35,6 +35,11 @@ KEY_DIMENSIONS: dict[str, tuple[str, ...]] = {
     "app_version": DEFAULT_DIMENSIONS["app_version"],
     "country": DEFAULT_DIMENSIONS["country"],
 }
+
+#: key dimensions whose values are replaced at every release: an old app version falling
+#: to zero is the release working, a change of mix (judged by the quality volume check's
+#: mix test and by ``nerve explain``), so scans without ``--by`` report only their spikes
+CHURNING = frozenset({"app_version"})
 
 
 def _seconds(grain_hours: int) -> int:
