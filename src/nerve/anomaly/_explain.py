@@ -461,7 +461,10 @@ def _round(value: Any) -> float | None:
 def _fmt(value: float | None, style: str) -> str:
     if value is None:
         return "n/a"
-    return f"{value:.2%}" if style == "percent" else f"{value:,.6g}"
+    if style == "percent":
+        return f"{value:.2%}"
+    # counts and money read whole beyond 100; rates keep three significant digits
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.3g}"
 
 
 def _summary(r: dict[str, Any], t: _Target) -> str:
