@@ -16,7 +16,7 @@ from nerve.pipeline.privacy import (
     PERSONAL_NAMES,
     PrivacyPolicy,
     consent_allows,
-    protect_ip,
+    protect_context_in_place,
     protect_payload,
     pseudonymise,
 )
@@ -52,18 +52,9 @@ class Guard:
         """``context`` enriched (UA, IP, bot) then protected (IP policy, context.traits)."""
         # equal to protect_context(enrich_context(...)), with one dict copy instead of two
         # and context.traits through the cached "anything to protect?" check
-        result = enrich_context(context, client_ip=client_ip, user_agent=user_agent)
-        ip = result.get("ip")
-        if isinstance(ip, str) and ip:
-            kept = protect_ip(ip, self.policy)
-            if kept is None:
-                del result["ip"]
-            else:
-                result["ip"] = kept
-        traits = result.get("traits")
-        if isinstance(traits, dict):
-            result["traits"] = self.payload(traits, self.identify)[0]
-        return result
+        return protect_context_in_place(
+            enrich_context(context, client_ip=client_ip, user_agent=user_agent), self.policy,
+            lambda traits: self.payload(traits, self.identify)[0])
 
     def consents(self, context: dict[str, Any], spec: EventSpec | None) -> bool:
         """Whether the event may be stored under the sender's consent choices."""

@@ -24,6 +24,7 @@ import hashlib
 import hmac
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -34,6 +35,7 @@ __all__ = [
     "PrivacyPolicy",
     "consent_allows",
     "protect_context",
+    "protect_context_in_place",
     "protect_ip",
     "protect_payload",
     "pseudonymise",
@@ -193,18 +195,25 @@ def protect_context(
     context: dict[str, Any], identify: EventSpec | None, policy: PrivacyPolicy
 ) -> dict[str, Any]:
     """``context`` with its IP treated and its ``traits`` protected like identify's traits."""
-    result = dict(context)
-    ip = result.get("ip")
+    return protect_context_in_place(
+        dict(context), policy, lambda traits: protect_payload(traits, identify, policy)[0])
+
+
+def protect_context_in_place(context: dict[str, Any], policy: PrivacyPolicy,
+                             protect_traits: Callable[[dict[str, Any]], dict[str, Any]]
+                             ) -> dict[str, Any]:
+    """``protect_context`` on a dict the caller owns (no copy), with its own traits step."""
+    ip = context.get("ip")
     if isinstance(ip, str) and ip:
         kept = protect_ip(ip, policy)
         if kept is None:
-            del result["ip"]
+            del context["ip"]
         else:
-            result["ip"] = kept
-    traits = result.get("traits")
+            context["ip"] = kept
+    traits = context.get("traits")
     if isinstance(traits, dict):
-        result["traits"], _ = protect_payload(traits, identify, policy)
-    return result
+        context["traits"] = protect_traits(traits)
+    return context
 
 
 def protect_ip(ip: str, policy: PrivacyPolicy) -> str | None:
