@@ -13,6 +13,7 @@ requests if the server did not start it (``nerve.anomaly.start_live``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,29 +41,26 @@ def _now(body: dict[str, Any]) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-async def anomalies(request: Request) -> Response:
+async def _answer(request: Request, local: Callable[..., Any]) -> Response:
+    """Run one of the ``*_local`` services on the posted body, off the event loop."""
     state = require_admin(request)
-    start_live(state)
     body = await read_json(request)
     now = _now(body)
     return json_response(await in_thread(
-        lambda: run_local(state.warehouse, state.workspace, body, now, state.catalog)))
+        lambda: local(state.warehouse, state.workspace, body, now, state.catalog)))
+
+
+async def anomalies(request: Request) -> Response:
+    start_live(require_admin(request))
+    return await _answer(request, run_local)
 
 
 async def explain(request: Request) -> Response:
-    state = require_admin(request)
-    body = await read_json(request)
-    now = _now(body)
-    return json_response(await in_thread(
-        lambda: explain_local(state.warehouse, state.workspace, body, now, state.catalog)))
+    return await _answer(request, explain_local)
 
 
 async def forecast(request: Request) -> Response:
-    state = require_admin(request)
-    body = await read_json(request)
-    now = _now(body)
-    return json_response(await in_thread(
-        lambda: forecast_local(state.warehouse, state.workspace, body, now, state.catalog)))
+    return await _answer(request, forecast_local)
 
 
 async def live(request: Request) -> Response:
