@@ -10,6 +10,7 @@ plain-Python reference on every example.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -17,7 +18,7 @@ import ibis
 import pytest
 from tests.analytics.conftest import at, ev
 
-from nerve.analytics import Exclusion, Filter, FunnelSpec, Step, funnel
+from nerve.analytics import Exclusion, Filter, FunnelSpec, Step, _scratch, funnel
 from nerve.analytics._fast import fetch_table, match_table
 from nerve.analytics._funnel import plan_of
 from nerve.errors import QueryError
@@ -145,3 +146,32 @@ def test_empty_and_untimed_events() -> None:
         got = funnel(table, spec, method=method)  # type: ignore[arg-type]
         assert [r["users"] for r in got.rows] == [1, 1]
         assert got.users(1) == ["u2"]
+
+
+def test_kept_work_memory_is_not_shared_by_results(big: Any) -> None:
+    """The kernels' work arrays are kept for the next funnel (``_scratch``): a result
+    must not see a later funnel's rows, and two funnels at once (one on fresh memory)
+    must both be right."""
+    first = funnel(big, SPECS["options"], method="compiled")
+    rows, reached = first.rows, first.reached.copy()
+    users = first.users(3, "converted")
+    funnel(big, SPECS["held_by_first"], method="compiled")  # reuses the same memory
+    assert (first.reached == reached).all()
+    assert first.users(3, "converted") == users
+    # a DuckDB connection runs one query at a time: fetch first, match concurrently
+    specs = {name: spec.validate() for name, spec in SPECS.items()}
+    tables = {name: fetch_table(big, spec) for name, spec in specs.items()}
+
+    def match(name: str) -> Any:
+        matched = match_table(tables[name], specs[name], plan_of(specs[name]))
+        assert matched is not None
+        return matched.reached.tolist(), matched.delta.tolist()
+
+    alone = {name: match(name) for name in specs}
+    names = sorted(specs) * 2
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(match, names))
+    assert together == [alone[name] for name in names]
+    assert rows == funnel(big, SPECS["options"], method="sql").rows
+    _scratch._kept.release_if_idle()  # the timer's job, done now: memory given back
+    assert not _scratch._kept.arrays._buffers

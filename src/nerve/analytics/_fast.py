@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 from nerve.analytics._fields import dialect_of
 from nerve.analytics._match import Plan
 from nerve.analytics._rows import funnel_rows, sort_keys, step_lut
+from nerve.analytics._scratch import Scratch, scratch
 from nerve.analytics._spec import FunnelSpec
 
 __all__ = ["Matched", "fast_engine", "fetch_table", "match_table", "sort_table"]
@@ -164,14 +165,11 @@ def _plan_arrays(plan: Plan) -> tuple[I64, I64, I64]:
     return kept, exbits, within
 
 
-def _compressed(values: npt.NDArray[Any], size: int,
-                descending: bool = False) -> tuple[I64, I64]:
+def _compressed(values: npt.NDArray[Any], size: int) -> tuple[I64, I64]:
     """Small non-negative ints (< ``size``) as dense ranks: (rank per value, the values
     present in rank order). Arrow's hash-based unique: a pass over the rows without
-    the conversion to 64 bits of ``np.bincount`` (half the time on the benchmark)."""
+    the conversion to 64 bits of ``np.bincount``."""
     present = np.sort(pc.unique(pa.array(values)).to_numpy().astype(np.int64))
-    if descending:
-        present = present[::-1]
     rank = np.zeros(size, dtype=np.int64)
     rank[present] = np.arange(len(present), dtype=np.int64)
     return rank, present
@@ -207,41 +205,31 @@ def _positions(kept: I64, mask_of_rank: I64) -> tuple[I64, I64]:
 
 
 @dataclass(frozen=True, slots=True)
-class _Columns:
-    """The fetched rows as the kernels read them (see ``_kernels.scatter_rows``)."""
+class _Extras:
+    """Per row of the fetched table, what a funnel's options add (empty arrays: none)."""
 
-    ts: I64  # microseconds
-    t0: int  # the earliest ts: packed times are relative to it
-    rmask: npt.NDArray[Any]  # step k at bit n-1-k
-    rank: I64  # rmask -> rank of the row's step bitmask, highest mask first
-    mask_of_rank: I64  # rank -> step bitmask (step k at bit k)
-    rest: I64  # the rest of the tie rule, packed (empty: none)
+    rest: I64  # the tie rule after the step, packed (exclusions, held values, breakdown)
     rest_bits: int
-    tie_bits: int
-    excl: I64  # exclusion bitmask per row (empty: no exclusions)
-    lead: I64  # sequential and any order: held values per row (empty: none)
-    hold: I64  # strict order: held values per row (empty: none)
+    excl: I64  # exclusion bitmask
+    lead: I64  # sequential and any order: held values
+    hold: I64  # strict order: held values
+    missing: npt.NDArray[np.bool_] | None  # strict order: a held value is missing
 
 
-def _columns(table: pa.Table, spec: FunnelSpec) -> _Columns | None:
-    """The kernels' columns, or None when times and the tie rule do not fit one int64."""
-    length, n = table.num_rows, len(spec.steps)
-    ts = pc.cast(pc.cast(table.column("ts"), pa.timestamp("us", tz="UTC")), pa.int64())
-    ts_np = np.ascontiguousarray(ts.to_numpy(), dtype=np.int64)
-    rmask = np.ascontiguousarray(table.column("rmask").to_numpy())
+def _extras(table: pa.Table, spec: FunnelSpec) -> _Extras:
+    length = table.num_rows
     strict = spec.order == "strict"
     holds = [_codes(table.column(f"h{i}")) for i in range(len(spec.hold))]
     hold_key = _combine(holds, length)
+    missing = None
     if strict and holds:  # a step whose own held value is missing is no step
         missing = np.zeros(length, dtype=bool)
         for codes, radix in holds:
             missing |= codes == radix - 1
-        rmask = np.where(missing, 0, rmask)
     excl = (table.column("excl").to_numpy().astype(np.int64)
             if spec.exclusions else np.zeros(0, dtype=np.int64))
-    # the tie rule after the time, as the SQL path's ORDER BY: lowest step first (the
-    # highest rmask), then exclusions, held values (strict order), breakdown value
-    rank, present = _compressed(rmask, 1 << n, descending=True)
+    # the tie rule after the time and the step, as the SQL path's ORDER BY: exclusions,
+    # held values (strict order), breakdown value
     rest_parts: list[tuple[I64, int]] = []
     if spec.exclusions:
         excl_rank, excl_present = _compressed(excl, 1 << len(spec.exclusions))
@@ -251,57 +239,106 @@ def _columns(table: pa.Table, spec: FunnelSpec) -> _Columns | None:
     if spec.by:
         rest_parts.append(_codes(table.column("by")))
     rest, rest_bits = _pack(rest_parts, length)
-    tie_bits = max(1, (len(present) - 1).bit_length()) + rest_bits
-    low_high = pc.min_max(ts)  # one pass, on Arrow's threads
-    t0 = low_high["min"].as_py() if length else 0
-    span = low_high["max"].as_py() - t0 if length else 0
-    if span.bit_length() + tie_bits > 62:
-        return None
     empty = np.zeros(0, dtype=np.int64)
-    return _Columns(ts_np, t0, rmask, rank, step_lut(n)[present], rest, rest_bits,
-                    tie_bits, excl, hold_key if holds and not strict else empty,
-                    hold_key if holds and strict else empty)
+    return _Extras(rest, rest_bits, excl, hold_key if holds and not strict else empty,
+                   hold_key if holds and strict else empty, missing)
 
 
-def _partition(run: Callable[..., Any], table: pa.Table, cols: _Columns, threads: int,
-               hash_mask: int | None) -> tuple[I64, I64, I64, int, int]:
-    """The first pass of the counting sort: (partition starts, keys, vals, bits of the
-    first pass, bits in all). Rows land in 2**half partitions by the top bits of the
-    entity's hash, packed as ``_kernels.scatter_rows`` says; the hashes themselves are
-    dropped on return."""
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """One record batch of the fetched rows, as numpy views the kernels read."""
+
+    offsets: npt.NDArray[Any]  # entity ids: Arrow offsets ...
+    data: npt.NDArray[np.uint8]  # ... and bytes
+    ts: I64  # microseconds
+    rmask: npt.NDArray[Any]  # step k at bit n-1-k
+    base: int  # the batch's first row in the table
+
+
+def _batches(table: pa.Table, missing: npt.NDArray[np.bool_] | None) -> list[_Batch]:
+    """The table's record batches (their columns line up) without copying them."""
+    out: list[_Batch] = []
+    base = 0
+    for batch in table.to_batches():
+        rows = batch.num_rows
+        if not rows:
+            continue
+        offsets, data = _text_buffers(batch.column("entity"))
+        ts = pc.cast(pc.cast(batch.column("ts"), pa.timestamp("us", tz="UTC")), pa.int64())
+        rmask = batch.column("rmask").to_numpy()
+        if missing is not None:
+            rmask = np.where(missing[base:base + rows], 0, rmask)
+        out.append(_Batch(offsets, data, np.ascontiguousarray(ts.to_numpy(), dtype=np.int64),
+                          np.ascontiguousarray(rmask), base))
+        base += rows
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Partitioned:
+    """The rows after the counting sort's first pass (see ``_partition``)."""
+
+    starts: I64  # partition starts
+    keys: I64
+    vals: I64
+    half: int  # bits of the first pass
+    bits: int  # bits in all
+    mask_of_rank: I64  # rank of a row's step bitmask -> the bitmask (step k at bit k)
+    tie_bits: int
+    t0: int  # the earliest time: packed times are relative to it
+    time_bits: int  # the width of the packed times and ties
+
+
+def _partition(run: Callable[..., Any], batches: list[_Batch], length: int, n: int,
+               extras: _Extras, threads: int, hash_mask: int | None,
+               mem: Scratch) -> _Partitioned | None:
+    """The first pass of the counting sort. Rows land in 2**half partitions by the top
+    bits of their entity's hash, packed as ``_kernels.scatter_rows`` says. None when the
+    times and the tie rule do not fit one int64."""
     from nerve.analytics import _kernels  # noqa: PLC0415 - numba loads on first use
 
-    length = table.num_rows
-    # buckets of ~8 rows in all, in two passes: cache-sized partitions here, then
-    # buckets in ``match_partitions``
-    bits = max(2, (length // 8).bit_length())
-    half = bits // 2
-    h1 = np.empty(length, dtype=np.uint64)
-    h2 = np.empty(length, dtype=np.uint64)
-    chunks = table.column("entity").chunks
-    bases = np.cumsum([0, *(len(c) for c in chunks)]).tolist()
-    # each thread takes whole chunks of ids (no copy of them), then scatters those rows
-    lo_chunk, hi_chunk = _split(len(chunks), threads)
-    ranges = [(bases[c0], bases[c1]) for c0, c1 in zip(lo_chunk, hi_chunk, strict=True)]
+    # buckets of ~2 rows in all, in two passes: cache-sized partitions of ~8k rows here,
+    # then buckets in ``match_partitions``
+    half = max(1, (length // 8).bit_length() // 2)
+    bits = max(half + 1, (length // 2).bit_length())
+    h1 = mem.take("h1", length, np.uint64)
+    h2 = mem.take("h2", length, np.uint64)
     cursor = np.zeros((threads, 1 << half), dtype=np.int64)
+    seen = np.zeros((threads, 1 << n), dtype=np.bool_)  # step bitmasks present
+    bounds = np.empty((threads, 2), dtype=np.int64)  # earliest and latest time
+    bounds[:, 0], bounds[:, 1] = _LATEST, -_LATEST
     narrow = np.uint64((1 << 64) - 1 if hash_mask is None else hash_mask)
 
-    def hash_chunks(i: int, c0: int, c1: int) -> None:
-        for c in range(c0, c1):
-            offsets, data = _text_buffers(chunks[c])
-            _kernels.hash_strings(offsets, data, len(chunks[c]), h1[bases[c]:],
-                                  h2[bases[c]:], narrow, half, cursor[i])
+    def first(i: int, b0: int, b1: int) -> None:  # each thread takes whole batches
+        for b in batches[b0:b1]:
+            _kernels.hash_strings(b.offsets, b.data, len(b.ts), h1[b.base:], h2[b.base:],
+                                  narrow, half, cursor[i])
+            _kernels.batch_stats(b.ts, b.rmask, seen[i], bounds[i])
 
-    run(hash_chunks, len(chunks))
+    run(first, len(batches))
+    # the tie rule after the time: lowest step first (the highest rmask), then the rest
+    present = np.flatnonzero(seen.any(axis=0))[::-1].astype(np.int64)
+    rank = np.zeros(1 << n, dtype=np.int64)
+    rank[present] = np.arange(len(present), dtype=np.int64)
+    tie_bits = max(1, (len(present) - 1).bit_length()) + extras.rest_bits
+    t0 = int(bounds[:, 0].min()) if length else 0
+    span = int(bounds[:, 1].max()) - t0 if length else 0
+    if span.bit_length() + tie_bits > 62:
+        return None
     starts = _kernels.bucket_offsets(cursor)
-    keys = np.empty((length, 2 + (len(cols.lead) > 0)), dtype=np.int64)
-    vals = np.empty((length, 1 + (len(cols.excl) > 0) + (len(cols.hold) > 0)),
-                    dtype=np.int64)
-    run(lambda i, _lo, _hi: _kernels.scatter_rows(
-        h1, h2, cols.lead, cols.ts, cols.t0, cols.rmask, cols.rank, cols.rest,
-        cols.rest_bits, cols.tie_bits, cols.excl, cols.hold, half, *ranges[i], cursor[i],
-        keys, vals), threads)
-    return starts, keys, vals, half, bits
+    keys = mem.take("keys", (length, 2 + (len(extras.lead) > 0)), np.int64)
+    vals = mem.take("vals", (length, 1 + (len(extras.excl) > 0) + (len(extras.hold) > 0)),
+                    np.int64)
+
+    def scatter(i: int, b0: int, b1: int) -> None:
+        for b in batches[b0:b1]:
+            _kernels.scatter_rows(h1, h2, extras.lead, b.ts, t0, b.rmask, rank, extras.rest,
+                                  extras.rest_bits, tie_bits, extras.excl, extras.hold,
+                                  half, b.base, b.base + len(b.ts), cursor[i], keys, vals)
+
+    run(scatter, len(batches))
+    return _Partitioned(starts, keys, vals, half, bits, step_lut(n)[present], tie_bits, t0,
+                        span.bit_length() + tie_bits)
 
 
 def match_table(table: pa.Table, spec: FunnelSpec, plan: Plan, *,
@@ -317,32 +354,48 @@ def match_table(table: pa.Table, spec: FunnelSpec, plan: Plan, *,
     from nerve.analytics import _kmatch  # noqa: PLC0415 - numba loads on first use
 
     length, n = table.num_rows, plan.n
-    cols = _columns(table, spec) if length < 1 << 31 else None  # rows packed in 32 bits
-    if cols is None:
+    if length >= 1 << 31:  # rows are packed in 32 bits
         return None
+    extras = _extras(table, spec)
+    batches = _batches(table, extras.missing)
     kept, exbits, within = _plan_arrays(plan)
-    plist, pcount = _positions(kept, cols.mask_of_rank)
-    start_before = (_LATEST if plan.start_before is None
-                    else min(max(plan.start_before - cols.t0, -1), _LATEST))
     threads = _threads(length)
-    with ThreadPoolExecutor(threads) as pool:
+    with scratch() as mem, ThreadPoolExecutor(threads) as pool:
         def run(fn: Callable[[int, int, int], Any], total: int) -> list[Any]:
             """fn(part, lo, hi) over ``threads`` even parts of range(total)."""
             return list(pool.map(fn, range(threads), *_split(total, threads)))
 
-        starts, keys, vals, half, bits = _partition(run, table, cols, threads, hash_mask)
-        parts = run(lambda _, p0, p1: _kmatch.match_partitions(
-            starts, p0, p1, keys, vals, half, bits - half, len(cols.lead) > 0,
-            len(cols.excl) > 0, len(cols.hold) > 0, cols.tie_bits, cols.rest_bits,
-            cols.mask_of_rank, _MODES[plan.order], kept, plist, pcount, exbits, within,
-            plan.window, start_before, len(plan.exclusions), n, bool(spec.by)),
-            1 << half)
-    if not all(part[4] for part in parts):
-        return None
-    first, reached, chain, delta = (np.concatenate([part[i] for part in parts])
-                                    for i in range(4))
+        rows = _partition(run, batches, length, n, extras, threads, hash_mask, mem)
+        if rows is None:
+            return None
+        plist, pcount = _positions(kept, rows.mask_of_rank)
+        start_before = (_LATEST if plan.start_before is None
+                        else min(max(plan.start_before - rows.t0, -1), _LATEST))
+        parts = run(lambda i, p0, p1: _kmatch.match_partitions(
+            rows.starts, p0, p1, rows.keys, rows.vals, rows.half, rows.bits - rows.half,
+            len(extras.lead) > 0, len(extras.excl) > 0, len(extras.hold) > 0,
+            rows.tie_bits, extras.rest_bits, rows.mask_of_rank, _MODES[plan.order], kept,
+            plist, pcount, exbits, within, plan.window, start_before, len(plan.exclusions),
+            rows.time_bits, *_outputs(mem, i, rows.starts[p1] - rows.starts[p0], n, bool(spec.by))),
+            1 << rows.half)
+        if not all(part[4] for part in parts):
+            return None
+        # copies: the parts may live in the scratch memory
+        first, reached, chain, delta = (np.concatenate([part[i] for part in parts])
+                                        for i in range(4))
     by = table.column("by").combine_chunks() if spec.by else None
     return Matched(first, reached, chain, delta, table.column("entity"), by)
+
+
+def _outputs(mem: Scratch, part: int, rows: int, n: int,
+             with_chain: bool) -> tuple[I64, I64, I64, I64]:
+    """Room for the per-entity results of ``rows`` rows (``match_partitions`` grows it
+    if an entity has fewer than four rows on average)."""
+    cap = max(16, rows // 4)
+    return (mem.take(f"first{part}", cap, np.int64),
+            mem.take(f"reached{part}", cap, np.int64),
+            mem.take(f"chain{part}", (cap, n if with_chain else 0), np.int64),
+            mem.take(f"delta{part}", (cap, n), np.int64))
 
 
 def sort_table(table: pa.Table, spec: FunnelSpec) -> pa.Table:

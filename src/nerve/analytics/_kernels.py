@@ -30,8 +30,8 @@ from typing import Any, TypeVar, cast
 import numba
 import numpy as np
 
-__all__ = ["LATEST", "NONE", "bucket_offsets", "hash_strings", "jit", "scatter_rows",
-           "sort_buckets"]
+__all__ = ["LATEST", "NONE", "batch_stats", "bucket_offsets", "hash_strings", "jit",
+           "scatter_rows", "sort_buckets"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 NONE = np.iinfo(np.int64).min
@@ -97,6 +97,19 @@ def bucket_offsets(counts: Any) -> Any:
 
 
 @jit()
+def batch_stats(ts: Any, rmask: Any, seen: Any, bounds: Any) -> None:
+    """The step bitmasks present (``seen[mask]`` set) and the earliest and latest time
+    (``bounds``, widened in place) of a batch of rows."""
+    low, high = bounds[0], bounds[1]
+    for i in range(len(ts)):
+        seen[rmask[i]] = True
+        t = ts[i]
+        low = min(low, t)
+        high = max(high, t)
+    bounds[0], bounds[1] = low, high
+
+
+@jit()
 def scatter_rows(h1: Any, h2: Any, lead: Any, ts: Any, t0: int, rmask: Any, rank: Any,
                  rest: Any, rest_bits: int, tie_bits: int, excl: Any, hold: Any, bits: int,
                  lo: int, hi: int, cursor: Any, keys: Any, vals: Any) -> None:
@@ -104,7 +117,9 @@ def scatter_rows(h1: Any, h2: Any, lead: Any, ts: Any, t0: int, rmask: Any, rank
     packed as what sorting and matching read, so that both then work on contiguous
     memory: ``keys`` = (h1, [lead], time-and-tie) and ``vals`` = (row and h2's top 32
     bits, [excl], [hold]). Time-and-tie is ``(ts - t0) << tie_bits | tie``, where the tie
-    is the step bitmask's rank (highest mask first) then the ``rest`` of the tie rule."""
+    is the step bitmask's rank (highest mask first) then the ``rest`` of the tie rule.
+    ``ts`` and ``rmask`` hold rows lo..hi only (one record batch); the other per-row
+    arrays hold every row."""
     shift = np.uint64(64 - bits)
     has_lead, has_excl, has_hold, has_rest = len(lead) > 0, len(excl) > 0, len(hold) > 0, \
         len(rest) > 0
@@ -117,10 +132,10 @@ def scatter_rows(h1: Any, h2: Any, lead: Any, ts: Any, t0: int, rmask: Any, rank
         keys[p, 0] = np.int64(h1[i])
         if has_lead:
             keys[p, 1] = lead[i]
-        tie = rank[rmask[i]] << rest_bits
+        tie = rank[rmask[i - lo]] << rest_bits
         if has_rest:
             tie |= rest[i]
-        keys[p, t] = ((ts[i] - t0) << tie_bits) | tie
+        keys[p, t] = ((ts[i - lo] - t0) << tie_bits) | tie
         vals[p, 0] = (i << 32) | np.int64(h2[i] >> np.uint64(32))
         if has_excl:
             vals[p, 1] = excl[i]

@@ -21,6 +21,7 @@ from nerve.analytics._kernels import LATEST, NONE, jit, sort_buckets
 __all__ = ["MODE_ANY", "MODE_SEQUENTIAL", "MODE_STRICT", "match_partitions"]
 
 MODE_SEQUENTIAL, MODE_STRICT, MODE_ANY = 0, 1, 2
+TIME_BINS_BITS = 8  # 256 coarse time bins per partition (~30 rows each)
 
 
 @jit(inline=True)
@@ -286,15 +287,19 @@ def match_partitions(starts1: Any, p0: int, p1: int, keys: Any, vals: Any, bits1
                      bits2: int, has_lead: bool, has_excl: bool, has_hold: bool,
                      tie_bits: int, rest_bits: int, mask_of_rank: Any, mode: int, kept: Any,
                      plist: Any, pcount: Any, exbits: Any, within: Any, window: int,
-                     start_before: int, nexcl: int, n: int, with_chain: bool) -> Any:
+                     start_before: int, nexcl: int, time_bits: int, o_first: Any,
+                     o_reached: Any, o_chain: Any, o_delta: Any) -> Any:
     """Partitions p0..p1 of the first pass, one at a time while it is in the cache:
     split by the next ``bits2`` bits of h1 into buckets of a few rows (a second
     counting sort, into a local copy), sort each bucket, match each entity.
 
+    ``time_bits``: the width of the packed times (the last column of ``keys``).
+
     Returns, for the entities that did the first step, (a row of each, steps reached,
-    chain (with a column per step if ``with_chain``, else none), delta) as in
-    ``match_entities``, and False if two ids collided (then the
-    caller falls back to the SQL path's matcher).
+    chain, delta) as in ``match_entities``, written to the ``o_*`` arrays given (one
+    row per entity; the chain has a column per step or none) or to larger copies when
+    they are full, and False if two ids collided (then the caller falls back to the
+    SQL path's matcher).
     """
     nb2 = 1 << bits2
     shift = np.uint64(64 - bits1 - bits2)
@@ -302,22 +307,37 @@ def match_partitions(starts1: Any, p0: int, p1: int, keys: Any, vals: Any, bits1
     cursor = np.empty(nb2, dtype=np.int64)
     lstarts = np.empty(nb2 + 1, dtype=np.int64)
     counts = np.empty(nb2, dtype=np.int64)
+    t_col = keys.shape[1] - 1
+    t_shift = max(0, time_bits - TIME_BINS_BITS)
+    t_cursor = np.empty((1 << TIME_BINS_BITS) + 1, dtype=np.int64)
     big = 1
     for part in range(p0, p1):
         big = max(big, starts1[part + 1] - starts1[part])
     kc, vc = keys.shape[1], vals.shape[1]
     kb = np.empty((big, kc), dtype=np.int64)
     vb = np.empty((big, vc), dtype=np.int64)
-    cap = max(16, (starts1[p1] - starts1[p0]) // 4)
-    o_first = np.empty(cap, dtype=np.int64)
-    o_reached = np.empty(cap, dtype=np.int64)
-    o_chain = np.empty((cap, n if with_chain else 0), dtype=np.int64)
-    o_delta = np.empty((cap, n), dtype=np.int64)
+    kt = np.empty((big, kc), dtype=np.int64)
+    vt = np.empty((big, vc), dtype=np.int64)
+    cap = len(o_first)
     done = 0
     for part in range(p0, p1):
         lo, hi = starts1[part], starts1[part + 1]
+        # by coarse time first (the bins' counting sort, into kt/vt), then stably into
+        # buckets: each bucket's rows then come nearly in time order, and sorting them
+        # moves little (on rows in random time order: ~45% less time for both)
+        t_cursor[:] = 0
+        for i in range(lo, hi):
+            t_cursor[(keys[i, t_col] >> t_shift) + 1] += 1
+        for j in range(1, len(t_cursor)):
+            t_cursor[j] += t_cursor[j - 1]
         cursor[:] = 0
         for i in range(lo, hi):
+            q = t_cursor[keys[i, t_col] >> t_shift]
+            t_cursor[keys[i, t_col] >> t_shift] = q + 1
+            for c in range(kc):
+                kt[q, c] = keys[i, c]
+            for c in range(vc):
+                vt[q, c] = vals[i, c]
             cursor[np.int64((np.uint64(keys[i, 0]) >> shift) & low)] += 1
         pos = 0
         for j in range(nb2):
@@ -326,14 +346,14 @@ def match_partitions(starts1: Any, p0: int, p1: int, keys: Any, vals: Any, bits1
             lstarts[j] = pos
             pos += v
         lstarts[nb2] = pos
-        for i in range(lo, hi):
-            b = np.int64((np.uint64(keys[i, 0]) >> shift) & low)
+        for i in range(hi - lo):
+            b = np.int64((np.uint64(kt[i, 0]) >> shift) & low)
             q = cursor[b]
             cursor[b] = q + 1
             for c in range(kc):
-                kb[q, c] = keys[i, c]
+                kb[q, c] = kt[i, c]
             for c in range(vc):
-                vb[q, c] = vals[i, c]
+                vb[q, c] = vt[i, c]
         counts[:] = 0
         sort_buckets(lstarts, 0, nb2, kb, vb, counts)
         for j in range(nb2):
@@ -342,10 +362,10 @@ def match_partitions(starts1: Any, p0: int, p1: int, keys: Any, vals: Any, bits1
         if done + (hi - lo) > cap:  # room for every entity of the partition
             while done + (hi - lo) > cap:
                 cap *= 2
-            o_first = _grow(o_first, cap)
-            o_reached = _grow(o_reached, cap)
-            o_chain = _grow2(o_chain, cap)
-            o_delta = _grow2(o_delta, cap)
+            o_first = _grow(o_first[:done], cap)
+            o_reached = _grow(o_reached[:done], cap)
+            o_chain = _grow2(o_chain[:done], cap)
+            o_delta = _grow2(o_delta[:done], cap)
         done = match_entities(lstarts, 0, nb2, kb, vb, has_lead, has_excl, has_hold,
                               tie_bits, rest_bits, mask_of_rank, mode, kept, plist, pcount,
                               exbits, within, window, start_before, nexcl, o_first,
