@@ -19,6 +19,7 @@ import ibis.expr.types as ir
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from nerve.analytics._fast import (
     Matched,
@@ -255,12 +256,15 @@ def report(spec: FunnelSpec, matched: Matched, method: str = "sql") -> FunnelRes
     for value, idx in ordered:
         r = reached if idx is None else reached[idx]
         dt = delta if idx is None else delta[idx]
-        hit = [(r >> k) & 1 == 1 for k in range(n)]
-        first = int(hit[0].sum())
+        # entities per distinct set of steps reached (a few dozen): one pass over them
+        sets = pc.value_counts(pa.array(r, type=pa.int64()))
+        masks = sets.field("values").to_numpy()
+        tally = sets.field("counts").to_numpy()
+        first = int(tally[masks & 1 == 1].sum())
         prev_users = first
         for k, step in enumerate(spec.steps):
-            users = int(hit[k].sum())
-            converted = int((hit[k] & hit[k + 1]).sum()) if k + 1 < n else users
+            users = int(tally[(masks >> k) & 1 == 1].sum())
+            converted = int(tally[(masks >> k) & 3 == 3].sum()) if k + 1 < n else users
             row: dict[str, Any] = {"step": k + 1, "event": step.event, "label": step.name}
             if spec.by:
                 row[spec.by] = value
@@ -273,7 +277,8 @@ def report(spec: FunnelSpec, matched: Matched, method: str = "sql") -> FunnelRes
                 "drop_off": (users - converted) / users if users and k + 1 < n else None,
             }
             prev_users = users if not step.optional else prev_users
-            column = dt[:, k]
+            # (the first step has no time from a previous one)
+            column = dt[:, k] if k else dt[:0, 0]
             row |= _time_stats(column[column >= 0].astype(np.float64) / _MICRO, spec)
             out.append(row)
     return FunnelResult(spec, out, matched.first_row, matched.entities, reached, groups,
