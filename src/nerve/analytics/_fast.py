@@ -380,11 +380,24 @@ def match_table(table: pa.Table, spec: FunnelSpec, plan: Plan, *,
             1 << rows.half)
         if not all(part[4] for part in parts):
             return None
-        # copies: the parts may live in the scratch memory
-        first, reached, chain, delta = (np.concatenate([part[i] for part in parts])
-                                        for i in range(4))
+        first, reached, chain, delta = _gather(run, [part[:4] for part in parts])
     by = table.column("by").combine_chunks() if spec.by else None
     return Matched(first, reached, chain, delta, table.column("entity"), by)
+
+
+def _gather(run: Callable[..., Any], parts: list[tuple[I64, ...]]) -> list[I64]:
+    """The threads' per-entity results, one after the other, copied out of the scratch
+    memory by the threads that made them."""
+    ends = np.cumsum([len(part[0]) for part in parts]).tolist()
+    out = [np.empty((ends[-1], *column.shape[1:]), dtype=column.dtype)
+           for column in parts[0]]
+
+    def copy(i: int, _lo: int, _hi: int) -> None:
+        for whole, column in zip(out, parts[i], strict=True):
+            whole[ends[i] - len(column):ends[i]] = column
+
+    run(copy, len(parts))
+    return out
 
 
 def _outputs(mem: Scratch, part: int, rows: int, n: int,
