@@ -15,10 +15,12 @@ from datetime import timedelta
 from typing import Any
 
 import ibis
+import numpy as np
+import pyarrow as pa
 import pytest
 from tests.analytics.conftest import at, ev
 
-from nerve.analytics import Exclusion, Filter, FunnelSpec, Step, _scratch, funnel
+from nerve.analytics import Exclusion, Filter, FunnelSpec, Step, _fast, _kernels, _scratch, funnel
 from nerve.analytics._fast import fetch_table, match_table
 from nerve.analytics._funnel import plan_of
 from nerve.errors import QueryError
@@ -175,3 +177,25 @@ def test_kept_work_memory_is_not_shared_by_results(big: Any) -> None:
     assert rows == funnel(big, SPECS["options"], method="sql").rows
     _scratch._kept.release_if_idle()  # the timer's job, done now: memory given back
     assert not _scratch._kept.arrays._buffers
+
+
+def test_id_hashes_depend_on_the_text_only() -> None:
+    """The ids are hashed 8 bytes at a time from unaligned words of the Arrow buffer:
+    the same text hashes the same wherever it sits (the buffer's last bytes included),
+    and different texts of every length (none, under, at and over a word) differ."""
+    texts = ["", *("x" * n for n in range(1, 40)), *(f"u{i}" for i in range(2000)),
+             "é", "é\x00", "\x00", "\x00\x00", "abcdefgh", "abcdefgi", "abcdefgh\x00"]
+    for order in (texts, texts[::-1]):  # each text also last in its buffer
+        array = pa.array([*order, *order[::-1]], type=pa.string()).slice(1)
+        offsets, data = _fast._text_buffers(array)
+        h1 = np.empty(len(array), dtype=np.uint64)
+        h2 = np.empty(len(array), dtype=np.uint64)
+        counts = np.zeros(1 << 4, dtype=np.int64)
+        _kernels.hash_strings(offsets, data, _kernels.words_of(data), len(array), h1, h2,
+                              np.uint64((1 << 64) - 1), 4, counts)
+        seen: dict[str, tuple[int, int]] = {}
+        for text, a, b in zip(array.to_pylist(), h1.tolist(), h2.tolist(), strict=True):
+            assert seen.setdefault(text, (a, b)) == (a, b)
+        assert len({a for a, _ in seen.values()}) == len(seen) == len(set(texts))
+        assert len({b for _, b in seen.values()}) == len(seen)
+        assert counts.sum() == len(array)

@@ -311,8 +311,8 @@ def _partition(run: Callable[..., Any], batches: list[_Batch], length: int, n: i
 
     def first(i: int, b0: int, b1: int) -> None:  # each thread takes whole batches
         for b in batches[b0:b1]:
-            _kernels.hash_strings(b.offsets, b.data, len(b.ts), h1[b.base:], h2[b.base:],
-                                  narrow, half, cursor[i])
+            _kernels.hash_strings(b.offsets, b.data, _kernels.words_of(b.data), len(b.ts),
+                                  h1[b.base:], h2[b.base:], narrow, half, cursor[i])
             _kernels.batch_stats(b.ts, b.rmask, seen[i], bounds[i])
 
     run(first, len(batches))

@@ -29,9 +29,10 @@ from typing import Any, TypeVar, cast
 
 import numba
 import numpy as np
+import numpy.typing as npt
 
 __all__ = ["LATEST", "NONE", "batch_stats", "bucket_offsets", "hash_strings", "jit",
-           "scatter_rows", "sort_buckets"]
+           "scatter_rows", "sort_buckets", "words_of"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 NONE = np.iinfo(np.int64).min
@@ -46,26 +47,43 @@ def jit(inline: bool = False) -> Callable[[F], F]:
                                              inline="always" if inline else "never"))
 
 
+def words_of(data: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint64]:
+    """The 8 bytes starting at each byte of ``data`` as one little-endian word (an
+    unaligned view, no copy), for ``hash_strings``; the last 7 bytes have none."""
+    return np.ndarray((max(len(data) - 7, 0),), np.uint64, data, 0, (1,))
+
+
 @jit()
-def hash_strings(offsets: Any, data: Any, rows: int, h1: Any, h2: Any, narrow: Any,
-                 bits: int, counts: Any) -> None:
-    """Two independent 64-bit hashes of ``rows`` strings (Arrow offsets and bytes):
-    FNV-1a and a multiply-add, each with a splitmix64 finalizer (the top bits of ``h1``
+def hash_strings(offsets: Any, data: Any, words: Any, rows: int, h1: Any, h2: Any,
+                 narrow: Any, bits: int, counts: Any) -> None:
+    """Two independent 64-bit hashes of ``rows`` strings (Arrow offsets and bytes), 8
+    bytes at a time (``words``: ``words_of(data)``): two different multiply-xorshift
+    chains over the words, each with a splitmix64 finalizer (the top bits of ``h1``
     pick the partition, so they must be well mixed); ``h1`` is ANDed with ``narrow``
     (all ones but in a test). Counts the rows per partition (the top ``bits`` of h1) on
     the way: the counting sort's first pass."""
     shift = np.uint64(64 - bits)
+    loaded = len(words)
     for i in range(rows):
-        a = np.uint64(0xCBF29CE484222325)
-        b = np.uint64(0x2545F4914F6CDD1D)
-        for j in range(offsets[i], offsets[i + 1]):
-            c = np.uint64(data[j])
-            a = (a ^ c) * np.uint64(0x100000001B3)
-            b = (b + c + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
-        b ^= np.uint64(offsets[i + 1] - offsets[i])
+        start, end = offsets[i], offsets[i + 1]
+        a = np.uint64(0x9E3779B97F4A7C15) ^ np.uint64(end - start)
+        b = np.uint64(0xD6E8FEB86659FD93) + np.uint64(end - start)
+        for j in range(start, end, 8):
+            if j < loaded:
+                w = words[j]
+            else:  # the buffer's last 7 bytes: no word starts there
+                w = np.uint64(0)
+                for k in range(min(8, len(data) - j)):
+                    w |= np.uint64(data[j + k]) << np.uint64(8 * k)
+            if end - j < 8:  # the string's last bytes: keep only them
+                w &= (np.uint64(1) << np.uint64(8 * (end - j))) - np.uint64(1)
+            a = (a ^ w) * np.uint64(0x100000001B3A5A5B)
+            a ^= a >> np.uint64(29)
+            b = (b + w) * np.uint64(0xFF51AFD7ED558CCD)
+            b ^= b >> np.uint64(32)
         x = _mix(a) & narrow
         h1[i] = x
-        h2[i] = _mix(b ^ np.uint64(0xD6E8FEB86659FD93))
+        h2[i] = _mix(b ^ np.uint64(0x2545F4914F6CDD1D))
         counts[np.int64(x >> shift)] += 1
 
 
