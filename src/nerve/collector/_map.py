@@ -123,6 +123,9 @@ def map_messages(
     not cover their event's purpose get no row; ``dropped[("consent", event)]`` counts them.
     """
     rows: list[Row] = []
+    # the policy's switches, read once: most events need neither check
+    check_consent = guard is not None and guard.policy.enforce_consent
+    hash_ids = guard is not None and guard.policy.user_id != "keep"
     times: dict[Any, int | None] = {None: None}  # batches repeat timestamp strings
     rules: dict[tuple[str, Any, str | None], Rule] = {}
     dumps = orjson.dumps
@@ -238,7 +241,7 @@ def map_messages(
                     schema_version, violations = validator.explain(rule, payload)
             if guard is not None:
                 spec = None if payload is None or rule is None else rule.spec
-                if not guard.consents(context, spec):
+                if check_consent and "consent" in context and not guard.consents(context, spec):
                     if dropped is not None:
                         what = ("consent", event or type_)
                         dropped[what] = dropped.get(what, 0) + 1
@@ -257,8 +260,9 @@ def map_messages(
                 if type_ not in _TRAIT_CALLS:
                     context_traits = context.get("traits")
                     traits = context_traits if context_traits.__class__ is dict else None
-                user_id = guard.identifier(user_id)
-                previous_id = guard.identifier(previous_id)
+                if hash_ids:
+                    user_id = guard.identifier(user_id)
+                    previous_id = guard.identifier(previous_id)
             if problems:
                 listed = orjson.loads(violations) if violations else []
                 violations = dumps(problems + listed).decode()

@@ -17,6 +17,7 @@ from nerve.pipeline.privacy import (
     PrivacyPolicy,
     consent_allows,
     protect_context_in_place,
+    protect_ip,
     protect_payload,
     pseudonymise,
 )
@@ -40,21 +41,31 @@ class Guard:
         # ua-parser compiles its matchers on first use (~0.5 s): pay it now, not in the
         # first request, whose client would see it as latency
         parse_user_agent("Mozilla/5.0")
-        #: spec id -> whether any property of it has a PII class other than none
-        self._sensitive_specs: dict[int, bool] = {}
-        #: uncataloged property name -> whether it looks personal
-        self._names: dict[str, bool] = {}
-        #: (spec id, property names...) -> whether the payload has anything to protect
-        self._shapes: dict[tuple[Any, ...], bool] = {}
+        #: spec id -> property names a payload may carry with nothing to protect; None
+        #: when the spec itself has personal properties (every payload needs the work)
+        self._safe: dict[int, set[str] | None] = {}
+        #: ``context.ip`` -> what the policy keeps of it (None: drop); traffic repeats IPs
+        self._ips: dict[str, str | None] = {}
+        self._protect_traits = lambda traits: self.payload(traits, self.identify)[0]
 
     def context(self, context: dict[str, Any], client_ip: str | None,
                 user_agent: str | None) -> dict[str, Any]:
         """``context`` enriched (UA, IP, bot) then protected (IP policy, context.traits)."""
-        # equal to protect_context(enrich_context(...)), with one dict copy instead of two
-        # and context.traits through the cached "anything to protect?" check
+        # equal to protect_context(enrich_context(...)), with one dict copy instead of two,
+        # the IP verdicts cached and context.traits through the cached "anything to
+        # protect?" check
         return protect_context_in_place(
-            enrich_context(context, client_ip=client_ip, user_agent=user_agent), self.policy,
-            lambda traits: self.payload(traits, self.identify)[0])
+            enrich_context(context, client_ip=client_ip, user_agent=user_agent),
+            self._ip, self._protect_traits)
+
+    def _ip(self, ip: str) -> str | None:
+        try:
+            return self._ips[ip]
+        except KeyError:
+            kept = protect_ip(ip, self.policy)
+            if len(self._ips) < _MAX_NAMES:
+                self._ips[ip] = kept
+            return kept
 
     def consents(self, context: dict[str, Any], spec: EventSpec | None) -> bool:
         """Whether the event may be stored under the sender's consent choices."""
@@ -77,36 +88,31 @@ class Guard:
         return pseudonymise(value, self.policy.secret)
 
     def _needs_work(self, payload: dict[str, Any], spec: EventSpec | None) -> bool:
-        # the answer depends only on the spec and the property names, which repeat
-        shape = (id(spec), *payload)
-        verdict = self._shapes.get(shape)
-        if verdict is None:
-            verdict = self._judge_names(payload, spec)
-            if len(self._shapes) < _MAX_NAMES:
-                self._shapes[shape] = verdict
-        return verdict
-
-    def _judge_names(self, payload: dict[str, Any], spec: EventSpec | None) -> bool:
-        if spec is not None:
-            key = id(spec)
-            flagged = self._sensitive_specs.get(key)
-            if flagged is None:
-                flagged = self._sensitive_specs[key] = _has_pii(spec.properties)
-            if flagged:
-                return True
-            known = spec.property
-        if not self.policy.guard_unknown:
+        # the answer depends only on the spec and the property names, which repeat: the
+        # names known to need nothing are kept per spec, and one C-level superset test
+        # answers the usual payload
+        key = id(spec)
+        try:
+            safe = self._safe[key]
+        except KeyError:
+            safe = self._safe[key] = (None if spec is not None and _has_pii(spec.properties)
+                                      else set())
+        if safe is None:
+            return True
+        if safe.issuperset(payload):
             return False
-        names = self._names
         for name in payload:
-            verdict = names.get(name)
-            if verdict is None:
-                verdict = bool(PERSONAL_NAMES.search(name))
-                if len(names) < _MAX_NAMES:
-                    names[name] = verdict
-            if verdict and (spec is None or known(name) is None):
-                return True
+            if name not in safe:
+                if self._personal(name, spec):
+                    return True
+                if len(safe) < _MAX_NAMES:
+                    safe.add(name)
         return False
+
+    def _personal(self, name: str, spec: EventSpec | None) -> bool:
+        """An uncataloged property name that looks personal (hashed when guarded)."""
+        return (self.policy.guard_unknown and PERSONAL_NAMES.search(name) is not None
+                and (spec is None or spec.property(name) is None))
 
 
 def _has_pii(props: tuple[PropertySpec, ...]) -> bool:

@@ -196,16 +196,19 @@ def protect_context(
 ) -> dict[str, Any]:
     """``context`` with its IP treated and its ``traits`` protected like identify's traits."""
     return protect_context_in_place(
-        dict(context), policy, lambda traits: protect_payload(traits, identify, policy)[0])
+        dict(context), lambda ip: protect_ip(ip, policy),
+        lambda traits: protect_payload(traits, identify, policy)[0])
 
 
-def protect_context_in_place(context: dict[str, Any], policy: PrivacyPolicy,
+def protect_context_in_place(context: dict[str, Any],
+                             protect_ip: Callable[[str], str | None],
                              protect_traits: Callable[[dict[str, Any]], dict[str, Any]]
                              ) -> dict[str, Any]:
-    """``protect_context`` on a dict the caller owns (no copy), with its own traits step."""
+    """``protect_context`` on a dict the caller owns (no copy), with its own IP and traits
+    steps (the collector's ``Guard`` caches both)."""
     ip = context.get("ip")
     if isinstance(ip, str) and ip:
-        kept = protect_ip(ip, policy)
+        kept = protect_ip(ip)
         if kept is None:
             del context["ip"]
         else:
