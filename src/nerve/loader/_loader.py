@@ -13,8 +13,17 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from nerve.errors import WorkspaceError
-from nerve.loader._commit import LoadStats, commit_load, read_offsets
-from nerve.log import Segment, Tail, acknowledge, list_segments, read_segment, set_aside, writer_ids
+from nerve.loader._commit import LoadStats, LogRange, commit_ranges, read_offsets
+from nerve.log import (
+    Segment,
+    SegmentRead,
+    Tail,
+    acknowledge,
+    list_segments,
+    read_segment,
+    set_aside,
+    writer_ids,
+)
 from nerve.warehouse import DATA_ERRORS
 
 if TYPE_CHECKING:
@@ -72,57 +81,74 @@ class Loader:
     # ------------------------------------------------------------------ one pass
 
     def load_once(self) -> LoadStats:
-        """Load everything durable in the log now; return what this pass did."""
+        """Load everything durable in the log now; return what this pass did.
+
+        Every writer's new frames go into the same commits (up to ``max_rows`` rows
+        each): with one writer per server process, committing writers apart made each
+        commit smaller, and DuckDB's cost per row grows as commits shrink.
+        """
         with self._lock:
             if self._cursor is None:
                 self._cursor = self.warehouse.cursor()
             stats = LoadStats()
             try:
                 offsets = read_offsets(self._cursor)
+                pending = _Pending()
+                read_segments: list[tuple[Segment, SegmentRead]] = []
+                acked: dict[str, dict[str, int]] = {}
                 for writer in writer_ids(self.log_dir):
-                    acked: dict[str, int] = {}
+                    acked[writer] = {}
                     for segment in list_segments(self.log_dir, writer):
                         start = offsets.get((writer, segment.name), 0)
-                        end = self._load_segment(segment, start, stats)
-                        if end is not None:
-                            acked[segment.name] = end
-                    if self._acked.get(writer) != acked:  # a file write: only on change
-                        acknowledge(self.log_dir, writer, acked)
-                        self._acked[writer] = acked
+                        try:
+                            read = read_segment(segment.path, start)
+                        except FileNotFoundError:  # the writer removed an empty torn segment
+                            continue
+                        position = start  # where the next frame starts
+                        for end, batch in read.batches:
+                            if pending.add(segment, position, end, batch) >= self.max_rows:
+                                self._flush(pending, stats)
+                            position = end
+                        read_segments.append((segment, read))
+                        acked[writer][segment.name] = max(start, read.end)
+                self._flush(pending, stats)
+                for segment, read in read_segments:  # every frame read is committed now
+                    self._finish(segment, read, stats)
+                for writer, acks in acked.items():
+                    if self._acked.get(writer) != acks:  # a file write: only on change
+                        acknowledge(self.log_dir, writer, acks)
+                        self._acked[writer] = acks
             finally:
                 self.totals.add(stats)  # what committed counts, even if a later step failed
             return stats
 
-    def _load_segment(self, segment: Segment, start: int, stats: LoadStats) -> int | None:
-        """Load one segment from ``start``; the offset reached, or None if it is gone."""
+    def _flush(self, pending: _Pending, stats: LoadStats) -> None:
+        """Commit the frames read so far, of every segment, in one transaction."""
+        parts = pending.take()
+        if not parts:
+            return
         try:
-            read = read_segment(segment.path, start)
-        except FileNotFoundError:  # the writer removed an empty torn segment meanwhile
-            return None
-        position = start
-        frames: list[tuple[int, pa.RecordBatch]] = []
-        rows = 0
-        for end, batch in read.batches:
-            frames.append((end, batch))
-            rows += batch.num_rows
-            if rows >= self.max_rows:
-                position = self._commit_frames(segment, frames, position, stats)
-                frames, rows = [], 0
-        if frames:
-            position = self._commit_frames(segment, frames, position, stats)
-        if segment.sealed:
-            # nothing more will be appended: finish the segment
-            if read.tail is Tail.CLEAN:
-                self._retire(segment)
-                stats.segments_done += 1
-            else:
-                set_aside(segment.path, f"{read.tail.value} frame at offset {read.end} "
-                          "in a sealed segment (loaded up to there)")
-        return max(position, read.end)
+            stats.add(self._commit([LogRange(segment.writer, segment.name, start,
+                                             frames[-1][0], [b for _, b in frames])
+                                    for segment, start, frames in parts]))
+        except DATA_ERRORS:  # find the frames the warehouse refuses, segment by segment
+            for segment, start, frames in parts:
+                self._commit_frames(segment, frames, start, stats)
+
+    def _finish(self, segment: Segment, read: SegmentRead, stats: LoadStats) -> None:
+        """A sealed segment is done once loaded: delete it, or set a bad tail aside."""
+        if not segment.sealed:
+            return
+        if read.tail is Tail.CLEAN:
+            self._retire(segment)
+            stats.segments_done += 1
+        else:
+            set_aside(segment.path, f"{read.tail.value} frame at offset {read.end} "
+                      "in a sealed segment (loaded up to there)")
 
     def _commit_frames(self, segment: Segment, frames: list[tuple[int, pa.RecordBatch]],
                        start: int, stats: LoadStats) -> int:
-        """Commit frames read from ``start``; the offset reached.
+        """Commit frames of one segment read from ``start``; the offset reached.
 
         When the warehouse refuses the rows themselves (a value a column cannot take: a
         bug upstream), retrying cannot help and would stall the whole log behind them.
@@ -131,7 +157,8 @@ class Loader:
         """
         end = frames[-1][0]
         try:
-            stats.add(self._commit(segment, [b for _, b in frames], start, end))
+            stats.add(self._commit([LogRange(segment.writer, segment.name, start, end,
+                                             [b for _, b in frames])]))
         except DATA_ERRORS as exc:
             if len(frames) == 1:
                 stats.add(self._reject(segment, frames[0][1], start, end, exc))
@@ -141,12 +168,10 @@ class Loader:
                 position = self._commit_frames(segment, [frame], position, stats)
         return end
 
-    def _commit(self, segment: Segment, batches: list[pa.RecordBatch], start: int,
-                end: int, rejected: int = 0) -> LoadStats:
-        stats = commit_load(self._cursor, batches, writer=segment.writer,
-                            segment=segment.name, start_offset=start, end_offset=end,
-                            dedup_window=self.dedup_window, rejected=rejected)
-        log.debug("loaded %s/%s [%d, %d): %s", segment.writer, segment.name, start, end, stats)
+    def _commit(self, ranges: list[LogRange]) -> LoadStats:
+        stats = commit_ranges(self._cursor, ranges, dedup_window=self.dedup_window)
+        log.debug("loaded %s: %s", ", ".join(f"{r.writer}/{r.segment} [{r.start_offset}, "
+                                              f"{r.end_offset})" for r in ranges), stats)
         return stats
 
     def _reject(self, segment: Segment, batch: pa.RecordBatch, start: int, end: int,
@@ -159,7 +184,8 @@ class Loader:
             os.fsync(f.fileno())
         log.error("%s [%d, %d): the warehouse refused %d rows (%s); kept in %s",
                   segment.path, start, end, batch.num_rows, str(exc).splitlines()[0], path)
-        return self._commit(segment, [], start, end, rejected=batch.num_rows)
+        return self._commit([LogRange(segment.writer, segment.name, start, end, [],
+                                      rejected=batch.num_rows)])
 
     def _retire(self, segment: Segment) -> None:
         """Delete a fully loaded segment, then forget its offset."""
@@ -198,6 +224,27 @@ class Loader:
             self._thread.join()
             self._thread = None
         self.load_once()
+
+
+class _Pending:
+    """Frames read but not committed yet, per segment in reading order, and their rows."""
+
+    def __init__(self) -> None:
+        self.parts: list[tuple[Segment, int, list[tuple[int, pa.RecordBatch]]]] = []
+        self.rows = 0
+
+    def add(self, segment: Segment, start: int, end: int, batch: pa.RecordBatch) -> int:
+        """Add the frame ``[start, end)`` of ``segment``; how many rows are held now."""
+        if not self.parts or self.parts[-1][0] is not segment:
+            self.parts.append((segment, start, []))
+        self.parts[-1][2].append((end, batch))
+        self.rows += batch.num_rows
+        return self.rows
+
+    def take(self) -> list[tuple[Segment, int, list[tuple[int, pa.RecordBatch]]]]:
+        """Everything held, emptied."""
+        parts, self.parts, self.rows = self.parts, [], 0
+        return parts
 
 
 _WINDOW = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
