@@ -11,7 +11,9 @@ the warehouse's ``events`` columns), then times a 5-step, 7-day sequential funne
 
 Each side runs in its own process, so its peak memory (max RSS) and its CPU time (all
 threads, steadier than wall time on a busy machine) are its own. Each side makes one
-warm-up call, then ``--repeat`` timed calls; the best counts. nerve's first call in a
+warm-up call, then the two take turns for ``--repeat`` rounds (one timed call each, back
+to back, the order alternating), so load from elsewhere on the machine weighs on both
+alike; the best of each side counts, and the ratio per round is printed too. nerve's first call in a
 fresh process (numba loading its compiled kernels from its disk cache) is printed too,
 and, in another process with an empty numba cache, the very first call, compilation
 included. The load average is printed before and after: on a shared machine, wall times
@@ -87,7 +89,19 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_nerve(path: str, repeat: int, method: str, cache_dir: str | None, out: Any) -> None:
+def _serve(call: Any, conn: Any, **ready: Any) -> None:
+    """Answer the parent: "run" times one ``call()`` (wall and CPU seconds, per-step
+    counts), "stop" sends the peak memory and ends. One warm-up call first."""
+    call()
+    conn.send(ready)
+    while conn.recv() == "run":
+        start, cpu = time.perf_counter(), time.process_time()
+        counts = call()
+        conn.send((time.perf_counter() - start, time.process_time() - cpu, counts))
+    conn.send(_peak_mb())
+
+
+def run_nerve(path: str, method: str, cache_dir: str | None, conn: Any) -> None:
     if cache_dir:  # an empty numba cache: the first call compiles the kernels
         os.environ["NUMBA_CACHE_DIR"] = cache_dir
     con = ibis.duckdb.connect(path, read_only=True)
@@ -95,22 +109,17 @@ def run_nerve(path: str, repeat: int, method: str, cache_dir: str | None, out: A
     events = con.table("events")
     spec = FunnelSpec(tuple(Step(s) for s in STEPS), window=WINDOW)
     start = time.perf_counter()
-    result = funnel(events, spec, method=method)  # type: ignore[arg-type]
+    used = funnel(events, spec, method=method).extra["method"]  # type: ignore[arg-type]
     first = time.perf_counter() - start
-    times: list[float] = []
-    cpus: list[float] = []
-    counts = [r["users"] for r in result.rows]
-    for _ in range(repeat):
-        start, cpu = time.perf_counter(), time.process_time()
+
+    def call() -> list[int]:
         result = funnel(events, spec, method=method)  # type: ignore[arg-type]
-        times.append(time.perf_counter() - start)
-        cpus.append(time.process_time() - cpu)
-        counts = [r["users"] for r in result.rows]
-    out.send({"times": times, "cpu": cpus, "counts": counts, "peak_mb": _peak_mb(),
-              "first": first, "method": result.extra["method"]})
+        return [r["users"] for r in result.rows]
+
+    _serve(call, conn, first=first, method=used)
 
 
-def run_chdb(path: str, repeat: int, out: Any) -> None:
+def run_chdb(path: str, conn: Any) -> None:
     from chdb import session  # noqa: PLC0415 - the bench extra, only in this child
 
     parquet = Path(path).with_suffix(".parquet")
@@ -126,6 +135,7 @@ def run_chdb(path: str, repeat: int, out: Any) -> None:
                    "timestamp DateTime64(6, 'UTC')) ENGINE = MergeTree ORDER BY tuple()")
         sess.query(f"INSERT INTO b.events SELECT user_id, event, timestamp "
                    f"FROM file('{parquet}', Parquet)")
+        parquet.unlink()
         conds = ", ".join(f"event = '{s}'" for s in STEPS)
         names = ", ".join(f"'{s}'" for s in STEPS)
         window_us = int(WINDOW.total_seconds() * 1_000_000)
@@ -135,30 +145,44 @@ def run_chdb(path: str, repeat: int, out: Any) -> None:
                        toUInt64(toUnixTimestamp64Micro(timestamp)), {conds}) AS level
               FROM b.events WHERE event IN ({names}) GROUP BY user_id)
             GROUP BY level ORDER BY level"""
-        sess.query(sql, "JSONCompact")  # warm-up
-        times, cpus, levels = [], [], {}
-        for _ in range(repeat):
-            start, cpu = time.perf_counter(), time.process_time()
+
+        def call() -> list[int]:
             text = str(sess.query(sql, "JSONCompact"))
-            times.append(time.perf_counter() - start)
-            cpus.append(time.process_time() - cpu)
             levels = {int(a): int(b) for a, b in json.loads(text)["data"]}
+            # windowFunnel gives each user's deepest level; a step's users reached it
+            # or deeper
+            return [sum(n for level, n in levels.items() if level >= k + 1)
+                    for k in range(len(STEPS))]
+
+        _serve(call, conn)
         sess.close()
-    parquet.unlink()
-    # windowFunnel gives each user's deepest level; a step's users reached it or deeper
-    counts = [sum(n for level, n in levels.items() if level >= k + 1)
-              for k in range(len(STEPS))]
-    out.send({"times": times, "cpu": cpus, "counts": counts, "peak_mb": _peak_mb()})
 
 
-def _in_child(target: Any, *args: Any) -> dict[str, Any]:
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=target, args=(*args, child))
-    proc.start()
-    result = parent.recv()
-    proc.join()
-    return result  # type: ignore[no-any-return]
+class _Child:
+    """One side of the benchmark in its own process, set up and warmed up."""
+
+    def __init__(self, target: Any, *args: Any) -> None:
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=target, args=(*args, child))
+        self.proc.start()
+        self.info: dict[str, Any] = self.conn.recv()
+        self.times: list[float] = []
+        self.cpu: list[float] = []
+        self.counts: list[int] = []
+
+    def run(self) -> None:
+        self.conn.send("run")
+        wall, cpu, self.counts = self.conn.recv()
+        self.times.append(wall)
+        self.cpu.append(cpu)
+
+    def stop(self) -> float:
+        """Ends the process; returns its peak memory in MB."""
+        self.conn.send("stop")
+        peak: float = self.conn.recv()
+        self.proc.join()
+        return peak
 
 
 def _load() -> str:
@@ -187,32 +211,40 @@ def main() -> int:
         print(f"load average (1, 5, 15 min) before: {_load()}")
         cold = None
         if args.method == "compiled" and not args.skip_cold:
-            cold = _in_child(run_nerve, str(path), 0, args.method, str(Path(tmp) / "numba"))
-        nerve = _in_child(run_nerve, str(path), args.repeat, args.method, None)
-        ch = _in_child(run_chdb, str(path), args.repeat)
+            child = _Child(run_nerve, str(path), args.method, str(Path(tmp) / "numba"))
+            cold = child.info["first"]
+            child.stop()
+        # both sides stay up and take turns (nerve first on even rounds, chdb on odd):
+        # the machine's other load then weighs on both alike
+        nerve, ch = _Child(run_nerve, str(path), args.method, None), _Child(run_chdb, str(path))
+        for i in range(args.repeat):
+            for side in (nerve, ch) if i % 2 == 0 else (ch, nerve):
+                side.run()
+        peak_n, peak_c = nerve.stop(), ch.stop()
         print(f"load average (1, 5, 15 min) after:  {_load()}")
 
     print(f"funnel: {' -> '.join(STEPS)}, window {WINDOW.days} days")
     print(f"{'step':<20}{'nerve':>12}{'chdb':>12}")
-    for name, a, b in zip(STEPS, nerve["counts"], ch["counts"], strict=True):
+    for name, a, b in zip(STEPS, nerve.counts, ch.counts, strict=True):
         print(f"{name:<20}{a:>12,}{b:>12,}")
-    same = nerve["counts"] == ch["counts"]
-    best_n, best_c = min(nerve["times"]), min(ch["times"])
-    print(f"nerve (DuckDB, {nerve['method']}): best {best_n:.3f} s of {len(nerve['times'])} "
-          f"after a warm-up ({', '.join(f'{t:.2f}' for t in nerve['times'])}), "
-          f"peak memory {nerve['peak_mb']:.0f} MB")
-    kernels = " (kernels from numba's disk cache)" if nerve["method"] == "compiled" else ""
-    print(f"  first call in a fresh process{kernels}: {nerve['first']:.2f} s")
+    same = nerve.counts == ch.counts
+    best_n, best_c = min(nerve.times), min(ch.times)
+    print(f"nerve (DuckDB, {nerve.info['method']}): best {best_n:.3f} s of "
+          f"{len(nerve.times)} after a warm-up ({', '.join(f'{t:.2f}' for t in nerve.times)}),"
+          f" peak memory {peak_n:.0f} MB")
+    kernels = " (kernels from numba's disk cache)" if nerve.info["method"] == "compiled" else ""
+    print(f"  first call in a fresh process{kernels}: {nerve.info['first']:.2f} s")
     if cold is not None:
-        print(f"  first call with an empty numba cache (compiling the kernels): "
-              f"{cold['first']:.2f} s")
-    print(f"chdb windowFunnel: best {best_c:.3f} s of {len(ch['times'])} after a warm-up "
-          f"({', '.join(f'{t:.2f}' for t in ch['times'])}), "
-          f"peak memory {ch['peak_mb']:.0f} MB")
+        print(f"  first call with an empty numba cache (compiling the kernels): {cold:.2f} s")
+    print(f"chdb windowFunnel: best {best_c:.3f} s of {len(ch.times)} after a warm-up "
+          f"({', '.join(f'{t:.2f}' for t in ch.times)}), peak memory {peak_c:.0f} MB")
     print(f"ratio nerve/chdb (best wall times): {best_n / best_c:.2f} "
           f"({'no slower than' if best_n <= best_c else 'slower than'} chdb)")
+    ratios = sorted(a / b for a, b in zip(nerve.times, ch.times, strict=True))
+    print(f"ratio per round (each round runs both, back to back): median "
+          f"{ratios[len(ratios) // 2]:.2f}, range {ratios[0]:.2f}-{ratios[-1]:.2f}")
     # CPU seconds (all threads of each process): steadier than wall time on a busy machine
-    cpu_n, cpu_c = min(nerve["cpu"]), min(ch["cpu"])
+    cpu_n, cpu_c = min(nerve.cpu), min(ch.cpu)
     print(f"CPU time, best run: nerve {cpu_n:.2f} s, chdb {cpu_c:.2f} s, "
           f"ratio {cpu_n / cpu_c:.2f}")
     print(f"per-step counts identical: {same}")

@@ -10,6 +10,7 @@ Two ways to the same per-entity result, then one ``report`` (per entity, then pe
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
@@ -49,6 +50,8 @@ METHODS: tuple[str, ...] = ("auto", "compiled", "sql")
 #: took 0.31 s on the SQL path against 0.80 s (cached) and 14 s (fresh) compiled; from
 #: ~2M rows a fresh process gains (3.9M rows: 1.35 s against 2.16 s)
 COMPILED_MIN_ROWS = 1_000_000
+#: from this many entities the report's per-step statistics run on two threads
+PARALLEL_MIN_ENTITIES = 100_000
 
 
 def plan_of(spec: FunnelSpec) -> Plan:
@@ -234,6 +237,21 @@ def _time_stats(seconds: npt.NDArray[np.float64], spec: FunnelSpec) -> dict[str,
     }
 
 
+def _times_to_convert(spec: FunnelSpec, delta: I64) -> list[dict[str, Any]]:
+    """Per step, the time-to-convert statistics of ``delta``'s column. Over many entities
+    the steps share the cores (numpy's selection and filtering release the GIL)."""
+
+    def stats(k: int) -> dict[str, Any]:
+        column = delta[:, k] if k else delta[:0, 0]  # the first step: no time from before
+        return _time_stats(column[column >= 0].astype(np.float64) / _MICRO, spec)
+
+    steps = range(len(spec.steps))
+    if len(delta) < PARALLEL_MIN_ENTITIES:
+        return [stats(k) for k in steps]
+    with ThreadPoolExecutor(2) as pool:
+        return list(pool.map(stats, steps))
+
+
 def report(spec: FunnelSpec, matched: Matched, method: str = "sql") -> FunnelResult:
     """Per step and breakdown value: users, conversion, drop-off, time to convert."""
     n = len(spec.steps)
@@ -262,6 +280,7 @@ def report(spec: FunnelSpec, matched: Matched, method: str = "sql") -> FunnelRes
         tally = sets.field("counts").to_numpy()
         first = int(tally[masks & 1 == 1].sum())
         prev_users = first
+        times = _times_to_convert(spec, dt)
         for k, step in enumerate(spec.steps):
             users = int(tally[(masks >> k) & 1 == 1].sum())
             converted = int(tally[(masks >> k) & 3 == 3].sum()) if k + 1 < n else users
@@ -277,9 +296,7 @@ def report(spec: FunnelSpec, matched: Matched, method: str = "sql") -> FunnelRes
                 "drop_off": (users - converted) / users if users and k + 1 < n else None,
             }
             prev_users = users if not step.optional else prev_users
-            # (the first step has no time from a previous one)
-            column = dt[:, k] if k else dt[:0, 0]
-            row |= _time_stats(column[column >= 0].astype(np.float64) / _MICRO, spec)
+            row |= times[k]
             out.append(row)
     return FunnelResult(spec, out, matched.first_row, matched.entities, reached, groups,
                         {"method": method})
