@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 from nerve.analytics._fields import dialect_of
 from nerve.analytics._match import Plan
 from nerve.analytics._rows import funnel_rows, sort_keys, step_lut
-from nerve.analytics._scratch import Scratch, scratch
+from nerve.analytics._scratch import Scratch
 from nerve.analytics._spec import FunnelSpec
 
 __all__ = ["Matched", "fast_engine", "fetch_table", "match_table", "sort_table"]
@@ -341,7 +341,7 @@ def _partition(run: Callable[..., Any], batches: list[_Batch], length: int, n: i
                         span.bit_length() + tie_bits)
 
 
-def match_table(table: pa.Table, spec: FunnelSpec, plan: Plan, *,
+def match_table(table: pa.Table, spec: FunnelSpec, plan: Plan, *, mem: Scratch | None = None,
                 hash_mask: int | None = None) -> Matched | None:
     """Group and match the fetched rows (in any order) with the compiled kernels.
 
@@ -350,6 +350,9 @@ def match_table(table: pa.Table, spec: FunnelSpec, plan: Plan, *,
     of centuries) or there are 2**31 rows or more. Then match ``sort_table(table)``
     with the SQL path's matcher. ``hash_mask`` narrows the first hash, to test the
     collision check.
+
+    ``mem``: work memory (``_scratch.scratch()``) to use, fresh memory if None. The
+    result's ``delta`` and ``chain`` live in it: read them before it is given back.
     """
     from nerve.analytics import _kmatch  # noqa: PLC0415 - numba loads on first use
 
@@ -360,7 +363,8 @@ def match_table(table: pa.Table, spec: FunnelSpec, plan: Plan, *,
     batches = _batches(table, extras.missing)
     kept, exbits, within = _plan_arrays(plan)
     threads = _threads(length)
-    with scratch() as mem, ThreadPoolExecutor(threads) as pool:
+    mem = Scratch(keep=False) if mem is None else mem
+    with ThreadPoolExecutor(threads) as pool:
         def run(fn: Callable[[int, int, int], Any], total: int) -> list[Any]:
             """fn(part, lo, hi) over ``threads`` even parts of range(total)."""
             return list(pool.map(fn, range(threads), *_split(total, threads)))
@@ -380,17 +384,21 @@ def match_table(table: pa.Table, spec: FunnelSpec, plan: Plan, *,
             1 << rows.half)
         if not all(part[4] for part in parts):
             return None
-        first, reached, chain, delta = _gather(run, [part[:4] for part in parts])
+        first, reached, chain, delta = _gather(run, [part[:4] for part in parts], mem)
     by = table.column("by").combine_chunks() if spec.by else None
     return Matched(first, reached, chain, delta, table.column("entity"), by)
 
 
-def _gather(run: Callable[..., Any], parts: list[tuple[I64, ...]]) -> list[I64]:
-    """The threads' per-entity results, one after the other, copied out of the scratch
-    memory by the threads that made them."""
+def _gather(run: Callable[..., Any], parts: list[tuple[I64, ...]],
+            mem: Scratch) -> list[I64]:
+    """The threads' per-entity results, one after the other, copied out of their work
+    memory by the threads that made them: the first row and steps reached to new
+    arrays (a result keeps them), the chains and times to ``mem`` (only the report
+    reads them)."""
     ends = np.cumsum([len(part[0]) for part in parts]).tolist()
-    out = [np.empty((ends[-1], *column.shape[1:]), dtype=column.dtype)
-           for column in parts[0]]
+    out = [np.empty((ends[-1], *column.shape[1:]), dtype=column.dtype) if i < 2
+           else mem.take(f"all{i}", (ends[-1], *column.shape[1:]), column.dtype)
+           for i, column in enumerate(parts[0])]
 
     def copy(i: int, _lo: int, _hi: int) -> None:
         for whole, column in zip(out, parts[i], strict=True):

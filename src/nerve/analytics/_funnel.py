@@ -31,6 +31,7 @@ from nerve.analytics._fast import (
 )
 from nerve.analytics._match import MAX_OPTIONAL, Chains, Plan, match
 from nerve.analytics._rows import FetchedRows, fetch_rows, shape_rows, to_micros
+from nerve.analytics._scratch import scratch
 from nerve.analytics._spec import MAX_STEPS, FunnelSpec
 from nerve.errors import QueryError
 
@@ -141,13 +142,13 @@ def funnel(events: ir.Table, spec: FunnelSpec, *, layer: Any = None,
     if method == "sql" or not fast:
         return report(spec, sql_matched(fetch_rows(events, spec, layer), plan), "sql")
     table = fetch_table(events, spec, layer)
-    matched = None
     if method == "compiled" or table.num_rows >= COMPILED_MIN_ROWS:
-        matched = match_table(table, spec, plan)
-    if matched is None:  # few rows, or rows the kernels cannot take (see match_table)
-        return report(spec, sql_matched(shape_rows(sort_table(table, spec), spec), plan),
-                      "sql")
-    return report(spec, matched, "compiled")
+        with scratch() as mem:  # kept work memory, until the report has read it
+            matched = match_table(table, spec, plan, mem=mem)
+            if matched is not None:
+                return report(spec, matched, "compiled")
+    # few rows, or rows the kernels cannot take (see match_table)
+    return report(spec, sql_matched(shape_rows(sort_table(table, spec), spec), plan), "sql")
 
 
 def sql_matched(fetched: FetchedRows, plan: Plan) -> Matched:
