@@ -217,6 +217,7 @@ class _Extras:
 
 
 def _extras(table: pa.Table, spec: FunnelSpec) -> _Extras:
+    """The option columns of ``table`` as the kernels read them."""
     length = table.num_rows
     strict = spec.order == "strict"
     holds = [_codes(table.column(f"h{i}")) for i in range(len(spec.hold))]
