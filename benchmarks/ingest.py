@@ -13,6 +13,7 @@ every acknowledged event reached the warehouse exactly once.
     python benchmarks/ingest.py                       # 10 s per run, 32 connections, 2 workers
     python benchmarks/ingest.py --rate 40000          # a fixed rate instead of the maximum
     python benchmarks/ingest.py --workers 1 --seconds 20 --profile serve.txt
+    python benchmarks/ingest.py --stages              # CPU per event of each stage, in-process
 
 The load generator (one asyncio process, raw HTTP/1.1) shares the CPU with the server, as
 it would on one machine; its share of a core is printed. Every figure line carries the
@@ -509,6 +510,95 @@ def run_nerve(root: Path, key: str, args: argparse.Namespace, templates: list[by
     return result
 
 
+# ------------------------------------------------------------------------------ stages
+
+
+def stages(root: Path, key: str, templates: list[bytes]) -> None:
+    """CPU per event of each ingest stage, in this one process (no HTTP, no other thread).
+
+    Other load on the machine disturbs these least: each figure is the best of a few
+    repetitions of process CPU time. The server adds HTTP, the event loop, thread hops
+    and the machine's contention on top (compare with the full run's events/CPU-s).
+    """
+    import gc  # noqa: PLC0415 - the stage harness only
+
+    from nerve.catalog import Catalog  # noqa: PLC0415
+    from nerve.collector import Collector, rows_to_record_batch  # noqa: PLC0415
+    from nerve.loader import Loader  # noqa: PLC0415
+    from nerve.log import LogWriter  # noqa: PLC0415
+    from nerve.server._metrics import Metrics  # noqa: PLC0415
+
+    ws = Workspace.load(root)
+    catalog = Catalog.load(ws.events_dir)
+    guarded, bare = Collector(ws, catalog), Collector(ws, catalog, privacy=False)
+    auth = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+    bodies = [t.replace(PLACEHOLDER, b"s%d" % i) for i, t in enumerate(templates)]
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 50, 100)  # as nerve serve runs (server/_app.tune_gc)
+
+    def per_event(work: Any, events: int, repeat: int = 5) -> float:
+        best = float("inf")
+        for _ in range(repeat):
+            started = time.process_time()
+            work()
+            best = min(best, time.process_time() - started)
+        return best / events * 1e6
+
+    def each_body(work: Any) -> Any:
+        def run() -> None:
+            for body in bodies * 10:
+                work(body)  # the result is dropped at once, as the server drops its parse
+        return run
+
+    def collect(collector: Collector) -> Any:
+        return each_body(lambda b: collector.collect(b, endpoint="batch", authorization=auth,
+                                                     client_ip="203.0.113.9"))
+
+    events = BATCH * len(bodies) * 10
+    parse = per_event(each_body(orjson.loads), events)
+    unguarded = per_event(collect(bare), events)
+    full = per_event(collect(guarded), events)
+    requests = [guarded.collect(b, endpoint="batch", authorization=auth) for b in bodies]
+    rows = [r for c in requests for r in c.rows] * 2  # a round of 40 requests
+    batch = per_event(lambda: rows_to_record_batch(rows), len(rows))
+    metrics = Metrics(set(catalog.names()))
+    observe = per_event(lambda: [metrics.observe("server", c.rows, c.dropped)
+                                 for c in requests * 10], events)
+    writers = [LogWriter(ws.log_dir, f"stage-{i}") for i in range(2)]
+    record = rows_to_record_batch(rows)
+
+    def append() -> None:
+        for writer in writers:
+            writer.append(record)
+            writer.sync()
+
+    log = per_event(append, 2 * len(rows))
+    loader = Loader.for_workspace(ws, Warehouse.for_workspace(ws))
+    loader.load_once()  # what append() wrote: ids repeat from here on, unlike real loads
+    passes, loaded, cpu = 10, 0, 0.0
+    for n in range(passes):  # ~120k rows per pass, over two writers, fresh ids
+        for i, writer in enumerate(writers):
+            for k in range(15):
+                ids = [f"p{n}w{i}k{k}-{j}" for j in range(record.num_rows)]
+                writer.append(record.set_column(0, "message_id", ids))
+            writer.sync()
+        started = time.process_time()
+        loaded += loader.load_once().rows_in
+        cpu += time.process_time() - started
+    load = cpu / loaded * 1e6
+    figures = [("JSON parse (orjson)", parse), ("map + validate", unguarded - parse),
+               ("enrich + privacy", full - unguarded), ("Arrow batch (per round)", batch),
+               ("log frame, write, fsync", log), ("metrics", observe),
+               ("loader (~120k rows per pass)", load)]
+    print(f"CPU per event by stage, one process ({load_average()}):")
+    for name, value in figures:
+        print(f"  {name:<30} {value:6.2f} us")
+    total = sum(value for _, value in figures)
+    print(f"  {'sum':<30} {total:6.2f} us = {1e6 / total:,.0f} events per CPU-s "
+          "(without HTTP and the event loop)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each run")
@@ -529,6 +619,9 @@ def main() -> None:
                         "(one file per process): a flame graph (.svg), speedscope (.json) or "
                         "collapsed stacks (.txt)")
     parser.add_argument("--keep", action="store_true", help="keep the workspace")
+    parser.add_argument("--stages", action="store_true", help="instead of serving: CPU per "
+                        "event of each ingest stage in one process (parse, map, privacy, "
+                        "Arrow, log, metrics, loader)")
     args = parser.parse_args()
 
     templates = [make_template(seed) for seed in range(20)]
@@ -542,6 +635,9 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="nerve-bench-"))
     try:
         key = make_workspace(root / "ws", args.warehouse_threads)
+        if args.stages:
+            stages(root / "ws", key, templates)
+            return
         runs = [("max" if args.rate is None else f"at {args.rate:,.0f}/s",
                  run_nerve(root / "ws", key, args, templates, args.rate, args.profile))]
         report(f"nerve serve --workers {args.workers}", runs[0][1])
