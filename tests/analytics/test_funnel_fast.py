@@ -199,3 +199,25 @@ def test_id_hashes_depend_on_the_text_only() -> None:
         assert len({a for a, _ in seen.values()}) == len(seen) == len(set(texts))
         assert len({b for _, b in seen.values()}) == len(seen)
         assert counts.sum() == len(array)
+
+
+def test_insertion_order_setting_is_restored(big: Any) -> None:
+    """The compiled path turns DuckDB's global ``preserve_insertion_order`` off for its
+    query and back to what it was when the last funnel running on the connection ends
+    (funnels on several threads share the switch: none restores it under another)."""
+    con = big._find_backend().con
+
+    def setting() -> Any:
+        return con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0]
+
+    spec = SPECS["sequential"].validate()
+    assert setting() is True
+    with _fast._unordered(con):
+        assert setting() is False
+        fetch_table(big, spec)  # a funnel inside another: the outer one restores
+        assert setting() is False
+    assert setting() is True
+    con.execute("SET preserve_insertion_order = false")
+    fetch_table(big, spec)
+    assert setting() is False
+    con.execute("SET preserve_insertion_order = true")

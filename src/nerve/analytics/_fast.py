@@ -18,8 +18,10 @@ the funnel is then matched by the SQL path's code over the same rows, sorted by 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
@@ -83,21 +85,42 @@ def fast_engine(events: ir.Table) -> bool:
     return hasattr(backend, "con") and hasattr(backend.con, "execute")
 
 
-def fetch_table(events: ir.Table, spec: FunnelSpec, layer: Any = None) -> pa.Table:
-    """The funnel's rows from DuckDB, unsorted, with ``preserve_insertion_order`` off for
-    the query (DuckDB then gathers results on every thread; the setting is restored)."""
-    backend = events._find_backend()
-    con = backend.con
-    before = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()
-    con.execute("SET preserve_insertion_order = false")
+_unordered_lock = threading.Lock()
+_unordered_users: dict[int, tuple[int, str]] = {}  # connection -> (funnels, setting before)
+
+
+@contextmanager
+def _unordered(con: Any) -> Iterator[None]:
+    """``preserve_insertion_order`` off while funnels run on ``con`` (DuckDB then gathers
+    results on every thread), restored when the last of them ends. The setting is global
+    to the database, so funnels on several threads share one switch instead of each
+    restoring what another had set."""
+    key = id(con)
+    with _unordered_lock:
+        count, before = _unordered_users.get(key, (0, ""))
+        if not count:
+            value = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()
+            before = "false" if value is not None and value[0] in (False, "false") else "true"
+            con.execute("SET preserve_insertion_order = false")
+        _unordered_users[key] = (count + 1, before)
     try:
-        rows = funnel_rows(events, spec, layer)
-        # a narrower step bitmask: less for DuckDB to hand over
-        rows = rows.mutate(rmask=rows.rmask.cast("int32"))
-        table: pa.Table = rows.to_pyarrow()
+        yield
     finally:
-        keep = "true" if before is None or before[0] in (True, "true") else "false"
-        con.execute(f"SET preserve_insertion_order = {keep}")
+        with _unordered_lock:
+            count, before = _unordered_users.pop(key)
+            if count > 1:
+                _unordered_users[key] = (count - 1, before)
+            else:
+                con.execute(f"SET preserve_insertion_order = {before}")
+
+
+def fetch_table(events: ir.Table, spec: FunnelSpec, layer: Any = None) -> pa.Table:
+    """The funnel's rows from DuckDB, unsorted (see ``_unordered``)."""
+    rows = funnel_rows(events, spec, layer)
+    # a narrower step bitmask: less for DuckDB to hand over
+    rows = rows.mutate(rmask=rows.rmask.cast("int32"))
+    with _unordered(events._find_backend().con):
+        table: pa.Table = rows.to_pyarrow()
     return table
 
 
