@@ -574,10 +574,11 @@ def stages(root: Path, key: str, templates: list[bytes]) -> None:
             writer.sync()
 
     log = per_event(append, 2 * len(rows))
-    loader = Loader.for_workspace(ws, Warehouse.for_workspace(ws))
+    warehouse = Warehouse.for_workspace(ws)
+    loader = Loader.for_workspace(ws, warehouse)
     loader.load_once()  # what append() wrote: ids repeat from here on, unlike real loads
-    passes, loaded, cpu = 10, 0, 0.0
-    for n in range(passes):  # ~120k rows per pass, over two writers, fresh ids
+    loaded, cpu = 0, 0.0
+    for n in range(10):  # ~120k rows per pass, over two writers, fresh ids
         for i, writer in enumerate(writers):
             for k in range(15):
                 ids = [f"p{n}w{i}k{k}-{j}" for j in range(record.num_rows)]
@@ -586,6 +587,9 @@ def stages(root: Path, key: str, templates: list[bytes]) -> None:
         started = time.process_time()
         loaded += loader.load_once().rows_in
         cpu += time.process_time() - started
+    for writer in writers:
+        writer.close()
+    warehouse.close()
     load = cpu / loaded * 1e6
     figures = [("JSON parse (orjson)", parse), ("map + validate", unguarded - parse),
                ("enrich + privacy", full - unguarded), ("Arrow batch (per round)", batch),
