@@ -22,6 +22,7 @@ from nerve.quality._config import DEFAULT_DIMENSIONS
 from nerve.quality._engine import backend_name, epoch_seconds, event_key, field_value
 from nerve.semantic import Measure, Metric, MetricQuery, SemanticLayer
 from nerve.semantic._load import Definitions
+from nerve.warehouse import one_of
 
 __all__ = ["CHURNING", "COLUMNS", "KEY_DIMENSIONS", "count_metric", "event_counts", "metric_series",
            "with_metrics"]
@@ -71,7 +72,7 @@ def event_counts(table: ir.Table, *, start: datetime, end: datetime,
         columns[name] = values[0] if len(values) == 1 else ibis.coalesce(*values)
     filtered = table.filter(ts >= start.timestamp(), ts < end.timestamp())
     if events:
-        filtered = filtered.filter(event_key(filtered).isin(list(events)))
+        filtered = filtered.filter(one_of(event_key(filtered), list(events)))
     if not users:
         grouped = filtered.select(**columns).group_by(list(columns)).agg(n=ibis._.count())
         return melt(grouped.to_pandas(), list(dims))

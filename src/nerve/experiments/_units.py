@@ -28,6 +28,7 @@ from nerve.experiments._analysis import ArmData, MetricData
 from nerve.experiments._model import Experiment
 from nerve.semantic import Measure, Metric, MetricQuery, SemanticLayer
 from nerve.semantic._engines import backend_dialect, json_field
+from nerve.warehouse import one_of
 
 __all__ = ["Exposures", "collect"]
 
@@ -42,7 +43,7 @@ class Exposures:
 
 def exposures(exp: Experiment, events: ir.Table, until: datetime) -> Exposures:
     dialect = backend_dialect(events)
-    t = events.filter(events.type == "track", events.event.isin(list(exp.exposure_events)),
+    t = events.filter(events.type == "track", one_of(events.event, list(exp.exposure_events)),
                       events.timestamp < ibis.literal(until))
     if exp.start is not None:
         t = t.filter(t.timestamp >= ibis.literal(exp.start))

@@ -19,6 +19,7 @@ from nerve.quality._engine import (
     json_texts,
 )
 from nerve.quality._result import CheckResult, Status, fmt_count, fmt_duration, fmt_pct, fmt_time
+from nerve.warehouse import one_of
 
 __all__ = ["check_disappeared_values", "check_missing_events", "check_null_rate"]
 
@@ -75,7 +76,7 @@ def _null_counts(table: ir.Table, backend: str, since: float,
     """Rows and empty values per event for the required properties, one scan."""
     received = epoch_seconds(table.received_at, backend)
     key = event_key(table)
-    recent = table.filter(received >= since, key.isin(list(props)))
+    recent = table.filter(received >= since, one_of(key, list(props)))
     aggs: dict[str, Any] = {"n": ibis._.count()}
     pairs = sorted({pair for plist in props.values() for pair in plist})
     columns = sorted({column for column, _ in pairs})
@@ -91,7 +92,7 @@ def _null_counts(table: ir.Table, backend: str, since: float,
             missing = recent[f"_{column}"][position].isnull()
         else:
             missing = json_missing(recent[column], name, backend)
-        aggs[f"p{i}"] = ibis.ifelse(rkey.isin(owners), missing, False).sum()
+        aggs[f"p{i}"] = ibis.ifelse(one_of(rkey, owners), missing, False).sum()
     frame = recent.group_by(event=event_key(recent)).agg(**aggs).to_pandas()
     frame.attrs["pairs"] = pairs
     return frame
@@ -176,7 +177,7 @@ def check_disappeared_values(ctx: Context) -> list[CheckResult]:
     fast = _value_counts_at_once(ctx, by_path, start)
     frames = [fast] if fast is not None else []
     for path, events in by_path.items() if fast is None else ():
-        rows = e.filter(ts >= start, ts < ctx.now, key.isin(events))
+        rows = e.filter(ts >= start, ts < ctx.now, one_of(key, events))
         rows = rows.select(event=event_key(rows), value=field_value(rows, path, backend),
                            recent=epoch_seconds(rows.timestamp, backend) >= ctx.now - window)
         frame = rows.group_by(["event", "recent", "value"]).agg(n=ibis._.count()).to_pandas()
@@ -244,7 +245,7 @@ def _value_counts_at_once(ctx: Context, by_path: dict[str, list[str]], start: fl
     ts = epoch_seconds(e.timestamp, backend)
     key = event_key(e)
     events = sorted({ev for evs in by_path.values() for ev in evs})
-    rows = e.filter(ts >= start, ts < ctx.now, key.isin(events)).select(
+    rows = e.filter(ts >= start, ts < ctx.now, one_of(key, events)).select(
         event=key, recent=ts >= ctx.now - ctx.cfg.seconds("disappeared_values", "window"),
         **{f"_{c}": a for c, a in arrays.items()})
     grouped = rows.group_by(list(rows.columns)).agg(n=ibis._.count()).to_pandas()

@@ -27,6 +27,7 @@ from nerve.quality._engine import epoch_seconds, event_key
 from nerve.quality._result import CheckResult, Status, fmt_count, fmt_pct, fmt_time
 from nerve.quality._seasonal import Judgement, Rules, judge_rates, normal_score
 from nerve.quality._volume import Finding, decide, matrix_of, run_of
+from nerve.warehouse import one_of
 
 __all__ = ["check_rates"]
 
@@ -146,7 +147,7 @@ def _rate_counts(ctx: Context, cfg: ChecksConfig, rate: Rate, dims: list[str]
     for i, dim in enumerate(dims):
         columns[f"d{i}"] = _scan.dimension_expr(e, cfg.dimensions[dim], backend)
     cells = (e.filter(ts >= start, ts < ctx.now + 3600,
-                      key.isin([rate.numerator, rate.denominator]))
+                      one_of(key, [rate.numerator, rate.denominator]))
              .select(**columns).group_by(list(columns)).agg(n=ibis._.count()).to_pandas())
     parts = []
     for i, dim in enumerate(dims):

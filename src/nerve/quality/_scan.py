@@ -14,6 +14,7 @@ import pandas as pd
 
 from nerve.quality._config import ChecksConfig
 from nerve.quality._engine import Inputs, epoch_seconds, event_key, field_value, user_key
+from nerve.warehouse import one_of
 
 __all__ = ["hourly_profile", "loads_summary", "quarantine_summary", "recent_live"]
 
@@ -195,7 +196,7 @@ def natural_key_duplicates(inputs: Inputs, now: float, window: float,
     received = epoch_seconds(e.received_at, backend)
     recent = e.filter(received >= now - window).mutate(_event=event_key(e), _user=user_key(e))
     frames = []
-    plain = recent.filter(~recent._event.isin(list(keyed))) if keyed else recent
+    plain = recent.filter(~one_of(recent._event, list(keyed))) if keyed else recent
     frames.append(_dupes(plain, ["_event", "_user", "timestamp", "properties"], {}))
     for name, fields in keyed.items():
         if name not in events:

@@ -9,6 +9,7 @@ from nerve.quality._config import Sequence
 from nerve.quality._context import Context
 from nerve.quality._engine import epoch_seconds, event_key, user_key
 from nerve.quality._result import CheckResult, Status, fmt_count, fmt_duration, fmt_pct
+from nerve.warehouse import one_of
 
 __all__ = ["check_sequence"]
 
@@ -23,7 +24,7 @@ def check_sequence(ctx: Context, seq: Sequence) -> CheckResult:
     backend = ctx.inputs.backend
     key = event_key(e)
     ts = epoch_seconds(e.timestamp, backend)
-    rows = e.filter(key.isin([seq.event, seq.preceded_by]), ts >= ctx.now - seq.window,
+    rows = e.filter(one_of(key, [seq.event, seq.preceded_by]), ts >= ctx.now - seq.window,
                     ts < ctx.now).select(
         user=user_key(e), ts=ts, is_target=key == seq.event, is_before=key == seq.preceded_by)
     rows = rows.filter(rows.user.notnull())

@@ -53,6 +53,7 @@ from nerve.semantic._time import (
     shift,
     to_utc,
 )
+from nerve.warehouse import one_of
 
 __all__ = ["CompiledQuery", "compile_query", "formula"]
 
@@ -291,7 +292,7 @@ class _Compiler:
         def member(own: tuple[str, ...]) -> ir.BooleanValue:
             if own in (events, (ANY_EVENT,)):
                 return ibis.literal(True)
-            inside = t.event.isin(list(own))
+            inside = one_of(t.event, list(own))
             return (t.type == "track") & inside if events == (ANY_EVENT,) else inside
 
         conditions = []

@@ -31,6 +31,7 @@ from nerve.semantic._expr import (
 )
 from nerve.semantic._model import ANY_EVENT
 from nerve.semantic._resolve import Resolved, ResolveError, Resolver
+from nerve.warehouse import one_of
 
 __all__ = ["MEASURED_TYPES", "EventReader", "ValueOf"]
 
@@ -62,9 +63,9 @@ class EventReader:
         t = self.table
         t = t.filter(t.timestamp >= ibis.literal(lo), t.timestamp < ibis.literal(hi))
         if events == (ANY_EVENT,):
-            t = t.filter(t.type.isin(list(MEASURED_TYPES)))
+            t = t.filter(one_of(t.type, list(MEASURED_TYPES)))
         else:
-            t = t.filter(t.type == "track", t.event.isin(list(events)))
+            t = t.filter(t.type == "track", one_of(t.event, list(events)))
         traits: dict[tuple[str, ...], str] = {}
         for item in needed:
             if item.kind == "trait" and item.path not in traits:
