@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from nerve.agent import Context
@@ -50,3 +51,16 @@ def demo_ctx(demo_root: Path) -> Iterator[Context]:
     now = datetime.fromisoformat((demo_root / ".ask-ready").read_text().strip())
     with Warehouse.for_workspace(ws, read_only=True) as wh:
         yield Context.open(ws, wh, now=now)
+
+
+def orders_on(root: Path, day: str) -> int:
+    """``purchase_complete`` events of a UTC day in the workspace's warehouse, by SQL."""
+    con = duckdb.connect(str(root / ".nerve" / "warehouse.duckdb"), read_only=True)
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        row = con.execute("SELECT count(*) FROM events WHERE event = 'purchase_complete' "
+                          "AND CAST(timestamp AS DATE) = ?", [day]).fetchone()
+    finally:
+        con.close()
+    assert row is not None
+    return int(row[0])

@@ -12,9 +12,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import httpx
 import orjson
+from tests.agent.conftest import orders_on
 from tests.conftest import Server
 
 from nerve.agent import Context
@@ -24,18 +24,6 @@ from nerve.workspace import Workspace
 def nerve(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "nerve", "--workspace", str(root), *args],
                           capture_output=True, text=True, timeout=300, check=False)
-
-
-def orders_on(root: Path, day: str) -> int:
-    con = duckdb.connect(str(root / ".nerve" / "warehouse.duckdb"), read_only=True)
-    try:
-        con.execute("SET TimeZone = 'UTC'")
-        row = con.execute("SELECT count(*) FROM events WHERE event = 'purchase_complete' "
-                          "AND CAST(timestamp AS DATE) = ?", [day]).fetchone()
-    finally:
-        con.close()
-    assert row is not None
-    return int(row[0])
 
 
 def test_ask_cli_json_and_table(demo_root: Path, demo_ctx: Context, tmp_path: Path) -> None:

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import duckdb
 import httpx
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult
+from tests.agent.conftest import orders_on
 from tests.conftest import free_port
 
 from mcp import ClientSession, StdioServerParameters
@@ -36,18 +36,6 @@ def _json(result: CallToolResult) -> dict[str, Any]:
     return dict(json.loads(text))
 
 
-def _orders(root: Path, day: str) -> int:
-    con = duckdb.connect(str(root / ".nerve" / "warehouse.duckdb"), read_only=True)
-    try:
-        con.execute("SET TimeZone = 'UTC'")
-        row = con.execute("SELECT count(*) FROM events WHERE event = 'purchase_complete' "
-                          "AND CAST(timestamp AS DATE) = ?", [day]).fetchone()
-    finally:
-        con.close()
-    assert row is not None
-    return int(row[0])
-
-
 async def _exercise(session: ClientSession, root: Path, day: str) -> None:
     await session.initialize()
     listed = await session.list_tools()
@@ -58,7 +46,7 @@ async def _exercise(session: ClientSession, root: Path, day: str) -> None:
 
     result = _json(await session.call_tool(
         "query_metrics", {"metrics": ["orders"], "since": day, "until": day}))
-    assert result["rows"][0]["orders"] == _orders(root, day)
+    assert result["rows"][0]["orders"] == orders_on(root, day)
     assert "purchase_complete" in result["sql"]
 
     event = _json(await session.call_tool("describe_event", {"name": "add_to_cart"}))
@@ -82,7 +70,7 @@ def test_stdio_with_the_sdk_client(demo_root: Path, demo_ctx: Context) -> None:
             assert health["status"] in ("pass", "warn", "fail", "error")
             answer = _json(await session.call_tool(
                 "ask", {"question": f"How many orders on {day}?"}))
-            assert answer["numbers"][0]["value"] == _orders(demo_root, day)
+            assert answer["numbers"][0]["value"] == orders_on(demo_root, day)
 
     anyio.run(main)
 
