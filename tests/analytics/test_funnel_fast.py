@@ -221,3 +221,30 @@ def test_insertion_order_setting_is_restored(big: Any) -> None:
     fetch_table(big, spec)
     assert setting() is False
     con.execute("SET preserve_insertion_order = true")
+
+
+def test_long_ids_and_anonymous_visitors() -> None:
+    """Ids as long as UUIDs (several words each for the hash), visitors known only by
+    their anonymous id, and events sharing timestamps: the compiled path answers as the
+    SQL path does."""
+    con = ibis.duckdb.connect()
+    con.raw_sql("""
+        CREATE TABLE events AS
+        WITH r AS (SELECT i, hash(i) AS h, hash(i + 31) AS h2 FROM range(120000) t(i))
+        SELECT 'm' || i::VARCHAR AS message_id, 'track' AS type,
+               (['visit', 'search', 'view', 'cart', 'buy'])[1 + (h2 % 5)::INT] AS event,
+               CASE WHEN h % 3 = 0 THEN NULL ELSE md5((h % 9000)::VARCHAR) END AS user_id,
+               md5('anon' || (h % 9000)::VARCHAR) || '-' || (h % 9000)::VARCHAR
+                 AS anonymous_id,
+               TIMESTAMPTZ '2026-11-01 00:00:00+00'
+                 + to_microseconds(((h2 >> 20) % 200)::BIGINT * 3600000000) AS timestamp,
+               '{}' AS properties
+        FROM r
+    """)
+    table = con.table("events")
+    spec = FunnelSpec(STEPS, window=timedelta(days=2))
+    fast, sql = funnel(table, spec, method="compiled"), funnel(table, spec, method="sql")
+    assert fast.extra["method"] == "compiled"
+    assert fast.rows == sql.rows
+    assert fast.rows[-1]["users"] > 50
+    assert fast.users(4, "dropped") == sql.users(4, "dropped")
