@@ -5,14 +5,15 @@ ClickHouse's ``windowFunnel`` is fast because it never sorts the whole table: it
 rows per user in a hash table and sorts each user's few events. These kernels do the
 same over the columns DuckDB hands over unsorted:
 
-1. ``hash_strings``: two independent 64-bit hashes of each entity id (h1 groups; h2,
-   carried along, tells two ids apart if their h1 ever collide).
+1. ``hash_strings``: two independent 64-bit hashes of each entity id, 8 bytes at a time
+   (h1 groups; h2, carried along, tells two ids apart if their h1 ever collide);
+   ``batch_stats``: each record batch's time range and step sets.
 2. ``hash_strings`` (counting), ``bucket_offsets``, ``scatter_rows``: a counting sort (no
    comparison) of the rows into cache-sized partitions by h1's top bits, each row
    packed in 24 bytes: h1, time-and-tie, row number and h2's top half.
 3. ``sort_buckets`` (from ``_kmatch.match_partitions``, per partition while it is in
-   the cache): a second counting sort into buckets of ~8 rows, each then sorted by
-   (h1, [held value], time, tie rule); runs of equal h1 are entities.
+   the cache): counting sorts by coarse time, then stably into buckets of ~2 rows, each
+   then sorted by (h1, [held value], time, tie rule); runs of equal h1 are entities.
 
 Every kernel is serial and releases the GIL (``nogil``): the caller runs it on ranges of
 rows or buckets from a few Python threads. That uses the cores without numba's parallel
