@@ -407,14 +407,7 @@ def judge_counts(values: F64, periods: I64, train: Mask, evaluated: Mask, rules:
         p_up, p_down = _calibrated(p_up, ref & (exp > 0)), _calibrated(p_down, ref & (exp > 0))
         up_ok = rows & (np.maximum(obs, exp) >= rules.min_volume) & (change > rules.min_change)
         down_ok = rows & (exp >= rules.min_volume) & (change < -rules.min_change)
-        p_up = np.where(up_ok, p_up, 1.0) if rules.direction != "down" else np.ones_like(obs)
-        p_down = np.where(down_ok, p_down, 1.0) if rules.direction != "up" \
-            else np.ones_like(obs)
-        found.tails[length] = (p_up, p_down, obs, exp)
-        # every window that could have been judged, whatever the data did
-        found.tests += _tests(rows, length, rules)
-        _best(found, p_up, 1, rows, length, obs, exp)
-        _best(found, p_down, -1, rows, length, obs, exp)
+        _record(found, length, rules, rows, (p_up, up_ok), (p_down, down_ok), obs, exp)
     found.p = np.minimum(1.0, found.p * np.maximum(found.tests, 1))
     return found
 
@@ -464,14 +457,23 @@ def judge_rates(numerator: F64, denominator: F64, periods: I64, train: Mask,
         volume = m >= rules.min_volume
         up_ok = rows & volume & (change > rules.min_change)
         down_ok = rows & volume & (change < -rules.min_change)
-        p_up = np.where(up_ok, p_up, 1.0) if rules.direction != "down" else np.ones_like(x)
-        p_down = np.where(down_ok, p_down, 1.0) if rules.direction != "up" else np.ones_like(x)
-        found.tails[length] = (p_up, p_down, x, exp)
-        found.tests += _tests(rows, length, rules)
-        _best(found, p_up, 1, rows, length, x, exp)
-        _best(found, p_down, -1, rows, length, x, exp)
+        _record(found, length, rules, rows, (p_up, up_ok), (p_down, down_ok), x, exp)
     found.p = np.minimum(1.0, found.p * np.maximum(found.tests, 1))
     return found
+
+
+def _record(found: Judgement, length: int, rules: Rules, rows: Mask,
+            up: tuple[F64, Mask], down: tuple[F64, Mask], obs: F64, exp: F64) -> None:
+    """Keep the tails of windows of ``length`` where a change may be judged (``up`` and
+    ``down``: the p-values and where each direction qualifies, as ``rules`` allow),
+    count every window that could have been judged, whatever the data did, and note
+    each series' strongest evidence."""
+    p_up = np.where(up[1], up[0], 1.0) if rules.direction != "down" else np.ones_like(obs)
+    p_down = np.where(down[1], down[0], 1.0) if rules.direction != "up" else np.ones_like(obs)
+    found.tails[length] = (p_up, p_down, obs, exp)
+    found.tests += _tests(rows, length, rules)
+    _best(found, p_up, 1, rows, length, obs, exp)
+    _best(found, p_down, -1, rows, length, obs, exp)
 
 
 def _rate_tails(x: F64, m: F64, rate: F64, share: Mask, rho: F64, phi: F64, alpha: F64
