@@ -128,3 +128,44 @@ def test_a_round_without_rows_still_syncs(tmp_path: Path, rows: list[tuple[Any, 
     ids = [m for b in logged(tmp_path / "log") for m in b.column("message_id").to_pylist()]
     assert ids == [r[0] for r in rows]
     log.close()
+
+
+@pytest.mark.parametrize("interval", [0.0, 0.3])
+def test_rounds_are_spaced_so_staggered_requests_share_one(tmp_path: Path,
+                                                           interval: float) -> None:
+    """Requests arriving one after another while a round is being spaced join it; with
+    no spacing each finds the writer idle and gets a round (and an fsync) of its own."""
+    log = LogWriter(tmp_path / "log", "w")
+    commit = GroupCommit(log, min_interval=interval)
+
+    async def main() -> None:
+        await commit.commit([row("first")])  # its round starts the interval
+        later = []
+        for i in range(5):  # arrive one by one, each after the previous was written
+            later.append(asyncio.create_task(commit.commit([row(f"later-{i}")])))
+            await asyncio.sleep(0.02 if interval else 0)
+            if not interval:
+                await later[-1]
+        await asyncio.gather(*later)
+
+    anyio.run(main)
+    assert commit.rounds == (2 if interval else 6)
+    assert log.fsyncs == commit.rounds
+    ids = [m for b in logged(tmp_path / "log") for m in b.column("message_id").to_pylist()]
+    assert sorted(ids) == sorted(["first", *(f"later-{i}" for i in range(5))])
+    log.close()
+
+
+def test_an_idle_writer_writes_at_once(tmp_path: Path) -> None:
+    """The spacing only delays a round that follows another closely: a request after a
+    quiet spell longer than the interval is not held back."""
+    log = LogWriter(tmp_path / "log", "w")
+    commit = GroupCommit(log, min_interval=60.0)
+
+    async def main() -> None:
+        with anyio.fail_after(30):  # a held-back first round would wait 60 s
+            await commit.commit([row("alone")])
+
+    anyio.run(main)
+    assert commit.rounds == 1
+    log.close()

@@ -19,6 +19,7 @@ import pytest
 from serverkit import basic, order, write_key
 
 from nerve.catalog import Catalog
+from nerve.errors import WorkspaceError
 from nerve.log import LogWriter
 from nerve.server import NerveState, create_app
 from nerve.server._backpressure import watch_backlog
@@ -217,3 +218,31 @@ def test_the_backlog_watch_flags_overload_when_the_log_is_behind(state: NerveSta
 
     assert anyio.run(watch, 10) is True
     assert anyio.run(watch, 1 << 30) is False
+
+
+@pytest.mark.parametrize("value", ['"soon"', "-1", "true"])
+def test_a_bad_commit_interval_is_refused_naming_file_and_key(shop: Workspace,
+                                                              value: str) -> None:
+    toml = shop.root / "nerve.toml"
+    toml.write_text(toml.read_text().replace(
+        "[collector]\n", f"[collector]\ncommit_interval_ms = {value}\n", 1))
+    workspace = Workspace.load(shop.root)
+    log, warehouse = LogWriter(workspace.log_dir, "test"), Warehouse.for_workspace(workspace)
+    with pytest.raises(WorkspaceError) as caught:
+        NerveState(workspace=workspace, catalog=Catalog.load(workspace.events_dir),
+                   warehouse=warehouse, log=log, admin_token=TOKEN)
+    log.close()
+    warehouse.close()
+    assert "nerve.toml" in str(caught.value)
+    assert "[collector] commit_interval_ms" in str(caught.value)
+
+
+def test_the_commit_interval_is_configurable(shop: Workspace, state: NerveState) -> None:
+    assert state.commit.min_interval == 0.005  # the default
+    toml = shop.root / "nerve.toml"
+    toml.write_text(toml.read_text().replace("[collector]\n",
+                                             "[collector]\ncommit_interval_ms = 0\n", 1))
+    workspace = Workspace.load(shop.root)
+    other = NerveState(workspace=workspace, catalog=state.catalog, warehouse=state.warehouse,
+                       log=state.log, admin_token=TOKEN)
+    assert other.commit.min_interval == 0.0

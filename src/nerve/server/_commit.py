@@ -9,6 +9,13 @@ Arrow build and one fsync per round, not per request.
 Building the batch per round rather than per request matters: each ``pa.array`` call has
 a fixed cost of several microseconds, which for 19 columns of a 100-event request was a
 third of the collector's CPU; the log and the loader also handle fewer, larger frames.
+
+Rounds start at most every ``min_interval`` seconds (5 ms by default), like a database's
+commit delay. A round costs ~0.3 ms of CPU whatever its size (the thread hop, the batch's
+fixed costs, and mostly the kernel's work in ``fdatasync``). Under steady load, requests
+arrive spread out, and back-to-back rounds held one or two requests each; spaced rounds
+gather several. A request that finds the server idle for longer than the interval is
+written at once; others wait at most the interval more.
 """
 
 from __future__ import annotations
@@ -25,7 +32,10 @@ from nerve.collector import rows_to_record_batch
 if TYPE_CHECKING:
     from nerve.server._state import EventLog
 
-__all__ = ["GroupCommit"]
+__all__ = ["DEFAULT_MIN_INTERVAL", "GroupCommit"]
+
+#: seconds between the starts of two rounds at least (``[collector] commit_interval_ms``)
+DEFAULT_MIN_INTERVAL = 0.005
 
 _Waiter = asyncio.Future[None]
 
@@ -33,8 +43,11 @@ _Waiter = asyncio.Future[None]
 class GroupCommit:
     """Coalesces appends and ``log.sync()`` calls from concurrent requests on one loop."""
 
-    def __init__(self, log: EventLog) -> None:
+    def __init__(self, log: EventLog, min_interval: float = DEFAULT_MIN_INTERVAL) -> None:
         self.log = log
+        #: the least time between the starts of two rounds (0: back to back)
+        self.min_interval = min_interval
+        self._last_round = float("-inf")
         #: requests waiting for the next round: their rows (may be empty) and future
         self._pending: list[tuple[Sequence[tuple[Any, ...]], _Waiter]] = []
         self._task: asyncio.Task[None] | None = None
@@ -62,8 +75,13 @@ class GroupCommit:
         await self.commit(())
 
     async def _rounds(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
             while self._pending:
+                wait = self._last_round + self.min_interval - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)  # let more requests join this round
+                self._last_round = loop.time()
                 # everyone pending now joins this round; later arrivals wait for the next
                 pending, self._pending = self._pending, []
                 try:

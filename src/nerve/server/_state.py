@@ -10,7 +10,8 @@ import pyarrow as pa
 
 from nerve.catalog import Catalog
 from nerve.collector import Collector
-from nerve.server._commit import GroupCommit
+from nerve.errors import WorkspaceError
+from nerve.server._commit import DEFAULT_MIN_INTERVAL, GroupCommit
 from nerve.server._metrics import Metrics
 from nerve.server._ratelimit import RateLimiter, rate_limiter_for
 from nerve.workspace import Workspace
@@ -118,12 +119,20 @@ class NerveState:
 
     def __post_init__(self) -> None:
         self.collector = Collector(self.workspace, self.catalog)
-        header = self.workspace.config.raw.get("collector", {}).get("trusted_proxy_header")
-        self.proxy_header = str(header) if header else None
         section = self.workspace.config.raw.get("collector", {})
-        self.body_timeout = float(section.get("body_timeout_seconds", DEFAULT_BODY_TIMEOUT))
-        self.limiter = rate_limiter_for(self.workspace.config.raw.get("collector", {}),
-                                        self.processes)
+        header = section.get("trusted_proxy_header")
+        self.proxy_header = str(header) if header else None
+        self.body_timeout = self._number(section, "body_timeout_seconds", DEFAULT_BODY_TIMEOUT)
+        self.limiter = rate_limiter_for(section, self.processes)
         if self.metrics is None:
             self.metrics = Metrics(set(self.catalog.names()))
-        self.commit = GroupCommit(self.log)
+        interval = self._number(section, "commit_interval_ms", DEFAULT_MIN_INTERVAL * 1000)
+        self.commit = GroupCommit(self.log, min_interval=interval / 1000)
+
+    def _number(self, section: dict[str, Any], key: str, default: float) -> float:
+        """A non-negative number of ``[collector]``, or WorkspaceError naming it."""
+        value = section.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise WorkspaceError(f"{self.workspace.root / 'nerve.toml'}: [collector] {key}: "
+                                 f"expected a number >= 0, got {value!r}")
+        return float(value)
