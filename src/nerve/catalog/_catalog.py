@@ -12,7 +12,7 @@ from typing import Any
 import jsonschema_rs
 
 from nerve.catalog._load import GROUPS_DIR, VERSIONS_DIR, load_event, load_group, yaml_files
-from nerve.catalog._model import EventSpec, PropertyGroup, Version
+from nerve.catalog._model import EventSpec, PropertyGroup, PropertySpec, Version
 from nerve.errors import CatalogError, Location
 
 __all__ = ["Catalog", "Violation"]
@@ -59,6 +59,7 @@ class Catalog:
         self.groups: Mapping[str, PropertyGroup] = MappingProxyType(dict(groups or {}))
         self.root = root
         self._validators: dict[tuple[str, Version], Any] = {}
+        self._explainers: dict[tuple[str, Version], _Explainer] = {}
 
     @classmethod
     def from_specs(cls, specs: list[EventSpec]) -> Catalog:
@@ -180,27 +181,87 @@ class Catalog:
         check: Callable[[Any], bool] = self._validator(spec).is_valid
         return check
 
+    def explainer(self, spec: EventSpec) -> Callable[[Any], list[dict[str, Any]]]:
+        """``spec``'s explanation of a payload: every violation as ``Violation.as_dict()``
+        (empty when valid), for callers that explain many payloads against one spec; what
+        each violation's file, line and message prefix are is worked out once per spec."""
+        key = (spec.name, spec.version)
+        found = self._explainers.get(key)
+        if found is None or found.spec is not spec:
+            found = self._explainers[key] = _Explainer(spec, self._validator(spec))
+        return found
+
     def violations(self, spec: EventSpec, payload: Any) -> list[Violation]:
         """Every way ``payload`` (properties or traits) breaks ``spec``; empty when valid."""
-        validator = self._validator(spec)
-        if validator.is_valid(payload):
+        if self._validator(spec).is_valid(payload):
             return []
-        field_name = PAYLOAD_FIELD.get(spec.type, "properties")
+        return [Violation(**problem) for problem in self.explainer(spec)(payload)]
+
+
+#: rule name of each jsonschema-rs error kind (a class per JSON Schema keyword: a small,
+#: fixed set, so the regex in ``_snake`` runs once per kind, not once per violation)
+_RULES: dict[type, str] = {}
+
+
+def _where(spec: EventSpec, prop: PropertySpec | None) -> tuple[str | None, int | None]:
+    """The catalog file and line a violation of ``prop`` (None: of the whole payload) names."""
+    line = prop.line if prop and prop.line else spec.lines.get("properties")
+    file = str(prop.file if prop and prop.file else spec.file) if spec.file else None
+    return file, line
+
+
+def _path(instance_path: list[str | int]) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in instance_path)
+
+
+class _Explainer:
+    """Explains payloads that break one spec.
+
+    A violation is located by the top-level property its instance path starts in: the
+    message prefix, file and line of each declared property are computed here once. Names
+    the catalog does not declare come from the client and are worked out per violation,
+    never kept (nothing from a payload is cached).
+    """
+
+    __slots__ = ("_at", "_iter_errors", "_name", "_root", "_whole", "spec")
+
+    def __init__(self, spec: EventSpec, validator: Any) -> None:
+        self.spec = spec
+        self._iter_errors = validator.iter_errors
+        self._name = spec.name
+        self._root = f"$.{PAYLOAD_FIELD.get(spec.type, 'properties')}"
+        self._whole = (f"{spec.name}: ", *_where(spec, None))
+        self._at: dict[str, tuple[str, str | None, int | None]] = {}
+        for prop in spec.properties:  # the first of a name wins, as in ``spec.property``
+            if prop.name and prop.name not in self._at:
+                self._at[prop.name] = (f"{spec.name}.{prop.name}: ", *_where(spec, prop))
+
+    def __call__(self, payload: Any) -> list[dict[str, Any]]:
         result = []
-        for error in validator.iter_errors(payload):
-            path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}"
-                           for p in error.instance_path)
-            prop_name = next((p for p in error.instance_path if isinstance(p, str)), None)
-            prop = spec.property(prop_name) if prop_name else None
-            line = (prop.line if prop and prop.line else spec.lines.get("properties"))
-            file = str(prop.file if prop and prop.file else spec.file) if spec.file else None
-            rule = _snake(type(error.kind).__name__)
-            subject = f"{spec.name}.{prop_name}" if prop_name else spec.name
-            result.append(Violation(
-                path=f"$.{field_name}{path}",
-                rule=rule,
-                message=f"{subject}: {error.message}",
-                file=file,
-                line=line,
-            ))
+        for error in self._iter_errors(payload):
+            instance_path = error.instance_path
+            if not instance_path:
+                path, prop_name = "", None
+            elif len(instance_path) == 1 and instance_path[0].__class__ is str:
+                prop_name = instance_path[0]
+                path = "." + prop_name
+            else:
+                path = _path(instance_path)
+                prop_name = next((p for p in instance_path if isinstance(p, str)), None)
+            if not prop_name:
+                prefix, file, line = self._whole
+            else:
+                at = self._at.get(prop_name)
+                if at is None:  # a name from the payload (the schemas nerve writes refuse
+                    # undeclared names at the root, but stay exact): worked out, not kept
+                    _, file, line = self._whole
+                    prefix = f"{self._name}.{prop_name}: "
+                else:
+                    prefix, file, line = at
+            kind = error.kind.__class__
+            rule = _RULES.get(kind)
+            if rule is None:
+                rule = _RULES[kind] = _snake(kind.__name__)
+            result.append({"path": self._root + path, "rule": rule,
+                           "message": prefix + error.message, "file": file, "line": line})
         return result

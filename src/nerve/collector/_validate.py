@@ -20,12 +20,14 @@ class Rule(NamedTuple):
     """How to judge messages of one (type, event, declared version).
 
     ``check`` is the compiled validator's yes/no (None: nothing to validate against, and
-    ``verdict`` is the answer for every such message).
+    ``verdict`` is the answer for every such message); ``problems`` is the catalog's
+    explainer of ``spec``, for the few payloads that fail ``check``.
     """
 
     check: Callable[[Any], bool] | None
     spec: EventSpec | None
     verdict: Verdict
+    problems: Callable[[Any], list[dict[str, Any]]] | None = None
 
 
 def _violation(path: str, rule: str, message: str) -> dict[str, Any]:
@@ -93,12 +95,16 @@ class Validator:
         # ``catalog.is_valid(spec, payload)`` looks the validator up by (name, Version) on
         # every call, and hashing the Version dataclass cost more than the validation
         check = self.catalog.validity_check(spec)
-        return Rule(check, spec, (str(spec.version), None))
+        return Rule(check, spec, (str(spec.version), None), self.catalog.explainer(spec))
 
     def explain(self, rule: Rule, payload: Any) -> Verdict:
         """The verdict for a payload that failed ``rule.check``: every violation, as JSON."""
-        assert rule.spec is not None
-        problems = [v.as_dict() for v in self.catalog.violations(rule.spec, payload)]
+        explainer = rule.problems
+        if explainer is None:  # a Rule built by hand, without the explainer
+            assert rule.spec is not None
+            explainer = self.catalog.explainer(rule.spec)
+        # ``rule.check`` said no: no second ``is_valid`` (as ``catalog.violations`` does)
+        problems = explainer(payload)
         return (rule.verdict[0], _dumps(problems) if problems else None)
 
     def judge(self, type_: str, event: str | None, payload: Any,
