@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from tests.log.conftest import envelope, make_batch
 
 from nerve.envelope import Envelope
+from nerve.warehouse import Warehouse
 
-__all__ = ["make_batch", "make_envelope"]  # make_batch: the log tests' fixture, shared
+__all__ = ["make_batch", "make_envelope", "warehouse"]  # make_batch: the log tests', shared
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path) -> Iterator[Warehouse]:
+    """A DuckDB warehouse in the test's folder."""
+    wh = Warehouse.open(f"duckdb://{tmp_path / 'wh.duckdb'}")
+    yield wh
+    wh.close()
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,13 +22,6 @@ MakeBatch = Callable[..., pa.RecordBatch]
 
 VIOLATION = '[{"path": "$.properties.price", "rule": "type", "message": "expected number", ' \
             '"file": "events/x.yaml", "line": 3}]'
-
-
-@pytest.fixture
-def warehouse(tmp_path: Path) -> Iterator[Warehouse]:
-    wh = Warehouse.open(f"duckdb://{tmp_path / 'wh.duckdb'}")
-    yield wh
-    wh.close()
 
 
 def count(wh: Warehouse, sql: str) -> int:

@@ -8,5 +8,6 @@ from __future__ import annotations
 
 from nerve.loader._commit import LoadStats
 from nerve.loader._loader import DEFAULT_DEDUP_WINDOW, Loader, parse_window
+from nerve.loader._pace import Pace
 
-__all__ = ["DEFAULT_DEDUP_WINDOW", "LoadStats", "Loader", "parse_window"]
+__all__ = ["DEFAULT_DEDUP_WINDOW", "LoadStats", "Loader", "Pace", "parse_window"]

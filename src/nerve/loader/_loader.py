@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,11 +15,13 @@ import pyarrow as pa
 
 from nerve.errors import WorkspaceError
 from nerve.loader._commit import LoadStats, LogRange, commit_ranges, read_offsets
+from nerve.loader._pace import Pace
 from nerve.log import (
     Segment,
     SegmentRead,
     Tail,
     acknowledge,
+    backlog_bytes,
     list_segments,
     read_segment,
     set_aside,
@@ -36,6 +39,8 @@ log = logging.getLogger("nerve.loader")
 
 #: how far back a resent message_id is recognised as a duplicate (docs/storage.md)
 DEFAULT_DEDUP_WINDOW = timedelta(days=7)
+#: seconds between the background loader's looks at the log's backlog
+_POLL_SECONDS = 0.25
 
 
 class Loader:
@@ -52,7 +57,7 @@ class Loader:
 
     def __init__(self, log_dir: Path, warehouse: Warehouse, *,
                  dedup_window: timedelta | None = DEFAULT_DEDUP_WINDOW,
-                 max_rows: int = 200_000) -> None:
+                 max_rows: int = 300_000) -> None:
         self.log_dir = Path(log_dir)
         self.warehouse = warehouse
         self.dedup_window = dedup_window
@@ -196,25 +201,30 @@ class Loader:
 
     # ------------------------------------------------------------------ background
 
-    def start(self, interval: float = 0.25) -> None:
-        """Load in a background thread every ``interval`` seconds until ``stop``."""
+    def start(self, interval: float = 0.25, *, pace: Pace | None = None) -> None:
+        """Load in a background thread until ``stop``: every ``interval`` seconds while
+        traffic is light, in bigger commits while the log grows fast (``Pace``)."""
         if self._thread is not None:
             raise RuntimeError("loader already started")
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, args=(interval,),
+        pace = pace or Pace(interval=interval, max_delay=max(3 * interval, interval))
+        self._thread = threading.Thread(target=self._run, args=(pace,),
                                         name="nerve-loader", daemon=True)
         self._thread.start()
 
-    def _run(self, interval: float) -> None:
-        backoff = interval
+    def _run(self, pace: Pace) -> None:
+        poll = min(_POLL_SECONDS, pace.interval)
+        backoff = poll
         while not self._stop.is_set():
             try:
-                self.load_once()
-                self.last_error, backoff = None, interval
+                if pace.due(backlog_bytes(self.log_dir), time.monotonic()):
+                    self.load_once()
+                    pace.loaded(time.monotonic())
+                self.last_error, backoff = None, poll
             except Exception as exc:
                 self.last_error = exc
                 log.exception("loader: load failed; retrying in %.1fs", backoff)
-                backoff = min(backoff * 2, 30.0)
+                backoff = min(max(backoff, pace.interval) * 2, 30.0)
             self._stop.wait(backoff)
 
     def stop(self) -> None:

@@ -1,0 +1,85 @@
+"""The background loader's pace: soon under a trickle, big commits under a flood."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nerve.loader import Loader, Pace
+from nerve.log import LogWriter
+from nerve.warehouse import Warehouse
+
+MakeBatch = Callable[..., pa.RecordBatch]
+MB = 1 << 20
+
+
+def test_a_trickle_is_loaded_once_it_is_interval_old() -> None:
+    pace = Pace(interval=1.0, max_delay=3.0, batch_bytes=100 * MB)
+    assert not pace.due(1 * MB, now=10.0)
+    assert not pace.due(1 * MB, now=10.9)
+    assert pace.due(2 * MB, now=11.0)  # 2 MB/s would take 50 s to fill a batch
+
+
+def test_a_flood_waits_for_a_full_batch_but_not_past_max_delay() -> None:
+    pace = Pace(interval=1.0, max_delay=3.0, batch_bytes=100 * MB)
+    assert not pace.due(10 * MB, now=0.0)
+    assert not pace.due(40 * MB, now=1.0)  # 40 MB/s: 100 MB by 2.5 s, within max_delay
+    assert not pace.due(80 * MB, now=2.0)
+    assert pace.due(100 * MB, now=2.5)  # a full batch
+    pace.loaded(now=3.0)
+    assert not pace.due(30 * MB, now=3.5)
+    assert pace.due(60 * MB, now=6.0)  # max_delay reached, however fast it grows
+
+
+def test_an_empty_log_is_never_due_and_resets_the_clock() -> None:
+    pace = Pace(interval=1.0, max_delay=3.0, batch_bytes=100 * MB)
+    assert not pace.due(5, now=0.0)
+    assert not pace.due(0, now=5.0)  # loaded meanwhile (by someone else): forget the age
+    assert not pace.due(5, now=5.5)
+    assert pace.due(5, now=6.5)
+
+
+@given(steps=st.lists(st.tuples(st.integers(0, 300 * MB), st.floats(0.01, 2.0)),
+                      min_size=1, max_size=40))
+def test_no_row_waits_longer_than_max_delay(steps: list[tuple[int, float]]) -> None:
+    """Whatever the traffic, a non-empty backlog is due once it is max_delay old."""
+    pace = Pace(interval=1.0, max_delay=3.0, batch_bytes=100 * MB)
+    now, since = 0.0, None
+    for backlog, step in steps:
+        now += step
+        due = pace.due(backlog, now)
+        if backlog == 0:
+            assert not due
+            since = None
+            continue
+        since = now if since is None else since
+        if now - since >= 3.0 or backlog >= 100 * MB:
+            assert due
+        if now - since < 1.0 and backlog < 100 * MB:
+            assert not due
+        if due:
+            pace.loaded(now)
+            since = now
+
+
+def test_the_background_loader_keeps_rows_fresh_under_a_trickle(
+        tmp_path: Path, warehouse: Warehouse, make_batch: MakeBatch) -> None:
+    log_dir = tmp_path / "log"
+    loader = Loader(log_dir, warehouse)
+    with LogWriter(log_dir) as writer:
+        loader.start(pace=Pace(interval=0.05, max_delay=60.0, batch_bytes=1 << 40))
+        for i in range(3):  # a batch a while apart: each is loaded without max_delay
+            writer.append(make_batch(2, start=2 * i))
+            writer.sync()
+            deadline = time.monotonic() + 20
+            while loader.totals.loaded < 2 * (i + 1) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert loader.totals.loaded == 2 * (i + 1)
+        loader.stop()
+    assert warehouse.query("SELECT count(*) AS n FROM events").column("n")[0].as_py() == 6
+    assert loader.last_error is None
