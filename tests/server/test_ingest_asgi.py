@@ -277,23 +277,51 @@ def test_a_slow_body_gets_the_same_408(state: NerveState, ports: tuple[int, int]
     assert b"access-control-allow-origin: *" in fast
 
 
-def test_a_client_gone_before_its_body_gets_no_answer(state: NerveState,
-                                                      workspace: Workspace) -> None:
-    app = create_app(state)
-    before = counters(state)
-    sent: list[Any] = []
+def _call(app: Any, headers: list[tuple[bytes, bytes]],
+          messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One POST /v1/batch straight through ASGI; the messages the app sent."""
     scope = {"type": "http", "method": "POST", "path": "/v1/batch", "client": None,
-             "headers": [(b"authorization", basic(write_key(workspace))["Authorization"]
-                          .encode()), (b"content-length", b"100")]}
-    messages = [{"type": "http.disconnect"}, {"type": "http.request", "body": b"{",
-                                              "more_body": True}]
+             "headers": headers}
+    pending, sent = list(reversed(messages)), []
 
     async def receive() -> Any:
-        return messages.pop()
+        return pending.pop()
 
     async def send(message: Any) -> None:
         sent.append(message)
 
     anyio.run(app, scope, receive, send)
+    return sent
+
+
+def test_a_client_gone_before_its_body_gets_no_answer(state: NerveState,
+                                                      workspace: Workspace) -> None:
+    before = counters(state)
+    auth = (b"authorization", basic(write_key(workspace))["Authorization"].encode())
+    sent = _call(create_app(state), [auth, (b"content-length", b"100")],
+                 [{"type": "http.request", "body": b"{", "more_body": True},
+                  {"type": "http.disconnect"}])
     assert sent == []
     assert counters(state) == before  # not answered, not counted
+
+
+class Broken:
+    """A collector with a bug: what the fast path answers to an unexpected exception."""
+
+    def __init__(self, real: Any) -> None:
+        self.limits = real.limits
+
+    def collect(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("boom")
+
+
+def test_a_bug_gets_the_one_500_shape_with_cors_headers(state: NerveState) -> None:
+    state.collector = Broken(state.collector)  # type: ignore[assignment]
+    sent = _call(create_app(state), [(b"origin", b"https://shop.example")],
+                 [{"type": "http.request", "body": b"{}"}])
+    body = orjson.dumps({"code": "internal", "message": "a bug in nerve: RuntimeError: boom",
+                         "details": None})
+    assert sent == [{"type": "http.response.start", "status": 500, "headers": [
+        (b"content-length", b"%d" % len(body)), (b"content-type", b"application/json"),
+        (b"access-control-allow-origin", b"*"), (b"vary", b"Origin")]},
+                    {"type": "http.response.body", "body": body}]
