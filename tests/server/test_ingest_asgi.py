@@ -153,7 +153,7 @@ def test_answers_equal_the_routed_endpoint(state: NerveState, ports: tuple[int, 
     auth = basic(write_key(workspace))
     n = iter(range(1000))
 
-    def good() -> bytes:  # a fresh message id each time: both paths store theirs
+    def good() -> bytes:  # one order, a fresh message id per call
         return batch(order(next(n), "a"))
 
     json = {"Content-Type": "application/json"}
