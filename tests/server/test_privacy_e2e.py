@@ -110,3 +110,20 @@ def test_no_raw_personal_value_is_in_any_file_nerve_wrote(
     # the search sees the data: the control value and the hashes are on disk
     for present in (CONTROL, pseudonymise(EMAIL, SECRET), pseudonymise(DEVICE, SECRET)):
         assert any(present.encode() in data for data in contents.values()), present
+
+
+def test_a_forwarded_header_is_ignored_unless_a_proxy_is_trusted(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., object]) -> None:
+    """Without ``trusted_proxy_header`` the address is the connection's, even from
+    loopback (where uvicorn's own proxy-header handling would have believed the header)."""
+    ws = make_workspace({"signup.yaml": SIGNUP})
+    server = serve(ws)
+    batch = [{"type": "track", "event": "signup", "userId": "u1", "messageId": "m1",
+              "properties": {"marker": CONTROL}}]
+    answer = httpx.post(f"{server.url}/v1/batch", json={"batch": batch},  # type: ignore[attr-defined]
+                        headers={**basic(write_key(ws)), "X-Forwarded-For": PROXY_IP},
+                        timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert server.stop() == 0  # type: ignore[attr-defined]
+    [row] = rows(ws, "SELECT context FROM events")
+    assert row["context"]["ip"] == "127.0.0.0"  # the loopback peer, truncated to its /24

@@ -33,7 +33,7 @@ from nerve.server._app import create_app
 from nerve.server._backpressure import max_backlog, watch_backlog
 from nerve.server._logging import setup_json_logging
 from nerve.server._metrics import prepare_metrics_dir
-from nerve.server._state import NerveState, max_connections
+from nerve.server._state import NerveState, uvicorn_config
 from nerve.server._workers import spawn_workers, stop_workers
 from nerve.warehouse import Warehouse
 from nerve.workspace import Workspace
@@ -201,11 +201,7 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8700, *,
         sockets.append(_bind("127.0.0.1", 0))  # where workers forward the read APIs
     app = create_app(state, _lifespan(state, server_file, max_backlog(workspace), on_ready,
                                       start_workers if workers > 1 else list, children))
-    # limit_concurrency: past it uvicorn answers 503 at once instead of queueing memory
-    config = uvicorn.Config(app, lifespan="on", access_log=False, log_config=None,
-                            timeout_graceful_shutdown=30, server_header=False,
-                            limit_concurrency=max_connections(workspace))
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn_config(app, workspace))
     # uvicorn re-raises the stop signal after a graceful shutdown; with these no-op
     # handlers in place that re-raise is harmless, and a clean stop exits 0
     previous = {sig: signal.signal(sig, lambda *_: None)

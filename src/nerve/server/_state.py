@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pyarrow as pa
+import uvicorn
 
 from nerve.catalog import Catalog
 from nerve.collector import Collector
@@ -29,6 +30,19 @@ def max_connections(workspace: Workspace) -> int:
     """``[collector] max_connections``: concurrent connections each process serves."""
     return int(workspace.config.raw.get("collector", {}).get("max_connections",
                                                               DEFAULT_MAX_CONNECTIONS))
+
+
+def uvicorn_config(app: Any, workspace: Workspace) -> uvicorn.Config:
+    """How every nerve process serves HTTP (the main one and ``--workers``).
+
+    ``proxy_headers=False``: uvicorn would otherwise take ``X-Forwarded-For`` as the
+    client address for loopback peers, behind the back of ``[collector]
+    trusted_proxy_header``, which alone says whose header to believe (docs/privacy.md).
+    ``limit_concurrency``: past it uvicorn answers 503 at once instead of queueing memory.
+    """
+    return uvicorn.Config(app, lifespan="on", access_log=False, log_config=None,
+                          timeout_graceful_shutdown=30, server_header=False,
+                          proxy_headers=False, limit_concurrency=max_connections(workspace))
 
 
 class EventLog(Protocol):

@@ -41,7 +41,7 @@ from nerve.server._app import create_app
 from nerve.server._backpressure import max_backlog, watch_backlog
 from nerve.server._errors import nerve_error_response
 from nerve.server._logging import setup_json_logging
-from nerve.server._state import NerveState, max_connections
+from nerve.server._state import NerveState, uvicorn_config
 from nerve.workspace import Workspace
 
 __all__ = ["spawn_workers", "stop_workers", "worker_main"]
@@ -156,10 +156,7 @@ def worker_main(argv: list[str]) -> None:
                                         methods=["GET", "POST", "PUT", "PATCH", "DELETE"])])
     sock = socket.socket(fileno=int(fd))
     # limit_concurrency: past it uvicorn answers 503 at once instead of queueing memory
-    config = uvicorn.Config(app, lifespan="on", access_log=False, log_config=None,
-                            timeout_graceful_shutdown=30, server_header=False,
-                            limit_concurrency=max_connections(workspace))
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn_config(app, workspace))
     for sig in (signal.SIGINT, signal.SIGTERM):  # see _run.serve: exit 0 on a clean stop
         signal.signal(sig, lambda *_: None)
     server.run(sockets=[sock])
