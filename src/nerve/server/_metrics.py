@@ -93,6 +93,7 @@ class Metrics:
             "nerve_ingest_request_seconds", "Time to answer an ingest request (parse, "
             "validate, protect, append, fsync)", buckets=_BUCKETS, registry=reg)
         self._children: dict[tuple[Any, str, str], Any] = {}
+        self._statuses: dict[int, Any] = {}
 
     def label(self, event: str | None) -> str:
         return event if event in self.cataloged else UNCATALOGED
@@ -127,7 +128,10 @@ class Metrics:
         return child
 
     def answered(self, status: int, seconds: float) -> None:
-        self.requests.labels(str(status)).inc()
+        child = self._statuses.get(status)
+        if child is None:  # a handful of statuses: labels() is slow, cache them all
+            child = self._statuses[status] = self.requests.labels(str(status))
+        child.inc()
         self.latency.observe(seconds)
 
 
