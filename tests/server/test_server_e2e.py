@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import sys
@@ -144,6 +145,16 @@ def test_admin_sql_reads_the_warehouse_while_serving(shop: Workspace,
         assert wrong.status_code == 401
 
 
+def thread_nices(pid: int) -> set[int]:
+    """The nice values of a process's threads (Linux /proc)."""
+    nices = set()
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        with contextlib.suppress(OSError):  # a thread that just ended
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            nices.add(int(fields[16]))  # field 19 of stat; the split starts at field 3
+    return nices
+
+
 def test_worker_processes_share_the_port_and_forward_read_apis(
         shop: Workspace, serve: Callable[..., Any]) -> None:
     server = serve(shop, "--workers", "3")
@@ -160,9 +171,19 @@ def test_worker_processes_share_the_port_and_forward_read_apis(
         missing = httpx.get(server.url + "/v1/nothing")
         assert missing.status_code == 404
         assert missing.json()["code"] == "not_found"
+    # the main process's loader yields the CPU to the workers; the workers run as usual
+    assert 10 in thread_nices(info["pid"])
+    workers = subprocess.run(["pgrep", "-f", f"_worker_main .* {shop.root} "],
+                             capture_output=True, text=True, check=False).stdout.split()
+    assert len(workers) == 3
+    assert all(thread_nices(int(pid)) == {0} for pid in workers)
     assert server.stop() == 0
     [count] = rows(shop, "SELECT count(*) AS n, count(DISTINCT message_id) AS d FROM events")
     assert count == {"n": 200, "d": 200}
+    # only the workers take events: every loaded row came from a worker's log
+    writers = {r["writer"] for r in rows(shop, "SELECT writer FROM loads WHERE loaded > 0")}
+    assert writers
+    assert all(w.startswith("collector-") for w in writers), writers
     leftovers = subprocess.run(["pgrep", "-f", f"_worker_main .* {shop.root} "],
                                capture_output=True, text=True, check=False)
     assert leftovers.stdout == "", "a worker process outlived nerve serve"

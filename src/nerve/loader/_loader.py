@@ -201,18 +201,30 @@ class Loader:
 
     # ------------------------------------------------------------------ background
 
-    def start(self, interval: float = 0.25, *, pace: Pace | None = None) -> None:
+    def start(self, interval: float = 0.25, *, pace: Pace | None = None,
+              nice: int = 0) -> None:
         """Load in a background thread until ``stop``: every ``interval`` seconds while
-        traffic is light, in bigger commits while the log grows fast (``Pace``)."""
+        traffic is light, in bigger commits while the log grows fast (``Pace``).
+
+        ``nice`` > 0 lowers the thread's CPU priority (Linux), so that processes taking
+        events come first and the loader catches up in their gaps. Only for a process
+        that does not take events itself: a thread that holds the GIL while waiting for
+        the CPU would stall the other threads of its process.
+        """
         if self._thread is not None:
             raise RuntimeError("loader already started")
         self._stop.clear()
-        pace = pace or Pace(interval=interval, max_delay=max(3 * interval, interval))
-        self._thread = threading.Thread(target=self._run, args=(pace,),
+        pace = pace or Pace(interval=interval, max_delay=3 * interval)
+        self._thread = threading.Thread(target=self._run, args=(pace, nice),
                                         name="nerve-loader", daemon=True)
         self._thread.start()
 
-    def _run(self, pace: Pace) -> None:
+    def _run(self, pace: Pace, nice: int) -> None:
+        if nice > 0 and hasattr(os, "setpriority"):
+            try:  # on Linux PRIO_PROCESS with a thread id sets that thread's priority
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+            except OSError as exc:
+                log.warning("loader: could not lower its priority: %s", exc)
         poll = min(_POLL_SECONDS, pace.interval)
         backoff = poll
         while not self._stop.is_set():

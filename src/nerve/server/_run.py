@@ -45,6 +45,8 @@ SERVER_FILE = "server.json"
 WRITER_ID = "collector"
 #: seconds between loader passes: bigger micro-batches cost the warehouse less per row
 LOADER_INTERVAL = 1.0
+#: the loader thread's niceness when worker processes take the events (see serve)
+LOADER_NICE = 10
 #: how many processes accept events, for the workers' share of rate limits
 PROCESSES_ENV = "NERVE_SERVE_PROCESSES"
 
@@ -107,7 +109,9 @@ def _lifespan(state: NerveState, server_file: Path, max_backlog: int,
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         assert state.loader is not None
-        state.loader.start(LOADER_INTERVAL)
+        # with worker processes taking the events, this process only loads, checks and
+        # answers the read APIs: its loads wait for the CPU the workers leave free
+        state.loader.start(LOADER_INTERVAL, nice=LOADER_NICE if state.processes > 1 else 0)
         watcher = asyncio.create_task(watch_backlog(state, max_backlog))
         _write_server_file(server_file, {"url": state.url, "pid": os.getpid(),
                                          "admin_token": state.admin_token})
@@ -127,7 +131,7 @@ def _lifespan(state: NerveState, server_file: Path, max_backlog: int,
         start_live(state)
         if on_ready is not None:
             on_ready(state)
-        logger.info("serving", extra={"url": state.url, "workers": len(workers) + 1,
+        logger.info("serving", extra={"url": state.url, "workers": len(workers) or 1,
                                       "workspace": str(state.workspace.root)})
         try:
             yield
@@ -167,7 +171,10 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8700, *,
           workers: int = 1, on_ready: Callable[[NerveState], None] | None = None) -> None:
     """Run the collector and read APIs for ``workspace`` until SIGTERM or Ctrl-C.
 
-    ``workers`` > 1 adds ingest worker processes on the same port (``_workers.py``).
+    ``workers`` > 1: that many worker processes take the events on the port
+    (``_workers.py``), and this process keeps the warehouse, the loader, the checks and
+    the read APIs, which the workers forward to it. Ingest then never waits behind a
+    load or a query (and the loader yields the CPU to it).
     """
     running = read_server_file(workspace)
     if running is not None:
@@ -194,7 +201,7 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8700, *,
     children: list[subprocess.Popen[bytes]] = []
 
     def start_workers() -> list[subprocess.Popen[bytes]]:
-        return spawn_workers(workspace, sock, workers - 1,
+        return spawn_workers(workspace, sock, workers,
                              f"http://127.0.0.1:{sockets[1].getsockname()[1]}", WRITER_ID)
 
     if workers > 1:
@@ -207,7 +214,9 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8700, *,
     previous = {sig: signal.signal(sig, lambda *_: None)
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        server.run(sockets=sockets)
+        # with workers, they alone accept events on the port; this process serves what
+        # they forward on its private one
+        server.run(sockets=sockets[1:] if workers > 1 else sockets)
     finally:
         stop_workers(children, timeout=5)  # only still running if start-up failed
         for sig, handler in previous.items():

@@ -66,8 +66,9 @@ class Warehouse(Protocol):
 class Loader(Protocol):
     """Drains the log into the warehouse on a thread (``nerve.loader.Loader``)."""
 
-    def start(self, interval: float = ...) -> Any:
-        """Load in a background thread every ``interval`` seconds."""
+    def start(self, interval: float = ..., *, nice: int = ...) -> Any:
+        """Load in a background thread every ``interval`` seconds (``nice``: below
+        ingest's CPU priority)."""
 
     def stop(self) -> Any: ...
 

@@ -1,11 +1,13 @@
-"""Extra ingest worker processes: ``nerve serve --workers N``.
+"""Ingest worker processes: ``nerve serve --workers N``.
 
-One Python process parses JSON on one core. With ``--workers N`` the main process (which
-owns the warehouse, the loader and the read APIs) starts N-1 worker processes that accept
-on the same listening socket. A worker runs the same collector over its own log writer
-(``collector-<i>``, a folder of its own: the log is per writer by design) and answers
-ingest itself; anything else (read APIs) it forwards to the main process over a private
-loopback port, so every URL works whichever process accepted the connection.
+One Python process parses JSON on one core. With ``--workers N`` (N > 1) the main process
+(which owns the warehouse, the loader, the checks and the read APIs) starts N worker
+processes that accept on the listening socket; the main process itself no longer does.
+A worker runs the same collector over its own log writer (``collector-<i>``, a folder of
+its own: the log is per writer by design) and answers ingest itself; anything else (read
+APIs) it forwards to the main process over a private loopback port, so every URL works
+whichever process accepted the connection. Ingest so never shares a process (and its
+GIL) with a load or a query, and the main process's loader runs at a lower CPU priority.
 
 Workers die with the main process (Linux ``PR_SET_PDEATHSIG``), so a crash of the main
 process never leaves a worker holding the port or its log folder. On a clean stop the
