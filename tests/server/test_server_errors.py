@@ -238,7 +238,7 @@ def test_a_bad_commit_interval_is_refused_naming_file_and_key(shop: Workspace,
 
 
 def test_the_commit_interval_is_configurable(shop: Workspace, state: NerveState) -> None:
-    assert state.commit.min_interval == 0.005  # the default
+    assert state.commit.min_interval == 0.010  # the default
     toml = shop.root / "nerve.toml"
     toml.write_text(toml.read_text().replace("[collector]\n",
                                              "[collector]\ncommit_interval_ms = 0\n", 1))
