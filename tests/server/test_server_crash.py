@@ -3,6 +3,9 @@ and duplicates none, once the server restarts and clients resend what was not ac
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -75,3 +78,55 @@ def test_sigkill_mid_load_then_restart_keeps_every_acked_event_exactly_once(
     resent = {m["messageId"] for body in failed for m in orjson.loads(body)["batch"]}
     assert resent <= set(ids)
     assert set(ids) == set(acked) | resent  # and nothing that nobody sent
+
+
+def worker_pids(shop: Workspace) -> set[int]:
+    found = subprocess.run(["pgrep", "-f", f"_worker_main .* {shop.root} "],
+                           capture_output=True, text=True, check=False)
+    return {int(pid) for pid in found.stdout.split()}
+
+
+def test_a_killed_worker_is_replaced_and_no_acked_event_is_lost(
+        shop: Workspace, serve: Callable[..., Any]) -> None:
+    auth = basic(write_key(shop))
+    server = serve(shop, "--workers", "2")
+    stop = threading.Event()
+    acked: list[str] = []
+    failed: list[bytes] = []
+    threads = [threading.Thread(target=sender, args=(server.url, auth, f"w{k}", stop, acked,
+                                                     failed)) for k in range(SENDERS)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 20
+    while len(acked) < 2000 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    before = worker_pids(shop)
+    assert len(before) == 2
+    victim = min(before)
+    os.kill(victim, signal.SIGKILL)  # an OOM kill, say: mid-request, nothing flushed
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        now = worker_pids(shop)
+        if len(now) == 2 and victim not in now:
+            break
+        time.sleep(0.1)
+    assert len(now) == 2, server.output()  # a new worker took the dead one's place
+    assert victim not in now
+    stop.set()
+    for thread in threads:
+        thread.join()
+    with httpx.Client(base_url=server.url, headers=auth) as http:
+        for body in failed:  # what a client saw cut off, sent again
+            assert http.post("/v1/batch", content=body).status_code == 200
+        for n in range(10):  # fresh connections reach both workers again
+            body = orjson.dumps({"batch": [order(i, f"after-{n}") for i in range(10)]})
+            assert httpx.post(server.url + "/v1/batch", content=body,
+                              headers=auth).status_code == 200
+            acked.extend(f"after-{n}-{i}" for i in range(10))
+    assert server.stop() == 0
+    assert "a worker process died" in server.output()
+
+    ids = [r["message_id"] for r in rows(shop, "SELECT message_id FROM events")]
+    assert len(ids) == len(set(ids)), "a message_id was loaded twice"
+    missing = set(acked) - set(ids)
+    assert not missing, f"{len(missing)} acknowledged events lost, e.g. {sorted(missing)[:3]}"

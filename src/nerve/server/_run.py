@@ -16,7 +16,7 @@ import secrets
 import signal
 import socket
 import subprocess
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,10 @@ SERVER_FILE = "server.json"
 WRITER_ID = "collector"
 #: seconds between loader passes: bigger micro-batches cost the warehouse less per row
 LOADER_INTERVAL = 1.0
+#: seconds between the main process's looks at its worker processes
+_SUPERVISE_SECONDS = 1.0
+#: starts the worker processes of the given indexes (1-based; None: all of them)
+StartWorkers = Callable[[Sequence[int] | None], list[subprocess.Popen[bytes]]]
 #: the loader thread's niceness when worker processes take the events (see serve)
 LOADER_NICE = 10
 #: how many processes accept events, for the workers' share of rate limits
@@ -104,7 +108,7 @@ def _bind(host: str, port: int) -> socket.socket:
 
 def _lifespan(state: NerveState, server_file: Path, max_backlog: int,
               on_ready: Callable[[NerveState], None] | None,
-              start_workers: Callable[[], list[subprocess.Popen[bytes]]],
+              start_workers: StartWorkers,
               workers: list[subprocess.Popen[bytes]]) -> Callable[[Starlette], Any]:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -118,7 +122,7 @@ def _lifespan(state: NerveState, server_file: Path, max_backlog: int,
         # workers answer /health as soon as they run: server.json must exist by then.
         # What they forward waits in this process's listen queue until it accepts.
         try:
-            workers.extend(await anyio.to_thread.run_sync(start_workers))
+            workers.extend(await anyio.to_thread.run_sync(start_workers, None))
         except BaseException:
             server_file.unlink(missing_ok=True)
             raise
@@ -129,6 +133,7 @@ def _lifespan(state: NerveState, server_file: Path, max_backlog: int,
 
         scheduler = start_scheduler(state)
         start_live(state)
+        supervisor = asyncio.create_task(_supervise(workers, start_workers))
         if on_ready is not None:
             on_ready(state)
         logger.info("serving", extra={"url": state.url, "workers": len(workers) or 1,
@@ -139,9 +144,10 @@ def _lifespan(state: NerveState, server_file: Path, max_backlog: int,
             logger.info("stopping: in-flight requests are done; draining the log")
             # uvicorn has stopped accepting and finished in-flight requests by now;
             # the workers finish theirs and sync their logs before the final drain
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            for task in (watcher, supervisor):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             live = getattr(state, "live_runner", None)
             for background in (scheduler, live):
                 try:  # nothing here may keep the log from its final drain
@@ -155,6 +161,34 @@ def _lifespan(state: NerveState, server_file: Path, max_backlog: int,
             logger.info("stopped", extra={"loaded": getattr(state.loader, "totals", None)})
 
     return lifespan
+
+
+def _none(indexes: Sequence[int] | None) -> list[subprocess.Popen[bytes]]:
+    return []  # one process: it takes the events itself
+
+
+async def _supervise(workers: list[subprocess.Popen[bytes]], start: StartWorkers) -> None:
+    """Start a worker process again when one dies (a crash, an OOM kill), so the port
+    keeps as many processes taking events as asked for. Its log folder is the dead one's:
+    the new writer seals the old segment's whole frames, and the loader loads them.
+
+    A worker that exited 0 was stopped on purpose (Ctrl-C reaches the whole process
+    group): it is not started again.
+    """
+    while True:
+        await asyncio.sleep(_SUPERVISE_SECONDS)
+        for slot, worker in enumerate(workers):
+            code = worker.poll()
+            if code is None or code == 0:
+                continue
+            logger.error("a worker process died; starting another",
+                         extra={"pid": worker.pid, "exit": code, "worker": slot + 1})
+            if worker.stdout is not None:
+                worker.stdout.close()
+            try:
+                [workers[slot]] = await anyio.to_thread.run_sync(start, [slot + 1])
+            except Exception:  # tried again on the next round
+                logger.exception("starting a worker process failed; retrying")
 
 
 def _drain(state: NerveState) -> None:
@@ -200,14 +234,14 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8700, *,
     sockets = [sock]
     children: list[subprocess.Popen[bytes]] = []
 
-    def start_workers() -> list[subprocess.Popen[bytes]]:
-        return spawn_workers(workspace, sock, workers,
+    def start_workers(indexes: Sequence[int] | None) -> list[subprocess.Popen[bytes]]:
+        return spawn_workers(workspace, sock, indexes or range(1, workers + 1),
                              f"http://127.0.0.1:{sockets[1].getsockname()[1]}", WRITER_ID)
 
     if workers > 1:
         sockets.append(_bind("127.0.0.1", 0))  # where workers forward the read APIs
     app = create_app(state, _lifespan(state, server_file, max_backlog(workspace), on_ready,
-                                      start_workers if workers > 1 else list, children))
+                                      start_workers if workers > 1 else _none, children))
     server = uvicorn.Server(uvicorn_config(app, workspace))
     # uvicorn re-raises the stop signal after a graceful shutdown; with these no-op
     # handlers in place that re-raise is harmless, and a clean stop exits 0

@@ -26,7 +26,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import httpx
@@ -54,12 +54,14 @@ _HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "conte
 _PR_SET_PDEATHSIG = 1
 
 
-def spawn_workers(workspace: Workspace, sock: socket.socket, count: int, upstream: str,
-                  writer_id: str, timeout: float = 120.0) -> list[subprocess.Popen[bytes]]:
-    """Start ``count`` worker processes on ``sock``; return once each is ready."""
+def spawn_workers(workspace: Workspace, sock: socket.socket, indexes: Sequence[int],
+                  upstream: str, writer_id: str, timeout: float = 120.0
+                  ) -> list[subprocess.Popen[bytes]]:
+    """Start a worker process on ``sock`` for each index (its log writer is
+    ``<writer_id>-<index>``); return once each is ready."""
     workers: list[subprocess.Popen[bytes]] = []
     try:
-        for index in range(1, count + 1):
+        for index in indexes:
             cmd = [sys.executable, "-m", "nerve.server._worker_main", str(sock.fileno()),
                    str(index), str(workspace.root), upstream, f"{writer_id}-{index}",
                    str(os.getpid())]
