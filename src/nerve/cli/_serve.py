@@ -26,8 +26,9 @@ def serve_command(
     port: Annotated[int, typer.Option(help="TCP port (0 picks a free one).", min=0,
                                       max=65535)] = 8700,
     workers: Annotated[int, typer.Option(help="Processes accepting events on the port (one "
-                                              "per core parses JSON fastest).", min=1,
-                                         max=64)] = 1,
+                                              "per core parses JSON fastest). Above 1, the "
+                                              "main process only loads, checks and answers "
+                                              "the read APIs.", min=1, max=64)] = 1,
 ) -> None:
     """Collect events (Segment HTTP API) and serve the read APIs until Ctrl-C.
 
