@@ -43,25 +43,40 @@ def sender(url: str, auth: dict[str, str], name: str, stop: threading.Event,
                     return
 
 
+class Senders:
+    """``SENDERS`` client threads sending batches; returns once ``until_acked`` events
+    were acknowledged (or 20 s passed)."""
+
+    def __init__(self, url: str, auth: dict[str, str], prefix: str, until_acked: int) -> None:
+        self.halt = threading.Event()
+        self.acked: list[str] = []
+        self.failed: list[bytes] = []
+        self.threads = [threading.Thread(target=sender, args=(url, auth, f"{prefix}{k}",
+                                                              self.halt, self.acked,
+                                                              self.failed))
+                        for k in range(SENDERS)]
+        for thread in self.threads:
+            thread.start()
+        deadline = time.monotonic() + 20
+        while len(self.acked) < until_acked and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def stop(self) -> tuple[list[str], list[bytes]]:
+        """Stop sending: (acknowledged message ids, bodies a client must send again)."""
+        self.halt.set()
+        for thread in self.threads:
+            thread.join()
+        return self.acked, self.failed
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_sigkill_mid_load_then_restart_keeps_every_acked_event_exactly_once(
         shop: Workspace, serve: Callable[..., Any], workers: int) -> None:
     auth = basic(write_key(shop))
     server = serve(shop, "--workers", str(workers))
-    stop = threading.Event()
-    acked: list[str] = []
-    failed: list[bytes] = []
-    threads = [threading.Thread(target=sender, args=(server.url, auth, f"c{k}", stop, acked,
-                                                     failed)) for k in range(SENDERS)]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + 20
-    while len(acked) < 3000 and time.monotonic() < deadline:  # the loader is busy by now
-        time.sleep(0.05)
+    load = Senders(server.url, auth, "c", until_acked=3000)  # the loader is busy by now
     server.kill()  # SIGKILL: no flush, no drain, no goodbye (workers die with it)
-    stop.set()
-    for thread in threads:
-        thread.join()
+    acked, failed = load.stop()
     assert len(acked) >= 3000, server.output()
 
     restarted = serve(shop, "--workers", str(workers))  # the port and log folders are free
@@ -90,16 +105,7 @@ def test_a_killed_worker_is_replaced_and_no_acked_event_is_lost(
         shop: Workspace, serve: Callable[..., Any]) -> None:
     auth = basic(write_key(shop))
     server = serve(shop, "--workers", "2")
-    stop = threading.Event()
-    acked: list[str] = []
-    failed: list[bytes] = []
-    threads = [threading.Thread(target=sender, args=(server.url, auth, f"w{k}", stop, acked,
-                                                     failed)) for k in range(SENDERS)]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + 20
-    while len(acked) < 2000 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    load = Senders(server.url, auth, "w", until_acked=2000)
     before = worker_pids(shop)
     assert len(before) == 2
     victim = min(before)
@@ -112,9 +118,7 @@ def test_a_killed_worker_is_replaced_and_no_acked_event_is_lost(
         time.sleep(0.1)
     assert len(now) == 2, server.output()  # a new worker took the dead one's place
     assert victim not in now
-    stop.set()
-    for thread in threads:
-        thread.join()
+    acked, failed = load.stop()
     with httpx.Client(base_url=server.url, headers=auth) as http:
         for body in failed:  # what a client saw cut off, sent again
             assert http.post("/v1/batch", content=body).status_code == 200

@@ -170,7 +170,7 @@ def test_public_names_are_pinned() -> None:
         "LogWriter", "Segment", "SegmentRead", "Tail", "acknowledge", "backlog_bytes",
         "list_segments", "read_segment", "set_aside", "writer_ids"]
     assert sorted(nerve.loader.__all__) == ["DEFAULT_DEDUP_WINDOW", "LoadStats", "Loader",
-                                           "parse_window"]
+                                           "Pace", "parse_window"]
     assert sorted(nerve.warehouse.__all__) == [
         "DATA_ERRORS", "EVENT_COLUMNS", "JSON_COLUMNS", "QUARANTINE_COLUMNS", "TABLES",
         "Warehouse", "check_read_only", "one_of", "result_json"]
