@@ -170,7 +170,8 @@ def _none(indexes: Sequence[int] | None) -> list[subprocess.Popen[bytes]]:
 async def _supervise(workers: list[subprocess.Popen[bytes]], start: StartWorkers) -> None:
     """Start a worker process again when one dies (a crash, an OOM kill), so the port
     keeps as many processes taking events as asked for. Its log folder is the dead one's:
-    the new writer seals the old segment's whole frames, and the loader loads them.
+    the new writer cuts a torn tail from the old segment and appends to a new one, and the
+    loader loads the old segment's whole frames (everything that was acknowledged).
 
     A worker that exited 0 was stopped on purpose (Ctrl-C reaches the whole process
     group): it is not started again.
