@@ -10,7 +10,7 @@ from nerve.loader._commit import as_json, scannable
 def chunked(rows_per_chunk: int, chunks: int) -> pa.Table:
     return pa.Table.from_batches([
         pa.record_batch({"message_id": [f"m{c}-{i}" for i in range(rows_per_chunk)],
-                         "properties": ['{"i":%d}' % i for i in range(rows_per_chunk)]})
+                         "properties": [f'{{"i":{i}}}' for i in range(rows_per_chunk)]})
         for c in range(chunks)])
 
 
