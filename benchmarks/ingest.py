@@ -51,6 +51,9 @@ from nerve.workspace import Workspace
 
 #: seconds between the load generator's connects (see _connection)
 CONNECT_SPACING = 0.02
+#: seconds of load before the measured window: a fresh server's first requests fill its
+#: caches (catalog rules, user agents, IPs) and the load generator's starts settle
+WARMUP_SECONDS = 1.0
 
 # ------------------------------------------------------------------------------ load
 
@@ -74,19 +77,24 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
 
 
 async def _connection(port: int, auth: bytes, templates: list[bytes], conn_id: int,
-                      run: str, deadline: float, interval: float | None,
+                      run: str, window: tuple[float, float, float], interval: float | None,
                       out: dict[str, Any]) -> None:
     """One keep-alive connection: batches back to back, or one every ``interval`` s.
 
+    ``window`` is (warm-up start, measured start, deadline) on ``time.perf_counter``'s
+    clock: the connection sends from the warm-up start, once every connection is open;
+    only batches sent (or due) from the measured start count in the figures.
     At a fixed rate, latency counts from when the batch was due, not from when it was
     sent, so a stalled server cannot hide its queueing (no coordinated omission).
     """
+    warmup, started, deadline = window
     # connect one by one, as real clients do: a burst of connects is all accepted by
     # whichever server process wakes first, and keep-alive would keep it unbalanced
     await asyncio.sleep(conn_id * CONNECT_SPACING)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     n = 0
-    due = time.perf_counter() + (interval or 0) * (conn_id % 16) / 16  # spread the starts
+    await asyncio.sleep(warmup - time.perf_counter())
+    due = warmup + (interval or 0) * (conn_id % 16) / 16  # spread the starts
     while True:
         now = time.perf_counter()
         if interval is not None:
@@ -102,56 +110,71 @@ async def _connection(port: int, auth: bytes, templates: list[bytes], conn_id: i
         prefix = f"{run}c{conn_id}n{n}".encode()
         body = templates[(conn_id + n) % len(templates)].replace(PLACEHOLDER, prefix)
         n += 1
+        counted = start >= started
         try:
             writer.write(_HEAD % (auth, len(body)) + body)
             status = await _read_response(reader)
         except (OSError, asyncio.IncompleteReadError, ValueError):
-            out["errors"] += 1
+            out["errors"] += counted
             writer.close()
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             continue
-        out["latencies"].append(time.perf_counter() - start)
         if status == 200:
-            out["acked"] += 1
-        else:
-            out["errors"] += 1
+            out["acked" if counted else "warmup_acked"] += 1
+        if counted:
+            out["latencies"].append(time.perf_counter() - start)
+            out["errors"] += status != 200
     writer.close()
 
 
-def _client_process(port: int, key: str, seconds: float, templates: list[bytes],
-                    connections: int, rate: float | None, out: Any) -> None:
+def _client_process(port: int, key: str, window: tuple[float, float, float],
+                    templates: list[bytes], connections: int, rate: float | None,
+                    out: Any) -> None:
     """The load generator: every connection on one asyncio loop (uvloop) in one process."""
     with contextlib.suppress(ImportError):
         import uvloop  # noqa: PLC0415
 
         uvloop.install()
     auth = ("Basic " + base64.b64encode(f"{key}:".encode()).decode()).encode()
-    result: dict[str, Any] = {"latencies": [], "acked": 0, "errors": 0}
+    result: dict[str, Any] = {"latencies": [], "acked": 0, "warmup_acked": 0, "errors": 0}
     interval = connections * BATCH / rate if rate else None
     run = uuid.uuid4().hex[:8]
 
-    async def main() -> float:
-        started = time.perf_counter()
-        deadline = started + seconds
-        await asyncio.gather(*(_connection(port, auth, templates, c, run, deadline, interval,
+    async def main() -> tuple[float, float]:
+        await asyncio.gather(*(_connection(port, auth, templates, c, run, window, interval,
                                            result) for c in range(connections)))
-        return time.perf_counter() - started
+        return time.perf_counter(), time.process_time()
 
-    cpu = time.process_time()
-    elapsed = asyncio.run(main())
-    result["client_cpu_s"] = time.process_time() - cpu
-    result["seconds"] = elapsed
+    elapsed_cpu = time.process_time()
+    ended, ended_cpu = asyncio.run(main())
+    result["seconds"] = ended - window[1]
+    # the load generator's share of a core, over the whole run (warm-up included)
+    result["client_core"] = (ended_cpu - elapsed_cpu) / (ended - window[0])
     out.put(result)
 
 
 def run_load(port: int, key: str, seconds: float, connections: int,
-             templates: list[bytes], rate: float | None = None) -> dict[str, Any]:
-    """Send 100-event batches for ``seconds`` (as fast as answered, or at ``rate`` events/s)."""
+             templates: list[bytes], rate: float | None = None,
+             server: int | None = None) -> dict[str, Any]:
+    """Send 100-event batches for ``seconds`` (as fast as answered, or at ``rate`` events/s)
+    after connecting and a warm-up of ``WARMUP_SECONDS``; with ``server`` (a pid), the
+    CPU its processes used over those ``seconds``.
+    """
     ctx = mp.get_context("fork")
     out = ctx.Queue()
-    proc = ctx.Process(target=_client_process, args=(port, key, seconds, templates,
+    warmup = time.perf_counter() + connections * CONNECT_SPACING + 0.1
+    window = (warmup, warmup + WARMUP_SECONDS, warmup + WARMUP_SECONDS + seconds)
+    proc = ctx.Process(target=_client_process, args=(port, key, window, templates,
                                                      connections, rate, out))
     proc.start()
+    cpu: dict[str, float] = {}
+    if server is not None:
+        time.sleep(max(0.0, window[1] - time.perf_counter()))
+        before, main_before = cpu_seconds(server), process_cpu_seconds(server)
+        time.sleep(max(0.0, window[2] - time.perf_counter()))
+        # with --workers > 1 the main process takes no events: its CPU is the loader's
+        cpu = {"cpu_s": cpu_seconds(server) - before,
+               "main_cpu_s": process_cpu_seconds(server) - main_before}
     result = out.get(timeout=seconds + 120)
     proc.join()
     latencies = sorted(result["latencies"])
@@ -161,9 +184,11 @@ def run_load(port: int, key: str, seconds: float, connections: int,
         return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000
 
     return {"events_per_s": events / result["seconds"], "events": events,
+            "all_events": events + result["warmup_acked"] * BATCH,
             "requests": len(latencies), "errors": result["errors"],
             "p50_ms": pct(0.50) if latencies else 0.0, "p99_ms": pct(0.99) if latencies else 0.0,
-            "seconds": result["seconds"], "client_cpu_s": result["client_cpu_s"]}
+            "seconds": result["seconds"], "client_core": result["client_core"], **cpu,
+            "events_per_cpu_s": events / cpu["cpu_s"] if cpu.get("cpu_s") else 0.0}
 
 
 # ------------------------------------------------------------------------------ servers
@@ -289,24 +314,17 @@ def count_loaded(root: Path) -> tuple[int, int, int]:
     return events["n"], events["d"], quarantined["n"]
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by one process, all its threads."""
+    with contextlib.suppress(OSError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
 def cpu_seconds(pid: int) -> float:
     """CPU time (user + system) used so far by a process and its child processes."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for each in server_pids(pid):
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
-
-
-def measured(proc: subprocess.Popen[bytes], load: Any) -> dict[str, Any]:
-    """Run ``load()`` and add the server's CPU seconds and events per CPU second."""
-    before = cpu_seconds(proc.pid)
-    result: dict[str, Any] = load()
-    result["cpu_s"] = cpu_seconds(proc.pid) - before
-    result["events_per_cpu_s"] = result["events"] / result["cpu_s"] if result["cpu_s"] else 0
-    return result
+    return sum(process_cpu_seconds(each) for each in server_pids(pid))
 
 
 def load_average() -> str:
@@ -316,10 +334,11 @@ def load_average() -> str:
 
 
 def report(name: str, result: dict[str, Any]) -> None:
-    cpu = result["client_cpu_s"] / result["seconds"]
+    cpu = result["client_core"]
     print(f"{name:<30} {result['events_per_s']:>9,.0f} events/s  "
           f"p50 {result['p50_ms']:6.1f} ms  p99 {result['p99_ms']:6.1f} ms  "
-          f"server CPU {result['cpu_s']:5.1f} s = {result['events_per_cpu_s']:>8,.0f} "
+          f"server CPU {result['cpu_s']:5.1f} s (main {result['main_cpu_s']:.1f} s) = "
+          f"{result['events_per_cpu_s']:>8,.0f} "
           f"events/CPU-s  ({result['requests']:,} requests, {result['errors']} errors; "
           f"load generator {cpu:.0%} of a core; {result['load']})")
 
@@ -331,8 +350,7 @@ def run_nerve(root: Path, key: str, args: argparse.Namespace, templates: list[by
     proc = start_nerve(root, port, args.workers)
     spies = profilers(proc.pid, args.seconds, profile) if profile else []
     before = cpu_seconds(proc.pid)
-    result = measured(proc, lambda: run_load(port, key, args.seconds, args.connections,
-                                             templates, rate))
+    result = run_load(port, key, args.seconds, args.connections, templates, rate, proc.pid)
     result["load"] = load_average()
     stopped_at = time.perf_counter()
     result["exit"], total_cpu = stop(proc)
@@ -440,7 +458,9 @@ def stages(root: Path, key: str, templates: list[bytes]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each run")
-    parser.add_argument("--connections", type=int, default=32, help="concurrent connections")
+    parser.add_argument("--connections", type=int, default=64,
+                        help="concurrent keep-alive connections, each sending its next "
+                        "batch once the last is answered (or when due, with --rate)")
     parser.add_argument("--workers", type=int, default=2,
                         help="nerve serve --workers (processes accepting events)")
     parser.add_argument("--rate", type=float, metavar="EVENTS_PER_S",
@@ -488,13 +508,14 @@ def main() -> None:
             print(f"  {label}: stop and final drain {result['drain_s']:.1f} s (exit "
                   f"{result['exit']}); server CPU from the load's start to exit, drain "
                   f"included: {result['cpu_with_drain_s']:.1f} s = "
-                  f"{result['events'] / result['cpu_with_drain_s']:,.0f} events/CPU-s")
+                  f"{result['all_events'] / result['cpu_with_drain_s']:,.0f} events/CPU-s "
+                  "(warm-up included)")
         result = runs[0][1]
         if not args.no_ceiling:
             port = free_port()
             bare = start_bare(port)
-            ceiling = measured(bare, lambda: run_load(port, key, args.seconds,
-                                                      args.connections, templates))
+            ceiling = run_load(port, key, args.seconds, args.connections, templates,
+                               server=bare.pid)
             ceiling["load"] = load_average()
             stop(bare)
             report("bare ASGI, JSON parse only", ceiling)
@@ -503,7 +524,7 @@ def main() -> None:
                   f"{result['events_per_cpu_s'] / ceiling['events_per_cpu_s']:.0%} of its "
                   "events per CPU second")
         n, distinct, quarantined = count_loaded(root / "ws")
-        acked = sum(r["events"] for _, r in runs)
+        acked = sum(r["all_events"] for _, r in runs)
         print(f"warehouse after the runs: {n:,} events + {quarantined:,} quarantined = "
               f"{n + quarantined:,} rows; acknowledged {acked:,}; duplicates {n - distinct}")
         if n + quarantined < acked or n != distinct:

@@ -145,14 +145,18 @@ def test_admin_sql_reads_the_warehouse_while_serving(shop: Workspace,
         assert wrong.status_code == 401
 
 
-def thread_nices(pid: int) -> set[int]:
-    """The nice values of a process's threads (Linux /proc)."""
-    nices = set()
+#: ``sched_setscheduler``'s policy numbers (linux/sched.h)
+SCHED_OTHER, SCHED_IDLE = 0, 5
+
+
+def thread_policies(pid: int) -> set[int]:
+    """The scheduling policies of a process's threads (Linux /proc)."""
+    policies = set()
     for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
         with contextlib.suppress(OSError):  # a thread that just ended
             fields = stat.read_text().rsplit(")", 1)[1].split()
-            nices.add(int(fields[16]))  # field 19 of stat; the split starts at field 3
-    return nices
+            policies.add(int(fields[38]))  # field 41 of stat; the split starts at field 3
+    return policies
 
 
 def test_worker_processes_share_the_port_and_forward_read_apis(
@@ -172,11 +176,11 @@ def test_worker_processes_share_the_port_and_forward_read_apis(
         assert missing.status_code == 404
         assert missing.json()["code"] == "not_found"
     # the main process's loader yields the CPU to the workers; the workers run as usual
-    assert 10 in thread_nices(info["pid"])
+    assert SCHED_IDLE in thread_policies(info["pid"])
     workers = subprocess.run(["pgrep", "-f", f"_worker_main .* {shop.root} "],
                              capture_output=True, text=True, check=False).stdout.split()
     assert len(workers) == 3
-    assert all(thread_nices(int(pid)) == {0} for pid in workers)
+    assert all(thread_policies(int(pid)) == {SCHED_OTHER} for pid in workers)
     assert server.stop() == 0
     [count] = rows(shop, "SELECT count(*) AS n, count(DISTINCT message_id) AS d FROM events")
     assert count == {"n": 200, "d": 200}

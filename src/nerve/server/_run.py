@@ -49,8 +49,6 @@ LOADER_INTERVAL = 1.0
 _SUPERVISE_SECONDS = 1.0
 #: starts the worker processes of the given indexes (1-based; None: all of them)
 StartWorkers = Callable[[Sequence[int] | None], list[subprocess.Popen[bytes]]]
-#: the loader thread's niceness when worker processes take the events (see serve)
-LOADER_NICE = 10
 #: how many processes accept events, for the workers' share of rate limits
 PROCESSES_ENV = "NERVE_SERVE_PROCESSES"
 
@@ -114,8 +112,8 @@ def _lifespan(state: NerveState, server_file: Path, max_backlog: int,
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         assert state.loader is not None
         # with worker processes taking the events, this process only loads, checks and
-        # answers the read APIs: its loads wait for the CPU the workers leave free
-        state.loader.start(LOADER_INTERVAL, nice=LOADER_NICE if state.processes > 1 else 0)
+        # answers the read APIs: its loads take only the CPU the workers leave free
+        state.loader.start(LOADER_INTERVAL, idle=state.processes > 1)
         watcher = asyncio.create_task(watch_backlog(state, max_backlog))
         _write_server_file(server_file, {"url": state.url, "pid": os.getpid(),
                                          "admin_token": state.admin_token})

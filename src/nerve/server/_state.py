@@ -66,9 +66,9 @@ class Warehouse(Protocol):
 class Loader(Protocol):
     """Drains the log into the warehouse on a thread (``nerve.loader.Loader``)."""
 
-    def start(self, interval: float = ..., *, nice: int = ...) -> Any:
-        """Load in a background thread every ``interval`` seconds (``nice``: below
-        ingest's CPU priority)."""
+    def start(self, interval: float = ..., *, idle: bool = ...) -> Any:
+        """Load in a background thread every ``interval`` seconds (``idle``: only on
+        CPU time that ingest leaves)."""
 
     def stop(self) -> Any: ...
 
