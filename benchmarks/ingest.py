@@ -115,7 +115,8 @@ async def _connection(port: int, auth: bytes, templates: list[bytes], conn_id: i
             writer.write(_HEAD % (auth, len(body)) + body)
             status = await _read_response(reader)
         except (OSError, asyncio.IncompleteReadError, ValueError):
-            out["errors"] += counted
+            if counted:
+                out["errors"]["no answer"] = out["errors"].get("no answer", 0) + 1
             writer.close()
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             continue
@@ -123,7 +124,8 @@ async def _connection(port: int, auth: bytes, templates: list[bytes], conn_id: i
             out["acked" if counted else "warmup_acked"] += 1
         if counted:
             out["latencies"].append(time.perf_counter() - start)
-            out["errors"] += status != 200
+            if status != 200:
+                out["errors"][status] = out["errors"].get(status, 0) + 1
     writer.close()
 
 
@@ -136,7 +138,8 @@ def _client_process(port: int, key: str, window: tuple[float, float, float],
 
         uvloop.install()
     auth = ("Basic " + base64.b64encode(f"{key}:".encode()).decode()).encode()
-    result: dict[str, Any] = {"latencies": [], "acked": 0, "warmup_acked": 0, "errors": 0}
+    #: errors: how many requests got no answer, or an answer other than 200, by status
+    result: dict[str, Any] = {"latencies": [], "acked": 0, "warmup_acked": 0, "errors": {}}
     interval = connections * BATCH / rate if rate else None
     run = uuid.uuid4().hex[:8]
 
@@ -333,13 +336,21 @@ def load_average() -> str:
     return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
 
 
+def _errors(errors: dict[Any, int]) -> str:
+    """``0 errors``, or how many of each: ``12 errors (503: 12)``."""
+    if not errors:
+        return "0 errors"
+    detail = ", ".join(f"{status}: {n:,}" for status, n in sorted(errors.items(), key=str))
+    return f"{sum(errors.values()):,} errors ({detail})"
+
+
 def report(name: str, result: dict[str, Any]) -> None:
     cpu = result["client_core"]
     print(f"{name:<30} {result['events_per_s']:>9,.0f} events/s  "
           f"p50 {result['p50_ms']:6.1f} ms  p99 {result['p99_ms']:6.1f} ms  "
           f"server CPU {result['cpu_s']:5.1f} s (main {result['main_cpu_s']:.1f} s) = "
           f"{result['events_per_cpu_s']:>8,.0f} "
-          f"events/CPU-s  ({result['requests']:,} requests, {result['errors']} errors; "
+          f"events/CPU-s  ({result['requests']:,} requests, {_errors(result['errors'])}; "
           f"load generator {cpu:.0%} of a core; {result['load']})")
 
 
