@@ -88,6 +88,9 @@ async def _connection(port: int, auth: bytes, templates: list[bytes], conn_id: i
     sent, so a stalled server cannot hide its queueing (no coordinated omission).
     """
     warmup, started, deadline = window
+    # each template cut at its placeholders once: joining the pieces around a batch's
+    # prefix costs ~2 us, ``bytes.replace`` on 48 KB ~34 us (half the generator's CPU)
+    pieces = [template.split(PLACEHOLDER) for template in templates]
     # connect one by one, as real clients do: a burst of connects is all accepted by
     # whichever server process wakes first, and keep-alive would keep it unbalanced
     await asyncio.sleep(conn_id * CONNECT_SPACING)
@@ -108,7 +111,7 @@ async def _connection(port: int, auth: bytes, templates: list[bytes], conn_id: i
                 break
             start = now
         prefix = f"{run}c{conn_id}n{n}".encode()
-        body = templates[(conn_id + n) % len(templates)].replace(PLACEHOLDER, prefix)
+        body = prefix.join(pieces[(conn_id + n) % len(pieces)])
         n += 1
         counted = start >= started
         try:
