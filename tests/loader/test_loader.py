@@ -231,6 +231,43 @@ def test_background_thread_loads_and_stop_drains(tmp_path: Path, warehouse: Ware
     assert threading.active_count() >= 1
 
 
+def _loader_thread_stat(loader: Loader) -> list[str]:
+    """``/proc`` stat fields of the loader's thread, from field 3 on (Linux)."""
+    thread = loader._thread
+    assert thread is not None
+    assert thread.native_id is not None
+    stat = Path(f"/proc/self/task/{thread.native_id}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()
+
+
+@pytest.mark.parametrize("refused", [False, True])
+def test_an_idle_loader_yields_the_cpu_and_still_loads(
+        tmp_path: Path, warehouse: Warehouse, make_batch: MakeBatch, refused: bool,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``start(idle=True)``: SCHED_IDLE for the loader's thread only, else nice 19."""
+    if refused:  # as in a container whose seccomp profile refuses the call
+        def refuse(*_: Any) -> None:
+            raise PermissionError(1, "Operation not permitted")
+
+        monkeypatch.setattr("os.sched_setscheduler", refuse)
+    log_dir = tmp_path / "log"
+    loader = Loader(log_dir, warehouse)
+    with LogWriter(log_dir) as writer:
+        loader.start(interval=0.05, idle=True)
+        writer.append(make_batch(3))
+        writer.sync()
+        deadline = time.monotonic() + 20
+        while loader.totals.loaded < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert loader.totals.loaded == 3
+        fields = _loader_thread_stat(loader)
+        policy, nice = int(fields[38]), int(fields[16])  # stat fields 41 and 19
+        assert (policy, nice) == ((0, 19) if refused else (5, 0))  # SCHED_OTHER / IDLE
+        loader.stop()
+    here = Path(f"/proc/self/task/{threading.get_native_id()}/stat").read_text()
+    assert here.rsplit(")", 1)[1].split()[38] == "0"  # the caller's thread is untouched
+
+
 def test_rows_the_warehouse_refuses_are_set_aside_not_blocking(
     tmp_path: Path, warehouse: Warehouse, make_batch: MakeBatch,
     caplog: pytest.LogCaptureFixture,

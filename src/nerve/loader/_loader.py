@@ -297,8 +297,9 @@ def _fsync_dir(folder: Path) -> None:
 def _yield_cpu() -> None:
     """Put the calling thread below every other: ``SCHED_IDLE``, else nice 19 (Linux).
 
-    With pid 0 both calls change only the calling thread. Nice 10 was not enough: it
-    left the loader ~15% of the CPU under full ingest load, ~0.3 of the 2 cores measured.
+    On Linux both calls change only the calling thread (pid 0, its thread id). At nice
+    10 the loader still took ~0.25 of 2 cores from the ingest benchmark's maximum-rate
+    run; under ``SCHED_IDLE``, ~0.1-0.15 (docs/collector.md, fourth round).
     """
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
