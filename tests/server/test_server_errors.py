@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,6 +25,7 @@ from nerve.log import LogWriter
 from nerve.server import NerveState, create_app
 from nerve.server._backpressure import watch_backlog
 from nerve.server._commit import GroupCommit
+from nerve.server._ingest import OVERLOAD_ANSWER_DELAY
 from nerve.warehouse import Warehouse
 from nerve.workspace import Workspace
 
@@ -172,8 +174,11 @@ def test_health(client: Client) -> None:
 def test_overload_answers_503_with_retry_after_never_500(client: Client, shop: Workspace,
                                                         state: NerveState) -> None:
     state.overloaded = True
+    started = time.monotonic()
     response = client.post("/v1/batch", content=orjson.dumps({"batch": [order(1)]}),
                            headers=basic(write_key(shop)))
+    # slowly: a client that retries at once must not keep the workers busy refusing it
+    assert time.monotonic() - started >= OVERLOAD_ANSWER_DELAY
     assert_error_shape(response, 503, "overloaded")
     assert int(response.headers["retry-after"]) >= 1
 
