@@ -27,8 +27,11 @@ def serve_command(
                                       max=65535)] = 8700,
     workers: Annotated[int, typer.Option(help="Processes accepting events on the port (one "
                                               "per core parses JSON fastest). Above 1, the "
-                                              "main process only loads, checks and answers "
-                                              "the read APIs.", min=1, max=64)] = 1,
+                                              "main process takes no events: it loads them "
+                                              "on the CPU time the workers leave (the log "
+                                              "absorbs bursts), runs the checks and answers "
+                                              "the read APIs.",
+                                              min=1, max=64)] = 1,
 ) -> None:
     """Collect events (Segment HTTP API) and serve the read APIs until Ctrl-C.
 
