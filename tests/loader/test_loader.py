@@ -211,41 +211,26 @@ def test_a_dedup_window_limits_how_far_back_copies_are_found(
     assert Loader(tmp_path / "log3", warehouse, dedup_window=None).load_once().loaded == 0
 
 
-def test_background_thread_loads_and_stop_drains(tmp_path: Path, warehouse: Warehouse,
-                                                 make_batch: MakeBatch) -> None:
-    log_dir = tmp_path / "log"
-    loader = Loader(log_dir, warehouse)
-    with LogWriter(log_dir) as writer:
-        loader.start(interval=0.05)
-        writer.append(make_batch(3))
-        writer.sync()
-        deadline = time.monotonic() + 20
-        while loader.totals.loaded < 3 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert loader.totals.loaded == 3
-        writer.append(make_batch(2, start=3))
-        writer.sync()
-        loader.stop()  # the final drain picks up the last batch
-    assert count(warehouse, "SELECT count(*) FROM events") == 5
-    assert loader.last_error is None
-    assert threading.active_count() >= 1
+def _thread_sched(native_id: int) -> tuple[int, int]:
+    """(scheduling policy, nice) of a thread of this process (Linux ``/proc`` stat)."""
+    fields = Path(f"/proc/self/task/{native_id}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[38]), int(fields[16])  # stat fields 41 and 19
 
 
-def _loader_thread_stat(loader: Loader) -> list[str]:
-    """``/proc`` stat fields of the loader's thread, from field 3 on (Linux)."""
-    thread = loader._thread
-    assert thread is not None
-    assert thread.native_id is not None
-    stat = Path(f"/proc/self/task/{thread.native_id}/stat").read_text()
-    return stat.rsplit(")", 1)[1].split()
+SCHED_OTHER, SCHED_IDLE = 0, 5
 
 
-@pytest.mark.parametrize("refused", [False, True])
-def test_an_idle_loader_yields_the_cpu_and_still_loads(
-        tmp_path: Path, warehouse: Warehouse, make_batch: MakeBatch, refused: bool,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """``start(idle=True)``: SCHED_IDLE for the loader's thread only, else nice 19."""
-    if refused:  # as in a container whose seccomp profile refuses the call
+@pytest.mark.parametrize(("idle", "refused", "expected"), [
+    (False, False, (SCHED_OTHER, 0)),
+    (True, False, (SCHED_IDLE, 0)),
+    # as in a container whose seccomp profile refuses sched_setscheduler
+    (True, True, (SCHED_OTHER, 19)),
+])
+def test_background_thread_loads_and_stop_drains(
+        tmp_path: Path, warehouse: Warehouse, make_batch: MakeBatch, idle: bool,
+        refused: bool, expected: tuple[int, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``start(idle=True)`` lowers the loader's own thread only: SCHED_IDLE, else nice 19."""
+    if refused:
         def refuse(*_: Any) -> None:
             raise PermissionError(1, "Operation not permitted")
 
@@ -253,19 +238,23 @@ def test_an_idle_loader_yields_the_cpu_and_still_loads(
     log_dir = tmp_path / "log"
     loader = Loader(log_dir, warehouse)
     with LogWriter(log_dir) as writer:
-        loader.start(interval=0.05, idle=True)
+        loader.start(interval=0.05, idle=idle)
         writer.append(make_batch(3))
         writer.sync()
         deadline = time.monotonic() + 20
         while loader.totals.loaded < 3 and time.monotonic() < deadline:
             time.sleep(0.02)
         assert loader.totals.loaded == 3
-        fields = _loader_thread_stat(loader)
-        policy, nice = int(fields[38]), int(fields[16])  # stat fields 41 and 19
-        assert (policy, nice) == ((0, 19) if refused else (5, 0))  # SCHED_OTHER / IDLE
-        loader.stop()
-    here = Path(f"/proc/self/task/{threading.get_native_id()}/stat").read_text()
-    assert here.rsplit(")", 1)[1].split()[38] == "0"  # the caller's thread is untouched
+        thread = loader._thread
+        assert thread is not None
+        assert thread.native_id is not None
+        assert _thread_sched(thread.native_id) == expected
+        writer.append(make_batch(2, start=3))
+        writer.sync()
+        loader.stop()  # the final drain picks up the last batch
+    assert count(warehouse, "SELECT count(*) FROM events") == 5
+    assert loader.last_error is None
+    assert _thread_sched(threading.get_native_id()) == (SCHED_OTHER, 0)  # the caller's
 
 
 def test_rows_the_warehouse_refuses_are_set_aside_not_blocking(
