@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -119,8 +120,24 @@ def main() -> None:
                         help="reuse or create the database here (default: a temp file)")
     parser.add_argument("--keep", action="store_true", help="keep the generated database")
     args = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="nerve-bench-checks-"))
-    path = args.db or folder / "warehouse.duckdb"
+    # a temporary folder only when no --db is given (it used to be left behind, empty)
+    folder: Path | None = None
+    if args.db:
+        path: Path = args.db
+    else:
+        folder = Path(tempfile.mkdtemp(prefix="nerve-bench-checks-"))
+        path = folder / "warehouse.duckdb"
+    try:
+        run(path, args)
+    finally:
+        if folder is not None and not args.keep:
+            shutil.rmtree(folder, ignore_errors=True)
+        elif folder is not None:
+            print(f"database kept in {path}")
+
+
+def run(path: Path, args: argparse.Namespace) -> None:
+    """Generate the database at ``path`` unless it exists, then time the default checks."""
     if not path.exists():
         started = time.perf_counter()
         generate(path, args.events)
@@ -153,9 +170,6 @@ def main() -> None:
     for result in results:
         if result.check in ("volume", "rate") and result.status is not Status.passed:
             print("  ", result.message)
-    if not args.keep and args.db is None:
-        path.unlink(missing_ok=True)
-        folder.rmdir()
 
 
 if __name__ == "__main__":
