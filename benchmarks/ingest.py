@@ -362,7 +362,9 @@ def run_nerve(root: Path, key: str, args: argparse.Namespace, templates: list[by
     """One run against a fresh ``nerve serve`` on the workspace; stops it (final drain)."""
     port = free_port()
     proc = start_nerve(root, port, args.workers)
-    spies = profilers(proc.pid, args.seconds, profile) if profile else []
+    # the profile starts now and covers the connects and the warm-up too
+    lead = args.connections * CONNECT_SPACING + 0.1 + WARMUP_SECONDS
+    spies = profilers(proc.pid, lead + args.seconds, profile) if profile else []
     before = cpu_seconds(proc.pid)
     result = run_load(port, key, args.seconds, args.connections, templates, rate, proc.pid)
     result["load"] = load_average()
