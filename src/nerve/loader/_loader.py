@@ -299,7 +299,7 @@ def _yield_cpu() -> None:
 
     On Linux both calls change only the calling thread (pid 0, its thread id). At nice
     10 the loader still took ~0.25 of 2 cores from the ingest benchmark's maximum-rate
-    run; under ``SCHED_IDLE``, ~0.1-0.15 (docs/collector.md, fourth round).
+    run; under ``SCHED_IDLE``, 0.10-0.17 (docs/collector.md, fourth round).
     """
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
