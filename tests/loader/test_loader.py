@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -217,14 +218,11 @@ def _thread_sched(native_id: int) -> tuple[int, int]:
     return int(fields[38]), int(fields[16])  # stat fields 41 and 19
 
 
-SCHED_OTHER, SCHED_IDLE = 0, 5
-
-
 @pytest.mark.parametrize(("idle", "refused", "expected"), [
-    (False, False, (SCHED_OTHER, 0)),
-    (True, False, (SCHED_IDLE, 0)),
+    (False, False, (os.SCHED_OTHER, 0)),
+    (True, False, (os.SCHED_IDLE, 0)),
     # as in a container whose seccomp profile refuses sched_setscheduler
-    (True, True, (SCHED_OTHER, 19)),
+    (True, True, (os.SCHED_OTHER, 19)),
 ])
 def test_background_thread_loads_and_stop_drains(
         tmp_path: Path, warehouse: Warehouse, make_batch: MakeBatch, idle: bool,
@@ -254,7 +252,7 @@ def test_background_thread_loads_and_stop_drains(
         loader.stop()  # the final drain picks up the last batch
     assert count(warehouse, "SELECT count(*) FROM events") == 5
     assert loader.last_error is None
-    assert _thread_sched(threading.get_native_id()) == (SCHED_OTHER, 0)  # the caller's
+    assert _thread_sched(threading.get_native_id()) == (os.SCHED_OTHER, 0)  # the caller's
 
 
 def test_rows_the_warehouse_refuses_are_set_aside_not_blocking(

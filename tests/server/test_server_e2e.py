@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import subprocess
 import sys
@@ -145,10 +146,6 @@ def test_admin_sql_reads_the_warehouse_while_serving(shop: Workspace,
         assert wrong.status_code == 401
 
 
-#: ``sched_setscheduler``'s policy numbers (linux/sched.h)
-SCHED_OTHER, SCHED_IDLE = 0, 5
-
-
 def thread_policies(pid: int) -> set[int]:
     """The scheduling policies of a process's threads (Linux /proc)."""
     policies = set()
@@ -176,11 +173,11 @@ def test_worker_processes_share_the_port_and_forward_read_apis(
         assert missing.status_code == 404
         assert missing.json()["code"] == "not_found"
     # the main process's loader yields the CPU to the workers; the workers run as usual
-    assert SCHED_IDLE in thread_policies(info["pid"])
+    assert os.SCHED_IDLE in thread_policies(info["pid"])
     workers = subprocess.run(["pgrep", "-f", f"_worker_main .* {shop.root} "],
                              capture_output=True, text=True, check=False).stdout.split()
     assert len(workers) == 3
-    assert all(thread_policies(int(pid)) == {SCHED_OTHER} for pid in workers)
+    assert all(thread_policies(int(pid)) == {os.SCHED_OTHER} for pid in workers)
     assert server.stop() == 0
     [count] = rows(shop, "SELECT count(*) AS n, count(DISTINCT message_id) AS d FROM events")
     assert count == {"n": 200, "d": 200}
