@@ -190,11 +190,68 @@ def test_worker_processes_share_the_port_and_forward_read_apis(
     assert leftovers.stdout == "", "a worker process outlived nerve serve"
 
 
+def tcp_sockets(pids: list[int], port: int) -> dict[int, dict[str, set[int]]]:
+    """Per process, the inodes of its IPv4 TCP sockets on local ``port``: listening
+    (``"listen"``) and accepted connections (``"established"``), from Linux /proc."""
+    states = {"0A": "listen", "01": "established"}
+    by_inode: dict[int, str] = {}
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] in states:
+            by_inode[int(fields[9])] = states[fields[3]]
+    found: dict[int, dict[str, set[int]]] = {}
+    for pid in pids:
+        found[pid] = {"listen": set(), "established": set()}
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):  # an fd closed meanwhile
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inode = int(target[8:-1])
+                    if inode in by_inode:
+                        found[pid][by_inode[inode]].add(inode)
+    return found
+
+
+def test_workers_each_accept_on_a_socket_of_their_own_and_share_connections_evenly(
+        shop: Workspace, serve: Callable[..., Any]) -> None:
+    server = serve(shop, "--workers", "2")
+    workers = [int(p) for p in subprocess.run(
+        ["pgrep", "-f", f"_worker_main .* {shop.root} "], capture_output=True, text=True,
+        check=False).stdout.split()]
+    assert len(workers) == 2
+    auth = basic(write_key(shop))
+    clients = [httpx.Client(base_url=server.url, headers=auth) for _ in range(64)]
+    try:
+        for n, client in enumerate(clients):  # keep-alive: each stays with one worker
+            body = orjson.dumps({"batch": [order(n, "spread")]})
+            assert client.post("/v1/batch", content=body).status_code == 200
+        held = tcp_sockets(workers, server.port)
+    finally:
+        for client in clients:
+            client.close()
+    # one SO_REUSEPORT socket per worker: the kernel hashes each connection to one of them.
+    # With one shared socket, the worker that woke first took most connections (~2:1)
+    listening = [held[pid]["listen"] for pid in workers]
+    assert all(len(each) == 1 for each in listening), held
+    assert listening[0] != listening[1]
+    # each worker has its share (a split worse than 16/48 has odds of ~1 in 40,000)
+    connections = sorted(len(held[pid]["established"]) for pid in workers)
+    assert sum(connections) == 64, held
+    assert connections[0] >= 16, connections
+    assert server.stop() == 0
+    [count] = rows(shop, "SELECT count(*) AS n FROM events WHERE message_id LIKE 'spread%'")
+    assert count == {"n": 64}
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_second_server_is_refused_with_a_clear_message(
         shop: Workspace, make_workspace: Callable[..., Workspace],
-        serve: Callable[..., Any]) -> None:
-    server = serve(shop)
-    nerve = [sys.executable, "-m", "nerve", "serve", "--port", str(server.port)]
+        serve: Callable[..., Any], workers: str) -> None:
+    # with --workers, the port is held by a group of SO_REUSEPORT sockets, which another
+    # group of the same user could join: a second server must be refused all the same
+    server = serve(shop, "--workers", workers)
+    nerve = [sys.executable, "-m", "nerve", "serve", "--port", str(server.port),
+             "--workers", "2"]
     same = subprocess.run([*nerve[:3], "--workspace", str(shop.root), *nerve[3:]],
                           capture_output=True, text=True, timeout=120, check=False)
     said = " ".join(same.stderr.split())  # Rich wraps long lines

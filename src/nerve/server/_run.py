@@ -90,10 +90,12 @@ def _write_server_file(path: Path, info: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def _bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -102,6 +104,28 @@ def _bind(host: str, port: int) -> socket.socket:
                         "choose another --port") from exc
     sock.listen(2048)  # connections made during start-up wait here, they are not refused
     return sock
+
+
+def _bind_group(host: str, port: int, n: int) -> list[socket.socket]:
+    """``n`` listening sockets on one port (``SO_REUSEPORT``): one per worker process.
+
+    The kernel then hashes each new connection to one of them, so keep-alive connections
+    spread evenly over the workers. With one shared socket the worker that wakes first
+    takes each connection, and that was uneven: in most benchmark runs one worker held
+    38-43 of the 64 connections and saturated while the other had CPU to spare
+    (docs/collector.md, fifth round). This process keeps every socket open, so
+    connections queued for a worker that died wait for its replacement.
+
+    A plain bind first: it fails if anything (another ``nerve serve`` included) holds the
+    port, which a second ``SO_REUSEPORT`` group of the same user would otherwise share.
+    """
+    probe = _bind(host, port)
+    port = probe.getsockname()[1]
+    probe.close()
+    with contextlib.ExitStack() as bound:  # a failed bind closes those made before it
+        group = [bound.enter_context(_bind(host, port, reuse_port=True)) for _ in range(n)]
+        bound.pop_all()
+    return group
 
 
 def _lifespan(state: NerveState, server_file: Path, max_backlog: int,
@@ -217,8 +241,10 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8700, *,
     setup_json_logging()
     # before any metric exists in this process; worker processes inherit the setting
     prepare_metrics_dir(workspace)
-    sock = _bind(host, port)
-    bound_port = sock.getsockname()[1]
+    # with workers, they alone accept events on the port, one socket each; this process
+    # serves what they forward on a private one
+    public = _bind_group(host, port, workers) if workers > 1 else [_bind(host, port)]
+    bound_port = public[0].getsockname()[1]
     url_host = f"[{host}]" if ":" in host else host
     warehouse = Warehouse.for_workspace(workspace)
     warehouse.refresh_views(catalog)  # evt_<event> views with typed columns (docs/catalog.md)
@@ -230,15 +256,14 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8700, *,
                        log_factory=lambda: LogWriter(workspace.log_dir, WRITER_ID),
                        url=f"http://{url_host}:{bound_port}")
     server_file = workspace.data_dir / SERVER_FILE
-    sockets = [sock]
     children: list[subprocess.Popen[bytes]] = []
+    # what this process serves: the port, or with workers a private one they forward to
+    served = [_bind("127.0.0.1", 0)] if workers > 1 else public
 
     def start_workers(indexes: Sequence[int] | None) -> list[subprocess.Popen[bytes]]:
-        return spawn_workers(workspace, sock, indexes or range(1, workers + 1),
-                             f"http://127.0.0.1:{sockets[1].getsockname()[1]}", WRITER_ID)
+        return spawn_workers(workspace, public, indexes or range(1, workers + 1),
+                             f"http://127.0.0.1:{served[0].getsockname()[1]}", WRITER_ID)
 
-    if workers > 1:
-        sockets.append(_bind("127.0.0.1", 0))  # where workers forward the read APIs
     app = create_app(state, _lifespan(state, server_file, max_backlog(workspace), on_ready,
                                       start_workers if workers > 1 else _none, children))
     server = uvicorn.Server(uvicorn_config(app, workspace))
@@ -247,14 +272,12 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8700, *,
     previous = {sig: signal.signal(sig, lambda *_: None)
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        # with workers, they alone accept events on the port; this process serves what
-        # they forward on its private one
-        server.run(sockets=sockets[1:] if workers > 1 else sockets)
+        server.run(sockets=served)
     finally:
         stop_workers(children, timeout=5)  # only still running if start-up failed
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        for each in sockets:
+        for each in {*public, *served}:
             each.close()
     if not server.started:
         raise InternalError(f"nerve serve failed to start on {state.url}; see the log above")

@@ -2,7 +2,8 @@
 
 One Python process parses JSON on one core. With ``--workers N`` (N > 1) the main process
 (which owns the warehouse, the loader, the checks and the read APIs) starts N worker
-processes that accept on the listening socket; the main process itself no longer does.
+processes that accept on the port, each on a listening socket of its own (``SO_REUSEPORT``,
+see ``_run._bind_group``); the main process itself no longer does.
 A worker runs the same collector over its own log writer (``collector-<i>``, a folder of
 its own: the log is per writer by design) and answers ingest itself; anything else (read
 APIs) it forwards to the main process over a private loopback port, so every URL works
@@ -54,14 +55,15 @@ _HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "conte
 _PR_SET_PDEATHSIG = 1
 
 
-def spawn_workers(workspace: Workspace, sock: socket.socket, indexes: Sequence[int],
+def spawn_workers(workspace: Workspace, socks: Sequence[socket.socket], indexes: Sequence[int],
                   upstream: str, writer_id: str, timeout: float = 120.0
                   ) -> list[subprocess.Popen[bytes]]:
-    """Start a worker process on ``sock`` for each index (its log writer is
-    ``<writer_id>-<index>``); return once each is ready."""
+    """Start a worker process for each index (1-based), accepting on ``socks[index - 1]``
+    (its log writer is ``<writer_id>-<index>``); return once each is ready."""
     workers: list[subprocess.Popen[bytes]] = []
     try:
         for index in indexes:
+            sock = socks[index - 1]
             cmd = [sys.executable, "-m", "nerve.server._worker_main", str(sock.fileno()),
                    str(index), str(workspace.root), upstream, f"{writer_id}-{index}",
                    str(os.getpid())]
