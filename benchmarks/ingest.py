@@ -245,9 +245,15 @@ def wait_healthy(port: int, proc: subprocess.Popen[bytes], path: str = "/health"
     raise SystemExit("server did not start")
 
 
-def start_nerve(root: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
+def serve_args(args: argparse.Namespace) -> list[str]:
+    """``nerve serve``'s options for the runs: workers, pinned unless --no-pin."""
+    pin = args.workers > 1 and not args.no_pin
+    return ["--workers", str(args.workers), *(["--pin-workers"] if pin else [])]
+
+
+def start_nerve(root: Path, port: int, options: list[str]) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "nerve", "--workspace", str(root), "serve", "--port", str(port),
-           "--workers", str(workers)]
+           *options]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wait_healthy(port, proc)
     return proc
@@ -352,7 +358,7 @@ def _errors(errors: dict[Any, int]) -> str:
 
 def report(name: str, result: dict[str, Any]) -> None:
     cpu = result["client_core"]
-    print(f"{name:<30} {result['events_per_s']:>9,.0f} events/s  "
+    print(f"{name:<38} {result['events_per_s']:>9,.0f} events/s  "
           f"p50 {result['p50_ms']:6.1f} ms  p99 {result['p99_ms']:6.1f} ms  "
           f"server CPU {result['cpu_s']:5.1f} s (main {result['main_cpu_s']:.1f} s) = "
           f"{result['events_per_cpu_s']:>8,.0f} "
@@ -364,7 +370,7 @@ def run_nerve(root: Path, key: str, args: argparse.Namespace, templates: list[by
               rate: float | None, profile: str | None = None) -> dict[str, Any]:
     """One run against a fresh ``nerve serve`` on the workspace; stops it (final drain)."""
     port = free_port()
-    proc = start_nerve(root, port, args.workers)
+    proc = start_nerve(root, port, serve_args(args))
     # the profile starts now and covers the connects and the warm-up too
     lead = args.connections * CONNECT_SPACING + 0.1 + WARMUP_SECONDS
     spies = profilers(proc.pid, lead + args.seconds, profile) if profile else []
@@ -482,6 +488,9 @@ def main() -> None:
                         "batch once the last is answered (or when due, with --rate)")
     parser.add_argument("--workers", type=int, default=2,
                         help="nerve serve --workers (processes accepting events)")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="without nerve serve --pin-workers (by default each worker "
+                        "keeps one core, as on a machine given to nerve)")
     parser.add_argument("--rate", type=float, metavar="EVENTS_PER_S",
                         help="send at this fixed rate instead of as fast as answered")
     parser.add_argument("--at-fraction", type=float, default=0.8, metavar="F",
@@ -505,7 +514,7 @@ def main() -> None:
     size = sum(map(len, templates)) / len(templates)
     print(f"nerve ingest benchmark: {BATCH}-event batches (~{size / 1024:.0f} KB, "
           f"{size / BATCH:.0f} B/event), {args.connections} connections, "
-          f"nerve serve --workers {args.workers}, "
+          f"nerve serve {' '.join(serve_args(args))}, "
           f"{args.seconds:.0f} s per run, {os.cpu_count()} CPUs, warehouse threads "
           f"{args.warehouse_threads or 'default'}, {load_average()}")
 
@@ -517,7 +526,7 @@ def main() -> None:
             return
         runs = [("max" if args.rate is None else f"at {args.rate:,.0f}/s",
                  run_nerve(root / "ws", key, args, templates, args.rate, args.profile))]
-        report(f"nerve serve --workers {args.workers}", runs[0][1])
+        report(f"nerve serve {' '.join(serve_args(args))}", runs[0][1])
         if args.rate is None and args.at_fraction:
             rate = runs[0][1]["events_per_s"] * args.at_fraction
             runs.append((f"at {rate:,.0f}/s", run_nerve(root / "ws", key, args, templates,

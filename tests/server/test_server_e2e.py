@@ -18,6 +18,7 @@ import pytest
 import segment.analytics as segment
 from serverkit import basic, order, rows, write_key
 
+from nerve.server._workers import worker_cpus
 from nerve.workspace import Workspace
 
 NODE_DIR = Path(__file__).parents[1] / "node"
@@ -241,6 +242,55 @@ def test_workers_each_accept_on_a_socket_of_their_own_and_share_connections_even
     assert server.stop() == 0
     [count] = rows(shop, "SELECT count(*) AS n FROM events WHERE message_id LIKE 'spread%'")
     assert count == {"n": 64}
+
+
+def cpus_allowed(pid: int) -> set[str]:
+    """The CPU lists the threads of a process may run on (Linux /proc)."""
+    found = set()
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+        with contextlib.suppress(OSError):  # a thread that just ended
+            for line in status.read_text().splitlines():
+                if line.startswith("Cpus_allowed_list:"):
+                    found.add(line.split(":", 1)[1].strip())
+    return found
+
+
+def test_pinned_workers_each_keep_one_cpu(shop: Workspace, serve: Callable[..., Any]) -> None:
+    server = serve(shop, "--workers", "2", "--pin-workers")
+    info = orjson.loads((shop.data_dir / "server.json").read_bytes())
+    auth = basic(write_key(shop))
+    for n in range(10):
+        body = orjson.dumps({"batch": [order(i, f"pin{n}") for i in range(10)]})
+        assert httpx.post(server.url + "/v1/batch", content=body, headers=auth).status_code == 200
+    workers = [int(p) for p in subprocess.run(
+        ["pgrep", "-f", f"_worker_main .* {shop.root} "], capture_output=True, text=True,
+        check=False).stdout.split()]
+    allowed = sorted(os.sched_getaffinity(0))
+    pinned = [cpus_allowed(pid) for pid in workers]
+    # every thread of a worker on one CPU, worker i on the i-th CPU in turn
+    assert sorted(pinned, key=str) == sorted(({str(allowed[i % len(allowed)])} for i in range(2)),
+                                             key=str)
+    # the main process (the loader) is not pinned: it runs on what the workers leave
+    assert len(cpus_allowed(info["pid"])) == 1
+    assert cpus_allowed(info["pid"]) != pinned[0] or len(allowed) == 1
+    assert server.stop() == 0
+    [count] = rows(shop, "SELECT count(*) AS n FROM events WHERE message_id LIKE 'pin%'")
+    assert count == {"n": 100}
+
+
+def test_pin_workers_needs_worker_processes(shop: Workspace) -> None:
+    done = subprocess.run([sys.executable, "-m", "nerve", "--workspace", str(shop.root),
+                           "serve", "--port", "0", "--pin-workers"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    said = " ".join(done.stderr.split())
+    assert done.returncode == 4, said  # ExitCode.INVALID
+    assert "--pin-workers" in said
+    assert "--workers 2 or more" in said
+
+
+def test_worker_cpus_take_the_allowed_cpus_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {5, 2})
+    assert worker_cpus(3) == [2, 5, 2]
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])

@@ -32,6 +32,14 @@ def serve_command(
                                               "absorbs bursts), runs the checks and answers "
                                               "the read APIs.",
                                               min=1, max=64)] = 1,
+    pin_workers: Annotated[bool, typer.Option(
+        "--pin-workers", help="Pin worker i to the i-th CPU this process may use, for a "
+                              "machine given to nerve: each worker keeps its core, and the "
+                              "loader runs on what they leave. Measured p99 at 120k "
+                              "events/s on 2 cores: ~40 ms pinned, 100-250 ms not. Leave it "
+                              "off where other busy processes share the CPUs (or a "
+                              "container has a CPU quota but sees every host CPU). Needs "
+                              "--workers 2 or more.")] = False,
 ) -> None:
     """Collect events (Segment HTTP API) and serve the read APIs until Ctrl-C.
 
@@ -66,4 +74,4 @@ def serve_command(
         console.print("Send events to POST /v1/batch; Ctrl-C stops (nothing accepted is lost).",
                       highlight=False)
 
-    serve(workspace, host, port, workers=workers, on_ready=ready)
+    serve(workspace, host, port, workers=workers, pin_workers=pin_workers, on_ready=ready)

@@ -34,7 +34,7 @@ from nerve.server._backpressure import max_backlog, watch_backlog
 from nerve.server._logging import setup_json_logging
 from nerve.server._metrics import prepare_metrics_dir
 from nerve.server._state import NerveState, uvicorn_config
-from nerve.server._workers import spawn_workers, stop_workers
+from nerve.server._workers import spawn_workers, stop_workers, worker_cpus
 from nerve.warehouse import Warehouse
 from nerve.workspace import Workspace
 
@@ -225,14 +225,19 @@ def _drain(state: NerveState) -> None:
 
 
 def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8700, *,
-          workers: int = 1, on_ready: Callable[[NerveState], None] | None = None) -> None:
+          workers: int = 1, pin_workers: bool = False,
+          on_ready: Callable[[NerveState], None] | None = None) -> None:
     """Run the collector and read APIs for ``workspace`` until SIGTERM or Ctrl-C.
 
     ``workers`` > 1: that many worker processes take the events on the port
     (``_workers.py``), and this process keeps the warehouse, the loader, the checks and
     the read APIs, which the workers forward to it. Ingest then never waits behind a
-    load or a query (and the loader yields the CPU to it).
+    load or a query (and the loader yields the CPU to it). ``pin_workers``: worker i
+    runs on the i-th CPU this process may use only (``_workers.worker_cpus``).
     """
+    if pin_workers and workers < 2:
+        raise UserError("--pin-workers pins worker processes to CPUs: it needs --workers 2 "
+                        "or more")
     running = read_server_file(workspace)
     if running is not None:
         raise TransientError(f"nerve serve is already running for {workspace.root} "
@@ -262,7 +267,8 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8700, *,
 
     def start_workers(indexes: Sequence[int] | None) -> list[subprocess.Popen[bytes]]:
         return spawn_workers(workspace, public, indexes or range(1, workers + 1),
-                             f"http://127.0.0.1:{served[0].getsockname()[1]}", WRITER_ID)
+                             f"http://127.0.0.1:{served[0].getsockname()[1]}", WRITER_ID,
+                             cpus=worker_cpus(workers) if pin_workers else None)
 
     app = create_app(state, _lifespan(state, server_file, max_backlog(workspace), on_ready,
                                       start_workers if workers > 1 else _none, children))
