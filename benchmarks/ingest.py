@@ -11,7 +11,7 @@ then the same load against a bare ASGI endpoint that only parses the JSON (the c
 this HTTP stack on this machine); finally it checks that every acknowledged event reached
 the warehouse exactly once.
 
-    python benchmarks/ingest.py                       # 10 s per run, 64 connections, 2 workers
+    python benchmarks/ingest.py                       # 10 s per run, 64 connections, 2 pinned workers
     python benchmarks/ingest.py --rate 40000          # a fixed rate instead of the maximum
     python benchmarks/ingest.py --workers 1 --seconds 20 --profile serve.txt
     python benchmarks/ingest.py --stages              # CPU per event of each stage, in-process
@@ -93,8 +93,8 @@ async def _connection(port: int, auth: bytes, templates: list[bytes], conn_id: i
     # each template cut at its placeholders once: joining the pieces around a batch's
     # prefix costs ~2 us, ``bytes.replace`` on 48 KB ~34 us (half the generator's CPU)
     pieces = [template.split(PLACEHOLDER) for template in templates]
-    # connect one by one, as real clients do: a burst of connects is all accepted by
-    # whichever server process wakes first, and keep-alive would keep it unbalanced
+    # connect one by one, as real clients do (each worker process has a socket of its
+    # own, and the kernel hashes each connection to one of them, bursts included)
     await asyncio.sleep(conn_id * CONNECT_SPACING)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     n = 0
