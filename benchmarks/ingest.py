@@ -11,10 +11,11 @@ then the same load against a bare ASGI endpoint that only parses the JSON (the c
 this HTTP stack on this machine); finally it checks that every acknowledged event reached
 the warehouse exactly once.
 
-    python benchmarks/ingest.py                       # 10 s per run, 64 connections, 2 pinned workers
-    python benchmarks/ingest.py --rate 40000          # a fixed rate instead of the maximum
+    python benchmarks/ingest.py               # 10 s per run, 64 connections, 2 pinned workers
+    python benchmarks/ingest.py --rate 40000  # a fixed rate instead of the maximum
+    python benchmarks/ingest.py --no-pin      # the workers not pinned to CPUs
     python benchmarks/ingest.py --workers 1 --seconds 20 --profile serve.txt
-    python benchmarks/ingest.py --stages              # CPU per event of each stage, in-process
+    python benchmarks/ingest.py --stages      # CPU per event of each stage, in-process
 
 The load generator (one asyncio process, raw HTTP/1.1) shares the CPU with the server, as
 it would on one machine; its share of a core is printed. Every figure line carries the
