@@ -25,6 +25,7 @@ from nerve.demo import (
 from nerve.demo._scenario import iso
 from nerve.errors import UserError
 from nerve.experiments import choose_variant
+from nerve.quality._config import DEFAULTS, parse_duration
 
 END = datetime(2026, 11, 28, 7, 30, tzinfo=UTC)
 
@@ -97,6 +98,19 @@ def test_messages_are_segment_spec() -> None:
     platforms = Counter(m.source for m in messages if m.message.get("event") == "session_start")
     total = sum(platforms.values())
     assert all(platforms[p] > 0.2 * total for p in ("ios", "android", "web")), platforms
+
+
+def test_skewed_clocks_are_beyond_the_checks_default_threshold() -> None:
+    # the demo promises that `nerve check` finds every kind of fault it injects: a clock
+    # off by less than the clock_skew check's threshold would be injected yet invisible
+    # (it was, whenever only such sessions were drawn). Many seeds: many skewed sessions
+    threshold_ms = parse_duration(DEFAULTS["clock_skew"]["threshold"]) * 1000
+    skews = {abs(m.clock_skew_ms) for seed in range(20)
+             for m in simulate(SimConfig(end=END.replace(hour=20), days=1, users=1500,
+                                         seed=seed))
+             if m.fault == "clock_skew"}
+    assert len(skews) > 25  # distinct sessions' skews
+    assert min(skews) > threshold_ms
 
 
 def test_ground_truth_fault_counts_match_the_stream() -> None:

@@ -78,7 +78,8 @@ class Session:
                 self.late = u < _LATE
             elif start_ms >= timeline.live_start_ms and u < _SKEWED:
                 sign = 1 if self.frng.random() < 0.5 else -1
-                self.skew = sign * self.frng.randint(5 * 60, 45 * 60) * 1000
+                # beyond the clock_skew check's default threshold (10m), so it is found
+                self.skew = sign * self.frng.randint(15 * 60, 45 * 60) * 1000
         self.ctx = self._context()
 
     # message building ----------------------------------------------------------------------
