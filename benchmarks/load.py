@@ -9,7 +9,10 @@ Prints rows/s for
 2. loading the log into a DuckDB file through Arrow (Loader.load_once), with dedup;
 3. the cost of deduplicating one 100k-row load against an ``events`` table that already
    holds ``--existing`` rows over 30 days: a received_at window (the default, 7 days)
-   versus the whole table (and, with --index, a primary-key index table of message_ids).
+   versus the whole table (and, with --index, a primary-key index table of message_ids);
+4. with --trickle N: the background loader's CPU under a trickle of 100 events/s, with N
+   rows in the dedup window, each load probing all of them: with the pace's duty limit
+   (the default) and without it (duty 1).
 Goal (issue 2): >= 200k rows/s loading through Arrow.
 """
 
@@ -23,12 +26,13 @@ import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pyarrow as pa
 
 from nerve.envelope import Envelope, to_record_batch
-from nerve.loader import Loader
+from nerve.loader import Loader, Pace
 from nerve.loader._commit import as_json, commit_load, conform
 from nerve.log import LogWriter
 from nerve.warehouse import EVENT_COLUMNS, Warehouse
@@ -111,21 +115,26 @@ def bench_load(log_dir: Path, db: Path, threads: int | None, max_rows: int) -> N
           f"<= {max_rows:,} rows; DuckDB threads: {threads or 'default'})")
 
 
+def fill(cur: Any, existing: int, days: int) -> None:
+    """``existing`` rows with random message_ids spread over ``days`` before T0, in
+    received order."""
+    cur.execute(f"""
+        INSERT INTO events (message_id, type, event, timestamp, received_at, source,
+                            historical, properties, context, loaded_at)
+        SELECT uuid()::VARCHAR, 'track', 'product_viewed', ts, ts, 'web', false,
+               '{{"price": 1}}', '{{}}', ts
+        FROM (SELECT make_timestamp({T0}) - INTERVAL {days} DAY
+                     + to_microseconds((i * ({days} * 86400 * 1e6 / {existing}))::BIGINT)
+                     AS ts FROM range({existing}) t(i))
+    """)
+    cur.execute("CHECKPOINT")
+
+
 def bench_dedup(db: Path, existing: int, load_rows: int, with_index: bool) -> None:
     """One load of ``load_rows`` new events into a table of ``existing`` rows."""
     with Warehouse.open(f"duckdb://{db}") as warehouse:
         cur = warehouse.cursor()
-        # existing rows spread over 30 days before the new batch, in received order
-        cur.execute(f"""
-            INSERT INTO events (message_id, type, event, timestamp, received_at, source,
-                                historical, properties, context, loaded_at)
-            SELECT uuid()::VARCHAR, 'track', 'product_viewed', ts, ts, 'web', false,
-                   '{{"price": 1}}', '{{}}', ts
-            FROM (SELECT make_timestamp({T0}) - INTERVAL 30 DAY
-                         + to_microseconds((i * (30 * 86400 * 1e6 / {existing}))::BIGINT)
-                         AS ts FROM range({existing}) t(i))
-        """)
-        cur.execute("CHECKPOINT")
+        fill(cur, existing, days=30)
         offset = 10_000_000
         # the dedup probe alone, as the loader runs it: which of these ids are loaded?
         batch = as_json(conform(pa.Table.from_batches(
@@ -182,6 +191,32 @@ def bench_dedup(db: Path, existing: int, load_rows: int, with_index: bool) -> No
               f"(CPU {cpu * 1000:.0f} ms; building the index took {built:.1f} s)")
 
 
+def bench_trickle(scratch: Path, in_window: int, seconds: float, duty: float) -> None:
+    """The background loader, paced as ``nerve serve`` paces it, under 100 events/s
+    while ``in_window`` rows were received within the 7-day dedup window."""
+    db = scratch / f"trickle-{duty}.duckdb"
+    log_dir = scratch / f"trickle-{duty}"
+    with Warehouse.open(f"duckdb://{db}", threads=1) as warehouse:
+        fill(warehouse.cursor(), in_window, days=6)
+        loader = Loader(log_dir, warehouse)
+        with LogWriter(log_dir, "trickle") as writer, Clock() as clock:
+            loader.start(pace=Pace(interval=1.0, max_delay=3.0, duty=duty))
+            sent = 0
+            while time.perf_counter() - clock.wall0 < seconds:  # 10 events every 0.1 s
+                writer.append(to_record_batch([envelope(50_000_000 + sent + k)
+                                               for k in range(10)]))
+                writer.sync()
+                sent += 10
+                time.sleep(0.1)
+            loaded = loader.totals.loaded
+            cpu = time.process_time() - clock.cpu0
+        loader.stop()
+        loads = warehouse.query("SELECT count(*) AS n FROM loads").column("n")[0].as_py()
+    print(f"trickle 100 events/s, {in_window:>11,} rows in the window, duty {duty:<4}  "
+          f"{loads:3} loads in {seconds:.0f} s, {sent - loaded:4} rows waiting at the end, "
+          f"CPU {cpu:5.1f} s = {cpu / seconds:4.0%} of a core")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -194,10 +229,18 @@ def main() -> None:
                         help="cap DuckDB's threads for the load ([warehouse] threads)")
     parser.add_argument("--index", action="store_true",
                         help="also time an index table of message_ids (slow: minutes)")
+    parser.add_argument("--trickle", type=int, default=0, metavar="N",
+                        help="also time the background loader under 100 events/s with N "
+                        "rows in the dedup window (20000000: ~2 minutes)")
+    parser.add_argument("--trickle-seconds", type=float, default=30.0)
     parser.add_argument("--dir", type=Path, default=None, help="scratch folder (default: tmp)")
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="nerve-bench-", dir=args.dir))
     try:
+        if args.trickle:
+            for duty in (Pace.duty, 1.0):
+                bench_trickle(scratch, args.trickle, args.trickle_seconds, duty)
+            return
         print(f"generating {args.rows:,} events in batches of {args.batch} ...")
         batches = make_batches(args.rows, args.batch)
         bench_append(scratch / "log", batches, args.threads)

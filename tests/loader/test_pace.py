@@ -36,6 +36,48 @@ def test_a_flood_waits_for_a_full_batch_but_not_past_max_delay() -> None:
     assert pace.due(60 * MB, now=6.0)  # max_delay reached, however fast it grows
 
 
+def test_after_a_slow_load_a_trickle_waits_so_loading_takes_at_most_duty() -> None:
+    """A load made slow by a big dedup window: the next one waits 3x as long (duty 1/4)."""
+    pace = Pace(interval=1.0, max_delay=3.0, batch_bytes=100 * MB, duty=0.25)
+    pace.loaded(now=10.0, took=2.0)
+    assert not pace.due(1 * MB, now=13.0)  # max_delay alone would load here
+    assert not pace.due(1 * MB, now=15.9)
+    assert pace.due(1 * MB, now=16.0)  # 2 s loading, 6 s resting
+
+
+def test_a_full_batch_is_loaded_even_while_the_loader_rests() -> None:
+    pace = Pace(interval=1.0, max_delay=3.0, batch_bytes=100 * MB, duty=0.25)
+    pace.loaded(now=10.0, took=2.0)
+    assert not pace.due(99 * MB, now=11.0)
+    assert pace.due(100 * MB, now=11.0)
+
+
+def test_a_fast_load_does_not_delay_the_next() -> None:
+    pace = Pace(interval=1.0, max_delay=3.0, batch_bytes=100 * MB, duty=0.25)
+    pace.loaded(now=10.0, took=0.01)
+    assert not pace.due(1 * MB, now=10.5)
+    assert pace.due(1 * MB, now=11.0)  # interval old, as if the load had been instant
+
+
+@given(steps=st.lists(st.tuples(st.integers(1, 99 * MB), st.floats(0.01, 2.0),
+                                st.floats(0.0, 5.0)), min_size=1, max_size=40),
+       duty=st.sampled_from([0.1, 0.25, 0.5, 1.0]))
+def test_under_light_traffic_the_loader_loads_at_most_duty_of_the_time(
+        steps: list[tuple[int, float, float]], duty: float) -> None:
+    """Backlogs below a full batch: between loads, each of ``took`` seconds, the loader
+    rests so that loading is at most ``duty`` of the time from the first load on."""
+    pace = Pace(interval=1.0, max_delay=3.0, batch_bytes=100 * MB, duty=duty)
+    now, loading, first = 0.0, 0.0, None
+    for backlog, step, took in steps:
+        now += step
+        if pace.due(backlog, now):
+            first = now if first is None else first
+            assert loading <= duty * (now - first) + 1e-9
+            now += took
+            loading += took
+            pace.loaded(now, took=took)
+
+
 def test_an_empty_log_is_never_due_and_resets_the_clock() -> None:
     pace = Pace(interval=1.0, max_delay=3.0, batch_bytes=100 * MB)
     assert not pace.due(5, now=0.0)
@@ -83,3 +125,28 @@ def test_the_background_loader_keeps_rows_fresh_under_a_trickle(
         loader.stop()
     assert warehouse.query("SELECT count(*) AS n FROM events").column("n")[0].as_py() == 6
     assert loader.last_error is None
+
+
+def test_the_background_loader_tells_the_pace_how_long_each_load_took(
+        tmp_path: Path, warehouse: Warehouse, make_batch: MakeBatch) -> None:
+    class Recording(Pace):
+        def loaded(self, now: float, took: float = 0.0) -> None:
+            durations.append(took)
+            super().loaded(now, took)
+
+    durations: list[float] = []
+    log_dir = tmp_path / "log"
+    loader = Loader(log_dir, warehouse)
+    with LogWriter(log_dir) as writer:
+        writer.append(make_batch(5))
+        writer.sync()
+        started = time.monotonic()
+        loader.start(pace=Recording(interval=0.05, max_delay=60.0, batch_bytes=1 << 40))
+        deadline = started + 20
+        while not durations and time.monotonic() < deadline:
+            time.sleep(0.02)
+        loader.stop()
+        elapsed = time.monotonic() - started
+    assert loader.totals.loaded == 5
+    assert durations
+    assert 0 < durations[0] < elapsed

@@ -228,8 +228,10 @@ class Loader:
         while not self._stop.is_set():
             try:
                 if pace.due(backlog_bytes(self.log_dir), time.monotonic()):
+                    started = time.monotonic()
                     self.load_once()
-                    pace.loaded(time.monotonic())
+                    finished = time.monotonic()
+                    pace.loaded(finished, took=finished - started)
                 self.last_error, backoff = None, poll
             except Exception as exc:
                 self.last_error = exc

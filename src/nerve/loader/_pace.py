@@ -11,6 +11,15 @@ So the loader waits, within bounds, for a commit worth its fixed costs:
 - when the log grows fast enough to fill ``batch_bytes`` within ``max_delay``, it waits
   for that (or for ``max_delay``), and loads one big commit;
 - a backlog of ``batch_bytes`` or more is loaded at once.
+
+A load's cost is not only its rows: each one also looks for copies of its message_ids
+among every row received within the dedup window (docs/storage.md), and that costs in
+proportion to the window's rows, however few the load brings: ~33 ns per row in the
+window on this machine, so ~2 s per load with 60 million rows in it (100 events/s over
+the default 7 days). Loading a trickle every ``interval`` would then keep a core busy. So
+after a load that took ``t`` seconds, a backlog smaller than ``batch_bytes`` waits
+``t * (1 / duty - 1)`` more: under light traffic the loader spends at most ``duty`` of
+its time loading, and rows wait longer (here ~8 s instead of ~1 s) rather than cost more.
 """
 
 from __future__ import annotations
@@ -32,6 +41,9 @@ class Pace:
     (False, False)
     >>> pace.due(backlog=100, now=2.75)  # a full batch
     True
+    >>> pace.loaded(now=3.0, took=0.5)  # a slow load: rest 1.5 s (duty 0.25)
+    >>> pace.due(backlog=10, now=4.4), pace.due(backlog=10, now=4.5)
+    (False, True)
     """
 
     #: seconds the oldest unloaded row waits under light traffic
@@ -40,6 +52,10 @@ class Pace:
     max_delay: float = 3.0
     #: a backlog this large is loaded at once (~250k rows of typical events)
     batch_bytes: int = 128 << 20
+    #: under light traffic, the largest share of the time spent loading
+    duty: float = 0.25
+    #: no load before this (a slow load's rest), unless a full batch is waiting
+    _rest_until: float = field(default=float("-inf"), repr=False)
     #: when the backlog was first seen non-empty since the last load (None: empty)
     _since: float | None = field(default=None, repr=False)
 
@@ -52,6 +68,8 @@ class Pace:
             return True
         if self._since is None:
             self._since = now
+        if now < self._rest_until:
+            return False
         waited = now - self._since
         if waited >= self.max_delay:
             return True
@@ -62,6 +80,8 @@ class Pace:
         rate = backlog / waited
         return backlog + rate * (self.max_delay - waited) < self.batch_bytes
 
-    def loaded(self, now: float) -> None:
-        """A load finished at ``now``: what the log holds now arrived during it."""
+    def loaded(self, now: float, took: float = 0.0) -> None:
+        """A load that took ``took`` seconds finished at ``now``: what the log holds now
+        arrived during it."""
         self._since = now
+        self._rest_until = now + took * (1 / self.duty - 1)
