@@ -32,6 +32,7 @@ import asyncio
 import base64
 import contextlib
 import http.client
+import itertools
 import multiprocessing as mp
 import os
 import shutil
@@ -129,7 +130,7 @@ async def _connection(port: int, auth: bytes, templates: list[bytes], conn_id: i
         if status == 200:
             out["acked" if counted else "warmup_acked"] += 1
             if counted:
-                out["latencies"].append(time.perf_counter() - start)
+                out["latencies"].append((start - started, time.perf_counter() - start))
         elif counted:  # counted apart: a 503 for a full backlog is answered after 0.5 s
             out["errors"][status] = out["errors"].get(status, 0) + 1
     writer.close()
@@ -177,28 +178,51 @@ def run_load(port: int, key: str, seconds: float, connections: int,
                                                      connections, rate, out))
     proc.start()
     cpu: dict[str, float] = {}
+    #: (second, server CPU-s, main process CPU-s) at each second of the measured window
+    samples: list[tuple[float, float, float]] = []
     if server is not None:
         time.sleep(max(0.0, window[1] - time.perf_counter()))
-        before, main_before = cpu_seconds(server), process_cpu_seconds(server)
-        time.sleep(max(0.0, window[2] - time.perf_counter()))
+        samples.append((0.0, cpu_seconds(server), process_cpu_seconds(server)))
+        while (now := time.perf_counter()) < window[2]:
+            time.sleep(min(1.0, window[2] - now))
+            samples.append((time.perf_counter() - window[1], cpu_seconds(server),
+                            process_cpu_seconds(server)))
         # with --workers > 1 the main process takes no events: its CPU is the loader's
-        cpu = {"cpu_s": cpu_seconds(server) - before,
-               "main_cpu_s": process_cpu_seconds(server) - main_before}
+        cpu = {"cpu_s": samples[-1][1] - samples[0][1],
+               "main_cpu_s": samples[-1][2] - samples[0][2]}
     result = out.get(timeout=seconds + 120)
     proc.join()
-    latencies = sorted(result["latencies"])
+    latencies = sorted(latency for _, latency in result["latencies"])
     events = result["acked"] * BATCH
-
-    def pct(q: float) -> float:
-        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000
-
     return {"events_per_s": events / result["seconds"], "events": events,
             "all_events": events + result["warmup_acked"] * BATCH,
             "requests": len(latencies) + sum(result["errors"].values()),
             "errors": result["errors"],
-            "p50_ms": pct(0.50) if latencies else 0.0, "p99_ms": pct(0.99) if latencies else 0.0,
+            "p50_ms": percentile(latencies, 0.50), "p99_ms": percentile(latencies, 0.99),
+            "timeline": timeline(result["latencies"], samples),
             "seconds": result["seconds"], "client_core": result["client_core"], **cpu,
             "events_per_cpu_s": events / cpu["cpu_s"] if cpu.get("cpu_s") else 0.0}
+
+
+def percentile(ordered: list[float], q: float) -> float:
+    """The ``q`` quantile of sorted seconds, in milliseconds (0 for none)."""
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else 0.0
+
+
+def timeline(latencies: list[tuple[float, float]],
+             samples: list[tuple[float, float, float]]) -> list[dict[str, float]]:
+    """Per second of the measured window: the requests sent (or due) in it, their p50
+    and p99, and the server's and its main process's (the loader's) CPU over it."""
+    by_second: dict[int, list[float]] = {}
+    for sent, latency in latencies:
+        by_second.setdefault(int(sent), []).append(latency)
+    rows = []
+    for (t0, cpu0, main0), (_, cpu1, main1) in itertools.pairwise(samples):
+        each = sorted(by_second.get(int(t0), []))
+        rows.append({"second": t0, "requests": len(each), "p50_ms": percentile(each, 0.5),
+                     "p99_ms": percentile(each, 0.99), "cpu": cpu1 - cpu0,
+                     "main_cpu": main1 - main0})
+    return rows
 
 
 # ------------------------------------------------------------------------------ servers
@@ -367,6 +391,13 @@ def report(name: str, result: dict[str, Any]) -> None:
           f"load generator {cpu:.0%} of a core; {result['load']})")
 
 
+def report_timeline(result: dict[str, Any]) -> None:
+    for row in result["timeline"]:
+        print(f"    second {row['second']:4.0f}  {row['requests']:5} requests  p50 "
+              f"{row['p50_ms']:6.1f} ms  p99 {row['p99_ms']:6.1f} ms  server CPU "
+              f"{row['cpu']:4.2f} s (main, the loader: {row['main_cpu']:4.2f} s)")
+
+
 def run_nerve(root: Path, key: str, args: argparse.Namespace, templates: list[bytes],
               rate: float | None, profile: str | None = None) -> dict[str, Any]:
     """One run against a fresh ``nerve serve`` on the workspace; stops it (final drain)."""
@@ -506,6 +537,8 @@ def main() -> None:
                         "(one file per process): a flame graph (.svg), speedscope (.json) or "
                         "collapsed stacks (.txt)")
     parser.add_argument("--keep", action="store_true", help="keep the workspace")
+    parser.add_argument("--timeline", action="store_true", help="per second of each run: "
+                        "requests, p50/p99 and the server's and the loader's CPU")
     parser.add_argument("--stages", action="store_true", help="instead of serving: CPU per "
                         "event of each ingest stage in one process (parse, map, privacy, "
                         "Arrow, log, metrics, loader)")
@@ -528,11 +561,15 @@ def main() -> None:
         runs = [("max" if args.rate is None else f"at {args.rate:,.0f}/s",
                  run_nerve(root / "ws", key, args, templates, args.rate, args.profile))]
         report(f"nerve serve {' '.join(serve_args(args))}", runs[0][1])
+        if args.timeline:
+            report_timeline(runs[0][1])
         if args.rate is None and args.at_fraction:
             rate = runs[0][1]["events_per_s"] * args.at_fraction
             runs.append((f"at {rate:,.0f}/s", run_nerve(root / "ws", key, args, templates,
                                                          rate)))
             report(f"  at {args.at_fraction:.0%} ({rate:,.0f}/s)", runs[1][1])
+            if args.timeline:
+                report_timeline(runs[1][1])
         for label, result in runs:
             print(f"  {label}: stop and final drain {result['drain_s']:.1f} s (exit "
                   f"{result['exit']}); server CPU from the load's start to exit, drain "
