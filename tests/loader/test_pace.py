@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -50,6 +51,12 @@ def test_a_full_batch_is_loaded_even_while_the_loader_rests() -> None:
     pace.loaded(now=10.0, took=2.0)
     assert not pace.due(99 * MB, now=11.0)
     assert pace.due(100 * MB, now=11.0)
+
+
+@pytest.mark.parametrize("duty", [0.0, -0.5, 1.5])
+def test_a_duty_outside_zero_to_one_is_refused(duty: float) -> None:
+    with pytest.raises(ValueError, match="duty"):
+        Pace(duty=duty)
 
 
 def test_a_fast_load_does_not_delay_the_next() -> None:

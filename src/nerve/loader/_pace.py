@@ -59,6 +59,10 @@ class Pace:
     #: when the backlog was first seen non-empty since the last load (None: empty)
     _since: float | None = field(default=None, repr=False)
 
+    def __post_init__(self) -> None:
+        if not 0 < self.duty <= 1:
+            raise ValueError(f"Pace duty must be in (0, 1], got {self.duty}")
+
     def due(self, backlog: int, now: float) -> bool:
         """Whether to load now, given the unloaded bytes (``nerve.log.backlog_bytes``)."""
         if backlog <= 0:
