@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nerve.loader import Loader, Pace
+from nerve.loader import _loader as loader_module
 from nerve.log import LogWriter
 from nerve.warehouse import Warehouse
 
@@ -157,3 +159,27 @@ def test_the_background_loader_tells_the_pace_how_long_each_load_took(
     assert loader.totals.loaded == 5
     assert durations
     assert 0 < durations[0] < elapsed
+
+
+def test_a_slow_small_load_is_explained_once_in_the_log(
+        tmp_path: Path, warehouse: Warehouse, make_batch: MakeBatch,
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """Small loads that take long point the operator at the dedup window, once."""
+    monkeypatch.setattr(loader_module, "_SLOW_LOAD_SECONDS", 0.0)  # every load is "slow"
+    log_dir = tmp_path / "log"
+    loader = Loader(log_dir, warehouse)
+    with caplog.at_level(logging.WARNING, logger="nerve.loader"), LogWriter(log_dir) as writer:
+        loader.start(pace=Pace(interval=0.05, max_delay=60.0, batch_bytes=1 << 40))
+        for i in range(2):
+            writer.append(make_batch(2, start=2 * i))
+            writer.sync()
+            deadline = time.monotonic() + 20
+            while loader.totals.loaded < 2 * (i + 1) and time.monotonic() < deadline:
+                time.sleep(0.02)
+        loader.stop()
+    assert loader.totals.loaded == 4
+    assert loader.last_load_seconds is not None
+    warnings = [r.getMessage() for r in caplog.records if "dedup window" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "dedup_window" in warnings[0]
+    assert "(168 hours)" in warnings[0]  # the default window, 7 days

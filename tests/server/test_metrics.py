@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -40,6 +41,10 @@ def test_metrics_add_up_every_worker_and_match_pipeline_health(
         assert client.post("/v1/batch", json={"batch": []},
                            headers={"Authorization": "Basic eA=="}).status_code == 401
         text = client.get("/metrics").text
+        deadline = time.monotonic() + 20  # the loader's first background load
+        while "nerve_loader_last_load_seconds " not in text and time.monotonic() < deadline:
+            time.sleep(0.2)
+            text = client.get("/metrics").text
     samples = _samples(text)
     src = ("source", "server")
     assert samples[("nerve_events_accepted_total",
@@ -53,6 +58,7 @@ def test_metrics_add_up_every_worker_and_match_pipeline_health(
     assert samples[("nerve_ingest_request_seconds_count", ())] == sent + 1
     assert ("nerve_log_backlog_bytes", ()) in samples
     assert ("nerve_loader_lag_seconds", ()) in samples
+    assert 0 < samples[("nerve_loader_last_load_seconds", ())] < 20
     assert server.stop() == 0
 
     health = pipeline_health(ws)

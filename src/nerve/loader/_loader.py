@@ -41,6 +41,10 @@ log = logging.getLogger("nerve.loader")
 DEFAULT_DEDUP_WINDOW = timedelta(days=7)
 #: seconds between the background loader's looks at the log's backlog
 _POLL_SECONDS = 0.25
+#: a load of at most _SMALL_LOAD_ROWS rows taking _SLOW_LOAD_SECONDS or more is slow for
+#: its size: the dedup probe (it reads every row in the window) is what costs
+_SLOW_LOAD_SECONDS = 1.0
+_SMALL_LOAD_ROWS = 10_000
 
 
 class Loader:
@@ -66,6 +70,9 @@ class Loader:
         self.totals = LoadStats()
         #: the last error the background thread met (it keeps retrying), or None
         self.last_error: BaseException | None = None
+        #: seconds the background thread's last load took (None: none yet)
+        self.last_load_seconds: float | None = None
+        self._warned_slow = False
         self._cursor: Any = None
         self._acked: dict[str, dict[str, int]] = {}
         self._lock = threading.Lock()  # one load at a time
@@ -229,8 +236,10 @@ class Loader:
             try:
                 if pace.due(backlog_bytes(self.log_dir), time.monotonic()):
                     started = time.monotonic()
-                    self.load_once()
+                    stats = self.load_once()
                     finished = time.monotonic()
+                    self.last_load_seconds = finished - started
+                    self._warn_if_slow(stats, finished - started)
                     pace.loaded(finished, took=finished - started)
                 self.last_error, backoff = None, poll
             except Exception as exc:
@@ -238,6 +247,19 @@ class Loader:
                 log.exception("loader: load failed; retrying in %.1fs", backoff)
                 backoff = min(max(backoff, pace.interval) * 2, 30.0)
             self._stop.wait(backoff)
+
+    def _warn_if_slow(self, stats: LoadStats, seconds: float) -> None:
+        """Say once why a small load was slow: the dedup window holds many rows."""
+        if self._warned_slow or seconds < _SLOW_LOAD_SECONDS or stats.rows_in > _SMALL_LOAD_ROWS:
+            return
+        self._warned_slow = True
+        window = ("all: the whole table" if self.dedup_window is None
+                  else f"{self.dedup_window.total_seconds() / 3600:g} hours")
+        log.warning("loader: a load of %d rows took %.1f s. Each load looks for copies of its "
+                    "message_ids among every row received within the dedup window (%s), so "
+                    "loads now wait longer between them and rows reach the warehouse later. "
+                    "A shorter window ([loader] dedup_window in nerve.toml, e.g. \"24h\") "
+                    "makes loads cheaper (docs/storage.md)", stats.rows_in, seconds, window)
 
     def stop(self) -> None:
         """Stop the background thread after a final drain of the log."""

@@ -179,6 +179,11 @@ class _WorkspaceGauges:
         yield GaugeMetricFamily("nerve_loader_failing", "1 while the loader's last attempt "
                                 "failed (it retries with backoff)",
                                 value=float(getattr(loader, "last_error", None) is not None))
+        seconds = getattr(loader, "last_load_seconds", None)
+        if seconds is not None:
+            yield GaugeMetricFamily("nerve_loader_last_load_seconds", "How long the "
+                                    "loader's last load took (it rests 3x as long after a "
+                                    "slow one, unless a full batch waits)", value=seconds)
 
 
 async def metrics_endpoint(request: Request) -> Response:
