@@ -29,6 +29,7 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
+from nerve._cpu import yield_cpu
 from nerve.anomaly._model import Settings, poisson_z
 from nerve.anomaly._series import CHURNING, KEY_DIMENSIONS
 from nerve.quality._engine import backend_name, epoch_seconds, event_key, field_value
@@ -281,8 +282,8 @@ def _esc(text: str) -> str:
 
 
 class _Runner:
-    def __init__(self, state: Any, monitor: LiveMonitor, every: float) -> None:
-        self.state, self.monitor, self.every = state, monitor, every
+    def __init__(self, state: Any, monitor: LiveMonitor, every: float, idle: bool) -> None:
+        self.state, self.monitor, self.every, self.idle = state, monitor, every, idle
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="nerve-live", daemon=True)
 
@@ -291,6 +292,8 @@ class _Runner:
         from nerve.quality._config import load_config  # noqa: PLC0415
         from nerve.quality._result import CheckResult, Status  # noqa: PLC0415
 
+        if self.idle:
+            yield_cpu("live anomaly monitor")
         while not self.stop_event.wait(self.every):
             try:
                 self.monitor.poll(self.state.warehouse.ibis().table("events"))
@@ -313,16 +316,17 @@ class _Runner:
         self.thread.join(timeout)
 
 
-def start_live(state: Any, every: float = 15.0) -> LiveMonitor:
+def start_live(state: Any, every: float = 15.0, *, idle: bool = False) -> LiveMonitor:
     """Start the live monitor for a running server (idempotent); ``state.live_monitor``.
 
-    Polls the warehouse every ``every`` seconds from a daemon thread.
+    Polls the warehouse every ``every`` seconds from a daemon thread; ``idle`` runs it at
+    idle priority (``nerve._cpu.yield_cpu``), for a server whose workers take the events.
     """
     existing = getattr(state, "live_monitor", None)
     if isinstance(existing, LiveMonitor):
         return existing
     monitor = LiveMonitor()
-    runner = _Runner(state, monitor, every)
+    runner = _Runner(state, monitor, every, idle)
     state.__dict__["live_monitor"] = monitor
     state.__dict__["live_runner"] = runner
     runner.thread.start()

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from nerve._cpu import yield_cpu
 from nerve.errors import WorkspaceError
 from nerve.loader._commit import LoadStats, LogRange, commit_ranges, read_offsets
 from nerve.loader._pace import Pace
@@ -229,7 +230,7 @@ class Loader:
 
     def _run(self, pace: Pace, idle: bool) -> None:
         if idle:
-            _yield_cpu()
+            yield_cpu("loader")
         poll = min(_POLL_SECONDS, pace.interval)
         backoff = poll
         while not self._stop.is_set():
@@ -316,21 +317,3 @@ def _fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _yield_cpu() -> None:
-    """Put the calling thread below every other: ``SCHED_IDLE``, else nice 19 (Linux).
-
-    On Linux both calls change only the calling thread (pid 0, its thread id). At nice
-    10 the loader still took ~0.25 of 2 cores from the ingest benchmark's maximum-rate
-    run; under ``SCHED_IDLE``, 0.10-0.17 (docs/collector.md, fourth round).
-    """
-    try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-        return
-    except (AttributeError, OSError) as exc:  # not Linux, or refused (a container's seccomp)
-        log.info("loader: SCHED_IDLE unavailable (%s); lowering its priority instead", exc)
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-    except (AttributeError, OSError) as exc:
-        log.warning("loader: could not lower its priority: %s", exc)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from nerve._cpu import yield_cpu
 from nerve.catalog import Catalog
 from nerve.quality._alerts import send_alert
 from nerve.quality._config import ChecksConfig, load_config
@@ -55,9 +56,11 @@ def run_and_record(warehouse: Any, workspace: Any, catalog: Catalog | None, *,
 class Scheduler:
     """A daemon thread that runs every check each ``every`` seconds (from checks.yaml)."""
 
-    def __init__(self, state: Any, every: float | None = None) -> None:
+    def __init__(self, state: Any, every: float | None = None, *, idle: bool = False) -> None:
         self.state = state
         self.every = every
+        #: run at idle priority (``nerve._cpu.yield_cpu``): the server's workers come first
+        self.idle = idle
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         #: the status last alerted per result name, so a problem alerts once, not every run
@@ -103,6 +106,8 @@ class Scheduler:
             return 300.0
 
     def _loop(self) -> None:
+        if self.idle:
+            yield_cpu("scheduled checks")
         while not self._stop.wait(self._interval()):
             try:
                 self.run_once()
@@ -110,17 +115,19 @@ class Scheduler:
                 log.exception("scheduled checks failed")
 
 
-def start_scheduler(state: Any, every: float | None = None) -> Scheduler | None:
+def start_scheduler(state: Any, every: float | None = None, *,
+                    idle: bool = False) -> Scheduler | None:
     """Start the check scheduler for a running server; None when ``every`` is 0 (disabled).
 
     The first run happens one interval after start, so a restart does not re-alert at once.
+    ``idle`` runs it at idle priority, for a server whose workers take the events.
     """
     interval = every
     if interval is None:
         interval = load_config(state.workspace.root, state.workspace.config.raw).every
     if interval <= 0:
         return None
-    scheduler = Scheduler(state, every)
+    scheduler = Scheduler(state, every, idle=idle)
     state_scheduler = getattr(state, "__dict__", None)
     if state_scheduler is not None:
         state_scheduler["checks_scheduler"] = scheduler  # for the API's status endpoint

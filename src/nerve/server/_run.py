@@ -153,8 +153,12 @@ def _lifespan(state: NerveState, server_file: Path, max_backlog: int,
         from nerve.anomaly import start_live  # noqa: PLC0415 - the main process only
         from nerve.quality import start_scheduler  # noqa: PLC0415
 
-        scheduler = start_scheduler(state)
-        start_live(state)
+        # at idle priority when workers take the events, like the loader: the live
+        # monitor's poll at normal priority made the slowest seconds of a fixed-rate run
+        # (docs/collector.md, sixth round)
+        background_idle = state.processes > 1
+        scheduler = start_scheduler(state, idle=background_idle)
+        start_live(state, idle=background_idle)
         supervisor = asyncio.create_task(_supervise(workers, start_workers))
         if on_ready is not None:
             on_ready(state)
