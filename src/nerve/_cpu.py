@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import threading
@@ -9,6 +10,8 @@ import threading
 __all__ = ["yield_cpu"]
 
 log = logging.getLogger("nerve")
+
+_PR_SET_NAME = 15
 
 
 def yield_cpu(what: str) -> None:
@@ -19,8 +22,10 @@ def yield_cpu(what: str) -> None:
     time no other thread wants. On Linux both calls change only the calling thread (pid
     0, its thread id). At nice 10 the loader still took ~0.25 of 2 cores from the ingest
     benchmark's maximum-rate run; under ``SCHED_IDLE``, 0.10-0.17 (docs/collector.md,
-    fourth round). ``what`` names the thread in the log.
+    fourth round). ``what`` names the thread in the log. The thread's Python name also
+    becomes its name in the OS, so ``top -H`` and ``/proc/<pid>/task/*/comm`` show it.
     """
+    _name_os_thread(threading.current_thread().name)
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
         return
@@ -30,3 +35,12 @@ def yield_cpu(what: str) -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
     except (AttributeError, OSError) as exc:
         log.warning("%s: could not lower its priority: %s", what, exc)
+
+
+def _name_os_thread(name: str) -> None:
+    """Name the calling thread in the OS (Linux ``prctl(PR_SET_NAME)``, 15 bytes at most)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_NAME, name.encode()[:15], 0, 0, 0)
+    except (AttributeError, OSError):  # not Linux: the name only helps the operator
+        pass

@@ -38,6 +38,9 @@ def test_the_live_monitor_thread_yields_the_cpu_when_asked(idle: bool) -> None:
     try:
         expected = os.SCHED_IDLE if idle else os.SCHED_OTHER
         assert _settled_policy(runner.thread.native_id, idle) == expected
+        if idle:  # named in the OS too, for top -H and /proc
+            comm = Path(f"/proc/self/task/{runner.thread.native_id}/comm").read_text()
+            assert comm.strip() == "nerve-live"
     finally:
         runner.stop()
     assert not runner.thread.is_alive()

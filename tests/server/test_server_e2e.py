@@ -147,13 +147,25 @@ def test_admin_sql_reads_the_warehouse_while_serving(shop: Workspace,
         assert wrong.status_code == 401
 
 
-def thread_policies(pid: int) -> list[int]:
-    """The scheduling policy of each of a process's threads (Linux /proc)."""
-    policies = []
+def thread_policies(pid: int) -> set[int]:
+    """The scheduling policies of a process's threads (Linux /proc)."""
+    policies = set()
     for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
         with contextlib.suppress(OSError):  # a thread that just ended
             fields = stat.read_text().rsplit(")", 1)[1].split()
-            policies.append(int(fields[38]))  # field 41 of stat; the split starts at field 3
+            policies.add(int(fields[38]))  # field 41 of stat; the split starts at field 3
+    return policies
+
+
+def background_policies(pid: int) -> dict[str, int]:
+    """The scheduling policy of each of a process's threads named ``nerve-*`` in the OS."""
+    policies = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):  # a thread that just ended
+            name = (task / "comm").read_text().strip()
+            if name.startswith("nerve-"):
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                policies[name] = int(fields[38])
     return policies
 
 
@@ -175,11 +187,13 @@ def test_worker_processes_share_the_port_and_forward_read_apis(
         assert missing.json()["code"] == "not_found"
     # the main process's background threads (the loader, the live anomaly monitor and the
     # scheduled checks) yield the CPU to the workers; the workers run as usual
-    assert thread_policies(info["pid"]).count(os.SCHED_IDLE) == 3
+    assert background_policies(info["pid"]) == {"nerve-loader": os.SCHED_IDLE,
+                                                 "nerve-live": os.SCHED_IDLE,
+                                                 "nerve-checks": os.SCHED_IDLE}
     workers = subprocess.run(["pgrep", "-f", f"_worker_main .* {shop.root} "],
                              capture_output=True, text=True, check=False).stdout.split()
     assert len(workers) == 3
-    assert all(set(thread_policies(int(pid))) == {os.SCHED_OTHER} for pid in workers)
+    assert all(thread_policies(int(pid)) == {os.SCHED_OTHER} for pid in workers)
     assert server.stop() == 0
     [count] = rows(shop, "SELECT count(*) AS n, count(DISTINCT message_id) AS d FROM events")
     assert count == {"n": 200, "d": 200}
