@@ -14,7 +14,7 @@ log = logging.getLogger("nerve")
 _PR_SET_NAME = 15
 
 
-def yield_cpu(what: str) -> None:
+def yield_cpu() -> None:
     """Put the calling thread below every other: ``SCHED_IDLE``, else nice 19 (Linux).
 
     For the background work of a server whose worker processes take the events (the
@@ -22,19 +22,20 @@ def yield_cpu(what: str) -> None:
     time no other thread wants. On Linux both calls change only the calling thread (pid
     0, its thread id). At nice 10 the loader still took ~0.25 of 2 cores from the ingest
     benchmark's maximum-rate run; under ``SCHED_IDLE``, 0.10-0.17 (docs/collector.md,
-    fourth round). ``what`` names the thread in the log. The thread's Python name also
-    becomes its name in the OS, so ``top -H`` and ``/proc/<pid>/task/*/comm`` show it.
+    fourth round). The thread's Python name (``nerve-loader``...) also becomes its name in
+    the OS, so ``top -H`` and ``/proc/<pid>/task/*/comm`` show it, and names it in the log.
     """
-    _name_os_thread(threading.current_thread().name)
+    name = threading.current_thread().name
+    _name_os_thread(name)
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
         return
     except (AttributeError, OSError) as exc:  # not Linux, or refused (a container's seccomp)
-        log.info("%s: SCHED_IDLE unavailable (%s); lowering its priority instead", what, exc)
+        log.info("%s: SCHED_IDLE unavailable (%s); lowering its priority instead", name, exc)
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
     except (AttributeError, OSError) as exc:
-        log.warning("%s: could not lower its priority: %s", what, exc)
+        log.warning("%s: could not lower its priority: %s", name, exc)
 
 
 def _name_os_thread(name: str) -> None:

@@ -293,7 +293,7 @@ class _Runner:
         from nerve.quality._result import CheckResult, Status  # noqa: PLC0415
 
         if self.idle:
-            yield_cpu("live anomaly monitor")
+            yield_cpu()
         while not self.stop_event.wait(self.every):
             try:
                 self.monitor.poll(self.state.warehouse.ibis().table("events"))

@@ -230,7 +230,7 @@ class Loader:
 
     def _run(self, pace: Pace, idle: bool) -> None:
         if idle:
-            yield_cpu("loader")
+            yield_cpu()
         poll = min(_POLL_SECONDS, pace.interval)
         backoff = poll
         while not self._stop.is_set():
@@ -239,9 +239,9 @@ class Loader:
                     started = time.monotonic()
                     stats = self.load_once()
                     finished = time.monotonic()
-                    self.last_load_seconds = finished - started
-                    self._warn_if_slow(stats, finished - started)
-                    pace.loaded(finished, took=finished - started)
+                    self.last_load_seconds = took = finished - started
+                    self._warn_if_slow(stats, took)
+                    pace.loaded(finished, took=took)
                 self.last_error, backoff = None, poll
             except Exception as exc:
                 self.last_error = exc

@@ -107,7 +107,7 @@ class Scheduler:
 
     def _loop(self) -> None:
         if self.idle:
-            yield_cpu("scheduled checks")
+            yield_cpu()
         while not self._stop.wait(self._interval()):
             try:
                 self.run_once()
