@@ -14,7 +14,7 @@ from typing import Any
 
 from ua_parser import parse
 
-__all__ = ["enrich_context", "parse_user_agent"]
+__all__ = ["context_additions", "enrich_context", "parse_user_agent"]
 
 _BOT = re.compile(r"bot|crawl|spider|slurp|headless|lighthouse|pingdom|monitor", re.IGNORECASE)
 _MOBILE_OS = {"iOS", "Android", "iPadOS", "Windows Phone", "KaiOS"}
@@ -78,7 +78,7 @@ def enrich_context(
         agent, from_header = user_agent, True
     else:
         from_header = False
-    additions = _additions(agent[:1024], from_header, bool(result.get("os")),
+    additions = context_additions(agent[:1024], from_header, bool(result.get("os")),
                            bool(result.get("device")), bool(result.get("browser")))
     if additions:
         result.update(additions)
@@ -86,7 +86,7 @@ def enrich_context(
 
 
 @functools.lru_cache(maxsize=16384)
-def _additions(agent: str, from_header: bool, has_os: bool, has_device: bool,
+def context_additions(agent: str, from_header: bool, has_os: bool, has_device: bool,
                has_browser: bool) -> tuple[tuple[str, Any], ...]:
     """What enrichment adds to a context, per agent and per which fields it already has.
 

@@ -24,7 +24,6 @@ import hashlib
 import hmac
 import ipaddress
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -35,7 +34,6 @@ __all__ = [
     "PrivacyPolicy",
     "consent_allows",
     "protect_context",
-    "protect_context_in_place",
     "protect_ip",
     "protect_payload",
     "pseudonymise",
@@ -195,28 +193,18 @@ def protect_context(
     context: dict[str, Any], identify: EventSpec | None, policy: PrivacyPolicy
 ) -> dict[str, Any]:
     """``context`` with its IP treated and its ``traits`` protected like identify's traits."""
-    return protect_context_in_place(
-        dict(context), lambda ip: protect_ip(ip, policy),
-        lambda traits: protect_payload(traits, identify, policy)[0])
-
-
-def protect_context_in_place(context: dict[str, Any],
-                             protect_ip: Callable[[str], str | None],
-                             protect_traits: Callable[[dict[str, Any]], dict[str, Any]]
-                             ) -> dict[str, Any]:
-    """``protect_context`` on a dict the caller owns (no copy), with its own IP and traits
-    steps (the collector's ``Guard`` caches both)."""
-    ip = context.get("ip")
+    result = dict(context)
+    ip = result.get("ip")
     if isinstance(ip, str) and ip:
-        kept = protect_ip(ip)
+        kept = protect_ip(ip, policy)
         if kept is None:
-            del context["ip"]
+            del result["ip"]
         else:
-            context["ip"] = kept
-    traits = context.get("traits")
+            result["ip"] = kept
+    traits = result.get("traits")
     if isinstance(traits, dict):
-        context["traits"] = protect_traits(traits)
-    return context
+        result["traits"] = protect_payload(traits, identify, policy)[0]
+    return result
 
 
 def protect_ip(ip: str, policy: PrivacyPolicy) -> str | None:
