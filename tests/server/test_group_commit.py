@@ -169,3 +169,30 @@ def test_an_idle_writer_writes_at_once(tmp_path: Path) -> None:
     anyio.run(main)
     assert commit.rounds == 1
     log.close()
+
+
+def test_a_request_cancelled_mid_round_leaves_the_round_to_the_others(tmp_path: Path) -> None:
+    """A client that goes away cancels its own wait, not the round: the others are
+    answered, and its rows (handed over already) are written all the same."""
+    log = LogWriter(tmp_path / "log", "w")
+    commit = GroupCommit(log)
+    answered: list[str] = []
+
+    async def send(name: str) -> None:
+        await commit.commit([row(f"{name}-{i}") for i in range(5)])
+        answered.append(name)
+
+    async def main() -> None:
+        tasks = {name: asyncio.create_task(send(name)) for name in ("a", "gone", "b")}
+        await asyncio.sleep(0)  # all three are pending in the round now
+        tasks["gone"].cancel()
+        await asyncio.gather(tasks["a"], tasks["b"])
+        with pytest.raises(asyncio.CancelledError):
+            await tasks["gone"]
+        await commit.sync()  # the round is over, and the next one works
+
+    asyncio.run(main())
+    assert sorted(answered) == ["a", "b"]
+    ids = [m for b in logged(tmp_path / "log") for m in b.column("message_id").to_pylist()]
+    assert sorted(ids) == sorted(f"{n}-{i}" for n in ("a", "gone", "b") for i in range(5))
+    log.close()
