@@ -9,7 +9,7 @@ from typing import Any
 import pyarrow as pa
 
 from nerve.envelope import to_record_batch
-from nerve.loader._commit import _load_dedup, _load_fresh, conform
+from nerve.loader._commit import _load_dedup, _load_fresh, _Probes, conform
 from nerve.warehouse import Warehouse
 
 VIOLATION = '[{"path": "$", "rule": "unplanned", "message": "x", "file": null, "line": null}]'
@@ -33,8 +33,8 @@ def contents(wh: Warehouse) -> dict[str, list[dict[str, Any]]]:
 def test_the_one_pass_load_equals_the_dedup_path(make_envelope: Callable[..., Any]) -> None:
     raw = table(make_envelope, [f"m{i}" for i in range(30)])
     with Warehouse.open("duckdb://:memory:") as fast, Warehouse.open("duckdb://:memory:") as slow:
-        assert _load_fresh(fast.cursor(), raw, None) == (20, 10)
-        assert _load_dedup(slow.cursor(), raw, None) == (20, 10)
+        assert _load_fresh(fast.cursor(), raw, None, _Probes()) == (20, 10)
+        assert _load_dedup(slow.cursor(), raw, None, _Probes()) == (20, 10)
         assert contents(fast) == contents(slow)
         assert len(contents(fast)["quarantine"]) == 10
 
@@ -43,12 +43,12 @@ def test_it_steps_aside_when_an_id_repeats(make_envelope: Callable[..., Any]) ->
     with Warehouse.open("duckdb://:memory:") as wh:
         cursor = wh.cursor()
         within = table(make_envelope, ["a", "b", "a"])
-        assert _load_fresh(cursor, within, None) is None
+        assert _load_fresh(cursor, within, None, _Probes()) is None
         assert contents(wh) == {"events": [], "quarantine": []}
-        assert _load_fresh(cursor, table(make_envelope, ["x", "y", "z"]), None) == (2, 1)
+        assert _load_fresh(cursor, table(make_envelope, ["x", "y", "z"]), None, _Probes()) == (2, 1)
         # "x" is invalid (i=0): already in quarantine; "q" is new
-        assert _load_fresh(cursor, table(make_envelope, ["x", "q"]), None) is None
+        assert _load_fresh(cursor, table(make_envelope, ["x", "q"]), None, _Probes()) is None
         # "y" is valid (i=1) in the first table, and valid again here (i=1)
-        assert _load_fresh(cursor, table(make_envelope, ["n", "y"]), None) is None
+        assert _load_fresh(cursor, table(make_envelope, ["n", "y"]), None, _Probes()) is None
         assert len(contents(wh)["events"]) == 2
         assert len(contents(wh)["quarantine"]) == 1

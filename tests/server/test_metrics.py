@@ -59,6 +59,7 @@ def test_metrics_add_up_every_worker_and_match_pipeline_health(
     assert ("nerve_log_backlog_bytes", ()) in samples
     assert ("nerve_loader_lag_seconds", ()) in samples
     assert 0 < samples[("nerve_loader_last_load_seconds", ())] < 20
+    assert 0 <= samples[("nerve_loader_dedup_share", ())] <= 1
     assert server.stop() == 0
 
     health = pipeline_health(ws)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, fields
+import time
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,6 +38,9 @@ class LoadStats:
     rejected: int = 0
     #: log segments fully loaded and deleted
     segments_done: int = 0
+    #: seconds spent looking for the rows' message_ids among those already loaded within
+    #: the dedup window (it reads every row in the window); not compared: a timing
+    probe_seconds: float = field(default=0.0, compare=False)
 
     def add(self, other: LoadStats) -> None:
         for f in fields(self):
@@ -46,12 +50,12 @@ class LoadStats:
 def conform(table: pa.Table) -> pa.Table:
     """The envelope columns in order; columns an older log lacks are null."""
     arrays = []
-    for field in ENVELOPE_SCHEMA:
-        if field.name in table.column_names:
-            column = table.column(field.name)
-            arrays.append(column if column.type == field.type else column.cast(field.type))
+    for wanted in ENVELOPE_SCHEMA:
+        if wanted.name in table.column_names:
+            column = table.column(wanted.name)
+            arrays.append(column if column.type == wanted.type else column.cast(wanted.type))
         else:
-            arrays.append(pa.nulls(table.num_rows, field.type))
+            arrays.append(pa.nulls(table.num_rows, wanted.type))
     return pa.Table.from_arrays(arrays, names=ENVELOPE_SCHEMA.names)
 
 
@@ -103,8 +107,22 @@ def scannable(table: pa.Table) -> pa.Table:
     return table
 
 
+class _Probes:
+    """The time spent in dedup probes (the queries that look for loaded copies)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def run(self, cursor: Any, sql: str, params: dict[str, Any]) -> Any:
+        started = time.perf_counter()
+        try:
+            return cursor.execute(sql, params)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+
 def _load_part(cursor: Any, part: pa.Table, table: str, columns: tuple[str, ...], stamp: str,
-               window_start: datetime | None) -> int:
+               window_start: datetime | None, probes: _Probes) -> int:
     """Insert the rows of ``part`` whose message_id is not in ``table`` yet; how many.
 
     Two steps, measured faster than one ``INSERT ... WHERE NOT EXISTS`` (which cost ~30%
@@ -119,8 +137,8 @@ def _load_part(cursor: Any, part: pa.Table, table: str, columns: tuple[str, ...]
     data = as_json(scannable(part.select(list(columns))))
     cursor.register(view, data)
     try:
-        seen = cursor.execute(
-            f"SELECT DISTINCT message_id FROM {table} WHERE {window}"
+        seen = probes.run(
+            cursor, f"SELECT DISTINCT message_id FROM {table} WHERE {window}"
             f"message_id IN (SELECT message_id FROM {view})", params
         ).to_arrow_table()
         if seen.num_rows:
@@ -138,7 +156,8 @@ def _load_part(cursor: Any, part: pa.Table, table: str, columns: tuple[str, ...]
     return int(data.num_rows)
 
 
-def _load_dedup(cursor: Any, raw: pa.Table, window_start: datetime | None) -> tuple[int, int]:
+def _load_dedup(cursor: Any, raw: pa.Table, window_start: datetime | None,
+                probes: _Probes) -> tuple[int, int]:
     """Load ``raw`` skipping every copy of a message_id: (loaded, quarantined)."""
     # each table holds a message_id once: copies collapse per destination, so a copy
     # that validates after the catalog changed still reaches events
@@ -150,15 +169,15 @@ def _load_dedup(cursor: Any, raw: pa.Table, window_start: datetime | None) -> tu
         valid_rows = dedup_within(raw.filter(pc.invert(invalid)))
         invalid_rows = dedup_within(raw.filter(invalid))
     loaded = _load_part(cursor, valid_rows, "events", EVENT_COLUMNS, "loaded_at",
-                        window_start)
+                        window_start, probes)
     quarantined = 0 if invalid_rows is None else _load_part(
         cursor, invalid_rows, "quarantine", QUARANTINE_COLUMNS, "quarantined_at",
-        window_start)
+        window_start, probes)
     return loaded, quarantined
 
 
-def _load_fresh(cursor: Any, raw: pa.Table, window_start: datetime | None
-                ) -> tuple[int, int] | None:
+def _load_fresh(cursor: Any, raw: pa.Table, window_start: datetime | None,
+                probes: _Probes) -> tuple[int, int] | None:
     """The usual case in one pass: no message_id repeats, within the rows or in the
     tables. Then both tables are filled straight from one registered Arrow table (DuckDB
     splits valid from invalid while it scans), without the Arrow filters and copies of
@@ -177,8 +196,8 @@ def _load_fresh(cursor: Any, raw: pa.Table, window_start: datetime | None
     try:
         for table, has_rows, where in (("events", invalid < raw.num_rows, "IS NULL"),
                                        ("quarantine", invalid > 0, "IS NOT NULL")):
-            if has_rows and cursor.execute(
-                    f"SELECT 1 FROM {table} WHERE {window}message_id IN "
+            if has_rows and probes.run(
+                    cursor, f"SELECT 1 FROM {table} WHERE {window}message_id IN "
                     f"(SELECT message_id FROM {view} WHERE violations {where}) LIMIT 1",
                     params).fetchone() is not None:
                 return None
@@ -238,11 +257,13 @@ def commit_ranges(cursor: Any, ranges: list[LogRange], *,
     tables = [conform(pa.Table.from_batches(r.batches) if r.batches
                       else ENVELOPE_SCHEMA.empty_table()) for r in ranges]
     total = LoadStats()
+    probes = _Probes()
     cursor.execute("BEGIN TRANSACTION")
     try:
-        counts = _load_together(cursor, tables, dedup_window) if len(tables) > 1 else None
+        counts = (_load_together(cursor, tables, dedup_window, probes) if len(tables) > 1
+                  else None)
         if counts is None:
-            counts = [_load_one(cursor, table, dedup_window) for table in tables]
+            counts = [_load_one(cursor, table, dedup_window, probes) for table in tables]
         for part, table, (loaded, quarantined) in zip(ranges, tables, counts, strict=True):
             stats = LoadStats(batches=len(part.batches), rows_in=table.num_rows + part.rejected,
                               loaded=loaded, quarantined=quarantined, rejected=part.rejected,
@@ -250,6 +271,7 @@ def commit_ranges(cursor: Any, ranges: list[LogRange], *,
             _record(cursor, part, stats, table)
             total.add(stats)
         cursor.execute("COMMIT")
+        total.probe_seconds = probes.seconds
     except BaseException:
         with contextlib.suppress(Exception):  # a failed COMMIT has already rolled back
             cursor.execute("ROLLBACK")
@@ -265,21 +287,21 @@ def _window_start(table: pa.Table, dedup_window: timedelta | None) -> datetime |
     return earliest - dedup_window
 
 
-def _load_one(cursor: Any, table: pa.Table, dedup_window: timedelta | None
-              ) -> tuple[int, int]:
+def _load_one(cursor: Any, table: pa.Table, dedup_window: timedelta | None,
+              probes: _Probes) -> tuple[int, int]:
     """One range's rows: (loaded, quarantined), in one pass when no message_id repeats."""
     window_start = _window_start(table, dedup_window)
-    fresh = _load_fresh(cursor, table, window_start)
-    return fresh if fresh is not None else _load_dedup(cursor, table, window_start)
+    fresh = _load_fresh(cursor, table, window_start, probes)
+    return fresh if fresh is not None else _load_dedup(cursor, table, window_start, probes)
 
 
-def _load_together(cursor: Any, tables: list[pa.Table], dedup_window: timedelta | None
-                   ) -> list[tuple[int, int]] | None:
+def _load_together(cursor: Any, tables: list[pa.Table], dedup_window: timedelta | None,
+                   probes: _Probes) -> list[tuple[int, int]] | None:
     """Every range in one pass when no message_id repeats within them or in the tables
     since the earliest range's window (a superset of each range's window, so the answer
     is the one-by-one answer); None, having written nothing, otherwise."""
     together = pa.concat_tables(tables)
-    if _load_fresh(cursor, together, _window_start(together, dedup_window)) is None:
+    if _load_fresh(cursor, together, _window_start(together, dedup_window), probes) is None:
         return None
     counts = []
     for table in tables:

@@ -42,10 +42,10 @@ log = logging.getLogger("nerve.loader")
 DEFAULT_DEDUP_WINDOW = timedelta(days=7)
 #: seconds between the background loader's looks at the log's backlog
 _POLL_SECONDS = 0.25
-#: a load of at most _SMALL_LOAD_ROWS rows taking _SLOW_LOAD_SECONDS or more is slow for
-#: its size: the dedup probe (it reads every row in the window) is what costs
+#: a load of _SLOW_LOAD_SECONDS or more that spent _PROBE_SHARE of its time in the dedup
+#: probe (which reads every row received within the window) is worth a warning
 _SLOW_LOAD_SECONDS = 1.0
-_SMALL_LOAD_ROWS = 10_000
+_PROBE_SHARE = 0.5
 
 
 class Loader:
@@ -73,6 +73,8 @@ class Loader:
         self.last_error: BaseException | None = None
         #: seconds the background thread's last load took (None: none yet)
         self.last_load_seconds: float | None = None
+        #: the share of that load spent in the dedup probe (0 to 1; None: none yet)
+        self.last_probe_share: float | None = None
         self._warned_slow = False
         self._cursor: Any = None
         self._acked: dict[str, dict[str, int]] = {}
@@ -240,6 +242,7 @@ class Loader:
                     stats = self.load_once()
                     finished = time.monotonic()
                     self.last_load_seconds = took = finished - started
+                    self.last_probe_share = min(1.0, stats.probe_seconds / took) if took else 0.0
                     self._warn_if_slow(stats, took)
                     pace.loaded(finished, took=took)
                 self.last_error, backoff = None, poll
@@ -250,17 +253,20 @@ class Loader:
             self._stop.wait(backoff)
 
     def _warn_if_slow(self, stats: LoadStats, seconds: float) -> None:
-        """Say once why a small load was slow: the dedup window holds many rows."""
-        if self._warned_slow or seconds < _SLOW_LOAD_SECONDS or stats.rows_in > _SMALL_LOAD_ROWS:
+        """Say once when the dedup probe is most of a slow load: the window holds many rows."""
+        if (self._warned_slow or seconds < _SLOW_LOAD_SECONDS
+                or stats.probe_seconds < _PROBE_SHARE * seconds):
             return
         self._warned_slow = True
         window = ("all: the whole table" if self.dedup_window is None
                   else f"{self.dedup_window.total_seconds() / 3600:g} hours")
-        log.warning("loader: a load of %d rows took %.1f s. Each load looks for copies of its "
-                    "message_ids among every row received within the dedup window (%s), so "
-                    "loads now wait longer between them and rows reach the warehouse later. "
-                    "A shorter window ([loader] dedup_window in nerve.toml, e.g. \"24h\") "
-                    "makes loads cheaper (docs/storage.md)", stats.rows_in, seconds, window)
+        log.warning("loader: a load of %d rows took %.1f s, %.0f%% of it looking for copies of "
+                    "its message_ids among every row received within the dedup window (%s). "
+                    "That cost grows with the rows in the window, not with the load: loads "
+                    "now wait longer between them and rows reach the warehouse later. A "
+                    "shorter window ([loader] dedup_window in nerve.toml; docs/storage.md "
+                    "says how to size it) makes loads cheaper", stats.rows_in, seconds,
+                    100 * stats.probe_seconds / seconds, window)
 
     def stop(self) -> None:
         """Stop the background thread after a final drain of the log."""

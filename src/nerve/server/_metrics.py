@@ -184,6 +184,12 @@ class _WorkspaceGauges:
             yield GaugeMetricFamily("nerve_loader_last_load_seconds", "How long the "
                                     "loader's last load took (it rests 3x as long after a "
                                     "slow one, unless a full batch waits)", value=seconds)
+        share = getattr(loader, "last_probe_share", None)
+        if share is not None:
+            yield GaugeMetricFamily("nerve_loader_dedup_share", "Share of the loader's last "
+                                    "load spent looking for copies among the rows received "
+                                    "within the dedup window (near 1: shorten the window)",
+                                    value=share)
 
 
 async def metrics_endpoint(request: Request) -> Response:
