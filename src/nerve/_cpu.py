@@ -7,7 +7,7 @@ import logging
 import os
 import threading
 
-__all__ = ["yield_cpu"]
+__all__ = ["start_shared_pools", "yield_cpu"]
 
 log = logging.getLogger("nerve")
 
@@ -36,6 +36,20 @@ def yield_cpu() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
     except (AttributeError, OSError) as exc:
         log.warning("%s: could not lower its priority: %s", name, exc)
+
+
+def start_shared_pools() -> None:
+    """Start pyarrow's CPU thread pool from the calling thread, before ``yield_cpu`` threads.
+
+    A thread inherits its creator's scheduling policy, and pyarrow starts its pool's
+    threads on first use: if an idle-priority thread (the loader) used it first, every
+    later pyarrow conversion of the process, a read API's included, would run on
+    ``SCHED_IDLE`` threads and wait whenever the workers keep the CPUs busy. Converting a
+    small table with a column per CPU starts them all here, at this thread's priority.
+    """
+    import pyarrow as pa  # noqa: PLC0415 - only processes with idle-priority threads
+
+    pa.table({str(i): [0] for i in range(2 * pa.cpu_count())}).to_pandas()
 
 
 def _name_os_thread(name: str) -> None:

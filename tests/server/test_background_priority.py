@@ -4,6 +4,8 @@ to the worker processes taking events, as the loader does (docs/operations.md)."
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -57,3 +59,52 @@ def test_the_checks_scheduler_thread_yields_the_cpu_when_asked(idle: bool) -> No
         assert _settled_policy(thread.native_id, idle) == expected
     finally:
         scheduler.stop()
+
+
+_POOL_PROBE = """
+import os, sys, threading
+import pyarrow as pa
+from nerve._cpu import start_shared_pools, yield_cpu
+
+def policies():
+    out = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            stat = open(f"/proc/self/task/{tid}/stat").read().rsplit(")", 1)[1].split()
+        except FileNotFoundError:  # a thread that has just ended
+            continue
+        out[int(tid)] = int(stat[38])
+    return out
+
+if sys.argv[1] == "warm":
+    start_shared_pools()
+
+def idle_work():
+    yield_cpu()
+    pa.table({str(i): list(range(1000)) for i in range(8)}).to_pandas()  # uses the pool
+
+before = set(policies())
+worker = threading.Thread(target=idle_work, name="nerve-loader")
+worker.start()
+worker.join()
+# the ended idle thread itself may linger in /proc for a moment: not counted
+new_idle = [t for t, p in policies().items()
+            if t not in before and t != worker.native_id and p == os.SCHED_IDLE]
+print(len(new_idle))
+"""
+
+
+@pytest.mark.parametrize("warm", [True, False])
+def test_pyarrow_threads_are_started_at_the_server_priority_not_the_loaders(
+        warm: bool) -> None:
+    """A thread inherits its creator's policy: pyarrow's pool, started lazily by an
+    idle-priority thread, would serve the whole process at idle priority. Started first
+    (``start_shared_pools``, as ``nerve serve --workers`` does), it keeps normal threads.
+    Each case runs in a fresh interpreter: the pool is process-wide, started once."""
+    done = subprocess.run([sys.executable, "-c", _POOL_PROBE, "warm" if warm else "cold"],
+                          capture_output=True, text=True, timeout=120, check=True)
+    idle_pool_threads = int(done.stdout.strip())
+    if warm:
+        assert idle_pool_threads == 0
+    else:  # what the warm-up prevents: the pool's threads took the loader's policy
+        assert idle_pool_threads > 0

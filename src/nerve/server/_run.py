@@ -25,6 +25,7 @@ import orjson
 import uvicorn
 from starlette.applications import Starlette
 
+from nerve._cpu import start_shared_pools
 from nerve.catalog import Catalog
 from nerve.errors import InternalError, TransientError, UserError
 from nerve.loader import Loader
@@ -137,6 +138,8 @@ def _lifespan(state: NerveState, server_file: Path, max_backlog: int,
         assert state.loader is not None
         # with worker processes taking the events, this process only loads, checks and
         # answers the read APIs: its loads take only the CPU the workers leave free
+        if state.processes > 1:
+            start_shared_pools()  # at this thread's priority, not the loader's
         state.loader.start(LOADER_INTERVAL, idle=state.processes > 1)
         watcher = asyncio.create_task(watch_backlog(state, max_backlog))
         _write_server_file(server_file, {"url": state.url, "pid": os.getpid(),
