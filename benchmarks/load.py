@@ -2,6 +2,7 @@
 
     python benchmarks/load.py                  # default: 300k events, ~1 minute
     python benchmarks/load.py --rows 1000000 --existing 5000000 --index
+    python benchmarks/load.py --window 0 --window 10000000 --window 30000000
 
 Prints rows/s for
 1. log append + fsync, as HTTP workers do it: several threads, each appending a
@@ -12,7 +13,10 @@ Prints rows/s for
    versus the whole table (and, with --index, a primary-key index table of message_ids);
 4. with --trickle N: the background loader's CPU under a trickle of 100 events/s, with N
    rows in the dedup window, each load probing all of them: with the pace's duty limit
-   (the default) and without it (duty 1).
+   (the default) and without it (duty 1);
+5. with --window N (repeatable): heavy traffic against a window that already holds N
+   rows: full 300k-row loads, their CPU per row and the dedup probe's share of each
+   (what docs/storage.md's "Sizing the window" is measured with).
 Goal (issue 2): >= 200k rows/s loading through Arrow.
 """
 
@@ -217,6 +221,30 @@ def bench_trickle(scratch: Path, in_window: int, seconds: float, duty: float) ->
           f"CPU {cpu:5.1f} s = {cpu / seconds:4.0%} of a core")
 
 
+def bench_window(scratch: Path, in_window: int, loads: int = 3, rows: int = 300_000) -> None:
+    """Full loads (as a loader that is behind commits them) while ``in_window`` rows were
+    received within the 7-day dedup window: each load's probe reads all of them."""
+    db = scratch / f"window-{in_window}.duckdb"
+    log_dir = scratch / f"window-{in_window}"
+    frame = to_record_batch([envelope(60_000_000 + i) for i in range(10_000)])
+    with Warehouse.open(f"duckdb://{db}", threads=1) as warehouse:
+        if in_window:
+            fill(warehouse.cursor(), in_window, days=6)
+        loader = Loader(log_dir, warehouse)
+        with LogWriter(log_dir, "w0") as writer:
+            for _ in range(loads):
+                for _ in range(rows // frame.num_rows):  # fresh ids: every row is new
+                    ids = pa.array([str(uuid.uuid4()) for _ in range(frame.num_rows)])
+                    writer.append(frame.set_column(0, "message_id", ids))
+                writer.sync()
+                with Clock() as clock:
+                    stats = loader.load_once()
+                print(f"window {in_window:>11,} rows  load of {stats.rows_in:,} rows  "
+                      f"{clock.wall:5.2f} s  CPU {clock.cpu / stats.rows_in * 1e6:5.2f} us "
+                      f"per row  probe {stats.probe_seconds:5.2f} s = "
+                      f"{stats.probe_seconds / clock.wall:4.0%} of the load")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -233,10 +261,17 @@ def main() -> None:
                         help="also time the background loader under 100 events/s with N "
                         "rows in the dedup window (20000000: ~2 minutes)")
     parser.add_argument("--trickle-seconds", type=float, default=30.0)
+    parser.add_argument("--window", type=int, action="append", metavar="N",
+                        help="full loads against N rows already in the dedup window "
+                        "(repeat for several N)")
     parser.add_argument("--dir", type=Path, default=None, help="scratch folder (default: tmp)")
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="nerve-bench-", dir=args.dir))
     try:
+        if args.window:
+            for in_window in args.window:
+                bench_window(scratch, in_window)
+            return
         if args.trickle:
             for duty in (Pace.duty, 1.0):
                 bench_trickle(scratch, args.trickle, args.trickle_seconds, duty)
