@@ -137,10 +137,14 @@ def _lifespan(state: NerveState, server_file: Path, max_backlog: int,
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         assert state.loader is not None
         # with worker processes taking the events, this process only loads, checks and
-        # answers the read APIs: its loads take only the CPU the workers leave free
-        if state.processes > 1:
+        # answers the read APIs: its background threads (the loader, the checks, the live
+        # anomaly monitor) take only the CPU the workers leave free. At normal priority the
+        # live monitor's poll made the slowest seconds of a fixed-rate run
+        # (docs/collector.md, sixth round)
+        background_idle = state.processes > 1
+        if background_idle:
             start_shared_pools()  # at this thread's priority, not the loader's
-        state.loader.start(LOADER_INTERVAL, idle=state.processes > 1)
+        state.loader.start(LOADER_INTERVAL, idle=background_idle)
         watcher = asyncio.create_task(watch_backlog(state, max_backlog))
         _write_server_file(server_file, {"url": state.url, "pid": os.getpid(),
                                          "admin_token": state.admin_token})
@@ -156,10 +160,6 @@ def _lifespan(state: NerveState, server_file: Path, max_backlog: int,
         from nerve.anomaly import start_live  # noqa: PLC0415 - the main process only
         from nerve.quality import start_scheduler  # noqa: PLC0415
 
-        # at idle priority when workers take the events, like the loader: the live
-        # monitor's poll at normal priority made the slowest seconds of a fixed-rate run
-        # (docs/collector.md, sixth round)
-        background_idle = state.processes > 1
         scheduler = start_scheduler(state, idle=background_idle)
         start_live(state, idle=background_idle)
         supervisor = asyncio.create_task(_supervise(workers, start_workers))
