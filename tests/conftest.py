@@ -87,7 +87,10 @@ class Server:
                 raise RuntimeError(f"nerve serve exited {self.process.returncode}:\n"
                                    f"{self.log.read_text(errors='replace')}")
             try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                # with --workers, the first worker answers /health while the others may
+                # still be starting: started means the main process has logged "serving"
+                if (httpx.get(self.url + "/health", timeout=1).status_code == 200
+                        and b'"message":"serving"' in self.log.read_bytes()):
                     return self
             except httpx.HTTPError:
                 pass
