@@ -86,14 +86,30 @@ def spawn_workers(workspace: Workspace, socks: Sequence[socket.socket], indexes:
         for worker in workers:
             assert worker.stdout is not None
             ready, _, _ = select.select([worker.stdout], [], [], timeout)
-            line = worker.stdout.readline() if ready else b""
-            if line != _READY:
-                raise InternalError(f"nerve serve: worker process {worker.pid} did not start "
-                                    f"(exit {worker.poll()}); see its output above")
+            if not ready:
+                raise InternalError(f"nerve serve: worker process {worker.pid} did not report "
+                                    f"ready within {timeout:.0f} s; see its output above")
+            if worker.stdout.readline() != _READY:
+                raise InternalError(f"nerve serve: worker process {worker.pid} exited while "
+                                    f"starting ({_exit_reason(worker)}); see its output above")
     except BaseException:
         stop_workers(workers, timeout=5)
         raise
     return workers
+
+
+def _exit_reason(worker: subprocess.Popen[bytes], wait: float = 5.0) -> str:
+    """How a worker that closed its output ended: its exit code, or the signal that killed it."""
+    try:
+        code = worker.wait(timeout=wait)  # its output closes a moment before it is reaped
+    except subprocess.TimeoutExpired:
+        return "still running, with its output closed"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:  # a signal Python has no name for
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
 
 
 def stop_workers(workers: list[subprocess.Popen[bytes]], timeout: float = 40.0) -> None:
