@@ -12,11 +12,13 @@ Prints rows/s for
    holds ``--existing`` rows over 30 days: a received_at window (the default, 7 days)
    versus the whole table (and, with --index, a primary-key index table of message_ids);
 4. with --trickle N: the background loader's CPU under a trickle of 100 events/s, with N
-   rows in the dedup window, each load probing all of them: with the pace's duty limit
-   (the default) and without it (duty 1);
+   rows in the dedup window: with the loader's index of the window's message_ids (the
+   default) and without it (``[loader] dedup_index_rows = 0``: each load's probe reads
+   every row in the window);
 5. with --window N (repeatable): heavy traffic against a window that already holds N
    rows: full 300k-row loads, their CPU per row and the dedup probe's share of each
-   (what docs/storage.md's "Sizing the window" is measured with).
+   (what docs/storage.md's "Sizing the window" is measured with; --no-dedup-index for
+   the probe without the index).
 Goal (issue 2): >= 200k rows/s loading through Arrow.
 """
 
@@ -38,10 +40,11 @@ import pyarrow as pa
 from nerve.envelope import Envelope, to_record_batch
 from nerve.loader import Loader, Pace
 from nerve.loader._commit import as_json, commit_load, conform
+from nerve.loader._recent import DEFAULT_CAPACITY
 from nerve.log import LogWriter
 from nerve.warehouse import EVENT_COLUMNS, Warehouse
 
-T0 = 1_790_000_000_000_000
+T0 = time.time_ns() // 1000  # now: the rows are within a live loader's dedup window
 PLATFORMS = ["ios", "android", "web"]
 
 
@@ -195,16 +198,21 @@ def bench_dedup(db: Path, existing: int, load_rows: int, with_index: bool) -> No
               f"(CPU {cpu * 1000:.0f} ms; building the index took {built:.1f} s)")
 
 
-def bench_trickle(scratch: Path, in_window: int, seconds: float, duty: float) -> None:
+def bench_trickle(scratch: Path, in_window: int, seconds: float, index_rows: int) -> None:
     """The background loader, paced as ``nerve serve`` paces it, under 100 events/s
     while ``in_window`` rows were received within the 7-day dedup window."""
-    db = scratch / f"trickle-{duty}.duckdb"
-    log_dir = scratch / f"trickle-{duty}"
+    db = scratch / f"trickle-{index_rows}.duckdb"
+    log_dir = scratch / f"trickle-{index_rows}"
     with Warehouse.open(f"duckdb://{db}", threads=1) as warehouse:
         fill(warehouse.cursor(), in_window, days=6)
-        loader = Loader(log_dir, warehouse)
+        loader = Loader(log_dir, warehouse, dedup_index_rows=index_rows)
+        with Clock() as build:
+            loader.load_once()  # nothing to load yet: builds the index of the window's ids
+        if index_rows:
+            print(f"index of {loader.dedup_index_ids:,} ids built in {build.wall:.1f} s "
+                  f"(CPU {build.cpu:.1f} s)")
         with LogWriter(log_dir, "trickle") as writer, Clock() as clock:
-            loader.start(pace=Pace(interval=1.0, max_delay=3.0, duty=duty))
+            loader.start(pace=Pace(interval=1.0, max_delay=3.0))
             sent = 0
             while time.perf_counter() - clock.wall0 < seconds:  # 10 events every 0.1 s
                 writer.append(to_record_batch([envelope(50_000_000 + sent + k)
@@ -216,12 +224,14 @@ def bench_trickle(scratch: Path, in_window: int, seconds: float, duty: float) ->
             cpu = time.process_time() - clock.cpu0
         loader.stop()
         loads = warehouse.query("SELECT count(*) AS n FROM loads").column("n")[0].as_py()
-    print(f"trickle 100 events/s, {in_window:>11,} rows in the window, duty {duty:<4}  "
+    index = "index" if index_rows else "no index"
+    print(f"trickle 100 events/s, {in_window:>11,} rows in the window, {index:<8}  "
           f"{loads:3} loads in {seconds:.0f} s, {sent - loaded:4} rows waiting at the end, "
           f"CPU {cpu:5.1f} s = {cpu / seconds:4.0%} of a core")
 
 
-def bench_window(scratch: Path, in_window: int, loads: int = 3, rows: int = 300_000) -> None:
+def bench_window(scratch: Path, in_window: int, index_rows: int, loads: int = 3,
+                 rows: int = 300_000) -> None:
     """Full loads (as a loader that is behind commits them) while ``in_window`` rows were
     received within the 7-day dedup window: each load's probe reads all of them."""
     db = scratch / f"window-{in_window}.duckdb"
@@ -230,7 +240,7 @@ def bench_window(scratch: Path, in_window: int, loads: int = 3, rows: int = 300_
     with Warehouse.open(f"duckdb://{db}", threads=1) as warehouse:
         if in_window:
             fill(warehouse.cursor(), in_window, days=6)
-        loader = Loader(log_dir, warehouse)
+        loader = Loader(log_dir, warehouse, dedup_index_rows=index_rows)
         with LogWriter(log_dir, "w0") as writer:
             for _ in range(loads):
                 for _ in range(rows // frame.num_rows):  # fresh ids: every row is new
@@ -264,17 +274,20 @@ def main() -> None:
     parser.add_argument("--window", type=int, action="append", metavar="N",
                         help="full loads against N rows already in the dedup window "
                         "(repeat for several N)")
+    parser.add_argument("--no-dedup-index", action="store_true",
+                        help="with --window: the loader without its index of the window's "
+                        "message_ids ([loader] dedup_index_rows = 0)")
     parser.add_argument("--dir", type=Path, default=None, help="scratch folder (default: tmp)")
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="nerve-bench-", dir=args.dir))
     try:
         if args.window:
             for in_window in args.window:
-                bench_window(scratch, in_window)
+                bench_window(scratch, in_window, 0 if args.no_dedup_index else DEFAULT_CAPACITY)
             return
         if args.trickle:
-            for duty in (Pace.duty, 1.0):
-                bench_trickle(scratch, args.trickle, args.trickle_seconds, duty)
+            for index_rows in (DEFAULT_CAPACITY, 0):
+                bench_trickle(scratch, args.trickle, args.trickle_seconds, index_rows)
             return
         print(f"generating {args.rows:,} events in batches of {args.batch} ...")
         batches = make_batches(args.rows, args.batch)

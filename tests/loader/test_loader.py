@@ -291,3 +291,17 @@ def test_the_dedup_window_comes_from_nerve_toml(make_workspace: Callable[..., An
     ws = make_workspace(extra_toml='[loader]\ndedup_window = "soon"\n')
     with pytest.raises(WorkspaceError, match=r"\[loader\] dedup_window: expected a duration"):
         Loader.for_workspace(ws, warehouse)
+
+
+def test_the_dedup_index_size_comes_from_nerve_toml(make_workspace: Callable[..., Any],
+                                                    warehouse: Warehouse) -> None:
+    ws = make_workspace(extra_toml="[loader]\ndedup_index_rows = 1000\n")
+    assert Loader.for_workspace(ws, warehouse).dedup_index_rows == 1000
+    ws = make_workspace(extra_toml="[loader]\ndedup_index_rows = 0\n")
+    assert Loader.for_workspace(ws, warehouse).dedup_index_rows == 0
+    assert Loader.for_workspace(make_workspace(), warehouse).dedup_index_rows == 64 << 20
+    for bad in ("-1", '"lots"', "true"):
+        ws = make_workspace(extra_toml=f"[loader]\ndedup_index_rows = {bad}\n")
+        with pytest.raises(WorkspaceError, match=r"nerve.toml: \[loader\] dedup_index_rows: "
+                                                 r"expected a whole number >= 0"):
+            Loader.for_workspace(ws, warehouse)

@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -162,22 +163,22 @@ def test_the_background_loader_tells_the_pace_how_long_each_load_took(
     assert 0 < durations[0] < elapsed
 
 
-def fill_window(warehouse: Warehouse, rows: int) -> None:
-    """``rows`` loaded events received an hour before the test's envelopes (in the window)."""
+def fill_window(warehouse: Warehouse, rows: int, t0: int = T0) -> None:
+    """``rows`` loaded events received an hour before ``t0`` (in its window)."""
     warehouse.cursor().execute(
         "INSERT INTO events (message_id, type, timestamp, received_at, source, historical, "
         "loaded_at) SELECT uuid()::VARCHAR, 'track', t, t, 'web', false, now() FROM "
         "(SELECT make_timestamp($t0 - 3600000000 + range)::TIMESTAMPTZ AS t FROM range($n))",
-        {"t0": T0, "n": rows})
+        {"t0": t0, "n": rows})
 
 
 def load_in_background(loader: Loader, log_dir: Path, make_batch: MakeBatch,
-                       rows: int = 2) -> None:
+                       rows: int = 2, **overrides: Any) -> None:
     """Two loads of ``rows`` rows by the background loader, each waited for."""
     with LogWriter(log_dir) as writer:
         loader.start(pace=Pace(interval=0.05, max_delay=60.0, batch_bytes=1 << 40))
         for i in range(2):
-            writer.append(make_batch(rows, start=rows * i))
+            writer.append(make_batch(rows, start=rows * i, **overrides))
             writer.sync()
             deadline = time.monotonic() + 30
             while loader.totals.loaded < rows * (i + 1) and time.monotonic() < deadline:
@@ -189,14 +190,15 @@ def load_in_background(loader: Loader, log_dir: Path, make_batch: MakeBatch,
 def test_a_load_spent_in_the_dedup_probe_is_measured_and_explained_once(
         tmp_path: Path, warehouse: Warehouse, make_batch: MakeBatch,
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    """With 6M rows in the window, a load of two rows is mostly the probe reading them:
-    the loader measures that share and points the operator at the window, once."""
+    """Without the index of loaded ids, with 6M rows in the window, a load of two rows is
+    mostly the probe reading them: the loader measures that share and points the
+    operator at the window, once."""
     monkeypatch.setattr(loader_module, "_SLOW_LOAD_SECONDS", 0.0)  # any load is long enough
     # the probe is ~70% of such a load here; a lower bar keeps a loaded CI machine's slow
     # fsyncs (the rest of the load) from deciding the outcome
     monkeypatch.setattr(loader_module, "_PROBE_SHARE", 0.4)
     fill_window(warehouse, 6_000_000)
-    loader = Loader(tmp_path / "log", warehouse)
+    loader = Loader(tmp_path / "log", warehouse, dedup_index_rows=0)
     with caplog.at_level(logging.WARNING, logger="nerve.loader"):
         load_in_background(loader, tmp_path / "log", make_batch)
     assert loader.totals.probe_seconds > 0
@@ -205,7 +207,25 @@ def test_a_load_spent_in_the_dedup_probe_is_measured_and_explained_once(
     warnings = [r.getMessage() for r in caplog.records if "dedup window" in r.getMessage()]
     assert len(warnings) == 1
     assert "dedup_window" in warnings[0]
+    assert "dedup_index_rows" in warnings[0]
     assert "(168 hours)" in warnings[0]  # the default window, 7 days
+
+
+def test_with_the_index_a_small_load_does_not_read_the_window(
+        tmp_path: Path, warehouse: Warehouse, make_batch: MakeBatch,
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """The same 6M rows, received an hour ago: the loader's index of the window's ids
+    finds none of the load's, so the probe reads no hour of them, and nothing is logged."""
+    monkeypatch.setattr(loader_module, "_SLOW_LOAD_SECONDS", 0.0)
+    monkeypatch.setattr(loader_module, "_PROBE_SHARE", 0.4)
+    now = time.time_ns() // 1000
+    fill_window(warehouse, 6_000_000, t0=now)
+    loader = Loader(tmp_path / "log", warehouse)
+    with caplog.at_level(logging.WARNING, logger="nerve.loader"):
+        load_in_background(loader, tmp_path / "log", make_batch, received_at=now)
+    assert loader.last_probe_share is not None
+    assert loader.last_probe_share < 0.4
+    assert not [r for r in caplog.records if "dedup window" in r.getMessage()]
 
 
 def test_a_load_with_an_empty_window_is_not_the_probe(

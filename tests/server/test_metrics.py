@@ -41,8 +41,9 @@ def test_metrics_add_up_every_worker_and_match_pipeline_health(
         assert client.post("/v1/batch", json={"batch": []},
                            headers={"Authorization": "Basic eA=="}).status_code == 401
         text = client.get("/metrics").text
-        deadline = time.monotonic() + 20  # the loader's first background load
-        while "nerve_loader_last_load_seconds " not in text and time.monotonic() < deadline:
+        deadline = time.monotonic() + 20  # the loader's background loads of every row
+        while ("nerve_loader_dedup_index_ids 72.0" not in text
+               and time.monotonic() < deadline):
             time.sleep(0.2)
             text = client.get("/metrics").text
     samples = _samples(text)
@@ -60,6 +61,8 @@ def test_metrics_add_up_every_worker_and_match_pipeline_health(
     assert ("nerve_loader_lag_seconds", ()) in samples
     assert 0 < samples[("nerve_loader_last_load_seconds", ())] < 20
     assert 0 <= samples[("nerve_loader_dedup_share", ())] <= 1
+    # the loader's index holds the id of each row loaded: 60 events, 12 quarantined
+    assert samples[("nerve_loader_dedup_index_ids", ())] == 72
     assert server.stop() == 0
 
     health = pipeline_health(ws)

@@ -5,19 +5,23 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from nerve.envelope import ENVELOPE_SCHEMA
+from nerve.loader._recent import RecentIds, Scope, as_datetime
 from nerve.warehouse import EVENT_COLUMNS, JSON_COLUMNS, QUARANTINE_COLUMNS
 
 __all__ = ["LoadStats", "LogRange", "as_json", "commit_load", "commit_ranges", "conform",
            "dedup_within", "read_offsets"]
 
 _JSON = pa.json_(pa.string())
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
 #: chunks with fewer rows than this on average are combined before DuckDB scans them
 _MIN_CHUNK_ROWS = 1024
 
@@ -108,17 +112,47 @@ def scannable(table: pa.Table) -> pa.Table:
 
 
 class _Probes:
-    """The time spent in dedup probes (the queries that look for loaded copies)."""
+    """The dedup probes of one commit (the queries that look for loaded copies of its
+    message_ids), their time, and the index of loaded ids that narrows them, if any."""
 
-    def __init__(self) -> None:
+    def __init__(self, index: dict[str, RecentIds] | None = None) -> None:
         self.seconds = 0.0
+        self.index = index
 
-    def run(self, cursor: Any, sql: str, params: dict[str, Any]) -> Any:
+    def copies(self, cursor: Any, table: str, rows: str, window_start: datetime | None,
+               ) -> pa.Array:
+        """The distinct message_ids of ``rows`` (a FROM clause over the load's rows)
+        already in ``table`` (received since ``window_start``; None: ever)."""
         started = time.perf_counter()
         try:
-            return cursor.execute(sql, params)
+            since = None if window_start is None else (window_start - _EPOCH) // _MICRO
+            scopes: list[Scope] = [(since, None)]
+            recent = None if self.index is None else self.index[table]
+            if recent is not None:
+                new = cursor.execute(f"SELECT hash(message_id) AS h, epoch_us(received_at) "
+                                     f"AS t {rows}").fetchnumpy()
+                hashes = np.asarray(new["h"], np.uint64)
+                scopes = recent.scopes(hashes, since)
+                # indexed now, not after the commit: a later range of this commit must
+                # find them. Should the commit fail, they only cost a needless probe
+                recent.add(hashes, np.asarray(new["t"], np.int64))
+            ids = f"SELECT message_id {rows}"
+            found = [self._probe(cursor, table, ids, scope) for scope in scopes]
+            return pa.concat_arrays(found) if found else pa.array([], pa.string())
         finally:
             self.seconds += time.perf_counter() - started
+
+    @staticmethod
+    def _probe(cursor: Any, table: str, ids: str, scope: Scope) -> pa.Array:
+        start, end = scope
+        where = " AND ".join(
+            [*([] if start is None else ["received_at >= $start"]),
+             *([] if end is None else ["received_at < $end"]), f"message_id IN ({ids})"])
+        params = {name: as_datetime(at) for name, at in (("start", start), ("end", end))
+                  if at is not None}
+        found = cursor.execute(f"SELECT DISTINCT message_id FROM {table} WHERE {where}",
+                               params).to_arrow_table()
+        return found.column(0).combine_chunks().cast(pa.string())
 
 
 def _load_part(cursor: Any, part: pa.Table, table: str, columns: tuple[str, ...], stamp: str,
@@ -132,18 +166,12 @@ def _load_part(cursor: Any, part: pa.Table, table: str, columns: tuple[str, ...]
     if part.num_rows == 0:
         return 0
     view = f"_nerve_load_{table}"
-    window = "" if window_start is None else "received_at >= $window_start AND "
-    params = {} if window_start is None else {"window_start": window_start}
     data = as_json(scannable(part.select(list(columns))))
     cursor.register(view, data)
     try:
-        seen = probes.run(
-            cursor, f"SELECT DISTINCT message_id FROM {table} WHERE {window}"
-            f"message_id IN (SELECT message_id FROM {view})", params
-        ).to_arrow_table()
-        if seen.num_rows:
-            data = data.filter(pc.invert(pc.is_in(data.column("message_id"),
-                                                  value_set=seen.column(0))))
+        seen = probes.copies(cursor, table, f"FROM {view}", window_start)
+        if len(seen):
+            data = data.filter(pc.invert(pc.is_in(data.column("message_id"), value_set=seen)))
             cursor.unregister(view)
             cursor.register(view, data)
         if data.num_rows == 0:
@@ -189,17 +217,13 @@ def _load_fresh(cursor: Any, raw: pa.Table, window_start: datetime | None,
     if pc.count_distinct(ids).as_py() != raw.num_rows:
         return None
     view = "_nerve_load_all"
-    window = "" if window_start is None else "received_at >= $window_start AND "
-    params = {} if window_start is None else {"window_start": window_start}
     invalid = raw.num_rows - raw.column("violations").null_count
     cursor.register(view, as_json(scannable(raw)))
     try:
         for table, has_rows, where in (("events", invalid < raw.num_rows, "IS NULL"),
                                        ("quarantine", invalid > 0, "IS NOT NULL")):
-            if has_rows and probes.run(
-                    cursor, f"SELECT 1 FROM {table} WHERE {window}message_id IN "
-                    f"(SELECT message_id FROM {view} WHERE violations {where}) LIMIT 1",
-                    params).fetchone() is not None:
+            if has_rows and len(probes.copies(
+                    cursor, table, f"FROM {view} WHERE violations {where}", window_start)):
                 return None
         for table, columns, stamp, has_rows, where in (
                 ("events", EVENT_COLUMNS, "loaded_at", invalid < raw.num_rows, "IS NULL"),
@@ -243,8 +267,8 @@ def commit_load(cursor: Any, batches: list[pa.RecordBatch], *, writer: str, segm
                                            batches, rejected)], dedup_window=dedup_window)
 
 
-def commit_ranges(cursor: Any, ranges: list[LogRange], *,
-                  dedup_window: timedelta | None) -> LoadStats:
+def commit_ranges(cursor: Any, ranges: list[LogRange], *, dedup_window: timedelta | None,
+                  index: dict[str, RecentIds] | None = None) -> LoadStats:
     """``commit_load`` for several ranges (any writers, any segments) in ONE transaction.
 
     The outcome is the one of committing the ranges one by one, in order: each range
@@ -253,11 +277,15 @@ def commit_ranges(cursor: Any, ranges: list[LogRange], *,
     grow (measured ~4.3 us per row at 60k rows per commit, ~3.2 us at 250k), and a server
     with one log writer per worker process would otherwise commit each writer's rows
     apart. When no message_id repeats (the usual load), all ranges go in one pass.
+
+    ``index`` (``RecentIds`` of ``events`` and ``quarantine``, kept by the caller across
+    commits) narrows each probe for copies to the hours that may hold one; without it a
+    probe reads every row received within the window.
     """
     tables = [conform(pa.Table.from_batches(r.batches) if r.batches
                       else ENVELOPE_SCHEMA.empty_table()) for r in ranges]
     total = LoadStats()
-    probes = _Probes()
+    probes = _Probes(index)
     cursor.execute("BEGIN TRANSACTION")
     try:
         counts = (_load_together(cursor, tables, dedup_window, probes) if len(tables) > 1

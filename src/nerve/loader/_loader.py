@@ -7,7 +7,7 @@ import os
 import re
 import threading
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +17,7 @@ from nerve._cpu import yield_cpu
 from nerve.errors import WorkspaceError
 from nerve.loader._commit import LoadStats, LogRange, commit_ranges, read_offsets
 from nerve.loader._pace import Pace
+from nerve.loader._recent import DEFAULT_CAPACITY, RecentIds
 from nerve.log import (
     Segment,
     SegmentRead,
@@ -43,7 +44,7 @@ DEFAULT_DEDUP_WINDOW = timedelta(days=7)
 #: seconds between the background loader's looks at the log's backlog
 _POLL_SECONDS = 0.25
 #: a load of _SLOW_LOAD_SECONDS or more that spent _PROBE_SHARE of its time in the dedup
-#: probe (which reads every row received within the window) is worth a warning
+#: probe (which reads every row of the window the index does not hold) is worth a warning
 _SLOW_LOAD_SECONDS = 1.0
 _PROBE_SHARE = 0.5
 
@@ -62,10 +63,13 @@ class Loader:
 
     def __init__(self, log_dir: Path, warehouse: Warehouse, *,
                  dedup_window: timedelta | None = DEFAULT_DEDUP_WINDOW,
-                 max_rows: int = 300_000) -> None:
+                 max_rows: int = 300_000, dedup_index_rows: int = DEFAULT_CAPACITY) -> None:
         self.log_dir = Path(log_dir)
         self.warehouse = warehouse
         self.dedup_window = dedup_window
+        #: message_ids of the window kept in memory per table, to narrow the dedup probe
+        #: (12 bytes each; 0: none, every probe reads the whole window)
+        self.dedup_index_rows = dedup_index_rows
         self.max_rows = max_rows
         #: everything loaded since this loader was created
         self.totals = LoadStats()
@@ -77,6 +81,7 @@ class Loader:
         self.last_probe_share: float | None = None
         self._warned_slow = False
         self._cursor: Any = None
+        self._index: dict[str, RecentIds] | None = None
         self._acked: dict[str, dict[str, int]] = {}
         self._lock = threading.Lock()  # one load at a time
         self._stop = threading.Event()
@@ -85,13 +90,19 @@ class Loader:
     @classmethod
     def for_workspace(cls, ws: Workspace, warehouse: Warehouse) -> Loader:
         """A loader for the workspace's log, with ``[loader] dedup_window`` from nerve.toml
-        (``"24h"``, ``"7d"`` (the default), or ``"all"`` for the whole table)."""
+        (``"24h"``, ``"7d"`` (the default), or ``"all"`` for the whole table) and
+        ``dedup_index_rows`` (message_ids kept in memory per table, 12 bytes each)."""
         section = ws.config.raw.get("loader", {})
+        section = section if isinstance(section, dict) else {}
         window: timedelta | None = DEFAULT_DEDUP_WINDOW
-        if isinstance(section, dict) and "dedup_window" in section:
+        if "dedup_window" in section:
             window = parse_window(section["dedup_window"],
                                   f"{ws.root / 'nerve.toml'}: [loader] dedup_window")
-        return cls(ws.log_dir, warehouse, dedup_window=window)
+        rows = section.get("dedup_index_rows", DEFAULT_CAPACITY)
+        if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
+            raise WorkspaceError(f"{ws.root / 'nerve.toml'}: [loader] dedup_index_rows: "
+                                 f"expected a whole number >= 0, got {rows!r}")
+        return cls(ws.log_dir, warehouse, dedup_window=window, dedup_index_rows=rows)
 
     # ------------------------------------------------------------------ one pass
 
@@ -103,8 +114,7 @@ class Loader:
         commit smaller, and DuckDB's cost per row grows as commits shrink.
         """
         with self._lock:
-            if self._cursor is None:
-                self._cursor = self.warehouse.cursor()
+            self._prepare()
             stats = LoadStats()
             try:
                 offsets = read_offsets(self._cursor)
@@ -183,11 +193,44 @@ class Loader:
                 position = self._commit_frames(segment, [frame], position, stats)
         return end
 
+    @property
+    def dedup_index_ids(self) -> int | None:
+        """message_ids held in the index of the dedup window (None: not built yet)."""
+        index = self._index
+        return None if index is None else sum(r.size for r in index.values())
+
+    def _prepare(self) -> None:
+        """The loader's cursor, and its index of the window's message_ids (once)."""
+        if self._cursor is None:
+            self._cursor = self.warehouse.cursor()
+        if self._index is None and self.dedup_index_rows:
+            self._index = self._build_index()
+
     def _commit(self, ranges: list[LogRange]) -> LoadStats:
-        stats = commit_ranges(self._cursor, ranges, dedup_window=self.dedup_window)
+        try:
+            stats = commit_ranges(self._cursor, ranges, dedup_window=self.dedup_window,
+                                  index=self._index)
+        except BaseException:
+            # it holds the failed commit's ids too: harmless, but retries would pile them up
+            self._index = None
+            raise
         log.debug("loaded %s: %s", ", ".join(f"{r.writer}/{r.segment} [{r.start_offset}, "
                                               f"{r.end_offset})" for r in ranges), stats)
         return stats
+
+    def _build_index(self) -> dict[str, RecentIds]:
+        """Index the message_ids received within the window, as of now (docs/storage.md)."""
+        started = time.monotonic()
+        since = (None if self.dedup_window is None else
+                 (datetime.now(UTC) - self.dedup_window - _EPOCH) // timedelta(microseconds=1))
+        index = {table: RecentIds.build(self._cursor, table, since, self.dedup_index_rows)
+                 for table in ("events", "quarantine")}
+        log.info("loader: indexed the message_ids of the dedup window in %.1f s: %s",
+                 time.monotonic() - started,
+                 ", ".join(f"{t} {r.size:,}" + ("" if r.covered_from == since else
+                                                 " (the window's older rows not indexed)")
+                           for t, r in index.items()))
+        return index
 
     def _reject(self, segment: Segment, batch: pa.RecordBatch, start: int, end: int,
                 exc: BaseException) -> LoadStats:
@@ -235,6 +278,11 @@ class Loader:
             yield_cpu()
         poll = min(_POLL_SECONDS, pace.interval)
         backoff = poll
+        try:  # before the first load, so that the pace does not count it as one
+            with self._lock:
+                self._prepare()
+        except Exception:  # the first load tries again, and reports it
+            log.exception("loader: indexing the dedup window failed")
         while not self._stop.is_set():
             try:
                 if pace.due(backlog_bytes(self.log_dir), time.monotonic()):
@@ -253,7 +301,8 @@ class Loader:
             self._stop.wait(backoff)
 
     def _warn_if_slow(self, stats: LoadStats, seconds: float) -> None:
-        """Say once when the dedup probe is most of a slow load: the window holds many rows."""
+        """Say once when the dedup probe is most of a slow load: the window holds many rows
+        the index does not."""
         if (self._warned_slow or seconds < _SLOW_LOAD_SECONDS
                 or stats.probe_seconds < _PROBE_SHARE * seconds):
             return
@@ -261,12 +310,14 @@ class Loader:
         window = ("all: the whole table" if self.dedup_window is None
                   else f"{self.dedup_window.total_seconds() / 3600:g} hours")
         log.warning("loader: a load of %d rows took %.1f s, %.0f%% of it looking for copies of "
-                    "its message_ids among every row received within the dedup window (%s). "
-                    "That cost grows with the rows in the window, not with the load: loads "
-                    "now wait longer between them and rows reach the warehouse later. A "
-                    "shorter window ([loader] dedup_window in nerve.toml; docs/storage.md "
-                    "says how to size it) makes loads cheaper", stats.rows_in, seconds,
-                    100 * stats.probe_seconds / seconds, window)
+                    "its message_ids among the rows received within the dedup window (%s) "
+                    "that its index of loaded ids does not hold: every one of them is read, "
+                    "however few rows the load brings. Loads now wait longer between them "
+                    "and rows reach the warehouse later. A shorter window ([loader] "
+                    "dedup_window in nerve.toml) or a larger index ([loader] "
+                    "dedup_index_rows, now %s; 12 bytes of memory each) makes loads "
+                    "cheaper; docs/storage.md says how to size them", stats.rows_in, seconds,
+                    100 * stats.probe_seconds / seconds, window, f"{self.dedup_index_rows:,}")
 
     def stop(self) -> None:
         """Stop the background thread after a final drain of the log."""
@@ -298,6 +349,7 @@ class _Pending:
         return parts
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _WINDOW = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 

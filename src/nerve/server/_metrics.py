@@ -188,8 +188,14 @@ class _WorkspaceGauges:
         if share is not None:
             yield GaugeMetricFamily("nerve_loader_dedup_share", "Share of the loader's last "
                                     "load spent looking for copies among the rows received "
-                                    "within the dedup window (near 1: shorten the window)",
+                                    "within the dedup window that its index does not hold "
+                                    "(near 1: shorten the window or grow the index)",
                                     value=share)
+        indexed = getattr(loader, "dedup_index_ids", None)
+        if indexed is not None:
+            yield GaugeMetricFamily("nerve_loader_dedup_index_ids", "message_ids of the dedup "
+                                    "window held in the loader's memory (12 bytes each)",
+                                    value=indexed)
 
 
 async def metrics_endpoint(request: Request) -> Response:
