@@ -3,6 +3,7 @@ and loads with it leave the warehouse exactly as loads without it."""
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -182,3 +185,52 @@ def test_a_new_loader_finds_copies_loaded_before_it_from_its_index(
     assert all(lo is not None and hi is not None for lo, hi in scopes)
     assert sum(hi - lo for lo, hi in scopes) < 2 * H + 60_000_000  # type: ignore[operator]
     assert warehouse.query("SELECT count(*) AS n FROM events").column("n")[0].as_py() == 1001
+
+
+def test_a_failed_commit_leaves_the_index_as_it_was(
+        tmp_path: Path, warehouse: Warehouse, make_batch: Callable[..., Any],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A commit the warehouse refuses adds nothing to the index, and the index is not
+    rebuilt for it (a warehouse that fails for an hour must not cost a rebuild a retry):
+    it holds exactly the rows that were loaded."""
+    now = time.time_ns() // 1000
+    rows = make_batch(2, start=10, received_at=now).to_pylist()
+    rows[1]["message_id"] = None  # NOT NULL in the warehouse: the commit fails
+    good = make_batch(3, received_at=now)
+    poison = pa.RecordBatch.from_pylist(rows, schema=good.schema)
+    with LogWriter(tmp_path / "log") as writer, \
+            caplog.at_level(logging.INFO, logger="nerve.loader"):
+        writer.append(good)
+        writer.append(poison)
+        writer.append(make_batch(2, start=20, received_at=now))
+        writer.sync()
+        loader = Loader(tmp_path / "log", warehouse)
+        stats = loader.load_once()
+    assert (stats.loaded, stats.rejected) == (5, 2)
+    assert loader.dedup_index_ids == 5
+    assert len([r for r in caplog.records if "indexed the message_ids" in r.getMessage()]) == 1
+
+
+def test_a_commit_of_rows_far_apart_in_time_indexes_them_all(
+        tmp_path: Path, warehouse: Warehouse, make_envelope: Callable[..., Any]) -> None:
+    """One commit holds an old writer's rows and a new writer's, further apart than the
+    window, with a copy among them (so each range is probed on its own): the old rows
+    are indexed too, and a later copy of one of them, as old, is found."""
+    now = time.time_ns() // 1000
+    window = timedelta(hours=3)
+    log_dir = tmp_path / "log"
+    with LogWriter(log_dir, "old") as old, LogWriter(log_dir, "new") as new:
+        old.append(to_record_batch([make_envelope(i, message_id=f"old{i}",
+                                                  received_at=now - 10 * H + i)
+                                    for i in range(3)]))
+        new.append(to_record_batch([make_envelope(i, message_id=f"new{i % 2}",
+                                                  received_at=now + i) for i in range(3)]))
+        old.sync()
+        new.sync()
+        loader = Loader(log_dir, warehouse, dedup_window=window)
+        assert loader.load_once().loaded == 5
+        old.append(to_record_batch([make_envelope(9, message_id="old1",
+                                                  received_at=now - 10 * H + 9)]))
+        old.sync()
+        stats = loader.load_once()
+    assert (stats.loaded, stats.duplicates) == (0, 1)

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from nerve.envelope import ENVELOPE_SCHEMA
-from nerve.loader._recent import RecentIds, Scope, as_datetime
+from nerve.loader._recent import RecentIds, Scope, as_datetime, merge_scopes
 from nerve.warehouse import EVENT_COLUMNS, JSON_COLUMNS, QUARANTINE_COLUMNS
 
 __all__ = ["LoadStats", "LogRange", "as_json", "commit_load", "commit_ranges", "conform",
@@ -113,11 +113,18 @@ def scannable(table: pa.Table) -> pa.Table:
 
 class _Probes:
     """The dedup probes of one commit (the queries that look for loaded copies of its
-    message_ids), their time, and the index of loaded ids that narrows them, if any."""
+    message_ids), their time, and the index of loaded ids that narrows them, if any.
+
+    The ids this commit brings are indexed once it has committed (``committed``); until
+    then they are held apart, so that a later range of the same commit still finds them
+    and a commit that fails leaves the index as it was.
+    """
 
     def __init__(self, index: dict[str, RecentIds] | None = None) -> None:
         self.seconds = 0.0
-        self.index = index
+        self.index = index or None  # emptied (see committed): none until rebuilt
+        self._pending = {table: RecentIds(covered_from=None, capacity=1 << 62)
+                         for table in index or ()}
 
     def copies(self, cursor: Any, table: str, rows: str, window_start: datetime | None,
                ) -> pa.Array:
@@ -127,20 +134,31 @@ class _Probes:
         try:
             since = None if window_start is None else (window_start - _EPOCH) // _MICRO
             scopes: list[Scope] = [(since, None)]
-            recent = None if self.index is None else self.index[table]
-            if recent is not None:
+            if self.index is not None:
                 new = cursor.execute(f"SELECT hash(message_id) AS h, epoch_us(received_at) "
                                      f"AS t {rows}").fetchnumpy()
                 hashes = np.asarray(new["h"], np.uint64)
-                scopes = recent.scopes(hashes, since)
-                # indexed now, not after the commit: a later range of this commit must
-                # find them. Should the commit fail, they only cost a needless probe
-                recent.add(hashes, np.asarray(new["t"], np.int64))
+                pending = self._pending[table]
+                # in the pending ids, forget nothing: all of them are indexed at the end
+                scopes = merge_scopes([*self.index[table].scopes(hashes, since),
+                                       *pending.holding(hashes, since)])
+                pending.add(hashes, np.asarray(new["t"], np.int64))
             ids = f"SELECT message_id {rows}"
             found = [self._probe(cursor, table, ids, scope) for scope in scopes]
             return pa.concat_arrays(found) if found else pa.array([], pa.string())
         finally:
             self.seconds += time.perf_counter() - started
+
+    def committed(self) -> None:
+        """Index the ids of the commit, now that it is done."""
+        if self.index is None:
+            return
+        try:
+            for table, pending in self._pending.items():
+                self.index[table].merge(pending)
+        except BaseException:
+            self.index.clear()  # part of the commit is not indexed: the loader rebuilds it
+            raise
 
     @staticmethod
     def _probe(cursor: Any, table: str, ids: str, scope: Scope) -> pa.Array:
@@ -304,6 +322,7 @@ def commit_ranges(cursor: Any, ranges: list[LogRange], *, dedup_window: timedelt
         with contextlib.suppress(Exception):  # a failed COMMIT has already rolled back
             cursor.execute("ROLLBACK")
         raise
+    probes.committed()
     return total
 
 

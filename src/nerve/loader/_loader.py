@@ -203,17 +203,12 @@ class Loader:
         """The loader's cursor, and its index of the window's message_ids (once)."""
         if self._cursor is None:
             self._cursor = self.warehouse.cursor()
-        if self._index is None and self.dedup_index_rows:
+        if not self._index and self.dedup_index_rows:  # emptied: a commit was not indexed
             self._index = self._build_index()
 
     def _commit(self, ranges: list[LogRange]) -> LoadStats:
-        try:
-            stats = commit_ranges(self._cursor, ranges, dedup_window=self.dedup_window,
-                                  index=self._index)
-        except BaseException:
-            # it holds the failed commit's ids too: harmless, but retries would pile them up
-            self._index = None
-            raise
+        stats = commit_ranges(self._cursor, ranges, dedup_window=self.dedup_window,
+                              index=self._index)
         log.debug("loaded %s: %s", ", ".join(f"{r.writer}/{r.segment} [{r.start_offset}, "
                                               f"{r.end_offset})" for r in ranges), stats)
         return stats

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DEFAULT_CAPACITY", "HOUR_US", "RecentIds", "Scope", "as_datetime"]
+__all__ = ["DEFAULT_CAPACITY", "HOUR_US", "RecentIds", "Scope", "as_datetime", "merge_scopes"]
 
 HOUR_US = 3_600_000_000
 #: ids kept at most per table (12 bytes each: 768 MiB), a week at 100 events/s
@@ -96,6 +96,10 @@ class RecentIds:
         order = np.argsort(hashes)
         self._add_sorted(hashes[order], (received_us[order] // HOUR_US).astype(np.int32))
 
+    def merge(self, other: RecentIds) -> None:
+        """Index every id ``other`` holds (a commit's, once it is done)."""
+        self._add_sorted(*_merge(*other._runs))
+
     def _add_sorted(self, hashes: np.ndarray, hours: np.ndarray) -> None:
         """``add`` for hashes in order, with the hour of each."""
         if not len(hashes):
@@ -116,17 +120,24 @@ class RecentIds:
 
     def scopes(self, hashes: np.ndarray, since: int | None) -> list[Scope]:
         """The ranges of ``received_at`` (from ``since`` on) that may hold a row with one
-        of ``hashes``: the hours where one is found, and whatever is not indexed."""
+        of ``hashes``: the hours where one is found, and whatever is not indexed. Hours
+        wholly before ``since`` are forgotten (out of every later window)."""
         if since is not None:
-            self._forget_before(since // HOUR_US)  # hours wholly out of the window
-        scopes: list[Scope] = []
+            self._forget_before(since // HOUR_US)
+        scopes = self.holding(hashes, since)
         if self.covered_from is not None and (since is None or since < self.covered_from):
             scopes.append((since, self.covered_from))
+        return merge_scopes(scopes)
+
+    def holding(self, hashes: np.ndarray, since: int | None) -> list[Scope]:
+        """The hours (from ``since`` on) where one of ``hashes`` is indexed; nothing is
+        forgotten, and what is not indexed is not included."""
+        scopes: list[Scope] = []
         for hour in self._hours_of(np.sort(hashes)):
             start, end = hour * HOUR_US, (hour + 1) * HOUR_US
             if since is None or end > since:
                 scopes.append((start if since is None else max(start, since), end))
-        return _merged(scopes)
+        return scopes
 
     def _hours_of(self, hashes: np.ndarray) -> list[int]:
         """The hours of the indexed rows whose hash is one of ``hashes`` (sorted)."""
@@ -168,7 +179,7 @@ def _merge(run: tuple[np.ndarray, np.ndarray], new: tuple[np.ndarray, np.ndarray
     return np.insert(run[0], at, new[0]), np.insert(run[1], at, new[1])
 
 
-def _merged(scopes: list[Scope]) -> list[Scope]:
+def merge_scopes(scopes: list[Scope]) -> list[Scope]:
     """Adjacent or overlapping ranges as one (fewer probe queries)."""
     out: list[Scope] = []
     for start, end in sorted(scopes, key=lambda s: -1 << 62 if s[0] is None else s[0]):
