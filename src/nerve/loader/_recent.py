@@ -16,7 +16,8 @@ at once; an insert copies only the small array, and the large one now and then.
 It is exact as long as the loader that keeps it is the warehouse's only writer of new
 rows (``nerve quarantine replay`` needs the server stopped; forgetting and retention only
 delete, which at worst leaves a hash that costs one needless probe). It is built from
-the warehouse before the loader's first load, and thrown away on any failed commit.
+the warehouse before the loader's first load, and takes a commit's ids once it has
+committed.
 
 When the window holds more rows than ``capacity``, the oldest hours are not indexed:
 probes read them in full (before ``covered_from``), as every probe did before.
