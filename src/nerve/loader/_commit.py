@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -13,15 +13,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from nerve.envelope import ENVELOPE_SCHEMA
-from nerve.loader._recent import RecentIds, Scope, as_datetime, merge_scopes
+from nerve.loader._recent import RecentIds, Scope, as_datetime, as_micros, merge_scopes
 from nerve.warehouse import EVENT_COLUMNS, JSON_COLUMNS, QUARANTINE_COLUMNS
 
 __all__ = ["LoadStats", "LogRange", "as_json", "commit_load", "commit_ranges", "conform",
            "dedup_within", "read_offsets"]
 
 _JSON = pa.json_(pa.string())
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICRO = timedelta(microseconds=1)
 #: chunks with fewer rows than this on average are combined before DuckDB scans them
 _MIN_CHUNK_ROWS = 1024
 
@@ -132,7 +130,7 @@ class _Probes:
         already in ``table`` (received since ``window_start``; None: ever)."""
         started = time.perf_counter()
         try:
-            since = None if window_start is None else (window_start - _EPOCH) // _MICRO
+            since = None if window_start is None else as_micros(window_start)
             scopes: list[Scope] = [(since, None)]
             if self.index is not None:
                 new = cursor.execute(f"SELECT hash(message_id) AS h, epoch_us(received_at) "

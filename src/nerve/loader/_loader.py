@@ -17,7 +17,7 @@ from nerve._cpu import yield_cpu
 from nerve.errors import WorkspaceError
 from nerve.loader._commit import LoadStats, LogRange, commit_ranges, read_offsets
 from nerve.loader._pace import Pace
-from nerve.loader._recent import DEFAULT_CAPACITY, RecentIds
+from nerve.loader._recent import DEFAULT_CAPACITY, RecentIds, as_micros
 from nerve.log import (
     Segment,
     SegmentRead,
@@ -216,8 +216,8 @@ class Loader:
     def _build_index(self) -> dict[str, RecentIds]:
         """Index the message_ids received within the window, as of now (docs/storage.md)."""
         started = time.monotonic()
-        since = (None if self.dedup_window is None else
-                 (datetime.now(UTC) - self.dedup_window - _EPOCH) // timedelta(microseconds=1))
+        since = (None if self.dedup_window is None
+                 else as_micros(datetime.now(UTC) - self.dedup_window))
         index = {table: RecentIds.build(self._cursor, table, since, self.dedup_index_rows)
                  for table in ("events", "quarantine")}
         log.info("loader: indexed the message_ids of the dedup window in %.1f s: %s",
@@ -344,7 +344,6 @@ class _Pending:
         return parts
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _WINDOW = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 

@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DEFAULT_CAPACITY", "HOUR_US", "RecentIds", "Scope", "as_datetime", "merge_scopes"]
+__all__ = ["DEFAULT_CAPACITY", "HOUR_US", "RecentIds", "Scope", "as_datetime", "as_micros",
+           "merge_scopes"]
 
 HOUR_US = 3_600_000_000
 #: ids kept at most per table (12 bytes each: 768 MiB), a week at 100 events/s
@@ -45,7 +46,13 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def as_datetime(us: int) -> datetime:
+    """Microseconds since the epoch as an aware datetime (UTC)."""
     return _EPOCH + timedelta(microseconds=us)
+
+
+def as_micros(at: datetime) -> int:
+    """An aware datetime as microseconds since the epoch."""
+    return (at - _EPOCH) // timedelta(microseconds=1)
 
 
 class RecentIds:
