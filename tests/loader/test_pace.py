@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from tests.log.conftest import T0
 
 from nerve.loader import Loader, Pace
+from nerve.loader import _commit as commit_module
 from nerve.loader import _loader as loader_module
 from nerve.log import LogWriter
 from nerve.warehouse import Warehouse
@@ -213,19 +214,27 @@ def test_a_load_spent_in_the_dedup_probe_is_measured_and_explained_once(
 
 def test_with_the_index_a_small_load_does_not_read_the_window(
         tmp_path: Path, warehouse: Warehouse, make_batch: MakeBatch,
-        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """The same 6M rows, received an hour ago: the loader's index of the window's ids
-    finds none of the load's, so the probe reads no hour of them, and nothing is logged."""
-    monkeypatch.setattr(loader_module, "_SLOW_LOAD_SECONDS", 0.0)
-    monkeypatch.setattr(loader_module, "_PROBE_SHARE", 0.4)
+    finds none of the loads' ids among them, so no probe query reads any of them."""
+    probes: list[tuple[Any, ...]] = []
+    original = commit_module._Probes._probe
+
+    def counted(*args: Any) -> Any:
+        probes.append(args[-1])  # the range of received_at it reads
+        return original(*args)
+
+    monkeypatch.setattr(commit_module._Probes, "_probe", staticmethod(counted))
     now = time.time_ns() // 1000
     fill_window(warehouse, 6_000_000, t0=now)
     loader = Loader(tmp_path / "log", warehouse)
-    with caplog.at_level(logging.WARNING, logger="nerve.loader"):
-        load_in_background(loader, tmp_path / "log", make_batch, received_at=now)
-    assert loader.last_probe_share is not None
-    assert loader.last_probe_share < 0.4
-    assert not [r for r in caplog.records if "dedup window" in r.getMessage()]
+    load_in_background(loader, tmp_path / "log", make_batch, received_at=now)
+    assert probes == []
+    assert loader.dedup_index_ids == 6_000_000 + 4
+    # without the index, the same loads read the window: the spy sees one probe each
+    plain = Loader(tmp_path / "log2", warehouse, dedup_index_rows=0)
+    load_in_background(plain, tmp_path / "log2", make_batch, received_at=now)
+    assert len(probes) == 2
 
 
 def test_a_load_with_an_empty_window_is_not_the_probe(

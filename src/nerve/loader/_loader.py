@@ -216,8 +216,10 @@ class Loader:
     def _build_index(self) -> dict[str, RecentIds]:
         """Index the message_ids received within the window, as of now (docs/storage.md)."""
         started = time.monotonic()
+        # an hour more than the window: the window of rows received a little before now
+        # (a backlog) is then indexed too, and their loads need no full probe of the rest
         since = (None if self.dedup_window is None
-                 else as_micros(datetime.now(UTC) - self.dedup_window))
+                 else as_micros(datetime.now(UTC) - self.dedup_window - timedelta(hours=1)))
         index = {table: RecentIds.build(self._cursor, table, since, self.dedup_index_rows)
                  for table in ("events", "quarantine")}
         log.info("loader: indexed the message_ids of the dedup window in %.1f s: %s",
