@@ -105,8 +105,14 @@ class RecentIds:
         self._add_sorted(hashes[order], (received_us[order] // HOUR_US).astype(np.int32))
 
     def merge(self, other: RecentIds) -> None:
-        """Index every id ``other`` holds (a commit's, once it is done)."""
-        self._add_sorted(*_merge(*other._runs))
+        """Index every id ``other`` holds (a commit's, once it is done), each (hash, hour)
+        once: a load with copies probes its ids twice, and ``other`` holds them twice."""
+        hashes, hours = _merge(*other._runs)
+        if len(hashes) > 1:
+            first = np.concatenate(([True], (hashes[1:] != hashes[:-1])
+                                    | (hours[1:] != hours[:-1])))
+            hashes, hours = hashes[first], hours[first]
+        self._add_sorted(hashes, hours)
 
     def _add_sorted(self, hashes: np.ndarray, hours: np.ndarray) -> None:
         """``add`` for hashes in order, with the hour of each."""
