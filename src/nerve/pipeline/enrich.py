@@ -79,7 +79,7 @@ def enrich_context(
     else:
         from_header = False
     additions = context_additions(agent[:1024], from_header, bool(result.get("os")),
-                           bool(result.get("device")), bool(result.get("browser")))
+                                  bool(result.get("device")), bool(result.get("browser")))
     if additions:
         result.update(additions)
     return result
@@ -87,7 +87,7 @@ def enrich_context(
 
 @functools.lru_cache(maxsize=16384)
 def context_additions(agent: str, from_header: bool, has_os: bool, has_device: bool,
-               has_browser: bool) -> tuple[tuple[str, Any], ...]:
+                      has_browser: bool) -> tuple[tuple[str, Any], ...]:
     """What enrichment adds to a context, per agent and per which fields it already has.
 
     Cached: traffic repeats a few agents and context shapes, and this was most of the
