@@ -17,6 +17,7 @@ import pytest
 from nerve.errors import WorkspaceError
 from nerve.loader import Loader, LoadStats
 from nerve.log import LogWriter, backlog_bytes, list_segments
+from nerve.log._frame import FrameKind, _encode, encode_batch, encode_schema
 from nerve.warehouse import Warehouse
 
 MakeBatch = Callable[..., pa.RecordBatch]
@@ -188,6 +189,40 @@ def test_a_sealed_segment_with_a_corrupt_frame_is_loaded_up_to_it_and_set_aside(
     Loader(log_dir, warehouse).load_once()
     assert count(warehouse, "SELECT count(*) FROM events") == 2
     assert path.with_name(path.name + ".corrupt").exists()
+
+
+def test_a_verified_frame_that_does_not_decode_ends_a_sealed_segment(
+    tmp_path: Path, warehouse: Warehouse, make_batch: MakeBatch,
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    log_dir = tmp_path / "log"
+    with LogWriter(log_dir, "w0") as writer:
+        writer.append(make_batch(2))
+        writer.sync()
+    path = list_segments(log_dir, "w0")[0].path
+    end = path.stat().st_size
+    with path.open("ab") as f:  # its checksum verifies; its LZ4 does not
+        f.write(_encode(FrameKind.LZ4_BATCH, b"\x40\x00\x00\x00" + b"not lz4" * 8))
+        f.write(encode_batch(make_batch(2, start=10)))
+    (log_dir / "w0" / "99999999999999999999-00000000.seg").write_bytes(b"")
+    with caplog.at_level(logging.WARNING):
+        Loader(log_dir, warehouse).load_once()
+    assert count(warehouse, "SELECT count(*) FROM events") == 2
+    assert path.with_name(path.name + ".corrupt").exists()
+    assert f"LZ4_BATCH frame at offset {end}" in caplog.text
+
+
+def test_segments_of_uncompressed_frames_still_load(
+    tmp_path: Path, warehouse: Warehouse, make_batch: MakeBatch
+) -> None:
+    folder = tmp_path / "log" / "w0"
+    folder.mkdir(parents=True)
+    batch = make_batch(3)
+    (folder / "00000000000000000001-00000000.seg").write_bytes(
+        encode_schema(batch.schema) + encode_batch(batch, compress=False)
+        + encode_batch(make_batch(2, start=3)))
+    assert Loader(tmp_path / "log", warehouse).load_once().loaded == 5
+    assert count(warehouse, "SELECT count(DISTINCT message_id) FROM events") == 5
 
 
 def test_a_dedup_window_limits_how_far_back_copies_are_found(

@@ -68,8 +68,8 @@ def test_sigkill_mid_load_neither_loses_nor_duplicates(tmp_path: Path,
     url = f"duckdb://{tmp_path / 'wh.duckdb'}"
     expected: set[str] = set()
     resent = 0
-    with LogWriter(log_dir, "w0", segment_bytes=40_000) as w0, \
-            LogWriter(log_dir, "w1", segment_bytes=40_000) as w1:
+    with LogWriter(log_dir, "w0", segment_bytes=16_000) as w0, \
+            LogWriter(log_dir, "w1", segment_bytes=16_000) as w1:
         for i in range(120):
             batch = make_batch(60, start=60 * i)
             expected.update(batch.column("message_id").to_pylist())

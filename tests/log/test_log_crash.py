@@ -21,7 +21,7 @@ CHILD = textwrap.dedent("""
     from nerve.log import LogWriter
 
     log_dir, run = Path(sys.argv[1]), sys.argv[2]
-    writer = LogWriter(log_dir, "w0", segment_bytes=30_000)
+    writer = LogWriter(log_dir, "w0", segment_bytes=12_000)
     print("ready", flush=True)
     n = 0
     while True:

@@ -14,6 +14,7 @@ from nerve.log._frame import (
     Frame,
     FrameKind,
     Tail,
+    _encode,
     decode_batch,
     decode_schema,
     encode_batch,
@@ -28,10 +29,10 @@ def test_schema_and_batches_round_trip(make_batch: Callable[..., pa.RecordBatch]
     items = list(iter_frames(data))
     assert items[-1] is Tail.CLEAN
     frames = [f for f in items if isinstance(f, Frame)]
-    assert [f.kind for f in frames] == [FrameKind.SCHEMA] + [FrameKind.BATCH] * 3
+    assert [f.kind for f in frames] == [FrameKind.SCHEMA] + [FrameKind.LZ4_BATCH] * 3
     schema = decode_schema(frames[0].payload)
     assert schema.equals(ENVELOPE_SCHEMA)
-    decoded = [decode_batch(f.payload, schema) for f in frames[1:]]
+    decoded = [decode_batch(f, schema) for f in frames[1:]]
     assert [b.to_pylist() for b in decoded] == [b.to_pylist() for b in batches]
     assert frames[-1].end == len(data)
     assert all(a.end == b.start for a, b in itertools.pairwise(frames))
@@ -74,3 +75,22 @@ def test_a_damaged_header_is_corrupt(make_batch: Callable[..., pa.RecordBatch],
 def test_garbage_is_not_a_frame() -> None:
     assert list(iter_frames(b"\x00" * 64)) == [Tail.CORRUPT]
     assert list(iter_frames(b"")) == [Tail.CLEAN]
+
+
+def test_batches_are_compressed_and_the_plain_kind_still_reads(
+        make_batch: Callable[..., pa.RecordBatch]) -> None:
+    batch = make_batch(50)
+    compressed, plain = encode_batch(batch), encode_batch(batch, compress=False)
+    assert len(compressed) < len(plain) / 2
+    frames = [f for f in iter_frames(compressed + plain) if isinstance(f, Frame)]
+    assert [f.kind for f in frames] == [FrameKind.LZ4_BATCH, FrameKind.BATCH]
+    assert all(decode_batch(f, batch.schema).equals(batch) for f in frames)
+
+
+@pytest.mark.parametrize("payload", [b"", b"\x10\x00", b"\xff\xff\x00\x00not lz4 at all",
+                                     b"\x08\x00\x00\x00\x04\x22\x4d\x18garbage"])
+def test_a_verified_frame_that_does_not_decode_is_a_value_error(payload: bytes) -> None:
+    (frame, _) = iter_frames(_encode(FrameKind.LZ4_BATCH, payload))
+    assert isinstance(frame, Frame)
+    with pytest.raises(ValueError, match="LZ4_BATCH frame at offset 0"):
+        decode_batch(frame, ENVELOPE_SCHEMA)

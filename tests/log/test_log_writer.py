@@ -44,7 +44,7 @@ def test_appended_and_synced_batches_read_back_in_order(tmp_path: Path,
 
 def test_segments_roll_by_size_and_only_the_newest_is_open(tmp_path: Path,
                                                           make_batch: MakeBatch) -> None:
-    with LogWriter(tmp_path, "w0", segment_bytes=8_000) as writer:
+    with LogWriter(tmp_path, "w0", segment_bytes=4_000) as writer:
         for i in range(30):
             writer.append(make_batch(10, start=100 * i))
         writer.sync()
@@ -91,7 +91,7 @@ def test_writer_ids_are_plain_folder_names(tmp_path: Path) -> None:
 
 def test_concurrent_appends_and_syncs_lose_nothing(tmp_path: Path,
                                                   make_batch: MakeBatch) -> None:
-    writer = LogWriter(tmp_path, "w0", segment_bytes=50_000)
+    writer = LogWriter(tmp_path, "w0", segment_bytes=15_000)
     errors: list[Exception] = []
 
     def work(t: int) -> None:

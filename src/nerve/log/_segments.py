@@ -32,6 +32,7 @@ import orjson
 import pyarrow as pa
 
 from nerve.log._frame import (
+    BATCH_KINDS,
     HEADER,
     MAX_PAYLOAD,
     Frame,
@@ -149,10 +150,15 @@ def read_segment(path: Path, offset: int = 0) -> SegmentRead:
         if isinstance(item, Tail):
             result.tail = item
             break
-        if item.kind is not FrameKind.BATCH:
+        try:
+            if item.kind not in BATCH_KINDS:
+                raise ValueError(f"a {item.kind.name} frame after the schema")
+            batch = decode_batch(item, schema)
+        except ValueError as e:
+            log.warning("%s: %s", path, e)
             result.tail = Tail.CORRUPT
             break
-        result.batches.append((item.end, decode_batch(item.payload, schema)))
+        result.batches.append((item.end, batch))
         result.end = item.end
     return result
 
