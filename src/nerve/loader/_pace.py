@@ -50,8 +50,9 @@ class Pace:
     interval: float = 1.0
     #: seconds it waits at most for a full batch under heavy traffic
     max_delay: float = 3.0
-    #: a backlog this large is loaded at once (~250k rows of typical events)
-    batch_bytes: int = 128 << 20
+    #: a backlog this large is loaded at once: ~230k rows of typical events in the log's
+    #: compressed frames (~140 bytes each), ~450k of the ingest benchmark's (short ids)
+    batch_bytes: int = 32 << 20
     #: under light traffic, the largest share of the time spent loading
     duty: float = 0.25
     #: no load before this (a slow load's rest), unless a full batch is waiting
