@@ -88,7 +88,8 @@ def test_batches_are_compressed_and_the_plain_kind_still_reads(
 
 
 @pytest.mark.parametrize("payload", [b"", b"\x10\x00", b"\xff\xff\x00\x00not lz4 at all",
-                                     b"\x08\x00\x00\x00\x04\x22\x4d\x18garbage"])
+                                     b"\x08\x00\x00\x00\x04\x22\x4d\x18garbage",
+                                     b"\xff\xff\xff\x7fa size past the frame limit"])
 def test_a_verified_frame_that_does_not_decode_is_a_value_error(payload: bytes) -> None:
     (frame, _) = iter_frames(_encode(FrameKind.LZ4_BATCH, payload))
     assert isinstance(frame, Frame)

@@ -118,11 +118,13 @@ def decode_batch(frame: Frame, schema: pa.Schema) -> pa.RecordBatch:
     try:
         if frame.kind is FrameKind.LZ4_BATCH:
             (size,) = _SIZE.unpack_from(frame.payload)
-            if size > MAX_PAYLOAD:
-                raise ValueError(f"a compressed batch of {size} bytes")
+            if size > MAX_PAYLOAD:  # a damaged size: do not allocate it
+                raise ValueError(f"says its batch has {size} bytes")
             message = pa.decompress(message[_SIZE.size:], size, codec="lz4")
         return pa.ipc.read_record_batch(message, schema)
-    except (pa.ArrowException, OSError, struct.error) as e:
+    except pa.ArrowMemoryError:
+        raise  # the process is short of memory; the frame may be fine
+    except (pa.ArrowException, ValueError, OSError, struct.error) as e:  # LZ4's is an OSError
         raise ValueError(f"{frame.kind.name} frame at offset {frame.start}: {e}") from e
 
 
