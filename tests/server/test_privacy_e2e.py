@@ -3,8 +3,9 @@
 A real ``nerve serve`` receives events carrying an email, a sensitive value, a device id
 and IP addresses (in the message, and from the trusted proxy header). After a graceful
 stop, every file under the workspace (log segments, the DuckDB file, server output...) is
-searched byte for byte: no raw value may appear, while the keyed hashes and a control
-value that is not personal must (so the search itself is shown to see the data).
+searched byte for byte, the log's frames decompressed and the warehouse's tables read
+back as well: no raw value may appear, while the keyed hashes and a control value that
+is not personal must (so the search itself is shown to see the data).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import httpx
 from serverkit import basic, rows, write_key
 
+from nerve.log._frame import Frame, decode_batch, decode_schema, iter_frames
 from nerve.pipeline import pseudonymise
 from nerve.workspace import Workspace
 
@@ -60,6 +62,18 @@ def _files(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file()]
 
 
+def _searchable(path: Path) -> bytes:
+    """A file's bytes, and for a log segment its frames' decompressed payloads too: LZ4
+    may store a repeated value as a back-reference, which a byte search would miss."""
+    data = path.read_bytes()
+    if path.suffix != ".seg":
+        return data
+    frames = [f for f in iter_frames(data) if isinstance(f, Frame)]
+    schema = decode_schema(frames[0].payload)
+    return data + b"".join(decode_batch(f, schema).serialize().to_pybytes()
+                           for f in frames[1:])
+
+
 def test_no_raw_personal_value_is_in_any_file_nerve_wrote(
         make_workspace: Callable[..., Workspace], serve: Callable[..., object]) -> None:
     ws = make_workspace({"signup.yaml": SIGNUP, "identify.yaml": IDENTIFY})
@@ -102,14 +116,25 @@ def test_no_raw_personal_value_is_in_any_file_nerve_wrote(
 
     files = _files(ws.root)
     assert any("log" in p.parts for p in files) or any(p.suffix == ".duckdb" for p in files)
-    contents = {p: p.read_bytes() for p in files}
+    contents = {p: _searchable(p) for p in files}
+    segments = [p for p in files if p.suffix == ".seg"]
+    assert segments, "the log's open segment stays after a stop"
     for raw in (EMAIL, PHONE, DEVICE, DIAGNOSIS, MESSAGE_IP, PROXY_IP, QUARANTINED_EMAIL):
         holders = [str(p.relative_to(ws.root)) for p, data in contents.items()
                    if raw.encode() in data]
         assert holders == [], f"{raw!r} was written raw to {holders}"
+    # DuckDB compresses its columns too: search every table's values as well
+    tables = [r["table_name"] for r in rows(ws, "SELECT table_name FROM "
+                                                "information_schema.tables")]
+    assert {"events", "quarantine"} <= set(tables)
+    stored = repr([rows(ws, f'SELECT * FROM "{table}"') for table in tables])
+    assert CONTROL in stored
+    for raw in (EMAIL, PHONE, DEVICE, DIAGNOSIS, MESSAGE_IP, PROXY_IP, QUARANTINED_EMAIL):
+        assert raw not in stored, f"{raw!r} is in the warehouse"
     # the search sees the data: the control value and the hashes are on disk
     for present in (CONTROL, pseudonymise(EMAIL, SECRET), pseudonymise(DEVICE, SECRET)):
         assert any(present.encode() in data for data in contents.values()), present
+        assert any(present.encode() in contents[p] for p in segments), present
 
 
 def test_a_forwarded_header_is_ignored_unless_a_proxy_is_trusted(
