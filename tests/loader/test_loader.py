@@ -141,6 +141,32 @@ def test_offsets_commit_with_the_rows(tmp_path: Path, warehouse: Warehouse,
     writer.close()
 
 
+def test_a_long_backlog_is_not_held_in_memory_at_once(
+    tmp_path: Path, warehouse: Warehouse, make_batch: MakeBatch,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log_dir = tmp_path / "log"
+    with LogWriter(log_dir, "w0", segment_bytes=20_000) as writer:
+        for i in range(60):
+            writer.append(make_batch(100, start=100 * i))
+        writer.sync()
+    assert len(list_segments(log_dir, "w0")) > 10
+    decoded = make_batch(100).nbytes * 60
+    loader = Loader(log_dir, warehouse, max_rows=300)
+    held: list[int] = []
+    flush = loader._flush
+
+    def spy(pending: Any, stats: LoadStats) -> None:
+        held.append(pa.total_allocated_bytes())
+        flush(pending, stats)
+
+    monkeypatch.setattr(loader, "_flush", spy)
+    before = pa.total_allocated_bytes()
+    assert loader.load_once().loaded == 6000
+    # what was read is released once committed: at most a few segments' worth is held
+    assert max(held) - before < decoded / 4, (max(held) - before, decoded)
+
+
 def test_sealed_segments_are_deleted_once_loaded(tmp_path: Path, warehouse: Warehouse,
                                                  make_batch: MakeBatch) -> None:
     log_dir = tmp_path / "log"

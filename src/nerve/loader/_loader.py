@@ -134,6 +134,9 @@ class Loader:
                             if pending.add(segment, position, end, batch) >= self.max_rows:
                                 self._flush(pending, stats)
                             position = end
+                        # committed, or pending: a pass over a long backlog must not keep
+                        # every batch it read
+                        read.batches.clear()
                         read_segments.append((segment, read))
                         acked[writer][segment.name] = max(start, read.end)
                 self._flush(pending, stats)

@@ -25,6 +25,9 @@ from nerve.log._segments import (
 __all__ = ["LogWriter"]
 
 _fdatasync = getattr(os, "fdatasync", os.fsync)
+#: a segment rolls over past this size: compressed, ~120-230k typical events, which the
+#: loader decodes at once (~100 MB of Arrow) and deletes once they are loaded
+SEGMENT_BYTES = 16 << 20
 
 
 class LogWriter:
@@ -44,7 +47,7 @@ class LogWriter:
     """
 
     def __init__(self, log_dir: Path, writer_id: str = "w0", *,
-                 segment_bytes: int = 64 << 20, lock_timeout: float = 2.0) -> None:
+                 segment_bytes: int = SEGMENT_BYTES, lock_timeout: float = 2.0) -> None:
         if not writer_id or "/" in writer_id or writer_id.startswith("."):
             raise ValueError(f"writer_id {writer_id!r}: a plain folder name is required")
         self.log_dir = Path(log_dir)
