@@ -127,7 +127,6 @@ def map_messages(
     check_consent = guard is not None and guard.policy.enforce_consent
     hash_ids = guard is not None and guard.policy.user_id != "keep"
     times: dict[Any, int | None] = {None: None}  # batches repeat timestamp strings
-    hashed: dict[str | None, str | None] = {None: None}  # and a client's batch, its user
     rules: dict[tuple[str, Any, str | None], Rule] = {}
     dumps = orjson.dumps
     no_problems: list[dict[str, Any]] = []
@@ -262,12 +261,7 @@ def map_messages(
                     context_traits = context.get("traits")
                     traits = context_traits if context_traits.__class__ is dict else None
                 if hash_ids:
-                    try:
-                        user_id = hashed[user_id]
-                    except KeyError:
-                        pseudonym = guard.identifier(user_id)
-                        hashed[user_id] = pseudonym
-                        user_id = pseudonym
+                    user_id = guard.identifier(user_id)
                     previous_id = guard.identifier(previous_id)
             if problems:
                 listed = orjson.loads(violations) if violations else []
