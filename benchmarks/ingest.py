@@ -2,20 +2,21 @@
 `nerve serve`.
 
 Starts `nerve serve` on a loopback port over a temporary workspace with a realistic shop
-catalog, sends realistic 100-event batches (about 4% invalid or unplanned, which go to the
-quarantine) over keep-alive connections for a bounded time after a 1 s warm-up, and prints
-events/s, the p50/p99 latency of acknowledged requests, and other answers by status. A 200
-means the batch was validated, enriched, protected and fsynced to the event log. Then, on
-a fresh server, a fixed-rate run at 80% of the maximum (``--at-fraction``) for its p99;
-then the same load against a bare ASGI endpoint that only parses the JSON (the ceiling of
-this HTTP stack on this machine); finally it checks that every acknowledged event reached
-the warehouse exactly once.
+catalog, sends realistic 100-event batches (`--batch`; about 4% invalid or unplanned,
+which go to the quarantine) over keep-alive connections for a bounded time after a 1 s
+warm-up, and prints events/s, the p50/p99 latency of acknowledged requests, and other
+answers by status. A 200 means the batch was validated, enriched, protected and fsynced
+to the event log. Then, on a fresh server, a fixed-rate run at 80% of the maximum
+(``--at-fraction``) for its p99; then the same load against a bare ASGI endpoint that only
+parses the JSON (the ceiling of this HTTP stack on this machine); finally it checks that
+every acknowledged event reached the warehouse exactly once.
 
     python benchmarks/ingest.py               # 10 s per run, 64 connections, 2 pinned workers
     python benchmarks/ingest.py --rate 40000  # a fixed rate instead of the maximum
     python benchmarks/ingest.py --no-pin      # the workers not pinned to CPUs
     python benchmarks/ingest.py --workers 1 --seconds 20 --profile serve.txt
     python benchmarks/ingest.py --stages      # CPU per event of each stage, in-process
+    python benchmarks/ingest.py --batch 1     # one event per request, as browsers send
 
 The load generator (one asyncio process, raw HTTP/1.1) shares the CPU with the server, as
 it would on one machine; its share of a core is printed. Every figure line carries the
@@ -137,8 +138,8 @@ async def _connection(port: int, auth: bytes, templates: list[bytes], conn_id: i
 
 
 def _client_process(port: int, key: str, window: tuple[float, float, float],
-                    templates: list[bytes], connections: int, rate: float | None,
-                    out: Any) -> None:
+                    templates: list[bytes], batch: int, connections: int,
+                    rate: float | None, out: Any) -> None:
     """The load generator: every connection on one asyncio loop (uvloop) in one process."""
     with contextlib.suppress(ImportError):
         import uvloop  # noqa: PLC0415
@@ -147,7 +148,7 @@ def _client_process(port: int, key: str, window: tuple[float, float, float],
     auth = ("Basic " + base64.b64encode(f"{key}:".encode()).decode()).encode()
     #: errors: how many requests got no answer, or an answer other than 200, by status
     result: dict[str, Any] = {"latencies": [], "acked": 0, "warmup_acked": 0, "errors": {}}
-    interval = connections * BATCH / rate if rate else None
+    interval = connections * batch / rate if rate else None
     run = uuid.uuid4().hex[:8]
 
     async def main() -> tuple[float, float]:
@@ -165,8 +166,9 @@ def _client_process(port: int, key: str, window: tuple[float, float, float],
 
 def run_load(port: int, key: str, seconds: float, connections: int,
              templates: list[bytes], rate: float | None = None,
-             server: int | None = None) -> dict[str, Any]:
-    """Send 100-event batches for ``seconds`` (as fast as answered, or at ``rate`` events/s)
+             server: int | None = None, batch: int = BATCH) -> dict[str, Any]:
+    """Send the templates (``batch`` events each) for ``seconds`` (as fast as answered, or
+    at ``rate`` events/s)
     after connecting and a warm-up of ``WARMUP_SECONDS``; with ``server`` (a pid), the
     CPU its processes used over those ``seconds``.
     """
@@ -175,7 +177,7 @@ def run_load(port: int, key: str, seconds: float, connections: int,
     warmup = time.perf_counter() + connections * CONNECT_SPACING + 0.1
     window = (warmup, warmup + WARMUP_SECONDS, warmup + WARMUP_SECONDS + seconds)
     proc = ctx.Process(target=_client_process, args=(port, key, window, templates,
-                                                     connections, rate, out))
+                                                     batch, connections, rate, out))
     proc.start()
     cpu: dict[str, float] = {}
     #: (second, server CPU-s, main process CPU-s) at each second of the measured window
@@ -193,9 +195,9 @@ def run_load(port: int, key: str, seconds: float, connections: int,
     result = out.get(timeout=seconds + 120)
     proc.join()
     latencies = sorted(latency for _, latency in result["latencies"])
-    events = result["acked"] * BATCH
+    events = result["acked"] * batch
     return {"events_per_s": events / result["seconds"], "events": events,
-            "all_events": events + result["warmup_acked"] * BATCH,
+            "all_events": events + result["warmup_acked"] * batch,
             "requests": len(latencies) + sum(result["errors"].values()),
             "errors": result["errors"],
             "p50_ms": percentile(latencies, 0.50), "p99_ms": percentile(latencies, 0.99),
@@ -407,7 +409,8 @@ def run_nerve(root: Path, key: str, args: argparse.Namespace, templates: list[by
     lead = args.connections * CONNECT_SPACING + 0.1 + WARMUP_SECONDS
     spies = profilers(proc.pid, lead + args.seconds, profile) if profile else []
     before = cpu_seconds(proc.pid)
-    result = run_load(port, key, args.seconds, args.connections, templates, rate, proc.pid)
+    result = run_load(port, key, args.seconds, args.connections, templates, rate, proc.pid,
+                      args.batch)
     result["load"] = load_average()
     stopped_at = time.perf_counter()
     result["exit"], total_cpu = stop(proc)
@@ -422,7 +425,7 @@ def run_nerve(root: Path, key: str, args: argparse.Namespace, templates: list[by
 # ------------------------------------------------------------------------------ stages
 
 
-def stages(root: Path, key: str, templates: list[bytes]) -> None:
+def stages(root: Path, key: str, templates: list[bytes], per_request: int) -> None:
     """CPU per event of each ingest stage, in this one process (no HTTP, no other thread).
 
     Other load on the machine disturbs these least: each figure is the best of a few
@@ -464,7 +467,7 @@ def stages(root: Path, key: str, templates: list[bytes]) -> None:
         return each_body(lambda b: collector.collect(b, endpoint="batch", authorization=auth,
                                                      client_ip="203.0.113.9"))
 
-    events = BATCH * len(bodies) * 10
+    events = per_request * len(bodies) * 10
     parse = per_event(each_body(orjson.loads), events)
     unguarded = per_event(collect(bare), events)
     full = per_event(collect(guarded), events)
@@ -523,6 +526,9 @@ def main() -> None:
     parser.add_argument("--no-pin", action="store_true",
                         help="without nerve serve --pin-workers (by default each worker "
                         "keeps one core, as on a machine given to nerve)")
+    parser.add_argument("--batch", type=int, default=BATCH, metavar="N",
+                        help=f"events per request (default {BATCH}; browsers' analytics.js "
+                        "sends 1, server and mobile SDKs batch up to ~100)")
     parser.add_argument("--rate", type=float, metavar="EVENTS_PER_S",
                         help="send at this fixed rate instead of as fast as answered")
     parser.add_argument("--at-fraction", type=float, default=0.8, metavar="F",
@@ -544,10 +550,11 @@ def main() -> None:
                         "Arrow, log, metrics, loader)")
     args = parser.parse_args()
 
-    templates = [make_template(seed) for seed in range(20)]
+    # ~2,000 distinct events whatever the batch size
+    templates = [make_template(seed, args.batch) for seed in range(max(20, 2000 // args.batch))]
     size = sum(map(len, templates)) / len(templates)
-    print(f"nerve ingest benchmark: {BATCH}-event batches (~{size / 1024:.0f} KB, "
-          f"{size / BATCH:.0f} B/event), {args.connections} connections, "
+    print(f"nerve ingest benchmark: {args.batch}-event batches (~{size / 1024:.1f} KB, "
+          f"{size / args.batch:.0f} B/event), {args.connections} connections, "
           f"nerve serve {' '.join(serve_args(args))}, "
           f"{args.seconds:.0f} s per run, {os.cpu_count()} CPUs, warehouse threads "
           f"{args.warehouse_threads or 'default'}, {load_average()}")
@@ -556,7 +563,7 @@ def main() -> None:
     try:
         key = make_workspace(root / "ws", args.warehouse_threads)
         if args.stages:
-            stages(root / "ws", key, templates)
+            stages(root / "ws", key, templates, args.batch)
             return
         runs = [("max" if args.rate is None else f"at {args.rate:,.0f}/s",
                  run_nerve(root / "ws", key, args, templates, args.rate, args.profile))]
@@ -581,7 +588,7 @@ def main() -> None:
             port = free_port()
             bare = start_bare(port)
             ceiling = run_load(port, key, args.seconds, args.connections, templates,
-                               server=bare.pid)
+                               server=bare.pid, batch=args.batch)
             ceiling["load"] = load_average()
             stop(bare)
             report("bare ASGI, JSON parse only", ceiling)

@@ -163,10 +163,11 @@ def make_event(rng: random.Random, i: int) -> dict[str, Any]:
     return message
 
 
-def make_template(seed: int) -> bytes:
-    """A 100-event batch body whose message ids carry a placeholder for a per-batch prefix."""
+def make_template(seed: int, size: int = BATCH) -> bytes:
+    """A batch body of ``size`` events whose message ids carry a placeholder for a
+    per-batch prefix."""
     rng = random.Random(seed)
-    body = {"batch": [make_event(rng, i) for i in range(BATCH)],
+    body = {"batch": [make_event(rng, i) for i in range(size)],
             "sentAt": "2026-11-28T10:00:01.000Z"}
     return orjson.dumps(body)
 
