@@ -3,6 +3,7 @@ the process lives (it answers /health and stores a good batch afterwards)."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import socket
 import time
@@ -10,6 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import orjson
+import pytest
 from serverkit import EVENTS, basic, order, rows, write_key
 
 from nerve.workspace import Workspace
@@ -96,3 +99,73 @@ def test_hostile_requests_get_clear_4xx_and_the_server_lives(
         assert good.status_code == 200
     assert server.stop() == 0
     assert [r["message_id"] for r in rows(ws, "SELECT message_id FROM events")] == ["ok-1"]
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    sock.settimeout(10)
+    reply = b""
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := sock.recv(65536):
+            reply += chunk
+    return reply
+
+
+def test_connections_that_never_finish_their_headers_are_cut_off(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., Any]) -> None:
+    """Idle and slowloris connections past max_connections would make every new client
+    get 503 for as long as they stay: the server closes them itself, and serves again
+    while their clients still hold them open."""
+    ws = make_workspace(EVENTS)
+    toml = ws.root / "nerve.toml"
+    toml.write_text(toml.read_text().replace(
+        "[collector]\n", "[collector]\nmax_connections = 40\nheader_timeout_seconds = 1\n"))
+    server = serve(ws)
+    auth = basic(write_key(ws))
+    silent = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(25)]
+    partial = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(25)]
+    drip = socket.create_connection(("127.0.0.1", server.port))
+    try:
+        for sock in partial:
+            sock.sendall(b"POST /v1/batch HTTP/1.1\r\nHost: x\r\n")
+        time.sleep(0.3)
+        assert httpx.get(server.url + "/health", timeout=10).status_code == 503  # crowded
+        # slowloris: a byte now and then never extends the deadline
+        started = time.monotonic()
+        with contextlib.suppress(OSError):  # the server closes it mid-drip
+            for byte in b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 40:
+                drip.sendall(bytes([byte]))
+                time.sleep(0.1)
+        assert time.monotonic() - started < 3.5  # cut off near 1 s, not after 6 s of drip
+        deadline = time.monotonic() + 10
+        while (health := httpx.get(server.url + "/health", timeout=10).status_code) != 200 \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert health == 200  # recovered, with every idle client still connected
+        for sock in [*partial, drip]:  # part of a request came: a clear 408
+            reply = _read_all(sock)
+            assert reply.startswith(b"HTTP/1.1 408"), reply[:100]
+            assert orjson.loads(reply.split(b"\r\n\r\n", 1)[1])["code"] == "header_timeout"
+        for sock in silent:  # nothing came: closed without an answer
+            assert _read_all(sock) == b""
+        # a client that keeps its connection and sends whole requests is not cut off
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            for i in range(3):
+                good = client.post("/v1/batch", json={"batch": [order(i, "kept")]},
+                                   headers=auth)
+                assert good.status_code == 200
+                time.sleep(0.5)
+    finally:
+        for sock in [*silent, *partial, drip]:
+            sock.close()
+    assert server.stop() == 0
+    assert len(rows(ws, "SELECT message_id FROM events")) == 3
+
+
+def test_a_bad_header_timeout_names_the_setting(make_workspace: Callable[..., Workspace],
+                                                 serve: Callable[..., Any]) -> None:
+    ws = make_workspace(EVENTS)
+    toml = ws.root / "nerve.toml"
+    toml.write_text(toml.read_text().replace(
+        "[collector]\n", '[collector]\nheader_timeout_seconds = "soon"\n'))
+    with pytest.raises(RuntimeError, match=r"header_timeout_seconds: expected a number"):
+        serve(ws)

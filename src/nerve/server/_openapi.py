@@ -24,7 +24,8 @@ _REFUSALS = {
     "400": "Malformed JSON, a message missing a required field, too many events, "
            "JSON nested too deeply",
     "401": "Missing or unknown write key",
-    "408": "The body took longer than body_timeout_seconds to arrive",
+    "408": "The body took longer than body_timeout_seconds to arrive (or the headers than "
+           "header_timeout_seconds)",
     "413": "Body (after decompression) or one event over its size limit",
     "415": "Not JSON, or an unknown Content-Encoding",
     "429": "The source is over its rate limit; retry after Retry-After seconds",

@@ -14,6 +14,7 @@ from nerve.collector import Collector
 from nerve.errors import WorkspaceError
 from nerve.server._commit import DEFAULT_MIN_INTERVAL, GroupCommit
 from nerve.server._metrics import Metrics
+from nerve.server._protocol import DEFAULT_HEADER_TIMEOUT, with_header_timeout
 from nerve.server._ratelimit import RateLimiter, rate_limiter_for
 from nerve.workspace import Workspace
 
@@ -39,10 +40,25 @@ def uvicorn_config(app: Any, workspace: Workspace) -> uvicorn.Config:
     client address for loopback peers, behind the back of ``[collector]
     trusted_proxy_header``, which alone says whose header to believe (docs/privacy.md).
     ``limit_concurrency``: past it uvicorn answers 503 at once instead of queueing memory.
+    ``http``: uvicorn's httptools protocol, closing connections whose request headers
+    take longer than ``[collector] header_timeout_seconds`` (``_protocol``).
     """
+    section = workspace.config.raw.get("collector", {})
+    header_timeout = number(workspace, section, "header_timeout_seconds",
+                            DEFAULT_HEADER_TIMEOUT)
     return uvicorn.Config(app, lifespan="on", access_log=False, log_config=None,
                           timeout_graceful_shutdown=30, server_header=False,
-                          proxy_headers=False, limit_concurrency=max_connections(workspace))
+                          proxy_headers=False, limit_concurrency=max_connections(workspace),
+                          http=with_header_timeout(header_timeout))
+
+
+def number(workspace: Workspace, section: dict[str, Any], key: str, default: float) -> float:
+    """A non-negative number of ``[collector]``, or WorkspaceError naming it."""
+    value = section.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise WorkspaceError(f"{workspace.root / 'nerve.toml'}: [collector] {key}: "
+                             f"expected a number >= 0, got {value!r}")
+    return float(value)
 
 
 class EventLog(Protocol):
@@ -137,17 +153,12 @@ class NerveState:
         section = self.workspace.config.raw.get("collector", {})
         header = section.get("trusted_proxy_header")
         self.proxy_header = str(header) if header else None
-        self.body_timeout = self._number(section, "body_timeout_seconds", DEFAULT_BODY_TIMEOUT)
+        self.body_timeout = number(self.workspace, section, "body_timeout_seconds",
+                                   DEFAULT_BODY_TIMEOUT)
         self.limiter = rate_limiter_for(section, self.processes)
         if self.metrics is None:
             self.metrics = Metrics(set(self.catalog.names()))
-        interval = self._number(section, "commit_interval_ms", DEFAULT_MIN_INTERVAL * 1000)
+        interval = number(self.workspace, section, "commit_interval_ms",
+                          DEFAULT_MIN_INTERVAL * 1000)
         self.commit = GroupCommit(self.log, min_interval=interval / 1000)
 
-    def _number(self, section: dict[str, Any], key: str, default: float) -> float:
-        """A non-negative number of ``[collector]``, or WorkspaceError naming it."""
-        value = section.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise WorkspaceError(f"{self.workspace.root / 'nerve.toml'}: [collector] {key}: "
-                                 f"expected a number >= 0, got {value!r}")
-        return float(value)
