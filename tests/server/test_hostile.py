@@ -169,3 +169,28 @@ def test_a_bad_header_timeout_names_the_setting(make_workspace: Callable[..., Wo
         "[collector]\n", '[collector]\nheader_timeout_seconds = "soon"\n'))
     with pytest.raises(RuntimeError, match=r"header_timeout_seconds: expected a number"):
         serve(ws)
+
+
+def test_endless_headers_get_431_before_they_fill_memory(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., Any]) -> None:
+    ws = make_workspace(EVENTS)
+    server = serve(ws)
+    auth = basic(write_key(ws))
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nX-Endless: ")
+        sent = 0
+        with contextlib.suppress(OSError):  # the server closes it mid-header
+            while sent < 64 << 20:
+                sock.sendall(b"a" * 65536)
+                sent += 65536
+        reply = _read_all(sock)
+    assert sent < 16 << 20  # refused early: not after the whole 64 MiB
+    assert reply.startswith(b"HTTP/1.1 431"), reply[:100]
+    assert orjson.loads(reply.split(b"\r\n\r\n", 1)[1])["code"] == "headers_too_large"
+    # headers under the limit, however many, are fine
+    big = {f"X-Pad-{i}": "p" * 1000 for i in range(50)}
+    answer = httpx.post(server.url + "/v1/batch", json={"batch": [order(1, "padded")]},
+                        headers={**auth, **big}, timeout=10)
+    assert answer.status_code == 200
+    assert server.stop() == 0
+    assert [r["message_id"] for r in rows(ws, "SELECT message_id FROM events")] == ["padded-1"]

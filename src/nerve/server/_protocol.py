@@ -8,6 +8,11 @@ every new client then gets 503, for as long as the idle ones stay. Here a connec
 whose request headers are not complete ``header_timeout_seconds`` after it opened (or
 after its previous response) is closed: with a 408 when part of a request came, silently
 when nothing did (as the keep-alive timeout closes).
+
+Nor does anything bound their size: httptools hands uvicorn a header's value whole, so
+one header that never ends is held, and copied as it grows, until the deadline (a client
+on loopback pushed ~80 MB in 8 s, and the worker grew by 155 MB). Headers past
+``MAX_HEADER_BYTES`` are refused with 431 and the connection is closed.
 """
 
 from __future__ import annotations
@@ -18,19 +23,29 @@ from typing import Any
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ["DEFAULT_HEADER_TIMEOUT", "with_header_timeout"]
+__all__ = ["DEFAULT_HEADER_TIMEOUT", "MAX_HEADER_BYTES", "with_header_timeout"]
 
 #: seconds a connection may take to send a request's headers (``[collector]
 #: header_timeout_seconds``); real clients send them in one write
 DEFAULT_HEADER_TIMEOUT = 10.0
+#: bytes a request's line and headers may take (nginx allows 32 KiB, Node.js 16 KiB)
+MAX_HEADER_BYTES = 64 << 10
+
+
+def _refusal(status: bytes, code: str, message: str, details: dict[str, Any]) -> bytes:
+    body = orjson.dumps({"code": code, "message": message, "details": details})
+    return (b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body) + body)
 
 
 def _answer(seconds: float) -> bytes:
-    body = orjson.dumps({"code": "header_timeout", "message": "the request headers took "
-                         f"more than {seconds:g}s to arrive",
-                         "details": {"limit_seconds": seconds}})
-    return (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
-            b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body) + body)
+    return _refusal(b"408 Request Timeout", "header_timeout", "the request headers took "
+                    f"more than {seconds:g}s to arrive", {"limit_seconds": seconds})
+
+
+_TOO_LARGE = _refusal(b"431 Request Header Fields Too Large", "headers_too_large",
+                      f"the request line and headers are over {MAX_HEADER_BYTES} bytes",
+                      {"limit": MAX_HEADER_BYTES})
 
 
 class _HeaderDeadline(HttpToolsProtocol):
@@ -44,6 +59,8 @@ class _HeaderDeadline(HttpToolsProtocol):
         self._deadline: asyncio.TimerHandle | None = None
         #: part of a request has come, its headers not all: a late one gets 408
         self._in_headers = False
+        #: bytes received since the request began, while its headers were incomplete
+        self._header_bytes = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -53,9 +70,18 @@ class _HeaderDeadline(HttpToolsProtocol):
         self._disarm()
         super().connection_lost(exc)
 
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._in_headers and not self.transport.is_closing():
+            self._header_bytes += len(data)
+            if self._header_bytes > MAX_HEADER_BYTES:
+                self.transport.write(_TOO_LARGE)
+                self.transport.close()
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_headers = True
+        self._header_bytes = 0
 
     def on_headers_complete(self) -> None:
         self._in_headers = False
