@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import resource
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -194,3 +196,36 @@ def test_endless_headers_get_431_before_they_fill_memory(
     assert answer.status_code == 200
     assert server.stop() == 0
     assert [r["message_id"] for r in rows(ws, "SELECT message_id FROM events")] == ["padded-1"]
+
+
+def _open_files_limit(pid: int) -> tuple[str, str]:
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            soft, hard = line.split()[3:5]
+            return soft, hard
+    raise AssertionError(f"no open files limit for pid {pid}")
+
+
+@pytest.mark.skipif(not Path("/proc/self/limits").exists(), reason="reads /proc")
+def test_serve_raises_its_open_files_limit_for_its_workers_too(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., Any]) -> None:
+    # each connection is a file: at the usual soft limit (1024) a flood of connections
+    # (max_connections is 1000 per process) left the loader with "Too many open files"
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard <= 1024:
+        pytest.skip("the hard limit leaves nothing to raise")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))  # what nerve serve inherits
+    try:
+        server = serve(make_workspace(EVENTS), "--workers", "2")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert server.process is not None
+    main = server.process.pid
+    # the workers are started from one of the main process's threads
+    children = [pid for task in Path(f"/proc/{main}/task").iterdir()
+                for pid in (task / "children").read_text().split()]
+    assert len(children) == 2
+    for pid in [main, *map(int, children)]:
+        got_soft, got_hard = _open_files_limit(pid)
+        assert got_soft == got_hard != "1024", (pid, got_soft, got_hard)
+    assert server.stop() == 0

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import resource
 import secrets
 import signal
 import socket
@@ -89,6 +90,24 @@ def _write_server_file(path: Path, info: dict[str, Any]) -> None:
         f.write(orjson.dumps(info, option=orjson.OPT_INDENT_2))
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
+
+
+def _raise_open_files_limit() -> None:
+    """Let this process (and the workers it starts) open as many files as the system allows.
+
+    Every connection takes a file descriptor, and so do the log's segments and the
+    warehouse's files. The usual soft limit, 1024, is barely above ``max_connections``
+    (1000 per process): a flood of connections left the loader failing with "Too many
+    open files". The soft limit is raised to the hard one, as Go's runtime does.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = min(hard, 1 << 20) if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError) as exc:  # a container may refuse it: run with the soft one
+            logger.warning("cannot raise the open files limit", extra={
+                "soft": soft, "hard": hard, "error": str(exc)})
 
 
 def _bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
@@ -251,6 +270,7 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8700, *,
                              f"(pid {running['pid']}, {running['url']})", retry_after=5)
     catalog = Catalog.load(workspace.events_dir)
     setup_json_logging()
+    _raise_open_files_limit()
     # before any metric exists in this process; worker processes inherit the setting
     prepare_metrics_dir(workspace)
     # with workers, they alone accept events on the port, one socket each; this process
