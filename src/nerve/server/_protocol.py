@@ -1,4 +1,4 @@
-"""uvicorn's HTTP protocol with a deadline for each request's headers.
+"""uvicorn's HTTP protocol with a deadline and a size limit for each request's headers.
 
 uvicorn times out a keep-alive connection that sends nothing after a response, and nerve
 times out a slow body (``body_timeout_seconds``), but nothing bounds the wait for a
@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ["DEFAULT_HEADER_TIMEOUT", "MAX_HEADER_BYTES", "with_header_timeout"]
+__all__ = ["DEFAULT_HEADER_TIMEOUT", "MAX_HEADER_BYTES", "with_header_limits"]
 
 #: seconds a connection may take to send a request's headers (``[collector]
 #: header_timeout_seconds``); real clients send them in one write
@@ -48,8 +48,9 @@ _TOO_LARGE = _refusal(b"431 Request Header Fields Too Large", "headers_too_large
                       {"limit": MAX_HEADER_BYTES})
 
 
-class _HeaderDeadline(HttpToolsProtocol):
-    """``HttpToolsProtocol`` closing a connection whose request headers come too late."""
+class _HeaderLimits(HttpToolsProtocol):
+    """``HttpToolsProtocol`` closing a connection whose request headers come too late
+    (``header_timeout`` seconds; 0: no deadline) or grow too large."""
 
     header_timeout = DEFAULT_HEADER_TIMEOUT
     timeout_answer = _answer(DEFAULT_HEADER_TIMEOUT)
@@ -96,7 +97,8 @@ class _HeaderDeadline(HttpToolsProtocol):
 
     def _arm(self) -> None:
         self._disarm()
-        self._deadline = self.loop.call_later(self.header_timeout, self._late)
+        if self.header_timeout:
+            self._deadline = self.loop.call_later(self.header_timeout, self._late)
 
     def _disarm(self) -> None:
         if self._deadline is not None:
@@ -114,10 +116,8 @@ class _HeaderDeadline(HttpToolsProtocol):
         self.transport.close()
 
 
-def with_header_timeout(seconds: float) -> type[HttpToolsProtocol]:
-    """The protocol class for uvicorn's ``Config(http=...)``, with this deadline (0: none,
-    uvicorn's own protocol)."""
-    if not seconds:
-        return HttpToolsProtocol
-    return type("HeaderDeadlineProtocol", (_HeaderDeadline,),
+def with_header_limits(seconds: float) -> type[HttpToolsProtocol]:
+    """The protocol class for uvicorn's ``Config(http=...)``: headers within ``seconds``
+    (0: no deadline) and ``MAX_HEADER_BYTES``."""
+    return type("HeaderLimitsProtocol", (_HeaderLimits,),
                 {"header_timeout": seconds, "timeout_answer": _answer(seconds)})

@@ -14,7 +14,7 @@ from nerve.collector import Collector
 from nerve.errors import WorkspaceError
 from nerve.server._commit import DEFAULT_MIN_INTERVAL, GroupCommit
 from nerve.server._metrics import Metrics
-from nerve.server._protocol import DEFAULT_HEADER_TIMEOUT, with_header_timeout
+from nerve.server._protocol import DEFAULT_HEADER_TIMEOUT, with_header_limits
 from nerve.server._ratelimit import RateLimiter, rate_limiter_for
 from nerve.workspace import Workspace
 
@@ -41,7 +41,8 @@ def uvicorn_config(app: Any, workspace: Workspace) -> uvicorn.Config:
     trusted_proxy_header``, which alone says whose header to believe (docs/privacy.md).
     ``limit_concurrency``: past it uvicorn answers 503 at once instead of queueing memory.
     ``http``: uvicorn's httptools protocol, closing connections whose request headers
-    take longer than ``[collector] header_timeout_seconds`` (``_protocol``).
+    take longer than ``[collector] header_timeout_seconds`` or grow past 64 KiB
+    (``_protocol``).
     """
     section = workspace.config.raw.get("collector", {})
     header_timeout = number(workspace, section, "header_timeout_seconds",
@@ -49,7 +50,7 @@ def uvicorn_config(app: Any, workspace: Workspace) -> uvicorn.Config:
     return uvicorn.Config(app, lifespan="on", access_log=False, log_config=None,
                           timeout_graceful_shutdown=30, server_header=False,
                           proxy_headers=False, limit_concurrency=max_connections(workspace),
-                          http=with_header_timeout(header_timeout))
+                          http=with_header_limits(header_timeout))
 
 
 def number(workspace: Workspace, section: dict[str, Any], key: str, default: float) -> float:
