@@ -56,3 +56,21 @@ def test_missing_workspace_is_invalid_not_a_traceback(tmp_path: Path) -> None:
 def test_usage_error_exit_code() -> None:
     result = runner.invoke(app, ["catalog", "list", "--format", "xml"])
     assert result.exit_code == ExitCode.USAGE
+
+
+def test_brackets_in_errors_and_results_are_printed_as_they_are(tmp_path: Path) -> None:
+    # Rich reads "[collector]" as a style tag: an error naming nerve.toml's section lost
+    # its section, and a value like "[red]" in a result lost itself
+    ws = tmp_path / "ws"
+    runner.invoke(app, ["init", str(ws)])
+    toml = ws / "nerve.toml"
+    good = toml.read_text()
+    toml.write_text(good.replace("max_batch_events = 2500", 'max_batch_events = "many"'))
+    result = runner.invoke(app, ["-w", str(ws), "catalog", "list"])
+    assert result.exit_code == ExitCode.INVALID
+    assert "[collector]" in result.stderr, result.stderr
+    toml.write_text(good)
+    result = runner.invoke(app, ["-w", str(ws), "sql",
+                                 "SELECT '[red]alert[/red] [collector] [[sources]]' AS v"])
+    assert result.exit_code == ExitCode.OK, result.output
+    assert "[red]alert[/red] [collector] [[sources]]" in result.stdout, result.stdout

@@ -163,13 +163,14 @@ def test_connections_that_never_finish_their_headers_are_cut_off(
     assert len(rows(ws, "SELECT message_id FROM events")) == 3
 
 
-def test_a_bad_header_timeout_names_the_setting(make_workspace: Callable[..., Workspace],
-                                                 serve: Callable[..., Any]) -> None:
+@pytest.mark.parametrize("key", ["header_timeout_seconds", "max_connections"])
+def test_a_bad_connection_limit_names_the_setting(make_workspace: Callable[..., Workspace],
+                                                  serve: Callable[..., Any], key: str) -> None:
     ws = make_workspace(EVENTS)
     toml = ws.root / "nerve.toml"
-    toml.write_text(toml.read_text().replace(
-        "[collector]\n", '[collector]\nheader_timeout_seconds = "soon"\n'))
-    with pytest.raises(RuntimeError, match=r"header_timeout_seconds: expected a number"):
+    toml.write_text(toml.read_text().replace("[collector]\n", f'[collector]\n{key} = "lots"\n'))
+    with pytest.raises(RuntimeError, match=rf"nerve.toml: \[collector\] {key}: expected a "
+                                           "number >= 0, got 'lots'"):
         serve(ws)
 
 

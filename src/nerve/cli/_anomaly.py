@@ -168,7 +168,7 @@ def explain(
     if fmt is Format.json:
         emit_json(result)
         return
-    console.print(result["summary"])
+    console.print(result["summary"], markup=False)
     if result["drivers"]:
         emit([{k: d.get(k) for k in ("dimension", "value", "effect", "contribution",
                                      "share", "observed", "expected", "mix", "rate", "z")}

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from nerve.catalog import Catalog
 from nerve.catalog._codegen import generate
@@ -182,7 +183,8 @@ def diff(
         for verdict in verdicts:
             where = f" ({_rel(verdict.file, ws.root)}:{verdict.line})" if verdict.file else ""
             mark = "[green]ok[/green]  " if verdict.ok else "[red]FAIL[/red]"
-            console.print(f"{mark} {verdict.message}{where}", highlight=False, soft_wrap=True)
+            console.print(f"{mark} {escape(verdict.message + where)}", highlight=False,
+                          soft_wrap=True)
     for verdict in failed:
         if fmt is DiffFormat.json:
             where = f"{_rel(verdict.file, ws.root)}:{verdict.line}: " if verdict.file else ""

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import httpx
 import ibis
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from nerve.catalog import Catalog
@@ -131,7 +132,8 @@ def _print_table(results: list[CheckResult], show_passed: bool) -> None:
         for r in shown:
             style = _STYLE[r.status]
             where = (r.event or "") + "".join(f"\n{k}={v}" for k, v in r.dimensions.items())
-            table.add_row(f"[{style}]{r.status}[/{style}]", r.check, where, r.message)
+            table.add_row(f"[{style}]{r.status}[/{style}]", escape(r.check), escape(where),
+                          escape(r.message))
         console.print(table)
     counts = {s: sum(r.status is s for r in results) for s in Status}
     console.print(", ".join(f"{n} {s}" for s, n in counts.items() if n) or "no checks ran",

@@ -16,6 +16,7 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from nerve.errors import NerveError, TransientError, UserError
@@ -85,14 +86,15 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except UserError as exc:
-            err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False,
+                              soft_wrap=True)
             raise typer.Exit(ExitCode.INVALID) from exc
         except TransientError as exc:
-            err_console.print(f"[yellow]unavailable:[/yellow] {exc}", highlight=False,
+            err_console.print(f"[yellow]unavailable:[/yellow] {escape(str(exc))}", highlight=False,
                               soft_wrap=True)
             raise typer.Exit(ExitCode.UNAVAILABLE) from exc
         except NerveError as exc:
-            err_console.print(f"[red]internal error:[/red] {exc}", highlight=False,
+            err_console.print(f"[red]internal error:[/red] {escape(str(exc))}", highlight=False,
                               soft_wrap=True)
             raise typer.Exit(ExitCode.INTERNAL) from exc
 
@@ -143,9 +145,9 @@ def emit(data: Sequence[Mapping[str, Any]] | Any, fmt: Format, *, title: str | N
         return
     table = Table(title=title, show_lines=False)
     for column in columns:
-        table.add_column(column)
+        table.add_column(escape(column))
     for row in rows:
-        table.add_row(*(_cell(row.get(c)) for c in columns))
+        table.add_row(*(escape(_cell(row.get(c))) for c in columns))
     (out or console).print(table)
 
 

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -142,7 +143,7 @@ def _print(sections: list[Section], out: Console) -> None:
             table.add_column(column)
         for row in section.rows:
             table.add_row(*("" if row.get(c) is None else
-                            f"{row[c]:,}" if isinstance(row[c], int) else str(row[c])
+                            f"{row[c]:,}" if isinstance(row[c], int) else escape(str(row[c]))
                             for c in columns))
         out.print()
         if section.rows:

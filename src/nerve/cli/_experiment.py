@@ -115,7 +115,7 @@ def analyze(ctx: typer.Context, key: Annotated[str, typer.Argument(help="Experim
     if readout.get("breakdown"):
         emit([{by or "value": r["value"], **_table_row(r)} for r in readout["breakdown"]], fmt,
              title=f"{key} by {by}")
-    console.print(report_text(readout), highlight=False, soft_wrap=True)
+    console.print(report_text(readout), highlight=False, soft_wrap=True, markup=False)
 
 
 @experiment_app.command("plan")

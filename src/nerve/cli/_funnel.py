@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from nerve.cli._common import (
     Format,
@@ -76,8 +77,9 @@ def _warn_uncataloged(ws: Workspace, events: list[str]) -> None:
         if event not in catalog:
             close = get_close_matches(event, names, n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            err_console.print(f"[yellow]warning:[/yellow] {event!r} is not in the catalog "
-                              f"(events/){hint}; counting it anyway", highlight=False)
+            err_console.print(f"[yellow]warning:[/yellow] {escape(repr(event))} is not in the "
+                              f"catalog (events/){escape(hint)}; counting it anyway",
+                              highlight=False)
 
 
 def _pairs(values: list[str], what: str, parse: Callable[[str, str], Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import orjson
 import typer
+from rich.markup import escape
 
 from nerve.catalog import Catalog
 from nerve.cli._common import (
@@ -100,8 +101,10 @@ def show(
     if fmt is Format.csv:
         emit(found, fmt)
         return
-    console.print(f"[bold]{row.get('event') or row.get('type')}[/bold] {message_id} from "
-                  f"{row.get('source')} at {row.get('received_at')}", highlight=False)
+    name = escape(str(row.get("event") or row.get("type")))
+    console.print(f"[bold]{name}[/bold] "
+                  + escape(f"{message_id} from {row.get('source')} at {row.get('received_at')}"),
+                  highlight=False)
     for key in ("properties", "traits", "context"):
         if row.get(key):
             console.print(f"{key}: {orjson.dumps(row[key]).decode()}", highlight=False,

@@ -29,8 +29,8 @@ DEFAULT_MAX_CONNECTIONS = 1000
 
 def max_connections(workspace: Workspace) -> int:
     """``[collector] max_connections``: concurrent connections each process serves."""
-    return int(workspace.config.raw.get("collector", {}).get("max_connections",
-                                                              DEFAULT_MAX_CONNECTIONS))
+    return int(_number(workspace, workspace.config.raw.get("collector", {}), "max_connections",
+                       DEFAULT_MAX_CONNECTIONS))
 
 
 def uvicorn_config(app: Any, workspace: Workspace) -> uvicorn.Config:
@@ -45,7 +45,7 @@ def uvicorn_config(app: Any, workspace: Workspace) -> uvicorn.Config:
     (``_protocol``).
     """
     section = workspace.config.raw.get("collector", {})
-    header_timeout = number(workspace, section, "header_timeout_seconds",
+    header_timeout = _number(workspace, section, "header_timeout_seconds",
                             DEFAULT_HEADER_TIMEOUT)
     return uvicorn.Config(app, lifespan="on", access_log=False, log_config=None,
                           timeout_graceful_shutdown=30, server_header=False,
@@ -53,7 +53,7 @@ def uvicorn_config(app: Any, workspace: Workspace) -> uvicorn.Config:
                           http=with_header_limits(header_timeout))
 
 
-def number(workspace: Workspace, section: dict[str, Any], key: str, default: float) -> float:
+def _number(workspace: Workspace, section: dict[str, Any], key: str, default: float) -> float:
     """A non-negative number of ``[collector]``, or WorkspaceError naming it."""
     value = section.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
@@ -154,12 +154,12 @@ class NerveState:
         section = self.workspace.config.raw.get("collector", {})
         header = section.get("trusted_proxy_header")
         self.proxy_header = str(header) if header else None
-        self.body_timeout = number(self.workspace, section, "body_timeout_seconds",
+        self.body_timeout = _number(self.workspace, section, "body_timeout_seconds",
                                    DEFAULT_BODY_TIMEOUT)
         self.limiter = rate_limiter_for(section, self.processes)
         if self.metrics is None:
             self.metrics = Metrics(set(self.catalog.names()))
-        interval = number(self.workspace, section, "commit_interval_ms",
+        interval = _number(self.workspace, section, "commit_interval_ms",
                           DEFAULT_MIN_INTERVAL * 1000)
         self.commit = GroupCommit(self.log, min_interval=interval / 1000)
 
