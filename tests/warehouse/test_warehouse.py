@@ -100,6 +100,15 @@ def test_anything_else_is_refused_with_a_clear_message(sql: str, why: str) -> No
     assert why in str(info.value)
 
 
+def test_a_syntax_error_names_where_in_plain_text() -> None:
+    # sqlglot underlines the token with terminal escapes, which pipes and JSON show raw
+    with pytest.raises(QueryError) as info:
+        check_read_only("SELECT event FROM events WHERE (x")
+    message = str(info.value)
+    assert "\x1b" not in message
+    assert message.startswith("cannot parse the query: Expecting ) at line 1, column 33")
+
+
 def test_query_refuses_and_reports_engine_errors(tmp_path: Path) -> None:
     with Warehouse.open(f"duckdb://{tmp_path / 'wh.duckdb'}") as wh:
         with pytest.raises(QueryError, match="got DROP"):

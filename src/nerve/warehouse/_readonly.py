@@ -66,6 +66,17 @@ def _statement_kind(statement: exp.Expression) -> str:
     return type(statement).__name__.upper()
 
 
+def _parse_problem(exc: sqlglot.errors.ParseError) -> str:
+    """sqlglot's first parse error as plain text: its own message underlines the token
+    with terminal escape codes, which a log, a pipe or a JSON answer shows raw."""
+    if not exc.errors:
+        return str(exc)
+    first = exc.errors[0]
+    near = f"{first.get('start_context') or ''}{first.get('highlight') or ''}".strip()
+    return (f"{first.get('description')} at line {first.get('line')}, column "
+            f"{first.get('col')}" + (f", near {near[-40:]!r}" if near else ""))
+
+
 def check_read_only(sql: str) -> None:
     """Raise ``QueryError`` unless ``sql`` is exactly one read-only query.
 
@@ -84,7 +95,7 @@ def check_read_only(sql: str) -> None:
     try:
         statements = [s for s in sqlglot.parse(text, read="duckdb") if s is not None]
     except sqlglot.errors.ParseError as exc:
-        raise QueryError(f"cannot parse the query: {exc}") from exc
+        raise QueryError(f"cannot parse the query: {_parse_problem(exc)}") from exc
     finally:
         sqlglot_log.setLevel(level)
     if len(statements) != 1:
