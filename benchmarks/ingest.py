@@ -549,6 +549,8 @@ def main() -> None:
                         "event of each ingest stage in one process (parse, map, privacy, "
                         "Arrow, log, metrics, loader)")
     args = parser.parse_args()
+    if args.profile and shutil.which("py-spy") is None:
+        parser.error("--profile needs py-spy on the PATH: pip install py-spy")
 
     # ~2,000 distinct events whatever the batch size
     templates = [make_template(seed, args.batch) for seed in range(max(20, 2000 // args.batch))]
