@@ -74,3 +74,14 @@ def test_brackets_in_errors_and_results_are_printed_as_they_are(tmp_path: Path) 
                                  "SELECT '[red]alert[/red] [collector] [[sources]]' AS v"])
     assert result.exit_code == ExitCode.OK, result.output
     assert "[red]alert[/red] [collector] [[sources]]" in result.stdout, result.stdout
+
+
+def test_narrow_tables_wrap_values_instead_of_cutting_them(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    runner.invoke(app, ["init", str(ws)])
+    sql = ("SELECT 'events/a_rather_long_event_file_name.yaml:12' AS where_it_is, "
+           "0.741627 AS conversion, 'product_viewed_on_the_home_page' AS step, "
+           "'checkout_started_from_the_cart' AS next_step")
+    result = runner.invoke(app, ["-w", str(ws), "sql", sql], env={"COLUMNS": "60"})
+    assert result.exit_code == ExitCode.OK, result.output
+    assert "…" not in result.stdout, result.stdout  # Rich's mark of a cut value

@@ -145,7 +145,9 @@ def emit(data: Sequence[Mapping[str, Any]] | Any, fmt: Format, *, title: str | N
         return
     table = Table(title=title, show_lines=False)
     for column in columns:
-        table.add_column(escape(column))
+        # a narrow terminal (80 columns when piped) wraps a value rather than cutting it
+        # to "…": a file:line, a step name or a rate must be read whole
+        table.add_column(escape(column), overflow="fold")
     for row in rows:
         table.add_row(*(escape(_cell(row.get(c))) for c in columns))
     (out or console).print(table)

@@ -140,7 +140,7 @@ def _print(sections: list[Section], out: Console) -> None:
         for row in section.rows:
             columns.extend(k for k in row if k not in columns)
         for column in columns:
-            table.add_column(column)
+            table.add_column(escape(column), overflow="fold")
         for row in section.rows:
             table.add_row(*("" if row.get(c) is None else
                             f"{row[c]:,}" if isinstance(row[c], int) else escape(str(row[c]))
