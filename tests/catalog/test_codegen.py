@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -231,3 +232,24 @@ def test_python_names_never_clash(tmp_path: Path) -> None:
                                    "context": {"x": 1}, "class": 2}
     assert first["user_id"] == "u9"
     assert second["event"] == "add_to_cart"
+
+
+@pytest.mark.node
+@pytest.mark.timeout(300)
+def test_typescript_names_never_clash_or_take_reserved_words(tmp_path: Path) -> None:
+    from nerve.catalog import EventSpec, PropertySpec, Version
+
+    props = (PropertySpec("class", "integer"), PropertySpec("2nd-value", "string"))
+    names = ["class", "Order Completed", "order_completed", "2fa_enabled", "import-done",
+             "ünïcode_event", "withVersion"]
+    catalog = Catalog.from_specs([EventSpec(n, Version(1), properties=props) for n in names])
+    source = generate_typescript(catalog)
+    (tmp_path / "tracking.ts").write_text(source)
+    functions = re.findall(r"export function (\S+)\(", source)
+    assert len(set(functions)) == len(names), functions
+    assert "class_" in functions
+    assert "class" not in functions
+    result = subprocess.run([str(_tsc()), "--strict", "--target", "es2020", "--noEmit",
+                             "tracking.ts"], cwd=tmp_path, capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -201,11 +201,22 @@ def _py_function(spec: EventSpec, function_name: str) -> str:
 # ------------------------------------------------------------------------------ TypeScript
 
 
+#: words a strict-mode TypeScript module cannot name a function with
+_TS_RESERVED = frozenset({
+    "arguments", "await", "break", "case", "catch", "class", "const", "continue", "debugger",
+    "default", "delete", "do", "else", "enum", "eval", "export", "extends", "false", "finally",
+    "for", "function", "if", "implements", "import", "in", "instanceof", "interface", "let",
+    "new", "null", "package", "private", "protected", "public", "return", "static", "super",
+    "switch", "this", "throw", "true", "try", "typeof", "var", "void", "while", "with",
+    "yield"})
+
+
 def _ts_name(name: str) -> str:
-    """``add_to_cart`` -> ``addToCart``."""
-    parts = [p for p in re.split(r"[^0-9A-Za-z]+", python_name(name)) if p]
+    """``add_to_cart`` -> ``addToCart``; ``class`` -> ``class_``."""
+    parts = [p for p in re.split(r"[\W_]+", python_name(name)) if p]  # letters of any script
     text = parts[0] + "".join(p[:1].upper() + p[1:] for p in parts[1:]) if parts else "event"
-    return "_" + text if text[0].isdigit() else text
+    text = "_" + text if text[0].isdigit() else text
+    return text + "_" if text in _TS_RESERVED else text
 
 
 def _ts_key(name: str) -> str:
@@ -262,8 +273,10 @@ function withVersion(options: TrackOptions | undefined, version: string): TrackO
 def generate_typescript(catalog: Catalog) -> str:
     """A TypeScript module: a properties interface and a function per track event."""
     parts = [_TS_HEADER]
+    taken = {"AnalyticsLike", "TrackOptions", "withVersion"}
     for spec in _track_specs(catalog):
-        fn = _ts_name(spec.name)
+        # two events can map to one name (``Add To Cart``, ``add_to_cart``): number them
+        fn = _unique(_ts_name(spec.name), taken)
         iface = fn[:1].upper() + fn[1:] + "Properties"
         doc = _comment(spec.description or spec.name)
         parts.append(f"\n/** Properties of `{spec.name}` version {spec.version}. */\n"
