@@ -75,9 +75,12 @@ def test_cli_without_server(workspace: Workspace) -> None:
                "purchase_complete", "--periods", "3", "--format", "json")
     assert ret.exit_code == 0, ret.output
     assert [r["users"] for r in json.loads(ret.stdout)] == [2, 0, 0, 1]
+    # trend and retention warn about an event the catalog lacks, as the funnel does
+    assert "'purchase_complete' is not in the catalog" in ret.stderr
     trend = _run(workspace, "trend", "add_to_cart", "--since", "2026-11-02",
                  "--until", "2026-11-03", "--format", "csv")
     assert trend.stdout.splitlines()[1].startswith("2026-11-02 00:00:00+00:00,4,2026-11-01")
+    assert "'add_to_cart' is not in the catalog" in trend.stderr
 
 
 def test_cli_and_http_through_server(workspace: Workspace, serve: Any) -> None:

@@ -63,7 +63,8 @@ def run_analysis(ws: Workspace, kind: str, body: dict[str, Any]) -> dict[str, An
 
 
 def _warn_uncataloged(ws: Workspace, events: list[str]) -> None:
-    """Steps come from the catalog: say so (on stderr) when one is not in it."""
+    """Events come from the catalog: say so (on stderr) when one is not in it (a typo
+    counts nothing, and would otherwise read as a drop to zero)."""
     from difflib import get_close_matches  # noqa: PLC0415
 
     from nerve.catalog import Catalog  # noqa: PLC0415
@@ -192,6 +193,7 @@ def retention(
     Example: nerve retention --start signup --return purchase_complete --grain week
     """
     ws = load_workspace(ctx)
+    _warn_uncataloged(ws, [e for e in (start, returning) if e])
     body = {"start_event": start, "return_event": returning, "grain": grain,
             "periods": periods, "mode": mode, "since": since, "until": until}
     emit(run_analysis(ws, "retention", body)["rows"], fmt, title="retention")
@@ -220,6 +222,8 @@ def trend(
     Example: nerve trend add_to_cart --measure users --since 14d --format json
     """
     ws = load_workspace(ctx)
+    if event:
+        _warn_uncataloged(ws, [event])
     body = {"event": event, "metric": metric, "measure": measure, "filters": where or [],
             "grain": grain, "since": since, "until": until, "compare": compare}
     emit(run_analysis(ws, "trends", body)["rows"], fmt, title=metric or event or "events")
