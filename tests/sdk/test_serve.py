@@ -74,28 +74,44 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
     for name, text in CATALOG.items():
         (root / "events" / name).write_text(text)
     ws = Workspace.load(root)
-    url = f"http://127.0.0.1:{_free_port()}"
-    with (root / "serve.log").open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "nerve", "--workspace", str(root), "serve", "--host",
-             "127.0.0.1", "--port", url.rsplit(":", 1)[1]], stdout=out,
-            stderr=subprocess.STDOUT)
+    # a free port can be taken by a parallel test's server before ours binds it, and
+    # then /health answers from that one: ready means OUR server wrote server.json
+    for _attempt in range(5):
+        url = f"http://127.0.0.1:{_free_port()}"
+        with (root / "serve.log").open("wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "nerve", "--workspace", str(root), "serve", "--host",
+                 "127.0.0.1", "--port", url.rsplit(":", 1)[1]], stdout=out,
+                stderr=subprocess.STDOUT)
+        if _ours_is_up(process, ws, url):
+            break
+    else:
+        pytest.fail("nerve serve did not start:\n" + (root / "serve.log").read_text())
     try:
-        for _ in range(600):
-            assert process.poll() is None, (root / "serve.log").read_text()
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        else:
-            pytest.fail("nerve serve did not become healthy:\n"
-                        + (root / "serve.log").read_text())
         yield Shared(ws, url)
     finally:
         process.terminate()
         process.wait(60)
+
+
+def _ours_is_up(process: subprocess.Popen[bytes], ws: Workspace, url: str) -> bool:
+    """Wait until this process serves ``url`` (True), or has exited (False: try a port
+    again)."""
+    server_file = ws.data_dir / "server.json"
+    for _ in range(600):
+        if process.poll() is not None:
+            return False
+        if server_file.exists():
+            info = orjson.loads(server_file.read_bytes())
+            if info["pid"] == process.pid and info["url"] == url:
+                try:
+                    if httpx.get(url + "/health", timeout=1).status_code == 200:
+                        return True
+                except httpx.HTTPError:
+                    pass
+        time.sleep(0.1)
+    process.kill()
+    pytest.fail("nerve serve did not become healthy")
 
 
 def mine(ids: list[str | None]) -> str:
