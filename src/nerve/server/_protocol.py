@@ -20,8 +20,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from nerve.server._errors import error_response
 
 __all__ = ["DEFAULT_HEADER_TIMEOUT", "MAX_HEADER_BYTES", "with_header_limits"]
 
@@ -33,7 +34,8 @@ MAX_HEADER_BYTES = 64 << 10
 
 
 def _refusal(status: bytes, code: str, message: str, details: dict[str, Any]) -> bytes:
-    body = orjson.dumps({"code": code, "message": message, "details": details})
+    """A whole HTTP answer in nerve's one error shape, written before any ASGI app runs."""
+    body = bytes(error_response(int(status.split()[0]), code, message, details).body)
     return (b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\n"
             b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body) + body)
 
