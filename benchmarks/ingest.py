@@ -53,6 +53,9 @@ from shop_traffic import BATCH, PLACEHOLDER, make_template, make_workspace
 from nerve.warehouse import Warehouse
 from nerve.workspace import Workspace
 
+#: issue #5's figures: events/s at the maximum, and p99 at 80% of that load
+GOAL_EVENTS_PER_S = 200_000
+GOAL_P99_MS = 50.0
 #: seconds between the load generator's connects (see _connection)
 CONNECT_SPACING = 0.02
 #: seconds of load before the measured window: a fresh server's first requests fill its
@@ -393,6 +396,18 @@ def report(name: str, result: dict[str, Any]) -> None:
           f"load generator {cpu:.0%} of a core; {result['load']})")
 
 
+def goals(top: dict[str, Any], fixed: dict[str, Any], fraction: float) -> str:
+    """One line: whether this run met issue #5's two figures."""
+    def verdict(met: bool) -> str:
+        return "met" if met else "MISSED"
+
+    reached, p99 = top["events_per_s"], fixed["p99_ms"]
+    return (f"goals: {GOAL_EVENTS_PER_S:,} events/s {verdict(reached >= GOAL_EVENTS_PER_S)} "
+            f"({reached:,.0f}); p99 under {GOAL_P99_MS:g} ms at {fraction:.0%} of the maximum "
+            f"{verdict(p99 < GOAL_P99_MS and not fixed['errors'])} ({p99:.1f} ms at "
+            f"{fixed['events_per_s']:,.0f}/s)")
+
+
 def report_timeline(result: dict[str, Any]) -> None:
     for row in result["timeline"]:
         print(f"    second {row['second']:4.0f}  {row['requests']:5} requests  p50 "
@@ -604,6 +619,8 @@ def main() -> None:
               f"{n + quarantined:,} rows; acknowledged {acked:,}; duplicates {n - distinct}")
         if n + quarantined < acked or n != distinct:
             raise SystemExit("LOST OR DUPLICATED EVENTS")
+        if len(runs) == 2 and args.batch == BATCH:
+            print(goals(runs[0][1], runs[1][1], args.at_fraction))
         if args.profile:
             print(f"profile of nerve serve: {args.profile} (workers: *-worker<i>)")
     finally:
