@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -53,6 +54,22 @@ def test_segments_roll_by_size_and_only_the_newest_is_open(tmp_path: Path,
     assert [s.sealed for s in segments] == [True] * (len(segments) - 1) + [False]
     assert len(read_all(tmp_path)) == 300
     assert [r["user_id"] for r in read_all(tmp_path)][:3] == ["u0", "u1", "u2"]
+
+
+def test_a_segment_rolls_at_the_first_append_after_its_max_age(
+        tmp_path: Path, make_batch: MakeBatch) -> None:
+    with LogWriter(tmp_path, "w0", max_age=0.2) as writer:
+        writer.append(make_batch(2))
+        writer.append(make_batch(2, start=2))
+        writer.sync()
+        assert len(list_segments(tmp_path, "w0")) == 1  # younger than max_age
+        time.sleep(0.3)
+        writer.append(make_batch(2, start=4))
+        writer.sync()
+    first, second = list_segments(tmp_path, "w0")
+    assert first.sealed
+    assert not second.sealed
+    assert [r["user_id"] for r in read_all(tmp_path)] == [f"u{i}" for i in range(6)]
 
 
 def test_a_new_schema_starts_a_new_segment(tmp_path: Path, make_batch: MakeBatch) -> None:

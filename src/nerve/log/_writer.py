@@ -28,6 +28,10 @@ _fdatasync = getattr(os, "fdatasync", os.fsync)
 #: a segment rolls over past this size: compressed, ~120-230k typical events, which the
 #: loader decodes at once (~100 MB of Arrow) and deletes once they are loaded
 SEGMENT_BYTES = 16 << 20
+#: ... or once it is this old (seconds) and holds a batch: the loader deletes a segment only
+#: once it is sealed and loaded, so at low traffic this bounds how long loaded events stay
+#: in the log as a second copy (a forgotten user's rows among them; docs/privacy.md)
+SEGMENT_MAX_AGE = 3600.0
 
 
 class LogWriter:
@@ -47,12 +51,14 @@ class LogWriter:
     """
 
     def __init__(self, log_dir: Path, writer_id: str = "w0", *,
-                 segment_bytes: int = SEGMENT_BYTES, lock_timeout: float = 2.0) -> None:
+                 segment_bytes: int = SEGMENT_BYTES, max_age: float = SEGMENT_MAX_AGE,
+                 lock_timeout: float = 2.0) -> None:
         if not writer_id or "/" in writer_id or writer_id.startswith("."):
             raise ValueError(f"writer_id {writer_id!r}: a plain folder name is required")
         self.log_dir = Path(log_dir)
         self.writer_id = writer_id
         self.segment_bytes = segment_bytes
+        self.max_age = max_age
         self.folder = self.log_dir / writer_id
         self.folder.mkdir(parents=True, exist_ok=True)
         # a restarting server may briefly overlap the old one: wait a little for the lock
@@ -67,6 +73,8 @@ class LogWriter:
         self._fd: int | None = None
         self._schema: pa.Schema | None = None
         self._size = 0
+        self._header_size = 0
+        self._opened = 0.0  # time.monotonic() when the current segment started
         self._appended = 0  # batches appended so far
         self._sync_cond = threading.Condition()
         self._synced = 0  # batches known durable
@@ -88,6 +96,8 @@ class LogWriter:
                 or self._schema is None
                 or not batch.schema.equals(self._schema, check_metadata=False)
                 or (self._size + len(frame) > self.segment_bytes and self._size > 0)
+                or (self._size > self._header_size
+                    and time.monotonic() - self._opened > self.max_age)
             ):
                 self._roll(batch.schema)
             assert self._fd is not None
@@ -115,6 +125,7 @@ class LogWriter:
         _fdatasync(fd)
         _fsync_dir(self.folder)  # the new name must survive a crash before any sync
         self._fd, self._schema, self._size = fd, schema, len(header)
+        self._header_size, self._opened = len(header), time.monotonic()
 
     # ------------------------------------------------------------------ durability
 
