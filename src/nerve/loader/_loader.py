@@ -7,6 +7,8 @@ import os
 import re
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -195,6 +197,16 @@ class Loader:
             for frame in frames:
                 position = self._commit_frames(segment, [frame], position, stats)
         return end
+
+    @contextmanager
+    def exclusive(self) -> Iterator[Any]:
+        """The loader's warehouse cursor, with no load running meanwhile (for deletes:
+        ``nerve.erasure``). The dedup index may still hold deleted rows' ids: a message
+        sent again with one of them is taken for the copy it is."""
+        with self._lock:
+            if self._cursor is None:
+                self._cursor = self.warehouse.cursor()
+            yield self._cursor
 
     @property
     def dedup_index_ids(self) -> int | None:

@@ -23,6 +23,7 @@ API_MODULES = [
     "experiments",
     "anomalies",
     "ask",
+    "erasure",
 ]
 
 

@@ -1,0 +1,138 @@
+"""``nerve forget`` and ``nerve expire``: erase a user's data, enforce retention.
+
+While ``nerve serve`` runs they go through its admin API (``POST /v1/admin/forget``,
+``/v1/admin/expire``), whose loader owns the warehouse; otherwise they open the warehouse
+for writing and drain the log themselves. docs/privacy.md says what is erased where.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+
+from nerve.catalog import Catalog
+from nerve.cli._common import (
+    Format,
+    FormatOption,
+    console,
+    emit,
+    emit_json,
+    handle_errors,
+    load_workspace,
+)
+from nerve.cli._remote import post, running_server
+from nerve.errors import UserError
+from nerve.workspace import Workspace
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("forget")(forget)
+    app.command("expire")(expire)
+
+
+def _run(ws: Workspace, path: str, body: dict[str, Any],
+         local: Callable[[Any], Any]) -> dict[str, Any]:
+    """The server's answer at ``path``, else ``local(loader)`` on the warehouse file."""
+    server = running_server(ws)
+    if server is not None:
+        try:
+            return post(server, path, body)
+        except httpx.ConnectError:
+            pass  # the server died since it wrote server.json: open the file ourselves
+    from nerve.loader import Loader  # noqa: PLC0415 - DuckDB only when needed
+    from nerve.warehouse import Warehouse  # noqa: PLC0415
+
+    with Warehouse.for_workspace(ws) as warehouse:
+        erasure = local(Loader.for_workspace(ws, warehouse))
+        answer: dict[str, Any] = erasure.as_dict()
+        return answer
+
+
+def _ids_from(path: Path | None) -> list[str]:
+    if path is None:
+        return []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read the ids ({exc})") from exc
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _show(answer: dict[str, Any], fmt: Format) -> None:
+    if fmt is Format.json:
+        emit_json(answer)
+        return
+    rows = answer.get("rows", {})
+    verb = "would delete" if answer.get("dry_run") else "deleted"
+    detail = answer.get("detail", {})
+    if answer.get("kind") == "expire" and detail:
+        emit([{"event": name, "retention_days": d.get("retention_days"),
+               "events": d.get("events"), "quarantine": d.get("quarantine")}
+              for name, d in detail.items()], fmt, title=f"rows past their retention ({verb})")
+    if fmt is Format.table:
+        console.print(f"{verb}: {rows.get('events', 0):,} events, "
+                      f"{rows.get('quarantine', 0):,} quarantined rows", markup=False)
+
+
+@handle_errors
+def forget(
+    ctx: typer.Context,
+    user_ids: Annotated[list[str] | None, typer.Option(
+        "--user-id", "-u", help="A user id as the product sent it (repeat for several). "
+        "Hashed first when [privacy] user_id = \"hash\".")] = None,
+    anonymous_ids: Annotated[list[str] | None, typer.Option(
+        "--anonymous-id", "-a", help="An anonymous (device) id (repeat for several).")] = None,
+    users_file: Annotated[Path | None, typer.Option(
+        "--users-file", help="A file of user ids, one per line (for a batch of requests).",
+        exists=True, dir_okay=False)] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Count the rows that would be deleted; delete nothing.")] = False,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Forget users: delete their events and quarantined rows, in the warehouse and the log.
+
+    The log is drained into the warehouse first, so rows acknowledged before the command
+    are deleted too. The anonymous ids found on a user's rows (devices used before
+    signing in) are forgotten with the user. What was deleted (counts, never ids) is
+    kept in the `erasures` table.
+    """
+    ws = load_workspace(ctx)
+    users = [*(user_ids or []), *_ids_from(users_file)]
+    anonymous = list(anonymous_ids or [])
+    if not users and not anonymous:
+        raise UserError("name whom to forget: --user-id, --anonymous-id or --users-file")
+    from nerve.erasure import forget_users  # noqa: PLC0415
+
+    answer = _run(ws, "/v1/admin/forget",
+                  {"user_ids": users, "anonymous_ids": anonymous, "dry_run": dry_run},
+                  lambda loader: forget_users(ws, loader, user_ids=users,
+                                              anonymous_ids=anonymous, dry_run=dry_run))
+    _show(answer, fmt)
+
+
+@handle_errors
+def expire(
+    ctx: typer.Context,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Count the rows past their retention; delete nothing.")] = False,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Delete the rows older than their event's retention in the catalog.
+
+    `nerve serve` does this daily; run it by hand (or from cron when no server runs) to
+    see or apply it now. An event's latest version sets its retention; quarantined rows
+    of uncataloged events follow [privacy] uncataloged_retention (default: kept).
+    """
+    ws = load_workspace(ctx)
+    from nerve.erasure import expire_rows  # noqa: PLC0415
+
+    catalog = Catalog.load(ws.events_dir)
+    answer = _run(ws, "/v1/admin/expire", {"dry_run": dry_run},
+                  lambda loader: expire_rows(ws, catalog, loader, dry_run=dry_run))
+    _show(answer, fmt)

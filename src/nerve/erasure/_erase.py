@@ -1,0 +1,298 @@
+"""Delete a user's rows, or rows past their retention, and keep a ledger of what went."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from nerve._cpu import yield_cpu
+from nerve.catalog import Catalog, parse_retention
+from nerve.errors import PayloadError, WorkspaceError
+from nerve.pipeline import PrivacyPolicy, pseudonymise
+from nerve.workspace import Workspace
+
+__all__ = ["ERASURES_TABLE", "Erasure", "RetentionJob", "expire", "expire_rows", "forget",
+           "forget_users", "stored_user_ids", "uncataloged_retention"]
+
+log = logging.getLogger("nerve.erasure")
+
+#: one row per forget or expire: when (erased_at), what kind, rows deleted, and counts (never an id)
+ERASURES_TABLE = "erasures"
+_TABLES = ("events", "quarantine")
+#: how often ``nerve serve`` enforces retention, and how long after start it first does
+EXPIRE_EVERY = timedelta(days=1)
+EXPIRE_FIRST_DELAY = timedelta(minutes=1)
+
+
+@dataclass
+class Erasure:
+    """What one ``forget`` or ``expire`` deleted (or would delete, with ``dry_run``)."""
+
+    kind: str
+    at: datetime
+    #: rows deleted, by table (``events``, ``quarantine``)
+    rows: dict[str, int] = field(default_factory=dict)
+    #: forget: how many ids of each kind; expire: per rule, its retention and rows
+    detail: dict[str, Any] = field(default_factory=dict)
+    dry_run: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "at": self.at.isoformat(), "rows": self.rows,
+                "detail": self.detail, "dry_run": self.dry_run}
+
+
+def _ensure_ledger(cursor: Any) -> None:
+    cursor.execute(f"CREATE TABLE IF NOT EXISTS {ERASURES_TABLE} (erased_at TIMESTAMPTZ NOT NULL, "
+                   "kind VARCHAR NOT NULL, events BIGINT NOT NULL, quarantine BIGINT NOT NULL, "
+                   "detail JSON)")
+
+
+def _record(cursor: Any, erasure: Erasure) -> None:
+    cursor.execute(f"INSERT INTO {ERASURES_TABLE} VALUES (?, ?, ?, ?, ?)",
+                   [erasure.at, erasure.kind, erasure.rows.get("events", 0),
+                    erasure.rows.get("quarantine", 0), orjson.dumps(erasure.detail).decode()])
+
+
+def _in_one_transaction(cursor: Any, statements: Iterable[tuple[str, Any]]) -> list[int]:
+    """Run deletes in one transaction; the rows each one deleted."""
+    counts = []
+    cursor.execute("BEGIN TRANSACTION")
+    try:
+        for sql, params in statements:
+            counts.append(int(cursor.execute(sql, params).fetchone()[0]))
+    except BaseException:
+        cursor.execute("ROLLBACK")
+        raise
+    return counts
+
+
+def _checkpoint(cursor: Any) -> None:
+    """Write the deletes into the database file, so its write-ahead log keeps no copy of
+    the deleted rows; best effort (DuckDB refuses while another transaction writes)."""
+    try:
+        cursor.execute("CHECKPOINT")
+    except Exception as exc:  # noqa: BLE001 - the deletes are committed either way
+        log.info("erasure: no checkpoint now (%s); DuckDB makes one within its threshold",
+                 str(exc).splitlines()[0])
+
+
+# ---------------------------------------------------------------------------- forget
+
+
+def stored_user_ids(user_ids: Iterable[str], policy: PrivacyPolicy) -> list[str]:
+    """User ids as the warehouse holds them: keyed hashes under ``[privacy] user_id =
+    "hash"``, else as sent."""
+    if policy.user_id == "hash":
+        return [pseudonymise(u, policy.secret) for u in user_ids]
+    return list(user_ids)
+
+
+def _ids(values: Iterable[Any], what: str) -> list[str]:
+    found = []
+    for value in values:
+        if not isinstance(value, str) or not value.strip():
+            raise PayloadError(f"{what}: expected non-empty strings, got {value!r}",
+                               code="invalid_field")
+        found.append(value)
+    return found
+
+
+def forget(cursor: Any, policy: PrivacyPolicy, *, user_ids: Iterable[Any] = (),
+           anonymous_ids: Iterable[Any] = (), now: datetime | None = None,
+           dry_run: bool = False) -> Erasure:
+    """Delete every row of these users from ``events`` and ``quarantine``, in one
+    transaction, and record the forget (counts only) in ``erasures``.
+
+    ``user_ids`` are the ids the product sent (hashed here as the collector hashes them);
+    the anonymous ids found on their rows (the devices they used before signing in) are
+    forgotten with them. Rows match on ``user_id``, ``anonymous_id``, or an alias's
+    ``previous_id``. The caller holds the loader's lock and has drained the log first,
+    so no row received before the call is still on its way to the warehouse. With
+    ``dry_run`` nothing is deleted: the counts say what would be.
+    """
+    users = stored_user_ids(_ids(user_ids, "user_ids"), policy)
+    given = _ids(anonymous_ids, "anonymous_ids")
+    if not users and not given:
+        raise PayloadError("name at least one user id or anonymous id to forget",
+                           code="missing_field")
+    _ensure_ledger(cursor)
+    linked = {row[0] for table in _TABLES for row in cursor.execute(
+        f"SELECT DISTINCT anonymous_id FROM {table} WHERE anonymous_id IS NOT NULL "
+        "AND user_id IN (SELECT unnest(?::VARCHAR[]))", [users]).fetchall()}
+    anonymous = sorted(set(given) | linked)
+    where = ("user_id IN (SELECT unnest($users::VARCHAR[])) "
+             "OR anonymous_id IN (SELECT unnest($anonymous::VARCHAR[])) "
+             "OR previous_id IN (SELECT unnest($everyone::VARCHAR[]))")
+    params = {"users": users, "anonymous": anonymous, "everyone": users + anonymous}
+    erasure = Erasure("forget", now or datetime.now(UTC), dry_run=dry_run, detail={
+        "user_ids": len(users), "anonymous_ids": len(given),
+        "linked_anonymous_ids": len(linked - set(given))})
+    verb = "SELECT count(*) FROM" if dry_run else "DELETE FROM"
+    counts = _in_one_transaction(cursor, [(f"{verb} {t} WHERE {where}", params)
+                                          for t in _TABLES])
+    erasure.rows = dict(zip(_TABLES, counts, strict=True))
+    if dry_run:
+        cursor.execute("ROLLBACK")
+        return erasure
+    _record(cursor, erasure)
+    cursor.execute("COMMIT")
+    _checkpoint(cursor)
+    log.info("forgot %d user ids and %d anonymous ids: %s", len(users), len(anonymous),
+             erasure.rows, extra={"erasure": erasure.as_dict()})
+    return erasure
+
+
+# ---------------------------------------------------------------------------- expire
+
+
+def uncataloged_retention(section: dict[str, Any]) -> int | None:
+    """Days to keep quarantined rows of events the catalog does not know: ``[privacy]
+    uncataloged_retention`` (default forever: nothing the catalog does not describe is
+    deleted unless the workspace says so)."""
+    value = section.get("uncataloged_retention", "forever")
+    try:
+        return parse_retention(value)
+    except ValueError as exc:
+        raise WorkspaceError(f"nerve.toml: [privacy] uncataloged_retention: {exc}") from None
+
+
+def _rules(catalog: Catalog) -> list[tuple[str, str, str, int]]:
+    """(label, SQL condition, its parameter, days) per cataloged event with a retention.
+
+    An event's latest version sets its retention. A track event matches by name; an
+    identify, page, screen or group spec matches the calls of its type.
+    """
+    rules = []
+    for name in catalog.names():
+        spec = catalog.get(name)
+        if spec is None or spec.retention_days is None:
+            continue
+        if spec.type == "track":
+            rules.append((name, "type = 'track' AND event = ?", name, spec.retention_days))
+        else:
+            rules.append((name, "type = ? AND event IS NULL", spec.type,
+                          spec.retention_days))
+    return rules
+
+
+def expire(cursor: Any, catalog: Catalog, *, uncataloged_days: int | None = None,
+           now: datetime | None = None, dry_run: bool = False) -> Erasure:
+    """Delete rows whose ``timestamp`` is older than their event's retention.
+
+    Applies to ``events`` and to the quarantine's rows of cataloged events; quarantined
+    rows of other events follow ``uncataloged_days`` (None: kept). With ``dry_run``
+    nothing is deleted: the counts say what would be.
+    """
+    now = now or datetime.now(UTC)
+    _ensure_ledger(cursor)
+    rules = _rules(catalog)
+    verb = "SELECT count(*) FROM" if dry_run else "DELETE FROM"
+    statements: list[tuple[str, list[Any]]] = [
+        (f"{verb} {table} WHERE {condition} AND timestamp < ?",
+         [param, now - timedelta(days=days)])
+        for _, condition, param, days in rules for table in _TABLES]
+    if uncataloged_days is not None:
+        known = catalog.names()
+        statements.append((f"{verb} quarantine WHERE NOT (type = 'track' AND event IN "
+                           "(SELECT unnest(?::VARCHAR[]))) AND NOT (type <> 'track' AND "
+                           "type IN (SELECT unnest(?::VARCHAR[]))) AND timestamp < ?",
+                           [known, known, now - timedelta(days=uncataloged_days)]))
+    counts = _in_one_transaction(cursor, statements)
+    erasure = Erasure("expire", now, dry_run=dry_run)
+    for i, (label, _, _, days) in enumerate(rules):
+        found = {"retention_days": days, "events": counts[2 * i],
+                 "quarantine": counts[2 * i + 1]}
+        if found["events"] or found["quarantine"]:
+            erasure.detail[label] = found
+    if uncataloged_days is not None and counts[-1]:
+        erasure.detail["(uncataloged)"] = {"retention_days": uncataloged_days, "events": 0,
+                                           "quarantine": counts[-1]}
+    erasure.rows = {t: sum(d[t] for d in erasure.detail.values()) for t in _TABLES}
+    if dry_run:
+        cursor.execute("ROLLBACK")
+        return erasure
+    _record(cursor, erasure)
+    cursor.execute("COMMIT")
+    if any(erasure.rows.values()):
+        _checkpoint(cursor)
+    log.info("retention: deleted %s", erasure.rows, extra={"erasure": erasure.as_dict()})
+    return erasure
+
+
+# ---------------------------------------------------------------------------- workspace
+
+
+def forget_users(workspace: Workspace, loader: Any, *, user_ids: Iterable[Any] = (),
+                 anonymous_ids: Iterable[Any] = (), dry_run: bool = False) -> Erasure:
+    """``forget`` in a workspace: drain the log into the warehouse, then delete.
+
+    ``loader`` is the workspace's ``nerve.loader.Loader`` (the server's, or one the CLI
+    opened): the drain loads every row acknowledged before the call, so none of the
+    user's rows is still in the log on its way to the warehouse once this returns.
+    """
+    policy = PrivacyPolicy.from_config(_privacy(workspace), workspace.secret())
+    loader.load_once()
+    with loader.exclusive() as cursor:
+        return forget(cursor, policy, user_ids=user_ids, anonymous_ids=anonymous_ids,
+                      dry_run=dry_run)
+
+
+def expire_rows(workspace: Workspace, catalog: Catalog, loader: Any, *,
+                dry_run: bool = False) -> Erasure:
+    """``expire`` in a workspace, with its ``[privacy] uncataloged_retention``."""
+    days = uncataloged_retention(_privacy(workspace))
+    with loader.exclusive() as cursor:
+        return expire(cursor, catalog, uncataloged_days=days, dry_run=dry_run)
+
+
+def _privacy(workspace: Workspace) -> dict[str, Any]:
+    section = workspace.config.raw.get("privacy", {})
+    return section if isinstance(section, dict) else {}
+
+
+class RetentionJob:
+    """A daemon thread of ``nerve serve`` that enforces retention every ``every``."""
+
+    def __init__(self, state: Any, every: timedelta = EXPIRE_EVERY,
+                 first_delay: timedelta = EXPIRE_FIRST_DELAY, *, idle: bool = False) -> None:
+        self.state = state
+        self.every = every
+        self.first_delay = first_delay
+        #: run at idle priority (``nerve._cpu.yield_cpu``), as the loader does
+        self.idle = idle
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last: Erasure | None = None
+
+    def start(self) -> RetentionJob:
+        self._thread = threading.Thread(target=self._loop, name="nerve-retention",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run_once(self) -> Erasure:
+        state = self.state
+        self.last = expire_rows(state.workspace, state.catalog, state.loader)
+        return self.last
+
+    def _loop(self) -> None:
+        if self.idle:
+            yield_cpu()
+        wait = self.first_delay
+        while not self._stop.wait(wait.total_seconds()):
+            try:
+                self.run_once()
+            except Exception:  # a failed run is logged and retried at the next one
+                log.exception("retention: enforcing failed; retrying in %s", self.every)
+            wait = self.every

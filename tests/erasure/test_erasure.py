@@ -1,0 +1,255 @@
+"""Forgetting users and enforcing retention, on a real DuckDB warehouse and a real log.
+
+Rows reach the warehouse as in production: written to the event log by a ``LogWriter``,
+then loaded by the workspace's ``Loader``. Some are left in the log, unloaded, when the
+forget starts: they must be deleted too.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from tests.log.conftest import envelope
+
+from nerve.catalog import Catalog
+from nerve.envelope import to_record_batch
+from nerve.erasure import RetentionJob, expire, expire_rows, forget, forget_users
+from nerve.errors import PayloadError, WorkspaceError
+from nerve.loader import Loader
+from nerve.log import LogWriter, list_segments
+from nerve.pipeline import PrivacyPolicy, pseudonymise
+from nerve.warehouse import Warehouse
+from nerve.workspace import Workspace
+
+ORDER = """\
+name: order_completed
+description: An order.
+owner: commerce
+purpose: analytics
+version: 1
+retention: 30d
+properties:
+  order_id: {type: string, pii: none}
+"""
+
+IDENTIFY = """\
+name: identify
+type: identify
+description: Who the user is.
+owner: growth
+purpose: analytics
+version: 1
+retention: forever
+properties:
+  plan: {type: string, pii: none}
+"""
+
+NOW = datetime(2026, 11, 28, 12, tzinfo=UTC)
+
+
+def micros(at: datetime) -> int:
+    return int(at.timestamp() * 1_000_000)
+
+
+def row(user: str | None, anonymous: str | None = None, *, event: str = "order_completed",
+        type_: str = "track", age_days: float = 1, **fields: Any) -> dict[str, Any]:
+    at = micros(NOW - timedelta(days=age_days))
+    return envelope(0, user_id=user, anonymous_id=anonymous, event=event, type=type_,
+                    timestamp=at, original_timestamp=at, sent_at=at,
+                    received_at=micros(datetime.now(UTC)), **fields)
+
+
+@pytest.fixture
+def workspace(make_workspace: Callable[..., Workspace]) -> Workspace:
+    return make_workspace({"order_completed.yaml": ORDER, "identify.yaml": IDENTIFY})
+
+
+@pytest.fixture
+def warehouse(workspace: Workspace) -> Iterator[Warehouse]:
+    wh = Warehouse.for_workspace(workspace)
+    yield wh
+    wh.close()
+
+
+@pytest.fixture
+def loader(workspace: Workspace, warehouse: Warehouse) -> Loader:
+    return Loader.for_workspace(workspace, warehouse)
+
+
+def write(workspace: Workspace, rows: list[dict[str, Any]], writer: str = "w1") -> None:
+    with LogWriter(workspace.log_dir, writer) as log:
+        log.append(to_record_batch(rows))  # type: ignore[arg-type]
+
+
+def count(warehouse: Warehouse, table: str, where: str = "true") -> int:
+    return int(warehouse.query(f"SELECT count(*) AS n FROM {table} WHERE {where}")
+               .to_pylist()[0]["n"])
+
+
+def test_forget_deletes_a_users_rows_and_their_devices_including_rows_still_in_the_log(
+        workspace: Workspace, warehouse: Warehouse, loader: Loader) -> None:
+    write(workspace, [
+        row(None, "dev-1"),                       # before signing in, on their phone
+        row("ann", "dev-1"), row("ann", "dev-2"),
+        row("bob", "dev-9"), row(None, "dev-8"),
+        row("ann", "dev-1", violations='[{"rule":"x"}]'),   # quarantined
+        row("bob", violations='[{"rule":"x"}]'),
+        row("ann-2", type_="alias", event=None, previous_id="ann"),  # her new id
+    ])
+    loader.load_once()
+    write(workspace, [row("ann", "dev-1"), row("bob", "dev-9")], writer="w2")  # not loaded
+    assert count(warehouse, "events", "user_id = 'ann'") == 2
+
+    erasure = forget_users(workspace, loader, user_ids=["ann"])
+
+    # the log's rows were loaded first, then deleted with the rest
+    assert count(warehouse, "events", "user_id = 'ann' OR anonymous_id IN ('dev-1', "
+                 "'dev-2') OR previous_id = 'ann'") == 0
+    assert count(warehouse, "quarantine", "user_id = 'ann'") == 0
+    assert erasure.rows == {"events": 5, "quarantine": 1}
+    assert erasure.detail == {"user_ids": 1, "anonymous_ids": 0, "linked_anonymous_ids": 2}
+    # everyone else is untouched
+    assert count(warehouse, "events", "user_id = 'bob'") == 2
+    assert count(warehouse, "events", "anonymous_id = 'dev-8'") == 1
+    assert count(warehouse, "quarantine", "user_id = 'bob'") == 1
+    loader.load_once()  # nothing of hers comes back from the log
+    assert count(warehouse, "events", "user_id = 'ann'") == 0
+    # the ledger has counts, and no id of the forgotten user
+    (ledger,) = warehouse.query("SELECT * FROM erasures").to_pylist()
+    assert (ledger["kind"], ledger["events"], ledger["quarantine"]) == ("forget", 5, 1)
+    assert "ann" not in str(ledger)
+    assert "dev-1" not in str(ledger)
+
+
+def test_forget_by_anonymous_id_alone(workspace: Workspace, warehouse: Warehouse,
+                                      loader: Loader) -> None:
+    write(workspace, [row(None, "dev-1"), row("ann", "dev-1"), row("ann", "dev-2")])
+    erasure = forget_users(workspace, loader, anonymous_ids=["dev-1"])
+    assert erasure.rows["events"] == 2
+    # the device's rows go; the user's rows from another device stay
+    assert count(warehouse, "events") == 1
+    assert count(warehouse, "events", "anonymous_id = 'dev-2'") == 1
+
+
+def test_forget_finds_hashed_user_ids_from_the_ids_the_product_sent(
+        make_workspace: Callable[..., Workspace]) -> None:
+    ws = make_workspace({"order_completed.yaml": ORDER},
+                        extra_toml='[privacy]\nuser_id = "hash"\n')
+    hashed = pseudonymise("ann", ws.secret())
+    write(ws, [row(hashed), row(hashed), row(pseudonymise("bob", ws.secret()))])
+    with Warehouse.for_workspace(ws) as wh:
+        erasure = forget_users(ws, Loader.for_workspace(ws, wh), user_ids=["ann"])
+        assert erasure.rows["events"] == 2
+        assert count(wh, "events") == 1
+
+
+def test_a_dry_run_counts_and_deletes_nothing(workspace: Workspace, warehouse: Warehouse,
+                                              loader: Loader) -> None:
+    write(workspace, [row("ann"), row("ann"), row("bob")])
+    erasure = forget_users(workspace, loader, user_ids=["ann"], dry_run=True)
+    assert erasure.dry_run
+    assert erasure.rows == {"events": 2, "quarantine": 0}
+    assert count(warehouse, "events") == 3
+    assert count(warehouse, "erasures") == 0
+
+
+@pytest.mark.parametrize(("users", "anonymous"), [([], []), ([""], []), ([7], []),
+                                                   ([], [None])])
+def test_forget_refuses_missing_or_malformed_ids(warehouse: Warehouse, users: list[Any],
+                                                 anonymous: list[Any]) -> None:
+    with pytest.raises(PayloadError):
+        forget(warehouse.cursor(), PrivacyPolicy(secret=b"k"), user_ids=users,
+               anonymous_ids=anonymous)
+
+
+def expiring_rows() -> list[dict[str, Any]]:
+    return [
+        row("a", age_days=40), row("b", age_days=10),               # retention 30d
+        row("c", type_="identify", event=None, age_days=900),       # forever
+        row("d", age_days=45, violations='[{"rule":"x"}]'),         # quarantined, 30d
+        row("e", event="Wishlist Opened", age_days=400,             # not in the catalog
+            violations='[{"rule":"unknown_event"}]'),
+    ]
+
+
+def test_expire_deletes_rows_past_their_events_retention(
+        workspace: Workspace, warehouse: Warehouse, loader: Loader) -> None:
+    write(workspace, expiring_rows())
+    loader.load_once()
+    catalog = Catalog.load(workspace.events_dir)
+
+    preview = expire(warehouse.cursor(), catalog, now=NOW, dry_run=True)
+    assert preview.rows == {"events": 1, "quarantine": 1}
+    assert count(warehouse, "events") + count(warehouse, "quarantine") == 5
+
+    erasure = expire(warehouse.cursor(), catalog, now=NOW)
+    assert erasure.detail == {"order_completed": {"retention_days": 30, "events": 1,
+                                                  "quarantine": 1}}
+    left = {r["user_id"] for r in warehouse.query(
+        "SELECT user_id FROM events UNION ALL SELECT user_id FROM quarantine").to_pylist()}
+    assert left == {"b", "c", "e"}  # uncataloged rows are kept unless the workspace says
+
+    again = expire(warehouse.cursor(), catalog, now=NOW, uncataloged_days=365)
+    assert again.rows == {"events": 0, "quarantine": 1}
+    assert count(warehouse, "quarantine") == 0
+    assert [r["kind"] for r in warehouse.query(
+        "SELECT kind FROM erasures ORDER BY erased_at").to_pylist()] == ["expire", "expire"]
+
+
+def test_uncataloged_retention_comes_from_nerve_toml(
+        make_workspace: Callable[..., Workspace]) -> None:
+    ws = make_workspace({"order_completed.yaml": ORDER},
+                        extra_toml='[privacy]\nuncataloged_retention = "10d"\n')
+    write(ws, expiring_rows())
+    with Warehouse.for_workspace(ws) as wh:
+        loader = Loader.for_workspace(ws, wh)
+        loader.load_once()
+        erasure = expire_rows(ws, Catalog.load(ws.events_dir), loader)
+        assert erasure.detail["(uncataloged)"]["quarantine"] == 1
+
+    bad = make_workspace({}, extra_toml='[privacy]\nuncataloged_retention = "soon"\n')
+    with Warehouse.for_workspace(bad) as wh, pytest.raises(WorkspaceError,
+                                                           match="uncataloged_retention"):
+        expire_rows(bad, Catalog.load(bad.events_dir), Loader.for_workspace(bad, wh))
+
+
+def test_the_retention_job_runs_on_its_schedule(workspace: Workspace, warehouse: Warehouse,
+                                                loader: Loader) -> None:
+    old = row("a", age_days=400)
+    write(workspace, [old, row("b")])
+    loader.load_once()
+    state = SimpleNamespace(workspace=workspace, catalog=Catalog.load(workspace.events_dir),
+                            loader=loader)
+    job = RetentionJob(state, every=timedelta(seconds=0.2), first_delay=timedelta(0)).start()
+    try:
+        deadline = time.monotonic() + 10
+        while job.last is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        job.stop()
+    assert job.last is not None
+    assert job.last.rows["events"] == 1
+    assert count(warehouse, "events") == 1
+
+
+def test_an_old_segment_rolls_so_its_loaded_rows_leave_the_log(
+        workspace: Workspace, loader: Loader) -> None:
+    log = LogWriter(workspace.log_dir, "w1", max_age=0.2)
+    try:
+        log.append(to_record_batch([row("ann")]))  # type: ignore[list-item]
+        log.sync()
+        loader.load_once()  # loaded, but the segment is still the writer's: it stays
+        assert len(list_segments(workspace.log_dir, "w1")) == 1
+        time.sleep(0.3)
+        log.append(to_record_batch([row("bob")]))  # type: ignore[list-item]
+        log.sync()
+        assert len(list_segments(workspace.log_dir, "w1")) == 2
+        loader.load_once()  # the sealed segment is loaded, then deleted
+        assert len(list_segments(workspace.log_dir, "w1")) == 1
+    finally:
+        log.close()

@@ -1,0 +1,84 @@
+"""``nerve forget`` and ``nerve expire`` as a user runs them: through a running ``nerve
+serve`` (two workers, real HTTP), and on the workspace's files when no server runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import orjson
+from tests.erasure.test_erasure import IDENTIFY, ORDER, row, write
+from tests.server.serverkit import basic, rows, write_key
+
+from nerve.workspace import Workspace
+
+
+def nerve(ws: Workspace, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "nerve", "--workspace", str(ws.root), *args],
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def order(i: int, user: str, anonymous: str) -> dict[str, Any]:
+    return {"type": "track", "event": "order_completed", "userId": user,
+            "anonymousId": anonymous, "messageId": f"m-{user}-{i}",
+            "properties": {"order_id": f"o{i}"}}
+
+
+def test_forget_through_a_running_server_deletes_what_was_just_acknowledged(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., Any]) -> None:
+    ws = make_workspace({"order_completed.yaml": ORDER, "identify.yaml": IDENTIFY})
+    server = serve(ws, "--workers", "2")
+    batch = [order(i, user, f"dev-{user}") for user in ("ann", "bob") for i in range(30)]
+    answer = httpx.post(f"{server.url}/v1/batch", json={"batch": batch},
+                        headers=basic(write_key(ws)), timeout=30)
+    assert answer.status_code == 200
+    # at once: the events are in the log, maybe not yet in the warehouse
+
+    done = nerve(ws, "forget", "--user-id", "ann", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    erasure = orjson.loads(done.stdout)
+    assert (erasure["kind"], erasure["rows"]["events"]) == ("forget", 30)
+
+    preview = nerve(ws, "expire", "--dry-run", "--format", "json")
+    assert preview.returncode == 0, preview.stderr
+    assert orjson.loads(preview.stdout)["dry_run"] is True
+    assert server.stop() == 0
+    left = rows(ws, "SELECT user_id, count(*) AS n FROM events GROUP BY user_id")
+    assert left == [{"user_id": "bob", "n": 30}]
+    assert rows(ws, "SELECT kind, events FROM erasures") == [{"kind": "forget", "events": 30}]
+
+
+def test_without_a_server_forget_drains_the_log_itself(
+        make_workspace: Callable[..., Workspace]) -> None:
+    ws = make_workspace({"order_completed.yaml": ORDER})
+    write(ws, [row("ann"), row("ann"), row("bob")])  # in the log only, never loaded
+
+    preview = nerve(ws, "forget", "-u", "ann", "--dry-run")
+    assert preview.returncode == 0, preview.stderr
+    assert "would delete: 2 events, 0 quarantined rows" in preview.stdout
+    done = nerve(ws, "forget", "-u", "ann")
+    assert done.returncode == 0, done.stderr
+    assert "deleted: 2 events" in done.stdout
+    assert rows(ws, "SELECT user_id FROM events") == [{"user_id": "bob"}]
+
+
+def test_expire_prints_what_it_deleted_by_event(
+        make_workspace: Callable[..., Workspace]) -> None:
+    ws = make_workspace({"order_completed.yaml": ORDER})
+    write(ws, [row("a", age_days=400), row("b", age_days=1)])
+    nerve(ws, "forget", "-u", "nobody")  # loads the log (and deletes nothing)
+    done = nerve(ws, "expire")
+    assert done.returncode == 0, done.stderr
+    assert "order_completed" in done.stdout
+    assert "deleted: 1 events" in done.stdout
+    assert rows(ws, "SELECT user_id FROM events") == [{"user_id": "b"}]
+
+
+def test_forget_needs_someone_to_forget(make_workspace: Callable[..., Workspace]) -> None:
+    ws = make_workspace({})
+    done = nerve(ws, "forget")
+    assert done.returncode == 4
+    assert "--user-id" in done.stderr
