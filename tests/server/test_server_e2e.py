@@ -185,11 +185,13 @@ def test_worker_processes_share_the_port_and_forward_read_apis(
         missing = httpx.get(server.url + "/v1/nothing")
         assert missing.status_code == 404
         assert missing.json()["code"] == "not_found"
-    # the main process's background threads (the loader, the live anomaly monitor and the
-    # scheduled checks) yield the CPU to the workers; the workers run as usual
+    # the main process's background threads (the loader, the live anomaly monitor, the
+    # scheduled checks and the retention job) yield the CPU to the workers; the workers
+    # run as usual
     assert background_policies(info["pid"]) == {"nerve-loader": os.SCHED_IDLE,
                                                  "nerve-live": os.SCHED_IDLE,
-                                                 "nerve-checks": os.SCHED_IDLE}
+                                                 "nerve-checks": os.SCHED_IDLE,
+                                                 "nerve-retention": os.SCHED_IDLE}
     workers = subprocess.run(["pgrep", "-f", f"_worker_main .* {shop.root} "],
                              capture_output=True, text=True, check=False).stdout.split()
     assert len(workers) == 3
