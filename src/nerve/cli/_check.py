@@ -18,6 +18,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from nerve.audit import local_read
 from nerve.catalog import Catalog
 from nerve.cli._common import (
     ExitCode,
@@ -156,7 +157,9 @@ def collect(ws: Workspace, select: list[str], now: datetime | None) -> list[Chec
         if path is not None and not path.exists():
             raise WorkspaceError(f"{path}: no warehouse yet; it is created when `nerve serve` "
                                  "first loads events")
-        with Warehouse.for_workspace(ws, read_only=True) as warehouse:
+        request = {"select": select, "now": now.isoformat() if now else None}
+        with (local_read(ws, "/v1/admin/checks/run", request),
+              Warehouse.for_workspace(ws, read_only=True) as warehouse):
             return run_checks(inputs_for(warehouse.ibis()), catalog, config, now=now,
                               select=select)
     return run_checks(inputs_for(ibis.connect(url)), catalog, config, now=now, select=select)

@@ -1,4 +1,5 @@
-"""``nerve forget`` and ``nerve expire``: erase a user's data, enforce retention.
+"""``nerve forget``, ``nerve expire`` and ``nerve audit``: erase a user's data, enforce
+retention, and read the audit log of reads.
 
 While ``nerve serve`` runs they go through its admin API (``POST /v1/admin/forget``,
 ``/v1/admin/expire``), whose loader owns the warehouse; otherwise they open the warehouse
@@ -8,12 +9,15 @@ for writing and drain the log themselves. docs/privacy.md says what is erased wh
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
+import orjson
 import typer
 
+from nerve.audit import local_read
 from nerve.catalog import Catalog
 from nerve.cli._common import (
     Format,
@@ -34,6 +38,7 @@ __all__ = ["register"]
 def register(app: typer.Typer) -> None:
     app.command("forget")(forget)
     app.command("expire")(expire)
+    app.command("audit")(audit)
 
 
 def _run(ws: Workspace, path: str, body: dict[str, Any],
@@ -48,7 +53,7 @@ def _run(ws: Workspace, path: str, body: dict[str, Any],
     from nerve.loader import Loader  # noqa: PLC0415 - DuckDB only when needed
     from nerve.warehouse import Warehouse  # noqa: PLC0415
 
-    with Warehouse.for_workspace(ws) as warehouse:
+    with local_read(ws, path, body), Warehouse.for_workspace(ws) as warehouse:
         erasure = local(Loader.for_workspace(ws, warehouse))
         answer: dict[str, Any] = erasure.as_dict()
         return answer
@@ -136,3 +141,35 @@ def expire(
     answer = _run(ws, "/v1/admin/expire", {"dry_run": dry_run},
                   lambda loader: expire_rows(ws, catalog, loader, dry_run=dry_run))
     _show(answer, fmt)
+
+
+@handle_errors
+def audit(
+    ctx: typer.Context,
+    since: Annotated[str, typer.Option(
+        "--since", help="How far back: a duration such as 1h, 7d or 4w.")] = "7d",
+    who: Annotated[str | None, typer.Option(
+        "--who", help="Only this reader: admin, an OS user name, anonymous...")] = None,
+    action: Annotated[str | None, typer.Option(
+        "--action", help="Only actions containing this text, e.g. sql or forget.")] = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Who read the warehouse, when, how and what: one record per read.
+
+    Every read API call the server answers and every command that reads the warehouse
+    file itself is recorded in .nerve/audit/ (docs/privacy.md). Reading this log is not
+    itself a read of the warehouse.
+    """
+    ws = load_workspace(ctx)
+    from nerve.analytics import parse_duration  # noqa: PLC0415
+    from nerve.audit import read_records  # noqa: PLC0415
+
+    start = datetime.now(UTC) - parse_duration(since, what="--since")
+    records = [r for r in read_records(ws, start)
+               if (who is None or r.get("who") == who)
+               and (action is None or action in str(r.get("action")))]
+    if fmt is Format.json:
+        emit_json(records)
+        return
+    emit([{**r, "request": orjson.dumps(r.get("request")).decode()} for r in records]
+         if fmt is Format.table else records, fmt, title=f"reads since {start:%Y-%m-%d %H:%M} UTC")

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 
+from nerve.audit import local_read
 from nerve.cli._common import (
     ExitCode,
     Format,
@@ -112,7 +113,8 @@ def _health(ws: Workspace) -> HealthSource | None:
     if path is not None and not path.exists():
         return None
     try:
-        with Warehouse.for_workspace(ws, read_only=True) as warehouse:
+        with (local_read(ws, "/v1/metrics/readiness", None),
+              Warehouse.for_workspace(ws, read_only=True) as warehouse):
             return health_from_checks(warehouse.ibis())
     except TransientError:
         return None  # the server holds the file: `readiness` asks the server instead

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import orjson
 
+from nerve.audit import local_read
 from nerve.errors import InternalError, QueryError, TransientError, UserError
 from nerve.workspace import Workspace
 
@@ -103,5 +104,5 @@ def answer(ws: Workspace, path: str, body: dict[str, Any],
     path_on_disk = Warehouse.file_of(ws.warehouse_url)
     if path_on_disk is not None and not path_on_disk.exists():
         Warehouse.for_workspace(ws).close()  # a fresh workspace: create the empty tables
-    with Warehouse.for_workspace(ws, read_only=True) as warehouse:
+    with local_read(ws, path, body), Warehouse.for_workspace(ws, read_only=True) as warehouse:
         return local(warehouse)

@@ -17,8 +17,10 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nerve import __version__
+from nerve.audit import Audit
 from nerve.errors import NerveError
 from nerve.server import api
+from nerve.server._audit import AuditReads
 from nerve.server._errors import (
     http_exception_handler,
     nerve_error_handler,
@@ -99,11 +101,13 @@ def create_app(
     *,
     read_routes: list[BaseRoute] | None = None,
     metrics: bool = True,
+    audit: Audit | None = None,
 ) -> Starlette:
     """The nerve HTTP app over ``state``; ``lifespan`` opens and closes what it needs.
 
     ``read_routes`` default to every module of ``nerve.server.api``. ``metrics``: answer
     ``GET /metrics`` here (worker processes forward it to the main one instead).
+    ``audit``: record every read-API request there (the process that answers them).
     """
     routes: list[BaseRoute] = [Route("/health", health, methods=["GET"]),
                                Route("/openapi.json", openapi_endpoint, methods=["GET"]),
@@ -116,7 +120,9 @@ def create_app(
     app = _NerveApp(
         IngestApp(state),  # answers as the routes below under this CORS policy do
         routes=routes,
-        middleware=[Middleware(CORSMiddleware, **cors)],
+        middleware=[Middleware(CORSMiddleware, **cors),
+                    *([Middleware(AuditReads, audit=audit, admin_token=state.admin_token,
+                                  trust_forwarded=state.processes > 1)] if audit else [])],
         exception_handlers={
             NerveError: nerve_error_handler,
             HTTPException: http_exception_handler,

@@ -27,6 +27,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from nerve._cpu import start_shared_pools
+from nerve.audit import Audit, audit_dir
 from nerve.catalog import Catalog
 from nerve.errors import InternalError, TransientError, UserError
 from nerve.loader import Loader
@@ -301,7 +302,8 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8700, *,
                              cpus=worker_cpus(workers) if pin_workers else None)
 
     app = create_app(state, _lifespan(state, server_file, max_backlog(workspace), on_ready,
-                                      start_workers if workers > 1 else _none, children))
+                                      start_workers if workers > 1 else _none, children),
+                     audit=Audit(audit_dir(workspace)))
     server = uvicorn.Server(uvicorn_config(app, workspace))
     # uvicorn re-raises the stop signal after a graceful shutdown; with these no-op
     # handlers in place that re-raise is harmless, and a clean stop exits 0

@@ -41,6 +41,7 @@ from nerve.catalog import Catalog
 from nerve.errors import InternalError, TransientError
 from nerve.log import LogWriter
 from nerve.server._app import create_app
+from nerve.server._audit import CLIENT_HEADER
 from nerve.server._backpressure import max_backlog, watch_backlog
 from nerve.server._errors import nerve_error_response
 from nerve.server._logging import setup_json_logging
@@ -137,7 +138,11 @@ class _Upstream:
 async def _forward(request: Request) -> Response:
     """Answer a non-ingest request by asking the main process."""
     client: httpx.AsyncClient = request.app.state.upstream
-    headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP]
+    # the main process audits the request under the client's address, not this worker's
+    headers = [(k, v) for k, v in request.headers.items()
+               if k.lower() not in _HOP_BY_HOP and k.lower() != CLIENT_HEADER]
+    if request.client is not None:
+        headers.append((CLIENT_HEADER, request.client.host))
     try:
         answer = await client.request(request.method, request.url.path,
                                       params=request.url.query, headers=headers,

@@ -1,0 +1,143 @@
+"""The audit log: one line per read of the warehouse, through the server or on the file.
+
+Every read API call ``nerve serve`` answers (SQL, metrics, funnels, checks, the agent,
+the MCP server's tools...) and every command that reads the warehouse file itself when
+no server runs appends one JSON line to ``.nerve/audit/reads-<UTC date>.jsonl``: when,
+how (``http`` or ``local``), who (the token's role, or the OS user), from where, what
+(the API path and its request), the answer's status and how long it took. Lines are
+appended with one ``write`` each (``O_APPEND``) and fsynced, so the server and a command
+can share a file. ``nerve audit`` prints them (docs/privacy.md).
+
+A request is kept as sent, cut at ``MAX_REQUEST_BYTES``, except what would defeat its
+purpose: ``forget`` requests keep how many ids they named, never the ids.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from nerve.workspace import Workspace
+
+__all__ = ["AUDIT_DIR", "MAX_REQUEST_BYTES", "Audit", "audit_dir", "local_read", "read_records",
+           "record"]
+
+log = logging.getLogger("nerve.audit")
+
+AUDIT_DIR = "audit"
+#: a request longer than this (as JSON) is cut, and marked so
+MAX_REQUEST_BYTES = 8192
+#: a body larger than this is recorded by its size only, unparsed
+_MAX_PARSED_BYTES = 1 << 20
+#: requests whose ids must not outlive them: only how many are kept
+_REDACTED = {"/v1/admin/forget": ("user_ids", "anonymous_ids")}
+
+
+def audit_dir(workspace: Workspace) -> Path:
+    return workspace.data_dir / AUDIT_DIR
+
+
+def _request(action: str, request: Any) -> Any:
+    """What the record keeps of a request: a JSON value, or a raw body (bytes) parsed."""
+    if isinstance(request, bytes | bytearray):
+        size = len(request)
+        if size > _MAX_PARSED_BYTES:
+            return {"bytes": size}
+        try:
+            request = orjson.loads(request) if request else None
+        except orjson.JSONDecodeError:
+            return {"unparsed_bytes": size}
+    if isinstance(request, dict) and action in _REDACTED:
+        request = {k: (len(v) if k in _REDACTED[action] and isinstance(v, list) else v)
+                   for k, v in request.items()}
+    text = orjson.dumps(request, default=str)
+    if len(text) <= MAX_REQUEST_BYTES:
+        return request
+    if action in _REDACTED:  # never a cut of its text
+        return {"bytes": len(text)}
+    return {"truncated": text[:MAX_REQUEST_BYTES].decode(errors="ignore"), "bytes": len(text)}
+
+
+@dataclass(frozen=True, slots=True)
+class Audit:
+    """Where records go: a workspace's audit folder."""
+
+    folder: Path
+
+    def record(self, *, via: str, who: str, action: str, request: Any, status: int | str,
+               seconds: float, client: str | None = None) -> None:
+        """Append one record; a failure to write is logged, never raised to the reader."""
+        now = datetime.now(UTC)
+        line = orjson.dumps({
+            "at": now.isoformat(timespec="milliseconds"), "via": via, "who": who,
+            "client": client, "action": action, "request": _request(action, request),
+            "status": status, "ms": round(seconds * 1000, 1)}, default=str) + b"\n"
+        path = self.folder / f"reads-{now:%Y-%m-%d}.jsonl"
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                end = os.fstat(fd).st_size
+                if end and os.pread(fd, 1, end - 1) != b"\n":
+                    line = b"\n" + line  # after a torn write: start a line of our own
+                os.write(fd, line)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            log.error("audit: could not record a read of %s: %s", action, exc)
+
+
+def record(workspace: Workspace, **fields: Any) -> None:
+    """``Audit(audit_dir(workspace)).record(**fields)``."""
+    Audit(audit_dir(workspace)).record(**fields)
+
+
+@contextmanager
+def local_read(workspace: Workspace, action: str, request: Any) -> Iterator[None]:
+    """Record a command's own read of the warehouse file (no server), with its outcome."""
+    started = time.monotonic()
+    status: int | str = "ok"
+    try:
+        yield
+    except BaseException as exc:
+        status = type(exc).__name__
+        raise
+    finally:
+        record(workspace, via="local", who=_os_user(), action=action, request=request,
+               status=status, seconds=time.monotonic() - started)
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container)
+        return f"uid {os.getuid()}"
+
+
+def read_records(workspace: Workspace, since: datetime | None = None) -> list[dict[str, Any]]:
+    """Every record (oldest first), or those at or after ``since``."""
+    folder = audit_dir(workspace)
+    records: list[dict[str, Any]] = []
+    for path in sorted(folder.glob("reads-*.jsonl")) if folder.is_dir() else []:
+        if since is not None and path.stem[len("reads-"):] < f"{since:%Y-%m-%d}":
+            continue
+        for number, line in enumerate(path.read_bytes().splitlines(), 1):
+            try:
+                entry = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                log.warning("%s:%d: not a JSON record (a torn write?); skipped", path, number)
+                continue
+            if since is None or datetime.fromisoformat(entry["at"]) >= since:
+                records.append(entry)
+    return records

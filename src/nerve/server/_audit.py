@@ -1,0 +1,97 @@
+"""Audit every read-API request the main process answers (``nerve.audit``).
+
+Worker processes forward read requests to the main process, naming the client's address
+in ``CLIENT_HEADER``; the main process believes that header only when workers are its
+only callers (``trust_forwarded``: it then listens on a private loopback port).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from functools import partial
+from typing import Any
+from urllib.parse import parse_qsl
+
+import anyio.to_thread
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from nerve.audit import Audit
+
+__all__ = ["CLIENT_HEADER", "AuditReads"]
+
+#: the original client's address, as a worker forwarding a request saw it
+CLIENT_HEADER = "x-nerve-client"
+#: request bytes kept for the record (``nerve.audit`` parses up to this); beyond it only
+#: the size is recorded
+MAX_BODY_BYTES = 1 << 20
+
+
+def _who(headers: dict[bytes, bytes], admin_token: str) -> str:
+    scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
+    if scheme.lower() != "bearer":
+        return "anonymous"
+    if secrets.compare_digest(token.strip().encode(), admin_token.encode()):
+        return "admin"
+    return "invalid token"
+
+
+def _request(scope: Scope, body: bytes) -> Any:
+    """The body (parsed by ``nerve.audit``), or a GET's query parameters."""
+    if body:
+        return body
+    query = scope.get("query_string", b"").decode("latin-1")
+    return dict(parse_qsl(query)) if query else None
+
+
+class AuditReads:
+    """ASGI middleware: one audit record per ``/v1/...`` request (ingest never gets here:
+    ``_app._NerveApp`` answers it before the middleware stack)."""
+
+    def __init__(self, app: ASGIApp, audit: Audit, admin_token: str,
+                 trust_forwarded: bool) -> None:
+        self.app = app
+        self.audit = audit
+        self.admin_token = admin_token
+        self.trust_forwarded = trust_forwarded
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (scope["type"] != "http" or not scope["path"].startswith("/v1/")
+                or scope["method"] == "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        started = time.monotonic()
+        body: list[bytes] = []
+        size = 0
+        status: int | str = "no answer"
+
+        async def tee() -> Message:
+            nonlocal size
+            message = await receive()
+            if message["type"] == "http.request":
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size <= MAX_BODY_BYTES:
+                    body.append(chunk)
+            return message
+
+        async def watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, tee, watch)
+        finally:
+            headers = dict(scope["headers"])
+            client = scope.get("client")
+            address = client[0] if client else None
+            if self.trust_forwarded and CLIENT_HEADER.encode() in headers:
+                address = headers[CLIENT_HEADER.encode()].decode("latin-1")
+            request = {"bytes": size} if size > MAX_BODY_BYTES else _request(
+                scope, b"".join(body))
+            await anyio.to_thread.run_sync(partial(
+                self.audit.record, via="http", who=_who(headers, self.admin_token),
+                action=scope["path"], request=request, status=status,
+                seconds=time.monotonic() - started, client=address))

@@ -1,0 +1,99 @@
+"""The audit log of reads: through a real ``nerve serve`` (two workers forwarding to the
+main process) and by commands reading the warehouse file themselves."""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import orjson
+from tests.erasure.test_erasure import ORDER, row, write
+from tests.erasure.test_erasure_cli import nerve
+from tests.server.serverkit import basic, write_key
+
+from nerve.audit import MAX_REQUEST_BYTES, audit_dir, read_records, record
+from nerve.workspace import Workspace
+
+
+def audit_bytes(ws: Workspace) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted(audit_dir(ws).glob("*.jsonl")))
+
+
+def test_every_read_api_call_is_recorded_with_who_from_where_and_what(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., Any]) -> None:
+    ws = make_workspace({"order_completed.yaml": ORDER})
+    server = serve(ws, "--workers", "2")
+    token = orjson.loads((ws.data_dir / "server.json").read_bytes())["admin_token"]
+    admin = {"Authorization": f"Bearer {token}"}
+    sql = server.url + "/v1/admin/sql"
+    ingest = httpx.post(server.url + "/v1/track", headers=basic(write_key(ws)), json={
+        "type": "track", "event": "order_completed", "userId": "ann", "properties": {}})
+    assert ingest.status_code == 200
+    assert httpx.get(server.url + "/health").status_code == 200
+    # a forged client address is replaced by the worker that forwards the request
+    answer = httpx.post(sql, json={"query": "SELECT 42 AS n"},
+                        headers={**admin, "X-Nerve-Client": "6.6.6.6"})
+    assert answer.status_code == 200
+    assert httpx.post(sql, json={"query": "SELECT 1"}).status_code == 401
+    assert httpx.post(sql, json={"query": "SELECT 1"},
+                      headers={"Authorization": "Bearer guess"}).status_code == 401
+    assert httpx.post(sql, json={"query": "SELECT 'x" + "y" * MAX_REQUEST_BYTES + "'"},
+                      headers=admin).status_code == 200
+    done = nerve(ws, "forget", "--user-id", "ann-the-forgotten")
+    assert done.returncode == 0, done.stderr
+
+    records = read_records(ws)
+    # ingest and /health are not reads of the warehouse
+    assert [r["action"] for r in records] == ["/v1/admin/sql"] * 4 + ["/v1/admin/forget"]
+    first, anonymous, guessed, long, forget = records
+    assert first["via"] == "http"
+    assert first["who"] == "admin"
+    assert first["client"] == "127.0.0.1"
+    assert first["request"] == {"query": "SELECT 42 AS n"}
+    assert first["status"] == 200
+    assert first["ms"] >= 0
+    assert (anonymous["who"], anonymous["status"]) == ("anonymous", 401)
+    assert (guessed["who"], guessed["status"]) == ("invalid token", 401)
+    assert long["request"]["bytes"] > MAX_REQUEST_BYTES
+    assert len(long["request"]["truncated"]) <= MAX_REQUEST_BYTES
+    # the forget is recorded, but not whom it forgot
+    assert forget["request"] == {"user_ids": 1, "anonymous_ids": 0, "dry_run": False}
+    assert b"ann-the-forgotten" not in audit_bytes(ws)
+    assert b"6.6.6.6" not in audit_bytes(ws)
+
+
+def test_commands_reading_the_file_themselves_are_recorded(
+        make_workspace: Callable[..., Workspace]) -> None:
+    ws = make_workspace({"order_completed.yaml": ORDER})
+    write(ws, [row("ann")])
+    assert nerve(ws, "forget", "-u", "nobody").returncode == 0  # creates the warehouse
+    assert nerve(ws, "sql", "SELECT count(*) AS n FROM events").returncode == 0
+    assert nerve(ws, "sql", "SELECT nope FROM events").returncode == 4
+
+    records = read_records(ws)
+    assert [(r["via"], r["action"], r["status"]) for r in records] == [
+        ("local", "/v1/admin/forget", "ok"),
+        ("local", "/v1/admin/sql", "ok"),
+        ("local", "/v1/admin/sql", "QueryError")]
+    assert {r["who"] for r in records} == {getpass.getuser()}
+    assert records[1]["request"] == {"query": "SELECT count(*) AS n FROM events"}
+
+    shown = nerve(ws, "audit", "--action", "sql", "--format", "json")
+    assert shown.returncode == 0, shown.stderr
+    assert [r["status"] for r in orjson.loads(shown.stdout)] == ["ok", "QueryError"]
+    assert orjson.loads(nerve(ws, "audit", "--who", "someone-else", "-f", "json").stdout) == []
+
+
+def test_a_torn_line_is_skipped_and_the_rest_read(
+        make_workspace: Callable[..., Workspace]) -> None:
+    ws = make_workspace({})
+    record(ws, via="local", who="a", action="/v1/x", request=None, status="ok", seconds=0.1)
+    path = next(audit_dir(ws).glob("*.jsonl"))
+    with path.open("ab") as f:
+        f.write(b'{"at": "2026-')  # a crash mid-write
+    record(ws, via="local", who="b", action="/v1/y", request=b'{"q": 1}', status="ok",
+           seconds=0.1)
+    assert [(r["who"], r["request"]) for r in read_records(ws)] == [("a", None),
+                                                                    ("b", {"q": 1})]
