@@ -38,7 +38,7 @@ COMMAND_MODULES = [
     "_experiment",
     "_anomaly",
     "_ask",
-    "_erasure",
+    "_governance",
 ]
 
 

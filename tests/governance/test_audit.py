@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 import orjson
-from tests.erasure.test_erasure import ORDER, row, write
-from tests.erasure.test_erasure_cli import nerve
+from tests.governance.test_erasure import ORDER, row, write
+from tests.governance.test_erasure_cli import nerve
 from tests.server.serverkit import basic, write_key
 
 from nerve.audit import MAX_REQUEST_BYTES, audit_dir, read_records, record

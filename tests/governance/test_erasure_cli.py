@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import orjson
-from tests.erasure.test_erasure import IDENTIFY, ORDER, row, write
+from tests.governance.test_erasure import IDENTIFY, ORDER, row, write
 from tests.server.serverkit import basic, rows, write_key
 
 from nerve.workspace import Workspace
