@@ -7,6 +7,8 @@ forget starts: they must be deleted too.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,8 +23,9 @@ from nerve.envelope import to_record_batch
 from nerve.erasure import RetentionJob, expire, expire_rows, forget, forget_users
 from nerve.errors import PayloadError, WorkspaceError
 from nerve.loader import Loader
-from nerve.log import LogWriter, list_segments
+from nerve.log import LogWriter, list_segments, read_segment
 from nerve.pipeline import PrivacyPolicy, pseudonymise
+from nerve.server._commit import seal_old_segments
 from nerve.warehouse import Warehouse
 from nerve.workspace import Workspace
 
@@ -251,5 +254,29 @@ def test_an_old_segment_rolls_so_its_loaded_rows_leave_the_log(
         assert len(list_segments(workspace.log_dir, "w1")) == 2
         loader.load_once()  # the sealed segment is loaded, then deleted
         assert len(list_segments(workspace.log_dir, "w1")) == 1
+    finally:
+        log.close()
+
+
+def test_an_idle_servers_segment_is_sealed_so_its_loaded_rows_leave_the_log(
+        workspace: Workspace, loader: Loader) -> None:
+    log = LogWriter(workspace.log_dir, "w1", max_age=0.1)
+    state = SimpleNamespace(log=log)
+
+    async def idle_for_a_while() -> None:
+        task = asyncio.create_task(seal_old_segments(state, every=0.05))
+        await asyncio.sleep(0.5)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    try:
+        log.append(to_record_batch([row("ann")]))  # type: ignore[list-item]
+        log.sync()
+        asyncio.run(idle_for_a_while())  # nothing more is appended
+        loader.load_once()
+        (left,) = list_segments(workspace.log_dir, "w1")
+        assert read_segment(left.path).batches == []
+        assert count(loader.warehouse, "events", "user_id = 'ann'") == 1
     finally:
         log.close()

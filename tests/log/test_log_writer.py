@@ -72,6 +72,22 @@ def test_a_segment_rolls_at_the_first_append_after_its_max_age(
     assert [r["user_id"] for r in read_all(tmp_path)] == [f"u{i}" for i in range(6)]
 
 
+def test_an_idle_writer_seals_its_old_segment_when_asked(tmp_path: Path,
+                                                          make_batch: MakeBatch) -> None:
+    with LogWriter(tmp_path, "w0", max_age=0.2) as writer:
+        assert not writer.seal_if_old()  # no segment yet
+        writer.append(make_batch(2))
+        writer.sync()
+        assert not writer.seal_if_old()  # younger than max_age
+        time.sleep(0.3)
+        assert writer.seal_if_old()
+        assert not writer.seal_if_old()  # the new segment holds no batch
+        first, second = list_segments(tmp_path, "w0")
+        assert first.sealed
+        assert read_segment(second.path).batches == []
+    assert not writer.seal_if_old()  # closed
+
+
 def test_a_new_schema_starts_a_new_segment(tmp_path: Path, make_batch: MakeBatch) -> None:
     other = pa.RecordBatch.from_pydict({"x": [1, 2]})
     with LogWriter(tmp_path, "w0") as writer:

@@ -112,6 +112,18 @@ class LogWriter:
             self._size += len(frame)
             self._appended += 1
 
+    def seal_if_old(self) -> bool:
+        """Start a new segment if the current one holds batches and is older than
+        ``max_age``, so that the loader, which deletes only sealed segments, can delete it
+        once loaded even when nothing more is appended. True if it did."""
+        with self._lock:
+            if (self._closed or self._fd is None or self._schema is None
+                    or self._size <= self._header_size
+                    or time.monotonic() - self._opened <= self.max_age):
+                return False
+            self._roll(self._schema)
+            return True
+
     def _roll(self, schema: pa.Schema) -> None:
         """Seal the current segment (durably) and start a new one. Holds ``_lock``."""
         if self._fd is not None:

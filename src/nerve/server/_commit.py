@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -32,12 +33,14 @@ from nerve.collector import rows_to_record_batch
 if TYPE_CHECKING:
     from nerve.server._state import EventLog
 
-__all__ = ["DEFAULT_MIN_INTERVAL", "GroupCommit"]
+__all__ = ["DEFAULT_MIN_INTERVAL", "GroupCommit", "seal_old_segments"]
 
 #: seconds between the starts of two rounds at least (``[collector] commit_interval_ms``)
 DEFAULT_MIN_INTERVAL = 0.010
 
 _Waiter = asyncio.Future[None]
+
+logger = logging.getLogger("nerve.server")
 
 
 class GroupCommit:
@@ -124,6 +127,20 @@ class GroupCommit:
                 self.log.append(batch)
         self.log.sync()
         return failed
+
+
+async def seal_old_segments(state: Any, every: float = 60.0) -> None:
+    """Every ``every`` seconds, seal this process's log segment once it is an hour old
+    (``LogWriter.seal_if_old``): a worker that receives nothing more would otherwise
+    keep its loaded events in the log until its next event or restart."""
+    while True:
+        await asyncio.sleep(every)
+        seal = getattr(state.log, "seal_if_old", None)
+        if seal is not None:
+            try:
+                await anyio.to_thread.run_sync(seal)
+            except OSError as exc:  # a full disk: the next append reports it to a client
+                logger.warning("could not seal an old log segment: %s", exc)
 
 
 def _settle(waiter: _Waiter, exc: BaseException | None) -> None:

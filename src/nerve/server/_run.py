@@ -34,6 +34,7 @@ from nerve.loader import Loader
 from nerve.log import LogWriter
 from nerve.server._app import create_app
 from nerve.server._backpressure import max_backlog, watch_backlog
+from nerve.server._commit import seal_old_segments
 from nerve.server._logging import setup_json_logging
 from nerve.server._metrics import prepare_metrics_dir
 from nerve.server._state import NerveState, uvicorn_config
@@ -166,6 +167,7 @@ def _lifespan(state: NerveState, server_file: Path, max_backlog: int,
             start_shared_pools()  # at this thread's priority, not the loader's
         state.loader.start(LOADER_INTERVAL, idle=background_idle)
         watcher = asyncio.create_task(watch_backlog(state, max_backlog))
+        sealer = asyncio.create_task(seal_old_segments(state))
         _write_server_file(server_file, {"url": state.url, "pid": os.getpid(),
                                          "admin_token": state.admin_token})
         # workers answer /health as soon as they run: server.json must exist by then.
@@ -196,7 +198,7 @@ def _lifespan(state: NerveState, server_file: Path, max_backlog: int,
             logger.info("stopping: in-flight requests are done; draining the log")
             # uvicorn has stopped accepting and finished in-flight requests by now;
             # the workers finish theirs and sync their logs before the final drain
-            for task in (watcher, supervisor):
+            for task in (watcher, sealer, supervisor):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

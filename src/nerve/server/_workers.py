@@ -43,6 +43,7 @@ from nerve.log import LogWriter
 from nerve.server._app import create_app
 from nerve.server._audit import CLIENT_HEADER
 from nerve.server._backpressure import max_backlog, watch_backlog
+from nerve.server._commit import seal_old_segments
 from nerve.server._errors import nerve_error_response
 from nerve.server._logging import setup_json_logging
 from nerve.server._state import NerveState, uvicorn_config
@@ -166,6 +167,7 @@ def _worker_lifespan(state: NerveState, upstream: str) -> Callable[[Starlette], 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         watcher = asyncio.create_task(watch_backlog(state, max_backlog(state.workspace)))
+        sealer = asyncio.create_task(seal_old_segments(state))
         async with httpx.AsyncClient(base_url=upstream, timeout=300) as client:
             app.state.upstream = client
             sys.stdout.buffer.write(_READY)
@@ -173,9 +175,10 @@ def _worker_lifespan(state: NerveState, upstream: str) -> Callable[[Starlette], 
             try:
                 yield
             finally:
-                watcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watcher
+                for task in (watcher, sealer):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
                 state.log.close()  # every acknowledged batch was synced; this seals it
 
     return lifespan
