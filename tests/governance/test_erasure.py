@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,7 +21,7 @@ from tests.log.conftest import envelope
 
 from nerve.catalog import Catalog
 from nerve.envelope import to_record_batch
-from nerve.erasure import RetentionJob, expire, expire_rows, forget, forget_users
+from nerve.erasure import RetentionJob, compact, expire, expire_rows, forget, forget_users
 from nerve.errors import PayloadError, WorkspaceError
 from nerve.loader import Loader
 from nerve.log import LogWriter, list_segments, read_segment
@@ -280,3 +281,38 @@ def test_an_idle_servers_segment_is_sealed_so_its_loaded_rows_leave_the_log(
         assert count(loader.warehouse, "events", "user_id = 'ann'") == 1
     finally:
         log.close()
+
+
+def test_compact_takes_the_bytes_of_deleted_rows_out_of_the_file(
+        workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    # DuckDB compresses strings, which would hide them from a byte search: store them as
+    # they are, in the warehouse and in the compacted copy, so the search sees the data
+    import duckdb
+
+    connect = duckdb.connect
+    monkeypatch.setattr(duckdb, "connect", functools.partial(
+        connect, config={"force_compression": "uncompressed"}))
+    forgotten, kept = b"FORGOTTEN-4f1d-ann-private", b"KEPT-77c2-bob-control"
+    write(workspace, [row("ann", properties=f'{{"note": "{forgotten.decode()}"}}'),
+                      row("bob", properties=f'{{"note": "{kept.decode()}"}}')])
+    path = Warehouse.file_of(workspace.warehouse_url)
+    assert path is not None
+    with Warehouse.for_workspace(workspace) as wh:
+        loader = Loader.for_workspace(workspace, wh)
+        loader.load_once()
+        wh.cursor().execute("CHECKPOINT")
+        assert forgotten in path.read_bytes()
+        forget_users(workspace, loader, user_ids=["ann"])
+    assert forgotten in path.read_bytes()  # deleted, yet its bytes are still in the file
+
+    before, after = compact(path)
+
+    data = path.read_bytes()
+    assert forgotten not in data
+    assert kept in data
+    assert after == len(data)
+    assert before > 0
+    with Warehouse.for_workspace(workspace, read_only=True) as wh:
+        assert wh.query("SELECT user_id FROM events").to_pylist() == [{"user_id": "bob"}]
+        assert count(wh, "erasures") == 1
+    assert not path.with_name(path.name + ".compact").exists()

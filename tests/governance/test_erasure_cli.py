@@ -45,7 +45,13 @@ def test_forget_through_a_running_server_deletes_what_was_just_acknowledged(
     preview = nerve(ws, "expire", "--dry-run", "--format", "json")
     assert preview.returncode == 0, preview.stderr
     assert orjson.loads(preview.stdout)["dry_run"] is True
+    refused = nerve(ws, "compact")  # the server holds the file
+    assert refused.returncode == 5
+    assert "stop it" in refused.stderr
     assert server.stop() == 0
+    compacted = nerve(ws, "compact")
+    assert compacted.returncode == 0, compacted.stderr
+    assert "compacted" in compacted.stdout
     left = rows(ws, "SELECT user_id, count(*) AS n FROM events GROUP BY user_id")
     assert left == [{"user_id": "bob", "n": 30}]
     assert rows(ws, "SELECT kind, events FROM erasures") == [{"kind": "forget", "events": 30}]

@@ -1,5 +1,6 @@
-"""``nerve forget``, ``nerve expire`` and ``nerve audit``: erase a user's data, enforce
-retention, and read the audit log of reads.
+"""``nerve forget``, ``nerve expire``, ``nerve compact`` and ``nerve audit``: erase a
+user's data, enforce retention, take deleted rows' bytes off the disk, and read the audit
+log of reads.
 
 While ``nerve serve`` runs they go through its admin API (``POST /v1/admin/forget``,
 ``/v1/admin/expire``), whose loader owns the warehouse; otherwise they open the warehouse
@@ -25,11 +26,12 @@ from nerve.cli._common import (
     console,
     emit,
     emit_json,
+    err_console,
     handle_errors,
     load_workspace,
 )
 from nerve.cli._remote import post, running_server
-from nerve.errors import UserError
+from nerve.errors import TransientError, UserError
 from nerve.workspace import Workspace
 
 __all__ = ["register"]
@@ -38,6 +40,7 @@ __all__ = ["register"]
 def register(app: typer.Typer) -> None:
     app.command("forget")(forget)
     app.command("expire")(expire)
+    app.command("compact")(compact)
     app.command("audit")(audit)
 
 
@@ -141,6 +144,32 @@ def expire(
     answer = _run(ws, "/v1/admin/expire", {"dry_run": dry_run},
                   lambda loader: expire_rows(ws, catalog, loader, dry_run=dry_run))
     _show(answer, fmt)
+
+
+@handle_errors
+def compact(ctx: typer.Context) -> None:
+    """Rewrite the warehouse file so that deleted rows' bytes leave the disk.
+
+    After `nerve forget` or `nerve expire` the rows are gone from every query, but DuckDB
+    reuses their space only later. This copies the warehouse into a new file and swaps
+    it in (a crash leaves either file whole). Stop `nerve serve` first: it needs the
+    file to itself.
+    """
+    ws = load_workspace(ctx)
+    from nerve.erasure import compact as compact_file  # noqa: PLC0415
+    from nerve.warehouse import Warehouse  # noqa: PLC0415
+
+    server = running_server(ws)
+    if server is not None:
+        raise TransientError(f"nerve serve is running for this workspace (pid "
+                             f"{server.get('pid')}): stop it, then compact", retry_after=60)
+    path = Warehouse.file_of(ws.warehouse_url)
+    if path is None or not path.exists():
+        raise UserError(f"{ws.warehouse_url}: no warehouse file to compact")
+    with err_console.status(f"compacting {path} ({path.stat().st_size / 1e6:,.1f} MB)"):
+        before, after = compact_file(path)
+    console.print(f"compacted {path}: {before / 1e6:,.1f} MB -> {after / 1e6:,.1f} MB",
+                  markup=False)
 
 
 @handle_errors

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from nerve._cpu import yield_cpu
 from nerve.catalog import Catalog, parse_retention
-from nerve.errors import PayloadError, WorkspaceError
+from nerve.errors import InternalError, PayloadError, WorkspaceError
 from nerve.pipeline import PrivacyPolicy, pseudonymise
 from nerve.workspace import Workspace
 
-__all__ = ["ERASURES_TABLE", "Erasure", "RetentionJob", "expire", "expire_rows", "forget",
-           "forget_users", "stored_user_ids", "uncataloged_retention"]
+__all__ = ["ERASURES_TABLE", "Erasure", "RetentionJob", "compact", "expire", "expire_rows",
+           "forget", "forget_users", "stored_user_ids", "uncataloged_retention"]
 
 log = logging.getLogger("nerve.erasure")
 
@@ -223,6 +225,52 @@ def expire(cursor: Any, catalog: Catalog, *, uncataloged_days: int | None = None
         _checkpoint(cursor)
     log.info("retention: deleted %s", erasure.rows, extra={"erasure": erasure.as_dict()})
     return erasure
+
+
+# ---------------------------------------------------------------------------- compact
+
+
+def compact(path: Path) -> tuple[int, int]:
+    """Rewrite a DuckDB warehouse file without the space its deleted rows took.
+
+    DuckDB marks deleted rows and reuses their blocks later; until then their bytes stay
+    in the file. This copies every table and view into a new file (``COPY FROM
+    DATABASE``) and puts it in the old one's place with an atomic rename, so a crash
+    leaves either file whole. It needs the file to itself (no server running). Returns
+    the file's size before and after.
+    """
+    import duckdb  # noqa: PLC0415 - a maintenance step
+
+    before = path.stat().st_size
+    fresh = path.with_name(path.name + ".compact")
+    for leftover in (fresh, fresh.with_name(fresh.name + ".wal")):
+        leftover.unlink(missing_ok=True)  # an earlier compact that did not finish
+    con = duckdb.connect(str(path))
+    try:
+        con.execute("CHECKPOINT")  # everything in the file, nothing left in its WAL
+        (name,) = con.execute("SELECT current_database()").fetchone()  # type: ignore[misc]
+        literal = str(fresh).replace("'", "''")
+        con.execute(f"ATTACH '{literal}' AS compacted")
+        con.execute(f'COPY FROM DATABASE "{name}" TO compacted')
+        con.execute("DETACH compacted")
+    except BaseException:
+        con.close()
+        fresh.unlink(missing_ok=True)
+        raise
+    con.close()
+    if path.with_name(path.name + ".wal").exists():
+        fresh.unlink(missing_ok=True)
+        raise InternalError(f"{path}: its write-ahead log is not empty after a checkpoint; "
+                            "not compacted")
+    with fresh.open("rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(fresh, path)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+    return before, path.stat().st_size
 
 
 # ---------------------------------------------------------------------------- workspace
