@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +29,8 @@ import orjson
 
 from nerve.workspace import Workspace
 
-__all__ = ["AUDIT_DIR", "MAX_REQUEST_BYTES", "Audit", "audit_dir", "local_read", "read_records",
-           "record"]
+__all__ = ["AUDIT_DIR", "MAX_REQUEST_BYTES", "Audit", "audit_dir", "expire_audit", "local_read",
+           "read_records", "record"]
 
 log = logging.getLogger("nerve.audit")
 
@@ -141,3 +141,17 @@ def read_records(workspace: Workspace, since: datetime | None = None) -> list[di
             if since is None or datetime.fromisoformat(entry["at"]) >= since:
                 records.append(entry)
     return records
+
+
+def expire_audit(workspace: Workspace, days: int, now: datetime, *,
+                 dry_run: bool = False) -> int:
+    """Delete the audit log's daily files older than ``days`` (whole UTC days before
+    ``now``); how many (with ``dry_run``, would be)."""
+    folder = audit_dir(workspace)
+    cutoff = f"reads-{(now - timedelta(days=days)):%Y-%m-%d}"
+    old = [p for p in sorted(folder.glob("reads-*.jsonl")) if p.stem < cutoff] \
+        if folder.is_dir() else []
+    if not dry_run:
+        for path in old:
+            path.unlink(missing_ok=True)
+    return len(old)

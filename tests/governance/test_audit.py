@@ -14,6 +14,10 @@ from tests.governance.test_erasure_cli import nerve
 from tests.server.serverkit import basic, write_key
 
 from nerve.audit import MAX_REQUEST_BYTES, audit_dir, read_records, record
+from nerve.catalog import Catalog
+from nerve.erasure import expire_rows
+from nerve.loader import Loader
+from nerve.warehouse import Warehouse
 from nerve.workspace import Workspace
 
 
@@ -97,3 +101,30 @@ def test_a_torn_line_is_skipped_and_the_rest_read(
            seconds=0.1)
     assert [(r["who"], r["request"]) for r in read_records(ws)] == [("a", None),
                                                                     ("b", {"q": 1})]
+
+
+def test_the_audit_log_follows_its_own_retention(
+        make_workspace: Callable[..., Workspace]) -> None:
+    ws = make_workspace({}, extra_toml='[privacy]\naudit_retention = "30d"\n')
+    record(ws, via="local", who="a", action="/v1/x", request=None, status="ok", seconds=0.1)
+    folder = audit_dir(ws)
+    old = folder / "reads-2025-01-01.jsonl"
+    old.write_bytes(next(folder.glob("*.jsonl")).read_bytes())
+    with Warehouse.for_workspace(ws) as wh:
+        loader = Loader.for_workspace(ws, wh)
+        catalog = Catalog.load(ws.events_dir)
+        assert expire_rows(ws, catalog, loader, dry_run=True).audit_files == 1
+        assert old.exists()
+        assert expire_rows(ws, catalog, loader).audit_files == 1
+    assert not old.exists()
+    assert len(read_records(ws)) == 1  # today's file stays
+
+    kept = make_workspace({})  # no audit_retention: the log is kept
+    record(kept, via="local", who="a", action="/v1/x", request=None, status="ok",
+           seconds=0.1)
+    (audit_dir(kept) / "reads-2020-01-01.jsonl").write_bytes(b"")
+    with Warehouse.for_workspace(kept) as wh:
+        erasure = expire_rows(kept, Catalog.load(kept.events_dir),
+                              Loader.for_workspace(kept, wh))
+    assert erasure.audit_files == 0
+    assert (audit_dir(kept) / "reads-2020-01-01.jsonl").exists()

@@ -84,8 +84,10 @@ def _show(answer: dict[str, Any], fmt: Format) -> None:
                "events": d.get("events"), "quarantine": d.get("quarantine")}
               for name, d in detail.items()], fmt, title=f"rows past their retention ({verb})")
     if fmt is Format.table:
+        files = answer.get("audit_files") or 0
         console.print(f"{verb}: {rows.get('events', 0):,} events, "
-                      f"{rows.get('quarantine', 0):,} quarantined rows", markup=False)
+                      f"{rows.get('quarantine', 0):,} quarantined rows"
+                      + (f", {files:,} audit log files" if files else ""), markup=False)
 
 
 @handle_errors

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from nerve._cpu import yield_cpu
+from nerve.audit import expire_audit
 from nerve.catalog import Catalog, parse_retention
 from nerve.errors import InternalError, PayloadError, WorkspaceError
 from nerve.pipeline import PrivacyPolicy, pseudonymise
@@ -43,10 +44,13 @@ class Erasure:
     #: forget: how many ids of each kind; expire: per rule, its retention and rows
     detail: dict[str, Any] = field(default_factory=dict)
     dry_run: bool = False
+    #: expire: audit log files deleted (``[privacy] audit_retention``)
+    audit_files: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "at": self.at.isoformat(), "rows": self.rows,
-                "detail": self.detail, "dry_run": self.dry_run}
+                "detail": self.detail, "dry_run": self.dry_run,
+                "audit_files": self.audit_files}
 
 
 def _ensure_ledger(cursor: Any) -> None:
@@ -153,15 +157,17 @@ def forget(cursor: Any, policy: PrivacyPolicy, *, user_ids: Iterable[Any] = (),
 # ---------------------------------------------------------------------------- expire
 
 
-def uncataloged_retention(section: dict[str, Any]) -> int | None:
+def uncataloged_retention(section: dict[str, Any], key: str = "uncataloged_retention"
+                          ) -> int | None:
     """Days to keep quarantined rows of events the catalog does not know: ``[privacy]
     uncataloged_retention`` (default forever: nothing the catalog does not describe is
-    deleted unless the workspace says so)."""
-    value = section.get("uncataloged_retention", "forever")
+    deleted unless the workspace says so). ``key="audit_retention"``: the same for the
+    audit log's files."""
+    value = section.get(key, "forever")
     try:
         return parse_retention(value)
     except ValueError as exc:
-        raise WorkspaceError(f"nerve.toml: [privacy] uncataloged_retention: {exc}") from None
+        raise WorkspaceError(f"nerve.toml: [privacy] {key}: {exc}") from None
 
 
 def _rules(catalog: Catalog) -> list[tuple[str, str, str, int]]:
@@ -293,10 +299,16 @@ def forget_users(workspace: Workspace, loader: Any, *, user_ids: Iterable[Any] =
 
 def expire_rows(workspace: Workspace, catalog: Catalog, loader: Any, *,
                 dry_run: bool = False) -> Erasure:
-    """``expire`` in a workspace, with its ``[privacy] uncataloged_retention``."""
-    days = uncataloged_retention(_privacy(workspace))
+    """``expire`` in a workspace, with its ``[privacy] uncataloged_retention``; then the
+    audit log's files older than ``[privacy] audit_retention`` (default: kept)."""
+    section = _privacy(workspace)
+    days = uncataloged_retention(section)
+    audit_days = uncataloged_retention(section, "audit_retention")
     with loader.exclusive() as cursor:
-        return expire(cursor, catalog, uncataloged_days=days, dry_run=dry_run)
+        erasure = expire(cursor, catalog, uncataloged_days=days, dry_run=dry_run)
+    if audit_days is not None:
+        erasure.audit_files = expire_audit(workspace, audit_days, erasure.at, dry_run=dry_run)
+    return erasure
 
 
 def _privacy(workspace: Workspace) -> dict[str, Any]:
