@@ -14,11 +14,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import orjson
 import typer
 
-from nerve.audit import local_read
 from nerve.catalog import Catalog
 from nerve.cli._common import (
     Format,
@@ -30,7 +28,7 @@ from nerve.cli._common import (
     handle_errors,
     load_workspace,
 )
-from nerve.cli._remote import post, running_server
+from nerve.cli._remote import answer, running_server
 from nerve.errors import TransientError, UserError
 from nerve.workspace import Workspace
 
@@ -46,20 +44,11 @@ def register(app: typer.Typer) -> None:
 
 def _run(ws: Workspace, path: str, body: dict[str, Any],
          local: Callable[[Any], Any]) -> dict[str, Any]:
-    """The server's answer at ``path``, else ``local(loader)`` on the warehouse file."""
-    server = running_server(ws)
-    if server is not None:
-        try:
-            return post(server, path, body)
-        except httpx.ConnectError:
-            pass  # the server died since it wrote server.json: open the file ourselves
+    """The server's answer at ``path``, else ``local(loader).as_dict()`` on the file."""
     from nerve.loader import Loader  # noqa: PLC0415 - DuckDB only when needed
-    from nerve.warehouse import Warehouse  # noqa: PLC0415
 
-    with local_read(ws, path, body), Warehouse.for_workspace(ws) as warehouse:
-        erasure = local(Loader.for_workspace(ws, warehouse))
-        answer: dict[str, Any] = erasure.as_dict()
-        return answer
+    return answer(ws, path, body, lambda warehouse: local(
+        Loader.for_workspace(ws, warehouse)).as_dict(), write=True)
 
 
 def _ids_from(path: Path | None) -> list[str]:

@@ -91,8 +91,10 @@ def post(server: dict[str, Any], path: str, body: dict[str, Any], *,
 
 
 def answer(ws: Workspace, path: str, body: dict[str, Any],
-           local: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
-    """The server's answer to ``body`` at ``path``, else ``local(warehouse)`` on the file."""
+           local: Callable[[Any], dict[str, Any]], *, write: bool = False) -> dict[str, Any]:
+    """The server's answer to ``body`` at ``path``, else ``local(warehouse)`` on the file
+    (opened read-only, or for writing with ``write``: ``nerve forget``, ``nerve expire``).
+    """
     server = running_server(ws)
     if server is not None:
         try:
@@ -104,5 +106,6 @@ def answer(ws: Workspace, path: str, body: dict[str, Any],
     path_on_disk = Warehouse.file_of(ws.warehouse_url)
     if path_on_disk is not None and not path_on_disk.exists():
         Warehouse.for_workspace(ws).close()  # a fresh workspace: create the empty tables
-    with local_read(ws, path, body), Warehouse.for_workspace(ws, read_only=True) as warehouse:
+    with (local_read(ws, path, body),
+          Warehouse.for_workspace(ws, read_only=not write) as warehouse):
         return local(warehouse)
