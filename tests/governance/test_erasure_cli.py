@@ -88,3 +88,4 @@ def test_forget_needs_someone_to_forget(make_workspace: Callable[..., Workspace]
     done = nerve(ws, "forget")
     assert done.returncode == 4
     assert "--user-id" in done.stderr
+    assert "[privacy]" in nerve(ws, "forget", "--help").stdout  # not eaten as markup

@@ -84,7 +84,7 @@ def forget(
     ctx: typer.Context,
     user_ids: Annotated[list[str] | None, typer.Option(
         "--user-id", "-u", help="A user id as the product sent it (repeat for several). "
-        "Hashed first when [privacy] user_id = \"hash\".")] = None,
+        "Hashed first when \\[privacy] user_id = \"hash\".")] = None,
     anonymous_ids: Annotated[list[str] | None, typer.Option(
         "--anonymous-id", "-a", help="An anonymous (device) id (repeat for several).")] = None,
     users_file: Annotated[Path | None, typer.Option(
@@ -126,7 +126,8 @@ def expire(
 
     `nerve serve` does this daily; run it by hand (or from cron when no server runs) to
     see or apply it now. An event's latest version sets its retention; quarantined rows
-    of uncataloged events follow [privacy] uncataloged_retention (default: kept).
+    of uncataloged events follow \\[privacy] uncataloged_retention (default: kept), and
+    the audit log's files \\[privacy] audit_retention.
     """
     ws = load_workspace(ctx)
     from nerve.erasure import expire_rows  # noqa: PLC0415
