@@ -299,13 +299,18 @@ def start_bare(port: int) -> subprocess.Popen[bytes]:
     return proc
 
 
+#: every worker process seen per server: a thread that started workers may exit, and
+#: while the kernel moves its children to another thread a scan can miss them
+_SEEN: dict[int, set[int]] = {}
+
+
 def server_pids(pid: int) -> list[int]:
     """The server's process and its worker processes (children of any of its threads)."""
-    pids = [pid]
+    seen = _SEEN.setdefault(pid, set())
     for children in Path(f"/proc/{pid}/task").glob("*/children"):
         with contextlib.suppress(OSError):
-            pids += [int(c) for c in children.read_text().split()]
-    return pids
+            seen.update(int(c) for c in children.read_text().split())
+    return [pid, *sorted(seen)]
 
 
 def profilers(pid: int, seconds: float, out: str) -> list[subprocess.Popen[bytes]]:
