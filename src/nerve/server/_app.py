@@ -121,7 +121,7 @@ def create_app(
         IngestApp(state),  # answers as the routes below under this CORS policy do
         routes=routes,
         middleware=[Middleware(CORSMiddleware, **cors),
-                    *([Middleware(AuditReads, audit=audit, admin_token=state.admin_token,
+                    *([Middleware(AuditReads, audit=audit, state=state,
                                   trust_forwarded=state.processes > 1)] if audit else [])],
         exception_handlers={
             NerveError: nerve_error_handler,

@@ -7,7 +7,6 @@ only callers (``trust_forwarded``: it then listens on a private loopback port).
 
 from __future__ import annotations
 
-import secrets
 import time
 from functools import partial
 from typing import Any
@@ -17,6 +16,8 @@ import anyio.to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nerve.audit import Audit
+from nerve.server._readers import Reader, identify
+from nerve.server._state import NerveState
 
 __all__ = ["CLIENT_HEADER", "AuditReads"]
 
@@ -27,13 +28,9 @@ CLIENT_HEADER = "x-nerve-client"
 MAX_BODY_BYTES = 1 << 20
 
 
-def _who(headers: dict[bytes, bytes], admin_token: str) -> str:
-    scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
-    if scheme.lower() != "bearer":
-        return "anonymous"
-    if secrets.compare_digest(token.strip().encode(), admin_token.encode()):
-        return "admin"
-    return "invalid token"
+def _who(headers: dict[bytes, bytes], tokens: dict[str, Reader]) -> str:
+    found = identify(tokens, headers.get(b"authorization", b"").decode("latin-1"))
+    return "anonymous" if found is None else found.name
 
 
 def _request(scope: Scope, body: bytes) -> Any:
@@ -48,11 +45,11 @@ class AuditReads:
     """ASGI middleware: one audit record per ``/v1/...`` request (ingest never gets here:
     ``_app._NerveApp`` answers it before the middleware stack)."""
 
-    def __init__(self, app: ASGIApp, audit: Audit, admin_token: str,
+    def __init__(self, app: ASGIApp, audit: Audit, state: NerveState,
                  trust_forwarded: bool) -> None:
         self.app = app
         self.audit = audit
-        self.admin_token = admin_token
+        self.state = state
         self.trust_forwarded = trust_forwarded
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -92,6 +89,6 @@ class AuditReads:
             request = {"bytes": size} if size > MAX_BODY_BYTES else _request(
                 scope, b"".join(body))
             await anyio.to_thread.run_sync(partial(
-                self.audit.record, via="http", who=_who(headers, self.admin_token),
+                self.audit.record, via="http", who=_who(headers, self.state.tokens()),
                 action=scope["path"], request=request, status=status,
                 seconds=time.monotonic() - started, client=address))

@@ -37,6 +37,7 @@ from nerve.server._backpressure import max_backlog, watch_backlog
 from nerve.server._commit import seal_old_segments
 from nerve.server._logging import setup_json_logging
 from nerve.server._metrics import prepare_metrics_dir
+from nerve.server._readers import load_readers
 from nerve.server._state import NerveState, uvicorn_config
 from nerve.server._workers import spawn_workers, stop_workers, worker_cpus
 from nerve.warehouse import Warehouse
@@ -275,6 +276,8 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8700, *,
         raise TransientError(f"nerve serve is already running for {workspace.root} "
                              f"(pid {running['pid']}, {running['url']})", retry_after=5)
     catalog = Catalog.load(workspace.events_dir)
+    admin_token = secrets.token_urlsafe(32)
+    readers = load_readers(workspace, admin_token)  # a missing token stops us here
     setup_json_logging()
     _raise_open_files_limit()
     # before any metric exists in this process; worker processes inherit the setting
@@ -289,7 +292,7 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8700, *,
     log = LogWriter(workspace.log_dir, WRITER_ID)
     os.environ[PROCESSES_ENV] = str(workers)  # worker processes inherit it
     state = NerveState(workspace=workspace, catalog=catalog, warehouse=warehouse, log=log,
-                       admin_token=secrets.token_urlsafe(32), processes=workers,
+                       admin_token=admin_token, readers=readers, processes=workers,
                        loader=Loader.for_workspace(workspace, warehouse),
                        log_factory=lambda: LogWriter(workspace.log_dir, WRITER_ID),
                        url=f"http://{url_host}:{bound_port}")

@@ -16,6 +16,7 @@ from nerve.server._commit import DEFAULT_MIN_INTERVAL, GroupCommit
 from nerve.server._metrics import Metrics
 from nerve.server._protocol import DEFAULT_HEADER_TIMEOUT, with_header_limits
 from nerve.server._ratelimit import RateLimiter, rate_limiter_for
+from nerve.server._readers import ADMIN, Reader
 from nerve.workspace import Workspace
 
 __all__ = ["DEFAULT_BODY_TIMEOUT", "DEFAULT_MAX_CONNECTIONS", "EventLog", "Loader",
@@ -131,6 +132,13 @@ class NerveState:
     log_failed: bool = False
     #: ``[collector] body_timeout_seconds``: a request body slower than this gets 408
     body_timeout: float = field(init=False, default=DEFAULT_BODY_TIMEOUT)
+    #: token -> who may call the read APIs (``_readers.load_readers``); empty: only the
+    #: admin token
+    readers: dict[str, Reader] = field(default_factory=dict)
+
+    def tokens(self) -> dict[str, Reader]:
+        """Who holds which token: the readers, or at least the admin token."""
+        return self.readers or {self.admin_token: ADMIN}
 
     def reopen_log(self) -> None:
         """A fresh writer after a failed one; raises OSError while the disk still fails."""

@@ -1,8 +1,7 @@
-"""Helpers for read-API handlers: admin auth, JSON in and out, work off the event loop."""
+"""Helpers for read-API handlers: who calls, JSON in and out, work off the event loop."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -13,9 +12,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from nerve.errors import AuthError, PayloadError
+from nerve.server._readers import INVALID, Reader, identify
 from nerve.server._state import NerveState
 
-__all__ = ["in_thread", "json_response", "nerve_state", "read_json", "require_admin"]
+__all__ = ["caller", "in_thread", "json_response", "nerve_state", "read_json", "require_admin",
+           "require_reader"]
 
 T = TypeVar("T")
 
@@ -26,15 +27,32 @@ def nerve_state(request: Request) -> NerveState:
     return state
 
 
-def require_admin(request: Request) -> NerveState:
-    """Refuse (401) unless the request carries ``Authorization: Bearer <admin_token>``."""
+def caller(request: Request) -> Reader:
+    """Who calls: the reader its bearer token names; AuthError (401) for none or a wrong
+    one."""
     state = nerve_state(request)
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not secrets.compare_digest(
-            token.strip().encode(), state.admin_token.encode()):
-        raise AuthError("this endpoint needs `Authorization: Bearer <admin_token>`; the "
-                        "token is in .nerve/server.json of the workspace")
-    return state
+    found = identify(state.tokens(), request.headers.get("authorization"))
+    if found is None or found is INVALID:
+        raise AuthError("this endpoint needs `Authorization: Bearer <token>`: the admin token "
+                        "is in .nerve/server.json of the workspace; readers have their own "
+                        "([[readers]] in nerve.toml)")
+    return found
+
+
+def require_reader(request: Request) -> NerveState:
+    """Refuse (401) unless the request carries the token of a reader or of the admin."""
+    caller(request)
+    return nerve_state(request)
+
+
+def require_admin(request: Request) -> NerveState:
+    """Refuse unless the caller's role is admin: 401 without a valid token, 403 for a
+    reader (forget, expire and running the checks change data)."""
+    who = caller(request)
+    if who.role != "admin":
+        raise PayloadError(f"{who.name} has the reader role; this endpoint needs an admin "
+                           "token", status=403, code="forbidden")
+    return nerve_state(request)
 
 
 async def read_json(request: Request) -> dict[str, Any]:

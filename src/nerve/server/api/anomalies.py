@@ -24,7 +24,7 @@ from starlette.routing import BaseRoute, Route
 from nerve.anomaly import prometheus_text, start_live
 from nerve.anomaly._service import explain_local, forecast_local, run_local
 from nerve.errors import PayloadError
-from nerve.server.api._common import in_thread, json_response, read_json, require_admin
+from nerve.server.api._common import in_thread, json_response, read_json, require_reader
 
 __all__ = ["routes"]
 
@@ -43,7 +43,7 @@ def _now(body: dict[str, Any]) -> datetime | None:
 
 async def _answer(request: Request, local: Callable[..., Any]) -> Response:
     """Run one of the ``*_local`` services on the posted body, off the event loop."""
-    state = require_admin(request)
+    state = require_reader(request)
     body = await read_json(request)
     now = _now(body)
     return json_response(await in_thread(
@@ -51,7 +51,7 @@ async def _answer(request: Request, local: Callable[..., Any]) -> Response:
 
 
 async def anomalies(request: Request) -> Response:
-    start_live(require_admin(request))
+    start_live(require_reader(request))
     return await _answer(request, run_local)
 
 
@@ -64,12 +64,12 @@ async def forecast(request: Request) -> Response:
 
 
 async def live(request: Request) -> Response:
-    state = require_admin(request)
+    state = require_reader(request)
     return json_response(start_live(state).snapshot())
 
 
 async def metrics(request: Request) -> Response:
-    state = require_admin(request)
+    state = require_reader(request)
     return Response(prometheus_text(start_live(state)), media_type="text/plain; version=0.0.4")
 
 

@@ -15,13 +15,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from nerve.server.api._common import in_thread, json_response, read_json, require_admin
+from nerve.server.api._common import in_thread, json_response, read_json, require_reader
 
 __all__ = ["routes"]
 
 
 async def _ask(request: Request) -> Response:
-    state = require_admin(request)
+    state = require_reader(request)
     body = await read_json(request)
 
     def work() -> dict[str, Any]:
@@ -33,7 +33,7 @@ async def _ask(request: Request) -> Response:
 
 
 async def _tool(request: Request) -> Response:
-    state = require_admin(request)
+    state = require_reader(request)
     body = await read_json(request)
 
     def work() -> dict[str, Any]:

@@ -18,7 +18,13 @@ from starlette.routing import BaseRoute, Route
 
 from nerve.errors import PayloadError
 from nerve.quality import latest_results, run_and_record, worst
-from nerve.server.api._common import in_thread, json_response, read_json, require_admin
+from nerve.server.api._common import (
+    in_thread,
+    json_response,
+    read_json,
+    require_admin,
+    require_reader,
+)
 
 __all__ = ["routes"]
 
@@ -54,7 +60,7 @@ async def run(request: Request) -> Response:
 
 async def latest(request: Request) -> Response:
     """The results of the latest recorded run."""
-    state = require_admin(request)
+    state = require_reader(request)
     ibis_of = getattr(state.warehouse, "ibis", None)
     if not callable(ibis_of):
         return json_response(_body([]))

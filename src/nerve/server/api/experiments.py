@@ -25,7 +25,7 @@ from nerve.server.api._common import (
     json_response,
     nerve_state,
     read_json,
-    require_admin,
+    require_reader,
 )
 
 __all__ = ["routes"]
@@ -45,7 +45,7 @@ async def definitions(request: Request) -> Response:
     state = nerve_state(request)
     key = _write_key(request)
     if key is None or state.workspace.source_for_key(key) is None:
-        require_admin(request)
+        require_reader(request)
     found = await in_thread(load_experiments, state.workspace.root / "experiments")
     return json_response([e.as_dict() for e in found.values()])
 
@@ -59,7 +59,7 @@ def _key(body: dict[str, Any]) -> str:
 
 
 async def analyze(request: Request) -> Response:
-    state = require_admin(request)
+    state = require_reader(request)
     body = await read_json(request)
     key = _key(body)
     by = body.get("by")
@@ -80,7 +80,7 @@ async def analyze(request: Request) -> Response:
 
 
 async def plan(request: Request) -> Response:
-    state = require_admin(request)
+    state = require_reader(request)
     body = await read_json(request)
     key = _key(body)
     days = body.get("baseline_days", 14)

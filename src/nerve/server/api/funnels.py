@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from nerve.analytics import funnel_request, retention_request, trend_request
-from nerve.server.api._common import in_thread, json_response, read_json, require_admin
+from nerve.server.api._common import in_thread, json_response, read_json, require_reader
 
 __all__ = ["routes"]
 
@@ -31,7 +31,7 @@ def _events(state: Any) -> Any:
 
 def _handler(run: Callable[[Any, dict[str, Any], Any], dict[str, Any]]) -> Any:
     async def handle(request: Request) -> Response:
-        state = require_admin(request)
+        state = require_reader(request)
         body = await read_json(request)
 
         def work() -> dict[str, Any]:

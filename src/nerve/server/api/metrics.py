@@ -20,7 +20,7 @@ from starlette.routing import BaseRoute, Route
 
 from nerve.errors import PayloadError
 from nerve.semantic import MetricQuery, SemanticLayer, health_from_checks
-from nerve.server.api._common import in_thread, json_response, read_json, require_admin
+from nerve.server.api._common import in_thread, json_response, read_json, require_reader
 
 __all__ = ["routes"]
 
@@ -64,19 +64,19 @@ def parse_query(body: dict[str, Any]) -> MetricQuery:
 
 
 async def list_metrics(request: Request) -> Response:
-    state = require_admin(request)
+    state = require_reader(request)
     layer = await in_thread(_layer, state)
     return json_response([layer.describe(name) for name in sorted(layer.metrics)])
 
 
 async def show_metric(request: Request) -> Response:
-    state = require_admin(request)
+    state = require_reader(request)
     layer = await in_thread(_layer, state)
     return json_response(layer.describe(request.path_params["name"]))
 
 
 async def readiness(request: Request) -> Response:
-    state = require_admin(request)
+    state = require_reader(request)
 
     def run() -> list[dict[str, Any]]:
         layer = SemanticLayer.load(state.workspace, state.catalog, strict=False)
@@ -88,7 +88,7 @@ async def readiness(request: Request) -> Response:
 
 
 async def query(request: Request) -> Response:
-    state = require_admin(request)
+    state = require_reader(request)
     request_query = parse_query(await read_json(request))
 
     def run() -> dict[str, Any]:

@@ -10,7 +10,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from nerve.errors import PayloadError
-from nerve.server.api._common import in_thread, json_response, read_json, require_admin
+from nerve.server.api._common import in_thread, json_response, read_json, require_reader
 from nerve.warehouse import result_json
 
 __all__ = ["routes"]
@@ -18,7 +18,7 @@ __all__ = ["routes"]
 
 async def sql(request: Request) -> Response:
     """``{"query": "SELECT ..."}`` (or ``"sql"``) -> ``{"columns": [...], "rows": [{...}]}``."""
-    state = require_admin(request)
+    state = require_reader(request)
     body = await read_json(request)
     query = body.get("query", body.get("sql"))
     if not isinstance(query, str) or not query.strip():
