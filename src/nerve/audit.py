@@ -3,7 +3,7 @@
 Every read API call ``nerve serve`` answers (SQL, metrics, funnels, checks, the agent,
 the MCP server's tools...) and every command that reads the warehouse file itself when
 no server runs appends one JSON line to ``.nerve/audit/reads-<UTC date>.jsonl``: when,
-how (``http`` or ``local``), who (the token's role, or the OS user), from where, what
+how (``http`` or ``local``), who (the reader a token names, or the OS user), from where, what
 (the API path and its request), the answer's status and how long it took. Lines are
 appended with one ``write`` each (``O_APPEND``) and fsynced, so the server and a command
 can share a file. ``nerve audit`` prints them (docs/privacy.md).
@@ -138,7 +138,9 @@ def read_records(workspace: Workspace, since: datetime | None = None) -> list[di
             except orjson.JSONDecodeError:
                 log.warning("%s:%d: not a JSON record (a torn write?); skipped", path, number)
                 continue
-            if since is None or datetime.fromisoformat(entry["at"]) >= since:
+            if not isinstance(entry, dict) or not isinstance(entry.get("at"), str):
+                log.warning("%s:%d: not an audit record; skipped", path, number)
+            elif since is None or datetime.fromisoformat(entry["at"]) >= since:
                 records.append(entry)
     return records
 

@@ -47,11 +47,16 @@ def test_every_read_api_call_is_recorded_with_who_from_where_and_what(
                       headers=admin).status_code == 200
     done = nerve(ws, "forget", "--user-id", "ann-the-forgotten")
     assert done.returncode == 0, done.stderr
+    # an SDK fetching experiment definitions with its write key
+    assert httpx.get(server.url + "/v1/experiments",
+                     headers=basic(write_key(ws))).status_code == 200
 
     records = read_records(ws)
     # ingest and /health are not reads of the warehouse
-    assert [r["action"] for r in records] == ["/v1/admin/sql"] * 4 + ["/v1/admin/forget"]
-    first, anonymous, guessed, long, forget = records
+    assert [r["action"] for r in records] == (["/v1/admin/sql"] * 4
+                                              + ["/v1/admin/forget", "/v1/experiments"])
+    first, anonymous, guessed, long, forget, sdk = records
+    assert sdk["who"] == "source server"
     assert first["via"] == "http"
     assert first["who"] == "admin"
     assert first["client"] == "127.0.0.1"

@@ -16,7 +16,8 @@ import anyio.to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nerve.audit import Audit
-from nerve.server._readers import Reader, identify
+from nerve.collector._body import write_key_from_header
+from nerve.server._readers import identify
 from nerve.server._state import NerveState
 
 __all__ = ["CLIENT_HEADER", "AuditReads"]
@@ -28,9 +29,16 @@ CLIENT_HEADER = "x-nerve-client"
 MAX_BODY_BYTES = 1 << 20
 
 
-def _who(headers: dict[bytes, bytes], tokens: dict[str, Reader]) -> str:
-    found = identify(tokens, headers.get(b"authorization", b"").decode("latin-1"))
-    return "anonymous" if found is None else found.name
+def _who(headers: dict[bytes, bytes], state: NerveState) -> str:
+    """The reader a bearer token names, or the source a write key names (SDKs fetching
+    experiment definitions), or ``anonymous``."""
+    authorization = headers.get(b"authorization", b"").decode("latin-1")
+    found = identify(state.tokens(), authorization)
+    if found is not None:
+        return found.name
+    key = write_key_from_header(authorization)
+    source = state.workspace.source_for_key(key) if key and key.isascii() else None
+    return "anonymous" if source is None else f"source {source.name}"
 
 
 def _request(scope: Scope, body: bytes) -> Any:
@@ -89,6 +97,6 @@ class AuditReads:
             request = {"bytes": size} if size > MAX_BODY_BYTES else _request(
                 scope, b"".join(body))
             await anyio.to_thread.run_sync(partial(
-                self.audit.record, via="http", who=_who(headers, self.state.tokens()),
+                self.audit.record, via="http", who=_who(headers, self.state),
                 action=scope["path"], request=request, status=status,
                 seconds=time.monotonic() - started, client=address))
