@@ -201,8 +201,8 @@ class Loader:
     @contextmanager
     def exclusive(self) -> Iterator[Any]:
         """The loader's warehouse cursor, with no load running meanwhile (for deletes:
-        ``nerve.erasure``). The dedup index may still hold deleted rows' ids: a message
-        sent again with one of them is taken for the copy it is."""
+        ``nerve.erasure``). Deleted rows' ids stay in the dedup index, which costs at
+        most a needless probe (``_recent.py``)."""
         with self._lock:
             if self._cursor is None:
                 self._cursor = self.warehouse.cursor()
