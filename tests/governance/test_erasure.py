@@ -316,3 +316,14 @@ def test_compact_takes_the_bytes_of_deleted_rows_out_of_the_file(
         assert wh.query("SELECT user_id FROM events").to_pylist() == [{"user_id": "bob"}]
         assert count(wh, "erasures") == 1
     assert not path.with_name(path.name + ".compact").exists()
+
+
+def test_a_forgotten_event_sent_again_is_stored_again(
+        workspace: Workspace, warehouse: Warehouse, loader: Loader) -> None:
+    sent = row("ann", message_id="m-resent")
+    write(workspace, [sent])
+    loader.load_once()
+    forget_users(workspace, loader, user_ids=["ann"])
+    write(workspace, [sent], writer="w2")  # the client retries it later
+    loader.load_once()
+    assert count(warehouse, "events", "message_id = 'm-resent'") == 1
