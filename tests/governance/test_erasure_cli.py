@@ -13,6 +13,7 @@ import orjson
 from tests.governance.test_erasure import IDENTIFY, ORDER, row, write
 from tests.server.serverkit import basic, rows, write_key
 
+from nerve.audit import read_records
 from nerve.workspace import Workspace
 
 
@@ -52,6 +53,7 @@ def test_forget_through_a_running_server_deletes_what_was_just_acknowledged(
     compacted = nerve(ws, "compact")
     assert compacted.returncode == 0, compacted.stderr
     assert "compacted" in compacted.stdout
+    assert [r["via"] for r in read_records(ws) if r["action"] == "nerve compact"] == ["local"]
     left = rows(ws, "SELECT user_id, count(*) AS n FROM events GROUP BY user_id")
     assert left == [{"user_id": "bob", "n": 30}]
     assert rows(ws, "SELECT kind, events FROM erasures") == [{"kind": "forget", "events": 30}]
@@ -69,6 +71,9 @@ def test_without_a_server_forget_drains_the_log_itself(
     assert done.returncode == 0, done.stderr
     assert "deleted: 2 events" in done.stdout
     assert rows(ws, "SELECT user_id FROM events") == [{"user_id": "bob"}]
+    assert nerve(ws, "quarantine", "replay", "--dry-run").returncode == 0
+    assert [r["request"] for r in read_records(ws)
+            if r["action"] == "nerve quarantine replay"] == [{"event": None, "dry_run": True}]
 
 
 def test_expire_prints_what_it_deleted_by_event(

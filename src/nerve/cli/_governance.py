@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 
+from nerve.audit import local_read
 from nerve.catalog import Catalog
 from nerve.cli._common import (
     Format,
@@ -158,7 +159,8 @@ def compact(ctx: typer.Context) -> None:
     path = Warehouse.file_of(ws.warehouse_url)
     if path is None or not path.exists():
         raise UserError(f"{ws.warehouse_url}: no warehouse file to compact")
-    with err_console.status(f"compacting {path} ({path.stat().st_size / 1e6:,.1f} MB)"):
+    with (local_read(ws, "nerve compact", None),
+          err_console.status(f"compacting {path} ({path.stat().st_size / 1e6:,.1f} MB)")):
         before, after = compact_file(path)
     console.print(f"compacted {path}: {before / 1e6:,.1f} MB -> {after / 1e6:,.1f} MB",
                   markup=False)

@@ -8,6 +8,7 @@ import orjson
 import typer
 from rich.markup import escape
 
+from nerve.audit import local_read
 from nerve.catalog import Catalog
 from nerve.cli._common import (
     ExitCode,
@@ -136,8 +137,9 @@ def replay(
             "warehouse; stop it (Ctrl-C or SIGTERM), run `nerve quarantine replay`, then "
             "start it again")
     catalog = Catalog.load(ws.events_dir)
-    with Warehouse.for_workspace(ws) as warehouse, \
-            err_console.status("judging quarantined events against the catalog..."):
+    with (local_read(ws, "nerve quarantine replay", {"event": event, "dry_run": dry_run}),
+          Warehouse.for_workspace(ws) as warehouse,
+          err_console.status("judging quarantined events against the catalog...")):
         report = run_replay(warehouse, catalog, event=event, dry_run=dry_run)
     summary = {"judged": report.judged, "loaded": report.loaded,
                "duplicates": report.duplicates, "still_failing": report.still_failing,
