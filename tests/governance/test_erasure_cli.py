@@ -3,17 +3,23 @@ serve`` (two workers, real HTTP), and on the workspace's files when no server ru
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
+import pytest
 from tests.governance.test_erasure import IDENTIFY, ORDER, row, write
 from tests.server.serverkit import basic, rows, write_key
 
 from nerve.audit import read_records
+from nerve.erasure import retention_enforced
+from nerve.errors import WorkspaceError
 from nerve.workspace import Workspace
 
 
@@ -94,3 +100,41 @@ def test_forget_needs_someone_to_forget(make_workspace: Callable[..., Workspace]
     assert done.returncode == 4
     assert "--user-id" in done.stderr
     assert "[privacy]" in nerve(ws, "forget", "--help").stdout  # not eaten as markup
+
+
+def thread_names(pid: int) -> set[str]:
+    """The OS names of a process's threads (nerve's background threads name theirs)."""
+    names = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):  # a thread that just ended
+            names.add((task / "comm").read_text().strip())
+    return names
+
+
+def test_the_daily_retention_job_can_be_turned_off(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., Any]) -> None:
+    on = make_workspace({"order_completed.yaml": ORDER})
+    off = make_workspace({"order_completed.yaml": ORDER},
+                         extra_toml="[privacy]\nenforce_retention = false\n")
+    assert retention_enforced(on)
+    assert not retention_enforced(off)
+    with pytest.raises(WorkspaceError, match="enforce_retention"):
+        retention_enforced(make_workspace({}, extra_toml='[privacy]\nenforce_retention = "no"\n'))
+    threads = {}
+    for label, ws in (("on", on), ("off", off)):
+        server = serve(ws, "--workers", "2")
+        pid = orjson.loads((ws.data_dir / "server.json").read_bytes())["pid"]
+        deadline = time.monotonic() + 10  # each thread names itself once it runs
+        while time.monotonic() < deadline and not {"nerve-loader", "nerve-checks",
+                                                    "nerve-live"} <= thread_names(pid):
+            time.sleep(0.05)
+        if label == "on":
+            while time.monotonic() < deadline and "nerve-retention" not in thread_names(pid):
+                time.sleep(0.05)
+        else:
+            time.sleep(1.0)  # time enough for a retention thread, had one started
+        threads[label] = thread_names(pid)
+        server.stop()
+    assert "nerve-retention" in threads["on"]
+    assert "nerve-retention" not in threads["off"]
+    assert "nerve-loader" in threads["off"]

@@ -17,9 +17,11 @@ from nerve.erasure._erase import (
     expire_rows,
     forget,
     forget_users,
+    retention_enforced,
     stored_user_ids,
     uncataloged_retention,
 )
 
 __all__ = ["ERASURES_TABLE", "Erasure", "RetentionJob", "compact", "expire", "expire_rows",
-           "forget", "forget_users", "stored_user_ids", "uncataloged_retention"]
+           "forget", "forget_users", "retention_enforced", "stored_user_ids",
+           "uncataloged_retention"]

@@ -21,7 +21,8 @@ from nerve.pipeline import PrivacyPolicy, pseudonymise
 from nerve.workspace import Workspace
 
 __all__ = ["ERASURES_TABLE", "Erasure", "RetentionJob", "compact", "expire", "expire_rows",
-           "forget", "forget_users", "stored_user_ids", "uncataloged_retention"]
+           "forget", "forget_users", "retention_enforced", "stored_user_ids",
+           "uncataloged_retention"]
 
 log = logging.getLogger("nerve.erasure")
 
@@ -309,6 +310,16 @@ def expire_rows(workspace: Workspace, catalog: Catalog, loader: Any, *,
     if audit_days is not None:
         erasure.audit_files = expire_audit(workspace, audit_days, erasure.at, dry_run=dry_run)
     return erasure
+
+
+def retention_enforced(workspace: Workspace) -> bool:
+    """Whether ``nerve serve`` runs the daily retention job: ``[privacy] enforce_retention``
+    (default true)."""
+    value = _privacy(workspace).get("enforce_retention", True)
+    if not isinstance(value, bool):
+        raise WorkspaceError(f"{workspace.root / 'nerve.toml'}: [privacy] enforce_retention: "
+                             f"expected true or false, got {value!r}")
+    return value
 
 
 def _privacy(workspace: Workspace) -> dict[str, Any]:

@@ -181,13 +181,14 @@ def _lifespan(state: NerveState, server_file: Path, max_backlog: int,
         # the read side's background work: data-quality checks on their schedule, and the
         # per-minute live anomaly monitor (both read the warehouse, never the request path)
         from nerve.anomaly import start_live  # noqa: PLC0415 - the main process only
-        from nerve.erasure import RetentionJob  # noqa: PLC0415
+        from nerve.erasure import RetentionJob, retention_enforced  # noqa: PLC0415
         from nerve.quality import start_scheduler  # noqa: PLC0415
 
         scheduler = start_scheduler(state, idle=background_idle)
         start_live(state, idle=background_idle)
-        # the catalog's retention, enforced daily (docs/privacy.md)
-        retention = RetentionJob(state, idle=background_idle).start()
+        # the catalog's retention, enforced daily unless the workspace turns it off
+        retention = (RetentionJob(state, idle=background_idle).start()
+                     if retention_enforced(state.workspace) else None)
         supervisor = asyncio.create_task(_supervise(workers, start_workers))
         if on_ready is not None:
             on_ready(state)
