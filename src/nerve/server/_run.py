@@ -40,7 +40,7 @@ from nerve.server._metrics import prepare_metrics_dir
 from nerve.server._readers import load_readers
 from nerve.server._state import NerveState, uvicorn_config
 from nerve.server._workers import spawn_workers, stop_workers, worker_cpus
-from nerve.warehouse import Warehouse
+from nerve.warehouse import MaskedWarehouse, Warehouse
 from nerve.workspace import Workspace
 
 __all__ = ["SERVER_FILE", "read_server_file", "serve"]
@@ -294,6 +294,7 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8700, *,
     os.environ[PROCESSES_ENV] = str(workers)  # worker processes inherit it
     state = NerveState(workspace=workspace, catalog=catalog, warehouse=warehouse, log=log,
                        admin_token=admin_token, readers=readers, processes=workers,
+                       reader_warehouse=MaskedWarehouse(warehouse, catalog, workspace.secret()),
                        loader=Loader.for_workspace(workspace, warehouse),
                        log_factory=lambda: LogWriter(workspace.log_dir, WRITER_ID),
                        url=f"http://{url_host}:{bound_port}")

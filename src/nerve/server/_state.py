@@ -135,6 +135,9 @@ class NerveState:
     #: token -> who may call the read APIs (``_readers.load_readers``); empty: only the
     #: admin token
     readers: dict[str, Reader] = field(default_factory=dict)
+    #: the warehouse as readers see it, personal values masked
+    #: (``nerve.warehouse.MaskedWarehouse``); None: readers are refused
+    reader_warehouse: Warehouse | None = None
 
     def tokens(self) -> dict[str, Reader]:
         """Who holds which token: the readers, or at least the admin token."""

@@ -8,6 +8,7 @@ unplanned events with their violations), ``loads`` (a ledger of loader commits) 
 from __future__ import annotations
 
 from nerve.warehouse._exprs import one_of
+from nerve.warehouse._masking import MaskedWarehouse
 from nerve.warehouse._readonly import check_read_only
 from nerve.warehouse._result import result_json
 from nerve.warehouse._schema import EVENT_COLUMNS, JSON_COLUMNS, QUARANTINE_COLUMNS, TABLES
@@ -19,6 +20,7 @@ __all__ = [
     "JSON_COLUMNS",
     "QUARANTINE_COLUMNS",
     "TABLES",
+    "MaskedWarehouse",
     "Warehouse",
     "check_read_only",
     "one_of",

@@ -77,10 +77,12 @@ def _parse_problem(exc: sqlglot.errors.ParseError) -> str:
             f"{first.get('col')}" + (f", near {near[-40:]!r}" if near else ""))
 
 
-def check_read_only(sql: str) -> None:
-    """Raise ``QueryError`` unless ``sql`` is exactly one read-only query.
+def check_read_only(sql: str) -> exp.Expression:
+    """Raise ``QueryError`` unless ``sql`` is exactly one read-only query; returns it
+    parsed.
 
-    >>> check_read_only("SELECT event, count(*) FROM events GROUP BY 1")
+    >>> check_read_only("SELECT event, count(*) FROM events GROUP BY 1").sql()
+    'SELECT event, COUNT(*) FROM events GROUP BY 1'
     >>> check_read_only("DROP TABLE events")
     Traceback (most recent call last):
     ...
@@ -129,3 +131,4 @@ def check_read_only(sql: str) -> None:
                     f"refused: {node.this.name!r} looks like a file; "
                     "nerve sql reads the warehouse's tables only"
                 )
+    return statement

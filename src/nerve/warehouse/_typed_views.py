@@ -16,7 +16,8 @@ from typing import Any
 
 from nerve.catalog import Catalog, EventSpec, PropertySpec
 
-__all__ = ["VIEW_PREFIX", "refresh_typed_views", "typed_view_sql", "view_name"]
+__all__ = ["VIEW_PREFIX", "json_path", "refresh_typed_views", "typed_view_specs", "typed_view_sql",
+           "view_name"]
 
 VIEW_PREFIX = "evt_"
 
@@ -43,21 +44,23 @@ def view_name(event: str) -> str:
     return VIEW_PREFIX + re.sub(r"\W+", "_", event).strip("_").lower()
 
 
-def _json_path(name: str) -> str:
-    # a quoted JSON path key, so names with dots or spaces address one property
-    return _literal('$."' + name.replace('"', '\\"') + '"')
+def json_path(*names: str) -> str:
+    """A SQL literal of the JSON path to a (nested) key, each name quoted so that names
+    with dots or spaces address one key: ``'$."address"."street"'``."""
+    return _literal("$" + "".join('."' + n.replace('"', '\\"') + '"' for n in names))
 
 
 def _column(prop: PropertySpec) -> str:
-    path = _json_path(prop.name)
+    path = json_path(prop.name)
     if prop.type in ("array", "object"):
         return f"json_extract(properties, {path})"
     text = f"json_extract_string(properties, {path})"
     return f"TRY_CAST({text} AS {_SQL_TYPES[prop.type]})"
 
 
-def typed_view_sql(spec: EventSpec) -> str:
-    """The ``CREATE OR REPLACE VIEW`` statement of one track event."""
+def typed_view_sql(spec: EventSpec, *, temp: bool = False) -> str:
+    """The ``CREATE OR REPLACE VIEW`` statement of one track event; ``temp``: a view of
+    this connection only, over its own temporary ``events`` (a reader's masked one)."""
     columns = [_quote(c) for c in _ENVELOPE]
     taken = set(_ENVELOPE)
     for prop in spec.properties:
@@ -66,9 +69,20 @@ def typed_view_sql(spec: EventSpec) -> str:
         taken.add(alias)
         columns.append(f"{_column(prop)} AS {_quote(alias)}")
     body = ",\n  ".join(columns)
-    return (f"CREATE OR REPLACE VIEW {_quote(view_name(spec.name))} AS\n"
-            f"SELECT\n  {body}\nFROM events\n"
+    kind, source = ("TEMP VIEW", "temp.events") if temp else ("VIEW", "events")
+    return (f"CREATE OR REPLACE {kind} {_quote(view_name(spec.name))} AS\n"
+            f"SELECT\n  {body}\nFROM {source}\n"
             f"WHERE type = 'track' AND event = {_literal(spec.name)}")
+
+
+def typed_view_specs(catalog: Catalog) -> dict[str, EventSpec]:
+    """View name -> the track event it shows (latest version). Two events whose names map
+    to one view name (``Add To Cart`` and ``add_to_cart``) keep the first, by name."""
+    wanted: dict[str, EventSpec] = {}
+    for spec in catalog:
+        if spec.type == "track":
+            wanted.setdefault(view_name(spec.name), spec)
+    return wanted
 
 
 def refresh_typed_views(con: Any, catalog: Catalog) -> list[str]:
@@ -89,10 +103,7 @@ def refresh_typed_views(con: Any, catalog: Catalog) -> list[str]:
     >>> refresh_typed_views(con, Catalog.from_specs([EventSpec("signup", Version(1))]))
     ['evt_signup']
     """
-    wanted: dict[str, EventSpec] = {}
-    for spec in catalog:
-        if spec.type == "track":
-            wanted.setdefault(view_name(spec.name), spec)
+    wanted = typed_view_specs(catalog)
     existing = {row[0] for row in con.execute(
         "SELECT view_name FROM duckdb_views() WHERE NOT internal "
         "AND schema_name = current_schema() AND starts_with(view_name, ?)",

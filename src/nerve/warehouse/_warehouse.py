@@ -185,7 +185,12 @@ class Warehouse:
         """
         check_read_only(sql)
         self._check_open()
-        cursor = self._con.cursor()
+        return self.run_query(self._con.cursor(), sql)
+
+    @staticmethod
+    def run_query(cursor: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
+        """Run a checked query on ``cursor`` in a transaction it rolls back, then close
+        the cursor."""
         try:
             cursor.execute("SET TimeZone = 'UTC'")
             cursor.execute("BEGIN TRANSACTION")

@@ -11,12 +11,12 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from nerve.errors import AuthError, PayloadError
+from nerve.errors import AuthError, InternalError, PayloadError
 from nerve.server._readers import INVALID, Reader, identify
 from nerve.server._state import NerveState
 
-__all__ = ["caller", "in_thread", "json_response", "nerve_state", "read_json", "require_admin",
-           "require_reader"]
+__all__ = ["caller", "in_thread", "json_response", "nerve_state", "read_json", "readable",
+           "require_admin", "require_reader"]
 
 T = TypeVar("T")
 
@@ -43,6 +43,18 @@ def require_reader(request: Request) -> NerveState:
     """Refuse (401) unless the request carries the token of a reader or of the admin."""
     caller(request)
     return nerve_state(request)
+
+
+def readable(request: Request) -> tuple[NerveState, Any]:
+    """The server's state and the warehouse as the caller may read it: as stored for an
+    admin, with personal values masked for a reader (docs/privacy.md); 401 otherwise."""
+    who = caller(request)
+    state = nerve_state(request)
+    if who.role == "admin":
+        return state, state.warehouse
+    if state.reader_warehouse is None:  # never serve a reader the unmasked warehouse
+        raise InternalError("this server has no masked view of the warehouse for readers")
+    return state, state.reader_warehouse
 
 
 def require_admin(request: Request) -> NerveState:

@@ -24,7 +24,13 @@ from starlette.routing import BaseRoute, Route
 from nerve.anomaly import prometheus_text, start_live
 from nerve.anomaly._service import explain_local, forecast_local, run_local
 from nerve.errors import PayloadError
-from nerve.server.api._common import in_thread, json_response, read_json, require_reader
+from nerve.server.api._common import (
+    in_thread,
+    json_response,
+    read_json,
+    readable,
+    require_reader,
+)
 
 __all__ = ["routes"]
 
@@ -43,11 +49,11 @@ def _now(body: dict[str, Any]) -> datetime | None:
 
 async def _answer(request: Request, local: Callable[..., Any]) -> Response:
     """Run one of the ``*_local`` services on the posted body, off the event loop."""
-    state = require_reader(request)
+    state, warehouse = readable(request)
     body = await read_json(request)
     now = _now(body)
     return json_response(await in_thread(
-        lambda: local(state.warehouse, state.workspace, body, now, state.catalog)))
+        lambda: local(warehouse, state.workspace, body, now, state.catalog)))
 
 
 async def anomalies(request: Request) -> Response:

@@ -15,31 +15,31 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from nerve.server.api._common import in_thread, json_response, read_json, require_reader
+from nerve.server.api._common import in_thread, json_response, read_json, readable
 
 __all__ = ["routes"]
 
 
 async def _ask(request: Request) -> Response:
-    state = require_reader(request)
+    state, warehouse = readable(request)
     body = await read_json(request)
 
     def work() -> dict[str, Any]:
         from nerve.agent import ask_local  # noqa: PLC0415
 
-        return ask_local(state.warehouse, state.workspace, body, state.catalog)
+        return ask_local(warehouse, state.workspace, body, state.catalog)
 
     return json_response(await in_thread(work))
 
 
 async def _tool(request: Request) -> Response:
-    state = require_reader(request)
+    state, warehouse = readable(request)
     body = await read_json(request)
 
     def work() -> dict[str, Any]:
         from nerve.agent import tool_local  # noqa: PLC0415
 
-        return tool_local(state.warehouse, state.workspace, body, state.catalog)
+        return tool_local(warehouse, state.workspace, body, state.catalog)
 
     return json_response(await in_thread(work))
 

@@ -22,8 +22,8 @@ from nerve.server.api._common import (
     in_thread,
     json_response,
     read_json,
+    readable,
     require_admin,
-    require_reader,
 )
 
 __all__ = ["routes"]
@@ -60,8 +60,8 @@ async def run(request: Request) -> Response:
 
 async def latest(request: Request) -> Response:
     """The results of the latest recorded run."""
-    state = require_reader(request)
-    ibis_of = getattr(state.warehouse, "ibis", None)
+    _, warehouse = readable(request)
+    ibis_of = getattr(warehouse, "ibis", None)
     if not callable(ibis_of):
         return json_response(_body([]))
     results = await in_thread(lambda: latest_results(ibis_of()))

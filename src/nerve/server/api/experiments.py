@@ -25,6 +25,7 @@ from nerve.server.api._common import (
     json_response,
     nerve_state,
     read_json,
+    readable,
     require_reader,
 )
 
@@ -59,7 +60,7 @@ def _key(body: dict[str, Any]) -> str:
 
 
 async def analyze(request: Request) -> Response:
-    state = require_reader(request)
+    state, warehouse = readable(request)
     body = await read_json(request)
     key = _key(body)
     by = body.get("by")
@@ -71,7 +72,6 @@ async def analyze(request: Request) -> Response:
 
         exp = get_experiment(load_experiments(state.workspace.root / "experiments"), key)
         layer = SemanticLayer.load(state.workspace, state.catalog)
-        warehouse: Any = state.warehouse
         readout = analyze_experiment(exp, layer, warehouse.table("events"),
                                      now=datetime.now(UTC), by=by)
         return readout_dict(exp, readout)
@@ -80,7 +80,7 @@ async def analyze(request: Request) -> Response:
 
 
 async def plan(request: Request) -> Response:
-    state = require_reader(request)
+    state, warehouse = readable(request)
     body = await read_json(request)
     key = _key(body)
     days = body.get("baseline_days", 14)
@@ -92,7 +92,6 @@ async def plan(request: Request) -> Response:
 
         exp = get_experiment(load_experiments(state.workspace.root / "experiments"), key)
         layer = SemanticLayer.load(state.workspace, state.catalog)
-        warehouse: Any = state.warehouse
         return plan_experiment(exp, layer, warehouse.table("events"), baseline_days=days,
                                now=datetime.now(UTC))
 

@@ -19,23 +19,19 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from nerve.analytics import funnel_request, retention_request, trend_request
-from nerve.server.api._common import in_thread, json_response, read_json, require_reader
+from nerve.server.api._common import in_thread, json_response, read_json, readable
 
 __all__ = ["routes"]
 
 
-def _events(state: Any) -> Any:
-    # the warehouse's Ibis backend is per thread: call this on the worker thread
-    return state.warehouse.table("events")
-
-
 def _handler(run: Callable[[Any, dict[str, Any], Any], dict[str, Any]]) -> Any:
     async def handle(request: Request) -> Response:
-        state = require_reader(request)
+        state, warehouse = readable(request)
         body = await read_json(request)
 
         def work() -> dict[str, Any]:
-            return run(_events(state), body, state)
+            # the warehouse's Ibis backend is per thread: take the table on this one
+            return run(warehouse.table("events"), body, state)
 
         return json_response(await in_thread(work))
 

@@ -20,7 +20,7 @@ from starlette.routing import BaseRoute, Route
 
 from nerve.errors import PayloadError
 from nerve.semantic import MetricQuery, SemanticLayer, health_from_checks
-from nerve.server.api._common import in_thread, json_response, read_json, require_reader
+from nerve.server.api._common import in_thread, json_response, read_json, readable, require_reader
 
 __all__ = ["routes"]
 
@@ -76,11 +76,10 @@ async def show_metric(request: Request) -> Response:
 
 
 async def readiness(request: Request) -> Response:
-    state = require_reader(request)
+    state, warehouse = readable(request)
 
     def run() -> list[dict[str, Any]]:
         layer = SemanticLayer.load(state.workspace, state.catalog, strict=False)
-        warehouse: Any = state.warehouse  # nerve.warehouse.Warehouse: an Ibis backend
         health = health_from_checks(warehouse.ibis()) if hasattr(warehouse, "ibis") else None
         return [r.as_dict() for r in layer.readiness(health)]
 
@@ -88,12 +87,11 @@ async def readiness(request: Request) -> Response:
 
 
 async def query(request: Request) -> Response:
-    state = require_reader(request)
+    state, warehouse = readable(request)
     request_query = parse_query(await read_json(request))
 
     def run() -> dict[str, Any]:
         layer = _layer(state)
-        warehouse: Any = state.warehouse  # nerve.warehouse.Warehouse: Ibis tables
         return layer.query(request_query, warehouse.table("events")).as_dict()
 
     return json_response(await in_thread(run))

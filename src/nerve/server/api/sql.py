@@ -10,7 +10,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from nerve.errors import PayloadError
-from nerve.server.api._common import in_thread, json_response, read_json, require_reader
+from nerve.server.api._common import in_thread, json_response, read_json, readable
 from nerve.warehouse import result_json
 
 __all__ = ["routes"]
@@ -18,13 +18,13 @@ __all__ = ["routes"]
 
 async def sql(request: Request) -> Response:
     """``{"query": "SELECT ..."}`` (or ``"sql"``) -> ``{"columns": [...], "rows": [{...}]}``."""
-    state = require_reader(request)
+    _, warehouse = readable(request)
     body = await read_json(request)
     query = body.get("query", body.get("sql"))
     if not isinstance(query, str) or not query.strip():
         raise PayloadError('query: required, e.g. {"query": "SELECT count(*) FROM events"}',
                            code="missing_field")
-    table = await in_thread(state.warehouse.query, query)
+    table = await in_thread(warehouse.query, query)
     return json_response(result_json(table))
 
 

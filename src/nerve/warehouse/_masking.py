@@ -1,0 +1,267 @@
+"""The warehouse as a reader sees it: personal values masked, everything else as stored.
+
+A reader (``[[readers]]`` with ``role = "reader"``, docs/privacy.md) reads through
+``MaskedWarehouse``. Each of its connections gets temporary views named like the
+tables they hide, so every query, Ibis expression and analysis runs unchanged on them:
+
+- ``events`` and ``quarantine``: ``user_id``, ``anonymous_id`` and ``previous_id``, the
+  catalog's ``personal`` and ``sensitive`` properties and traits (every version's), and
+  ``context.ip``, ``context.device.id``, ``context.device.advertisingId`` and
+  ``context.traits`` are replaced by ``m:`` + a keyed hash; the quarantine's violation
+  messages about those values are withheld;
+- ``evt_<event>``: the typed views, over the masked ``events``.
+
+The hash is keyed with a key derived from the workspace secret, so equal values stay
+equal: counting distinct users, funnels, retention and experiments give the admin's
+figures, while no value can be read back or tested against a guess. The key sits in the
+views' text, so a reader's SQL may name only these views and the tables that hold no
+personal data (``check_reader_query``), unqualified, and no table function that lists the
+catalog.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import threading
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import pyarrow as pa
+from sqlglot import exp
+
+from nerve.errors import QueryError
+from nerve.warehouse._readonly import check_read_only
+from nerve.warehouse._typed_views import json_path, typed_view_specs, typed_view_sql
+
+if TYPE_CHECKING:
+    from nerve.catalog import Catalog, PropertySpec
+    from nerve.warehouse._warehouse import Warehouse
+
+__all__ = [
+    "MASKED_CLASSES",
+    "MASK_PREFIX",
+    "OPEN_TABLES",
+    "MaskedWarehouse",
+    "check_reader_query",
+    "mask_key",
+    "masking_sql",
+]
+
+MASK_PREFIX = "m:"
+#: PII classes whose values a reader sees masked (``pseudonymous`` ones are stored hashed)
+MASKED_CLASSES = frozenset({"personal", "sensitive"})
+#: tables without personal data, which readers see as stored
+OPEN_TABLES = ("loads", "log_offsets", "check_results", "erasures")
+#: table functions a reader may use: they make rows and read nothing
+_ROW_FUNCTIONS = (exp.GenerateSeries, exp.Unnest)
+_IDENTIFIERS = ("user_id", "anonymous_id", "previous_id")
+#: context keys masked whatever the catalog says: the IP (even truncated) and device ids
+_CONTEXT: dict[str, Any] = {"ip": None, "device": {"id": None, "advertisingId": None}}
+
+#: name -> None (mask the value) or the masked keys nested in it
+Tree = dict[str, Any]
+
+
+def mask_key(secret: bytes) -> str:
+    """The masking key: derived from the workspace secret, never the secret itself, so
+    the collector's hashes cannot be recomputed from it."""
+    return hmac.new(secret, b"nerve: reader masking", hashlib.sha256).hexdigest()
+
+
+def _tree(props: Iterable[PropertySpec], into: Tree) -> Tree:
+    for prop in props:
+        if prop.pii in MASKED_CLASSES:
+            into[prop.name] = None
+        elif prop.properties and into.get(prop.name, {}) is not None:
+            _tree(prop.properties, into.setdefault(prop.name, {}))
+            if not into[prop.name]:
+                del into[prop.name]
+    return into
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+class _Sql:
+    """SQL text of the masked columns, for one key."""
+
+    def __init__(self, key: str) -> None:
+        self.key = _literal(key)
+
+    def mask(self, value: str) -> str:
+        # NULL stays NULL (sha256 of NULL is NULL)
+        return f"({_literal(MASK_PREFIX)} || left(sha256({self.key} || {value}), 32))"
+
+    def patch(self, column: str, tree: Tree, path: tuple[str, ...] = ()) -> str:
+        """A JSON merge patch replacing the values ``tree`` names with their masks (a
+        missing key gets a null, which a merge patch ignores)."""
+        members = []
+        for name, sub in tree.items():
+            where = (*path, name)
+            if sub is None:
+                value = self.mask(f"json_extract_string({column}, {json_path(*where)})")
+            else:
+                value = (f"CASE WHEN json_type({column}, {json_path(*where)}) = 'OBJECT' "
+                         f"THEN {self.patch(column, sub, where)} END")
+            members += [_literal(name), value]
+        return f"json_object({', '.join(members)})"
+
+    def patched(self, column: str, tree: Tree) -> str:
+        return (f"CASE WHEN json_type({column}) = 'OBJECT' "
+                f"THEN json_merge_patch({column}, {self.patch(column, tree)}) ELSE {column} END")
+
+
+def _payload_trees(catalog: Catalog) -> dict[tuple[str, str | None], Tree]:
+    """(call type, event name for track) -> the masked keys of its payload, over every
+    version (rows stored under an older version keep its classes)."""
+    trees: dict[tuple[str, str | None], Tree] = {}
+    for latest in catalog:
+        for spec in catalog.versions(latest.name):
+            key = ("track", spec.name) if spec.type == "track" else (spec.type, None)
+            tree = _tree(spec.properties, trees.get(key, {}))
+            if tree:
+                trees[key] = tree
+    return trees
+
+
+def _properties(sql: _Sql, trees: dict[tuple[str, str | None], Tree]) -> str:
+    """``properties`` masked by the spec of each row's call (track by event name, page and
+    screen by type)."""
+    branches = []
+    for (type_, event), tree in sorted(trees.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+        if type_ not in ("track", "page", "screen"):
+            continue
+        condition = f"type = {_literal(type_)}" + (
+            f" AND event = {_literal(event)}" if event is not None else "")
+        branches.append(f"WHEN {condition} THEN {sql.patched('properties', tree)}")
+    if not branches:
+        return "properties"
+    return f"CASE {' '.join(branches)} ELSE properties END"
+
+
+def _traits(sql: _Sql, identify: Tree, group: Tree) -> str:
+    """``traits``: a group call's by the group spec; any other call's are the user's
+    (identify's own, or the ``context.traits`` the collector copies to every call)."""
+    user = sql.patched("traits", identify) if identify else "traits"
+    if not group:
+        return user
+    return f"CASE WHEN type = 'group' THEN {sql.patched('traits', group)} ELSE {user} END"
+
+
+def _violations(masked_paths: list[str]) -> str:
+    """Violation messages about a masked value withheld (they may quote it)."""
+    if not masked_paths:
+        return "violations"
+    pattern = _literal("^(" + "|".join(masked_paths) + r")($|[.\[])")
+    withheld = ("json_object('path', v->>'path', 'rule', v->>'rule', 'message', "
+                "concat(v->>'path', ': breaks the ', v->>'rule', "
+                "' rule (value withheld: personal data)'))")
+    return (f"CASE WHEN json_type(violations) = 'ARRAY' THEN to_json(list_transform("
+            f"CAST(violations AS JSON[]), v -> CASE WHEN regexp_matches("
+            f"coalesce(v->>'path', ''), {pattern}) THEN {withheld} ELSE v END)) "
+            f"ELSE violations END")
+
+
+def _regex_paths(root: str, tree: Tree) -> list[str]:
+    paths = []
+    for name, sub in tree.items():
+        here = root + r"\." + re.escape(name)
+        paths += [here] if sub is None else _regex_paths(here, sub)
+    return paths
+
+
+def masking_sql(catalog: Catalog, key: str, database: str) -> str:
+    """The script that creates a connection's masked temporary views of ``database``."""
+    sql = _Sql(key)
+    trees = _payload_trees(catalog)
+    identify = trees.get(("identify", None), {})
+    context = dict(_CONTEXT, **({"traits": identify} if identify else {}))
+    replaced = {name: sql.mask(name) for name in _IDENTIFIERS}
+    replaced["properties"] = _properties(sql, trees)
+    replaced["traits"] = _traits(sql, identify, trees.get(("group", None), {}))
+    replaced["context"] = sql.patched("context", context)
+    paths = [r"\$\.(userId|anonymousId|previousId|user_id|anonymous_id|previous_id)"]
+    paths += _regex_paths(r"\$\.context", context)
+    for tree in trees.values():
+        paths += _regex_paths(r"\$\.(properties|traits)", tree)
+    statements = []
+    for table, extra in (("events", {}), ("quarantine", {"violations": _violations(paths)})):
+        columns = ", ".join(f"{value} AS {name}" for name, value in {**replaced, **extra}.items())
+        statements.append(
+            f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT * REPLACE ({columns}) "
+            f"FROM {_quote(database)}.main.{table}")
+    statements += [typed_view_sql(spec, temp=True) for spec in typed_view_specs(catalog).values()]
+    return ";\n".join(statements)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def check_reader_query(sql: str, tables: Iterable[str]) -> None:
+    """``check_read_only``, and the query names only ``tables`` (or its own CTEs),
+    unqualified, and no table function but ``range``/``generate_series``/``unnest``."""
+    statement = check_read_only(sql)
+    allowed = {t.lower() for t in tables}
+    allowed |= {cte.alias_or_name.lower() for cte in statement.find_all(exp.CTE)}
+    listed = ", ".join(sorted(allowed & {"events", "quarantine", *OPEN_TABLES})) + ", evt_<event>"
+    for table in statement.find_all(exp.Table):
+        if not isinstance(table.this, exp.Identifier):
+            if isinstance(table.this, _ROW_FUNCTIONS):
+                continue
+            raise QueryError("refused: readers query the warehouse's tables, not table "
+                             f"functions; they may read {listed}")
+        if table.args.get("db") or table.args.get("catalog"):
+            raise QueryError(f"refused: {table.sql(dialect='duckdb')}: readers name tables "
+                             f"without a schema or database ({listed})")
+        if table.name.lower() not in allowed:
+            raise QueryError(f"refused: readers may read {listed}; not {table.name!r}")
+
+
+class MaskedWarehouse:
+    """The warehouse's reader view: the same ``cursor``/``ibis``/``table``/``query`` as
+    ``Warehouse``, on connections whose tables are the masked views."""
+
+    def __init__(self, warehouse: Warehouse, catalog: Catalog, secret: bytes) -> None:
+        self._warehouse = warehouse
+        self.url = warehouse.url
+        self.path = warehouse.path
+        self.read_only = warehouse.read_only
+        self._catalog = catalog
+        self._key = mask_key(secret)
+        self._script: str | None = None
+        self._local = threading.local()
+        self.tables = frozenset({"events", "quarantine", *OPEN_TABLES,
+                                 *typed_view_specs(catalog)})
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A cursor whose ``events``, ``quarantine`` and ``evt_*`` are the masked views."""
+        cursor = self._warehouse.cursor()
+        if self._script is None:
+            database = cursor.execute("SELECT current_database()").fetchone()
+            self._script = masking_sql(self._catalog, self._key, str(database[0]))  # type: ignore[index]
+        cursor.execute(self._script)
+        return cursor
+
+    def ibis(self) -> Any:
+        """This thread's Ibis backend over the masked views."""
+        backend = getattr(self._local, "backend", None)
+        if backend is None:
+            import ibis  # noqa: PLC0415
+
+            backend = ibis.duckdb.from_connection(self.cursor())
+            self._local.backend = backend
+        return backend
+
+    def table(self, name: str) -> Any:
+        """An Ibis table as the reader sees it."""
+        return self.ibis().table(name)
+
+    def query(self, sql: str) -> pa.Table:
+        """``Warehouse.query`` for a reader: the masked views and open tables only."""
+        check_reader_query(sql, self.tables)
+        return self._warehouse.run_query(self.cursor(), sql)

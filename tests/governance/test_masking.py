@@ -1,0 +1,271 @@
+"""Readers see personal values masked; admins see the warehouse as stored.
+
+A real ``nerve serve --workers 2`` stores events whose personal values the workspace
+keeps (``handling: keep``, an allowed sensitive value, user ids, device ids, IPs). Every
+read API answers a reader with none of those raw values in its bytes, while non-personal
+control values come through and the figures (distinct users, funnels) equal the admin's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import duckdb
+import httpx
+import orjson
+import pytest
+from tests.server.serverkit import basic, write_key
+
+from nerve.catalog import Catalog
+from nerve.erasure import forget
+from nerve.errors import QueryError
+from nerve.pipeline import PrivacyPolicy
+from nerve.quality import run_and_record
+from nerve.warehouse import MaskedWarehouse, Warehouse
+from nerve.warehouse._masking import OPEN_TABLES, check_reader_query
+from nerve.workspace import Workspace
+
+SIGNUP = """\
+name: signup
+description: Someone signs up.
+owner: growth
+purpose: analytics
+version: 1
+properties:
+  plan: {type: string, pii: none}
+  phone: {type: string, pii: personal, handling: keep, pattern: "^[+][0-9-]+$"}
+  diagnosis: {type: string, pii: sensitive}
+  address:
+    type: object
+    pii: none
+    properties:
+      street: {type: string, pii: personal, handling: keep}
+      city: {type: string, pii: none}
+"""
+
+PURCHASE = """\
+name: purchase
+description: An order.
+owner: commerce
+purpose: analytics
+version: 1
+properties:
+  amount: {type: number, pii: none}
+"""
+
+IDENTIFY = """\
+name: identify
+type: identify
+description: Who the user is.
+owner: growth
+purpose: analytics
+version: 1
+properties:
+  email: {type: string, pii: personal, handling: keep}
+  plan: {type: string, pii: none}
+"""
+
+TOML = """
+[privacy]
+allow_sensitive = ["signup.diagnosis"]
+
+[[readers]]
+name = "ana"
+token_env = "NERVE_TEST_TOKEN_ANA"
+"""
+ANA = "ana-" + "a" * 28
+
+USER, DEVICE_USER = "user-4711-raw", "anon-device-raw-88"
+PHONE, BAD_PHONE = "+49-30-5550123", "call me maybe 555"
+STREET, EMAIL, DIAGNOSIS = "Raw Street 17", "zelda.raw@example.org", "raw-diagnosis-q17"
+IP, DEVICE_ID, AD_ID = "203.0.113.77", "device-id-raw-5c1", "advertising-id-raw-9d2"
+RAW = [USER, DEVICE_USER, PHONE, BAD_PHONE, STREET, EMAIL, DIAGNOSIS, "203.0.113",
+       DEVICE_ID, AD_ID]
+CONTROL = ["plus", "Lisbon"]
+
+
+def _batch() -> list[dict[str, Any]]:
+    context = {"ip": IP, "device": {"id": DEVICE_ID, "advertisingId": AD_ID, "model": "X1"},
+               "traits": {"email": EMAIL, "plan": "plus"}}
+    common = {"userId": USER, "anonymousId": DEVICE_USER, "context": context,
+              "timestamp": "2026-11-28T10:00:00Z"}
+    users = [{"type": "track", "event": "signup", "messageId": f"s{i}", "userId": f"u{i}",
+              "timestamp": "2026-11-28T09:00:00Z", "properties": {"plan": "free"}}
+             for i in range(4)]
+    return [
+        {"type": "track", "event": "signup", "messageId": "s-raw", **common,
+         "properties": {"plan": "plus", "phone": PHONE, "diagnosis": DIAGNOSIS,
+                        "address": {"street": STREET, "city": "Lisbon"}}},
+        {"type": "identify", "messageId": "i-raw", **common,
+         "traits": {"email": EMAIL, "plan": "plus"}},
+        {"type": "track", "event": "purchase", "messageId": "p-raw", **common,
+         "timestamp": "2026-11-28T11:00:00Z", "properties": {"amount": 30}},
+        # breaks the phone's pattern: the quarantine's violation message quotes it
+        {"type": "track", "event": "signup", "messageId": "q-raw", **common,
+         "properties": {"plan": "plus", "phone": BAD_PHONE}},
+        *users,
+        {"type": "track", "event": "purchase", "messageId": "p1", "userId": "u1",
+         "timestamp": "2026-11-28T10:00:00Z", "properties": {"amount": 5}},
+    ]
+
+
+@pytest.fixture
+def served(make_workspace: Callable[..., Workspace], serve: Callable[..., Any],
+           monkeypatch: pytest.MonkeyPatch) -> tuple[Workspace, Any]:
+    monkeypatch.setenv("NERVE_TEST_TOKEN_ANA", ANA)
+    ws = make_workspace({"signup.yaml": SIGNUP, "purchase.yaml": PURCHASE,
+                         "identify.yaml": IDENTIFY}, extra_toml=TOML)
+    server = serve(ws, "--workers", "2")
+    answer = httpx.post(server.url + "/v1/batch", json={"batch": _batch()},
+                        headers=basic(write_key(ws)), timeout=30)
+    assert answer.status_code == 200, answer.text
+    admin = _token(ws)
+    deadline = time.monotonic() + 60
+    while _post(server, admin, "/v1/admin/sql", {"query": (
+            "SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM quarantine) AS n"
+    )}).json()["rows"] != [{"n": len(_batch())}]:
+        assert time.monotonic() < deadline, "the events were not loaded within 60 s"
+        time.sleep(0.2)
+    return ws, server
+
+
+def _token(ws: Workspace) -> str:
+    token: str = orjson.loads((ws.data_dir / "server.json").read_bytes())["admin_token"]
+    return token
+
+
+def _post(server: Any, token: str, path: str, body: dict[str, Any]) -> httpx.Response:
+    return httpx.post(server.url + path, json=body, timeout=60,
+                      headers={"Authorization": f"Bearer {token}"})
+
+
+def test_a_reader_sees_no_raw_personal_value_and_the_admin_sees_them_all(
+        served: tuple[Workspace, Any]) -> None:
+    ws, server = served
+    admin = _token(ws)
+    queries = ["SELECT * FROM events", "SELECT * FROM quarantine",
+               "SELECT * FROM evt_signup", "SELECT * FROM evt_purchase"]
+    as_admin = b"".join(_post(server, admin, "/v1/admin/sql", {"query": q}).content
+                        for q in queries)
+    as_reader = b"".join(_post(server, ANA, "/v1/admin/sql", {"query": q}).content
+                         for q in queries)
+    # the admin's answers hold every raw value: the search below can see them
+    assert [v for v in RAW if v.encode() not in as_admin] == []
+    assert [v for v in RAW if v.encode() in as_reader] == []
+    assert [v for v in CONTROL if v.encode() not in as_reader] == []
+    assert b'"model":"X1"' in as_reader  # the rest of the context is as stored
+
+    rows = _post(server, ANA, "/v1/admin/sql", {"query": (
+        "SELECT user_id, anonymous_id, properties, context FROM events "
+        "WHERE message_id = 's-raw'")}).json()["rows"]
+    (row,) = rows
+    assert row["user_id"].startswith("m:")
+    assert row["anonymous_id"].startswith("m:")
+    assert row["properties"]["phone"].startswith("m:")
+    assert row["properties"]["address"]["street"].startswith("m:")
+    assert row["properties"]["address"]["city"] == "Lisbon"
+    assert row["context"]["ip"].startswith("m:")
+    assert row["context"]["device"]["id"].startswith("m:")
+    assert row["context"]["traits"]["email"].startswith("m:")
+    assert row["context"]["traits"]["plan"] == "plus"
+    (violation,) = _post(server, ANA, "/v1/admin/sql", {"query": (
+        "SELECT violations FROM quarantine")}).json()["rows"][0]["violations"]
+    assert violation["path"] == "$.properties.phone"
+    assert "withheld" in violation["message"]
+
+
+def test_masked_values_are_consistent_so_figures_equal_the_admins(
+        served: tuple[Workspace, Any]) -> None:
+    ws, server = served
+    admin = _token(ws)
+    count = {"query": "SELECT count(DISTINCT user_id) AS users, "
+                      "count(DISTINCT anonymous_id) AS devices FROM events"}
+    assert (_post(server, ANA, "/v1/admin/sql", count).json()
+            == _post(server, admin, "/v1/admin/sql", count).json())
+    # one user's rows carry one mask, in every table and view
+    same = {"query": "SELECT count(DISTINCT user_id) AS n FROM (SELECT user_id FROM events "
+                     "WHERE message_id LIKE '%raw' UNION ALL SELECT user_id FROM quarantine "
+                     "UNION ALL SELECT user_id FROM evt_purchase WHERE amount = 30)"}
+    assert _post(server, ANA, "/v1/admin/sql", same).json()["rows"] == [{"n": 1}]
+
+    funnel = {"steps": ["signup", "purchase"], "window": "7d", "since": "2026-11-01",
+              "until": "2026-12-01", "users": {"step": 2}}
+    mine = _post(server, ANA, "/v1/funnels", funnel).json()
+    theirs = _post(server, admin, "/v1/funnels", funnel).json()
+    assert mine["rows"] == theirs["rows"]
+    assert theirs["users"] == ["u1", USER]
+    assert len(mine["users"]) == 2
+    assert all(user.startswith("m:") for user in mine["users"])
+
+
+@pytest.mark.parametrize(("query", "problem"), [
+    ("SELECT * FROM main.events", "without a schema"),
+    ('SELECT * FROM "memory".main.events', "without a schema"),
+    ("SELECT * FROM information_schema.views", "without a schema"),
+    ("SELECT sql FROM duckdb_views()", "table functions"),
+    ("SELECT * FROM sqlite_master", "not 'sqlite_master'"),
+    ("SELECT * FROM duckdb_settings()", "table functions"),
+    ("SELECT * FROM read_csv('/etc/passwd')", "reads files"),
+])
+def test_a_readers_query_may_name_only_the_masked_views_and_open_tables(
+        query: str, problem: str) -> None:
+    with pytest.raises(QueryError, match=problem):
+        check_reader_query(query, {"events", "quarantine", "evt_signup"})
+
+
+@pytest.mark.parametrize("query", [
+    "WITH mine AS (SELECT * FROM events) SELECT count(*) FROM mine",
+    "SELECT * FROM evt_signup, range(3)",
+    "SELECT x FROM unnest([1, 2]) AS t(x)",
+    "DESCRIBE events",
+    "SUMMARIZE quarantine",
+    "PIVOT events ON event USING count(*)",
+])
+def test_a_readers_usual_queries_pass(query: str) -> None:
+    check_reader_query(query, {"events", "quarantine", "evt_signup"})
+
+
+def test_the_refusals_reach_a_reader_over_http(served: tuple[Workspace, Any]) -> None:
+    ws, server = served
+    for query in ("SELECT sql FROM duckdb_views()", "SELECT * FROM main.events"):
+        answer = _post(server, ANA, "/v1/admin/sql", {"query": query})
+        assert answer.status_code == 400, answer.text
+        assert "refused" in answer.json()["message"]
+        # the admin may
+        assert _post(server, _token(ws), "/v1/admin/sql", {"query": query}).status_code == 200
+
+
+def test_every_table_nerve_creates_is_masked_or_holds_no_personal_data(
+        make_workspace: Callable[..., Workspace]) -> None:
+    ws = make_workspace({"signup.yaml": SIGNUP, "identify.yaml": IDENTIFY})
+    catalog = Catalog.load(ws.events_dir)
+    with Warehouse.for_workspace(ws) as warehouse:
+        forget(warehouse.cursor(), PrivacyPolicy(secret=b"k"), user_ids=["nobody"])
+        run_and_record(warehouse, ws, catalog)
+        tables = {name for (name,) in warehouse.cursor().execute(
+            "SELECT table_name FROM duckdb_tables() WHERE NOT temporary").fetchall()}
+        masked = MaskedWarehouse(warehouse, catalog, b"secret")
+        assert tables - {"events", "quarantine"} <= set(OPEN_TABLES)
+        assert tables | {"evt_signup"} <= masked.tables
+        cursor = masked.cursor()
+        temp = {name for (name,) in cursor.execute(
+            "SELECT view_name FROM duckdb_views() WHERE temporary AND NOT internal").fetchall()}
+        assert temp == {"events", "quarantine", "evt_signup"}
+        # the key is derived from the secret, never the secret itself
+        assert all(b"secret" not in (sql or "").encode() for (sql,) in cursor.execute(
+            "SELECT sql FROM duckdb_views() WHERE temporary").fetchall())
+
+
+def test_a_masked_cursor_reads_a_read_only_warehouse(
+        make_workspace: Callable[..., Workspace]) -> None:
+    """``nerve sql`` opens the file read-only when no server runs: temporary views still
+    work there (they live in the connection, not the file)."""
+    ws = make_workspace({"signup.yaml": SIGNUP})
+    Warehouse.for_workspace(ws).close()
+    with Warehouse.for_workspace(ws, read_only=True) as warehouse:
+        masked = MaskedWarehouse(warehouse, Catalog.load(ws.events_dir), b"k" * 16)
+        assert masked.query("SELECT count(*) AS n FROM evt_signup").to_pylist() == [{"n": 0}]
+        with pytest.raises(duckdb.Error):
+            warehouse.cursor().execute("CREATE TABLE t (a INT)")
