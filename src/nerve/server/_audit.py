@@ -80,15 +80,13 @@ class AuditReads:
                     body.append(chunk)
             return message
 
-        async def watch(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
+        recorded = False
 
-        try:
-            await self.app(scope, tee, watch)
-        finally:
+        async def record() -> None:
+            nonlocal recorded
+            if recorded:
+                return
+            recorded = True
             headers = dict(scope["headers"])
             client = scope.get("client")
             address = client[0] if client else None
@@ -100,3 +98,18 @@ class AuditReads:
                 self.audit.record, via="http", who=_who(headers, self.state),
                 action=scope["path"], request=request, status=status,
                 seconds=time.monotonic() - started, client=address))
+
+        async def watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                # recorded before the answer's last bytes leave: a client that has its
+                # answer finds the read in the log
+                await record()
+            await send(message)
+
+        try:
+            await self.app(scope, tee, watch)
+        finally:
+            await record()  # no answer (the client left, or the app failed)
