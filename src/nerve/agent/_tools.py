@@ -16,6 +16,7 @@ from typing import Any
 from nerve.catalog import Catalog
 from nerve.errors import QueryError
 from nerve.semantic import MetricQuery, SemanticLayer
+from nerve.warehouse import analysis_events
 from nerve.workspace import Workspace
 
 __all__ = ["TOOLS", "Context", "Tool", "run_tool"]
@@ -49,7 +50,7 @@ class Context:
 
     @property
     def events(self) -> Any:
-        return self.con.table("events")
+        return analysis_events(self.con)
 
     def today(self) -> date:
         from zoneinfo import ZoneInfo  # noqa: PLC0415

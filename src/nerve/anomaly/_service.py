@@ -15,6 +15,7 @@ from nerve.catalog import Catalog
 from nerve.errors import QueryError
 from nerve.quality._config import parse_duration
 from nerve.semantic import SemanticLayer
+from nerve.warehouse import analysis_events
 
 __all__ = ["explain_local", "forecast_local", "run_local"]
 
@@ -25,9 +26,7 @@ def _layer(workspace: Any, catalog: Catalog | None) -> tuple[SemanticLayer, Cata
 
 
 def _events(warehouse: Any) -> Any:
-    ibis_of = getattr(warehouse, "ibis", None)
-    con = ibis_of() if callable(ibis_of) else warehouse
-    return con.table("events")
+    return analysis_events(warehouse)
 
 
 def run_local(warehouse: Any, workspace: Any, body: dict[str, Any], now: datetime | None,

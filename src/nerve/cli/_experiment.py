@@ -78,10 +78,11 @@ def run_analysis(ws: Workspace, key: str, by: str | None = None) -> dict[str, An
     def local(warehouse: Any) -> dict[str, Any]:
         from nerve.experiments._run import analyze_experiment, readout_dict  # noqa: PLC0415
         from nerve.semantic import SemanticLayer  # noqa: PLC0415
+        from nerve.warehouse import analysis_events  # noqa: PLC0415
 
         exp = get_experiment(_experiments(ws), key)
         layer = SemanticLayer.load(ws)
-        readout = analyze_experiment(exp, layer, warehouse.table("events"),
+        readout = analyze_experiment(exp, layer, analysis_events(warehouse),
                                      now=datetime.now(UTC), by=by)
         return readout_dict(exp, readout)
 
@@ -131,8 +132,9 @@ def plan(ctx: typer.Context, key: Annotated[str, typer.Argument(help="Experiment
     def local(warehouse: Any) -> dict[str, Any]:
         from nerve.experiments._plan import plan_experiment  # noqa: PLC0415
         from nerve.semantic import SemanticLayer  # noqa: PLC0415
+        from nerve.warehouse import analysis_events  # noqa: PLC0415
 
-        return plan_experiment(exp, SemanticLayer.load(ws), warehouse.table("events"),
+        return plan_experiment(exp, SemanticLayer.load(ws), analysis_events(warehouse),
                                baseline_days=baseline_days, now=datetime.now(UTC))
 
     result = answer(ws, "/v1/experiments/plan", {"key": key, "baseline_days": baseline_days},

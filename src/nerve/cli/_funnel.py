@@ -42,8 +42,9 @@ def run_analysis(ws: Workspace, kind: str, body: dict[str, Any]) -> dict[str, An
     """Answer a funnel/retention/trend body: through the running server, else locally."""
     def local(warehouse: Any) -> dict[str, Any]:
         from nerve import analytics  # noqa: PLC0415 - Ibis and DuckDB only when needed
+        from nerve.warehouse import analysis_events  # noqa: PLC0415
 
-        events = warehouse.table("events")
+        events = analysis_events(warehouse)
 
         def layer() -> Any:
             from nerve.semantic import SemanticLayer  # noqa: PLC0415

@@ -181,7 +181,9 @@ def run_query(ws: Workspace, query: MetricQuery) -> dict[str, Any]:
     layer = _layer(ws)  # a bad metrics file fails here, before any connection
 
     def local(warehouse: Any) -> dict[str, Any]:
-        return layer.query(query, warehouse.table("events")).as_dict()
+        from nerve.warehouse import analysis_events  # noqa: PLC0415 - DuckDB only when needed
+
+        return layer.query(query, analysis_events(warehouse)).as_dict()
 
     body = answer(ws, "/v1/metrics/query", query.as_dict(), local)
     if "rows" not in body:

@@ -7,7 +7,7 @@ unplanned events with their violations), ``loads`` (a ledger of loader commits) 
 
 from __future__ import annotations
 
-from nerve.warehouse._exprs import one_of
+from nerve.warehouse._exprs import analysis_events, one_of, stitch_identities
 from nerve.warehouse._masking import MaskedWarehouse
 from nerve.warehouse._readonly import check_read_only
 from nerve.warehouse._result import result_json
@@ -22,7 +22,9 @@ __all__ = [
     "TABLES",
     "MaskedWarehouse",
     "Warehouse",
+    "analysis_events",
     "check_read_only",
     "one_of",
     "result_json",
+    "stitch_identities",
 ]

@@ -1,14 +1,15 @@
-"""Ibis expressions that the warehouse engine runs faster written another way."""
+"""Ibis expressions over the warehouse's tables, on any engine Ibis reaches."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
-__all__ = ["one_of"]
+__all__ = ["analysis_events", "one_of", "stitch_identities"]
 
 
 @ibis.udf.scalar.builtin(name="list_contains")  # type: ignore[untyped-decorator]
@@ -31,3 +32,37 @@ def one_of(column: ir.StringValue, values: Sequence[str]) -> ir.BooleanValue:
     if engine != "duckdb":
         return column.isin(list(values))
     return _list_contains(ibis.literal(list(values), type="array<string>"), column)
+
+
+def stitch_identities(events: ir.Table) -> ir.Table:
+    """``events`` with the ``user_id`` of anonymous rows filled in from their device.
+
+    A device (``anonymous_id``) belongs to the first user seen signed in on it: on a row
+    carrying both ids (an identify, or any call after sign-in), or through an ``alias``
+    from that id (``previous_id``). Rows without a user id but with a linked device get
+    that user's id, so someone who browsed anonymously and then signed in is one person
+    in every analysis that counts ``coalesce(user_id, anonymous_id)``. Rows that have a
+    user id keep it; a device never seen signed in stays anonymous.
+    """
+    signed = events.filter(events.user_id.notnull(), events.anonymous_id.notnull())
+    pairs = signed.select(_device=signed.anonymous_id, _user=signed.user_id,
+                          _ts=signed.timestamp)
+    alias = events.filter(events.type == "alias", events.previous_id.notnull(),
+                          events.user_id.notnull())
+    pairs = pairs.union(alias.select(_device=alias.previous_id, _user=alias.user_id,
+                                     _ts=alias.timestamp))
+    # the first sign-in on each device
+    links = pairs.group_by("_device").aggregate(_user=pairs._user.argmin(pairs._ts))
+    joined = events.left_join(links, events.anonymous_id == links._device)
+    return joined.select(*[
+        ibis.coalesce(joined.user_id, joined._user).name(c) if c == "user_id" else joined[c]
+        for c in events.columns])
+
+
+def analysis_events(source: Any) -> ir.Table:
+    """The ``events`` table as analyses read it (metrics, funnels, retention, trends,
+    experiments, anomalies, ``nerve ask``): identities stitched. ``source`` is a
+    ``Warehouse`` (or a reader's ``MaskedWarehouse``) or an Ibis backend."""
+    ibis_of = getattr(source, "ibis", None)
+    con = ibis_of() if callable(ibis_of) else source
+    return stitch_identities(con.table("events"))

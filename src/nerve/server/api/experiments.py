@@ -28,6 +28,7 @@ from nerve.server.api._common import (
     readable,
     require_reader,
 )
+from nerve.warehouse import analysis_events
 
 __all__ = ["routes"]
 
@@ -72,7 +73,7 @@ async def analyze(request: Request) -> Response:
 
         exp = get_experiment(load_experiments(state.workspace.root / "experiments"), key)
         layer = SemanticLayer.load(state.workspace, state.catalog)
-        readout = analyze_experiment(exp, layer, warehouse.table("events"),
+        readout = analyze_experiment(exp, layer, analysis_events(warehouse),
                                      now=datetime.now(UTC), by=by)
         return readout_dict(exp, readout)
 
@@ -92,7 +93,7 @@ async def plan(request: Request) -> Response:
 
         exp = get_experiment(load_experiments(state.workspace.root / "experiments"), key)
         layer = SemanticLayer.load(state.workspace, state.catalog)
-        return plan_experiment(exp, layer, warehouse.table("events"), baseline_days=days,
+        return plan_experiment(exp, layer, analysis_events(warehouse), baseline_days=days,
                                now=datetime.now(UTC))
 
     return json_response(await in_thread(run))

@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Route
 
 from nerve.analytics import funnel_request, retention_request, trend_request
 from nerve.server.api._common import in_thread, json_response, read_json, readable
+from nerve.warehouse import analysis_events
 
 __all__ = ["routes"]
 
@@ -31,7 +32,7 @@ def _handler(run: Callable[[Any, dict[str, Any], Any], dict[str, Any]]) -> Any:
 
         def work() -> dict[str, Any]:
             # the warehouse's Ibis backend is per thread: take the table on this one
-            return run(warehouse.table("events"), body, state)
+            return run(analysis_events(warehouse), body, state)
 
         return json_response(await in_thread(work))
 

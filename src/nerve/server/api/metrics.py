@@ -21,6 +21,7 @@ from starlette.routing import BaseRoute, Route
 from nerve.errors import PayloadError
 from nerve.semantic import MetricQuery, SemanticLayer, health_from_checks
 from nerve.server.api._common import in_thread, json_response, read_json, readable, require_reader
+from nerve.warehouse import analysis_events
 
 __all__ = ["routes"]
 
@@ -92,7 +93,7 @@ async def query(request: Request) -> Response:
 
     def run() -> dict[str, Any]:
         layer = _layer(state)
-        return layer.query(request_query, warehouse.table("events")).as_dict()
+        return layer.query(request_query, analysis_events(warehouse)).as_dict()
 
     return json_response(await in_thread(run))
 
