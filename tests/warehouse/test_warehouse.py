@@ -182,7 +182,8 @@ def test_public_names_are_pinned() -> None:
                                            "Pace", "parse_window"]
     assert sorted(nerve.warehouse.__all__) == [
         "DATA_ERRORS", "EVENT_COLUMNS", "JSON_COLUMNS", "MaskedWarehouse", "QUARANTINE_COLUMNS",
-        "TABLES", "Warehouse", "check_read_only", "one_of", "result_json"]
+        "TABLES", "Warehouse", "analysis_events", "check_read_only", "one_of", "result_json",
+        "stitch_identities"]
     for module in (nerve.log, nerve.loader, nerve.warehouse):
         for name in module.__all__:
             assert hasattr(module, name), f"{module.__name__}.{name}"
