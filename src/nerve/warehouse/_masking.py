@@ -35,6 +35,7 @@ from sqlglot import exp
 from nerve.errors import QueryError
 from nerve.warehouse._readonly import check_read_only
 from nerve.warehouse._typed_views import json_path, typed_view_specs, typed_view_sql
+from nerve.warehouse._warehouse import IbisReads
 
 if TYPE_CHECKING:
     from nerve.catalog import Catalog, PropertySpec
@@ -222,7 +223,7 @@ def check_reader_query(sql: str, tables: Iterable[str]) -> None:
             raise QueryError(f"refused: readers may read {listed}; not {table.name!r}")
 
 
-class MaskedWarehouse:
+class MaskedWarehouse(IbisReads):
     """The warehouse's reader view: the same ``cursor``/``ibis``/``table``/``query`` as
     ``Warehouse``, on connections whose tables are the masked views."""
 
@@ -246,20 +247,6 @@ class MaskedWarehouse:
             self._script = masking_sql(self._catalog, self._key, str(database[0]))  # type: ignore[index]
         cursor.execute(self._script)
         return cursor
-
-    def ibis(self) -> Any:
-        """This thread's Ibis backend over the masked views."""
-        backend = getattr(self._local, "backend", None)
-        if backend is None:
-            import ibis  # noqa: PLC0415
-
-            backend = ibis.duckdb.from_connection(self.cursor())
-            self._local.backend = backend
-        return backend
-
-    def table(self, name: str) -> Any:
-        """An Ibis table as the reader sees it."""
-        return self.ibis().table(name)
 
     def query(self, sql: str) -> pa.Table:
         """``Warehouse.query`` for a reader: the masked views and open tables only."""

@@ -46,7 +46,28 @@ CHECKPOINT_THRESHOLD = "256MB"
 _LOCK_PID = re.compile(r"PID (\d+)")
 
 
-class Warehouse:
+class IbisReads:
+    """``ibis()`` and ``table()`` over a class's ``cursor()``, one backend per thread."""
+
+    _local: threading.local
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        raise NotImplementedError
+
+    def ibis(self) -> Any:
+        """This thread's Ibis backend over the warehouse (every analysis reads through it)."""
+        backend = getattr(self._local, "backend", None)
+        if backend is None:
+            backend = ibis.duckdb.from_connection(self.cursor())
+            self._local.backend = backend
+        return backend
+
+    def table(self, name: str) -> Any:
+        """An Ibis table of the warehouse: ``wh.table("events")``."""
+        return self.ibis().table(name)
+
+
+class Warehouse(IbisReads):
     """The workspace's warehouse: tables ``events``, ``quarantine``, ``loads``.
 
     >>> wh = Warehouse.open("duckdb://:memory:")
@@ -155,18 +176,6 @@ class Warehouse:
         with self._cursors_lock:
             self._cursors.add(cursor)
         return cursor
-
-    def ibis(self) -> Any:
-        """This thread's Ibis backend over the warehouse (every analysis reads through it)."""
-        backend = getattr(self._local, "backend", None)
-        if backend is None:
-            backend = ibis.duckdb.from_connection(self.cursor())
-            self._local.backend = backend
-        return backend
-
-    def table(self, name: str) -> Any:
-        """An Ibis table of the warehouse: ``wh.table("events")``."""
-        return self.ibis().table(name)
 
     def refresh_views(self, catalog: Catalog) -> list[str]:
         """Create or replace the typed per-event views (``evt_<event>``, one column per
