@@ -44,11 +44,15 @@ def stitch_identities(events: ir.Table) -> ir.Table:
     in every analysis that counts ``coalesce(user_id, anonymous_id)``. Rows that have a
     user id keep it; a device never seen signed in stays anonymous.
     """
-    signed = events.filter(events.user_id.notnull(), events.anonymous_id.notnull())
+    # only devices with anonymous rows need a link: on most warehouses a small share
+    anonymous = events.filter(events.user_id.isnull(), events.anonymous_id.notnull())
+    devices = anonymous.select(_device=anonymous.anonymous_id).distinct()
+    signed = events.filter(events.user_id.notnull(),
+                           events.anonymous_id.isin(devices._device))
     pairs = signed.select(_device=signed.anonymous_id, _user=signed.user_id,
                           _ts=signed.timestamp)
-    alias = events.filter(events.type == "alias", events.previous_id.notnull(),
-                          events.user_id.notnull())
+    alias = events.filter(events.type == "alias", events.user_id.notnull(),
+                          events.previous_id.isin(devices._device))
     pairs = pairs.union(alias.select(_device=alias.previous_id, _user=alias.user_id,
                                      _ts=alias.timestamp))
     # the first sign-in on each device
