@@ -37,6 +37,7 @@ properties:
   plan: {type: string, pii: none}
   phone: {type: string, pii: personal, handling: keep, pattern: "^[+][0-9-]+$"}
   diagnosis: {type: string, pii: sensitive}
+  birth_year: {type: integer, pii: personal, handling: keep}
   address:
     type: object
     pii: none
@@ -81,8 +82,9 @@ USER, DEVICE_USER = "user-4711-raw", "anon-device-raw-88"
 PHONE, BAD_PHONE = "+49-30-5550123", "call me maybe 555"
 STREET, EMAIL, DIAGNOSIS = "Raw Street 17", "zelda.raw@example.org", "raw-diagnosis-q17"
 IP, DEVICE_ID, AD_ID = "203.0.113.77", "device-id-raw-5c1", "advertising-id-raw-9d2"
+BIRTH_YEAR = 1873
 RAW = [USER, DEVICE_USER, PHONE, BAD_PHONE, STREET, EMAIL, DIAGNOSIS, "203.0.113",
-       DEVICE_ID, AD_ID]
+       DEVICE_ID, AD_ID, str(BIRTH_YEAR)]
 CONTROL = ["plus", "Lisbon"]
 
 
@@ -97,6 +99,7 @@ def _batch() -> list[dict[str, Any]]:
     return [
         {"type": "track", "event": "signup", "messageId": "s-raw", **common,
          "properties": {"plan": "plus", "phone": PHONE, "diagnosis": DIAGNOSIS,
+                        "birth_year": BIRTH_YEAR,
                         "address": {"street": STREET, "city": "Lisbon"}}},
         {"type": "identify", "messageId": "i-raw", **common,
          "traits": {"email": EMAIL, "plan": "plus"}},
@@ -166,6 +169,7 @@ def test_a_reader_sees_no_raw_personal_value_and_the_admin_sees_them_all(
     assert row["properties"]["phone"].startswith("m:")
     assert row["properties"]["address"]["street"].startswith("m:")
     assert row["properties"]["address"]["city"] == "Lisbon"
+    assert "birth_year" not in row["properties"]  # not a text: removed, not hashed
     assert row["context"]["ip"].startswith("m:")
     assert row["context"]["device"]["id"].startswith("m:")
     assert row["context"]["traits"]["email"].startswith("m:")
@@ -174,6 +178,19 @@ def test_a_reader_sees_no_raw_personal_value_and_the_admin_sees_them_all(
         "SELECT violations FROM quarantine")}).json()["rows"][0]["violations"]
     assert violation["path"] == "$.properties.phone"
     assert "withheld" in violation["message"]
+
+
+def test_an_admin_may_ask_for_the_readers_view(served: tuple[Workspace, Any]) -> None:
+    """``nerve mcp`` does, for the agents it serves."""
+    ws, server = served
+    query = {"query": "SELECT user_id, birth_year FROM evt_signup WHERE user_id IS NOT NULL "
+                      "ORDER BY birth_year NULLS LAST LIMIT 1"}
+    plain = _post(server, _token(ws), "/v1/admin/sql", query).json()["rows"]
+    assert plain == [{"user_id": USER, "birth_year": BIRTH_YEAR}]
+    masked = httpx.post(server.url + "/v1/admin/sql", json=query, timeout=60, headers={
+        "Authorization": f"Bearer {_token(ws)}", "X-Nerve-View": "masked"}).json()["rows"]
+    assert masked[0]["user_id"].startswith("m:")
+    assert masked[0]["birth_year"] is None
 
 
 def test_masked_values_are_consistent_so_figures_equal_the_admins(

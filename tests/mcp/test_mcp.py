@@ -115,3 +115,24 @@ def test_exported_names_and_a_bad_transport(demo_root: Path) -> None:
          "ftp"], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 4
     assert "--transport: expected stdio or http, got 'ftp'" in result.stderr
+
+
+def test_agents_see_personal_values_masked_unless_told_otherwise(demo_root: Path) -> None:
+    """The demo stores user ids and keeps its shoppers' ages (``handling: keep``): an
+    agent breaking orders down by user gets keyed hashes, with the same counts."""
+    from nerve.mcp import call
+    from nerve.workspace import Workspace
+
+    ws = Workspace.load(demo_root)
+    query = {"metrics": ["orders"], "by": ["user_id"], "order_by": ["-orders"],
+             "limit": 5}
+    masked, raw = call(ws, "query_metrics", query), call(ws, "query_metrics", query,
+                                                         masked=False)
+    assert all(r["user_id"].startswith("m:") for r in masked["rows"])
+    assert all(r["user_id"].startswith("u_") for r in raw["rows"])
+    assert [r["orders"] for r in masked["rows"]] == [r["orders"] for r in raw["rows"]]
+    # a personal number is removed: typed reads give NULL, not a failure
+    by_age = {"metrics": ["orders"], "by": ["user.age"]}
+    ages = call(ws, "query_metrics", by_age)["rows"]
+    assert [r["user.age"] for r in ages] == [None]
+    assert len(call(ws, "query_metrics", by_age, masked=False)["rows"]) > 20

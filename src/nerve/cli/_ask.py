@@ -84,12 +84,17 @@ def mcp(
              "127.0.0.1:PORT/mcp).")] = "stdio",
     port: Annotated[int, typer.Option(help="Port for --transport http.")] = 8765,
     host: Annotated[str, typer.Option(help="Address for --transport http.")] = "127.0.0.1",
+    unmasked: Annotated[bool, typer.Option(
+        "--unmasked", help="Let agents see personal values as stored. By default they see "
+        "them masked, as a reader's token does (docs/privacy.md).")] = False,
 ) -> None:
     """Serve nerve's read-only tools over the Model Context Protocol.
 
     Tools: list_metrics, describe_metric, list_events, describe_event, query_metrics,
     run_funnel, explain_change, data_health, experiment_results, ask. Register it in an
-    MCP client with the command `nerve --workspace DIR mcp` (docs/ask.md).
+    MCP client with the command `nerve --workspace DIR mcp` (docs/ask.md). Agents see
+    personal values (user ids, personal traits and properties) masked by keyed hashes,
+    with every figure unchanged.
 
     Example: nerve mcp --transport http --port 8765
     """
@@ -98,5 +103,5 @@ def mcp(
     ws = load_workspace(ctx)
     if transport not in ("stdio", "http"):
         raise UserError(f"--transport: expected stdio or http, got {transport!r}")
-    server = build_server(ws, host=host, port=port)
+    server = build_server(ws, host=host, port=port, masked=not unmasked)
     server.run("stdio" if transport == "stdio" else "streamable-http")

@@ -18,6 +18,11 @@ from nerve.audit import local_read
 from nerve.errors import InternalError, QueryError, TransientError, UserError
 from nerve.workspace import Workspace
 
+#: asks the server for the reader's view with the admin token (``readable`` in
+#: ``nerve.server.api._common``, which this must match; not imported: the CLI starts
+#: without the server's modules)
+MASKED_HEADER = "x-nerve-view"
+
 __all__ = ["answer", "call", "post", "running_server"]
 
 SERVER_FILE = "server.json"
@@ -49,7 +54,7 @@ def _alive(pid: int) -> bool:
 
 
 def call(server: dict[str, Any], method: str, path: str, body: Any = None, *,
-         timeout: float = 600) -> Any:
+         timeout: float = 600, masked: bool = False) -> Any:
     """One admin API call to the running server; its JSON answer, errors by status.
 
     Raises httpx.ConnectError when nothing listens (the server died since it wrote
@@ -57,6 +62,8 @@ def call(server: dict[str, Any], method: str, path: str, body: Any = None, *,
     """
     url = str(server["url"]).rstrip("/") + path
     headers = {"Authorization": f"Bearer {server.get('admin_token', '')}"}
+    if masked:
+        headers[MASKED_HEADER] = "masked"
     try:
         response = httpx.request(method, url, json=body, headers=headers, timeout=timeout)
     except httpx.ConnectError:
@@ -82,23 +89,25 @@ def call(server: dict[str, Any], method: str, path: str, body: Any = None, *,
 
 
 def post(server: dict[str, Any], path: str, body: dict[str, Any], *,
-         timeout: float = 600) -> dict[str, Any]:
+         timeout: float = 600, masked: bool = False) -> dict[str, Any]:
     """POST ``body`` and expect a JSON object back."""
-    found = call(server, "POST", path, body, timeout=timeout)
+    found = call(server, "POST", path, body, timeout=timeout, masked=masked)
     if not isinstance(found, dict):
         raise InternalError(f"{server['url']}{path}: expected a JSON object")
     return found
 
 
 def answer(ws: Workspace, path: str, body: dict[str, Any],
-           local: Callable[[Any], dict[str, Any]], *, write: bool = False) -> dict[str, Any]:
+           local: Callable[[Any], dict[str, Any]], *, write: bool = False,
+           masked: bool = False) -> dict[str, Any]:
     """The server's answer to ``body`` at ``path``, else ``local(warehouse)`` on the file
     (opened read-only, or for writing with ``write``: ``nerve forget``, ``nerve expire``).
+    ``masked``: with personal values masked, as a reader sees them (docs/privacy.md).
     """
     server = running_server(ws)
     if server is not None:
         try:
-            return post(server, path, body)
+            return post(server, path, body, masked=masked)
         except httpx.ConnectError:
             pass  # the server died since it wrote server.json: open the file ourselves
     from nerve.warehouse import Warehouse  # noqa: PLC0415 - DuckDB only when needed
@@ -108,4 +117,10 @@ def answer(ws: Workspace, path: str, body: dict[str, Any],
         Warehouse.for_workspace(ws).close()  # a fresh workspace: create the empty tables
     with (local_read(ws, path, body),
           Warehouse.for_workspace(ws, read_only=not write) as warehouse):
+        if masked:
+            from nerve.catalog import Catalog  # noqa: PLC0415
+            from nerve.warehouse import MaskedWarehouse  # noqa: PLC0415
+
+            return local(MaskedWarehouse(warehouse, Catalog.load(ws.events_dir),
+                                         ws.secret()))
         return local(warehouse)

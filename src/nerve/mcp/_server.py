@@ -21,19 +21,24 @@ _READ_ONLY = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempoten
                              openWorldHint=False)
 
 
-def call(ws: Workspace, tool: str, args: dict[str, Any]) -> dict[str, Any]:
-    """Run one read-only tool on ``ws``'s data (through the server when it runs)."""
+def call(ws: Workspace, tool: str, args: dict[str, Any], *, masked: bool = True
+         ) -> dict[str, Any]:
+    """Run one read-only tool on ``ws``'s data (through the server when it runs), with
+    personal values masked as a reader sees them unless ``masked`` is false."""
     from nerve.agent import tool_local  # noqa: PLC0415
     from nerve.cli._remote import answer  # noqa: PLC0415
 
     body = {"tool": tool, "args": {k: v for k, v in args.items() if v is not None}}
     result: dict[str, Any] = answer(ws, "/v1/ask/tool", body,
-                                    lambda wh: tool_local(wh, ws, body))["result"]
+                                    lambda wh: tool_local(wh, ws, body),
+                                    masked=masked)["result"]
     return result
 
 
-def build_server(ws: Workspace, *, host: str = "127.0.0.1", port: int = 8765) -> FastMCP:
-    """A FastMCP server over ``ws`` with nerve's tools (run with ``.run(transport)``)."""
+def build_server(ws: Workspace, *, host: str = "127.0.0.1", port: int = 8765,
+                 masked: bool = True) -> FastMCP:
+    """A FastMCP server over ``ws`` with nerve's tools (run with ``.run(transport)``); its
+    agents see personal values masked unless ``masked`` is false."""
     server = FastMCP(
         "nerve", host=host, port=port, log_level="WARNING",
         instructions=(
@@ -42,28 +47,31 @@ def build_server(ws: Workspace, *, host: str = "127.0.0.1", port: int = 8765) ->
             "health and experiment readouts. All tools are read-only. Quote numbers only "
             "from tool results; each query result carries the SQL that produced it."))
 
+    def run(name: str, args: dict[str, Any]) -> dict[str, Any]:
+        return call(ws, name, args, masked=masked)
+
     def tool(func: Any) -> Any:
         return server.tool(annotations=_READ_ONLY)(func)
 
     @tool
     def list_metrics() -> dict[str, Any]:
         """Every metric (name, label, description, synonyms), dimensions and segments."""
-        return call(ws, "list_metrics", {})
+        return run("list_metrics", {})
 
     @tool
     def describe_metric(name: str) -> dict[str, Any]:
         """One metric by name or synonym: formula, events read, owner, format."""
-        return call(ws, "describe_metric", {"name": name})
+        return run("describe_metric", {"name": name})
 
     @tool
     def list_events() -> dict[str, Any]:
         """Every cataloged event with its description."""
-        return call(ws, "list_events", {})
+        return run("list_events", {})
 
     @tool
     def describe_event(name: str) -> dict[str, Any]:
         """One cataloged event: what it tracks, its properties, the metrics that read it."""
-        return call(ws, "describe_event", {"name": name})
+        return run("describe_event", {"name": name})
 
     @tool
     def query_metrics(metrics: list[str], by: list[str] | None = None,
@@ -74,7 +82,7 @@ def build_server(ws: Workspace, *, host: str = "127.0.0.1", port: int = 8765) ->
         """Compute metrics: rows, the SQL that ran, lineage. grain: hour|day|week|month;
         since/until: YYYY-MM-DD (until included), 'yesterday' or '7d'; where: a filter
         such as "platform = 'ios' and age >= 65"."""
-        return call(ws, "query_metrics", {
+        return run("query_metrics", {
             "metrics": metrics, "by": by, "grain": grain, "where": where,
             "segments": segments, "since": since, "until": until, "order_by": order_by,
             "limit": limit})
@@ -83,7 +91,7 @@ def build_server(ws: Workspace, *, host: str = "127.0.0.1", port: int = 8765) ->
     def run_funnel(steps: list[str], by: str | None = None, since: str | None = None,
                    until: str | None = None, window: str = "1d") -> dict[str, Any]:
         """A funnel over cataloged events in order: entities reaching each step."""
-        return call(ws, "run_funnel", {"steps": steps, "by": by, "since": since,
+        return run("run_funnel", {"steps": steps, "by": by, "since": since,
                                        "until": until, "window": window})
 
     @tool
@@ -91,17 +99,17 @@ def build_server(ws: Workspace, *, host: str = "127.0.0.1", port: int = 8765) ->
                        ) -> dict[str, Any]:
         """Why a metric or event count changed: drivers by dimension, related events and
         data-quality caveats. period: yesterday, last_week, 7d or YYYY-MM-DD..YYYY-MM-DD."""
-        return call(ws, "explain_change", {"target": target, "period": period, "vs": vs})
+        return run("explain_change", {"target": target, "period": period, "vs": vs})
 
     @tool
     def data_health(event: str | None = None) -> dict[str, Any]:
         """The latest data-quality checks: status and every problem (optionally one event)."""
-        return call(ws, "data_health", {"event": event})
+        return run("data_health", {"event": event})
 
     @tool
     def experiment_results(key: str) -> dict[str, Any]:
         """An experiment's readout: decision; lift, interval and p-value per metric."""
-        return call(ws, "experiment_results", {"key": key})
+        return run("experiment_results", {"key": key})
 
     @tool
     def ask(question: str) -> dict[str, Any]:
@@ -110,6 +118,7 @@ def build_server(ws: Workspace, *, host: str = "127.0.0.1", port: int = 8765) ->
         from nerve.cli._remote import answer  # noqa: PLC0415
 
         body = {"question": question, "llm": False}
-        return answer(ws, "/v1/ask", body, lambda wh: ask_local(wh, ws, body))
+        return answer(ws, "/v1/ask", body, lambda wh: ask_local(wh, ws, body),
+                      masked=masked)
 
     return server

@@ -7,7 +7,8 @@ tables they hide, so every query, Ibis expression and analysis runs unchanged on
 - ``events`` and ``quarantine``: ``user_id``, ``anonymous_id`` and ``previous_id``, the
   catalog's ``personal`` and ``sensitive`` properties and traits (every version's), and
   ``context.ip``, ``context.device.id``, ``context.device.advertisingId`` and
-  ``context.traits`` are replaced by ``m:`` + a keyed hash; the quarantine's violation
+  ``context.traits`` are replaced by ``m:`` + a keyed hash (values the catalog types other
+  than string are removed: a typed read of them gives NULL); the quarantine's violation
   messages about those values are withheld;
 - ``evt_<event>``: the typed views, over the masked ``events``.
 
@@ -59,10 +60,12 @@ OPEN_TABLES = ("loads", "log_offsets", "check_results", "erasures")
 #: table functions a reader may use: they make rows and read nothing
 _ROW_FUNCTIONS = (exp.GenerateSeries, exp.Unnest)
 _IDENTIFIERS = ("user_id", "anonymous_id", "previous_id")
+_HASH, _DROP = "hash", "drop"
 #: context keys masked whatever the catalog says: the IP (even truncated) and device ids
-_CONTEXT: dict[str, Any] = {"ip": None, "device": {"id": None, "advertisingId": None}}
+_CONTEXT: dict[str, Any] = {"ip": _HASH, "device": {"id": _HASH, "advertisingId": _HASH}}
 
-#: name -> None (mask the value) or the masked keys nested in it
+#: name -> ``_HASH`` (a text replaced by its mask), ``_DROP`` (any other value: removed,
+#: so a typed read gives NULL rather than failing on a hash) or the keys nested in it
 Tree = dict[str, Any]
 
 
@@ -75,8 +78,9 @@ def mask_key(secret: bytes) -> str:
 def _tree(props: Iterable[PropertySpec], into: Tree) -> Tree:
     for prop in props:
         if prop.pii in MASKED_CLASSES:
-            into[prop.name] = None
-        elif prop.properties and into.get(prop.name, {}) is not None:
+            text = prop.type == "string" and into.get(prop.name) != _DROP
+            into[prop.name] = _HASH if text else _DROP
+        elif prop.properties and isinstance(into.get(prop.name, {}), dict):
             _tree(prop.properties, into.setdefault(prop.name, {}))
             if not into[prop.name]:
                 del into[prop.name]
@@ -103,7 +107,9 @@ class _Sql:
         members = []
         for name, sub in tree.items():
             where = (*path, name)
-            if sub is None:
+            if sub == _DROP:
+                value = "NULL"
+            elif sub == _HASH:
                 value = self.mask(f"json_extract_string({column}, {json_path(*where)})")
             else:
                 value = (f"CASE WHEN json_type({column}, {json_path(*where)}) = 'OBJECT' "
@@ -171,7 +177,7 @@ def _regex_paths(root: str, tree: Tree) -> list[str]:
     paths = []
     for name, sub in tree.items():
         here = root + r"\." + re.escape(name)
-        paths += [here] if sub is None else _regex_paths(here, sub)
+        paths += _regex_paths(here, sub) if isinstance(sub, dict) else [here]
     return paths
 
 

@@ -15,8 +15,11 @@ from nerve.errors import AuthError, InternalError, PayloadError
 from nerve.server._readers import INVALID, Reader, identify
 from nerve.server._state import NerveState
 
-__all__ = ["caller", "in_thread", "json_response", "nerve_state", "read_json", "readable",
-           "require_admin", "require_reader"]
+__all__ = ["MASKED_HEADER", "caller", "in_thread", "json_response", "nerve_state", "read_json",
+           "readable", "require_admin", "require_reader"]
+
+#: an admin asking for the reader's view (``nerve mcp``, which serves AI agents, does)
+MASKED_HEADER = "x-nerve-view"
 
 T = TypeVar("T")
 
@@ -47,10 +50,11 @@ def require_reader(request: Request) -> NerveState:
 
 def readable(request: Request) -> tuple[NerveState, Any]:
     """The server's state and the warehouse as the caller may read it: as stored for an
-    admin, with personal values masked for a reader (docs/privacy.md); 401 otherwise."""
+    admin, with personal values masked for a reader, or for an admin sending
+    ``x-nerve-view: masked`` (docs/privacy.md); 401 otherwise."""
     who = caller(request)
     state = nerve_state(request)
-    if who.role == "admin":
+    if who.role == "admin" and request.headers.get(MASKED_HEADER) != "masked":
         return state, state.warehouse
     if state.reader_warehouse is None:  # never serve a reader the unmasked warehouse
         raise InternalError("this server has no masked view of the warehouse for readers")
