@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -244,3 +245,36 @@ def test_ask_local_uses_the_configured_llm_unless_told_not_to(
     assert offline["source"] == "offline"
     assert offline["answered"] is False
     assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("unmasked", [False, True])
+def test_nerve_ask_sends_the_llm_masked_values_unless_told_otherwise(
+        demo_root: Path, demo_ctx: Context, monkeypatch: pytest.MonkeyPatch,
+        unmasked: bool) -> None:
+    """What a tool returns goes to the LLM, maybe a hosted one: by default its user ids
+    are keyed hashes (docs/privacy.md), with the same counts."""
+    from typer.testing import CliRunner
+
+    from nerve.cli import app
+
+    day = (demo_ctx.today() - timedelta(days=1)).isoformat()
+
+    def final(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        top = _last_tool(body)["rows"][0]
+        return _text(f"The top buyer placed {top['orders']} orders.")
+
+    replies: list[Reply] = [
+        lambda _b: _tool_call("query_metrics", {
+            "metrics": ["orders"], "by": ["user_id"], "since": day, "until": day,
+            "order_by": ["-orders"], "limit": 5}), final]
+    with Replay(replies) as server:
+        monkeypatch.setenv("NERVE_LLM_URL", server.url)
+        monkeypatch.setenv("NERVE_LLM_MODEL", "recorded")
+        result = CliRunner().invoke(app, [
+            "--workspace", str(demo_root), "ask", "who bought most yesterday?",
+            "--format", "json", *(["--unmasked"] if unmasked else [])])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["source"] == "llm:recorded"
+    users = [r["user_id"] for r in _last_tool(server.requests[1]["body"])["rows"]]
+    assert users
+    assert all(u.startswith("u_" if unmasked else "m:") for u in users)

@@ -32,6 +32,10 @@ def ask(
     llm: Annotated[bool, typer.Option(
         "--llm/--no-llm", help="Let the configured LLM (\\[agent] llm_url) plan and phrase; "
                                "--no-llm forces the offline planner.")] = True,
+    unmasked: Annotated[bool, typer.Option(
+        "--unmasked", help="Show personal values as stored. By default the agent (and the "
+        "LLM it may call) sees them masked, as a reader's token does (docs/privacy.md).")
+    ] = False,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Answer a question from the metrics, funnels, checks and experiments, offline.
@@ -49,7 +53,8 @@ def ask(
 
     ws = load_workspace(ctx)
     body = {"question": question, "llm": llm}
-    result = answer(ws, "/v1/ask", body, lambda wh: ask_local(wh, ws, body))
+    result = answer(ws, "/v1/ask", body, lambda wh: ask_local(wh, ws, body),
+                    masked=not unmasked)
     if fmt is Format.json:
         emit_json(result)
         return
