@@ -54,6 +54,18 @@ def test_anonymous_rows_take_the_first_user_seen_on_their_device(
     assert got == want  # a2 stays anonymous; u3's own rows stay u3's
 
 
+def test_a_table_without_alias_columns_is_linked_by_rows_with_both_ids() -> None:
+    import ibis
+
+    rows = [row(0, None, "a1"), row(1, "u1", "a1"), row(2, None, "a2")]
+    table = ibis.memtable([{k: r[k] for k in ("user_id", "anonymous_id", "timestamp")}
+                           for r in rows])
+    stitched = stitch_identities(table).order_by("timestamp").to_pyarrow()
+    assert stitched["user_id"].to_pylist() == ["u1", "u1", None]
+    no_device = ibis.memtable([{"user_id": "u1", "timestamp": at(0)}])
+    assert stitch_identities(no_device) is no_device
+
+
 SHOP = [
     row(0, None, "a1"), row(1, "u1", "a1", type_="identify"),
     row(2, "u1", "a1", event="purchase"),

@@ -42,8 +42,13 @@ def stitch_identities(events: ir.Table) -> ir.Table:
     from that id (``previous_id``). Rows without a user id but with a linked device get
     that user's id, so someone who browsed anonymously and then signed in is one person
     in every analysis that counts ``coalesce(user_id, anonymous_id)``. Rows that have a
-    user id keep it; a device never seen signed in stays anonymous.
+    user id keep it; a device never seen signed in stays anonymous. A table without
+    ``anonymous_id`` (or ``timestamp``) is returned as is; one without ``type`` and
+    ``previous_id`` is linked by the rows carrying both ids only.
     """
+    columns = set(events.columns)
+    if not {"user_id", "anonymous_id", "timestamp"} <= columns:
+        return events
     # only devices with anonymous rows need a link: on most warehouses a small share
     anonymous = events.filter(events.user_id.isnull(), events.anonymous_id.notnull())
     devices = anonymous.select(_device=anonymous.anonymous_id).distinct()
@@ -51,10 +56,11 @@ def stitch_identities(events: ir.Table) -> ir.Table:
                            events.anonymous_id.isin(devices._device))
     pairs = signed.select(_device=signed.anonymous_id, _user=signed.user_id,
                           _ts=signed.timestamp)
-    alias = events.filter(events.type == "alias", events.user_id.notnull(),
-                          events.previous_id.isin(devices._device))
-    pairs = pairs.union(alias.select(_device=alias.previous_id, _user=alias.user_id,
-                                     _ts=alias.timestamp))
+    if {"type", "previous_id"} <= columns:
+        alias = events.filter(events.type == "alias", events.user_id.notnull(),
+                              events.previous_id.isin(devices._device))
+        pairs = pairs.union(alias.select(_device=alias.previous_id, _user=alias.user_id,
+                                         _ts=alias.timestamp))
     # the first sign-in on each device
     links = pairs.group_by("_device").aggregate(_user=pairs._user.argmin(pairs._ts))
     joined = events.left_join(links, events.anonymous_id == links._device)
