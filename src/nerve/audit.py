@@ -75,13 +75,14 @@ class Audit:
     folder: Path
 
     def record(self, *, via: str, who: str, action: str, request: Any, status: int | str,
-               seconds: float, client: str | None = None) -> None:
+               seconds: float, client: str | None = None, masked: bool = False) -> None:
         """Append one record; a failure to write is logged, never raised to the reader."""
         now = datetime.now(UTC)
         line = orjson.dumps({
             "at": now.isoformat(timespec="milliseconds"), "via": via, "who": who,
             "client": client, "action": action, "request": _request(action, request),
-            "status": status, "ms": round(seconds * 1000, 1)}, default=str) + b"\n"
+            "masked": masked, "status": status, "ms": round(seconds * 1000, 1)},
+            default=str) + b"\n"
         path = self.folder / f"reads-{now:%Y-%m-%d}.jsonl"
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -104,8 +105,10 @@ def record(workspace: Workspace, **fields: Any) -> None:
 
 
 @contextmanager
-def local_read(workspace: Workspace, action: str, request: Any) -> Iterator[None]:
-    """Record a command's own read of the warehouse file (no server), with its outcome."""
+def local_read(workspace: Workspace, action: str, request: Any, *, masked: bool = False
+               ) -> Iterator[None]:
+    """Record a command's own read of the warehouse file (no server), with its outcome
+    (``masked``: it read the reader's view)."""
     started = time.monotonic()
     status: int | str = "ok"
     try:
@@ -115,7 +118,7 @@ def local_read(workspace: Workspace, action: str, request: Any) -> Iterator[None
         raise
     finally:
         record(workspace, via="local", who=_os_user(), action=action, request=request,
-               status=status, seconds=time.monotonic() - started)
+               status=status, seconds=time.monotonic() - started, masked=masked)
 
 
 def _os_user() -> str:

@@ -18,6 +18,7 @@ import orjson
 import pytest
 from tests.server.serverkit import basic, write_key
 
+from nerve.audit import read_records
 from nerve.catalog import Catalog
 from nerve.erasure import forget
 from nerve.errors import QueryError
@@ -191,6 +192,11 @@ def test_an_admin_may_ask_for_the_readers_view(served: tuple[Workspace, Any]) ->
         "Authorization": f"Bearer {_token(ws)}", "X-Nerve-View": "masked"}).json()["rows"]
     assert masked[0]["user_id"].startswith("m:")
     assert masked[0]["birth_year"] is None
+    assert _post(server, ANA, "/v1/admin/sql", query).status_code == 200
+    # the audit log says who read personal values as stored
+    records = [(r["who"], r["masked"]) for r in read_records(ws)
+               if r["request"] == query]
+    assert records == [("admin", False), ("admin", True), ("ana", True)]
 
 
 def test_masked_values_are_consistent_so_figures_equal_the_admins(

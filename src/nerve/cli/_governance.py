@@ -197,7 +197,8 @@ def audit(
     if fmt is Format.table:  # narrow enough for a terminal: whole seconds, no empty column
         local = not any(r.get("client") for r in records)
         records = [{"at": str(r.get("at", ""))[:19].replace("T", " "),
-                    **{k: r.get(k) for k in ("via", "who", "client", "action", "status", "ms")
+                    **{k: r.get(k) for k in ("via", "who", "client", "action", "masked",
+                                             "status", "ms")
                        if not (k == "client" and local)},
                     "request": orjson.dumps(r.get("request")).decode()} for r in records]
     emit(records, fmt, title=f"reads since {start:%Y-%m-%d %H:%M} UTC")

@@ -18,11 +18,6 @@ from nerve.audit import local_read
 from nerve.errors import InternalError, QueryError, TransientError, UserError
 from nerve.workspace import Workspace
 
-#: asks the server for the reader's view with the admin token (``readable`` in
-#: ``nerve.server.api._common``, which this must match; not imported: the CLI starts
-#: without the server's modules)
-MASKED_HEADER = "x-nerve-view"
-
 __all__ = ["answer", "call", "post", "running_server"]
 
 SERVER_FILE = "server.json"
@@ -62,7 +57,9 @@ def call(server: dict[str, Any], method: str, path: str, body: Any = None, *,
     """
     url = str(server["url"]).rstrip("/") + path
     headers = {"Authorization": f"Bearer {server.get('admin_token', '')}"}
-    if masked:
+    if masked:  # only agents ask for it, and they load the server's modules anyway
+        from nerve.server._readers import MASKED_HEADER  # noqa: PLC0415
+
         headers[MASKED_HEADER] = "masked"
     try:
         response = httpx.request(method, url, json=body, headers=headers, timeout=timeout)
@@ -115,7 +112,7 @@ def answer(ws: Workspace, path: str, body: dict[str, Any],
     path_on_disk = Warehouse.file_of(ws.warehouse_url)
     if path_on_disk is not None and not path_on_disk.exists():
         Warehouse.for_workspace(ws).close()  # a fresh workspace: create the empty tables
-    with (local_read(ws, path, body),
+    with (local_read(ws, path, body, masked=masked),
           Warehouse.for_workspace(ws, read_only=not write) as warehouse):
         if masked:
             from nerve.catalog import Catalog  # noqa: PLC0415

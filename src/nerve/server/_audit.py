@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nerve.audit import Audit
 from nerve.collector._body import write_key_from_header
-from nerve.server._readers import identify
+from nerve.server._readers import MASKED_HEADER, identify, sees_masked
 from nerve.server._state import NerveState
 
 __all__ = ["CLIENT_HEADER", "AuditReads"]
@@ -29,16 +29,17 @@ CLIENT_HEADER = "x-nerve-client"
 MAX_BODY_BYTES = 1 << 20
 
 
-def _who(headers: dict[bytes, bytes], state: NerveState) -> str:
+def _who(headers: dict[bytes, bytes], state: NerveState) -> tuple[str, bool]:
     """The reader a bearer token names, or the source a write key names (SDKs fetching
-    experiment definitions), or ``anonymous``."""
+    experiment definitions), or ``anonymous``; and whether it reads the masked view."""
     authorization = headers.get(b"authorization", b"").decode("latin-1")
     found = identify(state.tokens(), authorization)
     if found is not None:
-        return found.name
+        view = headers.get(MASKED_HEADER.encode(), b"").decode("latin-1")
+        return found.name, bool(found.role) and sees_masked(found, view)
     key = write_key_from_header(authorization)
     source = state.workspace.source_for_key(key) if key and key.isascii() else None
-    return "anonymous" if source is None else f"source {source.name}"
+    return ("anonymous" if source is None else f"source {source.name}"), False
 
 
 def _request(scope: Scope, body: bytes) -> Any:
@@ -94,10 +95,11 @@ class AuditReads:
                 address = headers[CLIENT_HEADER.encode()].decode("latin-1")
             request = {"bytes": size} if size > MAX_BODY_BYTES else _request(
                 scope, b"".join(body))
+            who, masked = _who(headers, self.state)
             await anyio.to_thread.run_sync(partial(
-                self.audit.record, via="http", who=_who(headers, self.state),
-                action=scope["path"], request=request, status=status,
-                seconds=time.monotonic() - started, client=address))
+                self.audit.record, via="http", who=who, action=scope["path"],
+                request=request, status=status, seconds=time.monotonic() - started,
+                client=address, masked=masked))
 
         async def watch(message: Message) -> None:
             nonlocal status

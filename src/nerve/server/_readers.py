@@ -21,9 +21,12 @@ from dataclasses import dataclass
 from nerve.errors import WorkspaceError
 from nerve.workspace import Workspace
 
-__all__ = ["ADMIN", "INVALID", "ROLES", "Reader", "identify", "load_readers"]
+__all__ = ["ADMIN", "INVALID", "MASKED_HEADER", "ROLES", "Reader", "identify", "load_readers",
+           "sees_masked"]
 
 ROLES = ("reader", "admin")
+#: an admin asking for the reader's view (``nerve mcp`` and ``nerve ask`` do, for agents)
+MASKED_HEADER = "x-nerve-view"
 _MIN_TOKEN = 16
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -93,3 +96,9 @@ def identify(tokens: dict[str, Reader], authorization: str | None) -> Reader | N
         if secrets.compare_digest(given, known.encode()):
             found = reader
     return found
+
+
+def sees_masked(reader: Reader, view: str | None) -> bool:
+    """Whether ``reader`` reads the masked warehouse: a reader always, an admin when its
+    request sends ``x-nerve-view: masked`` (``view``)."""
+    return reader.role != "admin" or view == "masked"

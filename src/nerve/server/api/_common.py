@@ -12,14 +12,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from nerve.errors import AuthError, InternalError, PayloadError
-from nerve.server._readers import INVALID, Reader, identify
+from nerve.server._readers import INVALID, MASKED_HEADER, Reader, identify, sees_masked
 from nerve.server._state import NerveState
 
-__all__ = ["MASKED_HEADER", "caller", "in_thread", "json_response", "nerve_state", "read_json",
-           "readable", "require_admin", "require_reader"]
-
-#: an admin asking for the reader's view (``nerve mcp``, which serves AI agents, does)
-MASKED_HEADER = "x-nerve-view"
+__all__ = ["caller", "in_thread", "json_response", "nerve_state", "read_json", "readable",
+           "require_admin", "require_reader"]
 
 T = TypeVar("T")
 
@@ -54,7 +51,7 @@ def readable(request: Request) -> tuple[NerveState, Any]:
     ``x-nerve-view: masked`` (docs/privacy.md); 401 otherwise."""
     who = caller(request)
     state = nerve_state(request)
-    if who.role == "admin" and request.headers.get(MASKED_HEADER) != "masked":
+    if not sees_masked(who, request.headers.get(MASKED_HEADER)):
         return state, state.warehouse
     if state.reader_warehouse is None:  # never serve a reader the unmasked warehouse
         raise InternalError("this server has no masked view of the warehouse for readers")
