@@ -76,8 +76,13 @@ allow_sensitive = ["signup.diagnosis"]
 [[readers]]
 name = "ana"
 token_env = "NERVE_TEST_TOKEN_ANA"
+
+[[readers]]
+name = "sam"
+token_env = "NERVE_TEST_TOKEN_SAM"
+personal = "visible"
 """
-ANA = "ana-" + "a" * 28
+ANA, SAM = "ana-" + "a" * 28, "sam-" + "s" * 28
 
 USER, DEVICE_USER = "user-4711-raw", "anon-device-raw-88"
 PHONE, BAD_PHONE = "+49-30-5550123", "call me maybe 555"
@@ -119,6 +124,7 @@ def _batch() -> list[dict[str, Any]]:
 def served(make_workspace: Callable[..., Workspace], serve: Callable[..., Any],
            monkeypatch: pytest.MonkeyPatch) -> tuple[Workspace, Any]:
     monkeypatch.setenv("NERVE_TEST_TOKEN_ANA", ANA)
+    monkeypatch.setenv("NERVE_TEST_TOKEN_SAM", SAM)
     ws = make_workspace({"signup.yaml": SIGNUP, "purchase.yaml": PURCHASE,
                          "identify.yaml": IDENTIFY}, extra_toml=TOML)
     server = serve(ws, "--workers", "2")
@@ -179,6 +185,16 @@ def test_a_reader_sees_no_raw_personal_value_and_the_admin_sees_them_all(
         "SELECT violations FROM quarantine")}).json()["rows"][0]["violations"]
     assert violation["path"] == "$.properties.phone"
     assert "withheld" in violation["message"]
+
+
+def test_a_reader_may_be_let_see_personal_values_and_stays_a_reader(
+        served: tuple[Workspace, Any]) -> None:
+    ws, server = served
+    query = {"query": "SELECT user_id FROM events WHERE message_id = 's-raw'"}
+    assert _post(server, SAM, "/v1/admin/sql", query).json()["rows"] == [{"user_id": USER}]
+    assert _post(server, SAM, "/v1/admin/forget", {"user_ids": [USER]}).status_code == 403
+    assert [(r["action"], r["masked"]) for r in read_records(ws) if r["who"] == "sam"] == [
+        ("/v1/admin/sql", False), ("/v1/admin/forget", False)]
 
 
 def test_an_admin_may_ask_for_the_readers_view(served: tuple[Workspace, Any]) -> None:

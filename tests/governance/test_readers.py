@@ -64,6 +64,8 @@ def test_readers_call_what_their_role_allows_and_the_audit_log_names_them(
     ('[[readers]]\nname = "ana"\nrole = "boss"\ntoken_env = "T_ANA"\n', {"T_ANA": ANA},
      "role"),
     ('[[readers]]\nname = "admin"\ntoken_env = "T_ANA"\n', {"T_ANA": ANA}, "name"),
+    ('[[readers]]\nname = "ana"\ntoken_env = "T_ANA"\npersonal = "maybe"\n', {"T_ANA": ANA},
+     "personal"),
     ('[[readers]]\nname = "ana"\ntoken_env = "not a name"\n', {}, "token_env"),
     ('[[readers]]\nname = "ana"\ntoken_env = "T_ANA"\n[[readers]]\nname = "bo"\n'
      'token_env = "T_BO"\n', {"T_ANA": ANA, "T_BO": ANA}, "#2 token_env"),

@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nerve.audit import Audit
 from nerve.collector._body import write_key_from_header
-from nerve.server._readers import MASKED_HEADER, identify, sees_masked
+from nerve.server._readers import INVALID, MASKED_HEADER, identify, sees_masked
 from nerve.server._state import NerveState
 
 __all__ = ["CLIENT_HEADER", "AuditReads"]
@@ -36,7 +36,7 @@ def _who(headers: dict[bytes, bytes], state: NerveState) -> tuple[str, bool]:
     found = identify(state.tokens(), authorization)
     if found is not None:
         view = headers.get(MASKED_HEADER.encode(), b"").decode("latin-1")
-        return found.name, bool(found.role) and sees_masked(found, view)
+        return found.name, found is not INVALID and sees_masked(found, view)
     key = write_key_from_header(authorization)
     source = state.workspace.source_for_key(key) if key and key.isascii() else None
     return ("anonymous" if source is None else f"source {source.name}"), False

@@ -5,6 +5,7 @@
 name = "ana"                      # what the audit log records as who
 role = "reader"                   # reader: every read API; admin: also forget, expire, checks
 token_env = "NERVE_TOKEN_ANA"     # the token is read from this environment variable
+personal = "masked"               # masked (a reader's default) or visible (an admin's)
 ```
 
 Tokens never live in nerve.toml (it is committed); ``nerve serve`` reads each one from its
@@ -25,6 +26,7 @@ __all__ = ["ADMIN", "INVALID", "MASKED_HEADER", "ROLES", "Reader", "identify", "
            "sees_masked"]
 
 ROLES = ("reader", "admin")
+PERSONAL = ("masked", "visible")
 #: an admin asking for the reader's view (``nerve mcp`` and ``nerve ask`` do, for agents)
 MASKED_HEADER = "x-nerve-view"
 _MIN_TOKEN = 16
@@ -33,16 +35,18 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 @dataclass(frozen=True, slots=True)
 class Reader:
-    """A caller of the read APIs: its name (for the audit log) and role."""
+    """A caller of the read APIs: its name (for the audit log), role, and whether it sees
+    personal values masked."""
 
     name: str
     role: str
+    masked: bool = False
 
 
 #: the holder of the server's own token (``.nerve/server.json``)
 ADMIN = Reader("admin", "admin")
 #: a bearer token that matches nobody
-INVALID = Reader("invalid token", "")
+INVALID = Reader("invalid token", "", masked=True)
 
 
 def load_readers(workspace: Workspace, admin_token: str) -> dict[str, Reader]:
@@ -68,6 +72,10 @@ def load_readers(workspace: Workspace, admin_token: str) -> dict[str, Reader]:
         if role not in ROLES:
             raise WorkspaceError(f"{where} role: expected one of {', '.join(ROLES)}, "
                                  f"got {role!r}")
+        personal = item.get("personal", "masked" if role == "reader" else "visible")
+        if personal not in PERSONAL:
+            raise WorkspaceError(f"{where} personal: expected one of {', '.join(PERSONAL)}, "
+                                 f"got {personal!r}")
         if not isinstance(env, str) or not _ENV_NAME.fullmatch(env):
             raise WorkspaceError(f"{where} token_env: required, the name of the environment "
                                  f"variable holding {name}'s token, got {env!r}")
@@ -80,7 +88,7 @@ def load_readers(workspace: Workspace, admin_token: str) -> dict[str, Reader]:
             raise WorkspaceError(f"{where} token_env: ${env} holds the token of another "
                                  "reader; each needs its own")
         names.add(name)
-        tokens[token] = Reader(name, role)
+        tokens[token] = Reader(name, role, masked=personal == "masked")
     return tokens
 
 
@@ -99,6 +107,6 @@ def identify(tokens: dict[str, Reader], authorization: str | None) -> Reader | N
 
 
 def sees_masked(reader: Reader, view: str | None) -> bool:
-    """Whether ``reader`` reads the masked warehouse: a reader always, an admin when its
-    request sends ``x-nerve-view: masked`` (``view``)."""
-    return reader.role != "admin" or view == "masked"
+    """Whether ``reader`` reads the masked warehouse: when its entry says so (a reader's
+    default), or when its request sends ``x-nerve-view: masked`` (``view``)."""
+    return reader.masked or view == "masked"

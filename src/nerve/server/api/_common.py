@@ -46,9 +46,10 @@ def require_reader(request: Request) -> NerveState:
 
 
 def readable(request: Request) -> tuple[NerveState, Any]:
-    """The server's state and the warehouse as the caller may read it: as stored for an
-    admin, with personal values masked for a reader, or for an admin sending
-    ``x-nerve-view: masked`` (docs/privacy.md); 401 otherwise."""
+    """The server's state and the warehouse as the caller may read it: with personal
+    values masked for a reader (unless its entry says ``personal = "visible"``) and for
+    any caller sending ``x-nerve-view: masked``, as stored for an admin (docs/privacy.md);
+    401 without a valid token."""
     who = caller(request)
     state = nerve_state(request)
     if not sees_masked(who, request.headers.get(MASKED_HEADER)):
