@@ -163,3 +163,21 @@ def test_sequence_expectation(inputs: Any) -> None:
                                             min_share=0.7),))
     result, = run_checks(inputs(events), None, good, now=NOW, select=["sequence"])
     assert result.status is Status.passed
+
+
+def test_a_sequence_follows_a_user_across_a_sign_in(inputs: Any) -> None:
+    """Checkout started signed out and the purchase signed in (Segment SDKs keep the
+    device's anonymous id on both): one user, preceded as expected."""
+    events = []
+    for u in range(25):
+        start = ago(hours=3, minutes=u)
+        events.append({"event": "checkout_start", "user_id": None,
+                       "anonymous_id": f"device{u}", "timestamp": start})
+        events.append({"event": "purchase_complete", "user_id": f"u{u}",
+                       "anonymous_id": f"device{u}", "timestamp": start + timedelta(minutes=5)})
+    seq = Sequence(event="purchase_complete", preceded_by="checkout_start", within=3600,
+                   min_share=0.95, name="checkout first")
+    result, = run_checks(inputs(events), None, ChecksConfig(sequences=(seq,)), now=NOW,
+                         select=["sequence"])
+    assert result.details == {"users": 25, "users_ok": 25}
+    assert result.status is Status.passed

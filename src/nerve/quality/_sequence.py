@@ -9,7 +9,7 @@ from nerve.quality._config import Sequence
 from nerve.quality._context import Context
 from nerve.quality._engine import epoch_seconds, event_key, user_key
 from nerve.quality._result import CheckResult, Status, fmt_count, fmt_duration, fmt_pct
-from nerve.warehouse import one_of
+from nerve.warehouse import one_of, stitch_identities
 
 __all__ = ["check_sequence"]
 
@@ -18,9 +18,11 @@ def check_sequence(ctx: Context, seq: Sequence) -> CheckResult:
     """Share of users whose every ``seq.event`` had a ``seq.preceded_by`` shortly before.
 
     One pass: the two events' rows per user in time order, with the running latest time
-    of the earlier step (a window function, so it runs on every engine).
+    of the earlier step (a window function, so it runs on every engine). Identities are
+    stitched, as the analyses stitch them: a step taken signed out counts for the user
+    who then signed in on that device.
     """
-    e = ctx.inputs.events
+    e = stitch_identities(ctx.inputs.events)
     backend = ctx.inputs.backend
     key = event_key(e)
     ts = epoch_seconds(e.timestamp, backend)
