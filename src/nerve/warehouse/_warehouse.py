@@ -58,7 +58,8 @@ class IbisReads:
         """This thread's Ibis backend over the warehouse (every analysis reads through it)."""
         backend = getattr(self._local, "backend", None)
         if backend is None:
-            backend = ibis.duckdb.from_connection(self.cursor())
+            self._local.cursor = self.cursor()
+            backend = ibis.duckdb.from_connection(self._local.cursor)
             self._local.backend = backend
         return backend
 
