@@ -89,9 +89,14 @@ PHONE, BAD_PHONE = "+49-30-5550123", "call me maybe 555"
 STREET, EMAIL, DIAGNOSIS = "Raw Street 17", "zelda.raw@example.org", "raw-diagnosis-q17"
 IP, DEVICE_ID, AD_ID = "203.0.113.77", "device-id-raw-5c1", "advertising-id-raw-9d2"
 BIRTH_YEAR = 1873
-RAW = [USER, DEVICE_USER, PHONE, BAD_PHONE, STREET, EMAIL, DIAGNOSIS, "203.0.113",
+RESET_EMAIL, TOKEN, REFERRER_ID = "reset.person@example.com", "tok-raw-7e1", "ref-raw-3c9"
+PAGE = {"url": f"https://shop.example/reset?email={RESET_EMAIL}#token={TOKEN}",
+        "path": "/reset", "search": f"?email={RESET_EMAIL}",
+        "referrer": f"https://mail.example/open?id={REFERRER_ID}"}
+RAW = [RESET_EMAIL, TOKEN, REFERRER_ID, USER, DEVICE_USER, PHONE, BAD_PHONE, STREET, EMAIL,
+       DIAGNOSIS, "203.0.113",
        DEVICE_ID, AD_ID, str(BIRTH_YEAR)]
-CONTROL = ["plus", "Lisbon"]
+CONTROL = ["plus", "Lisbon", '"https://shop.example/reset"', '"https://mail.example/open"']
 
 
 def _batch() -> list[dict[str, Any]]:
@@ -114,6 +119,10 @@ def _batch() -> list[dict[str, Any]]:
         # breaks the phone's pattern: the quarantine's violation message quotes it
         {"type": "track", "event": "signup", "messageId": "q-raw", **common,
          "properties": {"plan": "plus", "phone": BAD_PHONE}},
+        # a page's address: its query string and fragment are cut for readers
+        {"type": "page", "name": "Reset", "messageId": "pg-raw", "anonymousId": DEVICE_USER,
+         "timestamp": "2026-11-28T08:00:00Z", "properties": dict(PAGE),
+         "context": {"page": dict(PAGE)}},
         *users,
         {"type": "track", "event": "purchase", "messageId": "p1", "userId": "u1",
          "timestamp": "2026-11-28T10:00:00Z", "properties": {"amount": 5}},

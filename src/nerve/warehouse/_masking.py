@@ -8,8 +8,9 @@ tables they hide, so every query, Ibis expression and analysis runs unchanged on
   catalog's ``personal`` and ``sensitive`` properties and traits (every version's), and
   ``context.ip``, ``context.device.id``, ``context.device.advertisingId`` and
   ``context.traits`` are replaced by ``m:`` + a keyed hash (values the catalog types other
-  than string are removed: a typed read of them gives NULL); the quarantine's violation
-  messages about those values are withheld;
+  than string are removed: a typed read of them gives NULL); a page's ``url`` and
+  ``referrer`` lose their query string and fragment, and ``search`` is removed; the
+  quarantine's violation messages about those values are withheld;
 - ``evt_<event>``: the typed views, over the masked ``events``.
 
 The hash is keyed with a key derived from the workspace secret, so equal values stay
@@ -65,12 +66,18 @@ OPEN_TABLES = ("loads", "log_offsets", "check_results", "erasures")
 #: table functions a reader may use: they make rows and read nothing
 _ROW_FUNCTIONS = (exp.GenerateSeries, exp.Unnest)
 _IDENTIFIERS = ("user_id", "anonymous_id", "previous_id")
-_HASH, _DROP = "hash", "drop"
-#: context keys masked whatever the catalog says: the IP (even truncated) and device ids
-_CONTEXT: dict[str, Any] = {"ip": _HASH, "device": {"id": _HASH, "advertisingId": _HASH}}
+_HASH, _DROP, _URL = "hash", "drop", "url"
+#: a page's address keeps its path: query strings and fragments carry e-mails, reset and
+#: access tokens, and campaign parameters are in ``context.campaign`` anyway
+_PAGE: dict[str, Any] = {"url": _URL, "referrer": _URL, "search": _DROP}
+#: context keys masked whatever the catalog says: the IP (even truncated), device ids,
+#: and the page's query string
+_CONTEXT: dict[str, Any] = {"ip": _HASH, "device": {"id": _HASH, "advertisingId": _HASH},
+                            "page": _PAGE}
 
 #: name -> ``_HASH`` (a text replaced by its mask), ``_DROP`` (any other value: removed,
-#: so a typed read gives NULL rather than failing on a hash) or the keys nested in it
+#: so a typed read gives NULL rather than failing on a hash), ``_URL`` (an address cut
+#: before its query string) or the keys nested in it
 Tree = dict[str, Any]
 
 
@@ -116,6 +123,9 @@ class _Sql:
                 value = "NULL"
             elif sub == _HASH:
                 value = self.mask(f"json_extract_string({column}, {json_path(*where)})")
+            elif sub == _URL:
+                value = (f"regexp_replace(json_extract_string({column}, {json_path(*where)}), "
+                         r"'[?#].*$', '')")
             else:
                 value = (f"CASE WHEN json_type({column}, {json_path(*where)}) = 'OBJECT' "
                          f"THEN {self.patch(column, sub, where)} END")
@@ -129,7 +139,8 @@ class _Sql:
 
 def _payload_trees(catalog: Catalog) -> dict[tuple[str, str | None], Tree]:
     """(call type, event name for track) -> the masked keys of its payload, over every
-    version (rows stored under an older version keep its classes)."""
+    version (rows stored under an older version keep its classes), and a page call's
+    address."""
     trees: dict[tuple[str, str | None], Tree] = {}
     for latest in catalog:
         for spec in catalog.versions(latest.name):
@@ -137,6 +148,8 @@ def _payload_trees(catalog: Catalog) -> dict[tuple[str, str | None], Tree]:
             tree = _tree(spec.properties, trees.get(key, {}))
             if tree:
                 trees[key] = tree
+    # a page call's own properties repeat its address (url, referrer, search)
+    trees[("page", None)] = {**_PAGE, **trees.get(("page", None), {})}
     return trees
 
 
