@@ -8,6 +8,7 @@ control values come through and the figures (distinct users, funnels) equal the 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,9 +18,11 @@ import httpx
 import orjson
 import pytest
 from tests.server.serverkit import basic, write_key
+from typer.testing import CliRunner
 
 from nerve.audit import read_records
 from nerve.catalog import Catalog
+from nerve.cli import app
 from nerve.erasure import forget
 from nerve.errors import QueryError
 from nerve.pipeline import PrivacyPolicy
@@ -222,6 +225,10 @@ def test_an_admin_may_ask_for_the_readers_view(served: tuple[Workspace, Any]) ->
     records = [(r["who"], r["masked"]) for r in read_records(ws)
                if r["request"] == query]
     assert records == [("admin", False), ("admin", True), ("ana", True)]
+    listed = CliRunner().invoke(app, ["--workspace", str(ws.root), "audit", "--unmasked",
+                                      "--action", "sql", "--format", "json"])
+    assert listed.exit_code == 0, listed.output
+    assert {(r["who"], r["masked"]) for r in json.loads(listed.stdout)} == {("admin", False)}
 
 
 def test_masked_values_are_consistent_so_figures_equal_the_admins(

@@ -175,6 +175,9 @@ def audit(
         "--who", help="Only this reader: admin, an OS user name, anonymous...")] = None,
     action: Annotated[str | None, typer.Option(
         "--action", help="Only actions containing this text, e.g. sql or forget.")] = None,
+    unmasked: Annotated[bool, typer.Option(
+        "--unmasked", help="Only reads that saw personal values as stored (not masked).")
+    ] = False,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Who read the warehouse, when, how and what: one record per read.
@@ -190,6 +193,7 @@ def audit(
     start = datetime.now(UTC) - parse_duration(since, what="--since")
     records = [r for r in read_records(ws, start)
                if (who is None or r.get("who") == who)
+               and not (unmasked and r.get("masked"))
                and (action is None or action in str(r.get("action")))]
     if fmt is Format.json:
         emit_json(records)
