@@ -352,3 +352,25 @@ def test_a_typed_view_read_without_its_masked_copy_still_reads_masked_events(
         (user, phone, plan), = masked.execute(
             "SELECT user_id, phone, plan FROM evt_signup").fetchall()
         assert (user[:2], phone[:2], plan) == ("m:", "m:", "plus")
+
+
+def test_the_segment_specs_personal_traits_are_masked_unless_the_catalog_says_otherwise(
+        make_workspace: Callable[..., Workspace], events_table: Any) -> None:
+    """A workspace without an identify entry still keeps ``name`` or ``email`` traits
+    (unplanned identify calls are quarantined, not dropped): readers see them masked."""
+    from datetime import UTC, datetime
+
+    ws = make_workspace({"signup.yaml": SIGNUP})
+    traits = {"name": "Zelda Rawname", "firstName": "Zelda", "plan": "plus"}
+    with Warehouse.for_workspace(ws) as warehouse:
+        cursor = warehouse.cursor()
+        cursor.register("rows", events_table([{
+            "type": "identify", "event": None, "user_id": USER, "traits": traits,
+            "context": {"traits": traits}, "timestamp": datetime(2026, 11, 28, tzinfo=UTC)}]))
+        cursor.execute("INSERT INTO events SELECT * FROM rows")
+        masked = MaskedWarehouse(warehouse, Catalog.load(ws.events_dir), b"k" * 16)
+        (row,) = masked.query("SELECT traits, context FROM events").to_pylist()
+    for seen in (json.loads(row["traits"]), json.loads(row["context"])["traits"]):
+        assert seen["plan"] == "plus"
+        assert seen["name"].startswith("m:")
+        assert seen["firstName"].startswith("m:")

@@ -67,6 +67,9 @@ OPEN_TABLES = ("loads", "log_offsets", "check_results", "erasures")
 _ROW_FUNCTIONS = (exp.GenerateSeries, exp.Unnest)
 _IDENTIFIERS = ("user_id", "anonymous_id", "previous_id")
 _HASH, _DROP, _URL = "hash", "drop", "url"
+#: traits the Segment spec reserves that name or locate a person
+_PERSONAL_TRAITS = ("address", "age", "avatar", "birthday", "email", "firstName", "gender",
+                    "lastName", "name", "phone", "username")
 #: a page's address keeps its path: query strings and fragments carry e-mails, reset and
 #: access tokens, and campaign parameters are in ``context.campaign`` anyway
 _PAGE: dict[str, Any] = {"url": _URL, "referrer": _URL, "search": _DROP}
@@ -206,8 +209,11 @@ def masking_sql(catalog: Catalog, key: str, database: str) -> dict[str, str]:
     personal properties), so a connection creates the views it reads only."""
     sql = _Sql(key)
     trees = _payload_trees(catalog)
-    identify = trees.get(("identify", None), {})
-    context = dict(_CONTEXT, **({"traits": identify} if identify else {}))
+    declared = {p.name for spec in catalog.versions("identify") for p in spec.properties}
+    # the Segment spec's personal traits, unless the catalog's identify says what they are
+    identify = {**{t: _HASH for t in _PERSONAL_TRAITS if t not in declared},
+                **trees.get(("identify", None), {})}
+    context = dict(_CONTEXT, traits=identify)
     replaced = {name: sql.mask(name) for name in _IDENTIFIERS}
     replaced["properties"] = _properties(sql, trees)
     replaced["traits"] = _traits(sql, identify, trees.get(("group", None), {}))
