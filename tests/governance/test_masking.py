@@ -92,18 +92,21 @@ PHONE, BAD_PHONE = "+49-30-5550123", "call me maybe 555"
 STREET, EMAIL, DIAGNOSIS = "Raw Street 17", "zelda.raw@example.org", "raw-diagnosis-q17"
 IP, DEVICE_ID, AD_ID = "203.0.113.77", "device-id-raw-5c1", "advertising-id-raw-9d2"
 BIRTH_YEAR = 1873
+DEVICE_NAME, LATITUDE = "Zelda Raw's iPhone", 38.72231
 RESET_EMAIL, TOKEN, REFERRER_ID = "reset.person@example.com", "tok-raw-7e1", "ref-raw-3c9"
 PAGE = {"url": f"https://shop.example/reset?email={RESET_EMAIL}#token={TOKEN}",
         "path": "/reset", "search": f"?email={RESET_EMAIL}",
         "referrer": f"https://mail.example/open?id={REFERRER_ID}"}
-RAW = [RESET_EMAIL, TOKEN, REFERRER_ID, USER, DEVICE_USER, PHONE, BAD_PHONE, STREET, EMAIL,
-       DIAGNOSIS, "203.0.113",
-       DEVICE_ID, AD_ID, str(BIRTH_YEAR)]
+RAW = ["Zelda Raw", str(LATITUDE), RESET_EMAIL, TOKEN, REFERRER_ID, USER, DEVICE_USER,
+       PHONE, BAD_PHONE, STREET, EMAIL, DIAGNOSIS, "203.0.113", DEVICE_ID, AD_ID,
+       str(BIRTH_YEAR)]
 CONTROL = ["plus", "Lisbon", '"https://shop.example/reset"', '"https://mail.example/open"']
 
 
 def _batch() -> list[dict[str, Any]]:
-    context = {"ip": IP, "device": {"id": DEVICE_ID, "advertisingId": AD_ID, "model": "X1"},
+    context = {"ip": IP, "device": {"id": DEVICE_ID, "advertisingId": AD_ID, "model": "X1",
+                                    "name": DEVICE_NAME},
+               "location": {"city": "Lisbon", "latitude": LATITUDE, "longitude": -9.13931},
                "traits": {"email": EMAIL, "plan": "plus"}}
     common = {"userId": USER, "anonymousId": DEVICE_USER, "context": context,
               "timestamp": "2026-11-28T10:00:00Z"}

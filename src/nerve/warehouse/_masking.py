@@ -6,9 +6,10 @@ tables they hide, so every query, Ibis expression and analysis runs unchanged on
 
 - ``events`` and ``quarantine``: ``user_id``, ``anonymous_id`` and ``previous_id``, the
   catalog's ``personal`` and ``sensitive`` properties and traits (every version's), and
-  ``context.ip``, ``context.device.id``, ``context.device.advertisingId`` and
+  ``context.ip``, ``context.device.id``, ``advertisingId`` and ``name``, and
   ``context.traits`` are replaced by ``m:`` + a keyed hash (values the catalog types other
-  than string are removed: a typed read of them gives NULL); a page's ``url`` and
+  than string are removed: a typed read of them gives NULL, as is a precise
+  ``context.location``); a page's ``url`` and
   ``referrer`` lose their query string and fragment, and ``search`` is removed; the
   quarantine's violation messages about those values are withheld;
 - ``evt_<event>``: the typed views, over the masked ``events``.
@@ -73,10 +74,14 @@ _PERSONAL_TRAITS = ("address", "age", "avatar", "birthday", "email", "firstName"
 #: a page's address keeps its path: query strings and fragments carry e-mails, reset and
 #: access tokens, and campaign parameters are in ``context.campaign`` anyway
 _PAGE: dict[str, Any] = {"url": _URL, "referrer": _URL, "search": _DROP}
-#: context keys masked whatever the catalog says: the IP (even truncated), device ids,
-#: and the page's query string
-_CONTEXT: dict[str, Any] = {"ip": _HASH, "device": {"id": _HASH, "advertisingId": _HASH},
-                            "page": _PAGE}
+#: context keys masked whatever the catalog says: the IP (even truncated), device ids and
+#: the device's given name ("Ana's iPhone"), a precise location, the page's query string
+_CONTEXT: dict[str, Any] = {
+    "ip": _HASH,
+    "device": {"id": _HASH, "advertisingId": _HASH, "name": _HASH},
+    "location": {"latitude": _DROP, "longitude": _DROP},
+    "page": _PAGE,
+}
 
 #: name -> ``_HASH`` (a text replaced by its mask), ``_DROP`` (any other value: removed,
 #: so a typed read gives NULL rather than failing on a hash), ``_URL`` (an address cut
