@@ -37,6 +37,7 @@ from sqlglot import exp
 
 from nerve.errors import QueryError
 from nerve.warehouse._readonly import check_read_only
+from nerve.warehouse._schema import quote
 from nerve.warehouse._typed_views import (
     VIEW_PREFIX,
     json_path,
@@ -231,14 +232,10 @@ def masking_sql(catalog: Catalog, key: str, database: str) -> dict[str, str]:
     for table, extra in (("events", {}), ("quarantine", {"violations": _violations(paths)})):
         columns = ", ".join(f"{value} AS {name}" for name, value in {**replaced, **extra}.items())
         views[table] = (f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT * REPLACE ({columns}) "
-                        f"FROM {_quote(database)}.main.{table}")
+                        f"FROM {quote(database)}.main.{table}")
     for name, spec in typed_view_specs(catalog).items():
         views[name] = typed_view_sql(spec, temp=True)
     return views
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def check_reader_query(sql: str, tables: Iterable[str]) -> set[str]:
