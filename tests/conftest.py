@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -133,6 +134,67 @@ def serve() -> Iterator[Callable[..., Server]]:
     yield start
     for server in started:
         server.stop()
+
+
+# ----------------------------------------------------------------------------- NATS
+
+
+@dataclass
+class Nats:
+    """A real ``nats-server`` with JetStream, its store in a folder of its own."""
+
+    store: Path
+    port: int = field(default_factory=free_port)
+    #: the HTTP monitoring port, whose /healthz says when JetStream is ready
+    monitor: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> Nats:
+        """Start (or start again, on the same port and store)."""
+        self.store.mkdir(parents=True, exist_ok=True)
+        log = self.store.parent / f"nats-{self.port}.log"
+        with log.open("ab") as out:
+            self.process = subprocess.Popen(
+                ["nats-server", "-js", "-a", "127.0.0.1", "-p", str(self.port),
+                 "-m", str(self.monitor), "-sd", str(self.store)],
+                stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:  # JetStream answers once the server has recovered its store
+                if httpx.get(f"http://127.0.0.1:{self.monitor}/healthz?js-enabled-only=true",
+                             timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"nats-server did not start:\n{log.read_text(errors='replace')}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+    def kill(self) -> None:
+        """SIGKILL: nothing flushed or synced."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[Nats]:
+    """A JetStream-enabled ``nats-server`` on a free loopback port (.ci/run installs it)."""
+    if shutil.which("nats-server") is None:
+        pytest.skip("nats-server is not installed (apt install nats-server; .ci/run does)")
+    pytest.importorskip("nats", reason="the NATS client: pip install -e '.[test]'")
+    server = Nats(tmp_path / "nats-store").start()
+    yield server
+    server.stop()
 
 
 # ----------------------------------------------------------------------------- engines

@@ -1,9 +1,15 @@
-"""Helpers shared by the server tests: a shop-like catalog, auth headers, warehouse reads."""
+"""Helpers shared by the server tests: a shop-like catalog, auth headers, warehouse reads,
+clients that send batches until told to stop."""
 
 from __future__ import annotations
 
 import base64
+import threading
+import time
 from typing import Any
+
+import httpx
+import orjson
 
 from nerve.workspace import Workspace
 
@@ -58,3 +64,54 @@ def order(i: int, prefix: str = "m", **fields: Any) -> dict[str, Any]:
     return {"type": "track", "event": "order_completed", "userId": f"u{i % 5}",
             "messageId": f"{prefix}-{i}", "timestamp": "2026-11-28T10:00:00Z",
             "properties": {"order_id": f"o{i}", "revenue": i, "currency": "EUR"}, **fields}
+
+
+SENDERS = 3
+BATCH = 100
+
+
+def sender(url: str, auth: dict[str, str], name: str, stop: threading.Event,
+           acked: list[str], failed: list[bytes]) -> None:
+    """Send batches until told to stop or the server dies; sort them by the answer."""
+    with httpx.Client(base_url=url, headers=auth, timeout=10) as http:
+        n = 0
+        while not stop.is_set():
+            ids = [f"{name}-{n}-{i}" for i in range(BATCH)]
+            body = orjson.dumps({"batch": [order(i, f"{name}-{n}") for i in range(BATCH)]})
+            n += 1
+            try:
+                status = http.post("/v1/batch", content=body).status_code
+            except httpx.HTTPError:
+                status = 0
+            if status == 200:
+                acked.extend(ids)
+            else:  # refused or cut off: the client keeps it and resends later
+                failed.append(body)
+                if status == 0:
+                    return
+
+
+class Senders:
+    """``SENDERS`` client threads sending batches; returns once ``until_acked`` events
+    were acknowledged (or 20 s passed)."""
+
+    def __init__(self, url: str, auth: dict[str, str], prefix: str, until_acked: int) -> None:
+        self.halt = threading.Event()
+        self.acked: list[str] = []
+        self.failed: list[bytes] = []
+        self.threads = [threading.Thread(target=sender, args=(url, auth, f"{prefix}{k}",
+                                                              self.halt, self.acked,
+                                                              self.failed))
+                        for k in range(SENDERS)]
+        for thread in self.threads:
+            thread.start()
+        deadline = time.monotonic() + 20
+        while len(self.acked) < until_acked and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def stop(self) -> tuple[list[str], list[bytes]]:
+        """Stop sending: (acknowledged message ids, bodies a client must send again)."""
+        self.halt.set()
+        for thread in self.threads:
+            thread.join()
+        return self.acked, self.failed

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -14,59 +13,9 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from serverkit import basic, order, rows, write_key
+from serverkit import Senders, basic, order, rows, write_key
 
 from nerve.workspace import Workspace
-
-SENDERS = 3
-BATCH = 100
-
-
-def sender(url: str, auth: dict[str, str], name: str, stop: threading.Event,
-           acked: list[str], failed: list[bytes]) -> None:
-    """Send batches until told to stop or the server dies; sort them by the answer."""
-    with httpx.Client(base_url=url, headers=auth, timeout=10) as http:
-        n = 0
-        while not stop.is_set():
-            ids = [f"{name}-{n}-{i}" for i in range(BATCH)]
-            body = orjson.dumps({"batch": [order(i, f"{name}-{n}") for i in range(BATCH)]})
-            n += 1
-            try:
-                status = http.post("/v1/batch", content=body).status_code
-            except httpx.HTTPError:
-                status = 0
-            if status == 200:
-                acked.extend(ids)
-            else:  # refused or cut off: the client keeps it and resends later
-                failed.append(body)
-                if status == 0:
-                    return
-
-
-class Senders:
-    """``SENDERS`` client threads sending batches; returns once ``until_acked`` events
-    were acknowledged (or 20 s passed)."""
-
-    def __init__(self, url: str, auth: dict[str, str], prefix: str, until_acked: int) -> None:
-        self.halt = threading.Event()
-        self.acked: list[str] = []
-        self.failed: list[bytes] = []
-        self.threads = [threading.Thread(target=sender, args=(url, auth, f"{prefix}{k}",
-                                                              self.halt, self.acked,
-                                                              self.failed))
-                        for k in range(SENDERS)]
-        for thread in self.threads:
-            thread.start()
-        deadline = time.monotonic() + 20
-        while len(self.acked) < until_acked and time.monotonic() < deadline:
-            time.sleep(0.05)
-
-    def stop(self) -> tuple[list[str], list[bytes]]:
-        """Stop sending: (acknowledged message ids, bodies a client must send again)."""
-        self.halt.set()
-        for thread in self.threads:
-            thread.join()
-        return self.acked, self.failed
 
 
 @pytest.mark.parametrize("workers", [1, 2])

@@ -176,10 +176,12 @@ def test_public_names_are_pinned() -> None:
     import nerve.warehouse
 
     assert sorted(nerve.log.__all__) == [
-        "LogWriter", "Segment", "SegmentRead", "Tail", "acknowledge", "backlog_bytes",
-        "list_segments", "read_segment", "set_aside", "writer_ids"]
+        "DEFAULT_MAX_BACKLOG", "LogWriter", "Segment", "SegmentRead", "StreamLink",
+        "StreamReader", "StreamSettings", "StreamWriter", "Tail", "acknowledge",
+        "backlog_bytes", "list_segments", "max_backlog", "open_log", "read_segment",
+        "set_aside", "writer_ids"]
     assert sorted(nerve.loader.__all__) == ["DEFAULT_DEDUP_WINDOW", "LoadStats", "Loader",
-                                           "Pace", "parse_window"]
+                                           "Pace", "StreamLoader", "parse_window"]
     assert sorted(nerve.warehouse.__all__) == [
         "DATA_ERRORS", "EVENT_COLUMNS", "JSON_COLUMNS", "MaskedWarehouse", "QUARANTINE_COLUMNS",
         "TABLES", "Warehouse", "analysis_events", "check_read_only", "one_of", "result_json",

@@ -40,10 +40,18 @@ def serve_command(
                               "off where other busy processes share the CPUs (or a "
                               "container has a CPU quota but sees every host CPU). Needs "
                               "--workers 2 or more.")] = False,
+    collect_only: Annotated[bool, typer.Option(
+        "--collect-only", help="A stateless collector: publish events to the workspace's NATS "
+                               "stream (url in the log section of nerve.toml) and nothing else. Run any "
+                               "number of them, behind a load balancer, beside the one full "
+                               "`nerve serve` that loads the stream into the warehouse and "
+                               "answers the read APIs (docs/storage.md).")] = False,
 ) -> None:
     """Collect events (Segment HTTP API) and serve the read APIs until Ctrl-C.
 
     Loads the workspace and catalog, opens the warehouse, starts the loader thread.
+    The event log is the workspace's own (.nerve/log), or a NATS JetStream stream
+    when the url of the log section of nerve.toml names one.
 
     Events: POST /v1/batch (or /v1/track, /v1/t, ...) with a source's write key.
 
@@ -74,4 +82,5 @@ def serve_command(
         console.print("Send events to POST /v1/batch; Ctrl-C stops (nothing accepted is lost).",
                       highlight=False)
 
-    serve(workspace, host, port, workers=workers, pin_workers=pin_workers, on_ready=ready)
+    serve(workspace, host, port, workers=workers, pin_workers=pin_workers,
+          collect_only=collect_only, on_ready=ready)

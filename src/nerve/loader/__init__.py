@@ -9,5 +9,6 @@ from __future__ import annotations
 from nerve.loader._commit import LoadStats
 from nerve.loader._loader import DEFAULT_DEDUP_WINDOW, Loader, parse_window
 from nerve.loader._pace import Pace
+from nerve.loader._stream import StreamLoader
 
-__all__ = ["DEFAULT_DEDUP_WINDOW", "LoadStats", "Loader", "Pace", "parse_window"]
+__all__ = ["DEFAULT_DEDUP_WINDOW", "LoadStats", "Loader", "Pace", "StreamLoader", "parse_window"]

@@ -23,6 +23,7 @@ from nerve.loader._recent import DEFAULT_CAPACITY, RecentIds, as_micros
 from nerve.log import (
     Segment,
     SegmentRead,
+    StreamSettings,
     Tail,
     acknowledge,
     backlog_bytes,
@@ -91,7 +92,8 @@ class Loader:
 
     @classmethod
     def for_workspace(cls, ws: Workspace, warehouse: Warehouse) -> Loader:
-        """A loader for the workspace's log, with ``[loader] dedup_window`` from nerve.toml
+        """A loader for the workspace's log (its own, or the NATS stream that ``[log] url``
+        names: a ``StreamLoader``), with ``[loader] dedup_window`` from nerve.toml
         (``"24h"``, ``"7d"`` (the default), or ``"all"`` for the whole table) and
         ``dedup_index_rows`` (message_ids kept in memory per table, 12 bytes each)."""
         section = ws.config.raw.get("loader", {})
@@ -104,6 +106,12 @@ class Loader:
         if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
             raise WorkspaceError(f"{ws.root / 'nerve.toml'}: [loader] dedup_index_rows: "
                                  f"expected a whole number >= 0, got {rows!r}")
+        settings = StreamSettings.from_workspace(ws)
+        if settings is not None:  # the log is a NATS JetStream stream
+            from nerve.loader._stream import StreamLoader  # noqa: PLC0415 - avoids a cycle
+
+            return StreamLoader(settings, warehouse, rejected_dir=ws.data_dir / "rejected",
+                                dedup_window=window, dedup_index_rows=rows)
         return cls(ws.log_dir, warehouse, dedup_window=window, dedup_index_rows=rows)
 
     # ------------------------------------------------------------------ one pass
@@ -119,38 +127,46 @@ class Loader:
             self._prepare()
             stats = LoadStats()
             try:
-                offsets = read_offsets(self._cursor)
-                pending = _Pending()
-                read_segments: list[tuple[Segment, SegmentRead]] = []
-                acked: dict[str, dict[str, int]] = {}
-                for writer in writer_ids(self.log_dir):
-                    acked[writer] = {}
-                    for segment in list_segments(self.log_dir, writer):
-                        start = offsets.get((writer, segment.name), 0)
-                        try:
-                            read = read_segment(segment.path, start)
-                        except FileNotFoundError:  # the writer removed an empty torn segment
-                            continue
-                        position = start  # where the next frame starts
-                        for end, batch in read.batches:
-                            if pending.add(segment, position, end, batch) >= self.max_rows:
-                                self._flush(pending, stats)
-                            position = end
-                        # committed, or pending: a pass over a long backlog must not keep
-                        # every batch it read
-                        read.batches.clear()
-                        read_segments.append((segment, read))
-                        acked[writer][segment.name] = max(start, read.end)
-                self._flush(pending, stats)
-                for segment, read in read_segments:  # every frame read is committed now
-                    self._finish(segment, read, stats)
-                for writer, acks in acked.items():
-                    if self._acked.get(writer) != acks:  # a file write: only on change
-                        acknowledge(self.log_dir, writer, acks)
-                        self._acked[writer] = acks
+                self._load(stats)
             finally:
                 self.totals.add(stats)  # what committed counts, even if a later step failed
             return stats
+
+    def backlog_bytes(self) -> int:
+        """Bytes of the log not loaded yet (what the pace and the backlog bound see)."""
+        return backlog_bytes(self.log_dir)
+
+    def _load(self, stats: LoadStats) -> None:
+        """One pass over every writer's segments (the lock is held)."""
+        offsets = read_offsets(self._cursor)
+        pending = _Pending()
+        read_segments: list[tuple[Segment, SegmentRead]] = []
+        acked: dict[str, dict[str, int]] = {}
+        for writer in writer_ids(self.log_dir):
+            acked[writer] = {}
+            for segment in list_segments(self.log_dir, writer):
+                start = offsets.get((writer, segment.name), 0)
+                try:
+                    read = read_segment(segment.path, start)
+                except FileNotFoundError:  # the writer removed an empty torn segment
+                    continue
+                position = start  # where the next frame starts
+                for end, batch in read.batches:
+                    if pending.add(segment, position, end, batch) >= self.max_rows:
+                        self._flush(pending, stats)
+                    position = end
+                # committed, or pending: a pass over a long backlog must not keep
+                # every batch it read
+                read.batches.clear()
+                read_segments.append((segment, read))
+                acked[writer][segment.name] = max(start, read.end)
+        self._flush(pending, stats)
+        for segment, read in read_segments:  # every frame read is committed now
+            self._finish(segment, read, stats)
+        for writer, acks in acked.items():
+            if self._acked.get(writer) != acks:  # a file write: only on change
+                acknowledge(self.log_dir, writer, acks)
+                self._acked[writer] = acks
 
     def _flush(self, pending: _Pending, stats: LoadStats) -> None:
         """Commit the frames read so far, of every segment, in one transaction."""
@@ -297,7 +313,7 @@ class Loader:
             log.exception("loader: indexing the dedup window failed")
         while not self._stop.is_set():
             try:
-                if pace.due(backlog_bytes(self.log_dir), time.monotonic()):
+                if pace.due(self.backlog_bytes(), time.monotonic()):
                     started = time.monotonic()
                     stats = self.load_once()
                     finished = time.monotonic()

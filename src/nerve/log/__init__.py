@@ -4,9 +4,14 @@ Each writer (one per HTTP worker process) appends to its own segment files under
 ``log_dir/<writer_id>/``; the loader drains every writer's segments into the warehouse
 and deletes the ones it has fully loaded. The on-disk format is described in
 ``nerve.log._frame`` and ``nerve.log._segments``, and in docs/storage.md.
+
+With ``[log] url = "nats://..."`` the log is a NATS JetStream stream instead
+(``nerve.log._stream``): ``open_log`` returns the writer the workspace asks for.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from nerve.log._frame import Tail
 from nerve.log._segments import (
@@ -19,17 +24,43 @@ from nerve.log._segments import (
     set_aside,
     writer_ids,
 )
+from nerve.log._stream import (
+    DEFAULT_MAX_BACKLOG,
+    StreamLink,
+    StreamReader,
+    StreamSettings,
+    StreamWriter,
+    max_backlog,
+)
 from nerve.log._writer import LogWriter
 
+if TYPE_CHECKING:
+    from nerve.workspace import Workspace
+
 __all__ = [
+    "DEFAULT_MAX_BACKLOG",
     "LogWriter",
     "Segment",
     "SegmentRead",
+    "StreamLink",
+    "StreamReader",
+    "StreamSettings",
+    "StreamWriter",
     "Tail",
     "acknowledge",
     "backlog_bytes",
     "list_segments",
+    "max_backlog",
+    "open_log",
     "read_segment",
     "set_aside",
     "writer_ids",
 ]
+
+
+def open_log(workspace: Workspace, writer_id: str) -> LogWriter | StreamWriter:
+    """The workspace's log writer: on its own folder, or on the NATS stream of ``[log]``."""
+    settings = StreamSettings.from_workspace(workspace)
+    if settings is None:
+        return LogWriter(workspace.log_dir, writer_id)
+    return StreamWriter(settings, writer_id)

@@ -1,7 +1,8 @@
 """Backpressure from the log: when the loader falls behind, ingest answers 503.
 
-Every process that accepts events watches the log's unloaded bytes (all writers) and
-flags its state overloaded above the bound; SDKs retry a 503 with Retry-After.
+Every process that accepts events watches the log's unloaded bytes (all writers, or the
+NATS stream's bytes) and flags its state overloaded above the bound; SDKs retry a 503
+with Retry-After.
 """
 
 from __future__ import annotations
@@ -11,31 +12,18 @@ import time
 
 import anyio.to_thread
 
-from nerve.log import backlog_bytes
+from nerve.log import DEFAULT_MAX_BACKLOG, StreamWriter, backlog_bytes, max_backlog
 from nerve.server._state import NerveState
-from nerve.workspace import Workspace
 
 __all__ = ["DEFAULT_MAX_BACKLOG", "max_backlog", "watch_backlog"]
 
-#: unloaded log bytes above which ingest answers 503 (``[collector] max_backlog_bytes``)
-DEFAULT_MAX_BACKLOG = 1 << 30
 _BACKLOG_CHECK_SECONDS = 0.5
-
-
-def max_backlog(workspace: Workspace) -> int:
-    """The bound on unloaded log bytes: ``[collector] max_backlog_bytes`` (default 1 GiB)."""
-    value = workspace.config.raw.get("collector", {}).get("max_backlog_bytes",
-                                                           DEFAULT_MAX_BACKLOG)
-    return int(value)
 
 
 async def watch_backlog(state: NerveState, limit: int) -> None:
     """Flag overload while the unloaded log exceeds ``limit``: ingest answers 503."""
     while True:
-        try:
-            size = await anyio.to_thread.run_sync(backlog_bytes, state.workspace.log_dir)
-        except OSError:  # a segment vanished mid-scan: the loader just finished it
-            size = 0
+        size = await anyio.to_thread.run_sync(_unloaded, state)
         state.overloaded = size > limit
         state.backlog_bytes = size
         if size == 0:
@@ -43,3 +31,16 @@ async def watch_backlog(state: NerveState, limit: int) -> None:
         elif state.behind_since is None:
             state.behind_since = time.monotonic()
         await asyncio.sleep(_BACKLOG_CHECK_SECONDS)
+
+
+def _unloaded(state: NerveState) -> int:
+    """The log's unloaded bytes now (the last figure while the NATS server is away)."""
+    if isinstance(state.log, StreamWriter):
+        try:
+            return state.log.backlog_bytes()
+        except Exception:  # noqa: BLE001 - a publish meets the same trouble and says so
+            return state.backlog_bytes
+    try:
+        return backlog_bytes(state.workspace.log_dir)
+    except OSError:  # a segment vanished mid-scan: the loader just finished it
+        return 0

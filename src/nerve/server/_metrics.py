@@ -46,17 +46,19 @@ _MAX_CHILDREN = 10_000
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-def metrics_dir(workspace: Workspace) -> Path:
+def metrics_dir(workspace: Workspace, name: str = "prometheus") -> Path:
     """Where the server's processes keep their metric values (``.nerve/prometheus``)."""
-    return workspace.data_dir / "prometheus"
+    return workspace.data_dir / name
 
 
-def prepare_metrics_dir(workspace: Workspace) -> Path:
+def prepare_metrics_dir(workspace: Workspace, name: str = "prometheus") -> Path:
     """Empty the metrics folder and point prometheus-client at it (before importing it).
 
     Child processes inherit the environment variable, so every worker joins in.
+    ``name``: a folder of its own for a server that shares the workspace folder with
+    another (``nerve serve --collect-only``).
     """
-    folder = metrics_dir(workspace)
+    folder = metrics_dir(workspace, name)
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
     os.environ[MULTIPROC_ENV] = str(folder)

@@ -14,6 +14,7 @@ import logging
 import os
 import resource
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,16 +26,20 @@ import anyio.to_thread
 import orjson
 import uvicorn
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from nerve._cpu import start_shared_pools
 from nerve.audit import Audit, audit_dir
 from nerve.catalog import Catalog
 from nerve.errors import InternalError, TransientError, UserError
 from nerve.loader import Loader
-from nerve.log import LogWriter
+from nerve.log import StreamSettings, open_log
 from nerve.server._app import create_app
 from nerve.server._backpressure import max_backlog, watch_backlog
 from nerve.server._commit import seal_old_segments
+from nerve.server._errors import error_response
 from nerve.server._logging import setup_json_logging
 from nerve.server._metrics import prepare_metrics_dir
 from nerve.server._readers import load_readers
@@ -219,6 +224,49 @@ def _lifespan(state: NerveState, server_file: Path, max_backlog: int,
     return lifespan
 
 
+def _collector_lifespan(state: NerveState, max_backlog: int,
+                        on_ready: Callable[[NerveState], None] | None,
+                        start_workers: StartWorkers,
+                        workers: list[subprocess.Popen[bytes]]) -> Callable[[Starlette], Any]:
+    """``nerve serve --collect-only``: take events into the shared log, nothing else (no
+    warehouse, loader, checks or server.json: the server that loads has those)."""
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        watcher = asyncio.create_task(watch_backlog(state, max_backlog))
+        workers.extend(await anyio.to_thread.run_sync(start_workers, None))
+        supervisor = asyncio.create_task(_supervise(workers, start_workers))
+        if on_ready is not None:
+            on_ready(state)
+        logger.info("serving", extra={"url": state.url, "workers": len(workers) or 1,
+                                      "workspace": str(state.workspace.root),
+                                      "collect_only": True})
+        try:
+            yield
+        finally:
+            for task in (watcher, supervisor):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await anyio.to_thread.run_sync(stop_workers, workers)
+            await anyio.to_thread.run_sync(state.log.close)
+            logger.info("stopped")
+
+    return lifespan
+
+
+async def _collect_only(request: Request) -> Response:
+    return error_response(404, "collect_only", f"{request.url.path}: this server only collects "
+                          "events (nerve serve --collect-only); the read APIs are on the "
+                          "server that loads the warehouse")
+
+
+class _NoWarehouse:
+    """A collecting server's warehouse: there is none."""
+
+    def query(self, sql: str) -> Any:
+        raise InternalError("nerve serve --collect-only has no warehouse")
+
+
 def _none(indexes: Sequence[int] | None) -> list[subprocess.Popen[bytes]]:
     return []  # one process: it takes the events itself
 
@@ -259,7 +307,7 @@ def _drain(state: NerveState) -> None:
 
 
 def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8700, *,
-          workers: int = 1, pin_workers: bool = False,
+          workers: int = 1, pin_workers: bool = False, collect_only: bool = False,
           on_ready: Callable[[NerveState], None] | None = None) -> None:
     """Run the collector and read APIs for ``workspace`` until SIGTERM or Ctrl-C.
 
@@ -268,11 +316,19 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8700, *,
     the read APIs, which the workers forward to it. Ingest then never waits behind a
     load or a query (and the loader yields the CPU to it). ``pin_workers``: worker i
     runs on the i-th CPU this process may use only (``_workers.worker_cpus``).
+
+    ``collect_only``: a stateless collector that publishes to the workspace's NATS stream
+    (``[log] url``) and nothing else; the one full ``nerve serve`` loads what any number
+    of them collect (docs/storage.md).
     """
     if pin_workers and workers < 2:
         raise UserError("--pin-workers pins worker processes to CPUs: it needs --workers 2 "
                         "or more")
-    running = read_server_file(workspace)
+    if collect_only and StreamSettings.from_workspace(workspace) is None:
+        raise UserError("--collect-only needs a log that another server loads: set [log] "
+                        "url = \"nats://host:4222\" in nerve.toml (docs/storage.md). "
+                        "The workspace's own log is loaded only by the server that writes it")
+    running = None if collect_only else read_server_file(workspace)
     if running is not None:
         raise TransientError(f"nerve serve is already running for {workspace.root} "
                              f"(pid {running['pid']}, {running['url']})", retry_after=5)
@@ -282,22 +338,30 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8700, *,
     setup_json_logging()
     _raise_open_files_limit()
     # before any metric exists in this process; worker processes inherit the setting
-    prepare_metrics_dir(workspace)
+    metrics_folder = prepare_metrics_dir(
+        workspace, f"prometheus-collect-{os.getpid()}" if collect_only else "prometheus")
     # with workers, they alone accept events on the port, one socket each; this process
     # serves what they forward on a private one
     public = _bind_group(host, port, workers) if workers > 1 else [_bind(host, port)]
     bound_port = public[0].getsockname()[1]
     url_host = f"[{host}]" if ":" in host else host
-    warehouse = Warehouse.for_workspace(workspace)
-    warehouse.refresh_views(catalog)  # evt_<event> views with typed columns (docs/catalog.md)
-    log = LogWriter(workspace.log_dir, WRITER_ID)
+    log = open_log(workspace, WRITER_ID)  # a NATS server that does not answer stops us here
     os.environ[PROCESSES_ENV] = str(workers)  # worker processes inherit it
-    state = NerveState(workspace=workspace, catalog=catalog, warehouse=warehouse, log=log,
-                       admin_token=admin_token, readers=readers, processes=workers,
-                       reader_warehouse=MaskedWarehouse(warehouse, catalog, workspace.secret()),
-                       loader=Loader.for_workspace(workspace, warehouse),
-                       log_factory=lambda: LogWriter(workspace.log_dir, WRITER_ID),
-                       url=f"http://{url_host}:{bound_port}")
+    if collect_only:
+        state = NerveState(workspace=workspace, catalog=catalog, warehouse=_NoWarehouse(),
+                           log=log, admin_token=admin_token, processes=workers,
+                           log_factory=lambda: open_log(workspace, WRITER_ID),
+                           url=f"http://{url_host}:{bound_port}")
+    else:
+        warehouse = Warehouse.for_workspace(workspace)
+        warehouse.refresh_views(catalog)  # evt_<event> views with typed columns
+        state = NerveState(
+            workspace=workspace, catalog=catalog, warehouse=warehouse, log=log,
+            admin_token=admin_token, readers=readers, processes=workers,
+            reader_warehouse=MaskedWarehouse(warehouse, catalog, workspace.secret()),
+            loader=Loader.for_workspace(workspace, warehouse),
+            log_factory=lambda: open_log(workspace, WRITER_ID),
+            url=f"http://{url_host}:{bound_port}")
     server_file = workspace.data_dir / SERVER_FILE
     children: list[subprocess.Popen[bytes]] = []
     # what this process serves: the port, or with workers a private one they forward to
@@ -308,9 +372,16 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8700, *,
                              f"http://127.0.0.1:{served[0].getsockname()[1]}", WRITER_ID,
                              cpus=worker_cpus(workers) if pin_workers else None)
 
-    app = create_app(state, _lifespan(state, server_file, max_backlog(workspace), on_ready,
-                                      start_workers if workers > 1 else _none, children),
-                     audit=Audit(audit_dir(workspace)))
+    starter = start_workers if workers > 1 else _none
+    if collect_only:
+        app = create_app(state, _collector_lifespan(state, max_backlog(workspace), on_ready,
+                                                    starter, children),
+                         read_routes=[Route("/{path:path}", _collect_only,
+                                            methods=["GET", "POST", "PUT", "PATCH", "DELETE"])])
+    else:
+        app = create_app(state, _lifespan(state, server_file, max_backlog(workspace), on_ready,
+                                          starter, children),
+                         audit=Audit(audit_dir(workspace)))
     server = uvicorn.Server(uvicorn_config(app, workspace))
     # uvicorn re-raises the stop signal after a graceful shutdown; with these no-op
     # handlers in place that re-raise is harmless, and a clean stop exits 0
@@ -324,5 +395,7 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8700, *,
             signal.signal(sig, handler)
         for each in {*public, *served}:
             each.close()
+        if collect_only:  # a folder of this process's own
+            shutil.rmtree(metrics_folder, ignore_errors=True)
     if not server.started:
         raise InternalError(f"nerve serve failed to start on {state.url}; see the log above")

@@ -39,7 +39,7 @@ from starlette.routing import Route
 
 from nerve.catalog import Catalog
 from nerve.errors import InternalError, TransientError
-from nerve.log import LogWriter
+from nerve.log import open_log
 from nerve.server._app import create_app
 from nerve.server._audit import CLIENT_HEADER
 from nerve.server._backpressure import max_backlog, watch_backlog
@@ -194,9 +194,9 @@ def worker_main(argv: list[str]) -> None:
     setup_json_logging()
     workspace = Workspace.load(root)
     state = NerveState(workspace=workspace, catalog=Catalog.load(workspace.events_dir),
-                       warehouse=_Upstream(), log=LogWriter(workspace.log_dir, writer_id),
+                       warehouse=_Upstream(), log=open_log(workspace, writer_id),
                        admin_token="", url=upstream,
-                       log_factory=lambda: LogWriter(workspace.log_dir, writer_id),
+                       log_factory=lambda: open_log(workspace, writer_id),
                        processes=int(os.environ.get("NERVE_SERVE_PROCESSES", "1")))
     app = create_app(state, _worker_lifespan(state, upstream), metrics=False,
                      read_routes=[Route("/{path:path}", _forward,

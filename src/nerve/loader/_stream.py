@@ -1,0 +1,153 @@
+"""The loader of a log on NATS JetStream: by stream sequence, committed with the rows."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from nerve.loader._commit import LoadStats, LogRange, read_offsets
+from nerve.loader._loader import Loader
+from nerve.log import StreamLink, StreamReader, StreamSettings
+from nerve.log._stream import StreamMessage
+from nerve.warehouse import DATA_ERRORS
+
+if TYPE_CHECKING:
+    from nerve.warehouse import Warehouse
+
+__all__ = ["StreamLoader"]
+
+log = logging.getLogger("nerve.loader")
+
+
+class StreamLoader(Loader):
+    """Moves the stream's messages into the warehouse, exactly once.
+
+    Its place is the next stream sequence to load, kept in ``log_offsets`` under
+    (``jetstream``, the stream's name) and committed in the same transaction as the rows
+    and their ``loads`` ledger row, so a crash anywhere resumes at a message boundary.
+    Once a commit is done, the messages it loaded are purged from the stream: the
+    stream then holds only what is not loaded yet, which is what the backlog bound and
+    ``nerve forget`` rely on. A purge that fails is done by the next one.
+
+    A message that does not decode (not written by nerve) is kept in
+    ``rejected_dir/<stream>-<seq>.msg`` and skipped; rows the warehouse refuses are kept
+    there as an Arrow file and counted as ``rejected`` in the ledger.
+    """
+
+    def __init__(self, settings: StreamSettings, warehouse: Warehouse, *,
+                 rejected_dir: Path, **kwargs: Any) -> None:
+        super().__init__(rejected_dir, warehouse, **kwargs)
+        self.settings = settings
+        self.rejected_dir = Path(rejected_dir)
+        self._reader: StreamReader | None = None
+
+    def _stream(self) -> StreamReader:
+        if self._reader is None:
+            self._reader = StreamReader(StreamLink(self.settings, name="nerve-loader"))
+        return self._reader
+
+    def backlog_bytes(self) -> int:
+        return self._stream().link.backlog_bytes()
+
+    def _load(self, stats: LoadStats) -> None:
+        reader = self._stream()
+        state = reader.link.stream_state()
+        if not state.messages:
+            return
+        first, last = int(state.first_seq), int(state.last_seq)
+        start = read_offsets(self._cursor).get(self.settings.offset_key)
+        name = self.settings.stream
+        if start is None:
+            start = first
+        elif start > last + 1:
+            log.warning("loader: the stream %s ends at sequence %d, before the %d it was "
+                        "loaded up to: it was deleted and made again; loading it from its "
+                        "start (message_ids already loaded are skipped as duplicates)",
+                        name, last, start)
+            start = first
+        elif start < first:
+            log.error("loader: messages %d to %d of the stream %s were removed before they "
+                      "were loaded (purged by hand, or a limit of the stream's)",
+                      start, first - 1, name)
+            start = first
+        while start <= last:
+            messages = reader.read(start, last, self.max_rows)
+            if not messages:
+                break
+            end = messages[-1].seq + 1
+            self._commit_messages(start, end, messages, stats)
+            try:
+                reader.purge_below(end)
+            except Exception as exc:  # noqa: BLE001 - loaded and committed: the next purge
+                log.warning("loader: could not purge the loaded messages of %s: %s", name, exc)
+            start = end
+
+    def _commit_messages(self, start: int, end: int, messages: list[StreamMessage],
+                         stats: LoadStats) -> None:
+        """Commit the messages of sequences ``[start, end)``: all at once, or, when the
+        warehouse refuses rows, one by one, setting aside what it still refuses."""
+        writer, segment = self.settings.offset_key
+        good = []
+        for message in messages:
+            if message.table is None:
+                self._keep(message.seq, "msg", message.data)
+                log.error("loader: message %d of %s is not a nerve batch; kept in %s",
+                          message.seq, segment, self.rejected_dir)
+            else:
+                good.append(message)
+        try:
+            stats.add(self._commit([LogRange(writer, segment, start, end, _batches(good))]))
+            return
+        except DATA_ERRORS:
+            pass
+        position = start
+        for message in good:
+            assert message.table is not None
+            upto = message.seq + 1
+            try:
+                stats.add(self._commit([LogRange(writer, segment, position, upto,
+                                                 _batches([message]))]))
+            except DATA_ERRORS as exc:
+                path = self._keep(message.seq, "rejected.arrow", _arrow_file(message.table))
+                log.error("loader: the warehouse refused the %d rows of message %d of %s "
+                          "(%s); kept in %s", message.table.num_rows, message.seq, segment,
+                          str(exc).splitlines()[0], path)
+                stats.add(self._commit([LogRange(writer, segment, position, upto, [],
+                                                 rejected=message.table.num_rows)]))
+            position = upto
+        if position < end:  # undecodable messages at the end: move past them
+            stats.add(self._commit([LogRange(writer, segment, position, end, [])]))
+
+    def _keep(self, seq: int, suffix: str, data: bytes) -> Path:
+        """Write ``data`` for an operator to look at, durably, before moving past it."""
+        self.rejected_dir.mkdir(parents=True, exist_ok=True)
+        path = self.rejected_dir / f"{self.settings.stream}-{seq}.{suffix}"
+        with path.open("wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        return path
+
+    def stop(self) -> None:
+        try:
+            super().stop()
+        finally:
+            if self._reader is not None:
+                self._reader.link.close()
+                self._reader = None
+
+
+def _batches(messages: list[StreamMessage]) -> list[pa.RecordBatch]:
+    return [batch for m in messages if m.table is not None for batch in m.table.to_batches()]
+
+
+def _arrow_file(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema) as out:
+        out.write_table(table)
+    data: bytes = sink.getvalue().to_pybytes()
+    return data

@@ -1,0 +1,445 @@
+"""The event log on NATS JetStream: stateless collectors publish, one loader consumes.
+
+With ``[log] url = "nats://..."`` in nerve.toml (docs/storage.md, "The log on NATS
+JetStream") every collector process publishes each group-commit round to one JetStream
+stream and answers 200 only once the stream has acknowledged it; the loader reads the
+stream by sequence number and commits the next sequence with the rows (``log_offsets``),
+then purges what it loaded. So any number of ``nerve serve --collect-only`` replicas on
+other machines feed one warehouse, and a crash of any of them, of the loader or of the
+NATS server loses nothing that was acknowledged.
+
+A message is one Arrow IPC stream (schema, then batches, LZ4-compressed buffers): it
+decodes on its own, whoever wrote it. NATS carries it with its own checksums, so it
+needs no frame of nerve's.
+
+The NATS client is asyncio; the log's callers are threads (the group commit's worker
+thread, the loader's thread). Each ``StreamLink`` therefore runs its connection on a
+loop of its own, in a daemon thread, and its methods block the calling thread only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pyarrow as pa
+
+from nerve.errors import BackpressureError, TransientError, UserError, WorkspaceError
+
+if TYPE_CHECKING:
+    from nerve.workspace import Workspace
+
+__all__ = ["DEFAULT_MAX_BACKLOG", "DEFAULT_STREAM", "DEFAULT_SUBJECT", "URL_ENV", "StreamLink",
+           "StreamMessage", "StreamReader", "StreamSettings", "StreamWriter", "decode_message",
+           "encode_message", "max_backlog"]
+
+log = logging.getLogger("nerve.log")
+
+DEFAULT_STREAM = "NERVE_EVENTS"
+DEFAULT_SUBJECT = "nerve.events"
+#: overrides ``[log] url``, so that a URL with credentials stays out of nerve.toml
+URL_ENV = "NERVE_LOG_URL"
+#: unloaded log bytes above which ingest answers 503 (``[collector] max_backlog_bytes``)
+DEFAULT_MAX_BACKLOG = 1 << 30
+#: the stream's hard cap is the backlog bound plus this: past the bound ingest already
+#: answers 503 (``server/_backpressure.py``), so the cap only stops a flood in the gap
+_HEADROOM = 64 << 20
+#: how long a collector waits for the stream's acknowledgement of a round (seconds)
+DEFAULT_ACK_TIMEOUT = 5.0
+#: what a message header says its body is
+FORMAT = "arrow-ipc-lz4"
+_IPC = pa.ipc.IpcWriteOptions(compression="lz4")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSettings:
+    """``[log]`` in nerve.toml when the log is a JetStream stream."""
+
+    url: str
+    stream: str = DEFAULT_STREAM
+    subject: str = DEFAULT_SUBJECT
+    #: JetStream replicas of the stream (3 on a cluster: survives the loss of a node)
+    replicas: int = 1
+    #: the stream's byte limit; JetStream refuses publishes past it (``discard: new``)
+    max_bytes: int = 1 << 30
+    ack_timeout: float = DEFAULT_ACK_TIMEOUT
+
+    @property
+    def servers(self) -> list[str]:
+        return [part.strip() for part in self.url.split(",") if part.strip()]
+
+    @property
+    def offset_key(self) -> tuple[str, str]:
+        """The (writer, segment) under which the loader keeps its place in ``log_offsets``."""
+        return "jetstream", self.stream
+
+    @classmethod
+    def from_workspace(cls, ws: Workspace) -> StreamSettings | None:
+        """The workspace's stream settings; None when the log is the local one."""
+        where = f"{ws.root / 'nerve.toml'}: [log]"
+        section = ws.config.raw.get("log", {})
+        if not isinstance(section, dict):
+            raise WorkspaceError(f"{where}: expected a table")
+        known = {"url", "stream", "subject", "replicas", "ack_timeout_seconds"}
+        unknown = sorted(set(section) - known)
+        if unknown:
+            raise WorkspaceError(f"{where}: unknown setting {unknown[0]!r} "
+                                 f"(known: {', '.join(sorted(known))})")
+        url = os.environ.get(URL_ENV) or section.get("url", "local")
+        if not isinstance(url, str) or not url.strip():
+            raise WorkspaceError(f"{where} url: expected \"local\" or nats://host:port, "
+                                 f"got {url!r}")
+        if url.strip() == "local":
+            return None
+        servers = [part.strip() for part in url.split(",")]
+        bad = [s for s in servers if not s.startswith(("nats://", "tls://"))]
+        if bad:
+            raise WorkspaceError(f"{where} url: {bad[0]!r} is not a NATS address "
+                                 "(nats://host:4222, or several separated by commas); "
+                                 "\"local\" is the workspace's own log")
+        stream = section.get("stream", DEFAULT_STREAM)
+        if not isinstance(stream, str) or not stream or any(c in stream for c in " .*>"):
+            raise WorkspaceError(f"{where} stream: a JetStream stream name without spaces, "
+                                 f"dots, * or > is required, got {stream!r}")
+        subject = section.get("subject", DEFAULT_SUBJECT)
+        if not isinstance(subject, str) or not subject or any(c in subject for c in " *>"):
+            raise WorkspaceError(f"{where} subject: a plain NATS subject (no wildcards) is "
+                                 f"required, got {subject!r}")
+        replicas = section.get("replicas", 1)
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or not 1 <= replicas <= 5:
+            raise WorkspaceError(f"{where} replicas: 1 to 5, got {replicas!r}")
+        timeout = section.get("ack_timeout_seconds", DEFAULT_ACK_TIMEOUT)
+        if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
+            raise WorkspaceError(f"{where} ack_timeout_seconds: a positive number, "
+                                 f"got {timeout!r}")
+        return cls(url=url.strip(), stream=stream, subject=subject, replicas=replicas,
+                   max_bytes=max_backlog(ws) + _HEADROOM, ack_timeout=float(timeout))
+
+
+def max_backlog(workspace: Workspace) -> int:
+    """The bound on unloaded log bytes: ``[collector] max_backlog_bytes`` (default 1 GiB)."""
+    value = workspace.config.raw.get("collector", {}).get("max_backlog_bytes",
+                                                           DEFAULT_MAX_BACKLOG)
+    return int(value)
+
+
+def _nats() -> Any:
+    try:
+        import nats  # noqa: PLC0415 - only workspaces whose log is on NATS need it
+    except ImportError:
+        raise UserError("[log] url names a NATS server, but the NATS client is not "
+                        "installed: pip install 'nerve-telemetry[nats]'") from None
+    return nats
+
+
+class StreamLink:
+    """One NATS connection on its own event loop thread, and the workspace's stream.
+
+    Connecting checks the stream, creating it when it does not exist. An existing stream
+    must keep what nerve has not loaded: limits retention without an age limit, and
+    ``discard: new`` (a full stream refuses new messages instead of deleting old ones).
+    Raises ``UserError`` naming the setting when it does not, or when no server answers.
+    """
+
+    def __init__(self, settings: StreamSettings, *, name: str = "nerve") -> None:
+        self.settings = settings
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name=f"{name}-nats",
+                                        daemon=True)
+        self._thread.start()
+        self._nc: Any = None
+        self._closing = False
+        try:
+            self._nc = self.run(self._connect(name), timeout=15)
+            self.js: Any = self._nc.jetstream()
+            self.run(self._ensure_stream(), timeout=15)
+        except BaseException:
+            self.close()
+            raise
+        #: the largest message the server takes (its ``max_payload``)
+        self.max_payload: int = int(self._nc.max_payload)
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
+        """Run ``coro`` on the link's loop; its result, waiting at most ``timeout`` s."""
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            future.cancel()
+            raise
+
+    def call_soon(self, fn: Callable[[], Any]) -> None:
+        self._loop.call_soon_threadsafe(fn)
+
+    async def _connect(self, name: str) -> Any:
+        nats = _nats()
+        url = _safe(self.settings.url)
+        try:
+            # once connected, the client reconnects for ever; its first connect would too,
+            # so a probe without reconnects says at once when no server answers
+            probe = await nats.connect(self.settings.servers, allow_reconnect=False,
+                                       connect_timeout=3, max_reconnect_attempts=1,
+                                       reconnect_time_wait=0.2, error_cb=_quiet)
+            await probe.close()
+            return await asyncio.wait_for(nats.connect(
+                self.settings.servers, name=name, connect_timeout=3, allow_reconnect=True,
+                max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+                error_cb=_quiet, disconnected_cb=self._disconnected,
+                reconnected_cb=_reconnected), timeout=10)
+        except Exception as exc:
+            reason = str(exc) or type(exc).__name__
+            raise UserError(f"[log] url: cannot reach NATS at {url}: {reason}") from exc
+
+    async def _ensure_stream(self) -> None:
+        from nats.js.api import (  # noqa: PLC0415
+            DiscardPolicy,
+            RetentionPolicy,
+            StorageType,
+            StreamConfig,
+        )
+        from nats.js.errors import NotFoundError  # noqa: PLC0415
+
+        s = self.settings
+        try:
+            info = await self.js.stream_info(s.stream)
+        except NotFoundError:
+            await self.js.add_stream(StreamConfig(
+                name=s.stream, subjects=[s.subject], storage=StorageType.FILE,
+                retention=RetentionPolicy.LIMITS, discard=DiscardPolicy.NEW,
+                max_bytes=s.max_bytes, num_replicas=s.replicas,
+                description="nerve's event log: collectors publish, the loader purges what "
+                            "it has loaded"))
+            log.info("created the JetStream stream %s (subject %s)", s.stream, s.subject)
+            return
+        config = info.config
+        problems = []
+        if s.subject not in (config.subjects or []):
+            problems.append(f"it does not take the subject {s.subject!r} "
+                            f"(its subjects: {config.subjects})")
+        if config.retention not in (None, RetentionPolicy.LIMITS):
+            problems.append(f"its retention is {config.retention.value}: nerve needs limits")
+        if config.discard not in (None, DiscardPolicy.NEW):
+            problems.append("it discards old messages when full: unloaded events would be "
+                            "lost; set discard to new")
+        if config.max_age:
+            problems.append(f"it deletes messages after {config.max_age:g} s, loaded or not; "
+                            "remove max_age")
+        if problems:
+            raise UserError(f"[log] stream {s.stream!r} on {_safe(s.url)}: "
+                            + "; ".join(problems))
+
+    async def _disconnected(self) -> None:
+        if not self._closing:
+            log.warning("NATS: disconnected from %s; reconnecting (ingest answers 503 "
+                        "meanwhile)", _safe(self.settings.url))
+
+    def stream_state(self) -> Any:
+        """The stream's ``StreamState``: messages, bytes, first and last sequence."""
+        return self.run(self.js.stream_info(self.settings.stream), timeout=10).state
+
+    def backlog_bytes(self) -> int:
+        """Bytes in the stream: what the loader has not loaded (it purges what it has)."""
+        return int(self.stream_state().bytes or 0)
+
+    def close(self) -> None:
+        self._closing = True
+        if self._nc is not None and not self._nc.is_closed:
+            try:
+                self.run(self._nc.drain(), timeout=10)
+            except Exception:
+                log.debug("closing the NATS connection failed", exc_info=True)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+
+def _safe(url: str) -> str:
+    """A URL without its credentials, for messages."""
+    return ",".join(part.split("@")[-1] if "@" in part else part for part in url.split(","))
+
+
+async def _quiet(exc: Exception) -> None:
+    log.debug("NATS: %s", exc)
+
+
+async def _reconnected() -> None:
+    log.warning("NATS: reconnected")
+
+
+def encode_message(batch: pa.RecordBatch) -> bytes:
+    """A batch as one self-contained message: an Arrow IPC stream, LZ4 buffers."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema, options=_IPC) as writer:
+        writer.write_batch(batch)
+    data: bytes = sink.getvalue().to_pybytes()
+    return data
+
+
+def decode_message(data: bytes) -> pa.Table:
+    """The batches of a message; ValueError when it is not nerve's format."""
+    try:
+        return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+    except pa.ArrowMemoryError:
+        raise
+    except (pa.ArrowException, OSError) as exc:
+        raise ValueError(f"not an Arrow IPC stream: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class StreamMessage:
+    """One message read from the stream: its sequence number and rows (None: it did not
+    decode, ``data`` holds it)."""
+
+    seq: int
+    table: pa.Table | None
+    data: bytes
+
+
+class StreamWriter:
+    """The log's write side (``EventLog``) on the stream: ``sync`` returns once JetStream
+    has acknowledged every batch appended before it.
+
+    A round's batch larger than the server's ``max_payload`` is split into messages that
+    fit. What JetStream refuses (the stream is full, no server answers within
+    ``ack_timeout``) raises ``TransientError``: ingest answers 503 with ``Retry-After``,
+    and the SDKs send the batch again.
+    """
+
+    def __init__(self, settings: StreamSettings, writer_id: str,
+                 link: StreamLink | None = None) -> None:
+        self.settings = settings
+        self.writer_id = writer_id
+        self.link = link or StreamLink(settings, name=f"nerve-{writer_id}")
+        self._pending: list[bytes] = []
+        self._lock = threading.Lock()
+
+    def append(self, batch: pa.RecordBatch) -> None:
+        messages = self._encode(batch)
+        with self._lock:
+            self._pending.extend(messages)
+
+    def _encode(self, batch: pa.RecordBatch) -> list[bytes]:
+        data = encode_message(batch)
+        # room for the protocol's headers: the limit is the whole message's
+        if len(data) <= self.link.max_payload - 4096 or batch.num_rows <= 1:
+            return [data]
+        half = batch.num_rows // 2
+        return self._encode(batch.slice(0, half)) + self._encode(batch.slice(half))
+
+    def sync(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        if not pending:
+            return
+        timeout = self.settings.ack_timeout
+        try:
+            self.link.run(self._publish(pending), timeout=timeout + 1)
+        except TimeoutError:
+            raise TransientError(f"the NATS stream {self.settings.stream!r} did not "
+                                 f"acknowledge within {timeout:g}s", retry_after=2) from None
+
+    async def _publish(self, messages: list[bytes]) -> None:
+        from nats.errors import Error as NatsError  # noqa: PLC0415
+        from nats.js.errors import APIError  # noqa: PLC0415
+
+        js = self.link.js
+        subject, stream = self.settings.subject, self.settings.stream
+        headers = {"Nerve-Format": FORMAT, "Nerve-Writer": self.writer_id}
+        try:
+            await asyncio.gather(*(js.publish(subject, m, timeout=self.settings.ack_timeout,
+                                              stream=stream, headers=headers)
+                                   for m in messages))
+        except APIError as exc:
+            if "maximum" in str(exc.description or ""):  # bytes or messages exceeded
+                raise BackpressureError(f"the NATS stream {stream!r} is full: the loader is "
+                                        "behind", retry_after=2) from exc
+            raise TransientError(f"the NATS stream {stream!r} refused the events: "
+                                 f"{exc.description or exc}", retry_after=2) from exc
+        except (NatsError, TimeoutError, OSError) as exc:
+            raise TransientError(f"the NATS stream {stream!r} did not acknowledge: "
+                                 f"{exc or type(exc).__name__}", retry_after=2) from exc
+
+    def backlog_bytes(self) -> int:
+        return self.link.backlog_bytes()
+
+    def close(self) -> None:
+        self.link.close()
+
+
+class StreamReader:
+    """The loader's side: the stream's messages in sequence order, from any sequence.
+
+    Reads through an ephemeral pull consumer that starts at the asked sequence and acks
+    nothing (the loader's place is the sequence it commits with the rows, not the
+    consumer's); the consumer is made again whenever a read starts elsewhere than where
+    the last one stopped, or after an error.
+    """
+
+    #: messages asked for per fetch
+    FETCH = 256
+
+    def __init__(self, link: StreamLink) -> None:
+        self.link = link
+        self._sub: Any = None
+        self._next: int | None = None
+
+    def read(self, start: int, last: int, max_rows: int) -> list[StreamMessage]:
+        """Messages from sequence ``start`` up to ``last`` (included), stopping once they
+        hold ``max_rows`` rows; fewer when the stream has no more yet."""
+        try:
+            return self.link.run(self._read(start, last, max_rows), timeout=120)
+        except BaseException:
+            self._sub = self._next = None  # made again at the next read
+            raise
+
+    async def _read(self, start: int, last: int, max_rows: int) -> list[StreamMessage]:
+        from nats.errors import TimeoutError as FetchTimeout  # noqa: PLC0415
+
+        if self._sub is None or self._next != start:
+            await self._subscribe(start)
+        out: list[StreamMessage] = []
+        rows = 0
+        while self._next is not None and self._next <= last and rows < max_rows:
+            try:
+                fetched = await self._sub.fetch(self.FETCH, timeout=2)
+            except FetchTimeout:
+                break
+            for msg in fetched:
+                seq = int(msg.metadata.sequence.stream)
+                try:
+                    table: pa.Table | None = decode_message(msg.data)
+                except ValueError:
+                    table = None
+                out.append(StreamMessage(seq, table, msg.data))
+                rows += 0 if table is None else table.num_rows
+                self._next = seq + 1
+        return out
+
+    async def _subscribe(self, start: int) -> None:
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy  # noqa: PLC0415
+
+        if self._sub is not None:
+            try:
+                await self._sub.unsubscribe()
+            except Exception:
+                log.debug("unsubscribing the stream reader failed", exc_info=True)
+        settings = self.link.settings
+        self._sub = await self.link.js.pull_subscribe(
+            settings.subject, stream=settings.stream, config=ConsumerConfig(
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start,
+                ack_policy=AckPolicy.NONE, inactive_threshold=300.0,
+                description="nerve loader (ephemeral)"))
+        self._next = start
+
+    def purge_below(self, seq: int) -> None:
+        """Delete the messages before ``seq`` (loaded ones) from the stream."""
+        self.link.run(self.link.js.purge_stream(self.link.settings.stream, seq=seq),
+                      timeout=30)

@@ -1,0 +1,355 @@
+"""The event log on NATS JetStream, against a real nats-server: settings, the writer, the
+reader and the loader (exactly once, by stream sequence committed with the rows)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import string
+from collections.abc import Callable
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from nerve.errors import BackpressureError, UserError, WorkspaceError
+from nerve.loader import Loader, StreamLoader
+from nerve.log import StreamLink, StreamReader, StreamSettings, StreamWriter
+from nerve.log._stream import encode_message
+from nerve.warehouse import Warehouse
+from nerve.workspace import Workspace
+
+
+def rows(n: int, prefix: str = "m", *, pad: int = 0) -> pa.RecordBatch:
+    """``n`` envelope rows as the collector makes them (``pad``: that many random
+    characters in each context, which LZ4 cannot shrink)."""
+    from nerve.collector import rows_to_record_batch
+
+    rng = random.Random(n)
+    filler = ("".join(rng.choices(string.ascii_letters, k=pad)) for _ in range(n))
+    return rows_to_record_batch([
+        (f"{prefix}-{i}", "track", "order_completed", None, f"u{i % 7}", None, None, None,
+         1_700_000_000_000_000 + i, None, None, 1_700_000_000_000_000 + i,
+         '{"revenue": 1.5}', None, f'{{"pad": "{p}"}}', "server", False, "1", None)
+        for i, p in enumerate(filler)])
+
+
+def nats_workspace(make_workspace: Callable[..., Workspace], url: str,
+                   extra: str = "") -> Workspace:
+    return make_workspace(extra_toml=f'[log]\nurl = "{url}"\nstream = "EV"\n'
+                                     f'subject = "test.events"\n{extra}')
+
+
+# ----------------------------------------------------------------------------- settings
+
+
+def test_the_log_is_local_unless_nerve_toml_names_a_nats_server(
+        make_workspace: Callable[..., Workspace]) -> None:
+    assert StreamSettings.from_workspace(make_workspace()) is None
+    assert StreamSettings.from_workspace(make_workspace(extra_toml='[log]\nurl = "local"')) is None
+    ws = make_workspace(extra_toml='[log]\nurl = "nats://a:4222, nats://b:4222"\n'
+                                   "replicas = 3")
+    settings = StreamSettings.from_workspace(ws)
+    assert settings is not None
+    assert settings.servers == ["nats://a:4222", "nats://b:4222"]
+    assert (settings.stream, settings.subject, settings.replicas) == (
+        "NERVE_EVENTS", "nerve.events", 3)
+    assert settings.max_bytes > 1 << 30  # the backlog bound, plus room for requests in flight
+
+
+@pytest.mark.parametrize(("toml", "named"), [
+    ('url = "http://x:4222"', "url"),
+    ('url = "nats://x"\nstream = "a.b"', "stream"),
+    ('url = "nats://x"\nsubject = "a.>"', "subject"),
+    ('url = "nats://x"\nreplicas = 0', "replicas"),
+    ('url = "nats://x"\nstreem = "A"', "streem"),
+])
+def test_a_wrong_log_setting_names_the_file_and_the_setting(
+        make_workspace: Callable[..., Workspace], toml: str, named: str) -> None:
+    ws = make_workspace(extra_toml=f"[log]\n{toml}")
+    with pytest.raises(WorkspaceError, match=rf"nerve\.toml: \[log\].*{named}"):
+        StreamSettings.from_workspace(ws)
+
+
+def test_the_environment_may_hold_the_url_with_its_credentials(
+        make_workspace: Callable[..., Workspace], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NERVE_LOG_URL", "nats://user:secret@db:4222")
+    settings = StreamSettings.from_workspace(make_workspace())
+    assert settings is not None
+    assert settings.url == "nats://user:secret@db:4222"
+
+
+def test_an_unreachable_server_is_a_clear_error_without_the_password(
+        make_workspace: Callable[..., Workspace]) -> None:
+    from tests.conftest import free_port
+
+    ws = make_workspace(extra_toml=f'[log]\nurl = "nats://me:hunter2@127.0.0.1:{free_port()}"')
+    settings = StreamSettings.from_workspace(ws)
+    assert settings is not None
+    with pytest.raises(UserError, match=r"cannot reach NATS at 127\.0\.0\.1") as caught:
+        StreamLink(settings)
+    assert "hunter2" not in str(caught.value)
+
+
+# ----------------------------------------------------------------------------- the writer
+
+
+def test_what_sync_returns_from_is_in_the_stream_in_order(
+        make_workspace: Callable[..., Workspace], nats_server: Any) -> None:
+    ws = nats_workspace(make_workspace, nats_server.url)
+    settings = StreamSettings.from_workspace(ws)
+    assert settings is not None
+    writer = StreamWriter(settings, "w1")
+    try:
+        writer.append(rows(10, "a"))
+        writer.append(rows(5, "b"))
+        writer.sync()
+        writer.sync()  # nothing pending: nothing published
+        reader = StreamReader(writer.link)
+        messages = reader.read(1, writer.link.stream_state().last_seq, 1000)
+    finally:
+        writer.close()
+    assert [m.seq for m in messages] == [1, 2]
+    got = [r for m in messages for r in m.table.column("message_id").to_pylist()]
+    assert got == [f"a-{i}" for i in range(10)] + [f"b-{i}" for i in range(5)]
+
+
+def test_a_round_larger_than_the_servers_max_payload_is_split(
+        make_workspace: Callable[..., Workspace], nats_server: Any) -> None:
+    ws = nats_workspace(make_workspace, nats_server.url)
+    settings = StreamSettings.from_workspace(ws)
+    assert settings is not None
+    batch = rows(600, "big", pad=8000)  # ~4.8 MB that LZ4 cannot shrink; NATS takes 1 MB
+    assert len(encode_message(batch)) > 4 << 20
+    writer = StreamWriter(settings, "w1")
+    try:
+        writer.append(batch)
+        writer.sync()
+        state = writer.link.stream_state()
+        messages = StreamReader(writer.link).read(1, state.last_seq, 10_000)
+    finally:
+        writer.close()
+    assert state.messages >= 5
+    assert all(len(m.data) <= writer.link.max_payload for m in messages)
+    got = [r for m in messages for r in m.table.column("message_id").to_pylist()]
+    assert got == [f"big-{i}" for i in range(600)]
+
+
+def test_a_full_stream_refuses_with_backpressure_and_keeps_what_it_has(
+        make_workspace: Callable[..., Workspace], nats_server: Any) -> None:
+    import nats
+    from nats.js.api import DiscardPolicy, StreamConfig
+
+    async def small_stream() -> None:  # an operator's stream: kept as it is, being safe
+        nc = await nats.connect(nats_server.url)
+        await nc.jetstream().add_stream(StreamConfig(
+            name="EV", subjects=["test.events"], max_bytes=200_000,
+            discard=DiscardPolicy.NEW))
+        await nc.close()
+
+    asyncio.run(small_stream())
+    ws = nats_workspace(make_workspace, nats_server.url)
+    settings = StreamSettings.from_workspace(ws)
+    assert settings is not None
+    writer = StreamWriter(settings, "w1")
+    try:
+        for n in range(100):
+            writer.append(rows(50, f"r{n}", pad=500))
+            try:
+                writer.sync()
+            except BackpressureError as exc:
+                refused = exc
+                break
+        else:
+            pytest.fail("a stream of 200 kB took 100 batches of 25 kB")
+        assert "is full" in str(refused)
+        assert refused.retry_after
+        kept = writer.link.stream_state()
+    finally:
+        writer.close()
+    assert 0 < kept.messages < 100
+    assert kept.bytes <= 200_000
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    ({"discard": "old"}, "discards old messages"),
+    ({"max_age": 3600.0}, "deletes messages after"),
+    ({"subjects": ["other.subject"]}, "does not take the subject"),
+])
+def test_an_existing_stream_that_could_lose_events_is_refused(
+        make_workspace: Callable[..., Workspace], nats_server: Any,
+        change: dict[str, Any], problem: str) -> None:
+    import nats
+    from nats.js.api import DiscardPolicy, StreamConfig
+
+    config: dict[str, Any] = {"name": "EV", "subjects": ["test.events"],
+                              "discard": DiscardPolicy.NEW, **change}
+    if change.get("discard") == "old":
+        config["discard"] = DiscardPolicy.OLD
+
+    async def make() -> None:
+        nc = await nats.connect(nats_server.url)
+        await nc.jetstream().add_stream(StreamConfig(**config))
+        await nc.close()
+
+    asyncio.run(make())
+    settings = StreamSettings.from_workspace(nats_workspace(make_workspace, nats_server.url))
+    assert settings is not None
+    with pytest.raises(UserError, match=rf"\[log\] stream 'EV'.*{problem}"):
+        StreamLink(settings)
+
+
+# ----------------------------------------------------------------------------- the loader
+
+
+def publish(settings: StreamSettings, *batches: pa.RecordBatch) -> None:
+    writer = StreamWriter(settings, "w1")
+    try:
+        for batch in batches:
+            writer.append(batch)
+            writer.sync()
+    finally:
+        writer.close()
+
+
+def loaded_ids(wh: Warehouse) -> list[str]:
+    return [r["message_id"] for r in wh.query(
+        "SELECT message_id FROM events ORDER BY message_id").to_pylist()]
+
+
+def test_the_loader_loads_by_sequence_exactly_once_and_purges_what_it_loaded(
+        make_workspace: Callable[..., Workspace], nats_server: Any) -> None:
+    ws = nats_workspace(make_workspace, nats_server.url)
+    settings = StreamSettings.from_workspace(ws)
+    assert settings is not None
+    publish(settings, rows(30, "a"), rows(20, "b"))
+    with Warehouse.for_workspace(ws) as wh:
+        loader = Loader.for_workspace(ws, wh)
+        assert isinstance(loader, StreamLoader)
+        try:
+            stats = loader.load_once()
+            assert (stats.rows_in, stats.loaded) == (50, 50)
+            assert loader.load_once().rows_in == 0
+            publish(settings, rows(5, "c"), rows(30, "a"))  # a client's resend: duplicates
+            stats = loader.load_once()
+            assert (stats.rows_in, stats.loaded, stats.duplicates) == (35, 5, 30)
+            offsets = wh.query('SELECT writer, segment, "offset" FROM log_offsets').to_pylist()
+            ledger = wh.query('SELECT start_offset, "offset", rows_in FROM loads '
+                              "ORDER BY \"at\"").to_pylist()
+            state = loader._stream().link.stream_state()
+        finally:
+            loader.stop()
+        assert len(loaded_ids(wh)) == 55
+    assert offsets == [{"writer": "jetstream", "segment": "EV", "offset": 5}]
+    assert [(r["start_offset"], r["offset"], r["rows_in"]) for r in ledger] == [
+        (1, 3, 50), (3, 5, 35)]
+    assert state.messages == 0  # loaded, so purged
+    assert state.first_seq == 5
+
+
+def test_a_loader_that_died_before_purging_skips_what_it_committed(
+        make_workspace: Callable[..., Workspace], nats_server: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    ws = nats_workspace(make_workspace, nats_server.url)
+    settings = StreamSettings.from_workspace(ws)
+    assert settings is not None
+    publish(settings, rows(40, "a"))
+
+    def unreachable(self: StreamReader, seq: int) -> None:
+        raise OSError("the NATS server went away")
+
+    with Warehouse.for_workspace(ws) as wh:
+        with monkeypatch.context() as patched:
+            patched.setattr(StreamReader, "purge_below", unreachable)
+            first = Loader.for_workspace(ws, wh)
+            assert first.load_once().loaded == 40
+            first._stream().link.close()  # gone before any purge: the stream still has all
+        publish(settings, rows(10, "b"))
+        second = Loader.for_workspace(ws, wh)
+        try:
+            stats = second.load_once()
+            state = second._stream().link.stream_state()
+        finally:
+            second.stop()
+        assert (stats.rows_in, stats.loaded, stats.duplicates) == (10, 10, 0)
+        assert loaded_ids(wh) == sorted([f"a-{i}" for i in range(40)] +
+                                        [f"b-{i}" for i in range(10)])
+    assert state.messages == 0
+
+
+def test_a_message_that_is_not_a_nerve_batch_is_kept_aside_and_passed(
+        make_workspace: Callable[..., Workspace], nats_server: Any) -> None:
+    import nats
+
+    ws = nats_workspace(make_workspace, nats_server.url)
+    settings = StreamSettings.from_workspace(ws)
+    assert settings is not None
+    publish(settings, rows(3, "a"))
+
+    async def stray() -> None:  # someone else's tool publishing on the subject
+        nc = await nats.connect(nats_server.url)
+        await nc.jetstream().publish("test.events", b'{"hello": "world"}')
+        await nc.close()
+
+    asyncio.run(stray())
+    publish(settings, rows(4, "b"))
+    with Warehouse.for_workspace(ws) as wh:
+        loader = Loader.for_workspace(ws, wh)
+        try:
+            stats = loader.load_once()
+        finally:
+            loader.stop()
+        assert stats.loaded == 7
+        assert len(loaded_ids(wh)) == 7
+    kept = ws.data_dir / "rejected" / "EV-2.msg"
+    assert kept.read_bytes() == b'{"hello": "world"}'
+
+
+def test_a_stream_made_again_is_loaded_from_its_start(
+        make_workspace: Callable[..., Workspace], nats_server: Any) -> None:
+    import nats
+
+    ws = nats_workspace(make_workspace, nats_server.url)
+    settings = StreamSettings.from_workspace(ws)
+    assert settings is not None
+    publish(settings, *(rows(2, f"a{n}") for n in range(5)))
+    with Warehouse.for_workspace(ws) as wh:
+        loader = Loader.for_workspace(ws, wh)
+        loader.load_once()  # loaded up to sequence 6
+        loader.stop()
+
+        async def recreate() -> None:
+            nc = await nats.connect(nats_server.url)
+            await nc.jetstream().delete_stream("EV")
+            await nc.close()
+
+        asyncio.run(recreate())
+        publish(settings, rows(3, "new"))  # sequences start at 1 again
+        loader = Loader.for_workspace(ws, wh)
+        try:
+            assert loader.load_once().loaded == 3
+        finally:
+            loader.stop()
+        assert "new-2" in loaded_ids(wh)
+
+
+def test_nerve_forget_drains_the_stream_first(
+        make_workspace: Callable[..., Workspace], nats_server: Any) -> None:
+    from nerve.erasure import forget_users
+
+    ws = nats_workspace(make_workspace, nats_server.url)
+    settings = StreamSettings.from_workspace(ws)
+    assert settings is not None
+    publish(settings, rows(14, "f"))  # users u0..u6, two rows each
+    with Warehouse.for_workspace(ws) as wh:
+        loader = Loader.for_workspace(ws, wh)
+        try:
+            erasure = forget_users(ws, loader, user_ids=["u3"])
+            state = loader._stream().link.stream_state()
+        finally:
+            loader.stop()
+        left = wh.query("SELECT count(*) AS n FROM events WHERE user_id = 'u3'").to_pylist()
+        assert left == [{"n": 0}]
+        assert len(loaded_ids(wh)) == 12
+    assert erasure.rows == {"events": 2, "quarantine": 0}
+    assert state.messages == 0  # no copy of hers is left in the stream either

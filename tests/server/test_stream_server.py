@@ -1,0 +1,167 @@
+"""``nerve serve`` on a NATS JetStream log, with a real nats-server: stateless
+``--collect-only`` replicas and the loading server feed one warehouse exactly once, through
+a crash of the loading server and an outage of NATS itself."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from serverkit import EVENTS, Senders, basic, order, rows, write_key
+
+from nerve.workspace import Workspace
+
+
+@pytest.fixture
+def nats_shop(make_workspace: Callable[..., Workspace], nats_server: Any,
+              monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    # every replica hashes with the same key as the loading server
+    monkeypatch.setenv("NERVE_SECRET", "a-secret-shared-by-every-collector")
+    return make_workspace(EVENTS, extra_toml=f'[log]\nurl = "{nats_server.url}"\n'
+                                             "ack_timeout_seconds = 1\n")
+
+
+def replica(ws: Workspace, tmp_path: Path, name: str) -> Workspace:
+    """Another machine's checkout of the same workspace: nerve.toml and the catalog."""
+    root = tmp_path / name
+    root.mkdir()
+    shutil.copy(ws.root / "nerve.toml", root / "nerve.toml")
+    shutil.copytree(ws.events_dir, root / "events")
+    return Workspace.load(root)
+
+
+def send_with_sdk(url: str, key: str, prefix: str, n: int) -> list[str]:
+    """``n`` events through the real analytics-python client; their message ids."""
+    import segment.analytics as analytics
+
+    errors: list[Any] = []
+    client = analytics.Client(key, host=url, max_retries=0,
+                              on_error=lambda error, batch: errors.append(error))
+    ids = []
+    for i in range(n):
+        _, message = client.track(f"u{i % 9}", "order_completed",
+                                  {"order_id": f"{prefix}{i}", "revenue": i},
+                                  message_id=f"{prefix}-{i}")
+        ids.append(message["messageId"])
+    client.flush()
+    client.shutdown()
+    assert not errors
+    return ids
+
+
+def test_collectors_on_three_machines_feed_one_warehouse_exactly_once(
+        nats_shop: Workspace, tmp_path: Path, serve: Callable[..., Any]) -> None:
+    key = write_key(nats_shop)
+    loading = serve(nats_shop, "--workers", "2")
+    one = serve(replica(nats_shop, tmp_path, "replica-1"), "--collect-only")
+    two = serve(replica(nats_shop, tmp_path, "replica-2"), "--collect-only", "--workers", "2")
+
+    sent = []
+    for server, prefix in ((loading, "l"), (one, "a"), (two, "b")):
+        sent += send_with_sdk(server.url, key, prefix, 120)
+    body = orjson.dumps({"batch": [order(i, "batch") for i in range(300)]})
+    assert httpx.post(two.url + "/v1/batch", content=body,
+                      headers=basic(key)).status_code == 200
+    sent += [f"batch-{i}" for i in range(300)]
+
+    health = httpx.get(one.url + "/health").json()
+    assert health["status"] == "ok"
+    refused = httpx.post(one.url + "/v1/admin/sql", json={"sql": "SELECT 1"})
+    assert refused.status_code == 404
+    assert refused.json()["code"] == "collect_only"
+    assert not (one.workspace.data_dir / "server.json").exists()
+
+    for server in (one, two):  # replicas stop first: they have nothing to drain
+        assert server.stop() == 0
+    assert loading.stop() == 0
+    ids = [r["message_id"] for r in rows(nats_shop, "SELECT message_id FROM events")]
+    assert sorted(ids) == sorted(sent)  # each once, none lost, nothing else
+    ledger = rows(nats_shop, 'SELECT writer, segment FROM loads GROUP BY ALL')
+    assert ledger == [{"writer": "jetstream", "segment": "NERVE_EVENTS"}]
+
+
+def test_collectors_keep_acknowledging_while_the_loading_server_is_dead(
+        nats_shop: Workspace, tmp_path: Path, serve: Callable[..., Any]) -> None:
+    auth = basic(write_key(nats_shop))
+    loading = serve(nats_shop, "--workers", "2")
+    collector = serve(replica(nats_shop, tmp_path, "replica"), "--collect-only")
+    to_loading = Senders(loading.url, auth, "l", until_acked=2000)
+    to_collector = Senders(collector.url, auth, "c", until_acked=2000)
+    loading.kill()  # SIGKILL mid-load: workers die with it
+    acked_before, failed = to_loading.stop()
+    seen = len(to_collector.acked)
+    deadline = time.monotonic() + 20
+    while len(to_collector.acked) < seen + 2000 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(to_collector.acked) >= seen + 2000, "the collector stopped with the loader"
+    acked_collector, failed_collector = to_collector.stop()
+
+    restarted = serve(nats_shop, "--workers", "2")
+    with httpx.Client(base_url=restarted.url, headers=auth) as http:
+        for body in failed + failed_collector:  # what clients never saw acknowledged
+            assert http.post("/v1/batch", content=body).status_code == 200
+    assert collector.stop() == 0
+    assert restarted.stop() == 0
+
+    ids = [r["message_id"] for r in rows(nats_shop, "SELECT message_id FROM events")]
+    assert len(ids) == len(set(ids)), "a message_id was loaded twice"
+    missing = set(acked_before + acked_collector) - set(ids)
+    assert not missing, f"{len(missing)} acknowledged events lost, e.g. {sorted(missing)[:3]}"
+
+
+@pytest.mark.parametrize("how", ["stop", "kill"])
+def test_while_nats_is_down_ingest_answers_503_and_resumes_after(
+        nats_shop: Workspace, nats_server: Any, serve: Callable[..., Any], how: str) -> None:
+    auth = basic(write_key(nats_shop))
+    server = serve(nats_shop)
+    acked: list[str] = []
+    sent: list[str] = []
+
+    def post(prefix: str) -> httpx.Response:
+        ids = [f"{prefix}-{i}" for i in range(50)]
+        sent.extend(ids)
+        answer = httpx.post(server.url + "/v1/batch", headers=auth, timeout=30,
+                            content=orjson.dumps({"batch": [order(i, prefix)
+                                                            for i in range(50)]}))
+        if answer.status_code == 200:
+            acked.extend(ids)
+        return answer
+
+    assert post("before").status_code == 200
+    getattr(nats_server, how)()  # a SIGKILL right after the 200: nats-server synced nothing
+    down = post("down")
+    assert down.status_code == 503, down.text
+    assert int(down.headers["retry-after"]) > 0
+    assert down.json()["code"] == "unavailable"
+    assert "NATS stream" in down.json()["message"]
+    assert httpx.get(server.url + "/health").status_code == 200  # alive, answering
+
+    nats_server.start()  # same port, same store: what it acknowledged is still there
+    deadline = time.monotonic() + 30
+    while post("after").status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert "after-0" in acked
+    assert server.stop() == 0
+    ids = [r["message_id"] for r in rows(nats_shop, "SELECT message_id FROM events")]
+    assert len(ids) == len(set(ids))
+    assert "before-49" in ids
+    assert set(acked) <= set(ids) <= set(sent)
+
+
+def test_collect_only_without_a_shared_log_is_refused(
+        make_workspace: Callable[..., Workspace]) -> None:
+    ws = make_workspace(EVENTS)
+    done = subprocess.run([sys.executable, "-m", "nerve", "--workspace", str(ws.root),
+                           "serve", "--collect-only", "--port", "0"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode != 0
+    assert "--collect-only needs a log that another server loads" in done.stderr
+    assert "[log]" in done.stderr
