@@ -289,6 +289,23 @@ def start_nerve(root: Path, port: int, options: list[str]) -> subprocess.Popen[b
     return proc
 
 
+def start_nats(root: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A JetStream nats-server (from the PATH) with its store under ``root``; its URL."""
+    if shutil.which("nats-server") is None:
+        raise SystemExit("--nats needs nats-server on the PATH (apt install nats-server)")
+    port = free_port()
+    proc = subprocess.Popen(["nats-server", "-js", "-a", "127.0.0.1", "-p", str(port),
+                             "-sd", str(root / "nats")], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return proc, f"nats://127.0.0.1:{port}"
+        time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("nats-server did not start")
+
+
 def start_bare(port: int) -> subprocess.Popen[bytes]:
     here = str(Path(__file__).parent)
     code = (f"import uvicorn, sys; sys.path.insert(0, {here!r}); import ingest; "
@@ -565,6 +582,10 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the workspace")
     parser.add_argument("--timeline", action="store_true", help="per second of each run: "
                         "requests, p50/p99 and the server's and the loader's CPU")
+    parser.add_argument("--nats", action="store_true", help="the log on NATS JetStream: start "
+                        "nats-server (from the PATH) and set [log] url; a 200 then means "
+                        "the stream acknowledged the batch. nats-server's CPU is printed "
+                        "apart from the server's")
     parser.add_argument("--stages", action="store_true", help="instead of serving: CPU per "
                         "event of each ingest stage in one process (parse, map, privacy, "
                         "Arrow, log, metrics, loader)")
@@ -582,8 +603,14 @@ def main() -> None:
           f"{args.warehouse_threads or 'default'}, {load_average()}")
 
     root = Path(tempfile.mkdtemp(prefix="nerve-bench-"))
+    nats: subprocess.Popen[bytes] | None = None
     try:
         key = make_workspace(root / "ws", args.warehouse_threads)
+        if args.nats:
+            nats, url = start_nats(root)
+            with (root / "ws" / "nerve.toml").open("a") as toml:
+                toml.write(f'\n[log]\nurl = "{url}"\n')
+            print(f"event log: a JetStream stream on nats-server {url}")
         if args.stages:
             stages(root / "ws", key, templates, args.batch)
             return
@@ -624,11 +651,17 @@ def main() -> None:
               f"{n + quarantined:,} rows; acknowledged {acked:,}; duplicates {n - distinct}")
         if n + quarantined < acked or n != distinct:
             raise SystemExit("LOST OR DUPLICATED EVENTS")
-        if len(runs) == 2 and args.batch == BATCH:
+        if nats is not None:
+            print(f"nats-server: {process_cpu_seconds(nats.pid):.1f} CPU-s over every run "
+                  "(not in the server CPU above)")
+        if len(runs) == 2 and args.batch == BATCH and nats is None:
             print(goals(runs[0][1], runs[1][1], args.at_fraction))
         if args.profile:
             print(f"profile of nerve serve: {args.profile} (workers: *-worker<i>)")
     finally:
+        if nats is not None:
+            nats.terminate()
+            nats.wait()
         if args.keep:
             print(f"workspace kept in {root / 'ws'}")
         else:

@@ -78,6 +78,11 @@ def test_collectors_on_three_machines_feed_one_warehouse_exactly_once(
     assert refused.status_code == 404
     assert refused.json()["code"] == "collect_only"
     assert not (one.workspace.data_dir / "server.json").exists()
+    metrics = httpx.get(loading.url + "/metrics").text  # the stream's unloaded bytes
+    assert "nerve_log_backlog_bytes" in metrics
+    accepted = [line for line in httpx.get(two.url + "/metrics").text.splitlines()
+                if line.startswith("nerve_events_accepted_total")]
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in accepted) == 420  # both workers
 
     for server in (one, two):  # replicas stop first: they have nothing to drain
         assert server.stop() == 0

@@ -42,10 +42,11 @@ def serve_command(
                               "--workers 2 or more.")] = False,
     collect_only: Annotated[bool, typer.Option(
         "--collect-only", help="A stateless collector: publish events to the workspace's NATS "
-                               "stream (url in the log section of nerve.toml) and nothing else. Run any "
-                               "number of them, behind a load balancer, beside the one full "
-                               "`nerve serve` that loads the stream into the warehouse and "
-                               "answers the read APIs (docs/storage.md).")] = False,
+                               "stream (url in the log section of nerve.toml) and nothing "
+                               "else. Run any number of them, behind a load balancer, beside "
+                               "the one full `nerve serve` that loads the stream into the "
+                               "warehouse and answers the read APIs (docs/storage.md).")
+    ] = False,
 ) -> None:
     """Collect events (Segment HTTP API) and serve the read APIs until Ctrl-C.
 

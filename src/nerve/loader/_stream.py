@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,11 +45,13 @@ class StreamLoader(Loader):
         self.settings = settings
         self.rejected_dir = Path(rejected_dir)
         self._reader: StreamReader | None = None
+        self._connecting = threading.Lock()  # the pace's look and a load may race to it
 
     def _stream(self) -> StreamReader:
-        if self._reader is None:
-            self._reader = StreamReader(StreamLink(self.settings, name="nerve-loader"))
-        return self._reader
+        with self._connecting:
+            if self._reader is None:
+                self._reader = StreamReader(StreamLink(self.settings, name="nerve-loader"))
+            return self._reader
 
     def backlog_bytes(self) -> int:
         return self._stream().link.backlog_bytes()
@@ -136,9 +139,10 @@ class StreamLoader(Loader):
         try:
             super().stop()
         finally:
-            if self._reader is not None:
-                self._reader.link.close()
-                self._reader = None
+            with self._connecting:
+                if self._reader is not None:
+                    self._reader.link.close()
+                    self._reader = None
 
 
 def _batches(messages: list[StreamMessage]) -> list[pa.RecordBatch]:

@@ -383,8 +383,8 @@ class StreamReader:
     the last one stopped, or after an error.
     """
 
-    #: messages asked for per fetch
-    FETCH = 256
+    #: messages asked for per fetch (a busy collector's round is ~1,000 events)
+    FETCH = 64
 
     def __init__(self, link: StreamLink) -> None:
         self.link = link

@@ -214,7 +214,9 @@ async def metrics_endpoint(request: Request) -> Response:
     gauges = CollectorRegistry()
     gauges.register(_WorkspaceGauges(state))
     gauges.register(prometheus_collector(state))  # live anomaly alerts (nerve.anomaly)
-    counters = generate_latest(_registry(state.metrics, metrics_dir(state.workspace)))
+    # this process's folder: prepare_metrics_dir named it (a collect-only server has its own)
+    folder = Path(os.environ.get(MULTIPROC_ENV) or metrics_dir(state.workspace))
+    counters = generate_latest(_registry(state.metrics, folder))
     return Response(counters + generate_latest(gauges), media_type=CONTENT_TYPE_LATEST)
 
 
