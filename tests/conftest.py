@@ -147,6 +147,8 @@ class Nats:
     port: int = field(default_factory=free_port)
     #: the HTTP monitoring port, whose /healthz says when JetStream is ready
     monitor: int = field(default_factory=free_port)
+    #: a token clients must send (``nats://<token>@host:port``), if any
+    token: str | None = None
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -160,7 +162,8 @@ class Nats:
         with log.open("ab") as out:
             self.process = subprocess.Popen(
                 ["nats-server", "-js", "-a", "127.0.0.1", "-p", str(self.port),
-                 "-m", str(self.monitor), "-sd", str(self.store)],
+                 "-m", str(self.monitor), "-sd", str(self.store),
+                 *(["--auth", self.token] if self.token else [])],
                 stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

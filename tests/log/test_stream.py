@@ -91,6 +91,26 @@ def test_an_unreachable_server_is_a_clear_error_without_the_password(
     assert "hunter2" not in str(caught.value)
 
 
+def test_a_token_in_the_environments_url_reaches_a_server_that_asks_for_one(
+        make_workspace: Callable[..., Workspace], tmp_path: Any,
+        monkeypatch: pytest.MonkeyPatch, nats_server: Any) -> None:
+    from tests.conftest import Nats
+
+    guarded = Nats(tmp_path / "guarded-store", token="s3cret-token").start()
+    try:
+        ws = make_workspace(extra_toml=f'[log]\nurl = "nats://127.0.0.1:{guarded.port}"')
+        settings = StreamSettings.from_workspace(ws)
+        assert settings is not None
+        with pytest.raises(UserError, match="cannot reach NATS"):  # no token: refused
+            StreamLink(settings)
+        monkeypatch.setenv("NERVE_LOG_URL", f"nats://s3cret-token@127.0.0.1:{guarded.port}")
+        settings = StreamSettings.from_workspace(ws)
+        assert settings is not None
+        publish(settings, rows(3, "t"))
+    finally:
+        guarded.stop()
+
+
 # ----------------------------------------------------------------------------- the writer
 
 

@@ -23,7 +23,7 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -175,9 +175,6 @@ class StreamLink:
             future.cancel()
             raise
 
-    def call_soon(self, fn: Callable[[], Any]) -> None:
-        self._loop.call_soon_threadsafe(fn)
-
     async def _connect(self, name: str) -> Any:
         nats = _nats()
         url = _safe(self.settings.url)
@@ -249,6 +246,8 @@ class StreamLink:
         return int(self.stream_state().bytes or 0)
 
     def close(self) -> None:
+        if self._closing:
+            return
         self._closing = True
         if self._nc is not None and not self._nc.is_closed:
             try:

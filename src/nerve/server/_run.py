@@ -43,7 +43,7 @@ from nerve.server._errors import error_response
 from nerve.server._logging import setup_json_logging
 from nerve.server._metrics import prepare_metrics_dir
 from nerve.server._readers import load_readers
-from nerve.server._state import NerveState, uvicorn_config
+from nerve.server._state import NerveState, NoWarehouse, uvicorn_config
 from nerve.server._workers import spawn_workers, stop_workers, worker_cpus
 from nerve.warehouse import MaskedWarehouse, Warehouse
 from nerve.workspace import Workspace
@@ -260,13 +260,6 @@ async def _collect_only(request: Request) -> Response:
                           "server that loads the warehouse")
 
 
-class _NoWarehouse:
-    """A collecting server's warehouse: there is none."""
-
-    def query(self, sql: str) -> Any:
-        raise InternalError("nerve serve --collect-only has no warehouse")
-
-
 def _none(indexes: Sequence[int] | None) -> list[subprocess.Popen[bytes]]:
     return []  # one process: it takes the events itself
 
@@ -348,7 +341,8 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8700, *,
     log = open_log(workspace, WRITER_ID)  # a NATS server that does not answer stops us here
     os.environ[PROCESSES_ENV] = str(workers)  # worker processes inherit it
     if collect_only:
-        state = NerveState(workspace=workspace, catalog=catalog, warehouse=_NoWarehouse(),
+        state = NerveState(workspace=workspace, catalog=catalog,
+                           warehouse=NoWarehouse("nerve serve --collect-only has no warehouse"),
                            log=log, admin_token=admin_token, processes=workers,
                            log_factory=lambda: open_log(workspace, WRITER_ID),
                            url=f"http://{url_host}:{bound_port}")

@@ -11,7 +11,7 @@ import uvicorn
 
 from nerve.catalog import Catalog
 from nerve.collector import Collector
-from nerve.errors import WorkspaceError
+from nerve.errors import InternalError, WorkspaceError
 from nerve.server._commit import DEFAULT_MIN_INTERVAL, GroupCommit
 from nerve.server._metrics import Metrics
 from nerve.server._protocol import DEFAULT_HEADER_TIMEOUT, with_header_limits
@@ -19,8 +19,16 @@ from nerve.server._ratelimit import RateLimiter, rate_limiter_for
 from nerve.server._readers import ADMIN, Reader
 from nerve.workspace import Workspace
 
-__all__ = ["DEFAULT_BODY_TIMEOUT", "DEFAULT_MAX_CONNECTIONS", "EventLog", "Loader",
-           "NerveState", "Warehouse", "max_connections"]
+__all__ = [
+    "DEFAULT_BODY_TIMEOUT",
+    "DEFAULT_MAX_CONNECTIONS",
+    "EventLog",
+    "Loader",
+    "NerveState",
+    "NoWarehouse",
+    "Warehouse",
+    "max_connections",
+]
 
 #: seconds a client may take to send its request body (slow-body attacks hold memory)
 DEFAULT_BODY_TIMEOUT = 30.0
@@ -79,6 +87,17 @@ class Warehouse(Protocol):
     """The read side of the warehouse (``nerve.warehouse.Warehouse``)."""
 
     def query(self, sql: str) -> pa.Table: ...
+
+
+@dataclass(frozen=True)
+class NoWarehouse:
+    """The warehouse of a process that has none (a worker, a collect-only server): its
+    read APIs are answered elsewhere, so a query here is a bug."""
+
+    why: str
+
+    def query(self, sql: str) -> pa.Table:
+        raise InternalError(self.why)
 
 
 class Loader(Protocol):

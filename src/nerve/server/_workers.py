@@ -46,7 +46,7 @@ from nerve.server._backpressure import max_backlog, watch_backlog
 from nerve.server._commit import seal_old_segments
 from nerve.server._errors import nerve_error_response
 from nerve.server._logging import setup_json_logging
-from nerve.server._state import NerveState, uvicorn_config
+from nerve.server._state import NerveState, NoWarehouse, uvicorn_config
 from nerve.workspace import Workspace
 
 __all__ = ["spawn_workers", "stop_workers", "worker_cpus", "worker_main"]
@@ -129,13 +129,6 @@ def stop_workers(workers: list[subprocess.Popen[bytes]], timeout: float = 40.0) 
             worker.stdout.close()
 
 
-class _Upstream:
-    """The read side lives in the main process: workers never query a warehouse."""
-
-    def query(self, sql: str) -> Any:
-        raise InternalError("a worker process has no warehouse; read APIs are forwarded")
-
-
 async def _forward(request: Request) -> Response:
     """Answer a non-ingest request by asking the main process."""
     client: httpx.AsyncClient = request.app.state.upstream
@@ -194,7 +187,9 @@ def worker_main(argv: list[str]) -> None:
     setup_json_logging()
     workspace = Workspace.load(root)
     state = NerveState(workspace=workspace, catalog=Catalog.load(workspace.events_dir),
-                       warehouse=_Upstream(), log=open_log(workspace, writer_id),
+                       warehouse=NoWarehouse("a worker process has no warehouse; read APIs "
+                                             "are forwarded"),
+                       log=open_log(workspace, writer_id),
                        admin_token="", url=upstream,
                        log_factory=lambda: open_log(workspace, writer_id),
                        processes=int(os.environ.get("NERVE_SERVE_PROCESSES", "1")))
