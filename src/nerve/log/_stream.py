@@ -237,6 +237,10 @@ class StreamLink:
             log.warning("NATS: disconnected from %s; reconnecting (ingest answers 503 "
                         "meanwhile)", _safe(self.settings.url))
 
+    @property
+    def connected(self) -> bool:
+        return bool(self._nc is not None and self._nc.is_connected)
+
     def stream_state(self) -> Any:
         """The stream's ``StreamState``: messages, bytes, first and last sequence."""
         return self.run(self.js.stream_info(self.settings.stream), timeout=10).state
@@ -338,6 +342,9 @@ class StreamWriter:
             pending, self._pending = self._pending, []
         if not pending:
             return
+        if not self.link.connected:  # no server now: say so at once, not after the timeout
+            raise TransientError(f"the NATS stream {self.settings.stream!r} is unreachable: "
+                                 "the connection is down (reconnecting)", retry_after=2)
         timeout = self.settings.ack_timeout
         try:
             self.link.run(self._publish(pending), timeout=timeout + 1)
