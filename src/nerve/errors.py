@@ -99,10 +99,15 @@ class PayloadError(UserError, ValueError):
 
 
 class AuthError(PayloadError):
+    """Unknown or missing credentials (401). ``scheme`` is what the answer's
+    ``WWW-Authenticate`` asks for: ``Basic`` (a write key, ingest) or ``Bearer`` (a
+    token, the read APIs)."""
+
     code = "unauthorized"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, scheme: str = "Basic") -> None:
         super().__init__(message, status=401)
+        self.scheme = scheme
 
 
 class TransientError(NerveError):

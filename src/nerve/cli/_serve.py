@@ -16,6 +16,7 @@ __all__ = ["register"]
 
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve_command)
+    app.command("console")(console_command)
 
 
 @handle_errors
@@ -85,3 +86,36 @@ def serve_command(
 
     serve(workspace, host, port, workers=workers, pin_workers=pin_workers,
           collect_only=collect_only, on_ready=ready)
+
+
+@handle_errors
+def console_command(
+    ctx: typer.Context,
+    print_only: Annotated[bool, typer.Option(
+        "--print", help="Print the console's URL (with the admin token) instead of opening "
+                        "a browser.")] = False,
+) -> None:
+    """Open the web console of the running nerve serve: pipeline, checks, metrics, events,
+    quarantine.
+
+    The console is the page /ui of the server. This command opens it with the server's
+    admin token in the URL's fragment, which the browser keeps to itself (no server or
+    log sees it); a reader opens /ui and types a reader's token instead.
+
+    Docs: docs/http-api.md.
+    """
+    import webbrowser  # noqa: PLC0415
+
+    from nerve.errors import UserError  # noqa: PLC0415
+    from nerve.server._run import read_server_file  # noqa: PLC0415
+
+    workspace = load_workspace(ctx)
+    info = read_server_file(workspace)
+    if info is None:
+        raise UserError(f"no nerve serve is running for {workspace.root}: start it with "
+                        "`nerve serve`, then run `nerve console`")
+    url = f"{info['url']}/ui#token={info['admin_token']}"
+    if print_only or not webbrowser.open(url):
+        typer.echo(url)
+    else:
+        console.print(f"opened {info['url']}/ui in the browser", highlight=False)

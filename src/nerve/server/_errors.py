@@ -30,8 +30,10 @@ def nerve_error_response(exc: NerveError) -> Response:
     """A nerve error as HTTP: 4xx for the caller's mistakes, 503 for retry-later."""
     details = getattr(exc, "details", None)
     if isinstance(exc, AuthError):
+        # Bearer for the read APIs: a Basic challenge there made browsers (the console's
+        # fetch) stop on a password dialog
         return error_response(401, exc.code, str(exc), details,
-                              headers={"WWW-Authenticate": 'Basic realm="nerve"'})
+                              headers={"WWW-Authenticate": f'{exc.scheme} realm="nerve"'})
     if isinstance(exc, PayloadError):
         retry_after = getattr(exc, "retry_after", None)  # 429: when the client may retry
         headers = None if retry_after is None else {"Retry-After": str(round(retry_after))}

@@ -24,6 +24,7 @@ API_MODULES = [
     "anomalies",
     "ask",
     "erasure",
+    "console",
 ]
 
 

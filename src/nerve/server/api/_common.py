@@ -35,7 +35,7 @@ def caller(request: Request) -> Reader:
     if found is None or found is INVALID:
         raise AuthError("this endpoint needs `Authorization: Bearer <token>`: the admin token "
                         "is in .nerve/server.json of the workspace; readers have their own "
-                        "([[readers]] in nerve.toml)")
+                        "([[readers]] in nerve.toml)", scheme="Bearer")
     return found
 
 

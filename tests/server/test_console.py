@@ -1,0 +1,182 @@
+"""The web console (``GET /ui``) in headless Chromium against a real ``nerve serve``, and
+the status it reads (``GET /v1/status``)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from html.parser import HTMLParser
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from serverkit import EVENTS, basic, order, write_key
+from typer.testing import CliRunner
+
+from nerve.cli import app
+from nerve.workspace import Workspace
+
+READER = "a-reader-token-of-thirty-two-chars!"
+#: a client-made event name that would run script if the page used it as HTML
+HOSTILE = '<img src=x onerror="document.title=1">'
+
+
+@pytest.fixture
+def console_shop(make_workspace: Callable[..., Workspace],
+                 monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    monkeypatch.setenv("NERVE_TEST_TOKEN_READER", READER)
+    ws = make_workspace(EVENTS, extra_toml='[[readers]]\nname = "ana"\nrole = "reader"\n'
+                                           'token_env = "NERVE_TEST_TOKEN_READER"\n')
+    (ws.metrics_dir / "shop.yaml").write_text(
+        "metrics:\n  orders:\n    label: Orders\n    measure: {event: order_completed}\n")
+    return ws
+
+
+def admin_token(ws: Workspace) -> str:
+    token: str = orjson.loads((ws.data_dir / "server.json").read_bytes())["admin_token"]
+    return token
+
+
+def fill(server: Any, ws: Workspace) -> None:
+    """7 valid orders from 5 users on 2026-11-28, 2 with a wrong type, 1 unknown event;
+    then wait for the loader and record a run of the checks."""
+    batch = [order(i, "ok") for i in range(7)]
+    batch += [order(i, "bad", properties={"order_id": "x", "revenue": "lots"})
+              for i in range(2)]
+    batch.append({"type": "track", "event": HOSTILE, "userId": "u1", "messageId": "odd"})
+    assert httpx.post(server.url + "/v1/batch", json={"batch": batch},
+                      headers=basic(write_key(ws))).status_code == 200
+    auth = {"authorization": f"Bearer {admin_token(ws)}"}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status = httpx.get(server.url + "/v1/status", headers=auth).json()
+        if status["warehouse"]["events"] == 7 and status["warehouse"]["quarantine"] == 3:
+            break
+        time.sleep(0.2)
+    assert httpx.post(server.url + "/v1/admin/checks/run", headers=auth,
+                      json={}).status_code == 200
+
+
+def test_status_sums_up_the_pipeline_for_a_token_holder(
+        console_shop: Workspace, serve: Callable[..., Any]) -> None:
+    server = serve(console_shop)
+    refused = httpx.get(server.url + "/v1/status")
+    assert refused.status_code == 401
+    # a Basic challenge would stop a browser's fetch on a password dialog
+    assert refused.headers["www-authenticate"] == 'Bearer realm="nerve"'
+    fill(server, console_shop)
+    status = httpx.get(server.url + "/v1/status",
+                       headers={"authorization": f"Bearer {READER}"}).json()
+    assert status["project"] == "test"
+    assert status["collector"]["accepted"] == 7
+    assert status["collector"]["quarantined"] == 3
+    assert status["collector"]["requests"] == {"200": 1}
+    assert status["log"]["kind"] == "local"
+    assert status["loader"]["loaded"] == 7
+    assert status["loader"]["failing"] is False
+    assert status["warehouse"]["events"] == 7
+    assert status["warehouse"]["quarantine"] == 3
+    assert status["warehouse"]["last_received_at"] is not None
+
+
+def test_the_page_holds_no_data_and_loads_nothing_from_elsewhere(
+        console_shop: Workspace, serve: Callable[..., Any]) -> None:
+    server = serve(console_shop, "--workers", "2")  # a worker forwards it to the main one
+    page = httpx.get(server.url + "/ui")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert b"<link" not in page.content  # no stylesheet, script or font from elsewhere
+    assert b'src="' not in page.content
+
+
+class _Dom(HTMLParser):
+    """The text a user sees (no style or script), and every element's tag."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.text: list[str] = []
+        self.tags: list[str] = []
+        self.body: dict[str, str | None] = {}
+        self._skip = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self._skip = tag in ("style", "script")
+        if tag == "body":
+            self.body = dict(attrs)
+
+    def handle_endtag(self, tag: str) -> None:
+        self._skip = False
+
+    def handle_data(self, data: str) -> None:
+        if data.strip() and not self._skip:
+            self.text.append(" ".join(data.split()))
+
+
+def chromium_dom(url: str) -> _Dom:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        browser = shutil.which(name)
+        if browser:
+            break
+    else:
+        pytest.skip("headless Chromium is not installed (apt-get install chromium)")
+    done = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
+                           "--virtual-time-budget=20000", "--dump-dom", url],
+                          capture_output=True, text=True, timeout=90, check=True)
+    dom = _Dom()
+    dom.feed(done.stdout)
+    return dom
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("who", ["admin", "reader"])
+def test_the_console_shows_the_pipeline_checks_metrics_events_and_quarantine(
+        console_shop: Workspace, serve: Callable[..., Any], who: str) -> None:
+    server = serve(console_shop)
+    fill(server, console_shop)
+    token = admin_token(console_shop) if who == "admin" else READER
+    dom = chromium_dom(f"{server.url}/ui#token={token}")
+    assert dom.body.get("data-loaded") == "true"  # every part answered
+    text = " | ".join(dom.text)
+    assert "7 | events in the warehouse" in text
+    assert "3 | quarantined rows" in text
+    assert "Data checks" in text
+    assert "checks passed" in text
+    assert "Orders" in text  # the metric's label in the picker
+    assert "on " + time.strftime("%Y-%m-%d", time.gmtime()) in text  # its latest day
+    assert "order_completed | 7 | 5" in text  # events, people (u0 to u4)
+    assert "2026-11-28: 7" in text  # the metric's bar of the orders' day
+    assert 'type: order_completed.revenue: "lots" is not of type "number"' in text
+    # the client-made name is shown as text; no element came of it
+    assert HOSTILE in text
+    assert "img" not in dom.tags
+    assert "Token" in text  # (the sign-in form is in the page, hidden)
+    if who == "reader":  # a reader's audit trail names her
+        audit = "\n".join(p.read_text() for p in (console_shop.data_dir / "audit").glob("*"))
+        assert '"who":"ana"' in audit.replace(" ", "")
+
+
+def test_a_wrong_token_brings_back_the_sign_in_form(
+        console_shop: Workspace, serve: Callable[..., Any]) -> None:
+    server = serve(console_shop)
+    dom = chromium_dom(f"{server.url}/ui#token=not-a-token-of-anyone")
+    text = " | ".join(dom.text)
+    assert "this endpoint needs `Authorization: Bearer <token>`" in text
+    assert dom.body.get("data-loaded") == "true"
+
+
+def test_nerve_console_gives_the_url_with_the_admin_token(
+        console_shop: Workspace, serve: Callable[..., Any]) -> None:
+    runner = CliRunner()
+    args = ["--workspace", str(console_shop.root), "console", "--print"]
+    refused = runner.invoke(app, args)
+    assert refused.exit_code != 0
+    assert "no nerve serve is running" in refused.stderr
+    server = serve(console_shop)
+    printed = runner.invoke(app, args)
+    assert printed.exit_code == 0, printed.stderr
+    assert printed.stdout.strip() == f"{server.url}/ui#token={admin_token(console_shop)}"
