@@ -146,6 +146,8 @@ def test_the_console_shows_the_pipeline_checks_metrics_events_and_quarantine(
     assert "3 | quarantined rows" in text
     assert "Data checks" in text
     assert "checks passed" in text
+    assert "No open alert." in text
+    assert "series, minute by minute" in text
     assert "Orders" in text  # the metric's label in the picker
     assert "on " + time.strftime("%Y-%m-%d", time.gmtime()) in text  # its latest day
     assert "order_completed | 7 | 5" in text  # events, people (u0 to u4)
