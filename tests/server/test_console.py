@@ -28,8 +28,14 @@ HOSTILE = '<img src=x onerror="document.title=1">'
 def console_shop(make_workspace: Callable[..., Workspace],
                  monkeypatch: pytest.MonkeyPatch) -> Workspace:
     monkeypatch.setenv("NERVE_TEST_TOKEN_READER", READER)
-    ws = make_workspace(EVENTS, extra_toml='[[readers]]\nname = "ana"\nrole = "reader"\n'
-                                           'token_env = "NERVE_TEST_TOKEN_READER"\n')
+    viewed = ("name: experiment_viewed\nproperties:\n  experiment_id: {type: string}\n"
+              "  variant_id: {type: string}\n")
+    ws = make_workspace({**EVENTS, "experiment_viewed.yaml": viewed},
+                        extra_toml='[[readers]]\nname = "ana"\nrole = "reader"\n'
+                                   'token_env = "NERVE_TEST_TOKEN_READER"\n')
+    (ws.root / "experiments").mkdir()
+    (ws.root / "experiments" / "one_page.yaml").write_text(
+        "key: one_page\nname: One-page checkout\nvariants: [a, b]\nprimary: orders\n")
     (ws.metrics_dir / "shop.yaml").write_text(
         "metrics:\n  orders:\n    label: Orders\n    measure: {event: order_completed}\n")
     return ws
@@ -41,19 +47,24 @@ def admin_token(ws: Workspace) -> str:
 
 
 def fill(server: Any, ws: Workspace) -> None:
-    """7 valid orders from 5 users on 2026-11-28, 2 with a wrong type, 1 unknown event;
-    then wait for the loader and record a run of the checks."""
+    """7 valid orders from 5 users on 2026-11-28, 2 with a wrong type, 1 unknown event,
+    5 exposures to an experiment; then wait for the loader and record a run of the
+    checks."""
     batch = [order(i, "ok") for i in range(7)]
     batch += [order(i, "bad", properties={"order_id": "x", "revenue": "lots"})
               for i in range(2)]
     batch.append({"type": "track", "event": HOSTILE, "userId": "u1", "messageId": "odd"})
+    batch += [{"type": "track", "event": "experiment_viewed", "userId": f"u{i}",
+               "messageId": f"seen-{i}", "timestamp": "2026-11-28T09:00:00Z",
+               "properties": {"experiment_id": "one_page", "variant_id": "ab"[i % 2]}}
+              for i in range(5)]
     assert httpx.post(server.url + "/v1/batch", json={"batch": batch},
                       headers=basic(write_key(ws))).status_code == 200
     auth = {"authorization": f"Bearer {admin_token(ws)}"}
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         status = httpx.get(server.url + "/v1/status", headers=auth).json()
-        if status["warehouse"]["events"] == 7 and status["warehouse"]["quarantine"] == 3:
+        if status["warehouse"]["events"] == 12 and status["warehouse"]["quarantine"] == 3:
             break
         time.sleep(0.2)
     assert httpx.post(server.url + "/v1/admin/checks/run", headers=auth,
@@ -71,13 +82,13 @@ def test_status_sums_up_the_pipeline_for_a_token_holder(
     status = httpx.get(server.url + "/v1/status",
                        headers={"authorization": f"Bearer {READER}"}).json()
     assert status["project"] == "test"
-    assert status["collector"]["accepted"] == 7
+    assert status["collector"]["accepted"] == 12
     assert status["collector"]["quarantined"] == 3
     assert status["collector"]["requests"] == {"200": 1}
     assert status["log"]["kind"] == "local"
-    assert status["loader"]["loaded"] == 7
+    assert status["loader"]["loaded"] == 12
     assert status["loader"]["failing"] is False
-    assert status["warehouse"]["events"] == 7
+    assert status["warehouse"]["events"] == 12
     assert status["warehouse"]["quarantine"] == 3
     assert status["warehouse"]["last_received_at"] is not None
 
@@ -142,10 +153,11 @@ def test_the_console_shows_the_pipeline_checks_metrics_events_and_quarantine(
     dom = chromium_dom(f"{server.url}/ui#token={token}")
     assert dom.body.get("data-loaded") == "true"  # every part answered
     text = " | ".join(dom.text)
-    assert "7 | events in the warehouse" in text
+    assert "12 | events in the warehouse" in text
     assert "3 | quarantined rows" in text
     assert "Data checks" in text
     assert "checks passed" in text
+    assert "One-page checkout | running | keep running | a: 3 · b: 2" in text
     assert "No open alert." in text
     assert "series, minute by minute" in text
     assert "Orders" in text  # the metric's label in the picker
