@@ -83,6 +83,9 @@ def serve_command(
                       highlight=False)
         console.print("Send events to POST /v1/batch; Ctrl-C stops (nothing accepted is lost).",
                       highlight=False)
+        if not collect_only:
+            console.print(f"Web console: {state.url}/ui (`nerve console` opens it with the "
+                          "admin token).", highlight=False)
 
     serve(workspace, host, port, workers=workers, pin_workers=pin_workers,
           collect_only=collect_only, on_ready=ready)
