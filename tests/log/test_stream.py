@@ -373,3 +373,17 @@ def test_nerve_forget_drains_the_stream_first(
         assert len(loaded_ids(wh)) == 12
     assert erasure.rows == {"events": 2, "quarantine": 0}
     assert state.messages == 0  # no copy of hers is left in the stream either
+
+
+def test_an_event_limit_larger_than_a_nats_message_is_refused_at_start(
+        make_workspace: Callable[..., Workspace], nats_server: Any) -> None:
+    from nerve.log import open_log
+
+    ws = make_workspace(extra_toml=f'[log]\nurl = "{nats_server.url}"')
+    toml = ws.root / "nerve.toml"
+    toml.write_text(toml.read_text().replace("max_event_bytes = 32768",
+                                             "max_event_bytes = 2000000"))
+    with pytest.raises(WorkspaceError, match=r"max_event_bytes \(2000000\) does not fit the "
+                                             r"NATS server's max_payload \(1048576 bytes\)"):
+        open_log(Workspace.load(ws.root), "w1")
+    open_log(ws, "w1").close()  # the default limit fits

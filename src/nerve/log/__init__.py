@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from nerve.errors import WorkspaceError
 from nerve.log._frame import Tail
 from nerve.log._segments import (
     Segment,
@@ -63,4 +64,13 @@ def open_log(workspace: Workspace, writer_id: str) -> LogWriter | StreamWriter:
     settings = StreamSettings.from_workspace(workspace)
     if settings is None:
         return LogWriter(workspace.log_dir, writer_id)
-    return StreamWriter(settings, writer_id)
+    writer = StreamWriter(settings, writer_id)
+    largest = workspace.config.collector.max_event_bytes
+    if largest + (64 << 10) > writer.link.max_payload:  # one event must fit one message
+        writer.close()
+        raise WorkspaceError(
+            f"{workspace.root / 'nerve.toml'}: [collector] max_event_bytes ({largest}) "
+            f"does not fit the NATS server's max_payload ({writer.link.max_payload} bytes) "
+            "with 64 KiB to spare: lower it, or raise max_payload in the server's "
+            "configuration")
+    return writer
