@@ -98,12 +98,13 @@ def console_command(
         "--print", help="Print the console's URL (with the admin token) instead of opening "
                         "a browser.")] = False,
 ) -> None:
-    """Open the web console of the running nerve serve: pipeline, checks, metrics, events,
-    quarantine.
+    """Open the web console of the running nerve serve.
 
-    The console is the page /ui of the server. This command opens it with the server's
-    admin token in the URL's fragment, which the browser keeps to itself (no server or
-    log sees it); a reader opens /ui and types a reader's token instead.
+    The console (the page /ui of the server) shows the pipeline, the checks,
+    live alerts, experiments, a metric, the busiest events and the quarantine.
+    This command opens it with the server's admin token in the URL's fragment,
+    which the browser keeps to itself (no server or log sees it). A reader
+    opens /ui and types her own token instead.
 
     Docs: docs/http-api.md.
     """
