@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import string
 from collections.abc import Callable
 from typing import Any
@@ -387,3 +388,32 @@ def test_an_event_limit_larger_than_a_nats_message_is_refused_at_start(
                                              r"NATS server's max_payload \(1048576 bytes\)"):
         open_log(Workspace.load(ws.root), "w1")
     open_log(ws, "w1").close()  # the default limit fits
+
+
+def test_a_stream_has_one_loader_and_a_restarted_one_takes_its_claim_back(
+        make_workspace: Callable[..., Workspace], nats_server: Any) -> None:
+    first_ws = nats_workspace(make_workspace, nats_server.url)
+    other_ws = nats_workspace(make_workspace, nats_server.url)  # another warehouse
+    settings = StreamSettings.from_workspace(first_ws)
+    assert settings is not None
+    publish(settings, rows(5, "a"))
+    with Warehouse.for_workspace(first_ws) as wh, Warehouse.for_workspace(other_ws) as other:
+        first = Loader.for_workspace(first_ws, wh)
+        assert first.load_once().loaded == 5
+        second = Loader.for_workspace(other_ws, other)
+        assert isinstance(second, StreamLoader)
+        with pytest.raises(UserError, match=r"stream 'EV' is loaded by another nerve serve "
+                                            rf"\({re.escape(first.owner)}, pid"):
+            second.load_once()
+        publish(settings, rows(3, "b"))
+        first._stream().link.close()  # a crash: the claim stays
+        first._reader = None
+        again = Loader.for_workspace(first_ws, wh)  # the same server, started again
+        assert again.load_once().loaded == 3
+        with pytest.raises(UserError, match="loaded by another"):
+            second.claim()
+        again.stop()  # gives the claim up
+        second.claim()
+        assert second.load_once().rows_in == 0  # nothing left: the first loaded it all
+        second.stop()
+        assert len(loaded_ids(wh)) == 8

@@ -172,3 +172,16 @@ def test_collect_only_without_a_shared_log_is_refused(
     assert done.returncode != 0
     assert "--collect-only needs a log that another server loads" in done.stderr
     assert "[log]" in done.stderr
+
+
+def test_a_second_loading_server_on_the_same_stream_is_refused(
+        nats_shop: Workspace, make_workspace: Callable[..., Workspace], nats_server: Any,
+        serve: Callable[..., Any]) -> None:
+    serve(nats_shop)
+    other = make_workspace(EVENTS, extra_toml=f'[log]\nurl = "{nats_server.url}"\n')
+    done = subprocess.run([sys.executable, "-m", "nerve", "--workspace", str(other.root),
+                           "serve", "--port", "0"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode != 0
+    assert "stream 'NERVE_EVENTS' is loaded by another nerve serve" in done.stderr
+    assert str(nats_shop.root) in done.stderr  # the holder's warehouse is named

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import socket
 import threading
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import pyarrow as pa
 
+from nerve.errors import TransientError, UserError
 from nerve.loader._commit import LoadStats, LogRange, read_offsets
 from nerve.loader._loader import Loader
 from nerve.log import StreamLink, StreamReader, StreamSettings
@@ -19,9 +25,14 @@ from nerve.warehouse import DATA_ERRORS
 if TYPE_CHECKING:
     from nerve.warehouse import Warehouse
 
-__all__ = ["StreamLoader"]
+__all__ = ["LEASE_BUCKET", "LEASE_SECONDS", "StreamLoader"]
 
 log = logging.getLogger("nerve.loader")
+
+#: the key-value bucket where each stream's loader holds its claim
+LEASE_BUCKET = "nerve_loaders"
+#: seconds a claim lasts without renewal (the bucket's TTL); renewed every quarter of it
+LEASE_SECONDS = 60.0
 
 
 class StreamLoader(Loader):
@@ -37,6 +48,14 @@ class StreamLoader(Loader):
     A message that does not decode (not written by nerve) is kept in
     ``rejected_dir/<stream>-<seq>.msg`` and skipped; rows the warehouse refuses are kept
     there as an Arrow file and counted as ``rejected`` in the ledger.
+
+    A stream has one loader: two would each purge what the other has not loaded. So a
+    loader claims the stream in a JetStream key-value bucket (``nerve_loaders``, key: the
+    stream's name) before it loads, renews the claim while it runs, and gives it up when
+    it stops. A claim names its warehouse (host and file), so the same server started
+    again takes it back at once, while a loader of another warehouse is refused
+    (``UserError``) until the claim lapses, ``LEASE_SECONDS`` after its holder stopped
+    renewing it.
     """
 
     def __init__(self, settings: StreamSettings, warehouse: Warehouse, *,
@@ -46,6 +65,11 @@ class StreamLoader(Loader):
         self.rejected_dir = Path(rejected_dir)
         self._reader: StreamReader | None = None
         self._connecting = threading.Lock()  # the pace's look and a load may race to it
+        path = getattr(warehouse, "path", None) or getattr(warehouse, "url", "?")
+        #: who holds the claim: this host and this warehouse (not the process, so that a
+        #: restarted server takes its own claim back at once)
+        self.owner = f"{socket.gethostname()}:{path}"
+        self._claimed_at = float("-inf")
 
     def _stream(self) -> StreamReader:
         with self._connecting:
@@ -54,9 +78,94 @@ class StreamLoader(Loader):
             return self._reader
 
     def backlog_bytes(self) -> int:
+        # the pace looks several times a second, loads or not: the claim is renewed here
+        if time.monotonic() - self._claimed_at > LEASE_SECONDS / 4:
+            self.claim()
         return self._stream().link.backlog_bytes()
 
+    def claim(self) -> None:
+        """Claim the stream for this loader (or renew the claim); ``UserError`` naming the
+        holder when another warehouse's loader has it."""
+        link = self._stream().link
+        link.run(self._claim(link), timeout=30)
+        self._claimed_at = time.monotonic()
+
+    async def _claim(self, link: StreamLink) -> None:
+        from nats.js.errors import (  # noqa: PLC0415
+            KeyDeletedError,
+            KeyNotFoundError,
+            KeyWrongLastSequenceError,
+        )
+
+        leases = await self._leases(link)
+        key = self.settings.stream
+        mine = orjson.dumps({"owner": self.owner, "pid": os.getpid(),
+                             "since": datetime.now(UTC).isoformat(timespec="seconds")})
+        for _ in range(3):  # a claim made between our look and our write: look again
+            try:
+                entry = await leases.get(key)
+            except (KeyNotFoundError, KeyDeletedError):
+                entry = None
+            try:
+                if entry is None or not entry.value:
+                    await leases.create(key, mine)
+                    return
+                held = orjson.loads(entry.value)
+                if held.get("owner") != self.owner:
+                    raise UserError(
+                        f"[log] stream {key!r} is loaded by another nerve serve "
+                        f"({held.get('owner')}, pid {held.get('pid')}, since "
+                        f"{held.get('since')}): a stream has one loading server, or each "
+                        "would purge what the other has not loaded. Give this workspace "
+                        "its own stream and subject in nerve.toml, or stop the other; "
+                        f"its claim lapses {LEASE_SECONDS:g} s after it stops")
+                await leases.update(key, mine, last=entry.revision)
+                return
+            except KeyWrongLastSequenceError:
+                continue
+        raise TransientError(f"[log] stream {key!r}: could not claim it for loading; "
+                             "another loader keeps claiming it", retry_after=5)
+
+    async def _leases(self, link: StreamLink) -> Any:
+        from nats.js.api import KeyValueConfig  # noqa: PLC0415
+        from nats.js.errors import BucketNotFoundError  # noqa: PLC0415
+
+        try:
+            return await link.js.key_value(LEASE_BUCKET)
+        except BucketNotFoundError:
+            return await link.js.create_key_value(KeyValueConfig(
+                bucket=LEASE_BUCKET, ttl=LEASE_SECONDS, history=1,
+                replicas=self.settings.replicas,
+                description="which nerve serve loads each stream"))
+
+    def _release(self) -> None:
+        """Give the claim up (a successor need not wait for it to lapse)."""
+        from nats.js.errors import (  # noqa: PLC0415
+            KeyDeletedError,
+            KeyNotFoundError,
+            KeyWrongLastSequenceError,
+        )
+
+        async def release(link: StreamLink) -> None:
+            leases = await self._leases(link)
+            try:
+                entry = await leases.get(self.settings.stream)
+            except (KeyNotFoundError, KeyDeletedError):
+                return  # lapsed already
+            if entry.value and orjson.loads(entry.value).get("owner") == self.owner:
+                # renewed or taken meanwhile: not ours to delete
+                with contextlib.suppress(KeyWrongLastSequenceError):
+                    await leases.delete(self.settings.stream, last=entry.revision)
+
+        assert self._reader is not None
+        try:
+            self._reader.link.run(release(self._reader.link), timeout=10)
+        except Exception as exc:  # noqa: BLE001 - it lapses by itself
+            log.warning("loader: could not give up the claim on %s: %s",
+                        self.settings.stream, exc)
+
     def _load(self, stats: LoadStats) -> None:
+        self.claim()  # before any row: never load a stream another loader holds
         reader = self._stream()
         state = reader.link.stream_state()
         if not state.messages:
@@ -141,6 +250,8 @@ class StreamLoader(Loader):
         finally:
             with self._connecting:
                 if self._reader is not None:
+                    if self._claimed_at > float("-inf"):
+                        self._release()
                     self._reader.link.close()
                     self._reader = None
 

@@ -34,7 +34,7 @@ from nerve._cpu import start_shared_pools
 from nerve.audit import Audit, audit_dir
 from nerve.catalog import Catalog
 from nerve.errors import InternalError, TransientError, UserError
-from nerve.loader import Loader
+from nerve.loader import Loader, StreamLoader
 from nerve.log import StreamSettings, open_log
 from nerve.server._app import create_app
 from nerve.server._backpressure import max_backlog, watch_backlog
@@ -349,11 +349,14 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8700, *,
     else:
         warehouse = Warehouse.for_workspace(workspace)
         warehouse.refresh_views(catalog)  # evt_<event> views with typed columns
+        loader = Loader.for_workspace(workspace, warehouse)
+        if isinstance(loader, StreamLoader):
+            loader.claim()  # another server loading the same stream stops us here
         state = NerveState(
             workspace=workspace, catalog=catalog, warehouse=warehouse, log=log,
             admin_token=admin_token, readers=readers, processes=workers,
             reader_warehouse=MaskedWarehouse(warehouse, catalog, workspace.secret()),
-            loader=Loader.for_workspace(workspace, warehouse),
+            loader=loader,
             log_factory=lambda: open_log(workspace, WRITER_ID),
             url=f"http://{url_host}:{bound_port}")
     server_file = workspace.data_dir / SERVER_FILE
