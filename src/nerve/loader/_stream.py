@@ -60,6 +60,8 @@ class StreamLoader(Loader):
 
     def __init__(self, settings: StreamSettings, warehouse: Warehouse, *,
                  rejected_dir: Path, **kwargs: Any) -> None:
+        # the base class's log folder is only where rejected messages go: the log is the
+        # stream, and the methods that read segments are replaced below
         super().__init__(rejected_dir, warehouse, **kwargs)
         self.settings = settings
         self.rejected_dir = Path(rejected_dir)
