@@ -194,3 +194,35 @@ def test_nerve_console_gives_the_url_with_the_admin_token(
     printed = runner.invoke(app, args)
     assert printed.exit_code == 0, printed.stderr
     assert printed.stdout.strip() == f"{server.url}/ui#token={admin_token(console_shop)}"
+
+
+def test_nerve_status_reads_the_server_or_else_the_files(
+        console_shop: Workspace, serve: Callable[..., Any]) -> None:
+    runner = CliRunner()
+    args = ["--workspace", str(console_shop.root), "status"]
+    offline = runner.invoke(app, [*args, "--format", "json"])
+    assert offline.exit_code == 0, offline.stderr
+    body = orjson.loads(offline.stdout)
+    assert body["url"] is None
+    assert body["loader"] is None
+    assert body["warehouse"]["events"] == 0
+    assert body["log"] == {"kind": "local", "backlog_bytes": 0, "overloaded": None,
+                           "behind_seconds": None}
+
+    server = serve(console_shop)
+    fill(server, console_shop)
+    online = orjson.loads(runner.invoke(app, [*args, "--format", "json"]).stdout)
+    assert online["url"] == server.url
+    assert online["warehouse"]["events"] == 12
+    assert online["collector"]["accepted"] == 12
+    assert online["loader"]["loaded"] == 12
+    table = runner.invoke(app, args)
+    assert table.exit_code == 0
+    assert "events in the warehouse" in table.stdout
+    assert "ok: 12 rows loaded" in table.stdout
+
+    assert server.stop() == 0
+    after = orjson.loads(runner.invoke(app, [*args, "--format", "json"]).stdout)
+    assert after["url"] is None
+    assert after["warehouse"] == {**online["warehouse"], "events_24h": 12}
+    assert after["collector"]["accepted"] == 12  # the last run's counters

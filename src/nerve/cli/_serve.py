@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+import contextlib
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from nerve.cli._common import console, handle_errors, load_workspace
+from nerve.cli._common import (
+    Format,
+    FormatOption,
+    console,
+    emit,
+    emit_json,
+    handle_errors,
+    load_workspace,
+)
 
 if TYPE_CHECKING:
     from nerve.server import NerveState
@@ -17,6 +26,7 @@ __all__ = ["register"]
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve_command)
     app.command("console")(console_command)
+    app.command("status")(status_command)
 
 
 @handle_errors
@@ -123,3 +133,56 @@ def console_command(
         typer.echo(url)
     else:
         console.print(f"opened {info['url']}/ui in the browser", highlight=False)
+
+
+@handle_errors
+def status_command(ctx: typer.Context, fmt: FormatOption = Format.table) -> None:
+    """The pipeline at a glance: events in the warehouse, the newest one, the log's
+    unloaded bytes, the collector's counters and whether the loader is failing.
+
+    From the running nerve serve (GET /v1/status), else from the workspace's files
+    and log. The web console shows the same (nerve console).
+    """
+    import httpx  # noqa: PLC0415
+
+    from nerve.cli._remote import call, running_server  # noqa: PLC0415
+
+    workspace = load_workspace(ctx)
+    body = None
+    server = running_server(workspace)
+    if server is not None:
+        # a server that died since it wrote server.json: read the files instead
+        with contextlib.suppress(httpx.ConnectError):
+            body = call(server, "GET", "/v1/status", timeout=60)
+    if body is None:
+        from nerve.server.api.console import offline_status  # noqa: PLC0415
+
+        body = offline_status(workspace)
+    if fmt is Format.json:
+        emit_json(body)
+        return
+    emit(_status_rows(body), fmt, title=f"nerve status: {body['project']}")
+
+
+def _status_rows(body: dict[str, Any]) -> list[dict[str, Any]]:
+    warehouse, collector, log = body["warehouse"], body["collector"], body["log"]
+    loader = body["loader"]
+    since = "since the server started" if body["url"] else "in the server's last run"
+    rows = [
+        ("server", body["url"] or "not running"),
+        ("events in the warehouse", f"{warehouse['events']:,}"),
+        ("received in the last 24 h", f"{warehouse['events_24h']:,}"),
+        ("newest event received", warehouse["last_received_at"] or "none"),
+        ("quarantined rows", f"{warehouse['quarantine']:,}"),
+        (f"accepted {since}", f"{collector['accepted']:,}"),
+        (f"with violations {since}", f"{collector['quarantined']:,}"),
+        (f"dropped {since}", ", ".join(f"{k}: {v:,}" for k, v in collector["dropped"].items())
+         or "0"),
+        (f"ingest answers {since}",
+         ", ".join(f"{k}: {v:,}" for k, v in collector["requests"].items()) or "none"),
+        (f"{log['kind']} log, not loaded yet", f"{log['backlog_bytes']:,} bytes"),
+    ]
+    if loader is not None:
+        rows.append((f"loader, {since}", f"failing: {loader['last_error']}"
+                     if loader["failing"] else f"ok: {loader['loaded']:,} rows loaded"))
+    return [{"what": what, "value": value} for what, value in rows]

@@ -25,8 +25,9 @@ from nerve import __version__
 from nerve.log import StreamWriter
 from nerve.server._metrics import pipeline_health
 from nerve.server.api._common import in_thread, json_response, readable
+from nerve.workspace import Workspace
 
-__all__ = ["routes"]
+__all__ = ["offline_status", "routes", "warehouse_figures"]
 
 _WAREHOUSE_SQL = """
 SELECT (SELECT count(*) FROM events) AS events,
@@ -51,6 +52,15 @@ async def console(request: Request) -> Response:
                              "referrer-policy": "no-referrer", "x-frame-options": "DENY"})
 
 
+def warehouse_figures(warehouse: Any) -> dict[str, Any]:
+    """Rows in ``events`` and ``quarantine``, those received in the last 24 h, the newest."""
+    counts = warehouse.query(_WAREHOUSE_SQL).to_pylist()[0]
+    last = counts["last_received_at"]
+    return {"events": counts["events"], "quarantine": counts["quarantine"],
+            "events_24h": counts["events_24h"],
+            "last_received_at": None if last is None else last.isoformat()}
+
+
 async def status(request: Request) -> Response:
     state, warehouse = readable(request)
 
@@ -59,11 +69,10 @@ async def status(request: Request) -> Response:
         totals = getattr(loader, "totals", None)
         error = getattr(loader, "last_error", None)
         behind = state.behind_since
-        counts = warehouse.query(_WAREHOUSE_SQL).to_pylist()[0]
-        last = counts["last_received_at"]
         return {
             "project": state.workspace.config.name,
             "version": __version__,
+            "url": state.url,
             "collector": pipeline_health(state.workspace),
             "log": {"kind": "jetstream" if isinstance(state.log, StreamWriter) else "local",
                     "backlog_bytes": state.backlog_bytes, "overloaded": state.overloaded,
@@ -75,12 +84,38 @@ async def status(request: Request) -> Response:
                        "failing": error is not None,
                        "last_error": None if error is None else str(error).splitlines()[0],
                        "last_load_seconds": getattr(loader, "last_load_seconds", None)},
-            "warehouse": {"events": counts["events"], "quarantine": counts["quarantine"],
-                          "events_24h": counts["events_24h"],
-                          "last_received_at": None if last is None else last.isoformat()},
+            "warehouse": warehouse_figures(warehouse),
         }
 
     return json_response(await in_thread(work))
+
+
+def offline_status(workspace: Workspace) -> dict[str, Any]:
+    """``GET /v1/status``'s shape when no server runs: the workspace's files and log
+    (``url`` and ``loader`` are None; the collector's counters are its last run's)."""
+    from nerve.log import StreamLink, StreamSettings, backlog_bytes  # noqa: PLC0415
+    from nerve.warehouse import Warehouse  # noqa: PLC0415
+
+    settings = StreamSettings.from_workspace(workspace)
+    if settings is None:
+        kind = "local"
+        unloaded = backlog_bytes(workspace.log_dir) if workspace.log_dir.is_dir() else 0
+    else:
+        kind, link = "jetstream", StreamLink(settings, name="nerve-status")
+        try:
+            unloaded = link.backlog_bytes()
+        finally:
+            link.close()
+    path = Warehouse.file_of(workspace.warehouse_url)
+    if path is not None and not path.exists():
+        Warehouse.for_workspace(workspace).close()  # a fresh workspace: the empty tables
+    with Warehouse.for_workspace(workspace, read_only=True) as warehouse:
+        figures = warehouse_figures(warehouse)
+    return {"project": workspace.config.name, "version": __version__, "url": None,
+            "collector": pipeline_health(workspace),
+            "log": {"kind": kind, "backlog_bytes": unloaded, "overloaded": None,
+                    "behind_seconds": None},
+            "loader": None, "warehouse": figures}
 
 
 def routes() -> list[BaseRoute]:
