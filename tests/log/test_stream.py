@@ -417,3 +417,56 @@ def test_a_stream_has_one_loader_and_a_restarted_one_takes_its_claim_back(
         assert second.load_once().rows_in == 0  # nothing left: the first loaded it all
         second.stop()
         assert len(loaded_ids(wh)) == 8
+
+
+def test_messages_removed_before_loading_are_reported_and_the_rest_loaded(
+        make_workspace: Callable[..., Workspace], nats_server: Any,
+        caplog: pytest.LogCaptureFixture) -> None:
+    import nats
+
+    ws = nats_workspace(make_workspace, nats_server.url)
+    settings = StreamSettings.from_workspace(ws)
+    assert settings is not None
+    publish(settings, rows(2, "a"))
+    with Warehouse.for_workspace(ws) as wh:
+        loader = Loader.for_workspace(ws, wh)
+        loader.load_once()  # loaded up to sequence 2
+        publish(settings, rows(2, "b"), rows(2, "c"), rows(2, "d"))  # sequences 2 to 4
+
+        async def purge_by_hand() -> None:  # an operator removes 2 and 3 unloaded
+            nc = await nats.connect(nats_server.url)
+            await nc.jetstream().purge_stream("EV", seq=4)
+            await nc.close()
+
+        asyncio.run(purge_by_hand())
+        try:
+            stats = loader.load_once()
+        finally:
+            loader.stop()
+        assert stats.loaded == 2
+        assert sorted(loaded_ids(wh)) == ["a-0", "a-1", "d-0", "d-1"]
+    assert "messages 2 to 3 of the stream EV were removed before they were loaded" in (
+        caplog.text)
+
+
+def test_rows_the_warehouse_refuses_are_kept_aside_and_the_others_loaded(
+        make_workspace: Callable[..., Workspace], nats_server: Any) -> None:
+    ws = nats_workspace(make_workspace, nats_server.url)
+    settings = StreamSettings.from_workspace(ws)
+    assert settings is not None
+    good = rows(3, "ok")
+    # a batch without message_id: the warehouse's NOT NULL refuses every row of it
+    bad = good.drop_columns(["message_id"])
+    publish(settings, rows(2, "first"), bad, good)
+    with Warehouse.for_workspace(ws) as wh:
+        loader = Loader.for_workspace(ws, wh)
+        try:
+            stats = loader.load_once()
+        finally:
+            loader.stop()
+        assert (stats.loaded, stats.rejected) == (5, 3)
+        assert sorted(loaded_ids(wh)) == ["first-0", "first-1", "ok-0", "ok-1", "ok-2"]
+        ledger = wh.query('SELECT sum(rejected) AS r FROM loads').to_pylist()
+    assert ledger == [{"r": 3}]
+    kept = ws.data_dir / "rejected" / "EV-2.rejected.arrow"
+    assert pa.ipc.open_file(kept).read_all().num_rows == 3
