@@ -9,6 +9,7 @@ control values come through and the figures (distinct users, funnels) equal the 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -103,6 +104,15 @@ RAW = ["Zelda Raw", str(LATITUDE), RESET_EMAIL, TOKEN, REFERRER_ID, USER, DEVICE
 CONTROL = ["plus", "Lisbon", '"https://shop.example/reset"', '"https://mail.example/open"']
 
 
+def _holds(answer: bytes, value: str) -> bool:
+    """Whether ``value`` is in ``answer``; a number only as a number of its own, not as
+    digits inside another (a timestamp's microseconds, a hash's hex digits)."""
+    if not value.isdigit():
+        return value.encode() in answer
+    return re.search(rb"(?<![0-9A-Za-z])" + value.encode() + rb"(?![0-9A-Za-z])",
+                     answer) is not None
+
+
 def _batch() -> list[dict[str, Any]]:
     context = {"ip": IP, "device": {"id": DEVICE_ID, "advertisingId": AD_ID, "model": "X1",
                                     "name": DEVICE_NAME},
@@ -177,8 +187,8 @@ def test_a_reader_sees_no_raw_personal_value_and_the_admin_sees_them_all(
     as_reader = b"".join(_post(server, ANA, "/v1/admin/sql", {"query": q}).content
                          for q in queries)
     # the admin's answers hold every raw value: the search below can see them
-    assert [v for v in RAW if v.encode() not in as_admin] == []
-    assert [v for v in RAW if v.encode() in as_reader] == []
+    assert [v for v in RAW if not _holds(as_admin, v)] == []
+    assert [v for v in RAW if _holds(as_reader, v)] == []
     assert [v for v in CONTROL if v.encode() not in as_reader] == []
     assert b'"model":"X1"' in as_reader  # the rest of the context is as stored
 
