@@ -7,14 +7,14 @@ import asyncio
 import random
 import re
 import string
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pyarrow as pa
 import pytest
 
 from nerve.errors import BackpressureError, UserError, WorkspaceError
-from nerve.loader import Loader, StreamLoader
+from nerve.loader import Loader, LoadStats, StreamLoader
 from nerve.log import StreamLink, StreamReader, StreamSettings, StreamWriter
 from nerve.log._stream import encode_message
 from nerve.warehouse import Warehouse
@@ -39,6 +39,29 @@ def nats_workspace(make_workspace: Callable[..., Workspace], url: str,
                    extra: str = "") -> Workspace:
     return make_workspace(extra_toml=f'[log]\nurl = "{url}"\nstream = "EV"\n'
                                      f'subject = "test.events"\n{extra}')
+
+
+def stream_workspace(make_workspace: Callable[..., Workspace],
+                     url: str) -> tuple[Workspace, StreamSettings]:
+    """A workspace whose log is the stream ``EV`` on ``url``, and its stream settings."""
+    ws = nats_workspace(make_workspace, url)
+    settings = StreamSettings.from_workspace(ws)
+    assert settings is not None
+    return ws, settings
+
+
+def on_jetstream(url: str, action: Callable[[Any], Awaitable[Any]]) -> None:
+    """``action(js)`` on a connection of its own: what an operator or another tool does."""
+    import nats
+
+    async def run() -> None:
+        nc = await nats.connect(url)
+        try:
+            await action(nc.jetstream())
+        finally:
+            await nc.close()
+
+    asyncio.run(run())
 
 
 # ----------------------------------------------------------------------------- settings
@@ -117,9 +140,7 @@ def test_a_token_in_the_environments_url_reaches_a_server_that_asks_for_one(
 
 def test_what_sync_returns_from_is_in_the_stream_in_order(
         make_workspace: Callable[..., Workspace], nats_server: Any) -> None:
-    ws = nats_workspace(make_workspace, nats_server.url)
-    settings = StreamSettings.from_workspace(ws)
-    assert settings is not None
+    _, settings = stream_workspace(make_workspace, nats_server.url)
     writer = StreamWriter(settings, "w1")
     try:
         writer.append(rows(10, "a"))
@@ -137,9 +158,7 @@ def test_what_sync_returns_from_is_in_the_stream_in_order(
 
 def test_a_round_larger_than_the_servers_max_payload_is_split(
         make_workspace: Callable[..., Workspace], nats_server: Any) -> None:
-    ws = nats_workspace(make_workspace, nats_server.url)
-    settings = StreamSettings.from_workspace(ws)
-    assert settings is not None
+    _, settings = stream_workspace(make_workspace, nats_server.url)
     batch = rows(600, "big", pad=8000)  # ~4.8 MB that LZ4 cannot shrink; NATS takes 1 MB
     assert len(encode_message(batch)) > 4 << 20
     writer = StreamWriter(settings, "w1")
@@ -158,20 +177,12 @@ def test_a_round_larger_than_the_servers_max_payload_is_split(
 
 def test_a_full_stream_refuses_with_backpressure_and_keeps_what_it_has(
         make_workspace: Callable[..., Workspace], nats_server: Any) -> None:
-    import nats
     from nats.js.api import DiscardPolicy, StreamConfig
 
-    async def small_stream() -> None:  # an operator's stream: kept as it is, being safe
-        nc = await nats.connect(nats_server.url)
-        await nc.jetstream().add_stream(StreamConfig(
-            name="EV", subjects=["test.events"], max_bytes=200_000,
-            discard=DiscardPolicy.NEW))
-        await nc.close()
-
-    asyncio.run(small_stream())
-    ws = nats_workspace(make_workspace, nats_server.url)
-    settings = StreamSettings.from_workspace(ws)
-    assert settings is not None
+    # an operator's stream: kept as it is, being safe
+    on_jetstream(nats_server.url, lambda js: js.add_stream(StreamConfig(
+        name="EV", subjects=["test.events"], max_bytes=200_000, discard=DiscardPolicy.NEW)))
+    _, settings = stream_workspace(make_workspace, nats_server.url)
     writer = StreamWriter(settings, "w1")
     try:
         for n in range(100):
@@ -200,7 +211,6 @@ def test_a_full_stream_refuses_with_backpressure_and_keeps_what_it_has(
 def test_an_existing_stream_that_could_lose_events_is_refused(
         make_workspace: Callable[..., Workspace], nats_server: Any,
         change: dict[str, Any], problem: str) -> None:
-    import nats
     from nats.js.api import DiscardPolicy, StreamConfig
 
     config: dict[str, Any] = {"name": "EV", "subjects": ["test.events"],
@@ -208,14 +218,8 @@ def test_an_existing_stream_that_could_lose_events_is_refused(
     if change.get("discard") == "old":
         config["discard"] = DiscardPolicy.OLD
 
-    async def make() -> None:
-        nc = await nats.connect(nats_server.url)
-        await nc.jetstream().add_stream(StreamConfig(**config))
-        await nc.close()
-
-    asyncio.run(make())
-    settings = StreamSettings.from_workspace(nats_workspace(make_workspace, nats_server.url))
-    assert settings is not None
+    on_jetstream(nats_server.url, lambda js: js.add_stream(StreamConfig(**config)))
+    _, settings = stream_workspace(make_workspace, nats_server.url)
     with pytest.raises(UserError, match=rf"\[log\] stream 'EV'.*{problem}"):
         StreamLink(settings)
 
@@ -233,6 +237,15 @@ def publish(settings: StreamSettings, *batches: pa.RecordBatch) -> None:
         writer.close()
 
 
+def load_with_a_new_loader(ws: Workspace, wh: Warehouse) -> LoadStats:
+    """What one pass of a loader made for the occasion loads, the loader then stopped."""
+    loader = Loader.for_workspace(ws, wh)
+    try:
+        return loader.load_once()
+    finally:
+        loader.stop()
+
+
 def loaded_ids(wh: Warehouse) -> list[str]:
     return [r["message_id"] for r in wh.query(
         "SELECT message_id FROM events ORDER BY message_id").to_pylist()]
@@ -240,9 +253,7 @@ def loaded_ids(wh: Warehouse) -> list[str]:
 
 def test_the_loader_loads_by_sequence_exactly_once_and_purges_what_it_loaded(
         make_workspace: Callable[..., Workspace], nats_server: Any) -> None:
-    ws = nats_workspace(make_workspace, nats_server.url)
-    settings = StreamSettings.from_workspace(ws)
-    assert settings is not None
+    ws, settings = stream_workspace(make_workspace, nats_server.url)
     publish(settings, rows(30, "a"), rows(20, "b"))
     with Warehouse.for_workspace(ws) as wh:
         loader = Loader.for_workspace(ws, wh)
@@ -271,9 +282,7 @@ def test_the_loader_loads_by_sequence_exactly_once_and_purges_what_it_loaded(
 def test_a_loader_that_died_before_purging_skips_what_it_committed(
         make_workspace: Callable[..., Workspace], nats_server: Any,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    ws = nats_workspace(make_workspace, nats_server.url)
-    settings = StreamSettings.from_workspace(ws)
-    assert settings is not None
+    ws, settings = stream_workspace(make_workspace, nats_server.url)
     publish(settings, rows(40, "a"))
 
     def unreachable(self: StreamReader, seq: int) -> None:
@@ -300,26 +309,13 @@ def test_a_loader_that_died_before_purging_skips_what_it_committed(
 
 def test_a_message_that_is_not_a_nerve_batch_is_kept_aside_and_passed(
         make_workspace: Callable[..., Workspace], nats_server: Any) -> None:
-    import nats
-
-    ws = nats_workspace(make_workspace, nats_server.url)
-    settings = StreamSettings.from_workspace(ws)
-    assert settings is not None
+    ws, settings = stream_workspace(make_workspace, nats_server.url)
     publish(settings, rows(3, "a"))
-
-    async def stray() -> None:  # someone else's tool publishing on the subject
-        nc = await nats.connect(nats_server.url)
-        await nc.jetstream().publish("test.events", b'{"hello": "world"}')
-        await nc.close()
-
-    asyncio.run(stray())
+    # someone else's tool publishing on the subject
+    on_jetstream(nats_server.url, lambda js: js.publish("test.events", b'{"hello": "world"}'))
     publish(settings, rows(4, "b"))
     with Warehouse.for_workspace(ws) as wh:
-        loader = Loader.for_workspace(ws, wh)
-        try:
-            stats = loader.load_once()
-        finally:
-            loader.stop()
+        stats = load_with_a_new_loader(ws, wh)
         assert stats.loaded == 7
         assert len(loaded_ids(wh)) == 7
     kept = ws.data_dir / "rejected" / "EV-2.msg"
@@ -328,23 +324,14 @@ def test_a_message_that_is_not_a_nerve_batch_is_kept_aside_and_passed(
 
 def test_a_stream_made_again_is_loaded_from_its_start(
         make_workspace: Callable[..., Workspace], nats_server: Any) -> None:
-    import nats
-
-    ws = nats_workspace(make_workspace, nats_server.url)
-    settings = StreamSettings.from_workspace(ws)
-    assert settings is not None
+    ws, settings = stream_workspace(make_workspace, nats_server.url)
     publish(settings, *(rows(2, f"a{n}") for n in range(5)))
     with Warehouse.for_workspace(ws) as wh:
         loader = Loader.for_workspace(ws, wh)
         loader.load_once()  # loaded up to sequence 6
         loader.stop()
 
-        async def recreate() -> None:
-            nc = await nats.connect(nats_server.url)
-            await nc.jetstream().delete_stream("EV")
-            await nc.close()
-
-        asyncio.run(recreate())
+        on_jetstream(nats_server.url, lambda js: js.delete_stream("EV"))
         publish(settings, rows(3, "new"))  # sequences start at 1 again
         loader = Loader.for_workspace(ws, wh)
         try:
@@ -358,9 +345,7 @@ def test_nerve_forget_drains_the_stream_first(
         make_workspace: Callable[..., Workspace], nats_server: Any) -> None:
     from nerve.erasure import forget_users
 
-    ws = nats_workspace(make_workspace, nats_server.url)
-    settings = StreamSettings.from_workspace(ws)
-    assert settings is not None
+    ws, settings = stream_workspace(make_workspace, nats_server.url)
     publish(settings, rows(14, "f"))  # users u0..u6, two rows each
     with Warehouse.for_workspace(ws) as wh:
         loader = Loader.for_workspace(ws, wh)
@@ -422,23 +407,15 @@ def test_a_stream_has_one_loader_and_a_restarted_one_takes_its_claim_back(
 def test_messages_removed_before_loading_are_reported_and_the_rest_loaded(
         make_workspace: Callable[..., Workspace], nats_server: Any,
         caplog: pytest.LogCaptureFixture) -> None:
-    import nats
-
-    ws = nats_workspace(make_workspace, nats_server.url)
-    settings = StreamSettings.from_workspace(ws)
-    assert settings is not None
+    ws, settings = stream_workspace(make_workspace, nats_server.url)
     publish(settings, rows(2, "a"))
     with Warehouse.for_workspace(ws) as wh:
         loader = Loader.for_workspace(ws, wh)
         loader.load_once()  # loaded up to sequence 2
         publish(settings, rows(2, "b"), rows(2, "c"), rows(2, "d"))  # sequences 2 to 4
 
-        async def purge_by_hand() -> None:  # an operator removes 2 and 3 unloaded
-            nc = await nats.connect(nats_server.url)
-            await nc.jetstream().purge_stream("EV", seq=4)
-            await nc.close()
-
-        asyncio.run(purge_by_hand())
+        # an operator removes 2 and 3, unloaded
+        on_jetstream(nats_server.url, lambda js: js.purge_stream("EV", seq=4))
         try:
             stats = loader.load_once()
         finally:
@@ -451,19 +428,13 @@ def test_messages_removed_before_loading_are_reported_and_the_rest_loaded(
 
 def test_rows_the_warehouse_refuses_are_kept_aside_and_the_others_loaded(
         make_workspace: Callable[..., Workspace], nats_server: Any) -> None:
-    ws = nats_workspace(make_workspace, nats_server.url)
-    settings = StreamSettings.from_workspace(ws)
-    assert settings is not None
+    ws, settings = stream_workspace(make_workspace, nats_server.url)
     good = rows(3, "ok")
     # a batch without message_id: the warehouse's NOT NULL refuses every row of it
     bad = good.drop_columns(["message_id"])
     publish(settings, rows(2, "first"), bad, good)
     with Warehouse.for_workspace(ws) as wh:
-        loader = Loader.for_workspace(ws, wh)
-        try:
-            stats = loader.load_once()
-        finally:
-            loader.stop()
+        stats = load_with_a_new_loader(ws, wh)
         assert (stats.loaded, stats.rejected) == (5, 3)
         assert sorted(loaded_ids(wh)) == ["first-0", "first-1", "ok-0", "ok-1", "ok-2"]
         ledger = wh.query('SELECT sum(rejected) AS r FROM loads').to_pylist()
