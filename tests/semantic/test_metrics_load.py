@@ -74,6 +74,13 @@ def test_metrics_errors_are_catalog_errors_with_a_code() -> None:
     ("metrics:\n  orders:\n    measure: {agg: count, event: purchase_complete}\n",
      "shop.yaml:9: metrics.orders: already defined in"),
     ("metrics: [1, 2]\n", "extra.yaml:1: metrics: expected a mapping keyed by name"),
+    ("metrics:\n  x:\n    type: conversion\n    entity: session_id\n    base:\n"
+     "      {agg: count_distinct, of: user, event: checkout_start}\n"
+     "    conversion: {event: purchase_complete}\n",
+     "extra.yaml:6: x.base.of: a conversion counts distinct entities ('session_id')"),
+    ("metrics:\n  x:\n    type: conversion\n    base: {agg: sum, event: checkout_start, "
+     "of: n}\n    conversion: {event: purchase_complete}\n",
+     "extra.yaml:4: x.base.agg: count_distinct (of the entity, the default) or count"),
     ("metrics:\n  x: {measure: {agg: count, event: purchase_complete}\n",
      "extra.yaml:3:"),
 ])

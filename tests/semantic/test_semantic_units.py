@@ -220,3 +220,53 @@ def test_with_metrics_adds_checked_metrics(make_layer: Callable[..., SemanticLay
                                                             of="x"))
     with pytest.raises(MetricsError, match="'nope' is not in the catalog"):
         layer.with_metrics([bad])
+
+
+CONVERSIONS = """
+metrics:
+  by_user:
+    type: conversion
+    base: {event: checkout_start}
+    conversion: {event: purchase_complete}
+    window: 1h
+  by_event:
+    type: conversion
+    base: {agg: count, event: checkout_start}
+    conversion: {event: purchase_complete}
+    window: 1h
+  by_session:
+    type: conversion
+    entity: session_id
+    base: {event: checkout_start}
+    conversion: {event: purchase_complete}
+    window: 1h
+"""
+
+
+def test_a_conversion_counts_distinct_entities_unless_asked_for_events(
+        make_layer: Callable[..., SemanticLayer],
+        events_table: Callable[..., object]) -> None:
+    """docs/metrics.md: the base is count_distinct of the entity by default."""
+    import ibis
+    from tests.semantic.conftest import track, ts
+
+    table = ibis.duckdb.connect().create_table("events", events_table([  # type: ignore[arg-type]
+        # u1: two checkouts in session s1, then a purchase in s1; a checkout in s2, no buy
+        track("checkout_start", ts(2026, 3, 2, 10), "u1", session_id="s1"),
+        track("checkout_start", ts(2026, 3, 2, 10, 5), "u1", session_id="s1"),
+        track("purchase_complete", ts(2026, 3, 2, 10, 10), "u1", session_id="s1",
+              revenue=5.0),
+        track("checkout_start", ts(2026, 3, 2, 15), "u1", session_id="s2"),
+        # u2: one checkout in s3, no purchase
+        track("checkout_start", ts(2026, 3, 2, 11), "u2", session_id="s3"),
+        # u3: one checkout in s4, no purchase
+        track("checkout_start", ts(2026, 3, 2, 12), "u3", session_id="s4"),
+    ]))
+    layer = make_layer(extra=CONVERSIONS)
+    result = nerve.semantic.query("by_user,by_event,by_session", layer=layer, table=table,
+                                  since="2026-03-02", until="2026-03-02")
+    # users: u1 converted, u2 and u3 did not. Events: 2 of 5 checkouts were followed by
+    # the buy within the hour (both of u1's in s1). Sessions: s1 converted, s2-s4 did not
+    assert result.rows() == [{"by_user": 1 / 3, "by_event": 2 / 5, "by_session": 1 / 4}]
+    assert result.lineage["by_session"].formula.startswith("count_distinct(session_id)")
+

@@ -15,7 +15,7 @@ the catalog.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +149,23 @@ class _Reader:
                        filter=self.text(raw, "filter", where), file=self.path,
                        line=_line(raw))
 
+    def conversion_base(self, raw: dict[str, Any], base: Measure, entity: str,
+                        name: str) -> Measure:
+        """A conversion's base: distinct entities unless ``agg: count`` asks for events."""
+        if "agg" not in raw:
+            return replace(base, agg="count_distinct", of=entity)
+        if base.agg == "count":
+            return base
+        if base.agg != "count_distinct":
+            self.bad(raw, "agg", f"{name}.base.agg: count_distinct (of the entity, the "
+                                 f"default) or count (of base events), got {base.agg}")
+        elif "of" not in raw:
+            return replace(base, of=entity)
+        elif base.of != entity:
+            self.bad(raw, "of", f"{name}.base.of: a conversion counts distinct entities "
+                                f"({entity!r}); set entity: {base.of} instead, or leave of out")
+        return base
+
     def side(self, raw: dict[str, Any], key: str, subject: str) -> str | Measure | None:
         value = raw.get(key)
         if isinstance(value, str):
@@ -254,16 +271,15 @@ class _Reader:
             conv = self.measure(raw.get("conversion"), raw, "conversion", name)
             if base is None or conv is None:
                 return None
-            if base.agg not in ("count", "count_distinct"):
-                self.bad(raw, "base", f"{name}.base.agg: count or count_distinct "
-                                      f"(of the entity), got {base.agg}")
+            entity = self.text(raw, "entity", name) or "user"
+            base = self.conversion_base(raw["base"], base, entity, name)
             calc = raw.get("calculation", "conversion_rate")
             if calc not in ("conversion_rate", "conversions"):
                 self.bad(raw, "calculation", f"{name}.calculation: conversion_rate or "
                                              f"conversions, got {calc!r}")
                 calc = "conversion_rate"
             common["conversion"] = ConversionSpec(
-                base=base, conversion=conv, entity=self.text(raw, "entity", name) or "user",
+                base=base, conversion=conv, entity=entity,
                 window=self.text(raw, "window", name) or "1d", calculation=calc)
         return Metric(**common)
 
