@@ -1,3 +1,5 @@
+import pytest
+
 from nerve.pipeline import enrich_context, parse_user_agent
 
 IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 "
@@ -41,3 +43,14 @@ def test_sdk_library_agent_from_header_is_not_a_device() -> None:
     assert "device" not in ctx
     ctx = enrich_context({}, user_agent=CHROME_LINUX)
     assert ctx["os"]["name"] == "Linux"
+
+
+@pytest.mark.parametrize("agent", ["curl/8.5.0", "python-requests/2.31.0", "Wget/1.21.4",
+                                   "okhttp/4.12.0"])
+def test_an_http_tool_in_the_header_is_not_a_browser(agent: str) -> None:
+    """ua-parser names curl and Python Requests as browser families; no person sent them."""
+    ctx = enrich_context({}, user_agent=agent)
+    assert not {"os", "device", "browser"} & ctx.keys(), ctx
+    # a message's own context.userAgent is the client's word, and is parsed as sent
+    ctx = enrich_context({"userAgent": "curl/8.5.0"})
+    assert ctx["browser"]["name"] == "curl"

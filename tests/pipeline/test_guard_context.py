@@ -49,7 +49,8 @@ def reference_enrich(context: dict[str, Any], client_ip: str | None,
     if parsed["bot"]:
         result["bot"] = True
     browser = parsed["browser"]
-    is_browser = bool(browser and browser["name"] not in ("Other", None)) or parsed["bot"]
+    is_browser = (agent.startswith(("Mozilla/", "Opera/")) and bool(browser)
+                  and browser["name"] not in ("Other", None)) or parsed["bot"]
     if from_header and not is_browser:
         return result
     if not result.get("os") and parsed["os"]:

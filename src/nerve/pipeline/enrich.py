@@ -97,7 +97,7 @@ def context_additions(agent: str, from_header: bool, has_os: bool, has_device: b
     out: list[tuple[str, Any]] = []
     if parsed["bot"]:
         out.append(("bot", True))
-    if from_header and not _is_browser(parsed):
+    if from_header and not _is_browser(agent, parsed):
         return tuple(out)  # an SDK or HTTP library talking, not a person's device
     if not has_os and parsed["os"]:
         out.append(("os", parsed["os"]))
@@ -108,6 +108,12 @@ def context_additions(agent: str, from_header: bool, has_os: bool, has_device: b
     return tuple(out)
 
 
-def _is_browser(parsed: dict[str, Any]) -> bool:
+#: how every browser's User-Agent starts (ua-parser also names HTTP tools, curl or Python
+#: Requests, as browser families, but their requests come from no person's device)
+_BROWSER_AGENTS = ("Mozilla/", "Opera/")
+
+
+def _is_browser(agent: str, parsed: dict[str, Any]) -> bool:
     browser = parsed["browser"]
-    return bool(browser and browser["name"] not in ("Other", None)) or parsed["bot"]
+    return (agent.startswith(_BROWSER_AGENTS) and bool(browser)
+            and browser["name"] not in ("Other", None)) or parsed["bot"]
