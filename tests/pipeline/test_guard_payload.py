@@ -27,12 +27,24 @@ PERSONAL = EventSpec(name="signed_up", version=Version(1), properties=(
         PropertySpec("street", "string", pii="personal"),
     )),
 ))
-SPECS = [None, PLAIN, PERSONAL]
-NAMES = ["sku", "ip", "plan", "email", "user_email", "phone", "address", "color", "Email"]
+LISTS = EventSpec(name="party", version=Version(1), properties=(
+    PropertySpec("tags", "array", items=PropertySpec("items", "string")),
+    PropertySpec("meta", "object"),  # free-form: what it holds is judged by name
+))
+GUESTS = EventSpec(name="party_created", version=Version(1), properties=(
+    PropertySpec("guests", "array", items=PropertySpec("items", "object", properties=(
+        PropertySpec("guest_email", "string", pii="personal"),
+        PropertySpec("note", "string", pii="sensitive"),
+    ))),
+))
+SPECS = [None, PLAIN, PERSONAL, LISTS, GUESTS]
+NAMES = ["sku", "ip", "plan", "email", "user_email", "phone", "address", "color", "Email",
+         "emailAddress", "tags", "meta", "guests"]
 
-values = st.one_of(st.none(), st.text(max_size=4), st.integers(),
-                   st.dictionaries(st.sampled_from(["street", "city"]), st.text(max_size=3),
-                                   max_size=2))
+scalars = st.one_of(st.none(), st.text(max_size=4), st.integers())
+inner = st.dictionaries(st.sampled_from(["street", "city", "guest_email", "note",
+                                         "firstName"]), scalars, max_size=3)
+values = st.one_of(scalars, inner, st.lists(st.one_of(scalars, inner), max_size=3))
 payloads = st.dictionaries(st.sampled_from(NAMES), values, max_size=5)
 
 

@@ -70,6 +70,50 @@ def test_unknown_personal_looking_properties_are_hashed() -> None:
     assert protect_payload({"user_email": "a@b.c"}, None, lax)[0] == {"user_email": "a@b.c"}
 
 
+def test_personal_properties_inside_array_items_are_protected() -> None:
+    """A personal property of an array's objects is treated as its class says."""
+    spec = EventSpec(name="party_created", version=Version(1), properties=(
+        PropertySpec("guests", "array", items=PropertySpec("items", "object", properties=(
+            PropertySpec("guest_email", "string", pii="personal", handling="hash"),
+            PropertySpec("guest_medical", "string", pii="sensitive"),
+            PropertySpec("seat", "integer"),
+        ))),
+        PropertySpec("emails", "array", items=PropertySpec("items", "string", pii="personal",
+                                                           handling="drop")),
+    ))
+    raw = {"guests": [{"guest_email": "ann@example.org", "guest_medical": "asthma",
+                       "seat": 3}, "not an object"],
+           "emails": ["bob@example.org", "cy@example.org"]}
+    out, changed = protect_payload(raw, spec, POLICY)
+    guest = out["guests"][0]
+    assert guest["guest_email"] == pseudonymise("ann@example.org", SECRET)
+    assert "guest_medical" not in guest
+    assert guest["seat"] == 3
+    assert out["guests"][1] == "not an object"
+    assert out["emails"] == []  # each item dropped
+    assert changed == 4
+    for raw_value in ("ann@", "asthma", "bob@", "cy@"):
+        assert raw_value not in str(out)
+
+
+def test_uncataloged_camel_case_and_nested_personal_names_are_hashed() -> None:
+    raw = {"emailAddress": "camel@example.org", "firstName": "Ann",
+           "contact": {"email": "nested@example.org", "kind": "work"},
+           "people": [{"phone_number": "+33 1"}], "zipper": "yes"}
+    out, changed = protect_payload(raw, None, POLICY)
+    assert out["emailAddress"] == pseudonymise("camel@example.org", SECRET)
+    assert out["firstName"] == pseudonymise("Ann", SECRET)
+    assert out["contact"] == {"email": pseudonymise("nested@example.org", SECRET),
+                              "kind": "work"}
+    assert out["people"] == [{"phone_number": pseudonymise("+33 1", SECRET)}]
+    assert out["zipper"] == "yes"
+    assert changed == 4
+    # without guard_unknown, uncataloged values are kept as sent
+    kept, none = protect_payload(raw, None, PrivacyPolicy(secret=SECRET, guard_unknown=False))
+    assert kept == raw
+    assert none == 0
+
+
 def test_hash_is_keyed() -> None:
     assert pseudonymise("a@b.c", b"one") != pseudonymise("a@b.c", b"two")
     assert pseudonymise("a@b.c", b"one").startswith("h:")

@@ -32,6 +32,13 @@ properties:
   email: {type: string, pii: personal}
   device_id: {type: string, pii: pseudonymous}
   diagnosis: {type: string, pii: sensitive}
+  guests:
+    type: array
+    items:
+      type: object
+      properties:
+        guest_email: {type: string, pii: personal}
+        guest_note: {type: string, pii: sensitive}
 """
 
 IDENTIFY = """\
@@ -56,6 +63,13 @@ MESSAGE_IP = "203.0.113.177"
 PROXY_IP = "198.51.100.213"
 QUARANTINED_EMAIL = "quarantined.person@example.net"
 CONTROL = "control-marker-not-personal-4711"
+GUEST_EMAIL = "guest.in.array@example.org"
+GUEST_NOTE = "guest-note-sensitive-zq9"
+CAMEL_EMAIL = "camel.case@example.net"
+NESTED_EMAIL = "nested.contact@example.net"
+#: every raw value the policy must keep out of every file
+RAW = (EMAIL, PHONE, DEVICE, DIAGNOSIS, MESSAGE_IP, PROXY_IP, QUARANTINED_EMAIL, GUEST_EMAIL,
+       GUEST_NOTE, CAMEL_EMAIL, NESTED_EMAIL)
 
 
 def _files(root: Path) -> list[Path]:
@@ -86,13 +100,16 @@ def test_no_raw_personal_value_is_in_any_file_nerve_wrote(
     batch = [
         {"type": "track", "event": "signup", "userId": "u1", "messageId": "s1",
          "properties": {"marker": CONTROL, "email": EMAIL, "device_id": DEVICE,
-                        "diagnosis": DIAGNOSIS},
+                        "diagnosis": DIAGNOSIS,
+                        "guests": [{"guest_email": GUEST_EMAIL, "guest_note": GUEST_NOTE}]},
          "context": {"ip": MESSAGE_IP, "traits": {"email": EMAIL}}},
         {"type": "identify", "userId": "u1", "messageId": "i1",
          "traits": {"email": EMAIL, "phone": PHONE}},
         # an uncataloged event goes to the quarantine: its personal-looking fields too
         {"type": "track", "event": "not_in_catalog", "userId": "u2", "messageId": "q1",
-         "properties": {"email": QUARANTINED_EMAIL, "marker": CONTROL}},
+         "properties": {"email": QUARANTINED_EMAIL, "marker": CONTROL,
+                        # judged by name in camelCase, and nested, too
+                        "emailAddress": CAMEL_EMAIL, "contact": {"email": NESTED_EMAIL}}},
         # no IP in the message: the proxy's header gives it
         {"type": "track", "event": "signup", "userId": "u3", "messageId": "s2",
          "properties": {"marker": CONTROL}},
@@ -108,6 +125,8 @@ def test_no_raw_personal_value_is_in_any_file_nerve_wrote(
     by_id = {r["message_id"]: r for r in loaded}
     assert by_id["s1"]["properties"]["email"] == pseudonymise(EMAIL, SECRET)
     assert "diagnosis" not in by_id["s1"]["properties"]
+    assert by_id["s1"]["properties"]["guests"] == [
+        {"guest_email": pseudonymise(GUEST_EMAIL, SECRET)}]
     assert by_id["s1"]["context"]["ip"] == "203.0.113.0"
     assert by_id["s2"]["context"]["ip"] == "198.51.100.0"
     quarantined = rows(ws, "SELECT message_id, properties FROM quarantine")
@@ -119,7 +138,7 @@ def test_no_raw_personal_value_is_in_any_file_nerve_wrote(
     contents = {p: _searchable(p) for p in files}
     segments = [p for p in files if p.suffix == ".seg"]
     assert segments, "the log's open segment stays after a stop"
-    for raw in (EMAIL, PHONE, DEVICE, DIAGNOSIS, MESSAGE_IP, PROXY_IP, QUARANTINED_EMAIL):
+    for raw in RAW:
         holders = [str(p.relative_to(ws.root)) for p, data in contents.items()
                    if raw.encode() in data]
         assert holders == [], f"{raw!r} was written raw to {holders}"
@@ -129,7 +148,7 @@ def test_no_raw_personal_value_is_in_any_file_nerve_wrote(
     assert {"events", "quarantine"} <= set(tables)
     stored = repr([rows(ws, f'SELECT * FROM "{table}"') for table in tables])
     assert CONTROL in stored
-    for raw in (EMAIL, PHONE, DEVICE, DIAGNOSIS, MESSAGE_IP, PROXY_IP, QUARANTINED_EMAIL):
+    for raw in RAW:
         assert raw not in stored, f"{raw!r} is in the warehouse"
     # the search sees the data: the control value and the hashes are on disk
     for present in (CONTROL, pseudonymise(EMAIL, SECRET), pseudonymise(DEVICE, SECRET)):

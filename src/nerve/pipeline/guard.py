@@ -13,9 +13,9 @@ from typing import Any
 from nerve.catalog import EventSpec, PropertySpec
 from nerve.pipeline.enrich import context_additions, parse_user_agent
 from nerve.pipeline.privacy import (
-    PERSONAL_NAMES,
     PrivacyPolicy,
     consent_allows,
+    looks_personal,
     protect_ip,
     protect_payload,
     pseudonymise,
@@ -43,6 +43,9 @@ class Guard:
         #: spec id -> property names a payload may carry with nothing to protect; None
         #: when the spec itself has personal properties (every payload needs the work)
         self._safe: dict[int, set[str] | None] = {}
+        #: spec id -> names that need nothing while their value holds no keys (an
+        #: uncataloged name, or an object or array property: what is in it is judged too)
+        self._loose: dict[int, set[str]] = {}
         #: ``context.ip`` -> what the policy keeps of it (None: drop); traffic repeats IPs
         self._ips: dict[str, str | None] = {}
         #: (agent, from the header?, has os?, has device?, has browser?) -> what enrichment
@@ -118,35 +121,63 @@ class Guard:
         return pseudonymise(value, self.policy.secret)
 
     def _needs_work(self, payload: dict[str, Any], spec: EventSpec | None) -> bool:
-        # the answer depends only on the spec and the property names, which repeat: the
-        # names known to need nothing are kept per spec, and one C-level superset test
-        # answers the usual payload
+        # the answer depends on the spec, the property names and, for a name that may
+        # hold an object or an array (whose keys are judged too), on the value. Per spec,
+        # the names known to need nothing whatever their value are in ``safe`` (one C-level
+        # superset test answers the usual payload), those that need nothing while their
+        # value is plain in ``loose``
         key = id(spec)
         try:
             safe = self._safe[key]
         except KeyError:
             safe = self._safe[key] = (None if spec is not None and _has_pii(spec.properties)
                                       else set())
+            self._loose[key] = set()
         if safe is None:
             return True
-        if safe.issuperset(payload):
-            return False
+        loose = self._loose[key]
         for name in payload:
-            if name not in safe:
-                if self._personal(name, spec):
+            if name not in safe and name not in loose:
+                verdict = self._judge(name, spec)
+                if verdict == "personal":
                     return True
-                if len(safe) < _MAX_NAMES:
-                    safe.add(name)
-        return False
+                if len(safe) + len(loose) >= _MAX_NAMES:
+                    return True  # the caches are full: the pure step decides
+                (loose if verdict == "loose" else safe).add(name)
+        if _CONTAINERS.isdisjoint(map(type, payload.values())):
+            return False  # no value holds keys (one C-level pass)
+        return not all(_plain(payload[name]) for name in loose.intersection(payload))
 
-    def _personal(self, name: str, spec: EventSpec | None) -> bool:
-        """An uncataloged property name that looks personal (hashed when guarded)."""
-        return (self.policy.guard_unknown and PERSONAL_NAMES.search(name) is not None
-                and (spec is None or spec.property(name) is None))
+    def _judge(self, name: str, spec: EventSpec | None) -> str:
+        """``personal``, ``loose`` (needs nothing while its value is plain) or ``safe``.
+
+        Called only for specs without personal properties, once per name.
+        """
+        if not self.policy.guard_unknown:
+            return "safe"  # only the catalog's classes apply, and this spec has none
+        prop = spec.property(name) if spec is not None else None
+        if prop is None:
+            return "personal" if looks_personal(name) else "loose"
+        holds_keys = prop.type == "object" or (prop.type == "array" and (
+            prop.items is None or prop.items.type in ("object", "array")))
+        return "loose" if holds_keys else "safe"
 
 
 def _has_pii(props: tuple[PropertySpec, ...]) -> bool:
-    return any(p.pii != "none" or _has_pii(p.properties) for p in props)
+    return any(p.pii != "none" or _has_pii(p.properties)
+               or (p.items is not None and _has_pii((p.items,))) for p in props)
+
+
+_CONTAINERS = frozenset({dict, list})
+
+
+def _plain(value: Any) -> bool:
+    """A value without keys anywhere in it (a scalar, or an array of scalars), as parsed
+    JSON has it."""
+    kind = type(value)
+    if kind is list:
+        return _CONTAINERS.isdisjoint(map(type, value))
+    return kind is not dict
 
 
 def withhold_values(violations: list[dict[str, Any]], raw: dict[str, Any],

@@ -33,6 +33,7 @@ from nerve.errors import WorkspaceError
 __all__ = [
     "PrivacyPolicy",
     "consent_allows",
+    "looks_personal",
     "protect_context",
     "protect_ip",
     "protect_payload",
@@ -43,12 +44,26 @@ __all__ = [
 Treatment = Literal["hash", "drop", "keep", "truncate"]
 HASH_PREFIX = "h:"
 
-#: names of uncataloged properties that are hashed anyway
+#: words that make an uncataloged property's name look personal (hashed anyway)
 PERSONAL_NAMES = re.compile(
     r"(^|_)(e_?mail|phone|mobile|ssn|password|passwd|first_?name|last_?name|full_?name|"
     r"address|street|postcode|zip_?code|birth_?date|dob|iban|card_?number|ip)($|_)",
     re.IGNORECASE,
 )
+#: where a camelCase name starts a word (``emailAddress``, ``IPAddress``): an underscore
+#: there lets PERSONAL_NAMES see the words of Segment's own camelCase traits
+_HUMPS = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+def looks_personal(name: str) -> bool:
+    """Whether an uncataloged name says it holds personal data.
+
+    >>> [looks_personal(n) for n in ("email", "user_email", "emailAddress", "firstName")]
+    [True, True, True, True]
+    >>> [looks_personal(n) for n in ("shipping", "tipped", "zipper")]
+    [False, False, False]
+    """
+    return PERSONAL_NAMES.search(_HUMPS.sub("_", name)) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,13 +156,16 @@ def truncate_ip(value: str) -> str | None:
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
 
 
-def _treatment(prop: PropertySpec, event: str, policy: PrivacyPolicy) -> Treatment:
+def _treatment(prop: PropertySpec, name: str, event: str, policy: PrivacyPolicy
+               ) -> Treatment:
+    """How the policy treats a value of ``prop`` (``name``: the property's, or the array's
+    whose items ``prop`` describes)."""
     if prop.pii == "none":
         return "keep"
     if prop.pii == "pseudonymous":
         return "hash"
     if prop.pii == "sensitive":
-        if f"{event}.{prop.name}" in policy.allow_sensitive:
+        if f"{event}.{name}" in policy.allow_sensitive:
             return "keep"
         return "drop"
     handling = prop.handling
@@ -186,22 +204,58 @@ def _protect(
     for key, value in payload.items():
         prop = props.get(key)
         if prop is None:
-            if policy.guard_unknown and value is not None and PERSONAL_NAMES.search(key):
-                result[key] = pseudonymise(value, policy.secret)
-                changed += 1
-            else:
-                result[key] = value
-            continue
-        if prop.properties and isinstance(value, dict):
-            nested, n = _protect(value, {p.name: p for p in prop.properties}, event, policy)
-            result[key] = nested
-            changed += n
-            continue
-        keep, new = _apply(value, _treatment(prop, event, policy), policy)
+            keep, new, n = _protect_unknown(key, value, event, policy)
+        else:
+            keep, new, n = _protect_value(value, prop, prop.name, event, policy)
         if keep:
             result[key] = new
-        changed += new is not value or not keep
+        changed += n
     return result, changed
+
+
+def _protect_value(value: Any, prop: PropertySpec, name: str, event: str,
+                   policy: PrivacyPolicy) -> tuple[bool, Any, int]:
+    """(keep?, the value as kept, how many values changed) for a cataloged property.
+
+    An object is protected property by property and an array item by item, so that a
+    personal property inside the items of an array is treated as its class says; what an
+    object or array property holds beyond the catalog is judged by name, as at the top.
+    """
+    if isinstance(value, dict) and (prop.properties
+                                    or (prop.pii == "none" and prop.type == "object")):
+        nested, n = _protect(value, {p.name: p for p in prop.properties}, event, policy)
+        return True, nested if n else value, n
+    if isinstance(value, list) and prop.pii == "none" and prop.type == "array":
+        kept: list[Any] = []
+        changed = 0
+        for item in value:
+            if prop.items is None:
+                keep, new, n = _protect_unknown("", item, event, policy)
+            else:
+                keep, new, n = _protect_value(item, prop.items, name, event, policy)
+            changed += n
+            if keep:
+                kept.append(new)
+        return True, kept if changed else value, changed
+    keep, new = _apply(value, _treatment(prop, name, event, policy), policy)
+    return keep, new, int(new is not value or not keep)
+
+
+def _protect_unknown(name: str, value: Any, event: str,
+                     policy: PrivacyPolicy) -> tuple[bool, Any, int]:
+    """The same for a value the catalog does not describe: hashed if its name looks personal."""
+    if not policy.guard_unknown or value is None:
+        return True, value, 0
+    if name and looks_personal(name):
+        return True, pseudonymise(value, policy.secret), 1
+    if isinstance(value, dict):
+        nested, n = _protect(value, {}, event, policy)
+        return True, nested if n else value, n
+    if isinstance(value, list):
+        items = [_protect_unknown("", item, event, policy) for item in value]
+        changed = sum(n for _, _, n in items)
+        return True, [new for _, new, _ in items] if changed else value, changed
+    return True, value, 0
 
 
 def protect_context(
