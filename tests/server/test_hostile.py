@@ -22,9 +22,10 @@ from nerve.workspace import Workspace
 LIMITS = "[collector]\nbody_timeout_seconds = 1\nmax_connections = 40\n"
 
 
-def _nest(depth: int) -> bytes:
-    return (b'{"batch":[{"type":"track","event":"order_completed","userId":"u",'
-            b'"properties":{"order_id":"o","revenue":1,"deep":' + b'{"a":' * depth + b"1"
+def _nest(depth: int, message_id: bytes = b"") -> bytes:
+    ids = b'"messageId":"%s",' % message_id if message_id else b""
+    return (b'{"batch":[{"type":"track","event":"order_completed","userId":"u",' + ids
+            + b'"properties":{"order_id":"o","revenue":1,"deep":' + b'{"a":' * depth + b"1"
             + b"}" * depth + b"}}]}")
 
 
@@ -45,6 +46,8 @@ def test_hostile_requests_get_clear_4xx_and_the_server_lives(
     cases: list[tuple[str, bytes, dict[str, str], int, str]] = [
         ("gzip bomb", bomb, {"Content-Encoding": "gzip"}, 413, "payload_too_large"),
         ("deep nesting (stored)", _nest(300), {}, 400, "too_deep"),
+        # with an id, the validator meets the depth before the id's hash does
+        ("deep nesting (validated)", _nest(300, b"deep-1"), {}, 400, "too_deep"),
         ("deep nesting (parser)", _nest(5000), {}, 400, "invalid_json"),
         ("NaN", b'{"batch":[{"type":"track","event":"e","userId":"u","properties":'
                 b'{"x":NaN}}]}', {}, 400, "invalid_json"),

@@ -317,8 +317,13 @@ class Broken:
 
 def test_a_bug_gets_the_one_500_shape_with_cors_headers(state: NerveState) -> None:
     state.collector = Broken(state.collector)  # type: ignore[assignment]
+    before = counters(state)
     sent = _call(create_app(state), [(b"origin", b"https://shop.example")],
                  [{"type": "http.request", "body": b"{}"}])
+    after = counters(state)
+    # counted, so that an alert on 5xx answers sees a bug
+    assert after[("nerve_http_requests_total", (("status", "500"),))] == before.get(
+        ("nerve_http_requests_total", (("status", "500"),)), 0.0) + 1
     body = orjson.dumps({"code": "internal", "message": "a bug in nerve: RuntimeError: boom",
                          "details": None})
     assert sent == [{"type": "http.response.start", "status": 500, "headers": [

@@ -10,7 +10,7 @@ import orjson
 
 from nerve.catalog import PAYLOAD_FIELD, Catalog, EventSpec
 
-__all__ = ["Rule", "Validator"]
+__all__ = ["Rule", "TooDeepError", "Validator"]
 
 #: (schema_version, violations as JSON text or None)
 Verdict = tuple[str | None, str | None]
@@ -36,6 +36,11 @@ def _violation(path: str, rule: str, message: str) -> dict[str, Any]:
 
 def _refuse(path: str, rule: str, message: str) -> Rule:
     return Rule(None, None, (None, _dumps([_violation(path, rule, message)])))
+
+
+class TooDeepError(ValueError):
+    """A payload nested too deep for the validator to explain (jsonschema-rs stops at
+    ~255 levels), so too deep to store as well: the request is refused, not answered 500."""
 
 
 _UNVALIDATED = Rule(None, None, (None, None))
@@ -104,7 +109,12 @@ class Validator:
             assert rule.spec is not None
             explainer = self.catalog.explainer(rule.spec)
         # ``rule.check`` said no: no second ``is_valid`` (as ``catalog.violations`` does)
-        problems = explainer(payload)
+        try:
+            problems = explainer(payload)
+        except ValueError as exc:
+            if "Recursion limit" not in str(exc):
+                raise
+            raise TooDeepError(str(exc)) from exc
         return (rule.verdict[0], _dumps(problems) if problems else None)
 
     def judge(self, type_: str, event: str | None, payload: Any,

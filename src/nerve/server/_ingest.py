@@ -194,6 +194,7 @@ class IngestApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = _headers(scope)
+        started = time.perf_counter()
         try:
             response = await _ingest(self.state, scope, headers, receive)
         except ClientDisconnect:
@@ -201,6 +202,9 @@ class IngestApp:
         except Exception as exc:
             logger.exception("unexpected error in %s", scope["path"])
             response = await unexpected_error_handler(Request(scope, receive), exc)
+            if self.state.metrics is not None:  # a bug's 500 is counted, for alerts to see
+                self.state.metrics.answered(response.status_code,
+                                            time.perf_counter() - started)
         cors = (_ANY_ORIGIN, _VARY) if b"origin" in headers else (_VARY,)
         if response is None:
             await send({"type": "http.response.start", "status": 200,
