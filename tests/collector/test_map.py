@@ -105,6 +105,25 @@ def test_an_unparseable_timestamp_quarantines_instead_of_dropping(collector: Col
     assert violation["path"] == "$.timestamp"
 
 
+@pytest.mark.parametrize(("fields", "paths"), [
+    ({"timestamp": "0001-01-01T00:00:00Z"}, ["$.timestamp"]),
+    ({"timestamp": "9999-12-31T23:59:59Z"}, ["$.timestamp"]),
+    ({"timestamp": "0001-01-01T00:00:00Z", "sentAt": "9999-12-31T00:00:00Z"},
+     ["$.timestamp", "$.sentAt"]),
+    # each is a possible time, but the clock-skew correction lands before 1970
+    ({"timestamp": "1971-01-01T00:00:00Z", "sentAt": "2099-01-01T00:00:00Z"},
+     ["$.timestamp"]),
+])
+def test_a_time_outside_1970_to_2099_quarantines_at_the_receive_time(
+        collector: Collector, fields: dict[str, Any], paths: list[str]) -> None:
+    """A year the correction pushed out of Python's range made the row unreadable."""
+    env = one(collector, track(**fields), received_at=T0_US)
+    assert env["timestamp"] == T0_US
+    violations = orjson.loads(env["violations"] or "")
+    assert [v["path"] for v in violations] == paths
+    assert {v["rule"] for v in violations} == {"invalid_timestamp"}
+
+
 def test_identify_traits_merge_context_traits_with_the_calls_own_winning(
         collector: Collector) -> None:
     env = one(collector, {"type": "identify", "userId": "u1", "traits": {"plan": "pro"},

@@ -135,6 +135,16 @@ def test_result_json_is_json_safe_and_parses_json_columns(tmp_path: Path) -> Non
     assert result_json(plain)["rows"] == [{"x": 2.5, "t": "2026-01-01T00:00:00+00:00"}]
 
 
+def test_result_json_gives_a_time_python_cannot_hold_as_text(tmp_path: Path) -> None:
+    """A row stored with a year before 1 must not make every query that returns it fail."""
+    with Warehouse.open(f"duckdb://{tmp_path / 'wh.duckdb'}") as wh:
+        table = wh.query("SELECT TIMESTAMPTZ '0001-01-01 00:00:00+00' - INTERVAL 10 YEAR AS t,"
+                         " '{\"a\": 1}'::JSON AS j")
+    # 10 BC is -9 in ISO 8601 years (there is a year 0)
+    assert result_json(table)["rows"] == [{"t": "-0009-01-01 00:00:00.000000Z",
+                                           "j": {"a": 1}}]
+
+
 def test_threads_read_through_their_own_ibis_backends(tmp_path: Path) -> None:
     with Warehouse.open(f"duckdb://{tmp_path / 'wh.duckdb'}") as wh:
         results: list[int] = []

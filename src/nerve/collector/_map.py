@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from nerve.collector._errors import message_error
-from nerve.collector._validate import Rule, Validator
+from nerve.collector._validate import Rule, TooDeepError, Validator
 from nerve.pipeline import Guard, withhold_values
 
 __all__ = ["Row", "map_messages", "parse_timestamp"]
@@ -34,6 +34,10 @@ _PROPERTY_CALLS = frozenset({"track", "page", "screen"})
 MAX_DEPTH = 254
 _ID_FIELDS = (("userId", "user_id"), ("anonymousId", "anonymous_id"),
               ("groupId", "group_id"), ("previousId", "previous_id"))
+#: the times a client may give, and the clock-skew correction may give: from 1970 to the
+#: end of 2099 (microseconds since the epoch). Outside, the clock or the value is wrong,
+#: and a year the correction pushes out of Python's range would make the row unreadable
+EARLIEST, LATEST = 0, (datetime(2100, 1, 1, tzinfo=UTC) - _EPOCH) // _MICRO
 
 
 def parse_timestamp(value: Any) -> int | None:
@@ -85,13 +89,19 @@ def _timestamp(value: Any, field: str, cache: dict[Any, int | None],
     try:
         parsed = parse_timestamp(value)
     except (ValueError, OverflowError) as exc:
-        problems.append({"path": f"$.{field}", "rule": "invalid_timestamp",
-                         "message": f"{field}: {value!r} is not an ISO 8601 time ({exc})",
-                         "file": None, "line": None})
+        problems.append(_bad_time(field, f"{value!r} is not an ISO 8601 time ({exc})"))
+        return None
+    if parsed is not None and not EARLIEST <= parsed < LATEST:
+        problems.append(_bad_time(field, f"{value!r} is not between 1970 and 2099"))
         return None
     if value.__class__ is str:
         cache[value] = parsed
     return parsed
+
+
+def _bad_time(field: str, problem: str) -> dict[str, Any]:
+    return {"path": f"$.{field}", "rule": "invalid_timestamp", "message": f"{field}: {problem}",
+            "file": None, "line": None}
 
 
 def map_messages(
@@ -225,6 +235,12 @@ def map_messages(
             else:
                 # the client's clock may be wrong, but its differences are right
                 timestamp = received_at - (sent_at - original)
+                if not EARLIEST <= timestamp < LATEST:
+                    sent = get("sentAt", batch_sent_at)
+                    problems = [*problems, _bad_time("timestamp", (
+                        f"{get('timestamp')!r} sent at {sent!r}: corrected for the client's "
+                        "clock, before 1970 or after 2099"))]
+                    timestamp = received_at
 
             if payload is None:
                 schema_version = violations = None
@@ -280,7 +296,7 @@ def map_messages(
                          previous_id, timestamp, original, sent_at, received_at, properties_json,
                          traits_json, context_json, source, historical, schema_version,
                          violations))
-    except orjson.JSONEncodeError as exc:
+    except (orjson.JSONEncodeError, TooDeepError) as exc:
         raise message_error(index if batch else None, "$",
                             f"cannot be stored: {exc} (JSON nested more than "
                             f"{MAX_DEPTH} levels deep?)", code="too_deep") from exc

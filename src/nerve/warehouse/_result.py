@@ -82,8 +82,14 @@ def result_json(table: pa.Table) -> dict[str, Any]:
         if (f.metadata or {}).get(JSON_TYPE_KEY) == b"JSON"
     }
     table = table.rename_columns(columns)
+    try:
+        pylist = table.to_pylist()
+    except (OverflowError, ValueError):
+        # a time Python cannot hold (before year 1 or after 9999): such columns as text
+        table = _times_as_text(table)
+        pylist = table.to_pylist()
     rows = []
-    for row in table.to_pylist():
+    for row in pylist:
         out = {}
         for name in columns:
             value = row[name]
@@ -96,3 +102,12 @@ def result_json(table: pa.Table) -> dict[str, Any]:
             out[name] = _value(value)
         rows.append(out)
     return {"columns": columns, "rows": rows}
+
+
+def _times_as_text(table: pa.Table) -> pa.Table:
+    """Every date and timestamp column as Arrow's text (``-7974-01-01 00:00:00...``)."""
+    for i, f in enumerate(table.schema):
+        if pa.types.is_timestamp(f.type) or pa.types.is_date(f.type):
+            table = table.set_column(i, pa.field(f.name, pa.string(), metadata=f.metadata),
+                                     table.column(i).cast(pa.string()))
+    return table
