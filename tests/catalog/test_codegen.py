@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +122,112 @@ def test_generated_python_passes_mypy_strict_and_typos_fail(tmp_path: Path) -> N
                for e in errors), out
     assert any("bad.py:6:" in e and "cheapest" in e for e in errors), out
     assert any("bad.py:7:" in e and '"str"' in e for e in errors), out
+
+
+def test_python_sends_naive_datetimes_as_utc(tmp_path: Path) -> None:
+    # mypy accepts datetime.now(); RFC 3339 needs an offset, so naive means UTC (as nerve.sdk)
+    catalog = Catalog.load(FIXTURE)
+    tracking = _import(_write(tmp_path / "tracking.py", generate_python(catalog)))
+    client = Recorder()
+    tracking.order_completed(client, order_id="o-0000abcd", revenue=1.0,
+                             placed_at=datetime(2026, 1, 1, 12))  # noqa: DTZ001
+    paris = timezone(timedelta(hours=2))
+    tracking.order_completed(client, order_id="o-0000abcd", revenue=1.0,
+                             placed_at=datetime(2026, 1, 1, 12, tzinfo=paris))
+    naive, aware = (call["properties"]["placed_at"] for call in client.calls)
+    assert naive == "2026-01-01T12:00:00+00:00"
+    assert aware == "2026-01-01T12:00:00+02:00"
+    spec = catalog.get("order_completed")
+    assert spec is not None
+    for call in client.calls:
+        assert catalog.violations(spec, call["properties"]) == []
+
+
+NESTED_EVENT = """\
+name: checkout_completed
+description: The shopper completed the checkout.
+owner: shop
+purpose: analytics
+version: 1.0.0
+retention: 1y
+properties:
+  items:
+    type: array
+    required: true
+    pii: none
+    items:
+      type: object
+      properties:
+        sku: {type: string, required: true, pii: none, description: Stock keeping unit.}
+        qty: {type: integer, pii: none}
+        added_at: {type: timestamp, pii: none}
+  shipping:
+    type: object
+    pii: none
+    properties:
+      country: {type: string, required: true, pii: none}
+      post code: {type: string, pii: none}
+      address:
+        type: object
+        pii: none
+        properties:
+          street: {type: string, pii: none}
+"""
+
+NESTED_GOOD = """\
+from datetime import datetime
+from tracking import CheckoutCompletedItemsItem, TrackClient, checkout_completed
+
+
+def send(client: TrackClient) -> None:
+    item: CheckoutCompletedItemsItem = {"sku": "a", "added_at": datetime(2026, 1, 1)}
+    checkout_completed(client, items=[item, {"sku": "b", "qty": 2}],
+                       shipping={"country": "FR", "post code": "75001",
+                                 "address": {"street": "rue"}})
+"""
+
+NESTED_BAD = """\
+from tracking import TrackClient, checkout_completed
+
+
+def send(client: TrackClient) -> None:
+    checkout_completed(client, items=[{"skuu": "a"}])
+    checkout_completed(client, items=[{"sku": 1}])
+    checkout_completed(client, items=[], shipping={"county": "FR"})
+"""
+
+
+@pytest.mark.timeout(180)
+def test_python_types_nested_objects_and_arrays_of_objects(tmp_path: Path) -> None:
+    events = tmp_path / "events"
+    events.mkdir()
+    (events / "checkout_completed.yaml").write_text(NESTED_EVENT)
+    catalog = Catalog.load(events)
+    source = generate_python(catalog)
+    (tmp_path / "tracking.py").write_text(source)
+    (tmp_path / "good.py").write_text(NESTED_GOOD)
+    (tmp_path / "bad.py").write_text(NESTED_BAD)
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "tracking.py",
+         "good.py", "bad.py"], cwd=tmp_path, capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": str(SRC)}, check=False)
+    errors = [line for line in result.stdout.splitlines() if ": error:" in line]
+    assert all(line.startswith("bad.py:") for line in errors), result.stdout
+    assert any("bad.py:5:" in e and '"skuu"' in e for e in errors), result.stdout
+    assert any("bad.py:6:" in e and '"sku"' in e and '"int"' in e for e in errors), errors
+    # mypy names the TypedDict rather than the key when the dict literal does not fit it
+    assert any("bad.py:7:" in e and '"CheckoutCompletedShipping' in e for e in errors), errors
+    # the typed values go out as the catalog wants them, nested datetimes included
+    tracking = _import(tmp_path / "tracking.py")
+    client = Recorder()
+    tracking.checkout_completed(
+        client, items=[{"sku": "a", "added_at": datetime(2026, 1, 1)}],  # noqa: DTZ001
+        shipping={"country": "FR", "post code": "75001", "address": {"street": "rue"}})
+    (call,) = client.calls
+    assert call["properties"]["items"] == [{"sku": "a", "added_at": "2026-01-01T00:00:00+00:00"}]
+    spec = catalog.get("checkout_completed")
+    assert spec is not None
+    assert catalog.violations(spec, call["properties"]) == []
 
 
 @pytest.mark.parametrize("events", _catalogs())
