@@ -201,6 +201,25 @@ def test_lint_reports_load_errors_as_findings(
     assert "x_y.a.type" in finding["message"]
 
 
+def test_lint_reports_a_load_error_and_the_other_files_findings(shop: Workspace) -> None:
+    # one broken file must not hide the findings of the files that load
+    edit(shop, "add_to_cart.yaml", "quantity:\n    type: integer\n",
+         "quantity:\n    type: nubmer\n")
+    edit(shop, "versions/add_to_cart.v1.yaml", "quantity:\n    type: number\n",
+         "quantity:\n    type: nubmer\n")
+    edit(shop, "order_completed.yaml", "owner: checkout\n", "")
+    code, out, _ = run(shop, "catalog", "lint", "--format", "json")
+    assert code == 1
+    assert [(f["rule"], f["file"], f["line"]) for f in json.loads(out)] == [
+        ("load", "events/add_to_cart.yaml", 11),
+        ("event-owner", "events/order_completed.yaml", 1),
+        ("load", "events/versions/add_to_cart.v1.yaml", 11)]
+    # the product group's only users did not load: no unused-group guess
+    code, out, _ = run(shop, "catalog", "lint")
+    assert code == 1
+    assert "3 events: 3 errors, 0 warnings" in out
+
+
 def test_lint_junit_for_ci(make_workspace: Callable[..., Workspace]) -> None:
     ws = make_workspace({"AddedToCart.yaml": BAD,
                          "order_completed.yaml": (FIXTURE / "order_completed.yaml").read_text()})
