@@ -128,6 +128,42 @@ def test_diff_with_a_base_folder(shop: Workspace, tmp_path: Path) -> None:
         ("identify", "event_removed")]
 
 
+SONG = """\
+name: song_played
+description: The listener played a song to its end.
+owner: music
+purpose: analytics
+trigger: The player reports the end of a song.
+version: {version}
+retention: 1y
+include: [device]
+properties:
+  song_id: {{type: string, required: true, pii: none, description: The song.}}
+"""
+
+
+def test_diff_advice_for_an_old_version_changed_through_a_group(
+        make_workspace: Callable[..., Workspace], tmp_path: Path) -> None:
+    device = "name: device\ndescription: The device.\nproperties:\n  screen_width:\n" \
+             "    type: {}\n    pii: none\n    description: Width in pixels.\n"
+    files = {"song_played.yaml": SONG.format(version="2.0.0"),
+             "versions/song_played.v1.yaml": SONG.format(version="1.0.0")}
+    base = make_workspace({**files, "groups/device.yaml": device.format("integer")})
+    ws = make_workspace({**files, "groups/device.yaml": device.format("string")})
+    code, out, _ = run(ws, "catalog", "diff", "--base-dir", str(base.events_dir))
+    assert code == 1
+    text = " ".join(out.split())
+    # 2.0.0 is the live version: a new major fixes it; 1.0.0 cannot become 2.0.0
+    assert "song_played 2.0.0 was changed in place (type_changed); a published version is " \
+           "immutable: set version: 3.0.0" in text
+    assert "song_played 1.0.0 was changed in place (type_changed); it is an older version " \
+           "that newer ones supersede, so it keeps its definition: it changed through " \
+           "property group device; in " in text
+    assert "in events/versions/song_played.v1.yaml, replace device in include: with the group's " \
+           "properties as they were" in text
+    assert "set version: 2.0.0" not in text
+
+
 # ------------------------------------------------------------------------------------ lint
 
 
@@ -199,6 +235,25 @@ def test_lint_reports_load_errors_as_findings(
     [finding] = json.loads(out)
     assert (finding["rule"], finding["line"]) == ("load", 3)
     assert "x_y.a.type" in finding["message"]
+
+
+def test_lint_reports_a_load_error_and_the_other_files_findings(shop: Workspace) -> None:
+    # one broken file must not hide the findings of the files that load
+    edit(shop, "add_to_cart.yaml", "quantity:\n    type: integer\n",
+         "quantity:\n    type: nubmer\n")
+    edit(shop, "versions/add_to_cart.v1.yaml", "quantity:\n    type: number\n",
+         "quantity:\n    type: nubmer\n")
+    edit(shop, "order_completed.yaml", "owner: checkout\n", "")
+    code, out, _ = run(shop, "catalog", "lint", "--format", "json")
+    assert code == 1
+    assert [(f["rule"], f["file"], f["line"]) for f in json.loads(out)] == [
+        ("load", "events/add_to_cart.yaml", 11),
+        ("event-owner", "events/order_completed.yaml", 1),
+        ("load", "events/versions/add_to_cart.v1.yaml", 11)]
+    # the product group's only users did not load: no unused-group guess
+    code, out, _ = run(shop, "catalog", "lint")
+    assert code == 1
+    assert "3 events: 3 errors, 0 warnings" in out
 
 
 def test_lint_junit_for_ci(make_workspace: Callable[..., Workspace]) -> None:

@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -74,15 +75,18 @@ def test_python_functions_send_valid_events_with_their_version(tmp_path: Path) -
 
 GOOD = """\
 from datetime import datetime, timezone
+from nerve.sdk import Client
 from tracking import add_to_cart, order_completed, products_searched, TrackClient
-{sdk_import}
 
 def send(client: TrackClient) -> None:
     add_to_cart(client, quantity=1, product_id="p-1", currency="USD")
     order_completed(client, order_id="o-1", revenue=3.0, placed_at=datetime.now(timezone.utc),
-                    shipping={{"country": "FR"}})
+                    shipping={"country": "FR"})
     products_searched(client, query="red shoes", filters=["size:42"], sort="newest")
-{sdk_use}
+
+
+def with_sdk(client: Client) -> None:
+    send(client)
 """
 
 BAD = """\
@@ -99,16 +103,15 @@ def send(client: TrackClient) -> None:
 @pytest.mark.timeout(180)
 def test_generated_python_passes_mypy_strict_and_typos_fail(tmp_path: Path) -> None:
     (tmp_path / "tracking.py").write_text(generate_python(Catalog.load(FIXTURE)))
-    sdk = importlib.util.find_spec("nerve.sdk") is not None
-    (tmp_path / "good.py").write_text(GOOD.format(
-        sdk_import="from nerve.sdk import Client" if sdk else "",
-        sdk_use=("\n\ndef with_sdk(client: Client) -> None:\n    send(client)\n"
-                 if sdk else "")))
+    (tmp_path / "good.py").write_text(GOOD)
     (tmp_path / "bad.py").write_text(BAD)
-    env = {**os.environ, "MYPYPATH": str(SRC)}
+    # nerve on sys.path, as an installed package is (not MYPYPATH, which needs no marker):
+    # mypy reads it only because the package ships py.typed (PEP 561)
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    env.pop("MYPYPATH", None)
     result = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--follow-imports",
-         "silent", "tracking.py", "good.py", "bad.py"],
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental",
+         "tracking.py", "good.py", "bad.py"],
         cwd=tmp_path, capture_output=True, text=True, env=env, check=False)
     out = result.stdout
     assert result.returncode == 1, out
@@ -119,6 +122,112 @@ def test_generated_python_passes_mypy_strict_and_typos_fail(tmp_path: Path) -> N
                for e in errors), out
     assert any("bad.py:6:" in e and "cheapest" in e for e in errors), out
     assert any("bad.py:7:" in e and '"str"' in e for e in errors), out
+
+
+def test_python_sends_naive_datetimes_as_utc(tmp_path: Path) -> None:
+    # mypy accepts datetime.now(); RFC 3339 needs an offset, so naive means UTC (as nerve.sdk)
+    catalog = Catalog.load(FIXTURE)
+    tracking = _import(_write(tmp_path / "tracking.py", generate_python(catalog)))
+    client = Recorder()
+    tracking.order_completed(client, order_id="o-0000abcd", revenue=1.0,
+                             placed_at=datetime(2026, 1, 1, 12))  # noqa: DTZ001
+    paris = timezone(timedelta(hours=2))
+    tracking.order_completed(client, order_id="o-0000abcd", revenue=1.0,
+                             placed_at=datetime(2026, 1, 1, 12, tzinfo=paris))
+    naive, aware = (call["properties"]["placed_at"] for call in client.calls)
+    assert naive == "2026-01-01T12:00:00+00:00"
+    assert aware == "2026-01-01T12:00:00+02:00"
+    spec = catalog.get("order_completed")
+    assert spec is not None
+    for call in client.calls:
+        assert catalog.violations(spec, call["properties"]) == []
+
+
+NESTED_EVENT = """\
+name: checkout_completed
+description: The shopper completed the checkout.
+owner: shop
+purpose: analytics
+version: 1.0.0
+retention: 1y
+properties:
+  items:
+    type: array
+    required: true
+    pii: none
+    items:
+      type: object
+      properties:
+        sku: {type: string, required: true, pii: none, description: Stock keeping unit.}
+        qty: {type: integer, pii: none}
+        added_at: {type: timestamp, pii: none}
+  shipping:
+    type: object
+    pii: none
+    properties:
+      country: {type: string, required: true, pii: none}
+      post code: {type: string, pii: none}
+      address:
+        type: object
+        pii: none
+        properties:
+          street: {type: string, pii: none}
+"""
+
+NESTED_GOOD = """\
+from datetime import datetime
+from tracking import CheckoutCompletedItemsItem, TrackClient, checkout_completed
+
+
+def send(client: TrackClient) -> None:
+    item: CheckoutCompletedItemsItem = {"sku": "a", "added_at": datetime(2026, 1, 1)}
+    checkout_completed(client, items=[item, {"sku": "b", "qty": 2}],
+                       shipping={"country": "FR", "post code": "75001",
+                                 "address": {"street": "rue"}})
+"""
+
+NESTED_BAD = """\
+from tracking import TrackClient, checkout_completed
+
+
+def send(client: TrackClient) -> None:
+    checkout_completed(client, items=[{"skuu": "a"}])
+    checkout_completed(client, items=[{"sku": 1}])
+    checkout_completed(client, items=[], shipping={"county": "FR"})
+"""
+
+
+@pytest.mark.timeout(180)
+def test_python_types_nested_objects_and_arrays_of_objects(tmp_path: Path) -> None:
+    events = tmp_path / "events"
+    events.mkdir()
+    (events / "checkout_completed.yaml").write_text(NESTED_EVENT)
+    catalog = Catalog.load(events)
+    source = generate_python(catalog)
+    (tmp_path / "tracking.py").write_text(source)
+    (tmp_path / "good.py").write_text(NESTED_GOOD)
+    (tmp_path / "bad.py").write_text(NESTED_BAD)
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "tracking.py",
+         "good.py", "bad.py"], cwd=tmp_path, capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": str(SRC)}, check=False)
+    errors = [line for line in result.stdout.splitlines() if ": error:" in line]
+    assert all(line.startswith("bad.py:") for line in errors), result.stdout
+    assert any("bad.py:5:" in e and '"skuu"' in e for e in errors), result.stdout
+    assert any("bad.py:6:" in e and '"sku"' in e and '"int"' in e for e in errors), errors
+    # mypy names the TypedDict rather than the key when the dict literal does not fit it
+    assert any("bad.py:7:" in e and '"CheckoutCompletedShipping' in e for e in errors), errors
+    # the typed values go out as the catalog wants them, nested datetimes included
+    tracking = _import(tmp_path / "tracking.py")
+    client = Recorder()
+    tracking.checkout_completed(
+        client, items=[{"sku": "a", "added_at": datetime(2026, 1, 1)}],  # noqa: DTZ001
+        shipping={"country": "FR", "post code": "75001", "address": {"street": "rue"}})
+    (call,) = client.calls
+    assert call["properties"]["items"] == [{"sku": "a", "added_at": "2026-01-01T00:00:00+00:00"}]
+    spec = catalog.get("checkout_completed")
+    assert spec is not None
+    assert catalog.violations(spec, call["properties"]) == []
 
 
 @pytest.mark.parametrize("events", _catalogs())

@@ -48,11 +48,29 @@ def _parse(path: Path) -> _Text:
 def shop(make_workspace: Callable[..., Workspace]) -> Workspace:
     ws = make_workspace()
     shutil.copytree(FIXTURE, ws.events_dir, dirs_exist_ok=True)
-    (ws.metrics_dir / "shop.yaml").write_text(
-        "metrics:\n  - name: add_to_cart_rate\n    numerator: {event: add_to_cart}\n"
-        "    denominator:\n      event: \"products_searched\"\n"
-        "  - name: orders\n    measure:\n      event: order_completed  # count\n")
+    (ws.metrics_dir / "shop.yaml").write_text(SHOP_METRICS)
     return ws
+
+
+# docs/metrics.md's format: metrics keyed by name, sides by metric name or inline measure
+SHOP_METRICS = """\
+metrics:
+  searches:
+    measure: {event: products_searched}
+  add_to_cart_rate:
+    type: ratio
+    format: percent
+    numerator:
+      agg: count_distinct
+      event: add_to_cart
+    denominator: searches
+  orders:
+    measure: {event: order_completed}
+  orders_wow:
+    type: derived
+    expr: (orders - orders_last_week) / orders_last_week
+    inputs: [orders, {metric: orders, offset: 1w, alias: orders_last_week}]
+"""
 
 
 @pytest.mark.parametrize("events", [FIXTURE, *([DEMO] if any(DEMO.glob("*.yaml")) else [])],
@@ -66,11 +84,27 @@ def test_example_payloads_pass_the_catalog(events: Path) -> None:
         assert payload["context"]["event_version"] == str(spec.version)
 
 
-def test_metric_refs_scan(shop: Workspace) -> None:
-    refs = metric_refs(shop.metrics_dir)
-    assert {k: [r.metric for r in v] for k, v in refs.items()} == {
-        "add_to_cart": ["add_to_cart_rate"], "products_searched": ["add_to_cart_rate"],
-        "order_completed": ["orders"]}
+def test_metric_refs_name_each_metric_that_reads_the_event(shop: Workspace) -> None:
+    refs, note = metric_refs(shop.metrics_dir, Catalog.load(shop.events_dir))
+    assert note == ""
+    assert {k: [(r.metric, r.file, r.line) for r in v] for k, v in refs.items()} == {
+        # the measure that names the event, else the metric (its first field) that reads it
+        # through another metric
+        "products_searched": [("searches", "shop.yaml", 3), ("add_to_cart_rate", "shop.yaml", 5)],
+        "add_to_cart": [("add_to_cart_rate", "shop.yaml", 8)],
+        "order_completed": [("orders", "shop.yaml", 12), ("orders_wow", "shop.yaml", 14)]}
+
+
+def test_metric_refs_skip_what_does_not_load(shop: Workspace, tmp_path: Path) -> None:
+    (shop.metrics_dir / "broken.yaml").write_text(
+        "metrics:\n  bad_one:\n    type: ratoi\n  carts:\n    measure: {event: add_to_cart}\n")
+    (shop.metrics_dir / "zz.yaml").write_text("metrics: [unclosed\n")
+    refs, note = metric_refs(shop.metrics_dir, Catalog.load(shop.events_dir))
+    assert [r.metric for r in refs["add_to_cart"]] == ["carts", "add_to_cart_rate"]
+    assert note.startswith("metrics: 2 problems")
+    report = build_site(Catalog.load(shop.events_dir), tmp_path / "site", workspace=shop)
+    assert report.metrics_note == note
+    assert "carts" in " ".join(_parse(tmp_path / "site" / "events" / "add_to_cart.html").text)
 
 
 def _load_rows(ws: Workspace) -> None:

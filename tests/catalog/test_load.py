@@ -114,3 +114,22 @@ def test_segment_style_event_names_compile(tmp_path: Path) -> None:
     spec = catalog.get("Experiment Viewed")
     assert spec is not None
     assert catalog.violations(spec, {"experiment_id": 3})[0].rule == "type"
+
+
+def test_load_partial_keeps_what_loads_and_compiles(tmp_path: Path) -> None:
+    bad_pattern = "name: coupon_used\nproperties:\n  code: {type: string, pattern: '(['}\n"
+    events = write(tmp_path, {"add_to_cart.yaml": ADD_TO_CART, "groups/product.yaml":
+                              PRODUCT_GROUP, "coupon_used.yaml": bad_pattern,
+                              "broken.yaml": "name: x\nproperties:\n  a: [unclosed\n"})
+    catalog, problems = Catalog.load_partial(events)
+    assert catalog.names() == ["add_to_cart"]
+    assert sorted(Path(where.file).name for where, _ in problems) == [
+        "broken.yaml", "coupon_used.yaml"]
+    assert any("coupon_used: schema does not compile" in text for _, text in problems)
+    spec = catalog.get("add_to_cart")
+    assert spec is not None
+    assert catalog.violations(spec, {"quantity": 1, "product_id": "p1"}) == []
+    # load is all or nothing, and names every problem at once
+    with pytest.raises(CatalogError) as info:
+        Catalog.load(events)
+    assert len(info.value.problems) == 2

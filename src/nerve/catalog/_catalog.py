@@ -72,6 +72,20 @@ class Catalog:
 
         Raises CatalogError listing every problem with its file and line.
         """
+        catalog, problems = cls.load_partial(events_dir)
+        if problems:
+            raise CatalogError(problems)
+        return catalog
+
+    @classmethod
+    def load_partial(cls, events_dir: Path | str
+                     ) -> tuple[Catalog, list[tuple[Location, str]]]:
+        """What :meth:`load` reads, keeping every file that loads and compiles, and the
+        problems of the others (for lint: one broken file must not hide the rest's findings).
+
+        An event that includes a group that did not load is itself a problem, so what is
+        kept never depends on a file that was left out.
+        """
         events_dir = Path(events_dir)
         problems: list[tuple[Location, str]] = []
         groups: dict[str, PropertyGroup] = {}
@@ -97,11 +111,19 @@ class Catalog:
                 continue
             seen[key] = path
             specs.append(spec)
-        if problems:
-            raise CatalogError(problems)
-        catalog = cls(specs, groups, root=events_dir)
-        catalog.compile_all()
-        return catalog
+        # compile every validator now, so a bad pattern fails at load, not at first event
+        validators: dict[tuple[str, Version], Any] = {}
+        for spec in specs:
+            try:
+                validators[(spec.name, spec.version)] = jsonschema_rs.Draft202012Validator(
+                    spec.json_schema(), validate_formats=True)
+            except ValueError as exc:
+                problems.append((Location(spec.file or spec.name, 1),
+                                 f"{spec.name}: schema does not compile: {exc}"))
+        catalog = cls([s for s in specs if (s.name, s.version) in validators], groups,
+                      root=events_dir)
+        catalog._validators.update(validators)
+        return catalog, problems
 
     # lookups ------------------------------------------------------------------------------
 

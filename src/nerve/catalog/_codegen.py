@@ -69,15 +69,62 @@ def _py_literal(values: tuple[Any, ...]) -> str | None:
     return "Literal[" + ", ".join(repr(v) for v in values) + "]"
 
 
-def _py_type(prop: PropertySpec) -> str:
-    if prop.enum is not None:
-        literal = _py_literal(prop.enum)
-        if literal is not None:
-            return literal
-    if prop.type == "array":
-        inner = _py_type(prop.items) if prop.items is not None else "Any"
-        return f"list[{inner}]"
-    return _PY_TYPES[prop.type]
+def _py_class_name(*names: str) -> str:
+    """A PascalCase class name from a path of names: (order_completed, items) ->
+    ``OrderCompletedItems``."""
+    words = [w for name in names for w in python_name(name).split("_") if w]
+    text = "".join(w[:1].upper() + w[1:] for w in words)
+    return "_" + text if text[:1].isdigit() else text
+
+
+class _TypedDicts:
+    """The TypedDicts of the nested objects of a module, in the order they are defined.
+
+    Each object property with declared properties (also as an array's items) gets a class
+    named after its path (``OrderCompletedShipping``, ``OrderCompletedItemsItem``), so a
+    misspelt or missing nested key is a type error as it is in TypeScript.
+    """
+
+    def __init__(self, taken: set[str]) -> None:
+        self.taken = taken
+        self.names: list[str] = []
+        self.sources: list[str] = []
+
+    def type_of(self, prop: PropertySpec, path: tuple[str, ...]) -> str:
+        """The annotation of ``prop`` found at ``path`` (event name, then property names)."""
+        if prop.enum is not None:
+            literal = _py_literal(prop.enum)
+            if literal is not None:
+                return literal
+        if prop.type == "array":
+            if prop.items is None:
+                return "list[Any]"
+            return f"list[{self.type_of(prop.items, (*path, 'item'))}]"
+        if prop.type == "object" and prop.properties:
+            return self._define(prop.properties, path)
+        return _PY_TYPES[prop.type]
+
+    def _define(self, props: tuple[PropertySpec, ...], path: tuple[str, ...]) -> str:
+        name = _unique(_py_class_name(*path), self.taken)
+        fields = []
+        for prop in props:  # nested classes first: each is defined before its use
+            annotation = self.type_of(prop, (*path, prop.name))
+            fields.append((prop, f"Required[{annotation}]" if prop.required else annotation))
+        # a key named like a type (datetime, another class) would shadow it in a class body
+        if all(p.name.isidentifier() and not keyword.iskeyword(p.name)
+               and p.name not in self.taken for p in props):
+            lines = [f"class {name}(TypedDict, total=False):"]
+            for prop, annotation in fields:
+                if prop.description:
+                    lines.append(f"    #: {' '.join(prop.description.split())}")
+                lines.append(f"    {prop.name}: {annotation}")
+        else:  # keys that are not identifiers need the functional form
+            lines = [f"{name} = TypedDict({json.dumps(name)}, {{",
+                     *(f"    {json.dumps(p.name)}: {a}," for p, a in fields),
+                     "}, total=False)"]
+        self.names.append(name)
+        self.sources.append("\n\n" + "\n".join(lines) + "\n")
+        return name
 
 
 _PY_HEADER = '''\
@@ -91,7 +138,7 @@ a nerve.sdk Client (or any client with the same ``track`` signature) and sets
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import {typing_names}
 
 __all__ = {all_names!r}
@@ -112,7 +159,15 @@ class TrackClient(Protocol):
 
 
 def _value(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime) else value
+    """JSON-ready: a datetime as RFC 3339 text, a naive one taken as UTC (as nerve.sdk does)."""
+    if isinstance(value, datetime):
+        return (value if value.utcoffset() is not None else value.replace(tzinfo=UTC)
+                ).isoformat()
+    if isinstance(value, list):
+        return [_value(item) for item in value]
+    if isinstance(value, dict):
+        return {{key: _value(item) for key, item in value.items()}}
+    return value
 
 
 def _context(context: dict[str, Any] | None, version: str) -> dict[str, Any]:
@@ -129,18 +184,21 @@ def generate_python(catalog: Catalog, project: str = "nerve") -> str:
     True
     """
     specs = _track_specs(catalog)
-    taken = {"TrackClient", "Any", "Literal", "Protocol", "datetime", "annotations",
-             "_value", "_context"}
+    taken = {"TrackClient", "Any", "Literal", "Protocol", "Required", "TypedDict", "UTC",
+             "datetime", "annotations", "_value", "_context"}
     names = ["TrackClient"]
     functions = []
+    typed_dicts = _TypedDicts(taken)
     for spec in specs:
         # two events can map to one name (``Add To Cart``, ``add_to_cart``): number them
         name = _unique(python_name(spec.name), taken)
         names.append(name)
-        functions.append(_py_function(spec, name))
-    body = "".join(functions)
-    typing_names = "Any, Literal, Protocol" if "Literal[" in body else "Any, Protocol"
-    return _PY_HEADER.format(project=project, all_names=names,
+        functions.append(_py_function(spec, name, typed_dicts))
+    body = "".join(typed_dicts.sources) + "".join(functions)
+    used = {"Literal": "Literal[" in body, "Required": "Required[" in body,
+            "TypedDict": bool(typed_dicts.names)}
+    typing_names = ", ".join(["Any", *(n for n in sorted(used) if used[n]), "Protocol"])
+    return _PY_HEADER.format(project=project, all_names=names + typed_dicts.names,
                              typing_names=typing_names) + body
 
 
@@ -153,7 +211,7 @@ def _unique(name: str, taken: set[str]) -> str:
     return candidate
 
 
-def _py_function(spec: EventSpec, function_name: str) -> str:
+def _py_function(spec: EventSpec, function_name: str, typed_dicts: _TypedDicts) -> str:
     props = sorted(spec.properties, key=lambda p: not p.required)  # required first
     # keyword names: snake_case, never a reserved argument, never twice (userId, user_id)
     taken = set(_RESERVED_ARGS)
@@ -168,7 +226,8 @@ def _py_function(spec: EventSpec, function_name: str) -> str:
     args = ["    client: TrackClient,", "    *,"]
     for prop in props:
         default = "" if prop.required else " | None = None"
-        args.append(f"    {_arg_name(prop)}: {_py_type(prop)}{default},")
+        annotation = typed_dicts.type_of(prop, (spec.name, prop.name))
+        args.append(f"    {_arg_name(prop)}: {annotation}{default},")
     args += ["    user_id: str | None = None,", "    anonymous_id: str | None = None,",
              "    context: dict[str, Any] | None = None,"]
     doc = [f'    """{_doc(spec.description) or spec.name}', ""]

@@ -366,6 +366,9 @@ def check_bumps(old: Catalog, new: Catalog, changes: list[Change]) -> list[Event
             message = f"{name} {before} -> {after}: {declared} bump covers {level} changes"
         elif declared == "lower":
             message = f"{name}: version went down from {before} to {after}"
+        elif declared == "none" and level != "docs" and _superseded(new, name, after):
+            message = _frozen_message(name, before, kinds, spec, old.get(name, before),
+                                      items, new.root)
         elif declared == "none" and level != "docs":
             message = (f"{name} {before} was changed in place ({', '.join(kinds)}); a "
                        f"published version is immutable: set version: "
@@ -378,6 +381,39 @@ def check_bumps(old: Catalog, new: Catalog, changes: list[Change]) -> list[Event
         verdicts.append(EventVerdict(name, before, after, required, declared, ok, message,
                                      file, line))
     return verdicts
+
+
+def _superseded(catalog: Catalog, name: str, version: Version) -> bool:
+    """Whether a newer version of the event exists (so this one cannot be bumped)."""
+    latest = catalog.get(name)
+    return latest is not None and latest.version > version
+
+
+def _frozen_message(name: str, version: Version, kinds: list[str], spec: EventSpec | None,
+                    base: EventSpec | None, changes: list[Change], root: Path | None) -> str:
+    """Advice for an older version changed in place: a new version number cannot fix it
+    (newer ones exist), so its file must describe what it described before. When the
+    change came through an included property group, that means inlining the group's
+    properties as they were."""
+    where: Path | str = "its file"
+    if spec is not None and spec.file is not None:
+        where = spec.file  # events/versions/x.v1.yaml, as the rest of the output says it
+        if root is not None and spec.file.is_relative_to(root.parent):
+            where = spec.file.relative_to(root.parent).as_posix()
+    groups = []
+    for change in changes:
+        top = (change.path or "").split(".")[0]
+        for side in (spec, base):
+            prop = side.property(top) if side is not None and top else None
+            if prop is not None and prop.group and prop.group not in groups:
+                groups.append(prop.group)
+    text = (f"{name} {version} was changed in place ({', '.join(kinds)}); it is an older "
+            f"version that newer ones supersede, so it keeps its definition")
+    if not groups:
+        return f"{text}: restore it in {where}"
+    names = ", ".join(groups)
+    return (f"{text}: it changed through property group {names}; in {where}, replace "
+            f"{names} in include: with the group's properties as they were")
 
 
 def _suggest(version: Version, bump: str) -> str:

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 import orjson
@@ -26,6 +26,9 @@ from nerve.catalog._model import EventSpec, PropertySpec
 from nerve.errors import NerveError
 from nerve.workspace import Workspace
 
+if TYPE_CHECKING:
+    from nerve.semantic import Metric
+
 __all__ = ["STATS_SQL", "EventStats", "MetricRef", "QueryRows", "SiteReport", "build_site",
            "event_stats", "metric_refs", "page_name"]
 
@@ -35,6 +38,8 @@ class SiteReport:
     pages: int
     #: whether volumes were included, and if not, why
     stats_note: str
+    #: metrics left out of the "used by" lists, and why ("" when all loaded)
+    metrics_note: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,36 +63,53 @@ class MetricRef:
 
 # ------------------------------------------------------------------------- metrics, stats
 
-_EVENT_REF = re.compile(r"\b\w*event\w*\s*:\s*(?:'([^']+)'|\"([^\"]+)\"|([\w.:-]+))")
-_NAME = re.compile(r"^\s*-?\s*name\s*:\s*['\"]?([^'\"#]+?)['\"]?\s*(#.*)?$")
+def metric_refs(metrics_dir: Path, catalog: Catalog) -> tuple[dict[str, list[MetricRef]], str]:
+    """Which metrics read which event, from the semantic layer's own loader, and a note.
 
-
-def metric_refs(metrics_dir: Path) -> dict[str, list[MetricRef]]:
-    """Which metrics refer to which event, by a text scan of ``metrics/*.yaml``.
-
-    A line ``event: NAME`` (or ``base_event:``, ``conversion_event:``, ...) refers to NAME;
-    the metric is the nearest ``name:`` above it, else the file's stem.
+    A metric reads the events of its measures (a ratio's numerator and denominator, a
+    conversion's base and conversion) and, through its inputs, those of the metrics it is
+    built from. Each reference points at the measure that names the event, else at the
+    metric. A metric that does not load is left out (``nerve metrics lint`` says why),
+    and the note counts the problems: the site is built all the same.
     """
+    # the semantic layer reads the catalog: imported here, not at the top of a catalog module
+    from nerve.semantic import SemanticLayer  # noqa: PLC0415
+
+    try:
+        layer = SemanticLayer.from_folder(metrics_dir, catalog, strict=False)
+    except NerveError as exc:
+        return {}, f"metrics skipped: {str(exc).splitlines()[0]}"
     refs: dict[str, list[MetricRef]] = {}
-    if not metrics_dir.is_dir():
-        return refs
-    for path in sorted([*metrics_dir.rglob("*.yaml"), *metrics_dir.rglob("*.yml")]):
-        metric = path.stem
+    for metric in layer.metrics.values():
+        lines = _measure_lines(metric)
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError):
+            events = layer.events_of(metric.name)
+        except (NerveError, RecursionError):  # an unknown or circular input: lint says so
+            events = list(lines)
+        for event in events:
+            file = metric.file or metrics_dir
+            rel = file.relative_to(metrics_dir).as_posix() \
+                if file.is_relative_to(metrics_dir) else file.name
+            refs.setdefault(event, []).append(
+                MetricRef(metric.name, rel, lines.get(event, metric.line or 0)))
+    count = len(layer.problems)
+    note = f"metrics: {count} problem{'s' * (count != 1)}, see nerve metrics lint; a metric " \
+        "that does not load is not listed" if count else ""
+    return refs, note
+
+
+def _measure_lines(metric: Metric) -> dict[str, int]:
+    """The line of the measure that names each event a metric reads directly."""
+    measures = [metric.measure, metric.numerator, metric.denominator]
+    if metric.conversion is not None:
+        measures += [metric.conversion.base, metric.conversion.conversion]
+    lines: dict[str, int] = {}
+    for measure in measures:
+        if measure is None or isinstance(measure, str):
             continue
-        for number, line in enumerate(lines, 1):
-            name = _NAME.match(line)
-            if name:
-                metric = name.group(1)
-                continue
-            for match in _EVENT_REF.finditer(line.split("#", 1)[0]):
-                event = next(g for g in match.groups() if g)
-                bucket = refs.setdefault(event.strip(), [])
-                if all(r.metric != metric for r in bucket):
-                    bucket.append(MetricRef(metric, path.name, number))
-    return refs
+        for event in measure.events:
+            lines.setdefault(event, measure.line or metric.line or 0)
+    return lines
 
 
 STATS_SQL = """
@@ -198,9 +220,10 @@ def build_site(catalog: Catalog, out_dir: Path, *, workspace: Workspace | None =
     stats: dict[str, EventStats] | None = None
     note = "no workspace: volumes skipped"
     refs: dict[str, list[MetricRef]] = {}
+    metrics_note = ""
     if workspace is not None:
         stats, note = event_stats(workspace, query)
-        refs = metric_refs(workspace.metrics_dir)
+        refs, metrics_note = metric_refs(workspace.metrics_dir, catalog)
     (out_dir / "events").mkdir(parents=True, exist_ok=True)
     index_rows = []
     for spec in catalog:
@@ -237,4 +260,4 @@ def build_site(catalog: Catalog, out_dir: Path, *, workspace: Workspace | None =
         project=project, root="", events=index_rows, has_stats=stats is not None,
         stats_note=note)
     (out_dir / "index.html").write_text(index, encoding="utf-8")
-    return SiteReport(pages=len(index_rows) + 1, stats_note=note)
+    return SiteReport(pages=len(index_rows) + 1, stats_note=note, metrics_note=metrics_note)

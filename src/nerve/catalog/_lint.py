@@ -25,7 +25,7 @@ from nerve.catalog._model import EventSpec, PropertySpec
 from nerve.errors import CatalogError, WorkspaceError
 
 __all__ = ["FORMATS", "HANDLINGS", "RULES", "Finding", "LintConfig", "findings_from_error",
-           "lint_catalog", "to_junit"]
+           "lint_catalog", "lint_folder", "to_junit"]
 
 #: what the privacy stage may do with a personal or sensitive value
 HANDLINGS = ("hash", "drop", "keep", "truncate")
@@ -137,6 +137,23 @@ def findings_from_error(error: CatalogError) -> list[Finding]:
     """Load errors as ``load`` findings, so CI reports them like any other rule."""
     return [Finding("load", "error", text, _loc(where.file), where.line)
             for where, text in error.problems]
+
+
+def lint_folder(events_dir: Path, config: LintConfig | None = None
+                ) -> tuple[list[Finding], int]:
+    """Findings for an events folder, and how many events loaded.
+
+    A file that does not load is a ``load`` finding; every other file is still linted, so
+    CI sees all the problems in one run. ``unused-group`` needs every event's ``include``,
+    so it is not reported while some file does not load.
+    """
+    catalog, problems = Catalog.load_partial(events_dir)
+    findings = lint_catalog(catalog, config)
+    if problems:
+        load = findings_from_error(CatalogError(problems))
+        findings = sorted([*load, *(f for f in findings if f.rule != "unused-group")],
+                          key=lambda f: (f.file or "", f.line or 0, f.rule))
+    return findings, len(catalog)
 
 
 def lint_catalog(catalog: Catalog, config: LintConfig | None = None) -> list[Finding]:

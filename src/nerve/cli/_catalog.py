@@ -15,7 +15,7 @@ from nerve.catalog import Catalog
 from nerve.catalog._codegen import generate
 from nerve.catalog._diff import check_bumps, diff_catalogs
 from nerve.catalog._git import catalog_at_ref
-from nerve.catalog._lint import LintConfig, findings_from_error, lint_catalog, to_junit
+from nerve.catalog._lint import LintConfig, lint_folder, to_junit
 from nerve.cli._common import (
     ExitCode,
     Format,
@@ -28,7 +28,6 @@ from nerve.cli._common import (
     load_workspace,
 )
 from nerve.cli._sql import run_sql
-from nerve.errors import CatalogError
 
 __all__ = ["register"]
 
@@ -87,13 +86,7 @@ def lint(
     """
     ws = load_workspace(ctx)
     config = LintConfig.from_toml(ws.config.raw)
-    try:
-        catalog = Catalog.load(ws.events_dir)
-        findings = lint_catalog(catalog, config)
-        count = len(catalog)
-    except CatalogError as exc:
-        findings = findings_from_error(exc)
-        count = 0
+    findings, count = lint_folder(ws.events_dir, config)
     findings = [replace(f, file=_rel(f.file, ws.root) or None) for f in findings]
     if fmt is LintFormat.junit:
         sys.stdout.write(to_junit(findings, _catalog_files(ws.events_dir, ws.root)))
@@ -250,4 +243,6 @@ def docs(
     report = build_site(catalog, target, workspace=ws, query=query)
     err_console.print(f"wrote {report.pages} pages to {target} ({report.stats_note})",
                       highlight=False, soft_wrap=True)
+    if report.metrics_note:
+        err_console.print(report.metrics_note, highlight=False, markup=False, soft_wrap=True)
     console.print(str(target / "index.html"), highlight=False)
