@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -104,3 +106,75 @@ def test_cli_and_http_through_server(workspace: Workspace, serve: Any) -> None:
         "event": "purchase_complete", "since": "2026-11-02", "until": "2026-11-06",
         "grain": "day"})
     assert [r["value"] for r in trend.json()["rows"]] == [2.0, 0.0, 0.0, 1.0]  # u2 on day 3
+
+
+# Los Angeles (PDT, UTC-7, from 2026-03-08): u2's cart is on 03-09 there but 03-10 in UTC,
+# u3's and u4's are on 03-10 there but 03-11 in UTC
+LA_ROWS = [
+    {"user_id": user, "event": "add_to_cart", "timestamp": when}
+    for user, when in [("u1", datetime(2026, 3, 10, 7, 30, tzinfo=UTC)),
+                       ("u2", datetime(2026, 3, 10, 6, 30, tzinfo=UTC)),
+                       ("u3", datetime(2026, 3, 11, 6, 30, tzinfo=UTC)),
+                       ("u4", datetime(2026, 3, 11, 3, 0, tzinfo=UTC))]
+] + [{"user_id": "u1", "event": "purchase_complete",
+      "timestamp": datetime(2026, 3, 10, 8, tzinfo=UTC)}]
+
+
+@pytest.fixture
+def la_workspace(make_workspace: Callable[..., Workspace], events_table: Any) -> Workspace:
+    ws = make_workspace()
+    toml = ws.root / "nerve.toml"
+    text = toml.read_text(encoding="utf-8")
+    assert 'timezone = "UTC"' in text
+    toml.write_text(text.replace('timezone = "UTC"', 'timezone = "America/Los_Angeles"', 1),
+                    encoding="utf-8")
+    ws = Workspace.load(ws.root)
+    assert ws.config.timezone == "America/Los_Angeles"
+    with Warehouse.for_workspace(ws) as wh:
+        cur = wh.cursor()
+        cur.register("rows", events_table(LA_ROWS))
+        cur.execute("INSERT INTO events SELECT * FROM rows")
+    return ws
+
+
+def _carts_on(day: str) -> int:
+    """Users with a cart on ``day`` in Los Angeles, worked out with zoneinfo."""
+    zone = ZoneInfo("America/Los_Angeles")
+    return len({r["user_id"] for r in LA_ROWS if r["event"] == "add_to_cart"
+                and r["timestamp"].astimezone(zone).date().isoformat() == day})
+
+
+def _la_answers(ws: Workspace) -> tuple[Any, Any, Any]:
+    """The funnel, trend and retention of one LA day through the CLI, as JSON."""
+    out = []
+    for args in (["funnel", "add_to_cart", "purchase_complete"],
+                 ["trend", "add_to_cart", "--measure", "users", "--no-compare"],
+                 ["retention", "--start", "add_to_cart", "--periods", "1"]):
+        result = _run(ws, *args, "--since", "2026-03-10", "--until", "2026-03-11",
+                      "--format", "json")
+        assert result.exit_code == 0, result.output
+        out.append(json.loads(result.stdout))
+    return out[0], out[1], out[2]
+
+
+def test_every_consumer_counts_the_workspace_days(la_workspace: Workspace,
+                                                  serve: Any) -> None:
+    """The CLI, the MCP/agent tool and the HTTP API read dates as days of the
+    workspace's time zone and label periods with its offset."""
+    from nerve.agent import Context, run_tool
+
+    ws = la_workspace
+    expected = _carts_on("2026-03-10")
+    assert expected == 3  # u1, u3, u4 (UTC's 03-10 has u1 and u2)
+    funnel_rows, trend_rows, retention_rows = _la_answers(ws)
+    assert [r["users"] for r in funnel_rows] == [expected, 1]
+    assert trend_rows == [{"period": "2026-03-10T00:00:00-07:00", "value": expected}]
+    assert {r["cohort"] for r in retention_rows} == {"2026-03-10T00:00:00-07:00"}
+    assert retention_rows[0]["cohort_size"] == expected
+    with Warehouse.for_workspace(ws, read_only=True) as wh:
+        tool = run_tool(Context.open(ws, wh), "run_funnel", {
+            "steps": ["add_to_cart", "purchase_complete"], "since": "2026-03-10",
+            "until": "2026-03-11"})
+    assert [r["users"] for r in tool["rows"]] == [expected, 1]
+    serve(ws)
+    assert _la_answers(ws) == (funnel_rows, trend_rows, retention_rows)  # over HTTP

@@ -120,6 +120,23 @@ def test_query_errors_exit_invalid(shop: Workspace) -> None:
     assert result.stdout == ""
 
 
+@pytest.mark.parametrize("where", ["platform = 'iOS'; DROP TABLE events",
+                                   "platform = 'iOS'; user.country = 'BR'"])
+def test_a_filter_of_several_statements_is_refused(shop: Workspace, where: str) -> None:
+    """Not the first statement's figure with exit 0: the CLI and the MCP tool say why."""
+    from nerve.errors import QueryError
+    from nerve.mcp._server import call
+
+    result = nerve(shop, "query", "orders", "--where", where, "--since", "2026-03-01",
+                   "--until", "2026-03-31", "--format", "json")
+    assert result.exit_code == ExitCode.INVALID, result.output
+    assert "query where" in result.stderr
+    assert "2 statements" in result.stderr
+    assert result.stdout == ""
+    with pytest.raises(QueryError, match=r"query where: .*2 statements"):
+        call(shop, "query_metrics", {"metrics": ["orders"], "where": where})
+
+
 def test_list_show_and_lint(shop: Workspace) -> None:
     listed = json.loads(nerve(shop, "list", "--format", "json").stdout)
     assert {"metric": "aov", "type": "ratio", "label": "aov", "format": "currency",
@@ -194,6 +211,10 @@ def test_through_the_server(shop: Workspace, serve: Callable[..., Any]) -> None:
     assert bad.status_code == 400
     assert bad.json()["code"] == "query"
     assert "unknown metric 'profit'" in bad.json()["message"]
+    two = httpx.post(server.url + "/v1/metrics/query", headers=auth, json={
+        **body, "where": "platform = 'iOS'; DROP TABLE events"})
+    assert (two.status_code, two.json()["code"]) == (400, "query")
+    assert "2 statements" in two.json()["message"]
     wrong = httpx.post(server.url + "/v1/metrics/query", json={"metric": "orders"},
                        headers=auth)
     assert (wrong.status_code, wrong.json()["code"]) == (400, "invalid_field")

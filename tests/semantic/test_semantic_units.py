@@ -125,6 +125,24 @@ def test_filters_refuse_anything_else(text: str) -> None:
         parse_filter(text)
 
 
+@pytest.mark.parametrize("text", ["platform = 'ios'; DROP TABLE events",
+                                  "platform = 'ios'; country = 'BR'"])
+def test_filters_refuse_several_statements(text: str) -> None:
+    """Everything after a ';' used to be dropped without a word (sqlglot.parse_one)."""
+    with pytest.raises(ValueError, match="2 statements separated by ';'"):
+        parse_filter(text)
+    with pytest.raises(ValueError, match="2 statements"):
+        parse_arithmetic("a; b")
+
+
+def test_a_semicolon_alone_is_no_second_statement() -> None:
+    ios = Cmp("=", Ref(("platform",)), Lit("ios"))
+    assert parse_filter("platform = 'ios';") == ios
+    assert parse_filter("platform = 'a;b'") == Cmp("=", Ref(("platform",)), Lit("a;b"))
+    with pytest.raises(ValueError, match="no expression"):
+        parse_filter(";")
+
+
 def test_arithmetic() -> None:
     node = parse_arithmetic("(a - b) / b * 100")
     assert node.op == "*"  # type: ignore[union-attr]

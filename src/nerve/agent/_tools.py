@@ -203,7 +203,8 @@ def run_funnel(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
 
     body = {k: v for k, v in args.items() if k in
             ("steps", "by", "since", "until", "window", "order") and v is not None}
-    return {"body": body, **funnel_request(ctx.events, body)}
+    return {"body": body, **funnel_request(ctx.events, body,
+                                           timezone=ctx.workspace.config.timezone)}
 
 
 # ---------------------------------------------------------------- health, experiments

@@ -3,6 +3,10 @@
 The CLI builds the same JSON body it would POST to ``nerve serve``, so a command gives the
 same answer whether the server runs or not. Step numbers in requests are 1-based, as
 people count them; the Python dataclasses are 0-based.
+
+Every caller passes the workspace's ``[project] timezone``: dates and naive datetimes in
+a body are wall-clock time there, and days and weeks are its days and weeks, as in
+metrics.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 import ibis.expr.types as ir
 
 from nerve.analytics._funnel import funnel
+from nerve.analytics._periods import instant, zone
 from nerve.analytics._retention import RetentionSpec, retention
 from nerve.analytics._spec import (
     Exclusion,
@@ -40,13 +45,20 @@ _RELATIVE = re.compile(r"^\d+(\.\d+)?\s*[smhdw]$", re.IGNORECASE)
 _USER_LIMIT = 10_000
 
 
-def parse_time(value: Any, *, what: str, now: datetime | None = None) -> datetime | None:
-    """``None``, ``"now"``, a duration back from now (``"7d"``), or an ISO date/datetime."""
+def parse_time(value: Any, *, what: str, now: datetime | None = None,
+               timezone: str = "UTC") -> datetime | None:
+    """``None``, ``"now"``, a duration back from now (``"7d"``), or an ISO date/datetime,
+    as a UTC instant; a date or a naive datetime is wall-clock time in ``timezone``.
+
+    >>> parse_time("2026-03-10", what="since", timezone="America/Los_Angeles")
+    datetime.datetime(2026, 3, 10, 7, 0, tzinfo=datetime.timezone.utc)
+    """
     if value is None or value == "":
         return None
     now = now or datetime.now(UTC)
+    tz = zone(timezone)
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
+        return instant(value, tz)
     if not isinstance(value, str):
         raise QueryError(f"{what}: expected a date, a datetime or a duration such as 7d")
     text = value.strip()
@@ -59,7 +71,7 @@ def parse_time(value: Any, *, what: str, now: datetime | None = None) -> datetim
     except ValueError as exc:
         raise QueryError(f"{what}: {value!r} is not a date (2026-11-02), a datetime "
                          "(2026-11-02T10:00) or a duration back from now (7d)") from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return instant(parsed, tz)
 
 
 def _filters(value: Any, what: str) -> tuple[Filter, ...]:
@@ -99,8 +111,10 @@ def _index(value: Any, what: str, n: int) -> int:
     return value - 1
 
 
-def funnel_spec(body: dict[str, Any], *, now: datetime | None = None) -> FunnelSpec:
-    """A FunnelSpec from a request body (see docs/analytics.md for every field)."""
+def funnel_spec(body: dict[str, Any], *, now: datetime | None = None,
+                timezone: str = "UTC") -> FunnelSpec:
+    """A FunnelSpec from a request body (see docs/analytics.md for every field);
+    ``timezone`` is the workspace's, where ``since``/``until`` dates are read."""
     raw_steps = body.get("steps")
     if not isinstance(raw_steps, list):
         raise QueryError("steps: required, a list such as [\"add_to_cart\", "
@@ -147,21 +161,24 @@ def funnel_spec(body: dict[str, Any], *, now: datetime | None = None) -> FunnelS
         attribution=attribution,
         attribution_step=attribution_step,
         hold=tuple(str(h) for h in hold),
-        since=parse_time(body.get("since"), what="since", now=now),
-        until=parse_time(body.get("until"), what="until", now=now),
+        since=parse_time(body.get("since"), what="since", now=now, timezone=timezone),
+        until=parse_time(body.get("until"), what="until", now=now, timezone=timezone),
+        timezone=timezone,
     ).validate()
 
 
 def funnel_request(events: ir.Table, body: dict[str, Any],
-                   layer: Callable[[], Any] | None = None) -> dict[str, Any]:
+                   layer: Callable[[], Any] | None = None, *,
+                   timezone: str = "UTC") -> dict[str, Any]:
     """``{"rows": [...]}``, plus ``"users"`` when the body asks for a list with
     ``{"users": {"step": 2, "status": "dropped", "by": "ios"}}``.
 
     ``layer`` returns the workspace's SemanticLayer: when every step is a cataloged event,
     the breakdown is the layer's dimension (``user.age_group`` as of each event);
     otherwise a field read from the event (``platform``, ``context.os.name``).
+    ``timezone``: the workspace's (``[project] timezone``).
     """
-    spec = funnel_spec(body)
+    spec = funnel_spec(body, timezone=timezone)
     semantic = None
     if spec.by and layer is not None:
         try:
@@ -183,26 +200,31 @@ def funnel_request(events: ir.Table, body: dict[str, Any],
     return out
 
 
-def retention_request(events: ir.Table, body: dict[str, Any]) -> dict[str, Any]:
-    """``{"rows": [...]}`` for a retention body (start_event, return_event, grain, ...)."""
+def retention_request(events: ir.Table, body: dict[str, Any], *,
+                      timezone: str = "UTC") -> dict[str, Any]:
+    """``{"rows": [...]}`` for a retention body (start_event, return_event, grain, ...);
+    cohorts are days or weeks of ``timezone`` (the workspace's)."""
     spec = RetentionSpec(
         start_event=body.get("start_event"), return_event=body.get("return_event"),
         start_where=_filters(body.get("start_where"), "start_where"),
         return_where=_filters(body.get("return_where"), "return_where"),
         grain=str(body.get("grain", "day")), periods=int(body.get("periods", 7)),
         mode=str(body.get("mode", "on")),
-        since=parse_time(body.get("since"), what="since"),
-        until=parse_time(body.get("until"), what="until"))
+        since=parse_time(body.get("since"), what="since", timezone=timezone),
+        until=parse_time(body.get("until"), what="until", timezone=timezone),
+        timezone=timezone)
     return {"rows": retention(events, spec)}
 
 
 def trend_request(events: ir.Table, body: dict[str, Any],
-                  layer: Callable[[], Any] | None = None) -> dict[str, Any]:
+                  layer: Callable[[], Any] | None = None, *,
+                  timezone: str = "UTC") -> dict[str, Any]:
     """``{"rows": [...]}`` for an event's count/users or a metric (``"metric"``, which
-    needs ``layer``: a callable returning the workspace's SemanticLayer)."""
+    needs ``layer``: a callable returning the workspace's SemanticLayer); buckets are
+    hours, days or weeks of ``timezone`` (the workspace's, as the layer's)."""
     now = datetime.now(UTC)
-    since = parse_time(body.get("since", "7d"), what="since", now=now)
-    until = parse_time(body.get("until", "now"), what="until", now=now)
+    since = parse_time(body.get("since", "7d"), what="since", now=now, timezone=timezone)
+    until = parse_time(body.get("until", "now"), what="until", now=now, timezone=timezone)
     assert since is not None
     assert until is not None
     grain = str(body.get("grain", "day"))
@@ -216,5 +238,5 @@ def trend_request(events: ir.Table, body: dict[str, Any],
     spec = TrendSpec(since=since, until=until, event=body.get("event"),
                      where=_filters(body.get("filters"), "filters"),
                      measure=str(body.get("measure", "count")), grain=grain,
-                     compare=compare)
+                     compare=compare, timezone=timezone)
     return {"rows": trend(events, spec)}

@@ -1,7 +1,8 @@
 """Retention: first-event cohorts by day or week, and who came back in later periods.
 
 An entity's cohort is the day (or ISO week, starting Monday) of its first ever
-``start_event`` (any track event when unset). It returned in period p when it did
+``start_event`` (any track event when unset), days and weeks being those of the
+workspace's time zone, as in metrics (``_periods``). It returned in period p when it did
 ``return_event`` (any track event when unset) in the p-th day/week after its cohort's
 start; "on_or_after" counts it in every period up to its last return (it came back in p
 or later), the classic "unbounded" retention. Period 0 is the cohort's own period, so
@@ -14,12 +15,14 @@ period comes back.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import ibis.expr.types as ir
 
-from nerve.analytics._fields import entity, filters_expr
+from nerve.analytics._fields import dialect_of, entity, filters_expr
+from nerve.analytics._periods import instant, label, local_start, wall_clock, zone
 from nerve.analytics._spec import Filter
 from nerve.errors import QueryError
 
@@ -31,7 +34,11 @@ _GRAIN_SECONDS = {"day": 86400, "week": 7 * 86400}
 
 @dataclass(frozen=True, slots=True)
 class RetentionSpec:
-    """What to compute; ``since``/``until`` bound the cohorts' start days."""
+    """What to compute; ``since``/``until`` bound the entities' first start events.
+
+    Days and weeks are those of ``timezone`` (the workspace's ``[project] timezone``),
+    in which naive ``since``/``until`` are read too.
+    """
 
     start_event: str | None = None
     return_event: str | None = None
@@ -42,6 +49,7 @@ class RetentionSpec:
     mode: str = "on"
     since: datetime | None = None
     until: datetime | None = None
+    timezone: str = "UTC"
 
     def validate(self) -> RetentionSpec:
         if self.grain not in _GRAIN_SECONDS:
@@ -50,11 +58,8 @@ class RetentionSpec:
             raise QueryError(f"mode: {self.mode!r} is not one of {', '.join(RETENTION_MODES)}")
         if not 1 <= self.periods <= 366:
             raise QueryError(f"periods: 1 to 366, got {self.periods}")
+        zone(self.timezone)
         return self
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _events(t: ir.Table, event: str | None, where: tuple[Filter, ...]) -> ir.Table:
@@ -68,21 +73,25 @@ def retention(events: ir.Table, spec: RetentionSpec) -> list[dict[str, Any]]:
     """Rows ``{cohort, cohort_size, period, users, retention}``, one per cohort and period
     0..periods, ordered by cohort and period."""
     spec = spec.validate()
-    unit = "D" if spec.grain == "day" else "W"
+    tz, dialect = zone(spec.timezone), dialect_of(events)
     step = _GRAIN_SECONDS[spec.grain]
     starts = _events(events, spec.start_event, spec.start_where)
     first = starts.group_by(who=entity(starts)).aggregate(first_ts=starts.timestamp.min())
-    first = first.mutate(cohort=first.first_ts.truncate(unit))
+    first = first.mutate(cohort=local_start(first.first_ts, spec.grain,
+                                            spec.timezone, dialect))
     if spec.since is not None:
-        first = first.filter(first.first_ts >= _utc(spec.since))
+        first = first.filter(first.first_ts >= instant(spec.since, tz))
     if spec.until is not None:
-        first = first.filter(first.first_ts < _utc(spec.until))
+        first = first.filter(first.first_ts < instant(spec.until, tz))
     sizes = first.group_by("cohort").aggregate(cohort_size=first.who.count())
     back = _events(events, spec.return_event, spec.return_where)
     back = back.select(who=entity(back), ts=back.timestamp)
     joined = back.join(first, back.who == first.who)
     joined = joined.filter(joined.ts >= joined.first_ts)
-    joined = joined.mutate(period=((joined.ts.truncate(unit).epoch_seconds()
+    # both starts are naive local wall-clock times: their difference is whole days or
+    # weeks, even across a DST switch
+    returned = local_start(joined.ts, spec.grain, spec.timezone, dialect)
+    joined = joined.mutate(period=((returned.epoch_seconds()
                                     - joined.cohort.epoch_seconds()) / step).floor())
     joined = joined.filter(joined.period <= spec.periods)
     if spec.mode == "on":
@@ -95,10 +104,10 @@ def retention(events: ir.Table, spec: RetentionSpec) -> list[dict[str, Any]]:
     count_rows = counts.to_pyarrow().to_pylist()
     by_cohort: dict[Any, dict[int, int]] = {}
     for row in count_rows:
-        by_cohort.setdefault(_key(row["cohort"]), {})[int(row["period"])] = int(row["users"])
+        by_cohort.setdefault(_key(row["cohort"], tz), {})[int(row["period"])] = int(row["users"])
     out: list[dict[str, Any]] = []
-    for row in sorted(size_rows, key=lambda r: _key(r["cohort"])):
-        cohort, size = _key(row["cohort"]), int(row["cohort_size"])
+    for row in sorted(size_rows, key=lambda r: _key(r["cohort"], tz)):
+        cohort, size = _key(row["cohort"], tz), int(row["cohort_size"])
         got = by_cohort.get(cohort, {})
         running = 0
         users_at = {}
@@ -115,13 +124,14 @@ def retention(events: ir.Table, spec: RetentionSpec) -> list[dict[str, Any]]:
     return out
 
 
-def _key(value: Any) -> Any:
-    """Cohort timestamps as UTC datetimes (engines differ in time zone tagging)."""
-    if isinstance(value, datetime):
-        return _utc(value) if value.tzinfo else value.replace(tzinfo=UTC)
-    return value
+def _key(value: Any, tz: ZoneInfo) -> Any:
+    """A cohort's local start as an aware datetime in ``tz`` (engines differ in time
+    zone tagging)."""
+    value = wall_clock(value)
+    return label(value, tz) if isinstance(value, datetime) else value
 
 
 def period_start(cohort: datetime, grain: str, period: int) -> datetime:
-    """The start of the ``period``-th day or week after ``cohort``."""
+    """The start of the ``period``-th day or week after ``cohort`` (an aware local
+    datetime: the arithmetic is on the wall clock, so a DST switch keeps midnight)."""
     return cohort + timedelta(seconds=_GRAIN_SECONDS[grain] * period)

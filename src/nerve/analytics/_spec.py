@@ -7,10 +7,11 @@ Also the small text syntaxes the CLI and the HTTP API share: durations (``30m``,
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from nerve.analytics._periods import instant, zone
 from nerve.errors import QueryError
 
 __all__ = [
@@ -170,8 +171,11 @@ class FunnelSpec:
     percentiles: tuple[float, ...] = (0.5, 0.9)
     bins: int = 10
     extra: dict[str, Any] = field(default_factory=dict)
+    #: the workspace's time zone: a naive ``since``/``until`` is wall-clock time there
+    timezone: str = "UTC"
 
     def validate(self) -> FunnelSpec:
+        """This spec, checked, with ``since``/``until`` as UTC instants."""
         n = len(self.steps)
         if not MIN_STEPS <= n <= MAX_STEPS:
             raise QueryError(f"steps: a funnel has {MIN_STEPS} to {MAX_STEPS} steps, got {n}")
@@ -207,11 +211,15 @@ class FunnelSpec:
                                            or not 0 <= self.attribution_step < n):
             raise QueryError(f"attribution_step: a step number 0..{n - 1} is needed with "
                              "attribution 'step'")
-        if self.since and self.until and self.since >= self.until:
+        since, until = self._instant(self.since), self._instant(self.until)
+        if since and until and since >= until:
             raise QueryError("since/until: since must be before until")
         for p in self.percentiles:
             if not 0 < p < 1:
                 raise QueryError(f"percentiles: {p} is not between 0 and 1")
         if not 1 <= self.bins <= 100:
             raise QueryError("bins: 1 to 100 histogram bins")
-        return self
+        return replace(self, since=since, until=until)
+
+    def _instant(self, value: datetime | None) -> datetime | None:
+        return None if value is None else instant(value, zone(self.timezone))

@@ -1,33 +1,39 @@
 """Trends: an event's count or unique users (or a semantic-layer metric) over time,
 next to the same span just before it.
 
-The period ``[since, until)`` is cut into buckets of the grain; the previous period is
-``[since - (until - since), since)``, cut the same way, and bucket i is compared with
-bucket i. Empty buckets are zero, so both series always have the same length.
+The period ``[since, until)`` is widened to whole buckets of the grain (hours, days or
+weeks from Monday, in the workspace's time zone, as metrics cut them: ``_periods``); the
+previous period is the same number of buckets just before it, and bucket i is compared
+with bucket i. Empty buckets are zero. Event and metric trends cut time alike, so a
+metric's trend gives the numbers of ``nerve metrics query`` for the same periods.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import ibis.expr.types as ir
 
-from nerve.analytics._fields import entity, filter_expr, filters_expr
+from nerve.analytics._fields import dialect_of, entity, filter_expr, filters_expr
+from nerve.analytics._periods import UNITS, instant, label, local_start, wall_clock, zone
 from nerve.analytics._spec import Filter
 from nerve.errors import QueryError
+from nerve.semantic._time import TimeRange, periods, resolve_range
 
 __all__ = ["MEASURES", "TrendSpec", "buckets", "metric_trend", "trend"]
 
 MEASURES = ("count", "users")
-GRAINS = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
-_UNITS = {"hour": "h", "day": "D", "week": "W"}
+GRAINS = tuple(UNITS)
+MAX_BUCKETS = 5000
 
 
 @dataclass(frozen=True, slots=True)
 class TrendSpec:
-    """``event=None`` counts every track event."""
+    """``event=None`` counts every track event. Buckets are those of ``timezone`` (the
+    workspace's ``[project] timezone``), in which naive ``since``/``until`` are read."""
 
     since: datetime
     until: datetime
@@ -36,86 +42,81 @@ class TrendSpec:
     measure: str = "count"
     grain: str = "day"
     compare: bool = True
+    timezone: str = "UTC"
 
     def validate(self) -> TrendSpec:
         if self.measure not in MEASURES:
             raise QueryError(f"measure: {self.measure!r} is not one of {', '.join(MEASURES)}")
-        if self.grain not in GRAINS:
-            raise QueryError(f"grain: {self.grain!r} is not one of {', '.join(GRAINS)}")
-        if _utc(self.since) >= _utc(self.until):
-            raise QueryError("since/until: since must be before until")
-        if len(buckets(self.since, self.until, self.grain)) > 5000:
-            raise QueryError("since/until: more than 5000 buckets; use a coarser grain")
+        _ranges(self.since, self.until, self.grain, zone(self.timezone))
         return self
 
 
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+def _ranges(since: datetime, until: datetime, grain: str,
+            tz: ZoneInfo) -> tuple[TimeRange, TimeRange]:
+    """The current period, widened to whole buckets, and the one just before it (as
+    many buckets of wall-clock time)."""
+    if grain not in GRAINS:
+        raise QueryError(f"grain: {grain!r} is not one of {', '.join(GRAINS)}")
+    if instant(since, tz) >= instant(until, tz):
+        raise QueryError("since/until: since must be before until")
+    # ``now`` is not read: both bounds are datetimes
+    current = resolve_range(since, until, grain=grain, tz=tz, now=datetime.now(UTC),
+                            data_bounds=None)
+    if len(periods(current.start, current.end, grain)) > MAX_BUCKETS:
+        raise QueryError(f"since/until: more than {MAX_BUCKETS} buckets; use a coarser grain")
+    previous = TimeRange(current.start - (current.end - current.start), current.start, tz)
+    return current, previous
 
 
-def _floor(value: datetime, grain: str) -> datetime:
-    value = _utc(value)
-    if grain == "hour":
-        return value.replace(minute=0, second=0, microsecond=0)
-    day = value.replace(hour=0, minute=0, second=0, microsecond=0)
-    if grain == "week":  # ISO weeks start on Monday, as date_trunc('week') does
-        day -= timedelta(days=day.weekday())
-    return day
+def buckets(trange: TimeRange, grain: str) -> list[datetime]:
+    """Local starts (naive) of the buckets covering ``trange``; an hour that the spring
+    DST switch skips is none."""
+    return periods(trange.start, trange.end, grain, trange.tz)
 
 
-def buckets(since: datetime, until: datetime, grain: str) -> list[datetime]:
-    """Bucket starts covering ``[since, until)``."""
-    out, cur = [], _floor(since, grain)
-    end = _utc(until)
-    while cur < end:
-        out.append(cur)
-        cur += GRAINS[grain]
-    return out
-
-
-def _series(events: ir.Table, spec: TrendSpec, since: datetime,
-            until: datetime) -> dict[datetime, float]:
+def _series(events: ir.Table, spec: TrendSpec, trange: TimeRange) -> dict[datetime, float]:
     t = events
-    cond = (t.type == "track") & (t.timestamp >= since) & (t.timestamp < until)
+    cond = ((t.type == "track") & (t.timestamp >= trange.start_utc)
+            & (t.timestamp < trange.end_utc))
     if spec.event is not None:
         cond &= filters_expr(t, spec.event, spec.where)
     else:
         for flt in spec.where:
             cond &= filter_expr(t, flt)
     t = t.filter(cond)
-    t = t.mutate(bucket=t.timestamp.truncate(_UNITS[spec.grain]), who=entity(t))
+    t = t.mutate(bucket=local_start(t.timestamp, spec.grain, spec.timezone,
+                                        dialect_of(events)),
+                 who=entity(t))
     value = t.count() if spec.measure == "count" else t.who.nunique()
     rows = t.group_by("bucket").aggregate(value=value).to_pyarrow().to_pylist()
-    return {_utc(r["bucket"]) if r["bucket"].tzinfo else r["bucket"].replace(tzinfo=UTC):
-            float(r["value"]) for r in rows}
+    return {wall_clock(r["bucket"]): float(r["value"]) for r in rows}
 
 
 def trend(events: ir.Table, spec: TrendSpec) -> list[dict[str, Any]]:
     """Rows ``{period, value, previous_period, previous, change}`` per bucket; ``change``
-    is relative (0.25 = +25 %), null when the previous value is 0."""
+    is relative (0.25 = +25 %), null when the previous value is 0. Periods are aware
+    datetimes at the bucket's local start."""
     spec = spec.validate()
-    since, until = _utc(spec.since), _utc(spec.until)
-    current = _series(events, spec, since, until)
-    starts = buckets(since, until, spec.grain)
-    span = until - since
-    previous: dict[datetime, float] = {}
-    prev_starts: list[datetime] = []
-    if spec.compare:
-        previous = _series(events, spec, since - span, since)
-        prev_starts = buckets(since - span, since, spec.grain)
-    return _rows(starts, current, prev_starts, previous, spec.compare)
+    current_range, previous_range = _ranges(spec.since, spec.until, spec.grain,
+                                            zone(spec.timezone))
+    current = _series(events, spec, current_range)
+    previous = _series(events, spec, previous_range) if spec.compare else {}
+    return _rows(buckets(current_range, spec.grain), current,
+                 buckets(previous_range, spec.grain) if spec.compare else [], previous,
+                 compare=spec.compare, tz=current_range.tz)
 
 
 def _rows(starts: list[datetime], current: dict[datetime, float],
-          prev_starts: list[datetime], previous: dict[datetime, float],
-          compare: bool) -> list[dict[str, Any]]:
+          prev_starts: list[datetime], previous: dict[datetime, float], *,
+          compare: bool, tz: ZoneInfo) -> list[dict[str, Any]]:
     out = []
     for i, start in enumerate(starts):
-        row: dict[str, Any] = {"period": start, "value": current.get(start, 0.0)}
+        row: dict[str, Any] = {"period": label(start, tz), "value": current.get(start, 0.0)}
         if compare:
             prev_start = prev_starts[i] if i < len(prev_starts) else None
             prev = previous.get(prev_start, 0.0) if prev_start else None
-            row |= {"previous_period": prev_start, "previous": prev,
+            row |= {"previous_period": label(prev_start, tz) if prev_start else None,
+                    "previous": prev,
                     "change": (row["value"] - prev) / prev if prev else None}
         out.append(row)
     return out
@@ -124,32 +125,29 @@ def _rows(starts: list[datetime], current: dict[datetime, float],
 def metric_trend(layer: Any, table: ir.Table, metric: str, *, since: datetime,
                  until: datetime, grain: str = "day", compare: bool = True,
                  where: str | None = None) -> list[dict[str, Any]]:
-    """A semantic-layer metric (``nerve.semantic``) over time, with the previous period.
+    """A semantic-layer metric over time, with the previous period.
 
     ``layer`` is a ``nerve.semantic.SemanticLayer``; the metric is computed by the layer,
     once for each period, so the numbers are the ones ``nerve metrics query`` gives.
+    Buckets are in the layer's time zone, where naive ``since``/``until`` are read.
     """
     from nerve.semantic import MetricQuery  # noqa: PLC0415 - the semantic layer is optional here
 
-    if grain not in GRAINS:
-        raise QueryError(f"grain: {grain!r} is not one of {', '.join(GRAINS)}")
-    since, until = _utc(since), _utc(until)
-    span = until - since
+    current_range, previous_range = _ranges(since, until, grain, zone(layer.timezone))
 
-    def series(lo: datetime, hi: datetime) -> dict[datetime, float]:
-        result = layer.query(MetricQuery((metric,), grain=grain, since=lo, until=hi,
-                                         where=where), table)
+    def series(trange: TimeRange) -> dict[datetime, float]:
+        # naive local bounds: the layer reads them as its own wall-clock time
+        result = layer.query(MetricQuery((metric,), grain=grain, since=trange.start,
+                                         until=trange.end, where=where), table)
         time_col = result.time_column or grain
         out: dict[datetime, float] = {}
         for row in result.table.to_pylist():
-            start = row[time_col]
-            if not isinstance(start, datetime):
-                start = datetime(start.year, start.month, start.day, tzinfo=UTC)
             value = row[metric]
-            out[_utc(start)] = 0.0 if value is None else float(value)
+            out[wall_clock(row[time_col])] = 0.0 if value is None else float(value)
         return out
 
-    current = series(since, until)
-    previous = series(since - span, since) if compare else {}
-    return _rows(buckets(since, until, grain), current,
-                 buckets(since - span, since, grain) if compare else [], previous, compare)
+    current = series(current_range)
+    previous = series(previous_range) if compare else {}
+    return _rows(buckets(current_range, grain), current,
+                 buckets(previous_range, grain) if compare else [], previous,
+                 compare=compare, tz=current_range.tz)

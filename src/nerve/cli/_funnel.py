@@ -51,11 +51,12 @@ def run_analysis(ws: Workspace, kind: str, body: dict[str, Any]) -> dict[str, An
 
             return SemanticLayer.load(ws)
 
+        timezone = ws.config.timezone  # days and weeks as metrics count them
         if kind == "funnels":
-            return analytics.funnel_request(events, body, layer)
+            return analytics.funnel_request(events, body, layer, timezone=timezone)
         if kind == "retention":
-            return analytics.retention_request(events, body)
-        return analytics.trend_request(events, body, layer)
+            return analytics.retention_request(events, body, timezone=timezone)
+        return analytics.trend_request(events, body, layer, timezone=timezone)
 
     found = answer(ws, f"/v1/{kind}", body, local)
     if "rows" not in found:

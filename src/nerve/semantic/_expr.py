@@ -114,14 +114,19 @@ _ARITH = {exp.Add: "+", exp.Sub: "-", exp.Mul: "*", exp.Div: "/"}
 
 def _parse(text: str) -> exp.Expression:
     try:
-        tree = sqlglot.parse_one(text, dialect="duckdb")
+        # parse, not parse_one: parse_one keeps the first of several statements and drops
+        # the rest without a word, so "a = 1; b = 2" would silently mean "a = 1"
+        trees = [t for t in sqlglot.parse(text, dialect="duckdb") if t is not None]
     except sqlglot.errors.ParseError as exc:
         errors = exc.errors or [{}]
         detail = errors[0].get("description") or str(exc).splitlines()[0]
         raise ValueError(f"cannot parse {text!r}: {detail}") from None
-    if tree is None:
-        raise ValueError("empty expression")
-    return tree
+    if not trees:
+        raise ValueError(f"cannot parse {text!r}: no expression")
+    if len(trees) > 1:
+        raise ValueError(f"cannot parse {text!r}: {len(trees)} statements separated by ';'; "
+                         "write one expression (join conditions with and)")
+    return trees[0]
 
 
 def _ref(node: exp.Expression, text: str) -> Ref:

@@ -48,13 +48,23 @@ def _layer(state: Any) -> Callable[[], Any]:
     return load
 
 
+def _timezone(state: Any) -> str:
+    """The workspace's time zone: days and weeks as metrics count them."""
+    return str(state.workspace.config.timezone)
+
+
 def routes() -> list[BaseRoute]:
     return [
         Route("/v1/funnels",
-              _handler(lambda ev, body, s: funnel_request(ev, body, _layer(s))),
+              _handler(lambda ev, body, s: funnel_request(ev, body, _layer(s),
+                                                          timezone=_timezone(s))),
               methods=["POST"]),
-        Route("/v1/retention", _handler(lambda ev, body, _s: retention_request(ev, body)),
+        Route("/v1/retention",
+              _handler(lambda ev, body, s: retention_request(ev, body,
+                                                             timezone=_timezone(s))),
               methods=["POST"]),
-        Route("/v1/trends", _handler(lambda ev, body, s: trend_request(ev, body, _layer(s))),
+        Route("/v1/trends",
+              _handler(lambda ev, body, s: trend_request(ev, body, _layer(s),
+                                                         timezone=_timezone(s))),
               methods=["POST"]),
     ]
