@@ -1,9 +1,40 @@
+import ast
+import re
+import tomllib
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
+import nerve
 from nerve.errors import WorkspaceError
-from nerve.workspace import Workspace, init_workspace
+from nerve.workspace import SETTINGS, CollectorLimits, Workspace, check_settings, init_workspace
+
+SRC = Path(nerve.__file__).parent
+DOCS = SRC.parents[1] / "docs"
+
+#: the modules that read each section of nerve.toml (the comments of SETTINGS)
+READERS = {
+    "project": ["workspace.py"],
+    "sources": ["workspace.py"],
+    "warehouse": ["workspace.py", "warehouse/_warehouse.py"],
+    "collector": ["workspace.py", "log/_stream.py", "server/_state.py", "server/_ratelimit.py"],
+    "privacy": ["pipeline/privacy.py", "erasure/_erase.py"],
+    "readers": ["server/_readers.py"],
+    "loader": ["loader/_loader.py"],
+    "log": ["log/_stream.py"],
+    "catalog": ["catalog/_lint.py"],
+    "checks": ["quality/_config.py"],
+    "agent": ["agent/_llm.py"],
+    "demo": ["demo/_run.py"],
+}
+#: how those modules name a section's table when they read a key from it
+SECTION_NAMES = {"section", "toml", "item", "project", "warehouse", "limits",
+                 "_privacy(workspace)"}
+#: ... except quality/_config.py, whose ``section`` and ``item`` are checks.yaml's
+TABLE_NAMES = {"quality/_config.py": {"toml"}}
+#: their helpers that take a key's name: _number(ws, section, key), pick(key), ...
+KEY_HELPERS = {"_number", "pick", "uncataloged_retention"}
 
 
 def test_init_creates_layout_with_distinct_random_keys(tmp_path: Path) -> None:
@@ -66,3 +97,134 @@ def test_env_var_selects_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     init_workspace(tmp_path / "w", "envws")
     monkeypatch.setenv("NERVE_WORKSPACE", str(tmp_path / "w"))
     assert Workspace.load().config.name == "envws"
+
+
+def _write(tmp_path: Path, extra: str, after: str = "[collector]\n") -> Path:
+    ws = init_workspace(tmp_path / "ws")
+    toml = ws.root / "nerve.toml"
+    toml.write_text(toml.read_text().replace(after, after + extra, 1))
+    return ws.root
+
+
+@pytest.mark.parametrize(
+    ("where", "extra", "message"),
+    [
+        ("[collector]\n", '[privacy]\npersonnal = "drop"\n\n',
+         r"nerve.toml:\d+: \[privacy\] personnal: unknown key; did you mean 'personal'\? "
+         r"\(known: allow_sensitive, "),
+        ("[collector]\n", '[privacy]\nuserid = "hash"\n\n',
+         r"nerve.toml:\d+: \[privacy\] userid: unknown key; did you mean 'user_id'\?"),
+        ("[collector]\n", "[colector]\nrate_limit_per_second = 10\n\n",
+         r"nerve.toml:\d+: \[colector\]: unknown section; did you mean \[collector\]\?"),
+        ("max_event_bytes = 32768", "\nmax_evnt_bytes = 32768",
+         r"\[collector\] max_evnt_bytes: unknown key; did you mean 'max_event_bytes'\?"),
+        ("[[sources]]\n", 'nmae = "x"\n', r"\[\[sources\]\] #1 nmae: unknown key"),
+        ("[collector]\n", "sources = 3\n[log]\n",
+         r"\[collector\] sources: unknown key"),
+    ],
+)
+def test_unknown_sections_and_keys_are_refused_naming_file_line_and_key(
+        tmp_path: Path, where: str, extra: str, message: str) -> None:
+    root = _write(tmp_path, extra, after=where)
+    with pytest.raises(WorkspaceError, match=message):
+        Workspace.load(root)
+
+
+def test_the_error_gives_the_line_of_the_unknown_key(tmp_path: Path) -> None:
+    root = _write(tmp_path, "\nmax_evnt_bytes = 32768", after="max_event_bytes = 32768")
+    lines = (root / "nerve.toml").read_text().splitlines()
+    with pytest.raises(WorkspaceError) as caught:
+        Workspace.load(root)
+    line = int(re.search(r"nerve.toml:(\d+):", str(caught.value))[1])  # type: ignore[index]
+    assert lines[line - 1].startswith("max_evnt_bytes = 32768")
+
+
+@pytest.mark.parametrize("key", ["max_event_bytes", "max_request_bytes", "max_batch_events"])
+@pytest.mark.parametrize(("value", "shown"),
+                         [("-1", "-1"), ("0", "0"), ("1.5", "1.5"), ('"big"', "'big'"),
+                          ("true", "True")])
+def test_collector_sizes_must_be_whole_numbers_of_at_least_one(tmp_path: Path, key: str,
+                                                                 value: str, shown: str) -> None:
+    ws = init_workspace(tmp_path / "ws")
+    toml = ws.root / "nerve.toml"
+    toml.write_text(re.sub(rf"(?m)^{key} = \d+", f"{key} = {value}", toml.read_text()))
+    with pytest.raises(WorkspaceError, match=rf"\[collector\] {key}: expected a whole "
+                                             rf"number >= 1, got {re.escape(shown)}$"):
+        Workspace.load(ws.root)
+
+
+def test_every_documented_setting_is_accepted(tmp_path: Path) -> None:
+    root = _write(tmp_path, "".join(f"{key} = 1\n" for key in
+                                    ("max_backlog_bytes", "max_connections",
+                                     "rate_limit_per_second", "rate_limit_burst")))
+    assert Workspace.load(root).config.collector == CollectorLimits(
+        max_event_bytes=32768, max_request_bytes=512000, max_batch_events=2500)
+
+
+def test_settings_name_every_section_the_code_reads() -> None:
+    """A ``config.raw.get("x")`` anywhere in nerve names a section of SETTINGS."""
+    read = set()
+    for path in SRC.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "get" and ast.unparse(node.func.value).endswith(
+                        "config.raw") and isinstance(node.args[0], ast.Constant)):
+                read.add(node.args[0].value)
+    assert read - set(SETTINGS) == set()
+    assert set(READERS) == set(SETTINGS)
+
+
+def _keys_read(module: str) -> set[str]:
+    """The keys ``module`` reads from a section's table (see SECTION_NAMES, KEY_HELPERS)."""
+    keys = set()
+    for node in ast.walk(ast.parse((SRC / module).read_text(encoding="utf-8"))):
+        literal: ast.expr | None = None
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                and node.func.attr == "get" and node.args:
+            table = ast.unparse(node.func.value)
+            if (table in TABLE_NAMES.get(module, SECTION_NAMES)
+                    or re.search(r"config\.raw\.get\(", table)):
+                literal = node.args[0]
+        elif isinstance(node, ast.Subscript) \
+                and ast.unparse(node.value) in TABLE_NAMES.get(module, SECTION_NAMES):
+            literal = node.slice
+        elif isinstance(node, ast.Call) and ast.unparse(node.func) in KEY_HELPERS:
+            literal = next((a for a in node.args if isinstance(a, ast.Constant)
+                            and isinstance(a.value, str)), None)
+        if isinstance(literal, ast.Constant) and isinstance(literal.value, str):
+            keys.add(literal.value)
+    return keys
+
+
+def _strings(module: str) -> set[str]:
+    tree = ast.parse((SRC / module).read_text(encoding="utf-8"))
+    return {n.value for n in ast.walk(tree)
+            if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+
+
+@pytest.mark.parametrize("section", sorted(SETTINGS))
+def test_every_known_key_is_read_by_its_sections_code(section: str) -> None:
+    # a word of the readers' strings ([demo]'s key is in the text the demo writes)
+    named = {word for m in READERS[section] for text in _strings(m)
+             for word in re.findall(r"\w+", text)}
+    if section == "collector":  # workspace.py reads CollectorLimits' fields by name
+        named |= {f.name for f in fields(CollectorLimits)}
+    assert SETTINGS[section] - named == set()
+
+
+@pytest.mark.parametrize("module", sorted({m for ms in READERS.values() for m in ms}))
+def test_every_key_the_code_reads_is_known(module: str) -> None:
+    sections = {s for s, modules in READERS.items() if module in modules}
+    known = set().union(*(SETTINGS[s] for s in sections)) | set(SETTINGS)
+    assert _keys_read(module) - known == set()
+
+
+def _toml_examples() -> list[tuple[str, str]]:
+    return [(path.name, block) for path in sorted(DOCS.glob("*.md"))
+            for block in re.findall(r"```toml\n(.*?)```", path.read_text(encoding="utf-8"),
+                                    re.S)]
+
+
+@pytest.mark.parametrize(("doc", "block"), _toml_examples())
+def test_the_nerve_toml_examples_of_the_docs_are_accepted(doc: str, block: str) -> None:
+    check_settings(tomllib.loads(block), doc, block)

@@ -6,16 +6,20 @@ Runtime data (the event log, the DuckDB warehouse) lives in ``.nerve/`` inside i
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 import secrets
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from nerve.errors import WorkspaceError
 
-__all__ = ["CollectorLimits", "Source", "Workspace", "WorkspaceConfig", "init_workspace"]
+__all__ = ["SETTINGS", "CollectorLimits", "Source", "Workspace", "WorkspaceConfig",
+           "check_settings", "init_workspace"]
 
 CONFIG_FILE = "nerve.toml"
 DATA_DIR = ".nerve"
@@ -34,9 +38,54 @@ class Source:
 
 @dataclass(frozen=True, slots=True)
 class CollectorLimits:
+    """The size limits of ``[collector]``: whole numbers of at least 1."""
+
     max_event_bytes: int = 32 * 1024
     max_request_bytes: int = 500 * 1024
     max_batch_events: int = 2500
+
+
+#: Every setting nerve reads from nerve.toml: section -> its keys. Anything else is refused
+#: when the workspace loads: a typo (``[privacy] personnal``, ``[colector]``) would
+#: otherwise leave the default in force without a word. The comment names the code that
+#: reads each section; tests/test_workspace.py checks the keys against that code, so a
+#: setting added there and not here (or the reverse) fails the tests.
+SETTINGS: dict[str, frozenset[str]] = {
+    # here
+    "project": frozenset({"name", "timezone"}),
+    # here
+    "sources": frozenset({"name", "write_key", "import"}),
+    # here (url), warehouse/_warehouse.py (threads)
+    "warehouse": frozenset({"url", "threads"}),
+    # here (CollectorLimits), log/_stream.py, server/_state.py, server/_ratelimit.py
+    "collector": frozenset({*(f.name for f in fields(CollectorLimits)), "max_backlog_bytes",
+                            "max_connections", "header_timeout_seconds",
+                            "body_timeout_seconds", "commit_interval_ms",
+                            "trusted_proxy_header", "rate_limit_per_second",
+                            "rate_limit_burst"}),
+    # pipeline/privacy.py, erasure/_erase.py
+    "privacy": frozenset({"personal", "allow_sensitive", "ip", "user_id", "enforce_consent",
+                          "guard_unknown", "enforce_retention", "uncataloged_retention",
+                          "audit_retention"}),
+    # server/_readers.py
+    "readers": frozenset({"name", "role", "personal", "token_env"}),
+    # loader/_loader.py
+    "loader": frozenset({"dedup_window", "dedup_index_rows"}),
+    # log/_stream.py
+    "log": frozenset({"url", "stream", "subject", "replicas", "ack_timeout_seconds"}),
+    # catalog/_lint.py (``rules`` is a table of rule names, which the linter checks)
+    "catalog": frozenset({"naming", "min_description", "rules"}),
+    # quality/_config.py
+    "checks": frozenset({"every", "webhook", "alert_on"}),
+    # agent/_llm.py
+    "agent": frozenset({"llm_url", "llm_model", "llm_api_key_env", "max_rounds"}),
+    # demo/_run.py: the header marks a workspace `nerve demo` made (and may reset)
+    "demo": frozenset({"bundle"}),
+}
+#: the sections written as arrays of tables, ``[[sources]]``
+ARRAY_SECTIONS = frozenset({"sources", "readers"})
+#: ``[collector]`` sizes that must be whole numbers >= 1 (0 or less refuses every event)
+_POSITIVE = frozenset(f.name for f in fields(CollectorLimits))
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,11 +177,87 @@ class Workspace:
                 f"{path}: not a nerve workspace (no {CONFIG_FILE}); "
                 "create one with `nerve init DIR` or pass --workspace DIR"
             )
+        text = path.read_text(encoding="utf-8")
         try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+            raw = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise WorkspaceError(f"{path}: {exc}") from exc
+        check_settings(raw, path, text)
         return cls(root=root, config=_parse_config(raw, path))
+
+
+def check_settings(raw: dict[str, Any], path: Path | str, text: str = "") -> None:
+    """Refuse sections and keys nerve does not read (``SETTINGS``), and ``[collector]``
+    sizes below 1, naming the file, its line when ``text`` shows it, the section and key,
+    with the closest known name.
+
+    >>> check_settings({"privacy": {"personnal": "drop"}}, "nerve.toml")
+    Traceback (most recent call last):
+    ...
+    nerve.errors.WorkspaceError: nerve.toml: [privacy] personnal: unknown key; did you mean \
+'personal'? (known: allow_sensitive, audit_retention, enforce_consent, enforce_retention, \
+guard_unknown, ip, personal, uncataloged_retention, user_id)
+    """
+    for section, value in raw.items():
+        if section not in SETTINGS:
+            where = _at(path, text, section if isinstance(value, dict | list) else None,
+                        None if isinstance(value, dict | list) else section)
+            raise WorkspaceError(f"{where}[{section}]: unknown section"
+                                 f"{_suggest(section, SETTINGS, '[{}]')} "
+                                 f"(known: {', '.join(sorted(SETTINGS))})")
+        tables = value if section in ARRAY_SECTIONS and isinstance(value, list) else [value]
+        for index, table in enumerate(tables):
+            label = f"[[{section}]] #{index + 1}" if section in ARRAY_SECTIONS else f"[{section}]"
+            if not isinstance(table, dict) or (section in ARRAY_SECTIONS
+                                               and not isinstance(value, list)):
+                shape = (f"[[{section}]] tables, one per entry" if section in ARRAY_SECTIONS
+                         else "a table")
+                raise WorkspaceError(f"{_at(path, text, section, None)}{label}: "
+                                     f"expected {shape}")
+            for key, setting in table.items():
+                where = _at(path, text, section, key, index)
+                if key not in SETTINGS[section]:
+                    raise WorkspaceError(f"{where}{label} {key}: unknown key"
+                                         f"{_suggest(key, SETTINGS[section], '{!r}')} "
+                                         f"(known: {', '.join(sorted(SETTINGS[section]))})")
+                if section == "collector" and key in _POSITIVE and (
+                        isinstance(setting, bool) or not isinstance(setting, int)
+                        or setting < 1):
+                    raise WorkspaceError(f"{where}{label} {key}: expected a whole number "
+                                         f">= 1, got {setting!r}")
+
+
+def _suggest(name: str, known: Iterable[str], form: str) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f"; did you mean {form.format(close[0])}?" if close else ""
+
+
+def _at(path: Path | str, text: str, section: str | None, key: str | None,
+        index: int = 0) -> str:
+    """``path:line: `` of ``key`` in ``section`` (its ``index``-th table for [[arrays]]), or
+    of the section's header when ``key`` is None; ``path: `` when the text does not show
+    it plainly (tomllib keeps no lines; a dotted key or an inline table hides it)."""
+    line = _line(text.splitlines(), section, key, index)
+    return f"{path}:{line}: " if line else f"{path}: "
+
+
+def _line(lines: list[str], section: str | None, key: str | None, index: int) -> int | None:
+    start = 0
+    if section is not None:
+        header = re.compile(rf"\s*\[\[?\s*{re.escape(section)}\s*\]\]?\s*(#.*)?")
+        headers = [i for i, line in enumerate(lines) if header.fullmatch(line)]
+        if len(headers) <= index:
+            return None
+        if key is None:
+            return headers[index] + 1
+        start = headers[index] + 1
+    assignment = re.compile(rf"\s*([\"']?){re.escape(key or '')}\1\s*=")
+    for i in range(start, len(lines)):
+        if lines[i].lstrip().startswith("["):
+            break
+        if assignment.match(lines[i]):
+            return i + 1
+    return None
 
 
 def _parse_config(raw: dict[str, Any], path: Path) -> WorkspaceConfig:
@@ -156,18 +281,17 @@ def _parse_config(raw: dict[str, Any], path: Path) -> WorkspaceConfig:
         if key in seen:
             raise fail(f"{where} write_key", "used by another source")
         seen.add(key)
-        sources.append(Source(name=name, write_key=key, historical=bool(item.get("import", False))))
+        historical = item.get("import", False)
+        if not isinstance(historical, bool):
+            raise fail(f"{where} import", f"expected true or false, got {historical!r}")
+        sources.append(Source(name=name, write_key=key, historical=historical))
     warehouse = raw.get("warehouse", {})
     url = warehouse.get("url", f"duckdb://{DATA_DIR}/warehouse.duckdb")
     if not isinstance(url, str):
         raise fail("[warehouse] url", "must be a string")
-    limits = raw.get("collector", {})
-    try:
-        collector = CollectorLimits(
-            **{k: int(v) for k, v in limits.items() if k in CollectorLimits.__dataclass_fields__}
-        )
-    except (TypeError, ValueError) as exc:
-        raise fail("[collector]", f"limits must be whole numbers ({exc})") from exc
+    limits = raw.get("collector", {})  # check_settings made them whole numbers >= 1
+    collector = CollectorLimits(**{f.name: limits[f.name] for f in fields(CollectorLimits)
+                                   if f.name in limits})
     timezone = project.get("timezone", "UTC")
     return WorkspaceConfig(
         name=project["name"],

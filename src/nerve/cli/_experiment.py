@@ -7,7 +7,15 @@ from typing import Annotated, Any
 
 import typer
 
-from nerve.cli._common import Format, FormatOption, console, emit, emit_json, handle_errors
+from nerve.cli._common import (
+    Format,
+    FormatOption,
+    console,
+    emit,
+    emit_json,
+    err_console,
+    handle_errors,
+)
 from nerve.cli._common import load_workspace as _workspace
 from nerve.cli._remote import answer
 from nerve.experiments import get_experiment, load_experiments
@@ -111,6 +119,9 @@ def analyze(ctx: typer.Context, key: Annotated[str, typer.Argument(help="Experim
     rows = [*readout["rows"], *readout.get("breakdown", [])]
     if fmt is not Format.table:
         emit(rows, fmt)
+        for warning in readout.get("warnings", []):  # JSON or CSV on stdout stays clean
+            err_console.print(f"warning: {warning}", highlight=False, markup=False,
+                              soft_wrap=True)
         return
     emit([_table_row(r) for r in readout["rows"]], fmt, title=key)
     if readout.get("breakdown"):

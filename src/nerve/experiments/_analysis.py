@@ -109,6 +109,10 @@ class Readout:
     planned_units_per_variant: int | None = None
     #: the same rows per value of a dimension (``analyze_experiment(by=...)``)
     breakdown: list[ResultRow] = field(default_factory=list)
+    #: exposures of the experiment held in the quarantine, by event: not counted above
+    quarantined_exposures: dict[str, int] = field(default_factory=dict)
+    #: what makes the readout less than the whole truth (quarantined exposures)
+    warnings: list[str] = field(default_factory=list)
 
 
 def _clean(value: Any) -> Any:

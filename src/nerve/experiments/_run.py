@@ -11,7 +11,7 @@ import numpy as np
 
 from nerve.experiments._analysis import MetricData, Readout, analyze
 from nerve.experiments._model import Experiment
-from nerve.experiments._units import collect, unit_dimension
+from nerve.experiments._units import collect, quarantined_exposures, unit_dimension
 from nerve.semantic import SemanticLayer
 
 __all__ = ["analyze_experiment", "readout_dict", "report_text"]
@@ -39,9 +39,11 @@ def analyze_experiment(exp: Experiment, layer: SemanticLayer, events: ir.Table, 
                        power=exp.power, excluded=exposed.excluded, days_running=days)
 
     readout = read(data)
+    until = min(exp.end, now) if exp.end else now
+    readout.quarantined_exposures = quarantined_exposures(exp, events, until)
+    readout.warnings.extend(_quarantine_warning(exp.key, readout.quarantined_exposures))
     if by is None:
         return readout
-    until = min(exp.end, now) if exp.end else now
     values = unit_dimension(exp, layer, events, by, until)
     for value in sorted({v for v in values.values() if v is not None}):
         part = []
@@ -58,6 +60,15 @@ def analyze_experiment(exp: Experiment, layer: SemanticLayer, events: ir.Table, 
     return readout
 
 
+def _quarantine_warning(key: str, held: dict[str, int]) -> list[str]:
+    if not held:
+        return []
+    events = ", ".join(f"{n} {event!r}" for event, n in held.items())
+    return [f"{sum(held.values())} exposures of {key} are in the quarantine and not counted "
+            f"here ({events}): catalog the event or fix what its violations say (`nerve "
+            f"quarantine list --event NAME`), then `nerve quarantine replay`"]
+
+
 def readout_dict(exp: Experiment, readout: Readout) -> dict[str, Any]:
     """The readout as JSON: experiment-level health and decision, and one row per
     variant and metric (``rows``)."""
@@ -67,6 +78,8 @@ def readout_dict(exp: Experiment, readout: Readout) -> dict[str, Any]:
         "srm_p_value": readout.srm_p_value, "units": readout.units,
         "excluded_multiple_variants": readout.excluded_multiple_variants,
         "planned_units_per_variant": readout.planned_units_per_variant,
+        "quarantined_exposures": readout.quarantined_exposures,
+        "warnings": readout.warnings,
         "rows": [row.as_dict() for row in readout.rows],
         "breakdown": [row.as_dict() for row in readout.breakdown],
     }
@@ -83,6 +96,7 @@ def report_text(readout: dict[str, Any]) -> str:
     if readout.get("hypothesis"):
         lines.append(f"Hypothesis: {readout['hypothesis']}")
     lines.append("")
+    lines.extend(f"WARNING: {warning}" for warning in readout.get("warnings", []))
     decision = {"ship": "SHIP", "stop": "STOP", "keep running": "KEEP RUNNING",
                 "investigate": "INVESTIGATE"}.get(readout["decision"], readout["decision"])
     lines.append(f"Decision: {decision}")

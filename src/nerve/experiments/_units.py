@@ -22,6 +22,7 @@ import ibis
 import ibis.expr.types as ir
 import numpy as np
 import pyarrow as pa
+from ibis.common.exceptions import IbisError, TableNotFound
 
 from nerve.errors import QueryError
 from nerve.experiments._analysis import ArmData, MetricData
@@ -30,7 +31,7 @@ from nerve.semantic import Measure, Metric, MetricQuery, SemanticLayer
 from nerve.semantic._engines import backend_dialect, json_field
 from nerve.warehouse import one_of
 
-__all__ = ["Exposures", "collect"]
+__all__ = ["Exposures", "collect", "quarantined_exposures"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +67,25 @@ def exposures(exp: Experiment, events: ir.Table, until: datetime) -> Exposures:
     first = pa.compute.min(table["first_ts"]).as_py() if table.num_rows else None
     last = pa.compute.max(table["first_ts"]).as_py() if table.num_rows else None
     return Exposures(table, excluded, first, last)
+
+
+def quarantined_exposures(exp: Experiment, events: ir.Table, until: datetime) -> dict[str, int]:
+    """Exposures of ``exp`` the collector put in the ``quarantine`` table (an uncataloged
+    ``Experiment Viewed``, an exposure failing its event's schema), by event name; the
+    analysis does not see them. Empty when ``events``' backend has no quarantine (a
+    table loaded on its own, as tests and other engines do)."""
+    try:
+        q = events.get_backend().table("quarantine")
+    except (TableNotFound, IbisError, LookupError, AttributeError):
+        return {}
+    dialect = backend_dialect(q)
+    q = q.filter(q.type == "track", one_of(q.event, list(exp.exposure_events)),
+                 q.timestamp < ibis.literal(until))
+    if exp.start is not None:
+        q = q.filter(q.timestamp >= ibis.literal(exp.start))
+    q = q.filter(json_field(q.properties, ("experiment_id",), "string", dialect) == exp.key)
+    counts = q.group_by("event").aggregate(n=q.count()).to_pyarrow().to_pylist()
+    return {row["event"]: int(row["n"]) for row in sorted(counts, key=lambda r: r["event"])}
 
 
 # ------------------------------------------------------------------ metric decomposition

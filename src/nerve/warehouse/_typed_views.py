@@ -2,16 +2,23 @@
 
 The ``events`` table keeps properties as JSON, which every event shares; analysts want
 ``SELECT price FROM evt_add_to_cart``. ``refresh_typed_views(con, catalog)`` creates one
-view per cataloged track event (latest version) with the envelope columns and one column
-per property, extracted from the JSON and cast with ``TRY_CAST`` (a value of the wrong
-type reads as NULL instead of failing the whole query). Views of events that left the
-catalog are dropped. Call it at start-up and whenever the catalog changes; it is cheap
-and idempotent (views hold no data).
+view per cataloged track event with the envelope columns and one column per property,
+extracted from the JSON and cast with ``TRY_CAST`` (a value of the wrong type reads as
+NULL instead of failing the whole query). Views of events that left the catalog are
+dropped. Call it at start-up and whenever the catalog changes; it is cheap and idempotent
+(views hold no data).
+
+A view shows the rows of every version of its event, so its columns are the properties of
+every version: the latest version's first, then those only older versions have. A column
+takes the type its versions agree on; where they differ it takes one that holds every
+version's values unchanged (``integer`` and ``number``: DOUBLE; anything else: VARCHAR,
+the JSON text), so that no row reads other than it was validated.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 from nerve.catalog import Catalog, EventSpec, PropertySpec
@@ -55,7 +62,31 @@ def _column(prop: PropertySpec) -> str:
     if prop.type in ("array", "object"):
         return f"json_extract(properties, {path})"
     text = f"json_extract_string(properties, {path})"
+    if prop.type == "integer":
+        # TRY_CAST('12.5' AS BIGINT) rounds to 13: a fraction is not a whole number, NULL
+        return (f"CASE WHEN TRY_CAST({text} AS DOUBLE) % 1 = 0 "
+                f"THEN TRY_CAST({text} AS BIGINT) END")
     return f"TRY_CAST({text} AS {_SQL_TYPES[prop.type]})"
+
+
+def _merged(versions: list[EventSpec]) -> EventSpec:
+    """The latest of ``versions`` (oldest first) with the properties of all of them: the
+    latest's, then those of older versions only; a property whose versions disagree on
+    its type gets one holding every version's values (see the module's docstring)."""
+    latest = versions[-1]
+    by_name: dict[str, list[PropertySpec]] = {}
+    for spec in reversed(versions):  # newest first: the latest's order, then older ones
+        for prop in spec.properties:
+            by_name.setdefault(prop.name, []).append(prop)
+    properties = []
+    for props in by_name.values():
+        types = {p.type for p in props}
+        newest = props[0]
+        if len(types) > 1:
+            newest = replace(newest, type="number" if types == {"integer", "number"}
+                             else "string", items=None, properties=())
+        properties.append(newest)
+    return replace(latest, properties=tuple(properties))
 
 
 def typed_view_sql(spec: EventSpec, *, temp: bool = False) -> str:
@@ -76,12 +107,14 @@ def typed_view_sql(spec: EventSpec, *, temp: bool = False) -> str:
 
 
 def typed_view_specs(catalog: Catalog) -> dict[str, EventSpec]:
-    """View name -> the track event it shows (latest version). Two events whose names map
-    to one view name (``Add To Cart`` and ``add_to_cart``) keep the first, by name."""
+    """View name -> the track event it shows: its latest version, with the properties of
+    all its versions (``_merged``). Two events whose names map to one view name (``Add To
+    Cart`` and ``add_to_cart``) keep the first, by name."""
     wanted: dict[str, EventSpec] = {}
     for spec in catalog:
-        if spec.type == "track":
-            wanted.setdefault(view_name(spec.name), spec)
+        if spec.type == "track" and view_name(spec.name) not in wanted:
+            versions = [v for v in catalog.versions(spec.name) if v.type == "track"]
+            wanted[view_name(spec.name)] = _merged(versions)
     return wanted
 
 

@@ -1,0 +1,101 @@
+"""Exposures the collector quarantined are not counted, and the readout says so: sent
+through the real collector, log and loader into the workspace's DuckDB warehouse."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from typer.testing import CliRunner
+
+from nerve.catalog import Catalog
+from nerve.cli import ExitCode, app
+from nerve.collector import Collector
+from nerve.loader import Loader
+from nerve.log import LogWriter
+from nerve.warehouse import Warehouse
+from nerve.workspace import Workspace
+
+runner = CliRunner()
+
+EVENTS = {
+    "experiment_viewed.yaml": "name: experiment_viewed\nproperties:\n"
+                              "  experiment_id: {type: string}\n  variant_id: {type: string}\n",
+    "purchase_complete.yaml": "name: purchase_complete\n",
+}
+SEGMENT_EVENT = ("name: Experiment Viewed\nproperties:\n  experiment_id: {type: string}\n"
+                 "  experiment_name: {type: string}\n  variation_id: {type: string}\n"
+                 "  variation_name: {type: string}\n")
+METRICS = "metrics:\n  orders:\n    measure: {agg: count, event: purchase_complete}\n"
+
+
+def _exposure(i: int, sent: datetime) -> dict[str, Any]:
+    """Even users come from nerve's SDK, odd ones from a Segment-spec SDK."""
+    variant = "a" if i % 4 < 2 else "b"
+    event, field = (("experiment_viewed", "variant_id") if i % 2 == 0
+                    else ("Experiment Viewed", "variation_id"))
+    return {"type": "track", "event": event, "userId": f"u{i}", "messageId": f"x{i}",
+            "timestamp": sent.isoformat(), "properties": {"experiment_id": "e", field: variant}}
+
+
+def _send(ws: Workspace, messages: list[dict[str, Any]]) -> None:
+    """Collect, log and load, as ``nerve serve`` does."""
+    key = ws.config.sources[0].write_key
+    collected = Collector(ws, Catalog.load(ws.events_dir)).collect(
+        orjson.dumps({"batch": messages}), endpoint="batch",
+        authorization="Basic " + base64.b64encode(f"{key}:".encode()).decode())
+    with LogWriter(ws.log_dir, "test") as log:
+        log.append(collected.record_batch())
+        log.sync()
+    with Warehouse.for_workspace(ws) as warehouse:
+        Loader(ws.log_dir, warehouse).load_once()
+
+
+def _analyze(ws: Workspace, *fmt: str) -> Any:
+    return runner.invoke(app, ["-w", str(ws.root), "experiment", "analyze", "e", *fmt])
+
+
+def test_quarantined_exposures_are_reported_and_count_once_cataloged(
+        make_workspace: Callable[..., Workspace]) -> None:
+    ws = make_workspace(EVENTS)
+    (ws.metrics_dir / "m.yaml").write_text(METRICS)
+    (ws.root / "experiments").mkdir()
+    (ws.root / "experiments" / "e.yaml").write_text("key: e\nvariants: [a, b]\nprimary: orders\n")
+    sent = datetime.now(UTC) - timedelta(hours=1)
+    _send(ws, [_exposure(i, sent) for i in range(40)])
+
+    result = _analyze(ws, "-f", "json")
+    assert result.exit_code == ExitCode.OK, result.output
+    assert [r["units"] for r in json.loads(result.stdout)] == [10, 10]  # nerve's shape only
+    assert "warning: 20 exposures of e are in the quarantine and not counted here " \
+           "(20 'Experiment Viewed')" in result.stderr
+    table = _analyze(ws)
+    assert "WARNING: 20 exposures of e are in the quarantine" in table.stdout
+
+    # the documented remedy: catalog the Segment shape, replay the quarantine
+    (ws.events_dir / "experiment_viewed_segment.yaml").write_text(SEGMENT_EVENT)
+    replay = runner.invoke(app, ["-w", str(ws.root), "quarantine", "replay"])
+    assert replay.exit_code == ExitCode.OK, replay.output
+    result = _analyze(ws, "-f", "json")
+    assert [r["units"] for r in json.loads(result.stdout)] == [20, 20]
+    assert "warning" not in result.stderr
+    assert "WARNING" not in _analyze(ws).stdout
+
+
+def test_exposures_of_other_experiments_in_the_quarantine_are_not_reported(
+        make_workspace: Callable[..., Workspace]) -> None:
+    ws = make_workspace(EVENTS)
+    (ws.metrics_dir / "m.yaml").write_text(METRICS)
+    (ws.root / "experiments").mkdir()
+    (ws.root / "experiments" / "e.yaml").write_text("key: e\nvariants: [a, b]\nprimary: orders\n")
+    sent = datetime.now(UTC) - timedelta(hours=1)
+    other = [{**m, "properties": {**m["properties"], "experiment_id": "other"}}
+             for m in (_exposure(i, sent) for i in range(1, 10, 2))]
+    _send(ws, [*(_exposure(i, sent) for i in range(0, 40, 2)), *other])
+    result = _analyze(ws, "-f", "json")
+    assert result.exit_code == ExitCode.OK, result.output
+    assert "warning" not in result.stderr
