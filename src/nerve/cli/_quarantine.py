@@ -24,6 +24,7 @@ from nerve.cli._common import (
 from nerve.cli._remote import running_server
 from nerve.cli._sql import run_sql
 from nerve.errors import TransientError, UserError
+from nerve.quarantine import preview, preview_query
 from nerve.quarantine import replay as run_replay
 from nerve.warehouse import Warehouse
 
@@ -127,20 +128,26 @@ def replay(
 
     Loaded events move from the quarantine to `events` in one transaction; a message_id
     already in `events` is never loaded twice. Needs the warehouse to itself: stop
-    `nerve serve` first. Exit 0 when everything judged now passes, 3 when some still fail.
+    `nerve serve` first. `--dry-run` only reads, so it also works while `nerve serve` runs
+    (through the server). Exit 0 when everything judged now passes, 3 when some still fail.
     """
     ws = load_workspace(ctx)
-    server = running_server(ws)
-    if server is not None:
-        raise TransientError(
-            f"`nerve serve` (pid {server.get('pid', '?')}, {server.get('url')}) holds the "
-            "warehouse; stop it (Ctrl-C or SIGTERM), run `nerve quarantine replay`, then "
-            "start it again")
     catalog = Catalog.load(ws.events_dir)
-    with (local_read(ws, "nerve quarantine replay", {"event": event, "dry_run": dry_run}),
-          Warehouse.for_workspace(ws) as warehouse,
-          err_console.status("judging quarantined events against the catalog...")):
-        report = run_replay(warehouse, catalog, event=event, dry_run=dry_run)
+    if dry_run:
+        with err_console.status("judging quarantined events against the catalog..."):
+            # read-only: through the running server, else the file opened read-only
+            report = preview(catalog, run_sql(ws, preview_query(event))["rows"])
+    else:
+        server = running_server(ws)
+        if server is not None:
+            raise TransientError(
+                f"`nerve serve` (pid {server.get('pid', '?')}, {server.get('url')}) holds "
+                "the warehouse; stop it (Ctrl-C or SIGTERM), run `nerve quarantine replay`, "
+                "then start it again (`--dry-run` works while it runs)")
+        with (local_read(ws, "nerve quarantine replay", {"event": event, "dry_run": False}),
+              Warehouse.for_workspace(ws) as warehouse,
+              err_console.status("judging quarantined events against the catalog...")):
+            report = run_replay(warehouse, catalog, event=event)
     summary = {"judged": report.judged, "loaded": report.loaded,
                "duplicates": report.duplicates, "still_failing": report.still_failing,
                "dry_run": dry_run}
