@@ -18,4 +18,4 @@ def test_catalog_exports() -> None:
 
 def test_quarantine_exports() -> None:
     assert sorted(nerve.quarantine.__all__) == ["Decision", "ReplayReport", "judge_rows",
-                                                "replay"]
+                                                "preview", "preview_query", "replay"]

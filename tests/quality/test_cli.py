@@ -125,6 +125,24 @@ def test_bad_input_exits_invalid(workspace: Callable[..., Workspace]) -> None:
     assert "freshnes" in typo.output
 
 
+def test_names_the_catalog_lacks_are_config_errors(workspace: Callable[..., Workspace]) -> None:
+    """A misspelt key used to make the result vanish (null on every row: exit 0), and a
+    misspelt preceded_by failed the sequence check on good data (exit 1)."""
+    ws = workspace(checks_yaml="events:\n  signup:\n    natural_key: [properties.plann]\n")
+    result = check(ws, "--select", "natural_key_duplicates", "--all")
+    assert result.exit_code == ExitCode.INVALID, result.output
+    assert "checks.yaml:3: events.signup.natural_key[0]" in result.output
+    assert "did you mean plan?" in result.output
+    (ws.root / "checks.yaml").write_text(
+        "sequences:\n  - {event: signup, preceded_by: refnd}\n")
+    result = check(ws, "--select", "sequence")
+    assert result.exit_code == ExitCode.INVALID, result.output
+    assert "checks.yaml:2: sequences[0].preceded_by: 'refnd' is not a cataloged" in result.output
+    (ws.root / "checks.yaml").write_text("events:\n  signup:\n    natural_key: [properties.plan]\n")
+    result = check(ws, "--select", "natural_key_duplicates", "--all", "--format", "json")
+    assert [r["event"] for r in json.loads(result.stdout)] == ["signup"]
+
+
 def test_check_goes_through_a_running_server(workspace: Callable[..., Workspace],
                                             serve: Callable[..., Any]) -> None:
     ws = workspace(bad=10)

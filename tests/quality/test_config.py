@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tests.quality.conftest import catalog, prop, spec
 
 from nerve.errors import UserError
 from nerve.quality import DEFAULTS, load_config
@@ -81,6 +82,76 @@ def test_errors_name_the_file_and_field(tmp_path: Path, text: str, where: str) -
         load_config(write(tmp_path, text))
     assert "checks.yaml" in str(info.value)
     assert where in str(info.value)
+
+
+@pytest.mark.parametrize(("text", "line", "where"), [
+    ("# tuning\ndefaults:\n  volume:\n    sensitivty: 3\n", 4,
+     "defaults.volume.sensitivty: unknown setting"),
+    ("events:\n  a:\n    volume: {min_volume: 3}\n  b:\n    volume: {direction: sideways}\n",
+     5, "events.b.volume.direction"),
+    ("sequences:\n  - {event: a, preceded_by: b}\n  - event: a\n    preceded_by: b\n"
+     "    within: soon\n", 5, "sequences[1].within: expected a duration"),
+    ("events:\n  a:\n    volume: {}\n    expected_values: [properties.kind]\n", 4,
+     "events.a.expected_values: expected a mapping"),
+    ("schedule:\n  every: often\n", 2, "schedule.every: expected a duration"),
+])
+def test_errors_give_the_line(tmp_path: Path, text: str, line: int, where: str) -> None:
+    with pytest.raises(UserError) as info:
+        load_config(write(tmp_path, text))
+    assert f"checks.yaml:{line}: {where}" in str(info.value)
+
+
+PLAYLISTS = catalog(
+    spec("playlist_created", prop("playlist_id", required=True), prop("title")),
+    spec("song_played", prop("song_id")),
+)
+
+
+def test_names_the_catalog_does_not_know_are_errors_with_lines(tmp_path: Path) -> None:
+    write(tmp_path, """\
+events:
+  playlst_created:
+    volume: {direction: down}
+  playlist_created:
+    natural_key: [properties.playlist_idd]
+    expected_values:
+      properties.titel: [a]
+sequences:
+  - event: playlist_created
+    preceded_by: song_playd
+""")
+    with pytest.raises(UserError) as info:
+        load_config(tmp_path, catalog=PLAYLISTS)
+    lines = str(info.value).splitlines()
+    assert len(lines) == 4
+    assert lines[0].endswith("checks.yaml:2: events.playlst_created: 'playlst_created' is "
+                             "not a cataloged event (did you mean playlist_created?)")
+    assert lines[1].endswith("checks.yaml:5: events.playlist_created.natural_key[0]: "
+                             "'properties.playlist_idd': properties has no cataloged "
+                             "property 'playlist_idd' (did you mean playlist_id?)")
+    assert "checks.yaml:7: events.playlist_created.expected_values.properties.titel" in lines[2]
+    assert lines[3].endswith("checks.yaml:10: sequences[0].preceded_by: 'song_playd' is not "
+                             "a cataloged event (did you mean song_played?)")
+
+
+@pytest.mark.parametrize("key", [
+    "properties.playlist_id", "user_id", "message_id", "context.app.version", "properties",
+])
+def test_natural_keys_the_catalog_knows(tmp_path: Path, key: str) -> None:
+    write(tmp_path, f"events:\n  playlist_created:\n    natural_key: [{key}]\n"
+                    "rates:\n  - {numerator: song_played, denominator: playlist_created}\n")
+    cfg = load_config(tmp_path, catalog=PLAYLISTS)
+    assert cfg.natural_key("playlist_created") == (key,)
+
+
+@pytest.mark.parametrize(("key", "problem"), [
+    ("traits.playlist_id", "carries its fields in properties, not traits"),
+    ("playlist_id", "expected properties.NAME, context.PATH or an envelope field"),
+])
+def test_natural_keys_outside_the_event(tmp_path: Path, key: str, problem: str) -> None:
+    write(tmp_path, f"events:\n  playlist_created:\n    natural_key: [{key}]\n")
+    with pytest.raises(UserError, match=f"checks.yaml:3: .*{problem}"):
+        load_config(tmp_path, catalog=PLAYLISTS)
 
 
 def test_durations() -> None:

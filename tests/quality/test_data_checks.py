@@ -115,13 +115,75 @@ def test_missing_events_and_required_nulls(inputs: Any) -> None:
     missing = {r.event: r for r in results if r.check == "missing_events"}
     assert missing["add_to_cart"].status is Status.passed
     assert missing["refund"].status is Status.warn
-    assert "refund is in the catalog, but no refund event arrived" in missing["refund"].message
+    # the check's own window (7 days by default), not the volume check's 28 days
+    assert missing["refund"].message == (
+        "refund is in the catalog, but no refund event has an event time in the last 7 days, "
+        "nor any in the last 28 days.")
     assert "old_event" not in missing  # deprecated events may go quiet
     nulls, = [r for r in results if r.check == "null_rate"]
     assert nulls.status is Status.fail
     assert nulls.observed == pytest.approx(15 / 105)
-    assert nulls.dimensions == {"property": "properties.price"}
-    assert "add_to_cart.price is required but missing or null in 15 of 105" in nulls.message
+    assert nulls.dimensions == {"property": "properties.price", "source": "web"}
+    assert ("add_to_cart.price is required but missing or null in 15 of 105 live add_to_cart "
+            "events from source web") in nulls.message
+
+
+def test_missing_events_says_what_it_measures(inputs: Any) -> None:
+    """The last event's real time, not its hour; event time, with what arrived meanwhile."""
+    cat = catalog(spec("search"), spec("identify"), spec("refund"))
+    events = [{"event": "search", "timestamp": ago(minutes=25)},
+              {"event": "search", "timestamp": ago(hours=3)}]
+    # a backfill received in the last minutes, of events that happened 35 days ago
+    events += [{"event": "identify", "timestamp": ago(days=35, minutes=i),
+                "received_at": ago(minutes=5)} for i in range(30)]
+    events.append({"event": "refund", "timestamp": ago(days=10, minutes=-35),
+                   "received_at": ago(days=10)})
+    results = run_checks(inputs(events), cat, now=NOW, select=["missing_events"])
+    by_event = {r.event: r for r in results}
+    assert by_event["search"].status is Status.passed
+    assert by_event["search"].message == ("search has data: the last one happened at "
+                                          "2026-11-20 11:35 UTC.")
+    assert by_event["identify"].status is Status.warn
+    assert by_event["identify"].message == (
+        "identify is in the catalog, but no identify event has an event time in the last "
+        "7 days, nor any in the last 28 days (by arrival: 30 arrived in that window, with "
+        "older event times, e.g. a backfill).")
+    assert by_event["refund"].message == (
+        "refund is in the catalog, but no refund event has an event time in the last 7 "
+        "days; the last one happened at 2026-11-10 12:35 UTC.")
+
+
+def test_null_rate_per_source_and_backfills_apart(inputs: Any) -> None:
+    """6 of 54 live web rows lack the key: a backfill received in the same window, and
+    the other sources, no longer dilute that to a pass; the backfill is judged apart."""
+    cat = catalog(spec("playlist_created", prop("playlist_id", required=True)))
+    live = [{"event": "playlist_created", "timestamp": ago(minutes=i),
+             "properties": {} if i < 6 else {"playlist_id": f"p{i}"}} for i in range(54)]
+    ios = [{"event": "playlist_created", "timestamp": ago(minutes=i), "source": "ios",
+            "properties": {"playlist_id": f"i{i}"}} for i in range(400)]
+    backfill = [{"event": "playlist_created", "timestamp": ago(days=90, minutes=i),
+                 "received_at": ago(hours=2), "historical": True,
+                 "properties": {"playlist_id": f"h{i}"}} for i in range(2000)]
+    backfill += [{"event": "playlist_created", "timestamp": ago(days=90), "historical": True,
+                  "received_at": ago(hours=2), "source": "import", "properties": {}}] * 30
+    results = run_checks(inputs(live + ios + backfill), cat, now=NOW, select=["null_rate"])
+    by_group = {(r.dimensions["source"], r.dimensions.get("backfill")): r for r in results}
+    assert set(by_group) == {("web", None), ("ios", None), ("web", "true"),
+                             ("import", "true")}
+    web = by_group["web", None]
+    assert web.status is Status.fail
+    assert web.observed == pytest.approx(6 / 54)
+    assert "missing or null in 6 of 54 live playlist_created events from source web (11%)" \
+        in web.message
+    assert by_group["ios", None].status is Status.passed
+    assert "present in all 400 live playlist_created events from source ios" \
+        in by_group["ios", None].message
+    assert by_group["web", "true"].status is Status.passed
+    assert "all 2,000 backfilled playlist_created events from source web" \
+        in by_group["web", "true"].message
+    # a backfill's own gaps are still found
+    assert by_group["import", "true"].status is Status.fail
+    assert by_group["import", "true"].observed == 1.0
 
 
 def test_disappeared_values(inputs: Any) -> None:

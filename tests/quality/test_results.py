@@ -3,10 +3,18 @@ receiver on loopback)."""
 
 from __future__ import annotations
 
+import json
+import re
+import shlex
+from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
+from typer.testing import CliRunner
+
+from nerve.cli import ExitCode, app
 from nerve.quality import (
     CheckResult,
     Status,
@@ -18,6 +26,10 @@ from nerve.quality import (
     worst,
 )
 from nerve.quality._result import fmt_duration, fmt_pct
+from nerve.warehouse import Warehouse
+from nerve.workspace import Workspace
+
+QUALITY_DOC = Path(__file__).parents[2] / "docs" / "quality.md"
 
 SINCE = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 RESULTS = [
@@ -69,17 +81,46 @@ def test_history_on_every_engine(engine: Any) -> None:
 
 
 def test_junit() -> None:
+    """Failures fail; a warning passes with its sentence in system-out, as catalog lint's
+    warnings do, so a CI report is not red for what exit code 3 lets through."""
     root = ET.fromstring(junit_xml(RESULTS))
+    assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("3", "1", "0")
     suite = root.find("testsuite")
     assert suite is not None
-    assert suite.get("tests") == "3"
-    assert suite.get("failures") == "2"
+    assert (suite.get("tests"), suite.get("failures")) == ("3", "1")
     cases = suite.findall("testcase")
     assert cases[0].get("name") == "volume:add_to_cart:platform=Android"
     failure = cases[0].find("failure")
     assert failure is not None
     assert failure.get("type") == "fail"
-    assert cases[2].find("failure") is None
+    assert [c.tag for c in cases[1]] == ["system-out"]
+    assert cases[1].findtext("system-out") == "warn: 2% failed"
+    assert [c.tag for c in cases[2]] == ["system-out"]
+
+
+def _documented_history_query() -> str:
+    """The ``nerve sql "..."`` example over check_results in docs/quality.md, as the shell
+    would pass it."""
+    commands = re.findall(r'^nerve sql ".*?"$', QUALITY_DOC.read_text(), re.M | re.S)
+    found = [c for c in commands if "check_results" in c]
+    assert len(found) == 1, commands
+    return shlex.split(found[0])[2]
+
+
+def test_the_documented_history_query_runs(make_workspace: Callable[..., Workspace]) -> None:
+    """``at`` is reserved in DuckDB: the example must quote it (it failed to parse)."""
+    ws = make_workspace()
+    with Warehouse.for_workspace(ws) as wh:
+        record_results(wh.ibis(), RESULTS, at=datetime(2026, 11, 20, 10, tzinfo=UTC))
+    query = _documented_history_query()
+    result = CliRunner().invoke(app, ["--workspace", str(ws.root), "sql", query,
+                                      "--format", "json"])
+    assert result.exit_code == ExitCode.OK, result.output
+    rows = json.loads(result.stdout)
+    # one run: both problems share "at", so the query leaves their order open
+    assert sorted((r["status"], r["message"]) for r in rows) == [
+        ("fail", RESULTS[0].message), ("warn", RESULTS[1].message)]
+    assert rows[0]["at"].startswith("2026-11-20T10:00:00")
 
 
 def test_webhook_posts_a_slack_payload(receiver: tuple[str, list[dict[str, Any]]]) -> None:

@@ -236,5 +236,5 @@ metrics:
     assert load_config(tmp_path).rates == (Rate("app_error", "session_start",
                                                 "app_error per session_start", ("platform",)),)
     (tmp_path / "checks.yaml").write_text("rates:\n  - {numerator: app_error}\n")
-    with pytest.raises(UserError, match=r"checks.yaml: rates\[0\]: .*denominator"):
+    with pytest.raises(UserError, match=r"checks.yaml:2: rates\[0\]: .*denominator"):
         load_config(tmp_path)

@@ -174,6 +174,31 @@ def test_replay_dry_run_and_event_filter(ws: Workspace) -> None:
         assert (only.judged, only.loaded) == (1, 0)
 
 
+def _load_copy(wh: Warehouse, message_id: str) -> None:
+    """The loader got a valid copy of a quarantined message (a client's retry)."""
+    wh.cursor().execute(
+        "INSERT INTO events BY NAME SELECT * EXCLUDE (violations, quarantined_at), "
+        "current_timestamp AS loaded_at FROM quarantine WHERE message_id = ? LIMIT 1",
+        [message_id])
+
+
+def _counts(report: Any) -> tuple[int, int, int, int]:
+    return report.judged, report.loaded, report.duplicates, report.still_failing
+
+
+def test_dry_run_counts_what_is_already_loaded_as_the_replay_does(ws: Workspace) -> None:
+    _seed(ws)
+    catalog = Catalog.load(ws.events_dir)
+    with Warehouse.for_workspace(ws) as wh:
+        _load_copy(wh, "m1")
+    with Warehouse.for_workspace(ws, read_only=True) as reader:  # a dry run only reads
+        dry = replay(reader, catalog, dry_run=True)
+    with Warehouse.for_workspace(ws) as wh:
+        real = replay(wh, catalog)
+    # it said "would load 2, already loaded 0" while the replay loaded 1 of them
+    assert _counts(dry) == _counts(real) == (6, 1, 1, 3)
+
+
 def run(ws: Workspace, *args: str) -> tuple[int, str, str]:
     result = CliRunner().invoke(app, ["--workspace", str(ws.root), *args])
     return result.exit_code, result.stdout, result.stderr
@@ -207,3 +232,20 @@ def test_replay_refuses_while_the_server_holds_the_warehouse(ws: Workspace) -> N
     assert "stop it" in err
     with Warehouse.for_workspace(ws, read_only=True) as wh:
         assert _ids(wh, "events") == []
+
+
+def test_dry_run_works_while_the_server_runs(ws: Workspace, serve: Callable[..., Any]
+                                            ) -> None:
+    """A dry run writes nothing, so it reads through the server instead of refusing."""
+    _seed(ws)
+    with Warehouse.for_workspace(ws) as wh:
+        _load_copy(wh, "m5")
+    serve(ws)
+    code, out, err = run(ws, "quarantine", "replay", "--dry-run", "--format", "json")
+    assert code == 3, err  # some still fail
+    [summary] = json.loads(out)
+    assert (summary["judged"], summary["loaded"], summary["duplicates"],
+            summary["still_failing"], summary["dry_run"]) == (6, 1, 1, 3, True)
+    code, _, err = run(ws, "quarantine", "replay")
+    assert code == 5
+    assert "--dry-run` works while it runs" in err

@@ -143,14 +143,15 @@ def _print_table(results: list[CheckResult], show_passed: bool) -> None:
 
 def collect(ws: Workspace, select: list[str], now: datetime | None) -> list[CheckResult]:
     """Results from the running server when there is one, else from the warehouse file."""
-    config = load_config(ws.root, ws.config.raw)  # report a bad checks.yaml before anything
+    catalog = Catalog.load(ws.events_dir)
+    # report a bad checks.yaml (or one naming events the catalog lacks) before anything
+    config = load_config(ws.root, ws.config.raw, catalog)
     server = running_server(ws)
     if server is not None:
         try:
             return _via_server(server, select, now)
         except httpx.ConnectError:
             pass  # the server died since it wrote server.json: open the file ourselves
-    catalog = Catalog.load(ws.events_dir)
     url = ws.warehouse_url
     if url.startswith("duckdb://"):
         path = Warehouse.file_of(url)

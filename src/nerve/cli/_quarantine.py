@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import httpx
 import orjson
 import typer
 from rich.markup import escape
@@ -21,11 +22,13 @@ from nerve.cli._common import (
     handle_errors,
     load_workspace,
 )
-from nerve.cli._remote import running_server
+from nerve.cli._remote import post, running_server
 from nerve.cli._sql import run_sql
 from nerve.errors import TransientError, UserError
+from nerve.quarantine import ReplayReport, preview, preview_query
 from nerve.quarantine import replay as run_replay
 from nerve.warehouse import Warehouse
+from nerve.workspace import Workspace
 
 __all__ = ["register"]
 
@@ -127,20 +130,14 @@ def replay(
 
     Loaded events move from the quarantine to `events` in one transaction; a message_id
     already in `events` is never loaded twice. Needs the warehouse to itself: stop
-    `nerve serve` first. Exit 0 when everything judged now passes, 3 when some still fail.
+    `nerve serve` first. `--dry-run` only reads, so it also works while `nerve serve` runs
+    (through the server). Exit 0 when everything judged now passes, 3 when some still fail.
     """
     ws = load_workspace(ctx)
-    server = running_server(ws)
-    if server is not None:
-        raise TransientError(
-            f"`nerve serve` (pid {server.get('pid', '?')}, {server.get('url')}) holds the "
-            "warehouse; stop it (Ctrl-C or SIGTERM), run `nerve quarantine replay`, then "
-            "start it again")
     catalog = Catalog.load(ws.events_dir)
-    with (local_read(ws, "nerve quarantine replay", {"event": event, "dry_run": dry_run}),
-          Warehouse.for_workspace(ws) as warehouse,
-          err_console.status("judging quarantined events against the catalog...")):
-        report = run_replay(warehouse, catalog, event=event, dry_run=dry_run)
+    with err_console.status("judging quarantined events against the catalog..."):
+        report = (_dry_run(ws, catalog, event) if dry_run
+                  else _replay_locally(ws, catalog, event))
     summary = {"judged": report.judged, "loaded": report.loaded,
                "duplicates": report.duplicates, "still_failing": report.still_failing,
                "dry_run": dry_run}
@@ -159,3 +156,34 @@ def replay(
         err_console.print(f"{report.still_failing} events still fail; "
                           "`nerve quarantine list` shows why", highlight=False)
         raise typer.Exit(ExitCode.WARN)
+
+
+def _dry_run(ws: Workspace, catalog: Catalog, event: str | None) -> ReplayReport:
+    """A dry run only reads: through the running server's SQL API, else on the file opened
+    read-only (recorded in the audit log as the replay it previews)."""
+    server = running_server(ws)
+    if server is not None:
+        try:
+            return preview(catalog, post(server, "/v1/admin/sql",
+                                         {"query": preview_query(event)})["rows"])
+        except httpx.ConnectError:
+            pass  # the server died since it wrote server.json: open the file ourselves
+    path = Warehouse.file_of(ws.warehouse_url)
+    if path is not None and not path.exists():
+        Warehouse.for_workspace(ws).close()  # a fresh workspace: create the empty tables
+    with (local_read(ws, "nerve quarantine replay", {"event": event, "dry_run": True}),
+          Warehouse.for_workspace(ws, read_only=True) as warehouse):
+        return run_replay(warehouse, catalog, event=event, dry_run=True)
+
+
+def _replay_locally(ws: Workspace, catalog: Catalog, event: str | None) -> ReplayReport:
+    """The replay writes, so it needs the warehouse to itself."""
+    server = running_server(ws)
+    if server is not None:
+        raise TransientError(
+            f"`nerve serve` (pid {server.get('pid', '?')}, {server.get('url')}) holds "
+            "the warehouse; stop it (Ctrl-C or SIGTERM), run `nerve quarantine replay`, "
+            "then start it again (`--dry-run` works while it runs)")
+    with (local_read(ws, "nerve quarantine replay", {"event": event, "dry_run": False}),
+          Warehouse.for_workspace(ws) as warehouse):
+        return run_replay(warehouse, catalog, event=event)

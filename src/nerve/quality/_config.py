@@ -33,11 +33,16 @@ import copy
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from nerve.catalog._yaml import load_yaml
 from nerve.errors import UserError
+from nerve.quality._references import line_of, reference_problems
+
+if TYPE_CHECKING:
+    from nerve.catalog import Catalog
 
 __all__ = [
     "CHECKS",
@@ -189,25 +194,34 @@ class ChecksConfig:
         return {path: tuple(values) for path, values in raw.items()}
 
 
-def load_config(root: Path | str, toml: dict[str, Any] | None = None) -> ChecksConfig:
+def load_config(root: Path | str, toml: dict[str, Any] | None = None,
+                catalog: Catalog | None = None) -> ChecksConfig:
     """Read ``checks.yaml`` in the workspace ``root`` (if any) and ``[checks]`` of nerve.toml.
 
-    Raises UserError naming the file and the field for anything it does not understand.
+    Raises UserError naming the file, line and field for anything it does not understand.
+    With the workspace's ``catalog``, names are checked too: events, ``natural_key`` and
+    ``expected_values`` paths, sequence and rate events. A typo there would otherwise
+    apply a setting to nothing, or judge a key that is null on every row.
     """
     path = Path(root) / CONFIG_FILE
     raw: Any = {}
     if path.is_file():
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.MarkedYAMLError as exc:
-            line = exc.problem_mark.line + 1 if exc.problem_mark else "?"
-            raise UserError(f"{path}:{line}: invalid YAML: {exc.problem}") from exc
-        except yaml.YAMLError as exc:
-            raise UserError(f"{path}: invalid YAML: {exc}") from exc
+            raw = load_yaml(path)
+        except UserError as exc:  # the catalog's loader says CatalogError; same message
+            raise UserError(str(exc)) from exc
+        if raw is None:
+            raw = {}
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a mapping at the top level")
     section = dict((toml or {}).get("checks", {}) or {})
-    return _parse(raw, section, path)
+    config = _parse(raw, section, path)
+    if catalog is not None:
+        problems = reference_problems(raw, catalog)
+        if problems:
+            raise UserError("\n".join(f"{path}:{line}: {where}: {what}"
+                                      for line, where, what in problems))
+    return config
 
 
 _TOP = {"defaults", "dimensions", "events", "sequences", "rates", "webhook", "schedule"}
@@ -216,7 +230,8 @@ _EVENT_ONLY = {"natural_key", "expected_values", "disabled"}
 
 def _parse(raw: dict[str, Any], toml: dict[str, Any], path: Path) -> ChecksConfig:
     def fail(where: str, problem: str) -> UserError:
-        return UserError(f"{path}: {where}: {problem}")
+        line = line_of(raw, where)
+        return UserError(f"{path}{f':{line}' if line else ''}: {where}: {problem}")
 
     for key in raw:
         if key not in _TOP:
@@ -248,22 +263,18 @@ def _parse(raw: dict[str, Any], toml: dict[str, Any], path: Path) -> ChecksConfi
         if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
             raise fail(f"dimensions.{name}", "expected a JSON path or a list of them")
         dimensions[str(name)] = tuple(paths)
-    try:
-        sequences = _sequences(raw.get("sequences") or [], fail)
-        rates = (_rates(raw["rates"] or [], fail) if "rates" in raw
-                 else metric_rates(path.parent / "metrics"))
-        every = parse_duration((raw.get("schedule") or {}).get("every") or toml.get("every")
-                               or "5m", "schedule.every")
-    except UserError as exc:
-        if str(path) in str(exc):
-            raise
-        raise UserError(f"{path}: {exc}") from exc
+    sequences = _sequences(raw.get("sequences") or [], fail)
+    rates = (_rates(raw["rates"] or [], fail) if "rates" in raw
+             else metric_rates(path.parent / "metrics"))
+    every = _duration((raw.get("schedule") or {}).get("every") or toml.get("every") or "5m",
+                      "schedule.every", fail)
     webhook = raw.get("webhook") or {}
     if isinstance(webhook, str):
         webhook = {"url": webhook}
     url = webhook.get("url") or toml.get("webhook")
-    # YAML 1.1 reads a bare `on:` key as true; accept it, document alert_on
-    on = (webhook.get("alert_on") or webhook.get("on") or webhook.get(True)
+    # YAML 1.1 reads a bare `on:` key as true (the loader keeps it as "True"); accept it,
+    # document alert_on
+    on = (webhook.get("alert_on") or webhook.get("on") or webhook.get("True")
           or toml.get("alert_on") or ["fail"])
     if isinstance(on, str):
         on = [on]
@@ -292,14 +303,19 @@ def _check_settings(check: str, settings: Any, where: str, fail: Any) -> None:
                 raise fail(f"{where}.{key}", f"expected a number, got {value!r}")
         elif isinstance(default, str) and key not in ("direction", "status"):
             if value != "auto":
-                try:
-                    parse_duration(value, f"{where}.{key}")
-                except UserError as exc:
-                    raise fail(f"{where}.{key}", str(exc).split(": ", 1)[-1]) from exc
+                _duration(value, f"{where}.{key}", fail)
         elif key == "direction" and value not in ("both", "up", "down"):
             raise fail(f"{where}.{key}", f"expected both, up or down, got {value!r}")
         elif key == "status" and value not in ("warn", "fail"):
             raise fail(f"{where}.{key}", f"expected warn or fail, got {value!r}")
+
+
+def _duration(value: Any, where: str, fail: Any) -> float:
+    """``parse_duration``, its error naming the file and line like every other."""
+    try:
+        return parse_duration(value, where)
+    except UserError as exc:
+        raise fail(where, str(exc).split(": ", 1)[-1]) from exc
 
 
 def _share(value: Any, where: str, fail: Any) -> float:
@@ -322,11 +338,11 @@ def _sequences(items: list[Any], fail: Any) -> list[Sequence]:
         sequences.append(Sequence(
             event=str(item["event"]),
             preceded_by=str(item["preceded_by"]),
-            within=parse_duration(item.get("within", base["within"]), f"{where}.within"),
+            within=_duration(item.get("within", base["within"]), f"{where}.within", fail),
             min_share=_share(item.get("min_share", base["min_share"]), f"{where}.min_share",
                              fail),
             name=str(item.get("name") or f"{item['event']} after {item['preceded_by']}"),
-            window=parse_duration(item.get("window", base["window"]), f"{where}.window"),
+            window=_duration(item.get("window", base["window"]), f"{where}.window", fail),
             min_users=int(item.get("min_users", base["min_users"])),
         ))
     return sequences

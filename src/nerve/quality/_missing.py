@@ -19,6 +19,7 @@ from nerve.quality._engine import (
     json_texts,
 )
 from nerve.quality._result import CheckResult, Status, fmt_count, fmt_duration, fmt_pct, fmt_time
+from nerve.quality._scan import received_counts
 from nerve.warehouse import one_of
 
 __all__ = ["check_disappeared_values", "check_missing_events", "check_null_rate"]
@@ -35,45 +36,66 @@ def _judged_specs(ctx: Context) -> list[EventSpec]:
 
 
 def check_missing_events(ctx: Context, profile: pd.DataFrame) -> list[CheckResult]:
-    """Cataloged (active) events with no rows at all in the window."""
+    """Cataloged (active) events with no event time in the window.
+
+    Judged by event time, as every analysis counts: a backfill of old events arriving now
+    does not mean the product sends the event today. Rows that did arrive in the window
+    with older event times are counted in the message, so it does not read as "nothing
+    came".
+    """
     window = ctx.cfg.seconds("missing_events", "window")
     status = Status(ctx.cfg.get("missing_events", "status"))
-    seen = profile.groupby("event")["hour"].max() if not profile.empty else pd.Series()
+    lasts = profile.groupby("event")["last"].max() if not profile.empty else pd.Series()
     quarantined = ctx.cache.get("quarantine")
     q_events = set(quarantined["event"]) if quarantined is not None else set()
+    # the schema check's scan of the quarantine, when it ran (see _basic._quarantine)
+    q_window = max(ctx.cfg.seconds("schema", "window"), ctx.cfg.seconds("drift", "window"))
+    scanned = fmt_duration(ctx.cfg.seconds("volume", "training"))
     results = []
     for spec in _judged_specs(ctx):
         if not ctx.cfg.enabled("missing_events", spec.name):
             continue
-        last_hour = seen.get(spec.name)
-        last = moment(float(last_hour) * 3600) if last_hour is not None else None
+        seconds = lasts.get(spec.name)
+        last = moment(seconds) if seconds is not None else None
         where = f" ({spec.file.name})" if spec.file else ""
-        if last is not None and float(last_hour) * 3600 >= ctx.now - window - 3600:
+        if last is not None and float(seconds) >= ctx.now - window:
             results.append(ctx.result(
                 "missing_events", Status.passed,
-                f"{spec.name} has data: last event at {fmt_time(last)}.",
+                f"{spec.name} has data: the last one happened at {fmt_time(last)}.",
                 event=spec.name, observed=1.0, expected={"min": 1.0, "max": None},
                 unit="events"))
             continue
+        none = (f"{spec.name}{where} is in the catalog, but no {spec.name} event has an event "
+                f"time in the last {fmt_duration(window)}")
         if spec.name in q_events and last is None:
-            text = (f"{spec.name}{where} is in the catalog, but every {spec.name} event of "
-                    f"the last {fmt_duration(window)} was quarantined (see the schema check).")
+            text = (f"{none}: those received in the last {fmt_duration(q_window)} were all "
+                    "quarantined (see the schema check).")
         elif last is None:
-            text = (f"{spec.name}{where} is in the catalog, but no {spec.name} event arrived "
-                    f"in the last {fmt_duration(ctx.cfg.seconds('volume', 'training'))}.")
+            text = f"{none}, nor any in the last {scanned}{_arrived(ctx, spec.name, window)}."
         else:
-            text = (f"{spec.name}{where} is in the catalog, but no {spec.name} event arrived "
-                    f"in the last {fmt_duration(window)}; the last one happened at "
-                    f"{fmt_time(last)}.")
+            text = (f"{none}; the last one happened at {fmt_time(last)}"
+                    f"{_arrived(ctx, spec.name, window)}.")
         results.append(ctx.result("missing_events", status, text, event=spec.name,
                                   observed=0.0, expected={"min": 1.0, "max": None},
                                   unit="events", since=last))
     return results
 
 
+def _arrived(ctx: Context, event: str, window: float) -> str:
+    """`` (N arrived in that window, with older event times)``, or nothing when none did."""
+    received = ctx.scan(f"received:{window}", lambda: received_counts(
+        ctx.inputs.events, ctx.inputs.backend, ctx.now - window))
+    n = int(received.loc[received["event"] == event, "n"].sum()) if not received.empty else 0
+    if not n:
+        return ""
+    return (f" (by arrival: {fmt_count(n)} arrived in that window, with older event times, "
+            "e.g. a backfill)")
+
+
 def _null_counts(table: ir.Table, backend: str, since: float,
                  props: dict[str, list[tuple[str, str]]]) -> pd.DataFrame:
-    """Rows and empty values per event for the required properties, one scan."""
+    """Rows and empty values per event, source and import flag for the required
+    properties, one scan."""
     received = epoch_seconds(table.received_at, backend)
     key = event_key(table)
     recent = table.filter(received >= since, one_of(key, list(props)))
@@ -93,13 +115,20 @@ def _null_counts(table: ir.Table, backend: str, since: float,
         else:
             missing = json_missing(recent[column], name, backend)
         aggs[f"p{i}"] = ibis.ifelse(one_of(rkey, owners), missing, False).sum()
-    frame = recent.group_by(event=event_key(recent)).agg(**aggs).to_pandas()
+    frame = recent.group_by(event=rkey, source=recent.source,
+                            historical=recent.historical).agg(**aggs).to_pandas()
     frame.attrs["pairs"] = pairs
     return frame
 
 
 def check_null_rate(ctx: Context) -> list[CheckResult]:
-    """Share of rows (loaded and quarantined) where a required property is missing or null."""
+    """Share of rows (loaded and quarantined) where a required property is missing or
+    null, per event and source, live rows apart from backfills.
+
+    Per source, as the schema check: one broken client is not averaged away by the
+    others. Backfills (historical rows) are judged on their own: an import received in
+    the same window would dilute the live share, and its own gaps are worth a word too.
+    """
     window = ctx.cfg.seconds("null_rate", "window")
     props: dict[str, list[tuple[str, str]]] = {}
     for spec in _judged_specs(ctx):
@@ -112,38 +141,43 @@ def check_null_rate(ctx: Context) -> list[CheckResult]:
     frames = [_null_counts(inputs.events, inputs.backend, ctx.now - window, props)]
     if inputs.quarantine is not None:
         frames.append(_null_counts(inputs.quarantine, inputs.backend, ctx.now - window, props))
-    totals: dict[str, float] = {}
-    empties: dict[tuple[str, str], float] = {}
+    totals: dict[tuple[str, str, bool], float] = {}
+    empties: dict[tuple[str, str, bool, str], float] = {}
     for frame in frames:
         pairs = frame.attrs["pairs"]
         for row in frame.to_dict("records"):
-            totals[row["event"]] = totals.get(row["event"], 0) + row["n"]
+            group = (row["event"], row["source"], bool(row["historical"]))
+            totals[group] = totals.get(group, 0) + row["n"]
             for i, pair in enumerate(pairs):
-                key = (row["event"], pair[1])
+                key = (*group, pair[1])
                 empties[key] = empties.get(key, 0) + (row[f"p{i}"] or 0)
     results = []
-    for event, required in sorted(props.items()):
-        total = totals.get(event, 0)
+    for (event, source, historical), total in sorted(totals.items(),
+                                                     key=lambda kv: str(kv[0])):
         if not total:
             continue
         warn = ctx.cfg.get("null_rate", "warn", event)
         fail = ctx.cfg.get("null_rate", "fail", event)
-        for column, name in required:
-            empty = empties.get((event, name), 0)
+        for column, name in props[event]:
+            empty = empties.get((event, source, historical, name), 0)
             share = empty / total
             status = grade(share, warn, fail)
             if total < ctx.cfg.get("null_rate", "min_events", event):
                 status = min(status, Status.warn, key=lambda s: s.rank)
+            rows = f"{'backfilled' if historical else 'live'} {event} events from source {source}"
             if empty == 0:
                 text = (f"{event}.{name} (required) was present in all {fmt_count(total)} "
-                        f"{event} events of the last {fmt_duration(window)}.")
+                        f"{rows} of the last {fmt_duration(window)}.")
             else:
                 text = (f"{event}.{name} is required but missing or null in "
-                        f"{fmt_count(empty)} of {fmt_count(total)} {event} events "
+                        f"{fmt_count(empty)} of {fmt_count(total)} {rows} "
                         f"({fmt_pct(share)}) in the last {fmt_duration(window)} (expected at "
                         f"most {fmt_pct(warn)}).")
             results.append(ctx.result("null_rate", status, text, event=event,
-                                      dimensions={"property": f"{column}.{name}"},
+                                      dimensions={"property": f"{column}.{name}",
+                                                  "source": str(source),
+                                                  **({"backfill": "true"} if historical
+                                                     else {})},
                                       observed=share, expected={"min": 0.0, "max": warn},
                                       unit="share"))
     return results

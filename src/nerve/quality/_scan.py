@@ -38,7 +38,8 @@ def hourly_profile(inputs: Inputs, cfg: ChecksConfig, now: float) -> pd.DataFram
 
     One scan of the training window without touching JSON; volume, freshness and
     missing-data checks read it. ``last_live`` is the latest ``received_at`` of live
-    (non-historical) rows.
+    (non-historical) rows, ``last`` the latest event time (the hour is not precise enough
+    to tell someone when the last event happened).
     """
     e = inputs.events
     backend = inputs.backend
@@ -47,10 +48,11 @@ def hourly_profile(inputs: Inputs, cfg: ChecksConfig, now: float) -> pd.DataFram
     query = (
         e.filter(ts >= start, ts < now + 3600)
         .select(event=event_key(e), source=e.source, historical=e.historical,
-                hour=(ts // 3600).cast("int64"),
+                hour=(ts // 3600).cast("int64"), ts=ts,
                 received=epoch_seconds(e.received_at, backend))
         .group_by(["event", "source", "historical", "hour"])
-        .agg(n=ibis._.count(), last_live=ibis._.received.max(where=~ibis._.historical))
+        .agg(n=ibis._.count(), last=ibis._.ts.max(),
+             last_live=ibis._.received.max(where=~ibis._.historical))
     )
     return query.to_pandas()
 

@@ -45,7 +45,7 @@ def run_and_record(warehouse: Any, workspace: Any, catalog: Catalog | None, *,
                    select: Sequence[str] = (), now: datetime | None = None,
                    record: bool = True) -> tuple[list[CheckResult], ChecksConfig]:
     """Run the checks on the server's warehouse and append the results to history."""
-    config = load_config(workspace.root, workspace.config.raw)
+    config = load_config(workspace.root, workspace.config.raw, catalog)
     con = _backend(warehouse)
     results = run_checks(inputs_for(con), catalog, config, now=now, select=select)
     if record:

@@ -4,6 +4,13 @@
 >>> judge_rows(catalog, rows)  # doctest: +SKIP
 """
 
-from nerve.quarantine._replay import Decision, ReplayReport, judge_rows, replay
+from nerve.quarantine._replay import (
+    Decision,
+    ReplayReport,
+    judge_rows,
+    preview,
+    preview_query,
+    replay,
+)
 
-__all__ = ["Decision", "ReplayReport", "judge_rows", "replay"]
+__all__ = ["Decision", "ReplayReport", "judge_rows", "preview", "preview_query", "replay"]

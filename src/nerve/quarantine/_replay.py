@@ -5,7 +5,9 @@
 ``context.event_version``, else the latest). ``replay`` runs it over the warehouse's
 ``quarantine`` table and, in one transaction, inserts the events that now pass into
 ``events`` (skipping any ``message_id`` already there, so replaying twice never
-duplicates) and deletes them from the quarantine.
+duplicates) and deletes them from the quarantine. ``preview`` is the dry run: it judges
+the rows of ``preview_query`` (read from the file, or through the running server) and
+counts what a replay would load and what it would skip as already loaded.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from nerve.catalog import PAYLOAD_FIELD, Catalog
 from nerve.collector import Validator
 from nerve.warehouse import EVENT_COLUMNS, Warehouse
 
-__all__ = ["Decision", "ReplayReport", "judge_rows", "replay"]
+__all__ = ["Decision", "ReplayReport", "judge_rows", "preview", "preview_query", "replay"]
 
 #: violation paths the catalog judges; others (a bad ``$.timestamp``) stay as they were
 _CATALOG_PATHS = ("$.properties", "$.traits", "$.event", "$.context.event_version")
@@ -123,6 +125,52 @@ def _at(payload: Any, path: str) -> Any:
     return value
 
 
+def preview_query(event: str | None = None) -> str:
+    """The read-only query a dry run judges: the quarantine (or one event's part), each
+    row flagged ``already_loaded`` when its ``message_id`` is in ``events``.
+
+    Plain SQL text (the event as a quoted literal), so a dry run can send it through the
+    running server's ``/v1/admin/sql`` as well as run it on the file.
+    """
+    sql = ("SELECT q.message_id, q.type, q.event, q.properties, q.traits, q.context, "
+           "q.violations, q.message_id IN (SELECT message_id FROM events) AS already_loaded "
+           "FROM quarantine q")
+    if event is None:
+        return sql
+    return sql + " WHERE q.event = '" + event.replace("'", "''") + "'"
+
+
+def preview(catalog: Catalog, rows: Iterable[Mapping[str, Any]]) -> ReplayReport:
+    """What ``replay`` would do with the rows of ``preview_query``, changing nothing.
+
+    Counts as the real replay does: each passing ``message_id`` once, as loaded, or as a
+    duplicate when ``events`` already has it.
+    """
+    rows = list(rows)
+    decisions = judge_rows(catalog, rows)
+    loaded_before = {str(r["message_id"]) for r in rows if r.get("already_loaded")}
+    passing = _passing(decisions)
+    duplicates = sum(1 for message_id in passing if message_id in loaded_before)
+    failing = sum(1 for d in decisions if not d.ok)
+    return ReplayReport(len(decisions), len(passing) - duplicates, duplicates, failing,
+                        decisions)
+
+
+def _passing(decisions: list[Decision]) -> dict[str, str | None]:
+    """The catalog version accepting each passing ``message_id`` (retried copies once)."""
+    passing: dict[str, str | None] = {}
+    for decision in decisions:
+        if decision.ok:
+            passing.setdefault(decision.message_id, decision.schema_version)
+    return passing
+
+
+def _rows(cursor: Any, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+    result = cursor.execute(sql, params or [])
+    names = [d[0] for d in result.description or []]
+    return [dict(zip(names, r, strict=True)) for r in result.fetchall()]
+
+
 def _select(event: str | None) -> tuple[str, list[Any]]:
     sql = ("SELECT message_id, type, event, properties, traits, context, violations "
            "FROM quarantine")
@@ -138,22 +186,17 @@ def replay(warehouse: Warehouse, catalog: Catalog, *, event: str | None = None,
     The insert into ``events`` and the delete from ``quarantine`` commit together, so a
     crash leaves either both or neither. A ``message_id`` already in ``events`` is not
     inserted again (it is still removed from the quarantine, as a duplicate).
+    ``dry_run`` only reads (``preview``); it works on a read-only warehouse.
     """
     cursor = warehouse.cursor()
     try:
-        sql, params = _select(event)
-        result = cursor.execute(sql, params)
-        names = [d[0] for d in result.description or []]
-        rows = [dict(zip(names, r, strict=True)) for r in result.fetchall()]
-        decisions = judge_rows(catalog, rows)
-        passing: dict[str, str | None] = {}
-        for decision in decisions:
-            if decision.ok:
-                passing.setdefault(decision.message_id, decision.schema_version)
+        if dry_run:
+            return preview(catalog, _rows(cursor, preview_query(event)))
+        decisions = judge_rows(catalog, _rows(cursor, *_select(event)))
+        passing = _passing(decisions)
         failing = sum(1 for d in decisions if not d.ok)
-        if dry_run or not passing:
-            return ReplayReport(len(decisions), len(passing) if dry_run else 0, 0, failing,
-                                decisions)
+        if not passing:
+            return ReplayReport(len(decisions), 0, 0, failing, decisions)
         ok = pa.table({"message_id": list(passing),
                        "schema_version": pa.array(list(passing.values()), pa.string())})
         cursor.register("nerve_replay_ok", ok)

@@ -1,0 +1,136 @@
+"""checks.yaml against the catalog: every event and property it names must exist.
+
+A misspelt name is not a data problem: ``events: {playlst_created: ...}`` would tune
+nothing, ``natural_key: [properties.playlist_idd]`` would be null on every row (so the
+check finds no key and says nothing), and ``preceded_by: song_playd`` would fail the
+sequence check on perfect data. They are reported as configuration errors instead, each
+with its line in checks.yaml.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from nerve.catalog import PAYLOAD_FIELD, Catalog, EventSpec, PropertySpec
+from nerve.warehouse import EVENT_COLUMNS, JSON_COLUMNS
+
+__all__ = ["line_of", "reference_problems"]
+
+#: (line, field, problem); line is None when the YAML did not say
+Problem = tuple[int | None, str, str]
+
+_SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def line_of(raw: Any, where: str) -> int | None:
+    """The line of the deepest key of ``where`` (``sequences[0].within``) found in ``raw``.
+
+    ``raw`` comes from the catalog's line-tracking loader (mappings are ``LineDict``). Keys
+    may hold dots (``expected_values: {properties.provider: ...}``), so each step takes the
+    longest run of segments that is a key.
+    """
+    parts = [m.group(1) if m.group(1) is not None else int(m.group(2))
+             for m in _SEGMENT.finditer(where)]
+    node, line = raw, getattr(raw, "line", None)
+    i = 0
+    while i < len(parts):
+        part = parts[i]
+        if isinstance(part, int):
+            if not isinstance(node, list) or part >= len(node):
+                break
+            node = node[part]
+            line = getattr(node, "line", line)
+            i += 1
+            continue
+        if not isinstance(node, dict):
+            break
+        for j in range(len(parts), i, -1):
+            chunk = parts[i:j]
+            if all(isinstance(p, str) for p in chunk) and ".".join(map(str, chunk)) in node:
+                key = ".".join(map(str, chunk))
+                line = getattr(node, "lines", {}).get(key, line)
+                node, i = node[key], j
+                break
+        else:
+            break
+    return line
+
+
+def reference_problems(raw: dict[str, Any], catalog: Catalog) -> list[Problem]:
+    """Every name in checks.yaml (already parsed) that the catalog does not have."""
+    problems: list[Problem] = []
+    events = raw.get("events") or {}
+    for name, spec in events.items():
+        where = f"events.{name}"
+        if name not in catalog:
+            problems.append((line_of(raw, where), where, _unknown_event(name, catalog)))
+            continue
+        for i, path in enumerate(spec.get("natural_key") or ()):
+            problem = _path_problem(str(path), catalog.versions(name))
+            if problem:
+                problems.append((line_of(raw, f"{where}.natural_key"),
+                                 f"{where}.natural_key[{i}]", problem))
+        for path in spec.get("expected_values") or {}:
+            problem = _path_problem(str(path), catalog.versions(name))
+            if problem:
+                field = f"{where}.expected_values.{path}"
+                problems.append((line_of(raw, field), field, problem))
+    for i, item in enumerate(raw.get("sequences") or ()):
+        problems.extend(_names(raw, f"sequences[{i}]", item, ("event", "preceded_by"), catalog))
+    for i, item in enumerate(raw.get("rates") or ()):
+        problems.extend(_names(raw, f"rates[{i}]", item, ("numerator", "denominator"), catalog))
+    return problems
+
+
+def _names(raw: dict[str, Any], where: str, item: dict[str, Any], keys: Iterable[str],
+           catalog: Catalog) -> list[Problem]:
+    return [(line_of(raw, f"{where}.{key}"), f"{where}.{key}",
+             _unknown_event(str(item[key]), catalog))
+            for key in keys if str(item[key]) not in catalog]
+
+
+def _unknown_event(name: str, catalog: Catalog) -> str:
+    return f"{name!r} is not a cataloged event{_did_you_mean(name, catalog.names())}"
+
+
+def _did_you_mean(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _path_problem(path: str, versions: list[EventSpec]) -> str | None:
+    """Why ``path`` names nothing in any version of the event, or None when it is fine.
+
+    A path is an envelope column (``user_id``), ``context.ANYTHING`` (not cataloged), or
+    the event's payload (``properties.`` or ``traits.`` for identify and group) followed
+    by a cataloged property, nested into cataloged object properties.
+    """
+    head, _, rest = path.partition(".")
+    payload = {PAYLOAD_FIELD.get(spec.type, "properties") for spec in versions}
+    if head not in EVENT_COLUMNS:
+        columns = ", ".join(c for c in EVENT_COLUMNS if c not in JSON_COLUMNS)
+        return (f"{path!r}: expected {' or '.join(sorted(payload))}.NAME, context.PATH or "
+                f"an envelope field ({columns})")
+    if not rest or head not in JSON_COLUMNS or head == "context":
+        return None
+    if head not in payload:
+        return (f"{path!r}: this event carries its fields in {' or '.join(sorted(payload))}, "
+                f"not {head}")
+    if any(spec.additional_properties for spec in versions):
+        return None  # uncataloged properties are allowed: any name may be there
+    names = rest.split(".")
+    options: list[tuple[PropertySpec, ...]] = [spec.properties for spec in versions]
+    for depth, name in enumerate(names):
+        found = [p for props in options for p in props if p.name == name]
+        if not found:
+            known = {p.name for props in options for p in props}
+            prefix = ".".join([head, *names[:depth]])
+            return (f"{path!r}: {prefix} has no cataloged property {name!r}"
+                    f"{_did_you_mean(name, known)}")
+        if any(p.type != "object" or not p.properties for p in found):
+            return None  # a scalar, array or free-form object: nothing deeper to check
+        options = [p.properties for p in found]
+    return None
