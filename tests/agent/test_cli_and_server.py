@@ -4,6 +4,7 @@ copy of the demo workspace (the server takes the DuckDB file for itself)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -83,3 +84,18 @@ def test_ask_through_nerve_serve(demo_root: Path, demo_ctx: Context, tmp_path: P
     cli = nerve(root, "ask", f"orders on {day}", "--format", "json")
     assert cli.returncode == 0, cli.stderr
     assert json.loads(cli.stdout)["numbers"][0]["value"] == truth
+
+    # the server answers with its own LLM setting: one set only in this shell is not
+    # used, and the answer says so instead of passing an offline answer for the LLM's
+    env = {**os.environ, "NERVE_LLM_URL": "http://127.0.0.1:9/v1", "NERVE_LLM_MODEL": "x"}
+    told = subprocess.run([sys.executable, "-m", "nerve", "--workspace", str(root), "ask",
+                           f"orders on {day}", "--format", "json"], capture_output=True,
+                          text=True, timeout=300, check=False, env=env)
+    assert told.returncode == 0, told.stderr
+    body = json.loads(told.stdout)
+    assert body["source"] == "offline"
+    assert any("not NERVE_LLM_URL=http://127.0.0.1:9/v1 from this shell" in c
+               for c in body["caveats"]), body["caveats"]
+    offline = json.loads(nerve(root, "ask", f"orders on {day}", "--no-llm", "--format",
+                               "json").stdout)
+    assert not any("NERVE_LLM_URL" in c for c in offline["caveats"])

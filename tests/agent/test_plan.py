@@ -168,3 +168,34 @@ def test_a_filter_that_matches_nothing_is_not_dropped_silently() -> None:
     assert p.ignored == ["in narnia"]
     assert "platform (android, ios, web)" in p.suggestions
     assert plan("revenue for users on ios").ignored == []
+
+
+def test_a_breakdown_names_a_dimension_or_an_events_property_or_is_declined() -> None:
+    vocab = Vocabulary(VOCAB.metrics, VOCAB.dimensions, VOCAB.segments, VOCAB.events,
+                       properties=("payment_provider", "gateway", "price"))
+    assert plan_question("revenue by gateway yesterday", vocab, TODAY).by == "gateway"
+    assert plan_question("revenue by provider", vocab, TODAY).by == "payment_provider"
+    p = plan_question("revenue by gateway yesterday", VOCAB, TODAY)
+    assert (p.intent, p.by, p.ignored) == ("unknown", None, ["by gateway"])
+    assert "cannot break it down that way" in p.problems[0]
+    assert "platform" in p.suggestions
+
+
+@pytest.mark.parametrize(("question", "premise"), [
+    ("why did sales drop last week?", "down"),
+    ("why did orders fall yesterday", "down"),
+    ("why are orders down", "down"),
+    ("why did revenue go up last week?", "up"),
+    ("why did orders increase", "up"),
+    ("why did orders change yesterday?", None),
+    ("why did orders drop for users who signed up", "down"),
+])
+def test_a_why_question_says_which_way_it_assumes_the_metric_moved(
+        question: str, premise: str | None) -> None:
+    p = plan(question)
+    assert (p.intent, p.premise) == ("explain", premise), p.as_dict()
+
+
+def test_a_why_question_keeps_its_filter() -> None:
+    p = plan("why did orders drop on Nov 25 on android?")
+    assert (p.intent, p.where) == ("explain", ["platform = 'android'"])

@@ -5,6 +5,7 @@ SQL on the warehouse file."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -136,3 +137,58 @@ def test_agents_see_personal_values_masked_unless_told_otherwise(demo_root: Path
     ages = call(ws, "query_metrics", by_age)["rows"]
     assert [r["user.age"] for r in ages] == [None]
     assert len(call(ws, "query_metrics", by_age, masked=False)["rows"]) > 20
+
+
+def _cli_json(root: Path, *args: str) -> Any:
+    done = subprocess.run([sys.executable, "-m", "nerve", "--workspace", str(root), *args,
+                           "--format", "json"], capture_output=True, text=True, timeout=300,
+                          check=True)
+    return json.loads(done.stdout)
+
+
+def test_an_agent_over_stdio_gets_the_clis_figures_and_is_told_what_they_miss(
+        demo_root: Path) -> None:
+    """Through the SDK's client, as Claude Desktop runs it: the server names nerve's
+    version; a funnel's breakdown is the semantic layer's dimension, as ``nerve funnel
+    --by`` reads it; a step the catalog lacks comes with a caveat, not bare zeros; and a
+    filter on a masked personal value (the demo keeps ages) is refused, not answered
+    with the zero the masked view would give."""
+    import nerve
+
+    steps = ["product_view", "add_to_cart", "purchase_complete"]
+    cli = _cli_json(demo_root, "funnel", *steps, "--by", "platform")
+    # the whole environment: the SDK passes only a few variables by default, and the
+    # server must import this nerve (PYTHONPATH), not another install
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "nerve", "--workspace", str(demo_root), "mcp"],
+        env=dict(os.environ))
+
+    async def main() -> None:
+        async with stdio_client(params) as (read, write), \
+                ClientSession(read, write) as session:
+            init = await session.initialize()
+            assert init.serverInfo.name == "nerve"
+            assert init.serverInfo.version == nerve.__version__
+
+            funnel = _json(await session.call_tool("run_funnel",
+                                                   {"steps": steps, "by": "platform"}))
+            pick = ("step", "platform", "users", "converted")
+            assert [{k: r[k] for k in pick} for r in funnel["rows"]] == \
+                [{k: r[k] for k in pick} for r in cli]
+            assert {r["platform"] for r in funnel["rows"]} >= {"ios", "android", "web"}
+            assert funnel["caveats"] == []
+
+            typo = _json(await session.call_tool(
+                "run_funnel", {"steps": ["product_view", "add_to_crat"]}))
+            assert typo["rows"][1]["users"] == 0
+            (caveat,) = typo["caveats"]
+            assert "'add_to_crat' is not in the catalog" in caveat
+            assert "did you mean add_to_cart" in caveat
+
+            refused = await session.call_tool("query_metrics", {
+                "metrics": ["orders"], "where": "age >= 65"})
+            assert refused.isError
+            text = refused.content[0].text  # type: ignore[union-attr]
+            assert "age (user.age) is personal data, masked in this view" in text
+
+    anyio.run(main)

@@ -32,7 +32,9 @@ def vocabulary(ctx: Context) -> Vocabulary:
                     for n, d in ctx.layer.dimensions.items()},
         segments={n: s.description for n, s in ctx.layer.segments.items()},
         events=tuple(ctx.catalog.names()),
-        experiments={k: e.name for k, e in ctx.experiments().items()})
+        experiments={k: e.name for k, e in ctx.experiments().items()},
+        properties=tuple(sorted({p.name for spec in ctx.catalog if spec.type == "track"
+                                 for p in spec.properties})))
 
 
 def plan_for(question: str, ctx: Context) -> Plan:
@@ -265,6 +267,7 @@ def _funnel(plan: Plan, ctx: Context, b: Builder) -> None:
         args["until"] = _aware(plan.span.until + timedelta(days=1), ctx)
     result = run_tool(ctx, "run_funnel", args)
     q = b.ran("run_funnel", args, command="nerve funnel " + " ".join(plan.steps))
+    b.caveats.extend(result.get("caveats") or [])
     rows = result["rows"]
     parts = []
     for r in rows:
@@ -289,29 +292,67 @@ def _explain(plan: Plan, ctx: Context, b: Builder) -> None:
     until = span.until or today
     period = f"{span.since.isoformat() if span.since else today}..{until.isoformat()}"
     args = {"target": plan.metric, "period": period, "vs": "previous"}
+    where = " and ".join([*plan.where, *plan.segments])
+    if where:  # "on android": the explanation of android's change, not everyone's
+        args["where"] = where
+    if plan.by:  # "why did orders drop, by country": that breakdown only
+        args["by"] = plan.by
     r = run_tool(ctx, "explain_change", args)
-    q = b.ran("explain_change", args,
-              command=f"nerve explain {plan.metric} --period {period} --vs previous")
+    command = ["nerve", "explain", plan.metric, "--period", period, "--vs", "previous",
+               *(["--by", plan.by] if plan.by else []),
+               *(["--where", where] if where else [])]
+    q = b.ran("explain_change", args, command=shlex.join(command))
     kind, currency = _fmt_of(ctx, plan.metric)
     label = ctx.layer.get(plan.metric).title
     obs = b.num(f"{label} observed", r.get("observed"), q, "explain_change", kind, currency)
     base = b.num(f"{label} baseline", r.get("baseline"), q, "explain_change", kind, currency)
     change = r.get("change") or 0
-    moved = "rose" if change > 0 else "fell" if change < 0 else "held"
+    moved = "rose to" if change > 0 else "fell to" if change < 0 else "held at"
     pct = ""
     if r.get("change_pct") is not None:
         pct = f" ({b.num(f'{label} change', r['change_pct'], q, 'explain_change', 'signed_percent')})"  # noqa: E501
     when = f"on {until.isoformat()}" if span.since == until else \
         f"from {period.replace('..', ' to ')}"
-    b.say(f"{label} {moved} to {obs} {when}, against {base} "
+    b.say(f"{label}{_filters(plan)} {moved} {obs} {when}, against {base} "
           f"the period before{pct}.")
+    _premise(plan, change, b)
     first = ctx.first_event()
     if first is not None and span.since is not None and \
             span.since - (until - span.since + timedelta(days=1)) < first:
         b.say(f"Caveat: the data starts on {first.isoformat()}, inside the period before, "
               "so the baseline is incomplete.")
         b.caveats.append("the period before starts before the first event")
-    drivers = r.get("drivers") or []
+    _drivers(r, q, kind, currency, change, b)
+    for c in r.get("caveats") or []:
+        b.caveats.append(f"{c.get('check')} check {c.get('status')} on {c.get('event')}: "
+                         f"{c.get('message')}")
+    if r.get("caveats"):
+        events = sorted({str(c.get("event")) for c in r["caveats"]})
+        b.say(f"Caveat: data-quality checks flag {b.quote(', '.join(events))}; see caveats.")
+
+
+def _premise(plan: Plan, change: float, b: Builder) -> None:
+    """"Why did sales drop?" when they rose: the question's premise is wrong, and the
+    answer says so before anything else."""
+    if plan.premise is None:
+        return
+    asked = "drop" if plan.premise == "down" else "rise"
+    if (plan.premise == "down" and change < 0) or (plan.premise == "up" and change > 0):
+        return
+    actual = "rose" if change > 0 else "fell" if change < 0 else "did not change"
+    b.say(f"So it did not {asked}: it {actual}.")
+    b.caveats.append(f"the question assumes a {asked}, but the metric {actual}")
+
+
+def _drivers(r: dict[str, Any], q: str, kind: str, currency: str | None, change: float,
+             b: Builder) -> None:
+    """The drivers ``nerve explain`` finds significant and large enough to name (its
+    ``MIN_SCORE``); the others are noise, and an answer that named them would explain
+    nothing (docs/anomalies.md#explain)."""
+    from nerve.anomaly._explain import MIN_SCORE  # noqa: PLC0415 - with explain itself
+
+    drivers = [d for d in r.get("drivers") or []
+               if d.get("significant") and (d.get("score") or 0) >= MIN_SCORE]
     if drivers:
         parts = []
         for d in drivers[:3]:
@@ -324,13 +365,8 @@ def _explain(plan: Plan, ctx: Context, b: Builder) -> None:
             parts.append(f"{d['dimension']} = {value} ({contribution}, {share} of the change)")
         b.say(f"Main drivers: {'; '.join(parts)}.")
     elif change:
-        b.say("No single dimension value stands out as the driver.")
-    for c in r.get("caveats") or []:
-        b.caveats.append(f"{c.get('check')} check {c.get('status')} on {c.get('event')}: "
-                         f"{c.get('message')}")
-    if r.get("caveats"):
-        events = sorted({str(c.get("event")) for c in r["caveats"]})
-        b.say(f"Caveat: data-quality checks flag {b.quote(', '.join(events))}; see caveats.")
+        b.say("No breakdown value explains the change beyond noise, so it may be "
+              "ordinary variation.")
 
 
 def _forecast(plan: Plan, ctx: Context, b: Builder) -> None:

@@ -42,6 +42,8 @@ class Vocabulary:
     segments: dict[str, str] = field(default_factory=dict)
     events: tuple[str, ...] = ()
     experiments: dict[str, str] = field(default_factory=dict)  # key -> name
+    #: the cataloged events' property names: a breakdown may name one ("by gateway")
+    properties: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -66,6 +68,9 @@ class Plan:
     ignored: list[str] = field(default_factory=list)
     event: str | None = None
     experiment: str | None = None
+    #: the move a "why" question takes for granted ("why did sales drop"): down or up;
+    #: the answer says so when the metric did otherwise
+    premise: str | None = None
     problems: list[str] = field(default_factory=list)
     suggestions: list[str] = field(default_factory=list)
 
@@ -76,7 +81,7 @@ class Plan:
                 "where": " and ".join(self.where) or None, "segments": self.segments,
                 "filters": self.filters_text, "limit": self.limit,
                 "direction": self.direction, "steps": self.steps,
-                "ignored": self.ignored, "event": self.event,
+                "ignored": self.ignored, "premise": self.premise, "event": self.event,
                 "experiment": self.experiment, "problems": self.problems,
                 "suggestions": self.suggestions}
 
@@ -213,12 +218,24 @@ def plan_question(question: str, vocab: Vocabulary, today: date) -> Plan:
     plan.ignored = [m.group(0) for m in re.finditer(
         r"\b(?:on|in|from|for|among|with) (?:the )?([a-z][a-z0-9]+)\b", text)
         if m.group(1) not in _STOP and m.group(1) not in _VAGUE]
-    if plan.ignored:  # "revenue in Narnia": the revenue of everywhere would mislead
-        phrases = ", ".join(repr(p) for p in plan.ignored)
+    unplaced = [m.group(0) for m in re.finditer(
+        r"\b(?:by|per|across|split by|broken down by) (?:the )?([a-z][a-z0-9]+)\b", text)
+        if m.group(1) not in _STOP and m.group(1) not in _VAGUE]
+    if unplaced:  # "by gateway" when nothing is called so: not the overall figure
+        plan.ignored += unplaced
+        phrases = ", ".join(repr(p) for p in unplaced)
+        plan.problems.append(f"nothing in the data matches {phrases} (no dimension or "
+                             "event property), so nerve cannot break it down that way")
+    filters = [p for p in plan.ignored if p not in unplaced]
+    if filters:  # "revenue in Narnia": the revenue of everywhere would mislead
+        phrases = ", ".join(repr(p) for p in filters)
         plan.problems.append(f"nothing in the data matches {phrases} (no dimension value "
                              "or segment), so nerve cannot filter by it")
+    if plan.ignored:
         plan.suggestions = [f"{name} ({', '.join(values[:6])})"
                             for name, (_, values) in vocab.dimensions.items() if values][:4]
+        if unplaced:
+            plan.suggestions = list(vocab.dimensions)[:8]
         plan.intent = "unknown"
         return plan
     if plan.intent == "value" and plan.by:
@@ -226,6 +243,8 @@ def plan_question(question: str, vocab: Vocabulary, today: date) -> Plan:
     if plan.intent == "top" and not plan.by:
         plan.problems.append("'top' needs a breakdown, e.g. 'top 3 countries by revenue'")
         plan.intent = "value"
+    if plan.intent == "explain":
+        plan.premise = _premise(_norm(question))
     if plan.intent in ("comparison", "explain") and plan.compare_days is None \
             and plan.span is None:
         plan.compare_days = 7
@@ -271,6 +290,22 @@ def _intent(text: str, plan: Plan) -> str:
     return "value"
 
 
+_DOWN = ("drop", "dropped", "drops", "fall", "fell", "falls", "decline", "declined",
+         "decrease", "decreased", "dip", "dipped", "shrink", "shrank", "go down", "went down",
+         "down", "lower", "less", "fewer", "slump", "slumped", "plunge", "plunged", "tank",
+         "tanked")
+_UP = ("rise", "rose", "rises", "grow", "grew", "grows", "increase", "increased", "jump",
+       "jumped", "spike", "spiked", "climb", "climbed", "go up", "went up", "up", "higher",
+       "more", "surge", "surged", "soar", "soared")
+
+
+def _premise(text: str) -> str | None:
+    """The direction a "why" question assumes (None when it names none, or both)."""
+    text = re.sub(r"\b(?:sign|signed|set|follow|followed|pick|picked) up\b", " ", text)
+    down, up = _any(text, *_DOWN), _any(text, *_UP)
+    return "down" if down and not up else "up" if up and not down else None
+
+
 def _grain(text: str, plan: Plan) -> str:
     for phrase in sorted(_GRAINS, key=len, reverse=True):
         m = _has(text, phrase)
@@ -313,7 +348,12 @@ def _dim_name(words: str, vocab: Vocabulary) -> str | None:
         return _DIM_WORDS[words]
     if _stem(words) in vocab.dimensions:
         return _stem(words)
-    return None
+    joined = words.replace(" ", "_")
+    for candidate in (joined, _stem(joined)):
+        if candidate in vocab.properties:
+            return candidate  # a property of the events: the query checks the metric's
+    ends = [p for p in vocab.properties if p.endswith("_" + joined)]
+    return ends[0] if len(ends) == 1 else None  # "by provider": payment_provider
 
 
 def _breakdown(text: str, vocab: Vocabulary, plan: Plan) -> str:

@@ -15,8 +15,10 @@ from typing import Any
 
 from nerve.catalog import Catalog
 from nerve.errors import QueryError
+from nerve.governance import check_masked_filters, masked_fields_of
 from nerve.semantic import MetricQuery, SemanticLayer
 from nerve.warehouse import analysis_events
+from nerve.warehouse._masking import MaskedFields
 from nerve.workspace import Workspace
 
 __all__ = ["TOOLS", "Context", "Tool", "run_tool"]
@@ -35,6 +37,9 @@ class Context:
     #: the warehouse's Ibis backend (``events`` and ``check_results`` are read from it)
     con: Any
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    #: what the reader's view masks (``MaskedWarehouse``), None on the admin's view:
+    #: filters on those values are refused (nerve.governance)
+    masked: MaskedFields | None = None
     _values: dict[str, tuple[str, ...]] | None = None
     _health: list[Any] | None = None
 
@@ -46,7 +51,8 @@ class Context:
         layer = SemanticLayer.load(workspace, catalog)
         ibis_of = getattr(warehouse, "ibis", None)
         con = ibis_of() if callable(ibis_of) else warehouse
-        return cls(workspace, layer, catalog, con, now or datetime.now(UTC))
+        return cls(workspace, layer, catalog, con, now or datetime.now(UTC),
+                   masked_fields_of(warehouse))
 
     @property
     def events(self) -> Any:
@@ -195,16 +201,39 @@ def query_metrics(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
         limit=int(limit) if limit is not None else None)
     if not query.metrics:
         raise QueryError("metrics: required, e.g. [\"revenue\"]")
+    check_masked_filters(ctx.layer, ctx.masked, query.metrics, where=query.where,
+                         segments=query.segments)
     return ctx.layer.query(query, ctx.events, now=ctx.now).as_dict()
 
 
 def run_funnel(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
+    """``nerve funnel``: a breakdown is the semantic layer's dimension when it names one
+    (``platform``, a trait as of each event), as the CLI and the HTTP API read it;
+    ``caveats`` says which steps the catalog does not know (they count nothing)."""
     from nerve.analytics import funnel_request  # noqa: PLC0415
 
     body = {k: v for k, v in args.items() if k in
             ("steps", "by", "since", "until", "window", "order") and v is not None}
-    return {"body": body, **funnel_request(ctx.events, body,
-                                           timezone=ctx.workspace.config.timezone)}
+    result = funnel_request(ctx.events, body, layer=lambda: ctx.layer,
+                            timezone=ctx.workspace.config.timezone)
+    return {"body": body, **result, "caveats": _uncataloged(ctx, body.get("steps") or [])}
+
+
+def _uncataloged(ctx: Context, steps: list[Any]) -> list[str]:
+    """A warning per step the catalog does not know: a typo counts nothing, which an
+    agent would otherwise read as nobody reaching the step."""
+    import difflib  # noqa: PLC0415
+
+    names = ctx.catalog.names()
+    found = []
+    for step in steps:
+        event = step.get("event") if isinstance(step, dict) else step
+        if isinstance(event, str) and event not in ctx.catalog:
+            close = difflib.get_close_matches(event, names, n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            found.append(f"{event!r} is not in the catalog (events/){hint}; it was counted "
+                         "anyway, so its zeros may be a misspelt name, not a drop")
+    return list(dict.fromkeys(found))
 
 
 # ---------------------------------------------------------------- health, experiments
@@ -235,13 +264,21 @@ def experiment_results(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------- explain and forecast
 
 def explain_change(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
-    """Why a metric moved: ``nerve explain`` (nerve.anomaly) over the same warehouse."""
+    """Why a metric moved: ``nerve explain`` (nerve.anomaly) over the same warehouse;
+    ``where`` narrows it to a filter of the semantic layer (``platform = 'android'``),
+    ``by`` names the only breakdown to look at."""
     explain = _anomaly("explain")
+    target = _str(args, "target", required=True) or ""
+    where = _str(args, "where")
+    by = _str(args, "by")
+    check_masked_filters(ctx.layer, ctx.masked, [target] if target in ctx.layer else (),
+                         where=where)
     caveats = [r.as_dict() for r in ctx.health()]
     result: dict[str, Any] = explain(
-        ctx.events, _str(args, "target", required=True), layer=ctx.layer,
+        ctx.events, target, layer=ctx.layer,
         period=_str(args, "period") or "7d", vs=_str(args, "vs") or "previous",
-        catalog_events=ctx.catalog.names(), caveats=caveats, now=ctx.now)
+        catalog_events=ctx.catalog.names(), caveats=caveats, now=ctx.now, where=where,
+        dimensions=[by] if by else None)
     return result
 
 
@@ -293,7 +330,8 @@ TOOLS: dict[str, Tool] = {t.name: t for t in (
              "until": {"type": "string"}, "order_by": _STRINGS,
              "limit": {"type": "integer"}}, "required": ["metrics"]}, query_metrics),
     Tool("run_funnel", "A conversion funnel over cataloged events in order: how many "
-         "entities reached each step.",
+         "entities reached each step; by: a dimension of the semantic layer or a "
+         "property. caveats: steps the catalog does not know.",
          {"type": "object", "properties": {
              "steps": _STRINGS, "by": {"type": "string"}, "since": {"type": "string"},
              "until": {"type": "string"}, "window": {"type": "string"}},
@@ -301,10 +339,12 @@ TOOLS: dict[str, Tool] = {t.name: t for t in (
     Tool("explain_change", "Why a metric or event count changed over a period against the "
          "period before: the dimension values that drove the change, related events and "
          "data-quality caveats. period: 'yesterday', 'last_week', '7d', or "
-         "'YYYY-MM-DD..YYYY-MM-DD'.",
+         "'YYYY-MM-DD..YYYY-MM-DD'. where: only the events matching a filter such as "
+         "\"platform = 'android'\"; by: the only breakdown to look at.",
          {"type": "object", "properties": {
              "target": {"type": "string"}, "period": {"type": "string"},
-             "vs": {"type": "string", "enum": ["previous", "expected"]}},
+             "vs": {"type": "string", "enum": ["previous", "expected"]},
+             "where": {"type": "string"}, "by": {"type": "string"}},
           "required": ["target"]}, explain_change),
     Tool("forecast_metric", "A daily forecast of a metric with intervals.",
          {"type": "object", "properties": {"metric": {"type": "string"},

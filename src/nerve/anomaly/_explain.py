@@ -17,7 +17,7 @@ not rate: it is a mix effect, and a platform whose users tap less is a rate effe
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -118,6 +118,9 @@ class _Target:
     conversion: bool = False
     #: how values print: percent (rates) or number
     style: str = "number"
+    #: a filter over the semantic layer's dimensions and segments (``platform =
+    #: 'android'``): the target, its baseline and every breakdown are computed inside it
+    where: str | None = None
 
 
 def _target(layer: SemanticLayer, target: str, events: Sequence[str]) -> _Target:
@@ -213,7 +216,7 @@ def _hourly(t: _Target, table: ir.Table, names: Sequence[str], dim: str, start: 
             end: datetime, now: datetime) -> pd.DataFrame:
     """Hourly values of ``names`` by ``dim`` (or overall) as a frame with a UTC ``at``."""
     query = MetricQuery(tuple(names), by=(dim,) if dim else (), grain="hour", since=start,
-                        until=end)
+                        until=end, where=t.where)
     result = t.layer.query(query, table, now=now)
     frame = result.table.to_pandas()
     local = pd.to_datetime(frame[result.time_column or "hour"])
@@ -253,7 +256,8 @@ def _cells(t: _Target, table: ir.Table, dim: str, span: Period, bases: list[Peri
         # a conversion rate is not a sum over hours: one query per period, and the
         # numerator is the rate times its denominator (the converted users)
         def period_sums(p: Period) -> pd.DataFrame:
-            query = MetricQuery((t.name, exposure), by=(dim,), since=p.start, until=p.end)
+            query = MetricQuery((t.name, exposure), by=(dim,), since=p.start, until=p.end,
+                                where=t.where)
             frame = t.layer.query(query, table, now=now).table.to_pandas()
             frame[dim] = frame[dim].astype("string").fillna(NONE)
             frame[amount] = frame[t.name].astype(float).fillna(0.0) * frame[exposure]
@@ -284,7 +288,7 @@ def explain(table: ir.Table, target: str, *, layer: SemanticLayer, period: str =
             now: datetime | None = None, top: int = 10,
             funnel: Sequence[str] = (),
             run_checks: Callable[[Sequence[str], datetime], list[dict[str, Any]]] | None = None,
-            ) -> dict[str, Any]:
+            where: str | None = None) -> dict[str, Any]:
     """The explanation of ``target``'s change over ``period`` against ``vs``.
 
     ``caveats`` are recorded quality results (``CheckResult.as_dict()``); ``run_checks``,
@@ -293,13 +297,16 @@ def explain(table: ir.Table, target: str, *, layer: SemanticLayer, period: str =
     takes it: the events and the checks). Only findings that are not passing, about the
     target's events, and not the volume change being explained are reported. ``funnel``
     names the steps to find the broken one in (default: a conversion metric's base and
-    conversion events, a ratio's denominator and numerator events).
+    conversion events, a ratio's denominator and numerator events). ``where`` narrows
+    the target, its baseline and its breakdowns to a filter of the semantic layer
+    (``platform = 'android'``); related events and the funnel, which read the events
+    without the layer, are then not computed (``related`` empty, ``funnel`` None).
     """
     if vs not in ("previous", "expected"):
         raise QueryError(f"--vs: expected previous or expected, got {vs!r}")
     now = now or datetime.now(UTC)
     now = now if now.tzinfo else now.replace(tzinfo=UTC)
-    t = _target(layer, target, catalog_events)
+    t = replace(_target(layer, target, catalog_events), where=where or None)
     span = parse_period(period, now, layer.timezone)
     length = span.end - span.start
     first, last = _event_range(table)
@@ -351,11 +358,11 @@ def explain(table: ir.Table, target: str, *, layer: SemanticLayer, period: str =
     for d in offsets[:1]:
         if not d["new"] and d["exposure"]:
             leads.setdefault(d["dimension"], d)
-    related = related_events(table, t.layer, span, bases, catalog_events, t.events,
-                             list(leads.values()))
-    steps = list(funnel or t.steps)
+    related = [] if t.where else related_events(table, t.layer, span, bases, catalog_events,
+                                                t.events, list(leads.values()))
+    steps = [] if t.where else list(funnel or t.steps)
     result = {
-        "target": target, "kind": t.kind, "label": t.label,
+        "target": target, "kind": t.kind, "label": t.label, "where": t.where,
         "period": span.as_dict(), "vs": vs,
         "baseline_periods": [b.as_dict() for b in bases],
         "baseline": _round(baseline), "observed": _round(observed),
@@ -427,7 +434,7 @@ def _totals(t: _Target, table: ir.Table, span: Period, bases: list[Period], now:
             ) -> tuple[float, float]:
     """The target itself over the period and its baseline (median over baseline periods)."""
     def value(p: Period) -> float:
-        query = MetricQuery((t.name,), since=p.start, until=p.end)
+        query = MetricQuery((t.name,), since=p.start, until=p.end, where=t.where)
         rows = t.layer.query(query, table, now=now).rows()
         v = rows[0][t.name] if rows else None
         return float(v) if v is not None else 0.0
@@ -472,7 +479,9 @@ def _summary(r: dict[str, Any], t: _Target) -> str:
     against = ("the previous period" if r["vs"] == "previous"
                else "its expected value (median of the same hours 1-4 weeks before)")
     moved = "rose" if (r["change"] or 0) > 0 else "fell" if (r["change"] or 0) < 0 else "held"
-    text = (f"{t.label} {moved} to {_fmt(r['observed'], t.style)} over {r['period']['label']} "
+    scope = f" ({t.where})" if t.where else ""
+    text = (f"{t.label}{scope} {moved} to {_fmt(r['observed'], t.style)} over "
+            f"{r['period']['label']} "
             f"against {_fmt(r['baseline'], t.style)} for {against}{pct}.")
     volume = r.get("volume")
     if volume and r["change"] and volume["expected_exposure"]:

@@ -53,6 +53,13 @@ def explain_local(warehouse: Any, workspace: Any, body: dict[str, Any], now: dat
 
         caveats = [r.as_dict() for r in latest_results(con())]
     by = body.get("by") or None
+    where = body.get("where") or None
+    if where is not None and not isinstance(where, str):
+        raise QueryError("where: expected a filter such as \"platform = 'android'\"")
+    from nerve.governance import check_masked_filters, masked_fields_of  # noqa: PLC0415
+
+    check_masked_filters(layer, masked_fields_of(warehouse),
+                         [target] if target in layer else (), where=where)
 
     def run_checks(select: Sequence[str], at: datetime) -> list[dict[str, Any]]:
         # the quality checks on the target's events as of the period's end (not
@@ -69,7 +76,7 @@ def explain_local(warehouse: Any, workspace: Any, body: dict[str, Any], now: dat
                    dimensions=[by] if isinstance(by, str) else by,
                    catalog_events=catalog.names(), caveats=caveats, now=now,
                    funnel=tuple(body.get("funnel") or ()),
-                   run_checks=run_checks if callable(con) else None)
+                   run_checks=run_checks if callable(con) else None, where=where)
 
 
 def forecast_local(warehouse: Any, workspace: Any, body: dict[str, Any], now: datetime | None,

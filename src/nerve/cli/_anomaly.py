@@ -139,6 +139,10 @@ def explain(
              "conversion metric's base and conversion events).")] = None,
     now: Annotated[str | None, typer.Option(help="Explain as of this time (ISO 8601).")]
     = None,
+    where: Annotated[str | None, typer.Option(
+        help="Only events matching this filter of the semantic layer, e.g. "
+             "\"platform = 'android'\" (related events and the funnel are then not "
+             "computed).")] = None,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Why a metric or an event count changed: drivers, mix and rate, related anomalies.
@@ -154,7 +158,7 @@ def explain(
     """
     ws = load_workspace(ctx)
     body = {"target": target, "period": period, "vs": vs, "by": by or None,
-            "funnel": funnel or None, "now": _now(now)}
+            "funnel": funnel or None, "now": _now(now), "where": where}
 
     def local(warehouse: Any) -> dict[str, Any]:
         from nerve.anomaly._service import explain_local  # noqa: PLC0415

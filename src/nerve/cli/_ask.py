@@ -49,12 +49,15 @@ def ask(
     Example: nerve ask "why did sales drop last week?"
     """
     from nerve.agent import ask_local  # noqa: PLC0415
-    from nerve.cli._remote import answer  # noqa: PLC0415
+    from nerve.cli._remote import answer, running_server  # noqa: PLC0415
 
     ws = load_workspace(ctx)
     body = {"question": question, "llm": llm}
+    served = running_server(ws) is not None
     result = answer(ws, "/v1/ask", body, lambda wh: ask_local(wh, ws, body),
                     masked=not unmasked)
+    if served and llm:
+        _unused_llm(result)
     if fmt is Format.json:
         emit_json(result)
         return
@@ -64,6 +67,23 @@ def ask(
     _print(result)
     if not result.get("answered", True):
         raise typer.Exit(1)
+
+
+def _unused_llm(result: dict[str, Any]) -> None:
+    """A running ``nerve serve`` answers with the LLM of its own environment: say so when
+    this shell names one (``NERVE_LLM_URL``) that did not answer, rather than let an
+    offline answer pass for the LLM's."""
+    import os  # noqa: PLC0415
+
+    url = os.environ.get("NERVE_LLM_URL")
+    model = os.environ.get("NERVE_LLM_MODEL")
+    source = str(result.get("source") or "offline")
+    if not url or (source.startswith("llm:") and (not model or source == f"llm:{model}")):
+        return
+    result.setdefault("caveats", []).append(
+        f"the running nerve serve answered (source: {source}): it uses the LLM set in its "
+        f"own environment and nerve.toml, not NERVE_LLM_URL={url} from this shell; set it "
+        "where nerve serve runs, or ask while no server runs")
 
 
 def _print(result: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 from mcp.server.fastmcp import FastMCP
 from mcp.types import ToolAnnotations
 
+from nerve import __version__
 from nerve.workspace import Workspace
 
 __all__ = ["build_server", "call"]
@@ -46,6 +47,9 @@ def build_server(ws: Workspace, *, host: str = "127.0.0.1", port: int = 8765,
             "query_metrics), cataloged events, funnels, explanations of changes, data "
             "health and experiment readouts. All tools are read-only. Quote numbers only "
             "from tool results; each query result carries the SQL that produced it."))
+    # FastMCP takes no version and the low-level server then reports the SDK's own
+    # (serverInfo.version '1.x'): a client should see which nerve answers it
+    server._mcp_server.version = __version__
 
     def run(name: str, args: dict[str, Any]) -> dict[str, Any]:
         return call(ws, name, args, masked=masked)
@@ -95,11 +99,14 @@ def build_server(ws: Workspace, *, host: str = "127.0.0.1", port: int = 8765,
                                        "until": until, "window": window})
 
     @tool
-    def explain_change(target: str, period: str = "7d", vs: str = "previous"
-                       ) -> dict[str, Any]:
+    def explain_change(target: str, period: str = "7d", vs: str = "previous",
+                       where: str | None = None, by: str | None = None) -> dict[str, Any]:
         """Why a metric or event count changed: drivers by dimension, related events and
-        data-quality caveats. period: yesterday, last_week, 7d or YYYY-MM-DD..YYYY-MM-DD."""
-        return run("explain_change", {"target": target, "period": period, "vs": vs})
+        data-quality caveats. period: yesterday, last_week, 7d or YYYY-MM-DD..YYYY-MM-DD;
+        where: only the events matching a filter such as "platform = 'android'"; by: the
+        only breakdown to look at."""
+        return run("explain_change", {"target": target, "period": period, "vs": vs,
+                                      "where": where, "by": by})
 
     @tool
     def data_health(event: str | None = None) -> dict[str, Any]:

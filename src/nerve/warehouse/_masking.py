@@ -54,6 +54,7 @@ __all__ = [
     "MASKED_CLASSES",
     "MASK_PREFIX",
     "OPEN_TABLES",
+    "MaskedFields",
     "MaskedWarehouse",
     "check_reader_query",
     "mask_key",
@@ -208,6 +209,61 @@ def _regex_paths(root: str, tree: Tree) -> list[str]:
     return paths
 
 
+def _identify_tree(catalog: Catalog, trees: dict[tuple[str, str | None], Tree]) -> Tree:
+    """The user's traits a reader sees masked: identify's personal and sensitive ones,
+    and the Segment spec's personal traits that identify does not declare."""
+    declared = {p.name for spec in catalog.versions("identify") for p in spec.properties}
+    return {**{t: _HASH for t in _PERSONAL_TRAITS if t not in declared},
+            **trees.get(("identify", None), {})}
+
+
+def _lookup(tree: Tree, path: tuple[str, ...]) -> str | None:
+    """How the value at ``path`` is masked (a value inside a masked one is too); None
+    when it is shown as stored, or only some of its keys are masked."""
+    node: Any = tree
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+        if isinstance(node, str):
+            return node
+    return None
+
+
+class MaskedFields:
+    """Which values the reader's view masks, by where they live: what a filter needs to
+    know, since a masked value no longer compares with the stored one (a removed
+    ``user.age`` matches no ``age >= 65``, a hashed e-mail no address)."""
+
+    #: how a value is masked: replaced by a keyed hash, removed, or cut (an address)
+    HASH, DROP, URL = _HASH, _DROP, _URL
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.trees = _payload_trees(catalog)
+        self.identify = _identify_tree(catalog, self.trees)
+        self.context: Tree = dict(_CONTEXT, traits=self.identify)
+
+    def how(self, kind: str, path: tuple[str, ...], events: Iterable[str] = ()) -> str | None:
+        """``HASH``, ``DROP``, ``URL`` or None for a value of ``kind`` (as the semantic
+        layer resolves names: ``user``, ``column``, ``trait``, ``context``, ``property``)
+        at ``path``; a property is masked when it is on any of ``events`` (``*``: any)."""
+        if kind == "user" or (kind == "column" and path and path[0] in _IDENTIFIERS):
+            return _HASH
+        if kind == "trait":
+            return _lookup(self.identify, path)
+        if kind == "context":
+            return _lookup(self.context, path)
+        if kind != "property":
+            return None
+        wanted = set(events)
+        for (type_, event), tree in self.trees.items():
+            if type_ == "track" and ("*" in wanted or event in wanted):
+                found = _lookup(tree, path)
+                if found is not None:
+                    return found
+        return None
+
+
 def masking_sql(catalog: Catalog, key: str, database: str) -> dict[str, str]:
     """View name -> the statement creating it in a connection: the masked ``events`` and
     ``quarantine`` of ``database``, then each typed view over the masked ``events``.
@@ -215,10 +271,7 @@ def masking_sql(catalog: Catalog, key: str, database: str) -> dict[str, str]:
     personal properties), so a connection creates the views it reads only."""
     sql = _Sql(key)
     trees = _payload_trees(catalog)
-    declared = {p.name for spec in catalog.versions("identify") for p in spec.properties}
-    # the Segment spec's personal traits, unless the catalog's identify says what they are
-    identify = {**{t: _HASH for t in _PERSONAL_TRAITS if t not in declared},
-                **trees.get(("identify", None), {})}
+    identify = _identify_tree(catalog, trees)
     context = dict(_CONTEXT, traits=identify)
     replaced = {name: sql.mask(name) for name in _IDENTIFIERS}
     replaced["properties"] = _properties(sql, trees)
@@ -272,6 +325,8 @@ class MaskedWarehouse(IbisReads):
         self.path = warehouse.path
         self.read_only = warehouse.read_only
         self._catalog = catalog
+        #: which values this view masks (filters on them are refused: nerve.governance)
+        self.masked_fields = MaskedFields(catalog)
         self._key = mask_key(secret)
         self._views: dict[str, str] | None = None
         self._local = threading.local()

@@ -2,7 +2,8 @@
 
 - ``POST /v1/anomalies``            ``Request`` fields (+ ``now``) -> ``{"about", "anomalies",
   "series_judged", "series_skipped", "points"?}``; ``nerve anomalies`` goes through here;
-- ``POST /v1/anomalies/explain``    ``{"target", "period", "vs", "by", "funnel", "now"}``;
+- ``POST /v1/anomalies/explain``    ``{"target", "period", "vs", "by", "funnel", "where",
+  "now"}``;
 - ``POST /v1/anomalies/forecast``   ``{"metric", "horizon", "history", "level", "now"}``;
 - ``GET  /v1/anomalies/live``       the live monitor: open and recent alerts;
 - ``GET  /v1/anomalies/metrics``    Prometheus text (``nerve_anomaly_alerts_total``...).

@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from nerve.errors import PayloadError
+from nerve.governance import check_masked_filters, masked_fields_of
 from nerve.semantic import MetricQuery, SemanticLayer, health_from_checks
 from nerve.server.api._common import in_thread, json_response, read_json, readable, require_reader
 from nerve.warehouse import analysis_events
@@ -93,6 +94,8 @@ async def query(request: Request) -> Response:
 
     def run() -> dict[str, Any]:
         layer = _layer(state)
+        check_masked_filters(layer, masked_fields_of(warehouse), request_query.metrics,
+                             where=request_query.where, segments=request_query.segments)
         return layer.query(request_query, analysis_events(warehouse)).as_dict()
 
     return json_response(await in_thread(run))

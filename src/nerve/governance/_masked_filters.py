@@ -1,0 +1,183 @@
+"""Filters on masked values, refused on the reader's view (nerve.governance)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from nerve.errors import QueryError
+from nerve.semantic import Measure, Metric, SemanticLayer
+from nerve.semantic._expr import (
+    And,
+    Arith,
+    Cmp,
+    InList,
+    IsNull,
+    Like,
+    Lit,
+    Neg,
+    Node,
+    Not,
+    Or,
+    Ref,
+    parse_filter,
+)
+from nerve.semantic._resolve import ResolveError
+from nerve.warehouse._masking import MASK_PREFIX, MaskedFields
+
+__all__ = ["check_masked_filters", "masked_fields_of"]
+
+_ANY = ("*",)
+
+
+def masked_fields_of(warehouse: Any) -> MaskedFields | None:
+    """What ``warehouse`` masks: a ``MaskedWarehouse``'s fields, None for the admin's."""
+    fields = getattr(warehouse, "masked_fields", None)
+    return fields if isinstance(fields, MaskedFields) else None
+
+
+def check_masked_filters(layer: SemanticLayer, fields: MaskedFields | None,
+                         metrics: Iterable[str] = (), *, where: str | None = None,
+                         segments: Sequence[str] = ()) -> None:
+    """Raise QueryError when ``where``, a segment or a named metric's own filter reads a
+    value ``fields`` masks (nothing to check on the admin's view: ``fields`` None).
+
+    Comparing a hashed value with masks (``user_id = 'm:...'``, as a reader saw them)
+    and testing it for null stay allowed: the mask keeps equality and nullness. Names
+    the layer cannot resolve are left to the query, which reports them itself.
+    """
+    if fields is None:
+        return
+    checks: list[tuple[str, str, tuple[str, ...]]] = []  # (what, filter text, events)
+    events = _events(layer, metrics)
+    if where:
+        checks.append(("filter", where, events))
+    for name in segments:
+        segment = layer.segments.get(name)
+        if segment is not None:
+            checks.append((f"segment {name}", segment.where, events))
+    for metric in _metrics(layer, metrics):
+        checks.extend((f"metric {metric.name}", text, found)
+                      for text, found in _metric_filters(metric, events))
+    for what, text, on in checks:
+        try:
+            node = parse_filter(text)
+        except ValueError:
+            continue  # the query says what is wrong with it
+        for ref, lineage, how in _masked(node, layer, fields, on, ()):
+            raise QueryError(_message(what, text, ref, lineage, how))
+
+
+def _message(what: str, text: str, ref: Ref, lineage: str, how: str) -> str:
+    masked = "removed, as it is not text" if how == MaskedFields.DROP else \
+        "cut before its query string" if how == MaskedFields.URL else "a keyed hash"
+    name = ref.text if ref.text == lineage else f"{ref.text} ({lineage})"
+    return (f"{what} {text!r}: {name} is personal data, masked in this view ({masked}), "
+            "so the filter cannot match the stored values and its figure would be wrong; "
+            "nerve refuses it. Filter on a dimension that is not personal (an age group "
+            "rather than an age, for example), or ask with the admin's view (`--unmasked` "
+            "on nerve ask and nerve mcp, or an admin token)")
+
+
+def _events(layer: SemanticLayer, metrics: Iterable[str]) -> tuple[str, ...]:
+    found: list[str] = []
+    for name in metrics:
+        try:
+            found += layer.events_of(name) or list(_ANY)
+        except QueryError:
+            continue
+    return tuple(dict.fromkeys(found)) or _ANY
+
+
+def _metrics(layer: SemanticLayer, names: Iterable[str]) -> Iterator[Metric]:
+    """The named metrics and those they are built from, each once."""
+    seen: set[str] = set()
+    todo = list(names)
+    while todo:
+        try:
+            metric = layer.get(todo.pop())
+        except QueryError:
+            continue
+        if metric.name in seen:
+            continue
+        seen.add(metric.name)
+        todo.extend(metric.referenced_metrics())
+        yield metric
+
+
+def _metric_filters(metric: Metric, events: tuple[str, ...]
+                    ) -> Iterator[tuple[str, tuple[str, ...]]]:
+    if metric.filter:
+        yield metric.filter, events
+    measures = [metric.measure, metric.numerator, metric.denominator]
+    if metric.conversion is not None:
+        measures += [metric.conversion.base, metric.conversion.conversion]
+    for measure in measures:
+        if isinstance(measure, Measure) and measure.filter:
+            yield measure.filter, measure.events
+
+
+def _masked(node: Node, layer: SemanticLayer, fields: MaskedFields, events: tuple[str, ...],
+            seen: tuple[str, ...]) -> Iterator[tuple[Ref, str, str]]:
+    """(name, lineage, how) of each masked value ``node`` compares, segments followed."""
+    def how(ref: Ref) -> tuple[str, str] | None:
+        try:
+            found = layer.resolver.resolve(ref, events, allow_segments=True)
+        except ResolveError:
+            return None
+        if found.kind == "segment":
+            return None
+        masked = fields.how(found.kind, found.path, events)
+        return (found.lineage, masked) if masked is not None else None
+
+    if isinstance(node, Ref):
+        segment = layer.resolver.parsed_segments.get(node.text)
+        if segment is not None and node.text not in layer.dimensions:
+            if node.text not in seen:
+                yield from _masked(segment, layer, fields, events, (*seen, node.text))
+            return
+        found = how(node)
+        if found is not None:
+            yield node, *found
+    elif isinstance(node, Cmp | InList | IsNull):
+        subject, values = _operands(node)
+        found = how(subject) if isinstance(subject, Ref) else None
+        if found is not None:
+            if not _mask_safe(node, values, found[1]):
+                yield subject, *found  # type: ignore[misc]
+        else:
+            yield from _masked(subject, layer, fields, events, seen)
+        for item in values:
+            yield from _masked(item, layer, fields, events, seen)
+    elif isinstance(node, Like | Not | Neg):
+        yield from _masked(node.expr if isinstance(node, Like) else node.item, layer, fields,
+                           events, seen)
+    elif isinstance(node, And | Or):
+        for item in node.items:
+            yield from _masked(item, layer, fields, events, seen)
+    elif isinstance(node, Arith):
+        yield from _masked(node.left, layer, fields, events, seen)
+        yield from _masked(node.right, layer, fields, events, seen)
+
+
+def _operands(node: Cmp | InList | IsNull) -> tuple[Node, list[Node]]:
+    """What is compared, and with what (``65 <= age`` reads as ``age >= 65``)."""
+    if isinstance(node, InList):
+        return node.expr, list(node.values)
+    if isinstance(node, IsNull):
+        return node.expr, []
+    if isinstance(node.left, Lit) and not isinstance(node.right, Lit):
+        return node.right, [node.left]
+    return node.left, [node.right]
+
+
+def _mask_safe(node: Node, values: list[Node], how: str) -> bool:
+    """A hashed value compared for (in)equality with masks only, or tested for null."""
+    if how != MaskedFields.HASH:
+        return False
+    if isinstance(node, IsNull):
+        return True
+    if isinstance(node, Cmp) and node.op not in ("=", "!="):
+        return False
+    return bool(values) and all(isinstance(v, Lit) and isinstance(v.value, str)
+                                and v.value.startswith(MASK_PREFIX) for v in values)

@@ -1,0 +1,134 @@
+"""A filter on a masked personal value is refused on the reader's view, never answered.
+
+The demo keeps its shoppers' ages (``identify.age``, ``pii: personal``, ``handling:
+keep``); a reader, ``nerve ask`` and ``nerve mcp`` see them removed, so ``age >= 65``
+would match nothing and read as zero orders while the admin counts many. Every read door
+(the agent's tools, ``nerve ask``, the HTTP metrics and explain APIs) refuses it with the
+field named, and still answers filters the mask keeps right (a non-personal dimension, a
+user id compared with its mask).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from tests.agent.conftest import demo_ctx, demo_root
+from tests.conftest import Server
+
+from nerve.catalog import Catalog
+from nerve.errors import QueryError
+from nerve.mcp import call
+from nerve.warehouse._masking import MaskedFields
+from nerve.workspace import Workspace
+
+__all__ = ["demo_ctx", "demo_root"]
+
+ORDERS_65 = {"metrics": ["orders"], "where": "age >= 65"}
+REFUSED = "age (user.age) is personal data, masked in this view"
+
+
+def _nerve(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "nerve", "--workspace", str(root), *args],
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_what_the_readers_view_masks_by_where_the_value_lives(demo_root: Path) -> None:
+    fields = MaskedFields(Catalog.load(demo_root / "events"))
+    assert fields.how("trait", ("age",)) == MaskedFields.DROP       # a kept number
+    assert fields.how("trait", ("email",)) == MaskedFields.HASH     # a text
+    assert fields.how("trait", ("age_group",)) is None              # pii: none
+    assert fields.how("context", ("ip",)) == MaskedFields.HASH
+    assert fields.how("context", ("traits", "age")) == MaskedFields.DROP
+    assert fields.how("context", ("device", "type")) is None
+    assert fields.how("column", ("user_id",)) == MaskedFields.HASH
+    assert fields.how("user", ()) == MaskedFields.HASH
+    assert fields.how("property", ("price",), ["add_to_cart"]) is None
+
+
+def test_the_agents_tools_refuse_a_filter_on_a_masked_value(demo_root: Path) -> None:
+    ws = Workspace.load(demo_root)
+    admin = call(ws, "query_metrics", ORDERS_65, masked=False)["rows"][0]["orders"]
+    assert admin > 0  # the figure a masked filter would have turned into 0
+    for query in (ORDERS_65, {"metrics": ["orders"], "where": "65 <= user.age"},
+                  {"metrics": ["orders"], "segments": ["seniors"]},
+                  {"metrics": ["orders"], "where": "platform = 'ios' and seniors"}):
+        with pytest.raises(QueryError, match=r"user\.age\)? is personal data, masked"):
+            call(ws, "query_metrics", query)
+    with pytest.raises(QueryError, match=REFUSED.replace("(", r"\(").replace(")", r"\)")):
+        call(ws, "explain_change", {"target": "orders", "period": "7d",
+                                    "where": "age >= 65"})
+
+    # what the mask keeps right is still answered, with the admin's figures
+    ios = {"metrics": ["orders"], "where": "platform = 'ios' and age_group = '65+'"}
+    assert call(ws, "query_metrics", ios)["rows"] == \
+        call(ws, "query_metrics", ios, masked=False)["rows"]
+    top = call(ws, "query_metrics", {"metrics": ["orders"], "by": ["user_id"],
+                                     "order_by": ["-orders"], "limit": 1})["rows"][0]
+    mine = call(ws, "query_metrics", {"metrics": ["orders"],
+                                      "where": f"user_id = '{top['user_id']}'"})
+    assert mine["rows"][0]["orders"] == top["orders"]
+
+
+def test_nerve_ask_declines_instead_of_answering_zero(demo_root: Path) -> None:
+    question = "orders for users over 65 last week"
+    masked = _nerve(demo_root, "ask", question, "--format", "json")
+    body = json.loads(masked.stdout)
+    assert body["answered"] is False
+    assert body["numbers"] == []
+    assert REFUSED in body["answer"]
+    assert "--unmasked" in body["answer"]
+
+    plain = json.loads(_nerve(demo_root, "ask", question, "--unmasked", "--format",
+                              "json").stdout)
+    query = plain["queries"][0]["args"]
+    truth = call(Workspace.load(demo_root), "query_metrics", query, masked=False)
+    assert plain["numbers"][0]["value"] == truth["rows"][0]["orders"] > 0
+
+
+def _post(server: Server, path: str, body: dict[str, Any], token: str, *,
+          masked: bool) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"}
+    if masked:
+        headers["X-Nerve-View"] = "masked"
+    return httpx.post(server.url + path, json=body, headers=headers, timeout=300)
+
+
+def test_the_http_read_api_refuses_it_for_the_masked_view_only(
+        demo_root: Path, tmp_path: Path, serve: Callable[..., Server]) -> None:
+    root = tmp_path / "shop"
+    shutil.copytree(demo_root, root)
+    server = serve(Workspace.load(root))
+    token = json.loads((root / ".nerve" / "server.json").read_text())["admin_token"]
+
+    admin = _post(server, "/v1/metrics/query", ORDERS_65, token, masked=False)
+    assert admin.status_code == 200, admin.text
+    assert admin.json()["rows"][0]["orders"] > 0
+    for path, body in (
+            ("/v1/metrics/query", ORDERS_65),
+            ("/v1/metrics/query", {"metrics": ["orders"], "segments": ["seniors"]}),
+            ("/v1/ask/tool", {"tool": "query_metrics", "args": ORDERS_65}),
+            ("/v1/anomalies/explain", {"target": "orders", "period": "7d",
+                                       "where": "age >= 65"})):
+        answer = _post(server, path, body, token, masked=True)
+        assert answer.status_code == 400, (path, answer.text)
+        assert answer.json()["code"] == "query"
+        assert "user.age" in answer.json()["message"]
+    # nerve ask goes to the running server, with the masked view by default
+    asked = json.loads(_nerve(root, "ask", "orders for users over 65 last week",
+                              "--format", "json").stdout)
+    assert asked["answered"] is False
+    assert REFUSED in asked["answer"]
+
+
+def test_exported_names() -> None:
+    import nerve.governance
+
+    assert nerve.governance.__all__ == ["check_masked_filters", "masked_fields_of"]
