@@ -23,7 +23,7 @@ READERS = {
     "readers": ["server/_readers.py"],
     "loader": ["loader/_loader.py"],
     "log": ["log/_stream.py"],
-    "catalog": ["catalog/_lint.py"],
+    "catalog": ["catalog/_lint.py", "server/_reload.py"],
     "checks": ["quality/_config.py"],
     "agent": ["agent/_llm.py"],
     "demo": ["demo/_run.py"],

@@ -73,8 +73,9 @@ SETTINGS: dict[str, frozenset[str]] = {
     "loader": frozenset({"dedup_window", "dedup_index_rows"}),
     # log/_stream.py
     "log": frozenset({"url", "stream", "subject", "replicas", "ack_timeout_seconds"}),
-    # catalog/_lint.py (``rules`` is a table of rule names, which the linter checks)
-    "catalog": frozenset({"naming", "min_description", "rules"}),
+    # catalog/_lint.py (``rules`` is a table of rule names, which the linter checks);
+    # server/_reload.py (``reload_seconds``)
+    "catalog": frozenset({"naming", "min_description", "rules", "reload_seconds"}),
     # quality/_config.py
     "checks": frozenset({"every", "webhook", "alert_on"}),
     # agent/_llm.py

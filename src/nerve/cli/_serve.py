@@ -185,4 +185,11 @@ def _status_rows(body: dict[str, Any]) -> list[dict[str, Any]]:
     if loader is not None:
         rows.append((f"loader, {since}", f"failing: {loader['last_error']}"
                      if loader["failing"] else f"ok: {loader['loaded']:,} rows loaded"))
+    catalog = body.get("catalog")
+    if catalog is not None:
+        rows.append(("catalog in use", f"{catalog['events']} events, loaded "
+                                       f"{catalog['loaded_at']}"))
+        if catalog["problems"]:
+            rows.append(("events/ did not load (the catalog above stays in use)",
+                         "\n".join(catalog["problems"])))
     return [{"what": what, "value": value} for what, value in rows]

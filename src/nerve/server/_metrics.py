@@ -97,6 +97,11 @@ class Metrics:
         self._children: dict[tuple[Any, str, str], Any] = {}
         self._statuses: dict[int, Any] = {}
 
+    def recatalog(self, cataloged: list[str]) -> None:
+        """Label the events of a reloaded catalog by name (``_reload``)."""
+        self.cataloged = frozenset(cataloged) | _CALL_TYPES
+        self._children = {}  # they hold each name's label under the old catalog
+
     def label(self, event: str | None) -> str:
         return event if event in self.cataloged else UNCATALOGED
 

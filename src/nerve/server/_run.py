@@ -43,6 +43,12 @@ from nerve.server._errors import error_response
 from nerve.server._logging import setup_json_logging
 from nerve.server._metrics import prepare_metrics_dir
 from nerve.server._readers import load_readers
+from nerve.server._reload import (
+    Fingerprint,
+    catalog_fingerprint,
+    reload_seconds,
+    start_watching,
+)
 from nerve.server._state import NerveState, NoWarehouse, uvicorn_config
 from nerve.server._workers import spawn_workers, stop_workers, worker_cpus
 from nerve.warehouse import MaskedWarehouse, Warehouse
@@ -159,7 +165,8 @@ def _bind_group(host: str, port: int, n: int) -> list[socket.socket]:
 def _lifespan(state: NerveState, server_file: Path, max_backlog: int,
               on_ready: Callable[[NerveState], None] | None,
               start_workers: StartWorkers,
-              workers: list[subprocess.Popen[bytes]]) -> Callable[[Starlette], Any]:
+              workers: list[subprocess.Popen[bytes]],
+              fingerprint: Fingerprint) -> Callable[[Starlette], Any]:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         assert state.loader is not None
@@ -174,6 +181,10 @@ def _lifespan(state: NerveState, server_file: Path, max_backlog: int,
         state.loader.start(LOADER_INTERVAL, idle=background_idle)
         watcher = asyncio.create_task(watch_backlog(state, max_backlog))
         sealer = asyncio.create_task(seal_old_segments(state))
+        # events/ edited while serving: this process's collector, read APIs and typed
+        # views follow it (each worker process watches for itself)
+        reloader = start_watching(state, fingerprint, process="main", views=(
+            state.warehouse if isinstance(state.warehouse, Warehouse) else None))
         _write_server_file(server_file, {"url": state.url, "pid": os.getpid(),
                                          "admin_token": state.admin_token})
         # workers answer /health as soon as they run: server.json must exist by then.
@@ -205,7 +216,9 @@ def _lifespan(state: NerveState, server_file: Path, max_backlog: int,
             logger.info("stopping: in-flight requests are done; draining the log")
             # uvicorn has stopped accepting and finished in-flight requests by now;
             # the workers finish theirs and sync their logs before the final drain
-            for task in (watcher, sealer, supervisor):
+            for task in (watcher, sealer, supervisor, reloader):
+                if task is None:
+                    continue
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -227,12 +240,14 @@ def _lifespan(state: NerveState, server_file: Path, max_backlog: int,
 def _collector_lifespan(state: NerveState, max_backlog: int,
                         on_ready: Callable[[NerveState], None] | None,
                         start_workers: StartWorkers,
-                        workers: list[subprocess.Popen[bytes]]) -> Callable[[Starlette], Any]:
+                        workers: list[subprocess.Popen[bytes]],
+                        fingerprint: Fingerprint) -> Callable[[Starlette], Any]:
     """``nerve serve --collect-only``: take events into the shared log, nothing else (no
     warehouse, loader, checks or server.json: the server that loads has those)."""
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         watcher = asyncio.create_task(watch_backlog(state, max_backlog))
+        reloader = start_watching(state, fingerprint, process="main")
         workers.extend(await anyio.to_thread.run_sync(start_workers, None))
         supervisor = asyncio.create_task(_supervise(workers, start_workers))
         if on_ready is not None:
@@ -243,7 +258,9 @@ def _collector_lifespan(state: NerveState, max_backlog: int,
         try:
             yield
         finally:
-            for task in (watcher, supervisor):
+            for task in (watcher, supervisor, reloader):
+                if task is None:
+                    continue
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -325,7 +342,10 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8700, *,
     if running is not None:
         raise TransientError(f"nerve serve is already running for {workspace.root} "
                              f"(pid {running['pid']}, {running['url']})", retry_after=5)
+    # taken before the load: a change made while it loads is then loaded again
+    fingerprint = catalog_fingerprint(workspace.events_dir)
     catalog = Catalog.load(workspace.events_dir)
+    reload_seconds(workspace)  # a bad [catalog] reload_seconds stops us here
     admin_token = secrets.token_urlsafe(32)
     readers = load_readers(workspace, admin_token)  # a missing token stops us here
     setup_json_logging()
@@ -372,12 +392,12 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8700, *,
     starter = start_workers if workers > 1 else _none
     if collect_only:
         app = create_app(state, _collector_lifespan(state, max_backlog(workspace), on_ready,
-                                                    starter, children),
+                                                    starter, children, fingerprint),
                          read_routes=[Route("/{path:path}", _collect_only,
                                             methods=["GET", "POST", "PUT", "PATCH", "DELETE"])])
     else:
         app = create_app(state, _lifespan(state, server_file, max_backlog(workspace), on_ready,
-                                          starter, children),
+                                          starter, children, fingerprint),
                          audit=Audit(audit_dir(workspace)))
     server = uvicorn.Server(uvicorn_config(app, workspace))
     # uvicorn re-raises the stop signal after a graceful shutdown; with these no-op

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -157,6 +158,11 @@ class NerveState:
     #: the warehouse as readers see it, personal values masked
     #: (``nerve.warehouse.MaskedWarehouse``); None: readers are refused
     reader_warehouse: Warehouse | None = None
+    #: when the catalog in use was loaded (Unix seconds); ``_reload`` swaps in new ones
+    catalog_loaded_at: float = field(default_factory=time.time)
+    #: why the files in events/ did not load at the last change ("file:line: what"):
+    #: the catalog in use is then the previous one; empty when the files are in use
+    catalog_problems: list[str] = field(default_factory=list)
 
     def tokens(self) -> dict[str, Reader]:
         """Who holds which token: the readers, or at least the admin token."""

@@ -46,6 +46,7 @@ from nerve.server._backpressure import max_backlog, watch_backlog
 from nerve.server._commit import seal_old_segments
 from nerve.server._errors import nerve_error_response
 from nerve.server._logging import setup_json_logging
+from nerve.server._reload import Fingerprint, catalog_fingerprint, start_watching
 from nerve.server._state import NerveState, NoWarehouse, uvicorn_config
 from nerve.workspace import Workspace
 
@@ -156,11 +157,14 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _worker_lifespan(state: NerveState, upstream: str) -> Callable[[Starlette], Any]:
+def _worker_lifespan(state: NerveState, upstream: str, fingerprint: Fingerprint,
+                     index: str) -> Callable[[Starlette], Any]:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         watcher = asyncio.create_task(watch_backlog(state, max_backlog(state.workspace)))
         sealer = asyncio.create_task(seal_old_segments(state))
+        # this process's collector follows events/ on its own (docs/catalog.md)
+        reloader = start_watching(state, fingerprint, process=f"worker {index}")
         async with httpx.AsyncClient(base_url=upstream, timeout=300) as client:
             app.state.upstream = client
             sys.stdout.buffer.write(_READY)
@@ -168,7 +172,9 @@ def _worker_lifespan(state: NerveState, upstream: str) -> Callable[[Starlette], 
             try:
                 yield
             finally:
-                for task in (watcher, sealer):
+                for task in (watcher, sealer, reloader):
+                    if task is None:
+                        continue
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
@@ -179,13 +185,14 @@ def _worker_lifespan(state: NerveState, upstream: str) -> Callable[[Starlette], 
 
 def worker_main(argv: list[str]) -> None:
     """Entry point of a worker process (started by ``spawn_workers``)."""
-    fd, _index, root, upstream, writer_id, parent, cpu = argv
+    fd, index, root, upstream, writer_id, parent, cpu = argv
     _die_with_parent(int(parent))
     if cpu != "-":  # every thread so far (imports start some); later ones inherit it
         for thread in os.listdir("/proc/self/task"):
             os.sched_setaffinity(int(thread), {int(cpu)})
     setup_json_logging()
     workspace = Workspace.load(root)
+    fingerprint = catalog_fingerprint(workspace.events_dir)  # before the load, as in _run
     state = NerveState(workspace=workspace, catalog=Catalog.load(workspace.events_dir),
                        warehouse=NoWarehouse("a worker process has no warehouse; read APIs "
                                              "are forwarded"),
@@ -193,7 +200,8 @@ def worker_main(argv: list[str]) -> None:
                        admin_token="", url=upstream,
                        log_factory=lambda: open_log(workspace, writer_id),
                        processes=int(os.environ.get("NERVE_SERVE_PROCESSES", "1")))
-    app = create_app(state, _worker_lifespan(state, upstream), metrics=False,
+    app = create_app(state, _worker_lifespan(state, upstream, fingerprint, index),
+                     metrics=False,
                      read_routes=[Route("/{path:path}", _forward,
                                         methods=["GET", "POST", "PUT", "PATCH", "DELETE"])])
     sock = socket.socket(fileno=int(fd))

@@ -7,12 +7,14 @@
   what a reader may (personal values masked) and every read is audited.
 - ``GET /v1/status``: the pipeline at a glance: the collector's counters since the
   server started, the log's backlog, the loader's totals and health, and the warehouse's
-  row counts and newest event.
+  row counts and newest event, and the catalog in use (and why an edit of events/ did
+  not replace it: ``catalog.problems``).
 """
 
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -24,10 +26,11 @@ from starlette.routing import BaseRoute, Route
 from nerve import __version__
 from nerve.log import StreamWriter
 from nerve.server._metrics import pipeline_health
+from nerve.server._state import NerveState
 from nerve.server.api._common import in_thread, json_response, readable
 from nerve.workspace import Workspace
 
-__all__ = ["offline_status", "routes", "warehouse_figures"]
+__all__ = ["catalog_figures", "offline_status", "routes", "warehouse_figures"]
 
 _WAREHOUSE_SQL = """
 SELECT (SELECT count(*) FROM events) AS events,
@@ -85,9 +88,18 @@ async def status(request: Request) -> Response:
                        "last_error": None if error is None else str(error).splitlines()[0],
                        "last_load_seconds": getattr(loader, "last_load_seconds", None)},
             "warehouse": warehouse_figures(warehouse),
+            "catalog": catalog_figures(state),
         }
 
     return json_response(await in_thread(work))
+
+
+def catalog_figures(state: NerveState) -> dict[str, Any]:
+    """The catalog in use: its events, when it was loaded, and why the files in events/
+    did not replace it at their last change (``problems``; empty when they did)."""
+    loaded = datetime.fromtimestamp(state.catalog_loaded_at, UTC)
+    return {"events": len(state.catalog), "loaded_at": loaded.isoformat(),
+            "problems": list(state.catalog_problems)}
 
 
 def offline_status(workspace: Workspace) -> dict[str, Any]:
@@ -115,7 +127,7 @@ def offline_status(workspace: Workspace) -> dict[str, Any]:
             "collector": pipeline_health(workspace),
             "log": {"kind": kind, "backlog_bytes": unloaded, "overloaded": None,
                     "behind_seconds": None},
-            "loader": None, "warehouse": figures}
+            "loader": None, "warehouse": figures, "catalog": None}
 
 
 def routes() -> list[BaseRoute]:
