@@ -166,6 +166,25 @@ def test_consent_that_does_not_cover_the_purpose_drops_and_counts(
     assert dropped == {("consent", "ad_click"): 2}
 
 
+def test_consent_that_grants_nothing_drops_events_without_a_purpose(
+        make_collector: Callable[..., Collector]) -> None:
+    """An uncataloged event has no purpose to compare: when the sender refused every
+    category it is not stored (not even in the quarantine); when they granted some, it
+    is quarantined as before, so a typo in an event name is still seen."""
+    refused = {"consent": {"categoryPreferences": {"Analytics": False, "Advertising": False}}}
+    some = {"consent": {"categoryPreferences": {"Analytics": True, "Advertising": False}}}
+    promo = {"type": "track", "event": "promo_seen", "userId": "u1", "messageId": "p1",
+             "properties": {"campaign": "c"}, "context": refused}
+    alias = {"type": "alias", "userId": "u2", "previousId": "u1", "messageId": "al1",
+             "context": refused}
+    envelopes, dropped = collect(make_collector(), promo, alias,
+                                 {**promo, "messageId": "p2", "context": some},
+                                 {**alias, "messageId": "al2", "context": some})
+    assert [(e["message_id"], e["violations"] is not None) for e in envelopes] == [
+        ("p2", True), ("al2", False)]
+    assert dropped == {("consent", "promo_seen"): 1, ("consent", "alias"): 1}
+
+
 def test_consent_is_not_enforced_when_the_policy_says_so(
         make_collector: Callable[..., Collector]) -> None:
     collector = make_collector("[privacy]\nenforce_consent = false\n")

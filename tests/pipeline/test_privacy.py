@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from nerve.catalog import Catalog, EventSpec, PropertySpec, Version
 from nerve.errors import WorkspaceError
 from nerve.pipeline import (
+    Guard,
     PrivacyPolicy,
     consent_allows,
     protect_context,
@@ -165,6 +166,24 @@ def test_consent() -> None:
     assert consent_allows(ctx, "analytics")
     assert not consent_allows(ctx, "advertising")
     assert not consent_allows(ctx, "billing")  # preferences given, purpose not covered
+
+
+@pytest.mark.parametrize(("prefs", "allowed"), [
+    (None, True),                                      # no consent object
+    ({}, True),                                        # no preference given
+    ({"Analytics": True, "Advertising": False}, True),  # something granted
+    ({"Analytics": False, "Advertising": False}, False),
+    ({"Analytics": "yes"}, False),                     # only true grants
+])
+def test_consent_without_a_purpose_needs_some_grant(prefs: dict[str, Any] | None,
+                                                    allowed: bool) -> None:
+    """An event with no catalog purpose (uncataloged) is refused only when the sender
+    granted nothing at all."""
+    ctx = {} if prefs is None else {"consent": {"categoryPreferences": prefs}}
+    assert consent_allows(ctx, None) is allowed
+    assert consent_allows(ctx, "") is allowed
+    assert Guard(PrivacyPolicy(secret=SECRET)).consents(ctx, None) is allowed
+    assert Guard(PrivacyPolicy(secret=SECRET, enforce_consent=False)).consents(ctx, None)
 
 
 def test_policy_from_config_errors_name_the_key() -> None:

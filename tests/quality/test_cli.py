@@ -163,6 +163,38 @@ def test_check_goes_through_a_running_server(workspace: Callable[..., Workspace]
     assert refused.status_code == 401
 
 
+def test_a_run_as_of_another_time_is_not_the_latest_health(
+        workspace: Callable[..., Workspace], serve: Callable[..., Any]) -> None:
+    """``--now`` in the past re-checks then: answered, but the latest recorded run (what
+    data_health, ask, readiness and the console call the health now) stays the current one."""
+    ws = workspace(bad=10)
+    server = serve(ws)
+    current = check(ws, "--format", "json")
+    assert current.exit_code == ExitCode.FAILED, current.output
+    headers = {"Authorization": "Bearer " + json.loads(
+        (ws.data_dir / "server.json").read_text())["admin_token"]}
+
+    def latest() -> dict[str, Any]:
+        answer = httpx.get(server.url + "/v1/admin/checks/latest", headers=headers, timeout=30)
+        assert answer.status_code == 200
+        body: dict[str, Any] = answer.json()
+        return body
+
+    before = latest()
+    assert before["results"]
+    past = (datetime.now(UTC) - timedelta(minutes=30)).isoformat()
+    old = check(ws, "--format", "json", "--now", past)
+    assert json.loads(old.stdout), old.output
+    assert json.loads(old.stdout) != json.loads(current.stdout)
+    assert "not recorded as the current health" in old.stderr
+    assert latest() == before
+    ran = httpx.post(server.url + "/v1/admin/checks/run", headers=headers,
+                     json={"select": ["volume"], "now": past}, timeout=60)
+    assert ran.status_code == 200
+    assert ran.json()["results"]
+    assert latest() == before
+
+
 def test_scheduler_records_and_alerts_once(workspace: Callable[..., Workspace],
                                            receiver: tuple[str, list[dict[str, Any]]]) -> None:
     url, received = receiver

@@ -161,6 +161,22 @@ def test_lint_fails_with_file_and_line(shop: Workspace) -> None:
                      "message": "refunds.measure.event: 'refund' is not in the catalog"}]
 
 
+def test_query_on_a_broken_file_names_every_problem_as_lint_does(shop: Workspace) -> None:
+    (shop.metrics_dir / "broken.yaml").write_text(
+        "metrics:\n  orders:\n    measure: {agg: count, event: purchase_complete}\n"
+        "  refunds:\n    kind: simple\n    measure: {agg: count, event: refund}\n",
+        encoding="utf-8")
+    lint = json.loads(nerve(shop, "lint", "--format", "json").stdout)
+    result = nerve(shop, "query", "orders", "--format", "json")
+    assert result.exit_code == ExitCode.INVALID
+    assert result.stdout == ""
+    assert "already defined in metrics/broken.yaml:2" in result.stderr
+    assert str(shop.root) not in result.stderr
+    reported = [line.removeprefix("error: ") for line in result.stderr.splitlines()]
+    assert reported == [f"{r['file']}:{r['line']}: {r['message']}" for r in lint]
+    assert len(reported) == 3
+
+
 def test_readiness(shop: Workspace) -> None:
     result = nerve(shop, "readiness", "--format", "json")
     assert result.exit_code == ExitCode.OK, result.output

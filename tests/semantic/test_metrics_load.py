@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from nerve.catalog import Catalog
 from nerve.errors import CatalogError, QueryError
 from nerve.semantic import Metric, MetricsError, SemanticLayer
 
@@ -72,7 +73,7 @@ def test_metrics_errors_are_catalog_errors_with_a_code() -> None:
     ("metrics:\n  Revenue2:\n    measure: {agg: count, event: purchase_complete}\n",
      "extra.yaml:2: metrics.Revenue2: names are lowercase letters"),
     ("metrics:\n  orders:\n    measure: {agg: count, event: purchase_complete}\n",
-     "shop.yaml:9: metrics.orders: already defined in"),
+     "shop.yaml:9: metrics.orders: already defined in metrics/extra.yaml:2"),
     ("metrics: [1, 2]\n", "extra.yaml:1: metrics: expected a mapping keyed by name"),
     ("metrics:\n  x:\n    type: conversion\n    entity: session_id\n    base:\n"
      "      {agg: count_distinct, of: user, event: checkout_start}\n"
@@ -95,6 +96,25 @@ def test_every_problem_is_reported_not_just_the_first(
     found = problems(make_layer, "metrics:\n  a:\n    measure: {agg: count, event: nope1}\n"
                                  "  b:\n    measure: {agg: count, event: nope2}\n")
     assert len(found) == 2
+
+
+def test_parse_and_catalog_problems_are_reported_together(
+        make_layer: Callable[..., SemanticLayer], shop_dir: Path) -> None:
+    """The strict load (what query uses) lists what lint lists, not only parse problems."""
+    text = ("metrics:\n  a:\n    kind: simple\n    measure: {agg: count, event: nope}\n"
+            "  b:\n    type: ratio\n    numerator: orders\n    denominator: missing\n")
+    found = problems(make_layer, text)
+    assert found == [
+        "extra.yaml:3: a.kind: unknown field; expected one of base, calculation, conversion, "
+        "currency, denominator, description, entity, expr, filter, format, grain_to_date, "
+        "inputs, label, measure, numerator, owner, synonyms, type, up_is_good, window",
+        "extra.yaml:4: a.measure.event: 'nope' is not in the catalog",
+        "extra.yaml:8: b.denominator: unknown metric 'missing'",
+    ]
+    lenient = SemanticLayer.from_folder(shop_dir / "metrics",
+                                        Catalog.load(shop_dir / "events"), strict=False)
+    assert [f"{Path(str(loc.file)).name}:{loc.line}: {msg}"
+            for loc, msg in lenient.problems] == found
 
 
 def test_query_errors_say_what_is_wrong(make_layer: Callable[..., SemanticLayer],

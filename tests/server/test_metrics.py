@@ -15,6 +15,7 @@ from nerve.server import pipeline_health
 from nerve.workspace import Workspace
 
 CONSENT_NO = {"consent": {"categoryPreferences": {"Analytics": False}}}
+CONSENT_SOME = {"consent": {"categoryPreferences": {"Analytics": True, "Advertising": False}}}
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -34,6 +35,12 @@ def test_metrics_add_up_every_worker_and_match_pipeline_health(
             batch = [order(i * 10 + j, prefix=f"r{i}") for j in range(5)]
             batch.append({**order(i, prefix=f"bad{i}"), "properties": {"order_id": "x"}})
             batch.append({**order(i, prefix=f"nc{i}"), "context": CONSENT_NO})
+            # uncataloged (no purpose): dropped when consent grants nothing at all,
+            # quarantined when it grants something
+            batch.append({**order(i, prefix=f"ux{i}"), "event": "promo_seen",
+                          "context": CONSENT_NO})
+            batch.append({**order(i, prefix=f"uq{i}"), "event": "promo_seen",
+                          "context": CONSENT_SOME})
             with httpx.Client(base_url=server.url, timeout=30) as fresh:
                 assert fresh.post("/v1/batch", json={"batch": batch},
                                   headers=headers).status_code == 200
@@ -42,7 +49,7 @@ def test_metrics_add_up_every_worker_and_match_pipeline_health(
                            headers={"Authorization": "Basic eA=="}).status_code == 401
         text = client.get("/metrics").text
         deadline = time.monotonic() + 20  # the loader's background loads of every row
-        while ("nerve_loader_dedup_index_ids 72.0" not in text
+        while ("nerve_loader_dedup_index_ids 84.0" not in text
                and time.monotonic() < deadline):
             time.sleep(0.2)
             text = client.get("/metrics").text
@@ -54,6 +61,10 @@ def test_metrics_add_up_every_worker_and_match_pipeline_health(
                     (("event", "order_completed"), src))] == 12
     assert samples[("nerve_events_dropped_total",
                     (("event", "order_completed"), ("reason", "consent"), src))] == 12
+    assert samples[("nerve_events_dropped_total",
+                    (("event", "(uncataloged)"), ("reason", "consent"), src))] == 12
+    assert samples[("nerve_events_quarantined_total",
+                    (("event", "(uncataloged)"), src))] == 12
     assert samples[("nerve_http_requests_total", (("status", "200"),))] == sent
     assert samples[("nerve_http_requests_total", (("status", "401"),))] == 1
     assert samples[("nerve_ingest_request_seconds_count", ())] == sent + 1
@@ -61,12 +72,12 @@ def test_metrics_add_up_every_worker_and_match_pipeline_health(
     assert ("nerve_loader_lag_seconds", ()) in samples
     assert 0 < samples[("nerve_loader_last_load_seconds", ())] < 20
     assert 0 <= samples[("nerve_loader_dedup_share", ())] <= 1
-    # the loader's index holds the id of each row loaded: 60 events, 12 quarantined
-    assert samples[("nerve_loader_dedup_index_ids", ())] == 72
+    # the loader's index holds the id of each row loaded: 60 events, 24 quarantined
+    assert samples[("nerve_loader_dedup_index_ids", ())] == 84
     assert server.stop() == 0
 
     health = pipeline_health(ws)
-    assert health == {"accepted": 60, "quarantined": 12, "dropped": {"consent": 12},
+    assert health == {"accepted": 60, "quarantined": 24, "dropped": {"consent": 24},
                       "requests": {"200": sent, "401": 1}}
     # the server's own logs are JSON lines with a level and a message
     logged = [orjson.loads(line) for line in server.log.read_text().splitlines()

@@ -118,8 +118,7 @@ class Catalog:
                 validators[(spec.name, spec.version)] = jsonschema_rs.Draft202012Validator(
                     spec.json_schema(), validate_formats=True)
             except ValueError as exc:
-                problems.append((Location(spec.file or spec.name, 1),
-                                 f"{spec.name}: schema does not compile: {exc}"))
+                problems.extend(p for p in _compile_problems(spec, exc) if p not in problems)
         catalog = cls([s for s in specs if (s.name, s.version) in validators], groups,
                       root=events_dir)
         catalog._validators.update(validators)
@@ -174,14 +173,14 @@ class Catalog:
 
     def compile_all(self) -> None:
         """Compile every validator now (so a bad pattern fails at load, not at first event)."""
-        problems = []
+        problems: list[tuple[Location, str]] = []
         for versions in self._versions.values():
             for spec in versions.values():
                 try:
                     self._validator(spec)
                 except ValueError as exc:
-                    problems.append((Location(spec.file or spec.name, 1),
-                                     f"{spec.name}: schema does not compile: {exc}"))
+                    problems.extend(p for p in _compile_problems(spec, exc)
+                                    if p not in problems)
         if problems:
             raise CatalogError(problems)
 
@@ -218,6 +217,64 @@ class Catalog:
         if self._validator(spec).is_valid(payload):
             return []
         return [Violation(**problem) for problem in self.explainer(spec)(payload)]
+
+
+def _compile_problems(spec: EventSpec, exc: ValueError) -> list[tuple[Location, str]]:
+    """Why ``spec``'s schema does not compile, at the file and line of each bad pattern.
+
+    jsonschema-rs stops at the first bad pattern and names it by schema path, so each
+    property's pattern is tried on its own; a failure that is not a pattern (none known)
+    keeps the validator's own words.
+    """
+    found = []
+    for prop, where in _walk(spec.properties, spec.name):
+        reason = _regex_problem(prop.pattern) if prop.pattern is not None else None
+        if reason is not None:
+            file = prop.file or spec.file or spec.name
+            found.append((Location(file, prop.lines.get("pattern", prop.line)),
+                          f"{where}.pattern: not a valid regular expression: {reason}"))
+    if found:
+        return found
+    first = str(exc).split("\n\n", 1)[0]
+    return [(Location(spec.file or spec.name, 1), f"{spec.name}: schema does not compile: "
+                                                   f"{first}")]
+
+
+def _walk(props: tuple[PropertySpec, ...], prefix: str
+          ) -> Iterator[tuple[PropertySpec, str]]:
+    """Every property with its dotted name, nested and array items included; a group's
+    properties are named by the group (one report for every event including it)."""
+    for prop in props:
+        where = f"{prop.group if prop.group else prefix}.{prop.name}"
+        yield from _walk_one(prop, where)
+
+
+def _walk_one(prop: PropertySpec, where: str) -> Iterator[tuple[PropertySpec, str]]:
+    yield prop, where
+    if prop.items is not None:
+        yield from _walk_one(prop.items, f"{where}.items")
+    for child in prop.properties:
+        yield from _walk_one(child, f"{where}.{child.name}")
+
+
+def _regex_problem(pattern: str) -> str | None:
+    """Why the validator refuses ``pattern`` as a regex; None when it accepts it.
+
+    jsonschema-rs decides, since its dialect (ECMA 262, with lookaround and ``\\p{L}``)
+    is the one events are validated with; it only says "not a regex", so Python's ``re``
+    explains the mistakes both dialects refuse (an unclosed ``[`` or ``(``, ``a{2,1}``).
+    """
+    try:
+        jsonschema_rs.Draft202012Validator({"pattern": pattern})
+    except ValueError:
+        pass
+    else:
+        return None
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        return f"{exc.msg} at position {exc.pos}" if exc.pos is not None else exc.msg
+    return "the validator's regex dialect (ECMA 262) refuses it"
 
 
 #: rule name of each jsonschema-rs error kind (a class per JSON Schema keyword: a small,

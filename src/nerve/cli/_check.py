@@ -168,7 +168,9 @@ def collect(ws: Workspace, select: list[str], now: datetime | None) -> list[Chec
 
 def _via_server(server: dict[str, Any], select: list[str], now: datetime | None
                 ) -> list[CheckResult]:
-    err_console.print(f"running the checks in the server at {server['url']}", style="dim")
+    err_console.print(f"running the checks in the server at {server['url']}"
+                      + (f", as of {now.isoformat()} (not recorded as the current health)"
+                         if now else ""), style="dim", highlight=False)
     data = post(server, "/v1/admin/checks/run",
                 {"select": select, "now": now.isoformat() if now else None})
     if "results" not in data:

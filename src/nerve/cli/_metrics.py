@@ -23,7 +23,7 @@ from nerve.cli._common import (
     load_workspace,
 )
 from nerve.cli._remote import answer, call, running_server
-from nerve.errors import InternalError, TransientError
+from nerve.errors import InternalError, Location, TransientError
 from nerve.semantic import (
     Health,
     HealthSource,
@@ -49,7 +49,12 @@ def register(app: typer.Typer) -> None:
 
 
 def _layer(ws: Workspace, *, strict: bool = True) -> SemanticLayer:
-    return SemanticLayer.load(ws, strict=strict)
+    """The workspace's layer; a MetricsError names files as lint does (metrics/x.yaml)."""
+    try:
+        return SemanticLayer.load(ws, strict=strict)
+    except MetricsError as exc:
+        raise MetricsError([(Location(_relative(ws, str(loc.file)), loc.line, loc.column), what)
+                            for loc, what in exc.problems]) from None
 
 
 @metrics_app.command("list")

@@ -130,7 +130,8 @@ def map_messages(
     With a ``guard`` (docs/privacy.md), each message is enriched (``client_ip``,
     ``user_agent``: the request's), validated raw, then protected: hashed or dropped
     values never reach a row, not even quoted in a violation. Messages whose consent does
-    not cover their event's purpose get no row; ``dropped[("consent", event)]`` counts them.
+    not cover their event's purpose (or, with no purpose, grants nothing at all) get no
+    row; ``dropped[("consent", event)]`` counts them.
     """
     rows: list[Row] = []
     # the policy's switches, read once: most events need neither check

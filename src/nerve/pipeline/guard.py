@@ -98,11 +98,11 @@ class Guard:
         return result
 
     def consents(self, context: dict[str, Any], spec: EventSpec | None) -> bool:
-        """Whether the event may be stored under the sender's consent choices."""
-        if (not self.policy.enforce_consent or spec is None or not spec.purpose
-                or "consent" not in context):
+        """Whether the event may be stored under the sender's consent choices (an event
+        with no catalog purpose only when they grant something: ``consent_allows``)."""
+        if not self.policy.enforce_consent or "consent" not in context:
             return True
-        return consent_allows(context, spec.purpose)
+        return consent_allows(context, spec.purpose if spec is not None else None)
 
     def payload(self, payload: dict[str, Any], spec: EventSpec | None
                 ) -> tuple[dict[str, Any], int]:

@@ -292,18 +292,27 @@ def protect_ip(ip: str, policy: PrivacyPolicy) -> str | None:
     return pseudonymise(ip, policy.secret)
 
 
-def consent_allows(context: dict[str, Any], purpose: str) -> bool:
+def consent_allows(context: dict[str, Any], purpose: str | None) -> bool:
     """Whether ``context.consent`` covers ``purpose``; True when no consent was sent.
 
     Reads Segment's consent shape, ``{"categoryPreferences": {"Analytics": true}}``
     (category names compared case-insensitively). A purpose with no matching category
-    counts as not consented once any preference is given.
+    counts as not consented once any preference is given. Without a purpose (an
+    uncataloged event, or an entry with no ``purpose:``), the event is allowed unless
+    the preferences grant nothing at all: a sender who refused every category has
+    refused this event too, whatever it turns out to be.
+
+    >>> refused = {"consent": {"categoryPreferences": {"Analytics": False}}}
+    >>> consent_allows(refused, None), consent_allows({}, None)
+    (False, True)
     """
     consent = context.get("consent")
-    if not isinstance(consent, dict) or not purpose:
+    if not isinstance(consent, dict):
         return True
     prefs = consent.get("categoryPreferences")
     if not isinstance(prefs, dict) or not prefs:
         return True
+    if not purpose:
+        return any(v is True for v in prefs.values())
     wanted = purpose.strip().lower()
     return any(str(k).strip().lower() == wanted and v is True for k, v in prefs.items())

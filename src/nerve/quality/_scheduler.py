@@ -44,11 +44,16 @@ def _backend(warehouse: Any) -> Any:
 def run_and_record(warehouse: Any, workspace: Any, catalog: Catalog | None, *,
                    select: Sequence[str] = (), now: datetime | None = None,
                    record: bool = True) -> tuple[list[CheckResult], ChecksConfig]:
-    """Run the checks on the server's warehouse and append the results to history."""
+    """Run the checks on the server's warehouse and append the results to history.
+
+    A run as of another time (``now`` given) is answered but not recorded: the latest
+    recorded run is what ``data_health``, ``nerve ask``, readiness and the console
+    report as the data's health now, and a re-check of last week is not that.
+    """
     config = load_config(workspace.root, workspace.config.raw, catalog)
     con = _backend(warehouse)
     results = run_checks(inputs_for(con), catalog, config, now=now, select=select)
-    if record:
+    if record and now is None:
         record_results(con, results)
     return results, config
 

@@ -63,13 +63,17 @@ class SemanticLayer:
     @classmethod
     def from_folder(cls, metrics_dir: Path | str, catalog: Catalog, *,
                     timezone: str = "UTC", strict: bool = True) -> SemanticLayer:
-        """Load ``metrics_dir/*.yaml``; raises MetricsError listing every problem."""
+        """Load ``metrics_dir/*.yaml``; raises MetricsError listing every problem.
+
+        What parses is checked against the catalog even when some entries did not parse,
+        so the error lists what ``nerve metrics lint`` lists, not only the parse problems.
+        """
         problems: list[tuple[Location, str]] = []
         definitions = load_definitions(Path(metrics_dir), problems)
-        if problems and strict:
-            raise MetricsError(problems)
-        layer = cls(definitions, catalog, timezone=timezone, strict=strict)
+        layer = cls(definitions, catalog, timezone=timezone, strict=False)
         layer.problems = (*problems, *layer.problems)
+        if layer.problems and strict:
+            raise MetricsError(list(layer.problems))
         return layer
 
     @classmethod

@@ -316,7 +316,7 @@ class _Reader:
 def load_definitions(metrics_dir: Path, problems: Problems) -> Definitions:
     """Read every ``*.yaml``/``*.yml`` under ``metrics_dir`` (sorted); collect problems."""
     found = Definitions()
-    origin: dict[tuple[str, str], Path] = {}
+    origin: dict[tuple[str, str], Location] = {}
     paths = sorted([*metrics_dir.rglob("*.yaml"), *metrics_dir.rglob("*.yml")]) \
         if metrics_dir.is_dir() else []
     for path in paths:
@@ -351,13 +351,23 @@ def load_definitions(metrics_dir: Path, problems: Problems) -> Definitions:
                     continue
                 previous = origin.get((section, name))
                 if previous is not None:
-                    reader.bad(entries, name, f"{section}.{name}: already defined in {previous}")
+                    reader.bad(entries, name, f"{section}.{name}: already defined in "
+                                              f"{_shown(previous, metrics_dir.parent)}")
                     continue
                 item = build(name, body, entries)
                 if item is not None:
-                    origin[(section, name)] = path
+                    origin[(section, name)] = Location(path, _line(entries, name))
                     target[name] = item  # type: ignore[assignment]
     return found
+
+
+def _shown(where: Location, root: Path) -> str:
+    """``metrics/shop.yaml:9``: relative to the folder holding ``metrics/`` (the
+    workspace), as people and ``nerve metrics lint`` name files."""
+    path = Path(where.file)
+    if path.is_relative_to(root):
+        where = Location(path.relative_to(root).as_posix(), where.line)
+    return str(where)
 
 
 def _is_name(name: str) -> bool:

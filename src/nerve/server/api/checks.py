@@ -1,7 +1,8 @@
 """Data-quality checks over HTTP (docs/quality.md).
 
 - ``POST /v1/admin/checks/run`` ``{"select": [...], "now": "ISO time"}``: run the checks
-  now on the warehouse the server holds, record them in ``check_results``, and answer
+  on the warehouse the server holds, record them in ``check_results`` (not when ``now``
+  asks for another time: that run is no news about the data's health now), and answer
   ``{"results": [...], "status": "pass|warn|fail|error"}``. ``nerve check`` goes through
   here while the server runs.
 - ``GET /v1/admin/checks/latest``: the latest recorded run, same shape.
