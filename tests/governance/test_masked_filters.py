@@ -131,4 +131,5 @@ def test_the_http_read_api_refuses_it_for_the_masked_view_only(
 def test_exported_names() -> None:
     import nerve.governance
 
-    assert nerve.governance.__all__ == ["check_masked_filters", "masked_fields_of"]
+    assert nerve.governance.__all__ == ["check_masked_analysis", "check_masked_filters",
+                                        "masked_fields_of"]

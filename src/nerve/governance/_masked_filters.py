@@ -65,18 +65,32 @@ def check_masked_filters(layer: SemanticLayer, fields: MaskedFields | None,
         except ValueError:
             continue  # the query says what is wrong with it
         for ref, lineage, how in _masked(node, layer, fields, on, ()):
-            raise QueryError(_message(what, text, ref, lineage, how))
+            raise QueryError(refusal(what, text, ref.text, lineage, how))
 
 
-def _message(what: str, text: str, ref: Ref, lineage: str, how: str) -> str:
+#: use -> what a masked value would do to the answer, and what to ask instead
+_USES = {
+    "filter": ("the filter cannot match the stored values and its figure would be wrong",
+               "Filter on"),
+    "by": ("its groups would not be the stored values (a removed value puts everyone in "
+           "one empty group) and each group's figure would be wrong", "Break down by"),
+    "hold": ("the held values would not compare as stored and the figure would be wrong",
+             "Hold"),
+}
+
+
+def refusal(what: str, text: str, name: str, lineage: str, how: str,
+            use: str = "filter") -> str:
+    """Why ``what`` (``text``) is refused: ``name`` reads ``lineage``, masked ``how``;
+    ``use`` is how the request reads it (a ``filter``, a breakdown ``by``, a ``hold``)."""
     masked = "removed, as it is not text" if how == MaskedFields.DROP else \
         "cut before its query string" if how == MaskedFields.URL else "a keyed hash"
-    name = ref.text if ref.text == lineage else f"{ref.text} ({lineage})"
-    return (f"{what} {text!r}: {name} is personal data, masked in this view ({masked}), "
-            "so the filter cannot match the stored values and its figure would be wrong; "
-            "nerve refuses it. Filter on a dimension that is not personal (an age group "
-            "rather than an age, for example), or ask with the admin's view (`--unmasked` "
-            "on nerve ask and nerve mcp, or an admin token)")
+    named = name if name == lineage else f"{name} ({lineage})"
+    consequence, instead = _USES[use]
+    return (f"{what} {text!r}: {named} is personal data, masked in this view ({masked}), "
+            f"so {consequence}; nerve refuses it. {instead} a dimension that is not "
+            "personal (an age group rather than an age, for example), or ask with the "
+            "admin's view (`--unmasked` on nerve ask and nerve mcp, or an admin token)")
 
 
 def _events(layer: SemanticLayer, metrics: Iterable[str]) -> tuple[str, ...]:
