@@ -202,7 +202,7 @@ def query_metrics(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     if not query.metrics:
         raise QueryError("metrics: required, e.g. [\"revenue\"]")
     check_masked_filters(ctx.layer, ctx.masked, query.metrics, where=query.where,
-                         segments=query.segments)
+                         segments=query.segments, by=query.by)
     return ctx.layer.query(query, ctx.events, now=ctx.now).as_dict()
 
 

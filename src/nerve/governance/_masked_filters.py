@@ -38,18 +38,29 @@ def masked_fields_of(warehouse: Any) -> MaskedFields | None:
 
 def check_masked_filters(layer: SemanticLayer, fields: MaskedFields | None,
                          metrics: Iterable[str] = (), *, where: str | None = None,
-                         segments: Sequence[str] = ()) -> None:
+                         segments: Sequence[str] = (), by: Sequence[str] = ()) -> None:
     """Raise QueryError when ``where``, a segment or a named metric's own filter reads a
-    value ``fields`` masks (nothing to check on the admin's view: ``fields`` None).
+    value ``fields`` masks, or a breakdown ``by`` one the view removes or cuts (every row
+    would fall in one empty group); nothing to check on the admin's view (``fields``
+    None).
 
     Comparing a hashed value with masks (``user_id = 'm:...'``, as a reader saw them)
-    and testing it for null stay allowed: the mask keeps equality and nullness. Names
-    the layer cannot resolve are left to the query, which reports them itself.
+    and testing it for null stay allowed: the mask keeps equality and nullness, so a
+    breakdown by a hashed value has the admin's groups too. Names the layer cannot
+    resolve are left to the query, which reports them itself.
     """
     if fields is None:
         return
-    checks: list[tuple[str, str, tuple[str, ...]]] = []  # (what, filter text, events)
     events = _events(layer, metrics)
+    for name in by:
+        try:
+            found = layer.resolver.resolve(Ref(tuple(name.split("."))), events)
+        except (ResolveError, ValueError):
+            continue
+        how = fields.how(found.kind, found.path, events)
+        if how is not None and how != MaskedFields.HASH:
+            raise QueryError(refusal("by", name, name, found.lineage, how, use="by"))
+    checks: list[tuple[str, str, tuple[str, ...]]] = []  # (what, filter text, events)
     if where:
         checks.append(("filter", where, events))
     for name in segments:
