@@ -24,9 +24,10 @@ from nerve.errors import QueryError
 def test_exported_names() -> None:
     assert sorted(nerve.analytics.__all__) == sorted([
         "MEASURES", "RETENTION_MODES", "Exclusion", "Filter", "FunnelResult", "FunnelSpec",
-        "RetentionSpec", "Step", "TrendSpec", "funnel", "funnel_request", "funnel_spec",
-        "metric_trend", "parse_duration", "parse_filter", "parse_step", "parse_time",
-        "retention", "retention_request", "trend", "trend_request"])
+        "RetentionSpec", "Step", "TrendSpec", "breakdown_layer", "funnel", "funnel_request",
+        "funnel_spec", "metric_trend", "parse_duration", "parse_filter", "parse_step",
+        "parse_time", "retention", "retention_request", "retention_spec", "trend",
+        "trend_filters", "trend_request"])
 
 
 def test_parsers() -> None:

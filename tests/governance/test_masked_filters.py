@@ -66,6 +66,12 @@ def test_the_agents_tools_refuse_a_filter_on_a_masked_value(demo_root: Path) -> 
         call(ws, "explain_change", {"target": "orders", "period": "7d",
                                     "where": "age >= 65"})
 
+    # a breakdown by a removed value: one empty group holding every order
+    by_age = {"metrics": ["orders"], "by": ["age"]}
+    assert len(call(ws, "query_metrics", by_age, masked=False)["rows"]) > 1
+    with pytest.raises(QueryError, match=r"by 'age': age \(user\.age\) is personal data"):
+        call(ws, "query_metrics", by_age)
+
     # what the mask keeps right is still answered, with the admin's figures
     ios = {"metrics": ["orders"], "where": "platform = 'ios' and age_group = '65+'"}
     assert call(ws, "query_metrics", ios)["rows"] == \
@@ -114,6 +120,7 @@ def test_the_http_read_api_refuses_it_for_the_masked_view_only(
     for path, body in (
             ("/v1/metrics/query", ORDERS_65),
             ("/v1/metrics/query", {"metrics": ["orders"], "segments": ["seniors"]}),
+            ("/v1/metrics/query", {"metrics": ["orders"], "by": ["user.age"]}),
             ("/v1/ask/tool", {"tool": "query_metrics", "args": ORDERS_65}),
             ("/v1/anomalies/explain", {"target": "orders", "period": "7d",
                                        "where": "age >= 65"})):
@@ -131,4 +138,5 @@ def test_the_http_read_api_refuses_it_for_the_masked_view_only(
 def test_exported_names() -> None:
     import nerve.governance
 
-    assert nerve.governance.__all__ == ["check_masked_filters", "masked_fields_of"]
+    assert nerve.governance.__all__ == ["check_masked_analysis", "check_masked_filters",
+                                        "masked_fields_of"]

@@ -15,7 +15,7 @@ from typing import Any
 
 from nerve.catalog import Catalog
 from nerve.errors import QueryError
-from nerve.governance import check_masked_filters, masked_fields_of
+from nerve.governance import check_masked_analysis, check_masked_filters, masked_fields_of
 from nerve.semantic import MetricQuery, SemanticLayer
 from nerve.warehouse import analysis_events
 from nerve.warehouse._masking import MaskedFields
@@ -202,20 +202,22 @@ def query_metrics(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     if not query.metrics:
         raise QueryError("metrics: required, e.g. [\"revenue\"]")
     check_masked_filters(ctx.layer, ctx.masked, query.metrics, where=query.where,
-                         segments=query.segments)
+                         segments=query.segments, by=query.by)
     return ctx.layer.query(query, ctx.events, now=ctx.now).as_dict()
 
 
 def run_funnel(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     """``nerve funnel``: a breakdown is the semantic layer's dimension when it names one
     (``platform``, a trait as of each event), as the CLI and the HTTP API read it;
-    ``caveats`` says which steps the catalog does not know (they count nothing)."""
+    ``caveats`` says which steps the catalog does not know (they count nothing). On the
+    masked view a step filter or breakdown on a masked value is refused (governance)."""
     from nerve.analytics import funnel_request  # noqa: PLC0415
 
     body = {k: v for k, v in args.items() if k in
             ("steps", "by", "since", "until", "window", "order") and v is not None}
-    result = funnel_request(ctx.events, body, layer=lambda: ctx.layer,
-                            timezone=ctx.workspace.config.timezone)
+    timezone = ctx.workspace.config.timezone
+    check_masked_analysis("funnels", body, ctx.masked, lambda: ctx.layer, timezone=timezone)
+    result = funnel_request(ctx.events, body, layer=lambda: ctx.layer, timezone=timezone)
     return {"body": body, **result, "caveats": _uncataloged(ctx, body.get("steps") or [])}
 
 

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from nerve.analytics._funnel import FunnelResult, funnel
 from nerve.analytics._requests import (
+    breakdown_layer,
     funnel_request,
     funnel_spec,
     parse_time,
     retention_request,
+    retention_spec,
+    trend_filters,
     trend_request,
 )
 from nerve.analytics._retention import RETENTION_MODES, RetentionSpec, retention
@@ -40,6 +43,7 @@ __all__ = [
     "RetentionSpec",
     "Step",
     "TrendSpec",
+    "breakdown_layer",
     "funnel",
     "funnel_request",
     "funnel_spec",
@@ -50,6 +54,8 @@ __all__ = [
     "parse_time",
     "retention",
     "retention_request",
+    "retention_spec",
     "trend",
+    "trend_filters",
     "trend_request",
 ]

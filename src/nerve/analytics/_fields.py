@@ -19,6 +19,7 @@ Spark      ``get_json_object(doc, '$.a.b')``
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import ibis
@@ -28,7 +29,8 @@ import ibis.expr.types as ir
 from nerve.analytics._spec import Filter
 from nerve.errors import QueryError
 
-__all__ = ["dialect_of", "entity", "field_text", "filter_expr", "filters_expr"]
+__all__ = ["dialect_of", "entity", "field_source", "field_text", "filter_expr",
+           "filters_expr"]
 
 _JSON_COLUMNS = ("properties", "context", "traits")
 _KEY = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$-]*$")
@@ -84,17 +86,36 @@ def _json_text(column: ir.Value, path: tuple[str, ...], dialect: str) -> ir.Stri
     return _duckdb_json(column, "$." + ".".join(path))
 
 
-def field_text(table: ir.Table, name: str) -> ir.StringValue:
-    """The value of field ``name`` on each row, as text (null when absent)."""
+#: the semantic layer's name for where each JSON column's values live
+_KINDS = {"properties": "property", "context": "context", "traits": "trait"}
+_COLUMN_OF = {kind: column for column, kind in _KINDS.items()}
+
+
+def field_source(name: str, columns: Iterable[str]) -> tuple[str, tuple[str, ...]]:
+    """Where field ``name`` of a row with ``columns`` lives, named as the semantic layer
+    names it: ``("column", (name,))``, or ``"property"``, ``"context"`` or ``"trait"``
+    and the path in that JSON column (what nerve.governance asks the reader's view).
+
+    >>> field_source("context.ip", ["user_id"]), field_source("user_id", ["user_id"])
+    (('context', ('ip',)), ('column', ('user_id',)))
+    """
     if not name or name.startswith(".") or name.endswith("."):
         raise QueryError(f"field {name!r}: expected a property name or a path such as "
                          "context.os.name")
     head, _, rest = name.partition(".")
     if head in _JSON_COLUMNS and rest:
-        return _json_text(table[head], tuple(rest.split(".")), dialect_of(table))
-    if "." not in name and name in table.columns and name not in _JSON_COLUMNS:
+        return _KINDS[head], tuple(rest.split("."))
+    if "." not in name and name in columns and name not in _JSON_COLUMNS:
+        return "column", (name,)
+    return "property", tuple(name.split("."))
+
+
+def field_text(table: ir.Table, name: str) -> ir.StringValue:
+    """The value of field ``name`` on each row, as text (null when absent)."""
+    kind, path = field_source(name, table.columns)
+    if kind == "column":
         return table[name].cast(dt.string)
-    return _json_text(table.properties, tuple(name.split(".")), dialect_of(table))
+    return _json_text(table[_COLUMN_OF[kind]], path, dialect_of(table))
 
 
 def filter_expr(table: ir.Table, flt: Filter) -> ir.BooleanValue:

@@ -34,10 +34,13 @@ from nerve.analytics._trends import TrendSpec, metric_trend, trend
 from nerve.errors import QueryError, UserError
 
 __all__ = [
+    "breakdown_layer",
     "funnel_request",
     "funnel_spec",
     "parse_time",
     "retention_request",
+    "retention_spec",
+    "trend_filters",
     "trend_request",
 ]
 
@@ -167,6 +170,21 @@ def funnel_spec(body: dict[str, Any], *, now: datetime | None = None,
     ).validate()
 
 
+def breakdown_layer(spec: FunnelSpec, layer: Callable[[], Any] | None) -> Any:
+    """The SemanticLayer whose dimension ``spec.by`` is, when every step is a cataloged
+    event; None when ``by`` is a field read from the event itself (or there is no
+    breakdown, or metrics/*.yaml is broken: `nerve metrics lint` says why)."""
+    if not spec.by or layer is None:
+        return None
+    try:
+        semantic = layer()
+    except UserError:
+        return None
+    if not all(s.event in semantic.catalog for s in spec.steps):
+        return None
+    return semantic
+
+
 def funnel_request(events: ir.Table, body: dict[str, Any],
                    layer: Callable[[], Any] | None = None, *,
                    timezone: str = "UTC") -> dict[str, Any]:
@@ -179,15 +197,7 @@ def funnel_request(events: ir.Table, body: dict[str, Any],
     ``timezone``: the workspace's (``[project] timezone``).
     """
     spec = funnel_spec(body, timezone=timezone)
-    semantic = None
-    if spec.by and layer is not None:
-        try:
-            semantic = layer()
-        except UserError:
-            semantic = None  # broken metrics/*.yaml: `nerve metrics lint` says why
-        if semantic is not None and not all(s.event in semantic.catalog for s in spec.steps):
-            semantic = None
-    result = funnel(events, spec, layer=semantic)
+    result = funnel(events, spec, layer=breakdown_layer(spec, layer))
     out: dict[str, Any] = {"rows": result.rows}
     wanted = body.get("users")
     if wanted is not None:
@@ -204,7 +214,12 @@ def retention_request(events: ir.Table, body: dict[str, Any], *,
                       timezone: str = "UTC") -> dict[str, Any]:
     """``{"rows": [...]}`` for a retention body (start_event, return_event, grain, ...);
     cohorts are days or weeks of ``timezone`` (the workspace's)."""
-    spec = RetentionSpec(
+    return {"rows": retention(events, retention_spec(body, timezone=timezone))}
+
+
+def retention_spec(body: dict[str, Any], *, timezone: str = "UTC") -> RetentionSpec:
+    """A RetentionSpec from a request body (see docs/analytics.md for every field)."""
+    return RetentionSpec(
         start_event=body.get("start_event"), return_event=body.get("return_event"),
         start_where=_filters(body.get("start_where"), "start_where"),
         return_where=_filters(body.get("return_where"), "return_where"),
@@ -213,7 +228,11 @@ def retention_request(events: ir.Table, body: dict[str, Any], *,
         since=parse_time(body.get("since"), what="since", timezone=timezone),
         until=parse_time(body.get("until"), what="until", timezone=timezone),
         timezone=timezone)
-    return {"rows": retention(events, spec)}
+
+
+def trend_filters(body: dict[str, Any]) -> tuple[Filter, ...]:
+    """An event trend's ``filters`` (a metric's trend takes a ``where`` of the layer)."""
+    return _filters(body.get("filters"), "filters")
 
 
 def trend_request(events: ir.Table, body: dict[str, Any],
@@ -236,7 +255,7 @@ def trend_request(events: ir.Table, body: dict[str, Any],
         return {"rows": metric_trend(layer(), events, str(metric), since=since, until=until,
                                      grain=grain, compare=compare, where=body.get("where"))}
     spec = TrendSpec(since=since, until=until, event=body.get("event"),
-                     where=_filters(body.get("filters"), "filters"),
+                     where=trend_filters(body),
                      measure=str(body.get("measure", "count")), grain=grain,
                      compare=compare, timezone=timezone)
     return {"rows": trend(events, spec)}

@@ -38,18 +38,29 @@ def masked_fields_of(warehouse: Any) -> MaskedFields | None:
 
 def check_masked_filters(layer: SemanticLayer, fields: MaskedFields | None,
                          metrics: Iterable[str] = (), *, where: str | None = None,
-                         segments: Sequence[str] = ()) -> None:
+                         segments: Sequence[str] = (), by: Sequence[str] = ()) -> None:
     """Raise QueryError when ``where``, a segment or a named metric's own filter reads a
-    value ``fields`` masks (nothing to check on the admin's view: ``fields`` None).
+    value ``fields`` masks, or a breakdown ``by`` one the view removes or cuts (every row
+    would fall in one empty group); nothing to check on the admin's view (``fields``
+    None).
 
     Comparing a hashed value with masks (``user_id = 'm:...'``, as a reader saw them)
-    and testing it for null stay allowed: the mask keeps equality and nullness. Names
-    the layer cannot resolve are left to the query, which reports them itself.
+    and testing it for null stay allowed: the mask keeps equality and nullness, so a
+    breakdown by a hashed value has the admin's groups too. Names the layer cannot
+    resolve are left to the query, which reports them itself.
     """
     if fields is None:
         return
-    checks: list[tuple[str, str, tuple[str, ...]]] = []  # (what, filter text, events)
     events = _events(layer, metrics)
+    for name in by:
+        try:
+            found = layer.resolver.resolve(Ref(tuple(name.split("."))), events)
+        except (ResolveError, ValueError):
+            continue
+        how = fields.how(found.kind, found.path, events)
+        if how is not None and how != MaskedFields.HASH:
+            raise QueryError(refusal("by", name, name, found.lineage, how, use="by"))
+    checks: list[tuple[str, str, tuple[str, ...]]] = []  # (what, filter text, events)
     if where:
         checks.append(("filter", where, events))
     for name in segments:
@@ -65,18 +76,32 @@ def check_masked_filters(layer: SemanticLayer, fields: MaskedFields | None,
         except ValueError:
             continue  # the query says what is wrong with it
         for ref, lineage, how in _masked(node, layer, fields, on, ()):
-            raise QueryError(_message(what, text, ref, lineage, how))
+            raise QueryError(refusal(what, text, ref.text, lineage, how))
 
 
-def _message(what: str, text: str, ref: Ref, lineage: str, how: str) -> str:
+#: use -> what a masked value would do to the answer, and what to ask instead
+_USES = {
+    "filter": ("the filter cannot match the stored values and its figure would be wrong",
+               "Filter on"),
+    "by": ("its groups would not be the stored values (a removed value puts everyone in "
+           "one empty group) and each group's figure would be wrong", "Break down by"),
+    "hold": ("the held values would not compare as stored and the figure would be wrong",
+             "Hold"),
+}
+
+
+def refusal(what: str, text: str, name: str, lineage: str, how: str,
+            use: str = "filter") -> str:
+    """Why ``what`` (``text``) is refused: ``name`` reads ``lineage``, masked ``how``;
+    ``use`` is how the request reads it (a ``filter``, a breakdown ``by``, a ``hold``)."""
     masked = "removed, as it is not text" if how == MaskedFields.DROP else \
         "cut before its query string" if how == MaskedFields.URL else "a keyed hash"
-    name = ref.text if ref.text == lineage else f"{ref.text} ({lineage})"
-    return (f"{what} {text!r}: {name} is personal data, masked in this view ({masked}), "
-            "so the filter cannot match the stored values and its figure would be wrong; "
-            "nerve refuses it. Filter on a dimension that is not personal (an age group "
-            "rather than an age, for example), or ask with the admin's view (`--unmasked` "
-            "on nerve ask and nerve mcp, or an admin token)")
+    named = name if name == lineage else f"{name} ({lineage})"
+    consequence, instead = _USES[use]
+    return (f"{what} {text!r}: {named} is personal data, masked in this view ({masked}), "
+            f"so {consequence}; nerve refuses it. {instead} a dimension that is not "
+            "personal (an age group rather than an age, for example), or ask with the "
+            "admin's view (`--unmasked` on nerve ask and nerve mcp, or an admin token)")
 
 
 def _events(layer: SemanticLayer, metrics: Iterable[str]) -> tuple[str, ...]:

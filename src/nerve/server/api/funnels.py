@@ -1,4 +1,4 @@
-"""Funnels, retention and trends over HTTP (admin token required, like every read API).
+"""Funnels, retention and trends over HTTP (a reader's or the admin's token).
 
 - ``POST /v1/funnels``    a funnel body (docs/analytics.md) -> ``{"rows": [...]}``, with
   ``"users"`` too when the body asks for the list at a step
@@ -6,7 +6,8 @@
 - ``POST /v1/trends``     ``{"event" | "metric", "measure", "grain", "since", "until"...}``
 
 The CLI's ``nerve funnel``, ``nerve retention`` and ``nerve trend`` post the same bodies
-here while ``nerve serve`` holds the warehouse.
+here while ``nerve serve`` holds the warehouse. On the masked view a filter, breakdown or
+held value that reads a masked personal value is refused (400, nerve.governance).
 """
 
 from __future__ import annotations
@@ -19,18 +20,23 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from nerve.analytics import funnel_request, retention_request, trend_request
+from nerve.governance import check_masked_analysis, masked_fields_of
 from nerve.server.api._common import in_thread, json_response, read_json, readable
 from nerve.warehouse import analysis_events
 
 __all__ = ["routes"]
 
 
-def _handler(run: Callable[[Any, dict[str, Any], Any], dict[str, Any]]) -> Any:
+def _handler(kind: str, run: Callable[[Any, dict[str, Any], Any], dict[str, Any]]) -> Any:
     async def handle(request: Request) -> Response:
         state, warehouse = readable(request)
         body = await read_json(request)
 
         def work() -> dict[str, Any]:
+            # a reader's filter or breakdown on a masked value would count zero or one
+            # empty group: refused, naming the field (docs/privacy.md)
+            check_masked_analysis(kind, body, masked_fields_of(warehouse), _layer(state),
+                                  timezone=_timezone(state))
             # the warehouse's Ibis backend is per thread: take the table on this one
             return run(analysis_events(warehouse), body, state)
 
@@ -56,15 +62,15 @@ def _timezone(state: Any) -> str:
 def routes() -> list[BaseRoute]:
     return [
         Route("/v1/funnels",
-              _handler(lambda ev, body, s: funnel_request(ev, body, _layer(s),
+              _handler("funnels", lambda ev, body, s: funnel_request(ev, body, _layer(s),
                                                           timezone=_timezone(s))),
               methods=["POST"]),
         Route("/v1/retention",
-              _handler(lambda ev, body, s: retention_request(ev, body,
+              _handler("retention", lambda ev, body, s: retention_request(ev, body,
                                                              timezone=_timezone(s))),
               methods=["POST"]),
         Route("/v1/trends",
-              _handler(lambda ev, body, s: trend_request(ev, body, _layer(s),
+              _handler("trends", lambda ev, body, s: trend_request(ev, body, _layer(s),
                                                          timezone=_timezone(s))),
               methods=["POST"]),
     ]

@@ -95,7 +95,8 @@ async def query(request: Request) -> Response:
     def run() -> dict[str, Any]:
         layer = _layer(state)
         check_masked_filters(layer, masked_fields_of(warehouse), request_query.metrics,
-                             where=request_query.where, segments=request_query.segments)
+                             where=request_query.where, segments=request_query.segments,
+                             by=request_query.by)
         return layer.query(request_query, analysis_events(warehouse)).as_dict()
 
     return json_response(await in_thread(run))
