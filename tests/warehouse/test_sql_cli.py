@@ -82,6 +82,20 @@ def test_formats(make_workspace: Callable[..., Workspace], make_batch: Callable[
     assert result.stdout.strip() == "user_id"
 
 
+def test_csv_keeps_every_digit_and_the_table_keeps_cents(
+        make_workspace: Callable[..., Workspace]) -> None:
+    """CSV is for scripts: 1234567.89 must not come out as 1.23457e+06."""
+    ws = make_workspace()
+    query = ("SELECT 1234567.89::DOUBLE AS money, 1234567.89::DECIMAL(12, 2) AS exact, "
+             "0.1::DOUBLE + 0.2::DOUBLE AS sum, 0.000123456789::DOUBLE AS small")
+    [row] = list(csv.DictReader(io.StringIO(sql(ws, query, "-f", "csv").stdout)))
+    assert {k: float(v) for k, v in row.items()} == {
+        "money": 1234567.89, "exact": 1234567.89, "sum": 0.1 + 0.2, "small": 0.000123456789}
+    table = sql(ws, query).stdout
+    assert "1234567.89" in table
+    assert "e+06" not in table
+
+
 @pytest.mark.parametrize(("query", "expected"), [
     ("INSERT INTO events SELECT * FROM events", "got INSERT"),
     ("DROP TABLE events", "got DROP"),

@@ -6,6 +6,7 @@ import csv
 import enum
 import functools
 import io
+import math
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
@@ -140,7 +141,7 @@ def emit(data: Sequence[Mapping[str, Any]] | Any, fmt: Format, *, title: str | N
         writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: _cell(v) for k, v in row.items()})
+            writer.writerow({k: _cell(v, exact=True) for k, v in row.items()})
         sys.stdout.write(buffer.getvalue())
         return
     table = Table(title=title, show_lines=False)
@@ -153,14 +154,28 @@ def emit(data: Sequence[Mapping[str, Any]] | Any, fmt: Format, *, title: str | N
     (out or console).print(table)
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, *, exact: bool = False) -> str:
+    """A value as a table cell, or (``exact``) as a CSV field: every digit of a number."""
     if value is None:
         return ""
     if isinstance(value, dict | list):
         return orjson.dumps(value, default=_jsonable).decode()
     if isinstance(value, float):
-        return f"{value:.6g}"
+        return repr(value) if exact else _readable(value)
     return str(value)
+
+
+def _readable(value: float) -> str:
+    """A float for a person: six significant digits, but never fewer than two decimals
+    (a sum of money keeps its cents) and no exponent for ordinary magnitudes.
+
+    >>> [_readable(v) for v in (1234567.891, 216154.19999999832, 3.14159265, 0.000123456, 42.0)]
+    ['1234567.89', '216154.2', '3.14159', '0.000123456', '42.0']
+    """
+    if not math.isfinite(value) or value == 0:
+        return repr(value)
+    decimals = max(2, 5 - math.floor(math.log10(abs(value))))
+    return repr(round(value, decimals))
 
 
 def emit_json(value: Any) -> None:
