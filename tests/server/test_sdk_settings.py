@@ -21,8 +21,9 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 import orjson
 import pytest
-from serverkit import EVENTS, rows, write_key
+from serverkit import EVENTS, basic, rows, write_key
 
+from nerve.audit import read_records
 from nerve.workspace import Workspace
 
 NODE_DIR = Path(__file__).parents[1] / "node"
@@ -82,6 +83,18 @@ def test_an_unknown_key_or_a_host_that_is_no_host_is_refused_in_the_one_error_sh
     assert bad_host.status_code == 400
     assert bad_host.json()["code"] == "bad_host"
     assert bad_host.json()["details"] == {"host": "shop.example/evil?x="}
+
+
+def test_fetching_settings_is_no_read_to_audit(shop: Workspace,
+                                              serve: Callable[..., Any]) -> None:
+    # every page view fetches them, and they hold no data: a record each would only bury
+    # the reads of the warehouse (and write the key into the audit log)
+    server = serve(shop)
+    assert httpx.get(settings_url(server, write_key(shop))).status_code == 200
+    assert httpx.get(settings_url(server, "not-a-key")).status_code == 404
+    assert httpx.get(server.url + "/v1/experiments",
+                     headers=basic(write_key(shop))).status_code == 200
+    assert [r["action"] for r in read_records(shop)] == ["/v1/experiments"]
 
 
 def test_any_origin_may_fetch_the_settings(shop: Workspace, serve: Callable[..., Any]) -> None:

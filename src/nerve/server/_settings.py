@@ -30,9 +30,12 @@ from starlette.routing import Route
 from nerve.collector import RequestError
 from nerve.server._state import NerveState
 
-__all__ = ["SETTINGS_PATH", "api_host", "segment_settings", "settings_routes"]
+__all__ = ["SETTINGS_PATH", "SETTINGS_PREFIX", "api_host", "segment_settings",
+           "settings_routes"]
 
 SETTINGS_PATH = "/v1/projects/{write_key}/settings"
+#: what every settings path starts with (``_audit`` leaves them out: no data is read)
+SETTINGS_PREFIX = "/v1/projects/"
 
 #: what a ``host[:port]`` may hold (names, IPv4, bracketed IPv6): anything else in a Host
 #: header would end up in the URL every event is sent to
