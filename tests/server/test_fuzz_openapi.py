@@ -25,7 +25,7 @@ from nerve.server._openapi import openapi_document
 from nerve.workspace import Workspace, init_workspace
 
 SCHEMA = schemathesis.openapi.from_dict(openapi_document()).include(
-    path_regex=r"^/v1/(batch|track|identify|alias)$|^/health$")
+    path_regex=r"^/v1/(batch|track|identify|alias|projects/\{write_key\}/settings)$|^/health$")
 
 
 @pytest.fixture(scope="module")

@@ -76,6 +76,9 @@ def test_collectors_on_three_machines_feed_one_warehouse_exactly_once(
     refused = httpx.post(one.url + "/v1/admin/sql", json={"sql": "SELECT 1"})
     assert refused.status_code == 404
     assert refused.json()["code"] == "collect_only"
+    for server in (one, two):  # what a browser's analytics.js fetches first (cdnURL)
+        settings = httpx.get(f"{server.url}/v1/projects/{key}/settings").json()
+        assert settings["integrations"]["Segment.io"]["apiHost"] == f"127.0.0.1:{server.port}/v1"
     assert not (one.workspace.data_dir / "server.json").exists()
     metrics = httpx.get(loading.url + "/metrics").text  # the stream's unloaded bytes
     assert "nerve_log_backlog_bytes" in metrics

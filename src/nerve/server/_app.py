@@ -1,4 +1,4 @@
-"""The ASGI app: collector routes, /health, the pluggable read APIs, CORS, one error shape."""
+"""The ASGI app: collector routes, SDK settings, /health, the read APIs, CORS, one error shape."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from nerve.server._errors import (
 from nerve.server._ingest import INGEST_PATHS, IngestApp, ingest_routes
 from nerve.server._metrics import metrics_endpoint
 from nerve.server._openapi import openapi_endpoint
+from nerve.server._settings import settings_routes
 from nerve.server._state import NerveState
 
 __all__ = ["create_app"]
@@ -111,7 +112,9 @@ def create_app(
     """
     routes: list[BaseRoute] = [Route("/health", health, methods=["GET"]),
                                Route("/openapi.json", openapi_endpoint, methods=["GET"]),
-                               *ingest_routes()]
+                               *ingest_routes(),
+                               # before read_routes: a collect-only server's catch-all is there
+                               *settings_routes()]
     if metrics:
         routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
     routes.extend(api.routes() if read_routes is None else read_routes)

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from nerve.audit import Audit
 from nerve.collector._body import write_key_from_header
 from nerve.server._readers import INVALID, MASKED_HEADER, identify, sees_masked
+from nerve.server._settings import SETTINGS_PREFIX
 from nerve.server._state import NerveState
 
 __all__ = ["CLIENT_HEADER", "AuditReads"]
@@ -52,7 +53,8 @@ def _request(scope: Scope, body: bytes) -> Any:
 
 class AuditReads:
     """ASGI middleware: one audit record per ``/v1/...`` request (ingest never gets here:
-    ``_app._NerveApp`` answers it before the middleware stack)."""
+    ``_app._NerveApp`` answers it before the middleware stack), except the SDK settings
+    (``_settings``): every page view with analytics.js fetches them, and they read no data."""
 
     def __init__(self, app: ASGIApp, audit: Audit, state: NerveState,
                  trust_forwarded: bool) -> None:
@@ -63,7 +65,7 @@ class AuditReads:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (scope["type"] != "http" or not scope["path"].startswith("/v1/")
-                or scope["method"] == "OPTIONS"):
+                or scope["path"].startswith(SETTINGS_PREFIX) or scope["method"] == "OPTIONS"):
             await self.app(scope, receive, send)
             return
         started = time.monotonic()

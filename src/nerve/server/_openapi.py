@@ -1,4 +1,5 @@
-"""``GET /openapi.json``: the ingest API as OpenAPI 3.1, for clients and fuzzers.
+"""``GET /openapi.json``: the ingest API (and the SDK settings) as OpenAPI 3.1, for clients
+and fuzzers.
 
 It describes what the collector answers, including every refusal with its one error shape
 (``{"code", "message", "details"}``), so that a schema-driven fuzzer (schemathesis, in
@@ -75,6 +76,31 @@ def _operation(summary: str, body: dict[str, Any]) -> dict[str, Any]:
     }}
 
 
+def _settings_operation() -> dict[str, Any]:
+    """``GET /v1/projects/{write_key}/settings`` (``_settings.py``)."""
+    error = {"content": {"application/json": {"schema": _ERROR}}}
+    segmentio = {"type": "object", "required": ["apiKey", "apiHost", "protocol"],
+                 "properties": {"apiKey": {"type": "string"},
+                                "apiHost": {"type": "string"},
+                                "protocol": {"enum": ["http", "https"]}}}
+    settings = {"type": "object", "required": ["integrations", "metrics"], "properties": {
+        "integrations": {"type": "object", "required": ["Segment.io"],
+                         "properties": {"Segment.io": segmentio}},
+        "metrics": {"type": "object", "properties": {"sampleRate": {"const": 0}}}}}
+    return {"get": {
+        "summary": "The source settings Segment's SDKs (analytics.js: cdnURL) fetch first: "
+                   "they send events to integrations['Segment.io'].apiHost, this server",
+        "parameters": [{"name": "write_key", "in": "path", "required": True,
+                        "schema": {"type": "string"}}],
+        "responses": {
+            "200": {"description": "Settings that send to the host the request came in on",
+                    "content": {"application/json": {"schema": settings}}},
+            "400": {"description": "The Host header is no host name", **error},
+            "404": {"description": "Unknown write key (code unknown_write_key)", **error},
+        },
+    }}
+
+
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 document of the collector's endpoints."""
     batch = {"type": "object", "required": ["batch"],
@@ -86,6 +112,7 @@ def openapi_document() -> dict[str, Any]:
         paths[f"/v1/{path}"] = _operation("A batch of messages (Segment /v1/batch)", batch)
     for path, call in sorted(CALL_TYPES.items()):
         paths[f"/v1/{path}"] = _operation(f"One {call} message", _MESSAGE)
+    paths["/v1/projects/{write_key}/settings"] = _settings_operation()
     paths["/health"] = {"get": {"summary": "Liveness", "responses": {"200": {
         "description": "ok, or overloaded while ingest answers 503",
         "content": {"application/json": {"schema": {"type": "object", "properties": {

@@ -1,0 +1,217 @@
+"""``GET /v1/projects/{write_key}/settings``: what Segment's SDKs fetch before they send.
+
+Over plain HTTP against a real ``nerve serve``, and end to end: analytics.js
+(``@segment/analytics-next``, its UMD build from tests/node) in headless Chromium, given
+only a write key and ``cdnURL``, sends identify/page/track that land in the warehouse,
+and talks to nobody but the page's own server and nerve.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import httpx
+import orjson
+import pytest
+from serverkit import EVENTS, basic, rows, write_key
+
+from nerve.audit import read_records
+from nerve.workspace import Workspace
+
+NODE_DIR = Path(__file__).parents[1] / "node"
+ORIGIN = {"Origin": "https://shop.example"}
+#: a desktop Chrome on macOS: headless Chromium's own agent is (rightly) taken for a bot
+USER_AGENT = ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 "
+              "(KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36")
+
+
+def settings_url(server: Any, key: str) -> str:
+    return f"{server.url}/v1/projects/{key}/settings"
+
+
+def segmentio(answer: httpx.Response) -> dict[str, Any]:
+    assert answer.status_code == 200, answer.text
+    settings: dict[str, Any] = answer.json()
+    return dict(settings["integrations"]["Segment.io"])
+
+
+def test_a_known_key_gets_settings_that_send_to_the_host_it_asked_and_nowhere_else(
+        shop: Workspace, serve: Callable[..., Any]) -> None:
+    server = serve(shop)
+    key = write_key(shop)
+    answer = httpx.get(settings_url(server, key))
+    assert answer.headers["content-type"] == "application/json"
+    settings = answer.json()
+    assert settings["integrations"] == {"Segment.io": {
+        "apiKey": key, "apiHost": f"127.0.0.1:{server.port}/v1", "protocol": "http"}}
+    # nothing that makes analytics.js load code or send counters elsewhere
+    assert settings["metrics"] == {"sampleRate": 0}
+    assert settings["remotePlugins"] == []
+    assert settings["enabledMiddleware"] == {}
+    assert settings["legacyVideoPluginsEnabled"] is False
+
+    # the host is the one the client used, even a name nerve never heard of...
+    named = httpx.get(settings_url(server, key), headers={"Host": "collect.example:8443"})
+    assert segmentio(named)["apiHost"] == "collect.example:8443/v1"
+    # ...and a proxy's headers are nobody's word without [collector] trusted_proxy_header
+    spoofed = httpx.get(settings_url(server, key), headers={
+        "X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https"})
+    assert segmentio(spoofed) == {"apiKey": key, "apiHost": f"127.0.0.1:{server.port}/v1",
+                                  "protocol": "http"}
+
+
+def test_an_unknown_key_or_a_host_that_is_no_host_is_refused_in_the_one_error_shape(
+        shop: Workspace, serve: Callable[..., Any]) -> None:
+    server = serve(shop)
+    unknown = httpx.get(settings_url(server, "not-a-key"), headers=ORIGIN)
+    assert unknown.status_code == 404
+    assert unknown.headers["access-control-allow-origin"] == "*"  # the page can read why
+    assert unknown.json() == {
+        "code": "unknown_write_key",
+        "message": "unknown write key: it matches no [[sources]] in nerve.toml",
+        "details": None}
+    bad_host = httpx.get(settings_url(server, write_key(shop)),
+                         headers={"Host": "shop.example/evil?x="})
+    assert bad_host.status_code == 400
+    assert bad_host.json()["code"] == "bad_host"
+    assert bad_host.json()["details"] == {"host": "shop.example/evil?x="}
+
+
+def test_fetching_settings_is_no_read_to_audit(shop: Workspace,
+                                              serve: Callable[..., Any]) -> None:
+    # every page view fetches them, and they hold no data: a record each would only bury
+    # the reads of the warehouse (and write the key into the audit log)
+    server = serve(shop)
+    assert httpx.get(settings_url(server, write_key(shop))).status_code == 200
+    assert httpx.get(settings_url(server, "not-a-key")).status_code == 404
+    assert httpx.get(server.url + "/v1/experiments",
+                     headers=basic(write_key(shop))).status_code == 200
+    assert [r["action"] for r in read_records(shop)] == ["/v1/experiments"]
+
+
+def test_any_origin_may_fetch_the_settings(shop: Workspace, serve: Callable[..., Any]) -> None:
+    server = serve(shop)
+    url = settings_url(server, write_key(shop))
+    got = httpx.get(url, headers=ORIGIN)
+    assert got.headers["access-control-allow-origin"] == "*"
+    head = httpx.head(url, headers=ORIGIN)
+    assert (head.status_code, head.content) == (200, b"")
+    assert head.headers["access-control-allow-origin"] == "*"
+    preflight = httpx.options(url, headers={**ORIGIN, "Access-Control-Request-Method": "GET"})
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "*"
+    assert "GET" in preflight.headers["access-control-allow-methods"]
+
+
+def test_behind_a_trusted_proxy_the_settings_name_the_host_and_scheme_it_saw(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., Any]) -> None:
+    ws = make_workspace(EVENTS)
+    toml = ws.root / "nerve.toml"
+    text = toml.read_text()
+    assert "[collector]\n" in text
+    toml.write_text(text.replace(
+        "[collector]\n", '[collector]\ntrusted_proxy_header = "X-Forwarded-For"\n'))
+    ws = Workspace.load(ws.root)
+    server = serve(ws)
+    key = write_key(ws)
+    proxied = httpx.get(settings_url(server, key), headers={
+        # the last entry is the one the trusted proxy added
+        "X-Forwarded-Host": "claimed.example, collect.shop.example",
+        "X-Forwarded-Proto": "https"})
+    assert segmentio(proxied) == {"apiKey": key, "apiHost": "collect.shop.example/v1",
+                                  "protocol": "https"}
+    direct = httpx.get(settings_url(server, key))  # no proxy headers: the connection's view
+    assert segmentio(direct)["apiHost"] == f"127.0.0.1:{server.port}/v1"
+    assert segmentio(direct)["protocol"] == "http"
+
+
+# ----------------------------------------------------------------------------- analytics.js
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def web_app() -> Iterator[str]:
+    """The shop's own web server (another origin than nerve): tests/node over HTTP."""
+    handler = functools.partial(_Quiet, directory=str(NODE_DIR))
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+
+
+def run_analytics_js(page_url: str) -> dict[str, Any]:
+    """Open ``page_url`` in headless Chromium; what it did (drive_analytics_js.mjs)."""
+    node = shutil.which("node")
+    modules = NODE_DIR / "node_modules"
+    if node is None or not (modules / "@segment" / "analytics-next").is_dir() \
+            or not (modules / "playwright-core").is_dir():
+        pytest.skip("needs Node.js and `npm install` in tests/node (.ci/run does it)")
+    browser = next(filter(None, map(shutil.which, ("chromium", "chromium-browser",
+                                                   "google-chrome"))), None)
+    if browser is None:
+        pytest.skip("headless Chromium is not installed (apt-get install chromium)")
+    done = subprocess.run([node, str(NODE_DIR / "drive_analytics_js.mjs"), browser, page_url,
+                           USER_AGENT], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = orjson.loads(done.stdout)
+    return result
+
+
+@pytest.mark.node
+@pytest.mark.timeout(240)
+def test_analytics_js_sends_to_nerve_given_only_its_cdn_url(
+        shop: Workspace, serve: Callable[..., Any], web_app: str) -> None:
+    server = serve(shop)
+    key = write_key(shop)
+    query = urlencode({"writeKey": key, "cdnURL": server.url})
+    run = run_analytics_js(f"{web_app}/browser/index.html?{query}")
+
+    assert run["results"]["errors"] == []
+    assert run["failed"] == []
+    hosts = {urlsplit(r["url"]).netloc for r in run["requests"]}
+    assert hosts == {urlsplit(web_app).netloc, urlsplit(server.url).netloc}  # nobody else
+    to_nerve = [(r["method"], urlsplit(r["url"]).path, r["status"]) for r in run["requests"]
+                if r["url"].startswith(server.url)]
+    assert sorted(to_nerve) == sorted([("GET", f"/v1/projects/{key}/settings", 200),
+                                       ("POST", "/v1/i", 200), ("POST", "/v1/p", 200),
+                                       ("POST", "/v1/t", 200)])
+
+    assert server.stop() == 0
+    ids = run["results"]["messageIds"]
+    landed = {r["message_id"]: r for r in rows(
+        shop, "SELECT message_id, type, event, name, user_id, properties, traits, context, "
+              "source FROM events WHERE user_id = 'web-user-1'")}
+    assert set(landed) == set(ids.values())
+    track, page, identify = (landed[ids[call]] for call in ("track", "page", "identify"))
+    assert (track["type"], track["event"], track["source"]) == ("track", "order_completed",
+                                                                "server")
+    assert track["properties"] == {"order_id": "web-o-1", "revenue": 12.5, "currency": "EUR"}
+    assert (page["type"], page["name"]) == ("page", "Pricing")
+    assert page["properties"]["category"] == "Docs"
+    assert page["properties"]["path"] == "/pricing"
+    assert identify["traits"] == {"plan": "pro"}
+    for landed_row in (track, page, identify):
+        context = landed_row["context"]
+        assert context["library"]["name"] == "analytics.js"
+        assert context["userAgent"] == USER_AGENT
+        # enriched by the collector from the user agent analytics.js sent
+        assert context["browser"] == {"name": "Chrome", "version": "126.0.0"}
+        assert context["os"] == {"name": "Mac OS X", "version": "10.15.7"}
