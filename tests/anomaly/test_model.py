@@ -199,3 +199,30 @@ def test_a_dimension_value_takes_its_event_weekday_factor() -> None:
     android[-24:] = rng.poisson(rate(hours[-24:], 40) * 0.6)
     found = judged(android).anomalies
     assert [(a.value, a.direction) for a in found] == [("android", "down")]
+
+
+def test_a_short_outage_is_reported_on_its_own_hours_only() -> None:
+    """Payments failing at 4%; one provider fails at 40% for 4 hours, two days before the
+    end of a 3-day evaluation. The run is those 4 hours (start and end computed from the
+    plant), and the next day's 24-hour sums, which still hold the outage, report nothing
+    more: no second run, no "spike" of a rate below its expected share."""
+    rng = np.random.default_rng(24)
+    outage = HOURS[-48 - 6: -48 - 2]  # 4 hours of the evaluated span
+    rows = []
+    for provider, level in (("stripe", 30.0), ("paypal", 12.0)):
+        submitted = rng.poisson(rate(HOURS, level))
+        share = np.where((provider == "paypal") & np.isin(HOURS, outage), 0.40, 0.04)
+        failed = rng.binomial(submitted, share)
+        for h, s, f in zip(HOURS, submitted, failed, strict=True):
+            rows += [("payment_submitted", "provider", provider, int(h), float(s)),
+                     ("payment_failed", "provider", provider, int(h), float(f))]
+    frame = pd.DataFrame(rows, columns=["target", "dimension", "value", "period", "n"])
+    result = detect_rates(frame[frame["target"] == "payment_failed"],
+                          frame[frame["target"] == "payment_submitted"], "failure_rate",
+                          window(evaluate=72), Settings())
+    assert [(a.value, a.direction) for a in result.anomalies] == [("paypal", "up")]
+    found = result.anomalies[0]
+    assert found.start.timestamp() // 3600 == outage[0]
+    assert found.end.timestamp() // 3600 == outage[-1] + 1
+    assert found.periods == len(outage)
+    assert found.change > 0

@@ -16,6 +16,7 @@ from nerve.quality._config import Rate, metric_rates
 from nerve.quality._seasonal import (
     Rules,
     family_level,
+    fit_expected,
     judge_counts,
     judge_rates,
     nb_tails,
@@ -238,3 +239,41 @@ metrics:
     (tmp_path / "checks.yaml").write_text("rates:\n  - {numerator: app_error}\n")
     with pytest.raises(UserError, match=r"checks.yaml:2: rates\[0\]: .*denominator"):
         load_config(tmp_path)
+
+
+def test_an_outage_before_the_evaluated_day_is_marked_on_its_own_hours() -> None:
+    """A 4-hour outage (4% -> 40% failed payments) ending 2 hours before the evaluated
+    day: every 24-hour sum of that day still holds it. The marks are the 4 planted
+    hours, not every hour of those windows with a failure more than expected (a 25-hour
+    "incident")."""
+    rng = np.random.default_rng(39)
+    outage = (HOURS[-30] <= HOURS) & (HOURS[-26] > HOURS)
+    den = rng.poisson(curve(30.0)).astype(float)
+    num = rng.binomial(den.astype(int), np.where(outage, 0.40, 0.04)).astype(float)
+    rules = Rules()
+    found = judge_rates(num[:, None], den[:, None], HOURS, TRAIN, ~TRAIN, rules)
+    rejected, thresholds = reject(found.p, rules.q)
+    assert rejected.tolist() == [True]
+    marks = found.marks(thresholds, rules, num[:, None])[:, 0]
+    assert np.flatnonzero(marks).tolist() == np.flatnonzero(outage).tolist()
+    assert set(marks[outage].tolist()) == {1}
+
+
+def test_a_strong_weekly_pattern_is_not_flattened() -> None:
+    """Four weeks of ~540 events a day whose busiest weekday is 1.7 times the quietest:
+    each day's expected sum is within 6% of the mean of the same weekday in training
+    (computed here from the data). A weekday factor shrunk by a weekday's total instead
+    of half a day kept only two thirds of the pattern: weekends 10-15% above their
+    expectation, Mondays 8% below, and a noise model that learnt that error as noise
+    (the band of a 24-hour sum about +-50%, blind to a 32% drop)."""
+    week = np.array([1.0, 1.0, 1.15, 1.5, 1.4, 0.9, 0.95])  # Thursday first (the epoch's)
+    hours = np.arange(490_008, 490_008 + 29 * 24)  # from midnight: whole days
+    daily = 1 + 0.8 * np.sin((hours % 24) / 24 * 2 * np.pi)
+    values = np.random.default_rng(5).poisson(22.5 * daily * week[(hours // 24) % 7])
+    days = hours // 24
+    for last in range(22, 29):  # judge each of the last 7 days after the ones before it
+        train, evaluated = days < days[0] + last, days == days[0] + last
+        expected, _, _ = fit_expected(values[:, None].astype(float), hours, train)
+        same = train & ((days - days[evaluated][0]) % 7 == 0)
+        mean_same = values[same].sum() / len(np.unique(days[same]))
+        assert expected[evaluated, 0].sum() == pytest.approx(mean_same, rel=0.06)

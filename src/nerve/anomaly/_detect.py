@@ -205,15 +205,18 @@ def _detect_matrix(frame: pd.DataFrame, numerator: pd.DataFrame | None, window: 
         here = (periods >= start) & (periods < stop)
         train = usable & ((periods < start) & (periods >= start - window.training))[:, None]
         # points already marked count as expected in this step's longer sums: a dead day
-        # must not make the next day's 24-hour sums look low too
+        # must not make the next day's 24-hour sums look low too, nor an outage's failed
+        # payments the next day's failure rate high (``expected`` holds the expected
+        # numerator of a share until the loop ends)
         values_now = np.where(marks != 0, expected, values) if num is None else values
+        num_now = np.where(marks != 0, expected, num if num is not None else values)
         if num is None:
             judgement = judge_counts(values_now[: stop - periods[0]],
                                      periods[: stop - periods[0]],
                                      train[: stop - periods[0]], here[: stop - periods[0]],
                                      rules, grain_hours=window.grain_hours, parents=parents)
         else:
-            judgement = judge_rates(num[: stop - periods[0]], values[: stop - periods[0]],
+            judgement = judge_rates(num_now[: stop - periods[0]], values[: stop - periods[0]],
                                     periods[: stop - periods[0]], train[: stop - periods[0]],
                                     here[: stop - periods[0]], rules)
         rows = np.flatnonzero(here)
@@ -269,6 +272,8 @@ def _detect_matrix(frame: pd.DataFrame, numerator: pd.DataFrame | None, window: 
                     if total else 0.0
             else:
                 observed, exp = float(shown[a:b, j].mean()), float(expected[a:b, j].mean())
+            if sign * (observed - exp) <= 0:
+                continue  # the points that moved are outweighed by the gaps runs bridge
             found.anomalies.append(Anomaly(
                 target=target, dimension=dim, value=value,
                 direction="up" if sign > 0 else "down",

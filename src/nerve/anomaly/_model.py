@@ -158,8 +158,9 @@ def mean_fit(periods: I64, values: F64, train: Mask, *, grain_hours: int = 1) ->
     num = np.bincount(dow[train], weights=v, minlength=7)
     den = np.bincount(dow[train], weights=base[train], minlength=7)
     # shrunk towards 1 by half an average day: with 1-4 of each weekday in training, an
-    # unshrunk factor copies each day's noise and judges every day against itself
-    prior = 0.5 * den.sum() / max(1, int((den > 0).sum()))
+    # unshrunk factor copies each day's noise and judges every day against itself (a
+    # day, not a weekday's total, which flattened a 4-week weekly pattern by a third)
+    prior = 0.5 * den.sum() / max(1.0, float(train.sum()) * max(grain_hours, 1) / 24)
     factor = (num + prior) / (den + prior)
     expected = base * factor[dow]
     # the level of the latest week: products grow (or shrink), and a month's average
