@@ -12,6 +12,7 @@ import pytest
 from tests.anomaly.conftest import load_rows
 
 from nerve.anomaly import explain, parse_period
+from nerve.anomaly._explain import MIN_SCORE
 from nerve.anomaly._explain_context import CAVEAT_CHECKS
 from nerve.anomaly._explain_decompose import decompose
 from nerve.catalog import Catalog, EventSpec, PropertySpec, Version
@@ -338,3 +339,26 @@ def test_a_conversion_metric_splits_by_its_base_users(shop: tuple[Any, SemanticL
     assert (top["dimension"], top["value"], top["effect"]) == ("platform", "android", "rate")
     assert top["observed"] == pytest.approx(0.1)
     assert "fell to 25.00%" in result["summary"]
+
+
+@pytest.mark.parametrize(("carts", "real"), [(50, True), (95, False)])
+def test_a_change_no_value_carries_is_still_judged_against_noise(
+        tmp_path: Path, carts: int, real: bool) -> None:
+    # both platforms add to cart alike on both days: no value drives the change, but
+    # halving 200 carts is far beyond noise, while 200 -> 190 is not
+    events, layer = churn_shop(
+        tmp_path, before=[("ios", "1", 200, 100), ("android", "1", 200, 100)],
+        during=[("ios", "1", 200, carts), ("android", "1", 200, carts)])
+    for target in ("add_to_cart", "cart_per_view"):
+        result = explain(events, target, layer=layer, period="yesterday", now=NOW,
+                         dimensions=["platform"], catalog_events=["add_to_cart",
+                                                                  "product_view"])
+        assert not [d for d in result["drivers"] if (d["score"] or 0) >= MIN_SCORE]
+        assert result["change_significant"] is real, (target, result["change_z"])
+        assert result["change_z"] < 0
+        if real:
+            assert "The change itself is beyond noise (z = -" in result["summary"]
+            assert "ordinary variation" not in result["summary"]
+        else:
+            assert "within noise" in result["summary"]
+            assert "it may be ordinary variation" in result["summary"]

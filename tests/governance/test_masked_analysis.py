@@ -100,7 +100,7 @@ def test_what_each_request_reads_is_checked(demo_root: Path) -> None:
         "trends", {"filters": ["context.traits.age>=65"]})
     # kept: a keyed hash held, grouped or compared with a mask; values not personal
     for kind, body in (
-            ("funnels", {"steps": STEPS, "hold": ["context.device.id"], "by": "user_id"}),
+            ("funnels", {"steps": STEPS, "hold": ["context.device.id"], "by": "context.ip"}),
             ("funnels", {"steps": [{"event": "product_view", "where": ["user_id=m:0f"]},
                                    "add_to_cart"]}),
             ("retention", {"start_event": "session_start",

@@ -71,6 +71,11 @@ def test_the_agents_tools_refuse_a_filter_on_a_masked_value(demo_root: Path) -> 
     assert len(call(ws, "query_metrics", by_age, masked=False)["rows"]) > 1
     with pytest.raises(QueryError, match=r"by 'age': age \(user\.age\) is personal data"):
         call(ws, "query_metrics", by_age)
+    # explain's breakdown too: on the masked view it would split nothing, silently
+    explain_by_age = {"target": "orders", "period": "7d", "by": "age"}
+    assert call(ws, "explain_change", explain_by_age, masked=False)["target"] == "orders"
+    with pytest.raises(QueryError, match=r"by 'age': age \(user\.age\) is personal data"):
+        call(ws, "explain_change", explain_by_age)
 
     # what the mask keeps right is still answered, with the admin's figures
     ios = {"metrics": ["orders"], "where": "platform = 'ios' and age_group = '65+'"}
@@ -123,7 +128,10 @@ def test_the_http_read_api_refuses_it_for_the_masked_view_only(
             ("/v1/metrics/query", {"metrics": ["orders"], "by": ["user.age"]}),
             ("/v1/ask/tool", {"tool": "query_metrics", "args": ORDERS_65}),
             ("/v1/anomalies/explain", {"target": "orders", "period": "7d",
-                                       "where": "age >= 65"})):
+                                       "where": "age >= 65"}),
+            ("/v1/anomalies/explain", {"target": "orders", "period": "7d", "by": "age"}),
+            ("/v1/anomalies/explain", {"target": "orders", "period": "7d",
+                                       "by": ["platform", "user.age"]})):
         answer = _post(server, path, body, token, masked=True)
         assert answer.status_code == 400, (path, answer.text)
         assert answer.json()["code"] == "query"

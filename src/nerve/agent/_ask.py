@@ -365,8 +365,21 @@ def _drivers(r: dict[str, Any], q: str, kind: str, currency: str | None, change:
             parts.append(f"{d['dimension']} = {value} ({contribution}, {share} of the change)")
         b.say(f"Main drivers: {'; '.join(parts)}.")
     elif change:
-        b.say("No breakdown value explains the change beyond noise, so it may be "
-              "ordinary variation.")
+        b.say(_no_driver(r, q, b))
+
+
+def _no_driver(r: dict[str, Any], q: str, b: Builder) -> str:
+    """No driver is not no change: a change beyond noise that no single value carries
+    (``change_significant``, by ``nerve explain``'s noise model) is said to be real;
+    only one within noise may be ordinary variation."""
+    if r.get("change_z") is None:
+        return "No breakdown value explains the change beyond noise."
+    z = b.num("z of the change", r["change_z"], q, "explain_change")
+    if r.get("change_significant"):
+        return (f"The change itself is beyond noise (z = {z}), but no single breakdown "
+                "value explains it.")
+    return (f"The change itself is within noise (z = {z}) and no breakdown value "
+            "explains it, so it may be ordinary variation.")
 
 
 def _forecast(plan: Plan, ctx: Context, b: Builder) -> None:

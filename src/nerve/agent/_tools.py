@@ -274,7 +274,7 @@ def explain_change(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     where = _str(args, "where")
     by = _str(args, "by")
     check_masked_filters(ctx.layer, ctx.masked, [target] if target in ctx.layer else (),
-                         where=where)
+                         where=where, by=[by] if by else ())
     caveats = [r.as_dict() for r in ctx.health()]
     result: dict[str, Any] = explain(
         ctx.events, target, layer=ctx.layer,

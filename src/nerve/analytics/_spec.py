@@ -32,6 +32,8 @@ ORDERS: tuple[str, ...] = ("sequential", "strict", "any")
 ATTRIBUTIONS: tuple[str, ...] = ("first_touch", "last_touch", "step")
 OPS: tuple[str, ...] = ("=", "!=", ">=", "<=", ">", "<")
 MIN_STEPS, MAX_STEPS = 2, 20
+#: the funnel's entity (``entity()``: the user id, else the anonymous id), by its names
+ENTITY_FIELDS = ("user", "user_id", "anonymous_id")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$", re.IGNORECASE)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -183,6 +185,12 @@ class FunnelSpec:
             raise QueryError(f"order: {self.order!r} is not one of {', '.join(ORDERS)}")
         if self.window <= timedelta(0):
             raise QueryError("window: must be positive")
+        if self.by in ENTITY_FIELDS:
+            # each user would be a group of one, converting 0% or 100%: no breakdown
+            raise QueryError(f"by {self.by!r}: a funnel counts users, so a breakdown by "
+                             "the user puts each one in a group of their own; break down "
+                             "by something users share (platform, country, "
+                             "user.age_group)")
         if self.steps[0].optional:
             raise QueryError("steps[0]: the first step cannot be optional")
         if self.steps[-1].optional:

@@ -27,7 +27,14 @@ import numpy as np
 import pandas as pd
 
 from nerve.anomaly._explain_context import funnel_steps, quality_caveats, related_events
-from nerve.anomaly._explain_decompose import decompose, score_drivers, significant_z
+from nerve.anomaly._explain_decompose import (
+    DISPERSION,
+    SIGNIFICANT_Z,
+    count_z,
+    decompose,
+    score_drivers,
+    significant_z,
+)
 from nerve.anomaly._series import count_metric, with_metrics
 from nerve.errors import QueryError
 from nerve.semantic import Measure, Metric, MetricQuery, SemanticLayer
@@ -322,11 +329,14 @@ def explain(table: ir.Table, target: str, *, layer: SemanticLayer, period: str =
         dimensions or _default_dims(layer, t, catalog_events))
     scored: list[pd.DataFrame] = []
     volume: dict[str, float] | None = None
+    change_z: float | None = None
     for dim in dims:
         try:
             cells, unit = _cells(t, table, dim, span, bases, now)
         except QueryError:
             continue  # a property this metric's events lack: not a breakdown of it
+        if change_z is None and change:
+            change_z = _change_z(t, cells, unit, observed, baseline, len(bases))
         # the users of events without this property (every event but the payments for
         # payment_provider) are no segment of the target: without any of its amount,
         # (none) only dilutes the shares
@@ -368,6 +378,9 @@ def explain(table: ir.Table, target: str, *, layer: SemanticLayer, period: str =
         "baseline": _round(baseline), "observed": _round(observed),
         "change": _round(change),
         "change_pct": _round(change / baseline) if baseline else None,
+        "change_z": _round(change_z),
+        "change_significant": None if change_z is None
+        else bool(abs(change_z) >= SIGNIFICANT_Z),
         "volume": None if volume is None else {k: _round(v) for k, v in volume.items()},
         "significant_z": _round(threshold),
         "drivers": drivers, "offsets": offsets, "related": related,
@@ -377,6 +390,25 @@ def explain(table: ir.Table, target: str, *, layer: SemanticLayer, period: str =
     }
     result["summary"] = _summary(result, t)
     return result
+
+
+def _change_z(t: _Target, cells: pd.DataFrame, unit: float, observed: float,
+              baseline: float, baselines: int) -> float:
+    """How far the target's own change is beyond noise, by the noise model of its drivers
+    (docs/anomalies.md#explain): for a count or a sum, its count in units against the
+    baseline's, overdispersed by its events per acting user-hour (as related events are
+    judged); for a ratio, its numerator against the baseline rate times today's
+    denominator, as a driver's rate effect is (the breakdown's values summed into one).
+    A change no breakdown value carries may still be far beyond noise, spread over all."""
+    if t.kind != "additive":
+        whole = cells.sum().to_frame().T
+        return float(decompose(whole, additive=False, unit=unit, baselines=baselines)
+                     ["z_rate"].iloc[0])
+    amount = float(cells["n1"].sum() + cells["n0"].sum()) / max(unit, 1e-12)
+    acting = float(cells["a1"].sum() + cells["a0"].sum()) if "a1" in cells else 0.0
+    spread = max(1.0, amount / acting) if acting > 0 else DISPERSION
+    return count_z(observed / max(unit, 1e-12), baseline / max(unit, 1e-12), spread=spread,
+                   baselines=baselines)
 
 
 def _drivers(scored: list[pd.DataFrame], t: _Target, change: float, threshold: float,
@@ -512,7 +544,7 @@ def _summary(r: dict[str, Any], t: _Target) -> str:
         if others:
             text += f" Next: {', '.join(others)}."
     elif r["change"]:
-        text += " No breakdown value explains the change beyond noise."
+        text += f" {noise_sentence(r)}"
     offsets = r.get("offsets") or []
     counter = [_offset(x, t.style) for x in offsets[:2]
                if (x["score"] or 0) >= 0.5 * (offsets[0]["score"] or 0)]
@@ -536,6 +568,20 @@ def _summary(r: dict[str, Any], t: _Target) -> str:
         text += (f" Caveat: {len(r['caveats'])} data-quality finding(s) on these events, "
                  f"e.g. {r['caveats'][0]['message']}")
     return text
+
+
+def noise_sentence(r: dict[str, Any]) -> str:
+    """What an explanation without a driver says of its change: beyond noise but spread
+    over the values or carried by none alone, or maybe ordinary variation
+    (``change_z``); "no driver" alone says nothing of the change itself."""
+    z = r.get("change_z")
+    if z is None:
+        return "No breakdown value explains the change beyond noise."
+    if r.get("change_significant"):
+        return (f"The change itself is beyond noise (z = {z:.1f}), but no single breakdown "
+                "value explains it.")
+    return (f"The change itself is within noise (z = {z:.1f}) and no breakdown value "
+            "explains it, so it may be ordinary variation.")
 
 
 def _offset(x: dict[str, Any], style: str) -> str:

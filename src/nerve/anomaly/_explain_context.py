@@ -12,7 +12,7 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
-from nerve.anomaly._explain_decompose import DISPERSION, SIGNIFICANT_Z, poisson_z
+from nerve.anomaly._explain_decompose import DISPERSION, SIGNIFICANT_Z, count_z
 from nerve.anomaly._series import event_counts
 from nerve.quality import CHECKS
 from nerve.semantic import SemanticLayer
@@ -122,11 +122,9 @@ def related_events(table: ir.Table, layer: SemanticLayer, span: _Span,
         # events per user-hour: how much more than a Poisson count this one varies
         users = float(sub["users"].sum()) if "users" in sub else 0.0
         spread = max(1.0, float(sub["n"].sum()) / users) if users else DISPERSION
-        spread *= 1.0 + 1.0 / len(bases)  # the baseline is an estimate too
         # a value never seen in the baseline is still only evidence of half an event
-        floor = 0.5 if dimension else 0.0
-        z = float(poisson_z(np.array([obs / spread]),
-                            np.array([max(exp, floor) / spread]))[0])
+        z = count_z(obs, exp, spread=spread, baselines=len(bases),
+                    floor=0.5 if dimension else 0.0)
         change = (obs + 1) / (exp + 1) - 1
         if abs(z) >= SIGNIFICANT_Z and abs(change) >= 0.3 and max(obs, exp) >= 3:
             out.append({"event": str(event), "dimension": str(dimension) or None,

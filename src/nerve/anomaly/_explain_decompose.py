@@ -35,8 +35,8 @@ import numpy.typing as npt
 import pandas as pd
 from scipy import special
 
-__all__ = ["DISPERSION", "SIGNIFICANT_Z", "cardinality_weight", "decompose", "poisson_z",
-           "score_drivers", "significant_z"]
+__all__ = ["DISPERSION", "SIGNIFICANT_Z", "cardinality_weight", "count_z", "decompose",
+           "poisson_z", "score_drivers", "significant_z"]
 
 #: how much more than a Poisson count a count varies when it is not measured: events
 #: come in sessions (exposure user-hours too: a session spans hours)
@@ -64,6 +64,22 @@ def poisson_z(observed: F64, expected: F64) -> F64:
     z = np.maximum(-special.ndtri(p), 0.0)
     out: F64 = np.where(up, z, -z)
     return out
+
+
+def count_z(observed: float, expected: float, *, spread: float, baselines: int,
+            floor: float = 0.0) -> float:
+    """The z of a count against its baseline: a Poisson test of counts scaled down by
+    ``spread`` (events per acting user-hour: a shopper's burst of ten is one piece of
+    evidence, not ten) and by the baseline's own variance, which shrinks with the number
+    of ``baselines`` it is the median of. ``floor``: the least expected count (a value
+    never seen before is still evidence of only half an event).
+
+    >>> round(count_z(150, 254, spread=1.0, baselines=1), 1)
+    -4.9
+    """
+    scale = max(spread, 1.0) * (1.0 + 1.0 / max(baselines, 1))
+    return float(poisson_z(np.array([observed / scale]),
+                           np.array([max(expected, floor) / scale]))[0])
 
 
 def significant_z(tests: int, family: float = 0.01) -> float:

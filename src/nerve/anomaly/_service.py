@@ -53,13 +53,16 @@ def explain_local(warehouse: Any, workspace: Any, body: dict[str, Any], now: dat
 
         caveats = [r.as_dict() for r in latest_results(con())]
     by = body.get("by") or None
+    dimensions = [by] if isinstance(by, str) else by
     where = body.get("where") or None
     if where is not None and not isinstance(where, str):
         raise QueryError("where: expected a filter such as \"platform = 'android'\"")
     from nerve.governance import check_masked_filters, masked_fields_of  # noqa: PLC0415
 
+    # a breakdown by a removed value is one empty group: refused, as a metric query's is
     check_masked_filters(layer, masked_fields_of(warehouse),
-                         [target] if target in layer else (), where=where)
+                         [target] if target in layer else (), where=where,
+                         by=[str(d) for d in dimensions or ()])
 
     def run_checks(select: Sequence[str], at: datetime) -> list[dict[str, Any]]:
         # the quality checks on the target's events as of the period's end (not
@@ -73,7 +76,7 @@ def explain_local(warehouse: Any, workspace: Any, body: dict[str, Any], now: dat
     return explain(_events(warehouse), target, layer=layer,
                    period=str(body.get("period") or "24h"), vs=str(body.get("vs") or
                                                                  "previous"),
-                   dimensions=[by] if isinstance(by, str) else by,
+                   dimensions=dimensions,
                    catalog_events=catalog.names(), caveats=caveats, now=now,
                    funnel=tuple(body.get("funnel") or ()),
                    run_checks=run_checks if callable(con) else None, where=where)

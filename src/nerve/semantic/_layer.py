@@ -30,6 +30,8 @@ __all__ = ["SemanticLayer"]
 
 _ENVELOPE_COLUMNS = ("message_id", "type", "event", "user_id", "anonymous_id", "timestamp",
                      "properties", "traits", "context")
+#: the columns ``event_rows`` always has: a dimension of the same name cannot be added
+_ROW_COLUMNS = ("message_id", "event", "user", "timestamp", "local_time")
 
 
 class SemanticLayer:
@@ -237,6 +239,11 @@ class SemanticLayer:
         for event in wanted:
             if event != ANY_EVENT and event not in self.catalog:
                 raise QueryError(f"event {event!r} is not in the catalog")
+        for name in dimensions:
+            if name.replace(".", "_") in _ROW_COLUMNS:
+                raise QueryError(f"dimension {name!r}: the name of a column the rows "
+                                 f"always have ({', '.join(_ROW_COLUMNS)}), so it cannot "
+                                 "be a breakdown")
         dialect = backend_dialect(table)
         reader = EventReader(self.resolver, table, dialect)
         tz = zone(self.timezone)

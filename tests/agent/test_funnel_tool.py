@@ -1,0 +1,47 @@
+"""The agent's funnel tool on the demo: a breakdown by the user (the funnel's own entity)
+is refused with the field named, on the reader's and the admin's view and by ``nerve
+funnel``, where it used to crash inside the semantic layer (a ``user`` dimension collided
+with the rows' own ``user`` column)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nerve.errors import QueryError
+from nerve.mcp import call
+from nerve.workspace import Workspace
+
+STEPS = ["product_view", "add_to_cart"]
+REFUSED = "a funnel counts users, so a breakdown by the user puts each one in a group"
+
+
+@pytest.mark.parametrize("masked", [True, False])
+@pytest.mark.parametrize("by", ["user", "user_id"])
+def test_a_funnel_by_the_user_is_refused_naming_the_field(demo_root: Path, masked: bool,
+                                                          by: str) -> None:
+    ws = Workspace.load(demo_root)
+    with pytest.raises(QueryError, match=rf"^by '{by}': {REFUSED}"):
+        call(ws, "run_funnel", {"steps": STEPS, "by": by}, masked=masked)
+    # a breakdown users share still answers
+    rows = call(ws, "run_funnel", {"steps": STEPS, "by": "platform"}, masked=masked)["rows"]
+    assert {r["platform"] for r in rows} >= {"ios", "android"}
+
+
+def test_a_breakdown_named_like_the_rows_own_column_is_refused(demo_root: Path) -> None:
+    ws = Workspace.load(demo_root)
+    with pytest.raises(QueryError, match=r"^dimension 'event': the name of a column the "
+                                         r"rows always have"):
+        call(ws, "run_funnel", {"steps": STEPS, "by": "event"}, masked=False)
+
+
+def test_nerve_funnel_by_user_says_why(demo_root: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "nerve", "--workspace", str(demo_root),
+                           "funnel", *STEPS, "--by", "user"],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    assert f"by 'user': {REFUSED}" in " ".join((done.stdout + done.stderr).split())
