@@ -161,6 +161,8 @@ def _cell(value: Any, *, exact: bool = False) -> str:
     if isinstance(value, dict | list):
         return orjson.dumps(value, default=_jsonable).decode()
     if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))  # a count summed as a float is still a count: 4, not 4.0
         return repr(value) if exact else _readable(value)
     return str(value)
 
@@ -169,8 +171,8 @@ def _readable(value: float) -> str:
     """A float for a person: six significant digits, but never fewer than two decimals
     (a sum of money keeps its cents) and no exponent for ordinary magnitudes.
 
-    >>> [_readable(v) for v in (1234567.891, 216154.19999999832, 3.14159265, 0.000123456, 42.0)]
-    ['1234567.89', '216154.2', '3.14159', '0.000123456', '42.0']
+    >>> [_readable(v) for v in (1234567.891, 216154.19999999832, 3.14159265, 0.000123456)]
+    ['1234567.89', '216154.2', '3.14159', '0.000123456']
     """
     if not math.isfinite(value) or value == 0:
         return repr(value)
