@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from nerve.collector import Collector, RequestError, parse_timestamp
+from nerve.collector._map import MAX_STORED_DEPTH
 from nerve.envelope import Envelope
 
 T0 = "2026-11-28T10:00:00.000Z"
@@ -122,6 +123,23 @@ def test_a_time_outside_1970_to_2099_quarantines_at_the_receive_time(
     violations = orjson.loads(env["violations"] or "")
     assert [v["path"] for v in violations] == paths
     assert {v["rule"] for v in violations} == {"invalid_timestamp"}
+
+
+def test_json_too_deep_to_read_back_is_refused_as_too_deep(collector: Collector) -> None:
+    """orjson writes 254 levels: a column nested 250 deep is stored, but every answer that
+    returns its row (a list of rows, a row, the column) would fail."""
+    deep: Any = {}
+    for _ in range(MAX_STORED_DEPTH):  # the properties object itself is one level more
+        deep = {"a": deep}
+    with pytest.raises(RequestError) as refused:
+        one(collector, track(properties={"order_id": "o1", "revenue": 5, "d": deep}))
+    assert (refused.value.status, refused.value.code) == (400, "too_deep")
+    fine: Any = {}
+    for _ in range(MAX_STORED_DEPTH - 2):
+        fine = {"a": fine}
+    env = one(collector, track(properties={"order_id": "o1", "revenue": 5, "d": fine,
+                                           "brackets": "[" * 300}))
+    assert env["properties"] is not None
 
 
 def test_identify_traits_merge_context_traits_with_the_calls_own_winning(

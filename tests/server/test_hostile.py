@@ -48,6 +48,8 @@ def test_hostile_requests_get_clear_4xx_and_the_server_lives(
         ("deep nesting (stored)", _nest(300), {}, 400, "too_deep"),
         # with an id, the validator meets the depth before the id's hash does
         ("deep nesting (validated)", _nest(300, b"deep-1"), {}, 400, "too_deep"),
+        # storable, but no answer returning the row could be written: refused as well
+        ("deep nesting (unreadable)", _nest(250, b"deep-2"), {}, 400, "too_deep"),
         ("deep nesting (parser)", _nest(5000), {}, 400, "invalid_json"),
         ("NaN", b'{"batch":[{"type":"track","event":"e","userId":"u","properties":'
                 b'{"x":NaN}}]}', {}, 400, "invalid_json"),

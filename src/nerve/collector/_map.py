@@ -10,6 +10,7 @@ shapes (numeric ids, missing fields, bad timestamps) fall back to small helpers.
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,6 +33,12 @@ _TRAIT_CALLS = frozenset({"identify", "group"})
 _PROPERTY_CALLS = frozenset({"track", "page", "screen"})
 #: the deepest nesting orjson serialises; deeper messages are refused with 400
 MAX_DEPTH = 254
+#: the deepest a stored JSON column may nest: a read's answer puts each column a few levels
+#: further down (a list of rows, a row), and orjson writes no more than MAX_DEPTH, so a
+#: column stored deeper would make every query that returns its row fail
+MAX_STORED_DEPTH = 240
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
 _ID_FIELDS = (("userId", "user_id"), ("anonymousId", "anonymous_id"),
               ("groupId", "group_id"), ("previousId", "previous_id"))
 #: the times a client may give, and the clock-skew correction may give: from 1970 to the
@@ -102,6 +109,23 @@ def _timestamp(value: Any, field: str, cache: dict[Any, int | None],
 def _bad_time(field: str, problem: str) -> dict[str, Any]:
     return {"path": f"$.{field}", "rule": "invalid_timestamp", "message": f"{field}: {problem}",
             "file": None, "line": None}
+
+
+def _too_deep(text: str) -> bool:
+    """Whether a JSON text nests deeper than MAX_STORED_DEPTH (brackets inside strings do
+    not count). The usual text has fewer brackets than that in all: two counts in C.
+
+    >>> _too_deep("[" * 241 + "]" * 241), _too_deep('["' + "[" * 300 + '"]'), _too_deep("[]" * 300)
+    (True, False, False)
+    """
+    if text.count("{") + text.count("[") <= MAX_STORED_DEPTH:
+        return False
+    depth = 0
+    for bracket in _BRACKETS.findall(_STRINGS.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        if depth > MAX_STORED_DEPTH:
+            return True
+    return False
 
 
 def map_messages(
@@ -293,6 +317,11 @@ def map_messages(
                 raise message_error(at, "$", f"the message is {size} bytes of JSON, more than "
                                     f"the limit of {max_event_bytes}", code="event_too_large",
                                     status=413)
+            if size >= 2 * MAX_STORED_DEPTH:  # shorter JSON cannot nest that deep
+                for text in (properties_json, traits_json, context_json):
+                    if text is not None and _too_deep(text):
+                        raise message_error(at, "$", f"JSON nested more than {MAX_STORED_DEPTH} "
+                                            "levels deep cannot be stored", code="too_deep")
             rows.append((message_id, type_, event, name, user_id, anonymous_id, group_id,
                          previous_id, timestamp, original, sent_at, received_at, properties_json,
                          traits_json, context_json, source, historical, schema_version,
