@@ -228,3 +228,12 @@ def _toml_examples() -> list[tuple[str, str]]:
 @pytest.mark.parametrize(("doc", "block"), _toml_examples())
 def test_the_nerve_toml_examples_of_the_docs_are_accepted(doc: str, block: str) -> None:
     check_settings(tomllib.loads(block), doc, block)
+
+
+def test_an_unknown_time_zone_is_refused_when_the_workspace_loads(tmp_path: Path) -> None:
+    """Found only once a day grain ran, before: nerve status and funnels said nothing."""
+    init_workspace(tmp_path / "ws", name="ws")
+    toml = tmp_path / "ws" / "nerve.toml"
+    toml.write_text(toml.read_text().replace('timezone = "UTC"', 'timezone = "Mars/Base"'))
+    with pytest.raises(WorkspaceError, match="timezone: unknown time zone 'Mars/Base'"):
+        Workspace.load(tmp_path / "ws")

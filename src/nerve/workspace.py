@@ -11,6 +11,7 @@ import os
 import re
 import secrets
 import tomllib
+import zoneinfo
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -294,6 +295,11 @@ def _parse_config(raw: dict[str, Any], path: Path) -> WorkspaceConfig:
     collector = CollectorLimits(**{f.name: limits[f.name] for f in fields(CollectorLimits)
                                    if f.name in limits})
     timezone = project.get("timezone", "UTC")
+    try:
+        zoneinfo.ZoneInfo(str(timezone))
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise fail("[project] timezone", f"unknown time zone {timezone!r} (an IANA name "
+                   "such as Europe/Berlin or America/New_York)") from exc
     return WorkspaceConfig(
         name=project["name"],
         sources=tuple(sources),
