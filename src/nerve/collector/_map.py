@@ -37,6 +37,8 @@ MAX_DEPTH = 254
 #: further down (a list of rows, a row), and orjson writes no more than MAX_DEPTH, so a
 #: column stored deeper would make every query that returns its row fail
 MAX_STORED_DEPTH = 240
+#: the shortest JSON text that can nest deeper than MAX_STORED_DEPTH
+_DEEP_BYTES = 2 * (MAX_STORED_DEPTH + 1)
 _STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
 _BRACKETS = re.compile(r"[\[\]{}]")
 _ID_FIELDS = (("userId", "user_id"), ("anonymousId", "anonymous_id"),
@@ -317,11 +319,14 @@ def map_messages(
                 raise message_error(at, "$", f"the message is {size} bytes of JSON, more than "
                                     f"the limit of {max_event_bytes}", code="event_too_large",
                                     status=413)
-            if size >= 2 * MAX_STORED_DEPTH:  # shorter JSON cannot nest that deep
-                for text in (properties_json, traits_json, context_json):
-                    if text is not None and _too_deep(text):
-                        raise message_error(at, "$", f"JSON nested more than {MAX_STORED_DEPTH} "
-                                            "levels deep cannot be stored", code="too_deep")
+            # a column shorter than _DEEP_BYTES cannot nest that deep: most pay 3 compares
+            if ((len(context_json) >= _DEEP_BYTES and _too_deep(context_json))
+                    or (properties_json is not None and len(properties_json) >= _DEEP_BYTES
+                        and _too_deep(properties_json))
+                    or (traits_json is not None and len(traits_json) >= _DEEP_BYTES
+                        and _too_deep(traits_json))):
+                raise message_error(at, "$", f"JSON nested more than {MAX_STORED_DEPTH} "
+                                    "levels deep cannot be stored", code="too_deep")
             rows.append((message_id, type_, event, name, user_id, anonymous_id, group_id,
                          previous_id, timestamp, original, sent_at, received_at, properties_json,
                          traits_json, context_json, source, historical, schema_version,
