@@ -50,7 +50,7 @@ from nerve.server._reload import (
     start_watching,
 )
 from nerve.server._state import NerveState, NoWarehouse, uvicorn_config
-from nerve.server._workers import spawn_workers, stop_workers, worker_cpus
+from nerve.server._workers import Spawner, spawn_workers, stop_workers, worker_cpus
 from nerve.warehouse import MaskedWarehouse, Warehouse
 from nerve.workspace import Workspace
 
@@ -189,8 +189,9 @@ def _lifespan(state: NerveState, server_file: Path, max_backlog: int,
                                          "admin_token": state.admin_token})
         # workers answer /health as soon as they run: server.json must exist by then.
         # What they forward waits in this process's listen queue until it accepts.
+        spawner = Spawner(start_workers)
         try:
-            workers.extend(await anyio.to_thread.run_sync(start_workers, None))
+            workers.extend(await spawner(None))
         except BaseException:
             server_file.unlink(missing_ok=True)
             raise
@@ -205,7 +206,7 @@ def _lifespan(state: NerveState, server_file: Path, max_backlog: int,
         # the catalog's retention, enforced daily unless the workspace turns it off
         retention = (RetentionJob(state, idle=background_idle).start()
                      if retention_enforced(state.workspace) else None)
-        supervisor = asyncio.create_task(_supervise(workers, start_workers))
+        supervisor = asyncio.create_task(_supervise(workers, spawner))
         if on_ready is not None:
             on_ready(state)
         logger.info("serving", extra={"url": state.url, "workers": len(workers) or 1,
@@ -230,6 +231,7 @@ def _lifespan(state: NerveState, server_file: Path, max_backlog: int,
                 except Exception:
                     logger.exception("stopping a background task failed")
             await anyio.to_thread.run_sync(stop_workers, workers)
+            spawner.close()
             await anyio.to_thread.run_sync(_drain, state)
             server_file.unlink(missing_ok=True)
             logger.info("stopped", extra={"loaded": getattr(state.loader, "totals", None)})
@@ -248,8 +250,9 @@ def _collector_lifespan(state: NerveState, max_backlog: int,
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         watcher = asyncio.create_task(watch_backlog(state, max_backlog))
         reloader = start_watching(state, fingerprint, process="main")
-        workers.extend(await anyio.to_thread.run_sync(start_workers, None))
-        supervisor = asyncio.create_task(_supervise(workers, start_workers))
+        spawner = Spawner(start_workers)
+        workers.extend(await spawner(None))
+        supervisor = asyncio.create_task(_supervise(workers, spawner))
         if on_ready is not None:
             on_ready(state)
         logger.info("serving", extra={"url": state.url, "workers": len(workers) or 1,
@@ -265,6 +268,7 @@ def _collector_lifespan(state: NerveState, max_backlog: int,
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await anyio.to_thread.run_sync(stop_workers, workers)
+            spawner.close()
             await anyio.to_thread.run_sync(state.log.close)
             logger.info("stopped")
 
@@ -281,7 +285,7 @@ def _none(indexes: Sequence[int] | None) -> list[subprocess.Popen[bytes]]:
     return []  # one process: it takes the events itself
 
 
-async def _supervise(workers: list[subprocess.Popen[bytes]], start: StartWorkers) -> None:
+async def _supervise(workers: list[subprocess.Popen[bytes]], start: Spawner) -> None:
     """Start a worker process again when one dies (a crash, an OOM kill), so the port
     keeps as many processes taking events as asked for. Its log folder is the dead one's:
     the new writer cuts a torn tail from the old segment and appends to a new one, and the
@@ -301,7 +305,7 @@ async def _supervise(workers: list[subprocess.Popen[bytes]], start: StartWorkers
             if worker.stdout is not None:
                 worker.stdout.close()
             try:
-                [workers[slot]] = await anyio.to_thread.run_sync(start, [slot + 1])
+                [workers[slot]] = await start([slot + 1])
             except Exception:  # tried again on the next round
                 logger.exception("starting a worker process failed; retrying")
 

@@ -28,6 +28,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -50,7 +51,7 @@ from nerve.server._reload import Fingerprint, catalog_fingerprint, start_watchin
 from nerve.server._state import NerveState, NoWarehouse, uvicorn_config
 from nerve.workspace import Workspace
 
-__all__ = ["spawn_workers", "stop_workers", "worker_cpus", "worker_main"]
+__all__ = ["Spawner", "spawn_workers", "stop_workers", "worker_cpus", "worker_main"]
 
 _READY = b"nerve-worker-ready\n"
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length",
@@ -147,6 +148,30 @@ async def _forward(request: Request) -> Response:
             f"the main nerve process did not answer: {exc}", retry_after=2))
     kept = {k: v for k, v in answer.headers.items() if k.lower() not in _HOP_BY_HOP}
     return Response(answer.content, status_code=answer.status_code, headers=kept)
+
+
+class Spawner:
+    """Runs ``start`` (which starts worker processes) on one thread that lives as long as
+    the server.
+
+    A worker dies with the thread that started it: ``PR_SET_PDEATHSIG`` fires when the
+    parent *thread* ends, not only the process. A pool thread may end while the server
+    runs (anyio ends one idle for 10 s as soon as another call comes, and the catalog
+    watcher calls every second), and with it every worker it had started: SIGKILL in the
+    middle of taking events. This executor's one thread waits for work until ``close``.
+    """
+
+    def __init__(self, start: Callable[[Sequence[int] | None], list[subprocess.Popen[bytes]]]
+                 ) -> None:
+        self._start = start
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nerve-spawner")
+
+    async def __call__(self, indexes: Sequence[int] | None) -> list[subprocess.Popen[bytes]]:
+        return await asyncio.wrap_future(self._thread.submit(self._start, indexes))
+
+    def close(self) -> None:
+        """End the thread; only once the workers it started have stopped."""
+        self._thread.shutdown(wait=False)
 
 
 def _die_with_parent(parent: int) -> None:
