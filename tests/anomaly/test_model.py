@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -148,19 +150,27 @@ def test_exported_names() -> None:
         "resolve_target", "robust_fit", "seasonal_fit", "start_live"])
 
 
+def _payments(rng: np.random.Generator, levels: dict[str, float],
+              share: Callable[[str], np.ndarray]) -> pd.DataFrame:
+    """Hourly payments submitted per provider (its level, with the day's shape) and
+    failed at ``share(provider)`` per hour, as detect_rates' rows."""
+    rows = []
+    for provider, level in levels.items():
+        submitted = rng.poisson(rate(HOURS, level))
+        failed = rng.binomial(submitted, share(provider))
+        for h, s, f in zip(HOURS, submitted, failed, strict=True):
+            rows += [("payment_submitted", "provider", provider, int(h), float(s)),
+                     ("payment_failed", "provider", provider, int(h), float(f))]
+    return pd.DataFrame(rows, columns=["target", "dimension", "value", "period", "n"])
+
+
 def test_a_rate_is_judged_as_a_share_per_value() -> None:
     """Payments of three providers failing at 3%; one fails at 45% for the last 4 hours:
     only that provider's rate alerts, from the hour it started."""
     rng = np.random.default_rng(13)
-    rows = []
-    for provider, level in (("adyen", 12.0), ("stripe", 20.0), ("paypal", 8.0)):
-        submitted = rng.poisson(rate(HOURS, level))
-        share = np.where((provider == "adyen") & (HOURS[-4] <= HOURS), 0.45, 0.03)
-        failed = rng.binomial(submitted, share)
-        for h, s, f in zip(HOURS, submitted, failed, strict=True):
-            rows += [("payment_submitted", "provider", provider, int(h), float(s)),
-                     ("payment_failed", "provider", provider, int(h), float(f))]
-    frame = pd.DataFrame(rows, columns=["target", "dimension", "value", "period", "n"])
+    frame = _payments(rng, {"adyen": 12.0, "stripe": 20.0, "paypal": 8.0},
+                      lambda provider: np.where(
+                          (provider == "adyen") & (HOURS[-4] <= HOURS), 0.45, 0.03))
     result = detect_rates(frame[frame["target"] == "payment_failed"],
                           frame[frame["target"] == "payment_submitted"], "failure_rate",
                           window(), Settings())
@@ -208,15 +218,9 @@ def test_a_short_outage_is_reported_on_its_own_hours_only() -> None:
     more: no second run, no "spike" of a rate below its expected share."""
     rng = np.random.default_rng(24)
     outage = HOURS[-48 - 6: -48 - 2]  # 4 hours of the evaluated span
-    rows = []
-    for provider, level in (("stripe", 30.0), ("paypal", 12.0)):
-        submitted = rng.poisson(rate(HOURS, level))
-        share = np.where((provider == "paypal") & np.isin(HOURS, outage), 0.40, 0.04)
-        failed = rng.binomial(submitted, share)
-        for h, s, f in zip(HOURS, submitted, failed, strict=True):
-            rows += [("payment_submitted", "provider", provider, int(h), float(s)),
-                     ("payment_failed", "provider", provider, int(h), float(f))]
-    frame = pd.DataFrame(rows, columns=["target", "dimension", "value", "period", "n"])
+    frame = _payments(rng, {"stripe": 30.0, "paypal": 12.0},
+                      lambda provider: np.where(
+                          (provider == "paypal") & np.isin(HOURS, outage), 0.40, 0.04))
     result = detect_rates(frame[frame["target"] == "payment_failed"],
                           frame[frame["target"] == "payment_submitted"], "failure_rate",
                           window(evaluate=72), Settings())

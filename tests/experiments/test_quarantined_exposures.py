@@ -59,13 +59,18 @@ def _analyze(ws: Workspace, *fmt: str) -> Any:
     return runner.invoke(app, ["-w", str(ws.root), "experiment", "analyze", "e", *fmt])
 
 
-def test_quarantined_exposures_are_reported_and_count_once_cataloged(
-        make_workspace: Callable[..., Workspace]) -> None:
+def _experiment_workspace(make_workspace: Callable[..., Workspace]) -> tuple[Workspace, datetime]:
+    """A workspace with experiment ``e`` on the orders metric, and a send time an hour ago."""
     ws = make_workspace(EVENTS)
     (ws.metrics_dir / "m.yaml").write_text(METRICS)
     (ws.root / "experiments").mkdir()
     (ws.root / "experiments" / "e.yaml").write_text("key: e\nvariants: [a, b]\nprimary: orders\n")
-    sent = datetime.now(UTC) - timedelta(hours=1)
+    return ws, datetime.now(UTC) - timedelta(hours=1)
+
+
+def test_quarantined_exposures_are_reported_and_count_once_cataloged(
+        make_workspace: Callable[..., Workspace]) -> None:
+    ws, sent = _experiment_workspace(make_workspace)
     _send(ws, [_exposure(i, sent) for i in range(40)])
 
     result = _analyze(ws, "-f", "json")
@@ -88,11 +93,7 @@ def test_quarantined_exposures_are_reported_and_count_once_cataloged(
 
 def test_exposures_of_other_experiments_in_the_quarantine_are_not_reported(
         make_workspace: Callable[..., Workspace]) -> None:
-    ws = make_workspace(EVENTS)
-    (ws.metrics_dir / "m.yaml").write_text(METRICS)
-    (ws.root / "experiments").mkdir()
-    (ws.root / "experiments" / "e.yaml").write_text("key: e\nvariants: [a, b]\nprimary: orders\n")
-    sent = datetime.now(UTC) - timedelta(hours=1)
+    ws, sent = _experiment_workspace(make_workspace)
     other = [{**m, "properties": {**m["properties"], "experiment_id": "other"}}
              for m in (_exposure(i, sent) for i in range(1, 10, 2))]
     _send(ws, [*(_exposure(i, sent) for i in range(0, 40, 2)), *other])
