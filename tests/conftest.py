@@ -149,6 +149,9 @@ class Nats:
     monitor: int = field(default_factory=free_port)
     #: a token clients must send (``nats://<token>@host:port``), if any
     token: str | None = None
+    #: a folder of PEM files from ``make_certificates``: the server then requires TLS
+    #: (``server.pem``, signed by ``ca.pem``) and a client certificate signed by that CA
+    tls: Path | None = None
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -163,7 +166,10 @@ class Nats:
             self.process = subprocess.Popen(
                 ["nats-server", "-js", "-a", "127.0.0.1", "-p", str(self.port),
                  "-m", str(self.monitor), "-sd", str(self.store),
-                 *(["--auth", self.token] if self.token else [])],
+                 *(["--auth", self.token] if self.token else []),
+                 *(["--tlsverify", "--tlscacert", str(self.tls / "ca.pem"),
+                    "--tlscert", str(self.tls / "server.pem"),
+                    "--tlskey", str(self.tls / "server.key")] if self.tls else [])],
                 stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -187,6 +193,30 @@ class Nats:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
+
+
+def make_certificates(folder: Path) -> Path:
+    """A CA (``ca.pem``), and certificates it signed for a server on 127.0.0.1
+    (``server.pem``, ``server.key``) and for a client (``client.pem``, ``client.key``);
+    also a second CA (``other-ca.pem``) that signed neither. Made with the openssl CLI."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed (apt install openssl; .ci/run does)")
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+
+    key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    for ca in ("ca", "other-ca"):
+        openssl("req", "-x509", *key, "-keyout", f"{ca}.key", "-out", f"{ca}.pem",
+                "-days", "2", "-subj", f"/CN=nerve test {ca}")
+    (folder / "server.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    for name, ext in (("server", ["-extfile", "server.ext"]), ("client", [])):
+        openssl("req", *key, "-keyout", f"{name}.key", "-out", f"{name}.csr",
+                "-subj", f"/CN=nerve test {name}")
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", *ext)
+    return folder
 
 
 @pytest.fixture

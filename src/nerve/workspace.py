@@ -73,7 +73,8 @@ SETTINGS: dict[str, frozenset[str]] = {
     # loader/_loader.py
     "loader": frozenset({"dedup_window", "dedup_index_rows"}),
     # log/_stream.py
-    "log": frozenset({"url", "stream", "subject", "replicas", "ack_timeout_seconds"}),
+    "log": frozenset({"url", "stream", "subject", "replicas", "ack_timeout_seconds",
+                      "tls_ca", "tls_cert", "tls_key"}),
     # catalog/_lint.py (``rules`` is a table of rule names, which the linter checks);
     # server/_reload.py (``reload_seconds``)
     "catalog": frozenset({"naming", "min_description", "rules", "reload_seconds"}),

@@ -136,6 +136,78 @@ def test_a_token_in_the_environments_url_reaches_a_server_that_asks_for_one(
         guarded.stop()
 
 
+@pytest.fixture
+def tls_nats(tmp_path: Any, nats_server: Any) -> Any:
+    """A nats-server that requires TLS and a client certificate, signed by a CA of the
+    test's own (the folder of PEM files is ``.tls``)."""
+    from tests.conftest import Nats, make_certificates
+
+    server = Nats(tmp_path / "tls-store", tls=make_certificates(tmp_path / "certs")).start()
+    yield server
+    server.stop()
+
+
+def tls_settings(make_workspace: Callable[..., Workspace], server: Any,
+                 **files: str) -> StreamSettings:
+    tls = "".join(f'{key} = "{server.tls / name}"\n' for key, name in files.items())
+    settings = StreamSettings.from_workspace(nats_workspace(make_workspace, server.url, tls))
+    assert settings is not None
+    return settings
+
+
+def test_a_server_that_requires_tls_and_client_certificates_is_reached_with_the_tls_files(
+        make_workspace: Callable[..., Workspace], tls_nats: Any) -> None:
+    import shutil
+
+    ws = make_workspace()  # the files relative to the workspace, as nerve.toml has them
+    shutil.copytree(tls_nats.tls, ws.root / "certs")
+    with (ws.root / "nerve.toml").open("a") as toml:
+        toml.write(f'\n[log]\nurl = "{tls_nats.url}"\nstream = "EV"\nsubject = "test.events"\n'
+                   'tls_ca = "certs/ca.pem"\ntls_cert = "certs/client.pem"\n'
+                   'tls_key = "certs/client.key"\n')
+    ws = Workspace.load(ws.root)
+    settings = StreamSettings.from_workspace(ws)
+    assert settings is not None
+    publish(settings, rows(4, "tls"))
+    with Warehouse.for_workspace(ws) as wh:
+        assert load_with_a_new_loader(ws, wh).loaded == 4
+        assert loaded_ids(wh) == [f"tls-{i}" for i in range(4)]
+
+
+@pytest.mark.parametrize(("files", "says"), [
+    # the server's certificate is signed by a CA the system does not know: say which setting
+    ({"tls_cert": "client.pem", "tls_key": "client.key"}, r"CERTIFICATE_VERIFY_FAILED.*tls_ca"),
+    ({"tls_ca": "other-ca.pem", "tls_cert": "client.pem", "tls_key": "client.key"},
+     "CERTIFICATE_VERIFY_FAILED"),
+    ({}, "CERTIFICATE_VERIFY_FAILED"),
+    # the server verifies clients: without a certificate the handshake is refused
+    ({"tls_ca": "ca.pem"}, "cannot reach NATS"),
+])
+def test_a_tls_server_is_not_reached_with_the_wrong_or_missing_tls_files(
+        make_workspace: Callable[..., Workspace], tls_nats: Any, files: dict[str, str],
+        says: str) -> None:
+    settings = tls_settings(make_workspace, tls_nats, **files)
+    with pytest.raises(UserError, match=says):
+        StreamLink(settings)
+
+
+def test_tls_settings_name_the_setting_and_file_that_is_wrong(
+        make_workspace: Callable[..., Workspace], tmp_path: Any) -> None:
+    url = 'url = "nats://127.0.0.1:4222"\n'
+    missing = nats_workspace(make_workspace, "nats://127.0.0.1:4222", 'tls_ca = "nope.pem"')
+    with pytest.raises(WorkspaceError, match=r"\[log\] tls_ca: .*nope\.pem does not exist"):
+        StreamSettings.from_workspace(missing)
+    (tmp_path / "c.pem").write_text("not a certificate")
+    alone = make_workspace(extra_toml=f'[log]\n{url}tls_cert = "{tmp_path / "c.pem"}"')
+    with pytest.raises(WorkspaceError, match="tls_cert and tls_key go together"):
+        StreamSettings.from_workspace(alone)
+    garbage = make_workspace(extra_toml=f'[log]\n{url}tls_ca = "{tmp_path / "c.pem"}"')
+    settings = StreamSettings.from_workspace(garbage)
+    assert settings is not None
+    with pytest.raises(UserError, match=r"\[log\] tls_ca: .*c\.pem is not a PEM certificate"):
+        settings.tls_context()
+
+
 # ----------------------------------------------------------------------------- the writer
 
 

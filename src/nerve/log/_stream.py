@@ -22,9 +22,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import ssl
 import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
@@ -70,6 +72,11 @@ class StreamSettings:
     #: the stream's byte limit; JetStream refuses publishes past it (``discard: new``)
     max_bytes: int = 1 << 30
     ack_timeout: float = DEFAULT_ACK_TIMEOUT
+    #: PEM files: the CA that signed the servers' certificates (None: the system's CAs),
+    #: and this client's certificate and key for servers that verify clients
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
     @property
     def servers(self) -> list[str]:
@@ -87,11 +94,6 @@ class StreamSettings:
         section = ws.config.raw.get("log", {})
         if not isinstance(section, dict):
             raise WorkspaceError(f"{where}: expected a table")
-        known = {"url", "stream", "subject", "replicas", "ack_timeout_seconds"}
-        unknown = sorted(set(section) - known)
-        if unknown:
-            raise WorkspaceError(f"{where}: unknown setting {unknown[0]!r} "
-                                 f"(known: {', '.join(sorted(known))})")
         url = os.environ.get(URL_ENV) or section.get("url", "local")
         if not isinstance(url, str) or not url.strip():
             raise WorkspaceError(f"{where} url: expected \"local\" or nats://host:port, "
@@ -119,8 +121,51 @@ class StreamSettings:
         if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
             raise WorkspaceError(f"{where} ack_timeout_seconds: a positive number, "
                                  f"got {timeout!r}")
+        files = {key: _tls_file(ws, where, key, section.get(key)) for key in _TLS_FILES}
+        if (files["tls_cert"] is None) != (files["tls_key"] is None):
+            raise WorkspaceError(f"{where}: tls_cert and tls_key go together (the client's "
+                                 "certificate and its private key)")
         return cls(url=url.strip(), stream=stream, subject=subject, replicas=replicas,
-                   max_bytes=max_backlog(ws) + _HEADROOM, ack_timeout=float(timeout))
+                   max_bytes=max_backlog(ws) + _HEADROOM, ack_timeout=float(timeout),
+                   **files)
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The TLS context for the connection; None without TLS settings (the client then
+        uses TLS with the system's CAs when the server requires it, or a ``tls://`` URL).
+
+        Raises UserError naming the setting whose file is not what it should be.
+        """
+        if self.tls_ca is None and self.tls_cert is None:
+            return None
+        try:
+            context = ssl.create_default_context(
+                cafile=str(self.tls_ca) if self.tls_ca is not None else None)
+        except ssl.SSLError as exc:
+            raise UserError(f"[log] tls_ca: {self.tls_ca} is not a PEM certificate: "
+                            f"{exc}") from exc
+        if self.tls_cert is not None and self.tls_key is not None:
+            try:
+                context.load_cert_chain(str(self.tls_cert), str(self.tls_key))
+            except ssl.SSLError as exc:
+                raise UserError(f"[log] tls_cert, tls_key: {self.tls_cert} and "
+                                f"{self.tls_key} are not a PEM certificate and its private "
+                                f"key: {exc}") from exc
+        return context
+
+
+_TLS_FILES = ("tls_ca", "tls_cert", "tls_key")
+
+
+def _tls_file(ws: Workspace, where: str, key: str, value: Any) -> Path | None:
+    """A TLS setting's file, relative to the workspace; WorkspaceError when it is missing."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise WorkspaceError(f"{where} {key}: expected the path of a PEM file, got {value!r}")
+    path = ws.root / Path(value).expanduser()
+    if not path.is_file():
+        raise WorkspaceError(f"{where} {key}: {path} does not exist")
+    return path
 
 
 def max_backlog(workspace: Workspace) -> int:
@@ -178,20 +223,25 @@ class StreamLink:
     async def _connect(self, name: str) -> Any:
         nats = _nats()
         url = _safe(self.settings.url)
+        tls = self.settings.tls_context()
+        options: dict[str, Any] = {} if tls is None else {"tls": tls}
         try:
             # once connected, the client reconnects for ever; its first connect would too,
             # so a probe without reconnects says at once when no server answers
             probe = await nats.connect(self.settings.servers, allow_reconnect=False,
                                        connect_timeout=3, max_reconnect_attempts=1,
-                                       reconnect_time_wait=0.2, error_cb=_quiet)
+                                       reconnect_time_wait=0.2, error_cb=_quiet, **options)
             await probe.close()
             return await asyncio.wait_for(nats.connect(
                 self.settings.servers, name=name, connect_timeout=3, allow_reconnect=True,
                 max_reconnect_attempts=-1, reconnect_time_wait=0.5,
                 error_cb=_quiet, disconnected_cb=self._disconnected,
-                reconnected_cb=_reconnected), timeout=10)
+                reconnected_cb=_reconnected, **options), timeout=10)
         except Exception as exc:
             reason = str(exc) or type(exc).__name__
+            if isinstance(exc, ssl.SSLCertVerificationError) and self.settings.tls_ca is None:
+                reason += (" (a server certificate signed by your own CA: name its PEM file "
+                           "in [log] tls_ca)")
             raise UserError(f"[log] url: cannot reach NATS at {url}: {reason}") from exc
 
     async def _ensure_stream(self) -> None:
