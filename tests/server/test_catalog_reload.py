@@ -207,3 +207,39 @@ def test_a_changed_pii_class_protects_the_next_events(
                   masked=True)
     assert len(masked) == 9
     assert all(r["order_id"].startswith("m:") for r in masked), masked
+
+
+def test_a_worker_restarted_while_events_does_not_load_serves_the_last_good_catalog(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., Any]) -> None:
+    import os
+    import signal
+
+    from test_server_crash import worker_pids
+
+    ws = make_workspace(EVENTS, extra_toml=FAST_RELOAD)
+    server = serve(ws, "--workers", "2")
+    path: Path = ws.events_dir / "order_completed.yaml"
+    mark = len(server.output().encode())
+    path.write_text(path.read_text(encoding="utf-8").replace(
+        "revenue: {type: number", "revenue: {type: nmber"), encoding="utf-8")
+    _wait_logged(server, "the catalog did not load; still serving with the previous one "
+                         "until events/ is fixed", mark, 2)
+
+    before = worker_pids(ws)
+    victim = min(before)
+    os.kill(victim, signal.SIGKILL)  # a crash, while events/ does not load
+    _wait("a worker in the killed one's place", lambda: len(now := worker_pids(ws)) == 2
+          and victim not in now)
+    fallback = "events/ does not load; this worker starts with the catalog the server is " \
+        "serving with"
+    _wait("the new worker's warning", lambda: len(_logged(server, fallback, mark)) == 1)
+    serving = worker_pids(ws)
+    time.sleep(2)  # a worker that could not start would have been replaced again by now
+    assert worker_pids(ws) == serving, server.output()
+
+    # fresh connections reach both workers: both judge by the last good catalog
+    _send(server.url, ws, [order(i, "ok") for i in range(12)])
+    _send(server.url, ws, [order(12 + i, "bad", properties={"revenue": "x"})
+                           for i in range(12)])
+    assert _landed(server.url, ws, [f"ok-{i}" for i in range(12)]) == (12, 0)
+    assert _landed(server.url, ws, [f"bad-{12 + i}" for i in range(12)]) == (0, 12)

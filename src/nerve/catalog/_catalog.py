@@ -65,6 +65,12 @@ class Catalog:
     def from_specs(cls, specs: list[EventSpec]) -> Catalog:
         return cls(specs)
 
+    def __reduce__(self) -> tuple[type[Catalog], tuple[Any, ...]]:
+        # pickled as what it was made of (a server hands its catalog to a worker process
+        # it restarts); the compiled validators are made again on first use
+        specs = [spec for versions in self._versions.values() for spec in versions.values()]
+        return Catalog, (specs, dict(self.groups), self.root)
+
     @classmethod
     def load(cls, events_dir: Path | str) -> Catalog:
         """Load ``events/*.yaml``, older versions in ``events/versions/``, and property

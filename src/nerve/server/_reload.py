@@ -42,7 +42,7 @@ from nerve.warehouse import MaskedWarehouse, Warehouse
 from nerve.workspace import Workspace
 
 __all__ = ["DEFAULT_RELOAD_SECONDS", "CatalogWatch", "Fingerprint", "catalog_fingerprint",
-           "reload_seconds", "start_watching", "watch_catalog"]
+           "catalog_problems", "reload_seconds", "start_watching", "watch_catalog"]
 
 logger = logging.getLogger("nerve.server")
 
@@ -163,7 +163,8 @@ def _swap(state: NerveState, new: _Derived) -> None:
     state.catalog_loaded_at = time.time()
 
 
-def _problems(exc: CatalogError) -> list[str]:
+def catalog_problems(exc: CatalogError) -> list[str]:
+    """A catalog's load problems as ``/v1/status`` and the logs list them (the first 20)."""
     lines = [f"{where}: {what}" for where, what in exc.problems]
     if len(lines) > _MAX_PROBLEMS:
         lines[_MAX_PROBLEMS:] = [f"... and {len(lines) - _MAX_PROBLEMS} more problems"]
@@ -201,7 +202,7 @@ async def watch_catalog(state: NerveState, watch: CatalogWatch, every: float, *,
             try:
                 catalog = await anyio.to_thread.run_sync(watch.load, change)
             except CatalogError as exc:
-                state.catalog_problems = _problems(exc)
+                state.catalog_problems = catalog_problems(exc)
                 logger.warning("the catalog did not load; still serving with the previous one "
                                "until events/ is fixed", extra={
                                    "role": process, "problems": state.catalog_problems})

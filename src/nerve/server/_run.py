@@ -391,7 +391,8 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8700, *,
     def start_workers(indexes: Sequence[int] | None) -> list[subprocess.Popen[bytes]]:
         return spawn_workers(workspace, public, indexes or range(1, workers + 1),
                              f"http://127.0.0.1:{served[0].getsockname()[1]}", WRITER_ID,
-                             cpus=worker_cpus(workers) if pin_workers else None)
+                             cpus=worker_cpus(workers) if pin_workers else None,
+                             catalog=state.catalog)
 
     starter = start_workers if workers > 1 else _none
     if collect_only:

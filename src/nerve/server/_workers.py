@@ -21,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import logging
 import os
+import pickle
 import select
 import signal
 import socket
@@ -39,7 +41,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from nerve.catalog import Catalog
-from nerve.errors import InternalError, TransientError
+from nerve.errors import CatalogError, InternalError, TransientError
 from nerve.log import open_log
 from nerve.server._app import create_app
 from nerve.server._audit import CLIENT_HEADER
@@ -47,11 +49,18 @@ from nerve.server._backpressure import max_backlog, watch_backlog
 from nerve.server._commit import seal_old_segments
 from nerve.server._errors import nerve_error_response
 from nerve.server._logging import setup_json_logging
-from nerve.server._reload import Fingerprint, catalog_fingerprint, start_watching
+from nerve.server._reload import (
+    Fingerprint,
+    catalog_fingerprint,
+    catalog_problems,
+    start_watching,
+)
 from nerve.server._state import NerveState, NoWarehouse, uvicorn_config
 from nerve.workspace import Workspace
 
 __all__ = ["Spawner", "spawn_workers", "stop_workers", "worker_cpus", "worker_main"]
+
+logger = logging.getLogger("nerve.server")
 
 _READY = b"nerve-worker-ready\n"
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length",
@@ -73,10 +82,17 @@ def worker_cpus(workers: int) -> list[int]:
 
 def spawn_workers(workspace: Workspace, socks: Sequence[socket.socket], indexes: Sequence[int],
                   upstream: str, writer_id: str, timeout: float = 120.0,
-                  cpus: Sequence[int] | None = None) -> list[subprocess.Popen[bytes]]:
+                  cpus: Sequence[int] | None = None,
+                  catalog: Catalog | None = None) -> list[subprocess.Popen[bytes]]:
     """Start a worker process for each index (1-based), accepting on ``socks[index - 1]``
     (its log writer is ``<writer_id>-<index>``), pinned to ``cpus[index - 1]`` if given;
-    return once each is ready."""
+    return once each is ready.
+
+    ``catalog`` (the one this server serves with) is handed to each worker on its standard
+    input: a worker restarted while events/ does not load starts with it, as the server's
+    other processes go on with it, instead of failing to start again and again.
+    """
+    handed = b"" if catalog is None else pickle.dumps(catalog)
     workers: list[subprocess.Popen[bytes]] = []
     try:
         for index in indexes:
@@ -85,8 +101,13 @@ def spawn_workers(workspace: Workspace, socks: Sequence[socket.socket], indexes:
             cmd = [sys.executable, "-m", "nerve.server._worker_main", str(sock.fileno()),
                    str(index), str(workspace.root), upstream, f"{writer_id}-{index}",
                    str(os.getpid()), cpu]
-            workers.append(subprocess.Popen(  # noqa: S603 - our interpreter, our module
-                cmd, pass_fds=[sock.fileno()], stdout=subprocess.PIPE))
+            worker = subprocess.Popen(  # noqa: S603 - our interpreter, our module
+                cmd, pass_fds=[sock.fileno()], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            workers.append(worker)
+            assert worker.stdin is not None
+            with contextlib.suppress(BrokenPipeError):  # it died: its exit is reported below
+                worker.stdin.write(handed)
+            worker.stdin.close()
         for worker in workers:
             assert worker.stdout is not None
             ready, _, _ = select.select([worker.stdout], [], [], timeout)
@@ -208,6 +229,25 @@ def _worker_lifespan(state: NerveState, upstream: str, fingerprint: Fingerprint,
     return lifespan
 
 
+def _load_catalog(workspace: Workspace, handed: bytes, index: str
+                  ) -> tuple[Catalog, list[str]]:
+    """events/ as it is now; when it does not load, the catalog the server handed over
+    (the one its other processes serve with), and the problems. Raises CatalogError when
+    there is none (the server's first start: the main process loaded events/ just before).
+    """
+    try:
+        return Catalog.load(workspace.events_dir), []
+    except CatalogError as exc:
+        if not handed:
+            raise
+        problems = catalog_problems(exc)
+        logger.warning("events/ does not load; this worker starts with the catalog the "
+                       "server is serving with", extra={"role": f"worker {index}",
+                                                        "problems": problems})
+        catalog: Catalog = pickle.loads(handed)  # noqa: S301 - from our own parent process
+        return catalog, problems
+
+
 def worker_main(argv: list[str]) -> None:
     """Entry point of a worker process (started by ``spawn_workers``)."""
     fd, index, root, upstream, writer_id, parent, cpu = argv
@@ -215,16 +255,20 @@ def worker_main(argv: list[str]) -> None:
     if cpu != "-":  # every thread so far (imports start some); later ones inherit it
         for thread in os.listdir("/proc/self/task"):
             os.sched_setaffinity(int(thread), {int(cpu)})
+    handed = sys.stdin.buffer.read()  # the server's catalog (spawn_workers); at once: the
+    sys.stdin.close()                 # server waits until it is written
     setup_json_logging()
     workspace = Workspace.load(root)
     fingerprint = catalog_fingerprint(workspace.events_dir)  # before the load, as in _run
-    state = NerveState(workspace=workspace, catalog=Catalog.load(workspace.events_dir),
+    catalog, problems = _load_catalog(workspace, handed, index)
+    state = NerveState(workspace=workspace, catalog=catalog,
                        warehouse=NoWarehouse("a worker process has no warehouse; read APIs "
                                              "are forwarded"),
                        log=open_log(workspace, writer_id),
                        admin_token="", url=upstream,
                        log_factory=lambda: open_log(workspace, writer_id),
                        processes=int(os.environ.get("NERVE_SERVE_PROCESSES", "1")))
+    state.catalog_problems = problems
     app = create_app(state, _worker_lifespan(state, upstream, fingerprint, index),
                      metrics=False,
                      read_routes=[Route("/{path:path}", _forward,
