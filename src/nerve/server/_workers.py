@@ -88,11 +88,13 @@ def spawn_workers(workspace: Workspace, socks: Sequence[socket.socket], indexes:
     (its log writer is ``<writer_id>-<index>``), pinned to ``cpus[index - 1]`` if given;
     return once each is ready.
 
-    ``catalog`` (the one this server serves with) is handed to each worker on its standard
-    input: a worker restarted while events/ does not load starts with it, as the server's
-    other processes go on with it, instead of failing to start again and again.
+    Each worker gets ``workspace`` and ``catalog`` (what this server serves with) on its
+    standard input. A worker restarted after a crash thus keeps the nerve.toml settings
+    the server started with (an edited [privacy] policy must not apply to some events
+    only), and starts with ``catalog`` while events/ does not load, instead of failing to
+    start again and again.
     """
-    handed = b"" if catalog is None else pickle.dumps(catalog)
+    handed = pickle.dumps((workspace, catalog))
     workers: list[subprocess.Popen[bytes]] = []
     try:
         for index in indexes:
@@ -229,38 +231,37 @@ def _worker_lifespan(state: NerveState, upstream: str, fingerprint: Fingerprint,
     return lifespan
 
 
-def _load_catalog(workspace: Workspace, handed: bytes, index: str
+def _load_catalog(workspace: Workspace, served: Catalog | None, index: str
                   ) -> tuple[Catalog, list[str]]:
-    """events/ as it is now; when it does not load, the catalog the server handed over
-    (the one its other processes serve with), and the problems. Raises CatalogError when
-    there is none (the server's first start: the main process loaded events/ just before).
-    """
+    """events/ as it is now; when it does not load, the catalog the server serves with,
+    and the problems. Raises CatalogError when there is none."""
     try:
         return Catalog.load(workspace.events_dir), []
     except CatalogError as exc:
-        if not handed:
+        if served is None:
             raise
         problems = catalog_problems(exc)
         logger.warning("events/ does not load; this worker starts with the catalog the "
                        "server is serving with", extra={"role": f"worker {index}",
                                                         "problems": problems})
-        catalog: Catalog = pickle.loads(handed)  # noqa: S301 - from our own parent process
-        return catalog, problems
+        return served, problems
 
 
 def worker_main(argv: list[str]) -> None:
     """Entry point of a worker process (started by ``spawn_workers``)."""
-    fd, index, root, upstream, writer_id, parent, cpu = argv
+    fd, index, _root, upstream, writer_id, parent, cpu = argv  # root: for ps to show
     _die_with_parent(int(parent))
     if cpu != "-":  # every thread so far (imports start some); later ones inherit it
         for thread in os.listdir("/proc/self/task"):
             os.sched_setaffinity(int(thread), {int(cpu)})
-    handed = sys.stdin.buffer.read()  # the server's catalog (spawn_workers); at once: the
-    sys.stdin.close()                 # server waits until it is written
+    # the server's workspace and catalog (spawn_workers), read first: it waits for that
+    handed: tuple[Workspace, Catalog | None] = pickle.loads(  # noqa: S301 - our parent's
+        sys.stdin.buffer.read())
+    sys.stdin.close()
+    workspace, served = handed
     setup_json_logging()
-    workspace = Workspace.load(root)
     fingerprint = catalog_fingerprint(workspace.events_dir)  # before the load, as in _run
-    catalog, problems = _load_catalog(workspace, handed, index)
+    catalog, problems = _load_catalog(workspace, served, index)
     state = NerveState(workspace=workspace, catalog=catalog,
                        warehouse=NoWarehouse("a worker process has no warehouse; read APIs "
                                              "are forwarded"),
