@@ -31,8 +31,13 @@ def test_exported_names() -> None:
 
 
 def test_parsers() -> None:
-    assert parse_duration("90m") == timedelta(minutes=90)
+    assert parse_duration("90min") == timedelta(minutes=90)
     assert parse_duration("2w") == timedelta(weeks=2)
+    assert parse_duration("6mo") == timedelta(days=180)  # months as the semantic layer's
+    # "m" is months to `nerve metrics query --since 3m`, minutes to most tools: refused
+    with pytest.raises(QueryError, match=r"'6m' is ambiguous: write 6min for minutes or "
+                                         r"6mo for months"):
+        parse_duration("6m", what="--since")
     assert parse_filter("price>=20") == Filter("price", ">=", 20)
     assert parse_filter("flag=true") == Filter("flag", "=", True)
     assert parse_filter("sku='007'") == Filter("sku", "=", "007")

@@ -35,13 +35,17 @@ MIN_STEPS, MAX_STEPS = 2, 20
 #: the funnel's entity (``entity()``: the user id, else the anonymous id), by its names
 ENTITY_FIELDS = ("user", "user_id", "anonymous_id")
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$", re.IGNORECASE)
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|min|h|d|w|mo|m)\s*$", re.IGNORECASE)
+#: months as 30 days, as the semantic layer's ``Duration.seconds`` takes them
+_UNITS = {"s": 1, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "mo": 30 * 86400}
 _FILTER = re.compile(r"^\s*([A-Za-z_$][\w.$-]*)\s*(!=|>=|<=|=|>|<)\s*(.*?)\s*$")
 
 
 def parse_duration(text: str | timedelta | float, *, what: str = "duration") -> timedelta:
-    """``"30m"``, ``"1d"``, ``"2w"`` (or seconds, or a timedelta) as a timedelta.
+    """``"30min"``, ``"1d"``, ``"2w"``, ``"6mo"`` (or seconds, or a timedelta) as a timedelta.
+
+    A bare ``m`` is refused: it means months in metrics (``--since 3m``) and catalog
+    retention, and minutes in most other tools, so either reading would surprise someone.
 
     >>> parse_duration("1d")
     datetime.timedelta(days=1)
@@ -54,8 +58,12 @@ def parse_duration(text: str | timedelta | float, *, what: str = "duration") -> 
         match = _DURATION.match(text)
         if not match:
             raise QueryError(f"{what}: {text!r} is not a duration; write a number and a unit "
-                             "s, m, h, d or w, e.g. 30m, 1d, 2w")
-        value = timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2).lower()])
+                             "s, min, h, d, w or mo (30 days), e.g. 30min, 1d, 2w, 6mo")
+        count, unit = match.group(1), match.group(2).lower()
+        if unit == "m":
+            raise QueryError(f"{what}: {text!r} is ambiguous: write {count}min for minutes or "
+                             f"{count}mo for months")
+        value = timedelta(seconds=float(count) * _UNITS[unit])
     if value <= timedelta(0):
         raise QueryError(f"{what}: must be positive, got {text!r}")
     return value
