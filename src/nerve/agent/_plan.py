@@ -3,8 +3,11 @@
 The vocabulary is what nerve knows: metrics (names, labels, synonyms, descriptions),
 dimensions with the values seen in the data, segments, cataloged events, experiments.
 The planner finds, in order: a period-over-period phrase, a time range, the intent,
-filters (``on iOS``, ``users over 65``, ``in Germany``), a breakdown (``by platform``),
-a top N, and the metric. What it cannot place it reports in ``Plan.problems``.
+filters stated with a dimension's name (``where country is DE``), a grain, a top N, a
+breakdown (``by platform``), filters named by their value (``on iOS``, ``users over
+65``, ``in Germany``), and the metric (``_filters`` reads the filters). What it cannot
+place it reports in ``Plan.problems``; a filter it cannot read or apply declines the
+question.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from nerve.agent._filters import read_filters
+from nerve.agent._filters import read_filters, read_stated, spell_out
 from nerve.agent._time import Span, find_comparison, find_span
 from nerve.agent._words import _DIM_WORDS, _STOP, _VAGUE, _any, _has, _norm, _stem, _stems
 
@@ -117,7 +120,7 @@ def plan_question(question: str, vocab: Vocabulary, today: date) -> Plan:
     'revenue'
     """
     plan = Plan(question=question.strip())
-    rest = question.strip().rstrip("?!. ")
+    rest = spell_out(question.strip().rstrip("?!. "))
     plan.compare_days, rest = find_comparison(rest)
     plan.span, rest = find_span(rest, today)
     text = _norm(rest)
@@ -135,7 +138,13 @@ def plan_question(question: str, vocab: Vocabulary, today: date) -> Plan:
                                  "(e.g. 'funnel from product_view to add_to_cart to "
                                  "purchase_complete')")
             plan.suggestions = list(vocab.events)
-        text = read_filters(text, vocab, plan)
+        read_filters(read_stated(text, vocab, plan), vocab, plan)
+        if plan.where or plan.segments:  # run_funnel has no filter: not everyone's funnel
+            shown = ", ".join(repr(f) for f in plan.filters_text)
+            plan.problems.append(f"nerve ask cannot filter a funnel, so it did not apply "
+                                 f"{shown}: the funnel would count every user")
+        if plan.where or plan.segments or plan.ignored:
+            plan.intent = "unknown"
         return plan
     if plan.intent == "catalog":
         plan.event = _event(text, vocab)
@@ -145,6 +154,7 @@ def plan_question(question: str, vocab: Vocabulary, today: date) -> Plan:
             plan.problems.append("no cataloged event or metric is named in the question")
             plan.suggestions = _closest(text, vocab)
         return plan
+    text = read_stated(text, vocab, plan)  # before "by" and "top" take its dimension
     text = _grain(text, plan)
     text = _top(text, plan)
     text = _breakdown(text, vocab, plan)
@@ -169,27 +179,32 @@ def plan_question(question: str, vocab: Vocabulary, today: date) -> Plan:
         plan.suggestions = list(dict.fromkeys(plan.suggestions))
         plan.metric, plan.intent = None, "unknown"
         return plan
-    plan.ignored = [m.group(0) for m in re.finditer(
+    filters = [m.group(0) for m in re.finditer(
         r"\b(?:on|in|from|for|among|with) (?:the )?([a-z][a-z0-9]+)\b", text)
         if m.group(1) not in _STOP and m.group(1) not in _VAGUE]
     unplaced = [m.group(0) for m in re.finditer(
         r"\b(?:by|per|across|split by|broken down by) (?:the )?([a-z][a-z0-9]+)\b", text)
         if m.group(1) not in _STOP and m.group(1) not in _VAGUE]
+    plan.ignored += filters + unplaced  # after the filters read_filters declined
     if unplaced:  # "by gateway" when nothing is called so: not the overall figure
-        plan.ignored += unplaced
         phrases = ", ".join(repr(p) for p in unplaced)
         plan.problems.append(f"nothing in the data matches {phrases} (no dimension or "
                              "event property), so nerve cannot break it down that way")
-    filters = [p for p in plan.ignored if p not in unplaced]
     if filters:  # "revenue in Narnia": the revenue of everywhere would mislead
         phrases = ", ".join(repr(p) for p in filters)
-        plan.problems.append(f"nothing in the data matches {phrases} (no dimension value "
-                             "or segment), so nerve cannot filter by it")
+        plan.problems.append(f"nerve did not understand {phrases} as a filter: nothing in "
+                             "the data matches it (no dimension value or segment)")
     if plan.ignored:
         plan.suggestions = [f"{name} ({', '.join(values[:6])})"
                             for name, (_, values) in vocab.dimensions.items() if values][:4]
         if unplaced:
             plan.suggestions = list(vocab.dimensions)[:8]
+        plan.intent = "unknown"
+        return plan
+    if plan.intent == "forecast" and (plan.where or plan.segments):
+        shown = ", ".join(repr(f) for f in plan.filters_text)
+        plan.problems.append(f"nerve cannot filter a forecast, so it did not apply "
+                             f"{shown}: the forecast would be of all {plan.metric}")
         plan.intent = "unknown"
         return plan
     if plan.intent == "value" and plan.by:
