@@ -199,3 +199,81 @@ def test_a_why_question_says_which_way_it_assumes_the_metric_moved(
 def test_a_why_question_keeps_its_filter() -> None:
     p = plan("why did orders drop on Nov 25 on android?")
     assert (p.intent, p.where) == ("explain", ["platform = 'android'"])
+
+
+SHOP = Vocabulary(VOCAB.metrics,
+                  {**VOCAB.dimensions, "os": ("os name", ("Android", "iOS")),
+                   "plan": ("membership", ("free", "plus")), "app_version": ("app", ())},
+                  VOCAB.segments, VOCAB.events, properties=("payment_provider", "revenue"))
+
+
+@pytest.mark.parametrize(("question", "where"), [
+    ("how many orders where country is DE last week", ["country = 'DE'"]),
+    ("orders where country = DE", ["country = 'DE'"]),
+    ("orders where country == 'de'", ["country = 'DE'"]),
+    ('orders where country = "De"', ["country = 'DE'"]),
+    ("orders with country = DE last week", ["country = 'DE'"]),
+    ("orders with country DE", ["country = 'DE'"]),
+    ("orders country is DE", ["country = 'DE'"]),
+    ("orders where country is Germany", ["country = 'DE'"]),
+    ("orders for DE only", ["country = 'DE'"]),
+    ("revenue with plan PLUS", ["plan = 'plus'"]),
+    ("orders whose country is DE", ["country = 'DE'"]),
+    ("orders where os is ios", ["os = 'iOS'"]),  # the dimension named, not platform
+    ("orders where age group = 65+", ["age_group = '65+'"]),  # not age >= 65
+    ("orders where age >= 65", ["age >= 65"]),
+    ("orders where age > 65", ["age > 65"]),
+    ("orders where country is DE and plan is plus", ["country = 'DE'", "plan = 'plus'"]),
+])
+def test_a_filter_stated_with_its_dimension_is_read(question: str, where: list[str]) -> None:
+    p = plan_question(question, SHOP, TODAY)
+    assert (p.intent, p.metric is not None, p.where, p.ignored) == \
+        ("value", True, where, []), p.as_dict()
+
+
+def test_a_stated_filter_survives_breakdowns_tops_and_why() -> None:
+    p = plan_question("top 3 countries by orders where platform is ios", SHOP, TODAY)
+    assert (p.intent, p.by, p.where) == ("top", "country", ["platform = 'ios'"])
+    p = plan_question("revenue by platform where country is DE", SHOP, TODAY)
+    assert (p.intent, p.by, p.where) == ("breakdown", "platform", ["country = 'DE'"])
+    p = plan_question("why did orders drop last week where plan is plus", SHOP, TODAY)
+    assert (p.intent, p.where) == ("explain", ["plan = 'plus'"])
+    p = plan_question("which platform is best for revenue", SHOP, TODAY)
+    assert (p.intent, p.by, p.where, p.ignored) == ("top", "platform", [], [])
+    assert plan_question("where did revenue come from", SHOP, TODAY).ignored == []
+
+
+@pytest.mark.parametrize(("question", "ignored", "says"), [
+    ("revenue where plan is pro", ["where plan is pro"],
+     "the dimension plan has no value 'pro' in the data (it has free, plus)"),
+    ("orders where app_version is 2.3.0", ["where app version is 2.3.0"],
+     "it does not list the values of app_version"),
+    ("orders where coupon is SAVE10", ["where coupon is save10"], "nothing in the data"),
+    ("orders where payment provider = 'stripe'", ["where payment provider is stripe"],
+     "nothing in the data"),
+    ("orders where country is not DE", ["where country is not de"], "leave it out"),
+    ("orders where plan != free", ["where plan is not free"], "leave it out"),
+    ("orders not on ios", ["not on ios"], "leave it out"),
+    ("orders excluding web", ["excluding web"], "leave it out"),
+    ("orders where platform is ios or android", ["android"], "a second platform"),
+    ("orders on ios and android", ["ios"], "a second platform"),
+    ("orders in Germany or France", ["france"], "a second country"),
+])
+def test_a_filter_nerve_cannot_read_is_declined_with_its_words(
+        question: str, ignored: list[str], says: str) -> None:
+    p = plan_question(question, SHOP, TODAY)
+    assert (p.intent, p.ignored) == ("unknown", ignored), p.as_dict()
+    assert f"nerve did not understand {ignored[0]!r} as a filter" in p.problems[0]
+    assert says in p.problems[0]
+
+
+def test_funnels_and_forecasts_decline_a_filter_they_would_not_apply() -> None:
+    p = plan_question("funnel from product_view to purchase_complete on ios", SHOP, TODAY)
+    assert (p.intent, p.steps) == ("unknown", ["product_view", "purchase_complete"])
+    assert "cannot filter a funnel, so it did not apply 'on ios'" in p.problems[0]
+    assert plan_question("funnel from product_view to purchase_complete", SHOP,
+                         TODAY).intent == "funnel"
+    p = plan_question("forecast orders where country is DE", SHOP, TODAY)
+    assert p.intent == "unknown"
+    assert "cannot filter a forecast, so it did not apply" in p.problems[0]
+    assert plan_question("forecast orders", SHOP, TODAY).intent == "forecast"

@@ -155,7 +155,8 @@ def test_an_agent_over_stdio_gets_the_clis_figures_and_is_told_what_they_miss(
     version; a funnel's breakdown is the semantic layer's dimension, as ``nerve funnel
     --by`` reads it; a step the catalog lacks comes with a caveat, not bare zeros; and a
     filter on a masked personal value (the demo keeps ages) is refused, not answered
-    with the zero the masked view would give."""
+    with the zero the masked view would give; and ``ask`` keeps the question's filter, or
+    declines it."""
     import nerve
 
     steps = ["product_view", "add_to_cart", "purchase_complete"]
@@ -193,5 +194,19 @@ def test_an_agent_over_stdio_gets_the_clis_figures_and_is_told_what_they_miss(
             assert refused.isError
             text = refused.content[0].text  # type: ignore[union-attr]
             assert "age (user.age) is personal data, masked in this view" in text
+
+            # nerve's own answer reads a stated filter as query_metrics does, and
+            # declines one it cannot read rather than answer for everyone
+            answer = _json(await session.call_tool(
+                "ask", {"question": "orders where country is DE"}))
+            assert answer["plan"]["where"] == "country = 'DE'"
+            truth = _json(await session.call_tool("query_metrics", {
+                "metrics": ["orders"], "where": "country = 'DE'"}))
+            assert answer["numbers"][0]["value"] == truth["rows"][0]["orders"]
+            declined = _json(await session.call_tool(
+                "ask", {"question": "orders where coupon is SAVE10"}))
+            assert (declined["answered"], declined["numbers"]) == (False, [])
+            assert "did not understand 'where coupon is save10' as a filter" in \
+                declined["answer"]
 
     anyio.run(main)

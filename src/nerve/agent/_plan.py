@@ -3,8 +3,11 @@
 The vocabulary is what nerve knows: metrics (names, labels, synonyms, descriptions),
 dimensions with the values seen in the data, segments, cataloged events, experiments.
 The planner finds, in order: a period-over-period phrase, a time range, the intent,
-filters (``on iOS``, ``users over 65``, ``in Germany``), a breakdown (``by platform``),
-a top N, and the metric. What it cannot place it reports in ``Plan.problems``.
+filters stated with a dimension's name (``where country is DE``), a grain, a top N, a
+breakdown (``by platform``), filters named by their value (``on iOS``, ``users over
+65``, ``in Germany``), and the metric (``_filters`` reads the filters). What it cannot
+place it reports in ``Plan.problems``; a filter it cannot read or apply declines the
+question.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from nerve.agent._filters import read_filters, read_stated, spell_out
 from nerve.agent._time import Span, find_comparison, find_span
+from nerve.agent._words import _DIM_WORDS, _STOP, _VAGUE, _any, _has, _norm, _stem, _stems
 
 __all__ = ["INTENTS", "MetricInfo", "Plan", "Vocabulary", "plan_question"]
 
@@ -88,34 +93,10 @@ class Plan:
 
 # ---------------------------------------------------------------- words
 
-_COUNTRIES = {
-    "united states": "US", "usa": "US", "america": "US", "us": "US", "germany": "DE",
-    "france": "FR", "spain": "ES", "japan": "JP", "brazil": "BR", "india": "IN",
-    "canada": "CA", "australia": "AU", "united kingdom": "GB", "uk": "GB",
-    "britain": "GB", "england": "GB", "italy": "IT", "netherlands": "NL",
-    "austria": "AT", "switzerland": "CH", "mexico": "MX", "china": "CN",
-    "poland": "PL", "sweden": "SE", "ireland": "IE", "portugal": "PT",
-}
 _GRAINS = {"daily": "day", "each day": "day", "per day": "day", "by day": "day",
            "day by day": "day", "every day": "day", "weekly": "week", "each week": "week",
            "per week": "week", "by week": "week", "monthly": "month", "by month": "month",
            "per month": "month", "hourly": "hour", "by hour": "hour", "per hour": "hour"}
-_STOP = frozenset({
-    "a", "an", "and", "are", "at", "by", "count", "day", "days", "did", "do", "does", "each",
-    "every", "for", "from", "give", "how", "in", "is", "last", "many", "me", "month",
-    "months", "much", "my", "number", "of", "on", "or", "our", "over", "past", "per",
-    "please", "show", "since", "tell", "than", "that", "the", "their", "there", "this", "to",
-    "today", "total", "under", "versus", "vs", "was", "we", "week", "weeks", "were", "what",
-    "what's", "whats", "when", "where", "which", "who", "with", "yesterday",
-})
-_NUM = r"(\d+(?:\.\d+)?)"
-#: words after "on", "for"... that are no filter ("for users", "in total")
-_VAGUE = frozenset({"user", "users", "shopper", "shoppers", "customer", "customers",
-                    "people", "everyone", "all", "total", "average", "general", "us",
-                    "app", "apps", "platform", "platforms", "store", "shop", "site",
-                    "website", "something", "anything", "period", "time", "range",
-                    "overall", "sum", "it", "them", "next", "coming", "upcoming",
-                    "example", "instance", "now", "comparison", "detail", "details"})
 #: everyday words (stemmed) -> metric phrases a workspace may define
 _EVERYDAY = {"money": ("revenue", "sales"), "earn": ("revenue", "sales"),
              "earned": ("revenue", "sales"), "made": ("revenue", "sales"),
@@ -129,30 +110,6 @@ _QUANTITY = frozenset({"lifetime", "ltv", "clv", "churn", "retention", "ratio", 
                        "satisfaction", "latency", "value", "rate", "share", "percentage"})
 
 
-def _norm(text: str) -> str:
-    text = text.lower().replace("_", " ").replace("-", " ").replace("'s", "")
-    return re.sub(r"[^a-z0-9+.%/ ]+", " ", text).strip()
-
-
-def _stem(word: str) -> str:
-    for suffix in ("ies", "es", "s"):
-        if word.endswith(suffix) and len(word) > len(suffix) + 2:
-            return word[: -len(suffix)] + ("y" if suffix == "ies" else "")
-    return word
-
-
-def _stems(text: str) -> str:
-    return " ".join(_stem(w) for w in _norm(text).split())
-
-
-def _has(text: str, phrase: str) -> re.Match[str] | None:
-    return re.search(rf"(?<![a-z0-9]){re.escape(phrase)}(?![a-z0-9])", text)
-
-
-def _any(text: str, *words: str) -> bool:
-    return any(_has(text, w) for w in words)
-
-
 # ---------------------------------------------------------------- planning
 
 def plan_question(question: str, vocab: Vocabulary, today: date) -> Plan:
@@ -163,7 +120,7 @@ def plan_question(question: str, vocab: Vocabulary, today: date) -> Plan:
     'revenue'
     """
     plan = Plan(question=question.strip())
-    rest = question.strip().rstrip("?!. ")
+    rest = spell_out(question.strip().rstrip("?!. "))
     plan.compare_days, rest = find_comparison(rest)
     plan.span, rest = find_span(rest, today)
     text = _norm(rest)
@@ -181,7 +138,13 @@ def plan_question(question: str, vocab: Vocabulary, today: date) -> Plan:
                                  "(e.g. 'funnel from product_view to add_to_cart to "
                                  "purchase_complete')")
             plan.suggestions = list(vocab.events)
-        text = _filters(text, vocab, plan)
+        read_filters(read_stated(text, vocab, plan), vocab, plan)
+        if plan.where or plan.segments:  # run_funnel has no filter: not everyone's funnel
+            shown = ", ".join(repr(f) for f in plan.filters_text)
+            plan.problems.append(f"nerve ask cannot filter a funnel, so it did not apply "
+                                 f"{shown}: the funnel would count every user")
+        if plan.where or plan.segments or plan.ignored:
+            plan.intent = "unknown"
         return plan
     if plan.intent == "catalog":
         plan.event = _event(text, vocab)
@@ -191,10 +154,11 @@ def plan_question(question: str, vocab: Vocabulary, today: date) -> Plan:
             plan.problems.append("no cataloged event or metric is named in the question")
             plan.suggestions = _closest(text, vocab)
         return plan
+    text = read_stated(text, vocab, plan)  # before "by" and "top" take its dimension
     text = _grain(text, plan)
     text = _top(text, plan)
     text = _breakdown(text, vocab, plan)
-    text = _filters(text, vocab, plan)
+    text = read_filters(text, vocab, plan)
     plan.metric, text = _metric(text, vocab)
     if plan.metric is None:
         event = _event(text, vocab)
@@ -215,27 +179,32 @@ def plan_question(question: str, vocab: Vocabulary, today: date) -> Plan:
         plan.suggestions = list(dict.fromkeys(plan.suggestions))
         plan.metric, plan.intent = None, "unknown"
         return plan
-    plan.ignored = [m.group(0) for m in re.finditer(
+    filters = [m.group(0) for m in re.finditer(
         r"\b(?:on|in|from|for|among|with) (?:the )?([a-z][a-z0-9]+)\b", text)
         if m.group(1) not in _STOP and m.group(1) not in _VAGUE]
     unplaced = [m.group(0) for m in re.finditer(
         r"\b(?:by|per|across|split by|broken down by) (?:the )?([a-z][a-z0-9]+)\b", text)
         if m.group(1) not in _STOP and m.group(1) not in _VAGUE]
+    plan.ignored += filters + unplaced  # after the filters read_filters declined
     if unplaced:  # "by gateway" when nothing is called so: not the overall figure
-        plan.ignored += unplaced
         phrases = ", ".join(repr(p) for p in unplaced)
         plan.problems.append(f"nothing in the data matches {phrases} (no dimension or "
                              "event property), so nerve cannot break it down that way")
-    filters = [p for p in plan.ignored if p not in unplaced]
     if filters:  # "revenue in Narnia": the revenue of everywhere would mislead
         phrases = ", ".join(repr(p) for p in filters)
-        plan.problems.append(f"nothing in the data matches {phrases} (no dimension value "
-                             "or segment), so nerve cannot filter by it")
+        plan.problems.append(f"nerve did not understand {phrases} as a filter: nothing in "
+                             "the data matches it (no dimension value or segment)")
     if plan.ignored:
         plan.suggestions = [f"{name} ({', '.join(values[:6])})"
                             for name, (_, values) in vocab.dimensions.items() if values][:4]
         if unplaced:
             plan.suggestions = list(vocab.dimensions)[:8]
+        plan.intent = "unknown"
+        return plan
+    if plan.intent == "forecast" and (plan.where or plan.segments):
+        shown = ", ".join(repr(f) for f in plan.filters_text)
+        plan.problems.append(f"nerve cannot filter a forecast, so it did not apply "
+                             f"{shown}: the forecast would be of all {plan.metric}")
         plan.intent = "unknown"
         return plan
     if plan.intent == "value" and plan.by:
@@ -330,15 +299,6 @@ def _top(text: str, plan: Plan) -> str:
     return (text[: m.start()] + " " + text[m.end():]).strip()
 
 
-_DIM_WORDS = {"device": "platform", "devices": "platform", "platforms": "platform",
-              "countries": "country", "age": "age_group", "ages": "age_group",
-              "age groups": "age_group", "age group": "age_group", "plans": "plan",
-              "operating system": "os", "operating systems": "os", "app version":
-              "app_version", "app versions": "app_version", "language": "locale",
-              "locales": "locale", "os version": "os_version", "phone": "device_model",
-              "device model": "device_model", "model": "device_model"}
-
-
 def _dim_name(words: str, vocab: Vocabulary) -> str | None:
     words = words.strip()
     for candidate in (words, words.replace(" ", "_")):
@@ -384,66 +344,6 @@ def _breakdown(text: str, vocab: Vocabulary, plan: Plan) -> str:
                 if dim is not None:
                     plan.by = dim
                     return (text[: m.start()] + " " + text[m.start(1) + len(words):]).strip()
-    return text
-
-
-def _filters(text: str, vocab: Vocabulary, plan: Plan) -> str:
-    # ages: "users over 65", "aged 65+", "under 25", "65 and older"
-    age = "age" if "age" in vocab.dimensions else None
-    # "users over 65" reads as the over-65s (65 and over); the answer shows the filter
-    for pattern, op in ((rf"\b(?:over|above|older than|more than) {_NUM}\b", ">="),
-                        (rf"\b(?:under|below|younger than) {_NUM}\b", "<"),
-                        (rf"\b{_NUM}\+", ">="),
-                        (rf"\b(?:aged )?{_NUM} (?:and|or) (?:older|over|above)\b", ">="),
-                        (rf"\b(?:aged )?{_NUM} (?:and|or) (?:younger|under|below)\b", "<=")):
-        m = re.search(pattern, text)
-        if (m is not None and age is not None and _any(
-                text, "user", "users", "shopper", "shoppers", "people", "customers",
-                "aged", "old", "older", "younger", "age", "buyers")) or (
-                m is not None and age is not None and op == ">="):
-            plan.where.append(f"{age} {op} {m.group(1)}")
-            plan.filters_text.append(m.group(0))
-            text = (text[: m.start()] + " " + text[m.end():]).strip()
-            break
-    # segments by name: "seniors", "plus members", "mobile"
-    for name, description in vocab.segments.items():
-        m = _has(_stems(text), _stems(name))
-        if m is not None and name not in plan.segments:
-            plan.segments.append(name)
-            plan.filters_text.append(name.replace("_", " "))
-            text = re.sub(rf"\b{re.escape(name.replace('_', ' '))}\b", " ", text)
-            del description
-    # dimension values: "on iOS", "in DE", "in Germany", "on the plus plan"
-    for phrase, code in sorted(_COUNTRIES.items(), key=lambda kv: -len(kv[0])):
-        m = re.search(rf"\b(?:in|from|for) (?:the )?{re.escape(phrase)}\b", text)
-        if m is not None and "country" in vocab.dimensions:
-            values = vocab.dimensions["country"][1]
-            value = code if code in values or not values else None
-            if value is not None:
-                plan.where.append(f"country = '{value}'")
-                plan.filters_text.append(m.group(0))
-                text = (text[: m.start()] + " " + text[m.end():]).strip()
-                break
-    taken = {w.split(" ")[0] for w in plan.where}
-    for dim, (_, values) in vocab.dimensions.items():
-        if dim in taken or dim == plan.by or dim in ("age", "os_version", "app_version"):
-            continue
-        for value in sorted(values, key=len, reverse=True):
-            v = _norm(value)  # as the question was normalised: "18-24" -> "18 24"
-            if len(v) < 2 or (dim == "country" and len(v) == 2 and not re.search(
-                    rf"\b(?:in|from) {re.escape(v)}\b", text)):
-                continue  # bare two-letter codes ("in", "us") are too often words
-            m = re.search(rf"\b(?:on|in|from|for|with|using|via)?\s*(?:the )?"
-                          rf"{re.escape(v)}(?: (?:app|plan|users|shoppers|platform|"
-                          rf"members|customers))?(?![a-z0-9])", text)
-            if m is not None and re.search(rf"(?<![a-z0-9]){re.escape(v)}(?![a-z0-9])",
-                                           text):
-                literal = value.replace("'", "''")
-                plan.where.append(f"{dim} = '{literal}'")
-                plan.filters_text.append(m.group(0).strip())
-                text = (text[: m.start()] + " " + text[m.end():]).strip()
-                taken.add(dim)
-                break
     return text
 
 
