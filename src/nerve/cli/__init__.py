@@ -20,6 +20,7 @@ app = typer.Typer(
     name="nerve",
     help="Product telemetry you can trust: events as code, collection, quality, metrics.",
     no_args_is_help=True,
+    rich_markup_mode="markdown",
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

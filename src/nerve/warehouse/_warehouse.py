@@ -162,6 +162,12 @@ class Warehouse(IbisReads):
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise WorkspaceError(f"{ws.root / 'nerve.toml'}: [warehouse] threads: expected a "
                                  f"whole number >= 1, got {threads!r}")
+        if not ws.warehouse_url.startswith(_PREFIX):
+            raise WorkspaceError(
+                f"{ws.root / 'nerve.toml'}: [warehouse] url {ws.warehouse_url!r}: nerve loads "
+                "events into DuckDB (duckdb://.nerve/warehouse.duckdb, the default); "
+                "PostgreSQL or Spark tables with the same columns can be analysed through "
+                "the Python API (docs/storage.md, \"Other engines\")")
         return cls.open(ws.warehouse_url, read_only=read_only, threads=threads)
 
     # ------------------------------------------------------------------ access
