@@ -9,7 +9,7 @@ tables they hide, so every query, Ibis expression and analysis runs unchanged on
   ``context.ip``, ``context.device.id``, ``advertisingId`` and ``name``, and
   ``context.traits`` are replaced by ``m:`` + a keyed hash (values the catalog types other
   than string are removed: a typed read of them gives NULL, as is a precise
-  ``context.location``); a page's ``url`` and
+  ``context.location``); a page's (or a screen's) ``url`` and
   ``referrer`` lose their query string and fragment, and ``search`` is removed; the
   quarantine's violation messages about those values are withheld;
 - ``evt_<event>``: the typed views, over the masked ``events``.
@@ -158,8 +158,10 @@ def _payload_trees(catalog: Catalog) -> dict[tuple[str, str | None], Tree]:
             tree = _tree(spec.properties, trees.get(key, {}))
             if tree:
                 trees[key] = tree
-    # a page call's own properties repeat its address (url, referrer, search)
-    trees[("page", None)] = {**_PAGE, **trees.get(("page", None), {})}
+    # a page call's own properties repeat its address (url, referrer, search); a screen
+    # call's may hold a deep link (``shop://reset?token=...``)
+    for type_ in ("page", "screen"):
+        trees[(type_, None)] = {**_PAGE, **trees.get((type_, None), {})}
     return trees
 
 
