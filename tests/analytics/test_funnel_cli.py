@@ -270,3 +270,21 @@ def test_a_filter_on_a_field_the_catalog_does_not_declare_is_refused(
                             timeout=60)
         assert [r["users"] for r in answer.json()["rows"]] == [3, 2]
 
+
+def test_retention_leaves_periods_the_data_has_not_reached_empty(workspace: Workspace
+                                                                 ) -> None:
+    """The last event is on 11-05: days 4 and 5 after the 11-02 cohort (11-06, 11-07)
+    are not observed, so they are null in JSON, empty in CSV and blank in the table,
+    not 0 (which would read as everyone gone)."""
+    args = ["retention", "--start", "add_to_cart", "--return", "purchase_complete",
+            "--periods", "5"]
+    rows = json.loads(_run(workspace, *args, "--format", "json").stdout)
+    assert [(r["users"], r["retention"]) for r in rows] == [
+        (2, 0.5), (0, 0.0), (0, 0.0), (1, 0.25), (None, None), (None, None)]
+    csv_lines = _run(workspace, *args, "--format", "csv").stdout.splitlines()
+    assert csv_lines[0] == "cohort,cohort_size,period,users,retention"
+    assert csv_lines[5:] == ["2026-11-02 00:00:00+00:00,4,4,,",
+                             "2026-11-02 00:00:00+00:00,4,5,,"]
+    table = [line for line in _run(workspace, *args).stdout.splitlines() if "│" in line]
+    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in table]
+    assert [c[2:] for c in cells[-2:]] == [["4", "", ""], ["5", "", ""]]
