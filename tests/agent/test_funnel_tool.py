@@ -45,3 +45,19 @@ def test_nerve_funnel_by_user_says_why(demo_root: Path) -> None:
     assert done.returncode != 0
     assert "Traceback" not in done.stderr
     assert f"by 'user': {REFUSED}" in " ".join((done.stdout + done.stderr).split())
+
+
+@pytest.mark.parametrize("masked", [True, False])
+def test_a_step_filter_on_an_undeclared_property_is_refused(demo_root: Path,
+                                                            masked: bool) -> None:
+    """``quantiy`` is no property of add_to_cart: it would count 0 at that step; the MCP
+    tool refuses it as a metric's filter is, naming the property it meant."""
+    ws = Workspace.load(demo_root)
+    with pytest.raises(QueryError, match=r"^step 2 \(add_to_cart\) filter quantiy>=2: "
+                                         r".*add_to_cart has no property 'quantiy' \(did "
+                                         r"you mean 'quantity'\?"):
+        call(ws, "run_funnel", {"steps": ["product_view", "add_to_cart:quantiy>=2"]},
+             masked=masked)
+    rows = call(ws, "run_funnel", {"steps": ["product_view", "add_to_cart:quantity>=2"]},
+                masked=masked)["rows"]
+    assert rows[1]["users"] > 0

@@ -115,20 +115,54 @@ def test_retention_and_trend(engine: Any, events_table: Any) -> None:
     table = engine.load("events", events_table(rows))
     on = retention(table, RetentionSpec("signup", "open", periods=3))
     got = {(r["cohort"].date().isoformat(), r["period"]): r["users"] for r in on}
+    # the last event is on the 5th: the 6th is not observed (None), not a day nobody came
     assert got == {("2026-11-02", 0): 0, ("2026-11-02", 1): 1, ("2026-11-02", 2): 1,
                    ("2026-11-02", 3): 1, ("2026-11-03", 0): 1, ("2026-11-03", 1): 0,
-                   ("2026-11-03", 2): 0, ("2026-11-03", 3): 0}
+                   ("2026-11-03", 2): 0, ("2026-11-03", 3): None}
     assert on[0]["cohort_size"] == 2
     after = retention(table, RetentionSpec("signup", "open", periods=3, mode="on_or_after"))
     assert [r["users"] for r in after[:4]] == [2, 2, 2, 1]  # a is back on day 3, b on 2
     weekly = retention(table, RetentionSpec("signup", None, grain="week", periods=1))
-    assert [(r["period"], r["users"], r["cohort_size"]) for r in weekly] == [(0, 3, 3),
-                                                                              (1, 0, 3)]
+    assert [(r["period"], r["users"], r["cohort_size"]) for r in weekly] == [
+        (0, 3, 3), (1, None, 3)]  # no event in the week of the 9th yet
     series = trend(table, TrendSpec(_day(2, 0), _day(4, 0), event="open", measure="users"))
     assert [(r["period"].day, r["value"], r["previous"]) for r in series] == [
         (4, 1.0, 0.0), (5, 1.0, 2.0)]  # b on the 4th, a on the 5th; a and c on the 3rd
     assert series[0]["change"] is None
     assert series[1]["change"] == -0.5
+
+
+def test_retention_leaves_periods_not_observed_yet_empty(engine: Any,
+                                                         events_table: Any) -> None:
+    """A period that is not over, or that the data does not reach yet, is None (not
+    observed), not 0: a cohort three days old has had no week 1, which a 0 reads as
+    churn."""
+    rows = [_row("a", "signup", _day(0)), _row("a", "open", _day(1)),
+            _row("b", "signup", _day(2)), _row("b", "open", _day(3))]  # last: the 5th
+    table = engine.load("events", events_table(rows))
+
+    def got(spec: RetentionSpec, now: datetime | None = None) -> dict[Any, Any]:
+        return {(r["cohort"].day, r["period"]): (r["users"], r["retention"])
+                for r in retention(table, spec, now=now)}
+
+    daily = RetentionSpec("signup", "open", periods=3)
+    # long after: the 6th and 7th are after the last event
+    assert got(daily) == {(2, 0): (0, 0.0), (2, 1): (1, 1.0), (2, 2): (0, 0.0),
+                          (2, 3): (0, 0.0), (4, 0): (0, 0.0), (4, 1): (1, 1.0),
+                          (4, 2): (None, None), (4, 3): (None, None)}
+    noon = _day(3, 12)  # the 5th at noon: the 5th is not over
+    assert got(daily, noon) == {(2, 0): (0, 0.0), (2, 1): (1, 1.0), (2, 2): (0, 0.0),
+                                (2, 3): (None, None), (4, 0): (0, 0.0),
+                                (4, 1): (None, None), (4, 2): (None, None),
+                                (4, 3): (None, None)}
+    after = got(RetentionSpec("signup", "open", periods=3, mode="on_or_after"), noon)
+    assert [after[2, p][0] for p in range(4)] == [1, 1, 0, None]
+    # the brief's case: a weekly cohort that started on Monday, three days before
+    weekly = RetentionSpec("signup", "open", grain="week", periods=2)
+    assert got(weekly, noon) == {(2, 0): (None, None), (2, 1): (None, None),
+                                 (2, 2): (None, None)}
+    assert got(weekly, _day(7)) == {(2, 0): (2, 1.0), (2, 1): (None, None),
+                                    (2, 2): (None, None)}  # no event on the 9th yet
 
 
 PURCHASE = """

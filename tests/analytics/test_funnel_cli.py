@@ -178,3 +178,113 @@ def test_every_consumer_counts_the_workspace_days(la_workspace: Workspace,
     assert [r["users"] for r in tool["rows"]] == [expected, 1]
     serve(ws)
     assert _la_answers(ws) == (funnel_rows, trend_rows, retention_rows)  # over HTTP
+
+
+# A catalog for ROWS: add_to_cart sends a platform (and may send a coupon, which no row
+# has yet); purchase_complete sends neither
+CATALOG = {
+    "add_to_cart.yaml": "name: add_to_cart\nproperties:\n  platform: {type: string}\n"
+                        "  coupon: {type: string}\n",
+    "purchase_complete.yaml": "name: purchase_complete\nproperties:\n"
+                              "  revenue: {type: number}\n",
+    "identify.yaml": "name: identify\ntype: identify\nproperties:\n  plan: {type: string}\n",
+}
+READER = "ana-" + "r" * 28
+# (`nerve` arguments, or None where the CLI has no option for it; the HTTP request; what
+# the refusal says)
+UNDECLARED: list[tuple[list[str] | None, str, dict[str, Any], str]] = [
+    (["funnel", "add_to_cart", "purchase_complete:platform=ios"],
+     "/v1/funnels", {"steps": ["add_to_cart", "purchase_complete:platform=ios"]},
+     "step 2 (purchase_complete) filter platform=ios: 'properties.platform': "
+     "purchase_complete has no property 'platform' (its properties: revenue; 'platform' "
+     "is a property of add_to_cart), so it would match no event and count 0"),
+    (["funnel", "add_to_cart:platfrom=ios", "purchase_complete"],
+     "/v1/funnels", {"steps": ["add_to_cart:platfrom=ios", "purchase_complete"]},
+     "step 1 (add_to_cart) filter platfrom=ios: 'properties.platfrom': add_to_cart has "
+     "no property 'platfrom' (did you mean 'platform'?"),
+    (["funnel", "add_to_cart", "purchase_complete", "--hold", "platform"],
+     "/v1/funnels", {"steps": ["add_to_cart", "purchase_complete"], "hold": ["platform"]},
+     "step 2 (purchase_complete) hold platform: 'properties.platform': purchase_complete "
+     "has no property 'platform'"),
+    (["trend", "add_to_cart", "--where", "cuntry=DE"],
+     "/v1/trends", {"event": "add_to_cart", "filters": ["cuntry=DE"]},
+     "filter cuntry=DE: 'properties.cuntry': add_to_cart has no property 'cuntry'"),
+    (["trend", "--where", "traits.pln=pro"], "/v1/trends", {"filters": ["traits.pln=pro"]},
+     "filter traits.pln=pro: 'user.pln': identify has no trait 'pln' (did you mean "
+     "'plan'?"),
+    (None, "/v1/retention",
+     {"start_event": "add_to_cart", "start_where": ["propertis.plan=pro"]},
+     "start_where filter propertis.plan=pro: 'properties.propertis.plan': add_to_cart has "
+     "no property 'propertis.plan'"),
+]
+
+
+@pytest.fixture
+def cataloged(make_workspace: Callable[..., Workspace], events_table: Any,
+              monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    monkeypatch.setenv("NERVE_TEST_TOKEN_ANA", READER)
+    ws = make_workspace(CATALOG, extra_toml='[[readers]]\nname = "ana"\n'
+                                            'token_env = "NERVE_TEST_TOKEN_ANA"\n')
+    with Warehouse.for_workspace(ws) as wh:
+        cur = wh.cursor()
+        cur.register("rows", events_table(ROWS))
+        cur.execute("INSERT INTO events SELECT * FROM rows")
+    return ws
+
+
+def _refusals(ws: Workspace) -> None:
+    for args, _, _, message in UNDECLARED:
+        if args is not None:
+            result = _run(ws, *args, "--format", "json")
+            assert result.exit_code == 4, (args, result.output)
+            assert message in " ".join(result.stderr.split()), args
+
+
+def test_a_filter_on_a_field_the_catalog_does_not_declare_is_refused(
+        cataloged: Workspace, serve: Any) -> None:
+    """It would count 0 (no event has the field), where a metric's filter on it is
+    refused: the CLI, and the HTTP API with the admin's and a reader's token, refuse it
+    too, naming the field, the event and the closest declared field."""
+    ws = cataloged
+    _refusals(ws)
+    # declared fields are answered; one that no row has yet is a real zero
+    ios = _run(ws, "funnel", "add_to_cart:platform=ios", "purchase_complete", "-f", "json")
+    assert [r["users"] for r in json.loads(ios.stdout)] == [3, 2]
+    coupon = _run(ws, "trend", "add_to_cart", "--where", "coupon=SPRING", "--since",
+                  "2026-11-02", "--until", "2026-11-03", "--no-compare", "-f", "json")
+    assert coupon.exit_code == 0, coupon.output
+    assert [r["value"] for r in json.loads(coupon.stdout)] == [0.0]
+
+    server = serve(ws)
+    _refusals(ws)  # the CLI posts to the server now
+    admin = json.loads((ws.data_dir / "server.json").read_text())["admin_token"]
+    for token in (admin, READER):
+        headers = {"Authorization": f"Bearer {token}"}
+        for _, path, body, message in UNDECLARED:
+            answer = httpx.post(server.url + path, json=body, headers=headers, timeout=60)
+            assert answer.status_code == 400, (path, answer.text)
+            assert answer.json()["code"] == "query"
+            assert message in answer.json()["message"], path
+        ios_body = {"steps": ["add_to_cart:platform=ios", "purchase_complete"]}
+        answer = httpx.post(server.url + "/v1/funnels", json=ios_body, headers=headers,
+                            timeout=60)
+        assert [r["users"] for r in answer.json()["rows"]] == [3, 2]
+
+
+def test_retention_leaves_periods_the_data_has_not_reached_empty(workspace: Workspace
+                                                                 ) -> None:
+    """The last event is on 11-05: days 4 and 5 after the 11-02 cohort (11-06, 11-07)
+    are not observed, so they are null in JSON, empty in CSV and blank in the table,
+    not 0 (which would read as everyone gone)."""
+    args = ["retention", "--start", "add_to_cart", "--return", "purchase_complete",
+            "--periods", "5"]
+    rows = json.loads(_run(workspace, *args, "--format", "json").stdout)
+    assert [(r["users"], r["retention"]) for r in rows] == [
+        (2, 0.5), (0, 0.0), (0, 0.0), (1, 0.25), (None, None), (None, None)]
+    csv_lines = _run(workspace, *args, "--format", "csv").stdout.splitlines()
+    assert csv_lines[0] == "cohort,cohort_size,period,users,retention"
+    assert csv_lines[5:] == ["2026-11-02 00:00:00+00:00,4,4,,",
+                             "2026-11-02 00:00:00+00:00,4,5,,"]
+    table = [line for line in _run(workspace, *args).stdout.splitlines() if "│" in line]
+    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in table]
+    assert [c[2:] for c in cells[-2:]] == [["4", "", ""], ["5", "", ""]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -134,7 +135,14 @@ def test_query_errors_say_what_is_wrong(make_layer: Callable[..., SemanticLayer]
         MetricQuery(("revenue",), since="last tuesday"): "cannot read the time",
         MetricQuery(("revenue",), order_by=("-profit",)): "order_by 'profit'",
         MetricQuery(("revenue",), where="currency > 3"): "currency is string",
+        # a misspelt name: the closest declared one; a property of other events: which
+        MetricQuery(("revenue",), where="currncy = 'EUR'"): "purchase_complete has no "
+        "property 'currncy' (did you mean 'currency'? its properties: session_id,",
+        MetricQuery(("revenue",), where="price > 3"): "its properties: session_id, "
+        "revenue, currency, item_count; 'price' is a property of add_to_cart, product_view)",
+        MetricQuery(("events",), where="quantty > 1"): "no cataloged event has a property "
+        "'quantty' (did you mean 'quantity'?)",
     }
     for query, message in cases.items():
-        with pytest.raises(QueryError, match=message.replace("(", r"\(")):
+        with pytest.raises(QueryError, match=re.escape(message)):
             layer.compile(query, table, data_bounds=None, dialect="duckdb")

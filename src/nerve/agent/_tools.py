@@ -217,7 +217,8 @@ def run_funnel(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
             ("steps", "by", "since", "until", "window", "order") and v is not None}
     timezone = ctx.workspace.config.timezone
     check_masked_analysis("funnels", body, ctx.masked, lambda: ctx.layer, timezone=timezone)
-    result = funnel_request(ctx.events, body, layer=lambda: ctx.layer, timezone=timezone)
+    result = funnel_request(ctx.events, body, layer=lambda: ctx.layer, timezone=timezone,
+                            catalog=ctx.catalog)
     return {"body": body, **result, "caveats": _uncataloged(ctx, body.get("steps") or [])}
 
 

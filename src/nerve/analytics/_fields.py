@@ -5,6 +5,8 @@ A field name is a property (``platform``, ``properties.platform``), a path into 
 ``user_id``). Values come back as text; filters cast to numbers where they compare
 numbers. This module is the only place that reads JSON, so that it can be swapped for the
 semantic layer's dimension resolution (as-of identify traits) without touching the rest.
+Names are checked against the catalog with the semantic layer's resolver
+(``check_declared``), so a filter a metric would refuse is refused here too.
 
 JSON text is read with each engine's builtin function because Ibis' own JSON unwrapping
 is not portable (on Spark it runs Python UDFs):
@@ -27,10 +29,14 @@ import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
 from nerve.analytics._spec import Filter
-from nerve.errors import QueryError
+from nerve.catalog import Catalog
+from nerve.errors import Location, QueryError
+from nerve.semantic._expr import Ref
+from nerve.semantic._model import ANY_EVENT
+from nerve.semantic._resolve import IDENTIFY, ResolveError, Resolver
 
-__all__ = ["dialect_of", "entity", "field_source", "field_text", "filter_expr",
-           "filters_expr"]
+__all__ = ["check_declared", "dialect_of", "entity", "field_source", "field_text",
+           "filter_expr", "filters_expr"]
 
 _JSON_COLUMNS = ("properties", "context", "traits")
 _KEY = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$-]*$")
@@ -89,6 +95,8 @@ def _json_text(column: ir.Value, path: tuple[str, ...], dialect: str) -> ir.Stri
 #: the semantic layer's name for where each JSON column's values live
 _KINDS = {"properties": "property", "context": "context", "traits": "trait"}
 _COLUMN_OF = {kind: column for column, kind in _KINDS.items()}
+#: the semantic layer's reference to a property or a trait (the catalog declares both)
+_AS_REF = {"property": "properties", "trait": "user"}
 
 
 def field_source(name: str, columns: Iterable[str]) -> tuple[str, tuple[str, ...]]:
@@ -142,3 +150,35 @@ def filters_expr(table: ir.Table, event: str, filters: tuple[Filter, ...]) -> ir
     for flt in filters:
         expr = expr & filter_expr(table, flt)
     return expr
+
+
+def check_declared(catalog: Catalog | None, event: str | None,
+                   fields: Iterable[tuple[str, str]], columns: Iterable[str]) -> None:
+    """Raise QueryError when a field is a property or a trait the catalog does not declare
+    on ``event`` (on any track event when None): it would match no row and count 0.
+
+    ``fields`` are ``(where, name)`` pairs, ``where`` naming the request's part for the
+    message (``step 2 (purchase_complete) filter plan=pro``). The semantic layer's
+    resolver decides, so a field is refused here exactly where a metric's filter on it
+    is: a property on the event's entry, a trait (``traits.plan``) on ``identify``'s.
+    Context paths and envelope columns are not in the catalog, and an event the catalog
+    lacks is not checked (the CLI warns about it). A declared field that no row has yet
+    is a real zero, and passes.
+    """
+    if catalog is None or (event is not None and event not in catalog):
+        return
+    resolver = Resolver(catalog, {}, {}, {})
+    columns = list(columns)
+    for where, name in fields:
+        kind, path = field_source(name, columns)
+        if kind not in _AS_REF:
+            continue
+        try:
+            resolver.resolve(Ref((_AS_REF[kind], *path)), (event or ANY_EVENT,))
+        except ResolveError as exc:
+            spec = catalog.get(IDENTIFY if kind == "trait" else event or "")
+            home = (f"in {Location(spec.file, spec.lines.get('properties'))}"
+                    if spec is not None and spec.file else "in the catalog (events/)")
+            raise QueryError(f"{where}: {exc}, so it would match no event and count 0; fix "
+                             f"the name, or declare the {kind} {home} if the event sends "
+                             "it") from None

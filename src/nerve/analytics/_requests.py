@@ -7,6 +7,10 @@ people count them; the Python dataclasses are 0-based.
 Every caller passes the workspace's ``[project] timezone``: dates and naive datetimes in
 a body are wall-clock time there, and days and weeks are its days and weeks, as in
 metrics.
+
+Callers pass the workspace's catalog too: a filter (or a held value) on a property or a
+trait the catalog does not declare on its event is refused, naming the closest declared
+one, as a metric's filter is, rather than answered with a silent 0.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 
 import ibis.expr.types as ir
 
+from nerve.analytics._fields import check_declared
 from nerve.analytics._funnel import funnel
 from nerve.analytics._periods import instant, zone
 from nerve.analytics._retention import RetentionSpec, retention
@@ -31,6 +36,7 @@ from nerve.analytics._spec import (
     parse_step,
 )
 from nerve.analytics._trends import TrendSpec, metric_trend, trend
+from nerve.catalog import Catalog
 from nerve.errors import QueryError, UserError
 
 __all__ = [
@@ -185,18 +191,34 @@ def breakdown_layer(spec: FunnelSpec, layer: Callable[[], Any] | None) -> Any:
     return semantic
 
 
+def _check_funnel(spec: FunnelSpec, catalog: Catalog | None, columns: list[str]) -> None:
+    """Every step's filters and held values, and every exclusion's filters, against the
+    catalog (numbered as requests number steps)."""
+    for number, step in enumerate(spec.steps, 1):
+        what = f"step {number} ({step.event})"
+        check_declared(catalog, step.event,
+                       [*((f"{what} filter {f}", f.field) for f in step.where),
+                        *((f"{what} hold {h}", h) for h in spec.hold)], columns)
+    for ex in spec.exclusions:
+        check_declared(catalog, ex.event,
+                       [(f"exclusion {ex.event} filter {f}", f.field) for f in ex.where],
+                       columns)
+
+
 def funnel_request(events: ir.Table, body: dict[str, Any],
                    layer: Callable[[], Any] | None = None, *,
-                   timezone: str = "UTC") -> dict[str, Any]:
+                   timezone: str = "UTC", catalog: Catalog | None = None) -> dict[str, Any]:
     """``{"rows": [...]}``, plus ``"users"`` when the body asks for a list with
     ``{"users": {"step": 2, "status": "dropped", "by": "ios"}}``.
 
     ``layer`` returns the workspace's SemanticLayer: when every step is a cataloged event,
     the breakdown is the layer's dimension (``user.age_group`` as of each event);
     otherwise a field read from the event (``platform``, ``context.os.name``).
-    ``timezone``: the workspace's (``[project] timezone``).
+    ``timezone``: the workspace's (``[project] timezone``). ``catalog``: the workspace's,
+    which every field a filter or ``hold`` reads must be declared in.
     """
     spec = funnel_spec(body, timezone=timezone)
+    _check_funnel(spec, catalog, events.columns)
     result = funnel(events, spec, layer=breakdown_layer(spec, layer))
     out: dict[str, Any] = {"rows": result.rows}
     wanted = body.get("users")
@@ -211,10 +233,17 @@ def funnel_request(events: ir.Table, body: dict[str, Any],
 
 
 def retention_request(events: ir.Table, body: dict[str, Any], *,
-                      timezone: str = "UTC") -> dict[str, Any]:
+                      timezone: str = "UTC", catalog: Catalog | None = None
+                      ) -> dict[str, Any]:
     """``{"rows": [...]}`` for a retention body (start_event, return_event, grain, ...);
-    cohorts are days or weeks of ``timezone`` (the workspace's)."""
-    return {"rows": retention(events, retention_spec(body, timezone=timezone))}
+    cohorts are days or weeks of ``timezone`` (the workspace's); ``start_where`` and
+    ``return_where`` read fields ``catalog`` declares."""
+    spec = retention_spec(body, timezone=timezone)
+    for key, event, where in (("start_where", spec.start_event, spec.start_where),
+                              ("return_where", spec.return_event, spec.return_where)):
+        check_declared(catalog, event, [(f"{key} filter {f}", f.field) for f in where],
+                       events.columns)
+    return {"rows": retention(events, spec)}
 
 
 def retention_spec(body: dict[str, Any], *, timezone: str = "UTC") -> RetentionSpec:
@@ -237,10 +266,11 @@ def trend_filters(body: dict[str, Any]) -> tuple[Filter, ...]:
 
 def trend_request(events: ir.Table, body: dict[str, Any],
                   layer: Callable[[], Any] | None = None, *,
-                  timezone: str = "UTC") -> dict[str, Any]:
+                  timezone: str = "UTC", catalog: Catalog | None = None) -> dict[str, Any]:
     """``{"rows": [...]}`` for an event's count/users or a metric (``"metric"``, which
     needs ``layer``: a callable returning the workspace's SemanticLayer); buckets are
-    hours, days or weeks of ``timezone`` (the workspace's, as the layer's)."""
+    hours, days or weeks of ``timezone`` (the workspace's, as the layer's). An event's
+    ``filters`` read fields ``catalog`` declares (a metric's ``where``: the layer's)."""
     now = datetime.now(UTC)
     since = parse_time(body.get("since", "7d"), what="since", now=now, timezone=timezone)
     until = parse_time(body.get("until", "now"), what="until", now=now, timezone=timezone)
@@ -258,4 +288,6 @@ def trend_request(events: ir.Table, body: dict[str, Any],
                      where=trend_filters(body),
                      measure=str(body.get("measure", "count")), grain=grain,
                      compare=compare, timezone=timezone)
+    check_declared(catalog, spec.event, [(f"filter {f}", f.field) for f in spec.where],
+                   events.columns)
     return {"rows": trend(events, spec)}

@@ -8,6 +8,12 @@ start; "on_or_after" counts it in every period up to its last return (it came ba
 or later), the classic "unbounded" retention. Period 0 is the cohort's own period, so
 with the same start and return event it holds the whole cohort.
 
+A period is observed once it is over (by ``now``) and the data reaches into it (the
+events table's last event is at or after its start). Until then its ``users`` and
+``retention`` are None, not 0: a cohort that started three days ago has not had a week 1
+yet, and a 0 there would read as churn. Trends show the current bucket's count so far;
+a retention period has no such partial figure, as it is a share of a cohort.
+
 The engine does the work with two aggregations and a join; only one row per cohort and
 period comes back.
 """
@@ -15,7 +21,7 @@ period comes back.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -69,9 +75,12 @@ def _events(t: ir.Table, event: str | None, where: tuple[Filter, ...]) -> ir.Tab
     return t.filter(cond)
 
 
-def retention(events: ir.Table, spec: RetentionSpec) -> list[dict[str, Any]]:
+def retention(events: ir.Table, spec: RetentionSpec, *,
+              now: datetime | None = None) -> list[dict[str, Any]]:
     """Rows ``{cohort, cohort_size, period, users, retention}``, one per cohort and period
-    0..periods, ordered by cohort and period."""
+    0..periods, ordered by cohort and period; ``users`` and ``retention`` are None for a
+    period not observed yet (not over by ``now``, default the clock's, naive meaning
+    the spec's time zone; or after the last event)."""
     spec = spec.validate()
     tz, dialect = zone(spec.timezone), dialect_of(events)
     step = _GRAIN_SECONDS[spec.grain]
@@ -102,6 +111,8 @@ def retention(events: ir.Table, spec: RetentionSpec) -> list[dict[str, Any]]:
         counts = last.group_by(["cohort", "period"]).aggregate(users=last.who.count())
     size_rows = sizes.to_pyarrow().to_pylist()
     count_rows = counts.to_pyarrow().to_pylist()
+    now = instant(now, tz) if now else datetime.now(UTC)
+    data_end = _last_event(events) if size_rows else None
     by_cohort: dict[Any, dict[int, int]] = {}
     for row in count_rows:
         by_cohort.setdefault(_key(row["cohort"], tz), {})[int(row["period"])] = int(row["users"])
@@ -118,10 +129,22 @@ def retention(events: ir.Table, spec: RetentionSpec) -> list[dict[str, Any]]:
         else:
             users_at = got
         for p in range(spec.periods + 1):
-            users = users_at.get(p, 0)
-            out.append({"cohort": cohort, "cohort_size": size, "period": p,
-                        "users": users, "retention": users / size if size else None})
+            start = period_start(cohort, spec.grain, p)
+            observed = (period_start(cohort, spec.grain, p + 1) <= now
+                        and data_end is not None and start <= data_end)
+            users = users_at.get(p, 0) if observed else None
+            out.append({"cohort": cohort, "cohort_size": size, "period": p, "users": users,
+                        "retention": users / size if size and users is not None else None})
     return out
+
+
+def _last_event(events: ir.Table) -> datetime | None:
+    """The events table's latest timestamp, as an aware UTC instant: how far the data
+    reaches (engines differ in time zone tagging)."""
+    value = events.timestamp.max().to_pyarrow().as_py()
+    if not isinstance(value, datetime):
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _key(value: Any, tz: ZoneInfo) -> Any:

@@ -9,7 +9,7 @@ opened read-only here and the same function answers it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -25,6 +25,9 @@ from nerve.cli._common import (
 from nerve.cli._remote import answer
 from nerve.errors import CatalogError, InternalError, QueryError
 from nerve.workspace import Workspace
+
+if TYPE_CHECKING:
+    from nerve.catalog import Catalog
 
 __all__ = ["register", "run_analysis"]
 
@@ -52,11 +55,15 @@ def run_analysis(ws: Workspace, kind: str, body: dict[str, Any]) -> dict[str, An
             return SemanticLayer.load(ws)
 
         timezone = ws.config.timezone  # days and weeks as metrics count them
+        catalog = _catalog(ws)  # a filter's fields must be declared there
         if kind == "funnels":
-            return analytics.funnel_request(events, body, layer, timezone=timezone)
+            return analytics.funnel_request(events, body, layer, timezone=timezone,
+                                            catalog=catalog)
         if kind == "retention":
-            return analytics.retention_request(events, body, timezone=timezone)
-        return analytics.trend_request(events, body, layer, timezone=timezone)
+            return analytics.retention_request(events, body, timezone=timezone,
+                                               catalog=catalog)
+        return analytics.trend_request(events, body, layer, timezone=timezone,
+                                       catalog=catalog)
 
     found = answer(ws, f"/v1/{kind}", body, local)
     if "rows" not in found:
@@ -64,17 +71,25 @@ def run_analysis(ws: Workspace, kind: str, body: dict[str, Any]) -> dict[str, An
     return found
 
 
+def _catalog(ws: Workspace) -> Catalog | None:
+    """The workspace's catalog; None when it does not load (`nerve catalog lint` reports
+    a broken catalog; the funnel still runs)."""
+    from nerve.catalog import Catalog  # noqa: PLC0415
+
+    try:
+        return Catalog.load(ws.events_dir)
+    except (CatalogError, OSError):
+        return None
+
+
 def _warn_uncataloged(ws: Workspace, events: list[str]) -> None:
     """Events come from the catalog: say so (on stderr) when one is not in it (a typo
     counts nothing, and would otherwise read as a drop to zero)."""
     from difflib import get_close_matches  # noqa: PLC0415
 
-    from nerve.catalog import Catalog  # noqa: PLC0415
-
-    try:
-        catalog = Catalog.load(ws.events_dir)
-    except (CatalogError, OSError):
-        return  # `nerve catalog lint` reports a broken catalog; the funnel still runs
+    catalog = _catalog(ws)
+    if catalog is None:
+        return
     names = catalog.names()
     for event in dict.fromkeys(events):
         if event not in catalog:

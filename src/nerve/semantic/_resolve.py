@@ -15,8 +15,9 @@ The rules (docs/metrics.md#references), tried in order:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from difflib import get_close_matches
 from typing import Literal
 
 from nerve.catalog import Catalog, PropertySpec
@@ -73,6 +74,20 @@ def _nested(props: tuple[PropertySpec, ...], path: tuple[str, ...]) -> PropertyS
     return current
 
 
+def _paths(props: tuple[PropertySpec, ...], prefix: str = "") -> Iterator[str]:
+    """Every property's dotted path, nested ones too (``item``, ``item.sku``)."""
+    for prop in props:
+        yield prefix + prop.name
+        yield from _paths(prop.properties, f"{prefix}{prop.name}.")
+
+
+def _did_you_mean(label: str, props: Iterable[PropertySpec]) -> str:
+    """``"did you mean 'country'? "`` when a declared name is close to ``label``, else
+    nothing: what a misspelt name was meant to be, in front of the list of known ones."""
+    close = get_close_matches(label, list(_paths(tuple(props))), n=1)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
 class Resolver:
     """Resolves names against the catalog, named dimensions and segments."""
 
@@ -93,7 +108,11 @@ class Resolver:
             if len(types) == 1:
                 return types.pop()
             if not types:
-                raise ResolveError(f"{text!r}: no cataloged event has a property {label!r}")
+                declared = [p for spec in self.catalog if spec.type == "track"
+                            for p in spec.properties]
+                hint = _did_you_mean(label, declared).strip()
+                raise ResolveError(f"{text!r}: no cataloged event has a property {label!r}"
+                                   + (f" ({hint})" if hint else ""))
             raise ResolveError(f"{text!r}: property {label!r} has different types across events "
                              f"({', '.join(sorted(types))})")
         types = set()
@@ -104,8 +123,13 @@ class Resolver:
             prop = _nested(spec.properties, path)
             if prop is None:
                 known = ", ".join(p.name for p in spec.properties) or "none"
+                elsewhere = [other.name for other in self.catalog if other.name != event
+                             and _nested(other.properties, path) is not None]
+                also = (f"; {label!r} is a property of {', '.join(elsewhere[:3])}"
+                        if elsewhere else "")
                 raise ResolveError(f"{text!r}: {event} has no property {label!r} "
-                                 f"(its properties: {known})")
+                                   f"({_did_you_mean(label, spec.properties)}its properties: "
+                                   f"{known}{also})")
             types.add(prop.type)
         if len(types) > 1 and not types <= {"integer", "number"}:
             raise ResolveError(f"{text!r}: property {label!r} has different types across "
@@ -120,8 +144,9 @@ class Resolver:
         prop = _nested(spec.properties, path)
         if prop is None:
             known = ", ".join(p.name for p in spec.properties) or "none"
-            raise ResolveError(f"{text!r}: identify has no trait {'.'.join(path)!r} "
-                             f"(its traits: {known})")
+            label = ".".join(path)
+            raise ResolveError(f"{text!r}: identify has no trait {label!r} "
+                               f"({_did_you_mean(label, spec.properties)}its traits: {known})")
         return prop.type
 
     def resolve(self, ref: Ref, events: tuple[str, ...], *, allow_segments: bool = False,

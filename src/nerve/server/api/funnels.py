@@ -6,8 +6,9 @@
 - ``POST /v1/trends``     ``{"event" | "metric", "measure", "grain", "since", "until"...}``
 
 The CLI's ``nerve funnel``, ``nerve retention`` and ``nerve trend`` post the same bodies
-here while ``nerve serve`` holds the warehouse. On the masked view a filter, breakdown or
-held value that reads a masked personal value is refused (400, nerve.governance).
+here while ``nerve serve`` holds the warehouse. A filter on a field the catalog does not
+declare is refused (400), on every view; on the masked view a filter, breakdown or held
+value that reads a masked personal value is refused too (nerve.governance).
 """
 
 from __future__ import annotations
@@ -62,15 +63,15 @@ def _timezone(state: Any) -> str:
 def routes() -> list[BaseRoute]:
     return [
         Route("/v1/funnels",
-              _handler("funnels", lambda ev, body, s: funnel_request(ev, body, _layer(s),
-                                                          timezone=_timezone(s))),
+              _handler("funnels", lambda ev, body, s: funnel_request(
+                  ev, body, _layer(s), timezone=_timezone(s), catalog=s.catalog)),
               methods=["POST"]),
         Route("/v1/retention",
-              _handler("retention", lambda ev, body, s: retention_request(ev, body,
-                                                             timezone=_timezone(s))),
+              _handler("retention", lambda ev, body, s: retention_request(
+                  ev, body, timezone=_timezone(s), catalog=s.catalog)),
               methods=["POST"]),
         Route("/v1/trends",
-              _handler("trends", lambda ev, body, s: trend_request(ev, body, _layer(s),
-                                                         timezone=_timezone(s))),
+              _handler("trends", lambda ev, body, s: trend_request(
+                  ev, body, _layer(s), timezone=_timezone(s), catalog=s.catalog)),
               methods=["POST"]),
     ]
