@@ -300,7 +300,8 @@ def check_reader_query(sql: str, tables: Iterable[str]) -> set[str]:
     statement = check_read_only(sql)
     allowed = {t.lower() for t in tables}
     allowed |= {cte.alias_or_name.lower() for cte in statement.find_all(exp.CTE)}
-    listed = ", ".join(sorted(allowed & {"events", "quarantine", *OPEN_TABLES})) + ", evt_<event>"
+    listed = (", ".join(sorted(allowed & {"events", "quarantine", *OPEN_TABLES}))
+              + ", evt_<event> (one per cataloged track event)")
     names = set()
     for table in statement.find_all(exp.Table):
         if not isinstance(table.this, exp.Identifier):
