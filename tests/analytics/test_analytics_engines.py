@@ -165,6 +165,25 @@ def test_retention_leaves_periods_not_observed_yet_empty(engine: Any,
                                     (2, 2): (None, None)}  # no event on the 9th yet
 
 
+def test_retention_filters_apply_to_any_event_too(engine: Any, events_table: Any) -> None:
+    """``return_where`` with no return event filters every event it counts (it was left
+    out, counting every return)."""
+    day = 1440
+    rows = [ev("a", "signup", 0), ev("a", "open", day, platform="ios"),
+            ev("b", "signup", 0), ev("b", "search", day, platform="web"),
+            ev("c", "signup", 0), ev("c", "open", 2 * day, platform="ios")]
+    table = engine.load("events", events_table(rows))
+    ios = (Filter("platform", "=", "ios"),)
+
+    def users(spec: RetentionSpec) -> list[Any]:
+        return [r["users"] for r in retention(table, spec)]
+
+    assert users(RetentionSpec("signup", None, periods=2)) == [3, 2, 1]
+    assert users(RetentionSpec("signup", None, periods=2, return_where=ios)) == [0, 1, 1]
+    # cohorts of the ios events: a on day 1 (nothing on day 2), c on day 2 (the last day)
+    assert users(RetentionSpec(None, None, periods=1, start_where=ios)) == [1, 0, 1, None]
+
+
 PURCHASE = """
 name: purchase_complete
 properties:

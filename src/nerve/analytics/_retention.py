@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 
 import ibis.expr.types as ir
 
-from nerve.analytics._fields import dialect_of, entity, filters_expr
+from nerve.analytics._fields import dialect_of, entity, filter_expr, filters_expr
 from nerve.analytics._periods import instant, label, local_start, wall_clock, zone
 from nerve.analytics._spec import Filter
 from nerve.errors import QueryError
@@ -69,9 +69,13 @@ class RetentionSpec:
 
 
 def _events(t: ir.Table, event: str | None, where: tuple[Filter, ...]) -> ir.Table:
+    """Track events (``event``'s only, when named) that pass every filter of ``where``."""
     cond = (t.type == "track") & entity(t).notnull()
     if event is not None:
         cond &= filters_expr(t, event, where)
+    else:
+        for flt in where:
+            cond &= filter_expr(t, flt)
     return t.filter(cond)
 
 
