@@ -130,6 +130,12 @@ def test_retention_and_trend(engine: Any, events_table: Any) -> None:
         (4, 1.0, 0.0), (5, 1.0, 2.0)]  # b on the 4th, a on the 5th; a and c on the 3rd
     assert series[0]["change"] is None
     assert series[1]["change"] == -0.5
+    assert not any(r["partial"] for r in series)
+    # at noon on the 4th: the 4th so far, not set against a whole day; the 5th not yet
+    midway = trend(table, TrendSpec(_day(2, 0), _day(4, 0), event="open", measure="users"),
+                   now=_day(2, 12))
+    assert [(r["value"], r["partial"], r["change"]) for r in midway] == [
+        (1.0, True, None), (None, False, None)]
 
 
 def test_retention_leaves_periods_not_observed_yet_empty(engine: Any,

@@ -168,7 +168,8 @@ def test_every_consumer_counts_the_workspace_days(la_workspace: Workspace,
     assert expected == 3  # u1, u3, u4 (UTC's 03-10 has u1 and u2)
     funnel_rows, trend_rows, retention_rows = _la_answers(ws)
     assert [r["users"] for r in funnel_rows] == [expected, 1]
-    assert trend_rows == [{"period": "2026-03-10T00:00:00-07:00", "value": expected}]
+    assert trend_rows == [{"period": "2026-03-10T00:00:00-07:00", "value": expected,
+                           "partial": False}]
     assert {r["cohort"] for r in retention_rows} == {"2026-03-10T00:00:00-07:00"}
     assert retention_rows[0]["cohort_size"] == expected
     with Warehouse.for_workspace(ws, read_only=True) as wh:

@@ -92,10 +92,16 @@ def _series(events: ir.Table, spec: TrendSpec, trange: TimeRange) -> dict[dateti
     return {wall_clock(r["bucket"]): float(r["value"]) for r in rows}
 
 
-def trend(events: ir.Table, spec: TrendSpec) -> list[dict[str, Any]]:
-    """Rows ``{period, value, previous_period, previous, change}`` per bucket; ``change``
-    is relative (0.25 = +25 %), null when the previous value is 0. Periods are aware
-    datetimes at the bucket's local start."""
+def trend(events: ir.Table, spec: TrendSpec, *,
+          now: datetime | None = None) -> list[dict[str, Any]]:
+    """Rows ``{period, value, previous_period, previous, change, partial}`` per bucket;
+    ``change`` is relative (0.25 = +25 %), null when the previous value is 0. Periods are
+    aware datetimes at the bucket's local start.
+
+    The bucket that holds ``now`` (default: the clock's) is ``partial``: its value is the
+    count so far and its ``change`` is null (set against a whole previous bucket it would
+    read as a drop); a bucket that starts after ``now`` has a null value.
+    """
     spec = spec.validate()
     current_range, previous_range = _ranges(spec.since, spec.until, spec.grain,
                                             zone(spec.timezone))
@@ -103,21 +109,29 @@ def trend(events: ir.Table, spec: TrendSpec) -> list[dict[str, Any]]:
     previous = _series(events, spec, previous_range) if spec.compare else {}
     return _rows(buckets(current_range, spec.grain), current,
                  buckets(previous_range, spec.grain) if spec.compare else [], previous,
-                 compare=spec.compare, tz=current_range.tz)
+                 compare=spec.compare, trange=current_range, now=now)
 
 
 def _rows(starts: list[datetime], current: dict[datetime, float],
           prev_starts: list[datetime], previous: dict[datetime, float], *,
-          compare: bool, tz: ZoneInfo) -> list[dict[str, Any]]:
+          compare: bool, trange: TimeRange, now: datetime | None) -> list[dict[str, Any]]:
+    tz = trange.tz
+    now = now or datetime.now(UTC)  # naive: wall-clock time already, as the buckets' starts
+    local_now = now.astimezone(tz).replace(tzinfo=None) if now.tzinfo else now
     out = []
     for i, start in enumerate(starts):
-        row: dict[str, Any] = {"period": label(start, tz), "value": current.get(start, 0.0)}
+        end = starts[i + 1] if i + 1 < len(starts) else trange.end
+        future, partial = start > local_now, start <= local_now < end
+        row: dict[str, Any] = {"period": label(start, tz),
+                               "value": None if future else current.get(start, 0.0)}
         if compare:
             prev_start = prev_starts[i] if i < len(prev_starts) else None
             prev = previous.get(prev_start, 0.0) if prev_start else None
             row |= {"previous_period": label(prev_start, tz) if prev_start else None,
                     "previous": prev,
-                    "change": (row["value"] - prev) / prev if prev else None}
+                    "change": (row["value"] - prev) / prev
+                    if prev and not (future or partial) else None}
+        row["partial"] = partial
         out.append(row)
     return out
 
@@ -150,4 +164,4 @@ def metric_trend(layer: Any, table: ir.Table, metric: str, *, since: datetime,
     previous = series(previous_range) if compare else {}
     return _rows(buckets(current_range, grain), current,
                  buckets(previous_range, grain) if compare else [], previous,
-                 compare=compare, tz=current_range.tz)
+                 compare=compare, trange=current_range, now=None)
