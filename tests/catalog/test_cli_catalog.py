@@ -253,7 +253,32 @@ def test_lint_reports_a_load_error_and_the_other_files_findings(shop: Workspace)
     # the product group's only users did not load: no unused-group guess
     code, out, _ = run(shop, "catalog", "lint")
     assert code == 1
-    assert "3 events: 3 errors, 0 warnings" in out
+    assert "5 event files, 2 could not be loaded: 3 errors, 0 warnings" in out
+
+
+def test_lint_counts_the_files_that_did_not_load(shop: Workspace) -> None:
+    """The summary counts every file, not only the events that loaded: a broken file is
+    never hidden behind a smaller number."""
+    code, out, _ = run(shop, "catalog", "lint")
+    assert (code, out.strip()) == (0, "5 event files: 0 errors, 0 warnings")
+    edit(shop, "order_completed.yaml", "type: boolean", "type: bool")
+    code, out, _ = run(shop, "catalog", "lint")
+    assert code == 1
+    assert out.splitlines()[-1] == "5 event files, 1 could not be loaded: 1 errors, 0 warnings"
+    (shop.events_dir / "groups" / "extra.yaml").write_text("name: extra\nproperties: [x]\n")
+    code, out, _ = run(shop, "catalog", "lint")
+    assert out.splitlines()[-1] == ("5 event files, 1 could not be loaded; 2 group files, 1 "
+                                    "could not be loaded: 2 errors, 0 warnings")
+    # the machine formats name each broken file too
+    code, out, _ = run(shop, "catalog", "lint", "--format", "json")
+    assert [(f["rule"], f["file"]) for f in json.loads(out)] == [
+        ("load", "events/groups/extra.yaml"), ("load", "events/order_completed.yaml")]
+    code, out, _ = run(shop, "catalog", "lint", "--format", "junit")
+    suite = ET.fromstring(out).find("testsuite")
+    assert suite is not None
+    failed = {c.get("name") for c in suite.iter("testcase") if c.find("failure") is not None}
+    assert failed == {"events/groups/extra.yaml", "events/order_completed.yaml"}
+    assert (suite.get("tests"), suite.get("failures")) == ("7", "2")
 
 
 def test_lint_junit_for_ci(make_workspace: Callable[..., Workspace]) -> None:

@@ -125,6 +125,24 @@ def test_bad_input_exits_invalid(workspace: Callable[..., Workspace]) -> None:
     assert "freshnes" in typo.output
 
 
+def test_every_checks_yaml_mistake_is_reported_in_one_run(
+        workspace: Callable[..., Workspace]) -> None:
+    ws = workspace(checks_yaml="defaults:\n  volume: {sensitivty: 3}\n  freshnes: {}\n"
+                               "events:\n  singup:\n    volume: {direction: sideways}\n"
+                               "schedule: 5m\n")
+    result = check(ws)
+    assert result.exit_code == ExitCode.INVALID, result.output
+    reported = [line.removeprefix("error: ") for line in result.stderr.splitlines()]
+    assert [line.split(": ", 2)[:2] for line in reported] == [
+        [f"{ws.root / 'checks.yaml'}:2", "defaults.volume.sensitivty"],
+        [f"{ws.root / 'checks.yaml'}:3", "defaults.freshnes"],
+        [f"{ws.root / 'checks.yaml'}:5", "events.singup"],
+        [f"{ws.root / 'checks.yaml'}:6", "events.singup.volume.direction"],
+        [f"{ws.root / 'checks.yaml'}:7", "schedule"],
+    ]
+    assert "(did you mean signup?)" in reported[2]
+
+
 def test_names_the_catalog_lacks_are_config_errors(workspace: Callable[..., Workspace]) -> None:
     """A misspelt key used to make the result vanish (null on every row: exit 0), and a
     misspelt preceded_by failed the sequence check on good data (exit 1)."""

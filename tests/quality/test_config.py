@@ -134,6 +134,65 @@ sequences:
                              "a cataloged event (did you mean song_played?)")
 
 
+def test_every_mistake_is_reported_in_one_go(tmp_path: Path) -> None:
+    """Layout mistakes and names the catalog lacks together, in file order, so one run
+    shows what to fix (not one mistake per run)."""
+    write(tmp_path, """\
+alerts: {}
+defaults:
+  volumes: {}
+  volume: {sensitivty: 3, training: forever}
+events:
+  playlst_created:
+    volume: {direction: sideways}
+  song_played:
+    disabled: [nope]
+    null_rate: [0.1]
+sequences:
+  - {event: song_playd, min_share: 95}
+  - {event: song_played, preceded_by: playlist_created, min_users: many}
+rates: {numerator: song_played}
+webhook: {url: x, alert_on: [sometimes]}
+""")
+    with pytest.raises(UserError) as info:
+        load_config(tmp_path, catalog=PLAYLISTS)
+    lines = [line.split("checks.yaml:", 1)[1] for line in str(info.value).splitlines()]
+    assert [line.split(": ", 2)[:2] for line in lines] == [
+        ["1", "alerts"],
+        ["3", "defaults.volumes"],
+        ["4", "defaults.volume.sensitivty"],
+        ["4", "defaults.volume.training"],
+        ["6", "events.playlst_created"],
+        ["7", "events.playlst_created.volume.direction"],
+        ["9", "events.song_played.disabled"],
+        ["10", "events.song_played.null_rate"],
+        ["12", "sequences[0]"],
+        ["12", "sequences[0].event"],
+        ["13", "sequences[1].min_users"],
+        ["14", "rates"],
+        ["15", "webhook.alert_on"],
+    ]
+    assert "'playlst_created' is not a cataloged event (did you mean playlist_created?)" \
+        in lines[4]
+    assert "'song_playd' is not a cataloged event (did you mean song_played?)" in lines[9]
+    assert "unknown setting; expected one of" in lines[2]
+
+
+@pytest.mark.parametrize(("text", "where"), [
+    ("defaults: [volume]\n", "checks.yaml:1: defaults: expected a mapping"),
+    ("events: [signup]\n", "checks.yaml:1: events: expected a mapping"),
+    ("dimensions: platform\n", "checks.yaml:1: dimensions: expected a mapping"),
+    ("schedule: 5m\n", "checks.yaml:1: schedule: expected a mapping with every"),
+    ("webhook: [x]\n", "checks.yaml:1: webhook: expected a URL or a mapping"),
+    ("sequences: {event: a}\n", "checks.yaml:1: sequences: expected a list"),
+])
+def test_a_section_of_the_wrong_type_is_an_error_not_a_crash(tmp_path: Path, text: str,
+                                                              where: str) -> None:
+    with pytest.raises(UserError) as info:
+        load_config(write(tmp_path, text), catalog=PLAYLISTS)
+    assert where in str(info.value)
+
+
 @pytest.mark.parametrize("key", [
     "properties.playlist_id", "user_id", "message_id", "context.app.version", "properties",
 ])

@@ -177,6 +177,42 @@ def test_query_on_a_broken_file_names_every_problem_as_lint_does(shop: Workspace
     assert len(reported) == 3
 
 
+def test_a_short_form_dimension_takes_its_type_from_the_catalog(shop: Workspace) -> None:
+    """``years: user.age`` is the catalog's integer, as the long form with a type is."""
+    (shop.metrics_dir / "ages.yaml").write_text(
+        "dimensions:\n  years: user.age\n  shown_age: {expr: user.age, description: Age}\n",
+        encoding="utf-8")
+    # seniors when they bought: u2 on 2026-03-03 (70) and u1 on 2026-03-11 (66)
+    for dimension in ("years", "shown_age", "age"):
+        result = nerve(shop, "query", "orders", "revenue", "--where", f"{dimension} >= 65",
+                       "--since", "2026-03-01", "--until", "2026-03-31", "--format", "json")
+        assert result.exit_code == ExitCode.OK, result.output
+        assert json.loads(result.stdout) == [{"orders": 2, "revenue": 120.0}]
+    result = nerve(shop, "query", "orders", "--by", "years", "--since", "2026-03-01",
+                   "--until", "2026-03-31", "--format", "json")
+    assert result.exit_code == ExitCode.OK, result.output
+    assert json.loads(result.stdout) == [{"years": 30, "orders": 2}, {"years": 66, "orders": 1},
+                                         {"years": 70, "orders": 1}]
+
+
+def test_a_property_typed_differently_by_two_events_needs_the_long_form(
+        shop: Workspace) -> None:
+    (shop.events_dir / "refund.yaml").write_text(
+        "name: refund\nproperties:\n  price: {type: string}\n", encoding="utf-8")
+    (shop.metrics_dir / "prices.yaml").write_text(
+        "dimensions:\n  list_price: properties.price\n"
+        "  typed_price: {expr: properties.price, type: number}\n", encoding="utf-8")
+    result = nerve(shop, "lint", "--format", "json")
+    assert result.exit_code == ExitCode.FAILED
+    rows = json.loads(result.stdout)
+    assert [(r["file"], r["line"]) for r in rows] == [("metrics/prices.yaml", 2)]
+    message = rows[0]["message"]
+    assert message.startswith("dimensions.list_price: 'properties.price' is ")
+    for part in ("number in add_to_cart", "string in refund",
+                 "{expr: properties.price, type: ...}"):
+        assert part in message, message
+
+
 def test_readiness(shop: Workspace) -> None:
     result = nerve(shop, "readiness", "--format", "json")
     assert result.exit_code == ExitCode.OK, result.output

@@ -20,12 +20,12 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 from nerve.catalog._catalog import Catalog
-from nerve.catalog._load import VERSIONS_DIR
+from nerve.catalog._load import GROUPS_DIR, VERSIONS_DIR, yaml_files
 from nerve.catalog._model import EventSpec, PropertySpec
 from nerve.errors import CatalogError, WorkspaceError
 
-__all__ = ["FORMATS", "HANDLINGS", "RULES", "Finding", "LintConfig", "findings_from_error",
-           "lint_catalog", "lint_folder", "to_junit"]
+__all__ = ["FORMATS", "HANDLINGS", "RULES", "Finding", "FolderCounts", "LintConfig",
+           "findings_from_error", "lint_catalog", "lint_folder", "to_junit"]
 
 #: what the privacy stage may do with a personal or sensitive value
 HANDLINGS = ("hash", "drop", "keep", "truncate")
@@ -139,9 +139,36 @@ def findings_from_error(error: CatalogError) -> list[Finding]:
             for where, text in error.problems]
 
 
+@dataclass(frozen=True, slots=True)
+class FolderCounts:
+    """How many files lint read, and how many of them did not load.
+
+    >>> str(FolderCounts(event_files=4, events_failed=1))
+    '4 event files, 1 could not be loaded'
+    """
+
+    #: events/*.yaml and events/versions/*.yaml
+    event_files: int
+    events_failed: int = 0
+    #: events/groups/*.yaml
+    group_files: int = 0
+    groups_failed: int = 0
+
+    def __str__(self) -> str:
+        text = _files(self.event_files, "event", self.events_failed)
+        if self.groups_failed:
+            text += "; " + _files(self.group_files, "group", self.groups_failed)
+        return text
+
+
+def _files(count: int, kind: str, failed: int) -> str:
+    text = f"{count} {kind} file{'' if count == 1 else 's'}"
+    return text + (f", {failed} could not be loaded" if failed else "")
+
+
 def lint_folder(events_dir: Path, config: LintConfig | None = None
-                ) -> tuple[list[Finding], int]:
-    """Findings for an events folder, and how many events loaded.
+                ) -> tuple[list[Finding], FolderCounts]:
+    """Findings for an events folder, and how many files it has and how many did not load.
 
     A file that does not load is a ``load`` finding; every other file is still linted, so
     CI sees all the problems in one run. ``unused-group`` needs every event's ``include``,
@@ -153,7 +180,18 @@ def lint_folder(events_dir: Path, config: LintConfig | None = None
         load = findings_from_error(CatalogError(problems))
         findings = sorted([*load, *(f for f in findings if f.rule != "unused-group")],
                           key=lambda f: (f.file or "", f.line or 0, f.rule))
-    return findings, len(catalog)
+    # a file did not load when it has a load problem, or is not in the catalog (an event
+    # whose group's pattern does not compile: the problem names the group's file)
+    named = {Path(where.file) for where, _ in problems}
+    loaded = {spec.file for spec in _all_specs(catalog)} | \
+        {group.file for group in catalog.groups.values()}
+    event_files = [*yaml_files(events_dir), *yaml_files(events_dir / VERSIONS_DIR)]
+    group_files = yaml_files(events_dir / GROUPS_DIR)
+    return findings, FolderCounts(
+        event_files=len(event_files),
+        events_failed=sum(p in named or p not in loaded for p in event_files),
+        group_files=len(group_files),
+        groups_failed=sum(p in named or p not in loaded for p in group_files))
 
 
 def lint_catalog(catalog: Catalog, config: LintConfig | None = None) -> list[Finding]:

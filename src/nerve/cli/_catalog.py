@@ -86,7 +86,7 @@ def lint(
     """
     ws = load_workspace(ctx)
     config = LintConfig.from_toml(ws.config.raw)
-    findings, count = lint_folder(ws.events_dir, config)
+    findings, counts = lint_folder(ws.events_dir, config)
     findings = [replace(f, file=_rel(f.file, ws.root) or None) for f in findings]
     if fmt is LintFormat.junit:
         sys.stdout.write(to_junit(findings, _catalog_files(ws.events_dir, ws.root)))
@@ -97,7 +97,8 @@ def lint(
                    "message": f.message} for f in findings], Format.table,
                  title="catalog lint")
         errors = sum(f.severity == "error" for f in findings)
-        console.print(f"{count} events: {errors} errors, {len(findings) - errors} warnings")
+        console.print(f"{counts}: {errors} errors, {len(findings) - errors} warnings",
+                      soft_wrap=True)
     else:
         emit([f.as_dict() for f in findings], Format(fmt.value))
     if any(f.severity == "error" for f in findings):

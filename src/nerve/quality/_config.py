@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,7 +40,7 @@ import yaml
 
 from nerve.catalog._yaml import load_yaml
 from nerve.errors import UserError
-from nerve.quality._references import line_of, reference_problems
+from nerve.quality._references import Problem, line_of, reference_problems
 
 if TYPE_CHECKING:
     from nerve.catalog import Catalog
@@ -198,10 +199,11 @@ def load_config(root: Path | str, toml: dict[str, Any] | None = None,
                 catalog: Catalog | None = None) -> ChecksConfig:
     """Read ``checks.yaml`` in the workspace ``root`` (if any) and ``[checks]`` of nerve.toml.
 
-    Raises UserError naming the file, line and field for anything it does not understand.
-    With the workspace's ``catalog``, names are checked too: events, ``natural_key`` and
-    ``expected_values`` paths, sequence and rate events. A typo there would otherwise
-    apply a setting to nothing, or judge a key that is null on every row.
+    Raises UserError listing everything it does not understand, each with the file, line
+    and field, in file order (one run shows every mistake). With the workspace's
+    ``catalog``, names are checked too: events, ``natural_key`` and ``expected_values``
+    paths, sequence and rate events. A typo there would otherwise apply a setting to
+    nothing, or judge a key that is null on every row.
     """
     path = Path(root) / CONFIG_FILE
     raw: Any = {}
@@ -215,12 +217,14 @@ def load_config(root: Path | str, toml: dict[str, Any] | None = None,
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a mapping at the top level")
     section = dict((toml or {}).get("checks", {}) or {})
-    config = _parse(raw, section, path)
+    problems = _Problems(raw)
+    config = _parse(raw, section, path, problems)
     if catalog is not None:
-        problems = reference_problems(raw, catalog)
-        if problems:
-            raise UserError("\n".join(f"{path}:{line}: {where}: {what}"
-                                      for line, where, what in problems))
+        problems.found.extend(reference_problems(raw, catalog))
+    if problems.found:
+        raise UserError("\n".join(
+            f"{path}{f':{line}' if line else ''}: {where}: {what}"
+            for line, where, what in sorted(problems.found, key=lambda p: p[0] or 0)))
     return config
 
 
@@ -228,49 +232,79 @@ _TOP = {"defaults", "dimensions", "events", "sequences", "rates", "webhook", "sc
 _EVENT_ONLY = {"natural_key", "expected_values", "disabled"}
 
 
-def _parse(raw: dict[str, Any], toml: dict[str, Any], path: Path) -> ChecksConfig:
-    def fail(where: str, problem: str) -> UserError:
-        line = line_of(raw, where)
-        return UserError(f"{path}{f':{line}' if line else ''}: {where}: {problem}")
+class _Problems:
+    """Collects every problem of one checks.yaml with its line, to report them together.
 
+    Parsing goes on after a problem with a stand-in value; the config built then is never
+    used, as ``load_config`` raises.
+    """
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.raw = raw
+        self.found: list[Problem] = []
+
+    def __call__(self, where: str, problem: str) -> None:
+        self.found.append((line_of(self.raw, where), where, problem))
+
+
+Bad = Callable[[str, str], None]
+
+
+def _mapping(raw: dict[str, Any], key: str, bad: Bad) -> dict[Any, Any]:
+    value = raw.get(key) or {}
+    if not isinstance(value, dict):
+        bad(key, "expected a mapping keyed by name")
+        return {}
+    return value
+
+
+def _parse(raw: dict[str, Any], toml: dict[str, Any], path: Path, bad: Bad) -> ChecksConfig:
     for key in raw:
         if key not in _TOP:
-            raise fail(key, f"unknown section; expected one of {', '.join(sorted(_TOP))}")
+            bad(str(key), f"unknown section; expected one of {', '.join(sorted(_TOP))}")
     defaults = copy.deepcopy(DEFAULTS)
-    for check, settings in (raw.get("defaults") or {}).items():
-        _check_settings(check, settings, f"defaults.{check}", fail)
-        defaults[check].update(settings)
+    for check, settings in _mapping(raw, "defaults", bad).items():
+        if _check_settings(check, settings, f"defaults.{check}", bad):
+            defaults[check].update(settings)
     events: dict[str, dict[str, Any]] = {}
-    for event, spec in (raw.get("events") or {}).items():
+    for event, spec in _mapping(raw, "events", bad).items():
         if not isinstance(spec, dict):
-            raise fail(f"events.{event}", "expected a mapping of check settings")
+            bad(f"events.{event}", "expected a mapping of check settings")
+            continue
         for key, value in spec.items():
             where = f"events.{event}.{key}"
-            if key in _EVENT_ONLY:
-                if key == "disabled" and (not isinstance(value, list)
-                                          or any(v not in CHECKS for v in value)):
-                    raise fail(where, f"expected a list of check names ({', '.join(CHECKS)})")
-                if key == "natural_key" and (not isinstance(value, list) or not value):
-                    raise fail(where, "expected a list of fields, e.g. [properties.order_id]")
-                if key == "expected_values" and not isinstance(value, dict):
-                    raise fail(where, "expected a mapping of property path -> list of values")
-                continue
-            _check_settings(key, value, where, fail)
+            if key not in _EVENT_ONLY:
+                _check_settings(key, value, where, bad)
+            elif key == "disabled" and (not isinstance(value, list)
+                                        or any(v not in CHECKS for v in value)):
+                bad(where, f"expected a list of check names ({', '.join(CHECKS)})")
+            elif key == "natural_key" and (not isinstance(value, list) or not value):
+                bad(where, "expected a list of fields, e.g. [properties.order_id]")
+            elif key == "expected_values" and not isinstance(value, dict):
+                bad(where, "expected a mapping of property path -> list of values")
         events[str(event)] = spec
     dimensions = dict(DEFAULT_DIMENSIONS)
-    for name, given in (raw.get("dimensions") or {}).items():
+    for name, given in _mapping(raw, "dimensions", bad).items():
         paths = [given] if isinstance(given, str) else given
         if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
-            raise fail(f"dimensions.{name}", "expected a JSON path or a list of them")
+            bad(f"dimensions.{name}", "expected a JSON path or a list of them")
+            continue
         dimensions[str(name)] = tuple(paths)
-    sequences = _sequences(raw.get("sequences") or [], fail)
-    rates = (_rates(raw["rates"] or [], fail) if "rates" in raw
+    sequences = _sequences(raw.get("sequences") or [], bad)
+    rates = (_rates(raw["rates"] or [], bad) if "rates" in raw
              else metric_rates(path.parent / "metrics"))
-    every = _duration((raw.get("schedule") or {}).get("every") or toml.get("every") or "5m",
-                      "schedule.every", fail)
+    schedule = raw.get("schedule") or {}
+    if not isinstance(schedule, dict):
+        bad("schedule", "expected a mapping with every, e.g. {every: 5m}")
+        schedule = {}
+    every = _duration(schedule.get("every") or toml.get("every") or "5m", "schedule.every",
+                      bad)
     webhook = raw.get("webhook") or {}
     if isinstance(webhook, str):
         webhook = {"url": webhook}
+    if not isinstance(webhook, dict):
+        bad("webhook", "expected a URL or a mapping with url and alert_on")
+        webhook = {}
     url = webhook.get("url") or toml.get("webhook")
     # YAML 1.1 reads a bare `on:` key as true (the loader keeps it as "True"); accept it,
     # document alert_on
@@ -278,91 +312,110 @@ def _parse(raw: dict[str, Any], toml: dict[str, Any], path: Path) -> ChecksConfi
           or toml.get("alert_on") or ["fail"])
     if isinstance(on, str):
         on = [on]
-    if any(s not in ("warn", "fail", "error") for s in on):
-        raise fail("webhook.alert_on", "expected a list of statuses among warn, fail, error")
+    if not isinstance(on, list) or any(s not in ("warn", "fail", "error") for s in on):
+        bad("webhook.alert_on", "expected a list of statuses among warn, fail, error")
+        on = ["fail"]
     return ChecksConfig(defaults=defaults, events=events, dimensions=dimensions,
                         sequences=tuple(sequences), rates=tuple(rates),
                         webhook_url=str(url) if url else None,
                         webhook_on=tuple(on), every=every, file=path)
 
 
-def _check_settings(check: str, settings: Any, where: str, fail: Any) -> None:
+def _check_settings(check: str, settings: Any, where: str, bad: Bad) -> bool:
+    """Report each bad setting; False when ``settings`` is no mapping of a known check."""
     if check not in DEFAULTS:
-        raise fail(where, f"unknown check; expected one of {', '.join(CHECKS)}")
+        bad(where, f"unknown check; expected one of {', '.join(CHECKS)}")
+        return False
     if not isinstance(settings, dict):
-        raise fail(where, "expected a mapping of settings")
+        bad(where, "expected a mapping of settings")
+        return False
     for key, value in settings.items():
         if key == "enabled":
             continue
         if key not in DEFAULTS[check]:
-            raise fail(f"{where}.{key}", "unknown setting; expected one of "
-                                         f"{', '.join(sorted(DEFAULTS[check]))}, enabled")
+            bad(f"{where}.{key}", "unknown setting; expected one of "
+                                  f"{', '.join(sorted(DEFAULTS[check]))}, enabled")
+            continue
         default = DEFAULTS[check][key]
         if isinstance(default, float | int) and not isinstance(default, bool):
             if isinstance(value, bool) or not isinstance(value, int | float):
-                raise fail(f"{where}.{key}", f"expected a number, got {value!r}")
+                bad(f"{where}.{key}", f"expected a number, got {value!r}")
         elif isinstance(default, str) and key not in ("direction", "status"):
             if value != "auto":
-                _duration(value, f"{where}.{key}", fail)
+                _duration(value, f"{where}.{key}", bad)
         elif key == "direction" and value not in ("both", "up", "down"):
-            raise fail(f"{where}.{key}", f"expected both, up or down, got {value!r}")
+            bad(f"{where}.{key}", f"expected both, up or down, got {value!r}")
         elif key == "status" and value not in ("warn", "fail"):
-            raise fail(f"{where}.{key}", f"expected warn or fail, got {value!r}")
+            bad(f"{where}.{key}", f"expected warn or fail, got {value!r}")
+    return True
 
 
-def _duration(value: Any, where: str, fail: Any) -> float:
-    """``parse_duration``, its error naming the file and line like every other."""
+def _duration(value: Any, where: str, bad: Bad) -> float:
+    """``parse_duration``, its error naming the file and line like every other (0 then)."""
     try:
         return parse_duration(value, where)
     except UserError as exc:
-        raise fail(where, str(exc).split(": ", 1)[-1]) from exc
+        bad(where, str(exc).split(": ", 1)[-1])
+        return 0.0
 
 
-def _share(value: Any, where: str, fail: Any) -> float:
+def _share(value: Any, where: str, bad: Bad) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-        raise fail(where, f"expected a share between 0 and 1, got {value!r}")
+        bad(where, f"expected a share between 0 and 1, got {value!r}")
+        return 0.0
     return float(value)
 
 
-def _sequences(items: list[Any], fail: Any) -> list[Sequence]:
+def _sequences(items: Any, bad: Bad) -> list[Sequence]:
+    if not isinstance(items, list):
+        bad("sequences", "expected a list of {event, preceded_by} mappings")
+        return []
     sequences = []
     for i, item in enumerate(items):
         where = f"sequences[{i}]"
         if not isinstance(item, dict) or not {"event", "preceded_by"} <= set(item):
-            raise fail(where, "expected a mapping with event and preceded_by")
+            bad(where, "expected a mapping with event and preceded_by")
+            continue
         unknown = set(item) - {"event", "preceded_by", "within", "min_share", "name",
                                "window", "min_users"}
         if unknown:
-            raise fail(where, f"unknown field(s) {', '.join(sorted(unknown))}")
+            bad(where, f"unknown field(s) {', '.join(sorted(unknown))}")
         base = DEFAULTS["sequence"]
+        min_users = item.get("min_users", base["min_users"])
+        if isinstance(min_users, bool) or not isinstance(min_users, int):
+            bad(f"{where}.min_users", f"expected a whole number, got {min_users!r}")
+            min_users = base["min_users"]
         sequences.append(Sequence(
             event=str(item["event"]),
             preceded_by=str(item["preceded_by"]),
-            within=_duration(item.get("within", base["within"]), f"{where}.within", fail),
+            within=_duration(item.get("within", base["within"]), f"{where}.within", bad),
             min_share=_share(item.get("min_share", base["min_share"]), f"{where}.min_share",
-                             fail),
+                             bad),
             name=str(item.get("name") or f"{item['event']} after {item['preceded_by']}"),
-            window=_duration(item.get("window", base["window"]), f"{where}.window", fail),
-            min_users=int(item.get("min_users", base["min_users"])),
+            window=_duration(item.get("window", base["window"]), f"{where}.window", bad),
+            min_users=min_users,
         ))
     return sequences
 
 
-def _rates(items: Any, fail: Any) -> list[Rate]:
+def _rates(items: Any, bad: Bad) -> list[Rate]:
     if not isinstance(items, list):
-        raise fail("rates", "expected a list of {numerator, denominator} mappings")
+        bad("rates", "expected a list of {numerator, denominator} mappings")
+        return []
     rates = []
     for i, item in enumerate(items):
         where = f"rates[{i}]"
         if not isinstance(item, dict) or not {"numerator", "denominator"} <= set(item):
-            raise fail(where, "expected a mapping with numerator and denominator (event names)")
+            bad(where, "expected a mapping with numerator and denominator (event names)")
+            continue
         unknown = set(item) - {"numerator", "denominator", "name", "dimensions"}
         if unknown:
-            raise fail(where, f"unknown field(s) {', '.join(sorted(unknown))}")
+            bad(where, f"unknown field(s) {', '.join(sorted(unknown))}")
         dims = item.get("dimensions")
         if dims is not None and (not isinstance(dims, list)
                                  or not all(isinstance(d, str) for d in dims)):
-            raise fail(f"{where}.dimensions", "expected a list of dimension names")
+            bad(f"{where}.dimensions", "expected a list of dimension names")
+            dims = None
         num, den = str(item["numerator"]), str(item["denominator"])
         rates.append(Rate(numerator=num, denominator=den,
                           name=str(item.get("name") or f"{num} per {den}"),

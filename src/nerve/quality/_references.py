@@ -17,7 +17,7 @@ from typing import Any
 from nerve.catalog import PAYLOAD_FIELD, Catalog, EventSpec, PropertySpec
 from nerve.warehouse import EVENT_COLUMNS, JSON_COLUMNS
 
-__all__ = ["line_of", "reference_problems"]
+__all__ = ["Problem", "line_of", "reference_problems"]
 
 #: (line, field, problem); line is None when the YAML did not say
 Problem = tuple[int | None, str, str]
@@ -60,36 +60,46 @@ def line_of(raw: Any, where: str) -> int | None:
 
 
 def reference_problems(raw: dict[str, Any], catalog: Catalog) -> list[Problem]:
-    """Every name in checks.yaml (already parsed) that the catalog does not have."""
+    """Every name in checks.yaml (already parsed) that the catalog does not have.
+
+    Parts of the wrong shape are skipped: the layout check reports them.
+    """
     problems: list[Problem] = []
-    events = raw.get("events") or {}
-    for name, spec in events.items():
+    events = _of(raw.get("events"), dict)
+    for name, given in events.items():
         where = f"events.{name}"
         if name not in catalog:
-            problems.append((line_of(raw, where), where, _unknown_event(name, catalog)))
+            problems.append((line_of(raw, where), where, _unknown_event(str(name), catalog)))
             continue
-        for i, path in enumerate(spec.get("natural_key") or ()):
+        spec = _of(given, dict)
+        for i, path in enumerate(_of(spec.get("natural_key"), list)):
             problem = _path_problem(str(path), catalog.versions(name))
             if problem:
                 problems.append((line_of(raw, f"{where}.natural_key"),
                                  f"{where}.natural_key[{i}]", problem))
-        for path in spec.get("expected_values") or {}:
+        for path in _of(spec.get("expected_values"), dict):
             problem = _path_problem(str(path), catalog.versions(name))
             if problem:
                 field = f"{where}.expected_values.{path}"
                 problems.append((line_of(raw, field), field, problem))
-    for i, item in enumerate(raw.get("sequences") or ()):
+    for i, item in enumerate(_of(raw.get("sequences"), list)):
         problems.extend(_names(raw, f"sequences[{i}]", item, ("event", "preceded_by"), catalog))
-    for i, item in enumerate(raw.get("rates") or ()):
+    for i, item in enumerate(_of(raw.get("rates"), list)):
         problems.extend(_names(raw, f"rates[{i}]", item, ("numerator", "denominator"), catalog))
     return problems
 
 
-def _names(raw: dict[str, Any], where: str, item: dict[str, Any], keys: Iterable[str],
+def _of(value: Any, kind: type) -> Any:
+    """``value`` when it is a ``kind`` (dict or list), else an empty one."""
+    return value if isinstance(value, kind) else kind()
+
+
+def _names(raw: dict[str, Any], where: str, item: Any, keys: Iterable[str],
            catalog: Catalog) -> list[Problem]:
+    item = _of(item, dict)
     return [(line_of(raw, f"{where}.{key}"), f"{where}.{key}",
              _unknown_event(str(item[key]), catalog))
-            for key in keys if str(item[key]) not in catalog]
+            for key in keys if key in item and str(item[key]) not in catalog]
 
 
 def _unknown_event(name: str, catalog: Catalog) -> str:

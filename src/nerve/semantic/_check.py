@@ -211,7 +211,9 @@ def check_definitions(defs: Definitions, catalog: Catalog, resolver: Resolver,
                     ref.text not in BUILTIN_COLUMNS and ref.text not in defs.dimensions:
                 raise ResolveError(f"{dim.expr!r}: a dimension is user.TRAIT, context.PATH, "
                                  "properties.NAME, a built-in column or another dimension")
-            if ref.path[0] != "properties":
+            if ref.path[0] == "properties":
+                resolver.dimension_type(dim)
+            else:
                 resolver.resolve(ref, (ANY_EVENT,), declared_type=dim.type)
         except (ResolveError, ValueError) as exc:
             problems.append((where, f"dimensions.{dim.name}: {exc}"))

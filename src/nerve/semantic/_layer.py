@@ -58,6 +58,10 @@ class SemanticLayer:
         self.files = tuple(definitions.files)
         self.resolver = Resolver(catalog, self.dimensions, self.segments, parsed)
         check_definitions(definitions, catalog, self.resolver, problems)
+        # each dimension as it is read: a short form takes its catalog type
+        self.dimensions = MappingProxyType({name: self.resolver.typed(dim)
+                                           for name, dim in self.dimensions.items()})
+        self.resolver.dimensions = self.dimensions
         self.problems: tuple[tuple[Location, str], ...] = tuple(problems)
         if problems and strict:
             raise MetricsError(problems)

@@ -291,11 +291,11 @@ class _Reader:
                                     "context.os.name, or a mapping with expr")
             return None
         self.unknown(raw, _DIMENSION_FIELDS, f"dimensions.{name}")
-        type_ = raw.get("type", "string")
-        if type_ not in ("string", "integer", "number", "boolean", "timestamp"):
+        type_ = raw.get("type")
+        if type_ not in (None, "string", "integer", "number", "boolean", "timestamp"):
             self.bad(raw, "type", f"dimensions.{name}.type: expected string, integer, number, "
                                   f"boolean or timestamp, got {type_!r}")
-            type_ = "string"
+            type_ = None
         return Dimension(name=name, expr=raw["expr"], type=type_,
                          description=self.text(raw, "description", name) or "",
                          file=self.path, line=_line(section, name))

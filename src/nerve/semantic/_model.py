@@ -15,6 +15,7 @@ __all__ = [
     "ANY_EVENT",
     "FORMATS",
     "GRAINS",
+    "MEASURED_TYPES",
     "METRIC_TYPES",
     "ConversionSpec",
     "Dimension",
@@ -33,6 +34,8 @@ FORMATS = ("number", "currency", "percent")
 GRAINS = ("hour", "day", "week", "month")
 #: ``event: "*"``: every track, page and screen event
 ANY_EVENT = "*"
+#: the calls whose events metrics measure
+MEASURED_TYPES = ("track", "page", "screen")
 
 Aggregation = Literal["count", "count_distinct", "sum", "avg", "min", "max", "percentile"]
 MetricType = Literal["simple", "ratio", "derived", "cumulative", "conversion"]
@@ -159,7 +162,8 @@ class Dimension:
 
     name: str
     expr: str
-    type: str = "string"
+    #: as written; None takes the catalog's type (a trait's or property's; context: string)
+    type: str | None = None
     description: str = ""
     file: Path | None = None
     line: int | None = None

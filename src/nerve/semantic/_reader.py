@@ -29,14 +29,11 @@ from nerve.semantic._expr import (
     refs,
     type_problems,
 )
-from nerve.semantic._model import ANY_EVENT
+from nerve.semantic._model import ANY_EVENT, MEASURED_TYPES
 from nerve.semantic._resolve import Resolved, ResolveError, Resolver
 from nerve.warehouse import one_of
 
-__all__ = ["MEASURED_TYPES", "EventReader", "ValueOf"]
-
-#: the calls whose events metrics measure (``event: "*"``)
-MEASURED_TYPES = ("track", "page", "screen")
+__all__ = ["EventReader", "ValueOf"]
 
 ValueOf = Callable[[Resolved], ir.Value]
 

@@ -16,13 +16,13 @@ The rules (docs/metrics.md#references), tried in order:
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from difflib import get_close_matches
 from typing import Literal
 
 from nerve.catalog import Catalog, PropertySpec
 from nerve.semantic._expr import Node, Ref
-from nerve.semantic._model import ANY_EVENT, Dimension, Segment
+from nerve.semantic._model import ANY_EVENT, MEASURED_TYPES, Dimension, Segment
 
 __all__ = ["BUILTIN_COLUMNS", "ResolveError", "Resolved", "Resolver"]
 
@@ -149,6 +149,37 @@ class Resolver:
                                f"({_did_you_mean(label, spec.properties)}its traits: {known})")
         return prop.type
 
+    def dimension_type(self, dim: Dimension) -> str | None:
+        """The type ``dim`` declares, else the one every cataloged event that has its
+        property gives it (None: its reference's type, the catalog's for a trait).
+
+        A property typed differently by two events is an error: the long form with a
+        ``type`` says which reading is meant.
+        """
+        head, _, rest = dim.expr.partition(".")
+        if dim.type is not None or head != "properties" or not rest:
+            return dim.type
+        path = tuple(rest.split("."))
+        declared = {spec.name: prop.type for spec in self.catalog
+                    if spec.type in MEASURED_TYPES
+                    and (prop := _nested(spec.properties, path)) is not None}
+        types = set(declared.values())
+        if len(types) > 1 and not types <= {"integer", "number"}:
+            each = ", ".join(f"{type_} in {event}" for event, type_ in sorted(declared.items()))
+            raise ResolveError(f"{dim.expr!r} is {each}; write the long form with the type "
+                               f"you mean: {{expr: {dim.expr}, type: ...}}")
+        if len(types) > 1:
+            return "number"
+        # a property no event declares is read as text, as context fields are
+        return types.pop() if types else "string"
+
+    def typed(self, dim: Dimension) -> Dimension:
+        """``dim`` with the type it is read as (as it is when it does not resolve)."""
+        try:
+            return replace(dim, type=self.resolve(Ref((dim.name,)), (ANY_EVENT,)).type)
+        except ResolveError:
+            return dim
+
     def resolve(self, ref: Ref, events: tuple[str, ...], *, allow_segments: bool = False,
                 declared_type: str | None = None, _seen: tuple[str, ...] = ()) -> Resolved:
         """What ``ref`` means for a measure over ``events``; raises ResolveError."""
@@ -170,7 +201,7 @@ class Resolver:
                 raise ResolveError(f"{text!r}: dimension {head!r} refers to itself")
             dim = self.dimensions[head]
             inner = self.resolve(Ref(tuple(dim.expr.split("."))), events,
-                                 declared_type=dim.type, _seen=(*_seen, head))
+                                 declared_type=self.dimension_type(dim), _seen=(*_seen, head))
             return Resolved(inner.kind, inner.path, inner.type, text)
         if not rest and head in self.parsed_segments:
             if not allow_segments:
