@@ -317,6 +317,15 @@ def test_uncataloged_retention_comes_from_nerve_toml(
         expire_rows(bad, Catalog.load(bad.events_dir), Loader.for_workspace(bad, wh))
 
 
+def test_expire_drains_the_log_first(workspace: Workspace, warehouse: Warehouse,
+                                     loader: Loader) -> None:
+    write(workspace, expiring_rows())  # in the log only, its writer gone
+    erasure = expire_rows(workspace, Catalog.load(workspace.events_dir), loader)
+    assert erasure.rows == {"events": 1, "quarantine": 1}
+    assert count(warehouse, "events") + count(warehouse, "quarantine") == 3
+    assert list_segments(workspace.log_dir, "w1") == []  # loaded, then deleted
+
+
 def test_the_retention_job_runs_on_its_schedule(workspace: Workspace, warehouse: Warehouse,
                                                 loader: Loader) -> None:
     old = row("a", age_days=400)

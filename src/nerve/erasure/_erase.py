@@ -363,10 +363,15 @@ def forget_users(workspace: Workspace, loader: Any, *, user_ids: Iterable[Any] =
 def expire_rows(workspace: Workspace, catalog: Catalog, loader: Any, *,
                 dry_run: bool = False) -> Erasure:
     """``expire`` in a workspace, with its ``[privacy] uncataloged_retention``; then the
-    audit log's files older than ``[privacy] audit_retention`` (default: kept)."""
+    audit log's files older than ``[privacy] audit_retention`` (default: kept).
+
+    The log is drained first, as ``forget_users`` does: rows past their retention that
+    were still in it are deleted too, and loaded segments leave the log.
+    """
     section = _privacy(workspace)
     days = uncataloged_retention(section)
     audit_days = uncataloged_retention(section, "audit_retention")
+    loader.load_once()
     with loader.exclusive() as cursor:
         erasure = expire(cursor, catalog, uncataloged_days=days, dry_run=dry_run)
     if audit_days is not None:
