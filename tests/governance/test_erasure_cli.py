@@ -129,11 +129,12 @@ def test_a_forgotten_user_is_in_no_file_of_the_workspace_with_the_server_stopped
 def test_without_a_server_forget_drains_the_log_itself(
         make_workspace: Callable[..., Workspace]) -> None:
     ws = make_workspace({"order_completed.yaml": ORDER})
-    write(ws, [row("ann"), row("ann"), row("bob")])  # in the log only, never loaded
+    write(ws, [row("ann", "dev-a"), row("ann"), row("bob")])  # in the log only, never loaded
 
     preview = nerve(ws, "forget", "-u", "ann", "--dry-run")
     assert preview.returncode == 0, preview.stderr
     assert "would delete: 2 events, 0 quarantined rows" in preview.stdout
+    assert "linked: 0 ids merged into them by alias, 1 devices found on" in preview.stdout
     done = nerve(ws, "forget", "-u", "ann")
     assert done.returncode == 0, done.stderr
     assert "deleted: 2 events" in done.stdout

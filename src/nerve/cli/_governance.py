@@ -79,10 +79,9 @@ def _show(answer: dict[str, Any], fmt: Format) -> None:
                       f"{rows.get('quarantine', 0):,} quarantined rows"
                       + (f", {files:,} audit log files" if files else ""), markup=False)
         if answer.get("kind") == "forget":
-            console.print(f"with the users: {detail.get('aliased_ids', 0):,} ids merged into "
-                          "them by alias, and the rows without a user id of "
-                          f"{detail.get('linked_anonymous_ids', 0):,} devices found on their "
-                          "rows", markup=False)
+            console.print(f"linked: {detail.get('aliased_ids', 0):,} ids merged into them by "
+                          f"alias, {detail.get('linked_anonymous_ids', 0):,} devices found on "
+                          "their rows", markup=False)
 
 
 @handle_errors
