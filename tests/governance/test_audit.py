@@ -80,12 +80,14 @@ def test_commands_reading_the_file_themselves_are_recorded(
     assert nerve(ws, "forget", "-u", "nobody").returncode == 0  # creates the warehouse
     assert nerve(ws, "sql", "SELECT count(*) AS n FROM events").returncode == 0
     assert nerve(ws, "sql", "SELECT nope FROM events").returncode == 4
+    assert nerve(ws, "status").returncode == 0
 
     records = read_records(ws)
     assert [(r["via"], r["action"], r["status"]) for r in records] == [
         ("local", "/v1/admin/forget", "ok"),
         ("local", "/v1/admin/sql", "ok"),
-        ("local", "/v1/admin/sql", "QueryError")]
+        ("local", "/v1/admin/sql", "QueryError"),
+        ("local", "/v1/status", "ok")]
     assert {r["who"] for r in records} == {getpass.getuser()}
     assert records[1]["request"] == {"query": "SELECT count(*) AS n FROM events"}
 

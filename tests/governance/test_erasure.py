@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,6 +23,7 @@ from tests.log.conftest import envelope
 from nerve.catalog import Catalog
 from nerve.envelope import to_record_batch
 from nerve.erasure import RetentionJob, compact, expire, expire_rows, forget, forget_users
+from nerve.erasure._erase import ALIAS_HOPS
 from nerve.errors import PayloadError, WorkspaceError
 from nerve.loader import Loader
 from nerve.log import LogWriter, list_segments, read_segment
@@ -116,7 +118,8 @@ def test_forget_deletes_a_users_rows_and_their_devices_including_rows_still_in_t
                  "'dev-2') OR previous_id = 'ann'") == 0
     assert count(warehouse, "quarantine", "user_id = 'ann'") == 0
     assert erasure.rows == {"events": 5, "quarantine": 1}
-    assert erasure.detail == {"user_ids": 1, "anonymous_ids": 0, "linked_anonymous_ids": 2}
+    assert erasure.detail == {"user_ids": 1, "anonymous_ids": 0, "linked_anonymous_ids": 2,
+                              "aliased_ids": 0}
     # everyone else is untouched
     assert count(warehouse, "events", "user_id = 'bob'") == 2
     assert count(warehouse, "events", "anonymous_id = 'dev-8'") == 1
@@ -150,6 +153,98 @@ def test_forget_finds_hashed_user_ids_from_the_ids_the_product_sent(
         erasure = forget_users(ws, Loader.for_workspace(ws, wh), user_ids=["ann"])
         assert erasure.rows["events"] == 2
         assert count(wh, "events") == 1
+
+
+def identify(user: str, anonymous: str | None = None) -> dict[str, Any]:
+    return row(user, anonymous, type_="identify", event=None)
+
+
+def alias(user: str, previous: str) -> dict[str, Any]:
+    return row(user, type_="alias", event=None, previous_id=previous)
+
+
+def ids_left(warehouse: Warehouse) -> list[tuple[str | None, str | None, str | None]]:
+    return sorted(((r["user_id"], r["anonymous_id"], r["previous_id"]) for table in (
+        "events", "quarantine") for r in warehouse.query(
+        f"SELECT user_id, anonymous_id, previous_id FROM {table}").to_pylist()), key=str)
+
+
+def test_a_shared_devices_other_users_keep_their_rows(
+        workspace: Workspace, warehouse: Warehouse, loader: Loader) -> None:
+    tablet = "anon-family-tablet-77"
+    write(workspace, [
+        row(None, tablet),                                   # before anyone signed in
+        identify("mum-7001", tablet), row("mum-7001", tablet),
+        identify("dad-7002", tablet), row("dad-7002", tablet),
+        row("dad-7002", "anon-dad-phone"),
+        alias("dad-7002", tablet),                           # he merged the tablet, too
+        row("dad-7002", tablet, violations='[{"rule":"x"}]'),
+    ])
+    preview = forget_users(workspace, loader, user_ids=["mum-7001"], dry_run=True)
+    erasure = forget_users(workspace, loader, user_ids=["mum-7001"])
+
+    assert preview.rows == erasure.rows == {"events": 3, "quarantine": 0}
+    assert erasure.detail["linked_anonymous_ids"] == 1
+    assert ids_left(warehouse) == sorted([
+        ("dad-7002", tablet, None), ("dad-7002", tablet, None), ("dad-7002", tablet, None),
+        ("dad-7002", "anon-dad-phone", None), ("dad-7002", None, tablet)], key=str)
+
+
+def test_forget_follows_alias_calls_to_the_ids_merged_into_the_user(
+        workspace: Workspace, warehouse: Warehouse, loader: Loader) -> None:
+    device, old, older = "anon-dev-5005-B", "old-login-5005", "older-login-5005"
+    write(workspace, [
+        row(None, device), row(None, device, violations='[{"rule":"x"}]'),
+        row(old, "anon-dev-5005-C"), row(None, "anon-dev-5005-C"),
+        row(older),
+        row("patient-5005", "anon-dev-5005-D"),
+        alias("patient-5005", device), alias("patient-5005", old),
+        alias(old, older),                                   # merged before: followed too
+        alias(older, "patient-5005"),                        # a loop ends
+        row("other-6006", device),                           # someone else on that device
+    ])
+    preview = forget_users(workspace, loader, user_ids=["patient-5005"], dry_run=True)
+    erasure = forget_users(workspace, loader, user_ids=["patient-5005"])
+
+    assert preview.rows == erasure.rows == {"events": 9, "quarantine": 1}
+    assert erasure.detail == {"user_ids": 1, "anonymous_ids": 0, "linked_anonymous_ids": 2,
+                              "aliased_ids": 3}
+    assert ids_left(warehouse) == [("other-6006", device, None)]
+
+
+def test_a_chain_of_aliases_is_followed_up_to_a_bound(
+        workspace: Workspace, warehouse: Warehouse, loader: Loader) -> None:
+    chain = [f"login-{i}" for i in range(ALIAS_HOPS + 2)]
+    write(workspace, [alias(new, old) for new, old in itertools.pairwise(chain)])
+    with pytest.raises(PayloadError, match=f"more than {ALIAS_HOPS} merges"):
+        forget_users(workspace, loader, user_ids=[chain[0]])
+    assert count(warehouse, "events") == ALIAS_HOPS + 1  # nothing deleted
+    assert forget_users(workspace, loader, user_ids=[chain[1]]).rows["events"] == ALIAS_HOPS + 1
+
+
+@pytest.mark.parametrize(("before", "after"), [("keep", "hash"), ("hash", "keep")])
+def test_forget_finds_ids_stored_under_an_earlier_user_id_policy(
+        make_workspace: Callable[..., Workspace], before: str, after: str) -> None:
+    ws = make_workspace({"order_completed.yaml": ORDER})
+    policies = {"keep": lambda i: i, "hash": lambda i: pseudonymise(i, ws.secret())}
+    stored, now = policies[before], policies[after]
+    write(ws, [row(stored("ann"), "dev-1"), row(None, "dev-1"),
+               row(stored("ann"), violations='[{"rule":"x"}]'),
+               alias(stored("ann"), stored("ann-old")), row(stored("ann-old")),
+               row(stored("ann-older")), row(None, "dev-2"),    # aliased after the switch
+               row(stored("bob"))])
+    toml = ws.root / "nerve.toml"
+    toml.write_text(toml.read_text() + f'\n[privacy]\nuser_id = "{after}"\n')
+    ws = Workspace.load(ws.root)
+    # anonymous ids are never hashed: under "hash", only the alias names dev-2's hash
+    write(ws, [row(now("ann")), alias(now("ann"), now("ann-older")),
+               alias(now("ann"), now("dev-2"))], writer="w2")
+    with Warehouse.for_workspace(ws) as wh:
+        loader = Loader.for_workspace(ws, wh)
+        preview = forget_users(ws, loader, user_ids=["ann"], dry_run=True)
+        erasure = forget_users(ws, loader, user_ids=["ann"])
+        assert preview.rows == erasure.rows == {"events": 9, "quarantine": 1}
+        assert ids_left(wh) == [(stored("bob"), None, None)]
 
 
 def test_a_dry_run_counts_and_deletes_nothing(workspace: Workspace, warehouse: Warehouse,
@@ -220,6 +315,15 @@ def test_uncataloged_retention_comes_from_nerve_toml(
     with Warehouse.for_workspace(bad) as wh, pytest.raises(WorkspaceError,
                                                            match="uncataloged_retention"):
         expire_rows(bad, Catalog.load(bad.events_dir), Loader.for_workspace(bad, wh))
+
+
+def test_expire_drains_the_log_first(workspace: Workspace, warehouse: Warehouse,
+                                     loader: Loader) -> None:
+    write(workspace, expiring_rows())  # in the log only, its writer gone
+    erasure = expire_rows(workspace, Catalog.load(workspace.events_dir), loader)
+    assert erasure.rows == {"events": 1, "quarantine": 1}
+    assert count(warehouse, "events") + count(warehouse, "quarantine") == 3
+    assert list_segments(workspace.log_dir, "w1") == []  # loaded, then deleted
 
 
 def test_the_retention_job_runs_on_its_schedule(workspace: Workspace, warehouse: Warehouse,

@@ -15,7 +15,7 @@ import httpx
 import orjson
 import pytest
 from tests.governance.test_erasure import IDENTIFY, ORDER, row, write
-from tests.server.serverkit import basic, rows, write_key
+from tests.server.serverkit import basic, rows, searchable, write_key
 
 from nerve.audit import read_records
 from nerve.erasure import retention_enforced
@@ -65,14 +65,76 @@ def test_forget_through_a_running_server_deletes_what_was_just_acknowledged(
     assert rows(ws, "SELECT kind, events FROM erasures") == [{"kind": "forget", "events": 30}]
 
 
+def visit(user: str, visit: int) -> list[dict[str, Any]]:
+    """A patient's visit: on the family's tablet before signing in, then signed in, and
+    from her old login, merged into her account by an alias."""
+    tablet = "anon-tablet-3003"
+    return [
+        {"type": "track", "event": "order_completed", "anonymousId": tablet,
+         "messageId": f"m-{user}-{visit}-a", "properties": {"order_id": "o1"}},
+        {"type": "identify", "userId": user, "anonymousId": tablet,
+         "messageId": f"m-{user}-{visit}-i", "traits": {"plan": "basic"}},
+        {"type": "track", "event": "order_completed", "userId": user, "anonymousId": tablet,
+         "messageId": f"m-{user}-{visit}-o", "properties": {"order_id": "o2"}},
+        {"type": "track", "event": "order_completed", "userId": f"old-login-{user}",
+         "messageId": f"m-{user}-{visit}-l", "properties": {"order_id": "o3"}},
+        {"type": "alias", "previousId": f"old-login-{user}", "userId": user,
+         "messageId": f"m-{user}-{visit}-x"},
+        # her father, signed in on the same tablet: he stays
+        {"type": "track", "event": "order_completed", "userId": "keeper-7002",
+         "anonymousId": tablet, "messageId": f"m-keeper-{visit}",
+         "properties": {"order_id": "o4"}},
+    ]
+
+
+def holders(ws: Workspace, value: str) -> list[str]:
+    """The files under the workspace holding ``value``, log frames decompressed."""
+    return [str(p.relative_to(ws.root)) for p in ws.root.rglob("*")
+            if p.is_file() and value.encode() in searchable(p)]
+
+
+def test_a_forgotten_user_is_in_no_file_of_the_workspace_with_the_server_stopped(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., Any]) -> None:
+    ws = make_workspace({"order_completed.yaml": ORDER, "identify.yaml": IDENTIFY})
+    forgotten = ("patient-3003", "old-login-patient-3003")
+    for visit_number, stop in enumerate(("clean", "kill")):
+        server = serve(ws, "--workers", "2")
+        answer = httpx.post(f"{server.url}/v1/batch", headers=basic(write_key(ws)),
+                            json={"batch": visit("patient-3003", visit_number)}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        if stop == "clean":
+            assert server.stop() == 0
+            # the final drain loaded the log, and deleted the segments its writers left
+            assert [p.name for p in ws.log_dir.rglob("*") if ".seg" in p.name] == []
+        else:
+            server.kill()  # a crash: the workers' segments stay, with her events
+            assert all(holders(ws, value) for value in forgotten)
+
+    done = nerve(ws, "forget", "--user-id", "patient-3003", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    erasure = orjson.loads(done.stdout)
+    assert erasure["rows"] == {"events": 10, "quarantine": 0}
+    assert (erasure["detail"]["aliased_ids"], erasure["detail"]["linked_anonymous_ids"]) \
+        == (1, 1)
+    compacted = nerve(ws, "compact")
+    assert compacted.returncode == 0, compacted.stderr
+
+    for value in forgotten:
+        assert holders(ws, value) == [], value
+    left = rows(ws, "SELECT user_id, anonymous_id FROM events UNION ALL "
+                    "SELECT user_id, anonymous_id FROM quarantine")
+    assert left == [{"user_id": "keeper-7002", "anonymous_id": "anon-tablet-3003"}] * 2
+
+
 def test_without_a_server_forget_drains_the_log_itself(
         make_workspace: Callable[..., Workspace]) -> None:
     ws = make_workspace({"order_completed.yaml": ORDER})
-    write(ws, [row("ann"), row("ann"), row("bob")])  # in the log only, never loaded
+    write(ws, [row("ann", "dev-a"), row("ann"), row("bob")])  # in the log only, never loaded
 
     preview = nerve(ws, "forget", "-u", "ann", "--dry-run")
     assert preview.returncode == 0, preview.stderr
     assert "would delete: 2 events, 0 quarantined rows" in preview.stdout
+    assert "linked: 0 ids merged into them by alias, 1 devices found on" in preview.stdout
     done = nerve(ws, "forget", "-u", "ann")
     assert done.returncode == 0, done.stderr
     assert "deleted: 2 events" in done.stdout
@@ -85,8 +147,7 @@ def test_without_a_server_forget_drains_the_log_itself(
 def test_expire_prints_what_it_deleted_by_event(
         make_workspace: Callable[..., Workspace]) -> None:
     ws = make_workspace({"order_completed.yaml": ORDER})
-    write(ws, [row("a", age_days=400), row("b", age_days=1)])
-    nerve(ws, "forget", "-u", "nobody")  # loads the log (and deletes nothing)
+    write(ws, [row("a", age_days=400), row("b", age_days=1)])  # in the log: loaded first
     done = nerve(ws, "expire")
     assert done.returncode == 0, done.stderr
     assert "order_completed" in done.stdout

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable
@@ -182,6 +185,62 @@ def test_sealed_segments_are_deleted_once_loaded(tmp_path: Path, warehouse: Ware
     assert count(warehouse, "SELECT count(*) FROM events") == 100
     # forgotten offsets of deleted segments: only the open segment remains
     assert count(warehouse, "SELECT count(*) FROM log_offsets") == 1
+
+
+HOLDER = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from nerve.envelope import to_record_batch
+    sys.path.insert(0, sys.argv[2])
+    from conftest import envelope
+    from nerve.log import LogWriter
+
+    writer = LogWriter(Path(sys.argv[1]), "w0")
+    writer.append(to_record_batch([envelope(i) for i in range(4)]))
+    writer.sync()
+    print("ready", flush=True)
+    sys.stdin.readline()
+    writer.close()
+""")
+
+
+def test_a_writers_last_segment_is_deleted_once_loaded_when_the_writer_is_gone(
+        tmp_path: Path, warehouse: Warehouse, make_batch: MakeBatch) -> None:
+    log_dir = tmp_path / "log"
+    loader = Loader(log_dir, warehouse)
+    with LogWriter(log_dir, "w0") as writer:
+        writer.append(make_batch(3))
+        writer.sync()
+        assert loader.load_once().segments_done == 0
+        assert len(list_segments(log_dir, "w0")) == 1  # its writer appends to it
+    stats = loader.load_once()  # closed: no writer will append to it again
+    assert (stats.loaded, stats.segments_done) == (0, 1)
+    assert list_segments(log_dir, "w0") == []
+    assert count(warehouse, "SELECT count(*) FROM log_offsets") == 0
+
+    # a writer in another process: its segment stays while it runs
+    child = subprocess.Popen([sys.executable, "-c", HOLDER, str(log_dir),
+                              str(Path(__file__).parents[1] / "log")],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    assert child.stdout is not None
+    assert child.stdin is not None
+    assert child.stdout.readline() == b"ready\n", child.communicate()[1]
+    try:
+        assert loader.load_once().loaded == 4
+        assert len(list_segments(log_dir, "w0")) == 1
+        assert loader.load_once().segments_done == 0
+    finally:
+        child.communicate(b"\n", timeout=30)
+    assert child.returncode == 0
+    assert loader.load_once().segments_done == 1
+    assert list_segments(log_dir, "w0") == []
+    with LogWriter(log_dir, "w0") as writer:  # the folder takes a writer again
+        writer.append(make_batch(2, start=100))
+        writer.sync()
+    assert loader.load_once().loaded == 2
+    assert count(warehouse, "SELECT count(*) FROM events") == 9
+    assert [p.name for p in (log_dir / "w0").iterdir() if ".seg" in p.name] == []
 
 
 def test_several_writers_are_drained(tmp_path: Path, warehouse: Warehouse,

@@ -1,16 +1,18 @@
 """Helpers shared by the server tests: a shop-like catalog, auth headers, warehouse reads,
-clients that send batches until told to stop."""
+a byte search of the workspace's files, clients that send batches until told to stop."""
 
 from __future__ import annotations
 
 import base64
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 
+from nerve.log._frame import Frame, decode_batch, decode_schema, iter_frames
 from nerve.workspace import Workspace
 
 ORDER_COMPLETED = """\
@@ -58,6 +60,18 @@ def rows(ws: Workspace, sql: str) -> list[dict[str, Any]]:
         return list(result_json(warehouse.query(sql))["rows"])
     finally:
         warehouse.close()
+
+
+def searchable(path: Path) -> bytes:
+    """A file's bytes, and for a log segment its frames' decompressed payloads too: LZ4
+    may store a repeated value as a back-reference, which a byte search would miss."""
+    data = path.read_bytes()
+    if path.suffix != ".seg":
+        return data
+    frames = [f for f in iter_frames(data) if isinstance(f, Frame)]
+    schema = decode_schema(frames[0].payload)
+    return data + b"".join(decode_batch(f, schema).serialize().to_pybytes()
+                           for f in frames[1:])
 
 
 def order(i: int, prefix: str = "m", **fields: Any) -> dict[str, Any]:

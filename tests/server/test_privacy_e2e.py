@@ -1,9 +1,10 @@
 """End to end: what the privacy policy hashes or drops is in no file nerve wrote.
 
 A real ``nerve serve`` receives events carrying an email, a sensitive value, a device id
-and IP addresses (in the message, and from the trusted proxy header). After a graceful
-stop, every file under the workspace (log segments, the DuckDB file, server output...) is
-searched byte for byte, the log's frames decompressed and the warehouse's tables read
+and IP addresses (in the message, and from the trusted proxy header). The log's segments
+are read while it runs (its final drain deletes them); after a graceful stop, every file
+under the workspace (the DuckDB file, server output...) and those segments are searched
+byte for byte, the log's frames decompressed and the warehouse's tables read
 back as well: no raw value may appear, while the keyed hashes and a control value that
 is not personal must (so the search itself is shown to see the data).
 """
@@ -14,9 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-from serverkit import basic, rows, write_key
+from serverkit import basic, rows, searchable, write_key
 
-from nerve.log._frame import Frame, decode_batch, decode_schema, iter_frames
 from nerve.pipeline import pseudonymise
 from nerve.workspace import Workspace
 
@@ -76,18 +76,6 @@ def _files(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file()]
 
 
-def _searchable(path: Path) -> bytes:
-    """A file's bytes, and for a log segment its frames' decompressed payloads too: LZ4
-    may store a repeated value as a back-reference, which a byte search would miss."""
-    data = path.read_bytes()
-    if path.suffix != ".seg":
-        return data
-    frames = [f for f in iter_frames(data) if isinstance(f, Frame)]
-    schema = decode_schema(frames[0].payload)
-    return data + b"".join(decode_batch(f, schema).serialize().to_pybytes()
-                           for f in frames[1:])
-
-
 def test_no_raw_personal_value_is_in_any_file_nerve_wrote(
         make_workspace: Callable[..., Workspace], serve: Callable[..., object]) -> None:
     ws = make_workspace({"signup.yaml": SIGNUP, "identify.yaml": IDENTIFY})
@@ -118,7 +106,11 @@ def test_no_raw_personal_value_is_in_any_file_nerve_wrote(
                         headers={**basic(write_key(ws)),
                                  "X-Forwarded-For": f"10.0.0.1, {PROXY_IP}"}, timeout=30)
     assert answer.status_code == 200, answer.text
+    # the log's segments, while the server runs: its final drain deletes them at the stop
+    segments = {p: searchable(p) for p in _files(ws.log_dir) if p.suffix == ".seg"}
+    assert segments, "the acknowledged events are in the log"
     assert server.stop() == 0  # type: ignore[attr-defined]
+    assert [p for p in _files(ws.log_dir) if ".seg" in p.name] == []
 
     loaded = rows(ws, "SELECT message_id, properties, context FROM events ORDER BY message_id")
     assert [r["message_id"] for r in loaded] == ["i1", "s1", "s2"]
@@ -135,9 +127,7 @@ def test_no_raw_personal_value_is_in_any_file_nerve_wrote(
 
     files = _files(ws.root)
     assert any("log" in p.parts for p in files) or any(p.suffix == ".duckdb" for p in files)
-    contents = {p: _searchable(p) for p in files}
-    segments = [p for p in files if p.suffix == ".seg"]
-    assert segments, "the log's open segment stays after a stop"
+    contents = {**segments, **{p: searchable(p) for p in files}}
     for raw in RAW:
         holders = [str(p.relative_to(ws.root)) for p, data in contents.items()
                    if raw.encode() in data]
@@ -168,6 +158,10 @@ def test_a_forwarded_header_is_ignored_unless_a_proxy_is_trusted(
                         headers={**basic(write_key(ws)), "X-Forwarded-For": PROXY_IP},
                         timeout=30)
     assert answer.status_code == 200, answer.text
+    # the log's segments, while the server runs: its final drain deletes them at the stop
+    segments = {p: searchable(p) for p in _files(ws.log_dir) if p.suffix == ".seg"}
+    assert segments, "the acknowledged events are in the log"
     assert server.stop() == 0  # type: ignore[attr-defined]
+    assert [p for p in _files(ws.log_dir) if ".seg" in p.name] == []
     [row] = rows(ws, "SELECT context FROM events")
     assert row["context"]["ip"] == "127.0.0.0"  # the loopback peer, truncated to its /24

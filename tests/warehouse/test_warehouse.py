@@ -187,9 +187,9 @@ def test_public_names_are_pinned() -> None:
 
     assert sorted(nerve.log.__all__) == [
         "DEFAULT_MAX_BACKLOG", "LogWriter", "Segment", "SegmentRead", "StreamLink",
-        "StreamReader", "StreamSettings", "StreamWriter", "Tail", "acknowledge",
-        "backlog_bytes", "list_segments", "max_backlog", "open_log", "read_segment",
-        "set_aside", "writer_ids"]
+        "StreamReader", "StreamSettings", "StreamWriter", "Tail", "abandoned",
+        "acknowledge", "backlog_bytes", "list_segments", "max_backlog", "open_log",
+        "read_segment", "recover_segment", "set_aside", "writer_ids"]
     assert sorted(nerve.loader.__all__) == ["DEFAULT_DEDUP_WINDOW", "LoadStats", "Loader",
                                            "Pace", "StreamLoader", "parse_window"]
     assert sorted(nerve.warehouse.__all__) == [

@@ -78,6 +78,10 @@ def _show(answer: dict[str, Any], fmt: Format) -> None:
         console.print(f"{verb}: {rows.get('events', 0):,} events, "
                       f"{rows.get('quarantine', 0):,} quarantined rows"
                       + (f", {files:,} audit log files" if files else ""), markup=False)
+        if answer.get("kind") == "forget":
+            console.print(f"linked: {detail.get('aliased_ids', 0):,} ids merged into them by "
+                          f"alias, {detail.get('linked_anonymous_ids', 0):,} devices found on "
+                          "their rows", markup=False)
 
 
 @handle_errors
@@ -85,9 +89,11 @@ def forget(
     ctx: typer.Context,
     user_ids: Annotated[list[str] | None, typer.Option(
         "--user-id", "-u", help="A user id as the product sent it (repeat for several). "
-        "Hashed first when \\[privacy] user_id = \"hash\".")] = None,
+        "Found as sent and as its keyed hash, whatever \\[privacy] user_id is now or was.")
+    ] = None,
     anonymous_ids: Annotated[list[str] | None, typer.Option(
-        "--anonymous-id", "-a", help="An anonymous (device) id (repeat for several).")] = None,
+        "--anonymous-id", "-a", help="An anonymous (device) id (repeat for several): every "
+        "row of that device, whoever signed in on it.")] = None,
     users_file: Annotated[Path | None, typer.Option(
         "--users-file", help="A file of user ids, one per line (for a batch of requests).",
         exists=True, dir_okay=False)] = None,
@@ -98,9 +104,10 @@ def forget(
     """Forget users: delete their events and quarantined rows, in the warehouse and the log.
 
     The log is drained into the warehouse first, so rows acknowledged before the command
-    are deleted too. The anonymous ids found on a user's rows (devices used before
-    signing in) are forgotten with the user. What was deleted (counts, never ids) is
-    kept in the `erasures` table.
+    are deleted too. The ids merged into a user by alias calls are forgotten with the
+    user, and so are the rows without a user id of the devices found on their rows
+    (used before signing in); another user's rows on a shared device stay. What was
+    deleted (counts, never ids) is kept in the `erasures` table.
     """
     ws = load_workspace(ctx)
     users = [*(user_ids or []), *_ids_from(users_file)]

@@ -155,9 +155,11 @@ def status_command(ctx: typer.Context, fmt: FormatOption = Format.table) -> None
         with contextlib.suppress(httpx.ConnectError):
             body = call(server, "GET", "/v1/status", timeout=60)
     if body is None:
+        from nerve.audit import local_read  # noqa: PLC0415
         from nerve.server.api.console import offline_status  # noqa: PLC0415
 
-        body = offline_status(workspace)
+        with local_read(workspace, "/v1/status", None):  # as the server records it
+            body = offline_status(workspace)
     if fmt is Format.json:
         emit_json(body)
         return

@@ -18,10 +18,8 @@ from nerve.erasure._erase import (
     forget,
     forget_users,
     retention_enforced,
-    stored_user_ids,
     uncataloged_retention,
 )
 
 __all__ = ["ERASURES_TABLE", "Erasure", "RetentionJob", "compact", "expire", "expire_rows",
-           "forget", "forget_users", "retention_enforced", "stored_user_ids",
-           "uncataloged_retention"]
+           "forget", "forget_users", "retention_enforced", "uncataloged_retention"]

@@ -17,12 +17,11 @@ from nerve._cpu import yield_cpu
 from nerve.audit import expire_audit
 from nerve.catalog import Catalog, parse_retention
 from nerve.errors import InternalError, PayloadError, WorkspaceError
-from nerve.pipeline import PrivacyPolicy, pseudonymise
+from nerve.pipeline import HASH_PREFIX, PrivacyPolicy, pseudonymise
 from nerve.workspace import Workspace
 
 __all__ = ["ERASURES_TABLE", "Erasure", "RetentionJob", "compact", "expire", "expire_rows",
-           "forget", "forget_users", "retention_enforced", "stored_user_ids",
-           "uncataloged_retention"]
+           "forget", "forget_users", "retention_enforced", "uncataloged_retention"]
 
 log = logging.getLogger("nerve.erasure")
 
@@ -32,6 +31,9 @@ _TABLES = ("events", "quarantine")
 #: how often ``nerve serve`` enforces retention, and how long after start it first does
 EXPIRE_EVERY = timedelta(days=1)
 EXPIRE_FIRST_DELAY = timedelta(minutes=1)
+#: how many alias merges away from a forgotten user ``forget`` follows (a longer chain is
+#: refused: nothing is deleted)
+ALIAS_HOPS = 16
 
 
 @dataclass
@@ -92,12 +94,11 @@ def _checkpoint(cursor: Any) -> None:
 # ---------------------------------------------------------------------------- forget
 
 
-def stored_user_ids(user_ids: Iterable[str], policy: PrivacyPolicy) -> list[str]:
-    """User ids as the warehouse holds them: keyed hashes under ``[privacy] user_id =
-    "hash"``, else as sent."""
-    if policy.user_id == "hash":
-        return [pseudonymise(u, policy.secret) for u in user_ids]
-    return list(user_ids)
+def _forms(ids: Iterable[str], secret: bytes) -> list[str]:
+    """Each id as it may be stored: as sent, and as the keyed hash that ``[privacy]
+    user_id = "hash"`` stores. Both, whatever the policy is now: rows stored before the
+    policy changed hold the other form."""
+    return sorted({form for i in ids for form in (i, pseudonymise(i, secret))})
 
 
 def _ids(values: Iterable[Any], what: str) -> list[str]:
@@ -110,36 +111,96 @@ def _ids(values: Iterable[Any], what: str) -> list[str]:
     return found
 
 
+def _found(cursor: Any, column: str, where: str, params: list[Any]) -> set[str]:
+    """The distinct non-null values of ``column`` on the rows of both tables matching."""
+    return {row[0] for table in _TABLES for row in cursor.execute(
+        f"SELECT DISTINCT {column} FROM {table} WHERE {column} IS NOT NULL AND {where}",
+        params).fetchall()}
+
+
+def _aliased(cursor: Any, users: list[str], secret: bytes) -> set[str]:
+    """The ids merged into ``users`` by ``alias`` calls (their ``previous_id``), and the
+    ids merged into those, as stored; up to ``ALIAS_HOPS`` merges away."""
+    found: set[str] = set()
+    seen = set(users)
+    frontier = users
+    for hop in range(ALIAS_HOPS + 1):
+        merged = _found(cursor, "previous_id", "type = 'alias' AND user_id IN "
+                        "(SELECT unnest(?::VARCHAR[]))", [frontier]) - seen
+        hashed = {m for m in merged if m.startswith(HASH_PREFIX)}
+        if hashed:
+            merged |= _unhashed(cursor, hashed, secret) - seen
+        if not merged:
+            return found
+        if hop == ALIAS_HOPS:
+            break
+        found |= merged
+        frontier = [f for f in _forms(merged, secret) if f not in seen]
+        seen.update(frontier)
+    raise PayloadError(
+        f"the alias calls linking these users to earlier ids go on for more than "
+        f"{ALIAS_HOPS} merges (alias from an id, to an id that was aliased from another, "
+        "...): nothing was deleted. Look at the chain with `nerve sql \"SELECT user_id, "
+        "previous_id FROM events WHERE type = 'alias'\"` and name ids further along it "
+        "as well (--user-id)", code="alias_chain_too_long")
+
+
+def _unhashed(cursor: Any, hashes: set[str], secret: bytes) -> set[str]:
+    """The ids stored as sent whose keyed hash is one of ``hashes``.
+
+    Under ``[privacy] user_id = "hash"`` an alias's ``previous_id`` is stored hashed, while
+    the device it may name keeps its anonymous id as sent, and rows stored before the
+    policy changed keep their user id as sent. A keyed hash cannot be reversed: every
+    distinct user id (and anonymous id of a row without one) is hashed to find them.
+    """
+    found: set[str] = set()
+    for table in _TABLES:
+        result = cursor.execute(f"SELECT DISTINCT coalesce(user_id, anonymous_id) FROM {table}")
+        while chunk := result.fetchmany(100_000):
+            found.update(v for (v,) in chunk
+                         if v is not None and pseudonymise(v, secret) in hashes)
+    return found
+
+
 def forget(cursor: Any, policy: PrivacyPolicy, *, user_ids: Iterable[Any] = (),
            anonymous_ids: Iterable[Any] = (), now: datetime | None = None,
            dry_run: bool = False) -> Erasure:
     """Delete every row of these users from ``events`` and ``quarantine``, in one
     transaction, and record the forget (counts only) in ``erasures``.
 
-    ``user_ids`` are the ids the product sent (hashed here as the collector hashes them);
-    the anonymous ids found on their rows (the devices they used before signing in) are
-    forgotten with them. Rows match on ``user_id``, ``anonymous_id``, or an alias's
-    ``previous_id``. The caller holds the loader's lock and has drained the log first,
-    so no row received before the call is still on its way to the warehouse. With
-    ``dry_run`` nothing is deleted: the counts say what would be.
+    ``user_ids`` are the ids the product sent. An ``alias`` of one of them from an
+    earlier id (``previous_id``: an old login, a device) says that id is the same person:
+    it is forgotten too, as are the ids aliased into it. A row goes when its
+    ``user_id`` is one of these; or its ``previous_id`` is one named here; or its
+    ``anonymous_id`` is one given in ``anonymous_ids`` (every row of that device). The
+    devices found on the users' rows (used before signing in) and the ids linked by an
+    alias go only where a row has no user id: a device shared with someone else keeps
+    that person's rows. Each id is looked for as sent and as its keyed hash, so rows
+    stored under either ``[privacy] user_id`` policy are found. The caller holds the
+    loader's lock and has drained the log first, so no row received before the call is
+    still on its way to the warehouse. With ``dry_run`` nothing is deleted: the counts
+    say what would be.
     """
-    users = stored_user_ids(_ids(user_ids, "user_ids"), policy)
+    secret = policy.secret
+    users = _ids(user_ids, "user_ids")
     given = _ids(anonymous_ids, "anonymous_ids")
     if not users and not given:
         raise PayloadError("name at least one user id or anonymous id to forget",
                            code="missing_field")
     _ensure_ledger(cursor)
-    linked = {row[0] for table in _TABLES for row in cursor.execute(
-        f"SELECT DISTINCT anonymous_id FROM {table} WHERE anonymous_id IS NOT NULL "
-        "AND user_id IN (SELECT unnest(?::VARCHAR[]))", [users]).fetchall()}
-    anonymous = sorted(set(given) | linked)
-    where = ("user_id IN (SELECT unnest($users::VARCHAR[])) "
-             "OR anonymous_id IN (SELECT unnest($anonymous::VARCHAR[])) "
-             "OR previous_id IN (SELECT unnest($everyone::VARCHAR[]))")
-    params = {"users": users, "anonymous": anonymous, "everyone": users + anonymous}
+    aliased = _aliased(cursor, _forms(users, secret), secret)
+    theirs = _forms(set(users) | aliased, secret)
+    devices = _found(cursor, "anonymous_id", "user_id IN (SELECT unnest(?::VARCHAR[]))",
+                     [theirs]) - set(given)
+    where = ("user_id IN (SELECT unnest($theirs::VARCHAR[])) "
+             "OR previous_id IN (SELECT unnest($named::VARCHAR[])) "
+             "OR anonymous_id IN (SELECT unnest($given::VARCHAR[])) "
+             "OR (user_id IS NULL AND anonymous_id IN (SELECT unnest($linked::VARCHAR[])))")
+    params = {"theirs": theirs, "named": _forms(users + given, secret),
+              "given": _forms(given, secret), "linked": _forms(devices | aliased, secret)}
     erasure = Erasure("forget", now or datetime.now(UTC), dry_run=dry_run, detail={
         "user_ids": len(users), "anonymous_ids": len(given),
-        "linked_anonymous_ids": len(linked - set(given))})
+        "linked_anonymous_ids": len(devices), "aliased_ids": len(aliased)})
     verb = "SELECT count(*) FROM" if dry_run else "DELETE FROM"
     counts = _in_one_transaction(cursor, [(f"{verb} {t} WHERE {where}", params)
                                           for t in _TABLES])
@@ -150,7 +211,8 @@ def forget(cursor: Any, policy: PrivacyPolicy, *, user_ids: Iterable[Any] = (),
     _record(cursor, erasure)
     cursor.execute("COMMIT")
     _checkpoint(cursor)
-    log.info("forgot %d user ids and %d anonymous ids: %s", len(users), len(anonymous),
+    log.info("forgot %d user ids (and %d linked by alias), %d anonymous ids (and %d found "
+             "on their rows): %s", len(users), len(aliased), len(given), len(devices),
              erasure.rows, extra={"erasure": erasure.as_dict()})
     return erasure
 
@@ -301,10 +363,15 @@ def forget_users(workspace: Workspace, loader: Any, *, user_ids: Iterable[Any] =
 def expire_rows(workspace: Workspace, catalog: Catalog, loader: Any, *,
                 dry_run: bool = False) -> Erasure:
     """``expire`` in a workspace, with its ``[privacy] uncataloged_retention``; then the
-    audit log's files older than ``[privacy] audit_retention`` (default: kept)."""
+    audit log's files older than ``[privacy] audit_retention`` (default: kept).
+
+    The log is drained first, as ``forget_users`` does: rows past their retention that
+    were still in it are deleted too, and loaded segments leave the log.
+    """
     section = _privacy(workspace)
     days = uncataloged_retention(section)
     audit_days = uncataloged_retention(section, "audit_retention")
+    loader.load_once()
     with loader.exclusive() as cursor:
         erasure = expire(cursor, catalog, uncataloged_days=days, dry_run=dry_run)
     if audit_days is not None:

@@ -25,10 +25,12 @@ from nerve.log import (
     SegmentRead,
     StreamSettings,
     Tail,
+    abandoned,
     acknowledge,
     backlog_bytes,
     list_segments,
     read_segment,
+    recover_segment,
     set_aside,
     writer_ids,
 )
@@ -184,6 +186,7 @@ class Loader:
     def _finish(self, segment: Segment, read: SegmentRead, stats: LoadStats) -> None:
         """A sealed segment is done once loaded: delete it, or set a bad tail aside."""
         if not segment.sealed:
+            self._finish_abandoned(segment, read, stats)
             return
         if read.tail is Tail.CLEAN:
             self._retire(segment)
@@ -191,6 +194,32 @@ class Loader:
         else:
             set_aside(segment.path, f"{read.tail.value} frame at offset {read.end} "
                       "in a sealed segment (loaded up to there)")
+
+    def _finish_abandoned(self, segment: Segment, read: SegmentRead,
+                          stats: LoadStats) -> None:
+        """The newest segment of a writer that is gone (stopped, or killed) is sealed too:
+        once loaded, delete it, so that a stopped server's last events (a forgotten
+        user's among them) do not stay in the log until the next start.
+
+        Under the writer's lock (a writer starting meanwhile waits for it), a torn tail is
+        cut first, as the writer would at its restart; a segment that grew since it was
+        read (its writer appended, then stopped) is loaded by the next pass.
+        """
+        with abandoned(self.log_dir, segment.writer) as gone:
+            if not gone:
+                return
+            if read.tail is not Tail.CLEAN:
+                recover_segment(segment.path)
+            try:
+                size = segment.path.stat().st_size
+            except FileNotFoundError:  # no whole frame in it: the recovery removed it
+                size = 0
+            if size <= read.end:
+                self._retire(segment)
+                stats.segments_done += 1
+            elif read.tail is Tail.CORRUPT:  # frames that verify but do not decode
+                set_aside(segment.path, f"{read.tail.value} frame at offset {read.end} "
+                          "in the last segment of a writer that is gone (loaded up to there)")
 
     def _commit_frames(self, segment: Segment, frames: list[tuple[int, pa.RecordBatch]],
                        start: int, stats: LoadStats) -> int:

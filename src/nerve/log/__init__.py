@@ -18,10 +18,12 @@ from nerve.log._frame import Tail
 from nerve.log._segments import (
     Segment,
     SegmentRead,
+    abandoned,
     acknowledge,
     backlog_bytes,
     list_segments,
     read_segment,
+    recover_segment,
     set_aside,
     writer_ids,
 )
@@ -48,12 +50,14 @@ __all__ = [
     "StreamSettings",
     "StreamWriter",
     "Tail",
+    "abandoned",
     "acknowledge",
     "backlog_bytes",
     "list_segments",
     "max_backlog",
     "open_log",
     "read_segment",
+    "recover_segment",
     "set_aside",
     "writer_ids",
 ]

@@ -4,7 +4,9 @@ Layout::
 
     log_dir/
       <writer_id>/                 one folder per writer (one per HTTP worker process)
-        .lock                      held (flock) by the live writer
+        .lock                      held (flock) by the live writer; when no process
+                                   holds it, the writer is gone and its newest segment
+                                   is sealed too (``abandoned``)
         <ns:020d>-<hex>.seg        segments, in write order by name; only the newest is
                                    ever appended to
         ACK                        {segment: offset} loaded so far (written by the loader
@@ -20,11 +22,15 @@ deleted every older segment), because the warehouse remembers offsets by name.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import logging
 import os
 import re
 import secrets
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +52,7 @@ from nerve.log._frame import (
 __all__ = [
     "Segment",
     "SegmentRead",
+    "abandoned",
     "acknowledge",
     "backlog_bytes",
     "list_segments",
@@ -53,6 +60,7 @@ __all__ = [
     "read_segment",
     "recover_segment",
     "set_aside",
+    "try_lock",
     "writer_ids",
 ]
 
@@ -104,6 +112,40 @@ def list_segments(log_dir: Path, writer: str) -> list[Segment]:
         return []
     last = len(names) - 1
     return [Segment(writer, n, folder / n, sealed=i < last) for i, n in enumerate(names)]
+
+
+def try_lock(folder: Path) -> int | None:
+    """Take a writer folder's lock (flock on ``.lock``) if no process holds it: the file
+    descriptor holding it (closing it releases the lock), else None."""
+    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            return None
+        raise
+    return fd
+
+
+@contextmanager
+def abandoned(log_dir: Path, writer: str) -> Iterator[bool]:
+    """Whether ``writer`` is gone (stopped, or killed: no process holds its folder's lock),
+    holding its lock meanwhile when it is, so that no writer starts in that folder until
+    the block ends (a starting writer waits a little for the lock).
+
+    A writer never appends to a segment after a restart, so the newest segment of a
+    writer that is gone is sealed: nothing will be appended to it.
+    """
+    try:
+        fd = try_lock(log_dir / writer)
+    except FileNotFoundError:  # no folder: no writer, and no segment either
+        fd = None
+    try:
+        yield fd is not None
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def new_segment_name(folder: Path) -> str:

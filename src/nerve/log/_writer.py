@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import os
 import threading
 import time
@@ -15,11 +13,11 @@ import pyarrow as pa
 from nerve.errors import TransientError
 from nerve.log._frame import encode_batch, encode_schema
 from nerve.log._segments import (
-    LOCK_FILE,
     _fsync_dir,
     list_segments,
     new_segment_name,
     recover_segment,
+    try_lock,
 )
 
 __all__ = ["LogWriter"]
@@ -201,17 +199,18 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def _lock_folder(folder: Path, wait: float = 2.0) -> int:
-    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     deadline = time.monotonic() + wait
+    busy = TransientError(f"{folder}: another process is writing to this log folder "
+                          "(is another `nerve serve` running on this workspace?)")
     while True:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fd
+            fd = try_lock(folder)
         except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
-                os.close(fd)
-                raise TransientError(
-                    f"{folder}: another process is writing to this log folder "
-                    "(is another `nerve serve` running on this workspace?)"
-                ) from exc
-            time.sleep(0.05)
+            raise busy from exc
+        # held by another writer, or for a moment by the loader deleting the newest
+        # segment of a writer that is gone (``abandoned``)
+        if fd is not None:
+            return fd
+        if time.monotonic() > deadline:
+            raise busy
+        time.sleep(0.05)

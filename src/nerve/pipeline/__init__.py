@@ -7,6 +7,7 @@ runs in every deployment and is cheap to test.
 from nerve.pipeline.enrich import enrich_context, parse_user_agent
 from nerve.pipeline.guard import Guard, withhold_values
 from nerve.pipeline.privacy import (
+    HASH_PREFIX,
     PrivacyPolicy,
     consent_allows,
     protect_context,
@@ -17,6 +18,7 @@ from nerve.pipeline.privacy import (
 )
 
 __all__ = [
+    "HASH_PREFIX",
     "Guard",
     "PrivacyPolicy",
     "consent_allows",

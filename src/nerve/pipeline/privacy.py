@@ -31,6 +31,7 @@ from nerve.catalog import EventSpec, PropertySpec
 from nerve.errors import WorkspaceError
 
 __all__ = [
+    "HASH_PREFIX",
     "PrivacyPolicy",
     "consent_allows",
     "looks_personal",
@@ -42,6 +43,7 @@ __all__ = [
 ]
 
 Treatment = Literal["hash", "drop", "keep", "truncate"]
+#: what a keyed hash (``pseudonymise``) starts with
 HASH_PREFIX = "h:"
 
 #: words that make an uncataloged property's name look personal (hashed anyway)

@@ -288,8 +288,9 @@ def _none(indexes: Sequence[int] | None) -> list[subprocess.Popen[bytes]]:
 async def _supervise(workers: list[subprocess.Popen[bytes]], start: Spawner) -> None:
     """Start a worker process again when one dies (a crash, an OOM kill), so the port
     keeps as many processes taking events as asked for. Its log folder is the dead one's:
-    the new writer cuts a torn tail from the old segment and appends to a new one, and the
-    loader loads the old segment's whole frames (everything that was acknowledged).
+    the new writer cuts a torn tail from the old segment (unless the loader, finding the
+    writer gone, did first) and appends to a new one, and the loader loads the old
+    segment's whole frames (everything that was acknowledged), then deletes it.
 
     A worker that exited 0 was stopped on purpose (Ctrl-C reaches the whole process
     group): it is not started again.
