@@ -5,9 +5,9 @@ dimensions with the values seen in the data, segments, cataloged events, experim
 The planner finds, in order: a period-over-period phrase, a time range, the intent,
 filters stated with a dimension's name (``where country is DE``), a grain, a top N, a
 breakdown (``by platform``), filters named by their value (``on iOS``, ``users over
-65``, ``in Germany``), and the metric (``_filters`` reads the filters). What it cannot
-place it reports in ``Plan.problems``; a filter it cannot read or apply declines the
-question.
+65``, ``in Germany``), and the metric (``_filters`` reads the filters, ``_breakdowns``
+the breakdown). What it cannot place it reports in ``Plan.problems``; a filter it cannot
+read or apply declines the question.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from nerve.agent._breakdowns import read_breakdown
 from nerve.agent._filters import read_filters, read_stated, spell_out
 from nerve.agent._time import Span, find_comparison, find_span
-from nerve.agent._words import _DIM_WORDS, _STOP, _VAGUE, _any, _has, _norm, _stem, _stems
+from nerve.agent._words import _STOP, _VAGUE, _any, _has, _norm, _phrases, _stems
 
 __all__ = ["INTENTS", "MetricInfo", "Plan", "Vocabulary", "plan_question"]
 
@@ -157,7 +158,7 @@ def plan_question(question: str, vocab: Vocabulary, today: date) -> Plan:
     text = read_stated(text, vocab, plan)  # before "by" and "top" take its dimension
     text = _grain(text, plan)
     text = _top(text, plan)
-    text = _breakdown(text, vocab, plan)
+    text = read_breakdown(text, vocab, plan)
     text = read_filters(text, vocab, plan)
     plan.metric, text = _metric(text, vocab)
     if plan.metric is None:
@@ -297,60 +298,6 @@ def _top(text: str, plan: Plan) -> str:
     if plan.intent == "top" and not n and _any(text, "which", "what"):
         plan.limit = 1
     return (text[: m.start()] + " " + text[m.end():]).strip()
-
-
-def _dim_name(words: str, vocab: Vocabulary) -> str | None:
-    words = words.strip()
-    for candidate in (words, words.replace(" ", "_")):
-        if candidate in vocab.dimensions:
-            return candidate
-    if words in _DIM_WORDS and _DIM_WORDS[words] in vocab.dimensions:
-        return _DIM_WORDS[words]
-    if _stem(words) in vocab.dimensions:
-        return _stem(words)
-    joined = words.replace(" ", "_")
-    for candidate in (joined, _stem(joined)):
-        if candidate in vocab.properties:
-            return candidate  # a property of the events: the query checks the metric's
-    ends = [p for p in vocab.properties if p.endswith("_" + joined)]
-    return ends[0] if len(ends) == 1 else None  # "by provider": payment_provider
-
-
-def _breakdown(text: str, vocab: Vocabulary, plan: Plan) -> str:
-    m = re.search(r"\b(?:by|per|across|for each|split by|broken down by|each)"
-                  r" ([a-z_ ]+?)(?= by | for | in | on | over |$)", text)
-    if m is not None:
-        for size in (3, 2, 1):
-            words = " ".join(m.group(1).split()[:size])
-            dim = _dim_name(words, vocab)
-            if dim is not None:
-                plan.by = dim
-                end = m.start(1) + len(words)
-                return (text[: m.start()] + " " + text[end:]).strip()
-    if plan.intent == "top":  # "top 3 countries by revenue", "which country had most orders"
-        tokens = text.split()
-        for size in (2, 1):
-            for i in range(len(tokens) - size + 1):
-                dim = _dim_name(" ".join(tokens[i:i + size]), vocab)
-                if dim is not None:
-                    plan.by = dim
-                    return " ".join(tokens[:i] + tokens[i + size:])
-        m = re.search(r"\b(?:which|what) ([a-z_ ]+?)(?= had | has | have | brought |"
-                      r" made | generated | with | drove | is | was |$)", text)
-        if m is not None:
-            for size in (2, 1):
-                words = " ".join(m.group(1).split()[:size])
-                dim = _dim_name(words, vocab)
-                if dim is not None:
-                    plan.by = dim
-                    return (text[: m.start()] + " " + text[m.start(1) + len(words):]).strip()
-    return text
-
-
-def _phrases(vocab: Vocabulary) -> list[tuple[str, str]]:
-    found = [(_stems(phrase), m.name) for m in vocab.metrics
-             for phrase in (m.name, m.label, *m.synonyms) if phrase]
-    return sorted(found, key=lambda p: -len(p[0]))
 
 
 def _metric(text: str, vocab: Vocabulary) -> tuple[str | None, str]:
