@@ -1,5 +1,6 @@
-"""The measured promise: at least 90% of realistic questions answered correctly against
-independently computed truth, and no answer with a number no query produced."""
+"""The measured promise: every realistic question answered correctly against
+independently computed truth (docs/ask.md states the count), and no answer with a
+number no query produced."""
 
 from __future__ import annotations
 
@@ -37,5 +38,4 @@ def test_accuracy_and_honesty(demo_ctx: Context, truth: Truth) -> None:
             dishonest.append(f"{case.question!r}: {extra} in {answer.answer!r}")
         assert all(n.query for n in answer.numbers), case.question
     assert not dishonest, "\n".join(dishonest)
-    accuracy = 1 - len(wrong) / len(cases)
-    assert accuracy >= 0.9, f"accuracy {accuracy:.0%}:\n" + "\n".join(wrong)
+    assert not wrong, f"{len(cases) - len(wrong)} of {len(cases)} right:\n" + "\n".join(wrong)

@@ -74,6 +74,11 @@ def test_ask_through_nerve_serve(demo_root: Path, demo_ctx: Context, tmp_path: P
     answer = _post(server, "/v1/ask", {"question": f"orders on {day}"}, token)
     assert answer.status_code == 200, answer.text
     assert answer.json()["numbers"][0]["value"] == truth
+    # a breakdown by user is declined with its words, not answered with the total
+    by_user = _post(server, "/v1/ask", {"question": "how many orders by user?"}, token)
+    assert by_user.status_code == 200, by_user.text
+    assert (by_user.json()["answered"], by_user.json()["numbers"]) == (False, [])
+    assert by_user.json()["plan"]["ignored"] == ["by user"]
 
     tool = _post(server, "/v1/ask/tool", {"tool": "query_metrics", "args": {
         "metrics": ["orders"], "since": day, "until": day}}, token)

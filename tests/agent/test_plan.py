@@ -277,3 +277,125 @@ def test_funnels_and_forecasts_decline_a_filter_they_would_not_apply() -> None:
     assert p.intent == "unknown"
     assert "cannot filter a forecast, so it did not apply" in p.problems[0]
     assert plan_question("forecast orders", SHOP, TODAY).intent == "forecast"
+
+
+def test_top_n_ranks_a_dimension_by_a_metric_that_is_also_a_property() -> None:
+    # purchase_complete has a property revenue: "by revenue" is still the metric to rank by
+    p = plan_question("top 3 countries by revenue last week", SHOP, TODAY)
+    assert (p.intent, p.metric, p.by, p.limit, p.ignored) == \
+        ("top", "revenue", "country", 3, []), p.as_dict()
+    p = plan_question("bottom 2 platforms by sales", SHOP, TODAY)
+    assert (p.intent, p.metric, p.by, p.direction) == ("top", "revenue", "platform", "asc")
+    p = plan_question("orders by revenue", SHOP, TODAY)  # no ranking: one metric or other
+    assert (p.intent, p.ignored) == ("unknown", ["by revenue"])
+    assert "revenue is a metric, not a dimension" in p.problems[0]
+
+
+BOOKINGS = Vocabulary((MetricInfo("bookings", "Bookings"), *VOCAB.metrics),
+                      VOCAB.dimensions, VOCAB.segments, VOCAB.events)
+
+
+@pytest.mark.parametrize(("question", "ignored"), [
+    ("bookings by user_id", "by user id"),
+    ("how many bookings by user?", "by user"),
+    ("bookings per anonymous_id last week", "per anonymous id"),
+    ("bookings for each user", "for each user"),
+    ("how many bookings did each customer make", "each customer"),
+    ("bookings broken down by device_id", "broken down by device id"),
+    ("top 10 users by bookings", "users"),
+    ("which customer had the most bookings", "customer"),
+])
+def test_a_breakdown_by_a_person_or_a_device_is_declined_saying_why(
+        question: str, ignored: str) -> None:
+    p = plan_question(question, BOOKINGS, TODAY)
+    assert (p.intent, p.by, p.ignored) == ("unknown", None, [ignored]), p.as_dict()
+    assert f"nerve did not understand {ignored!r} as a breakdown" in p.problems[0]
+    assert "too many groups" in p.problems[0]
+    assert "`nerve sql`" in p.problems[0]
+    assert p.suggestions == ["platform", "country", "age_group"]  # those with few values
+
+
+def test_a_device_is_the_platform_when_there_is_one() -> None:
+    assert plan_question("bookings for each device", BOOKINGS, TODAY).by == "platform"
+    no_platform = Vocabulary(BOOKINGS.metrics, {"country": ("country", ("DE", "US"))})
+    p = plan_question("bookings for each device", no_platform, TODAY)
+    assert (p.intent, p.ignored) == ("unknown", ["for each device"])
+    assert "device is not a dimension" in p.problems[0]
+
+
+@pytest.mark.parametrize(("question", "ignored", "says"), [
+    ("orders broken down by gateway", ["broken down by gateway"], "nothing in the data"),
+    ("revenue per gateway last week", ["per gateway"], "nothing in the data"),
+    ("revenue by platform and country", ["and country"], "a second breakdown"),
+    ("revenue by platform by country", ["by country"], "a second breakdown"),
+    ("which day had the most orders", ["most"], "a ranking needs a dimension"),
+])
+def test_a_breakdown_nerve_cannot_read_is_declined_with_its_words(
+        question: str, ignored: list[str], says: str) -> None:
+    p = plan_question(question, SHOP, TODAY)
+    assert (p.intent, p.ignored) == ("unknown", ignored), p.as_dict()
+    assert f"nerve did not understand {ignored[0]!r} as a breakdown: " in p.problems[0]
+    assert says in p.problems[0]
+
+
+@pytest.mark.parametrize(("question", "where", "segments"), [
+    ("orders by users over 65", ["age >= 65"], []),
+    ("orders placed by seniors", [], ["seniors"]),
+    ("orders by 18-24 year olds", ["age_group = '18-24'"], []),
+    ("total revenue across all platforms", [], []),
+])
+def test_a_by_that_is_no_breakdown_is_left_to_the_filters(
+        question: str, where: list[str], segments: list[str]) -> None:
+    p = plan_question(question, SHOP, TODAY)
+    assert (p.intent, p.by, p.where, p.segments, p.ignored) == \
+        ("value", None, where, segments, []), p.as_dict()
+
+
+def test_a_metric_named_with_per_is_no_breakdown() -> None:
+    vocab = Vocabulary((*VOCAB.metrics, MetricInfo("revenue_per_user",
+                                                   "Revenue per active user")),
+                       VOCAB.dimensions)
+    p = plan_question("revenue per user last week", vocab, TODAY)
+    assert (p.intent, p.metric, p.ignored) == ("value", "revenue_per_user", [])
+    p = plan_question("revenue per active user by platform", vocab, TODAY)
+    assert (p.intent, p.metric, p.by) == ("breakdown", "revenue_per_user", "platform")
+
+
+@pytest.mark.parametrize(("question", "says"), [
+    ("daily orders by platform", "nerve ask cannot break a trend down, so it did not apply "
+     "'by platform': `nerve metrics query orders --by platform --grain day` gives it"),
+    ("orders by country over time", "cannot break a trend down"),
+    ("revenue week over week by country", "cannot break a comparison down"),
+    ("forecast orders by country", "cannot break a forecast down, so it did not apply "
+     "'by country': the forecast would be of all orders"),
+    ("how is the simple checkout experiment doing by platform",
+     "`nerve experiment analyze simple_checkout --by platform` gives it"),
+])
+def test_a_tool_that_takes_no_breakdown_declines_it(question: str, says: str) -> None:
+    p = plan(question)
+    assert (p.intent, p.by) == ("unknown", None), p.as_dict()
+    assert says in p.problems[0]
+    assert len(p.ignored) == 1
+
+
+def test_funnels_why_questions_and_readouts_take_their_breakdown() -> None:
+    p = plan_question("funnel from product_view to purchase_complete by platform", SHOP,
+                      TODAY)
+    assert (p.intent, p.steps, p.by) == ("funnel", ["product_view", "purchase_complete"],
+                                         "platform")
+    p = plan_question("funnel from product_view to purchase_complete per user id", SHOP,
+                      TODAY)
+    assert (p.intent, p.ignored) == ("unknown", ["per user id"])
+    p = plan_question("why did orders drop last week by country", SHOP, TODAY)
+    assert (p.intent, p.by) == ("explain", "country")
+    p = plan_question("why did orders drop last week per user", SHOP, TODAY)
+    assert (p.intent, p.ignored) == ("unknown", ["per user"])
+    p = plan("simple checkout experiment results by variant")
+    assert (p.intent, p.experiment, p.ignored) == ("experiment", "simple_checkout", [])
+
+
+def test_a_declined_filter_suggests_the_dimension_it_names() -> None:
+    assert plan_question("revenue where plan is pro", SHOP, TODAY).suggestions == \
+        ["plan (free, plus)"]
+    assert plan_question("orders on ios and android", SHOP, TODAY).suggestions == \
+        ["platform (android, ios, web)"]

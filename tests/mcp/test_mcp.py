@@ -210,3 +210,35 @@ def test_an_agent_over_stdio_gets_the_clis_figures_and_is_told_what_they_miss(
                 declined["answer"]
 
     anyio.run(main)
+
+
+def test_an_agents_ask_ranks_by_the_metric_and_declines_a_breakdown_by_user(
+        demo_root: Path) -> None:
+    """``ask`` over stdio: "top 3 countries by revenue" gives query_metrics' top three,
+    and a breakdown by user is declined with its words, not answered with the total."""
+    params = StdioServerParameters(  # the whole environment: this nerve (PYTHONPATH)
+        command=sys.executable, args=["-m", "nerve", "--workspace", str(demo_root), "mcp"],
+        env=dict(os.environ))
+
+    async def main() -> None:
+        async with stdio_client(params) as (read, write), \
+                ClientSession(read, write) as session:
+            await session.initialize()
+            top = _json(await session.call_tool(
+                "ask", {"question": "top 3 countries by revenue"}))
+            assert (top["answered"], top["plan"]["by"]) == (True, "country")
+            truth = _json(await session.call_tool("query_metrics", {
+                "metrics": ["revenue"], "by": ["country"], "order_by": ["-revenue"],
+                "limit": 3}))
+            assert [n["value"] for n in top["numbers"]] == \
+                [r["revenue"] for r in truth["rows"]]
+            for question, words in (("how many orders by user?", "by user"),
+                                    ("orders by user_id", "by user id")):
+                declined = _json(await session.call_tool("ask", {"question": question}))
+                assert (declined["answered"], declined["numbers"]) == (False, [])
+                assert declined["plan"]["ignored"] == [words]
+                assert f"did not understand {words!r} as a breakdown" in \
+                    declined["answer"]
+                assert "too many groups" in declined["answer"]
+
+    anyio.run(main)

@@ -6,7 +6,7 @@ comes from a tool result, with the queries that produced it.
 
 >>> from nerve.agent import Context, ask                            # doctest: +SKIP
 >>> ask("sales last week on iOS", Context.open(ws, warehouse)).answer  # doctest: +SKIP
-'Revenue from 2026-11-16 to 2026-11-22 (platform = ios): 8,367.15 USD.'
+'Revenue from 2026-11-16 to 2026-11-22 (platform = ios): 5,911.39 USD. Caveat: ...'
 """
 
 from nerve.agent._answer import Answer, DishonestAnswerError

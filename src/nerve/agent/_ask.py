@@ -265,17 +265,26 @@ def _funnel(plan: Plan, ctx: Context, b: Builder) -> None:
         args["since"] = _aware(plan.span.since, ctx)
     if plan.span is not None and plan.span.until is not None:
         args["until"] = _aware(plan.span.until + timedelta(days=1), ctx)
+    if plan.by:  # "funnel ... by platform": one funnel per value, as nerve funnel --by
+        args["by"] = plan.by
     result = run_tool(ctx, "run_funnel", args)
-    q = b.ran("run_funnel", args, command="nerve funnel " + " ".join(plan.steps))
+    command = ["nerve", "funnel", *plan.steps, *(["--by", plan.by] if plan.by else [])]
+    q = b.ran("run_funnel", args, command=shlex.join(command))
     b.caveats.extend(result.get("caveats") or [])
     rows = result["rows"]
-    parts = []
+    groups: dict[Any, list[str]] = {}
     for r in rows:
-        users = b.num(f"{r['event']} users", r["users"], q, "run_funnel")
-        conv = b.num(f"{r['event']} conversion", r["conversion"], q, "run_funnel", "percent")
-        parts.append(f"{r['event']} {users} ({conv})")
+        value = r.get(plan.by) if plan.by else None
+        about = f"{r['event']}{f' {plan.by}={value}' if plan.by else ''}"
+        users = b.num(f"{about} users", r["users"], q, "run_funnel")
+        conv = b.num(f"{about} conversion", r["conversion"], q, "run_funnel", "percent")
+        groups.setdefault(value, []).append(f"{r['event']} {users} ({conv})")
     when = f" {plan.span.label}" if plan.span else ""
-    b.say(f"Funnel{when} (within a day, per user): {'; '.join(parts)}.")
+    if plan.by:
+        parts = [f"{b.label(value)}: {'; '.join(steps)}" for value, steps in groups.items()]
+        b.say(f"Funnel{when} by {plan.by} (within a day, per user): {'. '.join(parts)}.")
+        return
+    b.say(f"Funnel{when} (within a day, per user): {'; '.join(groups.get(None, []))}.")
     if len(rows) >= 2:
         worst = max(rows[:-1], key=lambda r: r.get("drop_off") or 0)
         nxt = rows[rows.index(worst) + 1]["event"]

@@ -225,6 +225,7 @@ def _second(text: str, dim: str, vocab: Vocabulary, plan: Plan) -> str:
             plan.problems.append(f"nerve did not understand {phrase!r} as a filter: it "
                                  f"names a second {dim}, and nerve keeps one value of each "
                                  "dimension")
+            _suggest(dim, vocab, plan)
             return (text[: m.start()] + " " + text[m.end():]).strip()
     return text
 
@@ -263,11 +264,21 @@ def _no_such_value(phrase: str, dim: str, said: str, vocab: Vocabulary, plan: Pl
         plan.problems.append(f"nerve did not understand {phrase!r} as a filter: the "
                              f"dimension {dim} has no value {said!r} in the data (it has "
                              f"{known})")
+        _suggest(dim, vocab, plan)
     else:
         plan.problems.append(f"nerve did not understand {phrase!r} as a filter: it does "
                              f"not list the values of {dim} (only those of text dimensions "
                              "with few values); `nerve metrics query --where` filters on "
                              "any value")
+
+
+def _suggest(dim: str, vocab: Vocabulary, plan: Plan) -> None:
+    """The dimension a declined filter names, with its values, as the closest nerve has
+    (not the first dimensions of the layer)."""
+    values = vocab.dimensions[dim][1]
+    suggestion = f"{dim} ({', '.join(values[:6])}{', ...' if len(values) > 6 else ''})"
+    if suggestion not in plan.suggestions:
+        plan.suggestions.append(suggestion)
 
 
 def _unmatched(phrase: str, plan: Plan) -> None:

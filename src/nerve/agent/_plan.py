@@ -5,9 +5,9 @@ dimensions with the values seen in the data, segments, cataloged events, experim
 The planner finds, in order: a period-over-period phrase, a time range, the intent,
 filters stated with a dimension's name (``where country is DE``), a grain, a top N, a
 breakdown (``by platform``), filters named by their value (``on iOS``, ``users over
-65``, ``in Germany``), and the metric (``_filters`` reads the filters). What it cannot
-place it reports in ``Plan.problems``; a filter it cannot read or apply declines the
-question.
+65``, ``in Germany``), and the metric (``_filters`` reads the filters, ``_breakdowns``
+the breakdown). What it cannot place it reports in ``Plan.problems``; a filter or a
+breakdown it cannot read or apply declines the question.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from nerve.agent._breakdowns import cannot_break_down, decline_breakdown, read_breakdown
 from nerve.agent._filters import read_filters, read_stated, spell_out
 from nerve.agent._time import Span, find_comparison, find_span
-from nerve.agent._words import _DIM_WORDS, _STOP, _VAGUE, _any, _has, _norm, _stem, _stems
+from nerve.agent._words import _STOP, _VAGUE, _any, _has, _norm, _phrases, _stems
 
 __all__ = ["INTENTS", "MetricInfo", "Plan", "Vocabulary", "plan_question"]
 
@@ -62,6 +63,8 @@ class Plan:
     compare_days: int | None = None
     grain: str | None = None
     by: str | None = None
+    #: the words of the breakdown ("by device", "top 3 countries"), quoted if declined
+    by_text: str | None = None
     where: list[str] = field(default_factory=list)
     segments: list[str] = field(default_factory=list)
     filters_text: list[str] = field(default_factory=list)
@@ -104,6 +107,8 @@ _EVERYDAY = {"money": ("revenue", "sales"), "earn": ("revenue", "sales"),
              "buy": ("orders", "purchases"), "purchased": ("orders", "purchases"),
              "spent": ("revenue", "sales"), "spend": ("revenue", "sales"),
              "visited": ("sessions", "visits"), "visit": ("sessions", "visits")}
+#: the words of an experiment's own breakdown ("results by variant")
+_READOUT = frozenset({"variant", "variants", "arm", "arms", "group", "groups"})
 #: words for a quantity: left over after a metric is found, the question asks for another
 _QUANTITY = frozenset({"lifetime", "ltv", "clv", "churn", "retention", "ratio", "score",
                        "nps", "cost", "cac", "margin", "profit", "install", "download",
@@ -126,7 +131,11 @@ def plan_question(question: str, vocab: Vocabulary, today: date) -> Plan:
     text = _norm(rest)
     plan.intent = _intent(text, plan)
     if plan.intent == "experiment":
+        text = read_breakdown(text, vocab, plan, keep=_READOUT)
         _experiment(text, vocab, plan)
+        cannot_break_down(plan)
+        if plan.ignored:
+            plan.intent = "unknown"
         return plan
     if plan.intent == "health":
         plan.event = _event(text, vocab)
@@ -138,7 +147,8 @@ def plan_question(question: str, vocab: Vocabulary, today: date) -> Plan:
                                  "(e.g. 'funnel from product_view to add_to_cart to "
                                  "purchase_complete')")
             plan.suggestions = list(vocab.events)
-        read_filters(read_stated(text, vocab, plan), vocab, plan)
+        text = read_breakdown(read_stated(text, vocab, plan), vocab, plan)  # run_funnel's by
+        read_filters(text, vocab, plan)
         if plan.where or plan.segments:  # run_funnel has no filter: not everyone's funnel
             shown = ", ".join(repr(f) for f in plan.filters_text)
             plan.problems.append(f"nerve ask cannot filter a funnel, so it did not apply "
@@ -156,8 +166,8 @@ def plan_question(question: str, vocab: Vocabulary, today: date) -> Plan:
         return plan
     text = read_stated(text, vocab, plan)  # before "by" and "top" take its dimension
     text = _grain(text, plan)
-    text = _top(text, plan)
-    text = _breakdown(text, vocab, plan)
+    text, top = _top(text, plan)
+    text = read_breakdown(text, vocab, plan)
     text = read_filters(text, vocab, plan)
     plan.metric, text = _metric(text, vocab)
     if plan.metric is None:
@@ -182,23 +192,15 @@ def plan_question(question: str, vocab: Vocabulary, today: date) -> Plan:
     filters = [m.group(0) for m in re.finditer(
         r"\b(?:on|in|from|for|among|with) (?:the )?([a-z][a-z0-9]+)\b", text)
         if m.group(1) not in _STOP and m.group(1) not in _VAGUE]
-    unplaced = [m.group(0) for m in re.finditer(
-        r"\b(?:by|per|across|split by|broken down by) (?:the )?([a-z][a-z0-9]+)\b", text)
-        if m.group(1) not in _STOP and m.group(1) not in _VAGUE]
-    plan.ignored += filters + unplaced  # after the filters read_filters declined
-    if unplaced:  # "by gateway" when nothing is called so: not the overall figure
-        phrases = ", ".join(repr(p) for p in unplaced)
-        plan.problems.append(f"nothing in the data matches {phrases} (no dimension or "
-                             "event property), so nerve cannot break it down that way")
+    plan.ignored += filters  # after the filters read_filters declined
     if filters:  # "revenue in Narnia": the revenue of everywhere would mislead
         phrases = ", ".join(repr(p) for p in filters)
         plan.problems.append(f"nerve did not understand {phrases} as a filter: nothing in "
                              "the data matches it (no dimension value or segment)")
-    if plan.ignored:
-        plan.suggestions = [f"{name} ({', '.join(values[:6])})"
-                            for name, (_, values) in vocab.dimensions.items() if values][:4]
-        if unplaced:
-            plan.suggestions = list(vocab.dimensions)[:8]
+    if plan.ignored:  # the dimension a declined filter names, else the first ones
+        plan.suggestions = plan.suggestions or [
+            f"{name} ({', '.join(values[:6])})"
+            for name, (_, values) in vocab.dimensions.items() if values][:4]
         plan.intent = "unknown"
         return plan
     if plan.intent == "forecast" and (plan.where or plan.segments):
@@ -209,9 +211,11 @@ def plan_question(question: str, vocab: Vocabulary, today: date) -> Plan:
         return plan
     if plan.intent == "value" and plan.by:
         plan.intent = "breakdown"
-    if plan.intent == "top" and not plan.by:
-        plan.problems.append("'top' needs a breakdown, e.g. 'top 3 countries by revenue'")
-        plan.intent = "value"
+    if plan.intent == "top" and not plan.by and plan.grain:
+        plan.intent = "value"  # "the highest daily revenue": the trend names its top day
+    elif plan.intent == "top" and not plan.by:
+        decline_breakdown(top or "top", "a ranking needs a dimension to rank ('top 3 "
+                          "countries by revenue'), and the question names none", plan, vocab)
     if plan.intent == "explain":
         plan.premise = _premise(_norm(question))
     if plan.intent in ("comparison", "explain") and plan.compare_days is None \
@@ -221,10 +225,14 @@ def plan_question(question: str, vocab: Vocabulary, today: date) -> Plan:
         plan.grain = "day"
     if plan.grain and plan.intent == "value":
         plan.intent = "trend"
+    cannot_break_down(plan)  # a trend's, a comparison's, a forecast's
+    if plan.ignored:
+        plan.intent = "unknown"
     return plan
 
 
 def _intent(text: str, plan: Plan) -> str:
+    text = re.sub(r"\bbroken down\b", "split", text)  # a breakdown, not broken data
     if _any(text, "experiment", "a/b", "ab test", "a b test", "variant", "variants") \
             or re.search(r"\b(test|rollout) (result|readout)", text):
         return "experiment"
@@ -284,11 +292,12 @@ def _grain(text: str, plan: Plan) -> str:
     return text
 
 
-def _top(text: str, plan: Plan) -> str:
+def _top(text: str, plan: Plan) -> tuple[str, str | None]:
+    """``text`` without its "top 3", "most"... (into ``plan.limit``), and those words."""
     m = re.search(r"\b(top|bottom|best|worst|highest|lowest|most|least|biggest|"
                   r"smallest)(?: (\d+|one|two|three|four|five|ten))?\b", text)
     if m is None:
-        return text
+        return text, None
     words = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "ten": 10}
     n = m.group(2)
     plan.limit = (int(n) if n.isdigit() else words[n]) if n else 1
@@ -296,61 +305,7 @@ def _top(text: str, plan: Plan) -> str:
         plan.direction = "asc"
     if plan.intent == "top" and not n and _any(text, "which", "what"):
         plan.limit = 1
-    return (text[: m.start()] + " " + text[m.end():]).strip()
-
-
-def _dim_name(words: str, vocab: Vocabulary) -> str | None:
-    words = words.strip()
-    for candidate in (words, words.replace(" ", "_")):
-        if candidate in vocab.dimensions:
-            return candidate
-    if words in _DIM_WORDS and _DIM_WORDS[words] in vocab.dimensions:
-        return _DIM_WORDS[words]
-    if _stem(words) in vocab.dimensions:
-        return _stem(words)
-    joined = words.replace(" ", "_")
-    for candidate in (joined, _stem(joined)):
-        if candidate in vocab.properties:
-            return candidate  # a property of the events: the query checks the metric's
-    ends = [p for p in vocab.properties if p.endswith("_" + joined)]
-    return ends[0] if len(ends) == 1 else None  # "by provider": payment_provider
-
-
-def _breakdown(text: str, vocab: Vocabulary, plan: Plan) -> str:
-    m = re.search(r"\b(?:by|per|across|for each|split by|broken down by|each)"
-                  r" ([a-z_ ]+?)(?= by | for | in | on | over |$)", text)
-    if m is not None:
-        for size in (3, 2, 1):
-            words = " ".join(m.group(1).split()[:size])
-            dim = _dim_name(words, vocab)
-            if dim is not None:
-                plan.by = dim
-                end = m.start(1) + len(words)
-                return (text[: m.start()] + " " + text[end:]).strip()
-    if plan.intent == "top":  # "top 3 countries by revenue", "which country had most orders"
-        tokens = text.split()
-        for size in (2, 1):
-            for i in range(len(tokens) - size + 1):
-                dim = _dim_name(" ".join(tokens[i:i + size]), vocab)
-                if dim is not None:
-                    plan.by = dim
-                    return " ".join(tokens[:i] + tokens[i + size:])
-        m = re.search(r"\b(?:which|what) ([a-z_ ]+?)(?= had | has | have | brought |"
-                      r" made | generated | with | drove | is | was |$)", text)
-        if m is not None:
-            for size in (2, 1):
-                words = " ".join(m.group(1).split()[:size])
-                dim = _dim_name(words, vocab)
-                if dim is not None:
-                    plan.by = dim
-                    return (text[: m.start()] + " " + text[m.start(1) + len(words):]).strip()
-    return text
-
-
-def _phrases(vocab: Vocabulary) -> list[tuple[str, str]]:
-    found = [(_stems(phrase), m.name) for m in vocab.metrics
-             for phrase in (m.name, m.label, *m.synonyms) if phrase]
-    return sorted(found, key=lambda p: -len(p[0]))
+    return (text[: m.start()] + " " + text[m.end():]).strip(), m.group(0)
 
 
 def _metric(text: str, vocab: Vocabulary) -> tuple[str | None, str]:

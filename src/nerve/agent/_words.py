@@ -4,6 +4,10 @@ planner (``_plan``) and its filter reading (``_filters``)."""
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from nerve.agent._plan import Vocabulary
 
 _STOP = frozenset({
     "a", "an", "and", "are", "at", "by", "count", "day", "days", "did", "do", "does", "each",
@@ -54,3 +58,9 @@ def _has(text: str, phrase: str) -> re.Match[str] | None:
 def _any(text: str, *words: str) -> bool:
     return any(_has(text, w) for w in words)
 
+
+def _phrases(vocab: Vocabulary) -> list[tuple[str, str]]:
+    """The metrics' names, labels and synonyms, stemmed, longest first."""
+    found = [(_stems(phrase), m.name) for m in vocab.metrics
+             for phrase in (m.name, m.label, *m.synonyms) if phrase]
+    return sorted(found, key=lambda p: -len(p[0]))

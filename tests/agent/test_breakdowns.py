@@ -1,0 +1,96 @@
+"""``nerve ask`` on breakdowns, on the demo shop: "top N <dimension> by <metric>" ranks
+the dimension by the metric (the figures the semantic layer gives), a funnel takes its
+breakdown, and a breakdown nerve cannot read or apply is declined with its words, never
+dropped for the overall figure, through the CLI as through Python."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from nerve.agent import Context, ask
+from nerve.semantic import MetricQuery
+
+
+def _last_week(today: date) -> tuple[str, str]:
+    monday = today - timedelta(days=today.weekday())
+    return (monday - timedelta(days=7)).isoformat(), (monday - timedelta(days=1)).isoformat()
+
+
+def _nerve(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "nerve", "--workspace", str(root), *args],
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_top_n_ranks_the_dimension_by_the_metric(demo_ctx: Context) -> None:
+    # revenue is a metric and a property of purchase_complete: the metric ranks
+    answer = ask("top 3 countries by revenue last week", demo_ctx)
+    assert answer.answered, answer.answer
+    assert (answer.plan["intent"], answer.plan["by"], answer.plan["limit"]) == \
+        ("top", "country", 3)
+    since, until = _last_week(demo_ctx.today())
+    query = MetricQuery(("revenue",), by=("country",), since=since, until=until)
+    rows = demo_ctx.layer.query(query, demo_ctx.events, now=demo_ctx.now).as_dict()["rows"]
+    top = sorted((r["revenue"] for r in rows if r["revenue"] is not None), reverse=True)
+    assert [n.value for n in answer.numbers] == pytest.approx(top[:3])
+
+
+def test_a_funnel_takes_its_breakdown(demo_root: Path, demo_ctx: Context) -> None:
+    steps = ["product_view", "add_to_cart", "purchase_complete"]
+    answer = ask(f"funnel from {' to '.join(steps)} by platform", demo_ctx)
+    assert answer.answered, answer.answer
+    cli = json.loads(_nerve(demo_root, "funnel", *steps, "--by", "platform", "--window",
+                            "1d", "--format", "json").stdout)
+    users = [n.value for n in answer.numbers if n.label.endswith(" users")]
+    assert users == [r["users"] for r in cli]
+    assert len({r["platform"] for r in cli}) >= 3
+    assert answer.queries[0]["command"] == \
+        f"nerve funnel {' '.join(steps)} --by platform"
+
+
+@pytest.mark.parametrize(("question", "words", "says"), [
+    ("how many orders by user?", "by user",
+     "user is not a dimension, and one group per user would be too many groups"),
+    ("orders by user_id", "by user id", "count per user id with `nerve sql`"),
+    ("revenue per anonymous_id last week", "per anonymous id", "too many groups"),
+    ("orders broken down by gateway", "broken down by gateway",
+     "nothing in the data matches it (no dimension or event property)"),
+    ("daily orders by platform", "by platform", "cannot break a trend down"),
+    ("revenue week over week by platform", "by platform", "cannot break a comparison down"),
+    ("forecast orders by country", "by country", "cannot break a forecast down"),
+    ("how is the simple checkout experiment doing by platform", "by platform",
+     "`nerve experiment analyze simple_checkout --by platform` gives it"),
+])
+def test_a_breakdown_nerve_cannot_read_or_apply_is_declined_not_dropped(
+        demo_ctx: Context, question: str, words: str, says: str) -> None:
+    answer = ask(question, demo_ctx)
+    assert not answer.answered, answer.answer
+    assert answer.numbers == []
+    assert (answer.plan["by"], answer.plan["ignored"]) == (None, [words])
+    text = " ".join(answer.answer.split())
+    assert repr(words) in text
+    assert says in text
+    assert "Nothing was computed, so no number is given." in text
+
+
+def test_the_cli_declines_a_breakdown_by_user(demo_root: Path) -> None:
+    done = _nerve(demo_root, "ask", "how many orders by user?", "--no-llm")
+    assert done.returncode == 1, done.stdout + done.stderr
+    text = " ".join(done.stdout.split())
+    assert "did not understand 'by user' as a breakdown: user is not a dimension" in text
+    assert "The closest it has: platform, os, locale, country, age_group." in text
+
+    body = json.loads(_nerve(demo_root, "ask", "orders by user_id", "--no-llm", "--format",
+                             "json").stdout)
+    assert (body["answered"], body["numbers"]) == (False, [])
+    assert (body["plan"]["by"], body["plan"]["ignored"]) == (None, ["by user id"])
+
+    body = json.loads(_nerve(demo_root, "ask", "top 3 countries by revenue last week",
+                             "--no-llm", "--format", "json").stdout)
+    assert (body["answered"], body["plan"]["by"]) == (True, "country")
+    assert len(body["numbers"]) == 3
