@@ -22,7 +22,7 @@ from tests.log.conftest import envelope
 from nerve.catalog import Catalog
 from nerve.envelope import to_record_batch
 from nerve.erasure import RetentionJob, compact, expire, expire_rows, forget, forget_users
-from nerve.errors import PayloadError, WorkspaceError
+from nerve.errors import PayloadError
 from nerve.loader import Loader
 from nerve.log import LogWriter, list_segments, read_segment
 from nerve.pipeline import PrivacyPolicy, pseudonymise
@@ -215,11 +215,6 @@ def test_uncataloged_retention_comes_from_nerve_toml(
         loader.load_once()
         erasure = expire_rows(ws, Catalog.load(ws.events_dir), loader)
         assert erasure.detail["(uncataloged)"]["quarantine"] == 1
-
-    bad = make_workspace({}, extra_toml='[privacy]\nuncataloged_retention = "soon"\n')
-    with Warehouse.for_workspace(bad) as wh, pytest.raises(WorkspaceError,
-                                                           match="uncataloged_retention"):
-        expire_rows(bad, Catalog.load(bad.events_dir), Loader.for_workspace(bad, wh))
 
 
 def test_the_retention_job_runs_on_its_schedule(workspace: Workspace, warehouse: Warehouse,

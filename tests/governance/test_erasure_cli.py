@@ -13,13 +13,11 @@ from typing import Any
 
 import httpx
 import orjson
-import pytest
 from tests.governance.test_erasure import IDENTIFY, ORDER, row, write
 from tests.server.serverkit import basic, rows, write_key
 
 from nerve.audit import read_records
 from nerve.erasure import retention_enforced
-from nerve.errors import WorkspaceError
 from nerve.workspace import Workspace
 
 
@@ -118,8 +116,6 @@ def test_the_daily_retention_job_can_be_turned_off(
                          extra_toml="[privacy]\nenforce_retention = false\n")
     assert retention_enforced(on)
     assert not retention_enforced(off)
-    with pytest.raises(WorkspaceError, match="enforce_retention"):
-        retention_enforced(make_workspace({}, extra_toml='[privacy]\nenforce_retention = "no"\n'))
     threads = {}
     for label, ws in (("on", on), ("off", off)):
         server = serve(ws, "--workers", "2")
@@ -138,3 +134,16 @@ def test_the_daily_retention_job_can_be_turned_off(
     assert "nerve-retention" in threads["on"]
     assert "nerve-retention" not in threads["off"]
     assert "nerve-loader" in threads["off"]
+
+
+def test_expire_names_the_file_and_line_of_a_bad_retention(
+        make_workspace: Callable[..., Workspace]) -> None:
+    ws = make_workspace({"order_completed.yaml": ORDER})
+    with (ws.root / "nerve.toml").open("a") as toml:
+        toml.write('\n[privacy]\nuncataloged_retention = "2 weeks"\n')
+    line = (ws.root / "nerve.toml").read_text().splitlines().index(
+        'uncataloged_retention = "2 weeks"') + 1
+    done = nerve(ws, "expire")
+    assert done.returncode == 4
+    assert done.stderr.startswith(f"error: {ws.root / 'nerve.toml'}:{line}: [privacy] "
+                                  "uncataloged_retention: expected a retention like 400d")

@@ -16,7 +16,7 @@ import orjson
 from nerve._cpu import yield_cpu
 from nerve.audit import expire_audit
 from nerve.catalog import Catalog, parse_retention
-from nerve.errors import InternalError, PayloadError, WorkspaceError
+from nerve.errors import InternalError, PayloadError
 from nerve.pipeline import PrivacyPolicy, pseudonymise
 from nerve.workspace import Workspace
 
@@ -160,15 +160,11 @@ def forget(cursor: Any, policy: PrivacyPolicy, *, user_ids: Iterable[Any] = (),
 
 def uncataloged_retention(section: dict[str, Any], key: str = "uncataloged_retention"
                           ) -> int | None:
-    """Days to keep quarantined rows of events the catalog does not know: ``[privacy]
+    """Days to keep rows of events the catalog does not describe: ``[privacy]
     uncataloged_retention`` (default forever: nothing the catalog does not describe is
     deleted unless the workspace says so). ``key="audit_retention"``: the same for the
-    audit log's files."""
-    value = section.get(key, "forever")
-    try:
-        return parse_retention(value)
-    except ValueError as exc:
-        raise WorkspaceError(f"nerve.toml: [privacy] {key}: {exc}") from None
+    audit log's files. The workspace checked the value's form when it loaded."""
+    return parse_retention(section.get(key, "forever"))
 
 
 def _rules(catalog: Catalog) -> list[tuple[str, str, str, int]]:
@@ -314,12 +310,8 @@ def expire_rows(workspace: Workspace, catalog: Catalog, loader: Any, *,
 
 def retention_enforced(workspace: Workspace) -> bool:
     """Whether ``nerve serve`` runs the daily retention job: ``[privacy] enforce_retention``
-    (default true)."""
-    value = _privacy(workspace).get("enforce_retention", True)
-    if not isinstance(value, bool):
-        raise WorkspaceError(f"{workspace.root / 'nerve.toml'}: [privacy] enforce_retention: "
-                             f"expected true or false, got {value!r}")
-    return value
+    (default true; the workspace checked it is a boolean when it loaded)."""
+    return bool(_privacy(workspace).get("enforce_retention", True))
 
 
 def _privacy(workspace: Workspace) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from nerve.pipeline.enrich import enrich_context, parse_user_agent
 from nerve.pipeline.guard import Guard, withhold_values
 from nerve.pipeline.privacy import (
     PrivacyPolicy,
+    allow_sensitive_problems,
     consent_allows,
     protect_context,
     protect_ip,
@@ -19,6 +20,7 @@ from nerve.pipeline.privacy import (
 __all__ = [
     "Guard",
     "PrivacyPolicy",
+    "allow_sensitive_problems",
     "consent_allows",
     "enrich_context",
     "parse_user_agent",

@@ -33,9 +33,10 @@ from starlette.routing import Route
 from nerve._cpu import start_shared_pools
 from nerve.audit import Audit, audit_dir
 from nerve.catalog import Catalog
-from nerve.errors import InternalError, TransientError, UserError
+from nerve.errors import InternalError, TransientError, UserError, WorkspaceError
 from nerve.loader import Loader, StreamLoader
 from nerve.log import StreamSettings, open_log
+from nerve.pipeline import allow_sensitive_problems
 from nerve.server._app import create_app
 from nerve.server._backpressure import max_backlog, watch_backlog
 from nerve.server._commit import seal_old_segments
@@ -320,6 +321,18 @@ def _drain(state: NerveState) -> None:
         close()
 
 
+def _check_allow_sensitive(workspace: Workspace, catalog: Catalog) -> None:
+    """Refuse ``[privacy] allow_sensitive`` entries that name no sensitive property of the
+    catalog, as a metric naming an unknown event is refused."""
+    section = workspace.config.raw.get("privacy", {})
+    problems = allow_sensitive_problems(section.get("allow_sensitive", []), catalog)
+    if problems:
+        line = workspace.line_of("privacy", "allow_sensitive")
+        where = f"{workspace.root / 'nerve.toml'}{f':{line}' if line else ''}"
+        raise WorkspaceError("\n".join(f"{where}: [privacy] allow_sensitive: {problem}"
+                                        for problem in problems))
+
+
 def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8700, *,
           workers: int = 1, pin_workers: bool = False, collect_only: bool = False,
           on_ready: Callable[[NerveState], None] | None = None) -> None:
@@ -349,7 +362,13 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8700, *,
     # taken before the load: a change made while it loads is then loaded again
     fingerprint = catalog_fingerprint(workspace.events_dir)
     catalog = Catalog.load(workspace.events_dir)
+    _check_allow_sensitive(workspace, catalog)
     reload_seconds(workspace)  # a bad [catalog] reload_seconds stops us here
+    if not collect_only:
+        # checks.yaml: the scheduler reads it once serving, where a mistake was a traceback
+        from nerve.quality import load_config  # noqa: PLC0415 - the checks' engine is heavy
+
+        load_config(workspace.root, workspace.config.raw, catalog)
     admin_token = secrets.token_urlsafe(32)
     readers = load_readers(workspace, admin_token)  # a missing token stops us here
     setup_json_logging()
