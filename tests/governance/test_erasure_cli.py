@@ -147,3 +147,17 @@ def test_expire_names_the_file_and_line_of_a_bad_retention(
     assert done.returncode == 4
     assert done.stderr.startswith(f"error: {ws.root / 'nerve.toml'}:{line}: [privacy] "
                                   "uncataloged_retention: expected a retention like 400d")
+
+
+def test_status_shows_the_last_retention_run(make_workspace: Callable[..., Workspace]) -> None:
+    ws = make_workspace({"order_completed.yaml": ORDER})
+    write(ws, [row("a", age_days=400), row("b", age_days=1)])
+    before = orjson.loads(nerve(ws, "status", "--format", "json").stdout)["retention"]
+    assert (before["enforced"], before["last_run"], before["failing"]) == (True, None, None)
+    nerve(ws, "forget", "-u", "nobody")  # loads the log (and deletes nothing)
+    assert nerve(ws, "expire").returncode == 0
+    status = nerve(ws, "status", "--format", "json")
+    assert status.returncode == 0, status.stderr
+    after = orjson.loads(status.stdout)["retention"]
+    assert after["last_run"] is not None
+    assert after["deleted"] == {"events": 1, "quarantine": 0}

@@ -126,8 +126,9 @@ def expire(
     """Delete the rows older than their event's retention in the catalog.
 
     `nerve serve` does this daily; run it by hand (or from cron when no server runs) to
-    see or apply it now. An event's latest version sets its retention; quarantined rows
-    of uncataloged events follow \\[privacy] uncataloged_retention (default: kept), and
+    see or apply it now. An event's latest version sets its retention; rows of events the
+    catalog does not describe (quarantined unplanned events, and the rows of an event
+    removed from events/) follow \\[privacy] uncataloged_retention (default: kept), and
     the audit log's files \\[privacy] audit_retention.
     """
     ws = load_workspace(ctx)

@@ -207,6 +207,7 @@ def _lifespan(state: NerveState, server_file: Path, max_backlog: int,
         # the catalog's retention, enforced daily unless the workspace turns it off
         retention = (RetentionJob(state, idle=background_idle).start()
                      if retention_enforced(state.workspace) else None)
+        state.retention_job = retention  # for /v1/status: a failing run shows there
         supervisor = asyncio.create_task(_supervise(workers, spawner))
         if on_ready is not None:
             on_ready(state)
