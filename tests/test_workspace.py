@@ -1,5 +1,8 @@
 import ast
+import os
 import re
+import shutil
+import stat
 import tomllib
 from dataclasses import fields
 from pathlib import Path
@@ -8,6 +11,7 @@ import pytest
 
 import nerve
 from nerve.errors import WorkspaceError
+from nerve.warehouse import Warehouse
 from nerve.workspace import (
     FORMS,
     SETTINGS,
@@ -297,3 +301,19 @@ def test_the_checked_forms_are_known_settings_and_take_their_documented_values()
                     "loader": {"dedup_window": "all"}, "catalog": {"reload_seconds": 0.5},
                     "collector": {"commit_interval_ms": 2, "max_backlog_bytes": 1 << 30},
                     "log": {"ack_timeout_seconds": 2.5}}, "nerve.toml")
+
+
+def test_the_data_folder_is_made_readable_by_its_user_only(tmp_path: Path) -> None:
+    """With the usual umask (022), .nerve/ was 0755 and the warehouse 0644: raw personal
+    data any local user could read."""
+    previous = os.umask(0o022)
+    try:
+        ws = init_workspace(tmp_path / "ws")
+        assert stat.S_IMODE(ws.data_dir.stat().st_mode) == 0o700
+        # a clone of the workspace has no .nerve/: what makes it again makes it private
+        shutil.rmtree(ws.data_dir)
+        with Warehouse.for_workspace(ws):
+            pass
+        assert stat.S_IMODE(ws.data_dir.stat().st_mode) == 0o700
+    finally:
+        os.umask(previous)

@@ -182,6 +182,17 @@ class Workspace:
     def log_dir(self) -> Path:
         return self.data_dir / "log"
 
+    def make_data_dir(self) -> Path:
+        """``.nerve/``, created readable by this user only (mode 0700) when missing: it
+        holds raw personal data (the log, the warehouse), which other local users must
+        not reach whatever the mode of each file inside."""
+        try:
+            self.data_dir.mkdir(mode=0o700, parents=True)
+        except FileExistsError:
+            return self.data_dir
+        self.data_dir.chmod(0o700)  # mkdir's mode passes through the umask
+        return self.data_dir
+
     def secret(self) -> bytes:
         """The workspace's key for keyed hashes: ``$NERVE_SECRET``, else ``.nerve/secret.key``.
 
@@ -196,7 +207,7 @@ class Workspace:
             return path.read_bytes().strip()
         except FileNotFoundError:
             pass
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.make_data_dir()
         key = secrets.token_hex(32).encode()
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -426,7 +437,6 @@ def init_workspace(root: Path | str, name: str | None = None) -> Workspace:
     root.mkdir(parents=True, exist_ok=True)
     (root / "events").mkdir(exist_ok=True)
     (root / "metrics").mkdir(exist_ok=True)
-    (root / DATA_DIR).mkdir(exist_ok=True)
     (root / CONFIG_FILE).write_text(
         TEMPLATE.format(
             name=name or root.name,
@@ -440,7 +450,9 @@ def init_workspace(root: Path | str, name: str | None = None) -> Workspace:
     lines = ignore.read_text(encoding="utf-8").splitlines() if ignore.exists() else []
     if f"{DATA_DIR}/" not in lines:
         ignore.write_text("\n".join([*lines, f"{DATA_DIR}/"]) + "\n", encoding="utf-8")
-    return Workspace.load(root)
+    workspace = Workspace.load(root)
+    workspace.make_data_dir()
+    return workspace
 
 
 def _new_key() -> str:

@@ -1,11 +1,14 @@
 """``nerve serve`` refuses a workspace it cannot run as configured before it starts, with
-one line naming the file, line and setting (exit 4)."""
+one line naming the file, line and setting (exit 4); it keeps ``.nerve/`` to its own
+user."""
 
 from __future__ import annotations
 
+import stat
 import subprocess
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import orjson
 import pytest
@@ -89,3 +92,12 @@ def test_an_allow_sensitive_entry_that_names_nothing_is_refused(
         "load", "error", "nerve.toml", line)
     assert finding["message"].endswith("did you mean 'appointment_booked.diagnosis'?")
 
+
+def test_serve_makes_an_open_data_folder_private_and_says_so(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., Any]) -> None:
+    """With umask 022 the folder was 0755: the warehouse and the log readable by anyone."""
+    ws = make_workspace(EVENTS)
+    ws.data_dir.chmod(0o755)
+    server = serve(ws)
+    assert stat.S_IMODE(ws.data_dir.stat().st_mode) == 0o700
+    assert "was open to other users (mode 755)" in server.output()

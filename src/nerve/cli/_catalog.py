@@ -252,7 +252,7 @@ def docs(
 
     ws = load_workspace(ctx)
     catalog = Catalog.load(ws.events_dir)
-    target = out or ws.data_dir / "catalog-docs"
+    target = out or ws.make_data_dir() / "catalog-docs"
 
     def query(sql: str) -> list[dict[str, Any]]:
         # through `nerve serve` when it holds the warehouse, else the file read-only

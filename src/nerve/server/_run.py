@@ -17,6 +17,7 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
@@ -123,6 +124,18 @@ def _raise_open_files_limit() -> None:
         except (ValueError, OSError) as exc:  # a container may refuse it: run with the soft one
             logger.warning("cannot raise the open files limit", extra={
                 "soft": soft, "hard": hard, "error": str(exc)})
+
+
+def _keep_data_private(workspace: Workspace) -> None:
+    """``.nerve/`` readable by this user only (0700): made so when missing, tightened
+    (and said so) when a workspace made before, or copied, lets other users in."""
+    folder = workspace.make_data_dir()
+    mode = stat.S_IMODE(folder.stat().st_mode)
+    if mode & 0o077:
+        folder.chmod(0o700)
+        logger.info("%s was open to other users (mode %o); made it readable by this user "
+                    "only (700): it holds personal data", folder, mode,
+                    extra={"folder": str(folder), "mode": f"{mode:o}"})
 
 
 def _bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
@@ -373,6 +386,7 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8700, *,
     admin_token = secrets.token_urlsafe(32)
     readers = load_readers(workspace, admin_token)  # a missing token stops us here
     setup_json_logging()
+    _keep_data_private(workspace)
     _raise_open_files_limit()
     # before any metric exists in this process; worker processes inherit the setting
     metrics_folder = prepare_metrics_dir(
