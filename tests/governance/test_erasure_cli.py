@@ -161,3 +161,14 @@ def test_status_shows_the_last_retention_run(make_workspace: Callable[..., Works
     after = orjson.loads(status.stdout)["retention"]
     assert after["last_run"] is not None
     assert after["deleted"] == {"events": 1, "quarantine": 0}
+
+
+def test_a_users_file_skips_comments_and_blank_lines(
+        make_workspace: Callable[..., Workspace], tmp_path: Path) -> None:
+    """A `# comment` line was forgotten as a user id."""
+    ws = make_workspace({"order_completed.yaml": ORDER})
+    ids = tmp_path / "requests.txt"
+    ids.write_text("# erasure requests of 2026-11\n\nann\n   # bob asked, then withdrew\nbob\n")
+    done = nerve(ws, "forget", "--users-file", str(ids), "--dry-run", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    assert orjson.loads(done.stdout)["detail"]["user_ids"] == 2

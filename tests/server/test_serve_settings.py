@@ -1,9 +1,10 @@
 """``nerve serve`` refuses a workspace it cannot run as configured before it starts, with
-one line naming the file, line and setting (exit 4); it keeps ``.nerve/`` to its own
-user."""
+one line naming the file, line and setting (exit 4), and says a busy port is busy (exit
+5); it keeps ``.nerve/`` to its own user."""
 
 from __future__ import annotations
 
+import socket
 import stat
 import subprocess
 import sys
@@ -91,6 +92,17 @@ def test_an_allow_sensitive_entry_that_names_nothing_is_refused(
     assert (finding["rule"], finding["severity"], finding["file"], finding["line"]) == (
         "load", "error", "nerve.toml", line)
     assert finding["message"].endswith("did you mean 'appointment_booked.diagnosis'?")
+
+
+def test_a_port_in_use_is_unavailable_not_invalid(
+        make_workspace: Callable[..., Workspace]) -> None:
+    ws = make_workspace(EVENTS)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        done = nerve(ws, "serve", "--port", str(taken.getsockname()[1]))
+    assert done.returncode == 5, done.stderr
+    assert "Address already in use" in done.stderr
 
 
 def test_serve_makes_an_open_data_folder_private_and_says_so(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import resource
@@ -148,6 +149,10 @@ def _bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
+        if exc.errno == errno.EADDRINUSE:  # busy, not wrong: free later, or another port
+            raise TransientError(f"cannot listen on {host}:{port}: {exc.strerror}; stop what "
+                                 "listens there or choose another --port",
+                                 retry_after=5) from exc
         raise UserError(f"cannot listen on {host}:{port}: {exc.strerror}; "
                         "choose another --port") from exc
     sock.listen(2048)  # connections made during start-up wait here, they are not refused
