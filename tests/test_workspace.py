@@ -1,5 +1,8 @@
 import ast
+import os
 import re
+import shutil
+import stat
 import tomllib
 from dataclasses import fields
 from pathlib import Path
@@ -8,7 +11,15 @@ import pytest
 
 import nerve
 from nerve.errors import WorkspaceError
-from nerve.workspace import SETTINGS, CollectorLimits, Workspace, check_settings, init_workspace
+from nerve.warehouse import Warehouse
+from nerve.workspace import (
+    FORMS,
+    SETTINGS,
+    CollectorLimits,
+    Workspace,
+    check_settings,
+    init_workspace,
+)
 
 SRC = Path(nerve.__file__).parent
 DOCS = SRC.parents[1] / "docs"
@@ -237,3 +248,72 @@ def test_an_unknown_time_zone_is_refused_when_the_workspace_loads(tmp_path: Path
     toml.write_text(toml.read_text().replace('timezone = "UTC"', 'timezone = "Mars/Base"'))
     with pytest.raises(WorkspaceError, match="timezone: unknown time zone 'Mars/Base'"):
         Workspace.load(tmp_path / "ws")
+
+
+def _append(tmp_path: Path, section: str, setting: str) -> Path:
+    """A new workspace with ``setting`` in ``[section]`` (nerve init writes [collector])."""
+    if section == "collector":
+        return _write(tmp_path, setting + "\n")
+    root = init_workspace(tmp_path / "ws").root
+    with (root / "nerve.toml").open("a") as toml:
+        toml.write(f"\n[{section}]\n{setting}\n")
+    return root
+
+
+@pytest.mark.parametrize(("section", "setting", "message"), [
+    ("privacy", 'uncataloged_retention = "2 weeks"',
+     "expected a retention like 400d, 13w, 6m, 2y or forever, got '2 weeks'"),
+    ("privacy", 'audit_retention = "2 weeks"', "expected a retention like 400d"),
+    ("privacy", 'enforce_retention = "yes"', "expected true or false, got 'yes'"),
+    ("privacy", 'enforce_consent = "no"', "expected true or false, got 'no'"),
+    ("privacy", "guard_unknown = 0", "expected true or false, got 0"),
+    ("privacy", 'allow_sensitive = "visit.diagnosis"', "expected a list of 'event.property'"),
+    ("checks", 'every = "weekly"', "expected a duration like 30s, 5m, 1h, 7d, got 'weekly'"),
+    ("checks", 'alert_on = ["warning"]', "expected a list of statuses among warn, fail, error"),
+    ("loader", 'dedup_window = "a week"', "expected a duration like 24h, 7d or 2w, or all"),
+    ("catalog", "reload_seconds = -1", "expected a number >= 0 (0: never reload), got -1"),
+    ("collector", 'body_timeout_seconds = "30s"', "expected a number >= 0, got '30s'"),
+    ("collector", 'max_backlog_bytes = "1GB"', "expected a whole number >= 1, got '1GB'"),
+    ("log", "ack_timeout_seconds = 0", "expected a number > 0, got 0"),
+])
+def test_a_value_a_setting_cannot_take_is_refused_when_the_workspace_loads(
+        tmp_path: Path, section: str, setting: str, message: str) -> None:
+    """Read first by a daily job or a server thread, "2 weeks" failed there, unseen (the
+    retention job never ran), or crashed the server's start with a traceback."""
+    root = _append(tmp_path, section, setting)
+    lines = (root / "nerve.toml").read_text().splitlines()
+    key = setting.split(" =", maxsplit=1)[0]
+    with pytest.raises(WorkspaceError) as caught:
+        Workspace.load(root)
+    text = str(caught.value)
+    assert text.startswith(f"{root / 'nerve.toml'}:")
+    line = int(re.search(r"nerve.toml:(\d+):", text)[1])  # type: ignore[index]
+    assert lines[line - 1] == setting
+    assert f": [{section}] {key}: {message}" in text
+
+
+def test_the_checked_forms_are_known_settings_and_take_their_documented_values() -> None:
+    assert {(s, k) for s, keys in FORMS.items() for k in keys} <= {
+        (s, k) for s, keys in SETTINGS.items() for k in keys}
+    check_settings({"privacy": {"uncataloged_retention": "90d", "audit_retention": "forever",
+                                "enforce_retention": False, "allow_sensitive": ["a.b"]},
+                    "checks": {"every": 0, "alert_on": "warn", "webhook": "https://x.test"},
+                    "loader": {"dedup_window": "all"}, "catalog": {"reload_seconds": 0.5},
+                    "collector": {"commit_interval_ms": 2, "max_backlog_bytes": 1 << 30},
+                    "log": {"ack_timeout_seconds": 2.5}}, "nerve.toml")
+
+
+def test_the_data_folder_is_made_readable_by_its_user_only(tmp_path: Path) -> None:
+    """With the usual umask (022), .nerve/ was 0755 and the warehouse 0644: raw personal
+    data any local user could read."""
+    previous = os.umask(0o022)
+    try:
+        ws = init_workspace(tmp_path / "ws")
+        assert stat.S_IMODE(ws.data_dir.stat().st_mode) == 0o700
+        # a clone of the workspace has no .nerve/: what makes it again makes it private
+        shutil.rmtree(ws.data_dir)
+        with Warehouse.for_workspace(ws):
+            pass
+        assert stat.S_IMODE(ws.data_dir.stat().st_mode) == 0o700
+    finally:
+        os.umask(previous)

@@ -12,11 +12,12 @@ import re
 import secrets
 import tomllib
 import zoneinfo
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from nerve._durations import parse_retention, parse_seconds, parse_window
 from nerve.errors import WorkspaceError
 
 __all__ = ["SETTINGS", "CollectorLimits", "Source", "Workspace", "WorkspaceConfig",
@@ -90,6 +91,62 @@ ARRAY_SECTIONS = frozenset({"sources", "readers"})
 #: ``[collector]`` sizes that must be whole numbers >= 1 (0 or less refuses every event)
 _POSITIVE = frozenset(f.name for f in fields(CollectorLimits))
 
+#: checks a setting's value; raises ValueError saying the accepted form
+Check = Callable[[Any], object]
+
+
+def _boolean(value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _number(low: float, *, whole: bool = False, above: bool = False, note: str = "") -> Check:
+    """A number (``whole``: an integer) of at least ``low`` (``above``: more than it)."""
+    kind, bound = ("a whole number" if whole else "a number"), (">" if above else ">=")
+
+    def check(value: Any) -> None:
+        if (isinstance(value, bool) or not isinstance(value, int if whole else int | float)
+                or value < low or (above and value == low)):
+            raise ValueError(f"expected {kind} {bound} {low:g}{note}, got {value!r}")
+
+    return check
+
+
+def _names(value: Any) -> None:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"expected a list of 'event.property' names, got {value!r}")
+
+
+def _statuses(value: Any) -> None:
+    if not all(s in ("warn", "fail", "error")
+               for s in (value if isinstance(value, list) else [value])):
+        raise ValueError(f"expected a list of statuses among warn, fail, error, got {value!r}")
+
+
+def _text(value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"expected a string, got {value!r}")
+
+
+#: The form of the settings whose value is checked when the workspace loads, by the
+#: parser that later reads it, rather than first by that code: the daily retention job
+#: was the first to read ``uncataloged_retention = "2 weeks"``, and failed every day in a
+#: log nobody reads while nothing expired; ``[checks] every`` crashed the server's start
+#: with a traceback. (The other settings' values are checked by their readers when
+#: ``nerve serve`` starts, before it binds.)
+FORMS: dict[str, dict[str, Check]] = {
+    "collector": {"header_timeout_seconds": _number(0), "body_timeout_seconds": _number(0),
+                  "commit_interval_ms": _number(0),
+                  "max_backlog_bytes": _number(1, whole=True)},
+    "privacy": {"enforce_retention": _boolean, "enforce_consent": _boolean,
+                "guard_unknown": _boolean, "uncataloged_retention": parse_retention,
+                "audit_retention": parse_retention, "allow_sensitive": _names},
+    "loader": {"dedup_window": parse_window},
+    "log": {"ack_timeout_seconds": _number(0, above=True)},
+    "catalog": {"reload_seconds": _number(0, note=" (0: never reload)")},
+    "checks": {"every": parse_seconds, "alert_on": _statuses, "webhook": _text},
+}
+
 
 @dataclass(frozen=True, slots=True)
 class WorkspaceConfig:
@@ -125,6 +182,17 @@ class Workspace:
     def log_dir(self) -> Path:
         return self.data_dir / "log"
 
+    def make_data_dir(self) -> Path:
+        """``.nerve/``, created readable by this user only (mode 0700) when missing: it
+        holds raw personal data (the log, the warehouse), which other local users must
+        not reach whatever the mode of each file inside."""
+        try:
+            self.data_dir.mkdir(mode=0o700, parents=True)
+        except FileExistsError:
+            return self.data_dir
+        self.data_dir.chmod(0o700)  # mkdir's mode passes through the umask
+        return self.data_dir
+
     def secret(self) -> bytes:
         """The workspace's key for keyed hashes: ``$NERVE_SECRET``, else ``.nerve/secret.key``.
 
@@ -139,7 +207,7 @@ class Workspace:
             return path.read_bytes().strip()
         except FileNotFoundError:
             pass
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.make_data_dir()
         key = secrets.token_hex(32).encode()
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -156,6 +224,16 @@ class Workspace:
             if secrets.compare_digest(source.write_key, write_key):
                 return source
         return None
+
+    def line_of(self, section: str, key: str | None = None) -> int | None:
+        """The line of ``key`` in ``[section]`` of nerve.toml (of the section's header when
+        ``key`` is None); None when the file does not show it plainly. For problems found
+        after loading, such as a setting naming what the catalog does not have."""
+        try:
+            text = (self.root / CONFIG_FILE).read_text(encoding="utf-8")
+        except OSError:
+            return None
+        return _line(text.splitlines(), section, key, 0)
 
     @property
     def warehouse_url(self) -> str:
@@ -190,9 +268,10 @@ class Workspace:
 
 
 def check_settings(raw: dict[str, Any], path: Path | str, text: str = "") -> None:
-    """Refuse sections and keys nerve does not read (``SETTINGS``), and ``[collector]``
-    sizes below 1, naming the file, its line when ``text`` shows it, the section and key,
-    with the closest known name.
+    """Refuse sections and keys nerve does not read (``SETTINGS``), ``[collector]`` sizes
+    below 1 and values not of their setting's form (``FORMS``), naming the file, its line
+    when ``text`` shows it, the section and key, with the closest known name or the
+    accepted form.
 
     >>> check_settings({"privacy": {"personnal": "drop"}}, "nerve.toml")
     Traceback (most recent call last):
@@ -228,6 +307,14 @@ guard_unknown, ip, personal, uncataloged_retention, user_id)
                         or setting < 1):
                     raise WorkspaceError(f"{where}{label} {key}: expected a whole number "
                                          f">= 1, got {setting!r}")
+                try:
+                    FORMS.get(section, {}).get(key, _any)(setting)
+                except ValueError as exc:
+                    raise WorkspaceError(f"{where}{label} {key}: {exc}") from None
+
+
+def _any(value: Any) -> None:
+    """The form of a setting ``FORMS`` leaves to its reader."""
 
 
 def _suggest(name: str, known: Iterable[str], form: str) -> str:
@@ -350,7 +437,6 @@ def init_workspace(root: Path | str, name: str | None = None) -> Workspace:
     root.mkdir(parents=True, exist_ok=True)
     (root / "events").mkdir(exist_ok=True)
     (root / "metrics").mkdir(exist_ok=True)
-    (root / DATA_DIR).mkdir(exist_ok=True)
     (root / CONFIG_FILE).write_text(
         TEMPLATE.format(
             name=name or root.name,
@@ -364,7 +450,9 @@ def init_workspace(root: Path | str, name: str | None = None) -> Workspace:
     lines = ignore.read_text(encoding="utf-8").splitlines() if ignore.exists() else []
     if f"{DATA_DIR}/" not in lines:
         ignore.write_text("\n".join([*lines, f"{DATA_DIR}/"]) + "\n", encoding="utf-8")
-    return Workspace.load(root)
+    workspace = Workspace.load(root)
+    workspace.make_data_dir()
+    return workspace
 
 
 def _new_key() -> str:

@@ -85,3 +85,14 @@ def test_narrow_tables_wrap_values_instead_of_cutting_them(tmp_path: Path) -> No
     result = runner.invoke(app, ["-w", str(ws), "sql", sql], env={"COLUMNS": "60"})
     assert result.exit_code == ExitCode.OK, result.output
     assert "…" not in result.stdout, result.stdout  # Rich's mark of a cut value
+
+
+def test_help_names_every_table_nerve_sql_can_read_and_reads_as_english() -> None:
+    def text(*args: str) -> str:  # the words, without the panel's borders and wrapping
+        return " ".join(runner.invoke(app, list(args)).stdout.replace("│", " ").split())
+
+    sql = text("sql", "--help")
+    for table in ("events", "quarantine", "loads", "log_offsets", "erasures",
+                  "check_results", "evt_<event>"):
+        assert table in sql
+    assert "sequential (other events may come between steps)" in text("funnel", "--help")

@@ -24,7 +24,7 @@ from nerve.catalog import Catalog
 from nerve.envelope import to_record_batch
 from nerve.erasure import RetentionJob, compact, expire, expire_rows, forget, forget_users
 from nerve.erasure._erase import ALIAS_HOPS
-from nerve.errors import PayloadError, WorkspaceError
+from nerve.errors import PayloadError
 from nerve.loader import Loader
 from nerve.log import LogWriter, list_segments, read_segment
 from nerve.pipeline import PrivacyPolicy, pseudonymise
@@ -311,10 +311,69 @@ def test_uncataloged_retention_comes_from_nerve_toml(
         erasure = expire_rows(ws, Catalog.load(ws.events_dir), loader)
         assert erasure.detail["(uncataloged)"]["quarantine"] == 1
 
-    bad = make_workspace({}, extra_toml='[privacy]\nuncataloged_retention = "soon"\n')
-    with Warehouse.for_workspace(bad) as wh, pytest.raises(WorkspaceError,
-                                                           match="uncataloged_retention"):
-        expire_rows(bad, Catalog.load(bad.events_dir), Loader.for_workspace(bad, wh))
+
+REFUND = ORDER.replace("order_completed", "refund_issued").replace("An order.", "A refund.")
+
+
+def test_rows_of_an_event_removed_from_the_catalog_follow_uncataloged_retention(
+        make_workspace: Callable[..., Workspace]) -> None:
+    """The retention rules walked only the events still in the catalog: once an event's
+    file was deleted, its rows (in events, not the quarantine) were kept for good."""
+    ws = make_workspace({"order_completed.yaml": ORDER, "identify.yaml": IDENTIFY,
+                         "refund_issued.yaml": REFUND})
+    (ws.events_dir / "versions").mkdir()
+    write(ws, [row("a", age_days=100), row("b", age_days=10),
+               row("c", type_="identify", event=None, age_days=100, schema_version="1.0.0"),
+               row("d", type_="alias", event=None, age_days=100, schema_version=None),
+               row("e", event="refund_issued", age_days=40)])
+    with Warehouse.for_workspace(ws) as wh:
+        Loader.for_workspace(ws, wh).load_once()
+        (ws.events_dir / "order_completed.yaml").unlink()
+        (ws.events_dir / "identify.yaml").unlink()
+        # retired, with its last version kept: the catalog still has it, and its retention
+        (ws.events_dir / "refund_issued.yaml").rename(
+            ws.events_dir / "versions" / "refund_issued.v1.yaml")
+        catalog = Catalog.load(ws.events_dir)
+        assert catalog.names() == ["refund_issued"]
+
+        kept = expire(wh.cursor(), catalog, now=NOW)  # uncataloged_retention: forever
+        assert kept.rows == {"events": 1, "quarantine": 0}
+        erasure = expire(wh.cursor(), catalog, now=NOW, uncataloged_days=90)
+        assert erasure.detail == {"(uncataloged)": {"retention_days": 90, "events": 2,
+                                                    "quarantine": 0}}
+        # the recent order stays; an alias was never the catalog's to expire
+        assert {r["user_id"] for r in wh.query("SELECT user_id FROM events").to_pylist()} \
+            == {"b", "d"}
+
+
+def test_a_failed_retention_run_is_kept_for_the_status_until_a_run_succeeds(
+        make_workspace: Callable[..., Workspace]) -> None:
+    ws = make_workspace({"order_completed.yaml": ORDER},
+                        extra_toml='[privacy]\naudit_retention = "30d"\n')
+    stuck = ws.data_dir / "audit" / "reads-2020-01-01.jsonl"
+    stuck.mkdir(parents=True)  # an old audit "file" the job cannot delete
+    with Warehouse.for_workspace(ws) as wh:
+        state = SimpleNamespace(workspace=ws, catalog=Catalog.load(ws.events_dir),
+                                loader=Loader.for_workspace(ws, wh))
+        job = RetentionJob(state, every=timedelta(seconds=0.1), first_delay=timedelta(0))
+        job.start()
+        try:
+            deadline = time.monotonic() + 10
+            while job.last_error is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert job.last_error is not None
+            assert "Is a directory" in job.last_error
+            assert job.failed_at is not None
+            stuck.rmdir()
+            while job.last_error is not None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert (job.last_error, job.failed_at) == (None, None)
+        finally:
+            job.stop()
+
+
+def test_the_erasures_table_exists_before_the_first_erasure(warehouse: Warehouse) -> None:
+    assert warehouse.query("SELECT * FROM erasures").num_rows == 0
 
 
 def test_expire_drains_the_log_first(workspace: Workspace, warehouse: Warehouse,

@@ -13,13 +13,11 @@ from typing import Any
 
 import httpx
 import orjson
-import pytest
 from tests.governance.test_erasure import IDENTIFY, ORDER, row, write
 from tests.server.serverkit import basic, rows, searchable, write_key
 
 from nerve.audit import read_records
 from nerve.erasure import retention_enforced
-from nerve.errors import WorkspaceError
 from nerve.workspace import Workspace
 
 
@@ -179,8 +177,6 @@ def test_the_daily_retention_job_can_be_turned_off(
                          extra_toml="[privacy]\nenforce_retention = false\n")
     assert retention_enforced(on)
     assert not retention_enforced(off)
-    with pytest.raises(WorkspaceError, match="enforce_retention"):
-        retention_enforced(make_workspace({}, extra_toml='[privacy]\nenforce_retention = "no"\n'))
     threads = {}
     for label, ws in (("on", on), ("off", off)):
         server = serve(ws, "--workers", "2")
@@ -199,3 +195,41 @@ def test_the_daily_retention_job_can_be_turned_off(
     assert "nerve-retention" in threads["on"]
     assert "nerve-retention" not in threads["off"]
     assert "nerve-loader" in threads["off"]
+
+
+def test_expire_names_the_file_and_line_of_a_bad_retention(
+        make_workspace: Callable[..., Workspace]) -> None:
+    ws = make_workspace({"order_completed.yaml": ORDER})
+    with (ws.root / "nerve.toml").open("a") as toml:
+        toml.write('\n[privacy]\nuncataloged_retention = "2 weeks"\n')
+    line = (ws.root / "nerve.toml").read_text().splitlines().index(
+        'uncataloged_retention = "2 weeks"') + 1
+    done = nerve(ws, "expire")
+    assert done.returncode == 4
+    assert done.stderr.startswith(f"error: {ws.root / 'nerve.toml'}:{line}: [privacy] "
+                                  "uncataloged_retention: expected a retention like 400d")
+
+
+def test_status_shows_the_last_retention_run(make_workspace: Callable[..., Workspace]) -> None:
+    ws = make_workspace({"order_completed.yaml": ORDER})
+    write(ws, [row("a", age_days=400), row("b", age_days=1)])
+    before = orjson.loads(nerve(ws, "status", "--format", "json").stdout)["retention"]
+    assert (before["enforced"], before["last_run"], before["failing"]) == (True, None, None)
+    nerve(ws, "forget", "-u", "nobody")  # loads the log (and deletes nothing)
+    assert nerve(ws, "expire").returncode == 0
+    status = nerve(ws, "status", "--format", "json")
+    assert status.returncode == 0, status.stderr
+    after = orjson.loads(status.stdout)["retention"]
+    assert after["last_run"] is not None
+    assert after["deleted"] == {"events": 1, "quarantine": 0}
+
+
+def test_a_users_file_skips_comments_and_blank_lines(
+        make_workspace: Callable[..., Workspace], tmp_path: Path) -> None:
+    """A `# comment` line was forgotten as a user id."""
+    ws = make_workspace({"order_completed.yaml": ORDER})
+    ids = tmp_path / "requests.txt"
+    ids.write_text("# erasure requests of 2026-11\n\nann\n   # bob asked, then withdrew\nbob\n")
+    done = nerve(ws, "forget", "--users-file", str(ids), "--dry-run", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    assert orjson.loads(done.stdout)["detail"]["user_ids"] == 2

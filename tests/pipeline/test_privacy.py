@@ -10,6 +10,7 @@ from nerve.errors import WorkspaceError
 from nerve.pipeline import (
     Guard,
     PrivacyPolicy,
+    allow_sensitive_problems,
     consent_allows,
     protect_context,
     protect_payload,
@@ -192,6 +193,39 @@ def test_policy_from_config_errors_name_the_key() -> None:
     policy = PrivacyPolicy.from_config({"ip": "drop", "allow_sensitive": ["a.b"]}, SECRET)
     assert policy.ip == "drop"
     assert policy.allow_sensitive == frozenset({"a.b"})
+
+
+VISIT = EventSpec("visit", Version(1), properties=(
+    PropertySpec("diagnosis", "string", pii="sensitive"),
+    PropertySpec("vitals", "object", properties=(
+        PropertySpec("blood_type", "string", pii="sensitive"),)),
+    PropertySpec("allergies", "array", items=PropertySpec("allergies", "string",
+                                                          pii="sensitive")),
+    PropertySpec("email", "string", pii="personal"),
+))
+
+
+def test_allow_sensitive_entries_must_name_sensitive_properties_of_the_catalog() -> None:
+    """A typo ("visit.diagnosys") was accepted, and the value it meant to keep dropped."""
+    catalog = Catalog.from_specs([VISIT])
+    named = ["visit.diagnosis", "visit.blood_type", "visit.allergies"]
+    assert allow_sensitive_problems(named, catalog) == []
+    payload = {"diagnosis": "flu", "vitals": {"blood_type": "A"}, "allergies": ["nuts"]}
+    dropped, _ = protect_payload(payload, VISIT, POLICY)
+    for entry in named:  # each name accepted is one the privacy step keeps a value for
+        policy = PrivacyPolicy(secret=SECRET, allow_sensitive=frozenset({entry}))
+        assert protect_payload(payload, VISIT, policy)[0] != dropped
+
+    typo, event, personal, bare = allow_sensitive_problems(
+        ["visit.diagnosys", "vist.diagnosis", "visit.email", "diagnosis"], catalog)
+    assert typo.startswith("'visit.diagnosys': visit has no property 'diagnosys'")
+    assert typo.endswith("did you mean 'visit.diagnosis'?")
+    assert event.startswith("'vist.diagnosis': no event 'vist' in the catalog")
+    assert event.endswith("did you mean 'visit.diagnosis'?")
+    assert personal.startswith("'visit.email': visit.email is personal, not sensitive")
+    assert bare.startswith("'diagnosis': expected 'event.property'")
+    assert "(the catalog has no sensitive property)" in allow_sensitive_problems(
+        ["signup.diagnosis"], Catalog.from_specs([EventSpec("signup", Version(1))]))[0]
 
 
 json_values = st.recursive(

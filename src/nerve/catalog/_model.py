@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
+from nerve._durations import parse_retention
+
 __all__ = [
     "EVENT_TYPES",
     "PII_CLASSES",
@@ -51,25 +53,6 @@ class Version:
 
     def __str__(self) -> str:
         return f"{self.major}.{self.minor}.{self.patch}"
-
-
-_RETENTION = re.compile(r"(\d+)\s*([dwmy])")
-_UNIT_DAYS = {"d": 1, "w": 7, "m": 30, "y": 365}
-
-
-def parse_retention(value: object) -> int | None:
-    """Days of retention from ``400d``, ``13w``, ``6m``, ``2y``; None for ``forever``.
-
-    >>> parse_retention("400d"), parse_retention("2y"), parse_retention("forever")
-    (400, 730, None)
-    """
-    text = str(value).strip().lower()
-    if text == "forever":
-        return None
-    match = _RETENTION.fullmatch(text)
-    if not match:
-        raise ValueError(f"expected a retention like 400d, 13w, 6m, 2y or forever, got {value!r}")
-    return int(match.group(1)) * _UNIT_DAYS[match.group(2)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from nerve.catalog import Catalog
 from nerve.catalog._codegen import generate
 from nerve.catalog._diff import check_bumps, diff_catalogs
 from nerve.catalog._git import catalog_at_ref
-from nerve.catalog._lint import LintConfig, lint_folder, to_junit
+from nerve.catalog._lint import Finding, LintConfig, lint_folder, to_junit
 from nerve.cli._common import (
     ExitCode,
     Format,
@@ -28,6 +28,7 @@ from nerve.cli._common import (
     load_workspace,
 )
 from nerve.cli._sql import run_sql
+from nerve.workspace import Workspace
 
 __all__ = ["register"]
 
@@ -78,7 +79,9 @@ def lint(
         help="table for people; json or csv (one row per finding); junit (XML) for CI.",
     )] = LintFormat.table,
 ) -> None:
-    """Check every events/*.yaml file against the lint rules (docs/catalog.md#lint).
+    """Check every events/*.yaml file against the lint rules (docs/catalog.md#lint), and
+    that the allow_sensitive entries of nerve.toml's privacy section name sensitive
+    properties of the catalog.
 
     Each finding names its rule, severity, file and line. Exit 1 on errors, 3 when only
     warnings are found, 0 when clean. Configure in nerve.toml [catalog]: naming,
@@ -88,6 +91,8 @@ def lint(
     config = LintConfig.from_toml(ws.config.raw)
     findings, counts = lint_folder(ws.events_dir, config)
     findings = [replace(f, file=_rel(f.file, ws.root) or None) for f in findings]
+    if not any(f.rule == "load" for f in findings):  # a partial catalog lacks some names
+        findings += _allow_sensitive_findings(ws)
     if fmt is LintFormat.junit:
         sys.stdout.write(to_junit(findings, _catalog_files(ws.events_dir, ws.root)))
     elif fmt is LintFormat.table:
@@ -105,6 +110,20 @@ def lint(
         raise typer.Exit(ExitCode.FAILED)
     if findings:
         raise typer.Exit(ExitCode.WARN)
+
+
+def _allow_sensitive_findings(ws: Workspace) -> list[Finding]:
+    """``[privacy] allow_sensitive`` entries naming no sensitive property of the catalog,
+    as errors of the ``load`` rule: `nerve serve` refuses to start on them."""
+    from nerve.pipeline import allow_sensitive_problems  # noqa: PLC0415
+
+    allowed = ws.config.raw.get("privacy", {}).get("allow_sensitive", [])
+    if not allowed:
+        return []
+    problems = allow_sensitive_problems(allowed, Catalog.load(ws.events_dir))
+    line = ws.line_of("privacy", "allow_sensitive")
+    return [Finding("load", "error", f"[privacy] allow_sensitive: {problem}", "nerve.toml",
+                    line) for problem in problems]
 
 
 @catalog_app.command("list")
@@ -234,7 +253,7 @@ def docs(
 
     ws = load_workspace(ctx)
     catalog = Catalog.load(ws.events_dir)
-    target = out or ws.data_dir / "catalog-docs"
+    target = out or ws.make_data_dir() / "catalog-docs"
 
     def query(sql: str) -> list[dict[str, Any]]:
         # through `nerve serve` when it holds the warehouse, else the file read-only

@@ -129,7 +129,7 @@ def funnel(
         show_default=False)],
     window: Annotated[str, typer.Option(help="Conversion window from the first step: "
                                              "30m, 1d, 2w.")] = "1d",
-    order: Annotated[str, typer.Option(help="sequential (others events may come between "
+    order: Annotated[str, typer.Option(help="sequential (other events may come between "
                                             "steps), strict (none may) or any.")] =
     "sequential",
     by: Annotated[str | None, typer.Option(help="Break down by a property or a path "

@@ -53,13 +53,15 @@ def _run(ws: Workspace, path: str, body: dict[str, Any],
 
 
 def _ids_from(path: Path | None) -> list[str]:
+    """The ids of a ``--users-file``: one per line; blank lines and ``#`` comments skipped."""
     if path is None:
         return []
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: cannot read the ids ({exc})") from exc
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    return [line.strip() for line in text.splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]
 
 
 def _show(answer: dict[str, Any], fmt: Format) -> None:
@@ -95,7 +97,8 @@ def forget(
         "--anonymous-id", "-a", help="An anonymous (device) id (repeat for several): every "
         "row of that device, whoever signed in on it.")] = None,
     users_file: Annotated[Path | None, typer.Option(
-        "--users-file", help="A file of user ids, one per line (for a batch of requests).",
+        "--users-file", help="A file of user ids, one per line (for a batch of requests); "
+        "blank lines and lines starting with # are skipped.",
         exists=True, dir_okay=False)] = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Count the rows that would be deleted; delete nothing.")] = False,
@@ -133,8 +136,9 @@ def expire(
     """Delete the rows older than their event's retention in the catalog.
 
     `nerve serve` does this daily; run it by hand (or from cron when no server runs) to
-    see or apply it now. An event's latest version sets its retention; quarantined rows
-    of uncataloged events follow \\[privacy] uncataloged_retention (default: kept), and
+    see or apply it now. An event's latest version sets its retention; rows of events the
+    catalog does not describe (quarantined unplanned events, and the rows of an event
+    removed from events/) follow \\[privacy] uncataloged_retention (default: kept), and
     the audit log's files \\[privacy] audit_retention.
     """
     ws = load_workspace(ctx)

@@ -194,4 +194,21 @@ def _status_rows(body: dict[str, Any]) -> list[dict[str, Any]]:
         if catalog["problems"]:
             rows.append(("events/ did not load (the catalog above stays in use)",
                          "\n".join(catalog["problems"])))
+    retention = body.get("retention")
+    if retention is not None:
+        rows.append(_retention_row(retention))
     return [{"what": what, "value": value} for what, value in rows]
+
+
+def _retention_row(retention: dict[str, Any]) -> tuple[str, str]:
+    deleted = retention["deleted"]
+    last = ("never" if retention["last_run"] is None else
+            f"{retention['last_run']} (deleted {deleted['events']:,} events, "
+            f"{deleted['quarantine']:,} quarantined rows)")
+    if retention["failing"]:
+        return ("retention job", f"failing since {retention['failed_at']}: "
+                                 f"{retention['last_error']} (retried daily); last run: {last}")
+    if not retention["enforced"]:
+        return ("retention job", "off ([privacy] enforce_retention = false); last run "
+                                 f"(nerve expire): {last}")
+    return ("retention job, last run", last)

@@ -51,10 +51,11 @@ def sql(
 ) -> None:
     """Run a read-only SQL query (DuckDB dialect) on the warehouse.
 
-    Tables: events, quarantine, loads, log_offsets, and a typed view evt_<event> per
-    cataloged event (docs/storage.md). Statements that change anything (INSERT, DROP,
-    ATTACH, COPY, ...) and functions that read files are refused. While `nerve serve`
-    runs, the query goes through the server.
+    Tables: events, quarantine, loads, log_offsets, erasures (what nerve forget and
+    nerve expire deleted), check_results (once the checks have run), and a typed view
+    evt_<event> per cataloged event (docs/storage.md). Statements that change anything
+    (INSERT, DROP, ATTACH, COPY, ...) and functions that read files are refused. While
+    `nerve serve` runs, the query goes through the server.
 
     Example: nerve sql "SELECT event, count(*) AS n FROM events GROUP BY 1" --format json
     """

@@ -60,7 +60,7 @@ def prepare_workspace(directory: Path) -> Workspace:
                                  "this demo; stop it (Ctrl-C) before running the demo again")
         shutil.rmtree(ws.data_dir, ignore_errors=True)
         (root / TRUTH_FILE).unlink(missing_ok=True)
-        ws.data_dir.mkdir()
+        ws.make_data_dir()
     else:
         if root.exists() and any(root.iterdir()):
             raise WorkspaceError(f"{root}: exists and is not empty; `nerve demo` only creates a "

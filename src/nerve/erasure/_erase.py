@@ -16,8 +16,9 @@ import orjson
 from nerve._cpu import yield_cpu
 from nerve.audit import expire_audit
 from nerve.catalog import Catalog, parse_retention
-from nerve.errors import InternalError, PayloadError, WorkspaceError
+from nerve.errors import InternalError, PayloadError
 from nerve.pipeline import HASH_PREFIX, PrivacyPolicy, pseudonymise
+from nerve.warehouse import TABLES
 from nerve.workspace import Workspace
 
 __all__ = ["ERASURES_TABLE", "Erasure", "RetentionJob", "compact", "expire", "expire_rows",
@@ -57,9 +58,10 @@ class Erasure:
 
 
 def _ensure_ledger(cursor: Any) -> None:
-    cursor.execute(f"CREATE TABLE IF NOT EXISTS {ERASURES_TABLE} (erased_at TIMESTAMPTZ NOT NULL, "
-                   "kind VARCHAR NOT NULL, events BIGINT NOT NULL, quarantine BIGINT NOT NULL, "
-                   "detail JSON)")
+    """The ``erasures`` table (``nerve.warehouse.TABLES``), for a warehouse whose tables
+    were made before it was one of them."""
+    columns = ", ".join(f"{name} {kind}" for name, kind in TABLES[ERASURES_TABLE])
+    cursor.execute(f"CREATE TABLE IF NOT EXISTS {ERASURES_TABLE} ({columns})")
 
 
 def _record(cursor: Any, erasure: Erasure) -> None:
@@ -222,15 +224,11 @@ def forget(cursor: Any, policy: PrivacyPolicy, *, user_ids: Iterable[Any] = (),
 
 def uncataloged_retention(section: dict[str, Any], key: str = "uncataloged_retention"
                           ) -> int | None:
-    """Days to keep quarantined rows of events the catalog does not know: ``[privacy]
+    """Days to keep rows of events the catalog does not describe: ``[privacy]
     uncataloged_retention`` (default forever: nothing the catalog does not describe is
     deleted unless the workspace says so). ``key="audit_retention"``: the same for the
-    audit log's files."""
-    value = section.get(key, "forever")
-    try:
-        return parse_retention(value)
-    except ValueError as exc:
-        raise WorkspaceError(f"nerve.toml: [privacy] {key}: {exc}") from None
+    audit log's files. The workspace checked the value's form when it loaded."""
+    return parse_retention(section.get(key, "forever"))
 
 
 def _rules(catalog: Catalog) -> list[tuple[str, str, str, int]]:
@@ -252,28 +250,35 @@ def _rules(catalog: Catalog) -> list[tuple[str, str, str, int]]:
     return rules
 
 
+#: rows of events (or call types) the catalog does not describe, with ``$known`` its names
+_UNCATALOGED = ("NOT (type = 'track' AND event IN (SELECT unnest($known::VARCHAR[]))) "
+                "AND NOT (type <> 'track' AND type IN (SELECT unnest($known::VARCHAR[])))")
+
+
 def expire(cursor: Any, catalog: Catalog, *, uncataloged_days: int | None = None,
            now: datetime | None = None, dry_run: bool = False) -> Erasure:
     """Delete rows whose ``timestamp`` is older than their event's retention.
 
-    Applies to ``events`` and to the quarantine's rows of cataloged events; quarantined
-    rows of other events follow ``uncataloged_days`` (None: kept). With ``dry_run``
-    nothing is deleted: the counts say what would be.
+    Applies to ``events`` and to the quarantine's rows of cataloged events. Rows of
+    events the catalog does not describe follow ``uncataloged_days`` (None: kept): in
+    the quarantine, unplanned events; in ``events``, those of an event removed from the
+    catalog (a track event, or another call whose ``schema_version`` says a spec judged
+    it; calls the catalog never described, such as ``alias``, are not its to expire).
+    With ``dry_run`` nothing is deleted: the counts say what would be.
     """
     now = now or datetime.now(UTC)
-    _ensure_ledger(cursor)
     rules = _rules(catalog)
     verb = "SELECT count(*) FROM" if dry_run else "DELETE FROM"
-    statements: list[tuple[str, list[Any]]] = [
+    statements: list[tuple[str, Any]] = [
         (f"{verb} {table} WHERE {condition} AND timestamp < ?",
          [param, now - timedelta(days=days)])
         for _, condition, param, days in rules for table in _TABLES]
     if uncataloged_days is not None:
-        known = catalog.names()
-        statements.append((f"{verb} quarantine WHERE NOT (type = 'track' AND event IN "
-                           "(SELECT unnest(?::VARCHAR[]))) AND NOT (type <> 'track' AND "
-                           "type IN (SELECT unnest(?::VARCHAR[]))) AND timestamp < ?",
-                           [known, known, now - timedelta(days=uncataloged_days)]))
+        params = {"known": catalog.names(), "cutoff": now - timedelta(days=uncataloged_days)}
+        statements += [
+            (f"{verb} events WHERE (type = 'track' OR schema_version IS NOT NULL) AND "
+             f"{_UNCATALOGED} AND timestamp < $cutoff", params),
+            (f"{verb} quarantine WHERE {_UNCATALOGED} AND timestamp < $cutoff", params)]
     counts = _in_one_transaction(cursor, statements)
     erasure = Erasure("expire", now, dry_run=dry_run)
     for i, (label, _, _, days) in enumerate(rules):
@@ -281,9 +286,9 @@ def expire(cursor: Any, catalog: Catalog, *, uncataloged_days: int | None = None
                  "quarantine": counts[2 * i + 1]}
         if found["events"] or found["quarantine"]:
             erasure.detail[label] = found
-    if uncataloged_days is not None and counts[-1]:
-        erasure.detail["(uncataloged)"] = {"retention_days": uncataloged_days, "events": 0,
-                                           "quarantine": counts[-1]}
+    if uncataloged_days is not None and any(counts[-2:]):
+        erasure.detail["(uncataloged)"] = {"retention_days": uncataloged_days,
+                                           "events": counts[-2], "quarantine": counts[-1]}
     erasure.rows = {t: sum(d[t] for d in erasure.detail.values()) for t in _TABLES}
     if dry_run:
         cursor.execute("ROLLBACK")
@@ -292,7 +297,9 @@ def expire(cursor: Any, catalog: Catalog, *, uncataloged_days: int | None = None
     cursor.execute("COMMIT")
     if any(erasure.rows.values()):
         _checkpoint(cursor)
-    log.info("retention: deleted %s", erasure.rows, extra={"erasure": erasure.as_dict()})
+    log.info("retention: deleted the rows past their retention: %d from events, %d from "
+             "the quarantine", erasure.rows["events"], erasure.rows["quarantine"],
+             extra={"erasure": erasure.as_dict()})
     return erasure
 
 
@@ -381,12 +388,8 @@ def expire_rows(workspace: Workspace, catalog: Catalog, loader: Any, *,
 
 def retention_enforced(workspace: Workspace) -> bool:
     """Whether ``nerve serve`` runs the daily retention job: ``[privacy] enforce_retention``
-    (default true)."""
-    value = _privacy(workspace).get("enforce_retention", True)
-    if not isinstance(value, bool):
-        raise WorkspaceError(f"{workspace.root / 'nerve.toml'}: [privacy] enforce_retention: "
-                             f"expected true or false, got {value!r}")
-    return value
+    (default true; the workspace checked it is a boolean when it loaded)."""
+    return bool(_privacy(workspace).get("enforce_retention", True))
 
 
 def _privacy(workspace: Workspace) -> dict[str, Any]:
@@ -407,6 +410,10 @@ class RetentionJob:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last: Erasure | None = None
+        #: why the latest scheduled run failed, and when; None once a run succeeds
+        #: (``GET /v1/status`` and ``nerve status`` show it)
+        self.last_error: str | None = None
+        self.failed_at: datetime | None = None
 
     def start(self) -> RetentionJob:
         self._thread = threading.Thread(target=self._loop, name="nerve-retention",
@@ -431,6 +438,26 @@ class RetentionJob:
         while not self._stop.wait(wait.total_seconds()):
             try:
                 self.run_once()
-            except Exception:  # a failed run is logged and retried at the next one
-                log.exception("retention: enforcing failed; retrying in %s", self.every)
+            except Exception as exc:  # a failed run is logged and retried at the next one
+                self.last_error = str(exc).strip().splitlines()[0] if str(exc).strip() \
+                    else type(exc).__name__
+                self.failed_at = datetime.now(UTC)
+                log.exception("retention: enforcing failed; retrying in %s", _words(self.every),
+                              extra={"retry_in_seconds": self.every.total_seconds()})
+            else:
+                self.last_error = self.failed_at = None
             wait = self.every
+
+
+def _words(span: timedelta) -> str:
+    """A span as people write it.
+
+    >>> _words(timedelta(days=1)), _words(timedelta(hours=2)), _words(timedelta(seconds=0.5))
+    ('1 day', '2 hours', '0.5 seconds')
+    """
+    seconds = span.total_seconds()
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = int(seconds // size)
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    return f"{seconds:g} seconds"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from nerve._cpu import yield_cpu
+from nerve._durations import parse_window as parse_span
 from nerve.errors import WorkspaceError
 from nerve.loader._commit import LoadStats, LogRange, commit_ranges, read_offsets
 from nerve.loader._pace import Pace
@@ -406,23 +406,16 @@ class _Pending:
         return parts
 
 
-_WINDOW = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
 def parse_window(value: object, where: str = "dedup_window") -> timedelta | None:
     """``"24h"``, ``"7d"``, ``"2w"`` as a timedelta; ``"all"`` as None (the whole table).
 
     >>> parse_window("24h"), parse_window("all")
     (datetime.timedelta(days=1), None)
     """
-    if isinstance(value, str) and value.strip().lower() == "all":
-        return None
-    match = _WINDOW.match(value) if isinstance(value, str) else None
-    if match is None:
-        raise WorkspaceError(f"{where}: expected a duration like 24h, 7d or 2w, or all; "
-                             f"got {value!r}")
-    return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    try:
+        return parse_span(value)
+    except ValueError as exc:
+        raise WorkspaceError(f"{where}: {exc}") from None
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -9,6 +9,7 @@ from nerve.pipeline.guard import Guard, withhold_values
 from nerve.pipeline.privacy import (
     HASH_PREFIX,
     PrivacyPolicy,
+    allow_sensitive_problems,
     consent_allows,
     protect_context,
     protect_ip,
@@ -21,6 +22,7 @@ __all__ = [
     "HASH_PREFIX",
     "Guard",
     "PrivacyPolicy",
+    "allow_sensitive_problems",
     "consent_allows",
     "enrich_context",
     "parse_user_agent",

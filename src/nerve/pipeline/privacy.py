@@ -19,20 +19,23 @@ hashed so that a quarantined event never holds them raw.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import hashlib
 import hmac
 import ipaddress
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from nerve.catalog import EventSpec, PropertySpec
+from nerve.catalog import Catalog, EventSpec, PropertySpec
 from nerve.errors import WorkspaceError
 
 __all__ = [
     "HASH_PREFIX",
     "PrivacyPolicy",
+    "allow_sensitive_problems",
     "consent_allows",
     "looks_personal",
     "protect_context",
@@ -107,6 +110,59 @@ class PrivacyPolicy:
             enforce_consent=bool(section.get("enforce_consent", True)),
             guard_unknown=bool(section.get("guard_unknown", True)),
         )
+
+
+def allow_sensitive_problems(allowed: Iterable[str], catalog: Catalog) -> list[str]:
+    """Why each ``[privacy] allow_sensitive`` entry names no sensitive property of
+    ``catalog`` (an empty list when every one does), with the closest that does.
+
+    The privacy step keeps a sensitive value when ``event.property`` is listed (a nested
+    property by its own name, an array's items by the array's): an entry with a typo
+    matches nothing, and the value it was meant to keep is dropped without a word.
+
+    >>> from nerve.catalog import Version
+    >>> visit = EventSpec("visit", Version(1), properties=(
+    ...     PropertySpec("diagnosis", "string", pii="sensitive"),))
+    >>> allow_sensitive_problems(["visit.diagnosys"], Catalog.from_specs([visit]))
+    ["'visit.diagnosys': visit has no property 'diagnosys'; did you mean 'visit.diagnosis'?"]
+    """
+    classes: dict[str, str] = {}  # "event.property" -> its PII class in any version
+    for name in catalog.names():
+        for spec in catalog.versions(name):
+            for spec_prop in spec.properties:
+                _classes(spec_prop, spec_prop.name, spec.name, classes)
+    sensitive = [entry for entry, pii in classes.items() if pii == "sensitive"]
+    problems = []
+    for entry in allowed:
+        if classes.get(entry) == "sensitive":
+            continue
+        event, _, name = entry.partition(".")
+        if not name:
+            what = "expected 'event.property': the event's name, a dot, the property's"
+        elif entry in classes:
+            what = (f"{entry} is {classes[entry]}, not sensitive; allow_sensitive keeps "
+                    "sensitive values only (the others follow [privacy] personal or their "
+                    "handling)")
+        elif event not in catalog:
+            what = f"no event {event!r} in the catalog"
+        else:
+            what = f"{event} has no property {name!r}"
+        close = difflib.get_close_matches(entry, sensitive, n=1)
+        hint = (f"; did you mean {close[0]!r}?" if close
+                else "" if sensitive else " (the catalog has no sensitive property)")
+        problems.append(f"{entry!r}: {what}{hint}")
+    return problems
+
+
+def _classes(prop: PropertySpec, name: str, event: str, found: dict[str, str]) -> None:
+    """The PII class of ``prop`` and what it holds, by the names the privacy step matches."""
+    key = f"{event}.{name}"
+    if found.get(key) != "sensitive":
+        found[key] = prop.pii
+    for child in prop.properties:
+        _classes(child, child.name, event, found)
+    if prop.items is not None:
+        _classes(prop.items, name, event, found)
 
 
 def pseudonymise(value: Any, secret: bytes) -> str:

@@ -30,7 +30,6 @@ With no ``rates:`` section, the rates come from the workspace's ratio metrics
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from nerve._durations import parse_seconds
 from nerve.catalog._yaml import load_yaml
 from nerve.errors import UserError
 from nerve.quality._references import Problem, line_of, reference_problems
@@ -109,22 +109,16 @@ DEFAULT_DIMENSIONS: dict[str, tuple[str, ...]] = {
     "country": ("context.location.country", "context.traits.country"),
 }
 
-_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)\s*")
-_UNIT_SECONDS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
 def parse_duration(value: object, where: str = "duration") -> float:
     """Seconds in ``30s``, ``5m``, ``1h``, ``7d``, ``2w`` (a bare number is seconds).
 
     >>> parse_duration("90m"), parse_duration("1.5h"), parse_duration(30)
     (5400.0, 5400.0, 30.0)
     """
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    match = _DURATION.fullmatch(str(value))
-    if not match:
-        raise UserError(f"{where}: expected a duration like 30s, 5m, 1h, 7d, got {value!r}")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    try:
+        return parse_seconds(value)
+    except ValueError as exc:
+        raise UserError(f"{where}: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)

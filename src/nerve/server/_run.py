@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import resource
@@ -17,6 +18,7 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
@@ -33,9 +35,10 @@ from starlette.routing import Route
 from nerve._cpu import start_shared_pools
 from nerve.audit import Audit, audit_dir
 from nerve.catalog import Catalog
-from nerve.errors import InternalError, TransientError, UserError
+from nerve.errors import InternalError, TransientError, UserError, WorkspaceError
 from nerve.loader import Loader, StreamLoader
 from nerve.log import StreamSettings, open_log
+from nerve.pipeline import allow_sensitive_problems
 from nerve.server._app import create_app
 from nerve.server._backpressure import max_backlog, watch_backlog
 from nerve.server._commit import seal_old_segments
@@ -124,6 +127,18 @@ def _raise_open_files_limit() -> None:
                 "soft": soft, "hard": hard, "error": str(exc)})
 
 
+def _keep_data_private(workspace: Workspace) -> None:
+    """``.nerve/`` readable by this user only (0700): made so when missing, tightened
+    (and said so) when a workspace made before, or copied, lets other users in."""
+    folder = workspace.make_data_dir()
+    mode = stat.S_IMODE(folder.stat().st_mode)
+    if mode & 0o077:
+        folder.chmod(0o700)
+        logger.info("%s was open to other users (mode %o); made it readable by this user "
+                    "only (700): it holds personal data", folder, mode,
+                    extra={"folder": str(folder), "mode": f"{mode:o}"})
+
+
 def _bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -134,6 +149,10 @@ def _bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
+        if exc.errno == errno.EADDRINUSE:  # busy, not wrong: free later, or another port
+            raise TransientError(f"cannot listen on {host}:{port}: {exc.strerror}; stop what "
+                                 "listens there or choose another --port",
+                                 retry_after=5) from exc
         raise UserError(f"cannot listen on {host}:{port}: {exc.strerror}; "
                         "choose another --port") from exc
     sock.listen(2048)  # connections made during start-up wait here, they are not refused
@@ -206,6 +225,7 @@ def _lifespan(state: NerveState, server_file: Path, max_backlog: int,
         # the catalog's retention, enforced daily unless the workspace turns it off
         retention = (RetentionJob(state, idle=background_idle).start()
                      if retention_enforced(state.workspace) else None)
+        state.retention_job = retention  # for /v1/status: a failing run shows there
         supervisor = asyncio.create_task(_supervise(workers, spawner))
         if on_ready is not None:
             on_ready(state)
@@ -321,6 +341,18 @@ def _drain(state: NerveState) -> None:
         close()
 
 
+def _check_allow_sensitive(workspace: Workspace, catalog: Catalog) -> None:
+    """Refuse ``[privacy] allow_sensitive`` entries that name no sensitive property of the
+    catalog, as a metric naming an unknown event is refused."""
+    section = workspace.config.raw.get("privacy", {})
+    problems = allow_sensitive_problems(section.get("allow_sensitive", []), catalog)
+    if problems:
+        line = workspace.line_of("privacy", "allow_sensitive")
+        where = f"{workspace.root / 'nerve.toml'}{f':{line}' if line else ''}"
+        raise WorkspaceError("\n".join(f"{where}: [privacy] allow_sensitive: {problem}"
+                                        for problem in problems))
+
+
 def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8700, *,
           workers: int = 1, pin_workers: bool = False, collect_only: bool = False,
           on_ready: Callable[[NerveState], None] | None = None) -> None:
@@ -350,10 +382,17 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8700, *,
     # taken before the load: a change made while it loads is then loaded again
     fingerprint = catalog_fingerprint(workspace.events_dir)
     catalog = Catalog.load(workspace.events_dir)
+    _check_allow_sensitive(workspace, catalog)
     reload_seconds(workspace)  # a bad [catalog] reload_seconds stops us here
+    if not collect_only:
+        # checks.yaml: the scheduler reads it once serving, where a mistake was a traceback
+        from nerve.quality import load_config  # noqa: PLC0415 - the checks' engine is heavy
+
+        load_config(workspace.root, workspace.config.raw, catalog)
     admin_token = secrets.token_urlsafe(32)
     readers = load_readers(workspace, admin_token)  # a missing token stops us here
     setup_json_logging()
+    _keep_data_private(workspace)
     _raise_open_files_limit()
     # before any metric exists in this process; worker processes inherit the setting
     metrics_folder = prepare_metrics_dir(

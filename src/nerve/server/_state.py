@@ -163,6 +163,9 @@ class NerveState:
     #: why the files in events/ did not load at the last change ("file:line: what"):
     #: the catalog in use is then the previous one; empty when the files are in use
     catalog_problems: list[str] = field(default_factory=list)
+    #: the daily retention job (``nerve.erasure.RetentionJob``) once serving; None when
+    #: ``[privacy] enforce_retention = false`` or in a process that does not load
+    retention_job: Any = None
 
     def tokens(self) -> dict[str, Reader]:
         """Who holds which token: the readers, or at least the admin token."""

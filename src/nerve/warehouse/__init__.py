@@ -1,8 +1,8 @@
 """The warehouse: a DuckDB file by default, read through Ibis.
 
 Tables (docs/storage.md): ``events`` (valid events), ``quarantine`` (invalid or
-unplanned events with their violations), ``loads`` (a ledger of loader commits) and
-``log_offsets`` (how far each log segment is loaded).
+unplanned events with their violations), ``loads`` (a ledger of loader commits),
+``log_offsets`` (how far each log segment is loaded) and ``erasures`` (forgets, expiries).
 """
 
 from __future__ import annotations

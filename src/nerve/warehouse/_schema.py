@@ -5,6 +5,8 @@
 - ``quarantine``: every envelope column (``violations`` as JSON) plus ``quarantined_at``.
 - ``loads``: one ledger row per committed load.
 - ``log_offsets``: how far each log segment is loaded, committed with the rows.
+- ``erasures``: one row per ``nerve forget`` or ``nerve expire`` (nerve.erasure), counts
+  only; made with the others, so that it reads as empty, not as missing, before the first.
 
 New envelope columns are added to existing tables on open (``ALTER TABLE ADD COLUMN``),
 so a workspace created by an older nerve keeps working.
@@ -89,6 +91,13 @@ TABLES: dict[str, list[tuple[str, str]]] = {
         ("segment", "VARCHAR NOT NULL"),
         ("offset", "BIGINT NOT NULL"),
         ("updated_at", "TIMESTAMPTZ NOT NULL"),
+    ],
+    "erasures": [
+        ("erased_at", "TIMESTAMPTZ NOT NULL"),
+        ("kind", "VARCHAR NOT NULL"),
+        ("events", "BIGINT NOT NULL"),
+        ("quarantine", "BIGINT NOT NULL"),
+        ("detail", "JSON"),
     ],
 }
 

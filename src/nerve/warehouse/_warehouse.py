@@ -168,6 +168,9 @@ class Warehouse(IbisReads):
                 "events into DuckDB (duckdb://.nerve/warehouse.duckdb, the default); "
                 "PostgreSQL or Spark tables with the same columns can be analysed through "
                 "the Python API (docs/storage.md, \"Other engines\")")
+        path = cls.file_of(ws.warehouse_url)
+        if path is not None and path.is_relative_to(ws.data_dir):
+            ws.make_data_dir()  # mode 0700 when this makes it: the rows are personal data
         return cls.open(ws.warehouse_url, read_only=read_only, threads=threads)
 
     # ------------------------------------------------------------------ access

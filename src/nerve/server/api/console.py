@@ -7,8 +7,9 @@
   what a reader may (personal values masked) and every read is audited.
 - ``GET /v1/status``: the pipeline at a glance: the collector's counters since the
   server started, the log's backlog, the loader's totals and health, and the warehouse's
-  row counts and newest event, and the catalog in use (and why an edit of events/ did
-  not replace it: ``catalog.problems``).
+  row counts and newest event, the catalog in use (and why an edit of events/ did
+  not replace it: ``catalog.problems``), and the retention job (its last run, and why
+  its latest scheduled run failed: ``retention.last_error``).
 """
 
 from __future__ import annotations
@@ -24,19 +25,27 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from nerve import __version__
+from nerve.erasure import ERASURES_TABLE, retention_enforced
+from nerve.errors import QueryError
 from nerve.log import StreamWriter
 from nerve.server._metrics import pipeline_health
 from nerve.server._state import NerveState
 from nerve.server.api._common import in_thread, json_response, readable
 from nerve.workspace import Workspace
 
-__all__ = ["catalog_figures", "offline_status", "routes", "warehouse_figures"]
+__all__ = ["catalog_figures", "offline_status", "retention_figures", "routes",
+           "warehouse_figures"]
 
 _WAREHOUSE_SQL = """
 SELECT (SELECT count(*) FROM events) AS events,
        (SELECT count(*) FROM quarantine) AS quarantine,
        (SELECT max(received_at) FROM events) AS last_received_at,
        (SELECT count(*) FROM events WHERE received_at >= now() - INTERVAL 1 DAY) AS events_24h
+"""
+
+_LAST_EXPIRE_SQL = f"""
+SELECT erased_at, events, quarantine FROM {ERASURES_TABLE}
+WHERE kind = 'expire' ORDER BY erased_at DESC LIMIT 1
 """
 
 
@@ -89,9 +98,30 @@ async def status(request: Request) -> Response:
                        "last_load_seconds": getattr(loader, "last_load_seconds", None)},
             "warehouse": warehouse_figures(warehouse),
             "catalog": catalog_figures(state),
+            "retention": retention_figures(warehouse, state.workspace, state.retention_job),
         }
 
     return json_response(await in_thread(work))
+
+
+def retention_figures(warehouse: Any, workspace: Workspace, job: Any = None
+                      ) -> dict[str, Any]:
+    """The retention job: whether ``nerve serve`` runs it (``enforced``), its last run as
+    the ``erasures`` table records it (the server's or a `nerve expire`'s: ``last_run``,
+    ``deleted``), and on a server whether its latest scheduled run failed (``failing``,
+    ``last_error``, ``failed_at``; None without a job to ask)."""
+    try:
+        last = warehouse.query(_LAST_EXPIRE_SQL).to_pylist()
+    except QueryError:  # a warehouse made before erasures was one of its tables, read-only
+        last = []
+    failed_at = getattr(job, "failed_at", None)
+    return {"enforced": retention_enforced(workspace),
+            "last_run": last[0]["erased_at"].isoformat() if last else None,
+            "deleted": {"events": last[0]["events"], "quarantine": last[0]["quarantine"]}
+            if last else None,
+            "failing": None if job is None else job.last_error is not None,
+            "last_error": getattr(job, "last_error", None),
+            "failed_at": None if failed_at is None else failed_at.isoformat()}
 
 
 def catalog_figures(state: NerveState) -> dict[str, Any]:
@@ -123,11 +153,12 @@ def offline_status(workspace: Workspace) -> dict[str, Any]:
         Warehouse.for_workspace(workspace).close()  # a fresh workspace: the empty tables
     with Warehouse.for_workspace(workspace, read_only=True) as warehouse:
         figures = warehouse_figures(warehouse)
+        retention = retention_figures(warehouse, workspace)
     return {"project": workspace.config.name, "version": __version__, "url": None,
             "collector": pipeline_health(workspace),
             "log": {"kind": kind, "backlog_bytes": unloaded, "overloaded": None,
                     "behind_seconds": None},
-            "loader": None, "warehouse": figures, "catalog": None}
+            "loader": None, "warehouse": figures, "catalog": None, "retention": retention}
 
 
 def routes() -> list[BaseRoute]:

@@ -1,0 +1,73 @@
+"""``GET /v1/status`` and ``nerve status`` on the retention job, in-process: the real ASGI
+app, a real DuckDB warehouse and the real job, whose run fails on a file it cannot
+delete."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import timedelta
+
+import anyio
+import httpx
+import pytest
+from serverkit import EVENTS
+
+from nerve.catalog import Catalog
+from nerve.cli._serve import _status_rows
+from nerve.erasure import RetentionJob
+from nerve.loader import Loader
+from nerve.log import LogWriter
+from nerve.server import NerveState, create_app
+from nerve.warehouse import Warehouse
+from nerve.workspace import Workspace
+
+TOKEN = "admin-token-for-tests"
+
+
+def get(app: object, path: str) -> httpx.Response:
+    async def send() -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),  # type: ignore[arg-type]
+                                     base_url="http://nerve.test") as client:
+            return await client.get(path, headers={"authorization": f"Bearer {TOKEN}"})
+
+    return anyio.run(send)
+
+
+def test_a_failing_retention_job_shows_in_the_status(
+        make_workspace: Callable[..., Workspace], caplog: pytest.LogCaptureFixture) -> None:
+    """It failed in the server's log only ("retrying in 1 day, 0:00:00"), every day."""
+    caplog.set_level(logging.INFO, logger="nerve.erasure")
+    ws = make_workspace(EVENTS, extra_toml='[privacy]\naudit_retention = "30d"\n')
+    (ws.data_dir / "audit" / "reads-2020-01-01.jsonl").mkdir(parents=True)
+    with Warehouse.for_workspace(ws) as warehouse, LogWriter(ws.log_dir, "test") as log:
+        state = NerveState(workspace=ws, catalog=Catalog.load(ws.events_dir),
+                           warehouse=warehouse, log=log, admin_token=TOKEN,
+                           loader=Loader.for_workspace(ws, warehouse))
+        state.retention_job = RetentionJob(state, first_delay=timedelta(0)).start()
+        try:
+            deadline = time.monotonic() + 10
+            while state.retention_job.failed_at is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            answer = get(create_app(state), "/v1/status")
+        finally:
+            state.retention_job.stop()
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    retention = body["retention"]
+    assert retention["enforced"] is True
+    assert retention["failing"] is True
+    assert "Is a directory" in retention["last_error"]
+    assert retention["failed_at"] is not None
+    # the rows were expired, and recorded, before the audit files failed
+    assert retention["last_run"] is not None
+    shown = {row["what"]: row["value"] for row in _status_rows(body)}
+    assert shown["retention job"].startswith(f"failing since {retention['failed_at']}: ")
+    # the log reads as a sentence, the figures as fields
+    expired, failed = (r for r in caplog.records if r.name == "nerve.erasure"
+                       and r.getMessage().startswith("retention:"))
+    assert expired.getMessage() == ("retention: deleted the rows past their retention: 0 from "
+                                    "events, 0 from the quarantine")
+    assert failed.getMessage() == "retention: enforcing failed; retrying in 1 day"
+    assert failed.__dict__["retry_in_seconds"] == 86400
