@@ -112,6 +112,11 @@ def _number(low: float, *, whole: bool = False, above: bool = False, note: str =
     return check
 
 
+def _whole(value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected a whole number, got {value!r}")
+
+
 def _names(value: Any) -> None:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ValueError(f"expected a list of 'event.property' names, got {value!r}")
@@ -137,7 +142,7 @@ def _text(value: Any) -> None:
 FORMS: dict[str, dict[str, Check]] = {
     "collector": {"header_timeout_seconds": _number(0), "body_timeout_seconds": _number(0),
                   "commit_interval_ms": _number(0),
-                  "max_backlog_bytes": _number(1, whole=True)},
+                  "max_backlog_bytes": _whole},
     "privacy": {"enforce_retention": _boolean, "enforce_consent": _boolean,
                 "guard_unknown": _boolean, "uncataloged_retention": parse_retention,
                 "audit_retention": parse_retention, "allow_sensitive": _names},

@@ -326,5 +326,5 @@ def test_a_second_server_is_refused_with_a_clear_message(
     taken = subprocess.run([*nerve[:3], "--workspace", str(other.root), *nerve[3:]],
                            capture_output=True, text=True, timeout=120, check=False)
     said = " ".join(taken.stderr.split())
-    assert taken.returncode == 4, said  # ExitCode.INVALID
+    assert taken.returncode == 5, said  # ExitCode.UNAVAILABLE: the port is busy
     assert f"cannot listen on 127.0.0.1:{server.port}" in said

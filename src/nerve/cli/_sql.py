@@ -53,7 +53,7 @@ def sql(
 
     Tables: events, quarantine, loads, log_offsets, erasures (what nerve forget and
     nerve expire deleted), check_results (once the checks have run), and a typed view
-    evt_<event> per cataloged event (docs/storage.md). Statements that change anything
+    `evt_<event>` per cataloged event (docs/storage.md). Statements that change anything
     (INSERT, DROP, ATTACH, COPY, ...) and functions that read files are refused. While
     `nerve serve` runs, the query goes through the server.
 
