@@ -27,13 +27,18 @@ ROWS = [
 ]
 
 
+def _insert(ws: Workspace, rows: Any) -> None:
+    """Put ``rows`` (an Arrow table shaped like ``events``) in the workspace's warehouse."""
+    with Warehouse.for_workspace(ws) as wh:
+        cur = wh.cursor()
+        cur.register("rows", rows)
+        cur.execute("INSERT INTO events SELECT * FROM rows")
+
+
 @pytest.fixture
 def workspace(make_workspace: Callable[..., Workspace], events_table: Any) -> Workspace:
     ws = make_workspace()
-    with Warehouse.for_workspace(ws) as wh:
-        cur = wh.cursor()
-        cur.register("rows", events_table(ROWS))
-        cur.execute("INSERT INTO events SELECT * FROM rows")
+    _insert(ws, events_table(ROWS))
     return ws
 
 
@@ -130,10 +135,7 @@ def la_workspace(make_workspace: Callable[..., Workspace], events_table: Any) ->
                     encoding="utf-8")
     ws = Workspace.load(ws.root)
     assert ws.config.timezone == "America/Los_Angeles"
-    with Warehouse.for_workspace(ws) as wh:
-        cur = wh.cursor()
-        cur.register("rows", events_table(LA_ROWS))
-        cur.execute("INSERT INTO events SELECT * FROM rows")
+    _insert(ws, events_table(LA_ROWS))
     return ws
 
 
@@ -226,10 +228,7 @@ def cataloged(make_workspace: Callable[..., Workspace], events_table: Any,
     monkeypatch.setenv("NERVE_TEST_TOKEN_ANA", READER)
     ws = make_workspace(CATALOG, extra_toml='[[readers]]\nname = "ana"\n'
                                             'token_env = "NERVE_TEST_TOKEN_ANA"\n')
-    with Warehouse.for_workspace(ws) as wh:
-        cur = wh.cursor()
-        cur.register("rows", events_table(ROWS))
-        cur.execute("INSERT INTO events SELECT * FROM rows")
+    _insert(ws, events_table(ROWS))
     return ws
 
 
