@@ -8,6 +8,8 @@ warehouse) within a generous bound; nothing asserts how fast it is.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +19,7 @@ import httpx
 import orjson
 import pytest
 from serverkit import EVENTS, basic, order, write_key
+from test_server_crash import worker_pids
 
 from nerve.workspace import Workspace
 
@@ -24,6 +27,8 @@ from nerve.workspace import Workspace
 BOUND = 60.0
 #: look at events/ often: the tests wait for the reload, not for the poll interval
 FAST_RELOAD = "[catalog]\nreload_seconds = 0.2\n"
+#: what each process logs when the edited catalog does not load
+NOT_LOADED = "the catalog did not load; still serving with the previous one until events/ is fixed"
 
 SONG_SKIPPED = """\
 name: song_skipped
@@ -151,8 +156,7 @@ def test_a_broken_file_keeps_the_last_good_catalog_and_is_reported(
     path.write_text(good.replace("revenue: {type: number", "revenue: {type: nmber"),
                     encoding="utf-8")
     (ws.events_dir / "song_skipped.yaml").write_text(SONG_SKIPPED, encoding="utf-8")
-    _wait_logged(server, "the catalog did not load; still serving with the previous one "
-                         "until events/ is fixed", mark, workers)
+    _wait_logged(server, NOT_LOADED, mark, workers)
 
     status = httpx.get(server.url + "/v1/status", headers=_admin(ws)).json()
     [problem] = status["catalog"]["problems"]
@@ -211,19 +215,13 @@ def test_a_changed_pii_class_protects_the_next_events(
 
 def test_a_worker_restarted_while_events_does_not_load_serves_the_last_good_catalog(
         make_workspace: Callable[..., Workspace], serve: Callable[..., Any]) -> None:
-    import os
-    import signal
-
-    from test_server_crash import worker_pids
-
     ws = make_workspace(EVENTS, extra_toml=FAST_RELOAD)
     server = serve(ws, "--workers", "2")
     path: Path = ws.events_dir / "order_completed.yaml"
     mark = len(server.output().encode())
     path.write_text(path.read_text(encoding="utf-8").replace(
         "revenue: {type: number", "revenue: {type: nmber"), encoding="utf-8")
-    _wait_logged(server, "the catalog did not load; still serving with the previous one "
-                         "until events/ is fixed", mark, 2)
+    _wait_logged(server, NOT_LOADED, mark, 2)
 
     before = worker_pids(ws)
     victim = min(before)
