@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import functools
 import itertools
+import logging
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -134,10 +135,15 @@ def test_forget_deletes_a_users_rows_and_their_devices_including_rows_still_in_t
 
 
 def test_forget_by_anonymous_id_alone(workspace: Workspace, warehouse: Warehouse,
-                                      loader: Loader) -> None:
+                                      loader: Loader, caplog: pytest.LogCaptureFixture) -> None:
     write(workspace, [row(None, "dev-1"), row("ann", "dev-1"), row("ann", "dev-2")])
+    caplog.set_level(logging.INFO, logger="nerve.erasure")
     erasure = forget_users(workspace, loader, anonymous_ids=["dev-1"])
     assert erasure.rows["events"] == 2
+    # the log line reads as a sentence (no Python dict), and names counts, never ids
+    [logged] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("forgot")]
+    assert logged.endswith("deleted 2 rows from events, 0 from the quarantine")
+    assert "dev-1" not in logged
     # the device's rows go; the user's rows from another device stay
     assert count(warehouse, "events") == 1
     assert count(warehouse, "events", "anonymous_id = 'dev-2'") == 1

@@ -214,8 +214,9 @@ def forget(cursor: Any, policy: PrivacyPolicy, *, user_ids: Iterable[Any] = (),
     cursor.execute("COMMIT")
     _checkpoint(cursor)
     log.info("forgot %d user ids (and %d linked by alias), %d anonymous ids (and %d found "
-             "on their rows): %s", len(users), len(aliased), len(given), len(devices),
-             erasure.rows, extra={"erasure": erasure.as_dict()})
+             "on their rows): deleted %d rows from events, %d from the quarantine",
+             len(users), len(aliased), len(given), len(devices), erasure.rows["events"],
+             erasure.rows["quarantine"], extra={"erasure": erasure.as_dict()})
     return erasure
 
 
