@@ -297,6 +297,30 @@ def test_lint_junit_for_ci(make_workspace: Callable[..., Workspace]) -> None:
     assert suite.get("failures") == "1"
 
 
+def test_lint_names_files_nerve_does_not_read(shop: Workspace) -> None:
+    """An event in another subfolder of events/ is never loaded (its events would be
+    quarantined as unknown): lint fails on it rather than listing it as passing."""
+    folder = shop.events_dir / "checkout"
+    folder.mkdir()
+    (shop.events_dir / "order_completed.yaml").rename(folder / "order_completed.yaml")
+    code, out, _ = run(shop, "catalog", "lint", "--format", "json")
+    assert code == 1
+    unread = [f for f in json.loads(out) if f["rule"] == "unread-file"]
+    assert [(f["file"], f["severity"]) for f in unread] == [
+        ("events/checkout/order_completed.yaml", "error")]
+    assert "events/versions/" in unread[0]["message"]
+    code, out, _ = run(shop, "catalog", "lint", "--format", "junit")
+    suite = ET.fromstring(out).find("testsuite")
+    assert suite is not None
+    failed = {c.get("name") for c in suite.iter("testcase") if c.find("failure") is not None}
+    assert failed == {"events/checkout/order_completed.yaml"}
+    # a team that keeps drafts there on purpose can say so
+    with (shop.root / "nerve.toml").open("a") as toml:
+        toml.write('\n[catalog.rules]\n"unread-file" = "off"\n')
+    code, out, _ = run(shop, "catalog", "lint", "--format", "json")
+    assert "unread-file" not in {f["rule"] for f in json.loads(out)}
+
+
 def test_list_shows_every_version(shop: Workspace) -> None:
     code, out, _ = run(shop, "catalog", "list", "--format", "json")
     assert code == 0

@@ -33,6 +33,7 @@ HANDLINGS = ("hash", "drop", "keep", "truncate")
 #: every rule id with its default severity and what it checks (docs/catalog.md lists them)
 RULES: dict[str, tuple[str, str]] = {
     "load": ("error", "the file loads: valid YAML, known fields, valid types"),
+    "unread-file": ("error", "every YAML file under events/ is one nerve reads"),
     "event-name": ("error", "event names follow the naming convention"),
     "property-name": ("error", "property names are snake_case"),
     "file-name": ("warning", "the file is named after the event it defines"),
@@ -178,8 +179,7 @@ def lint_folder(events_dir: Path, config: LintConfig | None = None
     findings = lint_catalog(catalog, config)
     if problems:
         load = findings_from_error(CatalogError(problems))
-        findings = sorted([*load, *(f for f in findings if f.rule != "unused-group")],
-                          key=lambda f: (f.file or "", f.line or 0, f.rule))
+        findings = [*load, *(f for f in findings if f.rule != "unused-group")]
     # a file did not load when it has a load problem, or is not in the catalog (an event
     # whose group's pattern does not compile: the problem names the group's file)
     named = {Path(where.file) for where, _ in problems}
@@ -187,11 +187,27 @@ def lint_folder(events_dir: Path, config: LintConfig | None = None
         {group.file for group in catalog.groups.values()}
     event_files = [*yaml_files(events_dir), *yaml_files(events_dir / VERSIONS_DIR)]
     group_files = yaml_files(events_dir / GROUPS_DIR)
+    severity = ((config or LintConfig()).severities or {}).get("unread-file", "error")
+    if severity != "off":
+        findings.extend(Finding("unread-file", severity, _UNREAD, str(path), None)
+                        for path in _unread_files(events_dir, {*event_files, *group_files}))
+    findings.sort(key=lambda f: (f.file or "", f.line or 0, f.rule))
     return findings, FolderCounts(
         event_files=len(event_files),
         events_failed=sum(p in named or p not in loaded for p in event_files),
         group_files=len(group_files),
         groups_failed=sum(p in named or p not in loaded for p in group_files))
+
+
+_UNREAD = (f"nerve does not read this file: events are read from events/*.yaml and "
+           f"events/{VERSIONS_DIR}/, property groups from events/{GROUPS_DIR}/ (move it "
+           "there, or out of events/)")
+
+
+def _unread_files(events_dir: Path, read: set[Path]) -> list[Path]:
+    """YAML files under ``events_dir`` that the catalog does not load (another subfolder)."""
+    return sorted(path for path in events_dir.rglob("*")
+                  if path.suffix in (".yaml", ".yml") and path.is_file() and path not in read)
 
 
 def lint_catalog(catalog: Catalog, config: LintConfig | None = None) -> list[Finding]:
