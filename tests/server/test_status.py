@@ -50,7 +50,9 @@ def test_a_failing_retention_job_shows_in_the_status(
             deadline = time.monotonic() + 10
             while state.retention_job.failed_at is None and time.monotonic() < deadline:
                 time.sleep(0.02)
-            answer = get(create_app(state), "/v1/status")
+            app = create_app(state)
+            answer = get(app, "/v1/status")
+            scraped = get(app, "/metrics").text
         finally:
             state.retention_job.stop()
     assert answer.status_code == 200, answer.text
@@ -62,6 +64,8 @@ def test_a_failing_retention_job_shows_in_the_status(
     assert retention["failed_at"] is not None
     # the rows were expired, and recorded, before the audit files failed
     assert retention["last_run"] is not None
+    # and for alerts: Prometheus sees it too
+    assert "\nnerve_retention_failing 1.0\n" in scraped
     shown = {row["what"]: row["value"] for row in _status_rows(body)}
     assert shown["retention job"].startswith(f"failing since {retention['failed_at']}: ")
     # the log reads as a sentence, the figures as fields

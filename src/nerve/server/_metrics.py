@@ -186,6 +186,12 @@ class _WorkspaceGauges:
         yield GaugeMetricFamily("nerve_loader_failing", "1 while the loader's last attempt "
                                 "failed (it retries with backoff)",
                                 value=float(getattr(loader, "last_error", None) is not None))
+        retention = state.retention_job
+        if retention is not None:
+            yield GaugeMetricFamily("nerve_retention_failing", "1 while the daily retention "
+                                    "job's last run failed (rows past their retention are "
+                                    "kept until a run succeeds)",
+                                    value=float(retention.last_error is not None))
         seconds = getattr(loader, "last_load_seconds", None)
         if seconds is not None:
             yield GaugeMetricFamily("nerve_loader_last_load_seconds", "How long the "
