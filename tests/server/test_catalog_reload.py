@@ -241,3 +241,22 @@ def test_a_worker_restarted_while_events_does_not_load_serves_the_last_good_cata
                            for i in range(12)])
     assert _landed(server.url, ws, [f"ok-{i}" for i in range(12)]) == (12, 0)
     assert _landed(server.url, ws, [f"bad-{12 + i}" for i in range(12)]) == (0, 12)
+
+
+def test_an_edit_that_strands_an_allow_sensitive_entry_is_logged(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., Any]) -> None:
+    """A sensitive property renamed while serving: the entry that kept it names nothing,
+    and the renamed property is dropped. The reload applies the edit and says so."""
+    ws = make_workspace({**EVENTS, "song_skipped.yaml": SONG_SKIPPED.replace(
+        "pii: none}\n  position", "pii: sensitive, handling: drop}\n  position")},
+        extra_toml=FAST_RELOAD + '[privacy]\nallow_sensitive = ["song_skipped.song_id"]\n')
+    server = serve(ws)
+    mark = len(server.output().encode())
+    path = ws.events_dir / "song_skipped.yaml"
+    path.write_text(path.read_text(encoding="utf-8").replace("song_id:", "track_id:"),
+                    encoding="utf-8")
+    _wait_logged(server, "catalog reloaded", mark, 1)
+    warning = "[privacy] allow_sensitive names no sensitive property of the edited catalog"
+    _wait("the allow_sensitive warning", lambda: any(
+        warning in line and "song_skipped.song_id" in line
+        for line in server.output().encode()[mark:].decode().splitlines()))

@@ -37,6 +37,7 @@ import anyio.to_thread
 from nerve.catalog import Catalog
 from nerve.collector import Collector
 from nerve.errors import CatalogError, WorkspaceError
+from nerve.pipeline import allow_sensitive_problems
 from nerve.server._state import NerveState
 from nerve.warehouse import MaskedWarehouse, Warehouse
 from nerve.workspace import Workspace
@@ -182,6 +183,18 @@ async def _refresh_views(warehouse: Warehouse, catalog: Catalog) -> bool:
     return True
 
 
+def _warn_allow_sensitive(workspace: Workspace, catalog: Catalog, process: str) -> None:
+    """Say when ``[privacy] allow_sensitive`` names what the edited catalog no longer has
+    as sensitive (a renamed property is now dropped, not kept). At start this refuses to
+    serve; a reload does not stop serving for it."""
+    allowed = workspace.config.raw.get("privacy", {}).get("allow_sensitive", [])
+    problems = allow_sensitive_problems(allowed, catalog)
+    if problems:
+        logger.warning("[privacy] allow_sensitive names no sensitive property of the edited "
+                       "catalog: fix nerve.toml or the catalog (nerve serve refuses this at "
+                       "start)", extra={"role": process, "problems": problems})
+
+
 async def watch_catalog(state: NerveState, watch: CatalogWatch, every: float, *,
                         process: str, views: Warehouse | None = None) -> None:
     """Reload the catalog when events/ changes (see the module docstring), for ever.
@@ -213,6 +226,7 @@ async def watch_catalog(state: NerveState, watch: CatalogWatch, every: float, *,
             _swap(state, new)
             logger.info("catalog reloaded", extra={"role": process,
                                                    "events": len(catalog)})
+            _warn_allow_sensitive(state.workspace, catalog, process)
             if views is not None and not await _refresh_views(views, catalog):
                 stale_views = catalog
         except Exception:  # never let a reload take the server down: try at the next look
