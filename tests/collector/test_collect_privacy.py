@@ -207,6 +207,20 @@ def test_policy_hashes_user_id_and_drops_ip(make_collector: Callable[..., Collec
     assert orjson.loads(env["properties"] or "") == {"diagnosis": "flu"}
 
 
+def test_an_alias_from_the_devices_own_anonymous_id_keeps_it(
+        make_collector: Callable[..., Collector]) -> None:
+    """analytics.js and the mobile SDKs alias from the anonymous id the message carries:
+    hashed, it matched no device and identity stitching could not link the device."""
+    collector = make_collector('[privacy]\nuser_id = "hash"\n')
+    (device, login), _ = collect(
+        collector,
+        {"type": "alias", "userId": "u2", "previousId": "anon-7", "anonymousId": "anon-7"},
+        {"type": "alias", "userId": "u2", "previousId": "u1", "anonymousId": "anon-7"})
+    assert (device["user_id"], device["previous_id"], device["anonymous_id"]) == (
+        pseudonymise("u2", SECRET), "anon-7", "anon-7")
+    assert login["previous_id"] == pseudonymise("u1", SECRET)  # an old login: an id
+
+
 def test_each_event_of_a_batch_gets_its_own_users_hash(
         make_collector: Callable[..., Collector]) -> None:
     # hashes are cached (a client's batch is one user's events), so interleaved users,

@@ -305,7 +305,11 @@ def map_messages(
                     traits = context_traits if context_traits.__class__ is dict else None
                 if hash_ids:
                     user_id = guard.identifier(user_id)
-                    previous_id = guard.identifier(previous_id)
+                    # an alias from the device's own anonymous id (analytics.js, the
+                    # mobile SDKs) keeps it as sent, as the anonymous_id column does, so
+                    # identity stitching can link the device; any other is an id, hashed
+                    if previous_id != anonymous_id:
+                        previous_id = guard.identifier(previous_id)
             if problems:
                 listed = orjson.loads(violations) if violations else []
                 violations = dumps(problems + listed).decode()
