@@ -120,7 +120,7 @@ def test_forget_deletes_a_users_rows_and_their_devices_including_rows_still_in_t
     assert count(warehouse, "quarantine", "user_id = 'ann'") == 0
     assert erasure.rows == {"events": 5, "quarantine": 1}
     assert erasure.detail == {"user_ids": 1, "anonymous_ids": 0, "linked_anonymous_ids": 2,
-                              "aliased_ids": 0}
+                              "aliased_ids": 1}  # ann-2, her new id
     # everyone else is untouched
     assert count(warehouse, "events", "user_id = 'bob'") == 2
     assert count(warehouse, "events", "anonymous_id = 'dev-8'") == 1
@@ -216,6 +216,26 @@ def test_forget_follows_alias_calls_to_the_ids_merged_into_the_user(
     assert erasure.detail == {"user_ids": 1, "anonymous_ids": 0, "linked_anonymous_ids": 2,
                               "aliased_ids": 3}
     assert ids_left(warehouse) == [("other-6006", device, None)]
+
+
+def test_forgetting_an_old_login_reaches_the_id_it_was_aliased_to(
+        workspace: Workspace, warehouse: Warehouse, loader: Loader) -> None:
+    """A person who asks with the login they remember: the alias from it to their new id
+    says both are them. Their new id's rows went nowhere before."""
+    write(workspace, [
+        row("jo-old", "anon-jo-1"), row(None, "anon-jo-1"),
+        alias("jo-new", "jo-old"),                           # the login changed
+        row("jo-new", "anon-jo-2"), row("jo-new", "anon-jo-2", violations='[{"rule":"x"}]'),
+        row(None, "anon-jo-2"),
+        alias("jo-new", "anon-jo-3"), row(None, "anon-jo-3"),  # a device merged later
+        alias("jo-newest", "jo-new"), row("jo-newest"),        # and changed again
+        row("kim", "anon-jo-2"), alias("kim", "anon-kim"),     # someone else, same device
+    ])
+    preview = forget_users(workspace, loader, user_ids=["jo-old"], dry_run=True)
+    erasure = forget_users(workspace, loader, user_ids=["jo-old"])
+    assert preview.rows == erasure.rows == {"events": 9, "quarantine": 1}
+    assert erasure.detail["aliased_ids"] == 3  # jo-new, jo-newest, anon-jo-3
+    assert ids_left(warehouse) == [("kim", "anon-jo-2", None), ("kim", None, "anon-kim")]
 
 
 def test_a_chain_of_aliases_is_followed_up_to_a_bound(

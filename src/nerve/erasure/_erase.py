@@ -139,8 +139,33 @@ def _aliased(cursor: Any, users: list[str], secret: bytes) -> set[str]:
         found |= merged
         frontier = [f for f in _forms(merged, secret) if f not in seen]
         seen.update(frontier)
-    raise PayloadError(
-        f"the alias calls linking these users to earlier ids go on for more than "
+    raise _chain_too_long()
+
+
+def _newer(cursor: Any, users: list[str], secret: bytes) -> set[str]:
+    """The ids ``users`` were merged into by ``alias`` calls from them (a login changed:
+    an alias from the old id to the new), and the ids those were merged into, as stored;
+    up to ``ALIAS_HOPS`` merges away. Followed from user ids only: an alias from a device
+    names whoever signed in on it, who may be someone else."""
+    found: set[str] = set()
+    seen = set(users)
+    frontier = users
+    for hop in range(ALIAS_HOPS + 1):
+        merged = _found(cursor, "user_id", "type = 'alias' AND previous_id IN "
+                        "(SELECT unnest(?::VARCHAR[]))", [frontier]) - seen
+        if not merged:
+            return found
+        if hop == ALIAS_HOPS:
+            break
+        found |= merged
+        frontier = [f for f in _forms(merged, secret) if f not in seen]
+        seen.update(frontier)
+    raise _chain_too_long()
+
+
+def _chain_too_long() -> PayloadError:
+    return PayloadError(
+        f"the alias calls linking these users to other ids go on for more than "
         f"{ALIAS_HOPS} merges (alias from an id, to an id that was aliased from another, "
         "...): nothing was deleted. Look at the chain with `nerve sql \"SELECT user_id, "
         "previous_id FROM events WHERE type = 'alias'\"` and name ids further along it "
@@ -172,7 +197,8 @@ def forget(cursor: Any, policy: PrivacyPolicy, *, user_ids: Iterable[Any] = (),
 
     ``user_ids`` are the ids the product sent. An ``alias`` of one of them from an
     earlier id (``previous_id``: an old login, a device) says that id is the same person:
-    it is forgotten too, as are the ids aliased into it. A row goes when its
+    it is forgotten too, as are the ids aliased into it; so is a later id one of them was
+    aliased to (a changed login), and the ids aliased into that. A row goes when its
     ``user_id`` is one of these; or its ``previous_id`` is one named here; or its
     ``anonymous_id`` is one given in ``anonymous_ids`` (every row of that device). The
     devices found on the users' rows (used before signing in) and the ids linked by an
@@ -190,7 +216,8 @@ def forget(cursor: Any, policy: PrivacyPolicy, *, user_ids: Iterable[Any] = (),
         raise PayloadError("name at least one user id or anonymous id to forget",
                            code="missing_field")
     _ensure_ledger(cursor)
-    aliased = _aliased(cursor, _forms(users, secret), secret)
+    newer = _newer(cursor, _forms(users, secret), secret)
+    aliased = newer | _aliased(cursor, _forms(set(users) | newer, secret), secret)
     theirs = _forms(set(users) | aliased, secret)
     devices = _found(cursor, "anonymous_id", "user_id IN (SELECT unnest(?::VARCHAR[]))",
                      [theirs]) - set(given)
