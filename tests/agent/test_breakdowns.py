@@ -6,6 +6,7 @@ dropped for the overall figure, through the CLI as through Python."""
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from datetime import date, timedelta
@@ -50,7 +51,24 @@ def test_a_funnel_takes_its_breakdown(demo_root: Path, demo_ctx: Context) -> Non
     assert users == [r["users"] for r in cli]
     assert len({r["platform"] for r in cli}) >= 3
     assert answer.queries[0]["command"] == \
-        f"nerve funnel {' '.join(steps)} --by platform"
+        f"nerve funnel {' '.join(steps)} --window 1d --by platform"
+
+
+def test_the_funnel_command_an_answer_shows_gives_its_figures(
+        demo_root: Path, demo_ctx: Context) -> None:
+    """The command left out the window and the dates: run, it counted every day."""
+    answer = ask("funnel from product_view to add_to_cart to purchase_complete last week",
+                 demo_ctx)
+    assert answer.answered, answer.answer
+    command = shlex.split(answer.queries[0]["command"])
+    assert command[0] == "nerve"
+    assert {"--window", "--since", "--until"} <= set(command)
+    cli = json.loads(_nerve(demo_root, *command[1:], "--format", "json").stdout)
+    assert [n.value for n in answer.numbers if n.label.endswith(" users")] == \
+        [r["users"] for r in cli]
+    everything = json.loads(_nerve(demo_root, *command[1:command.index("--window")],
+                                   "--format", "json").stdout)
+    assert everything[0]["users"] > cli[0]["users"]  # the dates matter
 
 
 @pytest.mark.parametrize(("question", "words", "says"), [

@@ -268,7 +268,10 @@ def _funnel(plan: Plan, ctx: Context, b: Builder) -> None:
     if plan.by:  # "funnel ... by platform": one funnel per value, as nerve funnel --by
         args["by"] = plan.by
     result = run_tool(ctx, "run_funnel", args)
-    command = ["nerve", "funnel", *plan.steps, *(["--by", plan.by] if plan.by else [])]
+    # the command a reader can run for the same figures: every argument the tool got
+    command = ["nerve", "funnel", *plan.steps, "--window", args["window"],
+               *(arg for key in ("since", "until", "by") if key in args
+                 for arg in (f"--{key}", args[key]))]
     q = b.ran("run_funnel", args, command=shlex.join(command))
     b.caveats.extend(result.get("caveats") or [])
     rows = result["rows"]
