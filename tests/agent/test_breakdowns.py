@@ -112,3 +112,20 @@ def test_the_cli_declines_a_breakdown_by_user(demo_root: Path) -> None:
                              "--no-llm", "--format", "json").stdout)
     assert (body["answered"], body["plan"]["by"]) == (True, "country")
     assert len(body["numbers"]) == 3
+
+
+def test_a_breakdown_with_many_values_lists_the_largest_and_says_how_many(
+        demo_ctx: Context) -> None:
+    """"orders by session_id" listed every session: thousands of figures in one answer."""
+    from nerve.agent._ask import MAX_GROUPS
+
+    answer = ask("orders by session_id last week", demo_ctx)
+    assert answer.answered, answer.answer
+    since, until = _last_week(demo_ctx.today())
+    query = MetricQuery(("orders",), by=("session_id",), since=since, until=until)
+    rows = demo_ctx.layer.query(query, demo_ctx.events, now=demo_ctx.now).as_dict()["rows"]
+    assert len(rows) > MAX_GROUPS
+    largest = sorted((r["orders"] for r in rows), reverse=True)[:MAX_GROUPS]
+    assert [n.value for n in answer.numbers if "=" in n.label] == largest
+    assert f"the largest of {len(rows):,} session_id values" in answer.answer
+    assert "nerve metrics query orders --by session_id" in answer.answer

@@ -59,6 +59,10 @@ def ask(question: str, ctx: Context) -> Answer:
     return b.finish()
 
 
+#: the most groups a breakdown's answer lists (the largest); it says how many there are
+MAX_GROUPS = 20
+
+
 # ---------------------------------------------------------------- helpers
 
 def _metric_args(plan: Plan, span: Span | None, **extra: Any) -> dict[str, Any]:
@@ -230,10 +234,14 @@ def _breakdown(plan: Plan, ctx: Context, b: Builder) -> None:
     label = ctx.layer.get(plan.metric).title
     order = plan.metric if plan.direction == "asc" else f"-{plan.metric}"
     limit = plan.limit if plan.intent == "top" else None
-    result, q = _query(ctx, b, _metric_args(plan, plan.span, by=[plan.by],
-                                            order_by=[order], limit=limit))
+    args = _metric_args(plan, plan.span, by=[plan.by], order_by=[order], limit=limit)
+    result, q = _query(ctx, b, args)
     rows = [r for r in result["rows"] if r[plan.metric] is not None] \
         if plan.intent == "top" else result["rows"]
+    listed = len(rows)
+    if plan.intent != "top" and listed > MAX_GROUPS:
+        # "revenue by session_id": an answer lists the largest, and says how many there are
+        rows = rows[:MAX_GROUPS]
     parts = [f"{b.label(r[plan.by])} "
              f"{b.num(f'{label} {plan.by}={r[plan.by]}', r[plan.metric], q, 'query_metrics', kind, currency)}"  # noqa: E501
              for r in rows]
@@ -244,6 +252,10 @@ def _breakdown(plan: Plan, ctx: Context, b: Builder) -> None:
     elif plan.intent == "top":
         b.say(f"{'Bottom' if plan.direction == 'asc' else 'Top'} {plan.by} values by "
               f"{label.lower()} {scope}: {'; '.join(parts)}.")
+    elif listed > len(rows):
+        values = b.num(f"{plan.by} values", listed, q, "query_metrics")
+        b.say(f"{label} by {plan.by} {scope}, the largest of {values} {plan.by} values: "
+              f"{'; '.join(parts)}. `{_command(args)}` lists every one.")
     else:
         b.say(f"{label} by {plan.by} {scope}: {'; '.join(parts) or 'no data'}.")
     _caveats(plan, ctx, b, [plan.span])

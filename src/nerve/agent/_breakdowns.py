@@ -163,7 +163,7 @@ def _dimension(words: list[str], vocab: Vocabulary) -> tuple[int, str | None]:
     for size in range(min(3, len(words)), 0, -1):
         dim = _dim_name(" ".join(words[:size]), vocab)
         if dim is not None and (dim in vocab.dimensions
-                                or not _a_metric(words[:size], vocab)):
+                                or not _is_a_metric(words[:size], vocab)):
             return size, dim
     return 0, None
 
@@ -228,6 +228,13 @@ def _a_metric(words: list[str], vocab: Vocabulary) -> bool:
     """``words`` start with a metric's name, label or synonym ("revenue", "sales")."""
     said = _stems(" ".join(words))
     return any(_starts(said, phrase) for phrase, _ in _phrases(vocab))
+
+
+def _is_a_metric(words: list[str], vocab: Vocabulary) -> bool:
+    """``words`` are a metric's name, label or synonym, whole ("revenue", not "session
+    id", which starts with the metric sessions but is a property)."""
+    said = _stems(" ".join(words))
+    return any(said == phrase for phrase, _ in _phrases(vocab))
 
 
 def _in_a_metric(text: str, phrase: str, vocab: Vocabulary) -> bool:
