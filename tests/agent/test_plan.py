@@ -370,6 +370,9 @@ def test_a_metric_named_with_per_is_no_breakdown() -> None:
      "'by country': the forecast would be of all orders"),
     ("how is the simple checkout experiment doing by platform",
      "`nerve experiment analyze simple_checkout --by platform` gives it"),
+    # ranked by the total, the daily grain was dropped without a word
+    ("top 3 countries by daily revenue", "`nerve metrics query revenue --by country "
+     "--grain day` gives it"),
 ])
 def test_a_tool_that_takes_no_breakdown_declines_it(question: str, says: str) -> None:
     p = plan(question)
@@ -399,3 +402,23 @@ def test_a_declined_filter_suggests_the_dimension_it_names() -> None:
         ["plan (free, plus)"]
     assert plan_question("orders on ios and android", SHOP, TODAY).suggestions == \
         ["platform (android, ios, web)"]
+
+
+def test_the_metric_said_first_is_the_one_asked_for() -> None:
+    """"orders placed by customers" answered the metric buyers (synonym customers): the
+    longest phrase won wherever it stood."""
+    vocab = Vocabulary((*VOCAB.metrics, MetricInfo("buyers", "Buyers", "Distinct buyers.",
+                                                   ("customers",))), VOCAB.dimensions)
+    assert plan_question("orders placed by customers", vocab, TODAY).metric == "orders"
+    assert plan_question("how many customers placed orders", vocab,
+                         TODAY).metric == "buyers"
+    assert plan_question("average order value last week", vocab,
+                         TODAY).metric == "average_order_value"
+
+
+def test_a_property_named_whole_is_no_metric_it_starts_with() -> None:
+    """"by session_id" was read as the metric sessions, and declined."""
+    vocab = Vocabulary((*VOCAB.metrics, MetricInfo("sessions", "Sessions")),
+                       VOCAB.dimensions, properties=("session_id",))
+    p = plan_question("orders by session_id last week", vocab, TODAY)
+    assert (p.intent, p.by, p.ignored) == ("breakdown", "session_id", []), p.as_dict()

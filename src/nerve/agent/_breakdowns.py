@@ -98,7 +98,9 @@ def cannot_break_down(plan: Plan) -> None:
     if plan.by is None or plan.by_text is None:
         return
     metric, by = plan.metric or "", plan.by
-    if plan.intent == "trend" or (plan.grain and plan.intent == "value"):
+    # "top 3 countries by daily revenue": a value per country and day, which is a trend
+    if plan.intent == "trend" or (plan.grain and plan.intent in ("value", "top",
+                                                                  "breakdown")):
         what, instead = "a trend", (f"`nerve metrics query {metric} --by {by} --grain "
                                     f"{plan.grain or 'day'}` gives it")
     elif plan.intent == "comparison":

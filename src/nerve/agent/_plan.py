@@ -310,10 +310,16 @@ def _top(text: str, plan: Plan) -> tuple[str, str | None]:
 
 def _metric(text: str, vocab: Vocabulary) -> tuple[str | None, str]:
     stemmed = _stems(text)
+    # the metric said first ("orders placed by customers" counts orders, not customers);
+    # at one place the longest phrase ("revenue per user" over "revenue")
+    found: tuple[re.Match[str], str] | None = None
     for phrase, name in _phrases(vocab):
         m = _has(stemmed, phrase)
-        if m is not None:
-            return name, (stemmed[: m.start()] + " " + stemmed[m.end():]).strip()
+        if m is not None and (found is None or m.start() < found[0].start()):
+            found = (m, name)
+    if found is not None:
+        m, name = found
+        return name, (stemmed[: m.start()] + " " + stemmed[m.end():]).strip()
     # everyday words for common metrics, tried against the workspace's own names
     for word, phrases in _EVERYDAY.items():
         if _has(stemmed, word):
