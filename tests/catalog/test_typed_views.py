@@ -41,7 +41,8 @@ def test_views_have_typed_property_columns(
         events_table: Callable[[list[dict[str, Any]]], Any]) -> None:
     con = _con(events_table)
     names = refresh_typed_views(con, Catalog.load(FIXTURE))
-    assert names == ["evt_add_to_cart", "evt_order_completed", "evt_products_searched"]
+    assert names == ["evt_add_to_cart", "evt_identify", "evt_order_completed",
+                     "evt_products_searched"]
     types = dict(con.execute("SELECT column_name, data_type FROM information_schema.columns "
                              "WHERE table_name = 'evt_order_completed'").fetchall())
     assert types["revenue"] == "DOUBLE"
@@ -56,6 +57,9 @@ def test_views_have_typed_property_columns(
     order = con.execute("SELECT revenue, express, placed_at, shipping->>'country' "
                         "FROM evt_order_completed").fetchone()
     assert order == (19.0, True, T0, "FR")
+    # the identify call's traits, typed as identify.yaml declares them (no track rows)
+    assert con.execute("SELECT user_id, email, age_group FROM evt_identify").fetchall() == \
+        [("u1", "x", None)]
 
 
 def test_refresh_follows_catalog_changes(

@@ -187,7 +187,8 @@ def test_a_reader_sees_no_raw_personal_value_and_the_admin_sees_them_all(
     ws, server = served
     admin = _token(ws)
     queries = ["SELECT * FROM events", "SELECT * FROM quarantine",
-               "SELECT * FROM evt_signup", "SELECT * FROM evt_purchase"]
+               "SELECT * FROM evt_signup", "SELECT * FROM evt_purchase",
+               "SELECT * FROM evt_identify"]
     as_admin = b"".join(_post(server, admin, "/v1/admin/sql", {"query": q}).content
                         for q in queries)
     as_reader = b"".join(_post(server, ANA, "/v1/admin/sql", {"query": q}).content
@@ -197,6 +198,10 @@ def test_a_reader_sees_no_raw_personal_value_and_the_admin_sees_them_all(
     assert [v for v in RAW if _holds(as_reader, v)] == []
     assert [v for v in CONTROL if v.encode() not in as_reader] == []
     assert b'"model":"X1"' in as_reader  # the rest of the context is as stored
+    (traits,) = _post(server, ANA, "/v1/admin/sql", {
+        "query": "SELECT email, plan FROM evt_identify"}).json()["rows"]
+    assert traits["email"].startswith("m:")
+    assert traits["plan"] == "plus"
 
     rows = _post(server, ANA, "/v1/admin/sql", {"query": (
         "SELECT user_id, anonymous_id, properties, context FROM events "

@@ -301,7 +301,8 @@ def check_reader_query(sql: str, tables: Iterable[str]) -> set[str]:
     allowed = {t.lower() for t in tables}
     allowed |= {cte.alias_or_name.lower() for cte in statement.find_all(exp.CTE)}
     listed = (", ".join(sorted(allowed & {"events", "quarantine", *OPEN_TABLES}))
-              + ", evt_<event> (one per cataloged track event)")
+              + ", evt_<event> (one per cataloged track event; evt_identify and evt_group "
+              "when the catalog describes those calls)")
     names = set()
     for table in statement.find_all(exp.Table):
         if not isinstance(table.this, exp.Identifier):

@@ -2,7 +2,8 @@
 
 The ``events`` table keeps properties as JSON, which every event shares; analysts want
 ``SELECT price FROM evt_add_to_cart``. ``refresh_typed_views(con, catalog)`` creates one
-view per cataloged track event with the envelope columns and one column per property,
+view per cataloged track event with the envelope columns and one column per property
+(and ``evt_identify``, ``evt_group`` with one column per trait of the cataloged calls),
 extracted from the JSON and cast with ``TRY_CAST`` (a value of the wrong type reads as
 NULL instead of failing the whole query). Views of events that left the catalog are
 dropped. Call it at start-up and whenever the catalog changes; it is cheap and idempotent
@@ -57,11 +58,15 @@ def json_path(*names: str) -> str:
     return _literal("$" + "".join('."' + n.replace('"', '\\"') + '"' for n in names))
 
 
-def _column(prop: PropertySpec) -> str:
+#: the calls besides track that get a view, by the column their payload is in
+_TRAIT_CALLS = ("identify", "group")
+
+
+def _column(prop: PropertySpec, payload: str) -> str:
     path = json_path(prop.name)
     if prop.type in ("array", "object"):
-        return f"json_extract(properties, {path})"
-    text = f"json_extract_string(properties, {path})"
+        return f"json_extract({payload}, {path})"
+    text = f"json_extract_string({payload}, {path})"
     if prop.type == "integer":
         # TRY_CAST('12.5' AS BIGINT) rounds to 13: a fraction is not a whole number, NULL
         return (f"CASE WHEN TRY_CAST({text} AS DOUBLE) % 1 = 0 "
@@ -90,31 +95,40 @@ def _merged(versions: list[EventSpec]) -> EventSpec:
 
 
 def typed_view_sql(spec: EventSpec, *, temp: bool = False) -> str:
-    """The ``CREATE OR REPLACE VIEW`` statement of one track event; ``temp``: a view of
-    this connection only, over its own temporary ``events`` (a reader's masked one)."""
+    """The ``CREATE OR REPLACE VIEW`` statement of one track event (or the identify or
+    group call: its traits); ``temp``: a view of this connection only, over its own
+    temporary ``events`` (a reader's masked one)."""
+    payload = "traits" if spec.type in _TRAIT_CALLS else "properties"
     columns = [_quote(c) for c in _ENVELOPE]
     taken = set(_ENVELOPE)
     for prop in spec.properties:
         # a property named like an envelope column (``timestamp``) gets a prefix
         alias = prop.name if prop.name not in taken else f"prop_{prop.name}"
         taken.add(alias)
-        columns.append(f"{_column(prop)} AS {_quote(alias)}")
+        columns.append(f"{_column(prop, payload)} AS {_quote(alias)}")
     body = ",\n  ".join(columns)
     kind, source = ("TEMP VIEW", "temp.events") if temp else ("VIEW", "events")
+    where = (f"type = {_literal(spec.type)}" if spec.type in _TRAIT_CALLS
+             else f"type = 'track' AND event = {_literal(spec.name)}")
     return (f"CREATE OR REPLACE {kind} {_quote(view_name(spec.name))} AS\n"
-            f"SELECT\n  {body}\nFROM {source}\n"
-            f"WHERE type = 'track' AND event = {_literal(spec.name)}")
+            f"SELECT\n  {body}\nFROM {source}\nWHERE {where}")
 
 
 def typed_view_specs(catalog: Catalog) -> dict[str, EventSpec]:
     """View name -> the track event it shows: its latest version, with the properties of
-    all its versions (``_merged``). Two events whose names map to one view name (``Add To
-    Cart`` and ``add_to_cart``) keep the first, by name."""
+    all its versions (``_merged``); ``evt_identify`` and ``evt_group`` show those calls'
+    traits. Two events whose names map to one view name (``Add To Cart`` and
+    ``add_to_cart``) keep the first, by name; a track event named ``identify`` keeps its
+    view, and the identify call gets none."""
     wanted: dict[str, EventSpec] = {}
     for spec in catalog:
         if spec.type == "track" and view_name(spec.name) not in wanted:
             versions = [v for v in catalog.versions(spec.name) if v.type == "track"]
             wanted[view_name(spec.name)] = _merged(versions)
+    for call in _TRAIT_CALLS:
+        traits = catalog.get(call)
+        if traits is not None and traits.type == call and view_name(call) not in wanted:
+            wanted[view_name(call)] = _merged(catalog.versions(call))
     return wanted
 
 
