@@ -90,6 +90,14 @@ def test_yaml_syntax_error_names_line(tmp_path: Path) -> None:
         Catalog.load(events)
 
 
+def test_impossible_date_names_line_instead_of_crashing(tmp_path: Path) -> None:
+    # YAML reads 2026-13-01 as a date; the calendar refuses it (a ValueError, no line)
+    events = write(tmp_path, {"x.yaml": "name: x_done\ndescription: 2026-13-01\n"})
+    with pytest.raises(CatalogError, match=r"x.yaml:2:14: invalid YAML: '2026-13-01' is not "
+                                           r"a valid date \(month must be in 1..12\)"):
+        Catalog.load(events)
+
+
 def test_versions_live_side_by_side(tmp_path: Path) -> None:
     v1 = ADD_TO_CART.replace("version: 2", "version: 1.0.0")
     events = write(

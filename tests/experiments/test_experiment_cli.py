@@ -65,3 +65,30 @@ def test_bad_definition_names_file_line_field(make_workspace: Any) -> None:
     result = runner.invoke(app, ["-w", str(ws.root), "experiment", "list"])
     assert result.exit_code == ExitCode.INVALID
     assert "x.yaml:3: x.control: 'c' is not one of the variants" in result.stderr
+
+
+def test_metrics_the_experiment_cannot_read_name_file_line_field(make_workspace: Any) -> None:
+    ws = make_workspace({**EVENTS, "app_opened.yaml": "name: app_opened\nproperties:\n"
+                                                      "  session_id: {type: string}\n"})
+    (ws.metrics_dir / "m.yaml").write_text(
+        METRICS + "  sessions:\n    measure: {agg: count_distinct, event: app_opened, "
+                  "of: session_id}\nsegments:\n  ios: context.os.name = 'iOS'\n")
+    folder = Path(ws.root) / "experiments"
+    folder.mkdir()
+    (folder / "x.yaml").write_text("key: x\nvariants: [a, b]\nprimary: orders\n"
+                                   "secondary: [order]\nguardrails: [sessions]\n"
+                                   "targeting: {segment: iso}\n")
+    with Warehouse.for_workspace(ws):
+        pass
+    for command in ("analyze", "plan"):
+        result = runner.invoke(app, ["-w", str(ws.root), "experiment", command, "x"])
+        assert result.exit_code == ExitCode.INVALID, result.output
+        lines = [line.removeprefix("error: ").replace(str(folder), "experiments")
+                 for line in result.stderr.splitlines()]
+        assert lines == [
+            "experiments/x.yaml:4: x.secondary: unknown metric 'order'; did you mean orders?",
+            "experiments/x.yaml:5: x.guardrails: metric 'sessions' (count_distinct(session_id) "
+            "of app_opened): experiments read metrics made of counts and sums per unit; "
+            "count_distinct per unit is not additive",
+            "experiments/x.yaml:6: x.targeting: segment: unknown segment 'iso' (known: ios)",
+        ]

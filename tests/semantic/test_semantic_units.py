@@ -125,6 +125,20 @@ def test_filters_refuse_anything_else(text: str) -> None:
         parse_filter(text)
 
 
+@pytest.mark.parametrize(("text", "message"), [
+    ("user.age < 20 and", "AND is missing an operand"),
+    ("revenue >", "> is missing an operand"),
+    ("not", "NOT is missing an operand"),
+    ("price between 1 and", "BETWEEN is missing an operand"),
+])
+def test_a_filter_cut_short_says_so_in_its_own_terms(text: str, message: str) -> None:
+    """It said "Required keyword: 'expression' missing for <class
+    'sqlglot.expressions.And'>", a parser's internals."""
+    with pytest.raises(ValueError, match="cannot parse") as info:
+        parse_filter(text)
+    assert str(info.value) == f"cannot parse {text!r}: {message}"
+
+
 @pytest.mark.parametrize("text", ["platform = 'ios'; DROP TABLE events",
                                   "platform = 'ios'; country = 'BR'"])
 def test_filters_refuse_several_statements(text: str) -> None:

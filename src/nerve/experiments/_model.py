@@ -21,6 +21,9 @@ _FIELDS = {
     "mde", "alpha", "power", "correction", "exposure_event", "cuped_days", "status",
 }
 _OPS = set(OPERATORS)
+_VARIANT_FIELDS = {"key", "weight", "name"}
+#: SDKs assign units while running (or active); draft, paused and stopped keep them out
+_STATUSES = ("running", "active", "draft", "paused", "stopped")
 
 
 class ExperimentError(CatalogError):
@@ -109,6 +112,10 @@ def _when(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _parse(path: Path, raw: LineDict, problems: list[tuple[Location, str]]) -> Experiment | None:
     before = len(problems)
     key = raw.get("key") or path.stem
@@ -130,6 +137,11 @@ def _parse(path: Path, raw: LineDict, problems: list[tuple[Location, str]]) -> E
         if isinstance(item, str):
             variants.append(Variant(item, 1.0))
         elif isinstance(item, dict) and isinstance(item.get("key"), str):
+            unknown = sorted(str(name) for name in item if name not in _VARIANT_FIELDS)
+            if unknown:  # a typo (wieght) would otherwise change the split silently
+                bad("variants", f"variant {item['key']!r}: unknown field "
+                                f"{', '.join(map(repr, unknown))}; expected key, weight, name")
+                continue
             weight = item.get("weight", 1.0)
             if isinstance(weight, bool) or not isinstance(weight, int | float) or weight <= 0:
                 bad("variants", f"variant {item['key']!r}: weight must be a positive number")
@@ -181,19 +193,41 @@ def _parse(path: Path, raw: LineDict, problems: list[tuple[Location, str]]) -> E
     correction = raw.get("correction", "holm")
     if correction not in ("holm", "bh", "none"):
         bad("correction", f"expected holm, bh or none, got {correction!r}")
-    try:
-        start, end = _when(raw.get("start")), _when(raw.get("end"))
-    except ValueError as exc:
-        bad("start", f"expected an ISO date or datetime ({exc})")
-        start = end = None
-    exposure = raw.get("exposure_event")
-    exposure_events = ((exposure,) if isinstance(exposure, str)
-                       else ("experiment_viewed", "Experiment Viewed"))
+    dates: dict[str, datetime | None] = {}
+    for name in ("start", "end"):
+        try:
+            dates[name] = _when(raw.get(name))
+        except ValueError as exc:
+            bad(name, f"expected an ISO date or datetime ({exc})")
+            dates[name] = None
+    start, end = dates["start"], dates["end"]
+    if start is not None and end is not None and end <= start:
+        bad("end", f"{end.isoformat()} is not after start {start.isoformat()}")
+    exposure = raw.get("exposure_event", ["experiment_viewed", "Experiment Viewed"])
+    if isinstance(exposure, str):
+        exposure = [exposure]
+    if not (isinstance(exposure, list) and exposure
+            and all(isinstance(e, str) and e for e in exposure)):
+        bad("exposure_event", f"expected an event name or a list of them, got {exposure!r}")
+        exposure = ["experiment_viewed"]
+    exposure_events = tuple(exposure)
     layer_range = raw.get("layer_range", [0.0, 1.0])
     if not (isinstance(layer_range, list) and len(layer_range) == 2
+            and all(_is_number(v) for v in layer_range)
             and 0 <= layer_range[0] < layer_range[1] <= 1):
-        bad("layer_range", "expected [low, high] within [0, 1]")
+        bad("layer_range", f"expected [low, high] within [0, 1], got {layer_range!r}")
         layer_range = [0.0, 1.0]
+    layer = raw.get("layer")
+    if layer is not None and not isinstance(layer, str):
+        bad("layer", f"expected a layer name, got {layer!r}")
+    cuped_days = raw.get("cuped_days", 14)
+    if not (isinstance(cuped_days, int) and not isinstance(cuped_days, bool)
+            and 1 <= cuped_days <= 365):
+        bad("cuped_days", f"expected a whole number of days from 1 to 365, got {cuped_days!r}")
+        cuped_days = 14
+    status = raw.get("status", "running")
+    if status not in _STATUSES:
+        bad("status", f"expected one of {', '.join(_STATUSES)}, got {status!r}")
     if len(problems) > before:
         return None
     return Experiment(
@@ -201,12 +235,12 @@ def _parse(path: Path, raw: LineDict, problems: list[tuple[Location, str]]) -> E
         owner=str(raw.get("owner") or ""), variants=tuple(variants), control=control,
         primary=primary, secondary=lists["secondary"], guardrails=lists["guardrails"],
         segment=targeting.get("segment"), attributes=dict(attributes),
-        coverage=numbers["coverage"], layer=raw.get("layer"),
+        coverage=numbers["coverage"], layer=layer,
         layer_range=(float(layer_range[0]), float(layer_range[1])),
         holdout=numbers["holdout"], start=start, end=end, mde=numbers["mde"],
         alpha=numbers["alpha"], power=numbers["power"], correction=correction,
-        exposure_events=exposure_events, cuped_days=int(raw.get("cuped_days", 14)),
-        status=str(raw.get("status", "running")), file=path, lines=dict(raw.lines),
+        exposure_events=exposure_events, cuped_days=cuped_days,
+        status=status, file=path, lines=dict(raw.lines),
     )
 
 

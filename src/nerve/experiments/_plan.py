@@ -11,7 +11,7 @@ import ibis.expr.types as ir
 import numpy as np
 
 from nerve.experiments._model import Experiment
-from nerve.experiments._units import _per_unit, decompose
+from nerve.experiments._units import _per_unit, check_metrics, decompose
 from nerve.experiments.stats import sample_size
 from nerve.semantic import SemanticLayer
 
@@ -25,6 +25,7 @@ def plan_experiment(exp: Experiment, layer: SemanticLayer, events: ir.Table, *,
     Every active unit of the baseline window stands in for an exposed one: an estimate,
     as every power calculation is.
     """
+    check_metrics(exp, layer)
     since = now - timedelta(days=baseline_days)
     components, num, den = decompose(layer, exp.primary)
     window = events.filter(events.timestamp >= ibis.literal(since),

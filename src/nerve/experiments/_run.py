@@ -11,7 +11,12 @@ import numpy as np
 
 from nerve.experiments._analysis import MetricData, Readout, analyze
 from nerve.experiments._model import Experiment
-from nerve.experiments._units import collect, quarantined_exposures, unit_dimension
+from nerve.experiments._units import (
+    check_metrics,
+    collect,
+    quarantined_exposures,
+    unit_dimension,
+)
 from nerve.semantic import SemanticLayer
 
 __all__ = ["analyze_experiment", "readout_dict", "report_text"]
@@ -25,8 +30,7 @@ def analyze_experiment(exp: Experiment, layer: SemanticLayer, events: ir.Table, 
     value of it at each unit's first exposure, in ``Readout.breakdown``.
     """
     now = now or datetime.now(UTC)
-    for name, _ in exp.metrics:
-        layer.get(name)  # an unknown metric fails here, naming the closest ones
+    check_metrics(exp, layer)  # an unknown metric fails here, naming file, line and field
     data, exposed = collect(exp, layer, events, now=now)
     days = None
     if exposed.first is not None:

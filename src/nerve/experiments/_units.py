@@ -24,14 +24,14 @@ import numpy as np
 import pyarrow as pa
 from ibis.common.exceptions import IbisError, TableNotFound
 
-from nerve.errors import QueryError
+from nerve.errors import Location, QueryError
 from nerve.experiments._analysis import ArmData, MetricData
-from nerve.experiments._model import Experiment
+from nerve.experiments._model import Experiment, ExperimentError
 from nerve.semantic import Measure, Metric, MetricQuery, SemanticLayer
 from nerve.semantic._engines import backend_dialect, json_field
 from nerve.warehouse import one_of
 
-__all__ = ["Exposures", "collect", "quarantined_exposures"]
+__all__ = ["Exposures", "check_metrics", "collect", "quarantined_exposures"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,6 +146,31 @@ def decompose(layer: SemanticLayer, name: str) -> tuple[dict[str, tuple[Metric, 
         return parts, "_num", "_den"
     raise QueryError(f"metric {name!r} is {metric.type}: experiments read simple, ratio and "
                      "conversion metrics")
+
+
+_FIELD = {"primary": "primary", "secondary": "secondary", "guardrail": "guardrails"}
+
+
+def check_metrics(exp: Experiment, layer: SemanticLayer) -> None:
+    """Raise ExperimentError naming the file, line and field of every metric the
+    experiment cannot read (unknown, or not made of counts and sums per unit) and of an
+    unknown ``targeting.segment``."""
+    problems: list[tuple[Location, str]] = []
+
+    def bad(name: str, text: str) -> None:
+        where = Location(exp.file or f"experiments/{exp.key}.yaml", exp.lines.get(name))
+        problems.append((where, f"{exp.key}.{name}: {text}"))
+
+    for metric, role in exp.metrics:
+        try:
+            decompose(layer, metric)
+        except QueryError as exc:
+            bad(_FIELD[role], str(exc))
+    if exp.segment is not None and exp.segment not in layer.segments:
+        known = ", ".join(sorted(layer.segments)) or "none in metrics/*.yaml"
+        bad("targeting", f"segment: unknown segment {exp.segment!r} (known: {known})")
+    if problems:
+        raise ExperimentError(problems)
 
 
 def _and(a: str | None, b: str | None) -> str | None:

@@ -8,6 +8,7 @@ author writes reaches an engine as raw SQL.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -112,6 +113,21 @@ _CMP = {exp.EQ: "=", exp.NEQ: "!=", exp.LT: "<", exp.LTE: "<=", exp.GT: ">", exp
 _ARITH = {exp.Add: "+", exp.Sub: "-", exp.Mul: "*", exp.Div: "/"}
 
 
+_MISSING = re.compile(r"Required keyword: '\w+' missing for <class 'sqlglot\.expressions\.(\w+)'>")
+_OPERATORS = {**{k.__name__: v for k, v in (_CMP | _ARITH).items()},
+              "And": "AND", "Or": "OR", "Not": "NOT", "Between": "BETWEEN"}
+
+
+def _readable(detail: str) -> str:
+    """sqlglot's words for an expression cut short, in the filter's own terms:
+    ``Required keyword: 'expression' missing for <class '...And'>`` -> ``AND is missing
+    an operand``."""
+    found = _MISSING.fullmatch(detail)
+    if found is None:
+        return detail
+    return f"{_OPERATORS.get(found.group(1), found.group(1).upper())} is missing an operand"
+
+
 def _parse(text: str) -> exp.Expression:
     try:
         # parse, not parse_one: parse_one keeps the first of several statements and drops
@@ -120,7 +136,7 @@ def _parse(text: str) -> exp.Expression:
     except sqlglot.errors.ParseError as exc:
         errors = exc.errors or [{}]
         detail = errors[0].get("description") or str(exc).splitlines()[0]
-        raise ValueError(f"cannot parse {text!r}: {detail}") from None
+        raise ValueError(f"cannot parse {text!r}: {_readable(detail)}") from None
     if not trees:
         raise ValueError(f"cannot parse {text!r}: no expression")
     if len(trees) > 1:

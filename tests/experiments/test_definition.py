@@ -1,0 +1,53 @@
+"""experiments/*.yaml mistakes: each names the file, the line and the field, none crashes
+or is silently read as something else."""
+
+from pathlib import Path
+
+import pytest
+
+from nerve.experiments import ExperimentError, load_experiments
+
+BASE = "key: e\nvariants:\n  - {key: a, weight: 0.5}\n  - {key: b, weight: 0.5}\nprimary: m\n"
+
+
+def _problems(tmp_path: Path, extra: str, base: str = BASE) -> list[str]:
+    (tmp_path / "e.yaml").write_text(base + extra)
+    with pytest.raises(ExperimentError) as info:
+        load_experiments(tmp_path)
+    return [f"{where.line}: {what}" for where, what in info.value.problems]
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    ("cuped_days: two weeks\n",
+     "6: e.cuped_days: expected a whole number of days from 1 to 365, got 'two weeks'"),
+    ("cuped_days: -3\n", "6: e.cuped_days: expected a whole number of days from 1 to 365, got -3"),
+    ("cuped_days: 7.9\n",
+     "6: e.cuped_days: expected a whole number of days from 1 to 365, got 7.9"),
+    ("layer: home\nlayer_range: [a, b]\n",
+     "7: e.layer_range: expected [low, high] within [0, 1], got ['a', 'b']"),
+    ("status: runing\n",
+     "6: e.status: expected one of running, active, draft, paused, stopped, got 'runing'"),
+    ("exposure_event: {name: viewed}\n",
+     "6: e.exposure_event: expected an event name or a list of them, got {'name': 'viewed'}"),
+    ("start: 2026-11-01\nend: soon\n",
+     "7: e.end: expected an ISO date or datetime (Invalid isoformat string: 'soon')"),
+    ("start: 2026-11-20\nend: 2026-11-01\n",
+     "7: e.end: 2026-11-01T00:00:00+00:00 is not after start 2026-11-20T00:00:00+00:00"),
+])
+def test_wrong_values_name_line_and_field(tmp_path: Path, extra: str, expected: str) -> None:
+    assert _problems(tmp_path, extra) == [expected]
+
+
+def test_a_typo_in_a_variant_field_is_an_error_not_weight_one(tmp_path: Path) -> None:
+    # {key: a, wieght: 0.8} used to give a the default weight 1.0: a 1.0/0.2 split
+    base = "key: e\nvariants:\n  - {key: a, wieght: 0.8}\n  - {key: b, weight: 0.2}\nprimary: m\n"
+    assert _problems(tmp_path, "", base) == [
+        "2: e.variants: variant 'a': unknown field 'wieght'; expected key, weight, name"]
+
+
+def test_exposure_events_as_a_list(tmp_path: Path) -> None:
+    (tmp_path / "e.yaml").write_text(BASE + "exposure_event: [paywall_seen, Experiment Viewed]\n")
+    exp = load_experiments(tmp_path)["e"]
+    assert exp.exposure_events == ("paywall_seen", "Experiment Viewed")
+    assert exp.cuped_days == 14
+    assert exp.status == "running"
