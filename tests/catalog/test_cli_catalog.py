@@ -378,3 +378,19 @@ def test_lint_format_and_pattern_rules(make_workspace: Callable[..., Workspace])
     assert code == 1
     found = {(f["rule"], f["severity"], f["line"]) for f in json.loads(out)}
     assert found == {("pattern-anchored", "warning", 12), ("format-known", "error", 24)}
+
+
+def test_the_experiment_viewed_file_docs_suggest_lints_clean(
+        make_workspace: Callable[..., Workspace]) -> None:
+    """docs/experiments.md told Segment-SDK users to catalog `Experiment Viewed`, which
+    lint refused by its name; an SDK sends that name, nobody can rename it."""
+    docs = (Path(__file__).parents[2] / "docs" / "experiments.md").read_text()
+    example = docs.split("```yaml\nname: Experiment Viewed\n", 1)[1].split("```", 1)[0]
+    ws = make_workspace({"Experiment Viewed.yaml": "name: Experiment Viewed\n" + example})
+    code, out, _ = run(ws, "catalog", "lint", "--format", "json")
+    assert (code, json.loads(out)) == (0, [])
+    # a name of the product's own still follows the convention
+    ws = make_workspace({"Checkout Started.yaml": "name: Checkout Started\n" + example})
+    code, out, _ = run(ws, "catalog", "lint", "--format", "json")
+    assert code == 1
+    assert [f["rule"] for f in json.loads(out)] == ["event-name"]

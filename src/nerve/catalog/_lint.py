@@ -69,6 +69,16 @@ _NAMINGS = {
     "snake_case": r"[a-z][a-z0-9]*(_[a-z0-9]+)*",
 }
 _SNAKE = re.compile(_NAMINGS["snake_case"])
+#: events that Segment-spec SDKs and integrations send under these names themselves (the
+#: mobile lifecycle, push and deep-link events, A/B tools' exposures): no naming
+#: convention of the workspace can rename them, so ``event-name`` accepts them as they are
+SDK_EVENT_NAMES = frozenset({
+    "Application Installed", "Application Opened", "Application Updated",
+    "Application Backgrounded", "Application Foregrounded", "Application Crashed",
+    "Application Uninstalled", "Install Attributed", "Deep Link Opened", "Deep Link Clicked",
+    "Push Notification Received", "Push Notification Tapped", "Push Notification Bounced",
+    "Experiment Viewed",
+})
 #: JSON Schema 2020-12 formats that jsonschema-rs validates; others would pass anything
 FORMATS = ("date", "date-time", "duration", "email", "hostname", "idn-email",
            "idn-hostname", "ipv4", "ipv6", "iri", "iri-reference", "json-pointer",
@@ -258,7 +268,8 @@ def _event_rules(spec: EventSpec, config: LintConfig) -> Iterator[Finding]:
         return Finding(rule, RULES[rule][0], f"{spec.name}: {message}", file,
                        spec.lines.get(key) or spec.lines.get("name"))
 
-    if spec.type == "track" and not config.name_regex.fullmatch(spec.name):
+    if (spec.type == "track" and spec.name not in SDK_EVENT_NAMES
+            and not config.name_regex.fullmatch(spec.name)):
         convention = config.naming if config.naming in _NAMINGS else "configured"
         yield at("event-name", f"name does not follow the {convention} naming convention "
                                "(nerve.toml [catalog] naming)")
