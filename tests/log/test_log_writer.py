@@ -261,3 +261,21 @@ def test_backlog_can_reuse_a_recent_figure(tmp_path: Path, make_batch: MakeBatch
         writer.append(make_batch(10))
         assert backlog_bytes(tmp_path, max_age=3600) == first  # cached
         assert backlog_bytes(tmp_path) > first  # fresh
+
+
+def test_a_writer_starts_when_the_loader_deletes_a_segment_during_its_recovery(
+        tmp_path: Path, make_batch: MakeBatch, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loader deletes a sealed, loaded segment without the writer's lock: a writer
+    restarting at that moment listed it, then found it gone, and failed to start."""
+    with LogWriter(tmp_path, "w0", segment_bytes=4_000) as writer:
+        for i in range(10):
+            writer.append(make_batch(10, start=100 * i))
+        writer.sync()
+    listed = list_segments(tmp_path, "w0")
+    assert len(listed) > 2
+    listed[0].path.unlink()  # loaded and deleted after the restarting writer listed it
+    monkeypatch.setattr("nerve.log._writer.list_segments", lambda *_: listed)
+    with LogWriter(tmp_path, "w0") as writer:
+        writer.append(make_batch(1, start=5000))
+        writer.sync()
+    assert read_all(tmp_path)[-1]["user_id"] == "u5000"

@@ -223,9 +223,13 @@ def recover_segment(path: Path) -> None:
 
     Corrupt bytes are copied aside first (``<segment>.cut-<offset>``) so nothing is
     destroyed; a torn tail (a write cut short) is simply dropped: it was never synced,
-    so never acknowledged.
+    so never acknowledged. A segment gone meanwhile (the loader deletes sealed segments
+    once loaded, without the writer's lock) needs nothing.
     """
-    end, tail = valid_length(path)
+    try:
+        end, tail = valid_length(path)
+    except FileNotFoundError:
+        return
     if tail is Tail.CLEAN:
         return
     size = path.stat().st_size
