@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -123,23 +123,13 @@ def _found(cursor: Any, column: str, where: str, params: list[Any]) -> set[str]:
 def _aliased(cursor: Any, users: list[str], secret: bytes) -> set[str]:
     """The ids merged into ``users`` by ``alias`` calls (their ``previous_id``), and the
     ids merged into those, as stored; up to ``ALIAS_HOPS`` merges away."""
-    found: set[str] = set()
-    seen = set(users)
-    frontier = users
-    for hop in range(ALIAS_HOPS + 1):
+    def earlier(frontier: list[str], seen: set[str]) -> set[str]:
         merged = _found(cursor, "previous_id", "type = 'alias' AND user_id IN "
                         "(SELECT unnest(?::VARCHAR[]))", [frontier]) - seen
         hashed = {m for m in merged if m.startswith(HASH_PREFIX)}
-        if hashed:
-            merged |= _unhashed(cursor, hashed, secret) - seen
-        if not merged:
-            return found
-        if hop == ALIAS_HOPS:
-            break
-        found |= merged
-        frontier = [f for f in _forms(merged, secret) if f not in seen]
-        seen.update(frontier)
-    raise _chain_too_long()
+        return merged | (_unhashed(cursor, hashed, secret) - seen if hashed else set())
+
+    return _follow(users, earlier, secret)
 
 
 def _newer(cursor: Any, users: list[str], secret: bytes) -> set[str]:
@@ -147,12 +137,23 @@ def _newer(cursor: Any, users: list[str], secret: bytes) -> set[str]:
     an alias from the old id to the new), and the ids those were merged into, as stored;
     up to ``ALIAS_HOPS`` merges away. Followed from user ids only: an alias from a device
     names whoever signed in on it, who may be someone else."""
+    def later(frontier: list[str], seen: set[str]) -> set[str]:
+        return _found(cursor, "user_id", "type = 'alias' AND previous_id IN "
+                      "(SELECT unnest(?::VARCHAR[]))", [frontier]) - seen
+
+    return _follow(users, later, secret)
+
+
+def _follow(users: list[str], step: Callable[[list[str], set[str]], set[str]],
+            secret: bytes) -> set[str]:
+    """Every id ``step`` reaches from ``users``, one merge at a time (``step(frontier,
+    seen)``: the ids one merge from ``frontier`` not in ``seen``), up to ``ALIAS_HOPS``
+    merges; a longer chain is refused."""
     found: set[str] = set()
     seen = set(users)
     frontier = users
     for hop in range(ALIAS_HOPS + 1):
-        merged = _found(cursor, "user_id", "type = 'alias' AND previous_id IN "
-                        "(SELECT unnest(?::VARCHAR[]))", [frontier]) - seen
+        merged = step(frontier, seen)
         if not merged:
             return found
         if hop == ALIAS_HOPS:
