@@ -86,6 +86,18 @@ def test_an_event_count_is_split_among_values(shop: tuple[Any, SemanticLayer]) -
         "payment_failed"]
 
 
+def test_a_related_event_s_change_is_its_observed_over_expected(
+        shop: tuple[Any, SemanticLayer]) -> None:
+    events, layer = shop
+    result = explain(events, "add_to_cart", layer=layer, period="yesterday", now=NOW,
+                     dimensions=["platform"], catalog_events=["add_to_cart", "product_view",
+                                                              "payment_failed"])
+    failed, = (r for r in result["related"] if r["event"] == "payment_failed"
+               and r["dimension"] is None)
+    assert (failed["observed"], failed["expected"]) == (40, 10)
+    assert failed["change"] == pytest.approx(3.0)  # quadrupled: +300%, not 41 / 11 - 1
+
+
 def test_a_ratio_splits_into_mix_and_rate(shop: tuple[Any, SemanticLayer]) -> None:
     events, layer = shop
     result = explain(events, "cart_per_view", layer=layer, period="yesterday", now=NOW,

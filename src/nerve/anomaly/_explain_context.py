@@ -125,11 +125,13 @@ def related_events(table: ir.Table, layer: SemanticLayer, span: _Span,
         # a value never seen in the baseline is still only evidence of half an event
         z = count_z(obs, exp, spread=spread, baselines=len(bases),
                     floor=0.5 if dimension else 0.0)
+        # judged with one event added to both sides (nothing expected is no infinite
+        # change), reported as the figures shown read: observed / expected - 1
         change = (obs + 1) / (exp + 1) - 1
         if abs(z) >= SIGNIFICANT_Z and abs(change) >= 0.3 and max(obs, exp) >= 3:
             out.append({"event": str(event), "dimension": str(dimension) or None,
                         "value": str(value) or None, "observed": obs, "expected": exp,
-                        "change": _round(change), "z": _round(z),
+                        "change": _round(obs / exp - 1 if exp else change), "z": _round(z),
                         "direction": "up" if change > 0 else "down",
                         "in_target": str(event) in target_events})
     out.sort(key=lambda r: -abs(float(r["z"] or 0)))
