@@ -141,6 +141,38 @@ def test_periods() -> None:
     assert berlin.start == datetime(2026, 11, 18, 23, tzinfo=UTC)
     with pytest.raises(QueryError, match="--period"):
         parse_period("fortnight", now)
+    one = parse_period("2026-11-03", now)
+    assert (one.start, one.end) == (datetime(2026, 11, 3, tzinfo=UTC),
+                                    datetime(2026, 11, 4, tzinfo=UTC))
+    # a day that is not over ends at the last complete hour, as rolling periods do
+    today = parse_period("2026-11-19..2026-11-20", now)
+    assert (today.start, today.end) == (datetime(2026, 11, 19, tzinfo=UTC),
+                                        datetime(2026, 11, 20, 9, tzinfo=UTC))
+    with pytest.raises(QueryError, match="no complete hour yet"):
+        parse_period("2026-11-21", now)
+
+
+def test_today_so_far_is_compared_with_the_same_hours(shop: tuple[Any, SemanticLayer]
+                                                      ) -> None:
+    # at 03:30 on the 19th, "the 19th" is its first three hours: 26 ios and 5 android
+    # add-to-carts (every 7 minutes), not a whole day, and the checks judge it as of 03:00,
+    # not as of a midnight still to come
+    events, layer = shop
+    now = NOW - timedelta(hours=20, minutes=30)
+    seen: list[datetime] = []
+
+    def run_checks(names: Any, at: datetime) -> list[dict[str, Any]]:
+        seen.append(at)
+        return []
+
+    result = explain(events, "add_to_cart", layer=layer, period="2026-11-19..2026-11-19", now=now,
+                     dimensions=["platform"], run_checks=run_checks,
+                     catalog_events=["add_to_cart"])
+    assert result["period"]["end"] == "2026-11-19T03:00:00+00:00"
+    assert result["observed"] == 31
+    assert [(b["start"], b["end"]) for b in result["baseline_periods"]] == [
+        ("2026-11-18T21:00:00+00:00", "2026-11-19T00:00:00+00:00")]
+    assert seen == [datetime(2026, 11, 19, 3, tzinfo=UTC)]
 
 
 # mix and rate on a ratio, and version churn on a count: synthetic shops whose answers are
