@@ -230,3 +230,13 @@ def test_a_short_outage_is_reported_on_its_own_hours_only() -> None:
     assert found.end.timestamp() // 3600 == outage[-1] + 1
     assert found.periods == len(outage)
     assert found.change > 0
+
+
+def test_an_unknown_target_names_the_closest_event_or_metric() -> None:
+    from nerve.anomaly._run import resolve_target
+
+    with pytest.raises(UserError, match=r"neither .* \(did you mean sync_failed\?\)"):
+        resolve_target("sync_faild", None, ["sync_failed", "sync_attempted"])
+    with pytest.raises(UserError) as far:
+        resolve_target("revenue", None, ["sync_failed"])
+    assert "did you mean" not in str(far.value)
