@@ -155,8 +155,8 @@ def test_periods() -> None:
 def test_today_so_far_is_compared_with_the_same_hours(shop: tuple[Any, SemanticLayer]
                                                       ) -> None:
     # at 03:30 on the 19th, "the 19th" is its first three hours: 26 ios and 5 android
-    # add-to-carts (every 7 minutes), not a whole day, and the checks judge it as of 03:00,
-    # not as of a midnight still to come
+    # add-to-carts (every 7 minutes), not a whole day, and the checks judge it as of now
+    # (what arrived after 03:00 is about it too), not as of a midnight still to come
     events, layer = shop
     now = NOW - timedelta(hours=20, minutes=30)
     seen: list[datetime] = []
@@ -172,7 +172,12 @@ def test_today_so_far_is_compared_with_the_same_hours(shop: tuple[Any, SemanticL
     assert result["observed"] == 31
     assert [(b["start"], b["end"]) for b in result["baseline_periods"]] == [
         ("2026-11-18T21:00:00+00:00", "2026-11-19T00:00:00+00:00")]
-    assert seen == [datetime(2026, 11, 19, 3, tzinfo=UTC)]
+    assert seen == [now]
+    assert [c["source"] for c in result["caveats"]] == []  # the shop's data is clean
+    # a period over for more than a day is judged as of its end
+    explain(events, "add_to_cart", layer=layer, period="2026-11-17..2026-11-17", now=now,
+            dimensions=["platform"], run_checks=run_checks, catalog_events=["add_to_cart"])
+    assert seen[-1] == datetime(2026, 11, 18, tzinfo=UTC)
 
 
 # mix and rate on a ratio, and version churn on a count: synthetic shops whose answers are

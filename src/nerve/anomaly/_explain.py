@@ -313,8 +313,9 @@ def explain(table: ir.Table, target: str, *, layer: SemanticLayer, period: str =
 
     ``caveats`` are recorded quality results (``CheckResult.as_dict()``); ``run_checks``,
     when given, runs the quality checks on the target's events as of the period's end
-    instead (``(select, at) -> results``, ``select`` as ``nerve.quality.run_checks``
-    takes it: the events and the checks). Only findings that are not passing, about the
+    (as of ``now`` when it ended within the day before) instead (``(select, at) ->
+    results``, ``select`` as ``nerve.quality.run_checks`` takes it: the events and the
+    checks). Only findings that are not passing, about the
     target's events, and not the volume change being explained are reported. ``funnel``
     names the steps to find the broken one in (default: a conversion metric's base and
     conversion events, a ratio's denominator and numerator events). ``where`` narrows
@@ -399,7 +400,7 @@ def explain(table: ir.Table, target: str, *, layer: SemanticLayer, period: str =
         "drivers": drivers, "offsets": offsets, "related": related,
         "funnel": funnel_steps(table, steps, span, bases[0], t.window)
         if len(steps) >= 2 else None,
-        "caveats": quality_caveats(t.events, span, last, caveats, run_checks),
+        "caveats": quality_caveats(t.events, span, last, caveats, run_checks, now),
     }
     result["summary"] = _summary(result, t)
     return result
