@@ -86,6 +86,18 @@ def test_an_event_count_is_split_among_values(shop: tuple[Any, SemanticLayer]) -
         "payment_failed"]
 
 
+def test_a_related_event_s_change_is_its_observed_over_expected(
+        shop: tuple[Any, SemanticLayer]) -> None:
+    events, layer = shop
+    result = explain(events, "add_to_cart", layer=layer, period="yesterday", now=NOW,
+                     dimensions=["platform"], catalog_events=["add_to_cart", "product_view",
+                                                              "payment_failed"])
+    failed, = (r for r in result["related"] if r["event"] == "payment_failed"
+               and r["dimension"] is None)
+    assert (failed["observed"], failed["expected"]) == (40, 10)
+    assert failed["change"] == pytest.approx(3.0)  # quadrupled: +300%, not 41 / 11 - 1
+
+
 def test_a_ratio_splits_into_mix_and_rate(shop: tuple[Any, SemanticLayer]) -> None:
     events, layer = shop
     result = explain(events, "cart_per_view", layer=layer, period="yesterday", now=NOW,
@@ -129,6 +141,43 @@ def test_periods() -> None:
     assert berlin.start == datetime(2026, 11, 18, 23, tzinfo=UTC)
     with pytest.raises(QueryError, match="--period"):
         parse_period("fortnight", now)
+    one = parse_period("2026-11-03", now)
+    assert (one.start, one.end) == (datetime(2026, 11, 3, tzinfo=UTC),
+                                    datetime(2026, 11, 4, tzinfo=UTC))
+    # a day that is not over ends at the last complete hour, as rolling periods do
+    today = parse_period("2026-11-19..2026-11-20", now)
+    assert (today.start, today.end) == (datetime(2026, 11, 19, tzinfo=UTC),
+                                        datetime(2026, 11, 20, 9, tzinfo=UTC))
+    with pytest.raises(QueryError, match="no complete hour yet"):
+        parse_period("2026-11-21", now)
+
+
+def test_today_so_far_is_compared_with_the_same_hours(shop: tuple[Any, SemanticLayer]
+                                                      ) -> None:
+    # at 03:30 on the 19th, "the 19th" is its first three hours: 26 ios and 5 android
+    # add-to-carts (every 7 minutes), not a whole day, and the checks judge it as of now
+    # (what arrived after 03:00 is about it too), not as of a midnight still to come
+    events, layer = shop
+    now = NOW - timedelta(hours=20, minutes=30)
+    seen: list[datetime] = []
+
+    def run_checks(names: Any, at: datetime) -> list[dict[str, Any]]:
+        seen.append(at)
+        return []
+
+    result = explain(events, "add_to_cart", layer=layer, period="2026-11-19..2026-11-19", now=now,
+                     dimensions=["platform"], run_checks=run_checks,
+                     catalog_events=["add_to_cart"])
+    assert result["period"]["end"] == "2026-11-19T03:00:00+00:00"
+    assert result["observed"] == 31
+    assert [(b["start"], b["end"]) for b in result["baseline_periods"]] == [
+        ("2026-11-18T21:00:00+00:00", "2026-11-19T00:00:00+00:00")]
+    assert seen == [now]
+    assert [c["source"] for c in result["caveats"]] == []  # the shop's data is clean
+    # a period over for more than a day is judged as of its end
+    explain(events, "add_to_cart", layer=layer, period="2026-11-17..2026-11-17", now=now,
+            dimensions=["platform"], run_checks=run_checks, catalog_events=["add_to_cart"])
+    assert seen[-1] == datetime(2026, 11, 18, tzinfo=UTC)
 
 
 # mix and rate on a ratio, and version churn on a count: synthetic shops whose answers are

@@ -230,3 +230,31 @@ def test_a_short_outage_is_reported_on_its_own_hours_only() -> None:
     assert found.end.timestamp() // 3600 == outage[-1] + 1
     assert found.periods == len(outage)
     assert found.change > 0
+
+
+def test_an_unknown_target_names_the_closest_event_or_metric() -> None:
+    from nerve.anomaly._run import resolve_target
+
+    with pytest.raises(UserError, match=r"neither .* \(did you mean sync_failed\?\)"):
+        resolve_target("sync_faild", None, ["sync_failed", "sync_attempted"])
+    with pytest.raises(UserError) as far:
+        resolve_target("revenue", None, ["sync_failed"])
+    assert "did you mean" not in str(far.value)
+
+
+def test_a_drop_that_began_before_the_window_says_so() -> None:
+    # a 70% drop of the last 30 hours, judged over the last 24: its start is not known
+    values = np.random.default_rng(6).poisson(rate(HOURS)).astype(float)
+    values[-30:] = np.random.default_rng(7).poisson(rate(HOURS[-30:]) * 0.3)
+    found, = detect(frame(add_to_cart=values), window(), Settings()).anomalies
+    assert found.direction == "down"
+    assert found.began_before
+    assert found.start.timestamp() // 3600 == HOURS[-24]
+    assert "for at least 24 period(s) from" in found.message()
+    assert " UTC or before, still ongoing." in found.message()
+    assert found.as_dict()["began_before"] is True
+    # one that began inside it keeps its start
+    values[-30:-10] = np.random.default_rng(8).poisson(rate(HOURS[-30:-10]))
+    found, = detect(frame(add_to_cart=values), window(), Settings()).anomalies
+    assert not found.began_before
+    assert "or before" not in found.message()

@@ -58,6 +58,30 @@ def test_volume_drop_on_one_platform_is_found_with_its_start(inputs: Any) -> Non
     assert not [r for r in problems if r.dimensions.get("platform") == "iOS"]
 
 
+def test_a_volume_drop_older_than_the_window_is_not_dated_to_it(inputs: Any) -> None:
+    # search stopped three days ago: the check's sums reach 12 + 23 hours back, and it
+    # must not say the silence began there
+    def silent(since: Any) -> Any:
+        return lambda start: 0 if start >= since else _seasonal(start)
+
+    config = _config(training="14d", dimensions=["platform"])
+    old = run_checks(inputs(_hourly("search", "iOS", 21 * 24, silent(ago(days=3)))),
+                     now=NOW, config=config, select=["volume"])
+    found, = (r for r in old if r.status is not Status.passed and not r.dimensions)
+    assert found.details["direction"] == "down"
+    assert found.details["began_before"]
+    assert found.since == NOW.replace(minute=0) - timedelta(hours=35)
+    assert "for at least 35 h since" in found.message
+    assert "or before (the earliest hour this check looks at), still ongoing" in found.message
+    # a drop that began inside the window keeps its start
+    new = run_checks(inputs(_hourly("search", "iOS", 21 * 24, silent(ago(hours=6)))),
+                     now=NOW, config=config, select=["volume"])
+    found, = (r for r in new if r.status is not Status.passed and not r.dimensions)
+    assert not found.details["began_before"]
+    assert found.since == NOW.replace(minute=0) - timedelta(hours=6)
+    assert "for 6 h since" in found.message
+
+
 def test_volume_direction_and_clean_series(inputs: Any) -> None:
     def spike(start: Any) -> int:
         return _seasonal(start) * 4 if start >= ago(hours=4) else _seasonal(start)

@@ -75,6 +75,9 @@ class Anomaly:
     high: float
     max_z: float
     ongoing: bool
+    #: the run holds the first judged period and the sums judged there show it before
+    #: too: it began before the evaluated window, at a time not known
+    began_before: bool = False
 
     @property
     def change(self) -> float:
@@ -89,7 +92,7 @@ class Anomaly:
                 "high": round(self.high, 4),
                 "change": round(self.change, 4) if np.isfinite(self.change) else None,
                 "max_z": round(self.max_z, 2), "ongoing": self.ongoing,
-                "message": self.message()}
+                "began_before": self.began_before, "message": self.message()}
 
     def message(self) -> str:
         where = f" on {self.dimension}={self.value}" if self.dimension else ""
@@ -97,7 +100,9 @@ class Anomaly:
         change = f"{self.change:+.0%}" if np.isfinite(self.change) else "new"
         return (f"{self.target}{where} {what} to {self.observed:,.4g} per period against an "
                 f"expected {self.expected:,.4g} (band {self.low:,.4g}-{self.high:,.4g}; "
-                f"{change}) for {self.periods} period(s) from {self.start:%Y-%m-%d %H:%M} UTC"
+                f"{change}) for {'at least ' if self.began_before else ''}{self.periods} "
+                f"period(s) from {self.start:%Y-%m-%d %H:%M} UTC"
+                + (" or before" if self.began_before else "")
                 + (", still ongoing." if self.ongoing else f" to {self.end:%Y-%m-%d %H:%M}."))
 
 
@@ -199,6 +204,8 @@ def _detect_matrix(frame: pd.DataFrame, numerator: pd.DataFrame | None, window: 
     usable = np.ones((n, s), dtype=bool)
     p_best = np.ones(s)
     judged = np.zeros(s, dtype=bool)
+    # marks of the first step's sums on the period before the window (they reach back)
+    before = np.zeros(s, dtype=np.int64)
     start = first
     while start <= window.last:
         stop = min(start + window.step, window.last + 1)
@@ -234,6 +241,8 @@ def _detect_matrix(frame: pd.DataFrame, numerator: pd.DataFrame | None, window: 
         step_marks = judgement.marks(threshold, rules, np.nan_to_num(
             (num if num is not None else values)[upto]))
         reach = slice(max(0, first - int(periods[0])), stop - periods[0])
+        if start == first and reach.start > 0:
+            before = step_marks[reach.start - 1]
         marks[reach] = np.where(marks[reach] != 0, marks[reach], step_marks[reach])
         usable[rows] = marks[rows] == 0
         e, lo, hi, zz = _band(judgement, rules, s, num is not None)
@@ -281,7 +290,8 @@ def _detect_matrix(frame: pd.DataFrame, numerator: pd.DataFrame | None, window: 
                 periods=b - a, observed=observed, expected=exp,
                 low=float(low[a:b, j].mean()), high=float(high[a:b, j].mean()),
                 max_z=max(float(np.abs(z[a:b, j]).max()), normal_score(float(p_best[j]))),
-                ongoing=b >= len(periods) - 2))  # within the gap runs bridge
+                ongoing=b >= len(periods) - 2,  # within the gap runs bridge
+                began_before=begin == 0 and int(before[j]) == sign))
     found.anomalies.sort(key=lambda x: (x.start, -x.max_z))
     return found
 

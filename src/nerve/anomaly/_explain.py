@@ -64,8 +64,10 @@ class Period:
 
 
 def parse_period(text: str, now: datetime, tz: str = "UTC") -> Period:
-    """``24h``, ``7d``, ``yesterday``, ``last_week`` or ``YYYY-MM-DD..YYYY-MM-DD`` (both
-    days included, local time). Rolling periods end at the last complete hour.
+    """``24h``, ``7d``, ``yesterday``, ``last_week``, ``YYYY-MM-DD..YYYY-MM-DD`` (both
+    days included, local time) or ``YYYY-MM-DD`` (one day). Rolling periods, and days
+    that are not over, end at the last complete hour: today so far is compared with the
+    same hours before, not with whole days.
 
     >>> parse_period("yesterday", datetime(2026, 11, 20, 9, tzinfo=UTC)).start.isoformat()
     '2026-11-19T00:00:00+00:00'
@@ -83,8 +85,8 @@ def parse_period(text: str, now: datetime, tz: str = "UTC") -> Period:
     if text == "last_week":
         monday = today - timedelta(days=today.weekday())
         return _local(monday - _WEEK, monday, text)
-    if ".." in text:
-        first, _, last = text.partition("..")
+    if ".." in text or _is_date(text):
+        first, _, last = text.partition("..") if ".." in text else (text, "", text)
         try:
             a, b = date.fromisoformat(first.strip()), date.fromisoformat(last.strip())
         except ValueError as exc:
@@ -92,10 +94,21 @@ def parse_period(text: str, now: datetime, tz: str = "UTC") -> Period:
         if b < a:
             raise QueryError(f"--period: {text!r} ends before it starts")
         start = datetime(a.year, a.month, a.day, tzinfo=zone)
-        return _local(start, datetime(b.year, b.month, b.day, tzinfo=zone)
-                      + timedelta(days=1), text)
-    raise QueryError(f"--period: {text!r}: expected 24h, 7d, yesterday, last_week or "
-                     "YYYY-MM-DD..YYYY-MM-DD")
+        end = datetime(b.year, b.month, b.day, tzinfo=zone) + timedelta(days=1)
+        if start >= hour_end:
+            raise QueryError(f"--period: {text!r} has no complete hour yet (it is "
+                             f"{now.astimezone(zone):%Y-%m-%d %H:%M} {tz})")
+        return _local(start, min(end, hour_end.astimezone(zone)), text)
+    raise QueryError(f"--period: {text!r}: expected 24h, 7d, yesterday, last_week, "
+                     "YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD")
+
+
+def _is_date(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _local(start: datetime, end: datetime, label: str) -> Period:
@@ -300,8 +313,9 @@ def explain(table: ir.Table, target: str, *, layer: SemanticLayer, period: str =
 
     ``caveats`` are recorded quality results (``CheckResult.as_dict()``); ``run_checks``,
     when given, runs the quality checks on the target's events as of the period's end
-    instead (``(select, at) -> results``, ``select`` as ``nerve.quality.run_checks``
-    takes it: the events and the checks). Only findings that are not passing, about the
+    (as of ``now`` when it ended within the day before) instead (``(select, at) ->
+    results``, ``select`` as ``nerve.quality.run_checks`` takes it: the events and the
+    checks). Only findings that are not passing, about the
     target's events, and not the volume change being explained are reported. ``funnel``
     names the steps to find the broken one in (default: a conversion metric's base and
     conversion events, a ratio's denominator and numerator events). ``where`` narrows
@@ -386,7 +400,7 @@ def explain(table: ir.Table, target: str, *, layer: SemanticLayer, period: str =
         "drivers": drivers, "offsets": offsets, "related": related,
         "funnel": funnel_steps(table, steps, span, bases[0], t.window)
         if len(steps) >= 2 else None,
-        "caveats": quality_caveats(t.events, span, last, caveats, run_checks),
+        "caveats": quality_caveats(t.events, span, last, caveats, run_checks, now),
     }
     result["summary"] = _summary(result, t)
     return result

@@ -125,11 +125,13 @@ def related_events(table: ir.Table, layer: SemanticLayer, span: _Span,
         # a value never seen in the baseline is still only evidence of half an event
         z = count_z(obs, exp, spread=spread, baselines=len(bases),
                     floor=0.5 if dimension else 0.0)
+        # judged with one event added to both sides (nothing expected is no infinite
+        # change), reported as the figures shown read: observed / expected - 1
         change = (obs + 1) / (exp + 1) - 1
         if abs(z) >= SIGNIFICANT_Z and abs(change) >= 0.3 and max(obs, exp) >= 3:
             out.append({"event": str(event), "dimension": str(dimension) or None,
                         "value": str(value) or None, "observed": obs, "expected": exp,
-                        "change": _round(change), "z": _round(z),
+                        "change": _round(obs / exp - 1 if exp else change), "z": _round(z),
                         "direction": "up" if change > 0 else "down",
                         "in_target": str(event) in target_events})
     out.sort(key=lambda r: -abs(float(r["z"] or 0)))
@@ -139,9 +141,11 @@ def related_events(table: ir.Table, layer: SemanticLayer, span: _Span,
 def quality_caveats(events: Sequence[str], span: _Span, last_event: datetime | None,
                     recorded: Sequence[dict[str, Any]],
                     run_checks: Callable[[Sequence[str], datetime], list[dict[str, Any]]]
-                    | None) -> list[dict[str, Any]]:
+                    | None, now: datetime | None = None) -> list[dict[str, Any]]:
     """Findings that could bias the explanation: the quality checks on the target's events
-    (run as of the period's end when ``run_checks`` is given: it gets the ``select`` of
+    (run as of the period's end when ``run_checks`` is given, or as of ``now`` when the
+    period ended within the day before it, so that the period's events that arrived
+    since, such as a backfill, are judged too: it gets the ``select`` of
     ``nerve.quality.run_checks``, the events and :data:`CAVEAT_CHECKS`; else the recorded
     ones), not passing, except volume and rate (the change being explained is no
     data-quality problem) and, for a period that ended over a day before the last event,
@@ -159,8 +163,12 @@ def quality_caveats(events: Sequence[str], span: _Span, last_event: datetime | N
     results = list(recorded)
     source = "recorded"
     if run_checks is not None and events:
-        results = run_checks([*events, *CAVEAT_CHECKS], span.end)
-        source = "as of the period's end"
+        if now is not None and span.end <= now <= span.end + timedelta(days=1):
+            results = run_checks([*events, *CAVEAT_CHECKS], now)
+            source = "as of now"
+        else:
+            results = run_checks([*events, *CAVEAT_CHECKS], span.end)
+            source = "as of the period's end"
     recent = last_event is None or span.end >= last_event - timedelta(days=1)
     for r in results:
         if r.get("event") not in events or r.get("check") in CHANGE_CHECKS \

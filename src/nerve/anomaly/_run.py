@@ -6,6 +6,7 @@ an event (its count), a metric of the semantic layer, or nothing (every event).
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -84,7 +85,10 @@ def resolve_target(target: str, layer: SemanticLayer | None, events: Sequence[st
             return "metric", layer.get(target).name
         except QueryError:
             pass
-    hint = f"; metrics: {', '.join(sorted(layer.metrics))}" if layer and layer.metrics else ""
+    metrics = sorted(layer.metrics) if layer is not None else []
+    close = difflib.get_close_matches(target, [*events, *metrics], n=1, cutoff=0.75)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    hint += f"; metrics: {', '.join(metrics)}" if metrics else ""
     raise QueryError(f"{target!r} is neither a cataloged event nor a metric{hint}")
 
 

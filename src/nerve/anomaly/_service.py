@@ -65,7 +65,7 @@ def explain_local(warehouse: Any, workspace: Any, body: dict[str, Any], now: dat
                          by=[str(d) for d in dimensions or ()])
 
     def run_checks(select: Sequence[str], at: datetime) -> list[dict[str, Any]]:
-        # the quality checks on the target's events as of the period's end (not
+        # the quality checks on the target's events as of ``at`` (not
         # recorded: an explanation reads, it does not add to the check history)
         from nerve.quality import run_and_record  # noqa: PLC0415
 

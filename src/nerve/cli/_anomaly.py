@@ -126,7 +126,8 @@ def explain(
     target: Annotated[str, typer.Argument(help="A metric or an event (its count).",
                                           show_default=False)],
     period: Annotated[str, typer.Option(
-        help="24h, 7d, yesterday, last_week or YYYY-MM-DD..YYYY-MM-DD.")] = "24h",
+        help="24h, 7d, yesterday, last_week, YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD (a day "
+             "not over ends at the last complete hour).")] = "24h",
     vs: Annotated[str, typer.Option(
         help="previous (the period before) or expected (median of the same hours 1-4 "
              "weeks before).")] = "previous",

@@ -65,7 +65,7 @@ def check_schema(ctx: Context) -> list[CheckResult]:
     quarantined = quarantined[~quarantined["unknown"].astype(bool)]
     quarantined = quarantined[quarantined["first"] >= ctx.now - window]
     loaded = ctx.scan(f"received:{window}", lambda: _scan.received_counts(
-        ctx.inputs.events, ctx.inputs.backend, ctx.now - window))
+        ctx.inputs.events, ctx.inputs.backend, ctx.now - window, ctx.now))
     good = {(r.event, r.source): int(r.n) for r in loaded.itertuples()}
     bad: dict[tuple[str, str], dict[str, Any]] = {}
     for row in quarantined.itertuples():
@@ -134,7 +134,7 @@ def check_drift(ctx: Context) -> list[CheckResult]:
     # rows that reached the events table although the catalog has no such event
     if ctx.catalog is not None:
         loaded = ctx.scan(f"received:{window}", lambda: _scan.received_counts(
-            ctx.inputs.events, ctx.inputs.backend, ctx.now - window))
+            ctx.inputs.events, ctx.inputs.backend, ctx.now - window, ctx.now))
         for row in loaded.itertuples():
             if row.event not in ctx.catalog:
                 item = unknown.setdefault((row.event, row.source), [0, None])

@@ -84,7 +84,7 @@ def check_missing_events(ctx: Context, profile: pd.DataFrame) -> list[CheckResul
 def _arrived(ctx: Context, event: str, window: float) -> str:
     """`` (N arrived in that window, with older event times)``, or nothing when none did."""
     received = ctx.scan(f"received:{window}", lambda: received_counts(
-        ctx.inputs.events, ctx.inputs.backend, ctx.now - window))
+        ctx.inputs.events, ctx.inputs.backend, ctx.now - window, ctx.now))
     n = int(received.loc[received["event"] == event, "n"].sum()) if not received.empty else 0
     if not n:
         return ""
@@ -92,13 +92,13 @@ def _arrived(ctx: Context, event: str, window: float) -> str:
             "e.g. a backfill)")
 
 
-def _null_counts(table: ir.Table, backend: str, since: float,
+def _null_counts(table: ir.Table, backend: str, since: float, until: float,
                  props: dict[str, list[tuple[str, str]]]) -> pd.DataFrame:
     """Rows and empty values per event, source and import flag for the required
     properties, one scan."""
     received = epoch_seconds(table.received_at, backend)
     key = event_key(table)
-    recent = table.filter(received >= since, one_of(key, list(props)))
+    recent = table.filter(received >= since, received <= until, one_of(key, list(props)))
     aggs: dict[str, Any] = {"n": ibis._.count()}
     pairs = sorted({pair for plist in props.values() for pair in plist})
     columns = sorted({column for column, _ in pairs})
@@ -138,9 +138,10 @@ def check_null_rate(ctx: Context) -> list[CheckResult]:
     if not props:
         return []
     inputs = ctx.inputs
-    frames = [_null_counts(inputs.events, inputs.backend, ctx.now - window, props)]
+    frames = [_null_counts(inputs.events, inputs.backend, ctx.now - window, ctx.now, props)]
     if inputs.quarantine is not None:
-        frames.append(_null_counts(inputs.quarantine, inputs.backend, ctx.now - window, props))
+        frames.append(_null_counts(inputs.quarantine, inputs.backend, ctx.now - window, ctx.now,
+                                   props))
     totals: dict[tuple[str, str, bool], float] = {}
     empties: dict[tuple[str, str, bool, str], float] = {}
     for frame in frames:

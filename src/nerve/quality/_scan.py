@@ -52,7 +52,8 @@ def hourly_profile(inputs: Inputs, cfg: ChecksConfig, now: float) -> pd.DataFram
                 received=epoch_seconds(e.received_at, backend))
         .group_by(["event", "source", "historical", "hour"])
         .agg(n=ibis._.count(), last=ibis._.ts.max(),
-             last_live=ibis._.received.max(where=~ibis._.historical))
+             # as of ``now``: a row received later (``--now`` in the past) was not there
+             last_live=ibis._.received.max(where=~ibis._.historical & (ibis._.received <= now)))
     )
     return query.to_pandas()
 
@@ -101,7 +102,7 @@ def recent_live(inputs: Inputs, cfg: ChecksConfig, now: float, events: list[str]
                     cfg.seconds("lateness", "threshold"))
     skew_t = _cases(events, key, _overrides(cfg, "clock_skew", "threshold", events),
                     cfg.seconds("clock_skew", "threshold"))
-    base = e.filter(~e.historical, received >= now - window).select(
+    base = e.filter(~e.historical, received >= now - window, received <= now).select(
         event=key,
         source=e.source,
         received=received,
@@ -140,11 +141,13 @@ def _overrides(cfg: ChecksConfig, check: str, key: str, events: list[str]) -> di
     return result
 
 
-def received_counts(table: ir.Table, backend: str, since: float) -> pd.DataFrame:
-    """Rows per event and source received since ``since`` (any table with envelope columns)."""
+def received_counts(table: ir.Table, backend: str, since: float, until: float
+                    ) -> pd.DataFrame:
+    """Rows per event and source received from ``since`` to ``until`` (any table with
+    envelope columns)."""
     received = epoch_seconds(table.received_at, backend)
     return (
-        table.filter(received >= since)
+        table.filter(received >= since, received <= until)
         .group_by(event=event_key(table), source=table.source)
         .agg(n=ibis._.count())
         .to_pandas()
@@ -160,7 +163,7 @@ def quarantine_summary(inputs: Inputs, now: float, window: float, limit: int = 5
     backend = inputs.backend
     received = epoch_seconds(q.received_at, backend)
     query = (
-        q.filter(received >= now - window)
+        q.filter(received >= now - window, received <= now)
         .group_by(event=event_key(q), source=q.source, violations=q.violations)
         .agg(n=ibis._.count(), first=received.min())
         .order_by(ibis.desc("n"))
@@ -175,7 +178,7 @@ def loads_summary(inputs: Inputs, now: float, window: float) -> pd.DataFrame:
     if loads is None:
         return pd.DataFrame()
     at = epoch_seconds(loads.at, inputs.backend)
-    query = loads.filter(at >= now - window).aggregate(
+    query = loads.filter(at >= now - window, at <= now).aggregate(
         loads=ibis._.count(),
         rows_in=loads.rows_in.sum(),
         duplicates=loads.duplicates.sum(),
@@ -196,7 +199,8 @@ def natural_key_duplicates(inputs: Inputs, now: float, window: float,
     e = inputs.events
     backend = inputs.backend
     received = epoch_seconds(e.received_at, backend)
-    recent = e.filter(received >= now - window).mutate(_event=event_key(e), _user=user_key(e))
+    recent = e.filter(received >= now - window, received <= now).mutate(
+        _event=event_key(e), _user=user_key(e))
     frames = []
     plain = recent.filter(~one_of(recent._event, list(keyed))) if keyed else recent
     frames.append(_dupes(plain, ["_event", "_user", "timestamp", "properties"], {}))

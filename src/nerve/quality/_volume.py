@@ -210,7 +210,11 @@ def _reporter(ctx: Context, key: Key, series: Series, judgement: Judgement, j: i
         marks = judgement.marks(thresholds, rules, np.nan_to_num(series.values))[:, j]
         best = (int(judgement.start[j]), int(judgement.end[j]), int(judgement.sign[j]))
         begin, end, sign = run_of(marks, best)
-        begin = max(begin, int(np.flatnonzero(series.evaluated)[0]) - 23)
+        # the earliest hour a judged 24-hour sum holds: a run that reaches it may have
+        # begun before (an event silent for a week), and its start is not known
+        reach = int(np.flatnonzero(series.evaluated)[0]) - 23
+        earlier = begin <= reach
+        begin = max(begin, reach)
         if end - begin + 1 < min_run:
             begin = max(0, end - min_run + 1)
         part = slice(begin, end + 1)
@@ -223,7 +227,7 @@ def _reporter(ctx: Context, key: Key, series: Series, judgement: Judgement, j: i
         sd = math.sqrt(phi * total + alpha * total * total)
         lo, hi = max(0.0, (total - z * sd) / length), (total + z * sd) / length
         return _anomaly(ctx, key, obs, exp, lo, hi, series.hours, begin, end, sign,
-                        rules.min_change, float(judgement.p[j]))
+                        rules.min_change, float(judgement.p[j]), earlier=earlier)
     return report
 
 
@@ -237,7 +241,7 @@ def _noise(judgement: Judgement, length: int, j: int) -> tuple[float, float]:
 
 def _anomaly(ctx: Context, key: Key, obs: float, exp: float, lo: float, hi: float,
              hours: np.ndarray[Any, Any], begin: int, end: int, sign: int,
-             min_change: float, p: float) -> CheckResult:
+             min_change: float, p: float, *, earlier: bool = False) -> CheckResult:
     event, dims = key
     since = moment(float(hours[begin] * 3600))
     ongoing = end == len(hours) - 1
@@ -249,15 +253,17 @@ def _anomaly(ctx: Context, key: Key, obs: float, exp: float, lo: float, hi: floa
         f"{event}{where} {'dropped' if sign < 0 else 'spiked'} to "
         f"{fmt_count(round(obs, 1))} events/h against an expected {fmt_count(round(exp, 1))}/h "
         f"(range {fmt_count(round(lo, 1))}-{fmt_count(round(hi, 1))}/h for these hours of day "
-        f"and days of week; {_signed(change)}) for {duration} h since "
-        f"{fmt_time(since) if since else '?'}"
+        f"and days of week; {_signed(change)}) for {'at least ' if earlier else ''}"
+        f"{duration} h since {fmt_time(since) if since else '?'}"
+        f"{' or before (the earliest hour this check looks at)' if earlier else ''}"
         + (", still ongoing." if ongoing else f", until {fmt_time(_end(int(hours[end])))}.")
     )
     return ctx.result("volume", status, message, event=event, dimensions=dict(dims),
                       observed=obs, expected={"min": lo, "max": hi}, unit="events/h",
                       since=since, details={"expected": exp, "hours": duration,
                                             "direction": "down" if sign < 0 else "up",
-                                            "ongoing": ongoing, "p_value": p,
+                                            "ongoing": ongoing, "began_before": earlier,
+                                            "p_value": p,
                                             "sigma": round(normal_score(p), 2)})
 
 
