@@ -128,7 +128,7 @@ def funnel(
         help="2 to 20 steps in order: EVENT or EVENT:FIELD=VALUE,FIELD>=N (filters).",
         show_default=False)],
     window: Annotated[str, typer.Option(help="Conversion window from the first step: "
-                                             "30m, 1d, 2w.")] = "1d",
+                                             "30min, 12h, 1d, 2w.")] = "1d",
     order: Annotated[str, typer.Option(help="sequential (other events may come between "
                                             "steps), strict (none may) or any.")] =
     "sequential",
@@ -194,9 +194,10 @@ def retention(
     ctx: typer.Context,
     start: Annotated[str | None, typer.Option(
         "--start", help="The event that puts an entity in a cohort (its first one). "
-                        "Default: any event.")] = None,
+                        "Default: any track event.")] = None,
     returning: Annotated[str | None, typer.Option(
-        "--return", help="The event that counts as coming back. Default: any event.")] = None,
+        "--return", help="The event that counts as coming back. Default: any track "
+                          "event.")] = None,
     grain: Annotated[str, typer.Option(help="Cohorts and periods by day or week.")] = "day",
     periods: Annotated[int, typer.Option(help="How many periods after the cohort's.")] = 7,
     mode: Annotated[str, typer.Option(help="on: came back in that period; on_or_after: "
