@@ -227,7 +227,8 @@ def trend(
     measure: Annotated[str, typer.Option(help="count (events) or users (unique).")] =
     "count",
     where: Annotated[list[str] | None, typer.Option(
-        help="Filter FIELD=VALUE on the event. Repeatable.")] = None,
+        help="Filter FIELD=VALUE on the event. Repeatable. With --metric, a filter of "
+             "the semantic layer: \"platform = 'ios'\".")] = None,
     grain: Annotated[str, typer.Option(help="hour, day or week.")] = "day",
     since: Annotated[str, typer.Option(help="From: a date or a duration back (7d).")] = "7d",
     until: Annotated[str, typer.Option(help="Until (excluded): a date or now.")] = "now",
@@ -240,8 +241,20 @@ def trend(
     Example: nerve trend add_to_cart --measure users --since 14d --format json
     """
     ws = load_workspace(ctx)
-    if event:
-        _warn_uncataloged(ws, [event])
-    body = {"event": event, "metric": metric, "measure": measure, "filters": where or [],
-            "grain": grain, "since": since, "until": until, "compare": compare}
+    body: dict[str, Any] = {"grain": grain, "since": since, "until": until,
+                            "compare": compare}
+    if metric:
+        # the layer's filter; several --where are all required, as in `metrics query`
+        wheres = where or []
+        body |= {"metric": metric, "where": wheres[0] if len(wheres) == 1
+                 else " and ".join(f"({w})" for w in wheres) or None}
+        if event:
+            body["event"] = event  # refused, rather than quietly left out
+        if measure != "count":
+            raise QueryError(f"--measure {measure}: a metric has its own measure "
+                             "(metrics/*.yaml); --measure is for an event's trend")
+    else:
+        if event:
+            _warn_uncataloged(ws, [event])
+        body |= {"event": event, "measure": measure, "filters": where or []}
     emit(run_analysis(ws, "trends", body)["rows"], fmt, title=metric or event or "events")
