@@ -86,7 +86,7 @@ def test_cli_without_server(workspace: Workspace) -> None:
     assert "'purchase_complete' is not in the catalog" in ret.stderr
     trend = _run(workspace, "trend", "add_to_cart", "--since", "2026-11-02",
                  "--until", "2026-11-03", "--format", "csv")
-    assert trend.stdout.splitlines()[1].startswith("2026-11-02 00:00:00+00:00,4,2026-11-01")
+    assert trend.stdout.splitlines()[1].startswith("2026-11-02T00:00:00+00:00,4,2026-11-01T")
     assert "'add_to_cart' is not in the catalog" in trend.stderr
 
 
@@ -283,8 +283,8 @@ def test_retention_leaves_periods_the_data_has_not_reached_empty(workspace: Work
         (2, 0.5), (0, 0.0), (0, 0.0), (1, 0.25), (None, None), (None, None)]
     csv_lines = _run(workspace, *args, "--format", "csv").stdout.splitlines()
     assert csv_lines[0] == "cohort,cohort_size,period,users,retention"
-    assert csv_lines[5:] == ["2026-11-02 00:00:00+00:00,4,4,,",
-                             "2026-11-02 00:00:00+00:00,4,5,,"]
+    assert csv_lines[5:] == ["2026-11-02T00:00:00+00:00,4,4,,",
+                             "2026-11-02T00:00:00+00:00,4,5,,"]
     table = [line for line in _run(workspace, *args).stdout.splitlines() if "│" in line]
     cells = [[c.strip() for c in line.split("│")[1:-1]] for line in table]
     assert [c[2:] for c in cells[-2:]] == [["4", "", ""], ["5", "", ""]]
@@ -366,3 +366,29 @@ def test_a_body_field_of_the_wrong_type_is_a_400_naming_it(workspace: Workspace,
     ok = httpx.post(server.url + "/v1/trends", json=trend | {"compare": False},
                     headers={"Authorization": f"Bearer {token}"}, timeout=60)
     assert [set(r) for r in ok.json()["rows"]] == [{"period", "value", "partial"}]
+
+
+def test_table_and_csv_print_the_same_with_and_without_the_server(
+        la_workspace: Workspace, serve: Any) -> None:
+    """Periods and cohorts are the ISO 8601 labels the docs show
+    (`2026-03-10T00:00:00-07:00`) either way; read locally, the table and CSV printed
+    Python's `2026-03-10 00:00:00-07:00` while the server's answer gave the ISO text."""
+    ws = la_workspace
+    commands = [["trend", "add_to_cart", "--since", "2026-03-10", "--until", "2026-03-11"],
+                ["retention", "--start", "add_to_cart", "--periods", "1", "--since",
+                 "2026-03-10", "--until", "2026-03-11"]]
+
+    def printed() -> list[str]:
+        out = []
+        for args in commands:
+            for fmt in ("csv", "table"):
+                result = _run(ws, *args, "--format", fmt)
+                assert result.exit_code == 0, result.output
+                out.append(result.stdout)
+        return out
+
+    alone = printed()
+    assert alone[0].splitlines()[1].startswith("2026-03-10T00:00:00-07:00,3,2026-03-09T")
+    assert alone[2].splitlines()[1].startswith("2026-03-10T00:00:00-07:00,3,0,3,")
+    serve(ws)
+    assert printed() == alone

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
+import orjson
 import typer
 from rich.markup import escape
 
@@ -21,6 +22,7 @@ from nerve.cli._common import (
     err_console,
     handle_errors,
     load_workspace,
+    to_json,
 )
 from nerve.cli._remote import answer
 from nerve.errors import CatalogError, InternalError, QueryError
@@ -57,13 +59,17 @@ def run_analysis(ws: Workspace, kind: str, body: dict[str, Any]) -> dict[str, An
         timezone = ws.config.timezone  # days and weeks as metrics count them
         catalog = _catalog(ws)  # a filter's fields must be declared there
         if kind == "funnels":
-            return analytics.funnel_request(events, body, layer, timezone=timezone,
+            found = analytics.funnel_request(events, body, layer, timezone=timezone,
+                                             catalog=catalog)
+        elif kind == "retention":
+            found = analytics.retention_request(events, body, timezone=timezone,
+                                                catalog=catalog)
+        else:
+            found = analytics.trend_request(events, body, layer, timezone=timezone,
                                             catalog=catalog)
-        if kind == "retention":
-            return analytics.retention_request(events, body, timezone=timezone,
-                                               catalog=catalog)
-        return analytics.trend_request(events, body, layer, timezone=timezone,
-                                       catalog=catalog)
+        # as the server's JSON has it (periods as ISO 8601 text), so the table and CSV
+        # print the same whether `nerve serve` runs or not
+        return orjson.loads(to_json(found))  # type: ignore[no-any-return]
 
     found = answer(ws, f"/v1/{kind}", body, local)
     if "rows" not in found:
