@@ -86,7 +86,7 @@ def test_cli_without_server(workspace: Workspace) -> None:
     assert "'purchase_complete' is not in the catalog" in ret.stderr
     trend = _run(workspace, "trend", "add_to_cart", "--since", "2026-11-02",
                  "--until", "2026-11-03", "--format", "csv")
-    assert trend.stdout.splitlines()[1].startswith("2026-11-02 00:00:00+00:00,4,2026-11-01")
+    assert trend.stdout.splitlines()[1].startswith("2026-11-02T00:00:00+00:00,4,2026-11-01T")
     assert "'add_to_cart' is not in the catalog" in trend.stderr
 
 
@@ -283,8 +283,112 @@ def test_retention_leaves_periods_the_data_has_not_reached_empty(workspace: Work
         (2, 0.5), (0, 0.0), (0, 0.0), (1, 0.25), (None, None), (None, None)]
     csv_lines = _run(workspace, *args, "--format", "csv").stdout.splitlines()
     assert csv_lines[0] == "cohort,cohort_size,period,users,retention"
-    assert csv_lines[5:] == ["2026-11-02 00:00:00+00:00,4,4,,",
-                             "2026-11-02 00:00:00+00:00,4,5,,"]
+    assert csv_lines[5:] == ["2026-11-02T00:00:00+00:00,4,4,,",
+                             "2026-11-02T00:00:00+00:00,4,5,,"]
     table = [line for line in _run(workspace, *args).stdout.splitlines() if "│" in line]
     cells = [[c.strip() for c in line.split("│")[1:-1]] for line in table]
     assert [c[2:] for c in cells[-2:]] == [["4", "", ""], ["5", "", ""]]
+
+
+CARTS = ("metrics:\n  carts:\n    description: Products added to a cart.\n"
+         "    owner: shop\n    measure: {agg: count, event: add_to_cart}\n")
+
+
+def test_a_metric_trend_applies_where_and_refuses_event_fields(cataloged: Workspace,
+                                                               serve: Any) -> None:
+    """`--where` on a metric's trend is the layer's filter (it was dropped: the trend
+    printed every platform's figure); an event, `--measure` or an event's `filters` next
+    to a metric would be ignored, so they are refused."""
+    ws = cataloged
+    (ws.root / "metrics" / "carts.yaml").write_text(CARTS, encoding="utf-8")
+    day = ["--since", "2026-11-02", "--until", "2026-11-03", "--no-compare", "-f", "json"]
+    ios_carts = sum(1 for r in ROWS if r["event"] == "add_to_cart"
+                    and r["properties"]["platform"] == "ios")
+    assert ios_carts == 3  # of 4 carts, all on 11-02
+
+    def values(*args: str) -> list[Any]:
+        result = _run(ws, "trend", "--metric", "carts", *args, *day)
+        assert result.exit_code == 0, result.output
+        return [r["value"] for r in json.loads(result.stdout)]
+
+    def refusal(*args: str) -> str:
+        result = _run(ws, "trend", *args, *day)
+        assert result.exit_code == 4, result.output
+        return " ".join(result.stderr.split())
+
+    server = None
+    for served in (False, True):  # alone, then through the server's HTTP API
+        if served:
+            server = serve(ws)
+        assert values() == [4.0]
+        assert values("--where", "platform = 'ios'") == [float(ios_carts)]
+        assert values("--where", "platform = 'ios'", "--where", "platform != 'ios'") == [0.0]
+        assert "has no property 'platfrom'" in refusal("--metric", "carts", "--where",
+                                                       "platfrom = 'ios'")
+        assert "an event or of a metric, not both" in refusal("add_to_cart", "--metric",
+                                                              "carts")
+        assert "a metric has its own measure" in refusal("--metric", "carts", "--measure",
+                                                         "users")
+    assert server is not None
+    token = json.loads((ws.data_dir / "server.json").read_text())["admin_token"]
+    body = {"metric": "carts", "since": "2026-11-02", "until": "2026-11-03",
+            "compare": False}
+    for extra, message in (({"filters": ["platform=ios"]}, "takes `where`"),
+                           ({"event": "add_to_cart"}, "not both")):
+        answer = httpx.post(server.url + "/v1/trends", json=body | extra,
+                            headers={"Authorization": f"Bearer {token}"}, timeout=60)
+        assert answer.status_code == 400, answer.text
+        assert message in answer.json()["message"]
+
+
+def test_a_body_field_of_the_wrong_type_is_a_400_naming_it(workspace: Workspace,
+                                                           serve: Any) -> None:
+    """A string or null where a number or a flag goes was a 500 ("a bug in nerve"), and
+    `"compare": "false"` compared (any non-empty string is true)."""
+    server = serve(workspace)
+    token = json.loads((workspace.data_dir / "server.json").read_text())["admin_token"]
+    funnel = {"steps": ["add_to_cart", "purchase_complete"]}
+    trend = {"event": "add_to_cart", "since": "2026-11-02", "until": "2026-11-03"}
+    for path, body, message in [
+            ("/v1/retention", {"periods": "abc"}, "periods: expected a whole number, got 'abc'"),
+            ("/v1/retention", {"periods": None}, "periods: expected a whole number, got None"),
+            ("/v1/retention", {"start_event": 5}, "start_event: expected a name, got 5"),
+            ("/v1/funnels", funnel | {"users": {"step": 1, "limit": "x"}},
+             "limit: expected a whole number, got 'x'"),
+            ("/v1/trends", trend | {"compare": "false"},
+             "compare: expected true or false, got 'false'"),
+            ("/v1/trends", trend | {"where": "platform = 'ios'"}, "takes `filters`")]:
+        answer = httpx.post(server.url + path, json=body,
+                            headers={"Authorization": f"Bearer {token}"}, timeout=60)
+        assert answer.status_code == 400, (path, body, answer.text)
+        assert answer.json()["code"] == "query"
+        assert message in answer.json()["message"], answer.text
+    ok = httpx.post(server.url + "/v1/trends", json=trend | {"compare": False},
+                    headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    assert [set(r) for r in ok.json()["rows"]] == [{"period", "value", "partial"}]
+
+
+def test_table_and_csv_print_the_same_with_and_without_the_server(
+        la_workspace: Workspace, serve: Any) -> None:
+    """Periods and cohorts are the ISO 8601 labels the docs show
+    (`2026-03-10T00:00:00-07:00`) either way; read locally, the table and CSV printed
+    Python's `2026-03-10 00:00:00-07:00` while the server's answer gave the ISO text."""
+    ws = la_workspace
+    commands = [["trend", "add_to_cart", "--since", "2026-03-10", "--until", "2026-03-11"],
+                ["retention", "--start", "add_to_cart", "--periods", "1", "--since",
+                 "2026-03-10", "--until", "2026-03-11"]]
+
+    def printed() -> list[str]:
+        out = []
+        for args in commands:
+            for fmt in ("csv", "table"):
+                result = _run(ws, *args, "--format", fmt)
+                assert result.exit_code == 0, result.output
+                out.append(result.stdout)
+        return out
+
+    alone = printed()
+    assert alone[0].splitlines()[1].startswith("2026-03-10T00:00:00-07:00,3,2026-03-09T")
+    assert alone[2].splitlines()[1].startswith("2026-03-10T00:00:00-07:00,3,0,3,")
+    serve(ws)
+    assert printed() == alone

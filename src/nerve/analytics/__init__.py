@@ -4,8 +4,9 @@ Every function takes an Ibis ``events`` table (any engine: DuckDB, PostgreSQL, S
 a plain spec; the engine filters and sorts, numpy does the per-entity matching.
 
 >>> from nerve.analytics import FunnelSpec, Step, funnel
+>>> from nerve.warehouse import analysis_events
 >>> spec = FunnelSpec((Step("add_to_cart"), Step("purchase_complete")), by="platform")
->>> funnel(warehouse.table("events"), spec).rows  # doctest: +SKIP
+>>> funnel(analysis_events(warehouse), spec).rows  # identities stitched  # doctest: +SKIP
 """
 
 from __future__ import annotations

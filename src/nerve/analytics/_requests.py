@@ -114,6 +114,31 @@ def _step(item: Any, i: int) -> Step:
     )
 
 
+def _whole(body: dict[str, Any], key: str, default: int) -> int:
+    """``body[key]`` as a whole number: a JSON string or null there is the caller's
+    mistake, named (a bare ``int()`` would fail as an internal error)."""
+    value = body.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise QueryError(f"{key}: expected a whole number, got {value!r}")
+    return value
+
+
+def _flag(body: dict[str, Any], key: str, default: bool) -> bool:
+    """``body[key]`` as true or false (``bool("false")`` would be true)."""
+    value = body.get(key, default)
+    if not isinstance(value, bool):
+        raise QueryError(f"{key}: expected true or false, got {value!r}")
+    return value
+
+
+def _name(body: dict[str, Any], key: str) -> str | None:
+    """``body[key]``: an event's or a metric's name, or None when absent or empty."""
+    value = body.get(key)
+    if value is not None and not isinstance(value, str):
+        raise QueryError(f"{key}: expected a name, got {value!r}")
+    return value or None
+
+
 def _index(value: Any, what: str, n: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= n:
         raise QueryError(f"{what}: a step number 1..{n}, got {value!r}")
@@ -228,7 +253,7 @@ def funnel_request(events: ir.Table, body: dict[str, Any],
         out["users"] = result.users(
             _index(wanted.get("step"), "users.step", len(spec.steps)) + 1,
             str(wanted.get("status", "reached")), by=wanted.get("by"),
-            limit=int(wanted.get("limit", _USER_LIMIT)))
+            limit=_whole(wanted, "limit", _USER_LIMIT))
     return out
 
 
@@ -249,10 +274,10 @@ def retention_request(events: ir.Table, body: dict[str, Any], *,
 def retention_spec(body: dict[str, Any], *, timezone: str = "UTC") -> RetentionSpec:
     """A RetentionSpec from a request body (see docs/analytics.md for every field)."""
     return RetentionSpec(
-        start_event=body.get("start_event"), return_event=body.get("return_event"),
+        start_event=_name(body, "start_event"), return_event=_name(body, "return_event"),
         start_where=_filters(body.get("start_where"), "start_where"),
         return_where=_filters(body.get("return_where"), "return_where"),
-        grain=str(body.get("grain", "day")), periods=int(body.get("periods", 7)),
+        grain=str(body.get("grain", "day")), periods=_whole(body, "periods", 7),
         mode=str(body.get("mode", "on")),
         since=parse_time(body.get("since"), what="since", timezone=timezone),
         until=parse_time(body.get("until"), what="until", timezone=timezone),
@@ -277,14 +302,28 @@ def trend_request(events: ir.Table, body: dict[str, Any],
     assert since is not None
     assert until is not None
     grain = str(body.get("grain", "day"))
-    compare = bool(body.get("compare", True))
-    metric = body.get("metric")
+    compare = _flag(body, "compare", True)
+    metric, event, where = _name(body, "metric"), _name(body, "event"), body.get("where")
     if metric:
+        # the event's fields would be ignored: the metric's own measure and the layer's
+        # filter (`where`) say what it counts
+        if event:
+            raise QueryError(f"event {event!r} and metric {metric!r}: a trend is of an "
+                             "event or of a metric, not both")
+        if body.get("filters"):
+            raise QueryError("filters: an event's trend filters; a metric's trend takes "
+                             "`where`, a filter of the semantic layer "
+                             "(\"platform = 'ios'\", docs/metrics.md)")
+        if where is not None and not isinstance(where, str):
+            raise QueryError("where: expected a filter such as \"platform = 'ios'\"")
         if layer is None:
             raise QueryError("metric: no semantic layer here (metrics/*.yaml)")
-        return {"rows": metric_trend(layer(), events, str(metric), since=since, until=until,
-                                     grain=grain, compare=compare, where=body.get("where"))}
-    spec = TrendSpec(since=since, until=until, event=body.get("event"),
+        return {"rows": metric_trend(layer(), events, metric, since=since, until=until,
+                                     grain=grain, compare=compare, where=where or None)}
+    if where:
+        raise QueryError("where: a metric's trend filter; an event's trend takes "
+                         "`filters`, such as [\"platform=ios\"]")
+    spec = TrendSpec(since=since, until=until, event=event,
                      where=trend_filters(body),
                      measure=str(body.get("measure", "count")), grain=grain,
                      compare=compare, timezone=timezone)

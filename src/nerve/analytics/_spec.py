@@ -199,12 +199,15 @@ class FunnelSpec:
                              "the user puts each one in a group of their own; break down "
                              "by something users share (platform, country, "
                              "user.age_group)")
+        # steps are named as people count them (the CLI's and the HTTP API's numbers),
+        # with their event, so that a 0-based Python index is not taken for one
         if self.steps[0].optional:
-            raise QueryError("steps[0]: the first step cannot be optional")
+            raise QueryError(f"{self._step(0)}: the first step cannot be optional")
         if self.steps[-1].optional:
-            raise QueryError(f"steps[{n - 1}]: the last step cannot be optional")
+            raise QueryError(f"{self._step(n - 1)}: the last step cannot be optional")
         if self.steps[0].within is not None:
-            raise QueryError("steps[0].within: the first step has no previous step")
+            raise QueryError(f"{self._step(0)}: the first step has no previous step to "
+                             "have a per-step window from")
         if self.order == "any":
             if any(s.optional or s.within for s in self.steps):
                 raise QueryError("order any: optional steps and per-step windows need an "
@@ -218,8 +221,10 @@ class FunnelSpec:
         for i, ex in enumerate(self.exclusions):
             before = n - 1 if ex.before is None else ex.before
             if not 0 <= ex.after < before <= n - 1:
-                raise QueryError(f"exclusions[{i}] ({ex.event}): between steps {ex.after} "
-                                 f"and {before} is not a range of steps 0..{n - 1}")
+                raise QueryError(f"exclusions[{i}] ({ex.event}): between "
+                                 f"{self._step(ex.after)} and {self._step(before)} is not "
+                                 f"a range of steps 1..{n} (the first must come before the "
+                                 "second)")
         if self.attribution not in ATTRIBUTIONS:
             raise QueryError(f"attribution: {self.attribution!r} is not one of "
                              f"{', '.join(ATTRIBUTIONS)}")
@@ -236,6 +241,12 @@ class FunnelSpec:
         if not 1 <= self.bins <= 100:
             raise QueryError("bins: 1 to 100 histogram bins")
         return replace(self, since=since, until=until)
+
+    def _step(self, k: int) -> str:
+        """Step ``k`` (0-based) as people count it, with its event: ``step 2 (cart)``."""
+        if 0 <= k < len(self.steps):
+            return f"step {k + 1} ({self.steps[k].event})"
+        return f"step {k + 1}"
 
     def _instant(self, value: datetime | None) -> datetime | None:
         return None if value is None else instant(value, zone(self.timezone))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
+import orjson
 import typer
 from rich.markup import escape
 
@@ -21,6 +22,7 @@ from nerve.cli._common import (
     err_console,
     handle_errors,
     load_workspace,
+    to_json,
 )
 from nerve.cli._remote import answer
 from nerve.errors import CatalogError, InternalError, QueryError
@@ -57,13 +59,17 @@ def run_analysis(ws: Workspace, kind: str, body: dict[str, Any]) -> dict[str, An
         timezone = ws.config.timezone  # days and weeks as metrics count them
         catalog = _catalog(ws)  # a filter's fields must be declared there
         if kind == "funnels":
-            return analytics.funnel_request(events, body, layer, timezone=timezone,
+            found = analytics.funnel_request(events, body, layer, timezone=timezone,
+                                             catalog=catalog)
+        elif kind == "retention":
+            found = analytics.retention_request(events, body, timezone=timezone,
+                                                catalog=catalog)
+        else:
+            found = analytics.trend_request(events, body, layer, timezone=timezone,
                                             catalog=catalog)
-        if kind == "retention":
-            return analytics.retention_request(events, body, timezone=timezone,
-                                               catalog=catalog)
-        return analytics.trend_request(events, body, layer, timezone=timezone,
-                                       catalog=catalog)
+        # as the server's JSON has it (periods as ISO 8601 text), so the table and CSV
+        # print the same whether `nerve serve` runs or not
+        return orjson.loads(to_json(found))  # type: ignore[no-any-return]
 
     found = answer(ws, f"/v1/{kind}", body, local)
     if "rows" not in found:
@@ -128,7 +134,7 @@ def funnel(
         help="2 to 20 steps in order: EVENT or EVENT:FIELD=VALUE,FIELD>=N (filters).",
         show_default=False)],
     window: Annotated[str, typer.Option(help="Conversion window from the first step: "
-                                             "30m, 1d, 2w.")] = "1d",
+                                             "30min, 12h, 1d, 2w.")] = "1d",
     order: Annotated[str, typer.Option(help="sequential (other events may come between "
                                             "steps), strict (none may) or any.")] =
     "sequential",
@@ -194,9 +200,10 @@ def retention(
     ctx: typer.Context,
     start: Annotated[str | None, typer.Option(
         "--start", help="The event that puts an entity in a cohort (its first one). "
-                        "Default: any event.")] = None,
+                        "Default: any track event.")] = None,
     returning: Annotated[str | None, typer.Option(
-        "--return", help="The event that counts as coming back. Default: any event.")] = None,
+        "--return", help="The event that counts as coming back. Default: any track "
+                          "event.")] = None,
     grain: Annotated[str, typer.Option(help="Cohorts and periods by day or week.")] = "day",
     periods: Annotated[int, typer.Option(help="How many periods after the cohort's.")] = 7,
     mode: Annotated[str, typer.Option(help="on: came back in that period; on_or_after: "
@@ -226,7 +233,8 @@ def trend(
     measure: Annotated[str, typer.Option(help="count (events) or users (unique).")] =
     "count",
     where: Annotated[list[str] | None, typer.Option(
-        help="Filter FIELD=VALUE on the event. Repeatable.")] = None,
+        help="Filter FIELD=VALUE on the event. Repeatable. With --metric, a filter of "
+             "the semantic layer: \"platform = 'ios'\".")] = None,
     grain: Annotated[str, typer.Option(help="hour, day or week.")] = "day",
     since: Annotated[str, typer.Option(help="From: a date or a duration back (7d).")] = "7d",
     until: Annotated[str, typer.Option(help="Until (excluded): a date or now.")] = "now",
@@ -239,8 +247,20 @@ def trend(
     Example: nerve trend add_to_cart --measure users --since 14d --format json
     """
     ws = load_workspace(ctx)
-    if event:
-        _warn_uncataloged(ws, [event])
-    body = {"event": event, "metric": metric, "measure": measure, "filters": where or [],
-            "grain": grain, "since": since, "until": until, "compare": compare}
+    body: dict[str, Any] = {"grain": grain, "since": since, "until": until,
+                            "compare": compare}
+    if metric:
+        # the layer's filter; several --where are all required, as in `metrics query`
+        wheres = where or []
+        body |= {"metric": metric, "where": wheres[0] if len(wheres) == 1
+                 else " and ".join(f"({w})" for w in wheres) or None}
+        if event:
+            body["event"] = event  # refused, rather than quietly left out
+        if measure != "count":
+            raise QueryError(f"--measure {measure}: a metric has its own measure "
+                             "(metrics/*.yaml); --measure is for an event's trend")
+    else:
+        if event:
+            _warn_uncataloged(ws, [event])
+        body |= {"event": event, "measure": measure, "filters": where or []}
     emit(run_analysis(ws, "trends", body)["rows"], fmt, title=metric or event or "events")
