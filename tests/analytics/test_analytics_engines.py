@@ -127,7 +127,9 @@ def test_retention_and_trend(engine: Any, events_table: Any) -> None:
         (0, 3, 3), (1, None, 3)]  # no event in the week of the 9th yet
     series = trend(table, TrendSpec(_day(2, 0), _day(4, 0), event="open", measure="users"))
     assert [(r["period"].day, r["value"], r["previous"]) for r in series] == [
-        (4, 1.0, 0.0), (5, 1.0, 2.0)]  # b on the 4th, a on the 5th; a and c on the 3rd
+        (4, 1, 0), (5, 1, 2)]  # b on the 4th, a on the 5th; a and c on the 3rd
+    # counts are whole numbers, as JSON gives them (1, not 1.0)
+    assert all(type(r["value"]) is int and type(r["previous"]) is int for r in series)
     assert series[0]["change"] is None
     assert series[1]["change"] == -0.5
     assert not any(r["partial"] for r in series)

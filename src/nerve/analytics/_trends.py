@@ -89,7 +89,8 @@ def _series(events: ir.Table, spec: TrendSpec, trange: TimeRange) -> dict[dateti
                  who=entity(t))
     value = t.count() if spec.measure == "count" else t.who.nunique()
     rows = t.group_by("bucket").aggregate(value=value).to_pyarrow().to_pylist()
-    return {wall_clock(r["bucket"]): float(r["value"]) for r in rows}
+    # counts: 26, not 26.0 (a metric trend's values are the layer's, float or not)
+    return {wall_clock(r["bucket"]): int(r["value"]) for r in rows}
 
 
 def trend(events: ir.Table, spec: TrendSpec, *,
@@ -123,10 +124,10 @@ def _rows(starts: list[datetime], current: dict[datetime, float],
         end = starts[i + 1] if i + 1 < len(starts) else trange.end
         future, partial = start > local_now, start <= local_now < end
         row: dict[str, Any] = {"period": label(start, tz),
-                               "value": None if future else current.get(start, 0.0)}
+                               "value": None if future else current.get(start, 0)}
         if compare:
             prev_start = prev_starts[i] if i < len(prev_starts) else None
-            prev = previous.get(prev_start, 0.0) if prev_start else None
+            prev = previous.get(prev_start, 0) if prev_start else None
             row |= {"previous_period": label(prev_start, tz) if prev_start else None,
                     "previous": prev,
                     "change": (row["value"] - prev) / prev
