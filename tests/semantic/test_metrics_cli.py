@@ -117,6 +117,9 @@ def test_query_errors_exit_invalid(shop: Workspace) -> None:
     result = nerve(shop, "query", "profit", "--format", "json")
     assert result.exit_code == ExitCode.INVALID
     assert "unknown metric 'profit'" in result.stderr
+    # nothing alike: it lists the metrics there are (it said only "unknown")
+    assert "; metrics: " in result.stderr
+    assert "revenue" in result.stderr
     assert result.stdout == ""
 
 

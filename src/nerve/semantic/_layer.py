@@ -117,7 +117,10 @@ class SemanticLayer:
             if lowered in (s.lower().replace(" ", "_") for s in metric.synonyms):
                 return metric
         close = [m for m in self.metrics if lowered[:3] in m][:5]
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        if close:
+            hint = f"; did you mean {', '.join(close)}?"
+        else:  # nothing alike: what there is (metrics/*.yaml)
+            hint = f"; metrics: {', '.join(sorted(self.metrics)) or 'none in metrics/'}"
         raise QueryError(f"unknown metric {name!r}{hint}")
 
     def events_of(self, name: str) -> list[str]:
