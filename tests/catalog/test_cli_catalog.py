@@ -86,6 +86,25 @@ def test_diff_passes_once_the_version_is_bumped(repo: Workspace) -> None:
     assert "enum_narrowed" in out
 
 
+def test_diff_in_place_advice_keeps_the_old_version_only_for_a_new_major(
+        repo: Workspace) -> None:
+    # a new optional property: 1.1.0 judges what clients declaring 1.0.0 send, so no
+    # old file is needed; an enum narrowed: clients still on 1.x need the 1.x file
+    edit(repo, "products_searched.yaml", "properties:\n",
+         "properties:\n  page:\n    type: integer\n    description: Results page.\n"
+         "    pii: none\n")
+    code, out, err = run(repo, "catalog", "diff")
+    assert code == 1
+    text = " ".join((out + err).split())
+    assert "changed in place (property_added); a published version is immutable: set " \
+           "version: 1.1.0 (events/products_searched.yaml:6)" in text
+    edit(repo, "products_searched.yaml", "price_desc, ", "")
+    code, out, err = run(repo, "catalog", "diff")
+    text = " ".join((out + err).split())
+    assert "set version: 2.0.0 (keep the old one in events/versions/ if clients still " \
+           "send it)" in text
+
+
 def test_diff_against_an_older_ref(repo: Workspace) -> None:
     edit(repo, "add_to_cart.yaml", "version: 2.1.0", "version: 2.2.0")
     edit(repo, "add_to_cart.yaml", "properties:\n",

@@ -370,10 +370,12 @@ def check_bumps(old: Catalog, new: Catalog, changes: list[Change]) -> list[Event
             message = _frozen_message(name, before, kinds, spec, old.get(name, before),
                                       items, new.root)
         elif declared == "none" and level != "docs":
+            # within a major, clients declaring the old version are judged by the new one
+            keep = (" (keep the old one in events/versions/ if clients still send it)"
+                    if required == "major" else "")
             message = (f"{name} {before} was changed in place ({', '.join(kinds)}); a "
                        f"published version is immutable: set version: "
-                       f"{_suggest(before, required)} (keep the old one in "
-                       f"events/versions/ if clients still send it)")
+                       f"{_suggest(before, required)}{keep}")
         else:
             message = (f"{name}: {level} changes ({', '.join(kinds)}) need a {required} "
                        f"bump, but the version is {before} -> {after} ({declared}); "
