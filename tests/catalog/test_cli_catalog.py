@@ -413,3 +413,15 @@ def test_the_experiment_viewed_file_docs_suggest_lints_clean(
     code, out, _ = run(ws, "catalog", "lint", "--format", "json")
     assert code == 1
     assert [f["rule"] for f in json.loads(out)] == ["event-name"]
+
+
+def test_codegen_says_how_many_functions_it_wrote(shop: Workspace) -> None:
+    # 3 track events and an identify entry; a deprecated event gets no function
+    edit(shop, "products_searched.yaml", "version: 1\n", "version: 1.0.1\nstatus: deprecated\n")
+    out_file = shop.root / "app" / "tracking.py"
+    code, _, err = run(shop, "catalog", "codegen", "--lang", "python", "--out", str(out_file))
+    assert code == 0
+    assert "".join(err.split()) == "".join(  # rich wraps long lines, paths too
+        f"wrote 2 tracking functions to {out_file} (none for deprecated products_searched)"
+        .split())
+    assert out_file.read_text().count("\ndef ") == 2 + 2  # and _value, _context
