@@ -273,7 +273,7 @@ def _diff_property(out: _Collector, old: PropertySpec, new: PropertySpec, path: 
         add("group_changed", "docs", f"group {old.group or '-'} -> {new.group or '-'}",
             "description")
     if old.items is not None and new.items is not None:
-        _diff_property(out, old.items, new.items, f"{path}.items")
+        _diff_property(out, old.items, new.items, f"{path}[]")  # lines[].sku, tags[]
     elif old.items != new.items:
         level = "additive" if new.items is None else "breaking"
         add("items_changed", level, "array item schema " +
