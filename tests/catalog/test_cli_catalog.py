@@ -86,6 +86,25 @@ def test_diff_passes_once_the_version_is_bumped(repo: Workspace) -> None:
     assert "enum_narrowed" in out
 
 
+def test_diff_in_place_advice_keeps_the_old_version_only_for_a_new_major(
+        repo: Workspace) -> None:
+    # a new optional property: 1.1.0 judges what clients declaring 1.0.0 send, so no
+    # old file is needed; an enum narrowed: clients still on 1.x need the 1.x file
+    edit(repo, "products_searched.yaml", "properties:\n",
+         "properties:\n  page:\n    type: integer\n    description: Results page.\n"
+         "    pii: none\n")
+    code, out, err = run(repo, "catalog", "diff")
+    assert code == 1
+    text = " ".join((out + err).split())
+    assert "changed in place (property_added); a published version is immutable: set " \
+           "version: 1.1.0 (events/products_searched.yaml:6)" in text
+    edit(repo, "products_searched.yaml", "price_desc, ", "")
+    code, out, err = run(repo, "catalog", "diff")
+    text = " ".join((out + err).split())
+    assert "set version: 2.0.0 (keep the old one in events/versions/ if clients still " \
+           "send it)" in text
+
+
 def test_diff_against_an_older_ref(repo: Workspace) -> None:
     edit(repo, "add_to_cart.yaml", "version: 2.1.0", "version: 2.2.0")
     edit(repo, "add_to_cart.yaml", "properties:\n",
@@ -394,3 +413,15 @@ def test_the_experiment_viewed_file_docs_suggest_lints_clean(
     code, out, _ = run(ws, "catalog", "lint", "--format", "json")
     assert code == 1
     assert [f["rule"] for f in json.loads(out)] == ["event-name"]
+
+
+def test_codegen_says_how_many_functions_it_wrote(shop: Workspace) -> None:
+    # 3 track events and an identify entry; a deprecated event gets no function
+    edit(shop, "products_searched.yaml", "version: 1\n", "version: 1.0.1\nstatus: deprecated\n")
+    out_file = shop.root / "app" / "tracking.py"
+    code, _, err = run(shop, "catalog", "codegen", "--lang", "python", "--out", str(out_file))
+    assert code == 0
+    assert "".join(err.split()) == "".join(  # rich wraps long lines, paths too
+        f"wrote 2 tracking functions to {out_file} (none for deprecated products_searched)"
+        .split())
+    assert out_file.read_text().count("\ndef ") == 2 + 2  # and _value, _context

@@ -155,6 +155,62 @@ def test_site_pages_with_volumes(shop: Workspace, tmp_path: Path) -> None:
     assert "16.7% quarantined" in text
 
 
+CART_VIEWED = """\
+name: cart_viewed
+description: A shopper opens the cart page.
+owner: checkout
+purpose: analytics
+trigger: The cart page loads.
+version: 1
+retention: 400d
+properties:
+  lines:
+    type: array
+    required: true
+    description: The cart's lines.
+    pii: none
+    items:
+      type: object
+      properties:
+        sku: {type: string, required: true, description: The product., pii: none}
+        sizes: {type: array, description: Sizes., pii: none,
+                items: {type: array, items: {type: object, properties: {
+                  eu: {type: number, description: EU size., pii: none}}}}}
+"""
+
+
+def test_site_lists_array_items_and_counts_identify_calls(shop: Workspace,
+                                                          tmp_path: Path) -> None:
+    (shop.events_dir / "cart_viewed.yaml").write_text(CART_VIEWED)
+    now = datetime.now(UTC)
+    base = dict.fromkeys(ENVELOPE_SCHEMA.names)
+    rows = [{**base, "message_id": f"m{i}", "type": "identify", "event": None,
+             "user_id": "u", "timestamp": now - timedelta(days=days),
+             "received_at": now, "source": "web", "historical": False, "traits": "{}"}
+            for i, days in enumerate([1, 2, 10])]
+    ts = pa.timestamp("us", "UTC")
+    with Warehouse.for_workspace(shop) as wh:
+        cur = wh.cursor()
+        cur.register("e", pa.Table.from_pylist(
+            [{**r, "loaded_at": now} for r in rows[:2]],
+            schema=pa.schema([*ENVELOPE_SCHEMA, pa.field("loaded_at", ts)])))
+        cur.execute("INSERT INTO events BY NAME SELECT * EXCLUDE (violations) FROM e")
+        cur.register("q", pa.Table.from_pylist(
+            [{**rows[2], "quarantined_at": now, "violations": "[]"}],
+            schema=pa.schema([*ENVELOPE_SCHEMA, pa.field("quarantined_at", ts)])))
+        cur.execute("INSERT INTO quarantine BY NAME SELECT * FROM q")
+    out = tmp_path / "site"
+    build_site(Catalog.load(shop.events_dir), out, workspace=shop)
+    page = " ".join(" ".join(_parse(out / "events" / "cart_viewed.html").text).split())
+    for expected in ("lines array yes", "lines[].sku string yes", "The product.",
+                     "lines[].sizes array no", "lines[].sizes[][].eu number no"):
+        assert expected in page, expected
+    # identify calls are stored with no event name: 2 landed this week, 1 quarantined
+    page = " ".join(" ".join(_parse(out / "events" / "identify.html").text).split())
+    assert "2 events, last 7 days" in page
+    assert "33.3% quarantined" in page
+
+
 def test_cli_docs_when_another_process_locks_the_warehouse(shop: Workspace) -> None:
     import subprocess
     import sys

@@ -7,7 +7,9 @@ from typing import Any
 
 import orjson
 
+from nerve.catalog import Catalog
 from nerve.collector import Collector
+from nerve.workspace import Workspace
 
 AUTH = "Basic " + base64.b64encode(b"WRITEKEY123:").decode()
 
@@ -92,3 +94,28 @@ def test_a_bad_timestamp_and_bad_properties_report_together(collector: Collector
     rules = [v["rule"] for v in violations(envelope)]
     assert rules[0] == "invalid_timestamp"
     assert "type" in rules
+
+
+def test_a_version_bumped_within_its_major_judges_events_declaring_the_one_before(
+        workspace: Workspace) -> None:
+    # code generated for 2.0.0 keeps declaring it after a minor bump to 2.1.0 (and after
+    # the patch that deprecates an event): 2.1.0 accepts what 2.0.0 did, so they land
+    live = workspace.events_dir / "order_completed.yaml"
+    live.write_text(live.read_text().replace("version: 2", "version: 2.1.0")
+                    + "  coupon: {type: string, pii: none}\n")
+    collector = Collector(workspace, Catalog.load(workspace.events_dir))
+    payload = {"order_id": "o1", "revenue": 10.5}
+    older, exact, newer, other_major = collect(
+        collector,
+        order(payload, context={"event_version": "2.0.0"}),
+        order(payload, context={"event_version": "1.0.0"}),
+        order(payload, context={"event_version": "2.2.0"}),
+        order(payload, context={"event_version": "3.0.0"}),
+    )
+    assert older["schema_version"] == "2.1.0"
+    assert older["violations"] is None
+    assert exact["schema_version"] == "1.0.0"  # a version still in the catalog is itself
+    for unknown in (newer, other_major):  # newer than the catalog, or a major it lacks
+        [problem] = violations(unknown)
+        assert problem["rule"] == "unknown_version"
+        assert "known: 1.0.0, 2.1.0" in problem["message"]

@@ -96,9 +96,15 @@ def test_ids_may_be_numbers_and_are_sent_as_strings() -> None:
 
 
 def test_unserializable_and_oversize_messages_are_refused() -> None:
-    with pytest.raises(InvalidMessageError, match="not JSON-serializable"):
+    with pytest.raises(InvalidMessageError,
+                       match=r"not JSON-serializable at \$\.properties\.f: .*object"):
         encode_message(build_message("track", event="e", user_id="u",
                                      properties={"f": object()}))
+    # the path names the value to fix, deep in a payload too (an int beyond 64 bits)
+    with pytest.raises(InvalidMessageError,
+                       match=r"at \$\.properties\.cart\.lines\[1\]\.qty: Integer"):
+        encode_message(build_message("track", event="e", user_id="u", properties={
+            "ok": 1, "cart": {"lines": [{"qty": 1}, {"qty": 2**70}]}}))
     big = build_message("track", event="e", user_id="u", properties={"x": "a" * MAX_MESSAGE_BYTES})
     with pytest.raises(InvalidMessageError, match="over the 32768-byte limit"):
         encode_message(big)

@@ -153,7 +153,19 @@ class Catalog:
     def get(self, name: str, version: Version | str | int | None = None) -> EventSpec | None:
         """The given version of an event, or its latest; None when not cataloged.
 
-        A version given as a bare major (``2``) picks the latest ``2.x.y``.
+        A version given as a bare major (``2``) picks the latest ``2.x.y``. A version given
+        as text that the catalog no longer has (``1.0.0``, which a client generated before
+        a minor or patch bump declares) picks the latest ``1.x.y`` above it: a bump within
+        a major accepts what the versions before it did (``nerve catalog diff`` holds it
+        to that). A ``Version`` object is looked up exactly.
+
+        >>> cat = Catalog.from_specs([EventSpec("signup", Version(1, 0, 1)),
+        ...                           EventSpec("signup", Version(1, 1)),
+        ...                           EventSpec("signup", Version(2))])
+        >>> [str(cat.get("signup", v).version) for v in ("1", "1.0.0", "1.0.1", "1.0.2")]
+        ['1.1.0', '1.1.0', '1.0.1', '1.1.0']
+        >>> cat.get("signup", "1.2.0") is None, cat.get("signup", Version(1)) is None
+        (True, True)
         """
         versions = self._versions.get(name)
         if not versions:
@@ -164,9 +176,11 @@ class Catalog:
             return versions.get(version)
         text = str(version)
         wanted = Version.parse(text)
-        if "." in text or "-" in text:
-            return versions.get(wanted)
-        same_major = [v for v in versions if v.major == wanted.major]
+        exact = "." in text or "-" in text
+        if exact and wanted in versions:
+            return versions[wanted]
+        same_major = [v for v in versions if v.major == wanted.major and
+                      (not exact or v > wanted)]
         return versions[same_major[-1]] if same_major else None
 
     def for_call(self, type_: str, event: str | None) -> EventSpec | None:

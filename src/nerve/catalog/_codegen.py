@@ -16,7 +16,7 @@ from typing import Any
 from nerve.catalog._catalog import Catalog
 from nerve.catalog._model import EventSpec, PropertySpec
 
-__all__ = ["generate", "generate_python", "generate_typescript", "python_name"]
+__all__ = ["generate", "generate_python", "generate_typescript", "python_name", "track_specs"]
 
 _RESERVED_ARGS = {"client", "user_id", "anonymous_id", "context", "properties"}
 _PY_TYPES = {"string": "str", "integer": "int", "number": "float", "boolean": "bool",
@@ -35,7 +35,8 @@ def generate(catalog: Catalog, lang: str) -> str:
     raise ValueError(f"unknown language {lang!r}: python or typescript")
 
 
-def _track_specs(catalog: Catalog) -> list[EventSpec]:
+def track_specs(catalog: Catalog) -> list[EventSpec]:
+    """The events that get a function: track events that are not deprecated."""
     return [s for s in catalog if s.type == "track" and s.status != "deprecated"]
 
 
@@ -183,7 +184,7 @@ def generate_python(catalog: Catalog, project: str = "nerve") -> str:
     ...     Catalog.from_specs([EventSpec("signup_completed", Version(1))]))
     True
     """
-    specs = _track_specs(catalog)
+    specs = track_specs(catalog)
     taken = {"TrackClient", "Any", "Literal", "Protocol", "Required", "TypedDict", "UTC",
              "datetime", "annotations", "_value", "_context"}
     names = ["TrackClient"]
@@ -333,7 +334,7 @@ def generate_typescript(catalog: Catalog) -> str:
     """A TypeScript module: a properties interface and a function per track event."""
     parts = [_TS_HEADER]
     taken = {"AnalyticsLike", "TrackOptions", "withVersion"}
-    for spec in _track_specs(catalog):
+    for spec in track_specs(catalog):
         # two events can map to one name (``Add To Cart``, ``add_to_cart``): number them
         fn = _unique(_ts_name(spec.name), taken)
         iface = fn[:1].upper() + fn[1:] + "Properties"

@@ -273,7 +273,7 @@ def _diff_property(out: _Collector, old: PropertySpec, new: PropertySpec, path: 
         add("group_changed", "docs", f"group {old.group or '-'} -> {new.group or '-'}",
             "description")
     if old.items is not None and new.items is not None:
-        _diff_property(out, old.items, new.items, f"{path}.items")
+        _diff_property(out, old.items, new.items, f"{path}[]")  # lines[].sku, tags[]
     elif old.items != new.items:
         level = "additive" if new.items is None else "breaking"
         add("items_changed", level, "array item schema " +
@@ -370,10 +370,12 @@ def check_bumps(old: Catalog, new: Catalog, changes: list[Change]) -> list[Event
             message = _frozen_message(name, before, kinds, spec, old.get(name, before),
                                       items, new.root)
         elif declared == "none" and level != "docs":
+            # within a major, clients declaring the old version are judged by the new one
+            keep = (" (keep the old one in events/versions/ if clients still send it)"
+                    if required == "major" else "")
             message = (f"{name} {before} was changed in place ({', '.join(kinds)}); a "
                        f"published version is immutable: set version: "
-                       f"{_suggest(before, required)} (keep the old one in "
-                       f"events/versions/ if clients still send it)")
+                       f"{_suggest(before, required)}{keep}")
         else:
             message = (f"{name}: {level} changes ({', '.join(kinds)}) need a {required} "
                        f"bump, but the version is {before} -> {after} ({declared}); "

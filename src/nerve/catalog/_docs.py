@@ -112,15 +112,18 @@ def _measure_lines(metric: Metric) -> dict[str, int]:
     return lines
 
 
+#: track events by name; the other calls a catalog entry can describe (``identify``,
+#: ``group``, ``page``, ``screen``) by their type, the name of the entry describing them
 STATS_SQL = """
-SELECT 'events' AS tbl, event,
+SELECT 'events' AS tbl, CASE WHEN type = 'track' THEN event ELSE type END AS event,
        count(*) FILTER (WHERE "timestamp" >= current_timestamp - INTERVAL 7 DAY) AS n7,
        count(*) FILTER (WHERE "timestamp" >= current_timestamp - INTERVAL 28 DAY) AS n28
-FROM events WHERE type = 'track' GROUP BY event
+FROM events WHERE type IN ('track', 'identify', 'group', 'page', 'screen') GROUP BY ALL
 UNION ALL
-SELECT 'quarantine' AS tbl, event, 0 AS n7,
+SELECT 'quarantine' AS tbl, CASE WHEN type = 'track' THEN event ELSE type END AS event,
+       0 AS n7,
        count(*) FILTER (WHERE "timestamp" >= current_timestamp - INTERVAL 28 DAY) AS n28
-FROM quarantine WHERE type = 'track' GROUP BY event
+FROM quarantine WHERE type IN ('track', 'identify', 'group', 'page', 'screen') GROUP BY ALL
 """
 
 
@@ -189,7 +192,16 @@ def _flatten(props: tuple[PropertySpec, ...], prefix: str = "") -> list[dict[str
         rows.append({"name": prefix + prop.name, "type": prop.type, "required": prop.required,
                      "pii": prop.pii, "handling": prop.handling, "group": prop.group,
                      "description": prop.description, "constraints": _constraints(prop)})
-        rows.extend(_flatten(prop.properties, f"{prefix}{prop.name}."))
+        rows.extend(_nested(prop, prefix + prop.name))
+    return rows
+
+
+def _nested(prop: PropertySpec, path: str) -> list[dict[str, Any]]:
+    """The rows under a property: an object's properties (``shipping.country``) and those
+    of an array's items (``items[].sku``, ``grid[][].cell``)."""
+    rows = _flatten(prop.properties, f"{path}.")
+    if prop.items is not None:
+        rows.extend(_nested(prop.items, f"{path}[]"))
     return rows
 
 

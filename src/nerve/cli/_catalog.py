@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 
 from nerve.catalog import Catalog
-from nerve.catalog._codegen import generate
+from nerve.catalog._codegen import generate, track_specs
 from nerve.catalog._diff import check_bumps, diff_catalogs
 from nerve.catalog._git import catalog_at_ref
 from nerve.catalog._lint import Finding, LintConfig, lint_folder, to_junit
@@ -231,7 +231,12 @@ def codegen(
         return
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(code, encoding="utf-8")
-    err_console.print(f"wrote {len(catalog)} events to {out}", highlight=False)
+    functions = len(track_specs(catalog))
+    deprecated = sorted({s.name for s in catalog
+                         if s.type == "track" and s.status == "deprecated"})
+    skipped = (f" (none for deprecated {', '.join(deprecated)})" if deprecated else "")
+    err_console.print(f"wrote {functions} tracking functions to {out}{skipped}",
+                      highlight=False)
 
 
 @catalog_app.command("docs")

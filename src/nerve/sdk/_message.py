@@ -78,6 +78,28 @@ def _default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+def _unencodable(value: Any, path: str) -> str | None:
+    """The JSON path of the first value that cannot be encoded (``$.properties.price``),
+    or None: the slow path of an error, so that it names the property to fix."""
+    try:
+        orjson.dumps(value, default=_default, option=_JSON_OPTIONS)
+    except TypeError:
+        pass
+    else:
+        return None
+    if isinstance(value, Mapping):
+        items: Any = ((f"{path}.{key}", item) for key, item in value.items())
+    elif isinstance(value, list | tuple):
+        items = ((f"{path}[{i}]", item) for i, item in enumerate(value))
+    else:
+        return path
+    for where, item in items:
+        found = _unencodable(item, where)
+        if found is not None:
+            return found
+    return path
+
+
 def _mapping(name: str, value: Any) -> dict[str, Any]:
     if value is None:
         return {}
@@ -154,8 +176,9 @@ def encode_message(message: Mapping[str, Any]) -> bytes:
     try:
         data = orjson.dumps(message, default=_default, option=_JSON_OPTIONS)
     except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
+        where = _unencodable(message, "$") or "$"
         raise InvalidMessageError(
-            f"{message.get('type', 'message')}: not JSON-serializable: {exc}"
+            f"{message.get('type', 'message')}: not JSON-serializable at {where}: {exc}"
         ) from exc
     if len(data) > MAX_MESSAGE_BYTES:
         raise InvalidMessageError(
