@@ -425,3 +425,25 @@ def test_codegen_says_how_many_functions_it_wrote(shop: Workspace) -> None:
         f"wrote 2 tracking functions to {out_file} (none for deprecated products_searched)"
         .split())
     assert out_file.read_text().count("\ndef ") == 2 + 2  # and _value, _context
+
+
+def test_truncate_on_a_value_that_is_no_ip_is_flagged(
+        make_workspace: Callable[..., Workspace]) -> None:
+    """A search query declared `handling: truncate` was stored hashed, without a word."""
+    event = """\
+name: recipe_searched
+description: A cook searches the recipes by keyword.
+owner: growth
+purpose: analytics
+trigger: The cook submits the search box.
+version: 1.0.0
+retention: 400d
+properties:
+  query: {type: string, pii: personal, handling: truncate, description: What was typed.}
+  client_ip: {type: string, pii: personal, handling: truncate, description: The address.}
+  origin: {type: string, format: ipv4, pii: personal, handling: truncate, description: Seen.}
+"""
+    ws = make_workspace({"recipe_searched.yaml": event})
+    code, out, _ = run(ws, "catalog", "lint", "--format", "json")
+    found = [(f["rule"], f["severity"], f["line"]) for f in json.loads(out)]
+    assert (code, found) == (3, [("truncate-ip", "warning", 9)])

@@ -48,6 +48,8 @@ RULES: dict[str, tuple[str, str]] = {
     "pii-handling": ("error", "personal and sensitive properties declare a handling"),
     "handling-value": ("error", "handling is one of hash, drop, keep, truncate"),
     "sensitive-kept": ("warning", "sensitive values kept in clear need a second look"),
+    "truncate-ip": ("warning", "handling truncate is for IP addresses (other values are "
+                               "hashed)"),
     "pii-retention": ("warning", "personal data is not kept forever"),
     "unused-group": ("warning", "every property group is included by some event"),
     "enum-duplicate": ("error", "no duplicate enum values"),
@@ -84,6 +86,8 @@ FORMATS = ("date", "date-time", "duration", "email", "hostname", "idn-email",
            "idn-hostname", "ipv4", "ipv6", "iri", "iri-reference", "json-pointer",
            "regex", "relative-json-pointer", "time", "uri", "uri-reference", "uri-template",
            "uuid")
+#: property names that hold an IP address (ip, client_ip, ip_address)
+_IP_NAME = re.compile(r"(?:^|_)ip(?:_|$)|ip_?address", re.IGNORECASE)
 _VERSION_FILE = re.compile(r"(?P<name>.+)\.v(?P<version>\d+(?:\.\d+){0,2})")
 _ENUM_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,),
@@ -318,6 +322,11 @@ def _property_rules(spec: EventSpec, prop: PropertySpec, path: str) -> Iterator[
     if prop.pii in ("personal", "sensitive") and prop.handling is None:
         yield at("pii-handling", f"{prop.pii} data needs handling: {' | '.join(HANDLINGS)}",
                  "pii")
+    if (prop.handling == "truncate" and prop.format not in ("ipv4", "ipv6")
+            and not _IP_NAME.search(prop.name)):
+        yield at("truncate-ip", "truncate shortens IP addresses to their /24 or /48; any "
+                                "other value is hashed: declare format: ipv4 or ipv6, or "
+                                "handling: hash", "handling")
     if prop.pii == "sensitive" and prop.handling == "keep":
         yield at("sensitive-kept", "sensitive value kept in clear; prefer hash or drop",
                  "handling")
