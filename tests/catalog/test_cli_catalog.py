@@ -416,15 +416,15 @@ def test_the_experiment_viewed_file_docs_suggest_lints_clean(
 
 
 def test_codegen_says_how_many_functions_it_wrote(shop: Workspace) -> None:
-    # 3 track events and an identify entry; a deprecated event gets no function
+    # 3 track events and an identify entry; a deprecated event's function is marked so
     edit(shop, "products_searched.yaml", "version: 1\n", "version: 1.0.1\nstatus: deprecated\n")
     out_file = shop.root / "app" / "tracking.py"
     code, _, err = run(shop, "catalog", "codegen", "--lang", "python", "--out", str(out_file))
     assert code == 0
     assert "".join(err.split()) == "".join(  # rich wraps long lines, paths too
-        f"wrote 2 tracking functions to {out_file} (none for deprecated products_searched)"
+        f"wrote 3 tracking functions to {out_file} (1 marked deprecated: products_searched)"
         .split())
-    assert out_file.read_text().count("\ndef ") == 2 + 2  # and _value, _context
+    assert out_file.read_text().count("\ndef ") == 3 + 2  # and _value, _context
 
 
 def test_truncate_on_a_value_that_is_no_ip_is_flagged(

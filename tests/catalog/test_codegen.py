@@ -10,6 +10,8 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -237,7 +239,7 @@ def test_python_codegen_of_whole_catalogs_compiles(events: Path, tmp_path: Path)
     compile(source, "tracking.py", "exec")
     tracking = _import(_write(tmp_path / "tracking.py", source))
     for spec in catalog:
-        if spec.type == "track" and spec.status != "deprecated":
+        if spec.type == "track":
             assert callable(getattr(tracking, python_name(spec.name)))
 
 
@@ -362,3 +364,30 @@ def test_typescript_names_never_clash_or_take_reserved_words(tmp_path: Path) -> 
                              "tracking.ts"], cwd=tmp_path, capture_output=True, text=True,
                             check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_deprecated_event_keeps_its_function_marked_deprecated(tmp_path: Path) -> None:
+    """Regenerated during the deprecation window, the function was gone: every app still
+    sending the event stopped building. It stays, and says it is deprecated."""
+    catalog = Catalog.load(FIXTURE)
+    specs = [replace(s, status="deprecated") if s.name == "products_searched" else s
+             for name in catalog.names() for s in catalog.versions(name)]
+    deprecated = Catalog.from_specs(specs)
+    tracking = _import(_write(tmp_path / "tracking.py", generate_python(deprecated)))
+    client = Recorder()
+    with pytest.warns(DeprecationWarning, match="products_searched is deprecated"):
+        tracking.products_searched(client, query="boots")
+    assert [c["event"] for c in client.calls] == ["products_searched"]
+    assert "Deprecated:" in (tracking.products_searched.__doc__ or "")
+    with warnings.catch_warnings():  # the others say nothing
+        warnings.simplefilter("error")
+        tracking.add_to_cart(client, quantity=1, product_id="p-1", currency="EUR")
+    # mypy --strict still accepts the module
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    result = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental",
+                             "tracking.py"], cwd=tmp_path, capture_output=True, text=True,
+                            env=env, check=False)
+    assert result.returncode == 0, result.stdout
+    ts = generate_typescript(deprecated)
+    block = ts[:ts.index("export function productsSearched(")].rsplit("/**", 1)[1]
+    assert "@deprecated products_searched is deprecated" in block

@@ -36,8 +36,14 @@ def generate(catalog: Catalog, lang: str) -> str:
 
 
 def track_specs(catalog: Catalog) -> list[EventSpec]:
-    """The events that get a function: track events that are not deprecated."""
-    return [s for s in catalog if s.type == "track" and s.status != "deprecated"]
+    """The events that get a function: every track event. A deprecated one's is marked
+    so (apps still sending it keep building during its deprecation window, and are told)."""
+    return [s for s in catalog if s.type == "track"]
+
+
+def _deprecation(spec: EventSpec) -> str:
+    return (f"{spec.name} is deprecated in the catalog (version {spec.version}): stop "
+            "sending it; it will be removed")
 
 
 def python_name(name: str) -> str:
@@ -138,7 +144,7 @@ a nerve.sdk Client (or any client with the same ``track`` signature) and sets
 """
 
 from __future__ import annotations
-
+{imports}
 from datetime import UTC, datetime
 from typing import {typing_names}
 
@@ -199,8 +205,9 @@ def generate_python(catalog: Catalog, project: str = "nerve") -> str:
     used = {"Literal": "Literal[" in body, "Required": "Required[" in body,
             "TypedDict": bool(typed_dicts.names)}
     typing_names = ", ".join(["Any", *(n for n in sorted(used) if used[n]), "Protocol"])
+    imports = "\nimport warnings\n" if "warnings.warn(" in body else ""
     return _PY_HEADER.format(project=project, all_names=names + typed_dicts.names,
-                             typing_names=typing_names) + body
+                             typing_names=typing_names, imports=imports) + body
 
 
 def _unique(name: str, taken: set[str]) -> str:
@@ -235,6 +242,9 @@ def _py_function(spec: EventSpec, function_name: str, typed_dicts: _TypedDicts) 
     if spec.trigger:
         doc.append(f"    Sent when: {_doc(spec.trigger)}")
     doc.append(f"    Event ``{spec.name}`` version {spec.version}; owner {spec.owner or '-'}.")
+    deprecated = spec.status == "deprecated"
+    if deprecated:
+        doc += ["", f"    Deprecated: {_doc(_deprecation(spec))}."]
     if props:
         doc += ["", "    Args:"]
         for prop in props:
@@ -242,7 +252,9 @@ def _py_function(spec: EventSpec, function_name: str, typed_dicts: _TypedDicts) 
             text = _doc(prop.description) or prop.type
             doc.append(f"        {_arg_name(prop)}: {text}{extra}")
     doc.append('    """')
-    body = ["    properties: dict[str, Any] = {"]
+    body = [f"    warnings.warn({json.dumps(_deprecation(spec))}, DeprecationWarning, "
+            "stacklevel=2)"] if deprecated else []
+    body += ["    properties: dict[str, Any] = {"]
     body += [f"        {json.dumps(p.name)}: _value({_arg_name(p)})," for p in props
              if p.required]
     body.append("    }")
@@ -342,6 +354,8 @@ def generate_typescript(catalog: Catalog) -> str:
         parts.append(f"\n/** Properties of `{spec.name}` version {spec.version}. */\n"
                      f"export interface {iface} {{\n{_ts_members(spec.properties, '  ')}}}\n")
         trigger = f"\n * Sent when: {_comment(spec.trigger)}" if spec.trigger else ""
+        if spec.status == "deprecated":  # editors strike the calls through
+            trigger += f"\n * @deprecated {_comment(_deprecation(spec))}."
         optional = "" if any(p.required for p in spec.properties) else "?"
         parts.append(
             f"\n/**\n * {doc}{trigger}\n * Owner: {spec.owner or '-'}.\n */\n"

@@ -234,8 +234,9 @@ def codegen(
     functions = len(track_specs(catalog))
     deprecated = sorted({s.name for s in catalog
                          if s.type == "track" and s.status == "deprecated"})
-    skipped = (f" (none for deprecated {', '.join(deprecated)})" if deprecated else "")
-    err_console.print(f"wrote {functions} tracking functions to {out}{skipped}",
+    marked = (f" ({len(deprecated)} marked deprecated: {', '.join(deprecated)})"
+              if deprecated else "")
+    err_console.print(f"wrote {functions} tracking functions to {out}{marked}",
                       highlight=False)
 
 
