@@ -127,9 +127,10 @@ def _pairs(old: Catalog, new: Catalog, name: str) -> list[tuple[EventSpec | None
     for version, spec in olds.items():
         if id(spec) in used:
             continue
-        if newest_new is not None and version < newest_new:
-            continue  # an older version superseded and retired: no removal of the event
-        pairs.append((spec, None))
+        if newest_new is not None and version < newest_new and any(
+                v.major == version.major for v in news):
+            continue  # a newer version of its major judges its clients now
+        pairs.append((spec, None))  # the event, or a major of it, is gone
     return pairs
 
 
@@ -143,8 +144,22 @@ def diff_catalogs(old: Catalog, new: Catalog) -> list[Change]:
     changes: list[Change] = []
     for name in sorted({*old.names(), *new.names()}):
         for before, after in _pairs(old, new, name):
-            changes.extend(diff_events(before, after))
+            if before is not None and after is None and name in new:
+                changes.append(_retired(before))
+            else:
+                changes.extend(diff_events(before, after))
     return changes
+
+
+def _retired(old: EventSpec) -> Change:
+    """An older major version removed while the event lives on: its clients' events are
+    quarantined from now on, so it is retired as an event is removed (deprecated first)."""
+    status = "deprecated" if old.status == "deprecated" else "active"
+    return Change(old.name, "version_retired", "breaking",
+                  f"{old.name} {old.version}: version retired ({status} in the base); "
+                  f"events declaring {old.version.major}.x are quarantined as "
+                  "unknown_version from now on", old_version=old.version, file=old.file,
+                  line=old.lines.get("version") or old.lines.get("name"))
 
 
 def diff_events(old: EventSpec | None, new: EventSpec | None) -> list[Change]:
