@@ -473,6 +473,12 @@ def _experiment(plan: Plan, ctx: Context, b: Builder) -> None:
         lo = b.num("ci low", row.get("ci_low"), q, "experiment_results", "signed_percent")
         hi = b.num("ci high", row.get("ci_high"), q, "experiment_results", "signed_percent")
         p = b.num("p-value", row.get("p_value"), q, "experiment_results", "pvalue")
+        # significance is judged on the p-value corrected across the metrics (Holm by
+        # default): "p = 0.025, not significant" alone would read as a contradiction
+        adjusted = row.get("p_value_adjusted")
+        if adjusted is not None and adjusted != row.get("p_value"):
+            p += (f" ({b.num('adjusted p-value', adjusted, q, 'experiment_results', 'pvalue')}"
+                  " corrected for the experiment's several metrics)")
         del kind
         b.say(f"{row['role'].capitalize()} metric {row['metric']}, variant "
               f"{b.label(row['variant'])}: "

@@ -45,6 +45,11 @@ def read_breakdown(text: str, vocab: Vocabulary, plan: Plan,
     pos = 0
     while (m := _BY.search(text, pos)) is not None:
         words = m.group(2).split()
+        # a name with "by" or "per" in it ("by cancelled_by") runs past where _BY stops
+        longer = text[m.start(2):].split()[:3]
+        size, dim = _dimension(longer, vocab)
+        if dim is not None and size > len(words):
+            words = longer[:size]
         if words[0] in keep or _in_a_metric(text, m.group(0), vocab):
             pos = m.end()  # "revenue per user" is a metric's name
             continue
@@ -154,6 +159,8 @@ def _dim_name(words: str, vocab: Vocabulary) -> str | None:
     for candidate in (joined, _stem(joined)):
         if candidate in vocab.properties:
             return candidate  # a property of the events: the query checks the metric's
+    if words in _STOP:  # "by" is no property's last word ("cancelled_by")
+        return None
     ends = [p for p in vocab.properties if p.endswith("_" + joined)]
     return ends[0] if len(ends) == 1 else None  # "by provider": payment_provider
 

@@ -130,6 +130,9 @@ def plan_question(question: str, vocab: Vocabulary, today: date) -> Plan:
     plan.span, rest = find_span(rest, today)
     text = _norm(rest)
     plan.intent = _intent(text, plan)
+    if re.search(r"->|\u2192", question) and plan.intent not in (
+            "experiment", "health", "catalog", "explain"):
+        plan.intent = "funnel"  # "app opened -> ride requested": steps, in order
     if plan.intent == "experiment":
         text = read_breakdown(text, vocab, plan, keep=_READOUT)
         _experiment(text, vocab, plan)
@@ -192,6 +195,13 @@ def plan_question(question: str, vocab: Vocabulary, today: date) -> Plan:
     filters = [m.group(0) for m in re.finditer(
         r"\b(?:on|in|from|for|among|with) (?:the )?([a-z][a-z0-9]+)\b", text)
         if m.group(1) not in _STOP and m.group(1) not in _VAGUE]
+    versus = re.search(r"\b(?:vs|versu|versus)\b(?: [a-z0-9+.%/]+){0,3}", text)
+    if versus is not None and not plan.ignored:  # "rides vs black friday", "x vs orders"
+        plan.ignored.append(versus.group(0))
+        plan.problems.append(
+            f"nerve did not understand {versus.group(0)!r} as a comparison: it compares a "
+            "period with the one just before it ('vs last week', 'vs the week before'), "
+            "one metric at a time")
     plan.ignored += filters  # after the filters read_filters declined
     if filters:  # "revenue in Narnia": the revenue of everywhere would mislead
         phrases = ", ".join(repr(p) for p in filters)

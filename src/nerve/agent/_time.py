@@ -171,12 +171,26 @@ _COMPARE = {
 }
 
 
+#: "vs the week before", "compared with the previous week", "than the prior 7 days": the
+#: period just before, as "vs last week" (before find_span reads "previous week" as one)
+_BEFORE = re.compile(
+    r"\b(?:vs\.?|versus|compared (?:to|with)|than|against) (?:the )?"
+    r"(?:(?:previous|prior|preceding) (?:(\d+) )?(day|week|month|period)s?"
+    r"|(day|week|month|period) before)\b")
+_BEFORE_DAYS = {"day": 1, "week": 7, "month": 30, "period": 7}
+
+
 def find_comparison(text: str) -> tuple[int | None, str]:
     """A period-over-period phrase: the period length in days, and the rest of the text.
 
     ``week over week`` compares the last 7 complete days with the 7 days before.
     """
     q = text.lower()
+    m = _BEFORE.search(q)
+    if m is not None:
+        n, unit = m.group(1), m.group(2) or m.group(3)
+        days = _BEFORE_DAYS[unit] * (int(n) if n and unit != "period" else 1)
+        return days, (text[:m.start()] + " " + text[m.end():]).strip()
     for phrase in sorted(_COMPARE, key=len, reverse=True):
         m = re.search(rf"\b{re.escape(phrase)}\b", q)
         if m is not None:

@@ -1,0 +1,81 @@
+"""The offline planner on a product that is not a shop (ride hailing): its own event,
+metric and property names, so what the planner reads comes from the vocabulary, not from
+words the demo shop happens to use."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from nerve.agent import Plan, Vocabulary, plan_question
+from nerve.agent._plan import MetricInfo
+
+TODAY = date(2026, 11, 29)  # a Sunday
+
+RIDES = Vocabulary(
+    metrics=(
+        MetricInfo("rides", "Completed rides", "Trips completed.", ("trips",)),
+        MetricInfo("gross_bookings", "Gross bookings", "Fares charged.", ("bookings",)),
+        MetricInfo("average_fare", "Average fare", "Fare per ride.", ("avg fare",)),
+        MetricInfo("cancellations", "Cancellations", "Rides cancelled.", ()),
+        MetricInfo("riders", "Riders", "Distinct riders with a ride.", ("passengers",)),
+    ),
+    dimensions={"platform": ("ios, android or web", ("android", "ios", "web")),
+                "country": ("country", ("BR", "DE", "ES", "FR"))},
+    segments={"subscribers": "RidePlus riders"},
+    events=("app_opened", "ride_requested", "ride_completed", "ride_cancelled"),
+    properties=("cancelled_by", "fare", "payment_method", "product", "ride_id"),
+)
+
+
+def plan(question: str) -> Plan:
+    return plan_question(question, RIDES, TODAY)
+
+
+def test_arrows_between_events_are_a_funnel_without_the_word() -> None:
+    # was: the arrows were dropped and "ride completed" read as the metric riders, so a
+    # funnel question got one number, the riders of all time
+    for question in ("app opened -> ride requested -> ride completed",
+                     "app_opened -> ride_requested -> ride_completed",
+                     "app opened → ride requested → ride completed"):
+        p = plan(question)
+        assert p.intent == "funnel", (question, p.as_dict())
+        assert p.steps == ["app_opened", "ride_requested", "ride_completed"]
+    p = plan("app opened -> ride requested -> ride completed by platform")
+    assert (p.intent, p.by, p.steps[-1]) == ("funnel", "platform", "ride_completed")
+
+
+def test_a_property_with_by_in_its_name_is_a_breakdown() -> None:
+    # was: "by cancelled_by" read as "by cancelled" and was declined
+    for question in ("cancellations by cancelled_by last week",
+                     "cancellations by cancelled by last week"):
+        p = plan(question)
+        assert (p.intent, p.by, p.ignored) == ("breakdown", "cancelled_by", []), question
+
+
+def test_the_word_by_is_no_property_that_ends_in_by() -> None:
+    # was: "top 5 riders by bookings" broke riders down by cancelled_by (the one property
+    # ending in "_by"), and the query then failed on ride_completed
+    p = plan("top 5 riders by bookings")
+    assert p.by != "cancelled_by"
+    assert p.intent == "unknown", p.as_dict()
+    assert p.ignored, p.as_dict()
+
+
+def test_vs_the_period_before_is_a_comparison() -> None:
+    # was: "vs the week before" was not read, and one period's value was answered
+    for question in ("avg fare in the past 7 days vs the week before",
+                     "avg fare in the past 7 days compared with the previous week",
+                     "avg fare in the past 7 days versus the prior 7 days"):
+        p = plan(question)
+        assert (p.intent, p.metric) == ("comparison", "average_fare"), (question,
+                                                                       p.as_dict())
+        assert p.span is not None
+        assert (p.span.since, p.span.until) == (date(2026, 11, 22), date(2026, 11, 28))
+    p = plan("rides yesterday vs the day before")
+    assert (p.intent, p.compare_days) == ("comparison", 1)
+
+
+def test_a_vs_the_planner_cannot_read_is_not_dropped() -> None:
+    # "vs" names a comparison: answered as one, or declined; never one period's value
+    p = plan("rides last week vs black friday")
+    assert p.intent != "value", p.as_dict()
