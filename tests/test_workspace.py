@@ -30,7 +30,7 @@ READERS = {
     "sources": ["workspace.py"],
     "warehouse": ["workspace.py", "warehouse/_warehouse.py"],
     "collector": ["workspace.py", "log/_stream.py", "server/_state.py", "server/_ratelimit.py"],
-    "privacy": ["pipeline/privacy.py", "erasure/_erase.py"],
+    "privacy": ["pipeline/privacy.py", "erasure/_erase.py", "server/_reload.py"],
     "readers": ["server/_readers.py"],
     "loader": ["loader/_loader.py"],
     "log": ["log/_stream.py"],
