@@ -273,7 +273,14 @@ def _append(tmp_path: Path, section: str, setting: str) -> Path:
     ("loader", 'dedup_window = "a week"', "expected a duration like 24h, 7d or 2w, or all"),
     ("catalog", "reload_seconds = -1", "expected a number >= 0 (0: never reload), got -1"),
     ("collector", 'body_timeout_seconds = "30s"', "expected a number >= 0, got '30s'"),
-    ("collector", 'max_backlog_bytes = "1GB"', "expected a whole number, got '1GB'"),
+    ("collector", 'max_backlog_bytes = "1GB"', "expected a whole number >= 1, got '1GB'"),
+    # each of these was taken: every event was answered 503 while the server ran
+    ("collector", "max_backlog_bytes = -5", "expected a whole number >= 1, got -5"),
+    ("collector", "max_backlog_bytes = 0", "expected a whole number >= 1, got 0"),
+    ("collector", "max_connections = 0", "expected a whole number >= 1, got 0"),
+    ("collector", "trusted_proxy_header = 5", "expected a string, got 5"),
+    ("collector", 'rate_limit_per_second = "fast"', "expected a number > 0, got 'fast'"),
+    ("collector", "rate_limit_burst = 0", "expected a number > 0, got 0"),
     ("log", "ack_timeout_seconds = 0", "expected a number > 0, got 0"),
 ])
 def test_a_value_a_setting_cannot_take_is_refused_when_the_workspace_loads(

@@ -112,11 +112,6 @@ def _number(low: float, *, whole: bool = False, above: bool = False, note: str =
     return check
 
 
-def _whole(value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"expected a whole number, got {value!r}")
-
-
 def _names(value: Any) -> None:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ValueError(f"expected a list of 'event.property' names, got {value!r}")
@@ -140,9 +135,16 @@ def _text(value: Any) -> None:
 #: with a traceback. (The other settings' values are checked by their readers when
 #: ``nerve serve`` starts, before it binds.)
 FORMS: dict[str, dict[str, Check]] = {
+    # max_backlog_bytes 0 or less and max_connections 0 were taken, and every event was
+    # answered 503 for as long as the server ran; a number for trusted_proxy_header was
+    # read as the header's name
     "collector": {"header_timeout_seconds": _number(0), "body_timeout_seconds": _number(0),
                   "commit_interval_ms": _number(0),
-                  "max_backlog_bytes": _whole},
+                  "max_backlog_bytes": _number(1, whole=True),
+                  "max_connections": _number(1, whole=True),
+                  "rate_limit_per_second": _number(0, above=True),
+                  "rate_limit_burst": _number(0, above=True),
+                  "trusted_proxy_header": _text},
     "privacy": {"enforce_retention": _boolean, "enforce_consent": _boolean,
                 "guard_unknown": _boolean, "uncataloged_retention": parse_retention,
                 "audit_retention": parse_retention, "allow_sensitive": _names},

@@ -84,3 +84,27 @@ def test_server_answers_429_with_retry_after_and_stores_nothing_of_it(
     stored = rows(ws, "SELECT message_id FROM events")
     assert not any(r["message_id"].startswith("x-") for r in stored)
     assert len(stored) == 15
+
+
+def test_the_429_names_the_configured_rate_and_each_workers_share() -> None:
+    """With --workers 2 and 300/s configured, it said "its rate limit of 150 events/s"."""
+    limiter = rate_limiter_for({"rate_limit_per_second": 300}, 2)
+    assert limiter is not None
+    assert limiter.wait("web", 150) == 0.0
+    with pytest.raises(RateLimitedError) as caught:
+        limiter.check("web", 100)
+    message = str(caught.value)
+    assert "rate limit of 300 events/s (150/s in each of the 2 worker processes" in message
+    assert caught.value.details == {"source": "web", "limit_per_second": 300,
+                                    "processes": 2}
+    single = rate_limiter_for({"rate_limit_per_second": 300})
+    assert single is not None
+    single.wait("web", 300)
+    with pytest.raises(RateLimitedError, match=r"rate limit of 300 events/s; retry in 1s$"):
+        single.check("web", 100)
+
+
+def test_a_burst_without_a_rate_is_refused() -> None:
+    """It limited nothing, and nothing said so."""
+    with pytest.raises(WorkspaceError, match="rate_limit_burst needs rate_limit_per_second"):
+        rate_limiter_for({"rate_limit_burst": 10})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -21,6 +22,7 @@ from serverkit import basic, order, write_key
 
 from nerve.catalog import Catalog
 from nerve.errors import WorkspaceError
+from nerve.loader import Loader
 from nerve.log import LogWriter
 from nerve.server import NerveState, create_app
 from nerve.server._backpressure import watch_backlog
@@ -223,6 +225,37 @@ def test_the_backlog_watch_flags_overload_when_the_log_is_behind(state: NerveSta
 
     assert anyio.run(watch, 10) is True
     assert anyio.run(watch, 1 << 30) is False
+
+
+def test_the_backlog_watch_logs_when_the_503s_begin_and_end(
+        state: NerveState, shop: Workspace, caplog: pytest.LogCaptureFixture) -> None:
+    """Every event was refused with 503 and the log said nothing."""
+    collected = state.collector.collect(orjson.dumps({"batch": [order(i) for i in range(5)]}),
+                                        endpoint="batch",
+                                        authorization=basic(write_key(shop))["Authorization"])
+    state.log.append(collected.record_batch())
+    state.log.sync()
+    limits = [10]
+
+    async def watch() -> None:
+        task = asyncio.create_task(watch_backlog(state, limits[0]))
+        await asyncio.sleep(0.3)  # one look: over the bound
+        assert state.overloaded
+        Loader(shop.log_dir, state.warehouse).load_once()  # the loader catches up
+        await asyncio.sleep(0.7)  # the next look
+        task.cancel()
+
+    with caplog.at_level(logging.INFO, logger="nerve.server"):
+        anyio.run(watch)
+    assert not state.overloaded
+    said = [(r.levelname, r.getMessage(), getattr(r, "max_backlog_bytes", None))
+            for r in caplog.records if r.name == "nerve.server"]
+    assert said == [
+        ("WARNING", "the warehouse is behind the event log: answering 503 to events until "
+                    "the loader catches up", 10),
+        ("INFO", "the loader caught up: taking events again", 10)]
+    [begun] = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert begun.__dict__["backlog_bytes"] > 10
 
 
 @pytest.mark.parametrize("value", ['"soon"', "-1", "true"])

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -77,3 +78,54 @@ def test_a_worker_that_closed_its_output_but_runs_on_is_said_to() -> None:
     finally:
         worker.send_signal(signal.SIGKILL)
         worker.wait()
+
+
+def test_a_start_that_fails_on_its_workers_stops_the_loader_and_closes_the_warehouse(
+        shop: Workspace, tmp_path: Path) -> None:
+    """Ctrl-C while `nerve serve --workers 2` started reached the workers (they share the
+    terminal's process group) and failed the start; the main process then exited with
+    its loader thread still running, sometimes inside DuckDB: C++ aborted it (SIGABRT,
+    "terminate called without an active exception"), the warehouse left unclosed."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    # in the worker processes only (the main process sets the variable before it starts
+    # them): die while starting, as a worker that Ctrl-C reached did
+    (hook / "sitecustomize.py").write_text(
+        "import os, signal\n"
+        "if os.environ.get('NERVE_SERVE_PROCESSES'):\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    env = {key: value for key, value in os.environ.items() if key != "NERVE_SERVE_PROCESSES"}
+    env["PYTHONPATH"] = os.pathsep.join([str(hook), *sys.path])
+    done = subprocess.run(
+        [sys.executable, "-m", "nerve", "--workspace", str(shop.root), "serve", "--port", "0",
+         "--workers", "2"], env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert "exited while starting (killed by SIGKILL)" in done.stderr
+    assert done.returncode == 3, done.stderr  # an internal error, not a signal
+    assert "terminate called" not in done.stderr
+    # the loader stopped and the warehouse was closed (checkpointed) before the exit
+    assert not (shop.data_dir / "warehouse.duckdb.wal").exists()
+    assert not (shop.data_dir / "server.json").exists()
+
+
+def test_ctrl_c_while_the_workers_start_stops_the_server_cleanly(shop: Workspace) -> None:
+    """A terminal's Ctrl-C signals its foreground process group. It reached the workers
+    as they started, and the start failed with their tracebacks (exit 3, or an abort)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nerve", "--workspace", str(shop.root), "serve", "--port", "0",
+         "--workers", "2"], start_new_session=True,  # a group of its own, as in a terminal
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while not worker_pids(shop):  # the workers are starting
+            assert time.monotonic() < deadline
+            assert process.poll() is None
+            time.sleep(0.02)
+        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C
+        output, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output.decode(errors="replace")
+    assert b"Traceback" not in output
+    assert b'"message":"stopped"' in output
+    assert not worker_pids(shop)

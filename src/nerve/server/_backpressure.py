@@ -8,6 +8,7 @@ with Retry-After.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import anyio.to_thread
@@ -19,12 +20,30 @@ __all__ = ["DEFAULT_MAX_BACKLOG", "max_backlog", "watch_backlog"]
 
 _BACKLOG_CHECK_SECONDS = 0.5
 
+logger = logging.getLogger("nerve.server")
+
 
 async def watch_backlog(state: NerveState, limit: int) -> None:
-    """Flag overload while the unloaded log exceeds ``limit``: ingest answers 503."""
+    """Flag overload while the unloaded log exceeds ``limit``: ingest answers 503.
+
+    Each change is logged once (a warning as the 503s begin, then how long they lasted):
+    the log said nothing while every event was refused, and only the metrics told.
+    """
+    since: float | None = None
     while True:
         size = await anyio.to_thread.run_sync(_unloaded, state)
-        state.overloaded = size > limit
+        overloaded = size > limit
+        if overloaded and since is None:
+            since = time.monotonic()
+            logger.warning("the warehouse is behind the event log: answering 503 to events "
+                           "until the loader catches up", extra={
+                               "backlog_bytes": size, "max_backlog_bytes": limit})
+        elif not overloaded and since is not None:
+            logger.info("the loader caught up: taking events again", extra={
+                "backlog_bytes": size, "max_backlog_bytes": limit,
+                "refused_seconds": round(time.monotonic() - since, 1)})
+            since = None
+        state.overloaded = overloaded
         state.backlog_bytes = size
         if size == 0:
             state.behind_since = None

@@ -26,12 +26,22 @@ __all__ = ["RateLimitedError", "RateLimiter", "rate_limiter_for"]
 
 
 class RateLimitedError(RequestError):
-    """429: the source sent more events than its rate limit; retry after ``retry_after``."""
+    """429: the source sent more events than its rate limit; retry after ``retry_after``.
 
-    def __init__(self, source: str, rate: float, retry_after: float) -> None:
-        super().__init__(f"source {source!r} is over its rate limit of {rate:g} events/s; "
-                         f"retry in {retry_after:g}s", status=429, code="rate_limited",
-                         details={"source": source, "limit_per_second": rate})
+    ``rate`` is what nerve.toml sets; with ``processes`` > 1 each process holds
+    ``rate / processes`` of it, and the message says so (it named only the share: an
+    operator who set 300 read "its rate limit of 150 events/s").
+    """
+
+    def __init__(self, source: str, rate: float, retry_after: float,
+                 processes: int = 1) -> None:
+        share = (f" ({rate / processes:g}/s in each of the {processes} worker processes, "
+                 "and this connection is served by one)" if processes > 1 else "")
+        super().__init__(f"source {source!r} is over its rate limit of {rate:g} events/s"
+                         f"{share}; retry in {retry_after:g}s", status=429,
+                         code="rate_limited",
+                         details={"source": source, "limit_per_second": rate,
+                                  "processes": processes})
         self.retry_after = retry_after
 
 
@@ -44,12 +54,14 @@ class RateLimiter:
     """
 
     def __init__(self, rate: float, burst: float | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, processes: int = 1) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.rate = rate
         self.burst = burst if burst is not None else rate
         self.clock = clock
+        #: the processes sharing the configured rate (this one holds ``rate`` of it)
+        self.processes = processes
         #: source -> (tokens, time of last refill)
         self._buckets: dict[str, tuple[float, float]] = {}
 
@@ -69,19 +81,24 @@ class RateLimiter:
         """Raise RateLimitedError (429) when ``source`` may not send ``events`` now."""
         wait = self.wait(source, events)
         if wait > 0:
-            raise RateLimitedError(source, self.rate, max(1, math.ceil(wait)))
+            raise RateLimitedError(source, self.rate * self.processes, max(1, math.ceil(wait)),
+                                   self.processes)
 
 
 def rate_limiter_for(section: dict[str, Any], processes: int = 1) -> RateLimiter | None:
     """The limiter ``[collector] rate_limit_per_second`` asks for (None: unlimited)."""
     rate = section.get("rate_limit_per_second")
-    if rate is None:
-        return None
     burst = section.get("rate_limit_burst")
+    if rate is None:
+        if burst is not None:  # it limited nothing, silently
+            raise WorkspaceError("nerve.toml: [collector] rate_limit_burst needs "
+                                 "rate_limit_per_second: without it no rate is limited")
+        return None
     if (isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0
             or (burst is not None and (isinstance(burst, bool)
                                        or not isinstance(burst, int | float) or burst <= 0))):
         raise WorkspaceError("nerve.toml: [collector] rate_limit_per_second and "
                              "rate_limit_burst must be positive numbers (events)")
     share = max(1, processes)
-    return RateLimiter(rate / share, None if burst is None else burst / share)
+    return RateLimiter(rate / share, None if burst is None else burst / share,
+                       processes=share)

@@ -212,7 +212,15 @@ def _lifespan(state: NerveState, server_file: Path, max_backlog: int,
         try:
             workers.extend(await spawner(None))
         except BaseException:
+            # a start that fails here (a worker that exits, Ctrl-C meanwhile) stops what
+            # already runs: the process exited with the loader's thread inside DuckDB,
+            # and C++ aborted it ("terminate called without an active exception", SIGABRT)
             server_file.unlink(missing_ok=True)
+            for task in (watcher, sealer, reloader):
+                if task is not None:
+                    task.cancel()
+            spawner.close()
+            await anyio.to_thread.run_sync(_drain, state)
             raise
         # the read side's background work: data-quality checks on their schedule, and the
         # per-minute live anomaly monitor (both read the warehouse, never the request path)
@@ -322,7 +330,7 @@ async def _supervise(workers: list[subprocess.Popen[bytes]], start: Spawner) -> 
             if code is None or code == 0:
                 continue
             logger.error("a worker process died; starting another",
-                         extra={"pid": worker.pid, "exit": code, "worker": slot + 1})
+                         extra={"worker_pid": worker.pid, "exit": code, "worker": slot + 1})
             if worker.stdout is not None:
                 worker.stdout.close()
             try:

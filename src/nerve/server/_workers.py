@@ -103,8 +103,13 @@ def spawn_workers(workspace: Workspace, socks: Sequence[socket.socket], indexes:
             cmd = [sys.executable, "-m", "nerve.server._worker_main", str(sock.fileno()),
                    str(index), str(workspace.root), upstream, f"{writer_id}-{index}",
                    str(os.getpid()), cpu]
+            # a process group of its own: Ctrl-C in a terminal signals the foreground
+            # group, and reached the workers too; while they started, that failed the
+            # server's start with tracebacks instead of a clean stop. The main process
+            # stops them (SIGTERM, stop_workers), and they die with it (PDEATHSIG)
             worker = subprocess.Popen(  # noqa: S603 - our interpreter, our module
-                cmd, pass_fds=[sock.fileno()], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                cmd, pass_fds=[sock.fileno()], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                process_group=0)
             workers.append(worker)
             assert worker.stdin is not None
             with contextlib.suppress(BrokenPipeError):  # it died: its exit is reported below
