@@ -89,6 +89,19 @@ def test_malformed_bodies_are_400(collector: Collector, body: bytes, code: str) 
     assert info.value.code == code
 
 
+def test_a_body_that_is_not_utf8_is_named_by_its_first_bad_byte(collector: Collector) -> None:
+    """orjson says "surrogates not allowed" for any such byte: a Latin-1 é too."""
+    body = '{"batch": [{"type": "track", "event": "café"}]}'.encode("latin-1")
+    with pytest.raises(RequestError) as info:
+        collector.collect(body, endpoint="batch", authorization=basic("WRITEKEY123"))
+    offset = body.index(b"\xe9")
+    assert (info.value.status, info.value.code) == (400, "invalid_json")
+    assert str(info.value).startswith(
+        f"the body is not valid UTF-8: byte 0xe9 at offset {offset} (")
+    assert "surrogates" not in str(info.value)
+    assert info.value.details == {"position": offset}
+
+
 def limited(workspace: Workspace, **limits: int) -> Collector:
     from nerve.catalog import Catalog
 

@@ -183,6 +183,8 @@ def test_overload_answers_503_with_retry_after_never_500(client: Client, shop: W
     assert time.monotonic() - started >= OVERLOAD_ANSWER_DELAY
     assert_error_shape(response, 503, "overloaded")
     assert int(response.headers["retry-after"]) >= 1
+    # the warehouse is what is behind (it said the log was behind the warehouse)
+    assert response.json()["message"].startswith("the warehouse is behind the event log")
 
 
 class FullDisk:

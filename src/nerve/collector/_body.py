@@ -99,8 +99,7 @@ def parse_body(body: bytes, endpoint: str, limits: CollectorLimits) -> ParsedBod
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise RequestError(f"the body is not valid JSON: {exc}", code="invalid_json",
-                           details={"position": exc.pos}) from exc
+        raise _not_json(body, exc) from exc
     if not isinstance(data, dict):
         raise RequestError(f"the body must be a JSON object, got {_kind(data)}",
                            code="invalid_json", details={"field": "$"})
@@ -124,6 +123,20 @@ def parse_body(body: bytes, endpoint: str, limits: CollectorLimits) -> ParsedBod
     # a single call: the body is the message itself; its type comes from the path
     data["type"] = CALL_TYPES[endpoint]
     return ParsedBody([data], write_key, None, data.get("historical_import") is True)
+
+
+def _not_json(body: bytes, exc: orjson.JSONDecodeError) -> RequestError:
+    """The 400 for a body orjson refused. Its words for any byte that is not UTF-8 are
+    "surrogates not allowed" (a Latin-1 "é" too): such a body is named by its first bad
+    byte instead."""
+    try:
+        bytes(body).decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return RequestError(f"the body is not valid UTF-8: byte 0x{bad.object[bad.start]:02x} "
+                            f"at offset {bad.start} ({bad.reason}); send JSON encoded as "
+                            "UTF-8", code="invalid_json", details={"position": bad.start})
+    return RequestError(f"the body is not valid JSON: {exc}", code="invalid_json",
+                        details={"position": exc.pos})
 
 
 def _kind(value: object) -> str:

@@ -144,7 +144,8 @@ async def _collect(state: NerveState, scope: Scope, headers: Headers,
             # refusing it, and the loader, which only gets the CPU they leave, would
             # never catch up: the refusal comes slowly
             await asyncio.sleep(OVERLOAD_ANSWER_DELAY)
-            raise BackpressureError("the event log is behind the warehouse; retry shortly",
+            raise BackpressureError("the warehouse is behind the event log (the loader is "
+                                    "catching up); retry shortly",
                                     retry_after=2)
         _check_content_type(_text(headers, b"content-type"))
         try:
