@@ -168,14 +168,18 @@ def test_connections_that_never_finish_their_headers_are_cut_off(
     assert len(rows(ws, "SELECT message_id FROM events")) == 3
 
 
-@pytest.mark.parametrize("key", ["header_timeout_seconds", "max_connections"])
+@pytest.mark.parametrize(("key", "expected"), [
+    ("header_timeout_seconds", "a number >= 0"),
+    ("max_connections", "a whole number >= 1"),  # 0 answered every request 503
+])
 def test_a_bad_connection_limit_names_the_setting(make_workspace: Callable[..., Workspace],
-                                                  serve: Callable[..., Any], key: str) -> None:
+                                                  serve: Callable[..., Any], key: str,
+                                                  expected: str) -> None:
     ws = make_workspace(EVENTS)
     toml = ws.root / "nerve.toml"
     toml.write_text(toml.read_text().replace("[collector]\n", f'[collector]\n{key} = "lots"\n'))
     with pytest.raises(RuntimeError, match=rf"nerve.toml(:\d+)?: \[collector\] {key}: "
-                                           "expected a number >= 0, got 'lots'"):
+                                           f"expected {expected}, got 'lots'"):
         serve(ws)
 
 
