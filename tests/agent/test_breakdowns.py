@@ -103,8 +103,9 @@ def test_the_cli_declines_a_breakdown_by_user(demo_root: Path) -> None:
     assert "did not understand 'by user' as a breakdown: user is not a dimension" in text
     assert "The closest it has: platform, os, locale, country, age_group." in text
 
-    body = json.loads(_nerve(demo_root, "ask", "orders by user_id", "--no-llm", "--format",
-                             "json").stdout)
+    declined = _nerve(demo_root, "ask", "orders by user_id", "--no-llm", "--format", "json")
+    assert declined.returncode == 1  # as in the table (it exited 0 with JSON)
+    body = json.loads(declined.stdout)
     assert (body["answered"], body["numbers"]) == (False, [])
     assert (body["plan"]["by"], body["plan"]["ignored"]) == (None, ["by user id"])
 

@@ -60,12 +60,11 @@ def ask(
         _unused_llm(result)
     if fmt is Format.json:
         emit_json(result)
-        return
-    if fmt is Format.csv:
+    elif fmt is Format.csv:
         emit(result["numbers"], fmt)
-        return
-    _print(result)
-    if not result.get("answered", True):
+    else:
+        _print(result)
+    if not result.get("answered", True):  # declined: FAILED in every format, for scripts
         raise typer.Exit(1)
 
 
