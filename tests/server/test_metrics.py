@@ -48,8 +48,11 @@ def test_metrics_add_up_every_worker_and_match_pipeline_health(
         assert client.post("/v1/batch", json={"batch": []},
                            headers={"Authorization": "Basic eA=="}).status_code == 401
         text = client.get("/metrics").text
-        deadline = time.monotonic() + 20  # the loader's background loads of every row
-        while ("nerve_loader_dedup_index_ids 84.0" not in text
+        # the loader's background loads of every row: it runs on idle CPU only, which a
+        # CI machine running other tests on both cores leaves little of
+        deadline = time.monotonic() + 90
+        while (("nerve_loader_dedup_index_ids 84.0" not in text
+                or "\nnerve_loader_last_load_seconds " not in text)
                and time.monotonic() < deadline):
             time.sleep(0.2)
             text = client.get("/metrics").text
