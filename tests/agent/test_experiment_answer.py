@@ -4,18 +4,38 @@ contradiction."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
+import nerve.agent._ask
 from nerve.agent import Context, ask, run_tool
 
 
-def test_the_corrected_p_value_is_said_where_it_decides(demo_ctx: Context) -> None:
+def _corrected(readout: dict[str, Any]) -> dict[str, Any]:
+    """The demo's readout with the p-values of a ride-hailing test the helper found
+    (0.025, 0.0996 once Holm corrected it across four metrics): the small demo's own
+    figures vary with the day it simulates, and are often all 1.0 before and after."""
+    for row in readout["rows"]:
+        if row.get("p_value") is not None:
+            row["p_value"], row["p_value_adjusted"] = 0.025, 0.0996
+    return readout
+
+
+def test_the_corrected_p_value_is_said_where_it_decides(
+        demo_ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
+    def tool(ctx: Context, name: str, args: dict[str, Any]) -> Any:
+        result = run_tool(ctx, name, args)
+        return _corrected(result) if name == "experiment_results" else result
+
+    monkeypatch.setattr(nerve.agent._ask, "run_tool", tool)
     answer = ask("how is the simple checkout experiment doing?", demo_ctx)
     assert answer.answered, answer.answer
-    readout = run_tool(demo_ctx, "experiment_results", {"key": "simple_checkout"})
+    readout = _corrected(run_tool(demo_ctx, "experiment_results", {"key": "simple_checkout"}))
     rows = [r for r in readout["rows"] if r["lift"] is not None
             and r["role"] in ("primary", "guardrail")
-            and r["p_value_adjusted"] is not None
             and r["p_value_adjusted"] != r["p_value"]]
-    assert rows, readout["rows"]  # Holm over four metrics moves every p-value but one
+    assert rows, readout["rows"]
     said = [n.value for n in answer.numbers if n.label == "adjusted p-value"]
     assert said == [r["p_value_adjusted"] for r in rows]
     for n in answer.numbers:
