@@ -94,3 +94,25 @@ def test_view_sql_quotes_odd_names() -> None:
                 "('track', 'Order Completed', '{\"it''s.here\": 7}')")
     con.execute(sql)
     assert con.execute('SELECT "it\'s.here" FROM evt_order_completed').fetchone() == (7,)
+
+
+def test_group_calls_get_a_view_of_their_traits(
+        events_table: Callable[[list[dict[str, Any]]], Any]) -> None:
+    table = events_table([
+        {"type": "group", "event": None, "user_id": "u1", "group_id": "acme",
+         "timestamp": T0, "traits": {"seats": "12", "plan": "team"}},
+        {"type": "identify", "event": None, "user_id": "u1", "timestamp": T0,
+         "traits": {"seats": 99}},
+        {"event": "add_to_cart", "user_id": "u1", "timestamp": T0, "properties": {}},
+    ])
+    con = duckdb.connect()
+    con.register("incoming", table)
+    con.execute("CREATE TABLE events AS SELECT * EXCLUDE (properties, traits, context), "
+                "properties::JSON AS properties, traits::JSON AS traits, "
+                "context::JSON AS context FROM incoming")
+    group = EventSpec("group", Version(1), type="group", properties=(
+        PropertySpec("seats", "integer"), PropertySpec("plan", "string")))
+    # no identify entry in this catalog: no evt_identify, however many identify rows
+    assert refresh_typed_views(con, Catalog.from_specs([group])) == ["evt_group"]
+    assert con.execute("SELECT user_id, seats, plan FROM evt_group").fetchall() == [
+        ("u1", 12, "team")]
