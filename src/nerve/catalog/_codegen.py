@@ -205,7 +205,8 @@ def generate_python(catalog: Catalog, project: str = "nerve") -> str:
     used = {"Literal": "Literal[" in body, "Required": "Required[" in body,
             "TypedDict": bool(typed_dicts.names)}
     typing_names = ", ".join(["Any", *(n for n in sorted(used) if used[n]), "Protocol"])
-    imports = "\nimport warnings\n" if "warnings.warn(" in body else ""
+    # a deprecated event's function warns when called
+    imports = "\nimport warnings\n" if any(s.status == "deprecated" for s in specs) else ""
     return _PY_HEADER.format(project=project, all_names=names + typed_dicts.names,
                              typing_names=typing_names, imports=imports) + body
 
