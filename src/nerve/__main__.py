@@ -1,3 +1,3 @@
-from nerve.cli import main
+from nerve._entry import main
 
 main()

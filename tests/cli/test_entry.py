@@ -1,0 +1,36 @@
+"""The ``nerve`` command's entry point (nerve._entry)."""
+
+from __future__ import annotations
+
+import importlib.abc
+import sys
+from importlib.metadata import entry_points
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from nerve._entry import main
+
+
+class _CtrlCOnImport(importlib.abc.MetaPathFinder):
+    """Raises KeyboardInterrupt when ``nerve.cli`` is imported, as Ctrl-C there would."""
+
+    def find_spec(self, name: str, path: Any, target: ModuleType | None = None) -> None:
+        if name == "nerve.cli":
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_while_the_command_line_loads_aborts_without_a_traceback(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delitem(sys.modules, "nerve.cli", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [_CtrlCOnImport(), *sys.meta_path])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 1
+    assert capsys.readouterr().err.strip() == "Aborted!"
+
+
+def test_the_installed_command_starts_through_the_entry_point() -> None:
+    (script,) = entry_points(group="console_scripts", name="nerve")
+    assert script.value == "nerve._entry:main"
