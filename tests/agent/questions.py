@@ -328,6 +328,13 @@ CASES: list[Case] = [
     Case("forecast revenue for next week", "forecast", min_numbers=7),
     # --- what nerve does not have: say so, no number
     Case("what is our churn rate?", "unknown", answered=False),
+    # people, not events: the distinct users behind what a count metric counts
+    Case("How many users placed orders last week?", "value",
+         lambda t: [t.users("purchase_complete", t.last_week)]),
+    Case("how many people made purchases yesterday", "value",
+         lambda t: [t.users("purchase_complete", (t.y, t.y))]),
+    Case("how many people made cart adds yesterday", "unknown", answered=False,
+         contains=("add_to_cart events, not the people",)),
     Case("How many app installs last week?", "unknown", answered=False),
     Case("NPS last month", "unknown", answered=False),
     Case("what was the customer lifetime value in October?", "unknown", answered=False),

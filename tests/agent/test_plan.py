@@ -422,3 +422,38 @@ def test_a_property_named_whole_is_no_metric_it_starts_with() -> None:
                        VOCAB.dimensions, properties=("session_id",))
     p = plan_question("orders by session_id last week", vocab, TODAY)
     assert (p.intent, p.by, p.ignored) == ("breakdown", "session_id", []), p.as_dict()
+
+
+PEOPLE = Vocabulary((
+    MetricInfo("orders", "Orders", counts="events", over="purchase_complete"),
+    MetricInfo("buyers", "Buyers", counts="people", over="purchase_complete"),
+    MetricInfo("active_users", "Active users", synonyms=("users",), counts="people",
+               over="*"),
+    MetricInfo("cart_adds", "Cart adds", counts="events", over="add_to_cart"),
+    MetricInfo("paid_orders", "Paid orders", counts="events",
+               over="purchase_complete where status = 'paid'"),
+), events=("add_to_cart", "purchase_complete"))
+
+
+@pytest.mark.parametrize(("question", "metric"), [
+    ("how many users placed orders last week", "buyers"),
+    ("how many people placed orders", "buyers"),
+    ("the number of distinct customers with orders yesterday", "buyers"),
+    ("how many orders last week", "orders"),
+    ("how many users yesterday", "active_users"),
+])
+def test_how_many_people_counts_the_people_behind_a_count(question: str,
+                                                          metric: str) -> None:
+    """"how many people requested a ride" answered the count of ride requests."""
+    p = plan_question(question, PEOPLE, TODAY)
+    assert (p.intent, p.metric) == ("value", metric), p.as_dict()
+
+
+def test_how_many_people_declines_when_no_metric_counts_them() -> None:
+    for question, over in [("how many people made cart adds", "add_to_cart"),
+                           ("how many customers made paid orders",
+                            "purchase_complete where status = 'paid'")]:
+        p = plan_question(question, PEOPLE, TODAY)
+        assert (p.intent, p.metric) == ("unknown", None), p.as_dict()
+        assert f"counts {over} events, not the people" in p.problems[0]
+        assert p.suggestions == ["buyers", "active_users"]

@@ -16,6 +16,7 @@ from nerve.agent._plan import MetricInfo, Plan, Vocabulary, plan_question
 from nerve.agent._time import Span
 from nerve.agent._tools import Context, run_tool
 from nerve.errors import QueryError
+from nerve.semantic import Metric
 
 __all__ = ["ask", "plan_for", "vocabulary"]
 
@@ -26,8 +27,7 @@ def vocabulary(ctx: Context) -> Vocabulary:
     """What the planner may map a question onto, read from ``ctx``."""
     values = ctx.dimension_values()
     return Vocabulary(
-        metrics=tuple(MetricInfo(m.name, m.title, m.description, tuple(m.synonyms))
-                      for m in ctx.layer.metrics.values()),
+        metrics=tuple(_metric_info(m) for m in ctx.layer.metrics.values()),
         dimensions={n: (d.description, () if n in _SKIP_VALUES else values.get(n, ()))
                     for n, d in ctx.layer.dimensions.items()},
         segments={n: s.description for n, s in ctx.layer.segments.items()},
@@ -35,6 +35,20 @@ def vocabulary(ctx: Context) -> Vocabulary:
         experiments={k: e.name for k, e in ctx.experiments().items()},
         properties=tuple(sorted({p.name for spec in ctx.catalog if spec.type == "track"
                                  for p in spec.properties})))
+
+
+def _metric_info(metric: Metric) -> MetricInfo:
+    counts = over = None
+    measure = metric.measure
+    if metric.type == "simple" and measure is not None:
+        if measure.agg == "count":
+            counts = "events"
+        elif measure.agg == "count_distinct" and measure.of in (None, "user"):
+            counts = "people"
+        filters = [f for f in (measure.filter, metric.filter) if f]
+        over = " | ".join(measure.events) + "".join(f" where {f}" for f in filters)
+    return MetricInfo(metric.name, metric.title, metric.description, tuple(metric.synonyms),
+                      counts, over or "")
 
 
 def plan_for(question: str, ctx: Context) -> Plan:

@@ -35,6 +35,12 @@ class MetricInfo:
     label: str
     description: str = ""
     synonyms: tuple[str, ...] = ()
+    #: what a simple metric counts: ``events`` (a count) or ``people`` (distinct users);
+    #: None for any other metric
+    counts: str | None = None
+    #: for a counting metric, what it counts over: its events and filters
+    #: (``order_completed where currency = 'EUR'``)
+    over: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +178,13 @@ def plan_question(question: str, vocab: Vocabulary, today: date) -> Plan:
     text, top = _top(text, plan)
     text = read_breakdown(text, vocab, plan)
     text = read_filters(text, vocab, plan)
-    plan.metric, text = _metric(text, vocab)
+    asked = _PEOPLE.search(text)
+    if asked is not None:  # "how many customers placed orders"
+        text = _people(text, asked, vocab, plan)
+        if plan.intent == "unknown":
+            return plan
+    if plan.metric is None:
+        plan.metric, text = _metric(text, vocab)
     if plan.metric is None:
         event = _event(text, vocab)
         words = [w for w in text.split() if w not in _STOP]
@@ -345,6 +357,39 @@ def _metric(text: str, vocab: Vocabulary) -> tuple[str | None, str]:
         if close:
             return single[close[0]], stemmed.replace(word, " ")
     return None, text
+
+
+#: a question that counts people: "how many customers ...", "the number of users who ..."
+_PEOPLE = re.compile(
+    r"\b(?:how many|number of)(?: different| distinct| unique)? (?:people|persons|users|"
+    r"customers|visitors|shoppers|buyers|players|members|riders|drivers|accounts|clients|"
+    r"guests|patients|students|subscribers|readers|listeners|viewers)\b")
+
+
+def _people(text: str, asked: re.Match[str], vocab: Vocabulary, plan: Plan) -> str:
+    """For a question that counts people, the metric of the people behind what the rest
+    of it names: "how many customers placed orders" is the distinct users of the events
+    ``orders`` counts, not the count of orders. Sets ``plan.metric`` (or declines, when no
+    metric counts those people) and returns the text left; leaves both alone when the rest
+    names no counting metric ("how many users": the metric named by the word itself)."""
+    rest = (text[: asked.start()] + " " + text[asked.end():]).strip()
+    name, left = _metric(rest, vocab)
+    counted = next((m for m in vocab.metrics if m.name == name), None)
+    if counted is None or counted.counts != "events":
+        return text
+    people = [m.name for m in vocab.metrics
+              if m.counts == "people" and m.over == counted.over]
+    if people:
+        plan.metric = people[0]
+        return left
+    plan.problems.append(
+        f"the question asks how many people, but {counted.name} counts {counted.over} "
+        "events, not the people behind them, and no metric counts those people (a metric "
+        "with count_distinct over the same events would; for one event, `nerve trend "
+        "<event> --measure users` counts them)")
+    plan.suggestions = [m.name for m in vocab.metrics if m.counts == "people"]
+    plan.intent = "unknown"
+    return left
 
 
 def _closest(text: str, vocab: Vocabulary, n: int = 3) -> list[str]:
