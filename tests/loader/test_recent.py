@@ -187,6 +187,31 @@ def test_a_new_loader_finds_copies_loaded_before_it_from_its_index(
     assert warehouse.query("SELECT count(*) AS n FROM events").column("n")[0].as_py() == 1001
 
 
+def test_resent_copies_are_dropped_and_not_indexed_again(
+        tmp_path: Path, warehouse: Warehouse, make_envelope: Callable[..., Any]) -> None:
+    """An SDK that resends a batch it got no answer for: the copies are duplicates, and
+    the index (its size is the ``nerve_loader_dedup_index_ids`` gauge, and its memory)
+    holds each loaded id once, not once per copy."""
+    now = time.time_ns() // 1000
+    with LogWriter(tmp_path / "log", "w0") as writer:
+        writer.append(to_record_batch([make_envelope(i, message_id=f"m{i}", received_at=now + i)
+                                       for i in range(10)]))
+        writer.sync()
+        loader = Loader(tmp_path / "log", warehouse)
+        assert loader.load_once().loaded == 10
+        assert loader.dedup_index_ids == 10
+        for resend in range(1, 3):  # twice: copies of 6 of them, and one new message
+            writer.append(to_record_batch(
+                [make_envelope(i, message_id=f"m{i}", received_at=now + resend * H + i)
+                 for i in range(6)]
+                + [make_envelope(99, message_id=f"new{resend}", received_at=now + resend * H)]))
+            writer.sync()
+            stats = loader.load_once()
+            assert (stats.loaded, stats.duplicates) == (1, 6)
+            assert loader.dedup_index_ids == 10 + resend
+    assert warehouse.query("SELECT count(*) AS n FROM events").column("n")[0].as_py() == 12
+
+
 def test_a_failed_commit_leaves_the_index_as_it_was(
         tmp_path: Path, warehouse: Warehouse, make_batch: Callable[..., Any],
         caplog: pytest.LogCaptureFixture) -> None:
@@ -265,5 +290,5 @@ def test_a_commit_the_index_could_not_take_makes_the_loader_rebuild_it(
         writer.sync()
         stats = loader.load_once()
     assert (stats.loaded, stats.duplicates) == (0, 1)
-    assert loader.dedup_index_ids == 4  # rebuilt: the 3 rows; then the copy's commit
+    assert loader.dedup_index_ids == 3  # rebuilt: the 3 rows; the copy is not indexed
     assert len([r for r in caplog.records if "indexed the message_ids" in r.getMessage()]) == 2

@@ -132,18 +132,27 @@ class _Probes:
         try:
             since = None if window_start is None else as_micros(window_start)
             scopes: list[Scope] = [(since, None)]
-            if self.index is not None:
-                new = cursor.execute(f"SELECT hash(message_id) AS h, epoch_us(received_at) "
-                                     f"AS t {rows}").fetchnumpy()
-                hashes = np.asarray(new["h"], np.uint64)
-                pending = self._pending[table]
-                # in the pending ids, forget nothing: all of them are indexed at the end
-                scopes = merge_scopes([*self.index[table].scopes(hashes, since),
-                                       *pending.holding(hashes, since)])
-                pending.add(hashes, np.asarray(new["t"], np.int64))
-            ids = f"SELECT message_id {rows}"
-            found = [self._probe(cursor, table, ids, scope) for scope in scopes]
-            return pa.concat_arrays(found) if found else pa.array([], pa.string())
+            if self.index is None:
+                return self._probe_all(cursor, table, rows, scopes)
+            query = f"SELECT hash(message_id) AS h, epoch_us(received_at) AS t {rows}"
+            new = cursor.execute(query).fetchnumpy()
+            hashes = np.asarray(new["h"], np.uint64)
+            pending = self._pending[table]
+            # in the pending ids, forget nothing: all of them are indexed at the end
+            scopes = merge_scopes([*self.index[table].scopes(hashes, since),
+                                   *pending.holding(hashes, since)])
+            seen = self._probe_all(cursor, table, rows, scopes)
+            if len(seen):  # rare: a resend of loaded rows, dropped, so not indexed again
+                cursor.register("_nerve_seen", pa.table({"id": seen}))
+                try:
+                    new = cursor.execute(
+                        f"SELECT hash(message_id) AS h, epoch_us(received_at) AS t FROM "
+                        f"(SELECT message_id, received_at {rows}) WHERE message_id NOT IN "
+                        "(SELECT id FROM _nerve_seen)").fetchnumpy()
+                finally:
+                    cursor.unregister("_nerve_seen")
+            pending.add(np.asarray(new["h"], np.uint64), np.asarray(new["t"], np.int64))
+            return seen
         finally:
             self.seconds += time.perf_counter() - started
 
@@ -157,6 +166,12 @@ class _Probes:
         except BaseException:
             self.index.clear()  # part of the commit is not indexed: the loader rebuilds it
             raise
+
+    def _probe_all(self, cursor: Any, table: str, rows: str, scopes: list[Scope]
+                   ) -> pa.Array:
+        ids = f"SELECT message_id {rows}"
+        found = [self._probe(cursor, table, ids, scope) for scope in scopes]
+        return pa.concat_arrays(found) if found else pa.array([], pa.string())
 
     @staticmethod
     def _probe(cursor: Any, table: str, ids: str, scope: Scope) -> pa.Array:
