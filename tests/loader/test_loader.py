@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from nerve.envelope import to_record_batch
 from nerve.errors import WorkspaceError
 from nerve.loader import Loader, LoadStats
 from nerve.log import LogWriter, backlog_bytes, list_segments
@@ -95,6 +96,33 @@ def test_replaying_the_log_loads_each_message_once(tmp_path: Path, warehouse: Wa
     assert warehouse.query("SELECT message_id FROM events ORDER BY user_id") \
         .column(0).to_pylist() == sorted(ids, key=ids.index)
     assert count(warehouse, "SELECT sum(duplicates) FROM loads") == 15
+
+
+def test_the_ledger_counts_each_sources_duplicates(
+        tmp_path: Path, warehouse: Warehouse, make_envelope: Callable[..., Any]) -> None:
+    """The duplicates check grades each source's share (docs/quality.md): the ledger
+    says whose rows were copies, among the table's and within the load, valid or not."""
+    def rows(source: str, ids: range, **extra: Any) -> list[Any]:
+        return [make_envelope(i, message_id=f"{source}{i}", source=source, **extra)
+                for i in ids]
+
+    with LogWriter(tmp_path / "log") as writer:
+        writer.append(to_record_batch(rows("app", range(5)) + rows("crm", range(3))))
+        writer.sync()
+        loader = Loader(tmp_path / "log", warehouse)
+        loader.load_once()
+        writer.append(to_record_batch(
+            rows("app", range(4))                                  # 4 copies of loaded rows
+            + rows("app", range(10, 12)) * 2                       # 2 copies within the load
+            + rows("backfill", range(50))                          # new rows only
+            + rows("crm", range(20, 21), violations='[{"rule": "x"}]') * 2))  # 1, quarantined
+        writer.sync()
+        stats = loader.load_once()
+    assert (stats.duplicates, stats.loaded, stats.quarantined) == (7, 52, 1)
+    ledger = warehouse.query("SELECT duplicates, duplicate_sources FROM loads "
+                             'ORDER BY "at", start_offset').to_pylist()
+    assert ledger == [{"duplicates": 0, "duplicate_sources": None},
+                      {"duplicates": 7, "duplicate_sources": '{"app":6,"crm":1}'}]
 
 
 def test_invalid_events_go_to_quarantine_with_their_violations(

@@ -3,6 +3,7 @@ loads, and steps aside, having written nothing, as soon as any id repeats."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -33,8 +34,8 @@ def contents(wh: Warehouse) -> dict[str, list[dict[str, Any]]]:
 def test_the_one_pass_load_equals_the_dedup_path(make_envelope: Callable[..., Any]) -> None:
     raw = table(make_envelope, [f"m{i}" for i in range(30)])
     with Warehouse.open("duckdb://:memory:") as fast, Warehouse.open("duckdb://:memory:") as slow:
-        assert _load_fresh(fast.cursor(), raw, None, _Probes()) == (20, 10)
-        assert _load_dedup(slow.cursor(), raw, None, _Probes()) == (20, 10)
+        assert _load_fresh(fast.cursor(), raw, None, _Probes()) == (20, 10, Counter())
+        assert _load_dedup(slow.cursor(), raw, None, _Probes()) == (20, 10, Counter())
         assert contents(fast) == contents(slow)
         assert len(contents(fast)["quarantine"]) == 10
 
@@ -45,7 +46,8 @@ def test_it_steps_aside_when_an_id_repeats(make_envelope: Callable[..., Any]) ->
         within = table(make_envelope, ["a", "b", "a"])
         assert _load_fresh(cursor, within, None, _Probes()) is None
         assert contents(wh) == {"events": [], "quarantine": []}
-        assert _load_fresh(cursor, table(make_envelope, ["x", "y", "z"]), None, _Probes()) == (2, 1)
+        assert _load_fresh(cursor, table(make_envelope, ["x", "y", "z"]), None,
+                           _Probes()) == (2, 1, Counter())
         # "x" is invalid (i=0): already in quarantine; "q" is new
         assert _load_fresh(cursor, table(make_envelope, ["x", "q"]), None, _Probes()) is None
         # "y" is valid (i=1) in the first table, and valid again here (i=1)

@@ -79,6 +79,26 @@ def test_loader_duplicates_share(inputs: Any) -> None:
     assert clean.status is Status.passed
 
 
+def test_one_sources_resends_are_not_diluted_by_another_sources_backfill(
+        inputs: Any) -> None:
+    """10% of the app's rows were resent copies, but a backfill of 1,900 rows in the same
+    day brought the pipeline's share down to 0.5%: the app's own share fails."""
+    events = ([{"event": "a", "timestamp": ago(minutes=5), "source": "app"}] * 90
+              + [{"event": "a", "timestamp": ago(minutes=5), "source": "backfill"}] * 1900)
+    loads = [{"at": ago(hours=1), "rows_in": 2000, "duplicates": 10,
+              "duplicate_sources": '{"app": 10}'}]
+    total, app = run_checks(inputs(events, loads=loads), now=NOW, select=["duplicates"])
+    assert (total.dimensions, total.status, total.observed) == ({}, Status.warn, 0.005)
+    assert (app.dimensions, app.status) == ({"source": "app"}, Status.fail)
+    assert app.observed == pytest.approx(0.1)
+    assert app.details == {"rows_in": 100, "duplicates": 10}
+    assert "dropped 10 of the 100 rows from source app (10%)" in app.message
+    # one source sending: its share is the total's, said once
+    alone = [e for e in events if e["source"] == "app"]
+    only, = run_checks(inputs(alone, loads=loads), now=NOW, select=["duplicates"])
+    assert only.dimensions == {}
+
+
 def test_natural_key_duplicates(inputs: Any) -> None:
     t = ago(minutes=30)
     events = [{"event": "search", "user_id": f"u{i}", "timestamp": ago(minutes=i),

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections import Counter
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -187,15 +189,15 @@ class _Probes:
 
 
 def _load_part(cursor: Any, part: pa.Table, table: str, columns: tuple[str, ...], stamp: str,
-               window_start: datetime | None, probes: _Probes) -> int:
-    """Insert the rows of ``part`` whose message_id is not in ``table`` yet; how many.
+               window_start: datetime | None, probes: _Probes) -> pa.Table:
+    """Insert the rows of ``part`` whose message_id is not in ``table`` yet; those rows.
 
     Two steps, measured faster than one ``INSERT ... WHERE NOT EXISTS`` (which cost ~30%
     more CPU): find the ids already loaded (a semi-join that reads only ``message_id``
     and ``received_at``; usually none), drop them in Arrow, then a plain insert.
     """
     if part.num_rows == 0:
-        return 0
+        return part
     view = f"_nerve_load_{table}"
     data = as_json(scannable(part.select(list(columns))))
     cursor.register(view, data)
@@ -206,18 +208,29 @@ def _load_part(cursor: Any, part: pa.Table, table: str, columns: tuple[str, ...]
             cursor.unregister(view)
             cursor.register(view, data)
         if data.num_rows == 0:
-            return 0
+            return data
         names = ", ".join(quote(c) for c in columns)
         cursor.execute(f"INSERT INTO {table} ({names}, {stamp}) SELECT {names}, now() "
                        f"FROM {view}")
     finally:
         cursor.unregister(view)
-    return int(data.num_rows)
+    return data
+
+
+#: what one range's load did: rows loaded, rows quarantined, copies dropped per source
+Counts = tuple[int, int, Counter[str]]
+
+
+def _sources(table: pa.Table) -> Counter[str]:
+    """Rows per ``source``."""
+    counts = pc.value_counts(table.column("source")) if table.num_rows else []
+    return Counter({item["values"].as_py(): item["counts"].as_py() for item in counts})
 
 
 def _load_dedup(cursor: Any, raw: pa.Table, window_start: datetime | None,
-                probes: _Probes) -> tuple[int, int]:
-    """Load ``raw`` skipping every copy of a message_id: (loaded, quarantined)."""
+                probes: _Probes) -> Counts:
+    """Load ``raw`` skipping every copy of a message_id: (loaded, quarantined, copies
+    dropped per source)."""
     # each table holds a message_id once: copies collapse per destination, so a copy
     # that validates after the catalog changed still reaches events
     violations = raw.column("violations")
@@ -229,21 +242,24 @@ def _load_dedup(cursor: Any, raw: pa.Table, window_start: datetime | None,
         invalid_rows = dedup_within(raw.filter(invalid))
     loaded = _load_part(cursor, valid_rows, "events", EVENT_COLUMNS, "loaded_at",
                         window_start, probes)
-    quarantined = 0 if invalid_rows is None else _load_part(
+    quarantined = None if invalid_rows is None else _load_part(
         cursor, invalid_rows, "quarantine", QUARANTINE_COLUMNS, "quarantined_at",
         window_start, probes)
-    return loaded, quarantined
+    dropped = _sources(raw) - _sources(loaded)
+    if quarantined is not None:
+        dropped -= _sources(quarantined)
+    return loaded.num_rows, 0 if quarantined is None else quarantined.num_rows, dropped
 
 
 def _load_fresh(cursor: Any, raw: pa.Table, window_start: datetime | None,
-                probes: _Probes) -> tuple[int, int] | None:
+                probes: _Probes) -> Counts | None:
     """The usual case in one pass: no message_id repeats, within the rows or in the
     tables. Then both tables are filled straight from one registered Arrow table (DuckDB
     splits valid from invalid while it scans), without the Arrow filters and copies of
     ``_load_dedup``. Returns None, having written nothing, when any id repeats.
     """
     if raw.num_rows == 0:
-        return 0, 0
+        return 0, 0, Counter()
     ids = raw.column("message_id")
     if pc.count_distinct(ids).as_py() != raw.num_rows:
         return None
@@ -266,7 +282,7 @@ def _load_fresh(cursor: Any, raw: pa.Table, window_start: datetime | None,
                                f"now() FROM {view} WHERE violations {where}")
     finally:
         cursor.unregister(view)
-    return raw.num_rows - invalid, invalid
+    return raw.num_rows - invalid, invalid, Counter()
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,11 +339,12 @@ def commit_ranges(cursor: Any, ranges: list[LogRange], *, dedup_window: timedelt
                   else None)
         if counts is None:
             counts = [_load_one(cursor, table, dedup_window, probes) for table in tables]
-        for part, table, (loaded, quarantined) in zip(ranges, tables, counts, strict=True):
+        for part, table, (loaded, quarantined, dropped) in zip(ranges, tables, counts,
+                                                               strict=True):
             stats = LoadStats(batches=len(part.batches), rows_in=table.num_rows + part.rejected,
                               loaded=loaded, quarantined=quarantined, rejected=part.rejected,
                               duplicates=table.num_rows - loaded - quarantined)
-            _record(cursor, part, stats, table)
+            _record(cursor, part, stats, table, dropped)
             total.add(stats)
         cursor.execute("COMMIT")
         total.probe_seconds = probes.seconds
@@ -348,30 +365,32 @@ def _window_start(table: pa.Table, dedup_window: timedelta | None) -> datetime |
 
 
 def _load_one(cursor: Any, table: pa.Table, dedup_window: timedelta | None,
-              probes: _Probes) -> tuple[int, int]:
-    """One range's rows: (loaded, quarantined), in one pass when no message_id repeats."""
+              probes: _Probes) -> Counts:
+    """One range's rows (``Counts``), in one pass when no message_id repeats."""
     window_start = _window_start(table, dedup_window)
     fresh = _load_fresh(cursor, table, window_start, probes)
     return fresh if fresh is not None else _load_dedup(cursor, table, window_start, probes)
 
 
 def _load_together(cursor: Any, tables: list[pa.Table], dedup_window: timedelta | None,
-                   probes: _Probes) -> list[tuple[int, int]] | None:
+                   probes: _Probes) -> list[Counts] | None:
     """Every range in one pass when no message_id repeats within them or in the tables
     since the earliest range's window (a superset of each range's window, so the answer
     is the one-by-one answer); None, having written nothing, otherwise."""
     together = pa.concat_tables(tables)
     if _load_fresh(cursor, together, _window_start(together, dedup_window), probes) is None:
         return None
-    counts = []
+    counts: list[Counts] = []
     for table in tables:
         invalid = table.num_rows - table.column("violations").null_count
-        counts.append((table.num_rows - invalid, invalid))
+        counts.append((table.num_rows - invalid, invalid, Counter()))
     return counts
 
 
-def _record(cursor: Any, part: LogRange, stats: LoadStats, table: pa.Table) -> None:
-    """The range's new offset and its ledger row (inside the load's transaction)."""
+def _record(cursor: Any, part: LogRange, stats: LoadStats, table: pa.Table,
+            dropped: Counter[str]) -> None:
+    """The range's new offset and its ledger row (inside the load's transaction);
+    ``dropped``: the copies of loaded message_ids it dropped, per source."""
     received = pc.min_max(table.column("received_at")) if table.num_rows else None
     lo = received["min"].as_py() if received else None
     hi = received["max"].as_py() if received else None
@@ -383,8 +402,9 @@ def _record(cursor: Any, part: LogRange, stats: LoadStats, table: pa.Table) -> N
     )
     cursor.execute(
         'INSERT INTO loads ("at", writer, segment, start_offset, "offset", rows_in, '
-        "loaded, duplicates, quarantined, rejected, min_received_at, max_received_at) "
-        "VALUES (now(), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "loaded, duplicates, quarantined, rejected, min_received_at, max_received_at, "
+        "duplicate_sources) VALUES (now(), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [part.writer, part.segment, part.start_offset, part.end_offset, stats.rows_in,
-         stats.loaded, stats.duplicates, stats.quarantined, stats.rejected, lo, hi],
+         stats.loaded, stats.duplicates, stats.quarantined, stats.rejected, lo, hi,
+         orjson.dumps(dict(sorted(dropped.items()))).decode() if dropped else None],
     )

@@ -190,9 +190,40 @@ def check_duplicates(ctx: Context) -> list[CheckResult]:
                    f"({fmt_pct(share)}) as duplicate message ids in {_window_text(window)} "
                    f"(expected at most {fmt_pct(warn)}): clients are resending batches"
                    + (f", since {fmt_time(since)}." if since else "."))
-    return [ctx.result("duplicates", status, message, observed=share, expected=expected,
+    total = ctx.result("duplicates", status, message, observed=share, expected=expected,
                        unit="share", since=since if dups else None,
-                       details={"rows_in": rows_in, "duplicates": dups})]
+                       details={"rows_in": rows_in, "duplicates": dups})
+    return [total, *_duplicates_by_source(ctx, window, warn, fail)] if dups else [total]
+
+
+def _duplicates_by_source(ctx: Context, window: float, warn: float, fail: float
+                          ) -> list[CheckResult]:
+    """The share of each source's rows dropped as duplicates, when several sources sent
+    rows: one source's resends are not diluted by the others' traffic (a backfill)."""
+    dropped = _scan.duplicates_by_source(ctx.inputs, ctx.now, window)
+    if not dropped:
+        return []  # a ledger written before nerve recorded the sources
+    received: Counter[str] = Counter()
+    for table in (ctx.inputs.events, ctx.inputs.quarantine):
+        if table is not None:
+            frame = _scan.received_counts(table, ctx.inputs.backend, ctx.now - window,
+                                          ctx.now)
+            received.update(frame.groupby("source")["n"].sum().astype(int).to_dict())
+    if len(received | dropped) < 2:
+        return []  # one source: the total above is its share
+    results = []
+    for source, dups in sorted(dropped.items()):
+        rows_in = received[source] + dups
+        share = dups / rows_in
+        results.append(ctx.result(
+            "duplicates", grade(share, warn, fail),
+            f"The loader dropped {fmt_count(dups)} of the {fmt_count(rows_in)} rows from "
+            f"source {source} ({fmt_pct(share)}) as duplicate message ids in "
+            f"{_window_text(window)} (expected at most {fmt_pct(warn)}).",
+            dimensions={"source": source}, observed=share,
+            expected={"min": 0.0, "max": warn}, unit="share",
+            details={"rows_in": rows_in, "duplicates": dups}))
+    return results
 
 
 def check_natural_key_duplicates(ctx: Context) -> list[CheckResult]:

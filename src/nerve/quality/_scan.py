@@ -6,17 +6,20 @@ checks then work on those frames in memory. Times are float seconds since the ep
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import ibis
 import ibis.expr.types as ir
+import orjson
 import pandas as pd
 
 from nerve.quality._config import ChecksConfig
 from nerve.quality._engine import Inputs, epoch_seconds, event_key, field_value, user_key
 from nerve.warehouse import one_of
 
-__all__ = ["hourly_profile", "loads_summary", "quarantine_summary", "recent_live"]
+__all__ = ["duplicates_by_source", "hourly_profile", "loads_summary", "quarantine_summary",
+           "recent_live"]
 
 
 def _cases(events: list[str], key: ir.StringValue, per_event: dict[str, float],
@@ -186,6 +189,21 @@ def loads_summary(inputs: Inputs, now: float, window: float) -> pd.DataFrame:
         last=at.max(),
     )
     return query.to_pandas()
+
+
+def duplicates_by_source(inputs: Inputs, now: float, window: float) -> Counter[str]:
+    """The rows the loader dropped as duplicates over the window, per source (empty for
+    a ledger without ``duplicate_sources``)."""
+    loads = inputs.loads
+    if loads is None or "duplicate_sources" not in loads.columns:
+        return Counter()
+    at = epoch_seconds(loads.at, inputs.backend)
+    frame = loads.filter(at >= now - window, at <= now, loads.duplicates > 0,
+                         loads.duplicate_sources.notnull()).select("duplicate_sources")
+    total: Counter[str] = Counter()
+    for text in frame.to_pandas()["duplicate_sources"]:
+        total.update(orjson.loads(text))
+    return total
 
 
 def natural_key_duplicates(inputs: Inputs, now: float, window: float,

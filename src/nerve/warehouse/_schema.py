@@ -85,6 +85,8 @@ TABLES: dict[str, list[tuple[str, str]]] = {
         ("rejected", "BIGINT NOT NULL DEFAULT 0"),
         ("min_received_at", "TIMESTAMPTZ"),
         ("max_received_at", "TIMESTAMPTZ"),
+        # the duplicates per source, as JSON text ({"web": 12}); null when none
+        ("duplicate_sources", "VARCHAR"),
     ],
     "log_offsets": [
         ("writer", "VARCHAR NOT NULL"),
