@@ -221,3 +221,24 @@ def test_yaml_syntax_error_names_the_construct_left_open(
     events = write(tmp_path, {"x.yaml": text})
     with pytest.raises(CatalogError, match=where):
         Catalog.load(events)
+
+
+def test_a_misspelt_field_names_the_closest_known_one(tmp_path: Path) -> None:
+    events = write(tmp_path, {
+        "ride_started.yaml": "name: ride_started\nonwer: rides\nproperties:\n"
+                             "  dock_id:\n    type: string\n    requird: true\n",
+        "groups/ride.yaml": "name: ride\ndescriptoin: A ride.\nproperties: {}\n",
+        "other.yaml": "name: other\nzzz: 1\n",
+    })
+    with pytest.raises(CatalogError) as info:
+        Catalog.load(events)
+    text = str(info.value)
+    assert ("ride_started.yaml:2: ride_started.onwer: unknown field; did you mean 'owner'? "
+            "(expected one of additional_properties, ") in text
+    assert ("ride_started.yaml:6: ride_started.dock_id.requird: unknown field; did you mean "
+            "'required'? (expected one of description, ") in text
+    assert ("ride.yaml:2: ride.descriptoin: unknown field; did you mean 'description'? "
+            "(expected one of description, name, properties)") in text
+    # nothing close: the known fields only
+    assert "other.yaml:2: other.zzz: unknown field; expected one of additional_properties, " \
+        in text
