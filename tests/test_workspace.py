@@ -99,6 +99,21 @@ def test_config_errors_name_the_key(tmp_path: Path, toml: str, message: str) -> 
         Workspace.load(tmp_path)
 
 
+def test_source_errors_name_the_line_and_the_other_source(tmp_path: Path) -> None:
+    (tmp_path / "nerve.toml").write_text(
+        '[project]\nname = "x"\n\n[[sources]]\nname = "web"\nwrite_key = "aaaaaaaaaa"\n\n'
+        '[[sources]]\nname = "ios"\nwrite_key = "aaaaaaaaaa"\n')
+    with pytest.raises(WorkspaceError) as info:
+        Workspace.load(tmp_path)
+    assert str(info.value) == (f"{tmp_path / 'nerve.toml'}:10: [[sources]] #2 write_key: used "
+                               "by another source ('web', [[sources]] #1)")
+    (tmp_path / "nerve.toml").write_text(
+        '[project]\nname = "x"\n[[sources]]\nname = "web"\nwrite_key = "short"\n')
+    with pytest.raises(WorkspaceError, match=r"nerve.toml:5: \[\[sources\]\] #1 write_key: "
+                                             "required, a string of at least 8"):
+        Workspace.load(tmp_path)
+
+
 def test_missing_workspace_says_how_to_make_one(tmp_path: Path) -> None:
     with pytest.raises(WorkspaceError, match="nerve init"):
         Workspace.load(tmp_path)

@@ -271,7 +271,7 @@ class Workspace:
         except tomllib.TOMLDecodeError as exc:
             raise WorkspaceError(f"{path}: {exc}") from exc
         check_settings(raw, path, text)
-        return cls(root=root, config=_parse_config(raw, path))
+        return cls(root=root, config=_parse_config(raw, path, text))
 
 
 def check_settings(raw: dict[str, Any], path: Path | str, text: str = "") -> None:
@@ -357,30 +357,36 @@ def _line(lines: list[str], section: str | None, key: str | None, index: int) ->
     return None
 
 
-def _parse_config(raw: dict[str, Any], path: Path) -> WorkspaceConfig:
-    def fail(field_name: str, problem: str) -> WorkspaceError:
-        return WorkspaceError(f"{path}: {field_name}: {problem}")
+def _parse_config(raw: dict[str, Any], path: Path, text: str = "") -> WorkspaceConfig:
+    def fail(field_name: str, problem: str, section: str | None = None,
+             key: str | None = None, index: int = 0) -> WorkspaceError:
+        where = _at(path, text, section, key, index) if section else f"{path}: "
+        return WorkspaceError(f"{where}{field_name}: {problem}")
 
     project = raw.get("project", {})
     if not isinstance(project, dict) or not isinstance(project.get("name"), str):
         raise fail("[project] name", "required, a string")
     sources = []
-    seen: set[str] = set()
+    seen: dict[str, str] = {}
     for i, item in enumerate(raw.get("sources", [])):
         where = f"[[sources]] #{i + 1}"
         if not isinstance(item, dict):
             raise fail(where, "must be a table")
         name, key = item.get("name"), item.get("write_key")
         if not isinstance(name, str) or not name:
-            raise fail(f"{where} name", "required, a non-empty string")
+            raise fail(f"{where} name", "required, a non-empty string", "sources",
+                       "name" if "name" in item else None, i)
         if not isinstance(key, str) or len(key) < 8:
-            raise fail(f"{where} write_key", "required, a string of at least 8 characters")
+            raise fail(f"{where} write_key", "required, a string of at least 8 characters",
+                       "sources", "write_key" if "write_key" in item else None, i)
         if key in seen:
-            raise fail(f"{where} write_key", "used by another source")
-        seen.add(key)
+            raise fail(f"{where} write_key", f"used by another source ({seen[key]})",
+                       "sources", "write_key", i)
+        seen[key] = f"{name!r}, [[sources]] #{i + 1}"
         historical = item.get("import", False)
         if not isinstance(historical, bool):
-            raise fail(f"{where} import", f"expected true or false, got {historical!r}")
+            raise fail(f"{where} import", f"expected true or false, got {historical!r}",
+                       "sources", "import", i)
         sources.append(Source(name=name, write_key=key, historical=historical))
     warehouse = raw.get("warehouse", {})
     url = warehouse.get("url", f"duckdb://{DATA_DIR}/warehouse.duckdb")

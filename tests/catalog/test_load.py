@@ -86,7 +86,8 @@ def test_load_errors_name_file_line_and_field(tmp_path: Path) -> None:
 
 def test_yaml_syntax_error_names_line(tmp_path: Path) -> None:
     events = write(tmp_path, {"broken.yaml": "name: x\nproperties:\n  a: [unclosed\n"})
-    with pytest.raises(CatalogError, match=r"broken.yaml:4:1: invalid YAML"):
+    # the bracket left open (line 3), not the end of the file where the parser noticed
+    with pytest.raises(CatalogError, match=r"broken.yaml:3:6: invalid YAML: .* flow sequence"):
         Catalog.load(events)
 
 
@@ -202,3 +203,42 @@ def test_patterns_are_judged_by_the_validators_dialect(tmp_path: Path) -> None:
     assert spec is not None
     assert catalog.violations(spec, {"lang": "fr"}) == []
     assert [v.rule for v in catalog.violations(spec, {"lang": "f1"})] == ["pattern"]
+
+
+@pytest.mark.parametrize(("text", "where"), [
+    # an unclosed quote: the parser finds it at the end of the file (line 5), which says
+    # nothing; the error points at the quote
+    ("name: x_y\nproperties:\n  a:\n    type: \"string\n",
+     r"x.yaml:4:11: invalid YAML: found unexpected end of stream \(while scanning a quoted "
+     r"scalar at line 4, column 11\)"),
+    # an unclosed flow mapping: found on the next line, and named where it starts
+    ("name: x_y\nproperties:\n  a: {type: string\n  b: {type: number}\n",
+     r"x.yaml:4:4: invalid YAML: expected ',' or '}', but got ':' \(while parsing a flow "
+     r"mapping at line 3, column 6\)"),
+])
+def test_yaml_syntax_error_names_the_construct_left_open(
+        tmp_path: Path, text: str, where: str) -> None:
+    events = write(tmp_path, {"x.yaml": text})
+    with pytest.raises(CatalogError, match=where):
+        Catalog.load(events)
+
+
+def test_a_misspelt_field_names_the_closest_known_one(tmp_path: Path) -> None:
+    events = write(tmp_path, {
+        "ride_started.yaml": "name: ride_started\nonwer: rides\nproperties:\n"
+                             "  dock_id:\n    type: string\n    requird: true\n",
+        "groups/ride.yaml": "name: ride\ndescriptoin: A ride.\nproperties: {}\n",
+        "other.yaml": "name: other\nzzz: 1\n",
+    })
+    with pytest.raises(CatalogError) as info:
+        Catalog.load(events)
+    text = str(info.value)
+    assert ("ride_started.yaml:2: ride_started.onwer: unknown field; did you mean 'owner'? "
+            "(expected one of additional_properties, ") in text
+    assert ("ride_started.yaml:6: ride_started.dock_id.requird: unknown field; did you mean "
+            "'required'? (expected one of description, ") in text
+    assert ("ride.yaml:2: ride.descriptoin: unknown field; did you mean 'description'? "
+            "(expected one of description, name, properties)") in text
+    # nothing close: the known fields only
+    assert "other.yaml:2: other.zzz: unknown field; expected one of additional_properties, " \
+        in text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,16 @@ _PROPERTY_FIELDS = {
 }
 _GROUP_FIELDS = {"name", "description", "properties"}
 
+
+def _unknown_field(key: str, known: set[str]) -> str:
+    """``unknown field; did you mean 'required'? (expected one of ...)``: the closest
+    known field first, since a misspelt one (``requird: true``) is the usual cause."""
+    expected = ", ".join(sorted(known))
+    close = difflib.get_close_matches(key, sorted(known), n=1)
+    if close:
+        return f"unknown field; did you mean {close[0]!r}? (expected one of {expected})"
+    return f"unknown field; expected one of {expected}"
+
 Problems = list[tuple[Location, str]]
 
 
@@ -54,7 +65,7 @@ def _parse_property(
 
     for key in raw:
         if key not in _PROPERTY_FIELDS:
-            bad(key, f"unknown field; expected one of {', '.join(sorted(_PROPERTY_FIELDS))}")
+            bad(key, _unknown_field(key, _PROPERTY_FIELDS))
     type_ = raw.get("type")
     if type_ not in PROPERTY_TYPES:
         bad("type", f"expected one of {', '.join(PROPERTY_TYPES)}, got {type_!r}")
@@ -135,7 +146,8 @@ def load_group(path: Path, problems: Problems) -> PropertyGroup | None:
     name = raw.get("name") or path.stem
     for key in raw:
         if key not in _GROUP_FIELDS:
-            problems.append((Location(path, _line(raw, key)), f"{name}.{key}: unknown field"))
+            problems.append((Location(path, _line(raw, key)),
+                             f"{name}.{key}: {_unknown_field(key, _GROUP_FIELDS)}"))
     props = _parse_properties(raw.get("properties"), path, _line(raw, "properties"), name,
                               problems)
     return PropertyGroup(
@@ -180,7 +192,7 @@ def load_event(
 
     for key in raw:
         if key not in _EVENT_FIELDS:
-            bad(key, f"unknown field; expected one of {', '.join(sorted(_EVENT_FIELDS))}")
+            bad(key, _unknown_field(key, _EVENT_FIELDS))
     try:
         version = Version.parse(raw.get("version", 1))
     except ValueError as exc:

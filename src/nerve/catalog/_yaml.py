@@ -64,9 +64,24 @@ def load_yaml(path: Path) -> Any:
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        line = mark.line + 1 if mark else None
-        col = mark.column + 1 if mark else None
-        raise CatalogError([(Location(path, line, col), f"invalid YAML: {exc.problem}")]) from exc
+        raise CatalogError([_syntax_error(path, text, exc)]) from exc
     except yaml.YAMLError as exc:
         raise CatalogError([(Location(path), f"invalid YAML: {exc}")]) from exc
+
+
+def _syntax_error(path: Path, text: str, exc: yaml.MarkedYAMLError) -> tuple[Location, str]:
+    """Where a YAML syntax error is, and what: the parser's problem, and what it was
+    reading when it found it (``while scanning a quoted scalar at line 3, column 7``).
+
+    A construct left open (a quote, a bracket) is only found at the end of the file; the
+    problem's own place is then the last line, which says nothing, so the error points
+    at the start of the construct instead."""
+    mark, context = exc.problem_mark, exc.context_mark
+    message = f"invalid YAML: {exc.problem}"
+    if exc.context and context is not None:
+        message += f" ({exc.context} at line {context.line + 1}, column {context.column + 1})"
+        if mark is None or not text[mark.index:].strip():
+            mark = context
+    if mark is None:
+        return Location(path), message
+    return Location(path, mark.line + 1, mark.column + 1), message
