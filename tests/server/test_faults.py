@@ -88,6 +88,9 @@ def test_full_disk_answers_503_and_loses_or_doubles_nothing_acknowledged(
     loaded = _loaded(ws)
     assert len(loaded) == len(set(loaded)), "an event was loaded twice"
     assert set(loaded) == acked
+    # each refused request's new segment went with its failure: none was left empty for
+    # the loader to set aside as corrupt
+    assert sorted(p.name for p in log_dir.rglob("*.corrupt")) == []
     # the operator sees why, in the JSON log on stderr
     logged = [orjson.loads(line) for line in server.log.read_text().splitlines()
               if line.startswith("{")]

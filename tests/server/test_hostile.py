@@ -242,3 +242,52 @@ def test_serve_raises_its_open_files_limit_for_its_workers_too(
         got_soft, got_hard = _open_files_limit(pid)
         assert got_soft == got_hard != "1024", (pid, got_soft, got_hard)
     assert server.stop() == 0
+
+
+@pytest.mark.parametrize("request_bytes", [
+    # both framings: the request smuggling shape a proxy and nerve might read differently
+    b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+    b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n{",
+    b"FOO /v1/batch HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"POST /v1/batch HTTP/9.9\r\nHost: x\r\n\r\n",
+], ids=["content-length and chunked", "content-length overflow", "unknown method",
+        "bad version"])
+def test_requests_that_are_not_http_get_the_one_error_shape(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., Any],
+        request_bytes: bytes) -> None:
+    """uvicorn answered these with a text/plain "Invalid HTTP request received."."""
+    server = serve(make_workspace(EVENTS))
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(request_bytes)
+        reply = _read_all(sock)
+    head, body = reply.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 400"), reply[:200]
+    assert b"content-type: application/json" in head.lower()
+    answer = orjson.loads(body)
+    assert answer["code"] == "invalid_http"
+    assert answer["message"].startswith("the request is not valid HTTP/1.1")
+    assert httpx.get(server.url + "/health", timeout=10).status_code == 200
+    assert server.stop() == 0
+
+
+def test_past_max_connections_the_503_has_the_error_shape_and_retry_after(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., Any]) -> None:
+    """uvicorn's own 503 was text/plain, without the Retry-After every nerve 503 has."""
+    ws = make_workspace(EVENTS)
+    toml = ws.root / "nerve.toml"
+    toml.write_text(toml.read_text().replace("[collector]\n", "[collector]\nmax_connections = 3\n"))
+    server = serve(ws)
+    idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(3)]
+    try:
+        time.sleep(0.3)
+        crowded = httpx.post(server.url + "/v1/batch", json={"batch": [order(1, "x")]},
+                             headers=basic(write_key(ws)), timeout=10)
+    finally:
+        for sock in idle:
+            sock.close()
+    assert crowded.status_code == 503
+    assert crowded.headers["content-type"] == "application/json"
+    assert crowded.json()["code"] == "overloaded"
+    assert int(crowded.headers["Retry-After"]) >= 1
+    assert server.stop() == 0

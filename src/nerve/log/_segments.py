@@ -224,13 +224,18 @@ def recover_segment(path: Path) -> None:
     Corrupt bytes are copied aside first (``<segment>.cut-<offset>``) so nothing is
     destroyed; a torn tail (a write cut short) is simply dropped: it was never synced,
     so never acknowledged. A segment gone meanwhile (the loader deletes sealed segments
-    once loaded, without the writer's lock) needs nothing.
+    once loaded, without the writer's lock) needs nothing. An empty segment (its writer
+    died between creating it and writing its schema) holds nothing and is removed: the
+    loader would otherwise set it aside as corrupt.
     """
     try:
         end, tail = valid_length(path)
     except FileNotFoundError:
         return
     if tail is Tail.CLEAN:
+        if end == 0:  # no bytes at all
+            path.unlink(missing_ok=True)
+            _fsync_dir(path.parent)
         return
     size = path.stat().st_size
     if tail is Tail.CORRUPT:

@@ -131,9 +131,16 @@ class LogWriter:
         path = self.folder / new_segment_name(self.folder)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         header = encode_schema(schema)
-        _write_all(fd, header)
-        _fdatasync(fd)
-        _fsync_dir(self.folder)  # the new name must survive a crash before any sync
+        try:
+            _write_all(fd, header)
+            _fdatasync(fd)
+            _fsync_dir(self.folder)  # the new name must survive a crash before any sync
+        except BaseException:
+            # a full disk: nothing was appended to it, so it goes, with its descriptor
+            # (each refused request tries again: one of each per 503 otherwise)
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            raise
         self._fd, self._schema, self._size = fd, schema, len(header)
         self._header_size, self._opened = len(header), time.monotonic()
 

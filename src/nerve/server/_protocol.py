@@ -13,6 +13,12 @@ Nor does anything bound their size: httptools hands uvicorn a header's value who
 one header that never ends is held, and copied as it grows, until the deadline (a client
 on loopback pushed ~80 MB in 8 s, and the worker grew by 155 MB). Headers past
 ``MAX_HEADER_BYTES`` are refused with 431 and the connection is closed.
+
+uvicorn's own refusals are in nerve's one error shape too: a request its parser cannot
+read (both Content-Length and chunked framing, a malformed length, an unknown method or
+version) gets 400 ``invalid_http``, and a request past ``max_connections`` gets 503
+``overloaded`` with ``Retry-After``, like every nerve 503 (uvicorn answered both in
+text/plain, the 503 without ``Retry-After``).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from nerve.server._errors import error_response
@@ -33,7 +40,7 @@ DEFAULT_HEADER_TIMEOUT = 10.0
 MAX_HEADER_BYTES = 64 << 10
 
 
-def _refusal(status: bytes, code: str, message: str, details: dict[str, Any]) -> bytes:
+def _refusal(status: bytes, code: str, message: str, details: dict[str, Any] | None) -> bytes:
     """A whole HTTP answer in nerve's one error shape, written before any ASGI app runs."""
     body = bytes(error_response(int(status.split()[0]), code, message, details).body)
     return (b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\n"
@@ -48,6 +55,22 @@ def _answer(seconds: float) -> bytes:
 _TOO_LARGE = _refusal(b"431 Request Header Fields Too Large", "headers_too_large",
                       f"the request line and headers are over {MAX_HEADER_BYTES} bytes",
                       {"limit": MAX_HEADER_BYTES})
+
+_NOT_HTTP = _refusal(b"400 Bad Request", "invalid_http", "the request is not valid HTTP/1.1 "
+                     "(its request line, a header, or its framing: Content-Length and "
+                     "Transfer-Encoding both set, or a length that is not a number)", None)
+
+#: seconds a client refused past ``max_connections`` is asked to wait
+CROWDED_RETRY_AFTER = 1
+
+
+async def _crowded(scope: Any, receive: Any, send: Any) -> None:
+    """uvicorn's answer past ``limit_concurrency``, in nerve's shape and with Retry-After."""
+    response = error_response(
+        503, "overloaded", "the server has as many connections as it serves "
+        "([collector] max_connections); retry shortly", None,
+        headers={"Retry-After": str(CROWDED_RETRY_AFTER), "Connection": "close"})
+    await response(scope, receive, send)
 
 
 class _HeaderLimits(HttpToolsProtocol):
@@ -80,6 +103,14 @@ class _HeaderLimits(HttpToolsProtocol):
             if self._header_bytes > MAX_HEADER_BYTES:
                 self.transport.write(_TOO_LARGE)
                 self.transport.close()
+
+    def send_400_response(self, msg: str) -> None:
+        """A request the parser refused: nerve's error shape instead of uvicorn's text."""
+        self.transport.write(_NOT_HTTP)
+        self.transport.close()
+
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        super()._start_asgi_task(cycle, _crowded if app is service_unavailable else app)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
