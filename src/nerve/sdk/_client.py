@@ -417,16 +417,30 @@ class Client:
                         lines, token = self._queue.peek(self.max_batch_size, _MAX_PAYLOAD)
                     make_durable()  # fsync outside the lock: track() never waits on a disk
                     outcome = self._transport.send(lines, sleep=self._sleep)
+                    # a batch split after a 413 has parts, each delivered, refused or not
+                    parts = outcome.parts or ((len(lines), outcome.error),)
+                    failed: list[tuple[Exception, list[bytes]]] = []
                     with self._lock:
                         self._counts["requests"] += outcome.attempts
-                        if outcome.done or not self._durable:
+                        # the spool keeps a batch with an undelivered part whole: its other
+                        # parts go again with it (same message ids) and are counted then
+                        kept = not outcome.done and self._durable
+                        if not kept:
                             self._queue.commit(token)
                             self._settled += len(lines)
-                        key = ("delivered" if outcome.error is None else
-                               "rejected" if outcome.done else "undelivered")
-                        self._counts[key] += len(lines)
-                    if outcome.error is not None:
-                        self._report(outcome.error, _decode(lines))
+                        start = 0
+                        for count, error in parts:
+                            part, start = lines[start:start + count], start + count
+                            if kept and not isinstance(error, DeliveryError):
+                                continue
+                            key = ("delivered" if error is None else
+                                   "undelivered" if isinstance(error, DeliveryError) else
+                                   "rejected")
+                            self._counts[key] += count
+                            if error is not None:
+                                failed.append((error, part))
+                    for error, part in failed:
+                        self._report(error, _decode(part))
                     if not outcome.done:
                         self._paused_until = time.monotonic() + self.policy.backoff_max
                         return False
