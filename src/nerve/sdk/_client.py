@@ -6,6 +6,7 @@ import atexit
 import hashlib
 import logging
 import os
+import sys
 import threading
 import time
 import weakref
@@ -477,6 +478,23 @@ _LIVE: weakref.WeakSet[Client] = weakref.WeakSet()
 def _after_fork_in_child() -> None:
     for client in list(_LIVE):
         client._after_fork_in_child()
+    # A multiprocessing child ends with os._exit(), which skips atexit: what it queued
+    # would be lost. Its own exit hook runs finalizers, registered after its start-up
+    # clears them (register_after_fork runs in the child's _bootstrap, after this hook),
+    # for the clients alive when it ends (also those it creates itself).
+    util = sys.modules.get("multiprocessing.util")
+    if util is not None:
+        util.register_after_fork(_exit_all, _finalize_at_child_exit)
+
+
+def _finalize_at_child_exit(hook: Callable[[], None]) -> None:
+    sys.modules["multiprocessing.util"].Finalize(None, hook, exitpriority=0)
+
+
+def _exit_all() -> None:
+    """What atexit would do for every live client: shutdown(exit_timeout)."""
+    for client in list(_LIVE):
+        client._at_exit()
 
 
 if hasattr(os, "register_at_fork"):  # not on Windows
