@@ -440,8 +440,8 @@ class Client:
                             self._counts[key] += count
                             if error is not None:
                                 failed.append((error, part))
-                    for error, part in failed:
-                        self._report(error, _decode(part))
+                    for refusal, events in failed:
+                        self._report(refusal, _decode(events))
                     if not outcome.done:
                         self._paused_until = time.monotonic() + self.policy.backoff_max
                         return False
