@@ -14,7 +14,15 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from nerve.cli._common import Format, FormatOption, console, emit_json, err_console, handle_errors
+from nerve.cli._common import (
+    Format,
+    FormatOption,
+    console,
+    emit,
+    emit_json,
+    err_console,
+    handle_errors,
+)
 from nerve.demo import DEFAULT_DAYS, DEFAULT_USERS, simulate
 from nerve.demo._run import (
     DemoServer,
@@ -74,8 +82,8 @@ def demo(
 
     Example: nerve demo --days 7 --users 1000 --no-serve
     """
-    # with --format json, stdout holds only the JSON summary: progress goes to stderr
-    out = err_console if fmt is Format.json else console
+    # with --format json or csv, stdout holds only the summary: progress goes to stderr
+    out = console if fmt is Format.table else err_console
     ws = prepare_workspace(directory)
     config = make_config(days, users, seed, incidents=incidents, faults=faults,
                          end=None if end is None else end.replace(tzinfo=UTC))
@@ -100,6 +108,8 @@ def demo(
         if fmt is Format.json:
             emit_json({"workspace": str(ws.root), "url": server.url,
                        "sections": [s.as_dict() for s in sections]})
+        elif fmt is Format.csv:  # one table: each section's rows, named in a first column
+            emit([{"section": s.key, **row} for s in sections for row in s.rows], fmt)
         else:
             _print(sections, out)
         if serve:
