@@ -48,7 +48,8 @@ def demo(
                                                           "created, or reset if an earlier "
                                                           "demo made it.", file_okay=False)]
     = Path("nerve-demo"),
-    days: Annotated[int, typer.Option(help="Days of history to simulate, ending now.",
+    days: Annotated[int, typer.Option(help="Days of history to simulate, ending now "
+                                           "(or at --end).",
                                       min=1, max=400)] = DEFAULT_DAYS,
     users: Annotated[int, typer.Option(help="Shoppers to simulate (about 50 messages each "
                                             "over 28 days).", min=1, max=1_000_000)]
@@ -77,7 +78,7 @@ def demo(
     Creates a workspace with the shop's catalog, starts `nerve serve`, sends DAYS of
     simulated history (iOS, Android and web shoppers; a running experiment; injected
     incidents and instrumentation faults) through the Python SDK as a historical import,
-    then a few minutes of live traffic, waits until everything is loaded, and prints a
+    its last 15 minutes as live traffic, waits until everything is loaded, and prints a
     summary. The truth about what was injected is in DIR/ground_truth.json.
 
     Example: nerve demo --days 7 --users 1000 --no-serve
