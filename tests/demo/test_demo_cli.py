@@ -3,6 +3,8 @@ warehouse checked against the simulator's ground truth."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import signal
 import subprocess
@@ -82,6 +84,20 @@ def test_demo_no_serve_loads_exactly_what_was_simulated(tmp_path: Path) -> None:
     truth = check_warehouse(root)
     assert truth["simulation"]["seed"] == 5
     assert truth["expected"]["quarantined"] == 0
+
+
+def test_demo_format_csv_prints_only_csv(tmp_path: Path) -> None:
+    root = tmp_path / "demo"
+    result = nerve("demo", "--dir", str(root), "--days", "1", "--users", "20",
+                   "--no-serve", "--format", "csv", "--end", "2026-11-28T08:00")
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert rows[0]["section"] == "overview"
+    assert rows[-1]["section"] == "explore"
+    truth = json.loads((root / "ground_truth.json").read_text())
+    events = {r["event"]: int(r["events"]) for r in rows if r["section"] == "events"}
+    assert events == {e: n for e, n in truth["expected"]["accepted_by_event"].items() if n}
+    assert "sending" in result.stderr  # progress goes to stderr
 
 
 def cli(*args: str) -> Result:

@@ -344,3 +344,29 @@ def test_a_forked_child_sends_its_own_events_only(scripted: Scripted) -> None:
     assert client.shutdown()
     assert sorted(e["event"] for e in server.events()) == [
         "child", "parent after fork", "parent before fork"]  # nothing sent twice
+
+
+def test_a_multiprocessing_child_sends_what_it_queued_before_it_ends(
+        scripted: Scripted) -> None:
+    """multiprocessing ends a forked child with os._exit(), skipping atexit."""
+    server = scripted()
+    code = (
+        "import multiprocessing\n"
+        "from nerve.sdk import Client\n"
+        f"client = Client({KEY!r}, {server.url!r}, flush_interval=60)\n"
+        "def work(k):\n"
+        "    for i in range(3):\n"
+        "        client.track('child', {'k': k, 'i': i}, user_id='u')\n"
+        "    # no flush(): the child ends as soon as work() returns\n"
+        "if __name__ == '__main__':\n"
+        "    ctx = multiprocessing.get_context('fork')\n"
+        "    children = [ctx.Process(target=work, args=(k,)) for k in range(2)]\n"
+        "    for child in children:\n"
+        "        child.start()\n"
+        "    for child in children:\n"
+        "        child.join()\n"
+        "    assert [c.exitcode for c in children] == [0, 0]\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    assert sorted((e["properties"]["k"], e["properties"]["i"]) for e in server.events()) == [
+        (k, i) for k in range(2) for i in range(3)]

@@ -150,6 +150,41 @@ def test_413_on_a_batch_splits_it(scripted: Scripted) -> None:
     assert errors == []
 
 
+def test_after_a_413_split_each_half_is_counted_and_reported_as_it_ended(
+        scripted: Scripted) -> None:
+    # the first half is delivered, the second refused: only the second is an error
+    server = scripted([413, 200, 400])
+    errors: list[Any] = []
+    client = client_for(server.url, errors)
+    for i in range(4):
+        client.track("e", {"i": i}, user_id="u")
+    assert client.flush()
+    assert [len(r.batch) for r in server.requests] == [4, 2, 2]
+    ((exc, batch),) = errors
+    assert isinstance(exc, RejectedError)
+    assert exc.status == 400
+    assert [e["properties"]["i"] for e in batch] == [2, 3]
+    stats = client.stats()
+    assert (stats.delivered, stats.rejected, stats.undelivered) == (2, 2, 0)
+    client.shutdown()
+
+
+def test_after_a_413_split_a_delivered_half_is_not_reported_undelivered(
+        scripted: Scripted) -> None:
+    server = scripted([413, 200, 503, 503])
+    errors: list[Any] = []
+    client = client_for(server.url, errors, max_retries=1)
+    for i in range(4):
+        client.track("e", {"i": i}, user_id="u")
+    assert not client.flush()
+    ((exc, batch),) = errors
+    assert isinstance(exc, DeliveryError)
+    assert [e["properties"]["i"] for e in batch] == [2, 3]
+    stats = client.stats()
+    assert (stats.delivered, stats.rejected, stats.undelivered) == (2, 0, 2)
+    client.shutdown()
+
+
 def test_shutdown_with_a_timeout_gives_up_a_long_retry_after(scripted: Scripted) -> None:
     server = scripted([(503, {"Retry-After": "120"})] * 5)
     errors: list[Any] = []

@@ -228,3 +228,24 @@ def test_the_spool_always_holds_exactly_the_unsettled_messages(
             queue.close()
     finally:
         _spool.ROTATE_BYTES = rotate
+
+
+def test_a_split_batch_with_an_undelivered_half_stays_whole_in_the_spool(
+        scripted: Scripted, tmp_path: Path) -> None:
+    server = scripted([413, 200, 503, 503])  # first half delivered, second half not
+    errors: list[Any] = []
+    client = Client(KEY, server.url, spool_dir=tmp_path / "spool", max_retries=1,
+                    on_error=lambda exc, batch: errors.append((exc, batch)), **FAST)
+    for i in range(4):
+        client.track("e", {"i": i}, user_id="u")
+    assert not client.flush()
+    ((exc, batch),) = errors
+    assert isinstance(exc, DeliveryError)
+    assert [e["properties"]["i"] for e in batch] == [2, 3]  # only the undelivered half
+    stats = client.stats()
+    assert (stats.queued, stats.delivered, stats.undelivered) == (4, 0, 2)
+    assert client.flush()  # the whole batch again: the delivered half keeps its ids
+    assert [e["properties"]["i"] for e in server.requests[-1].batch] == [0, 1, 2, 3]
+    stats = client.stats()
+    assert (stats.queued, stats.delivered, stats.undelivered) == (0, 4, 2)
+    assert client.shutdown()

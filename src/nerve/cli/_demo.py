@@ -14,7 +14,15 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from nerve.cli._common import Format, FormatOption, console, emit_json, err_console, handle_errors
+from nerve.cli._common import (
+    Format,
+    FormatOption,
+    console,
+    emit,
+    emit_json,
+    err_console,
+    handle_errors,
+)
 from nerve.demo import DEFAULT_DAYS, DEFAULT_USERS, simulate
 from nerve.demo._run import (
     DemoServer,
@@ -40,7 +48,8 @@ def demo(
                                                           "created, or reset if an earlier "
                                                           "demo made it.", file_okay=False)]
     = Path("nerve-demo"),
-    days: Annotated[int, typer.Option(help="Days of history to simulate, ending now.",
+    days: Annotated[int, typer.Option(help="Days of history to simulate, ending now "
+                                           "(or at --end).",
                                       min=1, max=400)] = DEFAULT_DAYS,
     users: Annotated[int, typer.Option(help="Shoppers to simulate (about 50 messages each "
                                             "over 28 days).", min=1, max=1_000_000)]
@@ -69,13 +78,13 @@ def demo(
     Creates a workspace with the shop's catalog, starts `nerve serve`, sends DAYS of
     simulated history (iOS, Android and web shoppers; a running experiment; injected
     incidents and instrumentation faults) through the Python SDK as a historical import,
-    then a few minutes of live traffic, waits until everything is loaded, and prints a
+    its last 15 minutes as live traffic, waits until everything is loaded, and prints a
     summary. The truth about what was injected is in DIR/ground_truth.json.
 
     Example: nerve demo --days 7 --users 1000 --no-serve
     """
-    # with --format json, stdout holds only the JSON summary: progress goes to stderr
-    out = err_console if fmt is Format.json else console
+    # with --format json or csv, stdout holds only the summary: progress goes to stderr
+    out = console if fmt is Format.table else err_console
     ws = prepare_workspace(directory)
     config = make_config(days, users, seed, incidents=incidents, faults=faults,
                          end=None if end is None else end.replace(tzinfo=UTC))
@@ -100,6 +109,8 @@ def demo(
         if fmt is Format.json:
             emit_json({"workspace": str(ws.root), "url": server.url,
                        "sections": [s.as_dict() for s in sections]})
+        elif fmt is Format.csv:  # one table: each section's rows, named in a first column
+            emit([{"section": s.key, **row} for s in sections for row in s.rows], fmt)
         else:
             _print(sections, out)
         if serve:

@@ -6,6 +6,7 @@ import atexit
 import hashlib
 import logging
 import os
+import sys
 import threading
 import time
 import weakref
@@ -417,16 +418,30 @@ class Client:
                         lines, token = self._queue.peek(self.max_batch_size, _MAX_PAYLOAD)
                     make_durable()  # fsync outside the lock: track() never waits on a disk
                     outcome = self._transport.send(lines, sleep=self._sleep)
+                    # a batch split after a 413 has parts, each delivered, refused or not
+                    parts = outcome.parts or ((len(lines), outcome.error),)
+                    failed: list[tuple[Exception, list[bytes]]] = []
                     with self._lock:
                         self._counts["requests"] += outcome.attempts
-                        if outcome.done or not self._durable:
+                        # the spool keeps a batch with an undelivered part whole: its other
+                        # parts go again with it (same message ids) and are counted then
+                        kept = not outcome.done and self._durable
+                        if not kept:
                             self._queue.commit(token)
                             self._settled += len(lines)
-                        key = ("delivered" if outcome.error is None else
-                               "rejected" if outcome.done else "undelivered")
-                        self._counts[key] += len(lines)
-                    if outcome.error is not None:
-                        self._report(outcome.error, _decode(lines))
+                        start = 0
+                        for count, error in parts:
+                            part, start = lines[start:start + count], start + count
+                            if kept and not isinstance(error, DeliveryError):
+                                continue
+                            key = ("delivered" if error is None else
+                                   "undelivered" if isinstance(error, DeliveryError) else
+                                   "rejected")
+                            self._counts[key] += count
+                            if error is not None:
+                                failed.append((error, part))
+                    for refusal, events in failed:
+                        self._report(refusal, _decode(events))
                     if not outcome.done:
                         self._paused_until = time.monotonic() + self.policy.backoff_max
                         return False
@@ -463,6 +478,23 @@ _LIVE: weakref.WeakSet[Client] = weakref.WeakSet()
 def _after_fork_in_child() -> None:
     for client in list(_LIVE):
         client._after_fork_in_child()
+    # A multiprocessing child ends with os._exit(), which skips atexit: what it queued
+    # would be lost. Its own exit hook runs finalizers, registered after its start-up
+    # clears them (register_after_fork runs in the child's _bootstrap, after this hook),
+    # for the clients alive when it ends (also those it creates itself).
+    util = sys.modules.get("multiprocessing.util")
+    if util is not None:
+        util.register_after_fork(_exit_all, _finalize_at_child_exit)
+
+
+def _finalize_at_child_exit(hook: Callable[[], None]) -> None:
+    sys.modules["multiprocessing.util"].Finalize(None, hook, exitpriority=0)
+
+
+def _exit_all() -> None:
+    """What atexit would do for every live client: shutdown(exit_timeout)."""
+    for client in list(_LIVE):
+        client._at_exit()
 
 
 if hasattr(os, "register_at_fork"):  # not on Windows

@@ -29,6 +29,9 @@ class Outcome:
 
     error: RejectedError | DeliveryError | None = None
     attempts: int = 1
+    #: after a 413 split the batch in parts: each part's event count and error (None:
+    #: delivered), in batch order; empty when the batch went as one
+    parts: tuple[tuple[int, RejectedError | DeliveryError | None], ...] = ()
 
     @property
     def done(self) -> bool:
@@ -118,14 +121,18 @@ class Transport:
     def _split(self, messages: list[bytes], sleep: Callable[[float], bool],
                attempts: int) -> Outcome:
         half = len(messages) // 2
-        outcomes = [self.send(part, sleep=sleep) for part in (messages[:half], messages[half:])]
+        halves = (messages[:half], messages[half:])
+        outcomes = [self.send(part, sleep=sleep) for part in halves]
         total = attempts + sum(o.attempts for o in outcomes)
+        # each part keeps its own outcome, so that a delivered half is not reported lost
+        parts = tuple(part for outcome, events in zip(outcomes, halves, strict=True)
+                      for part in (outcome.parts or ((len(events), outcome.error),)))
         # the worse outcome speaks for the batch: undelivered > rejected > delivered
         for kind in (DeliveryError, RejectedError):
             for outcome in outcomes:
                 if isinstance(outcome.error, kind):
-                    return Outcome(outcome.error, total)
-        return Outcome(None, total)
+                    return Outcome(outcome.error, total, parts)
+        return Outcome(None, total, parts)
 
 
 def _describe(response: httpx.Response) -> str:
