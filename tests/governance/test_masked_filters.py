@@ -148,3 +148,66 @@ def test_exported_names() -> None:
 
     assert nerve.governance.__all__ == ["check_masked_analysis", "check_masked_filters",
                                         "masked_fields_of"]
+
+
+WORKOUT = """\
+name: workout_logged
+description: A member logs a workout.
+owner: fitness
+purpose: analytics
+version: 1
+properties:
+  workout_type: {type: string, pii: none}
+  heart_rate_avg: {type: integer, pii: sensitive, handling: keep}
+  buddy_email: {type: string, pii: personal, handling: keep}
+"""
+
+WORKOUT_METRICS = """\
+metrics:
+  workouts:
+    description: Workouts members logged.
+    measure: {agg: count, event: workout_logged}
+  heart_rate:
+    description: Average heart rate over logged workouts.
+    measure: {agg: avg, event: workout_logged, of: heart_rate_avg}
+  heart_rate_per_workout:
+    type: derived
+    description: Heart rate per workout, to check that references are followed.
+    expr: heart_rate / workouts
+  buddies:
+    description: Distinct training buddies.
+    measure: {agg: count_distinct, event: workout_logged, of: buddy_email}
+  ana_workouts:
+    description: Workouts with one buddy, to check a filter behind a derived metric.
+    measure: {agg: count, event: workout_logged}
+    filter: "buddy_email = 'ana@example.org'"
+  ana_share:
+    type: derived
+    description: Share of workouts with that buddy.
+    expr: ana_workouts / workouts
+"""
+
+
+def test_a_metric_aggregating_a_removed_value_is_refused_on_the_readers_view(
+        make_workspace: Callable[..., Workspace]) -> None:
+    """The reader's view removes a kept sensitive number: an average of it was answered
+    as null (the admin's: 143) without a word. It is refused, naming the field; counts
+    and distinct counts of hashed values (the admin's figures) are still answered."""
+    from nerve.governance import check_masked_filters
+    from nerve.semantic import SemanticLayer
+
+    ws = make_workspace({"workout_logged.yaml": WORKOUT},
+                        extra_toml='[privacy]\nallow_sensitive = ["workout_logged.heart_rate_avg"]')
+    ws.metrics_dir.mkdir(exist_ok=True)
+    (ws.metrics_dir / "workouts.yaml").write_text(WORKOUT_METRICS, encoding="utf-8")
+    assert "heart_rate" in SemanticLayer.load(ws, Catalog.load(ws.events_dir))
+    catalog = Catalog.load(ws.events_dir)
+    layer, fields = SemanticLayer.load(ws, catalog), MaskedFields(catalog)
+    for metric in ("heart_rate", "heart_rate_per_workout"):
+        with pytest.raises(QueryError, match=r"heart_rate_avg .*removed, as it is not text"):
+            check_masked_filters(layer, fields, [metric])
+        check_masked_filters(layer, None, [metric])  # the admin's view: as stored
+    check_masked_filters(layer, fields, ["workouts", "buddies"])
+    # a derived metric's expression is followed for filters too
+    with pytest.raises(QueryError, match=r"metric ana_workouts .*buddy_email"):
+        check_masked_filters(layer, fields, ["ana_share"])

@@ -398,3 +398,69 @@ def test_the_segment_specs_personal_traits_are_masked_unless_the_catalog_says_ot
         assert seen["plan"] == "plus"
         assert seen["name"].startswith("m:")
         assert seen["firstName"].startswith("m:")
+
+
+APPOINTMENT = """\
+name: appointment_booked
+description: A member books a consultation.
+owner: care
+purpose: functional
+version: 1
+properties:
+  clinic_id: {type: string, pii: none}
+  attendees:
+    type: array
+    pii: none
+    items:
+      type: object
+      properties:
+        phone: {type: string, pii: personal, handling: keep}
+        relation: {type: string, pii: none}
+  emergency_contacts:
+    type: array
+    pii: none
+    items: {type: string, pii: personal, handling: keep}
+  ages:
+    type: array
+    pii: none
+    items: {type: integer, pii: personal, handling: keep}
+"""
+
+
+def test_personal_values_inside_array_items_are_masked(
+        make_workspace: Callable[..., Workspace], events_table: Any) -> None:
+    """Kept personal values in an array's items (an object item's property, or the items
+    themselves) reached readers as stored: only objects were looked into."""
+    from datetime import UTC, datetime
+
+    ws = make_workspace({"appointment_booked.yaml": APPOINTMENT})
+    catalog = Catalog.load(ws.events_dir)
+    props = {"clinic_id": "CL-9",
+             "attendees": [{"phone": "+33611112222", "relation": "friend"}, "not an object"],
+             "emergency_contacts": ["+33699998888", "+33677776666"], "ages": [1873]}
+    with Warehouse.for_workspace(ws) as warehouse:
+        cursor = warehouse.cursor()
+        cursor.register("rows", events_table([{
+            "event": "appointment_booked", "user_id": USER, "properties": props,
+            "timestamp": datetime(2026, 11, 28, tzinfo=UTC)}]))
+        cursor.execute("INSERT INTO events SELECT * FROM rows")
+        cursor.execute("""INSERT INTO quarantine SELECT *
+            EXCLUDE (loaded_at), '[{"path": "$.properties.attendees[0].phone", "rule": "pattern",
+            "message": "''+33611112222'' does not match"}]', loaded_at FROM rows""")
+        warehouse.refresh_views(catalog)
+        masked = MaskedWarehouse(warehouse, catalog, b"k" * 16)
+        answers = [json.dumps(masked.query(f"SELECT * FROM {table}").to_pylist(), default=str)
+                   for table in ("events", "quarantine", "evt_appointment_booked")]
+        (row,) = masked.query("SELECT properties FROM events").to_pylist()
+    for answer in answers:
+        for raw in ("+33611112222", "+33699998888", "+33677776666", "1873"):
+            assert raw not in answer
+        assert "friend" in answer
+        assert "CL-9" in answer
+    seen = json.loads(row["properties"])
+    (attendee, other) = seen["attendees"]
+    assert attendee["phone"].startswith("m:")
+    assert attendee["relation"] == "friend"
+    assert other == "not an object"
+    assert [c[:2] for c in seen["emergency_contacts"]] == ["m:", "m:"]
+    assert "ages" not in seen  # personal numbers are removed, as a typed read gives NULL

@@ -98,6 +98,39 @@ def test_personal_properties_inside_array_items_are_protected() -> None:
         assert raw_value not in str(out)
 
 
+def test_an_object_its_class_drops_is_dropped_with_its_nested_properties() -> None:
+    """A sensitive object (or a personal one handled by ``drop``) goes whole, even when
+    the properties it declares inside are of class ``none`` (the default): its GPS
+    coordinates were kept as sent."""
+    spec = EventSpec(name="workout_logged", version=Version(1), properties=(
+        PropertySpec("location", "object", pii="sensitive", handling="drop", properties=(
+            PropertySpec("lat", "number"), PropertySpec("lon", "number", pii="none"))),
+        PropertySpec("home", "object", pii="personal", handling="drop", properties=(
+            PropertySpec("street", "string"),)),
+        PropertySpec("route", "object", pii="sensitive", properties=(
+            PropertySpec("city", "string"),)),
+        PropertySpec("workout_type", "string"),
+    ))
+    raw = {"location": {"lat": 37.710123, "lon": -122.410456},
+           "home": {"street": "Raw Street 17"}, "route": {"city": "Lisbon"},
+           "workout_type": "run"}
+    out, changed = protect_payload(raw, spec, POLICY)
+    assert out == {"workout_type": "run"}
+    assert changed == 3
+    # allowed, the sensitive object is kept, and what it declares applies inside
+    allowed = PrivacyPolicy(secret=SECRET, allow_sensitive=frozenset(
+        {"workout_logged.location"}))
+    out, _ = protect_payload(raw, spec, allowed)
+    assert out["location"] == {"lat": 37.710123, "lon": -122.410456}
+    assert "home" not in out
+    # a personal object handled by the policy's drop goes whole too
+    address = EventSpec(name="signup", version=Version(1), properties=(
+        PropertySpec("address", "object", pii="personal", properties=(
+            PropertySpec("city", "string"),)),))
+    drop = PrivacyPolicy(secret=SECRET, personal="drop")
+    assert protect_payload({"address": {"city": "Berlin"}}, address, drop)[0] == {}
+
+
 def test_uncataloged_camel_case_and_nested_personal_names_are_hashed() -> None:
     raw = {"emailAddress": "camel@example.org", "firstName": "Ann",
            "contact": {"email": "nested@example.org", "kind": "work"},

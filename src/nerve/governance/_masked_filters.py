@@ -20,7 +20,9 @@ from nerve.semantic._expr import (
     Not,
     Or,
     Ref,
+    parse_arithmetic,
     parse_filter,
+    refs,
 )
 from nerve.semantic._resolve import ResolveError
 from nerve.warehouse._masking import MASK_PREFIX, MaskedFields
@@ -40,9 +42,9 @@ def check_masked_filters(layer: SemanticLayer, fields: MaskedFields | None,
                          metrics: Iterable[str] = (), *, where: str | None = None,
                          segments: Sequence[str] = (), by: Sequence[str] = ()) -> None:
     """Raise QueryError when ``where``, a segment or a named metric's own filter reads a
-    value ``fields`` masks, or a breakdown ``by`` one the view removes or cuts (every row
-    would fall in one empty group); nothing to check on the admin's view (``fields``
-    None).
+    value ``fields`` masks, a breakdown ``by`` one the view removes or cuts (every row
+    would fall in one empty group), or a named metric aggregates one (an average of a
+    removed value is empty); nothing to check on the admin's view (``fields`` None).
 
     Comparing a hashed value with masks (``user_id = 'm:...'``, as a reader saw them)
     and testing it for null stay allowed: the mask keeps equality and nullness, so a
@@ -60,6 +62,20 @@ def check_masked_filters(layer: SemanticLayer, fields: MaskedFields | None,
         how = fields.how(found.kind, found.path, events)
         if how is not None and how != MaskedFields.HASH:
             raise QueryError(refusal("by", name, name, found.lineage, how, use="by"))
+    for metric in _metrics(layer, metrics):
+        for measure in _measures(metric):
+            if measure.of is None:
+                continue
+            try:
+                found = layer.resolver.resolve(Ref(tuple(measure.of.split("."))),
+                                               measure.events)
+            except (ResolveError, ValueError):
+                continue
+            how = fields.how(found.kind, found.path, measure.events)
+            if how is not None and how != MaskedFields.HASH:
+                raise QueryError(refusal(f"metric {metric.name}",
+                                         f"{measure.agg} of {measure.of}", measure.of,
+                                         found.lineage, how, use="measure"))
     checks: list[tuple[str, str, tuple[str, ...]]] = []  # (what, filter text, events)
     if where:
         checks.append(("filter", where, events))
@@ -87,6 +103,8 @@ _USES = {
            "one empty group) and each group's figure would be wrong", "Break down by"),
     "hold": ("the held values would not compare as stored and the figure would be wrong",
              "Hold"),
+    "measure": ("the metric would aggregate what the view left (nothing, or cut values) "
+                "and its figure would be wrong", "Measure"),
 }
 
 
@@ -127,6 +145,15 @@ def _metrics(layer: SemanticLayer, names: Iterable[str]) -> Iterator[Metric]:
             continue
         seen.add(metric.name)
         todo.extend(metric.referenced_metrics())
+        if metric.expr and metric.type == "derived":
+            # a derived metric's expression names metrics it does not list as inputs
+            # (layer.events_of follows them the same way)
+            aliases = {i.alias for i in metric.inputs}
+            try:
+                names = [ref.text for ref in refs(parse_arithmetic(metric.expr))]
+            except ValueError:
+                names = []
+            todo.extend(n for n in names if n not in aliases and n in layer.metrics)
         yield metric
 
 
@@ -134,12 +161,19 @@ def _metric_filters(metric: Metric, events: tuple[str, ...]
                     ) -> Iterator[tuple[str, tuple[str, ...]]]:
     if metric.filter:
         yield metric.filter, events
+    for measure in _measures(metric):
+        if measure.filter:
+            yield measure.filter, measure.events
+
+
+def _measures(metric: Metric) -> Iterator[Measure]:
+    """The measures ``metric`` aggregates itself (not those of metrics it refers to)."""
     measures = [metric.measure, metric.numerator, metric.denominator]
     if metric.conversion is not None:
         measures += [metric.conversion.base, metric.conversion.conversion]
     for measure in measures:
-        if isinstance(measure, Measure) and measure.filter:
-            yield measure.filter, measure.events
+        if isinstance(measure, Measure):
+            yield measure
 
 
 def _masked(node: Node, layer: SemanticLayer, fields: MaskedFields, events: tuple[str, ...],

@@ -278,7 +278,13 @@ def _protect_value(value: Any, prop: PropertySpec, name: str, event: str,
     An object is protected property by property and an array item by item, so that a
     personal property inside the items of an array is treated as its class says; what an
     object or array property holds beyond the catalog is judged by name, as at the top.
+    A value whose own class drops it (sensitive and not allowed, or personal handled by
+    ``drop``) is dropped whole, whatever its nested properties declare: a sensitive
+    ``location`` object's ``lat`` and ``lon`` go with it.
     """
+    treatment = _treatment(prop, name, event, policy)
+    if treatment == "drop":
+        return False, None, 1
     if isinstance(value, dict) and (prop.properties
                                     or (prop.pii == "none" and prop.type == "object")):
         nested, n = _protect(value, {p.name: p for p in prop.properties}, event, policy)
@@ -295,7 +301,7 @@ def _protect_value(value: Any, prop: PropertySpec, name: str, event: str,
             if keep:
                 kept.append(new)
         return True, kept if changed else value, changed
-    keep, new = _apply(value, _treatment(prop, name, event, policy), policy)
+    keep, new = _apply(value, treatment, policy)
     return keep, new, int(new is not value or not keep)
 
 

@@ -5,7 +5,8 @@ A reader (``[[readers]]`` with ``role = "reader"``, docs/privacy.md) reads throu
 tables they hide, so every query, Ibis expression and analysis runs unchanged on them:
 
 - ``events`` and ``quarantine``: ``user_id``, ``anonymous_id`` and ``previous_id``, the
-  catalog's ``personal`` and ``sensitive`` properties and traits (every version's), and
+  catalog's ``personal`` and ``sensitive`` properties and traits (every version's, in
+  objects and in each item of an array too), and
   ``context.ip``, ``context.device.id``, ``advertisingId`` and ``name``, and
   ``context.traits`` are replaced by ``m:`` + a keyed hash (values the catalog types other
   than string are removed: a typed read of them gives NULL, as is a precise
@@ -97,6 +98,16 @@ def mask_key(secret: bytes) -> str:
     return hmac.new(secret, b"nerve: reader masking", hashlib.sha256).hexdigest()
 
 
+class _Items:
+    """How each item of an array is masked: ``_HASH`` or ``_DROP`` (the items are
+    personal themselves; ``_DROP`` removes the array), or the tree of an object item."""
+
+    __slots__ = ("tree",)
+
+    def __init__(self, tree: Any) -> None:
+        self.tree = tree
+
+
 def _tree(props: Iterable[PropertySpec], into: Tree) -> Tree:
     for prop in props:
         if prop.pii in MASKED_CLASSES:
@@ -106,7 +117,28 @@ def _tree(props: Iterable[PropertySpec], into: Tree) -> Tree:
             _tree(prop.properties, into.setdefault(prop.name, {}))
             if not into[prop.name]:
                 del into[prop.name]
+        elif prop.items is not None:
+            items = _items(prop.items, into.get(prop.name))
+            if items is not None:
+                into[prop.name] = items
     return into
+
+
+def _items(item: PropertySpec, known: Any) -> Any:
+    """What an array's items need masked (None: nothing), merged with what another
+    version of the event said (``known``)."""
+    if known is not None and not isinstance(known, _Items):
+        return known  # another version masks the whole value, or declares an object
+    before = known.tree if known is not None else None
+    if item.pii in MASKED_CLASSES:
+        text = item.type == "string" and before in (None, _HASH)
+        return _Items(_HASH if text else _DROP)
+    if isinstance(before, str):
+        return known
+    if item.properties:
+        tree = _tree(item.properties, dict(before or {}))
+        return _Items(tree) if tree else known
+    return known
 
 
 def _literal(text: str) -> str:
@@ -136,11 +168,29 @@ class _Sql:
             elif sub == _URL:
                 value = (f"regexp_replace(json_extract_string({column}, {json_path(*where)}), "
                          r"'[?#].*$', '')")
+            elif isinstance(sub, _Items):
+                value = self.items(column, where, sub.tree)
             else:
                 value = (f"CASE WHEN json_type({column}, {json_path(*where)}) = 'OBJECT' "
                          f"THEN {self.patch(column, sub, where)} END")
             members += [_literal(name), value]
         return f"json_object({', '.join(members)})"
+
+    def items(self, column: str, where: tuple[str, ...], tree: Any) -> str:
+        """The array at ``where`` with each item masked (an item that is not an object
+        where objects are declared stays as it is); NULL (the key removed) when it is
+        not an array, or when its items are removed."""
+        if tree == _DROP:
+            return "NULL"
+        item = f"_item{len(where)}"  # a lambda's name of its own at each depth
+        if tree == _HASH:
+            each = self.mask(f"json_extract_string({item}, '$')")
+        else:
+            each = (f"CASE WHEN json_type({item}) = 'OBJECT' THEN "
+                    f"json_merge_patch({item}, {self.patch(item, tree)}) ELSE {item} END")
+        path = json_path(*where)
+        return (f"CASE WHEN json_type({column}, {path}) = 'ARRAY' THEN to_json(list_transform("
+                f"CAST(json_extract({column}, {path}) AS JSON[]), {item} -> {each})) END")
 
     def patched(self, column: str, tree: Tree) -> str:
         return (f"CASE WHEN json_type({column}) = 'OBJECT' "
@@ -207,6 +257,7 @@ def _regex_paths(root: str, tree: Tree) -> list[str]:
     paths = []
     for name, sub in tree.items():
         here = root + r"\." + re.escape(name)
+        # an array with masked items: any violation in it (or of it) may quote them
         paths += _regex_paths(here, sub) if isinstance(sub, dict) else [here]
     return paths
 
