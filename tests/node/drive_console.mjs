@@ -17,6 +17,7 @@ try {
     await page.waitForFunction(() => document.getElementById("metric-body").textContent !== "…");
     return page.evaluate(() => ({
       headline: document.querySelector("#metric-body p")?.textContent,
+      axis: [...document.querySelectorAll("#metric-body .axis span")].map((s) => s.textContent),
       bars: [...document.querySelectorAll("#metric-body svg rect")].map((r) => ({
         title: r.querySelector("title").textContent, height: Number(r.getAttribute("height")) })),
     }));

@@ -249,6 +249,9 @@ def test_the_console_shows_metrics_as_formatted_fits_a_phone_and_says_when_the_s
     assert f"{label}: 7.00 EUR" in revenue
     assert f"{none}: 0.00 EUR" in revenue  # a sum over nothing is 0
     assert seen["metrics"]["revenue"]["headline"].startswith("0.00 EUR on ")  # today's
+    today = datetime.now(UTC).date()
+    assert seen["metrics"]["revenue"]["axis"] == [(today - timedelta(days=27)).isoformat(),
+                                                  today.isoformat()]  # the 28 days, as text
     assert seen["stopped"].startswith(f"nerve serve at {server.url} did not answer (")
     assert "is it still running? What is shown is as of the last update." in seen["stopped"]
 
