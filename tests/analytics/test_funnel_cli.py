@@ -368,6 +368,27 @@ def test_a_body_field_of_the_wrong_type_is_a_400_naming_it(workspace: Workspace,
     assert [set(r) for r in ok.json()["rows"]] == [{"period", "value", "partial"}]
 
 
+def test_an_unknown_body_field_is_a_400_naming_it(workspace: Workspace, serve: Any) -> None:
+    """A misspelt field (`windw`) was ignored: the answer used the default window and
+    looked like the one asked for. /v1/metrics/query refused it; now these do too."""
+    server = serve(workspace)
+    token = json.loads((workspace.data_dir / "server.json").read_text())["admin_token"]
+    funnel = {"steps": ["add_to_cart", "purchase_complete"]}
+    for path, body, field in [
+            ("/v1/funnels", funnel | {"windw": "7d"}, "windw"),
+            ("/v1/retention", {"start_event": "add_to_cart", "period": 3}, "period"),
+            ("/v1/trends", {"event": "add_to_cart", "filter": ["platform=ios"]}, "filter")]:
+        answer = httpx.post(server.url + path, json=body,
+                            headers={"Authorization": f"Bearer {token}"}, timeout=60)
+        assert answer.status_code == 400, (path, answer.text)
+        assert answer.json()["code"] == "invalid_field"
+        assert answer.json()["message"].startswith(f"unknown field(s) {field}; expected ")
+    ok = httpx.post(server.url + "/v1/funnels", json=funnel | {"window": "7d"},
+                    headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    assert ok.status_code == 200, ok.text
+    assert [r["users"] for r in ok.json()["rows"]] == [4, 3]  # u2's purchase, 3 days on
+
+
 def test_table_and_csv_print_the_same_with_and_without_the_server(
         la_workspace: Workspace, serve: Any) -> None:
     """Periods and cohorts are the ISO 8601 labels the docs show

@@ -266,6 +266,33 @@ def test_search_runs_in_headless_chromium(shop: Workspace, tmp_path: Path) -> No
     assert 'data-search="order_completed' in shown[0]
 
 
+@pytest.mark.node
+@pytest.mark.timeout(120)
+def test_the_site_fits_a_phone_and_labels_its_search(shop: Workspace, tmp_path: Path) -> None:
+    """At 375 px the index was 343 px too wide and each event page ~200 (tables and
+    their padding); the search field had only a placeholder for a name."""
+    import subprocess
+
+    import orjson
+
+    node_dir = Path(__file__).parents[1] / "node"
+    node = shutil.which("node")
+    if node is None or not (node_dir / "node_modules" / "playwright-core").is_dir():
+        pytest.skip("needs Node.js and `npm install` in tests/node (.ci/run does it)")
+    browser = _chromium()
+    out = tmp_path / "site"
+    build_site(Catalog.load(shop.events_dir), out, workspace=shop)
+    pages = [out / "index.html", *sorted((out / "events").glob("*.html"))]
+    assert len(pages) == 5
+    done = subprocess.run([node, str(node_dir / "page_layout.mjs"), browser, "375",
+                           *(p.as_uri() for p in pages)],
+                          capture_output=True, text=True, timeout=90, check=False)
+    assert done.returncode == 0, done.stderr
+    for page in orjson.loads(done.stdout):
+        assert page["scrollWidth"] <= page["clientWidth"] == 375, page
+        assert page["unlabeled"] == [], page
+
+
 @pytest.mark.timeout(120)
 def test_docs_volumes_while_the_server_holds_the_warehouse(
         shop: Workspace, serve: Callable[..., Any]) -> None:

@@ -7,7 +7,9 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -179,8 +181,79 @@ def test_a_wrong_token_brings_back_the_sign_in_form(
     server = serve(console_shop)
     dom = chromium_dom(f"{server.url}/ui#token=not-a-token-of-anyone")
     text = " | ".join(dom.text)
-    assert "this endpoint needs `Authorization: Bearer <token>`" in text
+    # a wrong token (a stale admin token, after a restart) is told apart from none
+    assert "the token is neither the admin's nor a reader's: the admin token is made anew " \
+           "at each start of nerve serve" in text
     assert dom.body.get("data-loaded") == "true"
+    none = httpx.get(server.url + "/v1/status").json()["message"]
+    assert none.startswith("this endpoint needs `Authorization: Bearer <token>`")
+
+
+NODE_DIR = Path(__file__).parents[1] / "node"
+
+
+def drive_console(url: str, width: int, metrics: list[str]) -> dict[str, Any]:
+    """What tests/node/drive_console.mjs saw of the console in headless Chromium."""
+    node = shutil.which("node")
+    if node is None or not (NODE_DIR / "node_modules" / "playwright-core").is_dir():
+        pytest.skip("needs Node.js and `npm install` in tests/node (.ci/run does it)")
+    browser = next(filter(None, map(shutil.which, ("chromium", "chromium-browser",
+                                                   "google-chrome"))), None)
+    if browser is None:
+        pytest.skip("headless Chromium is not installed (apt-get install chromium)")
+    done = subprocess.run([node, str(NODE_DIR / "drive_console.mjs"), browser, url, str(width),
+                           ",".join(metrics)], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    seen: dict[str, Any] = orjson.loads(done.stdout)
+    return seen
+
+
+@pytest.mark.node
+@pytest.mark.timeout(180)
+def test_the_console_shows_metrics_as_formatted_fits_a_phone_and_says_when_the_server_is_gone(
+        console_shop: Workspace, serve: Callable[..., Any]) -> None:
+    """At 375 px the page was 570 px wide (a column was at least 520 px); the chart showed
+    a percent metric as 0.5 and a day without a value as 0; a stopped server was "Failed
+    to fetch"; the token field had no label."""
+    (console_shop.metrics_dir / "money.yaml").write_text(
+        "metrics:\n"
+        "  revenue:\n    format: currency\n    currency: EUR\n"
+        "    measure: {agg: sum, event: order_completed, of: revenue}\n"
+        "  big_share:\n    type: ratio\n    format: percent\n"
+        "    numerator: {agg: count, event: order_completed, filter: revenue > 3}\n"
+        "    denominator: orders\n")
+    server = serve(console_shop)
+    day = (datetime.now(UTC) - timedelta(days=1)).replace(hour=12, minute=0, second=0,
+                                                         microsecond=0)
+    batch = [order(i, "y", timestamp=day.isoformat().replace("+00:00", "Z")) for i in (3, 4)]
+    assert httpx.post(server.url + "/v1/batch", json={"batch": batch},
+                      headers=basic(write_key(console_shop))).status_code == 200
+    auth = {"authorization": f"Bearer {admin_token(console_shop)}"}
+    deadline = time.monotonic() + 30
+    while httpx.get(server.url + "/v1/status", headers=auth).json()["warehouse"]["events"] < 2:
+        assert time.monotonic() < deadline, "the loader did not load 2 events in 30 s"
+        time.sleep(0.2)
+
+    seen = drive_console(f"{server.url}/ui#token={READER}", 375, ["big_share", "revenue"])
+    assert seen["errors"] == []
+    assert seen["scrollWidth"] <= seen["clientWidth"] == 375  # no sideways scrolling
+    assert seen["tokenLabels"] == ["Token"]
+    label = day.date().isoformat()
+    share = {b["title"]: b["height"] for b in seen["metrics"]["big_share"]["bars"]}
+    assert len(share) == 28
+    assert share[f"{label}: 50.0%"] > 0  # o3 and o4: one of them above 3, as `nerve metrics` has it
+    none = (day - timedelta(days=1)).date().isoformat()
+    assert share[f"{none}: no value"] == 0  # no order, no share: not a 0.0%
+    revenue = [b["title"] for b in seen["metrics"]["revenue"]["bars"]]
+    assert f"{label}: 7.00 EUR" in revenue
+    assert f"{none}: 0.00 EUR" in revenue  # a sum over nothing is 0
+    assert seen["metrics"]["revenue"]["headline"].startswith("0.00 EUR on ")  # today's
+    today = datetime.now(UTC).date()
+    assert seen["metrics"]["revenue"]["axis"] == [(today - timedelta(days=27)).isoformat(),
+                                                  today.isoformat()]  # the 28 days, as text
+    assert seen["stopped"].startswith(f"nerve serve at {server.url} did not answer (")
+    assert "is it still running? What is shown is as of the last update." in seen["stopped"]
 
 
 def test_nerve_console_gives_the_url_with_the_admin_token(

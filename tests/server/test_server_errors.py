@@ -123,6 +123,10 @@ def test_the_error_shape_for_every_kind_of_error(client: Client, shop: Workspace
                                    headers=admin), 400, "query")
     assert_error_shape(client.post("/v1/admin/sql", json={}, headers=admin), 400,
                        "missing_field")
+    # a query that is there but not text is named as such, not as missing
+    wrong = assert_error_shape(client.post("/v1/admin/sql", json={"query": 5},
+                                           headers=admin), 400, "invalid_field")
+    assert wrong["message"] == "query: expected the SQL as a string, got 5"
 
 
 def test_every_endpoint_accepts_its_call(client: Client, shop: Workspace) -> None:

@@ -252,7 +252,8 @@ def docs(
 
     Each page shows the event's metadata, properties (type, required, PII), versions and
     changelog (git log when in git), an example payload, the metrics that use it, and,
-    when the warehouse is there and not locked, 7/28-day volume and quarantine rate.
+    when the warehouse is there, 7/28-day volume and quarantine rate (through nerve
+    serve while it runs).
     """
     # jinja2 and the warehouse load only for this command
     from nerve.catalog._docs import build_site  # noqa: PLC0415

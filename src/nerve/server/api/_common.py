@@ -32,10 +32,15 @@ def caller(request: Request) -> Reader:
     one."""
     state = nerve_state(request)
     found = identify(state.tokens(), request.headers.get("authorization"))
-    if found is None or found is INVALID:
+    if found is None:
         raise AuthError("this endpoint needs `Authorization: Bearer <token>`: the admin token "
                         "is in .nerve/server.json of the workspace; readers have their own "
                         "([[readers]] in nerve.toml)", scheme="Bearer")
+    if found is INVALID:  # a stale admin token is the usual one: say so
+        raise AuthError("the token is neither the admin's nor a reader's: the admin token is "
+                        "made anew at each start of nerve serve (in .nerve/server.json of the "
+                        "workspace; `nerve console` opens the console with it); readers have "
+                        "their own ([[readers]] in nerve.toml)", scheme="Bearer")
     return found
 
 

@@ -21,17 +21,33 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from nerve.analytics import funnel_request, retention_request, trend_request
+from nerve.errors import PayloadError
 from nerve.governance import check_masked_analysis, masked_fields_of
 from nerve.server.api._common import in_thread, json_response, read_json, readable
 from nerve.warehouse import analysis_events
 
-__all__ = ["routes"]
+__all__ = ["FIELDS", "routes"]
+
+#: every field each body may have (docs/analytics.md); any other is refused, naming it,
+#: since a misspelt one (`windw`) was ignored and the default answered in its place
+FIELDS = {
+    "funnels": ("steps", "window", "order", "by", "attribution", "attribution_step", "hold",
+                "exclusions", "optional", "step_windows", "since", "until", "users"),
+    "retention": ("start_event", "return_event", "start_where", "return_where", "grain",
+                  "periods", "mode", "since", "until"),
+    "trends": ("event", "metric", "measure", "filters", "where", "grain", "since", "until",
+               "compare"),
+}
 
 
 def _handler(kind: str, run: Callable[[Any, dict[str, Any], Any], dict[str, Any]]) -> Any:
     async def handle(request: Request) -> Response:
         state, warehouse = readable(request)
         body = await read_json(request)
+        unknown = sorted(set(body) - set(FIELDS[kind]))
+        if unknown:
+            raise PayloadError(f"unknown field(s) {', '.join(unknown)}; expected "
+                               f"{', '.join(FIELDS[kind])}", code="invalid_field")
 
         def work() -> dict[str, Any]:
             # a reader's filter or breakdown on a masked value would count zero or one

@@ -21,7 +21,11 @@ async def sql(request: Request) -> Response:
     _, warehouse = readable(request)
     body = await read_json(request)
     query = body.get("query", body.get("sql"))
-    if not isinstance(query, str) or not query.strip():
+    if query is not None and not isinstance(query, str):  # was "required": it is there
+        field = "query" if "query" in body else "sql"
+        raise PayloadError(f"{field}: expected the SQL as a string, got {query!r}",
+                           code="invalid_field")
+    if query is None or not query.strip():
         raise PayloadError('query: required, e.g. {"query": "SELECT count(*) FROM events"}',
                            code="missing_field")
     table = await in_thread(warehouse.query, query)
