@@ -362,7 +362,9 @@ class _Compiler:
             if key.window is not None:
                 lo = shift(hi, key.window, -1)
             elif key.grain_to_date is not None:
-                lo = floor_to(lo, key.grain_to_date)
+                # to date as of the period's end: a week that ends in November counts
+                # from November 1st, not from the start of the October it began in
+                lo = floor_to(hi - timedelta(microseconds=1), key.grain_to_date)
             elif key.all_time:
                 lo = _EPOCH
             result.append((start, lo, hi))
