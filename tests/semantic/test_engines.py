@@ -190,6 +190,18 @@ def test_grain_to_date_is_as_of_the_end_of_each_period(
     assert rows == [{"revenue_mtd": 200}]
 
 
+def test_avg_of_an_integer_property(make_layer: Callable[..., SemanticLayer],
+                                    events: Any) -> None:
+    """PostgreSQL's AVG of a bigint is a numeric, which did not convert to a float: the
+    query failed there (engine refused) while DuckDB and Spark answered."""
+    layer = make_layer(extra="metrics:\n  avg_quantity:\n"
+                             "    measure: {agg: avg, event: add_to_cart, of: quantity}\n")
+    rows = run(layer, events, ["avg_quantity"], grain="week", since="2026-03-02",
+               until="2026-03-15")
+    assert [(r["week"], r["avg_quantity"]) for r in rows] == [(WEEKS[0], 1.0),
+                                                              (WEEKS[1], None)]
+
+
 def test_totals_without_a_grain(make_layer: Callable[..., SemanticLayer],
                                 events: Any) -> None:
     layer = make_layer()

@@ -392,7 +392,8 @@ class _Compiler:
         if measure.agg == "sum":
             return v.sum(where=where)
         if measure.agg == "avg":
-            return v.mean(where=where)
+            # a float before averaging: PostgreSQL's AVG of an integer is a numeric
+            return v.cast("float64").mean(where=where)
         if measure.agg == "min":
             return v.min(where=where)
         if measure.agg == "max":
