@@ -151,6 +151,11 @@ def test_query_errors_say_what_is_wrong(make_layer: Callable[..., SemanticLayer]
         "revenue, currency, item_count; 'price' is a property of add_to_cart, product_view)",
         MetricQuery(("events",), where="quantty > 1"): "no cataloged event has a property "
         "'quantty' (did you mean 'quantity'?)",
+        # a misspelt dimension or segment: which one was meant
+        MetricQuery(("revenue",), by=("platfrom",)): "purchase_complete has no property "
+        "'platfrom' (its properties: session_id, revenue, currency, item_count); did you mean "
+        "the dimension 'platform'?",
+        MetricQuery(("revenue",), where="senior"): "did you mean the segment 'seniors'?",
     }
     for query, message in cases.items():
         with pytest.raises(QueryError, match=re.escape(message)):
