@@ -164,6 +164,44 @@ def test_cumulative_windows(make_layer: Callable[..., SemanticLayer], events: An
     }
 
 
+def test_grain_to_date_is_as_of_the_end_of_each_period(
+        make_layer: Callable[..., SemanticLayer], events: Any) -> None:
+    """A period that crosses the grain's boundary counts from the start of the grain
+    holding its end: the week of 2026-03-30..04-05 ends in April, so its month to date is
+    April's revenue (none), not March's 200 plus April's."""
+    layer = make_layer(extra="metrics:\n  revenue_wtd:\n    type: cumulative\n"
+                             "    measure: {agg: sum, event: purchase_complete, of: revenue}\n"
+                             "    grain_to_date: week\n")
+    rows = run(layer, events, ["revenue_mtd"], grain="week", since="2026-03-02",
+               until="2026-04-05")
+    assert [(r["week"], r["revenue_mtd"]) for r in rows] == [
+        (WEEKS[0], 70), (WEEKS[1], 200), (WEEKS[2], 200), (WEEKS[3], 200),
+        (date(2026, 3, 30), 0)]
+    # March as a month ends in the week of 03-30 (nothing bought on 03-30 or 03-31);
+    # the part of February's last week before 03-01 is not March's week to date either
+    rows = run(layer, events, ["revenue_wtd", "revenue_mtd"], grain="month",
+               since="2026-03-01", until="2026-03-31")
+    assert [(r["month"], r["revenue_wtd"], r["revenue_mtd"]) for r in rows] == [
+        (date(2026, 3, 1), 0, 200)]
+    # without a grain: as of the end of the range (April 2): April so far
+    rows = run(layer, events, ["revenue_mtd"], since="2026-03-09", until="2026-04-02")
+    assert rows == [{"revenue_mtd": 0}]
+    rows = run(layer, events, ["revenue_mtd"], since="2026-03-09", until="2026-03-31")
+    assert rows == [{"revenue_mtd": 200}]
+
+
+def test_avg_of_an_integer_property(make_layer: Callable[..., SemanticLayer],
+                                    events: Any) -> None:
+    """PostgreSQL's AVG of a bigint is a numeric, which did not convert to a float: the
+    query failed there (engine refused) while DuckDB and Spark answered."""
+    layer = make_layer(extra="metrics:\n  avg_quantity:\n"
+                             "    measure: {agg: avg, event: add_to_cart, of: quantity}\n")
+    rows = run(layer, events, ["avg_quantity"], grain="week", since="2026-03-02",
+               until="2026-03-15")
+    assert [(r["week"], r["avg_quantity"]) for r in rows] == [(WEEKS[0], 1.0),
+                                                              (WEEKS[1], None)]
+
+
 def test_totals_without_a_grain(make_layer: Callable[..., SemanticLayer],
                                 events: Any) -> None:
     layer = make_layer()

@@ -63,6 +63,15 @@ def test_metrics_errors_are_catalog_errors_with_a_code() -> None:
      "extra.yaml:3: x.measure.percentile: required for agg percentile"),
     ("segments:\n  big_spenders: revenue > 100\n",
      "extra.yaml:2: segments.big_spenders: 'revenue': a segment may use user.TRAIT"),
+    # a segment is type-checked and resolved at load like a filter (it was only at query
+    # time, as an engine error: HTTP 500)
+    ("segments:\n  free: user.plan = 3\n",
+     "extra.yaml:2: segments.free: user.plan = 3: user.plan is string, compared (=) with "
+     "integer 3"),
+    ("segments:\n  old: age = 'old'\n",
+     "extra.yaml:2: segments.old: age = 'old': age is integer, compared (=) with string"),
+    ("segments:\n  tall: user.height > 2\n",
+     "extra.yaml:2: segments.tall: 'user.height': identify has no trait 'height'"),
     ("metrics:\n  x:\n    measure: {agg: count, event: purchase_complete}\n    filter: "
      "user.shoe_size > 40\n",
      "extra.yaml:4: x.filter (on measure): 'user.shoe_size': identify has no trait"),
@@ -142,6 +151,11 @@ def test_query_errors_say_what_is_wrong(make_layer: Callable[..., SemanticLayer]
         "revenue, currency, item_count; 'price' is a property of add_to_cart, product_view)",
         MetricQuery(("events",), where="quantty > 1"): "no cataloged event has a property "
         "'quantty' (did you mean 'quantity'?)",
+        # a misspelt dimension or segment: which one was meant
+        MetricQuery(("revenue",), by=("platfrom",)): "purchase_complete has no property "
+        "'platfrom' (its properties: session_id, revenue, currency, item_count); did you mean "
+        "the dimension 'platform'?",
+        MetricQuery(("revenue",), where="senior"): "did you mean the segment 'seniors'?",
     }
     for query, message in cases.items():
         with pytest.raises(QueryError, match=re.escape(message)):

@@ -223,13 +223,20 @@ def check_definitions(defs: Definitions, catalog: Catalog, resolver: Resolver,
             problems.append((where, f"segments.{seg.name}: {seg.name!r} is a built-in name"))
         if seg.name in resolver.parsed_segments:
             node = resolver.parsed_segments[seg.name]
+            in_scope = True
             for ref in refs(node):
                 if ref.path[0] in ("user", "context") or ref.text in BUILTIN_COLUMNS or \
                         ref.text in defs.dimensions or ref.text in defs.segments:
                     continue
+                in_scope = False
                 problems.append((where, f"segments.{seg.name}: {ref.text!r}: a segment may use "
                                         "user.TRAIT, context.PATH, built-in columns, dimensions "
                                         "and other segments (event properties differ by event)"))
+            if in_scope:
+                # checked as a filter is: unknown traits and wrong literal types are load
+                # errors here, not engine errors when a query uses the segment
+                _check_filter(seg.where, (ANY_EVENT,), resolver, where, f"segments.{seg.name}",
+                              problems)
     for metric in defs.metrics.values():
         _check_metric(metric, defs.metrics, catalog, resolver, problems)
     _cycles(defs.metrics, problems)

@@ -362,7 +362,9 @@ class _Compiler:
             if key.window is not None:
                 lo = shift(hi, key.window, -1)
             elif key.grain_to_date is not None:
-                lo = floor_to(lo, key.grain_to_date)
+                # to date as of the period's end: a week that ends in November counts
+                # from November 1st, not from the start of the October it began in
+                lo = floor_to(hi - timedelta(microseconds=1), key.grain_to_date)
             elif key.all_time:
                 lo = _EPOCH
             result.append((start, lo, hi))
@@ -390,7 +392,8 @@ class _Compiler:
         if measure.agg == "sum":
             return v.sum(where=where)
         if measure.agg == "avg":
-            return v.mean(where=where)
+            # a float before averaging: PostgreSQL's AVG of an integer is a numeric
+            return v.cast("float64").mean(where=where)
         if measure.agg == "min":
             return v.min(where=where)
         if measure.agg == "max":

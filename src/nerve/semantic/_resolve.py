@@ -207,7 +207,16 @@ class Resolver:
             if not allow_segments:
                 raise ResolveError(f"{text!r} is a segment; use it in a filter, not as a value")
             return Resolved("segment", (head,), "boolean", text, self.parsed_segments[head])
-        return Resolved("property", path, self.property_type(events, path, text), text)
+        try:
+            type_ = self.property_type(events, path, text)
+        except ResolveError as exc:
+            names = [*self.dimensions, *(self.parsed_segments if allow_segments else ())]
+            close = get_close_matches(head, names, n=1) if not rest else []
+            if not close:
+                raise
+            kind = "dimension" if close[0] in self.dimensions else "segment"
+            raise ResolveError(f"{exc}; did you mean the {kind} {close[0]!r}?") from None
+        return Resolved("property", path, type_, text)
 
     def type_of(self, events: tuple[str, ...]) -> _TypeOf:
         return _TypeOf(self, events)
