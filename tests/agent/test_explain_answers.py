@@ -3,14 +3,19 @@ noise, a wrong premise said plainly, and the question's filter kept."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
+import ibis
+import pyarrow as pa
 import pytest
 
 from nerve.agent import Context, ask, run_tool
 from nerve.agent._answer import Builder
 from nerve.agent._ask import _drivers
 from nerve.anomaly._explain import MIN_SCORE
+from nerve.envelope import ENVELOPE_SCHEMA
+from nerve.workspace import Workspace
 
 
 def _explained(ctx: Context, question: str) -> tuple[str, dict, dict]:  # type: ignore[type-arg]
@@ -84,3 +89,63 @@ def test_the_filter_of_a_why_question_reaches_the_explanation(demo_ctx: Context)
     assert f"Add to carts (platform = android) rose to {android:,} " in text \
         or f"(platform = android) fell to {android:,} " in text \
         or f"(platform = android) held at {android:,} " in text
+
+
+NOW = datetime(2026, 11, 29, 12, tzinfo=UTC)
+
+
+def _android_carts(demo_root: Path, per_day: dict[int, int]) -> Context:
+    """The demo's metrics over hand-made events: 24 Android add-to-carts a day for four
+    weeks, spread over the day, but ``per_day`` (days before NOW -> count)."""
+    rows = []
+    for back in range(1, 29):
+        day = (NOW - timedelta(days=back)).replace(hour=0)
+        n = per_day.get(back, 24)
+        for i in range(n):
+            at = int((day + timedelta(minutes=i * 24 * 60 // n)).timestamp() * 1_000_000)
+            rows.append({"message_id": f"m{back}-{i}", "type": "track", "event": "add_to_cart",
+                         "user_id": f"u{i}", "timestamp": at, "received_at": at,
+                         "source": "app", "historical": False,
+                         "properties": '{"product_id": "p1", "price": 10.0, "quantity": 1}',
+                         "context": '{"device": {"type": "android"}}'})
+    table = pa.Table.from_pylist([{f.name: r.get(f.name) for f in ENVELOPE_SCHEMA}
+                                  for r in rows], schema=ENVELOPE_SCHEMA)
+    table = table.drop_columns(["violations"])
+    con = ibis.duckdb.connect()
+    con.create_table("events", table.append_column("loaded_at", table.column("received_at")))
+    return Context.open(Workspace.load(demo_root), con, now=NOW)
+
+
+def _explain_args(ctx: Context, question: str) -> tuple[str, dict]:  # type: ignore[type-arg]
+    answer = ask(question, ctx)
+    assert answer.answered, answer.answer
+    (query,) = [q for q in answer.queries if q["tool"] == "explain_change"]
+    return answer.answer, query["args"]
+
+
+def test_why_without_a_period_explains_the_day_it_dropped(demo_root: Path) -> None:
+    """"why did add to cart drop on android?" (README's example): the demo's broken
+    release cut one day by ~40%, a few percent of the week, and the answer compared weeks
+    and called the change ordinary variation. Now the day that stands out is explained."""
+    ctx = _android_carts(demo_root, {5: 6})
+    text, args = _explain_args(ctx, "why did add to cart drop on android?")
+    day = date(2026, 11, 24).isoformat()
+    assert (args["period"], args["vs"]) == (f"{day}..{day}", "expected")
+    assert f"fell lowest on {day} (6)" in text
+    assert f"fell to 6 on {day}, against 24 expected" in text
+    assert "(-75.0%)" in text
+    assert "The change itself is beyond noise" in text
+
+
+@pytest.mark.parametrize(("question", "per_day", "period"), [
+    # no day stands out a quarter from the median day: the last 7 days, as before
+    ("why did add to cart drop on android?", {5: 20}, "2026-11-22..2026-11-28"),
+    # a rise asked, a dip in the data: no day rose that far
+    ("why did add to cart rise on android?", {5: 6}, "2026-11-22..2026-11-28"),
+    # a period said: that period
+    ("why did add to cart drop last week on android?", {5: 6}, "2026-11-16..2026-11-22"),
+])
+def test_why_explains_the_week_when_no_day_stands_out_or_a_period_is_said(
+        demo_root: Path, question: str, per_day: dict[int, int], period: str) -> None:
+    _, args = _explain_args(_android_carts(demo_root, per_day), question)
+    assert (args["period"], args["vs"]) == (period, "previous")

@@ -8,12 +8,13 @@ tools, and writes a few sentences from the results only.
 from __future__ import annotations
 
 import shlex
+import statistics
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from nerve.agent._answer import Answer, Builder
 from nerve.agent._plan import MetricInfo, Plan, Vocabulary, plan_question
-from nerve.agent._time import Span
+from nerve.agent._time import Span, find_comparison
 from nerve.agent._tools import Context, run_tool
 from nerve.errors import QueryError
 from nerve.semantic import Metric
@@ -322,21 +323,68 @@ def _funnel(plan: Plan, ctx: Context, b: Builder) -> None:
         b.say(f"The biggest drop is from {worst['event']} to {nxt} ({drop} drop off).")
 
 
+#: "why did X drop?" without a period looks for the day it dropped in this many days (the
+#: answer says "two weeks")
+LOOK_BACK_DAYS = 14
+#: how far that day must stand out from the median day (relative) to be the one explained
+STANDS_OUT = 0.25
+
+
+def _sharpest_day(plan: Plan, ctx: Context, b: Builder) -> Span | None:
+    """The day of the last ``LOOK_BACK_DAYS`` complete ones that moved furthest the way
+    the question says, when it stands out from the median day by ``STANDS_OUT`` or more;
+    None otherwise. A one-day drop (a broken release, an outage) is a few percent of a
+    week: explaining the week called it ordinary variation."""
+    assert plan.metric is not None
+    today, first = ctx.today(), ctx.first_event()
+    window = Span(today - timedelta(days=LOOK_BACK_DAYS), today - timedelta(days=1),
+                  f"the last {LOOK_BACK_DAYS} days")
+    result, q = _query(ctx, b, _metric_args(plan, window, grain="day"))
+    col = result["time_column"]
+    days = [(date.fromisoformat(str(r[col])[:10]), r[plan.metric]) for r in result["rows"]
+            if r[plan.metric] is not None]
+    days = [(day, value) for day, value in days if first is None or day > first]  # whole
+    if len(days) < LOOK_BACK_DAYS // 2:
+        return None
+    typical = statistics.median(value for _, value in days)
+    sign = -1 if plan.premise == "down" else 1
+    # a day with a week of data before it: what it is explained against
+    known = [d for d in days if first is None or d[0] - timedelta(days=7) >= first]
+    if not known:
+        return None
+    day, value = max(known, key=lambda d: sign * d[1])
+    if typical <= 0 or sign * (value - typical) / typical < STANDS_OUT:
+        return None
+    kind, currency = _fmt_of(ctx, plan.metric)
+    label = ctx.layer.get(plan.metric).title
+    moved = "fell lowest" if sign < 0 else "rose highest"
+    shown = b.num(f"{label} {day}", value, q, "query_metrics", kind, currency)
+    b.say(f"Of the last two weeks' complete days, {label}{_filters(plan)} {moved} on "
+          f"{day.isoformat()} ({shown}): that day is explained against what is expected of "
+          "it.")
+    return Span(day, day, day.isoformat())
+
+
 def _explain(plan: Plan, ctx: Context, b: Builder) -> None:
     assert plan.metric is not None
     today = ctx.today()
-    span = plan.span or Span(today - timedelta(days=plan.compare_days or 7),
-                             today - timedelta(days=1), "recent")
+    span, vs = plan.span, "previous"
+    if span is None and plan.premise is not None \
+            and find_comparison(plan.question)[0] is None:  # "why did X drop?"
+        span = _sharpest_day(plan, ctx, b)
+        vs = "previous" if span is None else "expected"
+    span = span or Span(today - timedelta(days=plan.compare_days or 7),
+                        today - timedelta(days=1), "recent")
     until = span.until or today
     period = f"{span.since.isoformat() if span.since else today}..{until.isoformat()}"
-    args = {"target": plan.metric, "period": period, "vs": "previous"}
+    args = {"target": plan.metric, "period": period, "vs": vs}
     where = " and ".join([*plan.where, *plan.segments])
     if where:  # "on android": the explanation of android's change, not everyone's
         args["where"] = where
     if plan.by:  # "why did orders drop, by country": that breakdown only
         args["by"] = plan.by
     r = run_tool(ctx, "explain_change", args)
-    command = ["nerve", "explain", plan.metric, "--period", period, "--vs", "previous",
+    command = ["nerve", "explain", plan.metric, "--period", period, "--vs", vs,
                *(["--by", plan.by] if plan.by else []),
                *(["--where", where] if where else [])]
     q = b.ran("explain_change", args, command=shlex.join(command))
@@ -351,11 +399,12 @@ def _explain(plan: Plan, ctx: Context, b: Builder) -> None:
         pct = f" ({b.num(f'{label} change', r['change_pct'], q, 'explain_change', 'signed_percent')})"  # noqa: E501
     when = f"on {until.isoformat()}" if span.since == until else \
         f"from {period.replace('..', ' to ')}"
-    b.say(f"{label}{_filters(plan)} {moved} {obs} {when}, against {base} "
-          f"the period before{pct}.")
+    against = "expected (the median of the same hours one to four weeks before)" \
+        if vs == "expected" else "the period before"
+    b.say(f"{label}{_filters(plan)} {moved} {obs} {when}, against {base} {against}{pct}.")
     _premise(plan, change, b)
     first = ctx.first_event()
-    if first is not None and span.since is not None and \
+    if vs == "previous" and first is not None and span.since is not None and \
             span.since - (until - span.since + timedelta(days=1)) < first:
         b.say(f"Caveat: the data starts on {first.isoformat()}, inside the period before, "
               "so the baseline is incomplete.")
