@@ -62,6 +62,23 @@ def test_gzip_bomb_is_refused_without_inflating_it() -> None:
     assert info.value.code == "payload_too_large"
 
 
+def test_every_gzip_member_is_inflated_and_nothing_after_the_stream_is_ignored() -> None:
+    """RFC 1952 allows several members: the first alone was kept (a complete JSON object,
+    so the rest of the batch was dropped under a 200), and bytes after the stream passed."""
+    first, second = b'{"batch": [1,', b" 2]}"
+    assert decompress(gzip.compress(first) + gzip.compress(second), "gzip",
+                      1000) == first + second
+    for body, encoding in [(gzip.compress(first) + b"garbage", "gzip"),
+                           (zlib.compress(first) + zlib.compress(second), "deflate")]:
+        with pytest.raises(RequestError, match="bytes after its end") as info:
+            decompress(body, encoding, 1000)
+        assert (info.value.status, info.value.code) == (400, "invalid_encoding")
+    # the limit is on the members together
+    with pytest.raises(RequestError) as info:
+        decompress(gzip.compress(b" " * 600) + gzip.compress(b" " * 600), "gzip", 1000)
+    assert info.value.status == 413
+
+
 def test_bad_and_unknown_encodings() -> None:
     with pytest.raises(RequestError) as info:
         decompress(b"not gzip", "gzip", 1000)

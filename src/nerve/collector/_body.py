@@ -45,6 +45,10 @@ def _too_large(limit: int) -> RequestError:
                         status=413, code="payload_too_large", details={"limit": limit})
 
 
+#: the first bytes of a gzip member
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
 def decompress(body: bytes, content_encoding: str | None, limit: int) -> bytes:
     """The body with gzip/deflate removed; never more than ``limit`` bytes (gzip bombs)."""
     encoding = (content_encoding or "identity").strip().lower()
@@ -60,19 +64,29 @@ def decompress(body: bytes, content_encoding: str | None, limit: int) -> bytes:
         raise RequestError(f"Content-Encoding {content_encoding!r} is not supported; "
                            "send gzip, deflate or identity", status=415,
                            code="unsupported_encoding", details={"encoding": content_encoding})
-    inflater = zlib.decompressobj(wbits)
-    try:
-        # max_length caps what one call may produce, so a bomb never reaches memory
-        out = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise RequestError(f"the body is not valid {encoding}: {exc}", code="invalid_encoding",
-                           details={"encoding": encoding}) from exc
-    if len(out) > limit:
-        raise _too_large(limit)
-    if not inflater.eof:
-        raise RequestError(f"the {encoding} body is truncated", code="invalid_encoding",
-                           details={"encoding": encoding})
-    return out
+    parts: list[bytes] = []
+    size, rest = 0, body
+    while True:  # gzip: one member after another (RFC 1952), each inflated in turn
+        inflater = zlib.decompressobj(wbits)
+        try:
+            # max_length caps what one call may produce, so a bomb never reaches memory
+            part = inflater.decompress(rest, limit + 1 - size)
+        except zlib.error as exc:
+            raise RequestError(f"the body is not valid {encoding}: {exc}",
+                               code="invalid_encoding", details={"encoding": encoding}) from exc
+        size += len(part)
+        if size > limit:
+            raise _too_large(limit)
+        if not inflater.eof:
+            raise RequestError(f"the {encoding} body is truncated", code="invalid_encoding",
+                               details={"encoding": encoding})
+        parts.append(part)
+        rest = inflater.unused_data
+        if not rest:
+            return b"".join(parts)  # one part: that part, not a copy
+        if encoding == "deflate" or not rest.startswith(_GZIP_MAGIC):
+            raise RequestError(f"the {encoding} body has {len(rest)} bytes after its end",
+                               code="invalid_encoding", details={"encoding": encoding})
 
 
 def write_key_from_header(authorization: str | None) -> str | None:
