@@ -67,6 +67,8 @@ def test_hostile_requests_get_clear_4xx_and_the_server_lives(
          415, "unsupported_media_type"),
         ("xml", b"<batch/>", {"Content-Type": "application/xml"}, 415,
          "unsupported_media_type"),
+        # parameters without a media type are no JSON label (an empty header is none)
+        ("no media type", b"{}", {"Content-Type": ";;;==="}, 415, "unsupported_media_type"),
     ]
     with httpx.Client(base_url=server.url, timeout=30) as client:
         for name, body, headers, status, code in cases:

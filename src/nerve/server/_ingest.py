@@ -88,12 +88,13 @@ async def _read_body(receive: Receive, length: bytes | None, limit: int) -> byte
 
 
 #: media types a JSON body may be labelled with (analytics.js sends text/plain; some
-#: clients send none or octet-stream); anything else is surely not a Segment request
-_JSON_TYPES = frozenset({"application/json", "text/plain", "application/octet-stream", ""})
+#: clients send none, an empty header, or octet-stream); anything else is surely not a
+#: Segment request
+_JSON_TYPES = frozenset({"application/json", "text/plain", "application/octet-stream"})
 
 
 def _check_content_type(value: str | None) -> None:
-    if value is None:
+    if value is None or not value.strip():
         return
     media = value.split(";", 1)[0].strip().lower()
     if media in _JSON_TYPES or media.endswith("+json"):
