@@ -15,6 +15,7 @@ import pytest
 from serverkit import EVENTS
 
 from nerve.catalog import Catalog
+from nerve.cli._common import Format
 from nerve.cli._serve import _status_rows
 from nerve.erasure import RetentionJob
 from nerve.loader import Loader
@@ -66,8 +67,13 @@ def test_a_failing_retention_job_shows_in_the_status(
     assert retention["last_run"] is not None
     # and for alerts: Prometheus sees it too
     assert "\nnerve_retention_failing 1.0\n" in scraped
-    shown = {row["what"]: row["value"] for row in _status_rows(body)}
+    shown = {row["what"]: row["value"] for row in _status_rows(body, Format.table)}
     assert shown["retention job"].startswith(f"failing since {retention['failed_at']}: ")
+    # numbers grouped by thousands in the table only: CSV carries every digit (docs/cli.md)
+    body["warehouse"]["events"] = 1_234_567
+    for fmt, figure in [(Format.table, "1,234,567"), (Format.csv, "1234567")]:
+        shown = {row["what"]: row["value"] for row in _status_rows(body, fmt)}
+        assert shown["events in the warehouse"] == figure
     # the log reads as a sentence, the figures as fields
     expired, failed = (r for r in caplog.records if r.name == "nerve.erasure"
                        and r.getMessage().startswith("retention:"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -163,30 +164,35 @@ def status_command(ctx: typer.Context, fmt: FormatOption = Format.table) -> None
     if fmt is Format.json:
         emit_json(body)
         return
-    emit(_status_rows(body), fmt, title=f"nerve status: {body['project']}")
+    emit(_status_rows(body, fmt), fmt, title=f"nerve status: {body['project']}")
 
 
-def _status_rows(body: dict[str, Any]) -> list[dict[str, Any]]:
+def _status_rows(body: dict[str, Any], fmt: Format) -> list[dict[str, Any]]:
+    """The status as (what, value) rows; counts grouped by thousands in the table only
+    (CSV numbers carry every digit, docs/cli.md)."""
+    def n(value: int) -> str:
+        return f"{value:,}" if fmt is Format.table else str(value)
+
     warehouse, collector, log = body["warehouse"], body["collector"], body["log"]
     loader = body["loader"]
     since = "since the server started" if body["url"] else "in the server's last run"
     rows = [
         ("server", body["url"] or "not running"),
-        ("events in the warehouse", f"{warehouse['events']:,}"),
-        ("received in the last 24 h", f"{warehouse['events_24h']:,}"),
+        ("events in the warehouse", n(warehouse['events'])),
+        ("received in the last 24 h", n(warehouse['events_24h'])),
         ("newest event received", warehouse["last_received_at"] or "none"),
-        ("quarantined rows", f"{warehouse['quarantine']:,}"),
-        (f"accepted {since}", f"{collector['accepted']:,}"),
-        (f"with violations {since}", f"{collector['quarantined']:,}"),
-        (f"dropped {since}", ", ".join(f"{k}: {v:,}" for k, v in collector["dropped"].items())
+        ("quarantined rows", n(warehouse['quarantine'])),
+        (f"accepted {since}", n(collector['accepted'])),
+        (f"with violations {since}", n(collector['quarantined'])),
+        (f"dropped {since}", ", ".join(f"{k}: {n(v)}" for k, v in collector["dropped"].items())
          or "0"),
         (f"ingest answers {since}",
-         ", ".join(f"{k}: {v:,}" for k, v in collector["requests"].items()) or "none"),
-        (f"{log['kind']} log, not loaded yet", f"{log['backlog_bytes']:,} bytes"),
+         ", ".join(f"{k}: {n(v)}" for k, v in collector["requests"].items()) or "none"),
+        (f"{log['kind']} log, not loaded yet", f"{n(log['backlog_bytes'])} bytes"),
     ]
     if loader is not None:
         rows.append((f"loader, {since}", f"failing: {loader['last_error']}"
-                     if loader["failing"] else f"ok: {loader['loaded']:,} rows loaded"))
+                     if loader["failing"] else f"ok: {n(loader['loaded'])} rows loaded"))
     catalog = body.get("catalog")
     if catalog is not None:
         rows.append(("catalog in use", f"{catalog['events']} events, loaded "
@@ -196,15 +202,15 @@ def _status_rows(body: dict[str, Any]) -> list[dict[str, Any]]:
                          "\n".join(catalog["problems"])))
     retention = body.get("retention")
     if retention is not None:
-        rows.append(_retention_row(retention))
+        rows.append(_retention_row(retention, n))
     return [{"what": what, "value": value} for what, value in rows]
 
 
-def _retention_row(retention: dict[str, Any]) -> tuple[str, str]:
+def _retention_row(retention: dict[str, Any], n: Callable[[int], str]) -> tuple[str, str]:
     deleted = retention["deleted"]
     last = ("never" if retention["last_run"] is None else
-            f"{retention['last_run']} (deleted {deleted['events']:,} events, "
-            f"{deleted['quarantine']:,} quarantined rows)")
+            f"{retention['last_run']} (deleted {n(deleted['events'])} events, "
+            f"{n(deleted['quarantine'])} quarantined rows)")
     if retention["failing"]:
         return ("retention job", f"failing since {retention['failed_at']}: "
                                  f"{retention['last_error']} (retried daily); last run: {last}")
