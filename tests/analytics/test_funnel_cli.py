@@ -88,6 +88,15 @@ def test_cli_without_server(workspace: Workspace) -> None:
                  "--until", "2026-11-03", "--format", "csv")
     assert trend.stdout.splitlines()[1].startswith("2026-11-02T00:00:00+00:00,4,2026-11-01T")
     assert "'add_to_cart' is not in the catalog" in trend.stderr
+    # a name in neither the catalog nor the warehouse (a typo) is refused, not zeros
+    for args, what in [(("funnel", "add_to_cart", "purchase_complet"), "step 2"),
+                       (("retention", "--start", "add_to_crt"), "start_event"),
+                       (("trend", "purchase_complet"), "event")]:
+        typo = _run(workspace, *args, "--format", "json")
+        assert typo.exit_code == 4, args
+        assert (f"{what}: no event '{args[-1]}' in the catalog or the warehouse"
+                in typo.stderr), typo.stderr
+        assert "warning" not in typo.stderr
 
 
 def test_cli_and_http_through_server(workspace: Workspace, serve: Any) -> None:
@@ -107,6 +116,11 @@ def test_cli_and_http_through_server(workspace: Workspace, serve: Any) -> None:
                        headers=headers)
     assert wrong.status_code == 400
     assert "order" in wrong.json()["message"]
+    typo = httpx.post(server.url + "/v1/funnels", headers=headers,
+                      json={**body, "steps": ["add_to_cart", "purchase_complet"]})
+    assert typo.status_code == 400
+    assert typo.json()["message"].startswith(
+        "step 2: no event 'purchase_complet' in the catalog or the warehouse")
     trend = httpx.post(server.url + "/v1/trends", headers=headers, json={
         "event": "purchase_complete", "since": "2026-11-02", "until": "2026-11-06",
         "grain": "day"})

@@ -223,8 +223,8 @@ def run_funnel(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _uncataloged(ctx: Context, steps: list[Any]) -> list[str]:
-    """A warning per step the catalog does not know: a typo counts nothing, which an
-    agent would otherwise read as nobody reaching the step."""
+    """A warning per step the catalog does not know but the warehouse holds (a name in
+    neither is refused: ``check_seen``): an event no longer planned, or sent unplanned."""
     import difflib  # noqa: PLC0415
 
     names = ctx.catalog.names()
@@ -235,7 +235,7 @@ def _uncataloged(ctx: Context, steps: list[Any]) -> list[str]:
             close = difflib.get_close_matches(event, names, n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             found.append(f"{event!r} is not in the catalog (events/){hint}; it was counted "
-                         "anyway, so its zeros may be a misspelt name, not a drop")
+                         "from the warehouse's events of that name")
     return list(dict.fromkeys(found))
 
 

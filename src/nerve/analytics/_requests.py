@@ -15,6 +15,7 @@ one, as a metric's filter is, rather than answered with a silent 0.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -38,6 +39,7 @@ from nerve.analytics._spec import (
 from nerve.analytics._trends import TrendSpec, metric_trend, trend
 from nerve.catalog import Catalog
 from nerve.errors import QueryError, UserError
+from nerve.warehouse import one_of
 
 __all__ = [
     "breakdown_layer",
@@ -230,6 +232,28 @@ def _check_funnel(spec: FunnelSpec, catalog: Catalog | None, columns: list[str])
                        columns)
 
 
+def check_seen(events: ir.Table, catalog: Catalog | None,
+               named: list[tuple[str, str | None]]) -> None:
+    """Refuse an event (``(what, name)``: a funnel step, a retention event) that is
+    neither in ``catalog`` nor in ``events``: a misspelt name counted nothing, and the
+    answer's zeros read as nobody doing it. An event the catalog no longer has but the
+    warehouse still holds stays answerable."""
+    if catalog is None:
+        return
+    unknown = {name: what for what, name in named if name and name not in catalog}
+    if not unknown:
+        return
+    found = events.filter(one_of(events.event, sorted(unknown))).select("event").distinct()
+    seen = set(found.to_pyarrow().column("event").to_pylist())
+    for name, what in unknown.items():
+        if name not in seen:
+            close = difflib.get_close_matches(name, catalog.names(), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else \
+                " (`nerve catalog list` lists the events)"
+            raise QueryError(f"{what}: no event {name!r} in the catalog or the "
+                             f"warehouse{hint}")
+
+
 def funnel_request(events: ir.Table, body: dict[str, Any],
                    layer: Callable[[], Any] | None = None, *,
                    timezone: str = "UTC", catalog: Catalog | None = None) -> dict[str, Any]:
@@ -243,6 +267,8 @@ def funnel_request(events: ir.Table, body: dict[str, Any],
     which every field a filter or ``hold`` reads must be declared in.
     """
     spec = funnel_spec(body, timezone=timezone)
+    check_seen(events, catalog, [(f"step {number}", step.event)
+                                 for number, step in enumerate(spec.steps, 1)])
     _check_funnel(spec, catalog, events.columns)
     result = funnel(events, spec, layer=breakdown_layer(spec, layer))
     out: dict[str, Any] = {"rows": result.rows}
@@ -264,6 +290,8 @@ def retention_request(events: ir.Table, body: dict[str, Any], *,
     cohorts are days or weeks of ``timezone`` (the workspace's); ``start_where`` and
     ``return_where`` read fields ``catalog`` declares."""
     spec = retention_spec(body, timezone=timezone)
+    check_seen(events, catalog, [("start_event", spec.start_event),
+                                 ("return_event", spec.return_event)])
     for key, event, where in (("start_where", spec.start_event, spec.start_where),
                               ("return_where", spec.return_event, spec.return_where)):
         check_declared(catalog, event, [(f"{key} filter {f}", f.field) for f in where],
@@ -327,6 +355,7 @@ def trend_request(events: ir.Table, body: dict[str, Any],
                      where=trend_filters(body),
                      measure=str(body.get("measure", "count")), grain=grain,
                      compare=compare, timezone=timezone)
+    check_seen(events, catalog, [("event", spec.event)])
     check_declared(catalog, spec.event, [(f"filter {f}", f.field) for f in spec.where],
                    events.columns)
     return {"rows": trend(events, spec)}

@@ -102,7 +102,8 @@ def _warn_uncataloged(ws: Workspace, events: list[str]) -> None:
             close = get_close_matches(event, names, n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             err_console.print(f"[yellow]warning:[/yellow] {escape(repr(event))} is not in the "
-                              f"catalog (events/){escape(hint)}; counting it anyway",
+                              f"catalog (events/){escape(hint)}; counting the warehouse's "
+                              "events of that name",
                               highlight=False)
 
 
@@ -170,8 +171,6 @@ def funnel(
     Example: nerve funnel add_to_cart purchase_complete --window 1d --by platform -f json
     """
     ws = load_workspace(ctx)
-    _warn_uncataloged(ws, [step.partition(":")[0].strip() for step in steps]
-                      + [x.partition("@")[0].strip() for x in exclude or []])
     body: dict[str, Any] = {
         "steps": steps, "window": window, "order": order, "by": by,
         "attribution": attribution, "hold": hold or [],
@@ -185,7 +184,9 @@ def funnel(
         if not number.strip().isdigit():
             raise QueryError(f"--users {users!r}: write N, N:converted or N:dropped")
         body["users"] = {"step": int(number), "status": status or "reached"}
-    answer = run_analysis(ws, "funnels", body)
+    answer = run_analysis(ws, "funnels", body)  # a step in neither catalog nor data: refused
+    _warn_uncataloged(ws, [step.partition(":")[0].strip() for step in steps]
+                      + [x.partition("@")[0].strip() for x in exclude or []])
     if users:
         emit([{"user": u} for u in answer.get("users", [])], fmt)
         return
@@ -217,10 +218,11 @@ def retention(
     Example: nerve retention --start signup --return purchase_complete --grain week
     """
     ws = load_workspace(ctx)
-    _warn_uncataloged(ws, [e for e in (start, returning) if e])
     body = {"start_event": start, "return_event": returning, "grain": grain,
             "periods": periods, "mode": mode, "since": since, "until": until}
-    emit(run_analysis(ws, "retention", body)["rows"], fmt, title="retention")
+    rows = run_analysis(ws, "retention", body)["rows"]
+    _warn_uncataloged(ws, [e for e in (start, returning) if e])
+    emit(rows, fmt, title="retention")
 
 
 @handle_errors
@@ -260,7 +262,8 @@ def trend(
             raise QueryError(f"--measure {measure}: a metric has its own measure "
                              "(metrics/*.yaml); --measure is for an event's trend")
     else:
-        if event:
-            _warn_uncataloged(ws, [event])
         body |= {"event": event, "measure": measure, "filters": where or []}
-    emit(run_analysis(ws, "trends", body)["rows"], fmt, title=metric or event or "events")
+    rows = run_analysis(ws, "trends", body)["rows"]
+    if event and not metric:
+        _warn_uncataloged(ws, [event])
+    emit(rows, fmt, title=metric or event or "events")
