@@ -51,6 +51,20 @@ def test_an_http_tool_in_the_header_is_not_a_browser(agent: str) -> None:
     """ua-parser names curl and Python Requests as browser families; no person sent them."""
     ctx = enrich_context({}, user_agent=agent)
     assert not {"os", "device", "browser"} & ctx.keys(), ctx
-    # a message's own context.userAgent is the client's word, and is parsed as sent
+    # a message's own context.userAgent is the client's word: its OS and device are
+    # parsed, but it names no browser unless it is a browser's
     ctx = enrich_context({"userAgent": "curl/8.5.0"})
-    assert ctx["browser"]["name"] == "curl"
+    assert "browser" not in ctx
+
+
+def test_an_apps_own_agent_gives_its_os_and_device_but_no_browser() -> None:
+    """analytics-android puts Dalvik's agent in context.userAgent: the events were stored
+    with browser "Android", beside Chrome in a breakdown by browser."""
+    dalvik = "Dalvik/2.1.0 (Linux; U; Android 14; Pixel 8 Build/AP2A.240805.005)"
+    ctx = enrich_context({"userAgent": dalvik})
+    assert (ctx["os"]["name"], ctx["os"]["version"]) == ("Android", "14")
+    assert ctx["device"]["model"] == "Pixel 8"
+    assert "browser" not in ctx
+    ctx = enrich_context({"userAgent": "Pedal/3.2.1 CFNetwork/1496.0.7 Darwin/23.5.0"})
+    assert "browser" not in ctx
+    assert enrich_context({"userAgent": CHROME_LINUX})["browser"]["name"] == "Chrome"

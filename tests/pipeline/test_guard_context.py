@@ -33,7 +33,8 @@ AGENTS = [
 
 def reference_enrich(context: dict[str, Any], client_ip: str | None,
                      user_agent: str | None) -> dict[str, Any]:
-    """enrich_context as first written: parse, then fill what is missing."""
+    """enrich_context as first written: parse, then fill what is missing (a browser only
+    from a browser's agent)."""
     result = dict(context)
     if client_ip and not result.get("ip"):
         result["ip"] = client_ip
@@ -57,8 +58,8 @@ def reference_enrich(context: dict[str, Any], client_ip: str | None,
         result["os"] = parsed["os"]
     if not result.get("device"):
         result["device"] = {k: v for k, v in parsed["device"].items() if v is not None}
-    if not result.get("browser") and browser and browser["name"] != "Other":
-        result["browser"] = browser
+    if not result.get("browser") and is_browser and browser and browser["name"] != "Other":
+        result["browser"] = browser  # an app's own agent names no browser
     return result
 
 

@@ -97,13 +97,17 @@ def context_additions(agent: str, from_header: bool, has_os: bool, has_device: b
     out: list[tuple[str, Any]] = []
     if parsed["bot"]:
         out.append(("bot", True))
-    if from_header and not _is_browser(agent, parsed):
+    browser = _is_browser(agent, parsed)
+    if from_header and not browser:
         return tuple(out)  # an SDK or HTTP library talking, not a person's device
     if not has_os and parsed["os"]:
         out.append(("os", parsed["os"]))
     if not has_device:
         out.append(("device", {k: v for k, v in parsed["device"].items() if v is not None}))
-    if not has_browser and parsed["browser"] and parsed["browser"]["name"] != "Other":
+    # a message's own agent may be an app's (analytics-android sends Dalvik's): its OS and
+    # device are the device's, but only a browser's agent names a browser
+    if not has_browser and browser and parsed["browser"] \
+            and parsed["browser"]["name"] != "Other":
         out.append(("browser", parsed["browser"]))
     return tuple(out)
 
