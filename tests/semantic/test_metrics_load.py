@@ -92,8 +92,10 @@ def test_metrics_errors_are_catalog_errors_with_a_code() -> None:
     ("metrics:\n  x:\n    type: conversion\n    base: {agg: sum, event: checkout_start, "
      "of: n}\n    conversion: {event: purchase_complete}\n",
      "extra.yaml:4: x.base.agg: count_distinct (of the entity, the default) or count"),
+    # an unclosed bracket: the line it opens on, not the end of the file
     ("metrics:\n  x: {measure: {agg: count, event: purchase_complete}\n",
-     "extra.yaml:3:"),
+     "extra.yaml:2: invalid YAML: expected ',' or '}', but got '<stream end>' (while "
+     "parsing a flow mapping at line 2, column 6)"),
 ])
 def test_problems_name_file_line_and_field(make_layer: Callable[..., SemanticLayer],
                                            text: str, expected: str) -> None:
