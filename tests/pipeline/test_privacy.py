@@ -64,6 +64,23 @@ def test_policy_options() -> None:
     assert out == {"plan": "x"}
 
 
+def test_an_allowed_sensitive_value_follows_its_own_handling() -> None:
+    """allow_sensitive lifts the drop; the catalog's handling then applies (a sensitive
+    value declared ``handling: hash`` was kept in clear once allowed)."""
+    spec = EventSpec(name="visit", version=Version(1), properties=(
+        PropertySpec("diagnosis", "string", pii="sensitive", handling="hash"),
+        PropertySpec("clinic_ip", "string", pii="sensitive", handling="truncate",
+                     format="ipv4"),
+        PropertySpec("notes", "string", pii="sensitive", handling="drop"),
+        PropertySpec("ward", "string", pii="sensitive", handling="keep")))
+    raw = {"diagnosis": "flu", "clinic_ip": "10.1.2.3", "notes": "x", "ward": "B"}
+    allowed = PrivacyPolicy(secret=SECRET, allow_sensitive=frozenset(
+        f"visit.{name}" for name in raw))
+    assert protect_payload(raw, spec, allowed)[0] == {
+        "diagnosis": pseudonymise("flu", SECRET), "clinic_ip": "10.1.2.0", "ward": "B"}
+    assert protect_payload(raw, spec, POLICY)[0] == {}  # not allowed: all dropped
+
+
 def test_unknown_personal_looking_properties_are_hashed() -> None:
     out, changed = protect_payload({"user_email": "a@b.c", "color": "red"}, None, POLICY)
     assert out == {"user_email": pseudonymise("a@b.c", SECRET), "color": "red"}
@@ -117,11 +134,13 @@ def test_an_object_its_class_drops_is_dropped_with_its_nested_properties() -> No
     out, changed = protect_payload(raw, spec, POLICY)
     assert out == {"workout_type": "run"}
     assert changed == 3
-    # allowed, the sensitive object is kept, and what it declares applies inside
+    # allowed, a sensitive object without a handling is kept, and what it declares
+    # applies inside; one whose own handling is drop is still dropped
     allowed = PrivacyPolicy(secret=SECRET, allow_sensitive=frozenset(
-        {"workout_logged.location"}))
+        {"workout_logged.location", "workout_logged.route"}))
     out, _ = protect_payload(raw, spec, allowed)
-    assert out["location"] == {"lat": 37.710123, "lon": -122.410456}
+    assert out["route"] == {"city": "Lisbon"}
+    assert "location" not in out
     assert "home" not in out
     # a personal object handled by the policy's drop goes whole too
     address = EventSpec(name="signup", version=Version(1), properties=(

@@ -8,7 +8,7 @@ what each class becomes:
 | none | kept | |
 | pseudonymous | keyed hash | HMAC-SHA256 with the workspace secret, so equal inputs stay joinable |
 | personal | keyed hash | or ``drop`` / ``keep`` by policy, or the property's own ``handling`` |
-| sensitive | dropped | unless the property is listed in ``allow_sensitive`` |
+| sensitive | dropped | unless in ``allow_sensitive``: then its own ``handling`` (or kept) |
 
 The hash is keyed because an unsalted hash of an email or an IPv4 address is reversed by
 enumeration in milliseconds. ``context.ip`` is truncated to its /24 (IPv4) or /48 (IPv6)
@@ -222,14 +222,13 @@ def _treatment(prop: PropertySpec, name: str, event: str, policy: PrivacyPolicy
         return "keep"
     if prop.pii == "pseudonymous":
         return "hash"
-    if prop.pii == "sensitive":
-        if f"{event}.{name}" in policy.allow_sensitive:
-            return "keep"
+    if prop.pii == "sensitive" and f"{event}.{name}" not in policy.allow_sensitive:
         return "drop"
     handling = prop.handling
     if handling in ("hash", "drop", "keep", "truncate"):
         return handling  # type: ignore[return-value]
-    return policy.personal
+    # an allowed sensitive value without a handling of its own is kept, as allowed
+    return "keep" if prop.pii == "sensitive" else policy.personal
 
 
 def _apply(value: Any, treatment: Treatment, policy: PrivacyPolicy) -> tuple[bool, Any]:
