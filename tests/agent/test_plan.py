@@ -457,3 +457,16 @@ def test_how_many_people_declines_when_no_metric_counts_them() -> None:
         assert (p.intent, p.metric) == ("unknown", None), p.as_dict()
         assert f"counts {over} events, not the people" in p.problems[0]
         assert p.suggestions == ["buyers", "active_users"]
+
+
+def test_a_label_with_an_auxiliary_in_the_question_is_the_metric() -> None:
+    """"how many lessons were completed last week?" was declined for the metric labelled
+    "Lessons completed": the "were" between its words hid the label."""
+    vocab = Vocabulary((MetricInfo("lessons_completed", "Lessons completed"),
+                        MetricInfo("lessons_started", "Lessons started")))
+    for question, metric in [("how many lessons were completed last week?",
+                              "lessons_completed"),
+                             ("how many lessons got started yesterday", "lessons_started"),
+                             ("lessons completed yesterday", "lessons_completed")]:
+        p = plan_question(question, vocab, TODAY)
+        assert (p.intent, p.metric) == ("value", metric), p.as_dict()

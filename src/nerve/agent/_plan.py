@@ -330,18 +330,25 @@ def _top(text: str, plan: Plan) -> tuple[str, str | None]:
     return (text[: m.start()] + " " + text[m.end():]).strip(), m.group(0)
 
 
+#: words a question puts inside a metric's label ("lessons were completed" for the label
+#: "Lessons completed"): left out when the label is not found as said
+_AUXILIARIES = re.compile(r"\b(?:was|were|is|are|be|been|being|get|got|gotten|has|have|had"
+                          r")\b ?")
+
+
 def _metric(text: str, vocab: Vocabulary) -> tuple[str | None, str]:
     stemmed = _stems(text)
-    # the metric said first ("orders placed by customers" counts orders, not customers);
-    # at one place the longest phrase ("revenue per user" over "revenue")
-    found: tuple[re.Match[str], str] | None = None
-    for phrase, name in _phrases(vocab):
-        m = _has(stemmed, phrase)
-        if m is not None and (found is None or m.start() < found[0].start()):
-            found = (m, name)
-    if found is not None:
-        m, name = found
-        return name, (stemmed[: m.start()] + " " + stemmed[m.end():]).strip()
+    for words in (stemmed, _AUXILIARIES.sub("", stemmed)):
+        # the metric said first ("orders placed by customers" counts orders, not
+        # customers); at one place the longest phrase ("revenue per user" over "revenue")
+        found: tuple[re.Match[str], str] | None = None
+        for phrase, name in _phrases(vocab):
+            m = _has(words, phrase)
+            if m is not None and (found is None or m.start() < found[0].start()):
+                found = (m, name)
+        if found is not None:
+            m, name = found
+            return name, (words[: m.start()] + " " + words[m.end():]).strip()
     # everyday words for common metrics, tried against the workspace's own names
     for word, phrases in _EVERYDAY.items():
         if _has(stemmed, word):
