@@ -338,17 +338,17 @@ _AUXILIARIES = re.compile(r"\b(?:was|were|is|are|be|been|being|get|got|gotten|ha
 
 def _metric(text: str, vocab: Vocabulary) -> tuple[str | None, str]:
     stemmed = _stems(text)
-    for words in (stemmed, _AUXILIARIES.sub("", stemmed)):
+    for said in (stemmed, _AUXILIARIES.sub("", stemmed)):
         # the metric said first ("orders placed by customers" counts orders, not
         # customers); at one place the longest phrase ("revenue per user" over "revenue")
         found: tuple[re.Match[str], str] | None = None
         for phrase, name in _phrases(vocab):
-            m = _has(words, phrase)
+            m = _has(said, phrase)
             if m is not None and (found is None or m.start() < found[0].start()):
                 found = (m, name)
         if found is not None:
             m, name = found
-            return name, (words[: m.start()] + " " + words[m.end():]).strip()
+            return name, (said[: m.start()] + " " + said[m.end():]).strip()
     # everyday words for common metrics, tried against the workspace's own names
     for word, phrases in _EVERYDAY.items():
         if _has(stemmed, word):
