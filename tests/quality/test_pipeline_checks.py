@@ -203,6 +203,27 @@ def test_lateness_and_skew_look_at_live_traffic_only(inputs: Any) -> None:
     assert "clock was off by more than 10 min" in skew.message
 
 
+def test_events_stamped_after_they_arrived_are_said_to_be_in_the_future(inputs: Any) -> None:
+    """A client whose timestamp is 3 h after its own sentAt: the corrected time is 3 h
+    after the event arrived, and nothing said so (lateness looks at late events only)."""
+    events = [{"event": "add_to_cart", "timestamp": ago(hours=2, minutes=i),
+               "received_at": ago(hours=2, minutes=i)
+               + timedelta(hours=-3 if i < 4 else 0, seconds=1)} for i in range(40)]
+    results = run_checks(inputs(events), now=NOW, select=["lateness"])
+    late, ahead = sorted(results, key=lambda r: "ahead" in r.dimensions)
+    assert late.details["late"] == 0
+    assert (ahead.dimensions, ahead.status) == ({"source": "web", "ahead": "true"},
+                                                Status.fail)
+    assert ahead.observed == pytest.approx(0.10)
+    assert ahead.details["ahead"] == 4
+    assert ("10% of live add_to_cart events from source web happened, by their timestamps, "
+            "more than 5 min after they arrived (up to 3 h)") in ahead.message
+    # within the tolerance (a clock a minute ahead after correction): nothing to say
+    for e in events[:4]:
+        e["received_at"] = e["timestamp"] - timedelta(minutes=1)
+    assert len(run_checks(inputs(events), now=NOW, select=["lateness"])) == 1
+
+
 def test_broken_input_is_an_error_result_not_a_crash(inputs: Any, engine: Any) -> None:
     table = inputs([{"event": "a", "timestamp": ago(minutes=1)}])
     broken = type(table)(events=table.events.drop("received_at"))

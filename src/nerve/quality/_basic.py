@@ -362,7 +362,32 @@ def check_lateness(ctx: Context, recent: pd.DataFrame) -> list[CheckResult]:
                                   expected={"min": 0.0, "max": warn}, unit="share", since=since,
                                   details={"late": late, "events": n, "p50_s": row.p50,
                                            "p95_s": row.p95, "p99_s": row.p99}))
+        ahead = int(row.ahead or 0)
+        if ahead:  # said only when it happens: a timestamp after the message's own sentAt
+            results.append(_ahead(ctx, event, source, ahead, n, row, window, warn, fail))
     return results
+
+
+def _ahead(ctx: Context, event: str, source: str, ahead: int, n: int, row: Any,
+           window: float, warn: float, fail: float) -> CheckResult:
+    """Live events whose timestamps are after they arrived: a client that stamps the time
+    after sending it (or a timestamp typed by hand), stored in the future."""
+    share = ahead / n
+    status = grade(share, warn, fail)
+    if n < ctx.cfg.get("lateness", "min_events", event):
+        status = min(status, Status.warn, key=lambda s: s.rank)
+    since = moment(row.first_ahead)
+    message = (f"{fmt_pct(share)} of live {event} events from source {source} happened, by "
+               f"their timestamps, more than {fmt_duration(_scan.AHEAD_TOLERANCE)} after "
+               f"they arrived (up to {fmt_duration(row.max_ahead)}) in "
+               f"{_window_text(window)} (expected at most {fmt_pct(warn)}): "
+               f"{fmt_count(ahead)} of {fmt_count(n)}; their timestamp is later than the "
+               "message's sentAt, so they are stored in the future"
+               + (f"; since {fmt_time(since)}." if since else "."))
+    return ctx.result("lateness", status, message, event=event,
+                      dimensions={"source": source, "ahead": "true"}, observed=share,
+                      expected={"min": 0.0, "max": warn}, unit="share", since=since,
+                      details={"ahead": ahead, "events": n, "max_ahead_s": row.max_ahead})
 
 
 def check_clock_skew(ctx: Context, recent: pd.DataFrame) -> list[CheckResult]:

@@ -87,12 +87,18 @@ def dimension_counts(inputs: Inputs, cfg: ChecksConfig, now: float, dim: str,
     return query.to_pandas()
 
 
+#: seconds an event's timestamp may be after its arrival (network and rounding) before it
+#: counts as from the future
+AHEAD_TOLERANCE = 300.0
+
+
 def recent_live(inputs: Inputs, cfg: ChecksConfig, now: float, events: list[str]
                 ) -> pd.DataFrame:
     """Per event and source over the lateness window (by ``received_at``), live rows only.
 
     Lateness (``received_at - timestamp``) quantiles and the share beyond each event's
-    threshold; clock skew (``original_timestamp - timestamp``, the client clock's error);
+    threshold, and the events ahead of their arrival (timestamps in the future); clock
+    skew (``original_timestamp - timestamp``, the client clock's error);
     loader lag (``loaded_at - received_at``) over the last loader_lag window.
     """
     e = inputs.events
@@ -117,6 +123,7 @@ def recent_live(inputs: Inputs, cfg: ChecksConfig, now: float, events: list[str]
     )
     lag_start = now - cfg.seconds("loader_lag", "window")
     late = base.lateness > base.late_t
+    ahead = base.lateness < -AHEAD_TOLERANCE
     skewed = base.skew.abs() > base.skew_t
     query = base.group_by(["event", "source"]).agg(
         n=ibis._.count(),
@@ -125,6 +132,9 @@ def recent_live(inputs: Inputs, cfg: ChecksConfig, now: float, events: list[str]
         p50=base.lateness.quantile(0.5),
         p95=base.lateness.quantile(0.95),
         p99=base.lateness.quantile(0.99),
+        ahead=ahead.sum(),
+        first_ahead=base.received.min(where=ahead),
+        max_ahead=(-base.lateness).max(),
         with_skew=base.skew.count(),
         skewed=skewed.sum(),
         first_skewed=base.received.min(where=skewed),
