@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from tests.quality.conftest import NOW, ago, catalog, spec
 
+from nerve.errors import UserError
 from nerve.quality import ChecksConfig, Status, run_checks
 
 
@@ -222,6 +223,13 @@ def test_events_stamped_after_they_arrived_are_said_to_be_in_the_future(inputs: 
     for e in events[:4]:
         e["received_at"] = e["timestamp"] - timedelta(minutes=1)
     assert len(run_checks(inputs(events), now=NOW, select=["lateness"])) == 1
+
+
+def test_a_selection_naming_neither_a_check_nor_an_event_is_refused(inputs: Any) -> None:
+    """Said alike to the CLI's --select and the HTTP body's select (it named the flag)."""
+    table = inputs([{"event": "add_to_cart", "timestamp": ago(minutes=1)}])
+    with pytest.raises(UserError, match=r"^select: add_to_crt: neither a check \("):
+        run_checks(table, catalog(spec("add_to_cart")), now=NOW, select=["add_to_crt"])
 
 
 def test_broken_input_is_an_error_result_not_a_crash(inputs: Any, engine: Any) -> None:
