@@ -109,6 +109,18 @@ def test_a_violation_never_quotes_a_protected_value(
     assert any("gold" in v["message"] for v in violations)
 
 
+def test_an_object_sent_for_a_plain_property_is_judged_by_the_names_inside(
+        make_collector: Callable[..., Collector]) -> None:
+    """{"plan": {"email": ...}} for the string plan (pii none): the event is quarantined,
+    and the email in it was kept raw, in the violation's quoted value too."""
+    (env,), _ = collect(make_collector(), signup(plan={"email": "ann@example.com",
+                                                       "tier": "gold"}))
+    assert env["violations"] is not None
+    assert "ann@example.com" not in orjson.dumps(env).decode()
+    props = orjson.loads(env["properties"] or "")
+    assert props["plan"] == {"email": pseudonymise("ann@example.com", SECRET), "tier": "gold"}
+
+
 def test_identify_traits_and_context_traits_are_protected(
         make_collector: Callable[..., Collector]) -> None:
     (env,), _ = collect(make_collector(), {

@@ -291,7 +291,7 @@ def map_messages(
                     continue
                 context = guard.context(context, client_ip, user_agent)
                 if payload is not None:
-                    protected, changed = guard.payload(payload, spec)
+                    protected, changed = guard.payload(payload, spec, violations is None)
                     if changed and violations:
                         violations = dumps(withhold_values(
                             orjson.loads(violations), payload, protected)).decode()

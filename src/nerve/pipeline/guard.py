@@ -104,9 +104,17 @@ class Guard:
             return True
         return consent_allows(context, spec.purpose if spec is not None else None)
 
-    def payload(self, payload: dict[str, Any], spec: EventSpec | None
+    def payload(self, payload: dict[str, Any], spec: EventSpec | None, valid: bool = True
                 ) -> tuple[dict[str, Any], int]:
-        """Properties or traits with the policy applied, and how many values changed."""
+        """Properties or traits with the policy applied, and how many values changed.
+
+        ``valid``: the payload passed ``spec``'s schema, so a property declared plain
+        holds no object or array. An invalid one that holds any is walked whole
+        (``protect_payload``): an object sent where a string is declared is judged by
+        the names inside it, which the per-name caches below do not look at.
+        """
+        if not valid and not _CONTAINERS.isdisjoint(map(type, payload.values())):
+            return protect_payload(payload, spec, self.policy)
         safe = self._safe.get(id(spec))
         if safe is not None and safe.issuperset(payload):  # the usual payload, in one step
             return payload, 0

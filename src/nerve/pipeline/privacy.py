@@ -300,6 +300,10 @@ def _protect_value(value: Any, prop: PropertySpec, name: str, event: str,
             if keep:
                 kept.append(new)
         return True, kept if changed else value, changed
+    if treatment == "keep" and prop.pii == "none" and isinstance(value, dict | list):
+        # an object or array where the catalog declares something else (an invalid
+        # event, bound for the quarantine): what it holds is judged by name
+        return _protect_unknown("", value, event, policy)
     keep, new = _apply(value, treatment, policy)
     return keep, new, int(new is not value or not keep)
 
