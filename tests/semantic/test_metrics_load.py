@@ -162,3 +162,27 @@ def test_query_errors_say_what_is_wrong(make_layer: Callable[..., SemanticLayer]
     for query, message in cases.items():
         with pytest.raises(QueryError, match=re.escape(message)):
             layer.compile(query, table, data_bounds=None, dialect="duckdb")
+
+
+def test_a_filter_on_a_value_no_catalog_version_allows_is_refused(
+        shop_dir: Path, make_layer: Callable[..., SemanticLayer]) -> None:
+    """`reason = 'lost'` where every version enumerates other values counted 0 without a
+    word; a value an older version allowed (rows of it may be stored) stays usable."""
+    events = shop_dir / "events"
+    (events / "refund.yaml").write_text(
+        "name: refund\nversion: 2.0.0\nproperties:\n"
+        "  reason: {type: string, enum: [damaged, late]}\n", encoding="utf-8")
+    (events / "versions").mkdir(exist_ok=True)
+    (events / "versions" / "refund.v1.yaml").write_text(
+        "name: refund\nversion: 1.0.0\nproperties:\n"
+        "  reason: {type: string, enum: [damaged, late, wrong_size]}\n", encoding="utf-8")
+    metric = "metrics:\n  refunds_x:\n    measure: {agg: count, event: refund, filter: %s}\n"
+    found = problems(make_layer, metric % "\"reason = 'lost'\"")
+    assert found == ["extra.yaml:3: refunds_x.measure.filter: reason = 'lost': reason takes "
+                     "only damaged, late, wrong_size in the catalog, not 'lost': the "
+                     "comparison (=) matches no event"], found
+    assert problems(make_layer, metric % "\"reason in ('late', 'lost')\"")[0].endswith(
+        "reason takes only damaged, late, wrong_size in the catalog, not 'lost': the "
+        "comparison (in) matches no event")
+    make_layer(extra=metric % "\"reason != 'lost'\"")  # true of every refund: no mistake
+    make_layer(extra=metric % "\"reason = 'wrong_size'\"")  # v1 allows it: accepted

@@ -307,21 +307,35 @@ def _compatible(column: str, value_type: str | None) -> bool:
     return column == "timestamp" and value_type == "string"
 
 
-def type_problems(node: Node, type_of: Callable[[Ref], str | None]) -> list[str]:
-    """Every comparison between a name and a literal of an incompatible type.
+#: comparisons that a value outside a property's enum makes match no event
+_EQUALITY = frozenset({"=", "==", "in"})
 
-    ``type_of`` gives a name's catalog type (None when unknown: not checked here).
+
+def type_problems(node: Node, type_of: Callable[[Ref], str | None]) -> list[str]:
+    """Every comparison between a name and a literal of an incompatible type, or (for a
+    name whose values the catalog enumerates) an equality with a value it cannot hold.
+
+    ``type_of`` gives a name's catalog type (None when unknown: not checked here); its
+    ``enum(ref)``, when it has one, the values the catalog allows.
     """
     problems: list[str] = []
+    enum_of = getattr(type_of, "enum", None)
 
     def check(ref: Node, lit: Node, op: str) -> None:
         if not isinstance(ref, Ref) or not isinstance(lit, Lit):
             return
         column = type_of(ref)
-        if column is None or _compatible(column, literal_type(lit.value)):
+        if column is None:
             return
-        problems.append(f"{ref.text} is {column}, compared ({op}) with "
-                        f"{literal_type(lit.value)} {lit.value!r}")
+        if not _compatible(column, literal_type(lit.value)):
+            problems.append(f"{ref.text} is {column}, compared ({op}) with "
+                            f"{literal_type(lit.value)} {lit.value!r}")
+            return
+        allowed = enum_of(ref) if enum_of is not None and op in _EQUALITY else None
+        if allowed is not None and lit.value is not None and lit.value not in allowed:
+            listed = ", ".join(sorted(map(str, allowed)))
+            problems.append(f"{ref.text} takes only {listed} in the catalog, not "
+                            f"{lit.value!r}: the comparison ({op}) matches no event")
 
     def walk(item: Node) -> None:
         if isinstance(item, Cmp):

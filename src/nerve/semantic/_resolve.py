@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from difflib import get_close_matches
-from typing import Literal
+from typing import Any, Literal
 
 from nerve.catalog import Catalog, PropertySpec
 from nerve.semantic._expr import Node, Ref
@@ -223,7 +223,8 @@ class Resolver:
 
 
 class _TypeOf:
-    """A ``Ref -> type`` callable for expression type checks (unknown names: None)."""
+    """A ``Ref -> type`` callable for expression type checks (unknown names: None), and
+    ``enum(ref)``: the values a property or trait may take (None: any)."""
 
     def __init__(self, resolver: Resolver, events: tuple[str, ...]) -> None:
         self.resolver = resolver
@@ -234,3 +235,30 @@ class _TypeOf:
             return self.resolver.resolve(ref, self.events, allow_segments=True).type
         except ResolveError:
             return None
+
+    def enum(self, ref: Ref) -> frozenset[Any] | None:
+        """Every value the catalog allows ``ref`` in any version of the events (or of
+        identify, for a trait): a stored value is one of them. None when a version
+        allows any value, or the name is not a cataloged property or trait."""
+        try:
+            resolved = self.resolver.resolve(ref, self.events, allow_segments=True)
+        except ResolveError:
+            return None
+        catalog = self.resolver.catalog
+        if resolved.kind == "trait":
+            names: Iterable[str] = (IDENTIFY,)
+        elif resolved.kind == "property":
+            names = ({s.name for s in catalog if s.type == "track"}
+                     if self.events == (ANY_EVENT,) else self.events)
+        else:
+            return None
+        allowed: set[Any] = set()
+        for name in names:
+            for spec in catalog.versions(name):
+                prop = _nested(spec.properties, resolved.path)
+                if prop is None:
+                    continue
+                if prop.enum is None:
+                    return None
+                allowed.update(prop.enum)
+        return frozenset(allowed) or None
