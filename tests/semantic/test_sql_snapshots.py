@@ -75,3 +75,15 @@ def test_engine_specific_functions_are_used() -> None:
     assert "FROM_UTC_TIMESTAMP(" in texts["pyspark"]
     for text in texts.values():
         assert "NULLIF(" in text.upper()  # ratios divide safely
+
+
+def test_a_conversion_is_window_functions_not_a_join() -> None:
+    """A conversion's base rows are matched with later conversion rows by a sort per
+    entity: a join (EXISTS, a semi-join) ran as a nested loop on PostgreSQL, whose guess
+    for filtered identity-stitched events is one row (tests/semantic/
+    test_conversion_scale.py runs it)."""
+    for dialect in DIALECTS:
+        text = (GOLDEN / f"conversion.{dialect}.sql").read_text().upper()
+        assert "EXISTS" not in text
+        assert "SEMI" not in text
+        assert "PARTITION BY" in text

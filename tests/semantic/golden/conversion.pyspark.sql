@@ -14,7 +14,7 @@ SELECT
 FROM (
   SELECT
     `t2`.`_period`,
-    `t16`.`_c0`,
+    `t15`.`_c0`,
     `t20`.`_c1`
   FROM `spine_0` AS `t2`
   LEFT OUTER JOIN (
@@ -27,26 +27,26 @@ FROM (
         COUNT(DISTINCT `t11`.`_v0`) AS `_c0`
       FROM (
         SELECT
-          `t10`.`_v0`,
-          `t10`.`_local`,
-          DATE_TRUNC('day', `t10`.`_local`) AS `_src`
+          `t9`.`_v0`,
+          `t9`.`_local`,
+          DATE_TRUNC('day', `t9`.`_local`) AS `_src`
         FROM (
           SELECT DISTINCT
-            `t7`.`_v0`,
-            DATE_TRUNC('day', `t7`.`_local`) AS `_local`
+            `t6`.`_v0`,
+            DATE_TRUNC('day', `t6`.`_local`) AS `_local`
           FROM (
             SELECT
               FROM_UTC_TIMESTAMP(CAST(`t5`.`timestamp` AS TIMESTAMP), 'Europe/Berlin') AS `_local`,
               COALESCE(`t5`.`user_id`, `t5`.`anonymous_id`) AS `_v0`
             FROM `t3` AS `t5`
-          ) AS `t7`
-        ) AS `t10`
+          ) AS `t6`
+        ) AS `t9`
       ) AS `t11`
       GROUP BY
         1
     ) AS `t13`
-  ) AS `t16`
-    ON `t2`.`_period` = `t16`.`_jp`
+  ) AS `t15`
+    ON `t2`.`_period` = `t15`.`_jp`
   LEFT OUTER JOIN (
     SELECT
       `t18`.`_src` AS `_jp`,
@@ -57,46 +57,95 @@ FROM (
         COUNT(DISTINCT `t17`.`_v0`) AS `_c1`
       FROM (
         SELECT
-          `t14`.`_v0`,
-          `t14`.`_local`,
-          DATE_TRUNC('day', `t14`.`_local`) AS `_src`
+          `t16`.`_v0`,
+          `t16`.`_local`,
+          DATE_TRUNC('day', `t16`.`_local`) AS `_src`
         FROM (
           SELECT DISTINCT
             `t12`.`_v0`,
             DATE_TRUNC('day', `t12`.`_local`) AS `_local`
           FROM (
             SELECT
-              `t9`.`_local`,
-              `t9`.`_v0`
+              `t10`.`_local`,
+              `t10`.`_v0`,
+              `t10`.`_ts`,
+              `t10`.`_mid`,
+              `t10`.`_ent`,
+              `t10`.`_kind`,
+              `t10`.`_cts`,
+              MIN(`t10`.`_cts`) OVER (
+                PARTITION BY `t10`.`_ent`
+                ORDER BY `t10`.`_ts` ASC NULLS LAST, `t10`.`_kind` DESC
+                ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING
+              ) AS `_next`,
+              SUM(`t10`.`_kind`) OVER (
+                PARTITION BY `t10`.`_ent`, `t10`.`_ts`
+                ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING
+              ) AS `_at`,
+              SUM(`t10`.`_kind`) OVER (
+                PARTITION BY `t10`.`_ent`, `t10`.`_ts`, `t10`.`_mid`
+                ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING
+              ) AS `_own`
             FROM (
               SELECT
-                FROM_UTC_TIMESTAMP(CAST(`t5`.`timestamp` AS TIMESTAMP), 'Europe/Berlin') AS `_local`,
-                COALESCE(`t5`.`user_id`, `t5`.`anonymous_id`) AS `_v0`,
-                `t5`.`timestamp` AS `_ts`,
-                `t5`.`message_id` AS `_mid`,
-                COALESCE(`t5`.`user_id`, `t5`.`anonymous_id`) AS `_ent`
-              FROM `t3` AS `t5`
-            ) AS `t9`
-            LEFT SEMI JOIN (
+                *
+              FROM (
+                SELECT
+                  `t7`.`_local`,
+                  `t7`.`_v0`,
+                  `t7`.`_ts`,
+                  `t7`.`_mid`,
+                  `t7`.`_ent`,
+                  0 AS `_kind`,
+                  CAST(NULL AS TIMESTAMP) AS `_cts`
+                FROM (
+                  SELECT
+                    FROM_UTC_TIMESTAMP(CAST(`t5`.`timestamp` AS TIMESTAMP), 'Europe/Berlin') AS `_local`,
+                    COALESCE(`t5`.`user_id`, `t5`.`anonymous_id`) AS `_v0`,
+                    `t5`.`timestamp` AS `_ts`,
+                    `t5`.`message_id` AS `_mid`,
+                    COALESCE(`t5`.`user_id`, `t5`.`anonymous_id`) AS `_ent`
+                  FROM `t3` AS `t5`
+                ) AS `t7`
+              ) AS `t8`
+              UNION ALL
               SELECT
-                COALESCE(`t1`.`user_id`, `t1`.`anonymous_id`) AS `_cent`,
-                `t1`.`timestamp` AS `_cts`,
-                `t1`.`message_id` AS `_cmid`
-              FROM `events` AS `t1`
-              WHERE
-                `t1`.`timestamp` >= CAST('2026-02-28T23:00:00+00:00' AS TIMESTAMP)
-                AND `t1`.`timestamp` < CAST('2026-03-08T00:00:00+00:00' AS TIMESTAMP)
-                AND `t1`.`type` = 'track'
-                AND `t1`.`event` IN ('purchase_complete')
-            ) AS `t6`
-              ON `t9`.`_ent` = `t6`.`_cent`
-              AND `t6`.`_cts` >= `t9`.`_ts`
-              AND `t6`.`_cts` <= (
-                `t9`.`_ts` + INTERVAL '3600' SECOND
-              )
-              AND `t9`.`_mid` <> `t6`.`_cmid`
+                *
+              FROM (
+                SELECT
+                  CAST(NULL AS TIMESTAMP) AS `_local`,
+                  CAST(NULL AS STRING) AS `_v0`,
+                  `t1`.`timestamp` AS `_ts`,
+                  `t1`.`message_id` AS `_mid`,
+                  COALESCE(`t1`.`user_id`, `t1`.`anonymous_id`) AS `_ent`,
+                  1 AS `_kind`,
+                  `t1`.`timestamp` AS `_cts`
+                FROM `events` AS `t1`
+                WHERE
+                  `t1`.`timestamp` >= CAST('2026-02-28T23:00:00+00:00' AS TIMESTAMP)
+                  AND `t1`.`timestamp` < CAST('2026-03-08T00:00:00+00:00' AS TIMESTAMP)
+                  AND `t1`.`type` = 'track'
+                  AND `t1`.`event` IN ('purchase_complete')
+                  AND COALESCE(`t1`.`user_id`, `t1`.`anonymous_id`) IS NOT NULL
+                  AND `t1`.`message_id` IS NOT NULL
+              ) AS `t4`
+            ) AS `t10`
           ) AS `t12`
-        ) AS `t14`
+          WHERE
+            `t12`.`_kind` = 0
+            AND `t12`.`_ent` IS NOT NULL
+            AND `t12`.`_mid` IS NOT NULL
+            AND (
+              (
+                `t12`.`_at` > `t12`.`_own`
+              )
+              OR (
+                `t12`.`_next` <= (
+                  `t12`.`_ts` + INTERVAL '3600' SECOND
+                )
+              )
+            )
+        ) AS `t16`
       ) AS `t17`
       GROUP BY
         1
