@@ -162,7 +162,8 @@ def test_a_caveat_on_no_event_is_not_said_to_flag_none() -> None:
     b = Builder("why did bookings drop yesterday?", {})
     _explain_caveats([coverage, dup], b)
     answer = b.finish()
-    assert "None" not in answer.answer and all("None" not in c for c in answer.caveats)
+    assert "None" not in answer.answer
+    assert all("None" not in c for c in answer.caveats)
     assert "data-quality checks flag order_placed" in answer.answer
     assert "the data ends before the period does" in answer.answer
     assert answer.caveats[0].startswith("coverage check warn: The data ends at")
