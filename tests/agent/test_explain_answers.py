@@ -12,7 +12,7 @@ import pytest
 
 from nerve.agent import Context, ask, run_tool
 from nerve.agent._answer import Builder
-from nerve.agent._ask import _drivers
+from nerve.agent._ask import _drivers, _explain_caveats
 from nerve.anomaly._explain import MIN_SCORE
 from nerve.envelope import ENVELOPE_SCHEMA
 from nerve.workspace import Workspace
@@ -149,3 +149,21 @@ def test_why_explains_the_week_when_no_day_stands_out_or_a_period_is_said(
         demo_root: Path, question: str, per_day: dict[int, int], period: str) -> None:
     _, args = _explain_args(_android_carts(demo_root, per_day), question)
     assert (args["period"], args["vs"]) == (period, "previous")
+
+
+def test_a_caveat_on_no_event_is_not_said_to_flag_none() -> None:
+    # `nerve explain` of a day whose data ends at 21:59 (as a day with no late orders
+    # does): the coverage finding has no event; the answer said "checks flag None"
+    coverage = {"check": "coverage", "status": "warn", "event": None,
+                "message": "The data ends at 2026-11-28T21:59:00+00:00, before the period "
+                           "ends (2026-11-29T00:00:00+00:00)."}
+    dup = {"check": "natural_key_duplicates", "status": "warn", "event": "order_placed",
+           "message": "2 duplicates."}
+    b = Builder("why did bookings drop yesterday?", {})
+    _explain_caveats([coverage, dup], b)
+    answer = b.finish()
+    assert "None" not in answer.answer
+    assert all("None" not in c for c in answer.caveats)
+    assert "data-quality checks flag order_placed" in answer.answer
+    assert "the data ends before the period does" in answer.answer
+    assert answer.caveats[0].startswith("coverage check warn: The data ends at")

@@ -470,3 +470,17 @@ def test_a_label_with_an_auxiliary_in_the_question_is_the_metric() -> None:
                              ("lessons completed yesterday", "lessons_completed")]:
         p = plan_question(question, vocab, TODAY)
         assert (p.intent, p.metric) == ("value", metric), p.as_dict()
+
+
+def test_a_dimension_whose_plural_adds_only_an_s_is_read_in_the_plural() -> None:
+    """"cuisines", "sources" or "stages" are "cuisine", "source" and "stage": the plural
+    only adds an s (stripping "es" gave "cuisin", and the ranking was declined)."""
+    vocab = Vocabulary(VOCAB.metrics,
+                       {"cuisine": ("cuisine", ("pizza", "sushi")),
+                        "source": ("source", ("web", "import")),
+                        "country": ("country", ("DE", "US"))})
+    p = plan_question("top 3 cuisines by orders last week", vocab, TODAY)
+    assert (p.intent, p.by, p.limit, p.ignored) == ("top", "cuisine", 3, [])
+    assert plan_question("orders by sources", vocab, TODAY).by == "source"
+    assert plan_question("top 2 countries by revenue", vocab, TODAY).by == "country"
+    assert plan_question("revenue for each cuisine", vocab, TODAY).by == "cuisine"

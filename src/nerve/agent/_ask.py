@@ -410,12 +410,21 @@ def _explain(plan: Plan, ctx: Context, b: Builder) -> None:
               "so the baseline is incomplete.")
         b.caveats.append("the period before starts before the first event")
     _drivers(r, q, kind, currency, change, b)
-    for c in r.get("caveats") or []:
-        b.caveats.append(f"{c.get('check')} check {c.get('status')} on {c.get('event')}: "
-                         f"{c.get('message')}")
-    if r.get("caveats"):
-        events = sorted({str(c.get("event")) for c in r["caveats"]})
+    _explain_caveats(r.get("caveats") or [], b)
+
+
+def _explain_caveats(caveats: list[dict[str, Any]], b: Builder) -> None:
+    """The explanation's caveats: the quality checks that flag its events, and whether
+    the data ends before the period does (a finding on no event: ``coverage``)."""
+    for c in caveats:
+        on = f" on {c['event']}" if c.get("event") else ""
+        b.caveats.append(f"{c.get('check')} check {c.get('status')}{on}: {c.get('message')}")
+    events = sorted({str(c["event"]) for c in caveats if c.get("event")})
+    if events:
         b.say(f"Caveat: data-quality checks flag {b.quote(', '.join(events))}; see caveats.")
+    if any(not c.get("event") and c.get("check") == "coverage" for c in caveats):
+        b.say("Caveat: the data ends before the period does, so its last hours are "
+              "missing, not zero; see caveats.")
 
 
 def _premise(plan: Plan, change: float, b: Builder) -> None:

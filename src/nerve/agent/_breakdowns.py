@@ -146,6 +146,12 @@ def _ranked(text: str, vocab: Vocabulary, plan: Plan) -> str:
     return text
 
 
+def _singulars(word: str) -> tuple[str, ...]:
+    """The singulars ``word`` may be the plural of: ``_stem``'s ("cities", "boxes"), and
+    the word without its s ("cuisines", "sources", whose "es" is no plural ending)."""
+    return (_stem(word), word[:-1]) if word.endswith("s") else (word,)
+
+
 def _dim_name(words: str, vocab: Vocabulary) -> str | None:
     words = words.strip()
     for candidate in (words, words.replace(" ", "_")):
@@ -153,10 +159,11 @@ def _dim_name(words: str, vocab: Vocabulary) -> str | None:
             return candidate
     if words in _DIM_WORDS and _DIM_WORDS[words] in vocab.dimensions:
         return _DIM_WORDS[words]
-    if _stem(words) in vocab.dimensions:
-        return _stem(words)
+    for candidate in _singulars(words):
+        if candidate in vocab.dimensions:
+            return candidate
     joined = words.replace(" ", "_")
-    for candidate in (joined, _stem(joined)):
+    for candidate in (joined, *_singulars(joined)):
         if candidate in vocab.properties:
             return candidate  # a property of the events: the query checks the metric's
     if words in _STOP:  # "by" is no property's last word ("cancelled_by")

@@ -249,6 +249,13 @@ def data_health(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     event = _str(args, "event")
     if event:
         results = [r for r in results if r.event == event]
+        if not results and event not in ctx.catalog:  # a typo is no "unknown" health
+            import difflib  # noqa: PLC0415
+
+            close = difflib.get_close_matches(event, ctx.catalog.names(), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise QueryError(f"event {event!r} is not in the catalog and no check "
+                             f"judged it{hint}")
     return {"status": str(worst([r.status for r in results])) if results else "unknown",
             "checks": len(results),
             "problems": [r.as_dict() for r in results if str(r.status) != "pass"]}
