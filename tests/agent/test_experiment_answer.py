@@ -42,3 +42,21 @@ def test_the_corrected_p_value_is_said_where_it_decides(
         if n.label == "adjusted p-value":
             assert f"{n.text} corrected for the experiment's several metrics" in \
                 answer.answer
+
+
+def test_a_tiny_p_value_reads_as_under_a_thousandth(
+        demo_ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
+    """p = 1.5e-05 read "p = 0.000", as if nothing at all could have been chance."""
+    def tool(ctx: Context, name: str, args: dict[str, Any]) -> Any:
+        result = run_tool(ctx, name, args)
+        if name == "experiment_results":
+            for row in result["rows"]:
+                if row.get("p_value") is not None:
+                    row["p_value"] = row["p_value_adjusted"] = 1.5e-05
+        return result
+
+    monkeypatch.setattr(nerve.agent._ask, "run_tool", tool)
+    answer = ask("how is the simple checkout experiment doing?", demo_ctx)
+    assert answer.answered, answer.answer
+    assert "p < 0.001" in answer.answer
+    assert "0.000" not in answer.answer

@@ -554,7 +554,7 @@ def _experiment(plan: Plan, ctx: Context, b: Builder) -> None:
         del kind
         b.say(f"{row['role'].capitalize()} metric {row['metric']}, variant "
               f"{b.label(row['variant'])}: "
-              f"lift {lift} (interval {lo} to {hi}), p = {p}"
+              f"lift {lift} (interval {lo} to {hi}), p {'' if p.startswith('<') else '= '}{p}"
               f"{', significant' if row.get('significant') else ', not significant'}.")
     units = [f"{b.label(k)} {b.num(f'units {k}', v, q, 'experiment_results')}"
              for k, v in (r.get("units") or {}).items()]

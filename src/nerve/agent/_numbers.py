@@ -46,8 +46,8 @@ def fmt(value: float | int | None, kind: str = "number", currency: str | None = 
         return f"{value * 100:+.1f}%"
     if kind == "currency":
         return f"{value:,.2f}" + (f" {currency}" if currency else "")
-    if kind == "pvalue":
-        return f"{value:.3f}"
+    if kind == "pvalue":  # 1.5e-05 is not "0.000"
+        return "< 0.001" if 0 <= value < 0.0005 else f"{value:.3f}"
     if float(value).is_integer():
         return f"{int(value):,}"
     return f"{value:,.2f}"
