@@ -134,3 +134,30 @@ def test_plan_counts_every_active_unit_and_the_experiments_share(
     assert plan["units_total"] == 2 * per_variant
     assert math.isclose(plan["eligible_units_per_day"], eligible)
     assert plan["days"] == math.ceil(2 * per_variant / eligible)
+
+
+def test_an_exposure_event_the_catalog_lacks_names_file_line_field(make_workspace: Any) -> None:
+    # a typo in exposure_event counted 0 units without a word: the event can only be
+    # quarantined, never reach the analysis
+    ws = make_workspace(EVENTS)
+    (ws.metrics_dir / "m.yaml").write_text(METRICS)
+    folder = Path(ws.root) / "experiments"
+    folder.mkdir()
+    (folder / "x.yaml").write_text("key: x\nvariants: [a, b]\nprimary: orders\n"
+                                   "exposure_event: experiment_viwed\n")
+    with Warehouse.for_workspace(ws):
+        pass
+    for command in ("analyze", "plan"):
+        result = runner.invoke(app, ["-w", str(ws.root), "experiment", command, "x"])
+        assert result.exit_code == ExitCode.INVALID, result.output
+        lines = [line.removeprefix("error: ").replace(str(folder), "experiments")
+                 for line in result.stderr.splitlines()]
+        assert lines == [
+            "experiments/x.yaml:4: x.exposure_event: unknown event 'experiment_viwed': the "
+            "catalog has no such event, so no exposure of it is counted; did you mean "
+            "experiment_viewed?",
+        ]
+    # the default names need not all be cataloged: each SDK family sends its own
+    (folder / "x.yaml").write_text("key: x\nvariants: [a, b]\nprimary: orders\n")
+    result = runner.invoke(app, ["-w", str(ws.root), "experiment", "analyze", "x"])
+    assert result.exit_code == ExitCode.OK, result.output
