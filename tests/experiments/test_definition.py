@@ -51,3 +51,13 @@ def test_exposure_events_as_a_list(tmp_path: Path) -> None:
     assert exp.exposure_events == ("paywall_seen", "Experiment Viewed")
     assert exp.cuped_days == 14
     assert exp.status == "running"
+
+
+def test_a_list_of_primary_metrics_says_one_is_expected(tmp_path: Path) -> None:
+    # it said "required", as if primary were missing
+    base = "key: e\nvariants: [a, b]\nprimary: [bookers, revenue]\n"
+    assert _problems(tmp_path, "", base) == [
+        "3: e.primary: expected one metric name (the one that decides the experiment; others "
+        "go in secondary), got ['bookers', 'revenue']"]
+    assert _problems(tmp_path, "", "key: e\nvariants: [a, b]\n") == [
+        "1: e.primary: required: the metric that decides the experiment"]

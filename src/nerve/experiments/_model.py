@@ -156,8 +156,12 @@ def _parse(path: Path, raw: LineDict, problems: list[tuple[Location, str]]) -> E
     if keys and control not in keys:
         bad("control", f"{control!r} is not one of the variants ({', '.join(keys)})")
     primary = raw.get("primary")
-    if not isinstance(primary, str):
+    if primary is None:
         bad("primary", "required: the metric that decides the experiment")
+        primary = ""
+    elif not isinstance(primary, str):
+        bad("primary", f"expected one metric name (the one that decides the experiment; "
+                       f"others go in secondary), got {primary!r}")
         primary = ""
     lists: dict[str, tuple[str, ...]] = {}
     for name in ("secondary", "guardrails"):
