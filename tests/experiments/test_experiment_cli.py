@@ -161,3 +161,32 @@ def test_an_exposure_event_the_catalog_lacks_names_file_line_field(make_workspac
     (folder / "x.yaml").write_text("key: x\nvariants: [a, b]\nprimary: orders\n")
     result = runner.invoke(app, ["-w", str(ws.root), "experiment", "analyze", "x"])
     assert result.exit_code == ExitCode.OK, result.output
+
+
+def test_the_readout_labels_intervals_with_the_experiments_alpha(
+        make_workspace: Any, events_table: Any) -> None:
+    # with alpha: 0.1 the intervals are 90% ones; the table and the readout said "95% CI"
+    ws = make_workspace(EVENTS)
+    (ws.metrics_dir / "m.yaml").write_text(METRICS)
+    (Path(ws.root) / "experiments").mkdir()
+    (Path(ws.root) / "experiments" / "e.yaml").write_text(EXPERIMENT + "alpha: 0.1\n")
+    now = datetime.now(UTC) - timedelta(hours=1)
+    rows = []
+    for i in range(40):
+        user, variant = f"u{i}", "a" if i % 2 else "b"
+        rows.append({"timestamp": now, "event": "experiment_viewed", "user_id": user,
+                     "properties": {"experiment_id": "e", "variant_id": variant}})
+        rows.extend({"timestamp": now + timedelta(minutes=1 + k), "event": "purchase_complete",
+                     "user_id": user} for k in range(i % 3))
+    table = events_table(rows)
+    with Warehouse.for_workspace(ws) as warehouse:
+        cursor = warehouse.cursor()
+        cursor.register("_arrow", table)
+        names = ", ".join(f'"{c}"' for c in table.column_names)
+        cursor.execute(f"INSERT INTO events ({names}) SELECT {names} FROM _arrow")
+    result = runner.invoke(app, ["-w", str(ws.root), "experiment", "analyze", "e"])
+    assert result.exit_code == ExitCode.OK, result.output
+    assert "95%" not in result.stdout
+    header = next(line for line in result.stdout.splitlines() if "lift" in line)
+    assert "90% CI" in header
+    assert "(90% CI " in result.stdout  # the readout's line
