@@ -51,3 +51,35 @@ def test_exposure_events_as_a_list(tmp_path: Path) -> None:
     assert exp.exposure_events == ("paywall_seen", "Experiment Viewed")
     assert exp.cuped_days == 14
     assert exp.status == "running"
+
+
+def test_a_list_of_primary_metrics_says_one_is_expected(tmp_path: Path) -> None:
+    # it said "required", as if primary were missing
+    base = "key: e\nvariants: [a, b]\nprimary: [bookers, revenue]\n"
+    assert _problems(tmp_path, "", base) == [
+        "3: e.primary: expected one metric name (the one that decides the experiment; others "
+        "go in secondary), got ['bookers', 'revenue']"]
+    assert _problems(tmp_path, "", "key: e\nvariants: [a, b]\n") == [
+        "1: e.primary: required: the metric that decides the experiment"]
+
+
+@pytest.mark.parametrize(("attributes", "expected"), [
+    # SDKs tested `"US" in "US"`-style substrings ("S" matched too)
+    ("{country: {in: US}}",
+     "e.targeting: attributes: country.in: expected a list of values (in: [US]?), got 'US'"),
+    ("{country: {not_in: [[US, UK]]}}",
+     "e.targeting: attributes: country.not_in: expected a list of values (not_in: "
+     "[[['US', 'UK']]]?), got [['US', 'UK']]"),
+    # `70 >= [65]` raised in the SDK and no unit entered
+    ("{age: {gte: [65]}}",
+     "e.targeting: attributes: age.gte: expected one value (a string, number or "
+     "true/false), got [65]"),
+])
+def test_targeting_values_that_do_not_fit_their_operator(tmp_path: Path, attributes: str,
+                                                         expected: str) -> None:
+    assert _problems(tmp_path, f"targeting:\n  attributes: {attributes}\n") == [
+        f"6: {expected}"]
+    (tmp_path / "e.yaml").write_text(
+        BASE + "targeting:\n  attributes: {country: {in: [US, UK]}, age: {gte: 65}, "
+               "member: {eq: true}}\n")
+    assert load_experiments(tmp_path)["e"].attributes["country"] == {"in": ["US", "UK"]}

@@ -1,8 +1,11 @@
 """nerve experiment on a workspace's warehouse file: JSON rows, table readout, errors."""
 
 import json
+import math
+import statistics
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 from typer.testing import CliRunner
@@ -92,3 +95,98 @@ def test_metrics_the_experiment_cannot_read_name_file_line_field(make_workspace:
             "count_distinct per unit is not additive",
             "experiments/x.yaml:6: x.targeting: segment: unknown segment 'iso' (known: ios)",
         ]
+
+
+def test_plan_counts_every_active_unit_and_the_experiments_share(
+        make_workspace: Any, events_table: Any) -> None:
+    # 40 users active in the baseline window, 10 of them bought: a did-it-or-not primary
+    # has baseline 0.25 over the active units (it read 1.0 over the buyers alone, with no
+    # variance: 0 units and 0 days needed)
+    ws = make_workspace({**EVENTS, "app_opened.yaml": "name: app_opened\n"})
+    (ws.metrics_dir / "m.yaml").write_text(
+        "metrics:\n  buyers:\n    measure: {agg: count_distinct, event: purchase_complete}\n")
+    (Path(ws.root) / "experiments").mkdir()
+    (Path(ws.root) / "experiments" / "e.yaml").write_text(
+        "key: e\nvariants: [a, b]\nprimary: buyers\nmde: 0.1\ncoverage: 0.5\n"
+        "layer: checkout\nlayer_range: [0.0, 0.5]\nholdout: 0.2\n")
+    now = datetime.now(UTC) - timedelta(hours=1)
+    rows: list[dict[str, Any]] = [{"timestamp": now, "event": "app_opened", "user_id": f"u{i}"}
+                                  for i in range(40)]
+    rows.extend({"timestamp": now, "event": "purchase_complete", "user_id": f"u{i}"}
+                for i in range(10))
+    table = events_table(rows)
+    with Warehouse.for_workspace(ws) as warehouse:
+        cursor = warehouse.cursor()
+        cursor.register("_arrow", table)
+        names = ", ".join(f'"{c}"' for c in table.column_names)
+        cursor.execute(f"INSERT INTO events ({names}) SELECT {names} FROM _arrow")
+    result = runner.invoke(app, ["-w", str(ws.root), "experiment", "plan", "e", "-f", "json"])
+    assert result.exit_code == ExitCode.OK, result.output
+    plan = json.loads(result.stdout)
+    values = [1.0] * 10 + [0.0] * 30
+    std = statistics.stdev(values)
+    z = NormalDist().inv_cdf(0.975) + NormalDist().inv_cdf(0.8)
+    per_variant = math.ceil(2 * (z * std / (0.1 * 0.25)) ** 2)
+    eligible = 40 * 0.5 * 0.5 * 0.8 / 14  # coverage, layer slice, what the holdout leaves
+    assert plan["baseline"] == 0.25
+    assert math.isclose(plan["baseline_std"], std)
+    assert plan["units_per_variant"] == per_variant
+    assert plan["units_total"] == 2 * per_variant
+    assert math.isclose(plan["eligible_units_per_day"], eligible)
+    assert plan["days"] == math.ceil(2 * per_variant / eligible)
+
+
+def test_an_exposure_event_the_catalog_lacks_names_file_line_field(make_workspace: Any) -> None:
+    # a typo in exposure_event counted 0 units without a word: the event can only be
+    # quarantined, never reach the analysis
+    ws = make_workspace(EVENTS)
+    (ws.metrics_dir / "m.yaml").write_text(METRICS)
+    folder = Path(ws.root) / "experiments"
+    folder.mkdir()
+    (folder / "x.yaml").write_text("key: x\nvariants: [a, b]\nprimary: orders\n"
+                                   "exposure_event: experiment_viwed\n")
+    with Warehouse.for_workspace(ws):
+        pass
+    for command in ("analyze", "plan"):
+        result = runner.invoke(app, ["-w", str(ws.root), "experiment", command, "x"])
+        assert result.exit_code == ExitCode.INVALID, result.output
+        lines = [line.removeprefix("error: ").replace(str(folder), "experiments")
+                 for line in result.stderr.splitlines()]
+        assert lines == [
+            "experiments/x.yaml:4: x.exposure_event: unknown event 'experiment_viwed': the "
+            "catalog has no such event, so no exposure of it is counted; did you mean "
+            "experiment_viewed?",
+        ]
+    # the default names need not all be cataloged: each SDK family sends its own
+    (folder / "x.yaml").write_text("key: x\nvariants: [a, b]\nprimary: orders\n")
+    result = runner.invoke(app, ["-w", str(ws.root), "experiment", "analyze", "x"])
+    assert result.exit_code == ExitCode.OK, result.output
+
+
+def test_the_readout_labels_intervals_with_the_experiments_alpha(
+        make_workspace: Any, events_table: Any) -> None:
+    # with alpha: 0.1 the intervals are 90% ones; the table and the readout said "95% CI"
+    ws = make_workspace(EVENTS)
+    (ws.metrics_dir / "m.yaml").write_text(METRICS)
+    (Path(ws.root) / "experiments").mkdir()
+    (Path(ws.root) / "experiments" / "e.yaml").write_text(EXPERIMENT + "alpha: 0.1\n")
+    now = datetime.now(UTC) - timedelta(hours=1)
+    rows = []
+    for i in range(40):
+        user, variant = f"u{i}", "a" if i % 2 else "b"
+        rows.append({"timestamp": now, "event": "experiment_viewed", "user_id": user,
+                     "properties": {"experiment_id": "e", "variant_id": variant}})
+        rows.extend({"timestamp": now + timedelta(minutes=1 + k), "event": "purchase_complete",
+                     "user_id": user} for k in range(i % 3))
+    table = events_table(rows)
+    with Warehouse.for_workspace(ws) as warehouse:
+        cursor = warehouse.cursor()
+        cursor.register("_arrow", table)
+        names = ", ".join(f'"{c}"' for c in table.column_names)
+        cursor.execute(f"INSERT INTO events ({names}) SELECT {names} FROM _arrow")
+    result = runner.invoke(app, ["-w", str(ws.root), "experiment", "analyze", "e"])
+    assert result.exit_code == ExitCode.OK, result.output
+    assert "95%" not in result.stdout
+    header = next(line for line in result.stdout.splitlines() if "lift" in line)
+    assert "90% CI" in header
+    assert "(90% CI " in result.stdout  # the readout's line

@@ -1,12 +1,17 @@
 """Exposures and per-unit metric values read from an events table, on every engine."""
 
+import dataclasses
+import math
+import statistics
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import pytest
 
 from nerve.experiments import load_experiments
+from nerve.experiments._plan import plan_experiment
 from nerve.experiments._run import analyze_experiment, readout_dict
 from nerve.semantic import SemanticLayer
 
@@ -144,3 +149,19 @@ def test_breakdown_by_a_dimension_at_first_exposure(engine: Any, events_table: A
     # the overall rows are unchanged by the breakdown
     assert {(r["metric"], r["variant"]): r["units"] for r in readout["rows"]}[
         ("orders", "control")] == 2
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "postgres"], indirect=True)
+def test_plan_reads_the_primary_over_every_active_unit(engine: Any, events_table: Any,
+                                                       layer_and_exp: Any) -> None:
+    # u1..u6 are active; u1, u3, u4 and u5 bought: buyers' baseline is 4/6, not 1.0
+    layer, exp = layer_and_exp
+    events = engine.load("exp_events_plan", events_table(ROWS))
+    plan = plan_experiment(dataclasses.replace(exp, primary="buyers"), layer, events,
+                           baseline_days=14, now=T0 + timedelta(days=1))
+    std = statistics.stdev([1, 1, 1, 1, 0, 0])
+    z = NormalDist().inv_cdf(0.975) + NormalDist().inv_cdf(0.8)
+    assert plan["baseline"] == pytest.approx(4 / 6)
+    assert plan["baseline_std"] == pytest.approx(std)
+    assert plan["units_per_variant"] == math.ceil(2 * (z * std / (0.05 * 4 / 6)) ** 2)
+    assert plan["eligible_units_per_day"] == pytest.approx(6 / 14)

@@ -32,14 +32,14 @@ def _pct(value: float | None) -> str:
     return "" if value is None else f"{value:+.1%}"
 
 
-def _table_row(row: dict[str, Any]) -> dict[str, Any]:
+def _table_row(row: dict[str, Any], level: str = "95%") -> dict[str, Any]:
     """A readable row: the columns that decide, formatted for people."""
     ci = (f"{_pct(row['ci_low'])} .. {_pct(row['ci_high'])}"
           if row["ci_low"] is not None else "")
     return {
         "metric": row["metric"], "variant": row["variant"], "units": row["units"],
         "mean": f"{row['mean']:.4g}" if row["mean"] is not None else "",
-        "lift": _pct(row["lift"]), "95% CI": ci,
+        "lift": _pct(row["lift"]), f"{level} CI": ci,
         "p": f"{row['p_value']:.2g}" if row["p_value"] is not None else "",
         "win": f"{row['chance_to_win']:.1%}" if row["chance_to_win"] is not None else "",
     }
@@ -113,7 +113,7 @@ def analyze(ctx: typer.Context, key: Annotated[str, typer.Argument(help="Experim
     cuped_ci_low, cuped_ci_high, chance_to_win, srm_p_value, ...); with --by, then the
     same per value of the dimension (its "dimension" and "value" fields set).
     """
-    from nerve.experiments._run import report_text  # noqa: PLC0415
+    from nerve.experiments._run import confidence_level, report_text  # noqa: PLC0415
 
     readout = run_analysis(_workspace(ctx), key, by)
     rows = [*readout["rows"], *readout.get("breakdown", [])]
@@ -123,9 +123,11 @@ def analyze(ctx: typer.Context, key: Annotated[str, typer.Argument(help="Experim
             err_console.print(f"warning: {warning}", highlight=False, markup=False,
                               soft_wrap=True)
         return
-    emit([_table_row(r) for r in readout["rows"]], fmt, title=key)
+    level = confidence_level(readout)
+    emit([_table_row(r, level) for r in readout["rows"]], fmt, title=key)
     if readout.get("breakdown"):
-        emit([{by or "value": r["value"], **_table_row(r)} for r in readout["breakdown"]], fmt,
+        emit([{by or "value": r["value"], **_table_row(r, level)} for r in readout["breakdown"]],
+             fmt,
              title=f"{key} by {by}")
     console.print(report_text(readout), highlight=False, soft_wrap=True, markup=False)
 

@@ -116,6 +116,11 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _is_scalar(value: object) -> bool:
+    """A value targeting can compare as every SDK does: a string, number or boolean."""
+    return isinstance(value, str | int | float | bool)
+
+
 def _parse(path: Path, raw: LineDict, problems: list[tuple[Location, str]]) -> Experiment | None:
     before = len(problems)
     key = raw.get("key") or path.stem
@@ -156,8 +161,12 @@ def _parse(path: Path, raw: LineDict, problems: list[tuple[Location, str]]) -> E
     if keys and control not in keys:
         bad("control", f"{control!r} is not one of the variants ({', '.join(keys)})")
     primary = raw.get("primary")
-    if not isinstance(primary, str):
+    if primary is None:
         bad("primary", "required: the metric that decides the experiment")
+        primary = ""
+    elif not isinstance(primary, str):
+        bad("primary", f"expected one metric name (the one that decides the experiment; "
+                       f"others go in secondary), got {primary!r}")
         primary = ""
     lists: dict[str, tuple[str, ...]] = {}
     for name in ("secondary", "guardrails"):
@@ -179,6 +188,19 @@ def _parse(path: Path, raw: LineDict, problems: list[tuple[Location, str]]) -> E
         bad("targeting", f"attributes: expected {{name: {{op: value}}}} with op one of "
                          f"{', '.join(sorted(_OPS))}")
         attributes = {}
+    for attribute, conditions in list(attributes.items()):
+        for op, wanted in conditions.items():
+            # SDKs apply the operator as written: `in: US` tested substrings ("S" was in
+            # it), `gte: [65]` failed for every unit; both entered nobody or the wrong ones
+            if op in ("in", "not_in"):
+                if not (isinstance(wanted, list) and all(map(_is_scalar, wanted))):
+                    bad("targeting", f"attributes: {attribute}.{op}: expected a list of "
+                                     f"values ({op}: [{wanted}]?), got {wanted!r}")
+                    attributes = {}
+            elif not _is_scalar(wanted):
+                bad("targeting", f"attributes: {attribute}.{op}: expected one value (a "
+                                 f"string, number or true/false), got {wanted!r}")
+                attributes = {}
     numbers: dict[str, float] = {}
     for name, default, low, high in (("coverage", 1.0, 0.0, 1.0), ("holdout", 0.0, 0.0, 0.5),
                                      ("mde", 0.05, 1e-6, 10.0), ("alpha", 0.05, 1e-6, 0.5),

@@ -19,7 +19,7 @@ from nerve.experiments._units import (
 )
 from nerve.semantic import SemanticLayer
 
-__all__ = ["analyze_experiment", "readout_dict", "report_text"]
+__all__ = ["analyze_experiment", "confidence_level", "readout_dict", "report_text"]
 
 
 def analyze_experiment(exp: Experiment, layer: SemanticLayer, events: ir.Table, *,
@@ -78,7 +78,7 @@ def readout_dict(exp: Experiment, readout: Readout) -> dict[str, Any]:
     variant and metric (``rows``)."""
     return {
         "experiment": exp.key, "name": exp.name, "hypothesis": exp.hypothesis,
-        "decision": readout.decision, "reasons": readout.reasons,
+        "alpha": exp.alpha, "decision": readout.decision, "reasons": readout.reasons,
         "srm_p_value": readout.srm_p_value, "units": readout.units,
         "excluded_multiple_variants": readout.excluded_multiple_variants,
         "planned_units_per_variant": readout.planned_units_per_variant,
@@ -87,6 +87,11 @@ def readout_dict(exp: Experiment, readout: Readout) -> dict[str, Any]:
         "rows": [row.as_dict() for row in readout.rows],
         "breakdown": [row.as_dict() for row in readout.breakdown],
     }
+
+
+def confidence_level(readout: dict[str, Any]) -> str:
+    """The intervals' level as people read it: alpha 0.1 gives "90%", 0.025 "97.5%"."""
+    return f"{100 * (1 - float(readout.get('alpha', 0.05))):.4g}%"
 
 
 def _pct(value: float | None) -> str:
@@ -111,12 +116,13 @@ def report_text(readout: dict[str, Any]) -> str:
     health = "ok" if srm >= 0.001 else "MISMATCH"
     lines.append(f"Units {units} (sample ratio p = {srm:.3g}, {health}); "
                  f"{readout['excluded_multiple_variants']} excluded for seeing two variants.")
+    level = confidence_level(readout)
     for row in readout["rows"]:
         if row["lift"] is None:
             continue
         lines.append(
             f"{row['role']:>9} {row['metric']}: {row['variant']} {_pct(row['lift'])} "
-            f"(95% CI {_pct(row['ci_low'])} to {_pct(row['ci_high'])}, p = "
+            f"({level} CI {_pct(row['ci_low'])} to {_pct(row['ci_high'])}, p = "
             f"{row['p_value']:.3g}; always-valid {_pct(row['seq_ci_low'])} to "
             f"{_pct(row['seq_ci_high'])}; CUPED {_pct(row['cuped_lift'])}; "
             f"chance to win {row['chance_to_win']:.1%})"

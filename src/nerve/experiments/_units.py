@@ -15,6 +15,7 @@ count per unit), queried ``by user`` over the events after each unit's first exp
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -153,8 +154,8 @@ _FIELD = {"primary": "primary", "secondary": "secondary", "guardrail": "guardrai
 
 def check_metrics(exp: Experiment, layer: SemanticLayer) -> None:
     """Raise ExperimentError naming the file, line and field of every metric the
-    experiment cannot read (unknown, or not made of counts and sums per unit) and of an
-    unknown ``targeting.segment``."""
+    experiment cannot read (unknown, or not made of counts and sums per unit), of an
+    ``exposure_event`` the catalog lacks and of an unknown ``targeting.segment``."""
     problems: list[tuple[Location, str]] = []
 
     def bad(name: str, text: str) -> None:
@@ -166,6 +167,15 @@ def check_metrics(exp: Experiment, layer: SemanticLayer) -> None:
             decompose(layer, metric)
         except QueryError as exc:
             bad(_FIELD[role], str(exc))
+    if "exposure_event" in exp.lines:
+        # named on purpose: an exposure event the catalog lacks is quarantined, never counted
+        for name in exp.exposure_events:
+            if name not in layer.catalog:
+                close = difflib.get_close_matches(name, layer.catalog.names(), n=3)
+                hint = (f"; did you mean {', '.join(close)}?" if close else
+                        f"; events: {', '.join(sorted(layer.catalog.names())) or 'none'}")
+                bad("exposure_event", f"unknown event {name!r}: the catalog has no such "
+                                      f"event, so no exposure of it is counted{hint}")
     if exp.segment is not None and exp.segment not in layer.segments:
         known = ", ".join(sorted(layer.segments)) or "none in metrics/*.yaml"
         bad("targeting", f"segment: unknown segment {exp.segment!r} (known: {known})")
