@@ -425,7 +425,8 @@ def test_inside_a_filter_the_filtered_dimension_is_no_breakdown(
                      dimensions=["platform"], catalog_events=names,
                      where="platform = 'ios'")
     assert (result["observed"], result["baseline"]) == (45, 30)
-    assert result["drivers"] == [] and result["offsets"] == []
+    assert result["drivers"] == []
+    assert result["offsets"] == []
     # a breakdown that still splits the filtered events keeps its values, and only them
     result = explain(events, "add_to_cart", layer=layer, period="yesterday", now=NOW,
                      dimensions=["method"], catalog_events=names,
