@@ -64,6 +64,11 @@ def test_commands_on_the_warehouse_file(shop: Path) -> None:
     assert unknown.returncode != 0
     assert "neither a cataloged event nor a metric" in unknown.stderr
 
+    # a --by no event carries (a typo) is refused, not judged as nothing ("No anomalies")
+    typo = nerve(shop, "anomalies", "add_to_cart", "--by", "platfrom", "--now", NOW)
+    assert typo.returncode == 4, typo.stderr
+    assert "--by 'platfrom' (did you mean platform?): no add_to_cart event" in typo.stderr
+
 
 def test_the_server_answers_the_same_and_exposes_live_alerts(shop: Path) -> None:
     direct = json.loads(nerve(shop, "explain", "add_to_cart", "--period", "24h", "--now",

@@ -411,3 +411,40 @@ def test_a_change_no_value_carries_is_still_judged_against_noise(
         else:
             assert "within noise" in result["summary"]
             assert "it may be ordinary variation" in result["summary"]
+
+
+def test_inside_a_filter_the_filtered_dimension_is_no_breakdown(
+        shop: tuple[Any, SemanticLayer]) -> None:
+    # within platform = 'ios' every event is ios: the other platforms come back from the
+    # filtered query as empty rows, which must not make platform a breakdown of two
+    # values with ios "driving" 100% of the change (found on a country outage:
+    # "country = BR, 100% of the change" inside --where "country = 'BR'")
+    events, layer = shop
+    names = ["add_to_cart", "product_view", "payment_failed"]
+    result = explain(events, "add_to_cart", layer=layer, period="yesterday", now=NOW,
+                     dimensions=["platform"], catalog_events=names,
+                     where="platform = 'ios'")
+    assert (result["observed"], result["baseline"]) == (45, 30)
+    assert result["drivers"] == []
+    assert result["offsets"] == []
+    # a breakdown that still splits the filtered events keeps its values, and only them
+    result = explain(events, "add_to_cart", layer=layer, period="yesterday", now=NOW,
+                     dimensions=["method"], catalog_events=names,
+                     where="platform = 'ios'")
+    assert {d["values"] for d in result["drivers"] + result["offsets"]} <= {2}
+
+
+def test_when_everything_stops_no_value_drives_the_fall() -> None:
+    # a country's day-long outage explained inside it: every value falls to zero in
+    # proportion to its size, so none is a driver (with a size of half its share, as
+    # the average with the empty period made it, 5.2.0 "drove" 41% of the change)
+    from nerve.anomaly._explain_decompose import score_drivers
+
+    cells = pd.DataFrame({"n1": [0.0, 0.0, 0.0], "d1": [0.0, 0.0, 0.0],
+                          "n0": [102.0, 115.0, 162.0], "d0": [33.0, 36.0, 58.0],
+                          "a1": [0.0, 0.0, 0.0], "a0": [33.0, 36.0, 58.0]},
+                         index=pd.Index(["(none)", "5.1.4", "5.2.0"], name="app_version"))
+    parts = decompose(cells, additive=True, unit=1.0, baselines=3)
+    assert parts["weight"].to_list() == pytest.approx([33 / 127, 36 / 127, 58 / 127])
+    scored = score_drivers(parts, change=-379.0)
+    assert scored["score"].max() < MIN_SCORE, scored[["share", "weight", "score"]]

@@ -181,6 +181,11 @@ def test_a_rate_is_judged_as_a_share_per_value() -> None:
     assert found.start.timestamp() // 3600 == HOURS[-4]
     assert found.observed > 0.25
     assert found.expected < 0.05
+    # a rate reads as shares ("rose to 11.03% against an expected 1.94%"), not as an
+    # amount "per period" (it read "spiked to 0.1103 per period against ... 0.01941")
+    assert f"failure_rate on provider=adyen rose to {found.observed:.2%} against " \
+        f"an expected {found.expected:.2%} (one period's band 0.00%-" in found.message()
+    assert "per period" not in found.message()
 
 
 def test_a_dimension_value_takes_its_event_weekday_factor() -> None:
@@ -251,6 +256,9 @@ def test_a_drop_that_began_before_the_window_says_so() -> None:
     assert found.began_before
     assert found.start.timestamp() // 3600 == HOURS[-24]
     assert "for at least 24 period(s) from" in found.message()
+    # the run's mean is judged on sums: the band shown is a single period's
+    assert "per period against an expected" in found.message()
+    assert "(one period's band " in found.message()
     assert " UTC or before, still ongoing." in found.message()
     assert found.as_dict()["began_before"] is True
     # one that began inside it keeps its start

@@ -78,6 +78,10 @@ class Anomaly:
     #: the run holds the first judged period and the sums judged there show it before
     #: too: it began before the evaluated window, at a time not known
     began_before: bool = False
+    #: ``count`` (events per period, judged on sums over windows: the band is one
+    #: period's), ``share`` (a rate: observed, expected and band are shares) or ``value``
+    #: (a metric's value, each period judged against its band)
+    kind: str = "value"
 
     @property
     def change(self) -> float:
@@ -98,9 +102,19 @@ class Anomaly:
         where = f" on {self.dimension}={self.value}" if self.dimension else ""
         what = "dropped" if self.direction == "down" else "spiked"
         change = f"{self.change:+.0%}" if np.isfinite(self.change) else "new"
-        return (f"{self.target}{where} {what} to {self.observed:,.4g} per period against an "
-                f"expected {self.expected:,.4g} (band {self.low:,.4g}-{self.high:,.4g}; "
-                f"{change}) for {'at least ' if self.began_before else ''}{self.periods} "
+        if self.kind == "share":  # a rate: shares, not amounts per period
+            what = "fell" if self.direction == "down" else "rose"
+            level = (f"{self.observed:.2%} against an expected {self.expected:.2%} "
+                     f"(one period's band {self.low:.2%}-{self.high:.2%}; {change})")
+        else:
+            # counts are judged on sums over 1 to 24 periods: a run's mean can lie
+            # inside a single period's band and still be far beyond its own
+            band = "one period's band" if self.kind == "count" else "band"
+            level = (f"{self.observed:,.4g} per period against an expected "
+                     f"{self.expected:,.4g} ({band} {self.low:,.4g}-{self.high:,.4g}; "
+                     f"{change})")
+        return (f"{self.target}{where} {what} to {level} "
+                f"for {'at least ' if self.began_before else ''}{self.periods} "
                 f"period(s) from {self.start:%Y-%m-%d %H:%M} UTC"
                 + (" or before" if self.began_before else "")
                 + (", still ongoing." if self.ongoing else f" to {self.end:%Y-%m-%d %H:%M}."))
@@ -291,7 +305,8 @@ def _detect_matrix(frame: pd.DataFrame, numerator: pd.DataFrame | None, window: 
                 low=float(low[a:b, j].mean()), high=float(high[a:b, j].mean()),
                 max_z=max(float(np.abs(z[a:b, j]).max()), normal_score(float(p_best[j]))),
                 ongoing=b >= len(periods) - 2,  # within the gap runs bridge
-                began_before=begin == 0 and int(before[j]) == sign))
+                began_before=begin == 0 and int(before[j]) == sign,
+                kind="count" if num is None else "share"))
     found.anomalies.sort(key=lambda x: (x.start, -x.max_z))
     return found
 

@@ -353,8 +353,11 @@ def explain(table: ir.Table, target: str, *, layer: SemanticLayer, period: str =
             change_z = _change_z(t, cells, unit, observed, baseline, len(bases))
         # the users of events without this property (every event but the payments for
         # payment_provider) are no segment of the target: without any of its amount,
-        # (none) only dilutes the shares
-        empty = (cells.index == NONE) & (cells["n1"] == 0) & (cells["n0"] == 0)
+        # (none) only dilutes the shares; nor is a value with neither amount nor exposure
+        # in either period (under ``where``, the values the filter leaves out come back
+        # as such empty rows: inside country = 'BR', country has one value)
+        nothing = (cells[["n1", "d1", "n0", "d0"]] == 0).all(axis=1)
+        empty = nothing | ((cells.index == NONE) & (cells["n1"] == 0) & (cells["n0"] == 0))
         cells = cells[~empty]
         if not 2 <= len(cells) <= 50:
             continue  # one value explains nothing; fifty are not a breakdown

@@ -141,7 +141,9 @@ def decompose(cells: pd.DataFrame, *, additive: bool, unit: float = 1.0,
         out["observed"], out["expected"] = r1.where(d1 > 0), r0
     # a value's usual size: its share of the exposure (of the shoppers, or of a ratio's
     # denominator) over both periods; a change spread in proportion to it says nothing
-    out["weight"] = (w0 + w1) / 2
+    # (of the periods that had any: when everything stopped, a value's size is its
+    # baseline share, not half of it)
+    out["weight"] = w0 if big_d1 <= 0 else w1 if big_d0 <= 0 else (w0 + w1) / 2
     overlap = np.minimum(e0_now, e1)
     rate = overlap * (r1 - r0)
     arrivals = (e1 - overlap) * (r1 - r0)

@@ -156,6 +156,8 @@ def find_anomalies(events: ir.Table, request: Request, *, layer: SemanticLayer |
             request.dimension_training, "dimension_training")))
         by_dim = event_counts(events, start=since, end=end, dims=dims, events=only,
                               grain_hours=gh, users=False)
+        _check_found(by, set(by_dim["dimension"]), name if kind == "event" else None,
+                     since, end, layer)
         frame = pd.concat([frame, by_dim[by_dim["dimension"] != ""]], ignore_index=True)
     detection = detect(frame, window, settings, counts=counts,
                        top_values=request.top_values, keep_points=request.points)
@@ -244,6 +246,25 @@ def _rates(events: ir.Table, rates: dict[str, tuple[str, str]], layer: SemanticL
         out.judged += found.judged
         out.skipped += found.skipped
     return out
+
+
+def _check_found(by: Sequence[str], found: set[str], event: str | None, since: datetime,
+                 end: datetime, layer: SemanticLayer | None) -> None:
+    """A ``--by`` no event carries is a typo more often than a property gone: judging
+    nothing by it while saying "No anomalies" would pass for a clean bill."""
+    missing = [d for d in by if d not in found]
+    if not missing:
+        return
+    known = [*KEY_DIMENSIONS, *(layer.dimensions if layer is not None else ())]
+    hints = []
+    for dim in missing:
+        close = difflib.get_close_matches(dim, known, n=1, cutoff=0.75)
+        hints.append(f"{dim!r}" + (f" (did you mean {close[0]}?)" if close else ""))
+    raise QueryError(
+        f"--by {', '.join(hints)}: no {event or 'event'} event from "
+        f"{since:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC carries it (a key dimension: "
+        f"{', '.join(KEY_DIMENSIONS)}; a dimension of the semantic layer; a JSON path such "
+        "as context.locale; or a property name)")
 
 
 def _scannable(by: Sequence[str], layer: SemanticLayer | None) -> bool:
