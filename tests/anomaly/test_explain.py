@@ -96,6 +96,8 @@ def test_a_related_event_s_change_is_its_observed_over_expected(
                and r["dimension"] is None)
     assert (failed["observed"], failed["expected"]) == (40, 10)
     assert failed["change"] == pytest.approx(3.0)  # quadrupled: +300%, not 41 / 11 - 1
+    # said once, with the direction's word and no sign ("down -35%" read as a rise)
+    assert "payment_failed up 300%" in result["summary"]
 
 
 def test_a_ratio_splits_into_mix_and_rate(shop: tuple[Any, SemanticLayer]) -> None:

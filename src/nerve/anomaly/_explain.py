@@ -578,7 +578,7 @@ def _summary(r: dict[str, Any], t: _Target) -> str:
     for x in sorted(r["related"], key=lambda x: not x.get("dimension")):
         if not x["in_target"] and x["event"] not in named:
             named.add(x["event"])
-            moving.append(f"{x['event']}{_where(x)} {x['direction']} {x['change']:+.0%}")
+            moving.append(f"{x['event']}{_where(x)} {x['direction']} {abs(x['change']):.0%}")
     if moving:
         text += f" At the same time: {', '.join(moving[:3])}."
     if r["caveats"]:
