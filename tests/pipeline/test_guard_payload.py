@@ -63,17 +63,25 @@ def test_guard_payload_equals_protect_payload(calls: list[tuple[EventSpec | None
         got, got_changed = guard.payload(payload, spec, valid=False)
         assert got == expected
         assert got_changed == changed
-        if not _holds_undeclared_containers(payload, spec):  # as a valid payload
+        if _shaped_as_declared(payload, spec):  # as a payload that passed its schema
             assert guard.payload(payload, spec) == (expected, changed)
 
 
-def _holds_undeclared_containers(payload: dict[str, Any], spec: EventSpec | None) -> bool:
-    """Whether a property the spec declares plain holds an object or an array (which
-    its schema refuses)."""
-    declared = {p.name: p.type for p in spec.properties} if spec is not None else {}
-    return any(isinstance(value, dict | list) and declared.get(name) not in (None, "object",
-                                                                             "array")
+def _shaped_as_declared(payload: dict[str, Any], spec: EventSpec | None) -> bool:
+    """Whether every declared property holds an object or array only where the spec
+    declares one (what the schema checks before ``valid`` is passed as True)."""
+    declared = {p.name: p for p in spec.properties} if spec is not None else {}
+    return all(name not in declared or _fits(value, declared[name])
                for name, value in payload.items())
+
+
+def _fits(value: Any, prop: PropertySpec) -> bool:
+    if isinstance(value, dict):
+        return prop.type == "object"
+    if isinstance(value, list):
+        return prop.type == "array" and (
+            prop.items is None or all(_fits(item, prop.items) for item in value))
+    return True
 
 
 def test_an_object_where_a_string_is_declared_is_judged_by_the_names_inside() -> None:
@@ -86,6 +94,12 @@ def test_an_object_where_a_string_is_declared_is_judged_by_the_names_inside() ->
     assert protected["sku"]["size"] == 42
     assert changed == 1
     assert protect_payload(payload, PLAIN, guard.policy) == (protected, changed)
+    # context.traits are never validated against identify: judged as sent, always
+    identify = EventSpec(name="identify", version=Version(1), type="identify",
+                         properties=(PropertySpec("plan", "string"),))
+    guard = Guard(PrivacyPolicy(secret=b"k"), identify)
+    context = guard.context({"traits": {"plan": {"email": "ann@example.com"}}}, None, None)
+    assert context["traits"]["plan"]["email"].startswith("h:")
 
 
 def test_a_personal_looking_name_is_never_cached_as_safe() -> None:

@@ -93,8 +93,8 @@ class Guard:
             else:
                 result["ip"] = kept
         traits = get("traits")
-        if isinstance(traits, dict):
-            result["traits"] = self.payload(traits, self.identify)[0]
+        if isinstance(traits, dict):  # never validated against identify: judged as sent
+            result["traits"] = self.payload(traits, self.identify, valid=False)[0]
         return result
 
     def consents(self, context: dict[str, Any], spec: EventSpec | None) -> bool:
