@@ -24,11 +24,9 @@ METRICS = "metrics:\n  orders:\n    measure: {agg: count, event: purchase_comple
 EXPERIMENT = "key: e\nvariants: [a, b]\nprimary: orders\n"
 
 
-def test_analyze_json_and_table(make_workspace: Any, events_table: Any) -> None:
-    ws = make_workspace(EVENTS)
-    (ws.metrics_dir / "m.yaml").write_text(METRICS)
-    (Path(ws.root) / "experiments").mkdir()
-    (Path(ws.root) / "experiments" / "e.yaml").write_text(EXPERIMENT)
+def _load_exposures_and_orders(ws: Any, events_table: Any) -> None:
+    """40 users exposed to experiment e an hour ago, alternating a and b, user i with
+    i % 3 orders after it."""
     now = datetime.now(UTC) - timedelta(hours=1)
     rows = []
     for i in range(40):
@@ -43,6 +41,14 @@ def test_analyze_json_and_table(make_workspace: Any, events_table: Any) -> None:
         cursor.register("_arrow", table)
         names = ", ".join(f'"{c}"' for c in table.column_names)
         cursor.execute(f"INSERT INTO events ({names}) SELECT {names} FROM _arrow")
+
+
+def test_analyze_json_and_table(make_workspace: Any, events_table: Any) -> None:
+    ws = make_workspace(EVENTS)
+    (ws.metrics_dir / "m.yaml").write_text(METRICS)
+    (Path(ws.root) / "experiments").mkdir()
+    (Path(ws.root) / "experiments" / "e.yaml").write_text(EXPERIMENT)
+    _load_exposures_and_orders(ws, events_table)
     result = runner.invoke(app, ["-w", str(ws.root), "experiment", "analyze", "e", "-f", "json"])
     assert result.exit_code == ExitCode.OK, result.output
     data = json.loads(result.stdout)
@@ -170,20 +176,7 @@ def test_the_readout_labels_intervals_with_the_experiments_alpha(
     (ws.metrics_dir / "m.yaml").write_text(METRICS)
     (Path(ws.root) / "experiments").mkdir()
     (Path(ws.root) / "experiments" / "e.yaml").write_text(EXPERIMENT + "alpha: 0.1\n")
-    now = datetime.now(UTC) - timedelta(hours=1)
-    rows = []
-    for i in range(40):
-        user, variant = f"u{i}", "a" if i % 2 else "b"
-        rows.append({"timestamp": now, "event": "experiment_viewed", "user_id": user,
-                     "properties": {"experiment_id": "e", "variant_id": variant}})
-        rows.extend({"timestamp": now + timedelta(minutes=1 + k), "event": "purchase_complete",
-                     "user_id": user} for k in range(i % 3))
-    table = events_table(rows)
-    with Warehouse.for_workspace(ws) as warehouse:
-        cursor = warehouse.cursor()
-        cursor.register("_arrow", table)
-        names = ", ".join(f'"{c}"' for c in table.column_names)
-        cursor.execute(f"INSERT INTO events ({names}) SELECT {names} FROM _arrow")
+    _load_exposures_and_orders(ws, events_table)
     result = runner.invoke(app, ["-w", str(ws.root), "experiment", "analyze", "e"])
     assert result.exit_code == ExitCode.OK, result.output
     assert "95%" not in result.stdout
