@@ -43,6 +43,15 @@ def _load_exposures_and_orders(ws: Any, events_table: Any) -> None:
         cursor.execute(f"INSERT INTO events ({names}) SELECT {names} FROM _arrow")
 
 
+def _refused(ws: Any, command: str, folder: Path) -> list[str]:
+    """The error lines of ``nerve experiment COMMAND x``, which must exit INVALID, with
+    the experiments folder's path written ``experiments``."""
+    result = runner.invoke(app, ["-w", str(ws.root), "experiment", command, "x"])
+    assert result.exit_code == ExitCode.INVALID, result.output
+    return [line.removeprefix("error: ").replace(str(folder), "experiments")
+            for line in result.stderr.splitlines()]
+
+
 def test_analyze_json_and_table(make_workspace: Any, events_table: Any) -> None:
     ws = make_workspace(EVENTS)
     (ws.metrics_dir / "m.yaml").write_text(METRICS)
@@ -90,10 +99,7 @@ def test_metrics_the_experiment_cannot_read_name_file_line_field(make_workspace:
     with Warehouse.for_workspace(ws):
         pass
     for command in ("analyze", "plan"):
-        result = runner.invoke(app, ["-w", str(ws.root), "experiment", command, "x"])
-        assert result.exit_code == ExitCode.INVALID, result.output
-        lines = [line.removeprefix("error: ").replace(str(folder), "experiments")
-                 for line in result.stderr.splitlines()]
+        lines = _refused(ws, command, folder)
         assert lines == [
             "experiments/x.yaml:4: x.secondary: unknown metric 'order'; did you mean orders?",
             "experiments/x.yaml:5: x.guardrails: metric 'sessions' (count_distinct(session_id) "
@@ -154,10 +160,7 @@ def test_an_exposure_event_the_catalog_lacks_names_file_line_field(make_workspac
     with Warehouse.for_workspace(ws):
         pass
     for command in ("analyze", "plan"):
-        result = runner.invoke(app, ["-w", str(ws.root), "experiment", command, "x"])
-        assert result.exit_code == ExitCode.INVALID, result.output
-        lines = [line.removeprefix("error: ").replace(str(folder), "experiments")
-                 for line in result.stderr.splitlines()]
+        lines = _refused(ws, command, folder)
         assert lines == [
             "experiments/x.yaml:4: x.exposure_event: unknown event 'experiment_viwed': the "
             "catalog has no such event, so no exposure of it is counted; did you mean "
