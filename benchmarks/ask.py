@@ -1,6 +1,6 @@
 """Ask-nerve benchmark: accuracy and honesty over the realistic question set.
 
-Builds a demo workspace (``nerve demo --no-serve``; default 14 days, 300 shoppers, the
+Builds a demo workspace (``nerve demo --no-serve``; default 21 days, 300 shoppers, the
 test suite's size) or reuses one (``--dir`` of an earlier run), asks every question of
 tests/agent/questions.py (CASES, and the HELD_OUT paraphrases) with the offline planner,
 and grades each answer against SQL written by hand on the warehouse file (not through the
@@ -50,7 +50,7 @@ def _build(root: Path, days: int, users: int) -> datetime:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, default=Path("/tmp/nerve-ask-bench"))
-    parser.add_argument("--days", type=int, default=14)
+    parser.add_argument("--days", type=int, default=21)
     parser.add_argument("--users", type=int, default=300)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()

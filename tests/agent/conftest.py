@@ -1,4 +1,4 @@
-"""A small demo workspace (14 days, 300 shoppers), built once per test session and shared
+"""A small demo workspace (21 days, 300 shoppers), built once per test session and shared
 by the xdist workers (a file lock: the first builds it, the others wait and reuse it)."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from nerve.agent import Context
 from nerve.warehouse import Warehouse
 from nerve.workspace import Workspace
 
-DAYS, USERS = 14, 300
+DAYS, USERS = 21, 300
 
 
 def build_demo(base: Path) -> Path:
