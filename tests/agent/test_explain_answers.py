@@ -13,7 +13,7 @@ import pytest
 from nerve.agent import Context, ask, run_tool
 from nerve.agent._answer import Builder
 from nerve.agent._ask import _drivers, _explain_caveats
-from nerve.anomaly._explain import MIN_SCORE
+from nerve.anomaly._explain_words import MIN_SCORE
 from nerve.envelope import ENVELOPE_SCHEMA
 from nerve.workspace import Workspace
 
@@ -59,6 +59,23 @@ def test_a_change_without_drivers_is_called_noise_only_when_it_is(z: float,
     assert f"(z = {z:.2f})" in text
     assert ("may be ordinary variation" in text) is not real
     assert ("The change itself is beyond noise" in text) is real
+
+
+def test_a_driver_whose_total_rose_is_quoted_by_its_effect_not_its_total() -> None:
+    # "app_version = 5.1.4 (55, -36% of the change)" named as a driver of a fall: 5.1.4's
+    # adds rose (more shoppers) while its like-for-like rate fell; the rate effect is what
+    # makes it a driver, and the numbers quoted must say so
+    driver = {"dimension": "app_version", "value": "5.1.4", "effect": "rate",
+              "contribution": 60.0, "share": -0.333333, "effect_change": -86.666667,
+              "effect_share": 0.481481, "significant": True, "score": 0.25}
+    explained = {"observed": 1060.0, "baseline": 1240.0, "change": -180.0,
+                 "drivers": [driver], "change_z": -5.0, "change_significant": True}
+    b = Builder("why did add to cart drop on android?", {})
+    _drivers(explained, "nerve explain add_to_cart", "number", None, -180.0, b)
+    text = b.finish().answer
+    assert "app_version = 5.1.4 (rate effect -86.67, 48.1% of the change, while its total " \
+           "rose by 60)" in text, text
+    assert "-33" not in text
 
 
 def test_a_why_question_whose_premise_is_wrong_is_told_so(demo_ctx: Context) -> None:

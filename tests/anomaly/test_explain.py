@@ -12,9 +12,9 @@ import pytest
 from tests.anomaly.conftest import load_rows
 
 from nerve.anomaly import explain, parse_period
-from nerve.anomaly._explain import MIN_SCORE
 from nerve.anomaly._explain_context import CAVEAT_CHECKS
 from nerve.anomaly._explain_decompose import decompose
+from nerve.anomaly._explain_words import MIN_SCORE
 from nerve.catalog import Catalog, EventSpec, PropertySpec, Version
 from nerve.errors import QueryError
 from nerve.semantic import SemanticLayer
@@ -450,3 +450,49 @@ def test_when_everything_stops_no_value_drives_the_fall() -> None:
     assert parts["weight"].to_list() == pytest.approx([33 / 127, 36 / 127, 58 / 127])
     scored = score_drivers(parts, change=-379.0)
     assert scored["score"].max() < MIN_SCORE, scored[["share", "weight", "score"]]
+
+
+def test_a_driver_whose_total_rose_is_quoted_by_its_effect(tmp_path: Path) -> None:
+    # inside android, shoppers move from 5.1.3 to 5.1.4 (whose early users added at 0.4)
+    # and 5.1.4 starts adding at 0.18: its adds rose, 160 to 220, while its like-for-like
+    # rate fell. The summary read "app_version = 5.1.4, a rate effect: 220 against 160,
+    # -33% of the change", and `nerve ask` "5.1.4 (60, -33% of the change)": a driver of
+    # a fall quoted with a total that rose
+    def users(day: datetime, platform: str, version: str, n: int, carts: int
+              ) -> list[dict[str, Any]]:
+        out = segment(day, platform, version, n, carts)
+        for r in out:
+            r["user"] = f"{version}-{r['user']}"  # one set of shoppers per version
+        return out
+
+    specs = [EventSpec(name=n, version=Version(1), properties=(
+        PropertySpec(name="app_version", type="string"),))
+        for n in ("add_to_cart", "product_view")]
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "shop.yaml").write_text(CHURN_METRICS)
+    layer = SemanticLayer.from_folder(tmp_path / "metrics", Catalog.from_specs(specs))
+    warehouse = Warehouse.open(f"duckdb:///{tmp_path / 'w.duckdb'}")
+    days = {
+        NOW - timedelta(days=2): [("android", "5.1.2", 2400, 720), ("android", "5.1.3", 1200, 360),
+                                  ("android", "5.1.4", 400, 160), ("ios", "3.2.0", 200, 60)],
+        NOW - timedelta(days=1): [("android", "5.1.2", 2400, 720), ("android", "5.1.3", 400, 120),
+                                  ("android", "5.1.4", 1200, 220), ("ios", "3.2.0", 200, 60)],
+    }
+    for offset, (day, parts) in enumerate(days.items()):
+        load_rows(warehouse, [r for p in parts for r in users(day, *p)], offset=offset)
+    events = warehouse.ibis().table("events")
+    result = explain(events, "add_to_cart", layer=layer, period="yesterday", now=NOW,
+                     dimensions=["app_version"], catalog_events=["add_to_cart", "product_view"],
+                     where="platform = 'android'")
+    assert (result["observed"], result["baseline"]) == (1060, 1240)
+    top = result["drivers"][0]
+    assert (top["value"], top["effect"], top["observed"], top["expected"]) == (
+        "5.1.4", "rate", 220, 160)
+    # 400 user-hours like for like, at 0.183 instead of 0.4: -86.7 of the -180 change
+    assert top["effect_change"] == pytest.approx(400 * (220 / 1200 - 0.4), abs=1e-4)
+    assert top["effect_share"] == pytest.approx(top["effect_change"] / -180, abs=1e-4)
+    assert top["contribution"] == 60  # its own change, against the fall: reported as is
+    assert ("The main driver is app_version = 5.1.4, a rate effect of -86.7, 48% of the "
+            "change (0.183 against 0.4 per active user-hour), while its total rose: 220 "
+            "against 160 (mix +320, arrivals -173).") in result["summary"]
+    assert "-33% of the change" not in result["summary"]

@@ -38,6 +38,33 @@ def test_wrong_values_name_line_and_field(tmp_path: Path, extra: str, expected: 
     assert _problems(tmp_path, extra) == [expected]
 
 
+@pytest.mark.parametrize(("extra", "expected"), [
+    # `mde: 5` was read as a lift of +500%: a plan of 17 units per variant, no word
+    ("mde: 5\n", "6: e.mde: expected a fraction from 1e-06 to below 1 (the smallest relative "
+                 "lift worth detecting, 0.05 for 5%), got 5; a fraction: did you mean 0.05 (5%)?"),
+    ("mde: 1\n", "6: e.mde: expected a fraction from 1e-06 to below 1 (the smallest relative "
+                 "lift worth detecting, 0.05 for 5%), got 1; a fraction: did you mean 0.01 (1%)?"),
+    ("mde: 5%\n", "6: e.mde: expected a fraction from 1e-06 to below 1 (the smallest relative "
+                  "lift worth detecting, 0.05 for 5%), got '5%'; a fraction: did you mean 0.05 "
+                  "(5%)?"),
+    ("mde: 250\n", "6: e.mde: expected a fraction from 1e-06 to below 1 (the smallest relative "
+                   "lift worth detecting, 0.05 for 5%), got 250"),
+    ("alpha: 5\n", "6: e.alpha: expected a fraction from 1e-06 to 0.5, got 5; a fraction: did "
+                   "you mean 0.05 (5%)?"),
+    ("power: 80\n", "6: e.power: expected a fraction from 0.05 to 0.9999, got 80; a fraction: "
+                    "did you mean 0.8 (80%)?"),
+    ("coverage: yes\n", "6: e.coverage: expected a fraction from 0 to 1, got True"),
+])
+def test_fractions_written_as_percentages_are_refused_with_the_fraction(
+        tmp_path: Path, extra: str, expected: str) -> None:
+    assert _problems(tmp_path, extra) == [expected]
+
+
+def test_a_fraction_below_one_is_the_mde(tmp_path: Path) -> None:
+    (tmp_path / "e.yaml").write_text(BASE + "mde: 0.5\n")
+    assert load_experiments(tmp_path)["e"].mde == 0.5
+
+
 def test_a_typo_in_a_variant_field_is_an_error_not_weight_one(tmp_path: Path) -> None:
     # {key: a, wieght: 0.8} used to give a the default weight 1.0: a 1.0/0.2 split
     base = "key: e\nvariants:\n  - {key: a, wieght: 0.8}\n  - {key: b, weight: 0.2}\nprimary: m\n"

@@ -60,7 +60,7 @@ def test_analyze_json_and_table(make_workspace: Any, events_table: Any) -> None:
     _load_exposures_and_orders(ws, events_table)
     result = runner.invoke(app, ["-w", str(ws.root), "experiment", "analyze", "e", "-f", "json"])
     assert result.exit_code == ExitCode.OK, result.output
-    data = json.loads(result.stdout)
+    data = json.loads(result.stdout)["rows"]
     assert [(r["variant"], r["metric"], r["units"]) for r in data] == [("a", "orders", 20),
                                                                          ("b", "orders", 20)]
     expected_a = sum(i % 3 for i in range(40) if i % 2) / 20
@@ -186,3 +186,43 @@ def test_the_readout_labels_intervals_with_the_experiments_alpha(
     header = next(line for line in result.stdout.splitlines() if "lift" in line)
     assert "90% CI" in header
     assert "(90% CI " in result.stdout  # the readout's line
+
+
+def test_analyze_json_is_the_http_readout_with_decision_and_srm(
+        make_workspace: Any, events_table: Any) -> None:
+    # --format json printed only the rows: the decision, its reasons and the sample-ratio
+    # check, which POST /v1/experiments/analyze returns, were missing
+    ws = make_workspace(EVENTS)
+    (ws.metrics_dir / "m.yaml").write_text(METRICS)
+    (Path(ws.root) / "experiments").mkdir()
+    (Path(ws.root) / "experiments" / "e.yaml").write_text(EXPERIMENT)
+    now = datetime.now(UTC) - timedelta(hours=1)
+    # 300 units in a, 200 in b where the weights say 50/50: a sample-ratio mismatch
+    table = events_table([{"timestamp": now, "event": "experiment_viewed", "user_id": f"u{i}",
+                           "properties": {"experiment_id": "e",
+                                          "variant_id": "a" if i < 300 else "b"}}
+                          for i in range(500)])
+    with Warehouse.for_workspace(ws) as warehouse:
+        cursor = warehouse.cursor()
+        cursor.register("_arrow", table)
+        names = ", ".join(f'"{c}"' for c in table.column_names)
+        cursor.execute(f"INSERT INTO events ({names}) SELECT {names} FROM _arrow")
+    result = runner.invoke(app, ["-w", str(ws.root), "experiment", "analyze", "e", "-f", "json"])
+    assert result.exit_code == ExitCode.OK, result.output
+    readout = json.loads(result.stdout)
+    assert set(readout) == {"experiment", "name", "hypothesis", "alpha", "decision", "reasons",
+                            "srm_p_value", "units", "excluded_multiple_variants",
+                            "planned_units_per_variant", "quarantined_exposures",
+                            "warnings", "rows", "breakdown"}
+    assert readout["decision"] == "investigate"
+    assert readout["units"] == {"a": 300, "b": 200}
+    srm = math.erfc(math.sqrt((50 ** 2 / 250 * 2) / 2))  # chi-square, 1 degree of freedom
+    assert math.isclose(readout["srm_p_value"], srm)
+    assert readout["reasons"][0].startswith("sample ratio mismatch (p = ")
+    assert [(r["variant"], r["units"], r["srm_p_value"]) for r in readout["rows"]] == [
+        ("a", 300, readout["srm_p_value"]), ("b", 200, readout["srm_p_value"])]
+    # CSV stays one row per variant and metric
+    result = runner.invoke(app, ["-w", str(ws.root), "experiment", "analyze", "e", "-f", "csv"])
+    assert result.exit_code == ExitCode.OK, result.output
+    assert result.stdout.splitlines()[0].startswith("experiment,variant,metric,role,units,")
+    assert len(result.stdout.splitlines()) == 3

@@ -75,7 +75,7 @@ def test_quarantined_exposures_are_reported_and_count_once_cataloged(
 
     result = _analyze(ws, "-f", "json")
     assert result.exit_code == ExitCode.OK, result.output
-    assert [r["units"] for r in json.loads(result.stdout)] == [10, 10]  # nerve's shape only
+    assert [r["units"] for r in json.loads(result.stdout)["rows"]] == [10, 10]  # nerve's shape only
     assert "warning: 20 exposures of e are in the quarantine and not counted here " \
            "(20 'Experiment Viewed')" in result.stderr
     table = _analyze(ws)
@@ -86,7 +86,7 @@ def test_quarantined_exposures_are_reported_and_count_once_cataloged(
     replay = runner.invoke(app, ["-w", str(ws.root), "quarantine", "replay"])
     assert replay.exit_code == ExitCode.OK, replay.output
     result = _analyze(ws, "-f", "json")
-    assert [r["units"] for r in json.loads(result.stdout)] == [20, 20]
+    assert [r["units"] for r in json.loads(result.stdout)["rows"]] == [20, 20]
     assert "warning" not in result.stderr
     assert "WARNING" not in _analyze(ws).stdout
 

@@ -445,23 +445,42 @@ def _drivers(r: dict[str, Any], q: str, kind: str, currency: str | None, change:
     """The drivers ``nerve explain`` finds significant and large enough to name (its
     ``MIN_SCORE``); the others are noise, and an answer that named them would explain
     nothing (docs/anomalies.md#explain)."""
-    from nerve.anomaly._explain import MIN_SCORE  # noqa: PLC0415 - with explain itself
+    from nerve.anomaly._explain_words import MIN_SCORE  # noqa: PLC0415 - with explain
 
     drivers = [d for d in r.get("drivers") or []
                if d.get("significant") and (d.get("score") or 0) >= MIN_SCORE]
     if drivers:
         parts = []
         for d in drivers[:3]:
-            share = b.num(f"share of change {d['dimension']}={d['value']}", d.get("share"),
-                          q, "explain_change", "percent")
+            amount_kind = kind if kind != "percent" else "number"
             contribution = b.num(f"contribution {d['dimension']}={d['value']}",
                                  d.get("contribution"), q, "explain_change",
-                                 kind if kind != "percent" else "number", currency)
+                                 amount_kind, currency)
             value = b.label(d["value"])
-            parts.append(f"{d['dimension']} = {value} ({contribution}, {share} of the change)")
+            if _along(d):
+                share = b.num(f"share of change {d['dimension']}={d['value']}",
+                              d.get("share"), q, "explain_change", "percent")
+                parts.append(f"{d['dimension']} = {value} ({contribution}, {share} of the "
+                             "change)")
+                continue
+            # its own change went the other way (more users at a lower rate): quote the
+            # effect that makes it a driver, never "+55, -36% of the change"
+            effect = b.num(f"{d['effect']} effect {d['dimension']}={d['value']}",
+                           d.get("effect_change"), q, "explain_change", amount_kind, currency)
+            share = b.num(f"share of change {d['dimension']}={d['value']}",
+                          d.get("effect_share"), q, "explain_change", "percent")
+            moved = "rose" if (d.get("contribution") or 0) > 0 else "fell"
+            parts.append(f"{d['dimension']} = {value} ({d['effect']} effect {effect}, {share} "
+                         f"of the change, while its total {moved} by {contribution})")
         b.say(f"Main drivers: {'; '.join(parts)}.")
     elif change:
         b.say(_no_driver(r, q, b))
+
+
+def _along(d: dict[str, Any]) -> bool:
+    """Whether a driver's own change goes the way of the effect that ranks it."""
+    contribution, effect = d.get("contribution") or 0, d.get("effect_change") or 0
+    return (contribution > 0) == (effect > 0) and (contribution < 0) == (effect < 0)
 
 
 def _no_driver(r: dict[str, Any], q: str, b: Builder) -> str:

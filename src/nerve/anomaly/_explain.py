@@ -35,6 +35,7 @@ from nerve.anomaly._explain_decompose import (
     score_drivers,
     significant_z,
 )
+from nerve.anomaly._explain_words import MIN_SCORE, summary
 from nerve.anomaly._series import count_metric, with_metrics
 from nerve.errors import QueryError
 from nerve.semantic import Measure, Metric, MetricQuery, SemanticLayer
@@ -226,9 +227,6 @@ def _side(metric: str, side: Any, tag: str, out: list[Metric]) -> str:
 
 
 
-#: the score a driver needs to be named in the summary: at least a tenth of the change
-#: beyond its size, cleanly and with evidence (docs/anomalies.md#explain)
-MIN_SCORE = 0.1
 NONE = "(none)"  # the value of events without the breakdown's property (web has no app)
 
 
@@ -405,7 +403,7 @@ def explain(table: ir.Table, target: str, *, layer: SemanticLayer, period: str =
         if len(steps) >= 2 else None,
         "caveats": quality_caveats(t.events, span, last, caveats, run_checks, now),
     }
-    result["summary"] = _summary(result, t)
+    result["summary"] = summary(result, t)
     return result
 
 
@@ -449,6 +447,8 @@ def _drivers(scored: list[pd.DataFrame], t: _Target, change: float, threshold: f
             "observed": _round(row["observed"]), "expected": _round(row["expected"]),
             "effect": row[f"{prefix}effect"], "rate": _round(row["rate"]),
             "mix": _round(row["mix"]), "arrivals": _round(row["arrivals"]),
+            "effect_change": _round(_effect_change(row, t, row[f"{prefix}effect"])),
+            "effect_share": _round(_effect_change(row, t, row[f"{prefix}effect"]) / change),
             "score": _round(row[f"{prefix}score"]), "z": _round(row[f"{prefix}z"]),
             "significant": bool(abs(row[f"{prefix}z"]) >= threshold
                                 and row[f"{prefix}score"] > 0),
@@ -464,6 +464,15 @@ def _drivers(scored: list[pd.DataFrame], t: _Target, change: float, threshold: f
             item["rate_expected"] = _round(row["rate_expected"])
         out.append(item)
     return out
+
+
+def _effect_change(row: pd.Series, t: _Target, effect: str) -> float:
+    """The part of the value's change its ranked effect carries: the rate effect, or the
+    mix effect (for a count or a sum, its users coming or going: volume included), as
+    :func:`score_drivers` scores them."""
+    if effect == "rate":
+        return float(row["rate"])
+    return float(row["mix"]) + (float(row["volume"]) if t.kind == "additive" else 0.0)
 
 
 def _event_range(table: ir.Table) -> tuple[datetime | None, datetime | None]:
@@ -512,106 +521,3 @@ def _round(value: Any) -> float | None:
     if value is None or not np.isfinite(float(value)):
         return None
     return round(float(value), 6)
-
-
-def _fmt(value: float | None, style: str) -> str:
-    if value is None:
-        return "n/a"
-    if style == "percent":
-        return f"{value:.2%}"
-    # counts and money read whole beyond 100; rates keep three significant digits
-    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.3g}"
-
-
-def _summary(r: dict[str, Any], t: _Target) -> str:
-    pct = f" ({r['change_pct']:+.0%})" if r["change_pct"] is not None else ""
-    against = ("the previous period" if r["vs"] == "previous"
-               else "its expected value (median of the same hours 1-4 weeks before)")
-    moved = "rose" if (r["change"] or 0) > 0 else "fell" if (r["change"] or 0) < 0 else "held"
-    scope = f" ({t.where})" if t.where else ""
-    text = (f"{t.label}{scope} {moved} to {_fmt(r['observed'], t.style)} over "
-            f"{r['period']['label']} "
-            f"against {_fmt(r['baseline'], t.style)} for {against}{pct}.")
-    volume = r.get("volume")
-    if volume and r["change"] and volume["expected_exposure"]:
-        moved_users = volume["exposure"] / volume["expected_exposure"] - 1
-        text += (f" Active users moved {moved_users:+.0%} (active user-hours), a volume "
-                 f"effect of {_fmt(volume['effect'], t.style)}.")
-    found = [d for d in r["drivers"] if (d["score"] or 0) >= MIN_SCORE]
-    if found:
-        d = found[0]
-        weak = "" if d["significant"] else f" (weak evidence: z = {d['z']:.1f})"
-        text += (f" The main driver is {d['dimension']} = {d['value']}{weak}, a "
-                 f"{d['effect']} effect: {_fmt(d['observed'], t.style)} against "
-                 f"{_fmt(d['expected'], t.style)}, {(d['share'] or 0):.0%} of the change")
-        if t.kind == "additive" and d["effect"] == "rate":
-            text += (f" ({_rate(d['rate_observed'])} against {_rate(d['rate_expected'])} "
-                     "per active user-hour)")
-        elif t.kind == "additive":
-            text += (f" (active user-hours {_fmt(d['exposure'], 'number')} against "
-                     f"{_fmt(d['expected_exposure'], 'number')})")
-        else:
-            text += (f" (rate effect {_fmt(d['rate'], t.style)}, mix effect "
-                     f"{_fmt(d['mix'], t.style)})")
-        text += "."
-        others = [f"{x['dimension']} = {x['value']} ({x['effect']}, "
-                  f"{(x['share'] or 0):.0%})" for x in found[1:4]
-                  if x["significant"] and (x["score"] or 0) >= 0.25 * (d["score"] or 0)
-                  if x["dimension"] != d["dimension"]][:2]
-        if others:
-            text += f" Next: {', '.join(others)}."
-    elif r["change"]:
-        text += f" {noise_sentence(r)}"
-    offsets = r.get("offsets") or []
-    counter = [_offset(x, t.style) for x in offsets[:2]
-               if (x["score"] or 0) >= 0.5 * (offsets[0]["score"] or 0)]
-    if counter:
-        text += f" Against the change: {', '.join(counter)}."
-    broken = (r.get("funnel") or {}).get("broken_step")
-    if broken:
-        text += (f" In the funnel, step {broken['step']} ({broken['event']}) broke: "
-                 f"{(broken['step_conversion'] or 0):.1%} of the previous step against "
-                 f"{(broken['expected_step_conversion'] or 0):.1%}.")
-    named: set[str] = set()
-    moving = []
-    # an event's move for the driver's value says more than its move overall
-    for x in sorted(r["related"], key=lambda x: not x.get("dimension")):
-        if not x["in_target"] and x["event"] not in named:
-            named.add(x["event"])
-            moving.append(f"{x['event']}{_where(x)} {x['direction']} {abs(x['change']):.0%}")
-    if moving:
-        text += f" At the same time: {', '.join(moving[:3])}."
-    if r["caveats"]:
-        text += (f" Caveat: {len(r['caveats'])} data-quality finding(s) on these events, "
-                 f"e.g. {r['caveats'][0]['message']}")
-    return text
-
-
-def noise_sentence(r: dict[str, Any]) -> str:
-    """What an explanation without a driver says of its change: beyond noise but spread
-    over the values or carried by none alone, or maybe ordinary variation
-    (``change_z``); "no driver" alone says nothing of the change itself."""
-    z = r.get("change_z")
-    if z is None:
-        return "No breakdown value explains the change beyond noise."
-    if r.get("change_significant"):
-        return (f"The change itself is beyond noise (z = {z:.1f}), but no single breakdown "
-                "value explains it.")
-    return (f"The change itself is within noise (z = {z:.1f}) and no breakdown value "
-            "explains it, so it may be ordinary variation.")
-
-
-def _offset(x: dict[str, Any], style: str) -> str:
-    weak = "" if x["significant"] else f", weak evidence: z = {x['z']:.1f}"
-    return (f"{x['dimension']} = {x['value']} ({x['effect']} effect "
-            f"{_fmt(x[x['effect']], style)}, {_fmt(x['observed'], style)} against "
-            f"{_fmt(x['expected'], style)}{weak})")
-
-
-def _rate(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3g}"
-
-
-def _where(related: dict[str, Any]) -> str:
-    return f" ({related['dimension']} = {related['value']})" if related.get("dimension") \
-        else ""

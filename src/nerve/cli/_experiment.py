@@ -108,17 +108,20 @@ def analyze(ctx: typer.Context, key: Annotated[str, typer.Argument(help="Experim
     """Analyse an experiment: lift, intervals, CUPED, always-valid intervals, chance to
     win, sample-ratio mismatch, and a decision (ship, keep running, stop).
 
-    --format json prints one object per variant and metric (variant, metric, units, mean,
-    std, lift, ci_low, ci_high, p_value, seq_ci_low, seq_ci_high, cuped_lift,
-    cuped_ci_low, cuped_ci_high, chance_to_win, srm_p_value, ...); with --by, then the
-    same per value of the dimension (its "dimension" and "value" fields set).
+    --format json prints the readout POST /v1/experiments/analyze returns: decision,
+    reasons, srm_p_value, units per variant, warnings, and "rows", one object per
+    variant and metric (lift, ci_low, ci_high, p_value, seq_ci_low, seq_ci_high,
+    cuped_lift, chance_to_win, ...); with --by, "breakdown" holds the same per value of
+    the dimension. --format csv prints the rows, then the breakdown's.
     """
     from nerve.experiments._run import confidence_level, report_text  # noqa: PLC0415
 
     readout = run_analysis(_workspace(ctx), key, by)
-    rows = [*readout["rows"], *readout.get("breakdown", [])]
     if fmt is not Format.table:
-        emit(rows, fmt)
+        if fmt is Format.json:
+            emit_json(readout)
+        else:
+            emit([*readout["rows"], *readout.get("breakdown", [])], fmt)
         for warning in readout.get("warnings", []):  # JSON or CSV on stdout stays clean
             err_console.print(f"warning: {warning}", highlight=False, markup=False,
                               soft_wrap=True)

@@ -116,6 +116,20 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _percent_hint(value: Any, low: float, high: float) -> str:
+    """"; did you mean 0.05?" for a fraction written as a percentage (5, or "5%")."""
+    text = str(value).strip()
+    number = text.removesuffix("%").strip()
+    try:
+        fraction = float(number) / 100
+    except ValueError:
+        return ""
+    if isinstance(value, bool) or not (text.endswith("%") or _is_number(value)) \
+            or not low <= fraction < high:
+        return ""
+    return f"; a fraction: did you mean {fraction:g} ({float(number):g}%)?"
+
+
 def _is_scalar(value: object) -> bool:
     """A value targeting can compare as every SDK does: a string, number or boolean."""
     return isinstance(value, str | int | float | bool)
@@ -202,14 +216,20 @@ def _parse(path: Path, raw: LineDict, problems: list[tuple[Location, str]]) -> E
                                  f"string, number or true/false), got {wanted!r}")
                 attributes = {}
     numbers: dict[str, float] = {}
+    # every one is a fraction; mde is a relative lift below 100%: `mde: 5` meant 5%, and
+    # was read as +500% (a plan of 17 units per variant)
     for name, default, low, high in (("coverage", 1.0, 0.0, 1.0), ("holdout", 0.0, 0.0, 0.5),
-                                     ("mde", 0.05, 1e-6, 10.0), ("alpha", 0.05, 1e-6, 0.5),
+                                     ("mde", 0.05, 1e-6, 1.0), ("alpha", 0.05, 1e-6, 0.5),
                                      ("power", 0.8, 0.05, 0.9999)):
         value = raw.get(name, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not (
-            low <= value <= high
-        ):
-            bad(name, f"expected a number from {low:g} to {high:g}, got {value!r}")
+        fits = _is_number(value) and low <= value and (
+            value < high if name == "mde" else value <= high)
+        if not fits:
+            bound = f"below {high:g}" if name == "mde" else f"{high:g}"
+            what = " (the smallest relative lift worth detecting, 0.05 for 5%)" \
+                if name == "mde" else ""
+            bad(name, f"expected a fraction from {low:g} to {bound}{what}, got {value!r}"
+                      f"{_percent_hint(value, low, high)}")
             value = default
         numbers[name] = float(value)
     correction = raw.get("correction", "holm")
