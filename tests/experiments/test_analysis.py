@@ -1,9 +1,14 @@
 """The readout on per-unit data with known truth: effects, CUPED, health checks, decisions."""
 
+import math
+from datetime import UTC, datetime, timedelta
+
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from nerve.experiments._analysis import ArmData, MetricData, analyze
+from nerve.experiments._units import Exposures, recent_pace
 
 
 def arm(values: np.ndarray, pre: np.ndarray | None = None,
@@ -100,11 +105,25 @@ def test_not_yet_conclusive_says_how_long() -> None:
     c = arm(rng.normal(10, 5, 100))
     t = arm(rng.normal(10.2, 5, 100))
     readout = analyze("e", "control", ["control", "treatment"], [1, 1],
-                      [simple_metric(c, t)], mde=0.02, days_running=5)
+                      [simple_metric(c, t)], mde=0.02, pace=20)
     assert readout.decision == "keep running"
-    assert "more days" in readout.reasons[0]
-    assert readout.planned_units_per_variant is not None
-    assert readout.planned_units_per_variant > 100
+    planned = readout.planned_units_per_variant
+    assert planned is not None
+    assert planned > 100
+    days = math.ceil((planned - 100) / 20)
+    assert f"about {days} more days for {planned} units per variant (now 100, and 20 new a " \
+           "day over the last 7 days)" in readout.reasons[0]
+
+
+def test_no_new_units_lately_is_said_not_turned_into_days() -> None:
+    rng = np.random.default_rng(6)
+    c = arm(rng.normal(10, 5, 100))
+    t = arm(rng.normal(10.2, 5, 100))
+    readout = analyze("e", "control", ["control", "treatment"], [1, 1],
+                      [simple_metric(c, t)], mde=0.02, pace=0.0)
+    assert readout.decision == "keep running"
+    assert "no new units in the last 7 days" in readout.reasons[0]
+    assert "more days" not in readout.reasons[0]
 
 
 def test_holm_across_metrics() -> None:
@@ -117,3 +136,21 @@ def test_holm_across_metrics() -> None:
     ps = sorted((r.p_value or 0, r.p_value_adjusted or 0) for r in rows)
     assert ps[0][1] == pytest.approx(min(1.0, 3 * ps[0][0]))
     assert all(adj >= p for p, adj in ps)
+
+
+def test_recent_pace_reads_the_last_week_not_the_average_since_the_start() -> None:
+    """Many units on the first days, then a trickle: the pace is the trickle's."""
+    until = datetime(2026, 3, 31, tzinfo=UTC)
+    start = until - timedelta(days=30)
+    stamps = [start + timedelta(hours=i) for i in range(200)]  # days 0-8: 100 per arm
+    stamps += [until - timedelta(days=6, hours=-i) for i in range(14)]  # last week: 7 per arm
+    units = pa.table({"unit": [f"u{i}" for i in range(len(stamps))],
+                      "variant": ["control", "treatment"] * (len(stamps) // 2),
+                      "first_ts": pa.array(stamps, pa.timestamp("us", tz="UTC"))})
+    exposed = Exposures(units, 0, min(stamps), max(stamps))
+    assert recent_pace(exposed, ["control", "treatment"], until) == pytest.approx(1.0)
+    young = Exposures(units.slice(0, 20), 0, stamps[0], stamps[19])  # 10 per arm
+    assert recent_pace(young, ["control", "treatment"], start + timedelta(days=2)) \
+        == pytest.approx(5.0)
+    assert recent_pace(Exposures(units.slice(0, 0), 0, None, None),
+                       ["control", "treatment"], until) is None

@@ -30,6 +30,9 @@ __all__ = ["ArmData", "MetricData", "Readout", "ResultRow", "analyze"]
 
 #: flag a sample-ratio mismatch or a CUPED covariate imbalance below this p-value
 HEALTH_ALPHA = 0.001
+#: the days whose new units give the pace of a test that is not conclusive yet: the
+#: average since the start overstates it once the eligible population is used up
+PACE_DAYS = 7
 
 
 @dataclass(frozen=True)
@@ -181,8 +184,12 @@ def _cuped(control: ArmData, treatment: ArmData, alpha: float) -> tuple[Any, flo
 def analyze(key: str, control: str, variants: list[str], weights: list[float],
             metrics: list[MetricData], *, alpha: float = 0.05, correction: str = "holm",
             mde: float = 0.05, power: float = 0.8, excluded: int = 0,
-            days_running: float | None = None) -> Readout:
-    """Every statistic of the experiment, the health checks and a decision."""
+            pace: float | None = None) -> Readout:
+    """Every statistic of the experiment, the health checks and a decision.
+
+    ``pace``: new units per variant a day lately (``recent_pace``), for the days a
+    test that is not conclusive yet still needs.
+    """
     units = {v: next((m.arms[v].n for m in metrics if v in m.arms), 0) for v in variants}
     srm = srm_p_value([units[v] for v in variants], weights)
     rows: list[ResultRow] = []
@@ -219,8 +226,7 @@ def analyze(key: str, control: str, variants: list[str], weights: list[float],
                 srm_p_value=srm,
             ))
     _correct(rows, control, correction, alpha)
-    decision, reasons = _decide(rows, metrics, control, srm, units, planned, days_running,
-                                alpha)
+    decision, reasons = _decide(rows, metrics, control, srm, units, planned, pace, alpha)
     return Readout(rows, srm, units, excluded, decision, reasons, planned)
 
 
@@ -243,7 +249,7 @@ def _correct(rows: list[ResultRow], control: str, correction: str, alpha: float)
 
 
 def _decide(rows: list[ResultRow], metrics: list[MetricData], control: str, srm: float,
-            units: dict[str, int], planned: int | None, days: float | None,
+            units: dict[str, int], planned: int | None, pace: float | None,
             alpha: float) -> tuple[str, list[str]]:
     reasons: list[str] = []
     if srm < HEALTH_ALPHA:
@@ -291,10 +297,14 @@ def _decide(rows: list[ResultRow], metrics: list[MetricData], control: str, srm:
                               f"(planned {planned})")
             return "stop", reasons
         more = planned - have
-        if days and days > 0 and have > 0:
-            rate = have / days
-            reasons.insert(0, f"not yet conclusive: about {math.ceil(more / rate)} more days "
-                              f"for {planned} units per variant (now {have})")
+        if pace is not None and pace > 0:
+            reasons.insert(0, f"not yet conclusive: about {math.ceil(more / pace)} more days "
+                              f"for {planned} units per variant (now {have}, and "
+                              f"{pace:.3g} new a day over the last {PACE_DAYS} days)")
+        elif pace == 0:
+            reasons.insert(0, f"not yet conclusive, and no new units in the last {PACE_DAYS} "
+                              f"days: at that pace the planned {planned} units per variant "
+                              f"(now {have}) are never reached")
         else:
             reasons.insert(0, f"not yet conclusive: {more} more units per variant needed "
                               f"(planned {planned}, now {have})")

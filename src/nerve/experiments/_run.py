@@ -15,6 +15,7 @@ from nerve.experiments._units import (
     check_metrics,
     collect,
     quarantined_exposures,
+    recent_pace,
     unit_dimension,
 )
 from nerve.semantic import SemanticLayer
@@ -32,18 +33,15 @@ def analyze_experiment(exp: Experiment, layer: SemanticLayer, events: ir.Table, 
     now = now or datetime.now(UTC)
     check_metrics(exp, layer)  # an unknown metric fails here, naming file, line and field
     data, exposed = collect(exp, layer, events, now=now)
-    days = None
-    if exposed.first is not None:
-        first = exposed.first if exposed.first.tzinfo else exposed.first.replace(tzinfo=UTC)
-        days = max((now - first).total_seconds() / 86400, 1 / 24)
+    until = min(exp.end, now) if exp.end else now
+    pace = recent_pace(exposed, exp.variant_keys, until)
 
     def read(metrics: list[MetricData]) -> Readout:
         return analyze(exp.key, exp.control, exp.variant_keys, exp.weights, metrics,
                        alpha=exp.alpha, correction=exp.correction, mde=exp.mde,
-                       power=exp.power, excluded=exposed.excluded, days_running=days)
+                       power=exp.power, excluded=exposed.excluded, pace=pace)
 
     readout = read(data)
-    until = min(exp.end, now) if exp.end else now
     readout.quarantined_exposures = quarantined_exposures(exp, events, until)
     readout.warnings.extend(_quarantine_warning(exp.key, readout.quarantined_exposures))
     if by is None:

@@ -26,13 +26,13 @@ import pyarrow as pa
 from ibis.common.exceptions import IbisError, TableNotFound
 
 from nerve.errors import Location, QueryError
-from nerve.experiments._analysis import ArmData, MetricData
+from nerve.experiments._analysis import PACE_DAYS, ArmData, MetricData
 from nerve.experiments._model import Experiment, ExperimentError
 from nerve.semantic import Measure, Metric, MetricQuery, SemanticLayer
 from nerve.semantic._engines import backend_dialect, json_field
 from nerve.warehouse import one_of
 
-__all__ = ["Exposures", "check_metrics", "collect", "quarantined_exposures"]
+__all__ = ["Exposures", "check_metrics", "collect", "quarantined_exposures", "recent_pace"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +68,22 @@ def exposures(exp: Experiment, events: ir.Table, until: datetime) -> Exposures:
     first = pa.compute.min(table["first_ts"]).as_py() if table.num_rows else None
     last = pa.compute.max(table["first_ts"]).as_py() if table.num_rows else None
     return Exposures(table, excluded, first, last)
+
+
+def recent_pace(exposed: Exposures, variants: list[str], until: datetime) -> float | None:
+    """New units a day of the slowest variant over the last ``PACE_DAYS`` days before
+    ``until`` (or since the first exposure, when the test is younger); None: no exposure."""
+    if exposed.first is None:
+        return None
+    first = exposed.first if exposed.first.tzinfo else exposed.first.replace(tzinfo=until.tzinfo)
+    since = max(until - timedelta(days=PACE_DAYS), first)
+    days = max((until - since).total_seconds() / 86400, 1 / 24)
+    recent = exposed.units.filter(pa.compute.greater_equal(
+        exposed.units["first_ts"], pa.scalar(since, exposed.units.schema.field("first_ts").type)))
+    counts = dict.fromkeys(variants, 0)
+    for variant in recent["variant"].to_pylist():
+        counts[variant] += 1
+    return min(counts.values()) / days
 
 
 def quarantined_exposures(exp: Experiment, events: ir.Table, until: datetime) -> dict[str, int]:
