@@ -424,7 +424,7 @@ def test_codegen_says_how_many_functions_it_wrote(shop: Workspace) -> None:
     assert "".join(err.split()) == "".join(  # rich wraps long lines, paths too
         f"wrote 3 tracking functions to {out_file} (1 marked deprecated: products_searched)"
         .split())
-    assert out_file.read_text().count("\ndef ") == 3 + 2  # and _value, _context
+    assert out_file.read_text().count("\ndef ") == 3 + 3  # and _value, _context, _options
 
 
 def test_truncate_on_a_value_that_is_no_ip_is_flagged(
