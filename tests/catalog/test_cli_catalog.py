@@ -447,3 +447,23 @@ properties:
     code, out, _ = run(ws, "catalog", "lint", "--format", "json")
     found = [(f["rule"], f["severity"], f["line"]) for f in json.loads(out)]
     assert (code, found) == (3, [("truncate-ip", "warning", 9)])
+
+
+def test_lint_refuses_a_second_live_file_of_one_event(
+        make_workspace: Callable[..., Workspace]) -> None:
+    # a copy made for a new event that kept the old name: the new event would be
+    # quarantined as unknown and the old one would gain a version nobody meant
+    live = (FIXTURE / "products_searched.yaml").read_text()
+    assert "version: 1\n" in live
+    ws = make_workspace({"products_searched.yaml": live.replace("version: 1\n", "version: 2\n"),
+                         "products_filtered.yaml": live})
+    code, out, _ = run(ws, "catalog", "lint", "--format", "json")
+    assert code == 1
+    found = {(f["rule"], f["severity"], f["file"], f["line"]) for f in json.loads(out)}
+    assert found == {
+        ("event-duplicate", "error", "events/products_filtered.yaml", 1),
+        ("file-name", "warning", "events/products_filtered.yaml", 1)}
+    (message,) = [f["message"] for f in json.loads(out) if f["rule"] == "event-duplicate"]
+    assert message.startswith("products_searched 1.0.0: events/products_searched.yaml "
+                              "defines products_searched too"), message
+    assert "events/versions/products_searched.v1.yaml" in message
