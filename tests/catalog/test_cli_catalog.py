@@ -183,6 +183,25 @@ def test_diff_advice_for_an_old_version_changed_through_a_group(
     assert "set version: 2.0.0" not in text
 
 
+def test_diff_advice_blames_no_group_the_old_version_stopped_including(
+        make_workspace: Callable[..., Workspace]) -> None:
+    # the group is as it was: the old version's own file dropped it from include:
+    device = "name: device\ndescription: The device.\nproperties:\n  screen_width:\n" \
+             "    type: integer\n    pii: none\n    description: Width in pixels.\n"
+    live = {"song_played.yaml": SONG.format(version="2.0.0"), "groups/device.yaml": device}
+    old = SONG.format(version="1.0.0")
+    base = make_workspace({**live, "versions/song_played.v1.yaml": old})
+    ws = make_workspace({**live, "versions/song_played.v1.yaml":
+                         old.replace("include: [device]\n", "")})
+    code, out, _ = run(ws, "catalog", "diff", "--base-dir", str(base.events_dir))
+    assert code == 1
+    text = " ".join(out.split())
+    assert "song_played 1.0.0 was changed in place (property_removed); it is an older " \
+           "version that newer ones supersede, so it keeps its definition: restore it in " \
+           "events/versions/song_played.v1.yaml" in text, text
+    assert "property group" not in text
+
+
 # ------------------------------------------------------------------------------------ lint
 
 
