@@ -486,3 +486,44 @@ def test_lint_refuses_a_second_live_file_of_one_event(
     assert message.startswith("products_searched 1.0.0: events/products_searched.yaml "
                               "defines products_searched too"), message
     assert "events/versions/products_searched.v1.yaml" in message
+
+
+ENUMS = """\
+name: country_selected
+description: The listener picked the country of their account.
+owner: growth
+purpose: analytics
+trigger: The country picker closes.
+version: 1.0.0
+retention: 1y
+properties:
+  country:
+    type: string
+    description: ISO country code.
+    pii: none
+    enum: [DE, FR, NO, "NO", null]
+  released:
+    type: string
+    description: Release day of the app.
+    pii: none
+    enum: [2026-01-01, 2026-02-01]
+"""
+
+
+def test_lint_names_enum_values_as_the_yaml_wrote_them(
+        make_workspace: Callable[..., Workspace]) -> None:
+    # NO is Norway to the author and false to YAML; a date is no JSON value at all
+    ws = make_workspace({"country_selected.yaml": ENUMS})
+    code, out, _ = run(ws, "catalog", "lint", "--format", "json")
+    assert code == 1
+    assert [(f["rule"], f["line"], f["message"]) for f in json.loads(out)] == [
+        ("load", 18, "country_selected.released.enum: 2026-01-01 is read as a date, not a "
+                     "JSON value: quote it ('2026-01-01')")]
+    ws = make_workspace({"country_selected.yaml": ENUMS.replace(
+        "[2026-01-01, 2026-02-01]", "['2026-01-01', '2026-02-01']")})
+    code, out, _ = run(ws, "catalog", "lint", "--format", "json")
+    assert code == 1
+    assert [(f["rule"], f["line"], f["message"]) for f in json.loads(out)] == [
+        ("enum-type", 13, "country_selected.country: enum values [false, null] are not "
+                          "string; quote them (YAML reads yes, no, on, off unquoted as "
+                          "booleans, and digits as numbers)")]

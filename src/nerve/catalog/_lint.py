@@ -361,20 +361,30 @@ def _property_rules(spec: EventSpec, prop: PropertySpec, path: str) -> Iterator[
         yield from _property_rules(spec, child, f"{path}.{child.name}")
 
 
+def _yaml(value: Any) -> str:
+    """A value as the YAML wrote it: ``true``, ``null`` (not Python's True, None)."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    return repr(value)
+
+
 def _enum_rules(prop: PropertySpec, at: Any) -> Iterator[Finding]:
     if prop.enum is None:
         return
     seen: list[Any] = []
     for value in prop.enum:
         if any(value == other and type(value) is type(other) for other in seen):
-            yield at("enum-duplicate", f"enum value {value!r} is listed twice", "enum")
+            yield at("enum-duplicate", f"enum value {_yaml(value)} is listed twice", "enum")
         seen.append(value)
     allowed = _ENUM_TYPES.get(prop.type)
     if allowed is not None:
         wrong = [v for v in prop.enum if not isinstance(v, allowed)
                  or (isinstance(v, bool) and prop.type != "boolean")]
         if wrong:
-            yield at("enum-type", f"enum values {wrong} are not {prop.type}", "enum")
+            hint = ("; quote them (YAML reads yes, no, on, off unquoted as booleans, and "
+                    "digits as numbers)" if prop.type == "string" else "")
+            yield at("enum-type", f"enum values [{', '.join(map(_yaml, wrong))}] are not "
+                                  f"{prop.type}{hint}", "enum")
     if len(prop.enum) == 1:
         yield at("enum-single", "an enum with one value; is it a constant?", "enum")
 
