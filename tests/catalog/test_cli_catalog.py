@@ -183,6 +183,25 @@ def test_diff_advice_for_an_old_version_changed_through_a_group(
     assert "set version: 2.0.0" not in text
 
 
+def test_diff_advice_blames_no_group_the_old_version_stopped_including(
+        make_workspace: Callable[..., Workspace]) -> None:
+    # the group is as it was: the old version's own file dropped it from include:
+    device = "name: device\ndescription: The device.\nproperties:\n  screen_width:\n" \
+             "    type: integer\n    pii: none\n    description: Width in pixels.\n"
+    live = {"song_played.yaml": SONG.format(version="2.0.0"), "groups/device.yaml": device}
+    old = SONG.format(version="1.0.0")
+    base = make_workspace({**live, "versions/song_played.v1.yaml": old})
+    ws = make_workspace({**live, "versions/song_played.v1.yaml":
+                         old.replace("include: [device]\n", "")})
+    code, out, _ = run(ws, "catalog", "diff", "--base-dir", str(base.events_dir))
+    assert code == 1
+    text = " ".join(out.split())
+    assert "song_played 1.0.0 was changed in place (property_removed); it is an older " \
+           "version that newer ones supersede, so it keeps its definition: restore it in " \
+           "events/versions/song_played.v1.yaml" in text, text
+    assert "property group" not in text
+
+
 # ------------------------------------------------------------------------------------ lint
 
 
@@ -424,7 +443,7 @@ def test_codegen_says_how_many_functions_it_wrote(shop: Workspace) -> None:
     assert "".join(err.split()) == "".join(  # rich wraps long lines, paths too
         f"wrote 3 tracking functions to {out_file} (1 marked deprecated: products_searched)"
         .split())
-    assert out_file.read_text().count("\ndef ") == 3 + 2  # and _value, _context
+    assert out_file.read_text().count("\ndef ") == 3 + 3  # and _value, _context, _options
 
 
 def test_truncate_on_a_value_that_is_no_ip_is_flagged(
@@ -447,3 +466,64 @@ properties:
     code, out, _ = run(ws, "catalog", "lint", "--format", "json")
     found = [(f["rule"], f["severity"], f["line"]) for f in json.loads(out)]
     assert (code, found) == (3, [("truncate-ip", "warning", 9)])
+
+
+def test_lint_refuses_a_second_live_file_of_one_event(
+        make_workspace: Callable[..., Workspace]) -> None:
+    # a copy made for a new event that kept the old name: the new event would be
+    # quarantined as unknown and the old one would gain a version nobody meant
+    live = (FIXTURE / "products_searched.yaml").read_text()
+    assert "version: 1\n" in live
+    ws = make_workspace({"products_searched.yaml": live.replace("version: 1\n", "version: 2\n"),
+                         "products_filtered.yaml": live})
+    code, out, _ = run(ws, "catalog", "lint", "--format", "json")
+    assert code == 1
+    found = {(f["rule"], f["severity"], f["file"], f["line"]) for f in json.loads(out)}
+    assert found == {
+        ("event-duplicate", "error", "events/products_filtered.yaml", 1),
+        ("file-name", "warning", "events/products_filtered.yaml", 1)}
+    (message,) = [f["message"] for f in json.loads(out) if f["rule"] == "event-duplicate"]
+    assert message.startswith("products_searched 1.0.0: events/products_searched.yaml "
+                              "defines products_searched too"), message
+    assert "events/versions/products_searched.v1.yaml" in message
+
+
+ENUMS = """\
+name: country_selected
+description: The listener picked the country of their account.
+owner: growth
+purpose: analytics
+trigger: The country picker closes.
+version: 1.0.0
+retention: 1y
+properties:
+  country:
+    type: string
+    description: ISO country code.
+    pii: none
+    enum: [DE, FR, NO, "NO", null]
+  released:
+    type: string
+    description: Release day of the app.
+    pii: none
+    enum: [2026-01-01, 2026-02-01]
+"""
+
+
+def test_lint_names_enum_values_as_the_yaml_wrote_them(
+        make_workspace: Callable[..., Workspace]) -> None:
+    # NO is Norway to the author and false to YAML; a date is no JSON value at all
+    ws = make_workspace({"country_selected.yaml": ENUMS})
+    code, out, _ = run(ws, "catalog", "lint", "--format", "json")
+    assert code == 1
+    assert [(f["rule"], f["line"], f["message"]) for f in json.loads(out)] == [
+        ("load", 18, "country_selected.released.enum: 2026-01-01 is read as a date, not a "
+                     "JSON value: quote it ('2026-01-01')")]
+    ws = make_workspace({"country_selected.yaml": ENUMS.replace(
+        "[2026-01-01, 2026-02-01]", "['2026-01-01', '2026-02-01']")})
+    code, out, _ = run(ws, "catalog", "lint", "--format", "json")
+    assert code == 1
+    assert [(f["rule"], f["line"], f["message"]) for f in json.loads(out)] == [
+        ("enum-type", 13, "country_selected.country: enum values [false, null] are not "
+                          "string; quote them (YAML reads yes, no, on, off unquoted as "
+                          "booleans, and digits as numbers)")]

@@ -85,6 +85,8 @@ def send(client: TrackClient) -> None:
     order_completed(client, order_id="o-1", revenue=3.0, placed_at=datetime.now(timezone.utc),
                     shipping={"country": "FR"})
     products_searched(client, query="red shoes", filters=["size:42"], sort="newest")
+    add_to_cart(client, quantity=1, product_id="p-1", timestamp=datetime(2026, 3, 1),
+                message_id="backfill-1")
 
 
 def with_sdk(client: Client) -> None:
@@ -99,6 +101,7 @@ def send(client: TrackClient) -> None:
     add_to_cart(client, quantiy=1, product_id="p-1")
     products_searched(client, query="shoes", sort="cheapest")
     add_to_cart(client, quantity="2", product_id="p-1")
+    add_to_cart(client, quantity=1, product_id="p-1", timestamp=1772355600)
 """
 
 
@@ -124,6 +127,7 @@ def test_generated_python_passes_mypy_strict_and_typos_fail(tmp_path: Path) -> N
                for e in errors), out
     assert any("bad.py:6:" in e and "cheapest" in e for e in errors), out
     assert any("bad.py:7:" in e and '"str"' in e for e in errors), out
+    assert any("bad.py:8:" in e and '"timestamp"' in e for e in errors), out
 
 
 def test_python_sends_naive_datetimes_as_utc(tmp_path: Path) -> None:
@@ -391,3 +395,69 @@ def test_a_deprecated_event_keeps_its_function_marked_deprecated(tmp_path: Path)
     ts = generate_typescript(deprecated)
     block = ts[:ts.index("export function productsSearched(")].rsplit("/**", 1)[1]
     assert "@deprecated products_searched is deprecated" in block
+
+
+BACKFILL_EVENT = """\
+name: episode_played
+description: A listener starts playing an episode.
+owner: player
+purpose: analytics
+version: 1.0.0
+retention: 1y
+properties:
+  episode_id: {type: string, required: true, pii: none}
+  timestamp: {type: timestamp, pii: none}
+"""
+
+
+@pytest.mark.timeout(180)
+def test_python_functions_send_timestamp_and_message_id_to_the_warehouse(
+        make_workspace: Any, serve: Any, tmp_path: Path) -> None:
+    # a backfill sets when it happened, an idempotent resend its own message id: both go
+    # to the SDK's track as they are; a property named like one keeps a trailing underscore
+    from datetime import UTC, date
+
+    from nerve.sdk import Client
+    from nerve.warehouse import Warehouse, result_json
+
+    ws = make_workspace({"episode_played.yaml": BACKFILL_EVENT})
+    tracking = _import(_write(tmp_path / "backfill.py",
+                              generate_python(Catalog.load(ws.root / "events"))))
+    server = serve(ws)
+    errors: list[Any] = []
+    key = next(s.write_key for s in ws.config.sources if s.name == "server")
+    client = Client(key, server.url, on_error=lambda exc, batch: errors.append(exc))
+    naive = datetime(2026, 3, 1, 9, 30)  # noqa: DTZ001
+    tracking.episode_played(client, episode_id="ep-1", timestamp=naive,
+                            message_id="backfill-ep-1", timestamp_="2026-02-28T23:00:00Z",
+                            user_id="u1")
+    tracking.episode_played(client, episode_id="ep-1", message_id="backfill-ep-1",
+                            timestamp="2026-03-01T09:30:00+00:00", user_id="u1")  # resent
+    tracking.episode_played(client, episode_id="ep-2", timestamp=date(2026, 3, 2),
+                            user_id="u1")
+    tracking.episode_played(client, episode_id="ep-3", user_id="u1")  # now, a fresh id
+    assert client.shutdown()
+    assert errors == []
+    assert server.stop() == 0  # drains the log into the warehouse
+    warehouse = Warehouse.for_workspace(ws, read_only=True)
+    try:
+        rows = result_json(warehouse.query(
+            "SELECT message_id, properties->>'episode_id' AS episode_id, "
+            "properties->>'timestamp' AS prop_timestamp, schema_version, "
+            "epoch(original_timestamp) AS sent, epoch(timestamp) AS at FROM events "
+            "ORDER BY episode_id"))["rows"]
+        quarantined = result_json(warehouse.query("SELECT count(*) AS n FROM quarantine"))
+    finally:
+        warehouse.close()
+    assert quarantined["rows"] == [{"n": 0}]
+    assert [r["episode_id"] for r in rows] == ["ep-1", "ep-2", "ep-3"]  # the resend: once
+    first, second, third = rows
+    assert first["message_id"] == "backfill-ep-1"
+    assert first["prop_timestamp"] == "2026-02-28T23:00:00Z"
+    assert first["schema_version"] == "1.0.0"
+    march_1 = datetime(2026, 3, 1, 9, 30, tzinfo=UTC).timestamp()
+    assert first["sent"] == march_1  # a naive datetime is UTC, as nerve.sdk takes it
+    assert abs(first["at"] - march_1) < 60  # only the loopback's clock skew corrected
+    assert second["sent"] == datetime(2026, 3, 2, tzinfo=UTC).timestamp()
+    assert second["prop_timestamp"] is None
+    assert third["message_id"] not in ("backfill-ep-1", second["message_id"])

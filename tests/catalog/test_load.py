@@ -84,6 +84,22 @@ def test_load_errors_name_file_line_and_field(tmp_path: Path) -> None:
     assert len(info.value.problems) == 2
 
 
+def test_a_missing_type_and_a_field_indented_too_little_say_so(tmp_path: Path) -> None:
+    # `pii: none` one level left of its property reads as a property named pii
+    bad = ADD_TO_CART.replace("    type: integer\n", "").replace("    pii: none\n",
+                                                                  "  pii: none\n")
+    events = write(tmp_path, {"add_to_cart.yaml": bad, "groups/product.yaml": PRODUCT_GROUP})
+    with pytest.raises(CatalogError) as info:
+        Catalog.load(events)
+    text = str(info.value)
+    assert "add_to_cart.yaml:10: add_to_cart.quantity.type: missing; expected one of " \
+           "string, integer, number, boolean, timestamp, array, object" in text, text
+    assert "add_to_cart.yaml:12: add_to_cart.pii: expected a mapping with a type, got " \
+           "'none'; pii is a field of a property: indent it under the property it belongs " \
+           "to" in text, text
+    assert len(info.value.problems) == 2
+
+
 def test_yaml_syntax_error_names_line(tmp_path: Path) -> None:
     events = write(tmp_path, {"broken.yaml": "name: x\nproperties:\n  a: [unclosed\n"})
     # the bracket left open (line 3), not the end of the file where the parser noticed

@@ -417,12 +417,15 @@ def _frozen_message(name: str, version: Version, kinds: list[str], spec: EventSp
         where = spec.file  # events/versions/x.v1.yaml, as the rest of the output says it
         if root is not None and spec.file.is_relative_to(root.parent):
             where = spec.file.relative_to(root.parent).as_posix()
+    # a group both sides include changed; one the file added to or dropped from its
+    # include: is the file's own edit, which restoring the file undoes
+    both = set(spec.groups if spec is not None else ()) & set(base.groups if base else ())
     groups = []
     for change in changes:
         top = (change.path or "").split(".")[0]
         for side in (spec, base):
             prop = side.property(top) if side is not None and top else None
-            if prop is not None and prop.group and prop.group not in groups:
+            if prop is not None and prop.group in both and prop.group not in groups:
                 groups.append(prop.group)
     text = (f"{name} {version} was changed in place ({', '.join(kinds)}); it is an older "
             f"version that newer ones supersede, so it keeps its definition")

@@ -61,6 +61,8 @@ RULES: dict[str, tuple[str, str]] = {
     "format-known": ("error", "format is one the validator checks (email, uri, date, ...)"),
     "pattern-anchored": ("warning", "patterns are anchored with ^ and $ (else they match "
                                     "anywhere in the value)"),
+    "event-duplicate": ("error", "one live file per event in events/ (older versions go in "
+                                 "events/versions/)"),
     "version-order": ("error", "versions in events/versions/ are older than the live file"),
     "version-file-name": ("warning", "versions/ files are named <event>.v<version>.yaml"),
 }
@@ -359,20 +361,30 @@ def _property_rules(spec: EventSpec, prop: PropertySpec, path: str) -> Iterator[
         yield from _property_rules(spec, child, f"{path}.{child.name}")
 
 
+def _yaml(value: Any) -> str:
+    """A value as the YAML wrote it: ``true``, ``null`` (not Python's True, None)."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    return repr(value)
+
+
 def _enum_rules(prop: PropertySpec, at: Any) -> Iterator[Finding]:
     if prop.enum is None:
         return
     seen: list[Any] = []
     for value in prop.enum:
         if any(value == other and type(value) is type(other) for other in seen):
-            yield at("enum-duplicate", f"enum value {value!r} is listed twice", "enum")
+            yield at("enum-duplicate", f"enum value {_yaml(value)} is listed twice", "enum")
         seen.append(value)
     allowed = _ENUM_TYPES.get(prop.type)
     if allowed is not None:
         wrong = [v for v in prop.enum if not isinstance(v, allowed)
                  or (isinstance(v, bool) and prop.type != "boolean")]
         if wrong:
-            yield at("enum-type", f"enum values {wrong} are not {prop.type}", "enum")
+            hint = ("; quote them (YAML reads yes, no, on, off unquoted as booleans, and "
+                    "digits as numbers)" if prop.type == "string" else "")
+            yield at("enum-type", f"enum values [{', '.join(map(_yaml, wrong))}] are not "
+                                  f"{prop.type}{hint}", "enum")
     if len(prop.enum) == 1:
         yield at("enum-single", "an enum with one value; is it a constant?", "enum")
 
@@ -380,6 +392,23 @@ def _enum_rules(prop: PropertySpec, at: Any) -> Iterator[Finding]:
 def _version_rules(versions: list[EventSpec]) -> Iterator[Finding]:
     live = [s for s in versions if s.file is None or s.file.parent.name != VERSIONS_DIR]
     latest_live = max((s.version for s in live), default=None)
+    # two files in events/ naming one event: most often a copy for a new event that kept
+    # the old name, so the new event is not in the catalog and the old one got a version
+    files = [s for s in live if s.file is not None]
+    if len(files) > 1:
+        # the file named after the event stays (else the newest); the others are flagged
+        kept = max(files, key=lambda s: (s.file is not None and s.file.stem == s.name,
+                                          s.version))
+        other = kept.file.name if kept.file is not None else ""
+        for spec in files:
+            if spec is not kept:
+                yield Finding(
+                    "event-duplicate", "error",
+                    f"{spec.name} {spec.version}: events/{other} defines {spec.name} too; "
+                    f"events/ holds one file per event: give a new event a name of its own, or "
+                    f"move an older version to events/{VERSIONS_DIR}/"
+                    f"{spec.name}.v{spec.version.major}.yaml", str(spec.file),
+                    spec.lines.get("name"))
     for spec in versions:
         if spec.file is None or spec.file.parent.name != VERSIONS_DIR:
             continue

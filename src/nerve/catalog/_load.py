@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,12 @@ def _parse_property(
     name: str, raw: Any, file: Path, line: int | None, where: str, problems: Problems
 ) -> PropertySpec | None:
     if not isinstance(raw, dict):
-        problems.append((Location(file, line), f"{where}: expected a mapping with a type"))
+        text = f"{where}: expected a mapping with a type"
+        if name in _PROPERTY_FIELDS and not isinstance(raw, list):
+            # `pii: none` one level too far left reads as a property named pii
+            text += (f", got {raw!r}; {name} is a field of a property: indent it under "
+                     "the property it belongs to")
+        problems.append((Location(file, line), text))
         return None
 
     def bad(key: str, text: str) -> None:
@@ -68,7 +74,10 @@ def _parse_property(
             bad(key, _unknown_field(key, _PROPERTY_FIELDS))
     type_ = raw.get("type")
     if type_ not in PROPERTY_TYPES:
-        bad("type", f"expected one of {', '.join(PROPERTY_TYPES)}, got {type_!r}")
+        if "type" in raw:
+            bad("type", f"expected one of {', '.join(PROPERTY_TYPES)}, got {type_!r}")
+        else:
+            bad("type", f"missing; expected one of {', '.join(PROPERTY_TYPES)}")
         return None
     pii = raw.get("pii", "none")
     if pii not in PII_CLASSES:
@@ -79,6 +88,11 @@ def _parse_property(
     enum = raw.get("enum")
     if enum is not None and (not isinstance(enum, list) or not enum):
         bad("enum", "expected a non-empty list of values")
+        enum = None
+    dates = [v for v in enum or () if isinstance(v, date)]
+    if dates:  # YAML reads 2026-01-01 unquoted as a date, which no JSON value equals
+        bad("enum", f"{dates[0].isoformat()} is read as a date, not a JSON value: quote it "
+                    f"('{dates[0].isoformat()}')")
         enum = None
     bounds: dict[str, float | None] = {}
     for key in ("minimum", "maximum"):
