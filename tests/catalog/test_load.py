@@ -258,3 +258,50 @@ def test_a_misspelt_field_names_the_closest_known_one(tmp_path: Path) -> None:
     # nothing close: the known fields only
     assert "other.yaml:2: other.zzz: unknown field; expected one of additional_properties, " \
         in text
+
+
+EPISODE = """\
+name: episode_played
+description: A listener starts an episode on a device.
+owner: player-team
+purpose: analytics
+version: 1.0.0
+{extra}properties:
+  device:
+    type: object
+    properties:
+      kind: {{type: string, pii: none}}
+  tags:
+    type: array
+    items:
+      type: object
+      properties:
+        label: {{type: string, pii: none}}
+  raw:
+    type: object
+    description: Anything the player adds.
+"""
+
+
+@pytest.mark.parametrize("extra", ["", "additional_properties: false\n"])
+def test_declared_nested_objects_refuse_undeclared_keys(tmp_path: Path, extra: str) -> None:
+    """"unknown properties are violations" holds inside a declared object too (and in
+    the objects of an array); an object declared without properties takes any key."""
+    catalog = Catalog.load(write(tmp_path, {"episode_played.yaml": EPISODE.format(extra=extra)}))
+    spec = catalog.get("episode_played")
+    assert spec is not None
+    ok = {"device": {"kind": "tv"}, "tags": [{"label": "news"}], "raw": {"anything": [1]}}
+    assert catalog.violations(spec, ok) == []
+    found = catalog.violations(spec, {"device": {"kind": "tv", "extra": 1},
+                                      "tags": [{"label": "a", "colour": "red"}]})
+    assert {(v.path, v.rule) for v in found} == {
+        ("$.properties.device", "additional_properties"),
+        ("$.properties.tags[0]", "additional_properties")}, found
+
+
+def test_open_events_leave_nested_objects_open(tmp_path: Path) -> None:
+    catalog = Catalog.load(write(tmp_path, {"episode_played.yaml": EPISODE.format(
+        extra="additional_properties: true\n")}))
+    spec = catalog.get("episode_played")
+    assert spec is not None
+    assert catalog.violations(spec, {"device": {"kind": "tv", "extra": 1}}) == []

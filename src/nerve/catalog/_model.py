@@ -82,8 +82,13 @@ class PropertySpec:
     #: 1-based line of each field written in the YAML (which fields were declared at all)
     lines: dict[str, int] = field(default_factory=dict, compare=False, hash=False)
 
-    def json_schema(self) -> dict[str, Any]:
-        """This property as a JSON Schema (Draft 2020-12) fragment."""
+    def json_schema(self, closed: bool = False) -> dict[str, Any]:
+        """This property as a JSON Schema (Draft 2020-12) fragment.
+
+        ``closed``: an object with declared properties refuses keys it does not declare
+        (its event's ``additional_properties: false``), as the event's top level does; an
+        object declared without properties takes any.
+        """
         schema: dict[str, Any]
         if self.type == "timestamp":
             schema = {"type": "string", "format": "date-time"}
@@ -102,12 +107,14 @@ class PropertySpec:
         if self.format is not None and self.type != "timestamp":
             schema["format"] = self.format
         if self.items is not None:
-            schema["items"] = self.items.json_schema()
+            schema["items"] = self.items.json_schema(closed)
         if self.properties:
-            schema["properties"] = {p.name: p.json_schema() for p in self.properties}
+            schema["properties"] = {p.name: p.json_schema(closed) for p in self.properties}
             required = [p.name for p in self.properties if p.required]
             if required:
                 schema["required"] = required
+            if closed:
+                schema["additionalProperties"] = False
         return schema
 
 
@@ -161,7 +168,8 @@ class EventSpec:
             "$id": f"nerve:{quote(self.name, safe='')}/{self.version}",
             "title": self.name,
             "type": "object",
-            "properties": {p.name: p.json_schema() for p in self.properties},
+            "properties": {p.name: p.json_schema(not self.additional_properties)
+                           for p in self.properties},
             "additionalProperties": self.additional_properties,
         }
         if self.description:
