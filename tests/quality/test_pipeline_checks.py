@@ -47,6 +47,12 @@ def test_drift_names_unknown_events_and_properties(inputs: Any) -> None:
     quarantine += [{"event": "add_to_cart", "timestamp": ago(minutes=5), "violations": [
         {"path": "$.properties", "rule": "additional_properties",
          "message": "Additional properties are not allowed ('coupon' was unexpected)"}]}]
+    # inside a declared object, and in an object of an array: named where they were sent
+    quarantine += [{"event": "add_to_cart", "timestamp": ago(minutes=5), "violations": [
+        {"path": "$.properties.shipping", "rule": "additional_properties",
+         "message": "Additional properties are not allowed ('street' was unexpected)"},
+        {"path": "$.properties.items[2]", "rule": "additional_properties",
+         "message": "Additional properties are not allowed ('colour' was unexpected)"}]}]
     results = run_checks(inputs(events, [dict(q) for q in quarantine]), now=NOW,
                          select=["drift", "schema"])
     unknown = [r for r in by(results, "drift") if r.event == "add_to_kart"]
@@ -56,6 +62,8 @@ def test_drift_names_unknown_events_and_properties(inputs: Any) -> None:
     assert "'add_to_kart' is not in the catalog" in unknown[0].message
     props = [r for r in by(results, "drift") if r.event == "add_to_cart"]
     assert "coupon (1)" in props[0].message
+    assert "shipping.street (1)" in props[0].message
+    assert "items[].colour (1)" in props[0].message
     # an unknown event is drift, not a schema violation of some event
     assert not [r for r in by(results, "schema") if r.event == "add_to_kart"]
 

@@ -29,6 +29,14 @@ UNKNOWN_EVENT = "unknown_event"
 _UNEXPECTED = re.compile(r"'([^']+)' (?:was|were) unexpected|property '([^']+)'")
 
 
+def _within(path: str) -> str:
+    """The declared object an undeclared key was found in, as a name prefix: ``device.``
+    for ``$.properties.device``, ``items[].`` for ``$.properties.items[3]``, nothing at
+    the top level (``$.properties``, ``$.traits``)."""
+    parts = path.split(".", 2)
+    return re.sub(r"\[\d+\]", "[]", parts[2]) + "." if len(parts) == 3 else ""
+
+
 def _violations(text: Any) -> list[dict[str, Any]]:
     """The violation list of a quarantined row (JSON text, or already parsed by Ibis)."""
     if isinstance(text, list):
@@ -128,8 +136,9 @@ def check_drift(ctx: Context) -> list[CheckResult]:
         for v in row.parsed:
             if v.get("rule") != "additional_properties":
                 continue
+            within = _within(str(v.get("path", "")))
             for match in _UNEXPECTED.finditer(str(v.get("message", ""))):
-                name = match.group(1) or match.group(2)
+                name = within + (match.group(1) or match.group(2))
                 props.setdefault((row.event, row.source), Counter())[name] += int(row.n)
     # rows that reached the events table although the catalog has no such event
     if ctx.catalog is not None:
