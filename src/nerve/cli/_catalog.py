@@ -236,7 +236,8 @@ def codegen(
                          if s.type == "track" and s.status == "deprecated"})
     marked = (f" ({len(deprecated)} marked deprecated: {', '.join(deprecated)})"
               if deprecated else "")
-    err_console.print(f"wrote {functions} tracking functions to {out}{marked}",
+    noun = "function" if functions == 1 else "functions"
+    err_console.print(f"wrote {functions} tracking {noun} to {out}{marked}",
                       highlight=False)
 
 
