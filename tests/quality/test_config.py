@@ -63,6 +63,18 @@ def test_nerve_toml_checks_section(tmp_path: Path) -> None:
     assert cfg.every == 60
 
 
+@pytest.mark.parametrize(("text", "toml", "every"), [
+    ("schedule: {every: 0}\n", {}, 0.0),               # documented: 0 turns it off
+    ("", {"checks": {"every": 0}}, 0.0),
+    ("schedule: {every: 0}\n", {"checks": {"every": "1m"}}, 0.0),  # the file wins
+    ("", {"checks": {"every": "1m"}}, 60.0),
+    ("schedule: {}\n", {}, 300.0),
+])
+def test_a_zero_schedule_turns_the_schedule_off(tmp_path: Path, text: str,
+                                                toml: dict[str, object], every: float) -> None:
+    assert load_config(write(tmp_path, text), toml).every == every
+
+
 @pytest.mark.parametrize(("text", "where"), [
     ("defaults:\n  volumes: {}\n", "defaults.volumes: unknown check"),
     ("defaults:\n  volume: {sensitivty: 3}\n", "defaults.volume.sensitivty: unknown setting"),

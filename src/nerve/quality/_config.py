@@ -291,8 +291,9 @@ def _parse(raw: dict[str, Any], toml: dict[str, Any], path: Path, bad: Bad) -> C
     if not isinstance(schedule, dict):
         bad("schedule", "expected a mapping with every, e.g. {every: 5m}")
         schedule = {}
-    every = _duration(schedule.get("every") or toml.get("every") or "5m", "schedule.every",
-                      bad)
+    # 0 is a setting (the schedule off), not a missing one
+    given = next((v for v in (schedule.get("every"), toml.get("every")) if v is not None), "5m")
+    every = _duration(given, "schedule.every", bad)
     webhook = raw.get("webhook") or {}
     if isinstance(webhook, str):
         webhook = {"url": webhook}
