@@ -250,6 +250,10 @@ def test_a_selection_naming_neither_a_check_nor_an_event_is_refused(inputs: Any)
     table = inputs([{"event": "add_to_cart", "timestamp": ago(minutes=1)}])
     with pytest.raises(UserError, match=r"^select: add_to_crt: neither a check \("):
         run_checks(table, catalog(spec("add_to_cart")), now=NOW, select=["add_to_crt"])
+    # beside a check too: 'lateness,add_to_crt' checked nothing and passed a CI gate
+    with pytest.raises(UserError, match=r"^select: add_to_crt: neither a check \("):
+        run_checks(table, catalog(spec("add_to_cart")), now=NOW,
+                   select=["lateness", "add_to_crt"])
 
 
 def test_broken_input_is_an_error_result_not_a_crash(inputs: Any, engine: Any) -> None:
