@@ -226,7 +226,7 @@ def test_a_run_of_some_events_or_checks_does_not_hide_the_other_problems(
         assert {r.check for r in drift} == {"drift"}
         latest = latest_results(wh.ibis())
         assert sorted(r.name for r in latest) == sorted(r.name for r in full)
-        assert [r for r in latest if r.check == "schema"][0].status is Status.fail
+        assert next(r for r in latest if r.check == "schema").status is Status.fail
         refunds, _ = run_and_record(wh, ws, catalog, select=["refund"])
         assert all(r.event == "refund" for r in refunds)
         assert latest_results(wh.ibis()) == latest
