@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from nerve.catalog import Catalog
 from nerve.cli import ExitCode, app
-from nerve.quality import Scheduler, latest_results
+from nerve.quality import Scheduler, Status, latest_results, run_and_record
 from nerve.warehouse import Warehouse
 from nerve.workspace import Workspace
 
@@ -211,6 +211,25 @@ def test_a_run_as_of_another_time_is_not_the_latest_health(
     assert ran.status_code == 200
     assert ran.json()["results"]
     assert latest() == before
+
+
+def test_a_run_of_some_events_or_checks_does_not_hide_the_other_problems(
+        workspace: Callable[..., Workspace]) -> None:
+    """A run narrowed to some checks updates those checks' part of the latest health; a
+    run narrowed to some events is not recorded (it says nothing of the others)."""
+    ws = workspace(bad=10)
+    catalog = Catalog.load(ws.events_dir)
+    with Warehouse.for_workspace(ws) as wh:
+        full, _ = run_and_record(wh, ws, catalog)
+        assert "fail" in {str(r.status) for r in latest_results(wh.ibis())}
+        drift, _ = run_and_record(wh, ws, catalog, select=["drift"])
+        assert {r.check for r in drift} == {"drift"}
+        latest = latest_results(wh.ibis())
+        assert sorted(r.name for r in latest) == sorted(r.name for r in full)
+        assert next(r for r in latest if r.check == "schema").status is Status.fail
+        refunds, _ = run_and_record(wh, ws, catalog, select=["refund"])
+        assert all(r.event == "refund" for r in refunds)
+        assert latest_results(wh.ibis()) == latest
 
 
 def test_scheduler_records_and_alerts_once(workspace: Callable[..., Workspace],

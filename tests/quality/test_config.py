@@ -63,6 +63,18 @@ def test_nerve_toml_checks_section(tmp_path: Path) -> None:
     assert cfg.every == 60
 
 
+@pytest.mark.parametrize(("text", "toml", "every"), [
+    ("schedule: {every: 0}\n", {}, 0.0),               # documented: 0 turns it off
+    ("", {"checks": {"every": 0}}, 0.0),
+    ("schedule: {every: 0}\n", {"checks": {"every": "1m"}}, 0.0),  # the file wins
+    ("", {"checks": {"every": "1m"}}, 60.0),
+    ("schedule: {}\n", {}, 300.0),
+])
+def test_a_zero_schedule_turns_the_schedule_off(tmp_path: Path, text: str,
+                                                toml: dict[str, object], every: float) -> None:
+    assert load_config(write(tmp_path, text), toml).every == every
+
+
 @pytest.mark.parametrize(("text", "where"), [
     ("defaults:\n  volumes: {}\n", "defaults.volumes: unknown check"),
     ("defaults:\n  volume: {sensitivty: 3}\n", "defaults.volume.sensitivty: unknown setting"),
@@ -75,6 +87,22 @@ def test_nerve_toml_checks_section(tmp_path: Path) -> None:
     ("sequences:\n  - {event: a, preceded_by: b, min_share: 95}\n", "sequences[0].min_share"),
     ("webhook: {url: x, on: [sometimes]}\n", "webhook.alert_on"),
     ("alerts: {}\n", "alerts: unknown section"),
+    # mistakes that were accepted and left a check silent or on
+    ("defaults:\n  lateness: {warn: 5}\n",
+     "checks.yaml:2: defaults.lateness.warn: expected a share between 0 and 1 (0.05 = 5%), "
+     "got 5"),
+    ("events:\n  a: {schema: {fail: 1.5}}\n", "events.a.schema.fail: expected a share"),
+    ("defaults:\n  disappeared_values: {min_share: 2}\n",
+     "defaults.disappeared_values.min_share: expected a share"),
+    ("defaults:\n  schema: {warn: 0.2, fail: 0.1}\n",
+     "defaults.schema.warn: warn (0.2) is above fail (0.1)"),
+    ("defaults:\n  lateness: {enabled: 'false'}\n",
+     "defaults.lateness.enabled: expected true or false, got 'false'"),
+    ("defaults:\n  volume: {dimensions: [platfrom]}\n",
+     "defaults.volume.dimensions[0]: 'platfrom' is not a key dimension (did you mean "
+     "platform?"),
+    ("events:\n  a: {volume: {mix_dimensions: app_version}}\n",
+     "events.a.volume.mix_dimensions: expected a list of dimension names"),
     ("defaults: [\n", "invalid YAML"),
 ])
 def test_errors_name_the_file_and_field(tmp_path: Path, text: str, where: str) -> None:
@@ -82,6 +110,17 @@ def test_errors_name_the_file_and_field(tmp_path: Path, text: str, where: str) -
         load_config(write(tmp_path, text))
     assert "checks.yaml" in str(info.value)
     assert where in str(info.value)
+
+
+def test_settings_that_are_fine(tmp_path: Path) -> None:
+    """clock_skew never fails by default (fail above 1); a dimension defined in the file
+    may be named; switches are booleans."""
+    cfg = load_config(write(tmp_path, "defaults:\n  clock_skew: {fail: 1.01, warn: 0.02}\n"
+                                      "  lateness: {enabled: false}\n"
+                                      "  volume: {dimensions: [platform, channel]}\n"
+                                      "dimensions:\n  channel: properties.channel\n"))
+    assert cfg.enabled("lateness") is False
+    assert cfg.get("volume", "dimensions") == ["platform", "channel"]
 
 
 @pytest.mark.parametrize(("text", "line", "where"), [

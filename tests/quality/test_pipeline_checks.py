@@ -127,6 +127,26 @@ def test_natural_key_duplicates(inputs: Any) -> None:
     assert "properties.order_id" in purchase.message
 
 
+def test_natural_key_duplicates_match_the_timestamp_the_client_sent(inputs: Any) -> None:
+    """An SDK that tracks one action twice sends the same timestamp in both messages, but
+    nerve corrects each message's timestamp by its own sentAt and arrival, so the stored
+    timestamps differ by the network's microseconds: the key is the sent timestamp."""
+    events = [{"event": "meditation_completed", "user_id": f"u{i}",
+               "timestamp": ago(minutes=i), "original_timestamp": ago(minutes=i),
+               "properties": {"track": "t1"}} for i in range(40)]
+    # 4 actions tracked again a minute later under new message ids, corrected apart
+    events += [{**events[i], "timestamp": events[i]["timestamp"] + timedelta(microseconds=324),
+                "received_at": events[i]["timestamp"] + timedelta(minutes=1)}
+               for i in range(1, 5)]
+    # a message without a sent timestamp still keys by its stored one
+    events += [{"event": "meditation_completed", "user_id": "u0", "timestamp": ago(hours=2),
+                "properties": {"track": "t2"}}] * 2
+    result, = run_checks(inputs([dict(e) for e in events]), now=NOW,
+                         select=["natural_key_duplicates"])
+    assert result.details == {"rows": 46, "duplicates": 5}
+    assert result.status is Status.fail  # 5 of 46 = 11% > 1%
+
+
 def test_a_past_now_judges_only_what_had_arrived_by_then(inputs: Any) -> None:
     # `nerve check --now <earlier>`: rows received after that moment (a backfill loaded
     # since, a later client bug) are not "in the last 24 h" of it
@@ -238,6 +258,10 @@ def test_a_selection_naming_neither_a_check_nor_an_event_is_refused(inputs: Any)
     table = inputs([{"event": "add_to_cart", "timestamp": ago(minutes=1)}])
     with pytest.raises(UserError, match=r"^select: add_to_crt: neither a check \("):
         run_checks(table, catalog(spec("add_to_cart")), now=NOW, select=["add_to_crt"])
+    # beside a check too: 'lateness,add_to_crt' checked nothing and passed a CI gate
+    with pytest.raises(UserError, match=r"^select: add_to_crt: neither a check \("):
+        run_checks(table, catalog(spec("add_to_cart")), now=NOW,
+                   select=["lateness", "add_to_crt"])
 
 
 def test_broken_input_is_an_error_result_not_a_crash(inputs: Any, engine: Any) -> None:

@@ -25,6 +25,7 @@ from nerve.quality import (
     send_alert,
     worst,
 )
+from nerve.quality._history import PARTIAL
 from nerve.quality._result import fmt_duration, fmt_pct
 from nerve.warehouse import Warehouse
 from nerve.workspace import Workspace
@@ -77,6 +78,34 @@ def test_history_on_every_engine(engine: Any) -> None:
     assert con.table("check_results").count().execute() == 4
     latest = latest_results(con)
     assert latest == second
+    con.drop_table("check_results")
+
+
+def test_a_run_of_some_checks_updates_only_their_part_of_the_health(engine: Any) -> None:
+    """``nerve check --select schema`` while the server runs: recorded, but the latest
+    health keeps the volume failure of the last full run instead of saying all is well."""
+    con = engine.con
+    con.drop_table("check_results", force=True)
+    record_results(con, RESULTS, at=datetime(2026, 11, 20, 10, tzinfo=UTC))
+    schema_ok = CheckResult("schema", Status.passed, "all matched", event="search",
+                            dimensions={"source": "web"}, observed=0.0,
+                            expected={"min": 0.0, "max": 0.01}, unit="share")
+    record_results(con, [schema_ok], at=datetime(2026, 11, 20, 11, tzinfo=UTC),
+                   run_id=PARTIAL + "1")
+    def brief(results: list[CheckResult]) -> list[tuple[str, str, str]]:
+        return [(r.name, str(r.status), r.message) for r in results]
+
+    # by check and name; drift's empty ``expected`` comes back with null bounds
+    assert brief(latest_results(con)) == brief([RESULTS[2], schema_ok, RESULTS[0]])
+    assert worst([r.status for r in latest_results(con)]) is Status.fail
+    # a later full run is the health again, whatever partial runs came before
+    record_results(con, [RESULTS[2]], at=datetime(2026, 11, 20, 12, tzinfo=UTC))
+    assert brief(latest_results(con)) == brief([RESULTS[2]])
+    # partial runs only (the schedule off): what they ran
+    con.drop_table("check_results")
+    record_results(con, [schema_ok], at=datetime(2026, 11, 20, 11, tzinfo=UTC),
+                   run_id=PARTIAL + "2")
+    assert latest_results(con) == [schema_ok]
     con.drop_table("check_results")
 
 

@@ -30,6 +30,7 @@ With no ``rates:`` section, the rates come from the workspace's ratio metrics
 from __future__ import annotations
 
 import copy
+import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,6 +223,9 @@ def load_config(root: Path | str, toml: dict[str, Any] | None = None,
     return config
 
 
+#: settings that are shares of rows (0.01 = 1%)
+_SHARES = {"warn", "fail", "min_share"}
+
 _TOP = {"defaults", "dimensions", "events", "sequences", "rates", "webhook", "schedule"}
 _EVENT_ONLY = {"natural_key", "expected_values", "disabled"}
 
@@ -284,6 +288,11 @@ def _parse(raw: dict[str, Any], toml: dict[str, Any], path: Path, bad: Bad) -> C
             bad(f"dimensions.{name}", "expected a JSON path or a list of them")
             continue
         dimensions[str(name)] = tuple(paths)
+    _dimension_names(_mapping(raw, "defaults", bad).get("volume"), "defaults.volume",
+                     dimensions, bad)
+    for event, spec in events.items():
+        if isinstance(spec, dict):
+            _dimension_names(spec.get("volume"), f"events.{event}.volume", dimensions, bad)
     sequences = _sequences(raw.get("sequences") or [], bad)
     rates = (_rates(raw["rates"] or [], bad) if "rates" in raw
              else metric_rates(path.parent / "metrics"))
@@ -291,8 +300,9 @@ def _parse(raw: dict[str, Any], toml: dict[str, Any], path: Path, bad: Bad) -> C
     if not isinstance(schedule, dict):
         bad("schedule", "expected a mapping with every, e.g. {every: 5m}")
         schedule = {}
-    every = _duration(schedule.get("every") or toml.get("every") or "5m", "schedule.every",
-                      bad)
+    # 0 is a setting (the schedule off), not a missing one
+    given = next((v for v in (schedule.get("every"), toml.get("every")) if v is not None), "5m")
+    every = _duration(given, "schedule.every", bad)
     webhook = raw.get("webhook") or {}
     if isinstance(webhook, str):
         webhook = {"url": webhook}
@@ -325,6 +335,8 @@ def _check_settings(check: str, settings: Any, where: str, bad: Bad) -> bool:
         return False
     for key, value in settings.items():
         if key == "enabled":
+            if not isinstance(value, bool):
+                bad(f"{where}.{key}", f"expected true or false, got {value!r}")
             continue
         if key not in DEFAULTS[check]:
             bad(f"{where}.{key}", "unknown setting; expected one of "
@@ -334,6 +346,10 @@ def _check_settings(check: str, settings: Any, where: str, bad: Bad) -> bool:
         if isinstance(default, float | int) and not isinstance(default, bool):
             if isinstance(value, bool) or not isinstance(value, int | float):
                 bad(f"{where}.{key}", f"expected a number, got {value!r}")
+            elif key in _SHARES and not 0 <= value <= max(1.0, default):
+                # 5 meant as 5% would never be reached: the check would never say a word
+                bad(f"{where}.{key}", f"expected a share between 0 and 1 (0.05 = 5%), "
+                                      f"got {value!r}")
         elif isinstance(default, str) and key not in ("direction", "status"):
             if value != "auto":
                 _duration(value, f"{where}.{key}", bad)
@@ -341,7 +357,32 @@ def _check_settings(check: str, settings: Any, where: str, bad: Bad) -> bool:
             bad(f"{where}.{key}", f"expected both, up or down, got {value!r}")
         elif key == "status" and value not in ("warn", "fail"):
             bad(f"{where}.{key}", f"expected warn or fail, got {value!r}")
+    warn, fail = settings.get("warn"), settings.get("fail")
+    if (isinstance(warn, int | float) and isinstance(fail, int | float)
+            and not isinstance(warn, bool) and not isinstance(fail, bool) and warn > fail):
+        bad(f"{where}.warn", f"warn ({warn!r}) is above fail ({fail!r}): a share between "
+                             "them would fail without a warning first")
     return True
+
+
+def _dimension_names(settings: Any, where: str, known: dict[str, tuple[str, ...]],
+                     bad: Bad) -> None:
+    """The volume check's ``dimensions`` and ``mix_dimensions`` name key dimensions."""
+    if not isinstance(settings, dict):
+        return
+    for key in ("dimensions", "mix_dimensions"):
+        if key not in settings:
+            continue
+        names = settings[key]
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            bad(f"{where}.{key}", f"expected a list of dimension names ({', '.join(known)})")
+            continue
+        for i, name in enumerate(names):
+            if name not in known:
+                close = difflib.get_close_matches(name, list(known), n=1)
+                hint = f"did you mean {close[0]}? " if close else ""
+                bad(f"{where}.{key}[{i}]", f"{name!r} is not a key dimension ({hint}known: "
+                                           f"{', '.join(known)}; add it under dimensions:)")
 
 
 def _duration(value: Any, where: str, bad: Bad) -> float:

@@ -70,12 +70,33 @@ def record_results(con: Any, results: list[CheckResult], *, at: datetime | None 
     return run_id
 
 
+#: the run id prefix of a run of some checks (``nerve check --select volume``)
+PARTIAL = "partial-"
+
+
 def latest_results(con: Any) -> list[CheckResult]:
-    """The results of the latest recorded run (empty when none)."""
+    """The data's health now: the results of the latest full run, each check's replaced by
+    those of a later run of some checks that ran it (empty when nothing was recorded).
+
+    A run of some checks (``--select schema``) is recorded too, but it says nothing about
+    the others: taken alone as the latest run, it would hide every other problem.
+    """
     if not has_table(con, HISTORY_TABLE):
         return []
     t = con.table(HISTORY_TABLE)
-    last = t.filter(t.at == t.at.max()).order_by("check", "name").to_pyarrow().to_pylist()
+    full = t.filter(~t.run_id.startswith(PARTIAL))
+    since = full.at.max().to_pyarrow().as_py()
+    recent = t.filter(t.at >= since) if since is not None else t
+    rows = recent.order_by("at", "check", "name").to_pyarrow().to_pylist()
+    by_check: dict[str, list[dict[str, Any]]] = {}
+    for at in sorted({row["at"] for row in rows}):
+        run = [row for row in rows if row["at"] == at]
+        if not run[0]["run_id"].startswith(PARTIAL):
+            by_check = {}
+        for check in {row["check"] for row in run}:
+            by_check[check] = [row for row in run if row["check"] == check]
+    last = sorted((row for found in by_check.values() for row in found),
+                  key=lambda row: (row["check"], row["name"]))
     return [
         CheckResult.from_dict({
             "check": row["check"], "status": row["status"], "message": row["message"],

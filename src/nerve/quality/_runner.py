@@ -61,9 +61,9 @@ def run_checks(
     checks = [s for s in select if s in CHECKS]
     events = [s for s in select if s not in CHECKS]
     unknown = [e for e in events if catalog is not None and e not in catalog]
-    if unknown and catalog is not None and not checks:
-        # a typo in the selection should not silently check nothing (named as both the
-        # CLI's --select and the HTTP body's "select" call it)
+    if unknown and catalog is not None:
+        # a typo in the selection should not silently check nothing, also beside a check
+        # name (named as both the CLI's --select and the HTTP body's "select" call it)
         raise UserError(f"select: {', '.join(unknown)}: neither a check ({', '.join(CHECKS)})"
                         " nor a cataloged event")
     wanted = set(checks or CHECKS)

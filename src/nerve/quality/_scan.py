@@ -222,16 +222,20 @@ def natural_key_duplicates(inputs: Inputs, now: float, window: float,
     """Rows beyond the first per natural key, per event, received in the window.
 
     The default key is (user, event, timestamp, properties): the same action recorded
-    twice under different message ids. ``keyed`` gives events their own key fields.
+    twice under different message ids. The timestamp is the one the client sent
+    (``original_timestamp``): the stored ``timestamp`` is corrected by each message's own
+    ``sentAt`` and arrival, so two sends of one action differ in it by the network's
+    microseconds. ``keyed`` gives events their own key fields.
     """
     e = inputs.events
     backend = inputs.backend
     received = epoch_seconds(e.received_at, backend)
     recent = e.filter(received >= now - window, received <= now).mutate(
-        _event=event_key(e), _user=user_key(e))
+        _event=event_key(e), _user=user_key(e),
+        _when=ibis.coalesce(e.original_timestamp, e.timestamp))
     frames = []
     plain = recent.filter(~one_of(recent._event, list(keyed))) if keyed else recent
-    frames.append(_dupes(plain, ["_event", "_user", "timestamp", "properties"], {}))
+    frames.append(_dupes(plain, ["_event", "_user", "_when", "properties"], {}))
     for name, fields in keyed.items():
         if name not in events:
             continue

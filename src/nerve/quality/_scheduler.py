@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -15,9 +16,9 @@ from typing import Any
 from nerve._cpu import yield_cpu
 from nerve.catalog import Catalog
 from nerve.quality._alerts import send_alert
-from nerve.quality._config import ChecksConfig, load_config
+from nerve.quality._config import CHECKS, ChecksConfig, load_config
 from nerve.quality._engine import Inputs, has_table
-from nerve.quality._history import record_results
+from nerve.quality._history import PARTIAL, record_results
 from nerve.quality._result import CheckResult, Status
 from nerve.quality._runner import run_checks
 
@@ -48,13 +49,17 @@ def run_and_record(warehouse: Any, workspace: Any, catalog: Catalog | None, *,
 
     A run as of another time (``now`` given) is answered but not recorded: the latest
     recorded run is what ``data_health``, ``nerve ask``, readiness and the console
-    report as the data's health now, and a re-check of last week is not that.
+    report as the data's health now, and a re-check of last week is not that. Nor is a
+    run of some events' results (``select`` naming events). A run of some checks is
+    recorded as partial: it updates those checks' part of the health now.
     """
     config = load_config(workspace.root, workspace.config.raw, catalog)
     con = _backend(warehouse)
     results = run_checks(inputs_for(con), catalog, config, now=now, select=select)
-    if record and now is None:
-        record_results(con, results)
+    some_events = any(name not in CHECKS for name in select)
+    if record and now is None and not some_events:
+        record_results(con, results,
+                       run_id=f"{PARTIAL}{uuid.uuid4().hex}" if select else None)
     return results, config
 
 
