@@ -91,7 +91,7 @@ def check(
     clock skew, volume anomalies, missing data and sequences (docs/quality.md).
 
     Exit codes: 0 all pass, 3 warnings only, 1 a check failed, 70 a check could not run,
-    4 the workspace, catalog or checks.yaml is invalid.
+    4 the workspace, catalog or checks.yaml is invalid, 5 the warehouse is busy (try again).
 
     Example: nerve check --select volume,freshness --format json
     """
