@@ -94,16 +94,18 @@ def test_the_filter_of_a_why_question_reaches_the_explanation(demo_ctx: Context)
 NOW = datetime(2026, 11, 29, 12, tzinfo=UTC)
 
 
-def _android_carts(demo_root: Path, per_day: dict[int, int]) -> Context:
-    """The demo's metrics over hand-made events: 24 Android add-to-carts a day for four
-    weeks, spread over the day, but ``per_day`` (days before NOW -> count)."""
+def _android_carts(demo_root: Path, per_day: dict[int, int],
+                   event: str = "add_to_cart") -> Context:
+    """The demo's metrics over hand-made events: 24 Android add-to-carts (or ``event``s)
+    a day for four weeks, spread over the day, but ``per_day`` (days before NOW ->
+    count)."""
     rows = []
     for back in range(1, 29):
         day = (NOW - timedelta(days=back)).replace(hour=0)
         n = per_day.get(back, 24)
         for i in range(n):
             at = int((day + timedelta(minutes=i * 24 * 60 // n)).timestamp() * 1_000_000)
-            rows.append({"message_id": f"m{back}-{i}", "type": "track", "event": "add_to_cart",
+            rows.append({"message_id": f"m{back}-{i}", "type": "track", "event": event,
                          "user_id": f"u{i}", "timestamp": at, "received_at": at,
                          "source": "app", "historical": False,
                          "properties": '{"product_id": "p1", "price": 10.0, "quantity": 1}',
@@ -135,6 +137,35 @@ def test_why_without_a_period_explains_the_day_it_dropped(demo_root: Path) -> No
     assert f"fell to 6 on {day}, against 24 expected" in text
     assert "(-75.0%)" in text
     assert "The change itself is beyond noise" in text
+
+
+@pytest.mark.parametrize("where", ["", " on android"])
+def test_why_an_event_no_metric_counts_dropped_explains_its_count(
+        demo_root: Path, where: str) -> None:
+    """"why did item added drop?" was declined ("the event is cataloged, but no metric
+    counts it") though `nerve explain EVENT` explains an event's count: now the count is
+    explained, the day it dropped first, and the answer says it counts events."""
+    ctx = _android_carts(demo_root, {5: 6}, event="remove_from_cart")
+    answer = ask(f"why did remove from cart drop{where}?", ctx)
+    assert answer.answered, answer.answer
+    assert answer.plan["event"] == "remove_from_cart"
+    daily, explained = answer.queries
+    assert daily["args"]["grain"] == "day"
+    day = date(2026, 11, 24).isoformat()
+    assert explained["args"]["target"] == "remove_from_cart"
+    assert (explained["args"]["period"], explained["args"]["vs"]) == (f"{day}..{day}",
+                                                                      "expected")
+    text = answer.answer
+    assert text.startswith("No metric counts remove_from_cart, so this explains its count "
+                           "of events (as `nerve explain remove_from_cart` does).")
+    assert f"remove_from_cart events{' (platform = android)' if where else ''} fell " \
+        f"lowest on {day} (6)" in text
+    assert f"fell to 6 on {day}, against 24 expected" in text
+    if not where:  # the same daily counts as a command a reader can run
+        assert daily["command"] == ("nerve trend remove_from_cart --grain day --since "
+                                    "2026-11-15 --until 2026-11-29")
+    else:
+        assert explained["args"]["where"] == "platform = 'android'"
 
 
 @pytest.mark.parametrize(("question", "per_day", "period"), [

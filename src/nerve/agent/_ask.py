@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shlex
 import statistics
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -335,14 +336,13 @@ def _sharpest_day(plan: Plan, ctx: Context, b: Builder) -> Span | None:
     the question says, when it stands out from the median day by ``STANDS_OUT`` or more;
     None otherwise. A one-day drop (a broken release, an outage) is a few percent of a
     week: explaining the week called it ordinary variation."""
-    assert plan.metric is not None
     today, first = ctx.today(), ctx.first_event()
     window = Span(today - timedelta(days=LOOK_BACK_DAYS), today - timedelta(days=1),
                   f"the last {LOOK_BACK_DAYS} days")
-    result, q = _query(ctx, b, _metric_args(plan, window, grain="day"))
+    result, q, name = _daily(plan, ctx, b, window)
     col = result["time_column"]
-    days = [(date.fromisoformat(str(r[col])[:10]), r[plan.metric]) for r in result["rows"]
-            if r[plan.metric] is not None]
+    days = [(date.fromisoformat(str(r[col])[:10]), r[name]) for r in result["rows"]
+            if r[name] is not None]
     days = [(day, value) for day, value in days if first is None or day > first]  # whole
     if len(days) < LOOK_BACK_DAYS // 2:
         return None
@@ -355,8 +355,7 @@ def _sharpest_day(plan: Plan, ctx: Context, b: Builder) -> Span | None:
     day, value = max(known, key=lambda d: sign * d[1])
     if typical <= 0 or sign * (value - typical) / typical < STANDS_OUT:
         return None
-    kind, currency = _fmt_of(ctx, plan.metric)
-    label = ctx.layer.get(plan.metric).title
+    kind, currency, label = _target_of(plan, ctx)
     moved = "fell lowest" if sign < 0 else "rose highest"
     shown = b.num(f"{label} {day}", value, q, "query_metrics", kind, currency)
     b.say(f"Of the last two weeks' complete days, {label}{_filters(plan)} {moved} on "
@@ -365,8 +364,45 @@ def _sharpest_day(plan: Plan, ctx: Context, b: Builder) -> Span | None:
     return Span(day, day, day.isoformat())
 
 
+def _daily(plan: Plan, ctx: Context, b: Builder,
+           window: Span) -> tuple[dict[str, Any], str, str]:
+    """The daily values of the metric, or of the count of the event, explained in
+    ``window``: the query's result, its query text and the result's column."""
+    if plan.metric is not None:
+        result, q = _query(ctx, b, _metric_args(plan, window, grain="day"))
+        return result, q, plan.metric
+    assert plan.event is not None
+    assert window.since is not None
+    assert window.until is not None
+    from nerve.anomaly._series import count_metric, with_metrics  # noqa: PLC0415
+
+    counted = count_metric(plan.event)  # the ad-hoc count `nerve explain EVENT` reads
+    events = replace(ctx, layer=with_metrics(ctx.layer, [counted]))
+    args = _metric_args(plan, window, grain="day")
+    args["metrics"] = [counted.name]
+    result = run_tool(events, "query_metrics", args)
+    # the same daily counts as a command (`nerve trend` counts an event, unfiltered)
+    command = None if plan.where or plan.segments else shlex.join([
+        "nerve", "trend", plan.event, "--grain", "day", "--since", window.since.isoformat(),
+        "--until", (window.until + timedelta(days=1)).isoformat()])
+    return result, b.ran("query_metrics", args, result["sql"], command), counted.name
+
+
+def _target_of(plan: Plan, ctx: Context) -> tuple[str, str | None, str]:
+    """The format, currency and label of what a "why" question explains: the metric,
+    or the count of the event (as `nerve explain` labels it)."""
+    if plan.metric is not None:
+        kind, currency = _fmt_of(ctx, plan.metric)
+        return kind, currency, ctx.layer.get(plan.metric).title
+    return "number", None, f"{plan.event} events"
+
+
 def _explain(plan: Plan, ctx: Context, b: Builder) -> None:
-    assert plan.metric is not None
+    target = plan.metric or plan.event
+    assert target is not None
+    if plan.metric is None:  # "why did item added drop?": no metric counts the event
+        b.say(f"No metric counts {plan.event}, so this explains its count of events (as "
+              f"`nerve explain {plan.event}` does).")
     today = ctx.today()
     span, vs = plan.span, "previous"
     if span is None and plan.premise is not None \
@@ -377,19 +413,18 @@ def _explain(plan: Plan, ctx: Context, b: Builder) -> None:
                         today - timedelta(days=1), "recent")
     until = span.until or today
     period = f"{span.since.isoformat() if span.since else today}..{until.isoformat()}"
-    args = {"target": plan.metric, "period": period, "vs": vs}
+    args = {"target": target, "period": period, "vs": vs}
     where = " and ".join([*plan.where, *plan.segments])
     if where:  # "on android": the explanation of android's change, not everyone's
         args["where"] = where
     if plan.by:  # "why did orders drop, by country": that breakdown only
         args["by"] = plan.by
     r = run_tool(ctx, "explain_change", args)
-    command = ["nerve", "explain", plan.metric, "--period", period, "--vs", vs,
+    command = ["nerve", "explain", target, "--period", period, "--vs", vs,
                *(["--by", plan.by] if plan.by else []),
                *(["--where", where] if where else [])]
     q = b.ran("explain_change", args, command=shlex.join(command))
-    kind, currency = _fmt_of(ctx, plan.metric)
-    label = ctx.layer.get(plan.metric).title
+    kind, currency, label = _target_of(plan, ctx)
     obs = b.num(f"{label} observed", r.get("observed"), q, "explain_change", kind, currency)
     base = b.num(f"{label} baseline", r.get("baseline"), q, "explain_change", kind, currency)
     change = r.get("change") or 0
