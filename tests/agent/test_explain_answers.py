@@ -3,6 +3,8 @@ noise, a wrong premise said plainly, and the question's filter kept."""
 
 from __future__ import annotations
 
+import math
+import random
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -95,14 +97,14 @@ NOW = datetime(2026, 11, 29, 12, tzinfo=UTC)
 
 
 def _android_carts(demo_root: Path, per_day: dict[int, int],
-                   event: str = "add_to_cart") -> Context:
-    """The demo's metrics over hand-made events: 24 Android add-to-carts (or ``event``s)
-    a day for four weeks, spread over the day, but ``per_day`` (days before NOW ->
-    count)."""
+                   event: str = "add_to_cart", usual: int = 24) -> Context:
+    """The demo's metrics over hand-made events: ``usual`` (24) Android add-to-carts (or
+    ``event``s) a day for four weeks, spread over the day, but ``per_day`` (days before
+    NOW -> count)."""
     rows = []
     for back in range(1, 29):
         day = (NOW - timedelta(days=back)).replace(hour=0)
-        n = per_day.get(back, 24)
+        n = per_day.get(back, usual)
         for i in range(n):
             at = int((day + timedelta(minutes=i * 24 * 60 // n)).timestamp() * 1_000_000)
             rows.append({"message_id": f"m{back}-{i}", "type": "track", "event": event,
@@ -163,9 +165,43 @@ def test_why_an_event_no_metric_counts_dropped_explains_its_count(
     assert f"fell to 6 on {day}, against 24 expected" in text
     if not where:  # the same daily counts as a command a reader can run
         assert daily["command"] == ("nerve trend remove_from_cart --grain day --since "
-                                    "2026-11-15 --until 2026-11-29")
+                                    "2026-11-08 --until 2026-11-29")
     else:
         assert explained["args"]["where"] == "platform = 'android'"
+
+
+def test_a_steady_metrics_one_day_drop_under_a_quarter_is_the_day_explained(
+        demo_root: Path) -> None:
+    """A 20% one-day drop of a steady count (2,000 a day) was not singled out, being less
+    than 25% from the median day, and the week was explained instead (a change of 3%).
+    Now a day whose change from the same weekday a week before is far beyond the metric's
+    own day-to-day changes (and its Poisson noise) is the day explained."""
+    ctx = _android_carts(demo_root, {5: 1600}, usual=2000)
+    text, args = _explain_args(ctx, "why did add to cart drop?")
+    day = date(2026, 11, 24).isoformat()
+    assert (args["period"], args["vs"]) == (f"{day}..{day}", "expected")
+    assert f"fell unusually on {day} (1,600, against 2,000 a week before;" in text
+    assert f"fell to 1,600 on {day}, against 2,000 expected" in text
+
+
+@pytest.mark.parametrize("drop", [True, False])
+def test_a_day_stands_out_of_noise_only_when_it_dropped(demo_root: Path,
+                                                        drop: bool) -> None:
+    # Poisson days of about 2,000 (a fixed seed): their wobble singles out no day; the
+    # same days with one 20% lower do single it out
+    rng = random.Random(7)
+    per_day = {back: _poisson(rng, 2000) for back in range(1, 29)}
+    if drop:
+        per_day[5] = int(per_day[5] * 0.8)
+    _, args = _explain_args(_android_carts(demo_root, per_day),
+                            "why did add to cart drop?")
+    period = "2026-11-24..2026-11-24" if drop else "2026-11-22..2026-11-28"
+    assert args["period"] == period
+    assert args["vs"] == ("expected" if drop else "previous")
+
+
+def _poisson(rng: random.Random, mean: float) -> int:
+    return max(0, round(rng.gauss(mean, math.sqrt(mean))))  # close enough at 2,000
 
 
 @pytest.mark.parametrize(("question", "per_day", "period"), [

@@ -7,6 +7,7 @@ tools, and writes a few sentences from the results only.
 
 from __future__ import annotations
 
+import math
 import shlex
 import statistics
 from dataclasses import replace
@@ -329,21 +330,31 @@ def _funnel(plan: Plan, ctx: Context, b: Builder) -> None:
 LOOK_BACK_DAYS = 14
 #: how far that day must stand out from the median day (relative) to be the one explained
 STANDS_OUT = 0.25
+#: or how far its change from the same weekday a week before must stand out from the other
+#: days' changes, in robust standard deviations (1.4826 MADs, and at least the Poisson
+#: noise of a count): over noise alone (counts, or a 10% day-to-day spread), a day of two
+#: weeks reaches it in about one case of a hundred or fewer
+UNUSUAL_Z = 5.0
+#: and how far, relative to that weekday a week before, it must have moved
+UNUSUAL_MOVE = 0.10
 
 
 def _sharpest_day(plan: Plan, ctx: Context, b: Builder) -> Span | None:
-    """The day of the last ``LOOK_BACK_DAYS`` complete ones that moved furthest the way
-    the question says, when it stands out from the median day by ``STANDS_OUT`` or more;
-    None otherwise. A one-day drop (a broken release, an outage) is a few percent of a
-    week: explaining the week called it ordinary variation."""
+    """The day of the last ``LOOK_BACK_DAYS`` complete ones that stands out the way the
+    question says: the one that moved furthest, when it is ``STANDS_OUT`` or more from the
+    median day, else the one whose change from the same weekday a week before is
+    unusual against the metric's own day-to-day changes (``_unusual_day``); None
+    otherwise. A one-day drop (a broken release, an outage) is a few percent of a week:
+    explaining the week called it ordinary variation."""
     today, first = ctx.today(), ctx.first_event()
-    window = Span(today - timedelta(days=LOOK_BACK_DAYS), today - timedelta(days=1),
-                  f"the last {LOOK_BACK_DAYS} days")
+    window = Span(today - timedelta(days=LOOK_BACK_DAYS + 7), today - timedelta(days=1),
+                  f"the last {LOOK_BACK_DAYS} days and the week before")
     result, q, name = _daily(plan, ctx, b, window)
     col = result["time_column"]
-    days = [(date.fromisoformat(str(r[col])[:10]), r[name]) for r in result["rows"]
-            if r[name] is not None]
-    days = [(day, value) for day, value in days if first is None or day > first]  # whole
+    every = [(date.fromisoformat(str(r[col])[:10]), r[name]) for r in result["rows"]
+             if r[name] is not None]
+    every = [(day, value) for day, value in every if first is None or day > first]  # whole
+    days = [d for d in every if d[0] >= today - timedelta(days=LOOK_BACK_DAYS)]
     if len(days) < LOOK_BACK_DAYS // 2:
         return None
     typical = statistics.median(value for _, value in days)
@@ -352,16 +363,61 @@ def _sharpest_day(plan: Plan, ctx: Context, b: Builder) -> Span | None:
     known = [d for d in days if first is None or d[0] - timedelta(days=7) >= first]
     if not known:
         return None
-    day, value = max(known, key=lambda d: sign * d[1])
-    if typical <= 0 or sign * (value - typical) / typical < STANDS_OUT:
-        return None
     kind, currency, label = _target_of(plan, ctx)
-    moved = "fell lowest" if sign < 0 else "rose highest"
-    shown = b.num(f"{label} {day}", value, q, "query_metrics", kind, currency)
-    b.say(f"Of the last two weeks' complete days, {label}{_filters(plan)} {moved} on "
-          f"{day.isoformat()} ({shown}): that day is explained against what is expected of "
-          "it.")
+    day, value = max(known, key=lambda d: sign * d[1])
+    if typical > 0 and sign * (value - typical) / typical >= STANDS_OUT:
+        moved = "fell lowest" if sign < 0 else "rose highest"
+        shown = b.num(f"{label} {day}", value, q, "query_metrics", kind, currency)
+        b.say(f"Of the last two weeks' complete days, {label}{_filters(plan)} {moved} on "
+              f"{day.isoformat()} ({shown}): that day is explained against what is expected "
+              "of it.")
+        return Span(day, day, day.isoformat())
+    unusual = _unusual_day(dict(every), [d for d, _ in known], sign, _counts(plan, ctx))
+    if unusual is None:
+        return None
+    day, before = unusual
+    values = dict(every)
+    shown = b.num(f"{label} {day}", values[day], q, "query_metrics", kind, currency)
+    was = b.num(f"{label} {before}", values[before], q, "query_metrics", kind, currency)
+    moved = "fell" if sign < 0 else "rose"
+    b.say(f"Of the last two weeks' complete days, {label}{_filters(plan)} {moved} unusually "
+          f"on {day.isoformat()} ({shown}, against {was} a week before; beyond its usual "
+          "day-to-day changes): that day is explained against what is expected of it.")
     return Span(day, day, day.isoformat())
+
+
+def _unusual_day(values: dict[date, float], days: list[date], sign: int,
+                 counts: bool) -> tuple[date, date] | None:
+    """Of ``days``, the one whose change from the same weekday a week before (so a weekly
+    rhythm is no change) moved furthest the way ``sign`` says, with that weekday, when the
+    change is ``UNUSUAL_Z`` robust standard deviations beyond the median change and
+    ``UNUSUAL_MOVE`` or more; None otherwise. The spread is 1.4826 median absolute
+    deviations of the changes, and for a count at least its Poisson noise (the square
+    root of the two days' sum): a steady count's 20% drop stands out, a small count's
+    ordinary wobble does not."""
+    changes = {d: values[d] - values[d - timedelta(days=7)] for d in days
+               if d - timedelta(days=7) in values}
+    if len(changes) < LOOK_BACK_DAYS // 2:
+        return None
+    center = statistics.median(changes.values())
+    spread = 1.4826 * statistics.median(abs(c - center) for c in changes.values())
+    day = max(changes, key=lambda d: sign * changes[d])
+    before = day - timedelta(days=7)
+    if counts:
+        spread = max(spread, math.sqrt(max(values[day] + values[before], 1.0)))
+    moved = sign * changes[day]
+    if spread <= 0 or values[before] <= 0 or moved / values[before] < UNUSUAL_MOVE:
+        return None
+    return (day, before) if (moved - sign * center) / spread >= UNUSUAL_Z else None
+
+
+def _counts(plan: Plan, ctx: Context) -> bool:
+    """What is explained is a count (of events, or of people): its noise is Poisson's."""
+    if plan.metric is None:
+        return True
+    metric = ctx.layer.get(plan.metric)
+    return metric.type == "simple" and metric.measure is not None \
+        and metric.measure.agg in ("count", "count_distinct")
 
 
 def _daily(plan: Plan, ctx: Context, b: Builder,
