@@ -488,7 +488,8 @@ def test_a_dimension_whose_plural_adds_only_an_s_is_read_in_the_plural() -> None
 
 APP = Vocabulary(
     metrics=(MetricInfo("meditations", "Meditations completed", "Meditations finished.",
-                        counts="events", over="meditation_completed"),),
+                        counts="events", over="meditation_completed",
+                        events=("meditation_completed",)),),
     dimensions={"platform": ("ios or android", ("android", "ios"))},
     events=("app_opened", "item_added", "meditation_started", "meditation_completed",
             "remove_from_cart", "checkout_start", "payment_submitted", "screen"))
@@ -543,3 +544,20 @@ def test_why_an_event_no_metric_counts_moved_explains_its_count(
     # a metric named wins over an event: "why did meditations drop" is the metric
     named = plan_question("why did meditations completed drop?", APP, TODAY)
     assert (named.metric, named.event) == ("meditations", None)
+
+
+@pytest.mark.parametrize(("question", "metric", "event"), [
+    # the metric's name said only inside an event it does not read: the event is asked
+    # for (meditations counts meditation_completed; this was answered with completions)
+    ("how many meditations were started yesterday", None, "meditation_started"),
+    ("meditation starts last week", None, "meditation_started"),
+    # the event the metric reads, or the metric said beside the event: the metric
+    ("how many meditations were completed yesterday", "meditations", None),
+    ("meditations yesterday", "meditations", None),
+])
+def test_a_metric_said_only_inside_another_events_name_is_not_that_metric(
+        question: str, metric: str | None, event: str | None) -> None:
+    plan = plan_question(question, APP, TODAY)
+    assert plan.metric == metric
+    if event:
+        assert plan.problems[0].startswith(f"the event {event} is cataloged"), plan.problems

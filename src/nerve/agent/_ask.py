@@ -30,7 +30,8 @@ def vocabulary(ctx: Context) -> Vocabulary:
     """What the planner may map a question onto, read from ``ctx``."""
     values = ctx.dimension_values()
     return Vocabulary(
-        metrics=tuple(_metric_info(m) for m in ctx.layer.metrics.values()),
+        metrics=tuple(_metric_info(m, tuple(ctx.layer.events_of(m.name)))
+                      for m in ctx.layer.metrics.values()),
         dimensions={n: (d.description, () if n in _SKIP_VALUES else values.get(n, ()))
                     for n, d in ctx.layer.dimensions.items()},
         segments={n: s.description for n, s in ctx.layer.segments.items()},
@@ -40,7 +41,7 @@ def vocabulary(ctx: Context) -> Vocabulary:
                                  for p in spec.properties})))
 
 
-def _metric_info(metric: Metric) -> MetricInfo:
+def _metric_info(metric: Metric, events: tuple[str, ...] = ()) -> MetricInfo:
     counts = over = None
     measure = metric.measure
     if metric.type == "simple" and measure is not None:
@@ -51,7 +52,7 @@ def _metric_info(metric: Metric) -> MetricInfo:
         filters = [f for f in (measure.filter, metric.filter) if f]
         over = " | ".join(measure.events) + "".join(f" where {f}" for f in filters)
     return MetricInfo(metric.name, metric.title, metric.description, tuple(metric.synonyms),
-                      counts, over or "")
+                      counts, over or "", events)
 
 
 def plan_for(question: str, ctx: Context) -> Plan:

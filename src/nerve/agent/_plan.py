@@ -41,6 +41,8 @@ class MetricInfo:
     #: for a counting metric, what it counts over: its events and filters
     #: (``order_completed where currency = 'EUR'``)
     over: str = ""
+    #: the cataloged events it reads (empty: every event, or none named)
+    events: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +186,10 @@ def plan_question(question: str, vocab: Vocabulary, today: date) -> Plan:
         if plan.intent == "unknown":
             return plan
     if plan.metric is None:
+        said = text
         plan.metric, text = _metric(text, vocab)
+        if plan.metric is not None and _event_named_instead(said, plan.metric, vocab):
+            plan.metric, text = None, said  # "meditations were started": not completions
     if plan.metric is None and plan.intent == "explain":
         # "why did item added drop?": no metric counts the event, so its count is what
         # is explained (as `nerve explain item_added` does)
@@ -470,6 +475,24 @@ def _root(word: str) -> str:
     if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "lsz":
         word = word[:-1]  # "submitted" -> "submit"
     return word
+
+
+def _event_named_instead(text: str, metric: str, vocab: Vocabulary) -> bool:
+    """The metric was found only inside the words of an event it does not read: "how many
+    meditations were started" names meditation_started, not the metric meditations (of
+    meditation_completed), though it says the metric's name."""
+    info = next(m for m in vocab.metrics if m.name == metric)
+    if not info.events:  # a metric of every event reads this one too
+        return False
+    phrases = [p for p, name in _phrases(vocab) if name == metric]
+    for start, end, event in _event_matches(text, vocab):
+        if event in info.events:
+            continue
+        parts = (_stems(text[:start]), _stems(text[end:]))
+        if not any(_has(part, p) or _has(_AUXILIARIES.sub("", part), p)
+                   for part in parts for p in phrases):
+            return True
+    return False
 
 
 def _event(text: str, vocab: Vocabulary) -> str | None:
