@@ -309,6 +309,11 @@ CASES: list[Case] = [
     Case("why did orders change yesterday?", "explain",
          lambda t: [t.count("purchase_complete", (t.y, t.y)),
                     t.count("purchase_complete", (t.y - timedelta(days=1),) * 2)]),
+    # an event no metric counts: its count is explained, as `nerve explain EVENT` does
+    Case("why did remove from cart change last week?", "explain",
+         lambda t: [t.count("remove_from_cart", t.last_week),
+                    t.count("remove_from_cart", t.week_before)],
+         contains=("No metric counts remove_from_cart",)),
     # --- experiments, health, catalog
     Case("how is the simple checkout experiment doing?", "experiment",
          lambda t: list(t.experiment_units("simple_checkout").values()),

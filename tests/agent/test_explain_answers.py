@@ -3,6 +3,8 @@ noise, a wrong premise said plainly, and the question's filter kept."""
 
 from __future__ import annotations
 
+import math
+import random
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -111,16 +113,18 @@ def test_the_filter_of_a_why_question_reaches_the_explanation(demo_ctx: Context)
 NOW = datetime(2026, 11, 29, 12, tzinfo=UTC)
 
 
-def _android_carts(demo_root: Path, per_day: dict[int, int]) -> Context:
-    """The demo's metrics over hand-made events: 24 Android add-to-carts a day for four
-    weeks, spread over the day, but ``per_day`` (days before NOW -> count)."""
+def _android_carts(demo_root: Path, per_day: dict[int, int],
+                   event: str = "add_to_cart", usual: int = 24) -> Context:
+    """The demo's metrics over hand-made events: ``usual`` (24) Android add-to-carts (or
+    ``event``s) a day for four weeks, spread over the day, but ``per_day`` (days before
+    NOW -> count)."""
     rows = []
     for back in range(1, 29):
         day = (NOW - timedelta(days=back)).replace(hour=0)
-        n = per_day.get(back, 24)
+        n = per_day.get(back, usual)
         for i in range(n):
             at = int((day + timedelta(minutes=i * 24 * 60 // n)).timestamp() * 1_000_000)
-            rows.append({"message_id": f"m{back}-{i}", "type": "track", "event": "add_to_cart",
+            rows.append({"message_id": f"m{back}-{i}", "type": "track", "event": event,
                          "user_id": f"u{i}", "timestamp": at, "received_at": at,
                          "source": "app", "historical": False,
                          "properties": '{"product_id": "p1", "price": 10.0, "quantity": 1}',
@@ -152,6 +156,69 @@ def test_why_without_a_period_explains_the_day_it_dropped(demo_root: Path) -> No
     assert f"fell to 6 on {day}, against 24 expected" in text
     assert "(-75.0%)" in text
     assert "The change itself is beyond noise" in text
+
+
+@pytest.mark.parametrize("where", ["", " on android"])
+def test_why_an_event_no_metric_counts_dropped_explains_its_count(
+        demo_root: Path, where: str) -> None:
+    """"why did item added drop?" was declined ("the event is cataloged, but no metric
+    counts it") though `nerve explain EVENT` explains an event's count: now the count is
+    explained, the day it dropped first, and the answer says it counts events."""
+    ctx = _android_carts(demo_root, {5: 6}, event="remove_from_cart")
+    answer = ask(f"why did remove from cart drop{where}?", ctx)
+    assert answer.answered, answer.answer
+    assert answer.plan["event"] == "remove_from_cart"
+    daily, explained = answer.queries
+    assert daily["args"]["grain"] == "day"
+    day = date(2026, 11, 24).isoformat()
+    assert explained["args"]["target"] == "remove_from_cart"
+    assert (explained["args"]["period"], explained["args"]["vs"]) == (f"{day}..{day}",
+                                                                      "expected")
+    text = answer.answer
+    assert text.startswith("No metric counts remove_from_cart, so this explains its count "
+                           "of events (as `nerve explain remove_from_cart` does).")
+    assert f"remove_from_cart events{' (platform = android)' if where else ''} fell " \
+        f"lowest on {day} (6)" in text
+    assert f"fell to 6 on {day}, against 24 expected" in text
+    if not where:  # the same daily counts as a command a reader can run
+        assert daily["command"] == ("nerve trend remove_from_cart --grain day --since "
+                                    "2026-11-08 --until 2026-11-29")
+    else:
+        assert explained["args"]["where"] == "platform = 'android'"
+
+
+def test_a_steady_metrics_one_day_drop_under_a_quarter_is_the_day_explained(
+        demo_root: Path) -> None:
+    """A 20% one-day drop of a steady count (2,000 a day) was not singled out, being less
+    than 25% from the median day, and the week was explained instead (a change of 3%).
+    Now a day whose change from the same weekday a week before is far beyond the metric's
+    own day-to-day changes (and its Poisson noise) is the day explained."""
+    ctx = _android_carts(demo_root, {5: 1600}, usual=2000)
+    text, args = _explain_args(ctx, "why did add to cart drop?")
+    day = date(2026, 11, 24).isoformat()
+    assert (args["period"], args["vs"]) == (f"{day}..{day}", "expected")
+    assert f"fell unusually on {day} (1,600, against 2,000 a week before;" in text
+    assert f"fell to 1,600 on {day}, against 2,000 expected" in text
+
+
+@pytest.mark.parametrize("drop", [True, False])
+def test_a_day_stands_out_of_noise_only_when_it_dropped(demo_root: Path,
+                                                        drop: bool) -> None:
+    # Poisson days of about 2,000 (a fixed seed): their wobble singles out no day; the
+    # same days with one 20% lower do single it out
+    rng = random.Random(7)
+    per_day = {back: _poisson(rng, 2000) for back in range(1, 29)}
+    if drop:
+        per_day[5] = int(per_day[5] * 0.8)
+    _, args = _explain_args(_android_carts(demo_root, per_day),
+                            "why did add to cart drop?")
+    period = "2026-11-24..2026-11-24" if drop else "2026-11-22..2026-11-28"
+    assert args["period"] == period
+    assert args["vs"] == ("expected" if drop else "previous")
+
+
+def _poisson(rng: random.Random, mean: float) -> int:
+    return max(0, round(rng.gauss(mean, math.sqrt(mean))))  # close enough at 2,000
 
 
 @pytest.mark.parametrize(("question", "per_day", "period"), [

@@ -484,3 +484,80 @@ def test_a_dimension_whose_plural_adds_only_an_s_is_read_in_the_plural() -> None
     assert plan_question("orders by sources", vocab, TODAY).by == "source"
     assert plan_question("top 2 countries by revenue", vocab, TODAY).by == "country"
     assert plan_question("revenue for each cuisine", vocab, TODAY).by == "cuisine"
+
+
+APP = Vocabulary(
+    metrics=(MetricInfo("meditations", "Meditations completed", "Meditations finished.",
+                        counts="events", over="meditation_completed",
+                        events=("meditation_completed",)),),
+    dimensions={"platform": ("ios or android", ("android", "ios"))},
+    events=("app_opened", "item_added", "meditation_started", "meditation_completed",
+            "remove_from_cart", "checkout_start", "payment_submitted", "screen"))
+
+
+@pytest.mark.parametrize(("question", "event"), [
+    ("how many people opened the app yesterday", "app_opened"),
+    ("how many times was the app opened yesterday", "app_opened"),
+    ("app opens last week", "app_opened"),
+    ("how many items were added yesterday", "item_added"),
+    ("how many times did users remove from the cart", "remove_from_cart"),
+    ("how many checkouts were started yesterday", "checkout_start"),
+    ("submitted payments last week", "payment_submitted"),
+])
+def test_an_event_is_named_in_everyday_words(question: str, event: str) -> None:
+    # "opened the app" is app_opened: its words in any order and form; the answer names
+    # the event (no metric counts it) instead of saying nerve has nothing for it
+    plan = plan_question(question, APP, TODAY)
+    assert plan.intent == "unknown"
+    assert plan.problems[0].startswith(f"the event {event} is cataloged, but no metric "
+                                       "counts it"), plan.problems
+
+
+@pytest.mark.parametrize("question", [
+    "how many people used the app yesterday",   # "app" alone: no event
+    "what was opened yesterday",
+    "how many items were removed",              # remove_from_cart needs "from" and "cart"
+    "how many checkouts",
+])
+def test_a_word_of_an_event_alone_names_no_event(question: str) -> None:
+    plan = plan_question(question, APP, TODAY)
+    assert not any("is cataloged" in p for p in plan.problems), plan.problems
+
+
+def test_the_steps_of_a_funnel_may_be_said_in_everyday_words() -> None:
+    plan = plan_question("opened the app -> started a meditation -> completed a meditation",
+                         APP, TODAY)
+    assert plan.steps == ["app_opened", "meditation_started", "meditation_completed"]
+
+
+@pytest.mark.parametrize(("question", "event", "where"), [
+    ("why did item added drop?", "item_added", []),
+    ("why did fewer people open the app last week?", "app_opened", []),
+    ("why did items added drop on android?", "item_added", ["platform = 'android'"]),
+])
+def test_why_an_event_no_metric_counts_moved_explains_its_count(
+        question: str, event: str, where: list[str]) -> None:
+    plan = plan_question(question, APP, TODAY)
+    assert (plan.intent, plan.metric, plan.event) == ("explain", None, event)
+    assert plan.premise == "down"
+    assert plan.where == where
+    # a metric named wins over an event: "why did meditations drop" is the metric
+    named = plan_question("why did meditations completed drop?", APP, TODAY)
+    assert (named.metric, named.event) == ("meditations", None)
+
+
+@pytest.mark.parametrize(("question", "metric", "event"), [
+    # the metric's name said only inside an event it does not read: the event is asked
+    # for (meditations counts meditation_completed; this was answered with completions)
+    ("how many meditations were started yesterday", None, "meditation_started"),
+    ("meditation starts last week", None, "meditation_started"),
+    # the event the metric reads, or the metric said beside the event: the metric
+    ("how many meditations were completed yesterday", "meditations", None),
+    ("meditations yesterday", "meditations", None),
+])
+def test_a_metric_said_only_inside_another_events_name_is_not_that_metric(
+        question: str, metric: str | None, event: str | None) -> None:
+    plan = plan_question(question, APP, TODAY)
+    assert plan.metric == metric
+    if event:
+        assert plan.problems[0].startswith(f"the event {event} is cataloged"), plan.problems

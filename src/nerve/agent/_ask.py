@@ -7,8 +7,10 @@ tools, and writes a few sentences from the results only.
 
 from __future__ import annotations
 
+import math
 import shlex
 import statistics
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -28,7 +30,8 @@ def vocabulary(ctx: Context) -> Vocabulary:
     """What the planner may map a question onto, read from ``ctx``."""
     values = ctx.dimension_values()
     return Vocabulary(
-        metrics=tuple(_metric_info(m) for m in ctx.layer.metrics.values()),
+        metrics=tuple(_metric_info(m, tuple(ctx.layer.events_of(m.name)))
+                      for m in ctx.layer.metrics.values()),
         dimensions={n: (d.description, () if n in _SKIP_VALUES else values.get(n, ()))
                     for n, d in ctx.layer.dimensions.items()},
         segments={n: s.description for n, s in ctx.layer.segments.items()},
@@ -38,7 +41,7 @@ def vocabulary(ctx: Context) -> Vocabulary:
                                  for p in spec.properties})))
 
 
-def _metric_info(metric: Metric) -> MetricInfo:
+def _metric_info(metric: Metric, events: tuple[str, ...] = ()) -> MetricInfo:
     counts = over = None
     measure = metric.measure
     if metric.type == "simple" and measure is not None:
@@ -49,7 +52,7 @@ def _metric_info(metric: Metric) -> MetricInfo:
         filters = [f for f in (measure.filter, metric.filter) if f]
         over = " | ".join(measure.events) + "".join(f" where {f}" for f in filters)
     return MetricInfo(metric.name, metric.title, metric.description, tuple(metric.synonyms),
-                      counts, over or "")
+                      counts, over or "", events)
 
 
 def plan_for(question: str, ctx: Context) -> Plan:
@@ -328,22 +331,31 @@ def _funnel(plan: Plan, ctx: Context, b: Builder) -> None:
 LOOK_BACK_DAYS = 14
 #: how far that day must stand out from the median day (relative) to be the one explained
 STANDS_OUT = 0.25
+#: or how far its change from the same weekday a week before must stand out from the other
+#: days' changes, in robust standard deviations (1.4826 MADs, and at least the Poisson
+#: noise of a count): over noise alone (counts, or a 10% day-to-day spread), a day of two
+#: weeks reaches it in about one case of a hundred or fewer
+UNUSUAL_Z = 5.0
+#: and how far, relative to that weekday a week before, it must have moved
+UNUSUAL_MOVE = 0.10
 
 
 def _sharpest_day(plan: Plan, ctx: Context, b: Builder) -> Span | None:
-    """The day of the last ``LOOK_BACK_DAYS`` complete ones that moved furthest the way
-    the question says, when it stands out from the median day by ``STANDS_OUT`` or more;
-    None otherwise. A one-day drop (a broken release, an outage) is a few percent of a
-    week: explaining the week called it ordinary variation."""
-    assert plan.metric is not None
+    """The day of the last ``LOOK_BACK_DAYS`` complete ones that stands out the way the
+    question says: the one that moved furthest, when it is ``STANDS_OUT`` or more from the
+    median day, else the one whose change from the same weekday a week before is
+    unusual against the metric's own day-to-day changes (``_unusual_day``); None
+    otherwise. A one-day drop (a broken release, an outage) is a few percent of a week:
+    explaining the week called it ordinary variation."""
     today, first = ctx.today(), ctx.first_event()
-    window = Span(today - timedelta(days=LOOK_BACK_DAYS), today - timedelta(days=1),
-                  f"the last {LOOK_BACK_DAYS} days")
-    result, q = _query(ctx, b, _metric_args(plan, window, grain="day"))
+    window = Span(today - timedelta(days=LOOK_BACK_DAYS + 7), today - timedelta(days=1),
+                  f"the last {LOOK_BACK_DAYS} days and the week before")
+    result, q, name = _daily(plan, ctx, b, window)
     col = result["time_column"]
-    days = [(date.fromisoformat(str(r[col])[:10]), r[plan.metric]) for r in result["rows"]
-            if r[plan.metric] is not None]
-    days = [(day, value) for day, value in days if first is None or day > first]  # whole
+    every = [(date.fromisoformat(str(r[col])[:10]), r[name]) for r in result["rows"]
+             if r[name] is not None]
+    every = [(day, value) for day, value in every if first is None or day > first]  # whole
+    days = [d for d in every if d[0] >= today - timedelta(days=LOOK_BACK_DAYS)]
     if len(days) < LOOK_BACK_DAYS // 2:
         return None
     typical = statistics.median(value for _, value in days)
@@ -352,21 +364,102 @@ def _sharpest_day(plan: Plan, ctx: Context, b: Builder) -> Span | None:
     known = [d for d in days if first is None or d[0] - timedelta(days=7) >= first]
     if not known:
         return None
+    kind, currency, label = _target_of(plan, ctx)
     day, value = max(known, key=lambda d: sign * d[1])
-    if typical <= 0 or sign * (value - typical) / typical < STANDS_OUT:
+    if typical > 0 and sign * (value - typical) / typical >= STANDS_OUT:
+        moved = "fell lowest" if sign < 0 else "rose highest"
+        shown = b.num(f"{label} {day}", value, q, "query_metrics", kind, currency)
+        b.say(f"Of the last two weeks' complete days, {label}{_filters(plan)} {moved} on "
+              f"{day.isoformat()} ({shown}): that day is explained against what is expected "
+              "of it.")
+        return Span(day, day, day.isoformat())
+    unusual = _unusual_day(dict(every), [d for d, _ in known], sign, _counts(plan, ctx))
+    if unusual is None:
         return None
-    kind, currency = _fmt_of(ctx, plan.metric)
-    label = ctx.layer.get(plan.metric).title
-    moved = "fell lowest" if sign < 0 else "rose highest"
-    shown = b.num(f"{label} {day}", value, q, "query_metrics", kind, currency)
-    b.say(f"Of the last two weeks' complete days, {label}{_filters(plan)} {moved} on "
-          f"{day.isoformat()} ({shown}): that day is explained against what is expected of "
-          "it.")
+    day, before = unusual
+    values = dict(every)
+    shown = b.num(f"{label} {day}", values[day], q, "query_metrics", kind, currency)
+    was = b.num(f"{label} {before}", values[before], q, "query_metrics", kind, currency)
+    moved = "fell" if sign < 0 else "rose"
+    b.say(f"Of the last two weeks' complete days, {label}{_filters(plan)} {moved} unusually "
+          f"on {day.isoformat()} ({shown}, against {was} a week before; beyond its usual "
+          "day-to-day changes): that day is explained against what is expected of it.")
     return Span(day, day, day.isoformat())
 
 
+def _unusual_day(values: dict[date, float], days: list[date], sign: int,
+                 counts: bool) -> tuple[date, date] | None:
+    """Of ``days``, the one whose change from the same weekday a week before (so a weekly
+    rhythm is no change) moved furthest the way ``sign`` says, with that weekday, when the
+    change is ``UNUSUAL_Z`` robust standard deviations beyond the median change and
+    ``UNUSUAL_MOVE`` or more; None otherwise. The spread is 1.4826 median absolute
+    deviations of the changes, and for a count at least its Poisson noise (the square
+    root of the two days' sum): a steady count's 20% drop stands out, a small count's
+    ordinary wobble does not."""
+    changes = {d: values[d] - values[d - timedelta(days=7)] for d in days
+               if d - timedelta(days=7) in values}
+    if len(changes) < LOOK_BACK_DAYS // 2:
+        return None
+    center = statistics.median(changes.values())
+    spread = 1.4826 * statistics.median(abs(c - center) for c in changes.values())
+    day = max(changes, key=lambda d: sign * changes[d])
+    before = day - timedelta(days=7)
+    if counts:
+        spread = max(spread, math.sqrt(max(values[day] + values[before], 1.0)))
+    moved = sign * changes[day]
+    if spread <= 0 or values[before] <= 0 or moved / values[before] < UNUSUAL_MOVE:
+        return None
+    return (day, before) if (moved - sign * center) / spread >= UNUSUAL_Z else None
+
+
+def _counts(plan: Plan, ctx: Context) -> bool:
+    """What is explained is a count (of events, or of people): its noise is Poisson's."""
+    if plan.metric is None:
+        return True
+    metric = ctx.layer.get(plan.metric)
+    return metric.type == "simple" and metric.measure is not None \
+        and metric.measure.agg in ("count", "count_distinct")
+
+
+def _daily(plan: Plan, ctx: Context, b: Builder,
+           window: Span) -> tuple[dict[str, Any], str, str]:
+    """The daily values of the metric, or of the count of the event, explained in
+    ``window``: the query's result, its query text and the result's column."""
+    if plan.metric is not None:
+        result, q = _query(ctx, b, _metric_args(plan, window, grain="day"))
+        return result, q, plan.metric
+    assert plan.event is not None
+    assert window.since is not None
+    assert window.until is not None
+    from nerve.anomaly._series import count_metric, with_metrics  # noqa: PLC0415
+
+    counted = count_metric(plan.event)  # the ad-hoc count `nerve explain EVENT` reads
+    events = replace(ctx, layer=with_metrics(ctx.layer, [counted]))
+    args = _metric_args(plan, window, grain="day")
+    args["metrics"] = [counted.name]
+    result = run_tool(events, "query_metrics", args)
+    # the same daily counts as a command (`nerve trend` counts an event, unfiltered)
+    command = None if plan.where or plan.segments else shlex.join([
+        "nerve", "trend", plan.event, "--grain", "day", "--since", window.since.isoformat(),
+        "--until", (window.until + timedelta(days=1)).isoformat()])
+    return result, b.ran("query_metrics", args, result["sql"], command), counted.name
+
+
+def _target_of(plan: Plan, ctx: Context) -> tuple[str, str | None, str]:
+    """The format, currency and label of what a "why" question explains: the metric,
+    or the count of the event (as `nerve explain` labels it)."""
+    if plan.metric is not None:
+        kind, currency = _fmt_of(ctx, plan.metric)
+        return kind, currency, ctx.layer.get(plan.metric).title
+    return "number", None, f"{plan.event} events"
+
+
 def _explain(plan: Plan, ctx: Context, b: Builder) -> None:
-    assert plan.metric is not None
+    target = plan.metric or plan.event
+    assert target is not None
+    if plan.metric is None:  # "why did item added drop?": no metric counts the event
+        b.say(f"No metric counts {plan.event}, so this explains its count of events (as "
+              f"`nerve explain {plan.event}` does).")
     today = ctx.today()
     span, vs = plan.span, "previous"
     if span is None and plan.premise is not None \
@@ -377,19 +470,18 @@ def _explain(plan: Plan, ctx: Context, b: Builder) -> None:
                         today - timedelta(days=1), "recent")
     until = span.until or today
     period = f"{span.since.isoformat() if span.since else today}..{until.isoformat()}"
-    args = {"target": plan.metric, "period": period, "vs": vs}
+    args = {"target": target, "period": period, "vs": vs}
     where = " and ".join([*plan.where, *plan.segments])
     if where:  # "on android": the explanation of android's change, not everyone's
         args["where"] = where
     if plan.by:  # "why did orders drop, by country": that breakdown only
         args["by"] = plan.by
     r = run_tool(ctx, "explain_change", args)
-    command = ["nerve", "explain", plan.metric, "--period", period, "--vs", vs,
+    command = ["nerve", "explain", target, "--period", period, "--vs", vs,
                *(["--by", plan.by] if plan.by else []),
                *(["--where", where] if where else [])]
     q = b.ran("explain_change", args, command=shlex.join(command))
-    kind, currency = _fmt_of(ctx, plan.metric)
-    label = ctx.layer.get(plan.metric).title
+    kind, currency, label = _target_of(plan, ctx)
     obs = b.num(f"{label} observed", r.get("observed"), q, "explain_change", kind, currency)
     base = b.num(f"{label} baseline", r.get("baseline"), q, "explain_change", kind, currency)
     change = r.get("change") or 0

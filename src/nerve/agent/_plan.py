@@ -41,6 +41,8 @@ class MetricInfo:
     #: for a counting metric, what it counts over: its events and filters
     #: (``order_completed where currency = 'EUR'``)
     over: str = ""
+    #: the cataloged events it reads (empty: every event, or none named)
+    events: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,13 +186,25 @@ def plan_question(question: str, vocab: Vocabulary, today: date) -> Plan:
         if plan.intent == "unknown":
             return plan
     if plan.metric is None:
+        said = text
         plan.metric, text = _metric(text, vocab)
-    if plan.metric is None:
+        if plan.metric is not None and _event_named_instead(said, plan.metric, vocab):
+            plan.metric, text = None, said  # "meditations were started": not completions
+    if plan.metric is None and plan.intent == "explain":
+        # "why did item added drop?": no metric counts the event, so its count is what
+        # is explained (as `nerve explain item_added` does)
+        named = _event_matches(text, vocab)
+        if named:
+            start, end, plan.event = named[0]
+            text = (text[:start] + " " + text[end:]).strip()
+    if plan.metric is None and plan.event is None:
         event = _event(text, vocab)
         words = [w for w in text.split() if w not in _STOP]
         what = " ".join(words) or question
         if event is not None:
-            plan.problems.append(f"the event {event} is cataloged, but no metric counts it")
+            plan.problems.append(
+                f"the event {event} is cataloged, but no metric counts it (`nerve trend "
+                f"{event}` counts its events, with `--measure users` its users)")
         else:
             plan.problems.append(f"nerve has no metric or event for {what!r}")
         plan.suggestions = _closest(text, vocab)
@@ -198,11 +212,13 @@ def plan_question(question: str, vocab: Vocabulary, today: date) -> Plan:
         return plan
     leftover = sorted(_QUANTITY & set(text.split()))
     if leftover:  # "customer lifetime value": buyers was named, but not what is asked
+        target = plan.metric or f"the {plan.event} events"
         plan.problems.append(f"the question asks for {' '.join(leftover)!r} of "
-                             f"{plan.metric}, which no metric defines")
-        plan.suggestions = [plan.metric, *(_closest(question, vocab))]
+                             f"{target}, which no metric defines")
+        plan.suggestions = [*([plan.metric] if plan.metric else []),
+                            *(_closest(question, vocab))]
         plan.suggestions = list(dict.fromkeys(plan.suggestions))
-        plan.metric, plan.intent = None, "unknown"
+        plan.metric, plan.event, plan.intent = None, None, "unknown"
         return plan
     filters = [m.group(0) for m in re.finditer(
         r"\b(?:on|in|from|for|among|with) (?:the )?([a-z][a-z0-9]+)\b", text)
@@ -411,25 +427,81 @@ def _closest(text: str, vocab: Vocabulary, n: int = 3) -> list[str]:
     return [name for score, name in scored if score < 0][:n]
 
 
-def _event_spans(text: str, vocab: Vocabulary) -> list[tuple[int, str]]:
-    found: list[tuple[int, str]] = []
-    taken: list[tuple[int, int]] = []
-    for event in sorted(vocab.events, key=len, reverse=True):
+#: words a question puts between an event's words ("opened the app", "the app was
+#: opened"): skipped when an event is matched from its words
+_FILLERS = frozenset({"the", "a", "an", "my", "our", "your", "their", "his", "her", "its",
+                      "was", "were", "is", "are", "be", "been", "being", "get", "got"})
+
+
+def _event_matches(text: str, vocab: Vocabulary) -> list[tuple[int, int, str]]:
+    """Where the cataloged events are named in ``text``, in order: by name
+    (``app_opened``, "app opened", "app openeds"), or, for a name of several words, by
+    those words in any order and form next to each other ("opened the app", "app opens",
+    "the app was opened" for ``app_opened``). Every word of the name must be said:
+    "the app" alone names no event."""
+    found: list[tuple[int, int, str]] = []
+
+    def take(start: int, end: int, event: str) -> None:
+        if not any(a < end and start < b for a, b, _ in found):
+            found.append((start, end, event))
+
+    words = [(m.start(), m.end(), _root(m.group(0)))
+             for m in re.finditer(r"[a-z0-9]+", text) if m.group(0) not in _FILLERS]
+    events = sorted(vocab.events, key=len, reverse=True)
+    for event in events:  # names as written first: they win over words matched loosely
         for form in {event.lower(), _norm(event)}:
             for m in re.finditer(rf"(?<![a-z0-9_]){re.escape(form)}s?(?![a-z0-9_])", text):
-                if not any(a < m.end() and m.start() < b for a, b in taken):
-                    found.append((m.start(), event))
-                    taken.append((m.start(), m.end()))
+                take(m.start(), m.end(), event)
+    for event in events:
+        roots = sorted(_root(w) for w in _norm(event).split())
+        if len(roots) < 2:
+            continue
+        for i in range(len(words) - len(roots) + 1):
+            window = words[i: i + len(roots)]
+            if sorted(w for _, _, w in window) == roots:
+                take(window[0][0], window[-1][1], event)
     return sorted(found)
 
 
+def _root(word: str) -> str:
+    """A crude root shared by a word's forms ("opened", "opens", "opening" -> "open";
+    "purchases", "purchase" -> "purchas"), to match an event's words as said."""
+    for suffix in ("ing", "ed", "es", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            word = word[: -len(suffix)]
+            break
+    if word.endswith("e") and len(word) > 3:
+        word = word[:-1]
+    if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "lsz":
+        word = word[:-1]  # "submitted" -> "submit"
+    return word
+
+
+def _event_named_instead(text: str, metric: str, vocab: Vocabulary) -> bool:
+    """The metric was found only inside the words of an event it does not read: "how many
+    meditations were started" names meditation_started, not the metric meditations (of
+    meditation_completed), though it says the metric's name."""
+    info = next(m for m in vocab.metrics if m.name == metric)
+    if not info.events:  # a metric of every event reads this one too
+        return False
+    phrases = [p for p, name in _phrases(vocab) if name == metric]
+    for start, end, event in _event_matches(text, vocab):
+        if event in info.events:
+            continue
+        parts = (_stems(text[:start]), _stems(text[end:]))
+        if not any(_has(part, p) or _has(_AUXILIARIES.sub("", part), p)
+                   for part in parts for p in phrases):
+            return True
+    return False
+
+
 def _event(text: str, vocab: Vocabulary) -> str | None:
-    spans = _event_spans(text, vocab)
-    return spans[0][1] if spans else None
+    named = _event_matches(text, vocab)
+    return named[0][2] if named else None
 
 
 def _events_in_order(text: str, vocab: Vocabulary) -> list[str]:
-    return [event for _, event in _event_spans(text, vocab)]
+    return [event for _, _, event in _event_matches(text, vocab)]
 
 
 def _experiment(text: str, vocab: Vocabulary, plan: Plan) -> None:
