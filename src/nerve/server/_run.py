@@ -242,9 +242,14 @@ def _lifespan(state: NerveState, server_file: Path, max_backlog: int,
         try:
             yield
         finally:
-            logger.info("stopping: in-flight requests are done; draining the log")
             # uvicorn has stopped accepting and finished in-flight requests by now;
-            # the workers finish theirs and sync their logs before the final drain
+            # the workers finish theirs (up to 30 s) and sync their logs before the
+            # final drain
+            if workers:
+                logger.info("stopping: the worker processes finish their requests",
+                            extra={"workers": len(workers)})
+            else:
+                logger.info("stopping: in-flight requests are done")
             for task in (watcher, sealer, supervisor, reloader):
                 if task is None:
                     continue
@@ -260,6 +265,7 @@ def _lifespan(state: NerveState, server_file: Path, max_backlog: int,
                     logger.exception("stopping a background task failed")
             await anyio.to_thread.run_sync(stop_workers, workers)
             spawner.close()
+            logger.info("stopping: draining the log into the warehouse")
             await anyio.to_thread.run_sync(_drain, state)
             server_file.unlink(missing_ok=True)
             logger.info("stopped", extra={"loaded": getattr(state.loader, "totals", None)})
