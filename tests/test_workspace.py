@@ -296,6 +296,9 @@ def _append(tmp_path: Path, section: str, setting: str) -> Path:
     ("collector", "trusted_proxy_header = 5", "expected a string, got 5"),
     ("collector", 'rate_limit_per_second = "fast"', "expected a number > 0, got 'fast'"),
     ("collector", "rate_limit_burst = 0", "expected a number > 0, got 0"),
+    # refused by the server's start, without the file's path or line
+    ("collector", "rate_limit_burst = 100", "needs rate_limit_per_second (without it no "
+                                            "rate is limited)"),
     ("log", "ack_timeout_seconds = 0", "expected a number > 0, got 0"),
 ])
 def test_a_value_a_setting_cannot_take_is_refused_when_the_workspace_loads(

@@ -318,6 +318,11 @@ guard_unknown, ip, personal, uncataloged_retention, user_id)
                     FORMS.get(section, {}).get(key, _any)(setting)
                 except ValueError as exc:
                     raise WorkspaceError(f"{where}{label} {key}: {exc}") from None
+                if (section == "collector" and key == "rate_limit_burst"
+                        and "rate_limit_per_second" not in table):  # it limited nothing
+                    raise WorkspaceError(f"{where}{label} rate_limit_burst: needs "
+                                         "rate_limit_per_second (without it no rate is "
+                                         "limited)")
 
 
 def _any(value: Any) -> None:

@@ -233,3 +233,23 @@ def test_a_users_file_skips_comments_and_blank_lines(
     done = nerve(ws, "forget", "--users-file", str(ids), "--dry-run", "--format", "json")
     assert done.returncode == 0, done.stderr
     assert orjson.loads(done.stdout)["detail"]["user_ids"] == 2
+
+
+def test_a_command_through_a_server_started_before_an_edit_of_nerve_toml_says_so(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., Any]) -> None:
+    """`uncataloged_retention = "90d"` added while the server ran: `nerve expire` went
+    through the server, which applies the nerve.toml it started with, and answered 0 rows
+    with nothing saying why; without the server it deleted them."""
+    ws = make_workspace({"order_completed.yaml": ORDER})
+    serve(ws)
+    before = nerve(ws, "expire", "--dry-run", "--format", "json")
+    assert before.returncode == 0, before.stderr
+    assert "nerve.toml changed" not in before.stderr
+    time.sleep(0.05)  # a later modification time than server.json's
+    with (ws.root / "nerve.toml").open("a", encoding="utf-8") as f:
+        f.write('\n[privacy]\nuncataloged_retention = "90d"\n')
+    after = nerve(ws, "expire", "--dry-run", "--format", "json")
+    assert after.returncode == 0, after.stderr
+    assert orjson.loads(after.stdout)["dry_run"] is True  # stdout stays JSON only
+    assert "nerve.toml changed after nerve serve" in after.stderr
+    assert "restart it" in after.stderr

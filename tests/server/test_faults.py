@@ -132,3 +132,22 @@ def test_sigterm_during_a_stream_drains_and_every_200_is_loaded(
     loaded = _loaded(ws)
     assert len(loaded) == len(set(loaded))
     assert acked <= set(loaded)
+
+
+def test_sigterm_log_says_the_drain_starts_after_the_workers_stopped(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., Any]) -> None:
+    """The main process said "in-flight requests are done; draining the log" at once,
+    while its workers were still finishing theirs (a slow body held one 30 s)."""
+    ws = make_workspace(EVENTS)
+    server = serve(ws, "--workers", "2")
+    assert server.stop() == 0
+    lines = [orjson.loads(line) for line in server.output().splitlines()
+             if line.startswith("{")]
+    main = server.process.pid
+    messages = [(line["pid"], line["message"]) for line in lines]
+    assert (main, "stopping: the worker processes finish their requests") in messages
+    drain = messages.index((main, "stopping: draining the log into the warehouse"))
+    finished = [i for i, (pid, message) in enumerate(messages)
+                if pid != main and message.startswith("Finished server process")]
+    assert len(finished) == 2
+    assert max(finished) < drain

@@ -293,3 +293,32 @@ def test_past_max_connections_the_503_has_the_error_shape_and_retry_after(
     assert crowded.json()["code"] == "overloaded"
     assert int(crowded.headers["Retry-After"]) >= 1
     assert server.stop() == 0
+
+
+def test_refusals_past_max_connections_are_counted_and_logged_once(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., Any]) -> None:
+    """They were answered 503 but missing from ``nerve_http_requests_total`` (so the
+    alert on its 503s stayed quiet), and uvicorn logged a warning for each of them."""
+    ws = make_workspace(EVENTS)
+    toml = ws.root / "nerve.toml"
+    toml.write_text(toml.read_text().replace("[collector]\n", "[collector]\nmax_connections = 3\n"))
+    server = serve(ws)
+    idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(3)]
+    try:
+        time.sleep(0.3)
+        statuses = [httpx.post(server.url + "/v1/batch", json={"batch": [order(i, "x")]},
+                               headers=basic(write_key(ws)), timeout=10).status_code
+                    for i in range(5)]
+    finally:
+        for sock in idle:
+            sock.close()
+    assert statuses == [503] * 5
+    time.sleep(0.3)
+    metrics = httpx.get(server.url + "/metrics", timeout=10).text
+    assert 'nerve_http_requests_total{status="503"} 5.0' in metrics
+    assert server.stop() == 0
+    log = server.output()
+    assert "Exceeded concurrency limit." not in log
+    warnings = [line for line in log.splitlines() if "max_connections" in line]
+    assert len(warnings) == 1, warnings
+    assert '"max_connections":3' in warnings[0]

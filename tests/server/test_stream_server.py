@@ -188,3 +188,39 @@ def test_a_second_loading_server_on_the_same_stream_is_refused(
     assert done.returncode != 0
     assert "stream 'NERVE_EVENTS' is loaded by another nerve serve" in done.stderr
     assert str(nats_shop.root) in done.stderr  # the holder's warehouse is named
+
+
+def test_a_server_with_another_secret_than_the_stream_is_refused(
+        nats_shop: Workspace, tmp_path: Path, serve: Callable[..., Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A collector started without the shared NERVE_SECRET (its own .nerve/secret.key)
+    pseudonymised under another key: one user's id, email or note got a second hash in
+    the warehouse, silently. So did the loading server restarted without it."""
+    loading = serve(nats_shop)
+    ok = serve(replica(nats_shop, tmp_path, "same-key"), "--collect-only")
+    assert ok.process is not None
+    key = write_key(nats_shop)
+    assert httpx.post(ok.url + "/v1/batch", json={"batch": [order(1, "k")]},
+                      headers=basic(key)).status_code == 200
+
+    def start(ws: Workspace, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "nerve", "--workspace", str(ws.root),
+                               "serve", "--port", "0", *args],
+                              capture_output=True, text=True, timeout=60, check=False)
+
+    monkeypatch.delenv("NERVE_SECRET")  # this checkout's own .nerve/secret.key, then another
+    other = replica(nats_shop, tmp_path, "own-key")
+    for env in (None, "a-secret-nobody-else-has"):
+        if env is not None:
+            monkeypatch.setenv("NERVE_SECRET", env)
+        done = start(other, "--collect-only")
+        assert done.returncode != 0
+        assert "not the key the stream 'NERVE_EVENTS' is pseudonymised with" in done.stderr
+        assert "NERVE_SECRET" in done.stderr
+        assert "a-secret" not in done.stderr  # neither key is shown
+    assert loading.stop() == 0
+    done = start(nats_shop)  # the loading server itself, with the wrong key
+    assert done.returncode != 0
+    assert "not the key the stream 'NERVE_EVENTS' is pseudonymised with" in done.stderr
+    monkeypatch.setenv("NERVE_SECRET", "a-secret-shared-by-every-collector")
+    assert serve(nats_shop).process is not None  # the right key: it starts

@@ -8,6 +8,7 @@ HTTP API; otherwise they open the warehouse file read-only themselves.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -36,6 +37,21 @@ def running_server(ws: Workspace) -> dict[str, Any] | None:
     if isinstance(pid, int) and not _alive(pid):
         return None
     return info
+
+
+def _note_stale_settings(ws: Workspace, server: dict[str, Any]) -> None:
+    """Say on stderr when nerve.toml changed after the server started: it answers with
+    the settings it started with (``[privacy]`` retention for ``nerve expire``...), which
+    otherwise differed silently from what the same command does without a server."""
+    try:
+        edited = (ws.root / "nerve.toml").stat().st_mtime
+        started = (ws.data_dir / SERVER_FILE).stat().st_mtime
+    except OSError:
+        return
+    if edited > started:
+        print(f"note: nerve.toml changed after nerve serve (pid {server.get('pid')}) "
+              "started; it answers with the settings it started with: restart it to "
+              "apply the edit", file=sys.stderr)
 
 
 def _alive(pid: int) -> bool:
@@ -103,6 +119,7 @@ def answer(ws: Workspace, path: str, body: dict[str, Any],
     """
     server = running_server(ws)
     if server is not None:
+        _note_stale_settings(ws, server)
         try:
             return post(server, path, body, masked=masked)
         except httpx.ConnectError:

@@ -20,15 +20,19 @@ loop of its own, in a daemon thread, and its methods block the calling thread on
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
 import os
 import ssl
 import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import orjson
 import pyarrow as pa
 
 from nerve.errors import BackpressureError, TransientError, UserError, WorkspaceError
@@ -36,7 +40,8 @@ from nerve.errors import BackpressureError, TransientError, UserError, Workspace
 if TYPE_CHECKING:
     from nerve.workspace import Workspace
 
-__all__ = ["DEFAULT_MAX_BACKLOG", "DEFAULT_STREAM", "DEFAULT_SUBJECT", "URL_ENV", "StreamLink",
+__all__ = ["DEFAULT_MAX_BACKLOG", "DEFAULT_STREAM", "DEFAULT_SUBJECT", "KEY_BUCKET", "URL_ENV",
+           "StreamLink",
            "StreamMessage", "StreamReader", "StreamSettings", "StreamWriter", "decode_message",
            "encode_message", "max_backlog"]
 
@@ -55,6 +60,8 @@ _HEADROOM = 64 << 20
 DEFAULT_ACK_TIMEOUT = 5.0
 #: what a message header says its body is
 FORMAT = "arrow-ipc-lz4"
+#: the key-value bucket where each stream records which key its events are hashed with
+KEY_BUCKET = "nerve_keys"
 _IPC = pa.ipc.IpcWriteOptions(compression="lz4")
 
 T = TypeVar("T")
@@ -281,6 +288,61 @@ class StreamLink:
         if problems:
             raise UserError(f"[log] stream {s.stream!r} on {_safe(s.url)}: "
                             + "; ".join(problems))
+
+    def agree_on_key(self, secret: bytes, who: str) -> None:
+        """Check that this process pseudonymises with the key the stream's events are
+        hashed with: the first process to ask records it, every later one must match.
+
+        Every collector (and the loading server, whose ``nerve forget`` looks ids up by
+        their hash) must share one key, or a user's id gets a second hash in the
+        warehouse, silently. The stream keeps a fingerprint (an HMAC of a constant under
+        the key: it tells keys apart and says nothing of them) under its name in the
+        ``nerve_keys`` bucket. ``UserError`` when this key is another one.
+        """
+        fingerprint = hmac.new(secret, b"nerve: stream key", hashlib.sha256).hexdigest()[:16]
+        self.run(self._agree_on_key(fingerprint, who), timeout=15)
+
+    async def _agree_on_key(self, fingerprint: str, who: str) -> None:
+        from nats.js.api import KeyValueConfig  # noqa: PLC0415
+        from nats.js.errors import (  # noqa: PLC0415
+            BucketNotFoundError,
+            KeyDeletedError,
+            KeyNotFoundError,
+            KeyWrongLastSequenceError,
+        )
+
+        try:
+            keys = await self.js.key_value(KEY_BUCKET)
+        except BucketNotFoundError:
+            keys = await self.js.create_key_value(KeyValueConfig(
+                bucket=KEY_BUCKET, history=1, replicas=self.settings.replicas,
+                description="which key each nerve stream's events are pseudonymised with"))
+        name = self.settings.stream
+        mine = orjson.dumps({"fingerprint": fingerprint, "by": who,
+                             "since": datetime.now(UTC).isoformat(timespec="seconds")})
+        for _ in range(3):  # recorded between our look and our write: look again
+            try:
+                entry = await keys.get(name)
+            except (KeyNotFoundError, KeyDeletedError):
+                entry = None
+            if entry is None or not entry.value:
+                try:
+                    await keys.create(name, mine)
+                except KeyWrongLastSequenceError:
+                    continue
+                return
+            held = orjson.loads(entry.value)
+            if held.get("fingerprint") == fingerprint:
+                return
+            raise UserError(
+                f"[log] this server's key (NERVE_SECRET, else .nerve/secret.key) is not "
+                f"the key the stream {name!r} is pseudonymised with (recorded by "
+                f"{held.get('by')} at {held.get('since')}): the same user id or email "
+                "would get another hash. Start every nerve serve of the stream with the "
+                "same NERVE_SECRET (docs/storage.md). To change the key on purpose, stop "
+                f"them all and delete the record first: nats kv del {KEY_BUCKET} {name}")
+        raise TransientError(f"[log] stream {name!r}: could not record its key; another "
+                             "server keeps recording one", retry_after=5)
 
     async def _disconnected(self) -> None:
         if not self._closing:

@@ -134,6 +134,14 @@ class Metrics:
                 self._children[key] = child
         return child
 
+    def refused(self, status: int) -> None:
+        """Count a request refused before it reached the ingest path (past
+        ``max_connections``): its answer, not its time."""
+        child = self._statuses.get(status)
+        if child is None:
+            child = self._statuses[status] = self.requests.labels(str(status))
+        child.inc()
+
     def answered(self, status: int, seconds: float) -> None:
         child = self._statuses.get(status)
         if child is None:  # a handful of statuses: labels() is slow, cache them all

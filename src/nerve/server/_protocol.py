@@ -18,12 +18,16 @@ uvicorn's own refusals are in nerve's one error shape too: a request its parser 
 read (both Content-Length and chunked framing, a malformed length, an unknown method or
 version) gets 400 ``invalid_http``, and a request past ``max_connections`` gets 503
 ``overloaded`` with ``Retry-After``, like every nerve 503 (uvicorn answered both in
-text/plain, the 503 without ``Retry-After``).
+text/plain, the 503 without ``Retry-After``). Those 503s are counted in
+``nerve_http_requests_total`` like the ingest path's, and logged at most once a minute
+(uvicorn logged a warning for each one: a line per request under a flood).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from typing import Any
 
 from uvicorn.protocols.http.flow_control import service_unavailable
@@ -64,6 +68,40 @@ _NOT_HTTP = _refusal(b"400 Bad Request", "invalid_http", "the request is not val
 CROWDED_RETRY_AFTER = 1
 
 
+#: seconds between two warnings about requests refused past ``max_connections``
+CROWDED_LOG_SECONDS = 60.0
+
+logger = logging.getLogger("nerve.server")
+
+
+class _Crowding:
+    """The requests one process refused past ``max_connections``: counted, and logged
+    once a minute at most (the first refusal at once)."""
+
+    def __init__(self) -> None:
+        self.unlogged = 0
+        self.logged_at = float("-inf")
+
+    def refused(self, limit: int | None, app: Any) -> None:
+        metrics = getattr(getattr(getattr(app, "state", None), "nerve", None), "metrics", None)
+        if metrics is not None:
+            metrics.refused(503)
+        self.unlogged += 1
+        now = time.monotonic()
+        if now - self.logged_at >= CROWDED_LOG_SECONDS:
+            logger.warning("past max_connections: answering 503 to new requests",
+                           extra={"max_connections": limit, "refused": self.unlogged})
+            self.logged_at, self.unlogged = now, 0
+
+
+class _QuietCrowding(logging.Filter):
+    """Drops uvicorn's warning for each request past ``limit_concurrency`` (``_Crowding``
+    says it once a minute instead)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != "Exceeded concurrency limit."
+
+
 async def _crowded(scope: Any, receive: Any, send: Any) -> None:
     """uvicorn's answer past ``limit_concurrency``, in nerve's shape and with Retry-After."""
     response = error_response(
@@ -79,6 +117,7 @@ class _HeaderLimits(HttpToolsProtocol):
 
     header_timeout = DEFAULT_HEADER_TIMEOUT
     timeout_answer = _answer(DEFAULT_HEADER_TIMEOUT)
+    crowding = _Crowding()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -110,7 +149,10 @@ class _HeaderLimits(HttpToolsProtocol):
         self.transport.close()
 
     def _start_asgi_task(self, cycle: Any, app: Any) -> None:
-        super()._start_asgi_task(cycle, _crowded if app is service_unavailable else app)
+        if app is service_unavailable:
+            self.crowding.refused(self.limit_concurrency, self.app)
+            app = _crowded
+        super()._start_asgi_task(cycle, app)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -151,6 +193,11 @@ class _HeaderLimits(HttpToolsProtocol):
 
 def with_header_limits(seconds: float) -> type[HttpToolsProtocol]:
     """The protocol class for uvicorn's ``Config(http=...)``: headers within ``seconds``
-    (0: no deadline) and ``MAX_HEADER_BYTES``."""
+    (0: no deadline) and ``MAX_HEADER_BYTES``; past ``max_connections``, nerve's 503,
+    counted, and logged once a minute at most."""
+    uvicorn_logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _QuietCrowding) for f in uvicorn_logger.filters):
+        uvicorn_logger.addFilter(_QuietCrowding())
     return type("HeaderLimitsProtocol", (_HeaderLimits,),
-                {"header_timeout": seconds, "timeout_answer": _answer(seconds)})
+                {"header_timeout": seconds, "timeout_answer": _answer(seconds),
+                 "crowding": _Crowding()})

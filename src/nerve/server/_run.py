@@ -37,7 +37,7 @@ from nerve.audit import Audit, audit_dir
 from nerve.catalog import Catalog
 from nerve.errors import InternalError, TransientError, UserError, WorkspaceError
 from nerve.loader import Loader, StreamLoader
-from nerve.log import StreamSettings, open_log
+from nerve.log import StreamSettings, StreamWriter, open_log
 from nerve.pipeline import allow_sensitive_problems
 from nerve.server._app import create_app
 from nerve.server._backpressure import max_backlog, watch_backlog
@@ -242,9 +242,14 @@ def _lifespan(state: NerveState, server_file: Path, max_backlog: int,
         try:
             yield
         finally:
-            logger.info("stopping: in-flight requests are done; draining the log")
             # uvicorn has stopped accepting and finished in-flight requests by now;
-            # the workers finish theirs and sync their logs before the final drain
+            # the workers finish theirs (up to 30 s) and sync their logs before the
+            # final drain
+            if workers:
+                logger.info("stopping: the worker processes finish their requests",
+                            extra={"workers": len(workers)})
+            else:
+                logger.info("stopping: in-flight requests are done")
             for task in (watcher, sealer, supervisor, reloader):
                 if task is None:
                     continue
@@ -260,6 +265,7 @@ def _lifespan(state: NerveState, server_file: Path, max_backlog: int,
                     logger.exception("stopping a background task failed")
             await anyio.to_thread.run_sync(stop_workers, workers)
             spawner.close()
+            logger.info("stopping: draining the log into the warehouse")
             await anyio.to_thread.run_sync(_drain, state)
             server_file.unlink(missing_ok=True)
             logger.info("stopped", extra={"loaded": getattr(state.loader, "totals", None)})
@@ -411,6 +417,13 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8700, *,
     bound_port = public[0].getsockname()[1]
     url_host = f"[{host}]" if ":" in host else host
     log = open_log(workspace, WRITER_ID)  # a NATS server that does not answer stops us here
+    if isinstance(log, StreamWriter):  # so does another key than the stream's
+        try:
+            log.link.agree_on_key(workspace.secret(),
+                                  who=f"{socket.gethostname()}:{workspace.root}")
+        except BaseException:
+            log.close()
+            raise
     os.environ[PROCESSES_ENV] = str(workers)  # worker processes inherit it
     if collect_only:
         state = NerveState(workspace=workspace, catalog=catalog,
