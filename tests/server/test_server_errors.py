@@ -177,6 +177,17 @@ def test_health(client: Client) -> None:
     assert response.json()["status"] == "ok"
 
 
+def test_ready_follows_what_ingest_answers(client: Client, state: NerveState) -> None:
+    assert client.get("/ready").json() == {"status": "ready"}
+    state.overloaded = True
+    unready = client.get("/ready")
+    assert_error_shape(unready, 503, "overloaded")
+    assert int(unready.headers["retry-after"]) >= 1
+    assert client.get("/health").status_code == 200  # alive all the same
+    state.overloaded = False
+    assert client.get("/ready").status_code == 200
+
+
 def test_overload_answers_503_with_retry_after_never_500(client: Client, shop: Workspace,
                                                         state: NerveState) -> None:
     state.overloaded = True

@@ -153,12 +153,18 @@ def test_while_nats_is_down_ingest_answers_503_and_resumes_after(
     assert down.json()["code"] == "unavailable"
     assert "unreachable" in down.json()["message"]
     assert httpx.get(server.url + "/health").status_code == 200  # alive, answering
+    # not ready: a load balancer sends the traffic elsewhere meanwhile
+    unready = httpx.get(server.url + "/ready")
+    assert unready.status_code == 503
+    assert unready.json()["code"] == "unavailable"
+    assert int(unready.headers["retry-after"]) > 0
 
     nats_server.start()  # same port, same store: what it acknowledged is still there
     deadline = time.monotonic() + 30
     while post("after").status_code != 200 and time.monotonic() < deadline:
         time.sleep(0.5)
     assert "after-0" in acked
+    assert httpx.get(server.url + "/ready").json() == {"status": "ready"}
     assert server.stop() == 0
     ids = [r["message_id"] for r in rows(nats_shop, "SELECT message_id FROM events")]
     assert len(ids) == len(set(ids))

@@ -1,4 +1,5 @@
-"""The ASGI app: collector routes, SDK settings, /health, the read APIs, CORS, one error shape."""
+"""The ASGI app: collector routes, SDK settings, /health and /ready, the read APIs, CORS, one
+error shape."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nerve import __version__
 from nerve.audit import Audit
-from nerve.errors import NerveError
+from nerve.errors import BackpressureError, NerveError, TransientError
 from nerve.server import api
 from nerve.server._audit import AuditReads
 from nerve.server._errors import (
@@ -43,6 +44,22 @@ async def health(request: Request) -> Response:
     status = b"overloaded" if state.overloaded else b"ok"
     return Response(b'{"status":"' + status + b'","version":"' + __version__.encode() + b'"}',
                     media_type="application/json")
+
+
+async def ready(request: Request) -> Response:
+    """Readiness, for a load balancer: 200 while this process can take events, else the
+    503 its ingest answers now (the log's backlog over its bound, the NATS stream out of
+    reach), so traffic goes to another collector until it recovers on its own. Liveness
+    stays ``/health``: a process waiting for NATS must not be restarted for it."""
+    state: NerveState = request.app.state.nerve
+    if state.overloaded:
+        raise BackpressureError("the warehouse is behind the event log (the loader is "
+                                "catching up): events are refused until it is", retry_after=2)
+    link = getattr(state.log, "link", None)  # the NATS log's connection
+    if link is not None and not link.connected:
+        raise TransientError("the NATS stream is unreachable (reconnecting): events are "
+                             "refused until it is back", retry_after=2)
+    return Response(b'{"status":"ready"}', media_type="application/json")
 
 
 class _NerveApp(Starlette):
@@ -111,6 +128,7 @@ def create_app(
     ``audit``: record every read-API request there (the process that answers them).
     """
     routes: list[BaseRoute] = [Route("/health", health, methods=["GET"]),
+                               Route("/ready", ready, methods=["GET"]),
                                Route("/openapi.json", openapi_endpoint, methods=["GET"]),
                                *ingest_routes(),
                                # before read_routes: a collect-only server's catch-all is there

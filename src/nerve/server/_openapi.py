@@ -117,6 +117,13 @@ def openapi_document() -> dict[str, Any]:
         "description": "ok, or overloaded while ingest answers 503",
         "content": {"application/json": {"schema": {"type": "object", "properties": {
             "status": {"enum": ["ok", "overloaded"]}, "version": {"type": "string"}}}}}}}}}
+    paths["/ready"] = {"get": {"summary": "Readiness: whether this process takes events now",
+                               "responses": {
+        "200": {"description": "ready", "content": {"application/json": {"schema": {
+            "type": "object", "properties": {"status": {"enum": ["ready"]}}}}}},
+        "503": {"description": "the log's backlog is over its bound, or the NATS stream is "
+                               "out of reach; Retry-After says when to look again",
+                "content": {"application/json": {"schema": _ERROR}}}}}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "nerve collector", "version": __version__,
