@@ -46,6 +46,8 @@ def test_forget_through_a_running_server_deletes_what_was_just_acknowledged(
     assert done.returncode == 0, done.stderr
     erasure = orjson.loads(done.stdout)
     assert (erasure["kind"], erasure["rows"]["events"]) == ("forget", 30)
+    # the copies in the log's open segments outlive the command while the server runs
+    assert "stop the server for them to go now" in done.stderr
 
     preview = nerve(ws, "expire", "--dry-run", "--format", "json")
     assert preview.returncode == 0, preview.stderr
@@ -136,6 +138,7 @@ def test_without_a_server_forget_drains_the_log_itself(
     done = nerve(ws, "forget", "-u", "ann")
     assert done.returncode == 0, done.stderr
     assert "deleted: 2 events" in done.stdout
+    assert "open segments" not in done.stderr  # no server: the log was drained and emptied
     assert rows(ws, "SELECT user_id FROM events") == [{"user_id": "bob"}]
     assert nerve(ws, "quarantine", "replay", "--dry-run").returncode == 0
     assert [r["request"] for r in read_records(ws)

@@ -124,6 +124,11 @@ def forget(
                   lambda loader: forget_users(ws, loader, user_ids=users,
                                               anonymous_ids=anonymous, dry_run=dry_run))
     _show(answer, fmt)
+    if not dry_run and running_server(ws) is not None:
+        err_console.print("note: nerve serve is running: copies of the deleted rows in the "
+                          "log's open segments (.nerve/log) leave it when they are sealed, "
+                          "within an hour; stop the server for them to go now "
+                          "(docs/privacy.md)", highlight=False, markup=False, soft_wrap=True)
 
 
 @handle_errors
