@@ -8,7 +8,7 @@ import gzip
 import resource
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -273,21 +273,34 @@ def test_requests_that_are_not_http_get_the_one_error_shape(
     assert server.stop() == 0
 
 
-def test_past_max_connections_the_503_has_the_error_shape_and_retry_after(
-        make_workspace: Callable[..., Workspace], serve: Callable[..., Any]) -> None:
-    """uvicorn's own 503 was text/plain, without the Retry-After every nerve 503 has."""
+def _crowded_server(make_workspace: Callable[..., Workspace], serve: Callable[..., Any]
+                    ) -> tuple[Workspace, Any]:
+    """A server of ``max_connections = 3``."""
     ws = make_workspace(EVENTS)
     toml = ws.root / "nerve.toml"
     toml.write_text(toml.read_text().replace("[collector]\n", "[collector]\nmax_connections = 3\n"))
-    server = serve(ws)
+    return ws, serve(ws)
+
+
+@contextlib.contextmanager
+def _all_connections_taken(server: Any) -> Iterator[None]:
+    """Three idle connections hold every one the server allows, while the block runs."""
     idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(3)]
     try:
         time.sleep(0.3)
-        crowded = httpx.post(server.url + "/v1/batch", json={"batch": [order(1, "x")]},
-                             headers=basic(write_key(ws)), timeout=10)
+        yield
     finally:
         for sock in idle:
             sock.close()
+
+
+def test_past_max_connections_the_503_has_the_error_shape_and_retry_after(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., Any]) -> None:
+    """uvicorn's own 503 was text/plain, without the Retry-After every nerve 503 has."""
+    ws, server = _crowded_server(make_workspace, serve)
+    with _all_connections_taken(server):
+        crowded = httpx.post(server.url + "/v1/batch", json={"batch": [order(1, "x")]},
+                             headers=basic(write_key(ws)), timeout=10)
     assert crowded.status_code == 503
     assert crowded.headers["content-type"] == "application/json"
     assert crowded.json()["code"] == "overloaded"
@@ -299,19 +312,11 @@ def test_refusals_past_max_connections_are_counted_and_logged_once(
         make_workspace: Callable[..., Workspace], serve: Callable[..., Any]) -> None:
     """They were answered 503 but missing from ``nerve_http_requests_total`` (so the
     alert on its 503s stayed quiet), and uvicorn logged a warning for each of them."""
-    ws = make_workspace(EVENTS)
-    toml = ws.root / "nerve.toml"
-    toml.write_text(toml.read_text().replace("[collector]\n", "[collector]\nmax_connections = 3\n"))
-    server = serve(ws)
-    idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(3)]
-    try:
-        time.sleep(0.3)
+    ws, server = _crowded_server(make_workspace, serve)
+    with _all_connections_taken(server):
         statuses = [httpx.post(server.url + "/v1/batch", json={"batch": [order(i, "x")]},
                                headers=basic(write_key(ws)), timeout=10).status_code
                     for i in range(5)]
-    finally:
-        for sock in idle:
-            sock.close()
     assert statuses == [503] * 5
     time.sleep(0.3)
     metrics = httpx.get(server.url + "/metrics", timeout=10).text
