@@ -35,7 +35,11 @@ def _load_exposures_and_orders(ws: Any, events_table: Any) -> None:
                      "properties": {"experiment_id": "e", "variant_id": variant}})
         rows.extend({"timestamp": now + timedelta(minutes=1 + k), "event": "purchase_complete",
                      "user_id": user} for k in range(i % 3))
-    table = events_table(rows)
+    _insert(ws, events_table(rows))
+
+
+def _insert(ws: Any, table: Any) -> None:
+    """Rows of ``events_table`` into the workspace's warehouse."""
     with Warehouse.for_workspace(ws) as warehouse:
         cursor = warehouse.cursor()
         cursor.register("_arrow", table)
@@ -126,12 +130,7 @@ def test_plan_counts_every_active_unit_and_the_experiments_share(
                                   for i in range(40)]
     rows.extend({"timestamp": now, "event": "purchase_complete", "user_id": f"u{i}"}
                 for i in range(10))
-    table = events_table(rows)
-    with Warehouse.for_workspace(ws) as warehouse:
-        cursor = warehouse.cursor()
-        cursor.register("_arrow", table)
-        names = ", ".join(f'"{c}"' for c in table.column_names)
-        cursor.execute(f"INSERT INTO events ({names}) SELECT {names} FROM _arrow")
+    _insert(ws, events_table(rows))
     result = runner.invoke(app, ["-w", str(ws.root), "experiment", "plan", "e", "-f", "json"])
     assert result.exit_code == ExitCode.OK, result.output
     plan = json.loads(result.stdout)
@@ -202,11 +201,7 @@ def test_analyze_json_is_the_http_readout_with_decision_and_srm(
                            "properties": {"experiment_id": "e",
                                           "variant_id": "a" if i < 300 else "b"}}
                           for i in range(500)])
-    with Warehouse.for_workspace(ws) as warehouse:
-        cursor = warehouse.cursor()
-        cursor.register("_arrow", table)
-        names = ", ".join(f'"{c}"' for c in table.column_names)
-        cursor.execute(f"INSERT INTO events ({names}) SELECT {names} FROM _arrow")
+    _insert(ws, table)
     result = runner.invoke(app, ["-w", str(ws.root), "experiment", "analyze", "e", "-f", "json"])
     assert result.exit_code == ExitCode.OK, result.output
     readout = json.loads(result.stdout)
