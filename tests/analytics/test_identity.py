@@ -99,3 +99,48 @@ def test_a_funnel_and_a_metric_count_one_person_across_a_sign_in(
     # the warehouse keeps the rows as they were sent
     stored = run("sql", "SELECT count(*) AS n FROM events WHERE user_id IS NULL")
     assert stored == [{"n": 2}]
+
+
+def test_the_python_api_stitches_by_default_as_the_cli_does(
+        engine: Any, events_table: Any) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from nerve.analytics import (
+        FunnelSpec,
+        RetentionSpec,
+        Step,
+        TrendSpec,
+        funnel,
+        retention,
+        trend,
+    )
+
+    events = engine.load("identity_python_api", events_table(SHOP))
+    spec = FunnelSpec((Step("product_view"), Step("purchase")), window=timedelta(hours=1))
+    # u1 (a1 before sign-in), a2, u3; without stitching a1 is a person of its own
+    assert [r["users"] for r in funnel(events, spec).rows] == [3, 1]
+    assert [r["users"] for r in funnel(events, spec, stitch=False).rows] == [3, 0]
+    assert funnel(events, spec).users(2) == ["u1"]
+
+    cohort = RetentionSpec(start_event="product_view", return_event="purchase", periods=1)
+    # one cohort of 3 on 2026-11-02; u1 bought that day, a1 did not (day 1: no data yet)
+    assert [(r["cohort_size"], r["users"])
+            for r in retention(events, cohort, now=at(60 * 48))] == [(3, 1), (3, None)]
+    assert [(r["cohort_size"], r["users"]) for r in retention(
+        events, cohort, now=at(60 * 48), stitch=False)] == [(3, 0), (3, None)]
+
+    # every track event: u1 (a1's view and u1's purchase), a2, u3
+    day = TrendSpec(since=datetime(2026, 11, 2, tzinfo=UTC),
+                    until=datetime(2026, 11, 3, tzinfo=UTC),
+                    measure="users", compare=False)
+    assert [r["value"] for r in trend(events, day, now=at(60 * 48))] == [3]
+    assert [r["value"] for r in trend(events, day, now=at(60 * 48), stitch=False)] == [4]
+
+
+def test_a_stitched_table_is_not_stitched_again(events_table: Any) -> None:
+    import ibis
+
+    events = ibis.duckdb.connect().create_table("events", events_table(SHOP))
+    stitched = stitch_identities(events)
+    assert stitch_identities(stitched) is stitched  # no second join on analysis_events'
+    assert stitch_identities(events) is not events

@@ -34,6 +34,7 @@ from nerve.analytics._rows import FetchedRows, fetch_rows, shape_rows, to_micros
 from nerve.analytics._scratch import scratch
 from nerve.analytics._spec import MAX_STEPS, FunnelSpec
 from nerve.errors import QueryError
+from nerve.warehouse import stitch_identities
 
 __all__ = ["COMPILED_MIN_ROWS", "METHODS", "FunnelResult", "funnel", "plan_of", "report",
            "sql_matched"]
@@ -119,8 +120,12 @@ class FunnelResult:
 
 
 def funnel(events: ir.Table, spec: FunnelSpec, *, layer: Any = None,
-           method: Method = "auto") -> FunnelResult:
+           method: Method = "auto", stitch: bool = True) -> FunnelResult:
     """Compute a funnel over an Ibis ``events`` table (any engine).
+
+    ``stitch``: identities stitched first (``nerve.warehouse.stitch_identities``), as the
+    CLI and the HTTP API count them: a device's anonymous rows count as the user who
+    signed in on it. ``False`` counts each row's ``user_id``, else its ``anonymous_id``.
 
     ``layer``: a ``nerve.semantic.SemanticLayer``; the breakdown ``by`` is then one of
     its dimensions (``user.age_group`` as of each event), as in metrics.
@@ -133,6 +138,8 @@ def funnel(events: ir.Table, spec: FunnelSpec, *, layer: Any = None,
     """
     spec = spec.validate()
     plan = plan_of(spec)
+    if stitch:
+        events = stitch_identities(events)
     if method not in METHODS:
         raise QueryError(f"method: {method!r} is not one of {', '.join(METHODS)}")
     fast = fast_engine(events)

@@ -31,6 +31,7 @@ from nerve.analytics._fields import dialect_of, entity, filter_expr, filters_exp
 from nerve.analytics._periods import instant, label, local_start, wall_clock, zone
 from nerve.analytics._spec import Filter
 from nerve.errors import QueryError
+from nerve.warehouse import stitch_identities
 
 __all__ = ["RETENTION_MODES", "RetentionSpec", "retention"]
 
@@ -80,12 +81,15 @@ def _events(t: ir.Table, event: str | None, where: tuple[Filter, ...]) -> ir.Tab
 
 
 def retention(events: ir.Table, spec: RetentionSpec, *,
-              now: datetime | None = None) -> list[dict[str, Any]]:
+              now: datetime | None = None, stitch: bool = True) -> list[dict[str, Any]]:
     """Rows ``{cohort, cohort_size, period, users, retention}``, one per cohort and period
     0..periods, ordered by cohort and period; ``users`` and ``retention`` are None for a
     period not observed yet (not over by ``now``, default the clock's, naive meaning
-    the spec's time zone; or after the last event)."""
+    the spec's time zone; or after the last event). ``stitch``: as ``funnel``'s
+    (identities stitched by default, as the CLI counts them)."""
     spec = spec.validate()
+    if stitch:
+        events = stitch_identities(events)
     tz, dialect = zone(spec.timezone), dialect_of(events)
     step = _GRAIN_SECONDS[spec.grain]
     starts = _events(events, spec.start_event, spec.start_where)

@@ -22,6 +22,7 @@ from nerve.analytics._periods import UNITS, instant, label, local_start, wall_cl
 from nerve.analytics._spec import Filter
 from nerve.errors import QueryError
 from nerve.semantic._time import TimeRange, periods, resolve_range
+from nerve.warehouse import stitch_identities
 
 __all__ = ["MEASURES", "TrendSpec", "buckets", "metric_trend", "trend"]
 
@@ -94,7 +95,7 @@ def _series(events: ir.Table, spec: TrendSpec, trange: TimeRange) -> dict[dateti
 
 
 def trend(events: ir.Table, spec: TrendSpec, *,
-          now: datetime | None = None) -> list[dict[str, Any]]:
+          now: datetime | None = None, stitch: bool = True) -> list[dict[str, Any]]:
     """Rows ``{period, value, previous_period, previous, change, partial}`` per bucket;
     ``change`` is relative (0.25 = +25 %), null when the previous value is 0. Periods are
     aware datetimes at the bucket's local start.
@@ -102,8 +103,11 @@ def trend(events: ir.Table, spec: TrendSpec, *,
     The bucket that holds ``now`` (default: the clock's) is ``partial``: its value is the
     count so far and its ``change`` is null (set against a whole previous bucket it would
     read as a drop); a bucket that starts after ``now`` has a null value.
+    ``stitch``: as ``funnel``'s (identities stitched by default, as the CLI counts them).
     """
     spec = spec.validate()
+    if stitch:
+        events = stitch_identities(events)
     current_range, previous_range = _ranges(spec.since, spec.until, spec.grain,
                                             zone(spec.timezone))
     current = _series(events, spec, current_range)
@@ -139,16 +143,19 @@ def _rows(starts: list[datetime], current: dict[datetime, float],
 
 def metric_trend(layer: Any, table: ir.Table, metric: str, *, since: datetime,
                  until: datetime, grain: str = "day", compare: bool = True,
-                 where: str | None = None) -> list[dict[str, Any]]:
+                 where: str | None = None, stitch: bool = True) -> list[dict[str, Any]]:
     """A semantic-layer metric over time, with the previous period.
 
     ``layer`` is a ``nerve.semantic.SemanticLayer``; the metric is computed by the layer,
     once for each period, so the numbers are the ones ``nerve metrics query`` gives.
     Buckets are in the layer's time zone, where naive ``since``/``until`` are read.
+    ``stitch``: as ``funnel``'s (identities stitched by default, as the CLI counts them).
     """
     from nerve.semantic import MetricQuery  # noqa: PLC0415 - the semantic layer is optional here
 
     current_range, previous_range = _ranges(since, until, grain, zone(layer.timezone))
+    if stitch:
+        table = stitch_identities(table)
 
     def series(trange: TimeRange) -> dict[datetime, float]:
         # naive local bounds: the layer reads them as its own wall-clock time

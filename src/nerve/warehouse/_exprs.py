@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,6 +35,11 @@ def one_of(column: ir.StringValue, values: Sequence[str]) -> ir.BooleanValue:
     return _list_contains(ibis.literal(list(values), type="array<string>"), column)
 
 
+# the expressions stitch_identities returned: stitching one again is a no-op, so the
+# analyses can stitch by default without a second join on analysis_events' table
+_STITCHED: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
 def stitch_identities(events: ir.Table) -> ir.Table:
     """``events`` with the ``user_id`` of anonymous rows filled in from their device.
 
@@ -44,10 +50,11 @@ def stitch_identities(events: ir.Table) -> ir.Table:
     in every analysis that counts ``coalesce(user_id, anonymous_id)``. Rows that have a
     user id keep it; a device never seen signed in stays anonymous. A table without
     ``anonymous_id`` (or ``timestamp``) is returned as is; one without ``type`` and
-    ``previous_id`` is linked by the rows carrying both ids only.
+    ``previous_id`` is linked by the rows carrying both ids only. A table this function
+    returned is returned as is.
     """
     columns = set(events.columns)
-    if not {"user_id", "anonymous_id", "timestamp"} <= columns:
+    if not {"user_id", "anonymous_id", "timestamp"} <= columns or events.op() in _STITCHED:
         return events
     # only devices with anonymous rows need a link: on most warehouses a small share
     anonymous = events.filter(events.user_id.isnull(), events.anonymous_id.notnull())
@@ -64,9 +71,11 @@ def stitch_identities(events: ir.Table) -> ir.Table:
     # the first sign-in on each device
     links = pairs.group_by("_device").aggregate(_user=pairs._user.argmin(pairs._ts))
     joined = events.left_join(links, events.anonymous_id == links._device)
-    return joined.select(*[
+    stitched = joined.select(*[
         ibis.coalesce(joined.user_id, joined._user).name(c) if c == "user_id" else joined[c]
         for c in events.columns])
+    _STITCHED.add(stitched.op())
+    return stitched
 
 
 def analysis_events(source: Any) -> ir.Table:
