@@ -98,6 +98,11 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             err_console.print(f"[red]internal error:[/red] {escape(str(exc))}", highlight=False,
                               soft_wrap=True)
             raise typer.Exit(ExitCode.INTERNAL) from exc
+        except KeyboardInterrupt:
+            # Click said `Aborted!` and exited 1; Typer 0.2x exits 130 without a word. Keep
+            # one answer to Ctrl-C, the same as while the command line loads (nerve._entry).
+            sys.stderr.write("\nAborted!\n")
+            raise typer.Exit(ExitCode.FAILED) from None
 
     return wrapper
 
