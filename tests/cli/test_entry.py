@@ -41,9 +41,9 @@ def test_ctrl_c_during_a_command_aborts_as_while_it_loads(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Typer >= 0.2x turns a KeyboardInterrupt in a command into a silent exit 130; nerve
     keeps the documented `Aborted!` and exit 1 (docs/cli.md) wherever Ctrl-C lands."""
-    from typer.testing import CliRunner  # noqa: PLC0415 - nerve.cli is patched above
+    from typer.testing import CliRunner
 
-    from nerve.cli import ExitCode, _sql, app  # noqa: PLC0415
+    from nerve.cli import ExitCode, _sql, app
 
     def interrupted(*args: object) -> None:
         raise KeyboardInterrupt
