@@ -261,8 +261,24 @@ def test_an_unknown_time_zone_is_refused_when_the_workspace_loads(tmp_path: Path
     init_workspace(tmp_path / "ws", name="ws")
     toml = tmp_path / "ws" / "nerve.toml"
     toml.write_text(toml.read_text().replace('timezone = "UTC"', 'timezone = "Mars/Base"'))
-    with pytest.raises(WorkspaceError, match="timezone: unknown time zone 'Mars/Base'"):
+    with pytest.raises(WorkspaceError, match="timezone: unknown time zone 'Mars/Base'") as info:
         Workspace.load(tmp_path / "ws")
+    assert str(info.value).startswith(f"{toml}:4: [project] timezone: ")  # the line, too
+
+
+def test_project_and_warehouse_errors_name_their_line(tmp_path: Path) -> None:
+    (tmp_path / "nerve.toml").write_text('[project]\ntimezone = "UTC"\nname = 5\n')
+    with pytest.raises(WorkspaceError) as info:
+        Workspace.load(tmp_path)
+    assert str(info.value).startswith(f"{tmp_path / 'nerve.toml'}:3: [project] name: required")
+    (tmp_path / "nerve.toml").write_text('# the shop\n[project]\ntimezone = "UTC"\n')
+    with pytest.raises(WorkspaceError) as info:  # no name: the section it belongs in
+        Workspace.load(tmp_path)
+    assert str(info.value).startswith(f"{tmp_path / 'nerve.toml'}:2: [project] name: required")
+    (tmp_path / "nerve.toml").write_text('[project]\nname = "x"\n\n[warehouse]\nurl = 5\n')
+    with pytest.raises(WorkspaceError) as info:
+        Workspace.load(tmp_path)
+    assert str(info.value).startswith(f"{tmp_path / 'nerve.toml'}:5: [warehouse] url: ")
 
 
 def _append(tmp_path: Path, section: str, setting: str) -> Path:

@@ -365,7 +365,8 @@ def _parse_config(raw: dict[str, Any], path: Path, text: str = "") -> WorkspaceC
 
     project = raw.get("project", {})
     if not isinstance(project, dict) or not isinstance(project.get("name"), str):
-        raise fail("[project] name", "required, a string")
+        raise fail("[project] name", "required, a string", "project",
+                   "name" if isinstance(project, dict) and "name" in project else None)
     sources = []
     seen: dict[str, str] = {}
     for i, item in enumerate(raw.get("sources", [])):
@@ -391,7 +392,7 @@ def _parse_config(raw: dict[str, Any], path: Path, text: str = "") -> WorkspaceC
     warehouse = raw.get("warehouse", {})
     url = warehouse.get("url", f"duckdb://{DATA_DIR}/warehouse.duckdb")
     if not isinstance(url, str):
-        raise fail("[warehouse] url", "must be a string")
+        raise fail("[warehouse] url", "must be a string", "warehouse", "url")
     limits = raw.get("collector", {})  # check_settings made them whole numbers >= 1
     collector = CollectorLimits(**{f.name: limits[f.name] for f in fields(CollectorLimits)
                                    if f.name in limits})
@@ -400,7 +401,7 @@ def _parse_config(raw: dict[str, Any], path: Path, text: str = "") -> WorkspaceC
         zoneinfo.ZoneInfo(str(timezone))
     except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
         raise fail("[project] timezone", f"unknown time zone {timezone!r} (an IANA name "
-                   "such as Europe/Berlin or America/New_York)") from exc
+                   "such as Europe/Berlin or America/New_York)", "project", "timezone") from exc
     return WorkspaceConfig(
         name=project["name"],
         sources=tuple(sources),
