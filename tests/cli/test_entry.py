@@ -55,3 +55,32 @@ def test_ctrl_c_during_a_command_aborts_as_while_it_loads(
     assert result.exit_code == ExitCode.FAILED == 1
     assert result.stderr.strip() == "Aborted!"
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("args", [["catalog", "lint", "--workspace", "shop"],
+                                  ["catalog", "lint", "-w", "shop"],
+                                  ["metrics", "query", "orders", "--workspace=shop"]])
+def test_workspace_after_the_command_says_where_it_goes(
+        args: list[str], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`nerve catalog lint --workspace shop` is an easy slip; Click's `No such option:
+    --workspace` left the user to guess that the option is global."""
+    from nerve.cli import ExitCode
+
+    monkeypatch.setattr(sys, "argv", ["nerve", *args])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == ExitCode.USAGE
+    command = " ".join(a for a in args if not a.startswith(("-", "shop")))
+    assert (f"--workspace goes before the command: nerve --workspace shop {command}"
+            in capsys.readouterr().err)
+
+
+def test_no_workspace_hint_for_other_usage_errors(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(sys, "argv", ["nerve", "--workspace", "shop", "catalog", "lint",
+                                      "--bogus"])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 2
+    assert "goes before the command" not in capsys.readouterr().err
