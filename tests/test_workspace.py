@@ -313,6 +313,14 @@ def _append(tmp_path: Path, section: str, setting: str) -> Path:
     ("collector", 'rate_limit_per_second = "fast"', "expected a number > 0, got 'fast'"),
     ("collector", "rate_limit_burst = 0", "expected a number > 0, got 0"),
     ("log", "ack_timeout_seconds = 0", "expected a number > 0, got 0"),
+    # read by nerve serve's privacy step only: lint and every other command said nothing,
+    # and the server's refusal named neither the file's path nor the line
+    ("privacy", 'personal = "encrypt"', "expected one of hash, drop, keep, got 'encrypt'"),
+    ("privacy", 'ip = "mask"', "expected one of truncate, hash, drop, keep, got 'mask'"),
+    ("privacy", 'user_id = "drop"', "expected one of keep, hash, got 'drop'"),
+    # read by nerve catalog lint, whose refusal named neither the path nor the line
+    ("catalog", 'naming = "(["', "expected object_action, snake_case or a regex"),
+    ("catalog", 'min_description = "20"', "expected a whole number >= 0, got '20'"),
 ])
 def test_a_value_a_setting_cannot_take_is_refused_when_the_workspace_loads(
         tmp_path: Path, section: str, setting: str, message: str) -> None:
@@ -339,6 +347,9 @@ def test_the_checked_forms_are_known_settings_and_take_their_documented_values()
                     "loader": {"dedup_window": "all"}, "catalog": {"reload_seconds": 0.5},
                     "collector": {"commit_interval_ms": 2, "max_backlog_bytes": 1 << 30},
                     "log": {"ack_timeout_seconds": 2.5}}, "nerve.toml")
+    check_settings({"privacy": {"personal": "drop", "ip": "keep", "user_id": "hash"},
+                    "catalog": {"naming": "snake_case", "min_description": 0}}, "nerve.toml")
+    check_settings({"catalog": {"naming": "[A-Z][A-Za-z]+"}}, "nerve.toml")
 
 
 def test_the_data_folder_is_made_readable_by_its_user_only(tmp_path: Path) -> None:
