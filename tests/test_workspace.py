@@ -261,8 +261,24 @@ def test_an_unknown_time_zone_is_refused_when_the_workspace_loads(tmp_path: Path
     init_workspace(tmp_path / "ws", name="ws")
     toml = tmp_path / "ws" / "nerve.toml"
     toml.write_text(toml.read_text().replace('timezone = "UTC"', 'timezone = "Mars/Base"'))
-    with pytest.raises(WorkspaceError, match="timezone: unknown time zone 'Mars/Base'"):
+    with pytest.raises(WorkspaceError, match="timezone: unknown time zone 'Mars/Base'") as info:
         Workspace.load(tmp_path / "ws")
+    assert str(info.value).startswith(f"{toml}:4: [project] timezone: ")  # the line, too
+
+
+def test_project_and_warehouse_errors_name_their_line(tmp_path: Path) -> None:
+    (tmp_path / "nerve.toml").write_text('[project]\ntimezone = "UTC"\nname = 5\n')
+    with pytest.raises(WorkspaceError) as info:
+        Workspace.load(tmp_path)
+    assert str(info.value).startswith(f"{tmp_path / 'nerve.toml'}:3: [project] name: required")
+    (tmp_path / "nerve.toml").write_text('# the shop\n[project]\ntimezone = "UTC"\n')
+    with pytest.raises(WorkspaceError) as info:  # no name: the section it belongs in
+        Workspace.load(tmp_path)
+    assert str(info.value).startswith(f"{tmp_path / 'nerve.toml'}:2: [project] name: required")
+    (tmp_path / "nerve.toml").write_text('[project]\nname = "x"\n\n[warehouse]\nurl = 5\n')
+    with pytest.raises(WorkspaceError) as info:
+        Workspace.load(tmp_path)
+    assert str(info.value).startswith(f"{tmp_path / 'nerve.toml'}:5: [warehouse] url: ")
 
 
 def _append(tmp_path: Path, section: str, setting: str) -> Path:
@@ -300,6 +316,17 @@ def _append(tmp_path: Path, section: str, setting: str) -> Path:
     ("collector", "rate_limit_burst = 100", "needs rate_limit_per_second (without it no "
                                             "rate is limited)"),
     ("log", "ack_timeout_seconds = 0", "expected a number > 0, got 0"),
+    # read by nerve serve's privacy step only: lint and every other command said nothing,
+    # and the server's refusal named neither the file's path nor the line
+    ("privacy", 'personal = "encrypt"', "expected one of hash, drop, keep, got 'encrypt'"),
+    ("privacy", 'ip = "mask"', "expected one of truncate, hash, drop, keep, got 'mask'"),
+    ("privacy", 'user_id = "drop"', "expected one of keep, hash, got 'drop'"),
+    # read by nerve catalog lint, whose refusal named neither the path nor the line
+    ("catalog", 'naming = "(["', "expected object_action, snake_case or a regex"),
+    ("catalog", 'min_description = "20"', "expected a whole number >= 0, got '20'"),
+    # refused by nerve serve only, as "nerve.toml: ...", with no path or line
+    ("collector", "rate_limit_burst = 100",
+     "needs rate_limit_per_second: without it no rate is limited"),
 ])
 def test_a_value_a_setting_cannot_take_is_refused_when_the_workspace_loads(
         tmp_path: Path, section: str, setting: str, message: str) -> None:
@@ -326,6 +353,9 @@ def test_the_checked_forms_are_known_settings_and_take_their_documented_values()
                     "loader": {"dedup_window": "all"}, "catalog": {"reload_seconds": 0.5},
                     "collector": {"commit_interval_ms": 2, "max_backlog_bytes": 1 << 30},
                     "log": {"ack_timeout_seconds": 2.5}}, "nerve.toml")
+    check_settings({"privacy": {"personal": "drop", "ip": "keep", "user_id": "hash"},
+                    "catalog": {"naming": "snake_case", "min_description": 0}}, "nerve.toml")
+    check_settings({"catalog": {"naming": "[A-Z][A-Za-z]+"}}, "nerve.toml")
 
 
 def test_the_data_folder_is_made_readable_by_its_user_only(tmp_path: Path) -> None:

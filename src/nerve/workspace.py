@@ -123,6 +123,25 @@ def _statuses(value: Any) -> None:
         raise ValueError(f"expected a list of statuses among warn, fail, error, got {value!r}")
 
 
+def _one_of(*allowed: str) -> Check:
+    def check(value: Any) -> None:
+        if value not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}, got {value!r}")
+
+    return check
+
+
+def _naming(value: Any) -> None:
+    """``[catalog] naming``: a convention nerve names (nerve.catalog's lint), or a regex."""
+    if value in ("object_action", "snake_case"):
+        return
+    try:
+        re.compile(value)
+    except (re.error, TypeError) as exc:
+        raise ValueError(f"expected object_action, snake_case or a regex, got {value!r} "
+                         f"({exc})") from exc
+
+
 def _text(value: Any) -> None:
     if not isinstance(value, str) or not value:
         raise ValueError(f"expected a string, got {value!r}")
@@ -147,10 +166,14 @@ FORMS: dict[str, dict[str, Check]] = {
                   "trusted_proxy_header": _text},
     "privacy": {"enforce_retention": _boolean, "enforce_consent": _boolean,
                 "guard_unknown": _boolean, "uncataloged_retention": parse_retention,
-                "audit_retention": parse_retention, "allow_sensitive": _names},
+                "audit_retention": parse_retention, "allow_sensitive": _names,
+                "personal": _one_of("hash", "drop", "keep"),
+                "ip": _one_of("truncate", "hash", "drop", "keep"),
+                "user_id": _one_of("keep", "hash")},
     "loader": {"dedup_window": parse_window},
     "log": {"ack_timeout_seconds": _number(0, above=True)},
-    "catalog": {"reload_seconds": _number(0, note=" (0: never reload)")},
+    "catalog": {"reload_seconds": _number(0, note=" (0: never reload)"), "naming": _naming,
+                "min_description": _number(0, whole=True)},
     "checks": {"every": parse_seconds, "alert_on": _statuses, "webhook": _text},
 }
 
@@ -370,7 +393,8 @@ def _parse_config(raw: dict[str, Any], path: Path, text: str = "") -> WorkspaceC
 
     project = raw.get("project", {})
     if not isinstance(project, dict) or not isinstance(project.get("name"), str):
-        raise fail("[project] name", "required, a string")
+        raise fail("[project] name", "required, a string", "project",
+                   "name" if isinstance(project, dict) and "name" in project else None)
     sources = []
     seen: dict[str, str] = {}
     for i, item in enumerate(raw.get("sources", [])):
@@ -396,8 +420,11 @@ def _parse_config(raw: dict[str, Any], path: Path, text: str = "") -> WorkspaceC
     warehouse = raw.get("warehouse", {})
     url = warehouse.get("url", f"duckdb://{DATA_DIR}/warehouse.duckdb")
     if not isinstance(url, str):
-        raise fail("[warehouse] url", "must be a string")
+        raise fail("[warehouse] url", "must be a string", "warehouse", "url")
     limits = raw.get("collector", {})  # check_settings made them whole numbers >= 1
+    if "rate_limit_burst" in limits and "rate_limit_per_second" not in limits:
+        raise fail("[collector] rate_limit_burst", "needs rate_limit_per_second: without it "
+                   "no rate is limited", "collector", "rate_limit_burst")
     collector = CollectorLimits(**{f.name: limits[f.name] for f in fields(CollectorLimits)
                                    if f.name in limits})
     timezone = project.get("timezone", "UTC")
@@ -405,7 +432,7 @@ def _parse_config(raw: dict[str, Any], path: Path, text: str = "") -> WorkspaceC
         zoneinfo.ZoneInfo(str(timezone))
     except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
         raise fail("[project] timezone", f"unknown time zone {timezone!r} (an IANA name "
-                   "such as Europe/Berlin or America/New_York)") from exc
+                   "such as Europe/Berlin or America/New_York)", "project", "timezone") from exc
     return WorkspaceConfig(
         name=project["name"],
         sources=tuple(sources),

@@ -5,9 +5,11 @@ import io
 import json
 from pathlib import Path
 
+from rich.console import Console
 from typer.testing import CliRunner
 
 from nerve.cli import ExitCode, app
+from nerve.cli._common import Format, emit
 
 runner = CliRunner()
 
@@ -96,3 +98,14 @@ def test_help_names_every_table_nerve_sql_can_read_and_reads_as_english() -> Non
                   "check_results", "evt_<event>"):
         assert table in sql
     assert "sequential (other events may come between steps)" in text("funnel", "--help")
+
+
+def test_a_title_wider_than_its_table_is_printed_whole_above_it() -> None:
+    """`nerve metrics query orders --since yesterday` printed its 70-character title
+    folded into a 17-character column, five lines high."""
+    out = Console(file=io.StringIO(), width=80)
+    title = "orders from 2026-11-28T00:00 to 2026-11-29T23:00 (UTC, end excluded)"
+    emit([{"orders": 232}], Format.table, title=title, out=out)
+    printed = out.file.getvalue()
+    assert title in printed.splitlines(), printed
+    assert "232" in printed

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.abc
 import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -34,3 +35,52 @@ def test_ctrl_c_while_the_command_line_loads_aborts_without_a_traceback(
 def test_the_installed_command_starts_through_the_entry_point() -> None:
     (script,) = entry_points(group="console_scripts", name="nerve")
     assert script.value == "nerve._entry:main"
+
+
+def test_ctrl_c_during_a_command_aborts_as_while_it_loads(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Typer >= 0.2x turns a KeyboardInterrupt in a command into a silent exit 130; nerve
+    keeps the documented `Aborted!` and exit 1 (docs/cli.md) wherever Ctrl-C lands."""
+    from typer.testing import CliRunner
+
+    from nerve.cli import ExitCode, _sql, app
+
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    runner = CliRunner()
+    assert runner.invoke(app, ["init", str(tmp_path / "ws")]).exit_code == ExitCode.OK
+    monkeypatch.setattr(_sql, "run_sql", interrupted)
+    result = runner.invoke(app, ["-w", str(tmp_path / "ws"), "sql", "SELECT 1"])
+    assert result.exit_code == ExitCode.FAILED == 1
+    assert result.stderr.strip() == "Aborted!"
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("args", [["catalog", "lint", "--workspace", "shop"],
+                                  ["catalog", "lint", "-w", "shop"],
+                                  ["metrics", "query", "orders", "--workspace=shop"]])
+def test_workspace_after_the_command_says_where_it_goes(
+        args: list[str], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`nerve catalog lint --workspace shop` is an easy slip; Click's `No such option:
+    --workspace` left the user to guess that the option is global."""
+    from nerve.cli import ExitCode
+
+    monkeypatch.setattr(sys, "argv", ["nerve", *args])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == ExitCode.USAGE
+    command = " ".join(a for a in args if not a.startswith(("-", "shop")))
+    assert (f"--workspace goes before the command: nerve --workspace shop {command}"
+            in capsys.readouterr().err)
+
+
+def test_no_workspace_hint_for_other_usage_errors(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(sys, "argv", ["nerve", "--workspace", "shop", "catalog", "lint",
+                                      "--bogus"])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 2
+    assert "goes before the command" not in capsys.readouterr().err

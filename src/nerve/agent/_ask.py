@@ -536,7 +536,7 @@ def _drivers(r: dict[str, Any], q: str, kind: str, currency: str | None, change:
              b: Builder) -> None:
     """The drivers ``nerve explain`` finds significant and large enough to name (its
     ``MIN_SCORE``); the others are noise, and an answer that named them would explain
-    nothing (docs/anomalies.md#explain)."""
+    nothing (docs/anomalies.md#nerve-explain)."""
     from nerve.anomaly._explain_words import MIN_SCORE  # noqa: PLC0415 - with explain
 
     drivers = [d for d in r.get("drivers") or []

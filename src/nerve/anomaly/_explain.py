@@ -2,7 +2,7 @@
 effects per breakdown value), related anomalies, the broken funnel step and data-quality
 caveats.
 
-Method (docs/anomalies.md#explain): the target is computed through the semantic layer for
+Method (docs/anomalies.md#nerve-explain): the target is computed through the semantic layer for
 the period and for its baseline (the previous period, or the robust seasonal expectation:
 the median of the same hours 1 to 4 weeks before). Each breakdown splits the change among
 its values, and each value's change into volume, mix and rate effects against an exposure
@@ -410,7 +410,7 @@ def explain(table: ir.Table, target: str, *, layer: SemanticLayer, period: str =
 def _change_z(t: _Target, cells: pd.DataFrame, unit: float, observed: float,
               baseline: float, baselines: int) -> float:
     """How far the target's own change is beyond noise, by the noise model of its drivers
-    (docs/anomalies.md#explain): for a count or a sum, its count in units against the
+    (docs/anomalies.md#nerve-explain): for a count or a sum, its count in units against the
     baseline's, overdispersed by its events per acting user-hour (as related events are
     judged); for a ratio, its numerator against the baseline rate times today's
     denominator, as a driver's rate effect is (the breakdown's values summed into one).

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 __all__ = ["MIN_SCORE", "noise_sentence", "summary"]
 
 #: the score a driver needs to be named in the summary: at least a tenth of the change
-#: beyond its size, cleanly and with evidence (docs/anomalies.md#explain)
+#: beyond its size, cleanly and with evidence (docs/anomalies.md#nerve-explain)
 MIN_SCORE = 0.1
 
 

@@ -6,6 +6,8 @@ Each resource lives in its own module, which exposes ``register(app)``.
 from __future__ import annotations
 
 import importlib
+import shlex
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -71,4 +73,28 @@ for _name in COMMAND_MODULES:
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except SystemExit as exc:
+        if exc.code == ExitCode.USAGE:
+            _hint_workspace_position(sys.argv[1:])
+        raise
+
+
+def _hint_workspace_position(args: list[str]) -> None:
+    """After a usage error, say where --workspace goes if it was given after the command
+    (Click only says `No such option: --workspace`)."""
+    start = 0
+    while start < len(args) and args[start].startswith("-"):  # the global options
+        start += 2 if args[start] in ("--workspace", "-w") else 1
+    rest = args[start:]
+    for i, arg in enumerate(rest):
+        if arg in ("--workspace", "-w") and i + 1 < len(rest):
+            folder, others = rest[i + 1], rest[:i] + rest[i + 2:]
+        elif arg.startswith("--workspace="):
+            folder, others = arg.partition("=")[2], rest[:i] + rest[i + 1:]
+        else:
+            continue
+        fixed = shlex.join(["nerve", *args[:start], "--workspace", folder, *others])
+        sys.stderr.write(f"--workspace goes before the command: {fixed}\n")
+        return

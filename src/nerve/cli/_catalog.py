@@ -79,9 +79,9 @@ def lint(
         help="table for people; json or csv (one row per finding); junit (XML) for CI.",
     )] = LintFormat.table,
 ) -> None:
-    """Check every events/*.yaml file against the lint rules (docs/catalog.md#lint), and
-    that the allow_sensitive entries of nerve.toml's privacy section name sensitive
-    properties of the catalog.
+    """Check every events/*.yaml file against the lint rules
+    (docs/catalog.md#nerve-catalog-lint), and that the allow_sensitive entries of
+    nerve.toml's privacy section name sensitive properties of the catalog.
 
     Each finding names its rule, severity, file and line. Exit 1 on errors, 3 when only
     warnings are found, 0 when clean. Configure in nerve.toml [catalog]: naming,

@@ -98,6 +98,11 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             err_console.print(f"[red]internal error:[/red] {escape(str(exc))}", highlight=False,
                               soft_wrap=True)
             raise typer.Exit(ExitCode.INTERNAL) from exc
+        except KeyboardInterrupt:
+            # Click said `Aborted!` and exited 1; Typer 0.2x exits 130 without a word. Keep
+            # one answer to Ctrl-C, the same as while the command line loads (nerve._entry).
+            sys.stderr.write("\nAborted!\n")
+            raise typer.Exit(ExitCode.FAILED) from None
 
     return wrapper
 
@@ -151,7 +156,13 @@ def emit(data: Sequence[Mapping[str, Any]] | Any, fmt: Format, *, title: str | N
         table.add_column(escape(column), overflow="fold")
     for row in rows:
         table.add_row(*(escape(_cell(row.get(c))) for c in columns))
-    (out or console).print(table)
+    target = out or console
+    if title and len(title) > target.measure(table).maximum:
+        # Rich folds a title to its table's width: a narrow result's title (a metric over
+        # a period) came out a few characters wide and many lines high
+        table.title = None
+        target.print(title, highlight=False, markup=False, soft_wrap=True)
+    target.print(table)
 
 
 def _cell(value: Any, *, exact: bool = False) -> str:

@@ -34,7 +34,7 @@ __all__ = ["register"]
 
 quarantine_app = typer.Typer(
     help="Events that failed validation or are not in the catalog, kept with every "
-         "violation; replay them after fixing the catalog (docs/catalog.md#quarantine).",
+         "violation; replay them after fixing the catalog (docs/catalog.md#quarantine-and-replay).",
     no_args_is_help=True)
 
 

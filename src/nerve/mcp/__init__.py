@@ -1,4 +1,4 @@
-"""``nerve mcp``: the Model Context Protocol server (docs/ask.md#mcp).
+"""``nerve mcp``: the Model Context Protocol server (docs/ask.md#mcp-server).
 
 >>> from nerve.mcp import build_server                               # doctest: +SKIP
 >>> build_server(Workspace.load(".")).run("stdio")                   # doctest: +SKIP
