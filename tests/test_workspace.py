@@ -324,9 +324,6 @@ def _append(tmp_path: Path, section: str, setting: str) -> Path:
     # read by nerve catalog lint, whose refusal named neither the path nor the line
     ("catalog", 'naming = "(["', "expected object_action, snake_case or a regex"),
     ("catalog", 'min_description = "20"', "expected a whole number >= 0, got '20'"),
-    # refused by nerve serve only, as "nerve.toml: ...", with no path or line
-    ("collector", "rate_limit_burst = 100",
-     "needs rate_limit_per_second: without it no rate is limited"),
 ])
 def test_a_value_a_setting_cannot_take_is_refused_when_the_workspace_loads(
         tmp_path: Path, section: str, setting: str, message: str) -> None:

@@ -422,9 +422,6 @@ def _parse_config(raw: dict[str, Any], path: Path, text: str = "") -> WorkspaceC
     if not isinstance(url, str):
         raise fail("[warehouse] url", "must be a string", "warehouse", "url")
     limits = raw.get("collector", {})  # check_settings made them whole numbers >= 1
-    if "rate_limit_burst" in limits and "rate_limit_per_second" not in limits:
-        raise fail("[collector] rate_limit_burst", "needs rate_limit_per_second: without it "
-                   "no rate is limited", "collector", "rate_limit_burst")
     collector = CollectorLimits(**{f.name: limits[f.name] for f in fields(CollectorLimits)
                                    if f.name in limits})
     timezone = project.get("timezone", "UTC")
