@@ -219,6 +219,10 @@ class Warehouse(IbisReads):
                 table = result.to_arrow_table()
             except duckdb.Error as exc:
                 raise QueryError(_first_line(exc)) from exc
+            except RuntimeError as exc:
+                if str(exc) == "Query interrupted":  # Ctrl-C, as DuckDB reports it
+                    raise KeyboardInterrupt from None
+                raise
             finally:
                 cursor.execute("ROLLBACK")  # a write that slipped past the check never sticks
         finally:
