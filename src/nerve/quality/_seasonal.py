@@ -342,16 +342,8 @@ def _mean_fit(values: F64, periods: I64, clean: Mask, hod: I64, dow: I64,
     expected = base * factor[dow]
     factor_loo = (num[dow] - day_v[day_index] + prior) / np.maximum(
         den[dow] - day_b[day_index] + prior, 1e-12)
-    # a weekday seen on one training day only has no factor without that day: the
-    # prior's 1 would count the whole weekly pattern as that day's noise (a Saturday 25%
-    # above the week read as a 25% error, phi 30 for a day's sum of Poisson counts); its
-    # own factor, as for a series whose factor comes from its parent, is the lesser evil
-    day_seen = np.zeros_like(day_v)
-    np.add.at(day_seen, day_index, seen)
-    per_dow = np.stack([(day_seen[day_dow == d] > 0).sum(axis=0) for d in range(7)])
-    alone = per_dow[dow] <= 1
     # a factor from the parent series does not depend on this series' own days
-    factor_loo = np.where(own[None, :] & ~alone, factor_loo, factor[dow])
+    factor_loo = np.where(own[None, :], factor_loo, factor[dow])
     loo = np.where(clean, base_loo * factor_loo, expected)
     # the level of the latest training week: products grow (or shrink)
     has = clean.any(axis=1)
