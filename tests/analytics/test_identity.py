@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.analytics.conftest import at
 from typer.testing import CliRunner
 
+from nerve.analytics import FunnelSpec, RetentionSpec, Step, TrendSpec, funnel, retention, trend
 from nerve.cli import app
 from nerve.warehouse import Warehouse, stitch_identities
 from nerve.workspace import Workspace
@@ -103,18 +105,6 @@ def test_a_funnel_and_a_metric_count_one_person_across_a_sign_in(
 
 def test_the_python_api_stitches_by_default_as_the_cli_does(
         engine: Any, events_table: Any) -> None:
-    from datetime import UTC, datetime, timedelta
-
-    from nerve.analytics import (
-        FunnelSpec,
-        RetentionSpec,
-        Step,
-        TrendSpec,
-        funnel,
-        retention,
-        trend,
-    )
-
     events = engine.load("identity_python_api", events_table(SHOP))
     spec = FunnelSpec((Step("product_view"), Step("purchase")), window=timedelta(hours=1))
     # u1 (a1 before sign-in), a2, u3; without stitching a1 is a person of its own
