@@ -302,7 +302,7 @@ def test_lint_counts_the_files_that_did_not_load(shop: Workspace) -> None:
     edit(shop, "order_completed.yaml", "type: boolean", "type: bool")
     code, out, _ = run(shop, "catalog", "lint")
     assert code == 1
-    assert out.splitlines()[-1] == "5 event files, 1 could not be loaded: 1 errors, 0 warnings"
+    assert out.splitlines()[-1] == "5 event files, 1 could not be loaded: 1 error, 0 warnings"
     (shop.events_dir / "groups" / "extra.yaml").write_text("name: extra\nproperties: [x]\n")
     code, out, _ = run(shop, "catalog", "lint")
     assert out.splitlines()[-1] == ("5 event files, 1 could not be loaded; 2 group files, 1 "

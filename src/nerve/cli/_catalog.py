@@ -102,8 +102,9 @@ def lint(
                    "message": f.message} for f in findings], Format.table,
                  title="catalog lint")
         errors = sum(f.severity == "error" for f in findings)
-        console.print(f"{counts}: {errors} errors, {len(findings) - errors} warnings",
-                      soft_wrap=True)
+        warnings = len(findings) - errors
+        console.print(f"{counts}: {errors} error{'' if errors == 1 else 's'}, "
+                      f"{warnings} warning{'' if warnings == 1 else 's'}", soft_wrap=True)
     else:
         emit([f.as_dict() for f in findings], Format(fmt.value))
     if any(f.severity == "error" for f in findings):
