@@ -30,7 +30,6 @@ With no ``rates:`` section, the rates come from the workspace's ratio metrics
 from __future__ import annotations
 
 import copy
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +40,7 @@ import yaml
 from nerve._durations import parse_seconds
 from nerve.catalog._yaml import load_yaml
 from nerve.errors import UserError
-from nerve.quality._references import Problem, line_of, reference_problems
+from nerve.quality._references import Problem, did_you_mean, line_of, reference_problems
 
 if TYPE_CHECKING:
     from nerve.catalog import Catalog
@@ -379,10 +378,9 @@ def _dimension_names(settings: Any, where: str, known: dict[str, tuple[str, ...]
             continue
         for i, name in enumerate(names):
             if name not in known:
-                close = difflib.get_close_matches(name, list(known), n=1)
-                hint = f"did you mean {close[0]}? " if close else ""
-                bad(f"{where}.{key}[{i}]", f"{name!r} is not a key dimension ({hint}known: "
-                                           f"{', '.join(known)}; add it under dimensions:)")
+                bad(f"{where}.{key}[{i}]", f"{name!r} is not a key dimension"
+                                           f"{did_you_mean(name, known)}; known: "
+                                           f"{', '.join(known)} (add it under dimensions:)")
 
 
 def _duration(value: Any, where: str, bad: Bad) -> float:

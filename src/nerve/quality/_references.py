@@ -17,7 +17,7 @@ from typing import Any
 from nerve.catalog import PAYLOAD_FIELD, Catalog, EventSpec, PropertySpec
 from nerve.warehouse import EVENT_COLUMNS, JSON_COLUMNS
 
-__all__ = ["Problem", "line_of", "reference_problems"]
+__all__ = ["Problem", "did_you_mean", "line_of", "reference_problems"]
 
 #: (line, field, problem); line is None when the YAML did not say
 Problem = tuple[int | None, str, str]
@@ -103,10 +103,10 @@ def _names(raw: dict[str, Any], where: str, item: Any, keys: Iterable[str],
 
 
 def _unknown_event(name: str, catalog: Catalog) -> str:
-    return f"{name!r} is not a cataloged event{_did_you_mean(name, catalog.names())}"
+    return f"{name!r} is not a cataloged event{did_you_mean(name, catalog.names())}"
 
 
-def _did_you_mean(name: str, known: Iterable[str]) -> str:
+def did_you_mean(name: str, known: Iterable[str]) -> str:
     close = difflib.get_close_matches(name, list(known), n=1)
     return f" (did you mean {close[0]}?)" if close else ""
 
@@ -139,7 +139,7 @@ def _path_problem(path: str, versions: list[EventSpec]) -> str | None:
             known = {p.name for props in options for p in props}
             prefix = ".".join([head, *names[:depth]])
             return (f"{path!r}: {prefix} has no cataloged property {name!r}"
-                    f"{_did_you_mean(name, known)}")
+                    f"{did_you_mean(name, known)}")
         if any(p.type != "object" or not p.properties for p in found):
             return None  # a scalar, array or free-form object: nothing deeper to check
         options = [p.properties for p in found]
