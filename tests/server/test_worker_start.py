@@ -33,6 +33,29 @@ def test_a_worker_that_cannot_load_the_catalog_names_its_exit_code(shop: Workspa
     assert "exited while starting (exit code 1)" in str(raised.value)
 
 
+
+def test_a_worker_dead_before_it_gets_its_settings_names_how_it_ended(
+        shop: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Handing the settings over to a worker that had already died raised BrokenPipeError
+    from the pipe's close (small settings wait in its buffer until then): the start failed
+    with a traceback instead of the worker's exit reason."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(hook), *sys.path]))
+
+    class DeadOnArrival(subprocess.Popen[bytes]):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.wait()  # dead before the server writes to it
+
+    monkeypatch.setattr(subprocess, "Popen", DeadOnArrival)
+    with socket.create_server(("127.0.0.1", 0)) as sock, \
+            pytest.raises(InternalError) as raised:
+        spawn_workers(shop, [sock], [1], "http://127.0.0.1:9", "test", timeout=60)
+    assert "exited while starting (killed by SIGKILL)" in str(raised.value)
+
 def test_a_restarted_worker_keeps_the_settings_the_server_started_with(
         shop: Workspace, serve: Callable[..., Any]) -> None:
     server = serve(shop, "--workers", "2")

@@ -112,9 +112,12 @@ def spawn_workers(workspace: Workspace, socks: Sequence[socket.socket], indexes:
                 process_group=0)
             workers.append(worker)
             assert worker.stdin is not None
-            with contextlib.suppress(BrokenPipeError):  # it died: its exit is reported below
+            # if it died, its exit is reported below. close() writes what write() left in
+            # the buffer, and closes the pipe even when that raises
+            with contextlib.suppress(BrokenPipeError):
                 worker.stdin.write(handed)
-            worker.stdin.close()
+            with contextlib.suppress(BrokenPipeError):
+                worker.stdin.close()
         for worker in workers:
             assert worker.stdout is not None
             ready, _, _ = select.select([worker.stdout], [], [], timeout)
