@@ -1,6 +1,7 @@
-"""Ctrl-C during a query: DuckDB reports it as ``RuntimeError('Query interrupted')``, which
-came out of `nerve sql` as a traceback; it is a ``KeyboardInterrupt`` again, so the
-command line answers it with `Aborted!` as it does any Ctrl-C."""
+"""Ctrl-C during a query stops it: DuckDB, running a query in the main thread, saw the
+signal only now and then (a long query ran to its end, or came out of `nerve sql` as a
+``RuntimeError('Query interrupted')`` traceback). The query raises ``KeyboardInterrupt``
+within seconds, so the command line answers it with `Aborted!` as it does any Ctrl-C."""
 
 from __future__ import annotations
 

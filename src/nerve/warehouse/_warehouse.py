@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import threading
 import weakref
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -209,26 +210,22 @@ class Warehouse(IbisReads):
     @staticmethod
     def run_query(cursor: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
         """Run a checked query on ``cursor`` in a transaction it rolls back, then close
-        the cursor."""
-        try:
-            cursor.execute("SET TimeZone = 'UTC'")
-            cursor.execute("BEGIN TRANSACTION")
+        the cursor.
+
+        In the main thread the query runs in a thread of its own, so Ctrl-C stops it:
+        DuckDB, running in the main thread, sees the signal only now and then, and a long
+        query could run to its end.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return _run_query(cursor, sql)
+        with ThreadPoolExecutor(1, thread_name_prefix="nerve-query") as pool:
+            running = pool.submit(_run_query, cursor, sql)
             try:
-                result = cursor.execute(sql)
-                description = result.description or []
-                table = result.to_arrow_table()
-            except duckdb.Error as exc:
-                raise QueryError(_first_line(exc)) from exc
-            except RuntimeError as exc:
-                if str(exc) == "Query interrupted":  # Ctrl-C, as DuckDB reports it
-                    raise KeyboardInterrupt from None
+                return running.result()
+            except KeyboardInterrupt:
+                cursor.interrupt()
+                wait([running])  # its transaction rolled back and its cursor closed
                 raise
-            finally:
-                cursor.execute("ROLLBACK")  # a write that slipped past the check never sticks
-        finally:
-            cursor.close()
-        json_columns = {i for i, d in enumerate(description) if str(d[1]).upper() == "JSON"}
-        return mark_json_columns(table, json_columns)
 
     def close(self) -> None:
         """Close every cursor and the database (the file's lock is released)."""
@@ -271,3 +268,21 @@ def _lock_error(path: Path | None, exc: duckdb.IOException) -> Exception:
         "`nerve sql` goes through it while .nerve/server.json names it, "
         "otherwise stop that process and retry"
     )
+
+
+def _run_query(cursor: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
+    try:
+        cursor.execute("SET TimeZone = 'UTC'")
+        cursor.execute("BEGIN TRANSACTION")
+        try:
+            result = cursor.execute(sql)
+            description = result.description or []
+            table = result.to_arrow_table()
+        except duckdb.Error as exc:
+            raise QueryError(_first_line(exc)) from exc
+        finally:
+            cursor.execute("ROLLBACK")  # a write that slipped past the check never sticks
+    finally:
+        cursor.close()
+    json_columns = {i for i, d in enumerate(description) if str(d[1]).upper() == "JSON"}
+    return mark_json_columns(table, json_columns)
