@@ -31,7 +31,7 @@ from nerve.server._ingest import INGEST_PATHS, IngestApp, ingest_routes
 from nerve.server._metrics import metrics_endpoint
 from nerve.server._openapi import openapi_endpoint
 from nerve.server._settings import settings_routes
-from nerve.server._state import NerveState
+from nerve.server._state import BEHIND, NerveState
 
 __all__ = ["create_app"]
 
@@ -53,8 +53,8 @@ async def ready(request: Request) -> Response:
     stays ``/health``: a process waiting for NATS must not be restarted for it."""
     state: NerveState = request.app.state.nerve
     if state.overloaded:
-        raise BackpressureError("the warehouse is behind the event log (the loader is "
-                                "catching up): events are refused until it is", retry_after=2)
+        raise BackpressureError(BEHIND + ": events are refused until it is loaded",
+                                retry_after=2)
     link = getattr(state.log, "link", None)  # the NATS log's connection
     if link is not None and not link.connected:
         raise TransientError("the NATS stream is unreachable (reconnecting): events are "

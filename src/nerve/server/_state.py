@@ -21,6 +21,7 @@ from nerve.server._readers import ADMIN, Reader
 from nerve.workspace import Workspace
 
 __all__ = [
+    "BEHIND",
     "DEFAULT_BODY_TIMEOUT",
     "DEFAULT_MAX_CONNECTIONS",
     "EventLog",
@@ -31,6 +32,10 @@ __all__ = [
     "max_connections",
 ]
 
+#: why ingest answers 503 while ``NerveState.overloaded``: true of a collect-only server
+#: too, whose log no loading server may be reading at all
+BEHIND = ("the warehouse is behind the event log: more of it than [collector] "
+          "max_backlog_bytes is not loaded yet")
 #: seconds a client may take to send its request body (slow-body attacks hold memory)
 DEFAULT_BODY_TIMEOUT = 30.0
 #: open connections per process; uvicorn answers 503 beyond (``[collector] max_connections``)
