@@ -288,6 +288,42 @@ def test_version_churn_is_mix_and_the_android_rate_drop_leads(tmp_path: Path) ->
     assert "platform = android" in result["summary"]
 
 
+
+def test_a_new_release_that_breaks_carts_leads_against_the_average(tmp_path: Path) -> None:
+    # android users upgrade from 4.1.1 to 5.0.0, a version new to the period whose add to
+    # cart fails; by version alone, 5.0.0 has no history: its rate is held against the
+    # average (before, that was arrivals, never ranked: no value explained the drop)
+    events, layer = churn_shop(
+        tmp_path, before=[("ios", "4.2.0", 200, 60), ("android", "4.1.1", 200, 60)],
+        during=[("ios", "4.2.0", 200, 60), ("android", "5.0.0", 200, 10)])
+    result = explain(events, "add_to_cart", layer=layer, period="yesterday", now=NOW,
+                     dimensions=["app_version"], catalog_events=["add_to_cart",
+                                                                 "product_view"])
+    top = result["drivers"][0]
+    assert (top["value"], top["effect"], top["new"]) == ("5.0.0", "rate", True)
+    assert top["significant"]
+    assert (top["rate_observed"], top["rate_expected"]) == (0.05, 0.3)  # 120 / 400
+    assert top["rate"] == pytest.approx(200 * (0.05 - 0.3))
+    assert "app_version = 5.0.0" in result["summary"]
+    assert "new in this period: against the average" in result["summary"]
+
+
+def test_a_new_value_at_the_average_rate_drives_nothing(tmp_path: Path) -> None:
+    # the same upgrade with a build that works (5.0.0 at the average rate), while ios's
+    # 4.2.0 breaks: only 4.2.0 drives the drop
+    events, layer = churn_shop(
+        tmp_path, before=[("ios", "4.2.0", 200, 60), ("android", "4.1.1", 200, 60)],
+        during=[("ios", "4.2.0", 200, 20), ("android", "5.0.0", 200, 60)])
+    result = explain(events, "add_to_cart", layer=layer, period="yesterday", now=NOW,
+                     dimensions=["app_version"], catalog_events=["add_to_cart",
+                                                                 "product_view"])
+    assert result["change"] == -40
+    top = result["drivers"][0]
+    assert (top["value"], top["effect"], top["rate"]) == ("4.2.0", "rate", -40)
+    # 5.0.0 went up (60 against none): no driver; 4.1.1 only lost its shoppers
+    assert [d["value"] for d in result["drivers"] if d["score"]] == ["4.2.0"]
+    assert "5.0.0" not in {d["value"] for d in result["drivers"]}
+
 def test_arrivals_are_split_from_like_for_like_rate() -> None:
     # 4.2.0 had 200 ios user-hours at 0.3; now 200 more android ones arrive at 0.1
     cells = pd.DataFrame({"n1": [0.0, 80.0], "d1": [0.0, 400.0], "n0": [60.0, 60.0],

@@ -21,7 +21,8 @@ and ``e0' = w0 D1`` the baseline exposure at today's volume:
   version that iOS users had before). It compares different people, so it is reported
   but never scored: it is neither a like-for-like rate change nor a change of mix.
 
-A value new in the period has no baseline rate: the average stands in. volume + mix +
+A value new in the period has no baseline rate: the average stands in, on its whole
+exposure, as its rate effect (a new release whose checkout fails). volume + mix +
 rate + arrivals is exactly the value's change (its count change for a count, its part of
 the ratio's change for a ratio), and the values' parts add up to the target's change.
 """
@@ -144,7 +145,9 @@ def decompose(cells: pd.DataFrame, *, additive: bool, unit: float = 1.0,
     # (of the periods that had any: when everything stopped, a value's size is its
     # baseline share, not half of it)
     out["weight"] = w0 if big_d1 <= 0 else w1 if big_d0 <= 0 else (w0 + w1) / 2
-    overlap = np.minimum(e0_now, e1)
+    # a value new to the period has nothing to compare like for like: its whole exposure
+    # is measured against the average rate (a release whose checkout fails)
+    overlap = np.minimum(e0_now, e1).where(~new, e1)
     rate = overlap * (r1 - r0)
     arrivals = (e1 - overlap) * (r1 - r0)
     if additive:
@@ -158,7 +161,7 @@ def decompose(cells: pd.DataFrame, *, additive: bool, unit: float = 1.0,
     arrivals = arrivals + (total - volume - mix - rate - arrivals)
     out["volume"], out["mix"], out["rate"], out["arrivals"] = volume, mix, rate, arrivals
     out["contribution"] = total
-    out["rate_observed"], out["rate_expected"] = r1.where(d1 > 0), r0.where(d0 > 0)
+    out["rate_observed"], out["rate_expected"] = r1.where(d1 > 0), r0  # new: the average
     out["exposure"], out["expected_exposure"] = d1, d0
     # significance, on counts. The rate effect: is what was counted on the overlap out
     # of line with the value's baseline rate? Counted are the acting user-hours when
@@ -174,7 +177,7 @@ def decompose(cells: pd.DataFrame, *, additive: bool, unit: float = 1.0,
     else:
         c1, c0 = n1 / max(unit, 1e-12), n0 / max(unit, 1e-12)
         z_rate = _rate_z(c1, d1, c0, d0, overlap_d, DISPERSION * (1.0 + ratio))
-    out["z_rate"] = z_rate.where(~new, 0.0)
+    out["z_rate"] = z_rate
     before = d0 if additive else w0 * big_d1
     exposure_inflate = DISPERSION * (1.0 + ratio)
     out["z_mix"] = poisson_z((d1 / exposure_inflate).to_numpy(),

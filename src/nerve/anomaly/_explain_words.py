@@ -112,8 +112,9 @@ def _driver_words(d: dict[str, Any], t: _Target) -> str:
     what moved the other way ("a rate effect of -87, 48% of the change (...), while its
     total rose: 220 against 160 (mix +320, arrivals -173)")."""
     if t.kind == "additive" and d["effect"] == "rate":
+        average = "; new in this period: against the average" if d["new"] else ""
         detail = (f" ({_rate(d['rate_observed'])} against {_rate(d['rate_expected'])} "
-                  "per active user-hour)")
+                  f"per active user-hour{average})")
     elif t.kind == "additive":
         detail = (f" (active user-hours {_fmt(d['exposure'], 'number')} against "
                   f"{_fmt(d['expected_exposure'], 'number')})")
