@@ -309,6 +309,31 @@ def _where(spec: EventSpec, prop: PropertySpec | None) -> tuple[str | None, int 
     return file, line
 
 
+def _declared(spec: EventSpec, schema_path: tuple[str | int, ...]) -> PropertySpec | None:
+    """The innermost declared property (an object's key, an array's items) that a
+    violation's schema path goes through and the catalog gives a line for; None for the
+    payload as a whole. The schema path holds only names the catalog declares."""
+    props, current, found, i = spec.properties, None, None, 0
+    while i < len(schema_path):
+        step = schema_path[i]
+        if step == "properties" and i + 1 < len(schema_path):
+            name = schema_path[i + 1]
+            # the first of a name, as in ``spec.property``
+            current = next((p for p in props if p.name == name), None)
+            i += 2
+        elif step == "items" and current is not None and current.items is not None:
+            current = current.items
+            i += 1
+        else:
+            break
+        if current is None:
+            break
+        props = current.properties
+        if current.line or found is None:
+            found = current
+    return found
+
+
 def _path(instance_path: list[str | int]) -> str:
     return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in instance_path)
 
@@ -316,51 +341,42 @@ def _path(instance_path: list[str | int]) -> str:
 class _Explainer:
     """Explains payloads that break one spec.
 
-    A violation is located by the top-level property its instance path starts in: the
-    message prefix, file and line of each declared property are computed here once. Names
-    the catalog does not declare come from the client and are worked out per violation,
-    never kept (nothing from a payload is cached).
+    A violation names the catalog line of the innermost declared property it is about
+    (``order_completed.items[0].quantity`` names the line of ``quantity`` under ``items``),
+    found from its schema path; the file and line of each schema path are worked out once.
+    The message names the exact place in the payload, as its JSON path does. Nothing from
+    a payload is cached: schema paths hold only names the catalog declares.
     """
 
-    __slots__ = ("_at", "_iter_errors", "_name", "_root", "_whole", "spec")
+    __slots__ = ("_at", "_iter_errors", "_name", "_root", "spec")
 
     def __init__(self, spec: EventSpec, validator: Any) -> None:
         self.spec = spec
         self._iter_errors = validator.iter_errors
         self._name = spec.name
         self._root = f"$.{PAYLOAD_FIELD.get(spec.type, 'properties')}"
-        self._whole = (f"{spec.name}: ", *_where(spec, None))
-        self._at: dict[str, tuple[str, str | None, int | None]] = {}
-        for prop in spec.properties:  # the first of a name wins, as in ``spec.property``
-            if prop.name and prop.name not in self._at:
-                self._at[prop.name] = (f"{spec.name}.{prop.name}: ", *_where(spec, prop))
+        self._at: dict[tuple[str | int, ...], tuple[str | None, int | None]] = {}
 
     def __call__(self, payload: Any) -> list[dict[str, Any]]:
         result = []
         for error in self._iter_errors(payload):
             instance_path = error.instance_path
             if not instance_path:
-                path, prop_name = "", None
+                path = ""
             elif len(instance_path) == 1 and instance_path[0].__class__ is str:
-                prop_name = instance_path[0]
-                path = "." + prop_name
+                path = "." + instance_path[0]
             else:
                 path = _path(instance_path)
-                prop_name = next((p for p in instance_path if isinstance(p, str)), None)
-            if not prop_name:
-                prefix, file, line = self._whole
-            else:
-                at = self._at.get(prop_name)
-                if at is None:  # a name from the payload (the schemas nerve writes refuse
-                    # undeclared names at the root, but stay exact): worked out, not kept
-                    _, file, line = self._whole
-                    prefix = f"{self._name}.{prop_name}: "
-                else:
-                    prefix, file, line = at
+            schema_path = tuple(error.schema_path)
+            at = self._at.get(schema_path)
+            if at is None:
+                at = self._at[schema_path] = _where(self.spec,
+                                                    _declared(self.spec, schema_path))
             kind = error.kind.__class__
             rule = _RULES.get(kind)
             if rule is None:
                 rule = _RULES[kind] = _snake(kind.__name__)
             result.append({"path": self._root + path, "rule": rule,
-                           "message": prefix + error.message, "file": file, "line": line})
+                           "message": f"{self._name}{path}: {error.message}",
+                           "file": at[0], "line": at[1]})
         return result
