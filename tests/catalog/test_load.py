@@ -100,6 +100,27 @@ def test_a_missing_type_and_a_field_indented_too_little_say_so(tmp_path: Path) -
     assert len(info.value.problems) == 2
 
 
+@pytest.mark.parametrize(("written", "meant"), [
+    ("int", "integer"), ("str", "string"), ("float", "number"), ("bool", "boolean"),
+    ("datetime", "timestamp"), ("dict", "object"), ("nmber", "number"),
+])
+def test_a_type_by_another_name_says_which_is_meant(tmp_path: Path, written: str,
+                                                     meant: str) -> None:
+    events = write(tmp_path, {"x.yaml": f"name: x_done\nproperties:\n  n: {{type: {written}}}\n"})
+    with pytest.raises(CatalogError) as info:
+        Catalog.load(events)
+    assert str(info.value).endswith(f"x.yaml:3: x_done.n.type: expected one of string, "
+                                    f"integer, number, boolean, timestamp, array, object, "
+                                    f"got {written!r}; did you mean {meant!r}?")
+
+
+def test_a_tab_in_the_indentation_says_to_use_spaces(tmp_path: Path) -> None:
+    events = write(tmp_path, {"x.yaml": "name: x_done\nproperties:\n  n:\n\ttype: string\n"})
+    with pytest.raises(CatalogError, match=r"x.yaml:4:1: invalid YAML: found character "
+                                           r"'\\t' .* replace the tab"):
+        Catalog.load(events)
+
+
 def test_yaml_syntax_error_names_line(tmp_path: Path) -> None:
     events = write(tmp_path, {"broken.yaml": "name: x\nproperties:\n  a: [unclosed\n"})
     # the bracket left open (line 3), not the end of the file where the parser noticed

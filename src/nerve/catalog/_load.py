@@ -34,6 +34,11 @@ _PROPERTY_FIELDS = {
     "pattern", "format", "items", "properties",
 }
 _GROUP_FIELDS = {"name", "description", "properties"}
+#: what other schema languages call the property types (JSON Schema, Python, SQL)
+_TYPE_ALIASES = {"int": "integer", "str": "string", "text": "string", "bool": "boolean",
+                 "float": "number", "double": "number", "decimal": "number",
+                 "datetime": "timestamp", "date": "timestamp", "list": "array",
+                 "dict": "object", "map": "object"}
 
 
 def _unknown_field(key: str, known: set[str]) -> str:
@@ -75,7 +80,10 @@ def _parse_property(
     type_ = raw.get("type")
     if type_ not in PROPERTY_TYPES:
         if "type" in raw:
-            bad("type", f"expected one of {', '.join(PROPERTY_TYPES)}, got {type_!r}")
+            close = _TYPE_ALIASES.get(str(type_).lower()) or next(
+                iter(difflib.get_close_matches(str(type_), PROPERTY_TYPES, n=1)), None)
+            hint = f"; did you mean {close!r}?" if close else ""
+            bad("type", f"expected one of {', '.join(PROPERTY_TYPES)}, got {type_!r}{hint}")
         else:
             bad("type", f"missing; expected one of {', '.join(PROPERTY_TYPES)}")
         return None
