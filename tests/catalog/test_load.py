@@ -121,6 +121,32 @@ def test_a_tab_in_the_indentation_says_to_use_spaces(tmp_path: Path) -> None:
         Catalog.load(events)
 
 
+def test_a_copy_that_kept_the_name_and_version_is_the_one_named(tmp_path: Path) -> None:
+    """A file copied for a new event that kept ``name:`` and ``version:``: the file named
+    after the event keeps it, the copy is the error (at its name: line), with the advice,
+    although it sorts first; a version in versions/ equal to the live one, at version:."""
+    events = write(tmp_path, {"add_to_cart.yaml": ADD_TO_CART,
+                              "add_to_wishlist.yaml": ADD_TO_CART,
+                              "groups/product.yaml": PRODUCT_GROUP})
+    older = events / "versions" / "add_to_cart.v0.yaml"
+    older.parent.mkdir()
+    older.write_text(ADD_TO_CART)
+    with pytest.raises(CatalogError) as info:
+        Catalog.load(events)
+    name_line = ADD_TO_CART.splitlines().index("name: add_to_cart") + 1
+    version_line = next(i + 1 for i, line in enumerate(ADD_TO_CART.splitlines())
+                        if line.startswith("version:"))
+    assert [(Path(str(where.file)).name, where.line, text)
+            for where, text in info.value.problems] == [
+        ("add_to_wishlist.yaml", name_line, "add_to_cart version 2.0.0 is also defined in "
+         f"{events.name}/add_to_cart.yaml: if this file is meant for a new event, give it a name "
+         "of its own (name: add_to_wishlist)"),
+        ("add_to_cart.v0.yaml", version_line, "add_to_cart version 2.0.0 is also defined in "
+         f"{events.name}/add_to_cart.yaml: a version kept in versions/ is older than the "
+         "live file: set the version it had"),
+    ]
+
+
 def test_yaml_syntax_error_names_line(tmp_path: Path) -> None:
     events = write(tmp_path, {"broken.yaml": "name: x\nproperties:\n  a: [unclosed\n"})
     # the bracket left open (line 3), not the end of the file where the parser noticed

@@ -103,20 +103,23 @@ class Catalog:
                 problems.append((Location(path, 1), f"property group {group.name!r} is also "
                                                     f"defined in {groups[group.name].file}"))
             groups[group.name] = group
-        specs: list[EventSpec] = []
-        seen: dict[tuple[str, Version], Path] = {}
+        seen: dict[tuple[str, Version], EventSpec] = {}
         for path in [*yaml_files(events_dir), *yaml_files(events_dir / VERSIONS_DIR)]:
             spec = load_event(path, groups, problems)
             if spec is None:
                 continue
             key = (spec.name, spec.version)
-            if key in seen:
-                problems.append((Location(path, spec.lines.get("version", 1)),
-                                 f"{spec.name} version {spec.version} is also defined in "
-                                 f"{seen[key]}"))
+            other = seen.get(key)
+            if other is None:
+                seen[key] = spec
                 continue
-            seen[key] = path
-            specs.append(spec)
+            if path.stem == spec.name and other.file is not None \
+                    and other.file.stem != spec.name and other.file.parent == path.parent:
+                # the file named after the event keeps it; the other is most often a copy
+                # made for a new event that kept the old name
+                seen[key], spec = spec, other
+            problems.append(_duplicate(spec, seen[key], events_dir))
+        specs = list(seen.values())
         # compile every validator now, so a bad pattern fails at load, not at first event
         validators: dict[tuple[str, Version], Any] = {}
         for spec in specs:
@@ -237,6 +240,26 @@ class Catalog:
         if self._validator(spec).is_valid(payload):
             return []
         return [Violation(**problem) for problem in self.explainer(spec)(payload)]
+
+
+def _duplicate(spec: EventSpec, kept: EventSpec, events_dir: Path
+               ) -> tuple[Location, str]:
+    """Why ``spec`` is left out: ``kept`` defines the same event and version."""
+    file = spec.file or Path(spec.name)
+    where = str(kept.file)
+    if kept.file is not None and kept.file.is_relative_to(events_dir.parent):
+        where = kept.file.relative_to(events_dir.parent).as_posix()
+    if file.parent.name == VERSIONS_DIR:
+        advice = (f"a version kept in {VERSIONS_DIR}/ is older than the live file: set "
+                  "the version it had")
+    elif file.stem != spec.name:
+        advice = (f"if this file is meant for a new event, give it a name of its own "
+                  f"(name: {file.stem})")
+    else:
+        advice = "remove one of them, or give the other its own name or version"
+    field = "version" if file.parent.name == VERSIONS_DIR else "name"
+    return (Location(file, spec.lines.get(field, 1)),
+            f"{spec.name} version {spec.version} is also defined in {where}: {advice}")
 
 
 def _compile_problems(spec: EventSpec, exc: ValueError) -> list[tuple[Location, str]]:
