@@ -147,6 +147,18 @@ def test_a_copy_that_kept_the_name_and_version_is_the_one_named(tmp_path: Path) 
     ]
 
 
+def test_properties_written_as_a_list_say_how_to_write_them(tmp_path: Path) -> None:
+    """Other tracking-plan tools list properties as ``- name: people``; nerve maps them."""
+    events = write(tmp_path, {"x.yaml": "name: x_done\nproperties:\n  - name: people\n"
+                                        "    type: integer\n"})
+    with pytest.raises(CatalogError) as info:
+        Catalog.load(events)
+    assert str(info.value).endswith(
+        "x.yaml:2: x_done.properties: expected a mapping of property names to their fields, "
+        "got a list: write each property as its name, then its fields indented under it "
+        "(people: {type: ...}), not as a '- name:' item")
+
+
 def test_yaml_syntax_error_names_line(tmp_path: Path) -> None:
     events = write(tmp_path, {"broken.yaml": "name: x\nproperties:\n  a: [unclosed\n"})
     # the bracket left open (line 3), not the end of the file where the parser noticed

@@ -151,7 +151,13 @@ def _parse_properties(
     if raw is None:
         return []
     if not isinstance(raw, dict):
-        problems.append((Location(file, line), f"{where}.properties: expected a mapping"))
+        text = f"{where}.properties: expected a mapping of property names to their fields"
+        if isinstance(raw, list):
+            first = next((e.get("name") for e in raw if isinstance(e, dict)), None)
+            example = first if isinstance(first, str) and first else "quantity"
+            text += (f", got a list: write each property as its name, then its fields "
+                     f"indented under it ({example}: {{type: ...}}), not as a '- name:' item")
+        problems.append((Location(file, line), text))
         return []
     result = []
     for name, spec in raw.items():
