@@ -323,6 +323,13 @@ def _append(tmp_path: Path, section: str, setting: str) -> Path:
     ("privacy", 'user_id = "drop"', "expected one of keep, hash, got 'drop'"),
     # read by nerve catalog lint, whose refusal named neither the path nor the line
     ("catalog", 'naming = "(["', "expected object_action, snake_case or a regex"),
+    # a misspelt convention was taken as a regex: every event broke the naming rule
+    ("catalog", 'naming = "objet_action"', "expected object_action, snake_case or a regex, "
+                                           "got 'objet_action'; did you mean "
+                                           "'object_action'? (as a regex, a plain word "
+                                           "accepts only an event of that name)"),
+    ("catalog", 'naming = "snake-case"', "expected object_action, snake_case or a regex, "
+                                         "got 'snake-case'; did you mean 'snake_case'?"),
     ("catalog", 'min_description = "20"', "expected a whole number >= 0, got '20'"),
 ])
 def test_a_value_a_setting_cannot_take_is_refused_when_the_workspace_loads(

@@ -135,6 +135,11 @@ def _naming(value: Any) -> None:
     """``[catalog] naming``: a convention nerve names (nerve.catalog's lint), or a regex."""
     if value in ("object_action", "snake_case"):
         return
+    if isinstance(value, str) and re.fullmatch(r"[\w-]+", value):
+        # a plain word: as a regex it accepts the one event named so, never a convention
+        raise ValueError(f"expected object_action, snake_case or a regex, got {value!r}"
+                         f"{_suggest(value, ('object_action', 'snake_case'), '{!r}')} "
+                         "(as a regex, a plain word accepts only an event of that name)")
     try:
         re.compile(value)
     except (re.error, TypeError) as exc:

@@ -265,6 +265,26 @@ def test_lint_warnings_only_exit_3_and_config_tunes_rules(
     assert [f["rule"] for f in json.loads(out)] == ["event-name"]
 
 
+@pytest.mark.parametrize(("rules", "message"), [
+    ('"event-triger" = "off"', "[catalog.rules] event-triger: unknown rule; did you mean "
+                               "'event-trigger'? (known: array-items, "),
+    ('property-pii = "warn"', "[catalog.rules] property-pii: expected error, warning or "
+                              "off, got 'warn'; did you mean 'warning'?"),
+])
+def test_lint_config_errors_name_file_line_and_rule(
+        make_workspace: Callable[..., Workspace], rules: str, message: str) -> None:
+    """A mistake in [catalog.rules] names nerve.toml's path and line, like the others."""
+    ws = make_workspace({"order_completed.yaml": (FIXTURE / "order_completed.yaml")
+                        .read_text()},
+                        extra_toml=f'[catalog]\nmin_description = 10\n\n[catalog.rules]\n'
+                                   f'event-version = "off"\n{rules}\n')
+    lines = (ws.root / "nerve.toml").read_text().splitlines()
+    line = lines.index(rules) + 1
+    code, _, err = run(ws, "catalog", "lint")
+    assert code == 4
+    assert f"{ws.root / 'nerve.toml'}:{line}: {message}" in " ".join(err.split())
+
+
 def test_lint_reports_load_errors_as_findings(
         make_workspace: Callable[..., Workspace]) -> None:
     ws = make_workspace({"x.yaml": "name: x_y\nproperties:\n  a: {type: int}\n"})

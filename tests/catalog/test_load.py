@@ -100,6 +100,65 @@ def test_a_missing_type_and_a_field_indented_too_little_say_so(tmp_path: Path) -
     assert len(info.value.problems) == 2
 
 
+@pytest.mark.parametrize(("written", "meant"), [
+    ("int", "integer"), ("str", "string"), ("float", "number"), ("bool", "boolean"),
+    ("datetime", "timestamp"), ("dict", "object"), ("nmber", "number"),
+])
+def test_a_type_by_another_name_says_which_is_meant(tmp_path: Path, written: str,
+                                                     meant: str) -> None:
+    events = write(tmp_path, {"x.yaml": f"name: x_done\nproperties:\n  n: {{type: {written}}}\n"})
+    with pytest.raises(CatalogError) as info:
+        Catalog.load(events)
+    assert str(info.value).endswith(f"x.yaml:3: x_done.n.type: expected one of string, "
+                                    f"integer, number, boolean, timestamp, array, object, "
+                                    f"got {written!r}; did you mean {meant!r}?")
+
+
+def test_a_tab_in_the_indentation_says_to_use_spaces(tmp_path: Path) -> None:
+    events = write(tmp_path, {"x.yaml": "name: x_done\nproperties:\n  n:\n\ttype: string\n"})
+    with pytest.raises(CatalogError, match=r"x.yaml:4:1: invalid YAML: found character "
+                                           r"'\\t' .* replace the tab"):
+        Catalog.load(events)
+
+
+def test_a_copy_that_kept_the_name_and_version_is_the_one_named(tmp_path: Path) -> None:
+    """A file copied for a new event that kept ``name:`` and ``version:``: the file named
+    after the event keeps it, the copy is the error (at its name: line), with the advice,
+    although it sorts first; a version in versions/ equal to the live one, at version:."""
+    events = write(tmp_path, {"add_to_cart.yaml": ADD_TO_CART,
+                              "add_to_wishlist.yaml": ADD_TO_CART,
+                              "groups/product.yaml": PRODUCT_GROUP})
+    older = events / "versions" / "add_to_cart.v0.yaml"
+    older.parent.mkdir()
+    older.write_text(ADD_TO_CART)
+    with pytest.raises(CatalogError) as info:
+        Catalog.load(events)
+    name_line = ADD_TO_CART.splitlines().index("name: add_to_cart") + 1
+    version_line = next(i + 1 for i, line in enumerate(ADD_TO_CART.splitlines())
+                        if line.startswith("version:"))
+    assert [(Path(str(where.file)).name, where.line, text)
+            for where, text in info.value.problems] == [
+        ("add_to_wishlist.yaml", name_line, "add_to_cart version 2.0.0 is also defined in "
+         f"{events.name}/add_to_cart.yaml: if this file is meant for a new event, give it a name "
+         "of its own (name: add_to_wishlist)"),
+        ("add_to_cart.v0.yaml", version_line, "add_to_cart version 2.0.0 is also defined in "
+         f"{events.name}/add_to_cart.yaml: a version kept in versions/ is older than the "
+         "live file: set the version it had"),
+    ]
+
+
+def test_properties_written_as_a_list_say_how_to_write_them(tmp_path: Path) -> None:
+    """Other tracking-plan tools list properties as ``- name: people``; nerve maps them."""
+    events = write(tmp_path, {"x.yaml": "name: x_done\nproperties:\n  - name: people\n"
+                                        "    type: integer\n"})
+    with pytest.raises(CatalogError) as info:
+        Catalog.load(events)
+    assert str(info.value).endswith(
+        "x.yaml:2: x_done.properties: expected a mapping of property names to their fields, "
+        "got a list: write each property as its name, then its fields indented under it "
+        "(people: {type: ...}), not as a '- name:' item")
+
+
 def test_yaml_syntax_error_names_line(tmp_path: Path) -> None:
     events = write(tmp_path, {"broken.yaml": "name: x\nproperties:\n  a: [unclosed\n"})
     # the bracket left open (line 3), not the end of the file where the parser noticed

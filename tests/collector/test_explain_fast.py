@@ -89,22 +89,40 @@ properties:
 """
 
 
+def declared_at(spec: EventSpec, instance_path: list[str | int]) -> PropertySpec | None:
+    """The innermost declared property on a payload's path that has a line (the first of
+    a name; an array index steps into the array's items), else the outermost."""
+    props, prop, found = spec.properties, None, None
+    for step in instance_path:
+        if isinstance(step, int):
+            if prop is None or prop.items is None:
+                break
+            prop = prop.items
+        else:
+            prop = next((p for p in props if p.name == step), None)
+            if prop is None:
+                break
+        props = prop.properties
+        if prop.line or found is None:
+            found = prop
+    return found
+
+
 def reference(spec: EventSpec, payload: Any) -> list[dict[str, Any]]:
-    """The violations as computed before the explainer: everything per violation."""
+    """The violations computed plainly: everything per violation."""
     validator = jsonschema_rs.Draft202012Validator(spec.json_schema(), validate_formats=True)
     field_name = PAYLOAD_FIELD.get(spec.type, "properties")
     result = []
     for error in validator.iter_errors(payload):
         path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}"
                        for p in error.instance_path)
-        prop_name = next((p for p in error.instance_path if isinstance(p, str)), None)
-        prop = spec.property(prop_name) if prop_name else None
+        prop = declared_at(spec, error.instance_path)
         line = (prop.line if prop and prop.line else spec.lines.get("properties"))
         file = str(prop.file if prop and prop.file else spec.file) if spec.file else None
         rule = re.sub(r"(?<!^)(?=[A-Z])", "_", type(error.kind).__name__).lower()
-        subject = f"{spec.name}.{prop_name}" if prop_name else spec.name
         result.append({"path": f"$.{field_name}{path}", "rule": rule,
-                       "message": f"{subject}: {error.message}", "file": file, "line": line})
+                       "message": f"{spec.name}{path}: {error.message}", "file": file,
+                       "line": line})
     return result
 
 
@@ -252,8 +270,11 @@ def test_the_explainer_keeps_only_declared_names(catalog: Catalog) -> None:
     found = assert_same(catalog, spec, {"secret-name": {"x": 1}, "prefs": {"mail": "no"},
                                         "age": -1})
     assert sorted(v["message"].split(":")[0] for v in found) == ["identify.age",
-                                                                 "identify.prefs"]
-    assert sorted(explainer._at) == ["age", "plan", "prefs"]
+                                                                 "identify.prefs.mail"]
+    # the cache is keyed by schema paths: keywords and declared names only
+    cached = {step for schema_path in explainer._at for step in schema_path}
+    assert cached <= {"properties", "items", "type", "minimum", "enum", "required",
+                      "age", "plan", "prefs", "mail"}
     assert catalog.explainer(spec) is explainer  # one per spec
 
 
@@ -294,3 +315,32 @@ def test_a_repeated_property_name_is_located_at_its_first_declaration() -> None:
                                                      file=Path("b.yaml"), line=9)))
     [violation] = assert_same(Catalog.from_specs([spec]), spec, {"n": "x"})
     assert (violation["file"], violation["line"]) == ("a.yaml", 3)
+
+
+def line_in(text: str, start: str) -> int:
+    """The 1-based line of ``text`` that starts with ``start``."""
+    [number] = [i + 1 for i, line in enumerate(text.splitlines()) if line.startswith(start)]
+    return number
+
+
+def test_a_nested_violation_names_the_nested_property_and_its_line(catalog: Catalog) -> None:
+    """An object's key or an array item's field is located at its own line, not at the
+    line of the top-level property it sits in, and named by its path in the payload."""
+    spec = catalog.get("checkout")
+    assert spec is not None
+    payload = good_checkout(lines=[{"sku": "a"}, {"sku": "b", "qty": 0}],
+                            tags=["ok", "Not"],
+                            address={"zip": "1", "geo": {"lat": 91}})
+    found = {v["path"]: (v["line"], v["message"].split(":")[0])
+             for v in catalog.explainer(spec)(payload)}
+    assert found == {
+        "$.properties.lines[1].qty": (line_in(CHECKOUT, "        qty:"),
+                                      "checkout.lines[1].qty"),
+        "$.properties.tags[1]": (line_in(CHECKOUT, "    items: {type: string"),
+                                 "checkout.tags[1]"),
+        "$.properties.address": (line_in(CHECKOUT, "  address:"), "checkout.address"),
+        "$.properties.address.zip": (line_in(CHECKOUT, "      zip:"),
+                                     "checkout.address.zip"),
+        "$.properties.address.geo.lat": (line_in(CHECKOUT, "          lat:"),
+                                         "checkout.address.geo.lat"),
+    }

@@ -103,20 +103,23 @@ class Catalog:
                 problems.append((Location(path, 1), f"property group {group.name!r} is also "
                                                     f"defined in {groups[group.name].file}"))
             groups[group.name] = group
-        specs: list[EventSpec] = []
-        seen: dict[tuple[str, Version], Path] = {}
+        seen: dict[tuple[str, Version], EventSpec] = {}
         for path in [*yaml_files(events_dir), *yaml_files(events_dir / VERSIONS_DIR)]:
             spec = load_event(path, groups, problems)
             if spec is None:
                 continue
             key = (spec.name, spec.version)
-            if key in seen:
-                problems.append((Location(path, spec.lines.get("version", 1)),
-                                 f"{spec.name} version {spec.version} is also defined in "
-                                 f"{seen[key]}"))
+            other = seen.get(key)
+            if other is None:
+                seen[key] = spec
                 continue
-            seen[key] = path
-            specs.append(spec)
+            if path.stem == spec.name and other.file is not None \
+                    and other.file.stem != spec.name and other.file.parent == path.parent:
+                # the file named after the event keeps it; the other is most often a copy
+                # made for a new event that kept the old name
+                seen[key], spec = spec, other
+            problems.append(_duplicate(spec, seen[key], events_dir))
+        specs = list(seen.values())
         # compile every validator now, so a bad pattern fails at load, not at first event
         validators: dict[tuple[str, Version], Any] = {}
         for spec in specs:
@@ -239,6 +242,26 @@ class Catalog:
         return [Violation(**problem) for problem in self.explainer(spec)(payload)]
 
 
+def _duplicate(spec: EventSpec, kept: EventSpec, events_dir: Path
+               ) -> tuple[Location, str]:
+    """Why ``spec`` is left out: ``kept`` defines the same event and version."""
+    file = spec.file or Path(spec.name)
+    where = str(kept.file)
+    if kept.file is not None and kept.file.is_relative_to(events_dir.parent):
+        where = kept.file.relative_to(events_dir.parent).as_posix()
+    if file.parent.name == VERSIONS_DIR:
+        advice = (f"a version kept in {VERSIONS_DIR}/ is older than the live file: set "
+                  "the version it had")
+    elif file.stem != spec.name:
+        advice = (f"if this file is meant for a new event, give it a name of its own "
+                  f"(name: {file.stem})")
+    else:
+        advice = "remove one of them, or give the other its own name or version"
+    field = "version" if file.parent.name == VERSIONS_DIR else "name"
+    return (Location(file, spec.lines.get(field, 1)),
+            f"{spec.name} version {spec.version} is also defined in {where}: {advice}")
+
+
 def _compile_problems(spec: EventSpec, exc: ValueError) -> list[tuple[Location, str]]:
     """Why ``spec``'s schema does not compile, at the file and line of each bad pattern.
 
@@ -309,6 +332,31 @@ def _where(spec: EventSpec, prop: PropertySpec | None) -> tuple[str | None, int 
     return file, line
 
 
+def _declared(spec: EventSpec, schema_path: tuple[str | int, ...]) -> PropertySpec | None:
+    """The innermost declared property (an object's key, an array's items) that a
+    violation's schema path goes through and the catalog gives a line for; None for the
+    payload as a whole. The schema path holds only names the catalog declares."""
+    props, current, found, i = spec.properties, None, None, 0
+    while i < len(schema_path):
+        step = schema_path[i]
+        if step == "properties" and i + 1 < len(schema_path):
+            name = schema_path[i + 1]
+            # the first of a name, as in ``spec.property``
+            current = next((p for p in props if p.name == name), None)
+            i += 2
+        elif step == "items" and current is not None and current.items is not None:
+            current = current.items
+            i += 1
+        else:
+            break
+        if current is None:
+            break
+        props = current.properties
+        if current.line or found is None:
+            found = current
+    return found
+
+
 def _path(instance_path: list[str | int]) -> str:
     return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in instance_path)
 
@@ -316,51 +364,42 @@ def _path(instance_path: list[str | int]) -> str:
 class _Explainer:
     """Explains payloads that break one spec.
 
-    A violation is located by the top-level property its instance path starts in: the
-    message prefix, file and line of each declared property are computed here once. Names
-    the catalog does not declare come from the client and are worked out per violation,
-    never kept (nothing from a payload is cached).
+    A violation names the catalog line of the innermost declared property it is about
+    (``order_completed.items[0].quantity`` names the line of ``quantity`` under ``items``),
+    found from its schema path; the file and line of each schema path are worked out once.
+    The message names the exact place in the payload, as its JSON path does. Nothing from
+    a payload is cached: schema paths hold only names the catalog declares.
     """
 
-    __slots__ = ("_at", "_iter_errors", "_name", "_root", "_whole", "spec")
+    __slots__ = ("_at", "_iter_errors", "_name", "_root", "spec")
 
     def __init__(self, spec: EventSpec, validator: Any) -> None:
         self.spec = spec
         self._iter_errors = validator.iter_errors
         self._name = spec.name
         self._root = f"$.{PAYLOAD_FIELD.get(spec.type, 'properties')}"
-        self._whole = (f"{spec.name}: ", *_where(spec, None))
-        self._at: dict[str, tuple[str, str | None, int | None]] = {}
-        for prop in spec.properties:  # the first of a name wins, as in ``spec.property``
-            if prop.name and prop.name not in self._at:
-                self._at[prop.name] = (f"{spec.name}.{prop.name}: ", *_where(spec, prop))
+        self._at: dict[tuple[str | int, ...], tuple[str | None, int | None]] = {}
 
     def __call__(self, payload: Any) -> list[dict[str, Any]]:
         result = []
         for error in self._iter_errors(payload):
             instance_path = error.instance_path
             if not instance_path:
-                path, prop_name = "", None
+                path = ""
             elif len(instance_path) == 1 and instance_path[0].__class__ is str:
-                prop_name = instance_path[0]
-                path = "." + prop_name
+                path = "." + instance_path[0]
             else:
                 path = _path(instance_path)
-                prop_name = next((p for p in instance_path if isinstance(p, str)), None)
-            if not prop_name:
-                prefix, file, line = self._whole
-            else:
-                at = self._at.get(prop_name)
-                if at is None:  # a name from the payload (the schemas nerve writes refuse
-                    # undeclared names at the root, but stay exact): worked out, not kept
-                    _, file, line = self._whole
-                    prefix = f"{self._name}.{prop_name}: "
-                else:
-                    prefix, file, line = at
+            schema_path = tuple(error.schema_path)
+            at = self._at.get(schema_path)
+            if at is None:
+                at = self._at[schema_path] = _where(self.spec,
+                                                    _declared(self.spec, schema_path))
             kind = error.kind.__class__
             rule = _RULES.get(kind)
             if rule is None:
                 rule = _RULES[kind] = _snake(kind.__name__)
             result.append({"path": self._root + path, "rule": rule,
-                           "message": prefix + error.message, "file": file, "line": line})
+                           "message": f"{self._name}{path}: {error.message}",
+                           "file": at[0], "line": at[1]})
         return result

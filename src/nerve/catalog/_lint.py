@@ -12,8 +12,9 @@ a severity, the file and line, and a message. ``nerve.toml`` tunes it::
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -121,24 +122,47 @@ class LintConfig:
     severities: Mapping[str, str] | None = None
 
     @classmethod
-    def from_toml(cls, raw: Mapping[str, Any]) -> LintConfig:
-        """Read ``[catalog]`` (already parsed); errors name the field."""
+    def from_toml(cls, raw: Mapping[str, Any], path: Path | str = "nerve.toml",
+                  line_of: Callable[[str, str | None], int | None] | None = None
+                  ) -> LintConfig:
+        """Read ``[catalog]`` (already parsed); errors name the file, the line where
+        ``line_of(section, key)`` (``Workspace.line_of``) finds it, and the field."""
+
+        def at(section: str, key: str | None) -> str:
+            line = line_of(section, key) if line_of else None
+            if line is None and line_of and section == "catalog.rules":
+                line = line_of("catalog", "rules")  # an inline table: rules = {...}
+            return f"{path}:{line}: " if line else f"{path}: "
+
         section = raw.get("catalog") or {}
         if not isinstance(section, dict):
-            raise WorkspaceError("nerve.toml: [catalog]: must be a table")
+            raise WorkspaceError(f"{at('catalog', None)}[catalog]: must be a table")
         naming = str(section.get("naming", "object_action"))
         try:
             re.compile(_NAMINGS.get(naming, naming))
         except re.error as exc:
-            raise WorkspaceError(f"nerve.toml: [catalog] naming: not a regex ({exc})") from exc
+            raise WorkspaceError(f"{at('catalog', 'naming')}[catalog] naming: not a regex "
+                                 f"({exc})") from exc
         min_description = section.get("min_description", 20)
         if not isinstance(min_description, int) or isinstance(min_description, bool):
-            raise WorkspaceError("nerve.toml: [catalog] min_description: expected a whole number")
+            raise WorkspaceError(f"{at('catalog', 'min_description')}[catalog] "
+                                 "min_description: expected a whole number")
         rules = section.get("rules") or {}
+        if not isinstance(rules, dict):
+            raise WorkspaceError(f"{at('catalog', 'rules')}[catalog] rules: expected a table "
+                                 f"of rule = severity ([catalog.rules]), got {rules!r}")
         for rule, severity in rules.items():
-            if rule not in RULES or severity not in ("error", "warning", "off"):
-                raise WorkspaceError(f"nerve.toml: [catalog.rules] {rule} = {severity!r}: "
-                                     "expected a known rule and error, warning or off")
+            if rule not in RULES:
+                close = difflib.get_close_matches(rule, list(RULES), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise WorkspaceError(f"{at('catalog.rules', rule)}[catalog.rules] {rule}: "
+                                     f"unknown rule{hint} (known: {', '.join(sorted(RULES))})")
+            if severity not in ("error", "warning", "off"):
+                close = difflib.get_close_matches(str(severity), ["error", "warning", "off"],
+                                                  n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise WorkspaceError(f"{at('catalog.rules', rule)}[catalog.rules] {rule}: "
+                                     f"expected error, warning or off, got {severity!r}{hint}")
         return cls(naming=naming, min_description=min_description, severities=dict(rules))
 
     @property

@@ -34,6 +34,11 @@ _PROPERTY_FIELDS = {
     "pattern", "format", "items", "properties",
 }
 _GROUP_FIELDS = {"name", "description", "properties"}
+#: what other schema languages call the property types (JSON Schema, Python, SQL)
+_TYPE_ALIASES = {"int": "integer", "str": "string", "text": "string", "bool": "boolean",
+                 "float": "number", "double": "number", "decimal": "number",
+                 "datetime": "timestamp", "date": "timestamp", "list": "array",
+                 "dict": "object", "map": "object"}
 
 
 def _unknown_field(key: str, known: set[str]) -> str:
@@ -75,7 +80,10 @@ def _parse_property(
     type_ = raw.get("type")
     if type_ not in PROPERTY_TYPES:
         if "type" in raw:
-            bad("type", f"expected one of {', '.join(PROPERTY_TYPES)}, got {type_!r}")
+            close = _TYPE_ALIASES.get(str(type_).lower()) or next(
+                iter(difflib.get_close_matches(str(type_), PROPERTY_TYPES, n=1)), None)
+            hint = f"; did you mean {close!r}?" if close else ""
+            bad("type", f"expected one of {', '.join(PROPERTY_TYPES)}, got {type_!r}{hint}")
         else:
             bad("type", f"missing; expected one of {', '.join(PROPERTY_TYPES)}")
         return None
@@ -143,7 +151,13 @@ def _parse_properties(
     if raw is None:
         return []
     if not isinstance(raw, dict):
-        problems.append((Location(file, line), f"{where}.properties: expected a mapping"))
+        text = f"{where}.properties: expected a mapping of property names to their fields"
+        if isinstance(raw, list):
+            first = next((e.get("name") for e in raw if isinstance(e, dict)), None)
+            example = first if isinstance(first, str) and first else "quantity"
+            text += (f", got a list: write each property as its name, then its fields "
+                     f"indented under it ({example}: {{type: ...}}), not as a '- name:' item")
+        problems.append((Location(file, line), text))
         return []
     result = []
     for name, spec in raw.items():

@@ -78,6 +78,8 @@ def _syntax_error(path: Path, text: str, exc: yaml.MarkedYAMLError) -> tuple[Loc
     at the start of the construct instead."""
     mark, context = exc.problem_mark, exc.context_mark
     message = f"invalid YAML: {exc.problem}"
+    if exc.problem is not None and "'\\t'" in exc.problem:
+        message += " (YAML indents with spaces: replace the tab)"
     if exc.context and context is not None:
         message += f" ({exc.context} at line {context.line + 1}, column {context.column + 1})"
         if mark is None or not text[mark.index:].strip():

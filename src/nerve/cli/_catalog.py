@@ -28,7 +28,7 @@ from nerve.cli._common import (
     load_workspace,
 )
 from nerve.cli._sql import run_sql
-from nerve.workspace import Workspace
+from nerve.workspace import CONFIG_FILE, Workspace
 
 __all__ = ["register"]
 
@@ -88,7 +88,7 @@ def lint(
     min_description, and [catalog.rules] to change a rule's severity or turn it off.
     """
     ws = load_workspace(ctx)
-    config = LintConfig.from_toml(ws.config.raw)
+    config = LintConfig.from_toml(ws.config.raw, ws.root / CONFIG_FILE, ws.line_of)
     findings, counts = lint_folder(ws.events_dir, config)
     findings = [replace(f, file=_rel(f.file, ws.root) or None) for f in findings]
     if not any(f.rule == "load" for f in findings):  # a partial catalog lacks some names
