@@ -87,6 +87,8 @@ def send(client: TrackClient) -> None:
     products_searched(client, query="red shoes", filters=["size:42"], sort="newest")
     add_to_cart(client, quantity=1, product_id="p-1", timestamp=datetime(2026, 3, 1),
                 message_id="backfill-1")
+    sent: str | None = add_to_cart(client, quantity=1, product_id="p-2")
+    assert sent is None or sent.startswith("")
 
 
 def with_sdk(client: Client) -> None:
@@ -435,7 +437,7 @@ def test_python_functions_send_timestamp_and_message_id_to_the_warehouse(
                             timestamp="2026-03-01T09:30:00+00:00", user_id="u1")  # resent
     tracking.episode_played(client, episode_id="ep-2", timestamp=date(2026, 3, 2),
                             user_id="u1")
-    tracking.episode_played(client, episode_id="ep-3", user_id="u1")  # now, a fresh id
+    fresh = tracking.episode_played(client, episode_id="ep-3", user_id="u1")  # a fresh id
     assert client.shutdown()
     assert errors == []
     assert server.stop() == 0  # drains the log into the warehouse
@@ -461,3 +463,4 @@ def test_python_functions_send_timestamp_and_message_id_to_the_warehouse(
     assert second["sent"] == datetime(2026, 3, 2, tzinfo=UTC).timestamp()
     assert second["prop_timestamp"] is None
     assert third["message_id"] not in ("backfill-ep-1", second["message_id"])
+    assert third["message_id"] == fresh  # the function returns the SDK's message id

@@ -68,3 +68,25 @@ def test_an_apps_own_agent_gives_its_os_and_device_but_no_browser() -> None:
     ctx = enrich_context({"userAgent": "Pedal/3.2.1 CFNetwork/1496.0.7 Darwin/23.5.0"})
     assert "browser" not in ctx
     assert enrich_context({"userAgent": CHROME_LINUX})["browser"]["name"] == "Chrome"
+
+
+def test_placeholders_in_a_user_agent_are_not_reported_as_the_device() -> None:
+    """Chrome on Android sends a reduced agent since version 110: every phone says
+    "Android 10; K" whatever its Android version and model. It was stored as Android 10
+    on a "Generic_Android" device "K" (ua-parser's placeholders), so a breakdown by OS
+    version or model put every Chrome user in one wrong bucket."""
+    reduced = ("Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) "
+               "Chrome/120.0.0.0 Mobile Safari/537.36")
+    ctx = enrich_context({"userAgent": reduced})
+    assert ctx["os"] == {"name": "Android", "version": None}
+    assert ctx["device"] == {"type": "mobile"}
+    assert ctx["browser"] == {"name": "Chrome Mobile", "version": "120.0.0"}
+    # an app's CFNetwork agent names no model ("iOS-Device" is ua-parser's stand-in)
+    app = enrich_context({"userAgent": "Pedal/3.2.1 CFNetwork/1496.0.7 Darwin/23.5.0"})
+    assert app["device"] == {"type": "mobile", "manufacturer": "Apple"}
+    # a real Android 10 phone that names its model keeps both
+    pixel = ("Mozilla/5.0 (Linux; Android 10; Pixel 4) AppleWebKit/537.36 (KHTML, like "
+             "Gecko) Chrome/83.0.4103.106 Mobile Safari/537.36")
+    ctx = enrich_context({"userAgent": pixel})
+    assert ctx["os"] == {"name": "Android", "version": "10"}
+    assert ctx["device"]["model"] == "Pixel 4"

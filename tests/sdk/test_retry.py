@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -212,3 +213,22 @@ def test_after_retries_run_out_the_worker_pauses(scripted: Scripted) -> None:
     assert len(server.requests) == 2
     assert [type(exc) for exc, _ in errors] == [DeliveryError] * 3  # 1 batch + 2 at shutdown
     assert sum(len(batch) for _, batch in errors) == 3
+
+
+def test_the_worker_pauses_after_flush_gives_up_too(scripted: Scripted, tmp_path: Path) -> None:
+    # flush() runs a batch out of retries while the worker waits for the send lock (its
+    # flush_interval passed meanwhile): the worker must pause backoff_max like after its
+    # own failure, not send the spooled batch again at once. It did, so each flush() with
+    # the collector down cost two rounds of retries (and two DeliveryErrors).
+    server = scripted([(503, {"Retry-After": "1"})] * 100)
+    errors: list[Any] = []
+    client = client_for(server.url, errors, max_retries=1, backoff_max=60,
+                        flush_interval=0.3, spool_dir=tmp_path)
+    client.track("e", user_id="u")
+    assert not client.flush()  # two attempts, >= 1 s apart: the worker is waiting by then
+    assert len(server.requests) == 2
+    threading.Event().wait(0.5)  # the worker would send the batch again here
+    assert len(server.requests) == 2
+    assert [type(exc) for exc, _ in errors] == [DeliveryError]
+    assert client.stats().undelivered == 1
+    client.shutdown(timeout=0)

@@ -18,6 +18,11 @@ __all__ = ["context_additions", "enrich_context", "parse_user_agent"]
 
 _BOT = re.compile(r"bot|crawl|spider|slurp|headless|lighthouse|pingdom|monitor", re.IGNORECASE)
 _MOBILE_OS = {"iOS", "Android", "iPadOS", "Windows Phone", "KaiOS"}
+#: Chrome's reduced agent on Android (Chrome 110 on): every phone says "Android 10; K",
+#: a frozen version and a placeholder model, whatever it runs and whatever it is
+_REDUCED_ANDROID = "; Android 10; K)"
+#: models ua-parser names when the agent names none (a CFNetwork app's "iOS-Device")
+_PLACEHOLDER_MODELS = {"iOS-Device"}
 
 
 @functools.lru_cache(maxsize=8192)
@@ -41,17 +46,29 @@ def parse_user_agent(user_agent: str) -> dict[str, Any]:
         device_type = "mobile"
     else:
         device_type = "desktop"
+    reduced = _REDUCED_ANDROID in user_agent
     return {
         "browser": {"name": browser.family, "version": _version(browser)} if browser else None,
-        "os": {"name": os_name, "version": _version(os_)} if os_ else None,
+        "os": {"name": os_name, "version": None if reduced else _version(os_)} if os_ else None,
         "device": {
             "type": device_type,
-            "manufacturer": device.brand if device and device.brand != "Spider" else None,
-            "model": device.model if device and device.family not in ("Other", "Spider")
-            else None,
+            "manufacturer": _manufacturer(device),
+            "model": None if reduced else _model(device),
         },
         "bot": bot,
     }
+
+
+def _manufacturer(device: Any) -> str | None:
+    brand = device.brand if device is not None else None
+    # "Generic_Android", "Generic_Inettv"...: ua-parser's words for "not named"
+    return None if not brand or brand == "Spider" or brand.startswith("Generic") else brand
+
+
+def _model(device: Any) -> str | None:
+    if device is None or device.family in ("Other", "Spider"):
+        return None
+    return None if device.model in _PLACEHOLDER_MODELS else device.model
 
 
 def _version(part: Any) -> str | None:

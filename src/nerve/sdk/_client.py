@@ -394,14 +394,16 @@ class Client:
                     return
                 # full batches go as soon as they fill; a partial one when the interval ends
                 full_only = time.monotonic() < deadline
-            self._drain(full_only=full_only)
+            self._drain(full_only=full_only, worker=True)
 
-    def _drain(self, *, full_only: bool, bounded: bool = False) -> bool:
+    def _drain(self, *, full_only: bool, bounded: bool = False, worker: bool = False) -> bool:
         """Send batches until the queue is empty (or only a partial batch is left).
 
         ``bounded``: stop once the events waiting at the call are settled, so that
-        flush() returns even while other threads keep tracking. True when nothing of
-        what was waiting is left.
+        flush() returns even while other threads keep tracking. ``worker``: the sending
+        thread, which stops while a batch that ran out of retries pauses it (flush() may
+        have run one out while the thread waited for the send lock). True when nothing
+        of what was waiting is left.
         """
         try:
             with self._send_lock:
@@ -410,6 +412,8 @@ class Client:
                 while True:
                     with self._lock:
                         waiting = len(self._queue)
+                        if worker and time.monotonic() < self._paused_until:
+                            return False  # _run waits out the pause, then comes back
                         if target is not None and self._settled >= target:
                             return True
                         if waiting == 0 or (full_only and waiting < self.max_batch_size):
