@@ -7,9 +7,11 @@ from typing import Any
 import orjson
 import pytest
 
+from nerve.catalog import Catalog
 from nerve.collector import Collector, RequestError, parse_timestamp
 from nerve.collector._map import MAX_STORED_DEPTH
 from nerve.envelope import Envelope
+from nerve.workspace import Workspace
 
 T0 = "2026-11-28T10:00:00.000Z"
 T0_US = parse_timestamp(T0)
@@ -151,6 +153,37 @@ def test_identify_traits_merge_context_traits_with_the_calls_own_winning(
     assert traits["email"].startswith("h:")  # uncataloged, named like personal data
     assert env["properties"] is None
 
+
+
+GROUP = """\
+name: group
+type: group
+description: The account or household a user belongs to.
+owner: growth
+purpose: analytics
+version: 1
+retention: 400d
+properties:
+  name: {type: string, pii: none}
+  seats: {type: integer, pii: none}
+"""
+
+
+def test_a_group_call_keeps_its_own_traits_apart_from_the_user_s(
+        workspace: Workspace) -> None:
+    """Mobile SDKs and trait plugins put the user's traits in ``context.traits`` on every
+    call; on a group call they were merged into the group's traits, which then broke
+    group.yaml (quarantined: 'age_group', 'country' were unexpected)."""
+    (workspace.events_dir / "group.yaml").write_text(GROUP)
+    collector = Collector(workspace, Catalog.load(workspace.events_dir))
+    env = one(collector, {"type": "group", "userId": "u1", "groupId": "fam-77",
+                          "traits": {"name": "Garcia family", "seats": 4},
+                          "context": {"traits": {"age_group": "25-34", "country": "DE"}}})
+    assert orjson.loads(env["traits"] or "") == {"name": "Garcia family", "seats": 4}
+    assert env["violations"] is None
+    # the user's traits stay where the SDK put them
+    assert orjson.loads(env["context"] or "")["traits"] == {"age_group": "25-34",
+                                                              "country": "DE"}
 
 def test_track_takes_traits_from_context(collector: Collector) -> None:
     env = one(collector, track(context={"traits": {"age_group": "65+"}}))

@@ -234,8 +234,10 @@ def map_messages(
                 traits = get("traits")
                 if traits.__class__ is not dict:
                     traits = _object(message, "traits", at) or {}
-                if context_traits.__class__ is dict and context_traits:
-                    traits = {**context_traits, **traits}  # the call's own traits win
+                # an identify's user traits: the call's own win. A group's traits are
+                # the group's; the user's traits stay in the context
+                if type_ == "identify" and context_traits.__class__ is dict and context_traits:
+                    traits = {**context_traits, **traits}
                 payload = traits
             else:
                 payload = None
