@@ -10,13 +10,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from tests.analytics.conftest import at
 from typer.testing import CliRunner
 
 from nerve.analytics import FunnelSpec, RetentionSpec, Step, TrendSpec, funnel, retention, trend
+from nerve.catalog import Catalog, EventSpec, Version
 from nerve.cli import app
+from nerve.semantic import MetricQuery, SemanticLayer, query
 from nerve.warehouse import Warehouse, stitch_identities
 from nerve.workspace import Workspace
 
@@ -126,6 +129,22 @@ def test_the_python_api_stitches_by_default_as_the_cli_does(
     assert [r["value"] for r in trend(events, day, now=at(60 * 48))] == [3]
     assert [r["value"] for r in trend(events, day, now=at(60 * 48), stitch=False)] == [4]
 
+
+
+def test_the_semantic_layer_stitches_by_default_as_the_cli_does(
+        engine: Any, events_table: Any, tmp_path: Path) -> None:
+    events = engine.load("identity_semantic_api", events_table(SHOP))
+    catalog = Catalog.from_specs([EventSpec(name=n, version=Version(1))
+                                  for n in ("product_view", "purchase")])
+    (tmp_path / "shop.yaml").write_text(
+        "metrics:\n  people:\n    measure: {agg: count_distinct, event: '*'}\n")
+    layer = SemanticLayer.from_folder(tmp_path, catalog)
+    day = MetricQuery(("people",), since="2026-11-02", until="2026-11-02")
+    # u1 (a1 before sign-in), a2, u3; without stitching a1 is a person of its own
+    assert layer.query(day, events).rows() == [{"people": 3}]
+    assert layer.query(day, events, stitch=False).rows() == [{"people": 4}]
+    assert query("people", layer=layer, table=events, since="2026-11-02",
+                 until="2026-11-02").rows() == [{"people": 3}]
 
 def test_a_stitched_table_is_not_stitched_again(events_table: Any) -> None:
     import ibis

@@ -57,7 +57,8 @@ def test_compiled_sql_matches_golden(make_layer: Callable[..., SemanticLayer], c
                                      dialect: str) -> None:
     layer = make_layer("Europe/Berlin")
     table = ibis.table(events_schema(), name="events")
-    sql = normalized(layer.to_sql(CASES[case], table, dialect=dialect, now=NOW))
+    # the metric's own SQL: identity stitching, a join in front of it, is tested apart
+    sql = normalized(layer.to_sql(CASES[case], table, dialect=dialect, now=NOW, stitch=False))
     path = GOLDEN / f"{case}.{dialect}.sql"
     if os.environ.get("NERVE_UPDATE_GOLDEN") == "1":
         path.write_text(sql, encoding="utf-8")

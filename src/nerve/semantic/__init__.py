@@ -66,11 +66,13 @@ __all__ = [
 
 
 def query(metrics: str | list[str] | tuple[str, ...], *, layer: SemanticLayer,
-          table: object, now: object = None, **options: object) -> MetricResult:
+          table: object, now: object = None, stitch: bool = True,
+          **options: object) -> MetricResult:
     """Compute metrics: ``query(["revenue"], by="platform", grain="week", since="8w",
-    layer=layer, table=events)``; options are MetricQuery's fields."""
+    layer=layer, table=events)``; options are MetricQuery's fields, ``stitch`` is
+    ``SemanticLayer.query``'s."""
     from datetime import datetime  # noqa: PLC0415
 
     built = MetricQuery.build(metrics, **options)
     return layer.query(built, table,
-                       now=now if isinstance(now, datetime) else None)
+                       now=now if isinstance(now, datetime) else None, stitch=stitch)

@@ -25,6 +25,7 @@ from nerve.semantic._reader import EventReader
 from nerve.semantic._readiness import HealthSource, Readiness, readiness
 from nerve.semantic._resolve import Resolver
 from nerve.semantic._time import parse_bound, resolve_range, to_utc, zone
+from nerve.warehouse import stitch_identities
 
 __all__ = ["SemanticLayer"]
 
@@ -180,14 +181,20 @@ class SemanticLayer:
 
     def compile(self, query: MetricQuery, table: ir.Table, *, dialect: str | None = None,
                 now: datetime | None = None,
-                data_bounds: tuple[datetime, datetime] | None = None) -> CompiledQuery:
+                data_bounds: tuple[datetime, datetime] | None = None,
+                stitch: bool = True) -> CompiledQuery:
         """The Ibis expression for ``query`` over ``table`` (the warehouse's events).
 
         Without ``since`` (or ``until``), the range comes from ``data_bounds`` (first and
-        last event, UTC), which is read from ``table`` when not given.
+        last event, UTC), which is read from ``table`` when not given. ``stitch``:
+        identities are stitched first (``nerve.warehouse.stitch_identities``), as the CLI
+        and the HTTP API count users; a table that ``analysis_events`` returned is not
+        stitched again. ``stitch=False`` counts the ids as they were sent.
         """
         metrics = self._named(query)
         _check_table(table)
+        if stitch:
+            table = stitch_identities(table)
         dialect = normalize_dialect(dialect) if dialect else backend_dialect(table)
         now = now or datetime.now(UTC)
         tz = zone(self.timezone)
@@ -200,17 +207,20 @@ class SemanticLayer:
 
     def to_sql(self, query: MetricQuery, table: ir.Table, *, dialect: str | None = None,
                now: datetime | None = None,
-               data_bounds: tuple[datetime, datetime] | None = None) -> str:
+               data_bounds: tuple[datetime, datetime] | None = None,
+               stitch: bool = True) -> str:
         """The SQL ``query`` compiles to on an engine (default: the table's own)."""
         dialect = normalize_dialect(dialect) if dialect else backend_dialect(table)
-        compiled = self.compile(query, table, dialect=dialect, now=now, data_bounds=data_bounds)
+        compiled = self.compile(query, table, dialect=dialect, now=now,
+                                data_bounds=data_bounds, stitch=stitch)
         return str(ibis.to_sql(compiled.expr, dialect=dialect))
 
     def query(self, query: MetricQuery, table: ir.Table, *,
-              now: datetime | None = None) -> MetricResult:
-        """Run ``query`` on the engine holding ``table``; rows, SQL and lineage."""
+              now: datetime | None = None, stitch: bool = True) -> MetricResult:
+        """Run ``query`` on the engine holding ``table``; rows, SQL and lineage.
+        ``stitch``: as ``compile``'s."""
         dialect = backend_dialect(table)
-        compiled = self.compile(query, table, dialect=dialect, now=now)
+        compiled = self.compile(query, table, dialect=dialect, now=now, stitch=stitch)
         sql = str(ibis.to_sql(compiled.expr, dialect=dialect))
         try:
             raw = compiled.expr.to_pyarrow()
