@@ -238,6 +238,18 @@ def test_a_users_file_skips_comments_and_blank_lines(
     assert orjson.loads(done.stdout)["detail"]["user_ids"] == 2
 
 
+def test_forget_says_when_an_id_is_on_no_row(
+        make_workspace: Callable[..., Workspace]) -> None:
+    """A misspelt id deleted nothing, and the answer read like a user without data."""
+    ws = make_workspace({"order_completed.yaml": ORDER})
+    done = nerve(ws, "forget", "--user-id", "pat-07", "--user-id", "pat-08")
+    assert done.returncode == 0, done.stderr
+    assert "deleted: 0 events" in done.stdout
+    assert "note: 2 of the 2 ids given are on no row" in " ".join(done.stderr.split())
+    assert orjson.loads(nerve(ws, "forget", "-u", "pat-07", "--format", "json").stdout)[
+        "detail"]["ids_not_found"] == 1
+
+
 def test_a_command_through_a_server_started_before_an_edit_of_nerve_toml_says_so(
         make_workspace: Callable[..., Workspace], serve: Callable[..., Any]) -> None:
     """`uncataloged_retention = "90d"` added while the server ran: `nerve expire` went
