@@ -42,6 +42,17 @@ def test_forget_through_a_running_server_deletes_what_was_just_acknowledged(
     assert answer.status_code == 200
     # at once: the events are in the log, maybe not yet in the warehouse
 
+    # a misspelt dry_run was ignored, and bob's rows deleted for real
+    token = orjson.loads((ws.data_dir / "server.json").read_bytes())["admin_token"]
+    for path, body in (("forget", {"user_ids": ["bob"], "dryRun": True}),
+                       ("expire", {"dry-run": True})):
+        typo = httpx.post(f"{server.url}/v1/admin/{path}", json=body, timeout=30,
+                          headers={"Authorization": f"Bearer {token}"})
+        assert typo.status_code == 400, typo.text
+        assert typo.json()["code"] == "invalid_field"
+        assert "unknown field(s) d" in typo.json()["message"]
+        assert "dry_run" in typo.json()["message"]
+
     done = nerve(ws, "forget", "--user-id", "ann", "--format", "json")
     assert done.returncode == 0, done.stderr
     erasure = orjson.loads(done.stdout)
