@@ -39,8 +39,10 @@ AUDIT_DIR = "audit"
 MAX_REQUEST_BYTES = 8192
 #: a body larger than this is recorded by its size only, unparsed
 _MAX_PARSED_BYTES = 1 << 20
-#: requests whose ids must not outlive them: only how many are kept
-_REDACTED = {"/v1/admin/forget": ("user_ids", "anonymous_ids")}
+#: requests whose ids must not outlive them: how many of each list (ids) are kept, and
+#: the flags (plain values) as sent; anything else is withheld, the way it was sent too
+#: (a single id instead of a list, an id under a misspelt field)
+_REDACTED = {"/v1/admin/forget": (("user_ids", "anonymous_ids"), ("dry_run",))}
 
 
 def audit_dir(workspace: Workspace) -> Path:
@@ -57,15 +59,32 @@ def _request(action: str, request: Any) -> Any:
             request = orjson.loads(request) if request else None
         except orjson.JSONDecodeError:
             return {"unparsed_bytes": size}
-    if isinstance(request, dict) and action in _REDACTED:
-        request = {k: (len(v) if k in _REDACTED[action] and isinstance(v, list) else v)
-                   for k, v in request.items()}
+    if action in _REDACTED:
+        request = _redacted(request, *_REDACTED[action])
     text = orjson.dumps(request, default=str)
     if len(text) <= MAX_REQUEST_BYTES:
         return request
     if action in _REDACTED:  # never a cut of its text
         return {"bytes": len(text)}
     return {"truncated": text[:MAX_REQUEST_BYTES].decode(errors="ignore"), "bytes": len(text)}
+
+
+def _redacted(request: Any, ids: tuple[str, ...], flags: tuple[str, ...]) -> Any:
+    """A request that names people, as the record keeps it: each list of ids by its
+    length, each flag if it is a boolean; any other value, and the fields the endpoint
+    does not know (a misspelt field's value may be an id, and so may its name), withheld."""
+    if not isinstance(request, dict):
+        return None if request is None else {"withheld": type(request).__name__}
+    kept: dict[str, Any] = {}
+    for key, value in request.items():
+        if key in ids:
+            kept[key] = len(value) if isinstance(value, list) else "withheld"
+        elif key in flags:
+            kept[key] = value if isinstance(value, bool) else "withheld"
+    others = len(set(request) - set(ids) - set(flags))
+    if others:
+        kept["other_fields"] = others
+    return kept
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,11 @@ def test_every_read_api_call_is_recorded_with_who_from_where_and_what(
                       headers=admin).status_code == 200
     done = nerve(ws, "forget", "--user-id", "ann-the-forgotten")
     assert done.returncode == 0, done.stderr
+    # refused forgets: their ids were recorded as sent (one id instead of a list, a
+    # misspelt field)
+    for body in ({"user_ids": "ann-single", "dry_run": True}, {"users": ["ann-misspelt"]}):
+        assert httpx.post(server.url + "/v1/admin/forget", json=body,
+                          headers=admin).status_code == 400
     # an SDK fetching experiment definitions with its write key
     assert httpx.get(server.url + "/v1/experiments",
                      headers=basic(write_key(ws))).status_code == 200
@@ -54,8 +59,8 @@ def test_every_read_api_call_is_recorded_with_who_from_where_and_what(
     records = read_records(ws)
     # ingest and /health are not reads of the warehouse
     assert [r["action"] for r in records] == (["/v1/admin/sql"] * 4
-                                              + ["/v1/admin/forget", "/v1/experiments"])
-    first, anonymous, guessed, long, forget, sdk = records
+                                              + ["/v1/admin/forget"] * 3 + ["/v1/experiments"])
+    first, anonymous, guessed, long, forget, single, misspelt, sdk = records
     assert sdk["who"] == "source server"
     assert first["via"] == "http"
     assert first["who"] == "admin"
@@ -69,7 +74,10 @@ def test_every_read_api_call_is_recorded_with_who_from_where_and_what(
     assert len(long["request"]["truncated"]) <= MAX_REQUEST_BYTES
     # the forget is recorded, but not whom it forgot
     assert forget["request"] == {"user_ids": 1, "anonymous_ids": 0, "dry_run": False}
-    assert b"ann-the-forgotten" not in audit_bytes(ws)
+    assert single["request"] == {"user_ids": "withheld", "dry_run": True}
+    assert misspelt["request"] == {"other_fields": 1}
+    for name in (b"ann-the-forgotten", b"ann-single", b"ann-misspelt"):
+        assert name not in audit_bytes(ws)
     assert b"6.6.6.6" not in audit_bytes(ws)
 
 

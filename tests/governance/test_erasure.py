@@ -120,7 +120,7 @@ def test_forget_deletes_a_users_rows_and_their_devices_including_rows_still_in_t
     assert count(warehouse, "quarantine", "user_id = 'ann'") == 0
     assert erasure.rows == {"events": 5, "quarantine": 1}
     assert erasure.detail == {"user_ids": 1, "anonymous_ids": 0, "linked_anonymous_ids": 2,
-                              "aliased_ids": 1}  # ann-2, her new id
+                              "aliased_ids": 1, "ids_not_found": 0}  # ann-2, her new id
     # everyone else is untouched
     assert count(warehouse, "events", "user_id = 'bob'") == 2
     assert count(warehouse, "events", "anonymous_id = 'dev-8'") == 1
@@ -214,8 +214,24 @@ def test_forget_follows_alias_calls_to_the_ids_merged_into_the_user(
 
     assert preview.rows == erasure.rows == {"events": 9, "quarantine": 1}
     assert erasure.detail == {"user_ids": 1, "anonymous_ids": 0, "linked_anonymous_ids": 2,
-                              "aliased_ids": 3}
+                              "aliased_ids": 3, "ids_not_found": 0}
     assert ids_left(warehouse) == [("other-6006", device, None)]
+
+
+def test_forget_counts_the_ids_it_found_on_no_row(
+        workspace: Workspace, warehouse: Warehouse, loader: Loader) -> None:
+    """`nerve forget --user-id pat-07` for pat-007 said "deleted: 0 events" and nothing
+    else: a misspelt id looked like a user without data."""
+    ws = workspace
+    write(ws, [row("ann", "dev-1"), row(pseudonymise("bob", ws.secret())),
+               alias("cy-new", "cy-old"), row(None, "dev-9", violations='[{"rule":"x"}]')])
+    # found: as sent, as its keyed hash, only as an alias's previous id, a device only
+    # in the quarantine; not found: a typo of each kind
+    erasure = forget_users(ws, loader, user_ids=["ann", "bob", "cy-old", "Ann", "bob "],
+                           anonymous_ids=["dev-9", "dev-l"], dry_run=True)
+    assert erasure.detail["ids_not_found"] == 3
+    assert forget_users(ws, loader, user_ids=["ann"]).detail["ids_not_found"] == 0
+    assert forget_users(ws, loader, user_ids=["ann"]).detail["ids_not_found"] == 1
 
 
 def test_forgetting_an_old_login_reaches_the_id_it_was_aliased_to(

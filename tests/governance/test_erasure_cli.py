@@ -42,6 +42,17 @@ def test_forget_through_a_running_server_deletes_what_was_just_acknowledged(
     assert answer.status_code == 200
     # at once: the events are in the log, maybe not yet in the warehouse
 
+    # a misspelt dry_run was ignored, and bob's rows deleted for real
+    token = orjson.loads((ws.data_dir / "server.json").read_bytes())["admin_token"]
+    for path, body in (("forget", {"user_ids": ["bob"], "dryRun": True}),
+                       ("expire", {"dry-run": True})):
+        typo = httpx.post(f"{server.url}/v1/admin/{path}", json=body, timeout=30,
+                          headers={"Authorization": f"Bearer {token}"})
+        assert typo.status_code == 400, typo.text
+        assert typo.json()["code"] == "invalid_field"
+        assert "unknown field(s) d" in typo.json()["message"]
+        assert "dry_run" in typo.json()["message"]
+
     done = nerve(ws, "forget", "--user-id", "ann", "--format", "json")
     assert done.returncode == 0, done.stderr
     erasure = orjson.loads(done.stdout)
@@ -236,6 +247,18 @@ def test_a_users_file_skips_comments_and_blank_lines(
     done = nerve(ws, "forget", "--users-file", str(ids), "--dry-run", "--format", "json")
     assert done.returncode == 0, done.stderr
     assert orjson.loads(done.stdout)["detail"]["user_ids"] == 2
+
+
+def test_forget_says_when_an_id_is_on_no_row(
+        make_workspace: Callable[..., Workspace]) -> None:
+    """A misspelt id deleted nothing, and the answer read like a user without data."""
+    ws = make_workspace({"order_completed.yaml": ORDER})
+    done = nerve(ws, "forget", "--user-id", "pat-07", "--user-id", "pat-08")
+    assert done.returncode == 0, done.stderr
+    assert "deleted: 0 events" in done.stdout
+    assert "note: 2 of the 2 ids given are on no row" in " ".join(done.stderr.split())
+    assert orjson.loads(nerve(ws, "forget", "-u", "pat-07", "--format", "json").stdout)[
+        "detail"]["ids_not_found"] == 1
 
 
 def test_a_command_through_a_server_started_before_an_edit_of_nerve_toml_says_so(

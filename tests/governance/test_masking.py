@@ -29,7 +29,7 @@ from nerve.errors import QueryError
 from nerve.pipeline import PrivacyPolicy
 from nerve.quality import run_and_record
 from nerve.warehouse import MaskedWarehouse, Warehouse
-from nerve.warehouse._masking import OPEN_TABLES, check_reader_query
+from nerve.warehouse._masking import OPEN_TABLES, check_reader_query, mask_key
 from nerve.workspace import Workspace
 
 SIGNUP = """\
@@ -287,6 +287,18 @@ def test_masked_values_are_consistent_so_figures_equal_the_admins(
     ("SELECT * FROM sqlite_master", "not 'sqlite_master'"),
     ("SELECT * FROM duckdb_settings()", "table functions"),
     ("SELECT * FROM read_csv('/etc/passwd')", "reads files"),
+    # a CTE's name is the CTE only where DuckDB resolves it so: elsewhere the same name
+    # reads the catalog (DuckDB's duckdb_views holds the masking key in the views' text)
+    ("SELECT * FROM (WITH duckdb_views AS (SELECT 1) SELECT 1) AS t, duckdb_views",
+     "not 'duckdb_views'"),
+    ("SELECT (WITH duckdb_views AS (SELECT 1) SELECT 1), (SELECT max(sql) FROM duckdb_views)",
+     "not 'duckdb_views'"),
+    ("WITH duckdb_views AS (SELECT * FROM duckdb_views) SELECT * FROM duckdb_views",
+     "not 'duckdb_views'"),
+    ("WITH a AS (SELECT * FROM duckdb_views), duckdb_views AS (SELECT 1) SELECT * FROM a",
+     "not 'duckdb_views'"),
+    ("SELECT * FROM events UNION ALL (WITH x AS (SELECT 1) SELECT * FROM events), x",
+     "not 'x'"),
 ])
 def test_a_readers_query_may_name_only_the_masked_views_and_open_tables(
         query: str, problem: str) -> None:
@@ -301,6 +313,10 @@ def test_a_readers_query_may_name_only_the_masked_views_and_open_tables(
     "DESCRIBE events",
     "SUMMARIZE quarantine",
     "PIVOT events ON event USING count(*)",
+    "WITH a AS (SELECT * FROM events), b AS (SELECT * FROM a) SELECT * FROM b, a",
+    "WITH a AS (SELECT 1 AS n) SELECT * FROM (WITH b AS (SELECT * FROM a) SELECT * FROM b)",
+    "WITH a AS (SELECT 1 AS n) SELECT (SELECT max(n) FROM a) UNION SELECT n FROM a",
+    "WITH RECURSIVE r AS (SELECT 1 AS n UNION ALL SELECT n + 1 FROM r WHERE n < 3) FROM r",
 ])
 def test_a_readers_usual_queries_pass(query: str) -> None:
     check_reader_query(query, {"events", "quarantine", "evt_signup"})
@@ -308,7 +324,9 @@ def test_a_readers_usual_queries_pass(query: str) -> None:
 
 def test_the_refusals_reach_a_reader_over_http(served: tuple[Workspace, Any]) -> None:
     ws, server = served
-    for query in ("SELECT sql FROM duckdb_views()", "SELECT * FROM main.events"):
+    for query in ("SELECT sql FROM duckdb_views()", "SELECT * FROM main.events",
+                  "SELECT sql FROM (WITH duckdb_views AS (SELECT 1) SELECT 1) AS t, "
+                  "duckdb_views"):
         answer = _post(server, ANA, "/v1/admin/sql", {"query": query})
         assert answer.status_code == 400, answer.text
         assert "refused" in answer.json()["message"]
@@ -335,6 +353,24 @@ def test_every_table_nerve_creates_is_masked_or_holds_no_personal_data(
         # the key is derived from the secret, never the secret itself
         assert all(b"secret" not in (sql or "").encode() for (sql,) in cursor.execute(
             "SELECT sql FROM duckdb_views() WHERE temporary").fetchall())
+
+
+def test_a_reader_cannot_reach_the_views_text_through_a_cte_out_of_scope(
+        make_workspace: Callable[..., Workspace]) -> None:
+    """The masking key is in the views' text: with it, a reader could hash guessed ids
+    and find whose masked rows they are. A CTE named ``duckdb_views`` in one subquery
+    does not make ``duckdb_views`` in another a CTE: DuckDB reads its own view there."""
+    ws = make_workspace({"signup.yaml": SIGNUP})
+    catalog = Catalog.load(ws.events_dir)
+    query = ("SELECT max(sql) AS text FROM (WITH duckdb_views AS (SELECT 1) SELECT 1) AS t, "
+             "duckdb_views WHERE view_name = 'events'")
+    with Warehouse.for_workspace(ws) as warehouse:
+        masked = MaskedWarehouse(warehouse, catalog, b"secret")
+        # what the query would give, run on the reader's connection without the check
+        text = masked.cursor().execute(query).fetchone()[0]  # type: ignore[index]
+        assert mask_key(b"secret") in text
+        with pytest.raises(QueryError, match="not 'duckdb_views'"):
+            masked.query(query)
 
 
 def test_a_masked_cursor_reads_a_read_only_warehouse(

@@ -242,3 +242,28 @@ def test_an_agents_ask_ranks_by_the_metric_and_declines_a_breakdown_by_user(
                 assert "too many groups" in declined["answer"]
 
     anyio.run(main)
+
+
+def test_http_on_an_address_beyond_loopback_warns_that_it_has_no_authentication(
+        make_workspace: Any) -> None:
+    """`nerve mcp --transport http --host 0.0.0.0 --unmasked` served personal values as
+    stored to whoever reached the port, without a word: the transport has no tokens."""
+    from nerve.cli._ask import _loopback
+
+    assert all(_loopback(h) for h in ("127.0.0.1", "::1", "localhost"))
+    assert not any(_loopback(h) for h in ("0.0.0.0", "192.0.2.7", "mcp.example.com"))
+    ws = make_workspace()
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nerve", "--workspace", str(ws.root), "mcp", "--transport",
+         "http", "--host", "0.0.0.0", "--port", str(port), "--unmasked"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        first = proc.stderr.readline()  # printed before the server starts
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert first.startswith("warning: nerve mcp has no authentication"), first
+    assert f"0.0.0.0:{port}" in first
+    assert "sees personal values as stored (--unmasked)" in first

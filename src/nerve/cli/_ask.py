@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Any
 
 import typer
@@ -11,6 +12,7 @@ from nerve.cli._common import (
     FormatOption,
     emit,
     emit_json,
+    err_console,
     handle_errors,
     load_workspace,
 )
@@ -100,6 +102,15 @@ def _print(result: dict[str, Any]) -> None:
             out.print(f"  $ {q.get('command') or q['tool']}", markup=False)
 
 
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 @handle_errors
 def mcp(
     ctx: typer.Context,
@@ -127,5 +138,13 @@ def mcp(
     ws = load_workspace(ctx)
     if transport not in ("stdio", "http"):
         raise UserError(f"--transport: expected stdio or http, got {transport!r}")
+    if transport == "http" and not _loopback(host):
+        err_console.print(
+            f"warning: nerve mcp has no authentication: anyone who can reach {host}:{port} "
+            "calls its tools" + (", and sees personal values as stored (--unmasked)"
+                                 if unmasked else "")
+            + "; the audit log records their reads as this server's, not as theirs. Keep it "
+            "on 127.0.0.1, or behind a proxy that authenticates (docs/ask.md)",
+            highlight=False, markup=False, soft_wrap=True)
     server = build_server(ws, host=host, port=port, masked=not unmasked)
     server.run("stdio" if transport == "stdio" else "streamable-http")

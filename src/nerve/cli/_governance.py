@@ -124,6 +124,15 @@ def forget(
                   lambda loader: forget_users(ws, loader, user_ids=users,
                                               anonymous_ids=anonymous, dry_run=dry_run))
     _show(answer, fmt)
+    missing = answer.get("detail", {}).get("ids_not_found") or 0
+    if missing:
+        given = len(set(users) | set(anonymous))
+        one = missing == 1
+        err_console.print(f"note: {missing} of the {given} ids given {'is' if one else 'are'} "
+                          "on no row, as sent or as its keyed hash: nothing of "
+                          f"{'it' if one else 'them'} was found (ids match exactly, case "
+                          "included; a misspelt id deletes nothing)",
+                          highlight=False, markup=False, soft_wrap=True)
     if not dry_run and running_server(ws) is not None:
         err_console.print("note: nerve serve is running: copies of the deleted rows in the "
                           "log's open segments (.nerve/log) leave it when they are sealed, "

@@ -190,6 +190,18 @@ def _unhashed(cursor: Any, hashes: set[str], secret: bytes) -> set[str]:
     return found
 
 
+def _not_found(cursor: Any, ids: list[str], secret: bytes) -> int:
+    """How many of ``ids`` no row of either table holds, as sent or as its keyed hash, as
+    a user id, an anonymous id or an alias's previous id: most often a misspelt id."""
+    if not ids:
+        return 0
+    forms = _forms(ids, secret)
+    held: set[str] = set()
+    for column in ("user_id", "anonymous_id", "previous_id"):
+        held |= _found(cursor, column, f"{column} IN (SELECT unnest(?::VARCHAR[]))", [forms])
+    return sum(1 for i in set(ids) if i not in held and pseudonymise(i, secret) not in held)
+
+
 def forget(cursor: Any, policy: PrivacyPolicy, *, user_ids: Iterable[Any] = (),
            anonymous_ids: Iterable[Any] = (), now: datetime | None = None,
            dry_run: bool = False) -> Erasure:
@@ -230,7 +242,8 @@ def forget(cursor: Any, policy: PrivacyPolicy, *, user_ids: Iterable[Any] = (),
               "given": _forms(given, secret), "linked": _forms(devices | aliased, secret)}
     erasure = Erasure("forget", now or datetime.now(UTC), dry_run=dry_run, detail={
         "user_ids": len(users), "anonymous_ids": len(given),
-        "linked_anonymous_ids": len(devices), "aliased_ids": len(aliased)})
+        "linked_anonymous_ids": len(devices), "aliased_ids": len(aliased),
+        "ids_not_found": _not_found(cursor, users + given, secret)})
     verb = "SELECT count(*) FROM" if dry_run else "DELETE FROM"
     counts = _in_one_transaction(cursor, [(f"{verb} {t} WHERE {where}", params)
                                           for t in _TABLES])

@@ -344,13 +344,44 @@ def masking_sql(catalog: Catalog, key: str, database: str) -> dict[str, str]:
     return views
 
 
+def _names(ctes: Iterable[exp.Expression], name: str) -> bool:
+    return any(cte.alias_or_name.lower() == name for cte in ctes)
+
+
+def _cte_in_scope(table: exp.Table) -> bool:
+    """Whether ``table`` reads a CTE of the query around it, as DuckDB resolves the name:
+    a WITH's names are seen by the query it belongs to (subqueries included) and, inside
+    the WITH, by the CTEs defined after each one (a RECURSIVE one sees itself too).
+    Anywhere else the same name reads the catalog: ``(WITH duckdb_views AS (...) ...)``
+    in one subquery and ``duckdb_views`` in another is DuckDB's own view, whose text holds
+    the masking key."""
+    name = table.name.lower()
+    child: exp.Expression = table
+    node = table.parent
+    while node is not None:
+        if isinstance(node, exp.With):
+            if isinstance(child, exp.CTE):
+                ctes = node.expressions
+                index = next(i for i, cte in enumerate(ctes) if cte is child)
+                seen = ctes[:index + 1] if node.args.get("recursive") else ctes[:index]
+                if _names(seen, name):
+                    return True
+        else:
+            # sqlglot names the argument ``with_`` from 28 on, ``with`` before
+            with_ = node.args.get("with_", node.args.get("with"))
+            if (isinstance(with_, exp.With) and with_ is not child
+                    and _names(with_.expressions, name)):
+                return True
+        child, node = node, node.parent
+    return False
+
+
 def check_reader_query(sql: str, tables: Iterable[str]) -> set[str]:
-    """``check_read_only``, and the query names only ``tables`` (or its own CTEs),
-    unqualified, and no table function but ``range``/``generate_series``/``unnest``;
-    returns the table names it reads."""
+    """``check_read_only``, and the query names only ``tables`` (or its own CTEs, where
+    they are in scope), unqualified, and no table function but
+    ``range``/``generate_series``/``unnest``; returns the table names it reads."""
     statement = check_read_only(sql)
     allowed = {t.lower() for t in tables}
-    allowed |= {cte.alias_or_name.lower() for cte in statement.find_all(exp.CTE)}
     listed = (", ".join(sorted(allowed & {"events", "quarantine", *OPEN_TABLES}))
               + ", evt_<event> (one per cataloged track event; evt_identify and evt_group "
               "when the catalog describes those calls)")
@@ -364,7 +395,7 @@ def check_reader_query(sql: str, tables: Iterable[str]) -> set[str]:
         if table.args.get("db") or table.args.get("catalog"):
             raise QueryError(f"refused: {table.sql(dialect='duckdb')}: readers name tables "
                              f"without a schema or database ({listed})")
-        if table.name.lower() not in allowed:
+        if table.name.lower() not in allowed and not _cte_in_scope(table):
             raise QueryError(f"refused: readers may read {listed}; not {table.name!r}")
         names.add(table.name.lower())
     return names

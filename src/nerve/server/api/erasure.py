@@ -24,6 +24,16 @@ from nerve.server.api._common import in_thread, json_response, read_json, requir
 __all__ = ["routes"]
 
 
+def _known(body: dict[str, Any], *fields: str) -> dict[str, Any]:
+    """``body``, refused when it has a field the endpoint does not know: a misspelt
+    ``dry_run`` (``dryRun``) used to be ignored, and the rows were deleted for real."""
+    unknown = sorted(set(body) - set(fields))
+    if unknown:
+        raise PayloadError(f"unknown field(s) {', '.join(unknown)}; expected "
+                           f"{', '.join(fields)}: nothing was deleted", code="invalid_field")
+    return body
+
+
 def _list(body: dict[str, Any], key: str) -> list[Any]:
     value = body.get(key, [])
     if not isinstance(value, list):
@@ -40,7 +50,7 @@ def _dry_run(body: dict[str, Any]) -> bool:
 
 async def forget(request: Request) -> Response:
     state = require_admin(request)
-    body = await read_json(request)
+    body = _known(await read_json(request), "user_ids", "anonymous_ids", "dry_run")
     users, anonymous = _list(body, "user_ids"), _list(body, "anonymous_ids")
     dry_run = _dry_run(body)
     erasure = await in_thread(lambda: forget_users(state.workspace, state.loader,
@@ -51,7 +61,7 @@ async def forget(request: Request) -> Response:
 
 async def expire(request: Request) -> Response:
     state = require_admin(request)
-    body = await read_json(request) if await request.body() else {}
+    body = _known(await read_json(request) if await request.body() else {}, "dry_run")
     dry_run = _dry_run(body)
     erasure = await in_thread(lambda: expire_rows(state.workspace, state.catalog, state.loader,
                                                   dry_run=dry_run))
