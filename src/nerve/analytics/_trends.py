@@ -11,14 +11,14 @@ metric's trend gives the numbers of ``nerve metrics query`` for the same periods
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import ibis.expr.types as ir
 
 from nerve.analytics._fields import dialect_of, entity, filter_expr, filters_expr
-from nerve.analytics._periods import UNITS, instant, label, local_start, wall_clock, zone
+from nerve.analytics._periods import UNITS, bound, label, local_start, wall_clock, zone
 from nerve.analytics._spec import Filter
 from nerve.errors import QueryError
 from nerve.semantic._time import TimeRange, periods, resolve_range
@@ -34,10 +34,11 @@ MAX_BUCKETS = 5000
 @dataclass(frozen=True, slots=True)
 class TrendSpec:
     """``event=None`` counts every track event. Buckets are those of ``timezone`` (the
-    workspace's ``[project] timezone``), in which naive ``since``/``until`` are read."""
+    workspace's ``[project] timezone``), in which naive ``since``/``until`` are read; a
+    date is a whole local day (an ``until`` date is included, as in metrics)."""
 
-    since: datetime
-    until: datetime
+    since: datetime | date
+    until: datetime | date
     event: str | None = None
     where: tuple[Filter, ...] = ()
     measure: str = "count"
@@ -52,13 +53,14 @@ class TrendSpec:
         return self
 
 
-def _ranges(since: datetime, until: datetime, grain: str,
+def _ranges(since: datetime | date, until: datetime | date, grain: str,
             tz: ZoneInfo) -> tuple[TimeRange, TimeRange]:
     """The current period, widened to whole buckets, and the one just before it (as
-    many buckets of wall-clock time)."""
+    many buckets of wall-clock time). An ``until`` date is included."""
     if grain not in GRAINS:
         raise QueryError(f"grain: {grain!r} is not one of {', '.join(GRAINS)}")
-    if instant(since, tz) >= instant(until, tz):
+    since, until = bound(since, tz), bound(until, tz, end=True)
+    if since >= until:
         raise QueryError("since/until: since must be before until")
     # ``now`` is not read: both bounds are datetimes
     current = resolve_range(since, until, grain=grain, tz=tz, now=datetime.now(UTC),
@@ -141,14 +143,15 @@ def _rows(starts: list[datetime], current: dict[datetime, float],
     return out
 
 
-def metric_trend(layer: Any, table: ir.Table, metric: str, *, since: datetime,
-                 until: datetime, grain: str = "day", compare: bool = True,
+def metric_trend(layer: Any, table: ir.Table, metric: str, *, since: datetime | date,
+                 until: datetime | date, grain: str = "day", compare: bool = True,
                  where: str | None = None, stitch: bool = True) -> list[dict[str, Any]]:
     """A semantic-layer metric over time, with the previous period.
 
     ``layer`` is a ``nerve.semantic.SemanticLayer``; the metric is computed by the layer,
     once for each period, so the numbers are the ones ``nerve metrics query`` gives.
-    Buckets are in the layer's time zone, where naive ``since``/``until`` are read.
+    Buckets are in the layer's time zone, where naive ``since``/``until`` are read (an
+    ``until`` date is included).
     ``stitch``: as ``funnel``'s (identities stitched by default, as the CLI counts them).
     """
     from nerve.semantic import MetricQuery  # noqa: PLC0415 - the semantic layer is optional here
