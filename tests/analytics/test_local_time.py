@@ -236,6 +236,7 @@ def test_metric_trend_matches_the_event_trend_and_metrics(tmp_path: Any) -> None
                            timezone=LA)["rows"]
     event = trend_request(table, {**body, "event": "open"}, timezone=LA)["rows"]
     assert metric == event
+    assert all(type(r["value"]) is int for r in metric + event)  # 3, not 3.0
     # the same since and until as the trend's: the same days
     direct = layer.query(MetricQuery(("active_users",), grain="day", since=body["since"],
                                      until=body["until"]), table).table.to_pylist()

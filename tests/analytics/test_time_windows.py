@@ -12,6 +12,7 @@ PostgreSQL (the ``engine`` fixture), in America/Los_Angeles over the 25-hour day
 
 from __future__ import annotations
 
+import os
 import random
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
@@ -112,7 +113,10 @@ def table(engine: Any) -> Any:
     if engine.name == "spark":
         pytest.skip("DuckDB and PostgreSQL: the dates are read in Python, alike on every "
                     "engine; Spark's local time is tests/analytics/test_local_time.py's")
-    return engine.load("events_windows", _arrow())
+    # one table per xdist worker: PostgreSQL's database is shared, and a worker
+    # replacing the table while another reads it would fail that read
+    return engine.load(f"events_windows_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}",
+                       _arrow())
 
 
 @pytest.fixture(scope="module")
@@ -184,6 +188,35 @@ def test_metrics_and_trends_count_the_same_days(table: Any, layer: Any, since: d
                                                        timezone=LA))] == expected
     assert [r["value"] for r in metric_trend(layer, table, "plays", since=since,
                                              until=until)] == expected
+
+
+def test_a_count_metrics_trend_is_integers_and_an_empty_average_is_none(
+        table: Any, layer: Any) -> None:
+    """``nerve trend --metric plays`` printed 166.0 where the event's trend printed 166;
+    an average over a period without events was 0.0 where ``nerve metrics query`` says
+    null (docs/metrics.md: a zero would be a lie)."""
+    from nerve.semantic import MetricQuery
+
+    body = {"since": "2026-11-02", "until": "2026-11-04", "metric": "plays"}
+    rows = trend_request(table, body, lambda: layer, timezone=LA)["rows"]
+    assert all(type(r["value"]) is int and type(r["previous"]) is int for r in rows)
+    empty = {"since": "2025-01-05", "until": "2025-01-06", "metric": "avg_buy"}
+    rows = trend_request(table, empty, lambda: layer, timezone=LA)["rows"]
+    assert [(r["value"], r["previous"], r["change"]) for r in rows] == [(None, None, None)] * 2
+    direct = layer.query(MetricQuery(("avg_buy",), grain="day", since="2025-01-05",
+                                     until="2025-01-06"), table).table.to_pylist()
+    assert [r["avg_buy"] for r in direct] == [None, None]
+    # a day with purchases after one without: a value, and no change against nothing
+    amounts: dict[date, list[float]] = defaultdict(list)
+    for r in ROWS:
+        if r["event"] == "buy":
+            amounts[_day(r)].append(r["properties"]["amount"])
+    bought = min(amounts)
+    rows = trend_request(table, {"since": bought.isoformat(), "until": bought.isoformat(),
+                                 "metric": "avg_buy"}, lambda: layer, timezone=LA)["rows"]
+    assert rows[0]["value"] == pytest.approx(sum(amounts[bought]) / len(amounts[bought]))
+    assert rows[0]["previous"] is None
+    assert rows[0]["change"] is None
 
 
 @pytest.mark.parametrize(("since", "until"), RANGES)

@@ -77,7 +77,8 @@ def buckets(trange: TimeRange, grain: str) -> list[datetime]:
     return periods(trange.start, trange.end, grain, trange.tz)
 
 
-def _series(events: ir.Table, spec: TrendSpec, trange: TimeRange) -> dict[datetime, float]:
+def _series(events: ir.Table, spec: TrendSpec,
+            trange: TimeRange) -> dict[datetime, float | None]:
     t = events
     cond = ((t.type == "track") & (t.timestamp >= trange.start_utc)
             & (t.timestamp < trange.end_utc))
@@ -119,8 +120,8 @@ def trend(events: ir.Table, spec: TrendSpec, *,
                  compare=spec.compare, trange=current_range, now=now)
 
 
-def _rows(starts: list[datetime], current: dict[datetime, float],
-          prev_starts: list[datetime], previous: dict[datetime, float], *,
+def _rows(starts: list[datetime], current: dict[datetime, float | None],
+          prev_starts: list[datetime], previous: dict[datetime, float | None], *,
           compare: bool, trange: TimeRange, now: datetime | None) -> list[dict[str, Any]]:
     tz = trange.tz
     now = now or datetime.now(UTC)  # naive: wall-clock time already, as the buckets' starts
@@ -137,7 +138,8 @@ def _rows(starts: list[datetime], current: dict[datetime, float],
             row |= {"previous_period": label(prev_start, tz) if prev_start else None,
                     "previous": prev,
                     "change": (row["value"] - prev) / prev
-                    if prev and not (future or partial) else None}
+                    if prev and row["value"] is not None and not (future or partial)
+                    else None}
         row["partial"] = partial
         out.append(row)
     return out
@@ -151,7 +153,8 @@ def metric_trend(layer: Any, table: ir.Table, metric: str, *, since: datetime | 
     ``layer`` is a ``nerve.semantic.SemanticLayer``; the metric is computed by the layer,
     once for each period, so the numbers are the ones ``nerve metrics query`` gives.
     Buckets are in the layer's time zone, where naive ``since``/``until`` are read (an
-    ``until`` date is included).
+    ``until`` date is included). Values are the layer's: a count is an integer, and a
+    period without a value (an average over no events) is None, as in metrics.
     ``stitch``: as ``funnel``'s (identities stitched by default, as the CLI counts them).
     """
     from nerve.semantic import MetricQuery  # noqa: PLC0415 - the semantic layer is optional here
@@ -160,16 +163,12 @@ def metric_trend(layer: Any, table: ir.Table, metric: str, *, since: datetime | 
     if stitch:
         table = stitch_identities(table)
 
-    def series(trange: TimeRange) -> dict[datetime, float]:
+    def series(trange: TimeRange) -> dict[datetime, float | None]:
         # naive local bounds: the layer reads them as its own wall-clock time
         result = layer.query(MetricQuery((metric,), grain=grain, since=trange.start,
                                          until=trange.end, where=where), table)
         time_col = result.time_column or grain
-        out: dict[datetime, float] = {}
-        for row in result.table.to_pylist():
-            value = row[metric]
-            out[wall_clock(row[time_col])] = 0.0 if value is None else float(value)
-        return out
+        return {wall_clock(row[time_col]): row[metric] for row in result.table.to_pylist()}
 
     current = series(current_range)
     previous = series(previous_range) if compare else {}
