@@ -294,3 +294,28 @@ def test_today_and_yesterday_are_local_days() -> None:
     assert nov2.astimezone(UTC) - nov1.astimezone(UTC) == timedelta(hours=25)
     with pytest.raises(QueryError, match="not a date"):
         parse_time("2026-11-3x", what="until", timezone=LA, end=True)
+
+
+@pytest.mark.parametrize(("since", "grain", "n"), [("7d", "day", 7), ("8w", "week", 8),
+                                                   ("3d", "hour", None)])
+def test_a_duration_is_as_many_buckets_as_in_metrics(table: Any, layer: Any, since: str,
+                                                     grain: str, n: int | None) -> None:
+    """`nerve trend --since 7d` gave 8 days (the part of a day that 7 days back falls
+    into, widened, and today), where `nerve metrics query --since 7d --grain day` gives
+    7, today included; `--since 8w --grain week`: 9 weeks against 8. (Read from the
+    clock, as a duration is; the two are compared with each other.)"""
+    from nerve.semantic import MetricQuery
+
+    rows = trend_request(table, {"since": since, "grain": grain, "metric": "plays",
+                                 "compare": False}, lambda: layer, timezone=LA)["rows"]
+    metric = layer.query(MetricQuery(("plays",), grain=grain, since=since),
+                         table).table.to_pylist()
+    assert [r["period"].replace(tzinfo=None) for r in rows] == \
+        [datetime.combine(r[grain], datetime.min.time()) if grain != "hour" else r[grain]
+         for r in metric]
+    if n is not None:
+        assert len(rows) == n
+    assert rows[-1]["partial"]
+    event = trend_request(table, {"since": since, "grain": grain, "event": "play",
+                                  "compare": False}, timezone=LA)["rows"]
+    assert [r["period"] for r in event] == [r["period"] for r in rows]

@@ -36,7 +36,7 @@ from nerve.analytics._spec import (
     parse_filter,
     parse_step,
 )
-from nerve.analytics._trends import TrendSpec, metric_trend, trend
+from nerve.analytics._trends import GRAINS, TrendSpec, metric_trend, recent, trend
 from nerve.catalog import Catalog
 from nerve.errors import QueryError, UserError
 from nerve.warehouse import one_of
@@ -336,12 +336,16 @@ def trend_request(events: ir.Table, body: dict[str, Any],
     hours, days or weeks of ``timezone`` (the workspace's, as the layer's). An event's
     ``filters`` read fields ``catalog`` declares (a metric's ``where``: the layer's)."""
     now = datetime.now(UTC)
-    since = parse_time(body.get("since", "7d"), what="since", now=now, timezone=timezone)
+    raw_since = body.get("since", "7d")
+    since: datetime | None = parse_time(raw_since, what="since", now=now, timezone=timezone)
     until = parse_time(body.get("until", "now"), what="until", now=now, timezone=timezone,
                        end=True)
     assert since is not None
     assert until is not None
     grain = str(body.get("grain", "day"))
+    if grain in GRAINS and isinstance(raw_since, str) and _RELATIVE.match(raw_since.strip()):
+        # a duration is that many buckets, the current one included, as in metrics
+        since = recent(now - since, grain, zone(timezone), now)
     compare = _flag(body, "compare", True)
     metric, event, where = _name(body, "metric"), _name(body, "event"), body.get("where")
     if metric:

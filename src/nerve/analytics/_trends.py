@@ -11,7 +11,7 @@ metric's trend gives the numbers of ``nerve metrics query`` for the same periods
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,10 +21,16 @@ from nerve.analytics._fields import dialect_of, entity, filter_expr, filters_exp
 from nerve.analytics._periods import UNITS, bound, label, local_start, wall_clock, zone
 from nerve.analytics._spec import Filter
 from nerve.errors import QueryError
-from nerve.semantic._time import TimeRange, periods, resolve_range
+from nerve.semantic._time import (
+    TimeRange,
+    floor_to,
+    next_period,
+    periods,
+    resolve_range,
+)
 from nerve.warehouse import stitch_identities
 
-__all__ = ["MEASURES", "TrendSpec", "buckets", "metric_trend", "trend"]
+__all__ = ["MEASURES", "TrendSpec", "buckets", "metric_trend", "recent", "trend"]
 
 MEASURES = ("count", "users")
 GRAINS = tuple(UNITS)
@@ -69,6 +75,19 @@ def _ranges(since: datetime | date, until: datetime | date, grain: str,
         raise QueryError(f"since/until: more than {MAX_BUCKETS} buckets; use a coarser grain")
     previous = TimeRange(current.start - (current.end - current.start), current.start, tz)
     return current, previous
+
+
+def recent(duration: timedelta, grain: str, tz: ZoneInfo, now: datetime) -> datetime:
+    """The local start (naive) of the last buckets that ``duration`` back from ``now``
+    spans, the current one included, as a metric reads a duration with a grain
+    (docs/metrics.md, "Time"): ``7d`` by day is today and the 6 days before, ``8w`` by
+    week 8 weeks, not one bucket more for the part of a day that ``now`` is into.
+
+    >>> recent(timedelta(days=7), "day", ZoneInfo("UTC"), datetime(2026, 11, 30, 15, tzinfo=UTC))
+    datetime.datetime(2026, 11, 24, 0, 0)
+    """
+    current = floor_to(now.astimezone(tz).replace(tzinfo=None), grain)
+    return floor_to(next_period(current - duration, grain), grain)
 
 
 def buckets(trange: TimeRange, grain: str) -> list[datetime]:
