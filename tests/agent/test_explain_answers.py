@@ -182,7 +182,7 @@ def test_why_an_event_no_metric_counts_dropped_explains_its_count(
     assert f"fell to 6 on {day}, against 24 expected" in text
     if not where:  # the same daily counts as a command a reader can run
         assert daily["command"] == ("nerve trend remove_from_cart --grain day --since "
-                                    "2026-11-08 --until 2026-11-29")
+                                    "2026-11-08 --until 2026-11-28")
     else:
         assert explained["args"]["where"] == "platform = 'android'"
 

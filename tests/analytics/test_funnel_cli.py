@@ -85,7 +85,7 @@ def test_cli_without_server(workspace: Workspace) -> None:
     # trend and retention warn about an event the catalog lacks, as the funnel does
     assert "'purchase_complete' is not in the catalog" in ret.stderr
     trend = _run(workspace, "trend", "add_to_cart", "--since", "2026-11-02",
-                 "--until", "2026-11-03", "--format", "csv")
+                 "--until", "2026-11-02", "--format", "csv")
     assert trend.stdout.splitlines()[1].startswith("2026-11-02T00:00:00+00:00,4,2026-11-01T")
     assert "'add_to_cart' is not in the catalog" in trend.stderr
     # a name in neither the catalog nor the warehouse (a typo) is refused, not zeros
@@ -122,7 +122,7 @@ def test_cli_and_http_through_server(workspace: Workspace, serve: Any) -> None:
     assert typo.json()["message"].startswith(
         "step 2: no event 'purchase_complet' in the catalog or the warehouse")
     trend = httpx.post(server.url + "/v1/trends", headers=headers, json={
-        "event": "purchase_complete", "since": "2026-11-02", "until": "2026-11-06",
+        "event": "purchase_complete", "since": "2026-11-02", "until": "2026-11-05",
         "grain": "day"})
     assert [r["value"] for r in trend.json()["rows"]] == [2.0, 0.0, 0.0, 1.0]  # u2 on day 3
 
@@ -166,7 +166,7 @@ def _la_answers(ws: Workspace) -> tuple[Any, Any, Any]:
     for args in (["funnel", "add_to_cart", "purchase_complete"],
                  ["trend", "add_to_cart", "--measure", "users", "--no-compare"],
                  ["retention", "--start", "add_to_cart", "--periods", "1"]):
-        result = _run(ws, *args, "--since", "2026-03-10", "--until", "2026-03-11",
+        result = _run(ws, *args, "--since", "2026-03-10", "--until", "2026-03-10",
                       "--format", "json")
         assert result.exit_code == 0, result.output
         out.append(json.loads(result.stdout))
@@ -191,7 +191,7 @@ def test_every_consumer_counts_the_workspace_days(la_workspace: Workspace,
     with Warehouse.for_workspace(ws, read_only=True) as wh:
         tool = run_tool(Context.open(ws, wh), "run_funnel", {
             "steps": ["add_to_cart", "purchase_complete"], "since": "2026-03-10",
-            "until": "2026-03-11"})
+            "until": "2026-03-10"})
     assert [r["users"] for r in tool["rows"]] == [expected, 1]
     serve(ws)
     assert _la_answers(ws) == (funnel_rows, trend_rows, retention_rows)  # over HTTP
@@ -265,7 +265,7 @@ def test_a_filter_on_a_field_the_catalog_does_not_declare_is_refused(
     ios = _run(ws, "funnel", "add_to_cart:platform=ios", "purchase_complete", "-f", "json")
     assert [r["users"] for r in json.loads(ios.stdout)] == [3, 2]
     coupon = _run(ws, "trend", "add_to_cart", "--where", "coupon=SPRING", "--since",
-                  "2026-11-02", "--until", "2026-11-03", "--no-compare", "-f", "json")
+                  "2026-11-02", "--until", "2026-11-02", "--no-compare", "-f", "json")
     assert coupon.exit_code == 0, coupon.output
     assert [r["value"] for r in json.loads(coupon.stdout)] == [0.0]
 
@@ -315,7 +315,7 @@ def test_a_metric_trend_applies_where_and_refuses_event_fields(cataloged: Worksp
     to a metric would be ignored, so they are refused."""
     ws = cataloged
     (ws.root / "metrics" / "carts.yaml").write_text(CARTS, encoding="utf-8")
-    day = ["--since", "2026-11-02", "--until", "2026-11-03", "--no-compare", "-f", "json"]
+    day = ["--since", "2026-11-02", "--until", "2026-11-02", "--no-compare", "-f", "json"]
     ios_carts = sum(1 for r in ROWS if r["event"] == "add_to_cart"
                     and r["properties"]["platform"] == "ios")
     assert ios_carts == 3  # of 4 carts, all on 11-02
@@ -345,7 +345,7 @@ def test_a_metric_trend_applies_where_and_refuses_event_fields(cataloged: Worksp
                                                          "users")
     assert server is not None
     token = json.loads((ws.data_dir / "server.json").read_text())["admin_token"]
-    body = {"metric": "carts", "since": "2026-11-02", "until": "2026-11-03",
+    body = {"metric": "carts", "since": "2026-11-02", "until": "2026-11-02",
             "compare": False}
     for extra, message in (({"filters": ["platform=ios"]}, "takes `where`"),
                            ({"event": "add_to_cart"}, "not both")):
@@ -362,7 +362,7 @@ def test_a_body_field_of_the_wrong_type_is_a_400_naming_it(workspace: Workspace,
     server = serve(workspace)
     token = json.loads((workspace.data_dir / "server.json").read_text())["admin_token"]
     funnel = {"steps": ["add_to_cart", "purchase_complete"]}
-    trend = {"event": "add_to_cart", "since": "2026-11-02", "until": "2026-11-03"}
+    trend = {"event": "add_to_cart", "since": "2026-11-02", "until": "2026-11-02"}
     for path, body, message in [
             ("/v1/retention", {"periods": "abc"}, "periods: expected a whole number, got 'abc'"),
             ("/v1/retention", {"periods": None}, "periods: expected a whole number, got None"),
@@ -409,9 +409,9 @@ def test_table_and_csv_print_the_same_with_and_without_the_server(
     (`2026-03-10T00:00:00-07:00`) either way; read locally, the table and CSV printed
     Python's `2026-03-10 00:00:00-07:00` while the server's answer gave the ISO text."""
     ws = la_workspace
-    commands = [["trend", "add_to_cart", "--since", "2026-03-10", "--until", "2026-03-11"],
+    commands = [["trend", "add_to_cart", "--since", "2026-03-10", "--until", "2026-03-10"],
                 ["retention", "--start", "add_to_cart", "--periods", "1", "--since",
-                 "2026-03-10", "--until", "2026-03-11"]]
+                 "2026-03-10", "--until", "2026-03-10"]]
 
     def printed() -> list[str]:
         out = []

@@ -94,8 +94,10 @@ def test_dates_are_read_in_the_workspace_zone() -> None:
 
 
 def test_funnel_bounds_are_local_days(table: Any) -> None:
-    for since, until in [("2026-03-08", "2026-03-09"), ("2026-03-10", "2026-03-11")]:
-        lo, hi = _midnight(date.fromisoformat(since)), _midnight(date.fromisoformat(until))
+    """One local day each (an until date is included, as in metrics)."""
+    for since, until in [("2026-03-08", "2026-03-08"), ("2026-03-10", "2026-03-10")]:
+        lo = _midnight(date.fromisoformat(since))
+        hi = _midnight(date.fromisoformat(until) + timedelta(days=1))
         views = [r for r in ROWS if r["event"] == "view" and lo <= r["timestamp"] < hi]
         carts = defaultdict(list)
         for r in ROWS:
@@ -119,7 +121,7 @@ def _expected_retention(since: date, until: date, periods: int) -> dict[tuple[da
         if r["event"] == "signup":
             first.setdefault(r["user_id"], r["timestamp"])
     cohorts = {u: _local_day(t) for u, t in first.items()
-               if _midnight(since) <= t < _midnight(until)}
+               if since <= _local_day(t) <= until}  # an until date is included
     sizes: dict[date, int] = defaultdict(int)
     for day in cohorts.values():
         sizes[day] += 1
@@ -136,10 +138,10 @@ def _expected_retention(since: date, until: date, periods: int) -> dict[tuple[da
 
 def test_retention_cohorts_and_periods_are_local_days(table: Any) -> None:
     body = {"start_event": "signup", "return_event": "open", "grain": "day", "periods": 3,
-            "since": "2026-03-05", "until": "2026-03-10"}
+            "since": "2026-03-05", "until": "2026-03-09"}
     rows = retention_request(table, body, timezone=LA)["rows"]
     got = {(r["cohort"].date(), r["period"]): (r["cohort_size"], r["users"]) for r in rows}
-    expected = _expected_retention(date(2026, 3, 5), date(2026, 3, 10), 3)
+    expected = _expected_retention(date(2026, 3, 5), date(2026, 3, 9), 3)
     assert got == expected
     assert len({d for d, _ in expected}) >= 3  # several cohorts, on both sides of 03-08
     labels = {r["cohort"].isoformat() for r in rows}
@@ -166,7 +168,7 @@ def _users_per_day(event: str) -> dict[date, int]:
 
 def test_daily_trend_is_local_days_with_their_offsets(table: Any) -> None:
     body = {"event": "open", "measure": "users", "grain": "day",
-            "since": "2026-03-08", "until": "2026-03-12"}
+            "since": "2026-03-08", "until": "2026-03-11"}
     rows = trend_request(table, body, timezone=LA)["rows"]
     per_day = _users_per_day("open")
     days = [date(2026, 3, d) for d in range(8, 12)]
@@ -229,12 +231,14 @@ def test_metric_trend_matches_the_event_trend_and_metrics(tmp_path: Any) -> None
     layer = SemanticLayer.from_folder(tmp_path / "metrics", Catalog.load(tmp_path / "events"),
                                       timezone=LA)
     table = ibis.duckdb.connect().create_table("events", _arrow())
-    body = {"measure": "users", "grain": "day", "since": "2026-03-07", "until": "2026-03-11"}
+    body = {"measure": "users", "grain": "day", "since": "2026-03-07", "until": "2026-03-10"}
     metric = trend_request(table, {**body, "metric": "active_users"}, lambda: layer,
                            timezone=LA)["rows"]
     event = trend_request(table, {**body, "event": "open"}, timezone=LA)["rows"]
     assert metric == event
-    direct = layer.query(MetricQuery(("active_users",), grain="day", since="2026-03-07",
-                                     until="2026-03-10"), table).table.to_pylist()
+    assert all(type(r["value"]) is int for r in metric + event)  # 3, not 3.0
+    # the same since and until as the trend's: the same days
+    direct = layer.query(MetricQuery(("active_users",), grain="day", since=body["since"],
+                                     until=body["until"]), table).table.to_pylist()
     assert [(_midnight(r["day"]), r["active_users"]) for r in direct] == [
         (r["period"], r["value"]) for r in metric]

@@ -3,7 +3,7 @@ split of a ratio, periods, related events."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -532,3 +532,53 @@ def test_a_driver_whose_total_rose_is_quoted_by_its_effect(tmp_path: Path) -> No
             "change (0.183 against 0.4 per active user-hour), while its total rose: 220 "
             "against 160 (mix +320, arrivals -173).") in result["summary"]
     assert "-33% of the change" not in result["summary"]
+
+
+def test_the_period_before_local_days_is_local_days_across_a_dst_switch(
+        tmp_path: Path) -> None:
+    """The week before 2026-11-02..08 in Los Angeles is 10-26..11-01, which holds the
+    25-hour day of the autumn switch; it was shifted by 168 hours, so it began at 01:00
+    on 10-26 and left out that day's first hour (669 plays against 670 on a tester's
+    workspace). Yesterday's day before, across the switch, likewise."""
+    from zoneinfo import ZoneInfo
+
+    la = ZoneInfo("America/Los_Angeles")
+    catalog = Catalog.from_specs([EventSpec(name=n, version=Version(1))
+                                  for n in ("add_to_cart", "product_view")])
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "shop.yaml").write_text(METRICS)
+    layer = SemanticLayer.from_folder(tmp_path / "metrics", catalog,
+                                      timezone="America/Los_Angeles")
+    warehouse = Warehouse.open(f"duckdb:///{tmp_path / 'w.duckdb'}")
+    day, out, per_day = datetime(2026, 10, 12), [], {}  # noqa: DTZ001 - LA wall clock
+    while day <= datetime(2026, 11, 8):  # noqa: DTZ001
+        # one cart in each day's first half hour, 2 + day-of-month in the afternoon
+        local = [day + timedelta(minutes=20),
+                 *(day + timedelta(hours=15, minutes=i) for i in range(2 + day.day))]
+        out.extend({"event": "add_to_cart", "platform": "ios", "user": f"u{i}",
+                    "at": t.replace(tzinfo=la).astimezone(UTC)} for i, t in enumerate(local))
+        per_day[day.date()] = len(local)
+        day += timedelta(days=1)
+    load_rows(warehouse, out)
+    events = warehouse.ibis().table("events")
+
+    def days(first: str, last: str) -> int:
+        return sum(n for d, n in per_day.items()
+                   if date.fromisoformat(first) <= d <= date.fromisoformat(last))
+
+    now = datetime(2026, 11, 10, 20, tzinfo=UTC)
+    week = explain(events, "carts", layer=layer, period="2026-11-02..2026-11-08", now=now,
+                   dimensions=[])
+    assert week["observed"] == days("2026-11-02", "2026-11-08")
+    assert week["baseline"] == days("2026-10-26", "2026-11-01")  # whole local days
+    base = week["baseline_periods"][0]
+    assert base["start"] == "2026-10-26T07:00:00+00:00"  # local midnight (PDT)
+    assert base["end"] == "2026-11-02T08:00:00+00:00"  # local midnight (PST)
+    expected = explain(events, "carts", layer=layer, period="2026-11-02..2026-11-08",
+                       now=now, vs="expected", dimensions=[])
+    starts = [b["start"] for b in expected["baseline_periods"]]
+    assert starts[:2] == ["2026-10-26T07:00:00+00:00", "2026-10-19T07:00:00+00:00"]
+    monday = explain(events, "carts", layer=layer, period="yesterday", dimensions=[],
+                     now=datetime(2026, 11, 2, 20, tzinfo=UTC))  # Monday 12:00 in LA
+    assert monday["observed"] == per_day[date(2026, 11, 1)]
+    assert monday["baseline"] == per_day[date(2026, 10, 31)]

@@ -89,7 +89,10 @@ def test_a_range_without_bounds_comes_from_the_data() -> None:
 
 
 def test_an_empty_range_is_an_error() -> None:
-    with pytest.raises(QueryError, match="empty time range"):
+    # the dates as given, not only the range's end (an until date's next midnight)
+    with pytest.raises(QueryError, match=r"empty time range: since 2026-03-10 is not "
+                                         r"before until 2026-03-01 \(from "
+                                         r"2026-03-10T00:00:00 to 2026-03-02T00:00:00"):
         resolve_range("2026-03-10", "2026-03-01", grain="day", tz=zone("UTC"), now=NOW,
                       data_bounds=None)
 

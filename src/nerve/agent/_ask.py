@@ -441,7 +441,7 @@ def _daily(plan: Plan, ctx: Context, b: Builder,
     # the same daily counts as a command (`nerve trend` counts an event, unfiltered)
     command = None if plan.where or plan.segments else shlex.join([
         "nerve", "trend", plan.event, "--grain", "day", "--since", window.since.isoformat(),
-        "--until", (window.until + timedelta(days=1)).isoformat()])
+        "--until", window.until.isoformat()])
     return result, b.ran("query_metrics", args, result["sql"], command), counted.name
 
 

@@ -13,7 +13,7 @@ A period is labelled by its local start as an aware datetime
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,7 +22,7 @@ import ibis.expr.types as ir
 from nerve.semantic._engines import local_time
 from nerve.semantic._time import to_utc, zone
 
-__all__ = ["UNITS", "instant", "label", "local_start", "wall_clock", "zone"]
+__all__ = ["UNITS", "bound", "instant", "label", "local_start", "wall_clock", "zone"]
 
 #: grain -> Ibis truncation unit
 UNITS = {"hour": "h", "day": "D", "week": "W"}
@@ -31,6 +31,21 @@ UNITS = {"hour": "h", "day": "D", "week": "W"}
 def instant(value: datetime, tz: ZoneInfo) -> datetime:
     """``value`` as an aware UTC instant; a naive value is wall-clock time in ``tz``."""
     return value.astimezone(UTC) if value.tzinfo else to_utc(value, tz)
+
+
+def bound(value: date, tz: ZoneInfo, *, end: bool = False) -> datetime:
+    """A ``since`` or ``until`` as an aware UTC instant, read as metrics read it
+    (docs/metrics.md, "Time"): a datetime is that instant (naive: wall-clock time in
+    ``tz``); a date is its local midnight or, as an ``end`` (``until``), the next one,
+    so that the day is included.
+
+    >>> bound(date(2026, 3, 8), ZoneInfo("America/Los_Angeles"), end=True)
+    datetime.datetime(2026, 3, 9, 7, 0, tzinfo=datetime.timezone.utc)
+    """
+    if isinstance(value, datetime):
+        return instant(value, tz)
+    day = datetime(value.year, value.month, value.day)  # noqa: DTZ001 - wall clock
+    return to_utc(day + timedelta(days=1) if end else day, tz)
 
 
 def local_start(ts: ir.TimestampValue, grain: str, timezone: str,

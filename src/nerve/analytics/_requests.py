@@ -18,14 +18,14 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import ibis.expr.types as ir
 
 from nerve.analytics._fields import check_declared
 from nerve.analytics._funnel import funnel
-from nerve.analytics._periods import instant, zone
+from nerve.analytics._periods import bound, zone
 from nerve.analytics._retention import RetentionSpec, retention
 from nerve.analytics._spec import (
     Exclusion,
@@ -36,7 +36,7 @@ from nerve.analytics._spec import (
     parse_filter,
     parse_step,
 )
-from nerve.analytics._trends import TrendSpec, metric_trend, trend
+from nerve.analytics._trends import GRAINS, TrendSpec, metric_trend, recent, trend
 from nerve.catalog import Catalog
 from nerve.errors import QueryError, UserError
 from nerve.warehouse import one_of
@@ -57,32 +57,42 @@ _USER_LIMIT = 10_000
 
 
 def parse_time(value: Any, *, what: str, now: datetime | None = None,
-               timezone: str = "UTC") -> datetime | None:
-    """``None``, ``"now"``, a duration back from now (``"7d"``), or an ISO date/datetime,
-    as a UTC instant; a date or a naive datetime is wall-clock time in ``timezone``.
+               timezone: str = "UTC", end: bool = False) -> datetime | None:
+    """``None``, ``"now"``, ``"today"``, ``"yesterday"``, a duration back from now
+    (``"7d"``), or an ISO date/datetime, as a UTC instant; a date or a naive datetime is
+    wall-clock time in ``timezone``. A date is a whole local day, as in metrics: from its
+    midnight, or, as an ``end`` (``until``), up to the next one, so that it is included.
 
     >>> parse_time("2026-03-10", what="since", timezone="America/Los_Angeles")
     datetime.datetime(2026, 3, 10, 7, 0, tzinfo=datetime.timezone.utc)
+    >>> parse_time("2026-03-10", what="until", timezone="America/Los_Angeles", end=True)
+    datetime.datetime(2026, 3, 11, 7, 0, tzinfo=datetime.timezone.utc)
     """
     if value is None or value == "":
         return None
     now = now or datetime.now(UTC)
     tz = zone(timezone)
-    if isinstance(value, datetime):
-        return instant(value, tz)
+    if isinstance(value, date):  # a datetime too
+        return bound(value, tz, end=end)
     if not isinstance(value, str):
         raise QueryError(f"{what}: expected a date, a datetime or a duration such as 7d")
     text = value.strip()
     if text == "now":
         return now
+    if text in ("today", "yesterday"):
+        today = now.astimezone(tz).date()
+        return bound(today - timedelta(days=1) if text == "yesterday" else today, tz,
+                     end=end)
     if _RELATIVE.match(text):
         return now - parse_duration(text, what=what)
     try:
+        day = date.fromisoformat(text) if len(text) == 10 else None
         parsed = datetime.fromisoformat(text)
     except ValueError as exc:
         raise QueryError(f"{what}: {value!r} is not a date (2026-11-02), a datetime "
-                         "(2026-11-02T10:00) or a duration back from now (7d)") from exc
-    return instant(parsed, tz)
+                         "(2026-11-02T10:00), today, yesterday or a duration back from "
+                         "now (7d)") from exc
+    return bound(day if day is not None else parsed, tz, end=end)
 
 
 def _filters(value: Any, what: str) -> tuple[Filter, ...]:
@@ -198,7 +208,8 @@ def funnel_spec(body: dict[str, Any], *, now: datetime | None = None,
         attribution_step=attribution_step,
         hold=tuple(str(h) for h in hold),
         since=parse_time(body.get("since"), what="since", now=now, timezone=timezone),
-        until=parse_time(body.get("until"), what="until", now=now, timezone=timezone),
+        until=parse_time(body.get("until"), what="until", now=now, timezone=timezone,
+                         end=True),
         timezone=timezone,
     ).validate()
 
@@ -308,7 +319,7 @@ def retention_spec(body: dict[str, Any], *, timezone: str = "UTC") -> RetentionS
         grain=str(body.get("grain", "day")), periods=_whole(body, "periods", 7),
         mode=str(body.get("mode", "on")),
         since=parse_time(body.get("since"), what="since", timezone=timezone),
-        until=parse_time(body.get("until"), what="until", timezone=timezone),
+        until=parse_time(body.get("until"), what="until", timezone=timezone, end=True),
         timezone=timezone)
 
 
@@ -325,11 +336,16 @@ def trend_request(events: ir.Table, body: dict[str, Any],
     hours, days or weeks of ``timezone`` (the workspace's, as the layer's). An event's
     ``filters`` read fields ``catalog`` declares (a metric's ``where``: the layer's)."""
     now = datetime.now(UTC)
-    since = parse_time(body.get("since", "7d"), what="since", now=now, timezone=timezone)
-    until = parse_time(body.get("until", "now"), what="until", now=now, timezone=timezone)
+    raw_since = body.get("since", "7d")
+    since: datetime | None = parse_time(raw_since, what="since", now=now, timezone=timezone)
+    until = parse_time(body.get("until", "now"), what="until", now=now, timezone=timezone,
+                       end=True)
     assert since is not None
     assert until is not None
     grain = str(body.get("grain", "day"))
+    if grain in GRAINS and isinstance(raw_since, str) and _RELATIVE.match(raw_since.strip()):
+        # a duration is that many buckets, the current one included, as in metrics
+        since = recent(now - since, grain, zone(timezone), now)
     compare = _flag(body, "compare", True)
     metric, event, where = _name(body, "metric"), _name(body, "event"), body.get("where")
     if metric:

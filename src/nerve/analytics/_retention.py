@@ -21,14 +21,14 @@ period comes back.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import ibis.expr.types as ir
 
 from nerve.analytics._fields import dialect_of, entity, filter_expr, filters_expr
-from nerve.analytics._periods import instant, label, local_start, wall_clock, zone
+from nerve.analytics._periods import bound, instant, label, local_start, wall_clock, zone
 from nerve.analytics._spec import Filter
 from nerve.errors import QueryError
 from nerve.warehouse import stitch_identities
@@ -54,8 +54,10 @@ class RetentionSpec:
     grain: str = "day"
     periods: int = 7
     mode: str = "on"
-    since: datetime | None = None
-    until: datetime | None = None
+    #: the first start event's range ``[since, until)``; a date is a whole local day (an
+    #: ``until`` date is included, as in metrics)
+    since: datetime | date | None = None
+    until: datetime | date | None = None
     timezone: str = "UTC"
 
     def validate(self) -> RetentionSpec:
@@ -65,7 +67,11 @@ class RetentionSpec:
             raise QueryError(f"mode: {self.mode!r} is not one of {', '.join(RETENTION_MODES)}")
         if not 1 <= self.periods <= 366:
             raise QueryError(f"periods: 1 to 366, got {self.periods}")
-        zone(self.timezone)
+        tz = zone(self.timezone)
+        if (self.since is not None and self.until is not None
+                and bound(self.since, tz) >= bound(self.until, tz, end=True)):
+            # no cohort could start in it: an empty table would read as nobody starting
+            raise QueryError("since/until: since must be before until")
         return self
 
 
@@ -97,9 +103,9 @@ def retention(events: ir.Table, spec: RetentionSpec, *,
     first = first.mutate(cohort=local_start(first.first_ts, spec.grain,
                                             spec.timezone, dialect))
     if spec.since is not None:
-        first = first.filter(first.first_ts >= instant(spec.since, tz))
+        first = first.filter(first.first_ts >= bound(spec.since, tz))
     if spec.until is not None:
-        first = first.filter(first.first_ts < instant(spec.until, tz))
+        first = first.filter(first.first_ts < bound(spec.until, tz, end=True))
     sizes = first.group_by("cohort").aggregate(cohort_size=first.who.count())
     back = _events(events, spec.return_event, spec.return_where)
     back = back.select(who=entity(back), ts=back.timestamp)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import reduce
 from typing import Any
 
@@ -39,14 +39,14 @@ __all__ = ["FetchedRows", "fetch_rows", "funnel_query", "funnel_rows", "shape_ro
 STREAM_TYPES = ("track", "page", "screen")
 
 
-def to_micros(value: datetime) -> int:
+def to_micros(value: date) -> int:
     """Microseconds since the epoch (naive datetimes are UTC)."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return (value - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    return (_utc(value) - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 
 
-def _utc(value: datetime) -> datetime:
+def _utc(value: date) -> datetime:
+    # a validated FunnelSpec's since/until: its dates are instants by then
+    assert isinstance(value, datetime), "FunnelSpec.validate() makes dates instants"
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 

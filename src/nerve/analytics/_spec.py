@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
-from nerve.analytics._periods import instant, zone
+from nerve.analytics._periods import bound, zone
 from nerve.errors import QueryError
 
 __all__ = [
@@ -176,8 +176,10 @@ class FunnelSpec:
     attribution: str = "first_touch"
     attribution_step: int | None = None
     hold: tuple[str, ...] = ()
-    since: datetime | None = None
-    until: datetime | None = None
+    #: the first step's range ``[since, until)``; a date is a whole local day (an
+    #: ``until`` date is included, as in metrics)
+    since: datetime | date | None = None
+    until: datetime | date | None = None
     percentiles: tuple[float, ...] = (0.5, 0.9)
     bins: int = 10
     extra: dict[str, Any] = field(default_factory=dict)
@@ -232,7 +234,9 @@ class FunnelSpec:
                                            or not 0 <= self.attribution_step < n):
             raise QueryError(f"attribution_step: a step number 0..{n - 1} is needed with "
                              "attribution 'step'")
-        since, until = self._instant(self.since), self._instant(self.until)
+        tz = zone(self.timezone)
+        since = None if self.since is None else bound(self.since, tz)
+        until = None if self.until is None else bound(self.until, tz, end=True)
         if since and until and since >= until:
             raise QueryError("since/until: since must be before until")
         for p in self.percentiles:
@@ -247,6 +251,3 @@ class FunnelSpec:
         if 0 <= k < len(self.steps):
             return f"step {k + 1} ({self.steps[k].event})"
         return f"step {k + 1}"
-
-    def _instant(self, value: datetime | None) -> datetime | None:
-        return None if value is None else instant(value, zone(self.timezone))

@@ -11,20 +11,26 @@ metric's trend gives the numbers of ``nerve metrics query`` for the same periods
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import ibis.expr.types as ir
 
 from nerve.analytics._fields import dialect_of, entity, filter_expr, filters_expr
-from nerve.analytics._periods import UNITS, instant, label, local_start, wall_clock, zone
+from nerve.analytics._periods import UNITS, bound, label, local_start, wall_clock, zone
 from nerve.analytics._spec import Filter
 from nerve.errors import QueryError
-from nerve.semantic._time import TimeRange, periods, resolve_range
+from nerve.semantic._time import (
+    TimeRange,
+    floor_to,
+    next_period,
+    periods,
+    resolve_range,
+)
 from nerve.warehouse import stitch_identities
 
-__all__ = ["MEASURES", "TrendSpec", "buckets", "metric_trend", "trend"]
+__all__ = ["MEASURES", "TrendSpec", "buckets", "metric_trend", "recent", "trend"]
 
 MEASURES = ("count", "users")
 GRAINS = tuple(UNITS)
@@ -34,10 +40,11 @@ MAX_BUCKETS = 5000
 @dataclass(frozen=True, slots=True)
 class TrendSpec:
     """``event=None`` counts every track event. Buckets are those of ``timezone`` (the
-    workspace's ``[project] timezone``), in which naive ``since``/``until`` are read."""
+    workspace's ``[project] timezone``), in which naive ``since``/``until`` are read; a
+    date is a whole local day (an ``until`` date is included, as in metrics)."""
 
-    since: datetime
-    until: datetime
+    since: datetime | date
+    until: datetime | date
     event: str | None = None
     where: tuple[Filter, ...] = ()
     measure: str = "count"
@@ -52,13 +59,14 @@ class TrendSpec:
         return self
 
 
-def _ranges(since: datetime, until: datetime, grain: str,
+def _ranges(since: datetime | date, until: datetime | date, grain: str,
             tz: ZoneInfo) -> tuple[TimeRange, TimeRange]:
     """The current period, widened to whole buckets, and the one just before it (as
-    many buckets of wall-clock time)."""
+    many buckets of wall-clock time). An ``until`` date is included."""
     if grain not in GRAINS:
         raise QueryError(f"grain: {grain!r} is not one of {', '.join(GRAINS)}")
-    if instant(since, tz) >= instant(until, tz):
+    since, until = bound(since, tz), bound(until, tz, end=True)
+    if since >= until:
         raise QueryError("since/until: since must be before until")
     # ``now`` is not read: both bounds are datetimes
     current = resolve_range(since, until, grain=grain, tz=tz, now=datetime.now(UTC),
@@ -69,13 +77,27 @@ def _ranges(since: datetime, until: datetime, grain: str,
     return current, previous
 
 
+def recent(duration: timedelta, grain: str, tz: ZoneInfo, now: datetime) -> datetime:
+    """The local start (naive) of the last buckets that ``duration`` back from ``now``
+    spans, the current one included, as a metric reads a duration with a grain
+    (docs/metrics.md, "Time"): ``7d`` by day is today and the 6 days before, ``8w`` by
+    week 8 weeks, not one bucket more for the part of a day that ``now`` is into.
+
+    >>> recent(timedelta(days=7), "day", ZoneInfo("UTC"), datetime(2026, 11, 30, 15, tzinfo=UTC))
+    datetime.datetime(2026, 11, 24, 0, 0)
+    """
+    current = floor_to(now.astimezone(tz).replace(tzinfo=None), grain)
+    return floor_to(next_period(current - duration, grain), grain)
+
+
 def buckets(trange: TimeRange, grain: str) -> list[datetime]:
     """Local starts (naive) of the buckets covering ``trange``; an hour that the spring
     DST switch skips is none."""
     return periods(trange.start, trange.end, grain, trange.tz)
 
 
-def _series(events: ir.Table, spec: TrendSpec, trange: TimeRange) -> dict[datetime, float]:
+def _series(events: ir.Table, spec: TrendSpec,
+            trange: TimeRange) -> dict[datetime, float | None]:
     t = events
     cond = ((t.type == "track") & (t.timestamp >= trange.start_utc)
             & (t.timestamp < trange.end_utc))
@@ -117,8 +139,8 @@ def trend(events: ir.Table, spec: TrendSpec, *,
                  compare=spec.compare, trange=current_range, now=now)
 
 
-def _rows(starts: list[datetime], current: dict[datetime, float],
-          prev_starts: list[datetime], previous: dict[datetime, float], *,
+def _rows(starts: list[datetime], current: dict[datetime, float | None],
+          prev_starts: list[datetime], previous: dict[datetime, float | None], *,
           compare: bool, trange: TimeRange, now: datetime | None) -> list[dict[str, Any]]:
     tz = trange.tz
     now = now or datetime.now(UTC)  # naive: wall-clock time already, as the buckets' starts
@@ -135,20 +157,23 @@ def _rows(starts: list[datetime], current: dict[datetime, float],
             row |= {"previous_period": label(prev_start, tz) if prev_start else None,
                     "previous": prev,
                     "change": (row["value"] - prev) / prev
-                    if prev and not (future or partial) else None}
+                    if prev and row["value"] is not None and not (future or partial)
+                    else None}
         row["partial"] = partial
         out.append(row)
     return out
 
 
-def metric_trend(layer: Any, table: ir.Table, metric: str, *, since: datetime,
-                 until: datetime, grain: str = "day", compare: bool = True,
+def metric_trend(layer: Any, table: ir.Table, metric: str, *, since: datetime | date,
+                 until: datetime | date, grain: str = "day", compare: bool = True,
                  where: str | None = None, stitch: bool = True) -> list[dict[str, Any]]:
     """A semantic-layer metric over time, with the previous period.
 
     ``layer`` is a ``nerve.semantic.SemanticLayer``; the metric is computed by the layer,
     once for each period, so the numbers are the ones ``nerve metrics query`` gives.
-    Buckets are in the layer's time zone, where naive ``since``/``until`` are read.
+    Buckets are in the layer's time zone, where naive ``since``/``until`` are read (an
+    ``until`` date is included). Values are the layer's: a count is an integer, and a
+    period without a value (an average over no events) is None, as in metrics.
     ``stitch``: as ``funnel``'s (identities stitched by default, as the CLI counts them).
     """
     from nerve.semantic import MetricQuery  # noqa: PLC0415 - the semantic layer is optional here
@@ -157,16 +182,12 @@ def metric_trend(layer: Any, table: ir.Table, metric: str, *, since: datetime,
     if stitch:
         table = stitch_identities(table)
 
-    def series(trange: TimeRange) -> dict[datetime, float]:
+    def series(trange: TimeRange) -> dict[datetime, float | None]:
         # naive local bounds: the layer reads them as its own wall-clock time
         result = layer.query(MetricQuery((metric,), grain=grain, since=trange.start,
                                          until=trange.end, where=where), table)
         time_col = result.time_column or grain
-        out: dict[datetime, float] = {}
-        for row in result.table.to_pylist():
-            value = row[metric]
-            out[wall_clock(row[time_col])] = 0.0 if value is None else float(value)
-        return out
+        return {wall_clock(row[time_col]): row[metric] for row in result.table.to_pylist()}
 
     current = series(current_range)
     previous = series(previous_range) if compare else {}

@@ -55,9 +55,28 @@ class Period:
     start: datetime
     end: datetime
     label: str
+    #: the time zone of a period of local days (yesterday, last_week, dates): it is
+    #: shifted by local days, so that the week before a week holding a 25-hour day also
+    #: runs from local midnight to local midnight; None for a rolling period (24h, 7d)
+    tz: str | None = None
+
+    @property
+    def length(self) -> timedelta:
+        """How long it is: in local days and hours for local days (a week holding a
+        DST switch is 7 days, 169 or 167 hours), else in hours."""
+        if self.tz is None:
+            return self.end - self.start
+        zone = ZoneInfo(self.tz)  # one object: the difference is of wall-clock times
+        return self.end.astimezone(zone) - self.start.astimezone(zone)
 
     def shifted(self, delta: timedelta) -> Period:
-        return Period(self.start - delta, self.end - delta, f"{self.label} - {delta.days}d")
+        label = f"{self.label} - {delta.days}d"
+        if self.tz is None:
+            return Period(self.start - delta, self.end - delta, label)
+        zone = ZoneInfo(self.tz)
+        # an aware datetime minus a timedelta moves its wall-clock time
+        return Period((self.start.astimezone(zone) - delta).astimezone(UTC),
+                      (self.end.astimezone(zone) - delta).astimezone(UTC), label, self.tz)
 
     def as_dict(self) -> dict[str, str]:
         return {"label": self.label, "start": self.start.isoformat(),
@@ -82,10 +101,10 @@ def parse_period(text: str, now: datetime, tz: str = "UTC") -> Period:
         return Period(hour_end - timedelta(hours=hours), hour_end, text)
     today = datetime(local.year, local.month, local.day, tzinfo=zone)
     if text == "yesterday":
-        return _local(today - timedelta(days=1), today, text)
+        return _local(today - timedelta(days=1), today, text, tz)
     if text == "last_week":
         monday = today - timedelta(days=today.weekday())
-        return _local(monday - _WEEK, monday, text)
+        return _local(monday - _WEEK, monday, text, tz)
     if ".." in text or _is_date(text):
         first, _, last = text.partition("..") if ".." in text else (text, "", text)
         try:
@@ -99,7 +118,7 @@ def parse_period(text: str, now: datetime, tz: str = "UTC") -> Period:
         if start >= hour_end:
             raise QueryError(f"--period: {text!r} has no complete hour yet (it is "
                              f"{now.astimezone(zone):%Y-%m-%d %H:%M} {tz})")
-        return _local(start, min(end, hour_end.astimezone(zone)), text)
+        return _local(start, min(end, hour_end.astimezone(zone)), text, tz)
     raise QueryError(f"--period: {text!r}: expected 24h, 7d, yesterday, last_week, "
                      "YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD")
 
@@ -112,8 +131,8 @@ def _is_date(text: str) -> bool:
     return True
 
 
-def _local(start: datetime, end: datetime, label: str) -> Period:
-    return Period(start.astimezone(UTC), end.astimezone(UTC), label)
+def _local(start: datetime, end: datetime, label: str, tz: str) -> Period:
+    return Period(start.astimezone(UTC), end.astimezone(UTC), label, tz)
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,7 +346,7 @@ def explain(table: ir.Table, target: str, *, layer: SemanticLayer, period: str =
     now = now if now.tzinfo else now.replace(tzinfo=UTC)
     t = replace(_target(layer, target, catalog_events), where=where or None)
     span = parse_period(period, now, layer.timezone)
-    length = span.end - span.start
+    length = span.length
     first, last = _event_range(table)
     bases = [span.shifted(k * _WEEK) for k in range(1, 5)] \
         if vs == "expected" and length <= _WEEK else []

@@ -155,9 +155,12 @@ def funnel(
     step_window: Annotated[list[str] | None, typer.Option(
         help="N=DURATION: at most this long from the previous step to step N. "
              "Repeatable.")] = None,
-    since: Annotated[str | None, typer.Option(help="First step from: a date, a datetime "
-                                                   "or a duration back (30d).")] = None,
-    until: Annotated[str | None, typer.Option(help="First step before: same forms.")] = None,
+    since: Annotated[str | None, typer.Option(
+        help="First step from: a date, a datetime, today, yesterday or a duration back "
+             "(30d).")] = None,
+    until: Annotated[str | None, typer.Option(
+        help="First step until: a date (included) or a datetime (excluded); the later "
+             "steps may run up to the window past it.")] = None,
     users: Annotated[str | None, typer.Option(
         help="List entities instead: N (reached step N), N:converted or N:dropped.")] = None,
     fmt: FormatOption = Format.table,
@@ -209,8 +212,11 @@ def retention(
     periods: Annotated[int, typer.Option(help="How many periods after the cohort's.")] = 7,
     mode: Annotated[str, typer.Option(help="on: came back in that period; on_or_after: "
                                            "in that period or later.")] = "on",
-    since: Annotated[str | None, typer.Option(help="Cohorts from (date or 30d).")] = None,
-    until: Annotated[str | None, typer.Option(help="Cohorts before.")] = None,
+    since: Annotated[str | None, typer.Option(
+        help="Cohorts from: a date, a datetime, today, yesterday or a duration back "
+             "(30d).")] = None,
+    until: Annotated[str | None, typer.Option(
+        help="Cohorts until: a date (included) or a datetime (excluded).")] = None,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Retention by first-event cohort: one row per cohort and period.
@@ -238,8 +244,11 @@ def trend(
         help="Filter FIELD=VALUE on the event. Repeatable. With --metric, a filter of "
              "the semantic layer: \"platform = 'ios'\".")] = None,
     grain: Annotated[str, typer.Option(help="hour, day or week.")] = "day",
-    since: Annotated[str, typer.Option(help="From: a date or a duration back (7d).")] = "7d",
-    until: Annotated[str, typer.Option(help="Until (excluded): a date or now.")] = "now",
+    since: Annotated[str, typer.Option(
+        help="From: a date, a datetime, today, yesterday or a duration back (7d: 7 "
+             "buckets of the grain, the current one included).")] = "7d",
+    until: Annotated[str, typer.Option(
+        help="Until: a date (included), a datetime (excluded) or now.")] = "now",
     compare: Annotated[bool, typer.Option(help="Compare with the previous period.")] = True,
     fmt: FormatOption = Format.table,
 ) -> None:

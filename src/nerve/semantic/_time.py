@@ -237,6 +237,9 @@ def resolve_range(since: str | date | datetime | None, until: str | date | datet
         last = floor_to(end - timedelta(microseconds=1), grain)
         end = next_period(last, grain)
     if end <= start:
-        raise QueryError(f"empty time range: since {start.isoformat()} is not before "
-                         f"until {end.isoformat()}")
+        # the values as given, then the range they make: its end alone (an until
+        # date's next midnight) reads as if nerve had moved the date
+        given = f"since {since} is not before until {until} (" if since and until else "("
+        raise QueryError(f"empty time range: {given}from {start.isoformat()} to "
+                         f"{end.isoformat()}; an until date is included)")
     return TimeRange(start, end, tz)
