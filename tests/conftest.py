@@ -241,7 +241,13 @@ class Engine:
     con: Any  # an ibis backend
 
     def load(self, table_name: str, data: Any) -> Any:
-        """Create (or replace) ``table_name`` from a pyarrow Table; return the Ibis table."""
+        """Create (or replace) ``table_name`` from a pyarrow Table; return the Ibis table.
+
+        On PostgreSQL, a database every pytest-xdist worker shares, the table is the
+        worker's own (``events_gw1``): two workers loading ``events`` at once read each
+        other's rows."""
+        if self.name == "postgres":
+            table_name += "_" + os.environ.get("PYTEST_XDIST_WORKER", "main")
         if self.name == "spark":
             # temp views: nothing written to a Spark warehouse folder
             frame = self.con._session.createDataFrame(data)  # Spark 4 takes Arrow

@@ -12,7 +12,6 @@ PostgreSQL (the ``engine`` fixture), in America/Los_Angeles over the 25-hour day
 
 from __future__ import annotations
 
-import os
 import random
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
@@ -113,10 +112,7 @@ def table(engine: Any) -> Any:
     if engine.name == "spark":
         pytest.skip("DuckDB and PostgreSQL: the dates are read in Python, alike on every "
                     "engine; Spark's local time is tests/analytics/test_local_time.py's")
-    # one table per xdist worker: PostgreSQL's database is shared, and a worker
-    # replacing the table while another reads it would fail that read
-    return engine.load(f"events_windows_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}",
-                       _arrow())
+    return engine.load("events_windows", _arrow())
 
 
 @pytest.fixture(scope="module")
