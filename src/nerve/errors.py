@@ -20,6 +20,7 @@ message.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,7 @@ __all__ = [
     "TransientError",
     "UserError",
     "WorkspaceError",
+    "redact_url",
 ]
 
 
@@ -126,3 +128,15 @@ class BackpressureError(TransientError):
 
 class InternalError(NerveError):
     code = "internal"
+
+
+_URL_PASSWORD = re.compile(r"^([a-z][a-z0-9+.-]*://[^/@:]*):[^/@]*@", re.IGNORECASE)
+
+
+def redact_url(url: str) -> str:
+    """``url`` as a message may show it: a password in it is ``***``.
+
+    >>> redact_url("postgres://bob:s3cret@db:5432/shop")
+    'postgres://bob:***@db:5432/shop'
+    """
+    return _URL_PASSWORD.sub(r"\1:***@", url)

@@ -15,7 +15,7 @@ import pytest
 
 from nerve.errors import QueryError, TransientError, WorkspaceError
 from nerve.warehouse import EVENT_COLUMNS, Warehouse, check_read_only, result_json
-from nerve.workspace import init_workspace
+from nerve.workspace import Workspace, init_workspace
 
 
 def test_open_creates_the_tables(tmp_path: Path) -> None:
@@ -44,6 +44,23 @@ def test_unsupported_urls_are_refused_clearly(url: str) -> None:
     with pytest.raises(WorkspaceError, match="warehouse"):
         Warehouse.open(url)
 
+
+
+def test_a_warehouse_url_s_password_is_never_printed(tmp_path: Path) -> None:
+    with pytest.raises(WorkspaceError) as opened:
+        Warehouse.open("postgres://bob:s3cret@db:5432/shop")
+    ws = init_workspace(tmp_path / "ws")
+    toml = ws.root / "nerve.toml"
+    toml.write_text(toml.read_text().replace('url = "duckdb://.nerve/warehouse.duckdb"',
+                                             'url = "postgres://bob:s3cret@db:5432/shop"'))
+    with pytest.raises(WorkspaceError) as configured:
+        Warehouse.for_workspace(Workspace.load(ws.root))
+    for raised in (opened, configured):
+        assert "s3cret" not in str(raised.value)
+        assert "postgres://bob:***@db:5432/shop" in str(raised.value)
+    [line] = [n for n, text in enumerate(toml.read_text().splitlines(), 1)
+              if text.startswith('url = "postgres://')]
+    assert f"nerve.toml:{line}: [warehouse] url" in str(configured.value)
 
 def test_read_only_open_of_a_missing_file(tmp_path: Path) -> None:
     with pytest.raises(WorkspaceError, match="no warehouse yet"):

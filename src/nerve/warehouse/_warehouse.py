@@ -20,7 +20,7 @@ import duckdb
 import ibis
 import pyarrow as pa
 
-from nerve.errors import QueryError, TransientError, WorkspaceError
+from nerve.errors import QueryError, TransientError, WorkspaceError, redact_url
 from nerve.warehouse._readonly import check_read_only
 from nerve.warehouse._result import mark_json_columns
 from nerve.warehouse._schema import ensure_schema
@@ -104,7 +104,7 @@ class Warehouse(IbisReads):
         """
         if not url.startswith(_PREFIX):
             raise WorkspaceError(
-                f"[warehouse] url {url!r}: the loader writes DuckDB "
+                f"[warehouse] url {redact_url(url)!r}: the loader writes DuckDB "
                 "(duckdb:///path/file.duckdb or duckdb://:memory:)"
             )
         target = url[len(_PREFIX):]
@@ -116,7 +116,7 @@ class Warehouse(IbisReads):
             path = Path(target)
             if not path.is_absolute():
                 raise WorkspaceError(
-                    f"[warehouse] url {url!r}: a relative path needs a workspace "
+                    f"[warehouse] url {redact_url(url)!r}: a relative path needs a workspace "
                     "(Warehouse.for_workspace resolves it)"
                 )
             if read_only and not path.exists():
@@ -164,8 +164,10 @@ class Warehouse(IbisReads):
             raise WorkspaceError(f"{ws.root / 'nerve.toml'}: [warehouse] threads: expected a "
                                  f"whole number >= 1, got {threads!r}")
         if not ws.warehouse_url.startswith(_PREFIX):
+            line = ws.line_of("warehouse", "url")
             raise WorkspaceError(
-                f"{ws.root / 'nerve.toml'}: [warehouse] url {ws.warehouse_url!r}: nerve loads "
+                f"{ws.root / 'nerve.toml'}{f':{line}' if line else ''}: [warehouse] url "
+                f"{redact_url(ws.warehouse_url)!r}: nerve loads "
                 "events into DuckDB (duckdb://.nerve/warehouse.duckdb, the default); "
                 "PostgreSQL or Spark tables with the same columns can be analysed through "
                 "the Python API (docs/storage.md, \"Other engines\")")
@@ -250,7 +252,7 @@ class Warehouse(IbisReads):
         self.close()
 
     def __repr__(self) -> str:
-        return f"Warehouse({self.url!r}{', read_only' if self.read_only else ''})"
+        return f"Warehouse({redact_url(self.url)!r}{', read_only' if self.read_only else ''})"
 
 
 def _first_line(exc: BaseException) -> str:
