@@ -299,3 +299,52 @@ def test_nerve_status_reads_the_server_or_else_the_files(
     assert after["url"] is None
     assert after["warehouse"] == {**online["warehouse"], "events_24h": 12}
     assert after["collector"]["accepted"] == 12  # the last run's counters
+
+
+#: a catalog event with a long name, as tracking plans have them
+LONG = "meal_plan_week_regenerated_after_dietary_preference_change_confirmed"
+
+
+@pytest.mark.node
+@pytest.mark.timeout(180)
+def test_long_event_names_leave_every_column_in_view_and_the_page_logs_no_error(
+        console_shop: Workspace, serve: Callable[..., Any]) -> None:
+    """A 68-character catalog name pushed the events' counts out of their panel, and a
+    client's 180-character unknown event the checks' findings and the quarantine's
+    violations: event names did not wrap. And each load logged a 404 (/favicon.ico)."""
+    (console_shop.events_dir / f"{LONG}.yaml").write_text(
+        f"name: {LONG}\nproperties:\n  week: {{type: integer}}\n")
+    unplanned = "x" * 150 + "_an_unplanned_event_name"
+    server = serve(console_shop)
+    batch = [{"type": "track", "event": LONG, "userId": f"u{i}", "messageId": f"l-{i}",
+              "properties": {"week": i}} for i in range(3)]
+    batch.append({"type": "track", "event": unplanned, "userId": "u1", "messageId": "x"})
+    assert httpx.post(server.url + "/v1/batch", json={"batch": batch},
+                      headers=basic(write_key(console_shop))).status_code == 200
+    auth = {"authorization": f"Bearer {admin_token(console_shop)}"}
+    deadline = time.monotonic() + 30
+    while httpx.get(server.url + "/v1/status", headers=auth).json()["warehouse"]["quarantine"] < 1:
+        assert time.monotonic() < deadline, "the loader did not load the batch in 30 s"
+        time.sleep(0.2)
+    assert httpx.post(server.url + "/v1/admin/checks/run", headers=auth,
+                      json={}).status_code == 200
+
+    node = shutil.which("node")
+    if node is None or not (NODE_DIR / "node_modules" / "playwright-core").is_dir():
+        pytest.skip("needs Node.js and `npm install` in tests/node (.ci/run does it)")
+    browser = next(filter(None, map(shutil.which, ("chromium", "chromium-browser",
+                                                   "google-chrome"))), None)
+    if browser is None:
+        pytest.skip("headless Chromium is not installed (apt-get install chromium)")
+    done = subprocess.run([node, str(NODE_DIR / "console_layout.mjs"), browser,
+                           f"{server.url}/ui#token={admin_token(console_shop)}", "1280"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    seen = orjson.loads(done.stdout)
+    assert seen["errors"] == []
+    assert seen["failed"] == []
+    tables = {t["section"]: t["columns"] for t in seen["tables"]}
+    assert set(tables) >= {"checks", "events", "quarantine"}
+    hidden = {section: [c["header"] for c in columns if not c["inView"]]
+              for section, columns in tables.items()}
+    assert hidden == {section: [] for section in tables}

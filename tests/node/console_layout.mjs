@@ -1,0 +1,37 @@
+// How nerve's web console (GET /ui) lays out its tables in headless Chromium, for
+// tests/server/test_console.py: node console_layout.mjs <chromium> <url with #token=...> <width>
+// prints JSON: per table (by its section), each column's header and whether all of it is
+// in view without scrolling its panel sideways; the console's error messages and the
+// requests that failed or were answered 4xx/5xx.
+import { chromium } from "playwright-core";
+
+const [executablePath, url, width] = process.argv.slice(2);
+const browser = await chromium.launch({ executablePath, args: ["--no-sandbox"] });
+try {
+  const context = await browser.newContext({ viewport: { width: Number(width), height: 900 } });
+  const page = await context.newPage();
+  const errors = [];
+  const failed = [];
+  page.on("pageerror", (error) => errors.push(error.message));
+  page.on("console", (message) => { if (message.type() === "error") errors.push(message.text()); });
+  page.on("requestfailed", (request) => failed.push(`${request.url()}: ${request.failure()?.errorText}`));
+  page.on("response", (response) => {
+    if (response.status() >= 400) failed.push(`${response.url()}: ${response.status()}`);
+  });
+  await page.goto(url);
+  await page.waitForSelector("body[data-loaded=true]", { timeout: 60000 });
+  await page.waitForTimeout(500);  // the browser's own requests (an icon) after the load
+  const tables = await page.evaluate(() => [...document.querySelectorAll("main table")].map((table) => {
+    const view = table.closest(".scroll").getBoundingClientRect();
+    return {
+      section: table.closest("section").id,
+      columns: [...table.querySelectorAll("th")].map((th) => {
+        const box = th.getBoundingClientRect();
+        return { header: th.textContent, inView: box.left >= view.left - 1 && box.right <= view.right + 1 };
+      }),
+    };
+  }));
+  console.log(JSON.stringify({ tables, errors, failed }));
+} finally {
+  await browser.close();
+}
