@@ -293,6 +293,39 @@ def test_the_site_fits_a_phone_and_labels_its_search(shop: Workspace, tmp_path: 
         assert page["unlabeled"] == [], page
 
 
+
+def test_a_long_event_name_leaves_room_for_the_rest_of_its_row(shop: Workspace,
+                                                              tmp_path: Path) -> None:
+    """A 68-character event name did not wrap: on a phone its column took the whole
+    screen in the index (description, owner and volumes off to the side, every row
+    several lines tall) and on its page the properties table's."""
+    import subprocess
+
+    import orjson
+
+    long = "meal_plan_week_regenerated_after_dietary_preference_change_confirmed"
+    (shop.events_dir / f"{long}.yaml").write_text(
+        f"name: {long}\ndescription: The week's meal plan was made again.\nowner: kitchen\n"
+        "purpose: analytics\nretention: 400d\nproperties:\n"
+        f"  {long}_count: {{type: integer, pii: none, description: How many.}}\n")
+    node_dir = Path(__file__).parents[1] / "node"
+    node = shutil.which("node")
+    if node is None or not (node_dir / "node_modules" / "playwright-core").is_dir():
+        pytest.skip("needs Node.js and `npm install` in tests/node (.ci/run does it)")
+    browser = _chromium()
+    out = tmp_path / "site"
+    build_site(Catalog.load(shop.events_dir), out, workspace=shop)
+    pages = [out / "index.html", out / "events" / f"{long}.html"]
+    done = subprocess.run([node, str(node_dir / "page_layout.mjs"), browser, "375",
+                           *(p.as_uri() for p in pages)],
+                          capture_output=True, text=True, timeout=90, check=False)
+    assert done.returncode == 0, done.stderr
+    for page in orjson.loads(done.stdout):
+        assert page["scrollWidth"] <= page["clientWidth"] == 375, page
+        for table in page["tables"]:
+            assert table["firstColumn"] <= table["shown"] / 2, page["url"]
+
+
 @pytest.mark.timeout(120)
 def test_docs_volumes_while_the_server_holds_the_warehouse(
         shop: Workspace, serve: Callable[..., Any]) -> None:
