@@ -348,3 +348,36 @@ def test_long_event_names_leave_every_column_in_view_and_the_page_logs_no_error(
     hidden = {section: [c["header"] for c in columns if not c["inView"]]
               for section, columns in tables.items()}
     assert hidden == {section: [] for section in tables}
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("who", ["admin", "reader"])
+def test_the_events_and_quarantine_lists_say_how_many_more_they_leave_out(
+        console_shop: Workspace, serve: Callable[..., Any], who: str) -> None:
+    """Both lists stop at 15 events; the 16th and 17th were left out without a word."""
+    for i in range(17):
+        (console_shop.events_dir / f"step_{i:02d}_done.yaml").write_text(
+            f"name: step_{i:02d}_done\n")
+    server = serve(console_shop)
+    # step i: 20 - i valid rows (step_16_done the fewest), and 20 - i unknown ones
+    batch = [{"type": "track", "event": f"{kind}_{i:02d}_done", "userId": f"u{n}",
+              "messageId": f"{kind}-{i}-{n}"}
+             for kind in ("step", "nope") for i in range(17) for n in range(20 - i)]
+    assert httpx.post(server.url + "/v1/batch", json={"batch": batch},
+                      headers=basic(write_key(console_shop))).status_code == 200
+    auth = {"authorization": f"Bearer {admin_token(console_shop)}"}
+    deadline = time.monotonic() + 30
+    while httpx.get(server.url + "/v1/status", headers=auth).json()["warehouse"]["quarantine"] \
+            < len(batch) // 2:
+        assert time.monotonic() < deadline, "the loader did not load the batch in 30 s"
+        time.sleep(0.2)
+    token = admin_token(console_shop) if who == "admin" else READER
+    dom = chromium_dom(f"{server.url}/ui#token={token}")
+    assert dom.body.get("data-loaded") == "true"
+    text = " | ".join(dom.text)
+    assert "step_14_done | 6 | 6" in text
+    assert "step_15_done" not in text
+    assert "2 more events with fewer rows: nerve sql lists them all." in text
+    assert "nope_14_done | 6 |" in text
+    assert "nope_15_done" not in text
+    assert "2 more events with fewer rows: nerve quarantine list shows them all." in text
