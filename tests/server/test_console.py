@@ -381,3 +381,23 @@ def test_the_events_and_quarantine_lists_say_how_many_more_they_leave_out(
     assert "nope_14_done | 6 |" in text
     assert "nope_15_done" not in text
     assert "2 more events with fewer rows: nerve quarantine list shows them all." in text
+
+
+def test_a_write_key_given_as_the_token_is_named_as_one(
+        console_shop: Workspace, serve: Callable[..., Any]) -> None:
+    """The write keys sit next to [[readers]] in nerve.toml; one typed into the console
+    was refused as "neither the admin's nor a reader's", with advice about a stale admin
+    token."""
+    server = serve(console_shop)
+    key = write_key(console_shop, "web")
+    refused = httpx.get(server.url + "/v1/status", headers={"authorization": f"Bearer {key}"})
+    assert refused.status_code == 401
+    assert refused.json()["message"].startswith(
+        "that is the write key of source 'web': it sends events; reading needs the admin "
+        "token")
+    dom = chromium_dom(f"{server.url}/ui#token={key}")
+    assert "that is the write key of source 'web'" in " ".join(dom.text)
+    odd = httpx.get(server.url + "/v1/status",
+                    headers={"authorization": "Bearer é-token".encode("latin-1")})
+    assert odd.status_code == 401
+    assert odd.json()["message"].startswith("the token is neither the admin's nor a reader's")
