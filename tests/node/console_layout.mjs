@@ -1,8 +1,9 @@
 // How nerve's web console (GET /ui) lays out its tables in headless Chromium, for
 // tests/server/test_console.py: node console_layout.mjs <chromium> <url with #token=...> <width>
 // prints JSON: per table (by its section), each column's header and whether all of it is
-// in view without scrolling its panel sideways; the console's error messages and the
-// requests that failed or were answered 4xx/5xx.
+// in view without scrolling its panel sideways; the id of the element that has the
+// keyboard's focus; the console's error messages and the requests that failed or were
+// answered 4xx/5xx (a 401 is expected only with a wrong token).
 import { chromium } from "playwright-core";
 
 const [executablePath, url, width] = process.argv.slice(2);
@@ -19,7 +20,8 @@ try {
     if (response.status() >= 400) failed.push(`${response.url()}: ${response.status()}`);
   });
   await page.goto(url);
-  await page.waitForSelector("body[data-loaded=true]", { timeout: 60000 });
+  // loaded, or asking for a token
+  await page.waitForSelector("body[data-loaded=true], #login:not([hidden])", { timeout: 60000 });
   await page.waitForTimeout(500);  // the browser's own requests (an icon) after the load
   const tables = await page.evaluate(() => [...document.querySelectorAll("main table")].map((table) => {
     const view = table.closest(".scroll").getBoundingClientRect();
@@ -31,7 +33,8 @@ try {
       }),
     };
   }));
-  console.log(JSON.stringify({ tables, errors, failed }));
+  const focused = await page.evaluate(() => document.activeElement?.id || document.activeElement?.tagName);
+  console.log(JSON.stringify({ tables, focused, errors, failed }));
 } finally {
   await browser.close();
 }

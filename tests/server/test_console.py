@@ -401,3 +401,24 @@ def test_a_write_key_given_as_the_token_is_named_as_one(
                     headers={"authorization": "Bearer é-token".encode("latin-1")})
     assert odd.status_code == 401
     assert odd.json()["message"].startswith("the token is neither the admin's nor a reader's")
+
+
+@pytest.mark.node
+@pytest.mark.timeout(120)
+def test_the_sign_in_form_has_the_keyboard_focus(
+        console_shop: Workspace, serve: Callable[..., Any]) -> None:
+    """The page opened on its sign-in form (no token, or a refused one) with the focus
+    nowhere: a keyboard user had to find the field first."""
+    server = serve(console_shop)
+    node = shutil.which("node")
+    if node is None or not (NODE_DIR / "node_modules" / "playwright-core").is_dir():
+        pytest.skip("needs Node.js and `npm install` in tests/node (.ci/run does it)")
+    browser = next(filter(None, map(shutil.which, ("chromium", "chromium-browser",
+                                                   "google-chrome"))), None)
+    if browser is None:
+        pytest.skip("headless Chromium is not installed (apt-get install chromium)")
+    for url in (f"{server.url}/ui", f"{server.url}/ui#token=stale-admin-token"):
+        done = subprocess.run([node, str(NODE_DIR / "console_layout.mjs"), browser, url,
+                               "800"], capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        assert orjson.loads(done.stdout)["focused"] == "token", url
