@@ -266,6 +266,32 @@ def test_search_runs_in_headless_chromium(shop: Workspace, tmp_path: Path) -> No
     assert 'data-search="order_completed' in shown[0]
 
 
+
+@pytest.mark.node
+@pytest.mark.timeout(120)
+def test_the_search_still_filters_after_back(shop: Workspace, tmp_path: Path) -> None:
+    """Back from an event's page, the browser restored the typed search in its field but
+    the index showed every event: the filter ran only on typing and on ?q=."""
+    import subprocess
+
+    import orjson
+
+    node_dir = Path(__file__).parents[1] / "node"
+    node = shutil.which("node")
+    if node is None or not (node_dir / "node_modules" / "playwright-core").is_dir():
+        pytest.skip("needs Node.js and `npm install` in tests/node (.ci/run does it)")
+    browser = _chromium()
+    out = tmp_path / "site"
+    build_site(Catalog.load(shop.events_dir), out, workspace=shop)
+    done = subprocess.run([node, str(node_dir / "catalog_search.mjs"), browser,
+                           (out / "index.html").as_uri(), "order checkout"],
+                          capture_output=True, text=True, timeout=90, check=False)
+    assert done.returncode == 0, done.stderr
+    seen = orjson.loads(done.stdout)
+    assert seen["typed"] == {"value": "order checkout", "shown": ["order_completed"]}
+    assert seen["back"] == seen["typed"]
+
+
 @pytest.mark.node
 @pytest.mark.timeout(120)
 def test_the_site_fits_a_phone_and_labels_its_search(shop: Workspace, tmp_path: Path) -> None:
