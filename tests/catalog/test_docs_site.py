@@ -392,3 +392,34 @@ def _parse_text(html: str) -> list[str]:
     parser = _Text()
     parser.feed(html)
     return parser.text
+
+
+def test_events_whose_names_make_the_same_file_name_get_a_page_each(
+        shop: Workspace, tmp_path: Path) -> None:
+    """`Order Completed` and `Order_Completed` both became events/Order_Completed.html: the
+    second page overwrote the first, both index links led to it, and the command counted
+    a page it had not written. `Experiment Viewed` and `experiment_viewed` did the same on
+    a file system that ignores case (macOS, Windows)."""
+    import re
+
+    for file, name, prop in (("sdk_order.yaml", "Order Completed", "coupon"),
+                             ("Order_Completed.yaml", "Order_Completed", "basket"),
+                             ("sdk_exposure.yaml", "Experiment Viewed", "flag"),
+                             ("experiment_viewed.yaml", "experiment_viewed", "variant")):
+        (shop.events_dir / file).write_text(
+            f"name: {name}\nproperties:\n  {prop}: {{type: string}}\n")
+    out = tmp_path / "site"
+    report = build_site(Catalog.load(shop.events_dir), out, workspace=shop)
+    links = re.findall(r'<a href="(events/[^"]+)"><code>([^<]+)</code>',
+                       (out / "index.html").read_text())
+    assert len(links) == 8 == report.pages - 1
+    assert len({page.lower() for page, _ in links}) == 8
+    pages = sorted(p.name.lower() for p in (out / "events").iterdir())
+    assert pages == sorted(page.removeprefix("events/").lower() for page, _ in links)
+    props = {"Order Completed": "coupon", "Order_Completed": "basket",
+             "Experiment Viewed": "flag", "experiment_viewed": "variant"}
+    for page, name in links:
+        if name in props:  # each link leads to the page of its own event
+            html = (out / page).read_text()
+            assert f"<h1><code>{name}</code>" in html
+            assert f"<code>{props[name]}</code>" in html

@@ -164,9 +164,18 @@ def event_stats(ws: Workspace, query: QueryRows | None = None
 # ------------------------------------------------------------------------------- the site
 
 
-def page_name(spec: EventSpec) -> str:
-    """The page file of an event: ``events/add_to_cart.html``."""
-    return "events/" + re.sub(r"[^\w.-]+", "_", spec.name) + ".html"
+def page_name(spec: EventSpec, taken: set[str] | None = None) -> str:
+    """The page file of an event: ``events/add_to_cart.html``. With ``taken`` (the lower-case
+    names given so far, updated), one no other event has, on a file system that ignores
+    case too: ``Order Completed`` and ``Order_Completed`` get ``Order_Completed.html`` and
+    ``Order_Completed_2.html``."""
+    base = re.sub(r"[^\w.-]+", "_", spec.name)
+    stem, n = base, 2
+    while taken is not None and stem.lower() in taken:
+        stem, n = f"{base}_{n}", n + 1
+    if taken is not None:
+        taken.add(stem.lower())
+    return f"events/{stem}.html"
 
 
 def _constraints(prop: PropertySpec) -> str:
@@ -238,8 +247,9 @@ def build_site(catalog: Catalog, out_dir: Path, *, workspace: Workspace | None =
         refs, metrics_note = metric_refs(workspace.metrics_dir, catalog)
     (out_dir / "events").mkdir(parents=True, exist_ok=True)
     index_rows = []
+    taken: set[str] = set()
     for spec in catalog:
-        page = page_name(spec)
+        page = page_name(spec, taken)
         props = _flatten(spec.properties)
         search = " ".join([spec.name, spec.description, spec.owner, spec.purpose,
                            spec.trigger, *(p["name"] for p in props)]).lower()
