@@ -2,7 +2,7 @@
 // tests/server/test_console.py: node console_layout.mjs <chromium> <url with #token=...> <width>
 // prints JSON: per table (by its section), each column's header and whether all of it is
 // in view without scrolling its panel sideways; the id of the element that has the
-// keyboard's focus; the console's error messages and the requests that failed or were
+// keyboard's focus; each badge's text and the contrast ratio of its colours; the console's error messages and the requests that failed or were
 // answered 4xx/5xx (a 401 is expected only with a wrong token).
 import { chromium } from "playwright-core";
 
@@ -34,7 +34,22 @@ try {
     };
   }));
   const focused = await page.evaluate(() => document.activeElement?.id || document.activeElement?.tagName);
-  console.log(JSON.stringify({ tables, focused, errors, failed }));
+  // each badge's text against its background: the WCAG contrast ratio
+  const badges = await page.evaluate(() => {
+    const luminance = (css) => {
+      const [r, g, b] = css.match(/[\d.]+/g).slice(0, 3).map((v) => {
+        const c = Number(v) / 255;
+        return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+      });
+      return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+    };
+    return [...document.querySelectorAll(".badge")].map((badge) => {
+      const style = getComputedStyle(badge);
+      const [hi, lo] = [luminance(style.color), luminance(style.backgroundColor)].sort((a, b) => b - a);
+      return { text: badge.textContent, contrast: (hi + 0.05) / (lo + 0.05) };
+    });
+  });
+  console.log(JSON.stringify({ tables, focused, badges, errors, failed }));
 } finally {
   await browser.close();
 }

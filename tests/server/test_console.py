@@ -348,6 +348,9 @@ def test_long_event_names_leave_every_column_in_view_and_the_page_logs_no_error(
     hidden = {section: [c["header"] for c in columns if not c["inView"]]
               for section, columns in tables.items()}
     assert hidden == {section: [] for section in tables}
+    # white on the badges' green (4.38) and amber (3.64) was below WCAG AA's 4.5 for text
+    assert {"ok", "warn"} <= {b["text"] for b in seen["badges"]}
+    assert [b for b in seen["badges"] if b["contrast"] < 4.5] == []
 
 
 @pytest.mark.timeout(180)
