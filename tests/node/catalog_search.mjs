@@ -1,7 +1,8 @@
 // Searches the catalog site's index in headless Chromium as a user does, for
 // tests/catalog/test_docs_site.py: node catalog_search.mjs <chromium> <index.html URL> <query>
 // types the query, opens the first event it leaves, comes back with the browser's Back,
-// and prints JSON: the field's value and the rows shown, after typing and after Back.
+// and prints JSON: the field's value, the rows shown and the header's count of them,
+// after typing and after Back.
 import { chromium } from "playwright-core";
 
 const [executablePath, url, query] = process.argv.slice(2);
@@ -10,6 +11,7 @@ try {
   const page = await browser.newPage();
   const seen = () => page.evaluate(() => ({
     value: document.getElementById("search").value,
+    count: document.getElementById("count").textContent,
     shown: [...document.querySelectorAll("#events tbody tr")].filter((r) => !r.hidden)
       .map((r) => r.querySelector("a").textContent),
   }));
