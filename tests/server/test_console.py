@@ -209,6 +209,23 @@ def drive_console(url: str, width: int, metrics: list[str]) -> dict[str, Any]:
     return seen
 
 
+def console_layout(url: str, width: int) -> dict[str, Any]:
+    """What tests/node/console_layout.mjs saw of the console in headless Chromium."""
+    node = shutil.which("node")
+    if node is None or not (NODE_DIR / "node_modules" / "playwright-core").is_dir():
+        pytest.skip("needs Node.js and `npm install` in tests/node (.ci/run does it)")
+    browser = next(filter(None, map(shutil.which, ("chromium", "chromium-browser",
+                                                   "google-chrome"))), None)
+    if browser is None:
+        pytest.skip("headless Chromium is not installed (apt-get install chromium)")
+    done = subprocess.run([node, str(NODE_DIR / "console_layout.mjs"), browser, url,
+                           str(width)], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    seen: dict[str, Any] = orjson.loads(done.stdout)
+    return seen
+
+
 @pytest.mark.node
 @pytest.mark.timeout(180)
 def test_the_console_shows_metrics_as_formatted_fits_a_phone_and_says_when_the_server_is_gone(
@@ -329,18 +346,7 @@ def test_long_event_names_leave_every_column_in_view_and_the_page_logs_no_error(
     assert httpx.post(server.url + "/v1/admin/checks/run", headers=auth,
                       json={}).status_code == 200
 
-    node = shutil.which("node")
-    if node is None or not (NODE_DIR / "node_modules" / "playwright-core").is_dir():
-        pytest.skip("needs Node.js and `npm install` in tests/node (.ci/run does it)")
-    browser = next(filter(None, map(shutil.which, ("chromium", "chromium-browser",
-                                                   "google-chrome"))), None)
-    if browser is None:
-        pytest.skip("headless Chromium is not installed (apt-get install chromium)")
-    done = subprocess.run([node, str(NODE_DIR / "console_layout.mjs"), browser,
-                           f"{server.url}/ui#token={admin_token(console_shop)}", "1280"],
-                          capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    seen = orjson.loads(done.stdout)
+    seen = console_layout(f"{server.url}/ui#token={admin_token(console_shop)}", 1280)
     assert seen["errors"] == []
     assert seen["failed"] == []
     tables = {t["section"]: t["columns"] for t in seen["tables"]}
@@ -413,15 +419,29 @@ def test_the_sign_in_form_has_the_keyboard_focus(
     """The page opened on its sign-in form (no token, or a refused one) with the focus
     nowhere: a keyboard user had to find the field first."""
     server = serve(console_shop)
-    node = shutil.which("node")
-    if node is None or not (NODE_DIR / "node_modules" / "playwright-core").is_dir():
-        pytest.skip("needs Node.js and `npm install` in tests/node (.ci/run does it)")
-    browser = next(filter(None, map(shutil.which, ("chromium", "chromium-browser",
-                                                   "google-chrome"))), None)
-    if browser is None:
-        pytest.skip("headless Chromium is not installed (apt-get install chromium)")
     for url in (f"{server.url}/ui", f"{server.url}/ui#token=stale-admin-token"):
-        done = subprocess.run([node, str(NODE_DIR / "console_layout.mjs"), browser, url,
-                               "800"], capture_output=True, text=True, timeout=60, check=False)
-        assert done.returncode == 0, done.stderr
-        assert orjson.loads(done.stdout)["focused"] == "token", url
+        assert console_layout(url, 800)["focused"] == "token", url
+
+
+
+@pytest.mark.node
+@pytest.mark.timeout(180)
+def test_a_metrics_file_that_does_not_load_is_named_in_the_metric_panel(
+        console_shop: Workspace, serve: Callable[..., Any]) -> None:
+    """With one broken file in metrics/, the metric panel was an empty picker: the error
+    went to the pipeline panel, where the status it ran beside wiped it. And the
+    experiment its readout failed for had an "error" badge in red on red."""
+    (console_shop.metrics_dir / "broken.yaml").write_text(
+        "metrics:\n  basket:\n    measure: {agg: sum, event: order_completed, of: basket}\n")
+    server = serve(console_shop)
+    url = f"{server.url}/ui#token={admin_token(console_shop)}"
+    dom = chromium_dom(url)
+    assert dom.body.get("data-loaded") == "true"
+    text = " | ".join(dom.text)
+    panel = text[text.index("Metric, daily, last 28 days"):text.index("Events, last 7 days")]
+    assert "broken.yaml:3: basket.measure.of: 'basket': order_completed has no property " \
+           "'basket'" in panel
+    assert "| error |" in text  # the experiment's readout, which reads the metrics
+    seen = console_layout(url, 1280)
+    assert "error" in {b["text"] for b in seen["badges"]}
+    assert [b for b in seen["badges"] if b["contrast"] < 4.5] == []
