@@ -445,3 +445,18 @@ def test_a_metrics_file_that_does_not_load_is_named_in_the_metric_panel(
     seen = console_layout(url, 1280)
     assert "error" in {b["text"] for b in seen["badges"]}
     assert [b for b in seen["badges"] if b["contrast"] < 4.5] == []
+
+
+@pytest.mark.timeout(120)
+def test_an_experiments_file_that_does_not_load_is_named_in_the_experiments_panel(
+        console_shop: Workspace, serve: Callable[..., Any]) -> None:
+    """The panel showed its heading and nothing else: the error went to the pipeline
+    panel, where the status it ran beside wiped it."""
+    (console_shop.root / "experiments" / "bad.yaml").write_text("key: bad\nvariants: [a]\n")
+    server = serve(console_shop)
+    dom = chromium_dom(f"{server.url}/ui#token={admin_token(console_shop)}")
+    assert dom.body.get("data-loaded") == "true"
+    text = " | ".join(dom.text)
+    panel = text[text.index("Experiments"):text.index("Metric, daily, last 28 days")]
+    assert "bad.yaml:2: bad.variants: expected a list of at least two variants" in panel
+    assert "0 | events in the warehouse" in text  # the other panels are there
