@@ -425,3 +425,22 @@ def test_events_whose_names_make_the_same_file_name_get_a_page_each(
             html = (out / page).read_text()
             assert f"<h1><code>{name}</code>" in html
             assert f"<code>{props[name]}</code>" in html
+
+
+def test_a_new_build_removes_the_pages_of_events_that_left_the_catalog(
+        shop: Workspace, tmp_path: Path) -> None:
+    """After an event was renamed or removed, its page stayed in the site from the build
+    before, out of date and still reachable at its address."""
+    out = tmp_path / "site"
+    (out / "events").mkdir(parents=True)
+    mine = out / "events" / "notes.html"
+    mine.write_text("<!doctype html><p>the team's own page</p>")
+    build_site(Catalog.load(shop.events_dir), out, workspace=shop)
+    assert (out / "events" / "add_to_cart.html").exists()
+    (shop.events_dir / "add_to_cart.yaml").unlink()
+    (shop.events_dir / "versions" / "add_to_cart.v1.yaml").unlink()
+    build_site(Catalog.load(shop.events_dir), out, workspace=shop)
+    assert not (out / "events" / "add_to_cart.html").exists()
+    assert "add_to_cart" not in (out / "index.html").read_text()
+    assert mine.read_text() == "<!doctype html><p>the team's own page</p>"  # not nerve's
+    assert len(list((out / "events").glob("*.html"))) == 4  # 3 events and notes.html

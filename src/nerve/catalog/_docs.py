@@ -229,6 +229,22 @@ def _rel(path: Path | None, root: Path | None) -> str:
     return str(path)
 
 
+#: in the head of every page the site has, so that a later build knows its own pages
+GENERATOR = '<meta name="generator" content="nerve catalog docs">'
+
+
+def _remove_stale_pages(events_dir: Path, pages: set[str]) -> None:
+    """Delete the pages of events no longer in the catalog (renamed or removed) that an
+    earlier build left in ``events/``; files nerve did not write stay."""
+    for path in events_dir.glob("*.html"):
+        if f"events/{path.name}" in pages:
+            continue
+        with path.open("rb") as f:
+            head = f.read(1024)
+        if GENERATOR.encode() in head:
+            path.unlink()
+
+
 def build_site(catalog: Catalog, out_dir: Path, *, workspace: Workspace | None = None,
                project: str | None = None, query: QueryRows | None = None) -> SiteReport:
     """Write the site into ``out_dir`` (index.html, events/*.html); return what was done."""
@@ -278,6 +294,7 @@ def build_site(catalog: Catalog, out_dir: Path, *, workspace: Workspace | None =
                      for r in refs.get(spec.name, [])],
             versions=list(reversed(versions)), history=history)
         (out_dir / page).write_text(html, encoding="utf-8")
+    _remove_stale_pages(out_dir / "events", {row["page"] for row in index_rows})
     index = env.get_template("index.html.j2").render(
         project=project, root="", events=index_rows, has_stats=stats is not None,
         stats_note=note)
