@@ -294,7 +294,7 @@ def build_site(catalog: Catalog, out_dir: Path, *, workspace: Workspace | None =
                      for r in refs.get(spec.name, [])],
             versions=list(reversed(versions)), history=history)
         (out_dir / page).write_text(html, encoding="utf-8")
-    _remove_stale_pages(out_dir / "events", {row["page"] for row in index_rows})
+    _remove_stale_pages(out_dir / "events", {str(row["page"]) for row in index_rows})
     index = env.get_template("index.html.j2").render(
         project=project, root="", events=index_rows, has_stats=stats is not None,
         stats_note=note)
