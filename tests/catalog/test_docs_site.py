@@ -266,6 +266,34 @@ def test_search_runs_in_headless_chromium(shop: Workspace, tmp_path: Path) -> No
     assert 'data-search="order_completed' in shown[0]
 
 
+
+@pytest.mark.node
+@pytest.mark.timeout(120)
+def test_the_search_still_filters_after_back(shop: Workspace, tmp_path: Path) -> None:
+    """Back from an event's page, the browser restored the typed search in its field but
+    the index showed every event: the filter ran only on typing and on ?q=."""
+    import subprocess
+
+    import orjson
+
+    node_dir = Path(__file__).parents[1] / "node"
+    node = shutil.which("node")
+    if node is None or not (node_dir / "node_modules" / "playwright-core").is_dir():
+        pytest.skip("needs Node.js and `npm install` in tests/node (.ci/run does it)")
+    browser = _chromium()
+    out = tmp_path / "site"
+    build_site(Catalog.load(shop.events_dir), out, workspace=shop)
+    done = subprocess.run([node, str(node_dir / "catalog_search.mjs"), browser,
+                           (out / "index.html").as_uri(), "order checkout"],
+                          capture_output=True, text=True, timeout=90, check=False)
+    assert done.returncode == 0, done.stderr
+    seen = orjson.loads(done.stdout)
+    # the header counted every event, as a bare number, whatever the search left
+    assert seen["typed"] == {"value": "order checkout", "count": "1 of 4 events",
+                             "shown": ["order_completed"]}
+    assert seen["back"] == seen["typed"]
+
+
 @pytest.mark.node
 @pytest.mark.timeout(120)
 def test_the_site_fits_a_phone_and_labels_its_search(shop: Workspace, tmp_path: Path) -> None:
@@ -291,6 +319,39 @@ def test_the_site_fits_a_phone_and_labels_its_search(shop: Workspace, tmp_path: 
     for page in orjson.loads(done.stdout):
         assert page["scrollWidth"] <= page["clientWidth"] == 375, page
         assert page["unlabeled"] == [], page
+
+
+
+def test_a_long_event_name_leaves_room_for_the_rest_of_its_row(shop: Workspace,
+                                                              tmp_path: Path) -> None:
+    """A 68-character event name did not wrap: on a phone its column took the whole
+    screen in the index (description, owner and volumes off to the side, every row
+    several lines tall) and on its page the properties table's."""
+    import subprocess
+
+    import orjson
+
+    long = "meal_plan_week_regenerated_after_dietary_preference_change_confirmed"
+    (shop.events_dir / f"{long}.yaml").write_text(
+        f"name: {long}\ndescription: The week's meal plan was made again.\nowner: kitchen\n"
+        "purpose: analytics\nretention: 400d\nproperties:\n"
+        f"  {long}_count: {{type: integer, pii: none, description: How many.}}\n")
+    node_dir = Path(__file__).parents[1] / "node"
+    node = shutil.which("node")
+    if node is None or not (node_dir / "node_modules" / "playwright-core").is_dir():
+        pytest.skip("needs Node.js and `npm install` in tests/node (.ci/run does it)")
+    browser = _chromium()
+    out = tmp_path / "site"
+    build_site(Catalog.load(shop.events_dir), out, workspace=shop)
+    pages = [out / "index.html", out / "events" / f"{long}.html"]
+    done = subprocess.run([node, str(node_dir / "page_layout.mjs"), browser, "375",
+                           *(p.as_uri() for p in pages)],
+                          capture_output=True, text=True, timeout=90, check=False)
+    assert done.returncode == 0, done.stderr
+    for page in orjson.loads(done.stdout):
+        assert page["scrollWidth"] <= page["clientWidth"] == 375, page
+        for table in page["tables"]:
+            assert table["firstColumn"] <= table["shown"] / 2, page["url"]
 
 
 @pytest.mark.timeout(120)
@@ -333,3 +394,53 @@ def _parse_text(html: str) -> list[str]:
     parser = _Text()
     parser.feed(html)
     return parser.text
+
+
+def test_events_whose_names_make_the_same_file_name_get_a_page_each(
+        shop: Workspace, tmp_path: Path) -> None:
+    """`Order Completed` and `Order_Completed` both became events/Order_Completed.html: the
+    second page overwrote the first, both index links led to it, and the command counted
+    a page it had not written. `Experiment Viewed` and `experiment_viewed` did the same on
+    a file system that ignores case (macOS, Windows)."""
+    import re
+
+    for file, name, prop in (("sdk_order.yaml", "Order Completed", "coupon"),
+                             ("Order_Completed.yaml", "Order_Completed", "basket"),
+                             ("sdk_exposure.yaml", "Experiment Viewed", "flag"),
+                             ("experiment_viewed.yaml", "experiment_viewed", "variant")):
+        (shop.events_dir / file).write_text(
+            f"name: {name}\nproperties:\n  {prop}: {{type: string}}\n")
+    out = tmp_path / "site"
+    report = build_site(Catalog.load(shop.events_dir), out, workspace=shop)
+    links = re.findall(r'<a href="(events/[^"]+)"><code>([^<]+)</code>',
+                       (out / "index.html").read_text())
+    assert len(links) == 8 == report.pages - 1
+    assert len({page.lower() for page, _ in links}) == 8
+    pages = sorted(p.name.lower() for p in (out / "events").iterdir())
+    assert pages == sorted(page.removeprefix("events/").lower() for page, _ in links)
+    props = {"Order Completed": "coupon", "Order_Completed": "basket",
+             "Experiment Viewed": "flag", "experiment_viewed": "variant"}
+    for page, name in links:
+        if name in props:  # each link leads to the page of its own event
+            html = (out / page).read_text()
+            assert f"<h1><code>{name}</code>" in html
+            assert f"<code>{props[name]}</code>" in html
+
+
+def test_a_new_build_removes_the_pages_of_events_that_left_the_catalog(
+        shop: Workspace, tmp_path: Path) -> None:
+    """After an event was renamed or removed, its page stayed in the site from the build
+    before, out of date and still reachable at its address."""
+    out = tmp_path / "site"
+    (out / "events").mkdir(parents=True)
+    mine = out / "events" / "notes.html"
+    mine.write_text("<!doctype html><p>the team's own page</p>")
+    build_site(Catalog.load(shop.events_dir), out, workspace=shop)
+    assert (out / "events" / "add_to_cart.html").exists()
+    (shop.events_dir / "add_to_cart.yaml").unlink()
+    (shop.events_dir / "versions" / "add_to_cart.v1.yaml").unlink()
+    build_site(Catalog.load(shop.events_dir), out, workspace=shop)
+    assert not (out / "events" / "add_to_cart.html").exists()
+    assert "add_to_cart" not in (out / "index.html").read_text()
+    assert mine.read_text() == "<!doctype html><p>the team's own page</p>"  # not nerve's
+    assert len(list((out / "events").glob("*.html"))) == 4  # 3 events and notes.html

@@ -209,6 +209,23 @@ def drive_console(url: str, width: int, metrics: list[str]) -> dict[str, Any]:
     return seen
 
 
+def console_layout(url: str, width: int) -> dict[str, Any]:
+    """What tests/node/console_layout.mjs saw of the console in headless Chromium."""
+    node = shutil.which("node")
+    if node is None or not (NODE_DIR / "node_modules" / "playwright-core").is_dir():
+        pytest.skip("needs Node.js and `npm install` in tests/node (.ci/run does it)")
+    browser = next(filter(None, map(shutil.which, ("chromium", "chromium-browser",
+                                                   "google-chrome"))), None)
+    if browser is None:
+        pytest.skip("headless Chromium is not installed (apt-get install chromium)")
+    done = subprocess.run([node, str(NODE_DIR / "console_layout.mjs"), browser, url,
+                           str(width)], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    seen: dict[str, Any] = orjson.loads(done.stdout)
+    return seen
+
+
 @pytest.mark.node
 @pytest.mark.timeout(180)
 def test_the_console_shows_metrics_as_formatted_fits_a_phone_and_says_when_the_server_is_gone(
@@ -299,3 +316,147 @@ def test_nerve_status_reads_the_server_or_else_the_files(
     assert after["url"] is None
     assert after["warehouse"] == {**online["warehouse"], "events_24h": 12}
     assert after["collector"]["accepted"] == 12  # the last run's counters
+
+
+#: a catalog event with a long name, as tracking plans have them
+LONG = "meal_plan_week_regenerated_after_dietary_preference_change_confirmed"
+
+
+@pytest.mark.node
+@pytest.mark.timeout(180)
+def test_long_event_names_leave_every_column_in_view_and_the_page_logs_no_error(
+        console_shop: Workspace, serve: Callable[..., Any]) -> None:
+    """A 68-character catalog name pushed the events' counts out of their panel, and a
+    client's 180-character unknown event the checks' findings and the quarantine's
+    violations: event names did not wrap. And each load logged a 404 (/favicon.ico)."""
+    (console_shop.events_dir / f"{LONG}.yaml").write_text(
+        f"name: {LONG}\nproperties:\n  week: {{type: integer}}\n")
+    unplanned = "x" * 150 + "_an_unplanned_event_name"
+    server = serve(console_shop)
+    batch = [{"type": "track", "event": LONG, "userId": f"u{i}", "messageId": f"l-{i}",
+              "properties": {"week": i}} for i in range(3)]
+    batch.append({"type": "track", "event": unplanned, "userId": "u1", "messageId": "x"})
+    assert httpx.post(server.url + "/v1/batch", json={"batch": batch},
+                      headers=basic(write_key(console_shop))).status_code == 200
+    auth = {"authorization": f"Bearer {admin_token(console_shop)}"}
+    deadline = time.monotonic() + 30
+    while httpx.get(server.url + "/v1/status", headers=auth).json()["warehouse"]["quarantine"] < 1:
+        assert time.monotonic() < deadline, "the loader did not load the batch in 30 s"
+        time.sleep(0.2)
+    assert httpx.post(server.url + "/v1/admin/checks/run", headers=auth,
+                      json={}).status_code == 200
+
+    seen = console_layout(f"{server.url}/ui#token={admin_token(console_shop)}", 1280)
+    assert seen["errors"] == []
+    assert seen["failed"] == []
+    tables = {t["section"]: t["columns"] for t in seen["tables"]}
+    assert set(tables) >= {"checks", "events", "quarantine"}
+    hidden = {section: [c["header"] for c in columns if not c["inView"]]
+              for section, columns in tables.items()}
+    assert hidden == {section: [] for section in tables}
+    # white on the badges' green (4.38) and amber (3.64) was below WCAG AA's 4.5 for text
+    assert {"ok", "warn"} <= {b["text"] for b in seen["badges"]}
+    assert [b for b in seen["badges"] if b["contrast"] < 4.5] == []
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("who", ["admin", "reader"])
+def test_the_events_and_quarantine_lists_say_how_many_more_they_leave_out(
+        console_shop: Workspace, serve: Callable[..., Any], who: str) -> None:
+    """Both lists stop at 15 events; the 16th and 17th were left out without a word."""
+    for i in range(17):
+        (console_shop.events_dir / f"step_{i:02d}_done.yaml").write_text(
+            f"name: step_{i:02d}_done\n")
+    server = serve(console_shop)
+    # step i: 20 - i valid rows (step_16_done the fewest), and 20 - i unknown ones
+    batch = [{"type": "track", "event": f"{kind}_{i:02d}_done", "userId": f"u{n}",
+              "messageId": f"{kind}-{i}-{n}"}
+             for kind in ("step", "nope") for i in range(17) for n in range(20 - i)]
+    assert httpx.post(server.url + "/v1/batch", json={"batch": batch},
+                      headers=basic(write_key(console_shop))).status_code == 200
+    auth = {"authorization": f"Bearer {admin_token(console_shop)}"}
+    deadline = time.monotonic() + 30
+    while httpx.get(server.url + "/v1/status", headers=auth).json()["warehouse"]["quarantine"] \
+            < len(batch) // 2:
+        assert time.monotonic() < deadline, "the loader did not load the batch in 30 s"
+        time.sleep(0.2)
+    token = admin_token(console_shop) if who == "admin" else READER
+    dom = chromium_dom(f"{server.url}/ui#token={token}")
+    assert dom.body.get("data-loaded") == "true"
+    text = " | ".join(dom.text)
+    assert "step_14_done | 6 | 6" in text
+    assert "step_15_done" not in text
+    assert "2 more events with fewer rows: nerve sql lists them all." in text
+    assert "nope_14_done | 6 |" in text
+    assert "nope_15_done" not in text
+    assert "2 more events with fewer rows: nerve quarantine list shows them all." in text
+
+
+def test_a_write_key_given_as_the_token_is_named_as_one(
+        console_shop: Workspace, serve: Callable[..., Any]) -> None:
+    """The write keys sit next to [[readers]] in nerve.toml; one typed into the console
+    was refused as "neither the admin's nor a reader's", with advice about a stale admin
+    token."""
+    server = serve(console_shop)
+    key = write_key(console_shop, "web")
+    refused = httpx.get(server.url + "/v1/status", headers={"authorization": f"Bearer {key}"})
+    assert refused.status_code == 401
+    assert refused.json()["message"].startswith(
+        "that is the write key of source 'web': it sends events; reading needs the admin "
+        "token")
+    dom = chromium_dom(f"{server.url}/ui#token={key}")
+    assert "that is the write key of source 'web'" in " ".join(dom.text)
+    odd = httpx.get(server.url + "/v1/status",
+                    headers={"authorization": "Bearer é-token".encode("latin-1")})
+    assert odd.status_code == 401
+    assert odd.json()["message"].startswith("the token is neither the admin's nor a reader's")
+
+
+@pytest.mark.node
+@pytest.mark.timeout(120)
+def test_the_sign_in_form_has_the_keyboard_focus(
+        console_shop: Workspace, serve: Callable[..., Any]) -> None:
+    """The page opened on its sign-in form (no token, or a refused one) with the focus
+    nowhere: a keyboard user had to find the field first."""
+    server = serve(console_shop)
+    for url in (f"{server.url}/ui", f"{server.url}/ui#token=stale-admin-token"):
+        assert console_layout(url, 800)["focused"] == "token", url
+
+
+
+@pytest.mark.node
+@pytest.mark.timeout(180)
+def test_a_metrics_file_that_does_not_load_is_named_in_the_metric_panel(
+        console_shop: Workspace, serve: Callable[..., Any]) -> None:
+    """With one broken file in metrics/, the metric panel was an empty picker: the error
+    went to the pipeline panel, where the status it ran beside wiped it. And the
+    experiment its readout failed for had an "error" badge in red on red."""
+    (console_shop.metrics_dir / "broken.yaml").write_text(
+        "metrics:\n  basket:\n    measure: {agg: sum, event: order_completed, of: basket}\n")
+    server = serve(console_shop)
+    url = f"{server.url}/ui#token={admin_token(console_shop)}"
+    dom = chromium_dom(url)
+    assert dom.body.get("data-loaded") == "true"
+    text = " | ".join(dom.text)
+    panel = text[text.index("Metric, daily, last 28 days"):text.index("Events, last 7 days")]
+    assert "broken.yaml:3: basket.measure.of: 'basket': order_completed has no property " \
+           "'basket'" in panel
+    assert "| error |" in text  # the experiment's readout, which reads the metrics
+    seen = console_layout(url, 1280)
+    assert "error" in {b["text"] for b in seen["badges"]}
+    assert [b for b in seen["badges"] if b["contrast"] < 4.5] == []
+
+
+@pytest.mark.timeout(120)
+def test_an_experiments_file_that_does_not_load_is_named_in_the_experiments_panel(
+        console_shop: Workspace, serve: Callable[..., Any]) -> None:
+    """The panel showed its heading and nothing else: the error went to the pipeline
+    panel, where the status it ran beside wiped it."""
+    (console_shop.root / "experiments" / "bad.yaml").write_text("key: bad\nvariants: [a]\n")
+    server = serve(console_shop)
+    dom = chromium_dom(f"{server.url}/ui#token={admin_token(console_shop)}")
+    assert dom.body.get("data-loaded") == "true"
+    text = " | ".join(dom.text)
+    panel = text[text.index("Experiments"):text.index("Metric, daily, last 28 days")]
+    assert "bad.yaml:2: bad.variants: expected a list of at least two variants" in panel
+    assert "0 | events in the warehouse" in text  # the other panels are there

@@ -164,9 +164,18 @@ def event_stats(ws: Workspace, query: QueryRows | None = None
 # ------------------------------------------------------------------------------- the site
 
 
-def page_name(spec: EventSpec) -> str:
-    """The page file of an event: ``events/add_to_cart.html``."""
-    return "events/" + re.sub(r"[^\w.-]+", "_", spec.name) + ".html"
+def page_name(spec: EventSpec, taken: set[str] | None = None) -> str:
+    """The page file of an event: ``events/add_to_cart.html``. With ``taken`` (the lower-case
+    names given so far, updated), one no other event has, on a file system that ignores
+    case too: ``Order Completed`` and ``Order_Completed`` get ``Order_Completed.html`` and
+    ``Order_Completed_2.html``."""
+    base = re.sub(r"[^\w.-]+", "_", spec.name)
+    stem, n = base, 2
+    while taken is not None and stem.lower() in taken:
+        stem, n = f"{base}_{n}", n + 1
+    if taken is not None:
+        taken.add(stem.lower())
+    return f"events/{stem}.html"
 
 
 def _constraints(prop: PropertySpec) -> str:
@@ -220,6 +229,22 @@ def _rel(path: Path | None, root: Path | None) -> str:
     return str(path)
 
 
+#: in the head of every page the site has, so that a later build knows its own pages
+GENERATOR = '<meta name="generator" content="nerve catalog docs">'
+
+
+def _remove_stale_pages(events_dir: Path, pages: set[str]) -> None:
+    """Delete the pages of events no longer in the catalog (renamed or removed) that an
+    earlier build left in ``events/``; files nerve did not write stay."""
+    for path in events_dir.glob("*.html"):
+        if f"events/{path.name}" in pages:
+            continue
+        with path.open("rb") as f:
+            head = f.read(1024)
+        if GENERATOR.encode() in head:
+            path.unlink()
+
+
 def build_site(catalog: Catalog, out_dir: Path, *, workspace: Workspace | None = None,
                project: str | None = None, query: QueryRows | None = None) -> SiteReport:
     """Write the site into ``out_dir`` (index.html, events/*.html); return what was done."""
@@ -238,8 +263,9 @@ def build_site(catalog: Catalog, out_dir: Path, *, workspace: Workspace | None =
         refs, metrics_note = metric_refs(workspace.metrics_dir, catalog)
     (out_dir / "events").mkdir(parents=True, exist_ok=True)
     index_rows = []
+    taken: set[str] = set()
     for spec in catalog:
-        page = page_name(spec)
+        page = page_name(spec, taken)
         props = _flatten(spec.properties)
         search = " ".join([spec.name, spec.description, spec.owner, spec.purpose,
                            spec.trigger, *(p["name"] for p in props)]).lower()
@@ -268,6 +294,7 @@ def build_site(catalog: Catalog, out_dir: Path, *, workspace: Workspace | None =
                      for r in refs.get(spec.name, [])],
             versions=list(reversed(versions)), history=history)
         (out_dir / page).write_text(html, encoding="utf-8")
+    _remove_stale_pages(out_dir / "events", {str(row["page"]) for row in index_rows})
     index = env.get_template("index.html.j2").render(
         project=project, root="", events=index_rows, has_stats=stats is not None,
         stats_note=note)

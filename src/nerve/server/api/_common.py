@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -36,11 +37,28 @@ def caller(request: Request) -> Reader:
         raise AuthError("this endpoint needs `Authorization: Bearer <token>`: the admin token "
                         "is in .nerve/server.json of the workspace; readers have their own "
                         "([[readers]] in nerve.toml)", scheme="Bearer")
-    if found is INVALID:  # a stale admin token is the usual one: say so
+    if found is INVALID:
+        source = _write_key_source(state, request.headers.get("authorization", ""))
+        if source is not None:  # the write keys sit next to [[readers]] in nerve.toml
+            raise AuthError(f"that is the write key of source {source!r}: it sends events; "
+                            "reading needs the admin token (in .nerve/server.json of the "
+                            "workspace; `nerve console` opens the console with it) or a "
+                            "reader's ([[readers]] in nerve.toml)", scheme="Bearer")
+        # a stale admin token is the usual one: say so
         raise AuthError("the token is neither the admin's nor a reader's: the admin token is "
                         "made anew at each start of nerve serve (in .nerve/server.json of the "
                         "workspace; `nerve console` opens the console with it); readers have "
                         "their own ([[readers]] in nerve.toml)", scheme="Bearer")
+    return found
+
+
+def _write_key_source(state: NerveState, authorization: str) -> str | None:
+    """The source whose write key a refused bearer token is (compared in constant time)."""
+    given = authorization.partition(" ")[2].strip().encode()
+    found = None
+    for source in state.workspace.config.sources:
+        if secrets.compare_digest(given, source.write_key.encode()):
+            found = source.name
     return found
 
 

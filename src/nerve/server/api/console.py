@@ -64,6 +64,12 @@ async def console(request: Request) -> Response:
                              "referrer-policy": "no-referrer", "x-frame-options": "DENY"})
 
 
+async def no_icon(request: Request) -> Response:
+    """``GET /favicon.ico``: none (browsers ask for it with every page; a 404 logs an error
+    in the console's developer tools)."""
+    return Response(status_code=204, headers={"cache-control": "max-age=86400"})
+
+
 def warehouse_figures(warehouse: Any) -> dict[str, Any]:
     """Rows in ``events`` and ``quarantine``, those received in the last 24 h, the newest."""
     counts = warehouse.query(_WAREHOUSE_SQL).to_pylist()[0]
@@ -163,4 +169,5 @@ def offline_status(workspace: Workspace) -> dict[str, Any]:
 
 def routes() -> list[BaseRoute]:
     return [Route("/ui", console, methods=["GET"]),
+            Route("/favicon.ico", no_icon, methods=["GET"]),
             Route("/v1/status", status, methods=["GET"])]
