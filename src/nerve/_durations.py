@@ -17,6 +17,7 @@ __all__ = ["parse_retention", "parse_seconds", "parse_window"]
 _RETENTION = re.compile(r"(\d+)\s*([dwmy])")
 _UNIT_DAYS = {"d": 1, "w": 7, "m": 30, "y": 365}
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)\s*")
+_NUMBER = re.compile(r"\s*\d+(?:\.\d+)?\s*")
 _WINDOW = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -37,12 +38,15 @@ def parse_retention(value: object) -> int | None:
 
 
 def parse_seconds(value: object) -> float:
-    """Seconds in ``30s``, ``5m``, ``1h``, ``7d``, ``2w`` (a bare number is seconds).
+    """Seconds in ``30s``, ``5m``, ``1h``, ``7d``, ``2w`` (a bare number is seconds, quoted
+    or not: ``every: '0'`` is ``every: 0``).
 
-    >>> parse_seconds("90m"), parse_seconds("1.5h"), parse_seconds(30)
-    (5400.0, 5400.0, 30.0)
+    >>> parse_seconds("90m"), parse_seconds("1.5h"), parse_seconds(30), parse_seconds("0")
+    (5400.0, 5400.0, 30.0, 0.0)
     """
     if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str) and _NUMBER.fullmatch(value):
         return float(value)
     match = _DURATION.fullmatch(str(value))
     if not match:

@@ -20,7 +20,9 @@ message.
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +38,8 @@ __all__ = [
     "TransientError",
     "UserError",
     "WorkspaceError",
+    "close_match",
+    "did_you_mean",
     "redact_url",
 ]
 
@@ -140,3 +144,19 @@ def redact_url(url: str) -> str:
     'postgres://bob:***@db:5432/shop'
     """
     return _URL_PASSWORD.sub(r"\1:***@", url)
+
+
+def close_match(name: str, known: Iterable[str]) -> str | None:
+    """The one of ``known`` that ``name`` most likely misspells, or None.
+
+    >>> close_match("recipe_openned", ["recipe_opened", "recipe_saved"])
+    'recipe_opened'
+    """
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return close[0] if close else None
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """`` (did you mean X?)`` for a message about ``name``, or "" when nothing is close."""
+    close = close_match(name, known)
+    return f" (did you mean {close}?)" if close else ""

@@ -547,3 +547,43 @@ def test_lint_names_enum_values_as_the_yaml_wrote_them(
         ("enum-type", 13, "country_selected.country: enum values [false, null] are not "
                           "string; quote them (YAML reads yes, no, on, off unquoted as "
                           "booleans, and digits as numbers)")]
+
+
+def test_diff_hints_that_a_removed_and_an_added_event_are_a_rename(repo: Workspace) -> None:
+    """An event renamed (same properties) is a removal and an addition, as properties
+    are; both say which event they may be the other side of, as a renamed property does."""
+    old = repo.events_dir / "products_searched.yaml"
+    text = old.read_text().replace("name: products_searched", "name: catalog_queried")
+    (repo.events_dir / "catalog_queried.yaml").write_text(text)
+    old.unlink()
+    edit(repo, "order_completed.yaml", "name: order_completed", "name: order_complete")
+    edit(repo, "order_completed.yaml", "  express:", "  gift:")
+    (repo.events_dir / "order_completed.yaml").rename(repo.events_dir / "order_complete.yaml")
+    (repo.events_dir / "identify.yaml").unlink()
+    code, out, _ = run(repo, "catalog", "diff", "--format", "json")
+    assert code == 1
+    messages = {(r["event"], r["kind"]): r["message"] for r in json.loads(out)}
+    assert messages[("products_searched", "event_removed")].endswith(
+        "; renamed to catalog_queried?")
+    assert messages[("catalog_queried", "event_added")].endswith(
+        "; renamed from products_searched?")
+    # the properties changed too: the closest name
+    assert messages[("order_completed", "event_removed")].endswith(
+        "; renamed to order_complete?")
+    assert messages[("order_complete", "event_added")].endswith(
+        "; renamed from order_completed?")
+    assert "renamed" not in messages[("identify", "event_removed")]
+    code, out, err = run(repo, "catalog", "diff")
+    text = " ".join((out + err).split())
+    assert "mark it `status: deprecated` first, remove it in a later change (renamed to " \
+           "catalog_queried?)" in text
+
+
+def test_diff_suggests_a_close_git_ref(repo: Workspace) -> None:
+    git(repo.root, "tag", "v1.0")
+    code, _, err = run(repo, "catalog", "diff", "--base", "mian")
+    assert code == 4
+    assert "git ref 'mian' not found" in err
+    assert "(did you mean main?)" in err
+    code, _, err = run(repo, "catalog", "diff", "--base", "v1.O")
+    assert "(did you mean v1.0?)" in err

@@ -364,3 +364,25 @@ def test_open_events_leave_nested_objects_open(tmp_path: Path) -> None:
     spec = catalog.get("episode_played")
     assert spec is not None
     assert catalog.violations(spec, {"device": {"kind": "tv", "extra": 1}}) == []
+
+
+def test_an_enum_violation_names_every_allowed_value(tmp_path: Path) -> None:
+    """jsonschema-rs names two values and counts the rest ("or 2 other candidates"); the
+    client's author needs them all, up to a bound past which the rest are counted."""
+    big = ", ".join(f"v{i:02d}" for i in range(25))
+    events = write(tmp_path, {"recipe_opened.yaml": (
+        "name: recipe_opened\nproperties:\n"
+        "  diet: {type: string, enum: [omnivore, vegetarian, vegan, pescatarian]}\n"
+        "  servings: {type: integer, enum: [2]}\n"
+        f"  shelf: {{type: string, enum: [{big}]}}\n")})
+    catalog = Catalog.load(events)
+    spec = catalog.get("recipe_opened")
+    assert spec is not None
+    found = catalog.violations(spec, {"diet": "keto", "servings": 3, "shelf": "x"})
+    assert [(v.rule, v.message) for v in found] == [
+        ("enum", 'recipe_opened.diet: "keto" is not one of "omnivore", "vegetarian", '
+                 '"vegan" or "pescatarian"'),
+        ("enum", "recipe_opened.servings: 3 is not 2 (the only allowed value)"),
+        ("enum", "recipe_opened.shelf: \"x\" is not one of "
+                 + ", ".join(f'"v{i:02d}"' for i in range(20)) + " and 5 more"),
+    ]

@@ -69,6 +69,9 @@ def test_nerve_toml_checks_section(tmp_path: Path) -> None:
     ("schedule: {every: 0}\n", {"checks": {"every": "1m"}}, 0.0),  # the file wins
     ("", {"checks": {"every": "1m"}}, 60.0),
     ("schedule: {}\n", {}, 300.0),
+    ("schedule: {every: '0'}\n", {}, 0.0),             # quoted, it is the same 0
+    ("", {"checks": {"every": "0"}}, 0.0),
+    ("schedule: {every: '90'}\n", {}, 90.0),           # a bare number is seconds
 ])
 def test_a_zero_schedule_turns_the_schedule_off(tmp_path: Path, text: str,
                                                 toml: dict[str, object], every: float) -> None:

@@ -249,3 +249,29 @@ def test_dry_run_works_while_the_server_runs(ws: Workspace, serve: Callable[...,
     code, _, err = run(ws, "quarantine", "replay")
     assert code == 5
     assert "--dry-run` works while it runs" in err
+
+
+def test_cli_list_and_show_suggest_the_cataloged_name_of_an_unknown_event(
+        ws: Workspace) -> None:
+    """The collector says only that a name is not cataloged (a suggestion per event at
+    ingest would be work a client can make it do); list and show add the closest name of
+    the catalog as it is when they run."""
+    unknown = [{"path": "$.event", "rule": "unknown_event",
+                "message": "'add_to_crat' is not in the catalog: add it to events/, or fix "
+                           "the name", "file": None, "line": None}]
+    far = [{**unknown[0], "message": "'zzz' is not in the catalog"}]
+    with Warehouse.for_workspace(ws) as wh:
+        _quarantine(wh, [_row("u1", {"quantity": 1}, event="add_to_crat", violations=unknown),
+                         _row("u2", {"quantity": 1}, event="zzz", violations=far),
+                         _row("u3", {"quantity": 0})])
+    code, out, _ = run(ws, "quarantine", "list", "--format", "json")
+    assert code == 0
+    first = {r["message_id"]: r["first"] for r in json.loads(out)}
+    assert first == {
+        "u1": "'add_to_crat' is not in the catalog: add it to events/, or fix the name "
+              "(did you mean add_to_cart?)",
+        "u2": "'zzz' is not in the catalog",
+        "u3": "was invalid"}
+    code, out, _ = run(ws, "quarantine", "show", "u1", "--format", "json")
+    assert code == 0
+    assert json.loads(out)["violations"][0]["message"].endswith("(did you mean add_to_cart?)")

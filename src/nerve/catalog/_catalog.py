@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -325,6 +326,29 @@ def _regex_problem(pattern: str) -> str | None:
 _RULES: dict[type, str] = {}
 
 
+#: at most this many allowed values in an enum violation's message, then "and N more"
+ENUM_VALUES_SHOWN = 20
+
+
+def _enum_message(value: Any, options: list[Any]) -> str:
+    """An enum violation naming the allowed values, as a client's author needs them
+    (jsonschema-rs names two and counts the rest: ``or 2 other candidates``).
+
+    >>> _enum_message("keto", ["omnivore", "vegan", "vegetarian"])
+    '"keto" is not one of "omnivore", "vegan" or "vegetarian"'
+    """
+    shown = [json.dumps(o, ensure_ascii=False) for o in options[:ENUM_VALUES_SHOWN]]
+    rest = len(options) - len(shown)
+    if rest:
+        allowed = f"{', '.join(shown)} and {rest} more"
+    elif len(shown) > 1:
+        allowed = f"{', '.join(shown[:-1])} or {shown[-1]}"
+    else:
+        return f"{json.dumps(value, ensure_ascii=False)} is not {''.join(shown)} (the only " \
+               "allowed value)"
+    return f"{json.dumps(value, ensure_ascii=False)} is not one of {allowed}"
+
+
 def _where(spec: EventSpec, prop: PropertySpec | None) -> tuple[str | None, int | None]:
     """The catalog file and line a violation of ``prop`` (None: of the whole payload) names."""
     line = prop.line if prop and prop.line else spec.lines.get("properties")
@@ -399,7 +423,9 @@ class _Explainer:
             rule = _RULES.get(kind)
             if rule is None:
                 rule = _RULES[kind] = _snake(kind.__name__)
+            message = (_enum_message(error.instance, error.kind.options) if rule == "enum"
+                       else error.message)
             result.append({"path": self._root + path, "rule": rule,
-                           "message": f"{self._name}{path}: {error.message}",
+                           "message": f"{self._name}{path}: {message}",
                            "file": at[0], "line": at[1]})
         return result

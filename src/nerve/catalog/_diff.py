@@ -19,12 +19,13 @@ highest older version of the same event, and its bump is the difference of the t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from nerve.catalog._catalog import Catalog
 from nerve.catalog._model import EventSpec, PropertySpec, Version
+from nerve.errors import close_match
 
 __all__ = ["LEVELS", "Change", "EventVerdict", "bump_level", "check_bumps", "diff_catalogs"]
 
@@ -142,13 +143,48 @@ def diff_catalogs(old: Catalog, new: Catalog) -> list[Change]:
     ['event_removed']
     """
     changes: list[Change] = []
+    renamed = _renamed_events(old, new)
+    renamed_from = {fresh: gone for gone, fresh in renamed.items()}
     for name in sorted({*old.names(), *new.names()}):
         for before, after in _pairs(old, new, name):
             if before is not None and after is None and name in new:
                 changes.append(_retired(before))
-            else:
-                changes.extend(diff_events(before, after))
+                continue
+            for change in diff_events(before, after):
+                hint = ""
+                if change.kind == "event_removed" and name in renamed:
+                    hint = f"; renamed to {renamed[name]}?"
+                elif change.kind == "event_added" and name in renamed_from:
+                    hint = f"; renamed from {renamed_from[name]}?"
+                changes.append(replace(change, message=change.message + hint)
+                               if hint else change)
     return changes
+
+
+def _renamed_events(old: Catalog, new: Catalog) -> dict[str, str]:
+    """Events that look renamed: each event gone from ``new`` with the event new in it
+    that has the same properties (names and types) or else the closest name, as a hint
+    (a removal and an addition are what the diff reports: their clients differ)."""
+    gone = sorted(set(old.names()) - set(new.names()))
+    added = sorted(set(new.names()) - set(old.names()))
+
+    def shape(catalog: Catalog, name: str) -> frozenset[tuple[str, str]]:
+        spec = catalog.get(name)
+        return frozenset((p.name, p.type) for p in spec.properties) if spec else frozenset()
+
+    renamed: dict[str, str] = {}
+    for by_shape in (True, False):  # same properties first, then names alone
+        for name in gone:
+            if name in renamed:
+                continue
+            free = [a for a in added if a not in renamed.values()]
+            if by_shape:
+                free = [a for a in free
+                        if shape(old, name) and shape(new, a) == shape(old, name)]
+            found = close_match(name, free) or (free[0] if by_shape and free else None)
+            if found is not None:
+                renamed[name] = found
+    return renamed
 
 
 def _retired(old: EventSpec) -> Change:
@@ -349,6 +385,7 @@ def check_bumps(old: Catalog, new: Catalog, changes: list[Change]) -> list[Event
     deprecate first (a patch), remove later, so consumers get a warning in between.
     """
     verdicts: list[EventVerdict] = []
+    renamed = _renamed_events(old, new)
     groups: dict[tuple[str, Version | None, Version | None], list[Change]] = {}
     for change in changes:
         groups.setdefault((change.event, change.old_version, change.new_version),
@@ -362,6 +399,8 @@ def check_bumps(old: Catalog, new: Catalog, changes: list[Change]) -> list[Event
             message = (f"{name} {before}: removed after deprecation" if ok else
                        f"{name} {before}: removed while active; mark it "
                        f"`status: deprecated` first, remove it in a later change")
+            if name in renamed:
+                message += f" (renamed to {renamed[name]}?)"
             verdicts.append(EventVerdict(name, before, None, "major", "removed", ok, message,
                                          first.file, first.line))
             continue

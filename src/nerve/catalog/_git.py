@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from nerve.catalog._catalog import Catalog
-from nerve.errors import CatalogError, UserError
+from nerve.errors import CatalogError, UserError, did_you_mean
 
 __all__ = ["Commit", "catalog_at_ref", "file_history", "in_git"]
 
@@ -58,7 +58,11 @@ def catalog_at_ref(events_dir: Path, ref: str = "HEAD") -> Catalog:
     root = Path(top.stdout.decode().strip())
     verify = _git(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
     if verify.returncode != 0:
-        raise UserError(f"git ref {ref!r} not found in {root} (is there a commit yet?)")
+        refs = _git(root, "for-each-ref", "--format=%(refname:short)",
+                    "refs/heads", "refs/tags", "refs/remotes")
+        known = refs.stdout.decode(errors="replace").split() if refs.returncode == 0 else []
+        hint = did_you_mean(ref, known) if known else " (is there a commit yet?)"
+        raise UserError(f"git ref {ref!r} not found in {root}{hint}")
     rel = events_dir.relative_to(root).as_posix()
     listing = _git(root, "ls-tree", "-d", "--name-only", ref, "--", rel)
     with tempfile.TemporaryDirectory(prefix="nerve-base-") as tmp:

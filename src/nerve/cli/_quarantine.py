@@ -24,7 +24,7 @@ from nerve.cli._common import (
 )
 from nerve.cli._remote import post, running_server
 from nerve.cli._sql import run_sql
-from nerve.errors import TransientError, UserError
+from nerve.errors import CatalogError, TransientError, UserError, did_you_mean
 from nerve.quarantine import ReplayReport, preview, preview_query
 from nerve.quarantine import replay as run_replay
 from nerve.warehouse import Warehouse
@@ -55,6 +55,27 @@ def _violations(value: Any) -> list[dict[str, Any]]:
     return [v for v in value or [] if isinstance(v, dict)]
 
 
+def _hinted(found: list[dict[str, Any]], event: Any, hints: dict[str, str]) -> None:
+    """Add "(did you mean X?)" to an ``unknown_event`` violation, against the catalog as it
+    is now: worked out here, when someone reads the quarantine, never at ingest (where a
+    client sending made-up names would make the collector compute it for each)."""
+    hint = hints.get(str(event), "") if event is not None else ""
+    for violation in found:
+        if hint and violation.get("rule") == "unknown_event":
+            violation["message"] = f"{violation.get('message')}{hint}"
+
+
+def _unknown_hints(ws: Workspace, events: set[str]) -> dict[str, str]:
+    """``did_you_mean`` of each name the current catalog lacks (nothing when it does not
+    load: the list still shows what the collector said)."""
+    try:
+        catalog = Catalog.load(ws.events_dir)
+    except CatalogError:
+        return {}
+    names = catalog.names()
+    return {name: did_you_mean(name, names) for name in events if name not in catalog}
+
+
 @quarantine_app.command("list")
 @handle_errors
 def list_quarantine(
@@ -73,8 +94,10 @@ def list_quarantine(
     body = run_sql(ws, "SELECT message_id, type, event, source, received_at, violations "
                        f"FROM quarantine {where}ORDER BY received_at DESC LIMIT {int(limit)}")
     rows = []
+    hints = _unknown_hints(ws, {str(r["event"]) for r in body["rows"] if r.get("event")})
     for row in body["rows"]:
         found = _violations(row.get("violations"))
+        _hinted(found, row.get("event"), hints)
         rows.append({"message_id": row["message_id"], "type": row["type"],
                      "event": row["event"], "source": row["source"],
                      "received_at": row["received_at"], "violations": len(found),
@@ -99,6 +122,8 @@ def show(
                         "(`nerve quarantine list` shows them)")
     row = body["rows"][0]
     found = _violations(row.get("violations"))
+    if row.get("event"):
+        _hinted(found, row["event"], _unknown_hints(ws, {str(row["event"])}))
     if fmt is Format.json:
         emit_json({**row, "violations": found})
         return

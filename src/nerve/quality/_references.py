@@ -9,12 +9,12 @@ with its line in checks.yaml.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable
 from typing import Any
 
 from nerve.catalog import PAYLOAD_FIELD, Catalog, EventSpec, PropertySpec
+from nerve.errors import did_you_mean
 from nerve.warehouse import EVENT_COLUMNS, JSON_COLUMNS
 
 __all__ = ["Problem", "did_you_mean", "line_of", "reference_problems"]
@@ -104,11 +104,6 @@ def _names(raw: dict[str, Any], where: str, item: Any, keys: Iterable[str],
 
 def _unknown_event(name: str, catalog: Catalog) -> str:
     return f"{name!r} is not a cataloged event{did_you_mean(name, catalog.names())}"
-
-
-def did_you_mean(name: str, known: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(known), n=1)
-    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def _path_problem(path: str, versions: list[EventSpec]) -> str | None:
