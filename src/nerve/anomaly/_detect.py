@@ -17,11 +17,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 from scipy import special
 
+from nerve.anomaly._days import day_start
 from nerve.anomaly._model import F64, Settings, robust_fit, runs, scan
 from nerve.quality._seasonal import (
     Judgement,
@@ -39,6 +41,10 @@ __all__ = ["Anomaly", "Detection", "Window", "detect", "detect_rates"]
 class Window:
     """Where to look, in periods of ``grain_hours`` hours (1 = hourly, 24 = daily).
 
+    Hour periods are hours since the epoch; day periods are local days of ``tz`` (the
+    workspace's time zone, default UTC) numbered from 1970-01-01 (``nerve.anomaly._days``):
+    a day of a DST switch is one period of 23 or 25 hours.
+
     ``last`` is the index of the last complete period; the evaluated periods are the
     ``evaluate`` ones ending there, judged against the ``training`` ones before them.
     ``min_history`` periods of history are needed before a series is judged at all.
@@ -53,8 +59,12 @@ class Window:
     step: int = 24
     #: lengths of the sums judged besides single periods (see ``nerve.anomaly._model.scan``)
     windows: tuple[int, ...] = (1, 4, 24)
+    tz: ZoneInfo | None = None
 
     def moment(self, period: int) -> datetime:
+        """The start of ``period``: a UTC instant for hours, local midnight for days."""
+        if self.grain_hours >= 24:
+            return day_start(period, self.tz or ZoneInfo("UTC"))
         return datetime.fromtimestamp(period * 3600 * self.grain_hours, UTC)
 
 
@@ -115,9 +125,10 @@ class Anomaly:
                      f"{change})")
         return (f"{self.target}{where} {what} to {level} "
                 f"for {'at least ' if self.began_before else ''}{self.periods} "
-                f"period(s) from {self.start:%Y-%m-%d %H:%M} UTC"
+                f"period(s) from {self.start:%Y-%m-%d %H:%M %Z}"
                 + (" or before" if self.began_before else "")
-                + (", still ongoing." if self.ongoing else f" to {self.end:%Y-%m-%d %H:%M}."))
+                + (", still ongoing." if self.ongoing
+                   else f" to {self.end:%Y-%m-%d %H:%M %Z}."))
 
 
 @dataclass

@@ -9,12 +9,13 @@ from __future__ import annotations
 import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import ibis.expr.types as ir
 import pandas as pd
 
+from nerve.anomaly._days import day_of
 from nerve.anomaly._detect import Detection, Window, detect, detect_rates
 from nerve.anomaly._model import Settings
 from nerve.anomaly._series import (
@@ -28,6 +29,7 @@ from nerve.anomaly._series import (
 from nerve.errors import QueryError
 from nerve.quality._config import parse_duration
 from nerve.semantic import Measure, Metric, SemanticLayer
+from nerve.semantic._time import zone
 
 __all__ = ["Request", "count_rates", "find_anomalies", "resolve_target"]
 
@@ -119,13 +121,16 @@ def find_anomalies(events: ir.Table, request: Request, *, layer: SemanticLayer |
     evaluate_h = _hours(request.backtest or request.evaluate, "evaluate")
     training_h = _hours(request.training, "training")
     history_h = _hours(request.min_history, "min_history")
-    last = int(now.timestamp() // (3600 * gh)) - 1  # the last complete period
+    # days are the workspace's local days, as the semantic layer's (23 or 25 hours long
+    # across a DST switch); hours are hours since the epoch
+    tz = zone(layer.timezone if layer is not None else "UTC")
+    # the last complete period
+    last = day_of(now, tz) - 1 if gh == 24 else int(now.timestamp() // 3600) - 1
     window = Window(last=last, evaluate=max(1, evaluate_h // gh), training=training_h // gh,
                     grain_hours=gh, min_history=history_h // gh, step=max(1, 24 // gh),
-                    windows=(1, 4, 24) if gh == 1 else (1, 3, 7))
-    start = datetime.fromtimestamp((last - window.evaluate - window.training + 1) * 3600 * gh,
-                                   UTC)
-    end = datetime.fromtimestamp((last + 1) * 3600 * gh, UTC)
+                    windows=(1, 4, 24) if gh == 1 else (1, 3, 7), tz=tz)
+    start = window.moment(last - window.evaluate - window.training + 1)
+    end = window.moment(last + 1)
     by = request.by
     settings = request.settings()
     if kind == "metric" and name in rates and layer is not None:
@@ -149,13 +154,13 @@ def find_anomalies(events: ir.Table, request: Request, *, layer: SemanticLayer |
         # passing for a spike, without a costly distinct count of users per cell
         only = [name] if kind == "event" else None
         frame = event_counts(events, start=start, end=end, dims={}, events=only,
-                             grain_hours=gh, users=False)
+                             grain_hours=gh, users=False, tz=tz)
         # dimension values read JSON, most of a scan's cost: they train on a shorter
         # window (two of each weekday by default) than the events overall
-        since = max(start, end - timedelta(hours=evaluate_h + _hours(
-            request.dimension_training, "dimension_training")))
+        since = max(start, window.moment(last + 1 - window.evaluate - _hours(
+            request.dimension_training, "dimension_training") // gh))
         by_dim = event_counts(events, start=since, end=end, dims=dims, events=only,
-                              grain_hours=gh, users=False)
+                              grain_hours=gh, users=False, tz=tz)
         _check_found(by, set(by_dim["dimension"]), name if kind == "event" else None,
                      since, end, layer)
         frame = pd.concat([frame, by_dim[by_dim["dimension"] != ""]], ignore_index=True)
@@ -234,7 +239,7 @@ def _rates(events: ir.Table, rates: dict[str, tuple[str, str]], layer: SemanticL
            for name, pair in rates.items()}
     dims = {d: paths for per in own.values() for d, paths in per.items()}
     frame = event_counts(events, start=start, end=end, dims=dims, events=names,
-                         grain_hours=gh, users=False)
+                         grain_hours=gh, users=False, tz=window.tz)
     out = Detection()
     for name, (num, den) in sorted(rates.items()):
         mine = frame[frame["dimension"].isin(["", *own[name]])]
@@ -262,7 +267,7 @@ def _check_found(by: Sequence[str], found: set[str], event: str | None, since: d
         hints.append(f"{dim!r}" + (f" (did you mean {close[0]}?)" if close else ""))
     raise QueryError(
         f"--by {', '.join(hints)}: no {event or 'event'} event from "
-        f"{since:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC carries it (a key dimension: "
+        f"{since:%Y-%m-%d %H:%M %Z} to {end:%Y-%m-%d %H:%M %Z} carries it (a key dimension: "
         f"{', '.join(KEY_DIMENSIONS)}; a dimension of the semantic layer; a JSON path such "
         "as context.locale; or a property name)")
 

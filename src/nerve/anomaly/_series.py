@@ -2,7 +2,8 @@
 
 Every function returns a *series frame*: one row per (target, dimension, value, period)
 with columns ``target``, ``dimension`` and ``value`` (both ``""`` for the overall series),
-``period`` (hours or days since the epoch, an int) and ``n`` (the count or value).
+``period`` (hours since the epoch, or local days of the workspace's time zone numbered
+from 1970-01-01: ``nerve.anomaly._days``; an int) and ``n`` (the count or value).
 
 Event counts come from one engine scan (all events, all dimensions at once); metrics go
 through the semantic layer, one query per breakdown.
@@ -13,11 +14,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import ibis
 import ibis.expr.types as ir
 import pandas as pd
 
+from nerve.anomaly._days import local_day_expr
 from nerve.quality._config import DEFAULT_DIMENSIONS
 from nerve.quality._engine import backend_name, epoch_seconds, event_key, field_value
 from nerve.semantic import Measure, Metric, MetricQuery, SemanticLayer
@@ -50,8 +53,11 @@ def _seconds(grain_hours: int) -> int:
 def event_counts(table: ir.Table, *, start: datetime, end: datetime,
                  dims: Mapping[str, Sequence[str]] | None = None,
                  events: Sequence[str] | None = None, grain_hours: int = 1,
-                 time_column: str = "timestamp", users: bool = True) -> pd.DataFrame:
+                 time_column: str = "timestamp", users: bool = True,
+                 tz: ZoneInfo | None = None) -> pd.DataFrame:
     """Counts per event and period in ``[start, end)``, overall and per dimension value.
+
+    Day periods (``grain_hours=24``) are the local days of ``tz`` (default: UTC days).
 
     ``users`` holds the distinct users (or anonymous ids) of each cell, summed over cells
     (with ``users=False`` there is no such column: the distinct count is most of the
@@ -65,7 +71,8 @@ def event_counts(table: ir.Table, *, start: datetime, end: datetime,
     ts = epoch_seconds(table[time_column], backend)
     columns: dict[str, Any] = {
         "target": event_key(table),
-        "period": (ts // _seconds(grain_hours)).cast("int64"),
+        "period": local_day_expr(ts, start, end, tz) if grain_hours >= 24 and tz
+        else (ts // _seconds(grain_hours)).cast("int64"),
     }
     for name, paths in dims.items():
         values = [field_value(table, path, backend) for path in paths]
@@ -112,12 +119,14 @@ def count_metric(event: str) -> Metric:
                   measure=Measure(agg="count", events=(event,)))
 
 
-def with_metrics(layer: SemanticLayer, extra: Sequence[Metric]) -> SemanticLayer:
-    """``layer`` plus ad-hoc metrics (a count of an event, a ratio's two sides)."""
+def with_metrics(layer: SemanticLayer, extra: Sequence[Metric], *,
+                 timezone: str | None = None) -> SemanticLayer:
+    """``layer`` plus ad-hoc metrics (a count of an event, a ratio's two sides), in
+    ``timezone`` instead of the layer's when given."""
     definitions = Definitions(metrics={**layer.metrics, **{m.name: m for m in extra}},
                               dimensions=dict(layer.dimensions),
                               segments=dict(layer.segments), files=list(layer.files))
-    return SemanticLayer(definitions, layer.catalog, timezone=layer.timezone)
+    return SemanticLayer(definitions, layer.catalog, timezone=timezone or layer.timezone)
 
 
 def metric_series(layer: SemanticLayer, table: ir.Table, metric: str, *,
@@ -125,9 +134,13 @@ def metric_series(layer: SemanticLayer, table: ir.Table, metric: str, *,
                   grain_hours: int = 1, now: datetime | None = None) -> pd.DataFrame:
     """One metric per period in ``[start, end)``, overall and per value of each ``by``.
 
-    Periods are the layer's local hours or days (seasonality follows local time).
+    Day periods are the layer's local days (numbered as ``nerve.anomaly._days`` does);
+    hour periods are hours since the epoch, queried in UTC: a local clock's fall-back
+    hour holds two hours, and its numbering would shift every hour by the UTC offset.
     """
     grain = "day" if grain_hours >= 24 else "hour"
+    if grain == "hour" and layer.timezone != "UTC":
+        layer = with_metrics(layer, (), timezone="UTC")
     parts = []
     for dim in ("", *by):
         query = MetricQuery((metric,), by=(dim,) if dim else (), grain=grain,
@@ -137,7 +150,7 @@ def metric_series(layer: SemanticLayer, table: ir.Table, metric: str, *,
         if frame.empty:
             continue
         column = result.time_column or grain
-        moments = pd.to_datetime(frame[column])
+        moments = pd.to_datetime(frame[column])  # naive wall-clock time of the layer
         epoch = (moments - pd.Timestamp("1970-01-01")) // pd.Timedelta(seconds=1)
         name = layer.get(metric).name
         part = pd.DataFrame({

@@ -4,9 +4,10 @@ warehouse (the server's, or the file the CLI opened read-only)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from nerve.anomaly._days import day_of, day_start
 from nerve.anomaly._explain import explain
 from nerve.anomaly._forecast import backtest, daily_values, forecast
 from nerve.anomaly._run import Request, find_anomalies, resolve_target
@@ -15,6 +16,7 @@ from nerve.catalog import Catalog
 from nerve.errors import QueryError
 from nerve.quality._config import parse_duration
 from nerve.semantic import SemanticLayer
+from nerve.semantic._time import zone
 from nerve.warehouse import analysis_events
 
 __all__ = ["explain_local", "forecast_local", "run_local"]
@@ -99,11 +101,13 @@ def forecast_local(warehouse: Any, workspace: Any, body: dict[str, Any], now: da
         metric = count_metric(resolved)
         layer, resolved = with_metrics(layer, [metric]), metric.name
     now = now or datetime.now(UTC)
-    today = now.astimezone(UTC).date()
-    end = datetime(today.year, today.month, today.day, tzinfo=UTC)
-    frame = metric_series(layer, _events(warehouse), resolved, start=end - timedelta(
-        days=history), end=end, grain_hours=24, now=now)
-    daily = daily_values(frame, today)
+    # whole local days up to today's (not over, so left out), as nerve anomalies counts
+    tz = zone(layer.timezone)
+    today = day_of(now, tz)
+    frame = metric_series(layer, _events(warehouse), resolved,
+                          start=day_start(today - history, tz), end=day_start(today, tz),
+                          grain_hours=24, now=now)
+    daily = daily_values(frame, date(1970, 1, 1) + timedelta(days=today))
     daily = daily.iloc[int((daily.cumsum() > 0).to_numpy().argmax()):]  # from the first data
     rows = forecast(daily, horizon, level=level)
     check = backtest(daily, horizon, level=level)
