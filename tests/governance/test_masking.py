@@ -221,6 +221,13 @@ def test_a_reader_sees_no_raw_personal_value_and_the_admin_sees_them_all(
         "SELECT violations FROM quarantine")}).json()["rows"][0]["violations"]
     assert violation["path"] == "$.properties.phone"
     assert "withheld" in violation["message"]
+    # the catalog's file and line are not personal: they stay, as the admin sees them
+    (stored,) = _post(server, admin, "/v1/admin/sql", {"query": (
+        "SELECT violations FROM quarantine")}).json()["rows"][0]["violations"]
+    assert stored["file"].endswith("signup.yaml")
+    assert isinstance(stored["line"], int)
+    assert (violation["rule"], violation["file"], violation["line"]) == (
+        stored["rule"], stored["file"], stored["line"])
 
 
 def test_a_reader_may_be_let_see_personal_values_and_stays_a_reader(
