@@ -79,6 +79,11 @@ def test_every_read_api_call_is_recorded_with_who_from_where_and_what(
     for name in (b"ann-the-forgotten", b"ann-single", b"ann-misspelt"):
         assert name not in audit_bytes(ws)
     assert b"6.6.6.6" not in audit_bytes(ws)
+    # a refused attempt read nothing: it is no read of personal values as stored
+    shown = nerve(ws, "audit", "--unmasked", "--action", "sql", "--format", "json")
+    assert shown.returncode == 0, shown.stderr
+    assert [(r["who"], r["status"]) for r in orjson.loads(shown.stdout)] == [
+        ("admin", 200), ("admin", 200)]
 
 
 def test_commands_reading_the_file_themselves_are_recorded(

@@ -221,6 +221,13 @@ def test_a_reader_sees_no_raw_personal_value_and_the_admin_sees_them_all(
         "SELECT violations FROM quarantine")}).json()["rows"][0]["violations"]
     assert violation["path"] == "$.properties.phone"
     assert "withheld" in violation["message"]
+    # the catalog's file and line are not personal: they stay, as the admin sees them
+    (stored,) = _post(server, admin, "/v1/admin/sql", {"query": (
+        "SELECT violations FROM quarantine")}).json()["rows"][0]["violations"]
+    assert stored["file"].endswith("signup.yaml")
+    assert isinstance(stored["line"], int)
+    assert (violation["rule"], violation["file"], violation["line"]) == (
+        stored["rule"], stored["file"], stored["line"])
 
 
 def test_a_reader_may_be_let_see_personal_values_and_stays_a_reader(
@@ -231,6 +238,12 @@ def test_a_reader_may_be_let_see_personal_values_and_stays_a_reader(
     assert _post(server, SAM, "/v1/admin/forget", {"user_ids": [USER]}).status_code == 403
     assert [(r["action"], r["masked"]) for r in read_records(ws) if r["who"] == "sam"] == [
         ("/v1/admin/sql", False), ("/v1/admin/forget", False)]
+    # the refused forget (403) read nothing: it is not among the reads as stored
+    listed = CliRunner().invoke(app, ["--workspace", str(ws.root), "audit", "--unmasked",
+                                      "--who", "sam", "--format", "json"])
+    assert listed.exit_code == 0, listed.output
+    assert [(r["action"], r["status"]) for r in json.loads(listed.stdout)] == [
+        ("/v1/admin/sql", 200)]
 
 
 def test_an_admin_may_ask_for_the_readers_view(served: tuple[Workspace, Any]) -> None:

@@ -164,6 +164,9 @@ def test_bad_calls_never_raise_and_are_reported(scripted: Scripted) -> None:
     assert [type(exc) for exc, _ in errors] == [InvalidMessageError] * 5
     assert errors[0][1] == [{"type": "track", "event": "no ids"}]
     assert "user_id or anonymous_id is required" in str(errors[0][0])
+    # named as the Python caller wrote them: the call first, group_id and not groupId
+    assert [str(exc) for exc, _ in errors[3:]] == ["alias: user_id is required",
+                                                   "group: group_id is required"]
     assert [e["event"] for e in server.events()] == ["fine"]
     assert client.stats().dropped_invalid == 5
 

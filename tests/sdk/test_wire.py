@@ -87,8 +87,33 @@ def test_client_context_is_merged_and_the_library_always_ours() -> None:
     ],
 )
 def test_bad_calls_name_the_field(kwargs: dict[str, Any], says: str) -> None:
-    with pytest.raises(InvalidMessageError, match=says):
+    with pytest.raises(InvalidMessageError, match=says) as raised:
         build_message("track", required=("event",), **kwargs)
+    assert str(raised.value).startswith("track")  # every error names the call first
+
+
+@pytest.mark.parametrize(
+    ("kind", "kwargs", "says"),
+    [
+        ("track", {"event": "e", "properties": [1, 2]},
+         "track: properties: expected a dict, got list"),
+        ("identify", {"traits": "gold"}, "identify: traits: expected a dict, got str"),
+        ("track", {"event": "e", "context": 3}, "track: context: expected a dict, got int"),
+        ("track", {"event": "e", "timestamp": "yesterday"},
+         "track: timestamp: not ISO-8601: 'yesterday'"),
+        ("page", {"message_id": 1.5}, "page: message_id: expected a string, got float"),
+        # the Python argument, not the wire's camelCase key
+        ("group", {"groupId": ""}, "group: group_id is required"),
+        ("group", {"groupId": 2.5}, "group.group_id: expected a string, got float"),
+        ("alias", {"previousId": None}, "alias: previous_id is required"),
+    ],
+)
+def test_errors_name_the_call_and_the_argument_as_the_caller_wrote_them(
+        kind: str, kwargs: dict[str, Any], says: str) -> None:
+    required = {"track": ("event",), "group": ("groupId",), "alias": ("previousId",)}
+    with pytest.raises(InvalidMessageError) as raised:
+        build_message(kind, user_id="u", required=required.get(kind, ()), **kwargs)
+    assert str(raised.value) == says
 
 
 def test_ids_may_be_numbers_and_are_sent_as_strings() -> None:

@@ -273,6 +273,55 @@ def test_the_console_shows_metrics_as_formatted_fits_a_phone_and_says_when_the_s
     assert "is it still running? What is shown is as of the last update." in seen["stopped"]
 
 
+@pytest.mark.node
+@pytest.mark.timeout(180)
+def test_the_chart_is_described_and_relative_times_keep_counting_when_the_server_stops(
+        console_shop: Workspace, serve: Callable[..., Any]) -> None:
+    """The chart had no description for a screen reader (only each bar a tooltip), and once
+    the server stopped, "12 s ago" stayed "12 s ago" however long it was down."""
+    server = serve(console_shop)
+    day = (datetime.now(UTC) - timedelta(days=1)).replace(hour=12, minute=0, second=0,
+                                                         microsecond=0)
+    batch = [order(i, "y", timestamp=day.isoformat().replace("+00:00", "Z")) for i in (3, 4)]
+    assert httpx.post(server.url + "/v1/batch", json={"batch": batch},
+                      headers=basic(write_key(console_shop))).status_code == 200
+    auth = {"authorization": f"Bearer {admin_token(console_shop)}"}
+    deadline = time.monotonic() + 30
+    while httpx.get(server.url + "/v1/status", headers=auth).json()["warehouse"]["events"] < 2:
+        assert time.monotonic() < deadline, "the loader did not load 2 events in 30 s"
+        time.sleep(0.2)
+
+    seen = console_clock(f"{server.url}/ui#token={READER}")
+    assert seen["errors"] == []
+    today = datetime.now(UTC).date()
+    first = (today - timedelta(days=27)).isoformat()
+    # the metric, its period and the range of its values (2 orders the day before)
+    assert seen["before"]["chart"] == {
+        "role": "img", "label": f"Orders, daily, {first} to {today.isoformat()}: from 0 to 2"}
+    assert seen["before"]["newest"].endswith(" s ago")
+    assert seen["before"]["error"] == ""
+    # ten minutes after the server stopped: the page says so, and the time kept counting
+    assert seen["after"]["newest"] == "10 min ago"
+    assert seen["after"]["error"].startswith(f"nerve serve at {server.url} did not answer (")
+    assert "; its last answer was at " in seen["after"]["error"]
+
+
+def console_clock(url: str) -> dict[str, Any]:
+    """What tests/node/console_clock.mjs saw of the console on a fake clock."""
+    node = shutil.which("node")
+    if node is None or not (NODE_DIR / "node_modules" / "playwright-core").is_dir():
+        pytest.skip("needs Node.js and `npm install` in tests/node (.ci/run does it)")
+    browser = next(filter(None, map(shutil.which, ("chromium", "chromium-browser",
+                                                   "google-chrome"))), None)
+    if browser is None:
+        pytest.skip("headless Chromium is not installed (apt-get install chromium)")
+    done = subprocess.run([node, str(NODE_DIR / "console_clock.mjs"), browser, url],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    seen: dict[str, Any] = orjson.loads(done.stdout)
+    return seen
+
+
 def test_nerve_console_gives_the_url_with_the_admin_token(
         console_shop: Workspace, serve: Callable[..., Any]) -> None:
     runner = CliRunner()

@@ -191,6 +191,15 @@ def compact(ctx: typer.Context) -> None:
                   markup=False)
 
 
+#: a refused attempt (no valid token, or a reader at an admin's endpoint) read nothing
+_REFUSED = (401, 403)
+
+
+def _saw_stored(record: dict[str, Any]) -> bool:
+    """Whether the read saw personal values as stored: not masked, and not refused."""
+    return not record.get("masked") and record.get("status") not in _REFUSED
+
+
 @handle_errors
 def audit(
     ctx: typer.Context,
@@ -201,7 +210,8 @@ def audit(
     action: Annotated[str | None, typer.Option(
         "--action", help="Only actions containing this text, e.g. sql or forget.")] = None,
     unmasked: Annotated[bool, typer.Option(
-        "--unmasked", help="Only reads that saw personal values as stored (not masked).")
+        "--unmasked", help="Only reads that saw personal values as stored (not masked; "
+        "refused attempts, 401 and 403, read nothing and are left out).")
     ] = False,
     fmt: FormatOption = Format.table,
 ) -> None:
@@ -218,7 +228,7 @@ def audit(
     start = datetime.now(UTC) - parse_duration(since, what="--since")
     records = [r for r in read_records(ws, start)
                if (who is None or r.get("who") == who)
-               and not (unmasked and r.get("masked"))
+               and not (unmasked and not _saw_stored(r))
                and (action is None or action in str(r.get("action")))]
     if fmt is Format.json:
         emit_json(records)

@@ -100,21 +100,26 @@ def _unencodable(value: Any, path: str) -> str | None:
     return path
 
 
-def _mapping(name: str, value: Any) -> dict[str, Any]:
+#: the Python argument of each camelCase key, named in errors as the caller wrote it
+_ARGUMENTS = {"groupId": "group_id", "previousId": "previous_id"}
+
+
+def _mapping(kind: str, name: str, value: Any) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise InvalidMessageError(f"{name}: expected a dict, got {type(value).__name__}")
+        raise InvalidMessageError(
+            f"{kind}: {name}: expected a dict, got {type(value).__name__}")
     return dict(value)
 
 
-def _id(name: str, value: Any) -> str | None:
+def _id(kind: str, name: str, value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, str | int | uuid.UUID) and not isinstance(value, bool):
         text = str(value)
         return text or None
-    raise InvalidMessageError(f"{name}: expected a string, got {type(value).__name__}")
+    raise InvalidMessageError(f"{kind}: {name}: expected a string, got {type(value).__name__}")
 
 
 def build_message(
@@ -134,7 +139,8 @@ def build_message(
 
     ``fields`` are the type's own keys already in camelCase (``event``, ``properties``,
     ``traits``, ``name``, ``category``, ``groupId``, ``previousId``); ``required`` names
-    those that must be non-empty. Raises InvalidMessageError, naming the field.
+    those that must be non-empty. Raises InvalidMessageError, naming the call and the
+    field as the Python caller wrote it (``group: group_id is required``).
 
     >>> m = build_message("track", event="Signed Up", user_id="u1", properties={"plan": "pro"})
     >>> m["type"], m["userId"], m["context"]["library"]["name"]
@@ -143,31 +149,36 @@ def build_message(
     message: dict[str, Any] = {"type": kind}
     for key, value in fields.items():
         if key in ("properties", "traits"):
-            message[key] = _mapping(key, value)
+            message[key] = _mapping(kind, key, value)
         elif value is not None:
             if not isinstance(value, str | int) or isinstance(value, bool):
                 raise InvalidMessageError(
-                    f"{kind}.{key}: expected a string, got {type(value).__name__}"
+                    f"{kind}.{_ARGUMENTS.get(key, key)}: expected a string, "
+                    f"got {type(value).__name__}"
                 )
             message[key] = str(value)
     for key in required:
         if not message.get(key):
-            raise InvalidMessageError(f"{kind}: {key} is required")
-    user = _id("user_id", user_id)
-    anonymous = _id("anonymous_id", anonymous_id)
+            raise InvalidMessageError(f"{kind}: {_ARGUMENTS.get(key, key)} is required")
+    user = _id(kind, "user_id", user_id)
+    anonymous = _id(kind, "anonymous_id", anonymous_id)
     if user is None and anonymous is None:
         raise InvalidMessageError(f"{kind}: user_id or anonymous_id is required")
     if user is not None:
         message["userId"] = user
     if anonymous is not None:
         message["anonymousId"] = anonymous
-    merged = {**_mapping("client context", default_context), **_mapping("context", context)}
+    merged = {**_mapping(kind, "client context", default_context),
+              **_mapping(kind, "context", context)}
     merged["library"] = dict(LIBRARY)
     message["context"] = merged
     if integrations is not None:
-        message["integrations"] = _mapping("integrations", integrations)
-    message["timestamp"] = iso_timestamp(timestamp)
-    message["messageId"] = _id("message_id", message_id) or str(uuid.uuid4())
+        message["integrations"] = _mapping(kind, "integrations", integrations)
+    try:
+        message["timestamp"] = iso_timestamp(timestamp)
+    except InvalidMessageError as exc:
+        raise InvalidMessageError(f"{kind}: {exc}") from None
+    message["messageId"] = _id(kind, "message_id", message_id) or str(uuid.uuid4())
     return message
 
 

@@ -12,7 +12,8 @@ tables they hide, so every query, Ibis expression and analysis runs unchanged on
   than string are removed: a typed read of them gives NULL, as is a precise
   ``context.location``); a page's (or a screen's) ``url`` and
   ``referrer`` lose their query string and fragment, and ``search`` is removed; the
-  quarantine's violation messages about those values are withheld;
+  quarantine's violation messages about those values are withheld (their path, rule and
+  catalog file and line stay);
 - ``evt_<event>``: the typed views, over the masked ``events``.
 
 The hash is keyed with a key derived from the workspace secret, so equal values stay
@@ -244,9 +245,11 @@ def _violations(masked_paths: list[str]) -> str:
     if not masked_paths:
         return "violations"
     pattern = _literal("^(" + "|".join(masked_paths) + r")($|[.\[])")
+    # the catalog's file and line are not personal: a reader still finds the rule broken
     withheld = ("json_object('path', v->>'path', 'rule', v->>'rule', 'message', "
                 "concat(v->>'path', ': breaks the ', v->>'rule', "
-                "' rule (value withheld: personal data)'))")
+                "' rule (value withheld: personal data)'), 'file', v->'file', "
+                "'line', v->'line')")
     return (f"CASE WHEN json_type(violations) = 'ARRAY' THEN to_json(list_transform("
             f"CAST(violations AS JSON[]), v -> CASE WHEN regexp_matches("
             f"coalesce(v->>'path', ''), {pattern}) THEN {withheld} ELSE v END)) "
