@@ -309,9 +309,8 @@ _EVENT_DEFAULTS: dict[str, Any] = {
 }
 
 
-@pytest.fixture
-def events_table() -> Callable[[list[dict[str, Any]]], Any]:
-    """Build an Arrow table shaped like the warehouse's ``events`` table from short rows.
+def events_arrow(rows: list[dict[str, Any]]) -> Any:
+    """An Arrow table shaped like the warehouse's ``events`` table, from short rows.
 
     Each row needs ``timestamp`` (a datetime, UTC) and usually ``event`` and ``user_id``;
     ``properties``/``traits``/``context`` may be dicts (stored as JSON text);
@@ -325,18 +324,20 @@ def events_table() -> Callable[[list[dict[str, Any]]], Any]:
     ts = pa.timestamp("us", tz="UTC")
     schema = pa.schema([*(f for f in ENVELOPE_SCHEMA if f.name != "violations"),
                         pa.field("loaded_at", ts)])
+    full = []
+    for row in rows:
+        item = {**_EVENT_DEFAULTS, **row}
+        item.setdefault("message_id", str(uuid.uuid4()))
+        item.setdefault("received_at", item["timestamp"])
+        item.setdefault("loaded_at", item["received_at"])
+        for key in ("properties", "traits", "context"):
+            if isinstance(item[key], dict):
+                item[key] = orjson.dumps(item[key]).decode()
+        full.append({name: item[name] for name in schema.names})
+    return pa.Table.from_pylist(full, schema=schema)
 
-    def build(rows: list[dict[str, Any]]) -> Any:
-        full = []
-        for row in rows:
-            item = {**_EVENT_DEFAULTS, **row}
-            item.setdefault("message_id", str(uuid.uuid4()))
-            item.setdefault("received_at", item["timestamp"])
-            item.setdefault("loaded_at", item["received_at"])
-            for key in ("properties", "traits", "context"):
-                if isinstance(item[key], dict):
-                    item[key] = orjson.dumps(item[key]).decode()
-            full.append({name: item[name] for name in schema.names})
-        return pa.Table.from_pylist(full, schema=schema)
 
-    return build
+@pytest.fixture
+def events_table() -> Callable[[list[dict[str, Any]]], Any]:
+    """``events_arrow``, for tests that take it as a fixture."""
+    return events_arrow

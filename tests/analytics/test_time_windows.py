@@ -20,6 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from tests.conftest import events_arrow
 
 from nerve.analytics import (
     FunnelSpec,
@@ -91,20 +92,8 @@ def _day(row: dict[str, Any]) -> date:
 
 
 def _arrow() -> Any:
-    import orjson
-    import pyarrow as pa
-
-    from nerve.envelope import ENVELOPE_SCHEMA
-
-    ts = pa.timestamp("us", tz="UTC")
-    schema = pa.schema([*(f for f in ENVELOPE_SCHEMA if f.name != "violations"),
-                        pa.field("loaded_at", ts)])
-    full = [{**dict.fromkeys(schema.names), "type": "track", "source": "web",
-             "historical": False, "message_id": f"m{i}", "received_at": r["timestamp"],
-             "loaded_at": r["timestamp"], **r,
-             "properties": orjson.dumps(r["properties"]).decode()
-             if "properties" in r else None} for i, r in enumerate(ROWS)]
-    return pa.Table.from_pylist(full, schema=schema)
+    """ROWS as the warehouse's events table (``events_table`` is function-scoped)."""
+    return events_arrow([{"message_id": f"m{i}", **r} for i, r in enumerate(ROWS)])
 
 
 @pytest.fixture(scope="module")

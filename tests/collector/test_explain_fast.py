@@ -19,6 +19,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from nerve.catalog import PAYLOAD_FIELD, Catalog, EventSpec, PropertySpec, Version
+from nerve.catalog._catalog import _enum_message
 from nerve.collector import Collector, Validator
 from nerve.workspace import Workspace
 
@@ -120,8 +121,11 @@ def reference(spec: EventSpec, payload: Any) -> list[dict[str, Any]]:
         line = (prop.line if prop and prop.line else spec.lines.get("properties"))
         file = str(prop.file if prop and prop.file else spec.file) if spec.file else None
         rule = re.sub(r"(?<!^)(?=[A-Z])", "_", type(error.kind).__name__).lower()
+        # enum messages list every allowed value (jsonschema-rs counts all but two)
+        message = (_enum_message(error.instance, error.kind.options) if rule == "enum"
+                   else error.message)
         result.append({"path": f"$.{field_name}{path}", "rule": rule,
-                       "message": f"{spec.name}{path}: {error.message}", "file": file,
+                       "message": f"{spec.name}{path}: {message}", "file": file,
                        "line": line})
     return result
 

@@ -226,6 +226,23 @@ def console_layout(url: str, width: int) -> dict[str, Any]:
     return seen
 
 
+def two_orders_yesterday(shop: Workspace, url: str) -> datetime:
+    """Send two orders (o3, o4: revenue 3 and 4) at noon UTC yesterday, and wait until
+    they are loaded; that noon."""
+    day = (datetime.now(UTC) - timedelta(days=1)).replace(hour=12, minute=0, second=0,
+                                                         microsecond=0)
+    batch = [order(i, "y", timestamp=day.isoformat().replace("+00:00", "Z")) for i in (3, 4)]
+    assert httpx.post(url + "/v1/batch", json={"batch": batch},
+                      headers=basic(write_key(shop))).status_code == 200
+    auth = {"authorization": f"Bearer {admin_token(shop)}"}
+    deadline = time.monotonic() + 30
+    while httpx.get(url + "/v1/status", headers=auth).json()["warehouse"]["events"] < 2:
+        assert time.monotonic() < deadline, "the loader did not load 2 events in 30 s"
+        time.sleep(0.2)
+    return day
+
+
+
 @pytest.mark.node
 @pytest.mark.timeout(180)
 def test_the_console_shows_metrics_as_formatted_fits_a_phone_and_says_when_the_server_is_gone(
@@ -241,16 +258,7 @@ def test_the_console_shows_metrics_as_formatted_fits_a_phone_and_says_when_the_s
         "    numerator: {agg: count, event: order_completed, filter: revenue > 3}\n"
         "    denominator: orders\n")
     server = serve(console_shop)
-    day = (datetime.now(UTC) - timedelta(days=1)).replace(hour=12, minute=0, second=0,
-                                                         microsecond=0)
-    batch = [order(i, "y", timestamp=day.isoformat().replace("+00:00", "Z")) for i in (3, 4)]
-    assert httpx.post(server.url + "/v1/batch", json={"batch": batch},
-                      headers=basic(write_key(console_shop))).status_code == 200
-    auth = {"authorization": f"Bearer {admin_token(console_shop)}"}
-    deadline = time.monotonic() + 30
-    while httpx.get(server.url + "/v1/status", headers=auth).json()["warehouse"]["events"] < 2:
-        assert time.monotonic() < deadline, "the loader did not load 2 events in 30 s"
-        time.sleep(0.2)
+    day = two_orders_yesterday(console_shop, server.url)
 
     seen = drive_console(f"{server.url}/ui#token={READER}", 375, ["big_share", "revenue"])
     assert seen["errors"] == []
@@ -280,16 +288,7 @@ def test_the_chart_is_described_and_relative_times_keep_counting_when_the_server
     """The chart had no description for a screen reader (only each bar a tooltip), and once
     the server stopped, "12 s ago" stayed "12 s ago" however long it was down."""
     server = serve(console_shop)
-    day = (datetime.now(UTC) - timedelta(days=1)).replace(hour=12, minute=0, second=0,
-                                                         microsecond=0)
-    batch = [order(i, "y", timestamp=day.isoformat().replace("+00:00", "Z")) for i in (3, 4)]
-    assert httpx.post(server.url + "/v1/batch", json={"batch": batch},
-                      headers=basic(write_key(console_shop))).status_code == 200
-    auth = {"authorization": f"Bearer {admin_token(console_shop)}"}
-    deadline = time.monotonic() + 30
-    while httpx.get(server.url + "/v1/status", headers=auth).json()["warehouse"]["events"] < 2:
-        assert time.monotonic() < deadline, "the loader did not load 2 events in 30 s"
-        time.sleep(0.2)
+    two_orders_yesterday(console_shop, server.url)
 
     seen = console_clock(f"{server.url}/ui#token={READER}")
     assert seen["errors"] == []

@@ -332,21 +332,25 @@ ENUM_VALUES_SHOWN = 20
 
 def _enum_message(value: Any, options: list[Any]) -> str:
     """An enum violation naming the allowed values, as a client's author needs them
-    (jsonschema-rs names two and counts the rest: ``or 2 other candidates``).
+    (jsonschema-rs names two and counts the rest: ``or 2 other candidates``); values are
+    written as jsonschema-rs writes them in its other messages (compact JSON).
 
     >>> _enum_message("keto", ["omnivore", "vegan", "vegetarian"])
     '"keto" is not one of "omnivore", "vegan" or "vegetarian"'
     """
-    shown = [json.dumps(o, ensure_ascii=False) for o in options[:ENUM_VALUES_SHOWN]]
+    shown = [_json(o) for o in options[:ENUM_VALUES_SHOWN]]
     rest = len(options) - len(shown)
     if rest:
         allowed = f"{', '.join(shown)} and {rest} more"
     elif len(shown) > 1:
         allowed = f"{', '.join(shown[:-1])} or {shown[-1]}"
     else:
-        return f"{json.dumps(value, ensure_ascii=False)} is not {''.join(shown)} (the only " \
-               "allowed value)"
-    return f"{json.dumps(value, ensure_ascii=False)} is not one of {allowed}"
+        return f"{_json(value)} is not {''.join(shown)} (the only allowed value)"
+    return f"{_json(value)} is not one of {allowed}"
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def _where(spec: EventSpec, prop: PropertySpec | None) -> tuple[str | None, int | None]:
