@@ -245,8 +245,8 @@ def trend(
              "the semantic layer: \"platform = 'ios'\".")] = None,
     grain: Annotated[str, typer.Option(help="hour, day or week.")] = "day",
     since: Annotated[str, typer.Option(
-        help="From: a date, a datetime, today, yesterday or a duration back (7d: 7 "
-             "buckets of the grain, the current one included).")] = "7d",
+        help="From: a date, a datetime, today, yesterday or a duration back, in whole "
+             "buckets (7d by day: the last 7 days, today included).")] = "7d",
     until: Annotated[str, typer.Option(
         help="Until: a date (included), a datetime (excluded) or now.")] = "now",
     compare: Annotated[bool, typer.Option(help="Compare with the previous period.")] = True,
