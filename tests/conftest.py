@@ -299,6 +299,31 @@ def engine(request: pytest.FixtureRequest) -> Engine:
     return Engine(request.param, _ENGINES[request.param]())
 
 
+NODE_DIR = Path(__file__).parent / "node"
+
+
+def chromium() -> str:
+    """The headless Chromium to drive, or the test is skipped."""
+    found = next(filter(None, map(shutil.which, ("chromium", "chromium-browser",
+                                                 "google-chrome"))), None)
+    if found is None:
+        pytest.skip("headless Chromium is not installed (apt-get install chromium)")
+    return found
+
+
+def node_script(script: str, *args: str, timeout: float = 120) -> Any:
+    """Run ``tests/node/<script>`` (Playwright) on headless Chromium with ``args``; what
+    it printed, as JSON. Skipped without Node.js, its modules or Chromium."""
+    import orjson
+
+    node = shutil.which("node")
+    if node is None or not (NODE_DIR / "node_modules" / "playwright-core").is_dir():
+        pytest.skip("needs Node.js and `npm install` in tests/node (.ci/run does it)")
+    done = subprocess.run([node, str(NODE_DIR / script), chromium(), *args],
+                          capture_output=True, text=True, timeout=timeout, check=False)
+    assert done.returncode == 0, done.stderr
+    return orjson.loads(done.stdout)
+
 # ----------------------------------------------------------------------------- event rows
 
 _EVENT_DEFAULTS: dict[str, Any] = {

@@ -11,6 +11,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from tests.conftest import chromium, node_script
 from typer.testing import CliRunner
 
 from nerve.catalog import Catalog
@@ -237,20 +238,11 @@ def test_cli_docs_when_another_process_locks_the_warehouse(shop: Workspace) -> N
     assert "Volume" not in (site / "events" / "add_to_cart.html").read_text()
 
 
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    pytest.skip("headless Chromium is not installed (apt-get install chromium)")
-    raise AssertionError  # unreachable
-
-
 @pytest.mark.timeout(120)
 def test_search_runs_in_headless_chromium(shop: Workspace, tmp_path: Path) -> None:
     import subprocess
 
-    browser = _chromium()
+    browser = chromium()
     out = tmp_path / "site"
     build_site(Catalog.load(shop.events_dir), out, workspace=shop)
     url = (out / "index.html").as_uri() + "?q=order%20checkout"
@@ -272,22 +264,10 @@ def test_search_runs_in_headless_chromium(shop: Workspace, tmp_path: Path) -> No
 def test_the_search_still_filters_after_back(shop: Workspace, tmp_path: Path) -> None:
     """Back from an event's page, the browser restored the typed search in its field but
     the index showed every event: the filter ran only on typing and on ?q=."""
-    import subprocess
-
-    import orjson
-
-    node_dir = Path(__file__).parents[1] / "node"
-    node = shutil.which("node")
-    if node is None or not (node_dir / "node_modules" / "playwright-core").is_dir():
-        pytest.skip("needs Node.js and `npm install` in tests/node (.ci/run does it)")
-    browser = _chromium()
     out = tmp_path / "site"
     build_site(Catalog.load(shop.events_dir), out, workspace=shop)
-    done = subprocess.run([node, str(node_dir / "catalog_search.mjs"), browser,
-                           (out / "index.html").as_uri(), "order checkout"],
-                          capture_output=True, text=True, timeout=90, check=False)
-    assert done.returncode == 0, done.stderr
-    seen = orjson.loads(done.stdout)
+    seen = node_script("catalog_search.mjs", (out / "index.html").as_uri(), "order checkout",
+                       timeout=90)
     # the header counted every event, as a bare number, whatever the search left
     assert seen["typed"] == {"value": "order checkout", "count": "1 of 4 events",
                              "shown": ["order_completed"]}
@@ -299,56 +279,33 @@ def test_the_search_still_filters_after_back(shop: Workspace, tmp_path: Path) ->
 def test_the_site_fits_a_phone_and_labels_its_search(shop: Workspace, tmp_path: Path) -> None:
     """At 375 px the index was 343 px too wide and each event page ~200 (tables and
     their padding); the search field had only a placeholder for a name."""
-    import subprocess
-
-    import orjson
-
-    node_dir = Path(__file__).parents[1] / "node"
-    node = shutil.which("node")
-    if node is None or not (node_dir / "node_modules" / "playwright-core").is_dir():
-        pytest.skip("needs Node.js and `npm install` in tests/node (.ci/run does it)")
-    browser = _chromium()
     out = tmp_path / "site"
     build_site(Catalog.load(shop.events_dir), out, workspace=shop)
     pages = [out / "index.html", *sorted((out / "events").glob("*.html"))]
     assert len(pages) == 5
-    done = subprocess.run([node, str(node_dir / "page_layout.mjs"), browser, "375",
-                           *(p.as_uri() for p in pages)],
-                          capture_output=True, text=True, timeout=90, check=False)
-    assert done.returncode == 0, done.stderr
-    for page in orjson.loads(done.stdout):
+    for page in node_script("page_layout.mjs", "375", *(p.as_uri() for p in pages),
+                            timeout=90):
         assert page["scrollWidth"] <= page["clientWidth"] == 375, page
         assert page["unlabeled"] == [], page
 
 
-
+@pytest.mark.node
+@pytest.mark.timeout(120)
 def test_a_long_event_name_leaves_room_for_the_rest_of_its_row(shop: Workspace,
                                                               tmp_path: Path) -> None:
     """A 68-character event name did not wrap: on a phone its column took the whole
     screen in the index (description, owner and volumes off to the side, every row
     several lines tall) and on its page the properties table's."""
-    import subprocess
-
-    import orjson
-
     long = "meal_plan_week_regenerated_after_dietary_preference_change_confirmed"
     (shop.events_dir / f"{long}.yaml").write_text(
         f"name: {long}\ndescription: The week's meal plan was made again.\nowner: kitchen\n"
         "purpose: analytics\nretention: 400d\nproperties:\n"
         f"  {long}_count: {{type: integer, pii: none, description: How many.}}\n")
-    node_dir = Path(__file__).parents[1] / "node"
-    node = shutil.which("node")
-    if node is None or not (node_dir / "node_modules" / "playwright-core").is_dir():
-        pytest.skip("needs Node.js and `npm install` in tests/node (.ci/run does it)")
-    browser = _chromium()
     out = tmp_path / "site"
     build_site(Catalog.load(shop.events_dir), out, workspace=shop)
     pages = [out / "index.html", out / "events" / f"{long}.html"]
-    done = subprocess.run([node, str(node_dir / "page_layout.mjs"), browser, "375",
-                           *(p.as_uri() for p in pages)],
-                          capture_output=True, text=True, timeout=90, check=False)
-    assert done.returncode == 0, done.stderr
-    for page in orjson.loads(done.stdout):
+    for page in node_script("page_layout.mjs", "375", *(p.as_uri() for p in pages),
+                            timeout=90):
         assert page["scrollWidth"] <= page["clientWidth"] == 375, page
         for table in page["tables"]:
             assert table["firstColumn"] <= table["shown"] / 2, page["url"]

@@ -9,13 +9,13 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
-from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
 from serverkit import EVENTS, basic, order, write_key
+from tests.conftest import node_script
 from typer.testing import CliRunner
 
 from nerve.cli import app
@@ -189,40 +189,15 @@ def test_a_wrong_token_brings_back_the_sign_in_form(
     assert none.startswith("this endpoint needs `Authorization: Bearer <token>`")
 
 
-NODE_DIR = Path(__file__).parents[1] / "node"
-
-
 def drive_console(url: str, width: int, metrics: list[str]) -> dict[str, Any]:
     """What tests/node/drive_console.mjs saw of the console in headless Chromium."""
-    node = shutil.which("node")
-    if node is None or not (NODE_DIR / "node_modules" / "playwright-core").is_dir():
-        pytest.skip("needs Node.js and `npm install` in tests/node (.ci/run does it)")
-    browser = next(filter(None, map(shutil.which, ("chromium", "chromium-browser",
-                                                   "google-chrome"))), None)
-    if browser is None:
-        pytest.skip("headless Chromium is not installed (apt-get install chromium)")
-    done = subprocess.run([node, str(NODE_DIR / "drive_console.mjs"), browser, url, str(width),
-                           ",".join(metrics)], capture_output=True, text=True, timeout=120,
-                          check=False)
-    assert done.returncode == 0, done.stderr
-    seen: dict[str, Any] = orjson.loads(done.stdout)
+    seen: dict[str, Any] = node_script("drive_console.mjs", url, str(width), ",".join(metrics))
     return seen
 
 
 def console_layout(url: str, width: int) -> dict[str, Any]:
     """What tests/node/console_layout.mjs saw of the console in headless Chromium."""
-    node = shutil.which("node")
-    if node is None or not (NODE_DIR / "node_modules" / "playwright-core").is_dir():
-        pytest.skip("needs Node.js and `npm install` in tests/node (.ci/run does it)")
-    browser = next(filter(None, map(shutil.which, ("chromium", "chromium-browser",
-                                                   "google-chrome"))), None)
-    if browser is None:
-        pytest.skip("headless Chromium is not installed (apt-get install chromium)")
-    done = subprocess.run([node, str(NODE_DIR / "console_layout.mjs"), browser, url,
-                           str(width)], capture_output=True, text=True, timeout=120,
-                          check=False)
-    assert done.returncode == 0, done.stderr
-    seen: dict[str, Any] = orjson.loads(done.stdout)
+    seen: dict[str, Any] = node_script("console_layout.mjs", url, str(width))
     return seen
 
 
@@ -307,17 +282,7 @@ def test_the_chart_is_described_and_relative_times_keep_counting_when_the_server
 
 def console_clock(url: str) -> dict[str, Any]:
     """What tests/node/console_clock.mjs saw of the console on a fake clock."""
-    node = shutil.which("node")
-    if node is None or not (NODE_DIR / "node_modules" / "playwright-core").is_dir():
-        pytest.skip("needs Node.js and `npm install` in tests/node (.ci/run does it)")
-    browser = next(filter(None, map(shutil.which, ("chromium", "chromium-browser",
-                                                   "google-chrome"))), None)
-    if browser is None:
-        pytest.skip("headless Chromium is not installed (apt-get install chromium)")
-    done = subprocess.run([node, str(NODE_DIR / "console_clock.mjs"), browser, url],
-                          capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    seen: dict[str, Any] = orjson.loads(done.stdout)
+    seen: dict[str, Any] = node_script("console_clock.mjs", url)
     return seen
 
 
