@@ -32,6 +32,7 @@ from nerve.quality._seasonal import (
     judge_rates,
     normal_score,
     reject,
+    wall_hours,
 )
 
 __all__ = ["Anomaly", "Detection", "Window", "detect", "detect_rates"]
@@ -41,7 +42,8 @@ __all__ = ["Anomaly", "Detection", "Window", "detect", "detect_rates"]
 class Window:
     """Where to look, in periods of ``grain_hours`` hours (1 = hourly, 24 = daily).
 
-    Hour periods are hours since the epoch; day periods are local days of ``tz`` (the
+    Hour periods are hours since the epoch (the model reads their hours of day and days
+    of week on ``tz``'s wall clock: ``clock``); day periods are local days of ``tz`` (the
     workspace's time zone, default UTC) numbered from 1970-01-01 (``nerve.anomaly._days``):
     a day of a DST switch is one period of 23 or 25 hours.
 
@@ -60,6 +62,13 @@ class Window:
     #: lengths of the sums judged besides single periods (see ``nerve.anomaly._model.scan``)
     windows: tuple[int, ...] = (1, 4, 24)
     tz: ZoneInfo | None = None
+
+    def clock(self, periods: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        """``periods`` numbered on the workspace's wall clock, for the model's hours of
+        day and days of week (day periods are local already)."""
+        if self.grain_hours >= 24:
+            return periods
+        return wall_hours(periods, self.tz)
 
     def moment(self, period: int) -> datetime:
         """The start of ``period``: a UTC instant for hours, local midnight for days."""
@@ -223,6 +232,7 @@ def _detect_matrix(frame: pd.DataFrame, numerator: pd.DataFrame | None, window: 
     rules = Rules(sensitivity=settings.sensitivity, direction=settings.direction,
                   min_volume=settings.min_volume, min_change=settings.min_change,
                   windows=window.windows)
+    clock = window.clock(periods)
     n, s = values.shape
     marks = np.zeros((n, s), dtype=np.int64)
     expected, low, high, z = (np.zeros((n, s)) for _ in range(4))
@@ -244,7 +254,7 @@ def _detect_matrix(frame: pd.DataFrame, numerator: pd.DataFrame | None, window: 
         num_now = np.where(marks != 0, expected, num if num is not None else values)
         if num is None:
             judgement = judge_counts(values_now[: stop - periods[0]],
-                                     periods[: stop - periods[0]],
+                                     clock[: stop - periods[0]],
                                      train[: stop - periods[0]], here[: stop - periods[0]],
                                      rules, grain_hours=window.grain_hours, parents=parents)
         else:
@@ -411,6 +421,7 @@ def _walk(periods: np.ndarray[Any, Any], values: F64, first: int, window: Window
     expected, low, high, z = (np.zeros(n) for _ in range(4))
     usable = np.ones(n, dtype=bool)
     evaluated = 0
+    clock = window.clock(periods)
     start = first
     while start <= window.last:
         stop = min(start + window.step, window.last + 1)
@@ -418,7 +429,7 @@ def _walk(periods: np.ndarray[Any, Any], values: F64, first: int, window: Window
         if train.sum() < max(2 * (24 // max(1, window.grain_hours)), 7):
             start = stop
             continue
-        band = robust_fit(periods, values, train, counts=counts,
+        band = robust_fit(clock, values, train, counts=counts,
                           grain_hours=window.grain_hours, sensitivity=settings.sensitivity)
         here = (periods >= start) & (periods < stop)
         lo, hi = band.bounds(settings.sensitivity)

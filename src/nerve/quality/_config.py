@@ -30,6 +30,7 @@ With no ``rates:`` section, the rates come from the workspace's ratio metrics
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,6 +160,9 @@ class ChecksConfig:
     webhook_on: tuple[str, ...] = ("fail",)
     every: float = 300.0
     file: Path | None = None
+    #: ``[project] timezone``: hours of day and days of week of the seasonal checks
+    #: are this zone's (``nerve.quality._seasonal.wall_hours``)
+    timezone: str = "UTC"
 
     def get(self, check: str, key: str, event: str | None = None) -> Any:
         """A setting for ``check``, with the event's override when it has one."""
@@ -213,6 +217,8 @@ def load_config(root: Path | str, toml: dict[str, Any] | None = None,
     section = dict((toml or {}).get("checks", {}) or {})
     problems = _Problems(raw)
     config = _parse(raw, section, path, problems)
+    config = dataclasses.replace(config, timezone=str(
+        ((toml or {}).get("project") or {}).get("timezone", "UTC")))
     if catalog is not None:
         problems.found.extend(reference_problems(raw, catalog))
     if problems.found:

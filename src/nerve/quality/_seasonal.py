@@ -49,13 +49,15 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from datetime import tzinfo
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 from scipy import special, stats
 
 __all__ = ["Judgement", "Rules", "family_level", "fit_expected", "judge_counts",
-           "judge_rates", "nb_tails", "normal_score", "reject", "strongest"]
+           "judge_rates", "nb_tails", "normal_score", "reject", "strongest", "wall_hours"]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -179,6 +181,22 @@ def strongest(scores: F64, sharp: float = 2.0) -> tuple[int, int]:
     while hi > lo and z[hi - 1] < edge:
         hi -= 1
     return lo, hi
+
+
+def wall_hours(hours: I64, tz: str | tzinfo | None) -> I64:
+    """Hours since the epoch (UTC) as ``tz``'s wall clock numbers them.
+
+    Their hour of day and day of week are local: traffic that wakes at 08:00 in New York
+    wakes in the same slot before and after a DST switch (in UTC hours it moves by one,
+    and a model of UTC hours of day blends both for weeks). An hour that a switch repeats
+    numbers twice; one it skips, never. A half-hour zone's hour counts in the local hour
+    it starts in.
+    """
+    if tz is None or str(tz) == "UTC" or hours.size == 0:
+        return hours
+    local = pd.to_datetime(hours * 3600, unit="s", utc=True).tz_convert(tz).tz_localize(None)
+    out: I64 = np.asarray(local.asi8 // 3_600_000_000_000, dtype=np.int64)
+    return out
 
 
 def _slots(periods: I64, grain_hours: int) -> tuple[I64, I64]:
@@ -488,6 +506,8 @@ def judge_counts(values: F64, periods: I64, train: Mask, evaluated: Mask, rules:
                  *, grain_hours: int = 1, parents: I64 | None = None) -> Judgement:
     """Judge the ``evaluated`` periods of count series (periods x series) against a fit on
     the ``train`` periods: every window of each length ending in an evaluated period.
+    Hour ``periods`` are numbered on the workspace's wall clock (``wall_hours``), so
+    that their hours of day are local.
 
     ``parents[j]``, when not -1, is the column of series j's parent (its event overall):
     j takes the parent's day-of-week factor, learnt on more history."""
@@ -692,3 +712,4 @@ def reject(p: F64, q: F64 | float) -> tuple[Mask, F64]:
 def normal_score(p: float) -> float:
     """A p-value as the one-sided normal score (for messages: 'a 5.2 sigma event')."""
     return float(-special.ndtri(max(min(p, 1.0), 1e-300))) if p < 1 else 0.0
+

@@ -29,7 +29,14 @@ from scipy import special
 from nerve.quality import _scan
 from nerve.quality._context import Context, moment
 from nerve.quality._result import CheckResult, Status, fmt_count, fmt_pct, fmt_time
-from nerve.quality._seasonal import Judgement, Rules, judge_counts, normal_score, reject
+from nerve.quality._seasonal import (
+    Judgement,
+    Rules,
+    judge_counts,
+    normal_score,
+    reject,
+    wall_hours,
+)
 
 __all__ = ["Finding", "Series", "check_volume", "decide", "matrix_of", "run_of"]
 
@@ -193,8 +200,8 @@ def _judge_group(ctx: Context, keys: list[Key], columns: list[pd.Series], last: 
     overall = {keys[i][0]: column[i] for i in series.columns if not keys[i][1]}
     parents = np.array([overall.get(keys[i][0], -1) if keys[i][1] else -1
                         for i in series.columns])
-    judgement = judge_counts(series.values, series.hours, series.train, series.evaluated,
-                             rules, parents=parents)
+    judgement = judge_counts(series.values, wall_hours(series.hours, cfg.timezone),
+                             series.train, series.evaluated, rules, parents=parents)
     out = []
     for j, i in enumerate(series.columns):
         report = _reporter(ctx, keys[i], series, judgement, j, rules, min_run)
