@@ -66,6 +66,12 @@ def test_drift_names_unknown_events_and_properties(inputs: Any) -> None:
     assert "items[].colour (1)" in props[0].message
     # an unknown event is drift, not a schema violation of some event
     assert not [r for r in by(results, "schema") if r.event == "add_to_kart"]
+    # with the catalog, the warning names the event the sender probably meant
+    known = run_checks(inputs(events, [dict(q) for q in quarantine]),
+                       catalog(spec("add_to_cart"), spec("checkout_start")), now=NOW,
+                       select=["drift"])
+    kart, = [r for r in by(known, "drift") if r.event == "add_to_kart"]
+    assert kart.message.endswith("or fix the sender (did you mean add_to_cart?).")
 
 
 def test_drift_passes_when_everything_is_known(inputs: Any) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 import pandas as pd
 
+from nerve.errors import did_you_mean
 from nerve.quality import _scan
 from nerve.quality._context import Context, grade, moment
 from nerve.quality._result import CheckResult, Status, fmt_count, fmt_duration, fmt_pct, fmt_time
@@ -156,7 +157,8 @@ def check_drift(ctx: Context) -> list[CheckResult]:
             f"Event {event!r} is not in the catalog, yet {fmt_count(count)} arrived from "
             f"source {source} in {_window_text(window)} (expected none)"
             + (f", since {fmt_time(since)}" if since else "")
-            + f". Add events/{event}.yaml or fix the sender.",
+            + f". Add events/{event}.yaml or fix the sender"
+            + f"{did_you_mean(str(event), ctx.cataloged())}.",
             event=event, dimensions={"source": source}, observed=float(count),
             expected={"min": 0.0, "max": 0.0}, unit="events", since=since))
     for (event, source), names in sorted(props.items()):
