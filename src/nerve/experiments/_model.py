@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from nerve.experiments._targeting import OPERATORS, matches_targeting
 __all__ = ["Experiment", "ExperimentError", "Variant", "load_experiments", "matches_targeting"]
 
 _KEY = re.compile(r"^[a-z][a-z0-9_]*$")
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _FIELDS = {
     "key", "name", "hypothesis", "owner", "variants", "control", "targeting", "coverage",
     "layer", "layer_range", "holdout", "primary", "secondary", "guardrails", "start", "end",
@@ -101,13 +102,19 @@ class Experiment:
         }
 
 
-def _when(value: Any) -> datetime | None:
+def _when(value: Any, *, end: bool = False) -> datetime | None:
+    """A start or end as a moment. A date alone is a whole day: ``start: 2026-11-01``
+    begins at its midnight, ``end: 2026-11-27`` takes in the 27th (it ends at the next
+    midnight), as people read a last day; a datetime is that moment."""
     if value is None:
         return None
+    if isinstance(value, str) and _DATE_ONLY.match(value.strip()):
+        value = date.fromisoformat(value.strip())
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+        day = datetime(value.year, value.month, value.day, tzinfo=UTC)
+        return day + timedelta(days=1) if end else day
     parsed = datetime.fromisoformat(str(value))
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
@@ -238,13 +245,14 @@ def _parse(path: Path, raw: LineDict, problems: list[tuple[Location, str]]) -> E
     dates: dict[str, datetime | None] = {}
     for name in ("start", "end"):
         try:
-            dates[name] = _when(raw.get(name))
+            dates[name] = _when(raw.get(name), end=name == "end")
         except ValueError as exc:
             bad(name, f"expected an ISO date or datetime ({exc})")
             dates[name] = None
     start, end = dates["start"], dates["end"]
     if start is not None and end is not None and end <= start:
-        bad("end", f"{end.isoformat()} is not after start {start.isoformat()}")
+        bad("end", f"{raw.get('end')} is not after start {raw.get('start')} (a date alone "
+                   "is a whole day: end on the last day of the test)")
     exposure = raw.get("exposure_event", ["experiment_viewed", "Experiment Viewed"])
     if isinstance(exposure, str):
         exposure = [exposure]
