@@ -219,3 +219,16 @@ def test_every_variant_is_judged_whatever_its_order() -> None:
     assert (readout.planned_units_per_variant or 0) > 4000
     assert readout.decision == "keep running"
     assert any("a is worse on orders" in r and "drop it" in r for r in readout.reasons)
+
+
+def test_an_ended_experiment_says_so_instead_of_counting_days() -> None:
+    rng = np.random.default_rng(6)
+    c = arm(rng.normal(10, 5, 100))
+    t = arm(rng.normal(10.2, 5, 100))
+    ended = datetime(2026, 11, 27, tzinfo=UTC)
+    readout = analyze("e", "control", ["control", "treatment"], [1, 1],
+                      [simple_metric(c, t)], mde=0.02, pace=20, ended=ended)
+    assert readout.decision == "keep running"
+    assert "ended on 2026-11-27" in readout.reasons[0]
+    assert "move its `end` later" in readout.reasons[0]
+    assert "more days" not in readout.reasons[0]

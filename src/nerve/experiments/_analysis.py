@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -184,11 +185,12 @@ def _cuped(control: ArmData, treatment: ArmData, alpha: float) -> tuple[Any, flo
 def analyze(key: str, control: str, variants: list[str], weights: list[float],
             metrics: list[MetricData], *, alpha: float = 0.05, correction: str = "holm",
             mde: float = 0.05, power: float = 0.8, excluded: int = 0,
-            pace: float | None = None) -> Readout:
+            pace: float | None = None, ended: datetime | None = None) -> Readout:
     """Every statistic of the experiment, the health checks and a decision.
 
     ``pace``: new units per variant a day lately (``recent_pace``), for the days a
-    test that is not conclusive yet still needs.
+    test that is not conclusive yet still needs; ``ended``: the experiment's ``end``, when
+    it is past (no new units come: the readout says so instead of counting days).
     """
     units = {v: next((m.arms[v].n for m in metrics if v in m.arms), 0) for v in variants}
     srm = srm_p_value([units[v] for v in variants], weights)
@@ -226,7 +228,8 @@ def analyze(key: str, control: str, variants: list[str], weights: list[float],
                 srm_p_value=srm,
             ))
     _correct(rows, control, correction, alpha)
-    decision, reasons = _decide(rows, metrics, control, srm, units, planned, pace, alpha, mde)
+    decision, reasons = _decide(rows, metrics, control, srm, units, planned, pace, alpha, mde,
+                                ended)
     return Readout(rows, srm, units, excluded, decision, reasons, planned)
 
 
@@ -250,7 +253,7 @@ def _correct(rows: list[ResultRow], control: str, correction: str, alpha: float)
 
 def _decide(rows: list[ResultRow], metrics: list[MetricData], control: str, srm: float,
             units: dict[str, int], planned: int | None, pace: float | None,
-            alpha: float, mde: float) -> tuple[str, list[str]]:
+            alpha: float, mde: float, ended: datetime | None) -> tuple[str, list[str]]:
     reasons: list[str] = []
     if srm < HEALTH_ALPHA:
         counts = ", ".join(f"{v} {n}" for v, n in units.items())
@@ -325,7 +328,11 @@ def _decide(rows: list[ResultRow], metrics: list[MetricData], control: str, srm:
                 for row in open_]
             return "keep running", reasons
         more = planned - have
-        if pace is not None and pace > 0:
+        if ended is not None:
+            reasons.insert(0, f"not conclusive, and the experiment ended on "
+                              f"{ended:%Y-%m-%d %H:%M %Z} with {have} of the planned {planned} "
+                              "units per variant: move its `end` later to keep running")
+        elif pace is not None and pace > 0:
             reasons.insert(0, f"not yet conclusive: about {math.ceil(more / pace)} more days "
                               f"for {planned} units per variant (now {have}, and "
                               f"{pace:.3g} new a day over the last {PACE_DAYS} days)")
