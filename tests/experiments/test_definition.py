@@ -35,6 +35,15 @@ def _problems(tmp_path: Path, extra: str, base: str = BASE) -> list[str]:
     ("start: 2026-11-20\nend: 2026-11-01\n",
      "7: e.end: 2026-11-01 is not after start 2026-11-20 (a date alone is a whole day: end on "
      "the last day of the test)"),
+    ("guardrail: [crashes]\n",
+     "6: e.guardrail: unknown field; did you mean guardrails? expected one of alpha, control, "
+     "correction, coverage, cuped_days, end, exposure_event, guardrails, holdout, hypothesis, "
+     "key, layer, layer_range, mde, name, owner, power, primary, secondary, start, status, "
+     "targeting, variants"),
+    # one string with commas was read as one metric named 'orders, revenue'
+    ("secondary: orders, revenue\n",
+     "6: e.secondary: expected a list of metric names, got 'orders, revenue'; write "
+     "[orders, revenue]"),
 ])
 def test_wrong_values_name_line_and_field(tmp_path: Path, extra: str, expected: str) -> None:
     assert _problems(tmp_path, extra) == [expected]

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from nerve.catalog._yaml import LineDict, load_yaml
-from nerve.errors import CatalogError, Location, UserError
+from nerve.errors import CatalogError, Location, UserError, close_match
 from nerve.experiments._targeting import OPERATORS, matches_targeting
 
 __all__ = ["Experiment", "ExperimentError", "Variant", "load_experiments", "matches_targeting"]
@@ -151,7 +151,9 @@ def _parse(path: Path, raw: LineDict, problems: list[tuple[Location, str]]) -> E
 
     for name in raw:
         if name not in _FIELDS:
-            bad(name, f"unknown field; expected one of {', '.join(sorted(_FIELDS))}")
+            close = close_match(str(name), _FIELDS)
+            hint = f"did you mean {close}? " if close else ""
+            bad(name, f"unknown field; {hint}expected one of {', '.join(sorted(_FIELDS))}")
     if not isinstance(key, str) or not _KEY.match(key):
         bad("key", "expected a snake_case key")
     variants: list[Variant] = []
@@ -192,7 +194,12 @@ def _parse(path: Path, raw: LineDict, problems: list[tuple[Location, str]]) -> E
     lists: dict[str, tuple[str, ...]] = {}
     for name in ("secondary", "guardrails"):
         value = raw.get(name) or []
-        if isinstance(value, str):
+        if isinstance(value, str) and "," in value:
+            names = [v.strip() for v in value.split(",")]
+            bad(name, f"expected a list of metric names, got {value!r}; write "
+                      f"[{', '.join(names)}]")
+            value = []
+        elif isinstance(value, str):
             value = [value]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             bad(name, "expected a list of metric names")
