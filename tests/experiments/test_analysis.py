@@ -225,10 +225,10 @@ def test_an_ended_experiment_says_so_instead_of_counting_days() -> None:
     rng = np.random.default_rng(6)
     c = arm(rng.normal(10, 5, 100))
     t = arm(rng.normal(10.2, 5, 100))
-    ended = datetime(2026, 11, 27, tzinfo=UTC)
+    ended = datetime(2026, 11, 28, tzinfo=UTC)  # `end: 2026-11-27`: its last day
     readout = analyze("e", "control", ["control", "treatment"], [1, 1],
                       [simple_metric(c, t)], mde=0.02, pace=20, ended=ended)
     assert readout.decision == "keep running"
-    assert "ended on 2026-11-27" in readout.reasons[0]
+    assert "ended after 2026-11-27" in readout.reasons[0]
     assert "move its `end` later" in readout.reasons[0]
     assert "more days" not in readout.reasons[0]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -329,9 +329,13 @@ def _decide(rows: list[ResultRow], metrics: list[MetricData], control: str, srm:
             return "keep running", reasons
         more = planned - have
         if ended is not None:
-            reasons.insert(0, f"not conclusive, and the experiment ended on "
-                              f"{ended:%Y-%m-%d %H:%M %Z} with {have} of the planned {planned} "
-                              "units per variant: move its `end` later to keep running")
+            # an end date is the midnight after the test's last day: name that day
+            when = (f"after {ended - timedelta(days=1):%Y-%m-%d}"
+                    if (ended.hour, ended.minute, ended.second) == (0, 0, 0)
+                    else f"at {ended:%Y-%m-%d %H:%M %Z}")
+            reasons.insert(0, f"not conclusive, and the experiment ended {when} with {have} "
+                              f"of the planned {planned} units per variant: move its `end` "
+                              "later to keep running")
         elif pace is not None and pace > 0:
             reasons.insert(0, f"not yet conclusive: about {math.ceil(more / pace)} more days "
                               f"for {planned} units per variant (now {have}, and "
