@@ -40,6 +40,9 @@ def _problems(tmp_path: Path, extra: str, base: str = BASE) -> list[str]:
      "correction, coverage, cuped_days, end, exposure_event, guardrails, holdout, hypothesis, "
      "key, layer, layer_range, mde, name, owner, power, primary, secondary, start, status, "
      "targeting, variants"),
+    ("alpha: '0.05'\n",
+     "6: e.alpha: expected a fraction from 1e-06 to 0.5, got '0.05'; write it as a number, "
+     "without quotes: 0.05"),
     # one string with commas was read as one metric named 'orders, revenue'
     ("secondary: orders, revenue\n",
      "6: e.secondary: expected a list of metric names, got 'orders, revenue'; write "

@@ -137,6 +137,17 @@ def _percent_hint(value: Any, low: float, high: float) -> str:
     return f"; a fraction: did you mean {fraction:g} ({float(number):g}%)?"
 
 
+def _quoted_hint(value: Any, low: float, high: float) -> str:
+    """"; write it as a number, without quotes: 0.05" for a number written as a string."""
+    if not isinstance(value, str):
+        return ""
+    try:
+        number = float(value)
+    except ValueError:
+        return ""
+    return f"; write it as a number, without quotes: {number:g}" if low <= number <= high else ""
+
+
 def _is_scalar(value: object) -> bool:
     """A value targeting can compare as every SDK does: a string, number or boolean."""
     return isinstance(value, str | int | float | bool)
@@ -243,7 +254,7 @@ def _parse(path: Path, raw: LineDict, problems: list[tuple[Location, str]]) -> E
             what = " (the smallest relative lift worth detecting, 0.05 for 5%)" \
                 if name == "mde" else ""
             bad(name, f"expected a fraction from {low:g} to {bound}{what}, got {value!r}"
-                      f"{_percent_hint(value, low, high)}")
+                      f"{_percent_hint(value, low, high) or _quoted_hint(value, low, high)}")
             value = default
         numbers[name] = float(value)
     correction = raw.get("correction", "holm")
