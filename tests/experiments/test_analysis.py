@@ -154,3 +154,81 @@ def test_recent_pace_reads_the_last_week_not_the_average_since_the_start() -> No
         == pytest.approx(5.0)
     assert recent_pace(Exposures(units.slice(0, 0), 0, None, None),
                        ["control", "treatment"], until) is None
+
+
+def _at_planned(lift: float, seed: int) -> tuple[object, object]:
+    """A readout at (just past) its planned sample, with a true relative lift ``lift``."""
+    rng = np.random.default_rng(seed)
+    n = 200
+    for _ in range(10):  # the plan comes from the control's own spread: settle on it
+        c, t = rng.normal(10, 2, n), rng.normal(10 * (1 + lift), 2, n)
+        readout = analyze("e", "control", ["control", "treatment"], [1, 1],
+                          [simple_metric(arm(c), arm(t))], mde=0.05)
+        planned = readout.planned_units_per_variant or 0
+        if n >= planned:
+            return readout, readout.rows[1]
+        n = planned + 5
+    raise AssertionError("the planned sample did not settle")
+
+
+def test_planned_sample_reached_stops_only_when_the_mde_is_ruled_out() -> None:
+    # a true lift of the MDE: at the planned sample the fixed-horizon test finds it 80% of
+    # the time, the wider always-valid interval less often; "no effect of at least the
+    # minimum detectable size" would be false while the interval still holds +5%
+    for seed in range(40):
+        readout, row = _at_planned(0.05, seed)
+        if row.seq_ci_low < 0 < 0.05 < row.seq_ci_high:
+            break
+    else:
+        raise AssertionError("no run with an interval holding both 0 and the MDE")
+    assert readout.decision == "keep running"
+    assert not any("no effect of at least" in r for r in readout.reasons)
+    assert "holds both no change and the minimum detectable effect (+5.0%)" \
+        in readout.reasons[0]
+    # no effect at all, with enough units that the interval excludes the MDE: stop
+    rng = np.random.default_rng(9)
+    n = 4 * (readout.planned_units_per_variant or 0)
+    big = analyze("e", "control", ["control", "treatment"], [1, 1],
+                  [simple_metric(arm(rng.normal(10, 2, n)), arm(rng.normal(10, 2, n)))],
+                  mde=0.05)
+    assert big.rows[1].seq_ci_high is not None
+    assert big.rows[1].seq_ci_high < 0.05
+    assert big.decision == "stop"
+    assert "no effect of at least the minimum detectable size" in big.reasons[0]
+
+
+def test_every_variant_is_judged_whatever_its_order() -> None:
+    rng = np.random.default_rng(10)
+    c, a, b = rng.normal(10, 2, 4000), rng.normal(9, 2, 4000), rng.normal(11, 2, 4000)
+    metric = MetricData("orders", "primary", True,
+                        {"control": arm(c), "a": arm(a), "b": arm(b)})
+    for order in (["control", "a", "b"], ["control", "b", "a"]):
+        readout = analyze("e", "control", order, [1, 1, 1], [metric])
+        assert readout.decision == "ship"
+        assert readout.reasons[0].startswith("b is better on orders")
+        assert any(r.startswith("a is worse on orders") for r in readout.reasons)
+    # every variant worse: stop
+    worse = MetricData("orders", "primary", True,
+                       {"control": arm(c), "a": arm(a), "b": arm(a - 0.5)})
+    assert analyze("e", "control", ["control", "a", "b"], [1, 1, 1],
+                   [worse]).decision == "stop"
+    # one worse, one not conclusive: drop the worse one, keep running
+    mixed = MetricData("orders", "primary", True,
+                       {"control": arm(c), "a": arm(a), "b": arm(rng.normal(10, 2, 4000))})
+    readout = analyze("e", "control", ["control", "a", "b"], [1, 1, 1], [mixed], mde=0.01)
+    assert (readout.planned_units_per_variant or 0) > 4000
+    assert readout.decision == "keep running"
+    assert any("a is worse on orders" in r and "drop it" in r for r in readout.reasons)
+
+
+def test_an_ended_experiment_says_so_instead_of_counting_days() -> None:
+    rng = np.random.default_rng(6)
+    c = arm(rng.normal(10, 5, 100))
+    t = arm(rng.normal(10.2, 5, 100))
+    ended = datetime(2026, 11, 28, tzinfo=UTC)  # `end: 2026-11-27`: its last day
+    readout = analyze("e", "control", ["control", "treatment"], [1, 1],
+                      [simple_metric(c, t)], mde=0.02, pace=20, ended=ended)
+    assert readout.decision == "keep running"
+    assert "ended after 2026-11-27" in readout.reasons[0]
+    assert "move its `end` later" in readout.reasons[0]
+    assert "more days" not in readout.reasons[0]

@@ -1,6 +1,7 @@
 """experiments/*.yaml mistakes: each names the file, the line and the field, none crashes
 or is silently read as something else."""
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,20 @@ def _problems(tmp_path: Path, extra: str, base: str = BASE) -> list[str]:
     ("start: 2026-11-01\nend: soon\n",
      "7: e.end: expected an ISO date or datetime (Invalid isoformat string: 'soon')"),
     ("start: 2026-11-20\nend: 2026-11-01\n",
-     "7: e.end: 2026-11-01T00:00:00+00:00 is not after start 2026-11-20T00:00:00+00:00"),
+     "7: e.end: 2026-11-01 is not after start 2026-11-20 (a date alone is a whole day: end on "
+     "the last day of the test)"),
+    ("guardrail: [crashes]\n",
+     "6: e.guardrail: unknown field; did you mean guardrails? expected one of alpha, control, "
+     "correction, coverage, cuped_days, end, exposure_event, guardrails, holdout, hypothesis, "
+     "key, layer, layer_range, mde, name, owner, power, primary, secondary, start, status, "
+     "targeting, variants"),
+    ("alpha: '0.05'\n",
+     "6: e.alpha: expected a fraction from 1e-06 to 0.5, got '0.05'; write it as a number, "
+     "without quotes: 0.05"),
+    # one string with commas was read as one metric named 'orders, revenue'
+    ("secondary: orders, revenue\n",
+     "6: e.secondary: expected a list of metric names, got 'orders, revenue'; write "
+     "[orders, revenue]"),
 ])
 def test_wrong_values_name_line_and_field(tmp_path: Path, extra: str, expected: str) -> None:
     assert _problems(tmp_path, extra) == [expected]
@@ -110,3 +124,30 @@ def test_targeting_values_that_do_not_fit_their_operator(tmp_path: Path, attribu
         BASE + "targeting:\n  attributes: {country: {in: [US, UK]}, age: {gte: 65}, "
                "member: {eq: true}}\n")
     assert load_experiments(tmp_path)["e"].attributes["country"] == {"in": ["US", "UK"]}
+
+
+@pytest.mark.parametrize("end", ["2026-11-27", "'2026-11-27'"])
+def test_an_end_date_takes_in_its_whole_day(tmp_path: Path, end: str) -> None:
+    # `end: 2026-11-27` is the test's last day: an exposure that evening counts (it was
+    # midnight before it, leaving the last day's units out of the readout)
+    (tmp_path / "e.yaml").write_text(BASE + f"start: 2026-11-20\nend: {end}\n")
+    exp = load_experiments(tmp_path)["e"]
+    assert exp.start is not None
+    assert exp.end is not None
+    evening = datetime(2026, 11, 27, 21, 30, tzinfo=UTC)
+    assert exp.start <= evening < exp.end
+    assert not exp.start <= datetime(2026, 11, 28, 0, 30, tzinfo=UTC) < exp.end
+    # a start and end on the same day are that one day
+    (tmp_path / "e.yaml").write_text(BASE + "start: 2026-11-20\nend: 2026-11-20\n")
+    one_day = load_experiments(tmp_path)["e"]
+    assert one_day.start is not None
+    assert one_day.end is not None
+    assert one_day.start <= datetime(2026, 11, 20, 12, tzinfo=UTC) < one_day.end
+
+
+def test_an_end_moment_is_that_moment(tmp_path: Path) -> None:
+    (tmp_path / "e.yaml").write_text(BASE + "end: 2026-11-27T12:00:00+00:00\n")
+    exp = load_experiments(tmp_path)["e"]
+    assert exp.end is not None
+    assert datetime(2026, 11, 27, 11, 59, tzinfo=UTC) < exp.end
+    assert not datetime(2026, 11, 27, 12, 0, tzinfo=UTC) < exp.end

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -184,11 +185,12 @@ def _cuped(control: ArmData, treatment: ArmData, alpha: float) -> tuple[Any, flo
 def analyze(key: str, control: str, variants: list[str], weights: list[float],
             metrics: list[MetricData], *, alpha: float = 0.05, correction: str = "holm",
             mde: float = 0.05, power: float = 0.8, excluded: int = 0,
-            pace: float | None = None) -> Readout:
+            pace: float | None = None, ended: datetime | None = None) -> Readout:
     """Every statistic of the experiment, the health checks and a decision.
 
     ``pace``: new units per variant a day lately (``recent_pace``), for the days a
-    test that is not conclusive yet still needs.
+    test that is not conclusive yet still needs; ``ended``: the experiment's ``end``, when
+    it is past (no new units come: the readout says so instead of counting days).
     """
     units = {v: next((m.arms[v].n for m in metrics if v in m.arms), 0) for v in variants}
     srm = srm_p_value([units[v] for v in variants], weights)
@@ -226,7 +228,8 @@ def analyze(key: str, control: str, variants: list[str], weights: list[float],
                 srm_p_value=srm,
             ))
     _correct(rows, control, correction, alpha)
-    decision, reasons = _decide(rows, metrics, control, srm, units, planned, pace, alpha)
+    decision, reasons = _decide(rows, metrics, control, srm, units, planned, pace, alpha, mde,
+                                ended)
     return Readout(rows, srm, units, excluded, decision, reasons, planned)
 
 
@@ -250,7 +253,7 @@ def _correct(rows: list[ResultRow], control: str, correction: str, alpha: float)
 
 def _decide(rows: list[ResultRow], metrics: list[MetricData], control: str, srm: float,
             units: dict[str, int], planned: int | None, pace: float | None,
-            alpha: float) -> tuple[str, list[str]]:
+            alpha: float, mde: float, ended: datetime | None) -> tuple[str, list[str]]:
     reasons: list[str] = []
     if srm < HEALTH_ALPHA:
         counts = ", ".join(f"{v} {n}" for v, n in units.items())
@@ -258,7 +261,9 @@ def _decide(rows: list[ResultRow], metrics: list[MetricData], control: str, srm:
                                "assignment or exposure logging is broken, so no result is "
                                "trustworthy until it is fixed"]
     good = {m.name: m.up_is_good for m in metrics}
-    primary = [r for r in rows if r.role == "primary" and r.variant != control]
+    primary = [r for r in rows if r.role == "primary" and r.variant != control
+               and r.seq_ci_low is not None and r.seq_ci_high is not None
+               and r.lift is not None]
     reasons.extend(
         f"{row.metric}: the pre-exposure covariate differs between variants "
         f"(p = {row.cuped_imbalance_p:.2g}); prefer the unadjusted result"
@@ -270,34 +275,68 @@ def _decide(rows: list[ResultRow], metrics: list[MetricData], control: str, srm:
     reasons.extend(f"guardrail {row.metric} got worse in {row.variant} "
                    f"({row.lift or 0:+.1%}, adjusted p = {row.p_value_adjusted or 0:.2g})"
                    for row in harmful)
-    for row in primary:
-        if row.seq_ci_low is None or row.seq_ci_high is None or row.lift is None:
-            continue
-        better = good.get(row.metric, True)
-        if row.seq_ci_low > 0 or row.seq_ci_high < 0:
-            improved = (row.seq_ci_low > 0) == better
-            verdict = "better" if improved else "worse"
-            reasons.insert(0, f"{row.variant} is {verdict} on {row.metric}: {row.lift:+.1%} "
-                              f"(always-valid {1 - alpha:.0%} interval {row.seq_ci_low:+.1%} "
-                              f"to {row.seq_ci_high:+.1%})")
-            if not improved:
-                return "stop", reasons
-            return ("investigate" if harmful else "ship"), reasons
+
+    def sign(row: ResultRow) -> float:  # +1 when up is good, -1 when down is
+        return 1.0 if good.get(row.metric, True) else -1.0
+
+    def verdict(row: ResultRow, word: str) -> str:
+        return (f"{row.variant} is {word} on {row.metric}: {row.lift:+.1%} (always-valid "
+                f"{1 - alpha:.0%} interval {row.seq_ci_low:+.1%} to {row.seq_ci_high:+.1%})")
+
+    # every variant is judged, whatever its place in the file: one variant worse than
+    # control does not stop an experiment where another is better
+    better = sorted((r for r in primary if _on_side(r, sign(r))),
+                    key=lambda r: -sign(r) * (r.lift or 0))
+    worse = [r for r in primary if _on_side(r, -sign(r))]
+    if better:
+        reasons[:0] = [verdict(r, "better") for r in better] + [verdict(r, "worse")
+                                                              for r in worse]
+        return ("investigate" if harmful else "ship"), reasons
+    if worse and {r.variant for r in worse} == {r.variant for r in primary}:
+        reasons[:0] = [verdict(r, "worse") for r in worse]
+        return "stop", reasons
+    reasons[:0] = [verdict(r, "worse") + ": drop it; the others are not conclusive yet"
+                   for r in worse]
+    have = min(units.values()) if units else 0
+    reached = planned is not None and have >= planned
     reasons.extend(
         f"{row.variant} on {row.metric}: {row.lift or 0:+.1%} looks significant in the "
-        f"fixed-horizon test (p = {row.p_value or 0:.2g}), but that test only holds at the "
-        "planned sample size; the always-valid interval still includes no change"
+        f"fixed-horizon test (p = {row.p_value or 0:.2g}), but that test " + (
+            "holds only if this is the first look at the data"
+            if reached else "only holds at the planned sample size")
+        + "; the always-valid interval still includes no change"
         for row in primary
-        if row.p_value is not None and row.p_value < alpha and row.lift is not None)
+        if row.p_value is not None and row.p_value < alpha and row not in worse)
     if planned:
-        have = min(units.values()) if units else 0
-        if have >= planned:
-            reasons.insert(0, f"no effect of at least the minimum detectable size on the "
-                              f"primary metric after {have} units per variant "
-                              f"(planned {planned})")
-            return "stop", reasons
+        if reached:
+            # an effect of the MDE is ruled out only when the interval excludes it; the
+            # plan sizes a fixed-horizon test, and the wider always-valid interval can
+            # still hold it at the planned sample
+            open_ = [r for r in primary if r not in worse and _reach(r, sign(r)) >= mde]
+            if not open_:
+                reasons.insert(0, f"no effect of at least the minimum detectable size "
+                                  f"({mde:+.1%}) on the primary metric after {have} units per "
+                                  f"variant (planned {planned}): the always-valid interval "
+                                  "excludes it")
+                return "stop", reasons
+            reasons[:0] = [
+                f"{row.variant} on {row.metric}: the planned {planned} units per variant are "
+                f"reached (now {have}), but the always-valid interval ({row.seq_ci_low:+.1%} "
+                f"to {row.seq_ci_high:+.1%}) holds both no change and the minimum detectable "
+                f"effect ({sign(row) * mde:+.1%}): keep running until it excludes one of "
+                "them (or stop, if a smaller effect is not worth the wait)"
+                for row in open_]
+            return "keep running", reasons
         more = planned - have
-        if pace is not None and pace > 0:
+        if ended is not None:
+            # an end date is the midnight after the test's last day: name that day
+            when = (f"after {ended - timedelta(days=1):%Y-%m-%d}"
+                    if (ended.hour, ended.minute, ended.second) == (0, 0, 0)
+                    else f"at {ended:%Y-%m-%d %H:%M %Z}")
+            reasons.insert(0, f"not conclusive, and the experiment ended {when} with {have} "
+                              f"of the planned {planned} units per variant: move its `end` "
+                              "later to keep running")
+        elif pace is not None and pace > 0:
             reasons.insert(0, f"not yet conclusive: about {math.ceil(more / pace)} more days "
                               f"for {planned} units per variant (now {have}, and "
                               f"{pace:.3g} new a day over the last {PACE_DAYS} days)")
@@ -311,3 +350,15 @@ def _decide(rows: list[ResultRow], metrics: list[MetricData], control: str, srm:
     else:
         reasons.insert(0, "not yet conclusive")
     return "keep running", reasons
+
+
+def _reach(row: ResultRow, sign: float) -> float:
+    """How large a change in the direction ``sign`` the always-valid interval still holds."""
+    return (row.seq_ci_high or 0.0) if sign > 0 else -(row.seq_ci_low or 0.0)
+
+
+def _on_side(row: ResultRow, sign: float) -> bool:
+    """Whether the always-valid interval lies entirely on the side ``sign`` (+1 up, -1
+    down) of no change."""
+    low, high = row.seq_ci_low or 0.0, row.seq_ci_high or 0.0
+    return low > 0 if sign > 0 else high < 0

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from nerve.catalog._yaml import LineDict, load_yaml
-from nerve.errors import CatalogError, Location, UserError
+from nerve.errors import CatalogError, Location, UserError, close_match
 from nerve.experiments._targeting import OPERATORS, matches_targeting
 
 __all__ = ["Experiment", "ExperimentError", "Variant", "load_experiments", "matches_targeting"]
 
 _KEY = re.compile(r"^[a-z][a-z0-9_]*$")
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _FIELDS = {
     "key", "name", "hypothesis", "owner", "variants", "control", "targeting", "coverage",
     "layer", "layer_range", "holdout", "primary", "secondary", "guardrails", "start", "end",
@@ -101,13 +102,19 @@ class Experiment:
         }
 
 
-def _when(value: Any) -> datetime | None:
+def _when(value: Any, *, end: bool = False) -> datetime | None:
+    """A start or end as a moment. A date alone is a whole day: ``start: 2026-11-01``
+    begins at its midnight, ``end: 2026-11-27`` takes in the 27th (it ends at the next
+    midnight), as people read a last day; a datetime is that moment."""
     if value is None:
         return None
+    if isinstance(value, str) and _DATE_ONLY.match(value.strip()):
+        value = date.fromisoformat(value.strip())
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+        day = datetime(value.year, value.month, value.day, tzinfo=UTC)
+        return day + timedelta(days=1) if end else day
     parsed = datetime.fromisoformat(str(value))
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
@@ -130,6 +137,17 @@ def _percent_hint(value: Any, low: float, high: float) -> str:
     return f"; a fraction: did you mean {fraction:g} ({float(number):g}%)?"
 
 
+def _quoted_hint(value: Any, low: float, high: float) -> str:
+    """"; write it as a number, without quotes: 0.05" for a number written as a string."""
+    if not isinstance(value, str):
+        return ""
+    try:
+        number = float(value)
+    except ValueError:
+        return ""
+    return f"; write it as a number, without quotes: {number:g}" if low <= number <= high else ""
+
+
 def _is_scalar(value: object) -> bool:
     """A value targeting can compare as every SDK does: a string, number or boolean."""
     return isinstance(value, str | int | float | bool)
@@ -144,7 +162,9 @@ def _parse(path: Path, raw: LineDict, problems: list[tuple[Location, str]]) -> E
 
     for name in raw:
         if name not in _FIELDS:
-            bad(name, f"unknown field; expected one of {', '.join(sorted(_FIELDS))}")
+            close = close_match(str(name), _FIELDS)
+            hint = f"did you mean {close}? " if close else ""
+            bad(name, f"unknown field; {hint}expected one of {', '.join(sorted(_FIELDS))}")
     if not isinstance(key, str) or not _KEY.match(key):
         bad("key", "expected a snake_case key")
     variants: list[Variant] = []
@@ -185,7 +205,12 @@ def _parse(path: Path, raw: LineDict, problems: list[tuple[Location, str]]) -> E
     lists: dict[str, tuple[str, ...]] = {}
     for name in ("secondary", "guardrails"):
         value = raw.get(name) or []
-        if isinstance(value, str):
+        if isinstance(value, str) and "," in value:
+            names = [v.strip() for v in value.split(",")]
+            bad(name, f"expected a list of metric names, got {value!r}; write "
+                      f"[{', '.join(names)}]")
+            value = []
+        elif isinstance(value, str):
             value = [value]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             bad(name, "expected a list of metric names")
@@ -229,7 +254,7 @@ def _parse(path: Path, raw: LineDict, problems: list[tuple[Location, str]]) -> E
             what = " (the smallest relative lift worth detecting, 0.05 for 5%)" \
                 if name == "mde" else ""
             bad(name, f"expected a fraction from {low:g} to {bound}{what}, got {value!r}"
-                      f"{_percent_hint(value, low, high)}")
+                      f"{_percent_hint(value, low, high) or _quoted_hint(value, low, high)}")
             value = default
         numbers[name] = float(value)
     correction = raw.get("correction", "holm")
@@ -238,13 +263,14 @@ def _parse(path: Path, raw: LineDict, problems: list[tuple[Location, str]]) -> E
     dates: dict[str, datetime | None] = {}
     for name in ("start", "end"):
         try:
-            dates[name] = _when(raw.get(name))
+            dates[name] = _when(raw.get(name), end=name == "end")
         except ValueError as exc:
             bad(name, f"expected an ISO date or datetime ({exc})")
             dates[name] = None
     start, end = dates["start"], dates["end"]
     if start is not None and end is not None and end <= start:
-        bad("end", f"{end.isoformat()} is not after start {start.isoformat()}")
+        bad("end", f"{raw.get('end')} is not after start {raw.get('start')} (a date alone "
+                   "is a whole day: end on the last day of the test)")
     exposure = raw.get("exposure_event", ["experiment_viewed", "Experiment Viewed"])
     if isinstance(exposure, str):
         exposure = [exposure]

@@ -39,7 +39,8 @@ def analyze_experiment(exp: Experiment, layer: SemanticLayer, events: ir.Table, 
     def read(metrics: list[MetricData]) -> Readout:
         return analyze(exp.key, exp.control, exp.variant_keys, exp.weights, metrics,
                        alpha=exp.alpha, correction=exp.correction, mde=exp.mde,
-                       power=exp.power, excluded=exposed.excluded, pace=pace)
+                       power=exp.power, excluded=exposed.excluded, pace=pace,
+                       ended=exp.end if exp.end is not None and exp.end <= now else None)
 
     readout = read(data)
     readout.quarantined_exposures = quarantined_exposures(exp, events, until)
