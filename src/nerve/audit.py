@@ -124,10 +124,11 @@ def record(workspace: Workspace, **fields: Any) -> None:
 
 
 @contextmanager
-def local_read(workspace: Workspace, action: str, request: Any, *, masked: bool = False
-               ) -> Iterator[None]:
+def local_read(workspace: Workspace, action: str, request: Any, *, masked: bool = False,
+               who: str | None = None, via: str = "local") -> Iterator[None]:
     """Record a command's own read of the warehouse file (no server), with its outcome
-    (``masked``: it read the reader's view)."""
+    (``masked``: it read the reader's view): as the OS user's, or as ``who``'s (a reader
+    that ``nerve mcp`` authenticated, ``via="mcp"``)."""
     started = time.monotonic()
     status: int | str = "ok"
     try:
@@ -136,7 +137,7 @@ def local_read(workspace: Workspace, action: str, request: Any, *, masked: bool 
         status = type(exc).__name__
         raise
     finally:
-        record(workspace, via="local", who=_os_user(), action=action, request=request,
+        record(workspace, via=via, who=who or _os_user(), action=action, request=request,
                status=status, seconds=time.monotonic() - started, masked=masked)
 
 

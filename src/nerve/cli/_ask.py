@@ -131,20 +131,31 @@ def mcp(
     personal values (user ids, personal traits and properties) masked by keyed hashes,
     with every figure unchanged.
 
+    Over HTTP, when nerve.toml has [[readers]], every request must carry one of their
+    tokens (Authorization: Bearer ...): each agent then reads as that reader, masked as
+    their entry says, and the audit log names them.
+
     Example: nerve mcp --transport http --port 8765
     """
     from nerve.mcp import build_server  # noqa: PLC0415
+    from nerve.server._readers import load_readers  # noqa: PLC0415
 
     ws = load_workspace(ctx)
     if transport not in ("stdio", "http"):
         raise UserError(f"--transport: expected stdio or http, got {transport!r}")
-    if transport == "http" and not _loopback(host):
+    # stdio: the client starts nerve as its own user, who may read the file anyway
+    readers = load_readers(ws, None) if transport == "http" else {}
+    if readers and unmasked:
+        raise UserError("--unmasked: nerve.toml has [[readers]], so each agent sees what its "
+                        "reader's entry allows (personal = \"visible\" shows values as "
+                        "stored); leave --unmasked out")
+    if transport == "http" and not readers and not _loopback(host):
         err_console.print(
             f"warning: nerve mcp has no authentication: anyone who can reach {host}:{port} "
             "calls its tools" + (", and sees personal values as stored (--unmasked)"
                                  if unmasked else "")
             + "; the audit log records their reads as this server's, not as theirs. Keep it "
-            "on 127.0.0.1, or behind a proxy that authenticates (docs/ask.md)",
+            "on 127.0.0.1, or add [[readers]] with tokens to nerve.toml (docs/ask.md)",
             highlight=False, markup=False, soft_wrap=True)
-    server = build_server(ws, host=host, port=port, masked=not unmasked)
+    server = build_server(ws, host=host, port=port, masked=not unmasked, readers=readers)
     server.run("stdio" if transport == "stdio" else "streamable-http")

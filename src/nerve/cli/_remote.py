@@ -65,14 +65,15 @@ def _alive(pid: int) -> bool:
 
 
 def call(server: dict[str, Any], method: str, path: str, body: Any = None, *,
-         timeout: float = 600, masked: bool = False) -> Any:
-    """One admin API call to the running server; its JSON answer, errors by status.
+         timeout: float = 600, masked: bool = False, token: str | None = None) -> Any:
+    """One API call to the running server, with its admin token (or a reader's
+    ``token``); its JSON answer, errors by status.
 
     Raises httpx.ConnectError when nothing listens (the server died since it wrote
     server.json), so the caller can fall back to the file.
     """
     url = str(server["url"]).rstrip("/") + path
-    headers = {"Authorization": f"Bearer {server.get('admin_token', '')}"}
+    headers = {"Authorization": f"Bearer {token or server.get('admin_token', '')}"}
     if masked:  # only agents ask for it, and they load the server's modules anyway
         from nerve.server._readers import MASKED_HEADER  # noqa: PLC0415
 
@@ -91,6 +92,10 @@ def call(server: dict[str, Any], method: str, path: str, body: Any = None, *,
         return answer_body
     message = answer_body.get("message") if isinstance(answer_body, dict) else None
     message = message or response.text[:500] or f"HTTP {response.status_code}"
+    if response.status_code in (401, 403) and token:
+        raise UserError(f"{url}: nerve serve refused this reader's token ({message}): it "
+                        "reads the [[readers]] tokens of nerve.toml when it starts; start it "
+                        "with the same token variables as nerve mcp")
     if response.status_code in (401, 403):
         raise UserError(f"{url}: the server refused the admin token ({message}); "
                         "is .nerve/server.json from another server?")
@@ -102,9 +107,10 @@ def call(server: dict[str, Any], method: str, path: str, body: Any = None, *,
 
 
 def post(server: dict[str, Any], path: str, body: dict[str, Any], *,
-         timeout: float = 600, masked: bool = False) -> dict[str, Any]:
+         timeout: float = 600, masked: bool = False, token: str | None = None
+         ) -> dict[str, Any]:
     """POST ``body`` and expect a JSON object back."""
-    found = call(server, "POST", path, body, timeout=timeout, masked=masked)
+    found = call(server, "POST", path, body, timeout=timeout, masked=masked, token=token)
     if not isinstance(found, dict):
         raise InternalError(f"{server['url']}{path}: expected a JSON object")
     return found
@@ -112,16 +118,19 @@ def post(server: dict[str, Any], path: str, body: dict[str, Any], *,
 
 def answer(ws: Workspace, path: str, body: dict[str, Any],
            local: Callable[[Any], dict[str, Any]], *, write: bool = False,
-           masked: bool = False) -> dict[str, Any]:
+           masked: bool = False, reader: tuple[str, str] | None = None) -> dict[str, Any]:
     """The server's answer to ``body`` at ``path``, else ``local(warehouse)`` on the file
     (opened read-only, or for writing with ``write``: ``nerve forget``, ``nerve expire``).
     ``masked``: with personal values masked, as a reader sees them (docs/privacy.md).
+    ``reader``: (name, token) of the reader asking (``nerve mcp`` over HTTP): the server
+    gets their token instead of its admin token, and a read of the file is audited as theirs.
     """
     server = running_server(ws)
     if server is not None:
         _note_stale_settings(ws, server)
         try:
-            return post(server, path, body, masked=masked)
+            return post(server, path, body, masked=masked,
+                        token=reader[1] if reader else None)
         except httpx.ConnectError:
             pass  # the server died since it wrote server.json: open the file ourselves
     from nerve.warehouse import Warehouse  # noqa: PLC0415 - DuckDB only when needed
@@ -129,7 +138,8 @@ def answer(ws: Workspace, path: str, body: dict[str, Any],
     path_on_disk = Warehouse.file_of(ws.warehouse_url)
     if path_on_disk is not None and not path_on_disk.exists():
         Warehouse.for_workspace(ws).close()  # a fresh workspace: create the empty tables
-    with (local_read(ws, path, body, masked=masked),
+    with (local_read(ws, path, body, masked=masked, who=reader[0] if reader else None,
+                     via="mcp" if reader else "local"),
           Warehouse.for_workspace(ws, read_only=not write) as warehouse):
         if masked:
             from nerve.catalog import Catalog  # noqa: PLC0415

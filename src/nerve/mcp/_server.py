@@ -4,44 +4,78 @@ Built with the official MCP Python SDK (``mcp``, FastMCP); the only module that 
 it. Every tool goes through the same door as the CLI: to ``nerve serve``'s
 ``/v1/ask/tool`` while the server holds the warehouse, else to the warehouse file opened
 read-only for that one call (so the MCP server never holds a lock between calls).
+
+Over HTTP, with ``[[readers]]`` in nerve.toml, every request carries one of their bearer
+tokens (the SDK's own bearer authentication, through ``ReaderTokens``), and each call
+reads as that reader: masked as their entry says, audited under their name.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.settings import AuthSettings
 from mcp.server.fastmcp import FastMCP
 from mcp.types import ToolAnnotations
+from pydantic import AnyHttpUrl
 
 from nerve import __version__
+from nerve.server._readers import INVALID, Reader, identify
 from nerve.workspace import Workspace
 
-__all__ = ["build_server", "call"]
+__all__ = ["ReaderTokens", "build_server", "call"]
 
 _READ_ONLY = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True,
                              openWorldHint=False)
 
 
-def call(ws: Workspace, tool: str, args: dict[str, Any], *, masked: bool = True
-         ) -> dict[str, Any]:
+class ReaderTokens:
+    """The MCP SDK's ``TokenVerifier`` over nerve.toml's ``[[readers]]`` tokens (token ->
+    reader, ``nerve.server._readers.load_readers``), compared in constant time."""
+
+    def __init__(self, readers: Mapping[str, Reader]) -> None:
+        self.readers = dict(readers)
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        reader = identify(self.readers, f"Bearer {token}")
+        if reader is None or reader is INVALID:
+            return None
+        return AccessToken(token=token, client_id=reader.name, scopes=[reader.role])
+
+
+def call(ws: Workspace, tool: str, args: dict[str, Any], *, masked: bool = True,
+         reader: tuple[str, str] | None = None) -> dict[str, Any]:
     """Run one read-only tool on ``ws``'s data (through the server when it runs), with
-    personal values masked as a reader sees them unless ``masked`` is false."""
+    personal values masked as a reader sees them unless ``masked`` is false; as
+    ``reader`` (name, token) when one asked (``nerve.cli._remote.answer``)."""
     from nerve.agent import tool_local  # noqa: PLC0415
     from nerve.cli._remote import answer  # noqa: PLC0415
 
     body = {"tool": tool, "args": {k: v for k, v in args.items() if v is not None}}
     result: dict[str, Any] = answer(ws, "/v1/ask/tool", body,
                                     lambda wh: tool_local(wh, ws, body),
-                                    masked=masked)["result"]
+                                    masked=masked, reader=reader)["result"]
     return result
 
 
 def build_server(ws: Workspace, *, host: str = "127.0.0.1", port: int = 8765,
-                 masked: bool = True) -> FastMCP:
+                 masked: bool = True, readers: Mapping[str, Reader] | None = None
+                 ) -> FastMCP:
     """A FastMCP server over ``ws`` with nerve's tools (run with ``.run(transport)``); its
-    agents see personal values masked unless ``masked`` is false."""
+    agents see personal values masked unless ``masked`` is false.
+
+    With ``readers`` (token -> reader), HTTP requests need one of their bearer tokens,
+    and each call reads as that reader (``masked`` then does not apply)."""
+    verifier = ReaderTokens(readers) if readers else None
     server = FastMCP(
-        "nerve", host=host, port=port, log_level="WARNING",
+        "nerve", host=host, port=port, log_level="WARNING", token_verifier=verifier,
+        # the tokens are nerve.toml's, not an OAuth server's: no metadata to publish
+        # (the SDK requires an issuer; without an OAuth server it is never shown)
+        auth=AuthSettings(issuer_url=AnyHttpUrl("http://localhost"),
+                          resource_server_url=None) if verifier else None,
         instructions=(
             "Product telemetry from nerve: metrics of the semantic layer (list_metrics, "
             "query_metrics), cataloged events, funnels, explanations of changes, data "
@@ -51,8 +85,17 @@ def build_server(ws: Workspace, *, host: str = "127.0.0.1", port: int = 8765,
     # (serverInfo.version '1.x'): a client should see which nerve answers it
     server._mcp_server.version = __version__
 
+    def caller() -> tuple[bool, tuple[str, str] | None]:
+        """(masked, (name, token)) of the reader this request authenticated as."""
+        access = get_access_token()
+        if verifier is None or access is None:
+            return masked, None
+        reader = verifier.readers[access.token]
+        return reader.masked, (reader.name, access.token)
+
     def run(name: str, args: dict[str, Any]) -> dict[str, Any]:
-        return call(ws, name, args, masked=masked)
+        hidden, reader = caller()
+        return call(ws, name, args, masked=hidden, reader=reader)
 
     def tool(func: Any) -> Any:
         return server.tool(annotations=_READ_ONLY)(func)
@@ -125,7 +168,8 @@ def build_server(ws: Workspace, *, host: str = "127.0.0.1", port: int = 8765,
         from nerve.cli._remote import answer  # noqa: PLC0415
 
         body = {"question": question, "llm": False}
+        hidden, reader = caller()
         return answer(ws, "/v1/ask", body, lambda wh: ask_local(wh, ws, body),
-                      masked=masked)
+                      masked=hidden, reader=reader)
 
     return server

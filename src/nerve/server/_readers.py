@@ -49,13 +49,13 @@ ADMIN = Reader("admin", "admin")
 INVALID = Reader("invalid token", "", masked=True)
 
 
-def load_readers(workspace: Workspace, admin_token: str) -> dict[str, Reader]:
-    """Token -> reader: the admin token and every ``[[readers]]`` entry's token.
+def load_readers(workspace: Workspace, admin_token: str | None) -> dict[str, Reader]:
+    """Token -> reader: the admin token (when given) and every ``[[readers]]`` entry's.
 
     Raises WorkspaceError naming the entry and field when one is malformed, or its
     token variable is unset, short or shared with another reader.
     """
-    tokens = {admin_token: ADMIN}
+    tokens = {admin_token: ADMIN} if admin_token is not None else {}
     items = workspace.config.raw.get("readers", [])
     path = workspace.root / "nerve.toml"
     if not isinstance(items, list):

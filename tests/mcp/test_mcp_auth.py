@@ -1,0 +1,133 @@
+"""``nerve mcp --transport http`` with ``[[readers]]``: every request carries a reader's
+token, and each agent reads as that reader (masked as their entry says, audited under
+their name), through ``nerve serve`` or the warehouse file. Before, the HTTP transport
+had no authentication: whoever reached the port read as the MCP server's own user."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from mcp.client.streamable_http import streamable_http_client
+from tests.anomaly.conftest import load_rows
+from tests.conftest import free_port
+
+from mcp import ClientSession
+from nerve.audit import read_records
+from nerve.warehouse import Warehouse
+from nerve.workspace import Workspace
+
+READERS = """
+[[readers]]
+name = "ana"
+token_env = "NERVE_TEST_MCP_ANA"
+
+[[readers]]
+name = "ops"
+role = "admin"
+token_env = "NERVE_TEST_MCP_OPS"
+"""
+ANA, OPS = "ana-" + "a" * 28, "ops-" + "o" * 28
+CART = "name: add_to_cart\nproperties:\n  price: {type: number}\n"
+METRICS = "metrics:\n  carts:\n    measure: {agg: count, event: add_to_cart}\n"
+QUERY = {"metrics": ["carts"], "by": ["user_id"], "order_by": ["-carts"]}
+
+
+@pytest.fixture
+def shop(make_workspace: Callable[..., Workspace], monkeypatch: pytest.MonkeyPatch
+         ) -> Workspace:
+    monkeypatch.setenv("NERVE_TEST_MCP_ANA", ANA)
+    monkeypatch.setenv("NERVE_TEST_MCP_OPS", OPS)
+    ws = make_workspace({"add_to_cart.yaml": CART}, extra_toml=READERS)
+    ws.metrics_dir.mkdir(exist_ok=True)
+    (ws.metrics_dir / "shop.yaml").write_text(METRICS)
+    at = datetime.now(UTC) - timedelta(hours=2)
+    with Warehouse.for_workspace(ws) as warehouse:
+        load_rows(warehouse, [{"event": "add_to_cart", "user": user, "at": at, "platform": "ios"}
+                              for user in ("u_kim", "u_kim", "u_lee")])
+    return ws
+
+
+@contextmanager
+def mcp_http(ws: Workspace, *args: str) -> Iterator[str]:
+    port = free_port()
+    log = ws.root / f"mcp-{port}.log"  # a file: the SDK's logs would fill a pipe
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "nerve", "--workspace", str(ws.root), "mcp",
+             "--transport", "http", "--port", str(port), *args],
+            stdout=subprocess.DEVNULL, stderr=out)
+    url = f"http://127.0.0.1:{port}/mcp"
+    try:
+        for _ in range(300):
+            try:
+                httpx.get(url, timeout=1)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None, log.read_text()
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def _rows(url: str, token: str) -> list[dict[str, Any]]:
+    async def main() -> list[dict[str, Any]]:
+        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http, \
+                streamable_http_client(url, http_client=http) as (read, write, _), \
+                ClientSession(read, write) as session:
+            await session.initialize()
+            result = await session.call_tool("query_metrics", QUERY)
+            assert not result.isError, result.content
+            assert result.structuredContent is not None
+            return list(result.structuredContent["rows"])
+
+    return anyio.run(main)
+
+
+def _refused(url: str, token: str | None) -> int:
+    hello = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "t", "version": "1"}}}
+    headers = {"Accept": "application/json, text/event-stream"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    return httpx.post(url, json=hello, headers=headers, timeout=30).status_code
+
+
+@pytest.mark.parametrize("through_server", [False, True], ids=["file", "server"])
+def test_each_agent_reads_as_the_reader_its_token_names(
+        shop: Workspace, serve: Callable[..., Any], through_server: bool) -> None:
+    if through_server:
+        serve(shop)
+    with mcp_http(shop) as url:
+        assert _refused(url, None) == 401
+        assert _refused(url, "not-" + ANA) == 401
+        masked, plain = _rows(url, ANA), _rows(url, OPS)
+    # ana is a reader (masked by default); ops an admin, who sees values as stored
+    assert [r["carts"] for r in masked] == [r["carts"] for r in plain] == [2, 1]
+    assert all(str(r["user_id"]).startswith("m:") for r in masked)
+    assert [r["user_id"] for r in plain] == ["u_kim", "u_lee"]
+    reads = [(r["who"], r["masked"]) for r in read_records(shop)
+             if "query_metrics" in str(r["request"]) or r["action"] == "/v1/ask/tool"]
+    assert reads == [("ana", True), ("ops", False)]
+    vias = {r["via"] for r in read_records(shop) if r["who"] in ("ana", "ops")}
+    assert vias == ({"http"} if through_server else {"mcp"})
+
+
+def test_unmasked_is_refused_when_readers_decide(shop: Workspace) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "nerve", "--workspace", str(shop.root), "mcp", "--transport",
+         "http", "--port", str(free_port()), "--unmasked"],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode != 0
+    assert "--unmasked: nerve.toml has [[readers]]" in result.stderr
