@@ -3,6 +3,7 @@ or is silently read as something else."""
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -151,3 +152,16 @@ def test_an_end_moment_is_that_moment(tmp_path: Path) -> None:
     assert exp.end is not None
     assert datetime(2026, 11, 27, 11, 59, tzinfo=UTC) < exp.end
     assert not datetime(2026, 11, 27, 12, 0, tzinfo=UTC) < exp.end
+
+
+def test_a_misspelt_key_names_the_experiment_it_probably_means() -> None:
+    from nerve.errors import UserError
+    from nerve.experiments import get_experiment
+
+    known: dict[str, Any] = {"autoplay_next": object(), "dark_mode": object()}
+    with pytest.raises(UserError, match=r"no experiment 'autoplay_nxt' \(did you mean "
+                                        r"autoplay_next\?\) \(known: autoplay_next, "
+                                        r"dark_mode\)"):
+        get_experiment(known, "autoplay_nxt")
+    with pytest.raises(UserError, match=r"no experiment 'checkout' \(known: "):
+        get_experiment(known, "checkout")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from nerve.catalog._yaml import LineDict, load_yaml
-from nerve.errors import CatalogError, Location, UserError, close_match
+from nerve.errors import CatalogError, Location, UserError, close_match, did_you_mean
 from nerve.experiments._targeting import OPERATORS, matches_targeting
 
 __all__ = ["Experiment", "ExperimentError", "Variant", "load_experiments", "matches_targeting"]
@@ -342,5 +342,6 @@ def load_experiments(folder: Path) -> dict[str, Experiment]:
 def get_experiment(experiments: dict[str, Experiment], key: str) -> Experiment:
     if key not in experiments:
         known = ", ".join(sorted(experiments)) or "none: add experiments/*.yaml"
-        raise UserError(f"no experiment {key!r} (known: {known})")
+        raise UserError(f"no experiment {key!r}{did_you_mean(key, experiments)} "
+                        f"(known: {known})")
     return experiments[key]
