@@ -232,3 +232,18 @@ def test_an_ended_experiment_says_so_instead_of_counting_days() -> None:
     assert "ended after 2026-11-27" in readout.reasons[0]
     assert "move its `end` later" in readout.reasons[0]
     assert "more days" not in readout.reasons[0]
+
+
+def test_no_decision_on_a_handful_of_units() -> None:
+    """Three equal values per arm made a zero-width always-valid interval, and SHIP."""
+    tiny = analyze("e", "control", ["control", "treatment"], [1, 1],
+                   [simple_metric(arm(np.full(3, 2.0)), arm(np.full(3, 3.0)))])
+    assert tiny.decision == "keep running"
+    assert any(r.startswith("too few units to decide: 3 in the smallest variant")
+               for r in tiny.reasons), tiny.reasons
+    # the same clear effect on enough units ships
+    rng = np.random.default_rng(8)
+    enough = analyze("e", "control", ["control", "treatment"], [1, 1],
+                     [simple_metric(arm(rng.normal(2, 0.5, 150)),
+                                    arm(rng.normal(3, 0.5, 150)))])
+    assert enough.decision == "ship"

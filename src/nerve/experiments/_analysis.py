@@ -34,6 +34,10 @@ HEALTH_ALPHA = 0.001
 #: the days whose new units give the pace of a test that is not conclusive yet: the
 #: average since the start overstates it once the eligible population is used up
 PACE_DAYS = 7
+#: units each variant needs before a readout decides anything (SHIP or STOP): the
+#: intervals rest on the normal approximation of each arm's mean, which a handful of
+#: units does not support (three equal values per arm made a zero-width interval, SHIP)
+MIN_UNITS = 100
 
 
 @dataclass(frozen=True)
@@ -283,6 +287,13 @@ def _decide(rows: list[ResultRow], metrics: list[MetricData], control: str, srm:
         return (f"{row.variant} is {word} on {row.metric}: {row.lift:+.1%} (always-valid "
                 f"{1 - alpha:.0%} interval {row.seq_ci_low:+.1%} to {row.seq_ci_high:+.1%})")
 
+    have = min(units.values()) if units else 0
+    if have < MIN_UNITS:
+        # too few units for the intervals to mean anything: no verdict on any variant
+        reasons.insert(0, f"too few units to decide: {have} in the smallest variant, and a "
+                          f"decision needs at least {MIN_UNITS} per variant (the intervals "
+                          "rest on a normal approximation that fewer do not support)")
+        primary = []
     # every variant is judged, whatever its place in the file: one variant worse than
     # control does not stop an experiment where another is better
     better = sorted((r for r in primary if _on_side(r, sign(r))),
@@ -297,7 +308,8 @@ def _decide(rows: list[ResultRow], metrics: list[MetricData], control: str, srm:
         return "stop", reasons
     reasons[:0] = [verdict(r, "worse") + ": drop it; the others are not conclusive yet"
                    for r in worse]
-    have = min(units.values()) if units else 0
+    if planned:
+        planned = max(planned, MIN_UNITS)  # a big effect's small plan: still no less
     reached = planned is not None and have >= planned
     reasons.extend(
         f"{row.variant} on {row.metric}: {row.lift or 0:+.1%} looks significant in the "
