@@ -258,7 +258,8 @@ def _mapping(raw: dict[str, Any], key: str, bad: Bad) -> dict[Any, Any]:
 def _parse(raw: dict[str, Any], toml: dict[str, Any], path: Path, bad: Bad) -> ChecksConfig:
     for key in raw:
         if key not in _TOP:
-            bad(str(key), f"unknown section; expected one of {', '.join(sorted(_TOP))}")
+            bad(str(key), f"unknown section{did_you_mean(str(key), _TOP)}; expected one of "
+                          f"{', '.join(sorted(_TOP))}")
     defaults = copy.deepcopy(DEFAULTS)
     for check, settings in _mapping(raw, "defaults", bad).items():
         if _check_settings(check, settings, f"defaults.{check}", bad):
@@ -270,11 +271,20 @@ def _parse(raw: dict[str, Any], toml: dict[str, Any], path: Path, bad: Bad) -> C
             continue
         for key, value in spec.items():
             where = f"events.{event}.{key}"
-            if key not in _EVENT_ONLY:
+            if key not in _EVENT_ONLY and key not in DEFAULTS:
+                bad(where, f"unknown setting{did_you_mean(str(key), [*CHECKS, *_EVENT_ONLY])}; "
+                           f"expected a check ({', '.join(CHECKS)}) or "
+                           f"{', '.join(sorted(_EVENT_ONLY))}")
+            elif key not in _EVENT_ONLY:
                 _check_settings(key, value, where, bad)
-            elif key == "disabled" and (not isinstance(value, list)
-                                        or any(v not in CHECKS for v in value)):
+            elif key == "disabled" and not isinstance(value, list):
                 bad(where, f"expected a list of check names ({', '.join(CHECKS)})")
+            elif key == "disabled":
+                for i, name in enumerate(value):
+                    if name not in CHECKS:
+                        bad(f"{where}[{i}]", f"{name!r} is not a check"
+                                             f"{did_you_mean(str(name), CHECKS)}; expected "
+                                             f"one of {', '.join(CHECKS)}")
             elif key == "natural_key" and (not isinstance(value, list) or not value):
                 bad(where, "expected a list of fields, e.g. [properties.order_id]")
             elif key == "expected_values" and not isinstance(value, dict):
@@ -299,6 +309,7 @@ def _parse(raw: dict[str, Any], toml: dict[str, Any], path: Path, bad: Bad) -> C
     if not isinstance(schedule, dict):
         bad("schedule", "expected a mapping with every, e.g. {every: 5m}")
         schedule = {}
+    _unknown_keys(schedule, "schedule", ("every",), "setting", bad)
     # 0 is a setting (the schedule off), not a missing one
     given = next((v for v in (schedule.get("every"), toml.get("every")) if v is not None), "5m")
     every = _duration(given, "schedule.every", bad)
@@ -308,9 +319,11 @@ def _parse(raw: dict[str, Any], toml: dict[str, Any], path: Path, bad: Bad) -> C
     if not isinstance(webhook, dict):
         bad("webhook", "expected a URL or a mapping with url and alert_on")
         webhook = {}
+    # YAML 1.1 reads a bare `on:` key as true (the loader keeps it as "True")
+    _unknown_keys(webhook, "webhook", ("url", "alert_on"), "setting", bad,
+                  also=("on", "True"))
     url = webhook.get("url") or toml.get("webhook")
-    # YAML 1.1 reads a bare `on:` key as true (the loader keeps it as "True"); accept it,
-    # document alert_on
+    # accept `on:` (read as true, see above), document alert_on
     on = (webhook.get("alert_on") or webhook.get("on") or webhook.get("True")
           or toml.get("alert_on") or ["fail"])
     if isinstance(on, str):
@@ -327,7 +340,8 @@ def _parse(raw: dict[str, Any], toml: dict[str, Any], path: Path, bad: Bad) -> C
 def _check_settings(check: str, settings: Any, where: str, bad: Bad) -> bool:
     """Report each bad setting; False when ``settings`` is no mapping of a known check."""
     if check not in DEFAULTS:
-        bad(where, f"unknown check; expected one of {', '.join(CHECKS)}")
+        bad(where, f"unknown check{did_you_mean(str(check), CHECKS)}; expected one of "
+                   f"{', '.join(CHECKS)}")
         return False
     if not isinstance(settings, dict):
         bad(where, "expected a mapping of settings")
@@ -338,8 +352,9 @@ def _check_settings(check: str, settings: Any, where: str, bad: Bad) -> bool:
                 bad(f"{where}.{key}", f"expected true or false, got {value!r}")
             continue
         if key not in DEFAULTS[check]:
-            bad(f"{where}.{key}", "unknown setting; expected one of "
-                                  f"{', '.join(sorted(DEFAULTS[check]))}, enabled")
+            known = [*sorted(DEFAULTS[check]), "enabled"]
+            bad(f"{where}.{key}", f"unknown setting{did_you_mean(str(key), known)}; "
+                                  f"expected one of {', '.join(known)}")
             continue
         default = DEFAULTS[check][key]
         if isinstance(default, float | int) and not isinstance(default, bool):
@@ -362,6 +377,17 @@ def _check_settings(check: str, settings: Any, where: str, bad: Bad) -> bool:
         bad(f"{where}.warn", f"warn ({warn!r}) is above fail ({fail!r}): a share between "
                              "them would fail without a warning first")
     return True
+
+
+def _unknown_keys(given: dict[Any, Any], where: str, known: tuple[str, ...], kind: str,
+                  bad: Bad, also: tuple[str, ...] = ()) -> None:
+    """Report each key of ``given`` outside ``known`` (and the undocumented ``also``),
+    with the closest known one: a misspelt key would leave its default in force."""
+    expected = f"one of {', '.join(known)}" if len(known) > 1 else known[0]
+    for key in given:
+        if key not in known and key not in also:
+            bad(f"{where}.{key}", f"unknown {kind}{did_you_mean(str(key), known)}; "
+                                  f"expected {expected}")
 
 
 def _dimension_names(settings: Any, where: str, known: dict[str, tuple[str, ...]],
@@ -409,10 +435,8 @@ def _sequences(items: Any, bad: Bad) -> list[Sequence]:
         if not isinstance(item, dict) or not {"event", "preceded_by"} <= set(item):
             bad(where, "expected a mapping with event and preceded_by")
             continue
-        unknown = set(item) - {"event", "preceded_by", "within", "min_share", "name",
-                               "window", "min_users"}
-        if unknown:
-            bad(where, f"unknown field(s) {', '.join(sorted(unknown))}")
+        _unknown_keys(item, where, ("event", "preceded_by", "within", "min_share", "name",
+                                    "window", "min_users"), "field", bad)
         base = DEFAULTS["sequence"]
         min_users = item.get("min_users", base["min_users"])
         if isinstance(min_users, bool) or not isinstance(min_users, int):
@@ -441,9 +465,8 @@ def _rates(items: Any, bad: Bad) -> list[Rate]:
         if not isinstance(item, dict) or not {"numerator", "denominator"} <= set(item):
             bad(where, "expected a mapping with numerator and denominator (event names)")
             continue
-        unknown = set(item) - {"numerator", "denominator", "name", "dimensions"}
-        if unknown:
-            bad(where, f"unknown field(s) {', '.join(sorted(unknown))}")
+        _unknown_keys(item, where, ("numerator", "denominator", "name", "dimensions"),
+                      "field", bad)
         dims = item.get("dimensions")
         if dims is not None and (not isinstance(dims, list)
                                  or not all(isinstance(d, str) for d in dims)):
