@@ -300,3 +300,41 @@ def test_the_old_spelling_of_alert_on_is_still_accepted(tmp_path: Path) -> None:
     """YAML 1.1 reads a bare `on:` as true; the file may say `on:` for alert_on."""
     cfg = load_config(write(tmp_path, "webhook:\n  url: http://127.0.0.1:9/x\n  on: [warn]\n"))
     assert cfg.webhook_on == ("warn",)
+
+
+@pytest.mark.parametrize(("text", "where"), [
+    # the missing_events window is one for all events: a rare event's longer one was
+    # accepted and the event still reported missing after 7 days
+    ("events:\n  a:\n    missing_events: {window: 30d}\n",
+     "checks.yaml:3: events.a.missing_events.window: window holds for every event: set it "
+     "under defaults.missing_events (per event, missing_events takes enabled)"),
+    ("events:\n  a:\n    volume: {sensitivity: 4, dimensions: [platform]}\n",
+     "checks.yaml:3: events.a.volume.dimensions: dimensions holds for every event"),
+    ("events:\n  a:\n    duplicates: {warn: 0.5}\n",
+     "checks.yaml:3: events.a.duplicates: duplicates judges the whole pipeline, not each "
+     "event: set it under defaults.duplicates"),
+    ("events:\n  a:\n    disabled: [schema, loader_lag]\n",
+     "checks.yaml:3: events.a.disabled[1]: loader_lag judges the whole pipeline"),
+])
+def test_per_event_settings_no_check_reads_are_errors(tmp_path: Path, text: str,
+                                                      where: str) -> None:
+    with pytest.raises(UserError) as info:
+        load_config(write(tmp_path, text))
+    assert where in str(info.value)
+    assert len(str(info.value).splitlines()) == 1
+
+
+def test_an_event_switches_a_check_off_with_enabled_or_disabled(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, """\
+events:
+  a:
+    missing_events: {enabled: false}
+    lateness: {threshold: 2h, warn: 0.02}
+  b:
+    disabled: [missing_events]
+"""))
+    assert not cfg.enabled("missing_events", "a")
+    assert not cfg.enabled("missing_events", "b")
+    assert cfg.enabled("missing_events", "c")
+    assert cfg.enabled("lateness", "a")
+    assert cfg.seconds("lateness", "threshold", "a") == 7200

@@ -178,6 +178,9 @@ class ChecksConfig:
             spec = self.events.get(event, {})
             if check in spec.get("disabled", ()):
                 return False
+            override = spec.get(check)
+            if isinstance(override, dict) and override.get("enabled") is False:
+                return False
         return True
 
     def natural_key(self, event: str) -> tuple[str, ...] | None:
@@ -224,6 +227,24 @@ def load_config(root: Path | str, toml: dict[str, Any] | None = None,
 
 #: settings that are shares of rows (0.01 = 1%)
 _SHARES = {"warn", "fail", "min_share"}
+
+#: the settings each check reads per event (under ``events: NAME: CHECK:``); the others,
+#: windows and lists included, hold for every event and go under ``defaults:``. Checks
+#: missing here judge the whole pipeline and take no per-event settings at all.
+PER_EVENT: dict[str, frozenset[str]] = {
+    "schema": frozenset({"warn", "fail", "min_events"}),
+    "natural_key_duplicates": frozenset({"warn", "fail", "min_events"}),
+    "freshness": frozenset({"warn_after", "fail_after", "min_warn_after"}),
+    "lateness": frozenset({"warn", "fail", "min_events", "threshold"}),
+    "clock_skew": frozenset({"warn", "fail", "min_events", "threshold"}),
+    "volume": frozenset({"training", "evaluate", "min_history", "sensitivity", "direction",
+                         "min_change", "min_volume", "min_duration"}),
+    "rate": frozenset({"training", "evaluate", "min_history", "sensitivity", "direction",
+                       "min_change", "min_volume", "top_values"}),
+    "null_rate": frozenset({"warn", "fail", "min_events"}),
+    "missing_events": frozenset(),
+    "disappeared_values": frozenset(),
+}
 
 _TOP = {"defaults", "dimensions", "events", "sequences", "rates", "webhook", "schedule"}
 _EVENT_ONLY = {"natural_key", "expected_values", "disabled"}
@@ -276,7 +297,8 @@ def _parse(raw: dict[str, Any], toml: dict[str, Any], path: Path, bad: Bad) -> C
                            f"expected a check ({', '.join(CHECKS)}) or "
                            f"{', '.join(sorted(_EVENT_ONLY))}")
             elif key not in _EVENT_ONLY:
-                _check_settings(key, value, where, bad)
+                if _check_settings(key, value, where, bad):
+                    _per_event_settings(key, value, where, bad)
             elif key == "disabled" and not isinstance(value, list):
                 bad(where, f"expected a list of check names ({', '.join(CHECKS)})")
             elif key == "disabled":
@@ -285,6 +307,8 @@ def _parse(raw: dict[str, Any], toml: dict[str, Any], path: Path, bad: Bad) -> C
                         bad(f"{where}[{i}]", f"{name!r} is not a check"
                                              f"{did_you_mean(str(name), CHECKS)}; expected "
                                              f"one of {', '.join(CHECKS)}")
+                    elif name not in PER_EVENT:
+                        bad(f"{where}[{i}]", _pipeline_wide(str(name)))
             elif key == "natural_key" and (not isinstance(value, list) or not value):
                 bad(where, "expected a list of fields, e.g. [properties.order_id]")
             elif key == "expected_values" and not isinstance(value, dict):
@@ -377,6 +401,24 @@ def _check_settings(check: str, settings: Any, where: str, bad: Bad) -> bool:
         bad(f"{where}.warn", f"warn ({warn!r}) is above fail ({fail!r}): a share between "
                              "them would fail without a warning first")
     return True
+
+
+def _per_event_settings(check: str, settings: dict[str, Any], where: str, bad: Bad) -> None:
+    """Report the settings of one event's check that no check reads per event: they would
+    be accepted and have no effect (a longer missing_events window for a rare event)."""
+    if check not in PER_EVENT:
+        bad(where, _pipeline_wide(check))
+        return
+    for key in settings:
+        if key != "enabled" and key in DEFAULTS[check] and key not in PER_EVENT[check]:
+            own = ", ".join([*sorted(PER_EVENT[check]), "enabled"])
+            bad(f"{where}.{key}", f"{key} holds for every event: set it under "
+                                  f"defaults.{check} (per event, {check} takes {own})")
+
+
+def _pipeline_wide(check: str) -> str:
+    return (f"{check} judges the whole pipeline, not each event: set it under "
+            f"defaults.{check} (enabled: false switches it off)")
 
 
 def _unknown_keys(given: dict[Any, Any], where: str, known: tuple[str, ...], kind: str,
