@@ -315,6 +315,8 @@ def test_the_old_spelling_of_alert_on_is_still_accepted(tmp_path: Path) -> None:
      "event: set it under defaults.duplicates"),
     ("events:\n  a:\n    disabled: [schema, loader_lag]\n",
      "checks.yaml:3: events.a.disabled[1]: loader_lag judges the whole pipeline"),
+    ("events:\n  a:\n    sequence: {within: 2h}\n",
+     "checks.yaml:3: events.a.sequence: sequences are listed under sequences:"),
 ])
 def test_per_event_settings_no_check_reads_are_errors(tmp_path: Path, text: str,
                                                       where: str) -> None:
@@ -338,3 +340,18 @@ events:
     assert cfg.enabled("missing_events", "c")
     assert cfg.enabled("lateness", "a")
     assert cfg.seconds("lateness", "threshold", "a") == 7200
+
+
+def test_sequences_take_their_defaults_from_the_file(tmp_path: Path) -> None:
+    """defaults.sequence was accepted and ignored: every sequence kept the built-in 1 h."""
+    cfg = load_config(write(tmp_path, """\
+defaults:
+  sequence: {within: 2h, min_share: 0.5, min_users: 3}
+sequences:
+  - {event: a, preceded_by: b}
+  - {event: c, preceded_by: b, within: 10m}
+"""))
+    first, second = cfg.sequences
+    assert (first.within, first.min_share, first.min_users) == (7200, 0.5, 3)
+    assert (second.within, second.min_share) == (600, 0.5)
+    assert (first.window, DEFAULTS["sequence"]["window"]) == (7 * 86400, "7d")

@@ -326,7 +326,7 @@ def _parse(raw: dict[str, Any], toml: dict[str, Any], path: Path, bad: Bad) -> C
     for event, spec in events.items():
         if isinstance(spec, dict):
             _dimension_names(spec.get("volume"), f"events.{event}.volume", dimensions, bad)
-    sequences = _sequences(raw.get("sequences") or [], bad)
+    sequences = _sequences(raw.get("sequences") or [], defaults["sequence"], bad)
     rates = (_rates(raw["rates"] or [], bad) if "rates" in raw
              else metric_rates(path.parent / "metrics"))
     schedule = raw.get("schedule") or {}
@@ -417,6 +417,9 @@ def _per_event_settings(check: str, settings: dict[str, Any], where: str, bad: B
 
 
 def _pipeline_wide(check: str) -> str:
+    if check == "sequence":
+        return ("sequences are listed under sequences: (each with its event), not per "
+                "event; defaults.sequence holds their defaults")
     return (f"{check} judges the whole pipeline, not each event: set it under "
             f"defaults.{check} (enabled: false switches it off)")
 
@@ -467,7 +470,8 @@ def _share(value: Any, where: str, bad: Bad) -> float:
     return float(value)
 
 
-def _sequences(items: Any, bad: Bad) -> list[Sequence]:
+def _sequences(items: Any, base: dict[str, Any], bad: Bad) -> list[Sequence]:
+    """Each item of ``sequences:``, its missing settings from ``defaults.sequence``."""
     if not isinstance(items, list):
         bad("sequences", "expected a list of {event, preceded_by} mappings")
         return []
@@ -479,7 +483,6 @@ def _sequences(items: Any, bad: Bad) -> list[Sequence]:
             continue
         _unknown_keys(item, where, ("event", "preceded_by", "within", "min_share", "name",
                                     "window", "min_users"), "field", bad)
-        base = DEFAULTS["sequence"]
         min_users = item.get("min_users", base["min_users"])
         if isinstance(min_users, bool) or not isinstance(min_users, int):
             bad(f"{where}.min_users", f"expected a whole number, got {min_users!r}")
