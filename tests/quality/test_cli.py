@@ -3,6 +3,8 @@ server's scheduler with its webhook (a real HTTP receiver on loopback)."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import time
 from collections.abc import Callable
@@ -99,6 +101,19 @@ def test_exit_codes_and_json(workspace: Callable[..., Workspace]) -> None:
     ok = check(ws, "--select", "freshness,drift")
     assert ok.exit_code == ExitCode.OK, ok.output
     assert "pass" in ok.stdout
+
+
+def test_csv_keys_each_row_as_json_does(workspace: Callable[..., Workspace]) -> None:
+    """A CI script reading CSV gets the stable name and the counts behind each result."""
+    ws = workspace(bad=10)
+    as_json = json.loads(check(ws, "--format", "json").stdout)
+    result = check(ws, "--format", "csv")
+    assert result.exit_code == ExitCode.FAILED
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [r["name"] for r in rows] == [r["name"] for r in as_json]
+    assert [json.loads(r["details"]) for r in rows] == [r["details"] for r in as_json]
+    schema = next(r for r in rows if r["check"] == "schema" and r["status"] == "fail")
+    assert json.loads(schema["details"])["quarantined"] == 10
 
 
 def test_junit_and_table(workspace: Callable[..., Workspace]) -> None:

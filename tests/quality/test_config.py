@@ -206,7 +206,7 @@ webhook: {url: x, alert_on: [sometimes]}
         ["4", "defaults.volume.training"],
         ["6", "events.playlst_created"],
         ["7", "events.playlst_created.volume.direction"],
-        ["9", "events.song_played.disabled"],
+        ["9", "events.song_played.disabled[0]"],
         ["10", "events.song_played.null_rate"],
         ["12", "sequences[0]"],
         ["12", "sequences[0].event"],
@@ -217,7 +217,7 @@ webhook: {url: x, alert_on: [sometimes]}
     assert "'playlst_created' is not a cataloged event (did you mean playlist_created?)" \
         in lines[4]
     assert "'song_playd' is not a cataloged event (did you mean song_played?)" in lines[9]
-    assert "unknown setting; expected one of" in lines[2]
+    assert "unknown setting (did you mean sensitivity?); expected one of" in lines[2]
 
 
 @pytest.mark.parametrize(("text", "where"), [
@@ -261,3 +261,97 @@ def test_durations() -> None:
     assert parse_duration("2w") == 14 * 86400
     with pytest.raises(UserError, match="expected a duration"):
         parse_duration("soon")
+
+
+@pytest.mark.parametrize(("text", "where"), [
+    # a misspelt key of webhook or schedule would leave its default in force unnoticed
+    ("webhook:\n  url: http://127.0.0.1:9/x\n  alert: [warn]\n",
+     "checks.yaml:3: webhook.alert: unknown setting (did you mean alert_on?); expected one of "
+     "url, alert_on"),
+    ("schedule:\n  evry: 1m\n",
+     "checks.yaml:2: schedule.evry: unknown setting (did you mean every?); expected every"),
+    # an event's own keys are named beside the checks, with the closest one
+    ("events:\n  a:\n    natual_key: [user_id]\n",
+     "checks.yaml:3: events.a.natual_key: unknown setting (did you mean natural_key?); "
+     "expected a check (schema, "),
+    ("events:\n  a:\n    disabled: [schema, latenes]\n",
+     "checks.yaml:3: events.a.disabled[1]: 'latenes' is not a check (did you mean "
+     "lateness?); expected one of schema, "),
+    ("alerts:\n  url: x\n", "checks.yaml:1: alerts: unknown section; expected one of"),
+    ("event:\n  a: {}\n", "checks.yaml:1: event: unknown section (did you mean events?)"),
+    ("defaults:\n  freshnes: {warn_after: 5m}\n",
+     "checks.yaml:2: defaults.freshnes: unknown check (did you mean freshness?)"),
+    ("defaults:\n  volume: {sensitivty: 3}\n",
+     "checks.yaml:2: defaults.volume.sensitivty: unknown setting (did you mean sensitivity?)"),
+    ("sequences:\n  - event: a\n    preceded_by: b\n    withn: 2h\n",
+     "checks.yaml:4: sequences[0].withn: unknown field (did you mean within?); expected one "
+     "of "),
+    ("rates:\n  - {numerator: a, denominator: b, dimension: [platform]}\n",
+     "checks.yaml:2: rates[0].dimension: unknown field (did you mean dimensions?)"),
+])
+def test_typos_name_the_key_and_the_closest_known_one(tmp_path: Path, text: str,
+                                                       where: str) -> None:
+    with pytest.raises(UserError) as info:
+        load_config(write(tmp_path, text))
+    assert where in str(info.value)
+
+
+def test_the_old_spelling_of_alert_on_is_still_accepted(tmp_path: Path) -> None:
+    """YAML 1.1 reads a bare `on:` as true; the file may say `on:` for alert_on."""
+    cfg = load_config(write(tmp_path, "webhook:\n  url: http://127.0.0.1:9/x\n  on: [warn]\n"))
+    assert cfg.webhook_on == ("warn",)
+
+
+@pytest.mark.parametrize(("text", "where"), [
+    # the missing_events window is one for all events: a rare event's longer one was
+    # accepted and the event still reported missing after 7 days
+    ("events:\n  a:\n    missing_events: {window: 30d}\n",
+     "checks.yaml:3: events.a.missing_events.window: window holds for every event: set it "
+     "under defaults.missing_events (per event, missing_events takes enabled)"),
+    ("events:\n  a:\n    volume: {sensitivity: 4, dimensions: [platform]}\n",
+     "checks.yaml:3: events.a.volume.dimensions: dimensions holds for every event"),
+    ("events:\n  a:\n    duplicates: {warn: 0.5}\n",
+     "checks.yaml:3: events.a.duplicates: duplicates judges the whole pipeline, not each "
+     "event: set it under defaults.duplicates"),
+    ("events:\n  a:\n    disabled: [schema, loader_lag]\n",
+     "checks.yaml:3: events.a.disabled[1]: loader_lag judges the whole pipeline"),
+    ("events:\n  a:\n    sequence: {within: 2h}\n",
+     "checks.yaml:3: events.a.sequence: sequences are listed under sequences:"),
+])
+def test_per_event_settings_no_check_reads_are_errors(tmp_path: Path, text: str,
+                                                      where: str) -> None:
+    with pytest.raises(UserError) as info:
+        load_config(write(tmp_path, text))
+    assert where in str(info.value)
+    assert len(str(info.value).splitlines()) == 1
+
+
+def test_an_event_switches_a_check_off_with_enabled_or_disabled(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, """\
+events:
+  a:
+    missing_events: {enabled: false}
+    lateness: {threshold: 2h, warn: 0.02}
+  b:
+    disabled: [missing_events]
+"""))
+    assert not cfg.enabled("missing_events", "a")
+    assert not cfg.enabled("missing_events", "b")
+    assert cfg.enabled("missing_events", "c")
+    assert cfg.enabled("lateness", "a")
+    assert cfg.seconds("lateness", "threshold", "a") == 7200
+
+
+def test_sequences_take_their_defaults_from_the_file(tmp_path: Path) -> None:
+    """defaults.sequence was accepted and ignored: every sequence kept the built-in 1 h."""
+    cfg = load_config(write(tmp_path, """\
+defaults:
+  sequence: {within: 2h, min_share: 0.5, min_users: 3}
+sequences:
+  - {event: a, preceded_by: b}
+  - {event: c, preceded_by: b, within: 10m}
+"""))
+    first, second = cfg.sequences
+    assert (first.within, first.min_share, first.min_users) == (7200, 0.5, 3)
+    assert (second.within, second.min_share) == (600, 0.5)
+    assert (first.window, DEFAULTS["sequence"]["window"]) == (7 * 86400, "7d")

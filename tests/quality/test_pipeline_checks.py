@@ -268,6 +268,11 @@ def test_a_selection_naming_neither_a_check_nor_an_event_is_refused(inputs: Any)
     with pytest.raises(UserError, match=r"^select: add_to_crt: neither a check \("):
         run_checks(table, catalog(spec("add_to_cart")), now=NOW,
                    select=["lateness", "add_to_crt"])
+    # the closest check or event is named, as everywhere else a name is misspelt
+    with pytest.raises(UserError, match=r"nor a cataloged event \(did you mean add_to_cart, "
+                                        r"lateness\?\)$"):
+        run_checks(table, catalog(spec("add_to_cart")), now=NOW,
+                   select=["add_to_crt", "latenes"])
 
 
 def test_broken_input_is_an_error_result_not_a_crash(inputs: Any, engine: Any) -> None:

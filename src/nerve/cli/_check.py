@@ -114,11 +114,14 @@ def check(
 
 def _flat(r: CheckResult) -> dict[str, Any]:
     data = r.as_dict()
-    return {"status": data["status"], "check": r.check, "event": r.event,
+    # name: the stable id a CI script keys on, as in JSON; details: the counts behind it
+    return {"status": data["status"], "check": r.check, "name": data["name"],
+            "event": r.event,
             "dimensions": ",".join(f"{k}={v}" for k, v in sorted(r.dimensions.items())),
             "observed": data["observed"], "expected_min": data["expected"].get("min"),
             "expected_max": data["expected"].get("max"), "unit": r.unit,
-            "since": data["since"], "message": r.message}
+            "since": data["since"], "message": r.message,
+            "details": data["details"]}  # compact JSON in the cell
 
 
 def _print_table(results: list[CheckResult], show_passed: bool) -> None:

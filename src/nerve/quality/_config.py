@@ -182,6 +182,9 @@ class ChecksConfig:
             spec = self.events.get(event, {})
             if check in spec.get("disabled", ()):
                 return False
+            override = spec.get(check)
+            if isinstance(override, dict) and override.get("enabled") is False:
+                return False
         return True
 
     def natural_key(self, event: str) -> tuple[str, ...] | None:
@@ -231,6 +234,24 @@ def load_config(root: Path | str, toml: dict[str, Any] | None = None,
 #: settings that are shares of rows (0.01 = 1%)
 _SHARES = {"warn", "fail", "min_share"}
 
+#: the settings each check reads per event (under ``events: NAME: CHECK:``); the others,
+#: windows and lists included, hold for every event and go under ``defaults:``. Checks
+#: missing here judge the whole pipeline and take no per-event settings at all.
+PER_EVENT: dict[str, frozenset[str]] = {
+    "schema": frozenset({"warn", "fail", "min_events"}),
+    "natural_key_duplicates": frozenset({"warn", "fail", "min_events"}),
+    "freshness": frozenset({"warn_after", "fail_after", "min_warn_after"}),
+    "lateness": frozenset({"warn", "fail", "min_events", "threshold"}),
+    "clock_skew": frozenset({"warn", "fail", "min_events", "threshold"}),
+    "volume": frozenset({"training", "evaluate", "min_history", "sensitivity", "direction",
+                         "min_change", "min_volume", "min_duration"}),
+    "rate": frozenset({"training", "evaluate", "min_history", "sensitivity", "direction",
+                       "min_change", "min_volume", "top_values"}),
+    "null_rate": frozenset({"warn", "fail", "min_events"}),
+    "missing_events": frozenset(),
+    "disappeared_values": frozenset(),
+}
+
 _TOP = {"defaults", "dimensions", "events", "sequences", "rates", "webhook", "schedule"}
 _EVENT_ONLY = {"natural_key", "expected_values", "disabled"}
 
@@ -264,7 +285,8 @@ def _mapping(raw: dict[str, Any], key: str, bad: Bad) -> dict[Any, Any]:
 def _parse(raw: dict[str, Any], toml: dict[str, Any], path: Path, bad: Bad) -> ChecksConfig:
     for key in raw:
         if key not in _TOP:
-            bad(str(key), f"unknown section; expected one of {', '.join(sorted(_TOP))}")
+            bad(str(key), f"unknown section{did_you_mean(str(key), _TOP)}; expected one of "
+                          f"{', '.join(sorted(_TOP))}")
     defaults = copy.deepcopy(DEFAULTS)
     for check, settings in _mapping(raw, "defaults", bad).items():
         if _check_settings(check, settings, f"defaults.{check}", bad):
@@ -276,11 +298,23 @@ def _parse(raw: dict[str, Any], toml: dict[str, Any], path: Path, bad: Bad) -> C
             continue
         for key, value in spec.items():
             where = f"events.{event}.{key}"
-            if key not in _EVENT_ONLY:
-                _check_settings(key, value, where, bad)
-            elif key == "disabled" and (not isinstance(value, list)
-                                        or any(v not in CHECKS for v in value)):
+            if key not in _EVENT_ONLY and key not in DEFAULTS:
+                bad(where, f"unknown setting{did_you_mean(str(key), [*CHECKS, *_EVENT_ONLY])}; "
+                           f"expected a check ({', '.join(CHECKS)}) or "
+                           f"{', '.join(sorted(_EVENT_ONLY))}")
+            elif key not in _EVENT_ONLY:
+                if _check_settings(key, value, where, bad):
+                    _per_event_settings(key, value, where, bad)
+            elif key == "disabled" and not isinstance(value, list):
                 bad(where, f"expected a list of check names ({', '.join(CHECKS)})")
+            elif key == "disabled":
+                for i, name in enumerate(value):
+                    if name not in CHECKS:
+                        bad(f"{where}[{i}]", f"{name!r} is not a check"
+                                             f"{did_you_mean(str(name), CHECKS)}; expected "
+                                             f"one of {', '.join(CHECKS)}")
+                    elif name not in PER_EVENT:
+                        bad(f"{where}[{i}]", _pipeline_wide(str(name)))
             elif key == "natural_key" and (not isinstance(value, list) or not value):
                 bad(where, "expected a list of fields, e.g. [properties.order_id]")
             elif key == "expected_values" and not isinstance(value, dict):
@@ -298,13 +332,14 @@ def _parse(raw: dict[str, Any], toml: dict[str, Any], path: Path, bad: Bad) -> C
     for event, spec in events.items():
         if isinstance(spec, dict):
             _dimension_names(spec.get("volume"), f"events.{event}.volume", dimensions, bad)
-    sequences = _sequences(raw.get("sequences") or [], bad)
+    sequences = _sequences(raw.get("sequences") or [], defaults["sequence"], bad)
     rates = (_rates(raw["rates"] or [], bad) if "rates" in raw
              else metric_rates(path.parent / "metrics"))
     schedule = raw.get("schedule") or {}
     if not isinstance(schedule, dict):
         bad("schedule", "expected a mapping with every, e.g. {every: 5m}")
         schedule = {}
+    _unknown_keys(schedule, "schedule", ("every",), "setting", bad)
     # 0 is a setting (the schedule off), not a missing one
     given = next((v for v in (schedule.get("every"), toml.get("every")) if v is not None), "5m")
     every = _duration(given, "schedule.every", bad)
@@ -314,9 +349,11 @@ def _parse(raw: dict[str, Any], toml: dict[str, Any], path: Path, bad: Bad) -> C
     if not isinstance(webhook, dict):
         bad("webhook", "expected a URL or a mapping with url and alert_on")
         webhook = {}
+    # YAML 1.1 reads a bare `on:` key as true (the loader keeps it as "True")
+    _unknown_keys(webhook, "webhook", ("url", "alert_on"), "setting", bad,
+                  also=("on", "True"))
     url = webhook.get("url") or toml.get("webhook")
-    # YAML 1.1 reads a bare `on:` key as true (the loader keeps it as "True"); accept it,
-    # document alert_on
+    # accept `on:` (read as true, see above), document alert_on
     on = (webhook.get("alert_on") or webhook.get("on") or webhook.get("True")
           or toml.get("alert_on") or ["fail"])
     if isinstance(on, str):
@@ -333,7 +370,8 @@ def _parse(raw: dict[str, Any], toml: dict[str, Any], path: Path, bad: Bad) -> C
 def _check_settings(check: str, settings: Any, where: str, bad: Bad) -> bool:
     """Report each bad setting; False when ``settings`` is no mapping of a known check."""
     if check not in DEFAULTS:
-        bad(where, f"unknown check; expected one of {', '.join(CHECKS)}")
+        bad(where, f"unknown check{did_you_mean(str(check), CHECKS)}; expected one of "
+                   f"{', '.join(CHECKS)}")
         return False
     if not isinstance(settings, dict):
         bad(where, "expected a mapping of settings")
@@ -344,8 +382,9 @@ def _check_settings(check: str, settings: Any, where: str, bad: Bad) -> bool:
                 bad(f"{where}.{key}", f"expected true or false, got {value!r}")
             continue
         if key not in DEFAULTS[check]:
-            bad(f"{where}.{key}", "unknown setting; expected one of "
-                                  f"{', '.join(sorted(DEFAULTS[check]))}, enabled")
+            known = [*sorted(DEFAULTS[check]), "enabled"]
+            bad(f"{where}.{key}", f"unknown setting{did_you_mean(str(key), known)}; "
+                                  f"expected one of {', '.join(known)}")
             continue
         default = DEFAULTS[check][key]
         if isinstance(default, float | int) and not isinstance(default, bool):
@@ -368,6 +407,38 @@ def _check_settings(check: str, settings: Any, where: str, bad: Bad) -> bool:
         bad(f"{where}.warn", f"warn ({warn!r}) is above fail ({fail!r}): a share between "
                              "them would fail without a warning first")
     return True
+
+
+def _per_event_settings(check: str, settings: dict[str, Any], where: str, bad: Bad) -> None:
+    """Report the settings of one event's check that no check reads per event: they would
+    be accepted and have no effect (a longer missing_events window for a rare event)."""
+    if check not in PER_EVENT:
+        bad(where, _pipeline_wide(check))
+        return
+    for key in settings:
+        if key != "enabled" and key in DEFAULTS[check] and key not in PER_EVENT[check]:
+            own = ", ".join([*sorted(PER_EVENT[check]), "enabled"])
+            bad(f"{where}.{key}", f"{key} holds for every event: set it under "
+                                  f"defaults.{check} (per event, {check} takes {own})")
+
+
+def _pipeline_wide(check: str) -> str:
+    if check == "sequence":
+        return ("sequences are listed under sequences: (each with its event), not per "
+                "event; defaults.sequence holds their defaults")
+    return (f"{check} judges the whole pipeline, not each event: set it under "
+            f"defaults.{check} (enabled: false switches it off)")
+
+
+def _unknown_keys(given: dict[Any, Any], where: str, known: tuple[str, ...], kind: str,
+                  bad: Bad, also: tuple[str, ...] = ()) -> None:
+    """Report each key of ``given`` outside ``known`` (and the undocumented ``also``),
+    with the closest known one: a misspelt key would leave its default in force."""
+    expected = f"one of {', '.join(known)}" if len(known) > 1 else known[0]
+    for key in given:
+        if key not in known and key not in also:
+            bad(f"{where}.{key}", f"unknown {kind}{did_you_mean(str(key), known)}; "
+                                  f"expected {expected}")
 
 
 def _dimension_names(settings: Any, where: str, known: dict[str, tuple[str, ...]],
@@ -405,7 +476,8 @@ def _share(value: Any, where: str, bad: Bad) -> float:
     return float(value)
 
 
-def _sequences(items: Any, bad: Bad) -> list[Sequence]:
+def _sequences(items: Any, base: dict[str, Any], bad: Bad) -> list[Sequence]:
+    """Each item of ``sequences:``, its missing settings from ``defaults.sequence``."""
     if not isinstance(items, list):
         bad("sequences", "expected a list of {event, preceded_by} mappings")
         return []
@@ -415,11 +487,8 @@ def _sequences(items: Any, bad: Bad) -> list[Sequence]:
         if not isinstance(item, dict) or not {"event", "preceded_by"} <= set(item):
             bad(where, "expected a mapping with event and preceded_by")
             continue
-        unknown = set(item) - {"event", "preceded_by", "within", "min_share", "name",
-                               "window", "min_users"}
-        if unknown:
-            bad(where, f"unknown field(s) {', '.join(sorted(unknown))}")
-        base = DEFAULTS["sequence"]
+        _unknown_keys(item, where, ("event", "preceded_by", "within", "min_share", "name",
+                                    "window", "min_users"), "field", bad)
         min_users = item.get("min_users", base["min_users"])
         if isinstance(min_users, bool) or not isinstance(min_users, int):
             bad(f"{where}.min_users", f"expected a whole number, got {min_users!r}")
@@ -447,9 +516,8 @@ def _rates(items: Any, bad: Bad) -> list[Rate]:
         if not isinstance(item, dict) or not {"numerator", "denominator"} <= set(item):
             bad(where, "expected a mapping with numerator and denominator (event names)")
             continue
-        unknown = set(item) - {"numerator", "denominator", "name", "dimensions"}
-        if unknown:
-            bad(where, f"unknown field(s) {', '.join(sorted(unknown))}")
+        _unknown_keys(item, where, ("numerator", "denominator", "name", "dimensions"),
+                      "field", bad)
         dims = item.get("dimensions")
         if dims is not None and (not isinstance(dims, list)
                                  or not all(isinstance(d, str) for d in dims)):

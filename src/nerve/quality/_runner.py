@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from nerve.catalog import Catalog
-from nerve.errors import UserError
+from nerve.errors import UserError, close_match
 from nerve.quality import _scan
 from nerve.quality._basic import (
     check_clock_skew,
@@ -64,8 +64,10 @@ def run_checks(
     if unknown and catalog is not None:
         # a typo in the selection should not silently check nothing, also beside a check
         # name (named as both the CLI's --select and the HTTP body's "select" call it)
+        close = [c for e in unknown if (c := close_match(e, [*CHECKS, *catalog.names()]))]
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise UserError(f"select: {', '.join(unknown)}: neither a check ({', '.join(CHECKS)})"
-                        " nor a cataloged event")
+                        f" nor a cataloged event{hint}")
     wanted = set(checks or CHECKS)
     moment = (now or datetime.now(UTC)).timestamp()
     ctx = Context(inputs=inputs, cfg=cfg, now=moment, catalog=catalog)
