@@ -33,6 +33,7 @@ def test_schema_violation_rate_per_event_and_source(inputs: Any) -> None:
     assert web.expected == {"min": 0.0, "max": 0.01}
     assert "10% of add_to_cart events from source web failed the catalog schema" in web.message
     assert "$.properties.price type (10)" in web.message
+    assert "`nerve quarantine list --event add_to_cart` shows them" in web.message
     assert web.since is not None
     assert web.since <= ago(hours=3)
     ios, = by(results, "schema", source="ios")

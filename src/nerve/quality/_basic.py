@@ -113,7 +113,9 @@ def check_schema(ctx: Context) -> list[CheckResult]:
             f"{fmt_pct(share)} of {event} events from source {source} failed the catalog "
             f"schema in {_window_text(window)} (expected at most {fmt_pct(warn)}): "
             f"{fmt_count(n_bad)} of {fmt_count(total)} quarantined, most often {top}; "
-            f"since {fmt_time(since) if since else '?'}.",
+            f"since {fmt_time(since) if since else '?'}. `nerve quarantine list --event "
+            f"{event}` shows them; where the catalog was wrong, fix it and `nerve quarantine "
+            f"replay --event {event}` loads them.",
             event=event, dimensions=dims, observed=share, expected=expected, unit="share",
             since=since, details={"quarantined": n_bad, "total": total,
                                   "violations": dict(info["rules"].most_common(10))}))
