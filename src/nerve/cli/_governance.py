@@ -181,9 +181,10 @@ def compact(ctx: typer.Context) -> None:
     if server is not None:
         raise TransientError(f"nerve serve is running for this workspace (pid "
                              f"{server.get('pid')}): stop it, then compact", retry_after=60)
+    Warehouse.check_url(ws)  # a PostgreSQL URL's password is never printed
     path = Warehouse.file_of(ws.warehouse_url)
     if path is None or not path.exists():
-        raise UserError(f"{ws.warehouse_url}: no warehouse file to compact")
+        raise UserError(f"{path or ws.warehouse_url}: no warehouse file to compact")
     with (local_read(ws, "nerve compact", None),
           err_console.status(f"compacting {path} ({path.stat().st_size / 1e6:,.1f} MB)")):
         before, after = compact_file(path)
