@@ -96,6 +96,25 @@ def test_a_wrong_log_setting_names_the_file_and_the_setting(
         StreamSettings.from_workspace(make_workspace(extra_toml=f"[log]\n{toml}"))
 
 
+def test_a_wrong_url_names_where_it_was_set_and_never_its_password(
+        make_workspace: Callable[..., Workspace], monkeypatch: pytest.MonkeyPatch) -> None:
+    ws = make_workspace(extra_toml='[log]\nurl = "nats//bob:hunter2@db:4222"')
+    [line] = [n for n, text in enumerate((ws.root / "nerve.toml").read_text().splitlines(), 1)
+              if text.startswith('url = "nats//')]
+    with pytest.raises(WorkspaceError) as in_toml:
+        StreamSettings.from_workspace(ws)
+    assert f"nerve.toml:{line}: [log] url" in str(in_toml.value)
+    # set in the environment: the message names the variable, not nerve.toml's line
+    monkeypatch.setenv("NERVE_LOG_URL", "nats//bob:hunter2@db:4222")
+    with pytest.raises(WorkspaceError) as in_env:
+        StreamSettings.from_workspace(make_workspace())
+    assert str(in_env.value).startswith("NERVE_LOG_URL")
+    assert "nerve.toml" not in str(in_env.value)
+    for raised in (in_toml, in_env):
+        assert "hunter2" not in str(raised.value)
+        assert "not a NATS address" in str(raised.value)
+
+
 def test_the_environment_may_hold_the_url_with_its_credentials(
         make_workspace: Callable[..., Workspace], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NERVE_LOG_URL", "nats://user:secret@db:4222")
@@ -114,6 +133,7 @@ def test_an_unreachable_server_is_a_clear_error_without_the_password(
     with pytest.raises(UserError, match=r"cannot reach NATS at 127\.0\.0\.1") as caught:
         StreamLink(settings)
     assert "hunter2" not in str(caught.value)
+    assert str(caught.value).startswith(f"{ws.root / 'nerve.toml'}:")  # and its line
 
 
 def test_a_token_in_the_environments_url_reaches_a_server_that_asks_for_one(

@@ -230,3 +230,18 @@ def test_a_server_with_another_secret_than_the_stream_is_refused(
     assert "not the key the stream 'NERVE_EVENTS' is pseudonymised with" in done.stderr
     monkeypatch.setenv("NERVE_SECRET", "a-secret-shared-by-every-collector")
     assert serve(nats_shop).process is not None  # the right key: it starts
+
+
+def test_forget_through_a_server_on_nats_says_nothing_of_a_local_log(
+        nats_shop: Workspace, serve: Callable[..., Any]) -> None:
+    server = serve(nats_shop)
+    send_with_sdk(server.url, write_key(nats_shop), "f", 18)
+    done = subprocess.run([sys.executable, "-m", "nerve", "--workspace", str(nats_shop.root),
+                           "forget", "--user-id", "u1", "--format", "json"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert orjson.loads(done.stdout)["rows"]["events"] == 2  # f-1 and f-10 (u1 of u0..u8)
+    # the stream's loaded messages are purged: no copy waits in a .nerve/log (there is none)
+    assert ".nerve/log" not in done.stderr
+    assert not (nats_shop.data_dir / "log").exists()
+    assert server.stop() == 0

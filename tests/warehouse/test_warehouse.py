@@ -62,6 +62,50 @@ def test_a_warehouse_url_s_password_is_never_printed(tmp_path: Path) -> None:
               if text.startswith('url = "postgres://')]
     assert f"nerve.toml:{line}: [warehouse] url" in str(configured.value)
 
+@pytest.mark.parametrize("url", ["postgres://bob:s3cret@127.0.0.1:9/shop",
+                                 ".nerve/warehouse.duckdb"])
+@pytest.mark.parametrize("command", [["check"], ["compact"], ["sql", "SELECT 1"]])
+def test_every_command_refuses_another_engine_s_url_naming_the_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str, command: list[str]) -> None:
+    from typer.testing import CliRunner
+
+    from nerve.cli import app
+
+    ws = init_workspace(tmp_path / "ws")
+    toml = ws.root / "nerve.toml"
+    toml.write_text(toml.read_text().replace('url = "duckdb://.nerve/warehouse.duckdb"',
+                                             f'url = "{url}"'))
+    [line] = [n for n, text in enumerate(toml.read_text().splitlines(), 1)
+              if text.startswith(f'url = "{url}"')]
+    (ws.root / ".nerve").mkdir(exist_ok=True)
+    monkeypatch.chdir(ws.root)  # where a bare path would be taken from
+    result = CliRunner().invoke(app, ["--workspace", str(ws.root), *command])
+    assert result.exit_code != 0
+    assert f"nerve.toml:{line}: [warehouse] url" in result.output
+    assert "nerve loads events into DuckDB" in result.output
+    assert "s3cret" not in result.output
+    assert "Traceback" not in result.output
+    # a path without duckdb:// is not opened as a new, empty DuckDB file either
+    assert not (ws.root / ".nerve" / "warehouse.duckdb").exists()
+
+
+def test_catalog_docs_shows_why_it_skipped_the_volumes_whole(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from nerve.cli import app
+
+    ws = init_workspace(tmp_path / "ws")
+    toml = ws.root / "nerve.toml"
+    toml.write_text(toml.read_text().replace('url = "duckdb://.nerve/warehouse.duckdb"',
+                                             'url = "postgres://db/shop"'))
+    result = CliRunner().invoke(app, ["--workspace", str(ws.root), "catalog", "docs",
+                                      "--out", str(tmp_path / "site")])
+    assert result.exit_code == 0, result.output
+    # "[warehouse]" was taken for console markup and vanished from the note
+    assert "volumes skipped" in result.output
+    assert "[warehouse] url" in " ".join(result.output.split())
+
+
 def test_read_only_open_of_a_missing_file(tmp_path: Path) -> None:
     with pytest.raises(WorkspaceError, match="no warehouse yet"):
         Warehouse.open(f"duckdb://{tmp_path / 'none.duckdb'}", read_only=True)

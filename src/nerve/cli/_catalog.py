@@ -271,7 +271,7 @@ def docs(
 
     report = build_site(catalog, target, workspace=ws, query=query)
     err_console.print(f"wrote {report.pages} pages to {target} ({report.stats_note})",
-                      highlight=False, soft_wrap=True)
+                      highlight=False, markup=False, soft_wrap=True)
     if report.metrics_note:
         err_console.print(report.metrics_note, highlight=False, markup=False, soft_wrap=True)
     console.print(str(target / "index.html"), highlight=False)

@@ -118,6 +118,7 @@ def forget(
     if not users and not anonymous:
         raise UserError("name whom to forget: --user-id, --anonymous-id or --users-file")
     from nerve.erasure import forget_users  # noqa: PLC0415
+    from nerve.log import StreamSettings  # noqa: PLC0415
 
     answer = _run(ws, "/v1/admin/forget",
                   {"user_ids": users, "anonymous_ids": anonymous, "dry_run": dry_run},
@@ -133,7 +134,9 @@ def forget(
                           f"{'it' if one else 'them'} was found (ids match exactly, case "
                           "included; a misspelt id deletes nothing)",
                           highlight=False, markup=False, soft_wrap=True)
-    if not dry_run and running_server(ws) is not None:
+    # a stream's loaded messages are purged by the forget itself (docs/storage.md)
+    local_log = StreamSettings.from_workspace(ws) is None
+    if not dry_run and local_log and running_server(ws) is not None:
         err_console.print("note: nerve serve is running: copies of the deleted rows in the "
                           "log's open segments (.nerve/log) leave it when they are sealed, "
                           "within an hour; stop the server for them to go now "
@@ -181,9 +184,10 @@ def compact(ctx: typer.Context) -> None:
     if server is not None:
         raise TransientError(f"nerve serve is running for this workspace (pid "
                              f"{server.get('pid')}): stop it, then compact", retry_after=60)
+    Warehouse.check_url(ws)  # a PostgreSQL URL's password is never printed
     path = Warehouse.file_of(ws.warehouse_url)
     if path is None or not path.exists():
-        raise UserError(f"{ws.warehouse_url}: no warehouse file to compact")
+        raise UserError(f"{path or ws.warehouse_url}: no warehouse file to compact")
     with (local_read(ws, "nerve compact", None),
           err_console.status(f"compacting {path} ({path.stat().st_size / 1e6:,.1f} MB)")):
         before, after = compact_file(path)

@@ -84,6 +84,8 @@ class StreamSettings:
     tls_ca: Path | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    #: where ``url`` was set, for messages: nerve.toml's line, or NERVE_LOG_URL
+    url_where: str = "[log] url"
 
     @property
     def servers(self) -> list[str]:
@@ -101,16 +103,24 @@ class StreamSettings:
         section = ws.config.raw.get("log", {})
         if not isinstance(section, dict):
             raise WorkspaceError(f"{where}: expected a table")
-        url = os.environ.get(URL_ENV) or section.get("url", "local")
+        from_env = os.environ.get(URL_ENV)
+        url = from_env or section.get("url", "local")
+        # where the URL was set, for every message about it: the variable that overrides
+        # nerve.toml, or nerve.toml's line
+        if from_env:
+            url_where = f"{URL_ENV} (it overrides [log] url)"
+        else:
+            line = ws.line_of("log", "url")
+            url_where = f"{ws.root / 'nerve.toml'}{f':{line}' if line else ''}: [log] url"
         if not isinstance(url, str) or not url.strip():
-            raise WorkspaceError(f"{where} url: expected \"local\" or nats://host:port, "
+            raise WorkspaceError(f"{url_where}: expected \"local\" or nats://host:port, "
                                  f"got {url!r}")
         if url.strip() == "local":
             return None
         servers = [part.strip() for part in url.split(",")]
         bad = [s for s in servers if not s.startswith(("nats://", "tls://"))]
         if bad:
-            raise WorkspaceError(f"{where} url: {bad[0]!r} is not a NATS address "
+            raise WorkspaceError(f"{url_where}: {_safe(bad[0])!r} is not a NATS address "
                                  "(nats://host:4222, or several separated by commas); "
                                  "\"local\" is the workspace's own log")
         stream = section.get("stream", DEFAULT_STREAM)
@@ -134,7 +144,7 @@ class StreamSettings:
                                  "certificate and its private key)")
         return cls(url=url.strip(), stream=stream, subject=subject, replicas=replicas,
                    max_bytes=max_backlog(ws) + _HEADROOM, ack_timeout=float(timeout),
-                   **files)
+                   url_where=url_where, **files)
 
     def tls_context(self) -> ssl.SSLContext | None:
         """The TLS context for the connection; None without TLS settings (the client then
@@ -249,7 +259,8 @@ class StreamLink:
             if isinstance(exc, ssl.SSLCertVerificationError) and self.settings.tls_ca is None:
                 reason += (" (a server certificate signed by your own CA: name its PEM file "
                            "in [log] tls_ca)")
-            raise UserError(f"[log] url: cannot reach NATS at {url}: {reason}") from exc
+            raise UserError(f"{self.settings.url_where}: cannot reach NATS at {url}: "
+                            f"{reason}") from exc
 
     async def _ensure_stream(self) -> None:
         from nats.js.api import (  # noqa: PLC0415

@@ -154,6 +154,20 @@ class Warehouse(IbisReads):
             return None
         return Path(url[len(_PREFIX):])
 
+    @staticmethod
+    def check_url(ws: Workspace) -> None:
+        """Refuse a ``[warehouse] url`` that is not DuckDB's, naming nerve.toml's line
+        (and never a password in the URL): every command that reads the warehouse."""
+        if ws.warehouse_url.startswith(_PREFIX):
+            return
+        line = ws.line_of("warehouse", "url")
+        raise WorkspaceError(
+            f"{ws.root / 'nerve.toml'}{f':{line}' if line else ''}: [warehouse] url "
+            f"{redact_url(ws.warehouse_url)!r}: nerve loads "
+            "events into DuckDB (duckdb://.nerve/warehouse.duckdb, the default); "
+            "PostgreSQL or Spark tables with the same columns can be analysed through "
+            "the Python API (docs/storage.md, \"Other engines\")")
+
     @classmethod
     def for_workspace(cls, ws: Workspace, *, read_only: bool = False) -> Warehouse:
         """The warehouse configured in the workspace's nerve.toml (``[warehouse] url``,
@@ -163,14 +177,7 @@ class Warehouse(IbisReads):
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise WorkspaceError(f"{ws.root / 'nerve.toml'}: [warehouse] threads: expected a "
                                  f"whole number >= 1, got {threads!r}")
-        if not ws.warehouse_url.startswith(_PREFIX):
-            line = ws.line_of("warehouse", "url")
-            raise WorkspaceError(
-                f"{ws.root / 'nerve.toml'}{f':{line}' if line else ''}: [warehouse] url "
-                f"{redact_url(ws.warehouse_url)!r}: nerve loads "
-                "events into DuckDB (duckdb://.nerve/warehouse.duckdb, the default); "
-                "PostgreSQL or Spark tables with the same columns can be analysed through "
-                "the Python API (docs/storage.md, \"Other engines\")")
+        cls.check_url(ws)
         path = cls.file_of(ws.warehouse_url)
         if path is not None and path.is_relative_to(ws.data_dir):
             ws.make_data_dir()  # mode 0700 when this makes it: the rows are personal data
