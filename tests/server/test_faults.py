@@ -151,3 +151,38 @@ def test_sigterm_log_says_the_drain_starts_after_the_workers_stopped(
                 if pid != main and message.startswith("Finished server process")]
     assert len(finished) == 2
     assert max(finished) < drain
+
+
+def test_full_disk_makes_ready_503_logs_once_and_ready_recovers_without_traffic(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., Any],
+        small_disk: Callable[[Path], Path]) -> None:
+    ws = make_workspace(EVENTS)
+    log_dir = small_disk(ws.data_dir / "log")
+    filler = log_dir / "filler"
+    server = serve(ws)
+    filler.write_bytes(b"\0" * shutil.disk_usage(log_dir).free)  # the disk is full
+    auth = basic(write_key(ws))
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        statuses = [client.post("/v1/batch", json={"batch": _batch(n)}, headers=auth).status_code
+                    for n in range(20)]
+        assert set(statuses) == {503}
+        # a load balancer must take this collector out: it refuses every event
+        ready = client.get("/ready")
+        assert ready.status_code == 503, ready.text
+        assert ready.json()["code"] == "unavailable"
+        assert "could not be written" in ready.json()["message"]
+        assert ready.headers["Retry-After"]
+        filler.unlink()  # space returns
+        # ...and put it back without sending it an event first
+        assert client.get("/ready").status_code == 200
+        answer = client.post("/v1/batch", json={"batch": _batch(99)}, headers=auth)
+        assert answer.status_code == 200, answer.text
+    assert server.stop() == 0
+    assert set(_loaded(ws)) == {m["messageId"] for m in _batch(99)}
+    logged = [orjson.loads(line) for line in server.log.read_text().splitlines()
+              if line.startswith("{")]
+    errors = [e for e in logged if e.get("errno") == errno.ENOSPC]
+    # said when the failures began, not once per refused request (20 here)
+    assert 1 <= len(errors) < len(statuses)
+    assert any(e["message"] == "the event log is writable again: taking events"
+               for e in logged)
