@@ -89,6 +89,12 @@ def test_source_for_key(tmp_path: Path) -> None:
             '[[sources]]\nname="b"\nwrite_key="aaaaaaaaaa"\n',
             "#2 write_key: used by another source",
         ),
+        (
+            '[project]\nname="x"\n[[sources]]\nname="web"\nwrite_key="aaaaaaaaaa"\n'
+            '[[sources]]\nname="web"\nwrite_key="bbbbbbbbbb"\n',
+            r"nerve.toml:7: \[\[sources\]\] #2 name: 'web' is already the name of "
+            r"\[\[sources\]\] #1",
+        ),
         ('[project]\nname="x"\n[collector]\nmax_event_bytes="big"\n', r"\[collector\]"),
         ("[project\n", "nerve.toml"),
     ],

@@ -402,6 +402,7 @@ def _parse_config(raw: dict[str, Any], path: Path, text: str = "") -> WorkspaceC
                    "name" if isinstance(project, dict) and "name" in project else None)
     sources = []
     seen: dict[str, str] = {}
+    names: dict[str, int] = {}
     for i, item in enumerate(raw.get("sources", [])):
         where = f"[[sources]] #{i + 1}"
         if not isinstance(item, dict):
@@ -413,6 +414,11 @@ def _parse_config(raw: dict[str, Any], path: Path, text: str = "") -> WorkspaceC
         if not isinstance(key, str) or len(key) < 8:
             raise fail(f"{where} write_key", "required, a string of at least 8 characters",
                        "sources", "write_key" if "write_key" in item else None, i)
+        if name in names:  # the source column, metrics and rate limits tell sources by name
+            raise fail(f"{where} name", f"{name!r} is already the name of [[sources]] "
+                       f"#{names[name] + 1}: give each source a name of its own",
+                       "sources", "name", i)
+        names[name] = i
         if key in seen:
             raise fail(f"{where} write_key", f"used by another source ({seen[key]})",
                        "sources", "write_key", i)

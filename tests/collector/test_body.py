@@ -40,6 +40,13 @@ def test_write_key_from_header_or_body_and_401_otherwise(collector: Collector) -
     assert info.value.status == 401
     with pytest.raises(AuthError, match="unknown write key"):
         collector.collect(body, endpoint="batch", authorization=basic("NOPE-NOPE"))
+    # a header that holds no key says why, naming only its scheme (not the credential)
+    with pytest.raises(AuthError, match="'Bearer', not Basic") as info:
+        collector.collect(body, endpoint="batch", authorization="Bearer s3cr3t-token")
+    assert "s3cr3t" not in str(info.value)
+    assert info.value.status == 401
+    with pytest.raises(AuthError, match="not base64"):
+        collector.collect(body, endpoint="batch", authorization="Basic %%%%")
     # a wrong header key is refused even when the body carries a good one
     with pytest.raises(AuthError):
         collector.collect(in_body, endpoint="b", authorization=basic("NOPE-NOPE"))

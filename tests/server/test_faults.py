@@ -25,14 +25,15 @@ from nerve.workspace import Workspace
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Callable[[Path], Path]]:
-    """Mount a 2 MiB tmpfs on a folder (root only); unmounted at teardown."""
+    """Mount a small tmpfs (2 MiB unless told) on a folder (root only); unmounted at
+    teardown."""
     mounted: list[Path] = []
 
-    def mount(folder: Path) -> Path:
+    def mount(folder: Path, size: str = "2m") -> Path:
         if os.geteuid() != 0 or shutil.which("mount") is None:
             pytest.skip("mounting a small tmpfs needs root: cannot simulate a full disk")
         folder.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)],
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
                               capture_output=True, check=False)
         if done.returncode != 0:
             pytest.skip(f"mount -t tmpfs is not permitted here: {done.stderr.decode()[:200]}")
@@ -151,3 +152,56 @@ def test_sigterm_log_says_the_drain_starts_after_the_workers_stopped(
                 if pid != main and message.startswith("Finished server process")]
     assert len(finished) == 2
     assert max(finished) < drain
+
+
+def test_full_disk_makes_ready_503_logs_once_and_ready_recovers_without_traffic(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., Any],
+        small_disk: Callable[[Path], Path]) -> None:
+    ws = make_workspace(EVENTS)
+    log_dir = small_disk(ws.data_dir / "log")
+    filler = log_dir / "filler"
+    server = serve(ws)
+    filler.write_bytes(b"\0" * shutil.disk_usage(log_dir).free)  # the disk is full
+    auth = basic(write_key(ws))
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        statuses = [client.post("/v1/batch", json={"batch": _batch(n)}, headers=auth).status_code
+                    for n in range(20)]
+        assert set(statuses) == {503}
+        # a load balancer must take this collector out: it refuses every event
+        ready = client.get("/ready")
+        assert ready.status_code == 503, ready.text
+        assert ready.json()["code"] == "unavailable"
+        assert "could not be written" in ready.json()["message"]
+        assert ready.headers["Retry-After"]
+        filler.unlink()  # space returns
+        # ...and put it back without sending it an event first
+        assert client.get("/ready").status_code == 200
+        answer = client.post("/v1/batch", json={"batch": _batch(99)}, headers=auth)
+        assert answer.status_code == 200, answer.text
+    assert server.stop() == 0
+    assert set(_loaded(ws)) == {m["messageId"] for m in _batch(99)}
+    logged = [orjson.loads(line) for line in server.log.read_text().splitlines()
+              if line.startswith("{")]
+    errors = [e for e in logged if e.get("errno") == errno.ENOSPC]
+    # said when the failures began, not once per refused request (20 here)
+    assert 1 <= len(errors) < len(statuses)
+    assert any(e["message"] == "the event log is writable again: taking events"
+               for e in logged)
+
+
+def test_a_full_disk_under_the_metrics_files_does_not_kill_the_server(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., Any],
+        small_disk: Callable[..., Path]) -> None:
+    # prometheus-client writes its files through mmap: a page the disk cannot back was
+    # SIGBUS, and the first counter of a process on a full disk killed it
+    ws = make_workspace(EVENTS)
+    folder = small_disk(ws.data_dir / "prometheus", "4m")
+    server = serve(ws)
+    (folder / "filler").write_bytes(b"\0" * shutil.disk_usage(folder).free)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        answer = client.post("/v1/batch", json={"batch": _batch(1)}, headers=basic(write_key(ws)))
+        assert answer.status_code == 200, answer.text
+        assert client.get("/health").status_code == 200
+        assert "nerve_events_accepted_total" in client.get("/metrics").text
+    assert server.stop() == 0
+    assert set(_loaded(ws)) == {m["messageId"] for m in _batch(1)}

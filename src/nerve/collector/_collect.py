@@ -133,6 +133,8 @@ class Collector:
         raw = decompress(body, content_encoding, self.limits.max_request_bytes)
         parsed = parse_body(raw, endpoint, self.limits)
         if source is None:
+            if not parsed.write_key and authorization and authorization.strip():
+                raise _unreadable_authorization(authorization)
             source = self.authenticate(parsed.write_key)
         dropped: dict[tuple[str, str], int] = {}
         rows = map_messages(
@@ -150,3 +152,16 @@ class Collector:
             dropped=dropped,
         )
         return Collected(source, rows, dropped)
+
+
+def _unreadable_authorization(authorization: str) -> AuthError:
+    """401 for an ``Authorization`` header that holds no write key (another scheme, or
+    not base64), naming the scheme only: the rest may be a credential."""
+    scheme, _, value = authorization.strip().partition(" ")
+    if scheme.lower() == "basic" and value.strip():
+        problem = "its Basic credentials are not base64 of `key:`"
+    else:
+        problem = f"it is {scheme[:20]!r}, not Basic"
+    return AuthError(f"the Authorization header holds no write key: {problem}; send "
+                     "`Authorization: Basic base64(key:)` with a source's write key "
+                     "(nerve.toml [[sources]]), or the body's writeKey")

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -48,13 +49,24 @@ async def health(request: Request) -> Response:
 
 async def ready(request: Request) -> Response:
     """Readiness, for a load balancer: 200 while this process can take events, else the
-    503 its ingest answers now (the log's backlog over its bound, the NATS stream out of
-    reach), so traffic goes to another collector until it recovers on its own. Liveness
-    stays ``/health``: a process waiting for NATS must not be restarted for it."""
+    503 its ingest answers now (the log's backlog over its bound, a log that cannot be
+    written, the NATS stream out of reach), so traffic goes to another collector until it
+    recovers on its own. Liveness stays ``/health``: a process waiting for NATS must not be
+    restarted for it."""
     state: NerveState = request.app.state.nerve
     if state.overloaded:
         raise BackpressureError(BEHIND + ": events are refused until it is loaded",
                                 retry_after=2)
+    if state.log_failing_since is not None:
+        # the last write failed (a full disk). A load balancer sends no events to a
+        # process that is not ready, so this probe, not the next event, says when the
+        # disk takes writes again
+        try:
+            await anyio.to_thread.run_sync(state.probe_log)
+        except OSError as exc:
+            raise TransientError(f"the event log could not be written: {exc}; events are "
+                                 "refused until it can be", retry_after=5) from None
+        state.log_writable()
     link = getattr(state.log, "link", None)  # the NATS log's connection
     if link is not None and not link.connected:
         raise TransientError("the NATS stream is unreachable (reconnecting): events are "

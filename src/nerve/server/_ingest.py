@@ -163,18 +163,18 @@ async def _collect(state: NerveState, scope: Scope, headers: Headers,
         if state.limiter is not None:
             state.limiter.check(collected.source.name, len(collected.rows))
         if collected.rows:
-            if state.log_failed:
+            if state.log_failed:  # after a failed write (a full disk): a fresh writer
                 state.reopen_log()
-            # concurrent requests share one group commit: one Arrow batch, one fsync,
-            # built and synced off the event loop
-            await state.commit.commit(collected.rows)
+                await state.commit.commit(collected.rows)
+                state.log_writable()
+            else:
+                # concurrent requests share one group commit: one Arrow batch, one fsync,
+                # built and synced off the event loop
+                await state.commit.commit(collected.rows)
     except NerveError as exc:
         return nerve_error_response(exc)
     except OSError as exc:  # a full or failing disk: retryable, and nothing was acknowledged
-        logger.error("event log write failed; answering 503",
-                     extra={"error": str(exc), "errno": exc.errno})
-        if not state.log_failed:
-            state.after_write_failure()
+        state.log_write_failed(exc)  # logged when it begins, then once a minute at most
         return nerve_error_response(TransientError(
             f"the event log could not be written: {exc}", retry_after=5))
     if state.metrics is not None:

@@ -14,6 +14,7 @@ The same counters are readable without HTTP, by the quality checks or a script, 
 
 from __future__ import annotations
 
+import logging
 import operator
 import os
 import shutil
@@ -35,6 +36,8 @@ __all__ = ["MULTIPROC_ENV", "Metrics", "metrics_dir", "metrics_endpoint",
            "pipeline_health", "prepare_metrics_dir"]
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+logger = logging.getLogger("nerve.server")
 #: label for events the catalog does not know: their names are client-controlled, and a
 #: label per name would let any client grow the metrics without bound
 UNCATALOGED = "(uncataloged)"
@@ -65,6 +68,32 @@ def prepare_metrics_dir(workspace: Workspace, name: str = "prometheus") -> Path:
     return folder
 
 
+#: what prometheus-client makes a values file at first (``mmap_dict._INITIAL_MMAP_SIZE``)
+_VALUES_FILE_BYTES = 1 << 20
+
+
+def _allocate_value_files() -> None:
+    """Give this process's counter and histogram files their disk blocks now.
+
+    prometheus-client makes each file sparse and writes it through ``mmap``: on a full
+    disk, the first write to a page with no block behind it is SIGBUS, which killed the
+    process (a worker's first 503 for the full disk created its counter file). A file
+    made here, zeros whose blocks are allocated, is what prometheus-client takes for a
+    new one. Start-up only; the files grow (sparse again) past ~10,000 label sets.
+    """
+    folder = Path(os.environ[MULTIPROC_ENV])
+    for kind in ("counter", "histogram"):
+        try:
+            fd = os.open(folder / f"{kind}_{os.getpid()}.db", os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                os.posix_fallocate(fd, 0, max(os.fstat(fd).st_size, _VALUES_FILE_BYTES))
+            finally:
+                os.close(fd)
+        except OSError as exc:  # already full: serve anyway, as before
+            logger.warning("could not allocate the metrics' file on disk", extra={
+                "kind": kind, "error": str(exc)})
+
+
 class Metrics:
     """The collector's counters and latency histogram for one process."""
 
@@ -76,6 +105,8 @@ class Metrics:
         self.cataloged = frozenset(cataloged) | _CALL_TYPES
         #: multiprocess mode is chosen when prometheus-client is first imported
         self.multiprocess = values.ValueClass is not values.MutexValue
+        if self.multiprocess:
+            _allocate_value_files()
         # in multiprocess mode values live in files; otherwise in this private registry
         self.registry = None if self.multiprocess else prom.CollectorRegistry()
         reg: Any = self.registry

@@ -121,8 +121,9 @@ def openapi_document() -> dict[str, Any]:
                                "responses": {
         "200": {"description": "ready", "content": {"application/json": {"schema": {
             "type": "object", "properties": {"status": {"enum": ["ready"]}}}}}},
-        "503": {"description": "the log's backlog is over its bound, or the NATS stream is "
-                               "out of reach; Retry-After says when to look again",
+        "503": {"description": "the log's backlog is over its bound, the log cannot be "
+                               "written (a full disk), or the NATS stream is out of reach; "
+                               "Retry-After says when to look again",
                 "content": {"application/json": {"schema": _ERROR}}}}}}
     return {
         "openapi": "3.1.0",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import pyarrow as pa
@@ -24,6 +27,7 @@ __all__ = [
     "BEHIND",
     "DEFAULT_BODY_TIMEOUT",
     "DEFAULT_MAX_CONNECTIONS",
+    "LOG_FAILURE_LOG_SECONDS",
     "EventLog",
     "Loader",
     "NerveState",
@@ -40,6 +44,11 @@ BEHIND = ("the warehouse is behind the event log: more of it than [collector] "
 DEFAULT_BODY_TIMEOUT = 30.0
 #: open connections per process; uvicorn answers 503 beyond (``[collector] max_connections``)
 DEFAULT_MAX_CONNECTIONS = 1000
+#: while the event log cannot be written (a full disk), its error is logged at most this
+#: often per process: every refused request used to write a line, to a disk often as full
+LOG_FAILURE_LOG_SECONDS = 60.0
+
+logger = logging.getLogger("nerve.server")
 
 
 def max_connections(workspace: Workspace) -> int:
@@ -155,6 +164,11 @@ class NerveState:
     #: set when the writer was closed after a failed write (a full disk): the next
     #: request reopens it, which cuts any torn frame from the segment's tail first
     log_failed: bool = False
+    #: requests refused for a failed log write since its error was last logged, when
+    #: that was (monotonic), and when the failures began (None: the log is writable)
+    log_refused: int = 0
+    log_error_logged_at: float = float("-inf")
+    log_failing_since: float | None = None
     #: ``[collector] body_timeout_seconds``: a request body slower than this gets 408
     body_timeout: float = field(init=False, default=DEFAULT_BODY_TIMEOUT)
     #: token -> who may call the read APIs (``_readers.load_readers``); empty: only the
@@ -181,6 +195,49 @@ class NerveState:
         assert self.log_factory is not None
         self.log = self.commit.log = self.log_factory()
         self.log_failed = False
+
+    def log_write_failed(self, exc: OSError) -> None:
+        """Note a request refused because the log could not be written: logged when the
+        failures begin, then at most every ``LOG_FAILURE_LOG_SECONDS`` with how many
+        requests were refused meanwhile; ``log_writable`` says when they end."""
+        now = time.monotonic()
+        if self.log_failing_since is None:
+            self.log_failing_since = now
+        self.log_refused += 1
+        if now - self.log_error_logged_at >= LOG_FAILURE_LOG_SECONDS:
+            logger.error("event log write failed; answering 503", extra={
+                "error": str(exc), "errno": exc.errno, "refused": self.log_refused})
+            self.log_error_logged_at, self.log_refused = now, 0
+        if not self.log_failed:
+            self.after_write_failure()
+
+    def log_writable(self) -> None:
+        """The log took a write again after ``log_write_failed``: say so, once."""
+        if self.log_failing_since is not None:
+            logger.info("the event log is writable again: taking events", extra={
+                "refused_seconds": round(time.monotonic() - self.log_failing_since, 1)})
+        self.log_failing_since, self.log_refused = None, 0
+        self.log_error_logged_at = float("-inf")
+
+    def probe_log(self) -> None:
+        """Raise OSError unless the log's folder takes a request's worth of bytes, synced
+        (a fresh writer writes nothing until its first append, so opening one proves
+        nothing about the room left). Only a local log has a folder to probe."""
+        folder = getattr(self.log, "folder", None)
+        if folder is None:
+            return
+        path = Path(folder) / f".ready-probe-{os.getpid()}"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                left = self.collector.limits.max_request_bytes
+                while left > 0:
+                    left -= os.write(fd, bytes(min(left, 65536)))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        finally:
+            path.unlink(missing_ok=True)
 
     def after_write_failure(self) -> None:
         """Close the writer after an append or sync failed, so nothing more is appended
