@@ -612,3 +612,18 @@ def test_diff_suggests_a_close_git_ref(repo: Workspace) -> None:
     assert "(did you mean main?)" in err
     code, _, err = run(repo, "catalog", "diff", "--base", "v1.O")
     assert "(did you mean v1.0?)" in err
+
+
+def test_the_yaml_format_example_of_the_docs_has_no_lint_errors(
+        make_workspace: Callable[..., Workspace]) -> None:
+    """A newcomer copies docs/catalog.md's example to start an event: it must not fail CI
+    (warnings, such as properties left without a description, are theirs to fill in)."""
+    doc = (Path(__file__).parents[2] / "docs" / "catalog.md").read_text()
+    example = doc.split("## The YAML format\n\n```yaml\n", 1)[1].split("```", 1)[0]
+    groups = {f"groups/{name}.yaml": f"name: {name}\ndescription: The {name} group.\n"
+                                     "properties: {}\n" for name in ("session", "product")}
+    ws = make_workspace({"add_to_cart.yaml": example, **groups})
+    code, out, _ = run(ws, "catalog", "lint", "--format", "json")
+    errors = [f for f in json.loads(out) if f["severity"] == "error"]
+    assert errors == []
+    assert code == 3
