@@ -488,6 +488,31 @@ properties:
     assert (code, found) == (3, [("truncate-ip", "warning", 9)])
 
 
+
+def test_a_misspelt_handling_names_the_one_meant(
+        make_workspace: Callable[..., Workspace]) -> None:
+    event = """\
+name: recipe_searched
+description: A cook searches the recipes by keyword.
+owner: growth
+purpose: analytics
+trigger: The cook submits the search box.
+version: 1.0.0
+retention: 400d
+properties:
+  email: {type: string, pii: personal, handling: hsah, description: The cook's email.}
+  phone: {type: string, pii: personal, handling: zzz, description: The cook's phone.}
+"""
+    ws = make_workspace({"recipe_searched.yaml": event})
+    code, out, _ = run(ws, "catalog", "lint", "--format", "json")
+    messages = {f["line"]: f["message"] for f in json.loads(out) if f["rule"] == "handling-value"}
+    assert code == 1
+    assert messages == {
+        9: "recipe_searched.email: handling 'hsah' is not one of hash, drop, keep, truncate; "
+           "did you mean 'hash'?",
+        10: "recipe_searched.phone: handling 'zzz' is not one of hash, drop, keep, truncate"}
+
+
 def test_lint_refuses_a_second_live_file_of_one_event(
         make_workspace: Callable[..., Workspace]) -> None:
     # a copy made for a new event that kept the old name: the new event would be
@@ -587,3 +612,18 @@ def test_diff_suggests_a_close_git_ref(repo: Workspace) -> None:
     assert "(did you mean main?)" in err
     code, _, err = run(repo, "catalog", "diff", "--base", "v1.O")
     assert "(did you mean v1.0?)" in err
+
+
+def test_the_yaml_format_example_of_the_docs_has_no_lint_errors(
+        make_workspace: Callable[..., Workspace]) -> None:
+    """A newcomer copies docs/catalog.md's example to start an event: it must not fail CI
+    (warnings, such as properties left without a description, are theirs to fill in)."""
+    doc = (Path(__file__).parents[2] / "docs" / "catalog.md").read_text()
+    example = doc.split("## The YAML format\n\n```yaml\n", 1)[1].split("```", 1)[0]
+    groups = {f"groups/{name}.yaml": f"name: {name}\ndescription: The {name} group.\n"
+                                     "properties: {}\n" for name in ("session", "product")}
+    ws = make_workspace({"add_to_cart.yaml": example, **groups})
+    code, out, _ = run(ws, "catalog", "lint", "--format", "json")
+    errors = [f for f in json.loads(out) if f["severity"] == "error"]
+    assert errors == []
+    assert code == 3

@@ -319,6 +319,27 @@ def test_a_misspelt_field_names_the_closest_known_one(tmp_path: Path) -> None:
         in text
 
 
+
+def test_a_misspelt_value_names_the_closest_accepted_one(tmp_path: Path) -> None:
+    events = write(tmp_path, {
+        "ride_started.yaml": "name: ride_started\ntype: trak\nstatus: actve\nproperties:\n"
+                             "  email:\n    type: string\n    pii: persnal\n",
+        "other.yaml": "name: other_thing\nproperties:\n  a: {type: string, pii: zzz}\n",
+    })
+    with pytest.raises(CatalogError) as info:
+        Catalog.load(events)
+    text = str(info.value)
+    assert ("ride_started.yaml:2: ride_started.type: expected one of track, identify, page, "
+            "screen, group, got 'trak'; did you mean 'track'?") in text
+    assert ("ride_started.yaml:3: ride_started.status: expected one of draft, active, "
+            "deprecated, got 'actve'; did you mean 'active'?") in text
+    assert ("ride_started.yaml:7: ride_started.email.pii: expected one of none, pseudonymous, "
+            "personal, sensitive, got 'persnal'; did you mean 'personal'?") in text
+    # nothing close: the accepted values only
+    assert ("other.yaml:3: other_thing.a.pii: expected one of none, pseudonymous, personal, "
+            "sensitive, got 'zzz'\n") in text + "\n"
+
+
 EPISODE = """\
 name: episode_played
 description: A listener starts an episode on a device.

@@ -179,6 +179,23 @@ def test_query_refuses_and_reports_engine_errors(tmp_path: Path) -> None:
         assert wh.table("events").count().execute() == 0
 
 
+
+@pytest.mark.parametrize(("sql", "hint"), [
+    ("SELECT evnt FROM events", 'Candidate bindings: "event"'),
+    ("SELECT * FROM evnts", 'Did you mean "events"?'),
+])
+def test_an_engine_error_keeps_duckdbs_hint_on_one_line(
+        tmp_path: Path, sql: str, hint: str) -> None:
+    # the hint is the fix; the quoted query and its caret stay out of a one-line message
+    with Warehouse.open(f"duckdb://{tmp_path / 'wh.duckdb'}") as wh, \
+            pytest.raises(QueryError) as info:
+        wh.query(sql)
+    message = str(info.value)
+    assert hint in message
+    assert "\n" not in message
+    assert "LINE 1" not in message
+
+
 def test_result_json_is_json_safe_and_parses_json_columns(tmp_path: Path) -> None:
     with Warehouse.open(f"duckdb://{tmp_path / 'wh.duckdb'}") as wh:
         table = wh.query("""

@@ -23,7 +23,7 @@ from xml.etree import ElementTree as ET
 from nerve.catalog._catalog import Catalog
 from nerve.catalog._load import GROUPS_DIR, VERSIONS_DIR, yaml_files
 from nerve.catalog._model import EventSpec, PropertySpec
-from nerve.errors import CatalogError, WorkspaceError
+from nerve.errors import CatalogError, WorkspaceError, close_match
 
 __all__ = ["FORMATS", "HANDLINGS", "RULES", "Finding", "FolderCounts", "LintConfig",
            "findings_from_error", "lint_catalog", "lint_folder", "to_junit"]
@@ -343,8 +343,10 @@ def _property_rules(spec: EventSpec, prop: PropertySpec, path: str) -> Iterator[
     if leaf != "items" and "pii" not in prop.lines:
         yield at("property-pii", "declare pii: none, pseudonymous, personal or sensitive")
     if prop.handling is not None and prop.handling not in HANDLINGS:
+        close = close_match(str(prop.handling), HANDLINGS)
+        hint = f"; did you mean {close!r}?" if close else ""
         yield at("handling-value", f"handling {prop.handling!r} is not one of "
-                                   f"{', '.join(HANDLINGS)}", "handling")
+                                   f"{', '.join(HANDLINGS)}{hint}", "handling")
     if prop.pii in ("personal", "sensitive") and prop.handling is None:
         yield at("pii-handling", f"{prop.pii} data needs handling: {' | '.join(HANDLINGS)}",
                  "pii")

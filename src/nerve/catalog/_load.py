@@ -19,7 +19,7 @@ from nerve.catalog._model import (
     parse_retention,
 )
 from nerve.catalog._yaml import LineDict, load_yaml
-from nerve.errors import CatalogError, Location
+from nerve.errors import CatalogError, Location, close_match
 
 GROUPS_DIR = "groups"
 #: older versions of events that stay live: ``events/versions/<name>.v<N>.yaml``
@@ -49,6 +49,13 @@ def _unknown_field(key: str, known: set[str]) -> str:
     if close:
         return f"unknown field; did you mean {close[0]!r}? (expected one of {expected})"
     return f"unknown field; expected one of {expected}"
+
+def _not_one_of(value: Any, choices: tuple[str, ...] | list[str]) -> str:
+    """``expected one of none, ..., got 'persnal'; did you mean 'personal'?``"""
+    close = close_match(str(value), choices)
+    hint = f"; did you mean {close!r}?" if close else ""
+    return f"expected one of {', '.join(choices)}, got {value!r}{hint}"
+
 
 Problems = list[tuple[Location, str]]
 
@@ -89,7 +96,7 @@ def _parse_property(
         return None
     pii = raw.get("pii", "none")
     if pii not in PII_CLASSES:
-        bad("pii", f"expected one of {', '.join(PII_CLASSES)}, got {pii!r}")
+        bad("pii", _not_one_of(pii, PII_CLASSES))
     required = raw.get("required", False)
     if not isinstance(required, bool):
         bad("required", f"expected true or false, got {required!r}")
@@ -228,10 +235,10 @@ def load_event(
         version = Version(1)
     type_ = raw.get("type", "track")
     if type_ not in EVENT_TYPES:
-        bad("type", f"expected one of {', '.join(EVENT_TYPES)}, got {type_!r}")
+        bad("type", _not_one_of(type_, EVENT_TYPES))
     status = raw.get("status", "active")
     if status not in STATUSES:
-        bad("status", f"expected one of {', '.join(STATUSES)}, got {status!r}")
+        bad("status", _not_one_of(status, STATUSES))
     retention = str(raw.get("retention", "forever"))
     try:
         retention_days = parse_retention(retention)

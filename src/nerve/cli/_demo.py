@@ -101,7 +101,8 @@ def demo(
         sql = server.sql
         with _progress(out) as bar:
             task = bar.add_task("loading into the warehouse", total=expected)
-            wait_until_loaded(sql, expected, lambda n: bar.update(task, completed=n))
+            wait_until_loaded(sql, expected, lambda n: bar.update(task, completed=n),
+                              loading=server.loading)
         ctx = SummaryContext(ws, truth, server.url, sql, api=server.api, run={
             "send_seconds": round(report.seconds, 2), "messages": report.messages,
             "undelivered": report.undelivered, "errors": report.errors, "serving": serve})

@@ -145,6 +145,12 @@ class DemoServer:
         """Rows of a read-only query, through the server's admin API (it holds the file)."""
         return list(self.api("/v1/admin/sql", {"sql": query})["rows"])
 
+    def loading(self) -> bool:
+        """Whether the server's log holds rows not loaded yet and its loader is not
+        failing (``GET /v1/status``)."""
+        status = self.api("/v1/status")
+        return bool(status["log"]["backlog_bytes"] > 0 and not status["loader"]["failing"])
+
     def wait(self) -> int:
         return self.process.wait()
 
@@ -203,9 +209,16 @@ def write_ground_truth(workspace: Workspace, truth: dict[str, Any]) -> Path:
 
 def wait_until_loaded(sql: Callable[[str], list[dict[str, Any]]], expected: int,
                       progress: Callable[[int], None] | None = None,
-                      stall_seconds: float = 30.0) -> int:
+                      stall_seconds: float = 30.0,
+                      loading: Callable[[], bool] | None = None,
+                      poll_seconds: float = 0.25) -> int:
     """Poll the warehouse until it holds ``expected`` rows (events plus quarantine), or
-    nothing has changed for ``stall_seconds``; returns the rows found."""
+    nothing has changed for ``stall_seconds`` while ``loading()`` says the server has
+    nothing left to load; returns the rows found.
+
+    A count that stands still is not enough to give up on: after a slow load the loader
+    rests three times as long before the next one (``nerve.loader._pace``), which on a
+    busy machine is longer than ``stall_seconds``, with rows still in the log."""
     last, last_change = -1, time.monotonic()
     while True:
         row = sql("SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM quarantine) "
@@ -218,8 +231,10 @@ def wait_until_loaded(sql: Callable[[str], list[dict[str, Any]]], expected: int,
         if loaded != last:
             last, last_change = loaded, time.monotonic()
         elif time.monotonic() - last_change > stall_seconds:
-            return loaded
-        time.sleep(0.25)
+            if loading is None or not loading():
+                return loaded
+            last_change = time.monotonic()
+        time.sleep(poll_seconds)
 
 
 def end_of_simulation() -> datetime:

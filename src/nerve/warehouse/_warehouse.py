@@ -266,6 +266,18 @@ def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
+def _query_message(exc: BaseException) -> str:
+    """DuckDB's message on one line with its hint, up to where it quotes the query:
+    ``Catalog Error: Table with name evnts does not exist! Did you mean "events"?``."""
+    text: list[str] = []
+    for line in str(exc).strip().splitlines():
+        if line.startswith("LINE "):  # the quoted query and a caret under the spot
+            break
+        if line.strip():
+            text.append(line.strip())
+    return " ".join(text) or type(exc).__name__
+
+
 def _lock_error(path: Path | None, exc: duckdb.IOException) -> Exception:
     message = str(exc)
     if "lock" not in message.lower():
@@ -288,7 +300,7 @@ def _run_query(cursor: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
             description = result.description or []
             table = result.to_arrow_table()
         except duckdb.Error as exc:
-            raise QueryError(_first_line(exc)) from exc
+            raise QueryError(_query_message(exc)) from exc
         finally:
             cursor.execute("ROLLBACK")  # a write that slipped past the check never sticks
     finally:
