@@ -50,6 +50,7 @@ def _unknown_field(key: str, known: set[str]) -> str:
         return f"unknown field; did you mean {close[0]!r}? (expected one of {expected})"
     return f"unknown field; expected one of {expected}"
 
+
 def _not_one_of(value: Any, choices: tuple[str, ...] | list[str]) -> str:
     """``expected one of none, ..., got 'persnal'; did you mean 'personal'?``"""
     close = close_match(str(value), choices)
