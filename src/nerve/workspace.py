@@ -455,7 +455,7 @@ TEMPLATE = """\
 # nerve workspace configuration. Format: docs/workspace.md
 [project]
 name = "{name}"
-timezone = "UTC"          # time zone of daily and weekly grains
+timezone = "UTC"          # time zone of daily, weekly and monthly grains
 
 # Each source sends events with its own write key (HTTP Basic user, or the body's writeKey).
 [[sources]]
