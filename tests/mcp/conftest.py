@@ -1,5 +1,42 @@
-"""The demo workspace of tests/agent, shared (built once per test run)."""
+"""The demo workspace of tests/agent, shared (built once per test run), and ``nerve mcp``
+over HTTP in a subprocess."""
 
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
 from tests.agent.conftest import demo_ctx, demo_root
+from tests.conftest import free_port
 
-__all__ = ["demo_ctx", "demo_root"]
+__all__ = ["demo_ctx", "demo_root", "mcp_http"]
+
+
+@contextmanager
+def mcp_http(root: Path, *args: str) -> Iterator[str]:
+    """``nerve mcp --transport http`` on a free loopback port; yields its URL once it
+    answers. Its stderr goes to a file: the SDK's logs would fill a pipe and stall it."""
+    port = free_port()
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "nerve", "--workspace", str(root), "mcp", "--transport",
+             "http", "--port", str(port), *args], stdout=subprocess.DEVNULL, stderr=log)
+        url = f"http://127.0.0.1:{port}/mcp"
+        try:
+            for _ in range(300):
+                try:
+                    httpx.get(url, timeout=1)
+                    break
+                except httpx.TransportError:
+                    if proc.poll() is not None:
+                        log.seek(0)
+                        raise AssertionError(log.read().decode(errors="replace")) from None
+                    time.sleep(0.1)
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)

@@ -8,19 +8,18 @@ import json
 import os
 import subprocess
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 import pytest
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult
 from tests.agent.conftest import orders_on
 from tests.conftest import free_port
+from tests.mcp.conftest import mcp_http
 
 from mcp import ClientSession, StdioServerParameters
 from nerve.agent import Context
@@ -80,33 +79,18 @@ def test_stdio_with_the_sdk_client(demo_root: Path, demo_ctx: Context) -> None:
 
 def test_streamable_http_with_the_sdk_client(demo_root: Path, demo_ctx: Context) -> None:
     day = (demo_ctx.today() - timedelta(days=1)).isoformat()
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "nerve", "--workspace", str(demo_root), "mcp", "--transport",
-         "http", "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}/mcp"
-    try:
-        for _ in range(200):
-            try:
-                httpx.get(url, timeout=1)
-                break
-            except httpx.TransportError:
-                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-                time.sleep(0.1)
 
-        async def main() -> None:
-            async with streamable_http_client(url) as (read, write, _), \
-                    ClientSession(read, write) as session:
-                await _exercise(session, demo_root, day)
-                funnel = _json(await session.call_tool(
-                    "run_funnel", {"steps": ["checkout_start", "purchase_complete"]}))
-                assert [r["step"] for r in funnel["rows"]] == [1, 2]
-                assert funnel["rows"][1]["users"] <= funnel["rows"][0]["users"]
+    async def main(url: str) -> None:
+        async with streamable_http_client(url) as (read, write, _), \
+                ClientSession(read, write) as session:
+            await _exercise(session, demo_root, day)
+            funnel = _json(await session.call_tool(
+                "run_funnel", {"steps": ["checkout_start", "purchase_complete"]}))
+            assert [r["step"] for r in funnel["rows"]] == [1, 2]
+            assert funnel["rows"][1]["users"] <= funnel["rows"][0]["users"]
 
-        anyio.run(main)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+    with mcp_http(demo_root) as url:
+        anyio.run(main, url)
 
 
 def test_exported_names_and_a_bad_transport(demo_root: Path) -> None:

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,6 +17,7 @@ import pytest
 from mcp.client.streamable_http import streamable_http_client
 from tests.anomaly.conftest import load_rows
 from tests.conftest import free_port
+from tests.mcp.conftest import mcp_http
 
 from mcp import ClientSession
 from nerve.audit import read_records
@@ -56,30 +55,6 @@ def shop(make_workspace: Callable[..., Workspace], monkeypatch: pytest.MonkeyPat
     return ws
 
 
-@contextmanager
-def mcp_http(ws: Workspace, *args: str) -> Iterator[str]:
-    port = free_port()
-    log = ws.root / f"mcp-{port}.log"  # a file: the SDK's logs would fill a pipe
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "nerve", "--workspace", str(ws.root), "mcp",
-             "--transport", "http", "--port", str(port), *args],
-            stdout=subprocess.DEVNULL, stderr=out)
-    url = f"http://127.0.0.1:{port}/mcp"
-    try:
-        for _ in range(300):
-            try:
-                httpx.get(url, timeout=1)
-                break
-            except httpx.TransportError:
-                assert proc.poll() is None, log.read_text()
-                time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-
-
 def _rows(url: str, token: str) -> list[dict[str, Any]]:
     async def main() -> list[dict[str, Any]]:
         async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http, \
@@ -109,7 +84,7 @@ def test_each_agent_reads_as_the_reader_its_token_names(
         shop: Workspace, serve: Callable[..., Any], through_server: bool) -> None:
     if through_server:
         serve(shop)
-    with mcp_http(shop) as url:
+    with mcp_http(shop.root) as url:
         assert _refused(url, None) == 401
         assert _refused(url, "not-" + ANA) == 401
         masked, plain = _rows(url, ANA), _rows(url, OPS)
