@@ -251,3 +251,17 @@ def test_a_caveat_on_no_event_is_not_said_to_flag_none() -> None:
     assert "data-quality checks flag order_placed" in answer.answer
     assert "the data ends before the period does" in answer.answer
     assert answer.caveats[0].startswith("coverage check warn: The data ends at")
+
+
+def test_a_zero_day_between_days_with_events_is_called_possibly_missing(
+        demo_root: Path) -> None:
+    # was: "Add to carts on 2026-11-26: 0." and nothing else, for a day on which no
+    # add_to_cart arrived at all while every day around it had some
+    ctx = _android_carts(demo_root, {3: 0})
+    gap = (NOW - timedelta(days=3)).date().isoformat()
+    answer = ask(f"how many add to carts on {gap}?", ctx)
+    assert answer.numbers[0].value == 0
+    assert "may be missing" in answer.answer
+    assert any(gap in c and "missing" in c for c in answer.caveats)
+    other = (NOW - timedelta(days=4)).date().isoformat()
+    assert "missing" not in ask(f"how many add to carts on {other}?", ctx).answer

@@ -11,7 +11,7 @@ import math
 import shlex
 import statistics
 from dataclasses import replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from nerve.agent._answer import Answer, Builder
@@ -171,7 +171,35 @@ def _value(plan: Plan, ctx: Context, b: Builder) -> None:
     text = b.num(label, value, q, "query_metrics", kind, currency)
     where = "over all the data " if plan.span is None else ""
     b.say(f"{label} {where}{_range(result)}{_filters(plan)}: {text}.")
+    if value == 0 and plan.span is not None:
+        _silent_gap(plan.metric, plan.span, ctx, b)
     _caveats(plan, ctx, b, [plan.span])
+
+
+def _silent_gap(metric: str, span: Span, ctx: Context, b: Builder) -> None:
+    """A zero over a range where the metric's one event has no row at all, while it has
+    some before and after: the events may be missing (a broken release, a stalled
+    sender), which a zero cannot tell from nobody doing it. Says so."""
+    events = ctx.layer.events_of(metric)
+    if span.since is None or span.until is None or len(events) != 1:
+        return
+    from zoneinfo import ZoneInfo  # noqa: PLC0415
+
+    zone = ZoneInfo(ctx.layer.timezone)
+    start = datetime.combine(span.since, time(), zone).astimezone(UTC)
+    end = datetime.combine(span.until + timedelta(days=1), time(), zone).astimezone(UTC)
+    t = ctx.events
+    rows = t.filter(t.event == events[0])
+    counts = rows.aggregate(before=(rows.timestamp < start).sum(),
+                            inside=((rows.timestamp >= start) & (rows.timestamp < end)).sum(),
+                            after=(rows.timestamp >= end).sum()).to_pyarrow().to_pylist()[0]
+    if not counts["inside"] and counts["before"] and counts["after"]:
+        b.say(f"Caveat: no {events[0]} event at all is in the warehouse for this range, "
+              "though there are some before and after it: they may be missing rather "
+              "than zero (see `nerve quarantine` and `nerve check`).")
+        b.caveats.append(f"no {events[0]} event at all from {span.since.isoformat()} to "
+                         f"{span.until.isoformat()}, with some before and after: the "
+                         "events may be missing (instrumentation or pipeline), not zero")
 
 
 def _before_data(span: Span | None, ctx: Context, b: Builder) -> None:

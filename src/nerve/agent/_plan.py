@@ -120,7 +120,8 @@ _READOUT = frozenset({"variant", "variants", "arm", "arms", "group", "groups"})
 #: words for a quantity: left over after a metric is found, the question asks for another
 _QUANTITY = frozenset({"lifetime", "ltv", "clv", "churn", "retention", "ratio", "score",
                        "nps", "cost", "cac", "margin", "profit", "install", "download",
-                       "satisfaction", "latency", "value", "rate", "share", "percentage"})
+                       "satisfaction", "latency", "value", "rate", "share", "percentage",
+                       "average", "avg", "mean", "median", "typical"})
 
 
 # ---------------------------------------------------------------- planning
@@ -190,6 +191,8 @@ def plan_question(question: str, vocab: Vocabulary, today: date) -> Plan:
         plan.metric, text = _metric(text, vocab)
         if plan.metric is not None and _event_named_instead(said, plan.metric, vocab):
             plan.metric, text = None, said  # "meditations were started": not completions
+    if plan.metric is None:  # "how many tracks were skipped": a metric counts that event
+        plan.metric = _counting(_event(text, vocab), asked is not None, vocab)
     if plan.metric is None and plan.intent == "explain":
         # "why did item added drop?": no metric counts the event, so its count is what
         # is explained (as `nerve explain item_added` does)
@@ -269,6 +272,12 @@ def plan_question(question: str, vocab: Vocabulary, today: date) -> Plan:
     return plan
 
 
+#: "track" and "mean" as verbs ("what do we track", "what does X mean"), not as the noun
+#: of a music app's track_played or a mean listening time
+_CATALOG_VERB = re.compile(r"\b(?:do|does|we|you|it)\b(?: [a-z0-9]+){0,6} (?:track|mean)s?$"
+                           r"|\bwhat (?:[a-z0-9]+ ){0,6}(?:tracks|means)$")
+
+
 def _intent(text: str, plan: Plan) -> str:
     text = re.sub(r"\bbroken down\b", "split", text)  # a breakdown, not broken data
     if _any(text, "experiment", "a/b", "ab test", "a b test", "variant", "variants") \
@@ -278,9 +287,9 @@ def _intent(text: str, plan: Plan) -> str:
             "checks", "broken", "data issues", "data problems", "tracking issues",
             "instrumentation"):
         return "health"
-    if _any(text, "what does", "what is tracked", "track", "tracks", "defined",
-            "definition", "define", "mean", "means", "how is", "describe", "meaning",
-            "properties of", "what is the event"):
+    if _any(text, "what does", "what is tracked", "tracked", "defined", "definition",
+            "define", "how is", "describe", "meaning", "properties of", "what is the event"
+            ) or _CATALOG_VERB.search(text):
         return "catalog"
     if _any(text, "funnel", "drop off", "drop-off", "dropoff") or (
             _any(text, "from") and _any(text, "then", "to") and _any(text, "convert")):
@@ -290,8 +299,8 @@ def _intent(text: str, plan: Plan) -> str:
     if _any(text, "forecast", "predict", "projection", "project", "will", "expect",
             "expected", "next week", "next month", "next 7 days", "next 14 days"):
         return "forecast"
-    if re.search(r"\b(top|bottom|best|worst|highest|lowest|most|least|biggest|smallest)"
-                 r"\b", text):
+    if re.search(r"\b(top|bottom|best|worst|highest|lowest|most|least|fewest|biggest|"
+                 r"smallest|largest)\b", text):
         return "top"
     if plan.compare_days is not None or _any(
             text, "compare", "compared", "change", "changed", "grow", "grew", "growth",
@@ -332,14 +341,14 @@ def _grain(text: str, plan: Plan) -> str:
 
 def _top(text: str, plan: Plan) -> tuple[str, str | None]:
     """``text`` without its "top 3", "most"... (into ``plan.limit``), and those words."""
-    m = re.search(r"\b(top|bottom|best|worst|highest|lowest|most|least|biggest|"
-                  r"smallest)(?: (\d+|one|two|three|four|five|ten))?\b", text)
+    m = re.search(r"\b(top|bottom|best|worst|highest|lowest|most|least|fewest|biggest|"
+                  r"smallest|largest)(?: (\d+|one|two|three|four|five|ten))?\b", text)
     if m is None:
         return text, None
     words = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "ten": 10}
     n = m.group(2)
     plan.limit = (int(n) if n.isdigit() else words[n]) if n else 1
-    if m.group(1) in ("bottom", "worst", "lowest", "least", "smallest"):
+    if m.group(1) in ("bottom", "worst", "lowest", "least", "fewest", "smallest"):
         plan.direction = "asc"
     if plan.intent == "top" and not n and _any(text, "which", "what"):
         plan.limit = 1
@@ -413,6 +422,14 @@ def _people(text: str, asked: re.Match[str], vocab: Vocabulary, plan: Plan) -> s
     plan.suggestions = [m.name for m in vocab.metrics if m.counts == "people"]
     plan.intent = "unknown"
     return left
+
+
+def _counting(event: str | None, people: bool, vocab: Vocabulary) -> str | None:
+    """The metric that counts all of ``event``: its events, or with ``people`` the
+    distinct users behind them (None when no metric does, or a filter narrows it)."""
+    want = "people" if people else "events"
+    return next((m.name for m in vocab.metrics
+                 if event is not None and m.counts == want and m.over == event), None)
 
 
 def _closest(text: str, vocab: Vocabulary, n: int = 3) -> list[str]:

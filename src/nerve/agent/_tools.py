@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from nerve.catalog import Catalog
-from nerve.errors import QueryError
+from nerve.errors import QueryError, did_you_mean
 from nerve.governance import check_masked_analysis, check_masked_filters, masked_fields_of
 from nerve.semantic import MetricQuery, SemanticLayer
 from nerve.warehouse import analysis_events
@@ -182,7 +182,8 @@ def describe_event(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     name = _str(args, "name", required=True) or ""
     spec = ctx.catalog.get(name)
     if spec is None:
-        raise QueryError(f"event {name!r} is not in the catalog")
+        raise QueryError(f"event {name!r} is not in the catalog"
+                         f"{did_you_mean(name, ctx.catalog.names())}")
     return {"name": spec.name, "version": str(spec.version), "type": spec.type,
             "description": spec.description, "trigger": spec.trigger, "owner": spec.owner,
             "status": spec.status,
