@@ -118,26 +118,8 @@ def _jsonable(value: Any) -> Any:
 
 
 def to_json(value: Any) -> bytes:
-    return orjson.dumps(_tidy(value), default=_jsonable,
+    return orjson.dumps(value, default=_jsonable,
                         option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
-
-
-def _digits(value: float) -> float:
-    """``value`` to 15 significant digits, the most a float holds of a decimal: a sum of
-    prices prints as 387.66, not as 387.65999999999997 (the float nearest the sum's
-    rounding errors, whose last digits differ from one engine to the next)."""
-    return float(f"{value:.15g}") if math.isfinite(value) else value
-
-
-def _tidy(value: Any) -> Any:
-    """``value`` with every float in it to ``_digits``."""
-    if isinstance(value, float):
-        return _digits(value)
-    if isinstance(value, dict):
-        return {k: _tidy(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_tidy(v) for v in value]
-    return value
 
 
 def _rows(data: Any) -> tuple[list[str], list[dict[str, Any]]]:
@@ -184,15 +166,15 @@ def emit(data: Sequence[Mapping[str, Any]] | Any, fmt: Format, *, title: str | N
 
 
 def _cell(value: Any, *, exact: bool = False) -> str:
-    """A value as a table cell, or (``exact``) as a CSV field: every digit a float holds."""
+    """A value as a table cell, or (``exact``) as a CSV field: every digit of a number."""
     if value is None:
         return ""
     if isinstance(value, dict | list):
-        return orjson.dumps(_tidy(value), default=_jsonable).decode()
+        return orjson.dumps(value, default=_jsonable).decode()
     if isinstance(value, float):
         if value.is_integer() and abs(value) < 1e15:
             return str(int(value))  # a count summed as a float is still a count: 4, not 4.0
-        return repr(_digits(value)) if exact else _readable(value)
+        return repr(value) if exact else _readable(value)
     return str(value)
 
 
