@@ -136,6 +136,15 @@ def test_json_too_deep_to_read_back_is_refused_as_too_deep(collector: Collector)
     with pytest.raises(RequestError) as refused:
         one(collector, track(properties={"order_id": "o1", "revenue": 5, "d": deep}))
     assert (refused.value.status, refused.value.code) == (400, "too_deep")
+    assert "JSON nested more than 240 levels deep cannot be stored" in str(refused.value)
+    # deeper than orjson writes at all (so sent as text): the same limit is named, not
+    # orjson's 254
+    message = orjson.dumps(track(properties={"order_id": "o1", "revenue": 5, "d": 0}))
+    deeper = message.replace(b'"d":0', b'"d":' + b'{"a":' * 300 + b"0" + b"}" * 300)
+    with pytest.raises(RequestError, match="JSON nested more than 240 levels deep "
+                                           "cannot be stored"):
+        collector.collect(b'{"batch":[' + deeper + b"]}", endpoint="batch",
+                          authorization=_basic(), received_at=T0_US)
     fine: Any = {}
     for _ in range(MAX_STORED_DEPTH - 2):
         fine = {"a": fine}

@@ -338,7 +338,9 @@ def map_messages(
                          traits_json, context_json, source, historical, schema_version,
                          violations))
     except (orjson.JSONEncodeError, TooDeepError) as exc:
+        # the same words as the stored-depth check above: only the depth that tripped
+        # the encoder differs, and a client must read one limit (docs/collector.md)
         raise message_error(index if batch else None, "$",
-                            f"cannot be stored: {exc} (JSON nested more than "
-                            f"{MAX_DEPTH} levels deep?)", code="too_deep") from exc
+                            f"JSON nested more than {MAX_STORED_DEPTH} levels deep cannot "
+                            f"be stored ({exc})", code="too_deep") from exc
     return rows
