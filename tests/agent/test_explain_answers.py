@@ -37,6 +37,31 @@ def test_only_drivers_beyond_noise_are_named(demo_ctx: Context) -> None:
     else:
         assert "Main drivers" not in text
         assert_noise_judged(text, result)
+        weak = [d for d in result["drivers"] if (d["score"] or 0) >= MIN_SCORE]
+        assert ("The likeliest candidate, on weak evidence only" in text) == bool(weak)
+
+
+def test_a_weak_main_driver_is_named_as_a_candidate_only() -> None:
+    """`nerve explain` named app_version 5.2.0 (new that day) the main driver "with weak
+    evidence"; the answer said no breakdown value explains the drop, hiding where to look."""
+    driver = {"dimension": "app_version", "value": "5.2.0", "effect": "rate",
+              "contribution": 112.0, "share": -0.39, "effect_change": -94.2,
+              "effect_share": 0.33, "significant": False, "score": 0.2, "z": -2.13}
+    explained = {"observed": 246.0, "baseline": 533.0, "change": -287.0,
+                 "drivers": [driver], "change_z": -6.3, "change_significant": True}
+    b = Builder("why did plays drop on android?", {})
+    _drivers(explained, "nerve explain plays", "number", None, -287.0, b)
+    answer = b.finish()
+    assert "Main drivers" not in answer.answer
+    assert "but no single breakdown value explains it" in answer.answer
+    assert ("The likeliest candidate, on weak evidence only (z = -2.13), is app_version = "
+            "5.2.0: a rate effect of -94.20.") in answer.answer, answer.answer
+    assert {-94.2, -2.13} <= {n.value for n in answer.numbers}
+    # below explain's own bar for naming a value, nothing is named
+    b = Builder("why did plays drop on android?", {})
+    _drivers({**explained, "drivers": [{**driver, "score": MIN_SCORE / 2}]},
+             "nerve explain plays", "number", None, -287.0, b)
+    assert "candidate" not in b.finish().answer
 
 
 def assert_noise_judged(text: str, result: dict) -> None:  # type: ignore[type-arg]

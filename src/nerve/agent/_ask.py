@@ -595,6 +595,26 @@ def _drivers(r: dict[str, Any], q: str, kind: str, currency: str | None, change:
         b.say(f"Main drivers: {'; '.join(parts)}.")
     elif change:
         b.say(_no_driver(r, q, b))
+        _candidate(r, q, kind, currency, b)
+
+
+def _candidate(r: dict[str, Any], q: str, kind: str, currency: str | None,
+               b: Builder) -> None:
+    """The value ``nerve explain`` ranks first though not beyond noise ("the main driver
+    ..., weak evidence"), named as a candidate only: an answer that said no value explains
+    the change, while explain names one, hid where to look (a release new that day)."""
+    from nerve.anomaly._explain_words import MIN_SCORE  # noqa: PLC0415 - with explain
+
+    found = [d for d in r.get("drivers") or [] if (d.get("score") or 0) >= MIN_SCORE]
+    if not found or found[0].get("z") is None:
+        return
+    d = found[0]
+    effect = b.num(f"{d['effect']} effect {d['dimension']}={d['value']}",
+                   d.get("effect_change"), q, "explain_change",
+                   kind if kind != "percent" else "number", currency)
+    z = b.num(f"z {d['dimension']}={d['value']}", d["z"], q, "explain_change")
+    b.say(f"The likeliest candidate, on weak evidence only (z = {z}), is {d['dimension']} "
+          f"= {b.label(d['value'])}: a {d['effect']} effect of {effect}.")
 
 
 def _along(d: dict[str, Any]) -> bool:
