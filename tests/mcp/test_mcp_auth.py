@@ -106,3 +106,15 @@ def test_unmasked_is_refused_when_readers_decide(shop: Workspace) -> None:
         capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode != 0
     assert "--unmasked: nerve.toml has [[readers]]" in result.stderr
+
+
+def test_a_token_the_running_server_does_not_hold_is_named_as_such(
+        shop: Workspace, serve: Callable[..., Any]) -> None:
+    """nerve mcp forwards the caller's token; a nerve serve started with other token
+    variables refuses it, and the error says so instead of blaming server.json."""
+    from nerve.errors import UserError
+    from nerve.mcp import call
+
+    serve(shop)
+    with pytest.raises(UserError, match="nerve serve refused this reader's token"):
+        call(shop, "list_events", {}, reader=("ana", "not-" + ANA))
