@@ -5,6 +5,7 @@ import io
 import json
 from pathlib import Path
 
+import typer.main
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -109,3 +110,17 @@ def test_a_title_wider_than_its_table_is_printed_whole_above_it() -> None:
     printed = out.file.getvalue()
     assert title in printed.splitlines(), printed
     assert "232" in printed
+
+
+def test_flags_in_every_help_show_no_value_placeholder() -> None:
+    """A flag takes no value, so its help row names none (typer 0.29 printed `<bool>`)."""
+    def commands(group: object, path: list[str]) -> list[list[str]]:
+        found = [path]
+        for name, sub in getattr(group, "commands", {}).items():
+            found += commands(sub, [*path, name])
+        return found
+
+    for path in commands(typer.main.get_command(app), []):
+        result = runner.invoke(app, [*path, "--help"])
+        assert result.exit_code == ExitCode.OK, (path, result.output)
+        assert "<bool>" not in result.stdout, (path, result.stdout)
