@@ -3,8 +3,9 @@
 Everything takes sufficient statistics (counts, means, variances, covariances), so the
 warehouse does the heavy aggregation and these functions stay exact and cheap.
 
-- Welch's t-test for the absolute difference; the delta method for relative lift and for
-  ratio metrics (Deng et al. 2018, "Applying the Delta Method in Metric Analytics").
+- Welch's t-test for the absolute difference and, with the delta method's standard error,
+  for the relative lift (its p-value and interval agree); the delta method for ratio
+  metrics (Deng et al. 2018, "Applying the Delta Method in Metric Analytics").
 - CUPED (Deng, Xu, Kohavi, Walker 2013): a pre-exposure covariate removes the variance it
   explains; theta is pooled across variants, so the adjustment is unbiased.
 - Confidence sequences (Howard, Ramdas, McAuliffe, Sekhon 2021; the asymptotic form of
@@ -68,30 +69,38 @@ class Effect:
     lift_se: float
     ci_low: float  # of the relative lift
     ci_high: float
-    p_value: float  # two-sided, Welch
+    p_value: float  # two-sided, of the relative lift (Welch's degrees of freedom)
 
 
 def welch(control: Summary, treatment: Summary, alpha: float = 0.05) -> Effect:
-    """Welch's t-test on the difference of means, with a delta-method relative lift."""
+    """Welch's t on the difference of means and on the delta-method relative lift.
+
+    The p-value tests the relative lift with the same standard error and degrees of
+    freedom as its interval, so it is below ``alpha`` exactly when the interval excludes
+    zero (a p-value of the absolute difference can read significant while the relative
+    interval holds zero). Where the lift is undefined (a control mean of 0) it is the
+    absolute difference's.
+    """
     vc = control.var / control.n if control.n else math.inf
     vt = treatment.var / treatment.n if treatment.n else math.inf
     diff = treatment.mean - control.mean
     se = math.sqrt(vc + vt)
+    lift, lift_se = _relative(control, treatment)
     if se == 0 or not math.isfinite(se):
         p = 1.0 if diff == 0 or not math.isfinite(se) else 0.0
         half = 0.0 if math.isfinite(se) else math.inf
+        quantile = float(stats.norm.ppf(1 - alpha / 2))
     else:
         df = (vc + vt) ** 2 / (
             (vc**2 / (control.n - 1) if control.n > 1 else 0.0)
             + (vt**2 / (treatment.n - 1) if treatment.n > 1 else 0.0)
         ) if (control.n > 1 or treatment.n > 1) else 1.0
-        t = diff / se
+        quantile = float(stats.t.ppf(1 - alpha / 2, df))
+        half = quantile * se
+        t = lift / lift_se if math.isfinite(lift) and lift_se > 0 else diff / se
         p = float(2 * stats.t.sf(abs(t), df))
-        half = float(stats.t.ppf(1 - alpha / 2, df)) * se
-    lift, lift_se = _relative(control, treatment)
-    z = float(stats.norm.ppf(1 - alpha / 2))
     return Effect(diff, diff - half, diff + half, lift, lift_se,
-                  lift - z * lift_se, lift + z * lift_se, p)
+                  lift - quantile * lift_se, lift + quantile * lift_se, p)
 
 
 def _relative(control: Summary, treatment: Summary) -> tuple[float, float]:
