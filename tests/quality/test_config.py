@@ -61,12 +61,32 @@ def test_nerve_toml_checks_section(tmp_path: Path) -> None:
     cfg = load_config(tmp_path, {"checks": {"webhook": "http://127.0.0.1:9/x", "every": "1m"}})
     assert cfg.webhook_url == "http://127.0.0.1:9/x"
     assert cfg.every == 60
+    same = load_config(write(tmp_path, "webhook: http://127.0.0.1:9/x\n"),
+                       {"checks": {"webhook": "http://127.0.0.1:9/x", "alert_on": "fail"}})
+    assert same.webhook_url == "http://127.0.0.1:9/x"
+    assert same.webhook_on == ("fail",)
+
+
+@pytest.mark.parametrize(("text", "toml", "where"), [
+    ("schedule: {every: 0}\n", {"every": "1m"}, "schedule.every"),
+    ("webhook: {url: 'http://127.0.0.1:9/a'}\n", {"webhook": "http://127.0.0.1:9/b"},
+     "webhook.url"),
+    ("webhook: http://127.0.0.1:9/a\n", {"webhook": "http://127.0.0.1:9/b"}, "webhook.url"),
+    ("webhook: {alert_on: [warn]}\n", {"alert_on": ["fail"]}, "webhook.alert_on"),
+])
+def test_a_setting_in_both_files_must_agree(tmp_path: Path, text: str,
+                                            toml: dict[str, object], where: str) -> None:
+    """checks.yaml and nerve.toml's [checks] both naming a webhook: neither silently wins."""
+    with pytest.raises(UserError) as error:
+        load_config(write(tmp_path, text), {"checks": toml})
+    assert f"checks.yaml:1: {where}: is " in str(error.value)
+    assert "set it in one place" in str(error.value)
 
 
 @pytest.mark.parametrize(("text", "toml", "every"), [
     ("schedule: {every: 0}\n", {}, 0.0),               # documented: 0 turns it off
     ("", {"checks": {"every": 0}}, 0.0),
-    ("schedule: {every: 0}\n", {"checks": {"every": "1m"}}, 0.0),  # the file wins
+    ("schedule: {every: 60}\n", {"checks": {"every": "1m"}}, 60.0),  # the same, twice
     ("", {"checks": {"every": "1m"}}, 60.0),
     ("schedule: {}\n", {}, 300.0),
     ("schedule: {every: '0'}\n", {}, 0.0),             # quoted, it is the same 0

@@ -29,6 +29,7 @@ With no ``rates:`` section, the rates come from the workspace's ratio metrics
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 from collections.abc import Callable
@@ -340,6 +341,10 @@ def _parse(raw: dict[str, Any], toml: dict[str, Any], path: Path, bad: Bad) -> C
         bad("schedule", "expected a mapping with every, e.g. {every: 5m}")
         schedule = {}
     _unknown_keys(schedule, "schedule", ("every",), "setting", bad)
+    if schedule.get("every") is not None and toml.get("every") is not None:
+        with contextlib.suppress(UserError):  # a bad value is reported once, below
+            _one_place(parse_duration(schedule["every"], "schedule.every"),
+                       parse_duration(toml["every"], "every"), "schedule.every", "every", bad)
     # 0 is a setting (the schedule off), not a missing one
     given = next((v for v in (schedule.get("every"), toml.get("every")) if v is not None), "5m")
     every = _duration(given, "schedule.every", bad)
@@ -352,6 +357,9 @@ def _parse(raw: dict[str, Any], toml: dict[str, Any], path: Path, bad: Bad) -> C
     # YAML 1.1 reads a bare `on:` key as true (the loader keeps it as "True")
     _unknown_keys(webhook, "webhook", ("url", "alert_on"), "setting", bad,
                   also=("on", "True"))
+    _one_place(webhook.get("url"), toml.get("webhook"), "webhook.url", "webhook", bad)
+    _one_place(_listed(webhook.get("alert_on")), _listed(toml.get("alert_on")),
+               "webhook.alert_on", "alert_on", bad)
     url = webhook.get("url") or toml.get("webhook")
     # accept `on:` (read as true, see above), document alert_on
     on = (webhook.get("alert_on") or webhook.get("on") or webhook.get("True")
@@ -365,6 +373,17 @@ def _parse(raw: dict[str, Any], toml: dict[str, Any], path: Path, bad: Bad) -> C
                         sequences=tuple(sequences), rates=tuple(rates),
                         webhook_url=str(url) if url else None,
                         webhook_on=tuple(on), every=every, file=path)
+
+
+def _one_place(here: Any, toml: Any, where: str, toml_key: str, bad: Bad) -> None:
+    """A setting given in both checks.yaml and nerve.toml's [checks] must say one thing."""
+    if here is not None and toml is not None and here != toml:
+        bad(where, f"is {here!r} here but {toml_key} = {toml!r} in nerve.toml's [checks]; "
+                   "set it in one place")
+
+
+def _listed(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
 
 
 def _check_settings(check: str, settings: Any, where: str, bad: Bad) -> bool:
