@@ -20,6 +20,8 @@ import orjson
 import pytest
 from serverkit import EVENTS, basic, order, rows, write_key
 
+from nerve.cli._common import Format
+from nerve.cli._serve import _status_rows
 from nerve.workspace import Workspace
 
 
@@ -78,7 +80,15 @@ def test_full_disk_answers_503_and_loses_or_doubles_nothing_acknowledged(
                 assert answer.headers["Retry-After"]
                 refused.append(n)
         assert refused, "the disk never filled"
+        # nerve status says why, where the server's own log is not at hand
+        admin = orjson.loads((ws.data_dir / "server.json").read_bytes())["admin_token"]
+        status = client.get("/v1/status", headers={"Authorization": f"Bearer {admin}"})
+        assert "is full" in status.json()["log"]["write_problem"], status.text
+        shown = {r["what"]: r["value"] for r in _status_rows(status.json(), Format.table)}
+        assert shown["local log"].startswith("cannot be written: the disk of ")
         filler.unlink()  # space returns
+        status = client.get("/v1/status", headers={"Authorization": f"Bearer {admin}"})
+        assert status.json()["log"]["write_problem"] is None, status.text
         # the SDK retries what was refused; everything goes through now
         for n in refused:
             answer = client.post("/v1/batch", json={"batch": _batch(n)}, headers=auth)

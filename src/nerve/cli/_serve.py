@@ -190,6 +190,9 @@ def _status_rows(body: dict[str, Any], fmt: Format) -> list[dict[str, Any]]:
          ", ".join(f"{k}: {n(v)}" for k, v in collector["requests"].items()) or "none"),
         (f"{log['kind']} log, not loaded yet", f"{n(log['backlog_bytes'])} bytes"),
     ]
+    if log.get("write_problem"):
+        rows.append((f"{log['kind']} log", f"cannot be written: {log['write_problem']}; "
+                                           "ingest answers 503 until it can"))
     if loader is not None:
         rows.append((f"loader, {since}", f"failing: {loader['last_error']}"
                      if loader["failing"] else f"ok: {n(loader['loaded'])} rows loaded"))

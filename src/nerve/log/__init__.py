@@ -11,6 +11,7 @@ With ``[log] url = "nats://..."`` the log is a NATS JetStream stream instead
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from nerve.errors import WorkspaceError
@@ -59,6 +60,7 @@ __all__ = [
     "read_segment",
     "recover_segment",
     "set_aside",
+    "write_problem",
     "writer_ids",
 ]
 
@@ -78,3 +80,20 @@ def open_log(workspace: Workspace, writer_id: str) -> LogWriter | StreamWriter:
             "with 64 KiB to spare: lower it, or raise max_payload in the server's "
             "configuration")
     return writer
+
+
+def write_problem(workspace: Workspace) -> str | None:
+    """Why the workspace's own log could not take a request now (None: it can, or the
+    log is a NATS stream): its folder is read-only, or the disk has less room than one
+    request (``[collector] max_request_bytes``). For ``nerve status``: every worker
+    answers 503 then, and a reader should see why without reading the server's log."""
+    folder = workspace.log_dir
+    while not folder.exists() and folder != folder.parent:  # not made yet: its parent
+        folder = folder.parent
+    if not os.access(folder, os.W_OK):
+        return f"{folder} is not writable"
+    disk = os.statvfs(folder)
+    free, need = disk.f_bavail * disk.f_frsize, workspace.config.collector.max_request_bytes
+    if free < need:
+        return f"the disk of {folder} is full ({free:,} bytes free, a request may need {need:,})"
+    return None

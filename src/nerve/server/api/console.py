@@ -27,7 +27,7 @@ from starlette.routing import BaseRoute, Route
 from nerve import __version__
 from nerve.erasure import ERASURES_TABLE, retention_enforced
 from nerve.errors import QueryError
-from nerve.log import StreamWriter
+from nerve.log import StreamWriter, write_problem
 from nerve.server._metrics import pipeline_health
 from nerve.server._state import NerveState
 from nerve.server.api._common import in_thread, json_response, readable
@@ -87,14 +87,16 @@ async def status(request: Request) -> Response:
         totals = getattr(loader, "totals", None)
         error = getattr(loader, "last_error", None)
         behind = state.behind_since
+        stream = isinstance(state.log, StreamWriter)
         return {
             "project": state.workspace.config.name,
             "version": __version__,
             "url": state.url,
             "collector": pipeline_health(state.workspace),
-            "log": {"kind": "jetstream" if isinstance(state.log, StreamWriter) else "local",
+            "log": {"kind": "jetstream" if stream else "local",
                     "backlog_bytes": state.backlog_bytes, "overloaded": state.overloaded,
-                    "behind_seconds": None if behind is None else time.monotonic() - behind},
+                    "behind_seconds": None if behind is None else time.monotonic() - behind,
+                    "write_problem": None if stream else write_problem(state.workspace)},
             "loader": {"loaded": totals.loaded if totals else 0,
                        "duplicates": totals.duplicates if totals else 0,
                        "quarantined": totals.quarantined if totals else 0,
@@ -163,7 +165,8 @@ def offline_status(workspace: Workspace) -> dict[str, Any]:
     return {"project": workspace.config.name, "version": __version__, "url": None,
             "collector": pipeline_health(workspace),
             "log": {"kind": kind, "backlog_bytes": unloaded, "overloaded": None,
-                    "behind_seconds": None},
+                    "behind_seconds": None,
+                    "write_problem": write_problem(workspace) if kind == "local" else None},
             "loader": None, "warehouse": figures, "catalog": None, "retention": retention}
 
 
