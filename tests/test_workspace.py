@@ -120,6 +120,34 @@ def test_source_errors_name_the_line_and_the_other_source(tmp_path: Path) -> Non
         Workspace.load(tmp_path)
 
 
+def test_every_mistake_in_nerve_toml_is_named_in_one_run_in_file_order(
+        tmp_path: Path) -> None:
+    """One edit fixes them all: the loader used to stop at the first."""
+    (tmp_path / "nerve.toml").write_text(
+        '[project]\nname = "x"\ntimezone = "Europe/Berln"\n\n'
+        '[[sources]]\nname = "web"\nwrite_key = "aaaaaaaaaa"\n\n'
+        '[[sources]]\nname = "web"\nwrite_key = "short"\n\n'
+        '[privacy]\npersonnal = "drop"\n\n[collector]\nmax_event_bytes = 0\n')
+    with pytest.raises(WorkspaceError) as info:
+        Workspace.load(tmp_path)
+    lines = str(info.value).splitlines()
+    assert [int(line.split(":")[1]) for line in lines] == [3, 10, 11, 14, 17], lines
+    assert "unknown time zone 'Europe/Berln'" in lines[0]
+    assert "'web' is already the name of [[sources]] #1" in lines[1]
+    assert "at least 8 characters" in lines[2]
+    assert "did you mean 'personal'" in lines[3]
+    assert "expected a whole number >= 1, got 0" in lines[4]
+
+
+@pytest.mark.parametrize("toml", ['collector = 5\n', 'warehouse = "x"\n', "project = 3\n",
+                                  'sources = {name = "web"}\n'])
+def test_a_section_of_the_wrong_shape_is_named_not_a_crash(tmp_path: Path, toml: str) -> None:
+    (tmp_path / "nerve.toml").write_text(toml + '[log]\nurl = "local"\n')
+    with pytest.raises(WorkspaceError, match=r"expected (a table|\[\[sources\]\] tables)"
+                                             r"|\[project\] name: required"):
+        Workspace.load(tmp_path)
+
+
 def test_missing_workspace_says_how_to_make_one(tmp_path: Path) -> None:
     with pytest.raises(WorkspaceError, match="nerve init"):
         Workspace.load(tmp_path)

@@ -298,15 +298,23 @@ class Workspace:
             raw = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise WorkspaceError(f"{path}: {exc}") from exc
-        check_settings(raw, path, text)
-        return cls(root=root, config=_parse_config(raw, path, text))
+        problems = _settings_problems(raw, path, text)
+        try:
+            config = _parse_config(raw, path, text)
+        except WorkspaceError as exc:
+            problems += [line for line in str(exc).splitlines() if line not in problems]
+        if problems:  # in the file's order; those without a line first
+            at = re.compile(rf"{re.escape(str(path))}:(\d+): ")
+            problems.sort(key=lambda p: int(m[1]) if (m := at.match(p)) else 0)
+            raise WorkspaceError("\n".join(problems))
+        return cls(root=root, config=config)
 
 
 def check_settings(raw: dict[str, Any], path: Path | str, text: str = "") -> None:
     """Refuse sections and keys nerve does not read (``SETTINGS``), ``[collector]`` sizes
     below 1 and values not of their setting's form (``FORMS``), naming the file, its line
     when ``text`` shows it, the section and key, with the closest known name or the
-    accepted form.
+    accepted form. Every mistake is named, one per line, so one edit fixes them all.
 
     >>> check_settings({"privacy": {"personnal": "drop"}}, "nerve.toml")
     Traceback (most recent call last):
@@ -315,13 +323,22 @@ def check_settings(raw: dict[str, Any], path: Path | str, text: str = "") -> Non
 'personal'? (known: allow_sensitive, audit_retention, enforce_consent, enforce_retention, \
 guard_unknown, ip, personal, uncataloged_retention, user_id)
     """
+    problems = _settings_problems(raw, path, text)
+    if problems:
+        raise WorkspaceError("\n".join(problems))
+
+
+def _settings_problems(raw: dict[str, Any], path: Path | str, text: str) -> list[str]:
+    """``check_settings``'s findings, in the file's order of sections."""
+    problems: list[str] = []
     for section, value in raw.items():
         if section not in SETTINGS:
             where = _at(path, text, section if isinstance(value, dict | list) else None,
                         None if isinstance(value, dict | list) else section)
-            raise WorkspaceError(f"{where}[{section}]: unknown section"
-                                 f"{_suggest(section, SETTINGS, '[{}]')} "
-                                 f"(known: {', '.join(sorted(SETTINGS))})")
+            problems.append(f"{where}[{section}]: unknown section"
+                            f"{_suggest(section, SETTINGS, '[{}]')} "
+                            f"(known: {', '.join(sorted(SETTINGS))})")
+            continue
         tables = value if section in ARRAY_SECTIONS and isinstance(value, list) else [value]
         for index, table in enumerate(tables):
             label = f"[[{section}]] #{index + 1}" if section in ARRAY_SECTIONS else f"[{section}]"
@@ -329,28 +346,33 @@ guard_unknown, ip, personal, uncataloged_retention, user_id)
                                                and not isinstance(value, list)):
                 shape = (f"[[{section}]] tables, one per entry" if section in ARRAY_SECTIONS
                          else "a table")
-                raise WorkspaceError(f"{_at(path, text, section, None)}{label}: "
-                                     f"expected {shape}")
+                problems.append(f"{_at(path, text, section, None)}{label}: expected {shape}")
+                continue
             for key, setting in table.items():
-                where = _at(path, text, section, key, index)
-                if key not in SETTINGS[section]:
-                    raise WorkspaceError(f"{where}{label} {key}: unknown key"
-                                         f"{_suggest(key, SETTINGS[section], '{!r}')} "
-                                         f"(known: {', '.join(sorted(SETTINGS[section]))})")
-                if section == "collector" and key in _POSITIVE and (
-                        isinstance(setting, bool) or not isinstance(setting, int)
-                        or setting < 1):
-                    raise WorkspaceError(f"{where}{label} {key}: expected a whole number "
-                                         f">= 1, got {setting!r}")
-                try:
-                    FORMS.get(section, {}).get(key, _any)(setting)
-                except ValueError as exc:
-                    raise WorkspaceError(f"{where}{label} {key}: {exc}") from None
-                if (section == "collector" and key == "rate_limit_burst"
-                        and "rate_limit_per_second" not in table):  # it limited nothing
-                    raise WorkspaceError(f"{where}{label} rate_limit_burst: needs "
-                                         "rate_limit_per_second (without it no rate is "
-                                         "limited)")
+                problem = _setting_problem(section, table, key, setting)
+                if problem:
+                    problems.append(f"{_at(path, text, section, key, index)}{label} {key}: "
+                                    f"{problem}")
+    return problems
+
+
+def _setting_problem(section: str, table: dict[str, Any], key: str, setting: Any
+                     ) -> str | None:
+    """What is wrong with one key of a known section, or None."""
+    if key not in SETTINGS[section]:
+        return (f"unknown key{_suggest(key, SETTINGS[section], '{!r}')} "
+                f"(known: {', '.join(sorted(SETTINGS[section]))})")
+    if section == "collector" and key in _POSITIVE and (
+            isinstance(setting, bool) or not isinstance(setting, int) or setting < 1):
+        return f"expected a whole number >= 1, got {setting!r}"
+    try:
+        FORMS.get(section, {}).get(key, _any)(setting)
+    except ValueError as exc:
+        return str(exc)
+    if (section == "collector" and key == "rate_limit_burst"
+            and "rate_limit_per_second" not in table):  # it limited nothing
+        return "needs rate_limit_per_second (without it no rate is limited)"
+    return None
 
 
 def _any(value: Any) -> None:
@@ -391,60 +413,72 @@ def _line(lines: list[str], section: str | None, key: str | None, index: int) ->
 
 
 def _parse_config(raw: dict[str, Any], path: Path, text: str = "") -> WorkspaceConfig:
-    def fail(field_name: str, problem: str, section: str | None = None,
-             key: str | None = None, index: int = 0) -> WorkspaceError:
-        where = _at(path, text, section, key, index) if section else f"{path}: "
-        return WorkspaceError(f"{where}{field_name}: {problem}")
+    """The settings nerve reads from ``raw``; raises WorkspaceError naming every problem,
+    one per line (a section of the wrong shape is ``check_settings``'s to name)."""
+    problems: list[str] = []
 
-    project = raw.get("project", {})
-    if not isinstance(project, dict) or not isinstance(project.get("name"), str):
-        raise fail("[project] name", "required, a string", "project",
-                   "name" if isinstance(project, dict) and "name" in project else None)
+    def fail(field_name: str, problem: str, section: str | None = None,
+             key: str | None = None, index: int = 0) -> None:
+        where = _at(path, text, section, key, index) if section else f"{path}: "
+        problems.append(f"{where}{field_name}: {problem}")
+
+    def table(section: str) -> dict[str, Any]:
+        value = raw.get(section, {})
+        return value if isinstance(value, dict) else {}
+
+    project = table("project")
+    if not isinstance(project.get("name"), str):
+        fail("[project] name", "required, a string", "project",
+             "name" if "name" in project else None)
     sources = []
     seen: dict[str, str] = {}
     names: dict[str, int] = {}
-    for i, item in enumerate(raw.get("sources", [])):
+    listed = raw.get("sources", [])
+    for i, item in enumerate(listed if isinstance(listed, list) else []):
         where = f"[[sources]] #{i + 1}"
         if not isinstance(item, dict):
-            raise fail(where, "must be a table")
+            continue  # check_settings names it
         name, key = item.get("name"), item.get("write_key")
         if not isinstance(name, str) or not name:
-            raise fail(f"{where} name", "required, a non-empty string", "sources",
-                       "name" if "name" in item else None, i)
+            fail(f"{where} name", "required, a non-empty string", "sources",
+                 "name" if "name" in item else None, i)
+        elif name in names:  # the source column, metrics and rate limits tell sources by name
+            fail(f"{where} name", f"{name!r} is already the name of [[sources]] "
+                 f"#{names[name] + 1}: give each source a name of its own",
+                 "sources", "name", i)
+        else:
+            names[name] = i
         if not isinstance(key, str) or len(key) < 8:
-            raise fail(f"{where} write_key", "required, a string of at least 8 characters",
-                       "sources", "write_key" if "write_key" in item else None, i)
-        if name in names:  # the source column, metrics and rate limits tell sources by name
-            raise fail(f"{where} name", f"{name!r} is already the name of [[sources]] "
-                       f"#{names[name] + 1}: give each source a name of its own",
-                       "sources", "name", i)
-        names[name] = i
-        if key in seen:
-            raise fail(f"{where} write_key", f"used by another source ({seen[key]})",
-                       "sources", "write_key", i)
-        seen[key] = f"{name!r}, [[sources]] #{i + 1}"
+            fail(f"{where} write_key", "required, a string of at least 8 characters",
+                 "sources", "write_key" if "write_key" in item else None, i)
+        elif key in seen:
+            fail(f"{where} write_key", f"used by another source ({seen[key]})",
+                 "sources", "write_key", i)
+        else:
+            seen[key] = f"{name!r}, [[sources]] #{i + 1}"
         historical = item.get("import", False)
         if not isinstance(historical, bool):
-            raise fail(f"{where} import", f"expected true or false, got {historical!r}",
-                       "sources", "import", i)
-        sources.append(Source(name=name, write_key=key, historical=historical))
-    warehouse = raw.get("warehouse", {})
-    url = warehouse.get("url", f"duckdb://{DATA_DIR}/warehouse.duckdb")
+            fail(f"{where} import", f"expected true or false, got {historical!r}",
+                 "sources", "import", i)
+        sources.append(Source(name=str(name), write_key=str(key), historical=historical is True))
+    url = table("warehouse").get("url", f"duckdb://{DATA_DIR}/warehouse.duckdb")
     if not isinstance(url, str):
-        raise fail("[warehouse] url", "must be a string", "warehouse", "url")
-    limits = raw.get("collector", {})  # check_settings made them whole numbers >= 1
+        fail("[warehouse] url", "must be a string", "warehouse", "url")
+    limits = table("collector")  # check_settings names sizes that are not whole numbers >= 1
     collector = CollectorLimits(**{f.name: limits[f.name] for f in fields(CollectorLimits)
                                    if f.name in limits})
     timezone = project.get("timezone", "UTC")
     try:
         zoneinfo.ZoneInfo(str(timezone))
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-        raise fail("[project] timezone", f"unknown time zone {timezone!r} (an IANA name "
-                   "such as Europe/Berlin or America/New_York)", "project", "timezone") from exc
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        fail("[project] timezone", f"unknown time zone {timezone!r} (an IANA name "
+             "such as Europe/Berlin or America/New_York)", "project", "timezone")
+    if problems:
+        raise WorkspaceError("\n".join(problems))
     return WorkspaceConfig(
         name=project["name"],
         sources=tuple(sources),
-        warehouse_url=url,
+        warehouse_url=str(url),
         timezone=str(timezone),
         collector=collector,
         raw=raw,
