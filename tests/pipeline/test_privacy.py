@@ -320,6 +320,14 @@ def test_the_ipv4_fast_path_agrees_with_ipaddress(address: Any) -> None:
     assert truncate_ip(str(address)) == expected
 
 
+@given(st.ip_addresses(v=4))
+def test_an_ipv4_mapped_address_keeps_its_ipv4_network(address: Any) -> None:
+    # a dual-stack listener (`nerve serve --host ::`) sees every IPv4 client as
+    # ::ffff:a.b.c.d; their /48 would be "::" for all of them
+    assert truncate_ip(f"::ffff:{address}") == truncate_ip(str(address))
+    assert truncate_ip(f"::FFFF:{address}") == truncate_ip(str(address))
+
+
 @pytest.mark.parametrize("text", ["1.2.3", "1.2.3.4.5", "01.2.3.4", "1.2.3.256", "1.2.3.x",
                                   "\u0661.2.3.4", " 1.2.3.4", ""])
 def test_not_quite_ipv4_text_is_not_truncated_by_the_fast_path(text: str) -> None:

@@ -193,7 +193,8 @@ def _keyed(secret: bytes) -> hmac.HMAC:
 
 @functools.lru_cache(maxsize=65536)
 def truncate_ip(value: str) -> str | None:
-    """The /24 network of an IPv4 address, the /48 of an IPv6 one; None if not an address.
+    """The /24 network of an IPv4 address (also written IPv4-mapped, ``::ffff:a.b.c.d``),
+    the /48 of an IPv6 one; None if not an address.
 
     Cached, and dotted-quad IPv4 takes a string fast path: ``ipaddress`` was a fifth of
     the collector's CPU when every event carried an IP.
@@ -210,6 +211,10 @@ def truncate_ip(value: str) -> str | None:
         address = ipaddress.ip_address(value.strip())
     except ValueError:
         return None
+    if address.version == 6 and address.ipv4_mapped is not None:
+        # a dual-stack socket (`nerve serve --host ::`) reports IPv4 clients as
+        # ::ffff:a.b.c.d, whose /48 is "::" for all of them: keep the IPv4's /24
+        address = address.ipv4_mapped
     prefix = 24 if address.version == 4 else 48
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
 
