@@ -90,6 +90,28 @@ def test_missing_timestamp_is_received_at_and_missing_sent_at_keeps_client_time(
     assert env["sent_at"] is None
 
 
+def test_rudderstack_original_timestamp_stands_in_for_a_missing_timestamp(
+        collector: Collector) -> None:
+    """RudderStack's SDKs send the device's time as originalTimestamp, and no timestamp."""
+    message = track(originalTimestamp="2026-11-28T09:00:00Z", sentAt="2026-11-28T09:00:02Z")
+    del message["timestamp"]
+    received = T0_US + 10_000_000
+    env = one(collector, message, received_at=received)
+    assert env["original_timestamp"] == parse_timestamp("2026-11-28T09:00:00Z")
+    assert env["timestamp"] == received - 2_000_000  # corrected like a timestamp
+    assert env["violations"] is None
+    # a message's own timestamp wins
+    env = one(collector, track(originalTimestamp="2020-01-01T00:00:00Z"), received_at=received)
+    assert env["original_timestamp"] == T0_US
+    # an unreadable one quarantines under its own name, at the receive time
+    message["originalTimestamp"] = "last tuesday"
+    env = one(collector, message, received_at=received)
+    assert env["timestamp"] == received
+    [violation] = orjson.loads(env["violations"] or "")
+    assert (violation["rule"], violation["path"]) == ("invalid_timestamp",
+                                                      "$.originalTimestamp")
+
+
 def test_timestamp_forms() -> None:
     assert parse_timestamp("2026-11-28T10:00:00+02:00") == parse_timestamp(
         "2026-11-28T08:00:00Z")
