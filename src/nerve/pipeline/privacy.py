@@ -336,7 +336,8 @@ def protect_context(
     """``context`` with its IP treated and its ``traits`` protected like identify's traits."""
     result = dict(context)
     ip = result.get("ip")
-    if isinstance(ip, str) and ip:
+    # not only text: an address sent as a number or a list is personal data all the same
+    if ip is not None and ip != "":
         kept = protect_ip(ip, policy)
         if kept is None:
             del result["ip"]
@@ -348,8 +349,9 @@ def protect_context(
     return result
 
 
-def protect_ip(ip: str, policy: PrivacyPolicy) -> str | None:
-    """``context.ip`` as the policy keeps it (None: drop it).
+def protect_ip(ip: Any, policy: PrivacyPolicy) -> Any:
+    """``context.ip`` as the policy keeps it (None: drop it). A value that is not an
+    address's text (a number, a list) is hashed where the policy truncates.
 
     >>> protect_ip("203.0.113.77", PrivacyPolicy(secret=b"k"))
     '203.0.113.0'
@@ -359,7 +361,7 @@ def protect_ip(ip: str, policy: PrivacyPolicy) -> str | None:
         return ip
     if treatment == "drop":
         return None
-    if treatment == "truncate":
+    if treatment == "truncate" and isinstance(ip, str):
         return truncate_ip(ip) or pseudonymise(ip, policy.secret)
     return pseudonymise(ip, policy.secret)
 
