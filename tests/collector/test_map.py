@@ -112,6 +112,24 @@ def test_rudderstack_original_timestamp_stands_in_for_a_missing_timestamp(
                                                       "$.originalTimestamp")
 
 
+def test_a_batch_level_context_applies_to_every_message(collector: Collector) -> None:
+    """Segment's batch may carry one context for all its messages; a message's keys win."""
+    shared = {"locale": "nl-NL", "app": {"name": "Lingo"}}
+    env = one(collector, track(context={"locale": "de-DE"}), context=shared)
+    assert orjson.loads(env["context"] or "") == {"locale": "de-DE", "app": {"name": "Lingo"}}
+    env = one(collector, track(), context=shared)
+    assert orjson.loads(env["context"] or "") == shared
+    # its consent is enforced like a message's own: granting nothing stores nothing
+    body = {"batch": [track(), track(messageId="m2")],
+            "context": {"consent": {"categoryPreferences": {"Analytics": False}}}}
+    result = collector.collect(orjson.dumps(body), endpoint="batch", authorization=_basic(),
+                               received_at=T0_US)
+    assert result.envelopes == []
+    with pytest.raises(RequestError, match="context: must be an object"):
+        collector.collect(orjson.dumps({"batch": [track()], "context": "nl"}), endpoint="batch",
+                          authorization=_basic(), received_at=T0_US)
+
+
 def test_timestamp_forms() -> None:
     assert parse_timestamp("2026-11-28T10:00:00+02:00") == parse_timestamp(
         "2026-11-28T08:00:00Z")
