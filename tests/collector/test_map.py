@@ -90,6 +90,46 @@ def test_missing_timestamp_is_received_at_and_missing_sent_at_keeps_client_time(
     assert env["sent_at"] is None
 
 
+def test_rudderstack_original_timestamp_stands_in_for_a_missing_timestamp(
+        collector: Collector) -> None:
+    """RudderStack's SDKs send the device's time as originalTimestamp, and no timestamp."""
+    message = track(originalTimestamp="2026-11-28T09:00:00Z", sentAt="2026-11-28T09:00:02Z")
+    del message["timestamp"]
+    received = T0_US + 10_000_000
+    env = one(collector, message, received_at=received)
+    assert env["original_timestamp"] == parse_timestamp("2026-11-28T09:00:00Z")
+    assert env["timestamp"] == received - 2_000_000  # corrected like a timestamp
+    assert env["violations"] is None
+    # a message's own timestamp wins
+    env = one(collector, track(originalTimestamp="2020-01-01T00:00:00Z"), received_at=received)
+    assert env["original_timestamp"] == T0_US
+    # an unreadable one quarantines under its own name, at the receive time
+    message["originalTimestamp"] = "last tuesday"
+    env = one(collector, message, received_at=received)
+    assert env["timestamp"] == received
+    [violation] = orjson.loads(env["violations"] or "")
+    assert (violation["rule"], violation["path"]) == ("invalid_timestamp",
+                                                      "$.originalTimestamp")
+
+
+def test_a_batch_level_context_applies_to_every_message(collector: Collector) -> None:
+    """Segment's batch may carry one context for all its messages; a message's keys win."""
+    shared = {"locale": "nl-NL", "app": {"name": "Lingo"}}
+    env = one(collector, track(context={"locale": "de-DE"}), context=shared)
+    assert orjson.loads(env["context"] or "") == {"locale": "de-DE", "app": {"name": "Lingo"}}
+    env = one(collector, track(), context=shared)
+    assert orjson.loads(env["context"] or "") == shared
+    # its consent is enforced like a message's own: granting nothing stores nothing
+    body = {"batch": [track(), track(messageId="m2")],
+            "context": {"consent": {"categoryPreferences": {"Analytics": False}}}}
+    result = collector.collect(orjson.dumps(body), endpoint="batch", authorization=_basic(),
+                               received_at=T0_US)
+    assert result.envelopes == []
+    with pytest.raises(RequestError, match="context: must be an object"):
+        collector.collect(orjson.dumps({"batch": [track()], "context": "nl"}), endpoint="batch",
+                          authorization=_basic(), received_at=T0_US)
+
+
 def test_timestamp_forms() -> None:
     assert parse_timestamp("2026-11-28T10:00:00+02:00") == parse_timestamp(
         "2026-11-28T08:00:00Z")

@@ -57,6 +57,15 @@ def test_an_http_tool_in_the_header_is_not_a_browser(agent: str) -> None:
     assert "browser" not in ctx
 
 
+@pytest.mark.parametrize("agent", ["okhttp/4.12.0", "Dart/3.2 (dart:io)", "curl/8.5.0",
+                                   "python-requests/2.31.0"])
+def test_an_agent_that_names_no_os_is_not_taken_for_a_desktop(agent: str) -> None:
+    # an app's own HTTP library in context.userAgent: nothing says what device it runs on
+    assert parse_user_agent(agent)["device"]["type"] is None
+    ctx = enrich_context({"userAgent": agent})
+    assert not {"os", "device", "browser"} & ctx.keys(), ctx
+
+
 def test_an_apps_own_agent_gives_its_os_and_device_but_no_browser() -> None:
     """analytics-android puts Dalvik's agent in context.userAgent: the events were stored
     with browser "Android", beside Chrome in a breakdown by browser."""

@@ -56,8 +56,9 @@ def reference_enrich(context: dict[str, Any], client_ip: str | None,
         return result
     if not result.get("os") and parsed["os"]:
         result["os"] = parsed["os"]
-    if not result.get("device"):
-        result["device"] = {k: v for k, v in parsed["device"].items() if v is not None}
+    device = {k: v for k, v in parsed["device"].items() if v is not None}
+    if not result.get("device") and device:  # an agent naming no OS gives no device
+        result["device"] = device
     if not result.get("browser") and is_browser and browser and browser["name"] != "Other":
         result["browser"] = browser  # an app's own agent names no browser
     return result

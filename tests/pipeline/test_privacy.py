@@ -213,6 +213,20 @@ def test_context_ip_and_traits() -> None:
     assert "ip" not in protect_context(ctx, identify, PrivacyPolicy(secret=SECRET, ip="drop"))
 
 
+@pytest.mark.parametrize("ip", [3405803853, ["203.0.113.77"], {"v4": "203.0.113.77"}])
+@pytest.mark.parametrize("treatment", ["truncate", "hash", "drop"])
+def test_a_context_ip_that_is_not_text_is_not_kept_raw(ip: Any, treatment: str) -> None:
+    # 3405803853 is 203.0.113.77 as a number
+    policy = PrivacyPolicy(secret=SECRET, ip=treatment)
+    out = protect_context({"ip": ip}, None, policy)
+    if treatment == "drop":
+        assert "ip" not in out
+    else:
+        assert out["ip"] == pseudonymise(ip, SECRET)
+    guard = Guard(policy, None)
+    assert guard.context({"ip": ip}, "198.51.100.7", None) == out
+
+
 def test_consent() -> None:
     assert consent_allows({}, "analytics")
     ctx = {"consent": {"categoryPreferences": {"Analytics": True, "Advertising": False}}}
@@ -318,6 +332,14 @@ def test_the_ipv4_fast_path_agrees_with_ipaddress(address: Any) -> None:
 
     expected = str(ipaddress.ip_network(f"{address}/24", strict=False).network_address)
     assert truncate_ip(str(address)) == expected
+
+
+@given(st.ip_addresses(v=4))
+def test_an_ipv4_mapped_address_keeps_its_ipv4_network(address: Any) -> None:
+    # a dual-stack listener (`nerve serve --host ::`) sees every IPv4 client as
+    # ::ffff:a.b.c.d; their /48 would be "::" for all of them
+    assert truncate_ip(f"::ffff:{address}") == truncate_ip(str(address))
+    assert truncate_ip(f"::FFFF:{address}") == truncate_ip(str(address))
 
 
 @pytest.mark.parametrize("text", ["1.2.3", "1.2.3.4.5", "01.2.3.4", "1.2.3.256", "1.2.3.x",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
 import uuid
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -14,9 +16,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nerve import __version__
+from nerve.catalog import Catalog
+from nerve.collector import Collector, RequestError
+from nerve.collector._map import MAX_STORED_DEPTH
 from nerve.sdk import InvalidMessageError
 from nerve.sdk._message import (
     MAX_BATCH_BYTES,
+    MAX_DEPTH,
     MAX_MESSAGE_BYTES,
     batch_body,
     build_message,
@@ -25,6 +31,7 @@ from nerve.sdk._message import (
     split_batch,
 )
 from nerve.sdk._retry import MAX_RETRY_AFTER, RetryPolicy, is_retryable_status, parse_retry_after
+from nerve.workspace import Workspace
 
 # ----------------------------------------------------------------------------- messages
 
@@ -133,6 +140,38 @@ def test_unserializable_and_oversize_messages_are_refused() -> None:
     big = build_message("track", event="e", user_id="u", properties={"x": "a" * MAX_MESSAGE_BYTES})
     with pytest.raises(InvalidMessageError, match="over the 32768-byte limit"):
         encode_message(big)
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    """``properties`` whose JSON nests ``depth`` levels (the properties object included)."""
+    value: dict[str, Any] = {}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize("depth", [*range(236, 246), 250])
+def test_what_the_sdk_accepts_the_collector_stores(
+        make_workspace: Callable[..., Workspace], depth: int) -> None:
+    """A message the collector refuses as too_deep would take its whole batch with it."""
+    workspace = make_workspace()
+    collector = Collector(workspace, Catalog.load(workspace.events_dir))
+    key = workspace.config.sources[0].write_key
+    auth = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+    message = build_message("track", event="e", user_id="u", properties=_nested(depth))
+    body = orjson.dumps({"batch": [message]})
+    try:
+        collected = collector.collect(body, endpoint="batch", authorization=auth)
+    except RequestError:
+        with pytest.raises(InvalidMessageError, match=f"properties nests {depth} levels"):
+            encode_message(message)
+    else:
+        assert len(collected.envelopes) == 1
+        assert orjson.loads(encode_message(message)) == message
+
+
+def test_the_sdk_depth_limit_is_the_collectors() -> None:
+    assert MAX_DEPTH == MAX_STORED_DEPTH
 
 
 def test_python_values_become_json() -> None:

@@ -104,6 +104,27 @@ def write_key_from_header(authorization: str | None) -> str | None:
     return key or None
 
 
+def _with_batch_context(messages: list[Any], shared: Any) -> list[Any]:
+    """The messages with a batch's own ``context`` under theirs (a message's keys win).
+
+    Segment's HTTP API applies a batch-level context to every message of the batch; left
+    out, its consent (or locale, or device) was silently lost.
+    """
+    if not isinstance(shared, dict):
+        raise RequestError(f"context: must be an object, got {_kind(shared)}",
+                           code="invalid_field", details={"field": "context"})
+    merged: list[Any] = []
+    for message in messages:
+        own = message.get("context") if isinstance(message, dict) else False
+        if own is None:
+            merged.append({**message, "context": dict(shared)})
+        elif isinstance(own, dict):
+            merged.append({**message, "context": {**shared, **own}})
+        else:  # not a message, or a context that is no object: the mapping refuses it
+            merged.append(message)
+    return merged
+
+
 def parse_body(body: bytes, endpoint: str, limits: CollectorLimits) -> ParsedBody:
     """Parse a decompressed body sent to ``/v1/<endpoint>`` into its messages.
 
@@ -132,6 +153,9 @@ def parse_body(body: bytes, endpoint: str, limits: CollectorLimits) -> ParsedBod
                                f"{limits.max_batch_events}", code="too_many_events",
                                details={"field": "batch", "limit": limits.max_batch_events,
                                         "count": len(messages)})
+        shared = data.get("context")
+        if shared is not None:  # rare: Segment's batch-level context, for every message
+            messages = _with_batch_context(messages, shared)
         return ParsedBody(messages, write_key, data.get("sentAt"),
                           data.get("historical_import") is True)
     # a single call: the body is the message itself; its type comes from the path

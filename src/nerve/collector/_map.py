@@ -251,6 +251,12 @@ def map_messages(
             except (KeyError, TypeError):
                 problems = []
                 original = _timestamp(raw, "timestamp", times, problems)
+            if raw is None and "originalTimestamp" in message:
+                # RudderStack's SDKs send the device's time as originalTimestamp, and no
+                # timestamp: without this their queued events took the receive time
+                problems = problems or []
+                original = _timestamp(get("originalTimestamp"), "originalTimestamp", times,
+                                      problems)
             raw = get("sentAt", batch_sent_at)
             try:
                 sent_at = times[raw]
@@ -266,8 +272,9 @@ def map_messages(
                 timestamp = received_at - (sent_at - original)
                 if not EARLIEST <= timestamp < LATEST:
                     sent = get("sentAt", batch_sent_at)
-                    problems = [*problems, _bad_time("timestamp", (
-                        f"{get('timestamp')!r} sent at {sent!r}: corrected for the client's "
+                    field = "timestamp" if get("timestamp") is not None else "originalTimestamp"
+                    problems = [*problems, _bad_time(field, (
+                        f"{get(field)!r} sent at {sent!r}: corrected for the client's "
                         "clock, before 1970 or after 2099"))]
                     timestamp = received_at
 

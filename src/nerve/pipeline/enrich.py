@@ -44,8 +44,12 @@ def parse_user_agent(user_agent: str) -> dict[str, Any]:
         device_type = "tablet"
     elif os_name in _MOBILE_OS:
         device_type = "mobile"
-    else:
+    elif os_name and os_name != "Other":
         device_type = "desktop"
+    else:
+        # an agent that names no OS (okhttp, Dart, curl: an app's HTTP library) says
+        # nothing about the device; "desktop" would count a phone app's events as desktop
+        device_type = None
     reduced = _REDUCED_ANDROID in user_agent
     return {
         "browser": {"name": browser.family, "version": _version(browser)} if browser else None,
@@ -119,8 +123,9 @@ def context_additions(agent: str, from_header: bool, has_os: bool, has_device: b
         return tuple(out)  # an SDK or HTTP library talking, not a person's device
     if not has_os and parsed["os"]:
         out.append(("os", parsed["os"]))
-    if not has_device:
-        out.append(("device", {k: v for k, v in parsed["device"].items() if v is not None}))
+    device = {k: v for k, v in parsed["device"].items() if v is not None}
+    if not has_device and device:
+        out.append(("device", device))
     # a message's own agent may be an app's (analytics-android sends Dalvik's): its OS and
     # device are the device's, but only a browser's agent names a browser
     if not has_browser and browser and parsed["browser"] \

@@ -92,6 +92,12 @@ class Guard:
                 del result["ip"]
             else:
                 result["ip"] = kept
+        elif ip is not None and ip != "":  # a number or a list: never kept by mistake
+            kept = protect_ip(ip, self.policy)
+            if kept is None:
+                del result["ip"]
+            else:
+                result["ip"] = kept
         traits = get("traits")
         if isinstance(traits, dict):  # never validated against identify: judged as sent
             result["traits"] = self.payload(traits, self.identify, valid=False)[0]

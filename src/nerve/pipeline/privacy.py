@@ -193,7 +193,8 @@ def _keyed(secret: bytes) -> hmac.HMAC:
 
 @functools.lru_cache(maxsize=65536)
 def truncate_ip(value: str) -> str | None:
-    """The /24 network of an IPv4 address, the /48 of an IPv6 one; None if not an address.
+    """The /24 network of an IPv4 address (also written IPv4-mapped, ``::ffff:a.b.c.d``),
+    the /48 of an IPv6 one; None if not an address.
 
     Cached, and dotted-quad IPv4 takes a string fast path: ``ipaddress`` was a fifth of
     the collector's CPU when every event carried an IP.
@@ -210,6 +211,10 @@ def truncate_ip(value: str) -> str | None:
         address = ipaddress.ip_address(value.strip())
     except ValueError:
         return None
+    if address.version == 6 and address.ipv4_mapped is not None:
+        # a dual-stack socket (`nerve serve --host ::`) reports IPv4 clients as
+        # ::ffff:a.b.c.d, whose /48 is "::" for all of them: keep the IPv4's /24
+        address = address.ipv4_mapped
     prefix = 24 if address.version == 4 else 48
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
 
@@ -331,7 +336,8 @@ def protect_context(
     """``context`` with its IP treated and its ``traits`` protected like identify's traits."""
     result = dict(context)
     ip = result.get("ip")
-    if isinstance(ip, str) and ip:
+    # not only text: an address sent as a number or a list is personal data all the same
+    if ip is not None and ip != "":
         kept = protect_ip(ip, policy)
         if kept is None:
             del result["ip"]
@@ -343,8 +349,9 @@ def protect_context(
     return result
 
 
-def protect_ip(ip: str, policy: PrivacyPolicy) -> str | None:
-    """``context.ip`` as the policy keeps it (None: drop it).
+def protect_ip(ip: Any, policy: PrivacyPolicy) -> Any:
+    """``context.ip`` as the policy keeps it (None: drop it). A value that is not an
+    address's text (a number, a list) is hashed where the policy truncates.
 
     >>> protect_ip("203.0.113.77", PrivacyPolicy(secret=b"k"))
     '203.0.113.0'
@@ -354,7 +361,7 @@ def protect_ip(ip: str, policy: PrivacyPolicy) -> str | None:
         return ip
     if treatment == "drop":
         return None
-    if treatment == "truncate":
+    if treatment == "truncate" and isinstance(ip, str):
         return truncate_ip(ip) or pseudonymise(ip, policy.secret)
     return pseudonymise(ip, policy.secret)
 

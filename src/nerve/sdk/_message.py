@@ -35,6 +35,9 @@ LIBRARY = {"name": "nerve-python", "version": __version__}
 #: Segment's limits, which nerve's collector shares: one event, one request body
 MAX_MESSAGE_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1024
+#: the deepest nerve's collector stores a message's properties, traits or context (its
+#: MAX_STORED_DEPTH): a deeper one refuses the whole batch with 400 too_deep
+MAX_DEPTH = 240
 # room for `{"batch":[`, `],"sentAt":"...","historical_import":true}` around the events
 _BODY_OVERHEAD = 128
 
@@ -196,7 +199,30 @@ def encode_message(message: Mapping[str, Any]) -> bytes:
             f"{message.get('type', 'message')}: {len(data)} bytes of JSON, over the "
             f"{MAX_MESSAGE_BYTES}-byte limit per event"
         )
+    # the usual message has fewer brackets than that in all: only the rare one is walked
+    if data.count(b"{") + data.count(b"[") > MAX_DEPTH:
+        for key in ("properties", "traits", "context"):
+            depth = _nesting(message.get(key))
+            if depth > MAX_DEPTH:
+                raise InvalidMessageError(
+                    f"{message.get('type', 'message')}: {key} nests {depth} levels deep, "
+                    f"over the collector's limit of {MAX_DEPTH} (it would refuse the "
+                    "whole batch)"
+                )
     return data
+
+
+def _nesting(value: Any) -> int:
+    """How many levels of JSON objects and arrays ``value`` nests (a scalar: 0).
+
+    >>> _nesting({"a": [1, {"b": 2}]}), _nesting("x")
+    (3, 0)
+    """
+    if isinstance(value, Mapping):
+        return 1 + max((_nesting(v) for v in value.values()), default=0)
+    if isinstance(value, list | tuple | set | frozenset):
+        return 1 + max((_nesting(v) for v in value), default=0)
+    return 0
 
 
 def split_batch(

@@ -45,6 +45,9 @@ _MESSAGE: dict[str, Any] = {
         "anonymousId": {"type": ["string", "number", "null"]},
         "messageId": {"type": "string"},
         "timestamp": {"type": "string", "format": "date-time"},
+        "originalTimestamp": {"type": "string", "format": "date-time",
+                              "description": "RudderStack's name for timestamp, read when "
+                                             "timestamp is absent"},
         "sentAt": {"type": "string", "format": "date-time"},
         "properties": {"type": "object"},
         "traits": {"type": "object"},
@@ -106,7 +109,9 @@ def openapi_document() -> dict[str, Any]:
     batch = {"type": "object", "required": ["batch"],
              "properties": {"batch": {"type": "array", "items": _MESSAGE},
                             "sentAt": {"type": "string", "format": "date-time"},
-                            "writeKey": {"type": "string"}}}
+                            "writeKey": {"type": "string"},
+                            "context": {"type": "object", "description": "applies to each "
+                                        "message, under its own context"}}}
     paths: dict[str, Any] = {}
     for path in sorted(BATCH_PATHS):
         paths[f"/v1/{path}"] = _operation("A batch of messages (Segment /v1/batch)", batch)
