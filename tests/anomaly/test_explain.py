@@ -3,6 +3,7 @@ split of a ratio, periods, related events."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,34 @@ def test_a_related_event_s_change_is_its_observed_over_expected(
     assert failed["change"] == pytest.approx(3.0)  # quadrupled: +300%, not 41 / 11 - 1
     # said once, with the direction's word and no sign ("down -35%" read as a rise)
     assert "payment_failed up 300%" in result["summary"]
+
+
+def test_counts_are_integers_in_json(shop: tuple[Any, SemanticLayer]) -> None:
+    """A script reading the JSON gets counts as integers (50, not 50.0); rates, shares,
+    effects and z stay numbers with decimals."""
+    events, layer = shop
+    result = json.loads(json.dumps(explain(
+        events, "add_to_cart", layer=layer, period="yesterday", now=NOW,
+        dimensions=["platform"], catalog_events=["add_to_cart", "product_view",
+                                                 "payment_failed"])))
+    counts = [result[k] for k in ("observed", "baseline", "change")]
+    counts += [result["volume"][k] for k in ("exposure", "expected_exposure")]
+    for d in result["drivers"] + result["offsets"]:
+        counts += [d[k] for k in ("observed", "expected", "contribution", "exposure",
+                                  "expected_exposure")]
+    for r in result["related"]:
+        counts += [r["observed"], r["expected"]]
+    assert len(counts) > 10
+    assert all(type(c) is int for c in counts), counts
+    assert type(result["drivers"][0]["rate_observed"]) is float
+    ratio = json.loads(json.dumps(explain(events, "cart_per_view", layer=layer,
+                                          period="yesterday", now=NOW,
+                                          dimensions=["platform"])))
+    assert type(ratio["observed"]) is float  # a rate: 0.25
+    android = next(d for d in ratio["drivers"] if d["value"] == "android")
+    # the denominator of a ratio of counts is a count of views
+    assert (android["exposure"], android["expected_exposure"]) == (50, 100)
+    assert type(android["exposure"]) is int
 
 
 def test_a_ratio_splits_into_mix_and_rate(shop: tuple[Any, SemanticLayer]) -> None:

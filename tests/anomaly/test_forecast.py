@@ -39,6 +39,14 @@ def test_backtest_scores_the_held_out_days() -> None:
     assert check["coverage"] >= 0.7  # a 90% interval, 14 days
     assert len(check["points"]) == 14
     assert all("actual" in p for p in check["points"])
+    assert all(type(p["actual"]) is float for p in check["points"])
+
+
+def test_a_count_s_actual_days_are_integers() -> None:
+    counts = weekly(84).round()
+    points = backtest(counts, 14)["points"]
+    assert [p["actual"] for p in points] == [int(v) for v in counts.iloc[-14:]]
+    assert all(type(p["actual"]) is int for p in points)
 
 
 def test_counts_never_go_negative_and_short_history_is_refused() -> None:

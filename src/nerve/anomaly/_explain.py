@@ -26,7 +26,12 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
-from nerve.anomaly._explain_context import funnel_steps, quality_caveats, related_events
+from nerve.anomaly._explain_context import (
+    as_count,
+    funnel_steps,
+    quality_caveats,
+    related_events,
+)
 from nerve.anomaly._explain_decompose import (
     DISPERSION,
     SIGNIFICANT_Z,
@@ -158,6 +163,9 @@ class _Target:
     conversion: bool = False
     #: how values print: percent (rates) or number
     style: str = "number"
+    #: the amount is a count (events or users), the exposure too: JSON carries integers
+    counted: bool = False
+    exposure_counted: bool = False
     #: a filter over the semantic layer's dimensions and segments (``platform =
     #: 'android'``): the target, its baseline and every breakdown are computed inside it
     where: str | None = None
@@ -168,7 +176,8 @@ def _target(layer: SemanticLayer, target: str, events: Sequence[str]) -> _Target
         metric = count_metric(target)
         extra, units, actors = _extras(metric.name, metric.measure)
         return _Target(with_metrics(layer, [metric, EXPOSURE, *extra]), metric.name,
-                       f"{target} events", "additive", events=(target,), actors=actors)
+                       f"{target} events", "additive", events=(target,), actors=actors,
+                       counted=True, exposure_counted=True)
     metric = layer.get(target)
     used = tuple(layer.events_of(metric.name))
     if metric.type == "simple" and metric.measure and metric.measure.agg in (
@@ -176,7 +185,8 @@ def _target(layer: SemanticLayer, target: str, events: Sequence[str]) -> _Target
         extra, units, actors = _extras(metric.name, metric.measure)
         return _Target(with_metrics(layer, [EXPOSURE, *extra]), metric.name, metric.title,
                        "additive", events=used, up_is_good=metric.up_is_good,
-                       units=units, actors=actors)
+                       units=units, actors=actors, counted=_counts(metric.measure),
+                       exposure_counted=True)
     sides: list[Metric] = []
     num = den = units = actors = ""
     if metric.type == "ratio":
@@ -205,7 +215,13 @@ def _target(layer: SemanticLayer, target: str, events: Sequence[str]) -> _Target
                    denominator=den, events=used, up_is_good=metric.up_is_good,
                    steps=steps, window=window, units=units, actors=actors,
                    conversion=metric.conversion is not None,
-                   style="percent" if metric.format == "percent" else "number")
+                   style="percent" if metric.format == "percent" else "number",
+                   exposure_counted=bool(den) and _counts(
+                       extended.get(den).measure if den else None))
+
+
+def _counts(measure: Measure | None) -> bool:
+    return measure is not None and measure.agg in ("count", "count_distinct")
 
 
 #: the exposure of a count or a sum: distinct active users (any event), summed per hour
@@ -359,7 +375,7 @@ def explain(table: ir.Table, target: str, *, layer: SemanticLayer, period: str =
     dims = [] if t.kind == "other" else list(
         dimensions or _default_dims(layer, t, catalog_events))
     scored: list[pd.DataFrame] = []
-    volume: dict[str, float] | None = None
+    volume: dict[str, Any] | None = None
     change_z: float | None = None
     for dim in dims:
         try:
@@ -381,12 +397,13 @@ def explain(table: ir.Table, target: str, *, layer: SemanticLayer, period: str =
         parts = decompose(cells, additive=t.kind == "additive", unit=unit,
                           baselines=len(bases))
         if volume is None and t.kind == "additive":
-            volume = {"effect": float(parts["volume"].sum()),
-                      "exposure": float(cells["d1"].sum()),
-                      "expected_exposure": float(cells["d0"].sum())}
+            volume = {"effect": _round(parts["volume"].sum()),
+                      "exposure": as_count(cells["d1"].sum()),
+                      "expected_exposure": as_count(cells["d0"].sum())}
         parts = score_drivers(parts, change)
         parts["dimension"], parts["values"] = dim, len(cells)
         scored.append(parts)
+    amount = as_count if t.counted else _round
     threshold = significant_z(sum(len(p) for p in scored))
     drivers = _drivers(scored, t, change, threshold)[:top]
     offsets = [d for d in _drivers(scored, t, change, threshold, "counter_")
@@ -409,13 +426,13 @@ def explain(table: ir.Table, target: str, *, layer: SemanticLayer, period: str =
         "target": target, "kind": t.kind, "label": t.label, "where": t.where,
         "period": span.as_dict(), "vs": vs,
         "baseline_periods": [b.as_dict() for b in bases],
-        "baseline": _round(baseline), "observed": _round(observed),
-        "change": _round(change),
+        "baseline": amount(baseline), "observed": amount(observed),
+        "change": amount(change),
         "change_pct": _round(change / baseline) if baseline else None,
         "change_z": _round(change_z),
         "change_significant": None if change_z is None
         else bool(abs(change_z) >= SIGNIFICANT_Z),
-        "volume": None if volume is None else {k: _round(v) for k, v in volume.items()},
+        "volume": volume,
         "significant_z": _round(threshold),
         "drivers": drivers, "offsets": offsets, "related": related,
         "funnel": funnel_steps(table, steps, span, bases[0], t.window)
@@ -458,12 +475,14 @@ def _drivers(scored: list[pd.DataFrame], t: _Target, change: float, threshold: f
     every = every[(score > 0) | along] if not prefix else every[score > 0]
     every = every.assign(_abs=every["contribution"].abs()).sort_values(
         [f"{prefix}score", "_abs"], ascending=[False, False])
+    amount = as_count if t.counted else _round
+    exposure = as_count if t.exposure_counted else _round
     out = []
     for value, row in every.iterrows():
         item: dict[str, Any] = {
             "dimension": row["dimension"], "value": str(value),
-            "contribution": _round(row["contribution"]), "share": _round(row["share"]),
-            "observed": _round(row["observed"]), "expected": _round(row["expected"]),
+            "contribution": amount(row["contribution"]), "share": _round(row["share"]),
+            "observed": amount(row["observed"]), "expected": amount(row["expected"]),
             "effect": row[f"{prefix}effect"], "rate": _round(row["rate"]),
             "mix": _round(row["mix"]), "arrivals": _round(row["arrivals"]),
             "effect_change": _round(_effect_change(row, t, row[f"{prefix}effect"])),
@@ -474,8 +493,8 @@ def _drivers(scored: list[pd.DataFrame], t: _Target, change: float, threshold: f
             "purity": _round(row[f"{prefix}purity"]),
             "exposure_share": _round(row["weight"]), "values": int(row["values"]),
             "new": bool(row["expected_exposure"] == 0),
-            "exposure": _round(row["exposure"]),
-            "expected_exposure": _round(row["expected_exposure"]),
+            "exposure": exposure(row["exposure"]),
+            "expected_exposure": exposure(row["expected_exposure"]),
         }
         if t.kind == "additive":
             item["volume"] = _round(row["volume"])

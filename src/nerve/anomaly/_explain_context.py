@@ -17,7 +17,8 @@ from nerve.anomaly._series import event_counts
 from nerve.quality import CHECKS
 from nerve.semantic import SemanticLayer
 
-__all__ = ["ARRIVAL_CHECKS", "CAVEAT_CHECKS", "CHANGE_CHECKS", "CHECK_IMPACT", "funnel_steps",
+__all__ = ["ARRIVAL_CHECKS", "CAVEAT_CHECKS", "CHANGE_CHECKS", "CHECK_IMPACT", "as_count",
+           "funnel_steps",
            "quality_caveats", "related_events"]
 
 
@@ -130,7 +131,8 @@ def related_events(table: ir.Table, layer: SemanticLayer, span: _Span,
         change = (obs + 1) / (exp + 1) - 1
         if abs(z) >= SIGNIFICANT_Z and abs(change) >= 0.3 and max(obs, exp) >= 3:
             out.append({"event": str(event), "dimension": str(dimension) or None,
-                        "value": str(value) or None, "observed": obs, "expected": exp,
+                        "value": str(value) or None, "observed": as_count(obs),
+                        "expected": as_count(exp),
                         "change": _round(obs / exp - 1 if exp else change), "z": _round(z),
                         "direction": "up" if change > 0 else "down",
                         "in_target": str(event) in target_events})
@@ -182,6 +184,13 @@ def quality_caveats(events: Sequence[str], span: _Span, last_event: datetime | N
                                                "may bias these numbers"),
                     "source": source})
     return out
+
+
+def as_count(value: Any) -> int | float | None:
+    """A count as JSON carries it: an integer, unless it is not a whole number (the median
+    of an even number of baseline periods can fall between two counts: 4.5)."""
+    out = _round(value)
+    return int(out) if out is not None and out.is_integer() else out
 
 
 def _round(value: Any) -> float | None:

@@ -67,6 +67,8 @@ def backtest(daily: pd.Series, horizon: int, *, level: float = 0.9) -> dict[str,
     train, test = daily.iloc[:-horizon], daily.iloc[-horizon:]
     rows = forecast(train, horizon, level=level)
     actual = test.to_numpy(dtype=float)
+    # counts (every day a whole number) are reported as integers: 3917, not 3917.0
+    whole = bool(np.all(np.mod(daily.to_numpy(dtype=float), 1) == 0))
     predicted = np.array([r["forecast"] for r in rows])
     inside = np.array([r["low"] <= a <= r["high"] for r, a in zip(rows, actual, strict=True)])
     nonzero = actual != 0
@@ -75,7 +77,8 @@ def backtest(daily: pd.Series, horizon: int, *, level: float = 0.9) -> dict[str,
     return {"days": horizon, "mae": round(float(np.mean(np.abs(predicted - actual))), 4),
             "mape": round(mape, 4) if mape is not None else None,
             "coverage": round(float(inside.mean()), 4), "level": level,
-            "points": [{**r, "actual": float(a)} for r, a in zip(rows, actual, strict=True)]}
+            "points": [{**r, "actual": int(a) if whole else float(a)}
+                       for r, a in zip(rows, actual, strict=True)]}
 
 
 def daily_values(frame: pd.DataFrame, end: date) -> pd.Series:
