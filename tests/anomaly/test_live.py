@@ -148,3 +148,30 @@ def test_a_release_replacing_an_app_version_is_not_a_live_drop() -> None:
         monitor.observe(cells)
         raised += monitor.check(T0 + timedelta(minutes=k + 1))
     assert not [a for a in raised if a.direction == "down"]
+
+
+def test_a_pass_amid_a_load_that_sees_part_of_the_last_minutes_opens_no_alert() -> None:
+    """A burst of late events, loaded over two polls: the first poll saw a third of the
+    last five minutes and every series alerted, then closed at the next poll."""
+    monitor = LiveMonitor(settle=0)
+    rng = np.random.default_rng(5)
+    for k in range(90):
+        monitor.observe(minute_cells(M0 + k, rng, 25.0))
+        assert monitor.check(T0 + timedelta(minutes=k + 1)) == []
+    late = [minute_cells(M0 + k, rng, 25.0) for k in range(90, 95)]
+    part = [cells.assign(n=cells["n"] // 3) for cells in late]
+    for cells in part:
+        monitor.observe(cells)
+    now = T0 + timedelta(minutes=95)
+    assert monitor.check(now) == []  # the loader is half-way through the burst
+    for cells, seen in zip(late, part, strict=True):
+        monitor.observe(cells.assign(n=cells["n"] - seen["n"]))
+    assert monitor.check(now + timedelta(seconds=15)) == []
+    assert monitor.open == {}
+    # a drop that the next pass confirms opens, once
+    for k in range(95, 100):
+        monitor.observe(minute_cells(M0 + k, rng, 25.0).assign(n=0))
+    assert monitor.check(T0 + timedelta(minutes=100)) == []
+    opened = monitor.check(T0 + timedelta(minutes=100, seconds=15))
+    assert {(a.event, a.direction) for a in opened} == {("add_to_cart", "down"), ("page", "down")}
+    assert monitor.check(T0 + timedelta(minutes=100, seconds=30)) == []

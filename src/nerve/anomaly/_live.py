@@ -96,6 +96,10 @@ class LiveMonitor:
         self.settle = settle
         self.counts: dict[Key, dict[int, float]] = defaultdict(dict)
         self.open: dict[Key, LiveAlert] = {}
+        #: judged anomalous at the last pass only: opened if the next pass agrees. A pass
+        #: amid a load's commits (a burst of late events, a loader catching up) sees part
+        #: of the recent minutes, and every series seemed to drop at once
+        self.pending: dict[Key, LiveAlert] = {}
         self.history: list[LiveAlert] = []
         self.alerts_total: dict[Key, int] = defaultdict(int)
         self.watermark: datetime | None = None
@@ -163,7 +167,8 @@ class LiveMonitor:
     # ------------------------------------------------------------------ checking
 
     def check(self, now: datetime | None = None) -> list[LiveAlert]:
-        """Judge every series up to the last settled minute; returns the new alerts."""
+        """Judge every series up to the last settled minute; returns the new alerts: those
+        judged anomalous at this pass and the one before it."""
         now = now or datetime.now(UTC)
         last = int((now.timestamp() - self.settle) // 60) - 1
         fresh: list[LiveAlert] = []
@@ -173,8 +178,13 @@ class LiveMonitor:
                 alert = self._judge(key, series, last, s)
                 if alert is None:
                     self.open.pop(key, None)  # recovered (or never wrong)
+                    self.pending.pop(key, None)
                     continue
                 if key not in self.open:
+                    if key not in self.pending:
+                        self.pending[key] = alert
+                        continue
+                    alert = self.pending.pop(key)
                     self.open[key] = alert
                     self.alerts_total[key] += 1
                     self.history.append(alert)
