@@ -52,7 +52,8 @@ __all__ = [
     "trend_request",
 ]
 
-_RELATIVE = re.compile(r"^\d+(\.\d+)?\s*[smhdw]$", re.IGNORECASE)
+# the units of ``parse_duration`` (a bare ``m`` too, which it refuses as ambiguous)
+_RELATIVE = re.compile(r"^\d+(\.\d+)?\s*(s|min|mo|m|h|d|w)$", re.IGNORECASE)
 _USER_LIMIT = 10_000
 
 
@@ -333,7 +334,7 @@ def trend_request(events: ir.Table, body: dict[str, Any],
                   timezone: str = "UTC", catalog: Catalog | None = None) -> dict[str, Any]:
     """``{"rows": [...]}`` for an event's count/users or a metric (``"metric"``, which
     needs ``layer``: a callable returning the workspace's SemanticLayer); buckets are
-    hours, days or weeks of ``timezone`` (the workspace's, as the layer's). An event's
+    hours, days, weeks or months of ``timezone`` (the workspace's, as the layer's). An event's
     ``filters`` read fields ``catalog`` declares (a metric's ``where``: the layer's)."""
     now = datetime.now(UTC)
     raw_since = body.get("since", "7d")
