@@ -126,5 +126,8 @@ def test_since_takes_the_durations_the_error_advises() -> None:
     now = datetime(2026, 11, 30, 7, tzinfo=UTC)
     assert parse_time("3mo", what="since", now=now) == now - timedelta(days=90)
     assert parse_time("90min", what="since", now=now) == now - timedelta(minutes=90)
+    # a year, as `nerve metrics query --since 1y` takes it
+    assert parse_time("1y", what="since", now=now) == now - timedelta(days=365)
+    assert recent(timedelta(days=365), "month", ZONE, now) == datetime(2025, 12, 1)  # noqa: DTZ001
     with pytest.raises(QueryError, match="3min for minutes or 3mo for months"):
         parse_time("3m", what="since", now=now)

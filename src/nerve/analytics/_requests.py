@@ -53,7 +53,7 @@ __all__ = [
 ]
 
 # the units of ``parse_duration`` (a bare ``m`` too, which it refuses as ambiguous)
-_RELATIVE = re.compile(r"^\d+(\.\d+)?\s*(s|min|mo|m|h|d|w)$", re.IGNORECASE)
+_RELATIVE = re.compile(r"^\d+(\.\d+)?\s*(s|min|mo|m|h|d|w|y)$", re.IGNORECASE)
 _USER_LIMIT = 10_000
 
 
