@@ -214,7 +214,7 @@ def retention(
                                            "in that period or later.")] = "on",
     since: Annotated[str | None, typer.Option(
         help="Cohorts from: a date, a datetime, today, yesterday or a duration back "
-             "(30d).")] = None,
+             "(4w by week: 4 cohorts, today's included), in whole cohorts.")] = None,
     until: Annotated[str | None, typer.Option(
         help="Cohorts until: a date (included) or a datetime (excluded).")] = None,
     fmt: FormatOption = Format.table,
