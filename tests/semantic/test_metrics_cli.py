@@ -104,6 +104,22 @@ def test_query_table_formats_values(shop: Workspace) -> None:
     assert "50.0%" in result.stdout
 
 
+def test_query_table_keeps_the_digits_of_a_plain_number(shop: Workspace) -> None:
+    """A `number` metric that is not a whole number shows its value to the cent, with
+    thousands separators: not `7e+04` (four significant digits) for 70,000.70."""
+    (shop.metrics_dir / "big.yaml").write_text(
+        "metrics:\n  revenue_scaled:\n    type: derived\n    expr: revenue * 1000.01\n",
+        encoding="utf-8")
+    args = ("query", "revenue_scaled", "--since", "2026-03-01", "--until", "2026-03-07")
+    value = json.loads(nerve(shop, *args, "--format", "json").stdout)[0]["revenue_scaled"]
+    assert value >= 10_000
+    assert not value.is_integer()
+    result = nerve(shop, *args)
+    assert result.exit_code == ExitCode.OK, result.output
+    assert f"{round(value, 2):,}" in result.stdout
+    assert "e+" not in result.stdout
+
+
 def test_a_synonym_keeps_the_asked_name(shop: Workspace) -> None:
     result = nerve(shop, "query", "actives", "--since", "2026-03-01", "--until",
                    "2026-03-31", "--format", "json", "--full")

@@ -1,4 +1,5 @@
-"""Days and weeks in the workspace's time zone, for retention, trends and funnel bounds.
+"""Days, weeks and months in the workspace's time zone, for retention, trends and funnel
+bounds.
 
 The same rules as metrics (``nerve.semantic._time``, docs/metrics.md "Time"), so that a
 trend, a retention table and ``nerve metrics query`` cut time alike: a day runs from one
@@ -24,8 +25,8 @@ from nerve.semantic._time import to_utc, zone
 
 __all__ = ["UNITS", "bound", "instant", "label", "local_start", "wall_clock", "zone"]
 
-#: grain -> Ibis truncation unit
-UNITS = {"hour": "h", "day": "D", "week": "W"}
+#: grain -> Ibis truncation unit (retention takes day and week only)
+UNITS = {"hour": "h", "day": "D", "week": "W", "month": "M"}
 
 
 def instant(value: datetime, tz: ZoneInfo) -> datetime:

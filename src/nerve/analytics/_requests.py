@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -52,7 +53,8 @@ __all__ = [
     "trend_request",
 ]
 
-_RELATIVE = re.compile(r"^\d+(\.\d+)?\s*[smhdw]$", re.IGNORECASE)
+# the units of ``parse_duration`` (a bare ``m`` too, which it refuses as ambiguous)
+_RELATIVE = re.compile(r"^\d+(\.\d+)?\s*(s|min|mo|m|h|d|w|y)$", re.IGNORECASE)
 _USER_LIMIT = 10_000
 
 
@@ -301,6 +303,12 @@ def retention_request(events: ir.Table, body: dict[str, Any], *,
     cohorts are days or weeks of ``timezone`` (the workspace's); ``start_where`` and
     ``return_where`` read fields ``catalog`` declares."""
     spec = retention_spec(body, timezone=timezone)
+    raw_since = body.get("since")
+    if (spec.grain in ("day", "week") and isinstance(raw_since, str)
+            and _RELATIVE.match(raw_since.strip()) and spec.since is not None):
+        # a duration is that many cohorts, the current one included, as a trend's buckets
+        spec = replace(spec, since=recent(parse_duration(raw_since, what="since"), spec.grain,
+                                          zone(timezone), datetime.now(UTC)))
     check_seen(events, catalog, [("start_event", spec.start_event),
                                  ("return_event", spec.return_event)])
     for key, event, where in (("start_where", spec.start_event, spec.start_where),
@@ -333,7 +341,7 @@ def trend_request(events: ir.Table, body: dict[str, Any],
                   timezone: str = "UTC", catalog: Catalog | None = None) -> dict[str, Any]:
     """``{"rows": [...]}`` for an event's count/users or a metric (``"metric"``, which
     needs ``layer``: a callable returning the workspace's SemanticLayer); buckets are
-    hours, days or weeks of ``timezone`` (the workspace's, as the layer's). An event's
+    hours, days, weeks or months of ``timezone`` (the workspace's, as the layer's). An event's
     ``filters`` read fields ``catalog`` declares (a metric's ``where``: the layer's)."""
     now = datetime.now(UTC)
     raw_since = body.get("since", "7d")

@@ -8,6 +8,10 @@ start; "on_or_after" counts it in every period up to its last return (it came ba
 or later), the classic "unbounded" retention. Period 0 is the cohort's own period, so
 with the same start and return event it holds the whole cohort.
 
+``since`` and ``until`` are widened to whole cohorts (days or weeks), as a trend's range
+is to whole buckets: a cohort labelled with a week holds everyone who started in that
+week, never the part of it after a ``since`` at Wednesday noon.
+
 A period is observed once it is over (by ``now``) and the data reaches into it (the
 events table's last event is at or after its start). Until then its ``users`` and
 ``retention`` are None, not 0: a cohort that started three days ago has not had a week 1
@@ -31,6 +35,7 @@ from nerve.analytics._fields import dialect_of, entity, filter_expr, filters_exp
 from nerve.analytics._periods import bound, instant, label, local_start, wall_clock, zone
 from nerve.analytics._spec import Filter
 from nerve.errors import QueryError
+from nerve.semantic._time import floor_to, next_period, to_local, to_utc
 from nerve.warehouse import stitch_identities
 
 __all__ = ["RETENTION_MODES", "RetentionSpec", "retention"]
@@ -102,10 +107,14 @@ def retention(events: ir.Table, spec: RetentionSpec, *,
     first = starts.group_by(who=entity(starts)).aggregate(first_ts=starts.timestamp.min())
     first = first.mutate(cohort=local_start(first.first_ts, spec.grain,
                                             spec.timezone, dialect))
+    # whole cohorts: a partial day or week would be labelled as the whole of it
     if spec.since is not None:
-        first = first.filter(first.first_ts >= bound(spec.since, tz))
+        since = floor_to(to_local(bound(spec.since, tz), tz), spec.grain)
+        first = first.filter(first.first_ts >= to_utc(since, tz))
     if spec.until is not None:
-        first = first.filter(first.first_ts < bound(spec.until, tz, end=True))
+        last = to_local(bound(spec.until, tz, end=True) - timedelta(microseconds=1), tz)
+        until = next_period(floor_to(last, spec.grain), spec.grain)
+        first = first.filter(first.first_ts < to_utc(until, tz))
     sizes = first.group_by("cohort").aggregate(cohort_size=first.who.count())
     back = _events(events, spec.return_event, spec.return_where)
     back = back.select(who=entity(back), ts=back.timestamp)

@@ -35,9 +35,10 @@ MIN_STEPS, MAX_STEPS = 2, 20
 #: the funnel's entity (``entity()``: the user id, else the anonymous id), by its names
 ENTITY_FIELDS = ("user", "user_id", "anonymous_id")
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|min|h|d|w|mo|m)\s*$", re.IGNORECASE)
-#: months as 30 days, as the semantic layer's ``Duration.seconds`` takes them
-_UNITS = {"s": 1, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "mo": 30 * 86400}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|min|h|d|w|mo|m|y)\s*$", re.IGNORECASE)
+#: months as 30 days and years as 365, as the semantic layer's ``Duration.seconds`` takes them
+_UNITS = {"s": 1, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "mo": 30 * 86400,
+          "y": 365 * 86400}
 _FILTER = re.compile(r"^\s*([A-Za-z_$][\w.$-]*)\s*(!=|>=|<=|=|>|<)\s*(.*?)\s*$")
 
 
@@ -58,7 +59,8 @@ def parse_duration(text: str | timedelta | float, *, what: str = "duration") -> 
         match = _DURATION.match(text)
         if not match:
             raise QueryError(f"{what}: {text!r} is not a duration; write a number and a unit "
-                             "s, min, h, d, w or mo (30 days), e.g. 30min, 1d, 2w, 6mo")
+                             "s, min, h, d, w, mo (30 days) or y (365 days), e.g. 30min, 1d, "
+                             "2w, 6mo, 1y")
         count, unit = match.group(1), match.group(2).lower()
         if unit == "m":
             raise QueryError(f"{what}: {text!r} is ambiguous: write {count}min for minutes or "

@@ -1,11 +1,12 @@
 """Trends: an event's count or unique users (or a semantic-layer metric) over time,
 next to the same span just before it.
 
-The period ``[since, until)`` is widened to whole buckets of the grain (hours, days or
-weeks from Monday, in the workspace's time zone, as metrics cut them: ``_periods``); the
-previous period is the same number of buckets just before it, and bucket i is compared
-with bucket i. Empty buckets are zero. Event and metric trends cut time alike, so a
-metric's trend gives the numbers of ``nerve metrics query`` for the same periods.
+The period ``[since, until)`` is widened to whole buckets of the grain (hours, days,
+weeks from Monday or calendar months, in the workspace's time zone, as metrics cut them:
+``_periods``); the previous period is the same number of buckets just before it, and
+bucket i is compared with bucket i. Empty buckets are zero. Event and metric trends cut
+time alike, so a metric's trend gives the numbers of ``nerve metrics query`` for the
+same periods.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from nerve.analytics._spec import Filter
 from nerve.errors import QueryError
 from nerve.semantic._time import (
     TimeRange,
+    add_months,
     floor_to,
     next_period,
     periods,
@@ -73,7 +75,13 @@ def _ranges(since: datetime | date, until: datetime | date, grain: str,
                             data_bounds=None)
     if len(periods(current.start, current.end, grain)) > MAX_BUCKETS:
         raise QueryError(f"since/until: more than {MAX_BUCKETS} buckets; use a coarser grain")
-    previous = TimeRange(current.start - (current.end - current.start), current.start, tz)
+    if grain == "month":
+        # months differ in length: the previous period is as many calendar months
+        count = len(periods(current.start, current.end, grain))
+        previous = TimeRange(add_months(current.start, -count), current.start, tz)
+    else:
+        previous = TimeRange(current.start - (current.end - current.start), current.start,
+                             tz)
     return current, previous
 
 
@@ -85,8 +93,13 @@ def recent(duration: timedelta, grain: str, tz: ZoneInfo, now: datetime) -> date
 
     >>> recent(timedelta(days=7), "day", ZoneInfo("UTC"), datetime(2026, 11, 30, 15, tzinfo=UTC))
     datetime.datetime(2026, 11, 24, 0, 0)
+
+    By month, a duration is counted in months of 30 days (``6mo``: 6 calendar months).
     """
     current = floor_to(now.astimezone(tz).replace(tzinfo=None), grain)
+    if grain == "month":
+        months = max(1, round(duration / timedelta(days=30)))
+        return add_months(current, 1 - months)
     return floor_to(next_period(current - duration, grain), grain)
 
 

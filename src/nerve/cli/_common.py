@@ -32,6 +32,7 @@ __all__ = [
     "err_console",
     "handle_errors",
     "load_workspace",
+    "readable",
 ]
 
 
@@ -176,6 +177,20 @@ def _cell(value: Any, *, exact: bool = False) -> str:
             return str(int(value))  # a count summed as a float is still a count: 4, not 4.0
         return repr(value) if exact else _readable(value)
     return str(value)
+
+
+def readable(value: float) -> str:
+    """A float for a person as ``_readable`` gives it, with thousands separators: a
+    metric's sum of 30997.42 is ``30,997.42``, an average ``1,291.5``.
+
+    >>> [readable(v) for v in (30997.42, 1291.49561827957, 1.3104167, 4.0)]
+    ['30,997.42', '1,291.5', '1.31042', '4']
+    """
+    if value.is_integer() and abs(value) < 1e15:
+        return f"{int(value):,}"
+    if not math.isfinite(value):
+        return repr(value)
+    return f"{float(_readable(value)):,}"
 
 
 def _readable(value: float) -> str:

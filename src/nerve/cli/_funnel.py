@@ -214,7 +214,7 @@ def retention(
                                            "in that period or later.")] = "on",
     since: Annotated[str | None, typer.Option(
         help="Cohorts from: a date, a datetime, today, yesterday or a duration back "
-             "(30d).")] = None,
+             "(4w by week: 4 cohorts, today's included), in whole cohorts.")] = None,
     until: Annotated[str | None, typer.Option(
         help="Cohorts until: a date (included) or a datetime (excluded).")] = None,
     fmt: FormatOption = Format.table,
@@ -243,10 +243,12 @@ def trend(
     where: Annotated[list[str] | None, typer.Option(
         help="Filter FIELD=VALUE on the event. Repeatable. With --metric, a filter of "
              "the semantic layer: \"platform = 'ios'\".")] = None,
-    grain: Annotated[str, typer.Option(help="hour, day or week.")] = "day",
+    grain: Annotated[str, typer.Option(
+        help="hour, day, week or month (calendar months of the workspace).")] = "day",
     since: Annotated[str, typer.Option(
         help="From: a date, a datetime, today, yesterday or a duration back, in whole "
-             "buckets (7d by day: the last 7 days, today included).")] = "7d",
+             "buckets (7d by day: the last 7 days, today included; 6mo by month: the "
+             "last 6 months).")] = "7d",
     until: Annotated[str, typer.Option(
         help="Until: a date (included), a datetime (excluded) or now.")] = "now",
     compare: Annotated[bool, typer.Option(help="Compare with the previous period.")] = True,

@@ -21,6 +21,7 @@ from nerve.cli._common import (
     err_console,
     handle_errors,
     load_workspace,
+    readable,
 )
 from nerve.cli._remote import answer, call, running_server
 from nerve.errors import InternalError, Location, TransientError
@@ -203,7 +204,8 @@ def _formatted(value: Any, fmt: str, currency: str | None) -> Any:
         return f"{value * 100:.1f}%"
     if fmt == "currency":
         return f"{value:,.2f}" + (f" {currency}" if currency else "")
-    return f"{value:,}" if isinstance(value, int) else f"{value:,.4g}"
+    # every digit a person needs: `{:,.4g}` showed a sum of 30997.42 as 3.1e+04
+    return f"{value:,}" if isinstance(value, int) else readable(value)
 
 
 @metrics_app.command("query")
