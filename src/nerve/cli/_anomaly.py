@@ -6,7 +6,7 @@ warehouse), else on the warehouse file opened read-only (``nerve.cli._remote.ans
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
@@ -20,10 +20,10 @@ from nerve.cli._common import (
     emit_json,
     err_console,
     handle_errors,
+    iso_time,
     load_workspace,
 )
 from nerve.cli._remote import answer
-from nerve.errors import UserError
 
 __all__ = ["register"]
 
@@ -35,13 +35,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _now(text: str | None) -> str | None:
-    if text is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise UserError(f"--now: expected an ISO 8601 time, got {text!r}") from exc
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
+    moment = iso_time(text, "--now")
+    return None if moment is None else moment.isoformat()
 
 
 @handle_errors

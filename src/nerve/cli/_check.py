@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 import httpx
@@ -27,6 +27,7 @@ from nerve.cli._common import (
     emit_json,
     err_console,
     handle_errors,
+    iso_time,
     load_workspace,
 )
 from nerve.cli._remote import post, running_server
@@ -79,9 +80,10 @@ def check(
         "--format", "-f", case_sensitive=False,
         help="table for people; json (an array of results) or csv for programs; junit "
              "(XML) for CI.")] = CheckFormat.table,
-    now: Annotated[datetime | None, typer.Option(
-        help="Judge as of this time (UTC if no zone), e.g. to re-check yesterday. "
-             "Default: now.")] = None,
+    now_text: Annotated[str | None, typer.Option(
+        "--now", metavar="TIME",
+        help="Judge as of this ISO 8601 time (UTC if no zone), e.g. to re-check "
+             "yesterday. Default: now.")] = None,
     show_passed: Annotated[bool, typer.Option(
         "--all/--problems", help="Table: show passing results too (default: problems only, "
                                  "plus a count).")] = False,
@@ -97,8 +99,7 @@ def check(
     ws = load_workspace(ctx)
     wanted = [part.strip() for item in (select or []) for part in item.split(",")
               if part.strip()]
-    if now is not None and now.tzinfo is None:
-        now = now.replace(tzinfo=UTC)
+    now = iso_time(now_text, "--now")
     results = collect(ws, wanted, now)
     if fmt is CheckFormat.json:
         emit_json([r.as_dict() for r in results])

@@ -9,7 +9,7 @@ import io
 import math
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
@@ -31,6 +31,7 @@ __all__ = [
     "emit",
     "err_console",
     "handle_errors",
+    "iso_time",
     "load_workspace",
     "readable",
 ]
@@ -177,6 +178,27 @@ def _cell(value: Any, *, exact: bool = False) -> str:
             return str(int(value))  # a count summed as a float is still a count: 4, not 4.0
         return repr(value) if exact else _readable(value)
     return str(value)
+
+
+def iso_time(text: str | None, option: str) -> datetime | None:
+    """A time given on the command line in ISO 8601, with or without a zone (UTC then).
+
+    Not typer's datetime type: its formats take no zone (``2026-11-30T07:05:49+00:00``,
+    what ``date --iso-8601=seconds`` prints, was refused with some versions).
+
+    >>> iso_time("2026-11-30T07:05:49.3+01:00", "--now").isoformat()
+    '2026-11-30T07:05:49.300000+01:00'
+    >>> iso_time("2026-11-30", "--now").isoformat()
+    '2026-11-30T00:00:00+00:00'
+    """
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UserError(f"{option}: expected an ISO 8601 time such as 2026-11-30T08:00:00Z "
+                        f"or 2026-11-30, got {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def readable(value: float) -> str:
