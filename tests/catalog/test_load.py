@@ -407,3 +407,23 @@ def test_an_enum_violation_names_every_allowed_value(tmp_path: Path) -> None:
         ("enum", "recipe_opened.shelf: \"x\" is not one of "
                  + ", ".join(f'"v{i:02d}"' for i in range(20)) + " and 5 more"),
     ]
+
+
+@pytest.mark.parametrize("written", ["1.10", "1.2"])
+def test_a_version_of_two_parts_is_refused_as_yaml_reads_it_as_a_number(
+        tmp_path: Path, written: str) -> None:
+    # YAML reads 1.10 as the float 1.1: the event would silently be version 1.1.0
+    events = write(tmp_path, {"x_done.yaml": f"name: x_done\nversion: {written}  # bumped\n"})
+    with pytest.raises(CatalogError) as info:
+        Catalog.load(events)
+    assert f"x_done.yaml:2: x_done.version: {written} is read by YAML as the number" \
+           in str(info.value)
+    assert f"version: {written}.0" in str(info.value)
+
+
+def test_a_version_of_three_parts_or_an_integer_loads(tmp_path: Path) -> None:
+    events = write(tmp_path, {"a_done.yaml": "name: a_done\nversion: 1.10.0\n",
+                              "b_done.yaml": "name: b_done\nversion: 2\n"})
+    catalog = Catalog.load(events)
+    assert catalog.get("a_done").version == Version(1, 10, 0)
+    assert catalog.get("b_done").version == Version(2)

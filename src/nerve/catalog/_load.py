@@ -67,6 +67,16 @@ def _line(mapping: Any, key: str) -> int | None:
     return None
 
 
+def _float_version(path: Path, line: int | None, value: float) -> str:
+    """The version written as two parts, which YAML reads as a number: ``1.10`` is 1.1."""
+    written = str(value)
+    if line is not None:
+        text = path.read_text(encoding="utf-8").splitlines()[line - 1]
+        written = text.partition(":")[2].partition("#")[0].strip() or written
+    return (f"{written} is read by YAML as the number {value!r} (so 1.10 is 1.1); write "
+            f"all three parts: version: {written}.0")
+
+
 def _parse_property(
     name: str, raw: Any, file: Path, line: int | None, where: str, problems: Problems
 ) -> PropertySpec | None:
@@ -234,6 +244,8 @@ def load_event(
     except ValueError as exc:
         bad("version", str(exc))
         version = Version(1)
+    if isinstance(raw.get("version"), float):
+        bad("version", _float_version(path, _line(raw, "version"), raw["version"]))
     type_ = raw.get("type", "track")
     if type_ not in EVENT_TYPES:
         bad("type", _not_one_of(type_, EVENT_TYPES))
