@@ -285,6 +285,45 @@ def test_lint_config_errors_name_file_line_and_rule(
     assert f"{ws.root / 'nerve.toml'}:{line}: {message}" in " ".join(err.split())
 
 
+ZONE = """\
+name: zone_entered
+description: The watch reports a new heart rate zone.
+owner: wearables
+purpose: product
+trigger: The firmware detects a zone change.
+version: 1.0.0
+retention: 30d
+properties:
+  zone:
+    type: integer
+    description: The zone number.
+    pii: sensitive
+    handling: keep
+  readings:
+    type: array
+    description: Heart rates read.
+    pii: none
+    items: {type: integer, pii: sensitive, handling: hash}
+"""
+
+
+def test_lint_says_a_sensitive_handling_applies_only_when_allowed(
+        make_workspace: Callable[..., Workspace]) -> None:
+    """Without [privacy] allow_sensitive the privacy step drops a sensitive value
+    whatever its handling says: lint must not call it kept."""
+    ws = make_workspace({"zone_entered.yaml": ZONE})
+    code, out, _ = run(ws, "catalog", "lint", "--format", "json")
+    assert code == 3
+    found = {(f["rule"], f["line"]): f["message"] for f in json.loads(out)}
+    assert set(found) == {("sensitive-not-allowed", 13), ("sensitive-not-allowed", 18)}
+    assert "add 'zone_entered.zone' there" in found["sensitive-not-allowed", 13]
+    assert "add 'zone_entered.readings' there" in found["sensitive-not-allowed", 18]
+    ws = make_workspace({"zone_entered.yaml": ZONE}, extra_toml=(
+        '[privacy]\nallow_sensitive = ["zone_entered.zone", "zone_entered.readings"]\n'))
+    code, out, _ = run(ws, "catalog", "lint", "--format", "json")
+    assert [(f["rule"], f["line"]) for f in json.loads(out)] == [("sensitive-kept", 13)]
+
+
 def test_lint_reports_load_errors_as_findings(
         make_workspace: Callable[..., Workspace]) -> None:
     ws = make_workspace({"x.yaml": "name: x_y\nproperties:\n  a: {type: int}\n"})
