@@ -427,3 +427,11 @@ def test_a_version_of_three_parts_or_an_integer_loads(tmp_path: Path) -> None:
     catalog = Catalog.load(events)
     assert catalog.get("a_done").version == Version(1, 10, 0)
     assert catalog.get("b_done").version == Version(2)
+
+
+def test_an_empty_retention_says_nothing_was_written(tmp_path: Path) -> None:
+    events = write(tmp_path, {"x_done.yaml": "name: x_done\nretention:\n"})
+    with pytest.raises(CatalogError) as info:
+        Catalog.load(events)
+    assert str(info.value).endswith("x_done.yaml:2: x_done.retention: expected a retention "
+                                    "like 400d, 13w, 6m, 2y or forever, got nothing")

@@ -254,9 +254,11 @@ def load_event(
         bad("status", _not_one_of(status, STATUSES))
     retention = str(raw.get("retention", "forever"))
     try:
-        retention_days = parse_retention(retention)
+        # `retention:` with no value is YAML's null, which would read as 'None'
+        retention_days = parse_retention("" if raw.get("retention", "") is None
+                                         else retention)
     except ValueError as exc:
-        bad("retention", str(exc))
+        bad("retention", str(exc).replace("got ''", "got nothing"))
         retention_days = None
     for key in ("description", "owner", "purpose", "trigger"):
         if raw.get(key) is not None and not isinstance(raw[key], str):
