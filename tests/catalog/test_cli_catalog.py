@@ -505,6 +505,23 @@ def test_codegen_says_how_many_functions_it_wrote(shop: Workspace) -> None:
     assert out_file.read_text().count("\ndef ") == 3 + 3  # and _value, _context, _options
 
 
+@pytest.mark.parametrize(("lang", "hint"), [("pyhton", " (did you mean python?)"),
+                                             ("typescirpt", " (did you mean typescript?)"),
+                                             ("java", "")])
+def test_codegen_names_the_language_a_misspelt_one_means(shop: Workspace, lang: str,
+                                                         hint: str) -> None:
+    code, out, err = run(shop, "catalog", "codegen", "--lang", lang)
+    assert (code, out) == (2, "")
+    text = " ".join(err.replace("│", " ").split())
+    assert f"'{lang}' is not one of 'python', 'typescript'{hint}" in text, text
+
+
+def test_codegen_takes_the_language_in_any_case(shop: Workspace) -> None:
+    code, out, _ = run(shop, "catalog", "codegen", "--lang", "Python")
+    assert code == 0
+    assert "def add_to_cart(" in out
+
+
 def test_truncate_on_a_value_that_is_no_ip_is_flagged(
         make_workspace: Callable[..., Workspace]) -> None:
     """A search query declared `handling: truncate` was stored hashed, without a word."""
