@@ -435,3 +435,29 @@ def test_an_empty_retention_says_nothing_was_written(tmp_path: Path) -> None:
         Catalog.load(events)
     assert str(info.value).endswith("x_done.yaml:2: x_done.retention: expected a retention "
                                     "like 400d, 13w, 6m, 2y or forever, got nothing")
+
+
+def test_a_quote_left_open_before_another_quoted_value_is_named_at_its_line(
+        tmp_path: Path) -> None:
+    # the open quote on line 4 is closed by line 7's opening quote: the parser stumbles
+    # on line 7, which is fine
+    text = ('name: x_y\nproperties:\n  currency:\n    pattern: "^[A-Z]{3}$\n'
+            '    type: string\n  coupon:\n    pattern: "^[A-Z0-9]{4,12}$"\n'
+            '    type: string\n')
+    events = write(tmp_path, {"x.yaml": text})
+    with pytest.raises(CatalogError) as info:
+        Catalog.load(events)
+    assert "x.yaml:4:14: invalid YAML: " in str(info.value)
+    assert "(the quoted value opened at line 4, column 14 runs on to line 7: is its " \
+           "closing quote missing?)" in str(info.value)
+
+
+def test_a_quoted_value_on_several_lines_is_not_blamed_for_another_error(
+        tmp_path: Path) -> None:
+    text = ('name: x_y\ndescription: "A long text\n  on two lines."\nproperties:\n'
+            '  a: {type: string\n  b: {type: number}\n')
+    events = write(tmp_path, {"x.yaml": text})
+    with pytest.raises(CatalogError) as info:
+        Catalog.load(events)
+    assert "x.yaml:6:4: invalid YAML: expected ',' or '}'" in str(info.value)
+    assert "quote missing" not in str(info.value)

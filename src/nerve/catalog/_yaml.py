@@ -86,4 +86,27 @@ def _syntax_error(path: Path, text: str, exc: yaml.MarkedYAMLError) -> tuple[Loc
             mark = context
     if mark is None:
         return Location(path), message
+    start = _quote_left_open(text, mark)
+    if start is not None:
+        message += (f" (the quoted value opened at line {start.line + 1}, column "
+                    f"{start.column + 1} runs on to line {mark.line + 1}: is its closing "
+                    "quote missing?)")
+        mark = start
     return Location(path, mark.line + 1, mark.column + 1), message
+
+
+def _quote_left_open(text: str, mark: yaml.Mark) -> yaml.Mark | None:
+    """The start of a quoted value that spans lines and ends on the error's line: a quote
+    left open, closed by the next value's opening quote (``pattern: "^[A-Z]{3}$`` then,
+    lines later, ``pattern: "...``), so the parser stumbles there, far from the cause."""
+    found = None
+    try:
+        for token in yaml.scan(text, Loader=yaml.SafeLoader):
+            if token.start_mark.index >= mark.index:
+                break
+            if (isinstance(token, yaml.ScalarToken) and token.style in ('"', "'")
+                    and token.start_mark.line < token.end_mark.line == mark.line):
+                found = token.start_mark
+    except yaml.YAMLError:
+        pass  # the scanner's own error comes after the tokens that matter
+    return found
