@@ -461,3 +461,21 @@ def test_a_quoted_value_on_several_lines_is_not_blamed_for_another_error(
         Catalog.load(events)
     assert "x.yaml:6:4: invalid YAML: expected ',' or '}'" in str(info.value)
     assert "quote missing" not in str(info.value)
+
+
+@pytest.mark.parametrize(("text", "where"), [
+    # `description:` one level too far left of its property, `pii:` after it as it was
+    ("name: x_y\nproperties:\n  a:\n    type: string\n  description: The a.\n    pii: none\n",
+     "x.yaml:6:8: invalid YAML: mapping values are not allowed here (line 6 is indented "
+     "deeper than line 5, so YAML reads it as the rest of line 5's value: indent the two "
+     "alike if they are fields of the same property)"),
+    ("name: x_y\ndescription: Note: a colon\n",
+     "x.yaml:2:18: invalid YAML: mapping values are not allowed here (a value with ': ' in "
+     "it must be quoted)"),
+])
+def test_a_mapping_where_a_value_goes_says_why(tmp_path: Path, text: str,
+                                               where: str) -> None:
+    events = write(tmp_path, {"x.yaml": text})
+    with pytest.raises(CatalogError) as info:
+        Catalog.load(events)
+    assert where in str(info.value), str(info.value)
