@@ -479,3 +479,14 @@ def test_a_mapping_where_a_value_goes_says_why(tmp_path: Path, text: str,
     with pytest.raises(CatalogError) as info:
         Catalog.load(events)
     assert where in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("written", ["0d", "0w", "0y"])
+def test_a_retention_of_zero_is_refused(tmp_path: Path, written: str) -> None:
+    # `nerve expire` deletes rows older than now minus the retention: 0d is every row
+    events = write(tmp_path, {"x_done.yaml": f"name: x_done\nretention: {written}\n"})
+    with pytest.raises(CatalogError) as info:
+        Catalog.load(events)
+    assert str(info.value).endswith(f"x_done.yaml:2: x_done.retention: {written} keeps "
+                                    "nothing: the daily expiry would delete every event of "
+                                    "it as it lands; set 1d or more")

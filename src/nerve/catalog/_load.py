@@ -260,6 +260,10 @@ def load_event(
     except ValueError as exc:
         bad("retention", str(exc).replace("got ''", "got nothing"))
         retention_days = None
+    if retention_days == 0:
+        bad("retention", f"{retention} keeps nothing: the daily expiry would delete every "
+                         "event of it as it lands; set 1d or more")
+        retention_days = None
     for key in ("description", "owner", "purpose", "trigger"):
         if raw.get(key) is not None and not isinstance(raw[key], str):
             bad(key, f"expected a string, got {raw[key]!r}")
