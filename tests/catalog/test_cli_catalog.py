@@ -285,6 +285,45 @@ def test_lint_config_errors_name_file_line_and_rule(
     assert f"{ws.root / 'nerve.toml'}:{line}: {message}" in " ".join(err.split())
 
 
+ZONE = """\
+name: zone_entered
+description: The watch reports a new heart rate zone.
+owner: wearables
+purpose: product
+trigger: The firmware detects a zone change.
+version: 1.0.0
+retention: 30d
+properties:
+  zone:
+    type: integer
+    description: The zone number.
+    pii: sensitive
+    handling: keep
+  readings:
+    type: array
+    description: Heart rates read.
+    pii: none
+    items: {type: integer, pii: sensitive, handling: hash}
+"""
+
+
+def test_lint_says_a_sensitive_handling_applies_only_when_allowed(
+        make_workspace: Callable[..., Workspace]) -> None:
+    """Without [privacy] allow_sensitive the privacy step drops a sensitive value
+    whatever its handling says: lint must not call it kept."""
+    ws = make_workspace({"zone_entered.yaml": ZONE})
+    code, out, _ = run(ws, "catalog", "lint", "--format", "json")
+    assert code == 3
+    found = {(f["rule"], f["line"]): f["message"] for f in json.loads(out)}
+    assert set(found) == {("sensitive-not-allowed", 13), ("sensitive-not-allowed", 18)}
+    assert "add 'zone_entered.zone' there" in found["sensitive-not-allowed", 13]
+    assert "add 'zone_entered.readings' there" in found["sensitive-not-allowed", 18]
+    ws = make_workspace({"zone_entered.yaml": ZONE}, extra_toml=(
+        '[privacy]\nallow_sensitive = ["zone_entered.zone", "zone_entered.readings"]\n'))
+    code, out, _ = run(ws, "catalog", "lint", "--format", "json")
+    assert [(f["rule"], f["line"]) for f in json.loads(out)] == [("sensitive-kept", 13)]
+
+
 def test_lint_reports_load_errors_as_findings(
         make_workspace: Callable[..., Workspace]) -> None:
     ws = make_workspace({"x.yaml": "name: x_y\nproperties:\n  a: {type: int}\n"})
@@ -464,6 +503,23 @@ def test_codegen_says_how_many_functions_it_wrote(shop: Workspace) -> None:
         f"wrote 3 tracking functions to {out_file} (1 marked deprecated: products_searched)"
         .split())
     assert out_file.read_text().count("\ndef ") == 3 + 3  # and _value, _context, _options
+
+
+@pytest.mark.parametrize(("lang", "hint"), [("pyhton", " (did you mean python?)"),
+                                             ("typescirpt", " (did you mean typescript?)"),
+                                             ("java", "")])
+def test_codegen_names_the_language_a_misspelt_one_means(shop: Workspace, lang: str,
+                                                         hint: str) -> None:
+    code, out, err = run(shop, "catalog", "codegen", "--lang", lang)
+    assert (code, out) == (2, "")
+    text = " ".join(err.replace("│", " ").split())
+    assert f"'{lang}' is not one of 'python', 'typescript'{hint}" in text, text
+
+
+def test_codegen_takes_the_language_in_any_case(shop: Workspace) -> None:
+    code, out, _ = run(shop, "catalog", "codegen", "--lang", "Python")
+    assert code == 0
+    assert "def add_to_cart(" in out
 
 
 def test_truncate_on_a_value_that_is_no_ip_is_flagged(

@@ -401,3 +401,36 @@ def test_a_new_build_removes_the_pages_of_events_that_left_the_catalog(
     assert "add_to_cart" not in (out / "index.html").read_text()
     assert mine.read_text() == "<!doctype html><p>the team's own page</p>"  # not nerve's
     assert len(list((out / "events").glob("*.html"))) == 4  # 3 events and notes.html
+
+
+ZONE_ENTERED = """\
+name: zone_entered
+description: The watch reports a new heart rate zone.
+owner: wearables
+purpose: product
+version: 1.0.0
+retention: 30d
+properties:
+  zone: {type: integer, description: The zone., pii: sensitive, handling: keep}
+  rate: {type: integer, description: The heart rate., pii: sensitive, handling: keep}
+  tags:
+    type: array
+    description: Tags.
+    pii: none
+    items: {type: string, enum: [race, commute]}
+"""
+
+
+def test_a_page_says_which_sensitive_values_are_dropped_and_what_items_allow(
+        make_workspace: Callable[..., Workspace], tmp_path: Path) -> None:
+    """A sensitive property not in [privacy] allow_sensitive is dropped whatever its
+    handling says, and an array's items' enum is what a sender must know."""
+    ws = make_workspace({"zone_entered.yaml": ZONE_ENTERED},
+                        extra_toml='[privacy]\nallow_sensitive = ["zone_entered.rate"]\n')
+    out = tmp_path / "site"
+    build_site(Catalog.load(ws.events_dir), out, workspace=ws)
+    page = " ".join(" ".join(_parse(out / "events" / "zone_entered.html").text).split())
+    assert "zone integer no sensitive → keep (dropped: not in [privacy] allow_sensitive)" \
+        in page, page
+    assert "rate integer no sensitive → keep The heart rate." in page, page
+    assert "items: string (one of race, commute)" in page, page

@@ -407,3 +407,86 @@ def test_an_enum_violation_names_every_allowed_value(tmp_path: Path) -> None:
         ("enum", "recipe_opened.shelf: \"x\" is not one of "
                  + ", ".join(f'"v{i:02d}"' for i in range(20)) + " and 5 more"),
     ]
+
+
+@pytest.mark.parametrize("written", ["1.10", "1.2"])
+def test_a_version_of_two_parts_is_refused_as_yaml_reads_it_as_a_number(
+        tmp_path: Path, written: str) -> None:
+    # YAML reads 1.10 as the float 1.1: the event would silently be version 1.1.0
+    events = write(tmp_path, {"x_done.yaml": f"name: x_done\nversion: {written}  # bumped\n"})
+    with pytest.raises(CatalogError) as info:
+        Catalog.load(events)
+    assert f"x_done.yaml:2: x_done.version: {written} is read by YAML as the number" \
+           in str(info.value)
+    assert f"version: {written}.0" in str(info.value)
+
+
+def test_a_version_of_three_parts_or_an_integer_loads(tmp_path: Path) -> None:
+    events = write(tmp_path, {"a_done.yaml": "name: a_done\nversion: 1.10.0\n",
+                              "b_done.yaml": "name: b_done\nversion: 2\n"})
+    catalog = Catalog.load(events)
+    assert catalog.get("a_done").version == Version(1, 10, 0)
+    assert catalog.get("b_done").version == Version(2)
+
+
+def test_an_empty_retention_says_nothing_was_written(tmp_path: Path) -> None:
+    events = write(tmp_path, {"x_done.yaml": "name: x_done\nretention:\n"})
+    with pytest.raises(CatalogError) as info:
+        Catalog.load(events)
+    assert str(info.value).endswith("x_done.yaml:2: x_done.retention: expected a retention "
+                                    "like 400d, 13w, 6m, 2y or forever, got nothing")
+
+
+def test_a_quote_left_open_before_another_quoted_value_is_named_at_its_line(
+        tmp_path: Path) -> None:
+    # the open quote on line 4 is closed by line 7's opening quote: the parser stumbles
+    # on line 7, which is fine
+    text = ('name: x_y\nproperties:\n  currency:\n    pattern: "^[A-Z]{3}$\n'
+            '    type: string\n  coupon:\n    pattern: "^[A-Z0-9]{4,12}$"\n'
+            '    type: string\n')
+    events = write(tmp_path, {"x.yaml": text})
+    with pytest.raises(CatalogError) as info:
+        Catalog.load(events)
+    assert "x.yaml:4:14: invalid YAML: " in str(info.value)
+    assert "(the quoted value opened at line 4, column 14 runs on to line 7: is its " \
+           "closing quote missing?)" in str(info.value)
+
+
+def test_a_quoted_value_on_several_lines_is_not_blamed_for_another_error(
+        tmp_path: Path) -> None:
+    text = ('name: x_y\ndescription: "A long text\n  on two lines."\nproperties:\n'
+            '  a: {type: string\n  b: {type: number}\n')
+    events = write(tmp_path, {"x.yaml": text})
+    with pytest.raises(CatalogError) as info:
+        Catalog.load(events)
+    assert "x.yaml:6:4: invalid YAML: expected ',' or '}'" in str(info.value)
+    assert "quote missing" not in str(info.value)
+
+
+@pytest.mark.parametrize(("text", "where"), [
+    # `description:` one level too far left of its property, `pii:` after it as it was
+    ("name: x_y\nproperties:\n  a:\n    type: string\n  description: The a.\n    pii: none\n",
+     "x.yaml:6:8: invalid YAML: mapping values are not allowed here (line 6 is indented "
+     "deeper than line 5, so YAML reads it as the rest of line 5's value: indent the two "
+     "alike if they are fields of the same property)"),
+    ("name: x_y\ndescription: Note: a colon\n",
+     "x.yaml:2:18: invalid YAML: mapping values are not allowed here (a value with ': ' in "
+     "it must be quoted)"),
+])
+def test_a_mapping_where_a_value_goes_says_why(tmp_path: Path, text: str,
+                                               where: str) -> None:
+    events = write(tmp_path, {"x.yaml": text})
+    with pytest.raises(CatalogError) as info:
+        Catalog.load(events)
+    assert where in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("written", ["0d", "0w", "0y"])
+def test_a_retention_of_zero_is_refused(tmp_path: Path, written: str) -> None:
+    # `nerve expire` deletes rows older than now minus the retention: 0d is every row
+    events = write(tmp_path, {"x_done.yaml": f"name: x_done\nretention: {written}\n"})
+    with pytest.raises(CatalogError) as info:
+        Catalog.load(events)
+    assert str(info.value).endswith(f"x_done.yaml:2: x_done.retention: {written} keeps "
+                                    "nothing: the daily expiry would delete every event of "
+                                    "it as it lands; set 1d or more")

@@ -227,6 +227,11 @@ def diff_events(old: EventSpec | None, new: EventSpec | None) -> list[Change]:
                 f"additional_properties: {old.additional_properties} -> "
                 f"{new.additional_properties}", None, new.lines.get("additional_properties"))
     _diff_property_lists(out, old.properties, new.properties, "", new.lines.get("properties"))
+    if not out.changes and old.version != new.version:
+        # the number alone moved: still a change, so a version that went down is judged
+        # (its clients, declaring the higher one, would be quarantined as unknown_version)
+        out.add("version_changed", "docs", f"version: {old.version} -> {new.version}, "
+                "nothing else changed", None, new.lines.get("version"))
     return out.changes
 
 

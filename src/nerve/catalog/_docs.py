@@ -191,7 +191,9 @@ def _constraints(prop: PropertySpec) -> str:
     if prop.format:
         parts.append(f"format {prop.format}")
     if prop.items is not None:
-        parts.append(f"items: {prop.items.type}")
+        # an object's items have rows of their own; a scalar's constraints go here
+        inner = "" if prop.items.properties else _constraints(prop.items)
+        parts.append(f"items: {prop.items.type}" + (f" ({inner})" if inner else ""))
     return "; ".join(parts)
 
 
@@ -258,7 +260,11 @@ def build_site(catalog: Catalog, out_dir: Path, *, workspace: Workspace | None =
     note = "no workspace: volumes skipped"
     refs: dict[str, list[MetricRef]] = {}
     metrics_note = ""
+    allowed: set[str] | None = None
     if workspace is not None:
+        privacy = workspace.config.raw.get("privacy")
+        allowed = set((privacy.get("allow_sensitive") or []) if isinstance(privacy, dict)
+                      else [])
         stats, note = event_stats(workspace, query)
         refs, metrics_note = metric_refs(workspace.metrics_dir, catalog)
     (out_dir / "events").mkdir(parents=True, exist_ok=True)
@@ -267,6 +273,12 @@ def build_site(catalog: Catalog, out_dir: Path, *, workspace: Workspace | None =
     for spec in catalog:
         page = page_name(spec, taken)
         props = _flatten(spec.properties)
+        for row in props:
+            # without an allow_sensitive entry the privacy step drops a sensitive value,
+            # whatever its handling says (it matches a nested property by its own name)
+            entry = f"{spec.name}.{row['name'].replace('[]', '').rsplit('.', 1)[-1]}"
+            row["dropped"] = (allowed is not None and row["pii"] == "sensitive"
+                              and row["handling"] != "drop" and entry not in allowed)
         search = " ".join([spec.name, spec.description, spec.owner, spec.purpose,
                            spec.trigger, *(p["name"] for p in props)]).lower()
         index_rows.append({"name": spec.name, "type": spec.type, "page": page,

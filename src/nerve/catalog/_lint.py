@@ -49,6 +49,9 @@ RULES: dict[str, tuple[str, str]] = {
     "pii-handling": ("error", "personal and sensitive properties declare a handling"),
     "handling-value": ("error", "handling is one of hash, drop, keep, truncate"),
     "sensitive-kept": ("warning", "sensitive values kept in clear need a second look"),
+    "sensitive-not-allowed": ("warning", "a sensitive property with a handling other than "
+                                         "drop is listed in [privacy] allow_sensitive (else "
+                                         "it is dropped)"),
     "truncate-ip": ("warning", "handling truncate is for IP addresses (other values are "
                                "hashed)"),
     "pii-retention": ("warning", "personal data is not kept forever"),
@@ -120,6 +123,8 @@ class LintConfig:
     naming: str = "object_action"
     min_description: int = 20
     severities: Mapping[str, str] | None = None
+    #: ``[privacy] allow_sensitive`` (``event.property`` entries); None: not known
+    allow_sensitive: frozenset[str] | None = None
 
     @classmethod
     def from_toml(cls, raw: Mapping[str, Any], path: Path | str = "nerve.toml",
@@ -163,7 +168,10 @@ class LintConfig:
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 raise WorkspaceError(f"{at('catalog.rules', rule)}[catalog.rules] {rule}: "
                                      f"expected error, warning or off, got {severity!r}{hint}")
-        return cls(naming=naming, min_description=min_description, severities=dict(rules))
+        privacy = raw.get("privacy")
+        allowed = (privacy.get("allow_sensitive") or []) if isinstance(privacy, dict) else []
+        return cls(naming=naming, min_description=min_description, severities=dict(rules),
+                   allow_sensitive=frozenset(str(entry) for entry in allowed))
 
     @property
     def name_regex(self) -> re.Pattern[str]:
@@ -323,10 +331,11 @@ def _event_rules(spec: EventSpec, config: LintConfig) -> Iterator[Finding]:
     if spec.type == "track" and not spec.trigger.strip():
         yield at("event-trigger", "add a trigger: what makes the product send it")
     for prop in spec.properties:
-        yield from _property_rules(spec, prop, prop.name)
+        yield from _property_rules(spec, prop, prop.name, config.allow_sensitive)
 
 
-def _property_rules(spec: EventSpec, prop: PropertySpec, path: str) -> Iterator[Finding]:
+def _property_rules(spec: EventSpec, prop: PropertySpec, path: str,
+                    allowed: frozenset[str] | None = None) -> Iterator[Finding]:
     file = _loc(prop.file or spec.file)
 
     def at(rule: str, message: str, key: str | None = None, severity: str | None = None
@@ -355,7 +364,16 @@ def _property_rules(spec: EventSpec, prop: PropertySpec, path: str) -> Iterator[
         yield at("truncate-ip", "truncate shortens IP addresses to their /24 or /48; any "
                                 "other value is hashed: declare format: ipv4 or ipv6, or "
                                 "handling: hash", "handling")
-    if prop.pii == "sensitive" and prop.handling == "keep":
+    # the privacy step matches a nested property by its own name, items by the array's
+    entry = f"{spec.name}.{[part for part in path.split('.') if part != 'items'][-1]}"
+    if (prop.pii == "sensitive" and prop.handling not in (None, "drop")
+            and allowed is not None and entry not in allowed):
+        yield at("sensitive-not-allowed", f"sensitive value dropped: handling: "
+                                          f"{prop.handling} applies only to a property "
+                                          f"listed in nerve.toml's [privacy] allow_sensitive; "
+                                          f"add {entry!r} there to keep it, or write "
+                                          f"handling: drop", "handling")
+    elif prop.pii == "sensitive" and prop.handling == "keep":
         yield at("sensitive-kept", "sensitive value kept in clear; prefer hash or drop",
                  "handling")
     if prop.pii in ("personal", "sensitive") and prop.handling != "drop" \
@@ -382,9 +400,9 @@ def _property_rules(spec: EventSpec, prop: PropertySpec, path: str) -> Iterator[
     if prop.type == "array" and prop.items is None:
         yield at("array-items", "declare items: {type: ...}")
     if prop.items is not None:
-        yield from _property_rules(spec, prop.items, f"{path}.items")
+        yield from _property_rules(spec, prop.items, f"{path}.items", allowed)
     for child in prop.properties:
-        yield from _property_rules(spec, child, f"{path}.{child.name}")
+        yield from _property_rules(spec, child, f"{path}.{child.name}", allowed)
 
 
 def _yaml(value: Any) -> str:

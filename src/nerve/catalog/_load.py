@@ -67,6 +67,16 @@ def _line(mapping: Any, key: str) -> int | None:
     return None
 
 
+def _float_version(path: Path, line: int | None, value: float) -> str:
+    """The version written as two parts, which YAML reads as a number: ``1.10`` is 1.1."""
+    written = str(value)
+    if line is not None:
+        text = path.read_text(encoding="utf-8").splitlines()[line - 1]
+        written = text.partition(":")[2].partition("#")[0].strip() or written
+    return (f"{written} is read by YAML as the number {value!r} (so 1.10 is 1.1); write "
+            f"all three parts: version: {written}.0")
+
+
 def _parse_property(
     name: str, raw: Any, file: Path, line: int | None, where: str, problems: Problems
 ) -> PropertySpec | None:
@@ -234,6 +244,8 @@ def load_event(
     except ValueError as exc:
         bad("version", str(exc))
         version = Version(1)
+    if isinstance(raw.get("version"), float):
+        bad("version", _float_version(path, _line(raw, "version"), raw["version"]))
     type_ = raw.get("type", "track")
     if type_ not in EVENT_TYPES:
         bad("type", _not_one_of(type_, EVENT_TYPES))
@@ -242,9 +254,15 @@ def load_event(
         bad("status", _not_one_of(status, STATUSES))
     retention = str(raw.get("retention", "forever"))
     try:
-        retention_days = parse_retention(retention)
+        # `retention:` with no value is YAML's null, which would read as 'None'
+        retention_days = parse_retention("" if raw.get("retention", "") is None
+                                         else retention)
     except ValueError as exc:
-        bad("retention", str(exc))
+        bad("retention", str(exc).replace("got ''", "got nothing"))
+        retention_days = None
+    if retention_days == 0:
+        bad("retention", f"{retention} keeps nothing: the daily expiry would delete every "
+                         "event of it as it lands; set 1d or more")
         retention_days = None
     for key in ("description", "owner", "purpose", "trigger"):
         if raw.get(key) is not None and not isinstance(raw[key], str):

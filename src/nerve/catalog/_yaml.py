@@ -80,10 +80,59 @@ def _syntax_error(path: Path, text: str, exc: yaml.MarkedYAMLError) -> tuple[Loc
     message = f"invalid YAML: {exc.problem}"
     if exc.problem is not None and "'\\t'" in exc.problem:
         message += " (YAML indents with spaces: replace the tab)"
+    if exc.problem == "mapping values are not allowed here" and mark is not None:
+        message += _mapping_value_hint(text, mark.line, mark.column)
     if exc.context and context is not None:
         message += f" ({exc.context} at line {context.line + 1}, column {context.column + 1})"
         if mark is None or not text[mark.index:].strip():
             mark = context
     if mark is None:
         return Location(path), message
+    start = _quote_left_open(text, mark)
+    if start is not None:
+        message += (f" (the quoted value opened at line {start.line + 1}, column "
+                    f"{start.column + 1} runs on to line {mark.line + 1}: is its closing "
+                    "quote missing?)")
+        mark = start
     return Location(path, mark.line + 1, mark.column + 1), message
+
+
+def _mapping_value_hint(text: str, line: int, column: int) -> str:
+    """Why a ``key: value`` is where YAML expected the rest of a value: a second ``: `` in
+    one line, or a line indented deeper than the one above it (a field of a property
+    written one level too far left just before it)."""
+    lines = text.splitlines()
+    if line >= len(lines):
+        return ""
+    if ": " in lines[line][:column]:
+        return " (a value with ': ' in it must be quoted)"
+    above = next((n for n in range(line - 1, -1, -1) if lines[n].strip()
+                  and not lines[n].lstrip().startswith("#")), None)
+    if above is None:
+        return ""
+
+    def indent(n: int) -> int:
+        return len(lines[n]) - len(lines[n].lstrip(" "))
+
+    if indent(line) <= indent(above):
+        return ""
+    return (f" (line {line + 1} is indented deeper than line {above + 1}, so YAML reads it "
+            f"as the rest of line {above + 1}'s value: indent the two alike if they are "
+            "fields of the same property)")
+
+
+def _quote_left_open(text: str, mark: yaml.Mark) -> yaml.Mark | None:
+    """The start of a quoted value that spans lines and ends on the error's line: a quote
+    left open, closed by the next value's opening quote (``pattern: "^[A-Z]{3}$`` then,
+    lines later, ``pattern: "...``), so the parser stumbles there, far from the cause."""
+    found = None
+    try:
+        for token in yaml.scan(text, Loader=yaml.SafeLoader):
+            if token.start_mark.index >= mark.index:
+                break
+            if (isinstance(token, yaml.ScalarToken) and token.style in ('"', "'")
+                    and token.start_mark.line < token.end_mark.line == mark.line):
+                found = token.start_mark
+    except yaml.YAMLError:
+        pass  # the scanner's own error comes after the tokens that matter
+    return found

@@ -28,6 +28,7 @@ from nerve.cli._common import (
     load_workspace,
 )
 from nerve.cli._sql import run_sql
+from nerve.errors import did_you_mean
 from nerve.workspace import CONFIG_FILE, Workspace
 
 __all__ = ["register"]
@@ -212,8 +213,9 @@ def diff(
 @handle_errors
 def codegen(
     ctx: typer.Context,
-    lang: Annotated[Lang, typer.Option("--lang", help="python or typescript",
-                                       case_sensitive=False)],
+    # a plain text option, checked below, so that a misspelt language gets a suggestion
+    lang: Annotated[str, typer.Option("--lang", help="python or typescript",
+                                      metavar="<python|typescript>")],
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="File to write (default: stdout).", dir_okay=False)] = None,
 ) -> None:
@@ -224,9 +226,13 @@ def codegen(
     analytics.js' track. Both add context.event_version so the collector validates against
     the version the code was written for.
     """
+    if lang.lower() not in tuple(Lang):
+        raise typer.BadParameter(f"{lang!r} is not one of 'python', 'typescript'"
+                                 f"{did_you_mean(lang.lower(), tuple(Lang))}",
+                                 param_hint="'--lang'")
     ws = load_workspace(ctx)
     catalog = Catalog.load(ws.events_dir)
-    code = generate(catalog, lang.value)
+    code = generate(catalog, lang.lower())
     if out is None:
         sys.stdout.write(code)
         return
