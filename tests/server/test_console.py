@@ -473,3 +473,47 @@ def test_an_experiments_file_that_does_not_load_is_named_in_the_experiments_pane
     panel = text[text.index("Experiments"):text.index("Metric, daily, last 28 days")]
     assert "bad.yaml:2: bad.variants: expected a list of at least two variants" in panel
     assert "0 | events in the warehouse" in text  # the other panels are there
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("who", ["admin", "reader"])
+def test_the_quarantine_panel_names_the_event_an_unknown_one_misspells(
+        console_shop: Workspace, serve: Callable[..., Any], who: str) -> None:
+    """`nerve quarantine list` said "(did you mean order_completed?)" for a misspelt event;
+    the console's quarantine panel, the same rows, did not. And its rule and message could
+    come from two different rows of an event."""
+    server = serve(console_shop)
+    batch = [{"type": "track", "event": "order_complete", "userId": f"u{i}",
+              "messageId": f"typo-{i}"} for i in range(3)]
+    batch.append({"type": "track", "event": "nothing_like_it", "userId": "u1",
+                  "messageId": "odd"})
+    batch += [order(i, "bad", properties={"order_id": "x", "revenue": "lots"})
+              for i in range(2)]
+    assert httpx.post(server.url + "/v1/batch", json={"batch": batch},
+                      headers=basic(write_key(console_shop))).status_code == 200
+    token = admin_token(console_shop) if who == "admin" else READER
+    auth = {"authorization": f"Bearer {token}"}
+    deadline = time.monotonic() + 30
+    while httpx.get(server.url + "/v1/status", headers=auth).json()["warehouse"]["quarantine"] < 6:
+        assert time.monotonic() < deadline, "the loader did not load the batch in 30 s"
+        time.sleep(0.2)
+
+    summary = httpx.get(server.url + "/v1/quarantine", headers=auth).json()
+    by_event = {e["event"]: e for e in summary["events"]}
+    assert summary["more"] == 0
+    assert by_event["order_complete"]["rows"] == 3
+    assert by_event["order_complete"]["rule"] == "unknown_event"
+    assert by_event["order_complete"]["message"].endswith("(did you mean order_completed?)")
+    assert "did you mean" not in by_event["nothing_like_it"]["message"]  # nothing close
+    assert by_event["order_completed"]["rule"] == "type"
+    assert "did you mean" not in by_event["order_completed"]["message"]  # a cataloged one
+    assert httpx.get(server.url + "/v1/quarantine").status_code == 401
+
+    dom = chromium_dom(f"{server.url}/ui#token={token}")
+    assert dom.body.get("data-loaded") == "true"
+    text = " | ".join(dom.text)
+    panel = text[text.index("Quarantine"):]
+    assert "order_complete | 3 |" in panel
+    assert "not in the catalog: add it to events/, or fix the name (did you mean " \
+           "order_completed?)" in panel
+
