@@ -245,11 +245,15 @@ def test_the_console_shows_metrics_as_formatted_fits_a_phone_and_says_when_the_s
     assert share[f"{label}: 50.0%"] > 0  # o3 and o4: one of them above 3, as `nerve metrics` has it
     none = (day - timedelta(days=1)).date().isoformat()
     assert share[f"{none}: no value"] == 0  # no order, no share: not a 0.0%
+    # today has no order yet: the headline says so, and gives the latest value (was a dash)
+    today = datetime.now(UTC).date()
+    assert seen["metrics"]["big_share"]["headline"] == (
+        f"no value on {today.isoformat()} (the latest day, maybe not over); "
+        f"the latest: 50.0% on {label}")
     revenue = [b["title"] for b in seen["metrics"]["revenue"]["bars"]]
     assert f"{label}: 7.00 EUR" in revenue
     assert f"{none}: 0.00 EUR" in revenue  # a sum over nothing is 0
     assert seen["metrics"]["revenue"]["headline"].startswith("0.00 EUR on ")  # today's
-    today = datetime.now(UTC).date()
     assert seen["metrics"]["revenue"]["axis"] == [(today - timedelta(days=27)).isoformat(),
                                                   today.isoformat()]  # the 28 days, as text
     assert seen["stopped"].startswith(f"nerve serve at {server.url} did not answer (")
