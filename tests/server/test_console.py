@@ -3,6 +3,7 @@ the status it reads (``GET /v1/status``)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import time
@@ -95,6 +96,20 @@ def test_status_sums_up_the_pipeline_for_a_token_holder(
     assert status["warehouse"]["last_received_at"] is not None
 
 
+def test_the_latest_checks_say_when_they_ran(
+        console_shop: Workspace, serve: Callable[..., Any]) -> None:
+    """The console showed the latest checks' verdict with no word of when they ran."""
+    server = serve(console_shop)
+    auth = {"authorization": f"Bearer {READER}"}
+    before = httpx.get(server.url + "/v1/admin/checks/latest", headers=auth).json()
+    assert before == {"status": "pass", "results": [], "at": None}
+    started = datetime.now(UTC)
+    fill(server, console_shop)
+    latest = httpx.get(server.url + "/v1/admin/checks/latest", headers=auth).json()
+    assert latest["results"]
+    assert started <= datetime.fromisoformat(latest["at"]) <= datetime.now(UTC)
+
+
 def test_the_page_holds_no_data_and_loads_nothing_from_elsewhere(
         console_shop: Workspace, serve: Callable[..., Any]) -> None:
     server = serve(console_shop, "--workers", "2")  # a worker forwards it to the main one
@@ -159,6 +174,8 @@ def test_the_console_shows_the_pipeline_checks_metrics_events_and_quarantine(
     assert "3 | quarantined rows" in text
     assert "Data checks" in text
     assert "checks passed" in text
+    # how old the health is: the checks ran in fill(), seconds ago (no time was shown)
+    assert re.search(r"Data checks \| (pass|warn|fail) \| run \| \d+ s ago", text), text
     assert "One-page checkout | running | keep running | a: 3 · b: 2" in text
     assert "No open alert." in text
     assert "series, minute by minute" in text
