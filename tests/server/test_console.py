@@ -557,3 +557,21 @@ def test_a_metric_picked_while_another_loads_is_the_one_shown(
     assert seen["picked"] == "orders"
     assert seen["chart"].startswith("Orders, daily, ")  # not "Revenue, daily, ..."
     assert "EUR" not in seen["headline"]
+
+
+@pytest.mark.node
+@pytest.mark.timeout(180)
+def test_on_a_phone_the_findings_and_violations_are_in_view(
+        console_shop: Workspace, serve: Callable[..., Any]) -> None:
+    """At 375 px the tables scrolled sideways inside their panels, and the column that
+    says what is wrong (a check's finding, a violation, an experiment's reasons) was past
+    the panel's edge, three letters of each line in view."""
+    server = serve(console_shop)
+    fill(server, console_shop)
+    seen = console_layout(f"{server.url}/ui#token={READER}", 375)
+    assert seen["errors"] == []
+    tables = {t["section"]: t["columns"] for t in seen["tables"]}
+    assert set(tables) >= {"checks", "experiments", "events", "quarantine"}
+    hidden = {section: [c["header"] for c in columns if not c["inView"]]
+              for section, columns in tables.items()}
+    assert hidden == {section: [] for section in tables}
