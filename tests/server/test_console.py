@@ -3,6 +3,7 @@ the status it reads (``GET /v1/status``)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import time
@@ -95,6 +96,20 @@ def test_status_sums_up_the_pipeline_for_a_token_holder(
     assert status["warehouse"]["last_received_at"] is not None
 
 
+def test_the_latest_checks_say_when_they_ran(
+        console_shop: Workspace, serve: Callable[..., Any]) -> None:
+    """The console showed the latest checks' verdict with no word of when they ran."""
+    server = serve(console_shop)
+    auth = {"authorization": f"Bearer {READER}"}
+    before = httpx.get(server.url + "/v1/admin/checks/latest", headers=auth).json()
+    assert before == {"status": "pass", "results": [], "at": None}
+    started = datetime.now(UTC)
+    fill(server, console_shop)
+    latest = httpx.get(server.url + "/v1/admin/checks/latest", headers=auth).json()
+    assert latest["results"]
+    assert started <= datetime.fromisoformat(latest["at"]) <= datetime.now(UTC)
+
+
 def test_the_page_holds_no_data_and_loads_nothing_from_elsewhere(
         console_shop: Workspace, serve: Callable[..., Any]) -> None:
     server = serve(console_shop, "--workers", "2")  # a worker forwards it to the main one
@@ -159,6 +174,8 @@ def test_the_console_shows_the_pipeline_checks_metrics_events_and_quarantine(
     assert "3 | quarantined rows" in text
     assert "Data checks" in text
     assert "checks passed" in text
+    # how old the health is: the checks ran in fill(), seconds ago (no time was shown)
+    assert re.search(r"Data checks \| (pass|warn|fail) \| run \| \d+ s ago", text), text
     assert "One-page checkout | running | keep running | a: 3 · b: 2" in text
     assert "No open alert." in text
     assert "series, minute by minute" in text
@@ -245,11 +262,15 @@ def test_the_console_shows_metrics_as_formatted_fits_a_phone_and_says_when_the_s
     assert share[f"{label}: 50.0%"] > 0  # o3 and o4: one of them above 3, as `nerve metrics` has it
     none = (day - timedelta(days=1)).date().isoformat()
     assert share[f"{none}: no value"] == 0  # no order, no share: not a 0.0%
+    # today has no order yet: the headline says so, and gives the latest value (was a dash)
+    today = datetime.now(UTC).date()
+    assert seen["metrics"]["big_share"]["headline"] == (
+        f"no value on {today.isoformat()} (the latest day, maybe not over); "
+        f"the latest: 50.0% on {label}")
     revenue = [b["title"] for b in seen["metrics"]["revenue"]["bars"]]
     assert f"{label}: 7.00 EUR" in revenue
     assert f"{none}: 0.00 EUR" in revenue  # a sum over nothing is 0
     assert seen["metrics"]["revenue"]["headline"].startswith("0.00 EUR on ")  # today's
-    today = datetime.now(UTC).date()
     assert seen["metrics"]["revenue"]["axis"] == [(today - timedelta(days=27)).isoformat(),
                                                   today.isoformat()]  # the 28 days, as text
     assert seen["stopped"].startswith(f"nerve serve at {server.url} did not answer (")
@@ -473,3 +494,84 @@ def test_an_experiments_file_that_does_not_load_is_named_in_the_experiments_pane
     panel = text[text.index("Experiments"):text.index("Metric, daily, last 28 days")]
     assert "bad.yaml:2: bad.variants: expected a list of at least two variants" in panel
     assert "0 | events in the warehouse" in text  # the other panels are there
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("who", ["admin", "reader"])
+def test_the_quarantine_panel_names_the_event_an_unknown_one_misspells(
+        console_shop: Workspace, serve: Callable[..., Any], who: str) -> None:
+    """`nerve quarantine list` said "(did you mean order_completed?)" for a misspelt event;
+    the console's quarantine panel, the same rows, did not. And its rule and message could
+    come from two different rows of an event."""
+    server = serve(console_shop)
+    batch = [{"type": "track", "event": "order_complete", "userId": f"u{i}",
+              "messageId": f"typo-{i}"} for i in range(3)]
+    batch.append({"type": "track", "event": "nothing_like_it", "userId": "u1",
+                  "messageId": "odd"})
+    batch += [order(i, "bad", properties={"order_id": "x", "revenue": "lots"})
+              for i in range(2)]
+    assert httpx.post(server.url + "/v1/batch", json={"batch": batch},
+                      headers=basic(write_key(console_shop))).status_code == 200
+    token = admin_token(console_shop) if who == "admin" else READER
+    auth = {"authorization": f"Bearer {token}"}
+    deadline = time.monotonic() + 30
+    while httpx.get(server.url + "/v1/status", headers=auth).json()["warehouse"]["quarantine"] < 6:
+        assert time.monotonic() < deadline, "the loader did not load the batch in 30 s"
+        time.sleep(0.2)
+
+    summary = httpx.get(server.url + "/v1/quarantine", headers=auth).json()
+    by_event = {e["event"]: e for e in summary["events"]}
+    assert summary["more"] == 0
+    assert by_event["order_complete"]["rows"] == 3
+    assert by_event["order_complete"]["rule"] == "unknown_event"
+    assert by_event["order_complete"]["message"].endswith("(did you mean order_completed?)")
+    assert "did you mean" not in by_event["nothing_like_it"]["message"]  # nothing close
+    assert by_event["order_completed"]["rule"] == "type"
+    assert "did you mean" not in by_event["order_completed"]["message"]  # a cataloged one
+    assert httpx.get(server.url + "/v1/quarantine").status_code == 401
+
+    dom = chromium_dom(f"{server.url}/ui#token={token}")
+    assert dom.body.get("data-loaded") == "true"
+    text = " | ".join(dom.text)
+    panel = text[text.index("Quarantine"):]
+    assert "order_complete | 3 |" in panel
+    assert "not in the catalog: add it to events/, or fix the name (did you mean " \
+           "order_completed?)" in panel
+
+
+@pytest.mark.node
+@pytest.mark.timeout(180)
+def test_a_metric_picked_while_another_loads_is_the_one_shown(
+        console_shop: Workspace, serve: Callable[..., Any]) -> None:
+    """Picking a metric, then another before the first's query answered (0.6 s each on a
+    busy machine), showed the first metric's chart and headline under the second's name
+    in the picker: the answers were drawn in the order they arrived."""
+    (console_shop.metrics_dir / "money.yaml").write_text(
+        "metrics:\n  revenue:\n    label: Revenue\n    format: currency\n"
+        "    currency: EUR\n    measure: {agg: sum, event: order_completed, of: revenue}\n")
+    server = serve(console_shop)
+    two_orders_yesterday(console_shop, server.url)
+    seen = node_script("console_metric_race.mjs", f"{server.url}/ui#token={READER}",
+                       "revenue", "orders")
+    assert seen["errors"] == []
+    assert seen["picked"] == "orders"
+    assert seen["chart"].startswith("Orders, daily, ")  # not "Revenue, daily, ..."
+    assert "EUR" not in seen["headline"]
+
+
+@pytest.mark.node
+@pytest.mark.timeout(180)
+def test_on_a_phone_the_findings_and_violations_are_in_view(
+        console_shop: Workspace, serve: Callable[..., Any]) -> None:
+    """At 375 px the tables scrolled sideways inside their panels, and the column that
+    says what is wrong (a check's finding, a violation, an experiment's reasons) was past
+    the panel's edge, three letters of each line in view."""
+    server = serve(console_shop)
+    fill(server, console_shop)
+    seen = console_layout(f"{server.url}/ui#token={READER}", 375)
+    assert seen["errors"] == []
+    tables = {t["section"]: t["columns"] for t in seen["tables"]}
+    assert set(tables) >= {"checks", "experiments", "events", "quarantine"}
+    hidden = {section: [c["header"] for c in columns if not c["inView"]]
+              for section, columns in tables.items()}
+    assert hidden == {section: [] for section in tables}

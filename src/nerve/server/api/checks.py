@@ -5,7 +5,8 @@
   asks for another time: that run is no news about the data's health now), and answer
   ``{"results": [...], "status": "pass|warn|fail|error"}``. ``nerve check`` goes through
   here while the server runs.
-- ``GET /v1/admin/checks/latest``: the latest recorded run, same shape.
+- ``GET /v1/admin/checks/latest``: the latest recorded run, same shape, and ``at``: when
+  the newest of its results was recorded (null when none was).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from nerve.errors import PayloadError
-from nerve.quality import latest_results, run_and_record, worst
+from nerve.quality import HISTORY_TABLE, latest_results, run_and_record, worst
 from nerve.server.api._common import (
     in_thread,
     json_response,
@@ -65,8 +66,14 @@ async def latest(request: Request) -> Response:
     ibis_of = getattr(warehouse, "ibis", None)
     if not callable(ibis_of):
         return json_response(_body([]))
-    results = await in_thread(lambda: latest_results(ibis_of()))
-    return json_response(_body(results))
+
+    def work() -> dict[str, Any]:
+        con = ibis_of()
+        results = latest_results(con)
+        at = con.table(HISTORY_TABLE).at.max().to_pyarrow().as_py() if results else None
+        return {**_body(results), "at": at}  # the console says how old the health is
+
+    return json_response(await in_thread(work))
 
 
 def routes() -> list[BaseRoute]:

@@ -10,6 +10,10 @@
   row counts and newest event, the catalog in use (and why an edit of events/ did
   not replace it: ``catalog.problems``), and the retention job (its last run, and why
   its latest scheduled run failed: ``retention.last_error``).
+- ``GET /v1/quarantine``: the console's quarantine panel: the 15 events with the most
+  quarantined rows, each with the first violation of its newest row (an unknown event's
+  with the catalog name it most likely misspells, as ``nerve quarantine list`` has it),
+  and how many events it leaves out.
 """
 
 from __future__ import annotations
@@ -26,15 +30,15 @@ from starlette.routing import BaseRoute, Route
 
 from nerve import __version__
 from nerve.erasure import ERASURES_TABLE, retention_enforced
-from nerve.errors import QueryError
+from nerve.errors import QueryError, did_you_mean
 from nerve.log import StreamWriter, write_problem
 from nerve.server._metrics import pipeline_health
 from nerve.server._state import NerveState
 from nerve.server.api._common import in_thread, json_response, readable
 from nerve.workspace import Workspace
 
-__all__ = ["catalog_figures", "offline_status", "retention_figures", "routes",
-           "warehouse_figures"]
+__all__ = ["catalog_figures", "offline_status", "quarantine_summary", "retention_figures",
+           "routes", "warehouse_figures"]
 
 _WAREHOUSE_SQL = """
 SELECT (SELECT count(*) FROM events) AS events,
@@ -46,6 +50,17 @@ SELECT (SELECT count(*) FROM events) AS events,
 _LAST_EXPIRE_SQL = f"""
 SELECT erased_at, events, quarantine FROM {ERASURES_TABLE}
 WHERE kind = 'expire' ORDER BY erased_at DESC LIMIT 1
+"""
+
+
+#: the events with the most quarantined rows; the first violation of each one's newest row
+#: (rule and message from the same row), and how many events there are in all
+_QUARANTINE_SQL = """
+SELECT coalesce(event, type) AS event, count(*) AS n, max(quarantined_at) AS last,
+       arg_max({'rule': violations->>'$[0].rule', 'message': violations->>'$[0].message'},
+               quarantined_at) AS first,
+       count(*) OVER () AS names
+FROM quarantine GROUP BY 1 ORDER BY n DESC, event LIMIT 15
 """
 
 
@@ -112,6 +127,31 @@ async def status(request: Request) -> Response:
     return json_response(await in_thread(work))
 
 
+def quarantine_summary(warehouse: Any, catalog: Any) -> dict[str, Any]:
+    """The events with the most quarantined rows (``rows``, ``last``, the ``rule`` and
+    ``message`` of one violation) and how many more there are (``more``). An unknown
+    event's message names the catalog event it most likely misspells, worked out here
+    when someone reads it, never at ingest (as ``nerve quarantine list`` does)."""
+    found = warehouse.query(_QUARANTINE_SQL).to_pylist()
+    names = catalog.names()
+    events = []
+    for row in found:
+        first = row["first"] or {}
+        message = first.get("message") or ""
+        if first.get("rule") == "unknown_event" and row["event"] not in catalog:
+            message += did_you_mean(str(row["event"]), names)
+        last = row["last"]
+        events.append({"event": row["event"], "rows": row["n"],
+                       "last": None if last is None else last.isoformat(),
+                       "rule": first.get("rule"), "message": message})
+    return {"events": events, "more": found[0]["names"] - len(found) if found else 0}
+
+
+async def quarantine(request: Request) -> Response:
+    state, warehouse = readable(request)
+    return json_response(await in_thread(quarantine_summary, warehouse, state.catalog))
+
+
 def retention_figures(warehouse: Any, workspace: Workspace, job: Any = None
                       ) -> dict[str, Any]:
     """The retention job: whether ``nerve serve`` runs it (``enforced``), its last run as
@@ -173,4 +213,5 @@ def offline_status(workspace: Workspace) -> dict[str, Any]:
 def routes() -> list[BaseRoute]:
     return [Route("/ui", console, methods=["GET"]),
             Route("/favicon.ico", no_icon, methods=["GET"]),
-            Route("/v1/status", status, methods=["GET"])]
+            Route("/v1/status", status, methods=["GET"]),
+            Route("/v1/quarantine", quarantine, methods=["GET"])]
