@@ -8,8 +8,9 @@ how (``http`` or ``local``), who (the reader a token names, or the OS user), fro
 appended with one ``write`` each (``O_APPEND``) and fsynced, so the server and a command
 can share a file. ``nerve audit`` prints them (docs/privacy.md).
 
-A request is kept as sent, cut at ``MAX_REQUEST_BYTES``, except what would defeat its
-purpose: ``forget`` requests keep how many ids they named, never the ids.
+A request is kept whole, as sent (the server refuses a read request larger than
+``MAX_REQUEST_BYTES``, so what it read is always in its record), except what would defeat
+its purpose: ``forget`` requests keep how many ids they named, never the ids.
 """
 
 from __future__ import annotations
@@ -35,10 +36,11 @@ __all__ = ["AUDIT_DIR", "MAX_REQUEST_BYTES", "Audit", "audit_dir", "expire_audit
 log = logging.getLogger("nerve.audit")
 
 AUDIT_DIR = "audit"
-#: a request longer than this (as JSON) is cut, and marked so
-MAX_REQUEST_BYTES = 8192
-#: a body larger than this is recorded by its size only, unparsed
-_MAX_PARSED_BYTES = 1 << 20
+#: the largest request a record keeps whole: the server refuses a larger read request
+#: (413), since a record cut short could hide what was read behind a long comment; a
+#: larger one (a forget's ids, which are never kept) is recorded by its size only
+MAX_REQUEST_BYTES = 1 << 20
+_MAX_PARSED_BYTES = MAX_REQUEST_BYTES
 #: requests whose ids must not outlive them: how many of each list (ids) are kept, and
 #: the flags (plain values) as sent; anything else is withheld, the way it was sent too
 #: (a single id instead of a list, an id under a misspelt field)

@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl
 import anyio.to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from nerve.audit import Audit
+from nerve.audit import MAX_REQUEST_BYTES, Audit
 from nerve.collector._body import write_key_from_header
 from nerve.server._readers import INVALID, MASKED_HEADER, identify, sees_masked
 from nerve.server._settings import SETTINGS_PREFIX
@@ -26,8 +26,8 @@ __all__ = ["CLIENT_HEADER", "AuditReads"]
 #: the original client's address, as a worker forwarding a request saw it
 CLIENT_HEADER = "x-nerve-client"
 #: request bytes kept for the record (``nerve.audit`` parses up to this); beyond it only
-#: the size is recorded
-MAX_BODY_BYTES = 1 << 20
+#: the size is recorded (the read APIs refuse such a request: ``read_json``)
+MAX_BODY_BYTES = MAX_REQUEST_BYTES
 
 
 def _who(headers: dict[bytes, bytes], state: NerveState) -> tuple[str, bool]:
