@@ -240,19 +240,28 @@ def _traits(sql: _Sql, identify: Tree, group: Tree) -> str:
     return f"CASE WHEN type = 'group' THEN {sql.patched('traits', group)} ELSE {user} END"
 
 
+#: a violation's catalog file as the workspace names it (``events/signup.yaml``, as
+#: ``nerve catalog lint`` does), not the server's absolute path, which is none of a
+#: reader's business; a file outside an ``events`` folder by its name only
+_CATALOG_FILE = (r"CASE WHEN regexp_matches(v->>'file', '(^|[/\\])events[/\\]') "
+                 r"THEN regexp_replace(v->>'file', '^(.*[/\\])?(events[/\\])', '\2') "
+                 r"ELSE regexp_replace(v->>'file', '^.*[/\\]', '') END")
+
+
 def _violations(masked_paths: list[str]) -> str:
-    """Violation messages about a masked value withheld (they may quote it)."""
-    if not masked_paths:
-        return "violations"
+    """Violation messages about a masked value withheld (they may quote it), and the
+    catalog file of each as the workspace names it."""
     pattern = _literal("^(" + "|".join(masked_paths) + r")($|[.\[])")
     # the catalog's file and line are not personal: a reader still finds the rule broken
     withheld = ("json_object('path', v->>'path', 'rule', v->>'rule', 'message', "
                 "concat(v->>'path', ': breaks the ', v->>'rule', "
-                "' rule (value withheld: personal data)'), 'file', v->'file', "
+                f"' rule (value withheld: personal data)'), 'file', {_CATALOG_FILE}, "
                 "'line', v->'line')")
+    shown = (f"CASE WHEN v->>'file' IS NULL THEN v "
+             f"ELSE json_merge_patch(v, json_object('file', {_CATALOG_FILE})) END")
     return (f"CASE WHEN json_type(violations) = 'ARRAY' THEN to_json(list_transform("
             f"CAST(violations AS JSON[]), v -> CASE WHEN regexp_matches("
-            f"coalesce(v->>'path', ''), {pattern}) THEN {withheld} ELSE v END)) "
+            f"coalesce(v->>'path', ''), {pattern}) THEN {withheld} ELSE {shown} END)) "
             f"ELSE violations END")
 
 
