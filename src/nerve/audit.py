@@ -96,8 +96,9 @@ class Audit:
     folder: Path
 
     def record(self, *, via: str, who: str, action: str, request: Any, status: int | str,
-               seconds: float, client: str | None = None, masked: bool = False) -> None:
-        """Append one record; a failure to write is logged, never raised to the reader."""
+               seconds: float, client: str | None = None, masked: bool = False) -> bool:
+        """Append one record; False when it could not be written (logged, never raised:
+        the server then answers the read with a 503 instead of its rows)."""
         now = datetime.now(UTC)
         line = orjson.dumps({
             "at": now.isoformat(timespec="milliseconds"), "via": via, "who": who,
@@ -118,6 +119,8 @@ class Audit:
                 os.close(fd)
         except OSError as exc:
             log.error("audit: could not record a read of %s: %s", action, exc)
+            return False
+        return True
 
 
 def record(workspace: Workspace, **fields: Any) -> None:

@@ -4,11 +4,13 @@ main process) and by commands reading the warehouse file themselves."""
 from __future__ import annotations
 
 import getpass
+import shutil
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import orjson
+import pytest
 from tests.governance.test_erasure import ORDER, row, write
 from tests.governance.test_erasure_cli import nerve
 from tests.server.serverkit import basic, write_key
@@ -92,6 +94,33 @@ def test_every_read_api_call_is_recorded_with_who_from_where_and_what(
     assert shown.returncode == 0, shown.stderr
     assert [(r["who"], r["status"]) for r in orjson.loads(shown.stdout)] == [
         ("admin", 200), ("admin", 200)]
+
+
+def test_a_read_the_audit_log_cannot_record_is_not_answered(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader's read used to be answered, its rows and all, when its record could not be
+    written (a full disk): the log said so, the audit log had no trace of it."""
+    token = "ana-" + "a" * 28
+    monkeypatch.setenv("NERVE_TEST_TOKEN_ANA", token)
+    ws = make_workspace({"order_completed.yaml": ORDER}, extra_toml=(
+        '[[readers]]\nname = "ana"\ntoken_env = "NERVE_TEST_TOKEN_ANA"\n'))
+    server = serve(ws)
+    sql, reader = server.url + "/v1/admin/sql", {"Authorization": f"Bearer {token}"}
+    query = {"query": "SELECT 'the-answer' AS n"}
+    assert httpx.post(sql, json=query, headers=reader).status_code == 200
+    folder = audit_dir(ws)
+    shutil.rmtree(folder)
+    folder.write_bytes(b"")  # a file where the folder was: no record can be written
+    refused = httpx.post(sql, json=query, headers=reader)
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["code"] == "audit_unavailable"
+    assert "the-answer" not in refused.text
+    folder.unlink()
+    again = httpx.post(sql, json=query, headers=reader)
+    assert again.status_code == 200, again.text
+    assert again.json()["rows"] == [{"n": "the-answer"}]
+    assert [(r["who"], r["status"]) for r in read_records(ws)] == [("ana", 200)]
 
 
 def test_commands_reading_the_file_themselves_are_recorded(

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nerve.audit import MAX_REQUEST_BYTES, Audit
 from nerve.collector._body import write_key_from_header
+from nerve.server._errors import error_response
 from nerve.server._readers import INVALID, MASKED_HEADER, identify, sees_masked
 from nerve.server._settings import SETTINGS_PREFIX
 from nerve.server._state import NerveState
@@ -51,6 +52,15 @@ def _request(scope: Scope, body: bytes) -> Any:
     return dict(parse_qsl(query)) if query else None
 
 
+async def _unrecorded(scope: Scope, receive: Receive, send: Send) -> None:
+    """The answer to a read the audit log could not record: 503, and none of its rows."""
+    await error_response(
+        503, "audit_unavailable", "the read was not answered: the audit log could not "
+        "record it (the server's log says why: a full disk, or .nerve/audit/ not "
+        "writable); every read is recorded (docs/privacy.md)",
+        headers={"Retry-After": "60"})(scope, receive, send)
+
+
 class AuditReads:
     """ASGI middleware: one audit record per ``/v1/...`` request (ingest never gets here:
     ``_app._NerveApp`` answers it before the middleware stack), except the SDK settings
@@ -83,13 +93,13 @@ class AuditReads:
                     body.append(chunk)
             return message
 
-        recorded = False
+        recorded: bool | None = None  # None: not yet; else whether the record was written
 
-        async def record() -> None:
+        async def record() -> bool:
             nonlocal recorded
-            if recorded:
-                return
-            recorded = True
+            if recorded is not None:
+                return recorded
+            recorded = False
             headers = dict(scope["headers"])
             client = scope.get("client")
             address = client[0] if client else None
@@ -98,19 +108,31 @@ class AuditReads:
             request = {"bytes": size} if size > MAX_BODY_BYTES else _request(
                 scope, b"".join(body))
             who, masked = _who(headers, self.state)
-            await anyio.to_thread.run_sync(partial(
+            recorded = await anyio.to_thread.run_sync(partial(
                 self.audit.record, via="http", who=who, action=scope["path"],
                 request=request, status=status, seconds=time.monotonic() - started,
                 client=address, masked=masked))
+            return recorded
+
+        held: Message | None = None
 
         async def watch(message: Message) -> None:
-            nonlocal status
+            nonlocal status, held
             if message["type"] == "http.response.start":
                 status = message["status"]
-            elif message["type"] == "http.response.body" and not message.get("more_body"):
-                # recorded before the answer's last bytes leave: a client that has its
-                # answer finds the read in the log
-                await record()
+                held = message  # sent with the body, once the read is recorded
+                return
+            last = message["type"] == "http.response.body" and not message.get("more_body")
+            # recorded before the answer's last bytes leave: a client that has its answer
+            # finds the read in the log; one the log cannot record is not answered (a
+            # whole answer is one message: its rows never leave)
+            if last and not await record() and held is not None:
+                held = None
+                await _unrecorded(scope, receive, send)
+                return
+            if held is not None:
+                await send(held)
+                held = None
             await send(message)
 
         try:
