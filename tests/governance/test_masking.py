@@ -321,6 +321,9 @@ def test_masked_values_are_consistent_so_figures_equal_the_admins(
     ("SELECT * FROM sqlite_master", "not 'sqlite_master'"),
     ("SELECT * FROM duckdb_settings()", "table functions"),
     ("SELECT * FROM read_csv('/etc/passwd')", "reads files"),
+    # temp_directory is the warehouse's absolute path with .tmp: no server path for readers
+    ("SELECT current_setting('temp_directory') AS t", "server's settings"),
+    ("SELECT CURRENT_SETTING('secret_directory') AS s FROM events", "server's settings"),
     # a CTE's name is the CTE only where DuckDB resolves it so: elsewhere the same name
     # reads the catalog (DuckDB's duckdb_views holds the masking key in the views' text)
     ("SELECT * FROM (WITH duckdb_views AS (SELECT 1) SELECT 1) AS t, duckdb_views",

@@ -70,6 +70,9 @@ MASKED_CLASSES = frozenset({"personal", "sensitive"})
 OPEN_TABLES = ("loads", "log_offsets", "check_results", "erasures")
 #: table functions a reader may use: they make rows and read nothing
 _ROW_FUNCTIONS = (exp.GenerateSeries, exp.Unnest)
+#: scalar functions a reader may not call: the server's settings name its paths (the
+#: warehouse's, in ``temp_directory``), which are none of a reader's business
+_SERVER_FUNCTIONS = frozenset({"current_setting"})
 _IDENTIFIERS = ("user_id", "anonymous_id", "previous_id")
 _HASH, _DROP, _URL = "hash", "drop", "url"
 #: traits the Segment spec reserves that name or locate a person
@@ -390,13 +393,18 @@ def _cte_in_scope(table: exp.Table) -> bool:
 
 def check_reader_query(sql: str, tables: Iterable[str]) -> set[str]:
     """``check_read_only``, and the query names only ``tables`` (or its own CTEs, where
-    they are in scope), unqualified, and no table function but
-    ``range``/``generate_series``/``unnest``; returns the table names it reads."""
+    they are in scope), unqualified, no table function but
+    ``range``/``generate_series``/``unnest``, and no ``current_setting``; returns the
+    table names it reads."""
     statement = check_read_only(sql)
     allowed = {t.lower() for t in tables}
     listed = (", ".join(sorted(allowed & {"events", "quarantine", *OPEN_TABLES}))
               + ", evt_<event> (one per cataloged track event; evt_identify and evt_group "
               "when the catalog describes those calls)")
+    for func in statement.find_all(exp.Anonymous):
+        if func.name.lower() in _SERVER_FUNCTIONS:
+            raise QueryError(f"refused: {func.name.lower()}() shows the server's settings; "
+                             f"readers query the warehouse's tables ({listed})")
     names = set()
     for table in statement.find_all(exp.Table):
         if not isinstance(table.this, exp.Identifier):
