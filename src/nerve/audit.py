@@ -8,8 +8,9 @@ how (``http`` or ``local``), who (the reader a token names, or the OS user), fro
 appended with one ``write`` each (``O_APPEND``) and fsynced, so the server and a command
 can share a file. ``nerve audit`` prints them (docs/privacy.md).
 
-A request is kept as sent, cut at ``MAX_REQUEST_BYTES``, except what would defeat its
-purpose: ``forget`` requests keep how many ids they named, never the ids.
+A request is kept whole, as sent (the server refuses a read request larger than
+``MAX_REQUEST_BYTES``, so what it read is always in its record), except what would defeat
+its purpose: ``forget`` requests keep how many ids they named, never the ids.
 """
 
 from __future__ import annotations
@@ -35,10 +36,11 @@ __all__ = ["AUDIT_DIR", "MAX_REQUEST_BYTES", "Audit", "audit_dir", "expire_audit
 log = logging.getLogger("nerve.audit")
 
 AUDIT_DIR = "audit"
-#: a request longer than this (as JSON) is cut, and marked so
-MAX_REQUEST_BYTES = 8192
-#: a body larger than this is recorded by its size only, unparsed
-_MAX_PARSED_BYTES = 1 << 20
+#: the largest request a record keeps whole: the server refuses a larger read request
+#: (413), since a record cut short could hide what was read behind a long comment; a
+#: larger one (a forget's ids, which are never kept) is recorded by its size only
+MAX_REQUEST_BYTES = 1 << 20
+_MAX_PARSED_BYTES = MAX_REQUEST_BYTES
 #: requests whose ids must not outlive them: how many of each list (ids) are kept, and
 #: the flags (plain values) as sent; anything else is withheld, the way it was sent too
 #: (a single id instead of a list, an id under a misspelt field)
@@ -94,8 +96,9 @@ class Audit:
     folder: Path
 
     def record(self, *, via: str, who: str, action: str, request: Any, status: int | str,
-               seconds: float, client: str | None = None, masked: bool = False) -> None:
-        """Append one record; a failure to write is logged, never raised to the reader."""
+               seconds: float, client: str | None = None, masked: bool = False) -> bool:
+        """Append one record; False when it could not be written (logged, never raised:
+        the server then answers the read with a 503 instead of its rows)."""
         now = datetime.now(UTC)
         line = orjson.dumps({
             "at": now.isoformat(timespec="milliseconds"), "via": via, "who": who,
@@ -116,6 +119,8 @@ class Audit:
                 os.close(fd)
         except OSError as exc:
             log.error("audit: could not record a read of %s: %s", action, exc)
+            return False
+        return True
 
 
 def record(workspace: Workspace, **fields: Any) -> None:

@@ -4,11 +4,13 @@ main process) and by commands reading the warehouse file themselves."""
 from __future__ import annotations
 
 import getpass
+import shutil
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import orjson
+import pytest
 from tests.governance.test_erasure import ORDER, row, write
 from tests.governance.test_erasure_cli import nerve
 from tests.server.serverkit import basic, write_key
@@ -43,8 +45,15 @@ def test_every_read_api_call_is_recorded_with_who_from_where_and_what(
     assert httpx.post(sql, json={"query": "SELECT 1"}).status_code == 401
     assert httpx.post(sql, json={"query": "SELECT 1"},
                       headers={"Authorization": "Bearer guess"}).status_code == 401
-    assert httpx.post(sql, json={"query": "SELECT 'x" + "y" * MAX_REQUEST_BYTES + "'"},
-                      headers=admin).status_code == 200
+    # what a query reads is in its record whatever comes before it: a long comment
+    # used to push it past the record's cut at 8 KB (a 1 MiB one, past the parser's
+    # limit, left only the size)
+    hidden = "/*" + "y" * 9000 + "*/ SELECT 'the-hidden-part' AS n"
+    assert httpx.post(sql, json={"query": hidden}, headers=admin).status_code == 200
+    huge = "/*" + "y" * MAX_REQUEST_BYTES + "*/ SELECT 'the-huge-part' AS n"
+    refused = httpx.post(sql, json={"query": huge}, headers=admin)
+    assert refused.status_code == 413, refused.text
+    assert "the-huge-part" not in refused.text
     done = nerve(ws, "forget", "--user-id", "ann-the-forgotten")
     assert done.returncode == 0, done.stderr
     # refused forgets: their ids were recorded as sent (one id instead of a list, a
@@ -58,9 +67,9 @@ def test_every_read_api_call_is_recorded_with_who_from_where_and_what(
 
     records = read_records(ws)
     # ingest and /health are not reads of the warehouse
-    assert [r["action"] for r in records] == (["/v1/admin/sql"] * 4
+    assert [r["action"] for r in records] == (["/v1/admin/sql"] * 5
                                               + ["/v1/admin/forget"] * 3 + ["/v1/experiments"])
-    first, anonymous, guessed, long, forget, single, misspelt, sdk = records
+    first, anonymous, guessed, long, too_long, forget, single, misspelt, sdk = records
     assert sdk["who"] == "source server"
     assert first["via"] == "http"
     assert first["who"] == "admin"
@@ -70,8 +79,9 @@ def test_every_read_api_call_is_recorded_with_who_from_where_and_what(
     assert first["ms"] >= 0
     assert (anonymous["who"], anonymous["status"]) == ("anonymous", 401)
     assert (guessed["who"], guessed["status"]) == ("invalid token", 401)
-    assert long["request"]["bytes"] > MAX_REQUEST_BYTES
-    assert len(long["request"]["truncated"]) <= MAX_REQUEST_BYTES
+    assert long["request"] == {"query": hidden}
+    assert too_long["status"] == 413
+    assert too_long["request"]["bytes"] > MAX_REQUEST_BYTES
     # the forget is recorded, but not whom it forgot
     assert forget["request"] == {"user_ids": 1, "anonymous_ids": 0, "dry_run": False}
     assert single["request"] == {"user_ids": "withheld", "dry_run": True}
@@ -84,6 +94,33 @@ def test_every_read_api_call_is_recorded_with_who_from_where_and_what(
     assert shown.returncode == 0, shown.stderr
     assert [(r["who"], r["status"]) for r in orjson.loads(shown.stdout)] == [
         ("admin", 200), ("admin", 200)]
+
+
+def test_a_read_the_audit_log_cannot_record_is_not_answered(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader's read used to be answered, its rows and all, when its record could not be
+    written (a full disk): the log said so, the audit log had no trace of it."""
+    token = "ana-" + "a" * 28
+    monkeypatch.setenv("NERVE_TEST_TOKEN_ANA", token)
+    ws = make_workspace({"order_completed.yaml": ORDER}, extra_toml=(
+        '[[readers]]\nname = "ana"\ntoken_env = "NERVE_TEST_TOKEN_ANA"\n'))
+    server = serve(ws)
+    sql, reader = server.url + "/v1/admin/sql", {"Authorization": f"Bearer {token}"}
+    query = {"query": "SELECT 'the-answer' AS n"}
+    assert httpx.post(sql, json=query, headers=reader).status_code == 200
+    folder = audit_dir(ws)
+    shutil.rmtree(folder)
+    folder.write_bytes(b"")  # a file where the folder was: no record can be written
+    refused = httpx.post(sql, json=query, headers=reader)
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["code"] == "audit_unavailable"
+    assert "the-answer" not in refused.text
+    folder.unlink()
+    again = httpx.post(sql, json=query, headers=reader)
+    assert again.status_code == 200, again.text
+    assert again.json()["rows"] == [{"n": "the-answer"}]
+    assert [(r["who"], r["status"]) for r in read_records(ws)] == [("ana", 200)]
 
 
 def test_commands_reading_the_file_themselves_are_recorded(

@@ -221,13 +221,34 @@ def test_a_reader_sees_no_raw_personal_value_and_the_admin_sees_them_all(
         "SELECT violations FROM quarantine")}).json()["rows"][0]["violations"]
     assert violation["path"] == "$.properties.phone"
     assert "withheld" in violation["message"]
-    # the catalog's file and line are not personal: they stay, as the admin sees them
+    # the catalog's file and line are not personal: they stay, the file as the workspace
+    # names it (the admin sees the server's absolute path, which a reader used to)
     (stored,) = _post(server, admin, "/v1/admin/sql", {"query": (
         "SELECT violations FROM quarantine")}).json()["rows"][0]["violations"]
-    assert stored["file"].endswith("signup.yaml")
+    assert stored["file"] == str(ws.events_dir / "signup.yaml")
     assert isinstance(stored["line"], int)
     assert (violation["rule"], violation["file"], violation["line"]) == (
-        stored["rule"], stored["file"], stored["line"])
+        stored["rule"], "events/signup.yaml", stored["line"])
+    assert str(ws.root).encode() not in as_reader
+
+
+def test_a_reader_learns_no_server_path_from_the_status(
+        served: tuple[Workspace, Any]) -> None:
+    """The catalog's problems name their files relative to the workspace for a reader."""
+    ws, server = served
+    path = ws.events_dir / "purchase.yaml"
+    path.write_text(PURCHASE.replace("type: number", "type: nmber"), encoding="utf-8")
+    deadline = time.monotonic() + 60
+    while not httpx.get(server.url + "/v1/status", headers={
+            "Authorization": f"Bearer {_token(ws)}"}).json()["catalog"]["problems"]:
+        assert time.monotonic() < deadline, "the broken catalog was not noticed in 60 s"
+        time.sleep(0.2)
+    status = httpx.get(server.url + "/v1/status", headers={"Authorization": f"Bearer {ANA}"})
+    assert status.status_code == 200, status.text
+    [problem] = status.json()["catalog"]["problems"]
+    assert problem.startswith("events/purchase.yaml:"), problem
+    assert "nmber" in problem
+    assert str(ws.root) not in status.text
 
 
 def test_a_reader_may_be_let_see_personal_values_and_stays_a_reader(
@@ -300,6 +321,9 @@ def test_masked_values_are_consistent_so_figures_equal_the_admins(
     ("SELECT * FROM sqlite_master", "not 'sqlite_master'"),
     ("SELECT * FROM duckdb_settings()", "table functions"),
     ("SELECT * FROM read_csv('/etc/passwd')", "reads files"),
+    # temp_directory is the warehouse's absolute path with .tmp: no server path for readers
+    ("SELECT current_setting('temp_directory') AS t", "server's settings"),
+    ("SELECT CURRENT_SETTING('secret_directory') AS s FROM events", "server's settings"),
     # a CTE's name is the CTE only where DuckDB resolves it so: elsewhere the same name
     # reads the catalog (DuckDB's duckdb_views holds the masking key in the views' text)
     ("SELECT * FROM (WITH duckdb_views AS (SELECT 1) SELECT 1) AS t, duckdb_views",

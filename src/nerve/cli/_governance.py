@@ -195,8 +195,9 @@ def compact(ctx: typer.Context) -> None:
                   markup=False)
 
 
-#: a refused attempt (no valid token, or a reader at an admin's endpoint) read nothing
-_REFUSED = (401, 403)
+#: a refused attempt (no valid token, a reader at an admin's endpoint, or a request too
+#: large for its record) read nothing
+_REFUSED = (401, 403, 413)
 
 
 def _saw_stored(record: dict[str, Any]) -> bool:
@@ -215,7 +216,7 @@ def audit(
         "--action", help="Only actions containing this text, e.g. sql or forget.")] = None,
     unmasked: Annotated[bool, typer.Option(
         "--unmasked", help="Only reads that saw personal values as stored (not masked; "
-        "refused attempts, 401 and 403, read nothing and are left out).")
+        "refused attempts, 401, 403 and 413, read nothing and are left out).")
     ] = False,
     fmt: FormatOption = Format.table,
 ) -> None:

@@ -15,8 +15,9 @@ from urllib.parse import parse_qsl
 import anyio.to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from nerve.audit import Audit
+from nerve.audit import MAX_REQUEST_BYTES, Audit
 from nerve.collector._body import write_key_from_header
+from nerve.server._errors import error_response
 from nerve.server._readers import INVALID, MASKED_HEADER, identify, sees_masked
 from nerve.server._settings import SETTINGS_PREFIX
 from nerve.server._state import NerveState
@@ -26,8 +27,8 @@ __all__ = ["CLIENT_HEADER", "AuditReads"]
 #: the original client's address, as a worker forwarding a request saw it
 CLIENT_HEADER = "x-nerve-client"
 #: request bytes kept for the record (``nerve.audit`` parses up to this); beyond it only
-#: the size is recorded
-MAX_BODY_BYTES = 1 << 20
+#: the size is recorded (the read APIs refuse such a request: ``read_json``)
+MAX_BODY_BYTES = MAX_REQUEST_BYTES
 
 
 def _who(headers: dict[bytes, bytes], state: NerveState) -> tuple[str, bool]:
@@ -49,6 +50,15 @@ def _request(scope: Scope, body: bytes) -> Any:
         return body
     query = scope.get("query_string", b"").decode("latin-1")
     return dict(parse_qsl(query)) if query else None
+
+
+async def _unrecorded(scope: Scope, receive: Receive, send: Send) -> None:
+    """The answer to a read the audit log could not record: 503, and none of its rows."""
+    await error_response(
+        503, "audit_unavailable", "the read was not answered: the audit log could not "
+        "record it (the server's log says why: a full disk, or .nerve/audit/ not "
+        "writable); every read is recorded (docs/privacy.md)",
+        headers={"Retry-After": "60"})(scope, receive, send)
 
 
 class AuditReads:
@@ -83,13 +93,13 @@ class AuditReads:
                     body.append(chunk)
             return message
 
-        recorded = False
+        recorded: bool | None = None  # None: not yet; else whether the record was written
 
-        async def record() -> None:
+        async def record() -> bool:
             nonlocal recorded
-            if recorded:
-                return
-            recorded = True
+            if recorded is not None:
+                return recorded
+            recorded = False
             headers = dict(scope["headers"])
             client = scope.get("client")
             address = client[0] if client else None
@@ -98,19 +108,31 @@ class AuditReads:
             request = {"bytes": size} if size > MAX_BODY_BYTES else _request(
                 scope, b"".join(body))
             who, masked = _who(headers, self.state)
-            await anyio.to_thread.run_sync(partial(
+            recorded = await anyio.to_thread.run_sync(partial(
                 self.audit.record, via="http", who=who, action=scope["path"],
                 request=request, status=status, seconds=time.monotonic() - started,
                 client=address, masked=masked))
+            return recorded
+
+        held: Message | None = None
 
         async def watch(message: Message) -> None:
-            nonlocal status
+            nonlocal status, held
             if message["type"] == "http.response.start":
                 status = message["status"]
-            elif message["type"] == "http.response.body" and not message.get("more_body"):
-                # recorded before the answer's last bytes leave: a client that has its
-                # answer finds the read in the log
-                await record()
+                held = message  # sent with the body, once the read is recorded
+                return
+            last = message["type"] == "http.response.body" and not message.get("more_body")
+            # recorded before the answer's last bytes leave: a client that has its answer
+            # finds the read in the log; one the log cannot record is not answered (a
+            # whole answer is one message: its rows never leave)
+            if last and not await record() and held is not None:
+                held = None
+                await _unrecorded(scope, receive, send)
+                return
+            if held is not None:
+                await send(held)
+                held = None
             await send(message)
 
         try:

@@ -70,6 +70,9 @@ MASKED_CLASSES = frozenset({"personal", "sensitive"})
 OPEN_TABLES = ("loads", "log_offsets", "check_results", "erasures")
 #: table functions a reader may use: they make rows and read nothing
 _ROW_FUNCTIONS = (exp.GenerateSeries, exp.Unnest)
+#: scalar functions a reader may not call: the server's settings name its paths (the
+#: warehouse's, in ``temp_directory``), which are none of a reader's business
+_SERVER_FUNCTIONS = frozenset({"current_setting"})
 _IDENTIFIERS = ("user_id", "anonymous_id", "previous_id")
 _HASH, _DROP, _URL = "hash", "drop", "url"
 #: traits the Segment spec reserves that name or locate a person
@@ -240,19 +243,28 @@ def _traits(sql: _Sql, identify: Tree, group: Tree) -> str:
     return f"CASE WHEN type = 'group' THEN {sql.patched('traits', group)} ELSE {user} END"
 
 
+#: a violation's catalog file as the workspace names it (``events/signup.yaml``, as
+#: ``nerve catalog lint`` does), not the server's absolute path, which is none of a
+#: reader's business; a file outside an ``events`` folder by its name only
+_CATALOG_FILE = (r"CASE WHEN regexp_matches(v->>'file', '(^|[/\\])events[/\\]') "
+                 r"THEN regexp_replace(v->>'file', '^(.*[/\\])?(events[/\\])', '\2') "
+                 r"ELSE regexp_replace(v->>'file', '^.*[/\\]', '') END")
+
+
 def _violations(masked_paths: list[str]) -> str:
-    """Violation messages about a masked value withheld (they may quote it)."""
-    if not masked_paths:
-        return "violations"
+    """Violation messages about a masked value withheld (they may quote it), and the
+    catalog file of each as the workspace names it."""
     pattern = _literal("^(" + "|".join(masked_paths) + r")($|[.\[])")
     # the catalog's file and line are not personal: a reader still finds the rule broken
     withheld = ("json_object('path', v->>'path', 'rule', v->>'rule', 'message', "
                 "concat(v->>'path', ': breaks the ', v->>'rule', "
-                "' rule (value withheld: personal data)'), 'file', v->'file', "
+                f"' rule (value withheld: personal data)'), 'file', {_CATALOG_FILE}, "
                 "'line', v->'line')")
+    shown = (f"CASE WHEN v->>'file' IS NULL THEN v "
+             f"ELSE json_merge_patch(v, json_object('file', {_CATALOG_FILE})) END")
     return (f"CASE WHEN json_type(violations) = 'ARRAY' THEN to_json(list_transform("
             f"CAST(violations AS JSON[]), v -> CASE WHEN regexp_matches("
-            f"coalesce(v->>'path', ''), {pattern}) THEN {withheld} ELSE v END)) "
+            f"coalesce(v->>'path', ''), {pattern}) THEN {withheld} ELSE {shown} END)) "
             f"ELSE violations END")
 
 
@@ -381,13 +393,18 @@ def _cte_in_scope(table: exp.Table) -> bool:
 
 def check_reader_query(sql: str, tables: Iterable[str]) -> set[str]:
     """``check_read_only``, and the query names only ``tables`` (or its own CTEs, where
-    they are in scope), unqualified, and no table function but
-    ``range``/``generate_series``/``unnest``; returns the table names it reads."""
+    they are in scope), unqualified, no table function but
+    ``range``/``generate_series``/``unnest``, and no ``current_setting``; returns the
+    table names it reads."""
     statement = check_read_only(sql)
     allowed = {t.lower() for t in tables}
     listed = (", ".join(sorted(allowed & {"events", "quarantine", *OPEN_TABLES}))
               + ", evt_<event> (one per cataloged track event; evt_identify and evt_group "
               "when the catalog describes those calls)")
+    for func in statement.find_all(exp.Anonymous):
+        if func.name.lower() in _SERVER_FUNCTIONS:
+            raise QueryError(f"refused: {func.name.lower()}() shows the server's settings; "
+                             f"readers query the warehouse's tables ({listed})")
     names = set()
     for table in statement.find_all(exp.Table):
         if not isinstance(table.this, exp.Identifier):

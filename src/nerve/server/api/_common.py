@@ -12,6 +12,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from nerve.audit import MAX_REQUEST_BYTES
 from nerve.errors import AuthError, InternalError, PayloadError
 from nerve.server._readers import INVALID, MASKED_HEADER, Reader, identify, sees_masked
 from nerve.server._state import NerveState
@@ -92,10 +93,20 @@ def require_admin(request: Request) -> NerveState:
     return nerve_state(request)
 
 
-async def read_json(request: Request) -> dict[str, Any]:
-    """The request body as a JSON object; PayloadError (400) otherwise."""
+async def read_json(request: Request, *, limit: int | None = MAX_REQUEST_BYTES
+                    ) -> dict[str, Any]:
+    """The request body as a JSON object; PayloadError (400) otherwise, and 413 for a body
+    over ``limit`` bytes: the audit log keeps a read request whole up to that size, so a
+    longer one (a query behind a long comment) would be read without its record saying
+    what it read."""
+    body = await request.body()
+    if limit is not None and len(body) > limit:
+        raise PayloadError(
+            f"the request is {len(body)} bytes; a read request may have at most {limit} "
+            "(the audit log keeps each one whole: docs/privacy.md)",
+            status=413, code="payload_too_large")
     try:
-        data = orjson.loads(await request.body())
+        data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise PayloadError(f"the body is not valid JSON: {exc}", code="invalid_json") from exc
     if not isinstance(data, dict):

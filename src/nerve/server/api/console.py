@@ -9,7 +9,9 @@
   server started, the log's backlog, the loader's totals and health, and the warehouse's
   row counts and newest event, the catalog in use (and why an edit of events/ did
   not replace it: ``catalog.problems``), and the retention job (its last run, and why
-  its latest scheduled run failed: ``retention.last_error``).
+  its latest scheduled run failed: ``retention.last_error``). A reader sees the files
+  named there relative to the workspace (``events/signup.yaml:9: ...``): where the
+  server keeps it is none of their business.
 - ``GET /v1/quarantine``: the console's quarantine panel: the 15 events with the most
   quarantined rows, each with the first violation of its newest row (an unknown event's
   with the catalog name it most likely misspells, as ``nerve quarantine list`` has it),
@@ -18,6 +20,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import UTC, datetime
 from functools import cache
@@ -34,7 +37,7 @@ from nerve.errors import QueryError, did_you_mean
 from nerve.log import StreamWriter, write_problem
 from nerve.server._metrics import pipeline_health
 from nerve.server._state import NerveState
-from nerve.server.api._common import in_thread, json_response, readable
+from nerve.server.api._common import caller, in_thread, json_response, readable
 from nerve.workspace import Workspace
 
 __all__ = ["catalog_figures", "offline_status", "quarantine_summary", "retention_figures",
@@ -94,8 +97,21 @@ def warehouse_figures(warehouse: Any) -> dict[str, Any]:
             "last_received_at": None if last is None else last.isoformat()}
 
 
+def _relative(value: Any, root: str) -> Any:
+    """``value`` with every text's ``root`` prefix (the workspace's path and a separator)
+    removed, in lists and objects too."""
+    if isinstance(value, str):
+        return value.replace(root, "")
+    if isinstance(value, list):
+        return [_relative(item, root) for item in value]
+    if isinstance(value, dict):
+        return {key: _relative(item, root) for key, item in value.items()}
+    return value
+
+
 async def status(request: Request) -> Response:
     state, warehouse = readable(request)
+    reader = caller(request).role != "admin"
 
     def work() -> dict[str, Any]:
         loader = state.loader
@@ -124,7 +140,10 @@ async def status(request: Request) -> Response:
             "retention": retention_figures(warehouse, state.workspace, state.retention_job),
         }
 
-    return json_response(await in_thread(work))
+    figures = await in_thread(work)
+    if reader:
+        figures = _relative(figures, str(state.workspace.root) + os.sep)
+    return json_response(figures)
 
 
 def quarantine_summary(warehouse: Any, catalog: Any) -> dict[str, Any]:
