@@ -124,3 +124,16 @@ def test_flags_in_every_help_show_no_value_placeholder() -> None:
         result = runner.invoke(app, [*path, "--help"])
         assert result.exit_code == ExitCode.OK, (path, result.output)
         assert "<bool>" not in result.stdout, (path, result.stdout)
+
+
+def test_booleans_read_the_same_in_csv_and_json(tmp_path: Path) -> None:
+    """CSV printed Python's True/False where JSON says true/false."""
+    ws = tmp_path / "ws"
+    runner.invoke(app, ["init", str(ws)])
+    query = "SELECT true AS yes, false AS no, NULL::BOOLEAN AS unknown"
+    csv_out = runner.invoke(app, ["-w", str(ws), "sql", "--format", "csv", query])
+    assert csv_out.exit_code == ExitCode.OK, csv_out.output
+    assert list(csv.DictReader(io.StringIO(csv_out.stdout))) == [
+        {"yes": "true", "no": "false", "unknown": ""}]
+    json_out = runner.invoke(app, ["-w", str(ws), "sql", "--format", "json", query])
+    assert json.loads(json_out.stdout) == [{"yes": True, "no": False, "unknown": None}]

@@ -171,6 +171,8 @@ def _cell(value: Any, *, exact: bool = False) -> str:
     """A value as a table cell, or (``exact``) as a CSV field: every digit of a number."""
     if value is None:
         return ""
+    if isinstance(value, bool):  # as JSON writes them, and DuckDB's CSV reads them
+        return "true" if value else "false"
     if isinstance(value, dict | list):
         return orjson.dumps(value, default=_jsonable).decode()
     if isinstance(value, float):
