@@ -111,7 +111,7 @@ def test_not_yet_conclusive_says_how_long() -> None:
     assert planned is not None
     assert planned > 100
     days = math.ceil((planned - 100) / 20)
-    assert f"about {days} more days for {planned} units per variant (now 100, and 20 new a " \
+    assert f"about {days} more days for {planned:,} units per variant (now 100, and 20 new a " \
            "day over the last 7 days)" in readout.reasons[0]
 
 

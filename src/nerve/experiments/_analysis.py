@@ -260,7 +260,7 @@ def _decide(rows: list[ResultRow], metrics: list[MetricData], control: str, srm:
             alpha: float, mde: float, ended: datetime | None) -> tuple[str, list[str]]:
     reasons: list[str] = []
     if srm < HEALTH_ALPHA:
-        counts = ", ".join(f"{v} {n}" for v, n in units.items())
+        counts = ", ".join(f"{v} {n:,}" for v, n in units.items())
         return "investigate", [f"sample ratio mismatch (p = {srm:.2g}; units: {counts}): "
                                "assignment or exposure logging is broken, so no result is "
                                "trustworthy until it is fixed"]
@@ -290,7 +290,7 @@ def _decide(rows: list[ResultRow], metrics: list[MetricData], control: str, srm:
     have = min(units.values()) if units else 0
     if have < MIN_UNITS:
         # too few units for the intervals to mean anything: no verdict on any variant
-        reasons.insert(0, f"too few units to decide: {have} in the smallest variant, and a "
+        reasons.insert(0, f"too few units to decide: {have:,} in the smallest variant, and a "
                           f"decision needs at least {MIN_UNITS} per variant (the intervals "
                           "rest on a normal approximation that fewer do not support)")
         primary = []
@@ -327,13 +327,13 @@ def _decide(rows: list[ResultRow], metrics: list[MetricData], control: str, srm:
             open_ = [r for r in primary if r not in worse and _reach(r, sign(r)) >= mde]
             if not open_:
                 reasons.insert(0, f"no effect of at least the minimum detectable size "
-                                  f"({mde:+.1%}) on the primary metric after {have} units per "
-                                  f"variant (planned {planned}): the always-valid interval "
+                                  f"({mde:+.1%}) on the primary metric after {have:,} units per "
+                                  f"variant (planned {planned:,}): the always-valid interval "
                                   "excludes it")
                 return "stop", reasons
             reasons[:0] = [
-                f"{row.variant} on {row.metric}: the planned {planned} units per variant are "
-                f"reached (now {have}), but the always-valid interval ({row.seq_ci_low:+.1%} "
+                f"{row.variant} on {row.metric}: the planned {planned:,} units per variant are "
+                f"reached (now {have:,}), but the always-valid interval ({row.seq_ci_low:+.1%} "
                 f"to {row.seq_ci_high:+.1%}) holds both no change and the minimum detectable "
                 f"effect ({sign(row) * mde:+.1%}): keep running until it excludes one of "
                 "them (or stop, if a smaller effect is not worth the wait)"
@@ -345,20 +345,20 @@ def _decide(rows: list[ResultRow], metrics: list[MetricData], control: str, srm:
             when = (f"after {ended - timedelta(days=1):%Y-%m-%d}"
                     if (ended.hour, ended.minute, ended.second) == (0, 0, 0)
                     else f"at {ended:%Y-%m-%d %H:%M %Z}")
-            reasons.insert(0, f"not conclusive, and the experiment ended {when} with {have} "
-                              f"of the planned {planned} units per variant: move its `end` "
+            reasons.insert(0, f"not conclusive, and the experiment ended {when} with {have:,} "
+                              f"of the planned {planned:,} units per variant: move its `end` "
                               "later to keep running")
         elif pace is not None and pace > 0:
             reasons.insert(0, f"not yet conclusive: about {math.ceil(more / pace)} more days "
-                              f"for {planned} units per variant (now {have}, and "
+                              f"for {planned:,} units per variant (now {have:,}, and "
                               f"{pace:.3g} new a day over the last {PACE_DAYS} days)")
         elif pace == 0:
             reasons.insert(0, f"not yet conclusive, and no new units in the last {PACE_DAYS} "
-                              f"days: at that pace the planned {planned} units per variant "
-                              f"(now {have}) are never reached")
+                              f"days: at that pace the planned {planned:,} units per variant "
+                              f"(now {have:,}) are never reached")
         else:
-            reasons.insert(0, f"not yet conclusive: {more} more units per variant needed "
-                              f"(planned {planned}, now {have})")
+            reasons.insert(0, f"not yet conclusive: {more:,} more units per variant needed "
+                              f"(planned {planned:,}, now {have:,})")
     else:
         reasons.insert(0, "not yet conclusive")
     return "keep running", reasons
