@@ -561,6 +561,20 @@ def test_a_metric_picked_while_another_loads_is_the_one_shown(
 
 @pytest.mark.node
 @pytest.mark.timeout(180)
+def test_the_pipeline_panel_says_why_the_log_refuses_events(
+        console_shop: Workspace, serve: Callable[..., Any]) -> None:
+    """GET /v1/status's log.write_problem (a full disk) was only in nerve status."""
+    server = serve(console_shop)
+    problem = "the disk of .nerve/log is full (4,096 bytes free, a request may need 512,000)"
+    seen = node_script("console_status_problem.mjs", f"{server.url}/ui#token={READER}",
+                       problem)
+    assert seen["errors"] == []
+    assert seen["error"] == (f"the local log cannot be written ({problem}): events get 503 "
+                             "until it can")
+
+
+@pytest.mark.node
+@pytest.mark.timeout(180)
 def test_on_a_phone_the_findings_and_violations_are_in_view(
         console_shop: Workspace, serve: Callable[..., Any]) -> None:
     """At 375 px the tables scrolled sideways inside their panels, and the column that
