@@ -12,13 +12,14 @@ try {
   const errors = [];
   page.on("pageerror", (error) => errors.push(error.message));
   await page.route("**/v1/status", async (route) => {
-    const response = await route.fetch();
+    // the server's own answer, however long a loaded machine takes (30 s by default)
+    const response = await route.fetch({ timeout: 120000 });
     const body = await response.json();
     body.log.write_problem = problem;
     await route.fulfill({ response, json: body });
   });
   await page.goto(url);
-  await page.waitForSelector("body[data-loaded=true]", { timeout: 60000 });
+  await page.waitForSelector("body[data-loaded=true]", { timeout: 150000 });
   console.log(JSON.stringify({
     error: await page.textContent("#status-error"),
     errors,

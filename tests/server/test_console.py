@@ -567,7 +567,7 @@ def test_the_pipeline_panel_says_why_the_log_refuses_events(
     server = serve(console_shop)
     problem = "the disk of .nerve/log is full (4,096 bytes free, a request may need 512,000)"
     seen = node_script("console_status_problem.mjs", f"{server.url}/ui#token={READER}",
-                       problem)
+                       problem, timeout=170)
     assert seen["errors"] == []
     assert seen["error"] == (f"the local log cannot be written ({problem}): events get 503 "
                              "until it can")
