@@ -152,3 +152,29 @@ def test_ctrl_c_while_the_workers_start_stops_the_server_cleanly(shop: Workspace
     assert b"Traceback" not in output
     assert b'"message":"stopped"' in output
     assert not worker_pids(shop)
+
+
+def test_workers_take_events_and_forward_reads_without_loading_the_warehouse(
+        shop: Workspace, serve: Callable[..., Any]) -> None:
+    """A worker imported the read APIs' DuckDB and Ibis it never uses: a restarted worker
+    took twice as long to import nerve before it took connections, and each one was
+    ~55 MB larger."""
+    server = serve(shop, "--workers", "2")
+    auth = basic(write_key(shop))
+    info = orjson.loads((shop.data_dir / "server.json").read_bytes())
+    admin = {"Authorization": f"Bearer {info['admin_token']}"}
+    for n in range(12):  # fresh connections: both workers
+        body = orjson.dumps({"batch": [order(n, "lean")]})
+        assert httpx.post(server.url + "/v1/batch", content=body,
+                          headers=auth).status_code == 200
+        status = httpx.get(server.url + "/v1/status", headers=admin)  # forwarded
+        assert status.status_code == 200, status.text
+        assert httpx.get(server.url + "/metrics").status_code == 200
+    pids = worker_pids(shop)
+    assert len(pids) == 2
+    for pid in pids:
+        libraries = Path(f"/proc/{pid}/maps").read_text()
+        assert "pyarrow" in libraries  # the log's frames: what a worker does load
+        assert "duckdb" not in libraries, pid
+    assert server.stop() == 0
+    assert len(rows(shop, "SELECT message_id FROM events")) == 12

@@ -21,7 +21,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from nerve import __version__
 from nerve.audit import Audit
 from nerve.errors import BackpressureError, NerveError, TransientError
-from nerve.server import api
 from nerve.server._audit import AuditReads
 from nerve.server._errors import (
     http_exception_handler,
@@ -147,7 +146,13 @@ def create_app(
                                *settings_routes()]
     if metrics:
         routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
-    routes.extend(api.routes() if read_routes is None else read_routes)
+    if read_routes is None:
+        # imported here: a worker process passes its forwarding routes instead, and so
+        # never imports the read APIs' DuckDB and Ibis (it starts sooner and smaller)
+        from nerve.server import api  # noqa: PLC0415
+
+        read_routes = api.routes()
+    routes.extend(read_routes)
     cors: dict[str, Any] = {"allow_origins": ["*"], "allow_methods": ["GET", "POST", "OPTIONS"],
                             "allow_headers": CORS_HEADERS, "max_age": 86400}
     app = _NerveApp(

@@ -30,7 +30,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 
@@ -39,8 +39,10 @@ from nerve.collector import Collector
 from nerve.errors import CatalogError, WorkspaceError
 from nerve.pipeline import allow_sensitive_problems
 from nerve.server._state import NerveState
-from nerve.warehouse import MaskedWarehouse, Warehouse
 from nerve.workspace import Workspace
+
+if TYPE_CHECKING:  # a worker process has no warehouse: it does not import DuckDB or Ibis
+    from nerve.warehouse import MaskedWarehouse, Warehouse
 
 __all__ = ["DEFAULT_RELOAD_SECONDS", "CatalogWatch", "Fingerprint", "catalog_fingerprint",
            "catalog_problems", "reload_seconds", "start_watching", "watch_catalog"]
@@ -146,8 +148,11 @@ def _derive(state: NerveState, catalog: Catalog) -> _Derived:
     """The new catalog's collector (rules, Guard) and masked reader view, built off the
     event loop."""
     masked = None
-    if state.reader_warehouse is not None and isinstance(state.warehouse, Warehouse):
-        masked = MaskedWarehouse(state.warehouse, catalog, state.workspace.secret())
+    if state.reader_warehouse is not None:  # the main process: the warehouse is imported
+        from nerve.warehouse import MaskedWarehouse, Warehouse  # noqa: PLC0415
+
+        if isinstance(state.warehouse, Warehouse):
+            masked = MaskedWarehouse(state.warehouse, catalog, state.workspace.secret())
     return _Derived(catalog, Collector(state.workspace, catalog), masked)
 
 
