@@ -168,6 +168,15 @@ def test_crawlers_are_bots(agent: str) -> None:
     # Chrome's reduced agent on an Android tablet has no "Mobile": ua-parser says tablet
     ("Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) "
      "Chrome/131.0.0.0 Safari/537.36", "tablet"),
+    # an Android browser without "Mobile" is a tablet's, whatever ua-parser names it
+    ("Mozilla/5.0 (Linux; Android 11; KFTRWI) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Silk/131.2.2 like Chrome/131.0.6778.135 Safari/537.36", "tablet"),
+    ("Mozilla/5.0 (Linux; Android 13; Lenovo TB-X606F) AppleWebKit/537.36 (KHTML, like "
+     "Gecko) Chrome/131.0.0.0 Safari/537.36", "tablet"),
+    ("Mozilla/5.0 (Linux; Android 14; SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "SamsungBrowser/26.0 Chrome/122.0.0.0 Mobile Safari/537.36", "mobile"),
+    # an app's own agent (Dalvik) says no "Mobile" either: still the phone it names
+    ("Dalvik/2.1.0 (Linux; U; Android 14; Pixel 8 Build/AP2A.240805.005)", "mobile"),
 ])
 def test_tvs_consoles_and_tablets_are_not_desktops_or_phones(agent: str, kind: str) -> None:
     """Smart TVs, streaming sticks and consoles were typed "desktop" (Fire TV "mobile"),

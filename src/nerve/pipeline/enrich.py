@@ -57,6 +57,11 @@ def parse_user_agent(user_agent: str) -> dict[str, Any]:
     elif device is not None and ("iPad" in device.family or "Tablet" in device.family
                                  or device.brand == "Generic_Android_Tablet"):
         device_type = "tablet"
+    elif os_name == "Android" and user_agent.startswith(_BROWSER_AGENTS) \
+            and "Mobile" not in user_agent:
+        # Android browsers say "Mobile" on phones only (Google's rule for its agents):
+        # a Kindle Fire's Silk, Chrome on a Lenovo or Galaxy Tab
+        device_type = "tablet"
     elif os_name in _MOBILE_OS:
         device_type = "mobile"
     elif os_name and os_name != "Other":
