@@ -87,7 +87,7 @@ def test_placeholders_in_a_user_agent_are_not_reported_as_the_device() -> None:
     reduced = ("Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) "
                "Chrome/120.0.0.0 Mobile Safari/537.36")
     ctx = enrich_context({"userAgent": reduced})
-    assert ctx["os"] == {"name": "Android", "version": None}
+    assert ctx["os"] == {"name": "Android"}
     assert ctx["device"] == {"type": "mobile"}
     assert ctx["browser"] == {"name": "Chrome Mobile", "version": "120.0.0"}
     # an app's CFNetwork agent names no model ("iOS-Device" is ua-parser's stand-in)
@@ -99,3 +99,86 @@ def test_placeholders_in_a_user_agent_are_not_reported_as_the_device() -> None:
     ctx = enrich_context({"userAgent": pixel})
     assert ctx["os"] == {"name": "Android", "version": "10"}
     assert ctx["device"]["model"] == "Pixel 4"
+
+
+def test_what_an_agent_does_not_say_is_absent_not_null() -> None:
+    """Enrichment stored ``os.version`` (and ``browser.version``) as JSON null when the
+    agent named none, where the SDKs leave the key out and docs/privacy.md says it is
+    left out; ua-parser's "Other" (no OS recognised) was stored as an OS name."""
+    firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
+    assert enrich_context({"userAgent": firefox})["os"] == {"name": "Linux"}
+    tizen = ("Mozilla/5.0 (SMART-TV; LINUX; Tizen 6.5) AppleWebKit/537.36 (KHTML, like "
+             "Gecko) 85.0.4183.93/6.5 TV Safari/537.36")
+    assert "version" not in enrich_context({"userAgent": tizen})["browser"]
+    petal = ("Mozilla/5.0 (Linux; Android 7.0;) AppleWebKit/537.36 (KHTML, like Gecko) "
+             "Mobile Safari/537.36 (compatible; PetalBot;+https://webmaster.petalsearch.com"
+             "/site/petalbot)")
+    ctx = enrich_context({"userAgent": petal})
+    assert ctx["bot"] is True
+    assert "os" not in ctx
+    # Firefox on Android names no model: ua-parser's "Generic Smartphone" is no model
+    fennec = "Mozilla/5.0 (Android 14; Mobile; rv:133.0) Gecko/133.0 Firefox/133.0"
+    assert enrich_context({"userAgent": fennec})["device"] == {"type": "mobile"}
+
+
+def test_a_phone_whose_maker_is_named_cubot_is_not_a_bot() -> None:
+    cubot = ("Mozilla/5.0 (Linux; Android 13; Cubot KingKong Power) AppleWebKit/537.36 "
+             "(KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36")
+    ctx = enrich_context({"userAgent": cubot})
+    assert "bot" not in ctx
+    assert ctx["device"]["type"] == "mobile"
+    assert ctx["device"]["manufacturer"] == "Cubot"
+
+
+@pytest.mark.parametrize("agent", [
+    "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
+    "Mozilla/5.0 (compatible; YandexBot/3.0; +http://yandex.com/bots)",
+    "Mozilla/5.0 (compatible; Baiduspider/2.0; +http://www.baidu.com/search/spider.html)",
+    "DuckDuckBot/1.1; (+http://duckduckgo.com/duckduckbot.html)",
+    "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)",
+    "Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko; compatible; GPTBot/1.2; "
+    "+https://openai.com/gptbot)",
+    "Mozilla/5.0 (Linux; Android 6.0.1; Nexus 5X Build/MMB29P) AppleWebKit/537.36 (KHTML, "
+    "like Gecko) Chrome/131.0.6778.69 Mobile Safari/537.36 (compatible; Googlebot/2.1; "
+    "+http://www.google.com/bot.html)",
+])
+def test_crawlers_are_bots(agent: str) -> None:
+    ctx = enrich_context({"userAgent": agent})
+    assert ctx["bot"] is True
+    assert ctx["device"]["type"] == "bot"
+
+
+@pytest.mark.parametrize(("agent", "kind"), [
+    ("Mozilla/5.0 (SMART-TV; LINUX; Tizen 6.5) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "85.0.4183.93/6.5 TV Safari/537.36", "tv"),
+    ("Mozilla/5.0 (Web0S; Linux/SmartTV) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Chrome/79.0.3945.79 Safari/537.36 WebAppManager", "tv"),
+    ("Roku/DVP-12.5 (12.5.0.4174-C3)", "tv"),
+    ("AppleTV11,1/11.1", "tv"),
+    ("Mozilla/5.0 (Linux; Android 9; AFTKA Build/PS7633.3445N; wv) AppleWebKit/537.36 "
+     "(KHTML, like Gecko) Version/4.0 Chrome/130.0.6723.107 Mobile Safari/537.36", "tv"),
+    ("Mozilla/5.0 (X11; Linux aarch64) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Chrome/114.0.0.0 Safari/537.36 CrKey/1.56.500000 DeviceType/AndroidTV", "tv"),
+    ("Mozilla/5.0 (PlayStation; PlayStation 5/6.50) AppleWebKit/605.1.15 (KHTML, like "
+     "Gecko)", "console"),
+    ("Mozilla/5.0 (Windows NT 10.0; Win64; x64; Xbox; Xbox One) AppleWebKit/537.36 (KHTML, "
+     "like Gecko) Chrome/120.0.0.0 Safari/537.36 Edge/44.18363.8131", "console"),
+    ("Mozilla/5.0 (Nintendo Switch; WifiWebAuthApplet) AppleWebKit/606.4 (KHTML, like "
+     "Gecko) NF/6.0.1.15.4 NintendoBrowser/5.1.0.20393", "console"),
+    # Chrome's reduced agent on an Android tablet has no "Mobile": ua-parser says tablet
+    ("Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Chrome/131.0.0.0 Safari/537.36", "tablet"),
+    # an Android browser without "Mobile" is a tablet's, whatever ua-parser names it
+    ("Mozilla/5.0 (Linux; Android 11; KFTRWI) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Silk/131.2.2 like Chrome/131.0.6778.135 Safari/537.36", "tablet"),
+    ("Mozilla/5.0 (Linux; Android 13; Lenovo TB-X606F) AppleWebKit/537.36 (KHTML, like "
+     "Gecko) Chrome/131.0.0.0 Safari/537.36", "tablet"),
+    ("Mozilla/5.0 (Linux; Android 14; SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "SamsungBrowser/26.0 Chrome/122.0.0.0 Mobile Safari/537.36", "mobile"),
+    # an app's own agent (Dalvik) says no "Mobile" either: still the phone it names
+    ("Dalvik/2.1.0 (Linux; U; Android 14; Pixel 8 Build/AP2A.240805.005)", "mobile"),
+])
+def test_tvs_consoles_and_tablets_are_not_desktops_or_phones(agent: str, kind: str) -> None:
+    """Smart TVs, streaming sticks and consoles were typed "desktop" (Fire TV "mobile"),
+    so a publisher's TV app's viewers counted as desktop readers."""
+    assert enrich_context({"userAgent": agent})["device"]["type"] == kind

@@ -202,6 +202,24 @@ def test_truncate_ip(ip: str, expected: str | None) -> None:
     assert truncate_ip(ip) == expected
 
 
+@pytest.mark.parametrize(("ip", "expected"), [
+    ("198.51.100.25:5555", "198.51.100.0"),
+    ("[2001:db8:abcd:12::1]:443", "2001:db8:abcd::"),
+    ("[2001:db8:abcd:12::1]", "2001:db8:abcd::"),
+    ("[::ffff:198.51.100.26]:80", "198.51.100.0"),
+    ("198.51.100.25:", None),
+    ("198.51.100.25:http", None),
+    ("[1.2.3.4:80]:80", None),
+])
+def test_an_address_with_its_port_is_truncated_as_the_address(ip: str,
+                                                              expected: str | None) -> None:
+    """Proxies such as Azure's append the client's port to X-Forwarded-For: the IP was
+    then hashed whole, port included (a new pseudonym per connection, no /24 kept)."""
+    assert truncate_ip(ip) == expected
+    if expected is not None:
+        assert protect_context({"ip": ip}, None, POLICY)["ip"] == expected
+
+
 def test_context_ip_and_traits() -> None:
     identify = EventSpec(name="identify", version=Version(1), type="identify",
                          properties=(PropertySpec("email", "string", pii="personal"),))

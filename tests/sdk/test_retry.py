@@ -232,3 +232,31 @@ def test_the_worker_pauses_after_flush_gives_up_too(scripted: Scripted, tmp_path
     assert [type(exc) for exc, _ in errors] == [DeliveryError]
     assert client.stats().undelivered == 1
     client.shutdown(timeout=0)
+
+
+def test_stats_count_requests_while_a_batch_is_still_retrying(scripted: Scripted) -> None:
+    """``ClientStats.requests`` stayed 0 until the batch settled: a dashboard watching a
+    client retry against a failing collector saw no requests at all."""
+    server = scripted([(503, {"Retry-After": "1"})] * 100)
+    errors: list[Any] = []
+    client = client_for(server.url, errors, max_retries=50, flush_interval=0.01)
+    client.track("e", user_id="u")
+    for _ in range(1000):  # the first retry waits at least a second (Retry-After)
+        if len(server.requests) >= 2:
+            break
+        threading.Event().wait(0.01)
+    assert len(server.requests) >= 2
+    stats = client.stats()
+    assert (stats.delivered, stats.undelivered) == (0, 0)  # still retrying
+    assert stats.requests >= 2
+    client.shutdown(timeout=0)
+
+
+def test_stats_count_each_request_once(scripted: Scripted) -> None:
+    server = scripted([503, 503])
+    client = client_for(server.url, [])
+    client.track("e", user_id="u")
+    assert client.flush()
+    assert len(server.requests) == 3
+    assert client.stats().requests == 3
+    client.shutdown()

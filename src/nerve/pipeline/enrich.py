@@ -16,7 +16,16 @@ from ua_parser import parse
 
 __all__ = ["context_additions", "enrich_context", "parse_user_agent"]
 
-_BOT = re.compile(r"bot|crawl|spider|slurp|headless|lighthouse|pingdom|monitor", re.IGNORECASE)
+#: "bot" but not Cubot's (a phone maker: "Cubot KingKong Power" is a person's browser)
+_BOT = re.compile(r"(?<!cu)bot|crawl|spider|slurp|headless|lighthouse|pingdom|monitor",
+                  re.IGNORECASE)
+#: smart TVs, streaming sticks and set-top boxes, by what their agents say (ua-parser
+#: names most of them as devices, but its OS families are Linux, Android, Tizen...)
+_TV = re.compile(r"smart-?tv|hbbtv|web0s|webos\.tv|netcast|\bcrkey/|appletv|\broku|"
+                 r"android ?tv|googletv|bravia|tizen.*\btv\b|\bviera\b"
+                 r"|(?-i:\bAFT[A-Z]{1,5}\b)",  # Amazon's Fire TV models: AFTKA, AFTMM...
+                 re.IGNORECASE)
+_CONSOLE = re.compile(r"playstation|xbox|nintendo", re.IGNORECASE)
 _MOBILE_OS = {"iOS", "Android", "iPadOS", "Windows Phone", "KaiOS"}
 #: Chrome's reduced agent on Android (Chrome 110 on): every phone says "Android 10; K",
 #: a frozen version and a placeholder model, whatever it runs and whatever it is
@@ -37,10 +46,21 @@ def parse_user_agent(user_agent: str) -> dict[str, Any]:
     os_ = result.os
     device = result.device
     bot = bool(_BOT.search(user_agent)) or (device is not None and device.family == "Spider")
-    os_name = os_.family if os_ else None
+    # "Other" is ua-parser's word for an OS it could not name
+    os_name = os_.family if os_ and os_.family != "Other" else None
     if bot:
         device_type = "bot"
-    elif device is not None and ("iPad" in device.family or "Tablet" in device.family):
+    elif _CONSOLE.search(user_agent):
+        device_type = "console"
+    elif _TV.search(user_agent) or (device is not None and device.brand == "Generic_Inettv"):
+        device_type = "tv"
+    elif device is not None and ("iPad" in device.family or "Tablet" in device.family
+                                 or device.brand == "Generic_Android_Tablet"):
+        device_type = "tablet"
+    elif os_name == "Android" and user_agent.startswith(_BROWSER_AGENTS) \
+            and "Mobile" not in user_agent:
+        # Android browsers say "Mobile" on phones only (Google's rule for its agents):
+        # a Kindle Fire's Silk, Chrome on a Lenovo or Galaxy Tab
         device_type = "tablet"
     elif os_name in _MOBILE_OS:
         device_type = "mobile"
@@ -52,8 +72,8 @@ def parse_user_agent(user_agent: str) -> dict[str, Any]:
         device_type = None
     reduced = _REDUCED_ANDROID in user_agent
     return {
-        "browser": {"name": browser.family, "version": _version(browser)} if browser else None,
-        "os": {"name": os_name, "version": None if reduced else _version(os_)} if os_ else None,
+        "browser": _named(browser.family, _version(browser)) if browser else None,
+        "os": _named(os_name, None if reduced else _version(os_)) if os_name else None,
         "device": {
             "type": device_type,
             "manufacturer": _manufacturer(device),
@@ -63,6 +83,12 @@ def parse_user_agent(user_agent: str) -> dict[str, Any]:
     }
 
 
+def _named(name: str, version: str | None) -> dict[str, str]:
+    """``{"name", "version"}``, without ``version`` when the agent names none: what the
+    agent does not say is left out, as the SDKs leave it out (not stored as null)."""
+    return {"name": name, "version": version} if version else {"name": name}
+
+
 def _manufacturer(device: Any) -> str | None:
     brand = device.brand if device is not None else None
     # "Generic_Android", "Generic_Inettv"...: ua-parser's words for "not named"
@@ -70,7 +96,9 @@ def _manufacturer(device: Any) -> str | None:
 
 
 def _model(device: Any) -> str | None:
-    if device is None or device.family in ("Other", "Spider"):
+    # "Generic Smartphone", "Generic Tablet", "Generic Feature Phone": no model named
+    if device is None or device.family in ("Other", "Spider") \
+            or device.family.startswith("Generic"):
         return None
     return None if device.model in _PLACEHOLDER_MODELS else device.model
 

@@ -210,13 +210,29 @@ def truncate_ip(value: str) -> str | None:
     try:
         address = ipaddress.ip_address(value.strip())
     except ValueError:
-        return None
+        # some proxies (Azure's among them) append the client's port: "a.b.c.d:port",
+        # "[v6]:port"; without the port it is the address (this was hashed whole)
+        host = _without_port(value.strip())
+        try:
+            address = ipaddress.ip_address(host or "")
+        except ValueError:
+            return None
     if address.version == 6 and address.ipv4_mapped is not None:
         # a dual-stack socket (`nerve serve --host ::`) reports IPv4 clients as
         # ::ffff:a.b.c.d, whose /48 is "::" for all of them: keep the IPv4's /24
         address = address.ipv4_mapped
     prefix = 24 if address.version == 4 else 48
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
+
+
+def _without_port(value: str) -> str | None:
+    """The address of ``a.b.c.d:port`` or ``[v6]:port`` (or ``[v6]``); None otherwise."""
+    if value.startswith("["):
+        host, bracket, rest = value[1:].partition("]")
+        port_ok = not rest or (rest[:1] == ":" and rest[1:].isdigit())
+        return host if bracket and port_ok else None
+    host, colon, port = value.partition(":")
+    return host if colon and port.isdigit() and "." in host else None
 
 
 def _treatment(prop: PropertySpec, name: str, event: str, policy: PrivacyPolicy

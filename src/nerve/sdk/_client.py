@@ -56,7 +56,7 @@ class ClientStats:
     undelivered: int  # events in batches that ran out of retries
     dropped_queue_full: int
     dropped_invalid: int
-    requests: int  # HTTP requests made, retries included
+    requests: int  # HTTP requests made (or being made), retries included, as they happen
     recovered: int  # events found in the spool from an earlier process
 
 
@@ -121,7 +121,8 @@ class Client:
         else:
             self._queue, self._recovered = MemoryQueue(), 0
         self._transport = Transport(write_key, self.host, timeout=timeout, gzip=gzip,
-                                    historical=historical, policy=self.policy)
+                                    historical=historical, policy=self.policy,
+                                    on_attempt=self._count_request)
         self._experiments = Experiments(write_key, self.host, timeout=timeout)
         self._lock = threading.Condition()
         self._send_lock = threading.RLock()  # on_error may call shutdown() mid-send
@@ -426,7 +427,6 @@ class Client:
                     parts = outcome.parts or ((len(lines), outcome.error),)
                     failed: list[tuple[Exception, list[bytes]]] = []
                     with self._lock:
-                        self._counts["requests"] += outcome.attempts
                         # the spool keeps a batch with an undelivered part whole: its other
                         # parts go again with it (same message ids) and are counted then
                         kept = not outcome.done and self._durable
@@ -452,6 +452,10 @@ class Client:
         except Exception:  # never let the sending thread die, nor flush() raise
             log.exception("nerve.sdk: unexpected error while sending")
             return False
+
+    def _count_request(self) -> None:
+        with self._lock:
+            self._counts["requests"] += 1
 
     def _sleep(self, seconds: float) -> bool:
         """Wait between retries; False when shutdown's deadline would pass first."""

@@ -43,8 +43,12 @@ class Transport:
     """POSTs batches to ``{host}/v1/batch`` with Basic auth ``write_key:``."""
 
     def __init__(self, write_key: str, host: str, *, timeout: float, gzip: bool,
-                 historical: bool, policy: RetryPolicy) -> None:
+                 historical: bool, policy: RetryPolicy,
+                 on_attempt: Callable[[], object] | None = None) -> None:
         self.url = host.rstrip("/") + "/v1/batch"
+        #: called before each request, retries included (the client's stats count them
+        #: as they happen, not once the batch has settled)
+        self.on_attempt = on_attempt
         self.gzip = gzip
         self.historical = historical
         self.policy = policy
@@ -90,6 +94,8 @@ class Transport:
         reason = ""
         for retry in range(self.policy.max_retries + 1):
             attempts += 1
+            if self.on_attempt is not None:
+                self.on_attempt()
             retry_after: float | None = None
             try:
                 response = self._post(messages, retry)
