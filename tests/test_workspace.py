@@ -325,6 +325,10 @@ def _append(tmp_path: Path, section: str, setting: str) -> Path:
     return root
 
 
+_URL_QUERY = ('expected "keep", "drop" or a list of the query parameters to keep '
+              '(["utm_*", "gclid"]), ')
+
+
 @pytest.mark.parametrize(("section", "setting", "message"), [
     ("privacy", 'uncataloged_retention = "2 weeks"',
      "expected a retention like 400d, 13w, 6m, 2y or forever, got '2 weeks'"),
@@ -355,6 +359,12 @@ def _append(tmp_path: Path, section: str, setting: str) -> Path:
     ("privacy", 'personal = "encrypt"', "expected one of hash, drop, keep, got 'encrypt'"),
     ("privacy", 'ip = "mask"', "expected one of truncate, hash, drop, keep, got 'mask'"),
     ("privacy", 'user_id = "drop"', "expected one of keep, hash, got 'drop'"),
+    # page URLs' query strings: a typo would keep storing them as sent
+    ("privacy", 'url_query = "dorp"', _URL_QUERY + "got 'dorp'; did you mean 'drop'?"),
+    ("privacy", 'url_query = "utm_*"',
+     _URL_QUERY + """got 'utm_*' (a parameter's name goes in a list: ["utm_*"])"""),
+    ("privacy", "url_query = []",
+     _URL_QUERY + 'got []: an empty list keeps no parameter; write "drop" for that'),
     # read by nerve catalog lint, whose refusal named neither the path nor the line
     ("catalog", 'naming = "(["', "expected object_action, snake_case or a regex"),
     # a misspelt convention was taken as a regex: every event broke the naming rule

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nerve._durations import parse_retention, parse_seconds, parse_window
+from nerve._urls import url_query_setting
 from nerve.errors import WorkspaceError
 
 __all__ = ["SETTINGS", "CollectorLimits", "Source", "Workspace", "WorkspaceConfig",
@@ -68,7 +69,7 @@ SETTINGS: dict[str, frozenset[str]] = {
     # pipeline/privacy.py, erasure/_erase.py
     "privacy": frozenset({"personal", "allow_sensitive", "ip", "user_id", "enforce_consent",
                           "guard_unknown", "enforce_retention", "uncataloged_retention",
-                          "audit_retention"}),
+                          "audit_retention", "url_query"}),
     # server/_readers.py
     "readers": frozenset({"name", "role", "personal", "token_env"}),
     # loader/_loader.py
@@ -174,7 +175,7 @@ FORMS: dict[str, dict[str, Check]] = {
                 "audit_retention": parse_retention, "allow_sensitive": _names,
                 "personal": _one_of("hash", "drop", "keep"),
                 "ip": _one_of("truncate", "hash", "drop", "keep"),
-                "user_id": _one_of("keep", "hash")},
+                "user_id": _one_of("keep", "hash"), "url_query": url_query_setting},
     "loader": {"dedup_window": parse_window},
     "log": {"ack_timeout_seconds": _number(0, above=True)},
     "catalog": {"reload_seconds": _number(0, note=" (0: never reload)"), "naming": _naming,

@@ -95,12 +95,12 @@ IP, DEVICE_ID, AD_ID = "203.0.113.77", "device-id-raw-5c1", "advertising-id-raw-
 BIRTH_YEAR = 1873
 DEVICE_NAME, LATITUDE = "Zelda Raw's iPhone", 38.72231
 RESET_EMAIL, TOKEN, REFERRER_ID = "reset.person@example.com", "tok-raw-7e1", "ref-raw-3c9"
-DEEP_LINK_TOKEN = "deep-link-raw-6f4"
+DEEP_LINK_TOKEN, OPENED_BY_TOKEN = "deep-link-raw-6f4", "opened-by-raw-2a8"
 PAGE = {"url": f"https://shop.example/reset?email={RESET_EMAIL}#token={TOKEN}",
         "path": "/reset", "search": f"?email={RESET_EMAIL}",
         "referrer": f"https://mail.example/open?id={REFERRER_ID}"}
 RAW = ["Zelda Raw", str(LATITUDE), RESET_EMAIL, TOKEN, REFERRER_ID, DEEP_LINK_TOKEN, USER,
-       DEVICE_USER,
+       DEVICE_USER, OPENED_BY_TOKEN,
        PHONE, BAD_PHONE, STREET, EMAIL, DIAGNOSIS, "203.0.113", DEVICE_ID, AD_ID,
        str(BIRTH_YEAR)]
 CONTROL = ["plus", "Lisbon", '"https://shop.example/reset"', '"https://mail.example/open"']
@@ -144,7 +144,11 @@ def _batch() -> list[dict[str, Any]]:
         # a screen's deep link, the same
         {"type": "screen", "name": "Reset", "messageId": "sc-raw", "anonymousId": DEVICE_USER,
          "timestamp": "2026-11-28T08:30:00Z",
-         "properties": {"url": f"shop://reset?token={DEEP_LINK_TOKEN}"}},
+         "properties": {"url": f"shop://reset?token={DEEP_LINK_TOKEN}"},
+         # the link that opened the app (Segment's context.referrer), the same
+         "context": {"referrer": {"type": "link",
+                                  "link": f"shop://reset?token={OPENED_BY_TOKEN}",
+                                  "url": f"https://mail.example/go?t={OPENED_BY_TOKEN}"}}},
         *users,
         {"type": "track", "event": "purchase", "messageId": "p1", "userId": "u1",
          "timestamp": "2026-11-28T10:00:00Z", "properties": {"amount": 5}},

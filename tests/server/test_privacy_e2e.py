@@ -165,3 +165,79 @@ def test_a_forwarded_header_is_ignored_unless_a_proxy_is_trusted(
     assert [p for p in _files(ws.log_dir) if ".seg" in p.name] == []
     [row] = rows(ws, "SELECT context FROM events")
     assert row["context"]["ip"] == "127.0.0.0"  # the loopback peer, truncated to its /24
+
+
+PAGE = """\
+name: page
+type: page
+description: A page of the web site is viewed.
+owner: web
+purpose: analytics
+version: 1
+retention: 400d
+additional_properties: true
+properties:
+  url: {type: string, pii: none, pattern: "^https://"}
+"""
+
+URL_EMAIL = "ana.lopez.in.a.url@mailbank.example"
+RESET_TOKEN = "reset-token-8c1f0e"
+
+
+def test_url_query_keeps_only_the_named_parameters_in_every_file(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., object]) -> None:
+    """With ``url_query = ["utm_*"]``, an email and a token sent in page URLs (the
+    context's page and referrer, a page or screen call's properties, an invalid page
+    bound for the quarantine and its violation) are in no file, while the campaign
+    parameters are stored."""
+    ws = make_workspace({"page.yaml": PAGE, "signup.yaml": SIGNUP},
+                        extra_toml='[privacy]\nurl_query = ["utm_*"]\n')
+    query = f"?email={URL_EMAIL}&utm_source=news&token={RESET_TOKEN}"
+    page = {"url": f"https://bank.example/reset{query}#{RESET_TOKEN}", "path": "/reset",
+            "referrer": f"https://mail.example/inbox?to={URL_EMAIL}", "search": query}
+    context = {"page": page, "referrer": {"link": f"bankapp://open{query}"}}
+    batch = [
+        {"type": "page", "userId": "u1", "messageId": "p1", "name": "Reset", "context": context,
+         "properties": {**page, "url": f"https://bank.example/reset{query}"}},
+        {"type": "screen", "userId": "u1", "messageId": "s1", "name": "Cards",
+         "context": context, "properties": {"url": f"bankapp://cards{query}"}},
+        {"type": "track", "event": "signup", "userId": "u1", "messageId": "t1",
+         "context": context, "properties": {"marker": CONTROL}},
+        # http:// breaks the page spec's pattern, whose message quotes the URL
+        {"type": "page", "userId": "u1", "messageId": "p2", "context": context,
+         "properties": {"url": f"http://bank.example/reset{query}"}},
+    ]
+    server = serve(ws)
+    answer = httpx.post(f"{server.url}/v1/batch", json={"batch": batch},  # type: ignore[attr-defined]
+                        headers=basic(write_key(ws)), timeout=30)
+    assert answer.status_code == 200, answer.text
+    segments = {p: searchable(p) for p in _files(ws.log_dir) if p.suffix == ".seg"}
+    assert segments, "the acknowledged events are in the log"
+    assert server.stop() == 0  # type: ignore[attr-defined]
+
+    loaded = rows(ws, "SELECT message_id, properties, context FROM events ORDER BY message_id")
+    assert [r["message_id"] for r in loaded] == ["p1", "s1", "t1"]
+    for row in loaded:
+        assert row["context"]["page"]["url"] == "https://bank.example/reset?utm_source=news"
+        assert row["context"]["page"]["search"] == "?utm_source=news"
+        assert row["context"]["page"]["referrer"] == "https://mail.example/inbox"
+        assert row["context"]["referrer"]["link"] == "bankapp://open?utm_source=news"
+    assert loaded[0]["properties"]["url"] == "https://bank.example/reset?utm_source=news"
+    assert loaded[1]["properties"]["url"] == "bankapp://cards?utm_source=news"
+    (quarantined,) = rows(ws, "SELECT message_id, properties, violations FROM quarantine")
+    assert quarantined["message_id"] == "p2"
+    assert quarantined["properties"]["url"] == "http://bank.example/reset?utm_source=news"
+
+    contents = {**segments, **{p: searchable(p) for p in _files(ws.root)}}
+    tables = [r["table_name"] for r in rows(ws, "SELECT table_name FROM "
+                                                "information_schema.tables")]
+    stored = repr([rows(ws, f'SELECT * FROM "{table}"') for table in tables])
+    for raw in (URL_EMAIL, RESET_TOKEN):
+        holders = [str(p.relative_to(ws.root)) for p, data in contents.items()
+                   if raw.encode() in data]
+        assert holders == [], f"{raw!r} was written raw to {holders}"
+        assert raw not in stored, f"{raw!r} is in the warehouse"
+    # the search sees the data: what the setting keeps is on disk and in the log
+    for present in (CONTROL, "utm_source=news"):
+        assert present in stored
+        assert any(present.encode() in contents[p] for p in segments), present

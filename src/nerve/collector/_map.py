@@ -163,6 +163,7 @@ def map_messages(
     # the policy's switches, read once: most events need neither check
     check_consent = guard is not None and guard.policy.enforce_consent
     hash_ids = guard is not None and guard.policy.user_id != "keep"
+    clean_urls = guard is not None and guard.policy.url_query != "keep"
     times: dict[Any, int | None] = {None: None}  # batches repeat timestamp strings
     rules: dict[tuple[str, Any, str | None], Rule] = {}
     dumps = orjson.dumps
@@ -309,6 +310,9 @@ def map_messages(
                         properties = payload
                     else:
                         traits = payload
+                if clean_urls:
+                    context, properties, violations = guard.urls(type_, context, properties,
+                                                                 violations)
                 if type_ not in _TRAIT_CALLS:
                     context_traits = context.get("traits")
                     traits = context_traits if context_traits.__class__ is dict else None

@@ -14,6 +14,7 @@ from nerve.pipeline.privacy import (
     protect_context,
     protect_ip,
     protect_payload,
+    protect_urls,
     pseudonymise,
     truncate_ip,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "protect_context",
     "protect_ip",
     "protect_payload",
+    "protect_urls",
     "pseudonymise",
     "truncate_ip",
     "withhold_values",

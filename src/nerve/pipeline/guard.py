@@ -18,6 +18,7 @@ from nerve.pipeline.privacy import (
     looks_personal,
     protect_ip,
     protect_payload,
+    protect_urls,
     pseudonymise,
 )
 
@@ -127,6 +128,20 @@ class Guard:
         if not self._needs_work(payload, spec):
             return payload, 0
         return protect_payload(payload, spec, self.policy)
+
+    def urls(self, call: str, context: dict[str, Any], properties: dict[str, Any] | None,
+             violations: str | None
+             ) -> tuple[dict[str, Any], dict[str, Any] | None, str | None]:
+        """``protect_urls``, and the violations (JSON text) no longer quoting a URL it
+        changed (a ``format: uri`` rule's message quotes the whole URL). Called only when
+        ``[privacy] url_query`` is not ``"keep"``."""
+        context, cleaned = protect_urls(call, context, properties, self.policy)
+        if violations and cleaned is not properties and properties is not None:
+            import orjson  # noqa: PLC0415 - only on the rare quarantined-with-URLs path
+
+            violations = orjson.dumps(withhold_values(
+                orjson.loads(violations), properties, cleaned or {})).decode()
+        return context, cleaned, violations
 
     def identifier(self, value: str | None) -> str | None:
         """``user_id`` (and an alias's ``previous_id``) as the policy keeps it."""

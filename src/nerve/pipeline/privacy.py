@@ -14,7 +14,8 @@ The hash is keyed because an unsalted hash of an email or an IPv4 address is rev
 enumeration in milliseconds. ``context.ip`` is truncated to its /24 (IPv4) or /48 (IPv6)
 network by default. Properties the catalog does not know (an unplanned event, or an extra
 property) have no class; those whose names look personal (``email``, ``phone``...) are
-hashed so that a quarantined event never holds them raw.
+hashed so that a quarantined event never holds them raw. Page URLs keep their query
+strings unless ``url_query`` says otherwise (``protect_urls``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from nerve._urls import UrlQuery, clean_search, clean_url, url_query_setting
 from nerve.catalog import Catalog, EventSpec, PropertySpec
 from nerve.errors import WorkspaceError
 
@@ -41,6 +43,7 @@ __all__ = [
     "protect_context",
     "protect_ip",
     "protect_payload",
+    "protect_urls",
     "pseudonymise",
     "truncate_ip",
 ]
@@ -85,6 +88,9 @@ class PrivacyPolicy:
     enforce_consent: bool = True
     #: hash uncataloged properties whose names look personal
     guard_unknown: bool = True
+    #: what page URLs keep of their query string: "keep", "drop" or the parameters'
+    #: names (``nerve._urls``)
+    url_query: UrlQuery = "keep"
 
     @classmethod
     def from_config(cls, section: dict[str, Any], secret: bytes) -> PrivacyPolicy:
@@ -97,6 +103,10 @@ class PrivacyPolicy:
                 )
             return value
 
+        try:
+            url_query = url_query_setting(section.get("url_query", "keep"))
+        except ValueError as exc:
+            raise WorkspaceError(f"nerve.toml: [privacy] url_query: {exc}") from None
         allow = section.get("allow_sensitive", [])
         if not isinstance(allow, list) or not all(isinstance(a, str) for a in allow):
             raise WorkspaceError("nerve.toml: [privacy] allow_sensitive: expected a list of "
@@ -109,6 +119,7 @@ class PrivacyPolicy:
             user_id=pick("user_id", ("keep", "hash"), "keep"),
             enforce_consent=bool(section.get("enforce_consent", True)),
             guard_unknown=bool(section.get("guard_unknown", True)),
+            url_query=url_query,
         )
 
 
@@ -380,6 +391,53 @@ def protect_ip(ip: Any, policy: PrivacyPolicy) -> Any:
     if treatment == "truncate" and isinstance(ip, str):
         return truncate_ip(ip) or pseudonymise(ip, policy.secret)
     return pseudonymise(ip, policy.secret)
+
+
+#: the calls whose own properties describe a page (``url``, ``referrer``, ``search``)
+_PAGE_CALLS = frozenset({"page", "screen"})
+
+
+def protect_urls(call: str, context: dict[str, Any], properties: dict[str, Any] | None,
+                 policy: PrivacyPolicy) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """``context`` and a page or screen call's ``properties`` with the query strings of
+    their URLs as ``[privacy] url_query`` keeps them: ``context.page``'s ``url``,
+    ``referrer`` and ``search``, ``context.referrer``'s ``url`` and ``link`` (a mobile
+    app's deep link), a page or screen call's ``url``, ``referrer`` and ``search``.
+    What holds nothing to remove is returned as is.
+
+    >>> protect_urls("page", {"page": {"url": "https://b.example/?email=a%40b.c"}},
+    ...              {"search": "?email=a%40b.c"}, PrivacyPolicy(b"k", url_query="drop"))
+    ({'page': {'url': 'https://b.example/'}}, {'search': ''})
+    """
+    keep = policy.url_query
+    result = context
+    page = context.get("page")
+    if isinstance(page, dict):
+        cleaned = _clean_urls(page, ("url", "referrer", "search"), keep)
+        if cleaned is not page:
+            result = {**result, "page": cleaned}
+    referrer = context.get("referrer")
+    if isinstance(referrer, dict):
+        cleaned = _clean_urls(referrer, ("url", "link"), keep)
+        if cleaned is not referrer:
+            result = {**result, "referrer": cleaned}
+    if properties is not None and call in _PAGE_CALLS:
+        properties = _clean_urls(properties, ("url", "referrer", "search"), keep)
+    return result, properties
+
+
+def _clean_urls(fields: dict[str, Any], keys: tuple[str, ...], keep: UrlQuery
+                ) -> dict[str, Any]:
+    result = fields
+    for key in keys:
+        value = fields.get(key)
+        if isinstance(value, str):
+            cleaned = clean_search(value, keep) if key == "search" else clean_url(value, keep)
+            if cleaned != value:
+                if result is fields:
+                    result = dict(fields)
+                result[key] = cleaned
+    return result
 
 
 def consent_allows(context: dict[str, Any], purpose: str | None) -> bool:

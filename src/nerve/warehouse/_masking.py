@@ -11,7 +11,8 @@ tables they hide, so every query, Ibis expression and analysis runs unchanged on
   ``context.traits`` are replaced by ``m:`` + a keyed hash (values the catalog types other
   than string are removed: a typed read of them gives NULL, as is a precise
   ``context.location``); a page's (or a screen's) ``url`` and
-  ``referrer`` lose their query string and fragment, and ``search`` is removed; the
+  ``referrer`` (and ``context.referrer``'s ``url`` and ``link``) lose their query string
+  and fragment, and ``search`` is removed; the
   quarantine's violation messages about those values are withheld (their path, rule and
   catalog file and line stay);
 - ``evt_<event>``: the typed views, over the masked ``events``.
@@ -88,6 +89,9 @@ _CONTEXT: dict[str, Any] = {
     "device": {"id": _HASH, "advertisingId": _HASH, "name": _HASH},
     "location": {"latitude": _DROP, "longitude": _DROP},
     "page": _PAGE,
+    # the link that opened a mobile app (Segment's ``context.referrer``): a deep link's
+    # query string carries tokens and addresses as a page's does
+    "referrer": {"url": _URL, "link": _URL},
 }
 
 #: name -> ``_HASH`` (a text replaced by its mask), ``_DROP`` (any other value: removed,

@@ -1,0 +1,139 @@
+"""``[privacy] url_query`` as wired into ``Collector.collect``: every place a page URL
+lands, before the row exists (docs/privacy.md)."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+
+from nerve.catalog import Catalog
+from nerve.collector import Collector
+from nerve.envelope import Envelope
+from nerve.errors import WorkspaceError
+from nerve.workspace import Workspace
+
+PAGE = """\
+name: page
+type: page
+description: A page of the web site is viewed.
+owner: web
+purpose: analytics
+version: 1
+retention: 400d
+additional_properties: true
+properties:
+  url: {type: string, pii: none, pattern: "^https://"}
+"""
+
+TRANSFER = """\
+name: transfer_sent
+description: A customer sends money.
+owner: payments
+purpose: analytics
+version: 1
+retention: 400d
+properties:
+  amount: {type: number, pii: none}
+  url: {type: string, pii: none}
+"""
+
+EMAIL = "ana.lopez@mailbank.example"
+QUERY = f"?email={EMAIL}&utm_source=news"
+PAGE_CONTEXT = {
+    "page": {"url": f"https://bank.example/reset{QUERY}#t=1", "path": "/reset",
+             "referrer": f"https://mail.example/inbox?to={EMAIL}", "search": QUERY},
+    "referrer": {"type": "link", "link": f"bankapp://open?email={EMAIL}&utm_source=news"},
+}
+
+
+@pytest.fixture
+def make_collector(make_workspace: Callable[..., Workspace]) -> Callable[..., Collector]:
+    def make(extra_toml: str = "") -> Collector:
+        ws = make_workspace({"page.yaml": PAGE, "transfer_sent.yaml": TRANSFER},
+                            extra_toml=extra_toml)
+        return Collector(ws, Catalog.load(ws.events_dir))
+
+    return make
+
+
+def collect(collector: Collector, *messages: dict[str, Any]) -> list[Envelope]:
+    key = collector.workspace.config.sources[0].write_key
+    auth = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+    return collector.collect(orjson.dumps({"batch": list(messages)}), endpoint="batch",
+                             authorization=auth).envelopes
+
+
+def calls() -> list[dict[str, Any]]:
+    return [
+        {"type": "page", "userId": "u1", "messageId": "p1", "name": "Reset",
+         "properties": {"url": f"https://bank.example/reset{QUERY}", "search": QUERY,
+                        "referrer": f"https://google.example/search?q={EMAIL}"},
+         "context": PAGE_CONTEXT},
+        {"type": "screen", "userId": "u1", "messageId": "s1", "name": "Cards",
+         "properties": {"url": f"bankapp://cards{QUERY}"}, "context": PAGE_CONTEXT},
+        {"type": "track", "event": "transfer_sent", "userId": "u1", "messageId": "t1",
+         "properties": {"amount": 5}, "context": PAGE_CONTEXT},
+        {"type": "identify", "userId": "u1", "messageId": "i1", "context": PAGE_CONTEXT},
+    ]
+
+
+def test_by_default_urls_are_stored_as_sent(make_collector: Callable[..., Collector]) -> None:
+    for env in collect(make_collector(), *calls()):
+        assert orjson.loads(env["context"] or "")["page"] == PAGE_CONTEXT["page"]
+
+
+def test_named_parameters_are_all_a_url_keeps_wherever_it_lands(
+        make_collector: Callable[..., Collector]) -> None:
+    envelopes = collect(make_collector('[privacy]\nurl_query = ["utm_*"]\n'), *calls())
+    assert len(envelopes) == 4
+    for env in envelopes:
+        assert EMAIL not in orjson.dumps(env).decode(), env["message_id"]
+        context = orjson.loads(env["context"] or "")
+        assert context["page"] == {"url": "https://bank.example/reset?utm_source=news",
+                                   "path": "/reset", "referrer": "https://mail.example/inbox",
+                                   "search": "?utm_source=news"}
+        assert context["referrer"] == {"type": "link",
+                                       "link": "bankapp://open?utm_source=news"}
+        assert env["violations"] is None
+    page, screen, track, _ = (orjson.loads(e["properties"] or "null") for e in envelopes)
+    assert page == {"url": "https://bank.example/reset?utm_source=news",
+                    "search": "?utm_source=news", "referrer": "https://google.example/search"}
+    assert screen == {"url": "bankapp://cards?utm_source=news"}
+    # a track's own properties are the catalog's to classify, not a page's URL
+    assert track == {"amount": 5}
+
+
+def test_drop_leaves_no_query_string(make_collector: Callable[..., Collector]) -> None:
+    (page, *_) = collect(make_collector('[privacy]\nurl_query = "drop"\n'), *calls())
+    context = orjson.loads(page["context"] or "")
+    assert context["page"]["url"] == "https://bank.example/reset"
+    assert context["page"]["search"] == ""
+    assert orjson.loads(page["properties"] or "")["search"] == ""
+
+
+def test_a_quarantined_event_and_its_violations_hold_no_raw_url(
+        make_collector: Callable[..., Collector]) -> None:
+    # http:// breaks the page spec's pattern: the violation's message quotes the URL
+    bad = {"type": "page", "userId": "u1", "messageId": "p2",
+           "properties": {"url": f"http://bank.example/reset{QUERY}"}, "context": PAGE_CONTEXT}
+    unknown = {"type": "track", "event": "not_planned", "userId": "u1", "messageId": "q1",
+               "context": PAGE_CONTEXT}
+    raw = collect(make_collector(), bad)[0]
+    assert EMAIL in (raw["violations"] or "")  # as it was before the setting
+    envelopes = collect(make_collector('[privacy]\nurl_query = ["utm_*"]\n'), bad, unknown)
+    assert all(env["violations"] for env in envelopes)
+    for env in envelopes:
+        assert EMAIL not in orjson.dumps(env).decode()
+    violations = orjson.loads(envelopes[0]["violations"] or "")
+    assert [v["path"] for v in violations] == ["$.properties.url"]
+
+
+def test_a_wrong_setting_stops_the_collector_naming_it(
+        make_collector: Callable[..., Collector]) -> None:
+    with pytest.raises(WorkspaceError, match=r"nerve.toml:\d+: \[privacy\] url_query: "
+                                             r"expected .*did you mean 'drop'\?"):
+        make_collector('[privacy]\nurl_query = "dorp"\n')
