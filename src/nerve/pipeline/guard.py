@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from nerve.catalog import EventSpec, PropertySpec
 from nerve.pipeline.enrich import context_additions, parse_user_agent
 from nerve.pipeline.privacy import (
@@ -137,8 +139,6 @@ class Guard:
         ``[privacy] url_query`` is not ``"keep"``."""
         context, cleaned = protect_urls(call, context, properties, self.policy)
         if violations and cleaned is not properties and properties is not None:
-            import orjson  # noqa: PLC0415 - only on the rare quarantined-with-URLs path
-
             violations = orjson.dumps(withhold_values(
                 orjson.loads(violations), properties, cleaned or {})).decode()
         return context, cleaned, violations
