@@ -174,7 +174,9 @@ def list_events(ctx: Context, _args: dict[str, Any]) -> dict[str, Any]:
     events = []
     for name in ctx.catalog.names():
         spec = ctx.catalog.get(name)
-        events.append({"name": name, "description": spec.description if spec else ""})
+        # the type: only track events are a funnel's steps (the console's picker lists those)
+        events.append({"name": name, "type": spec.type if spec else "track",
+                       "description": spec.description if spec else ""})
     return {"events": events}
 
 
@@ -327,7 +329,7 @@ TOOLS: dict[str, Tool] = {t.name: t for t in (
          {"type": "object", "properties": {}}, list_metrics),
     Tool("describe_metric", "One metric (by name or synonym): its formula, the events it "
          "reads, owner and format.", _NAME, describe_metric),
-    Tool("list_events", "Every cataloged event with its description.",
+    Tool("list_events", "Every cataloged event with its type and description.",
          {"type": "object", "properties": {}}, list_events),
     Tool("describe_event", "One cataloged event: what it tracks, when it fires, its "
          "properties and the metrics that read it.", _NAME, describe_event),

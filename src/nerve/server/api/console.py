@@ -7,7 +7,8 @@
   what a reader may (personal values masked) and every read is audited.
 - ``GET /v1/status``: the pipeline at a glance: the collector's counters since the
   server started, the log's backlog, the loader's totals and health, and the warehouse's
-  row counts and newest event, the catalog in use (and why an edit of events/ did
+  row counts and newest event, the workspace's time zone (the days the console's date
+  range counts), the catalog in use (and why an edit of events/ did
   not replace it: ``catalog.problems``), and the retention job (its last run, and why
   its latest scheduled run failed: ``retention.last_error``). A reader sees the files
   named there relative to the workspace (``events/signup.yaml:9: ...``): where the
@@ -121,6 +122,7 @@ async def status(request: Request) -> Response:
         stream = isinstance(state.log, StreamWriter)
         return {
             "project": state.workspace.config.name,
+            "timezone": state.workspace.config.timezone,
             "version": __version__,
             "url": state.url,
             "collector": pipeline_health(state.workspace),
@@ -221,7 +223,8 @@ def offline_status(workspace: Workspace) -> dict[str, Any]:
     with Warehouse.for_workspace(workspace, read_only=True) as warehouse:
         figures = warehouse_figures(warehouse)
         retention = retention_figures(warehouse, workspace)
-    return {"project": workspace.config.name, "version": __version__, "url": None,
+    return {"project": workspace.config.name, "timezone": workspace.config.timezone,
+            "version": __version__, "url": None,
             "collector": pipeline_health(workspace),
             "log": {"kind": kind, "backlog_bytes": unloaded, "overloaded": None,
                     "behind_seconds": None,
