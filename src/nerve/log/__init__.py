@@ -36,13 +36,14 @@ from nerve.log._stream import (
     StreamWriter,
     max_backlog,
 )
-from nerve.log._writer import LogWriter
+from nerve.log._writer import LogClosedError, LogWriter
 
 if TYPE_CHECKING:
     from nerve.workspace import Workspace
 
 __all__ = [
     "DEFAULT_MAX_BACKLOG",
+    "LogClosedError",
     "LogWriter",
     "Segment",
     "SegmentRead",
