@@ -11,16 +11,19 @@ from datetime import timedelta
 
 import anyio
 import httpx
+import orjson
 import pytest
-from serverkit import EVENTS
+from serverkit import EVENTS, basic, order, write_key
 
 from nerve.catalog import Catalog
 from nerve.cli._common import Format
 from nerve.cli._serve import _status_rows
+from nerve.collector import Collector
 from nerve.erasure import RetentionJob
 from nerve.loader import Loader
 from nerve.log import LogWriter
 from nerve.server import NerveState, create_app
+from nerve.server.api.console import offline_status
 from nerve.warehouse import Warehouse
 from nerve.workspace import Workspace
 
@@ -81,3 +84,34 @@ def test_a_failing_retention_job_shows_in_the_status(
                                     "events, 0 from the quarantine")
     assert failed.getMessage() == "retention: enforcing failed; retrying in 1 day"
     assert failed.__dict__["retry_in_seconds"] == 86400
+
+
+def test_log_files_set_aside_show_in_the_status(
+        make_workspace: Callable[..., Workspace], caplog: pytest.LogCaptureFixture) -> None:
+    """Recovery cut a corrupt tail (kept as ``.cut-<offset>``): only a worker's warning
+    said so, and `nerve status` showed a clean log. The operator must see the file."""
+    ws = make_workspace(EVENTS)
+    collected = Collector(ws, Catalog.load(ws.events_dir)).collect(
+        orjson.dumps({"batch": [order(1)]}), endpoint="batch",
+        authorization=basic(write_key(ws))["Authorization"])
+    with LogWriter(ws.log_dir, "test") as log:
+        log.append(collected.record_batch())
+        log.sync()
+    segment = next((ws.log_dir / "test").glob("*.seg"))
+    with segment.open("ab") as f:
+        f.write(b"\x07garbage after the last frame" * 40)
+    with Warehouse.for_workspace(ws) as warehouse, LogWriter(ws.log_dir, "test") as log:
+        state = NerveState(workspace=ws, catalog=Catalog.load(ws.events_dir),
+                           warehouse=warehouse, log=log, admin_token=TOKEN)
+        answer = get(create_app(state), "/v1/status")
+    assert answer.status_code == 200, answer.text
+    kept = [p.relative_to(ws.root) for p in (ws.log_dir / "test").glob("*.cut-*")]
+    assert len(kept) == 1  # the recovery's copy of the damaged bytes
+    for body in (answer.json(), offline_status(ws)):
+        assert body["log"]["set_aside"] == [str(kept[0])]
+        shown = {row["what"]: row["value"] for row in _status_rows(body, Format.table)}
+        assert str(kept[0]) in shown["log files set aside"]
+    # the recovery's warning carries its figures as fields, for the JSON log
+    cut = next(r for r in caplog.records if r.name == "nerve.log")
+    assert cut.__dict__["kept_as"] == str(ws.root / kept[0])
+    assert cut.__dict__["cut_bytes"] == len(b"\x07garbage after the last frame" * 40)

@@ -26,6 +26,7 @@ from nerve.log._segments import (
     read_segment,
     recover_segment,
     set_aside,
+    set_aside_files,
     writer_ids,
 )
 from nerve.log._stream import (
@@ -61,6 +62,7 @@ __all__ = [
     "read_segment",
     "recover_segment",
     "set_aside",
+    "set_aside_files",
     "write_problem",
     "writer_ids",
 ]
