@@ -82,8 +82,41 @@ def test_a_failing_retention_job_shows_in_the_status(
                        and r.getMessage().startswith("retention:"))
     assert expired.getMessage() == ("retention: deleted the rows past their retention: 0 from "
                                     "events, 0 from the quarantine")
-    assert failed.getMessage() == "retention: enforcing failed; retrying in 1 day"
-    assert failed.__dict__["retry_in_seconds"] == 86400
+    # retried within the hour, not the next day: the alert fired for a day after a
+    # failure that was over in minutes (a full disk)
+    assert failed.getMessage() == "retention: enforcing failed; retrying in 1 hour"
+    assert failed.__dict__["retry_in_seconds"] == 3600
+    assert "retried every hour" in shown["retention job"]
+
+
+def test_a_failed_retention_run_is_retried_soon_and_its_success_clears_the_failure(
+        make_workspace: Callable[..., Workspace]) -> None:
+    """A daily job whose first run fails on a file it cannot delete; once the file is
+    fixed, the next try (after retry_after, not a day) succeeds and clears the failure."""
+    ws = make_workspace(EVENTS, extra_toml='[privacy]\naudit_retention = "30d"\n')
+    blocker = ws.data_dir / "audit" / "reads-2020-01-01.jsonl"
+    blocker.mkdir(parents=True)
+    with Warehouse.for_workspace(ws) as warehouse, LogWriter(ws.log_dir, "test") as log:
+        state = NerveState(workspace=ws, catalog=Catalog.load(ws.events_dir),
+                           warehouse=warehouse, log=log, admin_token=TOKEN,
+                           loader=Loader.for_workspace(ws, warehouse))
+        job = RetentionJob(state, every=timedelta(days=1), first_delay=timedelta(0),
+                           retry_after=timedelta(seconds=0.2))
+        state.retention_job = job.start()
+        try:
+            deadline = time.monotonic() + 30
+            while job.failed_at is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert job.last_error is not None  # the first run failed
+            blocker.rmdir()  # the operator fixes it
+            while job.last_error is not None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            answer = get(create_app(state), "/v1/status")
+        finally:
+            job.stop()
+    assert job.last_error is None, "the failed run was not retried before the next day"
+    assert job.failed_at is None
+    assert answer.json()["retention"]["failing"] is False
 
 
 def test_log_files_set_aside_show_in_the_status(

@@ -220,7 +220,8 @@ def _retention_row(retention: dict[str, Any], n: Callable[[int], str]) -> tuple[
             f"{n(deleted['quarantine'])} quarantined rows)")
     if retention["failing"]:
         return ("retention job", f"failing since {retention['failed_at']}: "
-                                 f"{retention['last_error']} (retried daily); last run: {last}")
+                                 f"{retention['last_error']} (retried every hour until a "
+                                 f"run succeeds); last run: {last}")
     if not retention["enforced"]:
         return ("retention job", "off ([privacy] enforce_retention = false); last run "
                                  f"(nerve expire): {last}")
