@@ -331,7 +331,8 @@ def test_nerve_status_reads_the_server_or_else_the_files(
     assert body["loader"] is None
     assert body["warehouse"]["events"] == 0
     assert body["log"] == {"kind": "local", "backlog_bytes": 0, "overloaded": None,
-                           "behind_seconds": None, "write_problem": None}
+                           "behind_seconds": None, "write_problem": None,
+                           "set_aside": []}
 
     server = serve(console_shop)
     fill(server, console_shop)

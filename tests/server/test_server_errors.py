@@ -23,7 +23,7 @@ from serverkit import basic, order, write_key
 from nerve.catalog import Catalog
 from nerve.errors import WorkspaceError
 from nerve.loader import Loader
-from nerve.log import LogWriter
+from nerve.log import LogWriter, list_segments, read_segment
 from nerve.server import NerveState, create_app
 from nerve.server._backpressure import watch_backlog
 from nerve.server._commit import GroupCommit
@@ -301,3 +301,57 @@ def test_the_commit_interval_is_configurable(shop: Workspace, state: NerveState)
     other = NerveState(workspace=workspace, catalog=state.catalog, warehouse=state.warehouse,
                        log=state.log, admin_token=TOKEN)
     assert other.commit.min_interval == 0.0
+
+
+class FailsFirstSync(LogWriter):
+    """A real writer whose first fsync is slow and fails (the disk fills mid-round)."""
+
+    failed = False
+
+    def sync(self) -> None:
+        if not FailsFirstSync.failed:
+            FailsFirstSync.failed = True
+            time.sleep(0.2)  # requests arriving meanwhile queue for the next round
+            raise OSError(28, "No space left on device")
+        super().sync()
+
+
+def test_requests_queued_behind_a_failed_write_get_503_not_500(
+        shop: Workspace, state: NerveState) -> None:
+    """The failed round's requests close the writer; those already queued for the next
+    round met a closed writer, and were answered 500 (a bug to SDKs, which may not retry).
+    Each must get a retryable 503 or a 200, and every 200 must be durable in the log."""
+    FailsFirstSync.failed = False
+    state.log.close()
+    state.log_factory = lambda: LogWriter(shop.log_dir, "test")
+    state.log = FailsFirstSync(shop.log_dir, "test")
+    state.commit = GroupCommit(state.log, min_interval=0.05)
+    app = create_app(state)
+    auth = basic(write_key(shop))
+
+    async def send_all() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://nerve.test") as c:
+            async def post(i: int, delay: float) -> httpx.Response:
+                await asyncio.sleep(delay)
+                return await c.post("/v1/batch", headers=auth,
+                                    content=orjson.dumps({"batch": [order(i)]}))
+            # the first request's round fails; the others arrive while it is failing
+            return list(await asyncio.gather(post(0, 0), *(post(i, 0.05 + 0.01 * i)
+                                                           for i in range(1, 8))))
+
+    answers = anyio.run(send_all)
+    statuses = [a.status_code for a in answers]
+    assert 500 not in statuses, [a.text for a in answers]
+    assert 503 in statuses  # the failed round's request at least
+    for answer in answers:
+        if answer.status_code == 503:
+            assert_error_shape(answer, 503, answer.json()["code"])
+            assert int(answer.headers["retry-after"]) >= 1
+    # what was acknowledged is in the log
+    acked = {f"m-{i}" for i, a in enumerate(answers) if a.status_code == 200}
+    state.log.close()
+    logged = {mid for seg in list_segments(shop.log_dir, "test")
+              for _, batch in read_segment(seg.path).batches
+              for mid in batch.column("message_id").to_pylist()}
+    assert acked <= logged

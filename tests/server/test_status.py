@@ -11,16 +11,19 @@ from datetime import timedelta
 
 import anyio
 import httpx
+import orjson
 import pytest
-from serverkit import EVENTS
+from serverkit import EVENTS, basic, order, write_key
 
 from nerve.catalog import Catalog
 from nerve.cli._common import Format
 from nerve.cli._serve import _status_rows
+from nerve.collector import Collector
 from nerve.erasure import RetentionJob
 from nerve.loader import Loader
 from nerve.log import LogWriter
 from nerve.server import NerveState, create_app
+from nerve.server.api.console import offline_status
 from nerve.warehouse import Warehouse
 from nerve.workspace import Workspace
 
@@ -79,5 +82,69 @@ def test_a_failing_retention_job_shows_in_the_status(
                        and r.getMessage().startswith("retention:"))
     assert expired.getMessage() == ("retention: deleted the rows past their retention: 0 from "
                                     "events, 0 from the quarantine")
-    assert failed.getMessage() == "retention: enforcing failed; retrying in 1 day"
-    assert failed.__dict__["retry_in_seconds"] == 86400
+    # retried within the hour, not the next day: the alert fired for a day after a
+    # failure that was over in minutes (a full disk)
+    assert failed.getMessage() == "retention: enforcing failed; retrying in 1 hour"
+    assert failed.__dict__["retry_in_seconds"] == 3600
+    assert "retried every hour" in shown["retention job"]
+
+
+def test_a_failed_retention_run_is_retried_soon_and_its_success_clears_the_failure(
+        make_workspace: Callable[..., Workspace]) -> None:
+    """A daily job whose first run fails on a file it cannot delete; once the file is
+    fixed, the next try (after retry_after, not a day) succeeds and clears the failure."""
+    ws = make_workspace(EVENTS, extra_toml='[privacy]\naudit_retention = "30d"\n')
+    blocker = ws.data_dir / "audit" / "reads-2020-01-01.jsonl"
+    blocker.mkdir(parents=True)
+    with Warehouse.for_workspace(ws) as warehouse, LogWriter(ws.log_dir, "test") as log:
+        state = NerveState(workspace=ws, catalog=Catalog.load(ws.events_dir),
+                           warehouse=warehouse, log=log, admin_token=TOKEN,
+                           loader=Loader.for_workspace(ws, warehouse))
+        job = RetentionJob(state, every=timedelta(days=1), first_delay=timedelta(0),
+                           retry_after=timedelta(seconds=0.2))
+        state.retention_job = job.start()
+        try:
+            deadline = time.monotonic() + 30
+            while job.failed_at is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert job.last_error is not None  # the first run failed
+            blocker.rmdir()  # the operator fixes it
+            while job.last_error is not None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            answer = get(create_app(state), "/v1/status")
+        finally:
+            job.stop()
+    assert job.last_error is None, "the failed run was not retried before the next day"
+    assert job.failed_at is None
+    assert answer.json()["retention"]["failing"] is False
+
+
+def test_log_files_set_aside_show_in_the_status(
+        make_workspace: Callable[..., Workspace], caplog: pytest.LogCaptureFixture) -> None:
+    """Recovery cut a corrupt tail (kept as ``.cut-<offset>``): only a worker's warning
+    said so, and `nerve status` showed a clean log. The operator must see the file."""
+    ws = make_workspace(EVENTS)
+    collected = Collector(ws, Catalog.load(ws.events_dir)).collect(
+        orjson.dumps({"batch": [order(1)]}), endpoint="batch",
+        authorization=basic(write_key(ws))["Authorization"])
+    with LogWriter(ws.log_dir, "test") as log:
+        log.append(collected.record_batch())
+        log.sync()
+    segment = next((ws.log_dir / "test").glob("*.seg"))
+    with segment.open("ab") as f:
+        f.write(b"\x07garbage after the last frame" * 40)
+    with Warehouse.for_workspace(ws) as warehouse, LogWriter(ws.log_dir, "test") as log:
+        state = NerveState(workspace=ws, catalog=Catalog.load(ws.events_dir),
+                           warehouse=warehouse, log=log, admin_token=TOKEN)
+        answer = get(create_app(state), "/v1/status")
+    assert answer.status_code == 200, answer.text
+    kept = [p.relative_to(ws.root) for p in (ws.log_dir / "test").glob("*.cut-*")]
+    assert len(kept) == 1  # the recovery's copy of the damaged bytes
+    for body in (answer.json(), offline_status(ws)):
+        assert body["log"]["set_aside"] == [str(kept[0])]
+        shown = {row["what"]: row["value"] for row in _status_rows(body, Format.table)}
+        assert str(kept[0]) in shown["log files set aside"]
+    # the recovery's warning carries its figures as fields, for the JSON log
+    cut = next(r for r in caplog.records if r.name == "nerve.log")
+    assert cut.__dict__["kept_as"] == str(ws.root / kept[0])
+    assert cut.__dict__["cut_bytes"] == len(b"\x07garbage after the last frame" * 40)

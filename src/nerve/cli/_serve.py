@@ -193,6 +193,10 @@ def _status_rows(body: dict[str, Any], fmt: Format) -> list[dict[str, Any]]:
     if log.get("write_problem"):
         rows.append((f"{log['kind']} log", f"cannot be written: {log['write_problem']}; "
                                            "ingest answers 503 until it can"))
+    if log.get("set_aside"):
+        rows.append(("log files set aside", "\n".join(log["set_aside"]) + "\n(damaged or "
+                     "refused log data kept for inspection, docs/storage.md: read, then "
+                     "delete them by hand)"))
     if loader is not None:
         rows.append((f"loader, {since}", f"failing: {loader['last_error']}"
                      if loader["failing"] else f"ok: {n(loader['loaded'])} rows loaded"))
@@ -216,7 +220,8 @@ def _retention_row(retention: dict[str, Any], n: Callable[[int], str]) -> tuple[
             f"{n(deleted['quarantine'])} quarantined rows)")
     if retention["failing"]:
         return ("retention job", f"failing since {retention['failed_at']}: "
-                                 f"{retention['last_error']} (retried daily); last run: {last}")
+                                 f"{retention['last_error']} (retried every hour until a "
+                                 f"run succeeds); last run: {last}")
     if not retention["enforced"]:
         return ("retention job", "off ([privacy] enforce_retention = false); last run "
                                  f"(nerve expire): {last}")

@@ -32,6 +32,10 @@ _TABLES = ("events", "quarantine")
 #: how often ``nerve serve`` enforces retention, and how long after start it first does
 EXPIRE_EVERY = timedelta(days=1)
 EXPIRE_FIRST_DELAY = timedelta(minutes=1)
+#: after a failed run (a full disk, a locked file) the job tries again this soon, not a day
+#: later: the rows past their retention stay, and the failing alert fires, until a run
+#: succeeds
+EXPIRE_RETRY_AFTER = timedelta(hours=1)
 #: how many alias merges away from a forgotten user ``forget`` follows (a longer chain is
 #: refused: nothing is deleted)
 ALIAS_HOPS = 16
@@ -443,10 +447,13 @@ class RetentionJob:
     """A daemon thread of ``nerve serve`` that enforces retention every ``every``."""
 
     def __init__(self, state: Any, every: timedelta = EXPIRE_EVERY,
-                 first_delay: timedelta = EXPIRE_FIRST_DELAY, *, idle: bool = False) -> None:
+                 first_delay: timedelta = EXPIRE_FIRST_DELAY, *, idle: bool = False,
+                 retry_after: timedelta = EXPIRE_RETRY_AFTER) -> None:
         self.state = state
         self.every = every
         self.first_delay = first_delay
+        #: the wait after a failed run (at most ``every``)
+        self.retry_after = min(retry_after, every)
         #: run at idle priority (``nerve._cpu.yield_cpu``), as the loader does
         self.idle = idle
         self._stop = threading.Event()
@@ -480,15 +487,16 @@ class RetentionJob:
         while not self._stop.wait(wait.total_seconds()):
             try:
                 self.run_once()
-            except Exception as exc:  # a failed run is logged and retried at the next one
+            except Exception as exc:  # a failed run is logged and retried soon
                 self.last_error = str(exc).strip().splitlines()[0] if str(exc).strip() \
                     else type(exc).__name__
                 self.failed_at = datetime.now(UTC)
-                log.exception("retention: enforcing failed; retrying in %s", _words(self.every),
-                              extra={"retry_in_seconds": self.every.total_seconds()})
+                wait = self.retry_after
+                log.exception("retention: enforcing failed; retrying in %s", _words(wait),
+                              extra={"retry_in_seconds": wait.total_seconds()})
             else:
                 self.last_error = self.failed_at = None
-            wait = self.every
+                wait = self.every
 
 
 def _words(span: timedelta) -> str:

@@ -26,6 +26,7 @@ from nerve.log._segments import (
     read_segment,
     recover_segment,
     set_aside,
+    set_aside_files,
     writer_ids,
 )
 from nerve.log._stream import (
@@ -36,13 +37,14 @@ from nerve.log._stream import (
     StreamWriter,
     max_backlog,
 )
-from nerve.log._writer import LogWriter
+from nerve.log._writer import LogClosedError, LogWriter
 
 if TYPE_CHECKING:
     from nerve.workspace import Workspace
 
 __all__ = [
     "DEFAULT_MAX_BACKLOG",
+    "LogClosedError",
     "LogWriter",
     "Segment",
     "SegmentRead",
@@ -60,6 +62,7 @@ __all__ = [
     "read_segment",
     "recover_segment",
     "set_aside",
+    "set_aside_files",
     "write_problem",
     "writer_ids",
 ]

@@ -60,6 +60,7 @@ __all__ = [
     "read_segment",
     "recover_segment",
     "set_aside",
+    "set_aside_files",
     "try_lock",
     "writer_ids",
 ]
@@ -238,11 +239,16 @@ def recover_segment(path: Path) -> None:
             _fsync_dir(path.parent)
         return
     size = path.stat().st_size
+    kept = None
     if tail is Tail.CORRUPT:
+        kept = path.parent / f"{path.name}.cut-{end}"
         with path.open("rb") as f:
             f.seek(end)
-            (path.parent / f"{path.name}.cut-{end}").write_bytes(f.read())
-    log.warning("%s: %s tail of %d bytes at offset %d cut", path, tail.value, size - end, end)
+            kept.write_bytes(f.read())
+    # the fields too, for whoever reads the JSON log (the message alone named them)
+    log.warning("%s: %s tail of %d bytes at offset %d cut", path, tail.value, size - end, end,
+                extra={"segment": str(path), "tail": tail.value, "cut_bytes": size - end,
+                       "offset": end, "kept_as": None if kept is None else str(kept)})
     if end == 0:
         path.unlink()
     else:
@@ -250,6 +256,21 @@ def recover_segment(path: Path) -> None:
             f.truncate(end)
             os.fsync(f.fileno())
     _fsync_dir(path.parent)
+
+
+#: names of the files kept for an operator beside the segments (see the layout above)
+_SET_ASIDE = re.compile(r"\.(corrupt|cut-\d+|rejected-\d+\.arrow)$")
+
+
+def set_aside_files(log_dir: Path) -> list[Path]:
+    """The files the log keeps for an operator to inspect and delete by hand: damaged
+    segments (``.corrupt``), bytes cut from a corrupt tail (``.cut-<offset>``) and
+    batches the warehouse refused (``.rejected-<offset>.arrow``), in every writer's
+    folder. ``nerve status`` lists them: a recovery only said so in a worker's log."""
+    if not log_dir.is_dir():
+        return []
+    return sorted(path for folder in log_dir.iterdir() if folder.is_dir()
+                  for path in folder.iterdir() if _SET_ASIDE.search(path.name))
 
 
 def set_aside(path: Path, reason: str) -> None:

@@ -20,7 +20,7 @@ from nerve.log._segments import (
     try_lock,
 )
 
-__all__ = ["LogWriter"]
+__all__ = ["LogClosedError", "LogWriter"]
 
 _fdatasync = getattr(os, "fdatasync", os.fsync)
 #: a segment rolls over past this size: compressed, ~120-230k typical events, which the
@@ -30,6 +30,12 @@ SEGMENT_BYTES = 16 << 20
 #: once it is sealed and loaded, so at low traffic this bounds how long loaded events stay
 #: in the log as a second copy (a forgotten user's rows among them; docs/privacy.md)
 SEGMENT_MAX_AGE = 3600.0
+
+
+class LogClosedError(TransientError, ValueError):
+    """An append to a closed writer: the server closed it after a failed write (a full
+    disk) and reopens it for the next request, or it is stopping. Retryable: nothing of
+    the request was written, so the collector answers 503 with ``Retry-After``."""
 
 
 class LogWriter:
@@ -88,7 +94,10 @@ class LogWriter:
         frame = encode_batch(batch)  # serialise outside the lock: it is the costly part
         with self._lock:
             if self._closed:
-                raise ValueError(f"log writer {self.writer_id} is closed")
+                raise LogClosedError(
+                    f"the event log's writer {self.writer_id} is closed (after a failed "
+                    "write it is reopened for the next request; or the server is "
+                    "stopping): nothing of this request was written", retry_after=1)
             if (
                 self._fd is None
                 or self._schema is None

@@ -8,7 +8,7 @@ starts, so counters restart at zero like any process's. Gauges that describe the
 workspace rather than a process (log backlog, loader lag and totals) are computed by the
 main process at scrape time.
 
-The same counters are readable without HTTP, by the quality checks or a script, with
+The same counters are readable without HTTP, by ``nerve status`` or a script, with
 ``pipeline_health(workspace)`` (they survive the server's stop until its next start).
 """
 
@@ -274,7 +274,8 @@ def pipeline_health(workspace: Workspace) -> dict[str, Any]:
     """The collector's counters since the server last started, without HTTP.
 
     ``{"accepted": n, "quarantined": n, "dropped": {"consent": n}, "requests":
-    {"200": n, "503": n, ...}}``; all zero when no server has run. For the quality checks.
+    {"200": n, "503": n, ...}}``; all zero when no server has run. For ``nerve status``,
+    the console and scripts (the quality checks judge the warehouse's rows instead).
     """
     folder = metrics_dir(workspace)
     result: dict[str, Any] = {"accepted": 0, "quarantined": 0, "dropped": {}, "requests": {}}

@@ -346,13 +346,36 @@ async def _supervise(workers: list[subprocess.Popen[bytes]], start: Spawner) -> 
 
 
 def _drain(state: NerveState) -> None:
-    """Close the log, then load whatever it still holds before exiting."""
+    """Close the log, then load whatever it still holds before exiting.
+
+    A final load that fails (the warehouse's disk full, its file locked) is one error
+    line, and the stop goes on: what it did not load stays in the log, which the next
+    start loads. It used to end the stop with a traceback, "Application shutdown
+    failed", the warehouse left open and server.json left behind.
+    """
     state.log.close()
-    if state.loader is not None:
-        state.loader.stop()  # joins the thread, then one final drain
-    close = getattr(state.warehouse, "close", None)
-    if callable(close):
-        close()
+    try:
+        if state.loader is not None:
+            try:
+                state.loader.stop()  # joins the thread, then one final drain
+            except Exception as exc:  # noqa: BLE001 - reported; the log keeps the rows
+                figure = getattr(state.loader, "backlog_bytes", None)
+                try:
+                    left = figure() if callable(figure) else None
+                except Exception:  # noqa: BLE001 - the figure is a courtesy
+                    left = None
+                size = "its unloaded data" if left is None else f"{left:,} bytes"
+                logger.error(
+                    "stopping: the final load into the warehouse failed (%s); the log "
+                    "keeps %s, and the next start loads it: nothing acknowledged is lost. "
+                    "Make room or fix the warehouse before starting again",
+                    str(exc).strip().splitlines()[0] if str(exc).strip()
+                    else type(exc).__name__, size,
+                    extra={"error": str(exc), "backlog_bytes": left})
+    finally:
+        close = getattr(state.warehouse, "close", None)
+        if callable(close):
+            close()
 
 
 def _check_allow_sensitive(workspace: Workspace, catalog: Catalog) -> None:

@@ -35,7 +35,7 @@ from starlette.routing import BaseRoute, Route
 from nerve import __version__
 from nerve.erasure import ERASURES_TABLE, retention_enforced
 from nerve.errors import QueryError, did_you_mean
-from nerve.log import StreamWriter, write_problem
+from nerve.log import StreamWriter, set_aside_files, write_problem
 from nerve.server._metrics import pipeline_health
 from nerve.server._state import NerveState
 from nerve.server.api._common import caller, in_thread, json_response, readable
@@ -129,7 +129,8 @@ async def status(request: Request) -> Response:
             "log": {"kind": "jetstream" if stream else "local",
                     "backlog_bytes": state.backlog_bytes, "overloaded": state.overloaded,
                     "behind_seconds": None if behind is None else time.monotonic() - behind,
-                    "write_problem": None if stream else write_problem(state.workspace)},
+                    "write_problem": None if stream else write_problem(state.workspace),
+                    "set_aside": [] if stream else set_aside(state.workspace)},
             "loader": {"loaded": totals.loaded if totals else 0,
                        "duplicates": totals.duplicates if totals else 0,
                        "quarantined": totals.quarantined if totals else 0,
@@ -171,6 +172,14 @@ def quarantine_summary(warehouse: Any, catalog: Any) -> dict[str, Any]:
 async def quarantine(request: Request) -> Response:
     state, warehouse = readable(request)
     return json_response(await in_thread(quarantine_summary, warehouse, state.catalog))
+
+
+def set_aside(workspace: Workspace) -> list[str]:
+    """The log's damaged or refused data kept for inspection (``nerve.log.set_aside_files``),
+    as paths relative to the workspace when they are inside it."""
+    root = workspace.root.resolve()
+    return [str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+            for path in (p.resolve() for p in set_aside_files(workspace.log_dir))]
 
 
 def retention_figures(warehouse: Any, workspace: Workspace, job: Any = None
@@ -228,7 +237,8 @@ def offline_status(workspace: Workspace) -> dict[str, Any]:
             "collector": pipeline_health(workspace),
             "log": {"kind": kind, "backlog_bytes": unloaded, "overloaded": None,
                     "behind_seconds": None,
-                    "write_problem": write_problem(workspace) if kind == "local" else None},
+                    "write_problem": write_problem(workspace) if kind == "local" else None,
+                    "set_aside": set_aside(workspace) if kind == "local" else []},
             "loader": None, "warehouse": figures, "catalog": None, "retention": retention}
 
 
