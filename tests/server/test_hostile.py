@@ -327,3 +327,25 @@ def test_refusals_past_max_connections_are_counted_and_logged_once(
     warnings = [line for line in log.splitlines() if "max_connections" in line]
     assert len(warnings) == 1, warnings
     assert '"max_connections":3' in warnings[0]
+
+
+def test_a_worker_forwards_paths_with_escaped_control_characters_without_a_500(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., Any]) -> None:
+    """With ``--workers``, a worker forwards non-ingest requests to the main process by
+    their decoded path: ``%1B`` (what a fuzzer sends as the settings endpoint's write key)
+    made httpx refuse the URL, and the client got a 500 with a traceback in the log."""
+    ws = make_workspace(EVENTS)
+    server = serve(ws, "--workers", "2")
+    paths = ["/v1/projects/%1B/settings", "/v1/projects/a%00b/settings", "/%1b",
+             "/v1/projects/%E2%9C%93/settings", "/v1/projects/a%2Fb/settings"]
+    for path in paths:
+        # several connections, so that both workers (SO_REUSEPORT) get some
+        for _ in range(6):
+            answer = httpx.get(server.url + path, timeout=10)
+            assert answer.status_code == 404, (path, answer.status_code, answer.text)
+            assert answer.json()["code"] in ("unknown_write_key", "not_found"), answer.text
+    # the settings of a real key still come through the forward
+    got = httpx.get(f"{server.url}/v1/projects/{write_key(ws)}/settings", timeout=10)
+    assert got.status_code == 200, got.text
+    assert server.stop() == 0
+    assert "Traceback" not in server.output()
