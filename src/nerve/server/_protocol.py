@@ -74,6 +74,13 @@ CROWDED_LOG_SECONDS = 60.0
 logger = logging.getLogger("nerve.server")
 
 
+def _count(app: Any, status: int, code: str) -> None:
+    """Count a refusal answered here, before nerve's app saw the request."""
+    metrics = getattr(getattr(getattr(app, "state", None), "nerve", None), "metrics", None)
+    if metrics is not None:
+        metrics.refused(status, code)
+
+
 class _Crowding:
     """The requests one process refused past ``max_connections``: counted, and logged
     once a minute at most (the first refusal at once)."""
@@ -83,9 +90,7 @@ class _Crowding:
         self.logged_at = float("-inf")
 
     def refused(self, limit: int | None, app: Any) -> None:
-        metrics = getattr(getattr(getattr(app, "state", None), "nerve", None), "metrics", None)
-        if metrics is not None:
-            metrics.refused(503)
+        _count(app, 503, "overloaded")
         self.unlogged += 1
         now = time.monotonic()
         if now - self.logged_at >= CROWDED_LOG_SECONDS:
@@ -142,11 +147,13 @@ class _HeaderLimits(HttpToolsProtocol):
             if self._header_bytes > MAX_HEADER_BYTES:
                 self.transport.write(_TOO_LARGE)
                 self.transport.close()
+                _count(self.app, 431, "headers_too_large")
 
     def send_400_response(self, msg: str) -> None:
         """A request the parser refused: nerve's error shape instead of uvicorn's text."""
         self.transport.write(_NOT_HTTP)
         self.transport.close()
+        _count(self.app, 400, "invalid_http")
 
     def _start_asgi_task(self, cycle: Any, app: Any) -> None:
         if app is service_unavailable:
@@ -188,6 +195,7 @@ class _HeaderLimits(HttpToolsProtocol):
             return  # a request is being answered: its headers came
         if self._in_headers:
             self.transport.write(self.timeout_answer)
+            _count(self.app, 408, "header_timeout")
         self.transport.close()
 
 
