@@ -401,3 +401,22 @@ def test_metrics_count_every_refusal_by_its_code(
     assert 'nerve_http_requests_total{status="431"} 1.0' in metrics
     assert 'nerve_http_requests_total{status="400"} 4.0' in metrics
     assert server.stop() == 0
+
+
+def test_requests_that_are_not_http_are_logged_once_a_minute_not_once_each(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., Any]) -> None:
+    """uvicorn logged "Invalid HTTP request received." for each one: a client sending
+    garbage in a loop wrote a log line per request (and named neither what nor how many)."""
+    server = serve(make_workspace(EVENTS))
+    for _ in range(20):
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 not http\r\n\r\n")
+            assert _read_all(sock).startswith(b"HTTP/1.1 400")
+    metrics = httpx.get(server.url + "/metrics", timeout=10).text
+    assert _refusals(metrics) == {("400", "invalid_http"): 20.0}
+    assert server.stop() == 0
+    log = server.output()
+    assert "Invalid HTTP request received." not in log
+    warnings = [line for line in log.splitlines() if "invalid_http" in line]
+    assert len(warnings) == 1, warnings
+    assert '"refused":1' in warnings[0]  # the first at once; the next one says how many
