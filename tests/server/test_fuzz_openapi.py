@@ -103,6 +103,8 @@ def test_every_generated_request_gets_a_documented_answer(
                    "properties": None}),                  # quarantined, not refused
     ("/v1/batch", {"batch": [{"type": "alias", "anonymousId": "a", "previousId": "p"}],
                    "sentAt": 12}),
+    ("/v1/identify", {"userId": "u", "previousId": {}, "groupId": [], "event": 1}),
+    ("/v1/batch", {"batch": [], "writeKey": None}),
 ])
 def test_the_document_accepts_what_the_collector_accepts_and_no_more(
         running: tuple[str, dict[str, str]], path: str, body: dict[str, Any]) -> None:

@@ -77,6 +77,9 @@ def _message(call: str, *, typed: bool) -> dict[str, Any]:
     """One ``call`` message; ``typed``: in a batch, where ``type`` names the call (on a
     one-call endpoint the path does, and ``type`` is ignored)."""
     fields = dict(_FIELDS)
+    for field, owner in (("event", "track"), ("groupId", "group"), ("previousId", "alias")):
+        if call != owner:  # read by that call only: any value passes the others
+            fields[field] = {"description": f"read by {owner} calls only"}
     if typed:
         fields["type"] = {"const": call}
     return {"type": "object",
@@ -138,7 +141,7 @@ def openapi_document() -> dict[str, Any]:
              "properties": {"batch": {"type": "array", "items": {"anyOf": [
                                 _message(call, typed=True) for call in _CALLS]}},
                             "sentAt": _TIME,
-                            "writeKey": {"type": "string"},
+                            "writeKey": {"type": ["string", "null"]},
                             "context": {"type": ["object", "null"], "description": "applies "
                                         "to each message, under its own context"}}}
     paths: dict[str, Any] = {}
