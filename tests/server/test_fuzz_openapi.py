@@ -105,6 +105,9 @@ def test_every_generated_request_gets_a_documented_answer(
                    "sentAt": 12}),
     ("/v1/identify", {"userId": "u", "previousId": {}, "groupId": [], "event": 1}),
     ("/v1/batch", {"batch": [], "writeKey": None}),
+    ("/v1/alias", {"userId": "u", "previousId": "p", "traits": [None], "properties": 1}),
+    ("/v1/identify", {"userId": "u", "traits": [None]}),
+    ("/v1/page", {"userId": "u", "properties": [None]}),
 ])
 def test_the_document_accepts_what_the_collector_accepts_and_no_more(
         running: tuple[str, dict[str, str]], path: str, body: dict[str, Any]) -> None:

@@ -73,13 +73,18 @@ _CALL_REQUIRES: dict[str, dict[str, Any]] = {
 }
 
 
+#: fields only some calls read (the collector ignores them in the others)
+_READ_BY = {"event": ("track",), "groupId": ("group",), "previousId": ("alias",),
+            "properties": ("track", "page", "screen"), "traits": ("identify", "group")}
+
+
 def _message(call: str, *, typed: bool) -> dict[str, Any]:
     """One ``call`` message; ``typed``: in a batch, where ``type`` names the call (on a
     one-call endpoint the path does, and ``type`` is ignored)."""
     fields = dict(_FIELDS)
-    for field, owner in (("event", "track"), ("groupId", "group"), ("previousId", "alias")):
-        if call != owner:  # read by that call only: any value passes the others
-            fields[field] = {"description": f"read by {owner} calls only"}
+    for field, owners in _READ_BY.items():
+        if call not in owners:  # read by those calls only: any value passes the others
+            fields[field] = {"description": f"read by {', '.join(owners)} calls only"}
     if typed:
         fields["type"] = {"const": call}
     return {"type": "object",
