@@ -327,3 +327,96 @@ def test_refusals_past_max_connections_are_counted_and_logged_once(
     warnings = [line for line in log.splitlines() if "max_connections" in line]
     assert len(warnings) == 1, warnings
     assert '"max_connections":3' in warnings[0]
+
+
+def test_a_worker_forwards_paths_with_escaped_control_characters_without_a_500(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., Any]) -> None:
+    """With ``--workers``, a worker forwards non-ingest requests to the main process by
+    their decoded path: ``%1B`` (what a fuzzer sends as the settings endpoint's write key)
+    made httpx refuse the URL, and the client got a 500 with a traceback in the log."""
+    ws = make_workspace(EVENTS)
+    server = serve(ws, "--workers", "2")
+    paths = ["/v1/projects/%1B/settings", "/v1/projects/a%00b/settings", "/%1b",
+             "/v1/projects/%E2%9C%93/settings", "/v1/projects/a%2Fb/settings"]
+    for path in paths:
+        # several connections, so that both workers (SO_REUSEPORT) get some
+        for _ in range(6):
+            answer = httpx.get(server.url + path, timeout=10)
+            assert answer.status_code == 404, (path, answer.status_code, answer.text)
+            assert answer.json()["code"] in ("unknown_write_key", "not_found"), answer.text
+    # the settings of a real key still come through the forward
+    got = httpx.get(f"{server.url}/v1/projects/{write_key(ws)}/settings", timeout=10)
+    assert got.status_code == 200, got.text
+    assert server.stop() == 0
+    assert "Traceback" not in server.output()
+
+
+def _refusals(metrics: str) -> dict[tuple[str, str], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(s.labels["status"], s.labels["code"]): s.value
+            for family in text_string_to_metric_families(metrics)
+            for s in family.samples if s.name == "nerve_http_refusals_total"}
+
+
+def test_metrics_count_every_refusal_by_its_code(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., Any]) -> None:
+    """``nerve_http_requests_total`` counted refusals by status alone (a 400 of bad JSON
+    and one of a missing field looked the same), and the answers given before a request
+    reached nerve (400 invalid_http, 431, 408 header_timeout) were not counted at all."""
+    ws = make_workspace(EVENTS)
+    toml = ws.root / "nerve.toml"
+    toml.write_text(toml.read_text().replace(
+        "[collector]\n", "[collector]\nheader_timeout_seconds = 1\n"))
+    server = serve(ws)
+    auth = basic(write_key(ws))
+    url = server.url + "/v1/batch"
+    for _ in range(2):
+        assert httpx.post(url, content=b"{nope", headers=auth, timeout=10).status_code == 400
+    assert httpx.post(url, json={"batch": [{"type": "track"}]}, headers=auth,
+                      timeout=10).status_code == 400
+    assert httpx.post(url, json={"batch": []}, timeout=10).status_code == 401
+    assert httpx.post(url, content=b"{}", headers={**auth, "Content-Type": "text/html"},
+                      timeout=10).status_code == 415
+    sent = {
+        b"FOO /v1/batch HTTP/1.1\r\nHost: x\r\n\r\n": b"HTTP/1.1 400",
+        b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000: b"HTTP/1.1 431",
+        b"POST /v1/batch HTTP/1.1\r\nHost: x\r\n": b"HTTP/1.1 408",  # never finished
+    }
+    for request_bytes, status in sent.items():
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            with contextlib.suppress(OSError):
+                sock.sendall(request_bytes)
+            reply = _read_all(sock)
+        assert reply.startswith(status), reply[:100]
+    assert httpx.post(url, json={"batch": [order(1, "fine")]}, headers=auth,
+                      timeout=10).status_code == 200
+    metrics = httpx.get(server.url + "/metrics", timeout=10).text
+    assert _refusals(metrics) == {
+        ("400", "invalid_json"): 2.0, ("400", "missing_field"): 1.0,
+        ("401", "unauthorized"): 1.0, ("415", "unsupported_media_type"): 1.0,
+        ("400", "invalid_http"): 1.0, ("431", "headers_too_large"): 1.0,
+        ("408", "header_timeout"): 1.0}
+    # and the answers by status count them too
+    assert 'nerve_http_requests_total{status="431"} 1.0' in metrics
+    assert 'nerve_http_requests_total{status="400"} 4.0' in metrics
+    assert server.stop() == 0
+
+
+def test_requests_that_are_not_http_are_logged_once_a_minute_not_once_each(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., Any]) -> None:
+    """uvicorn logged "Invalid HTTP request received." for each one: a client sending
+    garbage in a loop wrote a log line per request (and named neither what nor how many)."""
+    server = serve(make_workspace(EVENTS))
+    for _ in range(20):
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 not http\r\n\r\n")
+            assert _read_all(sock).startswith(b"HTTP/1.1 400")
+    metrics = httpx.get(server.url + "/metrics", timeout=10).text
+    assert _refusals(metrics) == {("400", "invalid_http"): 20.0}
+    assert server.stop() == 0
+    log = server.output()
+    assert "Invalid HTTP request received." not in log
+    warnings = [line for line in log.splitlines() if "invalid_http" in line]
+    assert len(warnings) == 1, warnings
+    assert '"refused":1' in warnings[0]  # the first at once; the next one says how many

@@ -172,14 +172,22 @@ async def _collect(state: NerveState, scope: Scope, headers: Headers,
                 # built and synced off the event loop
                 await state.commit.commit(collected.rows)
     except NerveError as exc:
-        return nerve_error_response(exc)
+        return _refused(state, exc)
     except OSError as exc:  # a full or failing disk: retryable, and nothing was acknowledged
         state.log_write_failed(exc)  # logged when it begins, then once a minute at most
-        return nerve_error_response(TransientError(
+        return _refused(state, TransientError(
             f"the event log could not be written: {exc}", retry_after=5))
     if state.metrics is not None:
         state.metrics.observe(collected.source.name, collected.rows, collected.dropped)
     return None
+
+
+def _refused(state: NerveState, exc: NerveError) -> Response:
+    """The answer to a refused request, counted by its code."""
+    response = nerve_error_response(exc)
+    if state.metrics is not None:
+        state.metrics.refusal(response.status_code, exc.code)
+    return response
 
 
 class IngestApp:
@@ -205,6 +213,7 @@ class IngestApp:
             if self.state.metrics is not None:  # a bug's 500 is counted, for alerts to see
                 self.state.metrics.answered(response.status_code,
                                             time.perf_counter() - started)
+                self.state.metrics.refusal(response.status_code, "internal")
         cors = (_ANY_ORIGIN, _VARY) if b"origin" in headers else (_VARY,)
         if response is None:
             await send({"type": "http.response.start", "status": 200,

@@ -122,11 +122,15 @@ class Metrics:
         self.requests = prom.Counter(
             "nerve_http_requests", "Ingest requests answered, by HTTP status",
             ["status"], registry=reg)
+        self.refusals = prom.Counter(
+            "nerve_http_refusals", "Requests refused, by HTTP status and error code (the "
+            "answer's `code`)", ["status", "code"], registry=reg)
         self.latency = prom.Histogram(
             "nerve_ingest_request_seconds", "Time to answer an ingest request (parse, "
             "validate, protect, append, fsync)", buckets=_BUCKETS, registry=reg)
         self._children: dict[tuple[Any, str, str], Any] = {}
         self._statuses: dict[int, Any] = {}
+        self._codes: dict[tuple[int, str], Any] = {}
 
     def recatalog(self, cataloged: list[str]) -> None:
         """Label the events of a reloaded catalog by name (``_reload``)."""
@@ -165,12 +169,20 @@ class Metrics:
                 self._children[key] = child
         return child
 
-    def refused(self, status: int) -> None:
+    def refused(self, status: int, code: str) -> None:
         """Count a request refused before it reached the ingest path (past
-        ``max_connections``): its answer, not its time."""
+        ``max_connections``, or HTTP nerve could not read): its answer, not its time."""
         child = self._statuses.get(status)
         if child is None:
             child = self._statuses[status] = self.requests.labels(str(status))
+        child.inc()
+        self.refusal(status, code)
+
+    def refusal(self, status: int, code: str) -> None:
+        """Count a refusal by its code (``answered`` or ``refused`` counts its status)."""
+        child = self._codes.get((status, code))
+        if child is None:  # codes are nerve's own, a few dozen at most
+            child = self._codes[status, code] = self.refusals.labels(str(status), code)
         child.inc()
 
     def answered(self, status: int, seconds: float) -> None:

@@ -20,6 +20,8 @@ from nerve.collector._body import BATCH_PATHS, CALL_TYPES
 
 __all__ = ["openapi_document", "openapi_endpoint"]
 
+_CALLS = ("track", "identify", "page", "screen", "group", "alias")
+
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _REFUSALS = {
     "400": "Malformed JSON, a message missing a required field, too many events, "
@@ -34,29 +36,63 @@ _REFUSALS = {
            "seconds (never 500)",
 }
 
-_MESSAGE: dict[str, Any] = {
-    "type": "object",
-    "description": "A Segment message (docs/collector.md). Unknown fields are ignored; "
-                   "properties and traits are judged by the catalog, not refused.",
-    "properties": {
-        "type": {"enum": ["track", "identify", "page", "screen", "group", "alias"]},
-        "event": {"type": "string"},
-        "userId": {"type": ["string", "number", "null"]},
-        "anonymousId": {"type": ["string", "number", "null"]},
-        "messageId": {"type": "string"},
-        "timestamp": {"type": "string", "format": "date-time"},
-        "originalTimestamp": {"type": "string", "format": "date-time",
-                              "description": "RudderStack's name for timestamp, read when "
-                                             "timestamp is absent"},
-        "sentAt": {"type": "string", "format": "date-time"},
-        "properties": {"type": "object"},
-        "traits": {"type": "object"},
-        "context": {"type": "object"},
-        "name": {"type": "string"},
-        "groupId": {"type": "string"},
-        "previousId": {"type": "string"},
-    },
+#: an id: numbers are turned into strings (as Segment does), null counts as absent
+_ID = {"type": ["string", "number", "null"]}
+_PRESENT_ID = {"anyOf": [{"type": "string", "minLength": 1}, {"type": "number"}]}
+#: a time as sent: one that does not parse is quarantined (invalid_timestamp), not refused
+_TIME = {"description": "ISO 8601; anything else is stored and quarantined "
+                        "(invalid_timestamp), not refused"}
+_OBJECT = {"type": ["object", "null"], "description": "null counts as absent"}
+_FIELDS: dict[str, Any] = {
+    "event": {"type": "string"},
+    "userId": _ID,
+    "anonymousId": _ID,
+    "messageId": {"description": "a string; without one (or not a string or integer) a "
+                                 "stable hash of the message"},
+    "timestamp": _TIME,
+    "originalTimestamp": {**_TIME, "description": "RudderStack's name for timestamp, read "
+                                                  "when timestamp is absent"},
+    "sentAt": _TIME,
+    "properties": _OBJECT,
+    "traits": _OBJECT,
+    "context": _OBJECT,
+    "name": {"description": "page and screen calls: their name (a non-empty string)"},
+    "groupId": _ID,
+    "previousId": _ID,
 }
+#: what the spec requires of every call: a user, by either id
+_SOMEONE = {"anyOf": [{"required": ["userId"], "properties": {"userId": _PRESENT_ID}},
+                      {"required": ["anonymousId"],
+                       "properties": {"anonymousId": _PRESENT_ID}}]}
+#: what each call requires besides a user
+_CALL_REQUIRES: dict[str, dict[str, Any]] = {
+    "track": {"required": ["event"], "properties": {"event": {"type": "string",
+                                                              "minLength": 1}}},
+    "group": {"required": ["groupId"], "properties": {"groupId": _PRESENT_ID}},
+    "alias": {"required": ["previousId"], "properties": {"previousId": _PRESENT_ID}},
+}
+
+
+#: fields only some calls read (the collector ignores them in the others)
+_READ_BY = {"event": ("track",), "groupId": ("group",), "previousId": ("alias",),
+            "properties": ("track", "page", "screen"), "traits": ("identify", "group")}
+
+
+def _message(call: str, *, typed: bool) -> dict[str, Any]:
+    """One ``call`` message; ``typed``: in a batch, where ``type`` names the call (on a
+    one-call endpoint the path does, and ``type`` is ignored)."""
+    fields = dict(_FIELDS)
+    for field, owners in _READ_BY.items():
+        if call not in owners:  # read by those calls only: any value passes the others
+            fields[field] = {"description": f"read by {', '.join(owners)} calls only"}
+    if typed:
+        fields["type"] = {"const": call}
+    return {"type": "object",
+            "description": "A Segment message (docs/collector.md). Unknown fields are "
+                           "ignored; properties and traits are judged by the catalog "
+                           "(a violation is quarantined, not refused).",
+            "properties": fields, "required": ["type"] if typed else [],
+            "allOf": [_SOMEONE, _CALL_REQUIRES.get(call, {})]}
 
 
 def _responses() -> dict[str, Any]:
@@ -107,16 +143,17 @@ def _settings_operation() -> dict[str, Any]:
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 document of the collector's endpoints."""
     batch = {"type": "object", "required": ["batch"],
-             "properties": {"batch": {"type": "array", "items": _MESSAGE},
-                            "sentAt": {"type": "string", "format": "date-time"},
-                            "writeKey": {"type": "string"},
-                            "context": {"type": "object", "description": "applies to each "
-                                        "message, under its own context"}}}
+             "properties": {"batch": {"type": "array", "items": {"anyOf": [
+                                _message(call, typed=True) for call in _CALLS]}},
+                            "sentAt": _TIME,
+                            "writeKey": {"type": ["string", "null"]},
+                            "context": {"type": ["object", "null"], "description": "applies "
+                                        "to each message, under its own context"}}}
     paths: dict[str, Any] = {}
     for path in sorted(BATCH_PATHS):
         paths[f"/v1/{path}"] = _operation("A batch of messages (Segment /v1/batch)", batch)
     for path, call in sorted(CALL_TYPES.items()):
-        paths[f"/v1/{path}"] = _operation(f"One {call} message", _MESSAGE)
+        paths[f"/v1/{path}"] = _operation(f"One {call} message", _message(call, typed=False))
     paths["/v1/projects/{write_key}/settings"] = _settings_operation()
     paths["/health"] = {"get": {"summary": "Liveness", "responses": {"200": {
         "description": "ok, or overloaded while ingest answers 503",

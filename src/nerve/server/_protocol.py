@@ -74,32 +74,51 @@ CROWDED_LOG_SECONDS = 60.0
 logger = logging.getLogger("nerve.server")
 
 
-class _Crowding:
-    """The requests one process refused past ``max_connections``: counted, and logged
-    once a minute at most (the first refusal at once)."""
+def _count(app: Any, status: int, code: str) -> None:
+    """Count a refusal answered here, before nerve's app saw the request."""
+    metrics = getattr(getattr(getattr(app, "state", None), "nerve", None), "metrics", None)
+    if metrics is not None:
+        metrics.refused(status, code)
 
-    def __init__(self) -> None:
+
+class _Refusals:
+    """One kind of request a process refuses here: counted, and logged once a minute at
+    most (the first at once) with how many since, not a line each (a flood of them would
+    otherwise fill the log)."""
+
+    def __init__(self, message: str, status: int, code: str) -> None:
+        self.message, self.status, self.code = message, status, code
         self.unlogged = 0
         self.logged_at = float("-inf")
 
-    def refused(self, limit: int | None, app: Any) -> None:
-        metrics = getattr(getattr(getattr(app, "state", None), "nerve", None), "metrics", None)
-        if metrics is not None:
-            metrics.refused(503)
+    def refused(self, app: Any, **extra: Any) -> None:
+        _count(app, self.status, self.code)
         self.unlogged += 1
         now = time.monotonic()
         if now - self.logged_at >= CROWDED_LOG_SECONDS:
-            logger.warning("past max_connections: answering 503 to new requests",
-                           extra={"max_connections": limit, "refused": self.unlogged})
+            logger.warning(self.message, extra={**extra, "refused": self.unlogged})
             self.logged_at, self.unlogged = now, 0
 
 
+def _crowding() -> _Refusals:
+    return _Refusals("past max_connections: answering 503 to new requests", 503, "overloaded")
+
+
+def _unreadable() -> _Refusals:
+    return _Refusals("requests that are not HTTP/1.1 nerve can read: answering 400 "
+                     "invalid_http", 400, "invalid_http")
+
+
+#: uvicorn's warnings for each request, said by ``_Refusals`` once a minute instead
+_QUIETED = frozenset({"Exceeded concurrency limit.", "Invalid HTTP request received."})
+
+
 class _QuietCrowding(logging.Filter):
-    """Drops uvicorn's warning for each request past ``limit_concurrency`` (``_Crowding``
-    says it once a minute instead)."""
+    """Drops uvicorn's warning for each request past ``limit_concurrency`` or that its
+    parser refused (``_Refusals`` says them once a minute instead)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.msg != "Exceeded concurrency limit."
+        return record.msg not in _QUIETED
 
 
 async def _crowded(scope: Any, receive: Any, send: Any) -> None:
@@ -117,7 +136,8 @@ class _HeaderLimits(HttpToolsProtocol):
 
     header_timeout = DEFAULT_HEADER_TIMEOUT
     timeout_answer = _answer(DEFAULT_HEADER_TIMEOUT)
-    crowding = _Crowding()
+    crowding = _crowding()
+    unreadable = _unreadable()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -142,15 +162,17 @@ class _HeaderLimits(HttpToolsProtocol):
             if self._header_bytes > MAX_HEADER_BYTES:
                 self.transport.write(_TOO_LARGE)
                 self.transport.close()
+                _count(self.app, 431, "headers_too_large")
 
     def send_400_response(self, msg: str) -> None:
         """A request the parser refused: nerve's error shape instead of uvicorn's text."""
         self.transport.write(_NOT_HTTP)
         self.transport.close()
+        self.unreadable.refused(self.app)
 
     def _start_asgi_task(self, cycle: Any, app: Any) -> None:
         if app is service_unavailable:
-            self.crowding.refused(self.limit_concurrency, self.app)
+            self.crowding.refused(self.app, max_connections=self.limit_concurrency)
             app = _crowded
         super()._start_asgi_task(cycle, app)
 
@@ -188,6 +210,7 @@ class _HeaderLimits(HttpToolsProtocol):
             return  # a request is being answered: its headers came
         if self._in_headers:
             self.transport.write(self.timeout_answer)
+            _count(self.app, 408, "header_timeout")
         self.transport.close()
 
 
@@ -200,4 +223,4 @@ def with_header_limits(seconds: float) -> type[HttpToolsProtocol]:
         uvicorn_logger.addFilter(_QuietCrowding())
     return type("HeaderLimitsProtocol", (_HeaderLimits,),
                 {"header_timeout": seconds, "timeout_answer": _answer(seconds),
-                 "crowding": _Crowding()})
+                 "crowding": _crowding(), "unreadable": _unreadable()})

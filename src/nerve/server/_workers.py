@@ -32,6 +32,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import uvicorn
@@ -41,7 +42,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from nerve.catalog import Catalog
-from nerve.errors import CatalogError, InternalError, TransientError
+from nerve.errors import CatalogError, InternalError, PayloadError, TransientError
 from nerve.log import open_log
 from nerve.server._app import create_app
 from nerve.server._audit import CLIENT_HEADER
@@ -170,10 +171,17 @@ async def _forward(request: Request) -> Response:
                if k.lower() not in _HOP_BY_HOP and k.lower() != CLIENT_HEADER]
     if request.client is not None:
         headers.append((CLIENT_HEADER, request.client.host))
+    # the path as the client sent it, still percent-encoded: decoded, an escaped control
+    # character (``%1B``) is a URL httpx refuses, and the client got a 500
+    raw_path = request.scope.get("raw_path")
+    path = raw_path.decode("latin-1") if raw_path else quote(request.url.path)
     try:
-        answer = await client.request(request.method, request.url.path,
+        answer = await client.request(request.method, path,
                                       params=request.url.query, headers=headers,
                                       content=await request.body())
+    except httpx.InvalidURL as exc:  # what the main process could not be asked either
+        return nerve_error_response(PayloadError(
+            f"the request's URL cannot be read: {exc}", code="invalid_http"))
     except httpx.HTTPError as exc:
         return nerve_error_response(TransientError(
             f"the main nerve process did not answer: {exc}", retry_after=2))
