@@ -174,3 +174,41 @@ def test_a_client_that_disconnects_leaves_no_traceback_in_the_log(
     assert "ClosedResourceError" not in text
     assert "Traceback" not in text
     assert "ERROR" not in text
+
+
+def test_a_slow_tool_call_does_not_hold_up_another_agents(
+        shop: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK runs a plain function on its event loop: one agent's long query held every
+    other agent (and the SDK's pings) until it finished. Here the first call waits for
+    the second to run; on the loop it would wait in vain."""
+    import threading
+
+    from mcp.shared.memory import create_connected_server_and_client_session
+
+    from nerve.mcp import _server, build_server
+
+    second_ran = threading.Event()
+
+    def fake_call(ws: Workspace, tool: str, args: dict[str, Any], **_: Any) -> dict[str, Any]:
+        if tool == "list_events":
+            return {"second_ran_meanwhile": second_ran.wait(timeout=15)}
+        second_ran.set()
+        return {}
+
+    monkeypatch.setattr(_server, "call", fake_call)
+    seen: dict[str, Any] = {}
+
+    async def main() -> None:
+        async with create_connected_server_and_client_session(
+                build_server(shop)) as session:
+            async def first() -> None:
+                seen.update((await session.call_tool("list_events", {})).structuredContent
+                            or {})
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(first)
+                await anyio.sleep(0.5)  # the first call is waiting by then, or soon will be
+                await session.call_tool("list_metrics", {})
+
+    anyio.run(main)
+    assert seen == {"second_ran_meanwhile": True}

@@ -13,6 +13,7 @@ a tool call refused before it reached nerve is audited too (``nerve.mcp._audit``
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping, Sequence
 from functools import partial
@@ -148,7 +149,13 @@ def build_server(ws: Workspace, *, host: str = "127.0.0.1", port: int = 8765,
         return call(ws, name, args, masked=hidden, reader=reader)
 
     def tool(func: Any) -> Any:
-        return server.tool(annotations=_READ_ONLY)(func)
+        @functools.wraps(func)
+        async def threaded(*args: Any, **kwargs: Any) -> Any:
+            # a query takes seconds: in a thread, so the server answers other agents (and
+            # the SDK's own pings) meanwhile; the SDK runs a plain function in its loop
+            return await anyio.to_thread.run_sync(partial(func, *args, **kwargs))
+
+        return server.tool(annotations=_READ_ONLY)(threaded)
 
     @tool
     def list_metrics() -> dict[str, Any]:
