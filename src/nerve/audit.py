@@ -31,7 +31,7 @@ import orjson
 from nerve.workspace import Workspace
 
 __all__ = ["AUDIT_DIR", "MAX_REQUEST_BYTES", "Audit", "audit_dir", "expire_audit", "local_read",
-           "read_records", "record"]
+           "os_user", "read_records", "record"]
 
 log = logging.getLogger("nerve.audit")
 
@@ -142,11 +142,12 @@ def local_read(workspace: Workspace, action: str, request: Any, *, masked: bool 
         status = type(exc).__name__
         raise
     finally:
-        record(workspace, via=via, who=who or _os_user(), action=action, request=request,
+        record(workspace, via=via, who=who or os_user(), action=action, request=request,
                status=status, seconds=time.monotonic() - started, masked=masked)
 
 
-def _os_user() -> str:
+def os_user() -> str:
+    """The OS user a command's own reads are recorded as."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # no name for this uid (a container)

@@ -185,3 +185,19 @@ def test_the_audit_log_follows_its_own_retention(
                               Loader.for_workspace(kept, wh))
     assert erasure.audit_files == 0
     assert (audit_dir(kept) / "reads-2020-01-01.jsonl").exists()
+
+
+def test_an_mcp_tool_call_refused_before_a_tool_ran_is_no_unmasked_read(
+        make_workspace: Callable[..., Workspace]) -> None:
+    """``nerve mcp`` records a tool call the SDK refused (unknown tool, arguments that do
+    not fit): it read nothing, so ``--unmasked`` leaves it out, and plain ``nerve audit``
+    lists it."""
+    ws = make_workspace({})
+    for status in ("ok", "unknown_tool", "invalid_arguments"):
+        record(ws, via="local", who="kim", action="/v1/ask/tool",
+               request={"tool": "list_events", "args": {}}, status=status, seconds=0.0)
+    for flags, expected in ((("--unmasked",), ["ok"]),
+                            ((), ["ok", "unknown_tool", "invalid_arguments"])):
+        shown = nerve(ws, "audit", *flags, "--format", "json")
+        assert shown.returncode == 0, shown.stderr
+        assert [r["status"] for r in orjson.loads(shown.stdout)] == expected

@@ -17,11 +17,12 @@ __all__ = ["demo_ctx", "demo_root", "mcp_http"]
 
 
 @contextmanager
-def mcp_http(root: Path, *args: str) -> Iterator[str]:
+def mcp_http(root: Path, *args: str, stderr: Path | None = None) -> Iterator[str]:
     """``nerve mcp --transport http`` on a free loopback port; yields its URL once it
-    answers. Its stderr goes to a file: the SDK's logs would fill a pipe and stall it."""
+    answers. Its stderr goes to a file (``stderr``, to read it once the server stopped):
+    the SDK's logs would fill a pipe and stall it."""
     port = free_port()
-    with tempfile.TemporaryFile() as log:
+    with (tempfile.TemporaryFile() if stderr is None else stderr.open("w+b")) as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "nerve", "--workspace", str(root), "mcp", "--transport",
              "http", "--port", str(port), *args], stdout=subprocess.DEVNULL, stderr=log)

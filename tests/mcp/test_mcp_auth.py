@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -118,3 +120,95 @@ def test_a_token_the_running_server_does_not_hold_is_named_as_such(
     serve(shop)
     with pytest.raises(UserError, match="nerve serve refused this reader's token"):
         call(shop, "list_events", {}, reader=("ana", "not-" + ANA))
+
+
+def _session(url: str, token: str, calls: list[tuple[str, dict[str, Any]]]) -> list[bool]:
+    """Each call's ``isError``, in one session of the SDK's client."""
+    async def main() -> list[bool]:
+        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http, \
+                streamable_http_client(url, http_client=http) as (read, write, _), \
+                ClientSession(read, write) as session:
+            await session.initialize()
+            return [(await session.call_tool(name, args)).isError for name, args in calls]
+
+    return anyio.run(main)
+
+
+def test_refused_requests_and_refused_tool_calls_are_audited(shop: Workspace) -> None:
+    """A 401 (no token, a token nobody holds) and a tool call the SDK refuses before a
+    tool runs (unknown tool, arguments that do not fit) read nothing, and are recorded
+    all the same; a catalog-only tool is recorded as any other read. Before, neither
+    kind of refusal left a record."""
+    calls = [("list_events", {}), ("describe_metric", {"name": "carts"}),
+             ("drop_everything", {}), ("describe_event", {"event": "add_to_cart"})]
+    with mcp_http(shop.root) as url:
+        assert _refused(url, None) == 401
+        assert _refused(url, "not-" + ANA) == 401
+        assert _session(url, ANA, calls) == [False, False, True, True]
+    records = read_records(shop)
+    # mcp_http's GETs while it waits for the server are refused too (no body to record)
+    refused = [(r["via"], r["who"], r["action"], r["status"], r["request"]["method"])
+               for r in records if r["status"] == 401 and r["request"] is not None]
+    assert refused == [("mcp", "anonymous", "/mcp", 401, "initialize"),
+                       ("mcp", "invalid token", "/mcp", 401, "initialize")]
+    assert all(r["client"] == "127.0.0.1" for r in records if r["status"] == 401)
+    calls_seen = [(r["who"], r["request"]["tool"], r["request"]["args"], r["status"],
+                   r["masked"]) for r in records if r["action"] == "/v1/ask/tool"]
+    assert calls_seen == [
+        ("ana", "list_events", {}, "ok", True),
+        ("ana", "describe_metric", {"name": "carts"}, "ok", True),
+        ("ana", "drop_everything", {}, "unknown_tool", True),
+        ("ana", "describe_event", {"event": "add_to_cart"}, "invalid_arguments", True)]
+
+
+def test_a_client_that_disconnects_leaves_no_traceback_in_the_log(
+        shop: Workspace, tmp_path: Path) -> None:
+    """The SDK logged each session's end (its SSE stream closed under it) as an error
+    with a ClosedResourceError traceback: noise in an operator's log."""
+    log = tmp_path / "mcp.log"
+    with mcp_http(shop.root, stderr=log) as url:
+        for _ in range(2):
+            assert _session(url, ANA, [("list_events", {})]) == [False]
+        time.sleep(1)  # the server notices the closed streams after the client left
+    text = log.read_text()
+    assert "ClosedResourceError" not in text
+    assert "Traceback" not in text
+    assert "ERROR" not in text
+
+
+def test_a_slow_tool_call_does_not_hold_up_another_agents(
+        shop: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK runs a plain function on its event loop: one agent's long query held every
+    other agent (and the SDK's pings) until it finished. Here the first call waits for
+    the second to run; on the loop it would wait in vain."""
+    import threading
+
+    from mcp.shared.memory import create_connected_server_and_client_session
+
+    from nerve.mcp import _server, build_server
+
+    second_ran = threading.Event()
+
+    def fake_call(ws: Workspace, tool: str, args: dict[str, Any], **_: Any) -> dict[str, Any]:
+        if tool == "list_events":
+            return {"second_ran_meanwhile": second_ran.wait(timeout=15)}
+        second_ran.set()
+        return {}
+
+    monkeypatch.setattr(_server, "call", fake_call)
+    seen: dict[str, Any] = {}
+
+    async def main() -> None:
+        async with create_connected_server_and_client_session(
+                build_server(shop)) as session:
+            async def first() -> None:
+                seen.update((await session.call_tool("list_events", {})).structuredContent
+                            or {})
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(first)
+                await anyio.sleep(0.5)  # the first call is waiting by then, or soon will be
+                await session.call_tool("list_metrics", {})
+
+    anyio.run(main)
+    assert seen == {"second_ran_meanwhile": True}

@@ -195,9 +195,9 @@ def compact(ctx: typer.Context) -> None:
                   markup=False)
 
 
-#: a refused attempt (no valid token, a reader at an admin's endpoint, or a request too
-#: large for its record) read nothing
-_REFUSED = (401, 403, 413)
+#: a refused attempt (no valid token, a reader at an admin's endpoint, a request too
+#: large for its record, or an MCP tool call refused before any tool ran) read nothing
+_REFUSED = (401, 403, 413, "unknown_tool", "invalid_arguments")
 
 
 def _saw_stored(record: dict[str, Any]) -> bool:
@@ -216,7 +216,8 @@ def audit(
         "--action", help="Only actions containing this text, e.g. sql or forget.")] = None,
     unmasked: Annotated[bool, typer.Option(
         "--unmasked", help="Only reads that saw personal values as stored (not masked; "
-        "refused attempts, 401, 403 and 413, read nothing and are left out).")
+        "refused attempts, 401, 403 and 413 and MCP tool calls refused before a tool "
+        "ran, read nothing and are left out).")
     ] = False,
     fmt: FormatOption = Format.table,
 ) -> None:

@@ -7,22 +7,30 @@ read-only for that one call (so the MCP server never holds a lock between calls)
 
 Over HTTP, with ``[[readers]]`` in nerve.toml, every request carries one of their bearer
 tokens (the SDK's own bearer authentication, through ``ReaderTokens``), and each call
-reads as that reader: masked as their entry says, audited under their name.
+reads as that reader: masked as their entry says, audited under their name. A request or
+a tool call refused before it reached nerve is audited too (``nerve.mcp._audit``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+import time
+from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
+import anyio.to_thread
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.fastmcp import FastMCP
-from mcp.types import ToolAnnotations
+from mcp.types import ContentBlock, ToolAnnotations
 from pydantic import AnyHttpUrl
+from starlette.applications import Starlette
 
 from nerve import __version__
+from nerve.audit import Audit, audit_dir, os_user
+from nerve.mcp._audit import RecordRefusals, quiet_disconnects, reached, tool_call
 from nerve.server._readers import INVALID, Reader, identify
 from nerve.workspace import Workspace
 
@@ -55,10 +63,58 @@ def call(ws: Workspace, tool: str, args: dict[str, Any], *, masked: bool = True,
     from nerve.cli._remote import answer  # noqa: PLC0415
 
     body = {"tool": tool, "args": {k: v for k, v in args.items() if v is not None}}
+    reached()  # recorded by answer(), through the server or on the file
     result: dict[str, Any] = answer(ws, "/v1/ask/tool", body,
                                     lambda wh: tool_local(wh, ws, body),
                                     masked=masked, reader=reader)["result"]
     return result
+
+
+class _NerveMCP(FastMCP):
+    """FastMCP, with the calls it refuses audited: a tool call refused before a tool
+    ran (an unknown tool, arguments that do not fit), and over HTTP a request refused
+    by the bearer authentication (``RecordRefusals``)."""
+
+    def __init__(self, ws: Workspace, readers: Mapping[str, Reader], masked: bool,
+                 **settings: Any) -> None:
+        super().__init__("nerve", **settings)
+        self.nerve_audit = Audit(audit_dir(ws))
+        self.nerve_readers = dict(readers)
+        self.nerve_masked = masked
+
+    def caller(self) -> tuple[bool, tuple[str, str] | None]:
+        """(masked, (name, token)) of the reader this request authenticated as."""
+        access = get_access_token()
+        if not self.nerve_readers or access is None:
+            return self.nerve_masked, None
+        reader = self.nerve_readers[access.token]
+        return reader.masked, (reader.name, access.token)
+
+    async def call_tool(self, name: str, arguments: dict[str, Any]
+                        ) -> Sequence[ContentBlock] | dict[str, Any]:
+        started = time.monotonic()
+        flag = tool_call()
+        try:
+            return await super().call_tool(name, arguments)
+        except Exception:
+            if not flag[0]:  # refused before a tool ran: nothing else records it
+                masked, reader = self.caller()
+                status = ("invalid_arguments" if self._tool_manager.get_tool(name)
+                          else "unknown_tool")
+                await anyio.to_thread.run_sync(partial(
+                    self.nerve_audit.record, via="mcp" if reader else "local",
+                    who=reader[0] if reader else os_user(), action="/v1/ask/tool",
+                    request={"tool": name, "args": arguments}, status=status,
+                    seconds=time.monotonic() - started, masked=masked))
+            raise
+
+    def streamable_http_app(self) -> Starlette:
+        quiet_disconnects()
+        app = super().streamable_http_app()
+        if self.nerve_readers:
+            app.add_middleware(RecordRefusals, audit=self.nerve_audit,
+                               readers=self.nerve_readers)
+        return app
 
 
 def build_server(ws: Workspace, *, host: str = "127.0.0.1", port: int = 8765,
@@ -70,8 +126,9 @@ def build_server(ws: Workspace, *, host: str = "127.0.0.1", port: int = 8765,
     With ``readers`` (token -> reader), HTTP requests need one of their bearer tokens,
     and each call reads as that reader (``masked`` then does not apply)."""
     verifier = ReaderTokens(readers) if readers else None
-    server = FastMCP(
-        "nerve", host=host, port=port, log_level="WARNING", token_verifier=verifier,
+    server = _NerveMCP(
+        ws, readers or {}, masked, host=host, port=port, log_level="WARNING",
+        token_verifier=verifier,
         # the tokens are nerve.toml's, not an OAuth server's: no metadata to publish
         # (the SDK requires an issuer; without an OAuth server it is never shown)
         auth=AuthSettings(issuer_url=AnyHttpUrl("http://localhost"),
@@ -85,20 +142,20 @@ def build_server(ws: Workspace, *, host: str = "127.0.0.1", port: int = 8765,
     # (serverInfo.version '1.x'): a client should see which nerve answers it
     server._mcp_server.version = __version__
 
-    def caller() -> tuple[bool, tuple[str, str] | None]:
-        """(masked, (name, token)) of the reader this request authenticated as."""
-        access = get_access_token()
-        if verifier is None or access is None:
-            return masked, None
-        reader = verifier.readers[access.token]
-        return reader.masked, (reader.name, access.token)
+    caller = server.caller
 
     def run(name: str, args: dict[str, Any]) -> dict[str, Any]:
         hidden, reader = caller()
         return call(ws, name, args, masked=hidden, reader=reader)
 
     def tool(func: Any) -> Any:
-        return server.tool(annotations=_READ_ONLY)(func)
+        @functools.wraps(func)
+        async def threaded(*args: Any, **kwargs: Any) -> Any:
+            # a query takes seconds: in a thread, so the server answers other agents (and
+            # the SDK's own pings) meanwhile; the SDK runs a plain function in its loop
+            return await anyio.to_thread.run_sync(partial(func, *args, **kwargs))
+
+        return server.tool(annotations=_READ_ONLY)(threaded)
 
     @tool
     def list_metrics() -> dict[str, Any]:
@@ -169,6 +226,7 @@ def build_server(ws: Workspace, *, host: str = "127.0.0.1", port: int = 8765,
 
         body = {"question": question, "llm": False}
         hidden, reader = caller()
+        reached()
         return answer(ws, "/v1/ask", body, lambda wh: ask_local(wh, ws, body),
                       masked=hidden, reader=reader)
 

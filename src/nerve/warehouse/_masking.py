@@ -14,7 +14,8 @@ tables they hide, so every query, Ibis expression and analysis runs unchanged on
   ``referrer`` (and ``context.referrer``'s ``url`` and ``link``) lose their query string
   and fragment, and ``search`` is removed; the
   quarantine's violation messages about those values are withheld (their path, rule and
-  catalog file and line stay);
+  catalog file and line stay); values the catalog does not declare (extra properties,
+  the quarantine's uncataloged events) are masked too (``_undeclared``);
 - ``evt_<event>``: the typed views, over the masked ``events``.
 
 The hash is keyed with a key derived from the workspace secret, so equal values stay
@@ -46,6 +47,16 @@ from nerve.warehouse._typed_views import (
     json_path,
     typed_view_specs,
     typed_view_sql,
+)
+from nerve.warehouse._undeclared import (
+    FUNCTION_PREFIX,
+    declared_trees,
+    fingerprint,
+    is_declared,
+    mask_undeclared,
+    may_hold,
+    register,
+    strict_specs,
 )
 from nerve.warehouse._warehouse import IbisReads
 
@@ -314,6 +325,8 @@ class MaskedFields:
         self.trees = _payload_trees(catalog)
         self.identify = _identify_tree(catalog, self.trees)
         self.context: Tree = dict(_CONTEXT, traits=self.identify)
+        self.declared = declared_trees(catalog, {("identify", None): _PERSONAL_TRAITS})
+        self.strict = strict_specs(catalog)
 
     def how(self, kind: str, path: tuple[str, ...], events: Iterable[str] = ()) -> str | None:
         """``HASH``, ``DROP``, ``URL`` or None for a value of ``kind`` (as the semantic
@@ -322,7 +335,7 @@ class MaskedFields:
         if kind == "user" or (kind == "column" and path and path[0] in _IDENTIFIERS):
             return _HASH
         if kind == "trait":
-            return _lookup(self.identify, path)
+            return _lookup(self.identify, path) or self._undeclared(path, [("identify", None)])
         if kind == "context":
             return _lookup(self.context, path)
         if kind != "property":
@@ -333,14 +346,43 @@ class MaskedFields:
                 found = _lookup(tree, path)
                 if found is not None:
                     return found
-        return None
+        named: list[tuple[str, str | None]] = (
+            [key for key in self.declared if key[0] == "track"] if "*" in wanted
+            else [("track", event) for event in sorted(wanted)])
+        return self._undeclared(path, named)
+
+    def _undeclared(self, path: tuple[str, ...], keys: list[tuple[str, str | None]]
+                    ) -> str | None:
+        """``HASH`` for a value that none of ``keys``' specs declares, when one of them
+        may hold such values (it allows extra properties, or the catalog has no spec):
+        ``_undeclared`` masks it, whatever its type, by the mask of its text."""
+        if any(is_declared(self.declared.get(key, {}), path) for key in keys):
+            return None
+        loose = any(not self.strict.get(key, False) for key in keys)
+        return _HASH if loose else None
 
 
-def masking_sql(catalog: Catalog, key: str, database: str) -> dict[str, str]:
+def _undeclared_sql(catalog: Catalog, function: str, table: str) -> dict[str, str]:
+    """``properties`` and ``traits`` with their undeclared values masked by ``function``
+    (``_undeclared``), on the rows that may hold such values (every quarantined row);
+    traits by identify's declarations (a group call's by the group spec's)."""
+    traits_of = "CASE WHEN type = 'group' THEN 'group' ELSE 'identify' END"
+    masked = {
+        "properties": f"CAST({function}(type, event, CAST(properties AS VARCHAR)) AS JSON)",
+        "traits": f"CAST({function}({traits_of}, NULL, CAST(traits AS VARCHAR)) AS JSON)"}
+    if table == "quarantine":
+        return masked
+    return {column: f"CASE WHEN {may_hold(catalog, column)} THEN {value} ELSE {column} END"
+            for column, value in masked.items()}
+
+
+def masking_sql(catalog: Catalog, key: str, database: str, undeclared: str
+                ) -> dict[str, str]:
     """View name -> the statement creating it in a connection: the masked ``events`` and
     ``quarantine`` of ``database``, then each typed view over the masked ``events``.
     Each costs a bind of the masked table (~40 ms with 300 cataloged events that have
-    personal properties), so a connection creates the views it reads only."""
+    personal properties), so a connection creates the views it reads only.
+    ``undeclared``: the name of the connection's ``_undeclared`` function."""
     sql = _Sql(key)
     trees = _payload_trees(catalog)
     identify = _identify_tree(catalog, trees)
@@ -356,8 +398,12 @@ def masking_sql(catalog: Catalog, key: str, database: str) -> dict[str, str]:
     views = {}
     for table, extra in (("events", {}), ("quarantine", {"violations": _violations(paths)})):
         columns = ", ".join(f"{value} AS {name}" for name, value in {**replaced, **extra}.items())
+        first = ", ".join(f"{value} AS {name}"
+                          for name, value in _undeclared_sql(catalog, undeclared, table).items())
+        # the undeclared values first: the catalog's masks then apply to what it declares
         views[table] = (f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT * REPLACE ({columns}) "
-                        f"FROM {quote(database)}.main.{table}")
+                        f"FROM (SELECT * REPLACE ({first}) FROM {quote(database)}.main.{table}) "
+                        f"AS {quote(table)}")
     for name, spec in typed_view_specs(catalog).items():
         views[name] = typed_view_sql(spec, temp=True)
     return views
@@ -409,6 +455,9 @@ def check_reader_query(sql: str, tables: Iterable[str]) -> set[str]:
         if func.name.lower() in _SERVER_FUNCTIONS:
             raise QueryError(f"refused: {func.name.lower()}() shows the server's settings; "
                              f"readers query the warehouse's tables ({listed})")
+        if func.name.lower().startswith(FUNCTION_PREFIX):
+            raise QueryError(f"refused: {func.name.lower()}() is nerve's own, for its views; "
+                             f"readers query the warehouse's tables ({listed})")
     names = set()
     for table in statement.find_all(exp.Table):
         if not isinstance(table.this, exp.Identifier):
@@ -438,6 +487,10 @@ class MaskedWarehouse(IbisReads):
         #: which values this view masks (filters on them are refused: nerve.governance)
         self.masked_fields = MaskedFields(catalog)
         self._key = mask_key(secret)
+        trees = declared_trees(catalog, {("identify", None): _PERSONAL_TRAITS})
+        self._undeclared = mask_undeclared(trees, self._key)
+        #: one function per key and catalog: a server's reload makes a new one
+        self._function = f"{FUNCTION_PREFIX}undeclared_{fingerprint(trees, self._key)}"
         self._views: dict[str, str] | None = None
         self._local = threading.local()
         self.tables = frozenset({"events", "quarantine", *OPEN_TABLES,
@@ -449,9 +502,11 @@ class MaskedWarehouse(IbisReads):
         workspace's own view, whose ``events`` is then the masked one too (a test pins
         that DuckDB binds it so); naming it gives the catalog's current columns."""
         cursor = self._warehouse.cursor()
+        register(cursor, self._function, self._undeclared)
         if self._views is None:
             database = cursor.execute("SELECT current_database()").fetchone()
-            self._views = masking_sql(self._catalog, self._key, str(database[0]))  # type: ignore[index]
+            self._views = masking_sql(self._catalog, self._key, str(database[0]),  # type: ignore[index]
+                                      self._function)
         typed = [v for v in views if v.startswith(VIEW_PREFIX) and v in self._views]
         for name in ("events", "quarantine", *dict.fromkeys(typed)):
             cursor.execute(self._views[name])
