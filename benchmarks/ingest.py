@@ -192,10 +192,15 @@ def run_load(port: int, key: str, seconds: float, connections: int,
             time.sleep(min(1.0, window[2] - now))
             samples.append((time.perf_counter() - window[1], cpu_seconds(server),
                             process_cpu_seconds(server)))
-        # with --workers > 1 the main process takes no events: its CPU is the loader's
-        cpu = {"cpu_s": samples[-1][1] - samples[0][1],
-               "main_cpu_s": samples[-1][2] - samples[0][2]}
     result = out.get(timeout=seconds + 120)
+    if server is not None:
+        # the CPU until the last answer, as events/s counts the events until then: at a
+        # fixed rate the server falls behind, and answers after the window closed
+        # counted over the window's CPU alone made a server that fell behind look
+        # cheaper per event than one at its maximum
+        # with --workers > 1 the main process takes no events: its CPU is the loader's
+        cpu = {"cpu_s": cpu_seconds(server) - samples[0][1],
+               "main_cpu_s": process_cpu_seconds(server) - samples[0][2]}
     proc.join()
     latencies = sorted(latency for _, latency in result["latencies"])
     events = result["acked"] * batch
