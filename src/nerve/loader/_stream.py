@@ -81,9 +81,14 @@ class StreamLoader(Loader):
 
     def backlog_bytes(self) -> int:
         # the pace looks several times a second, loads or not: the claim is renewed here
+        link = self._stream().link
+        if not link.connected:  # say what is wrong, not a timeout's traceback
+            raise TransientError(f"the NATS stream {self.settings.stream!r} is unreachable: "
+                                 "the connection is down (reconnecting); loading resumes "
+                                 "once NATS answers")
         if time.monotonic() - self._claimed_at > LEASE_SECONDS / 4:
             self.claim()
-        return self._stream().link.backlog_bytes()
+        return link.backlog_bytes()
 
     def claim(self) -> None:
         """Claim the stream for this loader (or renew the claim); ``UserError`` naming the
