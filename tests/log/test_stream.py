@@ -479,6 +479,8 @@ def test_a_loader_without_nats_says_so_in_one_line_without_a_traceback(
     import logging
     import time
 
+    from nerve.errors import TransientError
+
     def said() -> list[logging.LogRecord]:
         return [r for r in caplog.records if r.name == "nerve.loader"]
 
@@ -494,13 +496,42 @@ def test_a_loader_without_nats_says_so_in_one_line_without_a_traceback(
                 deadline = time.monotonic() + 30
                 while not said() and time.monotonic() < deadline:
                     time.sleep(0.05)
-            nats_server.start()  # for the final drain of stop()
+            nats_server.start()  # for the final drain of stop(), once reconnected
+            while time.monotonic() < deadline:
+                try:
+                    loader.backlog_bytes()
+                    break
+                except TransientError:
+                    time.sleep(0.05)
         finally:
             loader.stop()
     first = said()[0]
     assert first.levelno == logging.WARNING
     assert first.exc_info is None
     assert "'EV' is unreachable" in first.getMessage()
+
+
+def test_a_loader_stopped_without_nats_says_the_stream_is_unreachable(
+        make_workspace: Callable[..., Workspace], nats_server: Any) -> None:
+    import time
+
+    from nerve.errors import TransientError
+
+    ws, settings = stream_workspace(make_workspace, nats_server.url)
+    publish(settings, rows(2))
+    with Warehouse.for_workspace(ws) as wh:
+        loader = Loader.for_workspace(ws, wh)
+        assert loader.load_once().loaded == 2
+        nats_server.kill()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # until it notices the server is gone
+            try:
+                loader.backlog_bytes()
+            except TransientError:
+                break
+            time.sleep(0.05)
+        with pytest.raises(TransientError, match=r"'EV' is unreachable"):
+            loader.stop()  # its final drain: was a bare "nats: timeout"
 
 
 def test_nerve_forget_drains_the_stream_first(

@@ -81,14 +81,20 @@ class StreamLoader(Loader):
 
     def backlog_bytes(self) -> int:
         # the pace looks several times a second, loads or not: the claim is renewed here
-        link = self._stream().link
-        if not link.connected:  # say what is wrong, not a timeout's traceback
-            raise TransientError(f"the NATS stream {self.settings.stream!r} is unreachable: "
-                                 "the connection is down (reconnecting); loading resumes "
-                                 "once NATS answers")
+        link = self._reachable()
         if time.monotonic() - self._claimed_at > LEASE_SECONDS / 4:
             self.claim()
         return link.backlog_bytes()
+
+    def _reachable(self) -> StreamLink:
+        """The stream's link; ``TransientError`` saying so while NATS is out of reach (a
+        request then only ends in a timeout's traceback, after seconds)."""
+        link = self._stream().link
+        if not link.connected:
+            raise TransientError(f"the NATS stream {self.settings.stream!r} is unreachable: "
+                                 "the connection is down (reconnecting); loading resumes "
+                                 "once NATS answers")
+        return link
 
     def claim(self) -> None:
         """Claim the stream for this loader (or renew the claim); ``UserError`` naming the
@@ -172,6 +178,7 @@ class StreamLoader(Loader):
                         self.settings.stream, exc)
 
     def _load(self, stats: LoadStats) -> None:
+        self._reachable()
         self.claim()  # before any row: never load a stream another loader holds
         reader = self._stream()
         state = reader.link.stream_state()
