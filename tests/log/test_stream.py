@@ -534,6 +534,25 @@ def test_a_loader_stopped_without_nats_says_the_stream_is_unreachable(
             loader.stop()  # its final drain: was a bare "nats: timeout"
 
 
+def test_a_stream_made_again_under_a_running_loader_loses_nothing_it_acknowledged(
+        make_workspace: Callable[..., Workspace], nats_server: Any) -> None:
+    """The new stream's sequences reached the committed one before the loader looked:
+    sequences 1 to 5 of the new stream were taken as loaded, and lost."""
+    ws, settings = stream_workspace(make_workspace, nats_server.url)
+    publish(settings, *(rows(1, f"old{n}") for n in range(5)))
+    with Warehouse.for_workspace(ws) as wh:
+        loader = Loader.for_workspace(ws, wh)
+        try:
+            assert loader.load_once().loaded == 5  # committed up to sequence 6
+            on_jetstream(nats_server.url, lambda js: js.delete_stream("EV"))
+            publish(settings, *(rows(1, f"new{n}") for n in range(6)))  # sequences 1-6
+            assert loader.load_once().loaded == 6
+        finally:
+            loader.stop()
+        assert [i for i in loaded_ids(wh) if i.startswith("new")] == [
+            f"new{n}-0" for n in range(6)]
+
+
 def test_nerve_forget_drains_the_stream_first(
         make_workspace: Callable[..., Workspace], nats_server: Any) -> None:
     from nerve.erasure import forget_users

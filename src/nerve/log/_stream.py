@@ -371,7 +371,11 @@ class StreamLink:
         return bool(self._nc is not None and self._nc.is_connected)
 
     def stream_state(self) -> Any:
-        """The stream's ``StreamState``: messages, bytes, first and last sequence.
+        """The stream's ``StreamState``: messages, bytes, first and last sequence."""
+        return self.stream_info().state
+
+    def stream_info(self) -> Any:
+        """The stream's ``StreamInfo``: its ``state`` and when it was ``created``.
 
         A stream deleted while nerve runs is made again (collectors could publish nothing,
         and the loader would fail every load, until a restart): every process looks
@@ -379,12 +383,12 @@ class StreamLink:
         from nats.js.errors import NotFoundError  # noqa: PLC0415
 
         try:
-            return self.run(self.js.stream_info(self.settings.stream), timeout=10).state
+            return self.run(self.js.stream_info(self.settings.stream), timeout=10)
         except NotFoundError:
             log.warning("the JetStream stream %s no longer exists (deleted?): creating it "
                         "again", self.settings.stream)
             self.run(self._ensure_stream(), timeout=15)
-            return self.run(self.js.stream_info(self.settings.stream), timeout=10).state
+            return self.run(self.js.stream_info(self.settings.stream), timeout=10)
 
     def backlog_bytes(self) -> int:
         """Bytes in the stream: what the loader has not loaded (it purges what it has)."""
