@@ -152,6 +152,8 @@ class Nats:
     #: a folder of PEM files from ``make_certificates``: the server then requires TLS
     #: (``server.pem``, signed by ``ca.pem``) and a client certificate signed by that CA
     tls: Path | None = None
+    #: False: a plain NATS server, without JetStream (a missing ``-js``)
+    jetstream: bool = True
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -164,7 +166,8 @@ class Nats:
         log = self.store.parent / f"nats-{self.port}.log"
         with log.open("ab") as out:
             self.process = subprocess.Popen(
-                ["nats-server", "-js", "-a", "127.0.0.1", "-p", str(self.port),
+                ["nats-server", *(["-js"] if self.jetstream else []), "-a", "127.0.0.1",
+                 "-p", str(self.port),
                  "-m", str(self.monitor), "-sd", str(self.store),
                  *(["--auth", self.token] if self.token else []),
                  *(["--tlsverify", "--tlscacert", str(self.tls / "ca.pem"),
@@ -174,7 +177,8 @@ class Nats:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:  # JetStream answers once the server has recovered its store
-                if httpx.get(f"http://127.0.0.1:{self.monitor}/healthz?js-enabled-only=true",
+                health = "?js-enabled-only=true" if self.jetstream else ""
+                if httpx.get(f"http://127.0.0.1:{self.monitor}/healthz{health}",
                              timeout=1).status_code == 200:
                     return self
             except httpx.HTTPError:

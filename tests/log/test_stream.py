@@ -136,6 +136,21 @@ def test_an_unreachable_server_is_a_clear_error_without_the_password(
     assert str(caught.value).startswith(f"{ws.root / 'nerve.toml'}:")  # and its line
 
 
+def test_a_server_without_jetstream_is_a_clear_error_naming_the_fix(
+        make_workspace: Callable[..., Workspace], tmp_path: Any, nats_server: Any) -> None:
+    from tests.conftest import Nats
+
+    plain = Nats(tmp_path / "plain-store", jetstream=False).start()
+    try:
+        _, settings = stream_workspace(make_workspace, plain.url)
+        with pytest.raises(UserError, match=r"JetStream") as caught:
+            StreamLink(settings)
+        assert "-js" in str(caught.value)
+        assert plain.url.removeprefix("nats://") in str(caught.value)
+    finally:
+        plain.stop()
+
+
 def test_a_token_in_the_environments_url_reaches_a_server_that_asks_for_one(
         make_workspace: Callable[..., Workspace], tmp_path: Any,
         monkeypatch: pytest.MonkeyPatch, nats_server: Any) -> None:
@@ -432,6 +447,110 @@ def test_a_stream_made_again_is_loaded_from_its_start(
         finally:
             loader.stop()
         assert "new-2" in loaded_ids(wh)
+
+
+def test_a_stream_deleted_while_servers_run_is_made_again_and_says_so(
+        make_workspace: Callable[..., Workspace], nats_server: Any) -> None:
+    from nerve.errors import TransientError
+
+    ws, settings = stream_workspace(make_workspace, nats_server.url)
+    writer = StreamWriter(settings, "w1")
+    try:
+        writer.append(rows(2, "before"))
+        writer.sync()
+        on_jetstream(nats_server.url, lambda js: js.delete_stream("EV"))
+        writer.append(rows(2, "lost"))
+        with pytest.raises(TransientError, match=r"'EV' does not exist") as caught:
+            writer.sync()  # answered 503: the SDK sends the batch again
+        assert caught.value.retry_after
+        assert writer.backlog_bytes() == 0  # the server's backlog watch makes it again
+        writer.append(rows(3, "after"))
+        writer.sync()
+    finally:
+        writer.close()
+    with Warehouse.for_workspace(ws) as wh:
+        assert load_with_a_new_loader(ws, wh).loaded == 3
+        assert loaded_ids(wh) == ["after-0", "after-1", "after-2"]
+
+
+def test_a_loader_without_nats_says_so_in_one_line_without_a_traceback(
+        make_workspace: Callable[..., Workspace], nats_server: Any,
+        caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    import time
+
+    from nerve.errors import TransientError
+
+    def said() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.name == "nerve.loader"]
+
+    ws, settings = stream_workspace(make_workspace, nats_server.url)
+    publish(settings, rows(2))
+    with Warehouse.for_workspace(ws) as wh:
+        loader = Loader.for_workspace(ws, wh)
+        try:
+            assert loader.load_once().loaded == 2
+            nats_server.kill()
+            with caplog.at_level(logging.WARNING, logger="nerve.loader"):
+                loader.start(interval=0.05)
+                deadline = time.monotonic() + 30
+                while not said() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            nats_server.start()  # for the final drain of stop(), once reconnected
+            while time.monotonic() < deadline:
+                try:
+                    loader.backlog_bytes()
+                    break
+                except TransientError:
+                    time.sleep(0.05)
+        finally:
+            loader.stop()
+    first = said()[0]
+    assert first.levelno == logging.WARNING
+    assert first.exc_info is None
+    assert "'EV' is unreachable" in first.getMessage()
+
+
+def test_a_loader_stopped_without_nats_says_the_stream_is_unreachable(
+        make_workspace: Callable[..., Workspace], nats_server: Any) -> None:
+    import time
+
+    from nerve.errors import TransientError
+
+    ws, settings = stream_workspace(make_workspace, nats_server.url)
+    publish(settings, rows(2))
+    with Warehouse.for_workspace(ws) as wh:
+        loader = Loader.for_workspace(ws, wh)
+        assert loader.load_once().loaded == 2
+        nats_server.kill()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # until it notices the server is gone
+            try:
+                loader.backlog_bytes()
+            except TransientError:
+                break
+            time.sleep(0.05)
+        with pytest.raises(TransientError, match=r"'EV' is unreachable"):
+            loader.stop()  # its final drain: was a bare "nats: timeout"
+
+
+def test_a_stream_made_again_under_a_running_loader_loses_nothing_it_acknowledged(
+        make_workspace: Callable[..., Workspace], nats_server: Any) -> None:
+    """The new stream's sequences reached the committed one before the loader looked:
+    sequences 1 to 5 of the new stream were taken as loaded, and lost."""
+    ws, settings = stream_workspace(make_workspace, nats_server.url)
+    publish(settings, *(rows(1, f"old{n}") for n in range(5)))
+    with Warehouse.for_workspace(ws) as wh:
+        loader = Loader.for_workspace(ws, wh)
+        try:
+            assert loader.load_once().loaded == 5  # committed up to sequence 6
+            on_jetstream(nats_server.url, lambda js: js.delete_stream("EV"))
+            publish(settings, *(rows(1, f"new{n}") for n in range(6)))  # sequences 1-6
+            assert loader.load_once().loaded == 6
+        finally:
+            loader.stop()
+        assert [i for i in loaded_ids(wh) if i.startswith("new")] == [
+            f"new{n}-0" for n in range(6)]
 
 
 def test_nerve_forget_drains_the_stream_first(

@@ -94,3 +94,28 @@ def test_pipeline_health_is_zero_before_any_server(
         make_workspace: Callable[..., Workspace]) -> None:
     assert pipeline_health(make_workspace(EVENTS)) == {
         "accepted": 0, "quarantined": 0, "dropped": {}, "requests": {}}
+
+
+def test_a_collect_only_start_removes_the_metrics_folders_of_collectors_that_are_gone(
+        make_workspace: Callable[..., Workspace], monkeypatch: Any) -> None:
+    import subprocess
+    import sys
+
+    from nerve.server._metrics import MULTIPROC_ENV, prepare_metrics_dir
+
+    monkeypatch.delenv(MULTIPROC_ENV, raising=False)  # prepare sets it; restored after
+    ws = make_workspace()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        for pid in (gone, str(alive.pid)):
+            (ws.data_dir / f"prometheus-collect-{pid}").mkdir(parents=True)
+            (ws.data_dir / f"prometheus-collect-{pid}" / "counter_1.db").write_bytes(b"\0")
+        (ws.data_dir / "prometheus").mkdir()  # the loading server's: not a collector's
+        mine = prepare_metrics_dir(ws, "prometheus-collect-1")
+        left = sorted(p.name for p in ws.data_dir.glob("prometheus*"))
+    finally:
+        alive.kill()
+        alive.wait()
+    assert left == sorted(["prometheus", f"prometheus-collect-{alive.pid}", mine.name])

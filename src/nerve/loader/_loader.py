@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from nerve._cpu import yield_cpu
 from nerve._durations import parse_window as parse_span
-from nerve.errors import WorkspaceError
+from nerve.errors import TransientError, WorkspaceError
 from nerve.loader._commit import LoadStats, LogRange, commit_ranges, read_offsets
 from nerve.loader._pace import Pace
 from nerve.loader._recent import DEFAULT_CAPACITY, RecentIds, as_micros
@@ -351,6 +351,10 @@ class Loader:
                     self._warn_if_slow(stats, took)
                     pace.loaded(finished, took=took)
                 self.last_error, backoff = None, poll
+            except TransientError as exc:  # an outage that says what it is: no traceback
+                self.last_error = exc
+                log.warning("loader: %s; retrying in %.1fs", exc, backoff)
+                backoff = min(max(backoff, pace.interval) * 2, 30.0)
             except Exception as exc:
                 self.last_error = exc
                 log.exception("loader: load failed; retrying in %.1fs", backoff)

@@ -72,6 +72,8 @@ class StreamLoader(Loader):
         #: restarted server takes its own claim back at once)
         self.owner = f"{socket.gethostname()}:{path}"
         self._claimed_at = float("-inf")
+        #: when the stream this loader last saw was created: another time means made again
+        self._created: Any = None
 
     def _stream(self) -> StreamReader:
         with self._connecting:
@@ -81,9 +83,20 @@ class StreamLoader(Loader):
 
     def backlog_bytes(self) -> int:
         # the pace looks several times a second, loads or not: the claim is renewed here
+        link = self._reachable()
         if time.monotonic() - self._claimed_at > LEASE_SECONDS / 4:
             self.claim()
-        return self._stream().link.backlog_bytes()
+        return link.backlog_bytes()
+
+    def _reachable(self) -> StreamLink:
+        """The stream's link; ``TransientError`` saying so while NATS is out of reach (a
+        request then only ends in a timeout's traceback, after seconds)."""
+        link = self._stream().link
+        if not link.connected:
+            raise TransientError(f"the NATS stream {self.settings.stream!r} is unreachable: "
+                                 "the connection is down (reconnecting); loading resumes "
+                                 "once NATS answers")
+        return link
 
     def claim(self) -> None:
         """Claim the stream for this loader (or renew the claim); ``UserError`` naming the
@@ -167,15 +180,26 @@ class StreamLoader(Loader):
                         self.settings.stream, exc)
 
     def _load(self, stats: LoadStats) -> None:
+        self._reachable()
         self.claim()  # before any row: never load a stream another loader holds
         reader = self._stream()
-        state = reader.link.stream_state()
+        info = reader.link.stream_info()
+        state = info.state
+        # made again since the last look: its sequences restart at 1, and may already
+        # have passed the committed one, which the checks below could not tell
+        remade = info.created != self._created and self._created is not None
+        self._created = info.created
         if not state.messages:
             return
         first, last = int(state.first_seq), int(state.last_seq)
         start = read_offsets(self._cursor).get(self.settings.offset_key)
         name = self.settings.stream
         if start is None:
+            start = first
+        elif remade:
+            log.warning("loader: the stream %s was deleted and made again; loading it from "
+                        "its start (message_ids already loaded are skipped as duplicates)",
+                        name)
             start = first
         elif start > last + 1:
             log.warning("loader: the stream %s ends at sequence %d, before the %d it was "

@@ -263,17 +263,23 @@ class StreamLink:
                             f"{reason}") from exc
 
     async def _ensure_stream(self) -> None:
+        from nats.errors import NoRespondersError  # noqa: PLC0415
         from nats.js.api import (  # noqa: PLC0415
             DiscardPolicy,
             RetentionPolicy,
             StorageType,
             StreamConfig,
         )
-        from nats.js.errors import NotFoundError  # noqa: PLC0415
+        from nats.js.errors import NotFoundError, ServiceUnavailableError  # noqa: PLC0415
 
         s = self.settings
         try:
             info = await self.js.stream_info(s.stream)
+        except (ServiceUnavailableError, NoRespondersError) as exc:
+            # nobody answers JetStream's API: a nats-server started without -js
+            raise UserError(f"{s.url_where}: the NATS server at {_safe(s.url)} does not run "
+                            "JetStream, which nerve's log needs: start nats-server with -js "
+                            "(or a jetstream block in its configuration)") from exc
         except NotFoundError:
             await self.js.add_stream(StreamConfig(
                 name=s.stream, subjects=[s.subject], storage=StorageType.FILE,
@@ -366,7 +372,23 @@ class StreamLink:
 
     def stream_state(self) -> Any:
         """The stream's ``StreamState``: messages, bytes, first and last sequence."""
-        return self.run(self.js.stream_info(self.settings.stream), timeout=10).state
+        return self.stream_info().state
+
+    def stream_info(self) -> Any:
+        """The stream's ``StreamInfo``: its ``state`` and when it was ``created``.
+
+        A stream deleted while nerve runs is made again (collectors could publish nothing,
+        and the loader would fail every load, until a restart): every process looks
+        several times a second, so the first to look makes it."""
+        from nats.js.errors import NotFoundError  # noqa: PLC0415
+
+        try:
+            return self.run(self.js.stream_info(self.settings.stream), timeout=10)
+        except NotFoundError:
+            log.warning("the JetStream stream %s no longer exists (deleted?): creating it "
+                        "again", self.settings.stream)
+            self.run(self._ensure_stream(), timeout=15)
+            return self.run(self.js.stream_info(self.settings.stream), timeout=10)
 
     def backlog_bytes(self) -> int:
         """Bytes in the stream: what the loader has not loaded (it purges what it has)."""
@@ -477,7 +499,7 @@ class StreamWriter:
 
     async def _publish(self, messages: list[bytes]) -> None:
         from nats.errors import Error as NatsError  # noqa: PLC0415
-        from nats.js.errors import APIError  # noqa: PLC0415
+        from nats.js.errors import APIError, NoStreamResponseError  # noqa: PLC0415
 
         js = self.link.js
         subject, stream = self.settings.subject, self.settings.stream
@@ -492,6 +514,10 @@ class StreamWriter:
                                         "behind", retry_after=2) from exc
             raise TransientError(f"the NATS stream {stream!r} refused the events: "
                                  f"{exc.description or exc}", retry_after=2) from exc
+        except NoStreamResponseError as exc:  # no stream takes the subject
+            raise TransientError(f"the NATS stream {stream!r} does not exist (deleted?): "
+                                 "nerve creates it again within seconds",
+                                 retry_after=2) from exc
         except (NatsError, TimeoutError, OSError) as exc:
             raise TransientError(f"the NATS stream {stream!r} did not acknowledge: "
                                  f"{exc or type(exc).__name__}", retry_after=2) from exc

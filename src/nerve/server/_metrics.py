@@ -54,6 +54,25 @@ def metrics_dir(workspace: Workspace, name: str = "prometheus") -> Path:
     return workspace.data_dir / name
 
 
+#: ``nerve serve --collect-only`` keeps its metrics in ``prometheus-collect-<pid>``
+_COLLECT_PREFIX = "prometheus-collect-"
+
+
+def _remove_dead_collectors_dirs(workspace: Workspace) -> None:
+    """Remove the metrics folders of collect-only servers that are gone: one killed (or
+    whose start failed) left its folder, ~2 MB, and each restart added another."""
+    for folder in workspace.data_dir.glob(f"{_COLLECT_PREFIX}*"):
+        pid = folder.name.removeprefix(_COLLECT_PREFIX)
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except OSError:  # alive, another user's: not ours to judge
+            continue
+
+
 def prepare_metrics_dir(workspace: Workspace, name: str = "prometheus") -> Path:
     """Empty the metrics folder and point prometheus-client at it (before importing it).
 
@@ -63,6 +82,8 @@ def prepare_metrics_dir(workspace: Workspace, name: str = "prometheus") -> Path:
     """
     folder = metrics_dir(workspace, name)
     shutil.rmtree(folder, ignore_errors=True)
+    if name.startswith(_COLLECT_PREFIX):
+        _remove_dead_collectors_dirs(workspace)
     folder.mkdir(parents=True, exist_ok=True)
     os.environ[MULTIPROC_ENV] = str(folder)
     return folder

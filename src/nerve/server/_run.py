@@ -365,12 +365,14 @@ def _drain(state: NerveState) -> None:
                 except Exception:  # noqa: BLE001 - the figure is a courtesy
                     left = None
                 size = "its unloaded data" if left is None else f"{left:,} bytes"
+                # an outage (NATS out of reach, a lock) says what it is: the warehouse is fine
+                fix = "" if isinstance(exc, TransientError) else (
+                    " Make room or fix the warehouse before starting again")
                 logger.error(
                     "stopping: the final load into the warehouse failed (%s); the log "
-                    "keeps %s, and the next start loads it: nothing acknowledged is lost. "
-                    "Make room or fix the warehouse before starting again",
+                    "keeps %s, and the next start loads it: nothing acknowledged is lost.%s",
                     str(exc).strip().splitlines()[0] if str(exc).strip()
-                    else type(exc).__name__, size,
+                    else type(exc).__name__, size, fix,
                     extra={"error": str(exc), "backlog_bytes": left})
     finally:
         close = getattr(state.warehouse, "close", None)
