@@ -260,6 +260,27 @@ def test_large_headers_sent_in_one_write_get_431_too(
     assert len(rows(ws, "SELECT message_id FROM events")) == 11
 
 
+def test_a_refused_content_type_is_quoted_as_sent(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., Any]) -> None:
+    """The 415 quoted the media type alone: ``; charset=utf-8`` was quoted as ''."""
+    ws = make_workspace(EVENTS)
+    server = serve(ws)
+    auth = basic(write_key(ws))
+    long = "application/x-" + "y" * 5000
+    sent = {"; charset=utf-8": "'; charset=utf-8'",
+            "Text/HTML; charset=utf-8": "'Text/HTML; charset=utf-8'",
+            long: repr(long[:100] + "...")}
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        for content_type, quoted in sent.items():
+            answer = client.post("/v1/batch", content=b"{}",
+                                 headers={**auth, "Content-Type": content_type})
+            assert answer.status_code == 415, content_type
+            error = answer.json()
+            assert error["message"].startswith(f"Content-Type {quoted} is not accepted")
+            assert error["details"] == {"content_type": quoted[1:-1]}
+    assert server.stop() == 0
+
+
 def test_serve_raises_its_open_files_limit_for_its_workers_too(
         make_workspace: Callable[..., Workspace], serve: Callable[..., Any]) -> None:
     # each connection is a file: at the usual soft limit (1024) a flood of connections

@@ -93,15 +93,23 @@ async def _read_body(receive: Receive, length: bytes | None, limit: int) -> byte
 _JSON_TYPES = frozenset({"application/json", "text/plain", "application/octet-stream"})
 
 
+#: characters of a refused Content-Type quoted back (a header may be 64 KiB)
+_QUOTED_CHARS = 100
+
+
 def _check_content_type(value: str | None) -> None:
     if value is None or not value.strip():
         return
     media = value.split(";", 1)[0].strip().lower()
     if media in _JSON_TYPES or media.endswith("+json"):
         return
-    raise RequestError(f"Content-Type {media!r} is not accepted: send JSON "
+    # the header as sent, not its media type: that is empty in "; charset=utf-8"
+    sent = value.strip()
+    if len(sent) > _QUOTED_CHARS:
+        sent = sent[:_QUOTED_CHARS] + "..."
+    raise RequestError(f"Content-Type {sent!r} is not accepted: send JSON "
                        "(application/json or text/plain)", status=415,
-                       code="unsupported_media_type", details={"content_type": media})
+                       code="unsupported_media_type", details={"content_type": sent})
 
 
 def client_ip(scope: Scope, headers: Headers, proxy_header: str | None) -> str | None:
