@@ -25,6 +25,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "AuthError",
@@ -127,7 +128,15 @@ class TransientError(NerveError):
 
 
 class BackpressureError(TransientError):
+    """Retry later: events are refused while the log's backlog is over its bound;
+    ``details`` says the bound and the backlog."""
+
     code = "overloaded"
+
+    def __init__(self, message: str, *, retry_after: float = 1.0,
+                 details: dict[str, Any] | None = None) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.details = details
 
 
 class InternalError(NerveError):

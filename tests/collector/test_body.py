@@ -103,6 +103,31 @@ def test_a_body_of_thousands_of_gzip_members_is_refused_before_they_are_inflated
     assert decompress(body, "gzip", 500 * 1024) == b" " * (MAX_GZIP_MEMBERS - 1) + b"{}"
 
 
+def test_raw_deflate_is_inflated_too() -> None:
+    """HTTP's deflate is the zlib format, but some clients send raw deflate under that
+    name: it got 400 "incorrect header check"."""
+    raw = orjson.dumps({"batch": [MESSAGE] * 3})
+
+    def raw_deflate(data: bytes) -> bytes:
+        deflater = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+        return deflater.compress(data) + deflater.flush()
+
+    assert decompress(raw_deflate(raw), "deflate", 1000) == raw
+    # its cap, truncation and trailing bytes are refused as the zlib format's are
+    with pytest.raises(RequestError) as info:
+        decompress(raw_deflate(b" " * 50_000_000), "deflate", 500 * 1024)
+    assert (info.value.status, info.value.code) == (413, "payload_too_large")
+    with pytest.raises(RequestError, match="the deflate body is truncated"):
+        decompress(raw_deflate(raw)[:-5], "deflate", 1000)
+    with pytest.raises(RequestError, match="the deflate body has 4 bytes after its end"):
+        decompress(raw_deflate(raw) + b"junk", "deflate", 1000)
+    # neither format: the zlib format's message, as before
+    with pytest.raises(RequestError, match=r"not valid deflate: .*incorrect header check"
+                       ) as info:
+        decompress(b"\xff not deflate at all", "deflate", 1000)
+    assert (info.value.status, info.value.code) == (400, "invalid_encoding")
+
+
 def test_bad_and_unknown_encodings() -> None:
     with pytest.raises(RequestError) as info:
         decompress(b"not gzip", "gzip", 1000)

@@ -193,6 +193,27 @@ def test_json_too_deep_to_read_back_is_refused_as_too_deep(collector: Collector)
     assert env["properties"] is not None
 
 
+@pytest.mark.parametrize(("type_", "field", "depth"), [
+    (type_, field, depth) for depth in (MAX_STORED_DEPTH + 5, 300)
+    for type_, field in [("track", "context"), ("track", "properties"),
+                         ("identify", "traits"), ("identify", "context")]
+] + [("track", "integrations", 300)])
+def test_json_too_deep_names_the_field_that_is(
+        collector: Collector, type_: str, field: str, depth: int) -> None:
+    """Refused as ``batch[0].$``: the client could not tell which field to flatten. Both
+    the stored-depth check (245) and the encoder's limit (300) name it, and a field that
+    is not stored but trips the encoder (hashing the message for its id) is named too."""
+    message = {"type": type_, "userId": "u1", "timestamp": T0, "event": "order_completed",
+               field: {"d": 0}}
+    text = orjson.dumps({"batch": [message]}).replace(
+        b'"d":0', b'"d":' + b'{"a":' * depth + b"0" + b"}" * depth)
+    with pytest.raises(RequestError) as refused:
+        collector.collect(text, endpoint="batch", authorization=_basic(), received_at=T0_US)
+    assert (refused.value.code, refused.value.details) == (
+        "too_deep", {"index": 0, "field": field})
+    assert str(refused.value).startswith(f"batch[0].{field}: JSON nested more than 240")
+
+
 def test_identify_traits_merge_context_traits_with_the_calls_own_winning(
         collector: Collector) -> None:
     env = one(collector, {"type": "identify", "userId": "u1", "traits": {"plan": "pro"},

@@ -222,6 +222,65 @@ def _open_files_limit(pid: int) -> tuple[str, str]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/limits").exists(), reason="reads /proc")
+def test_large_headers_sent_in_one_write_get_431_too(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., Any]) -> None:
+    """Headers were counted only while incomplete after a read: 70 KB of them sent in one
+    write (one read, up to 256 KiB) were accepted, and a 100 KB URL got 400 invalid_http."""
+    ws = make_workspace(EVENTS)
+    server = serve(ws)
+    auth = basic(write_key(ws))
+    body = orjson.dumps({"batch": [order(1, "big-head")]})
+    head = (b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nAuthorization: "
+            + auth["Authorization"].encode() + b"\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n" % len(body))
+    sent = {
+        "a 70 KB header": head + b"X-Big: " + b"a" * 70_000 + b"\r\n\r\n" + body,
+        "a 200 KB header": head + b"X-Big: " + b"a" * 200_000 + b"\r\n\r\n" + body,
+        "100 KB of small headers": head + b"X-P: pad\r\n" * 10_000 + b"\r\n" + body,
+        "a 100 KB URL": b"GET /v1/" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+    }
+    for name, request_bytes in sent.items():
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            with contextlib.suppress(OSError):
+                sock.sendall(request_bytes)
+            reply = _read_all(sock)
+        assert reply.startswith(b"HTTP/1.1 431"), (name, reply[:100])
+        assert orjson.loads(reply.split(b"\r\n\r\n", 1)[1])["code"] == "headers_too_large"
+    # just under the limit in one write, with a body in the same write: stored
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(head + b"Connection: close\r\nX-Big: " + b"a" * 65_000 + b"\r\n\r\n"
+                     + body)
+        assert _read_all(sock).startswith(b"HTTP/1.1 200")
+    # a body larger than the limit in the first read is no header
+    large = [order(i, "large", context={"pad": "x" * 20_000}) for i in range(10)]
+    answer = httpx.post(server.url + "/v1/batch", json={"batch": large}, headers=auth,
+                        timeout=10)
+    assert answer.status_code == 200
+    assert server.stop() == 0
+    assert len(rows(ws, "SELECT message_id FROM events")) == 11
+
+
+def test_a_refused_content_type_is_quoted_as_sent(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., Any]) -> None:
+    """The 415 quoted the media type alone: ``; charset=utf-8`` was quoted as ''."""
+    ws = make_workspace(EVENTS)
+    server = serve(ws)
+    auth = basic(write_key(ws))
+    long = "application/x-" + "y" * 5000
+    sent = {"; charset=utf-8": "'; charset=utf-8'",
+            "Text/HTML; charset=utf-8": "'Text/HTML; charset=utf-8'",
+            long: repr(long[:100] + "...")}
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        for content_type, quoted in sent.items():
+            answer = client.post("/v1/batch", content=b"{}",
+                                 headers={**auth, "Content-Type": content_type})
+            assert answer.status_code == 415, content_type
+            error = answer.json()
+            assert error["message"].startswith(f"Content-Type {quoted} is not accepted")
+            assert error["details"] == {"content_type": quoted[1:-1]}
+    assert server.stop() == 0
+
+
 def test_serve_raises_its_open_files_limit_for_its_workers_too(
         make_workspace: Callable[..., Workspace], serve: Callable[..., Any]) -> None:
     # each connection is a file: at the usual soft limit (1024) a flood of connections

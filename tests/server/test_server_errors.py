@@ -249,6 +249,32 @@ def test_the_backlog_watch_flags_overload_when_the_log_is_behind(state: NerveSta
     assert anyio.run(watch, 1 << 30) is False
 
 
+def test_the_backlog_503_gives_the_bound_and_the_backlog(client: Client, state: NerveState,
+                                                         shop: Workspace) -> None:
+    """Its details were null: a client (or whoever reads its logs) could not tell how far
+    over the bound the log was."""
+    collected = state.collector.collect(orjson.dumps({"batch": [order(i) for i in range(5)]}),
+                                        endpoint="batch",
+                                        authorization=basic(write_key(shop))["Authorization"])
+    state.log.append(collected.record_batch())
+    state.log.sync()  # durable, and nothing loads it: the backlog is this batch
+
+    async def watch() -> None:
+        task = asyncio.create_task(watch_backlog(state, 10))
+        await asyncio.sleep(0.3)
+        task.cancel()
+
+    anyio.run(watch)
+    on_disk = sum(f.stat().st_size for f in shop.log_dir.rglob("*") if f.is_file())
+    for answer in (client.post("/v1/batch", content=orjson.dumps({"batch": [order(9)]}),
+                               headers=basic(write_key(shop))), client.get("/ready")):
+        details = assert_error_shape(answer, 503, "overloaded")["details"]
+        assert details["max_backlog_bytes"] == 10
+        assert 10 < details["backlog_bytes"] <= on_disk
+        assert details["log"] == "local"
+        assert details["behind_seconds"] >= 0
+
+
 def test_the_backlog_watch_logs_when_the_503s_begin_and_end(
         state: NerveState, shop: Workspace, caplog: pytest.LogCaptureFixture) -> None:
     """Every event was refused with 503 and the log said nothing."""

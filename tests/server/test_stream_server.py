@@ -172,6 +172,34 @@ def test_while_nats_is_down_ingest_answers_503_and_resumes_after(
     assert set(acked) <= set(ids) <= set(sent)
 
 
+def test_the_backlog_503_names_the_stream_its_bound_and_its_bytes(
+        nats_shop: Workspace, tmp_path: Path, serve: Callable[..., Any]) -> None:
+    """Over a real nerve serve: the 503 had ``details: null``. A lone collector, nothing
+    loading the stream, a bound of 1 byte: the first batch is taken, then refused."""
+    ws = replica(nats_shop, tmp_path, "bounded")
+    toml = ws.root / "nerve.toml"
+    toml.write_text(toml.read_text().replace("[collector]\n",
+                                             "[collector]\nmax_backlog_bytes = 1\n"))
+    server = serve(Workspace.load(ws.root), "--collect-only")
+    auth = basic(write_key(ws))
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        assert client.post("/v1/batch", json={"batch": [order(1)]},
+                           headers=auth).status_code == 200
+        deadline = time.monotonic() + 15
+        while (answer := client.post("/v1/batch", json={"batch": [order(2)]},
+                                     headers=auth)).status_code == 200:
+            assert time.monotonic() < deadline, "never refused past max_backlog_bytes"
+            time.sleep(0.2)
+    assert answer.status_code == 503
+    error = answer.json()
+    assert error["code"] == "overloaded"
+    details = error["details"]
+    assert (details["log"], details["stream"], details["max_backlog_bytes"]) == (
+        "jetstream", "NERVE_EVENTS", 1)
+    assert details["backlog_bytes"] > 1
+    assert server.stop() == 0
+
+
 def test_collect_only_without_a_shared_log_is_refused(
         make_workspace: Callable[..., Workspace]) -> None:
     ws = make_workspace(EVENTS)

@@ -63,7 +63,7 @@ def decompress(body: bytes, content_encoding: str | None, limit: int) -> bytes:
     if encoding in ("gzip", "x-gzip"):
         wbits = 16 + zlib.MAX_WBITS
     elif encoding == "deflate":
-        wbits = zlib.MAX_WBITS
+        return _inflate(body, limit)
     else:
         raise RequestError(f"Content-Encoding {content_encoding!r} is not supported; "
                            "send gzip, deflate or identity", status=415,
@@ -88,7 +88,7 @@ def decompress(body: bytes, content_encoding: str | None, limit: int) -> bytes:
         rest = inflater.unused_data
         if not rest:
             return b"".join(parts)  # one part: that part, not a copy
-        if encoding == "deflate" or not rest.startswith(_GZIP_MAGIC):
+        if not rest.startswith(_GZIP_MAGIC):
             raise RequestError(f"the {encoding} body has {len(rest)} bytes after its end",
                                code="invalid_encoding", details={"encoding": encoding})
         members += 1
@@ -97,6 +97,31 @@ def decompress(body: bytes, content_encoding: str | None, limit: int) -> bytes:
                                "one after another; send the batch as one member",
                                code="invalid_encoding",
                                details={"encoding": encoding, "limit": MAX_GZIP_MEMBERS})
+
+
+def _inflate(body: bytes, limit: int) -> bytes:
+    """A deflate body: the zlib format (RFC 1950), as HTTP defines ``deflate``, else raw
+    deflate (RFC 1951), which some clients send under that name."""
+    try:
+        inflater = zlib.decompressobj(zlib.MAX_WBITS)
+        part = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        try:
+            inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+            part = inflater.decompress(body, limit + 1)
+        except zlib.error:  # neither format: the zlib format's error, as before
+            raise RequestError(f"the body is not valid deflate: {exc}",
+                               code="invalid_encoding", details={"encoding": "deflate"}
+                               ) from exc
+    if len(part) > limit:
+        raise _too_large(limit)
+    if not inflater.eof:
+        raise RequestError("the deflate body is truncated", code="invalid_encoding",
+                           details={"encoding": "deflate"})
+    if inflater.unused_data:
+        raise RequestError(f"the deflate body has {len(inflater.unused_data)} bytes after "
+                           "its end", code="invalid_encoding", details={"encoding": "deflate"})
+    return part
 
 
 def write_key_from_header(authorization: str | None) -> str | None:

@@ -130,6 +130,21 @@ def _too_deep(text: str) -> bool:
     return False
 
 
+def _deep_field(message: Any) -> str:
+    """The field of a message refused as nested too deep (its ``context``,
+    ``properties``, ``traits`` or any other): the first whose JSON cannot be written or
+    nests deeper than MAX_STORED_DEPTH; ``$`` if none does alone. Only for the error."""
+    if message.__class__ is dict:
+        for key, value in message.items():
+            try:
+                text = orjson.dumps(value).decode()
+            except orjson.JSONEncodeError:
+                return str(key)
+            if _too_deep(text):
+                return str(key)
+    return "$"
+
+
 def map_messages(
     messages: list[Any],
     *,
@@ -342,7 +357,10 @@ def map_messages(
                         and _too_deep(properties_json))
                     or (traits_json is not None and len(traits_json) >= _DEEP_BYTES
                         and _too_deep(traits_json))):
-                raise message_error(at, "$", f"JSON nested more than {MAX_STORED_DEPTH} "
+                field = ("context" if _too_deep(context_json) else "properties"
+                         if properties_json is not None and _too_deep(properties_json)
+                         else "traits")
+                raise message_error(at, field, f"JSON nested more than {MAX_STORED_DEPTH} "
                                     "levels deep cannot be stored", code="too_deep")
             rows.append((message_id, type_, event, name, user_id, anonymous_id, group_id,
                          previous_id, timestamp, original, sent_at, received_at, properties_json,
@@ -351,7 +369,7 @@ def map_messages(
     except (orjson.JSONEncodeError, TooDeepError) as exc:
         # the same words as the stored-depth check above: only the depth that tripped
         # the encoder differs, and a client must read one limit (docs/collector.md)
-        raise message_error(index if batch else None, "$",
+        raise message_error(index if batch else None, _deep_field(messages[index]),
                             f"JSON nested more than {MAX_STORED_DEPTH} levels deep cannot "
                             f"be stored ({exc})", code="too_deep") from exc
     return rows

@@ -22,6 +22,7 @@ from nerve import __version__
 from nerve.audit import Audit
 from nerve.errors import BackpressureError, NerveError, TransientError
 from nerve.server._audit import AuditReads
+from nerve.server._backpressure import backlog_details
 from nerve.server._errors import (
     http_exception_handler,
     nerve_error_handler,
@@ -55,7 +56,7 @@ async def ready(request: Request) -> Response:
     state: NerveState = request.app.state.nerve
     if state.overloaded:
         raise BackpressureError(BEHIND + ": events are refused until it is loaded",
-                                retry_after=2)
+                                retry_after=2, details=backlog_details(state))
     if state.log_failing_since is not None:
         # the last write failed (a full disk). A load balancer sends no events to a
         # process that is not ready, so this probe, not the next event, says when the

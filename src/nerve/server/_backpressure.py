@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 import anyio.to_thread
 
 from nerve.log import DEFAULT_MAX_BACKLOG, StreamWriter, backlog_bytes, max_backlog
 from nerve.server._state import NerveState
 
-__all__ = ["DEFAULT_MAX_BACKLOG", "max_backlog", "watch_backlog"]
+__all__ = ["DEFAULT_MAX_BACKLOG", "backlog_details", "max_backlog", "watch_backlog"]
 
 _BACKLOG_CHECK_SECONDS = 0.5
 
@@ -30,6 +31,7 @@ async def watch_backlog(state: NerveState, limit: int) -> None:
     the log said nothing while every event was refused, and only the metrics told.
     """
     since: float | None = None
+    state.max_backlog_bytes = limit
     while True:
         size = await anyio.to_thread.run_sync(_unloaded, state)
         overloaded = size > limit
@@ -50,6 +52,20 @@ async def watch_backlog(state: NerveState, limit: int) -> None:
         elif state.behind_since is None:
             state.behind_since = time.monotonic()
         await asyncio.sleep(_BACKLOG_CHECK_SECONDS)
+
+
+def backlog_details(state: NerveState) -> dict[str, Any]:
+    """The ``details`` of the 503 while overloaded: the bound and the backlog at the last
+    check (bytes), how long the log has been behind, and which log: a JetStream stream's
+    name (its backlog is the stream's bytes; the last figure while NATS is away)."""
+    behind = state.behind_since
+    details: dict[str, Any] = {
+        "backlog_bytes": state.backlog_bytes, "max_backlog_bytes": state.max_backlog_bytes,
+        "behind_seconds": None if behind is None else round(time.monotonic() - behind, 1),
+        "log": "local"}
+    if isinstance(state.log, StreamWriter):
+        details.update(log="jetstream", stream=state.log.settings.stream)
+    return details
 
 
 def _unloaded(state: NerveState) -> int:

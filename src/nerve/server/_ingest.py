@@ -22,6 +22,7 @@ from starlette.types import Receive, Scope, Send
 
 from nerve.collector import ENDPOINTS, RequestError
 from nerve.errors import BackpressureError, NerveError, TransientError
+from nerve.server._backpressure import backlog_details
 from nerve.server._errors import nerve_error_response, unexpected_error_handler
 from nerve.server._state import BEHIND, NerveState
 
@@ -93,15 +94,23 @@ async def _read_body(receive: Receive, length: bytes | None, limit: int) -> byte
 _JSON_TYPES = frozenset({"application/json", "text/plain", "application/octet-stream"})
 
 
+#: characters of a refused Content-Type quoted back (a header may be 64 KiB)
+_QUOTED_CHARS = 100
+
+
 def _check_content_type(value: str | None) -> None:
     if value is None or not value.strip():
         return
     media = value.split(";", 1)[0].strip().lower()
     if media in _JSON_TYPES or media.endswith("+json"):
         return
-    raise RequestError(f"Content-Type {media!r} is not accepted: send JSON "
+    # the header as sent, not its media type: that is empty in "; charset=utf-8"
+    sent = value.strip()
+    if len(sent) > _QUOTED_CHARS:
+        sent = sent[:_QUOTED_CHARS] + "..."
+    raise RequestError(f"Content-Type {sent!r} is not accepted: send JSON "
                        "(application/json or text/plain)", status=415,
-                       code="unsupported_media_type", details={"content_type": media})
+                       code="unsupported_media_type", details={"content_type": sent})
 
 
 def client_ip(scope: Scope, headers: Headers, proxy_header: str | None) -> str | None:
@@ -145,7 +154,8 @@ async def _collect(state: NerveState, scope: Scope, headers: Headers,
             # refusing it, and the loader, which only gets the CPU they leave, would
             # never catch up: the refusal comes slowly
             await asyncio.sleep(OVERLOAD_ANSWER_DELAY)
-            raise BackpressureError(BEHIND + "; retry shortly", retry_after=2)
+            raise BackpressureError(BEHIND + "; retry shortly", retry_after=2,
+                                    details=backlog_details(state))
         _check_content_type(_text(headers, b"content-type"))
         try:
             async with asyncio.timeout(state.body_timeout):

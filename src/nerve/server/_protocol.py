@@ -12,7 +12,9 @@ when nothing did (as the keep-alive timeout closes).
 Nor does anything bound their size: httptools hands uvicorn a header's value whole, so
 one header that never ends is held, and copied as it grows, until the deadline (a client
 on loopback pushed ~80 MB in 8 s, and the worker grew by 155 MB). Headers past
-``MAX_HEADER_BYTES`` are refused with 431 and the connection is closed.
+``MAX_HEADER_BYTES`` are refused with 431 and the connection is closed: while they come,
+by the bytes read so far, and when they are complete, by their size (headers that came in
+one read with their end were never counted as they came; a read is up to 256 KiB).
 
 uvicorn's own refusals are in nerve's one error shape too: a request its parser cannot
 read (both Content-Length and chunked framing, a malformed length, an unknown method or
@@ -63,6 +65,16 @@ _TOO_LARGE = _refusal(b"431 Request Header Fields Too Large", "headers_too_large
 _NOT_HTTP = _refusal(b"400 Bad Request", "invalid_http", "the request is not valid HTTP/1.1 "
                      "(its request line, a header, or its framing: Content-Length and "
                      "Transfer-Encoding both set, or a length that is not a number)", None)
+
+#: the request line's bytes besides its method and URL, and the blank line ending headers
+_LINE_FRAMING = len(b"  HTTP/1.1\r\n\r\n")
+#: a header's bytes besides its name and value
+_HEADER_FRAMING = len(b": \r\n")
+
+
+class _HeadersTooLargeError(Exception):
+    """Raised in a parser callback to stop parsing a request answered with 431."""
+
 
 #: seconds a client refused past ``max_connections`` is asked to wait
 CROWDED_RETRY_AFTER = 1
@@ -146,6 +158,8 @@ class _HeaderLimits(HttpToolsProtocol):
         self._in_headers = False
         #: bytes received since the request began, while its headers were incomplete
         self._header_bytes = 0
+        #: bytes of the read being parsed: with ``_header_bytes``, a bound on the headers'
+        self._read_bytes = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -156,6 +170,7 @@ class _HeaderLimits(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        self._read_bytes = len(data)
         super().data_received(data)
         if self._in_headers and not self.transport.is_closing():
             self._header_bytes += len(data)
@@ -166,6 +181,8 @@ class _HeaderLimits(HttpToolsProtocol):
 
     def send_400_response(self, msg: str) -> None:
         """A request the parser refused: nerve's error shape instead of uvicorn's text."""
+        if self.transport.is_closing():
+            return  # answered already: its headers were too large (``on_headers_complete``)
         self.transport.write(_NOT_HTTP)
         self.transport.close()
         self.unreadable.refused(self.app)
@@ -184,7 +201,22 @@ class _HeaderLimits(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_headers = False
         self._disarm()
+        # the reads since the request began bound its headers' size: measured only when
+        # that bound is over the limit (a read of more than 64 KiB, or headers in several)
+        if (self._header_bytes + self._read_bytes > MAX_HEADER_BYTES
+                and self._head_bytes() > MAX_HEADER_BYTES):
+            self.transport.write(_TOO_LARGE)
+            self.transport.close()
+            _count(self.app, 431, "headers_too_large")
+            # stops the parser before uvicorn reads the URL (one over 64 KiB is a 400 there)
+            # or starts the app; uvicorn then calls send_400_response, which sees it closed
+            raise _HeadersTooLargeError
         super().on_headers_complete()
+
+    def _head_bytes(self) -> int:
+        """The request line's and headers' bytes (less any optional whitespace)."""
+        return (len(self.parser.get_method()) + len(self.url) + _LINE_FRAMING
+                + sum(len(name) + len(value) + _HEADER_FRAMING for name, value in self.headers))
 
     def on_response_complete(self) -> None:
         super().on_response_complete()

@@ -154,6 +154,8 @@ class NerveState:
     metrics: Metrics | None = None
     #: unloaded log bytes at the last check, and since when (monotonic) it has been > 0
     backlog_bytes: int = 0
+    #: the bound on ``backlog_bytes`` (``[collector] max_backlog_bytes``) once it is watched
+    max_backlog_bytes: int | None = None
     behind_since: float | None = None
     #: how many processes accept events (``--workers``): each takes 1/N of a rate limit
     processes: int = 1
