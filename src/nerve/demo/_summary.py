@@ -241,8 +241,8 @@ def explore_section(ctx: SummaryContext) -> Section:
         {"what": "ground truth", "value": str(root / "ground_truth.json")},
         {"what": "server", "value": ctx.url if ctx.url and ctx.run.get("serving", True)
          else f"stops now (--no-serve); start it again: nerve --workspace {root} serve"},
-        {"what": "query", "value": f"nerve --workspace {root} sql \"SELECT event, count(*) "
-                                   "FROM events GROUP BY 1 ORDER BY 2 DESC\""},
+        {"what": "query", "value": f"nerve --workspace {root} sql \"SELECT coalesce(event, type) "
+                                   "AS event, count(*) FROM events GROUP BY 1 ORDER BY 2 DESC\""},
         {"what": "catalog", "value": f"nerve --workspace {root} catalog list"},
         {"what": "docs", "value": "docs/demo.md"},
     ]
