@@ -427,3 +427,20 @@ def test_table_and_csv_print_the_same_with_and_without_the_server(
     assert alone[2].splitlines()[1].startswith("2026-03-10T00:00:00-07:00,3,0,3,")
     serve(ws)
     assert printed() == alone
+
+
+def test_funnel_table_shows_percentages_and_times(workspace: Workspace) -> None:
+    """The table reads as a person would: 2 of 3 ios users is 66.7%, u1's and u3's
+    purchases came 5 and 1 minutes after the cart (median 3 min); json keeps the numbers."""
+    result = CliRunner().invoke(app, ["--workspace", str(workspace.root), "funnel",
+                                      "add_to_cart", "purchase_complete", "--window", "1d",
+                                      "--by", "platform"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    ios = next(line for line in result.stdout.splitlines()
+               if "purchase_complete" in line and "ios" in line)
+    assert "66.7%" in ios
+    assert "3 min" in ios
+    assert "0.666" not in result.stdout
+    rows = _funnel_json(workspace)
+    assert rows[1]["conversion"] == 2 / 3
+    assert rows[1]["median_seconds"] == 180

@@ -13,6 +13,7 @@ import pytest
 from tests.anomaly.conftest import load_demo
 from tests.conftest import Server, free_port
 
+from nerve.cli._anomaly import table_row
 from nerve.workspace import Workspace
 
 NOW = "2026-11-20T12:00"
@@ -94,3 +95,18 @@ def test_the_server_answers_the_same_and_exposes_live_alerts(shop: Path) -> None
     finally:
         server.stop()
 
+
+
+def test_the_table_shows_the_change_in_percent_and_times_to_the_minute() -> None:
+    """`nerve anomalies` printed change -0.7134 (a 71% drop, or 0.7%?) and observed
+    1.6111, expected 4.7608, with times as 2026-11-25T12:00:00+00:00 wrapped over lines."""
+    row = {"target": "payment_failure_rate", "dimension": "payment_provider",
+           "value": "adyen", "direction": "up", "start": "2026-11-28T20:00:00+00:00",
+           "end": "2026-11-28T21:00:00+01:00", "observed": 0.428571, "expected": 0.029412,
+           "change": 13.5613, "score": 9.1}
+    shown = table_row(row)
+    assert shown["change"] == "+1356.1%"
+    assert (shown["observed"], shown["expected"]) == ("0.4286", "0.02941")
+    assert shown["start"] == "2026-11-28 20:00"
+    assert shown["end"] == "2026-11-28 21:00 +01:00"  # an offset other than UTC's is kept
+    assert "score" not in shown

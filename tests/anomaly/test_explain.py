@@ -611,3 +611,17 @@ def test_the_period_before_local_days_is_local_days_across_a_dst_switch(
                      now=datetime(2026, 11, 2, 20, tzinfo=UTC))  # Monday 12:00 in LA
     assert monday["observed"] == per_day[date(2026, 11, 1)]
     assert monday["baseline"] == per_day[date(2026, 10, 31)]
+
+
+def test_a_misspelt_event_is_suggested_as_an_event(shop: tuple[Any, SemanticLayer]) -> None:
+    """`nerve explain add_to_crt` meant the event add_to_cart: the error says so, and
+    that the name is neither an event nor a metric (not only 'unknown metric')."""
+    events, layer = shop
+    with pytest.raises(QueryError) as caught:
+        explain(events, "add_to_crt", layer=layer, period="yesterday", now=NOW,
+                catalog_events=["add_to_cart", "product_view", "payment_failed"])
+    assert "did you mean add_to_cart?" in str(caught.value)
+    assert "neither a cataloged event nor a metric" in str(caught.value)
+    # a metric's synonym or name still resolves as before
+    assert explain(events, "carts", layer=layer, period="yesterday", now=NOW,
+                   dimensions=["platform"])["observed"] == 50

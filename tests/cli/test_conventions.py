@@ -137,3 +137,16 @@ def test_booleans_read_the_same_in_csv_and_json(tmp_path: Path) -> None:
         {"yes": "true", "no": "false", "unknown": ""}]
     json_out = runner.invoke(app, ["-w", str(ws), "sql", "--format", "json", query])
     assert json.loads(json_out.stdout) == [{"yes": True, "no": False, "unknown": None}]
+
+
+def test_the_commands_of_a_first_day_show_an_example() -> None:
+    """README: every command explains itself with --help. The ones a newcomer runs on
+    the first day (README, docs/workspace.md, docs/catalog.md) each show an example."""
+    first_day = [["init"], ["serve"], ["status"], ["console"], ["sql"], ["demo"], ["check"],
+                 ["catalog", "list"], ["catalog", "lint"], ["catalog", "docs"],
+                 ["quarantine", "list"], ["metrics", "query"], ["funnel"],
+                 ["experiment", "analyze"], ["anomalies"], ["explain"], ["ask"]]
+    for command in first_day:
+        result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, command
+        assert "Example: nerve " + command[0] in result.stdout, command

@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+import io
+import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
+from rich.console import Console
 
 import nerve.demo
-from nerve.demo import SimConfig, ground_truth
+from nerve.cli._demo import _print
+from nerve.demo import SHOP_DIR, SimConfig, ground_truth
 from nerve.demo._summary import (
     SECTIONS,
     Section,
     SummaryContext,
     build_summary,
     events_section,
+    experiment_analysis_section,
     explore_section,
+    funnel_section,
     incidents_section,
+    metrics_section,
 )
 from nerve.workspace import Workspace, init_workspace
 
@@ -84,3 +91,42 @@ def test_default_sections_are_listed() -> None:
     names = [fn.__name__ for fn in SECTIONS]
     assert names[0] == "overview_section"
     assert names[-1] == "explore_section"
+
+
+def test_summary_tables_read_as_percent_currency_and_keep_every_digit(tmp_path: Path) -> None:
+    """The printed summary shows a conversion as a percentage, revenue in its currency
+    (metrics/*.yaml), a p-value of 2.3e-06 as such; the rows (json, csv) keep the figures."""
+    base = context(tmp_path, {})
+    for folder in ("events", "metrics", "experiments"):
+        shutil.copytree(SHOP_DIR / folder, base.workspace.root / folder, dirs_exist_ok=True)
+    # what the server's read APIs answer (the demo calls them over HTTP)
+    answers: dict[str, Any] = {
+        "/v1/metrics/query": {"time_column": "week", "rows": [
+            {"week": "2026-11-09", "revenue": 246912.4, "orders": 1740,
+             "average_order_value": 141.9, "checkout_conversion": 0.7595,
+             "payment_failure_rate": 0.025}]},
+        "/v1/funnels": {"rows": [
+            {"step": 1, "event": "session_start", "users": 9436, "conversion": 1.0,
+             "median_seconds": None},
+            {"step": 2, "event": "product_view", "users": 9428, "conversion": 0.99915,
+             "median_seconds": 69.4}]},
+        "/v1/experiments/analyze": {"decision": "ship", "rows": [
+            {"variant": "simple", "metric": "checkout_conversion", "units": 296,
+             "mean": 0.785, "lift": 0.3748, "ci_low": 0.2205, "ci_high": 0.529,
+             "p_value": 2.28e-06, "chance_to_win": 1.0}]},
+    }
+    ctx = SummaryContext(base.workspace, base.truth, base.url, base.sql,
+                         api=lambda path, body: answers[path])
+    sections = [s for s in (metrics_section(ctx), funnel_section(ctx),
+                            experiment_analysis_section(ctx)) if s is not None]
+    assert len(sections) == 3
+    out = Console(width=250, record=True, file=io.StringIO())
+    _print(sections, out)
+    text = out.export_text()
+    for shown in ("246,912.40 USD", "1,740", "141.90 USD", "75.9%", "2.5%",  # metrics
+                  "9,436", "99.9%", "69 s",                                  # funnel
+                  "+37.5%", "+22.1%", "+52.9%", "2.3e-06", "100.0%"):        # experiment
+        assert shown in text, shown
+    analysis = next(s for s in sections if s.key == "experiment_analysis")
+    assert analysis.rows[0]["p_value"] == 2.28e-06  # not rounded away to 0.0
+    assert sections[0].rows[0]["revenue"] == 246912.4

@@ -229,3 +229,16 @@ def test_the_query_can_come_from_a_file_or_stdin(
     result = runner.invoke(app, ["-w", str(ws.root), "sql"])
     assert result.exit_code == ExitCode.INVALID
     assert "give a query" in result.stderr
+
+
+def test_the_table_shows_null_apart_from_an_empty_string(
+        make_workspace: Callable[..., Workspace]) -> None:
+    ws = make_workspace()
+    result = runner.invoke(app, ["--workspace", str(ws.root), "sql",
+                                 "SELECT NULL AS event, '' AS empty, 3 AS n"],
+                           env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.stdout.splitlines() if "3" in line)
+    assert [cell.strip() for cell in row.strip("│ \n").split("│")] == ["NULL", "", "3"]
+    as_json = sql(ws, "SELECT NULL AS event", "--format", "json")
+    assert json.loads(as_json.stdout) == [{"event": None}]

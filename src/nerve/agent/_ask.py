@@ -97,6 +97,20 @@ def _metric_args(plan: Plan, span: Span | None, **extra: Any) -> dict[str, Any]:
     return args
 
 
+def shell_join(parts: list[str]) -> str:
+    """A command line to copy into a shell, as a person would type it: a filter with
+    quotes in double quotes, where shlex.join's single quotes come out unreadable.
+
+    >>> print(shell_join(["nerve", "metrics", "query", "revenue", "--where",
+    ...                   "platform = 'android'", "--since", "2026-11-09"]))
+    nerve metrics query revenue --where "platform = 'android'" --since 2026-11-09
+    >>> print(shell_join(["nerve", "ask", 'say "$HOME"']))
+    nerve ask 'say "$HOME"'
+    """
+    return " ".join(f'"{part}"' if shlex.quote(part) != part and not set('"$`\\!') & set(part)
+                    else shlex.quote(part) for part in parts)
+
+
 def _command(args: dict[str, Any]) -> str:
     parts = ["nerve", "metrics", "query", *args["metrics"]]
     for key in ("by", "segments"):
@@ -107,7 +121,7 @@ def _command(args: dict[str, Any]) -> str:
             parts += [f"--{key}", str(args[key])]
     for value in args.get("order_by", []):
         parts += ["--order-by", value]
-    return shlex.join(parts)
+    return shell_join(parts)
 
 
 def _query(ctx: Context, b: Builder, args: dict[str, Any]) -> tuple[dict[str, Any], str]:
@@ -330,7 +344,7 @@ def _funnel(plan: Plan, ctx: Context, b: Builder) -> None:
     command = ["nerve", "funnel", *plan.steps, "--window", args["window"],
                *(arg for key in ("since", "until", "by") if key in args
                  for arg in (f"--{key}", args[key]))]
-    q = b.ran("run_funnel", args, command=shlex.join(command))
+    q = b.ran("run_funnel", args, command=shell_join(command))
     b.caveats.extend(result.get("caveats") or [])
     rows = result["rows"]
     groups: dict[Any, list[str]] = {}
@@ -467,7 +481,7 @@ def _daily(plan: Plan, ctx: Context, b: Builder,
     args["metrics"] = [counted.name]
     result = run_tool(events, "query_metrics", args)
     # the same daily counts as a command (`nerve trend` counts an event, unfiltered)
-    command = None if plan.where or plan.segments else shlex.join([
+    command = None if plan.where or plan.segments else shell_join([
         "nerve", "trend", plan.event, "--grain", "day", "--since", window.since.isoformat(),
         "--until", window.until.isoformat()])
     return result, b.ran("query_metrics", args, result["sql"], command), counted.name
@@ -508,7 +522,7 @@ def _explain(plan: Plan, ctx: Context, b: Builder) -> None:
     command = ["nerve", "explain", target, "--period", period, "--vs", vs,
                *(["--by", plan.by] if plan.by else []),
                *(["--where", where] if where else [])]
-    q = b.ran("explain_change", args, command=shlex.join(command))
+    q = b.ran("explain_change", args, command=shell_join(command))
     kind, currency, label = _target_of(plan, ctx)
     obs = b.num(f"{label} observed", r.get("observed"), q, "explain_change", kind, currency)
     base = b.num(f"{label} baseline", r.get("baseline"), q, "explain_change", kind, currency)

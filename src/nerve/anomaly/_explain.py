@@ -41,6 +41,7 @@ from nerve.anomaly._explain_decompose import (
     significant_z,
 )
 from nerve.anomaly._explain_words import MIN_SCORE, summary
+from nerve.anomaly._run import resolve_target
 from nerve.anomaly._series import count_metric, with_metrics
 from nerve.errors import QueryError
 from nerve.semantic import Measure, Metric, MetricQuery, SemanticLayer
@@ -178,7 +179,8 @@ def _target(layer: SemanticLayer, target: str, events: Sequence[str]) -> _Target
         return _Target(with_metrics(layer, [metric, EXPOSURE, *extra]), metric.name,
                        f"{target} events", "additive", events=(target,), actors=actors,
                        counted=True, exposure_counted=True)
-    metric = layer.get(target)
+    # a typo may mean an event as well as a metric: the error names the closest of both
+    metric = layer.get(resolve_target(target, layer, events)[1])
     used = tuple(layer.events_of(metric.name))
     if metric.type == "simple" and metric.measure and metric.measure.agg in (
             "count", "count_distinct", "sum"):

@@ -87,6 +87,8 @@ def lint(
     Each finding names its rule, severity, file and line. Exit 1 on errors, 3 when only
     warnings are found, 0 when clean. Configure in nerve.toml [catalog]: naming,
     min_description, and [catalog.rules] to change a rule's severity or turn it off.
+
+    Example: nerve catalog lint --format junit > lint.xml  (in CI)
     """
     ws = load_workspace(ctx)
     config = LintConfig.from_toml(ws.config.raw, ws.root / CONFIG_FILE, ws.line_of)
@@ -137,7 +139,10 @@ def list_events(
     )] = False,
     fmt: FormatOption = Format.table,
 ) -> None:
-    """List cataloged events with their version, owner and retention."""
+    """List cataloged events with their version, owner and retention.
+
+    Example: nerve catalog list --all-versions --format csv
+    """
     ws = load_workspace(ctx)
     catalog = Catalog.load(ws.events_dir)
     specs = [v for s in catalog for v in catalog.versions(s.name)] if all_versions \
@@ -261,7 +266,9 @@ def docs(
     Each page shows the event's metadata, properties (type, required, PII), versions and
     changelog (git log when in git), an example payload, the metrics that use it, and,
     when the warehouse is there, 7/28-day volume and quarantine rate (through nerve
-    serve while it runs).
+    serve while it runs). Open index.html of the folder in a browser.
+
+    Example: nerve catalog docs --out site  (then open site/index.html)
     """
     # jinja2 and the warehouse load only for this command
     from nerve.catalog._docs import build_site  # noqa: PLC0415

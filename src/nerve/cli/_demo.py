@@ -22,6 +22,7 @@ from nerve.cli._common import (
     emit_json,
     err_console,
     handle_errors,
+    readable,
 )
 from nerve.demo import DEFAULT_DAYS, DEFAULT_USERS, simulate
 from nerve.demo._run import (
@@ -145,6 +146,31 @@ def _send(sim: Any, ws: Workspace, url: str, out: Console) -> Any:
             sim, ws, url, lambda done, n: bar.update(task, completed=done, messages=n))
 
 
+def _cell(value: Any, form: str | None) -> str:
+    """A summary value as a person reads it: thousands separators, and the column's
+    format (``Section.formats``): a conversion as 48.7%, a lift as +37.5%, revenue in USD.
+
+    >>> [_cell(246912.4, "currency USD"), _cell(0.48741, "percent"), _cell(0.3748, "change"),
+    ...  _cell(2.28e-06, "p"), _cell(69.4, "seconds"), _cell(210341, None), _cell(141.9, None)]
+    ['246,912.40 USD', '48.7%', '+37.5%', '2.3e-06', '69 s', '210,341', '141.9']
+    """
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if form == "percent":
+        return f"{value:.1%}"
+    if form == "change":
+        return f"{value:+.1%}"
+    if form == "p":
+        return f"{value:.2g}"
+    if form == "seconds":
+        return f"{value:,.0f} s"
+    if form is not None and form.startswith("currency"):
+        return f"{value:,.2f} {form.removeprefix('currency').strip()}".strip()
+    return f"{value:,}" if isinstance(value, int) else readable(value)
+
+
 def _print(sections: list[Section], out: Console) -> None:
     for section in sections:
         table = Table(title=section.title, title_justify="left", title_style="bold")
@@ -154,8 +180,7 @@ def _print(sections: list[Section], out: Console) -> None:
         for column in columns:
             table.add_column(escape(column), overflow="fold")
         for row in section.rows:
-            table.add_row(*("" if row.get(c) is None else
-                            f"{row[c]:,}" if isinstance(row[c], int) else escape(str(row[c]))
+            table.add_row(*(escape(_cell(row.get(c), section.formats.get(c)))
                             for c in columns))
         out.print()
         if section.rows:

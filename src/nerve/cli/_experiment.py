@@ -113,6 +113,8 @@ def analyze(ctx: typer.Context, key: Annotated[str, typer.Argument(help="Experim
     variant and metric (lift, ci_low, ci_high, p_value, seq_ci_low, seq_ci_high,
     cuped_lift, chance_to_win, ...); with --by, "breakdown" holds the same per value of
     the dimension. --format csv prints the rows, then the breakdown's.
+
+    Example: nerve experiment analyze simple_checkout --by platform
     """
     from nerve.experiments._run import confidence_level, report_text  # noqa: PLC0415
 

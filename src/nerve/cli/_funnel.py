@@ -26,6 +26,7 @@ from nerve.cli._common import (
 )
 from nerve.cli._remote import answer
 from nerve.errors import CatalogError, InternalError, QueryError
+from nerve.quality._result import fmt_duration
 from nerve.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -195,8 +196,36 @@ def funnel(
         return
     rows = answer["rows"]
     if fmt is Format.table:
-        rows = [{k: v for k, v in r.items() if k not in _TABLE_HIDDEN} for r in rows]
+        rows = [_table_row(r) for r in rows]
     emit(rows, fmt, title=" → ".join(steps))
+
+
+def _table_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A funnel row for people: counts with separators, conversions as percentages,
+    times in seconds, minutes or hours (json and csv keep the numbers as they are).
+
+    >>> _table_row({"step": 2, "event": "add_to_cart", "label": "add_to_cart",
+    ...             "users": 2483, "converted": 1697, "dropped": 786, "conversion": 0.73789,
+    ...             "step_conversion": 0.73789, "median_seconds": 20.712})
+    ... # doctest: +NORMALIZE_WHITESPACE
+    {'step': 2, 'label': 'add_to_cart', 'users': '2,483', 'converted': '1,697',
+     'dropped': '786', 'conversion': '73.8%', 'step_conversion': '73.8%', 'median_time': '21 s'}
+    """
+    shown: dict[str, Any] = {}
+    for key, value in row.items():
+        if key in _TABLE_HIDDEN:
+            continue
+        if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+            shown["median_time" if key == "median_seconds" else key] = value
+        elif key in ("conversion", "step_conversion"):
+            shown[key] = f"{value:.1%}"
+        elif key == "median_seconds":
+            shown["median_time"] = fmt_duration(value)
+        elif key in ("users", "converted", "dropped"):
+            shown[key] = f"{value:,}"
+        else:
+            shown[key] = value
+    return shown
 
 
 @handle_errors

@@ -88,6 +88,8 @@ def list_quarantine(
     """List quarantined events, newest first, with their first violation.
 
     Works while `nerve serve` runs (the query goes through it).
+
+    Example: nerve quarantine list --event add_to_cart --limit 20
     """
     ws = load_workspace(ctx)
     where = f"WHERE event = {_literal(event)} " if event is not None else ""

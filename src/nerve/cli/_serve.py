@@ -80,6 +80,8 @@ def serve_command(
 
     SIGTERM or Ctrl-C: finish in-flight requests, load the rest of the log, exit 0.
 
+    Example: nerve serve --port 8701  (another port when 8700 is taken)
+
     Docs: docs/collector.md, docs/operations.md, docs/privacy.md, docs/http-api.md.
     """
     # the server pulls in uvicorn, Starlette and the warehouse: only `serve` pays for them
@@ -117,6 +119,8 @@ def console_command(
     which the browser keeps to itself (no server or log sees it). A reader
     opens /ui and types her own token instead.
 
+    Example: nerve console --print  (the URL, to open elsewhere)
+
     Docs: docs/http-api.md.
     """
     import webbrowser  # noqa: PLC0415
@@ -143,6 +147,8 @@ def status_command(ctx: typer.Context, fmt: FormatOption = Format.table) -> None
 
     From the running nerve serve (GET /v1/status), else from the workspace's files
     and log. The web console shows the same (nerve console).
+
+    Example: nerve status --format json  (nerve --workspace shop status from elsewhere)
     """
     import httpx  # noqa: PLC0415
 

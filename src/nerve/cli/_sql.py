@@ -55,7 +55,8 @@ def sql(
     nerve expire deleted), check_results (once the checks have run), and a typed view
     `evt_<event>` per cataloged event (docs/storage.md). Statements that change anything
     (INSERT, DROP, ATTACH, COPY, ...) and functions that read files are refused. While
-    `nerve serve` runs, the query goes through the server.
+    `nerve serve` runs, the query goes through the server. The table shows NULL as NULL;
+    json and csv give null and an empty field.
 
     Example: nerve sql "SELECT event, count(*) AS n FROM events GROUP BY 1" --format json
     """
@@ -69,7 +70,12 @@ def sql(
     assert query is not None
     ws = load_workspace(ctx)
     body = run_sql(ws, query)
-    emit(_Rows(list(body["columns"]), list(body["rows"])), fmt)
+    rows = list(body["rows"])
+    if fmt is Format.table:
+        # as DuckDB's shell shows it: an empty cell would read as an empty string (the
+        # events of identify, page and screen calls have no event name)
+        rows = [{k: "NULL" if v is None else v for k, v in row.items()} for row in rows]
+    emit(_Rows(list(body["columns"]), rows), fmt)
 
 
 def run_sql(ws: Workspace, query: str) -> dict[str, Any]:

@@ -20,9 +20,16 @@ def init(
     directory: Annotated[Path, typer.Argument(help="Folder to create the workspace in.")],
     name: Annotated[str | None, typer.Option(help="Project name (default: the folder's)")] = None,
 ) -> None:
-    """Create a workspace: nerve.toml with write keys, events/, metrics/, a git-ignored .nerve/."""
+    """Create a workspace: nerve.toml with write keys, events/, metrics/, a git-ignored .nerve/.
+
+    Then write one YAML file per event in events/ (docs/catalog.md), run nerve serve in
+    the folder and send events with a write key (docs/sdk.md).
+
+    Example: nerve init shop && cd shop && nerve catalog lint
+    """
     ws = init_workspace(directory, name)
     console.print(f"Created workspace [bold]{ws.config.name}[/bold] in {ws.root}")
     for source in ws.config.sources:
         console.print(f"  source {source.name:<8} write key {source.write_key}")
-    console.print("Next: add events/*.yaml, then `nerve serve` in that folder.")
+    console.print("Next: add events/*.yaml (one file per event: docs/catalog.md), then "
+                  "`nerve serve` in that folder.")

@@ -48,6 +48,10 @@ class Section:
     title: str
     rows: list[dict[str, Any]]
     note: str | None = None
+    #: how the table shows a column's numbers (the rows keep every digit for json and
+    #: csv): "percent" (0.4874 as 48.7%), "change" (+37.5%), "p" (2.3e-06), "seconds"
+    #: (69 s), or "currency USD"; other numbers get thousands separators
+    formats: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {"key": self.key, "title": self.title, "rows": self.rows, "note": self.note}
@@ -121,10 +125,26 @@ def metrics_section(ctx: SummaryContext) -> Section | None:
     answer = ctx.api("/v1/metrics/query", {"metrics": names, "grain": "week",
                                            "since": f"{ctx.truth['simulation']['days']}d"})
     time_column = answer.get("time_column") or "week"
-    rows = [{time_column: row.get(time_column),
-             **{name: _number(row.get(name)) for name in names}} for row in answer["rows"]]
+    rows = [{time_column: row.get(time_column), **{name: row.get(name) for name in names}}
+            for row in answer["rows"]]
     return Section("metrics", "Key metrics per week (semantic layer)", rows,
-                   "nerve metrics query revenue checkout_conversion --by platform --grain day")
+                   "nerve metrics query revenue checkout_conversion --by platform --grain day",
+                   _metric_formats(ctx, names))
+
+
+def _metric_formats(ctx: SummaryContext, names: list[str]) -> dict[str, str]:
+    """The table formats of metrics, as metrics/*.yaml declares them (format, currency)."""
+    from nerve.semantic import SemanticLayer  # noqa: PLC0415 - loaded when the demo prints
+
+    layer = SemanticLayer.load(ctx.workspace)
+    formats = {}
+    for name in names:
+        metric = layer.get(name)
+        if metric.format == "percent":
+            formats[name] = "percent"
+        elif metric.format == "currency":
+            formats[name] = f"currency {metric.currency or ''}".strip()
+    return formats
 
 
 def funnel_section(ctx: SummaryContext) -> Section | None:
@@ -135,12 +155,12 @@ def funnel_section(ctx: SummaryContext) -> Section | None:
              "purchase_complete"]
     answer = ctx.api("/v1/funnels", {"steps": steps, "window": "1h"})
     rows = [{"step": r["step"], "event": r["event"], "users": r["users"],
-             "conversion": _number(r.get("conversion")),
-             "median time": None if r.get("median_seconds") is None
-             else f"{r['median_seconds']:.0f} s"} for r in answer["rows"]]
+             "conversion": r.get("conversion"), "median_seconds": r.get("median_seconds")}
+            for r in answer["rows"]]
     return Section("funnel", "Purchase funnel (users, 1 h window)", rows,
                    "nerve funnel session_start product_view add_to_cart checkout_start "
-                   "purchase_complete --window 1h --by platform")
+                   "purchase_complete --window 1h --by platform",
+                   {"conversion": "percent", "median_seconds": "seconds"})
 
 
 def checks_section(ctx: SummaryContext) -> Section | None:
@@ -168,7 +188,7 @@ def experiment_analysis_section(ctx: SummaryContext) -> Section | None:
     if ctx.api is None or not any(folder.glob("*.yaml")):
         return None
     readout = ctx.api("/v1/experiments/analyze", {"key": key})
-    rows = [{k: _number(v) for k, v in row.items()
+    rows = [{k: v for k, v in row.items()
              if k in ("variant", "metric", "units", "mean", "lift", "ci_low", "ci_high",
                       "p_value", "chance_to_win")}
             for row in readout.get("rows", readout.get("results", []))]
@@ -178,14 +198,9 @@ def experiment_analysis_section(ctx: SummaryContext) -> Section | None:
             if decision else None)
     return Section("experiment_analysis", f"Experiment {key}: analysis", rows,
                    (note + f"; details: nerve experiment analyze {key}") if note
-                   else f"nerve experiment analyze {key}")
-
-
-def _number(value: Any) -> Any:
-    """Round floats for reading; leave everything else alone."""
-    if isinstance(value, float):
-        return round(value, 4) if abs(value) < 10 else round(value, 2)
-    return value
+                   else f"nerve experiment analyze {key}",
+                   {"lift": "change", "ci_low": "change", "ci_high": "change", "p_value": "p",
+                    "chance_to_win": "percent"})
 
 
 def incidents_section(ctx: SummaryContext) -> Section | None:
@@ -208,7 +223,8 @@ def experiment_section(ctx: SummaryContext) -> Section:
              "purchasers": arm["purchasers"]} for arm in exp["observed"]]
     return Section("experiment", f"Running experiment {exp['key']} ({exp['targeting']['segment']}, "
                    f"since {exp['start'][:10]})", rows,
-                   f"true lift of checkout completion: {exp['true_lift']['relative']:+.0%}")
+                   f"true lift of checkout completion: {exp['true_lift']['relative']:+.0%}",
+                   {"checkout completion": "percent"})
 
 
 def faults_section(ctx: SummaryContext) -> Section:
@@ -225,8 +241,8 @@ def explore_section(ctx: SummaryContext) -> Section:
         {"what": "ground truth", "value": str(root / "ground_truth.json")},
         {"what": "server", "value": ctx.url if ctx.url and ctx.run.get("serving", True)
          else f"stops now (--no-serve); start it again: nerve --workspace {root} serve"},
-        {"what": "query", "value": f"nerve --workspace {root} sql \"SELECT event, count(*) "
-                                   "FROM events GROUP BY 1 ORDER BY 2 DESC\""},
+        {"what": "query", "value": f"nerve --workspace {root} sql \"SELECT coalesce(event, type) "
+                                   "AS event, count(*) FROM events GROUP BY 1 ORDER BY 2 DESC\""},
         {"what": "catalog", "value": f"nerve --workspace {root} catalog list"},
         {"what": "docs", "value": "docs/demo.md"},
     ]
