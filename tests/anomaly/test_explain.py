@@ -441,6 +441,38 @@ def test_a_segment_that_fell_while_the_total_rose_is_an_offset(tmp_path: Path) -
     assert "Against the change: platform = android (rate effect -50" in result["summary"]
 
 
+def test_the_explain_table_lists_what_went_against_the_change_and_reads_as_percent(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The summary named android "against the change", but the only table was the
+    drivers': android showed there as a mix effect with another z, and shares and
+    effects had five decimals (0.28754, 30.1299)."""
+    from typer.testing import CliRunner
+
+    from nerve.cli import ExitCode, _anomaly, app
+
+    events, layer = churn_shop(
+        tmp_path, before=[("ios", "1", 200, 40), ("android", "1", 200, 60)],
+        during=[("ios", "1", 200, 120), ("android", "1", 200, 10)])
+    result = explain(events, "add_to_cart", layer=layer, period="yesterday", now=NOW,
+                     dimensions=["platform"], catalog_events=["add_to_cart",
+                                                              "product_view"])
+    monkeypatch.setattr(_anomaly, "answer", lambda *args: result)
+    runner = CliRunner()
+    assert runner.invoke(app, ["init", str(tmp_path / "ws")]).exit_code == ExitCode.OK
+    shown = runner.invoke(app, ["-w", str(tmp_path / "ws"), "explain", "add_to_cart"],
+                          env={"COLUMNS": "200"})
+    assert shown.exit_code == ExitCode.OK, shown.output
+    # the tables come after the summary (which names android against the change too)
+    drivers, against = shown.output.split("Drivers", 1)[1].split("Against the change", 1)
+    assert "android" in against
+    assert "rate" in against
+    ios_share = result["drivers"][0]["share"]
+    assert f"{ios_share:.1%}" in drivers
+    csv = runner.invoke(app, ["-w", str(tmp_path / "ws"), "explain", "add_to_cart",
+                              "--format", "csv"])
+    assert repr(result["offsets"][0]["z"]) in csv.output  # every digit
+
+
 def test_a_conversion_metric_splits_by_its_base_users(shop: tuple[Any, SemanticLayer]
                                                       ) -> None:
     events, layer = shop

@@ -200,9 +200,9 @@ def explain(
         return
     console.print(result["summary"], markup=False)
     if result["drivers"]:
-        emit([{k: d.get(k) for k in ("dimension", "value", "effect", "contribution",
-                                     "share", "observed", "expected", "mix", "rate", "z")}
-              for d in result["drivers"]], fmt, title="Drivers")
+        emit(effect_rows(result["drivers"], fmt), fmt, title="Drivers")
+    if result.get("offsets"):  # the summary names them: "Against the change: ..."
+        emit(effect_rows(result["offsets"], fmt), fmt, title="Against the change")
     if result["related"]:
         emit(result["related"], fmt, title="Related")
     if result["caveats"]:
@@ -210,6 +210,29 @@ def explain(
               for c in result["caveats"]], fmt, title="Caveats")
     if result.get("funnel"):
         emit(result["funnel"]["steps"], fmt, title="Funnel")
+
+
+def effect_rows(items: list[dict[str, Any]], fmt: Format) -> list[dict[str, Any]]:
+    """Drivers (or the values against the change) as rows. A table shows a share in
+    percent and the effects and z rounded for reading; CSV keeps every digit.
+
+    >>> effect_rows([{"value": "ios", "share": 0.28754, "mix": 30.1299, "rate": -40.549,
+    ...               "z": 1.75637}], Format.table)[0]["share"]
+    '28.8%'
+    """
+    rows = []
+    for d in items:
+        row = {k: d.get(k) for k in ("dimension", "value", "effect", "contribution", "share",
+                                     "observed", "expected", "mix", "rate", "z")}
+        if fmt is Format.table:
+            if row["share"] is not None:
+                row["share"] = f"{row['share']:.1%}"
+            for key, digits in (("mix", 1), ("rate", 1), ("z", 2)):
+                value = row[key]
+                if value is not None:
+                    row[key] = round(value, digits)
+        rows.append(row)
+    return rows
 
 
 @handle_errors
