@@ -84,19 +84,25 @@ class StreamLoader(Loader):
     def backlog_bytes(self) -> int:
         # the pace looks several times a second, loads or not: the claim is renewed here
         link = self._reachable()
-        if time.monotonic() - self._claimed_at > LEASE_SECONDS / 4:
-            self.claim()
-        return link.backlog_bytes()
+        try:
+            if time.monotonic() - self._claimed_at > LEASE_SECONDS / 4:
+                self.claim()
+            return link.backlog_bytes()
+        except TimeoutError as exc:  # the connection dropped after the look: the same
+            raise self._unreachable() from exc
 
     def _reachable(self) -> StreamLink:
         """The stream's link; ``TransientError`` saying so while NATS is out of reach (a
         request then only ends in a timeout's traceback, after seconds)."""
         link = self._stream().link
         if not link.connected:
-            raise TransientError(f"the NATS stream {self.settings.stream!r} is unreachable: "
-                                 "the connection is down (reconnecting); loading resumes "
-                                 "once NATS answers")
+            raise self._unreachable()
         return link
+
+    def _unreachable(self) -> TransientError:
+        return TransientError(f"the NATS stream {self.settings.stream!r} is unreachable: "
+                              "the connection is down (reconnecting); loading resumes once "
+                              "NATS answers")
 
     def claim(self) -> None:
         """Claim the stream for this loader (or renew the claim); ``UserError`` naming the
