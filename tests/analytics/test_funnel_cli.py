@@ -15,6 +15,7 @@ from tests.analytics.conftest import ev
 from typer.testing import CliRunner
 
 from nerve.cli import app
+from nerve.cli._common import console
 from nerve.warehouse import Warehouse
 from nerve.workspace import Workspace
 
@@ -429,15 +430,18 @@ def test_table_and_csv_print_the_same_with_and_without_the_server(
     assert printed() == alone
 
 
-def test_funnel_table_shows_percentages_and_times(workspace: Workspace) -> None:
+def test_funnel_table_shows_percentages_and_times(workspace: Workspace,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """The table reads as a person would: 2 of 3 ios users is 66.7%, u1's and u3's
     purchases came 5 and 1 minutes after the cart (median 3 min); json keeps the numbers."""
+    # a row on one line: COLUMNS alone left the table 80 wide in some runs of the suite
+    monkeypatch.setattr(console, "_width", 200)
     result = CliRunner().invoke(app, ["--workspace", str(workspace.root), "funnel",
                                       "add_to_cart", "purchase_complete", "--window", "1d",
                                       "--by", "platform"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    ios = next(line for line in result.stdout.splitlines()
-               if "purchase_complete" in line and "ios" in line)
+    ios = next((line for line in result.stdout.splitlines()
+                if "purchase_complete" in line and "ios" in line), result.stdout)
     assert "66.7%" in ios
     assert "3 min" in ios
     assert "0.666" not in result.stdout
