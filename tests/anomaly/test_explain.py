@@ -449,6 +449,7 @@ def test_the_explain_table_lists_what_went_against_the_change_and_reads_as_perce
     from typer.testing import CliRunner
 
     from nerve.cli import ExitCode, _anomaly, app
+    from nerve.cli._common import console
 
     events, layer = churn_shop(
         tmp_path, before=[("ios", "1", 200, 40), ("android", "1", 200, 60)],
@@ -457,6 +458,8 @@ def test_the_explain_table_lists_what_went_against_the_change_and_reads_as_perce
                      dimensions=["platform"], catalog_events=["add_to_cart",
                                                               "product_view"])
     monkeypatch.setattr(_anomaly, "answer", lambda *args: result)
+    # a row on one line: COLUMNS alone left the table 80 wide in some runs of the suite
+    monkeypatch.setattr(console, "_width", 200)
     runner = CliRunner()
     assert runner.invoke(app, ["init", str(tmp_path / "ws")]).exit_code == ExitCode.OK
     shown = runner.invoke(app, ["-w", str(tmp_path / "ws"), "explain", "add_to_cart"],
