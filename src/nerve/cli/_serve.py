@@ -199,6 +199,10 @@ def _status_rows(body: dict[str, Any], fmt: Format) -> list[dict[str, Any]]:
     if log.get("write_problem"):
         rows.append((f"{log['kind']} log", f"cannot be written: {log['write_problem']}; "
                                            "ingest answers 503 until it can"))
+    disk = body.get("warehouse_disk") or {}
+    if disk.get("problem"):
+        rows.append(("warehouse disk", f"short of room: {disk['problem']}; ingest answers "
+                                       "503 until it has room"))
     if log.get("set_aside"):
         rows.append(("log files set aside", "\n".join(log["set_aside"]) + "\n(damaged or "
                      "refused log data kept for inspection, docs/storage.md: read, then "

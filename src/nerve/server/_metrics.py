@@ -245,8 +245,16 @@ class _WorkspaceGauges:
         yield GaugeMetricFamily("nerve_loader_lag_seconds",
                                 "How long the log has had unloaded data (0: caught up)",
                                 value=0.0 if behind is None else time.monotonic() - behind)
-        yield GaugeMetricFamily("nerve_overloaded", "1 while ingest answers 503 (backlog)",
+        yield GaugeMetricFamily("nerve_overloaded", "1 while ingest answers 503 (backlog, "
+                                "or the warehouse's disk short of room)",
                                 value=float(state.overloaded))
+        if state.warehouse_free_bytes is not None:
+            yield GaugeMetricFamily("nerve_warehouse_free_bytes", "Free bytes on the "
+                                    "warehouse's disk", value=state.warehouse_free_bytes)
+            yield GaugeMetricFamily("nerve_warehouse_short_of_room", "1 while ingest "
+                                    "answers 503 because the warehouse's disk has less room "
+                                    "than loading the log needs",
+                                    value=float(state.short_of_room))
         loader = state.loader
         totals = getattr(loader, "totals", None)
         if totals is not None:

@@ -36,6 +36,7 @@ from nerve import __version__
 from nerve.erasure import ERASURES_TABLE, retention_enforced
 from nerve.errors import QueryError, did_you_mean
 from nerve.log import StreamWriter, set_aside_files, write_problem
+from nerve.server._backpressure import room_problem, warehouse_room
 from nerve.server._metrics import pipeline_health
 from nerve.server._state import NerveState
 from nerve.server.api._common import caller, in_thread, json_response, readable
@@ -139,6 +140,10 @@ async def status(request: Request) -> Response:
                        "last_error": None if error is None else str(error).splitlines()[0],
                        "last_load_seconds": getattr(loader, "last_load_seconds", None)},
             "warehouse": warehouse_figures(warehouse),
+            "warehouse_disk": _disk_figures(
+                state.workspace, None if state.warehouse_free_bytes is None else
+                (state.warehouse_free_bytes, state.warehouse_needs_bytes or 0),
+                short=state.short_of_room),
             "catalog": catalog_figures(state),
             "retention": retention_figures(warehouse, state.workspace, state.retention_job),
         }
@@ -202,6 +207,17 @@ def retention_figures(warehouse: Any, workspace: Workspace, job: Any = None
             "failed_at": None if failed_at is None else failed_at.isoformat()}
 
 
+def _disk_figures(workspace: Workspace, room: tuple[int, int] | None,
+                  short: bool | None = None) -> dict[str, Any] | None:
+    """The local warehouse's disk: its free bytes, what loading the log needs there, and
+    while it is short (a server's own verdict, else the figures'), why and what to do."""
+    if room is None:
+        return None
+    short = room[0] < room[1] if short is None else short
+    return {"free_bytes": room[0], "needed_bytes": room[1],
+            "problem": room_problem(workspace, *room) if short else None}
+
+
 def catalog_figures(state: NerveState) -> dict[str, Any]:
     """The catalog in use: its events, when it was loaded, and why the files in events/
     did not replace it at their last change (``problems``; empty when they did)."""
@@ -239,7 +255,9 @@ def offline_status(workspace: Workspace) -> dict[str, Any]:
                     "behind_seconds": None,
                     "write_problem": write_problem(workspace) if kind == "local" else None,
                     "set_aside": set_aside(workspace) if kind == "local" else []},
-            "loader": None, "warehouse": figures, "catalog": None, "retention": retention}
+            "loader": None, "warehouse": figures,
+            "warehouse_disk": _disk_figures(workspace, warehouse_room(workspace, unloaded)),
+            "catalog": None, "retention": retention}
 
 
 def routes() -> list[BaseRoute]:
