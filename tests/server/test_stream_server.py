@@ -17,6 +17,9 @@ import orjson
 import pytest
 from serverkit import EVENTS, Senders, basic, order, rows, write_key
 
+from nerve.cli._common import Format
+from nerve.cli._serve import _status_rows
+from nerve.server.api.console import offline_status
 from nerve.workspace import Workspace
 
 
@@ -273,3 +276,17 @@ def test_forget_through_a_server_on_nats_says_nothing_of_a_local_log(
     assert ".nerve/log" not in done.stderr
     assert not (nats_shop.data_dir / "log").exists()
     assert server.stop() == 0
+
+
+def test_status_on_a_collect_only_machine_says_the_warehouse_is_elsewhere(
+        nats_shop: Workspace) -> None:
+    # a machine of collectors: no warehouse file. nerve status made an empty one and
+    # showed 0 events, as if nothing had been collected
+    body = offline_status(nats_shop)
+    assert body["warehouse"] is None
+    assert nats_shop.warehouse_file is not None
+    assert not nats_shop.warehouse_file.exists()
+    shown = {r["what"]: r["value"] for r in _status_rows(body, Format.table)}
+    assert "events in the warehouse" not in shown
+    assert "not on this machine" in shown["warehouse"]
+    assert "--collect-only" in shown["warehouse"]

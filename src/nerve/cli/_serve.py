@@ -182,12 +182,18 @@ def _status_rows(body: dict[str, Any], fmt: Format) -> list[dict[str, Any]]:
     warehouse, collector, log = body["warehouse"], body["collector"], body["log"]
     loader = body["loader"]
     since = "since the server started" if body["url"] else "in the server's last run"
-    rows = [
-        ("server", body["url"] or "not running"),
-        ("events in the warehouse", n(warehouse['events'])),
-        ("received in the last 24 h", n(warehouse['events_24h'])),
-        ("newest event received", warehouse["last_received_at"] or "none"),
-        ("quarantined rows", n(warehouse['quarantine'])),
+    rows = [("server", body["url"] or "not running")]
+    if warehouse is None:
+        rows.append(("warehouse", "not on this machine: the log is a NATS stream, and the "
+                                  "nerve serve that loads it (without --collect-only) holds "
+                                  "the warehouse; run nerve status there"))
+    else:
+        rows += [
+            ("events in the warehouse", n(warehouse['events'])),
+            ("received in the last 24 h", n(warehouse['events_24h'])),
+            ("newest event received", warehouse["last_received_at"] or "none"),
+            ("quarantined rows", n(warehouse['quarantine']))]
+    rows += [
         (f"accepted {since}", n(collector['accepted'])),
         (f"with violations {since}", n(collector['quarantined'])),
         (f"dropped {since}", ", ".join(f"{k}: {n(v)}" for k, v in collector["dropped"].items())

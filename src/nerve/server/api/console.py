@@ -228,7 +228,9 @@ def catalog_figures(state: NerveState) -> dict[str, Any]:
 
 def offline_status(workspace: Workspace) -> dict[str, Any]:
     """``GET /v1/status``'s shape when no server runs: the workspace's files and log
-    (``url`` and ``loader`` are None; the collector's counters are its last run's)."""
+    (``url`` and ``loader`` are None; the collector's counters are its last run's).
+    ``warehouse`` is None on a machine of NATS collectors without a warehouse file: the
+    server that loads the stream has it (an empty one used to be made and shown)."""
     from nerve.log import StreamLink, StreamSettings, backlog_bytes  # noqa: PLC0415
     from nerve.warehouse import Warehouse  # noqa: PLC0415
 
@@ -243,11 +245,17 @@ def offline_status(workspace: Workspace) -> dict[str, Any]:
         finally:
             link.close()
     path = Warehouse.file_of(workspace.warehouse_url)
-    if path is not None and not path.exists():
-        Warehouse.for_workspace(workspace).close()  # a fresh workspace: the empty tables
-    with Warehouse.for_workspace(workspace, read_only=True) as warehouse:
-        figures = warehouse_figures(warehouse)
-        retention = retention_figures(warehouse, workspace)
+    figures: dict[str, Any] | None = None
+    retention: dict[str, Any] | None = None
+    if kind == "jetstream" and path is not None and not path.exists():
+        # a collect-only machine: the warehouse is the loading server's, not an empty one
+        pass
+    else:
+        if path is not None and not path.exists():
+            Warehouse.for_workspace(workspace).close()  # a fresh workspace: the empty tables
+        with Warehouse.for_workspace(workspace, read_only=True) as warehouse:
+            figures = warehouse_figures(warehouse)
+            retention = retention_figures(warehouse, workspace)
     return {"project": workspace.config.name, "timezone": workspace.config.timezone,
             "version": __version__, "url": None,
             "collector": pipeline_health(workspace),
