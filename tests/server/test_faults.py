@@ -257,12 +257,50 @@ def test_ingest_stops_while_the_warehouse_disk_lacks_room_to_load_the_log(
                for e in logged)
 
 
-def _wait_for(get: Callable[[], httpx.Response], done: Callable[[httpx.Response], bool]
-              ) -> httpx.Response:
+def _wait_for(get: Callable[[], httpx.Response], done: Callable[[httpx.Response], bool],
+              seconds: float = 10) -> httpx.Response:
     """``get()`` until ``done`` says so (the backlog watcher looks twice a second)."""
-    for _ in range(100):
+    for _ in range(int(seconds * 10)):
         answer = get()
         if done(answer):
             return answer
         time.sleep(0.1)
     raise AssertionError(f"never came: {answer.status_code} {answer.text}")
+
+
+def test_short_of_room_the_server_checkpoints_the_warehouse_and_takes_events_again(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., Any],
+        small_disk: Callable[..., Path]) -> None:
+    # DuckDB keeps loaded rows in its WAL, uncompressed, until 256 MB: on a small disk the
+    # WAL alone made the room short, and ingest stayed refused until a restart
+    ws = make_workspace(EVENTS)
+    data = small_disk(ws.data_dir, "48m")
+    server = serve(ws)
+    (data / "filler").write_bytes(b"\0" * (shutil.disk_usage(data).free - 28 * 1024 * 1024))
+    auth = basic(write_key(ws))
+    acked: set[str] = set()
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        for n in range(400):
+            batch = _batch(n, 200)
+            answer = client.post("/v1/batch", json={"batch": batch}, headers=auth)
+            if answer.status_code != 200:
+                assert "too little room" in answer.json()["message"], answer.text
+                break
+            acked.update(m["messageId"] for m in batch)
+        else:
+            pytest.fail("the warehouse's disk never ran short of room")
+        # nothing is sent meanwhile: the checkpoint alone makes the room
+        _wait_for(lambda: client.get("/ready"), lambda r: r.status_code == 200, seconds=60)
+        answer = client.post("/v1/batch", json={"batch": _batch(999)}, headers=auth)
+        assert answer.status_code == 200, answer.text
+        acked.update(m["messageId"] for m in _batch(999))
+    assert server.stop() == 0
+    loaded = _loaded(ws)
+    assert len(loaded) == len(set(loaded))
+    assert set(loaded) == acked
+    logged = [orjson.loads(line) for line in server.log.read_text().splitlines()
+              if line.startswith("{")]
+    checkpoints = [e for e in logged if "checkpointed" in e["message"]]
+    assert checkpoints
+    assert checkpoints[0]["wal_bytes_after"] < checkpoints[0]["wal_bytes_before"]
+    assert not [e for e in logged if e["logger"] == "nerve.loader" and e["level"] == "error"]

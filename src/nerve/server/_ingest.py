@@ -150,12 +150,14 @@ async def _collect(state: NerveState, scope: Scope, headers: Headers,
     endpoint = scope["path"].rsplit("/", 1)[-1]
     try:
         if state.overloaded:
+            # why now: the watcher may change it during the wait below
+            reason, details = overload_reason(state), backlog_details(state)
             # a client that retries at once would otherwise keep the workers busy
             # refusing it, and the loader, which only gets the CPU they leave, would
             # never catch up: the refusal comes slowly
             await asyncio.sleep(OVERLOAD_ANSWER_DELAY)
-            raise BackpressureError(overload_reason(state) + "; retry shortly", retry_after=2,
-                                    details=backlog_details(state))
+            raise BackpressureError(reason + "; retry shortly", retry_after=2,
+                                    details=details)
         _check_content_type(_text(headers, b"content-type"))
         try:
             async with asyncio.timeout(state.body_timeout):
