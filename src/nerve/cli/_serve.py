@@ -182,7 +182,13 @@ def _status_rows(body: dict[str, Any], fmt: Format) -> list[dict[str, Any]]:
     warehouse, collector, log = body["warehouse"], body["collector"], body["log"]
     loader = body["loader"]
     since = "since the server started" if body["url"] else "in the server's last run"
-    rows = [("server", body["url"] or "not running")]
+    collectors = body.get("collect_only_pids")
+    server = body["url"] or "not running"
+    if not body["url"] and collectors:
+        since = "since the collectors started"
+        server = (f"not running; nerve serve --collect-only runs here (pid "
+                  f"{', '.join(map(str, collectors))}: it takes events, no read API)")
+    rows = [("server", server)]
     if warehouse is None:
         rows.append(("warehouse", "not on this machine: the log is a NATS stream, and the "
                                   "nerve serve that loads it (without --collect-only) holds "

@@ -37,7 +37,7 @@ from nerve.erasure import ERASURES_TABLE, retention_enforced
 from nerve.errors import QueryError, did_you_mean
 from nerve.log import StreamWriter, set_aside_files, write_problem
 from nerve.server._backpressure import room_problem, warehouse_room
-from nerve.server._metrics import pipeline_health
+from nerve.server._metrics import live_collectors, pipeline_health
 from nerve.server._state import NerveState
 from nerve.server.api._common import caller, in_thread, json_response, readable
 from nerve.workspace import Workspace
@@ -247,9 +247,10 @@ def offline_status(workspace: Workspace) -> dict[str, Any]:
     path = Warehouse.file_of(workspace.warehouse_url)
     figures: dict[str, Any] | None = None
     retention: dict[str, Any] | None = None
+    collectors = live_collectors(workspace) if kind == "jetstream" else {}
+    collector = pipeline_health(workspace, list(collectors.values()) if collectors else None)
     if kind == "jetstream" and path is not None and not path.exists():
-        # a collect-only machine: the warehouse is the loading server's, not an empty one
-        pass
+        pass  # a collectors' machine: the warehouse is the loading server's, not an empty one
     else:
         if path is not None and not path.exists():
             Warehouse.for_workspace(workspace).close()  # a fresh workspace: the empty tables
@@ -258,7 +259,7 @@ def offline_status(workspace: Workspace) -> dict[str, Any]:
             retention = retention_figures(warehouse, workspace)
     return {"project": workspace.config.name, "timezone": workspace.config.timezone,
             "version": __version__, "url": None,
-            "collector": pipeline_health(workspace),
+            "collect_only_pids": list(collectors), "collector": collector,
             "log": {"kind": kind, "backlog_bytes": unloaded, "overloaded": None,
                     "behind_seconds": None,
                     "write_problem": write_problem(workspace) if kind == "local" else None,
