@@ -282,6 +282,15 @@ class Workspace:
                 return prefix + str(self.root / path)
         return url
 
+    @property
+    def warehouse_file(self) -> Path | None:
+        """The DuckDB database file of ``warehouse_url`` (None: in memory, or another
+        engine), without opening it: for a look at its disk's room."""
+        url, prefix = self.warehouse_url, "duckdb://"
+        if not url.startswith(prefix) or url[len(prefix):] in ("", ":memory:"):
+            return None
+        return Path(url[len(prefix):])
+
     @classmethod
     def load(cls, root: Path | str | None = None) -> Workspace:
         """Load the workspace at ``root``, else ``$NERVE_WORKSPACE``, else the current folder."""

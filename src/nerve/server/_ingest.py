@@ -22,9 +22,9 @@ from starlette.types import Receive, Scope, Send
 
 from nerve.collector import ENDPOINTS, RequestError
 from nerve.errors import BackpressureError, NerveError, TransientError
-from nerve.server._backpressure import backlog_details
+from nerve.server._backpressure import backlog_details, overload_reason
 from nerve.server._errors import nerve_error_response, unexpected_error_handler
-from nerve.server._state import BEHIND, NerveState
+from nerve.server._state import NerveState
 
 __all__ = ["INGEST_PATHS", "OVERLOAD_ANSWER_DELAY", "IngestApp", "client_ip", "ingest_routes"]
 
@@ -150,12 +150,14 @@ async def _collect(state: NerveState, scope: Scope, headers: Headers,
     endpoint = scope["path"].rsplit("/", 1)[-1]
     try:
         if state.overloaded:
+            # why now: the watcher may change it during the wait below
+            reason, details = overload_reason(state), backlog_details(state)
             # a client that retries at once would otherwise keep the workers busy
             # refusing it, and the loader, which only gets the CPU they leave, would
             # never catch up: the refusal comes slowly
             await asyncio.sleep(OVERLOAD_ANSWER_DELAY)
-            raise BackpressureError(BEHIND + "; retry shortly", retry_after=2,
-                                    details=backlog_details(state))
+            raise BackpressureError(reason + "; retry shortly", retry_after=2,
+                                    details=details)
         _check_content_type(_text(headers, b"content-type"))
         try:
             async with asyncio.timeout(state.body_timeout):
