@@ -22,7 +22,7 @@ from nerve._urls import url_query_setting
 from nerve.errors import WorkspaceError
 
 __all__ = ["SETTINGS", "CollectorLimits", "Source", "Workspace", "WorkspaceConfig",
-           "check_settings", "init_workspace"]
+           "check_settings", "duckdb_file", "init_workspace"]
 
 CONFIG_FILE = "nerve.toml"
 DATA_DIR = ".nerve"
@@ -286,10 +286,7 @@ class Workspace:
     def warehouse_file(self) -> Path | None:
         """The DuckDB database file of ``warehouse_url`` (None: in memory, or another
         engine), without opening it: for a look at its disk's room."""
-        url, prefix = self.warehouse_url, "duckdb://"
-        if not url.startswith(prefix) or url[len(prefix):] in ("", ":memory:"):
-            return None
-        return Path(url[len(prefix):])
+        return duckdb_file(self.warehouse_url)
 
     @classmethod
     def load(cls, root: Path | str | None = None) -> Workspace:
@@ -554,3 +551,11 @@ def init_workspace(root: Path | str, name: str | None = None) -> Workspace:
 
 def _new_key() -> str:
     return secrets.token_urlsafe(18)
+
+
+def duckdb_file(url: str) -> Path | None:
+    """The database file a ``duckdb://`` URL names (None for memory or other URLs)."""
+    prefix = "duckdb://"
+    if not url.startswith(prefix) or url[len(prefix):] in ("", ":memory:"):
+        return None
+    return Path(url[len(prefix):])
