@@ -6,11 +6,15 @@ import pytest
 
 from nerve.server._ingest import client_ip
 
-PROXY = {"client": ("10.0.0.2", 40000)}  # the connection: the proxy's own address
+#: the connection: the proxy's own address
+PEER = ("10.0.0.2", 40000)
 
 
-def forwarded(value: str, header: str | None = "X-Forwarded-For") -> str | None:
-    return client_ip(PROXY, {b"x-forwarded-for": value.encode("latin-1")}, header)
+def forwarded(*lines: str, header: str | None = "X-Forwarded-For") -> str | None:
+    """The client's address for a request with these lines of X-Forwarded-For."""
+    scope = {"client": PEER, "headers": [(b"host", b"nerve"), *(
+        (b"x-forwarded-for", line.encode("latin-1")) for line in lines)]}
+    return client_ip(scope, header)
 
 
 @pytest.mark.parametrize(("value", "address"), [
@@ -45,3 +49,10 @@ def test_a_header_with_no_items_is_as_if_absent(value: str) -> None:
 
 def test_the_header_counts_only_when_a_proxy_is_trusted() -> None:
     assert forwarded("203.0.113.7", header=None) == "10.0.0.2"
+
+
+def test_a_header_in_several_lines_is_one_list_and_its_last_item_wins() -> None:
+    """HAProxy adds a line of its own: the first line (the client's claim) was taken."""
+    assert forwarded("6.6.6.6", "203.0.113.7") == "203.0.113.7"
+    assert forwarded("6.6.6.6, 7.7.7.7", "203.0.113.7:443") == "203.0.113.7"
+    assert forwarded() == "10.0.0.2"

@@ -115,18 +115,20 @@ def _check_content_type(value: str | None) -> None:
                        code="unsupported_media_type", details={"content_type": sent})
 
 
-def client_ip(scope: Scope, headers: Headers, proxy_header: str | None) -> str | None:
+def client_ip(scope: Scope, proxy_header: str | None) -> str | None:
     """The sender's address: the connection's, or what the trusted proxy says it saw.
 
     With ``[collector] trusted_proxy_header = "X-Forwarded-For"`` the LAST address of the
     header is used (``forwarded_address``): it is the one the trusted proxy appended, while
-    earlier entries are whatever the client claimed. A header with no item at all is as if
-    absent; one whose last item is not an address (``unknown``) gives no address, not the
-    proxy's own.
+    earlier entries are whatever the client claimed. The header's lines are read as one
+    list, in order (HAProxy appends a line of its own: taking the first line took the
+    client's). A header with no item at all is as if absent; one whose last item is not
+    an address (``unknown``) gives no address, not the proxy's own.
     """
     if proxy_header:
-        forwarded = _text(headers, proxy_header.lower().encode("latin-1"))
-        if forwarded and forwarded.replace(",", "").strip():
+        name = proxy_header.lower().encode("latin-1")
+        forwarded = b",".join(v for k, v in scope["headers"] if k == name).decode("latin-1")
+        if forwarded.replace(",", "").strip():
             return forwarded_address(forwarded)
     client = scope.get("client")
     return str(client[0]) if client else None
@@ -195,7 +197,7 @@ async def _collect(state: NerveState, scope: Scope, headers: Headers,
         collected = state.collector.collect(
             body, endpoint=endpoint, authorization=_text(headers, b"authorization"),
             content_encoding=_text(headers, b"content-encoding"),
-            client_ip=client_ip(scope, headers, state.proxy_header),
+            client_ip=client_ip(scope, state.proxy_header),
             user_agent=_text(headers, b"user-agent"))
         if state.limiter is not None:
             state.limiter.check(collected.source.name, len(collected.rows))
