@@ -93,6 +93,18 @@ def _too_long(index: int | None, field: str, value: str) -> RequestError:
                          f"{MAX_ID_CHARS} an id or event name may have", code="invalid_field")
 
 
+def _too_large(index: int | None, size: int, limit: int, **columns: str | None
+               ) -> RequestError:
+    """The refusal of a message whose JSON columns are over ``max_event_bytes``, naming
+    the largest of them (``properties``, ``traits`` or ``context``) as its field."""
+    sizes = {name: len(text) for name, text in columns.items() if text is not None}
+    field = max(sizes, key=sizes.__getitem__)
+    return message_error(index, field, f"the message's context, properties and traits are "
+                         f"{size} bytes of JSON ({field} {sizes[field]}), more than the "
+                         f"limit of {limit} ([collector] max_event_bytes)",
+                         code="event_too_large", status=413)
+
+
 def _quoted(value: Any) -> str:
     """``repr(value)``, cut to about _QUOTED_CHARS characters: a refused or quarantined
     value is quoted back, and it may be as long as the request."""
@@ -383,9 +395,8 @@ def map_messages(
             size = (len(context_json) + (len(properties_json) if properties_json else 0)
                     + (len(traits_json) if traits_json else 0))
             if size > max_event_bytes:
-                raise message_error(at, "$", f"the message is {size} bytes of JSON, more than "
-                                    f"the limit of {max_event_bytes}", code="event_too_large",
-                                    status=413)
+                raise _too_large(at, size, max_event_bytes, context=context_json,
+                                 properties=properties_json, traits=traits_json)
             # a column shorter than _DEEP_BYTES cannot nest that deep: most pay 3 compares
             if ((len(context_json) >= _DEEP_BYTES and _too_deep(context_json))
                     or (properties_json is not None and len(properties_json) >= _DEEP_BYTES
