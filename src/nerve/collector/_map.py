@@ -90,7 +90,8 @@ def _too_long(index: int | None, field: str, value: str) -> RequestError:
     """The refusal of an id or a name longer than MAX_ID_CHARS (only for the error; the
     value is not quoted: an id may be personal)."""
     return message_error(index, field, f"{len(value)} characters, more than the "
-                         f"{MAX_ID_CHARS} an id or event name may have", code="invalid_field")
+                         f"{MAX_ID_CHARS} an id or a name (of an event, page or screen) may "
+                         "have", code="invalid_field")
 
 
 def _too_large(index: int | None, size: int, limit: int, **columns: str | None

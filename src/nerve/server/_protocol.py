@@ -139,9 +139,9 @@ async def _crowded(details: dict[str, Any], scope: Any, receive: Any, send: Any)
     ``details`` name the limit (per process) and the connections open, as the backlog's
     503 names its bound and the backlog."""
     response = error_response(
-        503, "overloaded", f"this server process has {details['connections']} connections "
-        f"open, its limit ([collector] max_connections = {details['max_connections']}); "
-        "retry shortly", details,
+        503, "overloaded", "this server process serves as many connections or requests as "
+        f"it may ([collector] max_connections = {details['max_connections']}); retry shortly",
+        details,
         headers={"Retry-After": str(CROWDED_RETRY_AFTER), "Connection": "close"})
     await response(scope, receive, send)
 
