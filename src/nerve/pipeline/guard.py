@@ -51,8 +51,9 @@ class Guard:
         self._loose: dict[int, set[str]] = {}
         #: ``context.ip`` -> what the policy keeps of it (None: drop); traffic repeats IPs
         self._ips: dict[str, str | None] = {}
-        #: (agent, from the header?, has os?, has device?, has browser?) -> what enrichment
-        #: adds to such a context; traffic repeats a few agents and context shapes
+        #: (agent, from the header?, has os?, has device?, has a browser or is an app's?)
+        #: -> what enrichment adds to such a context; traffic repeats a few agents and
+        #: context shapes
         self._additions: dict[tuple[str, bool, bool, bool, bool],
                               tuple[tuple[str, Any], ...]] = {}
 
@@ -75,8 +76,9 @@ class Guard:
         else:
             from_header = False
         if agent is not None:
+            # a native app's context (it has app) gets no browser: one `in` per event
             key = (agent[:1024], from_header, bool(get("os")), bool(get("device")),
-                   bool(get("browser")))
+                   "app" in result or bool(get("browser")))
             additions = self._additions.get(key)
             if additions is None:
                 additions = context_additions(*key)
