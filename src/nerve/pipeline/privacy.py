@@ -52,9 +52,16 @@ Treatment = Literal["hash", "drop", "keep", "truncate"]
 #: what a keyed hash (``pseudonymise``) starts with
 HASH_PREFIX = "h:"
 
-#: words that make an uncataloged property's name look personal (hashed anyway)
+#: words that make an uncataloged property's name look personal (hashed anyway); a
+#: ``*_name`` only of a person (``employee_name``, ``patient_name``, ``given_name``), not
+#: of a thing (``event_name``, ``product_name``, ``screen_name``), nor an ambiguous one
+#: (``display_name``, ``client_name``, ``parent_name``: an app's, a category's)
 PERSONAL_NAMES = re.compile(
     r"(^|_)(e_?mail|phone|mobile|ssn|password|passwd|first_?name|last_?name|full_?name|"
+    r"(user|customer|employee|patient|member|contact|person|owner|account_?holder|"
+    r"card_?holder|holder|guardian|spouse|recipient|sender|guest|passenger|travell?er|"
+    r"student|teacher|applicant|candidate|doctor|physician|nurse|clinician|given|family|"
+    r"middle|maiden|nick|legal|real)_?name|surname|"
     r"address|street|postcode|zip_?code|birth_?date|dob|iban|card_?number|ip)($|_)",
     re.IGNORECASE,
 )

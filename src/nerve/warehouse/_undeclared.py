@@ -8,7 +8,7 @@ spec describes (a ``page`` call without a ``page`` spec), a trait identify does 
 declare, in ``traits`` or in ``context.traits`` (the user's traits the SDKs copy into
 every call). The collector's ``guard_unknown`` hashes those whose names look personal
 (``email``, ``phone``...) before they are stored, and keeps the rest as sent: a
-``note``, an ``employee_name``, a ``salary``. Nobody has said they are not personal, so
+``note``, a ``name``, a ``salary``. Nobody has said they are not personal, so
 the reader's view masks every one of them: a text by its ``m:`` mask, any other value
 (a number, a boolean) by the mask of its JSON text, inside objects and arrays too; the
 names stay, so a reader still sees what was sent, and equal values keep equal masks.
