@@ -375,7 +375,7 @@ def map_messages(
                         traits = payload
                 if clean_urls:
                     context, properties, violations = guard.urls(type_, context, properties,
-                                                                 violations)
+                                                                 violations, spec)
                 if type_ not in _TRAIT_CALLS:
                     context_traits = context.get("traits")
                     traits = context_traits if context_traits.__class__ is dict else None
