@@ -56,7 +56,10 @@ def _experiments(ws: Workspace) -> dict[str, Any]:
 @experiment_app.command("list")
 @handle_errors
 def list_experiments(ctx: typer.Context, fmt: FormatOption = Format.table) -> None:
-    """Every experiment with its variants, metrics and dates."""
+    """Every experiment with its variants, metrics and dates.
+
+    Example: nerve experiment list
+    """
     ws = _workspace(ctx)
     rows = [{"key": e.key, "name": e.name, "owner": e.owner, "status": e.status,
              "variants": ", ".join(f"{v.key} ({v.weight:g})" for v in e.variants),
@@ -69,7 +72,10 @@ def list_experiments(ctx: typer.Context, fmt: FormatOption = Format.table) -> No
 @handle_errors
 def show(ctx: typer.Context, key: Annotated[str, typer.Argument(help="Experiment key.")],
          fmt: FormatOption = Format.table) -> None:
-    """One experiment's definition, as SDKs receive it."""
+    """One experiment's definition, as SDKs receive it.
+
+    Example: nerve experiment show simple_checkout --format json
+    """
     exp = get_experiment(_experiments(_workspace(ctx)), key)
     info = {**exp.as_dict(), "hypothesis": exp.hypothesis, "owner": exp.owner,
             "primary": exp.primary, "secondary": list(exp.secondary),
@@ -143,7 +149,10 @@ def plan(ctx: typer.Context, key: Annotated[str, typer.Argument(help="Experiment
          baseline_days: Annotated[int, typer.Option(help="Days of history to read the primary "
                                                         "metric's level and traffic from.")] = 14,
          fmt: FormatOption = Format.table) -> None:
-    """Units and days needed to detect the experiment's minimum detectable effect."""
+    """Units and days needed to detect the experiment's minimum detectable effect.
+
+    Example: nerve experiment plan simple_checkout --baseline-days 28
+    """
     ws = _workspace(ctx)
     exp = get_experiment(_experiments(ws), key)
 
