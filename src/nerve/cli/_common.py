@@ -187,12 +187,19 @@ def print_table(columns: Sequence[str], cells: Sequence[Sequence[str]], title: s
     # folds, and if the numbers still do not fit, the columns go to several tables
     keys = _label_columns(columns, cells, atoms, target.width)
     groups = _groups(columns, cells, atoms, keys, target.width)
+
     for n, group in enumerate(groups):
         chosen = [*keys, *group] if len(groups) > 1 else list(range(len(columns)))
         heading = title if n == 0 else "(continued)"
         table = _build([columns[i] for i in chosen], [[r[i] for i in chosen] for r in cells],
                        [atoms[i] for i in chosen], heading, options, split=True,
                        numbers=[numbers[i] for i in chosen], width=target.width)
+        if len(groups) > 1:
+            # prose gets the width the packing gave it, or Rich widens it and cuts the
+            # table's last column
+            for column, i in zip(table.columns, chosen, strict=True):
+                if not atoms[i] and _least(cells, i, False, target.width) is None:
+                    column.max_width = _TEXT_WIDTH
         _print_one(table, heading, target)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _experiments(ws: Workspace) -> dict[str, Any]:
-    return load_experiments(ws.root / "experiments")
+    return load_experiments(ws.root / "experiments", ws.config.timezone)
 
 
 @experiment_app.command("list")
@@ -65,7 +65,22 @@ def list_experiments(ctx: typer.Context, fmt: FormatOption = Format.table) -> No
              "variants": ", ".join(f"{v.key} ({v.weight:g})" for v in e.variants),
              "primary": e.primary, "start": e.start, "end": e.end}
             for e in _experiments(ws).values()]
+    if fmt is Format.table:
+        # dates as written: an end date's moment is the midnight after its last day
+        for row in rows:
+            row["start"] = _day(row["start"])
+            row["end"] = _day(row["end"], last=True)
     emit(rows, fmt, title="experiments")
+
+
+def _day(moment: datetime | None, *, last: bool = False) -> str | None:
+    """A start or end for the table: the local date for a midnight (an end's last day),
+    else the moment."""
+    if moment is None:
+        return None
+    if (moment.hour, moment.minute, moment.second, moment.microsecond) != (0, 0, 0, 0):
+        return moment.isoformat()
+    return (moment - timedelta(days=1) if last else moment).date().isoformat()
 
 
 @experiment_app.command("show")
