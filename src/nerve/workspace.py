@@ -22,7 +22,7 @@ from nerve._urls import url_query_setting
 from nerve.errors import WorkspaceError
 
 __all__ = ["SETTINGS", "CollectorLimits", "Source", "Workspace", "WorkspaceConfig",
-           "check_settings", "duckdb_file", "init_workspace"]
+           "check_settings", "duckdb_file", "enclosing_workspace", "init_workspace"]
 
 CONFIG_FILE = "nerve.toml"
 DATA_DIR = ".nerve"
@@ -521,6 +521,20 @@ max_event_bytes = 32768       # one event, JSON
 max_request_bytes = 512000    # one request body, after gzip
 max_batch_events = 2500
 """
+
+
+def enclosing_workspace(folder: Path | str) -> Path | None:
+    """The workspace folder that holds ``folder`` (``folder`` itself excluded), if any:
+    the nearest parent with a nerve.toml.
+
+    >>> enclosing_workspace("/") is None
+    True
+    """
+    folder = Path(folder).resolve()
+    for parent in folder.parents:
+        if (parent / CONFIG_FILE).is_file():
+            return parent
+    return None
 
 
 def init_workspace(root: Path | str, name: str | None = None) -> Workspace:
