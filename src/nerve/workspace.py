@@ -22,7 +22,7 @@ from nerve._urls import url_query_setting
 from nerve.errors import WorkspaceError
 
 __all__ = ["SETTINGS", "CollectorLimits", "Source", "Workspace", "WorkspaceConfig",
-           "check_settings", "init_workspace"]
+           "check_settings", "duckdb_file", "enclosing_workspace", "init_workspace"]
 
 CONFIG_FILE = "nerve.toml"
 DATA_DIR = ".nerve"
@@ -282,6 +282,12 @@ class Workspace:
                 return prefix + str(self.root / path)
         return url
 
+    @property
+    def warehouse_file(self) -> Path | None:
+        """The DuckDB database file of ``warehouse_url`` (None: in memory, or another
+        engine), without opening it: for a look at its disk's room."""
+        return duckdb_file(self.warehouse_url)
+
     @classmethod
     def load(cls, root: Path | str | None = None) -> Workspace:
         """Load the workspace at ``root``, else ``$NERVE_WORKSPACE``, else the current folder."""
@@ -517,6 +523,20 @@ max_batch_events = 2500
 """
 
 
+def enclosing_workspace(folder: Path | str) -> Path | None:
+    """The workspace folder that holds ``folder`` (``folder`` itself excluded), if any:
+    the nearest parent with a nerve.toml.
+
+    >>> enclosing_workspace("/") is None
+    True
+    """
+    folder = Path(folder).resolve()
+    for parent in folder.parents:
+        if (parent / CONFIG_FILE).is_file():
+            return parent
+    return None
+
+
 def init_workspace(root: Path | str, name: str | None = None) -> Workspace:
     """Create a workspace folder with nerve.toml, events/, metrics/ and a git-ignored .nerve/."""
     root = Path(root).resolve()
@@ -545,3 +565,11 @@ def init_workspace(root: Path | str, name: str | None = None) -> Workspace:
 
 def _new_key() -> str:
     return secrets.token_urlsafe(18)
+
+
+def duckdb_file(url: str) -> Path | None:
+    """The database file a ``duckdb://`` URL names (None for memory or other URLs)."""
+    prefix = "duckdb://"
+    if not url.startswith(prefix) or url[len(prefix):] in ("", ":memory:"):
+        return None
+    return Path(url[len(prefix):])

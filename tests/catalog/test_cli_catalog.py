@@ -242,12 +242,71 @@ def test_lint_reports_rules_with_file_line_and_severity(
     assert {("event-name", 1), ("event-description", 2), ("event-purpose", 1),
             ("event-retention", 1), ("event-trigger", 1), ("property-name", 6),
             ("property-description", 6), ("enum-duplicate", 8), ("enum-type", 8),
-            ("constraint-type", 9), ("pii-handling", 14), ("property-pii", 15),
+            ("constraint-type", 9), ("property-pii", 15),
             ("array-items", 15)} <= found
     rules = {f["rule"]: f for f in json.loads(out)}
     assert rules["unused-group"]["severity"] == "warning"
     assert rules["event-name"]["severity"] == "error"
     assert rules["event-description"]["severity"] == "warning"  # present but short
+
+
+VISIT = """\
+name: visit_booked
+description: A patient books a video visit with a clinician.
+owner: care
+purpose: analytics
+trigger: The booking API confirms the slot.
+version: 1
+retention: 400d
+properties:
+  phone: {type: string, pii: personal, description: The patient's phone.}
+  symptoms: {type: string, pii: sensitive, description: What the patient typed.}
+"""
+
+
+@pytest.mark.parametrize(("toml", "expected"), [
+    # ingest hashes the phone by the policy's default and drops the symptoms (not
+    # allowed): nothing to report (this was two errors)
+    ("", set()),
+    # kept as sent by the policy: a warning naming it
+    ('[privacy]\npersonal = "keep"\n', {("pii-handling", "warning", "phone")}),
+    ('[privacy]\nallow_sensitive = ["visit_booked.symptoms"]\n',
+     {("pii-handling", "warning", "symptoms")}),
+    # a workspace that wants every handling written says so
+    ('[catalog.rules]\npii-handling = "error"\n',
+     {("pii-handling", "error", "phone"), ("pii-handling", "error", "symptoms")}),
+])
+def test_lint_of_a_missing_handling_agrees_with_the_privacy_policy(
+        make_workspace: Callable[..., Workspace], toml: str,
+        expected: set[tuple[str, str, str]]) -> None:
+    """A personal property without ``handling`` was an error, while ingest applies
+    ``[privacy] personal`` to it (a hash by default) and drops a sensitive one that
+    ``allow_sensitive`` does not list: lint now says what ingest does."""
+    from nerve.catalog import Catalog
+    from nerve.pipeline import PrivacyPolicy, protect_payload
+
+    ws = make_workspace({"visit_booked.yaml": VISIT}, extra_toml=toml)
+    code, out, _ = run(ws, "catalog", "lint", "--format", "json")
+    found = {(f["rule"], f["severity"], f["message"].split(":")[0].split(".")[-1])
+             for f in json.loads(out)}
+    assert found == expected, out
+    assert code == (1 if "error" in toml else 3 if expected else 0)
+    policy = PrivacyPolicy.from_config(ws.config.raw.get("privacy", {}), b"k" * 16)
+    spec = Catalog.load(ws.events_dir).get("visit_booked")
+    stored, _ = protect_payload({"phone": "+34 600", "symptoms": "cough"}, spec, policy)
+    kept = {name for name, value in stored.items()
+            if value == {"phone": "+34 600", "symptoms": "cough"}[name]}
+    assert kept == {name for _, severity, name in expected if severity == "warning"}
+
+
+def test_lint_without_the_policy_asks_for_every_handling() -> None:
+    """``lint_catalog`` without nerve.toml cannot know what ingest would do."""
+    from nerve.catalog import Catalog, EventSpec, PropertySpec, Version, lint_catalog
+
+    spec = EventSpec("visit_booked", Version(1), properties=(
+        PropertySpec("phone", "string", pii="personal"),))
+    assert [(f.rule, f.severity) for f in lint_catalog(Catalog.from_specs([spec]))
+            if f.rule == "pii-handling"] == [("pii-handling", "error")]
 
 
 def test_lint_warnings_only_exit_3_and_config_tunes_rules(

@@ -150,3 +150,34 @@ def test_the_commands_of_a_first_day_show_an_example() -> None:
         result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
         assert result.exit_code == 0, command
         assert "Example: nerve " + command[0] in result.stdout, command
+
+
+def test_every_command_shows_an_example() -> None:
+    """Not only the first day's: forget, expire, audit, catalog diff, metrics show,
+    experiment plan... each shows how it is typed."""
+    def commands(command: object, path: list[str]) -> list[list[str]]:
+        subs = getattr(command, "commands", None)
+        if subs is None:
+            return [path]
+        return [found for name, sub in subs.items() for found in commands(sub, [*path, name])]
+
+    for path in commands(typer.main.get_command(app), []):
+        result = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, path
+        assert "Example: nerve " + " ".join(path) in result.stdout, path
+
+
+def test_init_inside_a_workspace_names_it_and_creates_nothing(tmp_path: Path) -> None:
+    """Commands read the workspace of the folder they run in: one made inside another
+    (or in its events/ folder) is a second catalog and warehouse, not a part of it."""
+    outer = tmp_path / "shop"
+    assert runner.invoke(app, ["init", str(outer)]).exit_code == ExitCode.OK
+    for inner in (outer / "analytics", outer / "events" / "web"):
+        result = runner.invoke(app, ["init", str(inner)])
+        assert result.exit_code == ExitCode.INVALID, result.output
+        assert str(outer / "nerve.toml") in result.output
+        assert "--nested" in result.output
+        assert not (inner / "nerve.toml").exists()
+    result = runner.invoke(app, ["init", str(outer / "analytics"), "--nested"])
+    assert result.exit_code == ExitCode.OK, result.output
+    assert (outer / "analytics" / "nerve.toml").is_file()

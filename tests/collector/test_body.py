@@ -195,7 +195,14 @@ def test_limits_come_from_the_workspace(workspace: Workspace) -> None:
                           authorization=auth)
     assert info.value.status == 413
     assert info.value.code == "event_too_large"
-    assert info.value.details == {"index": 1, "field": "$"}
+    # the largest part is named: it was "$", and a client could not tell which to trim
+    assert info.value.details == {"index": 1, "field": "properties"}
+    assert "max_event_bytes" in str(info.value)
+    big_context = {**MESSAGE, "context": {"page": {"title": "t" * 400}}}
+    with pytest.raises(RequestError) as info:
+        collector.collect(orjson.dumps({"batch": [big_context]}), endpoint="batch",
+                          authorization=auth)
+    assert info.value.details == {"index": 0, "field": "context"}
     with pytest.raises(RequestError) as info:
         collector.collect(b" " * 2001, endpoint="batch", authorization=auth)
     assert info.value.status == 413

@@ -132,6 +132,50 @@ def test_a_quarantined_event_and_its_violations_hold_no_raw_url(
     assert [v["path"] for v in violations] == ["$.properties.url"]
 
 
+LINK = """\
+name: reset_link_sent
+description: A password reset link is e-mailed to a customer.
+owner: accounts
+purpose: analytics
+version: 1
+retention: 400d
+properties:
+  link: {type: string, format: uri, pii: none}
+  note: {type: string, pii: none}
+"""
+
+
+@pytest.mark.parametrize("setting", ['"drop"', '["utm_*"]'])
+def test_a_track_property_declared_as_a_url_is_treated_as_a_pages(
+        make_workspace: Callable[..., Workspace], setting: str) -> None:
+    """A track event's property declared ``format: uri`` holds a URL as a page's does
+    (a reset link's ``?email=``): it was stored as sent whatever ``url_query`` said. A
+    property without a URL format, and ``context.campaign``, stay as sent."""
+    ws = make_workspace({"reset_link_sent.yaml": LINK},
+                        extra_toml=f"[privacy]\nurl_query = {setting}\n")
+    collector = Collector(ws, Catalog.load(ws.events_dir))
+    note = f"sent to {EMAIL}"
+    campaign = {"source": "news", "content": "spring"}
+    sent = {"type": "track", "event": "reset_link_sent", "userId": "u1", "messageId": "r1",
+            "properties": {"link": f"https://bank.example/reset{QUERY}#t=1", "note": note},
+            "context": {"campaign": campaign}}
+    # an invalid one (a URL without its scheme breaks format: uri) goes to the
+    # quarantine: neither its row nor its violation keeps the query string
+    bad = {**sent, "messageId": "r2",
+           "properties": {"link": f"bank.example/reset{QUERY}", "note": "x"}}
+    good, quarantined = collect(collector, sent, bad)
+    kept = "" if setting == '"drop"' else "?utm_source=news"
+    assert orjson.loads(good["properties"] or "") == {
+        "link": f"https://bank.example/reset{kept}", "note": note}
+    assert orjson.loads(good["context"] or "")["campaign"] == campaign
+    assert quarantined["violations"]
+    assert f"?email={EMAIL}" not in orjson.dumps(quarantined).decode()
+    # the default keeps it as sent
+    ws = make_workspace({"reset_link_sent.yaml": LINK})
+    (as_sent,) = collect(Collector(ws, Catalog.load(ws.events_dir)), sent)
+    assert orjson.loads(as_sent["properties"] or "")["link"] == sent["properties"]["link"]
+
+
 def test_a_wrong_setting_stops_the_collector_naming_it(
         make_collector: Callable[..., Collector]) -> None:
     with pytest.raises(WorkspaceError, match=r"nerve.toml:\d+: \[privacy\] url_query: "

@@ -9,7 +9,7 @@ import pytest
 
 from nerve.catalog import Catalog
 from nerve.collector import Collector, RequestError, parse_timestamp
-from nerve.collector._map import MAX_STORED_DEPTH
+from nerve.collector._map import MAX_ID_CHARS, MAX_STORED_DEPTH
 from nerve.envelope import Envelope
 from nerve.workspace import Workspace
 
@@ -334,3 +334,48 @@ def test_spec_required_fields_refuse_the_request_naming_field_and_index(
     assert error.code == code
     assert error.details == {"index": 1, "field": field}
     assert f"batch[1].{field}" in str(error)
+
+
+#: far longer than an id or a name may be, and far shorter than a request may be
+HUGE = "x" * 450_000
+
+
+@pytest.mark.parametrize(("message", "field"), [
+    (track(userId=HUGE), "userId"),
+    (track(anonymousId=HUGE), "anonymousId"),
+    (track(messageId=HUGE), "messageId"),
+    (track(event=HUGE), "event"),
+    ({"type": "page", "userId": "u", "name": HUGE}, "name"),
+    ({"type": "screen", "anonymousId": "a", "name": HUGE}, "name"),
+    ({"type": "group", "userId": "u", "groupId": HUGE}, "groupId"),
+    ({"type": "alias", "userId": "u", "previousId": HUGE}, "previousId"),
+])
+def test_an_id_or_name_longer_than_the_limit_is_refused_naming_it(
+        collector: Collector, message: dict[str, Any], field: str) -> None:
+    """max_event_bytes bounds the JSON columns; these were bounded by the request only, so
+    a 450 KB user id was stored."""
+    body = {"batch": [track(), message]}
+    with pytest.raises(RequestError) as info:
+        collector.collect(orjson.dumps(body), endpoint="batch", authorization=_basic())
+    error = info.value
+    assert error.status == 400
+    assert error.code == "invalid_field"
+    assert error.details == {"index": 1, "field": field}
+    assert f"batch[1].{field}: 450000 characters" in str(error)
+    assert HUGE[:200] not in str(error)  # the value is not quoted back
+
+
+def test_ids_and_names_at_the_limit_are_kept(collector: Collector) -> None:
+    longest = "i" * MAX_ID_CHARS
+    env = one(collector, track(userId=longest, anonymousId=longest, messageId=longest))
+    assert env["user_id"] == env["anonymous_id"] == env["message_id"] == longest
+
+
+def test_a_long_unparseable_timestamp_is_quoted_cut_short(collector: Collector) -> None:
+    """A 450 KB timestamp put 900 KB of violations in the quarantine (quoted twice)."""
+    env = one(collector, track(timestamp=HUGE, sentAt="2026-11-28T10:00:00Z"),
+              received_at=T0_US)
+    [violation] = orjson.loads(env["violations"] or "")
+    assert violation["rule"] == "invalid_timestamp"
+    assert violation["message"].startswith("timestamp: 'xxx")
+    assert len(violation["message"]) < 300

@@ -130,3 +130,35 @@ def test_summary_tables_read_as_percent_currency_and_keep_every_digit(tmp_path: 
     analysis = next(s for s in sections if s.key == "experiment_analysis")
     assert analysis.rows[0]["p_value"] == 2.28e-06  # not rounded away to 0.0
     assert sections[0].rows[0]["revenue"] == 246912.4
+
+
+def test_weekly_metrics_cover_the_whole_run_and_mark_its_partial_weeks(tmp_path: Path) -> None:
+    """14 days ending on Saturday 2026-11-28 start on Saturday 2026-11-14: the week of
+    the 9th holds two of its days and that of the 23rd six. Both are marked partial (their
+    lower figures are not a drop), and the first is asked for at all ("14d" by week was
+    the last two weeks, which left out the run's first days)."""
+    base = context(tmp_path, {})
+    shutil.copytree(SHOP_DIR / "metrics", base.workspace.root / "metrics", dirs_exist_ok=True)
+    shutil.copytree(SHOP_DIR / "events", base.workspace.root / "events", dirs_exist_ok=True)
+    truth = ground_truth(SimConfig(end=END, days=14, users=40, seed=3))
+    asked: list[dict[str, Any]] = []
+
+    def api(path: str, body: dict[str, Any] | None) -> Any:
+        asked.append(body or {})
+        return {"time_column": "week", "timezone": "UTC", "rows": [
+            {"week": week, "revenue": 10.0, "orders": 1, "average_order_value": 10.0,
+             "checkout_conversion": 0.5, "payment_failure_rate": 0.0}
+            for week in ("2026-11-09", "2026-11-16", "2026-11-23")]}
+
+    ctx = SummaryContext(base.workspace, truth, base.url, base.sql, api=api)
+    section = metrics_section(ctx)
+    assert section is not None
+    assert datetime.fromisoformat(asked[0]["since"]) == datetime(2026, 11, 14, 7, 30,
+                                                                 tzinfo=UTC)
+    assert [r["partial"] for r in section.rows] == [True, False, True]
+    out = Console(width=120, record=True, file=io.StringIO())
+    _print([section], out)
+    lines = out.export_text().splitlines()
+    assert any("2026-11-09 (partial)" in line for line in lines)
+    assert any("2026-11-23 (partial)" in line for line in lines)
+    assert any("2026-11-16" in line and "partial" not in line for line in lines)

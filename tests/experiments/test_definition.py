@@ -146,6 +146,24 @@ def test_an_end_date_takes_in_its_whole_day(tmp_path: Path, end: str) -> None:
     assert one_day.start <= datetime(2026, 11, 20, 12, tzinfo=UTC) < one_day.end
 
 
+def test_dates_are_days_of_the_workspace_time_zone(tmp_path: Path) -> None:
+    """In New York, `end: 2026-11-22` takes in that Sunday evening, 23:30 local, which
+    is 04:30 UTC on the 23rd (a whole UTC day left the last evening's exposures out), and
+    `start: 2026-11-09` begins at its local midnight, 05:00 UTC; a datetime without an
+    offset is local time too."""
+    (tmp_path / "e.yaml").write_text(BASE + "start: 2026-11-09\nend: 2026-11-22\n")
+    exp = load_experiments(tmp_path, "America/New_York")["e"]
+    assert exp.start is not None
+    assert exp.end is not None
+    assert exp.start == datetime(2026, 11, 9, 5, tzinfo=UTC)
+    assert exp.end == datetime(2026, 11, 23, 5, tzinfo=UTC)
+    assert exp.start <= datetime(2026, 11, 23, 4, 30, tzinfo=UTC) < exp.end
+    assert not exp.start <= datetime(2026, 11, 9, 4, 30, tzinfo=UTC) < exp.end
+    (tmp_path / "e.yaml").write_text(BASE + "end: 2026-11-22T18:00:00\n")
+    evening = load_experiments(tmp_path, "America/New_York")["e"].end
+    assert evening == datetime(2026, 11, 22, 23, tzinfo=UTC)
+
+
 def test_an_end_moment_is_that_moment(tmp_path: Path) -> None:
     (tmp_path / "e.yaml").write_text(BASE + "end: 2026-11-27T12:00:00+00:00\n")
     exp = load_experiments(tmp_path)["e"]

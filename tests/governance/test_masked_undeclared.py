@@ -148,3 +148,72 @@ def test_a_filter_on_an_undeclared_value_is_known_to_be_masked(
     assert fields.how("property", ("employee", "band"), ["profile_viewed"]) is None
     assert fields.how("property", ("note",), ["review_submitted"]) is None
     assert fields.how("property", ("salary",), ["salary_exported"]) == MaskedFields.HASH
+
+
+IDENTIFY = """\
+name: identify
+type: identify
+description: A user signs in.
+owner: accounts
+purpose: analytics
+version: 1
+properties:
+  plan: {type: string, pii: none}
+  email: {type: string, pii: personal, handling: keep}
+"""
+
+CONTEXT_RAW = {"employee_name": "Jane Ctxdoe", "insurer_ref": "INS-RAW-4711",
+               "street": "Ctxstrasse 9", "email": "jane.ctx@raw.example"}
+
+
+def test_a_reader_sees_undeclared_context_traits_masked(
+        make_workspace: Callable[..., Workspace], events_table: Any) -> None:
+    """``context.traits`` (the user's traits the SDKs copy into every call) holds the
+    same values as identify's traits: its undeclared ones are masked as theirs are, in
+    stored rows and in the quarantine. Before, they reached a masked reader as stored."""
+    ws = make_workspace({"identify.yaml": IDENTIFY, "review_submitted.yaml": REVIEW})
+    warehouse = Warehouse.for_workspace(ws)
+    user = {"plan": "gold", "email": CONTEXT_RAW["email"],
+            "employee_name": CONTEXT_RAW["employee_name"],
+            "insurer_ref": CONTEXT_RAW["insurer_ref"],
+            "home": {"street": CONTEXT_RAW["street"]}}
+    cursor = warehouse.cursor()
+    cursor.register("rows", events_table([
+        {"event": "review_submitted", "user_id": "u1", "timestamp": AT, "message_id": "rv",
+         "properties": {"rating": 4}, "traits": user,
+         "context": {"traits": user, "locale": "de-DE"}},
+        {"event": "review_submitted", "user_id": "u2", "timestamp": AT, "message_id": "ok",
+         "properties": {"rating": 5}, "context": {"traits": {"plan": "free"}}}]))
+    cursor.execute("INSERT INTO events SELECT * FROM rows")
+    cursor.register("unplanned", events_table([
+        {"event": "chat_started", "user_id": "u1", "timestamp": AT, "message_id": "cs",
+         "properties": {}, "context": {"traits": user}}]))
+    cursor.execute("INSERT INTO quarantine BY NAME SELECT * EXCLUDE (loaded_at), "
+                   "NULL::JSON AS violations, timestamp AS quarantined_at FROM unplanned")
+    catalog = Catalog.load(ws.events_dir)
+    reader = MaskedWarehouse(warehouse, catalog, b"k" * 16)
+    query = "SELECT message_id, context, traits FROM {}"
+    seen = {r["message_id"]: r for table in ("events", "quarantine")
+            for r in reader.query(query.format(table)).to_pylist()}
+    text = json.dumps(seen)
+    for value in CONTEXT_RAW.values():
+        assert value not in text, value
+    context = json.loads(seen["rv"]["context"])
+    traits = context["traits"]
+    # declared not personal: as stored; the names sent all stay; the rest of the context
+    assert (traits["plan"], context["locale"]) == ("gold", "de-DE")
+    assert set(traits) == set(user)
+    # one mask per value: the same as the traits column's
+    assert traits == json.loads(seen["rv"]["traits"])
+    assert json.loads(seen["cs"]["context"])["traits"] == traits
+    assert json.loads(seen["ok"]["context"]) == {"traits": {"plan": "free"}}
+    # the admin's view is the warehouse as stored
+    admin = json.loads(warehouse.query(
+        "SELECT context FROM events WHERE message_id = 'rv'").to_pylist()[0]["context"])
+    assert admin["traits"]["insurer_ref"] == CONTEXT_RAW["insurer_ref"]
+    # a filter on one is known to be masked (it would compare masks with stored values)
+    fields = MaskedFields(catalog)
+    assert fields.how("context", ("traits", "insurer_ref")) == MaskedFields.HASH
+    assert fields.how("context", ("traits", "home", "street")) == MaskedFields.HASH
+    assert fields.how("context", ("traits", "plan")) is None
+    assert fields.how("context", ("locale",)) is None

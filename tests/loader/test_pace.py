@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -252,3 +255,40 @@ def test_a_load_with_an_empty_window_is_not_the_probe(
     assert loader.last_probe_share is not None
     assert loader.last_probe_share < 0.5
     assert not [r for r in caplog.records if "dedup window" in r.getMessage()]
+
+
+def test_a_full_warehouse_disk_is_one_error_line_that_says_what_to_do(
+        tmp_path: Path, make_batch: MakeBatch, caplog: pytest.LogCaptureFixture) -> None:
+    """The loader logged a whole traceback on every retry of a commit that found the
+    warehouse's disk full."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a small tmpfs needs root: cannot fill the warehouse's disk")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)],
+                      capture_output=True, check=False).returncode != 0:
+        pytest.skip("mount -t tmpfs is not permitted here")
+    try:
+        warehouse = Warehouse.open(f"duckdb://{disk / 'warehouse.duckdb'}")
+        (disk / "filler").write_bytes(b"\0" * shutil.disk_usage(disk).free)
+        loader = Loader(tmp_path / "log", warehouse)
+        with LogWriter(tmp_path / "log") as writer, \
+                caplog.at_level(logging.ERROR, logger="nerve.loader"):
+            writer.append(make_batch(2000))
+            writer.sync()
+            loader.start(pace=Pace(interval=0.05, max_delay=0.05))
+            deadline = time.monotonic() + 30
+            while loader.last_error is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert loader.last_error is not None
+            (disk / "filler").unlink()  # room again: the stop's drain loads the batch
+            loader.stop()
+        assert loader.totals.loaded == 2000
+        errors = [r for r in caplog.records if r.name == "nerve.loader"]
+        assert errors
+        assert errors[0].exc_info is None
+        assert "the warehouse's disk is full" in errors[0].getMessage()
+        assert "[warehouse] url" in errors[0].getMessage()
+        warehouse.close()
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -228,26 +229,50 @@ def test_an_agents_ask_ranks_by_the_metric_and_declines_a_breakdown_by_user(
     anyio.run(main)
 
 
-def test_http_on_an_address_beyond_loopback_warns_that_it_has_no_authentication(
-        make_workspace: Any) -> None:
+def test_http_beyond_loopback_without_readers_is_refused(make_workspace: Any) -> None:
     """`nerve mcp --transport http --host 0.0.0.0 --unmasked` served personal values as
-    stored to whoever reached the port, without a word: the transport has no tokens."""
+    stored to whoever reached the port, with a warning only: the transport has no tokens
+    without [[readers]]. It now refuses to start, saying how to add a reader."""
     from nerve.cli._ask import _loopback
 
     assert all(_loopback(h) for h in ("127.0.0.1", "::1", "localhost"))
     assert not any(_loopback(h) for h in ("0.0.0.0", "192.0.2.7", "mcp.example.com"))
     ws = make_workspace()
     port = free_port()
-    proc = subprocess.Popen(
+    done = subprocess.run(
         [sys.executable, "-m", "nerve", "--workspace", str(ws.root), "mcp", "--transport",
          "http", "--host", "0.0.0.0", "--port", str(port), "--unmasked"],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 4, done.stderr  # ExitCode.INVALID: fix the input
+    text = " ".join(done.stderr.split())
+    assert text.startswith("error: nerve mcp --transport http --host 0.0.0.0: nerve.toml "
+                           "has no [[readers]]"), text
+    assert f"0.0.0.0:{port}" in text
+    assert "see personal values as stored" in text
+    assert '[[readers]] name = "agent" role = "reader" token_env = "NERVE_TOKEN_AGENT"' \
+        in text
+
+
+def test_http_on_loopback_without_readers_warns_that_it_has_no_authentication(
+        make_workspace: Any) -> None:
+    """Loopback stays open (an agent on the same machine), but says who can call it."""
+    ws = make_workspace()
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nerve", "--workspace", str(ws.root), "mcp", "--transport",
+         "http", "--port", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # a server that prints nothing would keep readline waiting: stop it after a while
+    stop = threading.Timer(60, proc.terminate)
+    stop.start()
     try:
         assert proc.stderr is not None
         first = proc.stderr.readline()  # printed before the server starts
     finally:
+        stop.cancel()
         proc.terminate()
         proc.wait(timeout=20)
-    assert first.startswith("warning: nerve mcp has no authentication"), first
-    assert f"0.0.0.0:{port}" in first
-    assert "sees personal values as stored (--unmasked)" in first
+    assert first.startswith("warning: nerve mcp has no authentication: any user or "
+                            "program on this machine"), first
+    assert f"127.0.0.1:{port}" in first
+    assert "[[readers]]" in first

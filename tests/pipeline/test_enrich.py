@@ -1,6 +1,6 @@
 import pytest
 
-from nerve.pipeline import enrich_context, parse_user_agent
+from nerve.pipeline import Guard, PrivacyPolicy, enrich_context, parse_user_agent
 
 IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 "
           "(KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1")
@@ -77,6 +77,37 @@ def test_an_apps_own_agent_gives_its_os_and_device_but_no_browser() -> None:
     ctx = enrich_context({"userAgent": "Pedal/3.2.1 CFNetwork/1496.0.7 Darwin/23.5.0"})
     assert "browser" not in ctx
     assert enrich_context({"userAgent": CHROME_LINUX})["browser"]["name"] == "Chrome"
+
+
+#: what WKWebView says (analytics-swift sends it as context.userAgent), and Android's
+#: WebView ("wv") as apps that take their agent from it send
+WKWEBVIEW = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
+             "(KHTML, like Gecko) Mobile/15E148")
+ANDROID_WEBVIEW = ("Mozilla/5.0 (Linux; Android 14; Pixel 8 Build/AP2A.240805.005; wv) "
+                   "AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/120.0.0.0 "
+                   "Mobile Safari/537.36")
+#: what a mobile SDK's context holds besides the agent
+APP_CONTEXT = {"app": {"name": "Podz", "version": "2.3", "build": "45"},
+               "library": {"name": "analytics-ios", "version": "4.1.8"},
+               "device": {"manufacturer": "Apple", "model": "iPhone15,2", "type": "ios"}}
+
+
+@pytest.mark.parametrize("agent", [WKWEBVIEW, ANDROID_WEBVIEW])
+def test_a_native_app_s_web_view_agent_names_no_browser(agent: str) -> None:
+    """An iOS app's events got browser "Mobile Safari UI/WKWebView": a breakdown by browser
+    counted the app as a browser. A context with app (every mobile SDK sends it) is an
+    app's."""
+    ctx = enrich_context({**APP_CONTEXT, "userAgent": agent})
+    assert "browser" not in ctx
+    assert ctx["device"] == APP_CONTEXT["device"]  # the SDK's own, as sent
+    assert ctx["os"]["name"] in ("iOS", "Android")
+    guard = Guard(PrivacyPolicy(secret=b"k", ip="keep"))
+    assert "browser" not in guard.context({**APP_CONTEXT, "userAgent": agent}, None, None)
+    # the same agent from analytics.js (a page inside a hybrid app's web view): no app, so
+    # the web view is its browser, also when a plugin added a device (as the demo's does)
+    page = enrich_context({"userAgent": agent, "library": {"name": "analytics.js"},
+                           "device": {"type": "web"}})
+    assert page["browser"]["name"] in ("Mobile Safari UI/WKWebView", "Chrome Mobile WebView")
 
 
 def test_placeholders_in_a_user_agent_are_not_reported_as_the_device() -> None:

@@ -34,7 +34,7 @@ AGENTS = [
 def reference_enrich(context: dict[str, Any], client_ip: str | None,
                      user_agent: str | None) -> dict[str, Any]:
     """enrich_context as first written: parse, then fill what is missing (a browser only
-    from a browser's agent)."""
+    from a browser's agent, and not in a native app's context: one with app)."""
     result = dict(context)
     if client_ip and not result.get("ip"):
         result["ip"] = client_ip
@@ -59,8 +59,10 @@ def reference_enrich(context: dict[str, Any], client_ip: str | None,
     device = {k: v for k, v in parsed["device"].items() if v is not None}
     if not result.get("device") and device:  # an agent naming no OS gives no device
         result["device"] = device
-    if not result.get("browser") and is_browser and browser and browser["name"] != "Other":
-        result["browser"] = browser  # an app's own agent names no browser
+    # an app's own agent names no browser, nor does a native app's web view's
+    if (not result.get("browser") and "app" not in context and is_browser and browser
+            and browser["name"] != "Other"):
+        result["browser"] = browser
     return result
 
 
@@ -79,7 +81,8 @@ traits = maybe(st.none(), st.just("text"), st.dictionaries(
 def contexts(draw: st.DrawFn) -> dict[str, Any]:
     context: dict[str, Any] = {"library": {"name": "sdk"}}
     for key, values in (("ip", ips), ("userAgent", agents), ("os", fields),
-                        ("device", fields), ("browser", fields), ("traits", traits)):
+                        ("device", fields), ("browser", fields), ("traits", traits),
+                        ("app", fields)):
         value = draw(values)
         if value is not None or draw(st.booleans()):
             context[key] = value

@@ -168,6 +168,34 @@ def test_uncataloged_camel_case_and_nested_personal_names_are_hashed() -> None:
     assert none == 0
 
 
+PEOPLES_NAMES = ["employee_name", "employeeName", "patient_name", "customerName",
+                 "full_name", "fullName", "first_name", "surname", "username", "user_name",
+                 "given_name", "family_name", "middle_name", "maiden_name", "nickname",
+                 "cardholder_name", "account_holder_name", "guardian_name", "contact_name",
+                 "recipient_name", "doctor_name", "guest_name", "patientFullName"]
+THINGS_NAMES = ["event_name", "product_name", "page_name", "screen_name", "file_name",
+                "app_name", "company_name", "plan_name", "campaign_name", "brand_name",
+                "category_name", "hostname", "host_name", "name", "display_name",
+                "client_name", "driver_name", "provider_name", "parent_name", "rename"]
+
+
+@pytest.mark.parametrize("name", PEOPLES_NAMES)
+def test_uncataloged_names_of_people_are_hashed(name: str) -> None:
+    """A person's name under a name of its own (an HR tool's ``employee_name``, a
+    clinic's ``patient_name``) was stored as sent: only first, last and full names
+    were guarded."""
+    out, changed = protect_payload({name: "Jane Rawdoe"}, None, POLICY)
+    assert (out[name], changed) == (pseudonymise("Jane Rawdoe", SECRET), 1)
+
+
+@pytest.mark.parametrize("name", THINGS_NAMES)
+def test_uncataloged_names_of_things_are_kept(name: str) -> None:
+    """Names of events, products, pages and screens are what analytics breaks down by:
+    hashing them would break every such breakdown without a word."""
+    out, changed = protect_payload({name: "Checkout"}, None, POLICY)
+    assert (out[name], changed) == ("Checkout", 0)
+
+
 def test_hash_is_keyed() -> None:
     assert pseudonymise("a@b.c", b"one") != pseudonymise("a@b.c", b"two")
     assert pseudonymise("a@b.c", b"one").startswith("h:")

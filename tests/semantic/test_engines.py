@@ -254,3 +254,24 @@ def test_event_rows_resolve_dimensions_for_other_analyses(
         ("u2", "Android", 70), ("u1", "iOS", 66)]
     assert rows[0]["local_time"] == datetime(2026, 3, 3, 12)  # noqa: DTZ001 - Berlin wall clock
     assert rows[0]["event"] == "purchase_complete"
+
+
+def test_the_period_that_holds_now_is_marked_partial(make_layer: Callable[..., SemanticLayer],
+                                                     events: Any) -> None:
+    """A week queried on its Wednesday holds three days: the result says which period
+    is still running, so that its low figures are not read as a drop."""
+    layer = make_layer()
+    query = MetricQuery.build(["orders"], grain="week", since="2026-03-02", until="today")
+    wednesday = datetime(2026, 3, 11, 12, tzinfo=UTC)
+    result = layer.query(query, events, now=wednesday)
+    assert [r["week"] for r in result.rows()] == WEEKS[:2]
+    assert result.partial == date(2026, 3, 9)
+    assert result.as_dict()["partial"] == "2026-03-09"
+    # a range that ends before now has no partial period, nor has a total
+    past = MetricQuery.build(["orders"], grain="week", since="2026-03-02", until="2026-03-08")
+    assert layer.query(past, events, now=wednesday).partial is None
+    total = MetricQuery.build(["orders"], since="2026-03-02")
+    assert layer.query(total, events, now=wednesday).partial is None
+    hourly = MetricQuery.build(["orders"], grain="hour", since="2026-03-11")
+    # an hour is labelled with its local time, naive
+    assert layer.query(hourly, events, now=wednesday).partial == wednesday.replace(tzinfo=None)

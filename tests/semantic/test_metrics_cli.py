@@ -299,3 +299,19 @@ def test_through_the_server(shop: Workspace, serve: Callable[..., Any]) -> None:
     result = nerve(shop, "readiness", "--format", "json")
     assert result.exit_code == ExitCode.OK, result.output
     assert json.loads(result.stdout) == ready
+
+
+def test_the_running_week_is_marked_partial(shop: Workspace) -> None:
+    """The last of `--since 2w --grain week` is the week under way: its figures are so
+    far, and the table says so rather than showing a drop."""
+    result = nerve(shop, "query", "orders", "--grain", "week", "--since", "2w",
+                   "--format", "json", "--full")
+    assert result.exit_code == ExitCode.OK, result.output
+    body = json.loads(result.stdout)
+    weeks = [r["week"] for r in body["rows"]]
+    assert len(weeks) == 2
+    assert body["partial"] == weeks[1]
+    table = nerve(shop, "query", "orders", "--grain", "week", "--since", "2w")
+    assert table.exit_code == ExitCode.OK, table.output
+    assert f"{weeks[1]} (partial)" in table.stdout
+    assert f"{weeks[0]} (partial)" not in table.stdout

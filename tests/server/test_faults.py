@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -215,3 +216,91 @@ def test_a_full_disk_under_the_metrics_files_does_not_kill_the_server(
         assert "nerve_events_accepted_total" in client.get("/metrics").text
     assert server.stop() == 0
     assert set(_loaded(ws)) == {m["messageId"] for m in _batch(1)}
+
+
+def test_ingest_stops_while_the_warehouse_disk_lacks_room_to_load_the_log(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., Any],
+        small_disk: Callable[..., Path]) -> None:
+    # the log and the warehouse on one small disk: ingest used to fill the room the
+    # warehouse needed, and the loader then failed every commit while /ready said ready
+    ws = make_workspace(EVENTS)
+    data = small_disk(ws.data_dir, "40m")
+    server = serve(ws)
+    filler = data / "filler"
+    filler.write_bytes(b"\0" * (shutil.disk_usage(data).free - 8 * 1024 * 1024))
+    auth = basic(write_key(ws))
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        ready = _wait_for(lambda: client.get("/ready"), lambda r: r.status_code == 503)
+        assert "too little room" in ready.json()["message"], ready.text
+        answer = client.post("/v1/batch", json={"batch": _batch(1)}, headers=auth)
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["Retry-After"]
+        details = answer.json()["details"]
+        assert details["warehouse_free_bytes"] < details["warehouse_needs_bytes"]
+        assert "nerve_warehouse_short_of_room 1.0" in client.get("/metrics").text
+        admin = orjson.loads((ws.data_dir / "server.json").read_bytes())["admin_token"]
+        status = client.get("/v1/status", headers={"Authorization": f"Bearer {admin}"})
+        shown = {r["what"]: r["value"] for r in _status_rows(status.json(), Format.table)}
+        assert "move the warehouse" in shown["warehouse disk"], shown
+        filler.unlink()  # room returns: taking events again, without a restart
+        _wait_for(lambda: client.get("/ready"), lambda r: r.status_code == 200)
+        answer = client.post("/v1/batch", json={"batch": _batch(2)}, headers=auth)
+        assert answer.status_code == 200, answer.text
+    assert server.stop() == 0
+    assert set(_loaded(ws)) == {m["messageId"] for m in _batch(2)}
+    logged = [orjson.loads(line) for line in server.log.read_text().splitlines()
+              if line.startswith("{")]
+    warned = [e for e in logged if e["level"] == "warning" and "too little room" in e["message"]]
+    assert len(warned) == 1
+    assert "[warehouse] url" in warned[0]["message"]
+    assert any(e["message"] == "the warehouse's disk has room again: taking events"
+               for e in logged)
+
+
+def _wait_for(get: Callable[[], httpx.Response], done: Callable[[httpx.Response], bool],
+              seconds: float = 10) -> httpx.Response:
+    """``get()`` until ``done`` says so (the backlog watcher looks twice a second)."""
+    for _ in range(int(seconds * 10)):
+        answer = get()
+        if done(answer):
+            return answer
+        time.sleep(0.1)
+    raise AssertionError(f"never came: {answer.status_code} {answer.text}")
+
+
+def test_short_of_room_the_server_checkpoints_the_warehouse_and_takes_events_again(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., Any],
+        small_disk: Callable[..., Path]) -> None:
+    # DuckDB keeps loaded rows in its WAL, uncompressed, until 256 MB: on a small disk the
+    # WAL alone made the room short, and ingest stayed refused until a restart
+    ws = make_workspace(EVENTS)
+    data = small_disk(ws.data_dir, "48m")
+    server = serve(ws)
+    (data / "filler").write_bytes(b"\0" * (shutil.disk_usage(data).free - 28 * 1024 * 1024))
+    auth = basic(write_key(ws))
+    acked: set[str] = set()
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        for n in range(400):
+            batch = _batch(n, 200)
+            answer = client.post("/v1/batch", json={"batch": batch}, headers=auth)
+            if answer.status_code != 200:
+                assert "too little room" in answer.json()["message"], answer.text
+                break
+            acked.update(m["messageId"] for m in batch)
+        else:
+            pytest.fail("the warehouse's disk never ran short of room")
+        # nothing is sent meanwhile: the checkpoint alone makes the room
+        _wait_for(lambda: client.get("/ready"), lambda r: r.status_code == 200, seconds=60)
+        answer = client.post("/v1/batch", json={"batch": _batch(999)}, headers=auth)
+        assert answer.status_code == 200, answer.text
+        acked.update(m["messageId"] for m in _batch(999))
+    assert server.stop() == 0
+    loaded = _loaded(ws)
+    assert len(loaded) == len(set(loaded))
+    assert set(loaded) == acked
+    logged = [orjson.loads(line) for line in server.log.read_text().splitlines()
+              if line.startswith("{")]
+    checkpoints = [e for e in logged if "checkpointed" in e["message"]]
+    assert checkpoints
+    assert checkpoints[0]["wal_bytes_after"] < checkpoints[0]["wal_bytes_before"]
+    assert not [e for e in logged if e["logger"] == "nerve.loader" and e["level"] == "error"]

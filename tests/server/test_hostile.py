@@ -364,6 +364,12 @@ def test_past_max_connections_the_503_has_the_error_shape_and_retry_after(
     assert crowded.headers["content-type"] == "application/json"
     assert crowded.json()["code"] == "overloaded"
     assert int(crowded.headers["Retry-After"]) >= 1
+    # the limit and the connections open, as the backlog's 503 names its bound (its
+    # details were null)
+    details = crowded.json()["details"]
+    assert details["max_connections"] == 3
+    assert details["connections"] >= 3  # the three idle ones (and this one)
+    assert "max_connections = 3" in crowded.json()["message"]
     assert server.stop() == 0
 
 

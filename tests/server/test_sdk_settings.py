@@ -128,6 +128,11 @@ def test_behind_a_trusted_proxy_the_settings_name_the_host_and_scheme_it_saw(
         "X-Forwarded-Proto": "https"})
     assert segmentio(proxied) == {"apiKey": key, "apiHost": "collect.shop.example/v1",
                                   "protocol": "https"}
+    # a proxy that adds a header line of its own (HAProxy): the last line's last entry
+    lines = httpx.get(settings_url(server, key), headers=[
+        ("X-Forwarded-Host", "claimed.example"), ("X-Forwarded-Host", "collect.shop.example"),
+        ("X-Forwarded-Proto", "http"), ("X-Forwarded-Proto", "https")])
+    assert segmentio(lines) == segmentio(proxied)
     direct = httpx.get(settings_url(server, key))  # no proxy headers: the connection's view
     assert segmentio(direct)["apiHost"] == f"127.0.0.1:{server.port}/v1"
     assert segmentio(direct)["protocol"] == "http"

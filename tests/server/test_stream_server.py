@@ -17,6 +17,9 @@ import orjson
 import pytest
 from serverkit import EVENTS, Senders, basic, order, rows, write_key
 
+from nerve.cli._common import Format
+from nerve.cli._serve import _status_rows
+from nerve.server.api.console import offline_status
 from nerve.workspace import Workspace
 
 
@@ -273,3 +276,26 @@ def test_forget_through_a_server_on_nats_says_nothing_of_a_local_log(
     assert ".nerve/log" not in done.stderr
     assert not (nats_shop.data_dir / "log").exists()
     assert server.stop() == 0
+
+
+def test_status_on_a_collect_only_machine_says_the_warehouse_is_elsewhere(
+        nats_shop: Workspace, tmp_path: Path, serve: Callable[..., Any]) -> None:
+    # a machine of collectors: no warehouse file. nerve status made an empty one and
+    # showed 0 events, said no server ran, and counted nothing the collector took
+    machine = replica(nats_shop, tmp_path, "collectors")
+    collector = serve(machine, "--collect-only")
+    body = orjson.dumps({"batch": [order(i, "status") for i in range(30)]})
+    assert httpx.post(collector.url + "/v1/batch", content=body,
+                      headers=basic(write_key(machine))).status_code == 200
+    status = offline_status(machine)
+    assert status["warehouse"] is None
+    assert machine.warehouse_file is not None
+    assert not machine.warehouse_file.exists()
+    shown = {r["what"]: r["value"] for r in _status_rows(status, Format.table)}
+    assert "events in the warehouse" not in shown
+    assert "not on this machine" in shown["warehouse"]
+    assert "--collect-only" in shown["warehouse"]
+    assert collector.process is not None
+    assert f"--collect-only runs here (pid {collector.process.pid}" in shown["server"]
+    assert shown["accepted since the collectors started"] == "30"
+    assert collector.stop() == 0

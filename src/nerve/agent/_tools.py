@@ -125,7 +125,7 @@ class Context:
             return {}
         from nerve.experiments import load_experiments  # noqa: PLC0415
 
-        return dict(load_experiments(folder))
+        return dict(load_experiments(folder, self.layer.timezone))
 
 
 @dataclass(frozen=True, slots=True)

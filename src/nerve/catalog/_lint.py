@@ -46,7 +46,8 @@ RULES: dict[str, tuple[str, str]] = {
     "event-trigger": ("warning", "track events say what makes the product send them"),
     "property-description": ("warning", "every property has a description"),
     "property-pii": ("error", "every property declares its PII class"),
-    "pii-handling": ("error", "personal and sensitive properties declare a handling"),
+    "pii-handling": ("error", "personal and sensitive properties declare a handling, or "
+                              "nerve.toml's [privacy] policy decides it"),
     "handling-value": ("error", "handling is one of hash, drop, keep, truncate"),
     "sensitive-kept": ("warning", "sensitive values kept in clear need a second look"),
     "sensitive-not-allowed": ("warning", "a sensitive property with a handling other than "
@@ -125,6 +126,9 @@ class LintConfig:
     severities: Mapping[str, str] | None = None
     #: ``[privacy] allow_sensitive`` (``event.property`` entries); None: not known
     allow_sensitive: frozenset[str] | None = None
+    #: ``[privacy] personal``: what ingest does with a personal value without a
+    #: handling of its own (hash, drop, keep); None: not known
+    personal: str | None = None
 
     @classmethod
     def from_toml(cls, raw: Mapping[str, Any], path: Path | str = "nerve.toml",
@@ -169,9 +173,12 @@ class LintConfig:
                 raise WorkspaceError(f"{at('catalog.rules', rule)}[catalog.rules] {rule}: "
                                      f"expected error, warning or off, got {severity!r}{hint}")
         privacy = raw.get("privacy")
-        allowed = (privacy.get("allow_sensitive") or []) if isinstance(privacy, dict) else []
+        if not isinstance(privacy, dict):
+            privacy = {}
+        allowed = privacy.get("allow_sensitive") or []
         return cls(naming=naming, min_description=min_description, severities=dict(rules),
-                   allow_sensitive=frozenset(str(entry) for entry in allowed))
+                   allow_sensitive=frozenset(str(entry) for entry in allowed),
+                   personal=str(privacy.get("personal", "hash")))
 
     @property
     def name_regex(self) -> re.Pattern[str]:
@@ -331,12 +338,13 @@ def _event_rules(spec: EventSpec, config: LintConfig) -> Iterator[Finding]:
     if spec.type == "track" and not spec.trigger.strip():
         yield at("event-trigger", "add a trigger: what makes the product send it")
     for prop in spec.properties:
-        yield from _property_rules(spec, prop, prop.name, config.allow_sensitive)
+        yield from _property_rules(spec, prop, prop.name, config)
 
 
 def _property_rules(spec: EventSpec, prop: PropertySpec, path: str,
-                    allowed: frozenset[str] | None = None) -> Iterator[Finding]:
+                    config: LintConfig) -> Iterator[Finding]:
     file = _loc(prop.file or spec.file)
+    allowed = config.allow_sensitive
 
     def at(rule: str, message: str, key: str | None = None, severity: str | None = None
            ) -> Finding:
@@ -356,16 +364,15 @@ def _property_rules(spec: EventSpec, prop: PropertySpec, path: str,
         hint = f"; did you mean {close!r}?" if close else ""
         yield at("handling-value", f"handling {prop.handling!r} is not one of "
                                    f"{', '.join(HANDLINGS)}{hint}", "handling")
+    # the privacy step matches a nested property by its own name, items by the array's
+    entry = f"{spec.name}.{[part for part in path.split('.') if part != 'items'][-1]}"
     if prop.pii in ("personal", "sensitive") and prop.handling is None:
-        yield at("pii-handling", f"{prop.pii} data needs handling: {' | '.join(HANDLINGS)}",
-                 "pii")
+        yield _without_handling(prop, entry, config, at)
     if (prop.handling == "truncate" and prop.format not in ("ipv4", "ipv6")
             and not _IP_NAME.search(prop.name)):
         yield at("truncate-ip", "truncate shortens IP addresses to their /24 or /48; any "
                                 "other value is hashed: declare format: ipv4 or ipv6, or "
                                 "handling: hash", "handling")
-    # the privacy step matches a nested property by its own name, items by the array's
-    entry = f"{spec.name}.{[part for part in path.split('.') if part != 'items'][-1]}"
     if (prop.pii == "sensitive" and prop.handling not in (None, "drop")
             and allowed is not None and entry not in allowed):
         yield at("sensitive-not-allowed", f"sensitive value dropped: handling: "
@@ -400,9 +407,38 @@ def _property_rules(spec: EventSpec, prop: PropertySpec, path: str,
     if prop.type == "array" and prop.items is None:
         yield at("array-items", "declare items: {type: ...}")
     if prop.items is not None:
-        yield from _property_rules(spec, prop.items, f"{path}.items", allowed)
+        yield from _property_rules(spec, prop.items, f"{path}.items", config)
     for child in prop.properties:
-        yield from _property_rules(spec, child, f"{path}.{child.name}", allowed)
+        yield from _property_rules(spec, child, f"{path}.{child.name}", config)
+
+
+#: what ingest does with a value by the policy, in a finding's words
+_DONE = {"hash": "hashed", "drop": "dropped", "keep": "kept as sent"}
+
+
+def _without_handling(prop: PropertySpec, entry: str, config: LintConfig,
+                      at: Callable[..., Finding]) -> Finding:
+    """``pii-handling`` for a personal or sensitive property without a handling: an error
+    when the policy is not known (``lint_catalog`` without nerve.toml); otherwise what
+    ingest does with it, as the policy decides. A hashed or dropped value is reported at
+    severity ``off`` (``[catalog.rules] pii-handling = "error"`` asks for every handling
+    to be written), a value kept as sent as a warning."""
+    needs = f"{prop.pii} data needs handling: {' | '.join(HANDLINGS)}"
+    if prop.pii == "personal" and config.personal in _DONE:
+        done = _DONE[config.personal]
+        return at("pii-handling", f"no handling: [privacy] personal = "
+                                  f"\"{config.personal}\" applies ({done}); write handling: "
+                                  f"{config.personal} to say so here", "pii",
+                  "warning" if config.personal == "keep" else "off")
+    if prop.pii == "sensitive" and config.allow_sensitive is not None:
+        if entry not in config.allow_sensitive:
+            return at("pii-handling", "no handling: dropped, as [privacy] allow_sensitive "
+                                      "does not list it; write handling: drop to say so here",
+                      "pii", "off")
+        return at("pii-handling", "no handling: kept as sent, as [privacy] allow_sensitive "
+                                  "lists it; write handling: keep to say so here, or hash",
+                  "pii", "warning")
+    return at("pii-handling", needs, "pii")
 
 
 def _yaml(value: Any) -> str:

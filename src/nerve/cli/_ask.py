@@ -111,6 +111,30 @@ def _loopback(host: str) -> bool:
         return False
 
 
+def _no_readers(host: str, port: int, unmasked: bool) -> None:
+    """HTTP without ``[[readers]]`` has no authentication: refused beyond loopback (any
+    host that reaches the port would call the tools), a warning on loopback (any local
+    user or program can)."""
+    if not _loopback(host):
+        raise UserError(
+            f"nerve mcp --transport http --host {host}: nerve.toml has no [[readers]], so "
+            f"anyone who reaches {host}:{port} would call its tools"
+            + (" and see personal values as stored" if unmasked else "")
+            + ", and the audit log could not say who. Add a reader to nerve.toml:\n\n"
+            "  [[readers]]\n  name = \"agent\"\n  role = \"reader\"\n"
+            "  token_env = \"NERVE_TOKEN_AGENT\"\n\n"
+            "then `export NERVE_TOKEN_AGENT=$(openssl rand -hex 24)` before nerve mcp, and "
+            "give the agent that token (Authorization: Bearer ...); or serve on 127.0.0.1 "
+            "(docs/ask.md#mcp-server)")
+    err_console.print(
+        f"warning: nerve mcp has no authentication: any user or program on this machine "
+        f"that reaches {host}:{port} calls its tools"
+        + (", and sees personal values as stored (--unmasked)" if unmasked else "")
+        + "; the audit log records their reads as this server's. Add [[readers]] with "
+        "tokens to nerve.toml to require one (docs/ask.md#mcp-server)",
+        highlight=False, markup=False, soft_wrap=True)
+
+
 @handle_errors
 def mcp(
     ctx: typer.Context,
@@ -118,7 +142,9 @@ def mcp(
         help="stdio (an MCP client starts nerve) or http (streamable HTTP on "
              "127.0.0.1:PORT/mcp).")] = "stdio",
     port: Annotated[int, typer.Option(help="Port for --transport http.")] = 8765,
-    host: Annotated[str, typer.Option(help="Address for --transport http.")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(
+        help="Address for --transport http (beyond loopback it needs [[readers]]).")
+    ] = "127.0.0.1",
     unmasked: Annotated[bool, typer.Option(
         "--unmasked", help="Let agents see personal values as stored. By default they see "
         "them masked, as a reader's token does (docs/privacy.md).")] = False,
@@ -133,7 +159,8 @@ def mcp(
 
     Over HTTP, when nerve.toml has [[readers]], every request must carry one of their
     tokens (Authorization: Bearer ...): each agent then reads as that reader, masked as
-    their entry says, and the audit log names them.
+    their entry says, and the audit log names them. Without [[readers]] it serves on
+    loopback only (--host elsewhere is refused): there is no authentication.
 
     Example: nerve mcp --transport http --port 8765
     """
@@ -149,13 +176,7 @@ def mcp(
         raise UserError("--unmasked: nerve.toml has [[readers]], so each agent sees what its "
                         "reader's entry allows (personal = \"visible\" shows values as "
                         "stored); leave --unmasked out")
-    if transport == "http" and not readers and not _loopback(host):
-        err_console.print(
-            f"warning: nerve mcp has no authentication: anyone who can reach {host}:{port} "
-            "calls its tools" + (", and sees personal values as stored (--unmasked)"
-                                 if unmasked else "")
-            + "; the audit log records their reads as this server's, not as theirs. Keep it "
-            "on 127.0.0.1, or add [[readers]] with tokens to nerve.toml (docs/ask.md)",
-            highlight=False, markup=False, soft_wrap=True)
+    if transport == "http" and not readers:
+        _no_readers(host, port, unmasked)
     server = build_server(ws, host=host, port=port, masked=not unmasked, readers=readers)
     server.run("stdio" if transport == "stdio" else "streamable-http")

@@ -177,6 +177,8 @@ def diff(
     Breaking changes need a major version bump, additive ones a minor bump, docs a patch.
     Exit 1 when an event's declared version bump is smaller than its changes need (the
     message names the file and line of `version:`), 0 otherwise.
+
+    Example: nerve catalog diff --base main
     """
     ws = load_workspace(ctx)
     new = Catalog.load(ws.events_dir)
@@ -230,6 +232,8 @@ def codegen(
     client with a compatible track method). typescript: interfaces and functions over
     analytics.js' track. Both add context.event_version so the collector validates against
     the version the code was written for.
+
+    Example: nerve catalog codegen --lang typescript --out src/track.ts
     """
     if lang.lower() not in tuple(Lang):
         raise typer.BadParameter(f"{lang!r} is not one of 'python', 'typescript'"

@@ -118,15 +118,20 @@ def _print_table(results: list[CheckResult], show_passed: bool) -> None:
     shown = results if show_passed else [r for r in results if r.status is not Status.passed]
     shown = sorted(shown, key=lambda r: -r.status.rank)
     if shown:
+        # the check, its event and dimensions in one column, a line each and none cut
+        # (at 80 columns, three columns of them left the message a sliver and folded
+        # "lesson_complete" into "lesson_co" / "mplete")
+        lines = [[r.check, *([r.event] if r.event else []),
+                  *(f"{k}={v}" for k, v in r.dimensions.items())] for r in shown]
+        widest = max(len(line) for group in lines for line in group)
         table = Table(show_lines=True, expand=True)
         table.add_column("status", no_wrap=True)
-        table.add_column("check", overflow="fold", ratio=1)
-        table.add_column("event", overflow="fold", ratio=1)
-        table.add_column("message", overflow="fold", ratio=4)
-        for r in shown:
+        table.add_column("check / event", overflow="fold",
+                         min_width=min(widest, max(12, console.width // 3)))
+        table.add_column("message", overflow="fold", ratio=1)
+        for r, group in zip(shown, lines, strict=True):
             style = _STYLE[r.status]
-            where = (r.event or "") + "".join(f"\n{k}={v}" for k, v in r.dimensions.items())
-            table.add_row(f"[{style}]{r.status}[/{style}]", escape(r.check), escape(where),
+            table.add_row(f"[{style}]{r.status}[/{style}]", escape("\n".join(group)),
                           escape(r.message))
         console.print(table)
     counts = {s: sum(r.status is s for r in results) for s in Status}

@@ -7,6 +7,7 @@ import enum
 import functools
 import io
 import math
+import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
@@ -33,6 +34,7 @@ __all__ = [
     "handle_errors",
     "iso_time",
     "load_workspace",
+    "print_table",
     "readable",
 ]
 
@@ -151,14 +153,144 @@ def emit(data: Sequence[Mapping[str, Any]] | Any, fmt: Format, *, title: str | N
             writer.writerow({k: _cell(v, exact=True) for k, v in row.items()})
         sys.stdout.write(buffer.getvalue())
         return
-    table = Table(title=title, show_lines=False)
-    for column in columns:
+    print_table(columns, [[_cell(row.get(c)) for c in columns] for row in rows], title,
+                out or console)
+
+
+#: a cell that reads as one number: a count, an amount with its currency, a share, a
+#: duration ("1,247.75 USD", "+7.2%", "41 s", "2.3e-06"), right-aligned; or as one date
+#: or time, left-aligned. Neither is ever wrapped.
+_ONE = r"[+-]?[\d,]*\.?\d+(e[+-]?\d+)?(%| ?[A-Za-z]{1,3})?"
+_NUMBER = re.compile(rf"{_ONE}( \.\. {_ONE})?")  # or an interval: "-1.3% .. +15.7%"
+_DATE = re.compile(r"\d{4}-\d\d-\d\d([ T][\d:.]+([+-]\d\d:\d\d)?)?( \(partial\))?")
+
+
+def print_table(columns: Sequence[str], cells: Sequence[Sequence[str]], title: str | None,
+                target: Console, **options: Any) -> None:
+    """Print rows of cells as Rich tables that a terminal of ``target``'s width can read.
+
+    Numbers are never wrapped (a wrapped "1,24|7.75" reads as two numbers); other
+    text folds. A table wider than the terminal even so (ten metrics in 80 columns) is
+    printed as several tables, each repeating the leading label columns (the period,
+    the breakdown, the step), as pandas prints a wide frame: no value is cut or lost.
+    """
+    numbers = [_every(cells, i, _NUMBER) for i in range(len(columns))]
+    atoms = [numbers[i] or _every(cells, i, _DATE) for i in range(len(columns))]
+    wide = sum(max([len(columns[i]), *(_width(r[i]) for r in cells)]) + 3
+               for i in range(len(columns))) + 1
+    if wide <= target.width:  # as wide as Rich would draw it, borders and padding included
+        _print_one(_build(columns, cells, atoms, title, options, split=False, numbers=numbers,
+                          width=target.width),
+                   title, target)
+        return
+    # too wide: headers wrap at their underscores rather than anywhere in a word, text
+    # folds, and if the numbers still do not fit, the columns go to several tables
+    keys = _label_columns(columns, cells, atoms, target.width)
+    groups = _groups(columns, cells, atoms, keys, target.width)
+
+    for n, group in enumerate(groups):
+        chosen = [*keys, *group] if len(groups) > 1 else list(range(len(columns)))
+        heading = title if n == 0 else "(continued)"
+        table = _build([columns[i] for i in chosen], [[r[i] for i in chosen] for r in cells],
+                       [atoms[i] for i in chosen], heading, options, split=True,
+                       numbers=[numbers[i] for i in chosen], width=target.width)
+        if len(groups) > 1:
+            # prose gets the width the packing gave it, or Rich widens it and cuts the
+            # table's last column
+            for column, i in zip(table.columns, chosen, strict=True):
+                if not atoms[i] and _least(cells, i, False, target.width) is None:
+                    column.max_width = _TEXT_WIDTH
+        _print_one(table, heading, target)
+
+
+def _every(cells: Sequence[Sequence[str]], i: int, pattern: re.Pattern[str]) -> bool:
+    """Whether column ``i`` has values and every one matches ``pattern``."""
+    values = [r[i] for r in cells if r[i]]
+    return bool(values) and all(pattern.fullmatch(v) for v in values)
+
+
+def _least(cells: Sequence[Sequence[str]], i: int, atom: bool, width: int) -> int | None:
+    """The narrowest column ``i`` may be: a number's or a date's whole width; for names
+    (a line of one word each: an event, a check, a dimension value) the longest, up to a
+    third of the terminal; prose (a message) may fold anywhere."""
+    lines = [line for r in cells for line in r[i].splitlines()]
+    if atom:
+        return max(len(r[i]) for r in cells)
+    if lines and not any(" " in line for line in lines):
+        return min(max(len(line) for line in lines), width // 3)
+    return None
+
+
+def _build(columns: Sequence[str], cells: Sequence[Sequence[str]], atoms: Sequence[bool],
+           title: str | None, options: dict[str, Any], *, split: bool,
+           numbers: Sequence[bool], width: int) -> Table:
+    table = Table(title=title, **options)
+    for i, (column, atom, number) in enumerate(zip(columns, atoms, numbers, strict=True)):
+        header = escape(column.replace("_", "_\n") if split else column)
         # a narrow terminal (80 columns when piped) wraps a value rather than cutting it
-        # to "…": a file:line, a step name or a rate must be read whole
-        table.add_column(escape(column), overflow="fold")
-    for row in rows:
-        table.add_row(*(escape(_cell(row.get(c))) for c in columns))
-    target = out or console
+        # to "…": a file:line, a step name or a rate must be read whole; a number is
+        # never wrapped at all (a wrapped "1,24|7.75" reads as two numbers)
+        table.add_column(header, overflow="fold", justify="right" if number else "left",
+                         min_width=_least(cells, i, atom, width))
+    for row in cells:
+        table.add_row(*(escape(c) for c in row))
+    return table
+
+
+def _natural(column: str, cells: Sequence[Sequence[str]], i: int) -> int:
+    """A column's width with its header split at underscores and no cell wrapped."""
+    return max([*(len(part) + 1 for part in column.split("_")), *(_width(r[i]) for r in cells)])
+
+
+def _width(text: str) -> int:
+    """The width of a cell: its longest line."""
+    return max((len(line) for line in text.splitlines()), default=0)
+
+
+#: the width a column of prose (a message) gets when columns are packed into tables
+_TEXT_WIDTH = 10
+
+
+def _need(columns: Sequence[str], cells: Sequence[Sequence[str]], atoms: Sequence[bool],
+          i: int, width: int) -> int:
+    """Column ``i``'s width in a packed table, with its padding and border."""
+    natural = _natural(columns[i], cells, i)
+    least = _least(cells, i, atoms[i], width)
+    return max(least or min(natural, _TEXT_WIDTH), min(natural, _TEXT_WIDTH)) + 3
+
+
+def _label_columns(columns: Sequence[str], cells: Sequence[Sequence[str]],
+                   atoms: Sequence[bool], width: int) -> list[int]:
+    """The leading columns that say what a row is (the period, the breakdown, the step):
+    the first, and the text ones after it while they take at most half the width."""
+    keys = [0]
+    used = _need(columns, cells, atoms, 0, width)
+    for i in range(1, len(atoms)):
+        used += _need(columns, cells, atoms, i, width)
+        if atoms[i] or used > width // 2:
+            break
+        keys.append(i)
+    return keys
+
+
+def _groups(columns: Sequence[str], cells: Sequence[Sequence[str]], atoms: Sequence[bool],
+            keys: list[int], width: int) -> list[list[int]]:
+    """The other columns in order, in as few groups as fit beside the label columns."""
+    rest = [i for i in range(len(columns)) if i not in keys]
+    room = width - 1 - sum(_need(columns, cells, atoms, i, width) for i in keys)
+    groups: list[list[int]] = [[]]
+    used = 0
+    for i in rest:
+        need = _need(columns, cells, atoms, i, width)
+        if groups[-1] and used + need > room:
+            groups.append([])
+            used = 0
+        groups[-1].append(i)
+        used += need
+    return groups
+
+
+def _print_one(table: Table, title: str | None, target: Console) -> None:
     if title and len(title) > target.measure(table).maximum:
         # Rich folds a title to its table's width: a narrow result's title (a metric over
         # a period) came out a few characters wide and many lines high

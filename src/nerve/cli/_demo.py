@@ -10,9 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from nerve.cli._common import (
     Format,
@@ -22,6 +20,7 @@ from nerve.cli._common import (
     emit_json,
     err_console,
     handle_errors,
+    print_table,
     readable,
 )
 from nerve.demo import DEFAULT_DAYS, DEFAULT_USERS, simulate
@@ -178,18 +177,25 @@ def _cell(value: Any, form: str | None) -> str:
 
 def _print(sections: list[Section], out: Console) -> None:
     for section in sections:
-        table = Table(title=section.title, title_justify="left", title_style="bold")
         columns: list[str] = []
         for row in section.rows:
-            columns.extend(k for k in row if k not in columns)
-        for column in columns:
-            table.add_column(escape(column), overflow="fold")
+            columns.extend(k for k in row if k not in columns and k != "partial")
+        stacked = [c for c in section.stack if c in columns]
+        if stacked:  # shown in one column, where the first of them was
+            columns = [" / ".join(stacked) if c == stacked[0] else c
+                       for c in columns if c == stacked[0] or c not in stacked]
+        cells = []
         for row in section.rows:
-            table.add_row(*(escape(_cell(row.get(c), section.formats.get(c)))
-                            for c in columns))
+            shown = {**row, " / ".join(stacked): "\n".join(
+                _cell(row.get(c), None) for c in stacked if row.get(c) is not None)}
+            line = [_cell(shown.get(c), section.formats.get(c)) for c in columns]
+            if row.get("partial"):  # a period the run covers in part: its figures are low
+                line[0] += " (partial)"
+            cells.append(line)
         out.print()
         if section.rows:
-            out.print(table)
+            print_table(columns, cells, section.title, out, title_justify="left",
+                        title_style="bold")
         else:
             out.print(f"[bold]{section.title}[/bold]")
         if section.note:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
@@ -50,26 +50,47 @@ def register(app: typer.Typer) -> None:
 
 
 def _experiments(ws: Workspace) -> dict[str, Any]:
-    return load_experiments(ws.root / "experiments")
+    return load_experiments(ws.root / "experiments", ws.config.timezone)
 
 
 @experiment_app.command("list")
 @handle_errors
 def list_experiments(ctx: typer.Context, fmt: FormatOption = Format.table) -> None:
-    """Every experiment with its variants, metrics and dates."""
+    """Every experiment with its variants, metrics and dates.
+
+    Example: nerve experiment list
+    """
     ws = _workspace(ctx)
     rows = [{"key": e.key, "name": e.name, "owner": e.owner, "status": e.status,
              "variants": ", ".join(f"{v.key} ({v.weight:g})" for v in e.variants),
              "primary": e.primary, "start": e.start, "end": e.end}
             for e in _experiments(ws).values()]
+    if fmt is Format.table:
+        # dates as written: an end date's moment is the midnight after its last day
+        for row in rows:
+            row["start"] = _day(row["start"])
+            row["end"] = _day(row["end"], last=True)
     emit(rows, fmt, title="experiments")
+
+
+def _day(moment: datetime | None, *, last: bool = False) -> str | None:
+    """A start or end for the table: the local date for a midnight (an end's last day),
+    else the moment."""
+    if moment is None:
+        return None
+    if (moment.hour, moment.minute, moment.second, moment.microsecond) != (0, 0, 0, 0):
+        return moment.isoformat()
+    return (moment - timedelta(days=1) if last else moment).date().isoformat()
 
 
 @experiment_app.command("show")
 @handle_errors
 def show(ctx: typer.Context, key: Annotated[str, typer.Argument(help="Experiment key.")],
          fmt: FormatOption = Format.table) -> None:
-    """One experiment's definition, as SDKs receive it."""
+    """One experiment's definition, as SDKs receive it.
+
+    Example: nerve experiment show simple_checkout --format json
+    """
     exp = get_experiment(_experiments(_workspace(ctx)), key)
     info = {**exp.as_dict(), "hypothesis": exp.hypothesis, "owner": exp.owner,
             "primary": exp.primary, "secondary": list(exp.secondary),
@@ -143,7 +164,10 @@ def plan(ctx: typer.Context, key: Annotated[str, typer.Argument(help="Experiment
          baseline_days: Annotated[int, typer.Option(help="Days of history to read the primary "
                                                         "metric's level and traffic from.")] = 14,
          fmt: FormatOption = Format.table) -> None:
-    """Units and days needed to detect the experiment's minimum detectable effect."""
+    """Units and days needed to detect the experiment's minimum detectable effect.
+
+    Example: nerve experiment plan simple_checkout --baseline-days 28
+    """
     ws = _workspace(ctx)
     exp = get_experiment(_experiments(ws), key)
 

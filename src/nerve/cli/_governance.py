@@ -111,6 +111,8 @@ def forget(
     user, and so are the rows without a user id of the devices found on their rows
     (used before signing in); another user's rows on a shared device stay. What was
     deleted (counts, never ids) is kept in the `erasures` table.
+
+    Example: nerve forget --user-id 4711 --dry-run
     """
     ws = load_workspace(ctx)
     users = [*(user_ids or []), *_ids_from(users_file)]
@@ -157,6 +159,8 @@ def expire(
     catalog does not describe (quarantined unplanned events, and the rows of an event
     removed from events/) follow \\[privacy] uncataloged_retention (default: kept), and
     the audit log's files \\[privacy] audit_retention.
+
+    Example: nerve expire --dry-run
     """
     ws = load_workspace(ctx)
     from nerve.erasure import expire_rows  # noqa: PLC0415
@@ -175,6 +179,8 @@ def compact(ctx: typer.Context) -> None:
     reuses their space only later. This copies the warehouse into a new file and swaps
     it in (a crash leaves either file whole). Stop `nerve serve` first: it needs the
     file to itself.
+
+    Example: nerve compact
     """
     ws = load_workspace(ctx)
     from nerve.erasure import compact as compact_file  # noqa: PLC0415
@@ -226,6 +232,8 @@ def audit(
     Every read API call the server answers and every command that reads the warehouse
     file itself is recorded in .nerve/audit/ (docs/privacy.md). Reading this log is not
     itself a read of the warehouse.
+
+    Example: nerve audit --since 7d --action sql
     """
     ws = load_workspace(ctx)
     from nerve.analytics import parse_duration  # noqa: PLC0415

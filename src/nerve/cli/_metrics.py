@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import Annotated, Any
 
 import httpx
@@ -53,7 +54,10 @@ def _layer(ws: Workspace, *, strict: bool = True) -> semantic.SemanticLayer:
 @metrics_app.command("list")
 @handle_errors
 def list_metrics(ctx: typer.Context, fmt: FormatOption = Format.table) -> None:
-    """List every metric with its type, format, owner and description."""
+    """List every metric with its type, format, owner and description.
+
+    Example: nerve metrics list --format json
+    """
     layer = _layer(load_workspace(ctx))
     rows = [{"metric": m.name, "type": m.type, "label": m.title, "format": m.format,
              "owner": m.owner, "description": m.description,
@@ -66,7 +70,10 @@ def list_metrics(ctx: typer.Context, fmt: FormatOption = Format.table) -> None:
 def show(ctx: typer.Context,
          name: Annotated[str, typer.Argument(help="A metric name or synonym.")],
          fmt: FormatOption = Format.table) -> None:
-    """Show one metric: its definition, formula, events and where it is defined."""
+    """Show one metric: its definition, formula, events and where it is defined.
+
+    Example: nerve metrics show revenue
+    """
     info = _layer(load_workspace(ctx)).describe(name)
     if fmt is Format.json:
         emit_json(info)
@@ -79,7 +86,10 @@ def show(ctx: typer.Context,
 @metrics_app.command("lint")
 @handle_errors
 def lint(ctx: typer.Context, fmt: FormatOption = Format.table) -> None:
-    """Check metrics/*.yaml against the catalog; exit 1 on any problem (file and line given)."""
+    """Check metrics/*.yaml against the catalog; exit 1 on any problem (file and line given).
+
+    Example: nerve metrics lint
+    """
     ws = load_workspace(ctx)
     try:
         layer = _layer(ws, strict=False)
@@ -125,6 +135,8 @@ def readiness(ctx: typer.Context, fmt: FormatOption = Format.table) -> None:
     and their data health from the latest quality checks (nerve check).
 
     Exits 1 when a metric needs something the catalog lacks.
+
+    Example: nerve metrics readiness --format json
     """
     ws = load_workspace(ctx)
     layer = _layer(ws, strict=False)
@@ -259,6 +271,14 @@ def query(
                    for name in result["query"]["metrics"]}
         rows = [{k: _formatted(v, *formats[k]) if k in formats else v for k, v in r.items()}
                 for r in rows]
+        time_column, partial = result.get("time_column"), result.get("partial")
+        if time_column and partial:
+            # the period still running: its figures are so far (a week on its Monday
+            # would read as a drop)
+            for row in rows:
+                value = row.get(time_column)
+                if (value.isoformat() if isinstance(value, date | datetime) else value) == partial:
+                    row[time_column] = f"{partial} (partial)"
         title = (f"{', '.join(result['query']['metrics'])} from {result['start'][:16]} to "
                  f"{result['end'][:16]} ({result['timezone']}, end excluded)")
         emit(rows, fmt, title=title)

@@ -115,7 +115,10 @@ def show(
     fmt: FormatOption = Format.table,
 ) -> None:
     """Show one quarantined event: its payload, and one row per violation (path, rule,
-    message, catalog file and line)."""
+    message, catalog file and line).
+
+    Example: nerve quarantine show MESSAGE_ID --format json (ids: nerve quarantine list)
+    """
     ws = load_workspace(ctx)
     body = run_sql(ws, f"SELECT * FROM quarantine WHERE message_id = {_literal(message_id)} "
                        "ORDER BY quarantined_at LIMIT 1")
@@ -159,6 +162,8 @@ def replay(
     already in `events` is never loaded twice. Needs the warehouse to itself: stop
     `nerve serve` first. `--dry-run` only reads, so it also works while `nerve serve` runs
     (through the server). Exit 0 when everything judged now passes, 3 when some still fail.
+
+    Example: nerve quarantine replay --event add_to_cart --dry-run
     """
     ws = load_workspace(ctx)
     catalog = Catalog.load(ws.events_dir)

@@ -182,12 +182,24 @@ def _status_rows(body: dict[str, Any], fmt: Format) -> list[dict[str, Any]]:
     warehouse, collector, log = body["warehouse"], body["collector"], body["log"]
     loader = body["loader"]
     since = "since the server started" if body["url"] else "in the server's last run"
-    rows = [
-        ("server", body["url"] or "not running"),
-        ("events in the warehouse", n(warehouse['events'])),
-        ("received in the last 24 h", n(warehouse['events_24h'])),
-        ("newest event received", warehouse["last_received_at"] or "none"),
-        ("quarantined rows", n(warehouse['quarantine'])),
+    collectors = body.get("collect_only_pids")
+    server = body["url"] or "not running"
+    if not body["url"] and collectors:
+        since = "since the collectors started"
+        server = (f"not running; nerve serve --collect-only runs here (pid "
+                  f"{', '.join(map(str, collectors))}: it takes events, no read API)")
+    rows = [("server", server)]
+    if warehouse is None:
+        rows.append(("warehouse", "not on this machine: the log is a NATS stream, and the "
+                                  "nerve serve that loads it (without --collect-only) holds "
+                                  "the warehouse; run nerve status there"))
+    else:
+        rows += [
+            ("events in the warehouse", n(warehouse['events'])),
+            ("received in the last 24 h", n(warehouse['events_24h'])),
+            ("newest event received", warehouse["last_received_at"] or "none"),
+            ("quarantined rows", n(warehouse['quarantine']))]
+    rows += [
         (f"accepted {since}", n(collector['accepted'])),
         (f"with violations {since}", n(collector['quarantined'])),
         (f"dropped {since}", ", ".join(f"{k}: {n(v)}" for k, v in collector["dropped"].items())
@@ -199,6 +211,10 @@ def _status_rows(body: dict[str, Any], fmt: Format) -> list[dict[str, Any]]:
     if log.get("write_problem"):
         rows.append((f"{log['kind']} log", f"cannot be written: {log['write_problem']}; "
                                            "ingest answers 503 until it can"))
+    disk = body.get("warehouse_disk") or {}
+    if disk.get("problem"):
+        rows.append(("warehouse disk", f"short of room: {disk['problem']}; ingest answers "
+                                       "503 until it has room"))
     if log.get("set_aside"):
         rows.append(("log files set aside", "\n".join(log["set_aside"]) + "\n(damaged or "
                      "refused log data kept for inspection, docs/storage.md: read, then "

@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from nerve.cli._common import console, handle_errors
-from nerve.workspace import init_workspace
+from nerve.errors import WorkspaceError
+from nerve.workspace import CONFIG_FILE, enclosing_workspace, init_workspace
 
 
 def register(app: typer.Typer) -> None:
@@ -19,6 +20,8 @@ def register(app: typer.Typer) -> None:
 def init(
     directory: Annotated[Path, typer.Argument(help="Folder to create the workspace in.")],
     name: Annotated[str | None, typer.Option(help="Project name (default: the folder's)")] = None,
+    nested: Annotated[bool, typer.Option(
+        "--nested", help="Create it even inside another workspace's folder.")] = False,
 ) -> None:
     """Create a workspace: nerve.toml with write keys, events/, metrics/, a git-ignored .nerve/.
 
@@ -27,6 +30,14 @@ def init(
 
     Example: nerve init shop && cd shop && nerve catalog lint
     """
+    outer = enclosing_workspace(directory)
+    if outer is not None and not nested:
+        # commands read the workspace of the current folder only: a workspace inside
+        # another is a second catalog and warehouse, not a part of the first
+        raise WorkspaceError(
+            f"{Path(directory).resolve()} is inside the workspace {outer} "
+            f"({outer / CONFIG_FILE}); create the new one elsewhere, or pass --nested "
+            "to create a separate workspace inside it")
     ws = init_workspace(directory, name)
     console.print(f"Created workspace [bold]{ws.config.name}[/bold] in {ws.root}")
     for source in ws.config.sources:

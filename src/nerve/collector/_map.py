@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from nerve.collector._errors import message_error
+from nerve.collector._errors import RequestError, message_error
 from nerve.collector._validate import Rule, TooDeepError, Validator
 from nerve.pipeline import Guard, withhold_values
 
@@ -43,6 +43,13 @@ _STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
 _BRACKETS = re.compile(r"[\[\]{}]")
 _ID_FIELDS = (("userId", "user_id"), ("anonymousId", "anonymous_id"),
               ("groupId", "group_id"), ("previousId", "previous_id"))
+#: the most characters an id (``messageId``, ``userId``, ``anonymousId``, ``groupId``,
+#: ``previousId``) or a name (a track's ``event``, a page's or screen's ``name``) may have:
+#: the JSON columns are bounded by ``max_event_bytes``, these only by the request's size,
+#: and a 450 KB id is a client's bug, not an id (docs/collector.md, Limits)
+MAX_ID_CHARS = 1024
+#: characters of a refused or quarantined value quoted back
+_QUOTED_CHARS = 100
 #: the times a client may give, and the clock-skew correction may give: from 1970 to the
 #: end of 2099 (microseconds since the epoch). Outside, the clock or the value is wrong,
 #: and a year the correction pushes out of Python's range would make the row unreadable
@@ -70,11 +77,40 @@ def parse_timestamp(value: Any) -> int | None:
 def _id(message: dict[str, Any], key: str, index: int | None) -> str | None:
     value = message.get(key)
     if value is None or isinstance(value, str):
+        if value is not None and len(value) > MAX_ID_CHARS:
+            raise _too_long(index, key, value)
         return value or None
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)  # Segment coerces numeric ids to strings; so do we
     raise message_error(index, key, f"must be a string, got {type(value).__name__}",
                         code="invalid_field")
+
+
+def _too_long(index: int | None, field: str, value: str) -> RequestError:
+    """The refusal of an id or a name longer than MAX_ID_CHARS (only for the error; the
+    value is not quoted: an id may be personal)."""
+    return message_error(index, field, f"{len(value)} characters, more than the "
+                         f"{MAX_ID_CHARS} an id or a name (of an event, page or screen) may "
+                         "have", code="invalid_field")
+
+
+def _too_large(index: int | None, size: int, limit: int, **columns: str | None
+               ) -> RequestError:
+    """The refusal of a message whose JSON columns are over ``max_event_bytes``, naming
+    the largest of them (``properties``, ``traits`` or ``context``) as its field."""
+    sizes = {name: len(text) for name, text in columns.items() if text is not None}
+    field = max(sizes, key=sizes.__getitem__)
+    return message_error(index, field, f"the message's context, properties and traits are "
+                         f"{size} bytes of JSON ({field} {sizes[field]}), more than the "
+                         f"limit of {limit} ([collector] max_event_bytes)",
+                         code="event_too_large", status=413)
+
+
+def _quoted(value: Any) -> str:
+    """``repr(value)``, cut to about _QUOTED_CHARS characters: a refused or quarantined
+    value is quoted back, and it may be as long as the request."""
+    text = repr(value)
+    return text if len(text) <= _QUOTED_CHARS else text[:_QUOTED_CHARS] + "..."
 
 
 def _object(message: dict[str, Any], key: str, index: int | None) -> dict[str, Any] | None:
@@ -98,10 +134,12 @@ def _timestamp(value: Any, field: str, cache: dict[Any, int | None],
     try:
         parsed = parse_timestamp(value)
     except (ValueError, OverflowError) as exc:
-        problems.append(_bad_time(field, f"{value!r} is not an ISO 8601 time ({exc})"))
+        # the parser's message quotes the value whole, which may be as long as the request
+        reason = f" ({exc})" if len(str(exc)) <= 2 * _QUOTED_CHARS else ""
+        problems.append(_bad_time(field, f"{_quoted(value)} is not an ISO 8601 time{reason}"))
         return None
     if parsed is not None and not EARLIEST <= parsed < LATEST:
-        problems.append(_bad_time(field, f"{value!r} is not between 1970 and 2099"))
+        problems.append(_bad_time(field, f"{_quoted(value)} is not between 1970 and 2099"))
         return None
     if value.__class__ is str:
         cache[value] = parsed
@@ -183,6 +221,7 @@ def map_messages(
     rules: dict[tuple[str, Any, str | None], Rule] = {}
     dumps = orjson.dumps
     no_problems: list[dict[str, Any]] = []
+    max_id = MAX_ID_CHARS  # a local: read once per id in the loop below
 
     index = 0
     # orjson writes at most 254 levels of nesting: deeper JSON parses but cannot be stored
@@ -200,17 +239,21 @@ def map_messages(
                 raise message_error(at, "type", problem,
                                     code="missing_field" if type_ is None else "invalid_field")
             user_id = get("userId")
-            if user_id.__class__ is not str or not user_id:
+            # each id's check costs one len() (MAX_ID_CHARS); _id refuses a long one
+            if user_id.__class__ is not str or not user_id or len(user_id) > max_id:
                 user_id = _id(message, "userId", at)
             anonymous_id = get("anonymousId")
-            if anonymous_id.__class__ is not str or not anonymous_id:
+            if (anonymous_id.__class__ is not str or not anonymous_id
+                    or len(anonymous_id) > max_id):
                 anonymous_id = _id(message, "anonymousId", at)
             if user_id is None and anonymous_id is None:
                 raise message_error(at, "userId", "userId or anonymousId is required")
             event = name = group_id = previous_id = None
             if type_ == "track":
                 event = get("event")
-                if event.__class__ is not str or not event:
+                if event.__class__ is not str or not event or len(event) > max_id:
+                    if event.__class__ is str and event:
+                        raise _too_long(at, "event", event)
                     raise message_error(at, "event", "required for track, a non-empty string",
                                         code="missing_field" if event is None else "invalid_field")
             elif type_ == "group":
@@ -222,7 +265,10 @@ def map_messages(
                 if previous_id is None:
                     raise message_error(at, "previousId", "required for alias")
             message_id = get("messageId")
-            if message_id.__class__ is not str or not message_id:
+            if (message_id.__class__ is not str or not message_id
+                    or len(message_id) > max_id):
+                if message_id.__class__ is str and message_id:
+                    raise _too_long(at, "messageId", message_id)
                 if isinstance(message_id, int) and not isinstance(message_id, bool):
                     message_id = str(message_id)
                 else:
@@ -240,6 +286,8 @@ def map_messages(
                 if type_ != "track":
                     raw_name = get("name")
                     name = raw_name if raw_name.__class__ is str and raw_name else None
+                    if name is not None and len(name) > max_id:
+                        raise _too_long(at, "name", name)
                     category = get("category")
                     if category is not None and "category" not in properties:
                         properties = {**properties, "category": category}
@@ -290,8 +338,8 @@ def map_messages(
                     sent = get("sentAt", batch_sent_at)
                     field = "timestamp" if get("timestamp") is not None else "originalTimestamp"
                     problems = [*problems, _bad_time(field, (
-                        f"{get(field)!r} sent at {sent!r}: corrected for the client's "
-                        "clock, before 1970 or after 2099"))]
+                        f"{_quoted(get(field))} sent at {_quoted(sent)}: corrected for the "
+                        "client's clock, before 1970 or after 2099"))]
                     timestamp = received_at
 
             if payload is None:
@@ -327,7 +375,7 @@ def map_messages(
                         traits = payload
                 if clean_urls:
                     context, properties, violations = guard.urls(type_, context, properties,
-                                                                 violations)
+                                                                 violations, spec)
                 if type_ not in _TRAIT_CALLS:
                     context_traits = context.get("traits")
                     traits = context_traits if context_traits.__class__ is dict else None
@@ -348,9 +396,8 @@ def map_messages(
             size = (len(context_json) + (len(properties_json) if properties_json else 0)
                     + (len(traits_json) if traits_json else 0))
             if size > max_event_bytes:
-                raise message_error(at, "$", f"the message is {size} bytes of JSON, more than "
-                                    f"the limit of {max_event_bytes}", code="event_too_large",
-                                    status=413)
+                raise _too_large(at, size, max_event_bytes, context=context_json,
+                                 properties=properties_json, traits=traits_json)
             # a column shorter than _DEEP_BYTES cannot nest that deep: most pay 3 compares
             if ((len(context_json) >= _DEEP_BYTES and _too_deep(context_json))
                     or (properties_json is not None and len(properties_json) >= _DEEP_BYTES

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from nerve.workspace import Workspace
 
@@ -52,6 +54,9 @@ class Section:
     #: csv): "percent" (0.4874 as 48.7%), "change" (+37.5%), "p" (2.3e-06), "seconds"
     #: (69 s), or "currency USD"; other numbers get thousands separators
     formats: dict[str, str] = field(default_factory=dict)
+    #: columns the table shows in one, a line each ("check / event"), so that short
+    #: names are not folded mid-word beside a long message at 80 columns
+    stack: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {"key": self.key, "title": self.title, "rows": self.rows, "note": self.note}
@@ -122,14 +127,30 @@ def metrics_section(ctx: SummaryContext) -> Section | None:
         return None
     names = ["revenue", "orders", "average_order_value", "checkout_conversion",
              "payment_failure_rate"]
+    sim = ctx.truth["simulation"]
+    # from the simulation's first moment: "28d" by week was the last 4 weeks, leaving out
+    # the days of the first, partial one
     answer = ctx.api("/v1/metrics/query", {"metrics": names, "grain": "week",
-                                           "since": f"{ctx.truth['simulation']['days']}d"})
+                                           "since": sim["start"], "until": sim["end"]})
     time_column = answer.get("time_column") or "week"
     rows = [{time_column: row.get(time_column), **{name: row.get(name) for name in names}}
             for row in answer["rows"]]
+    # a week the simulation covers only in part (its first, and the one still running)
+    # is marked, so that its lower figures do not read as a drop
+    tz = ZoneInfo(answer.get("timezone") or "UTC")
+    first, last = (_local(sim[k], tz) for k in ("start", "end"))
+    for row in rows:
+        week = datetime.fromisoformat(str(row[time_column])[:10])
+        row["partial"] = week < first or week + timedelta(days=7) > last
     return Section("metrics", "Key metrics per week (semantic layer)", rows,
                    "nerve metrics query revenue checkout_conversion --by platform --grain day",
                    _metric_formats(ctx, names))
+
+
+def _local(moment: str, tz: ZoneInfo) -> datetime:
+    """``moment`` (ISO 8601) as naive wall-clock time in ``tz``."""
+    return datetime.fromisoformat(moment.replace("Z", "+00:00")).astimezone(tz).replace(
+        tzinfo=None)
 
 
 def _metric_formats(ctx: SummaryContext, names: list[str]) -> dict[str, str]:
@@ -178,7 +199,8 @@ def checks_section(ctx: SummaryContext) -> Section | None:
              "message": r["message"]} for r in found[:12]]
     note = (f"{len(results)} checks: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
             + (f" ({len(found) - 12} more: nerve check)" if len(found) > 12 else ""))
-    return Section("checks", f"Data-quality checks: {answer['status']}", rows, note)
+    return Section("checks", f"Data-quality checks: {answer['status']}", rows, note,
+                   stack=("check", "event"))
 
 
 def experiment_analysis_section(ctx: SummaryContext) -> Section | None:

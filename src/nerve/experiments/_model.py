@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from nerve.catalog._yaml import LineDict, load_yaml
 from nerve.errors import CatalogError, Location, UserError, close_match, did_you_mean
@@ -102,21 +103,23 @@ class Experiment:
         }
 
 
-def _when(value: Any, *, end: bool = False) -> datetime | None:
-    """A start or end as a moment. A date alone is a whole day: ``start: 2026-11-01``
-    begins at its midnight, ``end: 2026-11-27`` takes in the 27th (it ends at the next
-    midnight), as people read a last day; a datetime is that moment."""
+def _when(value: Any, tz: ZoneInfo, *, end: bool = False) -> datetime | None:
+    """A start or end as a moment. A date alone is a whole day of the workspace's time
+    zone ``tz``: ``start: 2026-11-01`` begins at its local midnight, ``end: 2026-11-27``
+    takes in the 27th (it ends at the next local midnight), as people read a last day; a
+    datetime is that moment (without an offset: wall-clock time in ``tz``)."""
     if value is None:
         return None
     if isinstance(value, str) and _DATE_ONLY.match(value.strip()):
         value = date.fromisoformat(value.strip())
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
+        return value if value.tzinfo else value.replace(tzinfo=tz)
     if isinstance(value, date):
-        day = datetime(value.year, value.month, value.day, tzinfo=UTC)
-        return day + timedelta(days=1) if end else day
+        day = value + timedelta(days=1) if end else value
+        # the local midnight, whatever the clocks do that day (a day may be 23 hours)
+        return datetime(day.year, day.month, day.day, tzinfo=tz)
     parsed = datetime.fromisoformat(str(value))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
 
 
 def _is_number(value: Any) -> bool:
@@ -153,7 +156,8 @@ def _is_scalar(value: object) -> bool:
     return isinstance(value, str | int | float | bool)
 
 
-def _parse(path: Path, raw: LineDict, problems: list[tuple[Location, str]]) -> Experiment | None:
+def _parse(path: Path, raw: LineDict, problems: list[tuple[Location, str]],
+           tz: ZoneInfo) -> Experiment | None:
     before = len(problems)
     key = raw.get("key") or path.stem
 
@@ -263,7 +267,7 @@ def _parse(path: Path, raw: LineDict, problems: list[tuple[Location, str]]) -> E
     dates: dict[str, datetime | None] = {}
     for name in ("start", "end"):
         try:
-            dates[name] = _when(raw.get(name), end=name == "end")
+            dates[name] = _when(raw.get(name), tz, end=name == "end")
         except ValueError as exc:
             bad(name, f"expected an ISO date or datetime ({exc})")
             dates[name] = None
@@ -312,8 +316,11 @@ def _parse(path: Path, raw: LineDict, problems: list[tuple[Location, str]]) -> E
     )
 
 
-def load_experiments(folder: Path) -> dict[str, Experiment]:
-    """Every ``experiments/*.yaml``; raises ExperimentError listing every problem."""
+def load_experiments(folder: Path, timezone: str = "UTC") -> dict[str, Experiment]:
+    """Every ``experiments/*.yaml``; raises ExperimentError listing every problem.
+    ``timezone``: the workspace's (``[project] timezone``), whose days a ``start`` or
+    ``end`` date means."""
+    tz = ZoneInfo(timezone)
     problems: list[tuple[Location, str]] = []
     found: dict[str, Experiment] = {}
     for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
@@ -325,7 +332,7 @@ def load_experiments(folder: Path) -> dict[str, Experiment]:
         if not isinstance(raw, LineDict):
             problems.append((Location(path, 1), "expected a mapping of fields (key, variants...)"))
             continue
-        experiment = _parse(path, raw, problems)
+        experiment = _parse(path, raw, problems, tz)
         if experiment is None:
             continue
         if experiment.key in found:

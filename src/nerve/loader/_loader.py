@@ -357,7 +357,15 @@ class Loader:
                 backoff = min(max(backoff, pace.interval) * 2, 30.0)
             except Exception as exc:
                 self.last_error = exc
-                log.exception("loader: load failed; retrying in %.1fs", backoff)
+                if "No space left on device" in str(exc):  # DuckDB's IO errors carry no errno
+                    # a known condition, not a bug: one line (a traceback every retry
+                    # buried it), saying what to do
+                    log.error("loader: the warehouse's disk is full (%s); the log keeps the "
+                              "events until they load: free space on it, or move the "
+                              "warehouse ([warehouse] url); retrying in %.1fs",
+                              str(exc).splitlines()[0], backoff)
+                else:
+                    log.exception("loader: load failed; retrying in %.1fs", backoff)
                 backoff = min(max(backoff, pace.interval) * 2, 30.0)
             self._stop.wait(backoff)
 

@@ -128,7 +128,8 @@ def enrich_context(
     else:
         from_header = False
     additions = context_additions(agent[:1024], from_header, bool(result.get("os")),
-                                  bool(result.get("device")), bool(result.get("browser")))
+                                  bool(result.get("device")),
+                                  "app" in result or bool(result.get("browser")))
     if additions:
         result.update(additions)
     return result
@@ -136,8 +137,9 @@ def enrich_context(
 
 @functools.lru_cache(maxsize=16384)
 def context_additions(agent: str, from_header: bool, has_os: bool, has_device: bool,
-                      has_browser: bool) -> tuple[tuple[str, Any], ...]:
-    """What enrichment adds to a context, per agent and per which fields it already has.
+                      no_browser: bool) -> tuple[tuple[str, Any], ...]:
+    """What enrichment adds to a context, per agent and per which fields it already has
+    (``no_browser``: it has its browser, or it is a native app's: it has ``app``).
 
     Cached: traffic repeats a few agents and context shapes, and this was most of the
     enrichment's cost. The values are shared between events, never mutated.
@@ -155,8 +157,11 @@ def context_additions(agent: str, from_header: bool, has_os: bool, has_device: b
     if not has_device and device:
         out.append(("device", device))
     # a message's own agent may be an app's (analytics-android sends Dalvik's): its OS and
-    # device are the device's, but only a browser's agent names a browser
-    if not has_browser and browser and parsed["browser"] \
+    # device are the device's, but only a browser's agent names a browser. Nor does a
+    # browser's agent in a native app's event (the mobile SDKs send context.app,
+    # analytics.js does not): it is the app's web view's (WKWebView's, Android's "wv"), no
+    # browser the person uses
+    if not no_browser and browser and parsed["browser"] \
             and parsed["browser"]["name"] != "Other":
         out.append(("browser", parsed["browser"]))
     return tuple(out)

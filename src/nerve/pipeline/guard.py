@@ -22,6 +22,7 @@ from nerve.pipeline.privacy import (
     protect_payload,
     protect_urls,
     pseudonymise,
+    url_properties,
 )
 
 __all__ = ["Guard", "withhold_values"]
@@ -49,10 +50,13 @@ class Guard:
         #: spec id -> names that need nothing while their value holds no keys (an
         #: uncataloged name, or an object or array property: what is in it is judged too)
         self._loose: dict[int, set[str]] = {}
+        #: spec id -> its properties declared with a URL format (``url_properties``)
+        self._url_names: dict[int, tuple[str, ...]] = {}
         #: ``context.ip`` -> what the policy keeps of it (None: drop); traffic repeats IPs
         self._ips: dict[str, str | None] = {}
-        #: (agent, from the header?, has os?, has device?, has browser?) -> what enrichment
-        #: adds to such a context; traffic repeats a few agents and context shapes
+        #: (agent, from the header?, has os?, has device?, has a browser or is an app's?)
+        #: -> what enrichment adds to such a context; traffic repeats a few agents and
+        #: context shapes
         self._additions: dict[tuple[str, bool, bool, bool, bool],
                               tuple[tuple[str, Any], ...]] = {}
 
@@ -75,8 +79,9 @@ class Guard:
         else:
             from_header = False
         if agent is not None:
+            # a native app's context (it has app) gets no browser: one `in` per event
             key = (agent[:1024], from_header, bool(get("os")), bool(get("device")),
-                   bool(get("browser")))
+                   "app" in result or bool(get("browser")))
             additions = self._additions.get(key)
             if additions is None:
                 additions = context_additions(*key)
@@ -132,12 +137,16 @@ class Guard:
         return protect_payload(payload, spec, self.policy)
 
     def urls(self, call: str, context: dict[str, Any], properties: dict[str, Any] | None,
-             violations: str | None
+             violations: str | None, spec: EventSpec | None = None
              ) -> tuple[dict[str, Any], dict[str, Any] | None, str | None]:
-        """``protect_urls``, and the violations (JSON text) no longer quoting a URL it
-        changed (a ``format: uri`` rule's message quotes the whole URL). Called only when
-        ``[privacy] url_query`` is not ``"keep"``."""
-        context, cleaned = protect_urls(call, context, properties, self.policy)
+        """``protect_urls`` (``spec``'s properties declared with a URL format too), and
+        the violations (JSON text) no longer quoting a URL it changed (a ``format: uri``
+        rule's message quotes the whole URL). Called only when ``[privacy] url_query`` is
+        not ``"keep"``."""
+        names = self._url_names.get(id(spec))
+        if names is None:
+            names = self._url_names[id(spec)] = url_properties(spec)
+        context, cleaned = protect_urls(call, context, properties, self.policy, names)
         if violations and cleaned is not properties and properties is not None:
             violations = orjson.dumps(withhold_values(
                 orjson.loads(violations), properties, cleaned or {})).decode()

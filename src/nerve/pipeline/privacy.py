@@ -46,15 +46,23 @@ __all__ = [
     "protect_urls",
     "pseudonymise",
     "truncate_ip",
+    "url_properties",
 ]
 
 Treatment = Literal["hash", "drop", "keep", "truncate"]
 #: what a keyed hash (``pseudonymise``) starts with
 HASH_PREFIX = "h:"
 
-#: words that make an uncataloged property's name look personal (hashed anyway)
+#: words that make an uncataloged property's name look personal (hashed anyway); a
+#: ``*_name`` only of a person (``employee_name``, ``patient_name``, ``given_name``), not
+#: of a thing (``event_name``, ``product_name``, ``screen_name``), nor an ambiguous one
+#: (``display_name``, ``client_name``, ``parent_name``: an app's, a category's)
 PERSONAL_NAMES = re.compile(
     r"(^|_)(e_?mail|phone|mobile|ssn|password|passwd|first_?name|last_?name|full_?name|"
+    r"(user|customer|employee|patient|member|contact|person|owner|account_?holder|"
+    r"card_?holder|holder|guardian|spouse|recipient|sender|guest|passenger|travell?er|"
+    r"student|teacher|applicant|candidate|doctor|physician|nurse|clinician|given|family|"
+    r"middle|maiden|nick|legal|real)_?name|surname|"
     r"address|street|postcode|zip_?code|birth_?date|dob|iban|card_?number|ip)($|_)",
     re.IGNORECASE,
 )
@@ -395,15 +403,35 @@ def protect_ip(ip: Any, policy: PrivacyPolicy) -> Any:
 
 #: the calls whose own properties describe a page (``url``, ``referrer``, ``search``)
 _PAGE_CALLS = frozenset({"page", "screen"})
+_PAGE_KEYS = ("url", "referrer", "search")
+#: the formats of a cataloged property that holds a URL
+URL_FORMATS = frozenset({"uri", "uri-reference", "iri", "iri-reference"})
+
+
+def url_properties(spec: EventSpec | None) -> tuple[str, ...]:
+    """The names of ``spec``'s properties (top level) declared with a URL format, whose
+    values ``protect_urls`` treats as a page's URL.
+
+    >>> from nerve.catalog import Version
+    >>> url_properties(EventSpec("link_clicked", Version(1), properties=(
+    ...     PropertySpec("href", "string", format="uri"), PropertySpec("text", "string"))))
+    ('href',)
+    """
+    if spec is None:
+        return ()
+    return tuple(p.name for p in spec.properties
+                 if p.type == "string" and p.format in URL_FORMATS)
 
 
 def protect_urls(call: str, context: dict[str, Any], properties: dict[str, Any] | None,
-                 policy: PrivacyPolicy) -> tuple[dict[str, Any], dict[str, Any] | None]:
+                 policy: PrivacyPolicy, url_names: tuple[str, ...] = ()
+                 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """``context`` and a page or screen call's ``properties`` with the query strings of
     their URLs as ``[privacy] url_query`` keeps them: ``context.page``'s ``url``,
     ``referrer`` and ``search``, ``context.referrer``'s ``url`` and ``link`` (a mobile
-    app's deep link), a page or screen call's ``url``, ``referrer`` and ``search``.
-    What holds nothing to remove is returned as is.
+    app's deep link), a page or screen call's ``url``, ``referrer`` and ``search``, and
+    the ``url_names`` properties of any call (those its spec declares with a URL format:
+    ``url_properties``). What holds nothing to remove is returned as is.
 
     >>> protect_urls("page", {"page": {"url": "https://b.example/?email=a%40b.c"}},
     ...              {"search": "?email=a%40b.c"}, PrivacyPolicy(b"k", url_query="drop"))
@@ -421,8 +449,10 @@ def protect_urls(call: str, context: dict[str, Any], properties: dict[str, Any] 
         cleaned = _clean_urls(referrer, ("url", "link"), keep)
         if cleaned is not referrer:
             result = {**result, "referrer": cleaned}
-    if properties is not None and call in _PAGE_CALLS:
-        properties = _clean_urls(properties, ("url", "referrer", "search"), keep)
+    if properties is not None:
+        keys = (*_PAGE_KEYS, *url_names) if call in _PAGE_CALLS else url_names
+        if keys:
+            properties = _clean_urls(properties, keys, keep)
     return result, properties
 
 

@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import ibis
 import ibis.expr.types as ir
@@ -24,7 +25,7 @@ from nerve.semantic._query import MetricQuery, MetricResult
 from nerve.semantic._reader import EventReader
 from nerve.semantic._readiness import HealthSource, Readiness, readiness
 from nerve.semantic._resolve import Resolver
-from nerve.semantic._time import parse_bound, resolve_range, to_utc, zone
+from nerve.semantic._time import floor_to, parse_bound, resolve_range, to_local, to_utc, zone
 from nerve.warehouse import stitch_identities
 
 __all__ = ["SemanticLayer"]
@@ -220,6 +221,7 @@ class SemanticLayer:
         """Run ``query`` on the engine holding ``table``; rows, SQL and lineage.
         ``stitch``: as ``compile``'s."""
         dialect = backend_dialect(table)
+        now = now or datetime.now(UTC)
         compiled = self.compile(query, table, dialect=dialect, now=now, stitch=stitch)
         sql = str(ibis.to_sql(compiled.expr, dialect=dialect))
         try:
@@ -233,6 +235,7 @@ class SemanticLayer:
             query=query, table=_present(raw, compiled), sql=sql,
             dialect=dialect, lineage=compiled.lineage, time_column=compiled.time_column,
             start=compiled.range.start, end=compiled.range.end, timezone=self.timezone,
+            partial=_partial(compiled, now, zone(self.timezone)),
         )
 
 
@@ -316,6 +319,17 @@ def _data_bounds(table: ir.Table) -> tuple[datetime, datetime] | None:
 
 def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _partial(compiled: CompiledQuery, now: datetime, tz: ZoneInfo) -> date | datetime | None:
+    """The period of ``compiled`` that holds ``now``, as ``_present`` labels it; None
+    without a grain or when the range does not reach ``now``."""
+    if compiled.grain is None:
+        return None
+    current = floor_to(to_local(now, tz), compiled.grain)
+    if not compiled.range.start <= current < compiled.range.end:
+        return None
+    return current.date() if compiled.grain in ("day", "week", "month") else current
 
 
 def _present(raw: pa.Table, compiled: CompiledQuery) -> pa.Table:

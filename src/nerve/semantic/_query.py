@@ -108,6 +108,9 @@ class MetricResult:
     end: datetime
     timezone: str
     notes: tuple[str, ...] = field(default=())
+    #: the period that holds the query's "now", as the time column shows it (a date, or
+    #: a local datetime for hours): its figures are so far, not the whole period's
+    partial: date | datetime | None = None
 
     def rows(self) -> list[dict[str, Any]]:
         """The rows as dicts keyed by column name."""
@@ -119,5 +122,6 @@ class MetricResult:
                 "dialect": self.dialect, "time_column": self.time_column,
                 "start": self.start.isoformat(), "end": self.end.isoformat(),
                 "timezone": self.timezone,
+                "partial": self.partial.isoformat() if self.partial else None,
                 "lineage": {k: v.as_dict() for k, v in self.lineage.items()},
                 "notes": list(self.notes)}

@@ -22,7 +22,7 @@ from nerve import __version__
 from nerve.audit import Audit
 from nerve.errors import BackpressureError, NerveError, TransientError
 from nerve.server._audit import AuditReads
-from nerve.server._backpressure import backlog_details
+from nerve.server._backpressure import backlog_details, overload_reason
 from nerve.server._errors import (
     http_exception_handler,
     nerve_error_handler,
@@ -32,7 +32,7 @@ from nerve.server._ingest import INGEST_PATHS, IngestApp, ingest_routes
 from nerve.server._metrics import metrics_endpoint
 from nerve.server._openapi import openapi_endpoint
 from nerve.server._settings import settings_routes
-from nerve.server._state import BEHIND, NerveState
+from nerve.server._state import NerveState
 
 __all__ = ["create_app"]
 
@@ -50,12 +50,14 @@ async def health(request: Request) -> Response:
 async def ready(request: Request) -> Response:
     """Readiness, for a load balancer: 200 while this process can take events, else the
     503 its ingest answers now (the log's backlog over its bound, a log that cannot be
-    written, the NATS stream out of reach), so traffic goes to another collector until it
+    written, the NATS stream out of reach, the warehouse's disk short of the room that
+    loading the log needs), so traffic goes to another collector until it
     recovers on its own. Liveness stays ``/health``: a process waiting for NATS must not be
     restarted for it."""
     state: NerveState = request.app.state.nerve
     if state.overloaded:
-        raise BackpressureError(BEHIND + ": events are refused until it is loaded",
+        until = "it has room" if state.short_of_room else "it is loaded"
+        raise BackpressureError(f"{overload_reason(state)}: events are refused until {until}",
                                 retry_after=2, details=backlog_details(state))
     if state.log_failing_since is not None:
         # the last write failed (a full disk). A load balancer sends no events to a

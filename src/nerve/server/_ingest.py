@@ -12,6 +12,7 @@ tests/server/test_ingest_asgi.py pins that both answer byte for byte alike.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import time
 
@@ -22,11 +23,12 @@ from starlette.types import Receive, Scope, Send
 
 from nerve.collector import ENDPOINTS, RequestError
 from nerve.errors import BackpressureError, NerveError, TransientError
-from nerve.server._backpressure import backlog_details
+from nerve.server._backpressure import backlog_details, overload_reason
 from nerve.server._errors import nerve_error_response, unexpected_error_handler
-from nerve.server._state import BEHIND, NerveState
+from nerve.server._state import NerveState
 
-__all__ = ["INGEST_PATHS", "OVERLOAD_ANSWER_DELAY", "IngestApp", "client_ip", "ingest_routes"]
+__all__ = ["INGEST_PATHS", "OVERLOAD_ANSWER_DELAY", "IngestApp", "client_ip", "forwarded_address",
+           "ingest_routes"]
 
 logger = logging.getLogger("nerve.server")
 
@@ -113,21 +115,48 @@ def _check_content_type(value: str | None) -> None:
                        code="unsupported_media_type", details={"content_type": sent})
 
 
-def client_ip(scope: Scope, headers: Headers, proxy_header: str | None) -> str | None:
+def client_ip(scope: Scope, proxy_header: str | None) -> str | None:
     """The sender's address: the connection's, or what the trusted proxy says it saw.
 
     With ``[collector] trusted_proxy_header = "X-Forwarded-For"`` the LAST address of the
-    header is used: it is the one the trusted proxy appended, while earlier entries are
-    whatever the client claimed.
+    header is used (``forwarded_address``): it is the one the trusted proxy appended, while
+    earlier entries are whatever the client claimed. The header's lines are read as one
+    list, in order (HAProxy appends a line of its own: taking the first line took the
+    client's). A header with no item at all is as if absent; one whose last item is not
+    an address (``unknown``) gives no address, not the proxy's own.
     """
     if proxy_header:
-        forwarded = _text(headers, proxy_header.lower().encode("latin-1"))
-        if forwarded:
-            last = forwarded.rsplit(",", 1)[-1].strip()
-            if last:
-                return last
+        name = proxy_header.lower().encode("latin-1")
+        forwarded = b",".join(v for k, v in scope["headers"] if k == name).decode("latin-1")
+        if forwarded.replace(",", "").strip():
+            return forwarded_address(forwarded)
     client = scope.get("client")
     return str(client[0]) if client else None
+
+
+def forwarded_address(value: str) -> str | None:
+    """The last address of a forwarding header: empty items skipped, a port and IPv6
+    brackets taken off (``203.0.113.7:51234``, ``[2001:db8::7]:443``, as some proxies
+    write it); None when that item is no IP address. Once per request, not per event.
+
+    >>> forwarded_address("10.0.0.1, [2001:db8::7]:443, "), forwarded_address("unknown")
+    ('2001:db8::7', None)
+    """
+    items = [item.strip() for item in value.split(",")]
+    host = next((item for item in reversed(items) if item), "")
+    if host.startswith("["):  # [v6] or [v6]:port
+        host, _, rest = host[1:].partition("]")
+        if rest and not (rest[:1] == ":" and rest[1:].isdigit()):
+            return None
+    elif host.count(":") == 1:  # a.b.c.d:port (an IPv6 address has two colons or more)
+        host, _, port = host.partition(":")
+        if not port.isdigit():
+            return None
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return host  # as written: Python writes ::ffff:1.2.3.4 as ::ffff:102:304
 
 
 async def _ingest(state: NerveState, scope: Scope, headers: Headers,
@@ -150,12 +179,14 @@ async def _collect(state: NerveState, scope: Scope, headers: Headers,
     endpoint = scope["path"].rsplit("/", 1)[-1]
     try:
         if state.overloaded:
+            # why now: the watcher may change it during the wait below
+            reason, details = overload_reason(state), backlog_details(state)
             # a client that retries at once would otherwise keep the workers busy
             # refusing it, and the loader, which only gets the CPU they leave, would
             # never catch up: the refusal comes slowly
             await asyncio.sleep(OVERLOAD_ANSWER_DELAY)
-            raise BackpressureError(BEHIND + "; retry shortly", retry_after=2,
-                                    details=backlog_details(state))
+            raise BackpressureError(reason + "; retry shortly", retry_after=2,
+                                    details=details)
         _check_content_type(_text(headers, b"content-type"))
         try:
             async with asyncio.timeout(state.body_timeout):
@@ -168,7 +199,7 @@ async def _collect(state: NerveState, scope: Scope, headers: Headers,
         collected = state.collector.collect(
             body, endpoint=endpoint, authorization=_text(headers, b"authorization"),
             content_encoding=_text(headers, b"content-encoding"),
-            client_ip=client_ip(scope, headers, state.proxy_header),
+            client_ip=client_ip(scope, state.proxy_header),
             user_agent=_text(headers, b"user-agent"))
         if state.limiter is not None:
             state.limiter.check(collected.source.name, len(collected.rows))

@@ -245,8 +245,16 @@ class _WorkspaceGauges:
         yield GaugeMetricFamily("nerve_loader_lag_seconds",
                                 "How long the log has had unloaded data (0: caught up)",
                                 value=0.0 if behind is None else time.monotonic() - behind)
-        yield GaugeMetricFamily("nerve_overloaded", "1 while ingest answers 503 (backlog)",
+        yield GaugeMetricFamily("nerve_overloaded", "1 while ingest answers 503 (backlog, "
+                                "or the warehouse's disk short of room)",
                                 value=float(state.overloaded))
+        if state.warehouse_free_bytes is not None:
+            yield GaugeMetricFamily("nerve_warehouse_free_bytes", "Free bytes on the "
+                                    "warehouse's disk", value=state.warehouse_free_bytes)
+            yield GaugeMetricFamily("nerve_warehouse_short_of_room", "1 while ingest "
+                                    "answers 503 because the warehouse's disk has less room "
+                                    "than loading the log needs",
+                                    value=float(state.short_of_room))
         loader = state.loader
         totals = getattr(loader, "totals", None)
         if totals is not None:
@@ -303,17 +311,34 @@ async def metrics_endpoint(request: Request) -> Response:
     return Response(counters + generate_latest(gauges), media_type=CONTENT_TYPE_LATEST)
 
 
-def pipeline_health(workspace: Workspace) -> dict[str, Any]:
+def live_collectors(workspace: Workspace) -> dict[int, Path]:
+    """The ``nerve serve --collect-only`` processes running on this workspace folder, by
+    pid, with their metrics folders."""
+    found = {}
+    for folder in workspace.data_dir.glob(f"{_COLLECT_PREFIX}*"):
+        pid = folder.name.removeprefix(_COLLECT_PREFIX)
+        if pid.isdigit() and Path(f"/proc/{pid}").exists():
+            found[int(pid)] = folder
+    return dict(sorted(found.items()))
+
+
+def pipeline_health(workspace: Workspace, folders: list[Path] | None = None
+                    ) -> dict[str, Any]:
     """The collector's counters since the server last started, without HTTP.
 
     ``{"accepted": n, "quarantined": n, "dropped": {"consent": n}, "requests":
     {"200": n, "503": n, ...}}``; all zero when no server has run. For ``nerve status``,
     the console and scripts (the quality checks judge the warehouse's rows instead).
+    ``folders``: other metrics folders to add up (those of ``live_collectors``).
     """
-    folder = metrics_dir(workspace)
     result: dict[str, Any] = {"accepted": 0, "quarantined": 0, "dropped": {}, "requests": {}}
-    if not folder.is_dir() or not any(folder.glob("*.db")):
-        return result
+    for folder in [metrics_dir(workspace)] if folders is None else folders:
+        if folder.is_dir() and any(folder.glob("*.db")):
+            _add_counters(result, folder)
+    return result
+
+
+def _add_counters(result: dict[str, Any], folder: Path) -> None:
     registry = _registry(None, folder)
     for family in registry.collect():
         for sample in family.samples:
@@ -330,4 +355,3 @@ def pipeline_health(workspace: Workspace) -> dict[str, Any]:
             elif family.name == "nerve_http_requests":
                 status = sample.labels["status"]
                 result["requests"][status] = result["requests"].get(status, 0) + value
-    return result

@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from nerve import __version__
 from nerve.collector._body import BATCH_PATHS, CALL_TYPES
+from nerve.collector._map import MAX_ID_CHARS
 
 __all__ = ["openapi_document", "openapi_endpoint"]
 
@@ -37,18 +38,19 @@ _REFUSALS = {
 }
 
 #: an id: numbers are turned into strings (as Segment does), null counts as absent
-_ID = {"type": ["string", "number", "null"]}
-_PRESENT_ID = {"anyOf": [{"type": "string", "minLength": 1}, {"type": "number"}]}
+_ID = {"type": ["string", "number", "null"], "maxLength": MAX_ID_CHARS}
+_PRESENT_ID = {"anyOf": [{"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS},
+                         {"type": "number"}]}
 #: a time as sent: one that does not parse is quarantined (invalid_timestamp), not refused
 _TIME = {"description": "ISO 8601; anything else is stored and quarantined "
                         "(invalid_timestamp), not refused"}
 _OBJECT = {"type": ["object", "null"], "description": "null counts as absent"}
 _FIELDS: dict[str, Any] = {
-    "event": {"type": "string"},
+    "event": {"type": "string", "maxLength": MAX_ID_CHARS},
     "userId": _ID,
     "anonymousId": _ID,
     "messageId": {"description": "a string; without one (or not a string or integer) a "
-                                 "stable hash of the message"},
+                                 "stable hash of the message", "maxLength": MAX_ID_CHARS},
     "timestamp": _TIME,
     "originalTimestamp": {**_TIME, "description": "RudderStack's name for timestamp, read "
                                                   "when timestamp is absent"},
@@ -56,7 +58,8 @@ _FIELDS: dict[str, Any] = {
     "properties": _OBJECT,
     "traits": _OBJECT,
     "context": _OBJECT,
-    "name": {"description": "page and screen calls: their name (a non-empty string)"},
+    "name": {"description": "page and screen calls: their name (a non-empty string)",
+             "maxLength": MAX_ID_CHARS},
     "groupId": _ID,
     "previousId": _ID,
 }
@@ -66,15 +69,16 @@ _SOMEONE = {"anyOf": [{"required": ["userId"], "properties": {"userId": _PRESENT
                        "properties": {"anonymousId": _PRESENT_ID}}]}
 #: what each call requires besides a user
 _CALL_REQUIRES: dict[str, dict[str, Any]] = {
-    "track": {"required": ["event"], "properties": {"event": {"type": "string",
-                                                              "minLength": 1}}},
+    "track": {"required": ["event"], "properties": {"event": {
+        "type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS}}},
     "group": {"required": ["groupId"], "properties": {"groupId": _PRESENT_ID}},
     "alias": {"required": ["previousId"], "properties": {"previousId": _PRESENT_ID}},
 }
 
 
 #: fields only some calls read (the collector ignores them in the others)
-_READ_BY = {"event": ("track",), "groupId": ("group",), "previousId": ("alias",),
+_READ_BY = {"event": ("track",), "name": ("page", "screen"), "groupId": ("group",),
+            "previousId": ("alias",),
             "properties": ("track", "page", "screen"), "traits": ("identify", "group")}
 
 

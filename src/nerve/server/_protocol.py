@@ -28,6 +28,7 @@ text/plain, the 503 without ``Retry-After``). Those 503s are counted in
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from typing import Any
@@ -133,11 +134,14 @@ class _QuietCrowding(logging.Filter):
         return record.msg not in _QUIETED
 
 
-async def _crowded(scope: Any, receive: Any, send: Any) -> None:
-    """uvicorn's answer past ``limit_concurrency``, in nerve's shape and with Retry-After."""
+async def _crowded(details: dict[str, Any], scope: Any, receive: Any, send: Any) -> None:
+    """uvicorn's answer past ``limit_concurrency``, in nerve's shape and with Retry-After;
+    ``details`` name the limit (per process) and the connections open, as the backlog's
+    503 names its bound and the backlog."""
     response = error_response(
-        503, "overloaded", "the server has as many connections as it serves "
-        "([collector] max_connections); retry shortly", None,
+        503, "overloaded", "this server process serves as many connections or requests as "
+        f"it may ([collector] max_connections = {details['max_connections']}); retry shortly",
+        details,
         headers={"Retry-After": str(CROWDED_RETRY_AFTER), "Connection": "close"})
     await response(scope, receive, send)
 
@@ -190,7 +194,8 @@ class _HeaderLimits(HttpToolsProtocol):
     def _start_asgi_task(self, cycle: Any, app: Any) -> None:
         if app is service_unavailable:
             self.crowding.refused(self.app, max_connections=self.limit_concurrency)
-            app = _crowded
+            app = functools.partial(_crowded, {"max_connections": self.limit_concurrency,
+                                               "connections": len(self.connections)})
         super()._start_asgi_task(cycle, app)
 
     def on_message_begin(self) -> None:

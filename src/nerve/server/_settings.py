@@ -43,8 +43,9 @@ _HOST = re.compile(r"^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
 
 
 def _forwarded(request: Request, name: str) -> str | None:
-    """The last value of a proxy header: the one the trusted (nearest) proxy added."""
-    value = request.headers.get(name)
+    """The last value of a proxy header: the one the trusted (nearest) proxy added (its
+    lines read as one list, in order: a proxy may add a line of its own)."""
+    value = ",".join(request.headers.getlist(name))
     if not value:
         return None
     return value.rsplit(",", 1)[-1].strip() or None

@@ -28,6 +28,7 @@ __all__ = [
     "DEFAULT_BODY_TIMEOUT",
     "DEFAULT_MAX_CONNECTIONS",
     "LOG_FAILURE_LOG_SECONDS",
+    "SHORT_OF_ROOM",
     "EventLog",
     "Loader",
     "NerveState",
@@ -40,6 +41,9 @@ __all__ = [
 #: too, whose log no loading server may be reading at all
 BEHIND = ("the warehouse is behind the event log: more of it than [collector] "
           "max_backlog_bytes is not loaded yet")
+#: why ingest answers 503 while ``NerveState.short_of_room``
+SHORT_OF_ROOM = ("the warehouse's disk has too little room left to load what the event "
+                 "log holds")
 #: seconds a client may take to send its request body (slow-body attacks hold memory)
 DEFAULT_BODY_TIMEOUT = 30.0
 #: open connections per process; uvicorn answers 503 beyond (``[collector] max_connections``)
@@ -157,6 +161,13 @@ class NerveState:
     #: the bound on ``backlog_bytes`` (``[collector] max_backlog_bytes``) once it is watched
     max_backlog_bytes: int | None = None
     behind_since: float | None = None
+    #: the free bytes of the local warehouse's disk at the last check and what loading
+    #: the log needs there (None: no local DuckDB file to look at); ingest answers 503
+    #: while ``short_of_room``, as for a backlog over its bound (``overloaded`` is set too)
+    warehouse_free_bytes: int | None = None
+    warehouse_needs_bytes: int | None = None
+    short_of_room: bool = False
+    short_since: float = 0.0
     #: how many processes accept events (``--workers``): each takes 1/N of a rate limit
     processes: int = 1
     #: ``[collector] rate_limit_per_second`` per source (None: no limit)

@@ -15,7 +15,8 @@ tables they hide, so every query, Ibis expression and analysis runs unchanged on
   and fragment, and ``search`` is removed; the
   quarantine's violation messages about those values are withheld (their path, rule and
   catalog file and line stay); values the catalog does not declare (extra properties,
-  the quarantine's uncataloged events) are masked too (``_undeclared``);
+  the quarantine's uncataloged events, traits identify does not declare, in ``traits``
+  and ``context.traits``) are masked too (``_undeclared``);
 - ``evt_<event>``: the typed views, over the masked ``events``.
 
 The hash is keyed with a key derived from the workspace secret, so equal values stay
@@ -49,7 +50,9 @@ from nerve.warehouse._typed_views import (
     typed_view_sql,
 )
 from nerve.warehouse._undeclared import (
+    CONTEXT,
     FUNCTION_PREFIX,
+    context_may_hold,
     declared_trees,
     fingerprint,
     is_declared,
@@ -337,7 +340,11 @@ class MaskedFields:
         if kind == "trait":
             return _lookup(self.identify, path) or self._undeclared(path, [("identify", None)])
         if kind == "context":
-            return _lookup(self.context, path)
+            found = _lookup(self.context, path)
+            if found is None and len(path) > 1 and path[0] == "traits" \
+                    and not is_declared(self.declared.get(("identify", None), {}), path[1:]):
+                return _HASH  # an undeclared trait: masked on every row (``_undeclared``)
+            return found
         if kind != "property":
             return None
         wanted = set(events)
@@ -363,17 +370,21 @@ class MaskedFields:
 
 
 def _undeclared_sql(catalog: Catalog, function: str, table: str) -> dict[str, str]:
-    """``properties`` and ``traits`` with their undeclared values masked by ``function``
-    (``_undeclared``), on the rows that may hold such values (every quarantined row);
-    traits by identify's declarations (a group call's by the group spec's)."""
+    """``properties``, ``traits`` and ``context.traits`` with their undeclared values
+    masked by ``function`` (``_undeclared``), on the rows that may hold such values
+    (every quarantined row); traits by identify's declarations (a group call's by the
+    group spec's), ``context.traits`` by identify's on every row (nothing validates it)."""
     traits_of = "CASE WHEN type = 'group' THEN 'group' ELSE 'identify' END"
     masked = {
         "properties": f"CAST({function}(type, event, CAST(properties AS VARCHAR)) AS JSON)",
         "traits": f"CAST({function}({traits_of}, NULL, CAST(traits AS VARCHAR)) AS JSON)"}
-    if table == "quarantine":
-        return masked
-    return {column: f"CASE WHEN {may_hold(catalog, column)} THEN {value} ELSE {column} END"
-            for column, value in masked.items()}
+    if table != "quarantine":
+        masked = {column: f"CASE WHEN {may_hold(catalog, column)} THEN {value} "
+                          f"ELSE {column} END" for column, value in masked.items()}
+    held = context_may_hold(declared_trees(catalog, {("identify", None): _PERSONAL_TRAITS}))
+    masked["context"] = (f"CASE WHEN {held} THEN CAST({function}({_literal(CONTEXT)}, NULL, "
+                         "CAST(context AS VARCHAR)) AS JSON) ELSE context END")
+    return masked
 
 
 def masking_sql(catalog: Catalog, key: str, database: str, undeclared: str

@@ -5,9 +5,10 @@ catalog does not declare has no class: an extra property of an event whose schem
 them (``additional_properties: true``), every property of an uncataloged event in the
 quarantine (or of an event since removed from the catalog), a call's payload that no
 spec describes (a ``page`` call without a ``page`` spec), a trait identify does not
-declare. The collector's ``guard_unknown`` hashes those whose names look personal
+declare, in ``traits`` or in ``context.traits`` (the user's traits the SDKs copy into
+every call). The collector's ``guard_unknown`` hashes those whose names look personal
 (``email``, ``phone``...) before they are stored, and keeps the rest as sent: a
-``note``, an ``employee_name``, a ``salary``. Nobody has said they are not personal, so
+``note``, a ``name``, a ``salary``. Nobody has said they are not personal, so
 the reader's view masks every one of them: a text by its ``m:`` mask, any other value
 (a number, a boolean) by the mask of its JSON text, inside objects and arrays too; the
 names stay, so a reader still sees what was sent, and equal values keep equal masks.
@@ -18,7 +19,10 @@ Undeclared keys are not known in advance, so a SQL merge patch cannot name them:
 Python function of DuckDB's does the walk, on the rows that may hold such values only
 (``may_hold``): every quarantined row, and the stored rows of calls whose spec allows
 extra properties or that no spec describes. Rows of a strict spec (the default) hold
-only declared values: the collector quarantines the others.
+only declared values: the collector quarantines the others. ``context.traits`` is
+not validated, so any row may hold such traits: the function runs on the rows whose
+``context.traits`` has a name identify does not declare as a plain value
+(``context_may_hold``).
 """
 
 from __future__ import annotations
@@ -35,8 +39,8 @@ from duckdb.func import FunctionNullHandling
 if TYPE_CHECKING:
     from nerve.catalog import Catalog, PropertySpec
 
-__all__ = ["FUNCTION_PREFIX", "Declared", "declared_trees", "fingerprint",
-           "is_declared", "mask_undeclared", "may_hold", "register",
+__all__ = ["CONTEXT", "FUNCTION_PREFIX", "Declared", "context_may_hold", "declared_trees",
+           "fingerprint", "is_declared", "mask_undeclared", "may_hold", "register",
            "strict_specs"]
 
 #: names of nerve's own functions in a reader's connection; a reader's SQL may not call
@@ -46,6 +50,9 @@ FUNCTION_PREFIX = "nerve_"
 #: and the tree of an array's object items, or ``LEAF`` (a declared plain value)
 Declared = dict[str, Any]
 LEAF = "leaf"
+#: the call type that asks the function for a row's ``context``, whose ``traits`` it
+#: masks by identify's declarations (the rest of the context is the view's SQL's)
+CONTEXT = "context"
 
 
 class _Items:
@@ -132,8 +139,14 @@ def mask_undeclared(trees: dict[tuple[str, str | None], Declared], key: str
     def run(type_: str | None, event: str | None, text: str | None) -> str | None:
         if text is None:
             return None
+        value = orjson.loads(text)
+        if type_ == CONTEXT:
+            if isinstance(value, dict) and isinstance(value.get("traits"), dict):
+                value["traits"] = _walk(value["traits"], trees.get(("identify", None), {}),
+                                        mask)
+            return orjson.dumps(value).decode()
         found = trees.get(("track", event) if type_ == "track" else (type_ or "", None), {})
-        return orjson.dumps(_walk(orjson.loads(text), found, mask)).decode()
+        return orjson.dumps(_walk(value, found, mask)).decode()
 
     return run
 
@@ -178,6 +191,17 @@ def strict_specs(catalog: Catalog) -> dict[tuple[str, str | None], bool]:
                 ("track", spec.name) if spec.type == "track" else (spec.type, None))
             strict[key] = strict.get(key, True) and not spec.additional_properties
     return strict
+
+
+def context_may_hold(trees: dict[tuple[str, str | None], Declared]) -> str:
+    """A SQL condition on a row: its ``context.traits`` may hold undeclared values (it
+    has a name that identify does not declare as a plain value). The SDKs send the same
+    few traits with every call, so rows whose traits identify declares skip the walk."""
+    plain = sorted(name for name, sub in trees.get(("identify", None), {}).items()
+                   if sub == LEAF)
+    listed = f"[{', '.join(map(_literal, plain))}]::VARCHAR[]"
+    return ("(json_type(context, '$.traits') = 'OBJECT' AND NOT list_has_all("
+            f"{listed}, json_keys(context, '$.traits')))")
 
 
 def may_hold(catalog: Catalog, column: str) -> str:

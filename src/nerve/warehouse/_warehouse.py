@@ -25,7 +25,7 @@ from nerve.warehouse._readonly import check_read_only
 from nerve.warehouse._result import mark_json_columns
 from nerve.warehouse._schema import ensure_schema
 from nerve.warehouse._typed_views import refresh_typed_views
-from nerve.workspace import Workspace
+from nerve.workspace import Workspace, duckdb_file
 
 if TYPE_CHECKING:
     from nerve.catalog import Catalog
@@ -150,9 +150,7 @@ class Warehouse(IbisReads):
     @staticmethod
     def file_of(url: str) -> Path | None:
         """The database file a ``duckdb://`` URL names (None for memory or other URLs)."""
-        if not url.startswith(_PREFIX) or url[len(_PREFIX):] in ("", ":memory:"):
-            return None
-        return Path(url[len(_PREFIX):])
+        return duckdb_file(url)
 
     @staticmethod
     def check_url(ws: Workspace) -> None:

@@ -36,7 +36,8 @@ from nerve import __version__
 from nerve.erasure import ERASURES_TABLE, retention_enforced
 from nerve.errors import QueryError, did_you_mean
 from nerve.log import StreamWriter, set_aside_files, write_problem
-from nerve.server._metrics import pipeline_health
+from nerve.server._backpressure import room_problem, warehouse_room
+from nerve.server._metrics import live_collectors, pipeline_health
 from nerve.server._state import NerveState
 from nerve.server.api._common import caller, in_thread, json_response, readable
 from nerve.workspace import Workspace
@@ -139,6 +140,10 @@ async def status(request: Request) -> Response:
                        "last_error": None if error is None else str(error).splitlines()[0],
                        "last_load_seconds": getattr(loader, "last_load_seconds", None)},
             "warehouse": warehouse_figures(warehouse),
+            "warehouse_disk": _disk_figures(
+                state.workspace, None if state.warehouse_free_bytes is None else
+                (state.warehouse_free_bytes, state.warehouse_needs_bytes or 0),
+                short=state.short_of_room),
             "catalog": catalog_figures(state),
             "retention": retention_figures(warehouse, state.workspace, state.retention_job),
         }
@@ -202,6 +207,17 @@ def retention_figures(warehouse: Any, workspace: Workspace, job: Any = None
             "failed_at": None if failed_at is None else failed_at.isoformat()}
 
 
+def _disk_figures(workspace: Workspace, room: tuple[int, int] | None,
+                  short: bool | None = None) -> dict[str, Any] | None:
+    """The local warehouse's disk: its free bytes, what loading the log needs there, and
+    while it is short (a server's own verdict, else the figures'), why and what to do."""
+    if room is None:
+        return None
+    short = room[0] < room[1] if short is None else short
+    return {"free_bytes": room[0], "needed_bytes": room[1],
+            "problem": room_problem(workspace, *room) if short else None}
+
+
 def catalog_figures(state: NerveState) -> dict[str, Any]:
     """The catalog in use: its events, when it was loaded, and why the files in events/
     did not replace it at their last change (``problems``; empty when they did)."""
@@ -212,7 +228,9 @@ def catalog_figures(state: NerveState) -> dict[str, Any]:
 
 def offline_status(workspace: Workspace) -> dict[str, Any]:
     """``GET /v1/status``'s shape when no server runs: the workspace's files and log
-    (``url`` and ``loader`` are None; the collector's counters are its last run's)."""
+    (``url`` and ``loader`` are None; the collector's counters are its last run's).
+    ``warehouse`` is None on a machine of NATS collectors without a warehouse file: the
+    server that loads the stream has it (an empty one used to be made and shown)."""
     from nerve.log import StreamLink, StreamSettings, backlog_bytes  # noqa: PLC0415
     from nerve.warehouse import Warehouse  # noqa: PLC0415
 
@@ -227,19 +245,28 @@ def offline_status(workspace: Workspace) -> dict[str, Any]:
         finally:
             link.close()
     path = Warehouse.file_of(workspace.warehouse_url)
-    if path is not None and not path.exists():
-        Warehouse.for_workspace(workspace).close()  # a fresh workspace: the empty tables
-    with Warehouse.for_workspace(workspace, read_only=True) as warehouse:
-        figures = warehouse_figures(warehouse)
-        retention = retention_figures(warehouse, workspace)
+    figures: dict[str, Any] | None = None
+    retention: dict[str, Any] | None = None
+    collectors = live_collectors(workspace) if kind == "jetstream" else {}
+    collector = pipeline_health(workspace, list(collectors.values()) if collectors else None)
+    if kind == "jetstream" and path is not None and not path.exists():
+        pass  # a collectors' machine: the warehouse is the loading server's, not an empty one
+    else:
+        if path is not None and not path.exists():
+            Warehouse.for_workspace(workspace).close()  # a fresh workspace: the empty tables
+        with Warehouse.for_workspace(workspace, read_only=True) as warehouse:
+            figures = warehouse_figures(warehouse)
+            retention = retention_figures(warehouse, workspace)
     return {"project": workspace.config.name, "timezone": workspace.config.timezone,
             "version": __version__, "url": None,
-            "collector": pipeline_health(workspace),
+            "collect_only_pids": list(collectors), "collector": collector,
             "log": {"kind": kind, "backlog_bytes": unloaded, "overloaded": None,
                     "behind_seconds": None,
                     "write_problem": write_problem(workspace) if kind == "local" else None,
                     "set_aside": set_aside(workspace) if kind == "local" else []},
-            "loader": None, "warehouse": figures, "catalog": None, "retention": retention}
+            "loader": None, "warehouse": figures,
+            "warehouse_disk": _disk_figures(workspace, warehouse_room(workspace, unloaded)),
+            "catalog": None, "retention": retention}
 
 
 def routes() -> list[BaseRoute]:

@@ -48,7 +48,8 @@ async def definitions(request: Request) -> Response:
     key = _write_key(request)
     if key is None or state.workspace.source_for_key(key) is None:
         require_reader(request)
-    found = await in_thread(load_experiments, state.workspace.root / "experiments")
+    found = await in_thread(load_experiments, state.workspace.root / "experiments",
+                            state.workspace.config.timezone)
     return json_response([e.as_dict() for e in found.values()])
 
 
@@ -71,7 +72,8 @@ async def analyze(request: Request) -> Response:
     def run() -> dict[str, Any]:
         from nerve.experiments._run import analyze_experiment, readout_dict  # noqa: PLC0415
 
-        exp = get_experiment(load_experiments(state.workspace.root / "experiments"), key)
+        exp = get_experiment(load_experiments(state.workspace.root / "experiments",
+                                              state.workspace.config.timezone), key)
         layer = SemanticLayer.load(state.workspace, state.catalog)
         readout = analyze_experiment(exp, layer, analysis_events(warehouse),
                                      now=datetime.now(UTC), by=by)
@@ -91,7 +93,8 @@ async def plan(request: Request) -> Response:
     def run() -> dict[str, Any]:
         from nerve.experiments._plan import plan_experiment  # noqa: PLC0415
 
-        exp = get_experiment(load_experiments(state.workspace.root / "experiments"), key)
+        exp = get_experiment(load_experiments(state.workspace.root / "experiments",
+                                              state.workspace.config.timezone), key)
         layer = SemanticLayer.load(state.workspace, state.catalog)
         return plan_experiment(exp, layer, analysis_events(warehouse), baseline_days=days,
                                now=datetime.now(UTC))
