@@ -1,8 +1,9 @@
 """The ``nerve`` command's entry point.
 
-Loading the command line imports DuckDB, Ibis, Arrow and the rest (~2 s). Ctrl-C during
-those imports ends the command as Ctrl-C during a command does (Click's ``Aborted!``,
-exit 1), not with a traceback of whichever import it interrupted.
+Loading the command line takes ~0.5 s; SciPy, pandas, Ibis and DuckDB load later, in the
+commands that read data. Ctrl-C during those imports ends the command as Ctrl-C during a
+command does (Click's ``Aborted!``, exit 1), not with a traceback of whichever import it
+interrupted.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.abc
+import os
+import subprocess
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -11,7 +13,9 @@ from typing import Any
 
 import pytest
 
+import nerve
 from nerve._entry import main
+from nerve.workspace import init_workspace
 
 
 class _CtrlCOnImport(importlib.abc.MetaPathFinder):
@@ -84,3 +88,25 @@ def test_no_workspace_hint_for_other_usage_errors(
         main()
     assert exited.value.code == 2
     assert "goes before the command" not in capsys.readouterr().err
+
+
+_HEAVY = ("scipy", "pandas", "ibis", "duckdb", "pyarrow", "sqlglot", "statsmodels")
+
+
+@pytest.mark.parametrize("args", [["--version"], ["--help"], ["check", "--help"],
+                                  ["metrics", "query", "--help"], ["demo", "--help"],
+                                  ["catalog", "lint"]])
+def test_commands_that_read_no_data_start_without_the_analysis_libraries(
+        args: list[str], tmp_path: Path) -> None:
+    """SciPy, pandas, Ibis and DuckDB took ~2-4 s to import before every command, even
+    `nerve --version`; a command now imports them when it reads data."""
+    init_workspace(tmp_path / "ws")
+    script = ("import sys\nfrom nerve._entry import main\n"
+              f"sys.argv = ['nerve', '-w', {str(tmp_path / 'ws')!r}, *{args!r}]\n"
+              "try:\n    main()\nexcept SystemExit as exc:\n    code = exc.code\n"
+              f"print('loaded', [m for m in {_HEAVY!r} if m in sys.modules], code)\n")
+    source = str(Path(nerve.__file__).parents[1])  # the nerve under test, installed or not
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": source}, timeout=120, check=False)
+    assert done.stdout.splitlines()[-1] in ("loaded [] 0", "loaded [] None"), (
+        done.stdout[-2000:], done.stderr[-2000:])

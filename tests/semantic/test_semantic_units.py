@@ -34,8 +34,8 @@ def test_exported_names() -> None:
         "AGGREGATIONS", "FORMATS", "GRAINS", "METRIC_TYPES", "ChecksHealth", "CompiledQuery",
         "ConversionSpec", "Definitions", "Dimension", "Health", "HealthSource", "Lineage",
         "Measure", "Metric", "MetricInput", "MetricQuery", "MetricResult", "MetricsError",
-        "Readiness", "SemanticLayer", "Segment", "health_from_checks", "parse_duration",
-        "query", "readiness",
+        "Readiness", "Requirement", "SemanticLayer", "Segment", "health_from_checks",
+        "parse_duration", "query", "readiness",
     }
 
 

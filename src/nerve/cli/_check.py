@@ -32,17 +32,7 @@ from nerve.cli._common import (
 )
 from nerve.cli._remote import post, running_server
 from nerve.errors import InternalError, WorkspaceError
-from nerve.quality import (
-    CHECKS,
-    CheckResult,
-    Status,
-    inputs_for,
-    junit_xml,
-    load_config,
-    run_checks,
-    worst,
-)
-from nerve.warehouse import Warehouse
+from nerve.quality import CHECKS, CheckResult, Status, junit_xml, load_config, worst
 from nerve.workspace import Workspace
 
 __all__ = ["exit_code", "register"]
@@ -163,6 +153,9 @@ def collect(ws: Workspace, select: list[str], now: datetime | None) -> list[Chec
     # another engine's URL is refused here as by every command (a table elsewhere is
     # checked through the Python API: docs/quality.md); ibis.connect used to take any URL,
     # printing its driver's traceback, or making an empty DuckDB file of a bare path
+    from nerve.quality import inputs_for, run_checks  # noqa: PLC0415 - SciPy only when needed
+    from nerve.warehouse import Warehouse  # noqa: PLC0415
+
     Warehouse.check_url(ws)
     path = Warehouse.file_of(ws.warehouse_url)
     if path is not None and not path.exists():

@@ -6,7 +6,7 @@ import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -24,16 +24,10 @@ from nerve.cli._common import (
     readable,
 )
 from nerve.demo import DEFAULT_DAYS, DEFAULT_USERS, simulate
-from nerve.demo._run import (
-    DemoServer,
-    make_config,
-    prepare_workspace,
-    send_simulation,
-    wait_until_loaded,
-    write_ground_truth,
-)
-from nerve.demo._summary import Section, SummaryContext, build_summary
 from nerve.workspace import Workspace
+
+if TYPE_CHECKING:
+    from nerve.demo._summary import Section
 
 __all__ = ["register"]
 
@@ -85,6 +79,15 @@ def demo(
     """
     # with --format json or csv, stdout holds only the summary: progress goes to stderr
     out = console if fmt is Format.table else err_console
+    from nerve.demo._run import (  # noqa: PLC0415 - the server and warehouse only when run
+        DemoServer,
+        make_config,
+        prepare_workspace,
+        wait_until_loaded,
+        write_ground_truth,
+    )
+    from nerve.demo._summary import SummaryContext, build_summary  # noqa: PLC0415
+
     ws = prepare_workspace(directory)
     config = make_config(days, users, seed, incidents=incidents, faults=faults,
                          end=None if end is None else end.replace(tzinfo=UTC))
@@ -141,6 +144,8 @@ def _send(sim: Any, ws: Workspace, url: str, out: Console) -> Any:
                   console=out) as bar:
         task = bar.add_task(f"sending {days} days of the shop through the SDK", total=days,
                             messages=0)
+        from nerve.demo._run import send_simulation  # noqa: PLC0415
+
         return send_simulation(
             sim, ws, url, lambda done, n: bar.update(task, completed=done, messages=n))
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 
+from nerve import semantic  # its modules load on first use: Ibis only for a command that reads
 from nerve.audit import local_read
 from nerve.cli._common import (
     ExitCode,
@@ -26,16 +27,6 @@ from nerve.cli._common import (
 )
 from nerve.cli._remote import answer, call, running_server
 from nerve.errors import InternalError, Location, TransientError
-from nerve.semantic import (
-    Health,
-    HealthSource,
-    MetricQuery,
-    MetricsError,
-    Readiness,
-    SemanticLayer,
-    health_from_checks,
-)
-from nerve.semantic._readiness import Requirement
 from nerve.workspace import Workspace
 
 __all__ = ["register", "run_query"]
@@ -50,13 +41,14 @@ def register(app: typer.Typer) -> None:
     app.add_typer(metrics_app, name="metrics")
 
 
-def _layer(ws: Workspace, *, strict: bool = True) -> SemanticLayer:
+def _layer(ws: Workspace, *, strict: bool = True) -> semantic.SemanticLayer:
     """The workspace's layer; a MetricsError names files as lint does (metrics/x.yaml)."""
     try:
-        return SemanticLayer.load(ws, strict=strict)
-    except MetricsError as exc:
-        raise MetricsError([(Location(_relative(ws, str(loc.file)), loc.line, loc.column), what)
-                            for loc, what in exc.problems]) from None
+        return semantic.SemanticLayer.load(ws, strict=strict)
+    except semantic.MetricsError as exc:
+        raise semantic.MetricsError(
+            [(Location(_relative(ws, str(loc.file)), loc.line, loc.column), what)
+             for loc, what in exc.problems]) from None
 
 
 @metrics_app.command("list")
@@ -103,7 +95,7 @@ def lint(ctx: typer.Context, fmt: FormatOption = Format.table) -> None:
         layer = _layer(ws, strict=False)
         problems = list(layer.problems)
         count = len(layer.metrics)
-    except MetricsError as exc:  # pragma: no cover - strict=False collects instead
+    except semantic.MetricsError as exc:  # pragma: no cover - strict=False collects instead
         problems, count = list(exc.problems), 0
     if problems:
         rows = [{"file": _relative(ws, str(loc.file)), "line": loc.line, "severity": "error",
@@ -121,7 +113,7 @@ def _relative(ws: Workspace, path: str) -> str:
     return path[len(root):] if path.startswith(root) else path
 
 
-def _health(ws: Workspace) -> HealthSource | None:
+def _health(ws: Workspace) -> semantic.HealthSource | None:
     """Data health from the latest quality-check run recorded in the warehouse, if any."""
     from nerve.warehouse import Warehouse  # noqa: PLC0415 - DuckDB only when needed
 
@@ -131,7 +123,7 @@ def _health(ws: Workspace) -> HealthSource | None:
     try:
         with (local_read(ws, "/v1/metrics/readiness", None),
               Warehouse.for_workspace(ws, read_only=True) as warehouse):
-            return health_from_checks(warehouse.ibis())
+            return semantic.health_from_checks(warehouse.ibis())
     except TransientError:
         return None  # the server holds the file: `readiness` asks the server instead
 
@@ -164,17 +156,19 @@ def readiness(ctx: typer.Context, fmt: FormatOption = Format.table) -> None:
         raise typer.Exit(ExitCode.FAILED)
 
 
-def _readiness_of(item: dict[str, Any]) -> Readiness:
+def _readiness_of(item: dict[str, Any]) -> semantic.Readiness:
     """A Readiness from its JSON form (the server's answer)."""
-    return Readiness(
+    return semantic.Readiness(
         metric=item["metric"], status=item["status"],
-        requirements=tuple(Requirement(r["event"], r["field"], r["in_catalog"], r["problem"])
-                           for r in item["requirements"]),
-        health={e: Health(h["status"], h["detail"]) for e, h in item["health"].items()},
+        requirements=tuple(
+            semantic.Requirement(r["event"], r["field"], r["in_catalog"], r["problem"])
+            for r in item["requirements"]),
+        health={e: semantic.Health(h["status"], h["detail"])
+                for e, h in item["health"].items()},
     )
 
 
-def _emit_readiness(found: list[Readiness], fmt: Format) -> None:
+def _emit_readiness(found: list[semantic.Readiness], fmt: Format) -> None:
     rows = []
     for item in found:
         info = item.as_dict()
@@ -193,7 +187,7 @@ def _emit_readiness(found: list[Readiness], fmt: Format) -> None:
 # ----------------------------------------------------------------------------- query
 
 
-def run_query(ws: Workspace, query: MetricQuery) -> dict[str, Any]:
+def run_query(ws: Workspace, query: semantic.MetricQuery) -> dict[str, Any]:
     """``MetricResult.as_dict()`` of ``query``: from the running server when there is
     one, else from the warehouse file opened read-only."""
     layer = _layer(ws)  # a bad metrics file fails here, before any connection
@@ -256,8 +250,9 @@ def query(
     --since 8w --format json
     """
     ws = load_workspace(ctx)
-    request = MetricQuery.build(metrics, by=by, grain=grain, where=where, segments=segment,
-                                since=since, until=until, order_by=order_by, limit=limit)
+    request = semantic.MetricQuery.build(metrics, by=by, grain=grain, where=where,
+                                         segments=segment, since=since, until=until,
+                                         order_by=order_by, limit=limit)
     result = run_query(ws, request)
     if sql:
         err_console.print(result["sql"], markup=False, highlight=False)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import orjson
@@ -25,10 +25,10 @@ from nerve.cli._common import (
 from nerve.cli._remote import post, running_server
 from nerve.cli._sql import run_sql
 from nerve.errors import CatalogError, TransientError, UserError, did_you_mean
-from nerve.quarantine import ReplayReport, preview, preview_query
-from nerve.quarantine import replay as run_replay
-from nerve.warehouse import Warehouse
 from nerve.workspace import Workspace
+
+if TYPE_CHECKING:
+    from nerve.quarantine import ReplayReport
 
 __all__ = ["register"]
 
@@ -193,6 +193,10 @@ def replay(
 def _dry_run(ws: Workspace, catalog: Catalog, event: str | None) -> ReplayReport:
     """A dry run only reads: through the running server's SQL API, else on the file opened
     read-only (recorded in the audit log as the replay it previews)."""
+    from nerve.quarantine import preview, preview_query  # noqa: PLC0415 - Ibis
+    from nerve.quarantine import replay as run_replay  # noqa: PLC0415
+    from nerve.warehouse import Warehouse  # noqa: PLC0415
+
     server = running_server(ws)
     if server is not None:
         try:
@@ -210,6 +214,9 @@ def _dry_run(ws: Workspace, catalog: Catalog, event: str | None) -> ReplayReport
 
 def _replay_locally(ws: Workspace, catalog: Catalog, event: str | None) -> ReplayReport:
     """The replay writes, so it needs the warehouse to itself."""
+    from nerve.quarantine import replay as run_replay  # noqa: PLC0415 - Ibis when needed
+    from nerve.warehouse import Warehouse  # noqa: PLC0415
+
     server = running_server(ws)
     if server is not None:
         raise TransientError(

@@ -17,7 +17,6 @@ import typer
 from nerve.cli._common import Format, FormatOption, emit, handle_errors, load_workspace
 from nerve.cli._remote import answer
 from nerve.errors import InternalError, QueryError
-from nerve.warehouse import result_json
 from nerve.workspace import Workspace
 
 __all__ = ["register", "run_sql"]
@@ -81,9 +80,10 @@ def sql(
 def run_sql(ws: Workspace, query: str) -> dict[str, Any]:
     """The result of ``query`` as ``{"columns": [...], "rows": [...]}``, from the running
     server when there is one, else from the warehouse file opened read-only."""
+    from nerve.warehouse import result_json  # noqa: PLC0415 - Arrow only when needed
+
     body = answer(ws, "/v1/admin/sql", {"query": query},
                   lambda warehouse: result_json(warehouse.query(query)))
     if "columns" not in body:
         raise InternalError("unexpected answer to a SQL query (no columns)")
     return body
-

@@ -6,14 +6,21 @@
 Every check works with no configuration (docs/quality.md); ``checks.yaml`` tunes them.
 """
 
-from nerve.quality._alerts import alert_text, send_alert
-from nerve.quality._config import CHECKS, DEFAULTS, ChecksConfig, Sequence, load_config
-from nerve.quality._engine import Inputs
-from nerve.quality._history import HISTORY_TABLE, latest_results, record_results
-from nerve.quality._junit import junit_xml
-from nerve.quality._result import CheckResult, Status, worst
-from nerve.quality._runner import run_checks
-from nerve.quality._scheduler import Scheduler, inputs_for, run_and_record, start_scheduler
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from nerve._lazy import names_from
+
+if TYPE_CHECKING:
+    from nerve.quality._alerts import alert_text, send_alert
+    from nerve.quality._config import CHECKS, DEFAULTS, ChecksConfig, Sequence, load_config
+    from nerve.quality._engine import Inputs
+    from nerve.quality._history import HISTORY_TABLE, latest_results, record_results
+    from nerve.quality._junit import junit_xml
+    from nerve.quality._result import CheckResult, Status, worst
+    from nerve.quality._runner import run_checks
+    from nerve.quality._scheduler import Scheduler, inputs_for, run_and_record, start_scheduler
 
 __all__ = [
     "CHECKS",
@@ -37,3 +44,14 @@ __all__ = [
     "start_scheduler",
     "worst",
 ]
+
+__getattr__ = names_from(__name__, {
+    "_alerts": ("alert_text", "send_alert"),
+    "_config": ("CHECKS", "DEFAULTS", "ChecksConfig", "Sequence", "load_config"),
+    "_engine": ("Inputs",),
+    "_history": ("HISTORY_TABLE", "latest_results", "record_results"),
+    "_junit": ("junit_xml",),
+    "_result": ("CheckResult", "Status", "worst"),
+    "_runner": ("run_checks",),
+    "_scheduler": ("Scheduler", "inputs_for", "run_and_record", "start_scheduler"),
+})

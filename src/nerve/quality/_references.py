@@ -15,7 +15,6 @@ from typing import Any
 
 from nerve.catalog import PAYLOAD_FIELD, Catalog, EventSpec, PropertySpec
 from nerve.errors import did_you_mean
-from nerve.warehouse import EVENT_COLUMNS, JSON_COLUMNS
 
 __all__ = ["Problem", "did_you_mean", "line_of", "reference_problems"]
 
@@ -113,6 +112,8 @@ def _path_problem(path: str, versions: list[EventSpec]) -> str | None:
     the event's payload (``properties.`` or ``traits.`` for identify and group) followed
     by a cataloged property, nested into cataloged object properties.
     """
+    from nerve.warehouse import EVENT_COLUMNS, JSON_COLUMNS  # noqa: PLC0415 - Arrow when used
+
     head, _, rest = path.partition(".")
     payload = {PAYLOAD_FIELD.get(spec.type, "properties") for spec in versions}
     if head not in EVENT_COLUMNS:

@@ -10,31 +10,39 @@ number. Format and API: docs/metrics.md.
 ...             table=warehouse_events).table                             # doctest: +SKIP
 """
 
-from nerve.semantic._compile import CompiledQuery
-from nerve.semantic._layer import SemanticLayer
-from nerve.semantic._load import Definitions, MetricsError
-from nerve.semantic._model import (
-    AGGREGATIONS,
-    FORMATS,
-    GRAINS,
-    METRIC_TYPES,
-    ConversionSpec,
-    Dimension,
-    Measure,
-    Metric,
-    MetricInput,
-    Segment,
-)
-from nerve.semantic._query import Lineage, MetricQuery, MetricResult
-from nerve.semantic._readiness import (
-    ChecksHealth,
-    Health,
-    HealthSource,
-    Readiness,
-    health_from_checks,
-    readiness,
-)
-from nerve.semantic._time import parse_duration
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from nerve._lazy import names_from
+
+if TYPE_CHECKING:
+    from nerve.semantic._compile import CompiledQuery
+    from nerve.semantic._layer import SemanticLayer
+    from nerve.semantic._load import Definitions, MetricsError
+    from nerve.semantic._model import (
+        AGGREGATIONS,
+        FORMATS,
+        GRAINS,
+        METRIC_TYPES,
+        ConversionSpec,
+        Dimension,
+        Measure,
+        Metric,
+        MetricInput,
+        Segment,
+    )
+    from nerve.semantic._query import Lineage, MetricQuery, MetricResult
+    from nerve.semantic._readiness import (
+        ChecksHealth,
+        Health,
+        HealthSource,
+        Readiness,
+        Requirement,
+        health_from_checks,
+        readiness,
+    )
+    from nerve.semantic._time import parse_duration
 
 __all__ = [
     "AGGREGATIONS",
@@ -56,6 +64,7 @@ __all__ = [
     "MetricResult",
     "MetricsError",
     "Readiness",
+    "Requirement",
     "Segment",
     "SemanticLayer",
     "health_from_checks",
@@ -63,6 +72,18 @@ __all__ = [
     "query",
     "readiness",
 ]
+
+__getattr__ = names_from(__name__, {
+    "_compile": ("CompiledQuery",),
+    "_layer": ("SemanticLayer",),
+    "_load": ("Definitions", "MetricsError"),
+    "_model": ("AGGREGATIONS", "FORMATS", "GRAINS", "METRIC_TYPES", "ConversionSpec",
+               "Dimension", "Measure", "Metric", "MetricInput", "Segment"),
+    "_query": ("Lineage", "MetricQuery", "MetricResult"),
+    "_readiness": ("ChecksHealth", "Health", "HealthSource", "Readiness", "Requirement",
+                   "health_from_checks", "readiness"),
+    "_time": ("parse_duration",),
+})
 
 
 def query(metrics: str | list[str] | tuple[str, ...], *, layer: SemanticLayer,
@@ -72,6 +93,8 @@ def query(metrics: str | list[str] | tuple[str, ...], *, layer: SemanticLayer,
     layer=layer, table=events)``; options are MetricQuery's fields, ``stitch`` is
     ``SemanticLayer.query``'s."""
     from datetime import datetime  # noqa: PLC0415
+
+    from nerve.semantic._query import MetricQuery  # noqa: PLC0415 - names here are lazy
 
     built = MetricQuery.build(metrics, **options)
     return layer.query(built, table,

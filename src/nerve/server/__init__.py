@@ -9,8 +9,9 @@ N`` imports only the collector's modules of this package, not the warehouse's.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from nerve._lazy import names_from
 
 if TYPE_CHECKING:
     from nerve.server._app import create_app
@@ -30,12 +31,9 @@ __all__ = [
     "serve",
 ]
 
-_WHERE = {"SERVER_FILE": "_run", "EventLog": "_state", "Loader": "_state",
-          "NerveState": "_state", "Warehouse": "_state", "create_app": "_app",
-          "pipeline_health": "_metrics", "read_server_file": "_run", "serve": "_run"}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"nerve.server.{_WHERE[name]}"), name)
+__getattr__ = names_from(__name__, {
+    "_app": ("create_app",),
+    "_metrics": ("pipeline_health",),
+    "_run": ("SERVER_FILE", "read_server_file", "serve"),
+    "_state": ("EventLog", "Loader", "NerveState", "Warehouse"),
+})
