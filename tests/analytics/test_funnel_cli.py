@@ -448,3 +448,29 @@ def test_funnel_table_shows_percentages_and_times(workspace: Workspace,
     rows = _funnel_json(workspace)
     assert rows[1]["conversion"] == 2 / 3
     assert rows[1]["median_seconds"] == 180
+
+
+def test_retention_and_trend_tables_show_percentages(workspace: Workspace,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Of the 4 users whose first cart was on day 0, 2 bought that day and 1 on day 3:
+    retention 50.0% and 25.0%; the 2 purchases of day 0 became 0 on day 1: -100.0%.
+    The table printed the fractions (0.5, -1.0); json keeps them."""
+    monkeypatch.setattr(console, "_width", 200)
+    retention = ["retention", "--start", "add_to_cart", "--return", "purchase_complete",
+                 "--periods", "3"]
+    table = _run(workspace, *retention)
+    assert table.exit_code == 0, table.output
+    assert [line.count("%") for line in table.stdout.splitlines() if "│" in line] == [
+        1, 1, 1, 1], table.stdout
+    assert "50.0%" in table.stdout, table.stdout
+    assert "25.0%" in table.stdout, table.stdout
+    assert "0.25" not in table.stdout
+    rows = json.loads(_run(workspace, *retention, "--format", "json").stdout)
+    assert [r["retention"] for r in rows] == [0.5, 0.0, 0.0, 0.25]
+
+    trend = ["trend", "purchase_complete", "--since", "2026-11-03", "--until", "2026-11-03"]
+    table = _run(workspace, *trend)
+    assert table.exit_code == 0, table.output
+    assert "-100.0%" in table.stdout, table.stdout
+    (row,) = json.loads(_run(workspace, *trend, "--format", "json").stdout)
+    assert (row["value"], row["previous"], row["change"]) == (0, 2, -1.0)

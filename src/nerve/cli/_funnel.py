@@ -22,6 +22,7 @@ from nerve.cli._common import (
     err_console,
     handle_errors,
     load_workspace,
+    readable,
     to_json,
 )
 from nerve.cli._remote import answer
@@ -257,6 +258,8 @@ def retention(
             "periods": periods, "mode": mode, "since": since, "until": until}
     rows = run_analysis(ws, "retention", body)["rows"]
     _warn_uncataloged(ws, [e for e in (start, returning) if e])
+    if fmt is Format.table:
+        rows = [_shown(row, share="retention") for row in rows]
     emit(rows, fmt, title="retention")
 
 
@@ -306,4 +309,29 @@ def trend(
     rows = run_analysis(ws, "trends", body)["rows"]
     if event and not metric:
         _warn_uncataloged(ws, [event])
+    if fmt is Format.table:
+        rows = [_shown(row, change="change") for row in rows]
     emit(rows, fmt, title=metric or event or "events")
+
+
+def _shown(row: dict[str, Any], *, share: str = "", change: str = "") -> dict[str, Any]:
+    """A retention or trend row for people: numbers with separators, the ``share``
+    column as a percentage and the ``change`` column as a signed one (json and csv keep
+    the numbers as they are).
+
+    >>> _shown({"period": 1, "users": 1523, "retention": 0.890306}, share="retention")
+    {'period': '1', 'users': '1,523', 'retention': '89.0%'}
+    >>> _shown({"value": 2618.5, "previous": 1042, "change": 1.51015}, change="change")
+    {'value': '2,618.5', 'previous': '1,042', 'change': '+151.0%'}
+    """
+    shown: dict[str, Any] = {}
+    for key, value in row.items():
+        if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+            shown[key] = value
+        elif key == share:
+            shown[key] = f"{value:.1%}"
+        elif key == change:
+            shown[key] = f"{value:+.1%}"
+        else:
+            shown[key] = readable(float(value))
+    return shown

@@ -221,7 +221,9 @@ def _status_rows(body: dict[str, Any], fmt: Format) -> list[dict[str, Any]]:
                      "delete them by hand)"))
     if loader is not None:
         rows.append((f"loader, {since}", f"failing: {loader['last_error']}"
-                     if loader["failing"] else f"ok: {n(loader['loaded'])} rows loaded"))
+                     if loader["failing"] else
+                     f"ok: {n(loader['loaded'])} events loaded, {n(loader['quarantined'])} "
+                     f"quarantined, {n(loader['duplicates'])} duplicates dropped"))
     catalog = body.get("catalog")
     if catalog is not None:
         rows.append(("catalog in use", f"{catalog['events']} events, loaded "
