@@ -150,12 +150,12 @@ def collect(ws: Workspace, select: list[str], now: datetime | None) -> list[Chec
             return _via_server(server, select, now)
         except httpx.ConnectError:
             pass  # the server died since it wrote server.json: open the file ourselves
-    # another engine's URL is refused here as by every command (a table elsewhere is
-    # checked through the Python API: docs/quality.md); ibis.connect used to take any URL,
-    # printing its driver's traceback, or making an empty DuckDB file of a bare path
     from nerve.quality import inputs_for, run_checks  # noqa: PLC0415 - SciPy only when needed
     from nerve.warehouse import Warehouse  # noqa: PLC0415
 
+    # another engine's URL is refused here as by every command (a table elsewhere is
+    # checked through the Python API: docs/quality.md); ibis.connect used to take any URL,
+    # printing its driver's traceback, or making an empty DuckDB file of a bare path
     Warehouse.check_url(ws)
     path = Warehouse.file_of(ws.warehouse_url)
     if path is not None and not path.exists():
