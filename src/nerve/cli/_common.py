@@ -22,6 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from nerve.errors import NerveError, TransientError, UserError
+from nerve.quality._result import fmt_duration
 from nerve.workspace import Workspace
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "load_workspace",
     "print_table",
     "readable",
+    "shown",
 ]
 
 
@@ -347,6 +349,36 @@ def readable(value: float) -> str:
     if not math.isfinite(value):
         return repr(value)
     return f"{float(_readable(value)):,}"
+
+
+def shown(value: Any, form: str | None = None) -> str:
+    """A value in a table as a person reads it, by its column's ``form``: ``percent``
+    (0.4874 as 48.7%), ``change`` (a signed share), ``p`` (a p-value), ``seconds`` (a
+    duration), ``currency USD``; other numbers get thousands separators. JSON and CSV
+    keep the numbers themselves; this is for tables only.
+
+    >>> [shown(246912.4, "currency USD"), shown(0.48741, "percent"), shown(0.3748, "change"),
+    ...  shown(2.28e-06, "p"), shown(69.4, "seconds"), shown(754, "seconds"),
+    ...  shown(210341), shown(141.9), shown(None), shown("web")]
+    ... # doctest: +NORMALIZE_WHITESPACE
+    ['246,912.40 USD', '48.7%', '+37.5%', '2.3e-06', '69 s', '13 min', '210,341', '141.9',
+     '', 'web']
+    """
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if form == "percent":
+        return f"{value:.1%}"
+    if form == "change":
+        return f"{value:+.1%}"
+    if form == "p":
+        return f"{value:.2g}"
+    if form == "seconds":
+        return fmt_duration(value)
+    if form is not None and form.startswith("currency"):
+        return f"{value:,.2f} {form.removeprefix('currency').strip()}".strip()
+    return f"{value:,}" if isinstance(value, int) else readable(value)
 
 
 def _readable(value: float) -> str:

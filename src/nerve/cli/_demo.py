@@ -21,7 +21,7 @@ from nerve.cli._common import (
     err_console,
     handle_errors,
     print_table,
-    readable,
+    shown,
 )
 from nerve.demo import DEFAULT_DAYS, DEFAULT_USERS, simulate
 from nerve.workspace import Workspace
@@ -150,31 +150,6 @@ def _send(sim: Any, ws: Workspace, url: str, out: Console) -> Any:
             sim, ws, url, lambda done, n: bar.update(task, completed=done, messages=n))
 
 
-def _cell(value: Any, form: str | None) -> str:
-    """A summary value as a person reads it: thousands separators, and the column's
-    format (``Section.formats``): a conversion as 48.7%, a lift as +37.5%, revenue in USD.
-
-    >>> [_cell(246912.4, "currency USD"), _cell(0.48741, "percent"), _cell(0.3748, "change"),
-    ...  _cell(2.28e-06, "p"), _cell(69.4, "seconds"), _cell(210341, None), _cell(141.9, None)]
-    ['246,912.40 USD', '48.7%', '+37.5%', '2.3e-06', '69 s', '210,341', '141.9']
-    """
-    if value is None:
-        return ""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return str(value)
-    if form == "percent":
-        return f"{value:.1%}"
-    if form == "change":
-        return f"{value:+.1%}"
-    if form == "p":
-        return f"{value:.2g}"
-    if form == "seconds":
-        return f"{value:,.0f} s"
-    if form is not None and form.startswith("currency"):
-        return f"{value:,.2f} {form.removeprefix('currency').strip()}".strip()
-    return f"{value:,}" if isinstance(value, int) else readable(value)
-
-
 def _print(sections: list[Section], out: Console) -> None:
     for section in sections:
         columns: list[str] = []
@@ -186,9 +161,9 @@ def _print(sections: list[Section], out: Console) -> None:
                        for c in columns if c == stacked[0] or c not in stacked]
         cells = []
         for row in section.rows:
-            shown = {**row, " / ".join(stacked): "\n".join(
-                _cell(row.get(c), None) for c in stacked if row.get(c) is not None)}
-            line = [_cell(shown.get(c), section.formats.get(c)) for c in columns]
+            values = {**row, " / ".join(stacked): "\n".join(
+                shown(row.get(c)) for c in stacked if row.get(c) is not None)}
+            line = [shown(values.get(c), section.formats.get(c)) for c in columns]
             if row.get("partial"):  # a period the run covers in part: its figures are low
                 line[0] += " (partial)"
             cells.append(line)

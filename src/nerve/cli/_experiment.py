@@ -15,6 +15,7 @@ from nerve.cli._common import (
     emit_json,
     err_console,
     handle_errors,
+    shown,
 )
 from nerve.cli._common import load_workspace as _workspace
 from nerve.cli._remote import answer
@@ -28,20 +29,15 @@ experiment_app = typer.Typer(help="Experiments as code in experiments/*.yaml: pl
 
 
 
-def _pct(value: float | None) -> str:
-    return "" if value is None else f"{value:+.1%}"
-
-
 def _table_row(row: dict[str, Any], level: str = "95%") -> dict[str, Any]:
     """A readable row: the columns that decide, formatted for people."""
-    ci = (f"{_pct(row['ci_low'])} .. {_pct(row['ci_high'])}"
+    ci = (f"{shown(row['ci_low'], 'change')} .. {shown(row['ci_high'], 'change')}"
           if row["ci_low"] is not None else "")
     return {
         "metric": row["metric"], "variant": row["variant"], "units": row["units"],
         "mean": f"{row['mean']:.4g}" if row["mean"] is not None else "",
-        "lift": _pct(row["lift"]), f"{level} CI": ci,
-        "p": f"{row['p_value']:.2g}" if row["p_value"] is not None else "",
-        "win": f"{row['chance_to_win']:.1%}" if row["chance_to_win"] is not None else "",
+        "lift": shown(row["lift"], "change"), f"{level} CI": ci,
+        "p": shown(row["p_value"], "p"), "win": shown(row["chance_to_win"], "percent"),
     }
 
 

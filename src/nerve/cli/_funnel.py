@@ -22,12 +22,11 @@ from nerve.cli._common import (
     err_console,
     handle_errors,
     load_workspace,
-    readable,
+    shown,
     to_json,
 )
 from nerve.cli._remote import answer
 from nerve.errors import CatalogError, InternalError, QueryError
-from nerve.quality._result import fmt_duration
 from nerve.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -37,6 +36,8 @@ __all__ = ["register", "run_analysis"]
 
 #: the table view keeps what fits a terminal; json and csv have every field
 _TABLE_HIDDEN = ("event", "histogram", "drop_off", "p50_seconds", "p90_seconds")
+#: how the funnel table shows its numbers (`shown`'s forms); counts get separators
+_FUNNEL_FORMS = {"conversion": "percent", "step_conversion": "percent", "median_seconds": "seconds"}
 
 
 def register(app: typer.Typer) -> None:
@@ -209,24 +210,11 @@ def _table_row(row: dict[str, Any]) -> dict[str, Any]:
     ...             "users": 2483, "converted": 1697, "dropped": 786, "conversion": 0.73789,
     ...             "step_conversion": 0.73789, "median_seconds": 20.712})
     ... # doctest: +NORMALIZE_WHITESPACE
-    {'step': 2, 'label': 'add_to_cart', 'users': '2,483', 'converted': '1,697',
+    {'step': '2', 'label': 'add_to_cart', 'users': '2,483', 'converted': '1,697',
      'dropped': '786', 'conversion': '73.8%', 'step_conversion': '73.8%', 'median_time': '21 s'}
     """
-    shown: dict[str, Any] = {}
-    for key, value in row.items():
-        if key in _TABLE_HIDDEN:
-            continue
-        if value is None or isinstance(value, bool) or not isinstance(value, int | float):
-            shown["median_time" if key == "median_seconds" else key] = value
-        elif key in ("conversion", "step_conversion"):
-            shown[key] = f"{value:.1%}"
-        elif key == "median_seconds":
-            shown["median_time"] = fmt_duration(value)
-        elif key in ("users", "converted", "dropped"):
-            shown[key] = f"{value:,}"
-        else:
-            shown[key] = value
-    return shown
+    return {"median_time" if key == "median_seconds" else key: shown(value, _FUNNEL_FORMS.get(key))
+            for key, value in row.items() if key not in _TABLE_HIDDEN}
 
 
 @handle_errors
@@ -259,7 +247,7 @@ def retention(
     rows = run_analysis(ws, "retention", body)["rows"]
     _warn_uncataloged(ws, [e for e in (start, returning) if e])
     if fmt is Format.table:
-        rows = [_shown(row, share="retention") for row in rows]
+        rows = [_readable_row(row, share="retention") for row in rows]
     emit(rows, fmt, title="retention")
 
 
@@ -310,28 +298,19 @@ def trend(
     if event and not metric:
         _warn_uncataloged(ws, [event])
     if fmt is Format.table:
-        rows = [_shown(row, change="change") for row in rows]
+        rows = [_readable_row(row, change="change") for row in rows]
     emit(rows, fmt, title=metric or event or "events")
 
 
-def _shown(row: dict[str, Any], *, share: str = "", change: str = "") -> dict[str, Any]:
+def _readable_row(row: dict[str, Any], *, share: str = "", change: str = "") -> dict[str, Any]:
     """A retention or trend row for people: numbers with separators, the ``share``
     column as a percentage and the ``change`` column as a signed one (json and csv keep
     the numbers as they are).
 
-    >>> _shown({"period": 1, "users": 1523, "retention": 0.890306}, share="retention")
+    >>> _readable_row({"period": 1, "users": 1523, "retention": 0.890306}, share="retention")
     {'period': '1', 'users': '1,523', 'retention': '89.0%'}
-    >>> _shown({"value": 2618.5, "previous": 1042, "change": 1.51015}, change="change")
+    >>> _readable_row({"value": 2618.5, "previous": 1042, "change": 1.51015}, change="change")
     {'value': '2,618.5', 'previous': '1,042', 'change': '+151.0%'}
     """
-    shown: dict[str, Any] = {}
-    for key, value in row.items():
-        if value is None or isinstance(value, bool) or not isinstance(value, int | float):
-            shown[key] = value
-        elif key == share:
-            shown[key] = f"{value:.1%}"
-        elif key == change:
-            shown[key] = f"{value:+.1%}"
-        else:
-            shown[key] = readable(float(value))
-    return shown
+    forms = {share: "percent", change: "change"}
+    return {key: shown(value, forms.get(key)) for key, value in row.items()}
