@@ -328,7 +328,7 @@ def check_settings(raw: dict[str, Any], path: Path | str, text: str = "") -> Non
     ...
     nerve.errors.WorkspaceError: nerve.toml: [privacy] personnal: unknown key; did you mean \
 'personal'? (known: allow_sensitive, audit_retention, enforce_consent, enforce_retention, \
-guard_unknown, ip, personal, uncataloged_retention, user_id)
+guard_unknown, ip, personal, uncataloged_retention, url_query, user_id)
     """
     problems = _settings_problems(raw, path, text)
     if problems:

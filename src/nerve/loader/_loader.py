@@ -62,8 +62,10 @@ class Loader:
     frame boundary of the log; the next run resumes from there. Fully loaded segments
     that the writer has left behind are deleted.
 
+    ``start`` runs it on a background thread; ``stop`` drains and stops it.
+
     >>> loader = Loader(ws.log_dir, warehouse)        # doctest: +SKIP
-    >>> loader.start()   # a background thread; loader.stop() drains and stops
+    >>> loader.start()                                # doctest: +SKIP
     """
 
     def __init__(self, log_dir: Path, warehouse: Warehouse, *,
