@@ -109,7 +109,9 @@ def test_summary_tables_read_as_percent_currency_and_keep_every_digit(tmp_path: 
             {"step": 1, "event": "session_start", "users": 9436, "conversion": 1.0,
              "median_seconds": None},
             {"step": 2, "event": "product_view", "users": 9428, "conversion": 0.99915,
-             "median_seconds": 69.4}]},
+             "median_seconds": 69.4},
+            {"step": 3, "event": "add_to_cart", "users": 6724, "conversion": 0.714,
+             "median_seconds": 754.0}]},
         "/v1/experiments/analyze": {"decision": "ship", "rows": [
             {"variant": "simple", "metric": "checkout_conversion", "units": 296,
              "mean": 0.785, "lift": 0.3748, "ci_low": 0.2205, "ci_high": 0.529,
@@ -124,12 +126,14 @@ def test_summary_tables_read_as_percent_currency_and_keep_every_digit(tmp_path: 
     _print(sections, out)
     text = out.export_text()
     for shown in ("246,912.40 USD", "1,740", "141.90 USD", "75.9%", "2.5%",  # metrics
-                  "9,436", "99.9%", "69 s",                                  # funnel
+                  "9,436", "99.9%", "69 s", "13 min", "median_time",         # funnel
                   "+37.5%", "+22.1%", "+52.9%", "2.3e-06", "100.0%"):        # experiment
         assert shown in text, shown
     analysis = next(s for s in sections if s.key == "experiment_analysis")
     assert analysis.rows[0]["p_value"] == 2.28e-06  # not rounded away to 0.0
     assert sections[0].rows[0]["revenue"] == 246912.4
+    assert "median_seconds" not in text  # its cells read 13 min, not seconds
+    assert sections[1].rows[2]["median_seconds"] == 754.0
 
 
 def test_weekly_metrics_cover_the_whole_run_and_mark_its_partial_weeks(tmp_path: Path) -> None:

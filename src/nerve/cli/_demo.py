@@ -168,8 +168,10 @@ def _print(sections: list[Section], out: Console) -> None:
                 line[0] += " (partial)"
             cells.append(line)
         out.print()
-        if section.rows:
-            print_table(columns, cells, section.title, out, title_justify="left",
+        if section.rows:  # a duration reads 2 min, so its header says time, not seconds
+            headers = [c.removesuffix("_seconds") + "_time"
+                       if section.formats.get(c) == "seconds" else c for c in columns]
+            print_table(headers, cells, section.title, out, title_justify="left",
                         title_style="bold")
         else:
             out.print(f"[bold]{section.title}[/bold]")
