@@ -281,6 +281,22 @@ def test_a_caveat_on_no_event_is_not_said_to_flag_none() -> None:
     assert answer.caveats[0].startswith("coverage check warn: The data ends at")
 
 
+def test_a_day_without_any_event_in_the_comparison_is_said() -> None:
+    # `nerve explain` of a Thursday against the week before, whose Thursday a backfill
+    # left out: "rose to 286 against 0" with no word of it
+    gap = {"check": "missing_events", "status": "warn", "event": None,
+           "dimensions": {"day": "2026-11-12"},
+           "message": "2026-11-12 (Thursday, UTC) has no event at all"}
+    b = Builder("why did carts rise on 2026-11-13?", {})
+    _explain_caveats([gap], b)
+    answer = b.finish()
+    assert "2026-11-12 has no event at all in the data, and the comparison holds it" \
+        in answer.answer
+    assert "None" not in answer.answer
+    assert answer.caveats == ["missing_events check warn: 2026-11-12 (Thursday, UTC) has no "
+                              "event at all"]
+
+
 def test_a_zero_day_between_days_with_events_is_called_possibly_missing(
         demo_root: Path) -> None:
     # was: "Add to carts on 2026-11-26: 0." and nothing else, for a day on which no

@@ -110,3 +110,17 @@ def test_the_table_shows_the_change_in_percent_and_times_to_the_minute() -> None
     assert shown["start"] == "2026-11-28 20:00"
     assert shown["end"] == "2026-11-28 21:00 +01:00"  # an offset other than UTC's is kept
     assert "score" not in shown
+
+
+def test_the_related_table_reads_like_the_summary() -> None:
+    """explain's Related table: "recipe_view up 101%" in the summary, a change of
+    1.01116 and a z of 19.3175 in the table; CSV keeps every digit."""
+    from nerve.cli._anomaly import related_rows
+    from nerve.cli._common import Format
+
+    related = [{"event": "recipe_view", "observed": 1442, "expected": 717,
+                "change": 1.01116, "z": 19.3175}]
+    assert related_rows(related, Format.table)[0] == {
+        "event": "recipe_view", "observed": 1442, "expected": 717, "change": "+101.1%",
+        "z": 19.3}
+    assert related_rows(related, Format.csv) == related

@@ -660,3 +660,45 @@ def test_a_misspelt_event_is_suggested_as_an_event(shop: tuple[Any, SemanticLaye
     # a metric's synonym or name still resolves as before
     assert explain(events, "carts", layer=layer, period="yesterday", now=NOW,
                    dimensions=["platform"])["observed"] == 50
+
+
+def gap(day: str, event: str | None = None) -> dict[str, Any]:
+    """A recorded missing_events finding of a day without events (UTC workspace)."""
+    return {"check": "missing_events", "status": "warn", "event": event,
+            "dimensions": {"day": day}, "since": f"{day}T00:00:00+00:00",
+            "message": f"{day} (...) has no event at all"}
+
+
+def test_a_day_without_events_in_the_comparison_is_a_caveat(
+        shop: tuple[Any, SemanticLayer]) -> None:
+    """The whole product's empty day is a caveat when the period or its baseline holds
+    it; not a day outside them, nor another event's empty day."""
+    events, layer = shop
+    recorded = [gap("2026-11-18"), gap("2026-11-01"), gap("2026-11-18", "product_view")]
+    result = explain(events, "add_to_cart", layer=layer, period="yesterday", now=NOW,
+                     dimensions=["platform"], caveats=recorded,
+                     catalog_events=["add_to_cart", "product_view"])
+    found = [c for c in result["caveats"] if c["check"] == "missing_events"]
+    assert [(c["event"], c["dimensions"]) for c in found] == [(None, {"day": "2026-11-18"})]
+    assert "in the baseline" in found[0]["impact"]
+    in_period = explain(events, "add_to_cart", layer=layer, period="2026-11-18", now=NOW,
+                        dimensions=["platform"], caveats=recorded,
+                        catalog_events=["add_to_cart", "product_view"])
+    assert ["in the period" in c["impact"] for c in in_period["caveats"]
+            if c["check"] == "missing_events"] == [True]
+
+
+def test_a_week_holding_an_empty_day_leaves_the_expected_value() -> None:
+    """--vs expected: the median of the weeks before, without the week whose day counted
+    nothing (a median of 0 and 284 is 142: a doubling that is not there)."""
+    from nerve.anomaly._explain import Period
+    from nerve.anomaly._explain_context import leave_out_gaps
+
+    span = Period(datetime(2026, 11, 19, tzinfo=UTC), datetime(2026, 11, 20, tzinfo=UTC),
+                  "2026-11-19", "UTC")
+    bases = [span.shifted(timedelta(days=7 * k)) for k in (1, 2)]
+    kept, caveats = leave_out_gaps(bases, [gap("2026-11-12")])
+    assert kept == [bases[1]]
+    assert "left out of the expected value" in caveats[0]["impact"]
+    # the only week left is kept, with its caveat as it was
+    assert leave_out_gaps(bases[:1], [gap("2026-11-12")]) == (bases[:1], [gap("2026-11-12")])

@@ -328,3 +328,24 @@ def test_short_clean_histories_raise_nothing() -> None:
         found = judge_counts(matrix, hours, train, ~train, Rules(), parents=parents)
         alarms += int(reject(found.p, Rules().q)[0].any())
     assert alarms == 0
+
+
+@pytest.mark.parametrize("seed", [0, 4])
+def test_sparse_bursts_of_sessions_are_noise_not_spikes(seed: int) -> None:
+    """40 clean series of 0.3 to 3 events an hour in sessions of 6 (a shopper's nine
+    payments in an hour, then nothing for a day), a week of training as by dimension
+    value: the quieter half of the training windows saw no session, and its phi of 1 made
+    every burst a spike (1 to 3 alarms a run). A real spike, five times a Poisson
+    series' rate for six hours, is still found."""
+    rng = np.random.default_rng(seed)
+    week = HOURS[-8 * 24:]
+    train = week < week[-24]
+    rules = Rules(min_volume=10)
+    matrix = np.column_stack([sessions(rng, curve(level), size=6.0)
+                              for level in np.geomspace(0.3, 3, 40)])[-8 * 24:]
+    found = judge_counts(matrix, week, train, ~train, rules)
+    assert not reject(found.p, rules.q)[0].any()
+    spike = rng.poisson(np.r_[np.full(len(week) - 6, 1.0), np.full(6, 5.0)]).astype(float)
+    found = judge_counts(spike[:, None], week, train, ~train, rules)
+    assert reject(found.p, rules.q)[0].tolist() == [True]
+    assert found.sign.tolist() == [1]

@@ -556,6 +556,11 @@ def _explain_caveats(caveats: list[dict[str, Any]], b: Builder) -> None:
     events = sorted({str(c["event"]) for c in caveats if c.get("event")})
     if events:
         b.say(f"Caveat: data-quality checks flag {b.quote(', '.join(events))}; see caveats.")
+    days = sorted({str(c["dimensions"]["day"]) for c in caveats if not c.get("event")
+                   and c.get("check") == "missing_events" and c.get("dimensions")})
+    if days:
+        b.say(f"Caveat: {b.quote(', '.join(days))} has no event at all in the data, and "
+              "the comparison holds it; see caveats.")
     if any(not c.get("event") and c.get("check") == "coverage" for c in caveats):
         b.say("Caveat: the data ends before the period does, so its last hours are "
               "missing, not zero; see caveats.")

@@ -29,6 +29,7 @@ import pandas as pd
 from nerve.anomaly._explain_context import (
     as_count,
     funnel_steps,
+    leave_out_gaps,
     quality_caveats,
     related_events,
 )
@@ -371,6 +372,10 @@ def explain(table: ir.Table, target: str, *, layer: SemanticLayer, period: str =
     # only weeks the data covers: an empty week is no evidence that zero is expected
     bases = [b for b in bases if first is not None and b.start >= first] \
         or [span.shifted(length)]
+    found = quality_caveats(t.events, span, last, caveats, run_checks, now, bases)
+    if vs == "expected":
+        # a week holding a day without any event is no evidence of what to expect either
+        bases, found = leave_out_gaps(bases, found)
     observed, baseline = _totals(t, table, span, bases, now)
     change = observed - baseline
     # a percentile or a derived metric does not split among values: no breakdowns
@@ -439,7 +444,7 @@ def explain(table: ir.Table, target: str, *, layer: SemanticLayer, period: str =
         "drivers": drivers, "offsets": offsets, "related": related,
         "funnel": funnel_steps(table, steps, span, bases[0], t.window)
         if len(steps) >= 2 else None,
-        "caveats": quality_caveats(t.events, span, last, caveats, run_checks, now),
+        "caveats": found,
     }
     result["summary"] = summary(result, t)
     return result

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import ibis.expr.types as ir
 import numpy as np
@@ -19,7 +19,7 @@ from nerve.semantic import SemanticLayer
 
 __all__ = ["ARRIVAL_CHECKS", "CAVEAT_CHECKS", "CHANGE_CHECKS", "CHECK_IMPACT", "as_count",
            "funnel_steps",
-           "quality_caveats", "related_events"]
+           "leave_out_gaps", "quality_caveats", "related_events"]
 
 
 class _Span(Protocol):
@@ -31,6 +31,8 @@ class _Span(Protocol):
     @property
     def end(self) -> datetime: ...
 
+
+_S = TypeVar("_S", bound=_Span)
 
 #: the checks that judge the change itself (an anomaly in a count or a rate), not the
 #: data: the explanation is about them, they are no caveat
@@ -143,7 +145,8 @@ def related_events(table: ir.Table, layer: SemanticLayer, span: _Span,
 def quality_caveats(events: Sequence[str], span: _Span, last_event: datetime | None,
                     recorded: Sequence[dict[str, Any]],
                     run_checks: Callable[[Sequence[str], datetime], list[dict[str, Any]]]
-                    | None, now: datetime | None = None) -> list[dict[str, Any]]:
+                    | None, now: datetime | None = None, bases: Sequence[_Span] = ()
+                    ) -> list[dict[str, Any]]:
     """Findings that could bias the explanation: the quality checks on the target's events
     (run as of the period's end when ``run_checks`` is given, or as of ``now`` when the
     period ended within the day before it, so that the period's events that arrived
@@ -152,7 +155,9 @@ def quality_caveats(events: Sequence[str], span: _Span, last_event: datetime | N
     ones), not passing, except volume and rate (the change being explained is no
     data-quality problem) and, for a period that ended over a day before the last event,
     the arrival checks (:data:`ARRIVAL_CHECKS`); and whether the data ends before the
-    period does."""
+    period does. A day without events (``missing_events`` with a ``day``: of the whole
+    product, or of one of the events) is a caveat when the period or one of the
+    ``bases`` (the baseline periods) holds it, and only then."""
     out: list[dict[str, Any]] = []
     if last_event is None or last_event < span.end - timedelta(hours=1):
         ends = last_event.isoformat() if last_event else "nowhere (no events)"
@@ -173,17 +178,72 @@ def quality_caveats(events: Sequence[str], span: _Span, last_event: datetime | N
             source = "as of the period's end"
     recent = last_event is None or span.end >= last_event - timedelta(days=1)
     for r in results:
-        if r.get("event") not in events or r.get("check") in CHANGE_CHECKS \
+        gap = _gap_in(r, [span, *bases])
+        if gap is False or (gap and r.get("event") not in (None, *events)):
+            continue
+        if (r.get("event") not in events and not gap) or r.get("check") in CHANGE_CHECKS \
                 or r.get("status") not in ("warn", "fail", "error") \
                 or (r.get("check") in ARRIVAL_CHECKS and not recent):
             continue
         out.append({"check": r.get("check"), "status": r.get("status"),
                     "event": r.get("event"), "dimensions": r.get("dimensions") or {},
                     "since": r.get("since"), "message": r.get("message"),
-                    "impact": CHECK_IMPACT.get(str(r.get("check")),
-                                               "may bias these numbers"),
+                    "impact": gap or CHECK_IMPACT.get(str(r.get("check")),
+                                                      "may bias these numbers"),
                     "source": source})
     return out
+
+
+def leave_out_gaps(bases: Sequence[_S], caveats: list[dict[str, Any]]
+                   ) -> tuple[list[_S], list[dict[str, Any]]]:
+    """The baseline periods without a day that has no events (the caveats' gaps), and
+    the caveats saying so: of the median of the same hours 1-4 weeks before, the weeks
+    that hold such a day are left out while one week is left."""
+    def holds(b: _Span, c: dict[str, Any]) -> bool:
+        bounds = _gap_bounds(c)
+        return bounds is not None and bounds[0] < b.end and b.start < bounds[1]
+
+    kept = [b for b in bases if not any(holds(b, c) for c in caveats)]
+    if not kept or len(kept) == len(bases):
+        return list(bases), caveats
+    out = [{**c, "impact": f"{c['dimensions']['day']} counts nothing: the week that "
+                           "holds it is left out of the expected value"}
+           if any(holds(b, c) for b in bases) and not any(holds(b, c) for b in kept) else c
+           for c in caveats]
+    return kept, out
+
+
+def _gap_bounds(result: dict[str, Any]) -> tuple[datetime, datetime] | None:
+    """The UTC bounds of a day without events (a ``missing_events`` result with a
+    ``day``), None for any other result; a recorded one keeps only its ``since`` (the
+    day's start): a day of 24 hours is an hour off on a DST switch, which is no matter."""
+    details = result.get("details") or {}
+    if result.get("check") != "missing_events" \
+            or "day" not in (result.get("dimensions") or {}):
+        return None
+    if "start" in details:
+        return datetime.fromisoformat(details["start"]), datetime.fromisoformat(details["end"])
+    if not result.get("since"):
+        return None
+    start = datetime.fromisoformat(str(result["since"]))
+    return start, start + timedelta(days=1)
+
+
+def _gap_in(result: dict[str, Any], spans: Sequence[_Span]) -> str | bool | None:
+    """For a day without events (a ``missing_events`` result with a ``day``): its impact
+    when the period (``spans[0]``) or a baseline period holds it, False when none does;
+    None for any other result."""
+    bounds = _gap_bounds(result)
+    if bounds is None:
+        return None
+    start, end = bounds
+    held = [i for i, s in enumerate(spans) if start < s.end and s.start < end]
+    if not held:
+        return False
+    where = "the period" if held[0] == 0 else "the baseline"
+    return (f"{result['dimensions']['day']} counts nothing in {where}, as if there was "
+            f"no traffic: {where} is low by that day's events, and the change is off by "
+            "as much")
 
 
 def as_count(value: Any) -> int | float | None:

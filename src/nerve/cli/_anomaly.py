@@ -204,7 +204,7 @@ def explain(
     if result.get("offsets"):  # the summary names them: "Against the change: ..."
         emit(effect_rows(result["offsets"], fmt), fmt, title="Against the change")
     if result["related"]:
-        emit(result["related"], fmt, title="Related")
+        emit(related_rows(result["related"], fmt), fmt, title="Related")
     if result["caveats"]:
         emit([{k: c.get(k) for k in ("check", "status", "event", "impact", "message")}
               for c in result["caveats"]], fmt, title="Caveats")
@@ -231,6 +231,25 @@ def effect_rows(items: list[dict[str, Any]], fmt: Format) -> list[dict[str, Any]
                 value = row[key]
                 if value is not None:
                     row[key] = round(value, digits)
+        rows.append(row)
+    return rows
+
+
+def related_rows(items: list[dict[str, Any]], fmt: Format) -> list[dict[str, Any]]:
+    """Related events as rows. A table shows the change in percent and z rounded, as the
+    summary says them ("recipe_view up 101%"); CSV keeps every digit.
+
+    >>> related_rows([{"event": "a", "change": 1.01116, "z": 19.3175}], Format.table)[0]
+    {'event': 'a', 'change': '+101.1%', 'z': 19.3}
+    """
+    rows = []
+    for item in items:
+        row = dict(item)
+        if fmt is Format.table:
+            if row.get("change") is not None:
+                row["change"] = f"{row['change']:+.1%}"
+            if row.get("z") is not None:
+                row["z"] = round(row["z"], 1)
         rows.append(row)
     return rows
 

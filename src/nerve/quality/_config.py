@@ -97,7 +97,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
                "mix_dimensions": ["app_version"], "exclude": ["identify", "group"]},
     "rate": {"training": "8d", "evaluate": "24h", "sensitivity": 3.0, "direction": "both",
              "min_volume": 10, "min_change": 0.5, "min_history": "3d", "top_values": 10},
-    "missing_events": {"window": "7d", "status": "warn"},
+    "missing_events": {"window": "7d", "status": "warn", "min_day_events": 20},
     "null_rate": {"window": "24h", "warn": 0.01, "fail": 0.05, "min_events": 20},
     "disappeared_values": {"window": "24h", "baseline": "3d", "min_share": 0.02,
                            "min_expected": 20},

@@ -3,7 +3,9 @@ expected values that disappear."""
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import ibis
 import ibis.expr.types as ir
@@ -22,7 +24,8 @@ from nerve.quality._result import CheckResult, Status, fmt_count, fmt_duration, 
 from nerve.quality._scan import received_counts
 from nerve.warehouse import one_of
 
-__all__ = ["check_disappeared_values", "check_missing_events", "check_null_rate"]
+__all__ = ["check_disappeared_values", "check_missing_events", "check_null_rate",
+           "empty_days"]
 
 
 def _payload(spec: EventSpec) -> str:
@@ -78,7 +81,92 @@ def check_missing_events(ctx: Context, profile: pd.DataFrame) -> list[CheckResul
         results.append(ctx.result("missing_events", status, text, event=spec.name,
                                   observed=0.0, expected={"min": 1.0, "max": None},
                                   unit="events", since=last))
+    return results + _gaps(ctx, profile, status)
+
+
+def empty_days(daily: pd.Series, min_events: float) -> list[tuple[date, float]]:
+    """Days without a single event inside a history, and what their weekday usually holds.
+
+    ``daily`` counts events per local day (a ``date`` index), every day from the first
+    with events to the last, zeros included. A day is empty when it counts nothing while
+    the median of the other days of its weekday in ``daily`` is at least ``min_events``:
+    a product closed every weekend (no event on any Saturday) raises nothing, and a day
+    whose weekday was never seen on another day cannot be judged.
+
+    >>> days = pd.Series([50, 40, 0, 45, 60, 0, 0] * 2 + [50, 40, 30, 45, 0, 0, 0],
+    ...                  index=[date(2026, 11, 2) + timedelta(days=i) for i in range(21)])
+    >>> empty_days(days, 20)
+    [(datetime.date(2026, 11, 4), 30.0), (datetime.date(2026, 11, 11), 30.0), \
+(datetime.date(2026, 11, 20), 60.0)]
+    """
+    out: list[tuple[date, float]] = []
+    weekdays = pd.Series([d.weekday() for d in daily.index], index=daily.index)
+    for day, n in daily.items():
+        if n > 0:
+            continue
+        others = daily[(weekdays == weekdays[day]) & (daily.index != day)]
+        if not others.empty and float(others.median()) >= min_events:
+            out.append((day, float(others.median())))
+    return out
+
+
+def _local_days(counts: pd.DataFrame, tz: ZoneInfo) -> pd.Series:
+    """Events per local day from hourly counts (``hour``, ``n``), every day from the first
+    with events to the last, zeros included."""
+    stamps = pd.to_datetime(counts["hour"] * 3600, unit="s", utc=True).dt.tz_convert(tz)
+    daily = counts["n"].groupby(stamps.dt.date.to_numpy()).sum()
+    daily = daily[daily > 0]
+    if daily.empty:
+        return daily
+    first, last = min(daily.index), max(daily.index)
+    every = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    return daily.reindex(every, fill_value=0)
+
+
+def _gaps(ctx: Context, profile: pd.DataFrame, status: Status) -> list[CheckResult]:
+    """Local days inside the training history without any event (the whole product), or
+    without one event while the product had others: a backfill that left a day out is
+    learnt as a day of zero traffic by the volume model, and compared with by explain."""
+    if profile.empty or not ctx.cfg.enabled("missing_events", None):
+        return []
+    tz = ZoneInfo(ctx.cfg.timezone)
+    least = float(ctx.cfg.get("missing_events", "min_day_events"))
+    past = profile[profile["hour"] * 3600 < ctx.now]
+    product = _local_days(past, tz)
+    results = []
+    for day, usual in empty_days(product, least):
+        results.append(_gap_result(ctx, status, None, day, usual, tz))
+    gone = {day for day, n in product.items() if n == 0}
+    for spec in _judged_specs(ctx):
+        if not ctx.cfg.enabled("missing_events", spec.name):
+            continue
+        own = _local_days(past[past["event"] == spec.name], tz)
+        results.extend(_gap_result(ctx, status, spec.name, day, usual, tz)
+                       for day, usual in empty_days(own, least) if day not in gone)
     return results
+
+
+def _gap_result(ctx: Context, status: Status, event: str | None, day: date, usual: float,
+                tz: ZoneInfo) -> CheckResult:
+    start = datetime(day.year, day.month, day.day, tzinfo=tz)
+    end = start + timedelta(days=1)
+    weekday = f"{day:%A}"
+    what = f"no {event} event" if event else "no event at all"
+    others = f"other {weekday}s hold {fmt_count(round(usual))} {event or 'events'}"
+    why = ("an import that left the day out, or an outage of the whole pipeline; if the "
+           "product was closed that day, ignore this" if event is None else
+           "an import or a client that left it out that day")
+    text = (f"{day.isoformat()} ({weekday}, {ctx.cfg.timezone}) has {what}, inside the "
+            f"history the checks learn from: {others} (median). The volume model learns "
+            f"it as a day of zero traffic and explain compares with it: {why}.")
+    return ctx.result("missing_events", status, text, event=event,
+                      dimensions={"day": day.isoformat()}, observed=0.0,
+                      expected={"min": 1.0, "max": None}, unit="events",
+                      since=start.astimezone(UTC),
+                      details={"day": day.isoformat(),
+                               "start": start.astimezone(UTC).isoformat(),
+                               "end": end.astimezone(UTC).isoformat(),
+                               "usual": usual})
 
 
 def _arrived(ctx: Context, event: str, window: float) -> str:

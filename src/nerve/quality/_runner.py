@@ -117,5 +117,7 @@ def run_checks(
         log.debug("check %s: %d results in %.2f s", name, len(found), took)
         results.extend(found)
     if events:
-        results = [r for r in results if r.event in events]
+        # a day without any event at all (missing_events, event None) is every event's gap
+        results = [r for r in results if r.event in events
+                   or (r.event is None and r.check == "missing_events")]
     return results

@@ -68,6 +68,9 @@ _MAD = 1.4826
 _OUTLIER = 4.0
 #: pseudo-days at the series' average level in each hour-of-day mean
 _PRIOR_DAYS = 2.0
+#: expected events in the quieter half of the training windows below which their
+#: overdispersion is not trusted alone (``_dispersion``)
+_SPARSE = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,8 +412,13 @@ def _dispersion(obs: F64, exp: F64, ok: Mask, scale: F64 | None = None
     low = use & (np.nan_to_num(e) <= mid[None, :])
     high = use & ~low
     low_e = np.where(low, scale, 0).sum(axis=0)
+    pooled = err.sum(axis=0) / np.maximum(np.where(use, scale, 0).sum(axis=0), 1e-12)
     phi = np.where(low_e > 0, np.where(low, err, 0).sum(axis=0) / np.maximum(low_e, 1e-12),
-                   err.sum(axis=0) / np.maximum(np.where(use, scale, 0).sum(axis=0), 1e-12))
+                   pooled)
+    # a quieter half expecting few events has seen few sessions, if any: bursts of one
+    # user (nine payments in an hour, then nothing for days) hide from it, and its phi
+    # reads 1; all the windows have seen them
+    phi = np.where(low_e < _SPARSE, np.fmax(phi, pooled), phi)
     phi = np.clip(np.nan_to_num(phi, nan=1.0), 1.0, None)
     extra = np.where(high, err - phi[None, :] * scale, 0).sum(axis=0)
     alpha = np.clip(extra / np.maximum(np.where(high, scale ** 2, 0).sum(axis=0), 1e-12),
