@@ -22,6 +22,7 @@ from nerve.cli._common import (
     handle_errors,
     iso_time,
     load_workspace,
+    shown,
 )
 from nerve.cli._remote import answer
 
@@ -225,8 +226,7 @@ def effect_rows(items: list[dict[str, Any]], fmt: Format) -> list[dict[str, Any]
         row = {k: d.get(k) for k in ("dimension", "value", "effect", "contribution", "share",
                                      "observed", "expected", "mix", "rate", "z")}
         if fmt is Format.table:
-            if row["share"] is not None:
-                row["share"] = f"{row['share']:.1%}"
+            row["share"] = shown(row["share"], "percent")
             for key, digits in (("mix", 1), ("rate", 1), ("z", 2)):
                 value = row[key]
                 if value is not None:
@@ -246,8 +246,7 @@ def related_rows(items: list[dict[str, Any]], fmt: Format) -> list[dict[str, Any
     for item in items:
         row = dict(item)
         if fmt is Format.table:
-            if row.get("change") is not None:
-                row["change"] = f"{row['change']:+.1%}"
+            row["change"] = shown(row.get("change"), "change")
             if row.get("z") is not None:
                 row["z"] = round(row["z"], 1)
         rows.append(row)
