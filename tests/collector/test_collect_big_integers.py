@@ -96,3 +96,26 @@ def test_an_undeclared_integer_is_exact_within_64_bits_and_a_float_beyond(
     for name, value in beyond.items():
         assert isinstance(stored[name], float)
         assert stored[name] == float(value)
+
+
+def test_a_non_finite_number_costs_its_own_event_not_the_batch(
+        make_workspace: Callable[..., Workspace]) -> None:
+    """analytics-python writes ``float("nan")`` as ``NaN`` (Python's json.dumps), which is
+    not JSON: the whole batch was refused with a 400, which SDKs do not retry."""
+    ws = make_workspace({"plan_bought.yaml": BOUGHT.replace(
+        "  seats:", "  price: {type: number, pii: none}\n  seats:")})
+    sent = ['{"price": NaN}', '{"price": 4.5, "seats": 2}', '{"price": -Infinity}',
+            f'{{"seats": {2**70}}}']
+    body = ('{"batch": [' + ", ".join(message(i, p) for i, p in enumerate(sent))
+            + "]}").encode()
+    envelopes = collect(ws, body)
+    assert [e["message_id"] for e in envelopes] == ["m0", "m1", "m2", "m3"]
+    assert orjson.loads(str(envelopes[1]["properties"])) == {"price": 4.5, "seats": 2}
+    assert envelopes[1]["violations"] is None
+    for i, text in ((0, "NaN"), (2, "-Infinity")):
+        (violation,) = orjson.loads(str(envelopes[i]["violations"]))
+        assert violation["path"] == "$.properties.price"
+        assert f'"{text}" is not of type "number"' in violation["message"]
+    # an integer beyond 64 bits is read as the usual parse reads it, and refused as such
+    (violation,) = orjson.loads(str(envelopes[3]["violations"]))
+    assert "64-bit integer range" in violation["message"]
