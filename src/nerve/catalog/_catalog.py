@@ -354,7 +354,7 @@ def _int64_message(value: Any) -> str:
     beyond unsigned 64 bits as the nearest float (2**70 as 1.1805916207174113e+21)."""
     low, high = INT64_RANGE
     return (f"{_json(value)} is outside the 64-bit integer range ({low} to {high}) that an "
-            "integer is stored in; send an identifier this long as a string (type: string)")
+            "integer is stored in; send such a value as a string (type: string) to keep its digits")
 
 
 def _json(value: Any) -> str:
