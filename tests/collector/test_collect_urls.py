@@ -176,6 +176,82 @@ def test_a_track_property_declared_as_a_url_is_treated_as_a_pages(
     assert orjson.loads(as_sent["properties"] or "")["link"] == sent["properties"]["link"]
 
 
+SHARED = """\
+name: episode_shared
+description: A listener shares an episode through a link.
+owner: growth
+purpose: analytics
+version: 1
+retention: 400d
+properties:
+  episode: {type: string, pii: none}
+  target:
+    type: object
+    pii: none
+    properties:
+      channel: {type: string, pii: none}
+      landing: {type: string, format: uri, pii: none}
+      meta:
+        type: object
+        pii: none
+        properties:
+          callback: {type: string, format: uri-reference, pii: none}
+  links:
+    type: array
+    pii: none
+    items:
+      type: object
+      properties:
+        href: {type: string, format: iri, pii: none}
+        label: {type: string, pii: none}
+  mirrors: {type: array, pii: none, items: {type: string, format: uri}}
+"""
+
+
+@pytest.mark.parametrize("setting", ['"drop"', '["utm_*"]'])
+def test_urls_declared_inside_objects_and_arrays_are_treated_too(
+        make_workspace: Callable[..., Workspace], setting: str) -> None:
+    """A URL format declared in an object, in an array's objects or as an array's items
+    follows ``url_query`` as a top-level one does: such values were stored as sent, the
+    reset token and the e-mail with them. The values beside them stay as sent, in a
+    valid event and in a quarantined one, whose violation about a value beside a URL
+    still quotes it."""
+    ws = make_workspace({"episode_shared.yaml": SHARED},
+                        extra_toml=f"[privacy]\nurl_query = {setting}\n")
+    collector = Collector(ws, Catalog.load(ws.events_dir))
+    link = f"https://pod.example/ep/9{QUERY}#t=1"
+    sent = {"type": "track", "event": "episode_shared", "userId": "u1", "messageId": "e1",
+            "properties": {
+                "episode": "ep9",
+                "target": {"channel": "mail", "landing": link,
+                           "meta": {"callback": f"/cb{QUERY}"}},
+                "links": [{"href": link, "label": "a"}, {"label": "no link"}],
+                "mirrors": [link, "https://mirror.example/ep9"]}}
+    # a wrong type next to them sends it to the quarantine
+    bad = {**sent, "messageId": "e2",
+           "properties": {**sent["properties"], "target": {"channel": 42, "landing": link}}}
+    good, quarantined = collect(collector, sent, bad)
+    kept = "" if setting == '"drop"' else "?utm_source=news"
+    assert orjson.loads(good["properties"] or "") == {
+        "episode": "ep9",
+        "target": {"channel": "mail", "landing": f"https://pod.example/ep/9{kept}",
+                   "meta": {"callback": f"/cb{kept}"}},
+        "links": [{"href": f"https://pod.example/ep/9{kept}", "label": "a"},
+                  {"label": "no link"}],
+        "mirrors": [f"https://pod.example/ep/9{kept}", "https://mirror.example/ep9"]}
+    # the violation is about the channel beside the URL: it still says what was wrong
+    (violation,) = orjson.loads(quarantined["violations"] or "")
+    assert violation["path"] == "$.properties.target.channel"
+    assert "42 is not of type" in violation["message"]
+    assert orjson.loads(quarantined["properties"] or "")["target"] == {
+        "channel": 42, "landing": f"https://pod.example/ep/9{kept}"}
+    assert EMAIL not in orjson.dumps(quarantined).decode()
+    # the default keeps them as sent
+    ws = make_workspace({"episode_shared.yaml": SHARED})
+    (as_sent,) = collect(Collector(ws, Catalog.load(ws.events_dir)), sent)
+    assert orjson.loads(as_sent["properties"] or "") == sent["properties"]
+
+
 def test_a_wrong_setting_stops_the_collector_naming_it(
         make_collector: Callable[..., Collector]) -> None:
     with pytest.raises(WorkspaceError, match=r"nerve.toml:\d+: \[privacy\] url_query: "

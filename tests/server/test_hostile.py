@@ -51,8 +51,8 @@ def test_hostile_requests_get_clear_4xx_and_the_server_lives(
         # storable, but no answer returning the row could be written: refused as well
         ("deep nesting (unreadable)", _nest(250, b"deep-2"), {}, 400, "too_deep"),
         ("deep nesting (parser)", _nest(5000), {}, 400, "invalid_json"),
-        ("NaN", b'{"batch":[{"type":"track","event":"e","userId":"u","properties":'
-                b'{"x":NaN}}]}', {}, 400, "invalid_json"),
+        # (NaN, as analytics-python writes it, costs only its own event:
+        # tests/collector/test_collect_big_integers.py)
         ("Infinity", b'{"batch":[{"properties":{"x":1e999}}]}', {}, 400, "invalid_json"),
         ("invalid UTF-8", b'{"batch":[{"type":"track","event":"\xff\xfe","userId":"u"}]}',
          {}, 400, "invalid_json"),

@@ -13,7 +13,7 @@ from typing import Any
 import jsonschema_rs
 
 from nerve.catalog._load import GROUPS_DIR, VERSIONS_DIR, load_event, load_group, yaml_files
-from nerve.catalog._model import EventSpec, PropertyGroup, PropertySpec, Version
+from nerve.catalog._model import INT64_RANGE, EventSpec, PropertyGroup, PropertySpec, Version
 from nerve.errors import CatalogError, Location
 
 __all__ = ["Catalog", "Violation"]
@@ -349,6 +349,14 @@ def _enum_message(value: Any, options: list[Any]) -> str:
     return f"{_json(value)} is not one of {allowed}"
 
 
+def _int64_message(value: Any) -> str:
+    """Why a whole number beyond 64 bits is refused. JSON's parser has already read one
+    beyond unsigned 64 bits as the nearest float (2**70 as 1.1805916207174113e+21)."""
+    low, high = INT64_RANGE
+    return (f"{_json(value)} is outside the 64-bit integer range ({low} to {high}) that an "
+            "integer is stored in; send such a value as a string (type: string) to keep its digits")
+
+
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
@@ -427,8 +435,12 @@ class _Explainer:
             rule = _RULES.get(kind)
             if rule is None:
                 rule = _RULES[kind] = _snake(kind.__name__)
-            message = (_enum_message(error.instance, error.kind.options) if rule == "enum"
-                       else error.message)
+            if rule == "enum":
+                message = _enum_message(error.instance, error.kind.options)
+            elif rule in ("minimum", "maximum") and error.kind.limit in INT64_RANGE:
+                message = _int64_message(error.instance)
+            else:
+                message = error.message
             result.append({"path": self._root + path, "rule": rule,
                            "message": f"{self._name}{path}: {message}",
                            "file": at[0], "line": at[1]})

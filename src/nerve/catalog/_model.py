@@ -12,6 +12,7 @@ from nerve._durations import parse_retention
 
 __all__ = [
     "EVENT_TYPES",
+    "INT64_RANGE",
     "PII_CLASSES",
     "PROPERTY_TYPES",
     "EventSpec",
@@ -27,6 +28,9 @@ PII_CLASSES = ("none", "pseudonymous", "personal", "sensitive")
 #: of the other Segment calls
 EVENT_TYPES = ("track", "identify", "page", "screen", "group")
 STATUSES = ("draft", "active", "deprecated")
+#: the whole numbers an ``integer`` property may hold: the warehouse's BIGINT (typed views,
+#: metrics). A JSON integer outside them is quarantined, not stored as a float or a NULL
+INT64_RANGE = (-(2**63), 2**63 - 1)
 
 PropertyType = Literal["string", "integer", "number", "boolean", "timestamp", "array", "object"]
 
@@ -98,10 +102,14 @@ class PropertySpec:
             schema["description"] = self.description
         if self.enum is not None:
             schema["enum"] = list(self.enum)
-        if self.minimum is not None:
-            schema["minimum"] = self.minimum
-        if self.maximum is not None:
-            schema["maximum"] = self.maximum
+        low, high = self.minimum, self.maximum
+        if self.type == "integer":
+            low = INT64_RANGE[0] if low is None else max(low, INT64_RANGE[0])
+            high = INT64_RANGE[1] if high is None else min(high, INT64_RANGE[1])
+        if low is not None:
+            schema["minimum"] = low
+        if high is not None:
+            schema["maximum"] = high
         if self.pattern is not None:
             schema["pattern"] = self.pattern
         if self.format is not None and self.type != "timestamp":

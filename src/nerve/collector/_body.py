@@ -169,7 +169,9 @@ def parse_body(body: bytes, endpoint: str, limits: CollectorLimits) -> ParsedBod
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise _not_json(body, exc) from exc
+        data = _with_non_finite_numbers(body, exc)
+        if data is None:
+            raise _not_json(body, exc) from exc
     if not isinstance(data, dict):
         raise RequestError(f"the body must be a JSON object, got {_kind(data)}",
                            code="invalid_json", details={"field": "$"})
@@ -196,6 +198,36 @@ def parse_body(body: bytes, endpoint: str, limits: CollectorLimits) -> ParsedBod
     # a single call: the body is the message itself; its type comes from the path
     data["type"] = CALL_TYPES[endpoint]
     return ParsedBody([data], write_key, None, data.get("historical_import") is True)
+
+
+#: what Python's json module (analytics-python, any ``json.dumps``) writes for a float
+#: that is not finite, JSON having no such number
+_NON_FINITE = (b"NaN", b"Infinity", b"-Infinity")
+
+
+def _with_non_finite_numbers(body: bytes, exc: orjson.JSONDecodeError) -> Any:
+    """The body parsed with each ``NaN``/``Infinity``/``-Infinity`` as that text (a
+    string), or None when it fails for another reason.
+
+    analytics-python sends ``float("nan")`` as ``NaN``, which is not JSON: refusing the
+    body (a 400, which SDKs do not retry) lost every event of the batch for one value.
+    As a string, a value declared ``number`` sends only its own event to the quarantine
+    (``"NaN" is not of type "number"``). Only bodies orjson refuses take this path.
+    """
+    if not any(body.startswith(token, exc.pos) for token in _NON_FINITE):
+        return None
+    import json  # noqa: PLC0415 - only for the rare body with a non-finite number
+
+    def whole(text: str) -> int | float:
+        number = int(text)  # beyond 64 bits, as orjson reads it: the nearest float
+        return number if -(2**63) <= number < 2**64 else float(number)
+
+    try:
+        data = json.loads(bytes(body), parse_constant=str, parse_int=whole)
+        orjson.dumps(data)  # what else json takes and orjson does not (lone surrogates)
+    except (ValueError, orjson.JSONEncodeError):
+        return None
+    return data
 
 
 def _not_json(body: bytes, exc: orjson.JSONDecodeError) -> RequestError:

@@ -97,7 +97,7 @@ class Collector:
             policy = PrivacyPolicy.from_config(workspace.config.raw.get("privacy", {}),
                                                workspace.secret())
             self.guard = Guard(policy, catalog.get("identify") if "identify" in catalog
-                               else None)
+                               else None, catalog)
 
     def authenticate(self, write_key: str | None) -> Source:
         """The source a write key belongs to; AuthError (401) when none does."""

@@ -12,16 +12,18 @@ from typing import Any
 
 import orjson
 
-from nerve.catalog import EventSpec, PropertySpec
+from nerve.catalog import Catalog, EventSpec, PropertySpec
 from nerve.pipeline.enrich import context_additions, parse_user_agent
 from nerve.pipeline.privacy import (
     PrivacyPolicy,
+    UrlPath,
     consent_allows,
     looks_personal,
     protect_ip,
     protect_payload,
     protect_urls,
     pseudonymise,
+    url_paths,
     url_properties,
 )
 
@@ -38,7 +40,8 @@ class Guard:
     'h:'
     """
 
-    def __init__(self, policy: PrivacyPolicy, identify: EventSpec | None = None) -> None:
+    def __init__(self, policy: PrivacyPolicy, identify: EventSpec | None = None,
+                 catalog: Catalog | None = None) -> None:
         self.policy = policy
         self.identify = identify
         # ua-parser compiles its matchers on first use (~0.5 s): pay it now, not in the
@@ -50,8 +53,14 @@ class Guard:
         #: spec id -> names that need nothing while their value holds no keys (an
         #: uncataloged name, or an object or array property: what is in it is judged too)
         self._loose: dict[int, set[str]] = {}
-        #: spec id -> its properties declared with a URL format (``url_properties``)
-        self._url_names: dict[int, tuple[str, ...]] = {}
+        #: spec id -> its properties declared with a URL format: the top-level names
+        #: (``url_properties``) and the paths below (``url_paths``), for every version in
+        #: ``catalog`` now, so that the events' step only looks them up
+        self._url_names: dict[int, tuple[tuple[str, ...], tuple[UrlPath, ...]]] = {}
+        if catalog is not None and policy.url_query != "keep":
+            for name in catalog.names():
+                for spec in catalog.versions(name):
+                    self._url_names[id(spec)] = (url_properties(spec), url_paths(spec))
         #: ``context.ip`` -> what the policy keeps of it (None: drop); traffic repeats IPs
         self._ips: dict[str, str | None] = {}
         #: (agent, from the header?, has os?, has device?, has a browser or is an app's?)
@@ -143,10 +152,11 @@ class Guard:
         the violations (JSON text) no longer quoting a URL it changed (a ``format: uri``
         rule's message quotes the whole URL). Called only when ``[privacy] url_query`` is
         not ``"keep"``."""
-        names = self._url_names.get(id(spec))
-        if names is None:
-            names = self._url_names[id(spec)] = url_properties(spec)
-        context, cleaned = protect_urls(call, context, properties, self.policy, names)
+        found = self._url_names.get(id(spec))
+        if found is None:  # a spec of no catalog given to the constructor (or None)
+            found = self._url_names[id(spec)] = (url_properties(spec), url_paths(spec))
+        names, nested = found
+        context, cleaned = protect_urls(call, context, properties, self.policy, names, nested)
         if violations and cleaned is not properties and properties is not None:
             violations = orjson.dumps(withhold_values(
                 orjson.loads(violations), properties, cleaned or {})).decode()
@@ -228,17 +238,16 @@ def withhold_values(violations: list[dict[str, Any]], raw: dict[str, Any],
     its message holds a protected value in any usual spelling (plain, JSON-escaped,
     repr-escaped).
     """
-    changed = [k for k, v in raw.items()
-               if not isinstance(protected, dict) or protected.get(k, _GONE) is not v]
+    changed = _changed(raw, protected, "")
     if not changed:
         return violations
-    spellings = {form for value in _changed_values(raw, protected) if value
-                 for form in _spellings(value)}
+    spellings = {form for _, value in changed for text in _leaves(value) if text
+                 for form in _spellings(text)}
     result = []
     for violation in violations:
         message = str(violation.get("message", ""))
         path = str(violation.get("path", ""))
-        if (any(_under(path, key) for key in changed)
+        if (any(_under(path, key) for key, _ in changed)
                 or any(form in message for form in spellings)):
             message = (f"{path}: breaks the {violation.get('rule')} rule "
                        "(value withheld: personal data)")
@@ -266,18 +275,28 @@ def _spellings(value: str) -> set[str]:
     return {value, json_form, ascii_form, repr(value)[1:-1]}
 
 
-def _changed_values(raw: Any, protected: Any) -> list[str]:
-    """The raw values (as text) that the policy replaced or removed."""
+def _changed(raw: Any, protected: Any, at: str) -> list[tuple[str, Any]]:
+    """Where (``key``, ``key.inner``, ``key[0].inner``) the policy replaced or removed a
+    value of ``raw``, with the raw value: a URL cleaned inside an object names that
+    URL's place, not the object's, whose other values' violations stay as they are."""
     if isinstance(raw, dict):
-        out: list[str] = []
-        for key, value in raw.items():
-            new = protected.get(key) if isinstance(protected, dict) else None
-            if isinstance(value, dict) and isinstance(new, dict):
-                out.extend(_changed_values(value, new))
-            elif new is not value:
-                out.extend(_leaves(value))
-        return out
-    return []
+        pairs = [(f"{at}.{key}" if at else str(key), value,
+                  protected.get(key, _GONE) if isinstance(protected, dict) else _GONE)
+                 for key, value in raw.items()]
+    elif isinstance(raw, list) and isinstance(protected, list) and len(raw) == len(protected):
+        pairs = [(f"{at}[{i}]", value, new)
+                 for i, (value, new) in enumerate(zip(raw, protected, strict=True))]
+    else:
+        return [(at, raw)]
+    out: list[tuple[str, Any]] = []
+    for path, value, new in pairs:
+        if new is value:
+            continue
+        if type(value) is type(new) and isinstance(value, dict | list):
+            out.extend(_changed(value, new, path))
+        else:
+            out.append((path, value))
+    return out
 
 
 def _leaves(value: Any) -> list[str]:

@@ -46,6 +46,7 @@ __all__ = [
     "protect_urls",
     "pseudonymise",
     "truncate_ip",
+    "url_paths",
     "url_properties",
 ]
 
@@ -419,19 +420,59 @@ def url_properties(spec: EventSpec | None) -> tuple[str, ...]:
     """
     if spec is None:
         return ()
-    return tuple(p.name for p in spec.properties
-                 if p.type == "string" and p.format in URL_FORMATS)
+    return tuple(p.name for p in spec.properties if _is_url(p))
+
+
+#: a place below the top level of a payload: keys, and ``None`` for each item of an array
+UrlPath = tuple[str | None, ...]
+
+
+def url_paths(spec: EventSpec | None) -> tuple[UrlPath, ...]:
+    """Where ``spec`` declares a URL format below the top level of its properties (in an
+    object, an array of objects, or as an array's items), as key paths with ``None`` for
+    "each item of the array"; ``url_properties`` has the top-level ones. Worked out once
+    per catalog, so an event that declares none pays nothing per event.
+
+    >>> from nerve.catalog import Version
+    >>> url = PropertySpec("url", "string", format="uri")
+    >>> url_paths(EventSpec("episode_shared", Version(1), properties=(
+    ...     PropertySpec("target", "object", properties=(url,)),
+    ...     PropertySpec("links", "array", items=PropertySpec("items", "object",
+    ...                                                      properties=(url,))),
+    ...     PropertySpec("mirrors", "array", items=url), url)))
+    (('target', 'url'), ('links', None, 'url'), ('mirrors', None))
+    """
+    if spec is None:
+        return ()
+    return tuple(path for p in spec.properties for path in _nested_urls(p, (p.name,)))
+
+
+def _is_url(prop: PropertySpec) -> bool:
+    return prop.type == "string" and prop.format in URL_FORMATS
+
+
+def _nested_urls(prop: PropertySpec, at: UrlPath) -> list[UrlPath]:
+    found: list[UrlPath] = []
+    for child in prop.properties:
+        path = (*at, child.name)
+        found.extend([path] if _is_url(child) else _nested_urls(child, path))
+    if prop.items is not None:
+        path = (*at, None)
+        found.extend([path] if _is_url(prop.items) else _nested_urls(prop.items, path))
+    return found
 
 
 def protect_urls(call: str, context: dict[str, Any], properties: dict[str, Any] | None,
-                 policy: PrivacyPolicy, url_names: tuple[str, ...] = ()
+                 policy: PrivacyPolicy, url_names: tuple[str, ...] = (),
+                 nested: tuple[UrlPath, ...] = ()
                  ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """``context`` and a page or screen call's ``properties`` with the query strings of
     their URLs as ``[privacy] url_query`` keeps them: ``context.page``'s ``url``,
     ``referrer`` and ``search``, ``context.referrer``'s ``url`` and ``link`` (a mobile
     app's deep link), a page or screen call's ``url``, ``referrer`` and ``search``, and
     the ``url_names`` properties of any call (those its spec declares with a URL format:
-    ``url_properties``). What holds nothing to remove is returned as is.
+    ``url_properties``) and the values at its ``nested`` paths (``url_paths``). What
+    holds nothing to remove is returned as is.
 
     >>> protect_urls("page", {"page": {"url": "https://b.example/?email=a%40b.c"}},
     ...              {"search": "?email=a%40b.c"}, PrivacyPolicy(b"k", url_query="drop"))
@@ -453,7 +494,35 @@ def protect_urls(call: str, context: dict[str, Any], properties: dict[str, Any] 
         keys = (*_PAGE_KEYS, *url_names) if call in _PAGE_CALLS else url_names
         if keys:
             properties = _clean_urls(properties, keys, keep)
+        for path in nested:
+            properties = _clean_at(properties, path, keep)
     return result, properties
+
+
+def _clean_at(value: Any, path: UrlPath, keep: UrlQuery) -> Any:
+    """``value`` with the URL at ``path`` in it cleaned (copied where it changed)."""
+    if not path:
+        if not isinstance(value, str):
+            return value
+        cleaned = clean_url(value, keep)
+        return value if cleaned == value else cleaned
+    key, rest = path[0], path[1:]
+    if key is None:
+        if not isinstance(value, list):
+            return value
+        items = value
+        for i, item in enumerate(value):
+            cleaned = _clean_at(item, rest, keep)
+            if cleaned is not item:
+                if items is value:
+                    items = list(value)
+                items[i] = cleaned
+        return items
+    if not isinstance(value, dict) or key not in value:
+        return value
+    item = value[key]
+    cleaned = _clean_at(item, rest, keep)
+    return value if cleaned is item else {**value, key: cleaned}
 
 
 def _clean_urls(fields: dict[str, Any], keys: tuple[str, ...], keep: UrlQuery

@@ -29,7 +29,7 @@ import pyarrow as pa
 from nerve.errors import QueryError
 from nerve.semantic._check import parse_ref
 from nerve.semantic._conversion import followed
-from nerve.semantic._engines import local_time, safe_divide
+from nerve.semantic._engines import exact_sum, local_time, safe_divide
 from nerve.semantic._expr import (
     Arith,
     Lit,
@@ -386,7 +386,7 @@ class _Compiler:
         if measure.agg == "count_distinct":
             return v.nunique(where=where)
         if measure.agg == "sum":
-            return v.sum(where=where)
+            return exact_sum(v, where, self.dialect)
         if measure.agg == "avg":
             # a float before averaging: PostgreSQL's AVG of an integer is a numeric
             return v.cast("float64").mean(where=where)

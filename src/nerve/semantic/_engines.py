@@ -27,7 +27,8 @@ import ibis.expr.types as ir
 
 from nerve.errors import QueryError
 
-__all__ = ["DIALECTS", "backend_dialect", "json_field", "local_time", "safe_divide"]
+__all__ = ["DIALECTS", "backend_dialect", "exact_sum", "json_field", "local_time",
+           "safe_divide"]
 
 #: the Ibis/sqlglot dialect names nerve supports
 DIALECTS = ("duckdb", "postgres", "pyspark")
@@ -72,6 +73,32 @@ def _sql_timezone(zone: str, ts: dt.Timestamp(timezone="UTC")) -> dt.Timestamp()
 @ibis.udf.scalar.builtin(name="from_utc_timestamp")  # type: ignore[untyped-decorator]
 def _spark_local(ts: dt.Timestamp(timezone="UTC"), zone: str) -> dt.Timestamp():  # type: ignore[valid-type]
     """Spark: an instant as wall-clock time in a zone (session time zone UTC)."""
+
+
+@ibis.udf.agg.builtin(name="fsum")  # type: ignore[untyped-decorator]
+def _duckdb_fsum(value: float) -> float:  # type: ignore[empty-body]
+    """DuckDB: a sum of floats with Kahan-Babuska compensation."""
+
+
+def exact_sum(value: ir.NumericColumn, where: ir.BooleanValue | None,
+              dialect: str) -> ir.NumericScalar:
+    """``sum(value)`` where a float sum drifts: revenue with cents must add up to its cents.
+
+    A plain sum of doubles gathers rounding errors row after row, in the order the
+    engine's threads meet the rows: 20,000 payments of 23,878,673.87 EUR summed to
+    23878673.869998433 (and each day's revenue ended in ...99999996). DuckDB's ``fsum``
+    compensates them; PostgreSQL adds the values as ``numeric`` (a double turns into its
+    15 significant digits, 9.99 into 9.99 exactly). Either result is the double nearest
+    the exact sum of what was sent, which prints as that sum. Spark adds them plainly.
+    Integers add exactly on every engine.
+    """
+    if not value.type().is_floating():
+        return value.sum(where=where)
+    if dialect == "duckdb":
+        return _duckdb_fsum(value, where=where)
+    if dialect == "postgres":
+        return value.cast(dt.Decimal(None, None)).sum(where=where).cast(dt.float64)
+    return value.sum(where=where)
 
 
 def backend_dialect(table: ir.Table) -> str:

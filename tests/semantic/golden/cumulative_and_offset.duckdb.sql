@@ -57,7 +57,7 @@ FROM (
     FROM (
       SELECT
         "t14"."_src",
-        SUM("t14"."_v0") AS "_c1"
+        FSUM("t14"."_v0") AS "_c1"
       FROM (
         SELECT
           "t11"."_local",
@@ -95,7 +95,7 @@ FROM (
       FROM (
         SELECT
           "t16"."_src",
-          SUM("t16"."_v0") AS "_c2"
+          FSUM("t16"."_v0") AS "_c2"
         FROM (
           SELECT
             "t12"."_local",

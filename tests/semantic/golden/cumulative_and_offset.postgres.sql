@@ -7,18 +7,18 @@ SELECT
 FROM (
   SELECT
     "t4"."_period",
-    "t26"."_c0",
-    "t22"."_c1",
+    "t25"."_c0",
+    "t23"."_c1",
     "t28"."_c2"
   FROM "spine_0" AS "t4"
   LEFT OUTER JOIN (
     SELECT
-      "t23"."_period" AS "_jp",
-      "t23"."_c0"
+      "t20"."_period" AS "_jp",
+      "t20"."_c0"
     FROM (
       SELECT
-        "t18"."_period",
-        COUNT(DISTINCT "t18"."_v0") AS "_c0"
+        "t17"."_period",
+        COUNT(DISTINCT "t17"."_v0") AS "_c0"
       FROM (
         SELECT
           "t6"."_p" AS "_period",
@@ -44,20 +44,20 @@ FROM (
         ) AS "t14"
         INNER JOIN "spine_1" AS "t6"
           ON "t14"."_local" >= "t6"."_lo" AND "t14"."_local" < "t6"."_hi"
-      ) AS "t18"
+      ) AS "t17"
       GROUP BY
         1
-    ) AS "t23"
-  ) AS "t26"
-    ON "t4"."_period" = "t26"."_jp"
+    ) AS "t20"
+  ) AS "t25"
+    ON "t4"."_period" = "t25"."_jp"
   LEFT OUTER JOIN (
     SELECT
-      "t17"."_src" AS "_jp",
-      "t17"."_c1"
+      "t18"."_src" AS "_jp",
+      "t18"."_c1"
     FROM (
       SELECT
         "t15"."_src",
-        SUM("t15"."_v0") AS "_c1"
+        CAST(SUM(CAST("t15"."_v0" AS DECIMAL)) AS DOUBLE PRECISION) AS "_c1"
       FROM (
         SELECT
           "t11"."_local",
@@ -81,21 +81,21 @@ FROM (
       ) AS "t15"
       GROUP BY
         1
-    ) AS "t17"
-  ) AS "t22"
-    ON "t4"."_period" = "t22"."_jp"
+    ) AS "t18"
+  ) AS "t23"
+    ON "t4"."_period" = "t23"."_jp"
   LEFT OUTER JOIN (
     SELECT
-      "t25"."_period" AS "_jp",
-      "t25"."_c2"
+      "t26"."_period" AS "_jp",
+      "t26"."_c2"
     FROM (
       SELECT
         "t5"."_p" AS "_period",
-        "t20"."_c2"
+        "t21"."_c2"
       FROM (
         SELECT
           "t16"."_src",
-          SUM("t16"."_v0") AS "_c2"
+          CAST(SUM(CAST("t16"."_v0" AS DECIMAL)) AS DOUBLE PRECISION) AS "_c2"
         FROM (
           SELECT
             "t12"."_local",
@@ -119,10 +119,10 @@ FROM (
         ) AS "t16"
         GROUP BY
           1
-      ) AS "t20"
+      ) AS "t21"
       INNER JOIN "spine_2" AS "t5"
-        ON "t20"."_src" = "t5"."_s"
-    ) AS "t25"
+        ON "t21"."_src" = "t5"."_s"
+    ) AS "t26"
   ) AS "t28"
     ON "t4"."_period" = "t28"."_jp"
 ) AS "t29"

@@ -2,7 +2,7 @@ WITH "t6" AS (
   SELECT
     "t5"."_src",
     "t5"."_d0",
-    SUM("t5"."_v0") FILTER(WHERE
+    FSUM("t5"."_v0") FILTER(WHERE
       "t5"."_f0") AS "_c0",
     COUNT(*) FILTER(WHERE
       "t5"."_f1") AS "_c1"

@@ -2,8 +2,8 @@ WITH "t6" AS (
   SELECT
     "t5"."_src",
     "t5"."_d0",
-    SUM("t5"."_v0") FILTER(WHERE
-      "t5"."_f0") AS "_c0",
+    CAST(SUM(CAST("t5"."_v0" AS DECIMAL)) FILTER(WHERE
+      "t5"."_f0") AS DOUBLE PRECISION) AS "_c0",
     COUNT(*) FILTER(WHERE
       "t5"."_f1") AS "_c1"
   FROM (

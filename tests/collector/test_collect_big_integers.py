@@ -1,0 +1,121 @@
+"""Whole numbers beyond 64 bits, as JSON integers (docs/storage.md, "Numbers").
+
+The collector's JSON parser reads an integer beyond unsigned 64 bits as the nearest
+float, and the warehouse's integer is 64 bits: a declared ``integer`` outside that range
+is quarantined naming the field and the range, where it used to be stored (as a float,
+or a number the typed view read as NULL) without a word.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+
+import orjson
+
+from nerve.catalog import Catalog
+from nerve.collector import Collector
+from nerve.workspace import Workspace
+
+BOUGHT = """\
+name: plan_bought
+description: A listener buys a premium plan.
+owner: payments
+purpose: analytics
+version: 1
+retention: 400d
+properties:
+  seats: {type: integer, pii: none}
+  ledger: {type: object, pii: none, properties: {entry: {type: integer, pii: none}}}
+"""
+
+LOW, HIGH = -(2**63), 2**63 - 1
+
+
+def collect(ws: Workspace, body: bytes) -> list[dict[str, object]]:
+    collector = Collector(ws, Catalog.load(ws.events_dir))
+    key = ws.config.sources[0].write_key
+    auth = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+    return [dict(e) for e in collector.collect(body, endpoint="batch",
+                                               authorization=auth).envelopes]
+
+
+def message(i: int, properties: str, event: str = "plan_bought") -> str:
+    # JSON text: a Python int beyond 64 bits cannot go through orjson.dumps, and SDKs
+    # (analytics-python's json.dumps) write such integers digit for digit
+    return (f'{{"type": "track", "event": "{event}", "userId": "u1", "messageId": "m{i}", '
+            f'"properties": {properties}}}')
+
+
+def test_a_declared_integer_beyond_64_bits_is_quarantined_naming_field_and_range(
+        make_workspace: Callable[..., Workspace]) -> None:
+    ws = make_workspace({"plan_bought.yaml": BOUGHT})
+    sent = [f'{{"seats": {2**70}}}', f'{{"seats": {-(2**64)}}}', f'{{"seats": {2**63}}}',
+            f'{{"seats": {LOW - 1}}}', f'{{"ledger": {{"entry": {2**70 + 1}}}}}',
+            f'{{"seats": {HIGH}, "ledger": {{"entry": {LOW}}}}}', '{"seats": 3}']
+    body = ('{"batch": [' + ", ".join(message(i, p) for i, p in enumerate(sent))
+            + "]}").encode()
+    envelopes = collect(ws, body)  # one bad value costs its own event, not the batch
+    assert len(envelopes) == len(sent)
+    refused = {e["message_id"]: orjson.loads(str(e["violations"]))
+               for e in envelopes if e["violations"]}
+    assert set(refused) == {"m0", "m1", "m2", "m3", "m4"}
+    for found in refused.values():
+        (violation,) = found
+        assert violation["path"] in ("$.properties.seats", "$.properties.ledger.entry")
+        field = violation["path"].removeprefix("$.properties.")
+        assert violation["message"].startswith(f"plan_bought.{field}: ")
+        assert f"({LOW} to {HIGH})" in violation["message"]
+    kept = {e["message_id"]: orjson.loads(str(e["properties"]))
+            for e in envelopes if not e["violations"]}
+    assert kept == {"m5": {"seats": HIGH, "ledger": {"entry": LOW}}, "m6": {"seats": 3}}
+
+
+def test_a_declared_bound_inside_the_range_keeps_its_own_message(
+        make_workspace: Callable[..., Workspace]) -> None:
+    ws = make_workspace({"plan_bought.yaml": BOUGHT.replace(
+        "seats: {type: integer,", "seats: {type: integer, maximum: 50,")})
+    (envelope,) = collect(ws, ('{"batch": [' + message(0, '{"seats": 51}') + "]}").encode())
+    (violation,) = orjson.loads(str(envelope["violations"]))
+    assert violation["rule"] == "maximum"
+    assert "50" in violation["message"]
+    assert "64-bit" not in violation["message"]
+
+
+def test_an_undeclared_integer_is_exact_within_64_bits_and_a_float_beyond(
+        make_workspace: Callable[..., Workspace]) -> None:
+    """What docs/storage.md says an uncataloged value becomes: the digits of an integer
+    from -2**63 to 2**64 - 1, the nearest float beyond (the parser's reading)."""
+    ws = make_workspace({"plan_bought.yaml": BOUGHT})
+    within = {"low": LOW, "u64": 2**64 - 1}
+    beyond = {"big": 2**70 + 1, "neg": -(2**64) - 1}
+    text = "{" + ", ".join(f'"{k}": {v}' for k, v in {**within, **beyond}.items()) + "}"
+    (envelope,) = collect(ws, ('{"batch": [' + message(0, text, "unplanned") + "]}").encode())
+    stored = orjson.loads(str(envelope["properties"]))
+    assert {k: stored[k] for k in within} == within
+    for name, value in beyond.items():
+        assert isinstance(stored[name], float)
+        assert stored[name] == float(value)
+
+
+def test_a_non_finite_number_costs_its_own_event_not_the_batch(
+        make_workspace: Callable[..., Workspace]) -> None:
+    """analytics-python writes ``float("nan")`` as ``NaN`` (Python's json.dumps), which is
+    not JSON: the whole batch was refused with a 400, which SDKs do not retry."""
+    ws = make_workspace({"plan_bought.yaml": BOUGHT.replace(
+        "  seats:", "  price: {type: number, pii: none}\n  seats:")})
+    sent = ['{"price": NaN}', '{"price": 4.5, "seats": 2}', '{"price": -Infinity}',
+            f'{{"seats": {2**70}}}']
+    body = ('{"batch": [' + ", ".join(message(i, p) for i, p in enumerate(sent))
+            + "]}").encode()
+    envelopes = collect(ws, body)
+    assert [e["message_id"] for e in envelopes] == ["m0", "m1", "m2", "m3"]
+    assert orjson.loads(str(envelopes[1]["properties"])) == {"price": 4.5, "seats": 2}
+    assert envelopes[1]["violations"] is None
+    for i, text in ((0, "NaN"), (2, "-Infinity")):
+        (violation,) = orjson.loads(str(envelopes[i]["violations"]))
+        assert violation["path"] == "$.properties.price"
+        assert f'"{text}" is not of type "number"' in violation["message"]
+    # an integer beyond 64 bits is read as the usual parse reads it, and refused as such
+    (violation,) = orjson.loads(str(envelopes[3]["violations"]))
+    assert "64-bit integer range" in violation["message"]
