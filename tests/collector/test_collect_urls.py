@@ -257,3 +257,59 @@ def test_a_wrong_setting_stops_the_collector_naming_it(
     with pytest.raises(WorkspaceError, match=r"nerve.toml:\d+: \[privacy\] url_query: "
                                              r"expected .*did you mean 'drop'\?"):
         make_collector('[privacy]\nurl_query = "dorp"\n')
+
+
+PROFILE = """\
+name: identify
+type: identify
+description: Traits of a known listener.
+owner: identity
+purpose: analytics
+version: 1
+retention: 400d
+properties:
+  avatar_url: {type: string, format: uri, pii: none}
+  plan: {type: string, pii: none}
+"""
+
+ACCOUNT = """\
+name: group
+type: group
+description: Traits of a listener's household account.
+owner: identity
+purpose: analytics
+version: 1
+retention: 400d
+properties:
+  website: {type: string, format: uri, pii: none}
+"""
+
+
+def test_traits_declared_as_urls_are_treated_in_identify_and_group_calls(
+        make_workspace: Callable[..., Workspace]) -> None:
+    """An identify's or group's traits declared with a URL format follow ``url_query``
+    as a track's properties do, and so do the user's traits in any call's context: an
+    ``avatar_url?email=...`` was stored as sent."""
+    ws = make_workspace({"identify.yaml": PROFILE, "group.yaml": ACCOUNT},
+                        extra_toml='[privacy]\nurl_query = ["utm_*"]\n')
+    collector = Collector(ws, Catalog.load(ws.events_dir))
+    avatar = f"https://cdn.example/a.png{QUERY}"
+    identify, group = collect(
+        collector,
+        {"type": "identify", "userId": "u1", "messageId": "i1",
+         "traits": {"avatar_url": avatar, "plan": f"gold{QUERY}"}},
+        {"type": "group", "userId": "u1", "groupId": "g1", "messageId": "g1",
+         "traits": {"website": f"https://home.example/{QUERY}"}})
+    assert orjson.loads(identify["traits"] or "") == {
+        "avatar_url": "https://cdn.example/a.png?utm_source=news",
+        "plan": f"gold{QUERY}"}  # not declared a URL: the catalog's to classify
+    assert orjson.loads(group["traits"] or "") == {
+        "website": "https://home.example/?utm_source=news"}
+    assert identify["violations"] is None
+    assert group["violations"] is None
+    # a mobile SDK sends the user's traits in every call's context too
+    (track,) = collect(collector, {"type": "track", "event": "played", "userId": "u1",
+                                   "messageId": "t1",
+                                   "context": {"traits": {"avatar_url": avatar}}})
+    assert orjson.loads(track["context"] or "")["traits"] == {
+        "avatar_url": "https://cdn.example/a.png?utm_source=news"}

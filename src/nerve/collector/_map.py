@@ -374,8 +374,12 @@ def map_messages(
                     else:
                         traits = payload
                 if clean_urls:
-                    context, properties, violations = guard.urls(type_, context, properties,
+                    if type_ in _TRAIT_CALLS:  # an identify's or group's URL traits
+                        context, traits, violations = guard.urls(type_, context, traits,
                                                                  violations, spec)
+                    else:
+                        context, properties, violations = guard.urls(
+                            type_, context, properties, violations, spec)
                 if type_ not in _TRAIT_CALLS:
                     context_traits = context.get("traits")
                     traits = context_traits if context_traits.__class__ is dict else None

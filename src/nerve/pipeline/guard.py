@@ -150,17 +150,28 @@ class Guard:
              ) -> tuple[dict[str, Any], dict[str, Any] | None, str | None]:
         """``protect_urls`` (``spec``'s properties declared with a URL format too), and
         the violations (JSON text) no longer quoting a URL it changed (a ``format: uri``
-        rule's message quotes the whole URL). Called only when ``[privacy] url_query`` is
-        not ``"keep"``."""
-        found = self._url_names.get(id(spec))
-        if found is None:  # a spec of no catalog given to the constructor (or None)
-            found = self._url_names[id(spec)] = (url_properties(spec), url_paths(spec))
-        names, nested = found
+        rule's message quotes the whole URL), and ``context.traits`` declared with a URL
+        format by the identify spec. Called only when ``[privacy] url_query`` is not
+        ``"keep"``."""
+        names, nested = self._urls_of(spec)
         context, cleaned = protect_urls(call, context, properties, self.policy, names, nested)
+        traits = context.get("traits")
+        if traits.__class__ is dict and self.identify is not None:
+            names, nested = self._urls_of(self.identify)
+            if names or nested:
+                kept = protect_urls("identify", {}, traits, self.policy, names, nested)[1]
+                if kept is not traits:
+                    context = {**context, "traits": kept}
         if violations and cleaned is not properties and properties is not None:
             violations = orjson.dumps(withhold_values(
                 orjson.loads(violations), properties, cleaned or {})).decode()
         return context, cleaned, violations
+
+    def _urls_of(self, spec: EventSpec | None) -> tuple[tuple[str, ...], tuple[UrlPath, ...]]:
+        found = self._url_names.get(id(spec))
+        if found is None:  # a spec of no catalog given to the constructor (or None)
+            found = self._url_names[id(spec)] = (url_properties(spec), url_paths(spec))
+        return found
 
     def identifier(self, value: str | None) -> str | None:
         """``user_id`` (and an alias's ``previous_id``) as the policy keeps it."""
