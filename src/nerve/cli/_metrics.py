@@ -279,8 +279,18 @@ def query(
                 value = row.get(time_column)
                 if (value.isoformat() if isinstance(value, date | datetime) else value) == partial:
                     row[time_column] = f"{partial} (partial)"
-        title = (f"{', '.join(result['query']['metrics'])} from {result['start'][:16]} to "
-                 f"{result['end'][:16]} ({result['timezone']}, end excluded)")
+        title = (f"{', '.join(result['query']['metrics'])} from {_minute(result['start'])} "
+                 f"to {_minute(result['end'])} ({result['timezone']}, end excluded)")
         emit(rows, fmt, title=title)
         return
     emit(rows, fmt)
+
+
+def _minute(moment: str) -> str:
+    """An ISO time to the minute, or to the second when it falls within one: an end of
+    now at 16:22:37 read "to 16:22, end excluded" above events of 16:22:10.
+
+    >>> _minute("2026-11-30T16:22:00+00:00"), _minute("2026-11-30T16:22:37.125+00:00")
+    ('2026-11-30T16:22', '2026-11-30T16:22:37')
+    """
+    return moment[:16] if moment[16:19] in ("", ":00") else moment[:19]
