@@ -267,3 +267,23 @@ def test_a_sequence_follows_a_user_across_a_sign_in(inputs: Any) -> None:
                          select=["sequence"])
     assert result.details == {"users": 25, "users_ok": 25}
     assert result.status is Status.passed
+
+
+def test_a_drop_that_quiet_hours_end_does_not_read_as_a_recovery(inputs: Any) -> None:
+    """An event of one half of the day only (none from 10:00 to 22:00) that stopped at
+    04:00: the run of hours that stand out ends at 10:00, since an empty hour after that
+    is usual. The message said "until 10:00", as if it had come back; none has since."""
+    def half_day(start: Any) -> int:
+        if start >= NOW.replace(hour=4):
+            return 0
+        return 0 if 10 <= start.hour < 22 else 30
+
+    config = _config(dimensions=[])
+    results = run_checks(inputs(_hourly("booking", "iOS", 7 * 24, half_day)), now=NOW,
+                         config=config, select=["volume"])
+    found, = (r for r in results if r.status is not Status.passed)
+    assert found.details["direction"] == "down"
+    assert found.since == NOW.replace(hour=4)
+    assert not found.details["ongoing"]  # the run of marked hours ended before now
+    assert "and not one since" in found.message
+    assert "until" not in found.message

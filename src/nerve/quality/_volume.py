@@ -233,8 +233,12 @@ def _reporter(ctx: Context, key: Key, series: Series, judgement: Judgement, j: i
         total = exp * length
         sd = math.sqrt(phi * total + alpha * total * total)
         lo, hi = max(0.0, (total - z * sd) / length), (total + z * sd) / length
+        # a drop whose later hours are quiet ones (a night) ends its run there, but an
+        # event that has not come back since has not recovered
+        silent = sign < 0 and not np.nan_to_num(series.values[end + 1:, j]).any()
         return _anomaly(ctx, key, obs, exp, lo, hi, series.hours, begin, end, sign,
-                        rules.min_change, float(judgement.p[j]), earlier=earlier)
+                        rules.min_change, float(judgement.p[j]), earlier=earlier,
+                        silent=silent)
     return report
 
 
@@ -248,7 +252,8 @@ def _noise(judgement: Judgement, length: int, j: int) -> tuple[float, float]:
 
 def _anomaly(ctx: Context, key: Key, obs: float, exp: float, lo: float, hi: float,
              hours: np.ndarray[Any, Any], begin: int, end: int, sign: int,
-             min_change: float, p: float, *, earlier: bool = False) -> CheckResult:
+             min_change: float, p: float, *, earlier: bool = False,
+             silent: bool = False) -> CheckResult:
     event, dims = key
     since = moment(float(hours[begin] * 3600))
     ongoing = end == len(hours) - 1
@@ -263,7 +268,10 @@ def _anomaly(ctx: Context, key: Key, obs: float, exp: float, lo: float, hi: floa
         f"and days of week; {_signed(change)}) for {'at least ' if earlier else ''}"
         f"{duration} h since {fmt_time(since) if since else '?'}"
         f"{' or before (the earliest hour this check looks at)' if earlier else ''}"
-        + (", still ongoing." if ongoing else f", until {fmt_time(_end(int(hours[end])))}.")
+        + (", still ongoing." if ongoing else
+           f", and not one since (the hours after {fmt_time(_end(int(hours[end])))} are "
+           "quieter ones, where none is not unusual on its own)." if silent else
+           f", until {fmt_time(_end(int(hours[end])))}.")
     )
     return ctx.result("volume", status, message, event=event, dimensions=dict(dims),
                       observed=obs, expected={"min": lo, "max": hi}, unit="events/h",
