@@ -545,6 +545,9 @@ def _explain(plan: Plan, ctx: Context, b: Builder) -> None:
         b.caveats.append("the period before starts before the first event")
     _drivers(r, q, kind, currency, change, b)
     _explain_caveats(r.get("caveats") or [], b)
+    if not ctx.health():  # its caveats come from the recorded checks: say there are none
+        b.caveats.append("no data-quality checks are recorded yet (run `nerve check`), so "
+                         "this explanation carries no data-quality caveat")
 
 
 def _explain_caveats(caveats: list[dict[str, Any]], b: Builder) -> None:
