@@ -553,7 +553,18 @@ def _explain_caveats(caveats: list[dict[str, Any]], b: Builder) -> None:
     for c in caveats:
         on = f" on {c['event']}" if c.get("event") else ""
         b.caveats.append(f"{c.get('check')} check {c.get('status')}{on}: {c.get('message')}")
-    events = sorted({str(c["event"]) for c in caveats if c.get("event")})
+    for c in caveats:
+        if c.get("check") != "tracking_gap":
+            continue
+        who = " with " + " and ".join(f"{k} = {b.label(v)}" for k, v in
+                                      (c.get("dimensions") or {}).items())
+        b.say(f"Caveat: no {c['event']} event{who if c.get('dimensions') else ''} arrived "
+              f"on some days from {c['since']} while those users stayed active, so this "
+              "drop may be events not sent (a tracking or release bug), not a change in "
+              "behaviour; see caveats.")
+        break  # the first (the target overall, or its leading driver) says it
+    events = sorted({str(c["event"]) for c in caveats
+                     if c.get("event") and c.get("check") != "tracking_gap"})
     if events:
         b.say(f"Caveat: data-quality checks flag {b.quote(', '.join(events))}; see caveats.")
     if any(not c.get("event") and c.get("check") == "coverage" for c in caveats):

@@ -40,6 +40,7 @@ from nerve.anomaly._explain_decompose import (
     score_drivers,
     significant_z,
 )
+from nerve.anomaly._explain_gaps import tracking_gaps
 from nerve.anomaly._explain_words import MIN_SCORE, summary
 from nerve.anomaly._run import resolve_target
 from nerve.anomaly._series import count_metric, with_metrics
@@ -439,7 +440,8 @@ def explain(table: ir.Table, target: str, *, layer: SemanticLayer, period: str =
         "drivers": drivers, "offsets": offsets, "related": related,
         "funnel": funnel_steps(table, steps, span, bases[0], t.window)
         if len(steps) >= 2 else None,
-        "caveats": quality_caveats(t.events, span, last, caveats, run_checks, now),
+        "caveats": quality_caveats(t.events, span, last, caveats, run_checks, now)
+        + _gaps(t, table, span, bases, drivers, now),
     }
     result["summary"] = summary(result, t)
     return result
@@ -513,6 +515,20 @@ def _effect_change(row: pd.Series, t: _Target, effect: str) -> float:
     if effect == "rate":
         return float(row["rate"])
     return float(row["mix"]) + (float(row["volume"]) if t.kind == "additive" else 0.0)
+
+
+def _gaps(t: _Target, table: ir.Table, span: Period, bases: list[Period],
+          drivers: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """Tracking gaps of a count or a sum: overall, and in its three leading drivers that
+    fell (``nerve.anomaly._explain_gaps``)."""
+    counter = t.name if t.counted else t.units
+    if t.kind != "additive" or not counter:
+        return []
+    candidates = [("", ""), *((str(d["dimension"]), str(d["value"])) for d in drivers[:3]
+                              if (d["contribution"] or 0) < 0 and d["value"] != NONE)]
+    return tracking_gaps(table, t.layer, counter=counter, active=EXPOSURE.name,
+                         events=t.events, span=span, bases=bases, candidates=candidates,
+                         where=t.where, now=now)
 
 
 def _event_range(table: ir.Table) -> tuple[datetime | None, datetime | None]:
