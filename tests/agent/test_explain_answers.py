@@ -34,9 +34,9 @@ def test_only_drivers_beyond_noise_are_named(demo_ctx: Context) -> None:
             if d["significant"] and (d["score"] or 0) >= MIN_SCORE]
     assert all(d in real for d in named), named
     if real:
-        assert "Main drivers:" in text
+        assert "Main driver:" in text or "Main drivers:" in text
     else:
-        assert "Main drivers" not in text
+        assert "Main driver" not in text
         assert_noise_judged(text, result)
         weak = [d for d in result["drivers"] if (d["score"] or 0) >= MIN_SCORE]
         assert ("The likeliest candidate, on weak evidence only" in text) == bool(weak)
@@ -53,7 +53,7 @@ def test_a_weak_main_driver_is_named_as_a_candidate_only() -> None:
     b = Builder("why did plays drop on android?", {})
     _drivers(explained, "nerve explain plays", "number", None, -287.0, b)
     answer = b.finish()
-    assert "Main drivers" not in answer.answer
+    assert "Main driver" not in answer.answer
     assert "but no single breakdown value explains it" in answer.answer
     assert ("The likeliest candidate, on weak evidence only (z = -2.13), is app_version = "
             "5.2.0: a rate effect of -94.20.") in answer.answer, answer.answer
@@ -311,3 +311,12 @@ def test_a_zero_day_between_days_with_events_is_called_possibly_missing(
     assert any(gap in c and "missing" in c for c in answer.caveats)
     other = (NOW - timedelta(days=4)).date().isoformat()
     assert "missing" not in ask(f"how many add to carts on {other}?", ctx).answer
+
+
+def test_an_answer_with_dates_names_their_time_zone(demo_ctx: Context) -> None:
+    # "from 2026-11-23 to 2026-11-29" in a workspace on Europe/Berlin: whose days?
+    zone = demo_ctx.layer.timezone
+    text = ask("why did sales drop last week?", demo_ctx).answer
+    assert text.endswith(f"Days are those of the workspace's time zone, {zone}.")
+    declined = ask("what is our churn rate?", demo_ctx).answer
+    assert "time zone" not in declined

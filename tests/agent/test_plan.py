@@ -561,3 +561,17 @@ def test_a_metric_said_only_inside_another_events_name_is_not_that_metric(
     assert plan.metric == metric
     if event:
         assert plan.problems[0].startswith(f"the event {event} is cataloged"), plan.problems
+
+
+@pytest.mark.parametrize("question", [
+    "what changed in orders last week?", "what happened to revenue on ios?",
+    "what's behind the drop in orders?", "what is behind the revenue change?"])
+def test_what_changed_in_a_metric_asks_for_its_drivers(question: str) -> None:
+    # "what changed in signups?" got the two weeks' totals, not what moved them
+    assert plan(question).intent == "explain"
+
+
+@pytest.mark.parametrize("question", [
+    "how did orders change last week?", "revenue week over week", "what is our revenue?"])
+def test_a_change_asked_for_as_figures_is_still_a_comparison(question: str) -> None:
+    assert plan(question).intent != "explain"

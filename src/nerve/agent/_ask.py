@@ -8,6 +8,7 @@ tools, and writes a few sentences from the results only.
 from __future__ import annotations
 
 import math
+import re
 import shlex
 import statistics
 from dataclasses import replace
@@ -60,6 +61,10 @@ def plan_for(question: str, ctx: Context) -> Plan:
     return plan_question(question, vocabulary(ctx), ctx.today())
 
 
+#: a date in an answer's text: its days are the workspace's local days
+_DATE = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
+
+
 def ask(question: str, ctx: Context) -> Answer:
     """Answer ``question`` from nerve's data, offline; every number from a tool.
 
@@ -74,6 +79,10 @@ def ask(question: str, ctx: Context) -> Answer:
     except QueryError as exc:
         b.answered = False
         b.say(f"nerve could not answer this: {b.quote(str(exc))}")
+    if b.answered and any(_DATE.search(s) for s in b.sentences):
+        # "last week" is Monday to Sunday somewhere: say where
+        b.say(f"Days are those of the workspace's time zone, "
+              f"{b.quote(ctx.layer.timezone)}.")
     return b.finish()
 
 
@@ -556,7 +565,18 @@ def _explain_caveats(caveats: list[dict[str, Any]], b: Builder) -> None:
     for c in caveats:
         on = f" on {c['event']}" if c.get("event") else ""
         b.caveats.append(f"{c.get('check')} check {c.get('status')}{on}: {c.get('message')}")
-    events = sorted({str(c["event"]) for c in caveats if c.get("event")})
+    for c in caveats:
+        if c.get("check") != "tracking_gap":
+            continue
+        who = " with " + " and ".join(f"{k} = {b.label(v)}" for k, v in
+                                      (c.get("dimensions") or {}).items())
+        b.say(f"Caveat: no {c['event']} event{who if c.get('dimensions') else ''} arrived "
+              f"on some days from {c['since']} while those users stayed active, so this "
+              "drop may be events not sent (a tracking or release bug), not a change in "
+              "behaviour; see caveats.")
+        break  # the first (the target overall, or its leading driver) says it
+    events = sorted({str(c["event"]) for c in caveats
+                     if c.get("event") and c.get("check") != "tracking_gap"})
     if events:
         b.say(f"Caveat: data-quality checks flag {b.quote(', '.join(events))}; see caveats.")
     days = sorted({str(c["dimensions"]["day"]) for c in caveats if not c.get("event")
@@ -592,17 +612,19 @@ def _drivers(r: dict[str, Any], q: str, kind: str, currency: str | None, change:
     drivers = [d for d in r.get("drivers") or []
                if d.get("significant") and (d.get("score") or 0) >= MIN_SCORE]
     if drivers:
-        parts = []
+        parts: list[str] = []
+        along: list[str] = []
         for d in drivers[:3]:
             amount_kind = kind if kind != "percent" else "number"
             contribution = b.num(f"contribution {d['dimension']}={d['value']}",
                                  d.get("contribution"), q, "explain_change",
                                  amount_kind, currency)
             value = b.label(d["value"])
+            found = along if d.get("overlaps") else parts
             if _along(d):
                 share = b.num(f"share of change {d['dimension']}={d['value']}",
                               d.get("share"), q, "explain_change", "percent")
-                parts.append(f"{d['dimension']} = {value} ({contribution}, {share} of the "
+                found.append(f"{d['dimension']} = {value} ({contribution}, {share} of the "
                              "change)")
                 continue
             # its own change went the other way (more users at a lower rate): quote the
@@ -612,9 +634,17 @@ def _drivers(r: dict[str, Any], q: str, kind: str, currency: str | None, change:
             share = b.num(f"share of change {d['dimension']}={d['value']}",
                           d.get("effect_share"), q, "explain_change", "percent")
             moved = "rose" if (d.get("contribution") or 0) > 0 else "fell"
-            parts.append(f"{d['dimension']} = {value} ({d['effect']} effect {effect}, {share} "
+            found.append(f"{d['dimension']} = {value} ({d['effect']} effect {effect}, {share} "
                          f"of the change, while its total {moved} by {contribution})")
-        b.say(f"Main drivers: {'; '.join(parts)}.")
+        if not parts:  # the lead is below what an answer names: name them as they are
+            parts, along = along, []
+        b.say(f"Main driver{'s' if len(parts) > 1 else ''}: {'; '.join(parts)}.")
+        if along:
+            # the lead's change seen through another breakdown (web's share of an adyen
+            # outage): not a cause of its own, and the answer must not read as one
+            lead = b.label(next(str(d["overlaps"]) for d in drivers if d.get("overlaps")))
+            b.say(f"Part of the same change (outside {lead} they did not move beyond "
+                  f"noise): {'; '.join(along)}.")
     elif change:
         b.say(_no_driver(r, q, b))
         _candidate(r, q, kind, currency, b)

@@ -294,7 +294,7 @@ def _intent(text: str, plan: Plan) -> str:
     if _any(text, "funnel", "drop off", "drop-off", "dropoff") or (
             _any(text, "from") and _any(text, "then", "to") and _any(text, "convert")):
         return "funnel"
-    if _any(text, "why") or re.search(r"\bwhat (caused|drove|explains)\b", text):
+    if _any(text, "why") or _WHAT_MOVED.search(text):
         return "explain"
     if _any(text, "forecast", "predict", "projection", "project", "will", "expect",
             "expected", "next week", "next month", "next 7 days", "next 14 days"):
@@ -312,6 +312,12 @@ def _intent(text: str, plan: Plan) -> str:
             "timeline", "time series"):
         return "trend"
     return "value"
+
+
+#: a "why" without the word: "what changed in signups?", "what happened to orders on
+#: android?", "what's behind the drop in revenue?" ask for the drivers, not the two totals
+_WHAT_MOVED = re.compile(r"\bwhat(?: is|'s)? (?:caused|drove|explains|behind|changed "
+                         r"(?:in|about|for|with)|happened (?:to|with))\b")
 
 
 _DOWN = ("drop", "dropped", "drops", "fall", "fell", "falls", "decline", "declined",

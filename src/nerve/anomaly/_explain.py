@@ -41,6 +41,7 @@ from nerve.anomaly._explain_decompose import (
     score_drivers,
     significant_z,
 )
+from nerve.anomaly._explain_gaps import tracking_gaps
 from nerve.anomaly._explain_words import MIN_SCORE, summary
 from nerve.anomaly._run import resolve_target
 from nerve.anomaly._series import count_metric, with_metrics
@@ -412,7 +413,8 @@ def explain(table: ir.Table, target: str, *, layer: SemanticLayer, period: str =
         scored.append(parts)
     amount = as_count if t.counted else _round
     threshold = significant_z(sum(len(p) for p in scored))
-    drivers = _drivers(scored, t, change, threshold)[:top]
+    drivers = _overlaps(t, table, _drivers(scored, t, change, threshold)[:top], span,
+                        bases, now, threshold)
     offsets = [d for d in _drivers(scored, t, change, threshold, "counter_")
                if (d["score"] or 0) >= MIN_SCORE][:5]
     # the other events are looked at overall, and for the top driver's value when it is
@@ -444,7 +446,7 @@ def explain(table: ir.Table, target: str, *, layer: SemanticLayer, period: str =
         "drivers": drivers, "offsets": offsets, "related": related,
         "funnel": funnel_steps(table, steps, span, bases[0], t.window)
         if len(steps) >= 2 else None,
-        "caveats": found,
+        "caveats": found + _gaps(t, table, span, bases, drivers, now),
     }
     result["summary"] = summary(result, t)
     return result
@@ -518,6 +520,55 @@ def _effect_change(row: pd.Series, t: _Target, effect: str) -> float:
     if effect == "rate":
         return float(row["rate"])
     return float(row["mix"]) + (float(row["volume"]) if t.kind == "additive" else 0.0)
+
+
+def _overlaps(t: _Target, table: ir.Table, drivers: list[dict[str, Any]], span: Period,
+              bases: list[Period], now: datetime, threshold: float
+              ) -> list[dict[str, Any]]:
+    """Mark the significant drivers of other breakdowns that are the top driver's change
+    seen through another breakdown: outside the top driver's value they do not move
+    beyond noise (``overlaps``: the top driver, ``outside_z``). In an adyen outage,
+    ``platform = web`` holds a share of adyen's failed payments: without adyen, web's
+    failures did not move, and naming web as a driver of its own would blame it."""
+    if not drivers or not drivers[0]["significant"] or drivers[0]["value"] == NONE:
+        return drivers
+    lead = drivers[0]
+    dim, value = str(lead["dimension"]), str(lead["value"]).replace("'", "''")
+    outside = f"({dim} != '{value}' or {dim} is null)"
+    rest = replace(t, where=f"({t.where}) and {outside}" if t.where else outside)
+    for d in drivers[1:6]:
+        if d["dimension"] == dim or not d["significant"]:
+            continue
+        try:
+            cells, unit = _cells(rest, table, str(d["dimension"]), span, bases, now)
+        except QueryError:
+            continue
+        z = 0.0
+        if d["value"] in cells.index:
+            parts = decompose(cells, additive=t.kind == "additive", unit=unit,
+                              baselines=len(bases))
+            row = parts.loc[d["value"]]
+            z = float(row["z_rate"] if d["effect"] == "rate" else row["z_mix"])
+            if np.sign(row["contribution"]) != np.sign(d["contribution"] or 0):
+                z = 0.0  # outside the lead it moved the other way: none of its own
+        if abs(z) < threshold:
+            d["overlaps"] = f"{lead['dimension']} = {lead['value']}"
+            d["outside_z"] = _round(z)
+    return drivers
+
+
+def _gaps(t: _Target, table: ir.Table, span: Period, bases: list[Period],
+          drivers: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """Tracking gaps of a count or a sum: overall, and in its three leading drivers that
+    fell (``nerve.anomaly._explain_gaps``)."""
+    counter = t.name if t.counted else t.units
+    if t.kind != "additive" or not counter:
+        return []
+    candidates = [("", ""), *((str(d["dimension"]), str(d["value"])) for d in drivers[:3]
+                              if (d["contribution"] or 0) < 0 and d["value"] != NONE)]
+    return tracking_gaps(table, t.layer, counter=counter, active=EXPOSURE.name,
+                         events=t.events, span=span, bases=bases, candidates=candidates,
+                         where=t.where, now=now)
 
 
 def _event_range(table: ir.Table) -> tuple[datetime | None, datetime | None]:

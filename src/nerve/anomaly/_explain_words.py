@@ -4,7 +4,9 @@ says (a driver whose total rose while its rate fell is quoted by its rate effect
 
 from __future__ import annotations
 
+from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
@@ -34,7 +36,7 @@ def summary(r: dict[str, Any], t: _Target) -> str:
     moved = "rose" if (r["change"] or 0) > 0 else "fell" if (r["change"] or 0) < 0 else "held"
     scope = f" ({t.where})" if t.where else ""
     text = (f"{t.label}{scope} {moved} to {_fmt(r['observed'], t.style)} over "
-            f"{r['period']['label']} "
+            f"{period_words(r['period'], t.layer.timezone)} "
             f"against {_fmt(r['baseline'], t.style)} for {against}{pct}.")
     volume = r.get("volume")
     if volume and r["change"] and volume["expected_exposure"]:
@@ -50,9 +52,14 @@ def summary(r: dict[str, Any], t: _Target) -> str:
         others = [f"{x['dimension']} = {x['value']} ({x['effect']}, "
                   f"{_share_words(x)})" for x in found[1:4]
                   if x["significant"] and (x["score"] or 0) >= 0.25 * (d["score"] or 0)
-                  if x["dimension"] != d["dimension"]][:2]
+                  if x["dimension"] != d["dimension"] and not x.get("overlaps")][:2]
         if others:
             text += f" Next: {', '.join(others)}."
+        same = [f"{x['dimension']} = {x['value']}" for x in found[1:6]
+                if x.get("overlaps") and (x["score"] or 0) >= 0.25 * (d["score"] or 0)][:3]
+        if same:
+            text += (f" Part of the same change (outside {d['dimension']} = {d['value']} "
+                     f"they did not move beyond noise): {', '.join(same)}.")
     elif r["change"]:
         text += f" {noise_sentence(r)}"
     offsets = r.get("offsets") or []
@@ -78,6 +85,23 @@ def summary(r: dict[str, Any], t: _Target) -> str:
         text += (f" Caveat: {len(r['caveats'])} data-quality finding(s) on these events, "
                  f"e.g. {r['caveats'][0]['message']}")
     return text
+
+
+def period_words(period: dict[str, Any], tz: str) -> str:
+    """The period as a reader checks it: its local dates (or times, when it does not run
+    from midnight to midnight) and the time zone, after its name when it has one
+    ("last_week, 2026-11-23 to 2026-11-29 (Europe/Berlin)")."""
+    zone = ZoneInfo(tz)
+    start = datetime.fromisoformat(period["start"]).astimezone(zone)
+    end = datetime.fromisoformat(period["end"]).astimezone(zone)
+    if start.time() == end.time() == time(0):
+        first, last = start.date(), (end - timedelta(days=1)).date()
+        span = first.isoformat() if first == last else f"{first} to {last}"
+    else:
+        span = f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}"
+    label = str(period.get("label") or "")
+    named = label and not label[:4].isdigit()  # yesterday, last_week, 24h, 7d: not dates
+    return f"{label + ', ' if named else ''}{span} ({tz})"
 
 
 def noise_sentence(r: dict[str, Any]) -> str:

@@ -224,7 +224,8 @@ def effect_rows(items: list[dict[str, Any]], fmt: Format) -> list[dict[str, Any]
     rows = []
     for d in items:
         row = {k: d.get(k) for k in ("dimension", "value", "effect", "contribution", "share",
-                                     "observed", "expected", "mix", "rate", "z")}
+                                     "observed", "expected", "mix", "rate", "z",
+                                     "overlaps")}
         if fmt is Format.table:
             row["share"] = shown(row["share"], "percent")
             for key, digits in (("mix", 1), ("rate", 1), ("z", 2)):
