@@ -25,11 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from nerve.quality._config import ChecksConfig
-from nerve.quality._context import Context
-from nerve.quality._result import CheckResult
-from nerve.quality._volume import check_volume
+from volume_power import problems  # the same checks on the simulated counts
 
 NOW_H = 490_000 + 10 * 24 + 15  # hours since the epoch: "now" is the start of this hour
 PLATFORMS = {"android": 0.45, "ios": 0.35, "web": 0.20}
@@ -64,17 +60,6 @@ def simulate(rng: np.random.Generator, days: int, now_h: int, shape: float, nois
                                       "n": n}))
     frame = pd.concat(rows)
     return frame[frame["n"] > 0]
-
-
-def problems(dim: pd.DataFrame, now_h: int) -> list[CheckResult]:
-    """The volume check's non-passing results on the simulated counts."""
-    cfg = ChecksConfig()
-    profile = dim.groupby(["event", "hour"], as_index=False)["n"].sum().assign(
-        source="app", historical=False)
-    ctx = Context(inputs=None, cfg=cfg, now=float(now_h * 3600))  # type: ignore[arg-type]
-    since = now_h * 3600 - cfg.seconds("volume", "dimension_training")
-    ctx.cache["dim:platform"] = dim[dim["hour"] * 3600 >= since]
-    return [r for r in check_volume(ctx, profile, ["platform"]) if r.status.value != "pass"]
 
 
 def found(results: list[Any], event: str, direction: str) -> bool:
