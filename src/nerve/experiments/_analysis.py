@@ -119,7 +119,10 @@ class Readout:
     breakdown: list[ResultRow] = field(default_factory=list)
     #: exposures of the experiment held in the quarantine, by event: not counted above
     quarantined_exposures: dict[str, int] = field(default_factory=dict)
-    #: what makes the readout less than the whole truth (quarantined exposures)
+    #: units exposed to a variant key the experiment's file lacks, by that key: not counted
+    unknown_variants: dict[str, int] = field(default_factory=dict)
+    #: what makes the readout less than the whole truth (quarantined exposures, unknown
+    #: variant keys)
     warnings: list[str] = field(default_factory=list)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import ibis.expr.types as ir
 import numpy as np
 
+from nerve.errors import did_you_mean
 from nerve.experiments._analysis import MetricData, Readout, analyze
 from nerve.experiments._model import Experiment
 from nerve.experiments._units import (
@@ -45,6 +46,8 @@ def analyze_experiment(exp: Experiment, layer: SemanticLayer, events: ir.Table, 
     readout = read(data)
     readout.quarantined_exposures = quarantined_exposures(exp, events, until)
     readout.warnings.extend(_quarantine_warning(exp.key, readout.quarantined_exposures))
+    readout.unknown_variants = exposed.unknown
+    readout.warnings.extend(_unknown_variant_warning(exp, exposed.unknown))
     if by is None:
         return readout
     values = unit_dimension(exp, layer, events, by, until)
@@ -72,6 +75,18 @@ def _quarantine_warning(key: str, held: dict[str, int]) -> list[str]:
             f"quarantine list --event NAME`), then `nerve quarantine replay`"]
 
 
+def _unknown_variant_warning(exp: Experiment, unknown: dict[str, int]) -> list[str]:
+    if not unknown:
+        return []
+    keys = ", ".join(f"{n} in {variant!r}{did_you_mean(variant, exp.variant_keys)}"
+                     for variant, n in unknown.items())
+    where = exp.file or f"experiments/{exp.key}.yaml"
+    return [f"{sum(unknown.values())} units of {exp.key} were exposed to a variant that "
+            f"{where} does not have and are not counted here ({keys}; its variants: "
+            f"{', '.join(exp.variant_keys)}): the variant keys the SDKs send must match "
+            "the file's, case included"]
+
+
 def readout_dict(exp: Experiment, readout: Readout) -> dict[str, Any]:
     """The readout as JSON: experiment-level health and decision, and one row per
     variant and metric (``rows``)."""
@@ -82,6 +97,7 @@ def readout_dict(exp: Experiment, readout: Readout) -> dict[str, Any]:
         "excluded_multiple_variants": readout.excluded_multiple_variants,
         "planned_units_per_variant": readout.planned_units_per_variant,
         "quarantined_exposures": readout.quarantined_exposures,
+        "unknown_variants": readout.unknown_variants,
         "warnings": readout.warnings,
         "rows": [row.as_dict() for row in readout.rows],
         "breakdown": [row.as_dict() for row in readout.breakdown],
