@@ -247,3 +247,49 @@ def test_no_decision_on_a_handful_of_units() -> None:
                      [simple_metric(arm(rng.normal(2, 0.5, 150)),
                                     arm(rng.normal(3, 0.5, 150)))])
     assert enough.decision == "ship"
+
+
+def test_a_win_among_several_variants_needs_the_interval_shared_among_them() -> None:
+    # each treatment compared with the control is one more chance to ship by luck: an A/A
+    # test of four null variants, peeked at 50 times, shipped or dropped one in 8% of
+    # simulated runs with every interval at alpha; the intervals now share it
+    rng = np.random.default_rng(3)
+    control, noise = rng.normal(10, 2, 3000), rng.normal(0, 2, 3000)
+    treatment = 10.25 + noise
+    alone = {"control": arm(control), "t": arm(treatment)}
+    two = analyze("e", "control", list(alone), [1, 1],
+                  [MetricData("orders", "primary", True, alone)], mde=0.05)
+    among = {**alone, "n1": arm(control), "n2": arm(control), "n3": arm(control)}
+    five = analyze("e", "control", list(among), [1] * 5,
+                   [MetricData("orders", "primary", True, among)], mde=0.05)
+    assert two.decision == "ship"
+    assert five.decision != "ship"
+    row2, row5 = (next(r for r in x.rows if r.variant == "t") for x in (two, five))
+    assert row5.lift == pytest.approx(row2.lift)
+    assert (row5.seq_ci_low or 0) < (row2.seq_ci_low or 0) < 0.025
+    assert (row5.seq_ci_high or 0) > (row2.seq_ci_high or 0)
+    # the fixed-horizon interval is each comparison's own, unchanged
+    assert (row5.ci_low, row5.ci_high) == pytest.approx((row2.ci_low, row2.ci_high))
+
+
+def test_a_shipped_variant_among_several_names_its_interval_level() -> None:
+    rng = np.random.default_rng(10)
+    c, a, b = rng.normal(10, 2, 4000), rng.normal(10, 2, 4000), rng.normal(11, 2, 4000)
+    metric = MetricData("orders", "primary", True,
+                        {"control": arm(c), "a": arm(a), "b": arm(b)})
+    readout = analyze("e", "control", ["control", "a", "b"], [1, 1, 1], [metric])
+    assert readout.decision == "ship"
+    assert "always-valid 97.5% interval" in readout.reasons[0]  # 95% over both variants
+
+
+def test_holm_across_variants_as_across_metrics() -> None:
+    rng = np.random.default_rng(7)
+    c = rng.normal(10, 2, 500)
+    metric = MetricData("orders", "primary", True,
+                        {"control": arm(c), "a": arm(rng.normal(10.3, 2, 500)),
+                         "b": arm(rng.normal(10, 2, 500))})
+    rows = [r for r in analyze("e", "control", ["control", "a", "b"], [1, 1, 1],
+                               [metric]).rows if r.lift is not None]
+    ps = sorted((r.p_value or 0, r.p_value_adjusted or 0) for r in rows)
+    assert ps[0][1] == pytest.approx(min(1.0, 2 * ps[0][0]))  # two comparisons
+    assert ps[1][1] == pytest.approx(max(ps[0][1], ps[1][0]))
