@@ -8,6 +8,7 @@ import pyarrow as pa
 import pytest
 
 from nerve.experiments._analysis import ArmData, MetricData, analyze
+from nerve.experiments._run import report_text
 from nerve.experiments._units import Exposures, recent_pace
 
 
@@ -293,3 +294,22 @@ def test_holm_across_variants_as_across_metrics() -> None:
     ps = sorted((r.p_value or 0, r.p_value_adjusted or 0) for r in rows)
     assert ps[0][1] == pytest.approx(min(1.0, 2 * ps[0][0]))  # two comparisons
     assert ps[1][1] == pytest.approx(max(ps[0][1], ps[1][0]))
+
+
+def test_the_text_readout_labels_the_always_valid_level_it_used() -> None:
+    # with two treatments the always-valid intervals are 97.5% ones: the text showed them
+    # beside the "95% CI" with no level, as if they were 95% ones too
+    rng = np.random.default_rng(4)
+    arms = {v: arm(rng.normal(10, 2, 500)) for v in ("control", "a", "b")}
+    for variants, level in ((["control", "a"], "95%"), (["control", "a", "b"], "97.5%")):
+        readout = analyze("e", "control", variants, [1] * len(variants),
+                          [MetricData("orders", "primary", True,
+                                      {v: arms[v] for v in variants})])
+        text = report_text({"name": "E", "experiment": "e", "alpha": 0.05,
+                            "decision": readout.decision, "reasons": readout.reasons,
+                            "units": readout.units, "srm_p_value": readout.srm_p_value,
+                            "excluded_multiple_variants": 0,
+                            "rows": [r.as_dict() for r in readout.rows]})
+        lines = [line for line in text.splitlines() if "95% CI" in line]
+        assert len(lines) == len(variants) - 1
+        assert all(f"always-valid {level} " in line for line in lines)

@@ -21,7 +21,8 @@ from nerve.experiments._units import (
 )
 from nerve.semantic import SemanticLayer
 
-__all__ = ["analyze_experiment", "confidence_level", "readout_dict", "report_text"]
+__all__ = ["analyze_experiment", "confidence_level", "readout_dict", "report_text",
+           "sequential_level"]
 
 
 def analyze_experiment(exp: Experiment, layer: SemanticLayer, events: ir.Table, *,
@@ -109,6 +110,13 @@ def confidence_level(readout: dict[str, Any]) -> str:
     return f"{100 * (1 - float(readout.get('alpha', 0.05))):.4g}%"
 
 
+def sequential_level(readout: dict[str, Any]) -> str:
+    """The always-valid intervals' level: the treatment variants share alpha, so with
+    two of them and alpha 0.05 it is "97.5%" (with one, the same as the fixed-horizon's)."""
+    treatments = max(1, len(readout.get("units") or {}) - 1)
+    return f"{100 * (1 - float(readout.get('alpha', 0.05)) / treatments):.4g}%"
+
+
 def _pct(value: float | None) -> str:
     return "n/a" if value is None or not math.isfinite(value) else f"{value:+.1%}"
 
@@ -132,13 +140,14 @@ def report_text(readout: dict[str, Any]) -> str:
     lines.append(f"Units {units} (sample ratio p = {srm:.3g}, {health}); "
                  f"{readout['excluded_multiple_variants']} excluded for seeing two variants.")
     level = confidence_level(readout)
+    seq_level = sequential_level(readout)
     for row in readout["rows"]:
         if row["lift"] is None:
             continue
         lines.append(
             f"{row['role']:>9} {row['metric']}: {row['variant']} {_pct(row['lift'])} "
             f"({level} CI {_pct(row['ci_low'])} to {_pct(row['ci_high'])}, p = "
-            f"{row['p_value']:.3g}; always-valid {_pct(row['seq_ci_low'])} to "
+            f"{row['p_value']:.3g}; always-valid {seq_level} {_pct(row['seq_ci_low'])} to "
             f"{_pct(row['seq_ci_high'])}; CUPED {_pct(row['cuped_lift'])}; "
             f"chance to win {row['chance_to_win']:.1%})"
             if row["p_value"] is not None and row["chance_to_win"] is not None
