@@ -2,6 +2,7 @@
 
 import math
 from datetime import UTC, datetime, timedelta
+from statistics import NormalDist
 
 import numpy as np
 import pyarrow as pa
@@ -313,3 +314,19 @@ def test_the_text_readout_labels_the_always_valid_level_it_used() -> None:
         lines = [line for line in text.splitlines() if "95% CI" in line]
         assert len(lines) == len(variants) - 1
         assert all(f"always-valid {level} " in line for line in lines)
+
+
+def test_the_readout_sizes_several_treatments_as_the_plan_does() -> None:
+    rng = np.random.default_rng(5)
+    control = arm(rng.normal(10, 2, 300))
+    arms = {"control": control, "a": arm(rng.normal(10, 2, 300)),
+            "b": arm(rng.normal(10, 2, 300))}
+    two = analyze("e", "control", ["control", "a"], [1, 1],
+                  [MetricData("orders", "primary", True, arms)])
+    three = analyze("e", "control", ["control", "a", "b"], [1, 1, 1],
+                    [MetricData("orders", "primary", True, arms)])
+    mean, std = float(control.num.mean()), float(control.num.std(ddof=1))
+    for readout, per_comparison in ((two, 0.05), (three, 0.025)):
+        z = NormalDist().inv_cdf(1 - per_comparison / 2) + NormalDist().inv_cdf(0.8)
+        assert readout.planned_units_per_variant == math.ceil(
+            2 * (z * std / (0.05 * mean)) ** 2)

@@ -194,3 +194,22 @@ def test_no_unknown_variant_warning_when_every_key_is_known(
                                                    now=T0 + timedelta(days=1)))
     assert readout["unknown_variants"] == {}
     assert readout["warnings"] == []
+
+
+@pytest.mark.parametrize("engine", ["duckdb"], indirect=True)
+def test_plan_of_several_treatments_sizes_each_comparison_at_its_share_of_alpha(
+        engine: Any, events_table: Any, layer_and_exp: Any) -> None:
+    # the analysis compares each of two treatments at alpha / 2: a plan at alpha promised
+    # a power the readout could not reach
+    layer, exp = layer_and_exp
+    events = engine.load("exp_events_plan3", events_table(ROWS))
+    three = dataclasses.replace(exp, primary="buyers",
+                                variants=(*exp.variants, dataclasses.replace(
+                                    exp.variants[1], key="other")))
+    plan = plan_experiment(three, layer, events, baseline_days=14,
+                           now=T0 + timedelta(days=1))
+    std = statistics.stdev([1, 1, 1, 1, 0, 0])
+    z = NormalDist().inv_cdf(1 - 0.05 / 4) + NormalDist().inv_cdf(0.8)
+    assert plan["alpha"] == 0.05
+    assert plan["alpha_per_comparison"] == pytest.approx(0.025)
+    assert plan["units_per_variant"] == math.ceil(2 * (z * std / (0.05 * 4 / 6)) ** 2)

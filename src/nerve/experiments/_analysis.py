@@ -215,7 +215,8 @@ def analyze(key: str, control: str, variants: list[str], weights: list[float],
         rows.append(ResultRow(key, control, metric.name, metric.role, base.n,
                               base_summary.mean, base_summary.std, srm_p_value=srm))
         if metric.role == "primary" and math.isfinite(base_summary.mean):
-            planned = sample_size(base_summary.mean, base_summary.std, mde, alpha, power)
+            # sized for the alpha each treatment's comparison gets, as the plan is
+            planned = sample_size(base_summary.mean, base_summary.std, mde, seq_alpha, power)
         for variant in variants:
             if variant == control or variant not in metric.arms:
                 continue
