@@ -60,3 +60,20 @@ def test_a_tiny_p_value_reads_as_under_a_thousandth(
     assert answer.answered, answer.answer
     assert "p < 0.001" in answer.answer
     assert "0.000" not in answer.answer
+
+
+def test_with_several_variants_the_correction_says_it_spans_them(
+        demo_ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Holm runs over every treatment variant's metrics together: an answer that said
+    "corrected for the experiment's several metrics" hid the variants it also spans."""
+    def tool(ctx: Context, name: str, args: dict[str, Any]) -> Any:
+        result = run_tool(ctx, name, args)
+        if name == "experiment_results":
+            result = _corrected(result)
+            result["units"] = {**result["units"], "two_step": 120}
+        return result
+
+    monkeypatch.setattr(nerve.agent._ask, "run_tool", tool)
+    answer = ask("how is the simple checkout experiment doing?", demo_ctx)
+    assert answer.answered, answer.answer
+    assert "corrected for the experiment's several variants and metrics" in answer.answer

@@ -2,12 +2,14 @@
 
 import math
 from datetime import UTC, datetime, timedelta
+from statistics import NormalDist
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
 from nerve.experiments._analysis import ArmData, MetricData, analyze
+from nerve.experiments._run import report_text
 from nerve.experiments._units import Exposures, recent_pace
 
 
@@ -247,3 +249,84 @@ def test_no_decision_on_a_handful_of_units() -> None:
                      [simple_metric(arm(rng.normal(2, 0.5, 150)),
                                     arm(rng.normal(3, 0.5, 150)))])
     assert enough.decision == "ship"
+
+
+def test_a_win_among_several_variants_needs_the_interval_shared_among_them() -> None:
+    # each treatment compared with the control is one more chance to ship by luck: an A/A
+    # test of four null variants, peeked at 50 times, shipped or dropped one in 8% of
+    # simulated runs with every interval at alpha; the intervals now share it
+    rng = np.random.default_rng(3)
+    control, noise = rng.normal(10, 2, 3000), rng.normal(0, 2, 3000)
+    treatment = 10.25 + noise
+    alone = {"control": arm(control), "t": arm(treatment)}
+    two = analyze("e", "control", list(alone), [1, 1],
+                  [MetricData("orders", "primary", True, alone)], mde=0.05)
+    among = {**alone, "n1": arm(control), "n2": arm(control), "n3": arm(control)}
+    five = analyze("e", "control", list(among), [1] * 5,
+                   [MetricData("orders", "primary", True, among)], mde=0.05)
+    assert two.decision == "ship"
+    assert five.decision != "ship"
+    row2, row5 = (next(r for r in x.rows if r.variant == "t") for x in (two, five))
+    assert row5.lift == pytest.approx(row2.lift)
+    assert (row5.seq_ci_low or 0) < (row2.seq_ci_low or 0) < 0.025
+    assert (row5.seq_ci_high or 0) > (row2.seq_ci_high or 0)
+    # the fixed-horizon interval is each comparison's own, unchanged
+    assert (row5.ci_low, row5.ci_high) == pytest.approx((row2.ci_low, row2.ci_high))
+
+
+def test_a_shipped_variant_among_several_names_its_interval_level() -> None:
+    rng = np.random.default_rng(10)
+    c, a, b = rng.normal(10, 2, 4000), rng.normal(10, 2, 4000), rng.normal(11, 2, 4000)
+    metric = MetricData("orders", "primary", True,
+                        {"control": arm(c), "a": arm(a), "b": arm(b)})
+    readout = analyze("e", "control", ["control", "a", "b"], [1, 1, 1], [metric])
+    assert readout.decision == "ship"
+    assert "always-valid 97.5% interval" in readout.reasons[0]  # 95% over both variants
+
+
+def test_holm_across_variants_as_across_metrics() -> None:
+    rng = np.random.default_rng(7)
+    c = rng.normal(10, 2, 500)
+    metric = MetricData("orders", "primary", True,
+                        {"control": arm(c), "a": arm(rng.normal(10.3, 2, 500)),
+                         "b": arm(rng.normal(10, 2, 500))})
+    rows = [r for r in analyze("e", "control", ["control", "a", "b"], [1, 1, 1],
+                               [metric]).rows if r.lift is not None]
+    ps = sorted((r.p_value or 0, r.p_value_adjusted or 0) for r in rows)
+    assert ps[0][1] == pytest.approx(min(1.0, 2 * ps[0][0]))  # two comparisons
+    assert ps[1][1] == pytest.approx(max(ps[0][1], ps[1][0]))
+
+
+def test_the_text_readout_labels_the_always_valid_level_it_used() -> None:
+    # with two treatments the always-valid intervals are 97.5% ones: the text showed them
+    # beside the "95% CI" with no level, as if they were 95% ones too
+    rng = np.random.default_rng(4)
+    arms = {v: arm(rng.normal(10, 2, 500)) for v in ("control", "a", "b")}
+    for variants, level in ((["control", "a"], "95%"), (["control", "a", "b"], "97.5%")):
+        readout = analyze("e", "control", variants, [1] * len(variants),
+                          [MetricData("orders", "primary", True,
+                                      {v: arms[v] for v in variants})])
+        text = report_text({"name": "E", "experiment": "e", "alpha": 0.05,
+                            "decision": readout.decision, "reasons": readout.reasons,
+                            "units": readout.units, "srm_p_value": readout.srm_p_value,
+                            "excluded_multiple_variants": 0,
+                            "rows": [r.as_dict() for r in readout.rows]})
+        lines = [line for line in text.splitlines() if "95% CI" in line]
+        assert len(lines) == len(variants) - 1
+        assert all(f"always-valid {level} " in line for line in lines)
+
+
+def test_the_readout_sizes_several_treatments_as_the_plan_does() -> None:
+    rng = np.random.default_rng(5)
+    control = arm(rng.normal(10, 2, 300))
+    arms = {"control": control, "a": arm(rng.normal(10, 2, 300)),
+            "b": arm(rng.normal(10, 2, 300))}
+    two = analyze("e", "control", ["control", "a"], [1, 1],
+                  [MetricData("orders", "primary", True, arms)])
+    three = analyze("e", "control", ["control", "a", "b"], [1, 1, 1],
+                    [MetricData("orders", "primary", True, arms)])
+    mean, std = float(control.num.mean()), float(control.num.std(ddof=1))
+    for readout, per_comparison in ((two, 0.05), (three, 0.025)):
+        z = NormalDist().inv_cdf(1 - per_comparison / 2) + NormalDist().inv_cdf(0.8)
+        assert readout.planned_units_per_variant == math.ceil(
+            2 * (z * std / (0.05 * mean)) ** 2)

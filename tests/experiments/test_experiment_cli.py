@@ -208,7 +208,7 @@ def test_analyze_json_is_the_http_readout_with_decision_and_srm(
     assert set(readout) == {"experiment", "name", "hypothesis", "alpha", "decision", "reasons",
                             "srm_p_value", "units", "excluded_multiple_variants",
                             "planned_units_per_variant", "quarantined_exposures",
-                            "warnings", "rows", "breakdown"}
+                            "unknown_variants", "warnings", "rows", "breakdown"}
     assert readout["decision"] == "investigate"
     assert readout["units"] == {"a": 300, "b": 200}
     srm = math.erfc(math.sqrt((50 ** 2 / 250 * 2) / 2))  # chi-square, 1 degree of freedom

@@ -165,3 +165,51 @@ def test_plan_reads_the_primary_over_every_active_unit(engine: Any, events_table
     assert plan["baseline_std"] == pytest.approx(std)
     assert plan["units_per_variant"] == math.ceil(2 * (z * std / (0.05 * 4 / 6)) ** 2)
     assert plan["eligible_units_per_day"] == pytest.approx(6 / 14)
+
+
+@pytest.mark.parametrize("engine", ["duckdb"], indirect=True)
+def test_units_in_a_variant_the_file_lacks_are_counted_and_warned(
+        engine: Any, events_table: Any, layer_and_exp: Any) -> None:
+    # an SDK sending "Treatment" for the file's "treatment": those units were silently gone
+    rows = [*ROWS, expose(0, "u7", "Treatment"), expose(0, "u8", "Treatment"),
+            expose(5, "u8", "Treatment"), expose(0, "u9", "beta")]
+    layer, exp = layer_and_exp
+    events = engine.load("exp_events_unknown", events_table(rows))
+    readout = readout_dict(exp, analyze_experiment(exp, layer, events,
+                                                   now=T0 + timedelta(days=1)))
+    assert readout["units"] == {"control": 2, "treatment": 2}  # still not counted
+    assert readout["unknown_variants"] == {"Treatment": 2, "beta": 1}
+    [warning] = readout["warnings"]
+    assert "3 units of exp1" in warning
+    assert "2 in 'Treatment' (did you mean treatment?)" in warning
+    assert "1 in 'beta'" in warning
+
+
+@pytest.mark.parametrize("engine", ["duckdb"], indirect=True)
+def test_no_unknown_variant_warning_when_every_key_is_known(
+        engine: Any, events_table: Any, layer_and_exp: Any) -> None:
+    layer, exp = layer_and_exp
+    events = engine.load("exp_events_known", events_table(ROWS))
+    readout = readout_dict(exp, analyze_experiment(exp, layer, events,
+                                                   now=T0 + timedelta(days=1)))
+    assert readout["unknown_variants"] == {}
+    assert readout["warnings"] == []
+
+
+@pytest.mark.parametrize("engine", ["duckdb"], indirect=True)
+def test_plan_of_several_treatments_sizes_each_comparison_at_its_share_of_alpha(
+        engine: Any, events_table: Any, layer_and_exp: Any) -> None:
+    # the analysis compares each of two treatments at alpha / 2: a plan at alpha promised
+    # a power the readout could not reach
+    layer, exp = layer_and_exp
+    events = engine.load("exp_events_plan3", events_table(ROWS))
+    three = dataclasses.replace(exp, primary="buyers",
+                                variants=(*exp.variants, dataclasses.replace(
+                                    exp.variants[1], key="other")))
+    plan = plan_experiment(three, layer, events, baseline_days=14,
+                           now=T0 + timedelta(days=1))
+    std = statistics.stdev([1, 1, 1, 1, 0, 0])
+    z = NormalDist().inv_cdf(1 - 0.05 / 4) + NormalDist().inv_cdf(0.8)
+    assert plan["alpha"] == 0.05
+    assert plan["alpha_per_comparison"] == pytest.approx(0.025)
+    assert plan["units_per_variant"] == math.ceil(2 * (z * std / (0.05 * 4 / 6)) ** 2)

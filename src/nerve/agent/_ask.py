@@ -745,6 +745,9 @@ def _experiment(plan: Plan, ctx: Context, b: Builder) -> None:
               command=f"nerve experiment analyze {plan.experiment}")
     b.say(f"Experiment {plan.experiment} ({b.quote(r.get('name'))}): the decision is "
           f"'{r['decision']}'.")
+    # with two treatments or more, each is one more comparison, as each metric is
+    family = ("several variants and metrics" if len(r.get("units") or {}) > 2
+              else "several metrics")
     for row in r["rows"]:
         if row["variant"] == r.get("rows", [{}])[0].get("variant") and row["lift"] is None:
             continue  # the control's row: a level, no lift
@@ -756,12 +759,13 @@ def _experiment(plan: Plan, ctx: Context, b: Builder) -> None:
         lo = b.num("ci low", row.get("ci_low"), q, "experiment_results", "signed_percent")
         hi = b.num("ci high", row.get("ci_high"), q, "experiment_results", "signed_percent")
         p = b.num("p-value", row.get("p_value"), q, "experiment_results", "pvalue")
-        # significance is judged on the p-value corrected across the metrics (Holm by
-        # default): "p = 0.025, not significant" alone would read as a contradiction
+        # significance is judged on the p-value corrected across the variants and metrics
+        # (Holm by default): "p = 0.025, not significant" alone would read as a
+        # contradiction
         adjusted = row.get("p_value_adjusted")
         if adjusted is not None and adjusted != row.get("p_value"):
             p += (f" ({b.num('adjusted p-value', adjusted, q, 'experiment_results', 'pvalue')}"
-                  " corrected for the experiment's several metrics)")
+                  f" corrected for the experiment's {family})")
         del kind
         b.say(f"{row['role'].capitalize()} metric {row['metric']}, variant "
               f"{b.label(row['variant'])}: "

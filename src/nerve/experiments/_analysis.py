@@ -119,7 +119,10 @@ class Readout:
     breakdown: list[ResultRow] = field(default_factory=list)
     #: exposures of the experiment held in the quarantine, by event: not counted above
     quarantined_exposures: dict[str, int] = field(default_factory=dict)
-    #: what makes the readout less than the whole truth (quarantined exposures)
+    #: units exposed to a variant key the experiment's file lacks, by that key: not counted
+    unknown_variants: dict[str, int] = field(default_factory=dict)
+    #: what makes the readout less than the whole truth (quarantined exposures, unknown
+    #: variant keys)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -198,6 +201,10 @@ def analyze(key: str, control: str, variants: list[str], weights: list[float],
     """
     units = {v: next((m.arms[v].n for m in metrics if v in m.arms), 0) for v in variants}
     srm = srm_p_value([units[v] for v in variants], weights)
+    # every treatment is compared with the control: with several, the always-valid
+    # intervals (which decide) share alpha among them (Bonferroni), so an experiment of
+    # four null variants ships one no more often than alpha
+    seq_alpha = alpha / max(1, sum(1 for v in variants if v != control))
     rows: list[ResultRow] = []
     planned: int | None = None
     for metric in metrics:
@@ -208,7 +215,8 @@ def analyze(key: str, control: str, variants: list[str], weights: list[float],
         rows.append(ResultRow(key, control, metric.name, metric.role, base.n,
                               base_summary.mean, base_summary.std, srm_p_value=srm))
         if metric.role == "primary" and math.isfinite(base_summary.mean):
-            planned = sample_size(base_summary.mean, base_summary.std, mde, alpha, power)
+            # sized for the alpha each treatment's comparison gets, as the plan is
+            planned = sample_size(base_summary.mean, base_summary.std, mde, seq_alpha, power)
         for variant in variants:
             if variant == control or variant not in metric.arms:
                 continue
@@ -217,7 +225,7 @@ def analyze(key: str, control: str, variants: list[str], weights: list[float],
             effect = welch(base_summary, summary, alpha)
             cuped, imbalance = _cuped(base, arm, alpha)
             total = base.n + arm.n
-            seq = confidence_sequence(effect.lift, effect.lift_se, total, alpha,
+            seq = confidence_sequence(effect.lift, effect.lift_se, total, seq_alpha,
                                       planned_n=2 * planned if planned else None)
             chance, loss = bayes(effect.lift, effect.lift_se)
             if not metric.up_is_good and math.isfinite(chance):
@@ -232,32 +240,33 @@ def analyze(key: str, control: str, variants: list[str], weights: list[float],
                 srm_p_value=srm,
             ))
     _correct(rows, control, correction, alpha)
-    decision, reasons = _decide(rows, metrics, control, srm, units, planned, pace, alpha, mde,
-                                ended)
+    decision, reasons = _decide(rows, metrics, control, srm, units, planned, pace, alpha,
+                                seq_alpha, mde, ended)
     return Readout(rows, srm, units, excluded, decision, reasons, planned)
 
 
 def _correct(rows: list[ResultRow], control: str, correction: str, alpha: float) -> None:
-    by_variant: dict[str, list[ResultRow]] = {}
-    for row in rows:
-        if row.variant != control and row.p_value is not None and math.isfinite(row.p_value):
-            by_variant.setdefault(row.variant, []).append(row)
-    for group in by_variant.values():
-        p = [r.p_value or 1.0 for r in group]
-        if correction == "holm":
-            adjusted = holm(p)
-        elif correction == "bh":
-            adjusted = benjamini_hochberg(p)
-        else:
-            adjusted = p
-        for row, value in zip(group, adjusted, strict=True):
-            row.p_value_adjusted = value
-            row.significant = value < alpha
+    """Adjust the p-values over the family of every treatment variant and metric: with
+    several variants, each compared with the control is one more chance of a false
+    positive, as each metric is."""
+    group = [row for row in rows if row.variant != control and row.p_value is not None
+             and math.isfinite(row.p_value)]
+    p = [r.p_value or 1.0 for r in group]
+    if correction == "holm":
+        adjusted = holm(p)
+    elif correction == "bh":
+        adjusted = benjamini_hochberg(p)
+    else:
+        adjusted = p
+    for row, value in zip(group, adjusted, strict=True):
+        row.p_value_adjusted = value
+        row.significant = value < alpha
 
 
 def _decide(rows: list[ResultRow], metrics: list[MetricData], control: str, srm: float,
             units: dict[str, int], planned: int | None, pace: float | None,
-            alpha: float, mde: float, ended: datetime | None) -> tuple[str, list[str]]:
+            alpha: float, seq_alpha: float, mde: float,
+            ended: datetime | None) -> tuple[str, list[str]]:
     reasons: list[str] = []
     if srm < HEALTH_ALPHA:
         counts = ", ".join(f"{v} {n:,}" for v, n in units.items())
@@ -285,7 +294,8 @@ def _decide(rows: list[ResultRow], metrics: list[MetricData], control: str, srm:
 
     def verdict(row: ResultRow, word: str) -> str:
         return (f"{row.variant} is {word} on {row.metric}: {row.lift:+.1%} (always-valid "
-                f"{1 - alpha:.0%} interval {row.seq_ci_low:+.1%} to {row.seq_ci_high:+.1%})")
+                f"{100 * (1 - seq_alpha):.4g}% interval {row.seq_ci_low:+.1%} to "
+                f"{row.seq_ci_high:+.1%})")
 
     have = min(units.values()) if units else 0
     if have < MIN_UNITS:

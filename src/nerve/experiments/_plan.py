@@ -46,7 +46,10 @@ def plan_experiment(exp: Experiment, layer: SemanticLayer, events: ir.Table, *,
                 "message": "not enough history of the primary metric to plan"}
     ratio = float(n.sum() / d.sum())
     std = float(np.std((n - ratio * d) / d.mean(), ddof=1))
-    per_variant = sample_size(ratio, std, exp.mde, exp.alpha, exp.power)
+    # several treatments share alpha, each compared with the control at its share
+    # (docs/experiments.md#analysis): each needs the units of that stricter test
+    per_comparison = exp.alpha / max(1, len(exp.variant_keys) - 1)
+    per_variant = sample_size(ratio, std, exp.mde, per_comparison, exp.power)
     weights = np.asarray(exp.weights) / sum(exp.weights)
     total = math.ceil(per_variant / float(weights.min()))
     # the share of units that can enter: coverage, the experiment's slice of its layer and
@@ -57,7 +60,8 @@ def plan_experiment(exp: Experiment, layer: SemanticLayer, events: ir.Table, *,
     eligible_per_day = len(units) * share / baseline_days
     days = math.ceil(total / eligible_per_day) if eligible_per_day else None
     return {"experiment": exp.key, "metric": exp.primary, "baseline": ratio,
-            "baseline_std": std, "mde": exp.mde, "alpha": exp.alpha, "power": exp.power,
+            "baseline_std": std, "mde": exp.mde, "alpha": exp.alpha,
+            "alpha_per_comparison": per_comparison, "power": exp.power,
             "units_per_variant": per_variant, "units_total": total,
             "eligible_units_per_day": eligible_per_day, "days": days,
             "note": "every active unit of the baseline window counts as eligible (after "

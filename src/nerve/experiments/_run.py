@@ -9,6 +9,7 @@ from typing import Any
 import ibis.expr.types as ir
 import numpy as np
 
+from nerve.errors import did_you_mean
 from nerve.experiments._analysis import MetricData, Readout, analyze
 from nerve.experiments._model import Experiment
 from nerve.experiments._units import (
@@ -20,7 +21,8 @@ from nerve.experiments._units import (
 )
 from nerve.semantic import SemanticLayer
 
-__all__ = ["analyze_experiment", "confidence_level", "readout_dict", "report_text"]
+__all__ = ["analyze_experiment", "confidence_level", "readout_dict", "report_text",
+           "sequential_level"]
 
 
 def analyze_experiment(exp: Experiment, layer: SemanticLayer, events: ir.Table, *,
@@ -45,6 +47,8 @@ def analyze_experiment(exp: Experiment, layer: SemanticLayer, events: ir.Table, 
     readout = read(data)
     readout.quarantined_exposures = quarantined_exposures(exp, events, until)
     readout.warnings.extend(_quarantine_warning(exp.key, readout.quarantined_exposures))
+    readout.unknown_variants = exposed.unknown
+    readout.warnings.extend(_unknown_variant_warning(exp, exposed.unknown))
     if by is None:
         return readout
     values = unit_dimension(exp, layer, events, by, until)
@@ -72,6 +76,18 @@ def _quarantine_warning(key: str, held: dict[str, int]) -> list[str]:
             f"quarantine list --event NAME`), then `nerve quarantine replay`"]
 
 
+def _unknown_variant_warning(exp: Experiment, unknown: dict[str, int]) -> list[str]:
+    if not unknown:
+        return []
+    keys = ", ".join(f"{n} in {variant!r}{did_you_mean(variant, exp.variant_keys)}"
+                     for variant, n in unknown.items())
+    where = exp.file or f"experiments/{exp.key}.yaml"
+    return [f"{sum(unknown.values())} units of {exp.key} were exposed to a variant that "
+            f"{where} does not have and are not counted here ({keys}; its variants: "
+            f"{', '.join(exp.variant_keys)}): the variant keys the SDKs send must match "
+            "the file's, case included"]
+
+
 def readout_dict(exp: Experiment, readout: Readout) -> dict[str, Any]:
     """The readout as JSON: experiment-level health and decision, and one row per
     variant and metric (``rows``)."""
@@ -82,6 +98,7 @@ def readout_dict(exp: Experiment, readout: Readout) -> dict[str, Any]:
         "excluded_multiple_variants": readout.excluded_multiple_variants,
         "planned_units_per_variant": readout.planned_units_per_variant,
         "quarantined_exposures": readout.quarantined_exposures,
+        "unknown_variants": readout.unknown_variants,
         "warnings": readout.warnings,
         "rows": [row.as_dict() for row in readout.rows],
         "breakdown": [row.as_dict() for row in readout.breakdown],
@@ -91,6 +108,13 @@ def readout_dict(exp: Experiment, readout: Readout) -> dict[str, Any]:
 def confidence_level(readout: dict[str, Any]) -> str:
     """The intervals' level as people read it: alpha 0.1 gives "90%", 0.025 "97.5%"."""
     return f"{100 * (1 - float(readout.get('alpha', 0.05))):.4g}%"
+
+
+def sequential_level(readout: dict[str, Any]) -> str:
+    """The always-valid intervals' level: the treatment variants share alpha, so with
+    two of them and alpha 0.05 it is "97.5%" (with one, the same as the fixed-horizon's)."""
+    treatments = max(1, len(readout.get("units") or {}) - 1)
+    return f"{100 * (1 - float(readout.get('alpha', 0.05)) / treatments):.4g}%"
 
 
 def _pct(value: float | None) -> str:
@@ -116,13 +140,14 @@ def report_text(readout: dict[str, Any]) -> str:
     lines.append(f"Units {units} (sample ratio p = {srm:.3g}, {health}); "
                  f"{readout['excluded_multiple_variants']} excluded for seeing two variants.")
     level = confidence_level(readout)
+    seq_level = sequential_level(readout)
     for row in readout["rows"]:
         if row["lift"] is None:
             continue
         lines.append(
             f"{row['role']:>9} {row['metric']}: {row['variant']} {_pct(row['lift'])} "
             f"({level} CI {_pct(row['ci_low'])} to {_pct(row['ci_high'])}, p = "
-            f"{row['p_value']:.3g}; always-valid {_pct(row['seq_ci_low'])} to "
+            f"{row['p_value']:.3g}; always-valid {seq_level} {_pct(row['seq_ci_low'])} to "
             f"{_pct(row['seq_ci_high'])}; CUPED {_pct(row['cuped_lift'])}; "
             f"chance to win {row['chance_to_win']:.1%})"
             if row["p_value"] is not None and row["chance_to_win"] is not None

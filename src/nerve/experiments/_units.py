@@ -41,6 +41,8 @@ class Exposures:
     excluded: int  # units exposed to more than one variant
     first: datetime | None
     last: datetime | None
+    #: units whose one variant is not in the experiment's file, by that variant key
+    unknown: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 def exposures(exp: Experiment, events: ir.Table, until: datetime) -> Exposures:
@@ -64,10 +66,13 @@ def exposures(exp: Experiment, events: ir.Table, until: datetime) -> Exposures:
     excluded = int(pa.compute.sum(multi).as_py() or 0)
     table = table.filter(pa.compute.invert(multi)).select(["unit", "variant", "first_ts"])
     known = pa.compute.is_in(table["variant"], pa.array(exp.variant_keys))
+    unknown: dict[str, int] = {}
+    for variant in table.filter(pa.compute.invert(known))["variant"].to_pylist():
+        unknown[variant] = unknown.get(variant, 0) + 1
     table = table.filter(known)
     first = pa.compute.min(table["first_ts"]).as_py() if table.num_rows else None
     last = pa.compute.max(table["first_ts"]).as_py() if table.num_rows else None
-    return Exposures(table, excluded, first, last)
+    return Exposures(table, excluded, first, last, dict(sorted(unknown.items())))
 
 
 def recent_pace(exposed: Exposures, variants: list[str], until: datetime) -> float | None:
