@@ -186,6 +186,23 @@ def test_units_in_a_variant_the_file_lacks_are_counted_and_warned(
 
 
 @pytest.mark.parametrize("engine", ["duckdb"], indirect=True)
+def test_units_under_the_key_in_another_case_are_counted_and_warned(
+        engine: Any, events_table: Any, layer_and_exp: Any) -> None:
+    # an SDK sending experiment_id "EXP1" for the file's "exp1": never matched, no word
+    rows = [*ROWS, ev(0, "experiment_viewed", "u7", experiment_id="EXP1", variant_id="control"),
+            ev(0, "experiment_viewed", "u8", experiment_id="Exp1", variant_id="treatment"),
+            ev(9, "experiment_viewed", "u8", experiment_id="Exp1", variant_id="treatment")]
+    layer, exp = layer_and_exp
+    events = engine.load("exp_events_miscased", events_table(rows))
+    readout = readout_dict(exp, analyze_experiment(exp, layer, events,
+                                                   now=T0 + timedelta(days=1)))
+    assert readout["units"] == {"control": 2, "treatment": 2}  # still not counted
+    [warning] = readout["warnings"]
+    assert "2 units were exposed under the key 'exp1' in another case" in warning
+    assert "1 as 'EXP1', 1 as 'Exp1'" in warning
+
+
+@pytest.mark.parametrize("engine", ["duckdb"], indirect=True)
 def test_no_unknown_variant_warning_when_every_key_is_known(
         engine: Any, events_table: Any, layer_and_exp: Any) -> None:
     layer, exp = layer_and_exp

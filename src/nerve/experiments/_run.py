@@ -49,6 +49,12 @@ def analyze_experiment(exp: Experiment, layer: SemanticLayer, events: ir.Table, 
     readout.warnings.extend(_quarantine_warning(exp.key, readout.quarantined_exposures))
     readout.unknown_variants = exposed.unknown
     readout.warnings.extend(_unknown_variant_warning(exp, exposed.unknown))
+    if exposed.miscased:
+        spellings = ", ".join(f"{n} as {key!r}" for key, n in exposed.miscased.items())
+        readout.warnings.append(
+            f"{sum(exposed.miscased.values())} units were exposed under the key "
+            f"{exp.key!r} in another case and are not counted here ({spellings}): the "
+            "experiment_id the SDKs send must match the file's key, case included")
     if by is None:
         return readout
     values = unit_dimension(exp, layer, events, by, until)

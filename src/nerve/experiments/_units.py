@@ -43,6 +43,8 @@ class Exposures:
     last: datetime | None
     #: units whose one variant is not in the experiment's file, by that variant key
     unknown: dict[str, int] = dataclasses.field(default_factory=dict)
+    #: units exposed under the experiment's key in another case, by that spelling
+    miscased: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 def exposures(exp: Experiment, events: ir.Table, until: datetime) -> Exposures:
@@ -58,6 +60,12 @@ def exposures(exp: Experiment, events: ir.Table, until: datetime) -> Exposures:
         experiment=json_field(t.properties, ("experiment_id",), "string", dialect),
         ts=t.timestamp,
     )
+    # an SDK that sends the key in another case ("Onboarding_Quiz") matches nothing: count
+    # those units, so the readout can say where they went
+    near = t.filter(t.experiment.lower() == exp.key.lower(), t.experiment != exp.key,
+                    t.unit.notnull())
+    miscased = {str(row["experiment"]): int(row["units"]) for row in near.group_by(
+        "experiment").aggregate(units=near.unit.nunique()).to_pyarrow().to_pylist()}
     t = t.filter(t.experiment == exp.key, t.unit.notnull(), t.variant.notnull())
     per_unit = t.group_by("unit").aggregate(
         variant=t.variant.min(), variants=t.variant.nunique(), first_ts=t.ts.min())
@@ -72,7 +80,8 @@ def exposures(exp: Experiment, events: ir.Table, until: datetime) -> Exposures:
     table = table.filter(known)
     first = pa.compute.min(table["first_ts"]).as_py() if table.num_rows else None
     last = pa.compute.max(table["first_ts"]).as_py() if table.num_rows else None
-    return Exposures(table, excluded, first, last, dict(sorted(unknown.items())))
+    return Exposures(table, excluded, first, last, dict(sorted(unknown.items())),
+                     dict(sorted(miscased.items())))
 
 
 def recent_pace(exposed: Exposures, variants: list[str], until: datetime) -> float | None:
