@@ -264,6 +264,10 @@ def test_an_event_gone_from_one_platform_is_a_disappeared_value(inputs: Any) -> 
     assert "about 93 expected beside the 144 add_to_cart events" in gone.message
     assert "other events with platform = iOS still arrive (240 in the last 24 h)" \
         in gone.message
+    # beside the volume check, it reads that check's scan of the dimension: same finding
+    both = run_checks(inputs(rows), cat, now=NOW, select=["volume", "disappeared_values"])
+    assert [r.message for r in both if r.check == "disappeared_values"
+            and r.status is not Status.passed] == [r.message for r in problems]
 
 
 def test_sequence_expectation(inputs: Any) -> None:

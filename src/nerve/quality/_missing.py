@@ -360,7 +360,7 @@ def _dimension_values(ctx: Context, dims: list[str]) -> list[CheckResult]:
     still carry it at half its usual share or more: add_to_cart without platform = ios
     while iOS users go on browsing is events not sent (a release's tracking bug); an app
     version whose users all left, or a platform with no traffic at all, is not. Reads the
-    volume check's scan of the dimension when it reaches back far enough.
+    volume check's scan of the dimension when it ran and reaches back far enough.
     """
     judged = {s.name for s in _judged_specs(ctx)
               if ctx.cfg.enabled("disappeared_values", s.name)}
@@ -375,10 +375,8 @@ def _dimension_values(ctx: Context, dims: list[str]) -> list[CheckResult]:
                   ctx.cfg.seconds("volume", "dimension_training"))
     results = []
     for dim in dims:
-        if scanned >= window + baseline:  # the volume check's scan (one per run)
-            frame = ctx.scan(f"dim:{dim}", lambda d=dim: dimension_counts(
-                ctx.inputs, ctx.cfg, ctx.now, d))
-        else:
+        frame = ctx.cache.get(f"dim:{dim}")  # the volume check's scan, when it ran
+        if frame is None or scanned < window + baseline:
             frame = ctx.scan(f"dim:{dim}:{start}", lambda d=dim: dimension_counts(
                 ctx.inputs, ctx.cfg, ctx.now, d, since=start))
         begin = frame["hour"].astype("int64") * 3600
