@@ -702,3 +702,50 @@ def test_a_week_holding_an_empty_day_leaves_the_expected_value() -> None:
     assert "left out of the expected value" in caveats[0]["impact"]
     # the only week left is kept, with its caveat as it was
     assert leave_out_gaps(bases[:1], [gap("2026-11-12")]) == (bases[:1], [gap("2026-11-12")])
+
+
+def paid(day: datetime, bookings: dict[str, int]) -> list[dict[str, Any]]:
+    """1200 users per platform open the app; the first ``bookings[platform]`` book, and
+    pay with stripe 80% of the time on android, 30% elsewhere (a property that only the
+    bookings carry)."""
+    out: list[dict[str, Any]] = []
+    for platform, stripe in (("ios", 3), ("android", 8), ("web", 3)):
+        for i in range(1200):
+            at, who = day + timedelta(minutes=(i * 7) % 1440), f"{platform}{i}"
+            out.append({"event": "app_open", "platform": platform, "user": who, "at": at})
+            if i < bookings[platform]:
+                provider = "stripe" if i % 10 < stripe else ("adyen", "paypal")[i % 2]
+                out.append({"event": "booked", "platform": platform, "user": who, "at": at,
+                            "props": {"payment_provider": provider}})
+    return out
+
+
+def test_a_property_only_the_target_carries_drives_no_mix(tmp_path: Path) -> None:
+    """Bookings fall on android only. Who paid with stripe is known only from the bookings
+    themselves: stripe's "users" are the people who booked, and they fell with the count.
+    That is no mix effect (stripe was named a significant mix driver, -168 of -210)."""
+    catalog = Catalog.from_specs([
+        EventSpec(name="app_open", version=Version(1)),
+        EventSpec(name="booked", version=Version(1), properties=(PropertySpec(
+            name="payment_provider", type="string", enum=("stripe", "adyen", "paypal")),))])
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "m.yaml").write_text(
+        "dimensions:\n  platform: {expr: context.device.type}\n")
+    layer = SemanticLayer.from_folder(tmp_path / "metrics", catalog)
+    warehouse = Warehouse.open(f"duckdb:///{tmp_path / 'w.duckdb'}")
+    load_rows(warehouse, paid(NOW - timedelta(days=2),
+                              {"ios": 300, "android": 300, "web": 300}))
+    load_rows(warehouse, paid(NOW - timedelta(days=1),
+                              {"ios": 300, "android": 90, "web": 300}), offset=1)
+    result = explain(warehouse.ibis().table("events"), "booked", layer=layer,
+                     period="yesterday", now=NOW, catalog_events=["app_open", "booked"])
+    top = result["drivers"][0]
+    assert (top["dimension"], top["value"], top["effect"]) == ("platform", "android", "rate")
+    assert top["significant"]
+    providers = [d for d in result["drivers"] + result["offsets"]
+                 if d["dimension"] == "payment_provider"]
+    assert providers, "payment_provider is a breakdown"
+    assert all(d["score"] == 0 and not d["significant"] for d in providers), providers
+    assert "payment_provider" not in result["summary"]
+    # the active users did not move: the payers' fall is no volume effect either
+    assert result["volume"]["exposure"] == result["volume"]["expected_exposure"]

@@ -392,19 +392,13 @@ def explain(table: ir.Table, target: str, *, layer: SemanticLayer, period: str =
             continue  # a property this metric's events lack: not a breakdown of it
         if change_z is None and change:
             change_z = _change_z(t, cells, unit, observed, baseline, len(bases))
-        # the users of events without this property (every event but the payments for
-        # payment_provider) are no segment of the target: without any of its amount,
-        # (none) only dilutes the shares; nor is a value with neither amount nor exposure
-        # in either period (under ``where``, the values the filter leaves out come back
-        # as such empty rows: inside country = 'BR', country has one value)
-        nothing = (cells[["n1", "d1", "n0", "d0"]] == 0).all(axis=1)
-        empty = nothing | ((cells.index == NONE) & (cells["n1"] == 0) & (cells["n0"] == 0))
-        cells = cells[~empty]
+        cells, population = _segments(cells)
         if not 2 <= len(cells) <= 50:
             continue  # one value explains nothing; fifty are not a breakdown
         parts = decompose(cells, additive=t.kind == "additive", unit=unit,
-                          baselines=len(bases))
-        if volume is None and t.kind == "additive":
+                          baselines=len(bases), population=population)
+        if volume is None and t.kind == "additive" and population:
+            # the active users: not those of a property only some events send (payers)
             volume = {"effect": _round(parts["volume"].sum()),
                       "exposure": as_count(cells["d1"].sum()),
                       "expected_exposure": as_count(cells["d0"].sum())}
@@ -452,6 +446,23 @@ def explain(table: ir.Table, target: str, *, layer: SemanticLayer, period: str =
     return result
 
 
+def _segments(cells: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
+    """The values of one breakdown that are segments of the target, and whether their
+    exposure is the active users (``population``: see ``decompose``).
+
+    The users of events without the breakdown's property (every event but the payments
+    for ``payment_provider``) are no segment of the target: without any of its amount,
+    (none) only dilutes the shares, and is left out; nor is a value with neither amount
+    nor exposure in either period (under ``where``, the values the filter leaves out come
+    back as such empty rows: inside country = 'BR', country has one value). When (none)
+    is left out so, the remaining values hold only the users who sent the property:
+    people known by what they did, not the active users.
+    """
+    nothing = (cells[["n1", "d1", "n0", "d0"]] == 0).all(axis=1)
+    idle = (cells.index == NONE) & (cells["n1"] == 0) & (cells["n0"] == 0)
+    return cells[~(nothing | idle)], not bool((idle & ~nothing).any())
+
+
 def _change_z(t: _Target, cells: pd.DataFrame, unit: float, observed: float,
               baseline: float, baselines: int) -> float:
     """How far the target's own change is beyond noise, by the noise model of its drivers
@@ -494,8 +505,8 @@ def _drivers(scored: list[pd.DataFrame], t: _Target, change: float, threshold: f
             "observed": amount(row["observed"]), "expected": amount(row["expected"]),
             "effect": row[f"{prefix}effect"], "rate": _round(row["rate"]),
             "mix": _round(row["mix"]), "arrivals": _round(row["arrivals"]),
-            "effect_change": _round(_effect_change(row, t, row[f"{prefix}effect"])),
-            "effect_share": _round(_effect_change(row, t, row[f"{prefix}effect"]) / change),
+            "effect_change": _round(_effect_change(row, row[f"{prefix}effect"])),
+            "effect_share": _round(_effect_change(row, row[f"{prefix}effect"]) / change),
             "score": _round(row[f"{prefix}score"]), "z": _round(row[f"{prefix}z"]),
             "significant": bool(abs(row[f"{prefix}z"]) >= threshold
                                 and row[f"{prefix}score"] > 0),
@@ -513,13 +524,13 @@ def _drivers(scored: list[pd.DataFrame], t: _Target, change: float, threshold: f
     return out
 
 
-def _effect_change(row: pd.Series, t: _Target, effect: str) -> float:
+def _effect_change(row: pd.Series, effect: str) -> float:
     """The part of the value's change its ranked effect carries: the rate effect, or the
-    mix effect (for a count or a sum, its users coming or going: volume included), as
-    :func:`score_drivers` scores them."""
+    mix effect (for a count or a sum, its users coming or going: volume included, unless
+    they are known only by what they did), as :func:`score_drivers` scores them."""
     if effect == "rate":
         return float(row["rate"])
-    return float(row["mix"]) + (float(row["volume"]) if t.kind == "additive" else 0.0)
+    return float(row["mix_moved"])
 
 
 def _overlaps(t: _Target, table: ir.Table, drivers: list[dict[str, Any]], span: Period,
@@ -544,9 +555,10 @@ def _overlaps(t: _Target, table: ir.Table, drivers: list[dict[str, Any]], span: 
         except QueryError:
             continue
         z = 0.0
+        cells, population = _segments(cells)
         if d["value"] in cells.index:
             parts = decompose(cells, additive=t.kind == "additive", unit=unit,
-                              baselines=len(bases))
+                              baselines=len(bases), population=population)
             row = parts.loc[d["value"]]
             z = float(row["z_rate"] if d["effect"] == "rate" else row["z_mix"])
             if np.sign(row["contribution"]) != np.sign(d["contribution"] or 0):

@@ -107,7 +107,7 @@ def cardinality_weight(values: int) -> float:
 
 
 def decompose(cells: pd.DataFrame, *, additive: bool, unit: float = 1.0,
-              baselines: int = 1) -> pd.DataFrame:
+              baselines: int = 1, population: bool = True) -> pd.DataFrame:
     """Per value (the index of ``cells``, with columns ``n1 d1 n0 d0``): ``observed``,
     ``expected``, ``contribution`` and its ``volume``, ``mix`` and ``rate`` parts, the
     rates, the value's ``weight`` (its share of the exposure, both periods averaged) and
@@ -117,6 +117,13 @@ def decompose(cells: pd.DataFrame, *, additive: bool, unit: float = 1.0,
     a revenue sum; 1 for counts): significance is judged on counts. ``baselines`` is the
     number of periods the baseline is the median of (its variance shrinks with them).
     Optional columns ``a1 a0``: the amount's acting user-hours, to judge significance on.
+
+    ``population``: whether the values' exposure is the active users (every value of a
+    context or user dimension). When it is only the users who carried the property
+    (``payment_provider``, sent on payment events only), a count's users coming or going
+    are no cause: they are the people who paid, who fall with the count itself. Then the
+    mix effect (``mix_moved``) is the value's change of share among them, without the
+    breakdown's volume, and its ``z_mix`` tests that share.
     """
     c = cells[["n1", "d1", "n0", "d0"]].astype(float).fillna(0.0)
     n1, d1, n0, d0 = c["n1"], c["d1"], c["n0"], c["d0"]
@@ -160,6 +167,9 @@ def decompose(cells: pd.DataFrame, *, additive: bool, unit: float = 1.0,
     # value has no denominator event) land here too, as in N / D
     arrivals = arrivals + (total - volume - mix - rate - arrivals)
     out["volume"], out["mix"], out["rate"], out["arrivals"] = volume, mix, rate, arrivals
+    # what a mix effect ranks on: for a count, its users coming or going (volume
+    # included), unless its users are known only from what they did (``population``)
+    out["mix_moved"] = mix + volume if population else mix
     out["contribution"] = total
     out["rate_observed"], out["rate_expected"] = r1.where(d1 > 0), r0  # new: the average
     out["exposure"], out["expected_exposure"] = d1, d0
@@ -178,7 +188,7 @@ def decompose(cells: pd.DataFrame, *, additive: bool, unit: float = 1.0,
         c1, c0 = n1 / max(unit, 1e-12), n0 / max(unit, 1e-12)
         z_rate = _rate_z(c1, d1, c0, d0, overlap_d, DISPERSION * (1.0 + ratio))
     out["z_rate"] = z_rate
-    before = d0 if additive else w0 * big_d1
+    before = d0 if additive and population else w0 * big_d1
     exposure_inflate = DISPERSION * (1.0 + ratio)
     out["z_mix"] = poisson_z((d1 / exposure_inflate).to_numpy(),
                              (before / exposure_inflate).to_numpy())
@@ -218,8 +228,9 @@ def score_drivers(parts: pd.DataFrame, change: float) -> pd.DataFrame:
     - *excess*: the share of the change the effect carries beyond the value's usual size,
       its share of the exposure (the whole change on a value that is 90% of the shoppers
       says little). A rate effect
-      is a share of the change left once overall volume is set aside; a mix effect (for a
-      count: the value's users coming or going, volume included) a share of the change,
+      is a share of the change left once overall volume is set aside; a mix effect
+      (``mix_moved``; for a count: the value's users coming or going, volume included)
+      a share of the change,
       and never more than its breakdown's net mix effect: versions replacing each other
       move a lot and explain little;
     - *purity*: ``|sum of the breakdown's effects| / sum of |effects|`` for that kind
@@ -252,7 +263,7 @@ def _best(parts: pd.DataFrame, change: float, direction: float
     effect = pd.Series("rate", index=parts.index)
     z_best, purity_best = parts["z_rate"].copy(), pd.Series(0.0, index=parts.index)
     for kind in ("rate", "mix"):
-        amount = parts[kind] + (parts["volume"] if kind == "mix" else 0.0)
+        amount = parts["mix_moved"] if kind == "mix" else parts["rate"]
         net = float(amount.sum())
         gross = float(amount.abs().sum())
         purity = abs(net) / gross if gross > 0 else 0.0

@@ -21,7 +21,7 @@ from nerve.quality._engine import (
     json_texts,
 )
 from nerve.quality._result import CheckResult, Status, fmt_count, fmt_duration, fmt_pct, fmt_time
-from nerve.quality._scan import received_counts
+from nerve.quality._scan import dimension_counts, received_counts
 from nerve.warehouse import one_of
 
 __all__ = ["check_disappeared_values", "check_missing_events", "check_null_rate",
@@ -271,8 +271,15 @@ def check_null_rate(ctx: Context) -> list[CheckResult]:
     return results
 
 
-def check_disappeared_values(ctx: Context) -> list[CheckResult]:
-    """Values of enum properties (and configured expected values) that stopped arriving."""
+def check_disappeared_values(ctx: Context, dims: list[str] | None = None
+                             ) -> list[CheckResult]:
+    """Values of enum properties (and configured expected values) that stopped arriving,
+    and values of the key dimensions ``dims`` (platform = ios) that one event stopped
+    arriving with while other events still carry them."""
+    return _property_values(ctx) + _dimension_values(ctx, dims or [])
+
+
+def _property_values(ctx: Context) -> list[CheckResult]:
     window = ctx.cfg.seconds("disappeared_values", "window")
     baseline = ctx.cfg.seconds("disappeared_values", "baseline")
     paths: dict[str, dict[str, tuple[Any, ...] | None]] = {}
@@ -342,6 +349,81 @@ def check_disappeared_values(ctx: Context) -> list[CheckResult]:
                 f"(about {fmt_count(round(expected))} expected).",
                 event=str(event), dimensions={"property": str(path), "value": str(value)},
                 observed=0.0, expected={"min": 1.0, "max": None}, unit="events", since=since))
+    return results
+
+
+def _dimension_values(ctx: Context, dims: list[str]) -> list[CheckResult]:
+    """Per cataloged event and key dimension, the usual values it stopped arriving with.
+
+    A value is judged as enum values are (``min_share`` of the event's events in the
+    baseline, ``min_expected`` expected in the window), and only while the other events
+    still carry it at half its usual share or more: add_to_cart without platform = ios
+    while iOS users go on browsing is events not sent (a release's tracking bug); an app
+    version whose users all left, or a platform with no traffic at all, is not. Reads the
+    volume check's scan of the dimension when it ran and reaches back far enough.
+    """
+    judged = {s.name for s in _judged_specs(ctx)
+              if ctx.cfg.enabled("disappeared_values", s.name)}
+    if not judged or not dims:
+        return []
+    window = ctx.cfg.seconds("disappeared_values", "window")
+    baseline = ctx.cfg.seconds("disappeared_values", "baseline")
+    min_share = ctx.cfg.get("disappeared_values", "min_share")
+    min_expected = ctx.cfg.get("disappeared_values", "min_expected")
+    start = ctx.now - window - baseline
+    scanned = min(ctx.cfg.seconds("volume", "training"),
+                  ctx.cfg.seconds("volume", "dimension_training"))
+    results = []
+    for dim in dims:
+        frame = ctx.cache.get(f"dim:{dim}")  # the volume check's scan, when it ran
+        if frame is None or scanned < window + baseline:
+            frame = ctx.scan(f"dim:{dim}:{start}", lambda d=dim: dimension_counts(
+                ctx.inputs, ctx.cfg, ctx.now, d, since=start))
+        begin = frame["hour"].astype("int64") * 3600
+        frame = frame.assign(recent=begin >= ctx.now - window)[
+            (begin >= start) & (begin < ctx.now)].dropna(subset=["value"])
+        if frame.empty:
+            continue
+        frame = frame.assign(value=frame["value"].astype(str))
+        old = frame[~frame["recent"]].groupby(["event", "value"])["n"].sum()
+        new = frame[frame["recent"]].groupby(["event", "value"])["n"].sum()
+        if old.empty or new.empty:
+            continue
+        totals_old, totals_new = old.groupby(level=0).sum(), new.groupby(level=0).sum()
+        values_old, values_new = old.groupby(level=1).sum(), new.groupby(level=1).sum()
+        for (event, value), before in old.items():
+            if event not in judged or (event, value) in new.index \
+                    or event not in totals_new.index:
+                continue  # still arrives, or the whole event is missing (said elsewhere)
+            share = before / totals_old[event]
+            # what would have come: the value's events per event of the other values
+            rest = float(totals_old[event] - before)
+            expected = before * (totals_new[event] / rest if rest > 0 else window / baseline)
+            if share < min_share or expected < min_expected:
+                continue
+            # the other events: does the value still arrive with them?
+            others_old = float(values_old[value] - before)
+            others_new = float(values_new.get(value, 0))
+            rest_old = float(totals_old.sum() - totals_old[event])
+            rest_new = float(totals_new.sum() - totals_new[event])
+            if others_old <= 0 or rest_old <= 0 or \
+                    others_new < 0.5 * others_old / rest_old * rest_new:
+                continue
+            mine = frame[(frame["event"] == event) & (frame["value"] == value)]
+            since = (int(mine["hour"].max()) + 1) * 3600
+            last = datetime.fromtimestamp(since, tz=UTC)
+            results.append(ctx.result(
+                "disappeared_values", Status.warn,
+                f"{event} has had no event with {dim} = {value} for "
+                f"{fmt_duration(ctx.now - since)} (none since {fmt_time(last)}), "
+                f"where it had {fmt_pct(share)} of them in the {fmt_duration(baseline)} "
+                f"before (about {fmt_count(round(expected))} expected beside the "
+                f"{fmt_count(totals_new[event])} {event} events of the last "
+                f"{fmt_duration(window)}), while other events with {dim} = {value} still "
+                f"arrive ({fmt_count(others_new)} in the last {fmt_duration(window)}): "
+                f"{event} is no longer sent there (a tracking bug?), not users gone.",
+                event=str(event), dimensions={dim: str(value)}, observed=0.0,
+                expected={"min": 1.0, "max": None}, unit="events", since=last))
     return results
 
 

@@ -93,7 +93,7 @@ def run_checks(
         ("rate", lambda: check_rates(ctx, profile(), dims)),
         ("missing_events", lambda: check_missing_events(ctx, profile())),
         ("null_rate", lambda: check_null_rate(ctx)),
-        ("disappeared_values", lambda: check_disappeared_values(ctx)),
+        ("disappeared_values", lambda: check_disappeared_values(ctx, dims)),
     ]
     plan.extend(("sequence", lambda s=seq: [check_sequence(ctx, s)])  # type: ignore[misc]
                 for seq in cfg.sequences)
