@@ -58,10 +58,13 @@ def shop(make_workspace: Callable[..., Workspace], monkeypatch: pytest.MonkeyPat
 
 
 def _rows(url: str, token: str) -> list[dict[str, Any]]:
+    # a bounded wait: the SDK's client otherwise waits for ever on a reply that never
+    # comes, and the test dies by pytest-timeout without a word of the server's
     async def main() -> list[dict[str, Any]]:
         async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http, \
                 streamable_http_client(url, http_client=http) as (read, write, _), \
-                ClientSession(read, write) as session:
+                ClientSession(read, write, read_timeout_seconds=timedelta(seconds=90)
+                              ) as session:
             await session.initialize()
             result = await session.call_tool("query_metrics", QUERY)
             assert not result.isError, result.content
@@ -83,13 +86,19 @@ def _refused(url: str, token: str | None) -> int:
 
 @pytest.mark.parametrize("through_server", [False, True], ids=["file", "server"])
 def test_each_agent_reads_as_the_reader_its_token_names(
-        shop: Workspace, serve: Callable[..., Any], through_server: bool) -> None:
+        shop: Workspace, serve: Callable[..., Any], through_server: bool,
+        tmp_path: Path) -> None:
     if through_server:
         serve(shop)
-    with mcp_http(shop.root) as url:
+    log = tmp_path / "mcp.log"
+    with mcp_http(shop.root, stderr=log) as url:
         assert _refused(url, None) == 401
         assert _refused(url, "not-" + ANA) == 401
-        masked, plain = _rows(url, ANA), _rows(url, OPS)
+        try:
+            masked, plain = _rows(url, ANA), _rows(url, OPS)
+        except Exception as exc:  # what the MCP server said, to see why it did not answer
+            raise AssertionError(f"nerve mcp's log:\n{log.read_text(errors='replace')}") \
+                from exc
     # ana is a reader (masked by default); ops an admin, who sees values as stored
     assert [r["carts"] for r in masked] == [r["carts"] for r in plain] == [2, 1]
     assert all(str(r["user_id"]).startswith("m:") for r in masked)
