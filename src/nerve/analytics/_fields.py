@@ -20,17 +20,15 @@ Spark      ``get_json_object(doc, '$.a.b')``
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
-from typing import Any
 
-import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
 from nerve.analytics._spec import Filter
 from nerve.catalog import Catalog
 from nerve.errors import Location, QueryError
+from nerve.semantic._engines import json_text
 from nerve.semantic._expr import Ref
 from nerve.semantic._model import ANY_EVENT
 from nerve.semantic._resolve import IDENTIFY, ResolveError, Resolver
@@ -39,27 +37,6 @@ __all__ = ["check_declared", "dialect_of", "entity", "field_source", "field_text
            "filter_expr", "filters_expr"]
 
 _JSON_COLUMNS = ("properties", "context", "traits")
-_KEY = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$-]*$")
-
-
-@ibis.udf.scalar.builtin(name="json_extract_string")  # type: ignore[untyped-decorator]
-def _duckdb_json(doc: str, path: str) -> str:  # type: ignore[empty-body]
-    """DuckDB: a JSON field as text."""
-
-
-@ibis.udf.scalar.builtin(name="json_extract_path")  # type: ignore[untyped-decorator]
-def _pg_json_object(doc: dt.JSON, key: str) -> dt.JSON:
-    """PostgreSQL: one level down a JSON document."""
-
-
-@ibis.udf.scalar.builtin(name="json_extract_path_text")  # type: ignore[untyped-decorator]
-def _pg_json_text(doc: dt.JSON, key: str) -> str:  # type: ignore[empty-body]
-    """PostgreSQL: a JSON field as text."""
-
-
-@ibis.udf.scalar.builtin(name="get_json_object")  # type: ignore[untyped-decorator]
-def _spark_json(doc: str, path: str) -> str:  # type: ignore[empty-body]
-    """Spark: a JSON field as text."""
 
 
 def dialect_of(table: ir.Table) -> str:
@@ -74,22 +51,6 @@ def dialect_of(table: ir.Table) -> str:
 def entity(table: ir.Table) -> ir.StringValue:
     """Who did it: the user id, else the anonymous id."""
     return table.user_id.coalesce(table.anonymous_id)
-
-
-def _json_text(column: ir.Value, path: tuple[str, ...], dialect: str) -> ir.StringValue:
-    for key in path:
-        if not _KEY.match(key):
-            raise QueryError(f"field path {'.'.join(path)!r}: unsupported key {key!r}")
-    if dialect == "postgres":
-        doc: Any = column.cast(dt.JSON)
-        for key in path[:-1]:
-            doc = _pg_json_object(doc, key)
-        return _pg_json_text(doc, path[-1])
-    if column.type().is_json():
-        column = column.cast(dt.string)
-    if dialect == "pyspark":
-        return _spark_json(column, "$." + ".".join(path))
-    return _duckdb_json(column, "$." + ".".join(path))
 
 
 #: the semantic layer's name for where each JSON column's values live
@@ -123,7 +84,7 @@ def field_text(table: ir.Table, name: str) -> ir.StringValue:
     kind, path = field_source(name, table.columns)
     if kind == "column":
         return table[name].cast(dt.string)
-    return _json_text(table[_COLUMN_OF[kind]], path, dialect_of(table))
+    return json_text(table[_COLUMN_OF[kind]], path, dialect_of(table))
 
 
 def filter_expr(table: ir.Table, flt: Filter) -> ir.BooleanValue:

@@ -27,7 +27,7 @@ import ibis.expr.types as ir
 
 from nerve.errors import QueryError
 
-__all__ = ["DIALECTS", "backend_dialect", "exact_sum", "json_field", "local_time",
+__all__ = ["DIALECTS", "backend_dialect", "exact_sum", "json_field", "json_text", "local_time",
            "safe_divide"]
 
 #: the Ibis/sqlglot dialect names nerve supports
@@ -126,24 +126,27 @@ def normalize_dialect(name: str) -> str:
     return dialect
 
 
-def json_field(column: ir.StringValue, path: tuple[str, ...], type_: str,
-               dialect: str) -> ir.Value:
-    """The value at ``path`` inside a JSON text column, cast to a catalog type."""
+def json_text(column: ir.Value, path: tuple[str, ...], dialect: str) -> ir.StringValue:
+    """The text at ``path`` inside a JSON column (text or JSON); null where absent."""
     for key in path:
         if not _KEY.match(key):
             raise QueryError(f"unsupported JSON key {key!r} in {'.'.join(path)}")
-    text: ir.Value
-    if column.type().is_json() and dialect != "postgres":
-        column = column.cast(dt.string)
     if dialect == "postgres":
         doc: Any = column.cast(dt.JSON)
         for key in path[:-1]:
             doc = _pg_json_object(doc, key)
-        text = _pg_json_text(doc, path[-1])
-    elif dialect == "pyspark":
-        text = _spark_json(column, "$." + ".".join(path))
-    else:
-        text = _duckdb_json(column, "$." + ".".join(path))
+        return _pg_json_text(doc, path[-1])
+    if column.type().is_json():
+        column = column.cast(dt.string)
+    if dialect == "pyspark":
+        return _spark_json(column, "$." + ".".join(path))
+    return _duckdb_json(column, "$." + ".".join(path))
+
+
+def json_field(column: ir.StringValue, path: tuple[str, ...], type_: str,
+               dialect: str) -> ir.Value:
+    """The value at ``path`` inside a JSON text column, cast to a catalog type."""
+    text = json_text(column, path, dialect)
     target = IBIS_TYPES.get(type_)
     if target is None:
         raise QueryError(f"{'.'.join(path)} is {type_}; only string, integer, number, boolean "
