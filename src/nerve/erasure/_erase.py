@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from nerve._cpu import yield_cpu
+from nerve._files import fsync_dir
 from nerve.audit import expire_audit
 from nerve.catalog import Catalog, parse_retention
 from nerve.errors import InternalError, PayloadError
@@ -387,11 +388,7 @@ def compact(path: Path) -> tuple[int, int]:
     with fresh.open("rb+") as f:
         os.fsync(f.fileno())
     os.replace(fresh, path)
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
+    fsync_dir(path.parent)
     return before, path.stat().st_size
 
 

@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from nerve._cpu import yield_cpu
 from nerve._durations import parse_window as parse_span
+from nerve._files import fsync_dir
 from nerve.errors import TransientError, WorkspaceError
 from nerve.loader._commit import LoadStats, LogRange, commit_ranges, read_offsets
 from nerve.loader._pace import Pace
@@ -307,7 +308,7 @@ class Loader:
     def _retire(self, segment: Segment) -> None:
         """Delete a fully loaded segment, then forget its offset."""
         segment.path.unlink(missing_ok=True)
-        _fsync_dir(segment.path.parent)  # gone for good before its offset is forgotten
+        fsync_dir(segment.path.parent)  # gone for good before its offset is forgotten
         self._cursor.execute("DELETE FROM log_offsets WHERE writer = ? AND segment = ?",
                              [segment.writer, segment.name])
 
@@ -431,10 +432,3 @@ def parse_window(value: object, where: str = "dedup_window") -> timedelta | None
     except ValueError as exc:
         raise WorkspaceError(f"{where}: {exc}") from None
 
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -37,6 +37,7 @@ from pathlib import Path
 import orjson
 import pyarrow as pa
 
+from nerve._files import fsync_dir
 from nerve.log._frame import (
     BATCH_KINDS,
     HEADER,
@@ -236,7 +237,7 @@ def recover_segment(path: Path) -> None:
     if tail is Tail.CLEAN:
         if end == 0:  # no bytes at all
             path.unlink(missing_ok=True)
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
         return
     size = path.stat().st_size
     kept = None
@@ -255,7 +256,7 @@ def recover_segment(path: Path) -> None:
         with path.open("r+b") as f:
             f.truncate(end)
             os.fsync(f.fileno())
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 #: names of the files kept for an operator beside the segments (see the layout above)
@@ -277,7 +278,7 @@ def set_aside(path: Path, reason: str) -> None:
     """Rename a segment that cannot be read to the end to ``<segment>.corrupt``."""
     log.warning("%s: %s; set aside as %s.corrupt", path, reason, path.name)
     path.rename(path.with_name(path.name + ".corrupt"))
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def acknowledge(log_dir: Path, writer: str, offsets: dict[str, int]) -> None:
@@ -339,10 +340,3 @@ def _backlog(log_dir: Path) -> int:
                 total += max(0, size - int(acked.get(entry.name, 0)))
     return total
 
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -10,10 +10,10 @@ from types import TracebackType
 
 import pyarrow as pa
 
+from nerve._files import fsync_dir
 from nerve.errors import TransientError
 from nerve.log._frame import encode_batch, encode_schema
 from nerve.log._segments import (
-    _fsync_dir,
     list_segments,
     new_segment_name,
     recover_segment,
@@ -143,7 +143,7 @@ class LogWriter:
         try:
             _write_all(fd, header)
             _fdatasync(fd)
-            _fsync_dir(self.folder)  # the new name must survive a crash before any sync
+            fsync_dir(self.folder)  # the new name must survive a crash before any sync
         except BaseException:
             # a full disk: nothing was appended to it, so it goes, with its descriptor
             # (each refused request tries again: one of each per 503 otherwise)

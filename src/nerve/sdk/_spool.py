@@ -28,6 +28,8 @@ from pathlib import Path
 
 import orjson
 
+from nerve._files import fsync_dir
+
 __all__ = ["ROTATE_BYTES", "SpoolQueue"]
 
 try:
@@ -187,7 +189,7 @@ class SpoolQueue:
         os.fsync(fd)
         path = self.directory / (name + _SUFFIX)
         tmp.rename(path)
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
         seg = _Segment(path, fd, committed=len(self._header), end=len(self._header),
                        pending=0, writable=True)
         self._segments.append(seg)
@@ -292,10 +294,3 @@ def _last_ack(path: Path, default: int, end: int) -> int:
                 best = value
     return best
 
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
