@@ -135,6 +135,22 @@ def test_retryable_refusals_are_not_logged_as_the_client_s_to_fix(
                 and r.levelname == "WARNING"]
 
 
+def test_a_wrong_path_or_method_says_which_is_meant(client: Client, shop: Workspace) -> None:
+    """analytics-python given the host `http://127.0.0.1:8700/v1` posts to /v1/v1/batch
+    and logged only 'no such endpoint'; GET /v1/batch said 'Method Not Allowed'."""
+    batch = orjson.dumps({"batch": [order(1)]})
+    doubled = assert_error_shape(client.post("/v1/v1/batch", content=batch,
+                                             headers=basic(write_key(shop))), 404, "not_found")
+    assert "did you mean /v1/batch?" in doubled["message"]
+    assert "without /v1" in doubled["message"]
+    typo = assert_error_shape(client.get("/v1/statu"), 404, "not_found")
+    assert "did you mean /v1/status?" in typo["message"]
+    far = assert_error_shape(client.get("/nothing-like-it-at-all"), 404, "not_found")
+    assert "did you mean" not in far["message"]
+    method = assert_error_shape(client.get("/v1/batch"), 405, "method_not_allowed")
+    assert method["message"] == "GET /v1/batch: not allowed; it takes POST"
+
+
 def test_the_error_shape_for_every_kind_of_error(client: Client, shop: Workspace,
                                                  state: NerveState) -> None:
     auth = basic(write_key(shop))
