@@ -81,9 +81,10 @@ class ClientRefusals:
         if now - self.logged_at.get(code, float("-inf")) < CLIENT_REFUSAL_LOG_SECONDS:
             self.unlogged[code] = refused
             return
-        logger.warning(f"refused an ingest request ({status} {code}): {message}", extra={
-            "status": status, "code": code, "refused": refused,
-            "user_agent": user_agent[:200] if user_agent else None})
+        logger.warning(f"refused a request for its client to fix ({status} {code}): "
+                       f"{message}", extra={
+                           "status": status, "code": code, "refused": refused,
+                           "user_agent": user_agent[:200] if user_agent else None})
         self.logged_at[code], self.unlogged[code] = now, 0
 
 
