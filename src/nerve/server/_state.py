@@ -62,8 +62,9 @@ logger = logging.getLogger("nerve.server")
 
 @dataclass
 class ClientRefusals:
-    """Ingest requests refused for their client to fix (a 4xx other than 408 and 429:
-    a wrong write key, a message breaking the spec, a body too large), said on the log.
+    """Requests refused for their client to fix, said on the log: ingest's 4xx other than
+    408 and 429 (a wrong write key, a message breaking the spec, a body too large), and
+    analytics.js's settings fetch with an unknown write key.
 
     SDKs drop the batch on such an answer, and analytics-node and analytics.js report
     only `[400] Bad Request` or `[401] Unauthorized`: the answer's message, which names the
