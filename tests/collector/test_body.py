@@ -52,6 +52,24 @@ def test_write_key_from_header_or_body_and_401_otherwise(collector: Collector) -
         collector.collect(in_body, endpoint="b", authorization=basic("NOPE-NOPE"))
 
 
+def test_a_write_key_with_white_space_around_it_is_refused_saying_so(
+        collector: Collector) -> None:
+    """A key read from a secret file keeps its newline: 'unknown write key' said nothing
+    more, while the key was right but for it."""
+    body = orjson.dumps({"batch": [MESSAGE]})
+    for spaced in ("WRITEKEY123\n", " WRITEKEY123"):
+        with pytest.raises(AuthError, match="unknown write key") as info:
+            collector.collect(body, endpoint="batch", authorization=basic(spaced))
+        assert "the key of source 'server' with white space around it" in str(info.value)
+    browser = orjson.dumps({"batch": [MESSAGE], "writeKey": "BROWSERKEY\r\n"})
+    with pytest.raises(AuthError, match="the key of source 'browser' with white space"):
+        collector.collect(browser, endpoint="b")
+    # a wrong key with white space says nothing of any source
+    with pytest.raises(AuthError) as info:
+        collector.collect(body, endpoint="batch", authorization=basic("NOPE-NOPE\n"))
+    assert "white space" not in str(info.value)
+
+
 @pytest.mark.parametrize("encoding", ["gzip", "deflate"])
 def test_compressed_bodies(collector: Collector, encoding: str) -> None:
     raw = orjson.dumps({"batch": [MESSAGE] * 3})

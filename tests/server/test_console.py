@@ -344,9 +344,18 @@ def test_nerve_status_reads_the_server_or_else_the_files(
     assert online["warehouse"]["events"] == 12
     assert online["collector"]["accepted"] == 12
     assert online["loader"]["loaded"] == 12
+    assert online["collector"]["refusals"] == {}
+    assert "refused since the server started" not in runner.invoke(app, args).stdout
+    # a client with a wrong write key: its SDK drops the batch, the status says so
+    wrong = httpx.post(server.url + "/v1/batch", headers=basic("not-a-source-key"),
+                       json={"batch": [order(99)]})
+    assert wrong.status_code == 401
+    refused = orjson.loads(runner.invoke(app, [*args, "--format", "json"]).stdout)
+    assert refused["collector"]["refusals"] == {"401 unauthorized": 1}
     table = runner.invoke(app, args)
     assert table.exit_code == 0
     assert "events in the warehouse" in table.stdout
+    assert re.search(r"refused since the server started\s*│\s*401 unauthorized: 1", table.stdout)
     # the loader's three outcomes: quarantined rows were left out of "rows loaded"
     assert "ok: 12 events loaded, 3 quarantined, 0 duplicates dropped" in table.stdout
 

@@ -81,7 +81,8 @@ def test_metrics_add_up_every_worker_and_match_pipeline_health(
 
     health = pipeline_health(ws)
     assert health == {"accepted": 60, "quarantined": 24, "dropped": {"consent": 24},
-                      "requests": {"200": sent, "401": 1}}
+                      "requests": {"200": sent, "401": 1},
+                      "refusals": {"401 unauthorized": 1}}
     # the server's own logs are JSON lines with a level and a message
     logged = [orjson.loads(line) for line in server.log.read_text().splitlines()
               if line.startswith("{")]
@@ -93,7 +94,7 @@ def test_metrics_add_up_every_worker_and_match_pipeline_health(
 def test_pipeline_health_is_zero_before_any_server(
         make_workspace: Callable[..., Workspace]) -> None:
     assert pipeline_health(make_workspace(EVENTS)) == {
-        "accepted": 0, "quarantined": 0, "dropped": {}, "requests": {}}
+        "accepted": 0, "quarantined": 0, "dropped": {}, "requests": {}, "refusals": {}}
 
 
 def test_a_collect_only_start_removes_the_metrics_folders_of_collectors_that_are_gone(

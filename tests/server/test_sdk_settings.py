@@ -24,6 +24,7 @@ import pytest
 from serverkit import EVENTS, basic, rows, write_key
 
 from nerve.audit import read_records
+from nerve.server import pipeline_health
 from nerve.workspace import Workspace
 
 NODE_DIR = Path(__file__).parents[1] / "node"
@@ -78,6 +79,12 @@ def test_an_unknown_key_or_a_host_that_is_no_host_is_refused_in_the_one_error_sh
         "code": "unknown_write_key",
         "message": "unknown write key: it matches no [[sources]] in nerve.toml",
         "details": None}
+    # analytics.js says so in the visitor's browser only: the server's log and status too
+    warned = [orjson.loads(line) for line in server.log.read_text().splitlines()
+              if '"unknown_write_key"' in line]
+    assert [(w["level"], w["status"], w["refused"]) for w in warned] == [("warning", 404, 1)]
+    assert "not-a-key" not in warned[0]["message"]
+    assert pipeline_health(shop)["refusals"] == {"404 unknown_write_key": 1}
     bad_host = httpx.get(settings_url(server, write_key(shop)),
                          headers={"Host": "shop.example/evil?x="})
     assert bad_host.status_code == 400

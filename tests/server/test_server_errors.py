@@ -28,6 +28,7 @@ from nerve.server import NerveState, create_app
 from nerve.server._backpressure import watch_backlog
 from nerve.server._commit import GroupCommit
 from nerve.server._ingest import OVERLOAD_ANSWER_DELAY
+from nerve.server._ratelimit import RateLimiter
 from nerve.warehouse import Warehouse
 from nerve.workspace import Workspace
 
@@ -92,6 +93,62 @@ def test_success_is_exactly_200_with_a_small_json_body(client: Client,
     assert response.status_code == 200
     assert response.json() == {"success": True}
     assert response.headers["content-type"] == "application/json"
+
+
+def test_requests_refused_for_the_client_to_fix_are_logged_once_a_minute_per_code(
+        client: Client, shop: Workspace, state: NerveState,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """analytics-node says only "[400] Bad Request" and drops the batch: the server's log
+    said nothing either, so the field at fault was nowhere to be read."""
+    node = {"User-Agent": "analytics-node-next/latest"}
+    batch = orjson.dumps({"batch": [order(1)]})
+    no_event = orjson.dumps({"batch": [order(1), {"type": "track", "userId": "u"}]})
+    with caplog.at_level(logging.INFO, logger="nerve.server"):
+        for _ in range(3):
+            client.post("/v1/batch", content=batch, headers=basic("not-a-key") | node)
+        client.post("/v1/batch", content=no_event, headers=basic(write_key(shop)))
+        assert client.post("/v1/batch", content=batch,
+                           headers=basic(write_key(shop))).status_code == 200
+        # a minute later (the line's time set back), the next one says how many came since
+        state.client_refusals.logged_at["unauthorized"] -= 61
+        client.post("/v1/batch", content=batch, headers=basic("not-a-key"))
+    said = [r for r in caplog.records if r.name == "nerve.server"]
+    assert [(r.levelname, r.__dict__["status"], r.__dict__["code"], r.__dict__["refused"])
+            for r in said] == [("WARNING", 401, "unauthorized", 1),
+                               ("WARNING", 400, "missing_field", 1),
+                               ("WARNING", 401, "unauthorized", 3)]
+    assert "unknown write key" in said[0].getMessage()
+    assert said[0].__dict__["user_agent"] == "analytics-node-next/latest"
+    assert "batch[1].event" in said[1].getMessage()
+
+
+def test_retryable_refusals_are_not_logged_as_the_client_s_to_fix(
+        shop: Workspace, state: NerveState, caplog: pytest.LogCaptureFixture) -> None:
+    state.limiter = RateLimiter(1, burst=1, clock=lambda: 0.0)  # time stands still
+    client = Client(create_app(state))
+    big = orjson.dumps({"batch": [order(i) for i in range(5)]})
+    with caplog.at_level(logging.INFO, logger="nerve.server"):
+        client.post("/v1/batch", content=big, headers=basic(write_key(shop)))  # owes 4 s
+        response = client.post("/v1/batch", content=big, headers=basic(write_key(shop)))
+    assert response.status_code == 429
+    assert not [r for r in caplog.records if r.name == "nerve.server"
+                and r.levelname == "WARNING"]
+
+
+def test_a_wrong_path_or_method_says_which_is_meant(client: Client, shop: Workspace) -> None:
+    """analytics-python given the host `http://127.0.0.1:8700/v1` posts to /v1/v1/batch
+    and logged only 'no such endpoint'; GET /v1/batch said 'Method Not Allowed'."""
+    batch = orjson.dumps({"batch": [order(1)]})
+    doubled = assert_error_shape(client.post("/v1/v1/batch", content=batch,
+                                             headers=basic(write_key(shop))), 404, "not_found")
+    assert "did you mean /v1/batch?" in doubled["message"]
+    assert "without /v1" in doubled["message"]
+    typo = assert_error_shape(client.get("/v1/statu"), 404, "not_found")
+    assert "did you mean /v1/status?" in typo["message"]
+    far = assert_error_shape(client.get("/nothing-like-it-at-all"), 404, "not_found")
+    assert "did you mean" not in far["message"]
+    method = assert_error_shape(client.get("/v1/batch"), 405, "method_not_allowed")
+    assert method["message"] == "GET /v1/batch: not allowed; it takes POST"
 
 
 def test_the_error_shape_for_every_kind_of_error(client: Client, shop: Workspace,

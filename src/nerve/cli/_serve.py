@@ -206,6 +206,9 @@ def _status_rows(body: dict[str, Any], fmt: Format) -> list[dict[str, Any]]:
          or "0"),
         (f"ingest answers {since}",
          ", ".join(f"{k}: {n(v)}" for k, v in collector["requests"].items()) or "none"),
+        *([(f"refused {since}",
+            ", ".join(f"{k}: {n(v)}" for k, v in collector["refusals"].items())
+            + " (the server's log says why)")] if collector.get("refusals") else []),
         (f"{log['kind']} log, not loaded yet", f"{n(log['backlog_bytes'])} bytes"),
     ]
     if log.get("write_problem"):

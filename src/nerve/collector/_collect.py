@@ -107,8 +107,21 @@ class Collector:
         # keys are ASCII (nerve.toml); compare_digest refuses other text with a TypeError
         source = self.workspace.source_for_key(write_key) if write_key.isascii() else None
         if source is None:
-            raise AuthError("unknown write key: it matches no [[sources]] in nerve.toml")
+            raise AuthError("unknown write key: it matches no [[sources]] in nerve.toml"
+                            + self._spaced_key(write_key))
         return source
+
+    def _spaced_key(self, write_key: str) -> str:
+        """Why a refused key is a source's all the same: white space around it (a key read
+        from a secret file keeps its newline), or ""."""
+        stripped = write_key.strip()
+        if stripped == write_key or not stripped.isascii():
+            return ""
+        source = self.workspace.source_for_key(stripped)
+        if source is None:
+            return ""
+        return (f"; it is the key of source {source.name!r} with white space around it (a "
+                "newline kept from a secret file?): strip it where the client reads it")
 
     def collect(self, body: bytes, *, endpoint: str, authorization: str | None = None,
                 content_encoding: str | None = None,

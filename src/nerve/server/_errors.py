@@ -10,7 +10,14 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from nerve.errors import AuthError, NerveError, PayloadError, TransientError, UserError
+from nerve.errors import (
+    AuthError,
+    NerveError,
+    PayloadError,
+    TransientError,
+    UserError,
+    did_you_mean,
+)
 
 __all__ = ["error_response", "http_exception_handler", "nerve_error_handler",
            "unexpected_error_handler"]
@@ -56,8 +63,26 @@ async def nerve_error_handler(request: Request, exc: Exception) -> Response:
 async def http_exception_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
-    message = exc.detail if exc.status_code != 404 else f"{request.url.path}: no such endpoint"
-    return error_response(exc.status_code, code, str(message), None, headers=exc.headers)
+    message = str(exc.detail)
+    allow = (exc.headers or {}).get("Allow")
+    if exc.status_code == 404:
+        message = f"{request.url.path}: no such endpoint{_nearest_path(request)}"
+    elif exc.status_code == 405 and allow:
+        message = f"{request.method} {request.url.path}: not allowed; it takes {allow}"
+    return error_response(exc.status_code, code, message, None, headers=exc.headers)
+
+
+def _nearest_path(request: Request) -> str:
+    """`` (did you mean /v1/batch?)`` for a path that misspells an endpoint's, or names
+    one under a host given with its ``/v1`` (an SDK's host is the server's base URL: one
+    given as ``http://host:8700/v1`` posts to ``/v1/v1/batch``)."""
+    path = request.url.path
+    if path.startswith("/v1/v1/"):
+        return (f" (did you mean {path[3:]}? an SDK's host is the server's base URL, "
+                "without /v1)")
+    paths = [route.path for route in getattr(request.app, "routes", [])
+             if isinstance(getattr(route, "path", None), str) and "{" not in route.path]
+    return did_you_mean(path, paths)
 
 
 async def unexpected_error_handler(request: Request, exc: Exception) -> Response:

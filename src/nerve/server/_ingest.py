@@ -213,7 +213,12 @@ async def _collect(state: NerveState, scope: Scope, headers: Headers,
                 # built and synced off the event loop
                 await state.commit.commit(collected.rows)
     except NerveError as exc:
-        return _refused(state, exc)
+        response = _refused(state, exc)
+        status = response.status_code
+        if 400 <= status < 500 and status not in (408, 429):  # dropped, not retried
+            state.client_refusals.refused(status, exc.code, str(exc),
+                                          _text(headers, b"user-agent"))
+        return response
     except OSError as exc:  # a full or failing disk: retryable, and nothing was acknowledged
         state.log_write_failed(exc)  # logged when it begins, then once a minute at most
         return _refused(state, TransientError(

@@ -327,11 +327,14 @@ def pipeline_health(workspace: Workspace, folders: list[Path] | None = None
     """The collector's counters since the server last started, without HTTP.
 
     ``{"accepted": n, "quarantined": n, "dropped": {"consent": n}, "requests":
-    {"200": n, "503": n, ...}}``; all zero when no server has run. For ``nerve status``,
+    {"200": n, "503": n, ...}, "refusals": {"401 unauthorized": n, ...}}`` (the refused
+    requests by status and code: a wrong write key, a 400 that SDKs drop the batch on);
+    all zero when no server has run. For ``nerve status``,
     the console and scripts (the quality checks judge the warehouse's rows instead).
     ``folders``: other metrics folders to add up (those of ``live_collectors``).
     """
-    result: dict[str, Any] = {"accepted": 0, "quarantined": 0, "dropped": {}, "requests": {}}
+    result: dict[str, Any] = {"accepted": 0, "quarantined": 0, "dropped": {}, "requests": {},
+                              "refusals": {}}
     for folder in [metrics_dir(workspace)] if folders is None else folders:
         if folder.is_dir() and any(folder.glob("*.db")):
             _add_counters(result, folder)
@@ -355,3 +358,6 @@ def _add_counters(result: dict[str, Any], folder: Path) -> None:
             elif family.name == "nerve_http_requests":
                 status = sample.labels["status"]
                 result["requests"][status] = result["requests"].get(status, 0) + value
+            elif family.name == "nerve_http_refusals" and value:
+                key = f"{sample.labels['status']} {sample.labels['code']}"
+                result["refusals"][key] = result["refusals"].get(key, 0) + value

@@ -90,8 +90,15 @@ async def project_settings(request: Request) -> Response:
     write_key = request.path_params["write_key"]
     workspace = state.collector.workspace
     if not write_key.isascii() or workspace.source_for_key(write_key) is None:
-        raise RequestError("unknown write key: it matches no [[sources]] in nerve.toml",
-                           status=404, code="unknown_write_key")
+        message = "unknown write key: it matches no [[sources]] in nerve.toml"
+        # analytics.js says so in each visitor's browser console only: a page with a
+        # wrong key sent nothing, and the server said nothing either
+        if state.metrics is not None:
+            state.metrics.refusal(404, "unknown_write_key")
+        state.client_refusals.refused(  # not the key itself: it may be another's secret
+            404, "unknown_write_key", f"GET /v1/projects/{{write_key}}/settings: {message}",
+            request.headers.get("user-agent"))
+        raise RequestError(message, status=404, code="unknown_write_key")
     host, scheme = api_host(request, trust_proxy=state.proxy_header is not None)
     return Response(orjson.dumps(segment_settings(write_key, host, scheme)),
                     media_type="application/json")

@@ -25,10 +25,12 @@ from nerve.workspace import Workspace
 
 __all__ = [
     "BEHIND",
+    "CLIENT_REFUSAL_LOG_SECONDS",
     "DEFAULT_BODY_TIMEOUT",
     "DEFAULT_MAX_CONNECTIONS",
     "LOG_FAILURE_LOG_SECONDS",
     "SHORT_OF_ROOM",
+    "ClientRefusals",
     "EventLog",
     "Loader",
     "NerveState",
@@ -51,8 +53,40 @@ DEFAULT_MAX_CONNECTIONS = 1000
 #: while the event log cannot be written (a full disk), its error is logged at most this
 #: often per process: every refused request used to write a line, to a disk often as full
 LOG_FAILURE_LOG_SECONDS = 60.0
+#: a request refused for its client to fix is logged at most this often per answer code
+#: and process (a misconfigured client sends them all day)
+CLIENT_REFUSAL_LOG_SECONDS = 60.0
 
 logger = logging.getLogger("nerve.server")
+
+
+@dataclass
+class ClientRefusals:
+    """Requests refused for their client to fix, said on the log: ingest's 4xx other than
+    408 and 429 (a wrong write key, a message breaking the spec, a body too large), and
+    analytics.js's settings fetch with an unknown write key.
+
+    SDKs drop the batch on such an answer, and analytics-node and analytics.js report
+    only `[400] Bad Request` or `[401] Unauthorized`: the answer's message, which names the
+    message and the field, used to be nowhere but in the answer (and a counter). The first
+    of each code is logged at once, then at most every ``CLIENT_REFUSAL_LOG_SECONDS`` with
+    ``refused``, how many of that code since the last line (codes are a fixed set).
+    """
+
+    unlogged: dict[str, int] = field(default_factory=dict)
+    logged_at: dict[str, float] = field(default_factory=dict)
+
+    def refused(self, status: int, code: str, message: str, user_agent: str | None) -> None:
+        refused = self.unlogged.get(code, 0) + 1
+        now = time.monotonic()
+        if now - self.logged_at.get(code, float("-inf")) < CLIENT_REFUSAL_LOG_SECONDS:
+            self.unlogged[code] = refused
+            return
+        logger.warning(f"refused a request for its client to fix ({status} {code}): "
+                       f"{message}", extra={
+                           "status": status, "code": code, "refused": refused,
+                           "user_agent": user_agent[:200] if user_agent else None})
+        self.logged_at[code], self.unlogged[code] = now, 0
 
 
 def max_connections(workspace: Workspace) -> int:
@@ -182,6 +216,8 @@ class NerveState:
     log_refused: int = 0
     log_error_logged_at: float = float("-inf")
     log_failing_since: float | None = None
+    #: ingest requests refused for their client to fix, logged once a minute per code
+    client_refusals: ClientRefusals = field(default_factory=ClientRefusals)
     #: ``[collector] body_timeout_seconds``: a request body slower than this gets 408
     body_timeout: float = field(init=False, default=DEFAULT_BODY_TIMEOUT)
     #: token -> who may call the read APIs (``_readers.load_readers``); empty: only the
