@@ -490,3 +490,15 @@ def test_a_retention_of_zero_is_refused(tmp_path: Path, written: str) -> None:
     assert str(info.value).endswith(f"x_done.yaml:2: x_done.retention: {written} keeps "
                                     "nothing: the daily expiry would delete every event of "
                                     "it as it lands; set 1d or more")
+
+
+@pytest.mark.parametrize(("written", "meant"), [
+    ("3 months", "3m"), ("1 year", "1y"), ("90 days", "90d"), ("13 Weeks", "13w")])
+def test_a_retention_in_words_names_the_short_form(tmp_path: Path, written: str,
+                                                   meant: str) -> None:
+    events = write(tmp_path, {"x_done.yaml": f"name: x_done\nretention: {written}\n"})
+    with pytest.raises(CatalogError) as info:
+        Catalog.load(events)
+    assert str(info.value).endswith(f"x_done.yaml:2: x_done.retention: expected a retention "
+                                    f"like 400d, 13w, 6m, 2y or forever, got {written!r}; "
+                                    f"did you mean {meant!r}?")
