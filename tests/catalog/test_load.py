@@ -288,8 +288,12 @@ def test_patterns_are_judged_by_the_validators_dialect(tmp_path: Path) -> None:
      r"scalar at line 4, column 11\)"),
     # an unclosed flow mapping: found on the next line, and named where it starts
     ("name: x_y\nproperties:\n  a: {type: string\n  b: {type: number}\n",
-     r"x.yaml:4:4: invalid YAML: expected ',' or '}', but got ':' \(while parsing a flow "
-     r"mapping at line 3, column 6\)"),
+     r"x.yaml:3:6: invalid YAML: expected ',' or '}', but got ':' \(while parsing a flow "
+     r"mapping at line 3, column 6\) \(is its closing '}' missing\?\)"),
+    # an enum left open mid-file: the parser stumbles on the next field
+    ("name: x_y\nproperties:\n  a:\n    enum: [x, y\n    pii: none\n",
+     r"x.yaml:4:11: invalid YAML: expected ',' or ']', but got ':' \(while parsing a flow "
+     r"sequence at line 4, column 11\) \(is its closing ']' missing\?\)"),
 ])
 def test_yaml_syntax_error_names_the_construct_left_open(
         tmp_path: Path, text: str, where: str) -> None:

@@ -55,6 +55,10 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
 
 
+#: the bracket that closes the flow collection a syntax error was found in
+_FLOW_CLOSE = {"while parsing a flow sequence": "]", "while parsing a flow mapping": "}"}
+
+
 def load_yaml(path: Path) -> Any:
     """Parse one YAML file; syntax errors become a CatalogError naming file and line."""
     try:
@@ -85,6 +89,10 @@ def _syntax_error(path: Path, text: str, exc: yaml.MarkedYAMLError) -> tuple[Loc
     if exc.context and context is not None:
         message += f" ({exc.context} at line {context.line + 1}, column {context.column + 1})"
         if mark is None or not text[mark.index:].strip():
+            mark = context
+        elif exc.context in _FLOW_CLOSE and context.line < mark.line:
+            # a bracket left open: the parser reads on into the lines below
+            message += f" (is its closing '{_FLOW_CLOSE[exc.context]}' missing?)"
             mark = context
     if mark is None:
         return Location(path), message
