@@ -463,7 +463,8 @@ def test_a_quoted_value_on_several_lines_is_not_blamed_for_another_error(
     events = write(tmp_path, {"x.yaml": text})
     with pytest.raises(CatalogError) as info:
         Catalog.load(events)
-    assert "x.yaml:6:4: invalid YAML: expected ',' or '}'" in str(info.value)
+    # the error is the bracket left open on line 5, not the quoted value above it
+    assert "x.yaml:5:6: invalid YAML: expected ',' or '}'" in str(info.value)
     assert "quote missing" not in str(info.value)
 
 
