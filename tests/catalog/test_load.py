@@ -507,3 +507,18 @@ def test_a_retention_in_words_names_the_short_form(tmp_path: Path, written: str,
     assert str(info.value).endswith(f"x_done.yaml:2: x_done.retention: expected a retention "
                                     f"like 400d, 13w, 6m, 2y or forever, got {written!r}; "
                                     f"did you mean {meant!r}?")
+
+
+def test_pii_no_read_by_yaml_as_false_says_to_write_none(tmp_path: Path) -> None:
+    """``pii: no`` is YAML's false: the error said ``got False``, which the file does not
+    say anywhere."""
+    events = write(tmp_path, {"x.yaml": "name: x_y\nstatus: on\nproperties:\n"
+                                        "  a: {type: string, pii: no}\n"})
+    with pytest.raises(CatalogError) as info:
+        Catalog.load(events)
+    text = str(info.value)
+    assert ("x.yaml:4: x_y.a.pii: expected one of none, pseudonymous, personal, sensitive, "
+            "got False; YAML reads an unquoted yes, no, on or off as true or false: write "
+            "none") in text
+    assert ("x.yaml:2: x_y.status: expected one of draft, active, deprecated, got True; "
+            "YAML reads an unquoted yes, no, on or off as true or false: quote it") in text
