@@ -290,6 +290,14 @@ def test_patterns_are_judged_by_the_validators_dialect(tmp_path: Path) -> None:
     ("name: x_y\nproperties:\n  a: {type: string\n  b: {type: number}\n",
      r"x.yaml:3:6: invalid YAML: expected ',' or '}', but got ':' \(while parsing a flow "
      r"mapping at line 3, column 6\) \(is its closing '}' missing\?\)"),
+    # a property's name without its ':', above its fields
+    ("name: x_y\nproperties:\n  reason\n    type: string\n    pii: none\n",
+     r"x.yaml:4:9: invalid YAML: mapping values are not allowed here \(line 3, 'reason', "
+     r"has no ':': write 'reason:' if it names a property\)"),
+    ("name: x_y\nproperties:\n  a: {type: string}\n  reason\n    type: string\n"
+     "    enum: [a, b]\n    pii: none\n",
+     r"x.yaml:4:3: invalid YAML: could not find expected ':' \(while scanning a simple key "
+     r"at line 4, column 3\) \(is the ':' after 'reason' missing\?\)"),
     # an enum left open mid-file: the parser stumbles on the next field
     ("name: x_y\nproperties:\n  a:\n    enum: [x, y\n    pii: none\n",
      r"x.yaml:4:11: invalid YAML: expected ',' or ']', but got ':' \(while parsing a flow "

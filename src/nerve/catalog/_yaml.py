@@ -90,6 +90,11 @@ def _syntax_error(path: Path, text: str, exc: yaml.MarkedYAMLError) -> tuple[Loc
         message += f" ({exc.context} at line {context.line + 1}, column {context.column + 1})"
         if mark is None or not text[mark.index:].strip():
             mark = context
+        elif exc.context == "while scanning a simple key":
+            # a key written without its ':' (``reason`` above ``type: string``)
+            key = text.splitlines()[context.line][context.column:].split()[0]
+            message += f" (is the ':' after {key!r} missing?)"
+            mark = context
         elif exc.context in _FLOW_CLOSE and context.line < mark.line:
             # a bracket left open: the parser reads on into the lines below
             message += f" (is its closing '{_FLOW_CLOSE[exc.context]}' missing?)"
@@ -121,6 +126,11 @@ def _mapping_value_hint(text: str, line: int, column: int) -> str:
 
     def indent(n: int) -> int:
         return len(lines[n]) - len(lines[n].lstrip(" "))
+
+    key = lines[above].strip()
+    if ":" not in key and not key.startswith(("-", "[", "{")) and indent(line) > indent(above):
+        return (f" (line {above + 1}, {key!r}, has no ':': write '{key}:' if it names a "
+                "property)")
 
     if indent(line) <= indent(above):
         return ""
