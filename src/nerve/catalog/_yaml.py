@@ -92,8 +92,11 @@ def _syntax_error(path: Path, text: str, exc: yaml.MarkedYAMLError) -> tuple[Loc
             mark = context
         elif exc.context == "while scanning a simple key":
             # a key written without its ':' (``reason`` above ``type: string``)
-            key = text.splitlines()[context.line][context.column:].split()[0]
-            message += f" (is the ':' after {key!r} missing?)"
+            lines = text.splitlines()
+            words = lines[context.line][context.column:].split() \
+                if context.line < len(lines) else []
+            if words:
+                message += f" (is the ':' after {words[0]!r} missing?)"
             mark = context
         elif exc.context in _FLOW_CLOSE and context.line < mark.line:
             # a bracket left open: the parser reads on into the lines below
