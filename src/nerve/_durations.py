@@ -16,6 +16,8 @@ __all__ = ["parse_retention", "parse_seconds", "parse_window"]
 
 _RETENTION = re.compile(r"(\d+)\s*([dwmy])")
 _UNIT_DAYS = {"d": 1, "w": 7, "m": 30, "y": 365}
+#: a retention written in words (``3 months``, ``1 year``): the short form meant
+_RETENTION_WORDS = re.compile(r"(\d+)\s*(day|week|month|year)s?")
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)\s*")
 _NUMBER = re.compile(r"\s*\d+(?:\.\d+)?\s*")
 _WINDOW = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
@@ -27,13 +29,21 @@ def parse_retention(value: object) -> int | None:
 
     >>> parse_retention("400d"), parse_retention("2y"), parse_retention("forever")
     (400, 730, None)
+    >>> try:
+    ...     parse_retention("3 months")
+    ... except ValueError as exc:
+    ...     print(str(exc).split("; ")[-1])
+    did you mean '3m'?
     """
     text = str(value).strip().lower()
     if text == "forever":
         return None
     match = _RETENTION.fullmatch(text)
     if not match:
-        raise ValueError(f"expected a retention like 400d, 13w, 6m, 2y or forever, got {value!r}")
+        words = _RETENTION_WORDS.fullmatch(text)
+        hint = f"; did you mean '{words.group(1)}{words.group(2)[0]}'?" if words else ""
+        raise ValueError("expected a retention like 400d, 13w, 6m, 2y or forever, "
+                         f"got {value!r}{hint}")
     return int(match.group(1)) * _UNIT_DAYS[match.group(2)]
 
 

@@ -13,6 +13,7 @@ from xml.etree import ElementTree as ET
 import pytest
 from typer.testing import CliRunner
 
+from nerve.catalog import Catalog, EventSpec, PropertySpec, Version, lint_catalog
 from nerve.cli import app
 from nerve.workspace import Workspace
 
@@ -245,6 +246,10 @@ def test_lint_reports_rules_with_file_line_and_severity(
             ("constraint-type", 9), ("property-pii", 15),
             ("array-items", 15)} <= found
     rules = {f["rule"]: f for f in json.loads(out)}
+    # the naming findings say the name to write
+    assert rules["event-name"]["message"].endswith("; rename it added_to_cart")
+    assert rules["property-name"]["message"] == (
+        "AddedToCart.Price: property names are snake_case; rename it price")
     assert rules["unused-group"]["severity"] == "warning"
     assert rules["event-name"]["severity"] == "error"
     assert rules["event-description"]["severity"] == "warning"  # present but short
@@ -742,3 +747,14 @@ def test_the_yaml_format_example_of_the_docs_has_no_lint_errors(
     errors = [f for f in json.loads(out) if f["severity"] == "error"]
     assert errors == []
     assert code == 3
+
+
+@pytest.mark.parametrize(("written", "meant"), [
+    ("durationSeconds", "duration_seconds"), ("userID", "user_id"),
+    ("HTTPStatus", "http_status"), ("fare-amount", "fare_amount"), ("Ride Id", "ride_id")])
+def test_a_property_name_finding_names_the_snake_case_name(written: str, meant: str) -> None:
+    spec = EventSpec("ride_ended", Version(1), properties=(
+        PropertySpec(written, "integer", pii="none", description="Seconds."),))
+    found = [f.message for f in lint_catalog(Catalog.from_specs([spec]))
+             if f.rule == "property-name"]
+    assert found == [f"ride_ended.{written}: property names are snake_case; rename it {meant}"]

@@ -97,3 +97,18 @@ def test_constraint_changes_are_additive_one_way_iff_breaking_the_other(
     if backward == {"additive"}:
         assert "breaking" in forward
     assert bool(forward) == bool(backward)
+
+
+def test_an_enum_value_renamed_says_so() -> None:
+    """``lisbon`` -> ``lisboa`` read as two unrelated changes, a removal and an addition;
+    the removal now names the rename and what it does to the clients not yet changed."""
+    city = PropertySpec(name="city", type="string", enum=("berlin", "lisbon"))
+    old = Catalog.from_specs([EventSpec("ride_started", Version(1), properties=(city,))])
+    new = Catalog.from_specs([EventSpec("ride_started", Version(2), properties=(
+        replace(city, enum=("berlin", "lisboa")),))])
+    narrowed = [c.message for c in diff_catalogs(old, new) if c.kind == "enum_narrowed"]
+    assert narrowed == ["ride_started.city: enum values removed: ['lisbon'] (renamed to "
+                        "'lisboa'? clients still sending 'lisbon' fail this version)"]
+    two_out = Catalog.from_specs([EventSpec("ride_started", Version(2), properties=(
+        replace(city, enum=("paris",)),))])
+    assert all("renamed" not in c.message for c in diff_catalogs(old, two_out))

@@ -434,3 +434,19 @@ def test_a_page_says_which_sensitive_values_are_dropped_and_what_items_allow(
         in page, page
     assert "rate integer no sensitive → keep The heart rate." in page, page
     assert "items: string (one of race, commute)" in page, page
+
+
+def test_only_a_first_version_is_called_the_first(shop: Workspace, tmp_path: Path) -> None:
+    """An event at 1.1.0 whose 1.0.0 was replaced in place (a minor bump keeps no file in
+    events/versions/) was shown as 'first version'; 1.0.0 alone still is."""
+    (shop.events_dir / "ride_ended.yaml").write_text(
+        "name: ride_ended\nversion: 1.1.0\nproperties:\n  fare: {type: number}\n")
+    (shop.events_dir / "ride_started.yaml").write_text(
+        "name: ride_started\nversion: 1.0.0\nproperties:\n  city: {type: string}\n")
+    out = tmp_path / "site"
+    build_site(Catalog.load(shop.events_dir), out, workspace=shop)
+    ended = " ".join(_parse_text((out / "events" / "ride_ended.html").read_text()))
+    started = " ".join(_parse_text((out / "events" / "ride_started.html").read_text()))
+    assert "first version" not in ended
+    assert "the oldest version in events/" in ended
+    assert "first version" in started

@@ -288,8 +288,20 @@ def test_patterns_are_judged_by_the_validators_dialect(tmp_path: Path) -> None:
      r"scalar at line 4, column 11\)"),
     # an unclosed flow mapping: found on the next line, and named where it starts
     ("name: x_y\nproperties:\n  a: {type: string\n  b: {type: number}\n",
-     r"x.yaml:4:4: invalid YAML: expected ',' or '}', but got ':' \(while parsing a flow "
-     r"mapping at line 3, column 6\)"),
+     r"x.yaml:3:6: invalid YAML: expected ',' or '}', but got ':' \(while parsing a flow "
+     r"mapping at line 3, column 6\) \(is its closing '}' missing\?\)"),
+    # a property's name without its ':', above its fields
+    ("name: x_y\nproperties:\n  reason\n    type: string\n    pii: none\n",
+     r"x.yaml:4:9: invalid YAML: mapping values are not allowed here \(line 3, 'reason', "
+     r"has no ':': write 'reason:' if it names a property\)"),
+    ("name: x_y\nproperties:\n  a: {type: string}\n  reason\n    type: string\n"
+     "    enum: [a, b]\n    pii: none\n",
+     r"x.yaml:4:3: invalid YAML: could not find expected ':' \(while scanning a simple key "
+     r"at line 4, column 3\) \(is the ':' after 'reason' missing\?\)"),
+    # an enum left open mid-file: the parser stumbles on the next field
+    ("name: x_y\nproperties:\n  a:\n    enum: [x, y\n    pii: none\n",
+     r"x.yaml:4:11: invalid YAML: expected ',' or ']', but got ':' \(while parsing a flow "
+     r"sequence at line 4, column 11\) \(is its closing ']' missing\?\)"),
 ])
 def test_yaml_syntax_error_names_the_construct_left_open(
         tmp_path: Path, text: str, where: str) -> None:
@@ -459,7 +471,8 @@ def test_a_quoted_value_on_several_lines_is_not_blamed_for_another_error(
     events = write(tmp_path, {"x.yaml": text})
     with pytest.raises(CatalogError) as info:
         Catalog.load(events)
-    assert "x.yaml:6:4: invalid YAML: expected ',' or '}'" in str(info.value)
+    # the error is the bracket left open on line 5, not the quoted value above it
+    assert "x.yaml:5:6: invalid YAML: expected ',' or '}'" in str(info.value)
     assert "quote missing" not in str(info.value)
 
 
@@ -490,3 +503,30 @@ def test_a_retention_of_zero_is_refused(tmp_path: Path, written: str) -> None:
     assert str(info.value).endswith(f"x_done.yaml:2: x_done.retention: {written} keeps "
                                     "nothing: the daily expiry would delete every event of "
                                     "it as it lands; set 1d or more")
+
+
+@pytest.mark.parametrize(("written", "meant"), [
+    ("3 months", "3m"), ("1 year", "1y"), ("90 days", "90d"), ("13 Weeks", "13w")])
+def test_a_retention_in_words_names_the_short_form(tmp_path: Path, written: str,
+                                                   meant: str) -> None:
+    events = write(tmp_path, {"x_done.yaml": f"name: x_done\nretention: {written}\n"})
+    with pytest.raises(CatalogError) as info:
+        Catalog.load(events)
+    assert str(info.value).endswith(f"x_done.yaml:2: x_done.retention: expected a retention "
+                                    f"like 400d, 13w, 6m, 2y or forever, got {written!r}; "
+                                    f"did you mean {meant!r}?")
+
+
+def test_pii_no_read_by_yaml_as_false_says_to_write_none(tmp_path: Path) -> None:
+    """``pii: no`` is YAML's false: the error said ``got False``, which the file does not
+    say anywhere."""
+    events = write(tmp_path, {"x.yaml": "name: x_y\nstatus: on\nproperties:\n"
+                                        "  a: {type: string, pii: no}\n"})
+    with pytest.raises(CatalogError) as info:
+        Catalog.load(events)
+    text = str(info.value)
+    assert ("x.yaml:4: x_y.a.pii: expected one of none, pseudonymous, personal, sensitive, "
+            "got False; YAML reads an unquoted yes, no, on or off as true or false: write "
+            "none") in text
+    assert ("x.yaml:2: x_y.status: expected one of draft, active, deprecated, got True; "
+            "YAML reads an unquoted yes, no, on or off as true or false: quote it") in text

@@ -100,3 +100,38 @@ def test_an_integer_column_reads_a_fraction_as_null(
     assert rows == [{"message_id": "m1", "duration_ms": 7, "rating": 3},
                     {"message_id": "m2", "duration_ms": None, "rating": 4}]
     warehouse.close()
+
+
+RIDE = """name: ride_started
+version: 1.0.0
+properties:
+  start_lat: {type: number, pii: personal}
+  battery_pct: {type: integer, pii: personal, handling: keep}
+  rider_age: {type: integer, pii: pseudonymous}
+"""
+
+
+def test_a_hashed_number_reads_as_its_pseudonym_not_null(
+        make_workspace: Callable[..., Workspace]) -> None:
+    """A personal number is stored as its pseudonym (``h:...`` text) by the default
+    policy: its column shows what the events table holds, where a DOUBLE column read
+    NULL on every row. A number kept as sent keeps its type."""
+    ws = make_workspace({"ride_started.yaml": RIDE})
+    warehouse = _load(ws, [{"type": "track", "event": "ride_started", "userId": "u1",
+                            "messageId": "m1", "properties": {
+                                "start_lat": 52.52, "battery_pct": 80, "rider_age": 31}}])
+    row = warehouse.query(
+        "SELECT v.start_lat, v.battery_pct, v.rider_age, "
+        "json_extract_string(e.properties, '$.start_lat') AS raw_lat, "
+        "json_extract_string(e.properties, '$.rider_age') AS raw_age "
+        "FROM evt_ride_started v JOIN events e USING (message_id)").to_pylist()[0]
+    assert row["raw_lat"].startswith("h:")
+    assert row["raw_age"].startswith("h:")
+    assert row["start_lat"] == row["raw_lat"]
+    assert row["rider_age"] == row["raw_age"]
+    assert row["battery_pct"] == 80
+    types = {r["column_name"]: r["data_type"] for r in warehouse.query(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_name = 'evt_ride_started'").to_pylist()}
+    assert types["battery_pct"] == "BIGINT"
+    warehouse.close()

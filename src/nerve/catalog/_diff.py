@@ -351,7 +351,10 @@ def _diff_enum(add: Any, old: tuple[Any, ...] | None, new: tuple[Any, ...] | Non
     dropped = [v for v in old if v not in new]
     gained = [v for v in new if v not in old]
     if dropped:
-        add("enum_narrowed", "breaking", f"enum values removed: {dropped}", "enum")
+        # one value out, one in: a rename, which the clients sending the old one miss
+        renamed = (f" (renamed to {gained[0]!r}? clients still sending {dropped[0]!r} "
+                   "fail this version)" if len(dropped) == len(gained) == 1 else "")
+        add("enum_narrowed", "breaking", f"enum values removed: {dropped}{renamed}", "enum")
     if gained:
         add("enum_widened", "additive", f"enum values added: {gained}", "enum")
     if not dropped and not gained:

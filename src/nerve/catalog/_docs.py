@@ -22,7 +22,7 @@ from nerve.catalog._catalog import Catalog
 from nerve.catalog._diff import diff_events
 from nerve.catalog._example import example_payload
 from nerve.catalog._git import file_history
-from nerve.catalog._model import EventSpec, PropertySpec
+from nerve.catalog._model import EventSpec, PropertySpec, Version
 from nerve.errors import NerveError
 from nerve.workspace import Workspace
 
@@ -291,7 +291,9 @@ def build_site(catalog: Catalog, out_dir: Path, *, workspace: Workspace | None =
             changes = diff_events(previous, version) if previous is not None else []
             versions.append({"version": str(version.version), "file": _rel(version.file, root),
                              "changes": [{"level": c.level, "message": c.message}
-                                         for c in changes]})
+                                         for c in changes],
+                             # 1.1.0 alone in events/ had a 1.0.0 before it: not "first"
+                             "first": previous is None and version.version <= Version(1)})
             previous = version
         history = file_history(spec.file) if spec.file is not None else []
         html = env.get_template("event.html.j2").render(

@@ -78,6 +78,16 @@ _NAMINGS = {
     "snake_case": r"[a-z][a-z0-9]*(_[a-z0-9]+)*",
 }
 _SNAKE = re.compile(_NAMINGS["snake_case"])
+
+
+def _snake_case(name: str) -> str:
+    """``durationSeconds``, ``Ride Started``, ``userID`` as ``duration_seconds``,
+    ``ride_started``, ``user_id``: the name a naming finding suggests."""
+    text = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
+    text = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", text)
+    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower()
+
+
 #: events that Segment-spec SDKs and integrations send under these names themselves (the
 #: mobile lifecycle, push and deep-link events, A/B tools' exposures): no naming
 #: convention of the workspace can rename them, so ``event-name`` accepts them as they are
@@ -316,8 +326,10 @@ def _event_rules(spec: EventSpec, config: LintConfig) -> Iterator[Finding]:
     if (spec.type == "track" and spec.name not in SDK_EVENT_NAMES
             and not config.name_regex.fullmatch(spec.name)):
         convention = config.naming if config.naming in _NAMINGS else "configured"
+        meant = _snake_case(spec.name)
+        hint = f"; rename it {meant}" if config.name_regex.fullmatch(meant) else ""
         yield at("event-name", f"name does not follow the {convention} naming convention "
-                               "(nerve.toml [catalog] naming)")
+                               f"(nerve.toml [catalog] naming){hint}")
     if spec.file is not None and spec.file.parent.name != VERSIONS_DIR \
             and spec.file.stem != spec.name:
         yield at("file-name", f"defined in {spec.file.name}; name the file {spec.name}.yaml")
@@ -354,7 +366,9 @@ def _property_rules(spec: EventSpec, prop: PropertySpec, path: str,
 
     leaf = path.rsplit(".", 1)[-1]
     if leaf != "items" and not _SNAKE.fullmatch(prop.name):
-        yield at("property-name", "property names are snake_case")
+        meant = _snake_case(prop.name)
+        hint = f"; rename it {meant}" if _SNAKE.fullmatch(meant) else ""
+        yield at("property-name", f"property names are snake_case{hint}")
     if leaf != "items" and not prop.description.strip():
         yield at("property-description", "add a description")
     if leaf != "items" and "pii" not in prop.lines:

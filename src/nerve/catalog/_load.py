@@ -55,6 +55,10 @@ def _not_one_of(value: Any, choices: tuple[str, ...] | list[str]) -> str:
     """``expected one of none, ..., got 'persnal'; did you mean 'personal'?``"""
     close = close_match(str(value), choices)
     hint = f"; did you mean {close!r}?" if close else ""
+    if isinstance(value, bool):
+        # `pii: no` is YAML's false, which the message would show as False
+        hint = ("; YAML reads an unquoted yes, no, on or off as true or false"
+                + (": write none" if not value and "none" in choices else ": quote it"))
     return f"expected one of {', '.join(choices)}, got {value!r}{hint}"
 
 

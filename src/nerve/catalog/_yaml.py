@@ -55,6 +55,10 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
 
 
+#: the bracket that closes the flow collection a syntax error was found in
+_FLOW_CLOSE = {"while parsing a flow sequence": "]", "while parsing a flow mapping": "}"}
+
+
 def load_yaml(path: Path) -> Any:
     """Parse one YAML file; syntax errors become a CatalogError naming file and line."""
     try:
@@ -86,6 +90,18 @@ def _syntax_error(path: Path, text: str, exc: yaml.MarkedYAMLError) -> tuple[Loc
         message += f" ({exc.context} at line {context.line + 1}, column {context.column + 1})"
         if mark is None or not text[mark.index:].strip():
             mark = context
+        elif exc.context == "while scanning a simple key":
+            # a key written without its ':' (``reason`` above ``type: string``)
+            lines = text.splitlines()
+            words = lines[context.line][context.column:].split() \
+                if context.line < len(lines) else []
+            if words:
+                message += f" (is the ':' after {words[0]!r} missing?)"
+            mark = context
+        elif exc.context in _FLOW_CLOSE and context.line < mark.line:
+            # a bracket left open: the parser reads on into the lines below
+            message += f" (is its closing '{_FLOW_CLOSE[exc.context]}' missing?)"
+            mark = context
     if mark is None:
         return Location(path), message
     start = _quote_left_open(text, mark)
@@ -113,6 +129,11 @@ def _mapping_value_hint(text: str, line: int, column: int) -> str:
 
     def indent(n: int) -> int:
         return len(lines[n]) - len(lines[n].lstrip(" "))
+
+    key = lines[above].strip()
+    if ":" not in key and not key.startswith(("-", "[", "{")) and indent(line) > indent(above):
+        return (f" (line {above + 1}, {key!r}, has no ':': write '{key}:' if it names a "
+                "property)")
 
     if indent(line) <= indent(above):
         return ""

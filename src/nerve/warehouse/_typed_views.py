@@ -14,6 +14,11 @@ every version: the latest version's first, then those only older versions have. 
 takes the type its versions agree on; where they differ it takes one that holds every
 version's values unchanged (``integer`` and ``number``: DOUBLE; anything else: VARCHAR,
 the JSON text), so that no row reads other than it was validated.
+
+A number, boolean or timestamp property that the privacy stage may hash (pseudonymous;
+personal unless ``handling: keep`` or ``drop``; sensitive with ``handling: hash`` or
+``truncate``) is stored as its pseudonym, ``h:`` and hex text, so its column is VARCHAR:
+cast to its type, every row would read NULL.
 """
 
 from __future__ import annotations
@@ -62,11 +67,24 @@ def json_path(*names: str) -> str:
 _TRAIT_CALLS = ("identify", "group")
 
 
+def _may_be_hashed(prop: PropertySpec) -> bool:
+    """Whether nerve.pipeline.privacy may store ``prop``'s value as a pseudonym (text),
+    as far as the catalog tells: a personal value without a handling is hashed by the
+    default ``[privacy] personal`` policy."""
+    if prop.pii == "pseudonymous":
+        return True
+    if prop.pii == "personal":
+        return prop.handling not in ("keep", "drop")
+    return prop.pii == "sensitive" and prop.handling in ("hash", "truncate")
+
+
 def _column(prop: PropertySpec, payload: str) -> str:
     path = json_path(prop.name)
     if prop.type in ("array", "object"):
         return f"json_extract({payload}, {path})"
     text = f"json_extract_string({payload}, {path})"
+    if prop.type != "string" and _may_be_hashed(prop):
+        return text  # the pseudonym, h:..., which no cast to the type would read
     if prop.type == "integer":
         # TRY_CAST('12.5' AS BIGINT) rounds to 13: a fraction is not a whole number, NULL
         return (f"CASE WHEN TRY_CAST({text} AS DOUBLE) % 1 = 0 "
