@@ -400,7 +400,7 @@ def _withheld_values(ctx: Context, event: str, path: str, pii: str,
         f"{fmt_duration(window)} among {fmt_count(new_total)} {event} events, though "
         f"{'it was' if len(gone) == 1 else 'they were'} {fmt_pct(share)} of them in the "
         f"{fmt_duration(baseline)} before (about {fmt_count(round(expected))} expected). "
-        f"A breakdown by the property (`nerve metrics query ... --by`) shows which.",
+        "A breakdown by the property (with the admin's view) shows which.",
         event=event, dimensions={"property": path}, observed=0.0,
         expected={"min": 1.0, "max": None}, unit="events", since=moment(ctx.now - window),
         details={"values": len(gone), "withheld": pii})
