@@ -30,7 +30,7 @@ from nerve.cli._common import (
     load_workspace,
 )
 from nerve.cli._remote import answer, running_server
-from nerve.errors import TransientError, UserError
+from nerve.errors import TransientError, UserError, did_you_mean
 from nerve.workspace import Workspace
 
 __all__ = ["register"]
@@ -262,10 +262,18 @@ def audit(
     from nerve.audit import read_records  # noqa: PLC0415
 
     start = datetime.now(UTC) - parse_duration(since, what="--since")
-    records = [r for r in read_records(ws, start)
+    found = read_records(ws, start)
+    records = [r for r in found
                if (who is None or r.get("who") == who)
                and not (unmasked and not _saw_stored(r))
                and (action is None or action in str(r.get("action")))]
+    readers = sorted({str(r.get("who")) for r in found})
+    if who is not None and who not in readers:
+        # a misspelt name read as "nobody of that name read anything"
+        err_console.print(f"note: nobody named {who!r} read the warehouse since "
+                          f"{start:%Y-%m-%d %H:%M} UTC{did_you_mean(who, readers)}; "
+                          f"those who did: {', '.join(readers) or 'none'}",
+                          highlight=False, markup=False, soft_wrap=True)
     if fmt is Format.json:
         emit_json(records)
         return
