@@ -160,6 +160,24 @@ def test_a_torn_line_is_skipped_and_the_rest_read(
                                                                     ("b", {"q": 1})]
 
 
+def test_a_reader_name_nobody_read_as_is_named_with_those_who_did(
+        make_workspace: Callable[..., Workspace]) -> None:
+    """``--who anna`` for the reader ``ana`` printed an empty table: an auditor read it as
+    "she read nothing"."""
+    ws = make_workspace({})
+    for who in ("ana", "ops-bot"):
+        record(ws, via="http", who=who, action="/v1/admin/sql", request=b'{"query": "x"}',
+               status=200, seconds=0.1)
+    shown = nerve(ws, "audit", "--who", "anna", "--format", "json")
+    assert shown.returncode == 0, shown.stderr
+    assert orjson.loads(shown.stdout) == []  # stdout stays JSON
+    note = " ".join(shown.stderr.split())
+    assert "note: nobody named 'anna' read the warehouse since" in note
+    assert "(did you mean ana?); those who did: ana, ops-bot" in note
+    found = nerve(ws, "audit", "--who", "ana", "--action", "forget")
+    assert "nobody named" not in found.stderr  # ana did read: only not that
+
+
 def test_the_audit_log_follows_its_own_retention(
         make_workspace: Callable[..., Workspace]) -> None:
     ws = make_workspace({}, extra_toml='[privacy]\naudit_retention = "30d"\n')

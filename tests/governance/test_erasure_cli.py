@@ -279,3 +279,24 @@ def test_a_command_through_a_server_started_before_an_edit_of_nerve_toml_says_so
     assert orjson.loads(after.stdout)["dry_run"] is True  # stdout stays JSON only
     assert "nerve.toml changed after nerve serve" in after.stderr
     assert "restart it" in after.stderr
+
+
+def test_forget_names_the_files_the_log_set_aside(
+        make_workspace: Callable[..., Workspace]) -> None:
+    """A damaged segment set aside (``.corrupt``) still holds the events after the damage,
+    which were never loaded: forget cannot reach them, and said nothing of it."""
+    ws = make_workspace({"order_completed.yaml": ORDER})
+    write(ws, [row("bob")])
+    clean = nerve(ws, "forget", "-u", "ann")
+    assert clean.returncode == 0, clean.stderr
+    assert "set aside" not in clean.stderr
+    write(ws, [row("ann", "dev-a")], writer="w2")
+    segment, = (ws.log_dir / "w2").glob("*.seg")
+    segment.rename(segment.with_name(segment.name + ".corrupt"))  # as the loader does
+    done = nerve(ws, "forget", "-u", "ann")
+    assert done.returncode == 0, done.stderr
+    note = " ".join(done.stderr.split())
+    kept = f".nerve/log/w2/{segment.name}.corrupt"
+    assert f"note: the log keeps 1 file set aside for an operator ({kept})" in note
+    assert "may still hold these users' events" in note
+    assert "set aside" not in nerve(ws, "forget", "-u", "ann", "--dry-run").stderr

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from tests.quality.conftest import catalog, prop, spec
 
+from nerve.catalog import PropertySpec
 from nerve.errors import UserError
 from nerve.quality import DEFAULTS, load_config
 from nerve.quality._config import parse_duration
@@ -273,6 +274,41 @@ def test_natural_keys_outside_the_event(tmp_path: Path, key: str, problem: str) 
     write(tmp_path, f"events:\n  playlist_created:\n    natural_key: [{key}]\n")
     with pytest.raises(UserError, match=f"checks.yaml:3: .*{problem}"):
         load_config(tmp_path, catalog=PLAYLISTS)
+
+
+BOOKINGS = catalog(
+    spec("visit_booked", prop("clinic"),
+         PropertySpec(name="email", type="string", pii="personal", handling="keep"),
+         PropertySpec(name="patient", type="object", pii="sensitive", properties=(
+             PropertySpec(name="diagnosis", type="string"),))),
+)
+
+
+@pytest.mark.parametrize(("path", "reason"), [
+    ("properties.email", "visit_booked.email (pii: personal)"),
+    ("properties.patient.diagnosis", "visit_booked.patient (pii: sensitive)"),
+    ("user_id", "a person's id"),
+    ("context.ip", "personal data (an IP address"),
+    ("context.device.id", "personal data (an IP address"),
+])
+def test_a_key_dimension_may_not_read_personal_data(tmp_path: Path, path: str,
+                                                    reason: str) -> None:
+    """A key dimension's values are written into check_results, which readers read as
+    stored (and webhooks send on): an e-mail there would reach a reader unmasked."""
+    write(tmp_path, f"dimensions:\n  clinic: properties.clinic\n  who: [{path}]\n")
+    with pytest.raises(UserError) as info:
+        load_config(tmp_path, catalog=BOOKINGS)
+    message = str(info.value)
+    assert message.count("\n") == 0  # the clinic is fine
+    assert f"checks.yaml:3: dimensions.who: '{path}' is {reason}" in message
+    assert "masked in a reader's view" in message
+
+
+@pytest.mark.parametrize("path", ["properties.clinic", "context.traits.country",
+                                  "context.device.type", "group_id", "context.page.url"])
+def test_key_dimensions_that_are_not_personal(tmp_path: Path, path: str) -> None:
+    write(tmp_path, f"dimensions:\n  where: {path}\n")
+    assert load_config(tmp_path, catalog=BOOKINGS).dimensions["where"] == (path,)
 
 
 def test_durations() -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from tests.quality.conftest import NOW, ago, catalog, prop, spec
 
+from nerve.catalog import PropertySpec
 from nerve.quality import ChecksConfig, Sequence, Status, run_checks
 
 #: a small, quick volume setup: 7 days of training, 3 days of history suffice
@@ -224,6 +226,33 @@ def test_disappeared_values(inputs: Any) -> None:
     assert gone.dimensions == {"property": "properties.provider", "value": "paypal"}
     assert "provider = 'paypal' has disappeared" in gone.message
     assert "of them in the 3 days before" in gone.message
+
+
+def test_disappeared_values_of_a_sensitive_property_are_not_quoted(inputs: Any) -> None:
+    """A kept sensitive enum (a diagnosis): which values stopped is withheld from the
+    result, which readers read as stored and webhooks send on; a plain one still says."""
+    diagnosis = PropertySpec(name="diagnosis", type="string", pii="sensitive",
+                             handling="keep", enum=("asthma", "migraine", "lymphoma"))
+    cat = catalog(spec("visit_booked", diagnosis, prop("clinic", enum=("north", "south"))))
+    events = [{"event": "visit_booked", "timestamp": ago(days=2, minutes=20 * i),
+               "properties": {"diagnosis": ("asthma", "migraine", "lymphoma")[i % 3],
+                              "clinic": ("north", "south")[i % 2]}} for i in range(300)]
+    events += [{"event": "visit_booked", "timestamp": ago(minutes=5 * i),
+                "properties": {"diagnosis": "asthma", "clinic": "north"}} for i in range(90)]
+    results = run_checks(inputs(events), cat, now=NOW, select=["disappeared_values"])
+    problems = [r for r in results if r.status is not Status.passed]
+    withheld, = [r for r in problems if r.dimensions["property"] == "properties.diagnosis"]
+    text = json.dumps([r.as_dict() for r in results]) + " ".join(r.name for r in results)
+    assert "migraine" not in text
+    assert "lymphoma" not in text
+    assert withheld.dimensions == {"property": "properties.diagnosis"}
+    assert withheld.details == {"values": 2, "withheld": "sensitive"}
+    assert "2 usual values of visit_booked.diagnosis have disappeared" in withheld.message
+    base = [e for e in events if ago(days=4) <= e["timestamp"] < ago(days=1)]
+    gone = sum(e["properties"]["diagnosis"] != "asthma" for e in base)
+    assert f"they were {round(100 * gone / len(base))}% of them" in withheld.message
+    clinic, = [r for r in problems if r.dimensions["property"] == "properties.clinic"]
+    assert clinic.dimensions["value"] == "south"
 
 
 def test_an_event_gone_from_one_platform_is_a_disappeared_value(inputs: Any) -> None:

@@ -30,7 +30,7 @@ from nerve.cli._common import (
     load_workspace,
 )
 from nerve.cli._remote import answer, running_server
-from nerve.errors import TransientError, UserError
+from nerve.errors import TransientError, UserError, did_you_mean
 from nerve.workspace import Workspace
 
 __all__ = ["register"]
@@ -136,6 +136,8 @@ def forget(
                           f"{'it' if one else 'them'} was found (ids match exactly, case "
                           "included; a misspelt id deletes nothing)",
                           highlight=False, markup=False, soft_wrap=True)
+    if not dry_run:
+        _note_set_aside(ws)
     # a stream's loaded messages are purged by the forget itself (docs/storage.md)
     local_log = StreamSettings.from_workspace(ws) is None
     if not dry_run and local_log and running_server(ws) is not None:
@@ -143,6 +145,26 @@ def forget(
                           "log's open segments (.nerve/log) leave it when they are sealed, "
                           "within an hour; stop the server for them to go now "
                           "(docs/privacy.md)", highlight=False, markup=False, soft_wrap=True)
+
+
+def _note_set_aside(ws: Workspace) -> None:
+    """Say which files the log set aside for an operator (damaged segments, cut bytes,
+    batches the warehouse refused): forget cannot read them, so they may still hold the
+    forgotten users' events, and a forget that said nothing read as complete."""
+    from nerve.log import set_aside_files  # noqa: PLC0415
+
+    files = set_aside_files(ws.log_dir)
+    if not files:
+        return
+    root = ws.root.resolve()
+    names = [str(p.resolve().relative_to(root)) if p.resolve().is_relative_to(root)
+             else str(p) for p in files]
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    err_console.print(f"note: the log keeps {len(files)} file{'s' if len(files) > 1 else ''} "
+                      f"set aside for an operator ({shown}): forget does not read them, so "
+                      "they may still hold these users' events; inspect them (`nerve "
+                      "status` lists them) and delete them by hand (docs/privacy.md)",
+                      highlight=False, markup=False, soft_wrap=True)
 
 
 @handle_errors
@@ -240,10 +262,18 @@ def audit(
     from nerve.audit import read_records  # noqa: PLC0415
 
     start = datetime.now(UTC) - parse_duration(since, what="--since")
-    records = [r for r in read_records(ws, start)
+    found = read_records(ws, start)
+    records = [r for r in found
                if (who is None or r.get("who") == who)
                and not (unmasked and not _saw_stored(r))
                and (action is None or action in str(r.get("action")))]
+    readers = sorted({str(r.get("who")) for r in found})
+    if who is not None and who not in readers:
+        # a misspelt name read as "nobody of that name read anything"
+        err_console.print(f"note: nobody named {who!r} read the warehouse since "
+                          f"{start:%Y-%m-%d %H:%M} UTC{did_you_mean(who, readers)}; "
+                          f"those who did: {', '.join(readers) or 'none'}",
+                          highlight=False, markup=False, soft_wrap=True)
     if fmt is Format.json:
         emit_json(records)
         return

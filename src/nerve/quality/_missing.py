@@ -27,6 +27,9 @@ from nerve.warehouse import one_of
 __all__ = ["check_disappeared_values", "check_missing_events", "check_null_rate",
            "empty_days"]
 
+#: PII classes whose values a check result never quotes (a reader's view masks them)
+_PERSONAL = frozenset({"personal", "sensitive"})
+
 
 def _payload(spec: EventSpec) -> str:
     return PAYLOAD_FIELD.get(spec.type, "properties")
@@ -339,8 +342,13 @@ def _property_values(ctx: Context) -> list[CheckResult]:
                 f"Every usual value of {event}.{path.split('.', 1)[-1]} still arrives.",
                 event=str(event), dimensions={"property": str(path)}))
             continue
+        since = moment(ctx.now - window)
+        withheld = _personal_class(ctx, str(event), str(path))
+        if withheld is not None:
+            results.append(_withheld_values(ctx, str(event), str(path), withheld, gone,
+                                            new_total))
+            continue
         for value, share, expected in gone:
-            since = moment(ctx.now - window)
             results.append(ctx.result(
                 "disappeared_values", Status.warn,
                 f"{event}.{path.split('.', 1)[-1]} = {value!r} has disappeared: none in the "
@@ -350,6 +358,52 @@ def _property_values(ctx: Context) -> list[CheckResult]:
                 event=str(event), dimensions={"property": str(path), "value": str(value)},
                 observed=0.0, expected={"min": 1.0, "max": None}, unit="events", since=since))
     return results
+
+
+def _personal_class(ctx: Context, event: str, path: str) -> str | None:
+    """``personal`` or ``sensitive`` when the catalog classes the property at ``path`` (or
+    an object holding it) so in any version of ``event``, else None.
+
+    A check result never quotes such a value: check_results is read as stored by readers
+    whose view masks it, it goes to webhooks, and ``nerve forget`` does not reach it.
+    """
+    if ctx.catalog is None:
+        return None
+    head, _, rest = path.partition(".")
+    for spec in ctx.catalog.versions(event):
+        if head != _payload(spec):
+            continue
+        props = spec.properties
+        for name in rest.split("."):
+            found = next((p for p in props if p.name == name), None)
+            if found is None:
+                break
+            if found.pii in _PERSONAL:
+                return found.pii
+            props = found.properties
+    return None
+
+
+def _withheld_values(ctx: Context, event: str, path: str, pii: str,
+                     gone: list[tuple[Any, float, float]], new_total: float) -> CheckResult:
+    """One result for the values of a personal or sensitive property that disappeared,
+    with their count and share but not the values themselves."""
+    window = ctx.cfg.seconds("disappeared_values", "window")
+    baseline = ctx.cfg.seconds("disappeared_values", "baseline")
+    share = sum(s for _, s, _ in gone)
+    expected = sum(e for _, _, e in gone)
+    some = (f"1 usual value of {event}.{path.split('.', 1)[-1]} has" if len(gone) == 1
+            else f"{len(gone)} usual values of {event}.{path.split('.', 1)[-1]} have")
+    return ctx.result(
+        "disappeared_values", Status.warn,
+        f"{some} disappeared (the values are withheld: {pii} data): none in the last "
+        f"{fmt_duration(window)} among {fmt_count(new_total)} {event} events, though "
+        f"{'it was' if len(gone) == 1 else 'they were'} {fmt_pct(share)} of them in the "
+        f"{fmt_duration(baseline)} before (about {fmt_count(round(expected))} expected). "
+        "A breakdown by the property (with the admin's view) shows which.",
+        event=event, dimensions={"property": path}, observed=0.0,
+        expected={"min": 1.0, "max": None}, unit="events", since=moment(ctx.now - window),
+        details={"values": len(gone), "withheld": pii})
 
 
 def _dimension_values(ctx: Context, dims: list[str]) -> list[CheckResult]:

@@ -81,6 +81,12 @@ def reference_problems(raw: dict[str, Any], catalog: Catalog) -> list[Problem]:
             if problem:
                 field = f"{where}.expected_values.{path}"
                 problems.append((line_of(raw, field), field, problem))
+    for name, given in _of(raw.get("dimensions"), dict).items():
+        for path in [given] if isinstance(given, str) else _of(given, list):
+            problem = _personal_dimension(str(path), catalog)
+            if problem:
+                where = f"dimensions.{name}"
+                problems.append((line_of(raw, where), where, problem))
     for i, item in enumerate(_of(raw.get("sequences"), list)):
         problems.extend(_names(raw, f"sequences[{i}]", item, ("event", "preceded_by"), catalog))
     for i, item in enumerate(_of(raw.get("rates"), list)):
@@ -139,4 +145,56 @@ def _path_problem(path: str, versions: list[EventSpec]) -> str | None:
         if any(p.type != "object" or not p.properties for p in found):
             return None  # a scalar, array or free-form object: nothing deeper to check
         options = [p.properties for p in found]
+    return None
+
+
+#: envelope fields that identify a person (a reader's view masks them)
+_IDS = ("user_id", "anonymous_id", "previous_id")
+
+
+def _personal_dimension(path: str, catalog: Catalog) -> str | None:
+    """Why a key dimension may not read ``path``, or None: a value a reader's view masks.
+
+    The checks write a key dimension's values into their results (``platform = ios`` has
+    disappeared), which readers read as stored, alerts send to webhooks, and ``nerve
+    forget`` does not reach: an e-mail or a diagnosis there would escape all three.
+    """
+    from nerve.warehouse._masking import MaskedFields  # noqa: PLC0415 - Arrow when used
+
+    head, _, rest = path.partition(".")
+    reason: str | None = None
+    if head in _IDS:
+        reason = "a person's id"
+    elif head == "context" and not rest.startswith("traits."):
+        how = MaskedFields(catalog).how("context", tuple(rest.split(".")))
+        if how in (MaskedFields.HASH, MaskedFields.DROP):
+            reason = "personal data (an IP address, a device's id or name, a precise location)"
+    elif head in ("properties", "traits", "context"):
+        payload, names = (("traits", rest.split(".")[1:]) if head == "context"
+                          else (head, rest.split(".")))
+        reason = _classed(payload, names, catalog)
+    if reason is None:
+        return None
+    return (f"{path!r} is {reason}, masked in a reader's view: a key dimension's values are "
+            "written into the checks' results (check_results, which readers read as "
+            "stored, and webhook alerts), where nerve forget does not reach them; break "
+            "down by a value that is not personal")
+
+
+def _classed(payload: str, names: list[str], catalog: Catalog) -> str | None:
+    """``appointment_booked.email (pii: personal)`` when a version of a cataloged event
+    classes the property at ``names`` (or an object holding it) personal or sensitive."""
+    for spec in catalog:
+        for version in catalog.versions(spec.name):
+            if PAYLOAD_FIELD.get(version.type, "properties") != payload:
+                continue
+            props: tuple[PropertySpec, ...] = version.properties
+            for depth, name in enumerate(names):
+                prop = next((p for p in props if p.name == name), None)
+                if prop is None:
+                    break
+                if prop.pii in ("personal", "sensitive"):
+                    dotted = ".".join(names[:depth + 1])
+                    return f"{spec.name}.{dotted} (pii: {prop.pii})"
+                props = prop.properties
     return None
