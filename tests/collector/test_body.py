@@ -207,20 +207,29 @@ def test_limits_come_from_the_workspace(workspace: Workspace) -> None:
                           authorization=auth)
     assert info.value.code == "too_many_events"
     assert info.value.status == 400
+    # an event over max_event_bytes is quarantined without its largest column, and the
+    # request's other events land: a 413 lost them all (SDKs drop a refused batch whole)
     big = {**MESSAGE, "properties": {"order_id": "x" * 400, "revenue": 1}}
-    with pytest.raises(RequestError) as info:
-        collector.collect(orjson.dumps({"batch": [MESSAGE, big]}), endpoint="batch",
-                          authorization=auth)
-    assert info.value.status == 413
-    assert info.value.code == "event_too_large"
-    # the largest part is named: it was "$", and a client could not tell which to trim
-    assert info.value.details == {"index": 1, "field": "properties"}
-    assert "max_event_bytes" in str(info.value)
+    kept, cut = collector.collect(orjson.dumps({"batch": [MESSAGE, big]}), endpoint="batch",
+                                  authorization=auth).envelopes
+    assert kept["violations"] is None
+    assert kept["properties"] is not None
+    assert cut["properties"] is None
+    assert "x" * 400 not in str(cut)
+    assert cut["message_id"] == MESSAGE["messageId"]
+    assert cut["event"] == MESSAGE["event"]
+    [problem] = [v for v in orjson.loads(cut["violations"] or "[]")
+                 if v["rule"] == "event_too_large"]
+    assert problem["path"] == "$"
+    assert "max_event_bytes (300)" in problem["message"]
+    assert "properties (" in problem["message"]
+    assert "context (" not in problem["message"]
     big_context = {**MESSAGE, "context": {"page": {"title": "t" * 400}}}
-    with pytest.raises(RequestError) as info:
-        collector.collect(orjson.dumps({"batch": [big_context]}), endpoint="batch",
-                          authorization=auth)
-    assert info.value.details == {"index": 0, "field": "context"}
+    [cut] = collector.collect(orjson.dumps({"batch": [big_context]}), endpoint="batch",
+                              authorization=auth).envelopes
+    assert cut["context"] == "{}"
+    assert cut["properties"] is not None
+    assert "context (" in orjson.loads(cut["violations"] or "[]")[-1]["message"]
     with pytest.raises(RequestError) as info:
         collector.collect(b" " * 2001, endpoint="batch", authorization=auth)
     assert info.value.status == 413

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from collections.abc import Callable
@@ -97,6 +98,31 @@ def test_judge_rows_uses_the_declared_version_like_the_collector(ws: Workspace) 
     assert not decisions["c"].ok
     assert decisions["c"].violations == [{"path": "$.timestamp", "rule": "format",
                                           "message": "bad timestamp"}]
+
+
+
+def test_an_event_cut_to_size_by_the_collector_stays_quarantined(
+        make_workspace: Callable[..., Workspace]) -> None:
+    """The collector quarantines an event over max_event_bytes without its properties;
+    judged again, its empty properties pass a catalog without required ones, but what
+    was left out is gone: it must not load as a valid event."""
+    from nerve.collector import Collector
+
+    optional = CART_V1.replace("required: true", "required: false")
+    toml = make_workspace({"add_to_cart.yaml": optional}).root / "nerve.toml"
+    toml.write_text(toml.read_text().replace("max_event_bytes = 32768", "max_event_bytes = 300"))
+    ws = Workspace.load(toml.parent)
+    catalog = Catalog.load(ws.events_dir)
+    body = orjson.dumps({"batch": [{"type": "track", "event": "add_to_cart", "userId": "u",
+                                    "messageId": "big", "properties": {"note": "n" * 400}}]})
+    key = ws.config.sources[0].write_key
+    auth = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+    [envelope] = Collector(ws, catalog).collect(body, endpoint="batch",
+                                                authorization=auth).envelopes
+    assert envelope["properties"] is None
+    [decision] = judge_rows(catalog, [envelope])
+    assert not decision.ok
+    assert [v["rule"] for v in decision.violations] == ["event_too_large"]
 
 
 SIGNUP = """\

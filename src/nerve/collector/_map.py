@@ -94,16 +94,34 @@ def _too_long(index: int | None, field: str, value: str) -> RequestError:
                          "have", code="invalid_field")
 
 
-def _too_large(index: int | None, size: int, limit: int, **columns: str | None
-               ) -> RequestError:
-    """The refusal of a message whose JSON columns are over ``max_event_bytes``, naming
-    the largest of them (``properties``, ``traits`` or ``context``) as its field."""
+def _cut_to_size(size: int, limit: int, properties: str | None, traits: str | None,
+                 context: str, violations: str | None
+                 ) -> tuple[str | None, str | None, str, str]:
+    """An event whose JSON columns are over ``max_event_bytes``, made fit for the
+    quarantine: its largest columns are left out (``{}`` for the context, null for the
+    others) until the rest fits, and a violation names them.
+
+    The request's other events are kept. A ``413`` for the request lost them all: SDKs
+    drop a refused batch whole, and analytics-node sends events over Segment's 32 KB.
+    The event cannot be replayed (its path is ``$``, not the catalog's): what was left
+    out is not stored anywhere.
+    """
+    columns = {"properties": properties, "traits": traits, "context": context}
     sizes = {name: len(text) for name, text in columns.items() if text is not None}
-    field = max(sizes, key=sizes.__getitem__)
-    return message_error(index, field, f"the message's context, properties and traits are "
-                         f"{size} bytes of JSON ({field} {sizes[field]}), more than the "
-                         f"limit of {limit} ([collector] max_event_bytes)",
-                         code="event_too_large", status=413)
+    left_out, total = [], size
+    for name in sorted(sizes, key=sizes.__getitem__, reverse=True):
+        if total <= limit:
+            break
+        columns[name] = "{}" if name == "context" else None
+        total -= sizes[name] - len(columns[name] or "")
+        left_out.append(f"{name} ({sizes[name]} bytes)")
+    problem = {"path": "$", "rule": "event_too_large", "file": None, "line": None,
+               "message": f"the message's context, properties and traits are {size} bytes "
+                          f"of JSON, more than [collector] max_event_bytes ({limit}): "
+                          f"{' and '.join(left_out)} not kept, so it cannot be replayed"}
+    listed = orjson.loads(violations) if violations else []
+    return (columns["properties"], columns["traits"], columns["context"] or "{}",
+            orjson.dumps([*listed, problem]).decode())
 
 
 def _quoted(value: Any) -> str:
@@ -399,9 +417,10 @@ def map_messages(
             context_json = dumps(context).decode()
             size = (len(context_json) + (len(properties_json) if properties_json else 0)
                     + (len(traits_json) if traits_json else 0))
-            if size > max_event_bytes:
-                raise _too_large(at, size, max_event_bytes, context=context_json,
-                                 properties=properties_json, traits=traits_json)
+            if size > max_event_bytes:  # quarantined, without what made it too large
+                properties_json, traits_json, context_json, violations = _cut_to_size(
+                    size, max_event_bytes, properties_json, traits_json, context_json,
+                    violations)
             # a column shorter than _DEEP_BYTES cannot nest that deep: most pay 3 compares
             if ((len(context_json) >= _DEEP_BYTES and _too_deep(context_json))
                     or (properties_json is not None and len(properties_json) >= _DEEP_BYTES

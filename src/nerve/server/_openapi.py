@@ -30,7 +30,7 @@ _REFUSALS = {
     "401": "Missing or unknown write key",
     "408": "The body took longer than body_timeout_seconds to arrive (or the headers than "
            "header_timeout_seconds)",
-    "413": "Body (after decompression) or one event over its size limit",
+    "413": "Body (after decompression) over its size limit",
     "415": "Not JSON, or an unknown Content-Encoding",
     "429": "The source is over its rate limit; retry after Retry-After seconds",
     "503": "The event log is behind, or could not be written; retry after Retry-After "
