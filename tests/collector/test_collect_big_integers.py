@@ -12,9 +12,10 @@ import base64
 from collections.abc import Callable
 
 import orjson
+import pytest
 
 from nerve.catalog import Catalog
-from nerve.collector import Collector
+from nerve.collector import Collector, RequestError
 from nerve.workspace import Workspace
 
 BOUGHT = """\
@@ -119,3 +120,34 @@ def test_a_non_finite_number_costs_its_own_event_not_the_batch(
     # an integer beyond 64 bits is read as the usual parse reads it, and refused as such
     (violation,) = orjson.loads(str(envelopes[3]["violations"]))
     assert "64-bit integer range" in violation["message"]
+
+
+def test_a_numeric_message_id_keeps_its_digits_within_64_bits_and_a_hash_beyond(
+        make_workspace: Callable[..., Workspace]) -> None:
+    """docs/collector.md: ``messageId`` as an integer is its digits up to 2**64 - 1; a
+    larger one reads as a float and gets the message's stable hash (a resend of it still
+    dedupes)."""
+    ws = make_workspace({"plan_bought.yaml": BOUGHT})
+
+    def sent(message_id: int) -> str:
+        return ('{"batch": [{"type": "track", "event": "plan_bought", "userId": "u1", '
+                f'"messageId": {message_id}, "properties": {{"seats": 1}}}}]}}')
+
+    (within,) = collect(ws, sent(2**64 - 1).encode())
+    assert within["message_id"] == str(2**64 - 1)
+    (beyond,) = collect(ws, sent(2**64).encode())
+    (again,) = collect(ws, sent(2**64).encode())
+    assert beyond["message_id"] != str(2**64)
+    assert beyond["message_id"] == again["message_id"]
+
+
+def test_a_number_beyond_a_floats_range_refuses_the_request_naming_its_position(
+        make_workspace: Callable[..., Workspace]) -> None:
+    """docs/storage.md, "Numbers": 1e400, or an integer past ~1.8e308, cannot be read."""
+    ws = make_workspace({"plan_bought.yaml": BOUGHT})
+    for number in ("1e400", "9" * 309):
+        body = '{"batch": [' + message(0, f'{{"seats": {number}}}') + "]}"
+        with pytest.raises(RequestError) as refused:
+            collect(ws, body.encode())
+        assert refused.value.code == "invalid_json"
+        assert refused.value.details["position"] == body.index(number)

@@ -71,6 +71,19 @@ def test_declared_version_is_used_else_the_latest(collector: Collector) -> None:
     assert "1.0.0, 2.0.0" in problem["message"]
 
 
+
+def test_an_absurdly_long_event_version_is_named_not_pythons_limit(collector: Collector) -> None:
+    """A 5000-digit context.event_version quarantined its event with Python's own advice
+    ("use sys.set_int_max_str_digits() to increase the limit") as the message."""
+    [envelope] = collect(collector, order({"order_id": "o1", "revenue": 1.0},
+                                          context={"event_version": "9" * 5000}))
+    [problem] = violations(envelope)
+    assert problem["rule"] == "invalid_version"
+    assert "expected a version like 1 or 1.2.0" in problem["message"]
+    assert "sys." not in problem["message"]
+    assert "(5000 characters)" in problem["message"]
+    assert len(problem["message"]) < 200
+
 def test_calls_with_a_catalog_entry_are_validated_others_are_not(collector: Collector) -> None:
     good, bad, page, alias = collect(
         collector,

@@ -194,6 +194,59 @@ def test_a_corrupt_last_frame_is_cut_and_kept_aside(tmp_path: Path, make_batch: 
     assert [r["user_id"] for r in read_all(tmp_path)] == ["u0", "u1", "u2", "u20"]
 
 
+def test_whole_frames_after_a_damaged_one_are_salvaged(tmp_path: Path, make_batch: MakeBatch,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """A bit flip in one frame (a bad sector) used to cut every acknowledged batch after
+    it too; the frames after it that verify are now loaded from a new segment."""
+    with LogWriter(tmp_path, "w0") as writer:
+        for i in range(4):
+            writer.append(make_batch(2, start=10 * i))
+            writer.sync()
+            if i == 0:
+                path = _last_segment(tmp_path)
+                good = path.stat().st_size
+    data = bytearray(path.read_bytes())
+    data[good + HEADER.size + 5] ^= 0xFF  # in the second frame's payload
+    path.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger="nerve.log"), LogWriter(tmp_path, "w0"):
+        pass
+    assert "2 whole frames after the damaged one" in caplog.text
+    assert path.with_name(f"{path.name}.cut-{good}").read_bytes() == bytes(data[good:])
+    assert [r["user_id"] for r in read_all(tmp_path)] == ["u0", "u1", "u20", "u21", "u30", "u31"]
+
+
+def test_a_damaged_length_field_is_not_taken_for_a_torn_write(tmp_path: Path,
+                                                              make_batch: MakeBatch) -> None:
+    """A length field damaged to run past the end reads as a frame cut short; the whole
+    frames after it are acknowledged batches, kept aside and loaded, not dropped."""
+    with LogWriter(tmp_path, "w0") as writer:
+        for i in range(3):
+            writer.append(make_batch(2, start=10 * i))
+            writer.sync()
+            if i == 0:
+                path = _last_segment(tmp_path)
+                good = path.stat().st_size
+    data = bytearray(path.read_bytes())
+    data[good + 11] = 0x7F  # the length's top byte: far past the end of the file
+    path.write_bytes(bytes(data))
+    LogWriter(tmp_path, "w0").close()
+    assert path.with_name(f"{path.name}.cut-{good}").exists()
+    assert [r["user_id"] for r in read_all(tmp_path)] == ["u0", "u1", "u20", "u21"]
+
+
+def test_a_torn_last_frame_is_cut_without_a_copy(tmp_path: Path, make_batch: MakeBatch) -> None:
+    with LogWriter(tmp_path, "w0") as writer:
+        writer.append(make_batch(2))
+        writer.sync()
+        writer.append(make_batch(2, start=10))
+        writer.sync()
+    path = _last_segment(tmp_path)
+    path.write_bytes(path.read_bytes()[:-7])
+    LogWriter(tmp_path, "w0").close()
+    assert [p.name for p in tmp_path.joinpath("w0").iterdir() if ".cut-" in p.name] == []
+    assert [r["user_id"] for r in read_all(tmp_path)] == ["u0", "u1"]
+
+
 def test_backlog_counts_unacknowledged_bytes(tmp_path: Path, make_batch: MakeBatch) -> None:
     assert backlog_bytes(tmp_path / "missing") == 0
     with LogWriter(tmp_path, "w0") as writer:

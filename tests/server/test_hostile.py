@@ -416,6 +416,56 @@ def test_a_worker_forwards_paths_with_escaped_control_characters_without_a_500(
     assert "Traceback" not in server.output()
 
 
+
+def _resident_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def test_a_worker_does_not_hold_a_forwarded_body_in_memory(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., Any]) -> None:
+    """A worker read a non-ingest request's body whole before forwarding it: 400 MB posted
+    to an unknown path, with no token, grew it by 400 MB (kept after the answer). It now
+    streams the body to the main process, which refuses it or answers without reading it."""
+    server = serve(make_workspace(EVENTS), "--workers", "2")
+    assert server.process is not None
+    main = server.process.pid
+    workers = [int(pid) for task in Path(f"/proc/{main}/task").iterdir()
+               for pid in (task / "children").read_text().split()]
+    before = {pid: _resident_bytes(pid) for pid in workers}
+    size = 200 << 20
+    host, port = server.url.removeprefix("http://").split(":")
+    for _ in range(2):  # two connections: SO_REUSEPORT may give both to one worker
+        with socket.create_connection((host, int(port)), timeout=60) as sock:
+            sock.sendall(b"POST /v1/nothing HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                         b"application/json\r\nContent-Length: %d\r\n\r\n" % size)
+            chunk = b"a" * (1 << 20)
+            for _ in range(size // len(chunk)):
+                sock.sendall(chunk)
+            assert sock.recv(200).startswith(b"HTTP/1.1 404 ")
+    grown = max(_resident_bytes(pid) - before[pid] for pid in workers)
+    assert grown < size // 2, f"a worker grew by {grown >> 20} MiB for a {size >> 20} MiB body"
+    assert httpx.get(server.url + "/health", timeout=10).status_code == 200
+    assert server.stop() == 0
+
+
+def test_a_client_gone_in_the_middle_of_a_forwarded_body_is_no_error(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., Any]) -> None:
+    """A client that closed its connection before its read request's body had all come
+    left a worker an "Exception in ASGI application" traceback in the log."""
+    server = serve(make_workspace(EVENTS), "--workers", "2")
+    host, port = server.url.removeprefix("http://").split(":")
+    for _ in range(4):  # several connections, so that both workers get some
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(b"POST /v1/admin/sql HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                         b"application/json\r\nContent-Length: 100000\r\n\r\n" + b"a" * 5000)
+            time.sleep(0.2)
+    assert httpx.get(server.url + "/health", timeout=10).status_code == 200
+    assert server.stop() == 0
+    assert "Traceback" not in server.output()
+
 def _refusals(metrics: str) -> dict[tuple[str, str], float]:
     from prometheus_client.parser import text_string_to_metric_families
 

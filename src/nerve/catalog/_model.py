@@ -49,9 +49,15 @@ class Version:
             raise ValueError(f"expected a version like 1 or 1.2.0, got {value!r}")
         if isinstance(value, int):
             return cls(value)
-        match = re.fullmatch(r"(\d+)(?:[.-](\d+))?(?:[.-](\d+))?", str(value).strip())
+        # at most 18 digits a part: a client's 5000-digit context.event_version used to
+        # quarantine its event with Python's int-conversion limit as the message
+        match = re.fullmatch(r"(\d{1,18})(?:[.-](\d{1,18}))?(?:[.-](\d{1,18}))?",
+                             str(value).strip())
         if not match:
-            raise ValueError(f"expected a version like 1 or 1.2.0, got {value!r}")
+            shown = repr(value)
+            if len(shown) > 60:
+                shown = f"{shown[:60]}... ({len(str(value))} characters)"
+            raise ValueError(f"expected a version like 1 or 1.2.0, got {shown}")
         major, minor, patch = (int(g) if g else 0 for g in match.groups())
         return cls(major, minor, patch)
 

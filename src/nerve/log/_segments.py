@@ -41,6 +41,7 @@ from nerve._files import fsync_dir
 from nerve.log._frame import (
     BATCH_KINDS,
     HEADER,
+    MAGIC,
     MAX_PAYLOAD,
     Frame,
     FrameKind,
@@ -224,8 +225,9 @@ def recover_segment(path: Path) -> None:
     """Cut a torn or corrupt tail off a segment no one writes to (after a crash).
 
     Corrupt bytes are copied aside first (``<segment>.cut-<offset>``) so nothing is
-    destroyed; a torn tail (a write cut short) is simply dropped: it was never synced,
-    so never acknowledged. A segment gone meanwhile (the loader deletes sealed segments
+    destroyed, and whole frames after a damaged one go to a new segment that the loader
+    loads (``_salvage``); a torn tail (a write cut short) is simply dropped: it was never
+    synced, so never acknowledged. A segment gone meanwhile (the loader deletes sealed segments
     once loaded, without the writer's lock) needs nothing. An empty segment (its writer
     died between creating it and writing its schema) holds nothing and is removed: the
     loader would otherwise set it aside as corrupt.
@@ -239,17 +241,26 @@ def recover_segment(path: Path) -> None:
             path.unlink(missing_ok=True)
             fsync_dir(path.parent)
         return
-    size = path.stat().st_size
+    data = path.read_bytes()
+    size = len(data)
     kept = None
-    if tail is Tail.CORRUPT:
+    # a damaged length field reads as a frame cut short: look for whole frames after it
+    # whatever the tail (a torn write has none)
+    salvaged, frames = _salvage(path, data, end)
+    if tail is Tail.CORRUPT or salvaged is not None:
         kept = path.parent / f"{path.name}.cut-{end}"
-        with path.open("rb") as f:
-            f.seek(end)
-            kept.write_bytes(f.read())
+        kept.write_bytes(data[end:])
     # the fields too, for whoever reads the JSON log (the message alone named them)
-    log.warning("%s: %s tail of %d bytes at offset %d cut", path, tail.value, size - end, end,
+    message = "%s: %s tail of %d bytes at offset %d cut"
+    args: tuple[object, ...] = (path, tail.value, size - end, end)
+    if salvaged is not None:
+        message += "; %d whole frames after the damaged one are loaded from %s"
+        args += (frames, salvaged.name)
+    log.warning(message, *args,
                 extra={"segment": str(path), "tail": tail.value, "cut_bytes": size - end,
-                       "offset": end, "kept_as": None if kept is None else str(kept)})
+                       "offset": end, "kept_as": None if kept is None else str(kept),
+                       "salvaged_frames": frames,
+                       "salvaged_as": None if salvaged is None else str(salvaged)})
     if end == 0:
         path.unlink()
     else:
@@ -257,6 +268,53 @@ def recover_segment(path: Path) -> None:
             f.truncate(end)
             os.fsync(f.fileno())
     fsync_dir(path.parent)
+
+
+def _salvage(path: Path, data: bytes, end: int) -> tuple[Path | None, int]:
+    """Copy the whole frames that follow a damaged one into a new segment; its path and
+    how many frames it holds (``None, 0`` when none verify).
+
+    A flipped bit in one frame (a bad sector, not a crash: a torn write leaves no frame
+    after it) used to cut every acknowledged batch written after it too. The frames after
+    it are found by their header (``MAGIC``) and must verify and decode in the segment's
+    schema; they go, behind a copy of its schema frame, into a segment named after every
+    existing one, which the loader loads like any other (a copy of a row it already holds
+    is a duplicate of its message_id). The cut bytes stay aside whole, as before.
+    """
+    view = memoryview(data)
+    first = next(iter_frames(view[:end]))
+    if isinstance(first, Tail) or first.kind is not FrameKind.SCHEMA:
+        return None, 0  # no schema to read the frames with
+    schema = decode_schema(first.payload)
+    found: list[bytes] = []
+    pos = data.find(MAGIC, end + 1)
+    while pos != -1:
+        item = next(iter_frames(view[pos:]))
+        if isinstance(item, Frame) and _decodes(item, schema):
+            found.append(data[pos : pos + item.end])
+            pos = data.find(MAGIC, pos + item.end)
+        else:
+            pos = data.find(MAGIC, pos + 1)
+    if not found:
+        return None, 0
+    salvaged = path.parent / new_segment_name(path.parent)
+    with salvaged.open("xb") as f:
+        f.write(data[: first.end])
+        for frame in found:
+            f.write(frame)
+        f.flush()
+        os.fsync(f.fileno())
+    return salvaged, len(found)
+
+
+def _decodes(frame: Frame, schema: pa.Schema) -> bool:
+    if frame.kind not in BATCH_KINDS:
+        return False
+    try:
+        decode_batch(frame, schema)
+    except ValueError:
+        return False
+    return True
 
 
 #: names of the files kept for an operator beside the segments (see the layout above)

@@ -37,7 +37,7 @@ from urllib.parse import quote
 import httpx
 import uvicorn
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -176,9 +176,14 @@ async def _forward(request: Request) -> Response:
     raw_path = request.scope.get("raw_path")
     path = raw_path.decode("latin-1") if raw_path else quote(request.url.path)
     try:
+        # streamed, not read whole first: a worker buffered any body it was sent (400 MB
+        # to an unknown path, no token needed: +400 MB resident, kept), though the main
+        # process refuses a read request over 1 MiB and answers 401 without reading one
         answer = await client.request(request.method, path,
                                       params=request.url.query, headers=headers,
-                                      content=await request.body())
+                                      content=request.stream())
+    except ClientDisconnect:  # gone before its body had all come: nobody to answer
+        return Response(status_code=400)
     except httpx.InvalidURL as exc:  # what the main process could not be asked either
         return nerve_error_response(PayloadError(
             f"the request's URL cannot be read: {exc}", code="invalid_http"))
