@@ -60,6 +60,7 @@ def summary(r: dict[str, Any], t: _Target) -> str:
         if same:
             text += (f" Part of the same change (outside {d['dimension']} = {d['value']} "
                      f"they did not move beyond noise): {', '.join(same)}.")
+        text += drill_down(d, found[1:6])
     elif r["change"]:
         text += f" {noise_sentence(r)}"
     offsets = r.get("offsets") or []
@@ -85,6 +86,30 @@ def summary(r: dict[str, Any], t: _Target) -> str:
         text += (f" Caveat: {len(r['caveats'])} data-quality finding(s) on these events, "
                  f"e.g. {r['caveats'][0]['message']}")
     return text
+
+
+def drill_down(lead: dict[str, Any], drivers: list[dict[str, Any]]) -> str:
+    """Where the lead driver's change sits, when other drivers hold it (``holds_change``:
+    outside their value, the lead did not move beyond noise), else "".
+
+    >>> drill_down({"dimension": "platform", "value": "android"},
+    ...            [{"dimension": "country", "value": "DE", "holds_change": True},
+    ...             {"dimension": "app_version", "value": "5.2.0", "holds_change": True}]
+    ...            ).split(": ")[0]
+    ' The change sits where platform = android, country = DE and app_version = 5.2.0 meet'
+    """
+    held = [f"{x['dimension']} = {x['value']}" for x in drivers if x.get("holds_change")]
+    if not held:
+        return ""
+    name = f"{lead['dimension']} = {lead['value']}"
+    every = _and([name, *held])
+    outside = held[0] if len(held) == 1 else f"each of {_and(held)}"
+    return (f" The change sits where {every} meet: outside {outside}, {name} did not move "
+            "beyond noise.")
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
 def period_words(period: dict[str, Any], tz: str) -> str:
