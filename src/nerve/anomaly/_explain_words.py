@@ -74,14 +74,24 @@ def summary(r: dict[str, Any], t: _Target) -> str:
                  f"{(broken['step_conversion'] or 0):.1%} of the previous step against "
                  f"{(broken['expected_step_conversion'] or 0):.1%}.")
     named: set[str] = set()
-    moving = []
+    moving, elsewhere = [], []
     # an event's move for the driver's value says more than its move overall
     for x in sorted(r["related"], key=lambda x: not x.get("dimension")):
         if not x["in_target"] and x["event"] not in named:
             named.add(x["event"])
-            moving.append(f"{x['event']}{_where(x)} {x['direction']} {abs(x['change']):.0%}")
+            words = f"{x['event']}{_where(x)} {x['direction']} {abs(x['change']):.0%}"
+            if x.get("moved_with") is False:
+                elsewhere.append((words, x["lead"]))
+            elif x.get("moved_with") is None and x.get("lead"):
+                moving.append(f"{words} (it does not carry {x['lead'].split(' = ')[0]}: "
+                              f"whether it moved with {x['lead']} is not known)")
+            else:
+                moving.append(words)
     if moving:
         text += f" At the same time: {', '.join(moving[:3])}."
+    if elsewhere:
+        text += (f" Not with it (they moved outside {elsewhere[0][1]} as well): "
+                 f"{', '.join(w for w, _ in elsewhere[:3])}.")
     if r["caveats"]:
         text += (f" Caveat: {len(r['caveats'])} data-quality finding(s) on these events, "
                  f"e.g. {r['caveats'][0]['message']}")
