@@ -345,3 +345,25 @@ def test_a_weekly_rhythms_quiet_day_is_not_the_day_that_dropped(demo_root: Path)
     text, args = _explain_args(ctx, "why did add to cart drop?")
     assert (args["period"], args["vs"]) == ("2026-11-26..2026-11-26", "expected")
     assert "fell unusually on 2026-11-26 (1,600, against 2,000 a week before;" in text
+
+
+def test_a_driver_whose_total_did_not_move_is_not_said_to_have_fallen_by_0() -> None:
+    # an app version with no cart in the period nor in the median baseline week (it was
+    # out one week of four) drives the drop by its rate against the average: "while its
+    # total fell by 0" said a fall that is not there
+    driver = {"dimension": "app_version", "value": "3.4.0", "effect": "rate",
+              "contribution": 0, "share": 0.0, "effect_change": -430.05,
+              "effect_share": 0.925, "significant": True, "score": 0.46}
+    explained = {"observed": 19, "baseline": 484, "change": -465,
+                 "drivers": [driver], "change_z": -20.0, "change_significant": True}
+    b = Builder("why did carts drop on ios?", {})
+    _drivers(explained, "nerve explain carts", "number", None, -465, b)
+    text = b.finish().answer
+    assert "while its total did not move)" in text, text
+    assert "fell by 0" not in text
+    # and one that went the other way is quoted by how much, without a sign
+    driver = {**driver, "contribution": -36, "effect_change": 55.0}
+    b = Builder("why did carts rise?", {})
+    _drivers({**explained, "drivers": [driver]}, "nerve explain carts", "number", None,
+             465, b)
+    assert "while its total fell by 36)" in b.finish().answer

@@ -651,7 +651,10 @@ def _drivers(r: dict[str, Any], q: str, kind: str, currency: str | None, change:
     """The drivers ``nerve explain`` finds significant and large enough to name (its
     ``MIN_SCORE``); the others are noise, and an answer that named them would explain
     nothing (docs/anomalies.md#nerve-explain)."""
-    from nerve.anomaly._explain_words import MIN_SCORE  # noqa: PLC0415 - with explain
+    from nerve.anomaly._explain_words import (  # noqa: PLC0415 - with explain
+        MIN_SCORE,
+        total_moved,
+    )
 
     drivers = [d for d in r.get("drivers") or []
                if d.get("significant") and (d.get("score") or 0) >= MIN_SCORE]
@@ -677,9 +680,14 @@ def _drivers(r: dict[str, Any], q: str, kind: str, currency: str | None, change:
                            d.get("effect_change"), q, "explain_change", amount_kind, currency)
             share = b.num(f"share of change {d['dimension']}={d['value']}",
                           d.get("effect_share"), q, "explain_change", "percent")
-            moved = "rose" if (d.get("contribution") or 0) > 0 else "fell"
+            moved = total_moved(d.get("contribution"))
+            if d.get("contribution"):
+                total = b.num(f"change of the total {d['dimension']}={d['value']}",
+                              abs(d["contribution"]), q, "explain_change", amount_kind,
+                              currency)
+                moved += f" by {total}"
             found.append(f"{d['dimension']} = {value} ({d['effect']} effect {effect}, {share} "
-                         f"of the change, while its total {moved} by {contribution})")
+                         f"of the change, while its total {moved})")
         if not parts:  # the lead is below what an answer names: name them as they are
             parts, along = along, []
         b.say(f"Main driver{'s' if len(parts) > 1 else ''}: {'; '.join(parts)}.")

@@ -186,7 +186,7 @@ def _driver_words(d: dict[str, Any], t: _Target) -> str:
                 + detail)
     if t.kind != "additive" and d["effect"] == "rate":
         detail = f" ({_fmt(d['observed'], t.style)} against {_fmt(d['expected'], t.style)})"
-    moved = "rose" if (d["contribution"] or 0) > 0 else "fell"
+    moved = total_moved(d["contribution"])
     text = (f"a {d['effect']} effect of {_signed(d['effect_change'], t.style)}, "
             f"{(d['effect_share'] or 0):.0%} of the change{detail}")
     if t.kind == "additive":
@@ -198,6 +198,17 @@ def _driver_words(d: dict[str, Any], t: _Target) -> str:
     parts = ("volume", "mix", "arrivals") if d["effect"] == "rate" else ("rate", "arrivals")
     others = [f"{k} {_signed(d[k], t.style)}" for k in parts if d.get(k)]
     return text + (f" ({', '.join(others)})" if others else "")
+
+
+def total_moved(contribution: float | None) -> str:
+    """How a value's own total moved: "rose", "fell", or "did not move" (a value with
+    nothing in either period, or the same amount, was said to have "fell: 0 against 0").
+
+    >>> [total_moved(c) for c in (55, -36, 0, None)]
+    ['rose', 'fell', 'did not move', 'did not move']
+    """
+    return "rose" if (contribution or 0) > 0 else "fell" if (contribution or 0) < 0 \
+        else "did not move"
 
 
 def _share_words(x: dict[str, Any]) -> str:
@@ -215,7 +226,7 @@ def _offset(x: dict[str, Any], style: str) -> str:
         return (f"{x['dimension']} = {x['value']} ({x['effect']} effect "
                 f"{_fmt(x[x['effect']], style)}, {_fmt(x['observed'], style)} against "
                 f"{_fmt(x['expected'], style)}{weak})")
-    moved = "rose" if (x["contribution"] or 0) > 0 else "fell"
+    moved = total_moved(x["contribution"])
     return (f"{x['dimension']} = {x['value']} ({x['effect']} effect "
             f"{_signed(x['effect_change'], style)}, while its total {moved}: "
             f"{_fmt(x['observed'], style)} against {_fmt(x['expected'], style)}{weak})")
