@@ -423,7 +423,7 @@ def _sharpest_day(plan: Plan, ctx: Context, b: Builder) -> Span | None:
     out = {d for d, v in known if typical > 0 and sign * (v - typical) / typical >= STANDS_OUT
            and _beyond_week_before(values, d, sign)}
     if out:
-        day = max(out, key=lambda d: sign * values[d])
+        day = max(sorted(out), key=lambda d: sign * values[d])  # ties: the first
         since, until = _stretch(day, out)
         moved = "fell lowest" if sign < 0 else "rose highest"
         shown = b.num(f"{label} {day}", values[day], q, "query_metrics", kind, currency)
