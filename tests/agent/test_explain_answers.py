@@ -320,3 +320,50 @@ def test_an_answer_with_dates_names_their_time_zone(demo_ctx: Context) -> None:
     assert text.endswith(f"Days are those of the workspace's time zone, {zone}.")
     declined = ask("what is our churn rate?", demo_ctx).answer
     assert "time zone" not in declined
+
+
+def test_why_without_a_period_explains_the_whole_stretch_of_days_that_dropped(
+        demo_root: Path) -> None:
+    """A release that stopped sending add_to_cart on android for three days: "why did add
+    to cart drop on android?" explained the first of the zero days only, against what is
+    expected of it; now the three days are explained together."""
+    ctx = _android_carts(demo_root, {3: 0, 4: 0, 5: 0})
+    text, args = _explain_args(ctx, "why did add to cart drop on android?")
+    assert (args["period"], args["vs"]) == ("2026-11-24..2026-11-26", "expected")
+    assert "one of the days from 2026-11-24 to 2026-11-26 that all stand out so" in text
+    assert "fell to 0 from 2026-11-24 to 2026-11-26, against 72 expected" in text
+
+
+def test_a_weekly_rhythms_quiet_day_is_not_the_day_that_dropped(demo_root: Path) -> None:
+    """Mondays have 30% fewer add-to-carts every week: "why did add to cart drop?" took
+    the last Monday for the day that dropped (the lowest day, 30% under the median) and
+    called it ordinary variation, while a Thursday fell 20% from the Thursday before.
+    A day stands out only when it also moved from the same weekday a week before."""
+    mondays = {back: 1400 for back in range(1, 29)
+               if (NOW - timedelta(days=back)).weekday() == 0}
+    ctx = _android_carts(demo_root, {**mondays, 3: 1600}, usual=2000)
+    text, args = _explain_args(ctx, "why did add to cart drop?")
+    assert (args["period"], args["vs"]) == ("2026-11-26..2026-11-26", "expected")
+    assert "fell unusually on 2026-11-26 (1,600, against 2,000 a week before;" in text
+
+
+def test_a_driver_whose_total_did_not_move_is_not_said_to_have_fallen_by_0() -> None:
+    # an app version with no cart in the period nor in the median baseline week (it was
+    # out one week of four) drives the drop by its rate against the average: "while its
+    # total fell by 0" said a fall that is not there
+    driver = {"dimension": "app_version", "value": "3.4.0", "effect": "rate",
+              "contribution": 0, "share": 0.0, "effect_change": -430.05,
+              "effect_share": 0.925, "significant": True, "score": 0.46}
+    explained = {"observed": 19, "baseline": 484, "change": -465,
+                 "drivers": [driver], "change_z": -20.0, "change_significant": True}
+    b = Builder("why did carts drop on ios?", {})
+    _drivers(explained, "nerve explain carts", "number", None, -465, b)
+    text = b.finish().answer
+    assert "while its total did not move)" in text, text
+    assert "fell by 0" not in text
+    # and one that went the other way is quoted by how much, without a sign
+    driver = {**driver, "contribution": -36, "effect_change": 55.0}
+    b = Builder("why did carts rise?", {})
+    _drivers({**explained, "drivers": [driver]}, "nerve explain carts", "number", None,
+             465, b)
+    assert "while its total fell by 36)" in b.finish().answer

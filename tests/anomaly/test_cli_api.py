@@ -124,3 +124,19 @@ def test_the_related_table_reads_like_the_summary() -> None:
         "event": "recipe_view", "observed": 1442, "expected": 717, "change": "+101.1%",
         "z": 19.3}
     assert related_rows(related, Format.csv) == related
+
+
+def test_the_drivers_table_leaves_out_values_that_score_nothing() -> None:
+    """A value that moved with the change but scores 0 (FR kept its usual share of a drop
+    that sits on iOS) is no driver: the table titled "Drivers" does not list it, says how
+    many it left out, and shows each row's score; CSV keeps every row."""
+    from nerve.cli._anomaly import effect_rows, scored_drivers
+    from nerve.cli._common import Format
+
+    drivers = [{"dimension": "platform", "value": "ios", "score": 0.529, "z": -31.98},
+               {"dimension": "country", "value": "FR", "score": 0.0, "z": -6.21}]
+    kept, left = scored_drivers(drivers, Format.table)
+    assert [d["value"] for d in kept] == ["ios"]
+    assert left == 1
+    assert effect_rows(kept, Format.table)[0]["score"] == 0.53
+    assert scored_drivers(drivers, Format.csv) == (drivers, 0)

@@ -201,3 +201,58 @@ def test_the_answer_names_a_driver_inside_the_lead_as_part_of_its_change() -> No
     assert "Main driver: payment_provider = adyen (43, 108.9% of the change)." in text
     assert ("Part of the same change (outside payment_provider = adyen they did not move "
             "beyond noise): platform = web (18, 45.6% of the change).") in text
+
+
+def test_the_summary_says_where_the_change_sits_only_when_the_overlap_holds_it(
+        tmp_path: Path) -> None:
+    # android's 2.0 build stops add to cart: outside app_version 2, android did not move,
+    # so the drop sits where the two meet
+    (tmp_path / "held").mkdir()
+    events, layer = versions_shop(
+        tmp_path / "held",
+        before=[("ios", "1", 600, 180), ("android", "1", 300, 90), ("android", "2", 300, 90)],
+        during=[("ios", "1", 600, 180), ("android", "1", 300, 90), ("android", "2", 300, 0)])
+    result = explain(events, "add_to_cart", layer=layer, period="yesterday", now=NOW,
+                     dimensions=["platform", "app_version"], catalog_events=EVENTS)
+    lead, other = [d for d in result["drivers"] if d["significant"]]
+    assert other["holds_change"] is True
+    assert abs(other["lead_outside_z"]) < result["significant_z"]
+    assert (f"The change sits where {lead['dimension']} = {lead['value']} and "
+            f"{other['dimension']} = {other['value']} meet") in result["summary"]
+
+    # android's carts fall on both builds: app_version 2 is still part of android's
+    # change (outside android it has no events), but android fell outside it too
+    (tmp_path / "spread").mkdir()
+    events, layer = versions_shop(
+        tmp_path / "spread",
+        before=[("ios", "1", 600, 180), ("android", "1", 300, 90), ("android", "2", 300, 90)],
+        during=[("ios", "1", 600, 180), ("android", "1", 300, 10), ("android", "2", 300, 10)])
+    result = explain(events, "add_to_cart", layer=layer, period="yesterday", now=NOW,
+                     dimensions=["platform", "app_version"], catalog_events=EVENTS)
+    overlapping = [d for d in result["drivers"] if d.get("overlaps")]
+    assert overlapping, result["drivers"]
+    assert not any(d["holds_change"] for d in overlapping)
+    assert "The change sits where" not in result["summary"]
+
+
+def test_the_answer_says_where_the_change_sits_when_the_overlaps_hold_it() -> None:
+    lead = {"dimension": "platform", "value": "android", "effect": "rate",
+            "contribution": -90, "share": 1.0, "effect_change": -90, "effect_share": 1.0,
+            "significant": True, "score": 0.5}
+    version = {"dimension": "app_version", "value": "5.2.0", "effect": "rate",
+               "contribution": -90, "effect_change": -90, "effect_share": 1.0, "share": 1.0,
+               "significant": True, "score": 0.4, "overlaps": "platform = android",
+               "outside_z": 0.0, "holds_change": True, "lead_outside_z": -0.4}
+    country = {**version, "dimension": "country", "value": "DE", "contribution": -60,
+               "effect_change": -60, "share": 0.667, "effect_share": 0.667, "score": 0.2,
+               "holds_change": False, "lead_outside_z": -6.1}
+    explained = {"observed": 90, "baseline": 180, "change": -90,
+                 "drivers": [lead, version, country], "change_z": -7.6,
+                 "change_significant": True}
+    b = Builder("why did carts drop?", {})
+    _drivers(explained, "nerve explain carts", "number", None, -90, b)
+    text = b.finish().answer
+    assert ("The change sits where platform = android and app_version = 5.2.0 meet: "
+            "outside app_version = 5.2.0, platform = android did not move beyond noise."
+            ) in text
+    assert "country = DE meet" not in text

@@ -392,12 +392,15 @@ UNUSUAL_MOVE = 0.10
 
 
 def _sharpest_day(plan: Plan, ctx: Context, b: Builder) -> Span | None:
-    """The day of the last ``LOOK_BACK_DAYS`` complete ones that stands out the way the
+    """The days of the last ``LOOK_BACK_DAYS`` complete ones that stand out the way the
     question says: the one that moved furthest, when it is ``STANDS_OUT`` or more from the
-    median day, else the one whose change from the same weekday a week before is
-    unusual against the metric's own day-to-day changes (``_unusual_day``); None
-    otherwise. A one-day drop (a broken release, an outage) is a few percent of a week:
-    explaining the week called it ordinary variation."""
+    median day and from the same weekday a week before (a weekly rhythm's quiet Monday is
+    no drop), else the one whose change from the same weekday a week before is unusual
+    against the metric's own day-to-day changes (``_unusual_days``); with the days next
+    to it that stand out so too (``_stretch``: a release that stopped sending an event
+    for five days is those five days, not its first or its lowest one). None otherwise.
+    A one-day drop (a broken release, an outage) is a few percent of a week: explaining
+    the week called it ordinary variation."""
     today, first = ctx.today(), ctx.first_event()
     window = Span(today - timedelta(days=LOOK_BACK_DAYS + 7), today - timedelta(days=1),
                   f"the last {LOOK_BACK_DAYS} days and the week before")
@@ -415,52 +418,93 @@ def _sharpest_day(plan: Plan, ctx: Context, b: Builder) -> Span | None:
     known = [d for d in days if first is None or d[0] - timedelta(days=7) >= first]
     if not known:
         return None
-    kind, currency, label = _target_of(plan, ctx)
-    day, value = max(known, key=lambda d: sign * d[1])
-    if typical > 0 and sign * (value - typical) / typical >= STANDS_OUT:
-        moved = "fell lowest" if sign < 0 else "rose highest"
-        shown = b.num(f"{label} {day}", value, q, "query_metrics", kind, currency)
-        b.say(f"Of the last two weeks' complete days, {label}{_filters(plan)} {moved} on "
-              f"{day.isoformat()} ({shown}): that day is explained against what is expected "
-              "of it.")
-        return Span(day, day, day.isoformat())
-    unusual = _unusual_day(dict(every), [d for d, _ in known], sign, _counts(plan, ctx))
-    if unusual is None:
-        return None
-    day, before = unusual
     values = dict(every)
+    kind, currency, label = _target_of(plan, ctx)
+    out = {d for d, v in known if typical > 0 and sign * (v - typical) / typical >= STANDS_OUT
+           and _beyond_week_before(values, d, sign)}
+    if out:
+        day = max(sorted(out), key=lambda d: sign * values[d])  # ties: the first
+        since, until = _stretch(day, out)
+        moved = "fell lowest" if sign < 0 else "rose highest"
+        shown = b.num(f"{label} {day}", values[day], q, "query_metrics", kind, currency)
+        if since == until:
+            b.say(f"Of the last two weeks' complete days, {label}{_filters(plan)} {moved} "
+                  f"on {day.isoformat()} ({shown}): that day is explained against what is "
+                  "expected of it.")
+            return Span(day, day, day.isoformat())
+        b.say(f"Of the last two weeks' complete days, {label}{_filters(plan)} {moved} on "
+              f"{day.isoformat()} ({shown}), one of the days from {since.isoformat()} to "
+              f"{until.isoformat()} that all stand out so: those days are explained against "
+              "what is expected of them.")
+        return Span(since, until, f"{since.isoformat()}..{until.isoformat()}")
+    unusual = _unusual_days(values, [d for d, _ in known], sign, _counts(plan, ctx))
+    if not unusual:
+        return None
+    day = max(unusual, key=lambda d: sign * (values[d] - values[unusual[d]]))
+    since, until = _stretch(day, set(unusual))
+    before = unusual[day]
     shown = b.num(f"{label} {day}", values[day], q, "query_metrics", kind, currency)
     was = b.num(f"{label} {before}", values[before], q, "query_metrics", kind, currency)
     moved = "fell" if sign < 0 else "rose"
+    if since == until:
+        b.say(f"Of the last two weeks' complete days, {label}{_filters(plan)} {moved} "
+              f"unusually on {day.isoformat()} ({shown}, against {was} a week before; "
+              "beyond its usual day-to-day changes): that day is explained against what is "
+              "expected of it.")
+        return Span(day, day, day.isoformat())
     b.say(f"Of the last two weeks' complete days, {label}{_filters(plan)} {moved} unusually "
-          f"on {day.isoformat()} ({shown}, against {was} a week before; beyond its usual "
-          "day-to-day changes): that day is explained against what is expected of it.")
-    return Span(day, day, day.isoformat())
+          f"from {since.isoformat()} to {until.isoformat()} (on {day.isoformat()}: {shown}, "
+          f"against {was} a week before; each day beyond its usual day-to-day changes): "
+          "those days are explained against what is expected of them.")
+    return Span(since, until, f"{since.isoformat()}..{until.isoformat()}")
 
 
-def _unusual_day(values: dict[date, float], days: list[date], sign: int,
-                 counts: bool) -> tuple[date, date] | None:
-    """Of ``days``, the one whose change from the same weekday a week before (so a weekly
-    rhythm is no change) moved furthest the way ``sign`` says, with that weekday, when the
-    change is ``UNUSUAL_Z`` robust standard deviations beyond the median change and
-    ``UNUSUAL_MOVE`` or more; None otherwise. The spread is 1.4826 median absolute
-    deviations of the changes, and for a count at least its Poisson noise (the square
-    root of the two days' sum): a steady count's 20% drop stands out, a small count's
-    ordinary wobble does not."""
+def _beyond_week_before(values: dict[date, float], day: date, sign: int) -> bool:
+    """Whether ``day`` moved ``STANDS_OUT`` or more the way ``sign`` says from the same
+    weekday a week before (when that day is known)."""
+    before = values.get(day - timedelta(days=7))
+    if before is None:
+        return True
+    moved = sign * (values[day] - before)
+    return moved > 0 and moved >= STANDS_OUT * before
+
+
+def _stretch(day: date, out: set[date]) -> tuple[date, date]:
+    """The first and last day of the run of consecutive days of ``out`` that holds
+    ``day``."""
+    since = until = day
+    while since - timedelta(days=1) in out:
+        since -= timedelta(days=1)
+    while until + timedelta(days=1) in out:
+        until += timedelta(days=1)
+    return since, until
+
+
+def _unusual_days(values: dict[date, float], days: list[date], sign: int,
+                  counts: bool) -> dict[date, date]:
+    """Of ``days``, those whose change from the same weekday a week before (so a weekly
+    rhythm is no change) moved the way ``sign`` says ``UNUSUAL_Z`` robust standard
+    deviations beyond the median change and ``UNUSUAL_MOVE`` or more, each with that
+    weekday. The spread is 1.4826 median absolute deviations of the changes, and for a
+    count at least its Poisson noise (the square root of the two days' sum): a steady
+    count's 20% drop stands out, a small count's ordinary wobble does not."""
     changes = {d: values[d] - values[d - timedelta(days=7)] for d in days
                if d - timedelta(days=7) in values}
     if len(changes) < LOOK_BACK_DAYS // 2:
-        return None
+        return {}
     center = statistics.median(changes.values())
     spread = 1.4826 * statistics.median(abs(c - center) for c in changes.values())
-    day = max(changes, key=lambda d: sign * changes[d])
-    before = day - timedelta(days=7)
-    if counts:
-        spread = max(spread, math.sqrt(max(values[day] + values[before], 1.0)))
-    moved = sign * changes[day]
-    if spread <= 0 or values[before] <= 0 or moved / values[before] < UNUSUAL_MOVE:
-        return None
-    return (day, before) if (moved - sign * center) / spread >= UNUSUAL_Z else None
+    out = {}
+    for day, change in changes.items():
+        before = day - timedelta(days=7)
+        noise = max(spread, math.sqrt(max(values[day] + values[before], 1.0))) \
+            if counts else spread
+        moved = sign * change
+        if noise <= 0 or values[before] <= 0 or moved / values[before] < UNUSUAL_MOVE:
+            continue
+        if (moved - sign * center) / noise >= UNUSUAL_Z:
+            out[day] = before
+    return out
 
 
 def _counts(plan: Plan, ctx: Context) -> bool:
@@ -607,7 +651,10 @@ def _drivers(r: dict[str, Any], q: str, kind: str, currency: str | None, change:
     """The drivers ``nerve explain`` finds significant and large enough to name (its
     ``MIN_SCORE``); the others are noise, and an answer that named them would explain
     nothing (docs/anomalies.md#nerve-explain)."""
-    from nerve.anomaly._explain_words import MIN_SCORE  # noqa: PLC0415 - with explain
+    from nerve.anomaly._explain_words import (  # noqa: PLC0415 - with explain
+        MIN_SCORE,
+        total_moved,
+    )
 
     drivers = [d for d in r.get("drivers") or []
                if d.get("significant") and (d.get("score") or 0) >= MIN_SCORE]
@@ -633,9 +680,14 @@ def _drivers(r: dict[str, Any], q: str, kind: str, currency: str | None, change:
                            d.get("effect_change"), q, "explain_change", amount_kind, currency)
             share = b.num(f"share of change {d['dimension']}={d['value']}",
                           d.get("effect_share"), q, "explain_change", "percent")
-            moved = "rose" if (d.get("contribution") or 0) > 0 else "fell"
+            moved = total_moved(d.get("contribution"))
+            if d.get("contribution"):
+                total = b.num(f"change of the total {d['dimension']}={d['value']}",
+                              abs(d["contribution"]), q, "explain_change", amount_kind,
+                              currency)
+                moved += f" by {total}"
             found.append(f"{d['dimension']} = {value} ({d['effect']} effect {effect}, {share} "
-                         f"of the change, while its total {moved} by {contribution})")
+                         f"of the change, while its total {moved})")
         if not parts:  # the lead is below what an answer names: name them as they are
             parts, along = along, []
         b.say(f"Main driver{'s' if len(parts) > 1 else ''}: {'; '.join(parts)}.")
@@ -645,6 +697,15 @@ def _drivers(r: dict[str, Any], q: str, kind: str, currency: str | None, change:
             lead = b.label(next(str(d["overlaps"]) for d in drivers if d.get("overlaps")))
             b.say(f"Part of the same change (outside {lead} they did not move beyond "
                   f"noise): {'; '.join(along)}.")
+            # outside these values the lead did not move either: its change sits there
+            held = [f"{d['dimension']} = {b.label(d['value'])}" for d in drivers
+                    if d.get("holds_change")]
+            if held:
+                every = ", ".join([lead, *held][:-1]) + f" and {held[-1]}"
+                outside = held[0] if len(held) == 1 else \
+                    "each of " + ", ".join(held[:-1]) + f" and {held[-1]}"
+                b.say(f"The change sits where {every} meet: outside {outside}, {lead} did "
+                      "not move beyond noise.")
     elif change:
         b.say(_no_driver(r, q, b))
         _candidate(r, q, kind, currency, b)

@@ -540,33 +540,52 @@ def _overlaps(t: _Target, table: ir.Table, drivers: list[dict[str, Any]], span: 
     seen through another breakdown: outside the top driver's value they do not move
     beyond noise (``overlaps``: the top driver, ``outside_z``). In an adyen outage,
     ``platform = web`` holds a share of adyen's failed payments: without adyen, web's
-    failures did not move, and naming web as a driver of its own would blame it."""
+    failures did not move, and naming web as a driver of its own would blame it.
+
+    Of those, the ones outside whose value the top driver does not move beyond noise
+    either hold its change (``holds_change``, ``lead_outside_z``): a drop of Android 5.2.0
+    in Germany is inside ``app_version = 5.2.0`` and ``country = DE`` too, where an
+    iOS-only drop is not inside ``country = DE`` (iOS fell outside Germany as well),
+    though Germany's carts, outside iOS, did not move either."""
     if not drivers or not drivers[0]["significant"] or drivers[0]["value"] == NONE:
         return drivers
     lead = drivers[0]
+    for d in drivers[1:6]:
+        if d["dimension"] == lead["dimension"] or not d["significant"]:
+            continue
+        try:
+            z = _outside_z(t, table, d, lead, span, bases, now)
+        except QueryError:
+            continue
+        if abs(z) >= threshold:
+            continue
+        d["overlaps"] = f"{lead['dimension']} = {lead['value']}"
+        d["outside_z"] = _round(z)
+        if d["value"] == NONE:
+            continue
+        back = _outside_z(t, table, lead, d, span, bases, now)
+        d["holds_change"] = bool(abs(back) < threshold)
+        d["lead_outside_z"] = _round(back)
+    return drivers
+
+
+def _outside_z(t: _Target, table: ir.Table, d: dict[str, Any], lead: dict[str, Any],
+               span: Period, bases: list[Period], now: datetime) -> float:
+    """The z of the effect that makes ``d`` a driver, among the events without ``lead``'s
+    value (and those without ``lead``'s property); 0 when it moved the other way there."""
     dim, value = str(lead["dimension"]), str(lead["value"]).replace("'", "''")
     outside = f"({dim} != '{value}' or {dim} is null)"
     rest = replace(t, where=f"({t.where}) and {outside}" if t.where else outside)
-    for d in drivers[1:6]:
-        if d["dimension"] == dim or not d["significant"]:
-            continue
-        try:
-            cells, unit = _cells(rest, table, str(d["dimension"]), span, bases, now)
-        except QueryError:
-            continue
-        z = 0.0
-        cells, population = _segments(cells)
-        if d["value"] in cells.index:
-            parts = decompose(cells, additive=t.kind == "additive", unit=unit,
-                              baselines=len(bases), population=population)
-            row = parts.loc[d["value"]]
-            z = float(row["z_rate"] if d["effect"] == "rate" else row["z_mix"])
-            if np.sign(row["contribution"]) != np.sign(d["contribution"] or 0):
-                z = 0.0  # outside the lead it moved the other way: none of its own
-        if abs(z) < threshold:
-            d["overlaps"] = f"{lead['dimension']} = {lead['value']}"
-            d["outside_z"] = _round(z)
-    return drivers
+    cells, unit = _cells(rest, table, str(d["dimension"]), span, bases, now)
+    cells, population = _segments(cells)
+    if d["value"] not in cells.index:
+        return 0.0
+    parts = decompose(cells, additive=t.kind == "additive", unit=unit,
+                      baselines=len(bases), population=population)
+    row = parts.loc[d["value"]]
+    if np.sign(row["contribution"]) != np.sign(d["contribution"] or 0):
+        return 0.0  # outside the lead it moved the other way: none of its own
+    return float(row["z_rate"] if d["effect"] == "rate" else row["z_mix"])
 
 
 def _gaps(t: _Target, table: ir.Table, span: Period, bases: list[Period],

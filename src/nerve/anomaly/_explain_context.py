@@ -102,7 +102,14 @@ def related_events(table: ir.Table, layer: SemanticLayer, span: _Span,
                    ) -> list[dict[str, Any]]:
     """Events whose count moved a lot over the same period: overall, and for the leading
     drivers' values when the event carries that breakdown (``payment_failed`` up for
-    ``payment_provider = adyen`` while purchases fall)."""
+    ``payment_provider = adyen`` while purchases fall).
+
+    Each says whether it moved with the target (``moved_with``, judged against ``lead``:
+    the value of the row, or the first driver's for a row overall): true when its change
+    sits in that value, as the target's does (outside it, the event did not move the same
+    way by half as much beyond noise), false when it moved outside it too (an outage's
+    failed payments on every platform are no part of an iOS-only drop in carts), null when
+    it cannot be told (no driver, or the event does not carry that breakdown)."""
     earliest = min(b.start for b in bases)
     wanted = {d["dimension"]: str(d["value"]) for d in drivers}
     paths = {dim: _path(layer, dim) for dim in wanted}
@@ -111,20 +118,26 @@ def related_events(table: ir.Table, layer: SemanticLayer, span: _Span,
     if frame.empty:
         return []
     frame["at"] = pd.to_datetime(frame["period"] * 3600, unit="s", utc=True)
+    carries = {dim: set(frame.loc[frame["dimension"] == dim, "target"]) for dim in dims}
     keep = frame["dimension"] == ""
     for dim in dims:
         keep |= (frame["dimension"] == dim) & (frame["value"] == wanted[dim])
     frame = frame[keep]
-    out: list[dict[str, Any]] = []
-    for (event, dimension, value), sub in frame.groupby(["target", "dimension", "value"]):
-        if events and event not in events:
-            continue
+    counts: dict[tuple[str, str], tuple[float, list[float], float]] = {}
+    for (event, dimension), sub in frame.groupby(["target", "dimension"]):
         obs = float(sub[(sub["at"] >= span.start) & (sub["at"] < span.end)]["n"].sum())
-        exp = float(np.median([sub[(sub["at"] >= b.start) & (sub["at"] < b.end)]["n"].sum()
-                               for b in bases]))
+        each = [float(sub[(sub["at"] >= b.start) & (sub["at"] < b.end)]["n"].sum())
+                for b in bases]
         # events per user-hour: how much more than a Poisson count this one varies
         users = float(sub["users"].sum()) if "users" in sub else 0.0
         spread = max(1.0, float(sub["n"].sum()) / users) if users else DISPERSION
+        counts[(str(event), str(dimension))] = (obs, each, spread)
+    first = next((dim for dim in wanted if dim in dims), None)
+    out: list[dict[str, Any]] = []
+    for (event, dimension), (obs, each, spread) in counts.items():
+        if events and event not in events:
+            continue
+        exp = float(np.median(each))
         # a value never seen in the baseline is still only evidence of half an event
         z = count_z(obs, exp, spread=spread, baselines=len(bases),
                     floor=0.5 if dimension else 0.0)
@@ -132,14 +145,38 @@ def related_events(table: ir.Table, layer: SemanticLayer, span: _Span,
         # change), reported as the figures shown read: observed / expected - 1
         change = (obs + 1) / (exp + 1) - 1
         if abs(z) >= SIGNIFICANT_Z and abs(change) >= 0.3 and max(obs, exp) >= 3:
-            out.append({"event": str(event), "dimension": str(dimension) or None,
-                        "value": str(value) or None, "observed": as_count(obs),
-                        "expected": as_count(exp),
+            lead = dimension or first
+            with_lead = None
+            if lead is not None and event in carries[lead]:
+                nothing = (0.0, [0.0] * len(bases), 1.0)  # no event with that value
+                with_lead = _sits_in(counts.get((event, lead), nothing),
+                                     counts[(event, "")], len(bases), change)
+            out.append({"event": event, "dimension": dimension or None,
+                        "value": wanted[dimension] if dimension else None,
+                        "observed": as_count(obs), "expected": as_count(exp),
                         "change": _round(obs / exp - 1 if exp else change), "z": _round(z),
                         "direction": "up" if change > 0 else "down",
-                        "in_target": str(event) in target_events})
+                        "in_target": event in target_events, "moved_with": with_lead,
+                        "lead": None if lead is None else f"{lead} = {wanted[lead]}"})
     out.sort(key=lambda r: -abs(float(r["z"] or 0)))
     return out[:10]
+
+
+def _sits_in(inside: tuple[float, list[float], float],
+             overall: tuple[float, list[float], float], baselines: int,
+             change: float) -> bool:
+    """Whether an event's ``change`` sits in one value: outside it (``overall`` less
+    ``inside``: observed, each baseline's count, spread) it did not move the same way by
+    half as much (relative) as inside, beyond noise."""
+    obs, each, _ = inside
+    exp = float(np.median(each))
+    out_obs = overall[0] - obs
+    out_exp = float(np.median([o - i for o, i in zip(overall[1], each, strict=True)]))
+    moved = (obs + 1) / (exp + 1) - 1
+    elsewhere = (out_obs + 1) / (out_exp + 1) - 1
+    z = count_z(out_obs, out_exp, spread=overall[2], baselines=baselines)
+    return not (abs(z) >= SIGNIFICANT_Z and np.sign(elsewhere) == np.sign(change)
+                and abs(elsewhere) >= 0.5 * abs(moved))
 
 
 def quality_caveats(events: Sequence[str], span: _Span, last_event: datetime | None,

@@ -60,6 +60,7 @@ def summary(r: dict[str, Any], t: _Target) -> str:
         if same:
             text += (f" Part of the same change (outside {d['dimension']} = {d['value']} "
                      f"they did not move beyond noise): {', '.join(same)}.")
+        text += drill_down(d, found[1:6])
     elif r["change"]:
         text += f" {noise_sentence(r)}"
     offsets = r.get("offsets") or []
@@ -73,18 +74,52 @@ def summary(r: dict[str, Any], t: _Target) -> str:
                  f"{(broken['step_conversion'] or 0):.1%} of the previous step against "
                  f"{(broken['expected_step_conversion'] or 0):.1%}.")
     named: set[str] = set()
-    moving = []
+    moving, elsewhere = [], []
     # an event's move for the driver's value says more than its move overall
     for x in sorted(r["related"], key=lambda x: not x.get("dimension")):
         if not x["in_target"] and x["event"] not in named:
             named.add(x["event"])
-            moving.append(f"{x['event']}{_where(x)} {x['direction']} {abs(x['change']):.0%}")
+            words = f"{x['event']}{_where(x)} {x['direction']} {abs(x['change']):.0%}"
+            if x.get("moved_with") is False:
+                elsewhere.append((words, x["lead"]))
+            elif x.get("moved_with") is None and x.get("lead"):
+                moving.append(f"{words} (it does not carry {x['lead'].split(' = ')[0]}: "
+                              f"whether it moved with {x['lead']} is not known)")
+            else:
+                moving.append(words)
     if moving:
         text += f" At the same time: {', '.join(moving[:3])}."
+    if elsewhere:
+        text += (f" Not with it (they moved outside {elsewhere[0][1]} as well): "
+                 f"{', '.join(w for w, _ in elsewhere[:3])}.")
     if r["caveats"]:
         text += (f" Caveat: {len(r['caveats'])} data-quality finding(s) on these events, "
                  f"e.g. {r['caveats'][0]['message']}")
     return text
+
+
+def drill_down(lead: dict[str, Any], drivers: list[dict[str, Any]]) -> str:
+    """Where the lead driver's change sits, when other drivers hold it (``holds_change``:
+    outside their value, the lead did not move beyond noise), else "".
+
+    >>> drill_down({"dimension": "platform", "value": "android"},
+    ...            [{"dimension": "country", "value": "DE", "holds_change": True},
+    ...             {"dimension": "app_version", "value": "5.2.0", "holds_change": True}]
+    ...            ).split(": ")[0]
+    ' The change sits where platform = android, country = DE and app_version = 5.2.0 meet'
+    """
+    held = [f"{x['dimension']} = {x['value']}" for x in drivers if x.get("holds_change")]
+    if not held:
+        return ""
+    name = f"{lead['dimension']} = {lead['value']}"
+    every = _and([name, *held])
+    outside = held[0] if len(held) == 1 else f"each of {_and(held)}"
+    return (f" The change sits where {every} meet: outside {outside}, {name} did not move "
+            "beyond noise.")
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
 def period_words(period: dict[str, Any], tz: str) -> str:
@@ -151,7 +186,7 @@ def _driver_words(d: dict[str, Any], t: _Target) -> str:
                 + detail)
     if t.kind != "additive" and d["effect"] == "rate":
         detail = f" ({_fmt(d['observed'], t.style)} against {_fmt(d['expected'], t.style)})"
-    moved = "rose" if (d["contribution"] or 0) > 0 else "fell"
+    moved = total_moved(d["contribution"])
     text = (f"a {d['effect']} effect of {_signed(d['effect_change'], t.style)}, "
             f"{(d['effect_share'] or 0):.0%} of the change{detail}")
     if t.kind == "additive":
@@ -163,6 +198,17 @@ def _driver_words(d: dict[str, Any], t: _Target) -> str:
     parts = ("volume", "mix", "arrivals") if d["effect"] == "rate" else ("rate", "arrivals")
     others = [f"{k} {_signed(d[k], t.style)}" for k in parts if d.get(k)]
     return text + (f" ({', '.join(others)})" if others else "")
+
+
+def total_moved(contribution: float | None) -> str:
+    """How a value's own total moved: "rose", "fell", or "did not move" (a value with
+    nothing in either period, or the same amount, was said to have "fell: 0 against 0").
+
+    >>> [total_moved(c) for c in (55, -36, 0, None)]
+    ['rose', 'fell', 'did not move', 'did not move']
+    """
+    return "rose" if (contribution or 0) > 0 else "fell" if (contribution or 0) < 0 \
+        else "did not move"
 
 
 def _share_words(x: dict[str, Any]) -> str:
@@ -180,7 +226,7 @@ def _offset(x: dict[str, Any], style: str) -> str:
         return (f"{x['dimension']} = {x['value']} ({x['effect']} effect "
                 f"{_fmt(x[x['effect']], style)}, {_fmt(x['observed'], style)} against "
                 f"{_fmt(x['expected'], style)}{weak})")
-    moved = "rose" if (x["contribution"] or 0) > 0 else "fell"
+    moved = total_moved(x["contribution"])
     return (f"{x['dimension']} = {x['value']} ({x['effect']} effect "
             f"{_signed(x['effect_change'], style)}, while its total {moved}: "
             f"{_fmt(x['observed'], style)} against {_fmt(x['expected'], style)}{weak})")

@@ -200,8 +200,13 @@ def explain(
         emit_json(result)
         return
     console.print(result["summary"], markup=False)
-    if result["drivers"]:
-        emit(effect_rows(result["drivers"], fmt), fmt, title="Drivers")
+    drivers, unscored = scored_drivers(result["drivers"], fmt)
+    if drivers:
+        emit(effect_rows(drivers, fmt), fmt, title="Drivers")
+    if unscored:
+        console.print(f"{unscored} more value(s) moved with the change but score 0 (no "
+                      "more than their usual share of it, or their breakdown's values "
+                      "cancel out): not drivers; --format json lists them.", markup=False)
     if result.get("offsets"):  # the summary names them: "Against the change: ..."
         emit(effect_rows(result["offsets"], fmt), fmt, title="Against the change")
     if result["related"]:
@@ -211,6 +216,23 @@ def explain(
               for c in result["caveats"]], fmt, title="Caveats")
     if result.get("funnel"):
         emit(result["funnel"]["steps"], fmt, title="Funnel")
+
+
+def scored_drivers(drivers: list[dict[str, Any]], fmt: Format
+                   ) -> tuple[list[dict[str, Any]], int]:
+    """The drivers a table shows, and how many it leaves out: a value that moved with the
+    change but scores 0 explains none of it (it kept its usual share, or its breakdown's
+    values cancel out), and a row in a table titled "Drivers" reads as one. CSV keeps
+    every row, with its score.
+
+    >>> scored_drivers([{"value": "ios", "score": 0.5}, {"value": "FR", "score": 0.0}],
+    ...                Format.table)
+    ([{'value': 'ios', 'score': 0.5}], 1)
+    """
+    if fmt is not Format.table:
+        return drivers, 0
+    kept = [d for d in drivers if (d.get("score") or 0) > 0]
+    return kept, len(drivers) - len(kept)
 
 
 def effect_rows(items: list[dict[str, Any]], fmt: Format) -> list[dict[str, Any]]:
@@ -225,10 +247,10 @@ def effect_rows(items: list[dict[str, Any]], fmt: Format) -> list[dict[str, Any]
     for d in items:
         row = {k: d.get(k) for k in ("dimension", "value", "effect", "contribution", "share",
                                      "observed", "expected", "mix", "rate", "z",
-                                     "overlaps")}
+                                     "score", "overlaps")}
         if fmt is Format.table:
             row["share"] = shown(row["share"], "percent")
-            for key, digits in (("mix", 1), ("rate", 1), ("z", 2)):
+            for key, digits in (("mix", 1), ("rate", 1), ("z", 2), ("score", 2)):
                 value = row[key]
                 if value is not None:
                     row[key] = round(value, digits)
