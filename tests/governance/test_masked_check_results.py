@@ -17,6 +17,7 @@ import pytest
 
 from nerve.catalog import Catalog
 from nerve.errors import QueryError
+from nerve.quality import CheckResult, Status
 from nerve.quality._history import record_results
 from nerve.warehouse import MaskedWarehouse, Warehouse
 from nerve.workspace import Workspace
@@ -66,7 +67,9 @@ def _store_old_rows(warehouse: Warehouse) -> None:
         cursor.execute(
             "INSERT INTO check_results (run_id, \"at\", \"check\", name, status, event, "
             "dimensions, message, details) VALUES ('r1', ?, ?, ?, 'warn', ?, ?, ?, '{}')",
-            [AT, check, check, event, json.dumps(dims), message])
+            [AT, check, CheckResult(check=check, status=Status.warn, message=message,
+                                    event=event, dimensions=dims).name,
+             event, json.dumps(dims), message])
 
 
 def test_a_reader_reads_no_personal_value_older_check_results_quote(
@@ -98,6 +101,12 @@ def test_a_reader_reads_no_personal_value_older_check_results_quote(
         assert country.startswith("m:")
         assert country == trait_mask
         assert all(r["status"] == "warn" for r in rows)
+        # a result's name lists its dimensions as the view gives them
+        assert {r["name"] for r in rows} == {
+            "disappeared_values:appointment_booked:property=properties.diagnosis",
+            "disappeared_values:appointment_booked:property=properties.clinic:value=south",
+            f"volume:appointment_booked:country={country}",
+            "volume:appointment_booked:platform=ios"}
         # the admin reads the rows as stored
         admin = json.dumps(warehouse.query("SELECT * FROM check_results").to_pylist(),
                            default=str)

@@ -415,10 +415,16 @@ def _check_results(sql: _Sql, trees: dict[tuple[str, str | None], Tree], identif
         patch = ", ".join(f"{_literal(name)}, {sql.mask(f'(dimensions->>{json_path(name)})')}"
                           for name in traits)
         dimensions += f" WHEN {quoted} THEN json_merge_patch(dimensions, json_object({patch}))"
-    return (f"CREATE OR REPLACE TEMP VIEW check_results AS SELECT * REPLACE ("
-            f"CASE WHEN {quoted} THEN {_literal(_WITHHELD)} ELSE message END AS message, "
-            f"CAST({dimensions} ELSE dimensions END AS VARCHAR) AS dimensions) "
-            f"FROM {quote(database)}.main.check_results")
+    # a result's name lists its dimensions (``volume:signup:country=PT``): made again
+    name = ("concat_ws(':', \"check\", event, array_to_string(list_transform(list_sort("
+            "json_keys(dimensions)), k -> k || '=' || json_extract_string(dimensions, "
+            "'$.\"' || k || '\"')), ':'))")
+    inner = (f"SELECT * REPLACE (CAST({dimensions} ELSE dimensions END AS VARCHAR) AS "
+             f"dimensions), {quoted} AS _withheld FROM {quote(database)}.main.check_results")
+    return (f"CREATE OR REPLACE TEMP VIEW check_results AS SELECT * EXCLUDE (_withheld) "
+            f"REPLACE (CASE WHEN _withheld THEN {name} ELSE name END AS name, "
+            f"CASE WHEN _withheld THEN {_literal(_WITHHELD)} ELSE message END AS message) "
+            f"FROM ({inner}) AS check_results")
 
 
 def masking_sql(catalog: Catalog, key: str, database: str, undeclared: str
