@@ -352,6 +352,18 @@ def test_a_misspelt_value_names_the_closest_accepted_one(tmp_path: Path) -> None
             "sensitive, got 'zzz'\n") in text + "\n"
 
 
+@pytest.mark.parametrize(("given", "meant"), [
+    ("public", "none"), ("Private", "personal"), ("pii", "personal"),
+    ("hashed", "pseudonymous"), ("health", "sensitive")])
+def test_a_pii_class_of_another_vocabulary_names_nerves(tmp_path: Path, given: str,
+                                                       meant: str) -> None:
+    """``pii: public`` is no misspelling of any class, so it got no suggestion."""
+    events = write(tmp_path, {"a.yaml": f"name: a_done\nproperties:\n  a: {{type: string, "
+                                        f"pii: {given}}}\n"})
+    with pytest.raises(CatalogError, match=f"got '{given}'; did you mean '{meant}'\\?"):
+        Catalog.load(events)
+
+
 EPISODE = """\
 name: episode_played
 description: A listener starts an episode on a device.

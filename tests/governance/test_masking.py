@@ -390,7 +390,8 @@ def test_every_table_nerve_creates_is_masked_or_holds_no_personal_data(
         cursor = masked.cursor(["evt_signup"])
         temp = {name for (name,) in cursor.execute(
             "SELECT view_name FROM duckdb_views() WHERE temporary AND NOT internal").fetchall()}
-        assert temp == {"events", "quarantine", "evt_signup"}
+        # check_results too: its older rows may quote personal values
+        assert temp == {"events", "quarantine", "check_results", "evt_signup"}
         # the key is derived from the secret, never the secret itself
         assert all(b"secret" not in (sql or "").encode() for (sql,) in cursor.execute(
             "SELECT sql FROM duckdb_views() WHERE temporary").fetchall())

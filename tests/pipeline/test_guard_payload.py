@@ -111,3 +111,30 @@ def test_a_personal_looking_name_is_never_cached_as_safe() -> None:
     assert protected["user_email"].startswith("h:")
     # and again, now that "color" is known to be safe for this spec
     assert guard.payload({"user_email": "a@b.c"}, PLAIN)[1] == 1
+
+
+def test_a_withheld_violation_still_says_what_the_rule_expects() -> None:
+    """A personal property of the wrong type read ``breaks the type rule (value withheld:
+    personal data)``: the client's author could not tell what to send instead."""
+    from nerve.catalog import Catalog
+    from nerve.pipeline import withhold_values
+
+    spec = EventSpec(name="signed_up", version=Version(1), properties=(
+        PropertySpec("birth_year", "integer", pii="personal"),
+        PropertySpec("phone", "string", pii="personal", pattern="^[+][0-9-]+$"),
+        PropertySpec("plan", "string", enum=("free", "plus")),
+    ))
+    payload = {"birth_year": "nineteen 1873", "phone": "call 555-1873", "plan": "gold"}
+    violations = Catalog.from_specs([spec]).explainer(spec)(payload)
+    protected, _ = protect_payload(payload, spec, PrivacyPolicy(secret=b"k"))
+    withheld = {v["path"]: v["message"] for v in withhold_values(violations, payload,
+                                                                 protected)}
+    assert withheld["$.properties.birth_year"] == (
+        "$.properties.birth_year: breaks the type rule, expected integer "
+        "(value withheld: personal data)")
+    assert withheld["$.properties.phone"] == (
+        '$.properties.phone: breaks the pattern rule, expected to match "^[+][0-9-]+$" '
+        "(value withheld: personal data)")
+    assert "1873" not in " ".join(withheld.values())
+    # a value that is not personal is still quoted
+    assert '"gold"' in withheld["$.properties.plan"]

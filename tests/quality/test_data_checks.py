@@ -360,3 +360,32 @@ def test_a_drop_that_quiet_hours_end_does_not_read_as_a_recovery(inputs: Any) ->
     assert not found.details["ongoing"]  # the run of marked hours ended before now
     assert "and not one since" in found.message
     assert "until" not in found.message
+
+
+def test_a_default_key_dimension_reading_a_personal_trait_is_not_quoted(inputs: Any) -> None:
+    """The default ``country`` falls back to ``context.traits.country``: when identify
+    classes that trait personal, its values stay out of the results (which readers read,
+    webhooks send on and nerve forget does not reach), and a result says why."""
+    from nerve.catalog import EventSpec, Version
+
+    events = []
+    for hour in range(96):
+        at = ago(hours=hour, minutes=30)
+        # seat_select stops arriving with country = RawLand in the last day; browse not
+        countries = ["Elsewhere", "Elsewhere"] if hour < 24 else ["RawLand", "Elsewhere"]
+        for event, values in (("seat_select", countries), ("browse", ["RawLand", "Elsewhere"])):
+            events += [{"event": event, "timestamp": at,
+                        "context": {"traits": {"country": value}}} for value in values]
+    plain = catalog(spec("seat_select"), spec("browse"))
+    country = PropertySpec(name="country", type="string", pii="personal", handling="keep")
+    personal = catalog(spec("seat_select"), spec("browse"), EventSpec(
+        name="identify", type="identify", version=Version(1), properties=(country,)))
+    data = inputs(events)
+    quoted = run_checks(data, plain, now=NOW, select=["disappeared_values"])
+    assert [r.dimensions for r in quoted if r.status is Status.warn] == [{"country": "RawLand"}]
+    results = run_checks(data, personal, now=NOW, select=["disappeared_values"])
+    assert "RawLand" not in json.dumps([r.as_dict() for r in results])
+    note, = [r for r in results if "context.traits.country" in r.message]
+    assert note.status is Status.passed
+    assert "reads context.location.country only" in note.message
+    assert "identify.country (pii: personal)" in note.message

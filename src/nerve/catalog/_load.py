@@ -39,6 +39,13 @@ _TYPE_ALIASES = {"int": "integer", "str": "string", "text": "string", "bool": "b
                  "float": "number", "double": "number", "decimal": "number",
                  "datetime": "timestamp", "date": "timestamp", "list": "array",
                  "dict": "object", "map": "object"}
+#: PII classes other tools (and people) write, by the nerve class they mean
+_PII_ALIASES = {"public": "none", "non-pii": "none", "non_pii": "none", "nonpii": "none",
+                "not_pii": "none", "private": "personal", "pii": "personal",
+                "identifiable": "personal", "identifying": "personal",
+                "confidential": "personal", "hashed": "pseudonymous",
+                "pseudonymised": "pseudonymous", "pseudonymized": "pseudonymous",
+                "special": "sensitive", "health": "sensitive", "spi": "sensitive"}
 
 
 def _unknown_field(key: str, known: set[str]) -> str:
@@ -51,9 +58,11 @@ def _unknown_field(key: str, known: set[str]) -> str:
     return f"unknown field; expected one of {expected}"
 
 
-def _not_one_of(value: Any, choices: tuple[str, ...] | list[str]) -> str:
-    """``expected one of none, ..., got 'persnal'; did you mean 'personal'?``"""
-    close = close_match(str(value), choices)
+def _not_one_of(value: Any, choices: tuple[str, ...] | list[str],
+                aliases: dict[str, str] | None = None) -> str:
+    """``expected one of none, ..., got 'persnal'; did you mean 'personal'?`` (``aliases``:
+    other names of the choices, ``public`` for ``none``)."""
+    close = (aliases or {}).get(str(value).lower()) or close_match(str(value), choices)
     hint = f"; did you mean {close!r}?" if close else ""
     if isinstance(value, bool):
         # `pii: no` is YAML's false, which the message would show as False
@@ -111,7 +120,7 @@ def _parse_property(
         return None
     pii = raw.get("pii", "none")
     if pii not in PII_CLASSES:
-        bad("pii", _not_one_of(pii, PII_CLASSES))
+        bad("pii", _not_one_of(pii, PII_CLASSES, _PII_ALIASES))
     required = raw.get("required", False)
     if not isinstance(required, bool):
         bad("required", f"expected true or false, got {required!r}")

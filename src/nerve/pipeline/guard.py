@@ -260,10 +260,43 @@ def withhold_values(violations: list[dict[str, Any]], raw: dict[str, Any],
         path = str(violation.get("path", ""))
         if (any(_under(path, key) for key, _ in changed)
                 or any(form in message for form in spellings)):
-            message = (f"{path}: breaks the {violation.get('rule')} rule "
+            expected = _expectation(message, spellings)
+            message = (f"{path}: breaks the {violation.get('rule')} rule"
+                       f"{f', {expected}' if expected else ''} "
                        "(value withheld: personal data)")
         result.append({**violation, "message": message})
     return result
+
+
+#: how a validator's message goes on after the value it quotes -> what the rule expects
+_EXPECTS = (
+    (" is not of types ", "expected one of "),
+    (" is not of type ", "expected "),
+    (" is not one of ", "expected one of "),
+    (" does not match ", "expected to match "),
+    (" is not a ", "expected a "),
+    (" is less than the minimum of ", "expected at least "),
+    (" is greater than the maximum of ", "expected at most "),
+    (" is shorter than ", "expected no shorter than "),
+    (" is longer than ", "expected no longer than "),
+)
+
+
+def _expectation(message: str, spellings: set[str]) -> str | None:
+    """What the rule expects (``expected integer``), from the end of ``message``: the
+    validator writes the value first, the rule's side after it, so the text after the
+    last such phrase is the catalog's (None when it still holds a protected value)."""
+    for phrase, expects in _EXPECTS:
+        at = message.rfind(phrase)
+        if at < 0:
+            continue
+        tail = message[at + len(phrase):]
+        if phrase.startswith(" is not of type"):
+            tail = tail.replace('"', "")
+        if any(form in tail for form in spellings):
+            return None
+        return expects + tail
+    return None
 
 
 _GONE = object()

@@ -159,6 +159,18 @@ def _personal_dimension(path: str, catalog: Catalog) -> str | None:
     disappeared), which readers read as stored, alerts send to webhooks, and ``nerve
     forget`` does not reach: an e-mail or a diagnosis there would escape all three.
     """
+    reason = masked_reason(path, catalog)
+    if reason is None:
+        return None
+    return (f"{path!r} is {reason}, masked in a reader's view: a key dimension's values are "
+            "written into the checks' results (check_results, which readers read as "
+            "stored, and webhook alerts), where nerve forget does not reach them; break "
+            "down by a value that is not personal")
+
+
+def masked_reason(path: str, catalog: Catalog) -> str | None:
+    """What the value at ``path`` is when a reader's view masks it (``a person's id``,
+    ``identify.country (pii: personal)``), else None."""
     from nerve.warehouse._masking import MaskedFields  # noqa: PLC0415 - Arrow when used
 
     head, _, rest = path.partition(".")
@@ -173,12 +185,7 @@ def _personal_dimension(path: str, catalog: Catalog) -> str | None:
         payload, names = (("traits", rest.split(".")[1:]) if head == "context"
                           else (head, rest.split(".")))
         reason = _classed(payload, names, catalog)
-    if reason is None:
-        return None
-    return (f"{path!r} is {reason}, masked in a reader's view: a key dimension's values are "
-            "written into the checks' results (check_results, which readers read as "
-            "stored, and webhook alerts), where nerve forget does not reach them; break "
-            "down by a value that is not personal")
+    return reason
 
 
 def _classed(payload: str, names: list[str], catalog: Catalog) -> str | None:

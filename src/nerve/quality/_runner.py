@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -22,7 +23,7 @@ from nerve.quality._basic import (
     check_natural_key_duplicates,
     check_schema,
 )
-from nerve.quality._config import CHECKS, ChecksConfig
+from nerve.quality._config import CHECKS, DEFAULT_DIMENSIONS, ChecksConfig
 from nerve.quality._context import Context
 from nerve.quality._engine import Inputs
 from nerve.quality._missing import (
@@ -31,6 +32,7 @@ from nerve.quality._missing import (
     check_null_rate,
 )
 from nerve.quality._rates import check_rates
+from nerve.quality._references import masked_reason
 from nerve.quality._result import CheckResult, Status
 from nerve.quality._sequence import check_sequence
 from nerve.quality._volume import check_volume
@@ -70,6 +72,7 @@ def run_checks(
                         f" nor a cataloged event{hint}")
     wanted = set(checks or CHECKS)
     moment = (now or datetime.now(UTC)).timestamp()
+    cfg, skipped = _unmasked_defaults(cfg, catalog)
     ctx = Context(inputs=inputs, cfg=cfg, now=moment, catalog=catalog)
     dims = [d for d in cfg.get("volume", "dimensions") if d in cfg.dimensions]
 
@@ -116,8 +119,44 @@ def run_checks(
             timings[name] = timings.get(name, 0.0) + took
         log.debug("check %s: %d results in %.2f s", name, len(found), took)
         results.extend(found)
+    noted = next((c for c in ("volume", "disappeared_values", "rate") if c in wanted
+                  and cfg.defaults.get(c, {}).get("enabled", True) is not False), None)
+    if noted is not None:
+        results.extend(CheckResult(check=noted, status=Status.passed, message=note)
+                       for note in skipped)
     if events:
         # a day without any event at all (missing_events, event None) is every event's gap
         results = [r for r in results if r.event in events
                    or (r.event is None and r.check == "missing_events")]
     return results
+
+
+def _unmasked_defaults(cfg: ChecksConfig, catalog: Catalog | None
+                       ) -> tuple[ChecksConfig, list[str]]:
+    """``cfg`` without the default key dimensions' paths that read a value a reader's view
+    masks (``country`` falls back to ``context.traits.country``: a personal trait when
+    identify says so), and a note for each: a dimension's values are written into the
+    results. checks.yaml's own dimensions are refused when they do (``_references``)."""
+    if catalog is None:
+        return cfg, []
+    dimensions, notes = dict(cfg.dimensions), []
+    for name, paths in cfg.dimensions.items():
+        if paths != DEFAULT_DIMENSIONS.get(name):
+            continue
+        masked = {p: reason for p in paths if (reason := masked_reason(p, catalog))}
+        if not masked:
+            continue
+        kept = tuple(p for p in paths if p not in masked)
+        if kept:
+            dimensions[name] = kept
+        else:
+            del dimensions[name]
+        reads = f"reads {', '.join(kept)} only" if kept else "is skipped"
+        notes.append(
+            f"The key dimension {name} {reads}: {', '.join(masked)} is "
+            f"{', '.join(masked.values())}, masked in a reader's view, and a dimension's "
+            "values are written into the checks' results. Define it in checks.yaml "
+            "(dimensions:) to read another field.")
+    if not notes:
+        return cfg, []
+    return dataclasses.replace(cfg, dimensions=dimensions), notes

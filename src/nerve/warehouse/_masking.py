@@ -387,6 +387,46 @@ def _undeclared_sql(catalog: Catalog, function: str, table: str) -> dict[str, st
     return masked
 
 
+#: the checks' default key dimensions that read a trait (nerve.quality's
+#: ``DEFAULT_DIMENSIONS``): ``country`` falls back to ``context.traits.country``
+_TRAIT_DIMENSIONS = {"country": "country"}
+_WITHHELD = ("the message is withheld: it quoted a value a reader's view masks (written "
+             "before nerve withheld such values; the admin's view shows it)")
+
+
+def _check_results(sql: _Sql, trees: dict[tuple[str, str | None], Tree], identify: Tree,
+                   database: str) -> str:
+    """The checks' results with the personal values older rows quote withheld: a
+    disappeared value of a property the catalog classes personal or sensitive (its
+    ``value`` dimension removed), and a default key dimension's value read from a masked
+    trait (replaced by its mask). nerve withholds both since: these rows predate it."""
+    paths = _regex_paths("context", dict(_CONTEXT, traits=identify))
+    for tree in trees.values():
+        paths += _regex_paths("(properties|traits)", tree)
+    pattern = _literal("^(" + "|".join(paths) + r")($|\.)")
+    value = (f"\"check\" = 'disappeared_values' AND json_exists(dimensions, '$.value') AND "
+             f"regexp_matches(coalesce(dimensions->>'property', ''), {pattern})")
+    traits = [name for name, trait in _TRAIT_DIMENSIONS.items()
+              if _lookup(identify, (trait,)) is not None]
+    quoted = " OR ".join([value, *(f"json_exists(dimensions, {json_path(name)})"
+                                   for name in traits)])
+    dimensions = f"CASE WHEN {value} THEN json_object('property', dimensions->>'property')"
+    if traits:
+        patch = ", ".join(f"{_literal(name)}, {sql.mask(f'(dimensions->>{json_path(name)})')}"
+                          for name in traits)
+        dimensions += f" WHEN {quoted} THEN json_merge_patch(dimensions, json_object({patch}))"
+    # a result's name lists its dimensions (``volume:signup:country=PT``): made again
+    name = ("concat_ws(':', \"check\", event, array_to_string(list_transform(list_sort("
+            "json_keys(dimensions)), k -> k || '=' || json_extract_string(dimensions, "
+            "'$.\"' || k || '\"')), ':'))")
+    inner = (f"SELECT * REPLACE (CAST({dimensions} ELSE dimensions END AS VARCHAR) AS "
+             f"dimensions), {quoted} AS _withheld FROM {quote(database)}.main.check_results")
+    return (f"CREATE OR REPLACE TEMP VIEW check_results AS SELECT * EXCLUDE (_withheld) "
+            f"REPLACE (CASE WHEN _withheld THEN {name} ELSE name END AS name, "
+            f"CASE WHEN _withheld THEN {_literal(_WITHHELD)} ELSE message END AS message) "
+            f"FROM ({inner}) AS check_results")
+
+
 def masking_sql(catalog: Catalog, key: str, database: str, undeclared: str
                 ) -> dict[str, str]:
     """View name -> the statement creating it in a connection: the masked ``events`` and
@@ -415,6 +455,7 @@ def masking_sql(catalog: Catalog, key: str, database: str, undeclared: str
         views[table] = (f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT * REPLACE ({columns}) "
                         f"FROM (SELECT * REPLACE ({first}) FROM {quote(database)}.main.{table}) "
                         f"AS {quote(table)}")
+    views["check_results"] = _check_results(sql, trees, identify, database)
     for name, spec in typed_view_specs(catalog).items():
         views[name] = typed_view_sql(spec, temp=True)
     return views
@@ -521,6 +562,11 @@ class MaskedWarehouse(IbisReads):
         typed = [v for v in views if v.startswith(VIEW_PREFIX) and v in self._views]
         for name in ("events", "quarantine", *dict.fromkeys(typed)):
             cursor.execute(self._views[name])
+        # made by the first checks' run: until then a query on it says so (Warehouse)
+        if cursor.execute("SELECT 1 FROM duckdb_tables() WHERE database_name = "
+                          "current_database() AND schema_name = 'main' AND "
+                          "table_name = 'check_results'").fetchone():
+            cursor.execute(self._views["check_results"])
         return cursor
 
     def table(self, name: str) -> Any:

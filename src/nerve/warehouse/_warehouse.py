@@ -133,6 +133,11 @@ class Warehouse(IbisReads):
         try:
             con.execute("SET GLOBAL TimeZone = 'UTC'")
             con.execute("SET enable_progress_bar = false")
+            # a query naming a function of an extension DuckDB knows (sql_auto_complete,
+            # st_point) made it download and load that extension: readers' queries run
+            # here, and nerve needs only the ones built in (json, parquet, icu)
+            con.execute("SET GLOBAL autoinstall_known_extensions = false")
+            con.execute("SET GLOBAL autoload_known_extensions = false")
             if threads is not None:
                 con.execute(f"SET GLOBAL threads = {int(threads)}")
             if not read_only:
@@ -276,6 +281,21 @@ def _query_message(exc: BaseException) -> str:
     return " ".join(text) or type(exc).__name__
 
 
+#: tables nerve makes on first use -> what makes them
+_MADE_LATER = {"check_results": "no checks have run yet (nerve check); check_results is "
+                                "made by the first run"}
+
+
+def _not_yet(exc: duckdb.Error) -> str | None:
+    """What to say of a query on a table nerve has not made yet: DuckDB's own message
+    suggested another table (``Did you mean "erasures"?``)."""
+    if isinstance(exc, duckdb.CatalogException):
+        for table, message in _MADE_LATER.items():
+            if f"table with name {table} does not exist" in str(exc).lower():
+                return message
+    return None
+
+
 def _lock_error(path: Path | None, exc: duckdb.IOException) -> Exception:
     message = str(exc)
     if "lock" not in message.lower():
@@ -298,7 +318,7 @@ def _run_query(cursor: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
             description = result.description or []
             table = result.to_arrow_table()
         except duckdb.Error as exc:
-            raise QueryError(_query_message(exc)) from exc
+            raise QueryError(_not_yet(exc) or _query_message(exc)) from exc
         finally:
             cursor.execute("ROLLBACK")  # a write that slipped past the check never sticks
     finally:
