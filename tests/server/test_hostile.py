@@ -564,3 +564,32 @@ def test_a_forwarded_answer_has_each_header_once(
             assert "date" in names, lines
             assert "access-control-allow-origin" in names, lines
     assert server.stop() == 0
+
+
+def test_a_read_request_over_the_limit_is_refused_before_its_body_has_all_come(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., Any]) -> None:
+    """One process (no workers) read a read request's body whole before checking its
+    1 MiB limit: 400 MB to /v1/admin/sql, with the admin token, were all held in memory
+    before the 413. It now refuses the body once past the limit, without waiting for the
+    rest."""
+    ws = make_workspace(EVENTS)
+    server = serve(ws)
+    token = orjson.loads((ws.data_dir / "server.json").read_bytes())["admin_token"]
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(b"POST /v1/admin/sql HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                     + token.encode() + b"\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n" % (400 << 20))
+        sock.sendall(b" " * (2 << 20))  # the rest never comes: the answer must not wait
+        reply = b""
+        while b"\r\n\r\n" not in reply or not reply.endswith(b"}"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 413 "), reply[:200]
+    answer = orjson.loads(reply.split(b"\r\n\r\n", 1)[1])
+    assert answer["code"] == "payload_too_large", answer
+    assert str(400 << 20) in answer["message"], answer
+    assert httpx.get(server.url + "/health", timeout=10).status_code == 200
+    assert server.stop() == 0
