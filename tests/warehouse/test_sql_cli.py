@@ -148,7 +148,7 @@ connection = duckdb.connect(sys.argv[1])
 class Answer(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         self.rfile.read(int(self.headers["Content-Length"]))
-        body = json.dumps({"columns": ["x"], "rows": [{"x": 7}]}).encode()
+        body = json.dumps({"columns": ["x"], "rows": [{"x": 7}], "results": []}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -165,14 +165,11 @@ sys.stdin.read()
 """
 
 
-def test_sql_waits_for_a_starting_server_that_holds_the_warehouse(
-        make_workspace: Callable[..., Workspace]) -> None:
-    """`nerve sql` right after `nerve serve` started failed with "the warehouse is locked
-    by process N": the server opens the warehouse before it writes server.json. When the
-    lock's holder is a nerve serve, the command waits for it to name itself."""
+def _while_a_server_starts(ws: Workspace, *args: str) -> Any:
+    """``nerve <args>`` run while a nerve serve holds the warehouse and has not yet named
+    itself; it names itself once the command has met the lock."""
     from nerve.audit import read_records
 
-    ws = make_workspace()
     Warehouse.for_workspace(ws).close()
     holder = subprocess.Popen(
         [sys.executable, "-c", STARTING_SERVER, str(ws.data_dir / "warehouse.duckdb"),
@@ -184,7 +181,7 @@ def test_sql_waits_for_a_starting_server_that_holds_the_warehouse(
         assert holder.stdout.readline() == b"held\n"
         results: list[Any] = []
         asking = threading.Thread(target=lambda: results.append(
-            sql(ws, "SELECT 1 AS x", "-f", "json")))
+            runner.invoke(app, ["--workspace", str(ws.root), *args])))
         asking.start()
         # the command met the lock (its own read, recorded as failed) before the server
         # named itself
@@ -193,10 +190,26 @@ def test_sql_waits_for_a_starting_server_that_holds_the_warehouse(
         holder.stdin.write(b"go\n")
         holder.stdin.flush()
         asking.join()
-        assert results[0].exit_code == ExitCode.OK, results[0].output
-        assert json.loads(results[0].stdout) == [{"x": 7}]  # the server's answer
+        return results[0]
     finally:
         holder.communicate(b"")
+
+
+def test_sql_waits_for_a_starting_server_that_holds_the_warehouse(
+        make_workspace: Callable[..., Workspace]) -> None:
+    """`nerve sql` right after `nerve serve` started failed with "the warehouse is locked
+    by process N": the server opens the warehouse before it writes server.json. When the
+    lock's holder is a nerve serve, the command waits for it to name itself."""
+    result = _while_a_server_starts(make_workspace(), "sql", "SELECT 1 AS x", "-f", "json")
+    assert result.exit_code == ExitCode.OK, result.output
+    assert json.loads(result.stdout) == [{"x": 7}]  # the server's answer
+
+
+def test_check_waits_for_a_starting_server_that_holds_the_warehouse(
+        make_workspace: Callable[..., Workspace]) -> None:
+    result = _while_a_server_starts(make_workspace(), "check")
+    assert "running the checks in the server at" in result.stderr, result.output
+    assert "locked" not in result.output
 
 
 def test_a_stale_server_file_is_ignored(make_workspace: Callable[..., Workspace]) -> None:
