@@ -10,7 +10,8 @@ The tree::
     │   └── PayloadError             an HTTP request body the collector refuses (4xx)
     │       └── AuthError            unknown or missing write key (401)
     ├── TransientError               worth retrying later: overload, a lock held, a slow disk
-    │   └── BackpressureError        the log or loader is behind (503 + Retry-After)
+    │   ├── BackpressureError        the log or loader is behind (503 + Retry-After)
+    │   └── WarehouseLockedError     another process holds the DuckDB file (its pid)
     └── InternalError                a bug in nerve: please report it
 
 User errors are terminal (retrying the same input fails the same way); transient errors
@@ -38,6 +39,7 @@ __all__ = [
     "QueryError",
     "TransientError",
     "UserError",
+    "WarehouseLockedError",
     "WorkspaceError",
     "close_match",
     "did_you_mean",
@@ -125,6 +127,15 @@ class TransientError(NerveError):
     def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class WarehouseLockedError(TransientError):
+    """Another process holds the warehouse's DuckDB file: ``pid``, when DuckDB says it.
+    The CLI waits for a starting ``nerve serve`` to name itself (``cli._remote``)."""
+
+    def __init__(self, message: str, *, pid: int | None = None) -> None:
+        super().__init__(message)
+        self.pid = pid
 
 
 class BackpressureError(TransientError):

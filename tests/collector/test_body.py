@@ -173,6 +173,26 @@ def test_malformed_bodies_are_400(collector: Collector, body: bytes, code: str) 
     assert info.value.code == code
 
 
+@pytest.mark.parametrize(("body", "named"), [
+    ({"messages": [MESSAGE]}, "the body has messages, not batch"),
+    ({"events": [MESSAGE], "sentAt": "2026-01-01T00:00:00Z"},
+     "the body has events, sentAt, not batch"),
+    ({}, "the body is an empty object"),
+    ({"k" * 100: 1}, "k" * 40 + "..., not batch"),
+])
+def test_a_batch_without_batch_names_the_keys_it_has(collector: Collector,
+                                                      body: dict[str, object],
+                                                      named: str) -> None:
+    """``{"messages": [...]}`` to /v1/batch read ``batch: required ... (got null)``, as if
+    the client had sent ``"batch": null``."""
+    with pytest.raises(RequestError) as info:
+        collector.collect(orjson.dumps(body), endpoint="batch",
+                          authorization=basic("WRITEKEY123"))
+    assert info.value.code == "missing_field"
+    assert named in str(info.value)
+    assert "null" not in str(info.value)
+
+
 def test_a_body_that_is_not_utf8_is_named_by_its_first_bad_byte(collector: Collector) -> None:
     """orjson says "surrogates not allowed" for any such byte: a Latin-1 é too."""
     body = '{"batch": [{"type": "track", "event": "café"}]}'.encode("latin-1")

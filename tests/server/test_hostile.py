@@ -535,3 +535,61 @@ def test_requests_that_are_not_http_are_logged_once_a_minute_not_once_each(
     warnings = [line for line in log.splitlines() if "invalid_http" in line]
     assert len(warnings) == 1, warnings
     assert '"refused":1' in warnings[0]  # the first at once; the next one says how many
+
+
+def test_a_forwarded_answer_has_each_header_once(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., Any]) -> None:
+    """A worker passed on the main process's headers and its own stack added the same again:
+    two ``date`` headers and ``vary: Origin, Origin`` on /v1/status and every read API."""
+    server = serve(make_workspace(EVENTS), "--workers", "2")
+    host, port = server.url.removeprefix("http://").split(":")
+    for path in ("/v1/status", "/v1/nothing"):
+        for _ in range(4):  # several connections, so that both workers get some
+            with socket.create_connection((host, int(port)), timeout=10) as sock:
+                sock.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\nOrigin: http://shop.example\r\n"
+                             b"Connection: close\r\n\r\n" % path.encode())
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        break
+                    head += chunk
+            lines = head.split(b"\r\n\r\n")[0].decode().split("\r\n")[1:]
+            names = [line.split(":", 1)[0].lower() for line in lines]
+            repeated = {name for name in names if names.count(name) > 1}
+            assert not repeated, (path, lines)
+            vary = [line.split(":", 1)[1].strip() for line in lines
+                    if line.lower().startswith("vary:")]
+            assert vary == ["Origin"], (path, lines)
+            assert "date" in names, lines
+            assert "access-control-allow-origin" in names, lines
+    assert server.stop() == 0
+
+
+def test_a_read_request_over_the_limit_is_refused_before_its_body_has_all_come(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., Any]) -> None:
+    """One process (no workers) read a read request's body whole before checking its
+    1 MiB limit: 400 MB to /v1/admin/sql, with the admin token, were all held in memory
+    before the 413. It now refuses the body once past the limit, without waiting for the
+    rest."""
+    ws = make_workspace(EVENTS)
+    server = serve(ws)
+    token = orjson.loads((ws.data_dir / "server.json").read_bytes())["admin_token"]
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(b"POST /v1/admin/sql HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                     + token.encode() + b"\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n" % (400 << 20))
+        sock.sendall(b" " * (2 << 20))  # the rest never comes: the answer must not wait
+        reply = b""
+        while b"\r\n\r\n" not in reply or not reply.endswith(b"}"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 413 "), reply[:200]
+    answer = orjson.loads(reply.split(b"\r\n\r\n", 1)[1])
+    assert answer["code"] == "payload_too_large", answer
+    assert str(400 << 20) in answer["message"], answer
+    assert httpx.get(server.url + "/health", timeout=10).status_code == 200
+    assert server.stop() == 0

@@ -92,6 +92,21 @@ def test_an_unknown_key_or_a_host_that_is_no_host_is_refused_in_the_one_error_sh
     assert bad_host.json()["details"] == {"host": "shop.example/evil?x="}
 
 
+def test_a_key_with_white_space_around_it_is_refused_saying_so(
+        shop: Workspace, serve: Callable[..., Any]) -> None:
+    """Ingest names the source whose key came with white space around it (a newline kept
+    from a secret file); the settings, which analytics.js fetches first, said only
+    "unknown write key"."""
+    server = serve(shop)
+    for spaced in (write_key(shop) + "%0A", "%20" + write_key(shop)):
+        answer = httpx.get(settings_url(server, spaced))
+        assert answer.status_code == 404
+        assert answer.json()["code"] == "unknown_write_key"
+        assert "'server' with white space around it" in answer.json()["message"]
+    # the hint names the source, never the key (it may be another's secret)
+    assert write_key(shop) not in server.log.read_text()
+
+
 def test_fetching_settings_is_no_read_to_audit(shop: Workspace,
                                               serve: Callable[..., Any]) -> None:
     # every page view fetches them, and they hold no data: a record each would only bury

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -136,6 +137,79 @@ def test_a_locked_file_without_a_server_is_unavailable(
         assert f"locked by process {holder.pid}" in result.stderr
     finally:
         holder.communicate(b"")
+
+
+#: a stand-in for a ``nerve serve`` that starts: it holds the warehouse (its command line
+#: says ``nerve serve``), answers the SQL API with 7, and names itself in server.json
+#: only when told to (a real one does so a moment after it opened the warehouse)
+STARTING_SERVER = """
+import duckdb, http.server, json, os, sys, threading
+connection = duckdb.connect(sys.argv[1])
+class Answer(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        body = json.dumps({"columns": ["x"], "rows": [{"x": 7}], "results": []}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+http_server = http.server.HTTPServer(("127.0.0.1", 0), Answer)
+threading.Thread(target=http_server.serve_forever, daemon=True).start()
+print("held", flush=True)
+sys.stdin.readline()
+url = "http://127.0.0.1:%d" % http_server.server_address[1]
+with open(sys.argv[2], "w") as f:
+    json.dump({"url": url, "pid": os.getpid(), "admin_token": "t"}, f)
+sys.stdin.read()
+"""
+
+
+def _while_a_server_starts(ws: Workspace, *args: str) -> Any:
+    """``nerve <args>`` run while a nerve serve holds the warehouse and has not yet named
+    itself; it names itself once the command has met the lock."""
+    from nerve.audit import read_records
+
+    Warehouse.for_workspace(ws).close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", STARTING_SERVER, str(ws.data_dir / "warehouse.duckdb"),
+         str(ws.data_dir / "server.json"), "nerve", "serve"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None
+        assert holder.stdin is not None
+        assert holder.stdout.readline() == b"held\n"
+        results: list[Any] = []
+        asking = threading.Thread(target=lambda: results.append(
+            runner.invoke(app, ["--workspace", str(ws.root), *args])))
+        asking.start()
+        # the command met the lock (its own read, recorded as failed) before the server
+        # named itself
+        while asking.is_alive() and not read_records(ws):
+            time.sleep(0.05)
+        holder.stdin.write(b"go\n")
+        holder.stdin.flush()
+        asking.join()
+        return results[0]
+    finally:
+        holder.communicate(b"")
+
+
+def test_sql_waits_for_a_starting_server_that_holds_the_warehouse(
+        make_workspace: Callable[..., Workspace]) -> None:
+    """`nerve sql` right after `nerve serve` started failed with "the warehouse is locked
+    by process N": the server opens the warehouse before it writes server.json. When the
+    lock's holder is a nerve serve, the command waits for it to name itself."""
+    result = _while_a_server_starts(make_workspace(), "sql", "SELECT 1 AS x", "-f", "json")
+    assert result.exit_code == ExitCode.OK, result.output
+    assert json.loads(result.stdout) == [{"x": 7}]  # the server's answer
+
+
+def test_check_waits_for_a_starting_server_that_holds_the_warehouse(
+        make_workspace: Callable[..., Workspace]) -> None:
+    result = _while_a_server_starts(make_workspace(), "check")
+    assert "running the checks in the server at" in result.stderr, result.output
+    assert "locked" not in result.output
 
 
 def test_a_stale_server_file_is_ignored(make_workspace: Callable[..., Workspace]) -> None:

@@ -30,8 +30,8 @@ from nerve.cli._common import (
     iso_time,
     load_workspace,
 )
-from nerve.cli._remote import post, running_server
-from nerve.errors import InternalError, WorkspaceError
+from nerve.cli._remote import post, running_server, wait_for_server
+from nerve.errors import InternalError, WarehouseLockedError, WorkspaceError
 from nerve.quality import CHECKS, CheckResult, Status, junit_xml, load_config, worst
 from nerve.workspace import Workspace
 
@@ -162,10 +162,16 @@ def collect(ws: Workspace, select: list[str], now: datetime | None) -> list[Chec
         raise WorkspaceError(f"{path}: no warehouse yet; it is created when `nerve serve` "
                              "first loads events")
     request = {"select": select, "now": now.isoformat() if now else None}
-    with (local_read(ws, "/v1/admin/checks/run", request),
-          Warehouse.for_workspace(ws, read_only=True) as warehouse):
-        return run_checks(inputs_for(warehouse.ibis()), catalog, config, now=now,
-                          select=select)
+    try:
+        with (local_read(ws, "/v1/admin/checks/run", request),
+              Warehouse.for_workspace(ws, read_only=True) as warehouse):
+            return run_checks(inputs_for(warehouse.ibis()), catalog, config, now=now,
+                              select=select)
+    except WarehouseLockedError as exc:  # a nerve serve that starts: wait for its name
+        server = wait_for_server(ws, exc.pid)
+        if server is None:
+            raise
+        return _via_server(server, select, now)
 
 
 def _via_server(server: dict[str, Any], select: list[str], now: datetime | None

@@ -9,19 +9,29 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 
 from nerve.audit import local_read
-from nerve.errors import InternalError, QueryError, TransientError, UserError
+from nerve.errors import (
+    InternalError,
+    QueryError,
+    TransientError,
+    UserError,
+    WarehouseLockedError,
+)
 from nerve.workspace import Workspace
 
-__all__ = ["answer", "call", "post", "running_server"]
+__all__ = ["answer", "call", "post", "running_server", "wait_for_server"]
 
 SERVER_FILE = "server.json"
+#: seconds to wait for a starting nerve serve, which holds the warehouse, to name itself
+SERVER_WAIT = 30.0
 
 
 def running_server(ws: Workspace) -> dict[str, Any] | None:
@@ -37,6 +47,34 @@ def running_server(ws: Workspace) -> dict[str, Any] | None:
     if isinstance(pid, int) and not _alive(pid):
         return None
     return info
+
+
+def wait_for_server(ws: Workspace, holder: int | None, timeout: float = SERVER_WAIT
+                    ) -> dict[str, Any] | None:
+    """The server of ``ws`` once it has written server.json, when ``holder`` (the process
+    holding the warehouse's lock) is a live ``nerve serve`` that has not yet: it opens the
+    warehouse a moment before it names itself. None for any other holder, or after
+    ``timeout`` seconds (a server stopping, draining its log, no longer names itself).
+    """
+    if holder is None or not _is_nerve_serve(holder):
+        return None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _alive(holder):
+        server = running_server(ws)
+        if server is not None:
+            return server
+        time.sleep(0.1)
+    return None
+
+
+def _is_nerve_serve(pid: int) -> bool:
+    """Whether process ``pid`` runs ``nerve serve`` (its command line, on Linux)."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    named = any(arg == b"nerve" or arg.endswith((b"/nerve", b".nerve")) for arg in args)
+    return named and b"serve" in args
 
 
 def _note_stale_settings(ws: Workspace, server: dict[str, Any]) -> None:
@@ -133,6 +171,21 @@ def answer(ws: Workspace, path: str, body: dict[str, Any],
                         token=reader[1] if reader else None)
         except httpx.ConnectError:
             pass  # the server died since it wrote server.json: open the file ourselves
+    try:
+        return _local_answer(ws, path, body, local, write=write, masked=masked, reader=reader)
+    except WarehouseLockedError as exc:
+        # a nerve serve that has opened the warehouse but not yet written server.json
+        # (it starts): wait for it to name itself instead of failing
+        server = wait_for_server(ws, exc.pid)
+        if server is None:
+            raise
+        return post(server, path, body, masked=masked, token=reader[1] if reader else None)
+
+
+def _local_answer(ws: Workspace, path: str, body: dict[str, Any],
+                  local: Callable[[Any], dict[str, Any]], *, write: bool, masked: bool,
+                  reader: tuple[str, str] | None) -> dict[str, Any]:
+    """``local(warehouse)`` on the warehouse file, the read audited as the caller's."""
     from nerve.warehouse import Warehouse  # noqa: PLC0415 - DuckDB only when needed
 
     path_on_disk = Warehouse.file_of(ws.warehouse_url)

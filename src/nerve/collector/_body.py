@@ -182,7 +182,8 @@ def parse_body(body: bytes, endpoint: str, limits: CollectorLimits) -> ParsedBod
     if endpoint in BATCH_PATHS:
         messages = data.get("batch")
         if not isinstance(messages, list):
-            raise RequestError(f"batch: required, a list of messages (got {_kind(messages)})",
+            got = _sent_keys(data) if "batch" not in data else f"got {_kind(messages)}"
+            raise RequestError(f"batch: required, a list of messages ({got})",
                                code="missing_field" if messages is None else "invalid_field",
                                details={"field": "batch"})
         if len(messages) > limits.max_batch_events:
@@ -242,6 +243,15 @@ def _not_json(body: bytes, exc: orjson.JSONDecodeError) -> RequestError:
                             "UTF-8", code="invalid_json", details={"position": bad.start})
     return RequestError(f"the body is not valid JSON: {exc}", code="invalid_json",
                         details={"position": exc.pos})
+
+
+def _sent_keys(data: dict[str, Any]) -> str:
+    """What a body without ``batch`` has instead: ``the body has messages, not batch``."""
+    if not data:
+        return "the body is an empty object"
+    keys = [key if len(key) <= 40 else key[:40] + "..." for key in data]  # a hostile key
+    shown = ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+    return f"the body has {shown}, not batch"
 
 
 def _kind(value: object) -> str:

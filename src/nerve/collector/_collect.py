@@ -108,12 +108,12 @@ class Collector:
         source = self.workspace.source_for_key(write_key) if write_key.isascii() else None
         if source is None:
             raise AuthError("unknown write key: it matches no [[sources]] in nerve.toml"
-                            + self._spaced_key(write_key))
+                            + self.spaced_key_hint(write_key))
         return source
 
-    def _spaced_key(self, write_key: str) -> str:
+    def spaced_key_hint(self, write_key: str) -> str:
         """Why a refused key is a source's all the same: white space around it (a key read
-        from a secret file keeps its newline), or ""."""
+        from a secret file keeps its newline), or "". Ingest and the SDK settings say it."""
         stripped = write_key.strip()
         if stripped == write_key or not stripped.isascii():
             return ""

@@ -90,7 +90,8 @@ async def project_settings(request: Request) -> Response:
     write_key = request.path_params["write_key"]
     workspace = state.collector.workspace
     if not write_key.isascii() or workspace.source_for_key(write_key) is None:
-        message = "unknown write key: it matches no [[sources]] in nerve.toml"
+        message = ("unknown write key: it matches no [[sources]] in nerve.toml"
+                   + state.collector.spaced_key_hint(write_key))
         # analytics.js says so in each visitor's browser console only: a page with a
         # wrong key sent nothing, and the server said nothing either
         if state.metrics is not None:

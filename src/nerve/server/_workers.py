@@ -190,8 +190,32 @@ async def _forward(request: Request) -> Response:
     except httpx.HTTPError as exc:
         return nerve_error_response(TransientError(
             f"the main nerve process did not answer: {exc}", retry_after=2))
-    kept = {k: v for k, v in answer.headers.items() if k.lower() not in _HOP_BY_HOP}
-    return Response(answer.content, status_code=answer.status_code, headers=kept)
+    response = Response(answer.content, status_code=answer.status_code)
+    response.raw_headers.extend(_answer_headers(answer.headers))
+    return response
+
+
+def _answer_headers(headers: httpx.Headers) -> list[tuple[bytes, bytes]]:
+    """The main process's answer headers, less those this worker's own stack sets again.
+
+    uvicorn writes a ``date`` header on every answer, and the CORS middleware (the same
+    policy as the main process's) appends ``Origin`` to ``vary``: passed on as they came,
+    a forwarded answer had two ``date`` headers and ``vary: Origin, Origin``. Repeated
+    headers (``set-cookie``) stay repeated.
+    """
+    kept: list[tuple[bytes, bytes]] = []
+    for name, value in headers.raw:
+        key = name.lower()
+        if key.decode("latin-1") in _HOP_BY_HOP or key == b"date":
+            continue
+        if key == b"vary":
+            others = b", ".join(v for v in (p.strip() for p in value.split(b","))
+                                if v and v.lower() != b"origin")
+            if others:
+                kept.append((key, others))
+            continue
+        kept.append((key, value))
+    return kept
 
 
 class Spawner:

@@ -20,7 +20,7 @@ import duckdb
 import ibis
 import pyarrow as pa
 
-from nerve.errors import QueryError, TransientError, WorkspaceError, redact_url
+from nerve.errors import QueryError, WarehouseLockedError, WorkspaceError, redact_url
 from nerve.warehouse._readonly import check_read_only
 from nerve.warehouse._result import mark_json_columns
 from nerve.warehouse._schema import ensure_schema
@@ -302,10 +302,11 @@ def _lock_error(path: Path | None, exc: duckdb.IOException) -> Exception:
         return WorkspaceError(f"{path}: cannot open the warehouse: {_first_line(exc)}")
     pid = _LOCK_PID.search(message)
     holder = f"process {pid.group(1)}" if pid else "another process"
-    return TransientError(
+    return WarehouseLockedError(
         f"{path}: the warehouse is locked by {holder}; if that is `nerve serve`, "
         "`nerve sql` goes through it while .nerve/server.json names it, "
-        "otherwise stop that process and retry"
+        "otherwise stop that process and retry",
+        pid=int(pid.group(1)) if pid else None,
     )
 
 

@@ -63,7 +63,7 @@ async def forget(request: Request) -> Response:
 
 async def expire(request: Request) -> Response:
     state = require_admin(request)
-    body = _known(await read_json(request) if await request.body() else {}, "dry_run")
+    body = _known(await read_json(request, empty={}), "dry_run")
     dry_run = _dry_run(body)
     erasure = await in_thread(lambda: expire_rows(state.workspace, state.catalog, state.loader,
                                                   dry_run=dry_run))
