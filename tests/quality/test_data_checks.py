@@ -299,6 +299,26 @@ def test_an_event_gone_from_one_platform_is_a_disappeared_value(inputs: Any) -> 
             and r.status is not Status.passed] == [r.message for r in problems]
 
 
+
+def test_the_quiet_after_an_outage_is_no_disappeared_value(inputs: Any) -> None:
+    """iOS payments failed 10 an hour for two days of the baseline (an outage), then went
+    back to their usual one every six hours; none in the last day is no tracking bug.
+    Judged by the baseline's share alone (iOS 76% of payment_failed), about 153 were
+    expected and the check called it one; iOS's usual daily share expects 4."""
+    def ios_failures(start: Any) -> int:
+        if ago(hours=72) <= start < ago(hours=24):
+            return 10 if start < ago(hours=26) else 0
+        return 1 if start.hour % 6 == 0 and start < ago(hours=24) else 0
+
+    rows = _hourly("product_view", "iOS", 8 * 24, lambda start: 10)
+    rows += _hourly("product_view", "Android", 8 * 24, lambda start: 10)
+    rows += _hourly("payment_failed", "Android", 8 * 24, lambda start: 2)
+    rows += _hourly("payment_failed", "iOS", 8 * 24, ios_failures)
+    cat = catalog(spec("product_view"), spec("payment_failed"))
+    results = run_checks(inputs(rows), cat, now=NOW, select=["disappeared_values"])
+    assert [r.message for r in results if r.status is not Status.passed] == []
+
+
 def test_sequence_expectation(inputs: Any) -> None:
     events = []
     for u in range(40):

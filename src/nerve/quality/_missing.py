@@ -3,12 +3,14 @@ expected values that disappear."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import ibis
 import ibis.expr.types as ir
+import numpy as np
 import pandas as pd
 
 from nerve.catalog import PAYLOAD_FIELD, EventSpec
@@ -415,6 +417,11 @@ def _dimension_values(ctx: Context, dims: list[str]) -> list[CheckResult]:
     while iOS users go on browsing is events not sent (a release's tracking bug); an app
     version whose users all left, or a platform with no traffic at all, is not. Reads the
     volume check's scan of the dimension when it ran and reaches back far enough.
+
+    What would have come is the smaller of two estimates: from the baseline's share, and
+    from the value's median daily share over the days the scan covers before the window.
+    An outage that filled the baseline with one value's events (payment_failed in NL) made
+    its ordinary quiet after the outage read as "no longer sent there".
     """
     judged = {s.name for s in _judged_specs(ctx)
               if ctx.cfg.enabled("disappeared_values", s.name)}
@@ -427,15 +434,19 @@ def _dimension_values(ctx: Context, dims: list[str]) -> list[CheckResult]:
     start = ctx.now - window - baseline
     scanned = min(ctx.cfg.seconds("volume", "training"),
                   ctx.cfg.seconds("volume", "dimension_training"))
+    history_start = min(start, ctx.now - scanned)
     results = []
     for dim in dims:
         frame = ctx.cache.get(f"dim:{dim}")  # the volume check's scan, when it ran
         if frame is None or scanned < window + baseline:
-            frame = ctx.scan(f"dim:{dim}:{start}", lambda d=dim: dimension_counts(
-                ctx.inputs, ctx.cfg, ctx.now, d, since=start))
+            frame = ctx.scan(f"dim:{dim}:{history_start}", lambda d=dim: dimension_counts(
+                ctx.inputs, ctx.cfg, ctx.now, d, since=history_start))
         begin = frame["hour"].astype("int64") * 3600
-        frame = frame.assign(recent=begin >= ctx.now - window)[
-            (begin >= start) & (begin < ctx.now)].dropna(subset=["value"])
+        frame = frame.assign(recent=begin >= ctx.now - window,
+                             day=(ctx.now - window - 1 - begin) // 86400)[
+            (begin >= history_start) & (begin < ctx.now)].dropna(subset=["value"])
+        typical = _daily_shares(frame[~frame["recent"]])
+        frame = frame[frame["hour"].astype("int64") * 3600 >= start]
         if frame.empty:
             continue
         frame = frame.assign(value=frame["value"].astype(str))
@@ -453,6 +464,10 @@ def _dimension_values(ctx: Context, dims: list[str]) -> list[CheckResult]:
             # what would have come: the value's events per event of the other values
             rest = float(totals_old[event] - before)
             expected = before * (totals_new[event] / rest if rest > 0 else window / baseline)
+            # the value's usual events per event of the others, day by day: an outage in
+            # the baseline does not make its usual quiet a tracking bug
+            expected = min(expected, typical.get((event, value), math.inf)
+                           * totals_new[event])
             if share < min_share or expected < min_expected:
                 continue
             # the other events: does the value still arrive with them?
@@ -480,6 +495,28 @@ def _dimension_values(ctx: Context, dims: list[str]) -> list[CheckResult]:
                 expected={"min": 1.0, "max": None}, unit="events", since=last))
     return results
 
+
+
+def _daily_shares(history: pd.DataFrame) -> dict[tuple[str, str], float]:
+    """(event, value) -> the median, over the days of ``history`` (its ``day`` column)
+    with events of both the value and the event's other values, of the value's events
+    per event of the others. Days without the value are left out: an app version's days
+    before its release say nothing of its share once it is out."""
+    shares: dict[tuple[str, str], float] = {}
+    if history.empty:
+        return shares
+    daily = history.assign(value=history["value"].astype(str)).groupby(
+        ["event", "day", "value"])["n"].sum()
+    for event, counts in daily.groupby(level=0):
+        table = counts.droplevel(0).unstack(fill_value=0)  # days x values
+        rest = table.sum(axis=1).to_numpy()[:, None] - table.to_numpy()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratios = np.where((rest > 0) & (table.to_numpy() > 0), table.to_numpy() / rest,
+                              np.nan)
+        for value, column in zip(table.columns, ratios.T, strict=True):
+            if not np.isnan(column).all():
+                shares[(str(event), str(value))] = float(np.nanmedian(column))
+    return shares
 
 def _value_counts_at_once(ctx: Context, by_path: dict[str, list[str]], start: float
                           ) -> pd.DataFrame | None:
