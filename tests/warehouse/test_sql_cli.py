@@ -148,7 +148,8 @@ connection = duckdb.connect(sys.argv[1])
 class Answer(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         self.rfile.read(int(self.headers["Content-Length"]))
-        body = json.dumps({"columns": ["x"], "rows": [{"x": 7}], "results": []}).encode()
+        body = os.environ.get("ANSWER", json.dumps(
+            {"columns": ["x"], "rows": [{"x": 7}], "results": []})).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -165,16 +166,18 @@ sys.stdin.read()
 """
 
 
-def _while_a_server_starts(ws: Workspace, *args: str) -> Any:
+def _while_a_server_starts(ws: Workspace, *args: str, answer: str | None = None) -> Any:
     """``nerve <args>`` run while a nerve serve holds the warehouse and has not yet named
-    itself; it names itself once the command has met the lock."""
+    itself; it names itself once the command has met the lock, and answers every POST
+    with ``answer`` (JSON text; by default one row, x = 7)."""
     from nerve.audit import read_records
 
     Warehouse.for_workspace(ws).close()
     holder = subprocess.Popen(
         [sys.executable, "-c", STARTING_SERVER, str(ws.data_dir / "warehouse.duckdb"),
          str(ws.data_dir / "server.json"), "nerve", "serve"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        env={**os.environ, **({"ANSWER": answer} if answer else {})})
     try:
         assert holder.stdout is not None
         assert holder.stdin is not None
@@ -210,6 +213,21 @@ def test_check_waits_for_a_starting_server_that_holds_the_warehouse(
     result = _while_a_server_starts(make_workspace(), "check")
     assert "running the checks in the server at" in result.stderr, result.output
     assert "locked" not in result.output
+
+
+
+def test_a_replay_dry_run_waits_for_a_starting_server_that_holds_the_warehouse(
+        make_workspace: Callable[..., Workspace]) -> None:
+    quarantined = {"message_id": "m1", "type": "track", "event": "signup", "properties": "{}",
+                   "traits": None, "context": "{}", "violations": json.dumps(
+                       [{"path": "$.event", "rule": "unknown_event", "message": "unknown"}])}
+    result = _while_a_server_starts(make_workspace(), "quarantine", "replay", "--dry-run",
+                                    "-f", "json", answer=json.dumps({"rows": [quarantined]}))
+    assert "locked" not in result.output
+    # the server's one quarantined row, judged: still failing (an unknown event)
+    report, = json.loads(result.stdout)
+    assert (report["judged"], report["still_failing"]) == (1, 1)
+    assert result.exit_code == ExitCode.WARN
 
 
 def test_a_stale_server_file_is_ignored(make_workspace: Callable[..., Workspace]) -> None:

@@ -22,9 +22,15 @@ from nerve.cli._common import (
     handle_errors,
     load_workspace,
 )
-from nerve.cli._remote import post, running_server
+from nerve.cli._remote import post, running_server, wait_for_server
 from nerve.cli._sql import run_sql
-from nerve.errors import CatalogError, TransientError, UserError, did_you_mean
+from nerve.errors import (
+    CatalogError,
+    TransientError,
+    UserError,
+    WarehouseLockedError,
+    did_you_mean,
+)
 from nerve.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -205,11 +211,18 @@ def _dry_run(ws: Workspace, catalog: Catalog, event: str | None) -> ReplayReport
         except httpx.ConnectError:
             pass  # the server died since it wrote server.json: open the file ourselves
     path = Warehouse.file_of(ws.warehouse_url)
-    if path is not None and not path.exists():
-        Warehouse.for_workspace(ws).close()  # a fresh workspace: create the empty tables
-    with (local_read(ws, "nerve quarantine replay", {"event": event, "dry_run": True}),
-          Warehouse.for_workspace(ws, read_only=True) as warehouse):
-        return run_replay(warehouse, catalog, event=event, dry_run=True)
+    try:
+        if path is not None and not path.exists():
+            Warehouse.for_workspace(ws).close()  # a fresh workspace: create the empty tables
+        with (local_read(ws, "nerve quarantine replay", {"event": event, "dry_run": True}),
+              Warehouse.for_workspace(ws, read_only=True) as warehouse):
+            return run_replay(warehouse, catalog, event=event, dry_run=True)
+    except WarehouseLockedError as exc:  # a nerve serve that starts: wait for its name
+        server = wait_for_server(ws, exc.pid)
+        if server is None:
+            raise
+        return preview(catalog, post(server, "/v1/admin/sql",
+                                     {"query": preview_query(event)})["rows"])
 
 
 def _replay_locally(ws: Workspace, catalog: Catalog, event: str | None) -> ReplayReport:
