@@ -653,6 +653,7 @@ def _drivers(r: dict[str, Any], q: str, kind: str, currency: str | None, change:
     nothing (docs/anomalies.md#nerve-explain)."""
     from nerve.anomaly._explain_words import (  # noqa: PLC0415 - with explain
         MIN_SCORE,
+        drill_down,
         total_moved,
     )
 
@@ -698,14 +699,10 @@ def _drivers(r: dict[str, Any], q: str, kind: str, currency: str | None, change:
             b.say(f"Part of the same change (outside {lead} they did not move beyond "
                   f"noise): {'; '.join(along)}.")
             # outside these values the lead did not move either: its change sits there
-            held = [f"{d['dimension']} = {b.label(d['value'])}" for d in drivers
-                    if d.get("holds_change")]
-            if held:
-                every = ", ".join([lead, *held][:-1]) + f" and {held[-1]}"
-                outside = held[0] if len(held) == 1 else \
-                    "each of " + ", ".join(held[:-1]) + f" and {held[-1]}"
-                b.say(f"The change sits where {every} meet: outside {outside}, {lead} did "
-                      "not move beyond noise.")
+            for d in drivers:
+                if d.get("holds_change"):
+                    b.label(d["value"])
+            b.say(drill_down(lead, drivers))
     elif change:
         b.say(_no_driver(r, q, b))
         _candidate(r, q, kind, currency, b)

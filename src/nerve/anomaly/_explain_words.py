@@ -60,7 +60,7 @@ def summary(r: dict[str, Any], t: _Target) -> str:
         if same:
             text += (f" Part of the same change (outside {d['dimension']} = {d['value']} "
                      f"they did not move beyond noise): {', '.join(same)}.")
-        text += drill_down(d, found[1:6])
+        text += drill_down(f"{d['dimension']} = {d['value']}", found[1:6])
     elif r["change"]:
         text += f" {noise_sentence(r)}"
     offsets = r.get("offsets") or []
@@ -98,11 +98,12 @@ def summary(r: dict[str, Any], t: _Target) -> str:
     return text
 
 
-def drill_down(lead: dict[str, Any], drivers: list[dict[str, Any]]) -> str:
-    """Where the lead driver's change sits, when other drivers hold it (``holds_change``:
-    outside their value, the lead did not move beyond noise), else "".
+def drill_down(name: str, drivers: list[dict[str, Any]]) -> str:
+    """Where the change of the lead driver (``name``: ``platform = android``) sits, when
+    other drivers hold it (``holds_change``: outside their value, the lead did not move
+    beyond noise), else "". ``nerve ask`` says the same sentence.
 
-    >>> drill_down({"dimension": "platform", "value": "android"},
+    >>> drill_down("platform = android",
     ...            [{"dimension": "country", "value": "DE", "holds_change": True},
     ...             {"dimension": "app_version", "value": "5.2.0", "holds_change": True}]
     ...            ).split(": ")[0]
@@ -111,7 +112,6 @@ def drill_down(lead: dict[str, Any], drivers: list[dict[str, Any]]) -> str:
     held = [f"{x['dimension']} = {x['value']}" for x in drivers if x.get("holds_change")]
     if not held:
         return ""
-    name = f"{lead['dimension']} = {lead['value']}"
     every = _and([name, *held])
     outside = held[0] if len(held) == 1 else f"each of {_and(held)}"
     return (f" The change sits where {every} meet: outside {outside}, {name} did not move "
