@@ -21,7 +21,7 @@ from nerve.envelope import to_record_batch
 from nerve.errors import WorkspaceError
 from nerve.loader import Loader, LoadStats
 from nerve.log import LogWriter, backlog_bytes, list_segments
-from nerve.log._frame import FrameKind, _encode, encode_batch, encode_schema
+from nerve.log._frame import HEADER, FrameKind, _encode, encode_batch, encode_schema
 from nerve.warehouse import Warehouse
 
 MakeBatch = Callable[..., pa.RecordBatch]
@@ -302,6 +302,41 @@ def test_a_sealed_segment_with_a_corrupt_frame_is_loaded_up_to_it_and_set_aside(
     Loader(log_dir, warehouse).load_once()
     assert count(warehouse, "SELECT count(*) FROM events") == 2
     assert path.with_name(path.name + ".corrupt").exists()
+
+
+def test_whole_frames_after_a_damaged_one_in_a_sealed_segment_are_loaded_while_its_writer_runs(
+    tmp_path: Path, warehouse: Warehouse, make_batch: MakeBatch,
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    """A flipped byte in a sealed segment, found by the loader while the server runs, cost
+    every acknowledged batch after it in that segment; now only the damaged frame's. The
+    copy of the frames after it sorts before the writer's newest segment, which the writer
+    goes on appending to."""
+    log_dir = tmp_path / "log"
+    with LogWriter(log_dir, "w0", max_age=3600) as writer:
+        for i in range(4):
+            writer.append(make_batch(2, start=10 * i))
+            writer.sync()
+            if i == 0:
+                damaged = list_segments(log_dir, "w0")[0].path
+                good = damaged.stat().st_size
+        writer.max_age = 0
+        assert writer.seal_if_old()
+        writer.max_age = 3600
+        data = bytearray(damaged.read_bytes())
+        data[good + HEADER.size + 5] ^= 0xFF  # in the second frame's payload
+        damaged.write_bytes(bytes(data))
+        loader = Loader(log_dir, warehouse)
+        with caplog.at_level(logging.WARNING, logger="nerve.log"):
+            loader.load_once()  # up to the damage; the frames after it are copied
+        assert "2 whole frames after the damaged one" in caplog.text
+        loader.load_once()  # the copy
+        writer.append(make_batch(2, start=40))  # the writer's newest segment is still its own
+        writer.sync()
+        loader.load_once()
+    assert warehouse.query("SELECT user_id FROM events ORDER BY user_id").column(0) \
+        .to_pylist() == ["u0", "u1", "u20", "u21", "u30", "u31", "u40", "u41"]
+    assert damaged.with_name(damaged.name + ".corrupt").exists()
 
 
 def test_a_verified_frame_that_does_not_decode_ends_a_sealed_segment(

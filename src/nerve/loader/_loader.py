@@ -32,6 +32,7 @@ from nerve.log import (
     list_segments,
     read_segment,
     recover_segment,
+    salvage_sealed,
     set_aside,
     writer_ids,
 )
@@ -187,7 +188,8 @@ class Loader:
                 self._commit_frames(segment, frames, start, stats)
 
     def _finish(self, segment: Segment, read: SegmentRead, stats: LoadStats) -> None:
-        """A sealed segment is done once loaded: delete it, or set a bad tail aside."""
+        """A sealed segment is done once loaded: delete it; or, with a damaged frame, copy
+        the whole frames after it to a new segment (loaded next) and set it aside."""
         if not segment.sealed:
             self._finish_abandoned(segment, read, stats)
             return
@@ -195,6 +197,7 @@ class Loader:
             self._retire(segment)
             stats.segments_done += 1
         else:
+            salvage_sealed(segment.path, read.end)
             set_aside(segment.path, f"{read.tail.value} frame at offset {read.end} "
                       "in a sealed segment (loaded up to there)")
 

@@ -15,6 +15,8 @@ Layout::
         <segment>.cut-<offset>     bytes cut from a corrupt tail, kept for inspection
         <segment>.rejected-<offset>.arrow
                                    a batch the warehouse refused (written by the loader)
+        <segment>.partial          a salvage of frames after a damaged one, cut short
+                                   by a crash before it became a segment
 
 Segment names are unique forever (a nanosecond clock, never reused even after the loader
 deleted every older segment), because the warehouse remembers offsets by name.
@@ -61,6 +63,7 @@ __all__ = [
     "new_segment_name",
     "read_segment",
     "recover_segment",
+    "salvage_sealed",
     "set_aside",
     "set_aside_files",
     "try_lock",
@@ -246,7 +249,7 @@ def recover_segment(path: Path) -> None:
     kept = None
     # a damaged length field reads as a frame cut short: look for whole frames after it
     # whatever the tail (a torn write has none)
-    salvaged, frames = _salvage(path, data, end)
+    salvaged, frames = _salvage(path, data, end, path.parent / new_segment_name(path.parent))
     if tail is Tail.CORRUPT or salvaged is not None:
         kept = path.parent / f"{path.name}.cut-{end}"
         kept.write_bytes(data[end:])
@@ -270,16 +273,43 @@ def recover_segment(path: Path) -> None:
     fsync_dir(path.parent)
 
 
-def _salvage(path: Path, data: bytes, end: int) -> tuple[Path | None, int]:
-    """Copy the whole frames that follow a damaged one into a new segment; its path and
-    how many frames it holds (``None, 0`` when none verify).
+def salvage_sealed(path: Path, end: int) -> None:
+    """Copy the whole frames after a damaged one in a sealed segment, which the loader
+    found while the server runs, into a new segment the loader loads next.
+
+    Start-up recovery (``recover_segment``) names its copy after every segment, as the
+    writer is not running yet. Here the writer may be appending to its newest segment,
+    which must stay the newest: the copy is named to sort between the damaged segment and
+    the one after it. Without such a name (two segments a nanosecond apart), the frames
+    stay in the segment set aside, and a warning says so.
+    """
+    folder = path.parent
+    later = sorted(e.name for e in os.scandir(folder)
+                   if _SEGMENT_NAME.match(e.name) and e.name > path.name)
+    name = f"{int(path.name[:20]) + 1:020d}-{secrets.token_hex(4)}{SUFFIX}"
+    if later and name >= later[0]:
+        log.warning("%s: no segment name left between it and %s; whole frames after "
+                    "offset %d stay in the segment set aside", path, later[0], end)
+        return
+    salvaged, frames = _salvage(path, path.read_bytes(), end, folder / name)
+    if salvaged is not None:
+        log.warning("%s: %d whole frames after the damaged one at offset %d are loaded "
+                    "from %s", path, frames, end, salvaged.name,
+                    extra={"segment": str(path), "offset": end, "salvaged_frames": frames,
+                           "salvaged_as": str(salvaged)})
+
+
+def _salvage(path: Path, data: bytes, end: int, salvaged: Path) -> tuple[Path | None, int]:
+    """Copy the whole frames that follow a damaged one into a new segment ``salvaged``;
+    its path and how many frames it holds (``None, 0`` when none verify).
 
     A flipped bit in one frame (a bad sector, not a crash: a torn write leaves no frame
     after it) used to cut every acknowledged batch written after it too. The frames after
     it are found by their header (``MAGIC``) and must verify and decode in the segment's
-    schema; they go, behind a copy of its schema frame, into a segment named after every
-    existing one, which the loader loads like any other (a copy of a row it already holds
-    is a duplicate of its message_id). The cut bytes stay aside whole, as before.
+    schema; they go, behind a copy of its schema frame, into a new segment, which the
+    loader loads like any other (a copy of a row it already holds is a duplicate of its
+    message_id). It appears whole or not at all (written aside, then renamed). The cut
+    bytes stay aside whole, as before.
     """
     view = memoryview(data)
     first = next(iter_frames(view[:end]))
@@ -297,13 +327,15 @@ def _salvage(path: Path, data: bytes, end: int) -> tuple[Path | None, int]:
             pos = data.find(MAGIC, pos + 1)
     if not found:
         return None, 0
-    salvaged = path.parent / new_segment_name(path.parent)
-    with salvaged.open("xb") as f:
+    partial = salvaged.with_name(salvaged.name + ".partial")
+    with partial.open("wb") as f:
         f.write(data[: first.end])
         for frame in found:
             f.write(frame)
         f.flush()
         os.fsync(f.fileno())
+    partial.rename(salvaged)
+    fsync_dir(path.parent)
     return salvaged, len(found)
 
 
@@ -318,13 +350,14 @@ def _decodes(frame: Frame, schema: pa.Schema) -> bool:
 
 
 #: names of the files kept for an operator beside the segments (see the layout above)
-_SET_ASIDE = re.compile(r"\.(corrupt|cut-\d+|rejected-\d+\.arrow)$")
+_SET_ASIDE = re.compile(r"\.(corrupt|cut-\d+|rejected-\d+\.arrow|seg\.partial)$")
 
 
 def set_aside_files(log_dir: Path) -> list[Path]:
     """The files the log keeps for an operator to inspect and delete by hand: damaged
-    segments (``.corrupt``), bytes cut from a corrupt tail (``.cut-<offset>``) and
-    batches the warehouse refused (``.rejected-<offset>.arrow``), in every writer's
+    segments (``.corrupt``), bytes cut from a corrupt tail (``.cut-<offset>``),
+    batches the warehouse refused (``.rejected-<offset>.arrow``) and salvages cut short
+    by a crash (``.partial``: the frames are still in the damaged segment), in every writer's
     folder. ``nerve status`` lists them: a recovery only said so in a worker's log."""
     if not log_dir.is_dir():
         return []
