@@ -166,7 +166,7 @@ def _bind_group(host: str, port: int, n: int) -> list[socket.socket]:
     spread evenly over the workers. With one shared socket the worker that wakes first
     takes each connection, and that was uneven: in most benchmark runs one worker held
     38-43 of the 64 connections and saturated while the other had CPU to spare
-    (docs/collector.md, fifth round). This process keeps every socket open, so
+    (docs/performance.md, fifth round). This process keeps every socket open, so
     connections queued for a worker that died wait for its replacement.
 
     A plain bind first: it fails if anything (another ``nerve serve`` included) holds the
@@ -193,7 +193,7 @@ def _lifespan(state: NerveState, server_file: Path, max_backlog: int,
         # answers the read APIs: its background threads (the loader, the checks, the live
         # anomaly monitor) take only the CPU the workers leave free. At normal priority the
         # live monitor's poll made the slowest seconds of a fixed-rate run
-        # (docs/collector.md, sixth round)
+        # (docs/performance.md, sixth round)
         background_idle = state.processes > 1
         if background_idle:
             start_shared_pools()  # at this thread's priority, not the loader's
