@@ -373,3 +373,38 @@ def test_a_multiprocessing_child_sends_what_it_queued_before_it_ends(
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
     assert sorted((e["properties"]["k"], e["properties"]["i"]) for e in server.events()) == [
         (k, i) for k in range(2) for i in range(3)]
+
+
+def test_block_when_full_waits_for_room_instead_of_dropping(scripted: Scripted) -> None:
+    """A backfill loop outpaces the sender: with ``block_when_full`` each call waits for
+    room, so nothing is dropped; the first batch is refused once (503), so the queue stays
+    full while the sender waits to retry."""
+    server = scripted([(503, {"Retry-After": "0.2"})])
+    errors, on_error = collect()
+    client = Client(KEY, server.url, max_queue_size=5, max_batch_size=5, flush_interval=60,
+                    block_when_full=30, on_error=on_error)
+    ids = [client.track("e", {"i": i}, user_id="u") for i in range(23)]
+    assert None not in ids
+    assert client.shutdown()
+    assert errors == []
+    assert client.stats().dropped_queue_full == 0
+    assert [e["properties"]["i"] for e in server.events()[5:]] == list(range(23))
+
+
+def test_block_when_full_drops_once_its_time_is_up(scripted: Scripted) -> None:
+    """A server that keeps refusing holds the queue full: a call waits ``block_when_full``
+    seconds, then drops its event as a queue without it would."""
+    server = scripted([(503, {"Retry-After": "5"})] * 3)
+    errors, on_error = collect()
+    client = Client(KEY, server.url, max_queue_size=2, max_batch_size=2, flush_interval=60,
+                    block_when_full=0.2, on_error=on_error)
+    ids = [client.track("e", {"i": i}, user_id="u") for i in range(3)]
+    assert ids[2] is None
+    assert [type(exc) for exc, _ in errors] == [QueueFullError]
+    assert client.stats().dropped_queue_full == 1
+    client.shutdown(timeout=0.1)
+
+
+def test_block_when_full_must_be_seconds(scripted: Scripted) -> None:
+    with pytest.raises(ConfigError, match="block_when_full"):
+        Client(KEY, scripted().url, block_when_full=-1)

@@ -82,6 +82,7 @@ class Client:
         max_batch_size: int = 100,
         flush_interval: float = 0.5,
         max_queue_size: int = 10_000,
+        block_when_full: float = 0.0,
         gzip: bool = True,
         timeout: float = 10.0,
         max_retries: int = 10,
@@ -96,11 +97,15 @@ class Client:
     ) -> None:
         _check_options(write_key, host, max_batch_size, flush_interval, max_queue_size,
                        timeout, max_retries, backoff_base, backoff_max, context)
+        if not block_when_full >= 0:
+            raise ConfigError(f"Client(...): block_when_full: seconds >= 0, got {block_when_full}")
         self.write_key = write_key
         self.host = host.rstrip("/")
         self.max_batch_size = max_batch_size
         self.flush_interval = flush_interval
         self.max_queue_size = max_queue_size
+        #: seconds a call waits for room in a full queue before it drops its event
+        self.block_when_full = block_when_full
         self.sync_mode = sync_mode
         self.on_error = on_error
         self.context = dict(context or {})
@@ -335,6 +340,7 @@ class Client:
             return None
         refusal: NerveError | OSError | None = None
         with self._lock:
+            self._wait_for_room()
             if self._closed:
                 self._counts["dropped_invalid"] += 1
                 refusal = ClosedError(f"{kind}: the client is shut down; event dropped")
@@ -366,6 +372,22 @@ class Client:
             self._drain(full_only=False)
         return str(message["messageId"])
 
+    def _wait_for_room(self) -> None:
+        """With ``block_when_full``, wait (holding ``_lock``, which the wait lets go) until
+        the queue has room, the client closes, or the time is up. A backfill would rather
+        slow down to the server's pace than drop events. The sending thread never waits:
+        an ``on_error`` that tracks would wait for itself."""
+        if (self.block_when_full <= 0 or len(self._queue) < self.max_queue_size
+                or self.sync_mode or threading.current_thread() is self._thread):
+            return
+        end = time.monotonic() + self.block_when_full
+        self._lock.notify_all()  # the sending thread sends a full queue without waiting
+        while len(self._queue) >= self.max_queue_size and not self._closed:
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            self._lock.wait(left)
+
     def _refuse(self, exc: Exception, partial: dict[str, Any]) -> None:
         with self._lock:
             self._counts["dropped_invalid"] += 1
@@ -385,16 +407,18 @@ class Client:
                 deadline = time.monotonic() + self.flush_interval
                 while not self._stopping:
                     now = time.monotonic()
+                    full = len(self._queue) >= self.max_queue_size  # calls may be waiting
                     if now < self._paused_until:  # a batch just ran out of retries
                         self._lock.wait(self._paused_until - now)
-                    elif len(self._queue) >= self.max_batch_size or now >= deadline:
+                    elif len(self._queue) >= self.max_batch_size or full or now >= deadline:
                         break
                     else:
                         self._lock.wait(deadline - now)
                 if self._stopping:
                     return
-                # full batches go as soon as they fill; a partial one when the interval ends
-                full_only = time.monotonic() < deadline
+                # full batches go as soon as they fill; a partial one when the interval
+                # ends, or when the queue is full
+                full_only = time.monotonic() < deadline and not full
             self._drain(full_only=full_only, worker=True)
 
     def _drain(self, *, full_only: bool, bounded: bool = False, worker: bool = False) -> bool:
@@ -433,6 +457,7 @@ class Client:
                         if not kept:
                             self._queue.commit(token)
                             self._settled += len(lines)
+                            self._lock.notify_all()  # room for calls waiting on a full queue
                         start = 0
                         for count, error in parts:
                             part, start = lines[start:start + count], start + count
