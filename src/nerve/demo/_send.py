@@ -9,7 +9,6 @@ are posted directly with ``sentAt`` from the device's clock, as their own SDK wo
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
@@ -28,9 +27,9 @@ __all__ = ["LIVE_SOURCES", "Sender"]
 #: the demo workspace's live sources, each with its own write key in nerve.toml
 LIVE_SOURCES = ("ios", "android", "web", "server")
 _IMPORT = "import"
-#: queued events above which the sender waits for the SDK to catch up (the SDK drops
-#: events when its queue is full, as it should in an app; a backfill must not)
-_HIGH_WATER = 40_000
+#: queued history events at which a call waits for the SDK to catch up (an app's SDK
+#: drops events when its queue is full; a backfill must not: ``block_when_full``)
+_QUEUE_SIZE = 40_000
 
 
 class Sender:
@@ -48,11 +47,12 @@ class Sender:
         self._keys = keys
         # no gzip: on loopback it costs CPU at both ends and saves no time (measured: -30%
         # client CPU without it); the SDK still cuts batches at the collector's byte limit
-        common: dict[str, Any] = {"flush_interval": 0.2, "max_queue_size": 2 * _HIGH_WATER,
-                                  "gzip": False, "on_error": self._on_error}
+        common: dict[str, Any] = {"flush_interval": 0.2, "gzip": False,
+                                  "on_error": self._on_error}
         self.history = Client(keys[_IMPORT], url, max_batch_size=batch_size, historical=True,
-                              **common)
-        self.live = {name: Client(keys[name], url, max_batch_size=100, **common)
+                              max_queue_size=_QUEUE_SIZE, block_when_full=600, **common)
+        self.live = {name: Client(keys[name], url, max_batch_size=100,
+                                  max_queue_size=2 * _QUEUE_SIZE, **common)
                      for name in LIVE_SOURCES}
         self._http = httpx.Client(timeout=30)
 
@@ -81,12 +81,6 @@ class Sender:
             client.screen(m.get("name"), m.get("properties"), **kwargs)
         else:  # the simulator makes no other calls
             raise ValueError(f"unexpected message type {kind!r}")
-        if self.sent % 1000 == 0:
-            self._wait_for_room()
-
-    def _wait_for_room(self) -> None:
-        while self.history.stats().queued > _HIGH_WATER:
-            time.sleep(0.02)
 
     def _post_skewed(self, sim: SimMessage) -> None:
         now = int(datetime.now(UTC).timestamp() * 1000)
