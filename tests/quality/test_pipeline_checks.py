@@ -134,6 +134,20 @@ def test_natural_key_duplicates(inputs: Any) -> None:
     assert "properties.order_id" in purchase.message
 
 
+def test_natural_key_duplicates_of_a_backfill_say_they_were_received_in_the_window(
+        inputs: Any) -> None:
+    """A month of orders imported today is judged today: the message says the rows were
+    received in the last 24 h, not that 30 orders happened in it."""
+    events = [{"event": "purchase_complete", "user_id": f"u{i}", "timestamp": ago(days=i),
+               "received_at": ago(minutes=5), "properties": {"order_id": f"o{i % 25}"}}
+              for i in range(30)]
+    cfg = ChecksConfig(events={"purchase_complete": {"natural_key": ["properties.order_id"]}})
+    result, = run_checks(inputs([dict(e) for e in events]), None, cfg, now=NOW,
+                         select=["natural_key_duplicates"])
+    assert result.details == {"rows": 30, "duplicates": 5}
+    assert "purchase_complete events (17%) received in the last 24 h" in result.message
+
+
 def test_natural_key_duplicates_match_the_timestamp_the_client_sent(inputs: Any) -> None:
     """An SDK that tracks one action twice sends the same timestamp in both messages, but
     nerve corrects each message's timestamp by its own sentAt and arrival, so the stored

@@ -23,6 +23,7 @@ from nerve.cli._common import (
     iso_time,
     load_workspace,
     shown,
+    working,
 )
 from nerve.cli._remote import answer
 
@@ -128,7 +129,8 @@ def anomalies(
         return run_local(warehouse, ws, data, datetime.fromisoformat(moment) if moment
                          else None)
 
-    result = answer(ws, "/v1/anomalies", body, local)
+    with working(f"judging {target or 'every event'}"):
+        result = answer(ws, "/v1/anomalies", body, local)
     rows = result.get("points", []) if points else result["anomalies"]
     if fmt is Format.table:
         about = result["about"]
@@ -195,7 +197,8 @@ def explain(
         return explain_local(warehouse, ws, data, datetime.fromisoformat(str(moment))
                              if moment else None)
 
-    result = answer(ws, "/v1/anomalies/explain", body, local)
+    with working(f"explaining {target}"):
+        result = answer(ws, "/v1/anomalies/explain", body, local)
     if fmt is Format.json:
         emit_json(result)
         return
@@ -308,7 +311,8 @@ def forecast(
         return forecast_local(warehouse, ws, data, datetime.fromisoformat(str(moment))
                               if moment else None)
 
-    result = answer(ws, "/v1/anomalies/forecast", body, local)
+    with working(f"forecasting {metric}"):
+        result = answer(ws, "/v1/anomalies/forecast", body, local)
     check = result["backtest"]
     rows = [{"kind": "forecast", **r} for r in result["forecast"]]
     rows += [{"kind": "backtest", **r} for r in check["points"]]

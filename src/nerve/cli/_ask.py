@@ -15,6 +15,7 @@ from nerve.cli._common import (
     err_console,
     handle_errors,
     load_workspace,
+    working,
 )
 from nerve.errors import UserError
 
@@ -56,8 +57,9 @@ def ask(
     ws = load_workspace(ctx)
     body = {"question": question, "llm": llm}
     served = running_server(ws) is not None
-    result = answer(ws, "/v1/ask", body, lambda wh: ask_local(wh, ws, body),
-                    masked=not unmasked)
+    with working("answering: querying the warehouse"):
+        result = answer(ws, "/v1/ask", body, lambda wh: ask_local(wh, ws, body),
+                        masked=not unmasked)
     if served and llm:
         _unused_llm(result)
     if fmt is Format.json:

@@ -29,6 +29,7 @@ from nerve.cli._common import (
     handle_errors,
     iso_time,
     load_workspace,
+    working,
 )
 from nerve.cli._remote import post, running_server, wait_for_server
 from nerve.errors import InternalError, WarehouseLockedError, WorkspaceError
@@ -90,7 +91,8 @@ def check(
     wanted = [part.strip() for item in (select or []) for part in item.split(",")
               if part.strip()]
     now = iso_time(now_text, "--now")
-    results = collect(ws, wanted, now)
+    with working("running the checks"):
+        results = collect(ws, wanted, now)
     if fmt is CheckFormat.json:
         emit_json([r.as_dict() for r in results])
     elif fmt is CheckFormat.junit:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import enum
 import functools
@@ -9,7 +10,7 @@ import io
 import math
 import re
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -38,6 +39,7 @@ __all__ = [
     "print_table",
     "readable",
     "shown",
+    "working",
 ]
 
 
@@ -73,6 +75,27 @@ FormatOption = Annotated[
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+@contextlib.contextmanager
+def working(what: str) -> Iterator[None]:
+    """A spinner with the time elapsed on stderr while a command reads the warehouse,
+    so that a question or a check that takes a minute on a month of events does not
+    look hung. On a terminal only: pipes, CI logs and --format json/csv see nothing."""
+    if not err_console.is_terminal:
+        yield
+        return
+    from rich.progress import (  # noqa: PLC0415 - only when it shows
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=err_console, transient=True) as progress:
+        progress.add_task(what, total=None)
+        yield
 
 
 def load_workspace(ctx: typer.Context) -> Workspace:

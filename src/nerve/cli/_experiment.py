@@ -16,6 +16,7 @@ from nerve.cli._common import (
     err_console,
     handle_errors,
     shown,
+    working,
 )
 from nerve.cli._common import load_workspace as _workspace
 from nerve.cli._remote import answer
@@ -135,7 +136,8 @@ def analyze(ctx: typer.Context, key: Annotated[str, typer.Argument(help="Experim
     """
     from nerve.experiments._run import confidence_level, report_text  # noqa: PLC0415
 
-    readout = run_analysis(_workspace(ctx), key, by)
+    with working(f"analysing {key}"):
+        readout = run_analysis(_workspace(ctx), key, by)
     if fmt is not Format.table:
         if fmt is Format.json:
             emit_json(readout)
