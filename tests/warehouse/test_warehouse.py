@@ -267,8 +267,8 @@ def test_public_names_are_pinned() -> None:
         "DEFAULT_MAX_BACKLOG", "LogClosedError", "LogWriter", "Segment", "SegmentRead",
         "StreamLink", "StreamReader", "StreamSettings", "StreamWriter", "Tail", "abandoned",
         "acknowledge", "backlog_bytes", "list_segments", "max_backlog", "open_log",
-        "read_segment", "recover_segment", "set_aside", "set_aside_files", "write_problem",
-        "writer_ids"]
+        "read_segment", "recover_segment", "salvage_sealed", "set_aside", "set_aside_files",
+        "write_problem", "writer_ids"]
     assert sorted(nerve.loader.__all__) == ["DEFAULT_DEDUP_WINDOW", "LoadStats", "Loader",
                                            "Pace", "StreamLoader", "parse_window"]
     assert sorted(nerve.warehouse.__all__) == [
