@@ -159,14 +159,24 @@ class Warehouse(IbisReads):
 
     @staticmethod
     def check_url(ws: Workspace) -> None:
-        """Refuse a ``[warehouse] url`` that is not DuckDB's, naming nerve.toml's line
-        (and never a password in the URL): every command that reads the warehouse."""
-        if ws.warehouse_url.startswith(_PREFIX):
+        """Refuse a ``[warehouse] url`` that is not a DuckDB file, naming nerve.toml's
+        line (and never a password in the URL): every command that reads the warehouse."""
+        url = ws.warehouse_url
+        in_memory = url.startswith(_PREFIX) and url[len(_PREFIX):] in ("", ":memory:")
+        if url.startswith(_PREFIX) and not in_memory:
             return
         line = ws.line_of("warehouse", "url")
+        where = f"{ws.root / 'nerve.toml'}{f':{line}' if line else ''}: [warehouse] url"
+        if in_memory:
+            # the loader deletes each log segment once its rows are committed, so a
+            # warehouse in memory lost every acknowledged event when the server stopped
+            raise WorkspaceError(
+                f"{where} {url!r}: a warehouse in memory keeps nothing once the process "
+                "ends, and the loader deletes the event log as it loads it; name a file: "
+                "duckdb://.nerve/warehouse.duckdb (the default) or "
+                "duckdb:///path/warehouse.duckdb")
         raise WorkspaceError(
-            f"{ws.root / 'nerve.toml'}{f':{line}' if line else ''}: [warehouse] url "
-            f"{redact_url(ws.warehouse_url)!r}: nerve loads "
+            f"{where} {redact_url(url)!r}: nerve loads "
             "events into DuckDB (duckdb://.nerve/warehouse.duckdb, the default); "
             "PostgreSQL or Spark tables with the same columns can be analysed through "
             "the Python API (docs/storage.md, \"Other engines\")")
