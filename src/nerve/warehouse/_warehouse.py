@@ -192,6 +192,13 @@ class Warehouse(IbisReads):
                                  f"whole number >= 1, got {threads!r}")
         cls.check_url(ws)
         path = cls.file_of(ws.warehouse_url)
+        if read_only and path is not None and not path.exists():
+            line = ws.line_of("warehouse", "url")
+            raise WorkspaceError(
+                f"{path}: no warehouse yet; it is created when `nerve serve` first loads "
+                f"events. If it should be there, check {ws.root / 'nerve.toml'}"
+                f"{f':{line}' if line else ''} ([warehouse] url) and that its volume is "
+                "mounted")
         if path is not None and path.is_relative_to(ws.data_dir):
             ws.make_data_dir()  # mode 0700 when this makes it: the rows are personal data
         return cls.open(ws.warehouse_url, read_only=read_only, threads=threads)
