@@ -89,6 +89,64 @@ def test_every_command_refuses_another_engine_s_url_naming_the_line(
     assert not (ws.root / ".nerve" / "warehouse.duckdb").exists()
 
 
+@pytest.mark.parametrize("url", ["duckdb://", "duckdb://:memory:"])
+def test_a_warehouse_in_memory_is_refused_naming_the_line(tmp_path: Path, url: str) -> None:
+    # the loader deletes the log as it loads it: `nerve serve` on a warehouse in memory
+    # acknowledged events and lost every one of them when it stopped
+    from typer.testing import CliRunner
+
+    from nerve.cli import app
+
+    ws = init_workspace(tmp_path / "ws")
+    toml = ws.root / "nerve.toml"
+    toml.write_text(toml.read_text().replace('url = "duckdb://.nerve/warehouse.duckdb"',
+                                             f'url = "{url}"'))
+    [line] = [n for n, text in enumerate(toml.read_text().splitlines(), 1)
+              if text.startswith(f'url = "{url}"')]
+    served = subprocess.run(
+        [sys.executable, "-m", "nerve", "--workspace", str(ws.root), "serve", "--port", "0"],
+        capture_output=True, text=True, timeout=120, check=False)
+    for command in (["sql", "SELECT count(*) FROM events"], ["check"]):
+        result = CliRunner().invoke(app, ["--workspace", str(ws.root), *command])
+        assert result.exit_code != 0, result.output
+        assert f"nerve.toml:{line}: [warehouse] url" in result.output
+        assert "in memory" in result.output
+    assert served.returncode != 0
+    assert f"nerve.toml:{line}: [warehouse] url" in served.stderr + served.stdout
+    assert "Traceback" not in served.stderr
+
+
+def test_reading_a_missing_warehouse_named_outside_the_workspace_creates_nothing(
+        tmp_path: Path) -> None:
+    # [warehouse] url on another volume (docs/operations.md), misspelt or not mounted:
+    # `nerve sql` made an empty warehouse there and answered 0 events
+    from typer.testing import CliRunner
+
+    from nerve.cli import app
+
+    ws = init_workspace(tmp_path / "ws")
+    elsewhere = tmp_path / "volume" / "nerve" / "warehouse.duckdb"
+    toml = ws.root / "nerve.toml"
+    toml.write_text(toml.read_text().replace('url = "duckdb://.nerve/warehouse.duckdb"',
+                                             f'url = "duckdb://{elsewhere}"'))
+    [line] = [n for n, text in enumerate(toml.read_text().splitlines(), 1)
+              if text.startswith(f'url = "duckdb://{elsewhere}"')]
+    for command in (["sql", "SELECT count(*) FROM events"], ["status"],
+                    ["quarantine", "replay", "--dry-run"]):
+        result = CliRunner().invoke(app, ["--workspace", str(ws.root), *command])
+        assert result.exit_code != 0, result.output
+        assert "no warehouse yet" in result.output
+        assert f"nerve.toml:{line} ([warehouse] url)" in " ".join(result.output.split())
+    assert not (tmp_path / "volume").exists()
+    # a fresh workspace's own warehouse is still made empty for a first look
+    toml.write_text(toml.read_text().replace(f'url = "duckdb://{elsewhere}"',
+                                             'url = "duckdb://.nerve/warehouse.duckdb"'))
+    result = CliRunner().invoke(app, ["--workspace", str(ws.root), "sql",
+                                      "SELECT count(*) AS n FROM events", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert '"n": 0' in result.output
+
+
 def test_catalog_docs_shows_why_it_skipped_the_volumes_whole(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 

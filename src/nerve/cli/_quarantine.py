@@ -212,7 +212,8 @@ def _dry_run(ws: Workspace, catalog: Catalog, event: str | None) -> ReplayReport
             pass  # the server died since it wrote server.json: open the file ourselves
     path = Warehouse.file_of(ws.warehouse_url)
     try:
-        if path is not None and not path.exists():
+        if (path is not None and not path.exists()
+                and path.is_relative_to(ws.data_dir)):
             Warehouse.for_workspace(ws).close()  # a fresh workspace: create the empty tables
         with (local_read(ws, "nerve quarantine replay", {"event": event, "dry_run": True}),
               Warehouse.for_workspace(ws, read_only=True) as warehouse):

@@ -189,8 +189,11 @@ def _local_answer(ws: Workspace, path: str, body: dict[str, Any],
     from nerve.warehouse import Warehouse  # noqa: PLC0415 - DuckDB only when needed
 
     path_on_disk = Warehouse.file_of(ws.warehouse_url)
-    if path_on_disk is not None and not path_on_disk.exists():
-        Warehouse.for_workspace(ws).close()  # a fresh workspace: create the empty tables
+    if (path_on_disk is not None and not path_on_disk.exists()
+            and path_on_disk.is_relative_to(ws.data_dir)):
+        # a fresh workspace: create the empty tables. A file named elsewhere that is not
+        # there is a typo or a volume not mounted: creating it answered "0 events"
+        Warehouse.for_workspace(ws).close()
     with (local_read(ws, path, body, masked=masked, who=reader[0] if reader else None,
                      via="mcp" if reader else "local"),
           Warehouse.for_workspace(ws, read_only=not write) as warehouse):

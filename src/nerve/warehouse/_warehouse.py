@@ -159,14 +159,24 @@ class Warehouse(IbisReads):
 
     @staticmethod
     def check_url(ws: Workspace) -> None:
-        """Refuse a ``[warehouse] url`` that is not DuckDB's, naming nerve.toml's line
-        (and never a password in the URL): every command that reads the warehouse."""
-        if ws.warehouse_url.startswith(_PREFIX):
+        """Refuse a ``[warehouse] url`` that is not a DuckDB file, naming nerve.toml's
+        line (and never a password in the URL): every command that reads the warehouse."""
+        url = ws.warehouse_url
+        in_memory = url.startswith(_PREFIX) and url[len(_PREFIX):] in ("", ":memory:")
+        if url.startswith(_PREFIX) and not in_memory:
             return
         line = ws.line_of("warehouse", "url")
+        where = f"{ws.root / 'nerve.toml'}{f':{line}' if line else ''}: [warehouse] url"
+        if in_memory:
+            # the loader deletes each log segment once its rows are committed, so a
+            # warehouse in memory lost every acknowledged event when the server stopped
+            raise WorkspaceError(
+                f"{where} {url!r}: a warehouse in memory keeps nothing once the process "
+                "ends, and the loader deletes the event log as it loads it; name a file: "
+                "duckdb://.nerve/warehouse.duckdb (the default) or "
+                "duckdb:///path/warehouse.duckdb")
         raise WorkspaceError(
-            f"{ws.root / 'nerve.toml'}{f':{line}' if line else ''}: [warehouse] url "
-            f"{redact_url(ws.warehouse_url)!r}: nerve loads "
+            f"{where} {redact_url(url)!r}: nerve loads "
             "events into DuckDB (duckdb://.nerve/warehouse.duckdb, the default); "
             "PostgreSQL or Spark tables with the same columns can be analysed through "
             "the Python API (docs/storage.md, \"Other engines\")")
@@ -182,6 +192,13 @@ class Warehouse(IbisReads):
                                  f"whole number >= 1, got {threads!r}")
         cls.check_url(ws)
         path = cls.file_of(ws.warehouse_url)
+        if read_only and path is not None and not path.exists():
+            line = ws.line_of("warehouse", "url")
+            raise WorkspaceError(
+                f"{path}: no warehouse yet; it is created when `nerve serve` first loads "
+                f"events. If it should be there, check {ws.root / 'nerve.toml'}"
+                f"{f':{line}' if line else ''} ([warehouse] url) and that its volume is "
+                "mounted")
         if path is not None and path.is_relative_to(ws.data_dir):
             ws.make_data_dir()  # mode 0700 when this makes it: the rows are personal data
         return cls.open(ws.warehouse_url, read_only=read_only, threads=threads)

@@ -252,7 +252,8 @@ def offline_status(workspace: Workspace) -> dict[str, Any]:
     if kind == "jetstream" and path is not None and not path.exists():
         pass  # a collectors' machine: the warehouse is the loading server's, not an empty one
     else:
-        if path is not None and not path.exists():
+        if (path is not None and not path.exists()
+                and path.is_relative_to(workspace.data_dir)):
             Warehouse.for_workspace(workspace).close()  # a fresh workspace: the empty tables
         with Warehouse.for_workspace(workspace, read_only=True) as warehouse:
             figures = warehouse_figures(warehouse)
