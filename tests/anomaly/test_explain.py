@@ -749,3 +749,40 @@ def test_a_property_only_the_target_carries_drives_no_mix(tmp_path: Path) -> Non
     assert "payment_provider" not in result["summary"]
     # the active users did not move: the payers' fall is no volume effect either
     assert result["volume"]["exposure"] == result["volume"]["expected_exposure"]
+
+
+def test_a_rollout_in_the_baseline_weeks_is_no_new_version_and_values_add_up(
+        tmp_path: Path) -> None:
+    # android moves from 3.3.0 to 3.4.0: in the last of the four baseline weeks only
+    # 3.4.0 existed beside 3.3.0. Its median over the weeks apart is zero (new, expected
+    # 0), and the values' medians (60 + 55 + 0) would not add up to the median total (125)
+    weeks = {4: [("ios", "4.2.0", 200, 60), ("android", "3.3.0", 200, 50)],
+             3: [("ios", "4.2.0", 200, 60), ("android", "3.3.0", 200, 60)],
+             2: [("ios", "4.2.0", 200, 60), ("android", "3.3.0", 200, 70)],
+             1: [("ios", "4.2.0", 200, 60), ("android", "3.3.0", 60, 20),
+                 ("android", "3.4.0", 140, 50)],
+             0: [("ios", "4.2.0", 200, 60), ("android", "3.4.0", 200, 20)]}
+    specs = [EventSpec(name=n, version=Version(1), properties=(
+        PropertySpec(name="app_version", type="string"),))
+        for n in ("add_to_cart", "product_view")]
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "shop.yaml").write_text(CHURN_METRICS)
+    layer = SemanticLayer.from_folder(tmp_path / "metrics", Catalog.from_specs(specs))
+    warehouse = Warehouse.open(f"duckdb:///{tmp_path / 'w.duckdb'}")
+    day = NOW - timedelta(days=1)
+    for offset, k in enumerate(sorted(weeks, reverse=True)):
+        load_rows(warehouse, [r for p in weeks[k]
+                              for r in segment(day - timedelta(days=7 * k), *p)],
+                  offset=offset)
+    result = explain(warehouse.ibis().table("events"), "add_to_cart", layer=layer,
+                     period="yesterday", now=NOW, vs="expected", dimensions=["app_version"],
+                     catalog_events=["add_to_cart", "product_view"])
+    totals = sorted(sum(p[3] for p in weeks[k]) for k in (1, 2, 3, 4))  # 110 120 130 130
+    assert result["baseline"] == (totals[1] + totals[2]) / 2
+    # the median total is the mean of weeks 1 and 3 (130 and 120): so are the values'
+    by_value = {d["value"]: d for d in result["drivers"] + result["offsets"]}
+    assert by_value["3.4.0"]["expected"] == (50 + 0) / 2
+    assert not by_value["3.4.0"]["new"]
+    assert by_value["3.3.0"]["expected"] == (20 + 60) / 2
+    assert 60 + by_value["3.3.0"]["expected"] + by_value["3.4.0"]["expected"] \
+        == result["baseline"]

@@ -29,7 +29,7 @@ from nerve.errors import QueryError
 from nerve.pipeline import PrivacyPolicy
 from nerve.quality import run_and_record
 from nerve.warehouse import MaskedWarehouse, Warehouse
-from nerve.warehouse._masking import OPEN_TABLES, check_reader_query, mask_key
+from nerve.warehouse._masking import OPEN_TABLES, _violations, check_reader_query, mask_key
 from nerve.workspace import Workspace
 
 SIGNUP = """\
@@ -224,7 +224,9 @@ def test_a_reader_sees_no_raw_personal_value_and_the_admin_sees_them_all(
     (violation,) = _post(server, ANA, "/v1/admin/sql", {"query": (
         "SELECT violations FROM quarantine")}).json()["rows"][0]["violations"]
     assert violation["path"] == "$.properties.phone"
-    assert "withheld" in violation["message"]
+    # what the rule expects is the catalog's, not the value: the reader sees it
+    assert violation["message"] == ('$.properties.phone: breaks the pattern rule, expected '
+                                    'to match "^[+][0-9-]+$" (value withheld: personal data)')
     # the catalog's file and line are not personal: they stay, the file as the workspace
     # names it (the admin sees the server's absolute path, which a reader used to)
     (stored,) = _post(server, admin, "/v1/admin/sql", {"query": (
@@ -544,3 +546,26 @@ def test_personal_values_inside_array_items_are_masked(
     assert other == "not an object"
     assert [c[:2] for c in seen["emergency_contacts"]] == ["m:", "m:"]
     assert "ages" not in seen  # personal numbers are removed, as a typed read gives NULL
+
+
+def test_a_withheld_message_says_what_the_rule_expects_unless_that_quotes_the_value(
+) -> None:
+    def reader_sees(value: str, message: str) -> str:
+        violation = {"path": "$.properties.size", "rule": "enum", "message": message,
+                     "file": None, "line": None}
+        masked = _violations([r"\$\.properties\.size"])
+        row = duckdb.connect().execute(
+            f"SELECT {masked} FROM (SELECT "
+            "CAST(? AS JSON) AS violations, CAST(? AS JSON) AS properties, "
+            "NULL::JSON AS traits, NULL::JSON AS context, NULL AS user_id, "
+            "NULL AS anonymous_id, NULL AS previous_id)",
+            [json.dumps([violation]), json.dumps({"size": value})]).fetchone()
+        assert row is not None
+        return str(json.loads(row[0])[0]["message"])
+
+    assert reader_sees("huge", "'huge' is not one of ['small', 'large']") == (
+        "$.properties.size: breaks the enum rule, expected one of ['small', 'large'] "
+        "(value withheld: personal data)")
+    # the catalog's side would give the value away ("arg" is in "large"): left out
+    assert reader_sees("arg", "'arg' is not one of ['small', 'large']") == (
+        "$.properties.size: breaks the enum rule (value withheld: personal data)")

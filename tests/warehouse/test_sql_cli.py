@@ -155,6 +155,9 @@ class Answer(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+    def do_GET(self):
+        self.headers["Content-Length"] = "0"
+        self.do_POST()
 http_server = http.server.HTTPServer(("127.0.0.1", 0), Answer)
 threading.Thread(target=http_server.serve_forever, daemon=True).start()
 print("held", flush=True)
@@ -228,6 +231,19 @@ def test_a_replay_dry_run_waits_for_a_starting_server_that_holds_the_warehouse(
     report, = json.loads(result.stdout)
     assert (report["judged"], report["still_failing"]) == (1, 1)
     assert result.exit_code == ExitCode.WARN
+
+
+def test_metrics_readiness_waits_for_a_starting_server_that_holds_the_warehouse(
+        make_workspace: Callable[..., Workspace]) -> None:
+    # the server's health of a metric's event: the command shows it, not "no data"
+    served = {"metric": "signups", "status": "ready", "requirements": [
+        {"event": "signup", "field": None, "in_catalog": True, "problem": None}],
+        "health": {"signup": {"status": "warn", "detail": "from the server"}}}
+    result = _while_a_server_starts(make_workspace(), "metrics", "readiness", "-f", "json",
+                                    answer=json.dumps([served]))
+    assert "locked" not in result.output
+    (found,) = json.loads(result.stdout)
+    assert found["health"]["signup"] == {"status": "warn", "detail": "from the server"}
 
 
 def test_a_stale_server_file_is_ignored(make_workspace: Callable[..., Workspace]) -> None:

@@ -154,8 +154,13 @@ def _filters(plan: Plan) -> str:
 
 
 def _fmt_of(ctx: Context, name: str) -> tuple[str, str | None]:
+    """How the metric's values read: its format, and ``count`` for a count of events or
+    users (its median or forecast reads as a whole number too)."""
     metric = ctx.layer.get(name)
-    return metric.format, metric.currency
+    counted = metric.type == "simple" and metric.measure is not None \
+        and metric.measure.agg in ("count", "count_distinct")
+    return "count" if counted and metric.format == "number" else metric.format, \
+        metric.currency
 
 
 def _caveats(plan: Plan, ctx: Context, b: Builder, spans: list[Span | None]) -> None:
@@ -546,7 +551,7 @@ def _target_of(plan: Plan, ctx: Context) -> tuple[str, str | None, str]:
     if plan.metric is not None:
         kind, currency = _fmt_of(ctx, plan.metric)
         return kind, currency, ctx.layer.get(plan.metric).title
-    return "number", None, f"{plan.event} events"
+    return "count", None, f"{plan.event} events"
 
 
 def _explain(plan: Plan, ctx: Context, b: Builder) -> None:

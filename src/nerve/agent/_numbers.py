@@ -35,9 +35,18 @@ class Number:
 
 
 def fmt(value: float | int | None, kind: str = "number", currency: str | None = None) -> str:
-    """How a value reads: ``1,234``, ``12.50``, ``12.3%``, ``1,234.00 USD``."""
+    """How a value reads: ``1,234``, ``12.50``, ``12.3%``, ``1,234.00 USD``; a ``count``
+    (of events or users) as a whole number, though a median or a forecast of it falls
+    between two: ``2,300``, not ``2,299.50``.
+
+    >>> fmt(2299.5, "count"), fmt(-5.35, "count"), fmt(2299.5)
+    ('2,300', '-5', '2,299.50')
+    """
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "no value"
+    if kind == "count":
+        whole = math.floor(abs(value) + 0.5)  # half up, not to even: 2,299.5 is 2,300
+        return f"{'-' if value < 0 and whole else ''}{whole:,}"
     if kind == "percent":
         return f"{value * 100:.1f}%"
     if kind == "abs_percent":

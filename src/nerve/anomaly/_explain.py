@@ -172,6 +172,10 @@ class _Target:
     #: a filter over the semantic layer's dimensions and segments (``platform =
     #: 'android'``): the target, its baseline and every breakdown are computed inside it
     where: str | None = None
+    #: the baseline periods (indexes into them) the target's median is the mean of: the
+    #: breakdown values' expected figures come from the same periods, so that they add
+    #: up to the target's expected value (``_median_periods``)
+    median_of: tuple[int, ...] = ()
 
 
 def _target(layer: SemanticLayer, target: str, events: Sequence[str]) -> _Target:
@@ -290,15 +294,33 @@ def _sum(frame: pd.DataFrame, period: Period, dim: str, names: Sequence[str]
     return inside.groupby(dim)[list(names)].sum().astype(float)
 
 
-def _median(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    """Per value and column, the median over baseline periods (absent = zero)."""
-    if len(parts) == 1:
-        return parts[0]
+def _median_periods(values: Sequence[float]) -> tuple[int, ...]:
+    """The periods whose mean is the median of ``values``: the middle one, or the middle
+    two (ties in the order given).
+
+    >>> _median_periods([130.0, 130.0, 120.0, 110.0])
+    (0, 2)
+    """
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    middle = len(order) // 2
+    return tuple(sorted(order[middle - 1:middle + 1] if len(order) % 2 == 0
+                        else order[middle:middle + 1]))
+
+
+def _baseline(parts: list[pd.DataFrame], median_of: Sequence[int]) -> pd.DataFrame:
+    """Per value and column, the mean over the baseline periods the target's median comes
+    from (absent = zero), and ``seen``: the value's largest column over every baseline
+    period (zero: the value is new to the period). A median per value would not add up
+    to the target's: during a rollout, a version seen in one week of four has a median
+    of zero, its users counted nowhere."""
     index = parts[0].index
     for p in parts[1:]:
         index = index.union(p.index)
     stacked = np.stack([p.reindex(index).fillna(0.0).to_numpy() for p in parts])
-    return pd.DataFrame(np.median(stacked, axis=0), index=index, columns=parts[0].columns)
+    picked = list(median_of) or list(range(len(parts)))
+    out = pd.DataFrame(stacked[picked].mean(axis=0), index=index, columns=parts[0].columns)
+    out["seen"] = stacked.max(axis=(0, 2))
+    return out
 
 
 def _cells(t: _Target, table: ir.Table, dim: str, span: Period, bases: list[Period],
@@ -321,14 +343,15 @@ def _cells(t: _Target, table: ir.Table, dim: str, span: Period, bases: list[Peri
             return frame.groupby(dim)[[amount, exposure]].sum().astype(float)
 
         now_sums = period_sums(span)
-        base_sums = _median([period_sums(b) for b in bases])
+        base_sums = _baseline([period_sums(b) for b in bases], t.median_of)
     else:
         frame = _hourly(t, table, names, dim, min(b.start for b in bases), span.end, now)
         now_sums = _sum(frame, span, dim, names)
-        base_sums = _median([_sum(frame, b, dim, names) for b in bases])
+        base_sums = _baseline([_sum(frame, b, dim, names) for b in bases], t.median_of)
     both = now_sums.join(base_sums, how="outer", lsuffix="_1", rsuffix="_0").fillna(0.0)
     cells = pd.DataFrame({"n1": both[f"{amount}_1"], "d1": both[f"{exposure}_1"],
-                          "n0": both[f"{amount}_0"], "d0": both[f"{exposure}_0"]})
+                          "n0": both[f"{amount}_0"], "d0": both[f"{exposure}_0"],
+                          "seen": both["seen"]})
     unit = 1.0
     if t.units:
         counted = float(both[f"{t.units}_1"].sum() + both[f"{t.units}_0"].sum())
@@ -377,7 +400,8 @@ def explain(table: ir.Table, target: str, *, layer: SemanticLayer, period: str =
     if vs == "expected":
         # a week holding a day without any event is no evidence of what to expect either
         bases, found = leave_out_gaps(bases, found)
-    observed, baseline = _totals(t, table, span, bases, now)
+    observed, baseline, median_of = _totals(t, table, span, bases, now)
+    t = replace(t, median_of=median_of)
     change = observed - baseline
     # a percentile or a derived metric does not split among values: no breakdowns
     dims = [] if t.kind == "other" else list(
@@ -403,7 +427,7 @@ def explain(table: ir.Table, target: str, *, layer: SemanticLayer, period: str =
                       "exposure": as_count(cells["d1"].sum()),
                       "expected_exposure": as_count(cells["d0"].sum())}
         parts = score_drivers(parts, change)
-        parts["dimension"], parts["values"] = dim, len(cells)
+        parts["dimension"], parts["values"], parts["seen"] = dim, len(cells), cells["seen"]
         scored.append(parts)
     amount = as_count if t.counted else _round
     threshold = significant_z(sum(len(p) for p in scored))
@@ -512,7 +536,9 @@ def _drivers(scored: list[pd.DataFrame], t: _Target, change: float, threshold: f
                                 and row[f"{prefix}score"] > 0),
             "purity": _round(row[f"{prefix}purity"]),
             "exposure_share": _round(row["weight"]), "values": int(row["values"]),
-            "new": bool(row["expected_exposure"] == 0),
+            # new: no events in any baseline period (a version out in one week of four
+            # is no new version, though the median's weeks may not hold it)
+            "new": bool(row["seen"] == 0),
             "exposure": exposure(row["exposure"]),
             "expected_exposure": exposure(row["expected_exposure"]),
         }
@@ -616,15 +642,17 @@ def _event_range(table: ir.Table) -> tuple[datetime | None, datetime | None]:
 
 
 def _totals(t: _Target, table: ir.Table, span: Period, bases: list[Period], now: datetime
-            ) -> tuple[float, float]:
-    """The target itself over the period and its baseline (median over baseline periods)."""
+            ) -> tuple[float, float, tuple[int, ...]]:
+    """The target itself over the period and its baseline (median over baseline periods),
+    and the baseline periods that median is the mean of."""
     def value(p: Period) -> float:
         query = MetricQuery((t.name,), since=p.start, until=p.end, where=t.where)
         rows = t.layer.query(query, table, now=now).rows()
         v = rows[0][t.name] if rows else None
         return float(v) if v is not None else 0.0
 
-    return value(span), float(np.median([value(b) for b in bases]))
+    values = [value(b) for b in bases]
+    return value(span), float(np.median(values)), _median_periods(values)
 
 
 def _default_dims(layer: SemanticLayer, t: _Target, events: Sequence[str]) -> list[str]:

@@ -171,7 +171,9 @@ def _driver_words(d: dict[str, Any], t: _Target) -> str:
     what moved the other way ("a rate effect of -87, 48% of the change (...), while its
     total rose: 220 against 160 (mix +320, arrivals -173)")."""
     if t.kind == "additive" and d["effect"] == "rate":
-        average = "; new in this period: against the average" if d["new"] else ""
+        average = "; new in this period: against the average" if d["new"] else (
+            "; none in the baseline periods of the expected value: against the average"
+            if not d["expected_exposure"] else "")
         detail = (f" ({_rate(d['rate_observed'])} against {_rate(d['rate_expected'])} "
                   f"per active user-hour{average})")
     elif t.kind == "additive":

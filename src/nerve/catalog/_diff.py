@@ -274,6 +274,11 @@ def _diff_property_lists(out: _Collector, old: tuple[PropertySpec, ...],
             fresh = renamed[gone.name]
             out.add("property_renamed", "breaking", f"renamed to {fresh.name!r}", path,
                     fresh.line, fresh.file)
+        elif gone.line is not None and out.old.file is not None:
+            # the new file has no line of it: the finding points at the old file's
+            out.add("property_removed", "breaking",
+                    f"removed (it was at {out.old.file}:{gone.line})", path, gone.line,
+                    out.old.file)
         else:
             out.add("property_removed", "breaking", "removed", path, parent_line)
     for fresh in added:

@@ -25,8 +25,8 @@ from nerve.cli._common import (
     load_workspace,
     readable,
 )
-from nerve.cli._remote import answer, call, running_server
-from nerve.errors import InternalError, Location, TransientError
+from nerve.cli._remote import answer, call, running_server, wait_for_server
+from nerve.errors import InternalError, Location, TransientError, WarehouseLockedError
 from nerve.workspace import Workspace
 
 __all__ = ["register", "run_query"]
@@ -124,6 +124,8 @@ def _health(ws: Workspace) -> semantic.HealthSource | None:
         with (local_read(ws, "/v1/metrics/readiness", None),
               Warehouse.for_workspace(ws, read_only=True) as warehouse):
             return semantic.health_from_checks(warehouse.ibis())
+    except WarehouseLockedError:
+        raise  # a nerve serve that starts holds it: `readiness` waits for its name
     except TransientError:
         return None  # the server holds the file: `readiness` asks the server instead
 
@@ -147,7 +149,15 @@ def readiness(ctx: typer.Context, fmt: FormatOption = Format.table) -> None:
         except httpx.ConnectError:
             server = None
     if server is None:
-        found = layer.readiness(_health(ws))
+        try:
+            found = layer.readiness(_health(ws))
+        except WarehouseLockedError as exc:  # a nerve serve that starts: wait for its name
+            server = wait_for_server(ws, exc.pid)
+            if server is None:
+                found = layer.readiness(None)  # another holder: no health, as before
+            else:
+                found = [_readiness_of(item)
+                         for item in call(server, "GET", "/v1/metrics/readiness")]
     if fmt is Format.json:
         emit_json([r.as_dict() for r in found])
     else:

@@ -269,15 +269,49 @@ _CATALOG_FILE = (r"CASE WHEN regexp_matches(v->>'file', '(^|[/\\])events[/\\]') 
                  r"ELSE regexp_replace(v->>'file', '^.*[/\\]', '') END")
 
 
+#: how a validator's message goes on after the value it quotes -> what the rule expects
+#: (as ``nerve.pipeline.guard`` words a withheld message in the collector)
+_EXPECTS = {" is not of types ": "expected one of ", " is not of type ": "expected ",
+            " is not one of ": "expected one of ", " does not match ": "expected to match ",
+            " is not a ": "expected a ", " is less than the minimum of ": "expected at least ",
+            " is greater than the maximum of ": "expected at most ",
+            " is shorter than ": "expected no shorter than ",
+            " is longer than ": "expected no longer than "}
+_WITHHELD_TAIL = " (value withheld: personal data)"
+#: the raw values a violation's path names (``$.properties.phone``, ``$.userId``)
+_RAW = ("json_object('properties', properties, 'traits', traits, 'context', context, "
+        "'userId', user_id, 'anonymousId', anonymous_id, 'previousId', previous_id, "
+        "'user_id', user_id, 'anonymous_id', anonymous_id, 'previous_id', previous_id)")
+
+
+def _expectation() -> str:
+    """SQL: ``, expected integer`` from a violation ``v``'s message, the text after the
+    validator's last phrase (the value comes first, the rule's side after it); empty when
+    that text holds the raw value, or the message has no such phrase."""
+    phrases = "|".join(_EXPECTS)
+    found = f"regexp_extract(v->>'message', {_literal(f'^.*({phrases})(.*)$')}, {{}}, 's')"
+    phrase, tail = found.format(1), found.format(2)
+    words = " ".join(f"WHEN {_literal(k)} THEN {_literal(v)}" for k, v in _EXPECTS.items())
+    shown = f"CASE WHEN {phrase} LIKE ' is not of type%' THEN replace({tail}, '\"', '') " \
+            f"ELSE {tail} END"
+    value = f"try(json_extract_string({_RAW}, v->>'path'))"
+    return (f"CASE WHEN {phrase} = '' OR {value} IS NULL OR contains({tail}, {value}) "
+            f"THEN '' ELSE concat(', ', CASE {phrase} {words} END, {shown}) END")
+
+
 def _violations(masked_paths: list[str]) -> str:
-    """Violation messages about a masked value withheld (they may quote it), and the
-    catalog file of each as the workspace names it."""
+    """Violation messages about a masked value withheld (they may quote it), saying what
+    the rule expects (``expected integer``) when that does not quote the value either,
+    and the catalog file of each as the workspace names it."""
     pattern = _literal("^(" + "|".join(masked_paths) + r")($|[.\[])")
+    # a message the collector already withheld (its value hashed or dropped) says what
+    # the rule expects without the value: it stays
+    message = (f"CASE WHEN ends_with(v->>'message', {_literal(_WITHHELD_TAIL)}) "
+               f"THEN v->>'message' ELSE concat(v->>'path', ': breaks the ', v->>'rule', "
+               f"' rule', {_expectation()}, {_literal(_WITHHELD_TAIL)}) END")
     # the catalog's file and line are not personal: a reader still finds the rule broken
-    withheld = ("json_object('path', v->>'path', 'rule', v->>'rule', 'message', "
-                "concat(v->>'path', ': breaks the ', v->>'rule', "
-                f"' rule (value withheld: personal data)'), 'file', {_CATALOG_FILE}, "
-                "'line', v->'line')")
+    withheld = (f"json_object('path', v->>'path', 'rule', v->>'rule', 'message', "
+                f"{message}, 'file', {_CATALOG_FILE}, 'line', v->'line')")
     shown = (f"CASE WHEN v->>'file' IS NULL THEN v "
              f"ELSE json_merge_patch(v, json_object('file', {_CATALOG_FILE})) END")
     return (f"CASE WHEN json_type(violations) = 'ARRAY' THEN to_json(list_transform("
