@@ -64,9 +64,9 @@ class SemanticLayer:
         self.dimensions = MappingProxyType({name: self.resolver.typed(dim)
                                            for name, dim in self.dimensions.items()})
         self.resolver.dimensions = self.dimensions
-        self.problems: tuple[tuple[Location, str], ...] = tuple(problems)
+        self.problems: tuple[tuple[Location, str], ...] = in_file_order(problems)
         if problems and strict:
-            raise MetricsError(problems)
+            raise MetricsError(list(self.problems))
 
     @classmethod
     def from_folder(cls, metrics_dir: Path | str, catalog: Catalog, *,
@@ -79,7 +79,7 @@ class SemanticLayer:
         problems: list[tuple[Location, str]] = []
         definitions = load_definitions(Path(metrics_dir), problems)
         layer = cls(definitions, catalog, timezone=timezone, strict=False)
-        layer.problems = (*problems, *layer.problems)
+        layer.problems = in_file_order([*problems, *layer.problems])
         if layer.problems and strict:
             raise MetricsError(list(layer.problems))
         return layer
@@ -350,3 +350,9 @@ def _present(raw: pa.Table, compiled: CompiledQuery) -> pa.Table:
 
 def bound_text(value: str | date | datetime | None) -> str | None:
     return value.isoformat() if isinstance(value, date) else value
+
+
+def in_file_order(problems: Iterable[tuple[Location, str]]) -> tuple[tuple[Location, str], ...]:
+    """Problems by file and line, as one reads and fixes them (each check appends its
+    own, so a file's line 40 could come before its line 3); a line's own keep their order."""
+    return tuple(sorted(problems, key=lambda p: (str(p[0].file), p[0].line or 0)))
