@@ -199,3 +199,14 @@ def test_problems_are_listed_in_the_order_of_the_file(
     assert [p.split(":")[1] for p in found] == ["3", "6"], found
     # a misspelt field names the one it misspells
     assert "b.filtr: unknown field; did you mean 'filter'?" in found[1], found
+
+
+def test_describe_names_the_metrics_a_derived_expr_reads(
+        make_layer: Callable[..., SemanticLayer]) -> None:
+    """An input not listed is a metric by its own name (docs/metrics.md), and `nerve
+    metrics show` (and the MCP's describe_metric) listed none of them: a lingo
+    net_revenue = revenue - refunds showed "metrics": []."""
+    layer = make_layer()
+    assert layer.describe("revenue_per_user")["metrics"] == ["revenue", "active_users"]
+    # an alias is not a metric: the input it stands for is
+    assert layer.describe("revenue_wow")["metrics"] == ["revenue"]

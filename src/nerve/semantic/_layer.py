@@ -135,15 +135,21 @@ class SemanticLayer:
         if metric.conversion is not None:
             found.extend(metric.conversion.base.events)
             found.extend(metric.conversion.conversion.events)
-        for other in metric.referenced_metrics():
+        for other in self.metrics_of(name):
             found.extend(self.events_of(other))
+        return list(dict.fromkeys(found))
+
+    def metrics_of(self, name: str) -> list[str]:
+        """The other metrics a metric is built from: a ratio's sides, a derived metric's
+        inputs and the names its ``expr`` reads that are no input's alias."""
+        metric = self.get(name)
+        found = list(metric.referenced_metrics())
         if metric.expr and metric.type == "derived":
             from nerve.semantic._expr import parse_arithmetic, refs  # noqa: PLC0415
 
             aliases = {i.alias for i in metric.inputs}
-            for ref in refs(parse_arithmetic(metric.expr)):
-                if ref.text not in aliases and ref.text in self.metrics:
-                    found.extend(self.events_of(ref.text))
+            found.extend(ref.text for ref in refs(parse_arithmetic(metric.expr))
+                         if ref.text not in aliases and ref.text in self.metrics)
         return list(dict.fromkeys(found))
 
     def describe(self, name: str) -> dict[str, Any]:
@@ -156,7 +162,7 @@ class SemanticLayer:
             "currency": metric.currency, "up_is_good": metric.up_is_good,
             "formula": formula(metric), "filter": metric.filter,
             "events": self.events_of(metric.name),
-            "metrics": list(metric.referenced_metrics()),
+            "metrics": self.metrics_of(metric.name),
             "defined_at": metric.where("type") if metric.file else None,
         }
         if metric.window or metric.grain_to_date:
