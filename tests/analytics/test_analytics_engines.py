@@ -140,6 +140,24 @@ def test_retention_and_trend(engine: Any, events_table: Any) -> None:
         (1.0, True, None), (None, False, None)]
 
 
+def test_unbounded_retention_counts_returns_after_the_last_period_shown(
+        engine: Any, events_table: Any) -> None:
+    """"Came back in p or later" does not depend on how many periods are shown: a user
+    back only on day 5 came back in day 2 or later. With --periods 2 the returns after
+    day 2 were dropped before the last return was taken (lingo: 53 and 50 users at weeks
+    2 and 3 with --periods 3, 54 and 54 with --periods 4)."""
+    rows = [_row("a", "signup", _day(0)), _row("a", "open", _day(5)),
+            _row("b", "signup", _day(0)), _row("b", "open", _day(1))]
+    table = engine.load("events", events_table(rows))
+
+    def users(periods: int) -> list[int]:
+        spec = RetentionSpec("signup", "open", periods=periods, mode="on_or_after")
+        return [r["users"] for r in retention(table, spec)]
+
+    assert users(5) == [2, 2, 1, 1, 1, 1]
+    assert users(2) == users(5)[:3]
+
+
 def test_retention_leaves_periods_not_observed_yet_empty(engine: Any,
                                                          events_table: Any) -> None:
     """A period that is not over, or that the data does not reach yet, is None (not

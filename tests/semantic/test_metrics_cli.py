@@ -81,6 +81,23 @@ def test_query_by_a_dimension_with_a_segment_as_csv(shop: Workspace) -> None:
     assert result.stdout.splitlines() == ["platform,orders", "Android,1", "iOS,1"]
 
 
+def test_a_breakdown_over_a_range_without_events_says_so(shop: Workspace) -> None:
+    """No breakdown value is seen in a range without events, so there is no row: the
+    table said nothing at all (an empty line) and the CSV had no header for a script."""
+    args = ("query", "orders", "revenue", "--by", "platform", "--grain", "week",
+            "--since", "2025-01-06", "--until", "2025-01-19")
+    result = nerve(shop, *args, "--format", "csv")
+    assert result.exit_code == ExitCode.OK, result.output
+    assert result.stdout.splitlines() == ["week,platform,orders,revenue"]
+    result = nerve(shop, *args)
+    assert result.exit_code == ExitCode.OK, result.output
+    assert "no rows" in result.stdout, result.stdout
+    assert "platform" in result.stdout
+    assert "2025-01-06" in result.stdout  # the range it looked at
+    result = nerve(shop, *args, "--format", "json")
+    assert json.loads(result.stdout) == []
+
+
 def test_query_full_json_has_sql_and_lineage(shop: Workspace) -> None:
     result = nerve(shop, "query", "eur_revenue", "--where", "user.country = 'DE'",
                    "--since", "2026-03-01", "--until", "2026-03-31", "--format", "json",

@@ -186,3 +186,27 @@ def test_a_filter_on_a_value_no_catalog_version_allows_is_refused(
         "comparison (in) matches no event")
     make_layer(extra=metric % "\"reason != 'lost'\"")  # true of every refund: no mistake
     make_layer(extra=metric % "\"reason = 'wrong_size'\"")  # v1 allows it: accepted
+
+
+def test_problems_are_listed_in_the_order_of_the_file(
+        make_layer: Callable[..., SemanticLayer]) -> None:
+    """A catalog problem on line 3 and a field problem on line 6 read top to bottom, as
+    one edits the file (the field problems used to come first, whatever their line)."""
+    text = ("metrics:\n  a:\n    measure: {agg: count, event: nope}\n"
+            "  b:\n    measure: {agg: count, event: purchase_complete}\n"
+            "    filtr: revenue > 0\n")
+    found = problems(make_layer, text)
+    assert [p.split(":")[1] for p in found] == ["3", "6"], found
+    # a misspelt field names the one it misspells
+    assert "b.filtr: unknown field; did you mean 'filter'?" in found[1], found
+
+
+def test_describe_names_the_metrics_a_derived_expr_reads(
+        make_layer: Callable[..., SemanticLayer]) -> None:
+    """An input not listed is a metric by its own name (docs/metrics.md), and `nerve
+    metrics show` (and the MCP's describe_metric) listed none of them: a lingo
+    net_revenue = revenue - refunds showed "metrics": []."""
+    layer = make_layer()
+    assert layer.describe("revenue_per_user")["metrics"] == ["revenue", "active_users"]
+    # an alias is not a metric: the input it stands for is
+    assert layer.describe("revenue_wow")["metrics"] == ["revenue"]

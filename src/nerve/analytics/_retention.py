@@ -29,6 +29,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import ibis
 import ibis.expr.types as ir
 
 from nerve.analytics._fields import dialect_of, entity, filter_expr, filters_expr
@@ -125,12 +126,14 @@ def retention(events: ir.Table, spec: RetentionSpec, *,
     returned = local_start(joined.ts, spec.grain, spec.timezone, dialect)
     joined = joined.mutate(period=((returned.epoch_seconds()
                                     - joined.cohort.epoch_seconds()) / step).floor())
-    joined = joined.filter(joined.period <= spec.periods)
     if spec.mode == "on":
+        joined = joined.filter(joined.period <= spec.periods)
         counts = joined.group_by(["cohort", "period"]).aggregate(
             users=joined.who.nunique())
     else:
         last = joined.group_by(["cohort", joined.who]).aggregate(period=joined.period.max())
+        # back after the last period shown is back "in p or later" for every p shown
+        last = last.mutate(period=ibis.least(last.period, spec.periods))
         counts = last.group_by(["cohort", "period"]).aggregate(users=last.who.count())
     size_rows = sizes.to_pyarrow().to_pylist()
     count_rows = counts.to_pyarrow().to_pylist()

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import csv
+import sys
 from datetime import date, datetime
 from typing import Annotated, Any
 
@@ -18,6 +20,7 @@ from nerve.cli._common import (
     ExitCode,
     Format,
     FormatOption,
+    console,
     emit,
     emit_json,
     err_console,
@@ -275,7 +278,10 @@ def query(
         emit_json(result)
         return
     rows = result["rows"]
-    if fmt is Format.table and rows:
+    if not rows:
+        _no_rows(result, fmt)
+        return
+    if fmt is Format.table:
         layer = _layer(ws)
         formats = {name: (layer.get(name).format, layer.get(name).currency)
                    for name in result["query"]["metrics"]}
@@ -294,6 +300,25 @@ def query(
         emit(rows, fmt, title=title)
         return
     emit(rows, fmt)
+
+
+def _no_rows(result: dict[str, Any], fmt: Format) -> None:
+    """No row: a breakdown over a range where no event has a value for it (without a
+    breakdown every period has its row). JSON stays ``[]``; CSV keeps its header line,
+    for the scripts that read it; the table says so rather than print nothing."""
+    query = result["query"]
+    columns = [*([result["time_column"]] if result.get("time_column") else []),
+               *query["by"], *query["metrics"]]
+    if fmt is Format.json:
+        emit([], fmt)
+    elif fmt is Format.csv:
+        csv.writer(sys.stdout, lineterminator="\n").writerow(columns)
+    else:
+        why = (f": no event in it has a value for {', '.join(query['by'])}" if query["by"]
+               else "")
+        console.print(f"no rows from {_minute(result['start'])} to {_minute(result['end'])} "
+                      f"({result['timezone']}, end excluded){why} (columns: "
+                      f"{', '.join(columns)})", markup=False, highlight=False)
 
 
 def _minute(moment: str) -> str:

@@ -86,16 +86,25 @@ def exact_sum(value: ir.NumericColumn, where: ir.BooleanValue | None,
 
     A plain sum of doubles gathers rounding errors row after row, in the order the
     engine's threads meet the rows: 20,000 payments of 23,878,673.87 EUR summed to
-    23878673.869998433 (and each day's revenue ended in ...99999996). DuckDB's ``fsum``
-    compensates them; PostgreSQL adds the values as ``numeric`` (a double turns into its
-    15 significant digits, 9.99 into 9.99 exactly). Either result is the double nearest
-    the exact sum of what was sent, which prints as that sum. Spark adds them plainly.
-    Integers add exactly on every engine.
+    23878673.869998433 (and each day's revenue ended in ...99999996). PostgreSQL adds
+    the values as ``numeric`` (a double turns into its 15 significant digits, 9.99 into
+    9.99 exactly), so its result is the double nearest the exact sum of what was sent,
+    which prints as that sum. DuckDB's ``fsum`` compensates the rounding errors of the
+    addition, but its result is the exact sum of the doubles, and the double of 79.99
+    is a little below 79.99: 79.99 + 9.99 gave 89.97999999999999, where PostgreSQL gave
+    89.98. So on DuckDB the compensated sum is rounded to 15 significant digits of the
+    sum of the absolute values (what each value is worth to PostgreSQL, and a bound on
+    the error of the doubles, so that refunds cancelling payments round as well: 0.1 +
+    0.1 + 0.1 - 0.3 is 0, not 2.8e-17); below 1e-8 or beyond 1e300 it is left as it is.
+    Spark adds them plainly. Integers add exactly on every engine.
     """
     if not value.type().is_floating():
         return value.sum(where=where)
     if dialect == "duckdb":
-        return _duckdb_fsum(value, where=where)
+        total = _duckdb_fsum(value, where=where)
+        scale = _duckdb_fsum(value.abs(), where=where)
+        digits = (14 - scale.log10().floor()).cast(dt.int32)
+        return ibis.ifelse(scale.between(1e-8, 1e300), total.round(digits), total)
     if dialect == "postgres":
         return value.cast(dt.Decimal(None, None)).sum(where=where).cast(dt.float64)
     return value.sum(where=where)

@@ -64,9 +64,9 @@ class SemanticLayer:
         self.dimensions = MappingProxyType({name: self.resolver.typed(dim)
                                            for name, dim in self.dimensions.items()})
         self.resolver.dimensions = self.dimensions
-        self.problems: tuple[tuple[Location, str], ...] = tuple(problems)
+        self.problems: tuple[tuple[Location, str], ...] = in_file_order(problems)
         if problems and strict:
-            raise MetricsError(problems)
+            raise MetricsError(list(self.problems))
 
     @classmethod
     def from_folder(cls, metrics_dir: Path | str, catalog: Catalog, *,
@@ -79,7 +79,7 @@ class SemanticLayer:
         problems: list[tuple[Location, str]] = []
         definitions = load_definitions(Path(metrics_dir), problems)
         layer = cls(definitions, catalog, timezone=timezone, strict=False)
-        layer.problems = (*problems, *layer.problems)
+        layer.problems = in_file_order([*problems, *layer.problems])
         if layer.problems and strict:
             raise MetricsError(list(layer.problems))
         return layer
@@ -135,15 +135,21 @@ class SemanticLayer:
         if metric.conversion is not None:
             found.extend(metric.conversion.base.events)
             found.extend(metric.conversion.conversion.events)
-        for other in metric.referenced_metrics():
+        for other in self.metrics_of(name):
             found.extend(self.events_of(other))
+        return list(dict.fromkeys(found))
+
+    def metrics_of(self, name: str) -> list[str]:
+        """The other metrics a metric is built from: a ratio's sides, a derived metric's
+        inputs and the names its ``expr`` reads that are no input's alias."""
+        metric = self.get(name)
+        found = list(metric.referenced_metrics())
         if metric.expr and metric.type == "derived":
             from nerve.semantic._expr import parse_arithmetic, refs  # noqa: PLC0415
 
             aliases = {i.alias for i in metric.inputs}
-            for ref in refs(parse_arithmetic(metric.expr)):
-                if ref.text not in aliases and ref.text in self.metrics:
-                    found.extend(self.events_of(ref.text))
+            found.extend(ref.text for ref in refs(parse_arithmetic(metric.expr))
+                         if ref.text not in aliases and ref.text in self.metrics)
         return list(dict.fromkeys(found))
 
     def describe(self, name: str) -> dict[str, Any]:
@@ -156,7 +162,7 @@ class SemanticLayer:
             "currency": metric.currency, "up_is_good": metric.up_is_good,
             "formula": formula(metric), "filter": metric.filter,
             "events": self.events_of(metric.name),
-            "metrics": list(metric.referenced_metrics()),
+            "metrics": self.metrics_of(metric.name),
             "defined_at": metric.where("type") if metric.file else None,
         }
         if metric.window or metric.grain_to_date:
@@ -350,3 +356,9 @@ def _present(raw: pa.Table, compiled: CompiledQuery) -> pa.Table:
 
 def bound_text(value: str | date | datetime | None) -> str | None:
     return value.isoformat() if isinstance(value, date) else value
+
+
+def in_file_order(problems: Iterable[tuple[Location, str]]) -> tuple[tuple[Location, str], ...]:
+    """Problems by file and line, as one reads and fixes them (each check appends its
+    own, so a file's line 40 could come before its line 3); a line's own keep their order."""
+    return tuple(sorted(problems, key=lambda p: (str(p[0].file), p[0].line or 0)))

@@ -15,6 +15,7 @@ the catalog.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -93,7 +94,10 @@ class _Reader:
     def unknown(self, raw: dict[str, Any], allowed: set[str], subject: str) -> None:
         for key in raw:
             if key not in allowed:
-                self.bad(raw, key, f"{subject}.{key}: unknown field; expected one of "
+                # closer than close_match's cutoff: 'kind' is not a misspelt 'window'
+                close = difflib.get_close_matches(str(key), sorted(allowed), n=1, cutoff=0.75)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                self.bad(raw, key, f"{subject}.{key}: unknown field; {hint}expected one of "
                                    f"{', '.join(sorted(allowed))}")
 
     def text(self, raw: dict[str, Any], key: str, subject: str) -> str | None:

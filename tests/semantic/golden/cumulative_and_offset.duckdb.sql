@@ -7,18 +7,18 @@ SELECT
 FROM (
   SELECT
     "t4"."_period",
-    "t26"."_c0",
-    "t22"."_c1",
+    "t21"."_c0",
+    "t25"."_c1",
     "t28"."_c2"
   FROM "spine_0" AS "t4"
   LEFT OUTER JOIN (
     SELECT
-      "t23"."_period" AS "_jp",
-      "t23"."_c0"
+      "t18"."_period" AS "_jp",
+      "t18"."_c0"
     FROM (
       SELECT
-        "t19"."_period",
-        COUNT(DISTINCT "t19"."_v0") AS "_c0"
+        "t17"."_period",
+        COUNT(DISTINCT "t17"."_v0") AS "_c0"
       FROM (
         SELECT
           "t6"."_p" AS "_period",
@@ -44,20 +44,27 @@ FROM (
         ) AS "t15"
         INNER JOIN "spine_1" AS "t6"
           ON "t15"."_local" >= "t6"."_lo" AND "t15"."_local" < "t6"."_hi"
-      ) AS "t19"
+      ) AS "t17"
       GROUP BY
         1
-    ) AS "t23"
-  ) AS "t26"
-    ON "t4"."_period" = "t26"."_jp"
+    ) AS "t18"
+  ) AS "t21"
+    ON "t4"."_period" = "t21"."_jp"
   LEFT OUTER JOIN (
     SELECT
-      "t17"."_src" AS "_jp",
-      "t17"."_c1"
+      "t20"."_src" AS "_jp",
+      "t20"."_c1"
     FROM (
       SELECT
         "t14"."_src",
-        FSUM("t14"."_v0") AS "_c1"
+        CASE
+          WHEN FSUM(ABS("t14"."_v0")) BETWEEN 1e-08 AND 1e+300
+          THEN CAST(ROUND(
+            FSUM("t14"."_v0"),
+            CAST(14 - CAST(FLOOR(LOG(FSUM(ABS("t14"."_v0")))) AS BIGINT) AS INT)
+          ) AS DOUBLE)
+          ELSE FSUM("t14"."_v0")
+        END AS "_c1"
       FROM (
         SELECT
           "t11"."_local",
@@ -81,21 +88,28 @@ FROM (
       ) AS "t14"
       GROUP BY
         1
-    ) AS "t17"
-  ) AS "t22"
-    ON "t4"."_period" = "t22"."_jp"
+    ) AS "t20"
+  ) AS "t25"
+    ON "t4"."_period" = "t25"."_jp"
   LEFT OUTER JOIN (
     SELECT
-      "t24"."_period" AS "_jp",
-      "t24"."_c2"
+      "t26"."_period" AS "_jp",
+      "t26"."_c2"
     FROM (
       SELECT
         "t5"."_p" AS "_period",
-        "t20"."_c2"
+        "t23"."_c2"
       FROM (
         SELECT
           "t16"."_src",
-          FSUM("t16"."_v0") AS "_c2"
+          CASE
+            WHEN FSUM(ABS("t16"."_v0")) BETWEEN 1e-08 AND 1e+300
+            THEN CAST(ROUND(
+              FSUM("t16"."_v0"),
+              CAST(14 - CAST(FLOOR(LOG(FSUM(ABS("t16"."_v0")))) AS BIGINT) AS INT)
+            ) AS DOUBLE)
+            ELSE FSUM("t16"."_v0")
+          END AS "_c2"
         FROM (
           SELECT
             "t12"."_local",
@@ -119,10 +133,10 @@ FROM (
         ) AS "t16"
         GROUP BY
           1
-      ) AS "t20"
+      ) AS "t23"
       INNER JOIN "spine_2" AS "t5"
-        ON "t20"."_src" = "t5"."_s"
-    ) AS "t24"
+        ON "t23"."_src" = "t5"."_s"
+    ) AS "t26"
   ) AS "t28"
     ON "t4"."_period" = "t28"."_jp"
 ) AS "t29"

@@ -2,8 +2,18 @@ WITH "t6" AS (
   SELECT
     "t5"."_src",
     "t5"."_d0",
-    FSUM("t5"."_v0") FILTER(WHERE
-      "t5"."_f0") AS "_c0",
+    CASE
+      WHEN FSUM(ABS("t5"."_v0")) FILTER(WHERE
+        "t5"."_f0") BETWEEN 1e-08 AND 1e+300
+      THEN CAST(ROUND(
+        FSUM("t5"."_v0") FILTER(WHERE
+          "t5"."_f0"),
+        CAST(14 - CAST(FLOOR(LOG(FSUM(ABS("t5"."_v0")) FILTER(WHERE
+          "t5"."_f0"))) AS BIGINT) AS INT)
+      ) AS DOUBLE)
+      ELSE FSUM("t5"."_v0") FILTER(WHERE
+        "t5"."_f0")
+    END AS "_c0",
     COUNT(*) FILTER(WHERE
       "t5"."_f1") AS "_c1"
   FROM (
