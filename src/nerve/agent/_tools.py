@@ -378,4 +378,24 @@ def run_tool(ctx: Context, name: str, args: dict[str, Any] | None = None) -> dic
     tool = TOOLS.get(name)
     if tool is None:
         raise QueryError(f"unknown tool {name!r}; tools: {', '.join(TOOLS)}")
-    return tool.run(ctx, dict(args or {}))
+    args = dict(args or {})
+    check_arguments(name, tool.parameters, args)
+    return tool.run(ctx, args)
+
+
+def check_arguments(tool: str, schema: dict[str, Any], args: dict[str, Any]) -> None:
+    """QueryError naming an argument ``tool`` does not take (its JSON Schema's
+    properties): ignored, a misspelt ``filter`` for ``where`` answered for everyone."""
+    known = list(schema.get("properties", {}))
+    for key in args:
+        if key not in known:
+            raise QueryError(f"unknown argument {key!r}{did_you_mean(key, known)}; "
+                             f"{tool} takes {arguments_of(schema)}")
+
+
+def arguments_of(schema: dict[str, Any]) -> str:
+    """The arguments a tool's JSON Schema takes, for a message: ``metrics (required),
+    by, grain``, or ``no arguments``."""
+    required = set(schema.get("required", []))
+    names = [f"{k} (required)" if k in required else k for k in schema.get("properties", {})]
+    return ", ".join(names) or "no arguments"

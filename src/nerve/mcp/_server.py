@@ -24,12 +24,14 @@ from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.fastmcp import FastMCP
+from mcp.server.fastmcp.exceptions import ToolError
 from mcp.types import ContentBlock, ToolAnnotations
-from pydantic import AnyHttpUrl
+from pydantic import AnyHttpUrl, ValidationError
 from starlette.applications import Starlette
 
 from nerve import __version__
 from nerve.audit import Audit, audit_dir, os_user
+from nerve.errors import QueryError, did_you_mean
 from nerve.mcp._audit import RecordRefusals, quiet_disconnects, reached, tool_call
 from nerve.server._readers import INVALID, Reader, identify
 from nerve.workspace import Workspace
@@ -70,6 +72,24 @@ def call(ws: Workspace, tool: str, args: dict[str, Any], *, masked: bool = True,
     return result
 
 
+def _check_arguments(tool: str, schema: dict[str, Any], args: dict[str, Any]) -> None:
+    """QueryError naming an argument ``tool`` does not take (its JSON Schema's
+    properties), as ``nerve.agent.run_tool`` refuses it; here, on the event loop, without
+    importing nerve.agent (seconds, that would hold up every other agent's call)."""
+    known = list(schema.get("properties", {}))
+    for key in args:
+        if key not in known:
+            raise QueryError(f"unknown argument {key!r}{did_you_mean(key, known)}; "
+                             f"{tool} takes {_arguments_of(schema)}")
+
+
+def _arguments_of(schema: dict[str, Any]) -> str:
+    """``metrics (required), by, grain``, or ``no arguments``: what a tool takes."""
+    required = set(schema.get("required", []))
+    names = [f"{k} (required)" if k in required else k for k in schema.get("properties", {})]
+    return ", ".join(names) or "no arguments"
+
+
 class _NerveMCP(FastMCP):
     """FastMCP, with the calls it refuses audited: a tool call refused before a tool
     ran (an unknown tool, arguments that do not fit), and over HTTP a request refused
@@ -94,19 +114,48 @@ class _NerveMCP(FastMCP):
                         ) -> Sequence[ContentBlock] | dict[str, Any]:
         started = time.monotonic()
         flag = tool_call()
+        tool = self._tool_manager.get_tool(name)
         try:
+            if tool is not None:
+                # the SDK drops an argument a tool does not take: a misspelt filter
+                # would be answered for everyone
+                _check_arguments(name, tool.parameters, arguments)
             return await super().call_tool(name, arguments)
-        except Exception:
-            if not flag[0]:  # refused before a tool ran: nothing else records it
-                masked, reader = self.caller()
-                status = ("invalid_arguments" if self._tool_manager.get_tool(name)
-                          else "unknown_tool")
-                await anyio.to_thread.run_sync(partial(
-                    self.nerve_audit.record, via="mcp" if reader else "local",
-                    who=reader[0] if reader else os_user(), action="/v1/ask/tool",
-                    request={"tool": name, "args": arguments}, status=status,
-                    seconds=time.monotonic() - started, masked=masked))
-            raise
+        except Exception as exc:
+            if flag[0]:
+                raise
+            # refused before a tool ran: nothing else records it
+            masked, reader = self.caller()
+            status = "invalid_arguments" if tool else "unknown_tool"
+            await anyio.to_thread.run_sync(partial(
+                self.nerve_audit.record, via="mcp" if reader else "local",
+                who=reader[0] if reader else os_user(), action="/v1/ask/tool",
+                request={"tool": name, "args": arguments}, status=status,
+                seconds=time.monotonic() - started, masked=masked))
+            raise ToolError(self._refusal(name, tool, exc)) from exc
+
+    def _refusal(self, name: str, tool: Any, exc: Exception) -> str:
+        """Why a call was refused before its tool ran, in words: the argument that does
+        not fit and what the tool takes, where the SDK gave pydantic's own report
+        (``1 validation error for describe_metricArguments ... errors.pydantic.dev``)."""
+        if tool is None:
+            tools = [t.name for t in self._tool_manager.list_tools()]
+            return (f"unknown tool {name!r}{did_you_mean(name, tools)}; tools: "
+                    f"{', '.join(tools)}")
+        cause = exc.__cause__ if isinstance(exc, ToolError) else exc
+        if isinstance(cause, ValidationError):
+            problems = []
+            for error in cause.errors():
+                where = str(error["loc"][0]) + "".join(f"[{p}]" for p in error["loc"][1:])
+                if error["type"] == "missing":
+                    problems.append(f"argument {where!r} is required")
+                else:
+                    problems.append(f"argument {where!r} = {error['input']!r}: "
+                                    f"{error['msg'][:1].lower()}{error['msg'][1:]}")
+            return (f"Error executing tool {name}: {'; '.join(problems)}; {name} takes "
+                    f"{_arguments_of(tool.parameters)}")
+        return f"Error executing tool {name}: {exc}" if isinstance(exc, QueryError) \
+            else str(exc)
 
     def streamable_http_app(self) -> Starlette:
         quiet_disconnects()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Callable
 from decimal import Decimal
@@ -17,8 +18,8 @@ from nerve.errors import AuthError, InternalError, PayloadError
 from nerve.server._readers import INVALID, MASKED_HEADER, Reader, identify, sees_masked
 from nerve.server._state import NerveState
 
-__all__ = ["caller", "in_thread", "json_response", "nerve_state", "read_json", "readable",
-           "require_admin", "require_reader"]
+__all__ = ["caller", "for_caller", "in_thread", "json_response", "nerve_state", "read_json",
+           "readable", "require_admin", "require_reader"]
 
 T = TypeVar("T")
 
@@ -51,6 +52,27 @@ def caller(request: Request) -> Reader:
                         "workspace; `nerve console` opens the console with it); readers have "
                         "their own ([[readers]] in nerve.toml)", scheme="Bearer")
     return found
+
+
+def for_caller(request: Request, data: Any) -> Any:
+    """``data`` as ``request``'s caller may see it: for a reader, the workspace's path
+    taken out of every text (``metrics/shop.yaml:3``, where an admin gets the full path):
+    where the server keeps the workspace is for admins."""
+    if caller(request).role == "admin":
+        return data
+    return _relative(data, str(nerve_state(request).workspace.root) + os.sep)
+
+
+def _relative(value: Any, root: str) -> Any:
+    """``value`` with every text's ``root`` prefix (the workspace's path and a separator)
+    removed, in lists and objects too."""
+    if isinstance(value, str):
+        return value.replace(root, "")
+    if isinstance(value, list):
+        return [_relative(item, root) for item in value]
+    if isinstance(value, dict):
+        return {key: _relative(item, root) for key, item in value.items()}
+    return value
 
 
 def _write_key_source(state: NerveState, authorization: str) -> str | None:

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from nerve.server.api._common import in_thread, json_response, read_json, readable
+from nerve.server.api._common import for_caller, in_thread, json_response, read_json, readable
 
 __all__ = ["routes"]
 
@@ -29,7 +29,7 @@ async def _ask(request: Request) -> Response:
 
         return ask_local(warehouse, state.workspace, body, state.catalog)
 
-    return json_response(await in_thread(work))
+    return json_response(for_caller(request, await in_thread(work)))
 
 
 async def _tool(request: Request) -> Response:
@@ -41,7 +41,7 @@ async def _tool(request: Request) -> Response:
 
         return tool_local(warehouse, state.workspace, body, state.catalog)
 
-    return json_response(await in_thread(work))
+    return json_response(for_caller(request, await in_thread(work)))
 
 
 def routes() -> list[BaseRoute]:

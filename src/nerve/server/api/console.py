@@ -21,7 +21,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import UTC, datetime
 from functools import cache
@@ -39,7 +38,7 @@ from nerve.log import StreamWriter, set_aside_files, write_problem
 from nerve.server._backpressure import room_problem, warehouse_room
 from nerve.server._metrics import live_collectors, pipeline_health
 from nerve.server._state import NerveState
-from nerve.server.api._common import caller, in_thread, json_response, readable
+from nerve.server.api._common import for_caller, in_thread, json_response, readable
 from nerve.workspace import Workspace
 
 __all__ = ["catalog_figures", "offline_status", "quarantine_summary", "retention_figures",
@@ -99,21 +98,8 @@ def warehouse_figures(warehouse: Any) -> dict[str, Any]:
             "last_received_at": None if last is None else last.isoformat()}
 
 
-def _relative(value: Any, root: str) -> Any:
-    """``value`` with every text's ``root`` prefix (the workspace's path and a separator)
-    removed, in lists and objects too."""
-    if isinstance(value, str):
-        return value.replace(root, "")
-    if isinstance(value, list):
-        return [_relative(item, root) for item in value]
-    if isinstance(value, dict):
-        return {key: _relative(item, root) for key, item in value.items()}
-    return value
-
-
 async def status(request: Request) -> Response:
     state, warehouse = readable(request)
-    reader = caller(request).role != "admin"
 
     def work() -> dict[str, Any]:
         loader = state.loader
@@ -148,10 +134,7 @@ async def status(request: Request) -> Response:
             "retention": retention_figures(warehouse, state.workspace, state.retention_job),
         }
 
-    figures = await in_thread(work)
-    if reader:
-        figures = _relative(figures, str(state.workspace.root) + os.sep)
-    return json_response(figures)
+    return json_response(for_caller(request, await in_thread(work)))
 
 
 def quarantine_summary(warehouse: Any, catalog: Any) -> dict[str, Any]:

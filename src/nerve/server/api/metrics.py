@@ -21,7 +21,14 @@ from starlette.routing import BaseRoute, Route
 from nerve.errors import PayloadError
 from nerve.governance import check_masked_filters, masked_fields_of
 from nerve.semantic import MetricQuery, SemanticLayer, health_from_checks
-from nerve.server.api._common import in_thread, json_response, read_json, readable, require_reader
+from nerve.server.api._common import (
+    for_caller,
+    in_thread,
+    json_response,
+    read_json,
+    readable,
+    require_reader,
+)
 from nerve.warehouse import analysis_events
 
 __all__ = ["routes"]
@@ -68,13 +75,14 @@ def parse_query(body: dict[str, Any]) -> MetricQuery:
 async def list_metrics(request: Request) -> Response:
     state = require_reader(request)
     layer = await in_thread(_layer, state)
-    return json_response([layer.describe(name) for name in sorted(layer.metrics)])
+    return json_response(for_caller(request, [layer.describe(name)
+                                              for name in sorted(layer.metrics)]))
 
 
 async def show_metric(request: Request) -> Response:
     state = require_reader(request)
     layer = await in_thread(_layer, state)
-    return json_response(layer.describe(request.path_params["name"]))
+    return json_response(for_caller(request, layer.describe(request.path_params["name"])))
 
 
 async def readiness(request: Request) -> Response:
@@ -85,7 +93,7 @@ async def readiness(request: Request) -> Response:
         health = health_from_checks(warehouse.ibis()) if hasattr(warehouse, "ibis") else None
         return [r.as_dict() for r in layer.readiness(health)]
 
-    return json_response(await in_thread(run))
+    return json_response(for_caller(request, await in_thread(run)))
 
 
 async def query(request: Request) -> Response:
@@ -99,7 +107,7 @@ async def query(request: Request) -> Response:
                              by=request_query.by)
         return layer.query(request_query, analysis_events(warehouse)).as_dict()
 
-    return json_response(await in_thread(run))
+    return json_response(for_caller(request, await in_thread(run)))
 
 
 def routes() -> list[BaseRoute]:
