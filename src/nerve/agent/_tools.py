@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
+from nerve._arguments import check_arguments
 from nerve.catalog import Catalog
 from nerve.errors import QueryError, did_you_mean
 from nerve.governance import check_masked_analysis, check_masked_filters, masked_fields_of
@@ -382,20 +383,3 @@ def run_tool(ctx: Context, name: str, args: dict[str, Any] | None = None) -> dic
     check_arguments(name, tool.parameters, args)
     return tool.run(ctx, args)
 
-
-def check_arguments(tool: str, schema: dict[str, Any], args: dict[str, Any]) -> None:
-    """QueryError naming an argument ``tool`` does not take (its JSON Schema's
-    properties): ignored, a misspelt ``filter`` for ``where`` answered for everyone."""
-    known = list(schema.get("properties", {}))
-    for key in args:
-        if key not in known:
-            raise QueryError(f"unknown argument {key!r}{did_you_mean(key, known)}; "
-                             f"{tool} takes {arguments_of(schema)}")
-
-
-def arguments_of(schema: dict[str, Any]) -> str:
-    """The arguments a tool's JSON Schema takes, for a message: ``metrics (required),
-    by, grain``, or ``no arguments``."""
-    required = set(schema.get("required", []))
-    names = [f"{k} (required)" if k in required else k for k in schema.get("properties", {})]
-    return ", ".join(names) or "no arguments"

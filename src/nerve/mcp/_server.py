@@ -30,6 +30,7 @@ from pydantic import AnyHttpUrl, ValidationError
 from starlette.applications import Starlette
 
 from nerve import __version__
+from nerve._arguments import arguments_of, check_arguments
 from nerve.audit import Audit, audit_dir, os_user
 from nerve.errors import QueryError, did_you_mean
 from nerve.mcp._audit import RecordRefusals, quiet_disconnects, reached, tool_call
@@ -72,24 +73,6 @@ def call(ws: Workspace, tool: str, args: dict[str, Any], *, masked: bool = True,
     return result
 
 
-def _check_arguments(tool: str, schema: dict[str, Any], args: dict[str, Any]) -> None:
-    """QueryError naming an argument ``tool`` does not take (its JSON Schema's
-    properties), as ``nerve.agent.run_tool`` refuses it; here, on the event loop, without
-    importing nerve.agent (seconds, that would hold up every other agent's call)."""
-    known = list(schema.get("properties", {}))
-    for key in args:
-        if key not in known:
-            raise QueryError(f"unknown argument {key!r}{did_you_mean(key, known)}; "
-                             f"{tool} takes {_arguments_of(schema)}")
-
-
-def _arguments_of(schema: dict[str, Any]) -> str:
-    """``metrics (required), by, grain``, or ``no arguments``: what a tool takes."""
-    required = set(schema.get("required", []))
-    names = [f"{k} (required)" if k in required else k for k in schema.get("properties", {})]
-    return ", ".join(names) or "no arguments"
-
-
 class _NerveMCP(FastMCP):
     """FastMCP, with the calls it refuses audited: a tool call refused before a tool
     ran (an unknown tool, arguments that do not fit), and over HTTP a request refused
@@ -119,7 +102,7 @@ class _NerveMCP(FastMCP):
             if tool is not None:
                 # the SDK drops an argument a tool does not take: a misspelt filter
                 # would be answered for everyone
-                _check_arguments(name, tool.parameters, arguments)
+                check_arguments(name, tool.parameters, arguments)
             return await super().call_tool(name, arguments)
         except Exception as exc:
             if flag[0]:
@@ -153,7 +136,7 @@ class _NerveMCP(FastMCP):
                     problems.append(f"argument {where!r} = {error['input']!r}: "
                                     f"{error['msg'][:1].lower()}{error['msg'][1:]}")
             return (f"Error executing tool {name}: {'; '.join(problems)}; {name} takes "
-                    f"{_arguments_of(tool.parameters)}")
+                    f"{arguments_of(tool.parameters)}")
         return f"Error executing tool {name}: {exc}" if isinstance(exc, QueryError) \
             else str(exc)
 
