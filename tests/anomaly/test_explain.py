@@ -12,11 +12,17 @@ import pandas as pd
 import pytest
 from tests.anomaly.conftest import load_rows
 
+from nerve.agent._answer import Builder
+from nerve.agent._ask import _of_the_change
+from nerve.agent._numbers import fmt, unsupported
 from nerve.anomaly import explain, parse_period
+from nerve.anomaly._explain import _Target
 from nerve.anomaly._explain_context import CAVEAT_CHECKS
 from nerve.anomaly._explain_decompose import decompose
-from nerve.anomaly._explain_words import MIN_SCORE
+from nerve.anomaly._explain_words import MIN_SCORE, _driver_words
 from nerve.catalog import Catalog, EventSpec, PropertySpec, Version
+from nerve.cli._anomaly import effect_rows
+from nerve.cli._common import Format
 from nerve.errors import QueryError
 from nerve.semantic import SemanticLayer
 from nerve.warehouse import Warehouse
@@ -469,8 +475,9 @@ def test_the_explain_table_lists_what_went_against_the_change_and_reads_as_perce
     drivers, against = shown.output.split("Drivers", 1)[1].split("Against the change", 1)
     assert "android" in against
     assert "rate" in against
-    ios_share = result["drivers"][0]["share"]
-    assert f"{ios_share:.1%}" in drivers
+    # ios rose by more than the whole (net) change, android fell: no "266.7%" share
+    assert result["drivers"][0]["share"] > 1
+    assert "over 100%" in drivers
     csv = runner.invoke(app, ["-w", str(tmp_path / "ws"), "explain", "add_to_cart",
                               "--format", "csv"])
     assert repr(result["offsets"][0]["z"]) in csv.output  # every digit
@@ -592,7 +599,8 @@ def test_a_driver_whose_total_rose_is_quoted_by_its_effect(tmp_path: Path) -> No
     assert top["effect_change"] == pytest.approx(400 * (220 / 1200 - 0.4), abs=1e-4)
     assert top["effect_share"] == pytest.approx(top["effect_change"] / -180, abs=1e-4)
     assert top["contribution"] == 60  # its own change, against the fall: reported as is
-    assert ("The main driver is app_version = 5.1.4, a rate effect of -86.7, 48% of the "
+    # a count's effect reads whole, as `nerve ask` writes it: -87, not -86.7
+    assert ("The main driver is app_version = 5.1.4, a rate effect of -87, 48% of the "
             "change (0.183 against 0.4 per active user-hour), while its total rose: 220 "
             "against 160 (mix +320, arrivals -173).") in result["summary"]
     assert "-33% of the change" not in result["summary"]
@@ -786,3 +794,74 @@ def test_a_rollout_in_the_baseline_weeks_is_no_new_version_and_values_add_up(
     assert by_value["3.3.0"]["expected"] == (20 + 60) / 2
     assert 60 + by_value["3.3.0"]["expected"] + by_value["3.4.0"]["expected"] \
         == result["baseline"]
+
+
+def _words_target(style: str) -> Any:
+
+    return _Target(layer=None, name="carts", label="Carts",  # type: ignore[arg-type]
+                   kind="additive", style=style, counted=style == "count")
+
+
+def _driver(**values: Any) -> dict[str, Any]:
+    # app version 4.2.0 of the demo: new that day, its rate fell while its users arrived
+    base = {"dimension": "app_version", "value": "4.2.0", "effect": "rate", "new": True,
+            "expected_exposure": 0, "rate_observed": 0.101, "rate_expected": 0.261,
+            "contribution": 83, "share": -0.728, "observed": 83, "expected": 0,
+            "effect_change": -131.43, "effect_share": 1.153, "mix": 214.4, "rate": -131.43,
+            "volume": 0.0, "arrivals": 0.0}
+    return base | values
+
+
+def test_a_count_s_effects_read_as_whole_numbers_as_ask_writes_them(
+        shop: tuple[Any, SemanticLayer]) -> None:
+    """`nerve ask` wrote a count's effect as a whole number and explain's summary as
+    "a rate effect of -37.5": both now round it the same way (halves away from zero)."""
+
+    events, layer = shop
+    for target in ("carts", "add_to_cart"):  # a count metric, an event's count
+        result = explain(events, target, layer=layer, period="yesterday", now=NOW,
+                         dimensions=["platform"], catalog_events=["add_to_cart"])
+        assert result["style"] == "count"
+    assert explain(events, "cart_per_view", layer=layer, period="yesterday", now=NOW,
+                   dimensions=["platform"])["style"] != "count"
+    driver = _driver(effect_change=-37.5, effect_share=0.6, mix=20.5, rate=-37.5)
+    words = _driver_words(driver, _words_target("count"), -62.5)
+    assert f"a rate effect of {fmt(-37.5, 'count')}," in words
+    assert f"(mix +{fmt(20.5, 'count')})" in words
+    assert "37.5" not in words
+    row = effect_rows([driver], Format.table, "count")[0]
+    assert (str(row["rate"]), str(row["mix"])) == (fmt(-37.5, "count"), fmt(20.5, "count"))
+    # money and rates keep their decimals
+    assert "37.5" in _driver_words(driver, _words_target("number"), -62.5)
+    assert effect_rows([driver], Format.table)[0]["rate"] == -37.5
+
+
+def test_an_effect_beyond_the_whole_change_is_not_read_as_a_share_of_it() -> None:
+    """A rate effect of -131 against a net change of -114 (its own users' arrival and the
+    other values moved the other way) read "115% of the change", and the table's share
+    1316.9%: now "more than the whole change of -114 (the rest moved the other way by 17)",
+    and "over 100%" in the table."""
+
+    words = _driver_words(_driver(), _words_target("count"), -114)
+    assert "115%" not in words
+    assert "more than the whole change of -114 (the rest moved the other way by 17)" in words
+    # the effect's own detail comes before, not after the rest's amount
+    assert words.index("per active user-hour") < words.index("more than the whole")
+    # a share within the change reads as before
+    assert "84% of the change" in _driver_words(_driver(effect_share=0.84,
+                                                        effect_change=-96),
+                                                _words_target("count"), -114)
+    assert effect_rows([_driver(share=13.169)], Format.table)[0]["share"] == "over 100%"
+    assert effect_rows([_driver(share=0.288)], Format.table)[0]["share"] == "28.8%"
+
+
+def test_ask_words_an_effect_beyond_the_whole_change_as_explain_does() -> None:
+
+    b = Builder("why did add to carts drop?", {})
+    text = _of_the_change(_driver(), "effect_share", -131.43, -114, "q", "count", None, b)
+    assert text == "more than the whole change of -114; the rest moved the other way by 17"
+    assert not unsupported(text, b.numbers.items, "why did add to carts drop?")
+    within = _of_the_change(_driver(effect_share=0.84), "effect_share", -96, -114, "q",
+                            "count", None, b)
+    assert within.endswith("of the change")
+    assert within.startswith("84")

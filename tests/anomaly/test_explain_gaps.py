@@ -198,7 +198,9 @@ def test_the_answer_names_a_driver_inside_the_lead_as_part_of_its_change() -> No
     b = Builder("why did payment failures spike?", {})
     _drivers(explained, "nerve explain payment_failures", "number", None, 39.5, b)
     text = b.finish().answer
-    assert "Main driver: payment_provider = adyen (43, 108.9% of the change)." in text
+    # 43 of a change of 39.5: more than all of it, not "108.9% of the change"
+    assert ("Main driver: payment_provider = adyen (43, more than the whole change of "
+            "+39.50; the rest moved the other way by 3.50).") in text
     assert ("Part of the same change (outside payment_provider = adyen they did not move "
             "beyond noise): platform = web (18, 45.6% of the change).") in text
 

@@ -330,3 +330,23 @@ def test_the_readout_sizes_several_treatments_as_the_plan_does() -> None:
         z = NormalDist().inv_cdf(1 - per_comparison / 2) + NormalDist().inv_cdf(0.8)
         assert readout.planned_units_per_variant == math.ceil(
             2 * (z * std / (0.05 * mean)) ** 2)
+
+
+def test_the_text_readout_indents_every_role_alike() -> None:
+    # "primary" was right-aligned to the width of "secondary": two spaces before it,
+    # none before the secondary and guardrail lines
+    rng = np.random.default_rng(6)
+    metrics = [MetricData(name, role, True, {v: arm(rng.normal(10, 2, 300))
+                                             for v in ("control", "a")})
+               for name, role in (("orders", "primary"), ("revenue", "secondary"),
+                                  ("refunds", "guardrail"))]
+    readout = analyze("e", "control", ["control", "a"], [1, 1], metrics)
+    text = report_text({"name": "E", "experiment": "e", "alpha": 0.05,
+                        "decision": readout.decision, "reasons": readout.reasons,
+                        "units": readout.units, "srm_p_value": readout.srm_p_value,
+                        "excluded_multiple_variants": 0,
+                        "rows": [r.as_dict() for r in readout.rows]})
+    lines = [line for line in text.splitlines() if "95% CI" in line]
+    assert [line.split()[0] for line in lines] == ["primary", "secondary", "guardrail"]
+    indents = {len(line) - len(line.lstrip()) for line in lines}
+    assert len(indents) == 1

@@ -157,9 +157,7 @@ def _fmt_of(ctx: Context, name: str) -> tuple[str, str | None]:
     """How the metric's values read: its format, and ``count`` for a count of events or
     users (its median or forecast reads as a whole number too)."""
     metric = ctx.layer.get(name)
-    counted = metric.type == "simple" and metric.measure is not None \
-        and metric.measure.agg in ("count", "count_distinct")
-    return "count" if counted and metric.format == "number" else metric.format, \
+    return "count" if metric.is_count and metric.format == "number" else metric.format, \
         metric.currency
 
 
@@ -516,9 +514,7 @@ def _counts(plan: Plan, ctx: Context) -> bool:
     """What is explained is a count (of events, or of people): its noise is Poisson's."""
     if plan.metric is None:
         return True
-    metric = ctx.layer.get(plan.metric)
-    return metric.type == "simple" and metric.measure is not None \
-        and metric.measure.agg in ("count", "count_distinct")
+    return ctx.layer.get(plan.metric).is_count
 
 
 def _daily(plan: Plan, ctx: Context, b: Builder,
@@ -675,25 +671,24 @@ def _drivers(r: dict[str, Any], q: str, kind: str, currency: str | None, change:
             value = b.label(d["value"])
             found = along if d.get("overlaps") else parts
             if _along(d):
-                share = b.num(f"share of change {d['dimension']}={d['value']}",
-                              d.get("share"), q, "explain_change", "percent")
-                found.append(f"{d['dimension']} = {value} ({contribution}, {share} of the "
-                             "change)")
+                share = _of_the_change(d, "share", d.get("contribution"), change, q,
+                                       amount_kind, currency, b)
+                found.append(f"{d['dimension']} = {value} ({contribution}, {share})")
                 continue
             # its own change went the other way (more users at a lower rate): quote the
             # effect that makes it a driver, never "+55, -36% of the change"
             effect = b.num(f"{d['effect']} effect {d['dimension']}={d['value']}",
                            d.get("effect_change"), q, "explain_change", amount_kind, currency)
-            share = b.num(f"share of change {d['dimension']}={d['value']}",
-                          d.get("effect_share"), q, "explain_change", "percent")
+            share = _of_the_change(d, "effect_share", d.get("effect_change"), change, q,
+                                   amount_kind, currency, b)
             moved = total_moved(d.get("contribution"))
             if d.get("contribution"):
                 total = b.num(f"change of the total {d['dimension']}={d['value']}",
                               abs(d["contribution"]), q, "explain_change", amount_kind,
                               currency)
                 moved += f" by {total}"
-            found.append(f"{d['dimension']} = {value} ({d['effect']} effect {effect}, {share} "
-                         f"of the change, while its total {moved})")
+            found.append(f"{d['dimension']} = {value} ({d['effect']} effect {effect}, {share}, "
+                         f"while its total {moved})")
         if not parts:  # the lead is below what an answer names: name them as they are
             parts, along = along, []
         b.say(f"Main driver{'s' if len(parts) > 1 else ''}: {'; '.join(parts)}.")
@@ -711,6 +706,24 @@ def _drivers(r: dict[str, Any], q: str, kind: str, currency: str | None, change:
     elif change:
         b.say(_no_driver(r, q, b))
         _candidate(r, q, kind, currency, b)
+
+
+def _of_the_change(d: dict[str, Any], key: str, amount: float | None, change: float,
+                   q: str, kind: str, currency: str | None, b: Builder) -> str:
+    """"84.1% of the change", or, for an amount larger than the whole change (a share of
+    115%: other values moved the other way), "more than the whole change of -114; the
+    rest moved the other way by 17", as `nerve explain` words it (inside the answer's
+    parentheses)."""
+    share = d.get(key)
+    where = f"{d['dimension']}={d['value']}"
+    if share is None or share <= 1 or amount is None or not change:
+        return b.num(f"share of change {where}", share, q, "explain_change",
+                     "percent") + " of the change"
+    whole = b.num("change", change, q, "explain_change", kind, currency)
+    rest = b.num(f"moved the other way {where}", abs(amount - change), q, "explain_change",
+                 kind, currency)
+    return (f"more than the whole change of {'+' if change > 0 else ''}{whole}; the rest "
+            f"moved the other way by {rest}")
 
 
 def _candidate(r: dict[str, Any], q: str, kind: str, currency: str | None,

@@ -164,7 +164,8 @@ class _Target:
     actors: str = ""
     #: a conversion rate: its numerator is the rate times the denominator, per period
     conversion: bool = False
-    #: how values print: percent (rates) or number
+    #: how values print: percent (rates), count (whole numbers: a count of events or
+    #: people, as `nerve ask` writes them) or number
     style: str = "number"
     #: the amount is a count (events or users), the exposure too: JSON carries integers
     counted: bool = False
@@ -184,7 +185,7 @@ def _target(layer: SemanticLayer, target: str, events: Sequence[str]) -> _Target
         extra, units, actors = _extras(metric.name, metric.measure)
         return _Target(with_metrics(layer, [metric, EXPOSURE, *extra]), metric.name,
                        f"{target} events", "additive", events=(target,), actors=actors,
-                       counted=True, exposure_counted=True)
+                       style="count", counted=True, exposure_counted=True)
     # a typo may mean an event as well as a metric: the error names the closest of both
     metric = layer.get(resolve_target(target, layer, events)[1])
     used = tuple(layer.events_of(metric.name))
@@ -193,8 +194,9 @@ def _target(layer: SemanticLayer, target: str, events: Sequence[str]) -> _Target
         extra, units, actors = _extras(metric.name, metric.measure)
         return _Target(with_metrics(layer, [EXPOSURE, *extra]), metric.name, metric.title,
                        "additive", events=used, up_is_good=metric.up_is_good,
-                       units=units, actors=actors, counted=_counts(metric.measure),
-                       exposure_counted=True)
+                       units=units, actors=actors, counted=metric.is_count,
+                       style="count" if metric.is_count and metric.format == "number"
+                       else "number", exposure_counted=True)
     sides: list[Metric] = []
     num = den = units = actors = ""
     if metric.type == "ratio":
@@ -451,6 +453,7 @@ def explain(table: ir.Table, target: str, *, layer: SemanticLayer, period: str =
     steps = [] if t.where else list(funnel or t.steps)
     result = {
         "target": target, "kind": t.kind, "label": t.label, "where": t.where,
+        "style": t.style,
         "period": span.as_dict(), "vs": vs,
         "baseline_periods": [b.as_dict() for b in bases],
         "baseline": amount(baseline), "observed": amount(observed),

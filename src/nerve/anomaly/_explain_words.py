@@ -4,6 +4,7 @@ says (a driver whose total rose while its rate fell is quoted by its rate effect
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -13,7 +14,7 @@ import numpy as np
 if TYPE_CHECKING:
     from nerve.anomaly._explain import _Target
 
-__all__ = ["MIN_SCORE", "noise_sentence", "summary"]
+__all__ = ["MIN_SCORE", "noise_sentence", "summary", "whole"]
 
 #: the score a driver needs to be named in the summary: at least a tenth of the change
 #: beyond its size, cleanly and with evidence (docs/anomalies.md#nerve-explain)
@@ -25,8 +26,21 @@ def _fmt(value: float | None, style: str) -> str:
         return "n/a"
     if style == "percent":
         return f"{value:.2%}"
+    if style == "count":
+        return f"{whole(value):,}"
     # counts and money read whole beyond 100; rates keep three significant digits
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.3g}"
+
+
+def whole(value: float) -> int:
+    """A count's amount or effect as a whole number, halves rounded away from zero as
+    `nerve ask` writes them (a median of two counts, or a rate effect, falls between two).
+
+    >>> whole(-37.5), whole(20.3), whole(2299.5)
+    (-38, 20, 2300)
+    """
+    rounded = math.floor(abs(value) + 0.5)
+    return -rounded if value < 0 else rounded
 
 
 def summary(r: dict[str, Any], t: _Target) -> str:
@@ -48,7 +62,7 @@ def summary(r: dict[str, Any], t: _Target) -> str:
         d = found[0]
         weak = "" if d["significant"] else f" (weak evidence: z = {d['z']:.1f})"
         text += f" The main driver is {d['dimension']} = {d['value']}{weak}, " \
-                + _driver_words(d, t) + "."
+                + _driver_words(d, t, r["change"]) + "."
         others = [f"{x['dimension']} = {x['value']} ({x['effect']}, "
                   f"{_share_words(x)})" for x in found[1:4]
                   if x["significant"] and (x["score"] or 0) >= 0.25 * (d["score"] or 0)
@@ -165,7 +179,7 @@ def _signed(value: float | None, style: str) -> str:
     return f"+{text}" if value is not None and value > 0 else text
 
 
-def _driver_words(d: dict[str, Any], t: _Target) -> str:
+def _driver_words(d: dict[str, Any], t: _Target, change: float | None) -> str:
     """"a rate effect: 6,105 against 8,099, 84% of the change (...)" when the value's
     total moved with its effect; else the effect's own size and share, and the total as
     what moved the other way ("a rate effect of -87, 48% of the change (...), while its
@@ -184,13 +198,13 @@ def _driver_words(d: dict[str, Any], t: _Target) -> str:
                   f"{_fmt(d['mix'], t.style)})")
     if _along(d):
         return (f"a {d['effect']} effect: {_fmt(d['observed'], t.style)} against "
-                f"{_fmt(d['expected'], t.style)}, {(d['share'] or 0):.0%} of the change"
-                + detail)
+                f"{_fmt(d['expected'], t.style)}"
+                + _share_and(detail, d["share"], d["contribution"], change, t.style))
     if t.kind != "additive" and d["effect"] == "rate":
         detail = f" ({_fmt(d['observed'], t.style)} against {_fmt(d['expected'], t.style)})"
     moved = total_moved(d["contribution"])
-    text = (f"a {d['effect']} effect of {_signed(d['effect_change'], t.style)}, "
-            f"{(d['effect_share'] or 0):.0%} of the change{detail}")
+    text = (f"a {d['effect']} effect of {_signed(d['effect_change'], t.style)}"
+            + _share_and(detail, d["effect_share"], d["effect_change"], change, t.style))
     if t.kind == "additive":
         text += (f", while its total {moved}: {_fmt(d['observed'], t.style)} against "
                  f"{_fmt(d['expected'], t.style)}")
@@ -200,6 +214,31 @@ def _driver_words(d: dict[str, Any], t: _Target) -> str:
     parts = ("volume", "mix", "arrivals") if d["effect"] == "rate" else ("rate", "arrivals")
     others = [f"{k} {_signed(d[k], t.style)}" for k in parts if d.get(k)]
     return text + (f" ({', '.join(others)})" if others else "")
+
+
+def _share_and(detail: str, share: float | None, amount: float | None,
+               change: float | None, style: str) -> str:
+    """The share words after an effect, and its detail: ", 84% of the change (...)";
+    beyond the whole change the detail comes first, so that it is not read as the rest's."""
+    words = of_the_change(share, amount, change, style)
+    return f"{detail}, {words}" if words.startswith("more") else f", {words}{detail}"
+
+
+def of_the_change(share: float | None, amount: float | None, change: float | None,
+                  style: str) -> str:
+    """"84% of the change"; or, for an amount larger than the whole change (other values,
+    or the value's other effects, moved the other way), "more than the whole change of
+    -114 (the rest moved the other way by 17)": "115% of the change" read as a part of it.
+
+    >>> of_the_change(0.84, -96, -114, "count")
+    '84% of the change'
+    >>> of_the_change(1.153, -131.4, -114, "count")
+    'more than the whole change of -114 (the rest moved the other way by 17)'
+    """
+    if share is None or share <= 1 or amount is None or change is None:
+        return f"{(share or 0):.0%} of the change"
+    return (f"more than the whole change of {_signed(change, style)} (the rest moved the "
+            f"other way by {_fmt(abs(amount - change), style)})")
 
 
 def total_moved(contribution: float | None) -> str:
@@ -217,9 +256,12 @@ def _share_words(x: dict[str, Any]) -> str:
     """A named value's share of the change: its own change's, or, when that went the
     other way, its effect's ("rate effect 48%, total up")."""
     if _along(x):
-        return f"{(x['share'] or 0):.0%}"
+        return "more than the whole change" if (x["share"] or 0) > 1 \
+            else f"{(x['share'] or 0):.0%}"
     moved = "up" if (x["contribution"] or 0) > 0 else "down"
-    return f"{x['effect']} effect {(x['effect_share'] or 0):.0%}, total {moved}"
+    share = "more than the whole change" if (x["effect_share"] or 0) > 1 \
+        else f"{(x['effect_share'] or 0):.0%}"
+    return f"{x['effect']} effect {share}, total {moved}"
 
 
 def _offset(x: dict[str, Any], style: str) -> str:

@@ -205,13 +205,14 @@ def explain(
     console.print(result["summary"], markup=False)
     drivers, unscored = scored_drivers(result["drivers"], fmt)
     if drivers:
-        emit(effect_rows(drivers, fmt), fmt, title="Drivers")
+        emit(effect_rows(drivers, fmt, result.get("style")), fmt, title="Drivers")
     if unscored:
         console.print(f"{unscored} more value(s) moved with the change but score 0 (no "
                       "more than their usual share of it, or their breakdown's values "
                       "cancel out): not drivers; --format json lists them.", markup=False)
     if result.get("offsets"):  # the summary names them: "Against the change: ..."
-        emit(effect_rows(result["offsets"], fmt), fmt, title="Against the change")
+        emit(effect_rows(result["offsets"], fmt, result.get("style")), fmt,
+             title="Against the change")
     if result["related"]:
         emit(related_rows(result["related"], fmt), fmt, title="Related")
     if result["caveats"]:
@@ -238,25 +239,38 @@ def scored_drivers(drivers: list[dict[str, Any]], fmt: Format
     return kept, len(drivers) - len(kept)
 
 
-def effect_rows(items: list[dict[str, Any]], fmt: Format) -> list[dict[str, Any]]:
+def effect_rows(items: list[dict[str, Any]], fmt: Format,
+                style: str | None = None) -> list[dict[str, Any]]:
     """Drivers (or the values against the change) as rows. A table shows a share in
-    percent and the effects and z rounded for reading; CSV keeps every digit.
+    percent ("over 100%" beyond the whole change: other values moved the other way) and
+    the effects and z rounded for reading, a count's effects as whole numbers (``style``
+    "count", as the summary writes them); CSV keeps every digit.
 
     >>> effect_rows([{"value": "ios", "share": 0.28754, "mix": 30.1299, "rate": -40.549,
     ...               "z": 1.75637}], Format.table)[0]["share"]
     '28.8%'
+    >>> row = effect_rows([{"value": "4.2.0", "share": 13.169, "mix": 214.4, "rate": -37.5}],
+    ...                   Format.table, "count")[0]
+    >>> row["share"], row["mix"], row["rate"]
+    ('over 100%', 214, -38)
     """
+    from nerve.anomaly._explain_words import whole  # noqa: PLC0415 - with explain
+
+
     rows = []
     for d in items:
         row = {k: d.get(k) for k in ("dimension", "value", "effect", "contribution", "share",
                                      "observed", "expected", "mix", "rate", "z",
                                      "score", "overlaps")}
         if fmt is Format.table:
-            row["share"] = shown(row["share"], "percent")
+            row["share"] = "over 100%" if (row["share"] or 0) > 1 \
+                else shown(row["share"], "percent")
             for key, digits in (("mix", 1), ("rate", 1), ("z", 2), ("score", 2)):
                 value = row[key]
-                if value is not None:
-                    row[key] = round(value, digits)
+                if value is None:
+                    continue
+                row[key] = whole(value) if style == "count" and key in ("mix", "rate") \
+                    else round(value, digits)
         rows.append(row)
     return rows
 

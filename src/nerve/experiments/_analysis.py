@@ -20,8 +20,8 @@ from nerve.experiments.stats import (
     Summary,
     bayes,
     benjamini_hochberg,
-    confidence_sequence,
     holm,
+    lift_sequence,
     sample_size,
     srm_p_value,
     welch,
@@ -225,8 +225,8 @@ def analyze(key: str, control: str, variants: list[str], weights: list[float],
             effect = welch(base_summary, summary, alpha)
             cuped, imbalance = _cuped(base, arm, alpha)
             total = base.n + arm.n
-            seq = confidence_sequence(effect.lift, effect.lift_se, total, seq_alpha,
-                                      planned_n=2 * planned if planned else None)
+            seq = lift_sequence(effect, total, seq_alpha,
+                                planned_n=2 * planned if planned else None)
             chance, loss = bayes(effect.lift, effect.lift_se)
             if not metric.up_is_good and math.isfinite(chance):
                 chance = 1 - chance

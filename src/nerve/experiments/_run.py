@@ -150,13 +150,14 @@ def report_text(readout: dict[str, Any]) -> str:
     for row in readout["rows"]:
         if row["lift"] is None:
             continue
+        # one indent for every role: right-aligning them indented "primary" alone
         lines.append(
-            f"{row['role']:>9} {row['metric']}: {row['variant']} {_pct(row['lift'])} "
+            f"  {row['role']} {row['metric']}: {row['variant']} {_pct(row['lift'])} "
             f"({level} CI {_pct(row['ci_low'])} to {_pct(row['ci_high'])}, p = "
             f"{row['p_value']:.3g}; always-valid {seq_level} {_pct(row['seq_ci_low'])} to "
             f"{_pct(row['seq_ci_high'])}; CUPED {_pct(row['cuped_lift'])}; "
             f"chance to win {row['chance_to_win']:.1%})"
             if row["p_value"] is not None and row["chance_to_win"] is not None
-            else f"{row['role']:>9} {row['metric']}: {row['variant']} {_pct(row['lift'])}"
+            else f"  {row['role']} {row['metric']}: {row['variant']} {_pct(row['lift'])}"
         )
     return "\n".join(lines)

@@ -3,9 +3,11 @@
 Everything takes sufficient statistics (counts, means, variances, covariances), so the
 warehouse does the heavy aggregation and these functions stay exact and cheap.
 
-- Welch's t-test for the absolute difference and, with the delta method's standard error,
-  for the relative lift (its p-value and interval agree); the delta method for ratio
-  metrics (Deng et al. 2018, "Applying the Delta Method in Metric Analytics").
+- Welch's t-test for the absolute difference and, with the delta method's standard error
+  of the log ratio of means, for the relative lift: its interval is built on
+  ``log(mean_t / mean_c)`` and turned back, so it never reaches below -100% (its p-value
+  and interval agree); the delta method for ratio metrics (Deng et al. 2018, "Applying the
+  Delta Method in Metric Analytics").
 - CUPED (Deng, Xu, Kohavi, Walker 2013): a pre-exposure covariate removes the variance it
   explains; theta is pooled across variants, so the adjustment is unbiased.
 - Confidence sequences (Howard, Ramdas, McAuliffe, Sekhon 2021; the asymptotic form of
@@ -32,6 +34,7 @@ __all__ = [
     "confidence_sequence",
     "cuped_theta",
     "holm",
+    "lift_sequence",
     "ratio_summary",
     "sample_size",
     "srm_p_value",
@@ -66,26 +69,36 @@ class Effect:
     diff_low: float
     diff_high: float
     lift: float  # relative: mean_t / mean_c - 1 (nan when the control mean is 0)
-    lift_se: float
+    lift_se: float  # the delta method's, of the lift itself
     ci_low: float  # of the relative lift
     ci_high: float
     p_value: float  # two-sided, of the relative lift (Welch's degrees of freedom)
+    #: the delta method's standard error of log(mean_t / mean_c), which the intervals and
+    #: the p-value use; nan where a mean is not positive (they then use ``lift_se``)
+    log_se: float = math.nan
 
 
 def welch(control: Summary, treatment: Summary, alpha: float = 0.05) -> Effect:
-    """Welch's t on the difference of means and on the delta-method relative lift.
+    """Welch's t on the difference of means and on the relative lift.
 
-    The p-value tests the relative lift with the same standard error and degrees of
+    The relative lift's interval is built on the log of the ratio of means (delta method)
+    and turned back with ``exp(x) - 1``, so it is asymmetric and stays above -100%, as a
+    metric that cannot be negative must. Where a mean is not positive (a metric that can be
+    negative) there is no log, and the interval is the lift plus or minus its delta-method
+    standard error. The p-value tests the lift with the same standard error and degrees of
     freedom as its interval, so it is below ``alpha`` exactly when the interval excludes
-    zero (a p-value of the absolute difference can read significant while the relative
-    interval holds zero). Where the lift is undefined (a control mean of 0) it is the
-    absolute difference's.
+    zero. Where the lift is undefined (a control mean of 0) it is the absolute
+    difference's.
     """
     vc = control.var / control.n if control.n else math.inf
     vt = treatment.var / treatment.n if treatment.n else math.inf
     diff = treatment.mean - control.mean
     se = math.sqrt(vc + vt)
     lift, lift_se = _relative(control, treatment)
+    log_se = _log_relative_se(control, treatment)
+    # the statistic the lift's interval and p-value rest on, and its standard error
+    center, center_se = ((math.log1p(lift), log_se) if math.isfinite(log_se)
+                         else (lift, lift_se))
     if se == 0 or not math.isfinite(se):
         p = 1.0 if diff == 0 or not math.isfinite(se) else 0.0
         half = 0.0 if math.isfinite(se) else math.inf
@@ -97,10 +110,29 @@ def welch(control: Summary, treatment: Summary, alpha: float = 0.05) -> Effect:
         ) if (control.n > 1 or treatment.n > 1) else 1.0
         quantile = float(stats.t.ppf(1 - alpha / 2, df))
         half = quantile * se
-        t = lift / lift_se if math.isfinite(lift) and lift_se > 0 else diff / se
+        t = center / center_se if math.isfinite(center) and center_se > 0 else diff / se
         p = float(2 * stats.t.sf(abs(t), df))
-    return Effect(diff, diff - half, diff + half, lift, lift_se,
-                  lift - quantile * lift_se, lift + quantile * lift_se, p)
+    low, high = _back(center - quantile * center_se, center + quantile * center_se, log_se)
+    return Effect(diff, diff - half, diff + half, lift, lift_se, low, high, p, log_se)
+
+
+def lift_sequence(effect: Effect, n: int, alpha: float = 0.05,
+                  planned_n: int | None = None) -> tuple[float, float]:
+    """The always-valid interval of ``effect``'s relative lift, on the scale of its fixed
+    interval: the log ratio of means where both are positive, the lift itself otherwise."""
+    if math.isfinite(effect.log_se):
+        low, high = confidence_sequence(math.log1p(effect.lift), effect.log_se, n, alpha,
+                                        planned_n)
+        return _back(low, high, effect.log_se)
+    return confidence_sequence(effect.lift, effect.lift_se, n, alpha, planned_n)
+
+
+def _back(low: float, high: float, log_se: float) -> tuple[float, float]:
+    """An interval of the log ratio turned into one of the relative lift (as is, when it
+    was built on the lift itself)."""
+    if math.isfinite(log_se):
+        return math.expm1(low), math.expm1(high)
+    return low, high
 
 
 def _relative(control: Summary, treatment: Summary) -> tuple[float, float]:
@@ -110,6 +142,14 @@ def _relative(control: Summary, treatment: Summary) -> tuple[float, float]:
         return math.nan, math.nan
     var = (treatment.var / treatment.n) / mc**2 + (mt**2) * (control.var / control.n) / mc**4
     return mt / mc - 1, math.sqrt(var)
+
+
+def _log_relative_se(control: Summary, treatment: Summary) -> float:
+    """The delta-method standard error of log(mean_t / mean_c); nan unless both are positive."""
+    mc, mt = control.mean, treatment.mean
+    if not (control.n and treatment.n and mc > 0 and mt > 0):
+        return math.nan
+    return math.sqrt(treatment.var / treatment.n / mt**2 + control.var / control.n / mc**2)
 
 
 def ratio_summary(num_mean: float, num_var: float, den_mean: float, den_var: float,

@@ -138,6 +138,15 @@ class Metric:
     def title(self) -> str:
         return self.label or self.name.replace("_", " ")
 
+    @property
+    def is_count(self) -> bool:
+        """Whether the metric counts events or people (a simple ``count`` or
+        ``count_distinct``): its values are whole numbers, its noise Poisson's, and
+        ``nerve ask`` and ``nerve explain`` write its amounts and effects as whole numbers
+        when its format is ``number``."""
+        return self.type == "simple" and self.measure is not None \
+            and self.measure.agg in ("count", "count_distinct")
+
     def where(self, key: str) -> str:
         """``metrics/revenue.yaml:12`` for one field of this metric, for messages."""
         line = self.lines.get(key, self.line)
