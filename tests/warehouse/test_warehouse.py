@@ -131,8 +131,10 @@ def test_reading_a_missing_warehouse_named_outside_the_workspace_creates_nothing
                                              f'url = "duckdb://{elsewhere}"'))
     [line] = [n for n, text in enumerate(toml.read_text().splitlines(), 1)
               if text.startswith(f'url = "duckdb://{elsewhere}"')]
+    # dry runs create nothing either, and `nerve check` names the line as the others do
     for command in (["sql", "SELECT count(*) FROM events"], ["status"],
-                    ["quarantine", "replay", "--dry-run"]):
+                    ["quarantine", "replay", "--dry-run"], ["forget", "-u", "x", "--dry-run"],
+                    ["expire", "--dry-run"], ["check"]):
         result = CliRunner().invoke(app, ["--workspace", str(ws.root), *command])
         assert result.exit_code != 0, result.output
         assert "no warehouse yet" in result.output
