@@ -163,10 +163,17 @@ class Warehouse(IbisReads):
         line (and never a password in the URL): every command that reads the warehouse."""
         url = ws.warehouse_url
         in_memory = url.startswith(_PREFIX) and url[len(_PREFIX):] in ("", ":memory:")
-        if url.startswith(_PREFIX) and not in_memory:
-            return
         line = ws.line_of("warehouse", "url")
         where = f"{ws.root / 'nerve.toml'}{f':{line}' if line else ''}: [warehouse] url"
+        if url.startswith(_PREFIX) and ("?" in url or "#" in url):
+            # the rest of the URL is the file's name: "?threads=1" made a file named
+            # "warehouse.duckdb?threads=1", and the threads setting was lost
+            raise WorkspaceError(
+                f"{where} {redact_url(url)!r}: a DuckDB URL takes no query string or "
+                "fragment (duckdb:///path/warehouse.duckdb); set DuckDB's threads with "
+                "[warehouse] threads = N")
+        if url.startswith(_PREFIX) and not in_memory:
+            return
         if in_memory:
             # the loader deletes each log segment once its rows are committed, so a
             # warehouse in memory lost every acknowledged event when the server stopped
