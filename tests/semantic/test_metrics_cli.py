@@ -156,6 +156,13 @@ def test_query_errors_exit_invalid(shop: Workspace) -> None:
     assert result.stdout == ""
 
 
+def test_a_misspelt_grain_gets_a_did_you_mean(shop: Workspace) -> None:
+    result = nerve(shop, "query", "orders", "--grain", "weak", "--format", "json")
+    assert result.exit_code == ExitCode.INVALID
+    assert "unknown grain 'weak'" in result.stderr
+    assert "did you mean week?" in result.stderr
+
+
 @pytest.mark.parametrize("where", ["platform = 'iOS'; DROP TABLE events",
                                    "platform = 'iOS'; user.country = 'BR'"])
 def test_a_filter_of_several_statements_is_refused(shop: Workspace, where: str) -> None:
