@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -111,6 +113,12 @@ def test_query_full_json_has_sql_and_lineage(shop: Workspace) -> None:
     assert "purchase_complete.properties.revenue" in lineage["fields"]
     assert any("currency = 'EUR'" in f for f in lineage["filters"])
     assert any("user.country = 'DE'" in f for f in lineage["filters"])
+    # the answer has the fields docs/metrics.md lists, no more (a `notes` that nothing
+    # filled was documented and always [])
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "metrics.md").read_text()
+    [line] = [text for text in docs.splitlines() if text.startswith("| `POST /v1/metrics/query`")]
+    assert set(body) == set(re.findall(r'"(\w+)"', line.split("{", 1)[1]))
+    assert [key for key, value in body.items() if value in ([], {}, "")] == []
 
 
 def test_query_table_formats_values(shop: Workspace) -> None:
