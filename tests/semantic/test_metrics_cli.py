@@ -171,6 +171,26 @@ def test_a_misspelt_grain_gets_a_did_you_mean(shop: Workspace) -> None:
     assert "did you mean week?" in result.stderr
 
 
+def test_equals_null_reads_as_is_null(shop: Workspace) -> None:
+    """`= NULL` and `!= NULL` match nothing in SQL; a filter reads them as IS NULL and
+    IS NOT NULL (docs/metrics.md, "Filters"), on either side. u3's product view has no
+    platform."""
+    def events(where: str) -> Any:
+        result = nerve(shop, "query", "events", "--where", where, "--since", "2026-03-01",
+                       "--until", "2026-03-31", "--format", "json")
+        assert result.exit_code == ExitCode.OK, result.output
+        return json.loads(result.stdout)[0]["events"]
+
+    missing, present = events("platform IS NULL"), events("platform IS NOT NULL")
+    assert missing > 0
+    assert present > 0
+    assert events("platform = NULL") == events("NULL = platform") == missing
+    assert events("platform != NULL") == events("NULL <> platform") == present
+    refused = nerve(shop, "query", "events", "--where", "platform < NULL")
+    assert refused.exit_code == ExitCode.INVALID
+    assert "IS NULL" in refused.stderr
+
+
 @pytest.mark.parametrize("where", ["platform = 'iOS'; DROP TABLE events",
                                    "platform = 'iOS'; user.country = 'BR'"])
 def test_a_filter_of_several_statements_is_refused(shop: Workspace, where: str) -> None:
