@@ -286,6 +286,18 @@ def test_a_filter_on_a_field_the_catalog_does_not_declare_is_refused(
         assert [r["users"] for r in answer.json()["rows"]] == [3, 2]
 
 
+@pytest.mark.parametrize("args", [
+    ("trend", "add_to_cart"),
+    ("retention", "--start", "add_to_cart", "--return", "purchase_complete")])
+def test_a_misspelt_grain_gets_a_did_you_mean(workspace: Workspace,
+                                              args: tuple[str, ...]) -> None:
+    result = _run(workspace, *args, "--grain", "weak", "--format", "json")
+    assert result.exit_code == 4, result.output
+    said = " ".join(result.stderr.split())
+    assert "'weak'" in said
+    assert "did you mean week?" in said
+
+
 def test_retention_leaves_periods_the_data_has_not_reached_empty(workspace: Workspace
                                                                  ) -> None:
     """The last event is on 11-05: days 4 and 5 after the 11-02 cohort (11-06, 11-07)

@@ -482,6 +482,25 @@ def test_lint_names_files_nerve_does_not_read(shop: Workspace) -> None:
     assert "unread-file" not in {f["rule"] for f in json.loads(out)}
 
 
+def test_lint_of_a_catalog_without_events_warns_naming_the_folder(shop: Workspace) -> None:
+    # it said "0 event files: 0 errors, 0 warnings" and passed
+    for path in shop.events_dir.rglob("*.yaml"):
+        path.unlink()
+    code, out, _ = run(shop, "catalog", "lint", "--format", "json")
+    assert code == 3
+    [found] = json.loads(out)
+    assert (found["rule"], found["severity"], found["file"]) == ("no-events", "warning",
+                                                                 "events")
+    code, out, _ = run(shop, "catalog", "lint")
+    assert code == 3
+    assert "1 warning" in out
+    # one event is enough
+    (shop.events_dir / "signup.yaml").write_text(
+        "name: signup\ntype: track\nversion: 1.0.0\n")
+    code, out, _ = run(shop, "catalog", "lint", "--format", "json")
+    assert "no-events" not in {f["rule"] for f in json.loads(out)}
+
+
 def test_list_shows_every_version(shop: Workspace) -> None:
     code, out, _ = run(shop, "catalog", "list", "--format", "json")
     assert code == 0

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -111,6 +113,12 @@ def test_query_full_json_has_sql_and_lineage(shop: Workspace) -> None:
     assert "purchase_complete.properties.revenue" in lineage["fields"]
     assert any("currency = 'EUR'" in f for f in lineage["filters"])
     assert any("user.country = 'DE'" in f for f in lineage["filters"])
+    # the answer has the fields docs/metrics.md lists, no more (a `notes` that nothing
+    # filled was documented and always [])
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "metrics.md").read_text()
+    [line] = [text for text in docs.splitlines() if text.startswith("| `POST /v1/metrics/query`")]
+    assert set(body) == set(re.findall(r'"(\w+)"', line.split("{", 1)[1]))
+    assert [key for key, value in body.items() if value in ([], {}, "")] == []
 
 
 def test_query_table_formats_values(shop: Workspace) -> None:
@@ -154,6 +162,33 @@ def test_query_errors_exit_invalid(shop: Workspace) -> None:
     assert "; metrics: " in result.stderr
     assert "revenue" in result.stderr
     assert result.stdout == ""
+
+
+def test_a_misspelt_grain_gets_a_did_you_mean(shop: Workspace) -> None:
+    result = nerve(shop, "query", "orders", "--grain", "weak", "--format", "json")
+    assert result.exit_code == ExitCode.INVALID
+    assert "unknown grain 'weak'" in result.stderr
+    assert "did you mean week?" in result.stderr
+
+
+def test_equals_null_reads_as_is_null(shop: Workspace) -> None:
+    """`= NULL` and `!= NULL` match nothing in SQL; a filter reads them as IS NULL and
+    IS NOT NULL (docs/metrics.md, "Filters"), on either side. u3's product view has no
+    platform."""
+    def events(where: str) -> Any:
+        result = nerve(shop, "query", "events", "--where", where, "--since", "2026-03-01",
+                       "--until", "2026-03-31", "--format", "json")
+        assert result.exit_code == ExitCode.OK, result.output
+        return json.loads(result.stdout)[0]["events"]
+
+    missing, present = events("platform IS NULL"), events("platform IS NOT NULL")
+    assert missing > 0
+    assert present > 0
+    assert events("platform = NULL") == events("NULL = platform") == missing
+    assert events("platform != NULL") == events("NULL <> platform") == present
+    refused = nerve(shop, "query", "events", "--where", "platform < NULL")
+    assert refused.exit_code == ExitCode.INVALID
+    assert "IS NULL" in refused.stderr
 
 
 @pytest.mark.parametrize("where", ["platform = 'iOS'; DROP TABLE events",

@@ -54,3 +54,26 @@ def test_a_reader_gets_the_metrics_file_relative_to_the_workspace(
     listed, _, described = _reads(server.url, admin)
     assert listed[0]["defined_at"].startswith(f"{root}/metrics/shop.yaml:")
     assert described["result"]["defined_at"].startswith(f"{root}/metrics/shop.yaml:")
+
+
+def test_a_reader_gets_errors_relative_to_the_workspace(
+        shop: Workspace, serve: Callable[..., Any]) -> None:
+    # a metrics file that does not load: the error gave a reader the server's full path
+    server = serve(shop)
+    root = str(shop.root)
+    admin = orjson.loads((shop.data_dir / "server.json").read_bytes())["admin_token"]
+    (shop.metrics_dir / "shop.yaml").write_text(
+        "metrics:\n  orders:\n    label: Orders\n"
+        "    measure: {event: order_completed, agg: nope}\n")
+
+    def failed(token: str) -> dict[str, Any]:
+        answer = httpx.post(server.url + "/v1/metrics/query", json={"metrics": ["orders"]},
+                            headers={"authorization": f"Bearer {token}"})
+        assert answer.status_code == 400, answer.text
+        return answer.json()  # type: ignore[no-any-return]
+
+    seen = failed(READER)
+    assert "metrics/shop.yaml:4" in seen["message"]
+    assert root not in orjson.dumps(seen).decode()
+    # the admin gets the full path, as the command line prints it
+    assert f"{root}/metrics/shop.yaml:4" in failed(admin)["message"]

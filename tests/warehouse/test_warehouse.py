@@ -116,6 +116,31 @@ def test_a_warehouse_in_memory_is_refused_naming_the_line(tmp_path: Path, url: s
     assert "Traceback" not in served.stderr
 
 
+@pytest.mark.parametrize("suffix", ["?threads=1", "#main"])
+def test_a_warehouse_url_with_a_query_string_is_refused_naming_the_line(
+        tmp_path: Path, suffix: str) -> None:
+    # the rest of a duckdb:// URL is the file's path: "?threads=1" was taken into the
+    # file's name, and the setting was silently lost
+    from typer.testing import CliRunner
+
+    from nerve.cli import app
+
+    ws = init_workspace(tmp_path / "ws")
+    url = f"duckdb://{tmp_path / 'volume' / 'warehouse.duckdb'}{suffix}"
+    toml = ws.root / "nerve.toml"
+    toml.write_text(toml.read_text().replace('url = "duckdb://.nerve/warehouse.duckdb"',
+                                             f'url = "{url}"'))
+    [line] = [n for n, text in enumerate(toml.read_text().splitlines(), 1)
+              if text.startswith(f'url = "{url}"')]
+    for command in (["sql", "SELECT 1"], ["status"], ["check"], ["expire"]):
+        result = CliRunner().invoke(app, ["--workspace", str(ws.root), *command])
+        assert result.exit_code != 0, result.output
+        said = " ".join(result.output.split())
+        assert f"nerve.toml:{line}: [warehouse] url" in said
+        assert "[warehouse] threads" in said
+    assert not (tmp_path / "volume").exists()
+
+
 def test_reading_a_missing_warehouse_named_outside_the_workspace_creates_nothing(
         tmp_path: Path) -> None:
     # [warehouse] url on another volume (docs/operations.md), misspelt or not mounted:
@@ -131,8 +156,10 @@ def test_reading_a_missing_warehouse_named_outside_the_workspace_creates_nothing
                                              f'url = "duckdb://{elsewhere}"'))
     [line] = [n for n, text in enumerate(toml.read_text().splitlines(), 1)
               if text.startswith(f'url = "duckdb://{elsewhere}"')]
+    # dry runs create nothing either, and `nerve check` names the line as the others do
     for command in (["sql", "SELECT count(*) FROM events"], ["status"],
-                    ["quarantine", "replay", "--dry-run"]):
+                    ["quarantine", "replay", "--dry-run"], ["forget", "-u", "x", "--dry-run"],
+                    ["expire", "--dry-run"], ["check"]):
         result = CliRunner().invoke(app, ["--workspace", str(ws.root), *command])
         assert result.exit_code != 0, result.output
         assert "no warehouse yet" in result.output

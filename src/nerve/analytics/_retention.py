@@ -35,7 +35,7 @@ import ibis.expr.types as ir
 from nerve.analytics._fields import dialect_of, entity, filter_expr, filters_expr
 from nerve.analytics._periods import bound, instant, label, local_start, wall_clock, zone
 from nerve.analytics._spec import Filter
-from nerve.errors import QueryError
+from nerve.errors import QueryError, did_you_mean
 from nerve.semantic._time import floor_to, next_period, to_local, to_utc
 from nerve.warehouse import stitch_identities
 
@@ -68,7 +68,8 @@ class RetentionSpec:
 
     def validate(self) -> RetentionSpec:
         if self.grain not in _GRAIN_SECONDS:
-            raise QueryError(f"grain: {self.grain!r} is not day or week")
+            raise QueryError(f"grain: {self.grain!r} is not day or week"
+                             f"{did_you_mean(self.grain, _GRAIN_SECONDS)}")
         if self.mode not in RETENTION_MODES:
             raise QueryError(f"mode: {self.mode!r} is not one of {', '.join(RETENTION_MODES)}")
         if not 1 <= self.periods <= 366:

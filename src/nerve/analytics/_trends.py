@@ -21,7 +21,7 @@ import ibis.expr.types as ir
 from nerve.analytics._fields import dialect_of, entity, filter_expr, filters_expr
 from nerve.analytics._periods import UNITS, bound, label, local_start, wall_clock, zone
 from nerve.analytics._spec import Filter
-from nerve.errors import QueryError
+from nerve.errors import QueryError, did_you_mean
 from nerve.semantic._time import (
     TimeRange,
     add_months,
@@ -66,7 +66,8 @@ def _ranges(since: datetime | date, until: datetime | date, grain: str,
     """The current period, widened to whole buckets, and the one just before it (as
     many buckets of wall-clock time). An ``until`` date is included."""
     if grain not in GRAINS:
-        raise QueryError(f"grain: {grain!r} is not one of {', '.join(GRAINS)}")
+        raise QueryError(f"grain: {grain!r} is not one of {', '.join(GRAINS)}"
+                         f"{did_you_mean(grain, GRAINS)}")
     since, until = bound(since, tz), bound(until, tz, end=True)
     if since >= until:
         raise QueryError("since/until: since must be before until")

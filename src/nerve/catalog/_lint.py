@@ -35,6 +35,8 @@ HANDLINGS = ("hash", "drop", "keep", "truncate")
 RULES: dict[str, tuple[str, str]] = {
     "load": ("error", "the file loads: valid YAML, known fields, valid types"),
     "unread-file": ("error", "every YAML file under events/ is one nerve reads"),
+    "no-events": ("warning", "the catalog defines at least one event (else the events "
+                             "sent are quarantined as not in the catalog)"),
     "event-name": ("error", "event names follow the naming convention"),
     "property-name": ("error", "property names are snake_case"),
     "file-name": ("warning", "the file is named after the event it defines"),
@@ -256,6 +258,9 @@ def lint_folder(events_dir: Path, config: LintConfig | None = None
     if severity != "off":
         findings.extend(Finding("unread-file", severity, _UNREAD, str(path), None)
                         for path in _unread_files(events_dir, {*event_files, *group_files}))
+    severity = ((config or LintConfig()).severities or {}).get("no-events", "warning")
+    if not event_files and severity != "off":
+        findings.append(Finding("no-events", severity, _NO_EVENTS, str(events_dir), None))
     findings.sort(key=lambda f: (f.file or "", f.line or 0, f.rule))
     return findings, FolderCounts(
         event_files=len(event_files),
@@ -267,6 +272,9 @@ def lint_folder(events_dir: Path, config: LintConfig | None = None
 _UNREAD = (f"nerve does not read this file: events are read from events/*.yaml and "
            f"events/{VERSIONS_DIR}/, property groups from events/{GROUPS_DIR}/ (move it "
            "there, or out of events/)")
+
+_NO_EVENTS = ("no event files: the catalog defines no event, so the events sent are "
+              "quarantined as not in the catalog (add events/<name>.yaml: docs/catalog.md)")
 
 
 def _unread_files(events_dir: Path, read: set[Path]) -> list[Path]:

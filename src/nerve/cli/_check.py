@@ -32,7 +32,7 @@ from nerve.cli._common import (
     working,
 )
 from nerve.cli._remote import post, running_server, wait_for_server
-from nerve.errors import InternalError, WarehouseLockedError, WorkspaceError
+from nerve.errors import InternalError, WarehouseLockedError
 from nerve.quality import CHECKS, CheckResult, Status, junit_xml, load_config, worst
 from nerve.workspace import Workspace
 
@@ -159,10 +159,7 @@ def collect(ws: Workspace, select: list[str], now: datetime | None) -> list[Chec
     # checked through the Python API: docs/quality.md); ibis.connect used to take any URL,
     # printing its driver's traceback, or making an empty DuckDB file of a bare path
     Warehouse.check_url(ws)
-    path = Warehouse.file_of(ws.warehouse_url)
-    if path is not None and not path.exists():
-        raise WorkspaceError(f"{path}: no warehouse yet; it is created when `nerve serve` "
-                             "first loads events")
+    Warehouse.check_exists(ws)
     request = {"select": select, "now": now.isoformat() if now else None}
     try:
         with (local_read(ws, "/v1/admin/checks/run", request),

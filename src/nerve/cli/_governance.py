@@ -47,6 +47,13 @@ def _run(ws: Workspace, path: str, body: dict[str, Any],
          local: Callable[[Any], Any]) -> dict[str, Any]:
     """The server's answer at ``path``, else ``local(loader).as_dict()`` on the file."""
     from nerve.loader import Loader  # noqa: PLC0415 - DuckDB only when needed
+    from nerve.warehouse import Warehouse  # noqa: PLC0415
+
+    file = Warehouse.file_of(ws.warehouse_url)
+    if body.get("dry_run") and file is not None and not file.is_relative_to(ws.data_dir):
+        # a dry run creates nothing: opening a file named outside .nerve/ that is not
+        # there (a typo, a volume not mounted) for writing made an empty warehouse
+        Warehouse.check_exists(ws)
 
     return answer(ws, path, body, lambda warehouse: local(
         Loader.for_workspace(ws, warehouse)).as_dict(), write=True)

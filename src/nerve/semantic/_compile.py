@@ -26,7 +26,7 @@ import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
 
-from nerve.errors import QueryError
+from nerve.errors import QueryError, did_you_mean
 from nerve.semantic._check import parse_ref
 from nerve.semantic._conversion import followed
 from nerve.semantic._engines import exact_sum, local_time, safe_divide
@@ -579,7 +579,8 @@ def compile_query(query: MetricQuery, *, metrics: dict[str, Metric], resolver: R
     if not query.metrics:
         raise QueryError("name at least one metric")
     if query.grain is not None and query.grain not in _TRUNCATE:
-        raise QueryError(f"unknown grain {query.grain!r}; expected hour, day, week or month")
+        raise QueryError(f"unknown grain {query.grain!r}; expected hour, day, week or month"
+                         f"{did_you_mean(query.grain, _TRUNCATE)}")
     for name in query.by:
         try:
             parse_ref(name)

@@ -183,6 +183,20 @@ def _operand(node: exp.Expression, text: str) -> Node:
     return _literal(node, text)
 
 
+def _comparison(op: str, left: Node, right: Node, text: str) -> Node:
+    """``x = NULL`` reads as ``x IS NULL`` and ``x != NULL`` as ``x IS NOT NULL`` (what
+    the writer meant; in SQL both match nothing), on either side; an order with NULL
+    (``x < NULL``) matches nothing, so it is refused (docs/metrics.md, "Filters")."""
+    null = [side for side in (left, right) if isinstance(side, Lit) and side.value is None]
+    if not null:
+        return Cmp(op, left, right)
+    other = right if left in null else left
+    if op not in ("=", "!=") or len(null) == 2:
+        raise ValueError(f"{text!r}: a comparison ({op}) with NULL is never true; use "
+                         "IS NULL or IS NOT NULL")
+    return IsNull(other, negate=op == "!=")
+
+
 def _filter(node: exp.Expression, text: str) -> Node:
     if isinstance(node, exp.Paren):
         return _filter(node.this, text)
@@ -205,7 +219,8 @@ def _filter(node: exp.Expression, text: str) -> Node:
         return Not(_filter(inner, text))
     for kind, op in _CMP.items():
         if isinstance(node, kind):
-            return Cmp(op, _operand(node.this, text), _operand(node.expression, text))
+            return _comparison(op, _operand(node.this, text),
+                               _operand(node.expression, text), text)
     if isinstance(node, exp.Is):
         if not isinstance(node.expression, exp.Null):
             raise ValueError(f"{text!r}: only IS NULL and IS NOT NULL are supported")

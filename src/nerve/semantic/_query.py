@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -107,7 +107,6 @@ class MetricResult:
     start: datetime
     end: datetime
     timezone: str
-    notes: tuple[str, ...] = field(default=())
     #: the period that holds the query's "now", as the time column shows it (a date, or
     #: a local datetime for hours): its figures are so far, not the whole period's
     partial: date | datetime | None = None
@@ -123,5 +122,4 @@ class MetricResult:
                 "start": self.start.isoformat(), "end": self.end.isoformat(),
                 "timezone": self.timezone,
                 "partial": self.partial.isoformat() if self.partial else None,
-                "lineage": {k: v.as_dict() for k, v in self.lineage.items()},
-                "notes": list(self.notes)}
+                "lineage": {k: v.as_dict() for k, v in self.lineage.items()}}

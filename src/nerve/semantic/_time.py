@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from nerve.errors import QueryError
+from nerve.errors import QueryError, did_you_mean
 
 __all__ = [
     "Duration",
@@ -109,7 +109,8 @@ def floor_to(moment: datetime, grain: str) -> datetime:
         return day.replace(day=1)
     if grain == "year":
         return day.replace(month=1, day=1)
-    raise QueryError(f"unknown grain {grain!r}; expected hour, day, week or month")
+    raise QueryError(f"unknown grain {grain!r}; expected hour, day, week or month"
+                     f"{did_you_mean(grain, ('hour', 'day', 'week', 'month'))}")
 
 
 def next_period(start: datetime, grain: str) -> datetime:
@@ -123,7 +124,8 @@ def next_period(start: datetime, grain: str) -> datetime:
         return add_months(start, 1)
     if grain == "year":
         return add_months(start, 12)
-    raise QueryError(f"unknown grain {grain!r}; expected hour, day, week or month")
+    raise QueryError(f"unknown grain {grain!r}; expected hour, day, week or month"
+                     f"{did_you_mean(grain, ('hour', 'day', 'week', 'month'))}")
 
 
 def periods(start: datetime, end: datetime, grain: str,

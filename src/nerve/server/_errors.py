@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -33,31 +33,40 @@ def error_response(status: int, code: str, message: str, details: Any = None,
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
-def nerve_error_response(exc: NerveError) -> Response:
-    """A nerve error as HTTP: 4xx for the caller's mistakes, 503 for retry-later."""
+def nerve_error_response(exc: NerveError,
+                         view: Callable[[Any], Any] | None = None) -> Response:
+    """A nerve error as HTTP: 4xx for the caller's mistakes, 503 for retry-later.
+    ``view``: the message and details as the caller may see them."""
     details = getattr(exc, "details", None)
+    message = str(exc)
+    if view is not None:
+        message, details = view(message), view(details)
     if isinstance(exc, AuthError):
         # Bearer for the read APIs: a Basic challenge there made browsers (the console's
         # fetch) stop on a password dialog
-        return error_response(401, exc.code, str(exc), details,
+        return error_response(401, exc.code, message, details,
                               headers={"WWW-Authenticate": f'{exc.scheme} realm="nerve"'})
     if isinstance(exc, PayloadError):
         retry_after = getattr(exc, "retry_after", None)  # 429: when the client may retry
         headers = None if retry_after is None else {"Retry-After": str(round(retry_after))}
-        return error_response(exc.status, exc.code, str(exc), details, headers=headers)
+        return error_response(exc.status, exc.code, message, details, headers=headers)
     if isinstance(exc, UserError):
-        return error_response(400, exc.code, str(exc), details)
+        return error_response(400, exc.code, message, details)
     if isinstance(exc, TransientError):
         # never a 500 to mean "try again": 503 with Retry-After is what SDKs retry on
         retry = max(1, round(exc.retry_after))
-        return error_response(503, exc.code, str(exc), details,
+        return error_response(503, exc.code, message, details,
                               headers={"Retry-After": str(retry)})
-    return error_response(500, exc.code, str(exc), details)
+    return error_response(500, exc.code, message, details)
 
 
 async def nerve_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, NerveError)
-    return nerve_error_response(exc)
+    # a reader gets the workspace's files relative to it, in errors as in answers
+    # (a metrics file that does not load named the server's full path)
+    from nerve.server.api._common import error_for_caller  # noqa: PLC0415 - avoids a cycle
+
+    return nerve_error_response(exc, view=lambda text: error_for_caller(request, text))
 
 
 async def http_exception_handler(request: Request, exc: Exception) -> Response:

@@ -163,10 +163,17 @@ class Warehouse(IbisReads):
         line (and never a password in the URL): every command that reads the warehouse."""
         url = ws.warehouse_url
         in_memory = url.startswith(_PREFIX) and url[len(_PREFIX):] in ("", ":memory:")
-        if url.startswith(_PREFIX) and not in_memory:
-            return
         line = ws.line_of("warehouse", "url")
         where = f"{ws.root / 'nerve.toml'}{f':{line}' if line else ''}: [warehouse] url"
+        if url.startswith(_PREFIX) and ("?" in url or "#" in url):
+            # the rest of the URL is the file's name: "?threads=1" made a file named
+            # "warehouse.duckdb?threads=1", and the threads setting was lost
+            raise WorkspaceError(
+                f"{where} {redact_url(url)!r}: a DuckDB URL takes no query string or "
+                "fragment (duckdb:///path/warehouse.duckdb); set DuckDB's threads with "
+                "[warehouse] threads = N")
+        if url.startswith(_PREFIX) and not in_memory:
+            return
         if in_memory:
             # the loader deletes each log segment once its rows are committed, so a
             # warehouse in memory lost every acknowledged event when the server stopped
@@ -182,6 +189,21 @@ class Warehouse(IbisReads):
             "the Python API (docs/storage.md, \"Other engines\")")
 
     @classmethod
+    def check_exists(cls, ws: Workspace) -> None:
+        """Refuse a warehouse file that is not there, naming nerve.toml's line: nothing
+        loaded yet, or a misspelt ``[warehouse] url``, or its volume not mounted (where
+        creating an empty file answered "0 events")."""
+        path = cls.file_of(ws.warehouse_url)
+        if path is None or path.exists():
+            return
+        line = ws.line_of("warehouse", "url")
+        raise WorkspaceError(
+            f"{path}: no warehouse yet; it is created when `nerve serve` first loads "
+            f"events. If it should be there, check {ws.root / 'nerve.toml'}"
+            f"{f':{line}' if line else ''} ([warehouse] url) and that its volume is "
+            "mounted")
+
+    @classmethod
     def for_workspace(cls, ws: Workspace, *, read_only: bool = False) -> Warehouse:
         """The warehouse configured in the workspace's nerve.toml (``[warehouse] url``,
         and ``threads`` if set)."""
@@ -192,13 +214,8 @@ class Warehouse(IbisReads):
                                  f"whole number >= 1, got {threads!r}")
         cls.check_url(ws)
         path = cls.file_of(ws.warehouse_url)
-        if read_only and path is not None and not path.exists():
-            line = ws.line_of("warehouse", "url")
-            raise WorkspaceError(
-                f"{path}: no warehouse yet; it is created when `nerve serve` first loads "
-                f"events. If it should be there, check {ws.root / 'nerve.toml'}"
-                f"{f':{line}' if line else ''} ([warehouse] url) and that its volume is "
-                "mounted")
+        if read_only:
+            cls.check_exists(ws)
         if path is not None and path.is_relative_to(ws.data_dir):
             ws.make_data_dir()  # mode 0700 when this makes it: the rows are personal data
         return cls.open(ws.warehouse_url, read_only=read_only, threads=threads)

@@ -18,8 +18,8 @@ from nerve.errors import AuthError, InternalError, PayloadError
 from nerve.server._readers import INVALID, MASKED_HEADER, Reader, identify, sees_masked
 from nerve.server._state import NerveState
 
-__all__ = ["caller", "for_caller", "in_thread", "json_response", "nerve_state", "read_json",
-           "readable", "require_admin", "require_reader"]
+__all__ = ["caller", "error_for_caller", "for_caller", "in_thread", "json_response",
+           "nerve_state", "read_json", "readable", "require_admin", "require_reader"]
 
 T = TypeVar("T")
 
@@ -61,6 +61,18 @@ def for_caller(request: Request, data: Any) -> Any:
     if caller(request).role == "admin":
         return data
     return _relative(data, str(nerve_state(request).workspace.root) + os.sep)
+
+
+def error_for_caller(request: Request, data: Any) -> Any:
+    """``data`` of an error answer as ``request``'s caller may see it: as ``for_caller``,
+    and a caller without a valid token (the error may be that) is not the admin either."""
+    state = getattr(request.app.state, "nerve", None)
+    if state is None:
+        return data
+    found = identify(state.tokens(), request.headers.get("authorization"))
+    if found is not None and found is not INVALID and found.role == "admin":
+        return data
+    return _relative(data, str(state.workspace.root) + os.sep)
 
 
 def _relative(value: Any, root: str) -> Any:
