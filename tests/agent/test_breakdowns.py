@@ -130,3 +130,14 @@ def test_a_breakdown_with_many_values_lists_the_largest_and_says_how_many(
     assert [n.value for n in answer.numbers if "=" in n.label] == largest
     assert f"the largest of {len(rows):,} session_id values" in answer.answer
     assert "nerve metrics query orders --by session_id" in answer.answer
+
+
+def test_a_missing_value_reads_none_in_the_numbers_as_in_the_words(demo_ctx: Context) -> None:
+    """Web has no app version: its row is "(none)" in the answer's words, and its number's
+    label said ``app_version=None``."""
+    answer = ask("orders last week by app_version", demo_ctx)
+    assert answer.answered, answer.answer
+    labels = [n.label for n in answer.numbers]
+    assert any(label.endswith("app_version=(none)") for label in labels), labels
+    assert not any("=None" in label for label in labels), labels
+    assert "(none)" in answer.answer

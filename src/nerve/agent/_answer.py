@@ -43,6 +43,11 @@ class Answer:
                 "queries": self.queries, "answered": self.answered, "source": self.source}
 
 
+def value_text(value: object) -> str:
+    """A breakdown value as answers show it: ``(none)`` for a missing one."""
+    return "(none)" if value is None or value == "" else str(value)
+
+
 @dataclass
 class Builder:
     """An answer being written."""
@@ -74,7 +79,7 @@ class Builder:
     def label(self, value: object) -> str:
         """A label from a result (a breakdown value such as ``25-34``): data, not a
         number, shown as it came."""
-        text = "(none)" if value is None or value == "" else str(value)
+        text = value_text(value)
         self.quoted.append(text)
         return text
 

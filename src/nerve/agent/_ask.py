@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from nerve.agent._answer import Answer, Builder
+from nerve.agent._answer import Answer, Builder, value_text
 from nerve.agent._plan import MetricInfo, Plan, Vocabulary, plan_question
 from nerve.agent._time import Span, find_comparison
 from nerve.agent._tools import Context, run_tool
@@ -315,7 +315,7 @@ def _breakdown(plan: Plan, ctx: Context, b: Builder) -> None:
         # "revenue by session_id": an answer lists the largest, and says how many there are
         rows = rows[:MAX_GROUPS]
     parts = [f"{b.label(r[plan.by])} "
-             f"{b.num(f'{label} {plan.by}={r[plan.by]}', r[plan.metric], q, 'query_metrics', kind, currency)}"  # noqa: E501
+             f"{b.num(f'{label} {plan.by}={value_text(r[plan.by])}', r[plan.metric], q, 'query_metrics', kind, currency)}"  # noqa: E501
              for r in rows]
     scope = f"{_range(result)}{_filters(plan)}"
     if plan.intent == "top" and len(rows) >= 1 and plan.limit == 1:
@@ -362,7 +362,7 @@ def _funnel(plan: Plan, ctx: Context, b: Builder) -> None:
     groups: dict[Any, list[str]] = {}
     for r in rows:
         value = r.get(plan.by) if plan.by else None
-        about = f"{r['event']}{f' {plan.by}={value}' if plan.by else ''}"
+        about = f"{r['event']}{f' {plan.by}={value_text(value)}' if plan.by else ''}"
         users = b.num(f"{about} users", r["users"], q, "run_funnel")
         conv = b.num(f"{about} conversion", r["conversion"], q, "run_funnel", "percent")
         groups.setdefault(value, []).append(f"{r['event']} {users} ({conv})")
