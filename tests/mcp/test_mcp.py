@@ -15,6 +15,12 @@ from typing import Any
 
 import anyio
 import pytest
+
+# anyio loads its subprocess module lazily, and pytest rewrites it (anyio is a pytest
+# plugin) when stdio_client first opens a process, while other threads of the worker may
+# parse too: CPython 3.11's parser failed on that once in CI ("AST constructor recursion
+# depth mismatch"). Loaded here, at collection, it is parsed before any thread runs.
+from anyio import open_process  # noqa: F401
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult
