@@ -164,6 +164,12 @@ def test_answers_equal_the_routed_endpoint(state: NerveState, ports: tuple[int, 
                                      "headers": auth}, 200, None),
         ("bad JSON", "/v1/batch", {"content": b"{not json", "headers": auth}, 400,
          "invalid_json"),
+        # what RudderStack's Node SDK (through axios) and `curl -d` label JSON with
+        ("JSON labelled as a form", "/v1/batch", {"content": good(), "headers": {
+            **auth, "Content-Type": "application/x-www-form-urlencoded"}}, 200, None),
+        ("a form labelled as a form", "/v1/batch", {"content": b"a=1&b=2", "headers": {
+            **auth, "Content-Type": "application/x-www-form-urlencoded"}}, 400,
+         "invalid_json"),
         ("wrong content type", "/v1/batch", {"content": b"<b/>", "headers": {
             **auth, "Content-Type": "application/xml"}}, 415, "unsupported_media_type"),
         ("too large (Content-Length)", "/v1/batch", {"content": b" " * 5000,

@@ -183,11 +183,11 @@ def web_app() -> Iterator[str]:
         thread.join()
 
 
-def run_analytics_js(page_url: str) -> dict[str, Any]:
+def run_analytics_js(page_url: str, sdk: str = "@segment/analytics-next") -> dict[str, Any]:
     """Open ``page_url`` in headless Chromium; what it did (drive_analytics_js.mjs)."""
     node = shutil.which("node")
     modules = NODE_DIR / "node_modules"
-    if node is None or not (modules / "@segment" / "analytics-next").is_dir() \
+    if node is None or not (modules / sdk).is_dir() \
             or not (modules / "playwright-core").is_dir():
         pytest.skip("needs Node.js and `npm install` in tests/node (.ci/run does it)")
     browser = next(filter(None, map(shutil.which, ("chromium", "chromium-browser",
@@ -242,3 +242,36 @@ def test_analytics_js_sends_to_nerve_given_only_its_cdn_url(
         # enriched by the collector from the user agent analytics.js sent
         assert context["browser"] == {"name": "Chrome", "version": "126.0.0"}
         assert context["os"] == {"name": "Mac OS X", "version": "10.15.7"}
+
+
+@pytest.mark.node
+@pytest.mark.timeout(240)
+def test_rudderstacks_browser_sdk_sends_to_nerve_as_its_data_plane(
+        shop: Workspace, serve: Callable[..., Any], web_app: str) -> None:
+    """@rudderstack/analytics-js sends AnonymousId and SentAt headers: their preflight was
+    refused (400), and not one event reached nerve (docs/collector.md)."""
+    server = serve(shop)
+    query = urlencode({"writeKey": write_key(shop), "dataPlaneUrl": server.url})
+    run = run_analytics_js(f"{web_app}/browser/rudderstack.html?{query}",
+                           sdk="@rudderstack/analytics-js")
+
+    assert run["results"]["errors"] == []
+    assert run["failed"] == []
+    hosts = {urlsplit(r["url"]).netloc for r in run["requests"]}
+    assert hosts == {urlsplit(web_app).netloc, urlsplit(server.url).netloc}  # nobody else
+    to_nerve = [(r["method"], urlsplit(r["url"]).path, r["status"]) for r in run["requests"]
+                if r["url"].startswith(server.url)]
+    assert sorted(to_nerve) == [("POST", "/v1/identify", 200), ("POST", "/v1/page", 200),
+                                ("POST", "/v1/track", 200)]
+
+    assert server.stop() == 0
+    landed = {r["type"]: r for r in rows(
+        shop, "SELECT type, event, name, user_id, properties, traits, context, source "
+              "FROM events WHERE user_id = 'rudder-web-1'")}
+    assert set(landed) == {"identify", "page", "track"}
+    assert landed["track"]["event"] == "order_completed"
+    assert landed["track"]["properties"] == {"order_id": "rudder-o-1", "revenue": 12.5,
+                                             "currency": "EUR"}
+    assert landed["page"]["name"] == "Pricing"
+    assert landed["identify"]["traits"] == {"plan": "pro"}
+    assert landed["track"]["context"]["userAgent"] == USER_AGENT

@@ -106,6 +106,31 @@ def test_node_sdk_events_land_once_and_invalid_ones_in_quarantine(
     check_landed(shop, "nd", 40)
 
 
+@pytest.mark.node
+def test_rudderstack_node_sdk_events_land_once_and_invalid_ones_in_quarantine(
+        shop: Workspace, serve: Callable[..., Any]) -> None:
+    """RudderStack's Node SDK with its defaults: gzipped batches that axios labels
+    ``application/x-www-form-urlencoded``; each was refused with 415 and dropped."""
+    node = shutil.which("node")
+    sdk = NODE_DIR / "node_modules" / "@rudderstack" / "rudder-sdk-node"
+    if node is None or not sdk.is_dir():
+        pytest.skip("needs Node.js and `npm install` in tests/node (.ci/run does it)")
+    server = serve(shop)
+    result = subprocess.run(
+        [node, str(NODE_DIR / "send_rudder_node.mjs"), server.url, write_key(shop), "rn",
+         "40"], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert orjson.loads(result.stdout) == {"sent": 47}
+    assert server.stop() == 0
+    check_landed(shop, "rn", 40)
+    sent = rows(shop, "SELECT original_timestamp, sent_at, context FROM events "
+                      "WHERE message_id = 'rn-track-0'")[0]
+    # the SDK's own times (it sends originalTimestamp, no timestamp) and its name are kept
+    assert sent["original_timestamp"] is not None
+    assert sent["sent_at"] is not None
+    assert sent["context"]["library"]["name"] == "analytics-node"
+
+
 def test_a_resent_batch_lands_once(shop: Workspace, serve: Callable[..., Any]) -> None:
     server = serve(shop)
     batch = orjson.dumps({"batch": [order(i, "dup") for i in range(30)]})

@@ -228,6 +228,26 @@ def test_cors_preflight_allows_the_headers_sdks_send(client: Client) -> None:
     assert simple.headers["access-control-allow-origin"] == "*"
 
 
+def test_cors_preflight_allows_the_headers_rudderstacks_browser_sdk_sends(
+        client: Client) -> None:
+    """@rudderstack/analytics-js (3.34.1) sends AnonymousId and SentAt with every event,
+    and the Rsa-* headers on a retry: a preflight naming any header not allowed was a
+    400, and the browser sent none of its events."""
+    sent = {  # what its XhrQueue sets: a first try, then a retry of a recovered item
+        "first": "anonymousid,authorization,content-type,sentat",
+        "retry": "anonymousid,authorization,content-type,rsa-recovered,rsa-retry-attempt,"
+                 "rsa-retry-reason,rsa-since-first-attempt,rsa-since-last-attempt,sentat",
+    }
+    for attempt, headers in sent.items():
+        for path in ("/v1/track", "/v1/page", "/v1/identify", "/v1/batch"):
+            response = client.options(path, headers={
+                "Origin": "https://pods.example", "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": headers})
+            assert response.status_code == 200, (attempt, path, response.text)
+            allowed = response.headers["access-control-allow-headers"].lower()
+            assert set(headers.split(",")) <= set(allowed.split(", ")), (attempt, path)
+
+
 def test_health(client: Client) -> None:
     response = client.get("/health")
     assert response.status_code == 200

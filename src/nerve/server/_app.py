@@ -36,8 +36,13 @@ from nerve.server._state import NerveState
 
 __all__ = ["create_app"]
 
-#: what browsers may send cross-origin (analytics.js sets Authorization and X-Retry-Count)
-CORS_HEADERS = ["Authorization", "Content-Type", "Content-Encoding", "X-Retry-Count"]
+#: what browsers may send cross-origin: analytics.js sets Authorization and X-Retry-Count;
+#: RudderStack's browser SDK (@rudderstack/analytics-js) AnonymousId and SentAt on every
+#: event and the Rsa-* headers on a retry, and a preflight that names one header not
+#: listed here fails (400), so the browser sends none of its events
+CORS_HEADERS = ["Authorization", "Content-Type", "Content-Encoding", "X-Retry-Count",
+                "AnonymousId", "SentAt", "Rsa-Recovered", "Rsa-Retry-Attempt",
+                "Rsa-Retry-Reason", "Rsa-Since-First-Attempt", "Rsa-Since-Last-Attempt"]
 
 
 async def health(request: Request) -> Response:

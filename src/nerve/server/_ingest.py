@@ -91,9 +91,12 @@ async def _read_body(receive: Receive, length: bytes | None, limit: int) -> byte
 
 
 #: media types a JSON body may be labelled with (analytics.js sends text/plain; some
-#: clients send none, an empty header, or octet-stream); anything else is surely not a
-#: Segment request
-_JSON_TYPES = frozenset({"application/json", "text/plain", "application/octet-stream"})
+#: clients send none, an empty header, or octet-stream). RudderStack's Node SDK posts its
+#: gzipped batches without a Content-Type, which axios then labels as a form post, and
+#: `curl -d` does the same: the body decides (a real form is `400 invalid_json`).
+#: Anything else is surely not a Segment request
+_JSON_TYPES = frozenset({"application/json", "text/plain", "application/octet-stream",
+                         "application/x-www-form-urlencoded"})
 
 
 #: characters of a refused Content-Type quoted back (a header may be 64 KiB)
