@@ -10,7 +10,7 @@ import pytest
 from tests.quality.conftest import NOW, ago, catalog, prop, spec
 
 from nerve.catalog import PropertySpec
-from nerve.quality import ChecksConfig, Sequence, Status, run_checks
+from nerve.quality import ChecksConfig, Sequence, Status, load_config, run_checks
 
 #: a small, quick volume setup: 7 days of training, 3 days of history suffice
 VOLUME = {"training": "7d", "min_history": "3d", "evaluate": "12h", "min_volume": 5,
@@ -210,6 +210,36 @@ def test_null_rate_per_source_and_backfills_apart(inputs: Any) -> None:
     # a backfill's own gaps are still found
     assert by_group["import", "true"].status is Status.fail
     assert by_group["import", "true"].observed == 1.0
+
+
+def test_null_rate_skips_what_the_privacy_policy_drops(inputs: Any, tmp_path: Any) -> None:
+    """The collector drops a sensitive property [privacy] does not allow, and a personal
+    one handled by drop, before anything is stored: the null-rate check judged each such
+    required property missing in every row (a health app's reading_logged.diastolic
+    failed at 100%, every day). An allowed one, and a personal one kept, are judged."""
+    def required(name: str, pii: str, handling: str | None = None) -> PropertySpec:
+        return PropertySpec(name, "integer", required=True, pii=pii, handling=handling)
+
+    cat = catalog(spec("reading_logged", required("systolic", "sensitive"),
+                       required("diastolic", "sensitive"), required("pulse", "personal"),
+                       required("weight", "personal", "drop"),
+                       required("height", "personal", "keep")))
+    # as stored: diastolic (not allowed), pulse (personal = drop) and weight are gone
+    rows = [{"event": "reading_logged", "timestamp": ago(minutes=i),
+             "properties": {"systolic": 120, "height": 170} if i >= 3 else {}}
+            for i in range(40)]
+    toml = {"privacy": {"allow_sensitive": ["reading_logged.systolic"], "personal": "drop"}}
+    cfg = load_config(tmp_path, toml, cat)
+    results = run_checks(inputs(rows), cat, cfg, now=NOW, select=["null_rate"])
+    judged = {r.dimensions["property"]: r for r in results}
+    assert set(judged) == {"properties.systolic", "properties.height"}
+    assert judged["properties.systolic"].observed == pytest.approx(3 / 40)
+    assert judged["properties.height"].observed == pytest.approx(3 / 40)
+    # nerve's defaults without a [privacy] section: personal values are hashed, kept
+    default = run_checks(inputs(rows), cat, load_config(tmp_path, {}, cat), now=NOW,
+                         select=["null_rate"])
+    assert {r.dimensions["property"] for r in default} == {
+        "properties.pulse", "properties.height"}
 
 
 def test_disappeared_values(inputs: Any) -> None:

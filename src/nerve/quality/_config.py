@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from nerve._durations import parse_seconds
+from nerve.catalog import PropertySpec
 from nerve.catalog._yaml import load_yaml
 from nerve.errors import UserError
 from nerve.quality._references import Problem, did_you_mean, line_of, reference_problems
@@ -164,6 +165,30 @@ class ChecksConfig:
     #: ``[project] timezone``: hours of day and days of week of the seasonal checks
     #: are this zone's (``nerve.quality._seasonal.wall_hours``)
     timezone: str = "UTC"
+    #: ``[privacy] allow_sensitive`` and ``personal`` of nerve.toml: which properties the
+    #: collector drops before anything is stored (``stored``); nerve's defaults without
+    #: a ``[privacy]`` section
+    allow_sensitive: frozenset[str] = frozenset()
+    personal: str = "hash"
+
+    def stored(self, event: str, prop: PropertySpec) -> bool:
+        """Whether the collector stores the values of ``event``'s top-level property
+        ``prop`` at all (docs/privacy.md): a sensitive property that ``allow_sensitive``
+        does not list is dropped, and so is a personal or sensitive one handled by
+        ``drop``, or a personal one without a handling under ``personal = "drop"``.
+
+        >>> cfg = ChecksConfig()
+        >>> cfg.stored("visit", PropertySpec("diagnosis", "string", pii="sensitive"))
+        False
+        >>> cfg.stored("visit", PropertySpec("clinic", "string"))
+        True
+        """
+        if prop.pii == "sensitive" and f"{event}.{prop.name}" not in self.allow_sensitive:
+            return False
+        if prop.pii not in ("personal", "sensitive"):
+            return True
+        return (prop.handling or (self.personal if prop.pii == "personal" else "keep")) \
+            != "drop"
 
     def get(self, check: str, key: str, event: str | None = None) -> Any:
         """A setting for ``check``, with the event's override when it has one."""
@@ -221,8 +246,11 @@ def load_config(root: Path | str, toml: dict[str, Any] | None = None,
     section = dict((toml or {}).get("checks", {}) or {})
     problems = _Problems(raw)
     config = _parse(raw, section, path, problems)
-    config = dataclasses.replace(config, timezone=str(
-        ((toml or {}).get("project") or {}).get("timezone", "UTC")))
+    privacy = (toml or {}).get("privacy") or {}
+    config = dataclasses.replace(
+        config, timezone=str(((toml or {}).get("project") or {}).get("timezone", "UTC")),
+        allow_sensitive=frozenset(str(e) for e in privacy.get("allow_sensitive") or []),
+        personal=str(privacy.get("personal", "hash")))
     if catalog is not None:
         problems.found.extend(reference_problems(raw, catalog))
     if problems.found:

@@ -224,7 +224,10 @@ def check_null_rate(ctx: Context) -> list[CheckResult]:
     window = ctx.cfg.seconds("null_rate", "window")
     props: dict[str, list[tuple[str, str]]] = {}
     for spec in _judged_specs(ctx):
-        required = [(_payload(spec), p.name) for p in spec.properties if p.required]
+        # a required property the privacy policy drops is never stored: all its rows
+        # would read as missing it
+        required = [(_payload(spec), p.name) for p in spec.properties
+                    if p.required and ctx.cfg.stored(spec.name, p)]
         if required and ctx.cfg.enabled("null_rate", spec.name):
             props[spec.name] = required
     if not props:
