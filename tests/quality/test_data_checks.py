@@ -285,6 +285,36 @@ def test_disappeared_values_of_a_sensitive_property_are_not_quoted(inputs: Any) 
     assert clinic.dimensions["value"] == "south"
 
 
+def test_an_expected_value_that_never_came_is_not_said_to_have_disappeared(inputs: Any
+                                                                          ) -> None:
+    """A value listed in expected_values that the baseline lacks too read "has
+    disappeared ... though it was 0% of them in the 3 days before (about 0 expected)"."""
+    doctor = PropertySpec(name="doctor", type="string", pii="personal", handling="keep")
+    cat = catalog(spec("visit_booked", doctor, prop("clinic")))
+    cfg = ChecksConfig()
+    cfg.events["visit_booked"] = {"expected_values": {
+        "properties.clinic": ["north", "west"],
+        "properties.doctor": ["Dr. Chen", "Dr. Berg", "Dr. Zed"]}}
+    events = [{"event": "visit_booked", "timestamp": ago(days=2, minutes=20 * i),
+               "properties": {"clinic": "north", "doctor": ("Dr. Chen", "Dr. Berg")[i % 2]}}
+              for i in range(100)]
+    events += [{"event": "visit_booked", "timestamp": ago(minutes=5 * i),
+                "properties": {"clinic": "north", "doctor": "Dr. Chen"}} for i in range(30)]
+    results = run_checks(inputs(events), cat, cfg, now=NOW, select=["disappeared_values"])
+    problems = {r.dimensions["property"]: r for r in results if r.status is Status.warn}
+    clinic = problems["properties.clinic"]
+    assert clinic.dimensions["value"] == "west"
+    assert "'west' is expected (expected_values in checks.yaml) but has not arrived" \
+        in clinic.message
+    assert "0%" not in clinic.message
+    doctors = problems["properties.doctor"]
+    assert "Dr." not in doctors.message
+    assert "1 usual value of visit_booked.doctor has disappeared" in doctors.message
+    assert "1 value of visit_booked.doctor in expected_values (checks.yaml) has not arrived" \
+        in doctors.message
+    assert "50% of them" in doctors.message  # Dr. Berg's share, not Dr. Zed's nothing
+
+
 def test_an_event_gone_from_one_platform_is_a_disappeared_value(inputs: Any) -> None:
     """iOS stopped sending add_to_cart 26 h ago while iOS users go on viewing products: a
     tracking bug, said as such (it was only volume failures). No alarm for an app version
