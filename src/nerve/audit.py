@@ -130,10 +130,11 @@ def record(workspace: Workspace, **fields: Any) -> None:
 
 @contextmanager
 def local_read(workspace: Workspace, action: str, request: Any, *, masked: bool = False,
-               who: str | None = None, via: str = "local") -> Iterator[None]:
+               who: str | None = None, via: str = "local", client: str | None = None
+               ) -> Iterator[None]:
     """Record a command's own read of the warehouse file (no server), with its outcome
     (``masked``: it read the reader's view): as the OS user's, or as ``who``'s (a reader
-    that ``nerve mcp`` authenticated, ``via="mcp"``)."""
+    that ``nerve mcp`` authenticated, ``via="mcp"``, from the address ``client``)."""
     started = time.monotonic()
     status: int | str = "ok"
     try:
@@ -143,7 +144,8 @@ def local_read(workspace: Workspace, action: str, request: Any, *, masked: bool 
         raise
     finally:
         record(workspace, via=via, who=who or os_user(), action=action, request=request,
-               status=status, seconds=time.monotonic() - started, masked=masked)
+               status=status, seconds=time.monotonic() - started, masked=masked,
+               client=client)
 
 
 def os_user() -> str:

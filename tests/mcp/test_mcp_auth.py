@@ -168,6 +168,8 @@ def test_refused_requests_and_refused_tool_calls_are_audited(shop: Workspace) ->
         ("ana", "describe_metric", {"name": "carts"}, "ok", True),
         ("ana", "drop_everything", {}, "unknown_tool", True),
         ("ana", "describe_event", {"event": "add_to_cart"}, "invalid_arguments", True)]
+    # the agent's address, as for a refused request (tool calls recorded it as null)
+    assert {r["client"] for r in records if r["action"] == "/v1/ask/tool"} == {"127.0.0.1"}
 
 
 def test_a_client_that_disconnects_leaves_no_traceback_in_the_log(

@@ -10,7 +10,7 @@ import pytest
 from tests.quality.conftest import NOW, ago, catalog, prop, spec
 
 from nerve.catalog import PropertySpec
-from nerve.quality import ChecksConfig, Sequence, Status, run_checks
+from nerve.quality import ChecksConfig, Sequence, Status, load_config, run_checks
 
 #: a small, quick volume setup: 7 days of training, 3 days of history suffice
 VOLUME = {"training": "7d", "min_history": "3d", "evaluate": "12h", "min_volume": 5,
@@ -212,6 +212,36 @@ def test_null_rate_per_source_and_backfills_apart(inputs: Any) -> None:
     assert by_group["import", "true"].observed == 1.0
 
 
+def test_null_rate_skips_what_the_privacy_policy_drops(inputs: Any, tmp_path: Any) -> None:
+    """The collector drops a sensitive property [privacy] does not allow, and a personal
+    one handled by drop, before anything is stored: the null-rate check judged each such
+    required property missing in every row (a health app's reading_logged.diastolic
+    failed at 100%, every day). An allowed one, and a personal one kept, are judged."""
+    def required(name: str, pii: str, handling: str | None = None) -> PropertySpec:
+        return PropertySpec(name, "integer", required=True, pii=pii, handling=handling)
+
+    cat = catalog(spec("reading_logged", required("systolic", "sensitive"),
+                       required("diastolic", "sensitive"), required("pulse", "personal"),
+                       required("weight", "personal", "drop"),
+                       required("height", "personal", "keep")))
+    # as stored: diastolic (not allowed), pulse (personal = drop) and weight are gone
+    rows = [{"event": "reading_logged", "timestamp": ago(minutes=i),
+             "properties": {"systolic": 120, "height": 170} if i >= 3 else {}}
+            for i in range(40)]
+    toml = {"privacy": {"allow_sensitive": ["reading_logged.systolic"], "personal": "drop"}}
+    cfg = load_config(tmp_path, toml, cat)
+    results = run_checks(inputs(rows), cat, cfg, now=NOW, select=["null_rate"])
+    judged = {r.dimensions["property"]: r for r in results}
+    assert set(judged) == {"properties.systolic", "properties.height"}
+    assert judged["properties.systolic"].observed == pytest.approx(3 / 40)
+    assert judged["properties.height"].observed == pytest.approx(3 / 40)
+    # nerve's defaults without a [privacy] section: personal values are hashed, kept
+    default = run_checks(inputs(rows), cat, load_config(tmp_path, {}, cat), now=NOW,
+                         select=["null_rate"])
+    assert {r.dimensions["property"] for r in default} == {
+        "properties.pulse", "properties.height"}
+
+
 def test_disappeared_values(inputs: Any) -> None:
     cat = catalog(spec("payment_failed", prop("provider", enum=("stripe", "paypal", "adyen"))))
     events = []
@@ -253,6 +283,36 @@ def test_disappeared_values_of_a_sensitive_property_are_not_quoted(inputs: Any) 
     assert f"they were {round(100 * gone / len(base))}% of them" in withheld.message
     clinic, = [r for r in problems if r.dimensions["property"] == "properties.clinic"]
     assert clinic.dimensions["value"] == "south"
+
+
+def test_an_expected_value_that_never_came_is_not_said_to_have_disappeared(inputs: Any
+                                                                          ) -> None:
+    """A value listed in expected_values that the baseline lacks too read "has
+    disappeared ... though it was 0% of them in the 3 days before (about 0 expected)"."""
+    doctor = PropertySpec(name="doctor", type="string", pii="personal", handling="keep")
+    cat = catalog(spec("visit_booked", doctor, prop("clinic")))
+    cfg = ChecksConfig()
+    cfg.events["visit_booked"] = {"expected_values": {
+        "properties.clinic": ["north", "west"],
+        "properties.doctor": ["Dr. Chen", "Dr. Berg", "Dr. Zed"]}}
+    events = [{"event": "visit_booked", "timestamp": ago(days=2, minutes=20 * i),
+               "properties": {"clinic": "north", "doctor": ("Dr. Chen", "Dr. Berg")[i % 2]}}
+              for i in range(100)]
+    events += [{"event": "visit_booked", "timestamp": ago(minutes=5 * i),
+                "properties": {"clinic": "north", "doctor": "Dr. Chen"}} for i in range(30)]
+    results = run_checks(inputs(events), cat, cfg, now=NOW, select=["disappeared_values"])
+    problems = {r.dimensions["property"]: r for r in results if r.status is Status.warn}
+    clinic = problems["properties.clinic"]
+    assert clinic.dimensions["value"] == "west"
+    assert "'west' is expected (expected_values in checks.yaml) but has not arrived" \
+        in clinic.message
+    assert "0%" not in clinic.message
+    doctors = problems["properties.doctor"]
+    assert "Dr." not in doctors.message
+    assert "1 usual value of visit_booked.doctor has disappeared" in doctors.message
+    assert "1 value of visit_booked.doctor in expected_values (checks.yaml) has not arrived" \
+        in doctors.message
+    assert "50% of them" in doctors.message  # Dr. Berg's share, not Dr. Zed's nothing
 
 
 def test_an_event_gone_from_one_platform_is_a_disappeared_value(inputs: Any) -> None:

@@ -156,12 +156,15 @@ def post(server: dict[str, Any], path: str, body: dict[str, Any], *,
 
 def answer(ws: Workspace, path: str, body: dict[str, Any],
            local: Callable[[Any], dict[str, Any]], *, write: bool = False,
-           masked: bool = False, reader: tuple[str, str] | None = None) -> dict[str, Any]:
+           masked: bool = False, reader: tuple[str, str] | None = None,
+           client: str | None = None) -> dict[str, Any]:
     """The server's answer to ``body`` at ``path``, else ``local(warehouse)`` on the file
     (opened read-only, or for writing with ``write``: ``nerve forget``, ``nerve expire``).
     ``masked``: with personal values masked, as a reader sees them (docs/privacy.md).
     ``reader``: (name, token) of the reader asking (``nerve mcp`` over HTTP): the server
-    gets their token instead of its admin token, and a read of the file is audited as theirs.
+    gets their token instead of its admin token, and a read of the file is audited as theirs,
+    from ``client`` (the agent's address; through the server, the server records the
+    address that reached it).
     """
     server = running_server(ws)
     if server is not None:
@@ -172,7 +175,8 @@ def answer(ws: Workspace, path: str, body: dict[str, Any],
         except httpx.ConnectError:
             pass  # the server died since it wrote server.json: open the file ourselves
     try:
-        return _local_answer(ws, path, body, local, write=write, masked=masked, reader=reader)
+        return _local_answer(ws, path, body, local, write=write, masked=masked, reader=reader,
+                             client=client)
     except WarehouseLockedError as exc:
         # a nerve serve that has opened the warehouse but not yet written server.json
         # (it starts): wait for it to name itself instead of failing
@@ -184,7 +188,7 @@ def answer(ws: Workspace, path: str, body: dict[str, Any],
 
 def _local_answer(ws: Workspace, path: str, body: dict[str, Any],
                   local: Callable[[Any], dict[str, Any]], *, write: bool, masked: bool,
-                  reader: tuple[str, str] | None) -> dict[str, Any]:
+                  reader: tuple[str, str] | None, client: str | None) -> dict[str, Any]:
     """``local(warehouse)`` on the warehouse file, the read audited as the caller's."""
     from nerve.warehouse import Warehouse  # noqa: PLC0415 - DuckDB only when needed
 
@@ -195,7 +199,7 @@ def _local_answer(ws: Workspace, path: str, body: dict[str, Any],
         # there is a typo or a volume not mounted: creating it answered "0 events"
         Warehouse.for_workspace(ws).close()
     with (local_read(ws, path, body, masked=masked, who=reader[0] if reader else None,
-                     via="mcp" if reader else "local"),
+                     via="mcp" if reader else "local", client=client),
           Warehouse.for_workspace(ws, read_only=not write) as warehouse):
         if masked:
             from nerve.catalog import Catalog  # noqa: PLC0415

@@ -25,6 +25,7 @@ from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.fastmcp import FastMCP
 from mcp.server.fastmcp.exceptions import ToolError
+from mcp.server.lowlevel.server import request_ctx
 from mcp.types import ContentBlock, ToolAnnotations
 from pydantic import AnyHttpUrl, ValidationError
 from starlette.applications import Starlette
@@ -58,10 +59,12 @@ class ReaderTokens:
 
 
 def call(ws: Workspace, tool: str, args: dict[str, Any], *, masked: bool = True,
-         reader: tuple[str, str] | None = None) -> dict[str, Any]:
+         reader: tuple[str, str] | None = None, client: str | None = None
+         ) -> dict[str, Any]:
     """Run one read-only tool on ``ws``'s data (through the server when it runs), with
     personal values masked as a reader sees them unless ``masked`` is false; as
-    ``reader`` (name, token) when one asked (``nerve.cli._remote.answer``)."""
+    ``reader`` (name, token) when one asked (``nerve.cli._remote.answer``), from the
+    agent's address ``client`` (recorded when the read is on the file)."""
     from nerve.agent import tool_local  # noqa: PLC0415
     from nerve.cli._remote import answer  # noqa: PLC0415
 
@@ -69,7 +72,7 @@ def call(ws: Workspace, tool: str, args: dict[str, Any], *, masked: bool = True,
     reached()  # recorded by answer(), through the server or on the file
     result: dict[str, Any] = answer(ws, "/v1/ask/tool", body,
                                     lambda wh: tool_local(wh, ws, body),
-                                    masked=masked, reader=reader)["result"]
+                                    masked=masked, reader=reader, client=client)["result"]
     return result
 
 
@@ -93,6 +96,17 @@ class _NerveMCP(FastMCP):
         reader = self.nerve_readers[access.token]
         return reader.masked, (reader.name, access.token)
 
+    @staticmethod
+    def client() -> str | None:
+        """The address of the agent whose HTTP request this tool call answers (None over
+        stdio), for the audit log's ``client``."""
+        try:
+            request = request_ctx.get().request
+        except LookupError:
+            return None
+        peer = getattr(request, "client", None)
+        return str(peer.host) if peer is not None else None
+
     async def call_tool(self, name: str, arguments: dict[str, Any]
                         ) -> Sequence[ContentBlock] | dict[str, Any]:
         started = time.monotonic()
@@ -114,7 +128,7 @@ class _NerveMCP(FastMCP):
                 self.nerve_audit.record, via="mcp" if reader else "local",
                 who=reader[0] if reader else os_user(), action="/v1/ask/tool",
                 request={"tool": name, "args": arguments}, status=status,
-                seconds=time.monotonic() - started, masked=masked))
+                seconds=time.monotonic() - started, masked=masked, client=self.client()))
             raise ToolError(self._refusal(name, tool, exc)) from exc
 
     def _refusal(self, name: str, tool: Any, exc: Exception) -> str:
@@ -178,7 +192,7 @@ def build_server(ws: Workspace, *, host: str = "127.0.0.1", port: int = 8765,
 
     def run(name: str, args: dict[str, Any]) -> dict[str, Any]:
         hidden, reader = caller()
-        return call(ws, name, args, masked=hidden, reader=reader)
+        return call(ws, name, args, masked=hidden, reader=reader, client=server.client())
 
     def tool(func: Any) -> Any:
         @functools.wraps(func)

@@ -16,6 +16,7 @@ from nerve.pipeline.privacy import (
     protect_payload,
     protect_urls,
     pseudonymise,
+    treatment,
     truncate_ip,
 )
 
@@ -32,6 +33,7 @@ __all__ = [
     "protect_payload",
     "protect_urls",
     "pseudonymise",
+    "treatment",
     "truncate_ip",
     "withhold_values",
 ]

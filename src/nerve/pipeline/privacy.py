@@ -45,6 +45,7 @@ __all__ = [
     "protect_payload",
     "protect_urls",
     "pseudonymise",
+    "treatment",
     "truncate_ip",
     "url_paths",
     "url_properties",
@@ -255,10 +256,15 @@ def _without_port(value: str) -> str | None:
     return host if colon and port.isdigit() and "." in host else None
 
 
-def _treatment(prop: PropertySpec, name: str, event: str, policy: PrivacyPolicy
-               ) -> Treatment:
+def treatment(prop: PropertySpec, name: str, event: str, policy: PrivacyPolicy
+              ) -> Treatment:
     """How the policy treats a value of ``prop`` (``name``: the property's, or the array's
-    whose items ``prop`` describes)."""
+    whose items ``prop`` describes): "drop" means it is never stored.
+
+    >>> treatment(PropertySpec("diagnosis", "string", pii="sensitive"), "diagnosis",
+    ...           "visit", PrivacyPolicy(secret=b""))
+    'drop'
+    """
     if prop.pii == "none":
         return "keep"
     if prop.pii == "pseudonymous":
@@ -322,8 +328,8 @@ def _protect_value(value: Any, prop: PropertySpec, name: str, event: str,
     ``drop``) is dropped whole, whatever its nested properties declare: a sensitive
     ``location`` object's ``lat`` and ``lon`` go with it.
     """
-    treatment = _treatment(prop, name, event, policy)
-    if treatment == "drop":
+    how = treatment(prop, name, event, policy)
+    if how == "drop":
         return False, None, 1
     if isinstance(value, dict) and (prop.properties
                                     or (prop.pii == "none" and prop.type == "object")):
@@ -341,11 +347,11 @@ def _protect_value(value: Any, prop: PropertySpec, name: str, event: str,
             if keep:
                 kept.append(new)
         return True, kept if changed else value, changed
-    if treatment == "keep" and prop.pii == "none" and isinstance(value, dict | list):
+    if how == "keep" and prop.pii == "none" and isinstance(value, dict | list):
         # an object or array where the catalog declares something else (an invalid
         # event, bound for the quarantine): what it holds is judged by name
         return _protect_unknown("", value, event, policy)
-    keep, new = _apply(value, treatment, policy)
+    keep, new = _apply(value, how, policy)
     return keep, new, int(new is not value or not keep)
 
 

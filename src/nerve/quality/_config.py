@@ -40,8 +40,10 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from nerve._durations import parse_seconds
+from nerve.catalog import PropertySpec
 from nerve.catalog._yaml import load_yaml
 from nerve.errors import UserError
+from nerve.pipeline import PrivacyPolicy, treatment
 from nerve.quality._references import Problem, did_you_mean, line_of, reference_problems
 
 if TYPE_CHECKING:
@@ -147,6 +149,10 @@ class Rate:
     dimensions: tuple[str, ...] | None = None
 
 
+#: nerve's privacy defaults, for a workspace without a ``[privacy]`` section
+_NO_PRIVACY_SECTION = PrivacyPolicy(secret=b"")
+
+
 @dataclass(frozen=True, slots=True)
 class ChecksConfig:
     """The merged configuration: built-in defaults < ``defaults:`` < ``events.NAME:``."""
@@ -164,6 +170,21 @@ class ChecksConfig:
     #: ``[project] timezone``: hours of day and days of week of the seasonal checks
     #: are this zone's (``nerve.quality._seasonal.wall_hours``)
     timezone: str = "UTC"
+    #: nerve.toml's ``[privacy]`` (no secret: only which properties it drops is read)
+    privacy: PrivacyPolicy = _NO_PRIVACY_SECTION
+
+    def stored(self, event: str, prop: PropertySpec) -> bool:
+        """Whether the collector stores the values of ``event``'s top-level property
+        ``prop`` at all (docs/privacy.md): not a sensitive one that ``allow_sensitive``
+        does not list, nor one the policy handles by ``drop``.
+
+        >>> cfg = ChecksConfig()
+        >>> cfg.stored("visit", PropertySpec("diagnosis", "string", pii="sensitive"))
+        False
+        >>> cfg.stored("visit", PropertySpec("clinic", "string"))
+        True
+        """
+        return treatment(prop, prop.name, event, self.privacy) != "drop"
 
     def get(self, check: str, key: str, event: str | None = None) -> Any:
         """A setting for ``check``, with the event's override when it has one."""
@@ -221,8 +242,9 @@ def load_config(root: Path | str, toml: dict[str, Any] | None = None,
     section = dict((toml or {}).get("checks", {}) or {})
     problems = _Problems(raw)
     config = _parse(raw, section, path, problems)
-    config = dataclasses.replace(config, timezone=str(
-        ((toml or {}).get("project") or {}).get("timezone", "UTC")))
+    config = dataclasses.replace(
+        config, timezone=str(((toml or {}).get("project") or {}).get("timezone", "UTC")),
+        privacy=PrivacyPolicy.from_config((toml or {}).get("privacy") or {}, b""))
     if catalog is not None:
         problems.found.extend(reference_problems(raw, catalog))
     if problems.found:

@@ -224,7 +224,10 @@ def check_null_rate(ctx: Context) -> list[CheckResult]:
     window = ctx.cfg.seconds("null_rate", "window")
     props: dict[str, list[tuple[str, str]]] = {}
     for spec in _judged_specs(ctx):
-        required = [(_payload(spec), p.name) for p in spec.properties if p.required]
+        # a required property the privacy policy drops is never stored: all its rows
+        # would read as missing it
+        required = [(_payload(spec), p.name) for p in spec.properties
+                    if p.required and ctx.cfg.stored(spec.name, p)]
         if required and ctx.cfg.enabled("null_rate", spec.name):
             props[spec.name] = required
     if not props:
@@ -351,12 +354,19 @@ def _property_values(ctx: Context) -> list[CheckResult]:
                                             new_total))
             continue
         for value, share, expected in gone:
+            field = f"{event}.{path.split('.', 1)[-1]} = {value!r}"
+            if share == 0:  # listed in expected_values, and absent from the baseline too
+                text = (f"{field} is expected (expected_values in checks.yaml) but has not "
+                        f"arrived: none in the last {fmt_duration(window)} among "
+                        f"{fmt_count(new_total)} {event} events, nor in the "
+                        f"{fmt_duration(baseline)} before.")
+            else:
+                text = (f"{field} has disappeared: none in the last {fmt_duration(window)} "
+                        f"among {fmt_count(new_total)} {event} events, though it was "
+                        f"{fmt_pct(share)} of them in the {fmt_duration(baseline)} before "
+                        f"(about {fmt_count(round(expected))} expected).")
             results.append(ctx.result(
-                "disappeared_values", Status.warn,
-                f"{event}.{path.split('.', 1)[-1]} = {value!r} has disappeared: none in the "
-                f"last {fmt_duration(window)} among {fmt_count(new_total)} {event} events, "
-                f"though it was {fmt_pct(share)} of them in the {fmt_duration(baseline)} before "
-                f"(about {fmt_count(round(expected))} expected).",
+                "disappeared_values", Status.warn, text,
                 event=str(event), dimensions={"property": str(path), "value": str(value)},
                 observed=0.0, expected={"min": 1.0, "max": None}, unit="events", since=since))
     return results
@@ -394,15 +404,29 @@ def _withheld_values(ctx: Context, event: str, path: str, pii: str,
     baseline = ctx.cfg.seconds("disappeared_values", "baseline")
     share = sum(s for _, s, _ in gone)
     expected = sum(e for _, _, e in gone)
-    some = (f"1 usual value of {event}.{path.split('.', 1)[-1]} has" if len(gone) == 1
-            else f"{len(gone)} usual values of {event}.{path.split('.', 1)[-1]} have")
+    name = f"{event}.{path.split('.', 1)[-1]}"
+    usual = sum(1 for _, s, _ in gone if s > 0)
+    # values listed in expected_values that were absent from the baseline too
+    never = len(gone) - usual
+    parts = []
+    if usual:
+        some = (f"1 usual value of {name} has" if usual == 1
+                else f"{usual} usual values of {name} have")
+        parts.append(
+            f"{some} disappeared (the values are withheld: {pii} data): none in the last "
+            f"{fmt_duration(window)} among {fmt_count(new_total)} {event} events, though "
+            f"{'it was' if usual == 1 else 'they were'} {fmt_pct(share)} of them in the "
+            f"{fmt_duration(baseline)} before (about {fmt_count(round(expected))} expected).")
+    if never:
+        some = (f"1 value of {name} in expected_values (checks.yaml) has" if never == 1
+                else f"{never} values of {name} in expected_values (checks.yaml) have")
+        parts.append(
+            f"{some} not arrived (the values are withheld: {pii} data): none in the last "
+            f"{fmt_duration(window)} among {fmt_count(new_total)} {event} events, nor in the "
+            f"{fmt_duration(baseline)} before.")
     return ctx.result(
         "disappeared_values", Status.warn,
-        f"{some} disappeared (the values are withheld: {pii} data): none in the last "
-        f"{fmt_duration(window)} among {fmt_count(new_total)} {event} events, though "
-        f"{'it was' if len(gone) == 1 else 'they were'} {fmt_pct(share)} of them in the "
-        f"{fmt_duration(baseline)} before (about {fmt_count(round(expected))} expected). "
-        "A breakdown by the property (with the admin's view) shows which.",
+        " ".join(parts) + " A breakdown by the property (with the admin's view) shows which.",
         event=event, dimensions={"property": path}, observed=0.0,
         expected={"min": 1.0, "max": None}, unit="events", since=moment(ctx.now - window),
         details={"values": len(gone), "withheld": pii})
