@@ -213,3 +213,29 @@ def test_tvs_consoles_and_tablets_are_not_desktops_or_phones(agent: str, kind: s
     """Smart TVs, streaming sticks and consoles were typed "desktop" (Fire TV "mobile"),
     so a publisher's TV app's viewers counted as desktop readers."""
     assert enrich_context({"userAgent": agent})["device"]["type"] == kind
+
+
+#: what @rudderstack/analytics-js 3.34 puts in every event's context (less locale, screen...)
+RUDDER_WEB_CONTEXT = {
+    "app": {"name": "RudderLabs JavaScript SDK", "namespace": "com.rudderlabs.javascript",
+            "version": "3.34.1", "installType": "npm"},
+    "library": {"name": "RudderLabs JavaScript SDK", "version": "3.34.1"},
+    "os": {"name": "", "version": ""},
+    "userAgent": CHROME_LINUX,
+}
+
+
+def test_rudderstacks_browser_sdk_gets_its_browser_and_os() -> None:
+    """RudderStack's browser SDK sends its own name as context.app and an os with empty
+    name and version: its events read as a native app's with an OS named, so they got no
+    browser and kept the empty os, and a breakdown by browser or OS lost all of them."""
+    for ctx in (enrich_context(dict(RUDDER_WEB_CONTEXT)),
+                Guard(PrivacyPolicy(secret=b"k", ip="keep")).context(
+                    RUDDER_WEB_CONTEXT, None, None)):
+        assert ctx["browser"]["name"] == "Chrome"
+        assert ctx["os"] == {"name": "Linux"}
+        assert ctx["device"] == {"type": "desktop"}
+        assert ctx["app"] == RUDDER_WEB_CONTEXT["app"]  # what the SDK sent stays
+    # an os that names itself is the SDK's and wins, as before
+    named = {**RUDDER_WEB_CONTEXT, "os": {"name": "Windows", "version": ""}}
+    assert enrich_context(named)["os"] == {"name": "Windows", "version": ""}

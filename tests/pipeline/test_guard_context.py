@@ -54,13 +54,19 @@ def reference_enrich(context: dict[str, Any], client_ip: str | None,
                   and browser["name"] not in ("Other", None)) or parsed["bot"]
     if from_header and not is_browser:
         return result
-    if not result.get("os") and parsed["os"]:
+    os_ = result.get("os")
+    # an os without a name is none (RudderStack's browser SDK sends {"name": ""})
+    if not (os_ and (not isinstance(os_, dict) or os_.get("name"))) and parsed["os"]:
         result["os"] = parsed["os"]
     device = {k: v for k, v in parsed["device"].items() if v is not None}
     if not result.get("device") and device:  # an agent naming no OS gives no device
         result["device"] = device
-    # an app's own agent names no browser, nor does a native app's web view's
-    if (not result.get("browser") and "app" not in context and is_browser and browser
+    # an app's own agent names no browser, nor does a native app's web view's (a browser
+    # SDK's own app, RudderStack's, is no native app)
+    native = "app" in context and not (
+        isinstance(context["app"], dict)
+        and context["app"].get("namespace") == "com.rudderlabs.javascript")
+    if (not result.get("browser") and not native and is_browser and browser
             and browser["name"] != "Other"):
         result["browser"] = browser
     return result
@@ -71,6 +77,9 @@ ips = maybe(st.none(), st.just(""), st.ip_addresses().map(str), st.sampled_from(
     ["10.0.0.7", "010.0.0.7", "not an ip", " 192.0.2.1 ", "::1"]), st.integers())
 agents = maybe(st.none(), st.sampled_from(AGENTS), st.integers())
 fields: st.SearchStrategy[Any] = maybe(st.none(), st.just({}), st.just({"name": "iOS"}),
+                                       st.just({"name": "", "version": ""}),
+                                       st.just({"namespace": "com.rudderlabs.javascript"}),
+                                       st.just({"namespace": "com.example.app", "build": "7"}),
                                        st.just(""), st.just("x"))
 traits = maybe(st.none(), st.just("text"), st.dictionaries(
     st.sampled_from(["plan", "email", "diagnosis", "phone", "nickname"]),

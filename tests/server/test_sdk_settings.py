@@ -275,3 +275,8 @@ def test_rudderstacks_browser_sdk_sends_to_nerve_as_its_data_plane(
     assert landed["page"]["name"] == "Pricing"
     assert landed["identify"]["traits"] == {"plan": "pro"}
     assert landed["track"]["context"]["userAgent"] == USER_AGENT
+    # its context.app (the SDK's name) and empty os do not hide the browser and OS
+    for row in landed.values():
+        assert row["context"]["app"]["namespace"] == "com.rudderlabs.javascript"
+        assert row["context"]["browser"]["name"] == "Chrome"
+        assert row["context"]["os"]["name"] == "Mac OS X"

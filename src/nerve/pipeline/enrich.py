@@ -14,7 +14,8 @@ from typing import Any
 
 from ua_parser import parse
 
-__all__ = ["context_additions", "enrich_context", "parse_user_agent"]
+__all__ = ["context_additions", "enrich_context", "is_native_app", "names_os",
+           "parse_user_agent"]
 
 #: "bot" but not Cubot's (a phone maker: "Cubot KingKong Power" is a person's browser)
 _BOT = re.compile(r"(?<!cu)bot|crawl|spider|slurp|headless|lighthouse|pingdom|monitor",
@@ -32,6 +33,21 @@ _MOBILE_OS = {"iOS", "Android", "iPadOS", "Windows Phone", "KaiOS"}
 _REDUCED_ANDROID = "; Android 10; K)"
 #: models ua-parser names when the agent names none (a CFNetwork app's "iOS-Device")
 _PLACEHOLDER_MODELS = {"iOS-Device"}
+#: ``context.app.namespace`` of browser SDKs that send an ``app`` (RudderStack's
+#: @rudderstack/analytics-js: the SDK's own name), which is a web page's, not a native app's
+_WEB_SDK_NAMESPACES = frozenset({"com.rudderlabs.javascript"})
+
+
+def names_os(os_: Any) -> bool:
+    """Whether a context's ``os`` names one: RudderStack's browser SDK sends
+    ``{"name": "", "version": ""}``, which enrichment fills in as if absent."""
+    return bool(os_) and (os_.__class__ is not dict or bool(os_.get("name")))
+
+
+def is_native_app(app: Any) -> bool:
+    """Whether a context's ``app`` is a native app's (the mobile SDKs send one), whose web
+    view's agent names no browser the person uses; a browser SDK's own ``app`` is not."""
+    return not (app.__class__ is dict and app.get("namespace") in _WEB_SDK_NAMESPACES)
 
 
 @functools.lru_cache(maxsize=8192)
@@ -127,9 +143,10 @@ def enrich_context(
         agent, from_header = user_agent, True
     else:
         from_header = False
-    additions = context_additions(agent[:1024], from_header, bool(result.get("os")),
+    additions = context_additions(agent[:1024], from_header, names_os(result.get("os")),
                                   bool(result.get("device")),
-                                  "app" in result or bool(result.get("browser")))
+                                  ("app" in result and is_native_app(result["app"]))
+                                  or bool(result.get("browser")))
     if additions:
         result.update(additions)
     return result

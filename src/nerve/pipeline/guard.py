@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from nerve.catalog import Catalog, EventSpec, PropertySpec
-from nerve.pipeline.enrich import context_additions, parse_user_agent
+from nerve.pipeline.enrich import context_additions, is_native_app, parse_user_agent
 from nerve.pipeline.privacy import (
     PrivacyPolicy,
     UrlPath,
@@ -88,9 +88,13 @@ class Guard:
         else:
             from_header = False
         if agent is not None:
-            # a native app's context (it has app) gets no browser: one `in` per event
-            key = (agent[:1024], from_header, bool(get("os")), bool(get("device")),
-                   "app" in result or bool(get("browser")))
+            # an os without a name counts as none (RudderStack's browser SDK sends one), as
+            # in enrich.names_os; a native app's context (it has app) gets no browser
+            os_ = get("os")
+            key = (agent[:1024], from_header,
+                   bool(os_) and (os_.__class__ is not dict or bool(os_.get("name"))),
+                   bool(get("device")),
+                   ("app" in result and is_native_app(result["app"])) or bool(get("browser")))
             additions = self._additions.get(key)
             if additions is None:
                 additions = context_additions(*key)
