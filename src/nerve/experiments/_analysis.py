@@ -227,10 +227,8 @@ def analyze(key: str, control: str, variants: list[str], weights: list[float],
             total = base.n + arm.n
             seq = lift_sequence(effect, total, seq_alpha,
                                 planned_n=2 * planned if planned else None)
-            chance, loss = bayes(effect.lift, effect.lift_se)
-            if not metric.up_is_good and math.isfinite(chance):
-                chance = 1 - chance
-                _, loss = bayes(-effect.lift, effect.lift_se)
+            chance, loss = bayes(effect.lift, effect.lift_se, effect.log_se,
+                                 up_is_good=metric.up_is_good)
             rows.append(ResultRow(
                 key, variant, metric.name, metric.role, arm.n, summary.mean, summary.std,
                 lift=effect.lift, ci_low=effect.ci_low, ci_high=effect.ci_high,
