@@ -251,7 +251,7 @@ def analyze(key: str, control: str, variants: list[str], weights: list[float],
     decision, reasons = _decide(rows, metrics, control, srm, units, planned, pace, alpha,
                                 seq_alpha, mde, ended)
     return Readout(rows, srm, units, excluded, decision, reasons, planned,
-                   warnings=no_data_warnings(rows))
+                   warnings=_no_data_warnings(rows))
 
 
 def _no_data(arm: ArmData, ratio: bool) -> str | None:
@@ -267,7 +267,7 @@ def _no_data(arm: ArmData, ratio: bool) -> str | None:
     return None
 
 
-def no_data_warnings(rows: list[ResultRow]) -> list[str]:
+def _no_data_warnings(rows: list[ResultRow]) -> list[str]:
     """One line per variant whose metrics have no units or no events."""
     warnings = []
     for variant in dict.fromkeys(row.variant for row in rows):
