@@ -350,3 +350,27 @@ def test_the_text_readout_indents_every_role_alike() -> None:
     assert [line.split()[0] for line in lines] == ["primary", "secondary", "guardrail"]
     indents = {len(line) - len(line.lstrip()) for line in lines}
     assert len(indents) == 1
+
+
+def test_a_variant_without_units_or_events_has_no_effect_but_a_zero_rate_is_data() -> None:
+    rng = np.random.default_rng(4)
+    control = arm(rng.binomial(1, 0.3, 300).astype(float))
+    metric = MetricData("conversion", "primary", True, {
+        "control": control, "silent": arm(np.zeros(300)), "ghost": arm(np.zeros(0))})
+    readout = analyze("exp", "control", ["control", "silent", "ghost"], [1, 1, 0.0001],
+                      [metric])
+    silent, ghost = readout.rows[1], readout.rows[2]
+    assert (silent.note, ghost.note) == ("no events", "no units")
+    for row in (silent, ghost):  # the ghost's p-value read 1.0 and its imbalance p 1.0
+        assert (row.lift, row.ci_low, row.p_value, row.cuped_imbalance_p,
+                row.chance_to_win) == (None, None, None, None, None)
+    assert readout.warnings == [
+        "silent: no events of conversion among its 300 units, so no lift to read (is the "
+        "variant sending them?)", "ghost: no units exposed, so no result"]
+    # a ratio metric with payments but no failed one measured a rate of 0: that is read
+    payments = rng.integers(1, 4, 300).astype(float)
+    failures = MetricData("failure_rate", "guardrail", False, {
+        "control": arm(rng.binomial(1, 0.2, 300).astype(float), den=payments),
+        "treatment": arm(np.zeros(300), den=payments)}, ratio=True)
+    row = analyze("exp", "control", ["control", "treatment"], [1, 1], [failures]).rows[1]
+    assert (row.note, row.lift) == (None, -1.0)

@@ -221,3 +221,41 @@ def test_analyze_json_is_the_http_readout_with_decision_and_srm(
     assert result.exit_code == ExitCode.OK, result.output
     assert result.stdout.splitlines()[0].startswith("experiment,variant,metric,role,units,")
     assert len(result.stdout.splitlines()) == 3
+
+
+def test_a_variant_without_events_has_no_lift(make_workspace: Any, events_table: Any) -> None:
+    """Variant b's units sent no order at all: its lift read -100% with an interval of zero
+    width (as if certain), and the decision STOP. No events is no data: no lift, no
+    interval, a note on the row and a warning, in the JSON (the HTTP answer) and the
+    readout."""
+    ws = make_workspace(EVENTS)
+    (ws.metrics_dir / "m.yaml").write_text(METRICS)
+    (Path(ws.root) / "experiments").mkdir()
+    (Path(ws.root) / "experiments" / "e.yaml").write_text(EXPERIMENT)
+    now = datetime.now(UTC) - timedelta(hours=1)
+    rows = []
+    for i in range(400):
+        user, variant = f"u{i}", "a" if i % 2 else "b"
+        rows.append({"timestamp": now, "event": "experiment_viewed", "user_id": user,
+                     "properties": {"experiment_id": "e", "variant_id": variant}})
+        if variant == "a":
+            rows.extend({"timestamp": now + timedelta(minutes=1 + k),
+                         "event": "purchase_complete", "user_id": user} for k in range(i % 3))
+    _insert(ws, events_table(rows))
+    result = runner.invoke(app, ["-w", str(ws.root), "experiment", "analyze", "e", "-f", "json"])
+    assert result.exit_code == ExitCode.OK, result.output
+    readout = json.loads(result.stdout)
+    control, treatment = readout["rows"]
+    assert control["note"] is None
+    assert (treatment["units"], treatment["note"]) == (200, "no events")
+    for field in ("lift", "ci_low", "ci_high", "p_value", "seq_ci_low", "seq_ci_high",
+                  "cuped_lift", "chance_to_win", "expected_loss"):
+        assert treatment[field] is None, field
+    assert readout["decision"] != "stop"
+    assert any(w.startswith("b: no events of orders among its 200 units")
+               for w in readout["warnings"])
+    result = runner.invoke(app, ["-w", str(ws.root), "experiment", "analyze", "e"])
+    assert result.exit_code == ExitCode.OK, result.output
+    assert "-100" not in result.stdout
+    assert "primary orders: b no events (200 units)" in result.stdout
+    assert "WARNING: b: no events of orders" in result.stdout

@@ -97,6 +97,36 @@ def test_csv_keeps_every_digit_and_the_table_keeps_cents(
     assert "e+06" not in table
 
 
+_INTERVALS = {  # DuckDB literal: its ISO 8601 duration (each part signed, as PostgreSQL)
+    "INTERVAL 3 DAY": "P3D",
+    "INTERVAL '14 months 2 hours 3.5 seconds'": "P1Y2MT2H3.5S",
+    "-INTERVAL 90 MINUTE": "PT-1H-30M",
+    "INTERVAL 1 DAY - INTERVAL 1 HOUR": "P1DT-1H",
+    "INTERVAL 0 SECOND": "PT0S",
+}
+
+
+def test_intervals_read_as_durations(make_workspace: Callable[..., Workspace]) -> None:
+    """An INTERVAL came out as a raw triple ([0, 3, 0]): ISO 8601 in json and csv, and
+    the table as DuckDB itself writes it."""
+    ws = make_workspace()
+    names = [f"i{n}" for n in range(len(_INTERVALS))]
+    query = "SELECT " + ", ".join(
+        f"{literal} AS {name}, CAST({literal} AS VARCHAR) AS {name}_text"
+        for name, literal in zip(names, _INTERVALS, strict=True))
+    [row] = json.loads(sql(ws, query, "--format", "json").stdout)
+    assert [row[name] for name in names] == list(_INTERVALS.values())
+    [row] = list(csv.DictReader(io.StringIO(sql(ws, query, "-f", "csv").stdout)))
+    assert [row[name] for name in names] == list(_INTERVALS.values())
+    for name in names:
+        result = sql(ws, f"SELECT {name}, {name}_text FROM ({query})", "-f", "table")
+        [cells] = [line.strip("│ ").split(" │ ") for line in result.stdout.splitlines()
+                   if line.startswith("│")]
+        assert cells[0].strip() == cells[1].strip()
+    # a string that looks like a duration stays as it is
+    assert "P3D" in sql(ws, "SELECT 'P3D' AS s").stdout
+
+
 @pytest.mark.parametrize(("query", "expected"), [
     ("INSERT INTO events SELECT * FROM events", "got INSERT"),
     ("DROP TABLE events", "got DROP"),

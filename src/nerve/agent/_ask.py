@@ -330,7 +330,47 @@ def _breakdown(plan: Plan, ctx: Context, b: Builder) -> None:
               f"{'; '.join(parts)}. `{_command(args)}` lists every one.")
     else:
         b.say(f"{label} by {plan.by} {scope}: {'; '.join(parts) or 'no data'}.")
+    if plan.intent != "top":
+        _quarantined_values(plan, ctx, b, args, result["rows"])
     _caveats(plan, ctx, b, [plan.span])
+
+
+def _quarantined_values(plan: Plan, ctx: Context, b: Builder, args: dict[str, Any],
+                        rows: list[dict[str, Any]]) -> None:
+    """Breakdown values with no row (none of the metric's events in the warehouse for the
+    range, as ``query_metrics`` has it) whose events are in the quarantine: a platform
+    whose every play failed the catalog read as one with no plays at all. Says so, with
+    the count held, and keeps the numbers those of ``query_metrics``."""
+    assert plan.metric is not None
+    assert plan.by is not None
+    events = ctx.layer.events_of(plan.metric)
+    if len(events) != 1:
+        return
+    try:
+        held = ctx.layer.event_rows(
+            ctx.con.table("quarantine"), events, dimensions=[plan.by],
+            where=args.get("where"), segments=args.get("segments") or (),
+            since=args.get("since"), until=args.get("until"), now=ctx.now)
+    except QueryError:  # a dimension the quarantined rows cannot resolve: nothing to say
+        return
+    column = plan.by.replace(".", "_")
+    counts = held.group_by(column).aggregate(n=held.count())
+    listed = {value_text(r[plan.by]) for r in rows}
+    missing = [r for r in counts.order_by(column).to_pyarrow().to_pylist()
+               if value_text(r[column]) not in listed]
+    if not missing:
+        return
+    q = b.ran("sql", {"table": "quarantine", "event": events[0], "by": plan.by},
+              sql=str(counts.compile()), command=f"nerve quarantine list --event {events[0]}")
+    names = ", ".join(b.label(r[column]) for r in missing)
+    found = ", ".join(f"{b.label(r[column])} "
+                      f"{b.num(f'{events[0]} quarantined {plan.by}={value_text(r[column])}', r['n'], q, 'sql')}"  # noqa: E501
+                      for r in missing)
+    b.say(f"Not listed: {names}, whose {events[0]} events in this range are all in the "
+          f"quarantine ({found}): they failed the catalog, so the warehouse has none to "
+          f"count (`nerve quarantine list --event {events[0]}`).")
+    b.caveats.append(f"{plan.by} values whose {events[0]} events in the range are all in the "
+                     f"quarantine, so not counted: {found}")
 
 
 def _aware(day: date, ctx: Context) -> str:

@@ -37,7 +37,7 @@ def _table_row(row: dict[str, Any], level: str = "95%") -> dict[str, Any]:
     return {
         "metric": row["metric"], "variant": row["variant"], "units": row["units"],
         "mean": f"{row['mean']:.4g}" if row["mean"] is not None else "",
-        "lift": shown(row["lift"], "change"), f"{level} CI": ci,
+        "lift": row.get("note") or shown(row["lift"], "change"), f"{level} CI": ci,
         "p": shown(row["p_value"], "p"), "win": shown(row["chance_to_win"], "percent"),
     }
 

@@ -7,6 +7,7 @@ file is opened read-only here.
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,7 +74,9 @@ def sql(
     if fmt is Format.table:
         # as DuckDB's shell shows it: an empty cell would read as an empty string (the
         # events of identify, page and screen calls have no event name)
-        rows = [{k: "NULL" if v is None else v for k, v in row.items()} for row in rows]
+        durations = set(body.get("intervals", ()))
+        rows = [{k: "NULL" if v is None else duration_text(v) if k in durations else v
+                 for k, v in row.items()} for row in rows]
     emit(_Rows(list(body["columns"]), rows), fmt)
 
 
@@ -87,3 +90,33 @@ def run_sql(ws: Workspace, query: str) -> dict[str, Any]:
     if "columns" not in body:
         raise InternalError("unexpected answer to a SQL query (no columns)")
     return body
+
+
+#: an ISO 8601 duration as ``result_json`` writes an INTERVAL (each part signed)
+_DURATION = re.compile(
+    r"P(?!$)(?:(-?\d+)Y)?(?:(-?\d+)M)?(?:(-?\d+)D)?"
+    r"(?:T(?=-?\d)(?:(-?\d+)H)?(?:(-?\d+)M)?(?:(-?\d+(?:\.\d+)?)S)?)?")
+
+
+def duration_text(iso: str) -> str:
+    """An ISO 8601 duration as DuckDB prints an INTERVAL.
+
+    >>> duration_text("P1Y2M3DT1H30M0.5S")
+    '1 year 2 months 3 days 01:30:00.5'
+    >>> duration_text("PT-1H-30M")
+    '-01:30:00'
+    """
+    match = _DURATION.fullmatch(iso)
+    if match is None:
+        return iso
+    years, months, days, hours, minutes, seconds = match.groups()
+    parts = [f"{n} {unit}{'' if int(n) in (1, -1) else 's'}"
+             for n, unit in ((years, "year"), (months, "month"), (days, "day")) if n]
+    if hours or minutes or seconds or not parts:
+        total = (abs(int(hours or 0)) * 3600 + abs(int(minutes or 0)) * 60)
+        sign = "-" if any(p and p.startswith("-") for p in (hours, minutes, seconds)) else ""
+        whole, _, fraction = (seconds or "0").lstrip("-").partition(".")
+        total += int(whole)
+        text = f"{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"
+        parts.append(f"{sign}{text}{'.' + fraction if fraction else ''}")
+    return " ".join(parts)

@@ -96,6 +96,10 @@ class ResultRow:
     expected_loss: float | None = None
     srm_p_value: float | None = None
     significant: bool = False
+    #: "no units" (none exposed) or "no events" (no unit has a value of the metric): the
+    #: row has no lift, interval, p-value or chance, where a variant of zeros read as a
+    #: certain -100% (an interval of zero width)
+    note: str | None = None
     #: set on breakdown rows: the dimension and the unit's value at first exposure
     dimension: str | None = None
     value: str | None = None
@@ -217,20 +221,24 @@ def analyze(key: str, control: str, variants: list[str], weights: list[float],
         if metric.role == "primary" and math.isfinite(base_summary.mean):
             # sized for the alpha each treatment's comparison gets, as the plan is
             planned = sample_size(base_summary.mean, base_summary.std, mde, seq_alpha, power)
+        rows[-1].note = _no_data(base, metric.ratio)
         for variant in variants:
             if variant == control or variant not in metric.arms:
                 continue
             arm = metric.arms[variant]
             summary, _ = _summary(arm)
+            note = _no_data(arm, metric.ratio)
+            if note is not None:
+                rows.append(ResultRow(key, variant, metric.name, metric.role, arm.n,
+                                      summary.mean, summary.std, srm_p_value=srm, note=note))
+                continue
             effect = welch(base_summary, summary, alpha)
             cuped, imbalance = _cuped(base, arm, alpha)
             total = base.n + arm.n
             seq = lift_sequence(effect, total, seq_alpha,
                                 planned_n=2 * planned if planned else None)
-            chance, loss = bayes(effect.lift, effect.lift_se)
-            if not metric.up_is_good and math.isfinite(chance):
-                chance = 1 - chance
-                _, loss = bayes(-effect.lift, effect.lift_se)
+            chance, loss = bayes(effect.lift, effect.lift_se, effect.log_se,
+                                 up_is_good=metric.up_is_good)
             rows.append(ResultRow(
                 key, variant, metric.name, metric.role, arm.n, summary.mean, summary.std,
                 lift=effect.lift, ci_low=effect.ci_low, ci_high=effect.ci_high,
@@ -242,7 +250,35 @@ def analyze(key: str, control: str, variants: list[str], weights: list[float],
     _correct(rows, control, correction, alpha)
     decision, reasons = _decide(rows, metrics, control, srm, units, planned, pace, alpha,
                                 seq_alpha, mde, ended)
-    return Readout(rows, srm, units, excluded, decision, reasons, planned)
+    return Readout(rows, srm, units, excluded, decision, reasons, planned,
+                   warnings=_no_data_warnings(rows))
+
+
+def _no_data(arm: ArmData, ratio: bool) -> str | None:
+    """Why an arm has no effect to read: no unit exposed, or not one event of the metric
+    among its units (all zeros: the normal approximation then gave an interval of zero
+    width around -100%, and the likelier story is a variant that does not send them). A
+    ratio metric with a denominator but no numerator (no failed payments among the
+    payments) measured a rate of 0: that is data."""
+    if arm.n == 0:
+        return "no units"
+    if not arm.num.any() and not (ratio and arm.den.any()):
+        return "no events"
+    return None
+
+
+def _no_data_warnings(rows: list[ResultRow]) -> list[str]:
+    """One line per variant whose metrics have no units or no events."""
+    warnings = []
+    for variant in dict.fromkeys(row.variant for row in rows):
+        mine = [row for row in rows if row.variant == variant and row.note is not None]
+        if any(row.note == "no units" for row in mine):
+            warnings.append(f"{variant}: no units exposed, so no result")
+        elif mine:
+            metrics = ", ".join(row.metric for row in mine)
+            warnings.append(f"{variant}: no events of {metrics} among its {mine[0].units:,} "
+                            "units, so no lift to read (is the variant sending them?)")
+    return warnings
 
 
 def _correct(rows: list[ResultRow], control: str, correction: str, alpha: float) -> None:

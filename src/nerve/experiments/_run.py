@@ -148,6 +148,12 @@ def report_text(readout: dict[str, Any]) -> str:
     level = confidence_level(readout)
     seq_level = sequential_level(readout)
     for row in readout["rows"]:
+        if row.get("note") == "no units":
+            continue  # the warnings name the variant once
+        if row.get("note"):  # no events: nothing to read, not a certain -100% lift
+            lines.append(f"  {row['role']} {row['metric']}: {row['variant']} {row['note']} "
+                         f"({row['units']:,} units)")
+            continue
         if row["lift"] is None:
             continue
         # one indent for every role: right-aligning them indented "primary" alone

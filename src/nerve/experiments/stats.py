@@ -12,8 +12,8 @@ warehouse does the heavy aggregation and these functions stay exact and cheap.
   explains; theta is pooled across variants, so the adjustment is unbiased.
 - Confidence sequences (Howard, Ramdas, McAuliffe, Sekhon 2021; the asymptotic form of
   Waudby-Smith et al. 2021): intervals valid at every look, so peeking is safe.
-- A Bayesian view with a flat prior on the relative lift: chance to beat control and
-  expected loss.
+- A Bayesian view with a flat prior on the log ratio of means (the interval's scale):
+  chance to beat control and expected loss.
 - Sample-ratio mismatch (chi-square against configured weights) and multiple-testing
   corrections (Holm, Benjamini-Hochberg).
 """
@@ -189,16 +189,42 @@ def confidence_sequence(estimate: float, se: float, n: int, alpha: float = 0.05,
     return estimate - half, estimate + half
 
 
-def bayes(lift: float, lift_se: float) -> tuple[float, float]:
+def bayes(lift: float, lift_se: float, log_se: float = math.nan, *,
+          up_is_good: bool = True) -> tuple[float, float]:
     """(chance that treatment beats control, expected relative loss if shipped).
 
-    Flat prior on the relative lift, normal likelihood: the posterior is N(lift, se^2).
+    A flat prior on the same scale as ``welch``'s interval: where ``log_se`` is finite
+    (both means positive) the posterior of ``log(mean_t / mean_c)`` is
+    ``N(log(1 + lift), log_se^2)``, so the lift ``exp(x) - 1`` never falls below -100% and
+    the chance agrees with the interval (above ``1 - alpha/2`` about when the interval
+    excludes zero); otherwise (a metric that can be negative) the lift itself is normal,
+    ``N(lift, lift_se^2)``. The loss is the expected relative change the wrong way,
+    ``E[max(0, -lift)]`` (``E[max(0, lift)]`` when down is good).
+
+    >>> chance, loss = bayes(0.02, 0.01, 0.0098)
+    >>> round(chance, 3), round(loss, 5)
+    (0.978, 8e-05)
     """
-    if not (math.isfinite(lift) and math.isfinite(lift_se)) or lift_se <= 0:
-        return (math.nan, math.nan) if not math.isfinite(lift) else (float(lift > 0), 0.0)
-    z = lift / lift_se
+    if not math.isfinite(lift):
+        return math.nan, math.nan
+    sign = 1.0 if up_is_good else -1.0
+    if math.isfinite(log_se):
+        if log_se <= 0:
+            return float(sign * lift > 0), max(0.0, -sign * lift)
+        m, s = math.log1p(lift), log_se
+        # E[exp(x); x > 0] and E[exp(x); x < 0] for x ~ N(m, s^2), in logs (a wide s
+        # would overflow exp(m + s^2 / 2) on its own)
+        above = math.exp(m + s * s / 2 + float(stats.norm.logcdf((m + s * s) / s)))
+        below = math.exp(m + s * s / 2 + float(stats.norm.logcdf(-(m + s * s) / s)))
+        up = float(stats.norm.cdf(m / s))
+        if up_is_good:
+            return up, max(0.0, (1 - up) - below)  # E[1 - exp(x); x < 0]
+        return 1 - up, max(0.0, above - up)  # E[exp(x) - 1; x > 0]
+    if not math.isfinite(lift_se) or lift_se <= 0:
+        return float(sign * lift > 0), max(0.0, -sign * lift)
+    z = sign * lift / lift_se
     chance = float(stats.norm.cdf(z))
-    loss = float(lift_se * stats.norm.pdf(z) - lift * stats.norm.cdf(-z))
+    loss = float(lift_se * stats.norm.pdf(z) - sign * lift * stats.norm.cdf(-z))
     return chance, loss
 
 

@@ -12,7 +12,7 @@ from uuid import UUID
 import orjson
 import pyarrow as pa
 
-__all__ = ["JSON_TYPE_KEY", "mark_json_columns", "result_json"]
+__all__ = ["JSON_TYPE_KEY", "iso_duration", "mark_json_columns", "result_json"]
 
 #: field metadata key marking a column that holds JSON text (DuckDB's JSON type)
 JSON_TYPE_KEY = b"nerve.type"
@@ -40,6 +40,8 @@ def _value(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, timedelta):
         return value.total_seconds()
+    if isinstance(value, pa.MonthDayNano):  # before tuple: it is one
+        return iso_duration(value.months, value.days, value.nanoseconds)
     if isinstance(value, Decimal):
         return float(value)
     if isinstance(value, UUID):
@@ -51,6 +53,37 @@ def _value(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_value(v) for v in value]
     return str(value)
+
+
+def iso_duration(months: int, days: int, nanoseconds: int) -> str:
+    """An INTERVAL as an ISO 8601 duration, each part with its own sign as PostgreSQL's
+    ``intervalstyle = iso_8601`` writes it (an interval's months, days and time are kept
+    apart: a month is not a number of days, nor a day always 24 hours).
+
+    >>> iso_duration(14, 3, 5_400_500_000_000)
+    'P1Y2M3DT1H30M0.5S'
+    >>> iso_duration(0, 0, -90 * 60 * 10**9)
+    'PT-1H-30M'
+    """
+    years, months = _split(months, 12)
+    sign = -1 if nanoseconds < 0 else 1
+    hours, rest = divmod(abs(nanoseconds), 3_600 * 10**9)
+    minutes, rest = divmod(rest, 60 * 10**9)
+    seconds = f"{rest // 10**9}.{rest % 10**9:09d}".rstrip("0").rstrip(".")
+    date = "".join(f"{n}{unit}" for n, unit in ((years, "Y"), (months, "M"), (days, "D"))
+                   if n)
+    time = "".join(f"{'-' if sign < 0 else ''}{n}{unit}"
+                   for n, unit in ((hours, "H"), (minutes, "M"), (seconds, "S"))
+                   if n not in (0, "0"))
+    if not date and not time:
+        return "PT0S"
+    return f"P{date}{'T' + time if time else ''}"
+
+
+def _split(months: int, per_year: int) -> tuple[int, int]:
+    """Whole years and the months left, both with the sign of ``months``."""
+    years, rest = divmod(abs(months), per_year)
+    return (-years, -rest) if months < 0 else (years, rest)
 
 
 def _unique(names: list[str]) -> list[str]:
@@ -68,9 +101,11 @@ def _unique(names: list[str]) -> list[str]:
 
 
 def result_json(table: pa.Table) -> dict[str, Any]:
-    """``{"columns": [...], "rows": [{column: value}, ...]}`` with JSON-safe values.
+    """``{"columns": [...], "rows": [{column: value}, ...]}`` with JSON-safe values, and
+    ``"intervals": [...]`` naming the INTERVAL columns when there are some.
 
-    Timestamps become ISO 8601 text, decimals floats, NaN null; columns tagged as JSON
+    Timestamps become ISO 8601 text, intervals ISO 8601 durations (``P3DT1H``),
+    decimals floats, NaN null; columns tagged as JSON
     (``mark_json_columns``, done by ``Warehouse.query``) are parsed into objects.
 
     >>> result_json(pa.table({"n": [1, 2]}))
@@ -101,6 +136,10 @@ def result_json(table: pa.Table) -> dict[str, Any]:
                     pass
             out[name] = _value(value)
         rows.append(out)
+    intervals = [name for name, f in zip(columns, table.schema, strict=True)
+                 if pa.types.is_interval(f.type)]
+    if intervals:  # the ISO 8601 text alone would not tell them from a string column
+        return {"columns": columns, "rows": rows, "intervals": intervals}
     return {"columns": columns, "rows": rows}
 
 

@@ -162,19 +162,23 @@ class Warehouse(IbisReads):
         """Refuse a ``[warehouse] url`` that is not a DuckDB file, naming nerve.toml's
         line (and never a password in the URL): every command that reads the warehouse."""
         url = ws.warehouse_url
-        in_memory = url.startswith(_PREFIX) and url[len(_PREFIX):] in ("", ":memory:")
         line = ws.line_of("warehouse", "url")
         where = f"{ws.root / 'nerve.toml'}{f':{line}' if line else ''}: [warehouse] url"
-        if url.startswith(_PREFIX) and ("?" in url or "#" in url):
+        if not url.startswith(_PREFIX):
+            raise WorkspaceError(
+                f"{where} {redact_url(url)!r}: nerve loads "
+                "events into DuckDB (duckdb://.nerve/warehouse.duckdb, the default); "
+                "PostgreSQL or Spark tables with the same columns can be analysed through "
+                "the Python API (docs/storage.md, \"Other engines\")")
+        path = url[len(_PREFIX):]
+        if "?" in path or "#" in path:
             # the rest of the URL is the file's name: "?threads=1" made a file named
             # "warehouse.duckdb?threads=1", and the threads setting was lost
             raise WorkspaceError(
                 f"{where} {redact_url(url)!r}: a DuckDB URL takes no query string or "
                 "fragment (duckdb:///path/warehouse.duckdb); set DuckDB's threads with "
                 "[warehouse] threads = N")
-        if url.startswith(_PREFIX) and not in_memory:
-            return
-        if in_memory:
+        if path in ("", ":memory:"):
             # the loader deletes each log segment once its rows are committed, so a
             # warehouse in memory lost every acknowledged event when the server stopped
             raise WorkspaceError(
@@ -182,11 +186,6 @@ class Warehouse(IbisReads):
                 "ends, and the loader deletes the event log as it loads it; name a file: "
                 "duckdb://.nerve/warehouse.duckdb (the default) or "
                 "duckdb:///path/warehouse.duckdb")
-        raise WorkspaceError(
-            f"{where} {redact_url(url)!r}: nerve loads "
-            "events into DuckDB (duckdb://.nerve/warehouse.duckdb, the default); "
-            "PostgreSQL or Spark tables with the same columns can be analysed through "
-            "the Python API (docs/storage.md, \"Other engines\")")
 
     @classmethod
     def check_exists(cls, ws: Workspace) -> None:
