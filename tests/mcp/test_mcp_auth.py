@@ -57,11 +57,17 @@ def shop(make_workspace: Callable[..., Workspace], monkeypatch: pytest.MonkeyPat
     return ws
 
 
+#: the agents' HTTP timeout: httpx's default (5 s) cut a tool call's answer on a loaded
+#: machine (the MCP SDK's own client allows 30 s, and 300 s for a streamed answer)
+_HTTP_TIMEOUT = httpx.Timeout(30, read=120)
+
+
 def _rows(url: str, token: str) -> list[dict[str, Any]]:
     # a bounded wait: the SDK's client otherwise waits for ever on a reply that never
     # comes, and the test dies by pytest-timeout without a word of the server's
     async def main() -> list[dict[str, Any]]:
-        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http, \
+        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"},
+                                     timeout=_HTTP_TIMEOUT) as http, \
                 streamable_http_client(url, http_client=http) as (read, write, _), \
                 ClientSession(read, write, read_timeout_seconds=timedelta(seconds=90)
                               ) as session:
@@ -134,7 +140,8 @@ def test_a_token_the_running_server_does_not_hold_is_named_as_such(
 def _session(url: str, token: str, calls: list[tuple[str, dict[str, Any]]]) -> list[bool]:
     """Each call's ``isError``, in one session of the SDK's client."""
     async def main() -> list[bool]:
-        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http, \
+        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"},
+                                     timeout=_HTTP_TIMEOUT) as http, \
                 streamable_http_client(url, http_client=http) as (read, write, _), \
                 ClientSession(read, write) as session:
             await session.initialize()
