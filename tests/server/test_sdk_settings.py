@@ -160,6 +160,45 @@ def test_behind_a_trusted_proxy_the_settings_name_the_host_and_scheme_it_saw(
     assert segmentio(direct)["protocol"] == "http"
 
 
+def test_rudderstacks_source_config_is_served_for_a_known_key_only(
+        shop: Workspace, serve: Callable[..., Any]) -> None:
+    """RudderStack's browser SDK fetches ``{configUrl}/sourceConfig/?...&writeKey=KEY`` with
+    the key as the Basic user too; nerve answered 404, and the SDK loaded nothing."""
+    server = serve(shop)
+    key = write_key(shop)
+    query = {"p": "npm", "v": "3.34.1", "build": "modern", "writeKey": key}
+    answers = [httpx.get(f"{server.url}/sourceConfig/", params=query,
+                         headers={**ORIGIN, **basic(key)}),
+               httpx.get(f"{server.url}/sourceConfig", params=query, headers=ORIGIN),
+               httpx.get(f"{server.url}/sourceConfig/", headers={**ORIGIN, **basic(key)})]
+    for answer in answers:
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["access-control-allow-origin"] == "*"
+        source = answer.json()["source"]
+        # the source the key is of, enabled, with nothing that makes the browser load code
+        # from RudderStack's CDN (destinations) or send anywhere else (config.statsCollection)
+        assert (source["name"], source["writeKey"], source["enabled"]) == ("server", key, True)
+        assert source["id"]
+        assert (source["destinations"], source["config"]) == ([], {})
+    preflight = httpx.options(f"{server.url}/sourceConfig/", headers={
+        **ORIGIN, "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "authorization"})
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "*"
+
+    # the Basic user is the key the SDK holds: a key in the query does not override it
+    for headers, params in (({}, {"writeKey": "not-a-key"}), (basic("not-a-key"), query),
+                            ({}, {})):
+        refused = httpx.get(f"{server.url}/sourceConfig/", params=params,
+                            headers={**ORIGIN, **headers})
+        assert refused.status_code == 401
+        assert refused.headers["access-control-allow-origin"] == "*"  # the page can read why
+        assert refused.json()["code"] == "unauthorized"
+    assert "not-a-key" not in server.log.read_text()
+    assert pipeline_health(shop)["refusals"] == {"401 unauthorized": 3}
+    assert read_records(shop) == []  # no read of data: nothing to audit
+
+
 # ----------------------------------------------------------------------------- analytics.js
 
 
@@ -246,13 +285,19 @@ def test_analytics_js_sends_to_nerve_given_only_its_cdn_url(
 
 @pytest.mark.node
 @pytest.mark.timeout(240)
+@pytest.mark.parametrize("in_page", [False, True], ids=["config_url", "get_source_config"])
 def test_rudderstacks_browser_sdk_sends_to_nerve_as_its_data_plane(
-        shop: Workspace, serve: Callable[..., Any], web_app: str) -> None:
-    """@rudderstack/analytics-js sends AnonymousId and SentAt headers: their preflight was
-    refused (400), and not one event reached nerve (docs/collector.md)."""
+        shop: Workspace, serve: Callable[..., Any], web_app: str, in_page: bool) -> None:
+    """Given nerve as its configUrl and dataPlaneUrl, and nothing else, the SDK fetches its
+    source config from nerve (it got a 404, and loaded nothing); given it in the page
+    instead (getSourceConfig), it fetches none. @rudderstack/analytics-js sends AnonymousId
+    and SentAt headers: their preflight was refused (400), and not one event reached nerve
+    (docs/collector.md)."""
     server = serve(shop)
-    query = urlencode({"writeKey": write_key(shop), "dataPlaneUrl": server.url})
-    run = run_analytics_js(f"{web_app}/browser/rudderstack.html?{query}",
+    key = write_key(shop)
+    query = {"writeKey": key, "dataPlaneUrl": server.url}
+    query.update({"getSourceConfig": "1"} if in_page else {"configUrl": server.url})
+    run = run_analytics_js(f"{web_app}/browser/rudderstack.html?{urlencode(query)}",
                            sdk="@rudderstack/analytics-js")
 
     assert run["results"]["errors"] == []
@@ -261,8 +306,10 @@ def test_rudderstacks_browser_sdk_sends_to_nerve_as_its_data_plane(
     assert hosts == {urlsplit(web_app).netloc, urlsplit(server.url).netloc}  # nobody else
     to_nerve = [(r["method"], urlsplit(r["url"]).path, r["status"]) for r in run["requests"]
                 if r["url"].startswith(server.url)]
-    assert sorted(to_nerve) == [("POST", "/v1/identify", 200), ("POST", "/v1/page", 200),
-                                ("POST", "/v1/track", 200)]
+    sent = [("POST", "/v1/identify", 200), ("POST", "/v1/page", 200),
+            ("POST", "/v1/track", 200)]
+    fetched = [] if in_page else [("GET", "/sourceConfig/", 200)]
+    assert sorted(to_nerve) == sorted(sent + fetched)
 
     assert server.stop() == 0
     landed = {r["type"]: r for r in rows(

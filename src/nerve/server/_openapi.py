@@ -1,4 +1,4 @@
-"""``GET /openapi.json``: the ingest API (and the SDK settings) as OpenAPI 3.1, for clients
+"""``GET /openapi.json``: the ingest API (and the SDKs' settings) as OpenAPI 3.1, for clients
 and fuzzers.
 
 It describes what the collector answers, including every refusal with its one error shape
@@ -144,6 +144,32 @@ def _settings_operation() -> dict[str, Any]:
     }}
 
 
+def _source_config_operation() -> dict[str, Any]:
+    """``GET /sourceConfig/`` (``_settings.py``)."""
+    error = {"content": {"application/json": {"schema": _ERROR}}}
+    source = {"type": "object", "required": ["id", "name", "enabled", "config", "destinations"],
+              "properties": {"id": {"type": "string"}, "name": {"type": "string"},
+                             "workspaceId": {"type": "string"},
+                             "writeKey": {"type": "string"}, "enabled": {"const": True},
+                             "config": {"type": "object"},
+                             "destinations": {"type": "array", "maxItems": 0}}}
+    return {"get": {
+        "summary": "The source config RudderStack's browser SDK (configUrl) fetches first; "
+                   "it sends to its dataPlaneUrl",
+        "security": [{"writeKey": []}],
+        "parameters": [{"name": "writeKey", "in": "query", "required": False,
+                        "description": "the write key, when no Basic user carries it",
+                        "schema": {"type": "string"}}],
+        "responses": {
+            "200": {"description": "The source of the write key, with no destinations",
+                    "content": {"application/json": {"schema": {
+                        "type": "object", "required": ["source"],
+                        "properties": {"source": source}}}}},
+            "401": {"description": "Missing or unknown write key", **error},
+        },
+    }}
+
+
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 document of the collector's endpoints."""
     batch = {"type": "object", "required": ["batch"],
@@ -159,6 +185,7 @@ def openapi_document() -> dict[str, Any]:
     for path, call in sorted(CALL_TYPES.items()):
         paths[f"/v1/{path}"] = _operation(f"One {call} message", _message(call, typed=False))
     paths["/v1/projects/{write_key}/settings"] = _settings_operation()
+    paths["/sourceConfig/"] = _source_config_operation()
     paths["/health"] = {"get": {"summary": "Liveness", "responses": {"200": {
         "description": "ok, or overloaded while ingest answers 503",
         "content": {"application/json": {"schema": {"type": "object", "properties": {

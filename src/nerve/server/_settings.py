@@ -1,4 +1,5 @@
-"""``GET /v1/projects/{write_key}/settings``: the source settings Segment's SDKs fetch first.
+"""The source settings browser SDKs fetch before they send: Segment's
+``GET /v1/projects/{write_key}/settings`` and RudderStack's ``GET /sourceConfig/``.
 
 analytics.js (``@segment/analytics-next``) loads a source's settings from its CDN before
 it sends anything, and takes the host to send to from them (``integrations['Segment.io']
@@ -15,6 +16,13 @@ The host events go to is the one the request came in on: its ``Host`` header and
 Behind a proxy that terminates TLS those are the proxy's view only when
 ``[collector] trusted_proxy_header`` says a proxy is trusted (as for the client IP,
 ``_ingest.client_ip``): then ``X-Forwarded-Host`` and ``X-Forwarded-Proto`` win.
+
+RudderStack's browser SDK (``@rudderstack/analytics-js``) fetches its source's config from
+``{configUrl}/sourceConfig/`` (the write key as the HTTP Basic user, and in the query
+string) and sends to the ``dataPlaneUrl`` of its page: the config names no host. The
+answer is the smallest config it loads with: the source, enabled, with no destinations
+(device mode loads their code from RudderStack's CDN) and an empty ``config`` (its
+``statsCollection`` would send the SDK's errors and metrics to the data plane).
 """
 
 from __future__ import annotations
@@ -27,15 +35,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from nerve.collector import RequestError
+from nerve.collector import RequestError, write_key_from_header
+from nerve.errors import AuthError
 from nerve.server._state import NerveState
 
-__all__ = ["SETTINGS_PATH", "SETTINGS_PREFIX", "api_host", "segment_settings",
-           "settings_routes"]
+__all__ = ["SETTINGS_PATH", "SETTINGS_PREFIX", "SOURCE_CONFIG_PATH", "api_host",
+           "rudderstack_source_config", "segment_settings", "settings_routes"]
 
 SETTINGS_PATH = "/v1/projects/{write_key}/settings"
 #: what every settings path starts with (``_audit`` leaves them out: no data is read)
 SETTINGS_PREFIX = "/v1/projects/"
+#: RudderStack's browser SDK: ``{configUrl}/sourceConfig/?p=...&writeKey=...``
+SOURCE_CONFIG_PATH = "/sourceConfig/"
 
 #: what a ``host[:port]`` may hold (names, IPv4, bracketed IPv6): anything else in a Host
 #: header would end up in the URL every event is sent to
@@ -105,6 +116,34 @@ async def project_settings(request: Request) -> Response:
                     media_type="application/json")
 
 
+def rudderstack_source_config(source_name: str, write_key: str) -> dict[str, Any]:
+    """The source config RudderStack's browser SDK reads: ``source.id``, an object
+    ``source.config`` and a ``source.destinations`` list, and ``enabled`` not false."""
+    return {"source": {"id": source_name, "name": source_name, "workspaceId": "nerve",
+                       "writeKey": write_key, "enabled": True, "config": {},
+                       "destinations": []}}
+
+
+async def source_config(request: Request) -> Response:
+    """``GET /sourceConfig/``: the key is the Basic user, else the ``writeKey`` parameter;
+    401 for a key no ``[[sources]]`` has, as ingest answers it."""
+    state: NerveState = request.app.state.nerve
+    write_key = (write_key_from_header(request.headers.get("authorization"))
+                 or request.query_params.get("writeKey"))
+    try:
+        source = state.collector.authenticate(write_key)
+    except AuthError as exc:
+        if state.metrics is not None:
+            state.metrics.refusal(401, exc.code)
+        state.client_refusals.refused(  # the message names no key
+            401, exc.code, f"GET {SOURCE_CONFIG_PATH}: {exc}", request.headers.get("user-agent"))
+        raise
+    return Response(orjson.dumps(rudderstack_source_config(source.name, source.write_key)),
+                    media_type="application/json")
+
+
 def settings_routes() -> list[Route]:
-    """The settings route (GET, and HEAD with it); CORS preflights are the app's."""
-    return [Route(SETTINGS_PATH, project_settings, methods=["GET"])]
+    """The settings routes (GET, and HEAD with them); CORS preflights are the app's."""
+    return [Route(SETTINGS_PATH, project_settings, methods=["GET"]),
+            Route(SOURCE_CONFIG_PATH, source_config, methods=["GET"]),
+            Route(SOURCE_CONFIG_PATH.rstrip("/"), source_config, methods=["GET"])]
