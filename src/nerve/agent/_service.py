@@ -3,6 +3,7 @@ JSON answer out, on a warehouse (the server's, or the file a command opened read
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import Any
 
@@ -35,12 +36,22 @@ def ask_local(warehouse: Any, workspace: Workspace, body: dict[str, Any],
     question = body.get("question")
     if not isinstance(question, str) or not question.strip():
         raise QueryError('question: required, e.g. {"question": "revenue yesterday"}')
-    ctx = Context.open(workspace, warehouse, now=_now(body), catalog=catalog)
-    answer = ask(question, ctx)
-    config = LLMConfig.from_workspace(workspace.config.raw)
-    if config is not None and body.get("llm", True) is not False:
-        answer = llm_answer(question, ctx, config, answer)
-    return answer.as_dict()
+    with _masked_once(warehouse):
+        ctx = Context.open(workspace, warehouse, now=_now(body), catalog=catalog)
+        answer = ask(question, ctx)
+        config = LLMConfig.from_workspace(workspace.config.raw)
+        if config is not None and body.get("llm", True) is not False:
+            answer = llm_answer(question, ctx, config, answer)
+        return answer.as_dict()
+
+
+def _masked_once(warehouse: Any) -> AbstractContextManager[None]:
+    """On a reader's view, the question's queries read ``events`` masked once
+    (``MaskedWarehouse.masked_once``): a question runs some 25 of them, each of which
+    masked every row it read again. One tool call (``tool_local``) runs one or two
+    queries that read a few columns: masking every column once would cost it more."""
+    once = getattr(warehouse, "masked_once", None)
+    return once() if callable(once) else nullcontext()
 
 
 def tool_local(warehouse: Any, workspace: Workspace, body: dict[str, Any],
