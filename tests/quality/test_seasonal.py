@@ -349,3 +349,44 @@ def test_sparse_bursts_of_sessions_are_noise_not_spikes(seed: int) -> None:
     found = judge_counts(spike[:, None], week, train, ~train, rules)
     assert reject(found.p, rules.q)[0].tolist() == [True]
     assert found.sign.tolist() == [1]
+
+
+def _gone_silent(seed: int, silent: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ten days of an event sent at 0.6 an hour (Poisson), overall and on its only
+    platform (whose scan reads 8 days), silent for the last ``silent`` hours."""
+    rng = np.random.default_rng(seed)
+    hours = np.arange(490_008, 490_008 + 10 * 24)  # from midnight
+    values = rng.poisson(0.6, len(hours)).astype(float)
+    if silent:
+        values[-silent:] = 0
+    child = values.copy()
+    child[: 2 * 24] = np.nan
+    return hours, np.column_stack([values, child]), np.array([-1, 0])
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_an_outage_begun_in_training_is_found_overall(seed: int) -> None:
+    """40 silent hours judged on the last 24: the first 16 were training, no outliers
+    one by one at 0.6 an hour, and through the weekday factor of the one other day of
+    their weekday (out of sample) the event's overall series read them as noise (phi
+    3.3 for the 24-hour sums): only the series by platform, which saw no twin weekday,
+    was reported."""
+    hours, matrix, parents = _gone_silent(seed, silent=40)
+    train = hours < hours[-24]
+    found = judge_counts(matrix, hours, train, ~train, Rules(), parents=parents)
+    rejected, thresholds = reject(found.p, Rules().q)
+    assert rejected.tolist() == [True, True]
+    assert found.sign.tolist() == [-1, -1]
+    # the report reaches back to where the silence began
+    marks = found.marks(thresholds, Rules(), matrix)
+    assert (marks[-40:, 0] == -1).mean() > 0.8
+
+
+def test_a_sparse_event_that_keeps_sending_raises_nothing() -> None:
+    alarms = 0
+    for seed in range(40):
+        hours, matrix, parents = _gone_silent(seed, silent=0)
+        train = hours < hours[-24]
+        found = judge_counts(matrix, hours, train, ~train, Rules(), parents=parents)
+        alarms += int(reject(found.p, Rules().q)[0].any())
+    assert alarms == 0
