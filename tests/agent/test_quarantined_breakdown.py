@@ -78,3 +78,8 @@ def test_a_value_whose_events_are_all_quarantined_is_named_not_dropped(
     held = [n for n in answer["numbers"] if n["tool"] == "sql"]
     assert [(n["label"], n["value"]) for n in held] == [("play quarantined platform=android", 3)]
     assert any("quarantine" in c and "android 3" in c for c in answer["caveats"])
+    # the command it points at lists the range's quarantined plays, not every one
+    listing = f"nerve quarantine list --event play --since {day} --until {day}"
+    assert f"(`{listing}`)" in answer["answer"]
+    [ran] = [q for q in answer["queries"] if q["tool"] == "sql"]
+    assert ran["command"] == listing

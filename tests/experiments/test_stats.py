@@ -11,6 +11,7 @@ from statsmodels.stats.proportion import confint_proportions_2indep
 
 from nerve.experiments.stats import (
     Summary,
+    add_half,
     bayes,
     benjamini_hochberg,
     confidence_sequence,
@@ -262,3 +263,18 @@ def test_the_relative_interval_of_a_rare_rate_covers_the_true_lift(true_lift: fl
         seq_covered += low <= true_lift <= high
     assert 0.93 <= covered / runs <= 0.995
     assert seq_covered / runs >= 0.95
+
+
+@pytest.mark.parametrize(("control", "treatment"),
+                         [((30, 1000), (0, 1000)), ((0, 400), (7, 500)), ((0, 300), (0, 300)),
+                          ((3, 80), (0, 120))])
+def test_add_half_is_statsmodels_log_adjusted(control: tuple[int, int],
+                                              treatment: tuple[int, int]) -> None:
+    """With no delta-method variance to add, Gart's add-half log ratio is statsmodels'
+    "log-adjusted" interval of a ratio of proportions, and its p-value agrees with it."""
+    effect = add_half((*control, 0.0), (*treatment, 0.0))
+    low, high = confint_proportions_2indep(*treatment, *control, compare="ratio",
+                                           method="log-adjusted")
+    assert (effect.ci_low, effect.ci_high) == pytest.approx((low - 1, high - 1), rel=1e-9)
+    assert effect.ci_low < effect.lift < effect.ci_high
+    assert (effect.p_value < 0.05) == (not effect.ci_low <= 0 <= effect.ci_high)

@@ -6,8 +6,9 @@ import base64
 import json
 import os
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 import pyarrow as pa
@@ -247,6 +248,63 @@ def test_cli_list_show_replay(ws: Workspace) -> None:
     code, out, _ = run(ws, "quarantine", "replay", "--format", "json")
     assert code == 3  # some still fail
     assert json.loads(out)[0]["loaded"] == 2
+
+
+def _at(row: dict[str, Any], timestamp: datetime) -> dict[str, Any]:
+    """The row as an event that happened at ``timestamp`` (received, and quarantined, at
+    NOW all the same: the range is on when it happened)."""
+    return {**row, "timestamp": timestamp, "original_timestamp": timestamp}
+
+
+def _listed(ws: Workspace, *args: str) -> list[str]:
+    code, out, err = run(ws, "quarantine", "list", *args, "--format", "json")
+    assert code == 0, err
+    return sorted(r["message_id"] for r in json.loads(out))
+
+
+def test_cli_list_keeps_the_events_timestamped_in_the_range(ws: Workspace) -> None:
+    """``nerve ask`` points at ``nerve quarantine list --since --until`` for the events
+    of its range: dates are whole days in the workspace's timezone (an until date
+    included), on the event's timestamp, as metrics count it."""
+    toml = ws.root / "nerve.toml"
+    toml.write_text(toml.read_text().replace('timezone = "UTC"', 'timezone = "Asia/Tokyo"'))
+    jst = ZoneInfo("Asia/Tokyo")
+    days = {"before": datetime(2026, 2, 28, 23, 59, tzinfo=jst),
+            "first": datetime(2026, 3, 1, 0, 0, tzinfo=jst),
+            # 2026-03-02 20:00 UTC is already 03-03 in Tokyo
+            "last": datetime(2026, 3, 2, 23, 59, tzinfo=jst),
+            "after": datetime(2026, 3, 3, 5, 0, tzinfo=jst)}
+    with Warehouse.for_workspace(ws) as wh:
+        _quarantine(wh, [_at(_row(name, {"quantity": 0}), at) for name, at in days.items()]
+                    + [_at(_row("other", {"quantity": 0}, event="unplanned_event"),
+                           days["first"])])
+    assert _listed(ws) == ["after", "before", "first", "last", "other"]
+    assert _listed(ws, "--event", "add_to_cart", "--since", "2026-03-01",
+                   "--until", "2026-03-02") == ["first", "last"]
+    assert _listed(ws, "--since", "2026-03-01") == ["after", "first", "last", "other"]
+    assert _listed(ws, "--until", "2026-02-28") == ["before"]
+    # a datetime: naive is local time, and an until datetime is excluded
+    assert _listed(ws, "--since", "2026-03-02T23:59", "--until", "2026-03-03T05:00") \
+        == ["last"]
+    code, out, _ = run(ws, "quarantine", "list", "--event", "add_to_cart",
+                       "--since", "2026-03-01", "--until", "2026-03-01", "--format", "json")
+    assert [r["timestamp"][:10] for r in json.loads(out)] == ["2026-02-28"]  # UTC
+    code, _, err = run(ws, "quarantine", "list", "--since", "2026-03-02",
+                       "--until", "2026-03-01")
+    assert code == 4
+    assert "empty time range" in err
+    code, _, err = run(ws, "quarantine", "list", "--since", "last tuesday")
+    assert code == 4
+    assert "--since" in err
+
+
+def test_cli_list_since_a_duration_back_from_now(ws: Workspace) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    with Warehouse.for_workspace(ws) as wh:
+        _quarantine(wh, [_at(_row("recent", {"quantity": 0}), now - timedelta(days=1)),
+                         _at(_row("old", {"quantity": 0}), now - timedelta(days=30))])
+    assert _listed(ws, "--since", "7d") == ["recent"]
+    assert _listed(ws, "--until", "7d") == ["old"]
 
 
 def test_replay_refuses_while_the_server_holds_the_warehouse(ws: Workspace) -> None:

@@ -360,15 +360,20 @@ def _quarantined_values(plan: Plan, ctx: Context, b: Builder, args: dict[str, An
                if value_text(r[column]) not in listed]
     if not missing:
         return
+    listing = ["nerve", "quarantine", "list", "--event", events[0]]
+    for key in ("since", "until"):  # the range's events, as the count has them
+        if args.get(key) is not None:
+            listing += [f"--{key}", str(args[key])]
+    command = shell_join(listing)
     q = b.ran("sql", {"table": "quarantine", "event": events[0], "by": plan.by},
-              sql=str(counts.compile()), command=f"nerve quarantine list --event {events[0]}")
+              sql=str(counts.compile()), command=command)
     names = ", ".join(b.label(r[column]) for r in missing)
     found = ", ".join(f"{b.label(r[column])} "
                       f"{b.num(f'{events[0]} quarantined {plan.by}={value_text(r[column])}', r['n'], q, 'sql')}"  # noqa: E501
                       for r in missing)
     b.say(f"Not listed: {names}, whose {events[0]} events in this range are all in the "
           f"quarantine ({found}): they failed the catalog, so the warehouse has none to "
-          f"count (`nerve quarantine list --event {events[0]}`).")
+          f"count (`{command}`).")
     b.caveats.append(f"{plan.by} values whose {events[0]} events in the range are all in the "
                      f"quarantine, so not counted: {found}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
@@ -26,6 +27,7 @@ from nerve.cli._remote import post, running_server, wait_for_server
 from nerve.cli._sql import run_sql
 from nerve.errors import (
     CatalogError,
+    QueryError,
     TransientError,
     UserError,
     WarehouseLockedError,
@@ -88,19 +90,30 @@ def list_quarantine(
     ctx: typer.Context,
     event: Annotated[str | None, typer.Option("--event", "-e",
                                               help="Only this event.")] = None,
+    since: Annotated[str | None, typer.Option(
+        "--since", help="Events timestamped from: a date (2026-03-01), a datetime, today, "
+                        "yesterday or a duration back from now (7d).")] = None,
+    until: Annotated[str | None, typer.Option(
+        "--until", help="Events timestamped until: a date (included) or a datetime "
+                        "(excluded).")] = None,
     limit: Annotated[int, typer.Option(help="At most this many, newest first.", min=1)] = 100,
     fmt: FormatOption = Format.table,
 ) -> None:
     """List quarantined events, newest first, with their first violation.
 
-    Works while `nerve serve` runs (the query goes through it).
+    `--since` and `--until` keep the events whose own timestamp (when the client says it
+    happened, as metrics count it) is in the range, in the workspace's timezone. Works
+    while `nerve serve` runs (the query goes through it).
 
-    Example: nerve quarantine list --event add_to_cart --limit 20
+    Example: nerve quarantine list --event add_to_cart --since 2026-03-01 --until 2026-03-07
     """
     ws = load_workspace(ctx)
-    where = f"WHERE event = {_literal(event)} " if event is not None else ""
-    body = run_sql(ws, "SELECT message_id, type, event, source, received_at, violations "
-                       f"FROM quarantine {where}ORDER BY received_at DESC LIMIT {int(limit)}")
+    conditions = [f"event = {_literal(event)}"] if event is not None else []
+    conditions += _time_conditions(ws, since, until)
+    where = f"WHERE {' AND '.join(conditions)} " if conditions else ""
+    body = run_sql(ws, "SELECT message_id, type, event, source, \"timestamp\", received_at, "
+                       f"violations FROM quarantine {where}"
+                       f"ORDER BY received_at DESC LIMIT {int(limit)}")
     rows = []
     hints = _unknown_hints(ws, {str(r["event"]) for r in body["rows"] if r.get("event")})
     for row in body["rows"]:
@@ -108,9 +121,31 @@ def list_quarantine(
         _hinted(found, row.get("event"), hints)
         rows.append({"message_id": row["message_id"], "type": row["type"],
                      "event": row["event"], "source": row["source"],
-                     "received_at": row["received_at"], "violations": len(found),
+                     "timestamp": row["timestamp"], "received_at": row["received_at"],
+                     "violations": len(found),
                      "first": found[0].get("message") if found else None})
     emit(rows, fmt, title="quarantine")
+
+
+def _time_conditions(ws: Workspace, since: str | None, until: str | None) -> list[str]:
+    """SQL conditions on the events' ``timestamp`` for ``--since`` / ``--until``, read as
+    metrics and funnels read them (dates whole days in the workspace's timezone, an
+    until date included)."""
+    from nerve.analytics import parse_time  # noqa: PLC0415 - Ibis, only when asked
+
+    now = datetime.now(UTC)
+    start = parse_time(since, what="--since", now=now, timezone=ws.config.timezone)
+    end = parse_time(until, what="--until", now=now, timezone=ws.config.timezone, end=True)
+    if start is not None and end is not None and end <= start:
+        raise QueryError(f"empty time range: --since {since} is not before --until {until} "
+                         f"(from {start.isoformat()} to {end.isoformat()}; an until date "
+                         "is included)")
+    found = []
+    if start is not None:
+        found.append(f'"timestamp" >= TIMESTAMPTZ {_literal(start.isoformat())}')
+    if end is not None:
+        found.append(f'"timestamp" < TIMESTAMPTZ {_literal(end.isoformat())}')
+    return found
 
 
 @quarantine_app.command("show")

@@ -9,6 +9,7 @@ metric measured before the unit's first exposure.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -17,7 +18,9 @@ from typing import Any
 import numpy as np
 
 from nerve.experiments.stats import (
+    Effect,
     Summary,
+    add_half,
     bayes,
     benjamini_hochberg,
     holm,
@@ -211,6 +214,7 @@ def analyze(key: str, control: str, variants: list[str], weights: list[float],
     seq_alpha = alpha / max(1, sum(1 for v in variants if v != control))
     rows: list[ResultRow] = []
     planned: int | None = None
+    adjusted_notes: list[str] = []
     for metric in metrics:
         base = metric.arms.get(control)
         if base is None:
@@ -234,6 +238,20 @@ def analyze(key: str, control: str, variants: list[str], weights: list[float],
                 continue
             effect = welch(base_summary, summary, alpha)
             cuped, imbalance = _cuped(base, arm, alpha)
+            if metric.ratio and _zero_count(base, arm):
+                # a rate of 0 on a boundary: the delta method's interval had no width
+                adjusted = _add_half(base, base_summary, arm, summary, alpha)
+                effect = dataclasses.replace(
+                    adjusted, diff=effect.diff, diff_low=effect.diff_low,
+                    diff_high=effect.diff_high)
+                # CUPED adjusts the delta method's estimate, whose interval has no width
+                cuped = dataclasses.replace(cuped, lift=math.nan, ci_low=math.nan,
+                                            ci_high=math.nan)
+                none = [v for v, a in ((control, base), (variant, arm)) if not a.num.any()]
+                adjusted_notes.append(
+                    f"{variant} on {metric.name}: {' and '.join(none)} counted none, so "
+                    "its lift and interval add half an event to each variant (Gart's "
+                    "add-half log ratio; a rate of 0 has no delta-method interval)")
             total = base.n + arm.n
             seq = lift_sequence(effect, total, seq_alpha,
                                 planned_n=2 * planned if planned else None)
@@ -251,7 +269,7 @@ def analyze(key: str, control: str, variants: list[str], weights: list[float],
     decision, reasons = _decide(rows, metrics, control, srm, units, planned, pace, alpha,
                                 seq_alpha, mde, ended)
     return Readout(rows, srm, units, excluded, decision, reasons, planned,
-                   warnings=_no_data_warnings(rows))
+                   warnings=_no_data_warnings(rows) + list(dict.fromkeys(adjusted_notes)))
 
 
 def _no_data(arm: ArmData, ratio: bool) -> str | None:
@@ -265,6 +283,28 @@ def _no_data(arm: ArmData, ratio: bool) -> str | None:
     if not arm.num.any() and not (ratio and arm.den.any()):
         return "no events"
     return None
+
+
+def _zero_count(control: ArmData, treatment: ArmData) -> bool:
+    """Whether one variant of a ratio of counts counted no event (failed payments among
+    its payments, conversions among its visits) while both have a denominator."""
+    if not (control.den.any() and treatment.den.any()):
+        return False
+    if control.num.any() and treatment.num.any():
+        return False
+    return all(np.array_equal(a.num, np.round(a.num)) for a in (control, treatment))
+
+
+def _add_half(control: ArmData, control_summary: Summary, treatment: ArmData,
+              treatment_summary: Summary, alpha: float) -> Effect:
+    """``add_half`` on the variants' totals, with each one's delta-method log variance."""
+    def totals(arm: ArmData, summary: Summary) -> tuple[float, float, float]:
+        log_var = (summary.var / summary.n / summary.mean**2
+                   if summary.n and summary.mean > 0 else 0.0)
+        return float(arm.num.sum()), float(arm.den.sum()), log_var
+
+    return add_half(totals(control, control_summary), totals(treatment, treatment_summary),
+                    alpha)
 
 
 def _no_data_warnings(rows: list[ResultRow]) -> list[str]:

@@ -8,6 +8,9 @@ warehouse does the heavy aggregation and these functions stay exact and cheap.
   ``log(mean_t / mean_c)`` and turned back, so it never reaches below -100% (its p-value
   and interval agree); the delta method for ratio metrics (Deng et al. 2018, "Applying the
   Delta Method in Metric Analytics").
+- A count of zero in a variant (no failed payment among its payments): the delta method's
+  variance is then 0 and its interval has no width, so the lift is Gart's add-half log
+  ratio instead (statsmodels' default ``log-adjusted`` for a ratio of proportions).
 - CUPED (Deng, Xu, Kohavi, Walker 2013): a pre-exposure covariate removes the variance it
   explains; theta is pooled across variants, so the adjustment is unbiased.
 - Confidence sequences (Howard, Ramdas, McAuliffe, Sekhon 2021; the asymptotic form of
@@ -29,6 +32,7 @@ from scipy import stats
 __all__ = [
     "Effect",
     "Summary",
+    "add_half",
     "bayes",
     "benjamini_hochberg",
     "confidence_sequence",
@@ -114,6 +118,39 @@ def welch(control: Summary, treatment: Summary, alpha: float = 0.05) -> Effect:
         p = float(2 * stats.t.sf(abs(t), df))
     low, high = _back(center - quantile * center_se, center + quantile * center_se, log_se)
     return Effect(diff, diff - half, diff + half, lift, lift_se, low, high, p, log_se)
+
+
+def add_half(control: tuple[float, float, float], treatment: tuple[float, float, float],
+             alpha: float = 0.05) -> Effect:
+    """The relative lift of a ratio of counts where one variant counted none, on Gart's
+    add-half log ratio (Gart and Zweifel 1967; statsmodels' ``log-adjusted``).
+
+    Each variant is ``(events, denominator, log_var)``: the total count of the numerator
+    (failed payments), the total of the denominator (payments), and the delta method's
+    variance of the log of its rate (0 for the variant that counted none). With a count of
+    0 the rate's estimate sits on its boundary and the delta method's variance is 0, so
+    its interval had no width at -100%. Here half an event is added to each variant's count
+    and to its denominator; the lift is that of the adjusted rates, and the variance of
+    each log rate is the count's, ``1/(x + 1/2) - 1/(d + 1/2)``, or the delta method's
+    where it is larger (events clustered within units). The interval and the p-value use
+    the normal quantile, as statsmodels does; the rest (always-valid interval, chance to
+    win) reads ``log_se`` as with any other lift. The absolute difference is not here:
+    ``welch``'s stands.
+    """
+    rates, var = [], 0.0
+    for events, denominator, log_var in (control, treatment):
+        x, d = events + 0.5, denominator + 0.5
+        rates.append(x / d)
+        # Poisson's 1/x where the count exceeds its denominator (events per session)
+        count_var = 1 / x - 1 / d if x <= d else 1 / x
+        var += max(count_var, log_var if math.isfinite(log_var) else 0.0)
+    center, log_se = math.log(rates[1] / rates[0]), math.sqrt(var)
+    quantile = float(stats.norm.ppf(1 - alpha / 2))
+    lift = math.expm1(center)
+    p = float(2 * stats.norm.sf(abs(center) / log_se))
+    return Effect(math.nan, math.nan, math.nan, lift, (1 + lift) * log_se,
+                  math.expm1(center - quantile * log_se), math.expm1(center + quantile * log_se),
+                  p, log_se)
 
 
 def lift_sequence(effect: Effect, n: int, alpha: float = 0.05,
