@@ -14,8 +14,8 @@ from typing import Any
 
 from ua_parser import parse
 
-__all__ = ["context_additions", "enrich_context", "is_native_app", "names_os",
-           "parse_user_agent"]
+__all__ = ["WEB_SDK_NAMESPACES", "context_additions", "enrich_context", "is_native_app",
+           "names_os", "parse_user_agent"]
 
 #: "bot" but not Cubot's (a phone maker: "Cubot KingKong Power" is a person's browser)
 _BOT = re.compile(r"(?<!cu)bot|crawl|spider|slurp|headless|lighthouse|pingdom|monitor",
@@ -35,7 +35,7 @@ _REDUCED_ANDROID = "; Android 10; K)"
 _PLACEHOLDER_MODELS = {"iOS-Device"}
 #: ``context.app.namespace`` of browser SDKs that send an ``app`` (RudderStack's
 #: @rudderstack/analytics-js: the SDK's own name), which is a web page's, not a native app's
-_WEB_SDK_NAMESPACES = frozenset({"com.rudderlabs.javascript"})
+WEB_SDK_NAMESPACES = frozenset({"com.rudderlabs.javascript"})
 
 
 def names_os(os_: Any) -> bool:
@@ -47,7 +47,7 @@ def names_os(os_: Any) -> bool:
 def is_native_app(app: Any) -> bool:
     """Whether a context's ``app`` is a native app's (the mobile SDKs send one), whose web
     view's agent names no browser the person uses; a browser SDK's own ``app`` is not."""
-    return not (app.__class__ is dict and app.get("namespace") in _WEB_SDK_NAMESPACES)
+    return not (app.__class__ is dict and app.get("namespace") in WEB_SDK_NAMESPACES)
 
 
 @functools.lru_cache(maxsize=8192)

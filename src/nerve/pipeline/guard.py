@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from nerve.catalog import Catalog, EventSpec, PropertySpec
-from nerve.pipeline.enrich import context_additions, is_native_app, parse_user_agent
+from nerve.pipeline.enrich import WEB_SDK_NAMESPACES, context_additions, parse_user_agent
 from nerve.pipeline.privacy import (
     PrivacyPolicy,
     UrlPath,
@@ -31,6 +31,9 @@ __all__ = ["Guard", "withhold_values"]
 
 _MAX_NAMES = 50_000  # uncataloged names are client-controlled: bound their cache
 
+
+#: ``context.get("app", _ABSENT)``: a context without the key (an app of None is an app's)
+_ABSENT = object()
 
 class Guard:
     """Enrichment and privacy for one workspace (``[privacy]`` policy, identify spec).
@@ -88,13 +91,17 @@ class Guard:
         else:
             from_header = False
         if agent is not None:
-            # an os without a name counts as none (RudderStack's browser SDK sends one), as
-            # in enrich.names_os; a native app's context (it has app) gets no browser
+            # enrich.names_os and enrich.is_native_app inlined (no call: every mobile
+            # event has both): an os without a name is none (RudderStack's browser SDK
+            # sends one), and a native app's context (it has app) gets no browser
             os_ = get("os")
+            app = get("app", _ABSENT)
             key = (agent[:1024], from_header,
-                   bool(os_) and (os_.__class__ is not dict or bool(os_.get("name"))),
+                   bool(os_.get("name") if os_.__class__ is dict else os_),
                    bool(get("device")),
-                   ("app" in result and is_native_app(result["app"])) or bool(get("browser")))
+                   (app is not _ABSENT and (app.__class__ is not dict or app.get("namespace")
+                                            not in WEB_SDK_NAMESPACES))
+                   or bool(get("browser")))
             additions = self._additions.get(key)
             if additions is None:
                 additions = context_additions(*key)
