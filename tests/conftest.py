@@ -26,6 +26,8 @@ from typing import Any
 
 import httpx
 import pytest
+from click.testing import Result
+from typer.testing import CliRunner
 
 from nerve.workspace import Workspace, init_workspace
 
@@ -51,6 +53,20 @@ def make_workspace(tmp_path: Path) -> Callable[..., Workspace]:
         return Workspace.load(root)
 
     return make
+
+
+# ----------------------------------------------------------------------------- the CLI
+
+
+def run_nerve(root: Path, *args: str) -> Result:
+    """``nerve --workspace root ...`` in this process, with Typer's runner: the command's
+    ``stdout``, ``stderr`` and ``exit_code`` as a user sees them, without the second or
+    more of imports each ``python -m nerve`` pays. An exception the CLI leaves unhandled
+    is raised (the traceback a user would see fails the test). What the process itself
+    does (signals, Ctrl-C, the entry point) needs ``python -m nerve``."""
+    from nerve.cli import app
+
+    return CliRunner().invoke(app, ["--workspace", str(root), *args], catch_exceptions=False)
 
 
 # ----------------------------------------------------------------------------- the server

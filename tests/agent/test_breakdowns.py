@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import json
 import shlex
-import subprocess
-import sys
 from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+from click.testing import Result
+from tests.conftest import run_nerve
 
 from nerve.agent import Context, ask
 from nerve.semantic import MetricQuery
@@ -23,9 +23,8 @@ def _last_week(today: date) -> tuple[str, str]:
     return (monday - timedelta(days=7)).isoformat(), (monday - timedelta(days=1)).isoformat()
 
 
-def _nerve(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "nerve", "--workspace", str(root), *args],
-                          capture_output=True, text=True, timeout=300, check=False)
+def _nerve(root: Path, *args: str) -> Result:
+    return run_nerve(root, *args)
 
 
 def test_top_n_ranks_the_dimension_by_the_metric(demo_ctx: Context) -> None:
@@ -98,13 +97,13 @@ def test_a_breakdown_nerve_cannot_read_or_apply_is_declined_not_dropped(
 
 def test_the_cli_declines_a_breakdown_by_user(demo_root: Path) -> None:
     done = _nerve(demo_root, "ask", "how many orders by user?", "--no-llm")
-    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.exit_code == 1, done.stdout + done.stderr
     text = " ".join(done.stdout.split())
     assert "did not understand 'by user' as a breakdown: user is not a dimension" in text
     assert "The closest it has: platform, os, locale, country, age_group." in text
 
     declined = _nerve(demo_root, "ask", "orders by user_id", "--no-llm", "--format", "json")
-    assert declined.returncode == 1  # as in the table (it exited 0 with JSON)
+    assert declined.exit_code == 1  # as in the table (it exited 0 with JSON)
     body = json.loads(declined.stdout)
     assert (body["answered"], body["numbers"]) == (False, [])
     assert (body["plan"]["by"], body["plan"]["ignored"]) == (None, ["by user id"])

@@ -15,16 +15,16 @@ from typing import Any
 
 import httpx
 import orjson
+from click.testing import Result
 from tests.agent.conftest import orders_on
-from tests.conftest import Server
+from tests.conftest import Server, run_nerve
 
 from nerve.agent import Context
 from nerve.workspace import Workspace
 
 
-def nerve(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "nerve", "--workspace", str(root), *args],
-                          capture_output=True, text=True, timeout=300, check=False)
+def nerve(root: Path, *args: str) -> Result:
+    return run_nerve(root, *args)
 
 
 def test_ask_cli_json_and_table(demo_root: Path, demo_ctx: Context, tmp_path: Path) -> None:
@@ -32,7 +32,7 @@ def test_ask_cli_json_and_table(demo_root: Path, demo_ctx: Context, tmp_path: Pa
     shutil.copytree(demo_root, root)
     day = (demo_ctx.today() - timedelta(days=1)).isoformat()
     result = nerve(root, "ask", f"How many orders on {day} on iOS?", "--format", "json")
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.stderr
     body = json.loads(result.stdout)
     assert set(body) >= {"answer", "plan", "numbers", "caveats", "queries"}
     assert body["plan"]["intent"] == "value"
@@ -42,12 +42,12 @@ def test_ask_cli_json_and_table(demo_root: Path, demo_ctx: Context, tmp_path: Pa
     assert f"{number['text']}." in body["answer"]
 
     table = nerve(root, "ask", "why did orders change last week?")
-    assert table.returncode == 0, table.stderr
+    assert table.exit_code == 0, table.stderr
     assert "Queries" in table.stdout
     assert "nerve explain orders --period" in table.stdout
 
     unknown = nerve(root, "ask", "what is our churn rate?")
-    assert unknown.returncode == 1
+    assert unknown.exit_code == 1
     assert "no metric or event for 'churn" in unknown.stdout.replace("\n", " ")
 
 
@@ -87,7 +87,7 @@ def test_ask_through_nerve_serve(demo_root: Path, demo_ctx: Context, tmp_path: P
 
     # the CLI finds the running server (the file is locked by it) and asks there
     cli = nerve(root, "ask", f"orders on {day}", "--format", "json")
-    assert cli.returncode == 0, cli.stderr
+    assert cli.exit_code == 0, cli.stderr
     assert json.loads(cli.stdout)["numbers"][0]["value"] == truth
 
     # the server answers with its own LLM setting: one set only in this shell is not

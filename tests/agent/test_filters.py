@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import json
 import shlex
-import subprocess
-import sys
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import Result
+from tests.conftest import run_nerve
 
 from nerve.agent import Context, ask
 from nerve.semantic import MetricQuery
@@ -81,15 +81,14 @@ def test_a_filter_nerve_cannot_read_is_declined_not_dropped(
     assert "Nothing was computed, so no number is given." in answer.answer
 
 
-def _nerve(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "nerve", "--workspace", str(root), *args],
-                          capture_output=True, text=True, timeout=300, check=False)
+def _nerve(root: Path, *args: str) -> Result:
+    return run_nerve(root, *args)
 
 
 def test_the_cli_filters_and_declines(demo_root: Path, demo_ctx: Context) -> None:
     done = _nerve(demo_root, "ask", "how many orders where country is DE last week",
                   "--no-llm", "--format", "json")
-    assert done.returncode == 0, done.stderr
+    assert done.exit_code == 0, done.stderr
     body = json.loads(done.stdout)
     assert body["plan"]["where"] == "country = 'DE'"
     value = body["numbers"][0]["value"]
@@ -103,7 +102,7 @@ def test_the_cli_filters_and_declines(demo_root: Path, demo_ctx: Context) -> Non
     assert json.loads(shown.stdout) == [{"orders": value}], shown.stderr
 
     done = _nerve(demo_root, "ask", "revenue where plan is pro", "--no-llm")
-    assert done.returncode == 1, done.stderr
+    assert done.exit_code == 1, done.stderr
     text = " ".join(done.stdout.split())
     assert "did not understand 'where plan is pro' as a filter: the dimension plan has no " \
         "value 'pro' in the data (it has free, plus)" in text

@@ -5,11 +5,10 @@ with the rows' own ``user`` column)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from tests.conftest import run_nerve
 
 from nerve.errors import QueryError
 from nerve.mcp import call
@@ -39,10 +38,8 @@ def test_a_breakdown_named_like_the_rows_own_column_is_refused(demo_root: Path) 
 
 
 def test_nerve_funnel_by_user_says_why(demo_root: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "nerve", "--workspace", str(demo_root),
-                           "funnel", *STEPS, "--by", "user"],
-                          capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode != 0
+    done = run_nerve(demo_root, "funnel", *STEPS, "--by", "user")
+    assert done.exit_code != 0
     assert "Traceback" not in done.stderr
     assert f"by 'user': {REFUSED}" in " ".join((done.stdout + done.stderr).split())
 

@@ -3,6 +3,12 @@ collector code, loaded into a real DuckDB warehouse (no server: the suite stays 
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import inspect
+import os
+import pickle
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +24,7 @@ from nerve.envelope import ENVELOPE_SCHEMA
 from nerve.loader._commit import commit_load
 from nerve.semantic import SemanticLayer
 from nerve.warehouse import Warehouse
+from nerve.workspace import Workspace
 
 END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
@@ -64,16 +71,42 @@ def load_demo(folder: Path, *, days: int = 14, users: int = 3000, seed: int = 1,
     return Demo(ws.root, warehouse, sim.ground_truth, catalog, end)
 
 
+def shared_demo(tmp_path_factory: pytest.TempPathFactory, **options: Any) -> Demo:
+    """``load_demo(folder, **options)``, simulated and loaded once per test run: the xdist
+    workers, and the folders asking for the same options (tests/quality's big shop is
+    tests/anomaly's ``big_demo``), share it through a file lock (the first builds it, the
+    others wait). Each caller gets a copy of its own, so a test may write to its warehouse."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # shared by every worker of this run
+    defaults = {name: p.default for name, p in inspect.signature(load_demo).parameters.items()
+                if p.kind is p.KEYWORD_ONLY}
+    key = hashlib.sha256(repr(sorted({**defaults, **options}.items())).encode()).hexdigest()[:12]
+    built = base / f"demo-{key}"
+    with (base / f"demo-{key}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (built / "ready").exists():
+            demo = load_demo(built / "shop", **options)
+            demo.warehouse.close()
+            (built / "truth.pickle").write_bytes(pickle.dumps((demo.truth, demo.end)))
+            (built / "ready").touch()
+    root = tmp_path_factory.mktemp(f"demo-{key}") / "shop"
+    shutil.copytree(built / "shop", root)
+    truth, end = pickle.loads((built / "truth.pickle").read_bytes())
+    ws = Workspace.load(root)
+    return Demo(root, Warehouse.for_workspace(ws), truth, Catalog.load(ws.events_dir), end)
+
+
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
     """Two weeks of the demo shop with its incidents (about 75k events)."""
-    return load_demo(tmp_path_factory.mktemp("demo") / "shop")
+    return shared_demo(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
 def clean_demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
     """The same weeks with no incidents and no faults: nothing may alert."""
-    return load_demo(tmp_path_factory.mktemp("clean") / "shop", incidents=False)
+    return shared_demo(tmp_path_factory, incidents=False)
 
 
 #: enough shoppers for the adyen outage to be provable: about 23 adyen payments in its
@@ -84,14 +117,13 @@ BIG_USERS = 8000
 @pytest.fixture(scope="session")
 def big_demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
     """Two weeks of 8000 shoppers with the incidents (about 200k events)."""
-    return load_demo(tmp_path_factory.mktemp("big") / "shop", users=BIG_USERS, seed=3)
+    return shared_demo(tmp_path_factory, users=BIG_USERS, seed=3)
 
 
 @pytest.fixture(scope="session")
 def big_clean_demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
     """The same at 8000 shoppers with no incidents: more power, still no alert."""
-    return load_demo(tmp_path_factory.mktemp("bigclean") / "shop", users=BIG_USERS, seed=3,
-                     incidents=False)
+    return shared_demo(tmp_path_factory, users=BIG_USERS, seed=3, incidents=False)
 
 
 

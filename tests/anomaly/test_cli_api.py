@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import Result
 from tests.anomaly.conftest import load_demo
-from tests.conftest import Server, free_port
+from tests.conftest import Server, free_port, run_nerve
 
 from nerve.cli._anomaly import table_row
 from nerve.workspace import Workspace
@@ -26,19 +25,18 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return demo.root
 
 
-def nerve(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "nerve", "--workspace", str(root), *args],
-                          capture_output=True, text=True, timeout=240, check=False)
+def nerve(root: Path, *args: str) -> Result:
+    return run_nerve(root, *args)
 
 
 def test_commands_on_the_warehouse_file(shop: Path) -> None:
     result = nerve(shop, "anomalies", "add_to_cart", "--by", "platform", "--backtest", "7d",
                    "--now", NOW, "--format", "json")
-    assert result.returncode in (0, 1), result.stderr
+    assert result.exit_code in (0, 1), result.stderr
     rows = json.loads(result.stdout)
     assert isinstance(rows, list)
     assert all(r["target"] == "add_to_cart" for r in rows)
-    assert result.returncode == (1 if rows else 0)
+    assert result.exit_code == (1 if rows else 0)
 
     points = json.loads(nerve(shop, "anomalies", "add_to_cart", "--points", "--now", NOW,
                               "-f", "json").stdout)
@@ -47,7 +45,7 @@ def test_commands_on_the_warehouse_file(shop: Path) -> None:
 
     explained = nerve(shop, "explain", "revenue", "--period", "7d", "--vs", "previous",
                       "--now", NOW, "-f", "json")
-    assert explained.returncode == 0, explained.stderr
+    assert explained.exit_code == 0, explained.stderr
     body = json.loads(explained.stdout)
     assert set(body) >= {"target", "period", "baseline", "observed", "change", "drivers",
                          "related", "caveats", "summary"}
@@ -56,18 +54,18 @@ def test_commands_on_the_warehouse_file(shop: Path) -> None:
 
     forecast = nerve(shop, "forecast", "orders", "--horizon", "7d", "--now", NOW,
                      "-f", "json")
-    assert forecast.returncode == 0, forecast.stderr
+    assert forecast.exit_code == 0, forecast.stderr
     rows = json.loads(forecast.stdout)
     assert [r["kind"] for r in rows].count("forecast") == 7
     assert "inside the 90% interval" in " ".join(forecast.stderr.split())
 
     unknown = nerve(shop, "anomalies", "no_such_thing", "--now", NOW)
-    assert unknown.returncode != 0
+    assert unknown.exit_code != 0
     assert "neither a cataloged event nor a metric" in unknown.stderr
 
     # a --by no event carries (a typo) is refused, not judged as nothing ("No anomalies")
     typo = nerve(shop, "anomalies", "add_to_cart", "--by", "platfrom", "--now", NOW)
-    assert typo.returncode == 4, typo.stderr
+    assert typo.exit_code == 4, typo.stderr
     assert "--by 'platfrom' (did you mean platform?): no add_to_cart event" in typo.stderr
 
 

@@ -4,8 +4,6 @@ serve`` (two workers, real HTTP), and on the workspace's files when no server ru
 from __future__ import annotations
 
 import contextlib
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +11,8 @@ from typing import Any
 
 import httpx
 import orjson
+from click.testing import Result
+from tests.conftest import run_nerve
 from tests.governance.test_erasure import IDENTIFY, ORDER, row, write
 from tests.server.serverkit import basic, rows, searchable, write_key
 
@@ -21,9 +21,8 @@ from nerve.erasure import retention_enforced
 from nerve.workspace import Workspace
 
 
-def nerve(ws: Workspace, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "nerve", "--workspace", str(ws.root), *args],
-                          capture_output=True, text=True, timeout=120, check=False)
+def nerve(ws: Workspace, *args: str) -> Result:
+    return run_nerve(ws.root, *args)
 
 
 def order(i: int, user: str, anonymous: str) -> dict[str, Any]:
@@ -54,21 +53,21 @@ def test_forget_through_a_running_server_deletes_what_was_just_acknowledged(
         assert "dry_run" in typo.json()["message"]
 
     done = nerve(ws, "forget", "--user-id", "ann", "--format", "json")
-    assert done.returncode == 0, done.stderr
+    assert done.exit_code == 0, done.stderr
     erasure = orjson.loads(done.stdout)
     assert (erasure["kind"], erasure["rows"]["events"]) == ("forget", 30)
     # the copies in the log's open segments outlive the command while the server runs
     assert "stop the server for them to go now" in done.stderr
 
     preview = nerve(ws, "expire", "--dry-run", "--format", "json")
-    assert preview.returncode == 0, preview.stderr
+    assert preview.exit_code == 0, preview.stderr
     assert orjson.loads(preview.stdout)["dry_run"] is True
     refused = nerve(ws, "compact")  # the server holds the file
-    assert refused.returncode == 5
+    assert refused.exit_code == 5
     assert "stop it" in refused.stderr
     assert server.stop() == 0
     compacted = nerve(ws, "compact")
-    assert compacted.returncode == 0, compacted.stderr
+    assert compacted.exit_code == 0, compacted.stderr
     assert "compacted" in compacted.stdout
     assert [r["via"] for r in read_records(ws) if r["action"] == "nerve compact"] == ["local"]
     left = rows(ws, "SELECT user_id, count(*) AS n FROM events GROUP BY user_id")
@@ -122,13 +121,13 @@ def test_a_forgotten_user_is_in_no_file_of_the_workspace_with_the_server_stopped
             assert all(holders(ws, value) for value in forgotten)
 
     done = nerve(ws, "forget", "--user-id", "patient-3003", "--format", "json")
-    assert done.returncode == 0, done.stderr
+    assert done.exit_code == 0, done.stderr
     erasure = orjson.loads(done.stdout)
     assert erasure["rows"] == {"events": 10, "quarantine": 0}
     assert (erasure["detail"]["aliased_ids"], erasure["detail"]["linked_anonymous_ids"]) \
         == (1, 1)
     compacted = nerve(ws, "compact")
-    assert compacted.returncode == 0, compacted.stderr
+    assert compacted.exit_code == 0, compacted.stderr
 
     for value in forgotten:
         assert holders(ws, value) == [], value
@@ -143,15 +142,15 @@ def test_without_a_server_forget_drains_the_log_itself(
     write(ws, [row("ann", "dev-a"), row("ann"), row("bob")])  # in the log only, never loaded
 
     preview = nerve(ws, "forget", "-u", "ann", "--dry-run")
-    assert preview.returncode == 0, preview.stderr
+    assert preview.exit_code == 0, preview.stderr
     assert "would delete: 2 events, 0 quarantined rows" in preview.stdout
     assert "linked: 0 ids merged into them by alias, 1 devices found on" in preview.stdout
     done = nerve(ws, "forget", "-u", "ann")
-    assert done.returncode == 0, done.stderr
+    assert done.exit_code == 0, done.stderr
     assert "deleted: 2 events" in done.stdout
     assert "open segments" not in done.stderr  # no server: the log was drained and emptied
     assert rows(ws, "SELECT user_id FROM events") == [{"user_id": "bob"}]
-    assert nerve(ws, "quarantine", "replay", "--dry-run").returncode == 0
+    assert nerve(ws, "quarantine", "replay", "--dry-run").exit_code == 0
     assert [r["request"] for r in read_records(ws)
             if r["action"] == "nerve quarantine replay"] == [{"event": None, "dry_run": True}]
 
@@ -161,7 +160,7 @@ def test_expire_prints_what_it_deleted_by_event(
     ws = make_workspace({"order_completed.yaml": ORDER})
     write(ws, [row("a", age_days=400), row("b", age_days=1)])  # in the log: loaded first
     done = nerve(ws, "expire")
-    assert done.returncode == 0, done.stderr
+    assert done.exit_code == 0, done.stderr
     assert "order_completed" in done.stdout
     assert "deleted: 1 events" in done.stdout
     assert rows(ws, "SELECT user_id FROM events") == [{"user_id": "b"}]
@@ -170,7 +169,7 @@ def test_expire_prints_what_it_deleted_by_event(
 def test_forget_needs_someone_to_forget(make_workspace: Callable[..., Workspace]) -> None:
     ws = make_workspace({})
     done = nerve(ws, "forget")
-    assert done.returncode == 4
+    assert done.exit_code == 4
     assert "--user-id" in done.stderr
     assert "[privacy]" in nerve(ws, "forget", "--help").stdout  # not eaten as markup
 
@@ -219,7 +218,7 @@ def test_expire_names_the_file_and_line_of_a_bad_retention(
     line = (ws.root / "nerve.toml").read_text().splitlines().index(
         'uncataloged_retention = "2 weeks"') + 1
     done = nerve(ws, "expire")
-    assert done.returncode == 4
+    assert done.exit_code == 4
     assert done.stderr.startswith(f"error: {ws.root / 'nerve.toml'}:{line}: [privacy] "
                                   "uncataloged_retention: expected a retention like 400d")
 
@@ -230,9 +229,9 @@ def test_status_shows_the_last_retention_run(make_workspace: Callable[..., Works
     before = orjson.loads(nerve(ws, "status", "--format", "json").stdout)["retention"]
     assert (before["enforced"], before["last_run"], before["failing"]) == (True, None, None)
     nerve(ws, "forget", "-u", "nobody")  # loads the log (and deletes nothing)
-    assert nerve(ws, "expire").returncode == 0
+    assert nerve(ws, "expire").exit_code == 0
     status = nerve(ws, "status", "--format", "json")
-    assert status.returncode == 0, status.stderr
+    assert status.exit_code == 0, status.stderr
     after = orjson.loads(status.stdout)["retention"]
     assert after["last_run"] is not None
     assert after["deleted"] == {"events": 1, "quarantine": 0}
@@ -245,7 +244,7 @@ def test_a_users_file_skips_comments_and_blank_lines(
     ids = tmp_path / "requests.txt"
     ids.write_text("# erasure requests of 2026-11\n\nann\n   # bob asked, then withdrew\nbob\n")
     done = nerve(ws, "forget", "--users-file", str(ids), "--dry-run", "--format", "json")
-    assert done.returncode == 0, done.stderr
+    assert done.exit_code == 0, done.stderr
     assert orjson.loads(done.stdout)["detail"]["user_ids"] == 2
 
 
@@ -254,7 +253,7 @@ def test_forget_says_when_an_id_is_on_no_row(
     """A misspelt id deleted nothing, and the answer read like a user without data."""
     ws = make_workspace({"order_completed.yaml": ORDER})
     done = nerve(ws, "forget", "--user-id", "pat-07", "--user-id", "pat-08")
-    assert done.returncode == 0, done.stderr
+    assert done.exit_code == 0, done.stderr
     assert "deleted: 0 events" in done.stdout
     assert "note: 2 of the 2 ids given are on no row" in " ".join(done.stderr.split())
     assert orjson.loads(nerve(ws, "forget", "-u", "pat-07", "--format", "json").stdout)[
@@ -269,13 +268,13 @@ def test_a_command_through_a_server_started_before_an_edit_of_nerve_toml_says_so
     ws = make_workspace({"order_completed.yaml": ORDER})
     serve(ws)
     before = nerve(ws, "expire", "--dry-run", "--format", "json")
-    assert before.returncode == 0, before.stderr
+    assert before.exit_code == 0, before.stderr
     assert "nerve.toml changed" not in before.stderr
     time.sleep(0.05)  # a later modification time than server.json's
     with (ws.root / "nerve.toml").open("a", encoding="utf-8") as f:
         f.write('\n[privacy]\nuncataloged_retention = "90d"\n')
     after = nerve(ws, "expire", "--dry-run", "--format", "json")
-    assert after.returncode == 0, after.stderr
+    assert after.exit_code == 0, after.stderr
     assert orjson.loads(after.stdout)["dry_run"] is True  # stdout stays JSON only
     assert "nerve.toml changed after nerve serve" in after.stderr
     assert "restart it" in after.stderr
@@ -288,13 +287,13 @@ def test_forget_names_the_files_the_log_set_aside(
     ws = make_workspace({"order_completed.yaml": ORDER})
     write(ws, [row("bob")])
     clean = nerve(ws, "forget", "-u", "ann")
-    assert clean.returncode == 0, clean.stderr
+    assert clean.exit_code == 0, clean.stderr
     assert "set aside" not in clean.stderr
     write(ws, [row("ann", "dev-a")], writer="w2")
     segment, = (ws.log_dir / "w2").glob("*.seg")
     segment.rename(segment.with_name(segment.name + ".corrupt"))  # as the loader does
     done = nerve(ws, "forget", "-u", "ann")
-    assert done.returncode == 0, done.stderr
+    assert done.exit_code == 0, done.stderr
     note = " ".join(done.stderr.split())
     kept = f".nerve/log/w2/{segment.name}.corrupt"
     assert f"note: the log keeps 1 file set aside for an operator ({kept})" in note

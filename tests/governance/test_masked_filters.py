@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from click.testing import Result
 from tests.agent.conftest import demo_ctx, demo_root
-from tests.conftest import Server
+from tests.conftest import Server, run_nerve
 
 from nerve.catalog import Catalog
 from nerve.errors import QueryError
@@ -35,9 +34,8 @@ ORDERS_65 = {"metrics": ["orders"], "where": "age >= 65"}
 REFUSED = "age (user.age) is personal data, masked in this view"
 
 
-def _nerve(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "nerve", "--workspace", str(root), *args],
-                          capture_output=True, text=True, timeout=300, check=False)
+def _nerve(root: Path, *args: str) -> Result:
+    return run_nerve(root, *args)
 
 
 def test_what_the_readers_view_masks_by_where_the_value_lives(demo_root: Path) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.anomaly.conftest import Demo, load_demo
+from tests.anomaly.conftest import Demo, load_demo, shared_demo
 
 from nerve.anomaly import Request, find_anomalies
 from nerve.catalog import Catalog
@@ -141,8 +141,9 @@ def _judge(demo: Demo, now: datetime, **volume: Any) -> list[Any]:
 
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory: pytest.TempPathFactory) -> Demo:
-    """Two weeks of 8000 shoppers with both incidents (about 200k events)."""
-    return load_demo(tmp_path_factory.mktemp("big") / "shop", end=END, seed=3, **BIG)
+    """Two weeks of 8000 shoppers with both incidents (about 200k events): tests/anomaly's
+    ``big_demo``, built once for both folders."""
+    return shared_demo(tmp_path_factory, end=END, seed=3, **BIG)
 
 
 def test_the_android_drop_is_found_on_android(shop: Demo) -> None:
