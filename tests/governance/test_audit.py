@@ -55,7 +55,7 @@ def test_every_read_api_call_is_recorded_with_who_from_where_and_what(
     assert refused.status_code == 413, refused.text
     assert "the-huge-part" not in refused.text
     done = nerve(ws, "forget", "--user-id", "ann-the-forgotten")
-    assert done.returncode == 0, done.stderr
+    assert done.exit_code == 0, done.stderr
     # refused forgets: their ids were recorded as sent (one id instead of a list, a
     # misspelt field)
     for body in ({"user_ids": "ann-single", "dry_run": True}, {"users": ["ann-misspelt"]}):
@@ -91,7 +91,7 @@ def test_every_read_api_call_is_recorded_with_who_from_where_and_what(
     assert b"6.6.6.6" not in audit_bytes(ws)
     # a refused attempt read nothing: it is no read of personal values as stored
     shown = nerve(ws, "audit", "--unmasked", "--action", "sql", "--format", "json")
-    assert shown.returncode == 0, shown.stderr
+    assert shown.exit_code == 0, shown.stderr
     assert [(r["who"], r["status"]) for r in orjson.loads(shown.stdout)] == [
         ("admin", 200), ("admin", 200)]
 
@@ -127,10 +127,10 @@ def test_commands_reading_the_file_themselves_are_recorded(
         make_workspace: Callable[..., Workspace]) -> None:
     ws = make_workspace({"order_completed.yaml": ORDER})
     write(ws, [row("ann")])
-    assert nerve(ws, "forget", "-u", "nobody").returncode == 0  # creates the warehouse
-    assert nerve(ws, "sql", "SELECT count(*) AS n FROM events").returncode == 0
-    assert nerve(ws, "sql", "SELECT nope FROM events").returncode == 4
-    assert nerve(ws, "status").returncode == 0
+    assert nerve(ws, "forget", "-u", "nobody").exit_code == 0  # creates the warehouse
+    assert nerve(ws, "sql", "SELECT count(*) AS n FROM events").exit_code == 0
+    assert nerve(ws, "sql", "SELECT nope FROM events").exit_code == 4
+    assert nerve(ws, "status").exit_code == 0
 
     records = read_records(ws)
     assert [(r["via"], r["action"], r["status"]) for r in records] == [
@@ -142,7 +142,7 @@ def test_commands_reading_the_file_themselves_are_recorded(
     assert records[1]["request"] == {"query": "SELECT count(*) AS n FROM events"}
 
     shown = nerve(ws, "audit", "--action", "sql", "--format", "json")
-    assert shown.returncode == 0, shown.stderr
+    assert shown.exit_code == 0, shown.stderr
     assert [r["status"] for r in orjson.loads(shown.stdout)] == ["ok", "QueryError"]
     assert orjson.loads(nerve(ws, "audit", "--who", "someone-else", "-f", "json").stdout) == []
 
@@ -169,7 +169,7 @@ def test_a_reader_name_nobody_read_as_is_named_with_those_who_did(
         record(ws, via="http", who=who, action="/v1/admin/sql", request=b'{"query": "x"}',
                status=200, seconds=0.1)
     shown = nerve(ws, "audit", "--who", "anna", "--format", "json")
-    assert shown.returncode == 0, shown.stderr
+    assert shown.exit_code == 0, shown.stderr
     assert orjson.loads(shown.stdout) == []  # stdout stays JSON
     note = " ".join(shown.stderr.split())
     assert "note: nobody named 'anna' read the warehouse since" in note
@@ -217,5 +217,5 @@ def test_an_mcp_tool_call_refused_before_a_tool_ran_is_no_unmasked_read(
     for flags, expected in ((("--unmasked",), ["ok"]),
                             ((), ["ok", "unknown_tool", "invalid_arguments"])):
         shown = nerve(ws, "audit", *flags, "--format", "json")
-        assert shown.returncode == 0, shown.stderr
+        assert shown.exit_code == 0, shown.stderr
         assert [r["status"] for r in orjson.loads(shown.stdout)] == expected
