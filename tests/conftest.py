@@ -69,6 +69,30 @@ def run_nerve(root: Path, *args: str) -> Result:
     return CliRunner().invoke(app, ["--workspace", str(root), *args], catch_exceptions=False)
 
 
+def collect_and_load(ws: Workspace, messages: list[dict[str, Any]]) -> None:
+    """Collect a batch with the workspace's first write key, log it and load it, as
+    ``nerve serve`` does, without a server."""
+    import base64
+
+    import orjson
+
+    from nerve.catalog import Catalog
+    from nerve.collector import Collector
+    from nerve.loader import Loader
+    from nerve.log import LogWriter
+    from nerve.warehouse import Warehouse
+
+    key = ws.config.sources[0].write_key
+    collected = Collector(ws, Catalog.load(ws.events_dir)).collect(
+        orjson.dumps({"batch": messages}), endpoint="batch",
+        authorization="Basic " + base64.b64encode(f"{key}:".encode()).decode())
+    with LogWriter(ws.log_dir, "test") as log:
+        log.append(collected.record_batch())
+        log.sync()
+    with Warehouse.for_workspace(ws) as warehouse:
+        Loader(ws.log_dir, warehouse).load_once()
+
+
 # ----------------------------------------------------------------------------- the server
 
 

@@ -4,19 +4,14 @@ Sent through the real collector, log and loader into the workspace's DuckDB ware
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
+from tests.conftest import collect_and_load
 
 from nerve.agent import Context, ask
 from nerve.agent._tools import run_tool
-from nerve.catalog import Catalog
-from nerve.collector import Collector
-from nerve.loader import Loader
-from nerve.log import LogWriter
 from nerve.warehouse import Warehouse
 from nerve.workspace import Workspace
 
@@ -26,19 +21,6 @@ EVENTS = {
 }
 METRICS = ("dimensions:\n  platform:\n    expr: context.device.type\n"
            "metrics:\n  plays:\n    measure: {agg: count, event: play}\n")
-
-
-def _send(ws: Workspace, messages: list[dict[str, Any]]) -> None:
-    """Collect, log and load, as ``nerve serve`` does."""
-    key = ws.config.sources[0].write_key
-    collected = Collector(ws, Catalog.load(ws.events_dir)).collect(
-        orjson.dumps({"batch": messages}), endpoint="batch",
-        authorization="Basic " + base64.b64encode(f"{key}:".encode()).decode())
-    with LogWriter(ws.log_dir, "test") as log:
-        log.append(collected.record_batch())
-        log.sync()
-    with Warehouse.for_workspace(ws) as warehouse:
-        Loader(ws.log_dir, warehouse).load_once()
 
 
 def _message(i: int, event: str, device: str, sent: datetime, **props: Any) -> dict[str, Any]:
@@ -54,7 +36,7 @@ def test_a_value_whose_events_are_all_quarantined_is_named_not_dropped(
     # two hours ago, and asked about "today" an hour after that: whatever today is
     sent = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
     now = sent + timedelta(hours=1)
-    _send(ws, [
+    collect_and_load(ws, [
         *(_message(i, "play", "web", sent, track_id="t") for i in range(5)),
         # android's plays lack the required track_id: all go to the quarantine
         *(_message(10 + i, "play", "android", sent) for i in range(3)),

@@ -3,21 +3,15 @@ through the real collector, log and loader into the workspace's DuckDB warehouse
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
+from tests.conftest import collect_and_load
 from typer.testing import CliRunner
 
-from nerve.catalog import Catalog
 from nerve.cli import ExitCode, app
-from nerve.collector import Collector
-from nerve.loader import Loader
-from nerve.log import LogWriter
-from nerve.warehouse import Warehouse
 from nerve.workspace import Workspace
 
 runner = CliRunner()
@@ -42,19 +36,6 @@ def _exposure(i: int, sent: datetime) -> dict[str, Any]:
             "timestamp": sent.isoformat(), "properties": {"experiment_id": "e", field: variant}}
 
 
-def _send(ws: Workspace, messages: list[dict[str, Any]]) -> None:
-    """Collect, log and load, as ``nerve serve`` does."""
-    key = ws.config.sources[0].write_key
-    collected = Collector(ws, Catalog.load(ws.events_dir)).collect(
-        orjson.dumps({"batch": messages}), endpoint="batch",
-        authorization="Basic " + base64.b64encode(f"{key}:".encode()).decode())
-    with LogWriter(ws.log_dir, "test") as log:
-        log.append(collected.record_batch())
-        log.sync()
-    with Warehouse.for_workspace(ws) as warehouse:
-        Loader(ws.log_dir, warehouse).load_once()
-
-
 def _analyze(ws: Workspace, *fmt: str) -> Any:
     return runner.invoke(app, ["-w", str(ws.root), "experiment", "analyze", "e", *fmt])
 
@@ -71,7 +52,7 @@ def _experiment_workspace(make_workspace: Callable[..., Workspace]) -> tuple[Wor
 def test_quarantined_exposures_are_reported_and_count_once_cataloged(
         make_workspace: Callable[..., Workspace]) -> None:
     ws, sent = _experiment_workspace(make_workspace)
-    _send(ws, [_exposure(i, sent) for i in range(40)])
+    collect_and_load(ws, [_exposure(i, sent) for i in range(40)])
 
     result = _analyze(ws, "-f", "json")
     assert result.exit_code == ExitCode.OK, result.output
@@ -97,7 +78,7 @@ def test_exposures_of_other_experiments_in_the_quarantine_are_not_reported(
     ws, sent = _experiment_workspace(make_workspace)
     other = [{**m, "properties": {**m["properties"], "experiment_id": "other"}}
              for m in (_exposure(i, sent) for i in range(1, 10, 2))]
-    _send(ws, [*(_exposure(i, sent) for i in range(0, 40, 2)), *other])
+    collect_and_load(ws, [*(_exposure(i, sent) for i in range(0, 40, 2)), *other])
     result = _analyze(ws, "-f", "json")
     assert result.exit_code == ExitCode.OK, result.output
     assert "quarantine" not in result.stderr
