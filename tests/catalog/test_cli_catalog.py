@@ -777,3 +777,37 @@ def test_a_property_name_finding_names_the_snake_case_name(written: str, meant: 
     found = [f.message for f in lint_catalog(Catalog.from_specs([spec]))
              if f.rule == "property-name"]
     assert found == [f"ride_ended.{written}: property names are snake_case; rename it {meant}"]
+
+
+def test_lint_an_array_property_named_items(make_workspace: Callable[..., Workspace]) -> None:
+    """An order's `items: {type: array, items: {type: object}}` crashed lint with a
+    traceback, and a top-level `items` without its PII class was not flagged."""
+    event = """\
+name: order_placed
+description: A customer places an order and it is paid.
+owner: checkout
+purpose: analytics
+trigger: The orders API confirms payment.
+version: 1.0.0
+retention: 400d
+properties:
+  items:
+    type: array
+    description: Dishes of the order.
+    items:
+      type: object
+      properties:
+        item_id: {type: string, pii: none, description: Menu item identifier.}
+        note: {type: string, pii: sensitive, handling: hash, description: Allergies.}
+"""
+    ws = make_workspace({"order_placed.yaml": event})
+    (ws.root / "nerve.toml").write_text(
+        (ws.root / "nerve.toml").read_text() + '\n[privacy]\nallow_sensitive = []\n')
+    code, out, _ = run(ws, "catalog", "lint", "--format", "json")
+    found = [(f["rule"], f["line"], f["message"]) for f in json.loads(out)]
+    assert code == 1
+    assert ("property-pii", 9, "order_placed.items: declare pii: none, pseudonymous, "
+            "personal or sensitive") in found
+    assert [(rule, line) for rule, line, message in found if rule != "property-pii"] == [
+        ("sensitive-not-allowed", 16)]
+    assert "add 'order_placed.note' there" in found[-1][2]

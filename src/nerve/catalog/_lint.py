@@ -362,7 +362,9 @@ def _event_rules(spec: EventSpec, config: LintConfig) -> Iterator[Finding]:
 
 
 def _property_rules(spec: EventSpec, prop: PropertySpec, path: str,
-                    config: LintConfig) -> Iterator[Finding]:
+                    config: LintConfig, owner: str | None = None) -> Iterator[Finding]:
+    """The property rules for ``prop`` at ``path``; ``owner`` is the array's name when
+    ``prop`` is an array's items (the privacy step matches those by the array's name)."""
     file = _loc(prop.file or spec.file)
     allowed = config.allow_sensitive
 
@@ -372,14 +374,14 @@ def _property_rules(spec: EventSpec, prop: PropertySpec, path: str,
         return Finding(rule, severity or RULES[rule][0], f"{spec.name}.{path}: {message}",
                        file, line or prop.line)
 
-    leaf = path.rsplit(".", 1)[-1]
-    if leaf != "items" and not _SNAKE.fullmatch(prop.name):
+    is_items = owner is not None
+    if not is_items and not _SNAKE.fullmatch(prop.name):
         meant = _snake_case(prop.name)
         hint = f"; rename it {meant}" if _SNAKE.fullmatch(meant) else ""
         yield at("property-name", f"property names are snake_case{hint}")
-    if leaf != "items" and not prop.description.strip():
+    if not is_items and not prop.description.strip():
         yield at("property-description", "add a description")
-    if leaf != "items" and "pii" not in prop.lines:
+    if not is_items and "pii" not in prop.lines:
         yield at("property-pii", "declare pii: none, pseudonymous, personal or sensitive")
     if prop.handling is not None and prop.handling not in HANDLINGS:
         close = close_match(str(prop.handling), HANDLINGS)
@@ -387,7 +389,7 @@ def _property_rules(spec: EventSpec, prop: PropertySpec, path: str,
         yield at("handling-value", f"handling {prop.handling!r} is not one of "
                                    f"{', '.join(HANDLINGS)}{hint}", "handling")
     # the privacy step matches a nested property by its own name, items by the array's
-    entry = f"{spec.name}.{[part for part in path.split('.') if part != 'items'][-1]}"
+    entry = f"{spec.name}.{owner or prop.name}"
     if prop.pii in ("personal", "sensitive") and prop.handling is None:
         yield _without_handling(prop, entry, config, at)
     if (prop.handling == "truncate" and prop.format not in ("ipv4", "ipv6")
@@ -429,7 +431,8 @@ def _property_rules(spec: EventSpec, prop: PropertySpec, path: str,
     if prop.type == "array" and prop.items is None:
         yield at("array-items", "declare items: {type: ...}")
     if prop.items is not None:
-        yield from _property_rules(spec, prop.items, f"{path}.items", config)
+        yield from _property_rules(spec, prop.items, f"{path}.items", config,
+                                   owner or prop.name)
     for child in prop.properties:
         yield from _property_rules(spec, child, f"{path}.{child.name}", config)
 
