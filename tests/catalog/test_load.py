@@ -180,6 +180,18 @@ def test_properties_partly_written_as_a_list_say_what_yaml_found(tmp_path: Path)
             f"item among the keys of the mapping that starts at line 3: {advice}" in problems)
 
 
+def test_array_items_written_as_a_type_name_say_to_write_a_mapping(tmp_path: Path) -> None:
+    """`items: string` under an array said "items is a field of a property: indent it under
+    the property it belongs to", where it already was."""
+    events = write(tmp_path, {"x.yaml": "name: x_done\nproperties:\n  tags:\n"
+                                        "    type: array\n    items: string\n"})
+    with pytest.raises(CatalogError) as info:
+        Catalog.load(events)
+    assert str(info.value).endswith(
+        "x.yaml:5: x_done.tags.items: expected a mapping with a type, got 'string'; write the "
+        "element's fields as a property's: items: {type: string}")
+
+
 def test_yaml_syntax_error_names_line(tmp_path: Path) -> None:
     events = write(tmp_path, {"broken.yaml": "name: x\nproperties:\n  a: [unclosed\n"})
     # the bracket left open (line 3), not the end of the file where the parser noticed
