@@ -331,16 +331,21 @@ def _event_rules(spec: EventSpec, config: LintConfig) -> Iterator[Finding]:
         return Finding(rule, RULES[rule][0], f"{spec.name}: {message}", file,
                        spec.lines.get(key) or spec.lines.get("name"))
 
+    meant: str | None = None
     if (spec.type == "track" and spec.name not in SDK_EVENT_NAMES
             and not config.name_regex.fullmatch(spec.name)):
         convention = config.naming if config.naming in _NAMINGS else "configured"
         meant = _snake_case(spec.name)
-        hint = f"; rename it {meant}" if config.name_regex.fullmatch(meant) else ""
+        if not config.name_regex.fullmatch(meant):
+            meant = None
+        hint = f"; rename it {meant}" if meant else ""
         yield at("event-name", f"name does not follow the {convention} naming convention "
                                f"(nerve.toml [catalog] naming){hint}")
+    # a misnamed event's file is named after the name event-name says to give it
     if spec.file is not None and spec.file.parent.name != VERSIONS_DIR \
-            and spec.file.stem != spec.name:
-        yield at("file-name", f"defined in {spec.file.name}; name the file {spec.name}.yaml")
+            and spec.file.stem not in (spec.name, meant):
+        yield at("file-name", f"defined in {spec.file.name}; name the file "
+                              f"{meant or spec.name}.yaml")
     if not spec.description.strip():
         yield at("event-description", "add a description: what happened, in the user's words")
     elif len(spec.description.strip()) < config.min_description:
@@ -409,8 +414,8 @@ def _property_rules(spec: EventSpec, prop: PropertySpec, path: str,
                  "handling")
     if prop.pii in ("personal", "sensitive") and prop.handling != "drop" \
             and spec.retention_days is None:
-        yield at("pii-retention", f"{prop.pii} data kept forever; set the event's retention",
-                 "pii")
+        yield at("pii-retention", f"{prop.pii} data kept forever (retention: forever); set "
+                                  "a retention such as 400d or 2y", "pii")
     yield from _enum_rules(prop, at)
     numeric = prop.type in ("integer", "number")
     for key in ("minimum", "maximum"):
@@ -419,8 +424,11 @@ def _property_rules(spec: EventSpec, prop: PropertySpec, path: str,
     if prop.pattern is not None and prop.type != "string":
         yield at("constraint-type", f"pattern applies to strings, not {prop.type}", "pattern")
     if prop.format is not None and prop.format not in FORMATS:
+        close = close_match(str(prop.format), FORMATS)
+        hint = f"did you mean {close!r}? " if close else ""
         yield at("format-known", f"format {prop.format!r} is not checked by the validator; "
-                                 f"use one of {', '.join(FORMATS)} or a pattern", "format")
+                                 f"{hint}use one of {', '.join(FORMATS)} or a pattern",
+                 "format")
     if prop.pattern is not None and not (prop.pattern.startswith("^")
                                          and prop.pattern.endswith("$")):
         yield at("pattern-anchored", f"pattern {prop.pattern!r} matches anywhere in the "
