@@ -67,6 +67,19 @@ def test_init_refuses_to_overwrite(tmp_path: Path) -> None:
         init_workspace(tmp_path)
 
 
+def test_loading_a_folder_inside_a_workspace_names_the_workspace(tmp_path: Path) -> None:
+    """Running `nerve catalog lint` in events/ said only to create a workspace."""
+    init_workspace(tmp_path / "shop")
+    with pytest.raises(WorkspaceError) as info:
+        Workspace.load(tmp_path / "shop" / "events")
+    shop = (tmp_path / "shop").resolve()
+    assert str(info.value).endswith(f"not a nerve workspace (no nerve.toml); it is inside "
+                                    f"the workspace {shop}: run the command there or pass "
+                                    f"--workspace {shop}")
+    with pytest.raises(WorkspaceError, match=r"create one with `nerve init DIR`"):
+        Workspace.load(tmp_path)
+
+
 def test_relative_duckdb_url_resolves_against_workspace(tmp_path: Path) -> None:
     ws = init_workspace(tmp_path / "w")
     assert ws.warehouse_url == f"duckdb://{ws.root}/.nerve/warehouse.duckdb"

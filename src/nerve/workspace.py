@@ -296,10 +296,11 @@ class Workspace:
         root = Path(root).resolve()
         path = root / CONFIG_FILE
         if not path.is_file():
-            raise WorkspaceError(
-                f"{path}: not a nerve workspace (no {CONFIG_FILE}); "
-                "create one with `nerve init DIR` or pass --workspace DIR"
-            )
+            outer = enclosing_workspace(root)
+            advice = (f"it is inside the workspace {outer}: run the command there or pass "
+                      f"--workspace {outer}" if outer is not None else
+                      "create one with `nerve init DIR` or pass --workspace DIR")
+            raise WorkspaceError(f"{path}: not a nerve workspace (no {CONFIG_FILE}); {advice}")
         text = path.read_text(encoding="utf-8")
         try:
             raw = tomllib.loads(text)

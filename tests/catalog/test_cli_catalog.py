@@ -777,3 +777,71 @@ def test_a_property_name_finding_names_the_snake_case_name(written: str, meant: 
     found = [f.message for f in lint_catalog(Catalog.from_specs([spec]))
              if f.rule == "property-name"]
     assert found == [f"ride_ended.{written}: property names are snake_case; rename it {meant}"]
+
+
+def test_lint_an_array_property_named_items(make_workspace: Callable[..., Workspace]) -> None:
+    """An order's `items: {type: array, items: {type: object}}` crashed lint with a
+    traceback, and a top-level `items` without its PII class was not flagged."""
+    event = """\
+name: order_placed
+description: A customer places an order and it is paid.
+owner: checkout
+purpose: analytics
+trigger: The orders API confirms payment.
+version: 1.0.0
+retention: 400d
+properties:
+  items:
+    type: array
+    description: Dishes of the order.
+    items:
+      type: object
+      properties:
+        item_id: {type: string, pii: none, description: Menu item identifier.}
+        note: {type: string, pii: sensitive, handling: hash, description: Allergies.}
+"""
+    ws = make_workspace({"order_placed.yaml": event})
+    (ws.root / "nerve.toml").write_text(
+        (ws.root / "nerve.toml").read_text() + '\n[privacy]\nallow_sensitive = []\n')
+    code, out, _ = run(ws, "catalog", "lint", "--format", "json")
+    found = [(f["rule"], f["line"], f["message"]) for f in json.loads(out)]
+    assert code == 1
+    assert ("property-pii", 9, "order_placed.items: declare pii: none, pseudonymous, "
+            "personal or sensitive") in found
+    assert [(rule, line) for rule, line, message in found if rule != "property-pii"] == [
+        ("sensitive-not-allowed", 16)]
+    assert "add 'order_placed.note' there" in found[-1][2]
+
+
+def test_lint_advice_agrees_with_itself(make_workspace: Callable[..., Workspace]) -> None:
+    """`TipAdded` in tip_added.yaml was told to become tip_added and the file to become
+    TipAdded.yaml; `retention: forever` was told to set a retention; `format: url` was not
+    told about uri."""
+    event = """\
+name: TipAdded
+description: A customer adds a tip to an order.
+owner: checkout
+purpose: analytics
+trigger: The tip API confirms it.
+version: 1.0.0
+retention: forever
+properties:
+  courier_note: {type: string, pii: personal, handling: hash, description: To the courier.}
+  photo: {type: string, format: url, pii: none, description: A photo of the doorstep.}
+"""
+    ws = make_workspace({"tip_added.yaml": event})
+    code, out, _ = run(ws, "catalog", "lint", "--format", "json")
+    found = {f["rule"]: (f["line"], f["message"]) for f in json.loads(out)}
+    assert code == 1
+    assert sorted(found) == ["event-name", "format-known", "pii-retention"]
+    assert found["event-name"][1].endswith("rename it tip_added")
+    assert found["pii-retention"] == (9, "TipAdded.courier_note: personal data kept forever "
+                                         "(retention: forever); set a retention such as 400d "
+                                         "or 2y")
+    assert found["format-known"][1].startswith(
+        "TipAdded.photo: format 'url' is not checked by the validator; did you mean 'uri'? ")
+    # a file named neither after the event nor after the name it should have: the latter
+    (ws.events_dir / "tip_added.yaml").rename(ws.events_dir / "tips.yaml")
+    code, out, _ = run(ws, "catalog", "lint", "--format", "json")
+    assert [f["message"] for f in json.loads(out) if f["rule"] == "file-name"] == [
+        "TipAdded: defined in tips.yaml; name the file tip_added.yaml"]

@@ -112,3 +112,22 @@ def test_an_enum_value_renamed_says_so() -> None:
     two_out = Catalog.from_specs([EventSpec("ride_started", Version(2), properties=(
         replace(city, enum=("paris",)),))])
     assert all("renamed" not in c.message for c in diff_catalogs(old, two_out))
+
+
+def test_a_property_moved_into_or_out_of_a_group_says_so() -> None:
+    """Extracting ``order_id`` into a group read ``group - -> order``."""
+    order_id = PropertySpec(name="order_id", type="string", required=True)
+    grouped = replace(order_id, group="order")
+
+    def catalog(prop: PropertySpec) -> Catalog:
+        return Catalog.from_specs([EventSpec("order_rated", Version(1), properties=(prop,))])
+
+    def messages(old: PropertySpec, new: PropertySpec) -> list[str]:
+        return [c.message for c in diff_catalogs(catalog(old), catalog(new))]
+
+    assert messages(order_id, grouped) == [
+        "order_rated.order_id: moved into property group order, unchanged"]
+    assert messages(grouped, order_id) == [
+        "order_rated.order_id: moved out of property group order, unchanged"]
+    assert messages(grouped, replace(order_id, group="ids")) == [
+        "order_rated.order_id: moved from property group order to ids, unchanged"]

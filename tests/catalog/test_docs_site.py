@@ -239,6 +239,17 @@ def test_cli_docs_when_another_process_locks_the_warehouse(shop: Workspace) -> N
 
 
 @pytest.mark.timeout(120)
+def test_cli_docs_refuses_to_write_its_pages_into_the_catalog(shop: Workspace) -> None:
+    """`--out .` at the workspace wrote a page per event among events/*.yaml."""
+    before = sorted(p.name for p in shop.events_dir.iterdir())
+    result = CliRunner().invoke(app, ["--workspace", str(shop.root), "catalog", "docs",
+                                      "--out", str(shop.root)])
+    assert result.exit_code == 2
+    assert "the catalog's own folder; choose another folder" in " ".join(result.stderr.split())
+    assert sorted(p.name for p in shop.events_dir.iterdir()) == before
+    assert not (shop.root / "index.html").exists()
+
+
 def test_search_runs_in_headless_chromium(shop: Workspace, tmp_path: Path) -> None:
     import subprocess
 

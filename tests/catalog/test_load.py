@@ -159,6 +159,39 @@ def test_properties_written_as_a_list_say_how_to_write_them(tmp_path: Path) -> N
         "(people: {type: ...}), not as a '- name:' item")
 
 
+def test_properties_partly_written_as_a_list_say_what_yaml_found(tmp_path: Path) -> None:
+    """One property as a ``- name:`` item and the next as a key said only "expected <block
+    end>, but found '?'": YAML's name for a key, which the file does not contain."""
+    events = write(tmp_path, {
+        "x.yaml": "name: x_done\nproperties:\n  - name: people\n    type: integer\n"
+                  "  city:\n    type: string\n",
+        "y.yaml": "name: y_done\nproperties:\n  city:\n    type: string\n"
+                  "  - name: people\n    type: integer\n"})
+    with pytest.raises(CatalogError) as info:
+        Catalog.load(events)
+    problems = str(info.value)
+    advice = ("write every entry alike (a property is its name and ':', its fields indented "
+              "under it, not a '- name:' item), or indent the line as the fields of its own "
+              "key)")
+    assert ("x.yaml:5:3: invalid YAML: expected <block end>, but found '?' (line 5 is a key, "
+            f"'city:', among the '- ' items of the list that starts at line 3: {advice}"
+            in problems)
+    assert ("y.yaml:5:3: invalid YAML: expected <block end>, but found '-' (line 5 is a '- ' "
+            f"item among the keys of the mapping that starts at line 3: {advice}" in problems)
+
+
+def test_array_items_written_as_a_type_name_say_to_write_a_mapping(tmp_path: Path) -> None:
+    """`items: string` under an array said "items is a field of a property: indent it under
+    the property it belongs to", where it already was."""
+    events = write(tmp_path, {"x.yaml": "name: x_done\nproperties:\n  tags:\n"
+                                        "    type: array\n    items: string\n"})
+    with pytest.raises(CatalogError) as info:
+        Catalog.load(events)
+    assert str(info.value).endswith(
+        "x.yaml:5: x_done.tags.items: expected a mapping with a type, got 'string'; write the "
+        "element's fields as a property's: items: {type: string}")
+
+
 def test_yaml_syntax_error_names_line(tmp_path: Path) -> None:
     events = write(tmp_path, {"broken.yaml": "name: x\nproperties:\n  a: [unclosed\n"})
     # the bracket left open (line 3), not the end of the file where the parser noticed

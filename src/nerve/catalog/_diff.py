@@ -331,8 +331,10 @@ def _diff_property(out: _Collector, old: PropertySpec, new: PropertySpec, path: 
     if old.description != new.description:
         add("description_changed", "docs", "description changed", "description")
     if old.group != new.group:
-        add("group_changed", "docs", f"group {old.group or '-'} -> {new.group or '-'}",
-            "description")
+        moved = (f"moved into property group {new.group}" if old.group is None
+                 else f"moved out of property group {old.group}" if new.group is None
+                 else f"moved from property group {old.group} to {new.group}")
+        add("group_changed", "docs", f"{moved}, unchanged", "description")
     if old.items is not None and new.items is not None:
         _diff_property(out, old.items, new.items, f"{path}[]")  # lines[].sku, tags[]
     elif old.items != new.items:

@@ -331,16 +331,21 @@ def _event_rules(spec: EventSpec, config: LintConfig) -> Iterator[Finding]:
         return Finding(rule, RULES[rule][0], f"{spec.name}: {message}", file,
                        spec.lines.get(key) or spec.lines.get("name"))
 
+    meant: str | None = None
     if (spec.type == "track" and spec.name not in SDK_EVENT_NAMES
             and not config.name_regex.fullmatch(spec.name)):
         convention = config.naming if config.naming in _NAMINGS else "configured"
         meant = _snake_case(spec.name)
-        hint = f"; rename it {meant}" if config.name_regex.fullmatch(meant) else ""
+        if not config.name_regex.fullmatch(meant):
+            meant = None
+        hint = f"; rename it {meant}" if meant else ""
         yield at("event-name", f"name does not follow the {convention} naming convention "
                                f"(nerve.toml [catalog] naming){hint}")
+    # a misnamed event's file is named after the name event-name says to give it
     if spec.file is not None and spec.file.parent.name != VERSIONS_DIR \
-            and spec.file.stem != spec.name:
-        yield at("file-name", f"defined in {spec.file.name}; name the file {spec.name}.yaml")
+            and spec.file.stem not in (spec.name, meant):
+        yield at("file-name", f"defined in {spec.file.name}; name the file "
+                              f"{meant or spec.name}.yaml")
     if not spec.description.strip():
         yield at("event-description", "add a description: what happened, in the user's words")
     elif len(spec.description.strip()) < config.min_description:
@@ -362,7 +367,9 @@ def _event_rules(spec: EventSpec, config: LintConfig) -> Iterator[Finding]:
 
 
 def _property_rules(spec: EventSpec, prop: PropertySpec, path: str,
-                    config: LintConfig) -> Iterator[Finding]:
+                    config: LintConfig, owner: str | None = None) -> Iterator[Finding]:
+    """The property rules for ``prop`` at ``path``; ``owner`` is the array's name when
+    ``prop`` is an array's items (the privacy step matches those by the array's name)."""
     file = _loc(prop.file or spec.file)
     allowed = config.allow_sensitive
 
@@ -372,14 +379,14 @@ def _property_rules(spec: EventSpec, prop: PropertySpec, path: str,
         return Finding(rule, severity or RULES[rule][0], f"{spec.name}.{path}: {message}",
                        file, line or prop.line)
 
-    leaf = path.rsplit(".", 1)[-1]
-    if leaf != "items" and not _SNAKE.fullmatch(prop.name):
+    is_items = owner is not None
+    if not is_items and not _SNAKE.fullmatch(prop.name):
         meant = _snake_case(prop.name)
         hint = f"; rename it {meant}" if _SNAKE.fullmatch(meant) else ""
         yield at("property-name", f"property names are snake_case{hint}")
-    if leaf != "items" and not prop.description.strip():
+    if not is_items and not prop.description.strip():
         yield at("property-description", "add a description")
-    if leaf != "items" and "pii" not in prop.lines:
+    if not is_items and "pii" not in prop.lines:
         yield at("property-pii", "declare pii: none, pseudonymous, personal or sensitive")
     if prop.handling is not None and prop.handling not in HANDLINGS:
         close = close_match(str(prop.handling), HANDLINGS)
@@ -387,7 +394,7 @@ def _property_rules(spec: EventSpec, prop: PropertySpec, path: str,
         yield at("handling-value", f"handling {prop.handling!r} is not one of "
                                    f"{', '.join(HANDLINGS)}{hint}", "handling")
     # the privacy step matches a nested property by its own name, items by the array's
-    entry = f"{spec.name}.{[part for part in path.split('.') if part != 'items'][-1]}"
+    entry = f"{spec.name}.{owner or prop.name}"
     if prop.pii in ("personal", "sensitive") and prop.handling is None:
         yield _without_handling(prop, entry, config, at)
     if (prop.handling == "truncate" and prop.format not in ("ipv4", "ipv6")
@@ -407,8 +414,8 @@ def _property_rules(spec: EventSpec, prop: PropertySpec, path: str,
                  "handling")
     if prop.pii in ("personal", "sensitive") and prop.handling != "drop" \
             and spec.retention_days is None:
-        yield at("pii-retention", f"{prop.pii} data kept forever; set the event's retention",
-                 "pii")
+        yield at("pii-retention", f"{prop.pii} data kept forever (retention: forever); set "
+                                  "a retention such as 400d or 2y", "pii")
     yield from _enum_rules(prop, at)
     numeric = prop.type in ("integer", "number")
     for key in ("minimum", "maximum"):
@@ -417,8 +424,11 @@ def _property_rules(spec: EventSpec, prop: PropertySpec, path: str,
     if prop.pattern is not None and prop.type != "string":
         yield at("constraint-type", f"pattern applies to strings, not {prop.type}", "pattern")
     if prop.format is not None and prop.format not in FORMATS:
+        close = close_match(str(prop.format), FORMATS)
+        hint = f"did you mean {close!r}? " if close else ""
         yield at("format-known", f"format {prop.format!r} is not checked by the validator; "
-                                 f"use one of {', '.join(FORMATS)} or a pattern", "format")
+                                 f"{hint}use one of {', '.join(FORMATS)} or a pattern",
+                 "format")
     if prop.pattern is not None and not (prop.pattern.startswith("^")
                                          and prop.pattern.endswith("$")):
         yield at("pattern-anchored", f"pattern {prop.pattern!r} matches anywhere in the "
@@ -429,7 +439,8 @@ def _property_rules(spec: EventSpec, prop: PropertySpec, path: str,
     if prop.type == "array" and prop.items is None:
         yield at("array-items", "declare items: {type: ...}")
     if prop.items is not None:
-        yield from _property_rules(spec, prop.items, f"{path}.items", config)
+        yield from _property_rules(spec, prop.items, f"{path}.items", config,
+                                   owner or prop.name)
     for child in prop.properties:
         yield from _property_rules(spec, child, f"{path}.{child.name}", config)
 

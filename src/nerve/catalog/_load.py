@@ -147,9 +147,15 @@ def _parse_property(
     if "items" in raw:
         if type_ != "array":
             bad("items", "only an array has items")
-        items = _parse_property(
-            "items", raw["items"], file, _line(raw, "items"), f"{where}.items", problems
-        )
+        if not isinstance(raw["items"], dict):
+            # `items: string`: the element type written without its mapping
+            shown = raw["items"] if isinstance(raw["items"], str) else "..."
+            bad("items", f"expected a mapping with a type, got {raw['items']!r}; write "
+                         f"the element's fields as a property's: items: {{type: {shown}}}")
+        else:
+            items = _parse_property(
+                "items", raw["items"], file, _line(raw, "items"), f"{where}.items", problems
+            )
     nested: list[PropertySpec] = []
     if "properties" in raw:
         if type_ != "object":

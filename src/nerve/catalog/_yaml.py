@@ -86,6 +86,8 @@ def _syntax_error(path: Path, text: str, exc: yaml.MarkedYAMLError) -> tuple[Loc
         message += " (YAML indents with spaces: replace the tab)"
     if exc.problem == "mapping values are not allowed here" and mark is not None:
         message += _mapping_value_hint(text, mark.line, mark.column)
+    if mark is not None and context is not None:
+        message += _mixed_block_hint(text, exc.problem, exc.context, mark.line, context.line)
     if exc.context and context is not None:
         message += f" ({exc.context} at line {context.line + 1}, column {context.column + 1})"
         if mark is None or not text[mark.index:].strip():
@@ -140,6 +142,27 @@ def _mapping_value_hint(text: str, line: int, column: int) -> str:
     return (f" (line {line + 1} is indented deeper than line {above + 1}, so YAML reads it "
             f"as the rest of line {above + 1}'s value: indent the two alike if they are "
             "fields of the same property)")
+
+
+#: what YAML's parser calls a key and an item where a block mixes the two
+_MIXED = {("expected <block end>, but found '?'", "while parsing a block collection"): "key",
+          ("expected <block end>, but found '-'", "while parsing a block mapping"): "item"}
+
+
+def _mixed_block_hint(text: str, problem: str | None, context: str | None, line: int,
+                      start: int) -> str:
+    """Why YAML "found '?'" or "found '-'": one block with both ``- `` items and ``key:``
+    entries at one indentation (properties written partly as ``- name:`` items, or a
+    field lined up with the items of the list above it)."""
+    found = _MIXED.get((problem or "", context or ""))
+    lines = text.splitlines()
+    if found is None or line >= len(lines):
+        return ""
+    what = (f"a key, {lines[line].strip()!r}, among the '- ' items of the list"
+            if found == "key" else "a '- ' item among the keys of the mapping")
+    return (f" (line {line + 1} is {what} that starts at line {start + 1}: write every "
+            "entry alike (a property is its name and ':', its fields indented under it, "
+            "not a '- name:' item), or indent the line as the fields of its own key)")
 
 
 def _quote_left_open(text: str, mark: yaml.Mark) -> yaml.Mark | None:

@@ -280,6 +280,11 @@ def docs(
     ws = load_workspace(ctx)
     catalog = Catalog.load(ws.events_dir)
     target = out or ws.make_data_dir() / "catalog-docs"
+    if (target / "events").resolve() == ws.events_dir.resolve():
+        # the pages go in DIR/events/: among the YAML files of the tracking plan
+        raise typer.BadParameter(f"{target} would put the pages in {ws.events_dir}, the "
+                                 "catalog's own folder; choose another folder (such as "
+                                 "site)", param_hint="'--out'")
 
     def query(sql: str) -> list[dict[str, Any]]:
         # through `nerve serve` when it holds the warehouse, else the file read-only
