@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -181,6 +182,26 @@ def test_python_values_become_json() -> None:
     decoded = orjson.loads(encode_message(message))["properties"]
     assert decoded == {"price": 12.5, "tags": ["a"], "at": "2024-01-02T00:00:00+00:00",
                        "day": "2024-01-02", "id": str(uuid.UUID(int=1)), "3": "int key"}
+
+
+class _Moment(datetime):
+    """A datetime subclass, as pandas.Timestamp and pendulum's DateTime are."""
+
+
+class _Day(date):
+    """A date subclass, as pendulum's Date is."""
+
+
+def test_numpy_values_and_datetime_subclasses_become_json() -> None:
+    # what a pandas row or a numpy computation hands over: refused before, dropping the call
+    message = build_message("track", event="e", user_id="u", properties={
+        "xp": np.float64(1.5), "level": np.int64(7), "qty": np.int32(2), "ok": np.bool_(True),
+        "scores": np.array([1, 2]), "at": _Moment(2024, 1, 2, 3, 4, 5),
+        "day": _Day(2024, 1, 2), "tz": _Moment(2024, 1, 2, 12, tzinfo=timezone(timedelta(hours=9)))})
+    decoded = orjson.loads(encode_message(message))["properties"]
+    assert decoded == {"xp": 1.5, "level": 7, "qty": 2, "ok": True, "scores": [1, 2],
+                       "at": "2024-01-02T03:04:05.000000+00:00", "day": "2024-01-02",
+                       "tz": "2024-01-02T12:00:00.000000+09:00"}
 
 
 # ----------------------------------------------------------------------------- bodies

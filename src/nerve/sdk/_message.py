@@ -41,7 +41,9 @@ MAX_DEPTH = 240
 # room for `{"batch":[`, `],"sentAt":"...","historical_import":true}` around the events
 _BODY_OVERHEAD = 128
 
-_JSON_OPTIONS = orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS
+# numpy's scalars and arrays (what a pandas row or a model's output holds) as numbers and
+# lists; orjson reads them without importing numpy
+_JSON_OPTIONS = orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
 
 def iso_timestamp(value: datetime | date | str | None) -> str:
@@ -78,6 +80,10 @@ def _default(value: Any) -> Any:
         return list(value)
     if isinstance(value, Mapping):
         return dict(value)
+    if isinstance(value, datetime):  # a subclass orjson refuses (pandas.Timestamp, pendulum)
+        return iso_timestamp(value)
+    if isinstance(value, date):
+        return value.isoformat()
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
