@@ -110,7 +110,11 @@ def _unencodable(value: Any, path: str) -> str | None:
 
 
 #: the Python argument of each camelCase key, named in errors as the caller wrote it
-_ARGUMENTS = {"groupId": "group_id", "previousId": "previous_id"}
+_ARGUMENTS = {"groupId": "group_id", "previousId": "previous_id", "userId": "user_id",
+              "anonymousId": "anonymous_id", "messageId": "message_id"}
+#: the most characters of an id or a name (event, page or screen): the collector refuses a
+#: longer one with 400 invalid_field, and with it the whole batch (its MAX_ID_CHARS)
+MAX_ID_CHARS = 1024
 
 
 def _mapping(kind: str, name: str, value: Any) -> dict[str, Any]:
@@ -188,6 +192,12 @@ def build_message(
     except InvalidMessageError as exc:
         raise InvalidMessageError(f"{kind}: {exc}") from None
     message["messageId"] = _id(kind, "message_id", message_id) or str(uuid.uuid4())
+    for key in ("event", "name", "userId", "anonymousId", "groupId", "previousId", "messageId"):
+        value = message.get(key)
+        if value is not None and len(value) > MAX_ID_CHARS:
+            raise InvalidMessageError(
+                f"{kind}: {_ARGUMENTS.get(key, key)}: {len(value)} characters, over the "
+                f"collector's limit of {MAX_ID_CHARS} (it would refuse the whole batch)")
     return message
 
 
