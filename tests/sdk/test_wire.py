@@ -248,6 +248,21 @@ def test_numpy_values_and_datetime_subclasses_become_json() -> None:
                        "tz": "2024-01-02T12:00:00.000000+09:00"}
 
 
+class _NotATime(datetime):
+    """A datetime subclass that is no point in time, as pandas.NaT."""
+
+    def isoformat(self, sep: str = "T", timespec: str = "auto") -> str:
+        return "NaT"
+
+
+def test_a_datetime_that_is_no_time_is_null_in_properties_and_refused_as_timestamp() -> None:
+    missing = _NotATime(2024, 1, 2)
+    message = build_message("track", event="e", user_id="u", properties={"at": missing})
+    assert orjson.loads(encode_message(message))["properties"] == {"at": None}
+    with pytest.raises(InvalidMessageError, match="track: timestamp: not a point in time: 'NaT'"):
+        build_message("track", event="e", user_id="u", timestamp=missing)
+
+
 # ----------------------------------------------------------------------------- bodies
 
 

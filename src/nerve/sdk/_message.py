@@ -69,7 +69,13 @@ def iso_timestamp(value: datetime | date | str | None) -> str:
         )
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.isoformat(timespec="microseconds")
+    text = moment.isoformat(timespec="microseconds")
+    if type(moment) is not datetime:  # a subclass: pandas.NaT is a datetime that says "NaT"
+        try:
+            datetime.fromisoformat(text)
+        except ValueError:
+            raise InvalidMessageError(f"timestamp: not a point in time: {text!r}") from None
+    return text
 
 
 def _default(value: Any) -> Any:
@@ -81,7 +87,10 @@ def _default(value: Any) -> Any:
     if isinstance(value, Mapping):
         return dict(value)
     if isinstance(value, datetime):  # a subclass orjson refuses (pandas.Timestamp, pendulum)
-        return iso_timestamp(value)
+        try:
+            return iso_timestamp(value)
+        except InvalidMessageError:
+            return None  # pandas.NaT, a missing time, is null as a NaN is
     if isinstance(value, date):
         return value.isoformat()
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
