@@ -218,12 +218,27 @@ def test_a_raising_on_error_does_not_reach_the_caller(
     ("kwargs", "says"),
     [({"write_key": ""}, "write_key"), ({"host": "127.0.0.1:8700"}, "host"),
      ({"max_batch_size": 0}, "max_batch_size"), ({"flush_interval": 0}, "flush_interval"),
-     ({"max_retries": -1}, "max_retries"), ({"context": "x"}, "context")],
+     ({"max_retries": -1}, "max_retries"), ({"context": "x"}, "context"),
+     # an option read from an environment variable or a config file, left a string
+     ({"flush_interval": "0.5"}, r"flush_interval: expected a number, got str '0\.5'"),
+     ({"max_batch_size": "100"}, "max_batch_size: expected a number"),
+     # the endpoint's URL instead of the base: every batch would go to /v1/batch/v1/batch
+     ({"host": "http://127.0.0.1:8700/v1/batch"},
+      "host: the collector's base URL, without /v1/batch .*'http://127.0.0.1:8700'"),
+     ({"host": "https://api.segment.io/v1/"}, "without /v1 .*'https://api.segment.io'"),
+     ({"host": "https://[::1"}, "host: not a URL"), ({"host": "http://"}, "no host name"),
+     ({"host": "http://127.0.0.1:99999"}, "host: not a URL")],
 )
 def test_impossible_options_fail_at_construction(kwargs: dict[str, Any], says: str) -> None:
     options: dict[str, Any] = {"write_key": KEY, "host": "http://127.0.0.1:1", **kwargs}
     with pytest.raises(ConfigError, match=says):
         Client(options.pop("write_key"), options.pop("host"), **options)
+
+
+@pytest.mark.parametrize("host", ["http://127.0.0.1:8700/", "https://proxy.example/nerve",
+                                  "http://[::1]:8700", "https://events.example/v1batch"])
+def test_base_urls_with_a_path_of_their_own_are_accepted(host: str) -> None:
+    Client(KEY, host, sync_mode=True).shutdown()
 
 
 def test_module_level_shortcuts(scripted: Scripted,

@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -18,11 +19,13 @@ from hypothesis import strategies as st
 from nerve import __version__
 from nerve.catalog import Catalog
 from nerve.collector import Collector, RequestError
+from nerve.collector._map import MAX_ID_CHARS as COLLECTOR_MAX_ID_CHARS
 from nerve.collector._map import MAX_STORED_DEPTH
 from nerve.sdk import InvalidMessageError
 from nerve.sdk._message import (
     MAX_BATCH_BYTES,
     MAX_DEPTH,
+    MAX_ID_CHARS,
     MAX_MESSAGE_BYTES,
     batch_body,
     build_message,
@@ -174,6 +177,47 @@ def test_the_sdk_depth_limit_is_the_collectors() -> None:
     assert MAX_DEPTH == MAX_STORED_DEPTH
 
 
+def test_the_sdk_id_limit_is_the_collectors() -> None:
+    assert MAX_ID_CHARS == COLLECTOR_MAX_ID_CHARS
+
+
+@pytest.mark.parametrize(
+    ("kind", "kwargs", "says"),
+    [
+        ("track", {"event": "e" * 1025}, "track: event: 1025 characters"),
+        ("track", {"event": "e", "user_id": "u" * 2000}, "track: user_id: 2000 characters"),
+        ("page", {"name": "n" * 1025}, "page: name: 1025 characters"),
+        ("group", {"groupId": "g" * 1025}, "group: group_id: 1025 characters"),
+        ("identify", {"anonymous_id": "a" * 1025}, "identify: anonymous_id: 1025 characters"),
+        ("identify", {"message_id": "m" * 1025}, "identify: message_id: 1025 characters"),
+    ],
+)
+def test_an_id_or_name_the_collector_would_refuse_the_batch_for_refuses_the_call(
+        make_workspace: Callable[..., Workspace], kind: str, kwargs: dict[str, Any],
+        says: str) -> None:
+    # the collector answers 400 invalid_field for the whole batch: one such call would
+    # make the SDK drop every other event sent with it
+    kwargs.setdefault("user_id", "u")
+    with pytest.raises(InvalidMessageError, match=f"^{says}, over the collector's limit"):
+        build_message(kind, **kwargs)
+    workspace = make_workspace()
+    collector = Collector(workspace, Catalog.load(workspace.events_dir))
+    key = workspace.config.sources[0].write_key
+    auth = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+    at_limit = {k: v[:MAX_ID_CHARS] for k, v in kwargs.items()}
+    fits = build_message(kind, **at_limit)
+    too_long = {**fits, **{
+        {"user_id": "userId", "anonymous_id": "anonymousId", "message_id": "messageId"}
+        .get(k, k): v for k, v in kwargs.items()}}
+    good = build_message("track", event="e", user_id="u")
+    collected = collector.collect(orjson.dumps({"batch": [good, fits]}), endpoint="batch",
+                                  authorization=auth)
+    assert len(collected.envelopes) == 2
+    with pytest.raises(RequestError, match="characters, more than the 1024"):
+        collector.collect(orjson.dumps({"batch": [good, too_long]}), endpoint="batch",
+                          authorization=auth)
+
+
 def test_python_values_become_json() -> None:
     message = build_message("track", event="e", user_id="u", properties={
         "price": Decimal("12.50"), "tags": {"a"}, "at": datetime(2024, 1, 2, tzinfo=UTC),
@@ -181,6 +225,42 @@ def test_python_values_become_json() -> None:
     decoded = orjson.loads(encode_message(message))["properties"]
     assert decoded == {"price": 12.5, "tags": ["a"], "at": "2024-01-02T00:00:00+00:00",
                        "day": "2024-01-02", "id": str(uuid.UUID(int=1)), "3": "int key"}
+
+
+class _Moment(datetime):
+    """A datetime subclass, as pandas.Timestamp and pendulum's DateTime are."""
+
+
+class _Day(date):
+    """A date subclass, as pendulum's Date is."""
+
+
+def test_numpy_values_and_datetime_subclasses_become_json() -> None:
+    # what a pandas row or a numpy computation hands over: refused before, dropping the call
+    message = build_message("track", event="e", user_id="u", properties={
+        "xp": np.float64(1.5), "level": np.int64(7), "qty": np.int32(2), "ok": np.bool_(True),
+        "scores": np.array([1, 2]), "at": _Moment(2024, 1, 2, 3, 4, 5),
+        "day": _Day(2024, 1, 2),
+        "tz": _Moment(2024, 1, 2, 12, tzinfo=timezone(timedelta(hours=9)))})
+    decoded = orjson.loads(encode_message(message))["properties"]
+    assert decoded == {"xp": 1.5, "level": 7, "qty": 2, "ok": True, "scores": [1, 2],
+                       "at": "2024-01-02T03:04:05.000000+00:00", "day": "2024-01-02",
+                       "tz": "2024-01-02T12:00:00.000000+09:00"}
+
+
+class _NotATime(datetime):
+    """A datetime subclass that is no point in time, as pandas.NaT."""
+
+    def isoformat(self, sep: str = "T", timespec: str = "auto") -> str:
+        return "NaT"
+
+
+def test_a_datetime_that_is_no_time_is_null_in_properties_and_refused_as_timestamp() -> None:
+    missing = _NotATime(2024, 1, 2)
+    message = build_message("track", event="e", user_id="u", properties={"at": missing})
+    assert orjson.loads(encode_message(message))["properties"] == {"at": None}
+    with pytest.raises(InvalidMessageError, match="track: timestamp: not a point in time: 'NaT'"):
+        build_message("track", event="e", user_id="u", timestamp=missing)
 
 
 # ----------------------------------------------------------------------------- bodies

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -553,6 +554,17 @@ def _check_options(write_key: object, host: object, max_batch_size: int,
         problems.append("write_key: required, a non-empty string")
     if not isinstance(host, str) or not host.startswith(("http://", "https://")):
         problems.append(f"host: expected an http:// or https:// URL, got {host!r}")
+    else:
+        problems.extend(_host_problems(host))
+    numbers = {"max_batch_size": max_batch_size, "flush_interval": flush_interval,
+               "max_queue_size": max_queue_size, "timeout": timeout,
+               "max_retries": max_retries, "backoff_base": backoff_base,
+               "backoff_max": backoff_max}
+    wrong = [f"{name}: expected a number, got {type(value).__name__} {value!r}"
+             for name, value in numbers.items()
+             if not isinstance(value, int | float) or isinstance(value, bool)]
+    if wrong:  # the ranges below cannot be judged (a "0.5" would raise TypeError)
+        raise ConfigError("Client(...): " + "; ".join(problems + wrong))
     if not 1 <= max_batch_size <= 2500:
         problems.append(f"max_batch_size: between 1 and 2500, got {max_batch_size}")
     if not flush_interval > 0:
@@ -570,3 +582,25 @@ def _check_options(write_key: object, host: object, max_batch_size: int,
         problems.append(f"context: expected a dict, got {type(context).__name__}")
     if problems:
         raise ConfigError("Client(...): " + "; ".join(problems))
+
+
+#: the paths a Segment endpoint URL ends with: a host given with one would be sent to
+#: ``.../v1/batch/v1/batch``, and every batch refused with a 404
+_ENDPOINT_PATHS = ("/v1", "/v1/batch", "/v1/b", "/v1/import", "/v1/track", "/v1/t")
+
+
+def _host_problems(host: str) -> list[str]:
+    """What is wrong with an http(s) ``host``: a malformed URL, or an endpoint's URL."""
+    try:
+        parts = urlsplit(host)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError as exc:
+        return [f"host: not a URL ({exc}): {host!r}"]
+    if not parts.hostname:
+        return [f"host: no host name in {host!r}"]
+    path = parts.path.rstrip("/")
+    if path.endswith(_ENDPOINT_PATHS):
+        base = host[: host.rindex(path)]
+        return [f"host: the collector's base URL, without {path} (the client appends "
+                f"/v1/batch): {base!r}, got {host!r}"]
+    return []

@@ -41,7 +41,9 @@ MAX_DEPTH = 240
 # room for `{"batch":[`, `],"sentAt":"...","historical_import":true}` around the events
 _BODY_OVERHEAD = 128
 
-_JSON_OPTIONS = orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS
+# numpy's scalars and arrays (what a pandas row or a model's output holds) as numbers and
+# lists; orjson reads them without importing numpy
+_JSON_OPTIONS = orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
 
 def iso_timestamp(value: datetime | date | str | None) -> str:
@@ -67,7 +69,13 @@ def iso_timestamp(value: datetime | date | str | None) -> str:
         )
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.isoformat(timespec="microseconds")
+    text = moment.isoformat(timespec="microseconds")
+    if type(moment) is not datetime:  # a subclass: pandas.NaT is a datetime that says "NaT"
+        try:
+            datetime.fromisoformat(text)
+        except ValueError:
+            raise InvalidMessageError(f"timestamp: not a point in time: {text!r}") from None
+    return text
 
 
 def _default(value: Any) -> Any:
@@ -78,6 +86,13 @@ def _default(value: Any) -> Any:
         return list(value)
     if isinstance(value, Mapping):
         return dict(value)
+    if isinstance(value, datetime):  # a subclass orjson refuses (pandas.Timestamp, pendulum)
+        try:
+            return iso_timestamp(value)
+        except InvalidMessageError:
+            return None  # pandas.NaT, a missing time, is null as a NaN is
+    if isinstance(value, date):
+        return value.isoformat()
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
@@ -104,7 +119,11 @@ def _unencodable(value: Any, path: str) -> str | None:
 
 
 #: the Python argument of each camelCase key, named in errors as the caller wrote it
-_ARGUMENTS = {"groupId": "group_id", "previousId": "previous_id"}
+_ARGUMENTS = {"groupId": "group_id", "previousId": "previous_id", "userId": "user_id",
+              "anonymousId": "anonymous_id", "messageId": "message_id"}
+#: the most characters of an id or a name (event, page or screen): the collector refuses a
+#: longer one with 400 invalid_field, and with it the whole batch (its MAX_ID_CHARS)
+MAX_ID_CHARS = 1024
 
 
 def _mapping(kind: str, name: str, value: Any) -> dict[str, Any]:
@@ -182,6 +201,12 @@ def build_message(
     except InvalidMessageError as exc:
         raise InvalidMessageError(f"{kind}: {exc}") from None
     message["messageId"] = _id(kind, "message_id", message_id) or str(uuid.uuid4())
+    for key in ("event", "name", "userId", "anonymousId", "groupId", "previousId", "messageId"):
+        value = message.get(key)
+        if value is not None and len(value) > MAX_ID_CHARS:
+            raise InvalidMessageError(
+                f"{kind}: {_ARGUMENTS.get(key, key)}: {len(value)} characters, over the "
+                f"collector's limit of {MAX_ID_CHARS} (it would refuse the whole batch)")
     return message
 
 
