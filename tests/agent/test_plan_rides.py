@@ -79,3 +79,16 @@ def test_a_vs_the_planner_cannot_read_is_not_dropped() -> None:
     # "vs" names a comparison: answered as one, or declined; never one period's value
     p = plan("rides last week vs black friday")
     assert p.intent != "value", p.as_dict()
+
+
+def test_an_event_named_by_the_noun_of_its_verb() -> None:
+    # was: "payment failures" named nothing ("nerve has no metric or event for 'why
+    # payment failures spike'"): "failures" and payment_failed's "failed" had no root in
+    # common, though "failed payments" was understood
+    vocab = Vocabulary(metrics=RIDES.metrics, dimensions=RIDES.dimensions,
+                       events=(*RIDES.events, "payment_failed", "payment_submitted"))
+    for question in ("why did payment failures spike on nov 24?",
+                     "why did failed payments spike on nov 24?"):
+        p = plan_question(question, vocab, TODAY)
+        assert (p.intent, p.event, p.problems) == ("explain", "payment_failed", []), \
+            (question, p.as_dict())

@@ -59,6 +59,10 @@ def test_commands_on_the_warehouse_file(shop: Path) -> None:
     assert [r["kind"] for r in rows].count("forecast") == 7
     assert "inside the 90% interval" in " ".join(forecast.stderr.split())
 
+    daily = nerve(shop, "anomalies", "add_to_cart", "--grain", "day", "--now", NOW)
+    assert daily.exit_code in (0, 1), daily.stderr
+    assert "add_to_cart (daily), " in " ".join(daily.stderr.split())  # it read "(dayly)"
+
     unknown = nerve(shop, "anomalies", "no_such_thing", "--now", NOW)
     assert unknown.exit_code != 0
     assert "neither a cataloged event nor a metric" in unknown.stderr

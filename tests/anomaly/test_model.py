@@ -128,6 +128,29 @@ def test_new_series_wait_for_history() -> None:
     assert detect(young, window(), Settings()).skipped == 1
 
 
+def test_a_series_is_judged_from_the_day_it_has_its_history() -> None:
+    """A version released 9 days before the end of a 3-day evaluation has its 7 days of
+    history from the evaluation's second day on: its payments failing at 45% in the last
+    4 hours are found (the whole run used to skip it as too new), and its points start
+    where it is judged."""
+    rng = np.random.default_rng(31)
+    born = len(HOURS) - 9 * 24
+    frame = _payments(rng, {"old": 20.0, "new": 15.0},
+                      lambda version: np.where(
+                          (version == "new") & (HOURS[-4] <= HOURS), 0.45, 0.03))
+    frame = frame[(frame["value"] == "old") | (frame["period"] >= HOURS[born])]
+    result = detect_rates(frame[frame["target"] == "payment_failed"],
+                          frame[frame["target"] == "payment_submitted"], "failure_rate",
+                          Window(last=int(HOURS[-1]), evaluate=72, training=21 * 24),
+                          Settings(), keep_points=True)
+    assert result.judged == 2
+    assert [(a.value, a.direction) for a in result.anomalies] == [("new", "up")]
+    assert result.anomalies[0].start.timestamp() // 3600 == HOURS[-4]
+    new = [p for p in result.points if p["value"] == "new"]
+    assert len(new) == 48
+    assert new[0]["time"] == pd.Timestamp(int(HOURS[-48]) * 3600, unit="s", tz="UTC").isoformat()
+
+
 def test_poisson_scores_match_scipy() -> None:
     z = poisson_z(np.array([12.0, 2.0]), np.array([4.0, 10.0]))
     assert z[0] == pytest.approx(stats.norm.isf(stats.poisson.sf(11, 4.0)))

@@ -488,7 +488,8 @@ def _event_matches(text: str, vocab: Vocabulary) -> list[tuple[int, int, str]]:
 
 def _root(word: str) -> str:
     """A crude root shared by a word's forms ("opened", "opens", "opening" -> "open";
-    "purchases", "purchase" -> "purchas"), to match an event's words as said."""
+    "purchases", "purchase" -> "purchas"; "failures", "failed" -> "fail"), to match an
+    event's words as said."""
     for suffix in ("ing", "ed", "es", "s"):
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
             word = word[: -len(suffix)]
@@ -497,6 +498,9 @@ def _root(word: str) -> str:
         word = word[:-1]
     if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "lsz":
         word = word[:-1]  # "submitted" -> "submit"
+    for noun in ("ur", "ion"):  # "failures", "failed" -> "fail"; "completion" -> "complet"
+        if word.endswith(noun) and len(word) - len(noun) >= 4:
+            return word[: -len(noun)]
     return word
 
 

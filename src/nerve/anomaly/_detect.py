@@ -212,7 +212,10 @@ def _detect_matrix(frame: pd.DataFrame, numerator: pd.DataFrame | None, window: 
     keep = _keep(frame, top_values)
     born = frame.groupby(["target", "dimension", "value"], sort=True)["period"].min()
     keys = [k for k in born.index if k in keep]
-    young = [k for k in keys if first - int(born[k]) < window.min_history]
+    # a series is judged from the first step at which it has ``min_history`` periods
+    # behind it (a version released six days before a week's backtest is judged on its
+    # later days); one too young even at the last step is skipped
+    young = [k for k in keys if window.last - int(born[k]) < window.min_history]
     found.skipped += len(young)
     keys = [k for k in keys if k not in set(young)]
     if not keys:
@@ -267,7 +270,8 @@ def _detect_matrix(frame: pd.DataFrame, numerator: pd.DataFrame | None, window: 
         volume = np.maximum(np.nansum(judgement.expected_points[rows], axis=0),
                             np.nansum((num if num is not None else values)[rows], axis=0)
                             ) >= (settings.min_volume if num is None else 1.0)
-        family = enough & volume
+        old = start - births >= window.min_history
+        family = enough & volume & old
         judged |= family
         p = np.where(family, judgement.p, 1.0)
         rejected, thresholds = reject(p[family], rules.q)
@@ -299,6 +303,8 @@ def _detect_matrix(frame: pd.DataFrame, numerator: pd.DataFrame | None, window: 
         target, dim, value = (str(k) for k in key)
         if keep_points:
             for i in np.flatnonzero(part):
+                if periods[i] - births[j] < window.min_history:
+                    continue  # not judged yet: too young
                 found.points.append({
                     "target": target, "dimension": dim or None, "value": value or None,
                     "time": window.moment(int(periods[i])).isoformat(),

@@ -134,7 +134,8 @@ def anomalies(
     rows = result.get("points", []) if points else result["anomalies"]
     if fmt is Format.table:
         about = result["about"]
-        err_console.print(f"{about['target'] or 'every event'} ({about['grain']}ly), "
+        grain = {"hour": "hourly", "day": "daily"}.get(about["grain"], about["grain"])
+        err_console.print(f"{about['target'] or 'every event'} ({grain}), "
                           f"{about['evaluated']['start']} to {about['evaluated']['end']}: "
                           f"{result['series_judged']} series judged, "
                           f"{result['series_skipped']} skipped (too new or too small).")
