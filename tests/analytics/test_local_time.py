@@ -140,6 +140,26 @@ def test_retention_cohorts_and_periods_are_local_days(table: Any) -> None:
     assert "2026-03-07T00:00:00-08:00" in labels or "2026-03-09T00:00:00-07:00" in labels
 
 
+
+def test_a_copy_without_a_time_zone_has_the_same_local_days(engine: Any) -> None:
+    """A copy of ``events`` whose timestamps have no time zone (PostgreSQL's
+    ``timestamp``, DuckDB's ``TIMESTAMP``) holds UTC: its retention is the same as the
+    warehouse's. The engines' ``timezone()`` read it as Los Angeles wall-clock time and
+    moved every event 14-16 hours from where it belongs."""
+    if engine.name == "spark":
+        pytest.skip("Spark's TIMESTAMP is an instant (session time zone UTC)")
+    import pyarrow as pa
+
+    data = _arrow()
+    at = data.schema.get_field_index("timestamp")
+    data = data.set_column(at, "timestamp", data.column(at).cast(pa.timestamp("us")))
+    table = engine.load("events_la_naive", data)
+    body = {"start_event": "signup", "return_event": "open", "grain": "day", "periods": 3,
+            "since": "2026-03-05", "until": "2026-03-09"}
+    rows = retention_request(table, body, timezone=LA)["rows"]
+    got = {(r["cohort"].date(), r["period"]): (r["cohort_size"], r["users"]) for r in rows}
+    assert got == _expected_retention(date(2026, 3, 5), date(2026, 3, 9), 3)
+
 def test_weekly_retention_starts_on_local_mondays(table: Any) -> None:
     rows = retention(table, RetentionSpec("signup", "open", grain="week", periods=1,
                                           timezone=LA))

@@ -70,6 +70,11 @@ def _sql_timezone(zone: str, ts: dt.Timestamp(timezone="UTC")) -> dt.Timestamp()
     """DuckDB and PostgreSQL: an instant as wall-clock time in a zone."""
 
 
+@ibis.udf.scalar.builtin(name="timezone")  # type: ignore[untyped-decorator]
+def _sql_as_utc(zone: str, ts: dt.Timestamp()) -> dt.Timestamp(timezone="UTC"):  # type: ignore[valid-type]
+    """DuckDB and PostgreSQL: wall-clock time in a zone as an instant."""
+
+
 @ibis.udf.scalar.builtin(name="from_utc_timestamp")  # type: ignore[untyped-decorator]
 def _spark_local(ts: dt.Timestamp(timezone="UTC"), zone: str) -> dt.Timestamp():  # type: ignore[valid-type]
     """Spark: an instant as wall-clock time in a zone (session time zone UTC)."""
@@ -168,10 +173,18 @@ def json_field(column: ir.StringValue, path: tuple[str, ...], type_: str,
 
 
 def local_time(ts: ir.TimestampValue, tz: str, dialect: str) -> ir.TimestampValue:
-    """A UTC instant as naive wall-clock time in ``tz``."""
+    """A UTC instant as naive wall-clock time in ``tz``.
+
+    A column without a time zone (PostgreSQL's ``timestamp``, DuckDB's ``TIMESTAMP``: a
+    copy of ``events`` made by hand) holds UTC, as the collector reads times without an
+    offset: the engines' ``timezone(zone, ts)`` would read it as wall-clock time in
+    ``tz`` instead, turning it the other way (every Berlin day began two hours early).
+    Spark's timestamps are instants whatever Ibis calls them."""
     # always through the engine's zone function: a plain cast would use the session zone
     if dialect == "pyspark":
         return _spark_local(ts, tz)
+    if ts.type().timezone is None:
+        ts = _sql_as_utc("UTC", ts)
     return _sql_timezone(tz, ts)
 
 
