@@ -10,9 +10,8 @@ from typing import Any
 
 import pytest
 
-from nerve.experiments import load_experiments
+from nerve.experiments import analyze_experiment, load_experiments, readout_dict
 from nerve.experiments._plan import plan_experiment
-from nerve.experiments._run import analyze_experiment, readout_dict
 from nerve.semantic import SemanticLayer
 
 T0 = datetime(2026, 11, 2, 12, tzinfo=UTC)

@@ -20,11 +20,13 @@ __all__ = [
     "Experiment",
     "ExperimentError",
     "Variant",
+    "analyze_experiment",
     "bucket",
     "choose_variant",
     "get_experiment",
     "load_experiments",
     "matches_targeting",
+    "readout_dict",
 ]
 
 if TYPE_CHECKING:
@@ -35,8 +37,11 @@ if TYPE_CHECKING:
         get_experiment,
         load_experiments,
     )
+    from nerve.experiments._run import analyze_experiment, readout_dict
 
 _LAZY = {"Experiment", "ExperimentError", "Variant", "get_experiment", "load_experiments"}
+#: the analysis, on any engine's ``events`` table (docs/storage.md, "Other engines")
+_ANALYSIS = {"analyze_experiment", "readout_dict"}
 
 
 def __getattr__(name: str) -> Any:
@@ -44,4 +49,8 @@ def __getattr__(name: str) -> Any:
         from nerve.experiments import _model  # noqa: PLC0415 - YAML and catalog on demand
 
         return getattr(_model, name)
+    if name in _ANALYSIS:
+        from nerve.experiments import _run  # noqa: PLC0415 - SciPy and Ibis on demand
+
+        return getattr(_run, name)
     raise AttributeError(f"module 'nerve.experiments' has no attribute {name!r}")
