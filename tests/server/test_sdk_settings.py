@@ -377,3 +377,40 @@ def test_hightouchs_browser_sdk_sends_every_call_to_nerve_as_its_api_host(
         assert row["context"]["browser"] == {"name": "Chrome", "version": "126.0.0"}
         assert row["context"]["os"] == {"name": "Mac OS X", "version": "10.15.7"}
         assert row["context"]["ip"] == "127.0.0.0"  # truncated
+
+
+@pytest.mark.node
+@pytest.mark.timeout(240)
+def test_customerios_browser_sdk_sends_to_nerve_given_its_settings_in_the_page(
+        shop: Workspace, serve: Callable[..., Any], web_app: str) -> None:
+    """Customer.io's analytics.js fork (@customerio/cdp-analytics-browser) reads its host
+    from its own integration, 'Customer.io Data Pipelines': given only nerve's cdnURL it
+    sent every event to cdp.customer.io, and nerve's settings cannot name it too
+    (analytics-next would then load a destination from Segment's CDN). Given its settings
+    in the page, as docs/collector.md says, it fetches nothing and sends to nerve alone."""
+    server = serve(shop)
+    key = write_key(shop)
+    query = urlencode({"writeKey": key, "apiHost": urlsplit(server.url).netloc})
+    run = run_analytics_js(f"{web_app}/browser/customerio.html?{query}",
+                           sdk="@customerio/cdp-analytics-browser")
+
+    assert run["results"]["errors"] == []
+    assert run["failed"] == []
+    hosts = {urlsplit(r["url"]).netloc for r in run["requests"]}
+    assert hosts == {urlsplit(web_app).netloc, urlsplit(server.url).netloc}  # nobody else
+    to_nerve = sorted((r["method"], urlsplit(r["url"]).path, r["status"])
+                      for r in run["requests"] if r["url"].startswith(server.url))
+    assert to_nerve == [("POST", "/v1/i", 200), ("POST", "/v1/t", 200)]
+
+    assert server.stop() == 0
+    ids = run["results"]["messageIds"]
+    landed = {r["type"]: r for r in rows(
+        shop, "SELECT message_id, type, event, properties, traits, context FROM events "
+              "WHERE user_id = 'cio-web-1'")}
+    assert {t: r["message_id"] for t, r in landed.items()} == ids
+    assert landed["track"]["properties"] == {"order_id": "cio-o-1", "revenue": 12.5,
+                                             "currency": "EUR"}
+    assert landed["identify"]["traits"] == {"plan": "pro"}
+    for row in landed.values():
+        assert row["context"]["library"]["name"] == "analytics.js"
+        assert row["context"]["browser"] == {"name": "Chrome", "version": "126.0.0"}
