@@ -327,3 +327,90 @@ def test_rudderstacks_browser_sdk_sends_to_nerve_as_its_data_plane(
         assert row["context"]["app"]["namespace"] == "com.rudderlabs.javascript"
         assert row["context"]["browser"]["name"] == "Chrome"
         assert row["context"]["os"]["name"] == "Mac OS X"
+
+
+@pytest.mark.node
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("batching", [False, True], ids=["one_by_one", "batching"])
+def test_hightouchs_browser_sdk_sends_every_call_to_nerve_as_its_api_host(
+        shop: Workspace, serve: Callable[..., Any], web_app: str, batching: bool) -> None:
+    """Hightouch's analytics.js fork (@ht-sdks/events-sdk-js-browser) fetches no settings:
+    given nerve as its apiHost it sends each call to /v1/identify, /v1/page... (or all of
+    them to /v1/batch), with the write key in the body. All six calls land once, with
+    their ids, and the browser, OS and device from the user agent."""
+    server = serve(shop)
+    key = write_key(shop)
+    query = {"writeKey": key, "apiHost": urlsplit(server.url).netloc}
+    query.update({"batching": "1"} if batching else {})
+    run = run_analytics_js(f"{web_app}/browser/hightouch.html?{urlencode(query)}",
+                           sdk="@ht-sdks/events-sdk-js-browser")
+
+    assert run["results"]["errors"] == []
+    assert run["failed"] == []
+    hosts = {urlsplit(r["url"]).netloc for r in run["requests"]}
+    assert hosts == {urlsplit(web_app).netloc, urlsplit(server.url).netloc}  # nobody else
+    to_nerve = sorted((r["method"], urlsplit(r["url"]).path, r["status"])
+                      for r in run["requests"] if r["url"].startswith(server.url))
+    calls = ("identify", "page", "track", "screen", "group", "alias")
+    assert to_nerve == ([("POST", "/v1/batch", 200)] if batching
+                        else sorted(("POST", f"/v1/{call}", 200) for call in calls))
+
+    assert server.stop() == 0
+    ids = run["results"]["messageIds"]
+    landed = rows(shop, "SELECT message_id, type, event, name, user_id, anonymous_id, "
+                        "group_id, previous_id, properties, traits, context FROM events "
+                        "WHERE user_id IN ('ht-web-1', 'ht-web-2')")
+    assert sorted(r["message_id"] for r in landed) == sorted(ids.values())  # each once
+    by_type = {r["type"]: r for r in landed}
+    assert by_type["track"]["event"] == "order_completed"
+    assert by_type["track"]["properties"] == {"order_id": "ht-o-1", "revenue": 12.5,
+                                              "currency": "EUR"}
+    assert by_type["identify"]["traits"] == {"plan": "pro"}
+    assert (by_type["page"]["name"], by_type["screen"]["name"]) == ("Pricing", "Player")
+    assert by_type["group"]["group_id"] == "acme"
+    assert by_type["group"]["traits"] == {"name": "ACME"}
+    assert (by_type["alias"]["user_id"], by_type["alias"]["previous_id"]) == ("ht-web-2",
+                                                                              "ht-web-1")
+    assert len({r["anonymous_id"] for r in landed}) == 1  # one browser
+    for row in landed:
+        assert row["context"]["library"]["name"] == "events-sdk-js"
+        assert row["context"]["browser"] == {"name": "Chrome", "version": "126.0.0"}
+        assert row["context"]["os"] == {"name": "Mac OS X", "version": "10.15.7"}
+        assert row["context"]["ip"] == "127.0.0.0"  # truncated
+
+
+@pytest.mark.node
+@pytest.mark.timeout(240)
+def test_customerios_browser_sdk_sends_to_nerve_given_its_settings_in_the_page(
+        shop: Workspace, serve: Callable[..., Any], web_app: str) -> None:
+    """Customer.io's analytics.js fork (@customerio/cdp-analytics-browser) reads its host
+    from its own integration, 'Customer.io Data Pipelines': given only nerve's cdnURL it
+    sent every event to cdp.customer.io, and nerve's settings cannot name it too
+    (analytics-next would then load a destination from Segment's CDN). Given its settings
+    in the page, as docs/collector.md says, it fetches nothing and sends to nerve alone."""
+    server = serve(shop)
+    key = write_key(shop)
+    query = urlencode({"writeKey": key, "apiHost": urlsplit(server.url).netloc})
+    run = run_analytics_js(f"{web_app}/browser/customerio.html?{query}",
+                           sdk="@customerio/cdp-analytics-browser")
+
+    assert run["results"]["errors"] == []
+    assert run["failed"] == []
+    hosts = {urlsplit(r["url"]).netloc for r in run["requests"]}
+    assert hosts == {urlsplit(web_app).netloc, urlsplit(server.url).netloc}  # nobody else
+    to_nerve = sorted((r["method"], urlsplit(r["url"]).path, r["status"])
+                      for r in run["requests"] if r["url"].startswith(server.url))
+    assert to_nerve == [("POST", "/v1/i", 200), ("POST", "/v1/t", 200)]
+
+    assert server.stop() == 0
+    ids = run["results"]["messageIds"]
+    landed = {r["type"]: r for r in rows(
+        shop, "SELECT message_id, type, event, properties, traits, context FROM events "
+              "WHERE user_id = 'cio-web-1'")}
+    assert {t: r["message_id"] for t, r in landed.items()} == ids
+    assert landed["track"]["properties"] == {"order_id": "cio-o-1", "revenue": 12.5,
+                                             "currency": "EUR"}
+    assert landed["identify"]["traits"] == {"plan": "pro"}
+    for row in landed.values():
+        assert row["context"]["library"]["name"] == "analytics.js"
+        assert row["context"]["browser"] == {"name": "Chrome", "version": "126.0.0"}

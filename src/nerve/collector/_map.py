@@ -56,6 +56,21 @@ _QUOTED_CHARS = 100
 EARLIEST, LATEST = 0, (datetime(2100, 1, 1, tzinfo=UTC) - _EPOCH) // _MICRO
 
 
+def _without_echoed_ids(traits: dict[str, Any], user_id: str | None,
+                        anonymous_id: str | None) -> dict[str, Any]:
+    """An identify's traits less the message's own ids, where the SDK copied them in.
+
+    analytics-android (and its forks) keeps the user's ids among the traits it sends with
+    every identify (``{"anonymousId": ..., "userId": ..., "plan": ...}``): they are the
+    message's ``anonymousId`` and ``userId`` again, not traits, and a catalog that does not
+    declare them quarantined every such identify. A value that differs from the message's
+    id is the app's own and stays."""
+    echoed = {key for key, own in (("anonymousId", anonymous_id), ("userId", user_id))
+              if own is not None and traits.get(key) == own}
+    return {key: value for key, value in traits.items() if key not in echoed} \
+        if echoed else traits
+
+
 def parse_timestamp(value: Any) -> int | None:
     """Microseconds since the epoch (UTC) of an ISO 8601 string; a naive time is UTC.
 
@@ -318,8 +333,11 @@ def map_messages(
                     traits = _object(message, "traits", at) or {}
                 # an identify's user traits: the call's own win. A group's traits are
                 # the group's; the user's traits stay in the context
-                if type_ == "identify" and context_traits.__class__ is dict and context_traits:
-                    traits = {**context_traits, **traits}
+                if type_ == "identify":
+                    if context_traits.__class__ is dict and context_traits:
+                        traits = {**context_traits, **traits}
+                    if "anonymousId" in traits or "userId" in traits:
+                        traits = _without_echoed_ids(traits, user_id, anonymous_id)
                 payload = traits
             else:
                 payload = None
