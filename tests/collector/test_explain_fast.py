@@ -19,7 +19,8 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from nerve.catalog import PAYLOAD_FIELD, Catalog, EventSpec, PropertySpec, Version
-from nerve.catalog._catalog import _enum_message
+from nerve.catalog._catalog import _enum_message, _int64_message
+from nerve.catalog._model import INT64_RANGE
 from nerve.collector import Collector, Validator
 from nerve.workspace import Workspace
 
@@ -124,6 +125,9 @@ def reference(spec: EventSpec, payload: Any) -> list[dict[str, Any]]:
         # enum messages list every allowed value (jsonschema-rs counts all but two)
         message = (_enum_message(error.instance, error.kind.options) if rule == "enum"
                    else error.message)
+        # the bound every integer carries (the 64-bit range) is explained as that range
+        if rule in ("minimum", "maximum") and error.kind.limit in INT64_RANGE:
+            message = _int64_message(error.instance)
         result.append({"path": f"$.{field_name}{path}", "rule": rule,
                        "message": f"{spec.name}{path}: {message}", "file": file,
                        "line": line})
@@ -248,6 +252,8 @@ def good_checkout(**changes: Any) -> dict[str, Any]:
      ["required", "minimum", "pattern", "type"]),
     (good_checkout(paid_at="yesterday", level=4, gift="yes"), ["format", "type", "enum"]),
     (good_checkout(**{"": 1, "surprise": {"a": 1}}), ["additional_properties"]),
+    # past the 64-bit bound every integer carries: 2**63 as the float JSON reads it as
+    (good_checkout(lines=[{"sku": "a", "qty": 9.223372036854776e18}]), ["maximum"]),
     ([1, 2], ["type"]),
 ])
 def test_each_kind_of_violation_and_several_at_once(catalog: Catalog, payload: Any,
