@@ -50,7 +50,7 @@ def _admin(ws: Workspace) -> dict[str, str]:
 def _sql(url: str, ws: Workspace, query: str, *, masked: bool = False) -> list[dict[str, Any]]:
     headers = _admin(ws) | ({"x-nerve-view": "masked"} if masked else {})
     answer = HTTP.post(url + "/v1/admin/sql", headers=headers, json={"query": query},
-                        timeout=30)
+                       timeout=30)
     assert answer.status_code == 200, answer.text
     rows: list[dict[str, Any]] = answer.json()["rows"]
     return rows
@@ -88,7 +88,7 @@ def _send(url: str, ws: Workspace, messages: list[dict[str, Any]]) -> None:
     spreads connections over them, so every process's catalog is exercised."""
     for message in messages:
         answer = HTTP.post(url + "/v1/batch", json={"batch": [message]},
-                            headers=basic(write_key(ws)), timeout=30)
+                           headers=basic(write_key(ws)), timeout=30)
         assert answer.status_code == 200, answer.text
 
 

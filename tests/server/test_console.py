@@ -62,7 +62,7 @@ def fill(server: Any, ws: Workspace) -> None:
                "properties": {"experiment_id": "one_page", "variant_id": "ab"[i % 2]}}
               for i in range(5)]
     assert HTTP.post(server.url + "/v1/batch", json={"batch": batch},
-                      headers=basic(write_key(ws))).status_code == 200
+                     headers=basic(write_key(ws))).status_code == 200
     auth = {"authorization": f"Bearer {admin_token(ws)}"}
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -85,7 +85,7 @@ def test_status_sums_up_the_pipeline_for_a_token_holder(
     assert refused.headers["www-authenticate"] == 'Bearer realm="nerve"'
     fill(server, console_shop)
     status = HTTP.get(server.url + "/v1/status",
-                       headers={"authorization": f"Bearer {READER}"}).json()
+                      headers={"authorization": f"Bearer {READER}"}).json()
     assert status["project"] == "test"
     assert status["collector"]["accepted"] == 12
     assert status["collector"]["quarantined"] == 3
@@ -227,7 +227,7 @@ def two_orders_yesterday(shop: Workspace, url: str) -> datetime:
                                                          microsecond=0)
     batch = [order(i, "y", timestamp=day.isoformat().replace("+00:00", "Z")) for i in (3, 4)]
     assert HTTP.post(url + "/v1/batch", json={"batch": batch},
-                      headers=basic(write_key(shop))).status_code == 200
+                     headers=basic(write_key(shop))).status_code == 200
     auth = {"authorization": f"Bearer {admin_token(shop)}"}
     deadline = time.monotonic() + 30
     while HTTP.get(url + "/v1/status", headers=auth).json()["warehouse"]["events"] < 2:
@@ -349,7 +349,7 @@ def test_nerve_status_reads_the_server_or_else_the_files(
     assert "refused since the server started" not in runner.invoke(app, args).stdout
     # a client with a wrong write key: its SDK drops the batch, the status says so
     wrong = HTTP.post(server.url + "/v1/batch", headers=basic("not-a-source-key"),
-                       json={"batch": [order(99)]})
+                      json={"batch": [order(99)]})
     assert wrong.status_code == 401
     refused = orjson.loads(runner.invoke(app, [*args, "--format", "json"]).stdout)
     assert refused["collector"]["refusals"] == {"401 unauthorized": 1}
@@ -386,7 +386,7 @@ def test_long_event_names_leave_every_column_in_view_and_the_page_logs_no_error(
               "properties": {"week": i}} for i in range(3)]
     batch.append({"type": "track", "event": unplanned, "userId": "u1", "messageId": "x"})
     assert HTTP.post(server.url + "/v1/batch", json={"batch": batch},
-                      headers=basic(write_key(console_shop))).status_code == 200
+                     headers=basic(write_key(console_shop))).status_code == 200
     auth = {"authorization": f"Bearer {admin_token(console_shop)}"}
     deadline = time.monotonic() + 30
     while HTTP.get(server.url + "/v1/status", headers=auth).json()["warehouse"]["quarantine"] < 1:
@@ -424,7 +424,7 @@ def test_the_events_and_quarantine_lists_say_how_many_more_they_leave_out(
               "messageId": f"{kind}-{i}-{n}"}
              for kind in ("step", "nope") for i in range(17) for n in range(20 - i)]
     assert HTTP.post(server.url + "/v1/batch", json={"batch": batch},
-                      headers=basic(write_key(console_shop))).status_code == 200
+                     headers=basic(write_key(console_shop))).status_code == 200
     auth = {"authorization": f"Bearer {admin_token(console_shop)}"}
     deadline = time.monotonic() + 30
     while HTTP.get(server.url + "/v1/status", headers=auth).json()["warehouse"]["quarantine"] \
@@ -460,7 +460,7 @@ def test_a_write_key_given_as_the_token_is_named_as_one(
     dom = chromium_dom(f"{server.url}/ui#token={key}")
     assert "that is the write key of source 'web'" in " ".join(dom.text)
     odd = HTTP.get(server.url + "/v1/status",
-                    headers={"authorization": "Bearer é-token".encode("latin-1")})
+                   headers={"authorization": "Bearer é-token".encode("latin-1")})
     assert odd.status_code == 401
     assert odd.json()["message"].startswith("the token is neither the admin's nor a reader's")
 
@@ -530,7 +530,7 @@ def test_the_quarantine_panel_names_the_event_an_unknown_one_misspells(
     batch += [order(i, "bad", properties={"order_id": "x", "revenue": "lots"})
               for i in range(2)]
     assert HTTP.post(server.url + "/v1/batch", json={"batch": batch},
-                      headers=basic(write_key(console_shop))).status_code == 200
+                     headers=basic(write_key(console_shop))).status_code == 200
     token = admin_token(console_shop) if who == "admin" else READER
     auth = {"authorization": f"Bearer {token}"}
     deadline = time.monotonic() + 30

@@ -74,7 +74,7 @@ def fill(ws: Workspace, url: str) -> date:
     batch += [track("product_view", f"u{i}", old, i) for i in (7, 8, 9)]
     batch.append(track("add_to_cart", "u7", old + timedelta(minutes=5), 7))
     assert HTTP.post(url + "/v1/batch", json={"batch": batch},
-                      headers=basic(write_key(ws))).status_code == 200
+                     headers=basic(write_key(ws))).status_code == 200
     auth = {"authorization": f"Bearer {admin_token(ws)}"}
     deadline = time.monotonic() + 30
     while HTTP.get(url + "/v1/status", headers=auth).json()["warehouse"]["events"] < len(batch):

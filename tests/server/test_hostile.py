@@ -209,7 +209,7 @@ def test_endless_headers_get_431_before_they_fill_memory(
     # headers under the limit, however many, are fine
     big = {f"X-Pad-{i}": "p" * 1000 for i in range(50)}
     answer = HTTP.post(server.url + "/v1/batch", json={"batch": [order(1, "padded")]},
-                        headers={**auth, **big}, timeout=10)
+                       headers={**auth, **big}, timeout=10)
     assert answer.status_code == 200
     assert server.stop() == 0
     assert [r["message_id"] for r in rows(ws, "SELECT message_id FROM events")] == ["padded-1"]
@@ -256,7 +256,7 @@ def test_large_headers_sent_in_one_write_get_431_too(
     # a body larger than the limit in the first read is no header
     large = [order(i, "large", context={"pad": "x" * 20_000}) for i in range(10)]
     answer = HTTP.post(server.url + "/v1/batch", json={"batch": large}, headers=auth,
-                        timeout=10)
+                       timeout=10)
     assert answer.status_code == 200
     assert server.stop() == 0
     assert len(rows(ws, "SELECT message_id FROM events")) == 11
@@ -361,7 +361,7 @@ def test_past_max_connections_the_503_has_the_error_shape_and_retry_after(
     ws, server = _crowded_server(make_workspace, serve)
     with _all_connections_taken(server):
         crowded = HTTP.post(server.url + "/v1/batch", json={"batch": [order(1, "x")]},
-                             headers=basic(write_key(ws)), timeout=10)
+                            headers=basic(write_key(ws)), timeout=10)
     assert crowded.status_code == 503
     assert crowded.headers["content-type"] == "application/json"
     assert crowded.json()["code"] == "overloaded"
@@ -382,7 +382,7 @@ def test_refusals_past_max_connections_are_counted_and_logged_once(
     ws, server = _crowded_server(make_workspace, serve)
     with _all_connections_taken(server):
         statuses = [HTTP.post(server.url + "/v1/batch", json={"batch": [order(i, "x")]},
-                               headers=basic(write_key(ws)), timeout=10).status_code
+                              headers=basic(write_key(ws)), timeout=10).status_code
                     for i in range(5)]
     assert statuses == [503] * 5
     time.sleep(0.3)
@@ -491,10 +491,10 @@ def test_metrics_count_every_refusal_by_its_code(
     for _ in range(2):
         assert HTTP.post(url, content=b"{nope", headers=auth, timeout=10).status_code == 400
     assert HTTP.post(url, json={"batch": [{"type": "track"}]}, headers=auth,
-                      timeout=10).status_code == 400
+                     timeout=10).status_code == 400
     assert HTTP.post(url, json={"batch": []}, timeout=10).status_code == 401
     assert HTTP.post(url, content=b"{}", headers={**auth, "Content-Type": "text/html"},
-                      timeout=10).status_code == 415
+                     timeout=10).status_code == 415
     sent = {
         b"FOO /v1/batch HTTP/1.1\r\nHost: x\r\n\r\n": b"HTTP/1.1 400",
         b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000: b"HTTP/1.1 431",
@@ -507,7 +507,7 @@ def test_metrics_count_every_refusal_by_its_code(
             reply = _read_all(sock)
         assert reply.startswith(status), reply[:100]
     assert HTTP.post(url, json={"batch": [order(1, "fine")]}, headers=auth,
-                      timeout=10).status_code == 200
+                     timeout=10).status_code == 200
     metrics = HTTP.get(server.url + "/metrics", timeout=10).text
     assert _refusals(metrics) == {
         ("400", "invalid_json"): 2.0, ("400", "missing_field"): 1.0,

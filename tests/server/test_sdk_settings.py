@@ -86,7 +86,7 @@ def test_an_unknown_key_or_a_host_that_is_no_host_is_refused_in_the_one_error_sh
     assert "not-a-key" not in warned[0]["message"]
     assert pipeline_health(shop)["refusals"] == {"404 unknown_write_key": 1}
     bad_host = HTTP.get(settings_url(server, write_key(shop)),
-                         headers={"Host": "shop.example/evil?x="})
+                        headers={"Host": "shop.example/evil?x="})
     assert bad_host.status_code == 400
     assert bad_host.json()["code"] == "bad_host"
     assert bad_host.json()["details"] == {"host": "shop.example/evil?x="}
@@ -115,7 +115,7 @@ def test_fetching_settings_is_no_read_to_audit(shop: Workspace,
     assert HTTP.get(settings_url(server, write_key(shop))).status_code == 200
     assert HTTP.get(settings_url(server, "not-a-key")).status_code == 404
     assert HTTP.get(server.url + "/v1/experiments",
-                     headers=basic(write_key(shop))).status_code == 200
+                    headers=basic(write_key(shop))).status_code == 200
     assert [r["action"] for r in read_records(shop)] == ["/v1/experiments"]
 
 
@@ -168,7 +168,7 @@ def test_rudderstacks_source_config_is_served_for_a_known_key_only(
     key = write_key(shop)
     query = {"p": "npm", "v": "3.34.1", "build": "modern", "writeKey": key}
     answers = [HTTP.get(f"{server.url}/sourceConfig/", params=query,
-                         headers={**ORIGIN, **basic(key)}),
+                        headers={**ORIGIN, **basic(key)}),
                HTTP.get(f"{server.url}/sourceConfig", params=query, headers=ORIGIN),
                HTTP.get(f"{server.url}/sourceConfig/", headers={**ORIGIN, **basic(key)})]
     for answer in answers:
@@ -190,7 +190,7 @@ def test_rudderstacks_source_config_is_served_for_a_known_key_only(
     for headers, params in (({}, {"writeKey": "not-a-key"}), (basic("not-a-key"), query),
                             ({}, {})):
         refused = HTTP.get(f"{server.url}/sourceConfig/", params=params,
-                            headers={**ORIGIN, **headers})
+                           headers={**ORIGIN, **headers})
         assert refused.status_code == 401
         assert refused.headers["access-control-allow-origin"] == "*"  # the page can read why
         assert refused.json()["code"] == "unauthorized"

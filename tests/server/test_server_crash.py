@@ -78,7 +78,7 @@ def test_a_killed_worker_is_replaced_and_no_acked_event_is_lost(
         for n in range(10):  # fresh connections reach both workers again
             body = orjson.dumps({"batch": [order(i, f"after-{n}") for i in range(10)]})
             assert HTTP.post(server.url + "/v1/batch", content=body,
-                              headers=auth).status_code == 200
+                             headers=auth).status_code == 200
             acked.extend(f"after-{n}-{i}" for i in range(10))
     assert server.stop() == 0
     # the line is the main process's, and names the dead worker (its pid was written

@@ -205,7 +205,7 @@ def test_worker_processes_share_the_port_and_forward_read_apis(
         assert HTTP.post(server.url + "/v1/batch", content=body, headers=auth).status_code == 200
         # read APIs answer the same whichever process accepted the connection
         answer = HTTP.post(server.url + "/v1/admin/sql", json={"query": "SELECT 1 AS one"},
-                            headers=admin)
+                           headers=admin)
         assert answer.json() == {"columns": ["one"], "rows": [{"one": 1}]}
         missing = HTTP.get(server.url + "/v1/nothing")
         assert missing.status_code == 404

@@ -71,7 +71,7 @@ def test_collectors_on_three_machines_feed_one_warehouse_exactly_once(
         sent += send_with_sdk(server.url, key, prefix, 120)
     body = orjson.dumps({"batch": [order(i, "batch") for i in range(300)]})
     assert HTTP.post(two.url + "/v1/batch", content=body,
-                      headers=basic(key)).status_code == 200
+                     headers=basic(key)).status_code == 200
     sent += [f"batch-{i}" for i in range(300)]
 
     health = HTTP.get(one.url + "/health").json()
@@ -139,7 +139,7 @@ def test_while_nats_is_down_ingest_answers_503_and_resumes_after(
         ids = [f"{prefix}-{i}" for i in range(50)]
         sent.extend(ids)
         answer = HTTP.post(server.url + "/v1/batch", headers=auth, timeout=30,
-                            content=orjson.dumps({"batch": [order(i, prefix)
+                           content=orjson.dumps({"batch": [order(i, prefix)
                                                             for i in range(50)]}))
         if answer.status_code == 200:
             acked.extend(ids)
@@ -238,7 +238,7 @@ def test_a_server_with_another_secret_than_the_stream_is_refused(
     assert ok.process is not None
     key = write_key(nats_shop)
     assert HTTP.post(ok.url + "/v1/batch", json={"batch": [order(1, "k")]},
-                      headers=basic(key)).status_code == 200
+                     headers=basic(key)).status_code == 200
 
     def start(ws: Workspace, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "nerve", "--workspace", str(ws.root),
@@ -286,7 +286,7 @@ def test_status_on_a_collect_only_machine_says_the_warehouse_is_elsewhere(
     collector = serve(machine, "--collect-only")
     body = orjson.dumps({"batch": [order(i, "status") for i in range(30)]})
     assert HTTP.post(collector.url + "/v1/batch", content=body,
-                      headers=basic(write_key(machine))).status_code == 200
+                     headers=basic(write_key(machine))).status_code == 200
     status = offline_status(machine)
     assert status["warehouse"] is None
     assert machine.warehouse_file is not None

@@ -26,7 +26,7 @@ def test_serve_refreshes_typed_views(make_workspace: Callable[..., Workspace],
     rows: list[Any] = []
     for _ in range(100):
         answer = HTTP.post(server.url + "/v1/admin/sql", headers=headers,
-                            json={"query": "SELECT price, sku FROM evt_add_to_cart"})
+                           json={"query": "SELECT price, sku FROM evt_add_to_cart"})
         assert answer.status_code == 200, answer.text
         rows = answer.json()["rows"]
         if rows:

@@ -71,7 +71,7 @@ def test_a_restarted_worker_keeps_the_settings_the_server_started_with(
     for n in range(12):  # fresh connections: both workers, the new one included
         body = orjson.dumps({"batch": [order(n, "after")]})
         assert HTTP.post(server.url + "/v1/batch", content=body,
-                          headers=auth).status_code == 200
+                         headers=auth).status_code == 200
     assert server.stop() == 0
     users = {r["user_id"] for r in rows(shop, "SELECT user_id FROM events")}
     assert users == {order(n, "after")["userId"] for n in range(12)}  # none hashed
@@ -165,7 +165,7 @@ def test_workers_take_events_and_forward_reads_without_loading_the_warehouse(
     for n in range(12):  # fresh connections: both workers
         body = orjson.dumps({"batch": [order(n, "lean")]})
         assert HTTP.post(server.url + "/v1/batch", content=body,
-                          headers=auth).status_code == 200
+                         headers=auth).status_code == 200
         status = HTTP.get(server.url + "/v1/status", headers=admin)  # forwarded
         assert status.status_code == 200, status.text
         assert HTTP.get(server.url + "/metrics").status_code == 200
