@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from serverkit import HTTP, Senders, basic, order, rows, write_key
+from serverkit import Senders, basic, order, rows, write_key
 
 from nerve.workspace import Workspace
 
@@ -77,8 +77,8 @@ def test_a_killed_worker_is_replaced_and_no_acked_event_is_lost(
             assert http.post("/v1/batch", content=body).status_code == 200
         for n in range(10):  # fresh connections reach both workers again
             body = orjson.dumps({"batch": [order(i, f"after-{n}") for i in range(10)]})
-            assert HTTP.post(server.url + "/v1/batch", content=body,
-                             headers=auth).status_code == 200
+            assert httpx.post(server.url + "/v1/batch", content=body,
+                              headers=auth).status_code == 200
             acked.extend(f"after-{n}-{i}" for i in range(10))
     assert server.stop() == 0
     # the line is the main process's, and names the dead worker (its pid was written

@@ -13,9 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
-from serverkit import HTTP, basic, order, rows, write_key
+from serverkit import basic, order, rows, write_key
 from test_server_crash import worker_pids
 
 from nerve.errors import InternalError
@@ -70,8 +71,8 @@ def test_a_restarted_worker_keeps_the_settings_the_server_started_with(
     auth = basic(write_key(shop))
     for n in range(12):  # fresh connections: both workers, the new one included
         body = orjson.dumps({"batch": [order(n, "after")]})
-        assert HTTP.post(server.url + "/v1/batch", content=body,
-                         headers=auth).status_code == 200
+        assert httpx.post(server.url + "/v1/batch", content=body,
+                          headers=auth).status_code == 200
     assert server.stop() == 0
     users = {r["user_id"] for r in rows(shop, "SELECT user_id FROM events")}
     assert users == {order(n, "after")["userId"] for n in range(12)}  # none hashed
@@ -164,11 +165,11 @@ def test_workers_take_events_and_forward_reads_without_loading_the_warehouse(
     admin = {"Authorization": f"Bearer {info['admin_token']}"}
     for n in range(12):  # fresh connections: both workers
         body = orjson.dumps({"batch": [order(n, "lean")]})
-        assert HTTP.post(server.url + "/v1/batch", content=body,
-                         headers=auth).status_code == 200
-        status = HTTP.get(server.url + "/v1/status", headers=admin)  # forwarded
+        assert httpx.post(server.url + "/v1/batch", content=body,
+                          headers=auth).status_code == 200
+        status = httpx.get(server.url + "/v1/status", headers=admin)  # forwarded
         assert status.status_code == 200, status.text
-        assert HTTP.get(server.url + "/metrics").status_code == 200
+        assert httpx.get(server.url + "/metrics").status_code == 200
     pids = worker_pids(shop)
     assert len(pids) == 2
     for pid in pids:
