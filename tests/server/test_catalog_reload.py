@@ -15,10 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import pytest
-from serverkit import EVENTS, basic, order, write_key
+from serverkit import EVENTS, HTTP, basic, order, write_key
 from test_server_crash import worker_pids
 
 from nerve.workspace import Workspace
@@ -50,8 +49,8 @@ def _admin(ws: Workspace) -> dict[str, str]:
 
 def _sql(url: str, ws: Workspace, query: str, *, masked: bool = False) -> list[dict[str, Any]]:
     headers = _admin(ws) | ({"x-nerve-view": "masked"} if masked else {})
-    answer = httpx.post(url + "/v1/admin/sql", headers=headers, json={"query": query},
-                        timeout=30)
+    answer = HTTP.post(url + "/v1/admin/sql", headers=headers, json={"query": query},
+                       timeout=30)
     assert answer.status_code == 200, answer.text
     rows: list[dict[str, Any]] = answer.json()["rows"]
     return rows
@@ -88,8 +87,8 @@ def _send(url: str, ws: Workspace, messages: list[dict[str, Any]]) -> None:
     """One message per request, each on a new connection: with workers, the kernel
     spreads connections over them, so every process's catalog is exercised."""
     for message in messages:
-        answer = httpx.post(url + "/v1/batch", json={"batch": [message]},
-                            headers=basic(write_key(ws)), timeout=30)
+        answer = HTTP.post(url + "/v1/batch", json={"batch": [message]},
+                           headers=basic(write_key(ws)), timeout=30)
         assert answer.status_code == 200, answer.text
 
 
@@ -137,7 +136,7 @@ def test_a_new_event_file_is_accepted_and_gets_its_typed_view(
     rows = _sql(server.url, ws, "SELECT song_id, position_ms FROM evt_song_skipped "
                                 "ORDER BY position_ms")
     assert rows == [{"song_id": f"s{i}", "position_ms": 1000 * i} for i in range(12)]
-    status = httpx.get(server.url + "/v1/status", headers=_admin(ws)).json()
+    status = HTTP.get(server.url + "/v1/status", headers=_admin(ws)).json()
     assert status["catalog"]["events"] == 3
     assert status["catalog"]["problems"] == []
 
@@ -158,7 +157,7 @@ def test_a_broken_file_keeps_the_last_good_catalog_and_is_reported(
     (ws.events_dir / "song_skipped.yaml").write_text(SONG_SKIPPED, encoding="utf-8")
     _wait_logged(server, NOT_LOADED, mark, workers)
 
-    status = httpx.get(server.url + "/v1/status", headers=_admin(ws)).json()
+    status = HTTP.get(server.url + "/v1/status", headers=_admin(ws)).json()
     [problem] = status["catalog"]["problems"]
     assert f"{path}:9:" in problem
     assert "order_completed.revenue.type" in problem
@@ -175,7 +174,7 @@ def test_a_broken_file_keeps_the_last_good_catalog_and_is_reported(
     mark = len(server.output().encode())
     path.write_text(good, encoding="utf-8")  # fixed: the next change is tried again
     _wait_logged(server, "catalog reloaded", mark, workers)
-    status = httpx.get(server.url + "/v1/status", headers=_admin(ws)).json()
+    status = HTTP.get(server.url + "/v1/status", headers=_admin(ws)).json()
     assert status["catalog"]["problems"] == []
     assert status["catalog"]["events"] == 3
     _send(server.url, ws, [_skip(4, "skip")])

@@ -12,10 +12,9 @@ from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from typing import Any
 
-import httpx
 import orjson
 import pytest
-from serverkit import EVENTS, basic, order, write_key
+from serverkit import EVENTS, HTTP, basic, order, write_key
 from tests.conftest import node_script
 from typer.testing import CliRunner
 
@@ -62,29 +61,31 @@ def fill(server: Any, ws: Workspace) -> None:
                "messageId": f"seen-{i}", "timestamp": "2026-11-28T09:00:00Z",
                "properties": {"experiment_id": "one_page", "variant_id": "ab"[i % 2]}}
               for i in range(5)]
-    assert httpx.post(server.url + "/v1/batch", json={"batch": batch},
-                      headers=basic(write_key(ws))).status_code == 200
+    assert HTTP.post(server.url + "/v1/batch", json={"batch": batch},
+                     headers=basic(write_key(ws))).status_code == 200
     auth = {"authorization": f"Bearer {admin_token(ws)}"}
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        status = httpx.get(server.url + "/v1/status", headers=auth).json()
+        status = HTTP.get(server.url + "/v1/status", headers=auth).json()
         if status["warehouse"]["events"] == 12 and status["warehouse"]["quarantine"] == 3:
             break
         time.sleep(0.2)
-    assert httpx.post(server.url + "/v1/admin/checks/run", headers=auth,
-                      json={}).status_code == 200
+    # the first run of the checks loads their engine (SciPy, pandas): on a loaded CI
+    # machine that takes longer than httpx's default 5 s
+    assert HTTP.post(server.url + "/v1/admin/checks/run", headers=auth,
+                     json={}, timeout=60).status_code == 200
 
 
 def test_status_sums_up_the_pipeline_for_a_token_holder(
         console_shop: Workspace, serve: Callable[..., Any]) -> None:
     server = serve(console_shop)
-    refused = httpx.get(server.url + "/v1/status")
+    refused = HTTP.get(server.url + "/v1/status")
     assert refused.status_code == 401
     # a Basic challenge would stop a browser's fetch on a password dialog
     assert refused.headers["www-authenticate"] == 'Bearer realm="nerve"'
     fill(server, console_shop)
-    status = httpx.get(server.url + "/v1/status",
-                       headers={"authorization": f"Bearer {READER}"}).json()
+    status = HTTP.get(server.url + "/v1/status",
+                      headers={"authorization": f"Bearer {READER}"}).json()
     assert status["project"] == "test"
     assert status["collector"]["accepted"] == 12
     assert status["collector"]["quarantined"] == 3
@@ -102,11 +103,11 @@ def test_the_latest_checks_say_when_they_ran(
     """The console showed the latest checks' verdict with no word of when they ran."""
     server = serve(console_shop)
     auth = {"authorization": f"Bearer {READER}"}
-    before = httpx.get(server.url + "/v1/admin/checks/latest", headers=auth).json()
+    before = HTTP.get(server.url + "/v1/admin/checks/latest", headers=auth).json()
     assert before == {"status": "pass", "results": [], "at": None}
     started = datetime.now(UTC)
     fill(server, console_shop)
-    latest = httpx.get(server.url + "/v1/admin/checks/latest", headers=auth).json()
+    latest = HTTP.get(server.url + "/v1/admin/checks/latest", headers=auth).json()
     assert latest["results"]
     assert started <= datetime.fromisoformat(latest["at"]) <= datetime.now(UTC)
 
@@ -114,7 +115,7 @@ def test_the_latest_checks_say_when_they_ran(
 def test_the_page_holds_no_data_and_loads_nothing_from_elsewhere(
         console_shop: Workspace, serve: Callable[..., Any]) -> None:
     server = serve(console_shop, "--workers", "2")  # a worker forwards it to the main one
-    page = httpx.get(server.url + "/ui")
+    page = HTTP.get(server.url + "/ui")
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
     assert "default-src 'self'" in page.headers["content-security-policy"]
@@ -203,7 +204,7 @@ def test_a_wrong_token_brings_back_the_sign_in_form(
     assert "the token is neither the admin's nor a reader's: the admin token is made anew " \
            "at each start of nerve serve" in text
     assert dom.body.get("data-loaded") == "true"
-    none = httpx.get(server.url + "/v1/status").json()["message"]
+    none = HTTP.get(server.url + "/v1/status").json()["message"]
     assert none.startswith("this endpoint needs `Authorization: Bearer <token>`")
 
 
@@ -225,11 +226,11 @@ def two_orders_yesterday(shop: Workspace, url: str) -> datetime:
     day = (datetime.now(UTC) - timedelta(days=1)).replace(hour=12, minute=0, second=0,
                                                          microsecond=0)
     batch = [order(i, "y", timestamp=day.isoformat().replace("+00:00", "Z")) for i in (3, 4)]
-    assert httpx.post(url + "/v1/batch", json={"batch": batch},
-                      headers=basic(write_key(shop))).status_code == 200
+    assert HTTP.post(url + "/v1/batch", json={"batch": batch},
+                     headers=basic(write_key(shop))).status_code == 200
     auth = {"authorization": f"Bearer {admin_token(shop)}"}
     deadline = time.monotonic() + 30
-    while httpx.get(url + "/v1/status", headers=auth).json()["warehouse"]["events"] < 2:
+    while HTTP.get(url + "/v1/status", headers=auth).json()["warehouse"]["events"] < 2:
         assert time.monotonic() < deadline, "the loader did not load 2 events in 30 s"
         time.sleep(0.2)
     return day
@@ -347,8 +348,8 @@ def test_nerve_status_reads_the_server_or_else_the_files(
     assert online["collector"]["refusals"] == {}
     assert "refused since the server started" not in runner.invoke(app, args).stdout
     # a client with a wrong write key: its SDK drops the batch, the status says so
-    wrong = httpx.post(server.url + "/v1/batch", headers=basic("not-a-source-key"),
-                       json={"batch": [order(99)]})
+    wrong = HTTP.post(server.url + "/v1/batch", headers=basic("not-a-source-key"),
+                      json={"batch": [order(99)]})
     assert wrong.status_code == 401
     refused = orjson.loads(runner.invoke(app, [*args, "--format", "json"]).stdout)
     assert refused["collector"]["refusals"] == {"401 unauthorized": 1}
@@ -384,15 +385,17 @@ def test_long_event_names_leave_every_column_in_view_and_the_page_logs_no_error(
     batch = [{"type": "track", "event": LONG, "userId": f"u{i}", "messageId": f"l-{i}",
               "properties": {"week": i}} for i in range(3)]
     batch.append({"type": "track", "event": unplanned, "userId": "u1", "messageId": "x"})
-    assert httpx.post(server.url + "/v1/batch", json={"batch": batch},
-                      headers=basic(write_key(console_shop))).status_code == 200
+    assert HTTP.post(server.url + "/v1/batch", json={"batch": batch},
+                     headers=basic(write_key(console_shop))).status_code == 200
     auth = {"authorization": f"Bearer {admin_token(console_shop)}"}
     deadline = time.monotonic() + 30
-    while httpx.get(server.url + "/v1/status", headers=auth).json()["warehouse"]["quarantine"] < 1:
+    while HTTP.get(server.url + "/v1/status", headers=auth).json()["warehouse"]["quarantine"] < 1:
         assert time.monotonic() < deadline, "the loader did not load the batch in 30 s"
         time.sleep(0.2)
-    assert httpx.post(server.url + "/v1/admin/checks/run", headers=auth,
-                      json={}).status_code == 200
+    # the first run of the checks loads their engine (SciPy, pandas): on a loaded CI
+    # machine that takes longer than httpx's default 5 s
+    assert HTTP.post(server.url + "/v1/admin/checks/run", headers=auth,
+                     json={}, timeout=60).status_code == 200
 
     seen = console_layout(f"{server.url}/ui#token={admin_token(console_shop)}", 1280)
     assert seen["errors"] == []
@@ -420,11 +423,11 @@ def test_the_events_and_quarantine_lists_say_how_many_more_they_leave_out(
     batch = [{"type": "track", "event": f"{kind}_{i:02d}_done", "userId": f"u{n}",
               "messageId": f"{kind}-{i}-{n}"}
              for kind in ("step", "nope") for i in range(17) for n in range(20 - i)]
-    assert httpx.post(server.url + "/v1/batch", json={"batch": batch},
-                      headers=basic(write_key(console_shop))).status_code == 200
+    assert HTTP.post(server.url + "/v1/batch", json={"batch": batch},
+                     headers=basic(write_key(console_shop))).status_code == 200
     auth = {"authorization": f"Bearer {admin_token(console_shop)}"}
     deadline = time.monotonic() + 30
-    while httpx.get(server.url + "/v1/status", headers=auth).json()["warehouse"]["quarantine"] \
+    while HTTP.get(server.url + "/v1/status", headers=auth).json()["warehouse"]["quarantine"] \
             < len(batch) // 2:
         assert time.monotonic() < deadline, "the loader did not load the batch in 30 s"
         time.sleep(0.2)
@@ -449,15 +452,15 @@ def test_a_write_key_given_as_the_token_is_named_as_one(
     token."""
     server = serve(console_shop)
     key = write_key(console_shop, "web")
-    refused = httpx.get(server.url + "/v1/status", headers={"authorization": f"Bearer {key}"})
+    refused = HTTP.get(server.url + "/v1/status", headers={"authorization": f"Bearer {key}"})
     assert refused.status_code == 401
     assert refused.json()["message"].startswith(
         "that is the write key of source 'web': it sends events; reading needs the admin "
         "token")
     dom = chromium_dom(f"{server.url}/ui#token={key}")
     assert "that is the write key of source 'web'" in " ".join(dom.text)
-    odd = httpx.get(server.url + "/v1/status",
-                    headers={"authorization": "Bearer é-token".encode("latin-1")})
+    odd = HTTP.get(server.url + "/v1/status",
+                   headers={"authorization": "Bearer é-token".encode("latin-1")})
     assert odd.status_code == 401
     assert odd.json()["message"].startswith("the token is neither the admin's nor a reader's")
 
@@ -526,16 +529,16 @@ def test_the_quarantine_panel_names_the_event_an_unknown_one_misspells(
                   "messageId": "odd"})
     batch += [order(i, "bad", properties={"order_id": "x", "revenue": "lots"})
               for i in range(2)]
-    assert httpx.post(server.url + "/v1/batch", json={"batch": batch},
-                      headers=basic(write_key(console_shop))).status_code == 200
+    assert HTTP.post(server.url + "/v1/batch", json={"batch": batch},
+                     headers=basic(write_key(console_shop))).status_code == 200
     token = admin_token(console_shop) if who == "admin" else READER
     auth = {"authorization": f"Bearer {token}"}
     deadline = time.monotonic() + 30
-    while httpx.get(server.url + "/v1/status", headers=auth).json()["warehouse"]["quarantine"] < 6:
+    while HTTP.get(server.url + "/v1/status", headers=auth).json()["warehouse"]["quarantine"] < 6:
         assert time.monotonic() < deadline, "the loader did not load the batch in 30 s"
         time.sleep(0.2)
 
-    summary = httpx.get(server.url + "/v1/quarantine", headers=auth).json()
+    summary = HTTP.get(server.url + "/v1/quarantine", headers=auth).json()
     by_event = {e["event"]: e for e in summary["events"]}
     assert summary["more"] == 0
     assert by_event["order_complete"]["rows"] == 3
@@ -544,7 +547,7 @@ def test_the_quarantine_panel_names_the_event_an_unknown_one_misspells(
     assert "did you mean" not in by_event["nothing_like_it"]["message"]  # nothing close
     assert by_event["order_completed"]["rule"] == "type"
     assert "did you mean" not in by_event["order_completed"]["message"]  # a cataloged one
-    assert httpx.get(server.url + "/v1/quarantine").status_code == 401
+    assert HTTP.get(server.url + "/v1/quarantine").status_code == 401
 
     dom = chromium_dom(f"{server.url}/ui#token={token}")
     assert dom.body.get("data-loaded") == "true"

@@ -11,10 +11,9 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import httpx
 import orjson
 import pytest
-from serverkit import EVENTS, basic, write_key
+from serverkit import EVENTS, HTTP, basic, write_key
 from tests.conftest import node_script
 from typer.testing import CliRunner
 
@@ -74,11 +73,11 @@ def fill(ws: Workspace, url: str) -> date:
     batch.append(track("product_view", "u10", early, 10))
     batch += [track("product_view", f"u{i}", old, i) for i in (7, 8, 9)]
     batch.append(track("add_to_cart", "u7", old + timedelta(minutes=5), 7))
-    assert httpx.post(url + "/v1/batch", json={"batch": batch},
-                      headers=basic(write_key(ws))).status_code == 200
+    assert HTTP.post(url + "/v1/batch", json={"batch": batch},
+                     headers=basic(write_key(ws))).status_code == 200
     auth = {"authorization": f"Bearer {admin_token(ws)}"}
     deadline = time.monotonic() + 30
-    while httpx.get(url + "/v1/status", headers=auth).json()["warehouse"]["events"] < len(batch):
+    while HTTP.get(url + "/v1/status", headers=auth).json()["warehouse"]["events"] < len(batch):
         assert time.monotonic() < deadline, "the loader did not load the batch in 30 s"
         time.sleep(0.2)
     return old.astimezone(ZoneInfo(ZONE)).date()

@@ -19,7 +19,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
-from serverkit import EVENTS, basic
+from serverkit import EVENTS, HTTP, basic
 
 from nerve.server._openapi import openapi_document
 from nerve.workspace import Workspace, init_workspace
@@ -58,7 +58,7 @@ def _wait_for_url(ws: Workspace, process: subprocess.Popen[bytes]) -> str:
         info = read_server_file(ws)
         if info is not None:
             try:
-                if httpx.get(info["url"] + "/health", timeout=1).status_code == 200:
+                if HTTP.get(info["url"] + "/health", timeout=1).status_code == 200:
                     return str(info["url"])
             except httpx.HTTPError:
                 pass
@@ -68,7 +68,7 @@ def _wait_for_url(ws: Workspace, process: subprocess.Popen[bytes]) -> str:
 
 def test_the_served_document_is_the_one_fuzzed(running: tuple[str, dict[str, str]]) -> None:
     url, _ = running
-    assert httpx.get(url + "/openapi.json").json() == openapi_document()
+    assert HTTP.get(url + "/openapi.json").json() == openapi_document()
 
 
 @SCHEMA.parametrize()
@@ -121,6 +121,6 @@ def test_the_document_accepts_what_the_collector_accepts_and_no_more(
     operation = openapi_document()["paths"][path]["post"]
     schema = operation["requestBody"]["content"]["application/json"]["schema"]
     valid = jsonschema.Draft202012Validator(schema).is_valid(body)
-    answer = httpx.post(url + path, json=body, headers=auth, timeout=10)
+    answer = HTTP.post(url + path, json=body, headers=auth, timeout=10)
     assert answer.status_code in (200, 400), answer.text
     assert valid == (answer.status_code == 200), (valid, answer.text)

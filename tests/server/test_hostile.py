@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from serverkit import EVENTS, basic, order, rows, write_key
+from serverkit import EVENTS, HTTP, basic, order, rows, write_key
 
 from nerve.workspace import Workspace
 
@@ -139,7 +139,7 @@ def test_connections_that_never_finish_their_headers_are_cut_off(
         for sock in partial:
             sock.sendall(b"POST /v1/batch HTTP/1.1\r\nHost: x\r\n")
         time.sleep(0.3)
-        assert httpx.get(server.url + "/health", timeout=10).status_code == 503  # crowded
+        assert HTTP.get(server.url + "/health", timeout=10).status_code == 503  # crowded
         # slowloris: a byte now and then never extends the deadline
         started = time.monotonic()
         with contextlib.suppress(OSError):  # the server closes it mid-drip
@@ -148,7 +148,7 @@ def test_connections_that_never_finish_their_headers_are_cut_off(
                 time.sleep(0.1)
         assert time.monotonic() - started < 3.5  # cut off near 1 s, not after 6 s of drip
         deadline = time.monotonic() + 10
-        while (health := httpx.get(server.url + "/health", timeout=10).status_code) != 200 \
+        while (health := HTTP.get(server.url + "/health", timeout=10).status_code) != 200 \
                 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert health == 200  # recovered, with every idle client still connected
@@ -208,8 +208,8 @@ def test_endless_headers_get_431_before_they_fill_memory(
     assert orjson.loads(reply.split(b"\r\n\r\n", 1)[1])["code"] == "headers_too_large"
     # headers under the limit, however many, are fine
     big = {f"X-Pad-{i}": "p" * 1000 for i in range(50)}
-    answer = httpx.post(server.url + "/v1/batch", json={"batch": [order(1, "padded")]},
-                        headers={**auth, **big}, timeout=10)
+    answer = HTTP.post(server.url + "/v1/batch", json={"batch": [order(1, "padded")]},
+                       headers={**auth, **big}, timeout=10)
     assert answer.status_code == 200
     assert server.stop() == 0
     assert [r["message_id"] for r in rows(ws, "SELECT message_id FROM events")] == ["padded-1"]
@@ -255,8 +255,8 @@ def test_large_headers_sent_in_one_write_get_431_too(
         assert _read_all(sock).startswith(b"HTTP/1.1 200")
     # a body larger than the limit in the first read is no header
     large = [order(i, "large", context={"pad": "x" * 20_000}) for i in range(10)]
-    answer = httpx.post(server.url + "/v1/batch", json={"batch": large}, headers=auth,
-                        timeout=10)
+    answer = HTTP.post(server.url + "/v1/batch", json={"batch": large}, headers=auth,
+                       timeout=10)
     assert answer.status_code == 200
     assert server.stop() == 0
     assert len(rows(ws, "SELECT message_id FROM events")) == 11
@@ -330,7 +330,7 @@ def test_requests_that_are_not_http_get_the_one_error_shape(
     answer = orjson.loads(body)
     assert answer["code"] == "invalid_http"
     assert answer["message"].startswith("the request is not valid HTTP/1.1")
-    assert httpx.get(server.url + "/health", timeout=10).status_code == 200
+    assert HTTP.get(server.url + "/health", timeout=10).status_code == 200
     assert server.stop() == 0
 
 
@@ -360,8 +360,8 @@ def test_past_max_connections_the_503_has_the_error_shape_and_retry_after(
     """uvicorn's own 503 was text/plain, without the Retry-After every nerve 503 has."""
     ws, server = _crowded_server(make_workspace, serve)
     with _all_connections_taken(server):
-        crowded = httpx.post(server.url + "/v1/batch", json={"batch": [order(1, "x")]},
-                             headers=basic(write_key(ws)), timeout=10)
+        crowded = HTTP.post(server.url + "/v1/batch", json={"batch": [order(1, "x")]},
+                            headers=basic(write_key(ws)), timeout=10)
     assert crowded.status_code == 503
     assert crowded.headers["content-type"] == "application/json"
     assert crowded.json()["code"] == "overloaded"
@@ -381,12 +381,12 @@ def test_refusals_past_max_connections_are_counted_and_logged_once(
     alert on its 503s stayed quiet), and uvicorn logged a warning for each of them."""
     ws, server = _crowded_server(make_workspace, serve)
     with _all_connections_taken(server):
-        statuses = [httpx.post(server.url + "/v1/batch", json={"batch": [order(i, "x")]},
-                               headers=basic(write_key(ws)), timeout=10).status_code
+        statuses = [HTTP.post(server.url + "/v1/batch", json={"batch": [order(i, "x")]},
+                              headers=basic(write_key(ws)), timeout=10).status_code
                     for i in range(5)]
     assert statuses == [503] * 5
     time.sleep(0.3)
-    metrics = httpx.get(server.url + "/metrics", timeout=10).text
+    metrics = HTTP.get(server.url + "/metrics", timeout=10).text
     assert 'nerve_http_requests_total{status="503"} 5.0' in metrics
     assert server.stop() == 0
     log = server.output()
@@ -408,11 +408,11 @@ def test_a_worker_forwards_paths_with_escaped_control_characters_without_a_500(
     for path in paths:
         # several connections, so that both workers (SO_REUSEPORT) get some
         for _ in range(6):
-            answer = httpx.get(server.url + path, timeout=10)
+            answer = HTTP.get(server.url + path, timeout=10)
             assert answer.status_code == 404, (path, answer.status_code, answer.text)
             assert answer.json()["code"] in ("unknown_write_key", "not_found"), answer.text
     # the settings of a real key still come through the forward
-    got = httpx.get(f"{server.url}/v1/projects/{write_key(ws)}/settings", timeout=10)
+    got = HTTP.get(f"{server.url}/v1/projects/{write_key(ws)}/settings", timeout=10)
     assert got.status_code == 200, got.text
     assert server.stop() == 0
     assert "Traceback" not in server.output()
@@ -449,7 +449,7 @@ def test_a_worker_does_not_hold_a_forwarded_body_in_memory(
             assert sock.recv(200).startswith(b"HTTP/1.1 404 ")
     grown = max(_resident_bytes(pid) - before[pid] for pid in workers)
     assert grown < size // 2, f"a worker grew by {grown >> 20} MiB for a {size >> 20} MiB body"
-    assert httpx.get(server.url + "/health", timeout=10).status_code == 200
+    assert HTTP.get(server.url + "/health", timeout=10).status_code == 200
     assert server.stop() == 0
 
 
@@ -464,7 +464,7 @@ def test_a_client_gone_in_the_middle_of_a_forwarded_body_is_no_error(
             sock.sendall(b"POST /v1/admin/sql HTTP/1.1\r\nHost: x\r\nContent-Type: "
                          b"application/json\r\nContent-Length: 100000\r\n\r\n" + b"a" * 5000)
             time.sleep(0.2)
-    assert httpx.get(server.url + "/health", timeout=10).status_code == 200
+    assert HTTP.get(server.url + "/health", timeout=10).status_code == 200
     assert server.stop() == 0
     assert "Traceback" not in server.output()
 
@@ -489,12 +489,12 @@ def test_metrics_count_every_refusal_by_its_code(
     auth = basic(write_key(ws))
     url = server.url + "/v1/batch"
     for _ in range(2):
-        assert httpx.post(url, content=b"{nope", headers=auth, timeout=10).status_code == 400
-    assert httpx.post(url, json={"batch": [{"type": "track"}]}, headers=auth,
-                      timeout=10).status_code == 400
-    assert httpx.post(url, json={"batch": []}, timeout=10).status_code == 401
-    assert httpx.post(url, content=b"{}", headers={**auth, "Content-Type": "text/html"},
-                      timeout=10).status_code == 415
+        assert HTTP.post(url, content=b"{nope", headers=auth, timeout=10).status_code == 400
+    assert HTTP.post(url, json={"batch": [{"type": "track"}]}, headers=auth,
+                     timeout=10).status_code == 400
+    assert HTTP.post(url, json={"batch": []}, timeout=10).status_code == 401
+    assert HTTP.post(url, content=b"{}", headers={**auth, "Content-Type": "text/html"},
+                     timeout=10).status_code == 415
     sent = {
         b"FOO /v1/batch HTTP/1.1\r\nHost: x\r\n\r\n": b"HTTP/1.1 400",
         b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000: b"HTTP/1.1 431",
@@ -506,9 +506,9 @@ def test_metrics_count_every_refusal_by_its_code(
                 sock.sendall(request_bytes)
             reply = _read_all(sock)
         assert reply.startswith(status), reply[:100]
-    assert httpx.post(url, json={"batch": [order(1, "fine")]}, headers=auth,
-                      timeout=10).status_code == 200
-    metrics = httpx.get(server.url + "/metrics", timeout=10).text
+    assert HTTP.post(url, json={"batch": [order(1, "fine")]}, headers=auth,
+                     timeout=10).status_code == 200
+    metrics = HTTP.get(server.url + "/metrics", timeout=10).text
     assert _refusals(metrics) == {
         ("400", "invalid_json"): 2.0, ("400", "missing_field"): 1.0,
         ("401", "unauthorized"): 1.0, ("415", "unsupported_media_type"): 1.0,
@@ -529,7 +529,7 @@ def test_requests_that_are_not_http_are_logged_once_a_minute_not_once_each(
         with socket.create_connection(("127.0.0.1", server.port)) as sock:
             sock.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 not http\r\n\r\n")
             assert _read_all(sock).startswith(b"HTTP/1.1 400")
-    metrics = httpx.get(server.url + "/metrics", timeout=10).text
+    metrics = HTTP.get(server.url + "/metrics", timeout=10).text
     assert _refusals(metrics) == {("400", "invalid_http"): 20.0}
     assert server.stop() == 0
     log = server.output()
@@ -593,5 +593,5 @@ def test_a_read_request_over_the_limit_is_refused_before_its_body_has_all_come(
     answer = orjson.loads(reply.split(b"\r\n\r\n", 1)[1])
     assert answer["code"] == "payload_too_large", answer
     assert str(400 << 20) in answer["message"], answer
-    assert httpx.get(server.url + "/health", timeout=10).status_code == 200
+    assert HTTP.get(server.url + "/health", timeout=10).status_code == 200
     assert server.stop() == 0

@@ -14,8 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
-from serverkit import basic, rows, searchable, write_key
+from serverkit import HTTP, basic, rows, searchable, write_key
 
 from nerve.pipeline import pseudonymise
 from nerve.workspace import Workspace
@@ -102,8 +101,8 @@ def test_no_raw_personal_value_is_in_any_file_nerve_wrote(
         {"type": "track", "event": "signup", "userId": "u3", "messageId": "s2",
          "properties": {"marker": CONTROL}},
     ]
-    answer = httpx.post(f"{server.url}/v1/batch", json={"batch": batch},  # type: ignore[attr-defined]
-                        headers={**basic(write_key(ws)),
+    answer = HTTP.post(f"{server.url}/v1/batch", json={"batch": batch},  # type: ignore[attr-defined]
+                       headers={**basic(write_key(ws)),
                                  "X-Forwarded-For": f"10.0.0.1, {PROXY_IP}"}, timeout=30)
     assert answer.status_code == 200, answer.text
     # the log's segments, while the server runs: its final drain deletes them at the stop
@@ -154,9 +153,9 @@ def test_a_forwarded_header_is_ignored_unless_a_proxy_is_trusted(
     server = serve(ws)
     batch = [{"type": "track", "event": "signup", "userId": "u1", "messageId": "m1",
               "properties": {"marker": CONTROL}}]
-    answer = httpx.post(f"{server.url}/v1/batch", json={"batch": batch},  # type: ignore[attr-defined]
-                        headers={**basic(write_key(ws)), "X-Forwarded-For": PROXY_IP},
-                        timeout=30)
+    answer = HTTP.post(f"{server.url}/v1/batch", json={"batch": batch},  # type: ignore[attr-defined]
+                       headers={**basic(write_key(ws)), "X-Forwarded-For": PROXY_IP},
+                       timeout=30)
     assert answer.status_code == 200, answer.text
     # the log's segments, while the server runs: its final drain deletes them at the stop
     segments = {p: searchable(p) for p in _files(ws.log_dir) if p.suffix == ".seg"}
@@ -208,8 +207,8 @@ def test_url_query_keeps_only_the_named_parameters_in_every_file(
          "properties": {"url": f"http://bank.example/reset{query}"}},
     ]
     server = serve(ws)
-    answer = httpx.post(f"{server.url}/v1/batch", json={"batch": batch},  # type: ignore[attr-defined]
-                        headers=basic(write_key(ws)), timeout=30)
+    answer = HTTP.post(f"{server.url}/v1/batch", json={"batch": batch},  # type: ignore[attr-defined]
+                       headers=basic(write_key(ws)), timeout=30)
     assert answer.status_code == 200, answer.text
     segments = {p: searchable(p) for p in _files(ws.log_dir) if p.suffix == ".seg"}
     assert segments, "the acknowledged events are in the log"

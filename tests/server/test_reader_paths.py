@@ -8,10 +8,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import orjson
 import pytest
-from serverkit import EVENTS
+from serverkit import EVENTS, HTTP
 
 from nerve.workspace import Workspace
 
@@ -31,11 +30,11 @@ def shop(make_workspace: Callable[..., Workspace], monkeypatch: pytest.MonkeyPat
 
 def _reads(url: str, token: str) -> list[Any]:
     auth = {"authorization": f"Bearer {token}"}
-    answers = [httpx.get(url + "/v1/metrics", headers=auth),
-               httpx.post(url + "/v1/metrics/query", headers=auth,
-                          json={"metrics": ["orders"]}),
-               httpx.post(url + "/v1/ask/tool", headers=auth,
-                          json={"tool": "describe_metric", "args": {"name": "orders"}})]
+    answers = [HTTP.get(url + "/v1/metrics", headers=auth),
+               HTTP.post(url + "/v1/metrics/query", headers=auth,
+                         json={"metrics": ["orders"]}),
+               HTTP.post(url + "/v1/ask/tool", headers=auth,
+                         json={"tool": "describe_metric", "args": {"name": "orders"}})]
     assert [a.status_code for a in answers] == [200, 200, 200], [a.text for a in answers]
     return [a.json() for a in answers]
 
@@ -67,8 +66,8 @@ def test_a_reader_gets_errors_relative_to_the_workspace(
         "    measure: {event: order_completed, agg: nope}\n")
 
     def failed(token: str) -> dict[str, Any]:
-        answer = httpx.post(server.url + "/v1/metrics/query", json={"metrics": ["orders"]},
-                            headers={"authorization": f"Bearer {token}"})
+        answer = HTTP.post(server.url + "/v1/metrics/query", json={"metrics": ["orders"]},
+                           headers={"authorization": f"Bearer {token}"})
         assert answer.status_code == 400, answer.text
         return answer.json()  # type: ignore[no-any-return]
 

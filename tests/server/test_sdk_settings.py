@@ -21,7 +21,7 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 import orjson
 import pytest
-from serverkit import EVENTS, basic, rows, write_key
+from serverkit import EVENTS, HTTP, basic, rows, write_key
 
 from nerve.audit import read_records
 from nerve.server import pipeline_health
@@ -48,7 +48,7 @@ def test_a_known_key_gets_settings_that_send_to_the_host_it_asked_and_nowhere_el
         shop: Workspace, serve: Callable[..., Any]) -> None:
     server = serve(shop)
     key = write_key(shop)
-    answer = httpx.get(settings_url(server, key))
+    answer = HTTP.get(settings_url(server, key))
     assert answer.headers["content-type"] == "application/json"
     settings = answer.json()
     assert settings["integrations"] == {"Segment.io": {
@@ -60,10 +60,10 @@ def test_a_known_key_gets_settings_that_send_to_the_host_it_asked_and_nowhere_el
     assert settings["legacyVideoPluginsEnabled"] is False
 
     # the host is the one the client used, even a name nerve never heard of...
-    named = httpx.get(settings_url(server, key), headers={"Host": "collect.example:8443"})
+    named = HTTP.get(settings_url(server, key), headers={"Host": "collect.example:8443"})
     assert segmentio(named)["apiHost"] == "collect.example:8443/v1"
     # ...and a proxy's headers are nobody's word without [collector] trusted_proxy_header
-    spoofed = httpx.get(settings_url(server, key), headers={
+    spoofed = HTTP.get(settings_url(server, key), headers={
         "X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https"})
     assert segmentio(spoofed) == {"apiKey": key, "apiHost": f"127.0.0.1:{server.port}/v1",
                                   "protocol": "http"}
@@ -72,7 +72,7 @@ def test_a_known_key_gets_settings_that_send_to_the_host_it_asked_and_nowhere_el
 def test_an_unknown_key_or_a_host_that_is_no_host_is_refused_in_the_one_error_shape(
         shop: Workspace, serve: Callable[..., Any]) -> None:
     server = serve(shop)
-    unknown = httpx.get(settings_url(server, "not-a-key"), headers=ORIGIN)
+    unknown = HTTP.get(settings_url(server, "not-a-key"), headers=ORIGIN)
     assert unknown.status_code == 404
     assert unknown.headers["access-control-allow-origin"] == "*"  # the page can read why
     assert unknown.json() == {
@@ -85,8 +85,8 @@ def test_an_unknown_key_or_a_host_that_is_no_host_is_refused_in_the_one_error_sh
     assert [(w["level"], w["status"], w["refused"]) for w in warned] == [("warning", 404, 1)]
     assert "not-a-key" not in warned[0]["message"]
     assert pipeline_health(shop)["refusals"] == {"404 unknown_write_key": 1}
-    bad_host = httpx.get(settings_url(server, write_key(shop)),
-                         headers={"Host": "shop.example/evil?x="})
+    bad_host = HTTP.get(settings_url(server, write_key(shop)),
+                        headers={"Host": "shop.example/evil?x="})
     assert bad_host.status_code == 400
     assert bad_host.json()["code"] == "bad_host"
     assert bad_host.json()["details"] == {"host": "shop.example/evil?x="}
@@ -99,7 +99,7 @@ def test_a_key_with_white_space_around_it_is_refused_saying_so(
     "unknown write key"."""
     server = serve(shop)
     for spaced in (write_key(shop) + "%0A", "%20" + write_key(shop)):
-        answer = httpx.get(settings_url(server, spaced))
+        answer = HTTP.get(settings_url(server, spaced))
         assert answer.status_code == 404
         assert answer.json()["code"] == "unknown_write_key"
         assert "'server' with white space around it" in answer.json()["message"]
@@ -112,22 +112,22 @@ def test_fetching_settings_is_no_read_to_audit(shop: Workspace,
     # every page view fetches them, and they hold no data: a record each would only bury
     # the reads of the warehouse (and write the key into the audit log)
     server = serve(shop)
-    assert httpx.get(settings_url(server, write_key(shop))).status_code == 200
-    assert httpx.get(settings_url(server, "not-a-key")).status_code == 404
-    assert httpx.get(server.url + "/v1/experiments",
-                     headers=basic(write_key(shop))).status_code == 200
+    assert HTTP.get(settings_url(server, write_key(shop))).status_code == 200
+    assert HTTP.get(settings_url(server, "not-a-key")).status_code == 404
+    assert HTTP.get(server.url + "/v1/experiments",
+                    headers=basic(write_key(shop))).status_code == 200
     assert [r["action"] for r in read_records(shop)] == ["/v1/experiments"]
 
 
 def test_any_origin_may_fetch_the_settings(shop: Workspace, serve: Callable[..., Any]) -> None:
     server = serve(shop)
     url = settings_url(server, write_key(shop))
-    got = httpx.get(url, headers=ORIGIN)
+    got = HTTP.get(url, headers=ORIGIN)
     assert got.headers["access-control-allow-origin"] == "*"
-    head = httpx.head(url, headers=ORIGIN)
+    head = HTTP.head(url, headers=ORIGIN)
     assert (head.status_code, head.content) == (200, b"")
     assert head.headers["access-control-allow-origin"] == "*"
-    preflight = httpx.options(url, headers={**ORIGIN, "Access-Control-Request-Method": "GET"})
+    preflight = HTTP.options(url, headers={**ORIGIN, "Access-Control-Request-Method": "GET"})
     assert preflight.status_code == 200
     assert preflight.headers["access-control-allow-origin"] == "*"
     assert "GET" in preflight.headers["access-control-allow-methods"]
@@ -144,18 +144,18 @@ def test_behind_a_trusted_proxy_the_settings_name_the_host_and_scheme_it_saw(
     ws = Workspace.load(ws.root)
     server = serve(ws)
     key = write_key(ws)
-    proxied = httpx.get(settings_url(server, key), headers={
+    proxied = HTTP.get(settings_url(server, key), headers={
         # the last entry is the one the trusted proxy added
         "X-Forwarded-Host": "claimed.example, collect.shop.example",
         "X-Forwarded-Proto": "https"})
     assert segmentio(proxied) == {"apiKey": key, "apiHost": "collect.shop.example/v1",
                                   "protocol": "https"}
     # a proxy that adds a header line of its own (HAProxy): the last line's last entry
-    lines = httpx.get(settings_url(server, key), headers=[
+    lines = HTTP.get(settings_url(server, key), headers=[
         ("X-Forwarded-Host", "claimed.example"), ("X-Forwarded-Host", "collect.shop.example"),
         ("X-Forwarded-Proto", "http"), ("X-Forwarded-Proto", "https")])
     assert segmentio(lines) == segmentio(proxied)
-    direct = httpx.get(settings_url(server, key))  # no proxy headers: the connection's view
+    direct = HTTP.get(settings_url(server, key))  # no proxy headers: the connection's view
     assert segmentio(direct)["apiHost"] == f"127.0.0.1:{server.port}/v1"
     assert segmentio(direct)["protocol"] == "http"
 
@@ -167,10 +167,10 @@ def test_rudderstacks_source_config_is_served_for_a_known_key_only(
     server = serve(shop)
     key = write_key(shop)
     query = {"p": "npm", "v": "3.34.1", "build": "modern", "writeKey": key}
-    answers = [httpx.get(f"{server.url}/sourceConfig/", params=query,
-                         headers={**ORIGIN, **basic(key)}),
-               httpx.get(f"{server.url}/sourceConfig", params=query, headers=ORIGIN),
-               httpx.get(f"{server.url}/sourceConfig/", headers={**ORIGIN, **basic(key)})]
+    answers = [HTTP.get(f"{server.url}/sourceConfig/", params=query,
+                        headers={**ORIGIN, **basic(key)}),
+               HTTP.get(f"{server.url}/sourceConfig", params=query, headers=ORIGIN),
+               HTTP.get(f"{server.url}/sourceConfig/", headers={**ORIGIN, **basic(key)})]
     for answer in answers:
         assert answer.status_code == 200, answer.text
         assert answer.headers["access-control-allow-origin"] == "*"
@@ -180,7 +180,7 @@ def test_rudderstacks_source_config_is_served_for_a_known_key_only(
         assert (source["name"], source["writeKey"], source["enabled"]) == ("server", key, True)
         assert source["id"]
         assert (source["destinations"], source["config"]) == ([], {})
-    preflight = httpx.options(f"{server.url}/sourceConfig/", headers={
+    preflight = HTTP.options(f"{server.url}/sourceConfig/", headers={
         **ORIGIN, "Access-Control-Request-Method": "GET",
         "Access-Control-Request-Headers": "authorization"})
     assert preflight.status_code == 200
@@ -189,8 +189,8 @@ def test_rudderstacks_source_config_is_served_for_a_known_key_only(
     # the Basic user is the key the SDK holds: a key in the query does not override it
     for headers, params in (({}, {"writeKey": "not-a-key"}), (basic("not-a-key"), query),
                             ({}, {})):
-        refused = httpx.get(f"{server.url}/sourceConfig/", params=params,
-                            headers={**ORIGIN, **headers})
+        refused = HTTP.get(f"{server.url}/sourceConfig/", params=params,
+                           headers={**ORIGIN, **headers})
         assert refused.status_code == 401
         assert refused.headers["access-control-allow-origin"] == "*"  # the page can read why
         assert refused.json()["code"] == "unauthorized"

@@ -16,7 +16,7 @@ import httpx
 import orjson
 import pytest
 import segment.analytics as segment
-from serverkit import basic, order, rows, write_key
+from serverkit import HTTP, basic, order, rows, write_key
 
 from nerve.server._workers import worker_cpus
 from nerve.workspace import Workspace
@@ -202,12 +202,12 @@ def test_worker_processes_share_the_port_and_forward_read_apis(
     auth = basic(write_key(shop))
     for n in range(20):  # a fresh connection each time: the kernel spreads them over processes
         body = orjson.dumps({"batch": [order(i, f"wk{n}") for i in range(10)]})
-        assert httpx.post(server.url + "/v1/batch", content=body, headers=auth).status_code == 200
+        assert HTTP.post(server.url + "/v1/batch", content=body, headers=auth).status_code == 200
         # read APIs answer the same whichever process accepted the connection
-        answer = httpx.post(server.url + "/v1/admin/sql", json={"query": "SELECT 1 AS one"},
-                            headers=admin)
+        answer = HTTP.post(server.url + "/v1/admin/sql", json={"query": "SELECT 1 AS one"},
+                           headers=admin)
         assert answer.json() == {"columns": ["one"], "rows": [{"one": 1}]}
-        missing = httpx.get(server.url + "/v1/nothing")
+        missing = HTTP.get(server.url + "/v1/nothing")
         assert missing.status_code == 404
         assert missing.json()["code"] == "not_found"
     # the main process's background threads (the loader, the live anomaly monitor, the
@@ -303,7 +303,7 @@ def test_pinned_workers_each_keep_one_cpu(shop: Workspace, serve: Callable[..., 
     auth = basic(write_key(shop))
     for n in range(10):
         body = orjson.dumps({"batch": [order(i, f"pin{n}") for i in range(10)]})
-        assert httpx.post(server.url + "/v1/batch", content=body, headers=auth).status_code == 200
+        assert HTTP.post(server.url + "/v1/batch", content=body, headers=auth).status_code == 200
     workers = [int(p) for p in subprocess.run(
         ["pgrep", "-f", f"_worker_main .* {shop.root} "], capture_output=True, text=True,
         check=False).stdout.split()]

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from serverkit import EVENTS, Senders, basic, order, rows, write_key
+from serverkit import EVENTS, HTTP, Senders, basic, order, rows, write_key
 
 from nerve.cli._common import Format
 from nerve.cli._serve import _status_rows
@@ -70,22 +70,22 @@ def test_collectors_on_three_machines_feed_one_warehouse_exactly_once(
     for server, prefix in ((loading, "l"), (one, "a"), (two, "b")):
         sent += send_with_sdk(server.url, key, prefix, 120)
     body = orjson.dumps({"batch": [order(i, "batch") for i in range(300)]})
-    assert httpx.post(two.url + "/v1/batch", content=body,
-                      headers=basic(key)).status_code == 200
+    assert HTTP.post(two.url + "/v1/batch", content=body,
+                     headers=basic(key)).status_code == 200
     sent += [f"batch-{i}" for i in range(300)]
 
-    health = httpx.get(one.url + "/health").json()
+    health = HTTP.get(one.url + "/health").json()
     assert health["status"] == "ok"
-    refused = httpx.post(one.url + "/v1/admin/sql", json={"sql": "SELECT 1"})
+    refused = HTTP.post(one.url + "/v1/admin/sql", json={"sql": "SELECT 1"})
     assert refused.status_code == 404
     assert refused.json()["code"] == "collect_only"
     for server in (one, two):  # what a browser's analytics.js fetches first (cdnURL)
-        settings = httpx.get(f"{server.url}/v1/projects/{key}/settings").json()
+        settings = HTTP.get(f"{server.url}/v1/projects/{key}/settings").json()
         assert settings["integrations"]["Segment.io"]["apiHost"] == f"127.0.0.1:{server.port}/v1"
     assert not (one.workspace.data_dir / "server.json").exists()
-    metrics = httpx.get(loading.url + "/metrics").text  # the stream's unloaded bytes
+    metrics = HTTP.get(loading.url + "/metrics").text  # the stream's unloaded bytes
     assert "nerve_log_backlog_bytes" in metrics
-    accepted = [line for line in httpx.get(two.url + "/metrics").text.splitlines()
+    accepted = [line for line in HTTP.get(two.url + "/metrics").text.splitlines()
                 if line.startswith("nerve_events_accepted_total")]
     assert sum(float(line.rsplit(" ", 1)[1]) for line in accepted) == 420  # both workers
 
@@ -138,8 +138,8 @@ def test_while_nats_is_down_ingest_answers_503_and_resumes_after(
     def post(prefix: str) -> httpx.Response:
         ids = [f"{prefix}-{i}" for i in range(50)]
         sent.extend(ids)
-        answer = httpx.post(server.url + "/v1/batch", headers=auth, timeout=30,
-                            content=orjson.dumps({"batch": [order(i, prefix)
+        answer = HTTP.post(server.url + "/v1/batch", headers=auth, timeout=30,
+                           content=orjson.dumps({"batch": [order(i, prefix)
                                                             for i in range(50)]}))
         if answer.status_code == 200:
             acked.extend(ids)
@@ -155,9 +155,9 @@ def test_while_nats_is_down_ingest_answers_503_and_resumes_after(
     assert int(down.headers["retry-after"]) > 0
     assert down.json()["code"] == "unavailable"
     assert "unreachable" in down.json()["message"]
-    assert httpx.get(server.url + "/health").status_code == 200  # alive, answering
+    assert HTTP.get(server.url + "/health").status_code == 200  # alive, answering
     # not ready: a load balancer sends the traffic elsewhere meanwhile
-    unready = httpx.get(server.url + "/ready")
+    unready = HTTP.get(server.url + "/ready")
     assert unready.status_code == 503
     assert unready.json()["code"] == "unavailable"
     assert int(unready.headers["retry-after"]) > 0
@@ -167,7 +167,7 @@ def test_while_nats_is_down_ingest_answers_503_and_resumes_after(
     while post("after").status_code != 200 and time.monotonic() < deadline:
         time.sleep(0.5)
     assert "after-0" in acked
-    assert httpx.get(server.url + "/ready").json() == {"status": "ready"}
+    assert HTTP.get(server.url + "/ready").json() == {"status": "ready"}
     assert server.stop() == 0
     ids = [r["message_id"] for r in rows(nats_shop, "SELECT message_id FROM events")]
     assert len(ids) == len(set(ids))
@@ -237,8 +237,8 @@ def test_a_server_with_another_secret_than_the_stream_is_refused(
     ok = serve(replica(nats_shop, tmp_path, "same-key"), "--collect-only")
     assert ok.process is not None
     key = write_key(nats_shop)
-    assert httpx.post(ok.url + "/v1/batch", json={"batch": [order(1, "k")]},
-                      headers=basic(key)).status_code == 200
+    assert HTTP.post(ok.url + "/v1/batch", json={"batch": [order(1, "k")]},
+                     headers=basic(key)).status_code == 200
 
     def start(ws: Workspace, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "nerve", "--workspace", str(ws.root),
@@ -285,8 +285,8 @@ def test_status_on_a_collect_only_machine_says_the_warehouse_is_elsewhere(
     machine = replica(nats_shop, tmp_path, "collectors")
     collector = serve(machine, "--collect-only")
     body = orjson.dumps({"batch": [order(i, "status") for i in range(30)]})
-    assert httpx.post(collector.url + "/v1/batch", content=body,
-                      headers=basic(write_key(machine))).status_code == 200
+    assert HTTP.post(collector.url + "/v1/batch", content=body,
+                     headers=basic(write_key(machine))).status_code == 200
     status = offline_status(machine)
     assert status["warehouse"] is None
     assert machine.warehouse_file is not None

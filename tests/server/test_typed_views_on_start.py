@@ -4,8 +4,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import orjson
+from serverkit import HTTP
 
 from nerve.workspace import Workspace
 
@@ -20,13 +20,13 @@ def test_serve_refreshes_typed_views(make_workspace: Callable[..., Workspace],
     batch = {"batch": [{"type": "track", "event": "add_to_cart", "userId": "u1",
                         "messageId": "m1", "properties": {"price": 9.5, "sku": "A"}}]}
     key = ws.config.sources[0].write_key
-    assert httpx.post(server.url + "/v1/batch", json=batch, auth=(key, "")).status_code == 200
+    assert HTTP.post(server.url + "/v1/batch", json=batch, auth=(key, "")).status_code == 200
     info = orjson.loads((ws.data_dir / "server.json").read_bytes())
     headers = {"Authorization": f"Bearer {info['admin_token']}"}
     rows: list[Any] = []
     for _ in range(100):
-        answer = httpx.post(server.url + "/v1/admin/sql", headers=headers,
-                            json={"query": "SELECT price, sku FROM evt_add_to_cart"})
+        answer = HTTP.post(server.url + "/v1/admin/sql", headers=headers,
+                           json={"query": "SELECT price, sku FROM evt_add_to_cart"})
         assert answer.status_code == 200, answer.text
         rows = answer.json()["rows"]
         if rows:

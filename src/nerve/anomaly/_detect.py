@@ -21,7 +21,6 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
-from scipy import special
 
 from nerve.anomaly._days import day_start
 from nerve.anomaly._model import F64, Settings, robust_fit, runs, scan
@@ -342,6 +341,7 @@ def _band(judgement: Judgement, rules: Rules, series: int, share: bool
           ) -> tuple[F64, F64, F64, F64]:
     """Per point: expected, a band at the family level, and a signed score of the point
     alone (from the 1-period tails), for the report and the backtest's points."""
+    from scipy import special  # noqa: PLC0415 - SciPy loads on first use
     e = judgement.expected_points
     length = min(judgement.noise) if judgement.noise else 1
     if not judgement.noise:

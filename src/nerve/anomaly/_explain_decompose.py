@@ -34,7 +34,6 @@ import math
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from scipy import special
 
 __all__ = ["DISPERSION", "SIGNIFICANT_Z", "cardinality_weight", "count_z", "decompose",
            "poisson_z", "score_drivers", "significant_z"]
@@ -56,6 +55,7 @@ def poisson_z(observed: F64, expected: F64) -> F64:
     >>> [round(float(v), 1) for v in poisson_z(np.array([5.0, 0.0]), np.array([0.25, 30.0]))]
     [4.4, -7.4]
     """
+    from scipy import special  # noqa: PLC0415 - SciPy loads on first use
     lam = np.maximum(np.asarray(expected, dtype=float), 1e-9)
     k = np.maximum(np.asarray(observed, dtype=float), 0.0)
     up = k > lam
@@ -92,6 +92,7 @@ def significant_z(tests: int, family: float = 0.01) -> float:
     >>> significant_z(1), round(significant_z(50), 2)
     (3.0, 3.54)
     """
+    from scipy import special  # noqa: PLC0415 - SciPy loads on first use
     return max(SIGNIFICANT_Z, float(-special.ndtri(family / max(tests, 1))))
 
 

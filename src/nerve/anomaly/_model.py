@@ -32,7 +32,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import special
 
 from nerve.errors import UserError
 
@@ -258,6 +257,7 @@ def poisson_z(observed: F64, expected: F64) -> F64:
     >>> [round(float(v), 1) for v in poisson_z(np.array([5.0, 0.0]), np.array([0.25, 30.0]))]
     [4.4, -7.4]
     """
+    from scipy import special  # noqa: PLC0415 - SciPy loads on first use
     lam = np.maximum(expected, 1e-9)
     k = np.maximum(observed, 0.0)
     up = k > lam

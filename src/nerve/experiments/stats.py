@@ -27,7 +27,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 __all__ = [
     "Effect",
@@ -94,6 +93,7 @@ def welch(control: Summary, treatment: Summary, alpha: float = 0.05) -> Effect:
     zero. Where the lift is undefined (a control mean of 0) it is the absolute
     difference's.
     """
+    from scipy import stats  # noqa: PLC0415 - SciPy loads on first use
     vc = control.var / control.n if control.n else math.inf
     vt = treatment.var / treatment.n if treatment.n else math.inf
     diff = treatment.mean - control.mean
@@ -137,6 +137,7 @@ def add_half(control: tuple[float, float, float], treatment: tuple[float, float,
     win) reads ``log_se`` as with any other lift. The absolute difference is not here:
     ``welch``'s stands.
     """
+    from scipy import stats  # noqa: PLC0415 - SciPy loads on first use
     rates, var = [], 0.0
     for events, denominator, log_var in (control, treatment):
         x, d = events + 0.5, denominator + 0.5
@@ -242,6 +243,7 @@ def bayes(lift: float, lift_se: float, log_se: float = math.nan, *,
     >>> round(chance, 3), round(loss, 5)
     (0.978, 8e-05)
     """
+    from scipy import stats  # noqa: PLC0415 - SciPy loads on first use
     if not math.isfinite(lift):
         return math.nan, math.nan
     sign = 1.0 if up_is_good else -1.0
@@ -267,6 +269,7 @@ def bayes(lift: float, lift_se: float, log_se: float = math.nan, *,
 
 def srm_p_value(counts: list[int], weights: list[float]) -> float:
     """Chi-square goodness of fit of observed units per variant to the configured weights."""
+    from scipy import stats  # noqa: PLC0415 - SciPy loads on first use
     total = sum(counts)
     if total == 0 or len(counts) < 2:
         return 1.0
@@ -303,6 +306,7 @@ def benjamini_hochberg(p_values: list[float]) -> list[float]:
 def sample_size(baseline_mean: float, baseline_std: float, mde: float, alpha: float = 0.05,
                 power: float = 0.8) -> int:
     """Units per variant to detect a relative effect ``mde`` (0.05 = 5%) with a two-sided test."""
+    from scipy import stats  # noqa: PLC0415 - SciPy loads on first use
     delta = abs(mde * baseline_mean)
     if delta == 0:
         return 0

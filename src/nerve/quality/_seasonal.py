@@ -54,7 +54,6 @@ from datetime import tzinfo
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from scipy import special, stats
 
 __all__ = ["Judgement", "Rules", "family_level", "fit_expected", "judge_counts",
            "judge_rates", "nb_tails", "normal_score", "reject", "strongest", "wall_hours"]
@@ -100,6 +99,7 @@ class Rules:
 
 def family_level(sensitivity: float) -> float:
     """The family error rate of ``sensitivity`` sigmas: ``2 * Phi(-sensitivity)``."""
+    from scipy import special  # noqa: PLC0415 - SciPy loads on first use
     return float(2 * special.ndtr(-sensitivity))
 
 
@@ -444,6 +444,7 @@ def nb_tails(observed: F64, expected: F64, phi: F64, alpha: F64) -> tuple[F64, F
     >>> f"{up[0]:.1e}"
     '6.6e-06'
     """
+    from scipy import special  # noqa: PLC0415 - SciPy loads on first use
     shape = np.broadcast_shapes(np.shape(observed), np.shape(expected), np.shape(phi),
                                 np.shape(alpha))
     m = np.broadcast_to(np.maximum(expected, 1e-12), shape)
@@ -472,6 +473,7 @@ def _calibrated(p: F64, ref: Mask) -> F64:
     shopper's spree of 13 searches in a quiet hour), the training windows' normal scores
     run wide; they are scaled back so that their 97.5th percentile is a normal's 1.96 and
     their third largest what the third largest of that many normal scores would be."""
+    from scipy import special  # noqa: PLC0415 - SciPy loads on first use
     with np.errstate(all="ignore"):
         z = np.clip(np.nan_to_num(-special.ndtri(np.clip(p, 1e-300, 1.0)), nan=0.0),
                     -40, 40)
@@ -713,6 +715,7 @@ def _pooled(num: F64, den: F64, mask: Mask) -> F64:
 
 def _binomial_tails(x: F64, m: F64, share: F64, rho: F64) -> tuple[F64, F64]:
     """(P(X >= x), P(X <= x)) for X beta-binomial(m, share, rho); binomial at rho 0."""
+    from scipy import special, stats  # noqa: PLC0415 - SciPy loads on first use
     shape = np.broadcast_shapes(x.shape, m.shape, share.shape, rho.shape)
     x, m = np.broadcast_to(x, shape), np.broadcast_to(m, shape)
     share, rho = np.broadcast_to(share, shape), np.broadcast_to(rho, shape)
@@ -768,5 +771,6 @@ def reject(p: F64, q: F64 | float) -> tuple[Mask, F64]:
 
 def normal_score(p: float) -> float:
     """A p-value as the one-sided normal score (for messages: 'a 5.2 sigma event')."""
+    from scipy import special  # noqa: PLC0415 - SciPy loads on first use
     return float(-special.ndtri(max(min(p, 1.0), 1e-300))) if p < 1 else 0.0
 

@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import special
 
 from nerve.quality import _scan
 from nerve.quality._context import Context, moment
@@ -295,6 +294,7 @@ def _signed(change: float) -> str:
 def _mix(ctx: Context, dim: str, within: str | None, within_counts: pd.DataFrame | None,
          last: int) -> list[Finding]:
     """Each event's share of all events in each value of ``dim`` vs its usual share."""
+    from scipy import special  # noqa: PLC0415 - SciPy loads on first use
     cfg = ctx.cfg
     evaluate_h = max(1, int(cfg.seconds("volume", "evaluate") // 3600))
     since = float((last - evaluate_h + 1) * 3600)
