@@ -72,13 +72,15 @@ def test_a_killed_worker_is_replaced_and_no_acked_event_is_lost(
     assert len(now) == 2, server.output()  # a new worker took the dead one's place
     assert victim not in now
     acked, failed = load.stop()
-    with httpx.Client(base_url=server.url, headers=auth) as http:
+    # a new worker may still be importing when its socket takes the first connection:
+    # under load that wait passed httpx's default 5 s (SDKs wait 10-30 s)
+    with httpx.Client(base_url=server.url, headers=auth, timeout=60) as http:
         for body in failed:  # what a client saw cut off, sent again
             assert http.post("/v1/batch", content=body).status_code == 200
         for n in range(10):  # fresh connections reach both workers again
             body = orjson.dumps({"batch": [order(i, f"after-{n}") for i in range(10)]})
-            assert httpx.post(server.url + "/v1/batch", content=body,
-                              headers=auth).status_code == 200
+            assert httpx.post(server.url + "/v1/batch", content=body, headers=auth,
+                              timeout=60).status_code == 200
             acked.extend(f"after-{n}-{i}" for i in range(10))
     assert server.stop() == 0
     # the line is the main process's, and names the dead worker (its pid was written
