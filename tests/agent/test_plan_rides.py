@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from datetime import date
 
+import pytest
+
 from nerve.agent import Plan, Vocabulary, plan_question
 from nerve.agent._plan import MetricInfo
 
@@ -92,3 +94,62 @@ def test_an_event_named_by_the_noun_of_its_verb() -> None:
         p = plan_question(question, vocab, TODAY)
         assert (p.intent, p.event, p.problems) == ("explain", "payment_failed", []), \
             (question, p.as_dict())
+
+
+#: the rides vocabulary as ``nerve ask`` reads it from a workspace: what each metric
+#: counts, and over which events
+COUNTED = Vocabulary(
+    metrics=(
+        MetricInfo("rides", "Completed rides", "Rides that ended at their destination.",
+                   ("completed rides", "trips"), counts="events", over="ride_completed",
+                   events=("ride_completed",)),
+        MetricInfo("rides_requested", "Rides requested", "Ride requests sent by riders.",
+                   ("requests",), counts="events", over="ride_requested",
+                   events=("ride_requested",)),
+        MetricInfo("gross_bookings", "Gross bookings", "Sum of fares of completed rides.",
+                   ("fares",), events=("ride_completed",)),
+        MetricInfo("riders", "Riders", "Distinct riders who completed a ride.",
+                   counts="people", over="ride_completed", events=("ride_completed",)),
+        MetricInfo("payment_failure_rate", "Payment failure rate",
+                   "Failed payments per submitted payment.",
+                   events=("payment_failed", "payment_submitted")),
+    ),
+    dimensions=RIDES.dimensions,
+    events=("app_opened", "ride_requested", "ride_completed", "payment_failed",
+            "payment_submitted"),
+)
+
+
+@pytest.mark.parametrize(("question", "metric"), [
+    # was: "ride" was read as a misspelt "riders" (distinct riders, 3,703) where the
+    # question counts ride_completed events (8,656)
+    ("ride completions last week", "rides"),
+    ("how many ride completions last week", "rides"),
+    ("why did ride completions drop last week?", "rides"),
+    # was: "rides" and "ride" had no stem in common ("rid" and "ride"), so "ride" alone
+    # was taken for "riders"
+    ("ride count last week", "rides"),
+    # the metric said beside the event, or a phrase reaching past its words: the metric
+    ("riders last week", "riders"),
+    ("how many riders completed a ride last week", "riders"),
+    ("gross bookings of completed rides last week", "gross_bookings"),
+    ("fares last week", "gross_bookings"),
+    ("payment failure rate last week", "payment_failure_rate"),
+])
+def test_an_event_named_by_its_noun_is_counted_not_its_users(question: str,
+                                                             metric: str) -> None:
+    p = plan_question(question, COUNTED, TODAY)
+    assert (p.metric, p.problems) == (metric, []), (question, p.as_dict())
+
+
+def test_an_event_named_by_its_noun_with_no_metric_counting_it_is_declined() -> None:
+    # only a metric of its users: "ride completions" are not riders; with no metric
+    # counting the event, the answer says how to count it (or explains its count)
+    vocab = Vocabulary(metrics=tuple(m for m in COUNTED.metrics if m.name != "rides"),
+                       events=COUNTED.events)
+    p = plan_question("ride completions last week", vocab, TODAY)
+    assert (p.intent, p.metric) == ("unknown", None), p.as_dict()
+    assert p.problems[0].startswith("the event ride_completed is cataloged"), p.problems
+    p = plan_question("why did ride completions drop last week?", vocab, TODAY)
+    assert (p.intent, p.metric, p.event) == ("explain", None, "ride_completed")
+    assert plan_question("riders last week", vocab, TODAY).metric == "riders"

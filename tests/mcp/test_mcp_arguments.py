@@ -6,6 +6,7 @@ errors.pydantic.dev``)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 from mcp.shared.memory import create_connected_server_and_client_session
 from tests.anomaly.conftest import load_rows
 
+from nerve.agent import TOOLS  # the HTTP door's and the LLM's
 from nerve.audit import read_records
 from nerve.errors import QueryError
 from nerve.mcp import build_server, call
@@ -97,3 +99,60 @@ def test_a_wrong_or_missing_argument_is_said_in_words(shop: Workspace) -> None:
     for text in texts:
         assert "pydantic" not in text
         assert "Arguments" not in text  # the SDK's model names, describe_metricArguments
+
+
+def _tools(ws: Workspace) -> dict[str, dict[str, Any]]:
+    async def main() -> dict[str, dict[str, Any]]:
+        async with create_connected_server_and_client_session(build_server(ws)) as session:
+            return {t.name: t.inputSchema for t in (await session.list_tools()).tools}
+
+    return anyio.run(main)
+
+
+def test_by_is_a_string_or_a_list_of_strings_in_every_tool(shop: Workspace) -> None:
+    # was: explain_change and run_funnel took only a string, query_metrics only a list;
+    # an agent sending the other shape was refused ("input should be a valid string")
+    for name, schema in _tools(shop).items():
+        by = schema["properties"].get("by")
+        if by is not None:
+            assert {"type": "string"} in by["anyOf"], (name, by)
+            assert {"type": "array", "items": {"type": "string"}} in by["anyOf"], (name, by)
+    for tool in TOOLS.values():
+        by = tool.parameters["properties"].get("by")
+        assert by is None or by == {"anyOf": [{"type": "array", "items": {"type": "string"}},
+                                              {"type": "string"}]}, (tool.name, by)
+    steps = ["add_to_cart", "add_to_cart"]
+    results = _calls(shop, [
+        ("query_metrics", {"metrics": ["carts"], "by": "platform"}),
+        ("query_metrics", {"metrics": ["carts"], "by": ["platform"]}),
+        ("explain_change", {"target": "carts", "by": "platform"}),
+        ("explain_change", {"target": "carts", "by": ["platform"]}),
+        ("run_funnel", {"steps": steps, "by": "platform"}),
+        ("run_funnel", {"steps": steps, "by": ["platform"]})])
+    assert [error for error, _ in results] == [False] * 6, results
+    texts = [json.loads(text) for _, text in results]
+    assert texts[0]["rows"] == texts[1]["rows"]
+    assert sorted((r["platform"], r["carts"]) for r in texts[0]["rows"]) == [
+        ("ios", 1), ("web", 1)]
+    assert texts[2]["drivers"] == texts[3]["drivers"]
+    assert texts[4]["body"]["by"] == texts[5]["body"]["by"] == "platform"
+    assert {k: v for k, v in texts[4].items() if k != "sql"} == {
+        k: v for k, v in texts[5].items() if k != "sql"}
+
+
+def test_a_by_of_the_wrong_shape_is_refused_in_words(shop: Workspace) -> None:
+    (number, number_text), (mixed, mixed_text), (two, two_text) = _calls(shop, [
+        ("query_metrics", {"metrics": ["carts"], "by": 3}),
+        ("explain_change", {"target": "carts", "by": ["platform", 3]}),
+        ("run_funnel", {"steps": ["add_to_cart", "add_to_cart"],
+                        "by": ["platform", "price"]})])
+    assert (number, mixed, two) == (True, True, True)
+    assert ("argument 'by' = 3: input should be a list of strings or a string; "
+            "query_metrics takes") in number_text
+    assert ("argument 'by' = ['platform', 3]: input should be a string or a list of "
+            "strings; explain_change takes") in mixed_text
+    assert "a funnel breaks down by one dimension or property, got 2 (platform, price)" \
+        in two_text
+    for text in (number_text, mixed_text):
+        assert "[str]" not in text
+        assert "pydantic" not in text

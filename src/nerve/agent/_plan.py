@@ -505,21 +505,39 @@ def _root(word: str) -> str:
 
 
 def _event_named_instead(text: str, metric: str, vocab: Vocabulary) -> bool:
-    """The metric was found only inside the words of an event it does not read: "how many
+    """The metric was found only inside the words of an event it does not count: "how many
     meditations were started" names meditation_started, not the metric meditations (of
-    meditation_completed), though it says the metric's name."""
+    meditation_completed), though it says the metric's name; "ride completions" names
+    ride_completed, not the metric riders (its distinct users), though "ride" is close to
+    "riders"."""
     info = next(m for m in vocab.metrics if m.name == metric)
     if not info.events:  # a metric of every event reads this one too
         return False
     phrases = [p for p, name in _phrases(vocab) if name == metric]
     for start, end, event in _event_matches(text, vocab):
         if event in info.events:
+            if info.counts == "events" and info.over == event:
+                continue  # the count of the event named: the same number either way
+            if not _said_beside(text, start, end, metric, phrases, vocab):
+                return True  # its users, a sum, a ratio: named by the event's words only
             continue
         parts = (_stems(text[:start]), _stems(text[end:]))
         if not any(_has(part, p) or _has(_AUXILIARIES.sub("", part), p)
                    for part in parts for p in phrases):
             return True
     return False
+
+
+def _said_beside(text: str, start: int, end: int, metric: str, phrases: list[str],
+                 vocab: Vocabulary) -> bool:
+    """Whether ``metric`` is said in ``text`` beyond the event named at ``start:end``:
+    in the words around it ("gross bookings of completed rides"), or by a phrase that
+    reaches past the event's words ("payment failure rate" over payment_failed)."""
+    if _metric(text[:start] + " " + text[end:], vocab)[0] == metric:
+        return True
+    stemmed, inside = _stems(text), _stems(text[start:end])
+    return any((_has(stemmed, p) or _has(_AUXILIARIES.sub("", stemmed), p))
+               and not _has(inside, p) for p in phrases)
 
 
 def _event(text: str, vocab: Vocabulary) -> str | None:

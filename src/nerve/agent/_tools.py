@@ -219,6 +219,13 @@ def run_funnel(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
 
     body = {k: v for k, v in args.items() if k in
             ("steps", "by", "since", "until", "window", "order") and v is not None}
+    by = _list(args, "by")
+    if len(by) > 1:
+        raise QueryError(f"by: a funnel breaks down by one dimension or property, got "
+                         f"{len(by)} ({', '.join(by)}); run one funnel per breakdown")
+    body.pop("by", None)
+    if by:
+        body["by"] = by[0]
     timezone = ctx.workspace.config.timezone
     check_masked_analysis("funnels", body, ctx.masked, lambda: ctx.layer, timezone=timezone)
     result = funnel_request(ctx.events, body, layer=lambda: ctx.layer, timezone=timezone,
@@ -284,15 +291,15 @@ def explain_change(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     explain = _anomaly("explain")
     target = _str(args, "target", required=True) or ""
     where = _str(args, "where")
-    by = _str(args, "by")
+    by = _list(args, "by")
     check_masked_filters(ctx.layer, ctx.masked, [target] if target in ctx.layer else (),
-                         where=where, by=[by] if by else ())
+                         where=where, by=by)
     caveats = [r.as_dict() for r in ctx.health()]
     result: dict[str, Any] = explain(
         ctx.events, target, layer=ctx.layer,
         period=_str(args, "period") or "7d", vs=_str(args, "vs") or "previous",
         catalog_events=ctx.catalog.names(), caveats=caveats, now=ctx.now, where=where,
-        dimensions=[by] if by else None)
+        dimensions=by or None)
     return result
 
 
@@ -323,6 +330,8 @@ def _anomaly(name: str) -> Any:
 
 _NAME = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
 _STRINGS = {"type": "array", "items": {"type": "string"}}
+#: a breakdown: one dimension as a string, or a list of them (an agent sends either)
+_BY = {"anyOf": [_STRINGS, {"type": "string"}]}
 
 TOOLS: dict[str, Tool] = {t.name: t for t in (
     Tool("list_metrics", "Every metric of the semantic layer (name, label, description, "
@@ -335,30 +344,32 @@ TOOLS: dict[str, Tool] = {t.name: t for t in (
     Tool("describe_event", "One cataloged event: what it tracks, when it fires, its "
          "properties and the metrics that read it.", _NAME, describe_event),
     Tool("query_metrics", "Compute metrics from the warehouse. Returns rows, the SQL run "
-         "and lineage. since/until: YYYY-MM-DD (until included), 'yesterday', or a "
-         "duration like '7d'. where: a filter such as \"platform = 'ios' and age >= 65\".",
+         "and lineage. by: a dimension or a list of them. since/until: YYYY-MM-DD (until "
+         "included), 'yesterday', or a duration like '7d'. where: a filter such as "
+         "\"platform = 'ios' and age >= 65\".",
          {"type": "object", "properties": {
-             "metrics": _STRINGS, "by": _STRINGS, "segments": _STRINGS,
+             "metrics": _STRINGS, "by": _BY, "segments": _STRINGS,
              "grain": {"type": "string", "enum": ["hour", "day", "week", "month"]},
              "where": {"type": "string"}, "since": {"type": "string"},
              "until": {"type": "string"}, "order_by": _STRINGS,
              "limit": {"type": "integer"}}, "required": ["metrics"]}, query_metrics),
     Tool("run_funnel", "A conversion funnel over cataloged events in order: how many "
-         "entities reached each step; by: a dimension of the semantic layer or a "
-         "property. caveats: steps the catalog does not know.",
+         "entities reached each step; by: one dimension of the semantic layer or a "
+         "property (a string, or a list of one). caveats: steps the catalog does not know.",
          {"type": "object", "properties": {
-             "steps": _STRINGS, "by": {"type": "string"}, "since": {"type": "string"},
+             "steps": _STRINGS, "by": _BY, "since": {"type": "string"},
              "until": {"type": "string"}, "window": {"type": "string"}},
           "required": ["steps"]}, run_funnel),
     Tool("explain_change", "Why a metric or event count changed over a period against the "
          "period before: the dimension values that drove the change, related events and "
          "data-quality caveats. period: 'yesterday', 'last_week', '7d', or "
          "'YYYY-MM-DD..YYYY-MM-DD'. where: only the events matching a filter such as "
-         "\"platform = 'android'\"; by: the only breakdown to look at.",
+         "\"platform = 'android'\"; by: the only breakdowns to look at (a dimension or a "
+         "list of them).",
          {"type": "object", "properties": {
              "target": {"type": "string"}, "period": {"type": "string"},
              "vs": {"type": "string", "enum": ["previous", "expected"]},
-             "where": {"type": "string"}, "by": {"type": "string"}},
+             "where": {"type": "string"}, "by": _BY},
           "required": ["target"]}, explain_change),
     Tool("forecast_metric", "A daily forecast of a metric with intervals.",
          {"type": "object", "properties": {"metric": {"type": "string"},

@@ -41,9 +41,14 @@ def _norm(text: str) -> str:
 
 
 def _stem(word: str) -> str:
-    for suffix in ("ies", "es", "s"):
-        if word.endswith(suffix) and len(word) > len(suffix) + 2:
-            return word[: -len(suffix)] + ("y" if suffix == "ies" else "")
+    """A plural's singular, the same for both ("cities", "city"; "boxes", "box"; "rides",
+    "ride": an "es" is a plural ending only after s, x, z, ch or sh)."""
+    if word.endswith("ies") and len(word) > 5:
+        return word[:-3] + "y"
+    if re.search(r"(?:s|x|z|ch|sh)es$", word) and len(word) > 4:
+        return word[:-2]
+    if word.endswith("s") and len(word) > 3:
+        return word[:-1]
     return word
 
 

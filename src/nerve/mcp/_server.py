@@ -129,9 +129,10 @@ class _NerveMCP(FastMCP):
                 who=reader[0] if reader else os_user(), action="/v1/ask/tool",
                 request={"tool": name, "args": arguments}, status=status,
                 seconds=time.monotonic() - started, masked=masked, client=self.client()))
-            raise ToolError(self._refusal(name, tool, exc)) from exc
+            raise ToolError(self._refusal(name, tool, exc, arguments)) from exc
 
-    def _refusal(self, name: str, tool: Any, exc: Exception) -> str:
+    def _refusal(self, name: str, tool: Any, exc: Exception, arguments: dict[str, Any]
+                 ) -> str:
         """Why a call was refused before its tool ran, in words: the argument that does
         not fit and what the tool takes, where the SDK gave pydantic's own report
         (``1 validation error for describe_metricArguments ... errors.pydantic.dev``)."""
@@ -141,10 +142,18 @@ class _NerveMCP(FastMCP):
                     f"{', '.join(tools)}")
         cause = exc.__cause__ if isinstance(exc, ToolError) else exc
         if isinstance(cause, ValidationError):
-            problems = []
+            problems, said = [], set()
+            properties = tool.parameters.get("properties", {})
             for error in cause.errors():
                 where = str(error["loc"][0]) + "".join(f"[{p}]" for p in error["loc"][1:])
-                if error["type"] == "missing":
+                kinds = _kinds(properties.get(error["loc"][0], {}))
+                if len(kinds) > 1:  # one problem per argument, not one per type it may be
+                    arg = str(error["loc"][0])
+                    if arg not in said:
+                        said.add(arg)
+                        problems.append(f"argument {arg!r} = {arguments.get(arg)!r}: "
+                                        f"input should be {' or '.join(kinds)}")
+                elif error["type"] == "missing":
                     problems.append(f"argument {where!r} is required")
                 else:
                     problems.append(f"argument {where!r} = {error['input']!r}: "
@@ -161,6 +170,22 @@ class _NerveMCP(FastMCP):
             app.add_middleware(RecordRefusals, audit=self.nerve_audit,
                                readers=self.nerve_readers)
         return app
+
+
+def _kinds(schema: dict[str, Any]) -> list[str]:
+    """What an argument of a union type may be, in words (``a string``, ``a list of
+    strings``), for a refusal; one or none for any other argument."""
+    words = {"string": "a string", "integer": "an integer", "number": "a number",
+             "boolean": "true or false", "object": "an object"}
+    kinds = []
+    for member in schema.get("anyOf", []):
+        kind = member.get("type")
+        if kind == "array":
+            item = member.get("items", {}).get("type")
+            kinds.append(f"a list of {item}s" if item else "a list")
+        elif kind in words:
+            kinds.append(words[kind])
+    return kinds
 
 
 def build_server(ws: Workspace, *, host: str = "127.0.0.1", port: int = 8765,
@@ -224,33 +249,36 @@ def build_server(ws: Workspace, *, host: str = "127.0.0.1", port: int = 8765,
         return run("describe_event", {"name": name})
 
     @tool
-    def query_metrics(metrics: list[str], by: list[str] | None = None,
+    def query_metrics(metrics: list[str], by: list[str] | str | None = None,
                       grain: str | None = None, where: str | None = None,
                       segments: list[str] | None = None, since: str | None = None,
                       until: str | None = None, order_by: list[str] | None = None,
                       limit: int | None = None) -> dict[str, Any]:
-        """Compute metrics: rows, the SQL that ran, lineage. grain: hour|day|week|month;
-        since/until: YYYY-MM-DD (until included), 'yesterday' or '7d'; where: a filter
-        such as "platform = 'ios' and age >= 65"."""
+        """Compute metrics: rows, the SQL that ran, lineage. by: a dimension or a list of
+        them; grain: hour|day|week|month; since/until: YYYY-MM-DD (until included),
+        'yesterday' or '7d'; where: a filter such as "platform = 'ios' and age >= 65"."""
         return run("query_metrics", {
             "metrics": metrics, "by": by, "grain": grain, "where": where,
             "segments": segments, "since": since, "until": until, "order_by": order_by,
             "limit": limit})
 
     @tool
-    def run_funnel(steps: list[str], by: str | None = None, since: str | None = None,
-                   until: str | None = None, window: str = "1d") -> dict[str, Any]:
-        """A funnel over cataloged events in order: entities reaching each step."""
+    def run_funnel(steps: list[str], by: str | list[str] | None = None,
+                   since: str | None = None, until: str | None = None,
+                   window: str = "1d") -> dict[str, Any]:
+        """A funnel over cataloged events in order: entities reaching each step. by: one
+        dimension or property (a string, or a list of one)."""
         return run("run_funnel", {"steps": steps, "by": by, "since": since,
                                        "until": until, "window": window})
 
     @tool
     def explain_change(target: str, period: str = "7d", vs: str = "previous",
-                       where: str | None = None, by: str | None = None) -> dict[str, Any]:
+                       where: str | None = None, by: str | list[str] | None = None
+                       ) -> dict[str, Any]:
         """Why a metric or event count changed: drivers by dimension, related events and
         data-quality caveats. period: yesterday, last_week, 7d or YYYY-MM-DD..YYYY-MM-DD;
         where: only the events matching a filter such as "platform = 'android'"; by: the
-        only breakdown to look at."""
+        only breakdowns to look at (a dimension or a list of them)."""
         return run("explain_change", {"target": target, "period": period, "vs": vs,
                                       "where": where, "by": by})
 
