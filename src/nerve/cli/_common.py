@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
 from nerve.errors import NerveError, TransientError, UserError
 from nerve.quality._result import fmt_duration
@@ -75,8 +76,23 @@ FormatOption = Annotated[
                                          "for programs.", case_sensitive=False),
 ]
 
-console = Console()
-err_console = Console(stderr=True)
+class _Console(Console):
+    """A Rich console that wraps text at the width of a terminal only: piped to a file
+    or a CI log with no ``$COLUMNS`` (``table_width``), Rich assumed 80 columns and
+    folded a hint in the middle of a command (`` `nerve`` / ``serve` ``); there a line
+    of text is printed whole, as ``soft_wrap=True`` prints it. Renderables (tables) are
+    laid out by ``print_table``."""
+
+    def print(self, *objects: Any, **options: Any) -> None:
+        if (options.get("soft_wrap") is None and objects
+                and all(isinstance(o, str | Text) for o in objects)
+                and table_width(self) == _UNBOUNDED):
+            options["soft_wrap"] = True
+        super().print(*objects, **options)
+
+
+console: Console = _Console()
+err_console: Console = _Console(stderr=True)
 
 
 @contextlib.contextmanager
