@@ -575,3 +575,30 @@ def test_pii_no_read_by_yaml_as_false_says_to_write_none(tmp_path: Path) -> None
             "none") in text
     assert ("x.yaml:2: x_y.status: expected one of draft, active, deprecated, got True; "
             "YAML reads an unquoted yes, no, on or off as true or false: quote it") in text
+
+
+def test_a_property_in_an_event_and_its_group_names_both_places_in_the_workspace(
+        tmp_path: Path) -> None:
+    """Reported at the ``include:`` line, the message named the group's file by its
+    absolute path (/tmp/.../events/groups/product.yaml) where every location reads
+    ``events/...``; it names both definitions, relative to the workspace. So does a
+    group defined twice."""
+    events = write(tmp_path / "events", {
+        "add_to_cart.yaml": ADD_TO_CART + "  price: {type: number, pii: none}\n",
+        "groups/product.yaml": PRODUCT_GROUP})
+
+    def problems() -> list[tuple[str, int | None, str]]:
+        with pytest.raises(CatalogError) as info:
+            Catalog.load(events)
+        return [(Path(where.file).relative_to(tmp_path).as_posix(), where.line, text)
+                for where, text in info.value.problems]
+
+    assert problems() == [("events/add_to_cart.yaml", 7,
+                           "add_to_cart.include: property 'price' is defined both in "
+                           "events/add_to_cart.yaml:14 and in group 'product' "
+                           "(events/groups/product.yaml:5); keep one")]
+    write(events, {"groups/product_again.yaml": PRODUCT_GROUP})
+    found = problems()
+    assert ("events/groups/product_again.yaml", 1, "property group 'product' is also "
+            "defined in events/groups/product.yaml") in found
+    assert not any(str(tmp_path) in text for _, _, text in found)

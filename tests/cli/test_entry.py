@@ -112,3 +112,21 @@ def test_commands_that_read_no_data_start_without_the_analysis_libraries(
     codes = ("3",) if args == ["catalog", "lint"] else ("0", "None")
     assert done.stdout.splitlines()[-1] in [f"loaded [] {c}" for c in codes], (
         done.stdout[-2000:], done.stderr[-2000:])
+
+
+def test_init_piped_never_splits_a_command_or_a_path(tmp_path: Path) -> None:
+    """Piped (a CI log, no terminal, no $COLUMNS) Rich wrapped text at 80 columns:
+    the hint read "`nerve" / "serve`" and a long workspace path came in two pieces.
+    Lines are printed whole there; and each hint line fits 80 columns, so a terminal
+    that wraps them does not split a command either."""
+    folder = tmp_path / "a_folder_with_a_long_name_as_ci_runners_have" / "shop"
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    done = subprocess.run([sys.executable, "-m", "nerve", "init", str(folder)],
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert f"Created workspace shop in {folder}" in lines, done.stdout
+    assert all(line.count("`") % 2 == 0 for line in lines), done.stdout
+    hint = lines[lines.index(f"Created workspace shop in {folder}") + 4:]
+    assert any("`nerve serve`" in line for line in hint), done.stdout
+    assert all(len(line) <= 80 for line in hint), done.stdout

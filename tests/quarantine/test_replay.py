@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -359,3 +361,27 @@ def test_cli_list_and_show_suggest_the_cataloged_name_of_an_unknown_event(
     code, out, _ = run(ws, "quarantine", "show", "u1", "--format", "json")
     assert code == 0
     assert json.loads(out)["violations"][0]["message"].endswith("(did you mean add_to_cart?)")
+
+
+def test_cli_list_piped_prints_a_row_a_line(ws: Workspace) -> None:
+    """Piped to a file or a CI log (no terminal, no $COLUMNS), Rich assumed 80 columns
+    and folded every row over several lines, a message in slivers; a table is as wide as
+    its content there. $COLUMNS still bounds it."""
+    message = "quantity: 0 is less than the minimum of 1 (events/add_to_cart.yaml:9)"
+    with Warehouse.for_workspace(ws) as wh:
+        _quarantine(wh, [_row(f"message-{n}-0f8fad5b-d9cb-469f-a165-70867728950e",
+                              {"quantity": 0}, violations=[{
+                                  "path": "$.properties.quantity", "rule": "minimum",
+                                  "message": message}]) for n in range(3)])
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    command = [sys.executable, "-m", "nerve", "--workspace", str(ws.root), "quarantine", "list"]
+    piped = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120,
+                           check=False)
+    assert piped.returncode == 0, piped.stderr
+    rows = [line for line in piped.stdout.splitlines() if "message-" in line]
+    assert len(rows) == 3, piped.stdout  # the id whole, on one line
+    assert all(message in row and "add_to_cart" in row for row in rows), piped.stdout
+    bounded = subprocess.run(command, capture_output=True, text=True, timeout=120,
+                             env={**env, "COLUMNS": "80"}, check=False)
+    assert max(len(line) for line in bounded.stdout.splitlines()) <= 80, bounded.stdout
+    assert message not in bounded.stdout  # folded, as a terminal of 80 columns needs

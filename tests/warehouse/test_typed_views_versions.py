@@ -7,7 +7,9 @@ import base64
 from collections.abc import Callable
 from typing import Any
 
+import duckdb
 import orjson
+import pytest
 
 from nerve.catalog import Catalog
 from nerve.collector import Collector
@@ -134,4 +136,44 @@ def test_a_hashed_number_reads_as_its_pseudonym_not_null(
         "SELECT column_name, data_type FROM information_schema.columns "
         "WHERE table_name = 'evt_ride_started'").to_pylist()}
     assert types["battery_pct"] == "BIGINT"
+    warehouse.close()
+
+
+PURCHASE = """name: item_purchased
+version: 1.0.0
+properties:
+  price: {type: number, required: true}
+"""
+
+
+def test_a_number_column_keeps_every_value_and_the_documented_sum_is_exact(
+        make_workspace: Callable[..., Workspace]) -> None:
+    """A ``number`` column is DOUBLE, the one DuckDB type that reads every number the
+    collector accepts (1e300 and 1e-300 alike): no DECIMAL holds them all. A plain
+    ``sum`` of doubles gathers binary rounding (100 x 19.99 = 1999.0000000000007); the
+    exact way docs/catalog.md gives, a cast to DECIMAL with the values' decimals, gives
+    the sum of what was sent, and fails loudly rather than drop a value it cannot hold."""
+    ws = make_workspace({"item_purchased.yaml": PURCHASE})
+    messages = [{"type": "track", "event": "item_purchased", "userId": "u1",
+                 "messageId": f"m{i:03}", "properties": {"price": 19.99}}
+                for i in range(100)]
+    messages += [{"type": "track", "event": "item_purchased", "userId": "u1",
+                  "messageId": m, "properties": {"price": p}}
+                 for m, p in (("big", 1e300), ("tiny", 1e-300))]
+    warehouse = _load(ws, messages)
+    prices = dict(warehouse.cursor().execute(
+        "SELECT message_id, price FROM evt_item_purchased "
+        "WHERE message_id IN ('big', 'tiny', 'm000')").fetchall())
+    assert prices == {"big": 1e300, "tiny": 1e-300, "m000": 19.99}
+    cents = "FROM evt_item_purchased WHERE message_id LIKE 'm%'"
+    plain = warehouse.cursor().execute(f"SELECT sum(price) {cents}").fetchone()
+    assert plain is not None
+    assert plain[0] != 1999  # what a plain sum of doubles reads
+    exact = warehouse.cursor().execute(
+        f"SELECT sum(price::DECIMAL(38, 2))::VARCHAR {cents}").fetchone()
+    assert exact == ("1999.00",)
+    rounded = warehouse.cursor().execute(f"SELECT round(sum(price), 2) {cents}").fetchone()
+    assert rounded == (1999.0,)
+    with pytest.raises(duckdb.ConversionException, match=r"DECIMAL\(38,2\)"):
+        warehouse.cursor().execute("SELECT sum(price::DECIMAL(38, 2)) FROM evt_item_purchased")
     warehouse.close()

@@ -12,7 +12,14 @@ from typing import Any
 
 import jsonschema_rs
 
-from nerve.catalog._load import GROUPS_DIR, VERSIONS_DIR, load_event, load_group, yaml_files
+from nerve.catalog._load import (
+    GROUPS_DIR,
+    VERSIONS_DIR,
+    load_event,
+    load_group,
+    shown_path,
+    yaml_files,
+)
 from nerve.catalog._model import INT64_RANGE, EventSpec, PropertyGroup, PropertySpec, Version
 from nerve.errors import CatalogError, Location
 
@@ -101,12 +108,13 @@ class Catalog:
             if group is None:
                 continue
             if group.name in groups:
+                elsewhere = shown_path(groups[group.name].file, events_dir.parent)
                 problems.append((Location(path, 1), f"property group {group.name!r} is also "
-                                                    f"defined in {groups[group.name].file}"))
+                                                    f"defined in {elsewhere}"))
             groups[group.name] = group
         seen: dict[tuple[str, Version], EventSpec] = {}
         for path in [*yaml_files(events_dir), *yaml_files(events_dir / VERSIONS_DIR)]:
-            spec = load_event(path, groups, problems)
+            spec = load_event(path, groups, problems, events_dir.parent)
             if spec is None:
                 continue
             key = (spec.name, spec.version)

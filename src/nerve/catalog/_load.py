@@ -240,9 +240,22 @@ def _load_mapping(path: Path, problems: Problems) -> LineDict | None:
     return raw
 
 
+def shown_path(path: Path | None, root: Path | None) -> str:
+    """``path`` as messages name it: relative to the workspace ``root`` when inside it
+    (``events/groups/product.yaml``), as the location before each message is shown."""
+    if path is None:
+        return "?"
+    if root is not None and path.is_relative_to(root):
+        return path.relative_to(root).as_posix()
+    return str(path)
+
+
 def load_event(
-    path: Path, groups: dict[str, PropertyGroup], problems: Problems
+    path: Path, groups: dict[str, PropertyGroup], problems: Problems,
+    root: Path | None = None,
 ) -> EventSpec | None:
+    """The event in ``path``, or None with its problems added; ``root``, the workspace,
+    is what paths named in messages are relative to."""
     raw = _load_mapping(path, problems)
     if raw is None:
         return None
@@ -294,7 +307,7 @@ def load_event(
     if not isinstance(include, list):
         bad("include", "expected a list of property group names")
         include = []
-    own = {p.name for p in props}
+    own = {p.name: p for p in props}
     for group_name in include:
         group = groups.get(group_name)
         if group is None:
@@ -303,10 +316,13 @@ def load_event(
             continue
         for prop in group.properties:
             if prop.name in own:
-                bad("include", f"property {prop.name!r} is defined both here and in group "
-                               f"{group_name!r} ({group.file})")
+                first = own[prop.name]
+                bad("include", f"property {prop.name!r} is defined both in "
+                               f"{shown_path(first.file or path, root)}:{first.line} and in "
+                               f"group {group_name!r} ({shown_path(prop.file or group.file, root)}"
+                               f":{prop.line}); keep one")
                 continue
-            own.add(prop.name)
+            own[prop.name] = prop
             props.append(prop)
     additional = raw.get("additional_properties", False)
     if not isinstance(additional, bool):

@@ -29,6 +29,8 @@ from nerve.cli._common import (
     handle_errors,
     iso_time,
     load_workspace,
+    print_rich_table,
+    table_width,
     working,
 )
 from nerve.cli._remote import post, running_server, wait_for_server
@@ -129,13 +131,13 @@ def _print_table(results: list[CheckResult], show_passed: bool) -> None:
         table = Table(show_lines=True, expand=True)
         table.add_column("status", no_wrap=True)
         table.add_column("check / event", overflow="fold",
-                         min_width=min(widest, max(12, console.width // 3)))
+                         min_width=min(widest, max(12, table_width(console) // 3)))
         table.add_column("message", overflow="fold", ratio=1)
         for r, group in zip(shown, lines, strict=True):
             style = _STYLE[r.status]
             table.add_row(f"[{style}]{r.status}[/{style}]", escape("\n".join(group)),
                           escape(r.message))
-        console.print(table)
+        print_rich_table(table, console)
     counts = {s: sum(r.status is s for r in results) for s in Status}
     console.print(", ".join(f"{n} {s}" for s, n in counts.items() if n) or "no checks ran",
                   highlight=False)

@@ -8,6 +8,7 @@ import enum
 import functools
 import io
 import math
+import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -20,7 +21,9 @@ import orjson
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
 from nerve.errors import NerveError, TransientError, UserError
 from nerve.quality._result import fmt_duration
@@ -73,8 +76,23 @@ FormatOption = Annotated[
                                          "for programs.", case_sensitive=False),
 ]
 
-console = Console()
-err_console = Console(stderr=True)
+class _Console(Console):
+    """A Rich console that wraps text at the width of a terminal only: piped to a file
+    or a CI log with no ``$COLUMNS`` (``table_width``), Rich assumed 80 columns and
+    folded a hint in the middle of a command (`` `nerve`` / ``serve` ``); there a line
+    of text is printed whole, as ``soft_wrap=True`` prints it. Renderables (tables) are
+    laid out by ``print_table``."""
+
+    def print(self, *objects: Any, **options: Any) -> None:
+        if (options.get("soft_wrap") is None and objects
+                and all(isinstance(o, str | Text) for o in objects)
+                and table_width(self) == _UNBOUNDED):
+            options["soft_wrap"] = True
+        super().print(*objects, **options)
+
+
+console: Console = _Console()
+err_console: Console = _Console(stderr=True)
 
 
 @contextlib.contextmanager
@@ -190,6 +208,37 @@ _NUMBER = re.compile(rf"{_ONE}( \.\. {_ONE})?")  # or an interval: "-1.3% .. +15
 _DATE = re.compile(r"\d{4}-\d\d-\d\d([ T][\d:.]+([+-]\d\d:\d\d)?)?( \(partial\))?")
 
 
+#: the width a table may take where nothing bounds it (see ``table_width``)
+_UNBOUNDED = 1_000_000
+
+
+def table_width(target: Console) -> int:
+    """The width ``target``'s tables may take: the terminal's, or ``$COLUMNS`` when set,
+    or the width the console was made with. With none of these (output piped to a file,
+    ``grep`` or a CI log) Rich assumes 80 columns and folds every row of a wide table
+    over several lines; there is no screen to fit, so a table is as wide as its content
+    (``_UNBOUNDED``), one row a line."""
+    if target.is_terminal or target._width is not None or os.environ.get("COLUMNS"):
+        return target.width
+    return _UNBOUNDED
+
+
+def print_rich_table(table: Table, target: Console) -> None:
+    """Print a Rich table at ``table_width``: where it is unbounded, at the table's own
+    width (an ``expand`` table would fill a million columns)."""
+    width = table_width(target)
+    if width != _UNBOUNDED:
+        target.print(table)
+        return
+    measured = Measurement.get(target, target.options.update_width(width), table)
+    # print(width=) takes no more than the console's width: widen the console meanwhile
+    target.width = measured.maximum
+    try:
+        target.print(table)
+    finally:
+        target._width = None
+
+
 def print_table(columns: Sequence[str], cells: Sequence[Sequence[str]], title: str | None,
                 target: Console, **options: Any) -> None:
     """Print rows of cells as Rich tables that a terminal of ``target``'s width can read.
@@ -198,14 +247,17 @@ def print_table(columns: Sequence[str], cells: Sequence[Sequence[str]], title: s
     text folds. A table wider than the terminal even so (ten metrics in 80 columns) is
     printed as several tables, each repeating the leading label columns (the period,
     the breakdown, the step), as pandas prints a wide frame: no value is cut or lost.
+    Without a terminal or ``$COLUMNS`` a table is as wide as its content
+    (``table_width``).
     """
     numbers = [_every(cells, i, _NUMBER) for i in range(len(columns))]
     atoms = [numbers[i] or _every(cells, i, _DATE) for i in range(len(columns))]
     wide = sum(max([len(columns[i]), *(_width(r[i]) for r in cells)]) + 3
                for i in range(len(columns))) + 1
-    if wide <= target.width:  # as wide as Rich would draw it, borders and padding included
+    room = table_width(target)
+    if wide <= room:  # as wide as Rich would draw it, borders and padding included
         _print_one(_build(columns, cells, atoms, title, options, split=False, numbers=numbers,
-                          width=target.width),
+                          width=room),
                    title, target)
         return
     # too wide: headers wrap at their underscores rather than anywhere in a word, text
@@ -321,7 +373,7 @@ def _print_one(table: Table, title: str | None, target: Console) -> None:
         # a period) came out a few characters wide and many lines high
         table.title = None
         target.print(title, highlight=False, markup=False, soft_wrap=True)
-    target.print(table)
+    print_rich_table(table, target)
 
 
 def _cell(value: Any, *, exact: bool = False) -> str:

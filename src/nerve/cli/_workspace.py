@@ -42,5 +42,6 @@ def init(
     console.print(f"Created workspace [bold]{ws.config.name}[/bold] in {ws.root}")
     for source in ws.config.sources:
         console.print(f"  source {source.name:<8} write key {source.write_key}")
-    console.print("Next: add events/*.yaml (one file per event: docs/catalog.md), then "
-                  "`nerve serve` in that folder.")
+    # a line each, under 80 columns: a terminal that wraps them does not split a command
+    console.print("Next: add events/*.yaml (one file per event: docs/catalog.md),")
+    console.print("then run `nerve serve` in that folder.")

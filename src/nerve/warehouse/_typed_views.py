@@ -15,6 +15,10 @@ takes the type its versions agree on; where they differ it takes one that holds 
 version's values unchanged (``integer`` and ``number``: DOUBLE; anything else: VARCHAR,
 the JSON text), so that no row reads other than it was validated.
 
+A ``number`` is DOUBLE, the one type that reads every number the collector accepts (1e300
+and 19.99 alike; a DECIMAL would refuse or round some); its exact sum is
+``sum(price::DECIMAL(38, 2))`` with the values' decimals (docs/catalog.md).
+
 A number, boolean or timestamp property that the privacy stage may hash (pseudonymous;
 personal unless ``handling: keep`` or ``drop``; sensitive with ``handling: hash`` or
 ``truncate``) is stored as its pseudonym, ``h:`` and hex text, so its column is VARCHAR:
