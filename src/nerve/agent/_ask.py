@@ -189,14 +189,19 @@ def _caveats(plan: Plan, ctx: Context, b: Builder, spans: list[Span | None]) -> 
 
 def _in_spans(problem: dict[str, Any], ctx: Context, spans: list[Span | None]) -> bool:
     """Whether a quality problem is about the answer's periods: a lateness result that
-    says when its late events happened (``happened_from``/``happened_to``) is, only when
-    that range meets one of the spans (local days of the workspace); any other result,
-    one recorded without the range, or an open span, is."""
+    says when its late events happened (``happened_from``/``happened_to``), or a day
+    without events (``missing_events`` with a ``day``), is only when that time meets
+    one of the spans (local days of the workspace); any other result, one recorded
+    without the range, or an open span, is."""
+    from nerve.anomaly._explain_context import gap_bounds  # noqa: PLC0415
+
     details = problem.get("details") or {}
-    if problem.get("check") != "lateness" or "happened_from" not in details:
+    bounds = gap_bounds(problem)
+    if problem.get("check") == "lateness" and "happened_from" in details:
+        bounds = (datetime.fromisoformat(details["happened_from"]),
+                  datetime.fromisoformat(details["happened_to"]) + timedelta(microseconds=1))
+    if bounds is None:
         return True
-    first = datetime.fromisoformat(details["happened_from"])
-    last = datetime.fromisoformat(details["happened_to"])
     from zoneinfo import ZoneInfo  # noqa: PLC0415
 
     zone = ZoneInfo(ctx.layer.timezone)
@@ -205,7 +210,7 @@ def _in_spans(problem: dict[str, Any], ctx: Context, spans: list[Span | None]) -
             return True
         start = datetime.combine(span.since, time(), zone)
         end = datetime.combine(span.until + timedelta(days=1), time(), zone)
-        if first < end and start <= last:
+        if bounds[0] < end and start < bounds[1]:
             return True
     return False
 
@@ -293,7 +298,7 @@ def _comparison(plan: Plan, ctx: Context, b: Builder) -> None:
         b.caveats.append(f"the earlier period starts before the first event "
                          f"({first.isoformat()}): the comparison is not like for like")
         b.say("Caveat: the data starts inside the earlier period, so it is incomplete.")
-    _caveats(plan, ctx, b, [span])
+    _caveats(plan, ctx, b, [span, before])
 
 
 def _trend(plan: Plan, ctx: Context, b: Builder) -> None:
