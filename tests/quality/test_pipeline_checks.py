@@ -262,6 +262,9 @@ def test_lateness_and_skew_look_at_live_traffic_only(inputs: Any) -> None:
     assert late.observed == pytest.approx(0.10)
     assert late.details["late"] == 10
     assert late.details["events"] == 100
+    # when the late ones happened, so that a caveat names the periods they are in
+    assert (late.details["happened_from"], late.details["happened_to"]) == \
+        (ago(hours=5, minutes=9).isoformat(), ago(hours=5).isoformat())
     assert "arrived more than 1 h after they happened" in late.message
     skew, = by(results, "clock_skew")
     assert skew.status is Status.warn
@@ -282,6 +285,9 @@ def test_events_stamped_after_they_arrived_are_said_to_be_in_the_future(inputs: 
                                                 Status.fail)
     assert ahead.observed == pytest.approx(0.10)
     assert ahead.details["ahead"] == 4
+    assert (ahead.details["happened_from"], ahead.details["happened_to"]) == \
+        (ago(hours=2, minutes=3).isoformat(), ago(hours=2).isoformat())
+    assert "happened_from" not in late.details  # no late event, no range
     assert ("10% of live add_to_cart events from source web happened, by their timestamps, "
             "more than 5 min after they arrived (up to 3 h)") in ahead.message
     # within the tolerance (a clock a minute ahead after correction): nothing to say

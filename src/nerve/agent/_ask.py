@@ -169,8 +169,9 @@ def _caveats(plan: Plan, ctx: Context, b: Builder, spans: list[Span | None]) -> 
     health = run_tool(ctx, "data_health", {})
     b.ran("data_health", {})
     # a metric over every event ("*") hears only of failures, not of every warning
-    hit = [p for p in health["problems"] if p.get("event") in events
-           or (not events and p.get("event") and p["status"] in ("fail", "error"))]
+    hit = [p for p in health["problems"] if (p.get("event") in events
+           or (not events and p.get("event") and p["status"] in ("fail", "error")))
+           and _in_spans(p, ctx, spans)]
     if health["status"] == "unknown":
         b.caveats.append("no data-quality checks are recorded yet (run `nerve check`)")
     for problem in hit:
@@ -184,6 +185,34 @@ def _caveats(plan: Plan, ctx: Context, b: Builder, spans: list[Span | None]) -> 
     if any(s is None or s.until is None or s.until >= today for s in spans):
         b.caveats.append("the range includes today, which is not over: its numbers "
                          "are partial")
+
+
+def _in_spans(problem: dict[str, Any], ctx: Context, spans: list[Span | None]) -> bool:
+    """Whether a quality problem is about the answer's periods: a lateness result that
+    says when its late events happened (``happened_from``/``happened_to``), or a day
+    without events (``missing_events`` with a ``day``), is only when that time meets
+    one of the spans (local days of the workspace); any other result, one recorded
+    without the range, or an open span, is."""
+    from nerve.anomaly._explain_context import gap_bounds  # noqa: PLC0415
+
+    details = problem.get("details") or {}
+    bounds = gap_bounds(problem)
+    if problem.get("check") == "lateness" and "happened_from" in details:
+        bounds = (datetime.fromisoformat(details["happened_from"]),
+                  datetime.fromisoformat(details["happened_to"]) + timedelta(microseconds=1))
+    if bounds is None:
+        return True
+    from zoneinfo import ZoneInfo  # noqa: PLC0415
+
+    zone = ZoneInfo(ctx.layer.timezone)
+    for span in spans:
+        if span is None or span.since is None or span.until is None:
+            return True
+        start = datetime.combine(span.since, time(), zone)
+        end = datetime.combine(span.until + timedelta(days=1), time(), zone)
+        if bounds[0] < end and start < bounds[1]:
+            return True
+    return False
 
 
 # ---------------------------------------------------------------- intents
@@ -269,7 +298,7 @@ def _comparison(plan: Plan, ctx: Context, b: Builder) -> None:
         b.caveats.append(f"the earlier period starts before the first event "
                          f"({first.isoformat()}): the comparison is not like for like")
         b.say("Caveat: the data starts inside the earlier period, so it is incomplete.")
-    _caveats(plan, ctx, b, [span])
+    _caveats(plan, ctx, b, [span, before])
 
 
 def _trend(plan: Plan, ctx: Context, b: Builder) -> None:

@@ -19,7 +19,7 @@ from nerve.semantic import SemanticLayer
 
 __all__ = ["ARRIVAL_CHECKS", "CAVEAT_CHECKS", "CHANGE_CHECKS", "CHECK_IMPACT", "as_count",
            "funnel_steps",
-           "leave_out_gaps", "quality_caveats", "related_events"]
+           "gap_bounds", "leave_out_gaps", "quality_caveats", "related_events"]
 
 
 class _Span(Protocol):
@@ -237,7 +237,7 @@ def leave_out_gaps(bases: Sequence[_S], caveats: list[dict[str, Any]]
     the caveats saying so: of the median of the same hours 1-4 weeks before, the weeks
     that hold such a day are left out while one week is left."""
     def holds(b: _Span, c: dict[str, Any]) -> bool:
-        bounds = _gap_bounds(c)
+        bounds = gap_bounds(c)
         return bounds is not None and bounds[0] < b.end and b.start < bounds[1]
 
     kept = [b for b in bases if not any(holds(b, c) for c in caveats)]
@@ -250,7 +250,7 @@ def leave_out_gaps(bases: Sequence[_S], caveats: list[dict[str, Any]]
     return kept, out
 
 
-def _gap_bounds(result: dict[str, Any]) -> tuple[datetime, datetime] | None:
+def gap_bounds(result: dict[str, Any]) -> tuple[datetime, datetime] | None:
     """The UTC bounds of a day without events (a ``missing_events`` result with a
     ``day``), None for any other result; a recorded one keeps only its ``since`` (the
     day's start): a day of 24 hours is an hour off on a DST switch, which is no matter."""
@@ -270,7 +270,7 @@ def _gap_in(result: dict[str, Any], spans: Sequence[_Span]) -> str | bool | None
     """For a day without events (a ``missing_events`` result with a ``day``): its impact
     when the period (``spans[0]``) or a baseline period holds it, False when none does;
     None for any other result."""
-    bounds = _gap_bounds(result)
+    bounds = gap_bounds(result)
     if bounds is None:
         return None
     start, end = bounds

@@ -386,7 +386,8 @@ def check_lateness(ctx: Context, recent: pd.DataFrame) -> list[CheckResult]:
                                   dimensions={"source": source}, observed=share,
                                   expected={"min": 0.0, "max": warn}, unit="share", since=since,
                                   details={"late": late, "events": n, "p50_s": row.p50,
-                                           "p95_s": row.p95, "p99_s": row.p99}))
+                                           "p95_s": row.p95, "p99_s": row.p99,
+                                           **_happened(row.late_from, row.late_to)}))
         ahead = int(row.ahead or 0)
         if ahead:  # said only when it happens: a timestamp after the message's own sentAt
             results.append(_ahead(ctx, event, source, ahead, n, row, window, warn, fail))
@@ -412,7 +413,17 @@ def _ahead(ctx: Context, event: str, source: str, ahead: int, n: int, row: Any,
     return ctx.result("lateness", status, message, event=event,
                       dimensions={"source": source, "ahead": "true"}, observed=share,
                       expected={"min": 0.0, "max": warn}, unit="share", since=since,
-                      details={"ahead": ahead, "events": n, "max_ahead_s": row.max_ahead})
+                      details={"ahead": ahead, "events": n, "max_ahead_s": row.max_ahead,
+                               **_happened(row.ahead_from, row.ahead_to)})
+
+
+def _happened(first: float | None, last: float | None) -> dict[str, str]:
+    """When the events a lateness result counts happened (their earliest and latest
+    ``timestamp``, ISO), so that a caveat can name the periods they are in; nothing when
+    there are none."""
+    lo, hi = moment(first), moment(last)
+    return {"happened_from": lo.isoformat(), "happened_to": hi.isoformat()} \
+        if lo is not None and hi is not None else {}
 
 
 def check_clock_skew(ctx: Context, recent: pd.DataFrame) -> list[CheckResult]:
