@@ -14,6 +14,7 @@ import statistics
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from nerve.agent._answer import Answer, Builder, value_text
 from nerve.agent._plan import MetricInfo, Plan, Vocabulary, plan_question
@@ -202,8 +203,6 @@ def _in_spans(problem: dict[str, Any], ctx: Context, spans: list[Span | None]) -
                   datetime.fromisoformat(details["happened_to"]) + timedelta(microseconds=1))
     if bounds is None:
         return True
-    from zoneinfo import ZoneInfo  # noqa: PLC0415
-
     zone = ZoneInfo(ctx.layer.timezone)
     for span in spans:
         if span is None or span.since is None or span.until is None:
