@@ -1,6 +1,7 @@
 """What ``nerve serve`` imports before it serves: Ibis (and the analysis, semantic and
-anomaly modules built on it) took about a third of a second of CPU at every start, for
-read APIs and background checks that may not run for minutes. They load at first use."""
+anomaly modules built on it), httpx and the demo's simulator took over half a second of
+CPU at every start, for read APIs, background checks, webhooks and commands that may
+never run in that process. They load at first use."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import nerve
 from nerve.workspace import init_workspace
 
 _LATER = ("ibis", "nerve.analytics", "nerve.governance", "nerve.semantic._layer",
-          "nerve.anomaly._service", "nerve.quality._runner", "nerve.quality._history")
+          "nerve.anomaly._service", "nerve.quality._runner", "nerve.quality._history",
+          "httpx", "nerve.demo._simulate")
 
 _SCRIPT = """\
 import os, sys

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from nerve._cpu import yield_cpu
 from nerve.catalog import Catalog
+from nerve.quality._alerts import send_alert
 from nerve.quality._config import CHECKS, ChecksConfig, load_config
 from nerve.quality._result import CheckResult, Status
 
@@ -109,8 +110,6 @@ class Scheduler:
                 else:
                     self._alerted.pop(r.name, None)
             if fresh:
-                from nerve.quality._alerts import send_alert  # noqa: PLC0415 - httpx, rarely
-
                 send_alert(config.webhook_url, fresh, project=state.workspace.config.name)
         return results
 
