@@ -12,15 +12,14 @@ file is live without a restart.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from nerve.errors import PayloadError
-from nerve.governance import check_masked_filters, masked_fields_of
-from nerve.semantic import MetricQuery, SemanticLayer, health_from_checks
+from nerve.semantic import MetricQuery
 from nerve.server.api._common import (
     for_caller,
     in_thread,
@@ -29,7 +28,9 @@ from nerve.server.api._common import (
     readable,
     require_reader,
 )
-from nerve.warehouse import analysis_events
+
+if TYPE_CHECKING:
+    from nerve.semantic import SemanticLayer
 
 __all__ = ["routes"]
 
@@ -38,6 +39,9 @@ _TEXT_FIELDS = ("grain", "where", "since", "until")
 
 
 def _layer(state: Any) -> SemanticLayer:
+    # the semantic layer imports Ibis: at the first request, not at the server's start
+    from nerve.semantic import SemanticLayer  # noqa: PLC0415
+
     return SemanticLayer.load(state.workspace, state.catalog)
 
 
@@ -89,6 +93,8 @@ async def readiness(request: Request) -> Response:
     state, warehouse = readable(request)
 
     def run() -> list[dict[str, Any]]:
+        from nerve.semantic import SemanticLayer, health_from_checks  # noqa: PLC0415 - as _layer
+
         layer = SemanticLayer.load(state.workspace, state.catalog, strict=False)
         health = health_from_checks(warehouse.ibis()) if hasattr(warehouse, "ibis") else None
         return [r.as_dict() for r in layer.readiness(health)]
@@ -101,6 +107,9 @@ async def query(request: Request) -> Response:
     request_query = parse_query(await read_json(request))
 
     def run() -> dict[str, Any]:
+        from nerve.governance import check_masked_filters, masked_fields_of  # noqa: PLC0415
+        from nerve.warehouse import analysis_events  # noqa: PLC0415 - as _layer
+
         layer = _layer(state)
         check_masked_filters(layer, masked_fields_of(warehouse), request_query.metrics,
                              where=request_query.where, segments=request_query.segments,
