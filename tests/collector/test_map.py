@@ -381,40 +381,24 @@ def test_a_long_unparseable_timestamp_is_quoted_cut_short(collector: Collector) 
     assert len(violation["message"]) < 300
 
 
-IDENTIFY = """\
-name: identify
-type: identify
-description: A listener signs in or updates their profile in the app.
-owner: growth
-purpose: analytics
-version: 1
-retention: 400d
-properties:
-  email: {type: string, pii: personal, handling: hash}
-  plan: {type: string, pii: none}
-"""
-
-
 def test_an_identify_s_traits_lose_the_ids_analytics_android_copies_into_them(
-        workspace: Workspace) -> None:
+        collector: Collector) -> None:
     """analytics-android (and its forks: Hightouch's events-sdk-android) keeps the user's
     anonymousId and userId among the traits it sends with every identify, in ``traits``
     and ``context.traits``. They are the message's own ids again: merged into the traits,
     they broke identify.yaml, and every identify from the app was quarantined
-    ('anonymousId' was unexpected)."""
-    (workspace.events_dir / "identify.yaml").write_text(IDENTIFY)
-    collector = Collector(workspace, Catalog.load(workspace.events_dir))
+    ('anonymousId' was unexpected). The workspace's identify.yaml declares email and plan."""
     ids = {"anonymousId": "5f1c0e2a-a-1", "userId": "u-41"}
     env = one(collector, {"type": "identify", **ids, "messageId": "m-and-1",
-                          "traits": {**ids, "email": "ana@example.com", "plan": "plus"},
+                          "traits": {**ids, "email": "ana@example.com", "plan": "pro"},
                           "context": {"traits": {**ids, "email": "ana@example.com",
-                                                 "plan": "plus"},
+                                                 "plan": "pro"},
                                       "library": {"name": "analytics-android",
                                                   "version": "4.11.3"}}})
     assert env["violations"] is None
     traits = orjson.loads(env["traits"] or "")
     assert set(traits) == {"email", "plan"}
-    assert traits["plan"] == "plus"
+    assert traits["plan"] == "pro"
     assert traits["email"].startswith("h:")
     assert (env["anonymous_id"], env["user_id"]) == ("5f1c0e2a-a-1", "u-41")
     # the context keeps what the SDK sent (its email hashed)
@@ -422,6 +406,6 @@ def test_an_identify_s_traits_lose_the_ids_analytics_android_copies_into_them(
 
     # an id among the traits that is not the message's own is the app's: it stays
     other = one(collector, {"type": "identify", "userId": "u-41", "messageId": "m-and-2",
-                            "traits": {"userId": "legacy-7", "plan": "plus"}})
+                            "traits": {"userId": "legacy-7", "plan": "pro"}})
     assert orjson.loads(other["traits"] or "")["userId"] == "legacy-7"
     assert other["violations"] is not None
