@@ -10,27 +10,19 @@ rate checks use (``nerve.quality._seasonal``); metric values by the robust model
 ``_model``. The live monitor counts per minute from the loader side (``LiveMonitor``).
 """
 
-from __future__ import annotations
-
-from typing import TYPE_CHECKING
-
-from nerve._lazy import names_from
-
-if TYPE_CHECKING:
-    from nerve.anomaly._detect import Anomaly, Detection, Window, detect
-    from nerve.anomaly._explain import Period, explain, parse_period
-    from nerve.anomaly._forecast import backtest, daily_values, forecast
-    from nerve.anomaly._keys import KEY_DIMENSIONS
-    from nerve.anomaly._live import (
-        LiveAlert,
-        LiveMonitor,
-        prometheus_collector,
-        prometheus_text,
-        start_live,
-    )
-    from nerve.anomaly._model import Band, Settings, poisson_z, robust_fit, seasonal_fit
-    from nerve.anomaly._run import Request, find_anomalies, resolve_target
-    from nerve.anomaly._series import event_counts, metric_series
+from nerve.anomaly._detect import Anomaly, Detection, Window, detect
+from nerve.anomaly._explain import Period, explain, parse_period
+from nerve.anomaly._forecast import backtest, daily_values, forecast
+from nerve.anomaly._live import (
+    LiveAlert,
+    LiveMonitor,
+    prometheus_collector,
+    prometheus_text,
+    start_live,
+)
+from nerve.anomaly._model import Band, Settings, poisson_z, robust_fit, seasonal_fit
+from nerve.anomaly._run import Request, find_anomalies, resolve_target
+from nerve.anomaly._series import KEY_DIMENSIONS, event_counts, metric_series
 
 __all__ = [
     "KEY_DIMENSIONS",
@@ -60,15 +52,3 @@ __all__ = [
     "seasonal_fit",
     "start_live",
 ]
-
-__getattr__ = names_from(__name__, {
-    "_detect": ("Anomaly", "Detection", "Window", "detect"),
-    "_explain": ("Period", "explain", "parse_period"),
-    "_forecast": ("backtest", "daily_values", "forecast"),
-    "_live": ("LiveAlert", "LiveMonitor", "prometheus_collector", "prometheus_text",
-              "start_live"),
-    "_model": ("Band", "Settings", "poisson_z", "robust_fit", "seasonal_fit"),
-    "_run": ("Request", "find_anomalies", "resolve_target"),
-    "_keys": ("KEY_DIMENSIONS",),
-    "_series": ("event_counts", "metric_series"),
-})

@@ -22,17 +22,17 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import ibis
+import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
 from nerve._cpu import yield_cpu
-from nerve.anomaly._keys import CHURNING, KEY_DIMENSIONS
 from nerve.anomaly._model import Settings, poisson_z
-
-if TYPE_CHECKING:
-    import ibis.expr.types as ir
+from nerve.anomaly._series import CHURNING, KEY_DIMENSIONS
+from nerve.quality._engine import backend_name, epoch_seconds, event_key, field_value
 
 __all__ = ["LiveAlert", "LiveMonitor", "prometheus_collector", "prometheus_text",
            "start_live"]
@@ -136,16 +136,6 @@ class LiveMonitor:
 
     def poll(self, events: ir.Table, now: datetime | None = None) -> int:
         """Count the rows loaded since the last poll (by ``loaded_at``); returns how many."""
-        # Ibis (~0.4 s of CPU) at the first poll, not when the server starts the monitor
-        import ibis  # noqa: PLC0415
-
-        from nerve.quality._engine import (  # noqa: PLC0415
-            backend_name,
-            epoch_seconds,
-            event_key,
-            field_value,
-        )
-
         now = now or datetime.now(UTC)
         backend = backend_name(events)
         loaded = events.loaded_at

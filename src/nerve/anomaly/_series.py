@@ -21,7 +21,7 @@ import ibis.expr.types as ir
 import pandas as pd
 
 from nerve.anomaly._days import local_day_expr
-from nerve.anomaly._keys import CHURNING, KEY_DIMENSIONS
+from nerve.quality._config import DEFAULT_DIMENSIONS
 from nerve.quality._engine import backend_name, epoch_seconds, event_key, field_value
 from nerve.semantic import Measure, Metric, MetricQuery, SemanticLayer
 from nerve.semantic._load import Definitions
@@ -31,6 +31,20 @@ __all__ = ["CHURNING", "COLUMNS", "KEY_DIMENSIONS", "count_metric", "event_count
            "with_metrics"]
 
 COLUMNS = ["target", "dimension", "value", "period", "n"]
+
+#: the live stream's and the all-events detector's key dimensions: name -> JSON paths
+KEY_DIMENSIONS: dict[str, tuple[str, ...]] = {
+    "platform": ("context.device.type", "context.os.name"),
+    "os": ("context.os.name",),
+    "app_version": DEFAULT_DIMENSIONS["app_version"],
+    "country": DEFAULT_DIMENSIONS["country"],
+}
+
+#: key dimensions whose values are replaced at every release: an old app version falling
+#: to zero is the release working, a change of mix (judged by the quality volume check's
+#: mix test and by ``nerve explain``), so scans without ``--by`` report only their spikes
+CHURNING = frozenset({"app_version"})
+
 
 def _seconds(grain_hours: int) -> int:
     return 3600 * grain_hours

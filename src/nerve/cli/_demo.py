@@ -23,7 +23,7 @@ from nerve.cli._common import (
     print_table,
     shown,
 )
-from nerve.demo import DEFAULT_DAYS, DEFAULT_USERS
+from nerve.demo import DEFAULT_DAYS, DEFAULT_USERS, simulate
 from nerve.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -86,7 +86,6 @@ def demo(
         wait_until_loaded,
         write_ground_truth,
     )
-    from nerve.demo._simulate import simulate  # noqa: PLC0415
     from nerve.demo._summary import SummaryContext, build_summary  # noqa: PLC0415
 
     ws = prepare_workspace(directory)

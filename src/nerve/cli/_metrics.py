@@ -11,6 +11,7 @@ import sys
 from datetime import date, datetime
 from typing import Annotated, Any
 
+import httpx
 import typer
 
 from nerve import semantic  # its modules load on first use: Ibis only for a command that reads
@@ -146,8 +147,6 @@ def readiness(ctx: typer.Context, fmt: FormatOption = Format.table) -> None:
     layer = _layer(ws, strict=False)
     server = running_server(ws)
     if server is not None:
-        import httpx  # noqa: PLC0415 - ~0.2 s, for a command that asks a server
-
         try:
             found = [_readiness_of(item) for item in call(server, "GET", "/v1/metrics/readiness")]
         except httpx.ConnectError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
+import httpx
 import orjson
 import typer
 from rich.markup import escape
@@ -239,8 +240,6 @@ def _dry_run(ws: Workspace, catalog: Catalog, event: str | None) -> ReplayReport
 
     server = running_server(ws)
     if server is not None:
-        import httpx  # noqa: PLC0415 - ~0.2 s, for a command that asks a server
-
         try:
             return preview(catalog, post(server, "/v1/admin/sql",
                                          {"query": preview_query(event)})["rows"])

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 
 from nerve.audit import local_read
@@ -115,8 +116,6 @@ def call(server: dict[str, Any], method: str, path: str, body: Any = None, *,
         from nerve.server._readers import MASKED_HEADER  # noqa: PLC0415
 
         headers[MASKED_HEADER] = "masked"
-    import httpx  # noqa: PLC0415 - ~0.2 s, for a command that asks a server
-
     try:
         response = httpx.request(method, url, json=body, headers=headers, timeout=timeout)
     except httpx.ConnectError:
@@ -170,8 +169,6 @@ def answer(ws: Workspace, path: str, body: dict[str, Any],
     server = running_server(ws)
     if server is not None:
         _note_stale_settings(ws, server)
-        import httpx  # noqa: PLC0415 - ~0.2 s, for a command that asks a server
-
         try:
             return post(server, path, body, masked=masked,
                         token=reader[1] if reader else None)

@@ -7,26 +7,20 @@
 True
 """
 
-from __future__ import annotations
-
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from nerve._lazy import names_from
-
-if TYPE_CHECKING:
-    from nerve.demo._scenario import (
-        DEFAULT_DAYS,
-        DEFAULT_USERS,
-        EXPERIMENT,
-        Experiment,
-        Incident,
-        SimConfig,
-        Timeline,
-        build_timeline,
-    )
-    from nerve.demo._simulate import Simulation, ground_truth, simulate
-    from nerve.demo._truth import FAULTS, QUARANTINED_FAULTS, SimMessage, call_name
+from nerve.demo._scenario import (
+    DEFAULT_DAYS,
+    DEFAULT_USERS,
+    EXPERIMENT,
+    Experiment,
+    Incident,
+    SimConfig,
+    Timeline,
+    build_timeline,
+)
+from nerve.demo._simulate import Simulation, ground_truth, simulate
+from nerve.demo._truth import FAULTS, QUARANTINED_FAULTS, SimMessage, call_name
 
 #: the bundled example workspace's files (events/, metrics/, experiments/)
 SHOP_DIR = Path(__file__).parent / "shop"
@@ -49,12 +43,3 @@ __all__ = [
     "ground_truth",
     "simulate",
 ]
-
-# the simulator loads on first use: `nerve serve` and other commands register `nerve demo`
-# (its option defaults) without importing it
-__getattr__ = names_from(__name__, {
-    "_scenario": ("DEFAULT_DAYS", "DEFAULT_USERS", "EXPERIMENT", "Experiment", "Incident",
-                  "SimConfig", "Timeline", "build_timeline"),
-    "_simulate": ("Simulation", "ground_truth", "simulate"),
-    "_truth": ("FAULTS", "QUARANTINED_FAULTS", "SimMessage", "call_name"),
-})

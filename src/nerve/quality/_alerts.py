@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+import httpx
+
 from nerve.quality._result import CheckResult, Status
 
 __all__ = ["alert_text", "send_alert"]
@@ -33,8 +35,6 @@ def send_alert(url: str, results: list[CheckResult], *, project: str = "nerve",
     """POST ``{"text": ...}`` to ``url``; True when it answered 2xx. Never raises."""
     if not results:
         return True
-    import httpx  # noqa: PLC0415 - ~0.2 s, only for a workspace with a webhook
-
     try:
         response = httpx.post(url, json={"text": alert_text(results, project=project)},
                               timeout=timeout)

@@ -11,16 +11,16 @@ import threading
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from nerve._cpu import yield_cpu
 from nerve.catalog import Catalog
 from nerve.quality._alerts import send_alert
 from nerve.quality._config import CHECKS, ChecksConfig, load_config
+from nerve.quality._engine import Inputs, has_table
+from nerve.quality._history import PARTIAL, record_results
 from nerve.quality._result import CheckResult, Status
-
-if TYPE_CHECKING:
-    from nerve.quality._engine import Inputs
+from nerve.quality._runner import run_checks
 
 __all__ = ["Scheduler", "inputs_for", "run_and_record", "start_scheduler"]
 
@@ -29,9 +29,6 @@ log = logging.getLogger("nerve.quality")
 
 def inputs_for(con: Any) -> Inputs:
     """The check inputs from an Ibis backend holding nerve's warehouse tables."""
-    # the checks import Ibis (~0.4 s of CPU): the server imports them at the first run
-    from nerve.quality._engine import Inputs, has_table  # noqa: PLC0415
-
     return Inputs(
         events=con.table("events"),
         quarantine=con.table("quarantine") if has_table(con, "quarantine") else None,
@@ -56,9 +53,6 @@ def run_and_record(warehouse: Any, workspace: Any, catalog: Catalog | None, *,
     run of some events' results (``select`` naming events). A run of some checks is
     recorded as partial: it updates those checks' part of the health now.
     """
-    from nerve.quality._history import PARTIAL, record_results  # noqa: PLC0415 - as inputs_for
-    from nerve.quality._runner import run_checks  # noqa: PLC0415
-
     config = load_config(workspace.root, workspace.config.raw, catalog)
     con = _backend(warehouse)
     results = run_checks(inputs_for(con), catalog, config, now=now, select=select)

@@ -31,9 +31,10 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
+import httpx
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
@@ -57,9 +58,6 @@ from nerve.server._reload import (
 )
 from nerve.server._state import NerveState, NoWarehouse, uvicorn_config
 from nerve.workspace import Workspace
-
-if TYPE_CHECKING:
-    import httpx
 
 __all__ = ["Spawner", "spawn_workers", "stop_workers", "worker_cpus", "worker_main"]
 
@@ -167,8 +165,6 @@ def stop_workers(workers: list[subprocess.Popen[bytes]], timeout: float = 40.0) 
 
 async def _forward(request: Request) -> Response:
     """Answer a non-ingest request by asking the main process."""
-    import httpx  # noqa: PLC0415 - the worker's lifespan loaded it; the main process never forwards
-
     client: httpx.AsyncClient = request.app.state.upstream
     # the main process audits the request under the client's address, not this worker's
     headers = [(k, v) for k, v in request.headers.items()
@@ -262,8 +258,6 @@ def _worker_lifespan(state: NerveState, upstream: str, fingerprint: Fingerprint,
         sealer = asyncio.create_task(seal_old_segments(state))
         # this process's collector follows events/ on its own (docs/catalog.md)
         reloader = start_watching(state, fingerprint, process=f"worker {index}")
-        import httpx  # noqa: PLC0415 - ~0.2 s the main process does not need
-
         async with httpx.AsyncClient(base_url=upstream, timeout=300) as client:
             app.state.upstream = client
             sys.stdout.buffer.write(_READY)

@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import duckdb
+import ibis
 import pyarrow as pa
 
 from nerve.errors import QueryError, WarehouseLockedError, WorkspaceError, redact_url
@@ -58,8 +59,6 @@ class IbisReads:
         """This thread's Ibis backend over the warehouse (every analysis reads through it)."""
         backend = getattr(self._local, "backend", None)
         if backend is None:
-            import ibis  # noqa: PLC0415 - ~0.4 s; the loader and the collector never read through it
-
             self._local.cursor = self.cursor()
             backend = ibis.duckdb.from_connection(self._local.cursor)
             self._local.backend = backend

@@ -23,6 +23,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from nerve.anomaly import prometheus_text, start_live
+from nerve.anomaly._service import explain_local, forecast_local, run_local
 from nerve.errors import PayloadError
 from nerve.server.api._common import (
     in_thread,
@@ -56,25 +57,16 @@ async def _answer(request: Request, local: Callable[..., Any]) -> Response:
         lambda: local(warehouse, state.workspace, body, now, state.catalog)))
 
 
-# the services import Ibis and the detectors: at the first request, not at the server's start
-
-
 async def anomalies(request: Request) -> Response:
-    from nerve.anomaly._service import run_local  # noqa: PLC0415
-
     start_live(require_reader(request))
     return await _answer(request, run_local)
 
 
 async def explain(request: Request) -> Response:
-    from nerve.anomaly._service import explain_local  # noqa: PLC0415
-
     return await _answer(request, explain_local)
 
 
 async def forecast(request: Request) -> Response:
-    from nerve.anomaly._service import forecast_local  # noqa: PLC0415
-
     return await _answer(request, forecast_local)
 
 

@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from nerve.errors import PayloadError
-from nerve.quality import run_and_record, worst
+from nerve.quality import HISTORY_TABLE, latest_results, run_and_record, worst
 from nerve.server.api._common import (
     in_thread,
     json_response,
@@ -68,9 +68,6 @@ async def latest(request: Request) -> Response:
         return json_response(_body([]))
 
     def work() -> dict[str, Any]:
-        # the history imports Ibis: at the first request, not when the server starts
-        from nerve.quality import HISTORY_TABLE, latest_results  # noqa: PLC0415
-
         con = ibis_of()
         results = latest_results(con)
         at = con.table(HISTORY_TABLE).at.max().to_pyarrow().as_py() if results else None

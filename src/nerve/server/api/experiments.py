@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute, Route
 
 from nerve.errors import PayloadError
 from nerve.experiments import get_experiment, load_experiments
+from nerve.semantic import SemanticLayer
 from nerve.server.api._common import (
     in_thread,
     json_response,
@@ -27,6 +28,7 @@ from nerve.server.api._common import (
     readable,
     require_reader,
 )
+from nerve.warehouse import analysis_events
 
 __all__ = ["routes"]
 
@@ -69,8 +71,6 @@ async def analyze(request: Request) -> Response:
 
     def run() -> dict[str, Any]:
         from nerve.experiments._run import analyze_experiment, readout_dict  # noqa: PLC0415
-        from nerve.semantic import SemanticLayer  # noqa: PLC0415 - Ibis on demand
-        from nerve.warehouse import analysis_events  # noqa: PLC0415
 
         exp = get_experiment(load_experiments(state.workspace.root / "experiments",
                                               state.workspace.config.timezone), key)
@@ -92,8 +92,6 @@ async def plan(request: Request) -> Response:
 
     def run() -> dict[str, Any]:
         from nerve.experiments._plan import plan_experiment  # noqa: PLC0415
-        from nerve.semantic import SemanticLayer  # noqa: PLC0415 - Ibis on demand
-        from nerve.warehouse import analysis_events  # noqa: PLC0415
 
         exp = get_experiment(load_experiments(state.workspace.root / "experiments",
                                               state.workspace.config.timezone), key)

@@ -20,8 +20,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from nerve.analytics import funnel_request, retention_request, trend_request
 from nerve.errors import PayloadError
+from nerve.governance import check_masked_analysis, masked_fields_of
 from nerve.server.api._common import in_thread, json_response, read_json, readable
+from nerve.warehouse import analysis_events
 
 __all__ = ["FIELDS", "routes"]
 
@@ -37,9 +40,7 @@ FIELDS = {
 }
 
 
-def _handler(kind: str,
-             run: Callable[[Any, Any, dict[str, Any], Any], dict[str, Any]]) -> Any:
-    """``run(analytics, events, body, state)``: ``analytics`` is ``nerve.analytics``."""
+def _handler(kind: str, run: Callable[[Any, dict[str, Any], Any], dict[str, Any]]) -> Any:
     async def handle(request: Request) -> Response:
         state, warehouse = readable(request)
         body = await read_json(request)
@@ -49,17 +50,12 @@ def _handler(kind: str,
                                f"{', '.join(FIELDS[kind])}", code="invalid_field")
 
         def work() -> dict[str, Any]:
-            # the analytics import Ibis: at the first request, not at the server's start
-            from nerve import analytics  # noqa: PLC0415
-            from nerve.governance import check_masked_analysis, masked_fields_of  # noqa: PLC0415
-            from nerve.warehouse import analysis_events  # noqa: PLC0415
-
             # a reader's filter or breakdown on a masked value would count zero or one
             # empty group: refused, naming the field (docs/privacy.md)
             check_masked_analysis(kind, body, masked_fields_of(warehouse), _layer(state),
                                   timezone=_timezone(state))
             # the warehouse's Ibis backend is per thread: take the table on this one
-            return run(analytics, analysis_events(warehouse), body, state)
+            return run(analysis_events(warehouse), body, state)
 
         return json_response(await in_thread(work))
 
@@ -83,15 +79,15 @@ def _timezone(state: Any) -> str:
 def routes() -> list[BaseRoute]:
     return [
         Route("/v1/funnels",
-              _handler("funnels", lambda an, ev, body, s: an.funnel_request(
+              _handler("funnels", lambda ev, body, s: funnel_request(
                   ev, body, _layer(s), timezone=_timezone(s), catalog=s.catalog)),
               methods=["POST"]),
         Route("/v1/retention",
-              _handler("retention", lambda an, ev, body, s: an.retention_request(
+              _handler("retention", lambda ev, body, s: retention_request(
                   ev, body, timezone=_timezone(s), catalog=s.catalog)),
               methods=["POST"]),
         Route("/v1/trends",
-              _handler("trends", lambda an, ev, body, s: an.trend_request(
+              _handler("trends", lambda ev, body, s: trend_request(
                   ev, body, _layer(s), timezone=_timezone(s), catalog=s.catalog)),
               methods=["POST"]),
     ]

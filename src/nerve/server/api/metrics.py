@@ -12,14 +12,15 @@ file is live without a restart.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from nerve.errors import PayloadError
-from nerve.semantic import MetricQuery
+from nerve.governance import check_masked_filters, masked_fields_of
+from nerve.semantic import MetricQuery, SemanticLayer, health_from_checks
 from nerve.server.api._common import (
     for_caller,
     in_thread,
@@ -28,9 +29,7 @@ from nerve.server.api._common import (
     readable,
     require_reader,
 )
-
-if TYPE_CHECKING:
-    from nerve.semantic import SemanticLayer
+from nerve.warehouse import analysis_events
 
 __all__ = ["routes"]
 
@@ -39,9 +38,6 @@ _TEXT_FIELDS = ("grain", "where", "since", "until")
 
 
 def _layer(state: Any) -> SemanticLayer:
-    # the semantic layer imports Ibis: at the first request, not at the server's start
-    from nerve.semantic import SemanticLayer  # noqa: PLC0415
-
     return SemanticLayer.load(state.workspace, state.catalog)
 
 
@@ -93,8 +89,6 @@ async def readiness(request: Request) -> Response:
     state, warehouse = readable(request)
 
     def run() -> list[dict[str, Any]]:
-        from nerve.semantic import SemanticLayer, health_from_checks  # noqa: PLC0415 - as _layer
-
         layer = SemanticLayer.load(state.workspace, state.catalog, strict=False)
         health = health_from_checks(warehouse.ibis()) if hasattr(warehouse, "ibis") else None
         return [r.as_dict() for r in layer.readiness(health)]
@@ -107,9 +101,6 @@ async def query(request: Request) -> Response:
     request_query = parse_query(await read_json(request))
 
     def run() -> dict[str, Any]:
-        from nerve.governance import check_masked_filters, masked_fields_of  # noqa: PLC0415
-        from nerve.warehouse import analysis_events  # noqa: PLC0415 - as _layer
-
         layer = _layer(state)
         check_masked_filters(layer, masked_fields_of(warehouse), request_query.metrics,
                              where=request_query.where, segments=request_query.segments,
