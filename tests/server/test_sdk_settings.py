@@ -241,6 +241,18 @@ def run_analytics_js(page_url: str, sdk: str = "@segment/analytics-next") -> dic
     return result
 
 
+def requests_to_nerve(run: dict[str, Any], web_app: str, server_url: str
+                      ) -> list[tuple[str, str, int]]:
+    """The browser's requests to nerve, sorted, after checking that the page ran without
+    an error or a failed request and talked to no host but the page's and nerve."""
+    assert run["results"]["errors"] == []
+    assert run["failed"] == []
+    hosts = {urlsplit(r["url"]).netloc for r in run["requests"]}
+    assert hosts == {urlsplit(web_app).netloc, urlsplit(server_url).netloc}  # nobody else
+    return sorted((r["method"], urlsplit(r["url"]).path, r["status"])
+                  for r in run["requests"] if r["url"].startswith(server_url))
+
+
 @pytest.mark.node
 @pytest.mark.timeout(240)
 def test_analytics_js_sends_to_nerve_given_only_its_cdn_url(
@@ -250,13 +262,8 @@ def test_analytics_js_sends_to_nerve_given_only_its_cdn_url(
     query = urlencode({"writeKey": key, "cdnURL": server.url})
     run = run_analytics_js(f"{web_app}/browser/index.html?{query}")
 
-    assert run["results"]["errors"] == []
-    assert run["failed"] == []
-    hosts = {urlsplit(r["url"]).netloc for r in run["requests"]}
-    assert hosts == {urlsplit(web_app).netloc, urlsplit(server.url).netloc}  # nobody else
-    to_nerve = [(r["method"], urlsplit(r["url"]).path, r["status"]) for r in run["requests"]
-                if r["url"].startswith(server.url)]
-    assert sorted(to_nerve) == sorted([("GET", f"/v1/projects/{key}/settings", 200),
+    to_nerve = requests_to_nerve(run, web_app, server.url)
+    assert to_nerve == sorted([("GET", f"/v1/projects/{key}/settings", 200),
                                        ("POST", "/v1/i", 200), ("POST", "/v1/p", 200),
                                        ("POST", "/v1/t", 200)])
 
@@ -300,16 +307,11 @@ def test_rudderstacks_browser_sdk_sends_to_nerve_as_its_data_plane(
     run = run_analytics_js(f"{web_app}/browser/rudderstack.html?{urlencode(query)}",
                            sdk="@rudderstack/analytics-js")
 
-    assert run["results"]["errors"] == []
-    assert run["failed"] == []
-    hosts = {urlsplit(r["url"]).netloc for r in run["requests"]}
-    assert hosts == {urlsplit(web_app).netloc, urlsplit(server.url).netloc}  # nobody else
-    to_nerve = [(r["method"], urlsplit(r["url"]).path, r["status"]) for r in run["requests"]
-                if r["url"].startswith(server.url)]
+    to_nerve = requests_to_nerve(run, web_app, server.url)
     sent = [("POST", "/v1/identify", 200), ("POST", "/v1/page", 200),
             ("POST", "/v1/track", 200)]
     fetched = [] if in_page else [("GET", "/sourceConfig/", 200)]
-    assert sorted(to_nerve) == sorted(sent + fetched)
+    assert to_nerve == sorted(sent + fetched)
 
     assert server.stop() == 0
     landed = {r["type"]: r for r in rows(
@@ -345,12 +347,7 @@ def test_hightouchs_browser_sdk_sends_every_call_to_nerve_as_its_api_host(
     run = run_analytics_js(f"{web_app}/browser/hightouch.html?{urlencode(query)}",
                            sdk="@ht-sdks/events-sdk-js-browser")
 
-    assert run["results"]["errors"] == []
-    assert run["failed"] == []
-    hosts = {urlsplit(r["url"]).netloc for r in run["requests"]}
-    assert hosts == {urlsplit(web_app).netloc, urlsplit(server.url).netloc}  # nobody else
-    to_nerve = sorted((r["method"], urlsplit(r["url"]).path, r["status"])
-                      for r in run["requests"] if r["url"].startswith(server.url))
+    to_nerve = requests_to_nerve(run, web_app, server.url)
     calls = ("identify", "page", "track", "screen", "group", "alias")
     assert to_nerve == ([("POST", "/v1/batch", 200)] if batching
                         else sorted(("POST", f"/v1/{call}", 200) for call in calls))
@@ -394,12 +391,7 @@ def test_customerios_browser_sdk_sends_to_nerve_given_its_settings_in_the_page(
     run = run_analytics_js(f"{web_app}/browser/customerio.html?{query}",
                            sdk="@customerio/cdp-analytics-browser")
 
-    assert run["results"]["errors"] == []
-    assert run["failed"] == []
-    hosts = {urlsplit(r["url"]).netloc for r in run["requests"]}
-    assert hosts == {urlsplit(web_app).netloc, urlsplit(server.url).netloc}  # nobody else
-    to_nerve = sorted((r["method"], urlsplit(r["url"]).path, r["status"])
-                      for r in run["requests"] if r["url"].startswith(server.url))
+    to_nerve = requests_to_nerve(run, web_app, server.url)
     assert to_nerve == [("POST", "/v1/i", 200), ("POST", "/v1/t", 200)]
 
     assert server.stop() == 0
