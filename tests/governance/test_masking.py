@@ -330,6 +330,9 @@ def test_masked_values_are_consistent_so_figures_equal_the_admins(
     # temp_directory is the warehouse's absolute path with .tmp: no server path for readers
     ("SELECT current_setting('temp_directory') AS t", "server's settings"),
     ("SELECT CURRENT_SETTING('secret_directory') AS s FROM events", "server's settings"),
+    # a bound plan holds the views' expressions, and so the masking key
+    ("SELECT json_serialize_plan('SELECT user_id FROM events') AS p", "views' text"),
+    ("SELECT 'SELECT 1 FROM events'.JSON_SERIALIZE_PLAN() AS p", "views' text"),
     # a CTE's name is the CTE only where DuckDB resolves it so: elsewhere the same name
     # reads the catalog (DuckDB's duckdb_views holds the masking key in the views' text)
     ("SELECT * FROM (WITH duckdb_views AS (SELECT 1) SELECT 1) AS t, duckdb_views",
@@ -414,6 +417,22 @@ def test_a_reader_cannot_reach_the_views_text_through_a_cte_out_of_scope(
         text = masked.cursor().execute(query).fetchone()[0]  # type: ignore[index]
         assert mask_key(b"secret") in text
         with pytest.raises(QueryError, match="not 'duckdb_views'"):
+            masked.query(query)
+
+
+def test_a_reader_cannot_read_the_masking_key_in_a_querys_plan(
+        make_workspace: Callable[..., Workspace]) -> None:
+    """DuckDB's ``json_serialize_plan`` binds the query it is given: the plan of a read
+    of ``events`` holds the masked view's expressions, the key among their constants."""
+    ws = make_workspace({"signup.yaml": SIGNUP})
+    catalog = Catalog.load(ws.events_dir)
+    query = "SELECT json_serialize_plan('SELECT user_id FROM events')::VARCHAR AS plan"
+    with Warehouse.for_workspace(ws) as warehouse:
+        masked = MaskedWarehouse(warehouse, catalog, b"secret")
+        # what the query would give, run on the reader's connection without the check
+        plan = masked.cursor().execute(query).fetchone()[0]  # type: ignore[index]
+        assert mask_key(b"secret") in plan
+        with pytest.raises(QueryError, match="views' text"):
             masked.query(query)
 
 
