@@ -330,6 +330,10 @@ def test_masked_values_are_consistent_so_figures_equal_the_admins(
     # temp_directory is the warehouse's absolute path with .tmp: no server path for readers
     ("SELECT current_setting('temp_directory') AS t", "server's settings"),
     ("SELECT CURRENT_SETTING('secret_directory') AS s FROM events", "server's settings"),
+    # a bound plan holds the views' expressions, and so the masking key
+    ("SELECT json_serialize_plan('SELECT user_id FROM events') AS p", "views' text"),
+    ("SELECT 'SELECT 1 FROM events'.JSON_SERIALIZE_PLAN() AS p", "views' text"),
+    ("SELECT pg_get_viewdef(i) FROM range(100000) AS t(i)", "views' text"),
     # a CTE's name is the CTE only where DuckDB resolves it so: elsewhere the same name
     # reads the catalog (DuckDB's duckdb_views holds the masking key in the views' text)
     ("SELECT * FROM (WITH duckdb_views AS (SELECT 1) SELECT 1) AS t, duckdb_views",
@@ -414,6 +418,26 @@ def test_a_reader_cannot_reach_the_views_text_through_a_cte_out_of_scope(
         text = masked.cursor().execute(query).fetchone()[0]  # type: ignore[index]
         assert mask_key(b"secret") in text
         with pytest.raises(QueryError, match="not 'duckdb_views'"):
+            masked.query(query)
+
+
+@pytest.mark.parametrize("query", [
+    # binds the query it is given: the plan holds the masked view's expressions
+    "SELECT json_serialize_plan('SELECT user_id FROM events')::VARCHAR AS text",
+    # DuckDB's macro reads duckdb_views() inside, which the query itself does not name
+    "SELECT max(pg_get_viewdef(i)) AS text FROM range(10000000) AS t(i) "
+    "WHERE pg_get_viewdef(i) LIKE '%sha256%'",
+])
+def test_a_reader_cannot_read_the_masking_key_in_the_views_text(
+        make_workspace: Callable[..., Workspace], query: str) -> None:
+    ws = make_workspace({"signup.yaml": SIGNUP})
+    catalog = Catalog.load(ws.events_dir)
+    with Warehouse.for_workspace(ws) as warehouse:
+        masked = MaskedWarehouse(warehouse, catalog, b"secret")
+        # what the query would give, run on the reader's connection without the check
+        text = masked.cursor().execute(query).fetchone()[0]  # type: ignore[index]
+        assert mask_key(b"secret") in text
+        with pytest.raises(QueryError, match="views' text"):
             masked.query(query)
 
 

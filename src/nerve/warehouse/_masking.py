@@ -90,6 +90,12 @@ _ROW_FUNCTIONS = (exp.GenerateSeries, exp.Unnest)
 #: scalar functions a reader may not call: the server's settings name its paths (the
 #: warehouse's, in ``temp_directory``), which are none of a reader's business
 _SERVER_FUNCTIONS = frozenset({"current_setting"})
+#: scalar functions a reader may not call: they show the masked views' text, masking
+#: key included (with it a reader hashes guessed e-mails, birth dates or user ids and
+#: finds whose masked rows they are). ``json_serialize_plan`` binds the query it is
+#: given, and its plan holds the views' expressions; DuckDB's ``pg_get_viewdef`` macro
+#: reads ``duckdb_views()`` inside, where the query's table names cannot show it
+_VIEW_TEXT_FUNCTIONS = frozenset({"json_serialize_plan", "pg_get_viewdef"})
 _IDENTIFIERS = ("user_id", "anonymous_id", "previous_id")
 _HASH, _DROP, _URL = "hash", "drop", "url"
 #: traits the Segment spec reserves that name or locate a person
@@ -532,7 +538,8 @@ def _cte_in_scope(table: exp.Table) -> bool:
 def check_reader_query(sql: str, tables: Iterable[str]) -> set[str]:
     """``check_read_only``, and the query names only ``tables`` (or its own CTEs, where
     they are in scope), unqualified, no table function but
-    ``range``/``generate_series``/``unnest``, and no ``current_setting``; returns the
+    ``range``/``generate_series``/``unnest``, and no ``current_setting``,
+    ``json_serialize_plan`` or ``pg_get_viewdef``; returns the
     table names it reads."""
     statement = check_read_only(sql)
     allowed = {t.lower() for t in tables}
@@ -542,6 +549,9 @@ def check_reader_query(sql: str, tables: Iterable[str]) -> set[str]:
     for func in statement.find_all(exp.Anonymous):
         if func.name.lower() in _SERVER_FUNCTIONS:
             raise QueryError(f"refused: {func.name.lower()}() shows the server's settings; "
+                             f"readers query the warehouse's tables ({listed})")
+        if func.name.lower() in _VIEW_TEXT_FUNCTIONS:
+            raise QueryError(f"refused: {func.name.lower()}() shows the views' text; "
                              f"readers query the warehouse's tables ({listed})")
         if func.name.lower().startswith(FUNCTION_PREFIX):
             raise QueryError(f"refused: {func.name.lower()}() is nerve's own, for its views; "
