@@ -26,7 +26,7 @@ from tests.governance.test_masking import (
 
 from nerve.catalog import Catalog
 from nerve.warehouse import MaskedWarehouse, Warehouse
-from nerve.warehouse._masking import MASKED_ONCE
+from nerve.warehouse._masking import KEY_TABLE, MASKED_ONCE
 from nerve.workspace import Workspace
 
 #: a property of an event the catalog does not describe: masked by the view's Python
@@ -55,10 +55,11 @@ def _read(masked: MaskedWarehouse, name: str = "events") -> list[dict[str, Any]]
 
 
 def _temporary_tables(masked: MaskedWarehouse) -> dict[str, bytes]:
-    """Each TEMP table of the thread's connection -> its every value, as text."""
+    """Each TEMP table of the thread's connection but the masking key's -> its every
+    value, as text."""
     cursor = masked._local.cursor
     names = [n for (n,) in cursor.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall()]
+        "SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall() if n != KEY_TABLE]
     return {name: repr(cursor.execute(f"SELECT * FROM temp.main.{name}").fetchall()).encode()
             for name in names}
 

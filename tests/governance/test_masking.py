@@ -8,6 +8,7 @@ control values come through and the figures (distinct users, funnels) equal the 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -29,7 +30,13 @@ from nerve.errors import QueryError
 from nerve.pipeline import PrivacyPolicy
 from nerve.quality import run_and_record
 from nerve.warehouse import MaskedWarehouse, Warehouse
-from nerve.warehouse._masking import OPEN_TABLES, _violations, check_reader_query, mask_key
+from nerve.warehouse._masking import (
+    KEY_TABLE,
+    OPEN_TABLES,
+    _violations,
+    check_reader_query,
+    mask_key,
+)
 from nerve.workspace import Workspace
 
 SIGNUP = """\
@@ -405,9 +412,9 @@ def test_every_table_nerve_creates_is_masked_or_holds_no_personal_data(
 
 def test_a_reader_cannot_reach_the_views_text_through_a_cte_out_of_scope(
         make_workspace: Callable[..., Workspace]) -> None:
-    """The masking key is in the views' text: with it, a reader could hash guessed ids
-    and find whose masked rows they are. A CTE named ``duckdb_views`` in one subquery
-    does not make ``duckdb_views`` in another a CTE: DuckDB reads its own view there."""
+    """A CTE named ``duckdb_views`` in one subquery does not make ``duckdb_views`` in
+    another a CTE: DuckDB reads its own view there, the views' text (which held the
+    masking key until it moved to a table)."""
     ws = make_workspace({"signup.yaml": SIGNUP})
     catalog = Catalog.load(ws.events_dir)
     query = ("SELECT max(sql) AS text FROM (WITH duckdb_views AS (SELECT 1) SELECT 1) AS t, "
@@ -416,28 +423,59 @@ def test_a_reader_cannot_reach_the_views_text_through_a_cte_out_of_scope(
         masked = MaskedWarehouse(warehouse, catalog, b"secret")
         # what the query would give, run on the reader's connection without the check
         text = masked.cursor().execute(query).fetchone()[0]  # type: ignore[index]
-        assert mask_key(b"secret") in text
+        assert "sha256" in text
+        assert mask_key(b"secret") not in text
         with pytest.raises(QueryError, match="not 'duckdb_views'"):
             masked.query(query)
 
 
+def test_no_text_a_reader_could_reach_holds_the_masking_key(
+        make_workspace: Callable[..., Workspace], events_table: Any) -> None:
+    """The key is data in a temp table the views join, not a literal in their text: a
+    reader found two DuckDB functions that show the views' text (``pg_get_viewdef``, a
+    bound plan), and with the key hashed guessed values to match masked rows. Those two
+    are refused too; whatever a third would show holds no key."""
+    from datetime import UTC, datetime
+
+    ws = make_workspace({"signup.yaml": SIGNUP, "identify.yaml": IDENTIFY})
+    catalog = Catalog.load(ws.events_dir)
+    key = mask_key(b"secret")
+    with Warehouse.for_workspace(ws) as warehouse:
+        cursor = warehouse.cursor()
+        cursor.register("rows", events_table([{
+            "event": "signup", "user_id": USER, "timestamp": datetime(2026, 11, 28, tzinfo=UTC),
+            "properties": {"phone": PHONE, "plan": "plus"}}]))
+        cursor.execute("INSERT INTO events SELECT * FROM rows")
+        run_and_record(warehouse, ws, catalog)
+        masked = MaskedWarehouse(warehouse, catalog, b"secret")
+        reader = masked.cursor(["evt_signup"])
+        views = dict(reader.execute("SELECT view_name, sql FROM duckdb_views() "
+                                    "WHERE temporary AND NOT internal").fetchall())
+        assert set(views) == {"events", "quarantine", "check_results", "evt_signup"}
+        assert "sha256" in views["events"]  # the masks are in the text, their key is not
+        assert [name for name, sql in views.items() if key in sql] == []
+        for table in ("events", "quarantine", "check_results", "evt_signup"):
+            (plan,) = reader.execute("SELECT json_serialize_plan(?)::VARCHAR",
+                                     [f"SELECT * FROM {table}"]).fetchone()  # type: ignore[misc]
+            assert key not in plan, table
+        # and the masks are still keyed: the mask of the user id with this key
+        (user_id,) = reader.execute("SELECT user_id FROM events").fetchone()  # type: ignore[misc]
+        assert user_id == "m:" + hashlib.sha256((key + USER).encode()).hexdigest()[:32]
+
+
 @pytest.mark.parametrize("query", [
-    # binds the query it is given: the plan holds the masked view's expressions
     "SELECT json_serialize_plan('SELECT user_id FROM events')::VARCHAR AS text",
-    # DuckDB's macro reads duckdb_views() inside, which the query itself does not name
     "SELECT max(pg_get_viewdef(i)) AS text FROM range(10000000) AS t(i) "
     "WHERE pg_get_viewdef(i) LIKE '%sha256%'",
+    f"SELECT * FROM {KEY_TABLE}",
 ])
-def test_a_reader_cannot_read_the_masking_key_in_the_views_text(
+def test_a_reader_may_not_read_the_views_text_or_the_key(
         make_workspace: Callable[..., Workspace], query: str) -> None:
     ws = make_workspace({"signup.yaml": SIGNUP})
     catalog = Catalog.load(ws.events_dir)
     with Warehouse.for_workspace(ws) as warehouse:
         masked = MaskedWarehouse(warehouse, catalog, b"secret")
-        # what the query would give, run on the reader's connection without the check
-        text = masked.cursor().execute(query).fetchone()[0]  # type: ignore[index]
-        assert mask_key(b"secret") in text
-        with pytest.raises(QueryError, match="views' text"):
+        with pytest.raises(QueryError, match="refused"):
             masked.query(query)
 
 

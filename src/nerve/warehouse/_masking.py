@@ -21,8 +21,9 @@ tables they hide, so every query, Ibis expression and analysis runs unchanged on
 
 The hash is keyed with a key derived from the workspace secret, so equal values stay
 equal: counting distinct users, funnels, retention and experiments give the admin's
-figures, while no value can be read back or tested against a guess. The key sits in the
-views' text, so a reader's SQL may name only these views and the tables that hold no
+figures, while no value can be read back or tested against a guess. The key is data, in a
+one-row temp table of the reader's connection that the views join (``KEY_TABLE``), never
+in their text; a reader's SQL may name only these views and the tables that hold no
 personal data (``check_reader_query``), unqualified, and no table function that lists the
 catalog.
 """
@@ -81,6 +82,12 @@ __all__ = [
 ]
 
 MASK_PREFIX = "m:"
+#: the one-row temp table of a reader's connection that holds the masking key, and its
+#: column: the views join it, so their text (which DuckDB shows in several ways: its
+#: ``duckdb_views()``, ``pg_get_viewdef()``, a bound plan) holds no key. A reader's SQL
+#: may not name it (``check_reader_query``)
+KEY_TABLE = f"{FUNCTION_PREFIX}mask_key"
+KEY_COLUMN = f"{FUNCTION_PREFIX}key"
 #: PII classes whose values a reader sees masked (``pseudonymous`` ones are stored hashed)
 MASKED_CLASSES = frozenset({"personal", "sensitive"})
 #: tables without personal data, which readers see as stored
@@ -90,11 +97,12 @@ _ROW_FUNCTIONS = (exp.GenerateSeries, exp.Unnest)
 #: scalar functions a reader may not call: the server's settings name its paths (the
 #: warehouse's, in ``temp_directory``), which are none of a reader's business
 _SERVER_FUNCTIONS = frozenset({"current_setting"})
-#: scalar functions a reader may not call: they show the masked views' text, masking
-#: key included (with it a reader hashes guessed e-mails, birth dates or user ids and
-#: finds whose masked rows they are). ``json_serialize_plan`` binds the query it is
-#: given, and its plan holds the views' expressions; DuckDB's ``pg_get_viewdef`` macro
-#: reads ``duckdb_views()`` inside, where the query's table names cannot show it
+#: scalar functions a reader may not call: they show the masked views' text, which held
+#: the masking key before the key moved to ``KEY_TABLE`` (with it a reader hashed guessed
+#: e-mails, birth dates or user ids and found whose masked rows they were); refused still,
+#: in depth. ``json_serialize_plan`` binds the query it is given, and its plan holds the
+#: views' expressions; DuckDB's ``pg_get_viewdef`` macro reads ``duckdb_views()`` inside,
+#: where the query's table names cannot show it
 _VIEW_TEXT_FUNCTIONS = frozenset({"json_serialize_plan", "pg_get_viewdef"})
 _IDENTIFIERS = ("user_id", "anonymous_id", "previous_id")
 _HASH, _DROP, _URL = "hash", "drop", "url"
@@ -176,14 +184,12 @@ def _literal(text: str) -> str:
 
 
 class _Sql:
-    """SQL text of the masked columns, for one key."""
-
-    def __init__(self, key: str) -> None:
-        self.key = _literal(key)
+    """SQL text of the masked columns. The key is not in it: a mask reads the
+    ``KEY_COLUMN`` of the ``KEY_TABLE`` each view joins (one row, made per connection)."""
 
     def mask(self, value: str) -> str:
         # NULL stays NULL (sha256 of NULL is NULL)
-        return f"({_literal(MASK_PREFIX)} || left(sha256({self.key} || {value}), 32))"
+        return f"({_literal(MASK_PREFIX)} || left(sha256({KEY_COLUMN} || {value}), 32))"
 
     def patch(self, column: str, tree: Tree, path: tuple[str, ...] = ()) -> str:
         """A JSON merge patch replacing the values ``tree`` names with their masks (a
@@ -461,22 +467,22 @@ def _check_results(sql: _Sql, trees: dict[tuple[str, str | None], Tree], identif
     name = ("concat_ws(':', \"check\", event, array_to_string(list_transform(list_sort("
             "json_keys(dimensions)), k -> k || '=' || json_extract_string(dimensions, "
             "'$.\"' || k || '\"')), ':'))")
-    inner = (f"SELECT * REPLACE (CAST({dimensions} ELSE dimensions END AS VARCHAR) AS "
-             f"dimensions), {quoted} AS _withheld FROM {quote(database)}.main.check_results")
+    inner = (f"SELECT * EXCLUDE ({KEY_COLUMN}) REPLACE (CAST({dimensions} ELSE dimensions END "
+             f"AS VARCHAR) AS dimensions), {quoted} AS _withheld FROM "
+             f"{quote(database)}.main.check_results, {KEY_TABLE}")
     return (f"CREATE OR REPLACE TEMP VIEW check_results AS SELECT * EXCLUDE (_withheld) "
             f"REPLACE (CASE WHEN _withheld THEN {name} ELSE name END AS name, "
             f"CASE WHEN _withheld THEN {_literal(_WITHHELD)} ELSE message END AS message) "
             f"FROM ({inner}) AS check_results")
 
 
-def masking_sql(catalog: Catalog, key: str, database: str, undeclared: str
-                ) -> dict[str, str]:
+def masking_sql(catalog: Catalog, database: str, undeclared: str) -> dict[str, str]:
     """View name -> the statement creating it in a connection: the masked ``events`` and
     ``quarantine`` of ``database``, then each typed view over the masked ``events``.
     Each costs a bind of the masked table (~40 ms with 300 cataloged events that have
     personal properties), so a connection creates the views it reads only.
     ``undeclared``: the name of the connection's ``_undeclared`` function."""
-    sql = _Sql(key)
+    sql = _Sql()
     trees = _payload_trees(catalog)
     identify = _identify_tree(catalog, trees)
     context = dict(_CONTEXT, traits=identify)
@@ -494,9 +500,9 @@ def masking_sql(catalog: Catalog, key: str, database: str, undeclared: str
         first = ", ".join(f"{value} AS {name}"
                           for name, value in _undeclared_sql(catalog, undeclared, table).items())
         # the undeclared values first: the catalog's masks then apply to what it declares
-        views[table] = (f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT * REPLACE ({columns}) "
-                        f"FROM (SELECT * REPLACE ({first}) FROM {quote(database)}.main.{table}) "
-                        f"AS {quote(table)}")
+        views[table] = (f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT * EXCLUDE ({KEY_COLUMN}) "
+                        f"REPLACE ({columns}) FROM (SELECT * REPLACE ({first}) FROM "
+                        f"{quote(database)}.main.{table}) AS {quote(table)}, {KEY_TABLE}")
     views["check_results"] = _check_results(sql, trees, identify, database)
     for name, spec in typed_view_specs(catalog).items():
         views[name] = typed_view_sql(spec, temp=True)
@@ -611,9 +617,12 @@ class MaskedWarehouse(IbisReads):
         that DuckDB binds it so); naming it gives the catalog's current columns."""
         cursor = self._warehouse.cursor()
         register(cursor, self._function, self._undeclared)
+        # the key as data, in this connection's temp catalog: no view's text holds it
+        cursor.execute(f"CREATE OR REPLACE TEMP TABLE {KEY_TABLE} AS "
+                       f"SELECT CAST($key AS VARCHAR) AS {KEY_COLUMN}", {"key": self._key})
         if self._views is None:
             database = cursor.execute("SELECT current_database()").fetchone()
-            self._views = masking_sql(self._catalog, self._key, str(database[0]),  # type: ignore[index]
+            self._views = masking_sql(self._catalog, str(database[0]),  # type: ignore[index]
                                       self._function)
         typed = [v for v in views if v.startswith(VIEW_PREFIX) and v in self._views]
         for name in ("events", "quarantine", *dict.fromkeys(typed)):
