@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -461,6 +461,26 @@ def test_a_drop_that_quiet_hours_end_does_not_read_as_a_recovery(inputs: Any) ->
     assert not found.details["ongoing"]  # the run of marked hours ended before now
     assert "and not one since" in found.message
     assert "until" not in found.message
+
+
+def test_a_drop_after_quiet_hours_names_the_last_event(inputs: Any) -> None:
+    """An event of office hours (08:00 to 18:00) whose last one came on Wednesday
+    afternoon, judged on Friday at noon: the hours that stand out begin on Thursday at
+    08:00, but nothing came since Wednesday 18:00, through a night where none is usual.
+    The message named only Thursday 08:00 (a tester's user_invited, gone on a Saturday,
+    read as dropped "since Monday 08:00")."""
+    def office(start: Any) -> int:
+        return 20 if 8 <= start.hour < 18 and start < ago(hours=30) else 0
+
+    results = run_checks(inputs(_hourly("invite", "iOS", 14 * 24, office)), now=NOW,
+                         config=_config(dimensions=[]), select=["volume"])
+    found, = (r for r in results if r.status is not Status.passed)
+    last_quiet = datetime(2026, 11, 18, 18, tzinfo=UTC)
+    assert found.since is not None
+    assert found.since > last_quiet
+    assert found.details["silent_since"] == last_quiet.isoformat()
+    assert "none at all since 2026-11-18 18:00 UTC, the hours between being quiet ones" \
+        in found.message
 
 
 def test_a_default_key_dimension_reading_a_personal_trait_is_not_quoted(inputs: Any) -> None:
