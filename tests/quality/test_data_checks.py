@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -404,6 +404,27 @@ def test_sequence_expectation(inputs: Any) -> None:
     assert result.status is Status.passed
 
 
+def test_a_sequence_reads_the_earlier_step_from_before_its_window(inputs: Any) -> None:
+    """Invoices paid up to 3 days after they were created, judged over the last 7 days:
+    an invoice paid early in the window was created before it. Those users were counted
+    as paying without an invoice (a tester's B2B app: 264 of 977 users, of whom 75 were)."""
+    events = []
+    for u in range(30):
+        created = ago(days=8, hours=u / 2)  # before the 7-day window
+        events.append({"event": "invoice_created", "user_id": f"u{u}", "timestamp": created})
+        paid = created + timedelta(days=2)  # in the window, within 3 days
+        if u < 3:  # paid 4 days after: too late
+            paid = created + timedelta(days=4)
+        events.append({"event": "invoice_paid", "user_id": f"u{u}", "timestamp": paid})
+    events.append({"event": "invoice_created", "user_id": "u0", "timestamp": ago(days=12)})
+    seq = Sequence(event="invoice_paid", preceded_by="invoice_created", within=3 * 86400,
+                   window=7 * 86400, min_share=0.95, name="created before paid")
+    result, = run_checks(inputs(events), None, ChecksConfig(sequences=(seq,)), now=NOW,
+                         select=["sequence"])
+    assert result.details == {"users": 30, "users_ok": 27}
+    assert "3 users have a invoice_paid without it" in result.message
+
+
 def test_a_sequence_follows_a_user_across_a_sign_in(inputs: Any) -> None:
     """Checkout started signed out and the purchase signed in (Segment SDKs keep the
     device's anonymous id on both): one user, preceded as expected."""
@@ -440,6 +461,26 @@ def test_a_drop_that_quiet_hours_end_does_not_read_as_a_recovery(inputs: Any) ->
     assert not found.details["ongoing"]  # the run of marked hours ended before now
     assert "and not one since" in found.message
     assert "until" not in found.message
+
+
+def test_a_drop_after_quiet_hours_names_the_last_event(inputs: Any) -> None:
+    """An event of office hours (08:00 to 18:00) whose last one came on Wednesday
+    afternoon, judged on Friday at noon: the hours that stand out begin on Thursday at
+    08:00, but nothing came since Wednesday 18:00, through a night where none is usual.
+    The message named only Thursday 08:00 (a tester's user_invited, gone on a Saturday,
+    read as dropped "since Monday 08:00")."""
+    def office(start: Any) -> int:
+        return 20 if 8 <= start.hour < 18 and start < ago(hours=30) else 0
+
+    results = run_checks(inputs(_hourly("invite", "iOS", 14 * 24, office)), now=NOW,
+                         config=_config(dimensions=[]), select=["volume"])
+    found, = (r for r in results if r.status is not Status.passed)
+    last_quiet = datetime(2026, 11, 18, 18, tzinfo=UTC)
+    assert found.since is not None
+    assert found.since > last_quiet
+    assert found.details["silent_since"] == last_quiet.isoformat()
+    assert "none at all since 2026-11-18 18:00 UTC, the hours between being quiet ones" \
+        in found.message
 
 
 def test_a_default_key_dimension_reading_a_personal_trait_is_not_quoted(inputs: Any) -> None:

@@ -26,8 +26,13 @@ def check_sequence(ctx: Context, seq: Sequence) -> CheckResult:
     backend = ctx.inputs.backend
     key = event_key(e)
     ts = epoch_seconds(e.timestamp, backend)
-    rows = e.filter(one_of(key, [seq.event, seq.preceded_by]), ts >= ctx.now - seq.window,
-                    ts < ctx.now).select(
+    # the earlier step is read from `within` before the window: an event early in the
+    # window may have been preceded by one before it (an invoice created on Monday, paid
+    # on Thursday, judged over the week from Tuesday)
+    start = ctx.now - seq.window
+    rows = e.filter(ts >= start - seq.within, ts < ctx.now,
+                    ibis.ifelse(ts >= start, one_of(key, [seq.event, seq.preceded_by]),
+                                key == seq.preceded_by)).select(
         user=user_key(e), ts=ts, is_target=key == seq.event, is_before=key == seq.preceded_by)
     rows = rows.filter(rows.user.notnull())
     # ties: an earlier step logged in the same microsecond counts as before

@@ -237,8 +237,19 @@ def _reporter(ctx: Context, key: Key, series: Series, judgement: Judgement, j: i
         silent = sign < 0 and not np.nan_to_num(series.values[end + 1:, j]).any()
         return _anomaly(ctx, key, obs, exp, lo, hi, series.hours, begin, end, sign,
                         rules.min_change, float(judgement.p[j]), earlier=earlier,
-                        silent=silent)
+                        silent=silent, quiet_from=_quiet_from(series.values[:, j], begin)
+                        if silent and obs == 0 else None)
     return report
+
+
+def _quiet_from(values: np.ndarray[Any, Any], begin: int) -> int | None:
+    """The first hour without an event before ``begin`` when the silence began earlier
+    than the run of hours that stand out: quiet hours (a weekend) do not stand out one by
+    one, so an event gone on Saturday read as dropped "since Monday 08:00"."""
+    seen = np.flatnonzero(~np.isnan(values[:begin]) & (values[:begin] > 0))
+    if not seen.size or np.isnan(values[seen[-1]:begin]).any() or seen[-1] + 1 == begin:
+        return None
+    return int(seen[-1]) + 1
 
 
 def _noise(judgement: Judgement, length: int, j: int) -> tuple[float, float]:
@@ -252,7 +263,7 @@ def _noise(judgement: Judgement, length: int, j: int) -> tuple[float, float]:
 def _anomaly(ctx: Context, key: Key, obs: float, exp: float, lo: float, hi: float,
              hours: np.ndarray[Any, Any], begin: int, end: int, sign: int,
              min_change: float, p: float, *, earlier: bool = False,
-             silent: bool = False) -> CheckResult:
+             silent: bool = False, quiet_from: int | None = None) -> CheckResult:
     event, dims = key
     since = moment(float(hours[begin] * 3600))
     ongoing = end == len(hours) - 1
@@ -272,13 +283,20 @@ def _anomaly(ctx: Context, key: Key, obs: float, exp: float, lo: float, hi: floa
            "quieter ones, where none is not unusual on its own)." if silent else
            f", until {fmt_time(_end(int(hours[end])))}.")
     )
+    details: dict[str, Any] = {}
+    if quiet_from is not None:
+        quiet = moment(float(hours[quiet_from] * 3600))
+        assert quiet is not None
+        details["silent_since"] = quiet.isoformat()
+        message = message[:-1] + (f"; none at all since {fmt_time(quiet)}, the hours between "
+                                  "being quiet ones.")
     return ctx.result("volume", status, message, event=event, dimensions=dict(dims),
                       observed=obs, expected={"min": lo, "max": hi}, unit="events/h",
                       since=since, details={"expected": exp, "hours": duration,
                                             "direction": "down" if sign < 0 else "up",
                                             "ongoing": ongoing, "began_before": earlier,
                                             "p_value": p,
-                                            "sigma": round(normal_score(p), 2)})
+                                            "sigma": round(normal_score(p), 2), **details})
 
 
 def _end(hour: int) -> datetime:
