@@ -27,7 +27,7 @@ import hmac
 import ipaddress
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from nerve._urls import UrlQuery, clean_search, clean_url, url_query_setting
@@ -38,6 +38,7 @@ __all__ = [
     "HASH_PREFIX",
     "PrivacyPolicy",
     "allow_sensitive_problems",
+    "classed_names",
     "consent_allows",
     "looks_personal",
     "protect_context",
@@ -101,6 +102,22 @@ class PrivacyPolicy:
     #: what page URLs keep of their query string: "keep", "drop" or the parameters'
     #: names (``nerve._urls``)
     url_query: UrlQuery = "keep"
+    #: names of the events' properties the catalog classes other than ``none``
+    #: (``with_catalog``): ``guard_unknown`` hashes an undeclared value of that name too
+    classed: frozenset[str] = frozenset()
+
+    def with_catalog(self, catalog: Catalog) -> PrivacyPolicy:
+        """The policy, guarding the names ``catalog`` classes as well (``classed_names``)."""
+        return replace(self, classed=classed_names(catalog))
+
+    def guards(self, name: str) -> bool:
+        """Whether ``guard_unknown`` hashes an undeclared value named ``name``.
+
+        >>> PrivacyPolicy(secret=b"k", classed=frozenset({"tracking_number"})).guards(
+        ...     "tracking_number")
+        True
+        """
+        return name in self.classed or looks_personal(name)
 
     @classmethod
     def from_config(cls, section: dict[str, Any], secret: bytes) -> PrivacyPolicy:
@@ -173,6 +190,41 @@ def allow_sensitive_problems(allowed: Iterable[str], catalog: Catalog) -> list[s
                 else "" if sensitive else " (the catalog has no sensitive property)")
         problems.append(f"{entry!r}: {what}{hint}")
     return problems
+
+
+def classed_names(catalog: Catalog) -> frozenset[str]:
+    """The names of the properties that an event of ``catalog`` (track, page or screen, in
+    any version) classes other than ``none``, nested ones by their own name.
+
+    An event the catalog does not know (a misspelt name, bound for the quarantine) or an
+    undeclared property carries them as sent: a ``tracking_number`` every event hashes
+    reached the quarantine raw from ``parcel_trackd``, and a replay once the event was
+    cataloged loaded it raw beside the hashed ones. Traits (identify, group) are another
+    namespace: their ``name`` is a person's, an event's is often a product's.
+
+    >>> from nerve.catalog import Version
+    >>> seen = EventSpec("seen", Version(1), properties=(
+    ...     PropertySpec("device_id", "string", pii="pseudonymous"),
+    ...     PropertySpec("plan", "string", pii="none")))
+    >>> sorted(classed_names(Catalog.from_specs([seen])))
+    ['device_id']
+    """
+    names: set[str] = set()
+
+    def visit(prop: PropertySpec, name: str) -> None:
+        if prop.pii != "none":
+            names.add(name)
+        for child in prop.properties:
+            visit(child, child.name)
+        if prop.items is not None:
+            visit(prop.items, name)
+
+    for event in catalog.names():
+        for spec in catalog.versions(event):
+            if spec.type not in ("identify", "group"):
+                for prop in spec.properties:
+                    visit(prop, prop.name)
+    return frozenset(names)
 
 
 def _classes(prop: PropertySpec, name: str, event: str, found: dict[str, str]) -> None:
@@ -357,10 +409,11 @@ def _protect_value(value: Any, prop: PropertySpec, name: str, event: str,
 
 def _protect_unknown(name: str, value: Any, event: str,
                      policy: PrivacyPolicy) -> tuple[bool, Any, int]:
-    """The same for a value the catalog does not describe: hashed if its name looks personal."""
+    """The same for a value the catalog does not describe: hashed if its name looks
+    personal, or is one the catalog classes elsewhere (``PrivacyPolicy.guards``)."""
     if not policy.guard_unknown or value is None:
         return True, value, 0
-    if name and looks_personal(name):
+    if name and policy.guards(name):
         return True, pseudonymise(value, policy.secret), 1
     if isinstance(value, dict):
         nested, n = _protect(value, {}, event, policy)
