@@ -40,6 +40,7 @@ __all__ = [
     "allow_sensitive_problems",
     "classed_names",
     "consent_allows",
+    "is_pseudonym",
     "looks_personal",
     "protect_context",
     "protect_ip",
@@ -247,6 +248,20 @@ def pseudonymise(value: Any, secret: bytes) -> str:
     return _pseudonym(value if isinstance(value, str) else repr(value), secret)
 
 
+def is_pseudonym(value: Any) -> bool:
+    """Whether ``value`` is a keyed hash ``pseudonymise`` made.
+
+    >>> is_pseudonym(pseudonymise("a@b.c", b"k")), is_pseudonym("a@b.c")
+    (True, False)
+    """
+    return (isinstance(value, str) and len(value) == _PSEUDONYM_LENGTH
+            and value.startswith(HASH_PREFIX) and _HEX.fullmatch(value, 2) is not None)
+
+
+_PSEUDONYM_LENGTH = len(HASH_PREFIX) + 32
+_HEX = re.compile(r"[0-9a-f]{32}")
+
+
 @functools.lru_cache(maxsize=16384)
 def _pseudonym(text: str, secret: bytes) -> str:
     """``pseudonymise`` of a text, cached: traffic repeats what it hashes (a client SDK's
@@ -331,10 +346,11 @@ def treatment(prop: PropertySpec, name: str, event: str, policy: PrivacyPolicy
 
 
 def _apply(value: Any, treatment: Treatment, policy: PrivacyPolicy) -> tuple[bool, Any]:
-    """(keep?, new value)."""
+    """(keep?, new value). A keyed hash already (a quarantined value that a replay
+    protects again) stays as it is: hashed again, it would match no other row."""
     if treatment == "drop":
         return False, None
-    if treatment == "keep" or value is None:
+    if treatment == "keep" or value is None or is_pseudonym(value):
         return True, value
     if treatment == "truncate" and isinstance(value, str):
         truncated = truncate_ip(value)
