@@ -121,6 +121,27 @@ def test_an_object_sent_for_a_plain_property_is_judged_by_the_names_inside(
     assert props["plan"] == {"email": pseudonymise("ann@example.com", SECRET), "tier": "gold"}
 
 
+def test_an_undeclared_property_the_catalog_classes_elsewhere_is_hashed(
+        make_collector: Callable[..., Collector]) -> None:
+    """A misspelt event carries the catalog's pseudonymous ``device_id``: it reached the
+    quarantine raw (its name does not look personal), and a replay loaded it so. Names
+    classed only in traits (identify's ``name``) are not: an event's ``name`` is often a
+    product's."""
+    collector = make_collector()
+    misspelt = {**signup(device_id="dev-42", diagnosis="flu", plan="pro", name="Runner"),
+                "event": "sigup", "messageId": "m2"}
+    extra = signup(plan="pro", promo={"device_id": "dev-42"})  # inside an undeclared object
+    for env in collect(collector, misspelt, extra)[0]:
+        assert env["violations"] is not None  # bound for the quarantine
+        assert "dev-42" not in orjson.dumps(env).decode()
+    (misspelt_env, extra_env), _ = collect(collector, misspelt, extra)
+    assert orjson.loads(misspelt_env["properties"] or "") == {
+        "device_id": pseudonymise("dev-42", SECRET),
+        "diagnosis": pseudonymise("flu", SECRET), "plan": "pro", "name": "Runner"}
+    assert orjson.loads(extra_env["properties"] or "")["promo"] == {
+        "device_id": pseudonymise("dev-42", SECRET)}
+
+
 def test_identify_traits_and_context_traits_are_protected(
         make_collector: Callable[..., Collector]) -> None:
     (env,), _ = collect(make_collector(), {

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from nerve.catalog import Catalog
 from nerve.cli import app
 from nerve.envelope import ENVELOPE_SCHEMA
+from nerve.pipeline import pseudonymise
 from nerve.quarantine import judge_rows, replay
 from nerve.warehouse import Warehouse
 from nerve.workspace import Workspace
@@ -385,3 +386,40 @@ def test_cli_list_piped_prints_a_row_a_line(ws: Workspace) -> None:
                              env={**env, "COLUMNS": "80"}, check=False)
     assert max(len(line) for line in bounded.stdout.splitlines()) <= 80, bounded.stdout
     assert message not in bounded.stdout  # folded, as a terminal of 80 columns needs
+
+
+LOCKER = """\
+name: locker_opened
+description: A recipient opens a parcel locker.
+owner: delivery
+purpose: analytics
+version: 1
+retention: 400d
+properties:
+  locker_id: {type: string, pii: none}
+  tracking_number: {type: string, pii: pseudonymous}
+  recipient_email: {type: string, pii: personal}
+  door_pin: {type: string, pii: sensitive}
+"""
+
+
+def test_replay_protects_what_the_accepting_spec_classes(ws: Workspace) -> None:
+    """An event quarantined before it was cataloged kept its values as sent; cataloged
+    with a pseudonymous ``tracking_number`` and a sensitive ``door_pin``, the replay
+    loaded both raw beside the collector's hashes. A value hashed at collection (an
+    email, by its name) is not hashed again."""
+    secret = ws.secret()
+    hashed_email = pseudonymise("ana@example.org", secret)
+    with Warehouse.for_workspace(ws) as wh:
+        _quarantine(wh, [_row("m9", {"locker_id": "L-7", "tracking_number": "PCL-123",
+                                     "recipient_email": hashed_email, "door_pin": "4711"},
+                              event="locker_opened")])
+    (ws.events_dir / "locker_opened.yaml").write_text(LOCKER)
+    code, out, err = run(ws, "quarantine", "replay", "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)[0]["loaded"] == 1
+    with Warehouse.for_workspace(ws) as wh:
+        (row,) = wh.query("SELECT properties FROM events").to_pylist()
+        assert orjson.loads(row["properties"]) == {
+            "locker_id": "L-7", "tracking_number": pseudonymise("PCL-123", secret),
+            "recipient_email": hashed_email}

@@ -25,7 +25,7 @@ from nerve.errors import WorkspaceError
 from nerve.loader import Loader
 from nerve.log import LogWriter, list_segments, read_segment
 from nerve.server import NerveState, create_app
-from nerve.server._backpressure import watch_backlog
+from nerve.server._backpressure import _watch_room, watch_backlog
 from nerve.server._commit import GroupCommit
 from nerve.server._ingest import OVERLOAD_ANSWER_DELAY
 from nerve.server._ratelimit import RateLimiter
@@ -350,6 +350,26 @@ def test_the_backlog_503_gives_the_bound_and_the_backlog(client: Client, state: 
         assert 10 < details["backlog_bytes"] <= on_disk
         assert details["log"] == "local"
         assert details["behind_seconds"] >= 0
+
+
+def test_a_disk_short_of_room_gives_the_room_that_taking_events_needs(
+        client: Client, state: NerveState, shop: Workspace) -> None:
+    """Once short of room, ingest resumes only with 4 MiB more than loading needs; the
+    503s, /ready and nerve status gave the figure without them: a 24 MiB disk with
+    20,238,336 bytes free refused every event while "needing" 16,777,216. The free
+    bytes are handed to the watch here: a real disk's WAL and metadata move them."""
+    mib = 1 << 20
+    _watch_room(state, (10 * mib, 16 * mib))
+    _watch_room(state, (19 * mib, 16 * mib))  # more than loading needs, still refused
+    assert state.short_of_room
+    state.overloaded = True  # as watch_backlog sets it
+    for answer in (client.post("/v1/batch", content=orjson.dumps({"batch": [order(1)]}),
+                               headers=basic(write_key(shop))), client.get("/ready")):
+        details = assert_error_shape(answer, 503, "overloaded")["details"]
+        assert details["warehouse_free_bytes"] == 19 * mib
+        assert details["warehouse_needs_bytes"] == 20 * mib
+    _watch_room(state, (20 * mib, 16 * mib))  # the figure given: taking events again
+    assert not state.short_of_room
 
 
 def test_the_backlog_watch_logs_when_the_503s_begin_and_end(

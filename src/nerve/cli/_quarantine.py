@@ -263,6 +263,7 @@ def _dry_run(ws: Workspace, catalog: Catalog, event: str | None) -> ReplayReport
 
 def _replay_locally(ws: Workspace, catalog: Catalog, event: str | None) -> ReplayReport:
     """The replay writes, so it needs the warehouse to itself."""
+    from nerve.pipeline import PrivacyPolicy  # noqa: PLC0415
     from nerve.quarantine import replay as run_replay  # noqa: PLC0415 - Ibis when needed
     from nerve.warehouse import Warehouse  # noqa: PLC0415
 
@@ -272,6 +273,8 @@ def _replay_locally(ws: Workspace, catalog: Catalog, event: str | None) -> Repla
             f"`nerve serve` (pid {server.get('pid', '?')}, {server.get('url')}) holds "
             "the warehouse; stop it (Ctrl-C or SIGTERM), run `nerve quarantine replay`, "
             "then start it again (`--dry-run` works while it runs)")
+    policy = PrivacyPolicy.from_config(ws.config.raw.get("privacy", {}),
+                                       ws.secret()).with_catalog(catalog)
     with (local_read(ws, "nerve quarantine replay", {"event": event, "dry_run": False}),
           Warehouse.for_workspace(ws) as warehouse):
-        return run_replay(warehouse, catalog, event=event)
+        return run_replay(warehouse, catalog, event=event, policy=policy)

@@ -95,7 +95,7 @@ class Collector:
         self.guard: Guard | None = None
         if privacy:
             policy = PrivacyPolicy.from_config(workspace.config.raw.get("privacy", {}),
-                                               workspace.secret())
+                                               workspace.secret()).with_catalog(catalog)
             self.guard = Guard(policy, catalog.get("identify") if "identify" in catalog
                                else None, catalog)
 

@@ -18,7 +18,6 @@ from nerve.pipeline.privacy import (
     PrivacyPolicy,
     UrlPath,
     consent_allows,
-    looks_personal,
     protect_ip,
     protect_payload,
     protect_urls,
@@ -227,7 +226,7 @@ class Guard:
             return "safe"  # only the catalog's classes apply, and this spec has none
         prop = spec.property(name) if spec is not None else None
         if prop is None:
-            return "personal" if looks_personal(name) else "loose"
+            return "personal" if self.policy.guards(name) else "loose"
         holds_keys = prop.type == "object" or (prop.type == "array" and (
             prop.items is None or prop.items.type in ("object", "array")))
         return "loose" if holds_keys else "safe"

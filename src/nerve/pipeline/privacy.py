@@ -27,7 +27,7 @@ import hmac
 import ipaddress
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from nerve._urls import UrlQuery, clean_search, clean_url, url_query_setting
@@ -38,7 +38,9 @@ __all__ = [
     "HASH_PREFIX",
     "PrivacyPolicy",
     "allow_sensitive_problems",
+    "classed_names",
     "consent_allows",
+    "is_pseudonym",
     "looks_personal",
     "protect_context",
     "protect_ip",
@@ -101,6 +103,22 @@ class PrivacyPolicy:
     #: what page URLs keep of their query string: "keep", "drop" or the parameters'
     #: names (``nerve._urls``)
     url_query: UrlQuery = "keep"
+    #: names of the events' properties the catalog classes other than ``none``
+    #: (``with_catalog``): ``guard_unknown`` hashes an undeclared value of that name too
+    classed: frozenset[str] = frozenset()
+
+    def with_catalog(self, catalog: Catalog) -> PrivacyPolicy:
+        """The policy, guarding the names ``catalog`` classes as well (``classed_names``)."""
+        return replace(self, classed=classed_names(catalog))
+
+    def guards(self, name: str) -> bool:
+        """Whether ``guard_unknown`` hashes an undeclared value named ``name``.
+
+        >>> PrivacyPolicy(secret=b"k", classed=frozenset({"tracking_number"})).guards(
+        ...     "tracking_number")
+        True
+        """
+        return name in self.classed or looks_personal(name)
 
     @classmethod
     def from_config(cls, section: dict[str, Any], secret: bytes) -> PrivacyPolicy:
@@ -175,6 +193,41 @@ def allow_sensitive_problems(allowed: Iterable[str], catalog: Catalog) -> list[s
     return problems
 
 
+def classed_names(catalog: Catalog) -> frozenset[str]:
+    """The names of the properties that an event of ``catalog`` (track, page or screen, in
+    any version) classes other than ``none``, nested ones by their own name.
+
+    An event the catalog does not know (a misspelt name, bound for the quarantine) or an
+    undeclared property carries them as sent: a ``tracking_number`` every event hashes
+    reached the quarantine raw from ``parcel_trackd``, and a replay once the event was
+    cataloged loaded it raw beside the hashed ones. Traits (identify, group) are another
+    namespace: their ``name`` is a person's, an event's is often a product's.
+
+    >>> from nerve.catalog import Version
+    >>> seen = EventSpec("seen", Version(1), properties=(
+    ...     PropertySpec("device_id", "string", pii="pseudonymous"),
+    ...     PropertySpec("plan", "string", pii="none")))
+    >>> sorted(classed_names(Catalog.from_specs([seen])))
+    ['device_id']
+    """
+    names: set[str] = set()
+
+    def visit(prop: PropertySpec, name: str) -> None:
+        if prop.pii != "none":
+            names.add(name)
+        for child in prop.properties:
+            visit(child, child.name)
+        if prop.items is not None:
+            visit(prop.items, name)
+
+    for event in catalog.names():
+        for spec in catalog.versions(event):
+            if spec.type not in ("identify", "group"):
+                for prop in spec.properties:
+                    visit(prop, prop.name)
+    return frozenset(names)
+
+
 def _classes(prop: PropertySpec, name: str, event: str, found: dict[str, str]) -> None:
     """The PII class of ``prop`` and what it holds, by the names the privacy step matches."""
     key = f"{event}.{name}"
@@ -193,6 +246,20 @@ def pseudonymise(value: Any, secret: bytes) -> str:
     True
     """
     return _pseudonym(value if isinstance(value, str) else repr(value), secret)
+
+
+def is_pseudonym(value: Any) -> bool:
+    """Whether ``value`` is a keyed hash ``pseudonymise`` made.
+
+    >>> is_pseudonym(pseudonymise("a@b.c", b"k")), is_pseudonym("a@b.c")
+    (True, False)
+    """
+    return (isinstance(value, str) and len(value) == _PSEUDONYM_LENGTH
+            and value.startswith(HASH_PREFIX) and _HEX.fullmatch(value, 2) is not None)
+
+
+_PSEUDONYM_LENGTH = len(HASH_PREFIX) + 32
+_HEX = re.compile(r"[0-9a-f]{32}")
 
 
 @functools.lru_cache(maxsize=16384)
@@ -279,10 +346,11 @@ def treatment(prop: PropertySpec, name: str, event: str, policy: PrivacyPolicy
 
 
 def _apply(value: Any, treatment: Treatment, policy: PrivacyPolicy) -> tuple[bool, Any]:
-    """(keep?, new value)."""
+    """(keep?, new value). A keyed hash already (a quarantined value that a replay
+    protects again) stays as it is: hashed again, it would match no other row."""
     if treatment == "drop":
         return False, None
-    if treatment == "keep" or value is None:
+    if treatment == "keep" or value is None or is_pseudonym(value):
         return True, value
     if treatment == "truncate" and isinstance(value, str):
         truncated = truncate_ip(value)
@@ -357,10 +425,11 @@ def _protect_value(value: Any, prop: PropertySpec, name: str, event: str,
 
 def _protect_unknown(name: str, value: Any, event: str,
                      policy: PrivacyPolicy) -> tuple[bool, Any, int]:
-    """The same for a value the catalog does not describe: hashed if its name looks personal."""
+    """The same for a value the catalog does not describe: hashed if its name looks
+    personal, or is one the catalog classes elsewhere (``PrivacyPolicy.guards``)."""
     if not policy.guard_unknown or value is None:
         return True, value, 0
-    if name and looks_personal(name):
+    if name and policy.guards(name):
         return True, pseudonymise(value, policy.secret), 1
     if isinstance(value, dict):
         nested, n = _protect(value, {}, event, policy)

@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from nerve.catalog import PAYLOAD_FIELD, Catalog
 from nerve.collector import Validator
+from nerve.pipeline import PrivacyPolicy, protect_payload
 from nerve.warehouse import EVENT_COLUMNS, Warehouse
 
 __all__ = ["Decision", "ReplayReport", "judge_rows", "preview", "preview_query", "replay"]
@@ -180,28 +181,40 @@ def _select(event: str | None) -> tuple[str, list[Any]]:
 
 
 def replay(warehouse: Warehouse, catalog: Catalog, *, event: str | None = None,
-           dry_run: bool = False) -> ReplayReport:
+           dry_run: bool = False, policy: PrivacyPolicy | None = None) -> ReplayReport:
     """Re-judge the quarantine (or one event's part of it) and load what now passes.
 
     The insert into ``events`` and the delete from ``quarantine`` commit together, so a
     crash leaves either both or neither. A ``message_id`` already in ``events`` is not
     inserted again (it is still removed from the quarantine, as a duplicate).
     ``dry_run`` only reads (``preview``); it works on a read-only warehouse.
+
+    With ``policy`` (the workspace's ``[privacy]``), the properties or traits of each
+    event loaded are protected by the classes of the spec that now accepts it, as the
+    collector would have: an uncataloged event's values were stored as sent (but for
+    names that look personal), and a property its new spec hashes or drops was loaded
+    raw beside the collector's hashes. Values hashed already stay as they are.
     """
     cursor = warehouse.cursor()
     try:
         if dry_run:
             return preview(catalog, _rows(cursor, preview_query(event)))
-        decisions = judge_rows(catalog, _rows(cursor, *_select(event)))
+        rows = _rows(cursor, *_select(event))
+        decisions = judge_rows(catalog, rows)
         passing = _passing(decisions)
         failing = sum(1 for d in decisions if not d.ok)
         if not passing:
             return ReplayReport(len(decisions), 0, 0, failing, decisions)
+        protected = _protected(catalog, rows, passing, policy)
         ok = pa.table({"message_id": list(passing),
-                       "schema_version": pa.array(list(passing.values()), pa.string())})
+                       "schema_version": pa.array(list(passing.values()), pa.string()),
+                       **{field: pa.array([protected.get((m, field)) for m in passing],
+                                          pa.string()) for field in _PAYLOADS}})
         cursor.register("nerve_replay_ok", ok)
-        select = ", ".join("r.schema_version" if c == "schema_version" else f'q."{c}"'
-                           for c in EVENT_COLUMNS)
+        select = ", ".join(
+            "r.schema_version" if c == "schema_version"
+            else f'coalesce(r."{c}"::JSON, q."{c}")' if c in _PAYLOADS
+            else f'q."{c}"' for c in EVENT_COLUMNS)
         columns = ", ".join(f'"{c}"' for c in EVENT_COLUMNS)
         cursor.execute("BEGIN TRANSACTION")
         try:
@@ -227,6 +240,36 @@ def replay(warehouse: Warehouse, catalog: Catalog, *, event: str | None = None,
         return ReplayReport(len(decisions), loaded, len(passing) - loaded, failing, decisions)
     finally:
         cursor.close()
+
+
+#: the columns a replay may protect again
+_PAYLOADS = ("properties", "traits")
+
+
+def _protected(catalog: Catalog, rows: list[dict[str, Any]], passing: dict[str, str | None],
+               policy: PrivacyPolicy | None) -> dict[tuple[str, str], str]:
+    """(``message_id``, column) -> the payload (JSON) of each passing event whose values
+    ``policy`` changes under the spec accepting it: a track's, page's or screen's
+    properties, an identify's or group's traits."""
+    if policy is None:
+        return {}
+    changed: dict[tuple[str, str], str] = {}
+    seen: set[str] = set()
+    for row in rows:
+        message_id = str(row["message_id"])
+        if message_id not in passing or message_id in seen:
+            continue
+        seen.add(message_id)
+        type_ = str(row.get("type") or "track")
+        field = PAYLOAD_FIELD.get(type_, "properties")
+        payload = _json(row.get(field))
+        spec = catalog.get(str(row.get("event") or "") if type_ == "track" else type_,
+                           passing[message_id])
+        if isinstance(payload, dict) and spec is not None:
+            new, n = protect_payload(payload, spec, policy)
+            if n:
+                changed[message_id, field] = orjson.dumps(new).decode()
+    return changed
 
 
 def _count(cursor: Any, sql: str) -> int:

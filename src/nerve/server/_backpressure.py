@@ -116,13 +116,19 @@ def _watch_room(state: NerveState, room: tuple[int, int] | None) -> None:
         state.warehouse_free_bytes = state.warehouse_needs_bytes = None
         short = False
     else:
-        free, needed = state.warehouse_free_bytes, state.warehouse_needs_bytes = room
-        short = free < needed + (_ROOM_HYSTERESIS if state.short_of_room else 0)
-    if short and room is not None and not state.short_of_room:
+        free, needed = room
+        if state.short_of_room:
+            # what taking events again needs, and so the figure the 503s, /ready and
+            # nerve status give: they said "20,238,336 bytes free, needs 16,777,216"
+            # while refusing every event
+            needed += _ROOM_HYSTERESIS
+        state.warehouse_free_bytes, state.warehouse_needs_bytes = free, needed
+        short = free < needed
+    if short and not state.short_of_room:
         state.short_since = time.monotonic()
         logger.warning(SHORT_OF_ROOM + ": answering 503 to events until it has room; "
-                       + room_problem(state.workspace, *room), extra={
-                           "free_bytes": room[0], "needed_bytes": room[1]})
+                       + room_problem(state.workspace, free, needed), extra={
+                           "free_bytes": free, "needed_bytes": needed})
     elif not short and state.short_of_room:
         logger.info("the warehouse's disk has room again: taking events", extra={
             "free_bytes": state.warehouse_free_bytes,
