@@ -13,6 +13,7 @@ import json
 import re
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
@@ -429,23 +430,26 @@ def test_a_reader_cannot_reach_the_views_text_through_a_cte_out_of_scope(
             masked.query(query)
 
 
+def _insert_a_signup(warehouse: Warehouse, events_table: Any) -> None:
+    """One signup of USER with a personal phone, straight into ``events``."""
+    cursor = warehouse.cursor()
+    cursor.register("rows", events_table([{
+        "event": "signup", "user_id": USER, "timestamp": datetime(2026, 11, 28, tzinfo=UTC),
+        "properties": {"phone": PHONE, "plan": "plus"}}]))
+    cursor.execute("INSERT INTO events SELECT * FROM rows")
+
+
 def test_no_text_a_reader_could_reach_holds_the_masking_key(
         make_workspace: Callable[..., Workspace], events_table: Any) -> None:
     """The key is data in a temp table the views join, not a literal in their text: a
     reader found two DuckDB functions that show the views' text (``pg_get_viewdef``, a
     bound plan), and with the key hashed guessed values to match masked rows. Those two
     are refused too; whatever a third would show holds no key."""
-    from datetime import UTC, datetime
-
     ws = make_workspace({"signup.yaml": SIGNUP, "identify.yaml": IDENTIFY})
     catalog = Catalog.load(ws.events_dir)
     key = mask_key(b"secret")
     with Warehouse.for_workspace(ws) as warehouse:
-        cursor = warehouse.cursor()
-        cursor.register("rows", events_table([{
-            "event": "signup", "user_id": USER, "timestamp": datetime(2026, 11, 28, tzinfo=UTC),
-            "properties": {"phone": PHONE, "plan": "plus"}}]))
-        cursor.execute("INSERT INTO events SELECT * FROM rows")
+        _insert_a_signup(warehouse, events_table)
         run_and_record(warehouse, ws, catalog)
         masked = MaskedWarehouse(warehouse, catalog, b"secret")
         reader = masked.cursor(["evt_signup"])
@@ -500,16 +504,10 @@ def test_a_typed_view_read_without_its_masked_copy_still_reads_masked_events(
     the workspace's own view, whose ``events`` DuckDB binds in the reading connection,
     where the masked view shadows the table. Should a DuckDB release bind it otherwise,
     this test fails before a reader could see a raw value."""
-    from datetime import UTC, datetime
-
     ws = make_workspace({"signup.yaml": SIGNUP})
     catalog = Catalog.load(ws.events_dir)
     with Warehouse.for_workspace(ws) as warehouse:
-        cursor = warehouse.cursor()
-        cursor.register("rows", events_table([{
-            "event": "signup", "user_id": USER, "timestamp": datetime(2026, 11, 28, tzinfo=UTC),
-            "properties": {"phone": PHONE, "plan": "plus"}}]))
-        cursor.execute("INSERT INTO events SELECT * FROM rows")
+        _insert_a_signup(warehouse, events_table)
         warehouse.refresh_views(catalog)
         masked = MaskedWarehouse(warehouse, catalog, b"k" * 16).cursor()
         temp = {n for (n,) in masked.execute(
@@ -526,8 +524,6 @@ def test_the_segment_specs_personal_traits_are_masked_unless_the_catalog_says_ot
     (unplanned identify calls are quarantined, not dropped): readers see them masked.
     Without an identify entry no trait is declared: the call's own ``plan`` is masked
     too (undeclared values are, docs/privacy.md)."""
-    from datetime import UTC, datetime
-
     ws = make_workspace({"signup.yaml": SIGNUP})
     traits = {"name": "Zelda Rawname", "firstName": "Zelda", "plan": "plus"}
     with Warehouse.for_workspace(ws) as warehouse:
@@ -575,8 +571,6 @@ def test_personal_values_inside_array_items_are_masked(
         make_workspace: Callable[..., Workspace], events_table: Any) -> None:
     """Kept personal values in an array's items (an object item's property, or the items
     themselves) reached readers as stored: only objects were looked into."""
-    from datetime import UTC, datetime
-
     ws = make_workspace({"appointment_booked.yaml": APPOINTMENT})
     catalog = Catalog.load(ws.events_dir)
     props = {"clinic_id": "CL-9",
