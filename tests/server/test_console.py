@@ -313,6 +313,7 @@ def test_a_metric_headline_is_the_value_nerve_metrics_query_prints(
 
     seen = drive_console(f"{server.url}/ui#token={READER}", 1280, ["avg_revenue", "revenue"])
     assert seen["errors"] == []
+    assert seen["href"] == f"{server.url}/ui"  # the token taken, and off the address bar
     monkeypatch.setattr(console, "_width", 200)  # one table row on one line
     today = datetime.now(UTC).date().isoformat()
     shown = {}
