@@ -1,6 +1,6 @@
 // Drives nerve's web console (GET /ui) in headless Chromium for tests/server/test_console.py:
 // node drive_console.mjs <chromium> <url with #token=...> <width> <metric,metric...>
-// prints JSON: the page's layout at that width, the sign-in form's label, each metric's
+// prints JSON: the address once loaded, the page's layout at that width, the sign-in form's label, each metric's
 // headline and chart as shown, and what the page says once the server stops answering.
 import { chromium } from "playwright-core";
 
@@ -23,6 +23,7 @@ try {
     }));
   };
   const out = {
+    href: await page.evaluate(() => location.href),  // the token's fragment taken off it
     scrollWidth: await page.evaluate(() => document.documentElement.scrollWidth),
     clientWidth: await page.evaluate(() => document.documentElement.clientWidth),
     tokenLabels: await page.evaluate(() => [...document.getElementById("token").labels].map((l) => l.textContent)),

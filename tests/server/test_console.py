@@ -281,6 +281,56 @@ def test_the_console_shows_metrics_as_formatted_fits_a_phone_and_says_when_the_s
 
 @pytest.mark.node
 @pytest.mark.timeout(180)
+def test_a_metric_headline_is_the_value_nerve_metrics_query_prints(
+    console_shop: Workspace, serve: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The console rounded every value to two decimals at most, half up: an average of
+    309.53125 read 309.53 where `nerve metrics query` prints 309.531 (six significant
+    digits), and a sum of 1,238.125 EUR read 1,238.13 EUR where it prints 1,238.12 EUR."""
+    (console_shop.metrics_dir / "money.yaml").write_text(
+        "metrics:\n"
+        "  revenue:\n    format: currency\n    currency: EUR\n"
+        "    measure: {agg: sum, event: order_completed, of: revenue}\n"
+        "  avg_revenue:\n    measure: {agg: avg, event: order_completed, of: revenue}\n"
+    )
+    server = serve(console_shop)
+    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    batch = [
+        order(i, "t", timestamp=now, properties={"order_id": f"o{i}", "revenue": revenue})
+        for i, revenue in enumerate([1, 1, 2, 1234.125])
+    ]
+    assert (
+        HTTP.post(
+            server.url + "/v1/batch", json={"batch": batch}, headers=basic(write_key(console_shop))
+        ).status_code
+        == 200
+    )
+    auth = {"authorization": f"Bearer {admin_token(console_shop)}"}
+    deadline = time.monotonic() + 30
+    while HTTP.get(server.url + "/v1/status", headers=auth).json()["warehouse"]["events"] < 4:
+        assert time.monotonic() < deadline, "the loader did not load 4 events in 30 s"
+        time.sleep(0.2)
+
+    seen = drive_console(f"{server.url}/ui#token={READER}", 1280, ["avg_revenue", "revenue"])
+    assert seen["errors"] == []
+    assert seen["href"] == f"{server.url}/ui"  # the token taken, and off the address bar
+    monkeypatch.setattr(console, "_width", 200)  # one table row on one line
+    today = datetime.now(UTC).date().isoformat()
+    shown = {}
+    for name in ("avg_revenue", "revenue"):
+        headline = seen["metrics"][name]["headline"]
+        value, _, rest = headline.partition(f" on {today} ")
+        assert rest == "(the latest day, maybe not over)", headline
+        printed = CliRunner().invoke(app, ["--workspace", str(console_shop.root), "metrics",
+                                           "query", name, "--grain", "day", "--since", today])
+        assert printed.exit_code == 0, printed.stderr
+        assert re.search(rf"│\s*{re.escape(value)}\s*│", printed.stdout), printed.stdout
+        shown[name] = value
+    assert shown == {"avg_revenue": "309.531", "revenue": "1,238.12 EUR"}
+
+
+@pytest.mark.node
+@pytest.mark.timeout(180)
 def test_the_chart_is_described_and_relative_times_keep_counting_when_the_server_stops(
         console_shop: Workspace, serve: Callable[..., Any]) -> None:
     """The chart had no description for a screen reader (only each bar a tooltip), and once
