@@ -40,3 +40,11 @@ def test_an_effect_on_a_count_reads_as_a_count() -> None:
     _drivers(explained, "nerve explain plays", "count", None, -286.5, b)
     text = b.finish().answer
     assert re.search(r"a rate effect of -94\.(\s|$)", text), text
+
+
+def test_a_small_ratio_keeps_three_significant_digits() -> None:
+    # events per session of a rare event, 0.0042: two decimals read it as nothing at all
+    b = Builder("how often do people export?", {})
+    text = b.num("exports per session", 0.004216, "q", "metric")
+    assert text == "0.00422"
+    assert float(text) != 0

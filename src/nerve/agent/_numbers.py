@@ -39,8 +39,8 @@ def fmt(value: float | int | None, kind: str = "number", currency: str | None = 
     (of events or users) as a whole number, though a median or a forecast of it falls
     between two: ``2,300``, not ``2,299.50``.
 
-    >>> fmt(2299.5, "count"), fmt(-5.35, "count"), fmt(2299.5)
-    ('2,300', '-5', '2,299.50')
+    >>> fmt(2299.5, "count"), fmt(-5.35, "count"), fmt(2299.5), fmt(0.004216), fmt(-0.05)
+    ('2,300', '-5', '2,299.50', '0.00422', '-0.05')
     """
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "no value"
@@ -59,6 +59,9 @@ def fmt(value: float | int | None, kind: str = "number", currency: str | None = 
         return "< 0.001" if 0 <= value < 0.0005 else f"{value:.3f}"
     if float(value).is_integer():
         return f"{int(value):,}"
+    if abs(value) < 0.1:  # three significant digits: 0.0042 is not "0.00"
+        places = min(-math.floor(math.log10(abs(value))) + 2, 12)
+        return f"{value:.{places}f}".rstrip("0")
     return f"{value:,.2f}"
 
 
