@@ -653,3 +653,65 @@ def test_rows_the_warehouse_refuses_are_kept_aside_and_the_others_loaded(
     assert ledger == [{"r": 3}]
     kept = ws.data_dir / "rejected" / "EV-2.rejected.arrow"
     assert pa.ipc.open_file(kept).read_all().num_rows == 3
+
+
+def consumers(url: str) -> list[str]:
+    """The names of the stream ``EV``'s consumers, as the JetStream API lists them."""
+    names: list[str] = []
+
+    async def look(js: Any) -> None:
+        names.extend(c.name for c in await js.consumers_info("EV"))
+
+    on_jetstream(url, look)
+    return names
+
+
+def test_a_loader_whose_consumer_was_deleted_makes_it_again_and_loads_on(
+        make_workspace: Callable[..., Workspace], nats_server: Any) -> None:
+    """Fetching from a deleted consumer only times out, like an empty stream: the loader
+    loaded nothing again, ever, while the stream filled up."""
+    ws, settings = stream_workspace(make_workspace, nats_server.url)
+    publish(settings, rows(3, "a"))
+    with Warehouse.for_workspace(ws) as wh:
+        loader = Loader.for_workspace(ws, wh)
+        try:
+            assert loader.load_once().loaded == 3
+            [name] = consumers(nats_server.url)
+
+            async def delete(js: Any) -> None:  # an operator, or the server's own clean-up
+                await js.delete_consumer("EV", name)
+
+            on_jetstream(nats_server.url, delete)
+            publish(settings, rows(4, "b"))
+            assert loader.load_once().loaded == 4
+            publish(settings, rows(2, "c"))
+            assert loader.load_once().loaded == 2
+        finally:
+            loader.stop()
+        assert len(loaded_ids(wh)) == 9
+
+
+def test_a_loader_idle_past_the_consumers_inactive_threshold_loads_what_comes_after(
+        make_workspace: Callable[..., Workspace], nats_server: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server deletes an ephemeral consumer unused for its inactive threshold (5
+    minutes; 1 s here): after a quiet spell the loader stopped loading for good."""
+    import time
+
+    monkeypatch.setattr(StreamReader, "INACTIVE_SECONDS", 1.0)
+    ws, settings = stream_workspace(make_workspace, nats_server.url)
+    publish(settings, rows(3, "a"))
+    with Warehouse.for_workspace(ws) as wh:
+        loader = Loader.for_workspace(ws, wh)
+        try:
+            assert loader.load_once().loaded == 3
+            assert consumers(nats_server.url)
+            deadline = time.monotonic() + 30
+            while consumers(nats_server.url) and time.monotonic() < deadline:
+                time.sleep(0.2)  # idle: the server deletes the consumer
+            assert not consumers(nats_server.url)
+            publish(settings, rows(4, "b"))
+            assert loader.load_once().loaded == 4
+        finally:
+            loader.stop()
+        assert len(loaded_ids(wh)) == 7

@@ -26,6 +26,7 @@ import logging
 import os
 import ssl
 import threading
+import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -536,15 +537,25 @@ class StreamReader:
     nothing (the loader's place is the sequence it commits with the rows, not the
     consumer's); the consumer is made again whenever a read starts elsewhere than where
     the last one stopped, or after an error.
+
+    The server deletes an ephemeral consumer left unused for ``INACTIVE_SECONDS`` (a
+    quiet night: the loader reads nothing while the stream is empty), and an operator
+    may delete it by hand. Fetching from a deleted consumer only times out, as if the
+    stream had nothing more: a loader then loaded nothing again, ever. So a consumer
+    unused for half that time is made again before a read, and a read that gets nothing
+    although the stream holds the asked sequences makes it again once and fetches again.
     """
 
     #: messages asked for per fetch (a busy collector's round is ~1,000 events)
     FETCH = 64
+    #: the consumer's ``inactive_threshold``: unused this long, the server deletes it
+    INACTIVE_SECONDS = 300.0
 
     def __init__(self, link: StreamLink) -> None:
         self.link = link
         self._sub: Any = None
         self._next: int | None = None
+        self._used_at = float("-inf")  # time.monotonic() of the consumer's last fetch
 
     def read(self, start: int, last: int, max_rows: int) -> list[StreamMessage]:
         """Messages from sequence ``start`` up to ``last`` (included), stopping once they
@@ -558,15 +569,28 @@ class StreamReader:
     async def _read(self, start: int, last: int, max_rows: int) -> list[StreamMessage]:
         from nats.errors import TimeoutError as FetchTimeout  # noqa: PLC0415
 
-        if self._sub is None or self._next != start:
+        stale = time.monotonic() - self._used_at > self.INACTIVE_SECONDS / 2
+        if self._sub is None or self._next != start or stale:
             await self._subscribe(start)
         out: list[StreamMessage] = []
         rows = 0
+        remade = False
         while self._next is not None and self._next <= last and rows < max_rows:
             try:
                 fetched = await self._sub.fetch(self.FETCH, timeout=2)
             except FetchTimeout:
-                break
+                if out or remade:
+                    break
+                # nothing, though the stream holds sequences start..last: the consumer
+                # is gone (deleted by the server or by hand); fetching from it again
+                # would time out for ever
+                log.warning("loader: the consumer on the stream %s gave nothing from "
+                            "sequence %d (deleted?); making it again",
+                            self.link.settings.stream, start)
+                await self._subscribe(start)
+                remade = True
+                continue
+            self._used_at = time.monotonic()
             for msg in fetched:
                 seq = int(msg.metadata.sequence.stream)
                 try:
@@ -590,9 +614,10 @@ class StreamReader:
         self._sub = await self.link.js.pull_subscribe(
             settings.subject, stream=settings.stream, config=ConsumerConfig(
                 deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start,
-                ack_policy=AckPolicy.NONE, inactive_threshold=300.0,
+                ack_policy=AckPolicy.NONE, inactive_threshold=self.INACTIVE_SECONDS,
                 description="nerve loader (ephemeral)"))
         self._next = start
+        self._used_at = time.monotonic()
 
     def purge_below(self, seq: int) -> None:
         """Delete the messages before ``seq`` (loaded ones) from the stream."""
