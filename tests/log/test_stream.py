@@ -127,10 +127,15 @@ def test_an_unreachable_server_is_a_clear_error_without_the_password(
         make_workspace: Callable[..., Workspace]) -> None:
     from tests.conftest import free_port
 
-    ws = make_workspace(extra_toml=f'[log]\nurl = "nats://me:hunter2@127.0.0.1:{free_port()}"')
+    from nerve.errors import TransientError
+
+    port = free_port()
+    ws = make_workspace(extra_toml=f'[log]\nurl = "nats://me:hunter2@127.0.0.1:{port}"')
     settings = StreamSettings.from_workspace(ws)
     assert settings is not None
-    with pytest.raises(UserError, match=r"cannot reach NATS at 127\.0\.0\.1") as caught:
+    # an outage, not a mistake in the input: retryable (the CLI exits 5, not 4)
+    with pytest.raises(TransientError,
+                       match=rf"cannot reach NATS at nats://127\.0\.0\.1:{port}:") as caught:
         StreamLink(settings)
     assert "hunter2" not in str(caught.value)
     assert str(caught.value).startswith(f"{ws.root / 'nerve.toml'}:")  # and its line
@@ -161,7 +166,9 @@ def test_a_token_in_the_environments_url_reaches_a_server_that_asks_for_one(
         ws = make_workspace(extra_toml=f'[log]\nurl = "nats://127.0.0.1:{guarded.port}"')
         settings = StreamSettings.from_workspace(ws)
         assert settings is not None
-        with pytest.raises(UserError, match="cannot reach NATS"):  # no token: refused
+        with pytest.raises(UserError, match=r"refused the credentials \(authorization "
+                                            r"violation\): it asks for credentials and the "
+                                            "URL has none"):  # no token: refused
             StreamLink(settings)
         monkeypatch.setenv("NERVE_LOG_URL", f"nats://s3cret-token@127.0.0.1:{guarded.port}")
         settings = StreamSettings.from_workspace(ws)
@@ -169,6 +176,34 @@ def test_a_token_in_the_environments_url_reaches_a_server_that_asks_for_one(
         publish(settings, rows(3, "t"))
     finally:
         guarded.stop()
+
+
+@pytest.mark.parametrize(("guard", "url"), [
+    ({"token": "s3cret-token"}, "nats://wrong-token@127.0.0.1:{port}"),
+    ({"user": ("nerve", "s3cret-pass")}, "nats://nerve:wrong-pass@127.0.0.1:{port}"),
+    ({"user": ("nerve", "s3cret-pass")}, "nats://127.0.0.1:{port}"),
+])
+def test_wrong_credentials_are_named_as_such_not_as_an_unreachable_server(
+        make_workspace: Callable[..., Workspace], tmp_path: Any, nats_server: Any,
+        guard: dict[str, Any], url: str) -> None:
+    """The server answered, and refused: a mistake in the URL to fix (exit 4), not an
+    outage to wait out, and the message says which."""
+    from tests.conftest import Nats
+
+    guarded = Nats(tmp_path / "guarded-store", **guard).start()
+    try:
+        ws = make_workspace(extra_toml=f'[log]\nurl = "{url.format(port=guarded.port)}"')
+        settings = StreamSettings.from_workspace(ws)
+        assert settings is not None
+        with pytest.raises(UserError) as caught:
+            StreamLink(settings)
+    finally:
+        guarded.stop()
+    message = str(caught.value)
+    assert (f"the NATS server at nats://127.0.0.1:{guarded.port} refused the credentials "
+            "(authorization violation)") in message
+    assert "cannot reach" not in message
+    assert "wrong-" not in message  # no credential is shown
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ import hashlib
 import hmac
 import logging
 import os
+import re
 import ssl
 import threading
 import time
@@ -36,7 +37,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import orjson
 import pyarrow as pa
 
-from nerve.errors import BackpressureError, TransientError, UserError, WorkspaceError
+from nerve.errors import (
+    BackpressureError,
+    NerveError,
+    TransientError,
+    UserError,
+    WorkspaceError,
+)
 
 if TYPE_CHECKING:
     from nerve.workspace import Workspace
@@ -256,12 +263,48 @@ class StreamLink:
                 error_cb=_quiet, disconnected_cb=self._disconnected,
                 reconnected_cb=_reconnected, **options), timeout=10)
         except Exception as exc:
-            reason = str(exc) or type(exc).__name__
+            raise self._connect_error(exc, url) from exc
+
+    def _connect_error(self, exc: Exception, url: str) -> NerveError:
+        """What a failed connect means: wrong credentials or TLS files are the user's to
+        fix (``UserError``); a server that does not answer is an outage, worth trying
+        again later (``TransientError``: the CLI exits 5, the loader retries)."""
+        from nats.errors import (  # noqa: PLC0415
+            AuthorizationError,
+            InvalidUserCredentialsError,
+            SecureConnFailedError,
+            SecureConnRequiredError,
+            SecureConnWantedError,
+        )
+
+        where = self.settings.url_where
+        reason = str(exc) or type(exc).__name__
+        if (isinstance(exc, AuthorizationError | InvalidUserCredentialsError)
+                or "authorization violation" in reason.lower()):
+            given = any("@" in server for server in self.settings.servers)
+            what = ("the user and password, or the token, in the URL are wrong" if given
+                    else "it asks for credentials and the URL has none")
+            return UserError(
+                f"{where}: the NATS server at {url} refused the credentials (authorization "
+                f"violation): {what}. Put them in the URL as nats://user:password@host:4222 "
+                f"or nats://token@host:4222, in {URL_ENV} to keep them out of nerve.toml")
+        if isinstance(exc, ssl.SSLError | SecureConnFailedError | SecureConnRequiredError
+                      | SecureConnWantedError):
             if isinstance(exc, ssl.SSLCertVerificationError) and self.settings.tls_ca is None:
                 reason += (" (a server certificate signed by your own CA: name its PEM file "
                            "in [log] tls_ca)")
-            raise UserError(f"{self.settings.url_where}: cannot reach NATS at {url}: "
-                            f"{reason}") from exc
+            return UserError(f"{where}: cannot reach NATS at {url}: {reason}")
+        if (isinstance(exc, ConnectionResetError) and self.settings.tls_cert is None
+                and self.settings.tls_ca is not None):
+            # the server took the connection, then dropped it in the TLS handshake: one
+            # that verifies clients does so to a client without a certificate
+            return UserError(f"{where}: cannot reach NATS at {url}: {reason} (the server "
+                             "closed the connection in the TLS handshake: if it verifies "
+                             "clients, name this client's certificate and key in [log] "
+                             "tls_cert and tls_key)")
+        return TransientError(f"{where}: cannot reach NATS at {url}: {reason}; is "
+                              "nats-server running there? Try again once it answers",
+                              retry_after=5)
 
     async def _ensure_stream(self) -> None:
         from nats.errors import NoRespondersError  # noqa: PLC0415
@@ -411,8 +454,16 @@ class StreamLink:
 
 
 def _safe(url: str) -> str:
-    """A URL without its credentials, for messages."""
-    return ",".join(part.split("@")[-1] if "@" in part else part for part in url.split(","))
+    """A URL without its credentials, for messages (its scheme kept).
+
+    >>> _safe("nats://bob:hunter2@db:4222, tls://tok@db2:4222")
+    'nats://db:4222,tls://db2:4222'
+    """
+    parts = (_CREDENTIALS.sub(r"\1", part.strip()) for part in url.split(","))
+    return ",".join(part.split("@")[-1] if "@" in part else part for part in parts)
+
+
+_CREDENTIALS = re.compile(r"^([a-z]+://)[^/]*@")
 
 
 async def _quiet(exc: Exception) -> None:
