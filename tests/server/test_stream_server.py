@@ -323,3 +323,28 @@ def test_serve_without_nats_exits_5_naming_the_url_and_leaves_no_warehouse(
     assert ws.warehouse_file is not None
     assert not ws.warehouse_file.exists()
 
+
+def test_status_on_a_collect_only_machine_while_nats_is_down_says_so(
+        nats_shop: Workspace, nats_server: Any, tmp_path: Path,
+        serve: Callable[..., Any]) -> None:
+    from tests.conftest import run_nerve
+
+    machine = replica(nats_shop, tmp_path, "collectors")
+    collector = serve(machine, "--collect-only")
+    body = orjson.dumps({"batch": [order(i, "down") for i in range(5)]})
+    assert HTTP.post(collector.url + "/v1/batch", content=body,
+                     headers=basic(write_key(machine))).status_code == 200
+    nats_server.stop()
+    shown = run_nerve(machine.root, "status", "--format", "json")
+    assert shown.exit_code == 0, shown.stderr
+    status = orjson.loads(shown.stdout)
+    assert status["warehouse"] is None
+    assert status["log"]["backlog_bytes"] is None
+    assert f"cannot reach NATS at {nats_server.url}" in status["log"]["unreachable"]
+    assert status["collector"]["accepted"] == 5
+    table = run_nerve(machine.root, "status")
+    assert table.exit_code == 0, table.stderr
+    assert "cannot reach NATS" in table.stdout
+    assert "not on this machine" in table.stdout
+    assert machine.warehouse_file is not None
+    assert not machine.warehouse_file.exists()
