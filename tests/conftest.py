@@ -192,6 +192,8 @@ class Nats:
     monitor: int = field(default_factory=free_port)
     #: a token clients must send (``nats://<token>@host:port``), if any
     token: str | None = None
+    #: a user and password clients must send (``nats://<user>:<password>@host:port``)
+    user: tuple[str, str] | None = None
     #: a folder of PEM files from ``make_certificates``: the server then requires TLS
     #: (``server.pem``, signed by ``ca.pem``) and a client certificate signed by that CA
     tls: Path | None = None
@@ -213,6 +215,7 @@ class Nats:
                  "-p", str(self.port),
                  "-m", str(self.monitor), "-sd", str(self.store),
                  *(["--auth", self.token] if self.token else []),
+                 *(["--user", self.user[0], "--pass", self.user[1]] if self.user else []),
                  *(["--tlsverify", "--tlscacert", str(self.tls / "ca.pem"),
                     "--tlscert", str(self.tls / "server.pem"),
                     "--tlskey", str(self.tls / "server.key")] if self.tls else [])],

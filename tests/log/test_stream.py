@@ -127,10 +127,15 @@ def test_an_unreachable_server_is_a_clear_error_without_the_password(
         make_workspace: Callable[..., Workspace]) -> None:
     from tests.conftest import free_port
 
-    ws = make_workspace(extra_toml=f'[log]\nurl = "nats://me:hunter2@127.0.0.1:{free_port()}"')
+    from nerve.errors import TransientError
+
+    port = free_port()
+    ws = make_workspace(extra_toml=f'[log]\nurl = "nats://me:hunter2@127.0.0.1:{port}"')
     settings = StreamSettings.from_workspace(ws)
     assert settings is not None
-    with pytest.raises(UserError, match=r"cannot reach NATS at 127\.0\.0\.1") as caught:
+    # an outage, not a mistake in the input: retryable (the CLI exits 5, not 4)
+    with pytest.raises(TransientError,
+                       match=rf"cannot reach NATS at nats://127\.0\.0\.1:{port}:") as caught:
         StreamLink(settings)
     assert "hunter2" not in str(caught.value)
     assert str(caught.value).startswith(f"{ws.root / 'nerve.toml'}:")  # and its line
@@ -161,7 +166,9 @@ def test_a_token_in_the_environments_url_reaches_a_server_that_asks_for_one(
         ws = make_workspace(extra_toml=f'[log]\nurl = "nats://127.0.0.1:{guarded.port}"')
         settings = StreamSettings.from_workspace(ws)
         assert settings is not None
-        with pytest.raises(UserError, match="cannot reach NATS"):  # no token: refused
+        with pytest.raises(UserError, match=r"refused the credentials \(authorization "
+                                            r"violation\): it asks for credentials and the "
+                                            "URL has none"):  # no token: refused
             StreamLink(settings)
         monkeypatch.setenv("NERVE_LOG_URL", f"nats://s3cret-token@127.0.0.1:{guarded.port}")
         settings = StreamSettings.from_workspace(ws)
@@ -169,6 +176,34 @@ def test_a_token_in_the_environments_url_reaches_a_server_that_asks_for_one(
         publish(settings, rows(3, "t"))
     finally:
         guarded.stop()
+
+
+@pytest.mark.parametrize(("guard", "url"), [
+    ({"token": "s3cret-token"}, "nats://wrong-token@127.0.0.1:{port}"),
+    ({"user": ("nerve", "s3cret-pass")}, "nats://nerve:wrong-pass@127.0.0.1:{port}"),
+    ({"user": ("nerve", "s3cret-pass")}, "nats://127.0.0.1:{port}"),
+])
+def test_wrong_credentials_are_named_as_such_not_as_an_unreachable_server(
+        make_workspace: Callable[..., Workspace], tmp_path: Any, nats_server: Any,
+        guard: dict[str, Any], url: str) -> None:
+    """The server answered, and refused: a mistake in the URL to fix (exit 4), not an
+    outage to wait out, and the message says which."""
+    from tests.conftest import Nats
+
+    guarded = Nats(tmp_path / "guarded-store", **guard).start()
+    try:
+        ws = make_workspace(extra_toml=f'[log]\nurl = "{url.format(port=guarded.port)}"')
+        settings = StreamSettings.from_workspace(ws)
+        assert settings is not None
+        with pytest.raises(UserError) as caught:
+            StreamLink(settings)
+    finally:
+        guarded.stop()
+    message = str(caught.value)
+    assert (f"the NATS server at nats://127.0.0.1:{guarded.port} refused the credentials "
+            "(authorization violation)") in message
+    assert "cannot reach" not in message
+    assert "wrong-" not in message  # no credential is shown
 
 
 @pytest.fixture
@@ -653,3 +688,65 @@ def test_rows_the_warehouse_refuses_are_kept_aside_and_the_others_loaded(
     assert ledger == [{"r": 3}]
     kept = ws.data_dir / "rejected" / "EV-2.rejected.arrow"
     assert pa.ipc.open_file(kept).read_all().num_rows == 3
+
+
+def consumers(url: str) -> list[str]:
+    """The names of the stream ``EV``'s consumers, as the JetStream API lists them."""
+    names: list[str] = []
+
+    async def look(js: Any) -> None:
+        names.extend(c.name for c in await js.consumers_info("EV"))
+
+    on_jetstream(url, look)
+    return names
+
+
+def test_a_loader_whose_consumer_was_deleted_makes_it_again_and_loads_on(
+        make_workspace: Callable[..., Workspace], nats_server: Any) -> None:
+    """Fetching from a deleted consumer only times out, like an empty stream: the loader
+    loaded nothing again, ever, while the stream filled up."""
+    ws, settings = stream_workspace(make_workspace, nats_server.url)
+    publish(settings, rows(3, "a"))
+    with Warehouse.for_workspace(ws) as wh:
+        loader = Loader.for_workspace(ws, wh)
+        try:
+            assert loader.load_once().loaded == 3
+            [name] = consumers(nats_server.url)
+
+            async def delete(js: Any) -> None:  # an operator, or the server's own clean-up
+                await js.delete_consumer("EV", name)
+
+            on_jetstream(nats_server.url, delete)
+            publish(settings, rows(4, "b"))
+            assert loader.load_once().loaded == 4
+            publish(settings, rows(2, "c"))
+            assert loader.load_once().loaded == 2
+        finally:
+            loader.stop()
+        assert len(loaded_ids(wh)) == 9
+
+
+def test_a_loader_idle_past_the_consumers_inactive_threshold_loads_what_comes_after(
+        make_workspace: Callable[..., Workspace], nats_server: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server deletes an ephemeral consumer unused for its inactive threshold (5
+    minutes; 1 s here): after a quiet spell the loader stopped loading for good."""
+    import time
+
+    monkeypatch.setattr(StreamReader, "INACTIVE_SECONDS", 1.0)
+    ws, settings = stream_workspace(make_workspace, nats_server.url)
+    publish(settings, rows(3, "a"))
+    with Warehouse.for_workspace(ws) as wh:
+        loader = Loader.for_workspace(ws, wh)
+        try:
+            assert loader.load_once().loaded == 3
+            assert consumers(nats_server.url)
+            deadline = time.monotonic() + 30
+            while consumers(nats_server.url) and time.monotonic() < deadline:
+                time.sleep(0.2)  # idle: the server deletes the consumer
+            assert not consumers(nats_server.url)
+            publish(settings, rows(4, "b"))
+            assert loader.load_once().loaded == 4
+        finally:
+            loader.stop()
+        assert len(loaded_ids(wh)) == 7

@@ -225,6 +225,10 @@ def test_a_second_loading_server_on_the_same_stream_is_refused(
     assert done.returncode != 0
     assert "stream 'NERVE_EVENTS' is loaded by another nerve serve" in done.stderr
     assert str(nats_shop.root) in done.stderr  # the holder's warehouse is named
+    # refused, it leaves no empty warehouse behind (nerve status then showed 0 events)
+    assert other.warehouse_file is not None
+    assert not other.warehouse_file.exists()
+    assert not other.warehouse_file.with_name(other.warehouse_file.name + ".wal").exists()
 
 
 def test_a_server_with_another_secret_than_the_stream_is_refused(
@@ -299,3 +303,48 @@ def test_status_on_a_collect_only_machine_says_the_warehouse_is_elsewhere(
     assert f"--collect-only runs here (pid {collector.process.pid}" in shown["server"]
     assert shown["accepted since the collectors started"] == "30"
     assert collector.stop() == 0
+
+
+@pytest.mark.parametrize("args", [[], ["--collect-only"]])
+def test_serve_without_nats_exits_5_naming_the_url_and_leaves_no_warehouse(
+        make_workspace: Callable[..., Workspace], nats_server: Any, args: list[str]) -> None:
+    """NATS out of reach is an outage to wait out (5, UNAVAILABLE), not a mistake in the
+    input (4, INVALID): a supervisor or a script tells them apart by the code."""
+    url = f"nats://nerve:hunter2@127.0.0.1:{nats_server.port}"
+    ws = make_workspace(EVENTS, extra_toml=f'[log]\nurl = "{url}"\n')
+    nats_server.stop()
+    done = subprocess.run([sys.executable, "-m", "nerve", "--workspace", str(ws.root),
+                           "serve", "--port", "0", *args],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 5, done.stderr
+    assert f"cannot reach NATS at nats://127.0.0.1:{nats_server.port}" in done.stderr
+    assert "hunter2" not in done.stderr
+    assert "Traceback" not in done.stderr
+    assert ws.warehouse_file is not None
+    assert not ws.warehouse_file.exists()
+
+
+def test_status_on_a_collect_only_machine_while_nats_is_down_says_so(
+        nats_shop: Workspace, nats_server: Any, tmp_path: Path,
+        serve: Callable[..., Any]) -> None:
+    from tests.conftest import run_nerve
+
+    machine = replica(nats_shop, tmp_path, "collectors")
+    collector = serve(machine, "--collect-only")
+    body = orjson.dumps({"batch": [order(i, "down") for i in range(5)]})
+    assert HTTP.post(collector.url + "/v1/batch", content=body,
+                     headers=basic(write_key(machine))).status_code == 200
+    nats_server.stop()
+    shown = run_nerve(machine.root, "status", "--format", "json")
+    assert shown.exit_code == 0, shown.stderr
+    status = orjson.loads(shown.stdout)
+    assert status["warehouse"] is None
+    assert status["log"]["backlog_bytes"] is None
+    assert f"cannot reach NATS at {nats_server.url}" in status["log"]["unreachable"]
+    assert status["collector"]["accepted"] == 5
+    table = run_nerve(machine.root, "status")
+    assert table.exit_code == 0, table.stderr
+    assert "cannot reach NATS" in table.stdout
+    assert "not on this machine" in table.stdout
+    assert machine.warehouse_file is not None
+    assert not machine.warehouse_file.exists()

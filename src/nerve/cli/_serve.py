@@ -209,7 +209,9 @@ def _status_rows(body: dict[str, Any], fmt: Format) -> list[dict[str, Any]]:
         *([(f"refused {since}",
             ", ".join(f"{k}: {n(v)}" for k, v in collector["refusals"].items())
             + " (the server's log says why)")] if collector.get("refusals") else []),
-        (f"{log['kind']} log, not loaded yet", f"{n(log['backlog_bytes'])} bytes"),
+        (f"{log['kind']} log, not loaded yet",
+         f"unknown: {log['unreachable']}" if log.get("unreachable") else
+         f"{n(log['backlog_bytes'])} bytes"),
     ]
     if log.get("write_problem"):
         rows.append((f"{log['kind']} log", f"cannot be written: {log['write_problem']}; "

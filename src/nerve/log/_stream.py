@@ -24,8 +24,10 @@ import hashlib
 import hmac
 import logging
 import os
+import re
 import ssl
 import threading
+import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,7 +37,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import orjson
 import pyarrow as pa
 
-from nerve.errors import BackpressureError, TransientError, UserError, WorkspaceError
+from nerve.errors import (
+    BackpressureError,
+    NerveError,
+    TransientError,
+    UserError,
+    WorkspaceError,
+)
 
 if TYPE_CHECKING:
     from nerve.workspace import Workspace
@@ -255,12 +263,48 @@ class StreamLink:
                 error_cb=_quiet, disconnected_cb=self._disconnected,
                 reconnected_cb=_reconnected, **options), timeout=10)
         except Exception as exc:
-            reason = str(exc) or type(exc).__name__
+            raise self._connect_error(exc, url) from exc
+
+    def _connect_error(self, exc: Exception, url: str) -> NerveError:
+        """What a failed connect means: wrong credentials or TLS files are the user's to
+        fix (``UserError``); a server that does not answer is an outage, worth trying
+        again later (``TransientError``: the CLI exits 5, the loader retries)."""
+        from nats.errors import (  # noqa: PLC0415
+            AuthorizationError,
+            InvalidUserCredentialsError,
+            SecureConnFailedError,
+            SecureConnRequiredError,
+            SecureConnWantedError,
+        )
+
+        where = self.settings.url_where
+        reason = str(exc) or type(exc).__name__
+        if (isinstance(exc, AuthorizationError | InvalidUserCredentialsError)
+                or "authorization violation" in reason.lower()):
+            given = any("@" in server for server in self.settings.servers)
+            what = ("the user and password, or the token, in the URL are wrong" if given
+                    else "it asks for credentials and the URL has none")
+            return UserError(
+                f"{where}: the NATS server at {url} refused the credentials (authorization "
+                f"violation): {what}. Put them in the URL as nats://user:password@host:4222 "
+                f"or nats://token@host:4222, in {URL_ENV} to keep them out of nerve.toml")
+        if isinstance(exc, ssl.SSLError | SecureConnFailedError | SecureConnRequiredError
+                      | SecureConnWantedError):
             if isinstance(exc, ssl.SSLCertVerificationError) and self.settings.tls_ca is None:
                 reason += (" (a server certificate signed by your own CA: name its PEM file "
                            "in [log] tls_ca)")
-            raise UserError(f"{self.settings.url_where}: cannot reach NATS at {url}: "
-                            f"{reason}") from exc
+            return UserError(f"{where}: cannot reach NATS at {url}: {reason}")
+        if (isinstance(exc, ConnectionResetError) and self.settings.tls_cert is None
+                and self.settings.tls_ca is not None):
+            # the server took the connection, then dropped it in the TLS handshake: one
+            # that verifies clients does so to a client without a certificate
+            return UserError(f"{where}: cannot reach NATS at {url}: {reason} (the server "
+                             "closed the connection in the TLS handshake: if it verifies "
+                             "clients, name this client's certificate and key in [log] "
+                             "tls_cert and tls_key)")
+        return TransientError(f"{where}: cannot reach NATS at {url}: {reason}; is "
+                              "nats-server running there? Try again once it answers",
+                              retry_after=5)
 
     async def _ensure_stream(self) -> None:
         from nats.errors import NoRespondersError  # noqa: PLC0415
@@ -410,8 +454,16 @@ class StreamLink:
 
 
 def _safe(url: str) -> str:
-    """A URL without its credentials, for messages."""
-    return ",".join(part.split("@")[-1] if "@" in part else part for part in url.split(","))
+    """A URL without its credentials, for messages (its scheme kept).
+
+    >>> _safe("nats://bob:hunter2@db:4222, tls://tok@db2:4222")
+    'nats://db:4222,tls://db2:4222'
+    """
+    parts = (_CREDENTIALS.sub(r"\1", part.strip()) for part in url.split(","))
+    return ",".join(part.split("@")[-1] if "@" in part else part for part in parts)
+
+
+_CREDENTIALS = re.compile(r"^([a-z]+://)[^/]*@")
 
 
 async def _quiet(exc: Exception) -> None:
@@ -536,15 +588,25 @@ class StreamReader:
     nothing (the loader's place is the sequence it commits with the rows, not the
     consumer's); the consumer is made again whenever a read starts elsewhere than where
     the last one stopped, or after an error.
+
+    The server deletes an ephemeral consumer left unused for ``INACTIVE_SECONDS`` (a
+    quiet night: the loader reads nothing while the stream is empty), and an operator
+    may delete it by hand. Fetching from a deleted consumer only times out, as if the
+    stream had nothing more: a loader then loaded nothing again, ever. So a consumer
+    unused for half that time is made again before a read, and a read that gets nothing
+    although the stream holds the asked sequences makes it again once and fetches again.
     """
 
     #: messages asked for per fetch (a busy collector's round is ~1,000 events)
     FETCH = 64
+    #: the consumer's ``inactive_threshold``: unused this long, the server deletes it
+    INACTIVE_SECONDS = 300.0
 
     def __init__(self, link: StreamLink) -> None:
         self.link = link
         self._sub: Any = None
         self._next: int | None = None
+        self._used_at = float("-inf")  # time.monotonic() of the consumer's last fetch
 
     def read(self, start: int, last: int, max_rows: int) -> list[StreamMessage]:
         """Messages from sequence ``start`` up to ``last`` (included), stopping once they
@@ -558,15 +620,28 @@ class StreamReader:
     async def _read(self, start: int, last: int, max_rows: int) -> list[StreamMessage]:
         from nats.errors import TimeoutError as FetchTimeout  # noqa: PLC0415
 
-        if self._sub is None or self._next != start:
+        stale = time.monotonic() - self._used_at > self.INACTIVE_SECONDS / 2
+        if self._sub is None or self._next != start or stale:
             await self._subscribe(start)
         out: list[StreamMessage] = []
         rows = 0
+        remade = False
         while self._next is not None and self._next <= last and rows < max_rows:
             try:
                 fetched = await self._sub.fetch(self.FETCH, timeout=2)
             except FetchTimeout:
-                break
+                if out or remade:
+                    break
+                # nothing, though the stream holds sequences start..last: the consumer
+                # is gone (deleted by the server or by hand); fetching from it again
+                # would time out for ever
+                log.warning("loader: the consumer on the stream %s gave nothing from "
+                            "sequence %d (deleted?); making it again",
+                            self.link.settings.stream, start)
+                await self._subscribe(start)
+                remade = True
+                continue
+            self._used_at = time.monotonic()
             for msg in fetched:
                 seq = int(msg.metadata.sequence.stream)
                 try:
@@ -590,9 +665,10 @@ class StreamReader:
         self._sub = await self.link.js.pull_subscribe(
             settings.subject, stream=settings.stream, config=ConsumerConfig(
                 deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start,
-                ack_policy=AckPolicy.NONE, inactive_threshold=300.0,
+                ack_policy=AckPolicy.NONE, inactive_threshold=self.INACTIVE_SECONDS,
                 description="nerve loader (ephemeral)"))
         self._next = start
+        self._used_at = time.monotonic()
 
     def purge_below(self, seq: int) -> None:
         """Delete the messages before ``seq`` (loaded ones) from the stream."""

@@ -392,6 +392,30 @@ def _check_allow_sensitive(workspace: Workspace, catalog: Catalog) -> None:
                                         for problem in problems))
 
 
+def _open_warehouse(workspace: Workspace, catalog: Catalog) -> tuple[Warehouse, Loader]:
+    """The loading server's warehouse and loader, the stream claimed when the log is one.
+
+    Refused (another server loads the stream, NATS went out of reach), a warehouse file
+    this call made is removed again: an empty one left behind made the next ``nerve
+    status`` show a warehouse of 0 events, on a machine that may not be the one meant
+    to hold it."""
+    path = workspace.warehouse_file
+    made = path is not None and not path.exists()
+    warehouse = Warehouse.for_workspace(workspace)
+    try:
+        warehouse.refresh_views(catalog)  # evt_<event> views with typed columns
+        loader = Loader.for_workspace(workspace, warehouse)
+        if isinstance(loader, StreamLoader):
+            loader.claim()  # another server loading the same stream stops us here
+    except BaseException:
+        warehouse.close()
+        if made and path is not None:
+            for each in (path, path.with_name(path.name + ".wal")):
+                each.unlink(missing_ok=True)
+        raise
+    return warehouse, loader
+
+
 def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8700, *,
           workers: int = 1, pin_workers: bool = False, collect_only: bool = False,
           on_ready: Callable[[NerveState], None] | None = None) -> None:
@@ -457,11 +481,11 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8700, *,
                            log_factory=lambda: open_log(workspace, WRITER_ID),
                            url=f"http://{url_host}:{bound_port}")
     else:
-        warehouse = Warehouse.for_workspace(workspace)
-        warehouse.refresh_views(catalog)  # evt_<event> views with typed columns
-        loader = Loader.for_workspace(workspace, warehouse)
-        if isinstance(loader, StreamLoader):
-            loader.claim()  # another server loading the same stream stops us here
+        try:
+            warehouse, loader = _open_warehouse(workspace, catalog)
+        except BaseException:
+            log.close()
+            raise
         state = NerveState(
             workspace=workspace, catalog=catalog, warehouse=warehouse, log=log,
             admin_token=admin_token, readers=readers, processes=workers,

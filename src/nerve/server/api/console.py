@@ -33,7 +33,7 @@ from starlette.routing import BaseRoute, Route
 
 from nerve import __version__
 from nerve.erasure import ERASURES_TABLE, retention_enforced
-from nerve.errors import QueryError, did_you_mean
+from nerve.errors import QueryError, TransientError, did_you_mean
 from nerve.log import StreamWriter, set_aside_files, write_problem
 from nerve.server._backpressure import room_problem, warehouse_room
 from nerve.server._metrics import live_collectors, pipeline_health
@@ -213,20 +213,21 @@ def offline_status(workspace: Workspace) -> dict[str, Any]:
     """``GET /v1/status``'s shape when no server runs: the workspace's files and log
     (``url`` and ``loader`` are None; the collector's counters are its last run's).
     ``warehouse`` is None on a machine of NATS collectors without a warehouse file: the
-    server that loads the stream has it (an empty one used to be made and shown)."""
-    from nerve.log import StreamLink, StreamSettings, backlog_bytes  # noqa: PLC0415
+    server that loads the stream has it (an empty one used to be made and shown).
+    While NATS is out of reach, ``log.unreachable`` says so and ``log.backlog_bytes`` is
+    None: the rest is still worth seeing (it was a bare error, or a traceback)."""
+    from nerve.log import StreamSettings, backlog_bytes  # noqa: PLC0415
     from nerve.warehouse import Warehouse  # noqa: PLC0415
 
     settings = StreamSettings.from_workspace(workspace)
+    unreachable: str | None = None
+    unloaded: int | None
     if settings is None:
         kind = "local"
         unloaded = backlog_bytes(workspace.log_dir) if workspace.log_dir.is_dir() else 0
     else:
-        kind, link = "jetstream", StreamLink(settings, name="nerve-status")
-        try:
-            unloaded = link.backlog_bytes()
-        finally:
-            link.close()
+        kind = "jetstream"
+        unloaded, unreachable = _stream_backlog(settings)
     path = Warehouse.file_of(workspace.warehouse_url)
     figures: dict[str, Any] | None = None
     retention: dict[str, Any] | None = None
@@ -247,10 +248,29 @@ def offline_status(workspace: Workspace) -> dict[str, Any]:
             "log": {"kind": kind, "backlog_bytes": unloaded, "overloaded": None,
                     "behind_seconds": None,
                     "write_problem": write_problem(workspace) if kind == "local" else None,
-                    "set_aside": set_aside(workspace) if kind == "local" else []},
+                    "set_aside": set_aside(workspace) if kind == "local" else [],
+                    **({"unreachable": unreachable} if kind == "jetstream" else {})},
             "loader": None, "warehouse": figures,
-            "warehouse_disk": _disk_figures(workspace, warehouse_room(workspace, unloaded)),
+            "warehouse_disk": _disk_figures(workspace,
+                                            warehouse_room(workspace, unloaded or 0)),
             "catalog": None, "retention": retention}
+
+
+def _stream_backlog(settings: Any) -> tuple[int | None, str | None]:
+    """The stream's unloaded bytes, and None; or None and why NATS did not answer."""
+    from nerve.log import StreamLink  # noqa: PLC0415
+
+    try:
+        link = StreamLink(settings, name="nerve-status")
+    except TransientError as exc:
+        return None, str(exc)
+    try:
+        return link.backlog_bytes(), None
+    except TimeoutError:  # it went away after the connect
+        return None, (f"the NATS stream {settings.stream!r} did not answer: the connection "
+                      "dropped after it was made")
+    finally:
+        link.close()
 
 
 def routes() -> list[BaseRoute]:
