@@ -423,3 +423,54 @@ def test_replay_protects_what_the_accepting_spec_classes(ws: Workspace) -> None:
         assert orjson.loads(row["properties"]) == {
             "locker_id": "L-7", "tracking_number": pseudonymise("PCL-123", secret),
             "recipient_email": hashed_email}
+
+
+def test_replay_hashes_nothing_twice(make_workspace: Callable[..., Workspace]) -> None:
+    """A value the collector hashed stays as it is when the replay protects the event
+    again: an email-like name an open spec does not declare, an IP and the ids under
+    ``ip = "hash"`` and ``user_id = "hash"``. Hashed again, each matched no other row
+    (the user's other events, ``nerve forget``); before, they were."""
+    ws = make_workspace({"locker_opened.yaml": LOCKER + "additional_properties: true\n"},
+                        extra_toml='[privacy]\nip = "hash"\nuser_id = "hash"\n')
+    secret = ws.secret()
+    email, ip, user = (pseudonymise(v, secret) for v in ("ana@example.org", "203.0.113.7",
+                                                        "u1"))
+    row = _row("m1", {"locker_id": "L-7", "contact_email": email}, event="unplanned")
+    row.update(event="locker_opened", user_id=user,
+               context=orjson.dumps({"ip": ip, "traits": {"email": email}}).decode())
+    with Warehouse.for_workspace(ws) as wh:
+        _quarantine(wh, [row])
+    code, out, err = run(ws, "quarantine", "replay", "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)[0]["loaded"] == 1
+    with Warehouse.for_workspace(ws) as wh:
+        (stored,) = wh.query("SELECT user_id, properties, traits, context FROM events"
+                             ).to_pylist()
+    assert stored["user_id"] == user
+    assert orjson.loads(stored["properties"]) == {"locker_id": "L-7", "contact_email": email}
+    assert orjson.loads(stored["context"]) == {"ip": ip, "traits": {"email": email}}
+    assert orjson.loads(stored["traits"]) == {"email": email}
+
+
+def test_replay_withholds_an_event_its_consent_does_not_cover(ws: Workspace) -> None:
+    """Quarantined before it was cataloged, an event with consent for advertising only
+    was kept (an event without a purpose needs some consent); its new spec's purpose is
+    analytics, which the collector would not store now. The replay loads it no more:
+    it leaves the quarantine, counted as withheld, and the dry run says so first."""
+    consent = {"consent": {"categoryPreferences": {"Advertising": True, "Analytics": False}}}
+    granted = {"consent": {"categoryPreferences": {"Analytics": True}}}
+    with Warehouse.for_workspace(ws) as wh:
+        _quarantine(wh, [
+            {**_row("m1", {"quantity": 2}), "context": orjson.dumps(consent).decode()},
+            {**_row("m2", {"quantity": 2}), "context": orjson.dumps(granted).decode()}])
+    code, out, err = run(ws, "quarantine", "replay", "--dry-run", "--format", "json")
+    assert code == 0, err
+    dry = json.loads(out)[0]
+    assert (dry["loaded"], dry["withheld"], dry["duplicates"]) == (1, 1, 0)
+    code, out, err = run(ws, "quarantine", "replay", "--format", "json")
+    assert code == 0, err
+    real = json.loads(out)[0]
+    assert (real["loaded"], real["withheld"], real["duplicates"]) == (1, 1, 0)
+    with Warehouse.for_workspace(ws) as wh:
+        assert _ids(wh, "events") == ["m2"]
+        assert _ids(wh, "quarantine") == []

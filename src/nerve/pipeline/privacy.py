@@ -430,6 +430,8 @@ def _protect_unknown(name: str, value: Any, event: str,
     if not policy.guard_unknown or value is None:
         return True, value, 0
     if name and policy.guards(name):
+        if is_pseudonym(value):  # a quarantined value hashed at collection, replayed
+            return True, value, 0
         return True, pseudonymise(value, policy.secret), 1
     if isinstance(value, dict):
         nested, n = _protect(value, {}, event, policy)
@@ -472,6 +474,8 @@ def protect_ip(ip: Any, policy: PrivacyPolicy) -> Any:
         return ip
     if treatment == "drop":
         return None
+    if is_pseudonym(ip):  # hashed already (a quarantined row, replayed): hashed again, it
+        return ip         # would match no other row
     if treatment == "truncate" and isinstance(ip, str):
         return truncate_ip(ip) or pseudonymise(ip, policy.secret)
     return pseudonymise(ip, policy.secret)
