@@ -173,7 +173,7 @@ def test_replay_moves_passing_events_once_in_one_transaction(ws: Workspace) -> N
     _seed(ws)
     catalog = Catalog.load(ws.events_dir)
     with Warehouse.for_workspace(ws) as wh:
-        report = replay(wh, catalog)
+        report = replay(wh, catalog, policy=None)
         assert (report.judged, report.loaded, report.duplicates, report.still_failing) == (
             6, 2, 0, 3)
         assert _ids(wh, "events") == ["m1", "m5"]
@@ -182,12 +182,12 @@ def test_replay_moves_passing_events_once_in_one_transaction(ws: Workspace) -> N
             "SELECT message_id, schema_version FROM events").to_pylist()}
         assert versions == {"m1": "2.0.0", "m5": "1.0.0"}
         # idempotent: a second replay changes nothing
-        again = replay(wh, catalog)
+        again = replay(wh, catalog, policy=None)
         assert (again.loaded, again.still_failing) == (0, 3)
         assert _ids(wh, "events") == ["m1", "m5"]
         # an event already loaded (the loader got it on a retry) is not duplicated
         _quarantine(wh, [_row("m1", {"quantity": 2})])
-        third = replay(wh, catalog)
+        third = replay(wh, catalog, policy=None)
         assert (third.loaded, third.duplicates) == (0, 1)
         assert _ids(wh, "events") == ["m1", "m5"]
         assert _ids(wh, "quarantine") == ["m2", "m3", "m4"]
@@ -197,10 +197,10 @@ def test_replay_dry_run_and_event_filter(ws: Workspace) -> None:
     _seed(ws)
     catalog = Catalog.load(ws.events_dir)
     with Warehouse.for_workspace(ws) as wh:
-        dry = replay(wh, catalog, dry_run=True)
+        dry = replay(wh, catalog, policy=None, dry_run=True)
         assert dry.loaded == 2
         assert _ids(wh, "events") == []
-        only = replay(wh, catalog, event="unplanned_event")
+        only = replay(wh, catalog, policy=None, event="unplanned_event")
         assert (only.judged, only.loaded) == (1, 0)
 
 
@@ -222,9 +222,9 @@ def test_dry_run_counts_what_is_already_loaded_as_the_replay_does(ws: Workspace)
     with Warehouse.for_workspace(ws) as wh:
         _load_copy(wh, "m1")
     with Warehouse.for_workspace(ws, read_only=True) as reader:  # a dry run only reads
-        dry = replay(reader, catalog, dry_run=True)
+        dry = replay(reader, catalog, policy=None, dry_run=True)
     with Warehouse.for_workspace(ws) as wh:
-        real = replay(wh, catalog)
+        real = replay(wh, catalog, policy=None)
     # it said "would load 2, already loaded 0" while the replay loaded 1 of them
     assert _counts(dry) == _counts(real) == (6, 1, 1, 3)
 

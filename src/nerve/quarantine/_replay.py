@@ -190,13 +190,18 @@ def _select(event: str | None) -> tuple[str, list[Any]]:
 
 
 def replay(warehouse: Warehouse, catalog: Catalog, *, event: str | None = None,
-           dry_run: bool = False, policy: PrivacyPolicy | None = None) -> ReplayReport:
+           policy: PrivacyPolicy | None, dry_run: bool = False) -> ReplayReport:
     """Re-judge the quarantine (or one event's part of it) and load what now passes.
 
     The insert into ``events`` and the delete from ``quarantine`` commit together, so a
     crash leaves either both or neither. A ``message_id`` already in ``events`` is not
     inserted again (it is still removed from the quarantine, as a duplicate).
     ``dry_run`` only reads (``preview``); it works on a read-only warehouse.
+
+    ``policy`` is required, so that no caller loads the quarantine's values unprotected
+    by forgetting it: ``PrivacyPolicy.from_config(...).with_catalog(catalog)`` as ``nerve
+    serve`` builds it (None loads the rows as the quarantine holds them, for tests and
+    quarantines written by a collector with the same policy and catalog).
 
     With ``policy`` (the workspace's ``[privacy]``), each event loaded goes through the
     collector's own privacy step (``nerve.pipeline.Guard.message``) under the spec that
