@@ -360,3 +360,27 @@ def test_a_value_not_shaped_as_declared_is_treated_as_what_it_should_hold(
     assert "ann@example.com" not in text
     assert "rare-condition-q1" not in text
     assert orjson.loads(env["properties"] or "") == {"clinic_id": "C1", **expected}
+
+
+def test_a_hashed_user_id_is_hashed_where_the_traits_repeat_it(
+        make_collector: Callable[..., Collector]) -> None:
+    """analytics-android sends the user's ids in the traits of every call: with
+    ``user_id = "hash"`` the raw id was stored in ``context.traits`` (and the traits
+    column) of each event, beside its hash in ``user_id``."""
+    collector = make_collector('[privacy]\nuser_id = "hash"\n')
+    traits = {"userId": "user-4711", "anonymousId": "anon-1", "id": "user-4711",
+              "plan": "pro"}
+    calls = [signup(plan="pro"), {"type": "identify", "traits": {"plan": "pro"}},
+             {"type": "screen", "name": "Home"}, {"type": "alias", "previousId": "anon-1"},
+             {"type": "group", "groupId": "g1", "traits": {"owner": "user-4711"}}]
+    envelopes, _ = collect(collector, *[
+        {**call, "userId": "user-4711", "anonymousId": "anon-1", "messageId": f"m{i}",
+         "context": {"traits": traits}} for i, call in enumerate(calls)])
+    hashed = pseudonymise("user-4711", SECRET)
+    for env in envelopes:
+        assert "user-4711" not in orjson.dumps(env).decode(), env["type"]
+        assert env["user_id"] == hashed
+        assert orjson.loads(env["context"] or "")["traits"] == {
+            "userId": hashed, "anonymousId": "anon-1", "id": hashed, "plan": "pro"}
+    assert orjson.loads(envelopes[0]["traits"] or "")["userId"] == hashed
+    assert orjson.loads(envelopes[4]["traits"] or "") == {"owner": hashed}

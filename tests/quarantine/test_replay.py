@@ -474,3 +474,26 @@ def test_replay_withholds_an_event_its_consent_does_not_cover(ws: Workspace) -> 
     with Warehouse.for_workspace(ws) as wh:
         assert _ids(wh, "events") == ["m2"]
         assert _ids(wh, "quarantine") == []
+
+
+def test_replay_hashes_a_user_id_the_traits_repeat(
+        make_workspace: Callable[..., Workspace]) -> None:
+    """A row quarantined under ``user_id = "hash"`` before the collector hashed the ids in
+    the traits holds the raw id in ``context.traits`` beside its hash in ``user_id``:
+    the replay stores it as the collector does now."""
+    ws = make_workspace({"locker_opened.yaml": LOCKER}, extra_toml='[privacy]\nuser_id = "hash"\n')
+    user = pseudonymise("user-4711", ws.secret())
+    traits = {"userId": "user-4711", "plan": "pro"}
+    row = _row("m1", {"locker_id": "L-7"}, event="locker_opened")
+    row.update(user_id=user, context=orjson.dumps({"traits": traits}).decode(),
+               traits=orjson.dumps(traits).decode())
+    with Warehouse.for_workspace(ws) as wh:
+        _quarantine(wh, [row])
+    code, out, err = run(ws, "quarantine", "replay", "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)[0]["loaded"] == 1
+    with Warehouse.for_workspace(ws) as wh:
+        (stored,) = wh.query("SELECT user_id, traits, context FROM events").to_pylist()
+    assert stored["user_id"] == user
+    assert orjson.loads(stored["traits"]) == {"userId": user, "plan": "pro"}
+    assert orjson.loads(stored["context"]) == {"traits": {"userId": user, "plan": "pro"}}

@@ -126,7 +126,13 @@ class Guard:
             context_traits = context.get("traits")
             traits = context_traits if context_traits.__class__ is dict else None
         if policy.user_id != "keep":
-            user_id = self.identifier(user_id)
+            hashed = self.identifier(user_id)
+            if hashed is not None and (traits or context.get("traits")):
+                context, traits = self._user_id_in_traits(context, traits, trait_call,
+                                                          user_id, hashed)
+                if trait_call:
+                    payload = traits
+            user_id = hashed
             # an alias from the device's own anonymous id (analytics.js, the mobile SDKs)
             # keeps it as sent, as the anonymous_id column does, so identity stitching
             # can link the device; any other is an id, hashed
@@ -134,6 +140,40 @@ class Guard:
                 previous_id = self.identifier(previous_id)
         return Protected(context, None if trait_call else payload, traits, violations,
                          user_id, previous_id)
+
+    def _user_id_in_traits(self, context: dict[str, Any], traits: dict[str, Any] | None,
+                           trait_call: bool, user_id: str | None, hashed: str
+                           ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """``context.traits`` (and an identify's or group's traits) with the user's id
+        stored as the ``user_id`` column has it, wherever a trait repeats it.
+
+        analytics-android and its forks send ``{"userId": ..., "anonymousId": ...}`` in
+        the traits of every call: with ``user_id = "hash"`` the raw id was stored there,
+        beside its hash in the column. A replayed row's id is hashed already: a trait
+        whose hash is that id is the raw id.
+        """
+        def same(value: Any) -> bool:
+            if value.__class__ is not str:
+                return False
+            if user_id != hashed:
+                return bool(value == user_id)
+            return not is_pseudonym(value) and pseudonymise(value, self.policy.secret) == hashed
+
+        def cleaned(found: dict[str, Any]) -> dict[str, Any]:
+            if not any(map(same, found.values())):
+                return found
+            return {key: hashed if same(value) else value for key, value in found.items()}
+
+        in_context = context.get("traits")
+        if in_context.__class__ is dict:
+            kept = cleaned(in_context)
+            if kept is not in_context:
+                context = {**context, "traits": kept}
+            if not trait_call:
+                traits = kept
+        if trait_call and traits is not None:
+            traits = cleaned(traits)
+        return context, traits
 
     def context(self, context: dict[str, Any], client_ip: str | None,
                 user_agent: str | None) -> dict[str, Any]:
