@@ -297,3 +297,90 @@ def test_no_raw_protected_value_survives_in_any_column(
 
 
 _PROPERTY_COLLECTOR: dict[str, Collector] = {}
+
+
+BOOKING = """\
+name: appointment_booked
+description: A patient books an appointment.
+owner: care
+purpose: analytics
+version: 1
+retention: 400d
+properties:
+  clinic_id: {type: string, pii: none}
+  guardian:
+    type: object
+    pii: none
+    properties:
+      email: {type: string, pii: personal}
+      relation: {type: string, pii: none}
+  attendees:
+    type: array
+    pii: none
+    items:
+      type: object
+      properties:
+        note: {type: string, pii: sensitive}
+  tags:
+    type: array
+    pii: none
+    items: {type: string, pii: personal}
+"""
+
+
+@pytest.mark.parametrize(("properties", "expected"), [
+    # flattened: the guardian's email where the object is declared
+    ({"guardian": "ann@example.com"}, {"guardian": pseudonymise("ann@example.com", SECRET)}),
+    ({"guardian": ["ann@example.com"]},
+     {"guardian": pseudonymise(["ann@example.com"], SECRET)}),
+    # the items are objects whose note is sensitive: a plain item is dropped with it
+    ({"attendees": ["rare-condition-q1"]}, {"attendees": []}),
+    ({"attendees": "rare-condition-q1"}, {}),
+    # personal items: one sent alone, or in an object
+    ({"tags": "vip-ann@example.com"}, {"tags": pseudonymise("vip-ann@example.com", SECRET)}),
+    ({"tags": {"first": "vip-ann@example.com"}},
+     {"tags": pseudonymise({"first": "vip-ann@example.com"}, SECRET)}),
+])
+def test_a_value_not_shaped_as_declared_is_treated_as_what_it_should_hold(
+        make_workspace: Callable[..., Workspace], properties: dict[str, Any],
+        expected: dict[str, Any]) -> None:
+    """A plain value (or an array) sent where the catalog declares an object or an array
+    of personal or sensitive values is quarantined; it was kept raw there, since the
+    object's own class is ``none`` and the names inside it were never looked at. It is
+    treated as the strictest class declared inside treats values now."""
+    ws = make_workspace({"appointment_booked.yaml": BOOKING})
+    ws.data_dir.mkdir(exist_ok=True)
+    (ws.data_dir / "secret.key").write_bytes(SECRET)
+    collector = Collector(ws, Catalog.load(ws.events_dir))
+    (env,), _ = collect(collector, {"type": "track", "event": "appointment_booked",
+                                    "userId": "u1", "messageId": "m1",
+                                    "properties": {"clinic_id": "C1", **properties}})
+    assert env["violations"] is not None
+    text = orjson.dumps(env).decode()
+    assert "ann@example.com" not in text
+    assert "rare-condition-q1" not in text
+    assert orjson.loads(env["properties"] or "") == {"clinic_id": "C1", **expected}
+
+
+def test_a_hashed_user_id_is_hashed_where_the_traits_repeat_it(
+        make_collector: Callable[..., Collector]) -> None:
+    """analytics-android sends the user's ids in the traits of every call: with
+    ``user_id = "hash"`` the raw id was stored in ``context.traits`` (and the traits
+    column) of each event, beside its hash in ``user_id``."""
+    collector = make_collector('[privacy]\nuser_id = "hash"\n')
+    traits = {"userId": "user-4711", "anonymousId": "anon-1", "id": "user-4711",
+              "plan": "pro"}
+    calls = [signup(plan="pro"), {"type": "identify", "traits": {"plan": "pro"}},
+             {"type": "screen", "name": "Home"}, {"type": "alias", "previousId": "anon-1"},
+             {"type": "group", "groupId": "g1", "traits": {"owner": "user-4711"}}]
+    envelopes, _ = collect(collector, *[
+        {**call, "userId": "user-4711", "anonymousId": "anon-1", "messageId": f"m{i}",
+         "context": {"traits": traits}} for i, call in enumerate(calls)])
+    hashed = pseudonymise("user-4711", SECRET)
+    for env in envelopes:
+        assert "user-4711" not in orjson.dumps(env).decode(), env["type"]
+        assert env["user_id"] == hashed
+        assert orjson.loads(env["context"] or "")["traits"] == {
+            "userId": hashed, "anonymousId": "anon-1", "id": hashed, "plan": "pro"}
+    assert orjson.loads(envelopes[0]["traits"] or "")["userId"] == hashed
+    assert orjson.loads(envelopes[4]["traits"] or "") == {"owner": hashed}

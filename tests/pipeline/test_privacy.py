@@ -108,9 +108,11 @@ def test_personal_properties_inside_array_items_are_protected() -> None:
     assert guest["guest_email"] == pseudonymise("ann@example.org", SECRET)
     assert "guest_medical" not in guest
     assert guest["seat"] == 3
-    assert out["guests"][1] == "not an object"
+    # not the object the items declare: it may be a flattened guest_medical, so it goes
+    # as the strictest class inside (sensitive) has it
+    assert out["guests"] == [guest]
     assert out["emails"] == []  # each item dropped
-    assert changed == 4
+    assert changed == 5
     for raw_value in ("ann@", "asthma", "bob@", "cy@"):
         assert raw_value not in str(out)
 

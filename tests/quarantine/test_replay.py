@@ -173,7 +173,7 @@ def test_replay_moves_passing_events_once_in_one_transaction(ws: Workspace) -> N
     _seed(ws)
     catalog = Catalog.load(ws.events_dir)
     with Warehouse.for_workspace(ws) as wh:
-        report = replay(wh, catalog)
+        report = replay(wh, catalog, policy=None)
         assert (report.judged, report.loaded, report.duplicates, report.still_failing) == (
             6, 2, 0, 3)
         assert _ids(wh, "events") == ["m1", "m5"]
@@ -182,12 +182,12 @@ def test_replay_moves_passing_events_once_in_one_transaction(ws: Workspace) -> N
             "SELECT message_id, schema_version FROM events").to_pylist()}
         assert versions == {"m1": "2.0.0", "m5": "1.0.0"}
         # idempotent: a second replay changes nothing
-        again = replay(wh, catalog)
+        again = replay(wh, catalog, policy=None)
         assert (again.loaded, again.still_failing) == (0, 3)
         assert _ids(wh, "events") == ["m1", "m5"]
         # an event already loaded (the loader got it on a retry) is not duplicated
         _quarantine(wh, [_row("m1", {"quantity": 2})])
-        third = replay(wh, catalog)
+        third = replay(wh, catalog, policy=None)
         assert (third.loaded, third.duplicates) == (0, 1)
         assert _ids(wh, "events") == ["m1", "m5"]
         assert _ids(wh, "quarantine") == ["m2", "m3", "m4"]
@@ -197,10 +197,10 @@ def test_replay_dry_run_and_event_filter(ws: Workspace) -> None:
     _seed(ws)
     catalog = Catalog.load(ws.events_dir)
     with Warehouse.for_workspace(ws) as wh:
-        dry = replay(wh, catalog, dry_run=True)
+        dry = replay(wh, catalog, policy=None, dry_run=True)
         assert dry.loaded == 2
         assert _ids(wh, "events") == []
-        only = replay(wh, catalog, event="unplanned_event")
+        only = replay(wh, catalog, policy=None, event="unplanned_event")
         assert (only.judged, only.loaded) == (1, 0)
 
 
@@ -222,9 +222,9 @@ def test_dry_run_counts_what_is_already_loaded_as_the_replay_does(ws: Workspace)
     with Warehouse.for_workspace(ws) as wh:
         _load_copy(wh, "m1")
     with Warehouse.for_workspace(ws, read_only=True) as reader:  # a dry run only reads
-        dry = replay(reader, catalog, dry_run=True)
+        dry = replay(reader, catalog, policy=None, dry_run=True)
     with Warehouse.for_workspace(ws) as wh:
-        real = replay(wh, catalog)
+        real = replay(wh, catalog, policy=None)
     # it said "would load 2, already loaded 0" while the replay loaded 1 of them
     assert _counts(dry) == _counts(real) == (6, 1, 1, 3)
 
@@ -423,3 +423,77 @@ def test_replay_protects_what_the_accepting_spec_classes(ws: Workspace) -> None:
         assert orjson.loads(row["properties"]) == {
             "locker_id": "L-7", "tracking_number": pseudonymise("PCL-123", secret),
             "recipient_email": hashed_email}
+
+
+def test_replay_hashes_nothing_twice(make_workspace: Callable[..., Workspace]) -> None:
+    """A value the collector hashed stays as it is when the replay protects the event
+    again: an email-like name an open spec does not declare, an IP and the ids under
+    ``ip = "hash"`` and ``user_id = "hash"``. Hashed again, each matched no other row
+    (the user's other events, ``nerve forget``); before, they were."""
+    ws = make_workspace({"locker_opened.yaml": LOCKER + "additional_properties: true\n"},
+                        extra_toml='[privacy]\nip = "hash"\nuser_id = "hash"\n')
+    secret = ws.secret()
+    email, ip, user = (pseudonymise(v, secret) for v in ("ana@example.org", "203.0.113.7",
+                                                        "u1"))
+    row = _row("m1", {"locker_id": "L-7", "contact_email": email}, event="unplanned")
+    row.update(event="locker_opened", user_id=user,
+               context=orjson.dumps({"ip": ip, "traits": {"email": email}}).decode())
+    with Warehouse.for_workspace(ws) as wh:
+        _quarantine(wh, [row])
+    code, out, err = run(ws, "quarantine", "replay", "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)[0]["loaded"] == 1
+    with Warehouse.for_workspace(ws) as wh:
+        (stored,) = wh.query("SELECT user_id, properties, traits, context FROM events"
+                             ).to_pylist()
+    assert stored["user_id"] == user
+    assert orjson.loads(stored["properties"]) == {"locker_id": "L-7", "contact_email": email}
+    assert orjson.loads(stored["context"]) == {"ip": ip, "traits": {"email": email}}
+    assert orjson.loads(stored["traits"]) == {"email": email}
+
+
+def test_replay_withholds_an_event_its_consent_does_not_cover(ws: Workspace) -> None:
+    """Quarantined before it was cataloged, an event with consent for advertising only
+    was kept (an event without a purpose needs some consent); its new spec's purpose is
+    analytics, which the collector would not store now. The replay loads it no more:
+    it leaves the quarantine, counted as withheld, and the dry run says so first."""
+    consent = {"consent": {"categoryPreferences": {"Advertising": True, "Analytics": False}}}
+    granted = {"consent": {"categoryPreferences": {"Analytics": True}}}
+    with Warehouse.for_workspace(ws) as wh:
+        _quarantine(wh, [
+            {**_row("m1", {"quantity": 2}), "context": orjson.dumps(consent).decode()},
+            {**_row("m2", {"quantity": 2}), "context": orjson.dumps(granted).decode()}])
+    code, out, err = run(ws, "quarantine", "replay", "--dry-run", "--format", "json")
+    assert code == 0, err
+    dry = json.loads(out)[0]
+    assert (dry["loaded"], dry["withheld"], dry["duplicates"]) == (1, 1, 0)
+    code, out, err = run(ws, "quarantine", "replay", "--format", "json")
+    assert code == 0, err
+    real = json.loads(out)[0]
+    assert (real["loaded"], real["withheld"], real["duplicates"]) == (1, 1, 0)
+    with Warehouse.for_workspace(ws) as wh:
+        assert _ids(wh, "events") == ["m2"]
+        assert _ids(wh, "quarantine") == []
+
+
+def test_replay_hashes_a_user_id_the_traits_repeat(
+        make_workspace: Callable[..., Workspace]) -> None:
+    """A row quarantined under ``user_id = "hash"`` before the collector hashed the ids in
+    the traits holds the raw id in ``context.traits`` beside its hash in ``user_id``:
+    the replay stores it as the collector does now."""
+    ws = make_workspace({"locker_opened.yaml": LOCKER}, extra_toml='[privacy]\nuser_id = "hash"\n')
+    user = pseudonymise("user-4711", ws.secret())
+    traits = {"userId": "user-4711", "plan": "pro"}
+    row = _row("m1", {"locker_id": "L-7"}, event="locker_opened")
+    row.update(user_id=user, context=orjson.dumps({"traits": traits}).decode(),
+               traits=orjson.dumps(traits).decode())
+    with Warehouse.for_workspace(ws) as wh:
+        _quarantine(wh, [row])
+    code, out, err = run(ws, "quarantine", "replay", "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)[0]["loaded"] == 1
+    with Warehouse.for_workspace(ws) as wh:
+        (stored,) = wh.query("SELECT user_id, traits, context FROM events").to_pylist()
+    assert stored["user_id"] == user
+    assert orjson.loads(stored["traits"]) == {"userId": user, "plan": "pro"}
+    assert orjson.loads(stored["context"]) == {"traits": {"userId": user, "plan": "pro"}}

@@ -36,6 +36,7 @@ from nerve.errors import (
 from nerve.workspace import Workspace
 
 if TYPE_CHECKING:
+    from nerve.pipeline import PrivacyPolicy
     from nerve.quarantine import ReplayReport
 
 __all__ = ["register"]
@@ -213,11 +214,13 @@ def replay(
                   else _replay_locally(ws, catalog, event))
     summary = {"judged": report.judged, "loaded": report.loaded,
                "duplicates": report.duplicates, "still_failing": report.still_failing,
-               "dry_run": dry_run}
+               "withheld": report.withheld, "dry_run": dry_run}
     if fmt is Format.table:
         verb = "would load" if dry_run else "loaded"
+        withheld = (f", withheld by consent {report.withheld}" if report.withheld else "")
         console.print(f"judged {report.judged}: {verb} {report.loaded}, already loaded "
-                      f"{report.duplicates}, still failing {report.still_failing}")
+                      f"{report.duplicates}, still failing {report.still_failing}"
+                      + withheld)
         failing = [d for d in report.decisions if not d.ok][:20]
         if failing:
             emit([{"message_id": d.message_id,
@@ -242,7 +245,8 @@ def _dry_run(ws: Workspace, catalog: Catalog, event: str | None) -> ReplayReport
     if server is not None:
         try:
             return preview(catalog, post(server, "/v1/admin/sql",
-                                         {"query": preview_query(event)})["rows"])
+                                         {"query": preview_query(event)})["rows"],
+                           _policy(ws, catalog, dry_run=True))
         except httpx.ConnectError:
             pass  # the server died since it wrote server.json: open the file ourselves
     path = Warehouse.file_of(ws.warehouse_url)
@@ -252,18 +256,29 @@ def _dry_run(ws: Workspace, catalog: Catalog, event: str | None) -> ReplayReport
             Warehouse.for_workspace(ws).close()  # a fresh workspace: create the empty tables
         with (local_read(ws, "nerve quarantine replay", {"event": event, "dry_run": True}),
               Warehouse.for_workspace(ws, read_only=True) as warehouse):
-            return run_replay(warehouse, catalog, event=event, dry_run=True)
+            return run_replay(warehouse, catalog, event=event, dry_run=True,
+                              policy=_policy(ws, catalog, dry_run=True))
     except WarehouseLockedError as exc:  # a nerve serve that starts: wait for its name
         server = wait_for_server(ws, exc.pid)
         if server is None:
             raise
         return preview(catalog, post(server, "/v1/admin/sql",
-                                     {"query": preview_query(event)})["rows"])
+                                     {"query": preview_query(event)})["rows"],
+                       _policy(ws, catalog, dry_run=True))
+
+
+def _policy(ws: Workspace, catalog: Catalog, *, dry_run: bool = False) -> PrivacyPolicy:
+    """The workspace's ``[privacy]`` policy, as ``nerve serve``'s collector applies it. A
+    dry run stores nothing and counts only what consent withholds: it needs no secret
+    (and creates none in a workspace that has none yet)."""
+    from nerve.pipeline import PrivacyPolicy  # noqa: PLC0415
+
+    return PrivacyPolicy.from_config(ws.config.raw.get("privacy", {}),
+                                     b"" if dry_run else ws.secret()).with_catalog(catalog)
 
 
 def _replay_locally(ws: Workspace, catalog: Catalog, event: str | None) -> ReplayReport:
     """The replay writes, so it needs the warehouse to itself."""
-    from nerve.pipeline import PrivacyPolicy  # noqa: PLC0415
     from nerve.quarantine import replay as run_replay  # noqa: PLC0415 - Ibis when needed
     from nerve.warehouse import Warehouse  # noqa: PLC0415
 
@@ -273,8 +288,7 @@ def _replay_locally(ws: Workspace, catalog: Catalog, event: str | None) -> Repla
             f"`nerve serve` (pid {server.get('pid', '?')}, {server.get('url')}) holds "
             "the warehouse; stop it (Ctrl-C or SIGTERM), run `nerve quarantine replay`, "
             "then start it again (`--dry-run` works while it runs)")
-    policy = PrivacyPolicy.from_config(ws.config.raw.get("privacy", {}),
-                                       ws.secret()).with_catalog(catalog)
+    policy = _policy(ws, catalog)
     with (local_read(ws, "nerve quarantine replay", {"event": event, "dry_run": False}),
           Warehouse.for_workspace(ws) as warehouse):
         return run_replay(warehouse, catalog, event=event, policy=policy)

@@ -18,7 +18,7 @@ import orjson
 
 from nerve.collector._errors import RequestError, message_error
 from nerve.collector._validate import Rule, TooDeepError, Validator
-from nerve.pipeline import Guard, withhold_values
+from nerve.pipeline import Guard
 
 __all__ = ["Row", "map_messages", "parse_timestamp"]
 
@@ -246,10 +246,6 @@ def map_messages(
     row; ``dropped[("consent", event)]`` counts them.
     """
     rows: list[Row] = []
-    # the policy's switches, read once: most events need neither check
-    check_consent = guard is not None and guard.policy.enforce_consent
-    hash_ids = guard is not None and guard.policy.user_id != "keep"
-    clean_urls = guard is not None and guard.policy.url_query != "keep"
     times: dict[Any, int | None] = {None: None}  # batches repeat timestamp strings
     rules: dict[tuple[str, Any, str | None], Rule] = {}
     dumps = orjson.dumps
@@ -392,40 +388,16 @@ def map_messages(
                 else:
                     schema_version, violations = validator.explain(rule, payload)
             if guard is not None:
-                spec = None if payload is None or rule is None else rule.spec
-                if check_consent and "consent" in context and not guard.consents(context, spec):
+                protected = guard.message(
+                    type_, context, payload, None if payload is None or rule is None
+                    else rule.spec, violations, user_id, previous_id, anonymous_id,
+                    client_ip, user_agent)
+                if protected is None:  # its consent does not cover it
                     if dropped is not None:
                         what = ("consent", event or type_)
                         dropped[what] = dropped.get(what, 0) + 1
                     continue
-                context = guard.context(context, client_ip, user_agent)
-                if payload is not None:
-                    protected, changed = guard.payload(payload, spec, violations is None)
-                    if changed and violations:
-                        violations = dumps(withhold_values(
-                            orjson.loads(violations), payload, protected)).decode()
-                    payload = protected
-                    if type_ in _PROPERTY_CALLS:
-                        properties = payload
-                    else:
-                        traits = payload
-                if clean_urls:
-                    if type_ in _TRAIT_CALLS:  # an identify's or group's URL traits
-                        context, traits, violations = guard.urls(type_, context, traits,
-                                                                 violations, spec)
-                    else:
-                        context, properties, violations = guard.urls(
-                            type_, context, properties, violations, spec)
-                if type_ not in _TRAIT_CALLS:
-                    context_traits = context.get("traits")
-                    traits = context_traits if context_traits.__class__ is dict else None
-                if hash_ids:
-                    user_id = guard.identifier(user_id)
-                    # an alias from the device's own anonymous id (analytics.js, the
-                    # mobile SDKs) keeps it as sent, as the anonymous_id column does, so
-                    # identity stitching can link the device; any other is an id, hashed
-                    if previous_id != anonymous_id:
-                        previous_id = guard.identifier(previous_id)
+                context, properties, traits, violations, user_id, previous_id = protected
             if problems:
                 listed = orjson.loads(violations) if violations else []
                 violations = dumps(problems + listed).decode()

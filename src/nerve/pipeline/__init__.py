@@ -5,7 +5,7 @@ runs in every deployment and is cheap to test.
 """
 
 from nerve.pipeline.enrich import enrich_context, parse_user_agent
-from nerve.pipeline.guard import Guard, withhold_values
+from nerve.pipeline.guard import Guard, Protected, withhold_values
 from nerve.pipeline.privacy import (
     HASH_PREFIX,
     PrivacyPolicy,
@@ -24,6 +24,7 @@ __all__ = [
     "HASH_PREFIX",
     "Guard",
     "PrivacyPolicy",
+    "Protected",
     "allow_sensitive_problems",
     "consent_allows",
     "enrich_context",

@@ -8,7 +8,7 @@ protect is returned as is (no dict is rebuilt).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -18,6 +18,7 @@ from nerve.pipeline.privacy import (
     PrivacyPolicy,
     UrlPath,
     consent_allows,
+    is_pseudonym,
     protect_ip,
     protect_payload,
     protect_urls,
@@ -26,9 +27,26 @@ from nerve.pipeline.privacy import (
     url_properties,
 )
 
-__all__ = ["Guard", "withhold_values"]
+__all__ = ["Guard", "Protected", "withhold_values"]
 
 _MAX_NAMES = 50_000  # uncataloged names are client-controlled: bound their cache
+
+
+#: calls whose own ``traits`` are the payload (the others may carry ``context.traits``)
+_TRAIT_CALLS = frozenset({"identify", "group"})
+
+
+class Protected(NamedTuple):
+    """What is stored of a message after the privacy step (``Guard.message``)."""
+
+    context: dict[str, Any]
+    #: a track's, page's or screen's properties (None for the other calls)
+    properties: dict[str, Any] | None
+    #: an identify's or group's traits, else the user's traits from ``context.traits``
+    traits: dict[str, Any] | None
+    violations: str | None
+    user_id: str | None
+    previous_id: str | None
 
 
 #: ``context.get("app", _ABSENT)``: a context without the key (an app of None is an app's)
@@ -70,6 +88,92 @@ class Guard:
         #: context shapes
         self._additions: dict[tuple[str, bool, bool, bool, bool],
                               tuple[tuple[str, Any], ...]] = {}
+
+    def message(self, type_: str, context: dict[str, Any], payload: dict[str, Any] | None,
+                spec: EventSpec | None, violations: str | None, user_id: str | None,
+                previous_id: str | None, anonymous_id: str | None,
+                client_ip: str | None = None, user_agent: str | None = None,
+                ) -> Protected | None:
+        """The privacy step of one message, after its validation: None when its consent
+        does not cover it (it is not stored), else what is stored of it.
+
+        ``payload`` is a track's, page's or screen's properties, an identify's or group's
+        traits (None for an alias), ``spec`` the catalog entry that judged it and
+        ``violations`` what it broke (JSON text, None when valid). The collector
+        (``map_messages``) and ``nerve quarantine replay`` both call this, so an event
+        loaded from the quarantine is stored exactly as the same message sent now would
+        be: its context (IP, ``context.traits``, URLs), its payload and its ids. Values
+        hashed already (a quarantined row's) stay as they are.
+        """
+        policy = self.policy
+        if (policy.enforce_consent and "consent" in context
+                and not consent_allows(context, spec.purpose if spec is not None else None)):
+            return None
+        context = self.context(context, client_ip, user_agent)
+        trait_call = type_ in _TRAIT_CALLS
+        if payload is not None:
+            protected, changed = self.payload(payload, spec, violations is None)
+            if changed and violations:
+                violations = orjson.dumps(withhold_values(
+                    orjson.loads(violations), payload, protected)).decode()
+            payload = protected
+        if policy.url_query != "keep":
+            context, cleaned, violations = self.urls(type_, context, payload, violations, spec)
+            payload = cleaned if payload is not None else None
+        if trait_call:
+            traits = payload
+        else:
+            context_traits = context.get("traits")
+            traits = context_traits if context_traits.__class__ is dict else None
+        if policy.user_id != "keep":
+            hashed = self.identifier(user_id)
+            if hashed is not None and (traits or context.get("traits")):
+                context, traits = self._user_id_in_traits(context, traits, trait_call,
+                                                          user_id, hashed)
+                if trait_call:
+                    payload = traits
+            user_id = hashed
+            # an alias from the device's own anonymous id (analytics.js, the mobile SDKs)
+            # keeps it as sent, as the anonymous_id column does, so identity stitching
+            # can link the device; any other is an id, hashed
+            if previous_id != anonymous_id:
+                previous_id = self.identifier(previous_id)
+        return Protected(context, None if trait_call else payload, traits, violations,
+                         user_id, previous_id)
+
+    def _user_id_in_traits(self, context: dict[str, Any], traits: dict[str, Any] | None,
+                           trait_call: bool, user_id: str | None, hashed: str
+                           ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """``context.traits`` (and an identify's or group's traits) with the user's id
+        stored as the ``user_id`` column has it, wherever a trait repeats it.
+
+        analytics-android and its forks send ``{"userId": ..., "anonymousId": ...}`` in
+        the traits of every call: with ``user_id = "hash"`` the raw id was stored there,
+        beside its hash in the column. A replayed row's id is hashed already: a trait
+        whose hash is that id is the raw id.
+        """
+        def same(value: Any) -> bool:
+            if value.__class__ is not str:
+                return False
+            if user_id != hashed:
+                return bool(value == user_id)
+            return not is_pseudonym(value) and pseudonymise(value, self.policy.secret) == hashed
+
+        def cleaned(found: dict[str, Any]) -> dict[str, Any]:
+            if not any(map(same, found.values())):
+                return found
+            return {key: hashed if same(value) else value for key, value in found.items()}
+
+        in_context = context.get("traits")
+        if in_context.__class__ is dict:
+            kept = cleaned(in_context)
+            if kept is not in_context:
+                context = {**context, "traits": kept}
+            if not trait_call:
+                traits = kept
+        if trait_call and traits is not None:
+            traits = cleaned(traits)
+        return context, traits
 
     def context(self, context: dict[str, Any], client_ip: str | None,
                 user_agent: str | None) -> dict[str, Any]:
@@ -184,8 +288,9 @@ class Guard:
         return found
 
     def identifier(self, value: str | None) -> str | None:
-        """``user_id`` (and an alias's ``previous_id``) as the policy keeps it."""
-        if value is None or self.policy.user_id == "keep":
+        """``user_id`` (and an alias's ``previous_id``) as the policy keeps it (a keyed
+        hash already, a quarantined row's, stays as it is)."""
+        if value is None or self.policy.user_id == "keep" or is_pseudonym(value):
             return value
         return pseudonymise(value, self.policy.secret)
 

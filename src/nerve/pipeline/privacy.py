@@ -399,6 +399,17 @@ def _protect_value(value: Any, prop: PropertySpec, name: str, event: str,
     how = treatment(prop, name, event, policy)
     if how == "drop":
         return False, None, 1
+    if (how == "keep" and value is not None
+            and ((prop.type == "object" and not isinstance(value, dict))
+                 or (prop.type == "array" and not isinstance(value, list)))):
+        # not the object or array the catalog declares (an invalid event, bound for the
+        # quarantine): it may be what the declared inside holds, flattened (``guardian:
+        # "ana@x.es"`` for a personal ``guardian.email``), so the whole value is treated
+        # as the strictest class declared inside treats its values
+        inner = _strictest(prop, name, event, policy)
+        if inner != "keep":
+            keep, new = _apply(value, inner, policy)
+            return keep, new, 1
     if isinstance(value, dict) and (prop.properties
                                     or (prop.pii == "none" and prop.type == "object")):
         nested, n = _protect(value, {p.name: p for p in prop.properties}, event, policy)
@@ -423,6 +434,23 @@ def _protect_value(value: Any, prop: PropertySpec, name: str, event: str,
     return keep, new, int(new is not value or not keep)
 
 
+#: treatments from the most protective
+_STRICTNESS = ("drop", "hash", "truncate", "keep")
+
+
+def _strictest(prop: PropertySpec, name: str, event: str, policy: PrivacyPolicy) -> Treatment:
+    """The most protective treatment of the properties declared inside ``prop`` (an
+    object's, an array's items and theirs), "keep" when none is protected."""
+    found: list[Treatment] = []
+    for child in prop.properties:
+        found.append(treatment(child, child.name, event, policy))
+        found.append(_strictest(child, child.name, event, policy))
+    if prop.items is not None:
+        found.append(treatment(prop.items, name, event, policy))
+        found.append(_strictest(prop.items, name, event, policy))
+    return min(found, key=_STRICTNESS.index, default="keep")
+
+
 def _protect_unknown(name: str, value: Any, event: str,
                      policy: PrivacyPolicy) -> tuple[bool, Any, int]:
     """The same for a value the catalog does not describe: hashed if its name looks
@@ -430,6 +458,8 @@ def _protect_unknown(name: str, value: Any, event: str,
     if not policy.guard_unknown or value is None:
         return True, value, 0
     if name and policy.guards(name):
+        if is_pseudonym(value):  # a quarantined value hashed at collection, replayed
+            return True, value, 0
         return True, pseudonymise(value, policy.secret), 1
     if isinstance(value, dict):
         nested, n = _protect(value, {}, event, policy)
@@ -472,6 +502,8 @@ def protect_ip(ip: Any, policy: PrivacyPolicy) -> Any:
         return ip
     if treatment == "drop":
         return None
+    if is_pseudonym(ip):  # hashed already (a quarantined row, replayed): hashed again, it
+        return ip         # would match no other row
     if treatment == "truncate" and isinstance(ip, str):
         return truncate_ip(ip) or pseudonymise(ip, policy.secret)
     return pseudonymise(ip, policy.secret)

@@ -13,7 +13,7 @@ counts what a replay would load and what it would skip as already loaded.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from nerve.catalog import PAYLOAD_FIELD, Catalog
 from nerve.collector import Validator
-from nerve.pipeline import PrivacyPolicy, protect_payload
+from nerve.pipeline import Guard, PrivacyPolicy
 from nerve.warehouse import EVENT_COLUMNS, Warehouse
 
 __all__ = ["Decision", "ReplayReport", "judge_rows", "preview", "preview_query", "replay"]
@@ -55,6 +55,10 @@ class ReplayReport:
     duplicates: int
     still_failing: int
     decisions: list[Decision]
+    #: passing events whose ``context.consent`` does not cover the purpose of the spec
+    #: now accepting them: the collector would not store them, so the replay removes
+    #: them from the quarantine without loading them (counted once per ``message_id``)
+    withheld: int = 0
 
 
 def _json(text: Any) -> Any:
@@ -133,7 +137,8 @@ def preview_query(event: str | None = None) -> str:
     Plain SQL text (the event as a quoted literal), so a dry run can send it through the
     running server's ``/v1/admin/sql`` as well as run it on the file.
     """
-    sql = ("SELECT q.message_id, q.type, q.event, q.properties, q.traits, q.context, "
+    sql = ("SELECT q.message_id, q.type, q.event, q.user_id, q.anonymous_id, q.previous_id, "
+           "q.properties, q.traits, q.context, "
            "q.violations, q.message_id IN (SELECT message_id FROM events) AS already_loaded "
            "FROM quarantine q")
     if event is None:
@@ -141,20 +146,24 @@ def preview_query(event: str | None = None) -> str:
     return sql + " WHERE q.event = '" + event.replace("'", "''") + "'"
 
 
-def preview(catalog: Catalog, rows: Iterable[Mapping[str, Any]]) -> ReplayReport:
+def preview(catalog: Catalog, rows: Iterable[Mapping[str, Any]],
+            policy: PrivacyPolicy | None = None) -> ReplayReport:
     """What ``replay`` would do with the rows of ``preview_query``, changing nothing.
 
     Counts as the real replay does: each passing ``message_id`` once, as loaded, or as a
-    duplicate when ``events`` already has it.
+    duplicate when ``events`` already has it, or (with ``policy``) as withheld when its
+    consent does not cover the purpose of the spec now accepting it.
     """
-    rows = list(rows)
-    decisions = judge_rows(catalog, rows)
-    loaded_before = {str(r["message_id"]) for r in rows if r.get("already_loaded")}
+    listed = list(rows)
+    decisions = judge_rows(catalog, listed)
+    loaded_before = {str(r["message_id"]) for r in listed if r.get("already_loaded")}
     passing = _passing(decisions)
-    duplicates = sum(1 for message_id in passing if message_id in loaded_before)
+    protected = _protected(catalog, listed, passing, policy)
+    withheld = {m for m, columns in protected.items() if columns is None}
+    duplicates = sum(1 for m in passing if m in loaded_before and m not in withheld)
     failing = sum(1 for d in decisions if not d.ok)
-    return ReplayReport(len(decisions), len(passing) - duplicates, duplicates, failing,
-                        decisions)
+    return ReplayReport(len(decisions), len(passing) - duplicates - len(withheld),
+                        duplicates, failing, decisions, len(withheld))
 
 
 def _passing(decisions: list[Decision]) -> dict[str, str | None]:
@@ -173,15 +182,15 @@ def _rows(cursor: Any, sql: str, params: list[Any] | None = None) -> list[dict[s
 
 
 def _select(event: str | None) -> tuple[str, list[Any]]:
-    sql = ("SELECT message_id, type, event, properties, traits, context, violations "
-           "FROM quarantine")
+    sql = ("SELECT message_id, type, event, user_id, anonymous_id, previous_id, properties, "
+           "traits, context, violations FROM quarantine")
     if event is None:
         return sql, []
     return sql + " WHERE event = ?", [event]
 
 
 def replay(warehouse: Warehouse, catalog: Catalog, *, event: str | None = None,
-           dry_run: bool = False, policy: PrivacyPolicy | None = None) -> ReplayReport:
+           policy: PrivacyPolicy | None, dry_run: bool = False) -> ReplayReport:
     """Re-judge the quarantine (or one event's part of it) and load what now passes.
 
     The insert into ``events`` and the delete from ``quarantine`` commit together, so a
@@ -189,16 +198,24 @@ def replay(warehouse: Warehouse, catalog: Catalog, *, event: str | None = None,
     inserted again (it is still removed from the quarantine, as a duplicate).
     ``dry_run`` only reads (``preview``); it works on a read-only warehouse.
 
-    With ``policy`` (the workspace's ``[privacy]``), the properties or traits of each
-    event loaded are protected by the classes of the spec that now accepts it, as the
-    collector would have: an uncataloged event's values were stored as sent (but for
-    names that look personal), and a property its new spec hashes or drops was loaded
-    raw beside the collector's hashes. Values hashed already stay as they are.
+    ``policy`` is required, so that no caller loads the quarantine's values unprotected
+    by forgetting it: ``PrivacyPolicy.from_config(...).with_catalog(catalog)`` as ``nerve
+    serve`` builds it (None loads the rows as the quarantine holds them, for tests and
+    quarantines written by a collector with the same policy and catalog).
+
+    With ``policy`` (the workspace's ``[privacy]``), each event loaded goes through the
+    collector's own privacy step (``nerve.pipeline.Guard.message``) under the spec that
+    now accepts it, so it is stored as the same message sent now would be: its
+    properties or traits by that spec's classes (an uncataloged event's values were
+    stored as sent, but for names that look personal), ``context.traits`` by identify's,
+    ``context.ip``, URLs and ids by the policy (which may have changed since it was
+    collected). Values hashed already stay as they are. An event whose consent does not
+    cover the new spec's purpose is not loaded: it leaves the quarantine as ``withheld``.
     """
     cursor = warehouse.cursor()
     try:
         if dry_run:
-            return preview(catalog, _rows(cursor, preview_query(event)))
+            return preview(catalog, _rows(cursor, preview_query(event)), policy)
         rows = _rows(cursor, *_select(event))
         decisions = judge_rows(catalog, rows)
         passing = _passing(decisions)
@@ -206,14 +223,24 @@ def replay(warehouse: Warehouse, catalog: Catalog, *, event: str | None = None,
         if not passing:
             return ReplayReport(len(decisions), 0, 0, failing, decisions)
         protected = _protected(catalog, rows, passing, policy)
-        ok = pa.table({"message_id": list(passing),
-                       "schema_version": pa.array(list(passing.values()), pa.string()),
-                       **{field: pa.array([protected.get((m, field)) for m in passing],
-                                          pa.string()) for field in _PAYLOADS}})
+        withheld = [m for m, columns in protected.items() if columns is None]
+        ok = pa.table({
+            "message_id": list(passing),
+            "schema_version": pa.array(list(passing.values()), pa.string()),
+            "nerve_store": pa.array([protected.get(m, ()) is not None for m in passing]),
+            "nerve_protected": pa.array([m in protected for m in passing]),
+            **{column: pa.array([(protected.get(m) or (None,) * len(_PROTECTED))[i]
+                                 for m in passing], pa.string())
+               for i, column in enumerate(_PROTECTED)}})
         cursor.register("nerve_replay_ok", ok)
+        # the privacy step's columns when it ran (a replay without a policy keeps the
+        # quarantine's values), the quarantine's for the rest
         select = ", ".join(
             "r.schema_version" if c == "schema_version"
-            else f'coalesce(r."{c}"::JSON, q."{c}")' if c in _PAYLOADS
+            else f'CASE WHEN r.nerve_protected THEN r."{c}"::JSON ELSE q."{c}" END'
+            if c in _JSON_PROTECTED
+            else f'CASE WHEN r.nerve_protected THEN r."{c}" ELSE q."{c}" END'
+            if c in _PROTECTED
             else f'q."{c}"' for c in EVENT_COLUMNS)
         columns = ", ".join(f'"{c}"' for c in EVENT_COLUMNS)
         cursor.execute("BEGIN TRANSACTION")
@@ -227,7 +254,8 @@ def replay(warehouse: Warehouse, catalog: Catalog, *, event: str | None = None,
                 "  QUALIFY row_number() OVER (PARTITION BY message_id"
                 "                             ORDER BY quarantined_at) = 1"
                 ") q JOIN nerve_replay_ok r USING (message_id) "
-                "WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.message_id = q.message_id)")
+                "WHERE r.nerve_store "
+                "AND NOT EXISTS (SELECT 1 FROM events e WHERE e.message_id = q.message_id)")
             loaded = _count(cursor, "SELECT count(*) FROM events") - before
             cursor.execute("DELETE FROM quarantine WHERE message_id IN "
                            "(SELECT message_id FROM nerve_replay_ok)")
@@ -237,39 +265,50 @@ def replay(warehouse: Warehouse, catalog: Catalog, *, event: str | None = None,
             raise
         finally:
             cursor.unregister("nerve_replay_ok")
-        return ReplayReport(len(decisions), loaded, len(passing) - loaded, failing, decisions)
+        return ReplayReport(len(decisions), loaded, len(passing) - loaded - len(withheld),
+                            failing, decisions, len(withheld))
     finally:
         cursor.close()
 
 
-#: the columns a replay may protect again
-_PAYLOADS = ("properties", "traits")
+#: the columns the privacy step (``Guard.message``) decides for a replayed event
+_PROTECTED = ("context", "properties", "traits", "user_id", "previous_id")
+_JSON_PROTECTED = ("context", "properties", "traits")
 
 
-def _protected(catalog: Catalog, rows: list[dict[str, Any]], passing: dict[str, str | None],
-               policy: PrivacyPolicy | None) -> dict[tuple[str, str], str]:
-    """(``message_id``, column) -> the payload (JSON) of each passing event whose values
-    ``policy`` changes under the spec accepting it: a track's, page's or screen's
-    properties, an identify's or group's traits."""
+def _protected(catalog: Catalog, rows: Sequence[Mapping[str, Any]], passing: dict[str, str | None],
+               policy: PrivacyPolicy | None) -> dict[str, tuple[str | None, ...] | None]:
+    """``message_id`` -> the ``_PROTECTED`` columns of each passing event (JSON as text) as
+    the collector's privacy step (``Guard.message``) stores the same message now, under
+    the spec accepting it; None for an event its consent no longer lets be stored."""
     if policy is None:
         return {}
-    changed: dict[tuple[str, str], str] = {}
-    seen: set[str] = set()
+    guard = Guard(policy, catalog.get("identify") if "identify" in catalog else None, catalog)
+    out: dict[str, tuple[str | None, ...] | None] = {}
     for row in rows:
         message_id = str(row["message_id"])
-        if message_id not in passing or message_id in seen:
+        if message_id not in passing or message_id in out:
             continue
-        seen.add(message_id)
         type_ = str(row.get("type") or "track")
-        field = PAYLOAD_FIELD.get(type_, "properties")
-        payload = _json(row.get(field))
-        spec = catalog.get(str(row.get("event") or "") if type_ == "track" else type_,
-                           passing[message_id])
-        if isinstance(payload, dict) and spec is not None:
-            new, n = protect_payload(payload, spec, policy)
-            if n:
-                changed[message_id, field] = orjson.dumps(new).decode()
-    return changed
+        field = PAYLOAD_FIELD.get(type_)
+        payload = None
+        if field is not None:
+            payload = _json(row.get(field))
+            payload = payload if isinstance(payload, dict) else {}
+        context = _json(row.get("context"))
+        spec = None if field is None else catalog.get(
+            str(row.get("event") or "") if type_ == "track" else type_, passing[message_id])
+        done = guard.message(type_, context if isinstance(context, dict) else {}, payload,
+                             spec, None, row.get("user_id"), row.get("previous_id"),
+                             row.get("anonymous_id"))
+        out[message_id] = None if done is None else (
+            orjson.dumps(done.context).decode(), _text(done.properties), _text(done.traits),
+            done.user_id, done.previous_id)
+    return out
+
+
+def _text(payload: dict[str, Any] | None) -> str | None:
+    return None if payload is None else orjson.dumps(payload).decode()
 
 
 def _count(cursor: Any, sql: str) -> int:
