@@ -133,6 +133,12 @@ def test_this_month_is_compared_with_the_same_days_of_last_month() -> None:
     assert span is not None
     before = span.before(TODAY)
     assert (before.since, before.until) == (date(2026, 10, 1), date(2026, 10, 31))
+    # this week (Monday 11-30 to Wednesday): Monday to Wednesday of last week
+    span, _ = find_span("revenue this week", TODAY)
+    assert span is not None
+    before = span.before(TODAY)
+    assert (before.since, before.until) == (date(2026, 11, 23), date(2026, 11, 25))
+    assert before.label == "the same days of the week before"
     # the same days of last year
     span, _ = find_span("revenue year to date", TODAY)
     assert span is not None
@@ -254,6 +260,13 @@ def test_a_trend_over_a_year_is_by_month(ctx: Context) -> None:
     quarter = ask("daily orders last quarter", ctx).as_dict()
     assert "by week from" in quarter["answer"]
     assert "Grouped by week rather than by day" in quarter["answer"]
+    # weeks are Monday to Sunday: the first starts before July 1, the last ends after
+    # September 30, and the answer says so
+    assert "by week from 2026-06-29 to 2026-10-04" in quarter["answer"]
+    assert "Its weeks are whole, so the trend reaches outside the period asked " \
+        "(2026-07-01 to 2026-09-30)." in quarter["answer"]
+    # months are aligned with the year: nothing to say
+    assert "reach outside" not in answer["answer"]
 
 
 def test_a_period_before_the_metrics_first_event_is_noted(ctx: Context) -> None:

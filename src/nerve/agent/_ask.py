@@ -336,6 +336,7 @@ def _trend(plan: Plan, ctx: Context, b: Builder) -> None:
     if plan.grain != asked:
         b.say(f"Grouped by {plan.grain} rather than by {asked}: one row per {asked} would "
               f"be too many to read over this range (`--grain {asked}` gives them).")
+    _whole_periods(plan, result, today, b)
     start = datetime.fromisoformat(result["start"]).date()
     if plan.span is None and first is not None and start < first:
         b.say(f"The first {plan.grain} is partial: the data starts on {first.isoformat()}.")
@@ -345,6 +346,25 @@ def _trend(plan: Plan, ctx: Context, b: Builder) -> None:
                    else float("-inf"))
         b.say(f"The highest was on {str(high[col])[:10]}.")
     _caveats(plan, ctx, b, [plan.span])
+
+
+def _whole_periods(plan: Plan, result: dict[str, Any], today: date, b: Builder) -> None:
+    """A trend's rows are whole weeks (Monday to Sunday) or months: when the first or
+    last reaches outside the period asked (before it, or past its end and before today),
+    the answer says so, as its range shows."""
+    span = plan.span
+    if span is None or span.since is None:
+        return
+    first = datetime.fromisoformat(result["start"]).date()
+    last = (datetime.fromisoformat(result["end"]) - timedelta(microseconds=1)).date()
+    until = span.until or today
+    # past today a period holds nothing yet: only days already gone are outside it
+    if first < span.since or (last > until and until < today):
+        b.say(f"Its {plan.grain}s are whole, so the trend reaches outside the period asked "
+              f"({span.since.isoformat()} to {until.isoformat()}).")
+        b.caveats.append(f"the {plan.grain}s are whole: the trend covers {first.isoformat()} "
+                         f"to {last.isoformat()}, the period asked "
+                         f"{span.since.isoformat()} to {until.isoformat()}")
 
 
 def _breakdown(plan: Plan, ctx: Context, b: Builder) -> None:

@@ -62,6 +62,10 @@ class Span:
             until = _shift(self.until or today, -months)
             return Span(since, until, f"the same days of the {self.unit} before", self.unit,
                         whole=False)
+        if self.unit == "week" and not self.whole:  # "this week": last week's same days
+            week = timedelta(days=7)
+            return Span(self.since - week, (self.until or today) - week,
+                        "the same days of the week before", "week", whole=False)
         n = self.days(today)
         end = self.since - timedelta(days=1)
         return Span(end - timedelta(days=n - 1), end, f"the {n} days before")
@@ -266,7 +270,7 @@ def _span(kind: str, groups: tuple[str | None, ...], today: date,
         "today": (today, today, None, True),
         "dby": (today - timedelta(days=2), today - timedelta(days=2), None, True),
         "last_week": (monday - timedelta(days=7), monday - timedelta(days=1), None, True),
-        "this_week": (monday, today, None, True),
+        "this_week": (monday, today, "week", False),
         "last_month": (*_month(*last_month), "month", True),
         "this_month": (today.replace(day=1), today, "month", False),
         "last_quarter": (*_quarter(*last_quarter), "quarter", True),
