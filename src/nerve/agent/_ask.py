@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from nerve.agent._answer import Answer, Builder, value_text
 from nerve.agent._plan import MetricInfo, Plan, Vocabulary, plan_question
-from nerve.agent._time import Span, find_comparison
+from nerve.agent._time import Span, find_comparison, trend_grain
 from nerve.agent._tools import Context, run_tool
 from nerve.errors import QueryError
 from nerve.semantic import Metric
@@ -165,7 +165,7 @@ def _fmt_of(ctx: Context, name: str) -> tuple[str, str | None]:
 def _caveats(plan: Plan, ctx: Context, b: Builder, spans: list[Span | None]) -> None:
     """Quality findings on the metric's events, a range before the data, a partial today."""
     if plan.intent != "comparison":  # a comparison says it of its earlier period
-        _before_data(spans[0] if spans else None, ctx, b)
+        _before_data(spans[0] if spans else None, plan, ctx, b)
     events = ctx.layer.events_of(plan.metric) if plan.metric else []
     health = run_tool(ctx, "data_health", {})
     b.ran("data_health", {})
@@ -256,14 +256,24 @@ def _silent_gap(metric: str, span: Span, ctx: Context, b: Builder) -> None:
                          "events may be missing (instrumentation or pipeline), not zero")
 
 
-def _before_data(span: Span | None, ctx: Context, b: Builder) -> None:
-    first = ctx.first_event()
+def _first_of(plan: Plan, ctx: Context) -> date | None:
+    """The local day of the first event the plan's metric reads (of any event for a
+    metric of every event): another event's older data does not cover it."""
+    events = ctx.layer.events_of(plan.metric) if plan.metric else \
+        [plan.event] if plan.event else []
+    return ctx.first_event(events)
+
+
+def _before_data(span: Span | None, plan: Plan, ctx: Context, b: Builder) -> None:
+    first = _first_of(plan, ctx)
     if span is not None and first is not None and span.since is not None \
             and span.since < first:
-        b.say(f"Note: the data starts on {first.isoformat()}, so this range is not fully "
-              "covered.")
-        b.caveats.append(f"the data starts on {first.isoformat()}, after the start of the "
-                         "range")
+        b.say(f"Note: the {plan.metric or plan.event} data starts on {first.isoformat()}, "
+              f"after the start of the range ({span.since.isoformat()}), so the range is not "
+              "fully covered.")
+        b.caveats.append(f"the events of {plan.metric or plan.event} start on "
+                         f"{first.isoformat()}, after the start of the range "
+                         f"({span.since.isoformat()})")
 
 
 def _comparison(plan: Plan, ctx: Context, b: Builder) -> None:
@@ -273,6 +283,10 @@ def _comparison(plan: Plan, ctx: Context, b: Builder) -> None:
                              today - timedelta(days=1), "recent")
     if span.since is None:
         raise QueryError("a comparison needs a start date")
+    cut = span.unit is not None and not span.whole and span.until == today \
+        and span.since < today
+    if cut:  # "this month vs last month": whole days on both sides, today is not over
+        span = replace(span, until=today - timedelta(days=1))
     before = span.before(today)
     kind, currency = _fmt_of(ctx, plan.metric)
     label = ctx.layer.get(plan.metric).title
@@ -288,11 +302,14 @@ def _comparison(plan: Plan, ctx: Context, b: Builder) -> None:
         direction = "up" if change > 0 else "down" if change < 0 else "unchanged"
         pct = b.num(f"{label} change", change, f"({q1}) / ({q2}) - 1", "derived",
                     "abs_percent")
-        sentence += f", {direction} {pct} against {old_t} {_range(was_r)}."
+        sentence += f", {direction} {pct} against {old_t} {_range(was_r)}"
     else:
-        sentence += f", against {old_t} {_range(was_r)}."
-    b.say(sentence)
-    first = ctx.first_event()
+        sentence += f", against {old_t} {_range(was_r)}"
+    if before.unit is not None and not before.whole:
+        sentence += (f" ({before.label}{', today left out as it is not over' if cut else ''}"
+                     ")")
+    b.say(sentence + ".")
+    first = _first_of(plan, ctx)
     if first is not None and before.since is not None and before.since < first:
         b.caveats.append(f"the earlier period starts before the first event "
                          f"({first.isoformat()}): the comparison is not like for like")
@@ -304,18 +321,22 @@ def _trend(plan: Plan, ctx: Context, b: Builder) -> None:
     assert plan.metric is not None
     kind, currency = _fmt_of(ctx, plan.metric)
     label = ctx.layer.get(plan.metric).title
+    today, first = ctx.today(), _first_of(plan, ctx)
+    start = plan.span.since if plan.span is not None and plan.span.since else first
+    asked = plan.grain or "day"
+    plan.grain = trend_grain(asked, ((plan.span.until if plan.span and plan.span.until
+                                      else today) - start).days + 1 if start else 0)
     result, q = _query(ctx, b, _metric_args(plan, plan.span, grain=plan.grain))
     col = result["time_column"]
     rows = result["rows"]
-    if len(rows) > 31 and plan.grain in ("hour", "day"):
-        plan.grain = "week"
-        result, q = _query(ctx, b, _metric_args(plan, plan.span, grain="week"))
-        col, rows = result["time_column"], result["rows"]
     parts = [f"{str(r[col])[:10] if plan.grain != 'hour' else str(r[col])[:16]}: "
              f"{b.num(f'{label} {r[col]}', r[plan.metric], q, 'query_metrics', kind, currency)}"
              for r in rows]
     b.say(f"{label} by {plan.grain} {_range(result)}{_filters(plan)}: {'; '.join(parts)}.")
-    first = ctx.first_event()
+    if plan.grain != asked:
+        b.say(f"Grouped by {plan.grain} rather than by {asked}: one row per {asked} would "
+              f"be too many to read over this range (`--grain {asked}` gives them).")
+    _whole_periods(plan, result, today, b)
     start = datetime.fromisoformat(result["start"]).date()
     if plan.span is None and first is not None and start < first:
         b.say(f"The first {plan.grain} is partial: the data starts on {first.isoformat()}.")
@@ -325,6 +346,25 @@ def _trend(plan: Plan, ctx: Context, b: Builder) -> None:
                    else float("-inf"))
         b.say(f"The highest was on {str(high[col])[:10]}.")
     _caveats(plan, ctx, b, [plan.span])
+
+
+def _whole_periods(plan: Plan, result: dict[str, Any], today: date, b: Builder) -> None:
+    """A trend's rows are whole weeks (Monday to Sunday) or months: when the first or
+    last reaches outside the period asked (before it, or past its end and before today),
+    the answer says so, as its range shows."""
+    span = plan.span
+    if span is None or span.since is None:
+        return
+    first = datetime.fromisoformat(result["start"]).date()
+    last = (datetime.fromisoformat(result["end"]) - timedelta(microseconds=1)).date()
+    until = span.until or today
+    # past today a period holds nothing yet: only days already gone are outside it
+    if first < span.since or (last > until and until < today):
+        b.say(f"Its {plan.grain}s are whole, so the trend reaches outside the period asked "
+              f"({span.since.isoformat()} to {until.isoformat()}).")
+        b.caveats.append(f"the {plan.grain}s are whole: the trend covers {first.isoformat()} "
+                         f"to {last.isoformat()}, the period asked "
+                         f"{span.since.isoformat()} to {until.isoformat()}")
 
 
 def _breakdown(plan: Plan, ctx: Context, b: Builder) -> None:
@@ -477,7 +517,7 @@ def _sharpest_day(plan: Plan, ctx: Context, b: Builder) -> Span | None:
     for five days is those five days, not its first or its lowest one). None otherwise.
     A one-day drop (a broken release, an outage) is a few percent of a week: explaining
     the week called it ordinary variation."""
-    today, first = ctx.today(), ctx.first_event()
+    today, first = ctx.today(), _first_of(plan, ctx)
     window = Span(today - timedelta(days=LOOK_BACK_DAYS + 7), today - timedelta(days=1),
                   f"the last {LOOK_BACK_DAYS} days and the week before")
     result, q, name = _daily(plan, ctx, b, window)
@@ -664,7 +704,7 @@ def _explain(plan: Plan, ctx: Context, b: Builder) -> None:
         if vs == "expected" else "the period before"
     b.say(f"{label}{_filters(plan)} {moved} {obs} {when}, against {base} {against}{pct}.")
     _premise(plan, change, b)
-    first = ctx.first_event()
+    first = _first_of(plan, ctx)
     if vs == "previous" and first is not None and span.since is not None and \
             span.since - (until - span.since + timedelta(days=1)) < first:
         b.say(f"Caveat: the data starts on {first.isoformat()}, inside the period before, "

@@ -20,7 +20,7 @@ from typing import Any
 
 from nerve.agent._breakdowns import cannot_break_down, decline_breakdown, read_breakdown
 from nerve.agent._filters import read_filters, read_stated, spell_out
-from nerve.agent._time import Span, find_comparison, find_span
+from nerve.agent._time import PERIODS, Span, find_comparison, find_span, unread_period
 from nerve.agent._words import _STOP, _VAGUE, _any, _has, _norm, _phrases, _stems
 
 __all__ = ["INTENTS", "MetricInfo", "Plan", "Vocabulary", "plan_question"]
@@ -137,6 +137,18 @@ def plan_question(question: str, vocab: Vocabulary, today: date) -> Plan:
     rest = spell_out(question.strip().rstrip("?!. "))
     plan.compare_days, rest = find_comparison(rest)
     plan.span, rest = find_span(rest, today)
+    unread = unread_period(rest)
+    if unread is not None:  # never the figure of all the data for a period asked
+        plan.intent = "unknown"
+        plan.ignored.append(unread)
+        plan.problems.append(
+            f"the question names a second period, {unread!r}, besides {plan.span.label!r}: "
+            "nerve answers for one period (or compares it with the one before: 'this month "
+            "vs last month')" if plan.span else
+            f"nerve did not understand {unread!r} as a period, and will not answer over "
+            "all the data instead (docs/ask.md lists the phrases it reads)")
+        plan.suggestions = list(PERIODS)
+        return plan
     text = _norm(rest)
     plan.intent = _intent(text, plan)
     if re.search(r"->|\u2192", question) and plan.intent not in (

@@ -8,7 +8,7 @@ which is what an LLM's function calling and MCP both need.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -109,11 +109,15 @@ class Context:
             self._health = list(latest_results(self.con))
         return self._health
 
-    def first_event(self) -> date | None:
-        """The local day of the first event (None for an empty warehouse)."""
+    def first_event(self, events: Sequence[str] = ()) -> date | None:
+        """The local day of the first event, of ``events`` only when it names some (a
+        metric's own events: another event's older data does not cover it); None when
+        there is none."""
         from zoneinfo import ZoneInfo  # noqa: PLC0415
 
         t = self.events
+        if events:
+            t = t.filter(t.event.isin(list(events)))
         first = t.aggregate(lo=t.timestamp.min()).to_pyarrow().column("lo")[0].as_py()
         if first is None:
             return None
