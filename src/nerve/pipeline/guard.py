@@ -22,6 +22,7 @@ from nerve.pipeline.privacy import (
     protect_ip,
     protect_payload,
     protect_urls,
+    protecting_spec,
     pseudonymise,
     url_paths,
     url_properties,
@@ -81,6 +82,18 @@ class Guard:
             for name in catalog.names():
                 for spec in catalog.versions(name):
                     self._url_names[id(spec)] = (url_properties(spec), url_paths(spec))
+        #: spec id -> the spec its payloads are protected by: each property as the
+        #: strictest version of its event classes it (``protecting_spec``), worked out
+        #: now so that an event pays one lookup; only specs some other version is
+        #: stricter than. ``_specs`` keeps the ids' objects alive.
+        self._protecting: dict[int, EventSpec] = {}
+        self._specs: tuple[EventSpec, ...] = ()
+        if catalog is not None:
+            self._specs = tuple(s for name in catalog.names() for s in catalog.versions(name))
+            for spec in self._specs:
+                strict = protecting_spec(spec, catalog.versions(spec.name), policy)
+                if strict is not spec:
+                    self._protecting[id(spec)] = strict
         #: ``context.ip`` -> what the policy keeps of it (None: drop); traffic repeats IPs
         self._ips: dict[str, str | None] = {}
         #: (agent, from the header?, has os?, has device?, has a browser or is an app's?)
@@ -248,8 +261,11 @@ class Guard:
         ``valid``: the payload passed ``spec``'s schema, so a property declared plain
         holds no object or array. An invalid one that holds any is walked whole
         (``protect_payload``): an object sent where a string is declared is judged by
-        the names inside it, which the per-name caches below do not look at.
+        the names inside it, which the per-name caches below do not look at. Each
+        property is protected as the strictest version of ``spec``'s event classes it
+        (``protecting_spec``); validation has used ``spec`` itself.
         """
+        spec = self._protecting.get(id(spec), spec)
         if not valid and not _CONTAINERS.isdisjoint(map(type, payload.values())):
             return protect_payload(payload, spec, self.policy)
         safe = self._safe.get(id(spec))

@@ -46,6 +46,7 @@ __all__ = [
     "protect_ip",
     "protect_payload",
     "protect_urls",
+    "protecting_spec",
     "pseudonymise",
     "treatment",
     "truncate_ip",
@@ -449,6 +450,91 @@ def _strictest(prop: PropertySpec, name: str, event: str, policy: PrivacyPolicy)
         found.append(treatment(prop.items, name, event, policy))
         found.append(_strictest(prop.items, name, event, policy))
     return min(found, key=_STRICTNESS.index, default="keep")
+
+
+def protecting_spec(spec: EventSpec, versions: Iterable[EventSpec], policy: PrivacyPolicy
+                    ) -> EventSpec:
+    """``spec`` with each property (nested ones and an array's items included) classed as
+    the strictest of ``versions`` (every version of its event) treats it, for the privacy
+    step; ``spec`` itself when no other version is stricter anywhere.
+
+    A client still sending an older version declares it in ``context.event_version``, and
+    is validated against it; but a field a newer version classes ``personal`` is personal
+    data whatever version an old app says it sends (readers' masking reads every version
+    too). A property only other versions declare is added when they protect it (an
+    invalid event bound for the quarantine may carry it). Worked out once per catalog
+    (``Guard``): the events' step only looks the result up.
+
+    >>> from nerve.catalog import Version
+    >>> v1 = EventSpec("signup", Version(1), properties=(PropertySpec("email", "string"),))
+    >>> v2 = EventSpec("signup", Version(2), properties=(
+    ...     PropertySpec("email", "string", pii="personal"),))
+    >>> protecting_spec(v1, [v1, v2], PrivacyPolicy(secret=b"k")).properties[0].pii
+    'personal'
+    """
+    others = [v.properties for v in versions if v is not spec]
+    if not others:
+        return spec
+    merged = _merge_props(spec.properties, others, spec.name, policy)
+    return spec if merged == spec.properties else replace(spec, properties=merged)
+
+
+def _merge_props(own: tuple[PropertySpec, ...], others: list[tuple[PropertySpec, ...]],
+                 event: str, policy: PrivacyPolicy) -> tuple[PropertySpec, ...]:
+    """``own`` properties, each as strict as the same name in ``others``, then those only
+    ``others`` declare, as far as they are protected."""
+    names = {p.name for p in own}
+    result = [_merge_prop(p, [q for props in others for q in props if q.name == p.name],
+                          p.name, event, policy) for p in own]
+    extra: dict[str, list[PropertySpec]] = {}
+    for props in others:
+        for q in props:
+            if q.name not in names:
+                extra.setdefault(q.name, []).append(q)
+    for name, found in extra.items():
+        kept = _protected_only(_merge_prop(found[0], found[1:], name, event, policy),
+                               name, event, policy)
+        if kept is not None:
+            result.append(kept)
+    return tuple(result)
+
+
+def _merge_prop(prop: PropertySpec, others: list[PropertySpec], name: str, event: str,
+                policy: PrivacyPolicy) -> PropertySpec:
+    """``prop`` (its type kept) with the class and handling of whichever of ``prop`` and
+    ``others`` the policy treats the strictest (``prop`` on a tie), and what it holds
+    merged alike. ``name``: the property's, or the array's whose items these are."""
+    strictest = min((prop, *others), key=lambda p: _STRICTNESS.index(
+        treatment(p, name, event, policy)))
+    children = _merge_props(prop.properties, [q.properties for q in others], event, policy)
+    inner = [q.items for q in others if q.items is not None]
+    if prop.items is not None:
+        items: PropertySpec | None = _merge_prop(prop.items, inner, name, event, policy)
+    elif inner:
+        items = _protected_only(_merge_prop(inner[0], inner[1:], name, event, policy),
+                                name, event, policy)
+    else:
+        items = None
+    if strictest is prop and children == prop.properties and items == prop.items:
+        return prop
+    return replace(prop, pii=strictest.pii, handling=strictest.handling, properties=children,
+                   items=items)
+
+
+def _protected_only(prop: PropertySpec, name: str, event: str, policy: PrivacyPolicy
+                    ) -> PropertySpec | None:
+    """``prop`` reduced to what the policy protects in it (None: nothing). Another
+    version's ``pii: none`` declaration does not make a value the declared version lacks
+    "not personal": such a value stays judged by its name (``guard_unknown``)."""
+    if treatment(prop, name, event, policy) != "keep":
+        return prop
+    children = tuple(kept for child in prop.properties
+                     if (kept := _protected_only(child, child.name, event, policy)) is not None)
+    items = (_protected_only(prop.items, name, event, policy) if prop.items is not None
+             else None)
+    if not children and items is None:
+        return None
+    return replace(prop, properties=children, items=items)
 
 
 def _protect_unknown(name: str, value: Any, event: str,

@@ -1,0 +1,138 @@
+"""Every version of an event is protected as its strictest version classes each field.
+
+A client still sending an older version (``context.event_version``) is validated against
+it, but a field another version classes ``personal`` or ``sensitive`` is personal data
+whatever version the client declares: ``Guard`` protects each property path (nested ones
+and an array's items too) by the strictest treatment any version's class gives it,
+worked out once when it is built.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nerve.catalog import Catalog, EventSpec, PropertySpec, Version
+from nerve.pipeline import Guard, PrivacyPolicy, protect_payload, pseudonymise
+from nerve.pipeline.privacy import protecting_spec, treatment
+
+KEY = b"k"
+POLICY = PrivacyPolicy(secret=KEY)
+
+
+def _signup(version: int, email: str = "none", note: str = "none", phone: str = "none",
+            extra: tuple[PropertySpec, ...] = (), handling: str | None = None) -> EventSpec:
+    return EventSpec("signup", Version(version), properties=(
+        PropertySpec("plan", "string"),
+        PropertySpec("email", "string", pii=email, handling=handling),
+        PropertySpec("guests", "array", items=PropertySpec("items", "object", properties=(
+            PropertySpec("note", "string", pii=note),))),
+        PropertySpec("contact", "object", properties=(
+            PropertySpec("phone", "string", pii=phone),)),
+        *extra))
+
+
+def _guard(*specs: EventSpec, policy: PrivacyPolicy = POLICY) -> tuple[Guard, Catalog]:
+    catalog = Catalog.from_specs(list(specs))
+    return Guard(policy, None, catalog), catalog
+
+
+def test_an_old_version_is_protected_as_a_newer_one_classes_its_fields() -> None:
+    guard, catalog = _guard(_signup(1), _signup(2, email="personal", note="sensitive",
+                                                phone="pseudonymous"))
+    old = catalog.get("signup", "1")
+    assert old is not None
+    assert old.property("email").pii == "none"  # type: ignore[union-attr]
+    sent = {"plan": "pro", "email": "a@b.c", "guests": [{"note": "ill", "x": 1}],
+            "contact": {"phone": "+1"}}
+    assert guard.payload(sent, old) == ({
+        "plan": "pro", "email": pseudonymise("a@b.c", KEY), "guests": [{"x": 1}],
+        "contact": {"phone": pseudonymise("+1", KEY)}}, 3)
+
+
+def test_the_latest_version_is_protected_as_an_older_one_classes_its_fields() -> None:
+    guard, catalog = _guard(_signup(1, email="sensitive"), _signup(2))
+    assert guard.payload({"email": "a@b.c"}, catalog.get("signup")) == ({}, 1)
+
+
+def test_a_handling_of_another_version_applies() -> None:
+    guard, catalog = _guard(_signup(1), _signup(2, email="personal", handling="drop"))
+    assert guard.payload({"email": "a@b.c", "plan": "x"}, catalog.get("signup", "1")) == (
+        {"plan": "x"}, 1)
+
+
+def test_a_field_only_another_version_declares_is_protected_by_its_class() -> None:
+    """An invalid event (bound for the quarantine) may carry it: a sensitive one is
+    dropped, not hashed by its name; one another version declares ``none`` stays judged
+    by its name, as for any undeclared value."""
+    newer = _signup(2, extra=(PropertySpec("diagnosis", "string", pii="sensitive"),
+                              PropertySpec("user_email", "string")))
+    guard, catalog = _guard(_signup(1), newer)
+    assert guard.payload({"diagnosis": "ill", "user_email": "a@b.c"},
+                         catalog.get("signup", "1"), valid=False) == (
+        {"user_email": pseudonymise("a@b.c", KEY)}, 2)
+
+
+def test_a_spec_no_other_version_is_stricter_than_is_used_as_it_is() -> None:
+    v1, v2 = _signup(1, email="personal"), _signup(2, email="personal")
+    assert protecting_spec(v1, [v1, v2], POLICY) is v1
+    assert protecting_spec(v2, [v1, v2], POLICY) is v2
+    guard, _ = _guard(v1, v2)
+    assert guard._protecting == {}  # nothing to look up but the spec itself
+
+
+def test_an_allowed_sensitive_value_is_not_kept_where_another_version_hashes_it() -> None:
+    policy = PrivacyPolicy(secret=KEY, allow_sensitive=frozenset({"signup.email"}))
+    guard, catalog = _guard(_signup(1, email="sensitive"), _signup(2, email="personal"),
+                            policy=policy)
+    hashed = pseudonymise("a@b.c", KEY)
+    for version in ("1", "2"):
+        assert guard.payload({"email": "a@b.c"}, catalog.get("signup", version))[0] == {
+            "email": hashed}
+
+
+CLASSES = st.tuples(st.sampled_from(["none", "pseudonymous", "personal", "sensitive"]),
+                    st.sampled_from([None, "hash", "drop", "keep"]))
+
+
+def _version(number: int, classes: list[tuple[str, str | None]]) -> EventSpec:
+    (a, a_how), (b, b_how), (c, c_how) = classes
+    return EventSpec("signup", Version(number), properties=(
+        PropertySpec("a", "string", pii=a, handling=a_how),
+        PropertySpec("box", "object", properties=(
+            PropertySpec("b", "string", pii=b, handling=b_how),)),
+        PropertySpec("tags", "array", items=PropertySpec("items", "string", pii=c,
+                                                        handling=c_how))))
+
+
+@settings(max_examples=150, deadline=None)
+@given(versions=st.lists(st.lists(CLASSES, min_size=3, max_size=3), min_size=1, max_size=4),
+       personal=st.sampled_from(["hash", "drop", "keep"]), allow=st.booleans(),
+       text=st.text(min_size=1, max_size=3))
+def test_every_version_stores_what_the_strictest_version_of_each_field_would(
+        versions: list[list[tuple[str, str | None]]], personal: str, allow: bool,
+        text: str) -> None:
+    policy = PrivacyPolicy(secret=KEY, personal=personal,  # type: ignore[arg-type]
+                           allow_sensitive=frozenset({"signup.a", "signup.b"} if allow
+                                                     else ()))
+    specs = [_version(i + 1, classes) for i, classes in enumerate(versions)]
+    guard, catalog = _guard(*specs, policy=policy)
+
+    def strictest(pick: Any, name: str) -> PropertySpec:
+        order = ("drop", "hash", "truncate", "keep")
+        return min((pick(s) for s in specs),
+                   key=lambda p: order.index(treatment(p, name, "signup", policy)))
+
+    a = strictest(lambda s: s.properties[0], "a")
+    b = strictest(lambda s: s.properties[1].properties[0], "b")
+    c = strictest(lambda s: s.properties[2].items, "tags")
+    expected_spec = EventSpec("signup", Version(99), properties=(
+        a, PropertySpec("box", "object", properties=(b,)),
+        PropertySpec("tags", "array", items=c)))
+    payload = {"a": text, "box": {"b": text}, "tags": [text, text]}
+    expected = protect_payload(payload, expected_spec, policy)[0]
+    for spec in catalog.versions("signup"):
+        assert guard.payload(payload, spec)[0] == expected
+        assert guard.payload(payload, spec, valid=False)[0] == expected
