@@ -117,7 +117,7 @@ def test_the_cli_declines_a_breakdown_by_user(demo_root: Path) -> None:
 def test_a_breakdown_with_many_values_lists_the_largest_and_says_how_many(
         demo_ctx: Context) -> None:
     """"orders by session_id" listed every session: thousands of figures in one answer."""
-    from nerve.agent._ask import MAX_GROUPS
+    from nerve.agent._render_metrics import MAX_GROUPS
 
     answer = ask("orders by session_id last week", demo_ctx)
     assert answer.answered, answer.answer

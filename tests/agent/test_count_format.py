@@ -8,7 +8,7 @@ import re
 
 from nerve.agent import Context, ask
 from nerve.agent._answer import Builder
-from nerve.agent._ask import _drivers
+from nerve.agent._render_explain import _drivers
 
 
 def test_a_forecast_of_a_count_reads_in_whole_numbers(demo_ctx: Context) -> None:

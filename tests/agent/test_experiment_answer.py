@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-import nerve.agent._ask
+import nerve.agent._render_readouts
 from nerve.agent import Context, ask, run_tool
 
 
@@ -28,7 +28,7 @@ def test_the_corrected_p_value_is_said_where_it_decides(
         result = run_tool(ctx, name, args)
         return _corrected(result) if name == "experiment_results" else result
 
-    monkeypatch.setattr(nerve.agent._ask, "run_tool", tool)
+    monkeypatch.setattr(nerve.agent._render_readouts, "run_tool", tool)
     answer = ask("how is the simple checkout experiment doing?", demo_ctx)
     assert answer.answered, answer.answer
     readout = _corrected(run_tool(demo_ctx, "experiment_results", {"key": "simple_checkout"}))
@@ -55,7 +55,7 @@ def test_a_tiny_p_value_reads_as_under_a_thousandth(
                     row["p_value"] = row["p_value_adjusted"] = 1.5e-05
         return result
 
-    monkeypatch.setattr(nerve.agent._ask, "run_tool", tool)
+    monkeypatch.setattr(nerve.agent._render_readouts, "run_tool", tool)
     answer = ask("how is the simple checkout experiment doing?", demo_ctx)
     assert answer.answered, answer.answer
     assert "p < 0.001" in answer.answer
@@ -73,7 +73,7 @@ def test_with_several_variants_the_correction_says_it_spans_them(
             result["units"] = {**result["units"], "two_step": 120}
         return result
 
-    monkeypatch.setattr(nerve.agent._ask, "run_tool", tool)
+    monkeypatch.setattr(nerve.agent._render_readouts, "run_tool", tool)
     answer = ask("how is the simple checkout experiment doing?", demo_ctx)
     assert answer.answered, answer.answer
     assert "corrected for the experiment's several variants and metrics" in answer.answer

@@ -15,7 +15,7 @@ import pytest
 
 from nerve.agent import Context, ask, run_tool
 from nerve.agent._answer import Builder
-from nerve.agent._ask import _drivers, _explain_caveats
+from nerve.agent._render_explain import _drivers, _explain_caveats
 from nerve.anomaly._explain_words import MIN_SCORE
 from nerve.envelope import ENVELOPE_SCHEMA
 from nerve.workspace import Workspace

@@ -13,8 +13,8 @@ import pytest
 from tests.anomaly.conftest import load_rows
 
 from nerve.agent._answer import Builder
-from nerve.agent._ask import _of_the_change
 from nerve.agent._numbers import fmt, unsupported
+from nerve.agent._render_explain import _of_the_change
 from nerve.anomaly import explain, parse_period
 from nerve.anomaly._explain import _Target
 from nerve.anomaly._explain_context import CAVEAT_CHECKS

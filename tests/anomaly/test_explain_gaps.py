@@ -12,7 +12,7 @@ from tests.anomaly.conftest import load_rows
 from tests.anomaly.test_explain import CHURN_METRICS, NOW, churn_shop
 
 from nerve.agent._answer import Builder
-from nerve.agent._ask import _drivers, _explain_caveats
+from nerve.agent._render_explain import _drivers, _explain_caveats
 from nerve.anomaly import explain
 from nerve.anomaly._explain_words import period_words
 from nerve.catalog import Catalog, EventSpec, PropertySpec, Version
