@@ -171,7 +171,7 @@ def test_only_the_trusted_proxies_header_is_believed(
     """``trusted_proxies`` names the proxies: a client reaching nerve past them (here the
     loopback peer, not among them) cannot choose the IP recorded for it, nor the host
     analytics.js is told to send to."""
-    ws = make_workspace({"signup.yaml": SIGNUP}, extra_toml="")
+    ws = make_workspace({"signup.yaml": SIGNUP})
     toml = ws.root / "nerve.toml"
     toml.write_text(toml.read_text().replace("[collector]\n", (
         '[collector]\ntrusted_proxy_header = "X-Forwarded-For"\n'
