@@ -27,13 +27,13 @@ def proxy_networks(value: Any) -> Networks:
                          f'(["10.0.0.0/8", "127.0.0.1"]), got {value!r}')
     networks = []
     for item in value:
+        if not isinstance(item, str):
+            raise ValueError(f"expected addresses or networks as strings, got {item!r}")
         try:
-            networks.append(ipaddress.ip_network(str(item).strip(), strict=False))
+            networks.append(ipaddress.ip_network(item.strip(), strict=False))
         except ValueError:
             raise ValueError(f"{item!r} is not an IP address or network (\"10.0.0.0/8\", "
                              "\"2001:db8::/32\", \"127.0.0.1\")") from None
-        if not isinstance(item, str):
-            raise ValueError(f"expected addresses or networks as strings, got {item!r}")
     return tuple(networks)
 
 
