@@ -361,6 +361,9 @@ _URL_QUERY = ('expected "keep", "drop" or a list of the query parameters to keep
     ("collector", "max_backlog_bytes = 0", "expected a whole number >= 1, got 0"),
     ("collector", "max_connections = 0", "expected a whole number >= 1, got 0"),
     ("collector", "trusted_proxy_header = 5", "expected a string, got 5"),
+    ("collector", 'trusted_proxies = ["10.0.0.0/33"]', "'10.0.0.0/33' is not an IP address "
+                                                     "or network"),
+    ("collector", 'trusted_proxies = ["10.0.0.0/8"]', "needs trusted_proxy_header"),
     ("collector", 'rate_limit_per_second = "fast"', "expected a number > 0, got 'fast'"),
     ("collector", "rate_limit_burst = 0", "expected a number > 0, got 0"),
     # refused by the server's start, without the file's path or line

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nerve._durations import parse_retention, parse_seconds, parse_window
+from nerve._proxies import proxy_networks
 from nerve._urls import url_query_setting
 from nerve.errors import WorkspaceError
 
@@ -64,7 +65,8 @@ SETTINGS: dict[str, frozenset[str]] = {
     "collector": frozenset({*(f.name for f in fields(CollectorLimits)), "max_backlog_bytes",
                             "max_connections", "header_timeout_seconds",
                             "body_timeout_seconds", "commit_interval_ms",
-                            "trusted_proxy_header", "rate_limit_per_second",
+                            "trusted_proxy_header", "trusted_proxies",
+                            "rate_limit_per_second",
                             "rate_limit_burst"}),
     # pipeline/privacy.py, erasure/_erase.py
     "privacy": frozenset({"personal", "allow_sensitive", "ip", "user_id", "enforce_consent",
@@ -169,7 +171,7 @@ FORMS: dict[str, dict[str, Check]] = {
                   "max_connections": _number(1, whole=True),
                   "rate_limit_per_second": _number(0, above=True),
                   "rate_limit_burst": _number(0, above=True),
-                  "trusted_proxy_header": _text},
+                  "trusted_proxy_header": _text, "trusted_proxies": proxy_networks},
     "privacy": {"enforce_retention": _boolean, "enforce_consent": _boolean,
                 "guard_unknown": _boolean, "uncataloged_retention": parse_retention,
                 "audit_retention": parse_retention, "allow_sensitive": _names,
@@ -380,6 +382,10 @@ def _setting_problem(section: str, table: dict[str, Any], key: str, setting: Any
     if (section == "collector" and key == "rate_limit_burst"
             and "rate_limit_per_second" not in table):  # it limited nothing
         return "needs rate_limit_per_second (without it no rate is limited)"
+    if (section == "collector" and key == "trusted_proxies"
+            and "trusted_proxy_header" not in table):  # no header to believe from them
+        return ('needs trusted_proxy_header (the header those proxies set, '
+                '"X-Forwarded-For"): without it no forwarding header is read')
     return None
 
 

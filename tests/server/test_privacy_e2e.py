@@ -166,6 +166,34 @@ def test_a_forwarded_header_is_ignored_unless_a_proxy_is_trusted(
     assert row["context"]["ip"] == "127.0.0.0"  # the loopback peer, truncated to its /24
 
 
+def test_only_the_trusted_proxies_header_is_believed(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., object]) -> None:
+    """``trusted_proxies`` names the proxies: a client reaching nerve past them (here the
+    loopback peer, not among them) cannot choose the IP recorded for it, nor the host
+    analytics.js is told to send to."""
+    ws = make_workspace({"signup.yaml": SIGNUP})
+    toml = ws.root / "nerve.toml"
+    toml.write_text(toml.read_text().replace("[collector]\n", (
+        '[collector]\ntrusted_proxy_header = "X-Forwarded-For"\n'
+        'trusted_proxies = ["10.0.0.0/8"]\n')))
+    server = serve(ws)
+    spoofed = {"X-Forwarded-For": PROXY_IP, "X-Forwarded-Host": "evil.example",
+               "X-Forwarded-Proto": "https"}
+    batch = [{"type": "track", "event": "signup", "userId": "u1", "messageId": "m1",
+              "properties": {"marker": CONTROL}}]
+    answer = HTTP.post(f"{server.url}/v1/batch", json={"batch": batch},  # type: ignore[attr-defined]
+                       headers={**basic(write_key(ws)), **spoofed}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    settings = HTTP.get(f"{server.url}/v1/projects/{write_key(ws)}/settings",  # type: ignore[attr-defined]
+                        headers=spoofed, timeout=30).json()
+    assert settings["integrations"]["Segment.io"]["apiHost"] == (
+        f"127.0.0.1:{server.port}/v1")  # type: ignore[attr-defined]
+    assert settings["integrations"]["Segment.io"]["protocol"] == "http"
+    assert server.stop() == 0  # type: ignore[attr-defined]
+    [row] = rows(ws, "SELECT context FROM events")
+    assert row["context"]["ip"] == "127.0.0.0"  # the loopback peer, truncated to its /24
+
+
 PAGE = """\
 name: page
 type: page

@@ -21,6 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from nerve._proxies import Networks, within
 from nerve.collector import ENDPOINTS, RequestError
 from nerve.errors import BackpressureError, NerveError, TransientError
 from nerve.server._backpressure import backlog_details, overload_reason
@@ -118,7 +119,8 @@ def _check_content_type(value: str | None) -> None:
                        code="unsupported_media_type", details={"content_type": sent})
 
 
-def client_ip(scope: Scope, proxy_header: str | None) -> str | None:
+def client_ip(scope: Scope, proxy_header: str | None,
+              proxies: Networks | None = None) -> str | None:
     """The sender's address: the connection's, or what the trusted proxy says it saw.
 
     With ``[collector] trusted_proxy_header = "X-Forwarded-For"`` the LAST address of the
@@ -127,26 +129,43 @@ def client_ip(scope: Scope, proxy_header: str | None) -> str | None:
     list, in order (HAProxy appends a line of its own: taking the first line took the
     client's). A header with no item at all is as if absent; one whose last item is not
     an address (``unknown``) gives no address, not the proxy's own.
+
+    With ``trusted_proxies`` the header is believed only from a peer in those networks
+    (any other's is a client's claim: the connection's address is used), and addresses
+    of those networks at its end (proxies in a chain) are passed over.
     """
-    if proxy_header:
+    client = scope.get("client")
+    peer = str(client[0]) if client else None
+    if proxy_header and (proxies is None or within(peer, proxies)):
         name = proxy_header.lower().encode("latin-1")
         forwarded = b",".join(v for k, v in scope["headers"] if k == name).decode("latin-1")
         if forwarded.replace(",", "").strip():
-            return forwarded_address(forwarded)
-    client = scope.get("client")
-    return str(client[0]) if client else None
+            return forwarded_address(forwarded, proxies)
+    return peer
 
 
-def forwarded_address(value: str) -> str | None:
+def forwarded_address(value: str, proxies: Networks | None = None) -> str | None:
     """The last address of a forwarding header: empty items skipped, a port and IPv6
     brackets taken off (``203.0.113.7:51234``, ``[2001:db8::7]:443``, as some proxies
     write it); None when that item is no IP address. Once per request, not per event.
+    With ``proxies``, an address in them is passed over for the one before it (the
+    first item is taken even so: a proxy's own request).
 
     >>> forwarded_address("10.0.0.1, [2001:db8::7]:443, "), forwarded_address("unknown")
     ('2001:db8::7', None)
+    >>> forwarded_address("203.0.113.7, 10.0.0.9", (ipaddress.ip_network("10.0.0.0/8"),))
+    '203.0.113.7'
     """
-    items = [item.strip() for item in value.split(",")]
-    host = next((item for item in reversed(items) if item), "")
+    items = [item for item in (part.strip() for part in value.split(",")) if item]
+    for position in range(len(items) - 1, -1, -1):
+        host = _address(items[position])
+        if proxies is None or host is None or position == 0 or not within(host, proxies):
+            return host
+    return None
+
+
+def _address(host: str) -> str | None:
+    """One item of a forwarding header as an address, without port or brackets."""
     if host.startswith("["):  # [v6] or [v6]:port
         host, _, rest = host[1:].partition("]")
         if rest and not (rest[:1] == ":" and rest[1:].isdigit()):
@@ -202,7 +221,7 @@ async def _collect(state: NerveState, scope: Scope, headers: Headers,
         collected = state.collector.collect(
             body, endpoint=endpoint, authorization=_text(headers, b"authorization"),
             content_encoding=_text(headers, b"content-encoding"),
-            client_ip=client_ip(scope, state.proxy_header),
+            client_ip=client_ip(scope, state.proxy_header, state.trusted_proxies),
             user_agent=_text(headers, b"user-agent"))
         if state.limiter is not None:
             state.limiter.check(collected.source.name, len(collected.rows))

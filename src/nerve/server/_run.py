@@ -185,7 +185,8 @@ def _lifespan(state: NerveState, server_file: Path, max_backlog: int,
               on_ready: Callable[[NerveState], None] | None,
               start_workers: StartWorkers,
               workers: list[subprocess.Popen[bytes]],
-              fingerprint: Fingerprint) -> Callable[[Starlette], Any]:
+              fingerprint: Fingerprint,
+              listeners: Sequence[socket.socket] = ()) -> Callable[[Starlette], Any]:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         assert state.loader is not None
@@ -256,6 +257,7 @@ def _lifespan(state: NerveState, server_file: Path, max_backlog: int,
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            _release_port(listeners if workers else ())
             live = getattr(state, "live_runner", None)
             for background in (scheduler, live, retention):
                 try:  # nothing here may keep the log from its final drain
@@ -273,11 +275,22 @@ def _lifespan(state: NerveState, server_file: Path, max_backlog: int,
     return lifespan
 
 
+def _release_port(listeners: Sequence[socket.socket]) -> None:
+    """Close this process's copies of the workers' listening sockets, once no worker is
+    to be restarted: each worker's own copy keeps its socket open until it stops, and
+    then the port refuses connections. Held through the final drain (as long as the log's
+    backlog takes to load), they went on accepting connections for nobody: each client
+    waited out its timeout and got a reset, not knowing whether its batch was taken."""
+    for sock in listeners:
+        sock.close()
+
+
 def _collector_lifespan(state: NerveState, max_backlog: int,
                         on_ready: Callable[[NerveState], None] | None,
                         start_workers: StartWorkers,
                         workers: list[subprocess.Popen[bytes]],
-                        fingerprint: Fingerprint) -> Callable[[Starlette], Any]:
+                        fingerprint: Fingerprint,
+                        listeners: Sequence[socket.socket] = ()) -> Callable[[Starlette], Any]:
     """``nerve serve --collect-only``: take events into the shared log, nothing else (no
     warehouse, loader, checks or server.json: the server that loads has those)."""
     @contextlib.asynccontextmanager
@@ -301,6 +314,7 @@ def _collector_lifespan(state: NerveState, max_backlog: int,
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            _release_port(listeners if workers else ())
             await anyio.to_thread.run_sync(stop_workers, workers)
             spawner.close()
             await anyio.to_thread.run_sync(state.log.close)
@@ -507,12 +521,13 @@ def serve(workspace: Workspace, host: str = "127.0.0.1", port: int = 8700, *,
     starter = start_workers if workers > 1 else _none
     if collect_only:
         app = create_app(state, _collector_lifespan(state, max_backlog(workspace), on_ready,
-                                                    starter, children, fingerprint),
+                                                    starter, children, fingerprint,
+                                                    public),
                          read_routes=[Route("/{path:path}", _collect_only,
                                             methods=["GET", "POST", "PUT", "PATCH", "DELETE"])])
     else:
         app = create_app(state, _lifespan(state, server_file, max_backlog(workspace), on_ready,
-                                          starter, children, fingerprint),
+                                          starter, children, fingerprint, public),
                          audit=Audit(audit_dir(workspace)))
     server = uvicorn.Server(uvicorn_config(app, workspace))
     # uvicorn re-raises the stop signal after a graceful shutdown; with these no-op

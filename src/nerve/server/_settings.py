@@ -111,7 +111,8 @@ async def project_settings(request: Request) -> Response:
             404, "unknown_write_key", f"GET /v1/projects/{{write_key}}/settings: {message}",
             request.headers.get("user-agent"))
         raise RequestError(message, status=404, code="unknown_write_key")
-    host, scheme = api_host(request, trust_proxy=state.proxy_header is not None)
+    host, scheme = api_host(request, trust_proxy=state.trusts_proxy(
+        request.client.host if request.client else None))
     return Response(orjson.dumps(segment_settings(write_key, host, scheme)),
                     media_type="application/json")
 

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 import uvicorn
 
+from nerve._proxies import Networks, proxy_networks, within
 from nerve.catalog import Catalog
 from nerve.collector import Collector
 from nerve.errors import InternalError, WorkspaceError
@@ -188,6 +189,8 @@ class NerveState:
     overloaded: bool = False
     #: ``[collector] trusted_proxy_header``: where a fronting proxy puts the client's IP
     proxy_header: str | None = None
+    #: ``[collector] trusted_proxies``: the only peers whose header is believed (None: any)
+    trusted_proxies: Networks | None = None
     #: this process's Prometheus counters (``_metrics.py``)
     metrics: Metrics | None = None
     #: unloaded log bytes at the last check, and since when (monotonic) it has been > 0
@@ -299,11 +302,20 @@ class NerveState:
             return  # still failing: keep this writer, the next failure tries again
         self.log_failed = True
 
+    def trusts_proxy(self, peer: str | None) -> bool:
+        """Whether a forwarding header from this peer is believed: only with
+        ``trusted_proxy_header``, and then from ``trusted_proxies`` (any peer without it)."""
+        if self.proxy_header is None:
+            return False
+        return self.trusted_proxies is None or within(peer, self.trusted_proxies)
+
     def __post_init__(self) -> None:
         self.collector = Collector(self.workspace, self.catalog)
         section = self.workspace.config.raw.get("collector", {})
         header = section.get("trusted_proxy_header")
         self.proxy_header = str(header) if header else None
+        proxies = section.get("trusted_proxies")
+        self.trusted_proxies = proxy_networks(proxies) if proxies is not None else None
         self.body_timeout = _number(self.workspace, section, "body_timeout_seconds",
                                    DEFAULT_BODY_TIMEOUT)
         self.limiter = rate_limiter_for(section, self.processes)
