@@ -282,6 +282,8 @@ def experiment_results(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
 
     key = _str(args, "key", required=True) or ""
     exp = get_experiment(ctx.experiments(), key)
+    # on the masked view a metric filter on a masked value would read 0 in every variant
+    check_masked_filters(ctx.layer, ctx.masked, [metric for metric, _ in exp.metrics])
     readout = analyze_experiment(exp, ctx.layer, ctx.events, now=ctx.now)
     return readout_dict(exp, readout)
 
