@@ -314,6 +314,9 @@ def forecast_metric(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     forecast_local = _anomaly("forecast_local")
     body = {"metric": _str(args, "metric", required=True),
             "horizon": _str(args, "horizon") or "7d"}
+    metric = body["metric"] or ""
+    # on the masked view a metric filter on a masked value would forecast zeros
+    check_masked_filters(ctx.layer, ctx.masked, [metric] if metric in ctx.layer else ())
     result: dict[str, Any] = forecast_local(ctx.con, ctx.workspace, body, ctx.now,
                                             ctx.catalog)
     return result
