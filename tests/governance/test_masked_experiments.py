@@ -153,3 +153,21 @@ def test_a_readers_experiment_readout_and_plan_refuse_it_over_http(
     as_stored = post("/v1/experiments/analyze", {"key": "triage", "by": "diag"}, admin_token)
     assert sorted(r["mean"] for r in by_diag.json()["breakdown"]) == \
         sorted(r["mean"] for r in as_stored.json()["breakdown"])
+
+
+def test_a_readers_readout_counts_the_quarantined_exposures_as_the_admins_does(
+        make_workspace: Callable[..., Workspace]) -> None:
+    """An uncataloged ``Experiment Viewed`` waits in the quarantine, where the reader's
+    view masks every value of it, ``experiment_id`` included: the reader's readout
+    counted none of them, and left out the warning that the readout misses them."""
+    ws = _clinic(make_workspace, "bookings")
+    collect_and_load(ws, [{"type": "track", "event": "Experiment Viewed",
+                           "userId": f"late-{i}", "messageId": f"ev-{i}",
+                           "properties": {"experiment_id": "triage", "variant_id": "new"}}
+                          for i in range(3)])
+    admin = call(ws, "experiment_results", {"key": "triage"}, masked=False)
+    assert admin["quarantined_exposures"] == {"Experiment Viewed": 3}
+    reader = call(ws, "experiment_results", {"key": "triage"})
+    assert reader["quarantined_exposures"] == admin["quarantined_exposures"]
+    assert reader["warnings"] == admin["warnings"]
+    assert any("3 exposures of triage are in the quarantine" in w for w in reader["warnings"])

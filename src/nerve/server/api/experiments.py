@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, Route
 
 from nerve.errors import PayloadError
 from nerve.experiments import get_experiment, load_experiments
-from nerve.governance import check_masked_filters, masked_fields_of
+from nerve.governance import check_masked_filters, masked_fields_of, masked_text_of
 from nerve.semantic import SemanticLayer
 from nerve.server.api._common import (
     in_thread,
@@ -82,7 +82,8 @@ async def analyze(request: Request) -> Response:
                              [metric for metric, _ in exp.metrics],
                              by=[by] if by is not None else ())
         readout = analyze_experiment(exp, layer, analysis_events(warehouse),
-                                     now=datetime.now(UTC), by=by)
+                                     now=datetime.now(UTC), by=by,
+                                     masked_key=masked_text_of(warehouse, exp.key))
         return readout_dict(exp, readout)
 
     return json_response(await in_thread(run))
