@@ -145,7 +145,7 @@ def test_exported_names() -> None:
     import nerve.governance
 
     assert nerve.governance.__all__ == ["check_masked_analysis", "check_masked_filters",
-                                        "masked_fields_of"]
+                                        "masked_fields_of", "masked_text_of"]
 
 
 WORKOUT = """\

@@ -16,7 +16,12 @@ from typing import Any
 from nerve._arguments import check_arguments
 from nerve.catalog import Catalog
 from nerve.errors import QueryError, did_you_mean
-from nerve.governance import check_masked_analysis, check_masked_filters, masked_fields_of
+from nerve.governance import (
+    check_masked_analysis,
+    check_masked_filters,
+    masked_fields_of,
+    masked_text_of,
+)
 from nerve.semantic import MetricQuery, SemanticLayer
 from nerve.warehouse import analysis_events
 from nerve.warehouse._masking import MaskedFields
@@ -41,6 +46,8 @@ class Context:
     #: what the reader's view masks (``MaskedWarehouse``), None on the admin's view:
     #: filters on those values are refused (nerve.governance)
     masked: MaskedFields | None = None
+    #: an experiment's key as the reader's view masks it (None on the admin's view)
+    masked_key: Callable[[str], str | None] = lambda _key: None
     _values: dict[str, tuple[str, ...]] | None = None
     _health: list[Any] | None = None
 
@@ -53,7 +60,8 @@ class Context:
         ibis_of = getattr(warehouse, "ibis", None)
         con = ibis_of() if callable(ibis_of) else warehouse
         return cls(workspace, layer, catalog, con, now or datetime.now(UTC),
-                   masked_fields_of(warehouse))
+                   masked_fields_of(warehouse),
+                   masked_key=lambda key: masked_text_of(warehouse, key))
 
     @property
     def events(self) -> Any:
@@ -282,7 +290,10 @@ def experiment_results(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
 
     key = _str(args, "key", required=True) or ""
     exp = get_experiment(ctx.experiments(), key)
-    readout = analyze_experiment(exp, ctx.layer, ctx.events, now=ctx.now)
+    # on the masked view a metric filter on a masked value would read 0 in every variant
+    check_masked_filters(ctx.layer, ctx.masked, [metric for metric, _ in exp.metrics])
+    readout = analyze_experiment(exp, ctx.layer, ctx.events, now=ctx.now,
+                                 masked_key=ctx.masked_key(exp.key))
     return readout_dict(exp, readout)
 
 
@@ -312,6 +323,9 @@ def forecast_metric(ctx: Context, args: dict[str, Any]) -> dict[str, Any]:
     forecast_local = _anomaly("forecast_local")
     body = {"metric": _str(args, "metric", required=True),
             "horizon": _str(args, "horizon") or "7d"}
+    metric = body["metric"] or ""
+    # on the masked view a metric filter on a masked value would forecast zeros
+    check_masked_filters(ctx.layer, ctx.masked, [metric] if metric in ctx.layer else ())
     result: dict[str, Any] = forecast_local(ctx.con, ctx.workspace, body, ctx.now,
                                             ctx.catalog)
     return result

@@ -31,11 +31,24 @@ def _events(warehouse: Any) -> Any:
     return analysis_events(warehouse)
 
 
+def _refuse_masked(layer: SemanticLayer, warehouse: Any, target: str | None,
+                   by: Sequence[str] = ()) -> None:
+    """On the reader's view, refuse a metric whose filter reads a masked value (its
+    series would be all zeros: nothing judged, no forecast) or aggregates a removed one,
+    and a breakdown by a removed value (one empty group), as a metric query does."""
+    from nerve.governance import check_masked_filters, masked_fields_of  # noqa: PLC0415
+
+    check_masked_filters(layer, masked_fields_of(warehouse),
+                         [target] if target is not None and target in layer else (),
+                         by=[str(d) for d in by])
+
+
 def run_local(warehouse: Any, workspace: Any, body: dict[str, Any], now: datetime | None,
               catalog: Catalog | None = None) -> dict[str, Any]:
     """``POST /v1/anomalies``: detect (or backtest) on the warehouse."""
     request = Request.from_dict(body)
     layer, catalog = _layer(workspace, catalog)
+    _refuse_masked(layer, warehouse, request.target, request.by)
     detection, about = find_anomalies(_events(warehouse), request, layer=layer,
                                       catalog_events=catalog.names(), now=now)
     return {"about": about, **detection.as_dict(points=request.points)}
@@ -91,6 +104,7 @@ def forecast_local(warehouse: Any, workspace: Any, body: dict[str, Any], now: da
     name = body.get("metric")
     if not isinstance(name, str) or not name:
         raise QueryError("metric: expected a metric or event name")
+    _refuse_masked(layer, warehouse, name)
     horizon = max(1, int(parse_duration(body.get("horizon") or "14d", "horizon") // 86400))
     history = max(14, int(parse_duration(body.get("history") or "90d", "history") // 86400))
     level = float(body.get("level") or 0.9)

@@ -26,11 +26,14 @@ __all__ = ["analyze_experiment", "confidence_level", "readout_dict", "report_tex
 
 
 def analyze_experiment(exp: Experiment, layer: SemanticLayer, events: ir.Table, *,
-                       now: datetime | None = None, by: str | None = None) -> Readout:
+                       now: datetime | None = None, by: str | None = None,
+                       masked_key: str | None = None) -> Readout:
     """Every statistic of ``exp`` over the warehouse's ``events``, with a decision.
 
     ``by`` (a dimension such as ``platform`` or ``user.age_group``) adds the same rows per
-    value of it at each unit's first exposure, in ``Readout.breakdown``.
+    value of it at each unit's first exposure, in ``Readout.breakdown``. On a reader's
+    view, ``masked_key`` is the experiment's key as that view masks an undeclared value
+    (so the quarantined exposures are counted as on the admin's).
     """
     now = now or datetime.now(UTC)
     check_metrics(exp, layer)  # an unknown metric fails here, naming file, line and field
@@ -45,7 +48,8 @@ def analyze_experiment(exp: Experiment, layer: SemanticLayer, events: ir.Table, 
                        ended=exp.end if exp.end is not None and exp.end <= now else None)
 
     readout = read(data)
-    readout.quarantined_exposures = quarantined_exposures(exp, events, until)
+    readout.quarantined_exposures = quarantined_exposures(exp, events, until,
+                                                          masked_key=masked_key)
     readout.warnings.extend(_quarantine_warning(exp.key, readout.quarantined_exposures))
     readout.unknown_variants = exposed.unknown
     readout.warnings.extend(_unknown_variant_warning(exp, exposed.unknown))

@@ -100,11 +100,14 @@ def recent_pace(exposed: Exposures, variants: list[str], until: datetime) -> flo
     return min(counts.values()) / days
 
 
-def quarantined_exposures(exp: Experiment, events: ir.Table, until: datetime) -> dict[str, int]:
+def quarantined_exposures(exp: Experiment, events: ir.Table, until: datetime, *,
+                          masked_key: str | None = None) -> dict[str, int]:
     """Exposures of ``exp`` the collector put in the ``quarantine`` table (an uncataloged
     ``Experiment Viewed``, an exposure failing its event's schema), by event name; the
     analysis does not see them. Empty when ``events``' backend has no quarantine (a
-    table loaded on its own, as tests and other engines do)."""
+    table loaded on its own, as tests and other engines do). On a reader's view, which
+    masks the undeclared values of an uncataloged event, ``masked_key`` is the key as
+    the view shows it there, and is matched too."""
     try:
         q = events.get_backend().table("quarantine")
     except (TableNotFound, IbisError, LookupError, AttributeError):
@@ -114,7 +117,8 @@ def quarantined_exposures(exp: Experiment, events: ir.Table, until: datetime) ->
                  q.timestamp < ibis.literal(until))
     if exp.start is not None:
         q = q.filter(q.timestamp >= ibis.literal(exp.start))
-    q = q.filter(json_field(q.properties, ("experiment_id",), "string", dialect) == exp.key)
+    keys = [exp.key] if masked_key is None else [exp.key, masked_key]
+    q = q.filter(json_field(q.properties, ("experiment_id",), "string", dialect).isin(keys))
     counts = q.group_by("event").aggregate(n=q.count()).to_pyarrow().to_pylist()
     return {row["event"]: int(row["n"]) for row in sorted(counts, key=lambda r: r["event"])}
 

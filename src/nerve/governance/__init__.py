@@ -15,6 +15,11 @@ QueryError: filter 'age >= 65': age reads user.age, ...
 """
 
 from nerve.governance._masked_analysis import check_masked_analysis
-from nerve.governance._masked_filters import check_masked_filters, masked_fields_of
+from nerve.governance._masked_filters import (
+    check_masked_filters,
+    masked_fields_of,
+    masked_text_of,
+)
 
-__all__ = ["check_masked_analysis", "check_masked_filters", "masked_fields_of"]
+__all__ = ["check_masked_analysis", "check_masked_filters", "masked_fields_of",
+           "masked_text_of"]

@@ -27,7 +27,7 @@ from nerve.semantic._expr import (
 from nerve.semantic._resolve import ResolveError
 from nerve.warehouse._masking import MASK_PREFIX, MaskedFields
 
-__all__ = ["check_masked_filters", "masked_fields_of"]
+__all__ = ["check_masked_filters", "masked_fields_of", "masked_text_of"]
 
 _ANY = ("*",)
 
@@ -36,6 +36,16 @@ def masked_fields_of(warehouse: Any) -> MaskedFields | None:
     """What ``warehouse`` masks: a ``MaskedWarehouse``'s fields, None for the admin's."""
     fields = getattr(warehouse, "masked_fields", None)
     return fields if isinstance(fields, MaskedFields) else None
+
+
+def masked_text_of(warehouse: Any, text: str) -> str | None:
+    """``text`` as ``warehouse``'s reader view shows a masked text (``m:...``), for
+    matching a constant of nerve's own (an experiment's key) with values that view
+    masks; None on the admin's view."""
+    if masked_fields_of(warehouse) is None:
+        return None
+    mask = getattr(warehouse, "mask", None)
+    return str(mask(text)) if callable(mask) else None
 
 
 def check_masked_filters(layer: SemanticLayer, fields: MaskedFields | None,

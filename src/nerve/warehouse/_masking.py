@@ -610,6 +610,12 @@ class MaskedWarehouse(IbisReads):
         self.tables = frozenset({"events", "quarantine", *OPEN_TABLES,
                                  *typed_view_specs(catalog)})
 
+    def mask(self, text: str) -> str:
+        """``text`` as this view shows it where it masks a text (``m:`` and a keyed
+        hash), for comparing a constant of nerve's own (an experiment's key) with values
+        the view masks; never handed to a reader, whose guesses it would test."""
+        return MASK_PREFIX + hashlib.sha256((self._key + text).encode()).hexdigest()[:32]
+
     def cursor(self, views: Iterable[str] = ()) -> duckdb.DuckDBPyConnection:
         """A cursor whose ``events`` and ``quarantine`` are the masked views, and so are
         the typed ``views`` named (``evt_<event>``). A typed view not named reads the

@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute, Route
 
 from nerve.errors import PayloadError
 from nerve.experiments import get_experiment, load_experiments
+from nerve.governance import check_masked_filters, masked_fields_of, masked_text_of
 from nerve.semantic import SemanticLayer
 from nerve.server.api._common import (
     in_thread,
@@ -75,8 +76,14 @@ async def analyze(request: Request) -> Response:
         exp = get_experiment(load_experiments(state.workspace.root / "experiments",
                                               state.workspace.config.timezone), key)
         layer = SemanticLayer.load(state.workspace, state.catalog)
+        # on the reader's view a metric filter on a masked value would read 0 in every
+        # variant, and a breakdown by a removed value one empty group: refused (400)
+        check_masked_filters(layer, masked_fields_of(warehouse),
+                             [metric for metric, _ in exp.metrics],
+                             by=[by] if by is not None else ())
         readout = analyze_experiment(exp, layer, analysis_events(warehouse),
-                                     now=datetime.now(UTC), by=by)
+                                     now=datetime.now(UTC), by=by,
+                                     masked_key=masked_text_of(warehouse, exp.key))
         return readout_dict(exp, readout)
 
     return json_response(await in_thread(run))
@@ -96,6 +103,7 @@ async def plan(request: Request) -> Response:
         exp = get_experiment(load_experiments(state.workspace.root / "experiments",
                                               state.workspace.config.timezone), key)
         layer = SemanticLayer.load(state.workspace, state.catalog)
+        check_masked_filters(layer, masked_fields_of(warehouse), [exp.primary])
         return plan_experiment(exp, layer, analysis_events(warehouse), baseline_days=days,
                                now=datetime.now(UTC))
 
