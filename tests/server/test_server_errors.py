@@ -180,6 +180,10 @@ def test_the_error_shape_for_every_kind_of_error(client: Client, shop: Workspace
                                    headers=admin), 400, "query")
     assert_error_shape(client.post("/v1/admin/sql", json={}, headers=admin), 400,
                        "missing_field")
+    zipped = assert_error_shape(
+        client.post("/v1/admin/sql", content=gzip.compress(b'{"query": "SELECT 1"}'),
+                    headers={**admin, "Content-Encoding": "gzip"}), 415, "unsupported_encoding")
+    assert "uncompressed" in zipped["message"]
     # a query that is there but not text is named as such, not as missing
     wrong = assert_error_shape(client.post("/v1/admin/sql", json={"query": 5},
                                            headers=admin), 400, "invalid_field")

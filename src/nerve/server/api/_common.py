@@ -137,6 +137,11 @@ async def read_json(request: Request, *, limit: int | None = MAX_REQUEST_BYTES,
     The body is read as it comes and refused once past ``limit``: read whole first, a
     400 MB body to /v1/admin/sql grew the process by 400 MB before its 413.
     """
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding != "identity":  # read as JSON, a gzip body was "not valid UTF-8"
+        raise PayloadError(f"Content-Encoding {encoding!r}: a read request takes its JSON "
+                           "body uncompressed (only the collection endpoints take gzip)",
+                           status=415, code="unsupported_encoding")
     body = await _body(request, limit)
     if not body and empty is not None:
         return empty
