@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -133,7 +132,7 @@ def write_key_from_header(authorization: str | None) -> str | None:
         return None
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, UnicodeDecodeError, and a header byte beyond ASCII
         return None
     key, _, _password = decoded.partition(":")
     return key or None
