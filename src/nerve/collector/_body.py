@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from nerve.collector._errors import RequestError
+from nerve.collector._errors import RequestError, json_kind
 from nerve.workspace import CollectorLimits
 
 __all__ = ["ParsedBody", "decompress", "parse_body", "write_key_from_header"]
@@ -145,7 +145,7 @@ def _with_batch_context(messages: list[Any], shared: Any) -> list[Any]:
     out, its consent (or locale, or device) was silently lost.
     """
     if not isinstance(shared, dict):
-        raise RequestError(f"context: must be an object, got {_kind(shared)}",
+        raise RequestError(f"context: must be an object, got {json_kind(shared)}",
                            code="invalid_field", details={"field": "context"})
     merged: list[Any] = []
     for message in messages:
@@ -172,7 +172,7 @@ def parse_body(body: bytes, endpoint: str, limits: CollectorLimits) -> ParsedBod
         if data is None:
             raise _not_json(body, exc) from exc
     if not isinstance(data, dict):
-        raise RequestError(f"the body must be a JSON object, got {_kind(data)}",
+        raise RequestError(f"the body must be a JSON object, got {json_kind(data)}",
                            code="invalid_json", details={"field": "$"})
     write_key = data.get("writeKey")
     if write_key is not None and not isinstance(write_key, str):
@@ -181,7 +181,7 @@ def parse_body(body: bytes, endpoint: str, limits: CollectorLimits) -> ParsedBod
     if endpoint in BATCH_PATHS:
         messages = data.get("batch")
         if not isinstance(messages, list):
-            got = _sent_keys(data) if "batch" not in data else f"got {_kind(messages)}"
+            got = _sent_keys(data) if "batch" not in data else f"got {json_kind(messages)}"
             raise RequestError(f"batch: required, a list of messages ({got})",
                                code="missing_field" if messages is None else "invalid_field",
                                details={"field": "batch"})
@@ -252,9 +252,3 @@ def _sent_keys(data: dict[str, Any]) -> str:
     shown = ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
     return f"the body has {shown}, not batch"
 
-
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
-            int: "a number", float: "a number"}.get(type(value), type(value).__name__)

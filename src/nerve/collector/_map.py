@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from nerve.collector._errors import RequestError, message_error
+from nerve.collector._errors import RequestError, json_kind, message_error
 from nerve.collector._validate import Rule, TooDeepError, Validator
 from nerve.pipeline import Guard, withhold_values
 
@@ -150,7 +150,7 @@ def _object(message: dict[str, Any], key: str, index: int | None) -> dict[str, A
     value = message.get(key)
     if value is None or isinstance(value, dict):
         return value
-    raise message_error(index, key, f"must be an object, got {type(value).__name__}",
+    raise message_error(index, key, f"must be an object, got {json_kind(value)}",
                         code="invalid_field")
 
 
