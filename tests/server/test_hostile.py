@@ -56,8 +56,8 @@ def test_hostile_requests_get_clear_4xx_and_the_server_lives(
         ("Infinity", b'{"batch":[{"properties":{"x":1e999}}]}', {}, 400, "invalid_json"),
         ("invalid UTF-8", b'{"batch":[{"type":"track","event":"\xff\xfe","userId":"u"}]}',
          {}, 400, "invalid_json"),
-        ("lone surrogate", b'{"batch":[{"type":"track","event":"\\ud800","userId":"u"}]}',
-         {}, 400, "invalid_json"),
+        # (a lone surrogate escape, as JSON.stringify writes half an emoji, is U+FFFD:
+        # tests/collector/test_collect_big_integers.py)
         ("huge string", _json(batch=[order(1, properties={"s": "x" * 600_000})]), {}, 413,
          "payload_too_large"),
         ("huge array", _json(batch=[order(i) for i in range(3000)]), {}, 413,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import math
+import re
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -205,16 +207,25 @@ def parse_body(body: bytes, endpoint: str, limits: CollectorLimits) -> ParsedBod
 _NON_FINITE = (b"NaN", b"Infinity", b"-Infinity")
 
 
+#: a UTF-16 surrogate that json left alone: it had no partner in its ``\\uXXXX`` escape
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _with_non_finite_numbers(body: bytes, exc: orjson.JSONDecodeError) -> Any:
     """The body parsed with each ``NaN``/``Infinity``/``-Infinity`` as that text (a
-    string), or None when it fails for another reason.
+    string), and each lone surrogate escape as U+FFFD, or None when it fails for another
+    reason.
 
     analytics-python sends ``float("nan")`` as ``NaN``, which is not JSON: refusing the
     body (a 400, which SDKs do not retry) lost every event of the batch for one value.
     As a string, a value declared ``number`` sends only its own event to the quarantine
-    (``"NaN" is not of type "number"``). Only bodies orjson refuses take this path.
+    (``"NaN" is not of type "number"``). A browser's ``JSON.stringify`` writes half of an
+    emoji cut by ``slice()`` as ``"\\ud83d"``: JSON's grammar allows it, orjson does not,
+    and the 400 lost the whole batch; Segment's API (Go) reads it as U+FFFD, and so does
+    nerve. Only bodies orjson refuses take this path.
     """
-    if not any(body.startswith(token, exc.pos) for token in _NON_FINITE):
+    if not (any(body.startswith(token, exc.pos) for token in _NON_FINITE)
+            or "surrogate" in str(exc)):
         return None
     import json  # noqa: PLC0415 - only for the rare body with a non-finite number
 
@@ -222,10 +233,22 @@ def _with_non_finite_numbers(body: bytes, exc: orjson.JSONDecodeError) -> Any:
         number = int(text)  # beyond 64 bits, as orjson reads it: the nearest float
         return number if -(2**63) <= number < 2**64 else float(number)
 
+    def finite(text: str) -> float:
+        number = float(text)
+        if math.isinf(number):  # 1e400: a 400, as orjson refuses it on its own
+            raise ValueError(text)
+        return number
+
     try:
-        data = json.loads(bytes(body), parse_constant=str, parse_int=whole)
-        orjson.dumps(data)  # what else json takes and orjson does not (lone surrogates)
-    except (ValueError, orjson.JSONEncodeError):
+        data = json.loads(bytes(body), parse_constant=str, parse_int=whole,
+                          parse_float=finite)
+        try:
+            orjson.dumps(data)
+        except orjson.JSONEncodeError:  # lone surrogates, which json takes and orjson not
+            text = json.dumps(data, ensure_ascii=False)
+            data = orjson.loads(_LONE_SURROGATE.sub("\ufffd", text).encode("utf-8"))
+    # OverflowError: an integer past a float's range, as orjson refuses it on its own
+    except (ValueError, OverflowError, RecursionError, orjson.JSONEncodeError):
         return None
     return data
 
