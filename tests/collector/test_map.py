@@ -139,6 +139,12 @@ def test_a_message_object_of_another_json_type_is_named_in_json_words(
                                                f"got {kind}$"):
             collector.collect(orjson.dumps({"batch": [track(properties=value)]}),
                               endpoint="batch", authorization=_basic(), received_at=T0_US)
+    with pytest.raises(RequestError, match=r"batch\[0\]\.userId: must be a string, got a boolean$"):
+        collector.collect(orjson.dumps({"batch": [track(userId=True)]}), endpoint="batch",
+                          authorization=_basic(), received_at=T0_US)
+    env = one(collector, track(timestamp=1733000000), received_at=T0_US)
+    [violation] = orjson.loads(env["violations"] or "")
+    assert violation["message"].endswith("(expected an ISO 8601 string, got a number)")
 
 
 def test_timestamp_forms() -> None:

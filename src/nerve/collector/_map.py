@@ -82,7 +82,7 @@ def parse_timestamp(value: Any) -> int | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise ValueError(f"expected an ISO 8601 string, got {type(value).__name__}")
+        raise ValueError(f"expected an ISO 8601 string, got {json_kind(value)}")
     dt = datetime.fromisoformat(value)
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
@@ -97,7 +97,7 @@ def _id(message: dict[str, Any], key: str, index: int | None) -> str | None:
         return value or None
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)  # Segment coerces numeric ids to strings; so do we
-    raise message_error(index, key, f"must be a string, got {type(value).__name__}",
+    raise message_error(index, key, f"must be a string, got {json_kind(value)}",
                         code="invalid_field")
 
 
