@@ -192,7 +192,8 @@ async def _collect(state: NerveState, scope: Scope, headers: Headers,
                                     details=details)
         _check_content_type(_text(headers, b"content-type"))
         try:
-            async with asyncio.timeout(state.body_timeout):
+            # 0: no deadline, as for header_timeout_seconds (not a deadline of 0 s)
+            async with asyncio.timeout(state.body_timeout or None):
                 body = await _read_body(receive, headers.get(b"content-length"),
                                         state.collector.limits.max_request_bytes)
         except TimeoutError:
