@@ -284,6 +284,24 @@ def test_overload_answers_503_with_retry_after_never_500(client: Client, shop: W
     assert "loader" not in message
 
 
+def test_an_unknown_header_key_is_401_while_overloaded_too(client: Client, shop: Workspace,
+                                                           state: NerveState) -> None:
+    """A header key is checked before the backlog, as cheaply: a client with a wrong (or
+    rotated) key got 503 and retried, and took a connection for the 0.5 s of each refusal,
+    until the backlog cleared and told it the truth. A known key, or one in the body (the
+    body is not read while overloaded), still gets the 503."""
+    state.overloaded = True
+    body = orjson.dumps({"batch": [order(1)]})
+    wrong = client.post("/v1/batch", content=body, headers=basic("not-a-key"))
+    assert_error_shape(wrong, 401, "unauthorized")
+    assert "unknown write key" in wrong.json()["message"]
+    assert_error_shape(client.post("/v1/batch", content=body, headers=basic(write_key(shop))),
+                       503, "overloaded")
+    in_body = orjson.dumps({"batch": [order(1)], "writeKey": "not-a-key"})
+    assert_error_shape(client.post("/v1/batch", content=in_body), 503, "overloaded")
+    state.overloaded = False
+
+
 class FullDisk:
     """Stands in for a log on a full disk (a real full disk is the fault tests' job)."""
 

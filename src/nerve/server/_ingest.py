@@ -21,7 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from nerve.collector import ENDPOINTS, RequestError
+from nerve.collector import ENDPOINTS, RequestError, write_key_from_header
 from nerve.errors import BackpressureError, NerveError, TransientError
 from nerve.server._backpressure import backlog_details, overload_reason
 from nerve.server._errors import nerve_error_response, unexpected_error_handler
@@ -182,6 +182,11 @@ async def _collect(state: NerveState, scope: Scope, headers: Headers,
     endpoint = scope["path"].rsplit("/", 1)[-1]
     try:
         if state.overloaded:
+            # a header key is known or not as cheaply: a wrong one is told so (401), not
+            # to retry into the backlog (the body, which may hold the key, is not read)
+            header_key = write_key_from_header(_text(headers, b"authorization"))
+            if header_key:
+                state.collector.authenticate(header_key)
             # why now: the watcher may change it during the wait below
             reason, details = overload_reason(state), backlog_details(state)
             # a client that retries at once would otherwise keep the workers busy
