@@ -302,6 +302,27 @@ def test_an_unknown_header_key_is_401_while_overloaded_too(client: Client, shop:
     state.overloaded = False
 
 
+def test_a_read_request_whose_body_drips_gets_408(client: Client, state: NerveState) -> None:
+    """body_timeout_seconds bounds the read APIs' bodies too: a caller with a token held
+    its connection for as long as it dripped a body (ingest's got 408)."""
+    state.body_timeout = 0.2
+
+    async def drip() -> Any:
+        yield b'{"query": '
+        await anyio.sleep(3)  # the server answers before the rest would come
+        yield b'"SELECT 1"}'
+
+    response = client.post("/v1/admin/sql", content=drip(),
+                           headers={"Authorization": f"Bearer {TOKEN}"})
+    assert_error_shape(response, 408, "body_timeout")
+    assert "0.2s" in response.json()["message"]
+    # a body that comes in time is read as before; an empty one to checks/run is none
+    state.body_timeout = 30
+    fine = client.post("/v1/admin/sql", json={"query": "SELECT 1 AS one"},
+                       headers={"Authorization": f"Bearer {TOKEN}"})
+    assert fine.status_code == 200, fine.text
+
+
 class FullDisk:
     """Stands in for a log on a full disk (a real full disk is the fault tests' job)."""
 
