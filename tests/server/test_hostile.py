@@ -453,6 +453,30 @@ def test_a_worker_does_not_hold_a_forwarded_body_in_memory(
     assert server.stop() == 0
 
 
+def test_a_worker_cuts_off_a_forwarded_body_that_drips(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., Any]) -> None:
+    """A worker sends a forwarded body whole before it reads the main process's answer,
+    so a client dripping a body to any read path, no token needed, held its connection
+    (and a place under max_connections) for as long as it liked: body_timeout_seconds
+    applied to ingest only."""
+    ws = make_workspace(EVENTS)
+    toml = ws.root / "nerve.toml"
+    toml.write_text(toml.read_text().replace("[collector]\n", LIMITS))
+    server = serve(ws, "--workers", "2")
+    host, port = server.url.removeprefix("http://").split(":")
+    for _ in range(4):  # several connections, so that both workers get some
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            sock.sendall(b"POST /v1/admin/sql HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                         b"application/json\r\nContent-Length: 1000\r\n\r\n{")
+            reply = b""
+            while b"body_timeout" not in reply and (chunk := sock.recv(65536)):
+                reply += chunk
+            assert reply.startswith(b"HTTP/1.1 408 "), reply
+            assert b'"code":"body_timeout"' in reply
+    assert server.stop() == 0
+    assert "Traceback" not in server.output()
+
+
 def test_a_client_gone_in_the_middle_of_a_forwarded_body_is_no_error(
         make_workspace: Callable[..., Workspace], serve: Callable[..., Any]) -> None:
     """A client that closed its connection before its read request's body had all come
