@@ -473,6 +473,7 @@ def test_a_worker_cuts_off_a_forwarded_body_that_drips(
                 reply += chunk
             assert reply.startswith(b"HTTP/1.1 408 "), reply
             assert b'"code":"body_timeout"' in reply
+            assert b'"details":{"limit_seconds":1.0}' in reply
     assert server.stop() == 0
     assert "Traceback" not in server.output()
 

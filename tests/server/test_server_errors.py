@@ -316,6 +316,7 @@ def test_a_read_request_whose_body_drips_gets_408(client: Client, state: NerveSt
                            headers={"Authorization": f"Bearer {TOKEN}"})
     assert_error_shape(response, 408, "body_timeout")
     assert "0.2s" in response.json()["message"]
+    assert response.json()["details"] == {"limit_seconds": 0.2}
     # a body that comes in time is read as before; an empty one to checks/run is none
     state.body_timeout = 30
     fine = client.post("/v1/admin/sql", json={"query": "SELECT 1 AS one"},

@@ -42,6 +42,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from nerve.catalog import Catalog
+from nerve.collector import RequestError
 from nerve.errors import CatalogError, InternalError, PayloadError, TransientError
 from nerve.log import open_log
 from nerve.server._app import create_app
@@ -208,9 +209,9 @@ async def _forward(request: Request) -> Response:
     except ClientDisconnect:  # gone before its body had all come: nobody to answer
         return Response(status_code=400)
     except _SlowBodyError:
-        return nerve_error_response(PayloadError(
+        return nerve_error_response(RequestError(
             f"the request body took more than {seconds:g}s to arrive", status=408,
-            code="body_timeout"))
+            code="body_timeout", details={"limit_seconds": seconds}))
     except httpx.InvalidURL as exc:  # what the main process could not be asked either
         return nerve_error_response(PayloadError(
             f"the request's URL cannot be read: {exc}", code="invalid_http"))

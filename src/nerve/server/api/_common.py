@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from nerve.audit import MAX_REQUEST_BYTES
+from nerve.collector import RequestError
 from nerve.errors import AuthError, InternalError, PayloadError
 from nerve.server._readers import INVALID, MASKED_HEADER, Reader, identify, sees_masked
 from nerve.server._state import NerveState
@@ -159,8 +160,9 @@ async def _body(request: Request, limit: int | None) -> bytes:
         async with asyncio.timeout(seconds or None):
             return await _read_body(request, limit)
     except TimeoutError:
-        raise PayloadError(f"the request body took more than {seconds:g}s to arrive",
-                           status=408, code="body_timeout") from None
+        raise RequestError(f"the request body took more than {seconds:g}s to arrive",
+                           status=408, code="body_timeout",
+                           details={"limit_seconds": seconds}) from None
 
 
 async def _read_body(request: Request, limit: int | None) -> bytes:
