@@ -73,6 +73,30 @@ def test_violations_name_path_rule_and_catalog_line(tmp_path: Path) -> None:
     assert by_path["$.properties.quantity"].line == 9
 
 
+def test_a_violation_quoting_a_huge_payload_is_cut(tmp_path: Path) -> None:
+    """The validator quotes the payload: an undeclared key of 30,000 characters, or an
+    array of 3,000 values where a number was due, made a message as large as the event."""
+    events = write(
+        tmp_path, {"add_to_cart.yaml": ADD_TO_CART, "groups/product.yaml": PRODUCT_GROUP}
+    )
+    catalog = Catalog.load(events)
+    spec = catalog.get("add_to_cart")
+    assert spec is not None
+    found = catalog.violations(spec, {"quantity": 1, "product_id": "p1", "k" * 30000: 1,
+                                      "price": ["12.5"] * 3000})
+    assert {v.rule for v in found} == {"additional_properties", "type"}
+    for v in found:
+        assert len(v.message) < 600, v.message[:100]
+        assert v.message.endswith(" characters)")
+    by_rule = {v.rule: v for v in found}
+    assert by_rule["type"].message.startswith('add_to_cart.price: ["12.5","12.5"')
+    assert by_rule["additional_properties"].message.startswith(
+        "add_to_cart: Additional properties are not allowed ('kkk")
+    long_path = catalog.violations(spec, {"quantity": 1, "product_id": "p1",
+                                          "price": {"x" * 5000: 1}})
+    assert [len(v.path) < 600 for v in long_path] == [True]
+
+
 def test_load_errors_name_file_line_and_field(tmp_path: Path) -> None:
     bad = ADD_TO_CART.replace("type: integer", "type: int").replace("400d", "a while")
     events = write(tmp_path, {"add_to_cart.yaml": bad, "groups/product.yaml": PRODUCT_GROUP})

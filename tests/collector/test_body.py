@@ -52,6 +52,20 @@ def test_write_key_from_header_or_body_and_401_otherwise(collector: Collector) -
         collector.collect(in_body, endpoint="b", authorization=basic("NOPE-NOPE"))
 
 
+def test_a_basic_header_that_is_empty_or_not_ascii_is_a_401_naming_it(
+        collector: Collector) -> None:
+    """Header bytes beyond ASCII (read as Latin-1) made base64 raise ValueError, a 500
+    `internal`; an empty `Basic ` was said to be "'Basic', not Basic"."""
+    body = orjson.dumps({"batch": [MESSAGE]})
+    assert write_key_from_header("Basic \xff\xfe") is None
+    with pytest.raises(AuthError, match="not base64") as info:
+        collector.collect(body, endpoint="batch", authorization="Basic \xff\xfe")
+    assert info.value.status == 401
+    with pytest.raises(AuthError, match="its Basic credentials are empty") as info:
+        collector.collect(body, endpoint="batch", authorization="Basic ")
+    assert info.value.status == 401
+
+
 def test_a_write_key_with_white_space_around_it_is_refused_saying_so(
         collector: Collector) -> None:
     """A key read from a secret file keeps its newline: 'unknown write key' said nothing

@@ -122,6 +122,43 @@ def test_a_non_finite_number_costs_its_own_event_not_the_batch(
     assert "64-bit integer range" in violation["message"]
 
 
+def test_a_number_past_a_float_s_range_is_a_400_after_a_nan_too(
+        make_workspace: Callable[..., Workspace]) -> None:
+    """A body with a ``NaN`` takes the lenient parse: there ``1e400`` was read as infinity
+    and stored as null without a word, and a 400-digit integer raised OverflowError, a
+    500 `internal`. Both are the 400 `invalid_json` they are without the NaN."""
+    ws = make_workspace({"plan_bought.yaml": BOUGHT.replace(
+        "  seats:", "  price: {type: number, pii: none}\n  seats:")})
+    for beyond in ("1e400", "9" * 400):
+        body = ('{"batch": [' + message(0, '{"price": NaN}') + ", "
+                + message(1, f'{{"price": {beyond}}}') + "]}").encode()
+        with pytest.raises(RequestError) as info:
+            collect(ws, body)
+        assert info.value.code == "invalid_json", beyond
+
+
+def test_a_lone_surrogate_escape_is_read_as_the_replacement_character(
+        make_workspace: Callable[..., Workspace]) -> None:
+    """A browser's ``JSON.stringify`` writes half of an emoji cut by ``slice()`` as
+    ``"\\ud83d"``: valid JSON, refused by orjson, and the 400 lost the whole batch.
+    It is U+FFFD, as Segment's API reads it; a pair, or a NaN beside it, as ever."""
+    ws = make_workspace({"plan_bought.yaml": BOUGHT.replace(
+        "  seats:", "  price: {type: number, pii: none}\n"
+                    "  plan: {type: string, pii: none}\n  seats:")})
+    sent = ['{"plan": "Family \\ud83d"}', '{"plan": "\\ud83d\\ude00 \\udc00"}',
+            '{"price": NaN, "plan": "x"}', '{"seats": 2}']
+    body = ('{"batch": [' + ", ".join(message(i, p) for i, p in enumerate(sent))
+            + "]}").encode()
+    envelopes = collect(ws, body)
+    assert [e["message_id"] for e in envelopes] == ["m0", "m1", "m2", "m3"]
+    stored = [orjson.loads(str(e["properties"])) for e in envelopes]
+    assert stored[0] == {"plan": "Family \ufffd"}
+    assert stored[1] == {"plan": "\U0001f600 \ufffd"}
+    assert stored[2] == {"price": "NaN", "plan": "x"}
+    assert stored[3] == {"seats": 2}
+    assert [e["violations"] is None for e in envelopes] == [True, True, False, True]
+
+
 def test_a_numeric_message_id_keeps_its_digits_within_64_bits_and_a_hash_beyond(
         make_workspace: Callable[..., Workspace]) -> None:
     """docs/collector.md: ``messageId`` as an integer is its digits up to 2**64 - 1; a

@@ -130,6 +130,23 @@ def test_a_batch_level_context_applies_to_every_message(collector: Collector) ->
                           authorization=_basic(), received_at=T0_US)
 
 
+def test_a_message_object_of_another_json_type_is_named_in_json_words(
+        collector: Collector) -> None:
+    """The refusal said `got list` and `got str`, Python's names, to a client that sent an
+    array and a string."""
+    for value, kind in (([1, 2], "an array"), ("x", "a string"), (3, "a number")):
+        with pytest.raises(RequestError, match=f"batch\\[0\\].properties: must be an object, "
+                                               f"got {kind}$"):
+            collector.collect(orjson.dumps({"batch": [track(properties=value)]}),
+                              endpoint="batch", authorization=_basic(), received_at=T0_US)
+    with pytest.raises(RequestError, match=r"batch\[0\]\.userId: must be a string, got a boolean$"):
+        collector.collect(orjson.dumps({"batch": [track(userId=True)]}), endpoint="batch",
+                          authorization=_basic(), received_at=T0_US)
+    env = one(collector, track(timestamp=1733000000), received_at=T0_US)
+    [violation] = orjson.loads(env["violations"] or "")
+    assert violation["message"].endswith("(expected an ISO 8601 string, got a number)")
+
+
 def test_timestamp_forms() -> None:
     assert parse_timestamp("2026-11-28T10:00:00+02:00") == parse_timestamp(
         "2026-11-28T08:00:00Z")

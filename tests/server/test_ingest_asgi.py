@@ -311,6 +311,34 @@ def test_a_client_gone_before_its_body_gets_no_answer(state: NerveState,
     assert counters(state) == before  # not answered, not counted
 
 
+def test_body_timeout_seconds_0_is_no_deadline(make_workspace: Callable[..., Workspace]) -> None:
+    """As for header_timeout_seconds, 0 is no deadline: it was a deadline of 0 s, so every
+    body that came in more than one read (any batch over a TCP segment) got 408, which
+    SDKs retry for ever."""
+    ws = make_workspace(EVENTS)
+    toml = ws.root / "nerve.toml"
+    toml.write_text(toml.read_text().replace("[collector]\n",
+                                             "[collector]\nbody_timeout_seconds = 0\n"))
+    body = orjson.dumps({"batch": [order(1)]})
+    auth = (b"authorization", basic(write_key(ws))["Authorization"].encode())
+    parts = [body[:10], body[10:]]
+    sent: list[Any] = []
+
+    async def receive() -> Any:
+        await anyio.sleep(0.01)  # the second part comes later, as over a network
+        part = parts.pop(0)
+        return {"type": "http.request", "body": part, "more_body": bool(parts)}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/batch", "client": None,
+             "headers": [auth, (b"content-length", str(len(body)).encode())]}
+    with _state(Workspace.load(ws.root)) as state:
+        anyio.run(create_app(state), scope, receive, send)
+    assert sent[0]["status"] == 200, sent
+
+
 class Broken:
     """A collector with a bug: what the fast path answers to an unexpected exception."""
 

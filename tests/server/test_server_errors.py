@@ -288,6 +288,46 @@ def test_overload_answers_503_with_retry_after_never_500(client: Client, shop: W
     assert "loader" not in message
 
 
+def test_an_unknown_header_key_is_401_while_overloaded_too(client: Client, shop: Workspace,
+                                                           state: NerveState) -> None:
+    """A header key is checked before the backlog, as cheaply: a client with a wrong (or
+    rotated) key got 503 and retried, and took a connection for the 0.5 s of each refusal,
+    until the backlog cleared and told it the truth. A known key, or one in the body (the
+    body is not read while overloaded), still gets the 503."""
+    state.overloaded = True
+    body = orjson.dumps({"batch": [order(1)]})
+    wrong = client.post("/v1/batch", content=body, headers=basic("not-a-key"))
+    assert_error_shape(wrong, 401, "unauthorized")
+    assert "unknown write key" in wrong.json()["message"]
+    assert_error_shape(client.post("/v1/batch", content=body, headers=basic(write_key(shop))),
+                       503, "overloaded")
+    in_body = orjson.dumps({"batch": [order(1)], "writeKey": "not-a-key"})
+    assert_error_shape(client.post("/v1/batch", content=in_body), 503, "overloaded")
+    state.overloaded = False
+
+
+def test_a_read_request_whose_body_drips_gets_408(client: Client, state: NerveState) -> None:
+    """body_timeout_seconds bounds the read APIs' bodies too: a caller with a token held
+    its connection for as long as it dripped a body (ingest's got 408)."""
+    state.body_timeout = 0.2
+
+    async def drip() -> Any:
+        yield b'{"query": '
+        await anyio.sleep(3)  # the server answers before the rest would come
+        yield b'"SELECT 1"}'
+
+    response = client.post("/v1/admin/sql", content=drip(),
+                           headers={"Authorization": f"Bearer {TOKEN}"})
+    assert_error_shape(response, 408, "body_timeout")
+    assert "0.2s" in response.json()["message"]
+    assert response.json()["details"] == {"limit_seconds": 0.2}
+    # a body that comes in time is read as before; an empty one to checks/run is none
+    state.body_timeout = 30
+    fine = client.post("/v1/admin/sql", json={"query": "SELECT 1 AS one"},
+                       headers={"Authorization": f"Bearer {TOKEN}"})
+    assert fine.status_code == 200, fine.text
+
+
 class FullDisk:
     """Stands in for a log on a full disk (a real full disk is the fault tests' job)."""
 

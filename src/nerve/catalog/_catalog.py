@@ -333,6 +333,19 @@ def _regex_problem(pattern: str) -> str | None:
 #: fixed set, so the regex in ``_snake`` runs once per kind, not once per violation)
 _RULES: dict[type, str] = {}
 
+#: characters of a violation's path or message kept: the validator quotes the payload
+#: (an undeclared key of 30,000 characters, 1,500 undeclared keys, an array of 3,000
+#: values where a string was due), and such a message was as large as the event it
+#: judged, in the quarantine and in every `nerve quarantine list` line
+MAX_VIOLATION_CHARS = 500
+
+
+def _cut(text: str) -> str:
+    """``text``, or its first ``MAX_VIOLATION_CHARS`` characters and how many there were."""
+    if len(text) <= MAX_VIOLATION_CHARS:
+        return text
+    return f"{text[:MAX_VIOLATION_CHARS]}... ({len(text):,} characters)"
+
 
 #: at most this many allowed values in an enum violation's message, then "and N more"
 ENUM_VALUES_SHOWN = 20
@@ -449,7 +462,7 @@ class _Explainer:
                 message = _int64_message(error.instance)
             else:
                 message = error.message
-            result.append({"path": self._root + path, "rule": rule,
-                           "message": f"{self._name}{path}: {message}",
+            result.append({"path": _cut(self._root + path), "rule": rule,
+                           "message": _cut(f"{self._name}{path}: {message}"),
                            "file": at[0], "line": at[1]})
         return result

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import base64
-import binascii
+import math
+import re
 import zlib
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from nerve.collector._errors import RequestError
+from nerve.collector._errors import RequestError, json_kind
 from nerve.workspace import CollectorLimits
 
 __all__ = ["ParsedBody", "decompress", "parse_body", "write_key_from_header"]
@@ -133,7 +134,7 @@ def write_key_from_header(authorization: str | None) -> str | None:
         return None
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, UnicodeDecodeError, and a header byte beyond ASCII
         return None
     key, _, _password = decoded.partition(":")
     return key or None
@@ -146,7 +147,7 @@ def _with_batch_context(messages: list[Any], shared: Any) -> list[Any]:
     out, its consent (or locale, or device) was silently lost.
     """
     if not isinstance(shared, dict):
-        raise RequestError(f"context: must be an object, got {_kind(shared)}",
+        raise RequestError(f"context: must be an object, got {json_kind(shared)}",
                            code="invalid_field", details={"field": "context"})
     merged: list[Any] = []
     for message in messages:
@@ -173,7 +174,7 @@ def parse_body(body: bytes, endpoint: str, limits: CollectorLimits) -> ParsedBod
         if data is None:
             raise _not_json(body, exc) from exc
     if not isinstance(data, dict):
-        raise RequestError(f"the body must be a JSON object, got {_kind(data)}",
+        raise RequestError(f"the body must be a JSON object, got {json_kind(data)}",
                            code="invalid_json", details={"field": "$"})
     write_key = data.get("writeKey")
     if write_key is not None and not isinstance(write_key, str):
@@ -182,7 +183,7 @@ def parse_body(body: bytes, endpoint: str, limits: CollectorLimits) -> ParsedBod
     if endpoint in BATCH_PATHS:
         messages = data.get("batch")
         if not isinstance(messages, list):
-            got = _sent_keys(data) if "batch" not in data else f"got {_kind(messages)}"
+            got = _sent_keys(data) if "batch" not in data else f"got {json_kind(messages)}"
             raise RequestError(f"batch: required, a list of messages ({got})",
                                code="missing_field" if messages is None else "invalid_field",
                                details={"field": "batch"})
@@ -206,16 +207,25 @@ def parse_body(body: bytes, endpoint: str, limits: CollectorLimits) -> ParsedBod
 _NON_FINITE = (b"NaN", b"Infinity", b"-Infinity")
 
 
+#: a UTF-16 surrogate that json left alone: it had no partner in its ``\\uXXXX`` escape
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _with_non_finite_numbers(body: bytes, exc: orjson.JSONDecodeError) -> Any:
     """The body parsed with each ``NaN``/``Infinity``/``-Infinity`` as that text (a
-    string), or None when it fails for another reason.
+    string), and each lone surrogate escape as U+FFFD, or None when it fails for another
+    reason.
 
     analytics-python sends ``float("nan")`` as ``NaN``, which is not JSON: refusing the
     body (a 400, which SDKs do not retry) lost every event of the batch for one value.
     As a string, a value declared ``number`` sends only its own event to the quarantine
-    (``"NaN" is not of type "number"``). Only bodies orjson refuses take this path.
+    (``"NaN" is not of type "number"``). A browser's ``JSON.stringify`` writes half of an
+    emoji cut by ``slice()`` as ``"\\ud83d"``: JSON's grammar allows it, orjson does not,
+    and the 400 lost the whole batch; Segment's API (Go) reads it as U+FFFD, and so does
+    nerve. Only bodies orjson refuses take this path.
     """
-    if not any(body.startswith(token, exc.pos) for token in _NON_FINITE):
+    if not (any(body.startswith(token, exc.pos) for token in _NON_FINITE)
+            or "surrogate" in str(exc)):
         return None
     import json  # noqa: PLC0415 - only for the rare body with a non-finite number
 
@@ -223,10 +233,22 @@ def _with_non_finite_numbers(body: bytes, exc: orjson.JSONDecodeError) -> Any:
         number = int(text)  # beyond 64 bits, as orjson reads it: the nearest float
         return number if -(2**63) <= number < 2**64 else float(number)
 
+    def finite(text: str) -> float:
+        number = float(text)
+        if math.isinf(number):  # 1e400: a 400, as orjson refuses it on its own
+            raise ValueError(text)
+        return number
+
     try:
-        data = json.loads(bytes(body), parse_constant=str, parse_int=whole)
-        orjson.dumps(data)  # what else json takes and orjson does not (lone surrogates)
-    except (ValueError, orjson.JSONEncodeError):
+        data = json.loads(bytes(body), parse_constant=str, parse_int=whole,
+                          parse_float=finite)
+        try:
+            orjson.dumps(data)
+        except orjson.JSONEncodeError:  # lone surrogates, which json takes and orjson not
+            text = json.dumps(data, ensure_ascii=False)
+            data = orjson.loads(_LONE_SURROGATE.sub("\ufffd", text).encode("utf-8"))
+    # OverflowError: an integer past a float's range, as orjson refuses it on its own
+    except (ValueError, OverflowError, RecursionError, orjson.JSONEncodeError):
         return None
     return data
 
@@ -253,9 +275,3 @@ def _sent_keys(data: dict[str, Any]) -> str:
     shown = ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
     return f"the body has {shown}, not batch"
 
-
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
-            int: "a number", float: "a number"}.get(type(value), type(value).__name__)

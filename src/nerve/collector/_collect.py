@@ -173,6 +173,8 @@ def _unreadable_authorization(authorization: str) -> AuthError:
     scheme, _, value = authorization.strip().partition(" ")
     if scheme.lower() == "basic" and value.strip():
         problem = "its Basic credentials are not base64 of `key:`"
+    elif scheme.lower() == "basic":
+        problem = "its Basic credentials are empty"
     else:
         problem = f"it is {scheme[:20]!r}, not Basic"
     return AuthError(f"the Authorization header holds no write key: {problem}; send "

@@ -10,7 +10,7 @@ from typing import Any
 
 from nerve.errors import PayloadError
 
-__all__ = ["RequestError", "message_error"]
+__all__ = ["RequestError", "json_kind", "message_error"]
 
 
 class RequestError(PayloadError):
@@ -28,3 +28,12 @@ def message_error(index: int | None, field: str, problem: str, *,
     where = f"batch[{index}].{field}" if index is not None else field
     return RequestError(f"{where}: {problem}", status=status, code=code,
                         details={"index": index, "field": field})
+
+
+def json_kind(value: object) -> str:
+    """What a value is in JSON's words (``an array``, ``a string``), as a refusal names
+    what was sent: the client wrote JSON, not Python's ``list`` or ``str``."""
+    if value is None:
+        return "null"
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+            int: "a number", float: "a number"}.get(type(value), type(value).__name__)

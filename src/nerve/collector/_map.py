@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from nerve.collector._errors import RequestError, message_error
+from nerve.collector._errors import RequestError, json_kind, message_error
 from nerve.collector._validate import Rule, TooDeepError, Validator
 from nerve.pipeline import Guard
 
@@ -82,7 +82,7 @@ def parse_timestamp(value: Any) -> int | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise ValueError(f"expected an ISO 8601 string, got {type(value).__name__}")
+        raise ValueError(f"expected an ISO 8601 string, got {json_kind(value)}")
     dt = datetime.fromisoformat(value)
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
@@ -97,7 +97,7 @@ def _id(message: dict[str, Any], key: str, index: int | None) -> str | None:
         return value or None
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)  # Segment coerces numeric ids to strings; so do we
-    raise message_error(index, key, f"must be a string, got {type(value).__name__}",
+    raise message_error(index, key, f"must be a string, got {json_kind(value)}",
                         code="invalid_field")
 
 
@@ -150,7 +150,7 @@ def _object(message: dict[str, Any], key: str, index: int | None) -> dict[str, A
     value = message.get(key)
     if value is None or isinstance(value, dict):
         return value
-    raise message_error(index, key, f"must be an object, got {type(value).__name__}",
+    raise message_error(index, key, f"must be an object, got {json_kind(value)}",
                         code="invalid_field")
 
 

@@ -22,7 +22,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from nerve._proxies import Networks, within
-from nerve.collector import ENDPOINTS, RequestError
+from nerve.collector import ENDPOINTS, RequestError, write_key_from_header
 from nerve.errors import BackpressureError, NerveError, TransientError
 from nerve.server._backpressure import backlog_details, overload_reason
 from nerve.server._errors import nerve_error_response, unexpected_error_handler
@@ -201,6 +201,11 @@ async def _collect(state: NerveState, scope: Scope, headers: Headers,
     endpoint = scope["path"].rsplit("/", 1)[-1]
     try:
         if state.overloaded:
+            # a header key is known or not as cheaply: a wrong one is told so (401), not
+            # to retry into the backlog (the body, which may hold the key, is not read)
+            header_key = write_key_from_header(_text(headers, b"authorization"))
+            if header_key:
+                state.collector.authenticate(header_key)
             # why now: the watcher may change it during the wait below
             reason, details = overload_reason(state), backlog_details(state)
             # a client that retries at once would otherwise keep the workers busy
@@ -211,7 +216,8 @@ async def _collect(state: NerveState, scope: Scope, headers: Headers,
                                     details=details)
         _check_content_type(_text(headers, b"content-type"))
         try:
-            async with asyncio.timeout(state.body_timeout):
+            # 0: no deadline, as for header_timeout_seconds (not a deadline of 0 s)
+            async with asyncio.timeout(state.body_timeout or None):
                 body = await _read_body(receive, headers.get(b"content-length"),
                                         state.collector.limits.max_request_bytes)
         except TimeoutError:

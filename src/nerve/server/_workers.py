@@ -42,6 +42,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from nerve.catalog import Catalog
+from nerve.collector import RequestError
 from nerve.errors import CatalogError, InternalError, PayloadError, TransientError
 from nerve.log import open_log
 from nerve.server._app import create_app
@@ -163,9 +164,32 @@ def stop_workers(workers: list[subprocess.Popen[bytes]], timeout: float = 40.0) 
             worker.stdout.close()
 
 
+class _SlowBodyError(Exception):
+    """A forwarded body took longer than ``body_timeout_seconds`` to come."""
+
+
+async def _within(stream: AsyncIterator[bytes], seconds: float) -> AsyncIterator[bytes]:
+    """``stream``, raising _SlowBodyError once it has taken more than ``seconds`` in all
+    (0: no deadline). The main process times out a slow body itself, but this worker
+    sends the whole body before it reads the answer: the client's connection was held
+    for as long as it dripped one."""
+    deadline = asyncio.get_running_loop().time() + seconds if seconds else None
+    chunks = stream.__aiter__()
+    while True:
+        try:
+            async with asyncio.timeout_at(deadline):
+                chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise _SlowBodyError from None
+        yield chunk
+
+
 async def _forward(request: Request) -> Response:
     """Answer a non-ingest request by asking the main process."""
     client: httpx.AsyncClient = request.app.state.upstream
+    seconds: float = request.app.state.nerve.body_timeout
     # the main process audits the request under the client's address, not this worker's
     headers = [(k, v) for k, v in request.headers.items()
                if k.lower() not in _HOP_BY_HOP and k.lower() != CLIENT_HEADER]
@@ -181,9 +205,13 @@ async def _forward(request: Request) -> Response:
         # process refuses a read request over 1 MiB and answers 401 without reading one
         answer = await client.request(request.method, path,
                                       params=request.url.query, headers=headers,
-                                      content=request.stream())
+                                      content=_within(request.stream(), seconds))
     except ClientDisconnect:  # gone before its body had all come: nobody to answer
         return Response(status_code=400)
+    except _SlowBodyError:
+        return nerve_error_response(RequestError(
+            f"the request body took more than {seconds:g}s to arrive", status=408,
+            code="body_timeout", details={"limit_seconds": seconds}))
     except httpx.InvalidURL as exc:  # what the main process could not be asked either
         return nerve_error_response(PayloadError(
             f"the request's URL cannot be read: {exc}", code="invalid_http"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from nerve.audit import MAX_REQUEST_BYTES
+from nerve.collector import RequestError
 from nerve.errors import AuthError, InternalError, PayloadError
 from nerve.server._readers import INVALID, MASKED_HEADER, Reader, identify, sees_masked
 from nerve.server._state import NerveState
@@ -155,7 +157,20 @@ async def read_json(request: Request, *, limit: int | None = MAX_REQUEST_BYTES,
 
 
 async def _body(request: Request, limit: int | None) -> bytes:
-    """The request's body, or PayloadError (413) as soon as it is over ``limit`` bytes."""
+    """The request's body, or PayloadError: 413 as soon as it is over ``limit`` bytes, 408
+    when it takes longer than ``[collector] body_timeout_seconds`` to arrive (as ingest
+    does: a caller with a token held its connection for as long as it dripped a body)."""
+    seconds = nerve_state(request).body_timeout
+    try:
+        async with asyncio.timeout(seconds or None):
+            return await _read_body(request, limit)
+    except TimeoutError:
+        raise RequestError(f"the request body took more than {seconds:g}s to arrive",
+                           status=408, code="body_timeout",
+                           details={"limit_seconds": seconds}) from None
+
+
+async def _read_body(request: Request, limit: int | None) -> bytes:
     if limit is None:
         return await request.body()
     chunks: list[bytes] = []

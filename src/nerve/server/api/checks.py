@@ -39,7 +39,7 @@ def _body(results: list[Any]) -> dict[str, Any]:
 async def run(request: Request) -> Response:
     """Run the checks now (``select`` and ``now`` optional)."""
     state = require_admin(request)
-    body = await read_json(request) if await request.body() else {}
+    body = await read_json(request, empty={})
     select = body.get("select") or []
     if not isinstance(select, list) or not all(isinstance(s, str) for s in select):
         raise PayloadError('select: expected a list of check or event names, e.g. ["volume"]',
