@@ -179,6 +179,27 @@ def test_missing_events_says_what_it_measures(inputs: Any) -> None:
         "days; the last one happened at 2026-11-10 12:35 UTC.")
 
 
+def test_a_short_volume_training_does_not_shorten_what_other_checks_see(
+        inputs: Any, tmp_path: Any) -> None:
+    """A volume training of 2 days made the one profile scan cover 2 days: an event last
+    seen 3.5 days ago read as "no event in the last 7 days", and its live source, silent
+    for 3.5 days, got no freshness result at all."""
+    cat = catalog(spec("search"))
+    events = [{"event": "search", "timestamp": ago(days=3, hours=12, minutes=i),
+               "received_at": ago(days=3, hours=12, minutes=i)} for i in range(200)]
+    (tmp_path / "checks.yaml").write_text("defaults:\n  volume: {training: 2d}\n")
+    cfg = load_config(tmp_path)
+    results = run_checks(inputs(events), cat, cfg, now=NOW,
+                         select=["missing_events", "freshness"])
+    by_check = {r.check: r for r in results}
+    assert by_check["missing_events"].status is Status.passed
+    assert by_check["missing_events"].message == (
+        "search has data: the last one happened at 2026-11-17 00:00 UTC.")
+    assert by_check["freshness"].status is Status.fail
+    assert by_check["freshness"].dimensions == {"source": "web"}
+    assert by_check["freshness"].since == ago(days=3, hours=12)
+
+
 def test_null_rate_per_source_and_backfills_apart(inputs: Any) -> None:
     """6 of 54 live web rows lack the key: a backfill received in the same window, and
     the other sources, no longer dilute that to a pass; the backfill is judged apart."""

@@ -36,6 +36,22 @@ def dimension_expr(table: ir.Table, paths: tuple[str, ...], backend: str) -> ir.
     return values[0] if len(values) == 1 else ibis.coalesce(*values)
 
 
+def profile_span(cfg: ChecksConfig) -> float:
+    """Seconds of event time the hourly profile covers: the longest of the volume and rate
+    trainings (an event's own included) and the missing_events window, so that no check
+    reading the profile judges less history than it was told to (a volume training of 2d
+    made an event last seen 3 days ago read as none in the 7-day window).
+
+    >>> profile_span(ChecksConfig()) / 86400
+    28.0
+    """
+    spans = [cfg.seconds("missing_events", "window")]
+    for check in ("volume", "rate"):
+        spans.append(cfg.seconds(check, "training"))
+        spans.extend(cfg.seconds(check, "training", event) for event in cfg.events)
+    return max(spans)
+
+
 def hourly_profile(inputs: Inputs, cfg: ChecksConfig, now: float) -> pd.DataFrame:
     """Event counts per hour (of the event's time), event, source and import flag.
 
@@ -47,7 +63,7 @@ def hourly_profile(inputs: Inputs, cfg: ChecksConfig, now: float) -> pd.DataFram
     e = inputs.events
     backend = inputs.backend
     ts = epoch_seconds(e.timestamp, backend)
-    start = now - cfg.seconds("volume", "training")
+    start = now - profile_span(cfg)
     query = (
         e.filter(ts >= start, ts < now + 3600)
         .select(event=event_key(e), source=e.source, historical=e.historical,
