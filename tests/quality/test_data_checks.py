@@ -60,6 +60,20 @@ def test_volume_drop_on_one_platform_is_found_with_its_start(inputs: Any) -> Non
     assert not [r for r in problems if r.dimensions.get("platform") == "iOS"]
 
 
+def test_a_passing_volume_names_the_dimensions_it_judged(inputs: Any) -> None:
+    """It said "by platform, app_version, country" for an event sent with none but a
+    platform: the reader took it for judged per app version and country."""
+    rows = [r | {"context": {"os": {"name": "iOS"}}}
+            for r in _hourly("search", "iOS", 7 * 24, _seasonal)]
+    clean = run_checks(inputs(rows), now=NOW, select=["volume"],
+                       config=_config(dimensions=["platform", "app_version", "country"]))
+    assert [r.status for r in clean] == [Status.passed]
+    assert clean[0].message.endswith("(2 series: overall and by platform).")
+    bare = [r | {"context": None} for r in rows]
+    clean = run_checks(inputs(bare), now=NOW, config=_config(), select=["volume"])
+    assert clean[0].message.endswith("(1 series: overall only, no key dimension values).")
+
+
 def test_a_volume_drop_older_than_the_window_is_not_dated_to_it(inputs: Any) -> None:
     # search stopped three days ago: the check's sums reach 12 + 23 hours back, and it
     # must not say the silence began there
