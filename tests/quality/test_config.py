@@ -109,7 +109,7 @@ def test_a_zero_schedule_turns_the_schedule_off(tmp_path: Path, text: str,
     ("events:\n  a: {disabled: [nope]}\n", "events.a.disabled"),
     ("sequences:\n  - {event: a}\n", "sequences[0]"),
     ("sequences:\n  - {event: a, preceded_by: b, min_share: 95}\n", "sequences[0].min_share"),
-    ("webhook: {url: x, on: [sometimes]}\n", "webhook.alert_on"),
+    ("webhook: {url: 'http://127.0.0.1:9/x', on: [sometimes]}\n", "webhook.alert_on"),
     ("alerts: {}\n", "alerts: unknown section"),
     # mistakes that were accepted and left a check silent or on
     ("defaults:\n  lateness: {warn: 5}\n",
@@ -128,6 +128,10 @@ def test_a_zero_schedule_turns_the_schedule_off(tmp_path: Path, text: str,
     ("events:\n  a: {volume: {mix_dimensions: app_version}}\n",
      "events.a.volume.mix_dimensions: expected a list of dimension names"),
     ("defaults: [\n", "invalid YAML"),
+    # taken, and every alert then failed to send, logged where nobody looks
+    ("webhook: {url: hooks.slack.com/services/T0/B0/X}\n",
+     "checks.yaml:1: webhook.url: expected an http:// or https:// URL"),
+    ("webhook: 'https:// spaces.test/x'\n", "webhook.url: expected an http:// or https://"),
 ])
 def test_errors_name_the_file_and_field(tmp_path: Path, text: str, where: str) -> None:
     with pytest.raises(UserError) as info:
@@ -260,7 +264,7 @@ sequences:
   - {event: song_playd, min_share: 95}
   - {event: song_played, preceded_by: playlist_created, min_users: many}
 rates: {numerator: song_played}
-webhook: {url: x, alert_on: [sometimes]}
+webhook: {url: "http://127.0.0.1:9/x", alert_on: [sometimes]}
 """)
     with pytest.raises(UserError) as info:
         load_config(tmp_path, catalog=PLAYLISTS)

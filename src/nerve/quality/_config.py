@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from nerve._durations import parse_seconds
+from nerve._urls import webhook_url
 from nerve.catalog import PropertySpec
 from nerve.catalog._yaml import load_yaml
 from nerve.errors import UserError
@@ -387,6 +388,11 @@ def _parse(raw: dict[str, Any], toml: dict[str, Any], path: Path, bad: Bad) -> C
     _one_place(_listed(webhook.get("alert_on")), _listed(toml.get("alert_on")),
                "webhook.alert_on", "alert_on", bad)
     url = webhook.get("url") or toml.get("webhook")
+    if webhook.get("url") is not None:  # nerve.toml's is checked with the workspace
+        try:
+            webhook_url(webhook["url"])
+        except ValueError as exc:
+            bad("webhook.url", str(exc))
     # accept `on:` (read as true, see above), document alert_on
     on = (webhook.get("alert_on") or webhook.get("on") or webhook.get("True")
           or toml.get("alert_on") or ["fail"])
