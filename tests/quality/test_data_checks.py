@@ -11,6 +11,8 @@ from tests.quality.conftest import NOW, ago, catalog, prop, spec
 
 from nerve.catalog import PropertySpec
 from nerve.quality import ChecksConfig, Sequence, Status, load_config, run_checks
+from nerve.quality._config import Rate
+from nerve.quality._result import fmt_pct
 
 #: a small, quick volume setup: 7 days of training, 3 days of history suffice
 VOLUME = {"training": "7d", "min_history": "3d", "evaluate": "12h", "min_volume": 5,
@@ -72,6 +74,29 @@ def test_a_passing_volume_names_the_dimensions_it_judged(inputs: Any) -> None:
     bare = [r | {"context": None} for r in rows]
     clean = run_checks(inputs(bare), now=NOW, config=_config(), select=["volume"])
     assert clean[0].message.endswith("(1 series: overall only, no key dimension values).")
+
+
+def test_a_rate_that_is_no_share_reports_the_range_it_was_judged_by(inputs: Any) -> None:
+    """Refunds per order (an hour may have more refunds than orders) are judged as counts,
+    but the message's range took their dispersion (phi, 1 or more) for the beta-binomial's
+    rho: "rose to 70% against an expected 12% (range 0%-100%)" beside a failure."""
+    import numpy as np
+    rng = np.random.default_rng(3)
+    rows: list[dict[str, Any]] = []
+    for h in range(1, 10 * 24 + 1):
+        start = NOW.replace(minute=0) - timedelta(hours=h)
+        refunds = int(rng.poisson(1.0)) + (8 if h <= 12 else 0)
+        for event, n in (("order", int(rng.poisson(3))), ("refund", refunds)):
+            rows += [{"event": event, "timestamp": start + timedelta(seconds=60 * i + 1)}
+                     for i in range(n)]
+    cfg = _config(dimensions=[])
+    cfg = ChecksConfig(defaults=cfg.defaults, rates=(Rate("refund", "order", "refund_rate"),))
+    found, = run_checks(inputs(rows), now=NOW, config=cfg, select=["rate"])
+    assert found.status is Status.fail
+    assert found.observed > found.expected["max"]
+    assert found.expected["max"] < 1.0
+    low, high = fmt_pct(found.expected["min"]), fmt_pct(found.expected["max"])
+    assert f"(range {low}-{high})" in found.message
 
 
 def test_a_volume_drop_older_than_the_window_is_not_dated_to_it(inputs: Any) -> None:
