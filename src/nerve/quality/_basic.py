@@ -283,7 +283,8 @@ def check_natural_key_duplicates(ctx: Context) -> list[CheckResult]:
                                   observed=share, expected={"min": 0.0, "max": warn},
                                   unit="share", details={"rows": rows, "duplicates": extra}))
         if extra:
-            results.extend(_key_duplicates_by_source(ctx, event, frame, window, key))
+            results.extend(r for r in _key_duplicates_by_source(ctx, event, frame, window, key)
+                           if r.status.rank > status.rank)
     del events
     return results
 
@@ -292,7 +293,8 @@ def _key_duplicates_by_source(ctx: Context, event: str, frame: pd.DataFrame, win
                               key: str) -> list[CheckResult]:
     """Each source's own share, when several sent ``event`` in the window: a client that
     tracks one action twice is not diluted by another source's traffic, such as a
-    backfill (as the duplicates check judges each source)."""
+    backfill (as the duplicates check judges each source). The caller keeps those graded
+    worse than the event's total: the others would repeat it."""
     counts = ctx.scan(f"received:{window}", lambda: _scan.received_counts(
         ctx.inputs.events, ctx.inputs.backend, ctx.now - window, ctx.now))
     rows_by = counts[counts["event"] == event].groupby("source")["n"].sum()
