@@ -352,6 +352,11 @@ _URL_QUERY = ('expected "keep", "drop" or a list of the query parameters to keep
     ("privacy", 'allow_sensitive = "visit.diagnosis"', "expected a list of 'event.property'"),
     ("checks", 'every = "weekly"', "expected a duration like 30s, 5m, 1h, 7d, got 'weekly'"),
     ("checks", 'alert_on = ["warning"]', "expected a list of statuses among warn, fail, error"),
+    # taken, and every alert then failed to send, logged where nobody looks
+    ("checks", 'webhook = "hooks.slack.com/services/T0/B0/X"',
+     "expected an http:// or https:// URL, e.g. https://hooks.slack.com/services/..., got "
+     "'hooks.slack.com/services/T0/B0/X'"),
+    ("checks", 'webhook = "ftp://example.com/hook"', "expected an http:// or https:// URL"),
     ("loader", 'dedup_window = "a week"', "expected a duration like 24h, 7d or 2w, or all"),
     ("catalog", "reload_seconds = -1", "expected a number >= 0 (0: never reload), got -1"),
     ("collector", 'body_timeout_seconds = "30s"', "expected a number >= 0, got '30s'"),

@@ -21,9 +21,9 @@ import difflib
 import functools
 import re
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import unquote_plus, urlsplit
 
-__all__ = ["UrlQuery", "clean_search", "clean_url", "url_query_setting"]
+__all__ = ["UrlQuery", "clean_search", "clean_url", "url_query_setting", "webhook_url"]
 
 #: ``"keep"``, ``"drop"``, or the names (lower case) of the parameters kept
 UrlQuery = str | tuple[str, ...]
@@ -99,3 +99,25 @@ def _kept(query: str, names: tuple[str, ...]) -> str:
 def _named(name: str, names: tuple[str, ...]) -> bool:
     name = unquote_plus(name).lower()
     return any(name.startswith(n[:-1]) if n.endswith("*") else name == n for n in names)
+
+
+def webhook_url(value: Any) -> str:
+    """An http(s) URL with a host, as a webhook is POSTed to; ValueError saying the form.
+
+    Anything else was accepted and every alert then failed to send, logged where nobody
+    looks, while the checks found problems (``hooks.slack.com/...`` without its scheme).
+
+    >>> webhook_url("https://hooks.slack.com/services/T0/B0/X")
+    'https://hooks.slack.com/services/T0/B0/X'
+    """
+    form = "expected an http:// or https:// URL, e.g. https://hooks.slack.com/services/..."
+    if not isinstance(value, str):
+        raise ValueError(f"{form}, got {value!r}")
+    try:
+        parts = urlsplit(value)
+        good = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # a malformed port or IPv6 host
+        good = False
+    if not good or any(c.isspace() for c in value):
+        raise ValueError(f"{form}, got {value!r}")
+    return value

@@ -19,7 +19,7 @@ from typing import Any
 
 from nerve._durations import parse_retention, parse_seconds, parse_window
 from nerve._proxies import proxy_networks
-from nerve._urls import url_query_setting
+from nerve._urls import url_query_setting, webhook_url
 from nerve.errors import WorkspaceError
 
 __all__ = ["SETTINGS", "CollectorLimits", "Source", "Workspace", "WorkspaceConfig",
@@ -182,7 +182,8 @@ FORMS: dict[str, dict[str, Check]] = {
     "log": {"ack_timeout_seconds": _number(0, above=True)},
     "catalog": {"reload_seconds": _number(0, note=" (0: never reload)"), "naming": _naming,
                 "min_description": _number(0, whole=True)},
-    "checks": {"every": parse_seconds, "alert_on": _statuses, "webhook": _text},
+    # a webhook without its scheme was taken, and every alert failed to send
+    "checks": {"every": parse_seconds, "alert_on": _statuses, "webhook": webhook_url},
 }
 
 

@@ -289,3 +289,25 @@ def test_a_drop_that_began_before_the_window_says_so() -> None:
     found, = detect(frame(add_to_cart=values), window(), Settings()).anomalies
     assert not found.began_before
     assert "or before" not in found.message()
+
+
+def test_a_rate_that_is_no_share_gets_the_band_of_counts() -> None:
+    """Refunds per order (more refunds than orders in some hours) are judged as counts,
+    with (phi, alpha); the band read phi as a share's rho and came out far too wide."""
+    from nerve.anomaly._detect import _band
+    from nerve.quality._seasonal import Rules, judge_rates, normal_score
+
+    rng = np.random.default_rng(4)
+    den = rng.poisson(rate(HOURS, 3.0)).astype(float)[:, None]
+    num = rng.poisson(np.full(len(HOURS), 1.5)).astype(float)[:, None]
+    assert (num > den).any()
+    train = HOURS[-24] > HOURS
+    rules = Rules()
+    judgement = judge_rates(num, den, HOURS, train, ~train, rules)
+    assert judgement.binomial is not None
+    assert judgement.binomial.tolist() == [False]
+    e, _low, high, _z = _band(judgement, rules, 1, True)
+    phi, alpha = judgement.noise[min(judgement.noise)]
+    level = normal_score(rules.q / max(int(judgement.tests.max()), 1))
+    counts = np.sqrt(np.maximum(phi[None, :] * e + alpha[None, :] * e * e, 0))
+    assert np.allclose(high, e + level * counts)

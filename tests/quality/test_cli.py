@@ -140,6 +140,22 @@ def test_bad_input_exits_invalid(workspace: Callable[..., Workspace]) -> None:
     assert "freshnes" in typo.output
 
 
+@pytest.mark.parametrize(("checks_yaml", "select", "why"), [
+    ("", "sequence", "select: sequence: no sequences are configured"),
+    ("", "rate", "select: rate: no rates are configured"),
+    ("defaults:\n  lateness: {enabled: false}\n", "lateness,schema",
+     "select: lateness: switched off (defaults.lateness.enabled: false"),
+])
+def test_selecting_a_check_with_nothing_to_run_is_invalid(
+        workspace: Callable[..., Workspace], checks_yaml: str, select: str, why: str) -> None:
+    """It printed "no checks ran" and exited 0: a CI step checking nothing stayed green."""
+    ws = workspace(checks_yaml=checks_yaml)
+    result = check(ws, "--select", select, "--format", "json")
+    assert result.exit_code == ExitCode.INVALID, result.output
+    assert why in result.stderr
+    assert result.stdout == ""
+
+
 def test_every_checks_yaml_mistake_is_reported_in_one_run(
         workspace: Callable[..., Workspace]) -> None:
     ws = workspace(checks_yaml="defaults:\n  volume: {sensitivty: 3}\n  freshnes: {}\n"

@@ -109,7 +109,7 @@ def test_a_zero_schedule_turns_the_schedule_off(tmp_path: Path, text: str,
     ("events:\n  a: {disabled: [nope]}\n", "events.a.disabled"),
     ("sequences:\n  - {event: a}\n", "sequences[0]"),
     ("sequences:\n  - {event: a, preceded_by: b, min_share: 95}\n", "sequences[0].min_share"),
-    ("webhook: {url: x, on: [sometimes]}\n", "webhook.alert_on"),
+    ("webhook: {url: 'http://127.0.0.1:9/x', on: [sometimes]}\n", "webhook.alert_on"),
     ("alerts: {}\n", "alerts: unknown section"),
     # mistakes that were accepted and left a check silent or on
     ("defaults:\n  lateness: {warn: 5}\n",
@@ -128,12 +128,61 @@ def test_a_zero_schedule_turns_the_schedule_off(tmp_path: Path, text: str,
     ("events:\n  a: {volume: {mix_dimensions: app_version}}\n",
      "events.a.volume.mix_dimensions: expected a list of dimension names"),
     ("defaults: [\n", "invalid YAML"),
+    # taken, and every alert then failed to send, logged where nobody looks
+    ("webhook: {url: hooks.slack.com/services/T0/B0/X}\n",
+     "checks.yaml:1: webhook.url: expected an http:// or https:// URL"),
+    ("webhook: 'https:// spaces.test/x'\n", "webhook.url: expected an http:// or https://"),
 ])
 def test_errors_name_the_file_and_field(tmp_path: Path, text: str, where: str) -> None:
     with pytest.raises(UserError) as info:
         load_config(write(tmp_path, text))
     assert "checks.yaml" in str(info.value)
     assert where in str(info.value)
+
+
+@pytest.mark.parametrize(("text", "where"), [
+    # each was accepted: sensitivity 0 or less alarmed on every series, infinity on none;
+    # a window of 0 judged no row and passed; negative or fractional counts were used as is
+    ("defaults:\n  volume: {sensitivity: -1}\n",
+     "checks.yaml:2: defaults.volume.sensitivity: expected a number of sigmas above 0"),
+    ("defaults:\n  volume: {sensitivity: 0}\n", "defaults.volume.sensitivity: expected"),
+    ("defaults:\n  rate: {sensitivity: .inf}\n", "defaults.rate.sensitivity: expected"),
+    ("events:\n  a: {volume: {min_volume: -3}}\n",
+     "events.a.volume.min_volume: expected a number of at least 0, got -3"),
+    ("defaults:\n  volume: {min_change: .nan}\n", "defaults.volume.min_change: expected"),
+    ("defaults:\n  volume: {top_values: -1}\n",
+     "defaults.volume.top_values: expected a whole number of at least 0, got -1"),
+    ("defaults:\n  schema: {min_events: 2.5}\n",
+     "defaults.schema.min_events: expected a whole number"),
+    ("defaults:\n  missing_events: {min_day_events: -5}\n",
+     "defaults.missing_events.min_day_events: expected a whole number"),
+    ("defaults:\n  schema: {window: 0h}\n",
+     "defaults.schema.window: expected a duration above 0, got '0h'"),
+    ("defaults:\n  volume: {training: 0d}\n", "defaults.volume.training: expected a duration "
+                                                "above 0"),
+    ("sequences:\n  - {event: a, preceded_by: b, within: 0s}\n",
+     "sequences[0].within: expected a duration above 0"),
+    ("sequences:\n  - {event: a, preceded_by: b, min_users: -1}\n",
+     "sequences[0].min_users: expected a whole number"),
+    ("defaults:\n  freshness: {warn_after: 3h, fail_after: 1h}\n",
+     "defaults.freshness.warn_after: warn_after ('3h') is above fail_after ('1h')"),
+])
+def test_values_out_of_range_are_errors(tmp_path: Path, text: str, where: str) -> None:
+    with pytest.raises(UserError) as info:
+        load_config(write(tmp_path, text))
+    assert where in str(info.value)
+    assert str(info.value).count("\n") == 0  # one problem, reported once
+
+
+def test_edge_values_that_are_fine(tmp_path: Path) -> None:
+    """0 is a fine minimum; a fractional min_volume is an expected count; a 0 threshold
+    or min_duration is no window of data."""
+    cfg = load_config(write(tmp_path, "defaults:\n  volume: {min_volume: 2.5, top_values: 0,"
+                                      " min_duration: 0s, sensitivity: 2.5}\n"
+                                      "  schema: {min_events: 0}\n"
+                                      "  lateness: {threshold: 0s}\n"
+                                      "  freshness: {warn_after: 1h, fail_after: 1h}\n"))
+    assert cfg.get("volume", "min_volume") == 2.5
 
 
 def test_settings_that_are_fine(tmp_path: Path) -> None:
@@ -215,7 +264,7 @@ sequences:
   - {event: song_playd, min_share: 95}
   - {event: song_played, preceded_by: playlist_created, min_users: many}
 rates: {numerator: song_played}
-webhook: {url: x, alert_on: [sometimes]}
+webhook: {url: "http://127.0.0.1:9/x", alert_on: [sometimes]}
 """)
     with pytest.raises(UserError) as info:
         load_config(tmp_path, catalog=PLAYLISTS)

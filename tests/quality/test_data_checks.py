@@ -11,6 +11,8 @@ from tests.quality.conftest import NOW, ago, catalog, prop, spec
 
 from nerve.catalog import PropertySpec
 from nerve.quality import ChecksConfig, Sequence, Status, load_config, run_checks
+from nerve.quality._config import Rate
+from nerve.quality._result import fmt_pct
 
 #: a small, quick volume setup: 7 days of training, 3 days of history suffice
 VOLUME = {"training": "7d", "min_history": "3d", "evaluate": "12h", "min_volume": 5,
@@ -58,6 +60,43 @@ def test_volume_drop_on_one_platform_is_found_with_its_start(inputs: Any) -> Non
     assert "add_to_cart on platform=Android dropped to" in found.message
     assert "still ongoing" in found.message
     assert not [r for r in problems if r.dimensions.get("platform") == "iOS"]
+
+
+def test_a_passing_volume_names_the_dimensions_it_judged(inputs: Any) -> None:
+    """It said "by platform, app_version, country" for an event sent with none but a
+    platform: the reader took it for judged per app version and country."""
+    rows = [r | {"context": {"os": {"name": "iOS"}}}
+            for r in _hourly("search", "iOS", 7 * 24, _seasonal)]
+    clean = run_checks(inputs(rows), now=NOW, select=["volume"],
+                       config=_config(dimensions=["platform", "app_version", "country"]))
+    assert [r.status for r in clean] == [Status.passed]
+    assert clean[0].message.endswith("(2 series: overall and by platform).")
+    bare = [r | {"context": None} for r in rows]
+    clean = run_checks(inputs(bare), now=NOW, config=_config(), select=["volume"])
+    assert clean[0].message.endswith("(1 series: overall only, no key dimension values).")
+
+
+def test_a_rate_that_is_no_share_reports_the_range_it_was_judged_by(inputs: Any) -> None:
+    """Refunds per order (an hour may have more refunds than orders) are judged as counts,
+    but the message's range took their dispersion (phi, 1 or more) for the beta-binomial's
+    rho: "rose to 70% against an expected 12% (range 0%-100%)" beside a failure."""
+    import numpy as np
+    rng = np.random.default_rng(3)
+    rows: list[dict[str, Any]] = []
+    for h in range(1, 10 * 24 + 1):
+        start = NOW.replace(minute=0) - timedelta(hours=h)
+        refunds = int(rng.poisson(1.0)) + (8 if h <= 12 else 0)
+        for event, n in (("order", int(rng.poisson(3))), ("refund", refunds)):
+            rows += [{"event": event, "timestamp": start + timedelta(seconds=60 * i + 1)}
+                     for i in range(n)]
+    cfg = _config(dimensions=[])
+    cfg = ChecksConfig(defaults=cfg.defaults, rates=(Rate("refund", "order", "refund_rate"),))
+    found, = run_checks(inputs(rows), now=NOW, config=cfg, select=["rate"])
+    assert found.status is Status.fail
+    assert found.observed > found.expected["max"]
+    assert found.expected["max"] < 1.0
+    low, high = fmt_pct(found.expected["min"]), fmt_pct(found.expected["max"])
+    assert f"(range {low}-{high})" in found.message
 
 
 def test_a_volume_drop_older_than_the_window_is_not_dated_to_it(inputs: Any) -> None:
@@ -177,6 +216,27 @@ def test_missing_events_says_what_it_measures(inputs: Any) -> None:
     assert by_event["refund"].message == (
         "refund is in the catalog, but no refund event has an event time in the last 7 "
         "days; the last one happened at 2026-11-10 12:35 UTC.")
+
+
+def test_a_short_volume_training_does_not_shorten_what_other_checks_see(
+        inputs: Any, tmp_path: Any) -> None:
+    """A volume training of 2 days made the one profile scan cover 2 days: an event last
+    seen 3.5 days ago read as "no event in the last 7 days", and its live source, silent
+    for 3.5 days, got no freshness result at all."""
+    cat = catalog(spec("search"))
+    events = [{"event": "search", "timestamp": ago(days=3, hours=12, minutes=i),
+               "received_at": ago(days=3, hours=12, minutes=i)} for i in range(200)]
+    (tmp_path / "checks.yaml").write_text("defaults:\n  volume: {training: 2d}\n")
+    cfg = load_config(tmp_path)
+    results = run_checks(inputs(events), cat, cfg, now=NOW,
+                         select=["missing_events", "freshness"])
+    by_check = {r.check: r for r in results}
+    assert by_check["missing_events"].status is Status.passed
+    assert by_check["missing_events"].message == (
+        "search has data: the last one happened at 2026-11-17 00:00 UTC.")
+    assert by_check["freshness"].status is Status.fail
+    assert by_check["freshness"].dimensions == {"source": "web"}
+    assert by_check["freshness"].since == ago(days=3, hours=12)
 
 
 def test_null_rate_per_source_and_backfills_apart(inputs: Any) -> None:

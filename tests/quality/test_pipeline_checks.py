@@ -164,6 +164,43 @@ def test_natural_key_duplicates_of_a_backfill_say_they_were_received_in_the_wind
     assert "purchase_complete events (17%) received in the last 24 h" in result.message
 
 
+def test_natural_key_duplicates_of_one_source_are_not_diluted_by_a_backfill(
+        inputs: Any) -> None:
+    """40 of a web client's 80 watering_logged events were the same actions sent twice;
+    a 14,000-row backfill received the same day read that as 0.28%, a warning. Each
+    source with repeats is judged on its own rows too, as the duplicates check does."""
+    live = [{"event": "watering", "user_id": f"u{i}", "timestamp": ago(minutes=i),
+             "original_timestamp": ago(minutes=i), "properties": {"plant": f"p{i}"}}
+            for i in range(40)]
+    live += [dict(e) for e in live]  # each action tracked twice, new message ids
+    backfill = [{"event": "watering", "user_id": f"b{i}", "timestamp": ago(days=3, minutes=i),
+                 "received_at": ago(minutes=5), "source": "import", "historical": True,
+                 "properties": {"plant": "p"}} for i in range(5000)]
+    # and one action both sent live and imported again: the event's total holds it
+    backfill.append({**live[0], "source": "import", "historical": True})
+    results = run_checks(inputs(live + backfill), None, ChecksConfig(), now=NOW,
+                         select=["natural_key_duplicates"])
+    total, = (r for r in results if not r.dimensions)
+    assert total.details == {"rows": 5081, "duplicates": 41}
+    assert total.status is Status.warn  # 41 of 5,081 = 0.81%
+    web, = (r for r in results if r.dimensions)
+    assert web.dimensions == {"source": "web"}
+    assert web.name == "natural_key_duplicates:watering:source=web"
+    assert web.details == {"rows": 80, "duplicates": 40}
+    assert web.observed == pytest.approx(0.5)
+    assert web.status is Status.fail
+    assert web.message.startswith("40 of the 80 watering events from source web (50%) "
+                                  "received in the last 24 h repeat")
+    # a source graded as the total is not repeated: its share adds nothing
+    alone = run_checks(inputs(live), None, ChecksConfig(), now=NOW,
+                       select=["natural_key_duplicates"])
+    assert [r.name for r in alone] == ["natural_key_duplicates:watering"]
+    mixed = [*live, *({**e, "source": "import", "historical": True} for e in backfill[:30])]
+    same = run_checks(inputs(mixed), None, ChecksConfig(), now=NOW,
+                      select=["natural_key_duplicates"])
+    assert [r.name for r in same] == ["natural_key_duplicates:watering"]
+
+
 def test_natural_key_duplicates_match_the_timestamp_the_client_sent(inputs: Any) -> None:
     """An SDK that tracks one action twice sends the same timestamp in both messages, but
     nerve corrects each message's timestamp by its own sentAt and arrival, so the stored

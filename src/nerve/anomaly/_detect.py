@@ -358,10 +358,16 @@ def _band(judgement: Judgement, rules: Rules, series: int, share: bool
         down = np.clip(np.nan_to_num(-special.ndtri(np.clip(p_down, 1e-300, 1)), nan=0.0),
                        0, 50)
     z = np.where(up >= down, up, -down)
-    if share:  # the expected numerator of a share: about Poisson, widened by rho
-        sd = np.sqrt(np.maximum(e, 0) * (1 + a[None, :] * np.maximum(e, 1)))
-    else:
-        sd = np.sqrt(np.maximum(a[None, :] * e + b[None, :] * e * e, 0))
+    # the expected numerator of a share: about Poisson, widened by rho; a rate whose
+    # numerator is no share of its denominator (judge_rates tells) has the counts'
+    # (phi, alpha) there, which read as rho widened its band many times over
+    shares = np.full(e.shape[1], share, dtype=bool)
+    if share and judgement.binomial is not None:
+        shares = judgement.binomial
+    with np.errstate(all="ignore"):
+        binomial = np.sqrt(np.maximum(e, 0) * (1 + a[None, :] * np.maximum(e, 1)))
+        counts = np.sqrt(np.maximum(a[None, :] * e + b[None, :] * e * e, 0))
+    sd = np.where(shares[None, :], binomial, counts)
     return e, np.maximum(e - level * sd, 0), e + level * sd, z
 
 

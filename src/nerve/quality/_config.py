@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from nerve._durations import parse_seconds
+from nerve._urls import webhook_url
 from nerve.catalog import PropertySpec
 from nerve.catalog._yaml import load_yaml
 from nerve.errors import UserError
@@ -256,6 +257,10 @@ def load_config(root: Path | str, toml: dict[str, Any] | None = None,
 
 #: settings that are shares of rows (0.01 = 1%)
 _SHARES = {"warn", "fail", "min_share"}
+#: settings that count things (events, values, users): whole numbers
+_WHOLE = {"min_events", "top_values", "min_day_events", "min_expected", "min_users"}
+#: durations that are windows of data: 0 would judge nothing
+_SPANS = {"window", "training", "dimension_training", "evaluate", "baseline", "within"}
 
 #: the settings each check reads per event (under ``events: NAME: CHECK:``); the others,
 #: windows and lists included, hold for every event and go under ``defaults:``. Checks
@@ -383,6 +388,11 @@ def _parse(raw: dict[str, Any], toml: dict[str, Any], path: Path, bad: Bad) -> C
     _one_place(_listed(webhook.get("alert_on")), _listed(toml.get("alert_on")),
                "webhook.alert_on", "alert_on", bad)
     url = webhook.get("url") or toml.get("webhook")
+    if webhook.get("url") is not None:  # nerve.toml's is checked with the workspace
+        try:
+            webhook_url(webhook["url"])
+        except ValueError as exc:
+            bad("webhook.url", str(exc))
     # accept `on:` (read as true, see above), document alert_on
     on = (webhook.get("alert_on") or webhook.get("on") or webhook.get("True")
           or toml.get("alert_on") or ["fail"])
@@ -435,19 +445,48 @@ def _check_settings(check: str, settings: Any, where: str, bad: Bad) -> bool:
                 # 5 meant as 5% would never be reached: the check would never say a word
                 bad(f"{where}.{key}", f"expected a share between 0 and 1 (0.05 = 5%), "
                                       f"got {value!r}")
+            elif key not in _SHARES:
+                _amount(key, value, f"{where}.{key}", bad)
         elif isinstance(default, str) and key not in ("direction", "status"):
             if value != "auto":
-                _duration(value, f"{where}.{key}", bad)
+                _duration(value, f"{where}.{key}", bad, positive=key in _SPANS)
         elif key == "direction" and value not in ("both", "up", "down"):
             bad(f"{where}.{key}", f"expected both, up or down, got {value!r}")
         elif key == "status" and value not in ("warn", "fail"):
             bad(f"{where}.{key}", f"expected warn or fail, got {value!r}")
+    _warn_after_fail(settings, where, bad)
     warn, fail = settings.get("warn"), settings.get("fail")
     if (isinstance(warn, int | float) and isinstance(fail, int | float)
             and not isinstance(warn, bool) and not isinstance(fail, bool) and warn > fail):
         bad(f"{where}.warn", f"warn ({warn!r}) is above fail ({fail!r}): a share between "
                              "them would fail without a warning first")
     return True
+
+
+def _amount(key: str, value: float, where: str, bad: Bad) -> None:
+    """A count or a sensitivity: finite, not negative, whole where it counts things."""
+    if key == "sensitivity":
+        # 0 or less puts the family error rate at 100% and more (every series alarms);
+        # infinity at 0 (none ever does)
+        if not 0 < value < float("inf"):
+            bad(where, f"expected a number of sigmas above 0 (3 by default), got {value!r}")
+    elif key in _WHOLE:
+        if isinstance(value, float) or value < 0:
+            bad(where, f"expected a whole number of at least 0, got {value!r}")
+    elif not 0 <= value < float("inf"):
+        bad(where, f"expected a number of at least 0, got {value!r}")
+
+
+def _warn_after_fail(settings: dict[Any, Any], where: str, bad: Bad) -> None:
+    """``warn_after`` longer than ``fail_after`` would fail before it ever warned."""
+    warn, fail = settings.get("warn_after"), settings.get("fail_after")
+    if warn in (None, "auto") or fail in (None, "auto"):
+        return
+    with contextlib.suppress(UserError):
+        if parse_duration(warn) > parse_duration(fail):
+            bad(f"{where}.warn_after", f"warn_after ({warn!r}) is above fail_after "
+                                       f"({fail!r}): a delay between them would fail "
+                                       "without a warning first")
 
 
 def _per_event_settings(check: str, settings: dict[str, Any], where: str, bad: Bad) -> None:
@@ -501,13 +540,17 @@ def _dimension_names(settings: Any, where: str, known: dict[str, tuple[str, ...]
                                            f"{', '.join(known)} (add it under dimensions:)")
 
 
-def _duration(value: Any, where: str, bad: Bad) -> float:
-    """``parse_duration``, its error naming the file and line like every other (0 then)."""
+def _duration(value: Any, where: str, bad: Bad, *, positive: bool = False) -> float:
+    """``parse_duration``, its error naming the file and line like every other (0 then).
+    ``positive``: a window of data, where 0 would judge no row and pass whatever came."""
     try:
-        return parse_duration(value, where)
+        seconds = parse_duration(value, where)
     except UserError as exc:
         bad(where, str(exc).split(": ", 1)[-1])
         return 0.0
+    if positive and seconds <= 0:
+        bad(where, f"expected a duration above 0, got {value!r}")
+    return seconds
 
 
 def _share(value: Any, where: str, bad: Bad) -> float:
@@ -531,17 +574,19 @@ def _sequences(items: Any, base: dict[str, Any], bad: Bad) -> list[Sequence]:
         _unknown_keys(item, where, ("event", "preceded_by", "within", "min_share", "name",
                                     "window", "min_users"), "field", bad)
         min_users = item.get("min_users", base["min_users"])
-        if isinstance(min_users, bool) or not isinstance(min_users, int):
+        if isinstance(min_users, bool) or not isinstance(min_users, int) or min_users < 0:
             bad(f"{where}.min_users", f"expected a whole number, got {min_users!r}")
             min_users = base["min_users"]
         sequences.append(Sequence(
             event=str(item["event"]),
             preceded_by=str(item["preceded_by"]),
-            within=_duration(item.get("within", base["within"]), f"{where}.within", bad),
+            within=_duration(item.get("within", base["within"]), f"{where}.within", bad,
+                             positive=True),
             min_share=_share(item.get("min_share", base["min_share"]), f"{where}.min_share",
                              bad),
             name=str(item.get("name") or f"{item['event']} after {item['preceded_by']}"),
-            window=_duration(item.get("window", base["window"]), f"{where}.window", bad),
+            window=_duration(item.get("window", base["window"]), f"{where}.window", bad,
+                             positive=True),
             min_users=min_users,
         ))
     return sequences

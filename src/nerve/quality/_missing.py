@@ -23,7 +23,7 @@ from nerve.quality._engine import (
     json_texts,
 )
 from nerve.quality._result import CheckResult, Status, fmt_count, fmt_duration, fmt_pct, fmt_time
-from nerve.quality._scan import dimension_counts, received_counts
+from nerve.quality._scan import dimension_counts, profile_span, received_counts
 from nerve.warehouse import one_of
 
 __all__ = ["check_disappeared_values", "check_missing_events", "check_null_rate",
@@ -58,7 +58,7 @@ def check_missing_events(ctx: Context, profile: pd.DataFrame) -> list[CheckResul
     q_events = set(quarantined["event"]) if quarantined is not None else set()
     # the schema check's scan of the quarantine, when it ran (see _basic._quarantine)
     q_window = max(ctx.cfg.seconds("schema", "window"), ctx.cfg.seconds("drift", "window"))
-    scanned = fmt_duration(ctx.cfg.seconds("volume", "training"))
+    scanned = fmt_duration(profile_span(ctx.cfg))
     results = []
     for spec in _judged_specs(ctx):
         if not ctx.cfg.enabled("missing_events", spec.name):
@@ -135,7 +135,9 @@ def _gaps(ctx: Context, profile: pd.DataFrame, status: Status) -> list[CheckResu
         return []
     tz = ZoneInfo(ctx.cfg.timezone)
     least = float(ctx.cfg.get("missing_events", "min_day_events"))
-    past = profile[profile["hour"] * 3600 < ctx.now]
+    # the days the volume model learns from, not the longer span the profile may cover
+    start = ctx.now - ctx.cfg.seconds("volume", "training")
+    past = profile[(profile["hour"] * 3600 < ctx.now) & (profile["hour"] * 3600 >= start)]
     product = _local_days(past, tz)
     results = []
     for day, usual in empty_days(product, least):

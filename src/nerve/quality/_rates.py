@@ -172,11 +172,21 @@ def _reporter(ctx: Context, rate: Rate, dims: dict[str, str], hours: np.ndarray[
         x, m = float(np.nansum(num[part, j])), float(np.nansum(den[part, j]))
         share = float(judgement.expected_points[part, j].sum()) / m if m else 0.0
         observed = x / m if m else 0.0
-        rho = float(judgement.noise[min(judgement.noise, key=lambda n: abs(n - (end - begin
-                                                                               + 1)))][0][j])
+        first, second = judgement.noise[min(judgement.noise,
+                                            key=lambda n: abs(n - (end - begin + 1)))]
         z = normal_score(threshold / max(int(judgement.tests[j]), 1))
-        sd = math.sqrt(max(share * (1 - share) * (1 + (m - 1) * rho) / max(m, 1), 0.0))
-        lo, hi = max(0.0, share - z * sd), min(1.0, share + z * sd)
+        if judgement.binomial is None or judgement.binomial[j]:  # beta-binomial: rho
+            sd = math.sqrt(max(share * (1 - share) * (1 + (m - 1) * float(first[j]))
+                               / max(m, 1), 0.0))
+        else:
+            # a count with mean m x share and the volume check's (phi, alpha): taken for
+            # rho, phi (1 or more) made every such range 0%-100% beside a failing result
+            mean = share * m
+            sd = math.sqrt(max(float(first[j]) * mean + float(second[j]) * mean ** 2,
+                               0.0)) / max(m, 1)
+        lo, hi = max(0.0, share - z * sd), share + z * sd
+        if judgement.binomial is None or judgement.binomial[j]:
+            hi = min(1.0, hi)  # a share; refunds per order may exceed 100%
         since = moment(float(hours[begin] * 3600))
         ongoing = end == len(hours) - 1
         change = observed / share - 1 if share else 1.0

@@ -36,6 +36,22 @@ def dimension_expr(table: ir.Table, paths: tuple[str, ...], backend: str) -> ir.
     return values[0] if len(values) == 1 else ibis.coalesce(*values)
 
 
+def profile_span(cfg: ChecksConfig) -> float:
+    """Seconds of event time the hourly profile covers: the longest of the volume and rate
+    trainings (an event's own included) and the missing_events window, so that no check
+    reading the profile judges less history than it was told to (a volume training of 2d
+    made an event last seen 3 days ago read as none in the 7-day window).
+
+    >>> profile_span(ChecksConfig()) / 86400
+    28.0
+    """
+    spans = [cfg.seconds("missing_events", "window")]
+    for check in ("volume", "rate"):
+        spans.append(cfg.seconds(check, "training"))
+        spans.extend(cfg.seconds(check, "training", event) for event in cfg.events)
+    return max(spans)
+
+
 def hourly_profile(inputs: Inputs, cfg: ChecksConfig, now: float) -> pd.DataFrame:
     """Event counts per hour (of the event's time), event, source and import flag.
 
@@ -47,7 +63,7 @@ def hourly_profile(inputs: Inputs, cfg: ChecksConfig, now: float) -> pd.DataFram
     e = inputs.events
     backend = inputs.backend
     ts = epoch_seconds(e.timestamp, backend)
-    start = now - cfg.seconds("volume", "training")
+    start = now - profile_span(cfg)
     query = (
         e.filter(ts >= start, ts < now + 3600)
         .select(event=event_key(e), source=e.source, historical=e.historical,
@@ -224,7 +240,8 @@ def duplicates_by_source(inputs: Inputs, now: float, window: float) -> Counter[s
 def natural_key_duplicates(inputs: Inputs, now: float, window: float,
                            keyed: dict[str, tuple[str, ...]], events: list[str]
                            ) -> pd.DataFrame:
-    """Rows beyond the first per natural key, per event, received in the window.
+    """Rows beyond the first per natural key, per event (``source`` null), received in
+    the window; and, for the sources with repeats among their own rows, per source.
 
     The default key is (user, event, timestamp, properties): the same action recorded
     twice under different message ids. The timestamp is the one the client sent
@@ -254,8 +271,14 @@ def _dupes(table: ir.Table, keys: list[str], extra: dict[str, Any]) -> pd.DataFr
     if extra:
         # a row without its key (no order_id) cannot be a duplicate by that key
         table = table.mutate(**extra).filter(*[ibis._[name].notnull() for name in extra])
-    grouped = table.group_by([*keys, *extra]).agg(n=ibis._.count())
-    per_event = grouped.group_by(event=grouped._event).agg(
-        rows=grouped.n.sum(), extra=(grouped.n - 1).sum()
-    )
-    return per_event.to_pandas()
+    by_source = table.group_by([*keys, *extra, "source"]).agg(n=ibis._.count())
+    # each source's repeats within its own rows; across sources (a backfill re-sending
+    # live events) a repeat counts in the event's total (source null) only
+    grouped = by_source.group_by([*keys, *extra]).agg(n=by_source.n.sum())
+    total = grouped.group_by(event=grouped._event).agg(
+        source=ibis.null("string"), rows=grouped.n.sum(), extra=(grouped.n - 1).sum())
+    own = by_source.group_by(event=by_source._event,
+                             source=by_source.source.cast("string")).agg(
+        rows=by_source.n.sum(), extra=(by_source.n - 1).sum())
+    own = own.filter(own.extra > 0).cast(total.schema())
+    return total.union(own).to_pandas()

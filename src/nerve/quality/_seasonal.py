@@ -122,6 +122,9 @@ class Judgement:
     noise: dict[int, tuple[F64, F64]]
     #: per window length: the raw (uncorrected) one-sided p-values, up and down
     tails: dict[int, tuple[F64, F64, F64, F64]]
+    #: rates: per series, whether the numerator is a share of the denominator (its
+    #: ``noise`` is then ``(rho, 0)``, else the counts' ``(phi, alpha)``)
+    binomial: Mask | None = None
 
     def marks(self, threshold: F64, rules: Rules, values: F64) -> I64:
         """+1/-1 on the points of windows whose corrected p-value is within ``threshold``
@@ -630,6 +633,7 @@ def judge_rates(numerator: F64, denominator: F64, periods: I64, train: Mask,
     rate = _pooled(num, den, clean)
     expected_points = den * rate[None, :]
     found = _empty(n, s, expected_points)
+    found.binomial = share
     for length in sorted(set(rules.windows)):
         if length > n:
             continue

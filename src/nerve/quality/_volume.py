@@ -106,6 +106,17 @@ def run_of(marks: np.ndarray[Any, Any], best: tuple[int, int, int]) -> tuple[int
         hi = int(right.max()) if right.size else hi
 
 
+def _series_text(event: str, judged: int, by: set[str], dims: list[str], mix: list[str],
+                 per_dim: dict[str, pd.DataFrame]) -> str:
+    """What a passing event was judged on: the dimensions it had values of (it listed
+    every configured one, with an app's version or country it never sends), and the mix
+    dimensions it has values of."""
+    mixed = [d for d in mix if d in per_dim and (per_dim[d]["event"] == event).any()]
+    named = [d for d in dims if d in by or d in mixed]
+    text = f"{judged} series: overall"
+    return text + (f" and by {', '.join(named)}" if named else " only, no key dimension values")
+
+
 def check_volume(ctx: Context, profile: pd.DataFrame, dims: list[str]) -> list[CheckResult]:
     """Seasonal volume anomalies per event and dimension value, plus the mix check."""
     if profile.empty:
@@ -144,11 +155,13 @@ def check_volume(ctx: Context, profile: pd.DataFrame, dims: list[str]) -> list[C
         groups.setdefault(settings, []).append(i)
     findings: list[Finding] = []
     judged: dict[str, int] = {}
+    by: dict[str, set[str]] = {}  # the dimensions each event had series of
     for indices in groups.values():
         for i, finding in _judge_group(ctx, [keys[i] for i in indices],
                                        [columns[i] for i in indices], last):
-            event = keys[indices[i]][0]
+            event, dimension = keys[indices[i]]
             judged[event] = judged.get(event, 0) + 1
+            by.setdefault(event, set()).update(dimension)
             findings.append(finding)
     if mix:
         within = "platform" if "platform" in dims else None
@@ -165,10 +178,12 @@ def check_volume(ctx: Context, profile: pd.DataFrame, dims: list[str]) -> list[C
             results.extend(found)
             continue
         hours = max(1, int(cfg.seconds("volume", "evaluate", event) // 3600))
+        series = _series_text(event, judged.get(event, 0), by.get(event, set()), dims, mix,
+                              per_dim)
         results.append(ctx.result(
             "volume", Status.passed,
             f"{event} volume stayed within its seasonal range over the last {hours} h "
-            f"({judged.get(event, 0)} series: overall and by {', '.join(dims) or 'nothing'}).",
+            f"({series}).",
             event=event, details={"series": judged.get(event, 0)}))
     return results
 
