@@ -103,6 +103,18 @@ class GroupCommit:
             loop = asyncio.get_running_loop()
             self._flush = loop.call_later(TALLY_FLUSH_SECONDS, self._flush_tally)
 
+    def flush_tally(self) -> None:
+        """Write and sync the pending tally now: at stop, before the log closes, when no
+        round is left to carry the last refusals. A failure is logged, not raised."""
+        tally, self.tally = self.tally, Counter()
+        if not tally:
+            return
+        try:
+            self.log.append(rows_to_record_batch([tally_row(tally)]))
+            self.log.sync()
+        except Exception as exc:  # noqa: BLE001 - stopping: the Prometheus counters keep them
+            logger.warning("stopping: could not record the last refusals' counts: %s", exc)
+
     def _flush_tally(self) -> None:
         self._flush = None
         if self.tally and self._task is None:
