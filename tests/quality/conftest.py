@@ -69,7 +69,7 @@ LOADS_SCHEMA = pa.schema([
     pa.field("start_offset", pa.int64()), pa.field("offset", pa.int64()),
     pa.field("rows_in", pa.int64()), pa.field("loaded", pa.int64()),
     pa.field("duplicates", pa.int64()), pa.field("quarantined", pa.int64()),
-    pa.field("duplicate_sources", pa.string()),
+    pa.field("duplicate_sources", pa.string()), pa.field("withheld", pa.string()),
 ])
 
 

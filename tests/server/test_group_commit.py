@@ -196,3 +196,47 @@ def test_a_request_cancelled_mid_round_leaves_the_round_to_the_others(tmp_path: 
     ids = [m for b in logged(tmp_path / "log") for m in b.column("message_id").to_pylist()]
     assert sorted(ids) == sorted(f"{n}-{i}" for n in ("a", "gone", "b") for i in range(5))
     log.close()
+
+
+def _tallies(log_dir: Path) -> list[dict[str, Any]]:
+    import orjson
+
+    return [orjson.loads(text) for batch in logged(log_dir) for type_, text in
+            zip(batch.column("type").to_pylist(), batch.column("properties").to_pylist(),
+                strict=True) if type_ == "nerve:tally"]
+
+
+def test_consent_drops_ride_in_their_round_and_refusals_in_the_next(tmp_path: Path) -> None:
+    log = LogWriter(tmp_path / "log", "w")
+    commit = GroupCommit(log)
+
+    async def main() -> None:
+        commit.refused(401, "unauthorized")
+        await asyncio.gather(
+            commit.commit([row("a")], {("consent", "signup"): 2}, "web"),
+            commit.commit([], {("consent", "app_opened"): 3}, "ios"))  # all withheld
+        commit.refused(429, "rate_limited")
+        commit.flush_tally()  # at stop: no round is left to carry it
+
+    asyncio.run(main())
+    log.close()
+    assert _tallies(tmp_path / "log") == [
+        {"consent": {"ios": {"app_opened": 3}, "web": {"signup": 2}},
+         "refused": {"401": {"unauthorized": 1}}},
+        {"refused": {"429": {"rate_limited": 1}}}]
+    assert commit.rounds == 1  # one row for the round's counts, not one per request
+
+
+def test_a_refusal_alone_is_written_within_a_second(tmp_path: Path) -> None:
+    log = LogWriter(tmp_path / "log", "w")
+    commit = GroupCommit(log)
+
+    async def main() -> None:
+        commit.refused(401, "unauthorized")
+        commit.refused(401, "unauthorized")
+        while commit.rounds == 0:  # the flush runs a round of its own
+            await asyncio.sleep(0.05)
+
+    asyncio.run(asyncio.wait_for(main(), 30))
+    log.close()
+    assert _tallies(tmp_path / "log") == [{"refused": {"401": {"unauthorized": 2}}}]

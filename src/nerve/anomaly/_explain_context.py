@@ -41,13 +41,16 @@ CHANGE_CHECKS = ("volume", "rate")
 CAVEAT_CHECKS = tuple(c for c in CHECKS if c not in CHANGE_CHECKS)
 #: checks about how recent events arrive (not what they hold): they speak of the last
 #: day of data, so they are caveats of a period that ends in it, not of last month
-ARRIVAL_CHECKS = ("freshness", "loader_lag", "lateness", "clock_skew")
+ARRIVAL_CHECKS = ("freshness", "loader_lag", "lateness", "clock_skew", "withheld", "refusals")
 
 #: how each quality check's finding can bias an explanation
 CHECK_IMPACT = {
     "schema": "quarantined events are not counted, so counts are low by that share",
     "drift": "events or properties outside the catalog are not in these numbers",
     "duplicates": "repeated messages may be counted twice",
+    "withheld": "events withheld for consent are not stored, so counts are low by that "
+                "share",
+    "refusals": "the collector refused requests: their events are not in these numbers",
     "natural_key_duplicates": "events repeating a natural key are counted twice",
     "freshness": "events may have stopped arriving: the period may be incomplete",
     "loader_lag": "loading lags: the latest hours may be incomplete",

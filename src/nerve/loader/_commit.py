@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 
 from nerve.envelope import ENVELOPE_SCHEMA
 from nerve.loader._recent import RecentIds, Scope, as_datetime, as_micros, merge_scopes
+from nerve.log import split_tallies
 from nerve.warehouse import EVENT_COLUMNS, JSON_COLUMNS, QUARANTINE_COLUMNS
 
 __all__ = ["LoadStats", "LogRange", "as_json", "commit_load", "commit_ranges", "conform",
@@ -329,8 +330,13 @@ def commit_ranges(cursor: Any, ranges: list[LogRange], *, dedup_window: timedelt
     commits) narrows each probe for copies to the hours that may hold one; without it a
     probe reads every row received within the window.
     """
-    tables = [conform(pa.Table.from_batches(r.batches) if r.batches
-                      else ENVELOPE_SCHEMA.empty_table()) for r in ranges]
+    # the collector's tally rows (what it did not store) go to the ledger, not to a table
+    tables, tallies = [], []
+    for r in ranges:
+        table, tally = split_tallies(conform(pa.Table.from_batches(r.batches) if r.batches
+                                             else ENVELOPE_SCHEMA.empty_table()))
+        tables.append(table)
+        tallies.append(tally)
     total = LoadStats()
     probes = _Probes(index)
     cursor.execute("BEGIN TRANSACTION")
@@ -339,12 +345,12 @@ def commit_ranges(cursor: Any, ranges: list[LogRange], *, dedup_window: timedelt
                   else None)
         if counts is None:
             counts = [_load_one(cursor, table, dedup_window, probes) for table in tables]
-        for part, table, (loaded, quarantined, dropped) in zip(ranges, tables, counts,
-                                                               strict=True):
+        for part, table, tally, (loaded, quarantined, dropped) in zip(
+                ranges, tables, tallies, counts, strict=True):
             stats = LoadStats(batches=len(part.batches), rows_in=table.num_rows + part.rejected,
                               loaded=loaded, quarantined=quarantined, rejected=part.rejected,
                               duplicates=table.num_rows - loaded - quarantined)
-            _record(cursor, part, stats, table, dropped)
+            _record(cursor, part, stats, table, dropped, tally)
             total.add(stats)
         cursor.execute("COMMIT")
         total.probe_seconds = probes.seconds
@@ -388,9 +394,10 @@ def _load_together(cursor: Any, tables: list[pa.Table], dedup_window: timedelta 
 
 
 def _record(cursor: Any, part: LogRange, stats: LoadStats, table: pa.Table,
-            dropped: Counter[str]) -> None:
+            dropped: Counter[str], tally: dict[str, Any] | None = None) -> None:
     """The range's new offset and its ledger row (inside the load's transaction);
-    ``dropped``: the copies of loaded message_ids it dropped, per source."""
+    ``dropped``: the copies of loaded message_ids it dropped, per source; ``tally``: what
+    the collector did not store (``nerve.log._tally``), for the ``withheld`` column."""
     received = pc.min_max(table.column("received_at")) if table.num_rows else None
     lo = received["min"].as_py() if received else None
     hi = received["max"].as_py() if received else None
@@ -403,8 +410,9 @@ def _record(cursor: Any, part: LogRange, stats: LoadStats, table: pa.Table,
     cursor.execute(
         'INSERT INTO loads ("at", writer, segment, start_offset, "offset", rows_in, '
         "loaded, duplicates, quarantined, rejected, min_received_at, max_received_at, "
-        "duplicate_sources) VALUES (now(), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "duplicate_sources, withheld) VALUES (now(), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [part.writer, part.segment, part.start_offset, part.end_offset, stats.rows_in,
          stats.loaded, stats.duplicates, stats.quarantined, stats.rejected, lo, hi,
-         orjson.dumps(dict(sorted(dropped.items()))).decode() if dropped else None],
+         orjson.dumps(dict(sorted(dropped.items()))).decode() if dropped else None,
+         orjson.dumps(tally, option=orjson.OPT_SORT_KEYS).decode() if tally else None],
     )

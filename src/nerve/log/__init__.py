@@ -38,6 +38,7 @@ from nerve.log._stream import (
     StreamWriter,
     max_backlog,
 )
+from nerve.log._tally import TALLY_TYPE, Tally, merge_tallies, split_tallies, tally_row
 from nerve.log._writer import LogClosedError, LogWriter
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MAX_BACKLOG",
+    "TALLY_TYPE",
     "LogClosedError",
     "LogWriter",
     "Segment",
@@ -54,17 +56,21 @@ __all__ = [
     "StreamSettings",
     "StreamWriter",
     "Tail",
+    "Tally",
     "abandoned",
     "acknowledge",
     "backlog_bytes",
     "list_segments",
     "max_backlog",
+    "merge_tallies",
     "open_log",
     "read_segment",
     "recover_segment",
     "salvage_sealed",
     "set_aside",
     "set_aside_files",
+    "split_tallies",
+    "tally_row",
     "write_problem",
     "writer_ids",
 ]

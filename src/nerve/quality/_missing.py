@@ -24,6 +24,7 @@ from nerve.quality._engine import (
 )
 from nerve.quality._result import CheckResult, Status, fmt_count, fmt_duration, fmt_pct, fmt_time
 from nerve.quality._scan import dimension_counts, profile_span, received_counts
+from nerve.quality._withheld import consent_note, withheld_count
 from nerve.warehouse import one_of
 
 __all__ = ["check_disappeared_values", "check_missing_events", "check_null_rate",
@@ -75,17 +76,22 @@ def check_missing_events(ctx: Context, profile: pd.DataFrame) -> list[CheckResul
             continue
         none = (f"{spec.name}{where} is in the catalog, but no {spec.name} event has an event "
                 f"time in the last {fmt_duration(window)}")
+        # dropped for consent, it never reached a table: the ledger says so
+        dropped = withheld_count(ctx, spec.name, window)
+        consent = consent_note(spec.name, dropped)
         if spec.name in q_events and last is None:
             text = (f"{none}: those received in the last {fmt_duration(q_window)} were all "
-                    "quarantined (see the schema check).")
+                    f"quarantined (see the schema check){consent}.")
         elif last is None:
-            text = f"{none}, nor any in the last {scanned}{_arrived(ctx, spec.name, window)}."
+            text = (f"{none}, nor any in the last {scanned}{_arrived(ctx, spec.name, window)}"
+                    f"{consent}.")
         else:
             text = (f"{none}; the last one happened at {fmt_time(last)}"
-                    f"{_arrived(ctx, spec.name, window)}.")
+                    f"{_arrived(ctx, spec.name, window)}{consent}.")
         results.append(ctx.result("missing_events", status, text, event=spec.name,
                                   observed=0.0, expected={"min": 1.0, "max": None},
-                                  unit="events", since=last))
+                                  unit="events", since=last,
+                                  details={"withheld": dropped} if dropped else {}))
     return results + _gaps(ctx, profile, status)
 
 

@@ -36,6 +36,7 @@ from nerve.quality._references import masked_reason
 from nerve.quality._result import CheckResult, Status
 from nerve.quality._sequence import check_sequence
 from nerve.quality._volume import check_volume
+from nerve.quality._withheld import check_refusals, check_withheld
 
 __all__ = ["run_checks"]
 
@@ -87,6 +88,8 @@ def run_checks(
         ("schema", lambda: check_schema(ctx)),
         ("drift", lambda: check_drift(ctx)),
         ("duplicates", lambda: check_duplicates(ctx)),
+        ("withheld", lambda: check_withheld(ctx)),
+        ("refusals", lambda: check_refusals(ctx)),
         ("natural_key_duplicates", lambda: check_natural_key_duplicates(ctx)),
         ("freshness", lambda: check_freshness(ctx, profile())),
         ("loader_lag", lambda: check_loader_lag(ctx, recent())),

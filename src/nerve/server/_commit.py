@@ -23,12 +23,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 
 from nerve.collector import rows_to_record_batch
+from nerve.log import Tally, tally_row
 
 if TYPE_CHECKING:
     from nerve.server._state import EventLog
@@ -37,6 +39,8 @@ __all__ = ["DEFAULT_MIN_INTERVAL", "GroupCommit", "seal_old_segments"]
 
 #: seconds between the starts of two rounds at least (``[collector] commit_interval_ms``)
 DEFAULT_MIN_INTERVAL = 0.010
+#: seconds a refusal's count waits for a round before one is run for it alone
+TALLY_FLUSH_SECONDS = 1.0
 
 _Waiter = asyncio.Future[None]
 
@@ -56,17 +60,30 @@ class GroupCommit:
         self._task: asyncio.Task[None] | None = None
         #: rounds run so far (each one fsync)
         self.rounds = 0
+        #: what the next round records as not stored (``nerve.log._tally``): consent drops
+        #: of the requests in it, and refusals since the last round
+        self.tally: Tally = Counter()
+        self._flush: asyncio.TimerHandle | None = None
+        self._quiet: asyncio.Future[None] | None = None
         # pyarrow imports pandas on its first conversion of Python objects (~0.3 s):
         # pay it at start-up, not in the first round, whose clients would wait for it
         rows_to_record_batch(())
 
-    async def commit(self, rows: Sequence[tuple[Any, ...]]) -> None:
+    async def commit(self, rows: Sequence[tuple[Any, ...]],
+                     dropped: dict[tuple[str, str], int] | None = None,
+                     source: str = "") -> None:
         """Append ``rows`` (envelope tuples) in the next round; return once durable.
+
+        ``dropped`` (``Collected.dropped``: messages of ``source`` not stored, by reason
+        and event) is recorded in the same round, as its tally row.
 
         Raises what the append or the fsync raised (OSError on a full disk): then nothing
         of this request may be acknowledged.
         """
         waiter: _Waiter = asyncio.get_running_loop().create_future()
+        if dropped:
+            for (reason, event), n in dropped.items():
+                self.tally[reason, source, event] += n
         self._pending.append((rows, waiter))
         if self._task is None:
             self._task = asyncio.create_task(self._rounds())
@@ -78,6 +95,37 @@ class GroupCommit:
         """Return once everything appended to the log before this call is durable."""
         await self.commit(())
 
+    def refused(self, status: int, code: str) -> None:
+        """Count a refused request: the next round records it, and one runs for it
+        within ``TALLY_FLUSH_SECONDS`` when no request comes meanwhile."""
+        self.tally["refused", str(status), code] += 1
+        if self._flush is None:
+            loop = asyncio.get_running_loop()
+            self._flush = loop.call_later(TALLY_FLUSH_SECONDS, self._flush_tally)
+
+    def flush_tally(self) -> None:
+        """Write and sync the pending tally now: at stop, before the log closes, when no
+        round is left to carry the last refusals. A failure is logged, not raised."""
+        tally, self.tally = self.tally, Counter()
+        if not tally:
+            return
+        try:
+            self.log.append(rows_to_record_batch([tally_row(tally)]))
+            self.log.sync()
+        except Exception as exc:  # noqa: BLE001 - stopping: the Prometheus counters keep them
+            logger.warning("stopping: could not record the last refusals' counts: %s", exc)
+
+    def _flush_tally(self) -> None:
+        self._flush = None
+        if self.tally and self._task is None:
+            self._quiet = asyncio.ensure_future(self._sync_quietly())
+
+    async def _sync_quietly(self) -> None:
+        try:
+            await self.sync()
+        except Exception as exc:  # noqa: BLE001 - the log is failing: kept for the next round
+            logger.debug("could not record the refusals' tally yet: %s", exc)
+
     async def _rounds(self) -> None:
         loop = asyncio.get_running_loop()
         try:
@@ -88,9 +136,14 @@ class GroupCommit:
                 self._last_round = loop.time()
                 # everyone pending now joins this round; later arrivals wait for the next
                 pending, self._pending = self._pending, []
+                tally, self.tally = self.tally, Counter()
                 try:
-                    failed = await anyio.to_thread.run_sync(self._write, pending)
+                    failed = await anyio.to_thread.run_sync(self._write, pending, tally)
                 except BaseException as exc:  # handed to every waiter
+                    # nothing was written: the next round records the refusals; the
+                    # consent drops go, as their requests get a 503 and are sent again
+                    self.tally.update({key: n for key, n in tally.items()
+                                       if key[0] == "refused"})
                     for _, waiter in pending:
                         _settle(waiter, exc)
                     if not isinstance(exc, Exception):
@@ -102,8 +155,8 @@ class GroupCommit:
         finally:
             self._task = None
 
-    def _write(self, pending: list[tuple[Sequence[tuple[Any, ...]], _Waiter]]
-               ) -> dict[int, BaseException]:
+    def _write(self, pending: list[tuple[Sequence[tuple[Any, ...]], _Waiter]],
+               tally: Tally | None = None) -> dict[int, BaseException]:
         """Build, append and sync one round (in a worker thread); per-request failures.
 
         A request whose rows Arrow refuses (a bug upstream: the collector only emits
@@ -112,6 +165,10 @@ class GroupCommit:
         """
         failed: dict[int, BaseException] = {}
         parts = [rows for rows, _ in pending if rows]
+        # one row for the round's counts, whatever the requests in it
+        counts = [tally_row(tally)] if tally else []
+        if counts:
+            parts.append(counts)
         if parts:
             try:
                 batches = [rows_to_record_batch(list(itertools.chain.from_iterable(parts)))]
@@ -123,6 +180,8 @@ class GroupCommit:
                             batches.append(rows_to_record_batch(rows))
                         except Exception as exc:  # noqa: BLE001 - handed to its request
                             failed[index] = exc
+                if counts:
+                    batches.append(rows_to_record_batch(counts))
             for batch in batches:
                 self.log.append(batch)
         self.log.sync()

@@ -231,15 +231,19 @@ async def _collect(state: NerveState, scope: Scope, headers: Headers,
             user_agent=_text(headers, b"user-agent"))
         if state.limiter is not None:
             state.limiter.check(collected.source.name, len(collected.rows))
-        if collected.rows:
+        # a request whose every event consent withheld still commits: its count is
+        # recorded (a tally row of the round, nerve.log._tally) before its 200
+        if collected.rows or collected.dropped:
             if state.log_failed:  # after a failed write (a full disk): a fresh writer
                 state.reopen_log()
-                await state.commit.commit(collected.rows)
+                await state.commit.commit(collected.rows, collected.dropped,
+                                          collected.source.name)
                 state.log_writable()
             else:
                 # concurrent requests share one group commit: one Arrow batch, one fsync,
                 # built and synced off the event loop
-                await state.commit.commit(collected.rows)
+                await state.commit.commit(collected.rows, collected.dropped,
+                                          collected.source.name)
     except NerveError as exc:
         response = _refused(state, exc)
         status = response.status_code
@@ -261,6 +265,7 @@ def _refused(state: NerveState, exc: NerveError) -> Response:
     response = nerve_error_response(exc)
     if state.metrics is not None:
         state.metrics.refusal(response.status_code, exc.code)
+    state.commit.refused(response.status_code, exc.code)  # for `nerve check` (refusals)
     return response
 
 
@@ -288,6 +293,7 @@ class IngestApp:
                 self.state.metrics.answered(response.status_code,
                                             time.perf_counter() - started)
                 self.state.metrics.refusal(response.status_code, "internal")
+            self.state.commit.refused(response.status_code, "internal")
         cors = (_ANY_ORIGIN, _VARY) if b"origin" in headers else (_VARY,)
         if response is None:
             await send({"type": "http.response.start", "status": 200,

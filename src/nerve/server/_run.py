@@ -317,6 +317,7 @@ def _collector_lifespan(state: NerveState, max_backlog: int,
             _release_port(listeners if workers else ())
             await anyio.to_thread.run_sync(stop_workers, workers)
             spawner.close()
+            await anyio.to_thread.run_sync(state.commit.flush_tally)
             await anyio.to_thread.run_sync(state.log.close)
             logger.info("stopped")
 
@@ -367,6 +368,9 @@ def _drain(state: NerveState) -> None:
     start loads. It used to end the stop with a traceback, "Application shutdown
     failed", the warehouse left open and server.json left behind.
     """
+    commit = getattr(state, "commit", None)
+    if commit is not None:  # the last refusals' counts, with nothing after them
+        commit.flush_tally()
     state.log.close()
     try:
         if state.loader is not None:

@@ -299,6 +299,7 @@ def _worker_lifespan(state: NerveState, upstream: str, fingerprint: Fingerprint,
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+                state.commit.flush_tally()  # the last refusals' counts
                 state.log.close()  # every acknowledged batch was synced; this seals it
 
     return lifespan

@@ -87,6 +87,9 @@ TABLES: dict[str, list[tuple[str, str]]] = {
         ("max_received_at", "TIMESTAMPTZ"),
         # the duplicates per source, as JSON text ({"web": 12}); null when none
         ("duplicate_sources", "VARCHAR"),
+        # what the collector did not store, from its tally rows (nerve.log._tally), as
+        # JSON text: {"consent": {source: {event: n}}, "refused": {status: {code: n}}}
+        ("withheld", "VARCHAR"),
     ],
     "log_offsets": [
         ("writer", "VARCHAR NOT NULL"),
