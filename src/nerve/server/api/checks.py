@@ -54,7 +54,7 @@ async def run(request: Request) -> Response:
 
     def work() -> list[Any]:
         results, _ = run_and_record(state.warehouse, state.workspace, state.catalog,
-                                    select=select, now=now)
+                                    select=select, now=now, refuse_idle=True)
         return results
 
     return json_response(_body(await in_thread(work)))
