@@ -156,6 +156,24 @@ def test_selecting_a_check_with_nothing_to_run_is_invalid(
     assert result.stdout == ""
 
 
+def test_selecting_a_check_with_nothing_to_run_over_http_is_a_400(
+        workspace: Callable[..., Workspace], serve: Callable[..., Any]) -> None:
+    """The HTTP API answered an empty passing run where ``nerve check`` exits 4."""
+    ws = workspace()
+    server = serve(ws)
+    headers = {"Authorization": "Bearer " + json.loads(
+        (ws.data_dir / "server.json").read_text())["admin_token"]}
+    refused = httpx.post(server.url + "/v1/admin/checks/run", headers=headers,
+                         json={"select": ["volume", "sequence"]}, timeout=60)
+    assert refused.status_code == 400, refused.text
+    body = refused.json()
+    assert body["message"] == ("select: sequence: no sequences are configured (sequences: "
+                               "in checks.yaml), so it has nothing to run")
+    assert set(body) == {"code", "message", "details"}
+    latest = httpx.get(server.url + "/v1/admin/checks/latest", headers=headers, timeout=30)
+    assert latest.json()["results"] == []  # refused before anything ran or was recorded
+
+
 def test_every_checks_yaml_mistake_is_reported_in_one_run(
         workspace: Callable[..., Workspace]) -> None:
     ws = workspace(checks_yaml="defaults:\n  volume: {sensitivty: 3}\n  freshnes: {}\n"

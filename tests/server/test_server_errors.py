@@ -190,6 +190,19 @@ def test_the_error_shape_for_every_kind_of_error(client: Client, shop: Workspace
     assert wrong["message"] == "query: expected the SQL as a string, got 5"
 
 
+def test_a_read_body_with_an_unknown_field_is_refused(client: Client) -> None:
+    """/v1/admin/sql and /v1/admin/checks/run ignored a field they do not know, as the
+    other read endpoints do not: a misspelt ``select`` ran every check."""
+    admin = {"Authorization": f"Bearer {TOKEN}"}
+    sql = assert_error_shape(client.post("/v1/admin/sql", json={"query": "SELECT 1",
+                                                                "limit": 5},
+                                         headers=admin), 400, "invalid_field")
+    assert sql["message"] == "unknown field(s) limit; expected query, sql"
+    run = assert_error_shape(client.post("/v1/admin/checks/run", json={"selct": ["volume"]},
+                                         headers=admin), 400, "invalid_field")
+    assert run["message"] == "unknown field(s) selct; expected select, now"
+
+
 def test_every_endpoint_accepts_its_call(client: Client, shop: Workspace) -> None:
     auth = basic(write_key(shop))
     calls = {

@@ -348,3 +348,20 @@ def test_status_on_a_collect_only_machine_while_nats_is_down_says_so(
     assert "not on this machine" in table.stdout
     assert machine.warehouse_file is not None
     assert not machine.warehouse_file.exists()
+
+
+def test_forget_without_nats_exits_5_and_leaves_no_warehouse(
+        make_workspace: Callable[..., Workspace], nats_server: Any) -> None:
+    # a fresh workspace on a stream whose NATS is down: forget made an empty warehouse
+    # file before finding the log out of reach, and the next nerve status showed 0 events
+    ws = make_workspace(EVENTS, extra_toml=f'[log]\nurl = "{nats_server.url}"\n')
+    nats_server.stop()
+    done = subprocess.run([sys.executable, "-m", "nerve", "--workspace", str(ws.root),
+                           "forget", "--user-id", "u1"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 5, done.stderr
+    assert f"cannot reach NATS at {nats_server.url}" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert ws.warehouse_file is not None
+    assert not ws.warehouse_file.exists()
+    assert not ws.warehouse_file.with_name(ws.warehouse_file.name + ".wal").exists()

@@ -34,14 +34,14 @@ from nerve.cli._common import (
     working,
 )
 from nerve.cli._remote import post, running_server, wait_for_server
-from nerve.errors import InternalError, UserError, WarehouseLockedError
+from nerve.errors import InternalError, WarehouseLockedError
 from nerve.quality import (
     CHECKS,
     CheckResult,
-    ChecksConfig,
     Status,
     junit_xml,
     load_config,
+    refuse_idle_selection,
     worst,
 )
 from nerve.workspace import Workspace
@@ -151,32 +151,12 @@ def _print_table(results: list[CheckResult], show_passed: bool) -> None:
                   highlight=False)
 
 
-def _nothing_to_run(config: ChecksConfig, name: str) -> str | None:
-    """Why the selected check ``name`` would produce no result at all, or None."""
-    if name not in CHECKS:
-        return None  # an event name (run_checks checks those against the catalog)
-    if config.defaults.get(name, {}).get("enabled", True) is False:
-        return (f"switched off (defaults.{name}.enabled: false in checks.yaml), so it has "
-                "nothing to run")
-    if name == "sequence" and not config.sequences:
-        return "no sequences are configured (sequences: in checks.yaml), so it has nothing to run"
-    if name == "rate" and not config.rates:
-        return ("no rates are configured (rates: in checks.yaml, or a ratio metric of two "
-                "event counts in metrics/), so it has nothing to run")
-    return None
-
-
 def collect(ws: Workspace, select: list[str], now: datetime | None) -> list[CheckResult]:
     """Results from the running server when there is one, else from the warehouse file."""
     catalog = Catalog.load(ws.events_dir)
     # report a bad checks.yaml (or one naming events the catalog lacks) before anything
     config = load_config(ws.root, ws.config.raw, catalog)
-    idle = [f"{name}: {why}" for name in dict.fromkeys(select)
-            if (why := _nothing_to_run(config, name)) is not None]
-    if idle:
-        # an empty run exits 0: `nerve check --select sequence` in CI would stay green
-        # while checking nothing
-        raise UserError("select: " + "; ".join(idle))
+    refuse_idle_selection(config, select)  # an empty run would exit 0, checking nothing
     server = running_server(ws)
     if server is not None:
         try:

@@ -54,9 +54,23 @@ def _run(ws: Workspace, path: str, body: dict[str, Any],
         # a dry run creates nothing: opening a file named outside .nerve/ that is not
         # there (a typo, a volume not mounted) for writing made an empty warehouse
         Warehouse.check_exists(ws)
+    if file is not None and not file.exists() and running_server(ws) is None:
+        _stream_reachable(ws)
 
     return answer(ws, path, body, lambda warehouse: local(
         Loader.for_workspace(ws, warehouse)).as_dict(), write=True)
+
+
+def _stream_reachable(ws: Workspace) -> None:
+    """Connect to the workspace's NATS stream, if its log is one, before a fresh warehouse
+    is made for the loader: NATS out of reach (``TransientError``, exit 5) left an empty
+    warehouse file behind, and the next ``nerve status`` showed 0 events on a machine that
+    may not be the one meant to hold the warehouse."""
+    from nerve.log import StreamLink, StreamSettings  # noqa: PLC0415
+
+    settings = StreamSettings.from_workspace(ws)
+    if settings is not None:
+        StreamLink(settings, name="nerve-probe").close()
 
 
 def _ids_from(path: Path | None) -> list[str]:

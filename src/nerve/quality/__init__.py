@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from nerve.quality._history import HISTORY_TABLE, latest_results, record_results
     from nerve.quality._junit import junit_xml
     from nerve.quality._result import CheckResult, Status, worst
-    from nerve.quality._runner import run_checks
+    from nerve.quality._runner import refuse_idle_selection, run_checks
     from nerve.quality._scheduler import Scheduler, inputs_for, run_and_record, start_scheduler
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "latest_results",
     "load_config",
     "record_results",
+    "refuse_idle_selection",
     "run_and_record",
     "run_checks",
     "send_alert",
@@ -52,6 +53,6 @@ __getattr__ = names_from(__name__, {
     "_history": ("HISTORY_TABLE", "latest_results", "record_results"),
     "_junit": ("junit_xml",),
     "_result": ("CheckResult", "Status", "worst"),
-    "_runner": ("run_checks",),
+    "_runner": ("refuse_idle_selection", "run_checks"),
     "_scheduler": ("Scheduler", "inputs_for", "run_and_record", "start_scheduler"),
 })

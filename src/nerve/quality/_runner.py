@@ -38,9 +38,44 @@ from nerve.quality._sequence import check_sequence
 from nerve.quality._volume import check_volume
 from nerve.quality._withheld import check_refusals, check_withheld
 
-__all__ = ["run_checks"]
+__all__ = ["refuse_idle_selection", "run_checks"]
 
 log = logging.getLogger("nerve.quality")
+
+
+def refuse_idle_selection(config: ChecksConfig, select: Sequence[str]) -> None:
+    """``UserError`` when a selected check would produce no result at all (switched off,
+    or no sequences or rates configured): an empty run passes, and ``nerve check --select
+    sequence`` in CI, or the same ``select`` over HTTP, stayed green while checking
+    nothing. Event names are left to ``run_checks``. Not part of ``run_checks`` itself:
+    a run of everything (``nerve explain``, the scheduler) skips such checks quietly.
+
+    >>> refuse_idle_selection(ChecksConfig(), ["volume"])
+    >>> try:
+    ...     refuse_idle_selection(ChecksConfig(), ["sequence"])
+    ... except UserError as exc:
+    ...     print(str(exc)[:45])
+    select: sequence: no sequences are configured
+    """
+    idle = [f"{name}: {why}" for name in dict.fromkeys(select)
+            if (why := _nothing_to_run(config, name)) is not None]
+    if idle:
+        raise UserError("select: " + "; ".join(idle))
+
+
+def _nothing_to_run(config: ChecksConfig, name: str) -> str | None:
+    """Why the selected check ``name`` would produce no result at all, or None."""
+    if name not in CHECKS:
+        return None  # an event name (run_checks checks those against the catalog)
+    if config.defaults.get(name, {}).get("enabled", True) is False:
+        return (f"switched off (defaults.{name}.enabled: false in checks.yaml), so it has "
+                "nothing to run")
+    if name == "sequence" and not config.sequences:
+        return "no sequences are configured (sequences: in checks.yaml), so it has nothing to run"
+    if name == "rate" and not config.rates:
+        return ("no rates are configured (rates: in checks.yaml, or a ratio metric of two "
+                "event counts in metrics/), so it has nothing to run")
+    return None
 
 
 def run_checks(

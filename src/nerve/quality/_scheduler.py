@@ -20,7 +20,7 @@ from nerve.quality._config import CHECKS, ChecksConfig, load_config
 from nerve.quality._engine import Inputs, has_table
 from nerve.quality._history import PARTIAL, record_results
 from nerve.quality._result import CheckResult, Status
-from nerve.quality._runner import run_checks
+from nerve.quality._runner import refuse_idle_selection, run_checks
 
 __all__ = ["Scheduler", "inputs_for", "run_and_record", "start_scheduler"]
 
@@ -44,7 +44,8 @@ def _backend(warehouse: Any) -> Any:
 
 def run_and_record(warehouse: Any, workspace: Any, catalog: Catalog | None, *,
                    select: Sequence[str] = (), now: datetime | None = None,
-                   record: bool = True) -> tuple[list[CheckResult], ChecksConfig]:
+                   record: bool = True, refuse_idle: bool = False
+                   ) -> tuple[list[CheckResult], ChecksConfig]:
     """Run the checks on the server's warehouse and append the results to history.
 
     A run as of another time (``now`` given) is answered but not recorded: the latest
@@ -52,8 +53,12 @@ def run_and_record(warehouse: Any, workspace: Any, catalog: Catalog | None, *,
     report as the data's health now, and a re-check of last week is not that. Nor is a
     run of some events' results (``select`` naming events). A run of some checks is
     recorded as partial: it updates those checks' part of the health now.
+    ``refuse_idle``: a selected check that has nothing to run is a ``UserError``
+    (``refuse_idle_selection``), as a caller naming it asked for a result.
     """
     config = load_config(workspace.root, workspace.config.raw, catalog)
+    if refuse_idle:
+        refuse_idle_selection(config, select)
     con = _backend(warehouse)
     results = run_checks(inputs_for(con), catalog, config, now=now, select=select)
     some_events = any(name not in CHECKS for name in select)

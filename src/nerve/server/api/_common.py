@@ -21,9 +21,26 @@ from nerve.server._readers import INVALID, MASKED_HEADER, Reader, identify, sees
 from nerve.server._state import NerveState
 
 __all__ = ["caller", "error_for_caller", "for_caller", "in_thread", "json_response",
-           "nerve_state", "read_json", "readable", "require_admin", "require_reader"]
+           "known_fields", "nerve_state", "read_json", "readable", "require_admin",
+           "require_reader"]
 
 T = TypeVar("T")
+
+
+def known_fields(body: dict[str, Any], fields: tuple[str, ...], *, note: str = ""
+                 ) -> dict[str, Any]:
+    """``body``, refused (400, ``invalid_field``) when it has a field other than
+    ``fields``: a misspelt optional field was ignored, and the request answered as if it
+    had not been sent. ``note``: what the refusal means, e.g. that nothing was deleted.
+
+    >>> known_fields({"query": "SELECT 1"}, ("query", "sql"))
+    {'query': 'SELECT 1'}
+    """
+    unknown = sorted(set(body) - set(fields))
+    if unknown:
+        raise PayloadError(f"unknown field(s) {', '.join(unknown)}; expected "
+                           f"{', '.join(fields)}{note}", code="invalid_field")
+    return body
 
 
 def nerve_state(request: Request) -> NerveState:

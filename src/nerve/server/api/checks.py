@@ -23,6 +23,7 @@ from nerve.quality import HISTORY_TABLE, latest_results, run_and_record, worst
 from nerve.server.api._common import (
     in_thread,
     json_response,
+    known_fields,
     read_json,
     readable,
     require_admin,
@@ -39,7 +40,7 @@ def _body(results: list[Any]) -> dict[str, Any]:
 async def run(request: Request) -> Response:
     """Run the checks now (``select`` and ``now`` optional)."""
     state = require_admin(request)
-    body = await read_json(request, empty={})
+    body = known_fields(await read_json(request, empty={}), ("select", "now"))
     select = body.get("select") or []
     if not isinstance(select, list) or not all(isinstance(s, str) for s in select):
         raise PayloadError('select: expected a list of check or event names, e.g. ["volume"]',
@@ -54,7 +55,7 @@ async def run(request: Request) -> Response:
 
     def work() -> list[Any]:
         results, _ = run_and_record(state.warehouse, state.workspace, state.catalog,
-                                    select=select, now=now)
+                                    select=select, now=now, refuse_idle=True)
         return results
 
     return json_response(_body(await in_thread(work)))

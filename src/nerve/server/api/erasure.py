@@ -19,7 +19,13 @@ from starlette.routing import BaseRoute, Route
 
 from nerve.erasure import expire_rows, forget_users
 from nerve.errors import PayloadError
-from nerve.server.api._common import in_thread, json_response, read_json, require_admin
+from nerve.server.api._common import (
+    in_thread,
+    json_response,
+    known_fields,
+    read_json,
+    require_admin,
+)
 
 __all__ = ["routes"]
 
@@ -27,11 +33,7 @@ __all__ = ["routes"]
 def _known(body: dict[str, Any], *fields: str) -> dict[str, Any]:
     """``body``, refused when it has a field the endpoint does not know: a misspelt
     ``dry_run`` (``dryRun``) used to be ignored, and the rows were deleted for real."""
-    unknown = sorted(set(body) - set(fields))
-    if unknown:
-        raise PayloadError(f"unknown field(s) {', '.join(unknown)}; expected "
-                           f"{', '.join(fields)}: nothing was deleted", code="invalid_field")
-    return body
+    return known_fields(body, fields, note=": nothing was deleted")
 
 
 def _list(body: dict[str, Any], key: str) -> list[Any]:

@@ -21,9 +21,14 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from nerve.analytics import funnel_request, retention_request, trend_request
-from nerve.errors import PayloadError
 from nerve.governance import check_masked_analysis, masked_fields_of
-from nerve.server.api._common import in_thread, json_response, read_json, readable
+from nerve.server.api._common import (
+    in_thread,
+    json_response,
+    known_fields,
+    read_json,
+    readable,
+)
 from nerve.warehouse import analysis_events
 
 __all__ = ["FIELDS", "routes"]
@@ -43,11 +48,7 @@ FIELDS = {
 def _handler(kind: str, run: Callable[[Any, dict[str, Any], Any], dict[str, Any]]) -> Any:
     async def handle(request: Request) -> Response:
         state, warehouse = readable(request)
-        body = await read_json(request)
-        unknown = sorted(set(body) - set(FIELDS[kind]))
-        if unknown:
-            raise PayloadError(f"unknown field(s) {', '.join(unknown)}; expected "
-                               f"{', '.join(FIELDS[kind])}", code="invalid_field")
+        body = known_fields(await read_json(request), FIELDS[kind])
 
         def work() -> dict[str, Any]:
             # a reader's filter or breakdown on a masked value would count zero or one

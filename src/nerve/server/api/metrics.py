@@ -25,6 +25,7 @@ from nerve.server.api._common import (
     for_caller,
     in_thread,
     json_response,
+    known_fields,
     read_json,
     readable,
     require_reader,
@@ -43,11 +44,7 @@ def _layer(state: Any) -> SemanticLayer:
 
 def parse_query(body: dict[str, Any]) -> MetricQuery:
     """A MetricQuery from a JSON body; PayloadError (400) naming the bad field."""
-    unknown = set(body) - {*_LIST_FIELDS, *_TEXT_FIELDS, "limit"}
-    if unknown:
-        raise PayloadError(f"unknown field(s) {', '.join(sorted(unknown))}; expected "
-                           f"{', '.join((*_LIST_FIELDS, *_TEXT_FIELDS, 'limit'))}",
-                           code="invalid_field")
+    known_fields(body, (*_LIST_FIELDS, *_TEXT_FIELDS, "limit"))
     fields: dict[str, Any] = {}
     for name in _LIST_FIELDS:
         value = body.get(name)

@@ -10,7 +10,13 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from nerve.errors import PayloadError
-from nerve.server.api._common import in_thread, json_response, read_json, readable
+from nerve.server.api._common import (
+    in_thread,
+    json_response,
+    known_fields,
+    read_json,
+    readable,
+)
 from nerve.warehouse import result_json
 
 __all__ = ["routes"]
@@ -19,7 +25,7 @@ __all__ = ["routes"]
 async def sql(request: Request) -> Response:
     """``{"query": "SELECT ..."}`` (or ``"sql"``) -> ``{"columns": [...], "rows": [{...}]}``."""
     _, warehouse = readable(request)
-    body = await read_json(request)
+    body = known_fields(await read_json(request), ("query", "sql"))
     query = body.get("query", body.get("sql"))
     if query is not None and not isinstance(query, str):  # was "required": it is there
         field = "query" if "query" in body else "sql"
