@@ -544,3 +544,25 @@ def test_an_unreadable_authorization_header_is_named_alike_by_ingest_and_source_
     # the query's key is still taken when the header holds none
     assert client.get("/sourceConfig/", headers=headers,
                       params={"writeKey": write_key(shop)}).status_code == 200
+
+
+def test_a_refused_cors_preflight_has_the_error_shape_naming_what_was_refused(
+        client: Client) -> None:
+    """Starlette answered a plain-text "Disallowed CORS headers": the one error shape,
+    and no word of which header a browser SDK asked for that nerve does not allow."""
+    for path in ("/v1/batch", "/sourceConfig/", "/v1/projects/k/settings"):
+        response = client.options(path, headers={
+            "Origin": "https://shop.example", "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type, X-Api-Version,x-trace-id"})
+        body = assert_error_shape(response, 400, "cors_refused")
+        assert body["message"].startswith("CORS preflight refused: headers 'X-Api-Version', "
+                                          "'x-trace-id' not allowed; a browser may send "
+                                          "Authorization, Content-Type, ")
+        assert body["details"]["headers"] == ["X-Api-Version", "x-trace-id"]
+        assert body["details"]["method"] == "POST"
+        assert response.headers["access-control-allow-origin"] == "*"
+    method = assert_error_shape(client.options("/v1/batch", headers={
+        "Origin": "https://shop.example", "Access-Control-Request-Method": "DELETE"}),
+        400, "cors_refused")
+    assert method["message"].startswith("CORS preflight refused: method 'DELETE' not allowed")
+    assert method["details"]["headers"] == []
