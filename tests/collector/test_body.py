@@ -220,6 +220,28 @@ def test_a_body_that_is_not_utf8_is_named_by_its_first_bad_byte(collector: Colle
     assert info.value.details == {"position": offset}
 
 
+@pytest.mark.parametrize("endpoint", ["batch", "track"])
+def test_a_body_starting_with_a_utf8_byte_order_mark_is_read(collector: Collector,
+                                                              endpoint: str) -> None:
+    """.NET's UTF8Encoding (and some Windows clients) write EF BB BF before the JSON: RFC
+    8259 lets a parser ignore it, and nerve answered 400 invalid_json, losing the batch."""
+    bom = b"\xef\xbb\xbf"
+    body = orjson.dumps({"batch": [MESSAGE]} if endpoint == "batch" else MESSAGE)
+    collected = collector.collect(bom + body, endpoint=endpoint,
+                                  authorization=basic("WRITEKEY123"))
+    assert [e["event"] for e in collected.envelopes] == ["order_completed"]
+    assert collected.quarantined == 0
+    gzipped = collector.collect(gzip.compress(bom + body), endpoint=endpoint,
+                                authorization=basic("WRITEKEY123"), content_encoding="gzip")
+    assert len(gzipped.rows) == 1
+    # only one mark, only at the start; an error's position counts the mark's bytes
+    for bad, position in ((bom + bom + body, 3), (b" " + bom + body, 1)):
+        with pytest.raises(RequestError) as info:
+            collector.collect(bad, endpoint=endpoint, authorization=basic("WRITEKEY123"))
+        assert info.value.code == "invalid_json"
+        assert info.value.details == {"position": position}
+
+
 def limited(workspace: Workspace, **limits: int) -> Collector:
     from nerve.catalog import Catalog
 

@@ -311,10 +311,10 @@ def test_serve_raises_its_open_files_limit_for_its_workers_too(
     # both framings: the request smuggling shape a proxy and nerve might read differently
     b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
     b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
-    b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n{",
+    b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nContent-Length: 12x\r\n\r\n{",
     b"FOO /v1/batch HTTP/1.1\r\nHost: x\r\n\r\n",
     b"POST /v1/batch HTTP/9.9\r\nHost: x\r\n\r\n",
-], ids=["content-length and chunked", "content-length overflow", "unknown method",
+], ids=["content-length and chunked", "content-length not a number", "unknown method",
         "bad version"])
 def test_requests_that_are_not_http_get_the_one_error_shape(
         make_workspace: Callable[..., Workspace], serve: Callable[..., Any],
@@ -331,6 +331,34 @@ def test_requests_that_are_not_http_get_the_one_error_shape(
     assert answer["code"] == "invalid_http"
     assert answer["message"].startswith("the request is not valid HTTP/1.1")
     assert HTTP.get(server.url + "/health", timeout=10).status_code == 200
+    assert server.stop() == 0
+
+
+@pytest.mark.parametrize("length", [b"18446744073709551616", b"9" * 40])
+def test_a_content_length_past_2_64_is_a_413_naming_the_limit(
+        make_workspace: Callable[..., Workspace], serve: Callable[..., Any],
+        length: bytes) -> None:
+    """The parser refuses a length past 2^64 - 1 as an overflow: it was 400 invalid_http,
+    "a length that is not a number", though it is one, and too large."""
+    ws = make_workspace(EVENTS)
+    toml = ws.root / "nerve.toml"
+    toml.write_text(toml.read_text().replace("max_request_bytes = 512000",
+                                             "max_request_bytes = 300000"))
+    server = serve(ws)
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nContent-Length: " + length
+                     + b"\r\n\r\n{")
+        reply = _read_all(sock)
+    head, body = reply.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 413"), reply[:200]
+    assert b"content-type: application/json" in head.lower()
+    answer = orjson.loads(body)
+    assert answer == {"code": "payload_too_large", "details": {"limit": 300000},
+                      "message": "the request's Content-Length is over 2^64 - 1 bytes; a "
+                                 "request body may be at most 300000 bytes ([collector] "
+                                 "max_request_bytes)"}
+    metrics = HTTP.get(server.url + "/metrics", timeout=10).text
+    assert _refusals(metrics) == {("413", "payload_too_large"): 1.0}
     assert server.stop() == 0
 
 

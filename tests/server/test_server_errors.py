@@ -535,3 +535,47 @@ def test_requests_queued_behind_a_failed_write_get_503_not_500(
               for _, batch in read_segment(seg.path).batches
               for mid in batch.column("message_id").to_pylist()}
     assert acked <= logged
+
+
+@pytest.mark.parametrize("authorization", ["Basic %%%%", "Basic \xff\xfe", "Basic ",
+                                           "Bearer s3cr3t-token"],
+                         ids=["not base64", "not ascii", "empty", "bearer"])
+def test_an_unreadable_authorization_header_is_named_alike_by_ingest_and_source_config(
+        client: Client, shop: Workspace, authorization: str) -> None:
+    """``GET /sourceConfig/`` with a Basic header that is not base64 said "missing write
+    key", as if none had been sent, where ingest says what is wrong with the header."""
+    headers = {"Authorization": authorization.encode("latin-1")}
+    ingest = assert_error_shape(client.post("/v1/batch", headers=headers,
+                                            content=orjson.dumps({"batch": [order(1)]})),
+                                401, "unauthorized")
+    config = assert_error_shape(client.get("/sourceConfig/", headers=headers), 401,
+                                "unauthorized")
+    assert ingest["message"].startswith("the Authorization header holds no write key: ")
+    assert config["message"] == ingest["message"].replace(
+        "or the body's writeKey", "or the writeKey query parameter")
+    assert "s3cr3t" not in config["message"]
+    # the query's key is still taken when the header holds none
+    assert client.get("/sourceConfig/", headers=headers,
+                      params={"writeKey": write_key(shop)}).status_code == 200
+
+
+def test_a_refused_cors_preflight_has_the_error_shape_naming_what_was_refused(
+        client: Client) -> None:
+    """Starlette answered a plain-text "Disallowed CORS headers": the one error shape,
+    and no word of which header a browser SDK asked for that nerve does not allow."""
+    for path in ("/v1/batch", "/sourceConfig/", "/v1/projects/k/settings"):
+        response = client.options(path, headers={
+            "Origin": "https://shop.example", "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type, X-Api-Version,x-trace-id"})
+        body = assert_error_shape(response, 400, "cors_refused")
+        assert body["message"].startswith("CORS preflight refused: headers 'X-Api-Version', "
+                                          "'x-trace-id' not allowed; a browser may send "
+                                          "Authorization, Content-Type, ")
+        assert body["details"]["headers"] == ["X-Api-Version", "x-trace-id"]
+        assert body["details"]["method"] == "POST"
+        assert response.headers["access-control-allow-origin"] == "*"
+    method = assert_error_shape(client.options("/v1/batch", headers={
+        "Origin": "https://shop.example", "Access-Control-Request-Method": "DELETE"}),
+        400, "cors_refused")
+    assert method["message"].startswith("CORS preflight refused: method 'DELETE' not allowed")
+    assert method["details"]["headers"] == []

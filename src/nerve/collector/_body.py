@@ -46,6 +46,9 @@ def _too_large(limit: int) -> RequestError:
                         status=413, code="payload_too_large", details={"limit": limit})
 
 
+#: the UTF-8 byte-order mark (U+FEFF), which some clients write before the JSON
+_BOM = b"\xef\xbb\xbf"
+
 #: the first bytes of a gzip member
 _GZIP_MAGIC = b"\x1f\x8b"
 #: gzip members one body may hold: each member's leftover input is copied whole, so
@@ -165,14 +168,19 @@ def parse_body(body: bytes, endpoint: str, limits: CollectorLimits) -> ParsedBod
     """Parse a decompressed body sent to ``/v1/<endpoint>`` into its messages.
 
     JSON sent as text/plain (analytics.js) parses like any other: the content type is
-    not consulted.
+    not consulted. A leading UTF-8 byte-order mark is skipped (RFC 8259 lets a parser
+    ignore it; .NET's UTF8Encoding and some Windows clients write one), and positions
+    in errors still count from the body's first byte.
     """
+    skipped = 0
+    if body.startswith(_BOM):  # rare: the copy is paid only by the bodies that have one
+        body, skipped = body[len(_BOM):], len(_BOM)
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         data = _with_non_finite_numbers(body, exc)
         if data is None:
-            raise _not_json(body, exc) from exc
+            raise _not_json(body, exc, skipped) from exc
     if not isinstance(data, dict):
         raise RequestError(f"the body must be a JSON object, got {json_kind(data)}",
                            code="invalid_json", details={"field": "$"})
@@ -253,18 +261,20 @@ def _with_non_finite_numbers(body: bytes, exc: orjson.JSONDecodeError) -> Any:
     return data
 
 
-def _not_json(body: bytes, exc: orjson.JSONDecodeError) -> RequestError:
+def _not_json(body: bytes, exc: orjson.JSONDecodeError, skipped: int = 0) -> RequestError:
     """The 400 for a body orjson refused. Its words for any byte that is not UTF-8 are
     "surrogates not allowed" (a Latin-1 "é" too): such a body is named by its first bad
-    byte instead."""
+    byte instead. ``skipped``: the bytes of a byte-order mark before ``body``, counted in
+    the position the error names."""
     try:
         bytes(body).decode("utf-8")
     except UnicodeDecodeError as bad:
+        offset = bad.start + skipped
         return RequestError(f"the body is not valid UTF-8: byte 0x{bad.object[bad.start]:02x} "
-                            f"at offset {bad.start} ({bad.reason}); send JSON encoded as "
-                            "UTF-8", code="invalid_json", details={"position": bad.start})
+                            f"at offset {offset} ({bad.reason}); send JSON encoded as "
+                            "UTF-8", code="invalid_json", details={"position": offset})
     return RequestError(f"the body is not valid JSON: {exc}", code="invalid_json",
-                        details={"position": exc.pos})
+                        details={"position": exc.pos + skipped})
 
 
 def _sent_keys(data: dict[str, Any]) -> str:

@@ -111,6 +111,19 @@ class Collector:
                             + self.spaced_key_hint(write_key))
         return source
 
+    def authenticate_without_header(self, authorization: str | None, write_key: str | None,
+                                    *, where: str = "the body's writeKey") -> Source:
+        """The source of a request whose ``Authorization`` header held no write key:
+        ``write_key`` (sent ``where`` else), or AuthError (401). With neither, a header
+        that was sent is named as what failed (not base64, another scheme), as ingest and
+        ``GET /sourceConfig/`` both say it.
+
+        Call it after ``write_key_from_header(authorization)`` gave None.
+        """
+        if not write_key and authorization and authorization.strip():
+            raise _unreadable_authorization(authorization, where)
+        return self.authenticate(write_key)
+
     def spaced_key_hint(self, write_key: str) -> str:
         """Why a refused key is a source's all the same: white space around it (a key read
         from a secret file keeps its newline), or "". Ingest and the SDK settings say it."""
@@ -146,9 +159,7 @@ class Collector:
         raw = decompress(body, content_encoding, self.limits.max_request_bytes)
         parsed = parse_body(raw, endpoint, self.limits)
         if source is None:
-            if not parsed.write_key and authorization and authorization.strip():
-                raise _unreadable_authorization(authorization)
-            source = self.authenticate(parsed.write_key)
+            source = self.authenticate_without_header(authorization, parsed.write_key)
         dropped: dict[tuple[str, str], int] = {}
         rows = map_messages(
             parsed.messages,
@@ -167,9 +178,10 @@ class Collector:
         return Collected(source, rows, dropped)
 
 
-def _unreadable_authorization(authorization: str) -> AuthError:
+def _unreadable_authorization(authorization: str, where: str) -> AuthError:
     """401 for an ``Authorization`` header that holds no write key (another scheme, or
-    not base64), naming the scheme only: the rest may be a credential."""
+    not base64), naming the scheme only: the rest may be a credential. ``where``: the
+    other place the request may carry its key."""
     scheme, _, value = authorization.strip().partition(" ")
     if scheme.lower() == "basic" and value.strip():
         problem = "its Basic credentials are not base64 of `key:`"
@@ -179,4 +191,4 @@ def _unreadable_authorization(authorization: str) -> AuthError:
         problem = f"it is {scheme[:20]!r}, not Basic"
     return AuthError(f"the Authorization header holds no write key: {problem}; send "
                      "`Authorization: Basic base64(key:)` with a source's write key "
-                     "(nerve.toml [[sources]]), or the body's writeKey")
+                     f"(nerve.toml [[sources]]), or {where}")

@@ -10,6 +10,7 @@ from typing import Any
 
 import anyio.to_thread
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -24,6 +25,7 @@ from nerve.errors import BackpressureError, NerveError, TransientError
 from nerve.server._audit import AuditReads
 from nerve.server._backpressure import backlog_details, overload_reason
 from nerve.server._errors import (
+    error_response,
     http_exception_handler,
     nerve_error_handler,
     unexpected_error_handler,
@@ -43,6 +45,40 @@ __all__ = ["create_app"]
 CORS_HEADERS = ["Authorization", "Content-Type", "Content-Encoding", "X-Retry-Count",
                 "AnonymousId", "SentAt", "Rsa-Recovered", "Rsa-Retry-Attempt",
                 "Rsa-Retry-Reason", "Rsa-Since-First-Attempt", "Rsa-Since-Last-Attempt"]
+
+
+class _CORS(CORSMiddleware):
+    """Starlette's CORS, with a refused preflight in nerve's one error shape, naming what
+    was refused (Starlette answers a plain-text "Disallowed CORS headers")."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code != 400:
+            return response
+        method = request_headers["access-control-request-method"]
+        requested = request_headers.get("access-control-request-headers")
+        # as Starlette judges them: each name, stripped and lower-cased, must be allowed
+        names = requested.split(",") if requested is not None else []
+        headers = [name.strip() for name in names
+                   if name.strip().lower() not in self.allow_headers]
+        refused = []
+        if headers:
+            refused.append("header" + "s" * (len(headers) > 1) + " "
+                           + ", ".join(repr(name[:40]) for name in headers[:10])
+                           + (f" and {len(headers) - 10} more" if len(headers) > 10 else ""))
+        if method not in self.allow_methods:
+            refused.append(f"method {method[:20]!r}")
+        if request_headers.get("access-control-request-private-network") is not None:
+            refused.append("private network access")
+        allowed = ", ".join(CORS_HEADERS)
+        message = (f"CORS preflight refused: {' and '.join(refused) or 'the request'} not "
+                   f"allowed; a browser may send {allowed} and the methods "
+                   f"{', '.join(self.allow_methods)}")
+        kept = {name: value for name, value in response.headers.items()
+                if not name.startswith("content-")}
+        return error_response(400, "cors_refused", message,
+                              {"headers": headers, "method": method,
+                               "allowed_headers": CORS_HEADERS}, headers=kept)
 
 
 async def health(request: Request) -> Response:
@@ -166,7 +202,7 @@ def create_app(
     app = _NerveApp(
         IngestApp(state),  # answers as the routes below under this CORS policy do
         routes=routes,
-        middleware=[Middleware(CORSMiddleware, **cors),
+        middleware=[Middleware(_CORS, **cors),
                     *([Middleware(AuditReads, audit=audit, state=state,
                                   trust_forwarded=state.processes > 1)] if audit else [])],
         exception_handlers={

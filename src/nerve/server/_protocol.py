@@ -18,9 +18,11 @@ one read with their end were never counted as they came; a read is up to 256 KiB
 
 uvicorn's own refusals are in nerve's one error shape too: a request its parser cannot
 read (both Content-Length and chunked framing, a malformed length, an unknown method or
-version) gets 400 ``invalid_http``, and a request past ``max_connections`` gets 503
-``overloaded`` with ``Retry-After``, like every nerve 503 (uvicorn answered both in
-text/plain, the 503 without ``Retry-After``). Those 503s are counted in
+version) gets 400 ``invalid_http``; one whose Content-Length is a number past 2^64 - 1,
+which the parser refuses as an overflow, gets 413 ``payload_too_large`` naming ``[collector]
+max_request_bytes``, as a length under 2^64 over that limit does; and a request past
+``max_connections`` gets 503 ``overloaded`` with ``Retry-After``, like every nerve 503
+(uvicorn answered both in text/plain, the 503 without ``Retry-After``). Those 503s are counted in
 ``nerve_http_requests_total`` like the ingest path's, and logged at most once a minute
 (uvicorn logged a warning for each one: a line per request under a flood).
 """
@@ -30,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import sys
 import time
 from typing import Any
 
@@ -37,6 +40,10 @@ from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from nerve.server._errors import error_response
+from nerve.workspace import CollectorLimits
+
+#: ``[collector] max_request_bytes`` unless the workspace sets it
+_DEFAULT_MAX_REQUEST_BYTES: int = CollectorLimits().max_request_bytes
 
 __all__ = ["DEFAULT_HEADER_TIMEOUT", "MAX_HEADER_BYTES", "with_header_limits"]
 
@@ -66,6 +73,15 @@ _TOO_LARGE = _refusal(b"431 Request Header Fields Too Large", "headers_too_large
 _NOT_HTTP = _refusal(b"400 Bad Request", "invalid_http", "the request is not valid HTTP/1.1 "
                      "(its request line, a header, or its framing: Content-Length and "
                      "Transfer-Encoding both set, or a length that is not a number)", None)
+
+#: what httptools (llhttp) says of a Content-Length past 2^64 - 1: a number, too large
+_LENGTH_OVERFLOW = "Content-Length overflow"
+
+
+def _too_long(limit: int) -> bytes:
+    return _refusal(b"413 Content Too Large", "payload_too_large", "the request's "
+                    "Content-Length is over 2^64 - 1 bytes; a request body may be at most "
+                    f"{limit} bytes ([collector] max_request_bytes)", {"limit": limit})
 
 #: the request line's bytes besides its method and URL, and the blank line ending headers
 _LINE_FRAMING = len(b"  HTTP/1.1\r\n\r\n")
@@ -152,6 +168,7 @@ class _HeaderLimits(HttpToolsProtocol):
 
     header_timeout = DEFAULT_HEADER_TIMEOUT
     timeout_answer = _answer(DEFAULT_HEADER_TIMEOUT)
+    too_long_answer = _too_long(_DEFAULT_MAX_REQUEST_BYTES)
     crowding = _crowding()
     unreadable = _unreadable()
 
@@ -187,6 +204,12 @@ class _HeaderLimits(HttpToolsProtocol):
         """A request the parser refused: nerve's error shape instead of uvicorn's text."""
         if self.transport.is_closing():
             return  # answered already: its headers were too large (``on_headers_complete``)
+        # uvicorn calls this in its ``except HttpParserError``: the parser's own words
+        if str(sys.exc_info()[1]) == _LENGTH_OVERFLOW:
+            self.transport.write(self.too_long_answer)
+            self.transport.close()
+            _count(self.app, 413, "payload_too_large")
+            return
         self.transport.write(_NOT_HTTP)
         self.transport.close()
         self.unreadable.refused(self.app)
@@ -251,13 +274,16 @@ class _HeaderLimits(HttpToolsProtocol):
         self.transport.close()
 
 
-def with_header_limits(seconds: float) -> type[HttpToolsProtocol]:
+def with_header_limits(seconds: float, max_request_bytes: int = _DEFAULT_MAX_REQUEST_BYTES
+                       ) -> type[HttpToolsProtocol]:
     """The protocol class for uvicorn's ``Config(http=...)``: headers within ``seconds``
     (0: no deadline) and ``MAX_HEADER_BYTES``; past ``max_connections``, nerve's 503,
-    counted, and logged once a minute at most."""
+    counted, and logged once a minute at most. ``max_request_bytes``: the limit a 413
+    for a Content-Length past 2^64 - 1 names."""
     uvicorn_logger = logging.getLogger("uvicorn.error")
     if not any(isinstance(f, _QuietCrowding) for f in uvicorn_logger.filters):
         uvicorn_logger.addFilter(_QuietCrowding())
     return type("HeaderLimitsProtocol", (_HeaderLimits,),
                 {"header_timeout": seconds, "timeout_answer": _answer(seconds),
+                 "too_long_answer": _too_long(max_request_bytes),
                  "crowding": _crowding(), "unreadable": _unreadable()})

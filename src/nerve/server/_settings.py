@@ -127,12 +127,18 @@ def rudderstack_source_config(source_name: str, write_key: str) -> dict[str, Any
 
 async def source_config(request: Request) -> Response:
     """``GET /sourceConfig/``: the key is the Basic user, else the ``writeKey`` parameter;
-    401 for a key no ``[[sources]]`` has, as ingest answers it."""
+    401 for a key no ``[[sources]]`` has, or a header that holds none (not base64, another
+    scheme), in ingest's words."""
     state: NerveState = request.app.state.nerve
-    write_key = (write_key_from_header(request.headers.get("authorization"))
-                 or request.query_params.get("writeKey"))
+    authorization = request.headers.get("authorization")
+    header_key = write_key_from_header(authorization)
     try:
-        source = state.collector.authenticate(write_key)
+        if header_key:
+            source = state.collector.authenticate(header_key)
+        else:
+            source = state.collector.authenticate_without_header(
+                authorization, request.query_params.get("writeKey"),
+                where="the writeKey query parameter")
     except AuthError as exc:
         if state.metrics is not None:
             state.metrics.refusal(401, exc.code)

@@ -113,7 +113,8 @@ def uvicorn_config(app: Any, workspace: Workspace) -> uvicorn.Config:
     return uvicorn.Config(app, lifespan="on", access_log=False, log_config=None,
                           timeout_graceful_shutdown=30, server_header=False,
                           proxy_headers=False, limit_concurrency=max_connections(workspace),
-                          http=with_header_limits(header_timeout))
+                          http=with_header_limits(
+                              header_timeout, workspace.config.collector.max_request_bytes))
 
 
 def _number(workspace: Workspace, section: dict[str, Any], key: str, default: float) -> float:
