@@ -31,6 +31,7 @@ properties:
   seats: {type: string, pii: none}
   email: {type: string, pii: none}
   diagnosis: {type: string, pii: none}
+  address: {type: string, pii: none}
   contact:
     type: object
     pii: none
@@ -57,6 +58,12 @@ properties:
   seats: {type: integer, pii: none}
   email: {type: string, pii: personal}
   diagnosis: {type: string, pii: sensitive}
+  address:
+    type: object
+    pii: none
+    properties:
+      city: {type: string, pii: none}
+      street: {type: string, pii: personal}
   contact:
     type: object
     pii: none
@@ -93,9 +100,10 @@ TRAIT_EMAIL = "old.app.identify@example.com"
 PHONE = "+34-91-5550199"
 GUEST_EMAIL = "old.app.guest@example.org"
 DIAGNOSIS = "old-app-diagnosis-qz31"
+ADDRESS = "12 Old-App Street, Springfield"
 CONTROL = "control-marker-v1-not-personal-9313"
 #: every raw value that must be in no file and no table
-RAW = (EMAIL, QUARANTINED_EMAIL, TRAIT_EMAIL, PHONE, GUEST_EMAIL, DIAGNOSIS)
+RAW = (EMAIL, QUARANTINED_EMAIL, TRAIT_EMAIL, PHONE, GUEST_EMAIL, DIAGNOSIS, ADDRESS)
 
 
 def _files(root: Path) -> list[Path]:
@@ -116,7 +124,9 @@ def test_an_old_version_stores_no_raw_value_a_newer_version_classes_personal(
          # seats is a string in 1.0.0 (an integer in 2.0.0): valid as 1.0.0 declares it
          "properties": {"marker": CONTROL, "seats": "three", "email": EMAIL,
                         "diagnosis": DIAGNOSIS, "contact": {"phone": PHONE},
-                        "guests": [{"guest_email": GUEST_EMAIL}]}},
+                        "guests": [{"guest_email": GUEST_EMAIL}],
+                        # a string in 1.0.0, an object with a personal street in 2.0.0
+                        "address": ADDRESS}},
         {"type": "identify", "userId": "u1", "messageId": "i1", "context": old_app,
          "traits": {"email": TRAIT_EMAIL}},
         # invalid for 1.0.0 (seats must be a string): bound for the quarantine
@@ -143,6 +153,7 @@ def test_an_old_version_stores_no_raw_value_a_newer_version_classes_personal(
     assert "diagnosis" not in signup
     assert signup["contact"] == {"phone": pseudonymise(PHONE, SECRET)}
     assert signup["guests"] == [{"guest_email": pseudonymise(GUEST_EMAIL, SECRET)}]
+    assert signup["address"] == pseudonymise(ADDRESS, SECRET)
     assert signup["seats"] == "three"
     assert signup["marker"] == CONTROL
     assert by_id["i1"]["traits"]["email"] == pseudonymise(TRAIT_EMAIL, SECRET)
