@@ -189,3 +189,21 @@ def test_another_version_of_the_same_type_or_with_nothing_protected_inside_chang
                          catalog.get("order_placed", "2")) == (
         {"address": {"city": "x", "street": pseudonymise("1 Main St", KEY)}}, 1)
 
+
+def test_a_url_another_version_declares_is_cleaned_in_every_version() -> None:
+    """``href`` and ``target.landing`` have ``format: uri`` only in 2.0.0: a 1.0.0 event's
+    are cleaned as ``[privacy] url_query`` says all the same (the query strings carry
+    sign-in tokens and e-mails whatever version the app declares)."""
+    uri = {"type": "string", "format": "uri"}
+    def clicked(version: int, fmt: dict[str, str]) -> EventSpec:
+        return EventSpec("link_clicked", Version(version), properties=(
+            PropertySpec("href", **fmt), PropertySpec("text", "string"),
+            PropertySpec("target", "object", properties=(PropertySpec("landing", **fmt),))))
+    guard, catalog = _guard(clicked(1, {"type": "string"}), clicked(2, uri),
+                            policy=PrivacyPolicy(secret=KEY, url_query="drop"))
+    sent = {"href": "https://b.example/r?token=s3cr3t", "text": "?a=b",
+            "target": {"landing": "https://b.example/l?email=a%40b.c#x"}}
+    for version in ("1", "2"):
+        assert guard.urls("track", {}, sent, None, catalog.get("link_clicked", version))[1] == {
+            "href": "https://b.example/r", "text": "?a=b",
+            "target": {"landing": "https://b.example/l"}}

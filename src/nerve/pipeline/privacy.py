@@ -50,6 +50,7 @@ __all__ = [
     "pseudonymise",
     "treatment",
     "truncate_ip",
+    "url_fields",
     "url_paths",
     "url_properties",
 ]
@@ -659,6 +660,28 @@ def url_paths(spec: EventSpec | None) -> tuple[UrlPath, ...]:
     if spec is None:
         return ()
     return tuple(path for p in spec.properties for path in _nested_urls(p, (p.name,)))
+
+
+def url_fields(spec: EventSpec, versions: Iterable[EventSpec]
+               ) -> tuple[tuple[str, ...], tuple[UrlPath, ...]]:
+    """``url_properties`` and ``url_paths`` of ``spec`` and of every other of ``versions``
+    (every version of its event), for ``protect_urls``: a property another version
+    declares with a URL format is cleaned in ``spec``'s events too, as
+    ``protecting_spec`` protects a field by its strictest version. A path the value is
+    not shaped for (a string where another version declares an object) leaves it as it
+    is. Worked out once per catalog (``Guard``).
+
+    >>> from nerve.catalog import Version
+    >>> v1 = EventSpec("link_clicked", Version(1), properties=(PropertySpec("href", "string"),))
+    >>> v2 = EventSpec("link_clicked", Version(2), properties=(
+    ...     PropertySpec("href", "string", format="uri"),))
+    >>> url_fields(v1, [v1, v2])
+    (('href',), ())
+    """
+    every = (spec, *(v for v in versions if v is not spec))
+    names = dict.fromkeys(name for v in every for name in url_properties(v))
+    paths = dict.fromkeys(path for v in every for path in url_paths(v))
+    return tuple(names), tuple(paths)
 
 
 def _is_url(prop: PropertySpec) -> bool:
