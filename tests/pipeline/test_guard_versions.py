@@ -9,6 +9,7 @@ worked out once when it is built.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from hypothesis import given, settings
@@ -136,3 +137,73 @@ def test_every_version_stores_what_the_strictest_version_of_each_field_would(
     for spec in catalog.versions("signup"):
         assert guard.payload(payload, spec)[0] == expected
         assert guard.payload(payload, spec, valid=False)[0] == expected
+
+
+def _order(version: int, address: PropertySpec, *extra: PropertySpec) -> EventSpec:
+    return EventSpec("order_placed", Version(version), properties=(address, *extra))
+
+
+STREET = PropertySpec("address", "object", properties=(
+    PropertySpec("city", "string"), PropertySpec("street", "string", pii="personal")))
+
+
+def test_a_field_another_version_declares_an_object_is_treated_by_its_inside() -> None:
+    """1.0.0 sends ``address`` as a string, ``pii: none``; 2.0.0 declares it an object
+    with a personal ``street``: the string holds the street, so it is hashed whole, as a
+    value not shaped as declared is."""
+    guard, catalog = _guard(_order(1, PropertySpec("address", "string")), _order(2, STREET))
+    sent = {"address": "1 Main St, Springfield"}
+    assert guard.payload(sent, catalog.get("order_placed", "1")) == (
+        {"address": pseudonymise("1 Main St, Springfield", KEY)}, 1)
+    assert guard.payload({"address": {"city": "x", "street": "1 Main St"}},
+                         catalog.get("order_placed", "2")) == (
+        {"address": {"city": "x", "street": pseudonymise("1 Main St", KEY)}}, 1)
+
+
+def test_the_strictest_inside_of_every_other_shape_applies() -> None:
+    """An array of sensitive items in 3.0.0 drops 1.0.0's string whole (stricter than 2.0.0's
+    personal ``street``); a ``drop`` handling inside applies as well."""
+    items = PropertySpec("address", "array", items=PropertySpec(
+        "items", "string", pii="sensitive"))
+    guard, catalog = _guard(_order(1, PropertySpec("address", "string"),
+                                   PropertySpec("plan", "string")),
+                            _order(2, STREET), _order(3, items))
+    assert guard.payload({"address": "1 Main St", "plan": "pro"},
+                         catalog.get("order_placed", "1")) == ({"plan": "pro"}, 1)
+    dropped = replace(STREET, properties=(PropertySpec(
+        "street", "string", pii="personal", handling="drop"),))
+    guard, catalog = _guard(_order(1, PropertySpec("address", "string")), _order(2, dropped))
+    assert guard.payload({"address": "1 Main St"}, catalog.get("order_placed", "1")) == ({}, 1)
+
+
+def test_another_version_of_the_same_type_or_with_nothing_protected_inside_changes_nothing(
+        ) -> None:
+    plain = PropertySpec("address", "object", properties=(PropertySpec("city", "string"),))
+    v1, v2 = _order(1, PropertySpec("address", "string")), _order(2, plain)
+    assert protecting_spec(v1, [v1, v2], POLICY) is v1
+    v3 = _order(3, PropertySpec("address", "object", properties=(
+        PropertySpec("street", "string", pii="personal"),)))
+    # an object sent under 2.0.0 is walked by the names inside it, not hashed whole
+    guard, catalog = _guard(v2, v3)
+    assert guard.payload({"address": {"city": "x", "street": "1 Main St"}},
+                         catalog.get("order_placed", "2")) == (
+        {"address": {"city": "x", "street": pseudonymise("1 Main St", KEY)}}, 1)
+
+
+def test_a_url_another_version_declares_is_cleaned_in_every_version() -> None:
+    """``href`` and ``target.landing`` have ``format: uri`` only in 2.0.0: a 1.0.0 event's
+    are cleaned as ``[privacy] url_query`` says all the same (the query strings carry
+    sign-in tokens and e-mails whatever version the app declares)."""
+    uri = {"type": "string", "format": "uri"}
+    def clicked(version: int, fmt: dict[str, str]) -> EventSpec:
+        return EventSpec("link_clicked", Version(version), properties=(
+            PropertySpec("href", **fmt), PropertySpec("text", "string"),
+            PropertySpec("target", "object", properties=(PropertySpec("landing", **fmt),))))
+    guard, catalog = _guard(clicked(1, {"type": "string"}), clicked(2, uri),
+                            policy=PrivacyPolicy(secret=KEY, url_query="drop"))
+    sent = {"href": "https://b.example/r?token=s3cr3t", "text": "?a=b",
+            "target": {"landing": "https://b.example/l?email=a%40b.c#x"}}
+    for version in ("1", "2"):
+        assert guard.urls("track", {}, sent, None, catalog.get("link_clicked", version))[1] == {
+            "href": "https://b.example/r", "text": "?a=b",
+            "target": {"landing": "https://b.example/l"}}

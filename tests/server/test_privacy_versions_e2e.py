@@ -31,6 +31,8 @@ properties:
   seats: {type: string, pii: none}
   email: {type: string, pii: none}
   diagnosis: {type: string, pii: none}
+  address: {type: string, pii: none}
+  href: {type: string, pii: none}
   contact:
     type: object
     pii: none
@@ -57,6 +59,13 @@ properties:
   seats: {type: integer, pii: none}
   email: {type: string, pii: personal}
   diagnosis: {type: string, pii: sensitive}
+  address:
+    type: object
+    pii: none
+    properties:
+      city: {type: string, pii: none}
+      street: {type: string, pii: personal}
+  href: {type: string, format: uri, pii: none}
   contact:
     type: object
     pii: none
@@ -93,9 +102,11 @@ TRAIT_EMAIL = "old.app.identify@example.com"
 PHONE = "+34-91-5550199"
 GUEST_EMAIL = "old.app.guest@example.org"
 DIAGNOSIS = "old-app-diagnosis-qz31"
+ADDRESS = "12 Old-App Street, Springfield"
+TOKEN = "old-app-reset-token-7f3k"
 CONTROL = "control-marker-v1-not-personal-9313"
 #: every raw value that must be in no file and no table
-RAW = (EMAIL, QUARANTINED_EMAIL, TRAIT_EMAIL, PHONE, GUEST_EMAIL, DIAGNOSIS)
+RAW = (EMAIL, QUARANTINED_EMAIL, TRAIT_EMAIL, PHONE, GUEST_EMAIL, DIAGNOSIS, ADDRESS, TOKEN)
 
 
 def _files(root: Path) -> list[Path]:
@@ -106,7 +117,8 @@ def test_an_old_version_stores_no_raw_value_a_newer_version_classes_personal(
         make_workspace: Callable[..., Workspace], serve: Callable[..., object]) -> None:
     ws = make_workspace({"signup.yaml": SIGNUP_V2, "versions/signup.v1.yaml": SIGNUP_V1,
                          "identify.yaml": IDENTIFY_V2,
-                         "versions/identify.v1.yaml": IDENTIFY_V1})
+                         "versions/identify.v1.yaml": IDENTIFY_V1},
+                        extra_toml='[privacy]\nurl_query = "drop"\n')
     ws.data_dir.mkdir(exist_ok=True)
     (ws.data_dir / "secret.key").write_bytes(SECRET)
     old_app = {"event_version": "1"}
@@ -116,7 +128,11 @@ def test_an_old_version_stores_no_raw_value_a_newer_version_classes_personal(
          # seats is a string in 1.0.0 (an integer in 2.0.0): valid as 1.0.0 declares it
          "properties": {"marker": CONTROL, "seats": "three", "email": EMAIL,
                         "diagnosis": DIAGNOSIS, "contact": {"phone": PHONE},
-                        "guests": [{"guest_email": GUEST_EMAIL}]}},
+                        "guests": [{"guest_email": GUEST_EMAIL}],
+                        # a string in 1.0.0, an object with a personal street in 2.0.0
+                        "address": ADDRESS,
+                        # format: uri in 2.0.0 only
+                        "href": f"https://app.example/reset?token={TOKEN}"}},
         {"type": "identify", "userId": "u1", "messageId": "i1", "context": old_app,
          "traits": {"email": TRAIT_EMAIL}},
         # invalid for 1.0.0 (seats must be a string): bound for the quarantine
@@ -143,6 +159,8 @@ def test_an_old_version_stores_no_raw_value_a_newer_version_classes_personal(
     assert "diagnosis" not in signup
     assert signup["contact"] == {"phone": pseudonymise(PHONE, SECRET)}
     assert signup["guests"] == [{"guest_email": pseudonymise(GUEST_EMAIL, SECRET)}]
+    assert signup["address"] == pseudonymise(ADDRESS, SECRET)
+    assert signup["href"] == "https://app.example/reset"
     assert signup["seats"] == "three"
     assert signup["marker"] == CONTROL
     assert by_id["i1"]["traits"]["email"] == pseudonymise(TRAIT_EMAIL, SECRET)

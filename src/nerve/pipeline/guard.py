@@ -24,6 +24,7 @@ from nerve.pipeline.privacy import (
     protect_urls,
     protecting_spec,
     pseudonymise,
+    url_fields,
     url_paths,
     url_properties,
 )
@@ -74,14 +75,15 @@ class Guard:
         #: spec id -> names that need nothing while their value holds no keys (an
         #: uncataloged name, or an object or array property: what is in it is judged too)
         self._loose: dict[int, set[str]] = {}
-        #: spec id -> its properties declared with a URL format: the top-level names
-        #: (``url_properties``) and the paths below (``url_paths``), for every version in
-        #: ``catalog`` now, so that the events' step only looks them up
+        #: spec id -> the properties any version of its event declares with a URL format:
+        #: the top-level names (``url_properties``) and the paths below (``url_paths``),
+        #: for every version in ``catalog`` now (``url_fields``), so that the events' step
+        #: only looks them up
         self._url_names: dict[int, tuple[tuple[str, ...], tuple[UrlPath, ...]]] = {}
         if catalog is not None and policy.url_query != "keep":
             for name in catalog.names():
                 for spec in catalog.versions(name):
-                    self._url_names[id(spec)] = (url_properties(spec), url_paths(spec))
+                    self._url_names[id(spec)] = url_fields(spec, catalog.versions(name))
         #: spec id -> the spec its payloads are protected by: each property as the
         #: strictest version of its event classes it (``protecting_spec``), worked out
         #: now so that an event pays one lookup; only specs some other version is

@@ -50,6 +50,7 @@ __all__ = [
     "pseudonymise",
     "treatment",
     "truncate_ip",
+    "url_fields",
     "url_paths",
     "url_properties",
 ]
@@ -439,6 +440,13 @@ def _protect_value(value: Any, prop: PropertySpec, name: str, event: str,
 _STRICTNESS = ("drop", "hash", "truncate", "keep")
 
 
+#: a class and handling that ``treatment`` gives each protective treatment, whatever the
+#: property's name (``allow_sensitive`` names none of them)
+_CLASS_OF: dict[Treatment, tuple[str, str | None]] = {
+    "drop": ("personal", "drop"), "hash": ("pseudonymous", None),
+    "truncate": ("personal", "truncate")}
+
+
 def _strictest(prop: PropertySpec, name: str, event: str, policy: PrivacyPolicy) -> Treatment:
     """The most protective treatment of the properties declared inside ``prop`` (an
     object's, an array's items and theirs), "keep" when none is protected."""
@@ -462,8 +470,12 @@ def protecting_spec(spec: EventSpec, versions: Iterable[EventSpec], policy: Priv
     is validated against it; but a field a newer version classes ``personal`` is personal
     data whatever version an old app says it sends (readers' masking reads every version
     too). A property only other versions declare is added when they protect it (an
-    invalid event bound for the quarantine may carry it). Worked out once per catalog
-    (``Guard``): the events' step only looks the result up.
+    invalid event bound for the quarantine may carry it). A property another version
+    declares with another type (``address`` a string here, an object with a personal
+    ``street`` there) is classed as the strictest class declared inside it there treats
+    values: ``spec``'s value is not shaped as that version declares, and may hold what it
+    holds. Worked out once per catalog (``Guard``): the events' step only looks the
+    result up.
 
     >>> from nerve.catalog import Version
     >>> v1 = EventSpec("signup", Version(1), properties=(PropertySpec("email", "string"),))
@@ -506,6 +518,16 @@ def _merge_prop(prop: PropertySpec, others: list[PropertySpec], name: str, event
     merged alike. ``name``: the property's, or the array's whose items these are."""
     strictest = min((prop, *others), key=lambda p: _STRICTNESS.index(
         treatment(p, name, event, policy)))
+    how = treatment(strictest, name, event, policy)
+    # a version that declares another type (``address`` a string in 1.0.0, an object
+    # with a personal ``street`` in 2.0.0): ``prop``'s value is not shaped as that
+    # version declares, so it is treated whole as the strictest class declared inside
+    # there, as ``_protect_value`` treats a value not shaped as its own spec declares
+    reshaped: Treatment = min((_strictest(q, name, event, policy) for q in others
+                                 if q.type != prop.type), key=_STRICTNESS.index, default="keep")
+    pii, handling = strictest.pii, strictest.handling
+    if _STRICTNESS.index(reshaped) < _STRICTNESS.index(how):
+        pii, handling = _CLASS_OF[reshaped]
     children = _merge_props(prop.properties, [q.properties for q in others], event, policy)
     inner = [q.items for q in others if q.items is not None]
     if prop.items is not None:
@@ -515,10 +537,10 @@ def _merge_prop(prop: PropertySpec, others: list[PropertySpec], name: str, event
                                 name, event, policy)
     else:
         items = None
-    if strictest is prop and children == prop.properties and items == prop.items:
+    if (pii, handling) == (prop.pii, prop.handling) and children == prop.properties \
+            and items == prop.items:
         return prop
-    return replace(prop, pii=strictest.pii, handling=strictest.handling, properties=children,
-                   items=items)
+    return replace(prop, pii=pii, handling=handling, properties=children, items=items)
 
 
 def _protected_only(prop: PropertySpec, name: str, event: str, policy: PrivacyPolicy
@@ -638,6 +660,28 @@ def url_paths(spec: EventSpec | None) -> tuple[UrlPath, ...]:
     if spec is None:
         return ()
     return tuple(path for p in spec.properties for path in _nested_urls(p, (p.name,)))
+
+
+def url_fields(spec: EventSpec, versions: Iterable[EventSpec]
+               ) -> tuple[tuple[str, ...], tuple[UrlPath, ...]]:
+    """``url_properties`` and ``url_paths`` of ``spec`` and of every other of ``versions``
+    (every version of its event), for ``protect_urls``: a property another version
+    declares with a URL format is cleaned in ``spec``'s events too, as
+    ``protecting_spec`` protects a field by its strictest version. A path the value is
+    not shaped for (a string where another version declares an object) leaves it as it
+    is. Worked out once per catalog (``Guard``).
+
+    >>> from nerve.catalog import Version
+    >>> v1 = EventSpec("link_clicked", Version(1), properties=(PropertySpec("href", "string"),))
+    >>> v2 = EventSpec("link_clicked", Version(2), properties=(
+    ...     PropertySpec("href", "string", format="uri"),))
+    >>> url_fields(v1, [v1, v2])
+    (('href',), ())
+    """
+    every = (spec, *(v for v in versions if v is not spec))
+    names = dict.fromkeys(name for v in every for name in url_properties(v))
+    paths = dict.fromkeys(path for v in every for path in url_paths(v))
+    return tuple(names), tuple(paths)
 
 
 def _is_url(prop: PropertySpec) -> bool:
