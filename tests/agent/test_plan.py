@@ -615,3 +615,19 @@ def test_a_word_of_an_event_names_it_only_when_its_verb_says_nothing_more(
     plan = plan_question(question, Vocabulary(VOCAB.metrics, events=_ACTS.events), TODAY)
     assert (plan.intent, plan.event) == ("unknown", None)
     assert "no metric or event" in plan.problems[0], plan.problems
+
+
+@pytest.mark.parametrize(("question", "since", "until"), [
+    ("orders by platform last week", date(2026, 11, 16), date(2026, 11, 22)),
+    ("orders last week by platform", date(2026, 11, 16), date(2026, 11, 22)),
+    ("orders by platform in the past week", date(2026, 11, 21), date(2026, 11, 27)),
+    ("orders by platform over the past month", date(2026, 10, 28), date(2026, 11, 27)),
+])
+def test_a_breakdown_over_a_period_is_answered(question: str, since: date,
+                                               until: date) -> None:
+    """"in the past week" was no period nerve read, so the breakdown was declined."""
+    plan = plan_question(question, VOCAB, TODAY)
+    assert (plan.intent, plan.metric, plan.by, plan.problems) == (
+        "breakdown", "orders", "platform", [])
+    assert plan.span is not None
+    assert (plan.span.since, plan.span.until) == (since, until)
