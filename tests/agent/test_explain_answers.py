@@ -15,7 +15,7 @@ import pytest
 
 from nerve.agent import Context, ask, run_tool
 from nerve.agent._answer import Builder
-from nerve.agent._render_explain import _drivers, _explain_caveats
+from nerve.agent._render_explain import _before, _drivers, _explain_caveats
 from nerve.anomaly._explain_words import MIN_SCORE
 from nerve.envelope import ENVELOPE_SCHEMA
 from nerve.workspace import Workspace
@@ -116,6 +116,25 @@ def test_a_why_question_whose_premise_is_wrong_is_told_so(demo_ctx: Context) -> 
         assert "did not drop" not in text
     rise = ask("why did sales rise last week?", demo_ctx)
     assert ("did not rise" in rise.answer) == (result["change"] <= 0)
+
+
+def test_a_why_answer_names_the_period_it_is_compared_with(demo_ctx: Context) -> None:
+    """"against 50 the period before" did not say which days those were: the same number
+    of days ending the day before the period asked, as `nerve explain --vs previous`."""
+    text, query, result = _explained(demo_ctx, "why did sales drop last week?")
+    since, until = (date.fromisoformat(d) for d in query["args"]["period"].split(".."))
+    assert (since.weekday(), (until - since).days) == (0, 6)  # a whole week, Monday first
+    before = (f"from {(since - timedelta(days=7)).isoformat()} to "
+              f"{(since - timedelta(days=1)).isoformat()}")
+    assert f"from {since.isoformat()} to {until.isoformat()}, against " in text, text
+    assert f" {before}, the same number of days just before (" in text, text
+    (period,) = result["baseline_periods"]
+    assert period["start"].startswith((since - timedelta(days=7)).isoformat())
+
+
+def test_a_why_answer_about_one_day_is_compared_with_the_day_before() -> None:
+    assert _before(date(2026, 11, 28), date(2026, 11, 28)) == "on 2026-11-27, the day before"
+    assert _before(None, date(2026, 11, 28)) == "the period before"
 
 
 def test_the_filter_of_a_why_question_reaches_the_explanation(demo_ctx: Context) -> None:

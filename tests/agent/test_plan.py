@@ -575,3 +575,59 @@ def test_what_changed_in_a_metric_asks_for_its_drivers(question: str) -> None:
     "how did orders change last week?", "revenue week over week", "what is our revenue?"])
 def test_a_change_asked_for_as_figures_is_still_a_comparison(question: str) -> None:
     assert plan(question).intent != "explain"
+
+
+#: search_performed names the act (search) and a verb that only says it happened;
+#: session_start's verb says more, and two events of one act leave it unsaid
+_ACTS = Vocabulary(
+    metrics=(*VOCAB.metrics,
+             MetricInfo("search_volume", "Search volume", counts="events",
+                        over="search_performed", events=("search_performed",))),
+    dimensions=VOCAB.dimensions,
+    events=(*VOCAB.events, "search_performed", "session_start", "payment_made",
+            "payment_done"))
+
+
+@pytest.mark.parametrize("question", [
+    "who searched last week?", "how many searches last week", "searching on ios yesterday",
+    "how many searches were performed", "how often did people search last week"])
+def test_the_act_of_an_event_names_it_in_any_form(question: str) -> None:
+    """"who searched?" mapped to no event of search_performed: its words were asked for
+    both, though "performed" only says the search happened."""
+    plan = plan_question(question, _ACTS, TODAY)
+    assert (plan.intent, plan.metric, plan.problems) == ("value", "search_volume", [])
+
+
+def test_an_event_no_metric_counts_is_named_by_its_act() -> None:
+    vocab = Vocabulary(VOCAB.metrics, events=_ACTS.events)
+    plan = plan_question("who searched the most?", vocab, TODAY)
+    assert plan.intent == "unknown"
+    assert plan.problems[0].startswith("the event search_performed is cataloged, but no "
+                                       "metric counts it"), plan.problems
+
+
+@pytest.mark.parametrize("question", [
+    "how many sessions yesterday",   # session_start: "start" says more than that it happened
+    "how many payments yesterday",   # payment_made and payment_done: which one is not said
+])
+def test_a_word_of_an_event_names_it_only_when_its_verb_says_nothing_more(
+        question: str) -> None:
+    plan = plan_question(question, Vocabulary(VOCAB.metrics, events=_ACTS.events), TODAY)
+    assert (plan.intent, plan.event) == ("unknown", None)
+    assert "no metric or event" in plan.problems[0], plan.problems
+
+
+@pytest.mark.parametrize(("question", "since", "until"), [
+    ("orders by platform last week", date(2026, 11, 16), date(2026, 11, 22)),
+    ("orders last week by platform", date(2026, 11, 16), date(2026, 11, 22)),
+    ("orders by platform in the past week", date(2026, 11, 21), date(2026, 11, 27)),
+    ("orders by platform over the past month", date(2026, 10, 28), date(2026, 11, 27)),
+])
+def test_a_breakdown_over_a_period_is_answered(question: str, since: date,
+                                               until: date) -> None:
+    """"in the past week" was no period nerve read, so the breakdown was declined."""
+    plan = plan_question(question, VOCAB, TODAY)
+    assert (plan.intent, plan.metric, plan.by, plan.problems) == (
+        "breakdown", "orders", "platform", [])
+    assert plan.span is not None
+    assert (plan.span.since, plan.span.until) == (since, until)

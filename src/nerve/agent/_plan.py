@@ -473,7 +473,9 @@ def _event_matches(text: str, vocab: Vocabulary) -> list[tuple[int, int, str]]:
     (``app_opened``, "app opened", "app openeds"), or, for a name of several words, by
     those words in any order and form next to each other ("opened the app", "app opens",
     "the app was opened" for ``app_opened``). Every word of the name must be said:
-    "the app" alone names no event."""
+    "the app" alone names no event; but a name whose verb only says its act happened
+    (search_performed) is named by the act alone, in any form ("searched", "searches"),
+    when no other event is."""
     found: list[tuple[int, int, str]] = []
 
     def take(start: int, end: int, event: str) -> None:
@@ -495,7 +497,28 @@ def _event_matches(text: str, vocab: Vocabulary) -> list[tuple[int, int, str]]:
             window = words[i: i + len(roots)]
             if sorted(w for _, _, w in window) == roots:
                 take(window[0][0], window[-1][1], event)
+    done = {event: _acted(event) for event in events}
+    for start, end, root in words:  # "searched", "searches" for search_performed
+        named = [event for event, acted in done.items() if acted == root]
+        if len(named) == 1:  # two events of that act: which is meant is not said
+            take(start, end, named[0])
     return sorted(found)
+
+
+#: verbs that say only that the act of an event's other word happened
+#: (search_performed, payment_made): the other word alone, in any form, names the event
+_DONE = frozenset({"performed", "done", "made", "executed", "triggered", "occurred",
+                   "happened", "conducted"})
+
+
+def _acted(event: str) -> str | None:
+    """The root of the act an event of two words names with a verb of :data:`_DONE`
+    ("search" of search_performed): said as a verb or a noun ("who searched", "how many
+    searches") it names the event. None for any other name: "session" alone does not
+    name session_start."""
+    words = _norm(event).split()
+    acts = [w for w in words if w not in _DONE]
+    return _root(acts[0]) if len(words) == 2 and len(acts) == 1 else None
 
 
 def _root(word: str) -> str:

@@ -228,7 +228,7 @@ def _explain(plan: Plan, ctx: Context, b: Builder) -> None:
     when = f"on {until.isoformat()}" if span.since == until else \
         f"from {period.replace('..', ' to ')}"
     against = "expected (the median of the same hours one to four weeks before)" \
-        if vs == "expected" else "the period before"
+        if vs == "expected" else _before(span.since, until)
     b.say(f"{label}{_filters(plan)} {moved} {obs} {when}, against {base} {against}{pct}.")
     _premise(plan, change, b)
     first = _first_of(plan, ctx)
@@ -242,6 +242,23 @@ def _explain(plan: Plan, ctx: Context, b: Builder) -> None:
     if not ctx.health():  # its caveats come from the recorded checks: say there are none
         b.caveats.append("no data-quality checks are recorded yet (run `nerve check`), so "
                          "this explanation carries no data-quality caveat")
+
+
+def _before(since: date | None, until: date) -> str:
+    """The period a "why" answer is compared with, in words and dates: as many days as
+    ``since..until``, ending the day before it starts (``nerve explain --vs previous``).
+
+    >>> _before(date(2026, 11, 23), date(2026, 11, 29))
+    'from 2026-11-16 to 2026-11-22, the same number of days just before'
+    """
+    if since is None:
+        return "the period before"
+    days = (until - since).days + 1
+    end = since - timedelta(days=1)
+    if days == 1:
+        return f"on {end.isoformat()}, the day before"
+    start = since - timedelta(days=days)
+    return f"from {start.isoformat()} to {end.isoformat()}, the same number of days just before"
 
 
 def _explain_caveats(caveats: list[dict[str, Any]], b: Builder) -> None:

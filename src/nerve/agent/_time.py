@@ -134,7 +134,11 @@ _RULES: tuple[tuple[str, str], ...] = (
     (rf"\b(?:on|for) ({_DATE})", "on"),
     (rf"\b(?:in the |over the |during the |for the )?(?:past|last|previous|trailing) "
      rf"(\d+|[a-z]+) {_UNIT}s?\b", "last_n"),
-    (r"\b(?:(?:in|over|during|for) the (?:last|past)|(?:the )?past) year\b", "past_year"),
+    (r"\b(?:(?:in|over|during|for) the (?:last|past)|(?:the |this )?past) year\b", "past_year"),
+    # "the past week": the 7 days before today, as "the past year" is the 12 months before
+    # it ("last week" is the calendar week)
+    (r"\b(?:(?:in|over|during|for) (?:the|this) |the |this )?past (week|month|quarter)\b",
+     "past_unit"),
     (r"\b(?:the )?day before yesterday\b", "dby"),
     (r"\byesterday\b", "yesterday"),
     (r"\btoday\b", "today"),
@@ -250,9 +254,9 @@ def _span(kind: str, groups: tuple[str | None, ...], today: date,
     if kind == "on":
         a = _day(groups[0] or "", today)
         return Span(a, a, phrase) if a else None
-    if kind in ("last_n", "past_year"):
+    if kind in ("last_n", "past_year", "past_unit"):
         raw, unit = (groups[0] or "", groups[1] or "day") if kind == "last_n" \
-            else ("1", "year")
+            else ("1", groups[0] or "week") if kind == "past_unit" else ("1", "year")
         n = int(raw) if raw.isdigit() else _WORDS.get(raw)
         if not n:
             return None
