@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,32 @@ def rows(ws: Workspace, sql: str) -> list[dict[str, Any]]:
         return list(result_json(warehouse.query(sql))["rows"])
     finally:
         warehouse.close()
+
+
+def files_below(root: Path) -> list[Path]:
+    """Every file below ``root``."""
+    return [p for p in root.rglob("*") if p.is_file()]
+
+
+def written_nowhere(ws: Workspace, raw: Iterable[str],
+                    segments: dict[Path, bytes] | None = None
+                    ) -> tuple[dict[Path, bytes], str]:
+    """Assert that no value of ``raw`` is in any file below the workspace, in the log's
+    ``segments`` read while the server ran (its final drain deletes them), or in any
+    table's values (DuckDB compresses its columns: a byte search alone could miss one).
+    Returns what was searched, the files' contents and the tables' values as text, for
+    the caller to show that the search sees the data (server stopped)."""
+    contents = {**(segments or {}), **{p: searchable(p) for p in files_below(ws.root)}}
+    tables = [r["table_name"] for r in rows(ws, "SELECT table_name FROM "
+                                                "information_schema.tables")]
+    assert {"events", "quarantine"} <= set(tables)
+    stored = repr([rows(ws, f'SELECT * FROM "{table}"') for table in tables])
+    for value in raw:
+        holders = [str(p.relative_to(ws.root)) for p, data in contents.items()
+                   if value.encode() in data]
+        assert holders == [], f"{value!r} was written raw to {holders}"
+        assert value not in stored, f"{value!r} is in the warehouse"
+    return contents, stored
 
 
 def searchable(path: Path) -> bytes:
