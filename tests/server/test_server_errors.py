@@ -203,6 +203,15 @@ def test_a_read_body_with_an_unknown_field_is_refused(client: Client) -> None:
     assert run["message"] == "unknown field(s) selct; expected select, now"
 
 
+def test_sql_with_both_query_and_sql_is_refused(client: Client) -> None:
+    """Both names of the one field: the server ran ``query`` and ignored ``sql``."""
+    admin = {"Authorization": f"Bearer {TOKEN}"}
+    both = assert_error_shape(client.post("/v1/admin/sql", json={"query": "SELECT 1",
+                                                                 "sql": "SELECT 2"},
+                                          headers=admin), 400, "invalid_field")
+    assert both["message"].startswith("query and sql: send the SQL in one of them, not both")
+
+
 def test_every_endpoint_accepts_its_call(client: Client, shop: Workspace) -> None:
     auth = basic(write_key(shop))
     calls = {
