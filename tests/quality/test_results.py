@@ -184,7 +184,8 @@ def test_exported_names() -> None:
         "CHECKS", "CheckResult", "ChecksConfig", "DEFAULTS", "HISTORY_TABLE", "Inputs",
         "Scheduler", "Sequence", "Status", "alert_text", "inputs_for", "junit_xml",
         "latest_results", "load_config", "record_results", "refuse_idle_selection",
-        "run_and_record", "run_checks", "send_alert", "start_scheduler", "worst",
+        "run_and_record", "run_checks", "send_alert", "start_scheduler", "withheld_figures",
+        "worst",
     ]
     for name in nerve.quality.__all__:
         assert getattr(nerve.quality, name) is not None

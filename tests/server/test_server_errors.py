@@ -8,6 +8,7 @@ real `nerve serve` process.
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip
 import logging
 import time
@@ -201,6 +202,36 @@ def test_a_read_body_with_an_unknown_field_is_refused(client: Client) -> None:
     run = assert_error_shape(client.post("/v1/admin/checks/run", json={"selct": ["volume"]},
                                          headers=admin), 400, "invalid_field")
     assert run["message"] == "unknown field(s) selct; expected select, now"
+
+
+def test_sql_with_both_query_and_sql_is_refused(client: Client) -> None:
+    """Both names of the one field: the server ran ``query`` and ignored ``sql``."""
+    admin = {"Authorization": f"Bearer {TOKEN}"}
+    both = assert_error_shape(client.post("/v1/admin/sql", json={"query": "SELECT 1",
+                                                                 "sql": "SELECT 2"},
+                                          headers=admin), 400, "invalid_field")
+    assert both["message"].startswith("query and sql: send the SQL in one of them, not both")
+
+
+def test_experiments_read_a_basic_header_as_ingest_does(client: Client,
+                                                        shop: Workspace) -> None:
+    """GET /v1/experiments decoded Basic leniently: junk around the base64 was skipped and
+    the key let in, where ingest refuses the header; it now says what ingest says."""
+    key = base64.b64encode(f"{write_key(shop)}:".encode()).decode()
+    malformed = {"Authorization": f"Basic !!{key}"}
+    ingest = assert_error_shape(client.post("/v1/batch", content=orjson.dumps(
+        {"batch": [order(1)]}), headers=malformed), 401, "unauthorized")
+    refused = assert_error_shape(client.get("/v1/experiments", headers=malformed), 401,
+                                 "unauthorized")
+    shared = ("the Authorization header holds no write key: its Basic credentials are not "
+              "base64 of `key:`; send `Authorization: Basic base64(key:)` with a source's "
+              "write key (nerve.toml [[sources]]), or ")
+    assert ingest["message"].startswith(shared)
+    assert refused["message"].startswith(shared)
+    unknown = assert_error_shape(client.get("/v1/experiments", headers=basic("not-a-key")),
+                                 401, "unauthorized")
+    assert unknown["message"].startswith("unknown write key")
+    assert client.get("/v1/experiments", headers=basic(write_key(shop))).status_code == 200
 
 
 def test_every_endpoint_accepts_its_call(client: Client, shop: Workspace) -> None:

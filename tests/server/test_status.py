@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import anyio
 import httpx
@@ -18,10 +20,11 @@ from serverkit import EVENTS, basic, order, write_key
 from nerve.catalog import Catalog
 from nerve.cli._common import Format
 from nerve.cli._serve import _status_rows
-from nerve.collector import Collector
+from nerve.collector import Collector, rows_to_record_batch
 from nerve.erasure import RetentionJob
 from nerve.loader import Loader
-from nerve.log import LogWriter
+from nerve.loader._commit import LogRange, commit_ranges
+from nerve.log import LogWriter, tally_row
 from nerve.server import NerveState, create_app
 from nerve.server.api.console import offline_status
 from nerve.warehouse import Warehouse
@@ -148,3 +151,42 @@ def test_log_files_set_aside_show_in_the_status(
     cut = next(r for r in caplog.records if r.name == "nerve.log")
     assert cut.__dict__["kept_as"] == str(ws.root / kept[0])
     assert cut.__dict__["cut_bytes"] == len(b"\x07garbage after the last frame" * 40)
+
+
+def _tally(consent: dict[str, int], refused: dict[tuple[str, str], int]) -> Any:
+    return rows_to_record_batch([tally_row(Counter(
+        {("consent", "web", event): n for event, n in consent.items()}
+        | {("refused", status, code): n for (status, code), n in refused.items()}))])
+
+
+def test_the_ledgers_last_day_of_withheld_and_refused_shows_in_the_status(
+        make_workspace: Callable[..., Workspace]) -> None:
+    """The status showed the collector's counters since the server started only: a
+    restart lost the consent drops and refusals the loader keeps in the ``loads`` ledger
+    (``withheld``), which `nerve check` reads. It now shows the ledger's last 24 h."""
+    ws = make_workspace(EVENTS)
+    with Warehouse.for_workspace(ws) as warehouse, LogWriter(ws.log_dir, "test") as log:
+        # two days ago: out of the window
+        commit_ranges(warehouse.cursor(), [LogRange("w0", "a.seg", 0, 10, [_tally(
+            {"signup": 50}, {("429", "rate_limited"): 9})])], dedup_window=None)
+        warehouse.cursor().execute('UPDATE loads SET "at" = "at" - INTERVAL 2 DAY')
+        commit_ranges(warehouse.cursor(), [
+            LogRange("w0", "a.seg", 10, 20, [_tally({"signup": 2}, {("401", "unauthorized"): 1})]),
+            LogRange("w1", "b.seg", 0, 30, [_tally({"signup": 1, "app_opened": 4},
+                                                   {("401", "unauthorized"): 1,
+                                                    ("400", "invalid_json"): 1})])],
+            dedup_window=None)
+        state = NerveState(workspace=ws, catalog=Catalog.load(ws.events_dir),
+                           warehouse=warehouse, log=log, admin_token=TOKEN)
+        answer = get(create_app(state), "/v1/status")
+    assert answer.status_code == 200, answer.text
+    expected = {"window_seconds": 86400.0, "recorded": True,
+                "consent": {"app_opened": 4, "signup": 3},
+                "refused": [{"status": 401, "code": "unauthorized", "requests": 2},
+                            {"status": 400, "code": "invalid_json", "requests": 1}]}
+    for body in (answer.json(), offline_status(ws)):
+        assert body["withheld"] == expected
+        shown = {row["what"]: row["value"] for row in _status_rows(body, Format.table)}
+        assert shown["withheld for consent, last 24 h"] == "app_opened: 4, signup: 3"
+        assert shown["refused requests, last 24 h"] == (
+            "401 unauthorized: 2, 400 invalid_json: 1")

@@ -143,7 +143,8 @@ def console_command(
 @handle_errors
 def status_command(ctx: typer.Context, fmt: FormatOption = Format.table) -> None:
     """The pipeline at a glance: events in the warehouse, the newest one, the log's
-    unloaded bytes, the collector's counters and whether the loader is failing.
+    unloaded bytes, the collector's counters and whether the loader is failing, and the
+    events withheld for consent and requests refused in the last 24 h (the loads ledger).
 
     From the running nerve serve (GET /v1/status), else from the workspace's files
     and log. The web console shows the same (nerve console).
@@ -209,6 +210,7 @@ def _status_rows(body: dict[str, Any], fmt: Format) -> list[dict[str, Any]]:
         *([(f"refused {since}",
             ", ".join(f"{k}: {n(v)}" for k, v in collector["refusals"].items())
             + " (the server's log says why)")] if collector.get("refusals") else []),
+        *_withheld_rows(body.get("withheld"), n),
         (f"{log['kind']} log, not loaded yet",
          f"unknown: {log['unreachable']}" if log.get("unreachable") else
          f"{n(log['backlog_bytes'])} bytes"),
@@ -240,6 +242,24 @@ def _status_rows(body: dict[str, Any], fmt: Format) -> list[dict[str, Any]]:
     if retention is not None:
         rows.append(_retention_row(retention, n))
     return [{"what": what, "value": value} for what, value in rows]
+
+
+def _withheld_rows(withheld: dict[str, Any] | None,
+                   n: Callable[[int], str]) -> list[tuple[str, str]]:
+    """The ledger's last 24 h: unlike the counters above, durable, from every collector
+    process, and not reset by a restart (none without a warehouse on this machine)."""
+    if withheld is None:
+        return []
+    if not withheld["recorded"]:
+        return [("withheld and refused, last 24 h", "not recorded: the warehouse's loads "
+                                                    "ledger has no withheld column")]
+    consent, refused = withheld["consent"], withheld["refused"]
+    return [
+        ("withheld for consent, last 24 h",
+         ", ".join(f"{event}: {n(count)}" for event, count in consent.items()) or "0"),
+        ("refused requests, last 24 h",
+         ", ".join(f"{r['status']} {r['code']}: {n(r['requests'])}" for r in refused)
+         or "0")]
 
 
 def _retention_row(retention: dict[str, Any], n: Callable[[int], str]) -> tuple[str, str]:

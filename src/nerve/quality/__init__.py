@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from nerve.quality._result import CheckResult, Status, worst
     from nerve.quality._runner import refuse_idle_selection, run_checks
     from nerve.quality._scheduler import Scheduler, inputs_for, run_and_record, start_scheduler
+    from nerve.quality._withheld import withheld_figures
 
 __all__ = [
     "CHECKS",
@@ -43,6 +44,7 @@ __all__ = [
     "run_checks",
     "send_alert",
     "start_scheduler",
+    "withheld_figures",
     "worst",
 ]
 
@@ -55,4 +57,5 @@ __getattr__ = names_from(__name__, {
     "_result": ("CheckResult", "Status", "worst"),
     "_runner": ("refuse_idle_selection", "run_checks"),
     "_scheduler": ("Scheduler", "inputs_for", "run_and_record", "start_scheduler"),
+    "_withheld": ("withheld_figures",),
 })

@@ -16,11 +16,11 @@ import orjson
 
 from nerve.quality import _scan
 from nerve.quality._context import Context
-from nerve.quality._engine import epoch_seconds
+from nerve.quality._engine import backend_name, epoch_seconds, has_table
 from nerve.quality._result import CheckResult, Status, fmt_count, fmt_duration, fmt_pct
 
-__all__ = ["Withheld", "check_refusals", "check_withheld", "consent_note", "withheld",
-           "withheld_count"]
+__all__ = ["Withheld", "check_refusals", "check_withheld", "consent_note", "read_withheld",
+           "withheld", "withheld_count", "withheld_figures"]
 
 #: statuses a client retries (the events come again): 408, 429 and 5xx
 _RETRIED = frozenset({408, 429})
@@ -51,23 +51,50 @@ class Withheld:
         return out
 
 
+def read_withheld(loads: Any, now: float, window: float) -> Withheld:
+    """What the ``loads`` ledger (an Ibis table, or None) says was not stored in the
+    ``window`` seconds before ``now`` (epoch seconds), by the ledger's ``at``."""
+    found = Withheld(ledger=loads is not None and "withheld" in loads.columns)
+    if loads is not None and found.ledger:
+        at = epoch_seconds(loads.at, backend_name(loads))
+        frame = loads.filter(at >= now - window, at <= now,
+                             loads.withheld.notnull()).select("withheld").to_pandas()
+        for text in frame["withheld"]:
+            found.add(orjson.loads(text))
+    return found
+
+
 def withheld(ctx: Context, window: float) -> Withheld:
-    """What the ledger says was not stored in the ``window`` seconds before ``ctx.now``
-    (one scan per window and run)."""
+    """``read_withheld`` of the run's ledger (one scan per window and run)."""
     key = f"withheld:{window}"
     if key in ctx.cache:
         cached: Withheld = ctx.cache[key]
         return cached
-    loads = ctx.inputs.loads
-    found = Withheld(ledger=loads is not None and "withheld" in loads.columns)
-    if loads is not None and found.ledger:
-        at = epoch_seconds(loads.at, ctx.inputs.backend)
-        frame = loads.filter(at >= ctx.now - window, at <= ctx.now,
-                             loads.withheld.notnull()).select("withheld").to_pandas()
-        for text in frame["withheld"]:
-            found.add(orjson.loads(text))
+    found = read_withheld(ctx.inputs.loads, ctx.now, window)
     ctx.cache[key] = found
     return found
+
+
+def withheld_figures(con: Any, now: float, window: float = 86400.0) -> dict[str, Any]:
+    """``nerve status``'s view of the ledger of the Ibis backend ``con``: consent drops
+    by event and refused requests by status and code over the ``window`` seconds before
+    ``now``, most first. ``recorded`` is False without a ledger (``withheld`` column)
+    to read them from; the counts are then empty.
+
+    >>> import ibis
+    >>> withheld_figures(ibis.duckdb.connect(), 0.0)["recorded"]
+    False
+    """
+    found = read_withheld(con.table("loads") if has_table(con, "loads") else None, now,
+                          window)
+    consent: Counter[str] = Counter()
+    for (_source, event), n in found.consent.items():
+        consent[event] += n
+    refused = sorted(found.refused.items(), key=lambda item: (-item[1], item[0]))
+    return {"window_seconds": window, "recorded": found.ledger,
+            "consent": dict(sorted(consent.items(), key=lambda item: (-item[1], item[0]))),
+            "refused": [{"status": status, "code": code, "requests": n}
+                        for (status, code), n in refused]}
 
 
 def _stored(ctx: Context, window: float) -> Counter[str]:

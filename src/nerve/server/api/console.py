@@ -6,11 +6,13 @@
   every figure comes through the read APIs, with the caller's token, so a reader sees
   what a reader may (personal values masked) and every read is audited.
 - ``GET /v1/status``: the pipeline at a glance: the collector's counters since the
-  server started, the log's backlog, the loader's totals and health, and the warehouse's
-  row counts and newest event, the workspace's time zone (the days the console's date
-  range counts), the catalog in use (and why an edit of events/ did
-  not replace it: ``catalog.problems``), and the retention job (its last run, and why
-  its latest scheduled run failed: ``retention.last_error``). A reader sees the files
+  server started, the log's backlog, the loader's totals and health, the warehouse's
+  row counts and newest event, what the ``loads`` ledger says was not stored in the last
+  24 h (``withheld``: consent drops by event, refused requests by status and code), the
+  workspace's time zone (the days the console's date range counts), the catalog in use
+  (and why an edit of events/ did not replace it: ``catalog.problems``), and the
+  retention job (its last run, and why its latest scheduled run failed:
+  ``retention.last_error``). A reader sees the files
   named there relative to the workspace (``events/signup.yaml:9: ...``): where the
   server keeps it is none of their business.
 - ``GET /v1/quarantine``: the console's quarantine panel: the 15 events with the most
@@ -98,6 +100,15 @@ def warehouse_figures(warehouse: Any) -> dict[str, Any]:
             "last_received_at": None if last is None else last.isoformat()}
 
 
+def _withheld_24h(warehouse: Any) -> dict[str, Any]:
+    """What the ``loads`` ledger says was not stored in the last 24 h (consent drops by
+    event, refused requests by status and code), durable and from every collector
+    process, as the ``withheld`` and ``refusals`` checks read it."""
+    from nerve.quality import withheld_figures  # noqa: PLC0415 - Ibis only when asked
+
+    return withheld_figures(warehouse.ibis(), time.time())
+
+
 async def status(request: Request) -> Response:
     state, warehouse = readable(request)
 
@@ -126,6 +137,7 @@ async def status(request: Request) -> Response:
                        "last_error": None if error is None else str(error).splitlines()[0],
                        "last_load_seconds": getattr(loader, "last_load_seconds", None)},
             "warehouse": warehouse_figures(warehouse),
+            "withheld": _withheld_24h(warehouse),
             "warehouse_disk": _disk_figures(
                 state.workspace, None if state.warehouse_free_bytes is None else
                 (state.warehouse_free_bytes, state.warehouse_needs_bytes or 0),
@@ -212,8 +224,9 @@ def catalog_figures(state: NerveState) -> dict[str, Any]:
 def offline_status(workspace: Workspace) -> dict[str, Any]:
     """``GET /v1/status``'s shape when no server runs: the workspace's files and log
     (``url`` and ``loader`` are None; the collector's counters are its last run's).
-    ``warehouse`` is None on a machine of NATS collectors without a warehouse file: the
-    server that loads the stream has it (an empty one used to be made and shown).
+    ``warehouse`` (and ``withheld``, read from its ledger) is None on a machine of NATS
+    collectors without a warehouse file: the server that loads the stream has it (an
+    empty one used to be made and shown).
     While NATS is out of reach, ``log.unreachable`` says so and ``log.backlog_bytes`` is
     None: the rest is still worth seeing (it was a bare error, or a traceback)."""
     from nerve.log import StreamSettings, backlog_bytes  # noqa: PLC0415
@@ -230,6 +243,7 @@ def offline_status(workspace: Workspace) -> dict[str, Any]:
         unloaded, unreachable = _stream_backlog(settings)
     path = Warehouse.file_of(workspace.warehouse_url)
     figures: dict[str, Any] | None = None
+    withheld: dict[str, Any] | None = None
     retention: dict[str, Any] | None = None
     collectors = live_collectors(workspace) if kind == "jetstream" else {}
     collector = pipeline_health(workspace, list(collectors.values()) if collectors else None)
@@ -241,6 +255,7 @@ def offline_status(workspace: Workspace) -> dict[str, Any]:
             Warehouse.for_workspace(workspace).close()  # a fresh workspace: the empty tables
         with Warehouse.for_workspace(workspace, read_only=True) as warehouse:
             figures = warehouse_figures(warehouse)
+            withheld = _withheld_24h(warehouse)
             retention = retention_figures(warehouse, workspace)
     return {"project": workspace.config.name, "timezone": workspace.config.timezone,
             "version": __version__, "url": None,
@@ -250,7 +265,7 @@ def offline_status(workspace: Workspace) -> dict[str, Any]:
                     "write_problem": write_problem(workspace) if kind == "local" else None,
                     "set_aside": set_aside(workspace) if kind == "local" else [],
                     **({"unreachable": unreachable} if kind == "jetstream" else {})},
-            "loader": None, "warehouse": figures,
+            "loader": None, "warehouse": figures, "withheld": withheld,
             "warehouse_disk": _disk_figures(workspace,
                                             warehouse_room(workspace, unloaded or 0)),
             "catalog": None, "retention": retention}

@@ -9,7 +9,6 @@ Definitions are read from ``experiments/`` on every request, so an edit is live.
 
 from __future__ import annotations
 
-import base64
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from nerve.collector import write_key_from_header
 from nerve.errors import PayloadError
 from nerve.experiments import get_experiment, load_experiments
 from nerve.governance import check_masked_filters, masked_fields_of, masked_text_of
@@ -34,20 +34,20 @@ from nerve.warehouse import analysis_events
 __all__ = ["routes"]
 
 
-def _write_key(request: Request) -> str | None:
-    scheme, _, value = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "basic":
-        try:
-            return base64.b64decode(value.strip()).decode().split(":", 1)[0]
-        except (ValueError, UnicodeDecodeError):
-            return None
-    return None
-
-
 async def definitions(request: Request) -> Response:
+    """A Basic header is read as ingest reads it (a write key, or ingest's 401 for a
+    header not base64 of ``key:`` or an unknown key); any other needs a reader's token."""
     state = nerve_state(request)
-    key = _write_key(request)
-    if key is None or state.workspace.source_for_key(key) is None:
+    authorization = request.headers.get("authorization")
+    scheme, _, _ = (authorization or "").strip().partition(" ")
+    if scheme.lower() == "basic":
+        key = write_key_from_header(authorization)
+        if key is None:
+            state.collector.authenticate_without_header(
+                authorization, None, where="a reader's or the admin's token as "
+                                           "`Authorization: Bearer <token>`")
+        state.collector.authenticate(key)
+    else:
         require_reader(request)
     found = await in_thread(load_experiments, state.workspace.root / "experiments",
                             state.workspace.config.timezone)

@@ -23,9 +23,13 @@ __all__ = ["routes"]
 
 
 async def sql(request: Request) -> Response:
-    """``{"query": "SELECT ..."}`` (or ``"sql"``) -> ``{"columns": [...], "rows": [{...}]}``."""
+    """``{"query": "SELECT ..."}`` (or ``"sql"``, not both) -> ``{"columns": [...],
+    "rows": [{...}]}``."""
     _, warehouse = readable(request)
     body = known_fields(await read_json(request), ("query", "sql"))
+    if "query" in body and "sql" in body:  # which one was meant? running either may mislead
+        raise PayloadError("query and sql: send the SQL in one of them, not both (they are "
+                           "two names of one field)", code="invalid_field")
     query = body.get("query", body.get("sql"))
     if query is not None and not isinstance(query, str):  # was "required": it is there
         field = "query" if "query" in body else "sql"
