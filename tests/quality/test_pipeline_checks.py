@@ -281,6 +281,8 @@ def test_freshness_fails_a_source_silent_for_longer_than_the_scan(inputs: Any) -
                 "source": "import", "historical": True}]
     events += [{"event": "old_banner", "timestamp": ago(days=50), "source": "web"}]
     events += [{"event": "removed", "timestamp": ago(days=50), "source": "web"}]
+    # silent for over a year before the scanned span: retired, not read again every run
+    events += [{"event": "page_view", "timestamp": ago(days=28 + 370), "source": "kiosk"}]
     results = run_checks(inputs(events), cat, now=NOW, select=["freshness"])
     web, = by(results, "freshness", source="web")
     assert web.event == "page_view"
@@ -295,6 +297,7 @@ def test_freshness_fails_a_source_silent_for_longer_than_the_scan(inputs: Any) -
     ios, = by(results, "freshness", source="ios")
     assert ios.status is Status.passed
     assert not by(results, "freshness", source="import")
+    assert not by(results, "freshness", source="kiosk")
     assert {r.event for r in results} == {"page_view"}
 
 
