@@ -10,7 +10,7 @@ import pytest
 from tests.quality.conftest import NOW, ago, catalog, spec
 
 from nerve.errors import UserError
-from nerve.quality import ChecksConfig, Status, run_checks
+from nerve.quality import ChecksConfig, Status, load_config, run_checks
 
 
 def by(results: list[Any], check: str, **dims: str) -> list[Any]:
@@ -266,6 +266,55 @@ def test_freshness_live_only(inputs: Any) -> None:
     ios, = by(results, "freshness", source="ios")
     assert ios.status is Status.passed
     assert not by(results, "freshness", source="import")
+
+
+def test_freshness_fails_a_source_silent_for_longer_than_the_scan(inputs: Any) -> None:
+    """A source whose last live event came before the 28 days the hourly profile scans got
+    no freshness result at all (`nerve check --now 2031-01-01` said nothing); retired
+    events and imports still get none."""
+    cat = catalog(spec("page_view"), spec("old_banner", status="deprecated"))
+    events = [{"event": "page_view", "timestamp": ago(days=40, minutes=10 * i),
+               "source": "web"} for i in range(100)]
+    events += [{"event": "page_view", "timestamp": ago(minutes=10 * i), "source": "ios"}
+               for i in range(6)]
+    events += [{"event": "page_view", "timestamp": ago(days=60), "received_at": ago(days=60),
+                "source": "import", "historical": True}]
+    events += [{"event": "old_banner", "timestamp": ago(days=50), "source": "web"}]
+    events += [{"event": "removed", "timestamp": ago(days=50), "source": "web"}]
+    # silent for over a year before the scanned span: retired, not read again every run
+    events += [{"event": "page_view", "timestamp": ago(days=28 + 370), "source": "kiosk"}]
+    results = run_checks(inputs(events), cat, now=NOW, select=["freshness"])
+    web, = by(results, "freshness", source="web")
+    assert web.event == "page_view"
+    assert web.status is Status.fail
+    assert web.observed == pytest.approx(40 * 86400)
+    assert web.since == ago(days=40)
+    assert web.expected == {"min": 0.0, "max": 7 * 86400}
+    assert web.message == (
+        "No live page_view event has arrived from source web for 40 days, since "
+        "2026-10-11 12:00 UTC: none in the 28 days the checks scan, so its usual rate is "
+        "unknown (expected one at least every 7 days).")
+    ios, = by(results, "freshness", source="ios")
+    assert ios.status is Status.passed
+    assert not by(results, "freshness", source="import")
+    assert not by(results, "freshness", source="kiosk")
+    assert {r.event for r in results} == {"page_view"}
+
+
+def test_freshness_of_a_long_silent_source_holds_configured_thresholds(
+        inputs: Any, tmp_path: Any) -> None:
+    # a monthly batch: silent for 40 days is late (warn_after 35d), not yet failed
+    (tmp_path / "checks.yaml").write_text(
+        "events:\n  invoice_sent:\n    freshness: {warn_after: 35d, fail_after: 70d}\n")
+    events = [{"event": "invoice_sent", "timestamp": ago(days=40), "source": "billing"}]
+    results = run_checks(inputs(events), now=NOW, config=load_config(tmp_path),
+                         select=["freshness"])
+    billing, = by(results, "freshness", source="billing")
+    assert billing.status is Status.warn
+    assert billing.expected == {"min": 0.0, "max": 35 * 86400}
+    after = run_checks(inputs(events), now=NOW + timedelta(days=31),
+                       config=load_config(tmp_path), select=["freshness"])
+    assert by(after, "freshness", source="billing")[0].status is Status.fail
 
 
 def test_loader_lag(inputs: Any) -> None:

@@ -336,18 +336,24 @@ def _auto_after(ctx: Context, event: str, source: str, rate_per_hour: float) -> 
     return warn, max(fail, warn)
 
 
-def check_freshness(ctx: Context, profile: pd.DataFrame) -> list[CheckResult]:
-    """Time since the last live event, per event and source; imports are not judged."""
-    if profile.empty:
-        return []
-    per = profile.groupby(["event", "source"], as_index=False).agg(
-        n=("n", "sum"), last_live=("last_live", "max"), first=("hour", "min"),
-        last=("hour", "max"))
+def check_freshness(ctx: Context, profile: pd.DataFrame,
+                    before: pd.DataFrame | None = None) -> list[CheckResult]:
+    """Time since the last live event, per event and source; imports are not judged.
+
+    ``before`` (``_scan.live_before``) holds the last live arrival of each event and
+    source before the profile's span: a pair that sent nothing live inside it is judged
+    from there (``_silent``), instead of getting no result at all.
+    """
     results = []
+    judged: set[tuple[str, str]] = set()
+    per = (profile.groupby(["event", "source"], as_index=False).agg(
+        n=("n", "sum"), last_live=("last_live", "max"), first=("hour", "min"),
+        last=("hour", "max")) if not profile.empty else profile)
     for row in per.itertuples():
         event, source = str(row.event), str(row.source)
         if pd.isna(row.last_live) or not ctx.cfg.enabled("freshness", event):
             continue  # only historical imports: freshness does not apply
+        judged.add((event, source))
         # the usual rate while this source sent this event (it may have started recently)
         rate = float(row.n) / max(1.0, float(row.last - row.first + 1))
         warn, fail = _auto_after(ctx, event, source, rate)
@@ -367,6 +373,52 @@ def check_freshness(ctx: Context, profile: pd.DataFrame) -> list[CheckResult]:
                                   dimensions={"source": source}, observed=age,
                                   expected={"min": 0.0, "max": warn}, unit="seconds",
                                   since=last if status is not Status.passed else None))
+    if before is not None and not before.empty:
+        results += _silent(ctx, before, judged)
+    return results
+
+
+def _retired(ctx: Context, event: str) -> bool:
+    """A deprecated or draft event may go quiet (as missing_events has it), and one no
+    longer in the catalog was removed after its deprecation: none is a source that stopped."""
+    if ctx.catalog is None:
+        return False
+    spec = ctx.catalog.get(event)
+    return spec is None or spec.status in ("deprecated", "draft")
+
+
+def _silent(ctx: Context, before: pd.DataFrame, judged: set[tuple[str, str]]
+            ) -> list[CheckResult]:
+    """The pairs whose last live event came before the profile's span. Their usual rate is
+    unknown (nothing in the span to count), so the auto thresholds are those of the
+    slowest rate, and an auto ``fail_after`` equals ``warn_after``: a silence longer than
+    everything the profile reads is a stop, not a quiet spell. Configured ones hold."""
+    span = _scan.profile_span(ctx.cfg)
+    results = []
+    for row in before.dropna(subset=["source", "last_live"]).itertuples():
+        event, source = str(row.event), str(row.source)
+        if ((event, source) in judged or not ctx.cfg.enabled("freshness", event)
+                or _retired(ctx, event)):
+            continue
+        warn, fail = _auto_after(ctx, event, source, 0.0)
+        if ctx.cfg.get("freshness", "fail_after", event) == "auto":
+            fail = warn
+        age = float(max(0.0, ctx.now - float(row.last_live)))
+        status = grade(age, warn, fail)
+        last = moment(row.last_live)
+        assert last is not None
+        message = (f"No live {event} event has arrived from source {source} for "
+                   f"{fmt_duration(age)}, since {fmt_time(last)}: none in the "
+                   f"{fmt_duration(span)} the checks scan, so its usual rate is unknown "
+                   f"(expected one at least every {fmt_duration(warn)}).")
+        if status is Status.passed:
+            message = (f"The last live {event} event from source {source} arrived "
+                       f"{fmt_duration(age)} ago (at most {fmt_duration(warn)} expected).")
+        results.append(ctx.result("freshness", status, message, event=event,
+                                  dimensions={"source": source}, observed=age,
+                                  expected={"min": 0.0, "max": warn}, unit="seconds",
+                                  since=last if status is not Status.passed else None,
+                                  details={"rate_known": False}))
     return results
 
 

@@ -126,7 +126,8 @@ def run_checks(
         ("withheld", lambda: check_withheld(ctx)),
         ("refusals", lambda: check_refusals(ctx)),
         ("natural_key_duplicates", lambda: check_natural_key_duplicates(ctx)),
-        ("freshness", lambda: check_freshness(ctx, profile())),
+        ("freshness", lambda: check_freshness(ctx, profile(), ctx.scan(
+            "before", lambda: _scan.live_before(inputs, cfg, moment)))),
         ("loader_lag", lambda: check_loader_lag(ctx, recent())),
         ("lateness", lambda: check_lateness(ctx, recent())),
         ("clock_skew", lambda: check_clock_skew(ctx, recent())),

@@ -18,8 +18,8 @@ from nerve.quality._config import ChecksConfig
 from nerve.quality._engine import Inputs, epoch_seconds, event_key, field_value, user_key
 from nerve.warehouse import one_of
 
-__all__ = ["duplicates_by_source", "hourly_profile", "loads_summary", "quarantine_summary",
-           "recent_live"]
+__all__ = ["duplicates_by_source", "hourly_profile", "live_before", "loads_summary",
+           "quarantine_summary", "recent_live"]
 
 
 def _cases(events: list[str], key: ir.StringValue, per_event: dict[str, float],
@@ -73,6 +73,34 @@ def hourly_profile(inputs: Inputs, cfg: ChecksConfig, now: float) -> pd.DataFram
         .agg(n=ibis._.count(), last=ibis._.ts.max(),
              # as of ``now``: a row received later (``--now`` in the past) was not there
              last_live=ibis._.received.max(where=~ibis._.historical & (ibis._.received <= now)))
+    )
+    return query.to_pandas()
+
+
+#: how far before the scanned span freshness looks for sources that went silent (seconds)
+SILENT_LOOK_BACK = 365 * 86400
+
+
+def live_before(inputs: Inputs, cfg: ChecksConfig, now: float) -> pd.DataFrame:
+    """The latest live ``received_at`` per event and source among the rows whose event
+    time is before the hourly profile's span: freshness judges the sources that went
+    silent longer ago than the profile sees from it.
+
+    One grouped max over the older rows of the ``SILENT_LOOK_BACK`` before that span, no
+    JSON (the checks run every few minutes: a source silent for over a year has been
+    retired, and reading all history each time would grow with it). The ``loads``
+    ledger cannot stand in: it records totals per load, not per event and source.
+    """
+    e = inputs.events
+    backend = inputs.backend
+    ts = epoch_seconds(e.timestamp, backend)
+    received = epoch_seconds(e.received_at, backend)
+    start = now - profile_span(cfg)
+    query = (
+        # as of ``now``, as in the profile: a row received later was not there
+        e.filter(ts < start, ts >= start - SILENT_LOOK_BACK, ~e.historical, received <= now)
+        .group_by(event=event_key(e), source=e.source)
+        .agg(last_live=received.max())
     )
     return query.to_pandas()
 
