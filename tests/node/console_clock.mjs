@@ -28,6 +28,13 @@ try {
   await page.route("**/v1/**", (route) => route.abort("connectionrefused"));
   await page.clock.fastForward("10:00");
   await page.clock.runFor(1000);
+  // the refused requests settle in real time: on a loaded machine, give them up to 10 s
+  for (let i = 0; i < 100; i++) {
+    const said = await page.evaluate(() => document.getElementById("status-error").textContent);
+    if (said !== "") break;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await page.clock.runFor(100);
+  }
   const after = await seen();
   console.log(JSON.stringify({ before, after, errors }));
 } finally {

@@ -350,10 +350,11 @@ def test_public_names_are_pinned() -> None:
 
     assert sorted(nerve.log.__all__) == [
         "DEFAULT_MAX_BACKLOG", "LogClosedError", "LogWriter", "Segment", "SegmentRead",
-        "StreamLink", "StreamReader", "StreamSettings", "StreamWriter", "Tail", "abandoned",
-        "acknowledge", "backlog_bytes", "list_segments", "max_backlog", "open_log",
-        "read_segment", "recover_segment", "salvage_sealed", "set_aside", "set_aside_files",
-        "write_problem", "writer_ids"]
+        "StreamLink", "StreamReader", "StreamSettings", "StreamWriter", "TALLY_TYPE", "Tail",
+        "Tally", "abandoned", "acknowledge", "backlog_bytes", "list_segments", "max_backlog",
+        "merge_tallies", "open_log", "read_segment", "recover_segment", "salvage_sealed",
+        "set_aside", "set_aside_files", "split_tallies", "tally_row", "write_problem",
+        "writer_ids"]
     assert sorted(nerve.loader.__all__) == ["DEFAULT_DEDUP_WINDOW", "LoadStats", "Loader",
                                            "Pace", "StreamLoader", "parse_window"]
     assert sorted(nerve.warehouse.__all__) == [

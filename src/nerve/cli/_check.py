@@ -41,7 +41,6 @@ from nerve.quality import (
     Status,
     junit_xml,
     load_config,
-    refuse_idle_selection,
     worst,
 )
 from nerve.workspace import Workspace
@@ -156,6 +155,8 @@ def collect(ws: Workspace, select: list[str], now: datetime | None) -> list[Chec
     catalog = Catalog.load(ws.events_dir)
     # report a bad checks.yaml (or one naming events the catalog lacks) before anything
     config = load_config(ws.root, ws.config.raw, catalog)
+    from nerve.quality import refuse_idle_selection  # noqa: PLC0415 - loads the engines
+
     refuse_idle_selection(config, select)  # an empty run would exit 0, checking nothing
     server = running_server(ws)
     if server is not None:
